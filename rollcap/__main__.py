@@ -1,0 +1,3 @@
+from rollcap.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,340 @@
+"""The rollcap.toml schema.
+
+Every field's ``description`` is operator documentation: the shipped sample
+config, docs/config.md and the rollcap.toml(5) man page are all generated from
+these models (see ``rollcap.config.render``), so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Linux interface names: at most 15 bytes, no '/', no whitespace. We are stricter
+# (no shell metacharacters at all) because the name ends up in file names and keys.
+_IFACE_RE = re.compile(r"^[A-Za-z0-9_.@:+-]{1,15}$")
+_HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$")
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9!_.*'()/-]*$")
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+KEY_PLACEHOLDERS = ("prefix", "host", "iface", "start", "seq", "ext")
+DEFAULT_KEY_TEMPLATE = (
+    "{prefix}/{host}/{start:%Y}/{start:%m}/{start:%d}/"
+    "{host}-{iface}-{start:%Y%m%dT%H%M%SZ}-{seq:06d}{ext}"
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class CaptureConfig(_Section):
+    """What tcpdump captures and how often its files rotate."""
+
+    interface: str = Field(
+        "any", description='Interface to capture on (tcpdump -i): "any" or an interface name.'
+    )
+    filter: str = Field(
+        "",
+        description="BPF filter expression. Passed to tcpdump as arguments, never through "
+        "a shell; compiled with tcpdump -d before capture starts.",
+    )
+    snaplen: int = Field(
+        262144, ge=64, le=262144, description="Bytes kept of each packet (tcpdump -s)."
+    )
+    rotate_seconds: int = Field(
+        600,
+        ge=10,
+        le=86400,
+        description="Start a new file after this many seconds (tcpdump -G). rollcap also "
+        "rotates a quiet link, where tcpdump alone would keep the file open forever.",
+    )
+    rotate_megabytes: int = Field(
+        1000,
+        ge=1,
+        le=100000,
+        description="Start a new file after this many millions of bytes (tcpdump -C).",
+    )
+    buffer_kib: int = Field(
+        0,
+        ge=0,
+        le=4194304,
+        description="Kernel capture buffer in KiB (tcpdump -B); 0 keeps libpcap's default "
+        "(2 MiB). Raise it on busy links if the journal reports kernel drops.",
+    )
+    user: str = Field(
+        "tcpdump",
+        description="User tcpdump switches to after opening the interface (tcpdump -Z). "
+        "Output files are created as this user.",
+    )
+    hostname: str = Field(
+        "",
+        description="Host name written into file names and object keys; empty means the "
+        "machine's short host name.",
+    )
+    exclude_offload_traffic: bool = Field(
+        True,
+        description="When the destination is a network endpoint, add a filter clause that "
+        "excludes the offload service's own connections to it, so uploads are not "
+        "captured again.",
+    )
+    tcpdump_path: str = Field("/usr/bin/tcpdump", description="The tcpdump binary to run.")
+
+    @field_validator("interface")
+    @classmethod
+    def _interface(cls, v: str) -> str:
+        if not _IFACE_RE.fullmatch(v):
+            raise ValueError(
+                '"any" or an interface name of 1-15 characters from A-Z a-z 0-9 _ . @ : + -'
+            )
+        return v
+
+    @field_validator("filter")
+    @classmethod
+    def _filter(cls, v: str) -> str:
+        if any(ord(c) < 0x20 and c not in "\t\n" for c in v) or "\x7f" in v:
+            raise ValueError("must not contain control characters")
+        if len(v) > 8192:
+            raise ValueError("must be at most 8192 characters")
+        return v
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v: str) -> str:
+        if not _USER_RE.fullmatch(v):
+            raise ValueError("a system user name (lowercase letters, digits, _ and -)")
+        return v
+
+    @field_validator("hostname")
+    @classmethod
+    def _hostname(cls, v: str) -> str:
+        if v and not _HOST_RE.fullmatch(v):
+            raise ValueError("a host name of letters, digits, '.' and '-' (at most 63)")
+        if ".." in v:
+            raise ValueError("must not contain '..'")
+        return v
+
+    @field_validator("tcpdump_path")
+    @classmethod
+    def _tcpdump_path(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError("an absolute path")
+        return v
+
+
+class SpoolConfig(_Section):
+    """Where capture files wait for offload, and how much room they may take."""
+
+    directory: str = Field(
+        "/var/spool/rollcap",
+        description="Spool directory. tcpdump writes into work/, finished files wait in "
+        "ready/, files that are not valid pcap go to quarantine/.",
+    )
+    max_megabytes: int = Field(
+        10000,
+        ge=10,
+        le=100_000_000,
+        description="Budget in millions of bytes for everything in the spool. When it is "
+        "reached, on_full decides what happens.",
+    )
+    min_free_percent: float = Field(
+        10,
+        ge=0,
+        le=90,
+        description="Never leave the spool's filesystem with less free space than this.",
+    )
+    on_full: Literal["drop-oldest", "pause-capture"] = Field(
+        "drop-oldest",
+        description='"drop-oldest" deletes the oldest finished files (a ring buffer); '
+        '"pause-capture" stops tcpdump until space returns.',
+    )
+    group: str = Field(
+        "rollcap",
+        description="Group that owns finished files; the offload service's user must be in "
+        "it. Captures are never world-readable.",
+    )
+
+    @field_validator("directory")
+    @classmethod
+    def _directory(cls, v: str) -> str:
+        p = PurePosixPath(v)
+        if not p.is_absolute() or ".." in p.parts:
+            raise ValueError("an absolute path without '..'")
+        if str(p) == "/":
+            raise ValueError("must not be the root directory")
+        return str(p)
+
+    @field_validator("group")
+    @classmethod
+    def _group(cls, v: str) -> str:
+        if not _USER_RE.fullmatch(v):
+            raise ValueError("a system group name (lowercase letters, digits, _ and -)")
+        return v
+
+
+class OffloadConfig(_Section):
+    """Where finished captures go and how they get there."""
+
+    destination: str = Field(
+        "file:///var/lib/rollcap/archive",
+        description='"file:///absolute/path" for a local archive (the default, no cloud '
+        'account needed) or "s3://bucket/prefix" for S3 and S3-compatible servers.',
+    )
+    endpoint_url: str = Field(
+        "",
+        description="S3-compatible endpoint, e.g. http://127.0.0.1:8333; empty means AWS.",
+    )
+    region: str = Field("", description="S3 region; empty uses the AWS default chain.")
+    compression: Literal["zstd", "gzip", "none"] = Field(
+        "zstd",
+        description="Compression before upload. Wireshark, tshark and capinfos read "
+        ".pcap.zst and .pcap.gz directly.",
+    )
+    compression_level: int = Field(
+        0,
+        ge=0,
+        le=19,
+        description="Compression level; 0 means the codec's default (zstd 3, gzip 6).",
+    )
+    concurrency: int = Field(
+        4, ge=1, le=64, description="Files (and multipart parts) transferred in parallel."
+    )
+    key_template: str = Field(
+        DEFAULT_KEY_TEMPLATE,
+        description="Object key (or path below a file:// archive). Placeholders: {prefix} "
+        "{host} {iface} {start:STRFTIME} {seq:FORMAT} {ext}. Keys never leave the prefix.",
+    )
+    archive_max_megabytes: int = Field(
+        50000,
+        ge=1,
+        le=100_000_000,
+        description="file:// only: size budget of the local archive; the oldest objects "
+        "are removed first, so a default install is a self-maintaining ring.",
+    )
+    rescan_seconds: int = Field(
+        60,
+        ge=1,
+        le=3600,
+        description="Rescan ready/ this often as a backstop for missed inotify events.",
+    )
+    retry_max_seconds: int = Field(
+        300,
+        ge=1,
+        le=3600,
+        description="Cap of the jittered exponential backoff between retries of a failed "
+        "upload. Failures are retried forever; the spool budget bounds the backlog.",
+    )
+    s3_checksums: Literal["when_required", "when_supported"] = Field(
+        "when_required",
+        description="botocore's request_checksum_calculation. boto3 >= 1.36 defaults to "
+        '"when_supported", which several S3-compatible servers reject; rollcap sends '
+        "and verifies its own SHA-256 either way.",
+    )
+
+    @field_validator("destination")
+    @classmethod
+    def _destination(cls, v: str) -> str:
+        u = urlsplit(v)
+        if u.scheme == "file":
+            if u.netloc not in ("", "localhost"):
+                raise ValueError("file:// URLs take an absolute path: file:///var/lib/...")
+            p = PurePosixPath(u.path)
+            if not p.is_absolute() or ".." in p.parts or str(p) == "/":
+                raise ValueError("file:// needs an absolute path without '..'")
+            if u.query or u.fragment:
+                raise ValueError("file:// URLs take no query or fragment")
+            return v
+        if u.scheme == "s3":
+            if "@" in u.netloc:
+                raise ValueError(
+                    "credentials must not be written into the URL; use the AWS credential "
+                    "chain or LoadCredential="
+                )
+            if not _BUCKET_RE.fullmatch(u.netloc):
+                raise ValueError(
+                    "s3://BUCKET/prefix with a valid bucket name (3-63 of a-z 0-9 . -)"
+                )
+            prefix = u.path.strip("/")
+            if not _PREFIX_RE.fullmatch(prefix) or ".." in prefix.split("/") or "//" in prefix:
+                raise ValueError("the prefix may use A-Z a-z 0-9 ! _ . * ' ( ) - / and no '..'")
+            if u.query or u.fragment:
+                raise ValueError("s3:// URLs take no query or fragment")
+            return v
+        raise ValueError('"file:///path" or "s3://bucket/prefix"')
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        if not v:
+            return v
+        u = urlsplit(v)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise ValueError("an http:// or https:// URL, e.g. http://127.0.0.1:8333")
+        if u.username or u.password:
+            raise ValueError("credentials must not be written into the URL")
+        try:
+            u.port  # noqa: B018 - raises on a bad port
+        except ValueError as e:
+            raise ValueError(f"bad port: {e}") from None
+        return v
+
+    @field_validator("key_template")
+    @classmethod
+    def _key_template(cls, v: str) -> str:
+        from rollcap.keys import validate_template  # local import: keys imports schema
+
+        validate_template(v)
+        return v
+
+    @property
+    def is_s3(self) -> bool:
+        return self.destination.startswith("s3://")
+
+    @property
+    def bucket(self) -> str:
+        return urlsplit(self.destination).netloc
+
+    @property
+    def prefix(self) -> str:
+        """s3: the key prefix; file: the archive's absolute path."""
+        u = urlsplit(self.destination)
+        return u.path.strip("/") if self.is_s3 else u.path
+
+    @property
+    def extension(self) -> str:
+        return {"zstd": ".pcap.zst", "gzip": ".pcap.gz", "none": ".pcap"}[self.compression]
+
+
+class LogConfig(_Section):
+    """Logging."""
+
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Lowest level sent to the journal (or stderr outside systemd)."
+    )
+
+
+class RollcapConfig(_Section):
+    """The whole /etc/rollcap.toml."""
+
+    capture: CaptureConfig = Field(default_factory=CaptureConfig)  # type: ignore[arg-type]
+    spool: SpoolConfig = Field(default_factory=SpoolConfig)  # type: ignore[arg-type]
+    offload: OffloadConfig = Field(default_factory=OffloadConfig)  # type: ignore[arg-type]
+    log: LogConfig = Field(default_factory=LogConfig)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> RollcapConfig:
+        if not self.offload.is_s3:
+            archive = PurePosixPath(self.offload.prefix)
+            spool = PurePosixPath(self.spool.directory)
+            if archive == spool or spool in archive.parents or archive in spool.parents:
+                raise ValueError(
+                    "offload.destination: the archive must not be inside the spool or contain it"
+                )
+        elif self.offload.endpoint_url == "" and self.offload.region == "":
+            pass  # AWS with the default region chain: fine
+        return self

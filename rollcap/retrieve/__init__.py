@@ -1,0 +1,1 @@
+"""Finding and fetching captures back from the destination."""
