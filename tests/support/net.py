@@ -6,12 +6,28 @@ router solicitations or MLD reports and packet counts stay exact.
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-SHARED_PCAPS = Path(__file__).resolve().parents[2].parent / "shared" / "pcaps"
+
+
+def _find_shared_pcaps() -> Path:
+    """../shared/pcaps beside the clone (CI), or any ancestor's shared/pcaps."""
+    env = os.environ.get("ROLLCAP_SHARED_PCAPS")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        cand = parent / "shared" / "pcaps"
+        if cand.is_dir():
+            return cand
+    return here.parents[3] / "shared" / "pcaps"
+
+
+SHARED_PCAPS = _find_shared_pcaps()
 
 
 def _run(*args: str) -> None:
