@@ -328,6 +328,12 @@ class RollcapConfig(_Section):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RollcapConfig:
+        if self.spool.max_megabytes < 2 * self.capture.rotate_megabytes:
+            raise ValueError(
+                f"spool.max_megabytes: must be at least twice capture.rotate_megabytes "
+                f"({2 * self.capture.rotate_megabytes}) so a finished file and the one being "
+                f"written both fit, got {self.spool.max_megabytes}"
+            )
         if not self.offload.is_s3:
             archive = PurePosixPath(self.offload.prefix)
             spool = PurePosixPath(self.spool.directory)
@@ -335,6 +341,4 @@ class RollcapConfig(_Section):
                 raise ValueError(
                     "offload.destination: the archive must not be inside the spool or contain it"
                 )
-        elif self.offload.endpoint_url == "" and self.offload.region == "":
-            pass  # AWS with the default region chain: fine
         return self
