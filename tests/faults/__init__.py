@@ -1,0 +1,1 @@
+"""Fault-injection suite (issue 7): real tcpdump, SeaweedFS and inotify; run with `pytest tests/faults`."""

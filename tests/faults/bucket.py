@@ -1,0 +1,116 @@
+"""Read back everything the offload stored: list, download, decompress, count."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.faults.pcaprec import BadPcap, Ledger, decompress, parse
+
+
+@dataclass
+class StoredObject:
+    key: str
+    size: int
+    metadata: dict[str, str]
+    stored_sha256: str
+    content_sha256: str  # of the decompressed pcap
+    packets: int
+    truncated: bool
+    error: str = ""
+
+
+@dataclass
+class BucketView:
+    objects: list[StoredObject] = field(default_factory=list)
+    ledger: Ledger = field(default_factory=Ledger)
+
+    @property
+    def by_content(self) -> dict[str, list[StoredObject]]:
+        out: dict[str, list[StoredObject]] = {}
+        for o in self.objects:
+            out.setdefault(o.content_sha256, []).append(o)
+        return out
+
+
+def list_keys(client: Any, bucket: str, prefix: str) -> list[str]:
+    keys: list[str] = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    return keys
+
+
+def read_bucket(client: Any, bucket: str, prefix: str) -> BucketView:
+    view = BucketView()
+    for key in list_keys(client, bucket, prefix):
+        got = client.get_object(Bucket=bucket, Key=key)
+        blob = got["Body"].read()
+        meta = {k.lower(): v for k, v in got.get("Metadata", {}).items()}
+        try:
+            raw = decompress(key, blob)
+            parsed = parse(raw)
+            err = ""
+        except (BadPcap, Exception) as e:  # noqa: BLE001 - every failure is a finding
+            raw, parsed, err = b"", None, f"{type(e).__name__}: {e}"
+        obj = StoredObject(
+            key=key,
+            size=len(blob),
+            metadata=meta,
+            stored_sha256=hashlib.sha256(blob).hexdigest(),
+            content_sha256=hashlib.sha256(raw).hexdigest(),
+            packets=len(parsed.records) if parsed else 0,
+            truncated=parsed.truncated if parsed else True,
+            error=err,
+        )
+        view.objects.append(obj)
+        if parsed:
+            view.ledger.add(parsed.records)
+    return view
+
+
+def stale_multipart_uploads(client: Any, bucket: str, prefix: str) -> list[str]:
+    resp = client.list_multipart_uploads(Bucket=bucket, Prefix=prefix)
+    return [u["Key"] for u in resp.get("Uploads", [])]
+
+
+def object_problems(view: BucketView) -> list[str]:
+    """Partial, unreadable or self-inconsistent objects."""
+    out = []
+    for o in view.objects:
+        if o.error:
+            out.append(f"{o.key}: unreadable ({o.error})")
+        elif o.truncated:
+            out.append(f"{o.key}: pcap is cut off")
+        sha = o.metadata.get("rollcap-sha256")
+        if sha and sha != o.stored_sha256:
+            out.append(f"{o.key}: rollcap-sha256 {sha} != stored bytes {o.stored_sha256}")
+        psha = o.metadata.get("rollcap-pcap-sha256")
+        if psha and not o.error and psha != o.content_sha256:
+            out.append(f"{o.key}: rollcap-pcap-sha256 does not match the decompressed pcap")
+        n = o.metadata.get("rollcap-packets")
+        if n and not o.error and int(n) != o.packets:
+            out.append(f"{o.key}: rollcap-packets {n} != {o.packets} records")
+    for sha, objs in view.by_content.items():
+        if len(objs) > 1 and sha != hashlib.sha256(b"").hexdigest():
+            out.append(f"same capture stored twice: {[o.key for o in objs]}")
+    return out
+
+
+def local_archive_view(root: Path) -> BucketView:
+    """The same for a file:// destination (sidecars ignored)."""
+    view = BucketView()
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or ".pcap" not in p.name or p.name.endswith(".json"):
+            continue
+        blob = p.read_bytes()
+        raw = decompress(p.name, blob)
+        parsed = parse(raw)
+        view.objects.append(
+            StoredObject(str(p.relative_to(root)), len(blob), {},
+                         hashlib.sha256(blob).hexdigest(), hashlib.sha256(raw).hexdigest(),
+                         len(parsed.records), parsed.truncated)  # fmt: skip
+        )
+        view.ledger.add(parsed.records)
+    return view

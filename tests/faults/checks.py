@@ -1,0 +1,84 @@
+"""End-to-end accounting shared by the cases: what reached ready/ vs what is stored."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from tests.faults.bucket import BucketView, object_problems, stale_multipart_uploads
+from tests.faults.pcaprec import BadPcap
+from tests.faults.rig import Rig
+
+
+@dataclass
+class Account:
+    replayed: int
+    in_files: int  # unique packets in every file that reached ready/
+    stored: int  # unique packets in the objects
+    lost: int  # packets of ready/ files that no object holds
+    duplicated: int  # extra copies across objects
+    files_seen: int
+    objects: int
+    problems: list[str] = field(default_factory=list)
+
+    def row(self) -> dict[str, object]:
+        return {"packets_in": self.replayed, "packets_out": self.stored,
+                "lost": self.lost, "duplicated": self.duplicated}  # fmt: skip
+
+
+def dropped_names(log_text: str) -> set[str]:
+    """ready/ file names that capture says it dropped for the spool budget."""
+    out = set()
+    for line in log_text.splitlines():
+        if re.search(r"drop", line, re.I):
+            out.update(re.findall(r"\d{8}T\d{6}Z-\d{6,}_[^\s/\]\"',]+\.pcap", line))
+    return out
+
+
+def account(rig: Rig, *, capture_log: str = "", expect_quarantine: bool = False,
+            extra_records: set[bytes] | None = None) -> Account:  # fmt: skip
+    """Compare every file the watcher saw in ready/ with the bucket.
+
+    Problems collected (each one a finding):
+    - an object that is cut off, unreadable, or inconsistent with its metadata
+    - the same capture stored twice, or a packet stored twice
+    - a ready/ file deleted while no listed object held its content
+      (deleted before verification) unless capture logged it as budget-dropped
+    - a ready/ file that is not a whole pcap (capture must hand off repaired files)
+    - a multipart upload left behind
+    """
+    assert rig.watcher is not None
+    view: BucketView = rig.bucket()
+    problems = object_problems(view)
+    stale = stale_multipart_uploads(rig.client, rig.s3.bucket, rig.prefix + "/")
+    if stale:
+        problems.append(f"{len(stale)} multipart upload(s) left incomplete: {stale[:3]}")
+    dropped = dropped_names(capture_log)
+    by_content = view.by_content
+    written: set[bytes] = set(extra_records or ())
+    for s in rig.watcher.history:
+        try:
+            parsed = s.parsed()
+        except BadPcap as e:
+            if not expect_quarantine:
+                problems.append(f"ready/{s.name}: not a pcap ({e})")
+            continue
+        if parsed.truncated:
+            problems.append(f"ready/{s.name}: last record cut off ({parsed.total_bytes - parsed.whole_bytes} bytes)")
+        if s.name in dropped:
+            continue
+        written.update(parsed.records)
+        if s.gone is not None and s.gone_how == "deleted":
+            holders = {o.key for o in by_content.get(s.sha256(), [])}
+            if not holders:
+                problems.append(f"ready/{s.name}: deleted but no object holds it")
+            elif not holders & s.listing_at_gone:
+                problems.append(f"ready/{s.name}: deleted before its object {sorted(holders)} was listed")
+    if rig.watcher.overflowed:
+        problems.append("watcher: inotify queue overflowed, accounting incomplete")
+    lost = sum(1 for r in written if r not in view.ledger.counts)
+    return Account(
+        replayed=rig.replayed, in_files=len(written), stored=view.ledger.unique, lost=lost,
+        duplicated=view.ledger.duplicated, files_seen=len(rig.watcher.history),
+        objects=len(view.objects), problems=problems,
+    )  # fmt: skip

@@ -1,0 +1,139 @@
+"""An independent pcap record reader for the ledger (deliberately not rollcap.pcapfile).
+
+The suite must not trust the code it checks, so objects and spool files are
+read back here with a second, minimal implementation.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import struct
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zstandard
+
+_MAGIC = {
+    b"\xd4\xc3\xb2\xa1": "<",
+    b"\xa1\xb2\xc3\xd4": ">",
+    b"\x4d\x3c\xb2\xa1": "<",
+    b"\xa1\xb2\x3c\x4d": ">",
+}
+
+
+class BadPcap(ValueError):
+    pass
+
+
+@dataclass
+class Parsed:
+    records: list[bytes]  # sha256 digests of (ts_sec, ts_frac, captured bytes)
+    whole_bytes: int  # bytes up to the end of the last complete record
+    total_bytes: int
+
+    @property
+    def truncated(self) -> bool:
+        return self.whole_bytes != self.total_bytes
+
+
+def parse(data: bytes) -> Parsed:
+    """Every complete record's identity; a cut-off tail is reported, not hidden."""
+    if len(data) < 24 or data[:4] not in _MAGIC:
+        raise BadPcap(f"not a classic pcap ({data[:4].hex()!r}, {len(data)} bytes)")
+    rec = struct.Struct(_MAGIC[data[:4]] + "IIII")
+    off, out = 24, []
+    while off + 16 <= len(data):
+        sec, frac, incl, _orig = rec.unpack_from(data, off)
+        end = off + 16 + incl
+        if end > len(data) or incl > 16 * 1024 * 1024:
+            break
+        # The capture timestamp is part of the identity: a replay loop sends the
+        # same bytes again, but the kernel stamps each copy with a new time.
+        out.append(hashlib.sha256(struct.pack("<II", sec, frac) + data[off + 16 : end]).digest())
+        off = end
+    return Parsed(out, off, len(data))
+
+
+def decompress(name: str, blob: bytes) -> bytes:
+    if name.endswith(".zst"):
+        with zstandard.ZstdDecompressor().stream_reader(blob) as r:
+            return r.read()
+    if name.endswith(".gz"):
+        return gzip.decompress(blob)
+    return blob
+
+
+def parse_file(path: Path) -> Parsed:
+    return parse(decompress(path.name, path.read_bytes()))
+
+
+@dataclass
+class Ledger:
+    """Packets seen per source; duplicates are records present more than once overall."""
+
+    counts: Counter[bytes] = field(default_factory=Counter)
+    sources: int = 0
+
+    def add(self, records: Iterable[bytes]) -> None:
+        self.sources += 1
+        self.counts.update(records)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def unique(self) -> int:
+        return len(self.counts)
+
+    @property
+    def duplicated(self) -> int:
+        return sum(c - 1 for c in self.counts.values() if c > 1)
+
+    def missing_from(self, expected: Iterable[bytes]) -> int:
+        return sum(1 for r in set(expected) if r not in self.counts)
+
+
+def iter_records(paths: Iterable[Path]) -> Iterator[bytes]:
+    for p in paths:
+        yield from parse_file(p).records
+
+
+def timestamps(data: bytes) -> list[float]:
+    """Capture times of the complete records (for phase-by-phase counts)."""
+    if len(data) < 24 or data[:4] not in _MAGIC:
+        raise BadPcap("not a classic pcap")
+    endian = _MAGIC[data[:4]]
+    per_s = 1e9 if data[:4] in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d") else 1e6
+    rec = struct.Struct(endian + "IIII")
+    off, out = 24, []
+    while off + 16 <= len(data):
+        sec, frac, incl, _orig = rec.unpack_from(data, off)
+        if off + 16 + incl > len(data):
+            break
+        out.append(sec + frac / per_s)
+        off += 16 + incl
+    return out
+
+
+def synth(src: bytes, loops: int, t0: float) -> bytes:
+    """A classic pcap holding src's records `loops` times with fresh, increasing times."""
+    if src[:4] != b"\xd4\xc3\xb2\xa1":
+        raise BadPcap("synth wants a little-endian microsecond pcap")
+    rec = struct.Struct("<IIII")
+    bodies = []
+    off = 24
+    while off + 16 <= len(src):
+        _s, _f, incl, orig = rec.unpack_from(src, off)
+        bodies.append((incl, orig, src[off + 16 : off + 16 + incl]))
+        off += 16 + incl
+    out = [src[:24]]
+    us = int(t0 * 1_000_000)
+    for _ in range(loops):
+        for incl, orig, body in bodies:
+            us += 37
+            out.append(rec.pack(us // 1_000_000, us % 1_000_000, incl, orig) + body)
+    return b"".join(out)
