@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.faults.pcaprec import BadPcap, Ledger, decompress, parse
+from tests.faults.pcaprec import Ledger, decompress, parse, timestamps
 
 
 @dataclass
@@ -20,12 +20,16 @@ class StoredObject:
     packets: int
     truncated: bool
     error: str = ""
+    times: list[float] = field(default_factory=list)  # capture time of each record
 
 
 @dataclass
 class BucketView:
     objects: list[StoredObject] = field(default_factory=list)
     ledger: Ledger = field(default_factory=Ledger)
+
+    def packets_since(self, t: float) -> int:
+        return sum(1 for o in self.objects for x in o.times if x >= t)
 
     @property
     def by_content(self) -> dict[str, list[StoredObject]]:
@@ -52,7 +56,7 @@ def read_bucket(client: Any, bucket: str, prefix: str) -> BucketView:
             raw = decompress(key, blob)
             parsed = parse(raw)
             err = ""
-        except (BadPcap, Exception) as e:  # noqa: BLE001 - every failure is a finding
+        except Exception as e:  # every failure is a finding
             raw, parsed, err = b"", None, f"{type(e).__name__}: {e}"
         obj = StoredObject(
             key=key,
@@ -63,6 +67,7 @@ def read_bucket(client: Any, bucket: str, prefix: str) -> BucketView:
             packets=len(parsed.records) if parsed else 0,
             truncated=parsed.truncated if parsed else True,
             error=err,
+            times=timestamps(raw) if parsed else [],
         )
         view.objects.append(obj)
         if parsed:
@@ -108,9 +113,15 @@ def local_archive_view(root: Path) -> BucketView:
         raw = decompress(p.name, blob)
         parsed = parse(raw)
         view.objects.append(
-            StoredObject(str(p.relative_to(root)), len(blob), {},
-                         hashlib.sha256(blob).hexdigest(), hashlib.sha256(raw).hexdigest(),
-                         len(parsed.records), parsed.truncated)  # fmt: skip
+            StoredObject(
+                str(p.relative_to(root)),
+                len(blob),
+                {},
+                hashlib.sha256(blob).hexdigest(),
+                hashlib.sha256(raw).hexdigest(),
+                len(parsed.records),
+                parsed.truncated,
+            )  # fmt: skip
         )
         view.ledger.add(parsed.records)
     return view

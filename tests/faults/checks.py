@@ -64,7 +64,9 @@ def account(rig: Rig, *, capture_log: str = "", expect_quarantine: bool = False,
                 problems.append(f"ready/{s.name}: not a pcap ({e})")
             continue
         if parsed.truncated:
-            problems.append(f"ready/{s.name}: last record cut off ({parsed.total_bytes - parsed.whole_bytes} bytes)")
+            problems.append(
+                f"ready/{s.name}: last record cut off ({parsed.total_bytes - parsed.whole_bytes} bytes)"
+            )
         if s.name in dropped:
             continue
         written.update(parsed.records)
@@ -73,7 +75,9 @@ def account(rig: Rig, *, capture_log: str = "", expect_quarantine: bool = False,
             if not holders:
                 problems.append(f"ready/{s.name}: deleted but no object holds it")
             elif not holders & s.listing_at_gone:
-                problems.append(f"ready/{s.name}: deleted before its object {sorted(holders)} was listed")
+                problems.append(
+                    f"ready/{s.name}: deleted before its object {sorted(holders)} was listed"
+                )
     if rig.watcher.overflowed:
         problems.append("watcher: inotify queue overflowed, accounting incomplete")
     lost = sum(1 for r in written if r not in view.ledger.counts)

@@ -114,7 +114,15 @@ class Daemon:
         with self.log.open("ab") as f:
             f.write(f"=== faults: start #{self.starts} at {time.time():.3f}\n".encode())
         logf = self.log.open("ab")
-        argv = [*self.wrapper, sys.executable, "-m", "rollcap", self.kind, "--config", str(self.config)]
+        argv = [
+            *self.wrapper,
+            sys.executable,
+            "-m",
+            "rollcap",
+            self.kind,
+            "--config",
+            str(self.config),
+        ]
         self.proc = subprocess.Popen(
             argv, cwd=REPO, env=base_env(self.env), stdout=logf, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
@@ -203,7 +211,9 @@ def run_rollcap(args: list[str], env: dict[str, str] | None = None,
         with contextlib.suppress(ProcessLookupError):
             os.killpg(p.pid, signal.SIGKILL)
         out, err = p.communicate()
-        return subprocess.CompletedProcess(p.args, -9, out, err + "\n[faults: killed after timeout]")
+        return subprocess.CompletedProcess(
+            p.args, -9, out, err + "\n[faults: killed after timeout]"
+        )
     return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
 

@@ -70,12 +70,14 @@ class Rig:
 
     def wait_capturing(self, cap: Daemon, timeout: float = 30) -> int:
         """Until a tcpdump of ours runs and has had time to open its socket."""
+
         def up() -> int | None:
             if not cap.running():
                 raise AssertionError(f"capture exited ({cap.proc and cap.proc.returncode}):\n"
                                      + cap.tail())  # fmt: skip
             pids = self.tcpdumps()
             return pids[0] if pids else None
+
         pid: int = wait_for(up, timeout, what="tcpdump to run\n" + cap.tail())
         # tcpdump opens the interface right after exec; give it its first block
         time.sleep(1.0)
@@ -126,9 +128,15 @@ class Rig:
         return total
 
     def wait_drained(self, timeout: float = 60) -> None:
-        """ready/ empty (everything uploaded or quarantined)."""
-        wait_for(lambda: not self.ready_files(), timeout, 0.2,
-                 what=f"ready/ to drain; left: {self.ready_files()[:5]}")  # fmt: skip
+        """ready/ empty (everything uploaded or quarantined); fails at once if an offload died."""
+
+        def drained() -> bool:
+            for d in self._daemons:
+                if d.kind == "offload" and d.proc is not None and not d.running():
+                    raise AssertionError(f"offload exited ({d.proc.returncode}):\n{d.tail()}")
+            return not self.ready_files()
+
+        wait_for(drained, timeout, 0.2, what="ready/ to drain")
 
     def mount_tmpfs(self, megabytes: int) -> None:
         subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m,mode=0755",
@@ -145,7 +153,7 @@ class Rig:
     def listing(self) -> frozenset[str]:
         try:
             return frozenset(list_keys(self.client, self.s3.bucket, self.prefix + "/"))
-        except Exception:  # noqa: BLE001 - S3 down during an outage case
+        except Exception:
             return frozenset({"<listing failed>"})
 
     def bucket(self) -> BucketView:

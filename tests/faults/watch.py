@@ -108,7 +108,8 @@ class ReadyWatcher:
             if self.keep_fds:
                 with contextlib.suppress(OSError):
                     fd = os.open(
-                        self.ready / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+                        self.ready / name,
+                        os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
                     )
                     if not stat.S_ISREG(os.fstat(fd).st_mode):
                         os.close(fd)
@@ -145,7 +146,9 @@ class ReadyWatcher:
                 wd, mask, cookie, length = _EVENT.unpack_from(buf)
                 if len(buf) < _EVENT.size + length:
                     break
-                name = buf[_EVENT.size : _EVENT.size + length].rstrip(b"\0").decode(errors="replace")
+                name = (
+                    buf[_EVENT.size : _EVENT.size + length].rstrip(b"\0").decode(errors="replace")
+                )
                 buf = buf[_EVENT.size + length :]
                 if mask & IN_Q_OVERFLOW:
                     self.overflowed = True

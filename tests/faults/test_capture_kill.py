@@ -1,0 +1,121 @@
+"""Case 2: kill -9 tcpdump, and separately the capture supervisor, while traffic flows.
+
+"Nothing already written is lost": tcpdump legitimately loses what it had not
+written yet (its kernel block, its stdio buffer) and what arrives while no
+tcpdump runs. So the reference is what reached a file: right after each kill
+the test reads every whole record already in work/, and it keeps every file
+that reaches ready/; each of those packets must end up in exactly one object.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+
+import pytest
+
+from tests.faults.checks import account
+from tests.faults.pcaprec import BadPcap, parse
+from tests.faults.proc import wait_for
+from tests.faults.rig import Rig
+
+KILLS = 5
+PPS = 4000
+
+
+def _written_in_work(rig: Rig) -> set[bytes]:
+    out: set[bytes] = set()
+    for p in sorted((rig.spool / "work").glob("*.pcap*")):
+        try:
+            out.update(parse(p.read_bytes()).records)
+        except (OSError, BadPcap):
+            continue  # handed off meanwhile (the watcher has it) or only a header
+    return out
+
+
+def _new_tcpdump(rig: Rig, old: set[int], timeout: float) -> float:
+    """Seconds until a tcpdump of ours that is not one of `old` runs."""
+    t0 = time.monotonic()
+    wait_for(lambda: set(rig.tcpdumps()) - old, timeout, 0.02, what="tcpdump to be restarted")
+    return time.monotonic() - t0
+
+
+def _finish(rig: Rig, cap, off) -> None:  # type: ignore[no-untyped-def]
+    time.sleep(1.5)  # tcpdump's last kernel block reaches the file
+    assert cap.stop(timeout=30) == 0, "capture did not stop cleanly:\n" + cap.tail()
+    rig.wait_drained(90)
+    off.stop()
+
+
+@pytest.mark.case("2a. kill -9 tcpdump x5 during traffic")
+@pytest.mark.hard_timeout(180)
+def test_tcpdump_killed(rig: Rig, rng: random.Random, reliability) -> None:  # type: ignore[no-untyped-def]
+    rig.configure(capture={"rotate_megabytes": 1, "rotate_seconds": 10})
+    cap, off = rig.daemon("capture"), rig.daemon("offload")
+    cap.start()
+    rig.wait_capturing(cap)
+    rig.watch()
+    off.start()
+    traffic = rig.replay_async(loops=14, pps=PPS)  # ~19 s of traffic
+    written: set[bytes] = set()
+    restart_s: list[float] = []
+    for _ in range(KILLS):
+        time.sleep(rng.uniform(1.5, 3.0))
+        pids = set(rig.tcpdumps())
+        assert pids, "no tcpdump running:\n" + cap.tail()
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        written |= _written_in_work(rig)
+        restart_s.append(_new_tcpdump(rig, pids, 10))
+    assert traffic.wait(120) == 0
+    _finish(rig, cap, off)
+    acc = account(rig, capture_log=cap.text(), extra_records=written)
+    reliability.record(
+        runs=KILLS, **acc.row(),
+        notes=f"seed {reliability.seed}; tcpdump back after max {max(restart_s):.1f} s; "
+        f"{acc.in_files} packets reached files (the rest arrived while no tcpdump ran or "
+        f"sat in the killed tcpdump's buffers); {acc.files_seen} files, {acc.objects} objects",
+    )  # fmt: skip
+    assert cap.running() is False
+    assert not acc.problems, "\n".join(acc.problems)
+    assert acc.lost == 0 and acc.duplicated == 0
+    assert max(restart_s) <= 2.0, f"tcpdump restarts took {restart_s} s (spec: within 2 s)"
+
+
+@pytest.mark.case("2b. kill -9 capture supervisor x5 during traffic")
+@pytest.mark.hard_timeout(180)
+def test_supervisor_killed(rig: Rig, rng: random.Random, reliability) -> None:  # type: ignore[no-untyped-def]
+    rig.configure(capture={"rotate_megabytes": 1, "rotate_seconds": 10})
+    cap, off = rig.daemon("capture"), rig.daemon("offload")
+    cap.start()
+    rig.wait_capturing(cap)
+    rig.watch()
+    off.start()
+    traffic = rig.replay_async(loops=14, pps=PPS)
+    written: set[bytes] = set()
+    back_s: list[float] = []
+    for _ in range(KILLS):
+        time.sleep(rng.uniform(1.5, 3.0))
+        old = set(rig.tcpdumps())
+        # systemd: main process SIGKILLed, the rest of the cgroup (tcpdump) gets SIGTERM
+        cap.kill9_like_systemd()
+        written |= _written_in_work(rig)
+        t0 = time.monotonic()
+        cap.start()  # Restart=on-failure (RestartSec=0 here)
+        _new_tcpdump(rig, old, 20)
+        back_s.append(time.monotonic() - t0)
+    assert traffic.wait(120) == 0
+    _finish(rig, cap, off)
+    acc = account(rig, capture_log=cap.text(), extra_records=written)
+    reliability.record(
+        runs=KILLS, **acc.row(),
+        notes=f"seed {reliability.seed}; capturing again {max(back_s):.1f} s (max) after the "
+        f"restart; {acc.in_files} packets reached files; {acc.files_seen} files, "
+        f"{acc.objects} objects",
+    )  # fmt: skip
+    assert not acc.problems, "\n".join(acc.problems)
+    assert acc.lost == 0 and acc.duplicated == 0
+    # a restarted supervisor must capture again promptly (python start + tcpdump -d + exec)
+    assert max(back_s) <= 5.0, f"capture restarts took {back_s} s"
