@@ -20,33 +20,33 @@ from tests.faults.proc import Daemon
 from tests.faults.rig import Rig
 
 KILLS = 20
-_BUSY = re.compile(r"upload|compress|put|multipart", re.I)
+_BUSY = re.compile(r"uploaded|uploading|compressing|multipart", re.I)
 
 
-def _busy(rig: Rig, off: Daemon, log_mark: int) -> bool:
-    """The offload is working on a file: a temp file exists or it logged progress."""
+def _tmp_names(rig: Rig) -> set[str]:
     try:
-        if any((rig.spool / "tmp").iterdir()):
-            return True
+        return {p.name for p in (rig.spool / "tmp").iterdir()}
     except FileNotFoundError:
-        pass
-    return bool(_BUSY.search(off.text()[log_mark:]))
+        return set()
 
 
 def _kill_during_work(rig: Rig, off: Daemon, rng: random.Random, max_wait: float) -> bool:
-    """Start the offload, wait until it works on something, kill -9 it at a random moment.
+    """Start the offload, wait until it works on a file, kill -9 it at a random moment.
 
-    Returns whether the kill landed while it was busy.
+    Working = a temp file that was not there at start (stale ones from earlier
+    kills do not count) or a log line about an upload. Returns whether the
+    kill landed while it was working.
     """
     mark = len(off.text())
+    stale = _tmp_names(rig)
     off.start()
     deadline = time.monotonic() + max_wait
     busy = False
     while time.monotonic() < deadline and off.running():
-        if _busy(rig, off, mark):
+        if _tmp_names(rig) - stale or _BUSY.search(off.text()[mark:]):
             busy = True
             break
-        time.sleep(0.01)
+        time.sleep(0.005)
     time.sleep(rng.uniform(0.0, 0.4))
     assert off.running(), "offload exited by itself:\n" + off.tail()
     off.kill9()
