@@ -17,6 +17,10 @@ from rollcap.errors import ConfigError
 _ALLOWED = {"prefix", "host", "iface", "start", "seq", "ext"}
 _REQUIRED = {"host", "seq", "start"}
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9!_.*'()/:@+=-]+$")
+MAX_KEY_BYTES = 1024  # S3's limit
+# Widths and precisions in a placeholder's format spec ("{seq:06d}", "%10Y"):
+# anything larger only pads, and a huge one would build a gigabyte-sized key.
+_MAX_WIDTH = 64
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ def validate_template(template: str) -> None:
     except ValueError as e:
         raise ValueError(f"not a valid template: {e}") from None
     names = set()
-    for _literal, name, _spec, conv in parsed:
+    for _literal, name, spec, conv in parsed:
         if name is None:
             continue
         if name not in _ALLOWED:
@@ -44,6 +48,11 @@ def validate_template(template: str) -> None:
             raise ValueError(f"unknown placeholder {{{name}}}; allowed: {allowed}")
         if conv:
             raise ValueError(f"placeholder {{{name}}} takes no !conversion")
+        widths = [int(n) for n in re.findall(r"\d+", spec or "")]
+        if any(w > _MAX_WIDTH for w in widths):
+            raise ValueError(
+                f"placeholder {{{name}}}: width {max(widths)} in {spec!r} is over {_MAX_WIDTH}"
+            )
         names.add(name)
     missing = _REQUIRED - names
     if missing:
@@ -70,6 +79,8 @@ def render_unchecked(template: str, f: KeyFields) -> str:
 
 def check_key(key: str, prefix: str) -> str:
     """Return the key if it is safe and below prefix, else raise ValueError."""
+    if len(key.encode()) > MAX_KEY_BYTES:
+        raise ValueError(f"key of {len(key.encode())} bytes is longer than {MAX_KEY_BYTES}")
     parts = key.split("/")
     if key.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise ValueError(f"key {key!r} has an empty, '.' or '..' path segment")
