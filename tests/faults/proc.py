@@ -217,13 +217,14 @@ def run_rollcap(args: list[str], env: dict[str, str] | None = None,
     return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
 
-def wait_for(cond, timeout: float, interval: float = 0.1, what: str = "condition"):  # type: ignore[no-untyped-def]
-    """Poll cond() until truthy; return its value, or raise with `what`."""
+def wait_for(cond, timeout: float, interval: float = 0.1, what: object = "condition"):  # type: ignore[no-untyped-def]
+    """Poll cond() until truthy; return its value, or raise with `what` (str or callable)."""
     deadline = time.monotonic() + timeout
     while True:
         v = cond()
         if v:
             return v
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+            text = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {text}")
         time.sleep(interval)

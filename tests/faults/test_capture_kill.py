@@ -18,7 +18,7 @@ import pytest
 
 from tests.faults.checks import account
 from tests.faults.pcaprec import BadPcap, parse
-from tests.faults.proc import wait_for
+from tests.faults.proc import Daemon, wait_for
 from tests.faults.rig import Rig
 
 KILLS = 5
@@ -35,10 +35,11 @@ def _written_in_work(rig: Rig) -> set[bytes]:
     return out
 
 
-def _new_tcpdump(rig: Rig, old: set[int], timeout: float) -> float:
+def _new_tcpdump(rig: Rig, cap: Daemon, old: set[int], timeout: float) -> float:
     """Seconds until a tcpdump of ours that is not one of `old` runs."""
     t0 = time.monotonic()
-    wait_for(lambda: set(rig.tcpdumps()) - old, timeout, 0.02, what="tcpdump to be restarted")
+    wait_for(lambda: set(rig.tcpdumps()) - old, timeout, 0.02,
+             what=lambda: "tcpdump to be restarted; capture log:\n" + cap.tail(25))  # fmt: skip
     return time.monotonic() - t0
 
 
@@ -68,20 +69,21 @@ def test_tcpdump_killed(rig: Rig, rng: random.Random, reliability) -> None:  # t
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
         written |= _written_in_work(rig)
-        restart_s.append(_new_tcpdump(rig, pids, 10))
+        restart_s.append(_new_tcpdump(rig, cap, pids, 40))
     assert traffic.wait(120) == 0
     _finish(rig, cap, off)
     acc = account(rig, capture_log=cap.text(), extra_records=written)
     reliability.record(
         runs=KILLS, **acc.row(),
-        notes=f"seed {reliability.seed}; tcpdump back after max {max(restart_s):.1f} s; "
+        notes=f"seed {reliability.seed}; tcpdump back after "
+        f"{', '.join(f'{x:.1f}' for x in restart_s)} s; "
         f"{acc.in_files} packets reached files (the rest arrived while no tcpdump ran or "
         f"sat in the killed tcpdump's buffers); {acc.files_seen} files, {acc.objects} objects",
     )  # fmt: skip
-    assert cap.running() is False
     assert not acc.problems, "\n".join(acc.problems)
     assert acc.lost == 0 and acc.duplicated == 0
-    assert max(restart_s) <= 2.0, f"tcpdump restarts took {restart_s} s (spec: within 2 s)"
+    slow = [round(x, 1) for x in restart_s if x > 2.0]
+    assert not slow, f"tcpdump restarts took {slow} s after kill -9 (issue 7: within 2 s)"
 
 
 @pytest.mark.case("2b. kill -9 capture supervisor x5 during traffic")
@@ -104,7 +106,7 @@ def test_supervisor_killed(rig: Rig, rng: random.Random, reliability) -> None:  
         written |= _written_in_work(rig)
         t0 = time.monotonic()
         cap.start()  # Restart=on-failure (RestartSec=0 here)
-        _new_tcpdump(rig, old, 20)
+        _new_tcpdump(rig, cap, old, 20)
         back_s.append(time.monotonic() - t0)
     assert traffic.wait(120) == 0
     _finish(rig, cap, off)

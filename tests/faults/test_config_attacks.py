@@ -23,7 +23,9 @@ TOKEN = secrets.token_hex(4)
 PWNED = Path(f"/tmp/pwned-{TOKEN}")
 SECRET = "S3cr3tV4lue" + TOKEN
 
-# (name, sections, which daemon(s) must refuse it, text the message must contain)
+# (name, sections, commands that must refuse it, text the message must contain).
+# A filter is only compiled (tcpdump -d) by the capture daemon; check-config
+# validates the schema, so it is asked only about schema-level attacks.
 ATTACKS: list[tuple[str, dict[str, dict[str, Any]], tuple[str, ...], str]] = [
     ("filter with ; touch", {"capture": {"filter": f"tcp; touch {PWNED}"}}, ("capture",), "filter"),
     ("filter with $(touch)", {"capture": {"filter": f"$(touch {PWNED})"}}, ("capture",), "filter"),
@@ -195,7 +197,8 @@ def test_config_attacks_refused(tmp_path: Path, spool_dir: Path, reliability) ->
     runs = 0
     for name, sections, daemons, must_name in ATTACKS:
         cfg = _config(tmp_path, spool_dir, sections)
-        for args in (["check-config", str(cfg)], *[[d, "--config", str(cfg)] for d in daemons]):
+        cmds = daemons if name.startswith("filter") else ("check-config", *daemons)
+        for args in ([c, "--config", str(cfg)] for c in cmds):
             runs += 1
             r = run_rollcap(args, timeout=25)
             err = r.stderr.strip()
