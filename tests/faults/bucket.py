@@ -21,12 +21,35 @@ class StoredObject:
     truncated: bool
     error: str = ""
     times: list[float] = field(default_factory=list)  # capture time of each record
+    payloads: list[tuple[bytes, float]] = field(default_factory=list)
 
 
 @dataclass
 class BucketView:
     objects: list[StoredObject] = field(default_factory=list)
     ledger: Ledger = field(default_factory=Ledger)
+
+    def near_duplicates(self, tolerance: float = 0.001) -> int:
+        """Packets stored in two objects with timestamps a hair apart.
+
+        Two tcpdumps listening at once (a make-before-break switch) stamp the
+        same packet separately, microseconds apart, so exact (time, bytes)
+        matching misses such copies. Identical frames replayed back to back
+        are far more than `tolerance` apart at the suite's replay rates.
+        """
+        seen: dict[bytes, list[tuple[float, int]]] = {}
+        for i, o in enumerate(self.objects):
+            for digest, ts in o.payloads:
+                seen.setdefault(digest, []).append((ts, i))
+        dups = 0
+        for stamps in seen.values():
+            if len(stamps) < 2:
+                continue
+            stamps.sort()
+            for (t1, i1), (t2, i2) in zip(stamps, stamps[1:], strict=False):
+                if i1 != i2 and t2 - t1 <= tolerance and t2 != t1:
+                    dups += 1
+        return dups
 
     def packets_since(self, t: float) -> int:
         return sum(1 for o in self.objects for x in o.times if x >= t)
@@ -68,6 +91,7 @@ def read_bucket(client: Any, bucket: str, prefix: str) -> BucketView:
             truncated=parsed.truncated if parsed else True,
             error=err,
             times=timestamps(raw) if parsed else [],
+            payloads=parsed.payloads if parsed else [],
         )
         view.objects.append(obj)
         if parsed:

@@ -78,11 +78,17 @@ def account(rig: Rig, *, capture_log: str = "", expect_quarantine: bool = False,
                 problems.append(
                     f"ready/{s.name}: deleted before its object {sorted(holders)} was listed"
                 )
+    if view.ledger.unique > rig.replayed:
+        problems.append(
+            f"{view.ledger.unique} packets stored but only {rig.replayed} replayed: "
+            "copies of the same packets with other timestamps"
+        )
     if rig.watcher.overflowed:
         problems.append("watcher: inotify queue overflowed, accounting incomplete")
     lost = sum(1 for r in written if r not in view.ledger.counts)
+    near = view.near_duplicates()
     return Account(
         replayed=rig.replayed, in_files=len(written), stored=view.ledger.unique, lost=lost,
-        duplicated=view.ledger.duplicated, files_seen=len(rig.watcher.history),
+        duplicated=view.ledger.duplicated + near, files_seen=len(rig.watcher.history),
         objects=len(view.objects), problems=problems,
     )  # fmt: skip

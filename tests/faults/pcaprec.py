@@ -33,6 +33,7 @@ class Parsed:
     records: list[bytes]  # sha256 digests of (ts_sec, ts_frac, captured bytes)
     whole_bytes: int  # bytes up to the end of the last complete record
     total_bytes: int
+    payloads: list[tuple[bytes, float]] = field(default_factory=list)  # (digest of bytes, ts)
 
     @property
     def truncated(self) -> bool:
@@ -44,7 +45,8 @@ def parse(data: bytes) -> Parsed:
     if len(data) < 24 or data[:4] not in _MAGIC:
         raise BadPcap(f"not a classic pcap ({data[:4].hex()!r}, {len(data)} bytes)")
     rec = struct.Struct(_MAGIC[data[:4]] + "IIII")
-    off, out = 24, []
+    per_s = 1e9 if data[:4] in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d") else 1e6
+    off, out, payloads = 24, [], []
     while off + 16 <= len(data):
         sec, frac, incl, _orig = rec.unpack_from(data, off)
         end = off + 16 + incl
@@ -52,9 +54,11 @@ def parse(data: bytes) -> Parsed:
             break
         # The capture timestamp is part of the identity: a replay loop sends the
         # same bytes again, but the kernel stamps each copy with a new time.
-        out.append(hashlib.sha256(struct.pack("<II", sec, frac) + data[off + 16 : end]).digest())
+        body = data[off + 16 : end]
+        out.append(hashlib.sha256(struct.pack("<II", sec, frac) + body).digest())
+        payloads.append((hashlib.sha256(body).digest(), sec + frac / per_s))
         off = end
-    return Parsed(out, off, len(data))
+    return Parsed(out, off, len(data), payloads)
 
 
 def decompress(name: str, blob: bytes) -> bytes:
