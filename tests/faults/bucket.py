@@ -46,8 +46,13 @@ class BucketView:
             if len(stamps) < 2:
                 continue
             stamps.sort()
-            for (t1, i1), (t2, i2) in zip(stamps, stamps[1:], strict=False):
-                if i1 != i2 and t2 - t1 <= tolerance and t2 != t1:
+            used = [False] * len(stamps)
+            for k in range(len(stamps) - 1):  # pair each copy at most once
+                (t1, i1), (t2, i2) = stamps[k], stamps[k + 1]
+                if used[k] or used[k + 1] or i1 == i2 or t2 - t1 > tolerance:
+                    continue
+                used[k] = used[k + 1] = True
+                if t2 != t1:  # exact copies are the ledger's
                     dups += 1
         return dups
 
