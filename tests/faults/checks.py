@@ -19,7 +19,12 @@ class Account:
     duplicated: int  # extra copies across objects
     files_seen: int
     objects: int
+    missed: int = 0
     problems: list[str] = field(default_factory=list)
+
+    def files(self) -> str:
+        missed = f" ({self.missed} gone before the watcher opened them)" if self.missed else ""
+        return f"{self.files_seen} files{missed}, {self.objects} objects"
 
     def row(self) -> dict[str, object]:
         return {"packets_in": self.replayed, "packets_out": self.stored,
@@ -56,7 +61,11 @@ def account(rig: Rig, *, capture_log: str = "", expect_quarantine: bool = False,
     dropped = dropped_names(capture_log)
     by_content = view.by_content
     written: set[bytes] = set(extra_records or ())
+    missed = 0
     for s in rig.watcher.history:
+        if s.missed:
+            missed += 1  # uploaded and deleted within the watcher's reaction time
+            continue
         try:
             parsed = s.parsed()
         except BadPcap as e:
@@ -83,6 +92,8 @@ def account(rig: Rig, *, capture_log: str = "", expect_quarantine: bool = False,
             f"{view.ledger.unique} packets stored but only {rig.replayed} replayed: "
             "copies of the same packets with other timestamps"
         )
+    if missed * 4 > max(len(rig.watcher.history), 1):
+        problems.append(f"watcher: {missed} files gone before they could be read")
     if rig.watcher.overflowed:
         problems.append("watcher: inotify queue overflowed, accounting incomplete")
     lost = sum(1 for r in written if r not in view.ledger.counts)
@@ -90,5 +101,5 @@ def account(rig: Rig, *, capture_log: str = "", expect_quarantine: bool = False,
     return Account(
         replayed=rig.replayed, in_files=len(written), stored=view.ledger.unique, lost=lost,
         duplicated=view.ledger.duplicated + near, files_seen=len(rig.watcher.history),
-        objects=len(view.objects), problems=problems,
+        objects=len(view.objects), problems=problems, missed=missed,
     )  # fmt: skip

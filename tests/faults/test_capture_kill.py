@@ -78,7 +78,7 @@ def test_tcpdump_killed(rig: Rig, rng: random.Random, reliability) -> None:  # t
         notes=f"seed {reliability.seed}; tcpdump back after "
         f"{', '.join(f'{x:.1f}' for x in restart_s)} s; "
         f"{acc.in_files} packets reached files (the rest arrived while no tcpdump ran or "
-        f"sat in the killed tcpdump's buffers); {acc.files_seen} files, {acc.objects} objects",
+        f"sat in the killed tcpdump's buffers); {acc.files()}",
     )  # fmt: skip
     assert not acc.problems, "\n".join(acc.problems)
     assert acc.lost == 0 and acc.duplicated == 0
@@ -114,8 +114,7 @@ def test_supervisor_killed(rig: Rig, rng: random.Random, reliability) -> None:  
     reliability.record(
         runs=KILLS, **acc.row(),
         notes=f"seed {reliability.seed}; capturing again {max(back_s):.1f} s (max) after the "
-        f"restart; {acc.in_files} packets reached files; {acc.files_seen} files, "
-        f"{acc.objects} objects",
+        f"restart; {acc.in_files} packets reached files; {acc.files()}",
     )  # fmt: skip
     assert not acc.problems, "\n".join(acc.problems)
     assert acc.lost == 0 and acc.duplicated == 0

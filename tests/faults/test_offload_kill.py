@@ -78,7 +78,7 @@ def test_offload_killed_during_uploads(rig: Rig, rng: random.Random, reliability
     reliability.record(
         runs=KILLS, **acc.row(),
         notes=f"seed {reliability.seed}; {busy_kills} of {KILLS} kills while a file was in "
-        f"flight; {acc.files_seen} files, {acc.objects} objects",
+        f"flight; {acc.files()}",
     )  # fmt: skip
     assert not acc.problems, "\n".join(acc.problems)
     assert acc.duplicated == 0

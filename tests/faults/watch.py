@@ -47,6 +47,11 @@ class Seen:
     listing_at_gone: frozenset[str] = frozenset()
     _content: bytes | None = None
 
+    @property
+    def missed(self) -> bool:
+        """Gone before the watcher could open it: content unknown."""
+        return self.fd is None and self._content is None
+
     def content(self) -> bytes:
         if self._content is None:
             if self.fd is None:
@@ -78,6 +83,9 @@ class ReadyWatcher:
     _wds: dict[int, Path] = field(default_factory=dict)
     _moved_from: dict[int, Seen] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _gone_queue: list[Seen] = field(default_factory=list)
+    _gone_cv: threading.Condition = field(default_factory=threading.Condition)
+    _lister: threading.Thread | None = None
 
     def start(self) -> ReadyWatcher:
         self.ready.mkdir(parents=True, exist_ok=True)
@@ -92,7 +100,28 @@ class ReadyWatcher:
             self._appeared(p.name)
         self._thread = threading.Thread(target=self._loop, name="ready-watcher", daemon=True)
         self._thread.start()
+        self._lister = threading.Thread(target=self._list_loop, name="ready-lister", daemon=True)
+        self._lister.start()
         return self
+
+    def _list_loop(self) -> None:
+        """List the bucket for every batch of disappearances, off the event loop.
+
+        Listing takes tens of ms; doing it in the event loop would delay opening
+        the next new file until the offload may already have deleted it.
+        """
+        while True:
+            with self._gone_cv:
+                while not self._gone_queue and not self._stop.is_set():
+                    self._gone_cv.wait(0.2)
+                batch, self._gone_queue = self._gone_queue, []
+            if not batch:
+                if self._stop.is_set():
+                    return
+                continue
+            listing = self.on_gone() if self.on_gone is not None else frozenset()
+            for s in batch:
+                s.listing_at_gone = listing
 
     def _add(self, path: Path, mask: int) -> None:
         wd = _libc.inotify_add_watch(self._fd, os.fsencode(path), mask)
@@ -119,16 +148,17 @@ class ReadyWatcher:
             self.history.append(s)
 
     def _disappeared(self, name: str, cookie: int, moved: bool) -> None:
-        listing = self.on_gone() if self.on_gone is not None else frozenset()
         with self._lock:
             s = self.files.get(name)
             if s is None or s.gone is not None:
                 return
             s.gone = time.monotonic()
             s.gone_how = "moved" if moved else "deleted"
-            s.listing_at_gone = listing
             if moved:
                 self._moved_from[cookie] = s
+        with self._gone_cv:
+            self._gone_queue.append(s)
+            self._gone_cv.notify()
 
     def _loop(self) -> None:
         buf = b""
@@ -169,8 +199,9 @@ class ReadyWatcher:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
+        for t in (self._thread, self._lister):
+            if t is not None:
+                t.join(10)
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
