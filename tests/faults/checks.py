@@ -20,11 +20,13 @@ class Account:
     files_seen: int
     objects: int
     missed: int = 0
+    near_duplicates: int = 0  # of `duplicated`: copies stamped apart (two tcpdumps)
     problems: list[str] = field(default_factory=list)
 
     def files(self) -> str:
         missed = f" ({self.missed} gone before the watcher opened them)" if self.missed else ""
-        return f"{self.files_seen} files{missed}, {self.objects} objects"
+        near = f"; {self.near_duplicates} of the duplicates stamped apart" if self.near_duplicates else ""
+        return f"{self.files_seen} files{missed}, {self.objects} objects{near}"
 
     def row(self) -> dict[str, object]:
         return {"packets_in": self.replayed, "packets_out": self.stored,
@@ -101,5 +103,5 @@ def account(rig: Rig, *, capture_log: str = "", expect_quarantine: bool = False,
     return Account(
         replayed=rig.replayed, in_files=len(written), stored=view.ledger.unique, lost=lost,
         duplicated=view.ledger.duplicated + near, files_seen=len(rig.watcher.history),
-        objects=len(view.objects), problems=problems, missed=missed,
+        objects=len(view.objects), problems=problems, missed=missed, near_duplicates=near,
     )  # fmt: skip
