@@ -229,6 +229,13 @@ class OffloadConfig(_Section):
         description="Cap of the jittered exponential backoff between retries of a failed "
         "upload. Failures are retried forever; the spool budget bounds the backlog.",
     )
+    s3_part_megabytes: int = Field(
+        16,
+        ge=5,
+        le=5000,
+        description="S3 multipart part size in MiB; files of at least this size (and at "
+        "least 8 MiB) are uploaded in parts, offload.concurrency parts at a time.",
+    )
     s3_checksums: Literal["when_required", "when_supported"] = Field(
         "when_required",
         description="botocore's request_checksum_calculation. boto3 >= 1.36 defaults to "
