@@ -22,7 +22,6 @@ from rollcap.config import RollcapConfig
 from rollcap.errors import RollcapError
 from rollcap.journal import setup_logging
 from rollcap.retrieve.catalog import Capture, Search, find_captures
-from rollcap.retrieve.keyplan import key_prefix
 from rollcap.retrieve.timeexpr import TimeExprError, fmt_epoch, fmt_utc, parse_window
 from rollcap.storage.base import Storage, StorageError
 
@@ -156,12 +155,11 @@ def _find(args: argparse.Namespace, cfg: RollcapConfig, storage: Storage,
     since, until = _window(args)
     hosts = _hosts(args)
     iface = _iface(args)
-    prefix = key_prefix(cfg.offload.is_s3, cfg.offload.prefix)
     with _storage_errors(storage.describe(), "listing"):
         caps, search = find_captures(
             storage,
             template=cfg.offload.key_template,
-            prefix=prefix,
+            prefix=storage.key_prefix,
             since=since,
             until=until,
             hosts=hosts,

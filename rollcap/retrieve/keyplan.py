@@ -35,11 +35,6 @@ EXTENSIONS = (".pcap.zst", ".pcap.gz", ".pcap")
 MAX_PLANNED_DAYS = 400
 
 
-def key_prefix(destination_is_s3: bool, prefix: str) -> str:
-    """The value of {prefix} in keys: the S3 prefix; empty below a file:// archive."""
-    return prefix if destination_is_s3 else ""
-
-
 def base_prefix(prefix: str) -> str:
     """What to list for "everything rollcap stored": 'pfx/' or '' at the bucket root."""
     return prefix.strip("/") + "/" if prefix.strip("/") else ""
