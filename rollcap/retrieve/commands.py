@@ -54,7 +54,14 @@ class NothingFound(RollcapError):
     exit_code = 1
 
 
+# argparse takes "--since -15m" for an option because "-15m" starts with '-';
+# its (private, long-stable) negative-number matcher decides what counts as a
+# value. Extend it to relative times so the documented form just works.
+_NEGATIVE_VALUE = re.compile(r"^-(\d+(\.\d+)?[smhdw])+$|^-\d+$|^-\d*\.\d+$")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
+    p._negative_number_matcher = _NEGATIVE_VALUE  # type: ignore[attr-defined]
     p.add_argument("--since", required=True, metavar="TIME", help="window start; " + _TIME_HELP)
     p.add_argument("--until", default="now", metavar="TIME", help="window end (default: now)")
     p.add_argument(
