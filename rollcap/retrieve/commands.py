@@ -61,7 +61,7 @@ _NEGATIVE_VALUE = re.compile(r"^-(\d+(\.\d+)?[smhdw])+$|^-\d+$|^-\d*\.\d+$")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p._negative_number_matcher = _NEGATIVE_VALUE  # type: ignore[attr-defined]
+    p._negative_number_matcher = _NEGATIVE_VALUE
     p.add_argument("--since", required=True, metavar="TIME", help="window start; " + _TIME_HELP)
     p.add_argument("--until", default="now", metavar="TIME", help="window end (default: now)")
     p.add_argument(
@@ -201,6 +201,8 @@ def run_list(args: argparse.Namespace, cfg: RollcapConfig) -> int:
         if args.json:
             print("[]")
         raise
+    finally:
+        storage.close()
     if args.json:
         json.dump([_as_json(c) for c in caps], sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -277,10 +279,10 @@ def run_fetch(args: argparse.Namespace, cfg: RollcapConfig) -> int:
     if not 1 <= workers <= 64:
         raise UsageError(f"--jobs {workers}: between 1 and 64")
     storage = _open(cfg)
-    caps, _search, since, until = _find(args, cfg, storage, workers=max(workers, 8))
-    progress = Progress(len(caps), sum(c.size for c in caps))
-    with _storage_errors(storage.describe(), "downloading from"):
-        try:
+    try:
+        caps, _search, since, until = _find(args, cfg, storage, workers=max(workers, 8))
+        progress = Progress(len(caps), sum(c.size for c in caps))
+        with _storage_errors(storage.describe(), "downloading from"):
             result = fetch(
                 storage,
                 caps,
@@ -293,8 +295,10 @@ def run_fetch(args: argparse.Namespace, cfg: RollcapConfig) -> int:
                 pcapng=args.pcapng,
                 progress=progress,
             )
-        except OSError as e:
-            raise RollcapError(f"fetch into {args.output}: {e}") from None
+    except OSError as e:
+        raise RollcapError(f"fetch into {args.output}: {e}") from None
+    finally:
+        storage.close()
     hosts = ", ".join(sorted({c.host for c in caps}))
     print(
         f"rollcap: wrote {result.output}: {result.packets} packets "

@@ -134,15 +134,18 @@ def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path, since: 
             progress.advance(cap.size)
         return _Piece(cap, header, part, truncated)
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
         futures = [pool.submit(one, i, c) for i, c in enumerate(captures)]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         for f in done:
             exc = f.exception()
             if exc is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
                 raise exc
         return [f.result() for f in futures]
+    finally:
+        # on an error or Ctrl-C, do not start the downloads still queued
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _part_of(path: Path) -> Part | None:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -232,3 +233,70 @@ def test_usage_errors_are_one_line(archive: Archive, tmp_path: Path) -> None:
                 "--filter", "tcp and (", "-o", str(tmp_path / "x.pcap"))  # fmt: skip
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "--filter" in p.stderr
     assert not (tmp_path / "x.pcap").exists()
+
+
+def test_access_denied_names_the_s3_code(archive: Archive, tmp_path: Path) -> None:
+    if not archive.storage.key_prefix:
+        pytest.skip("file:// has no credentials")
+    env = {**archive.env, "AWS_SECRET_ACCESS_KEY": "not-the-secret"}
+    p = rollcap(archive, "fetch", "--since", "2026-11-26T00:00Z", "--until", "2026-11-26T00:01Z",
+                "-o", str(tmp_path / "x.pcap"), env=env)  # fmt: skip
+    assert p.returncode == 1
+    assert p.stderr.startswith("rollcap: access denied listing s3://")
+    assert "SignatureDoesNotMatch" in p.stderr and p.stderr.count("\n") == 1
+    assert not (tmp_path / "x.pcap").exists()
+
+
+BUSY = 1100  # objects of one host and day: more than one listing page (1000)
+
+
+@pytest.fixture(scope="module")
+def busy(archive: Archive, tmp_path_factory: pytest.TempPathFactory) -> list[Obj]:
+    """One host rotating every 60 s for 1100 minutes of 2026-11-20 (2 packets per file)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tmp = tmp_path_factory.mktemp("busy")
+    frame = [(bytes.fromhex("ffffffffffff020000000001") + b"\x08\x00" + b"\x00" * 46, 60)]
+
+    def one(i: int) -> Obj:
+        start = utc(2026, 11, 20, 0, 0) + timedelta(minutes=i)
+        stamps = [ns(start) + NS, ns(start) + 30 * NS]
+        local, key, md = make_object(tmp, prefix=archive.storage.key_prefix, host="busy",
+                                     iface="eth0", start=start, seq=i, stamps=stamps,
+                                     frames=frame)  # fmt: skip
+        archive.storage.put_file(local, key, size=local.stat().st_size, sha256=sha256(local),
+                                 metadata=md)  # fmt: skip
+        local.unlink()
+        return Obj(key, "busy", stamps, [False, False])
+
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in archive.env.items():
+            mp.setenv(k, v)
+        with ThreadPoolExecutor(8) as pool:
+            return list(pool.map(one, range(BUSY)))
+
+
+def test_pagination_over_more_than_a_page(
+    archive: Archive, busy: list[Obj], tmp_path: Path
+) -> None:
+    since, until = utc(2026, 11, 20, 0, 0), utc(2026, 11, 21, 0, 0)
+    p = rollcap(
+        archive, "list", "--since", since.isoformat(), "--until", until.isoformat(), "--json"
+    )  # no --host: hosts are discovered, and only "busy" has objects that day
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(p.stdout)
+    assert [r["key"] for r in rows] == [o.key for o in busy]  # all 1100, in time order
+    if archive.storage.key_prefix:  # S3: the day's listing really spans several pages
+        s3: Any = archive.storage
+        page = s3.client.list_objects_v2(Bucket=s3.bucket, Prefix=busy[0].key.rsplit("/", 1)[0])
+        assert page["IsTruncated"] and page["KeyCount"] < BUSY
+    out = tmp_path / "busy.pcap"
+    # a window cutting the first and last file: drops 1 packet at each end
+    cut_since, cut_until = (
+        since + timedelta(seconds=2),
+        since + timedelta(minutes=BUSY - 1, seconds=2),
+    )
+    got = _fetch(archive, out, cut_since, cut_until, "--host", "busy", "--jobs", "8")
+    expected = sorted(t for o in busy for t in o.stamps if ns(cut_since) <= t < ns(cut_until))
+    assert len(expected) == 2 * BUSY - 2
+    assert got == expected
