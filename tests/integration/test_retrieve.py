@@ -151,6 +151,7 @@ def _fetch(a: Archive, out: Path, since: datetime, until: datetime, *extra: str)
     assert p.returncode == 0, p.stderr
     assert p.stdout == ""  # fetch writes nothing to stdout; the summary goes to stderr
     assert "wrote" in p.stderr
+    assert "\r" not in p.stderr  # no progress bar when stderr is not a terminal
     return read_timestamps(out)
 
 
@@ -300,3 +301,38 @@ def test_pagination_over_more_than_a_page(
     expected = sorted(t for o in busy for t in o.stamps if ns(cut_since) <= t < ns(cut_until))
     assert len(expected) == 2 * BUSY - 2
     assert got == expected
+
+
+def test_progress_bar_on_a_terminal(archive: Archive, tmp_path: Path) -> None:
+    import pty
+    import threading
+
+    master, slave = pty.openpty()
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                b = os.read(master, 65536)
+            except OSError:  # EIO once the child closed its end
+                return
+            if not b:
+                return
+            chunks.append(b)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    out = tmp_path / "tty.pcap"
+    p = subprocess.run(
+        [sys.executable, "-m", "rollcap", "fetch", "--config", str(archive.config), "--since",
+         "2026-11-25T23:00Z", "--until", "2026-11-26T02:00Z", "-o", str(out)],
+        cwd=REPO, env=archive.env, stdout=subprocess.PIPE, stderr=slave, timeout=300,
+    )  # fmt: skip
+    os.close(slave)
+    reader.join(30)
+    os.close(master)
+    text = b"".join(chunks).decode()
+    assert p.returncode == 0 and p.stdout == b""
+    n = len(archive.expected(utc(2026, 11, 25, 23), utc(2026, 11, 26, 2)))
+    assert f"\rfetch [{'#' * 30}] 27/27 objects" in text
+    assert f"wrote {out}: {n} packets from 27 objects" in text
