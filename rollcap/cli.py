@@ -86,6 +86,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         sys.stdout.write(out)
         return 0
     path = config_path_from_env(getattr(args, "path", None) or args.config)
+    cfg = load_config(path)  # first, so a bad config exits 78 before anything starts
     if cmd == "capture":
         from rollcap.capture import service as capture_service
 
@@ -94,7 +95,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         from rollcap.offload import service as offload_service
 
         return offload_service.run(path)
-    cfg = load_config(path)
     if cmd == "check-config":
         if args.show:
             from rollcap.config.show import dump_toml
