@@ -112,9 +112,7 @@ def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path, since: 
         win = workdir / f"{idx:06d}.pcap"
         storage.download(cap.key, dl)
         try:
-            header, n, first, last, truncated = window_filter(
-                dl, win, since_ns, until_ns, nanos=True
-            )
+            header, n, first, last, truncated = window_filter(dl, win, since_ns, until_ns)
         except (NotPcapError, EOFError, zstandard.ZstdError, gzip.BadGzipFile) as e:
             raise RollcapError(f"{cap.key}: not a readable capture: {e}") from None
         dl.unlink()
@@ -152,10 +150,10 @@ def _part_of(path: Path) -> Part | None:
     n = 0
     first = last = 0
     with open(path, "rb") as f:
-        for r in RecordReader(f, path.name):
+        for ts, _raw in RecordReader(f, path.name).records():
             if n == 0:
-                first = r.ts_ns
-            last = r.ts_ns
+                first = ts
+            last = ts
             n += 1
     if n == 0:
         path.unlink()

@@ -16,10 +16,11 @@ import itertools
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO
 
-from rollcap.retrieve.records import Record, RecordWriter, iter_file
+from rollcap.retrieve.records import Record, file_header, iter_file
 
 MAX_OPEN = 64
 
@@ -49,17 +50,15 @@ def chains(parts: Iterable[Part]) -> list[list[Part]]:
     return out
 
 
-def _chain_records(chain: list[Part]) -> Iterator[Record]:
-    return itertools.chain.from_iterable(iter_file(p.path) for p in chain)
+def _chain_records(chain: list[Part], nanos: bool) -> Iterator[Record]:
+    return itertools.chain.from_iterable(iter_file(p.path, nanos) for p in chain)
 
 
-def _ts(r: Record) -> int:
-    return r.ts_ns
-
-
-def merge_records(chain_list: list[list[Part]]) -> Iterator[Record]:
+def merge_records(chain_list: list[list[Part]], nanos: bool) -> Iterator[Record]:
     """All records in timestamp order (stable: ties keep chain order)."""
-    return heapq.merge(*(_chain_records(c) for c in chain_list), key=_ts)
+    if len(chain_list) == 1:
+        return _chain_records(chain_list[0], nanos)
+    return heapq.merge(*(_chain_records(c, nanos) for c in chain_list), key=itemgetter(0))
 
 
 def reduce_chains(chain_list: list[list[Part]], workdir: Path, *, linktype: int,
@@ -89,11 +88,13 @@ def reduce_chains(chain_list: list[list[Part]], workdir: Path, *, linktype: int,
 def write_merged(out: BinaryIO, chain_list: list[list[Part]], *, linktype: int, snaplen: int,
                  nanos: bool) -> tuple[int, int, int]:  # fmt: skip
     """Write the merged records; return packets, first and last timestamp (ns)."""
-    w = RecordWriter(out, linktype=linktype, snaplen=snaplen, nanos=nanos)
-    first = last = 0
-    for r in merge_records(chain_list):
-        if w.packets == 0:
-            first = r.ts_ns
-        last = r.ts_ns
-        w.write(r)
-    return w.packets, first, last
+    out.write(file_header(linktype=linktype, snaplen=snaplen, nanos=nanos))
+    write = out.write
+    n = first = last = 0
+    for ts, raw in merge_records(chain_list, nanos):
+        if n == 0:
+            first = ts
+        last = ts
+        n += 1
+        write(raw)
+    return n, first, last

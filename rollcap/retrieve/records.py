@@ -10,7 +10,6 @@ import gzip
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -29,11 +28,10 @@ _BUF = 1024 * 1024
 NS = 1_000_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    ts_ns: int
-    orig_len: int
-    data: bytes
+# One record: its timestamp in ns and its raw bytes (16-byte header + frame),
+# already in the byte order and precision of the file being written, so the
+# common case (tcpdump's little-endian µs files) is copied without repacking.
+Record = tuple[int, bytes]
 
 
 @contextmanager
@@ -72,17 +70,25 @@ class RecordReader:
     def __init__(self, f: BinaryIO, name: str = "") -> None:
         self._f = f
         self.name = name
-        head = _read_exact(f, GLOBAL_HEADER_LEN)
+        self.raw_header = _read_exact(f, GLOBAL_HEADER_LEN)
         try:
-            self.header: PcapHeader = parse_header(head)
+            self.header: PcapHeader = parse_header(self.raw_header)
         except NotPcapError as e:
             raise NotPcapError(f"{name}: {e}") from None
-        self._rec = struct.Struct(self.header.endian + "IIII")
-        self._scale = NS // self.header.ts_per_second
         self.truncated = False
 
-    def __iter__(self) -> Iterator[Record]:
-        f, rec, scale, per_s = self._f, self._rec, self._scale, self.header.ts_per_second
+    def records(self, nanos: bool | None = None) -> Iterator[Record]:
+        """(ts_ns, raw record) in the source's own format, or repacked as
+        little-endian with µs (nanos=False) / ns (nanos=True) stamps."""
+        h = self.header
+        rec = struct.Struct(h.endian + "IIII")
+        scale = NS // h.ts_per_second
+        per_s = h.ts_per_second
+        keep = nanos is None or (h.endian == "<" and (per_s == NS) == nanos)
+        out = struct.Struct("<IIII")
+        out_div = 1 if nanos else 1000
+        out_per_s = NS // out_div
+        f = self._f
         buf = b""
         off = 0
         while True:
@@ -107,60 +113,49 @@ class RecordReader:
                 buf = buf[off:] + more
                 off = 0
                 continue
-            yield Record(sec * NS + frac * scale, orig, buf[off + RECORD_HEADER_LEN : end])
+            ts = sec * NS + frac * scale
+            if keep:
+                yield ts, buf[off:end]
+            else:
+                osec, ofrac = divmod(ts // out_div, out_per_s)
+                yield ts, out.pack(osec, ofrac, incl, orig) + buf[off + RECORD_HEADER_LEN : end]
             off = end
 
 
-class RecordWriter:
-    """A classic little-endian pcap; nanosecond stamps only when asked for."""
-
-    def __init__(self, f: BinaryIO, *, linktype: int, snaplen: int, nanos: bool) -> None:
-        self._f = f
-        self._div = 1 if nanos else 1000
-        self._per_s = NS // self._div
-        self._rec = struct.Struct("<IIII")
-        magic = 0xA1B23C4D if nanos else 0xA1B2C3D4
-        f.write(struct.pack("<IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype))
-        self.packets = 0
-
-    def write(self, r: Record) -> None:
-        t = r.ts_ns // self._div
-        sec, frac = divmod(t, self._per_s)
-        self._f.write(self._rec.pack(sec, frac, len(r.data), r.orig_len))
-        self._f.write(r.data)
-        self.packets += 1
+def file_header(*, linktype: int, snaplen: int, nanos: bool) -> bytes:
+    """A little-endian classic pcap header."""
+    magic = 0xA1B23C4D if nanos else 0xA1B2C3D4
+    return struct.pack("<IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)
 
 
 def window_filter(
-    src: Path, dest: Path, since_ns: int, until_ns: int, *, nanos: bool
+    src: Path, dest: Path, since_ns: int, until_ns: int
 ) -> tuple[PcapHeader, int, int | None, int | None, bool]:
-    """Copy the records of src (any compression) with since <= ts < until into dest.
+    """Copy the records of src (any compression) with since <= ts < until into dest,
+    unchanged (same header, same record format).
 
     Returns the source header, packets kept, first/last kept timestamps (ns)
     and whether the source ended in a cut-off record.
     """
     first: int | None = None
     last: int | None = None
+    n = 0
     with open_decompressed(src) as f, open(dest, "wb") as out:
         reader = RecordReader(f, src.name)
-        writer = RecordWriter(
-            out, linktype=reader.header.linktype, snaplen=reader.header.snaplen, nanos=nanos
-        )
-        for r in reader:
-            if since_ns <= r.ts_ns < until_ns:
-                writer.write(r)
+        out.write(reader.raw_header)
+        write = out.write
+        for ts, raw in reader.records():
+            if since_ns <= ts < until_ns:
+                write(raw)
                 if first is None:
-                    first = r.ts_ns
-                last = r.ts_ns
-    return reader.header, writer.packets, first, last, reader.truncated
+                    first = ts
+                last = ts
+                n += 1
+    return reader.header, n, first, last, reader.truncated
 
 
-def iter_file(path: Path) -> Iterator[Record]:
-    """Records of an uncompressed pcap, opened lazily and closed when exhausted."""
+def iter_file(path: Path, nanos: bool) -> Iterator[Record]:
+    """Records of an uncompressed pcap in the output format; the file is opened
+    when iteration starts and closed when it ends."""
     with open(path, "rb") as f:
-        yield from RecordReader(f, path.name)
-
-
-def read_header_of(path: Path) -> PcapHeader:
-    with open(path, "rb") as f:
-        return RecordReader(f, path.name).header
+        yield from RecordReader(f, path.name).records(nanos)
