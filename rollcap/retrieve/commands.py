@@ -132,7 +132,8 @@ def _window(args: argparse.Namespace) -> tuple[datetime, datetime]:
 def _open(cfg: RollcapConfig) -> Storage:
     from rollcap.storage import open_storage
 
-    return open_storage(cfg.offload)
+    with _storage_errors(cfg.offload.destination, "opening"):
+        return open_storage(cfg.offload)
 
 
 @contextmanager

@@ -31,10 +31,11 @@ from rollcap.retrieve.catalog import Capture
 from rollcap.retrieve.merge import Part, chains, reduce_chains, write_merged
 from rollcap.retrieve.progress import Progress
 from rollcap.retrieve.records import NS, RecordReader, window_filter
-from rollcap.storage.base import Storage
+from rollcap.storage.base import Storage, StorageError
 
 log = logging.getLogger("rollcap.retrieve")
 
+_GONE = {"NoSuchKey", "404", "ENOENT"}
 LINKTYPE_NAMES = {1: "EN10MB", 101: "RAW", 113: "LINUX_SLL", 276: "LINUX_SLL2"}
 
 
@@ -107,10 +108,19 @@ def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path, since: 
     since_ns = int(since.timestamp()) * NS + since.microsecond * 1000
     until_ns = int(until.timestamp()) * NS + until.microsecond * 1000
 
-    def one(idx: int, cap: Capture) -> _Piece:
+    def one(idx: int, cap: Capture) -> _Piece | None:
         dl = workdir / f"{idx:06d}.download"
         win = workdir / f"{idx:06d}.pcap"
-        storage.download(cap.key, dl)
+        try:
+            storage.download(cap.key, dl)
+        except StorageError as e:
+            if e.code not in _GONE:
+                raise
+            # a file:// ring (or an S3 lifecycle rule) removed it since the listing
+            log.warning("%s disappeared before it was downloaded; skipped", cap.key)
+            if progress:
+                progress.advance(cap.size)
+            return None
         try:
             header, n, first, last, truncated = window_filter(dl, win, since_ns, until_ns)
         except (NotPcapError, EOFError, zstandard.ZstdError, gzip.BadGzipFile) as e:
@@ -140,7 +150,7 @@ def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path, since: 
             exc = f.exception()
             if exc is not None:
                 raise exc
-        return [f.result() for f in futures]
+        return [p for f in futures if (p := f.result()) is not None]
     finally:
         # on an error or Ctrl-C, do not start the downloads still queued
         pool.shutdown(wait=True, cancel_futures=True)

@@ -12,6 +12,7 @@ from rollcap.errors import RollcapError
 from rollcap.retrieve import bpf
 from rollcap.retrieve.catalog import find_captures
 from rollcap.retrieve.fetch import fetch
+from rollcap.storage.base import StorageError
 from tests.support.archive import NS, MemoryStorage, make_object, ns, read_timestamps, utc
 
 # an ARP request frame and a UDP/IPv4 frame, so a BPF filter has something to choose
@@ -100,3 +101,28 @@ def test_corrupt_object_names_the_key(st: MemoryStorage, tmp_path: Path) -> None
     st.objects[key] = (b"garbage that is not a capture", st.objects[key][1])
     with pytest.raises(RollcapError, match=key.replace(".", r"\.") + ": not a readable capture"):
         _run(st, tmp_path / "o.pcap", utc(2026, 11, 26, 10), utc(2026, 11, 26, 11))
+
+
+def test_object_removed_after_listing_is_skipped(
+    st: MemoryStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    since, until = utc(2026, 11, 26, 10), utc(2026, 11, 26, 11)
+    caps, _ = find_captures(st, template=T, prefix="caps", since=since, until=until)
+    gone = caps[0].key
+    del st.objects[gone]  # the archive ring removed it between list and download
+    real = st.download
+
+    def download(key: str, dest: Path) -> None:
+        if key == gone:
+            raise StorageError(f"GET {key}: NoSuchKey", code="NoSuchKey")
+        real(key, dest)
+
+    monkeypatch.setattr(st, "download", download)
+    out = tmp_path / "o.pcap"
+    n = fetch(st, caps, since=since, until=until, output=out).packets
+    assert n == 150 == len(read_timestamps(out))
+    # any other storage failure stops the fetch
+    monkeypatch.setattr(st, "download", lambda k, d: (_ for _ in ()).throw(
+        StorageError("GET: AccessDenied", code="AccessDenied")))  # fmt: skip
+    with pytest.raises(StorageError):
+        fetch(st, caps[1:], since=since, until=until, output=out)
