@@ -114,7 +114,6 @@ class OffloadService:
         self.dest = Backoff(self.oc.retry_max_seconds)
         self.dest_down_until = 0.0
         self.dest_error: StorageError | None = None
-        self.dest_checked = False
         self.last_error = ""
         self.state = "starting"
         self.pipeline = Pipeline(
@@ -155,7 +154,17 @@ class OffloadService:
         except StorageError as e:
             self._dest_failed(e)
             return False
-        self.dest_checked = True
+        if self.dest_error is not None:
+            log.info(
+                "destination %s works again", self.storage.describe(),
+                extra=fields(destination=self.storage.describe()),
+            )  # fmt: skip
+            self.dest_error = None
+            self.dest.reset()
+            self.last_error = ""
+            now = time.monotonic()
+            for entry in self.pending.values():
+                entry.not_before = min(entry.not_before, now)
         return True
 
     # -- the loop ----------------------------------------------------------
@@ -253,10 +262,9 @@ class OffloadService:
     def _dispatch(self, now: float) -> None:
         limit = self.oc.concurrency
         if self.dest_error is not None:
-            if now < self.dest_down_until:
+            if now < self.dest_down_until or self.in_flight:
                 return
-            limit = 1  # one file probes the destination
-            if not self.dest_checked and not self.in_flight and not self._check_destination():
+            if not self._check_destination():  # cheap probe; also clears the error
                 return
         if len(self.in_flight) >= limit:
             return
@@ -328,13 +336,6 @@ class OffloadService:
                     extra=fields(file=name, key=out.key or None, attempt=entry.attempt),
                 )  # fmt: skip
             return
-        if self.dest_error is not None and kind in ("uploaded", "exists"):
-            log.info(
-                "destination %s works again", self.storage.describe(),
-                extra=fields(destination=self.storage.describe()),
-            )  # fmt: skip
-            self.dest_error = None
-            self.dest.reset()
         self.pending.pop(name, None)
         if kind in ("uploaded", "exists"):
             self._uploaded(entry, out)
@@ -395,7 +396,6 @@ class OffloadService:
         delay = self.dest.cap if e.permanent else self.dest.next_delay()
         self.dest_down_until = now + delay
         self.dest_error = e
-        self.dest_checked = False
         self._note_error(str(e))
         # Reschedule everyone behind the destination's backoff.
         for name, entry in self.pending.items():
