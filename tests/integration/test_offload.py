@@ -8,6 +8,7 @@ their own SeaweedFS.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -515,3 +516,33 @@ def test_file_archive_with_its_budget(
     assert p.text().count("removed the oldest object") == 6 - keep
     last = archive / stored[-1]
     assert json.loads(Path(f"{last}.meta.json").read_text())["metadata"][META["packets"]] == "5374"
+
+
+def test_sd_notify_ready_status_and_watchdog(
+    all_pcap: Path, spool: Path, tmp_path: Path, procs: list[Offload]
+) -> None:
+    import socket
+
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(0.2)
+    make_captures(all_pcap, spool / "ready", [T0])
+    cfg = write_config(tmp_path / "rollcap.toml", spool, f"file://{tmp_path}/archive")
+    p = Offload(cfg, {})
+    p.env.update(NOTIFY_SOCKET=str(sock_path), WATCHDOG_USEC="1000000")
+    p.start()
+    procs.append(p)
+    msgs: list[str] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(TimeoutError):
+            msgs.append(sock.recv(4096).decode())
+        if sum("WATCHDOG=1" in m for m in msgs) >= 3 and any("backlog 0" in m for m in msgs):
+            break
+    assert p.stop() == 0
+    sock.close()
+    ready = [m for m in msgs if "READY=1" in m]
+    assert len(ready) == 1 and "STATUS=backlog 1 files" in ready[0], msgs
+    assert any(m.startswith("STATUS=backlog 0 files") for m in msgs), msgs
+    assert sum("WATCHDOG=1" in m for m in msgs) >= 3  # every WATCHDOG_USEC/2 while idle
