@@ -190,9 +190,11 @@ def find_captures(
             continue
         if iface and cap.iface != iface:
             continue
+        if cap.packets == 0:
+            continue  # header-only file (a rotation with no traffic); no times either
         if cap.has_metadata:
             assert cap.first_ts is not None and cap.last_ts is not None
-            if cap.packets == 0 or cap.first_ts >= u_ts or cap.last_ts < s_ts:
+            if cap.first_ts >= u_ts or cap.last_ts < s_ts:
                 continue
         elif kstart is None:
             search.skipped_foreign += 1

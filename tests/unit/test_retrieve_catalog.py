@@ -9,6 +9,7 @@ import pytest
 
 from rollcap.config.schema import DEFAULT_KEY_TEMPLATE as T
 from rollcap.retrieve.catalog import find_captures
+from rollcap.storage.base import META
 from tests.support.archive import NS, MemoryStorage, make_object, ns, utc
 
 FRAMES = [(b"\x00" * 60, 60)]
@@ -119,3 +120,15 @@ def test_custom_template_lists_whole_prefix(tmp_path: Path) -> None:
                                  until=utc(2026, 1, 2))  # fmt: skip
     assert search.whole_prefix and s.listed == ["p/"]
     assert len(caps) == 1 and caps[0].host == "h" and search.hosts == ["h"]
+
+
+def test_header_only_files_are_not_listed(tmp_path: Path) -> None:
+    s = MemoryStorage()
+    key = _put(s, tmp_path, "h", utc(2026, 11, 26, 10), utc(2026, 11, 26, 10),
+               utc(2026, 11, 26, 10, 5))  # fmt: skip
+    data, meta = s.objects[key]
+    # what the offload writes for a rotation without traffic
+    meta.update({META["packets"]: "0", META["first_ts"]: "", META["last_ts"]: ""})
+    caps, _ = find_captures(s, template=T, prefix="caps", since=utc(2026, 11, 26, 10),
+                            until=utc(2026, 11, 26, 11))  # fmt: skip
+    assert caps == []
