@@ -126,7 +126,7 @@ def test_header_only_files_are_not_listed(tmp_path: Path) -> None:
     s = MemoryStorage()
     key = _put(s, tmp_path, "h", utc(2026, 11, 26, 10), utc(2026, 11, 26, 10),
                utc(2026, 11, 26, 10, 5))  # fmt: skip
-    data, meta = s.objects[key]
+    _data, meta = s.objects[key]
     # what the offload writes for a rotation without traffic
     meta.update({META["packets"]: "0", META["first_ts"]: "", META["last_ts"]: ""})
     caps, _ = find_captures(s, template=T, prefix="caps", since=utc(2026, 11, 26, 10),
