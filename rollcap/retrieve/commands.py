@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -204,11 +205,15 @@ def run_list(args: argparse.Namespace, cfg: RollcapConfig) -> int:
         raise
     finally:
         storage.close()
-    if args.json:
-        json.dump([_as_json(c) for c in caps], sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(render_table(caps))
+    try:
+        if args.json:
+            json.dump([_as_json(c) for c in caps], sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        else:
+            sys.stdout.write(render_table(caps))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `rollcap list ... | head`: the reader has seen enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
@@ -239,9 +244,10 @@ def _human(n: int) -> str:
 
 
 def _time(ts: float | None) -> str:
+    """UTC with milliseconds, always the same width."""
     if ts is None:
         return "?"
-    return fmt_epoch(ts).replace("T", " ").rstrip("Z")[:23]
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:23]
 
 
 def render_table(caps: list[Capture]) -> str:

@@ -46,4 +46,4 @@ def test_table_shows_unknown_packet_times() -> None:
     assert lines[1].split()[3:] == ["2026-11-26", "00:00:01.500", "2026-11-26", "00:09:59.250",
                                     "300", "1.2", "kB"]  # fmt: skip
     # without metadata: the key's open time, marked approximate, and '?'
-    assert lines[2].split()[3:] == ["2026-11-26", "00:10:00~", "?", "?", "2.5", "MB"]
+    assert lines[2].split()[3:] == ["2026-11-26", "00:10:00.000~", "?", "?", "2.5", "MB"]
