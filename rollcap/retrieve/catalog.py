@@ -12,10 +12,9 @@ their packets by time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from rollcap.retrieve.keyplan import (
     EXTENSIONS,
@@ -218,11 +217,3 @@ def _metadata(storage: Storage, info: ObjectInfo) -> tuple[int, dict[str, str]] 
     if head is None:
         return None
     return head.size, dict(head.metadata)
-
-
-def hosts_of(captures: Iterable[Capture]) -> list[str]:
-    return sorted({c.host for c in captures})
-
-
-def utc(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)

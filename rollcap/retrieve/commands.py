@@ -175,8 +175,7 @@ def _find(args: argparse.Namespace, cfg: RollcapConfig, storage: Storage,
             iface=iface,
             workers=workers,
         )
-    for line in (f"looked at {search.describe()}",):
-        log.debug(line)
+    log.debug("looked at %s", search.describe())
     if not caps:
         which = f" on interface {iface}" if iface else ""
         raise NothingFound(

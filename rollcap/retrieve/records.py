@@ -56,7 +56,7 @@ def _read_exact(f: BinaryIO, n: int) -> bytes:
     """Read n bytes (fewer only at EOF); decompressing readers return short reads."""
     parts = []
     while n > 0:
-        b = f.read(min(n, _BUF) if n > _BUF else n)
+        b = f.read(min(n, _BUF))
         if not b:
             break
         parts.append(b)
