@@ -138,33 +138,34 @@ def find_captures(
         log.debug("listing %r", p)
 
     lower = since - LOOKBACK
-    candidates: list[tuple[ObjectInfo, str | None, str | None, datetime | None]] = []
+    Candidate = tuple[ObjectInfo, str | None, str | None, datetime | None]
+
+    def scan(prefix: str) -> tuple[int, list[Candidate]]:
+        """List one prefix, keeping only keys that may overlap (memory: candidates)."""
+        n = 0
+        keep: list[Candidate] = []
+        for info in storage.list(prefix):
+            n += 1
+            if not info.key.endswith(EXTENSIONS):
+                continue
+            kf = pattern.parse(info.key)
+            if kf is None:
+                keep.append((info, None, None, None))
+                continue
+            if kf.start is not None and (kf.start > until or kf.start + kf.precision <= lower):
+                continue  # opened after the window, or long before it
+            if hosts and kf.host is not None and kf.host not in hosts:
+                continue
+            if iface and kf.iface is not None and kf.iface != iface:
+                continue
+            keep.append((info, kf.host, kf.iface, kf.start))
+        return n, keep
+
+    candidates: list[Candidate] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for infos in pool.map(lambda p: list(storage.list(p)), prefixes):
-            for info in infos:
-                search.listed += 1
-                if not info.key.endswith(EXTENSIONS):
-                    continue
-                kf = pattern.parse(info.key)
-                if (
-                    kf is not None
-                    and kf.start is not None
-                    and (kf.start > until or kf.start + kf.precision <= lower)
-                ):
-                    continue  # opened after the window, or long before it
-                if kf is not None:
-                    if hosts and kf.host is not None and kf.host not in hosts:
-                        continue
-                    if iface and kf.iface is not None and kf.iface != iface:
-                        continue
-                candidates.append(
-                    (
-                        info,
-                        kf.host if kf else None,
-                        kf.iface if kf else None,
-                        kf.start if kf else None,
-                    )
-                )
+        for n, keep in pool.map(scan, prefixes):
+            search.listed += n
+            candidates += keep
         heads = list(pool.map(lambda c: _metadata(storage, c[0]), candidates))
 
     out: list[Capture] = []
