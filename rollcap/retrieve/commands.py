@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -276,11 +277,17 @@ def render_table(caps: list[Capture]) -> str:
     return "".join(line(r) for r in [head, *rows])
 
 
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run_fetch(args: argparse.Namespace, cfg: RollcapConfig) -> int:
     from rollcap.retrieve.fetch import fetch
     from rollcap.retrieve.progress import Progress
 
     _setup(args, cfg)
+    # SIGTERM unwinds like Ctrl-C, so the temp directory is removed
+    signal.signal(signal.SIGTERM, _terminated)
     workers = args.jobs if args.jobs is not None else cfg.offload.concurrency
     if not 1 <= workers <= 64:
         raise UsageError(f"--jobs {workers}: between 1 and 64")

@@ -336,3 +336,24 @@ def test_progress_bar_on_a_terminal(archive: Archive, tmp_path: Path) -> None:
     n = len(archive.expected(utc(2026, 11, 25, 23), utc(2026, 11, 26, 2)))
     assert f"\rfetch [{'#' * 30}] 27/27 objects" in text
     assert f"wrote {out}: {n} packets from 27 objects" in text
+
+
+def test_sigterm_mid_fetch_leaves_nothing_behind(
+    archive: Archive, busy: list[Obj], tmp_path: Path
+) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "term.pcap"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "rollcap", "fetch", "--config", str(archive.config), "--since",
+         "2026-11-20T00:00Z", "--until", "2026-11-21T00:00Z", "--jobs", "1", "-o", str(out)],
+        cwd=REPO, env=archive.env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".rollcap-fetch-*/0000*")):  # downloads under way
+        assert p.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(60) == 128 + signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []  # no output, no temp directory
