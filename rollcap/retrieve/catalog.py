@@ -80,6 +80,10 @@ class Search:
         return f"hosts {hosts}; {days}; listed {where}, {self.listed} objects"
 
 
+# (object, host, interface, start) as far as the key tells
+Candidate = tuple[ObjectInfo, str | None, str | None, datetime | None]
+
+
 def _epoch(dt: datetime | None) -> float:
     return dt.timestamp() if dt is not None else 0.0
 
@@ -138,7 +142,6 @@ def find_captures(
         log.debug("listing %r", p)
 
     lower = since - LOOKBACK
-    Candidate = tuple[ObjectInfo, str | None, str | None, datetime | None]
 
     def scan(prefix: str) -> tuple[int, list[Candidate]]:
         """List one prefix, keeping only keys that may overlap (memory: candidates)."""
@@ -166,6 +169,7 @@ def find_captures(
         for n, keep in pool.map(scan, prefixes):
             search.listed += n
             candidates += keep
+        candidates = only_last_before(candidates, since)
         heads = list(pool.map(lambda c: _metadata(storage, c[0]), candidates))
 
     out: list[Capture] = []
@@ -209,6 +213,30 @@ def find_captures(
         search.hosts = sorted({c.host for c in out if c.host})
     out.sort(key=Capture.sort_key)
     return out, search
+
+
+def only_last_before(candidates: list[Candidate], since: datetime) -> list[Candidate]:
+    """Of the files a host+interface opened before since, keep only the last one.
+
+    One capture writes one file at a time, so a file ends before the next one
+    of its host and interface starts: only the last file opened before the
+    window can reach into it. This keeps the HEADs to about one per host plus
+    the files opened inside the window, instead of a day's worth.
+    Keys without a host, interface or exact start are all kept.
+    """
+    last: dict[tuple[str, str], tuple[datetime, str]] = {}
+    for info, host, iface, start in candidates:
+        if host is None or iface is None or start is None or start >= since:
+            continue
+        cur = last.get((host, iface))
+        if cur is None or (start, info.key) > cur:
+            last[(host, iface)] = (start, info.key)
+    keep_before = {key for _start, key in last.values()}
+    return [
+        c
+        for c in candidates
+        if c[1] is None or c[2] is None or c[3] is None or c[3] >= since or c[0].key in keep_before
+    ]
 
 
 def _metadata(storage: Storage, info: ObjectInfo) -> tuple[int, dict[str, str]] | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -104,9 +104,26 @@ def test_objects_without_metadata_count_as_possibly_overlapping(tmp_path: Path) 
 def test_heads_only_candidates(st: MemoryStorage) -> None:
     find_captures(st, template=T, prefix="caps", since=utc(2026, 11, 26, 0, 15),
                   until=utc(2026, 11, 26, 0, 16), hosts=["web1", "db1"])  # fmt: skip
-    # all 4 objects of 25th/26th are candidates by key time (opened less than a day before);
-    # the one of the 20th is never HEADed
-    assert st.heads == 4
+    # of the files opened before the window only each host's last one can reach into
+    # it (web1 00:09, db1 00:00); older ones and the one of the 20th are never HEADed
+    assert st.heads == 2
+
+
+def test_a_days_worth_of_rotations_costs_one_head_per_host(tmp_path: Path) -> None:
+    s = MemoryStorage()
+    for i in range(144):  # every 10 minutes for a day, each file runs its full 10 minutes
+        start = utc(2026, 11, 25, 0, 0) + timedelta(minutes=10 * i)
+        _put(s, tmp_path, "web1", start, start + timedelta(seconds=1),
+             start + timedelta(minutes=9, seconds=59), seq=i)  # fmt: skip
+    caps, _ = find_captures(s, template=T, prefix="caps", since=utc(2026, 11, 25, 23, 55),
+                            until=utc(2026, 11, 26, 0, 5))  # fmt: skip
+    assert _keys(caps) == ["web1-eth0-20261125T235000Z-000143.pcap.zst"]
+    assert s.heads == 1  # not 144
+    caps, _ = find_captures(s, template=T, prefix="caps", since=utc(2026, 11, 25, 12, 5),
+                            until=utc(2026, 11, 25, 12, 25))  # fmt: skip
+    assert [k[10:25] for k in _keys(caps)] == ["20261125T120000", "20261125T121000",
+                                               "20261125T122000"]  # fmt: skip
+    assert s.heads == 1 + 3
 
 
 def test_custom_template_lists_whole_prefix(tmp_path: Path) -> None:
