@@ -11,7 +11,7 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.rollcap-installed
 PYTEST_ARGS ?=
 
-.PHONY: all run test lint pytest deb bench venv apt-run apt-test clean
+.PHONY: all run test lint pytest deb bench venv apt-run apt-test apt-bench clean
 
 all: test
 
@@ -20,6 +20,9 @@ apt-run:
 
 apt-test:
 	@.ci/ensure-apt .ci/packages-run.txt .ci/packages-test.txt
+
+apt-bench:
+	@.ci/ensure-apt .ci/packages-run.txt .ci/packages-test.txt .ci/packages-bench.txt
 
 venv: $(STAMP)
 
@@ -48,7 +51,7 @@ test: lint pytest
 deb: apt-test
 	packaging/build-deb
 
-bench: apt-test $(STAMP)
+bench: apt-bench $(STAMP)
 	$(VPY) -m bench.run_all
 
 clean:
