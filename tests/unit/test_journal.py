@@ -109,6 +109,9 @@ def test_plain_format_is_one_line_with_fields() -> None:
     line = _PlainFormatter().format(rec)
     assert "\n" not in line
     assert line.endswith("warning rollcap.offload: retrying  [file=a.pcap attempt=2]")
+    rec.__dict__.update(fields(error="Connection refused: port 8333", file="a b.pcap"))
+    line = _PlainFormatter().format(rec)
+    assert line.endswith('[file="a b.pcap" attempt=2 error="Connection refused: port 8333"]')
 
 
 def _handler_chosen(tmp_path: Path, journal_stream: str | None) -> str:
