@@ -2,7 +2,7 @@
 #   make run    capture on lo into ./run-demo, archive locally; Ctrl-C stops (as root)
 #   make test   ruff, mypy and every test (as root: tests create veth pairs)
 #   make lint   ruff and mypy only
-#   make deb    dist/rollcap_<version>_<arch>.deb
+#   make deb    dist/rollcap_<version>_<arch>.deb (make check-units: the units' scores)
 #   make bench  benchmarks; results into the README
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -11,7 +11,7 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.rollcap-installed
 PYTEST_ARGS ?=
 
-.PHONY: all run test lint pytest deb bench venv apt-run apt-test apt-bench clean
+.PHONY: all run test lint pytest deb check-units bench venv apt-run apt-test apt-bench clean
 
 all: test
 
@@ -48,8 +48,12 @@ pytest: apt-test $(STAMP)
 
 test: lint pytest
 
+# dist/rollcap_<version>_<arch>.deb (Debian 12); VERSION_SUFFIX=+x for test builds
 deb: apt-test
 	packaging/build-deb
+
+check-units:
+	packaging/check-units
 
 bench: apt-bench $(STAMP)
 	$(VPY) -m bench.run_all
