@@ -190,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         traffic = LoopbackTraffic()
         traffic.thread.start()
         print(f"rollcap demo: traffic  5 UDP datagrams/s to 127.0.0.1:{traffic.port}")
-    print("rollcap demo: status   in another shell: rollcap status --config " + str(cfg))
+    script = Path(sys.prefix) / "bin" / "rollcap"  # .venv/bin/rollcap under make run
+    rollcap_cmd = str(script) if script.exists() else f"{sys.executable} -m rollcap"
+    print(f"rollcap demo: status   in another shell: {rollcap_cmd} status --config {cfg}")
     print("rollcap demo: Ctrl-C stops capture, waits for the last file to be archived, stops.\n")
 
     stop = threading.Event()
