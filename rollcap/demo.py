@@ -62,12 +62,13 @@ def reachable_by(user: str, path: Path) -> bool:
     return True
 
 
-def write_config(base: Path, interface: str, rotate_seconds: int, user: str) -> Path:
+def write_config(base: Path, interface: str, rotate_seconds: int, user: str, bpf: str = "") -> Path:
     cfg = base / "rollcap.toml"
     cfg.write_text(
         "# Written by `make run` (python3 -m rollcap.demo); see config/rollcap.toml for all keys.\n"
         "[capture]\n"
         f'interface = "{interface}"\n'
+        f'filter = "{bpf}"\n'
         f"rotate_seconds = {rotate_seconds}\n"
         "rotate_megabytes = 20\n"
         f'user = "{user}"\n'
@@ -116,7 +117,7 @@ def _files(root: Path) -> dict[Path, int]:
     if root.is_dir():
         for p in root.rglob("*"):
             with contextlib.suppress(OSError):
-                if p.is_file() and not p.name.startswith("."):
+                if p.is_file() and not p.name.startswith(".") and not p.name.endswith(".json"):
                     out[p] = p.stat().st_size
     return out
 
@@ -164,7 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", default="run-demo", help="demo directory (default ./run-demo)")
     ap.add_argument("--interface", default="lo", help="interface to capture on (default lo)")
     ap.add_argument("--rotate-seconds", type=int, default=10)
-    ap.add_argument("--no-traffic", action="store_true", help="do not send demo datagrams")
+    ap.add_argument(
+        "--all-traffic",
+        action="store_true",
+        help="capture everything on the interface, not only the demo's own datagrams",
+    )
     a = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("rollcap demo: capture opens the interface as root; run: sudo make run")
@@ -174,22 +179,24 @@ def main(argv: list[str] | None = None) -> int:
     # tcpdump drops to its own user before it opens files; a clone under /root (0700)
     # is out of its reach, and then only root can write the demo's spool.
     user = "tcpdump" if reachable_by("tcpdump", base) else "root"
-    cfg = write_config(base, a.interface, a.rotate_seconds, user)
+    traffic = LoopbackTraffic()
+    # Only our datagrams by default: a busy loopback (databases, test servers) would
+    # fill the demo's files with other programs' traffic.
+    bpf = "" if a.all_traffic else f"udp port {traffic.port}"
+    cfg = write_config(base, a.interface, a.rotate_seconds, user, bpf)
     check = subprocess.run([sys.executable, "-m", "rollcap", "check-config", str(cfg)])
     if check.returncode:
         return check.returncode
 
     print(f"rollcap demo: config   {cfg}")
-    print(f"rollcap demo: capture  on {a.interface}, a new file every {a.rotate_seconds}s")
+    shown = f"filter '{bpf}' (--all-traffic: everything)" if bpf else "no filter"
+    print(f"rollcap demo: capture  on {a.interface}, {shown}, a new file every {a.rotate_seconds}s")
     print(f"rollcap demo: spool    {base / 'spool'} (finished files wait in ready/)")
     print(f"rollcap demo: archive  {base / 'archive'} (offload's file:// destination)")
     if user == "root":
         print(f"rollcap demo: note     tcpdump keeps root: user 'tcpdump' cannot reach {base}")
-    traffic = None
-    if not a.no_traffic:
-        traffic = LoopbackTraffic()
-        traffic.thread.start()
-        print(f"rollcap demo: traffic  5 UDP datagrams/s to 127.0.0.1:{traffic.port}")
+    traffic.thread.start()
+    print(f"rollcap demo: traffic  5 UDP datagrams/s to 127.0.0.1:{traffic.port}")
     script = Path(sys.prefix) / "bin" / "rollcap"  # .venv/bin/rollcap under make run
     rollcap_cmd = str(script) if script.exists() else f"{sys.executable} -m rollcap"
     print(f"rollcap demo: status   in another shell: {rollcap_cmd} status --config {cfg}")
@@ -218,8 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                     stop.set()
                     rc = 1
         rc = _stop("capture", capture) or rc
-        if traffic:
-            traffic.stop.set()
+        traffic.stop.set()
         deadline = time.monotonic() + DRAIN_TIMEOUT
         ready = base / "spool" / "ready"
         while _files(ready) and offload.poll() is None and time.monotonic() < deadline:
