@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import grp
 import os
 import pwd
 import signal
@@ -62,7 +63,22 @@ def reachable_by(user: str, path: Path) -> bool:
     return True
 
 
-def write_config(base: Path, interface: str, rotate_seconds: int, user: str, bpf: str = "") -> Path:
+def _group_exists(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def write_config(
+    base: Path,
+    interface: str,
+    rotate_seconds: int,
+    user: str,
+    bpf: str = "",
+    group: str = "root",
+) -> Path:
     cfg = base / "rollcap.toml"
     cfg.write_text(
         "# Written by `make run` (python3 -m rollcap.demo); see config/rollcap.toml for all keys.\n"
@@ -74,6 +90,7 @@ def write_config(base: Path, interface: str, rotate_seconds: int, user: str, bpf
         f'user = "{user}"\n'
         "[spool]\n"
         f'directory = "{base / "spool"}"\n'
+        f'group = "{group}"\n'
         "max_megabytes = 500\n"
         "min_free_percent = 2\n"
         "[offload]\n"
@@ -183,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     # Only our datagrams by default: a busy loopback (databases, test servers) would
     # fill the demo's files with other programs' traffic.
     bpf = "" if a.all_traffic else f"udp port {traffic.port}"
-    cfg = write_config(base, a.interface, a.rotate_seconds, user, bpf)
+    # the .deb creates group rollcap; on a fresh clone only root can own the files
+    group = "rollcap" if _group_exists("rollcap") else "root"
+    cfg = write_config(base, a.interface, a.rotate_seconds, user, bpf, group)
     check = subprocess.run([sys.executable, "-m", "rollcap", "check-config", str(cfg)])
     if check.returncode:
         return check.returncode
