@@ -340,6 +340,8 @@ class Supervisor:
         assert self.handoff is not None
         live = {self.proc.generation} if self.proc and self.proc.alive() else set()
         files = list_work(self.spool.work)
+        if len(files) > 1:
+            self.enforce_budget()  # files in work/ count too: make room before the batch
         for i, (w, path) in enumerate(files):
             is_newest_of_gen = i + 1 == len(files) or files[i + 1][0].generation != w.generation
             if w.generation in live and is_newest_of_gen:
@@ -430,7 +432,8 @@ class Supervisor:
                     u.free_percent,
                     extra=fields(**u.as_dict()),
                 )
-                self.stop_capture(drain=True)
+                # no drain wait: the budget matters more than the last second of packets
+                self.stop_capture(drain=False)
             return
         used = u.used_bytes
         free = u.free_percent

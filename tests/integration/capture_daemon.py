@@ -17,13 +17,13 @@ from tests.support.net import count_packets
 REPO = Path(__file__).resolve().parents[2]
 
 
-def write_config(path: Path, spool: Path, iface: str, **capture: Any) -> None:
+def write_config(path: Path, spool_dir: Path, iface: str, **capture: Any) -> None:
     spool_over = capture.pop("spool", {})
     lines = ["[capture]", f'interface = "{iface}"']
     lines += [f"{k} = {json.dumps(v)}" for k, v in capture.items()]
-    lines += ["[spool]", f'directory = "{spool}"']
+    lines += ["[spool]", f'directory = "{spool_dir}"']
     lines += [f"{k} = {json.dumps(v)}" for k, v in spool_over.items()]
-    lines += ["[offload]", f'destination = "file://{spool.parent}/archive"', ""]
+    lines += ["[offload]", f'destination = "file://{spool_dir.parent}/archive"', ""]
     path.write_text("\n".join(lines))
 
 
@@ -35,6 +35,7 @@ class CaptureDaemon:
         self.log = tmp / "capture.log"
         self.iface = iface
         tmp.mkdir(exist_ok=True)
+        self.capture = capture
         write_config(self.config, self.spool, iface, **capture)
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -51,8 +52,8 @@ class CaptureDaemon:
             )
         return self
 
-    def reconfigure(self, **capture: Any) -> None:
-        write_config(self.config, self.spool, self.iface, **capture)
+    def reconfigure(self, **changes: Any) -> None:
+        write_config(self.config, self.spool, self.iface, **{**self.capture, **changes})
 
     def state(self) -> dict[str, Any]:
         try:

@@ -206,7 +206,7 @@ def test_missing_interface_is_waited_for(all_pcap: Path, daemon: Factory) -> Non
     d = daemon(f"rcB{tag}")
     d.wait_for("waiting", lambda s: s["state"] == "waiting-for-interface", timeout=30)
     time.sleep(3)  # several ticks: still one message, no restarts
-    assert d.log_text().count("does not exist") == 1
+    assert d.log_text().count(f"interface rcB{tag} does not exist") == 1
     assert d.state()["restarts"] == 0
     v = Veth.create(tag)
     try:
@@ -260,14 +260,15 @@ def test_budget_drop_oldest_holds_without_offload(
 ) -> None:
     d = daemon(veth.b, rotate_megabytes=1, spool={"max_megabytes": 10, "min_free_percent": 0})
     d.wait_capturing()
-    # 15 loops = 18.3 MB into a 10 MB spool
-    peak = _replay_and_sample(veth, all_pcap, d.spool, loops=15, pps=30000)
+    # 13 loops = 15.9 MB into a 10 MB spool, at 1.7 MB/s
+    peak = _replay_and_sample(veth, all_pcap, d.spool, loops=13, pps=10000)
     assert d.stop() == 0
-    # between a rotation and the next check the live file may add at most one more
+    # the live file is over the budget by design; between a rotation and the
+    # daemon's reaction tcpdump may start one more (15.9 MB without enforcement)
     assert peak <= BUDGET + 2 * FILE_MAX
     assert _usage(d.spool) <= BUDGET
     st = d.state()
-    assert st["dropped_files"] >= 7
+    assert st["dropped_files"] >= 5
     files = d.ready_files()
     seqs = [ReadyName.parse(p.name).seq for p in files]  # type: ignore[union-attr]
     # the newest files survive
@@ -284,7 +285,7 @@ def test_budget_pause_capture_stops_and_resumes(
         spool={"max_megabytes": 10, "min_free_percent": 0, "on_full": "pause-capture"},
     )
     d.wait_capturing()
-    peak = _replay_and_sample(veth, all_pcap, d.spool, loops=15, pps=30000)
+    peak = _replay_and_sample(veth, all_pcap, d.spool, loops=13, pps=10000)
     st = d.wait_for("paused", lambda s: s["state"] == "paused", timeout=20)
     assert st["tcpdump_pid"] is None
     assert peak <= BUDGET + 2 * FILE_MAX
