@@ -42,7 +42,7 @@ class CaptureDaemon:
     def start(self) -> CaptureDaemon:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         env.pop("NOTIFY_SOCKET", None)
-        with self.log.open("wb") as out:
+        with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "rollcap", "capture", "--config", str(self.config)],
                 cwd=REPO,

@@ -187,6 +187,27 @@ def test_kill_9_of_tcpdump_restarts_and_repairs(
     assert "exited unexpectedly" in d.log_text()
 
 
+def test_tcpdump_orphaned_by_a_crashed_daemon_is_stopped_and_handed_off(
+    veth: Veth, all_pcap: Path, daemon: Factory
+) -> None:
+    d = daemon(veth.b)
+    orphan = d.wait_capturing()["tcpdump_pid"]
+    veth.replay(all_pcap)
+    time.sleep(DRAIN)
+    assert d.proc is not None
+    d.proc.kill()  # the supervisor dies; tcpdump (its own session) keeps running
+    d.proc.wait(10)
+    assert Path(f"/proc/{orphan}").exists()
+    d.start()
+    st = d.wait_for("restarted", lambda s: s.get("tcpdump_pid") not in (None, orphan), timeout=30)
+    assert st["handed_off_files"] == 1
+    assert "left running by a previous rollcap" in d.log_text()
+    assert d.stop() == 0
+    assert d.ready_packets() == PACKETS
+    seqs = [ReadyName.parse(p.name).seq for p in d.ready_files()]  # type: ignore[union-attr]
+    assert seqs == [1]
+
+
 @pytest.mark.parametrize("iface", ["lo", "rcNone" + secrets.token_hex(3)])
 def test_bad_filter_exits_78_with_tcpdumps_message(iface: str, daemon: Factory) -> None:
     if os.geteuid() != 0:
