@@ -73,6 +73,7 @@ QUIET_GRACE = 1.5  # > tcpdump's 1 s block timeout: a late packet still rotates 
 OVERLAP = 1.2  # both tcpdumps listening this long before the old one is stopped
 DRAIN = 1.2  # wait before SIGTERM so the last kernel block reaches the file
 LISTEN_TIMEOUT = 10.0
+QUIET_RETRY = 10.0
 STATS_EVERY = 30.0
 HEALTHY_RESET = 300.0
 BACKOFF_MAX = 60.0
@@ -117,6 +118,7 @@ class Supervisor:
         self.unfixable_logged = False
         self.last_error = ""
         self.next_stats = time.monotonic() + STATS_EVERY
+        self.quiet_retry_at = 0.0
         self.last_state_write = 0.0
         self.listening_at: dict[int, float] = {}  # generation -> wall clock
         self.overlap_next: dict[int, int] = {}  # old generation -> the one replacing it
@@ -331,7 +333,10 @@ class Supervisor:
         left = deadline - time.time()
         if left > 0:
             return left
-        self.switch(self.cfg, "quiet link")
+        if time.monotonic() < self.quiet_retry_at:
+            return None
+        if not self.switch(self.cfg, "quiet link"):
+            self.quiet_retry_at = time.monotonic() + QUIET_RETRY  # not a spawn per tick
         return None
 
     # ------------------------------------------------------------------ hand-off
@@ -643,8 +648,8 @@ class Supervisor:
             self.process_work()  # leftovers all belong to dead generations
             self.enforce_budget()
             self.start_capture()
-            self.publish(force=True)
             self.notifier.ready(self.status_line())
+            self.publish(force=True)
             self._loop()
             # no more wake-ups needed; stopping it first keeps its thread quiet
             observer.stop()

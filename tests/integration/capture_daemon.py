@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,11 +21,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 def write_config(path: Path, spool_dir: Path, iface: str, **capture: Any) -> None:
     spool_over = capture.pop("spool", {})
+    offload = capture.pop("offload", {"destination": f"file://{spool_dir.parent}/archive"})
     lines = ["[capture]", f'interface = "{iface}"']
     lines += [f"{k} = {json.dumps(v)}" for k, v in capture.items()]
     lines += ["[spool]", f'directory = "{spool_dir}"']
     lines += [f"{k} = {json.dumps(v)}" for k, v in spool_over.items()]
-    lines += ["[offload]", f'destination = "file://{spool_dir.parent}/archive"', ""]
+    lines += ["[offload]"] + [f"{k} = {json.dumps(v)}" for k, v in offload.items()] + [""]
     path.write_text("\n".join(lines))
 
 
@@ -38,10 +41,39 @@ class CaptureDaemon:
         self.capture = capture
         write_config(self.config, self.spool, iface, **capture)
         self.proc: subprocess.Popen[bytes] | None = None
+        self.notify: socket.socket | None = None
+
+    def listen_notify(self) -> None:
+        """Receive sd_notify messages like systemd does (call before start).
+
+        Read continuously: a datagram socket's queue is short, and a sender
+        blocks when it is full.
+        """
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(self.tmp / "notify.sock"))
+        self.notify.settimeout(0.2)
+        self._notified: list[str] = []
+
+        def collect() -> None:
+            assert self.notify is not None
+            while self.notify.fileno() >= 0:
+                try:
+                    self._notified.append(self.notify.recv(4096).decode())
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+
+        threading.Thread(target=collect, daemon=True).start()
+
+    def notifications(self) -> list[str]:
+        return list(self._notified)
 
     def start(self) -> CaptureDaemon:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         env.pop("NOTIFY_SOCKET", None)
+        if self.notify is not None:
+            env["NOTIFY_SOCKET"] = str(self.tmp / "notify.sock")
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "rollcap", "capture", "--config", str(self.config)],
@@ -96,6 +128,8 @@ class CaptureDaemon:
         return self.proc.wait(timeout)
 
     def kill(self) -> None:
+        if self.notify is not None:
+            self.notify.close()
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)

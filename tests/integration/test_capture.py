@@ -43,9 +43,11 @@ def daemon() -> Iterator[Factory]:
     base.chmod(0o711)
     started: list[CaptureDaemon] = []
 
-    def make(iface: str, **capture: Any) -> CaptureDaemon:
+    def make(iface: str, notify: bool = False, **capture: Any) -> CaptureDaemon:
         d = CaptureDaemon(base / f"d{len(started)}", iface, **capture)
         started.append(d)
+        if notify:
+            d.listen_notify()
         return d.start()
 
     try:
@@ -126,7 +128,7 @@ def test_time_rotation_and_quiet_link_hand_off(veth: Veth, all_pcap: Path, daemo
 def test_sighup_applies_a_valid_filter_and_rejects_an_invalid_config(
     veth: Veth, all_pcap: Path, daemon: Factory
 ) -> None:
-    d = daemon(veth.b)
+    d = daemon(veth.b, notify=True)
     d.wait_capturing()
     # replay for ~10 s; reload in the middle: make-before-break with traffic in the overlap
     replay = threading.Thread(target=veth.replay, args=(all_pcap,), kwargs={"pps": 500})
@@ -156,6 +158,19 @@ def test_sighup_applies_a_valid_filter_and_rejects_an_invalid_config(
     _assert_sorted_by_time(files)
     # packets of the overlap were captured twice and removed once
     assert d.state()["duplicates_removed"] > 0
+    # what systemd saw: ready, two reloads each followed by ready, liveness, stopping
+    msgs = [line for m in d.notifications() for line in m.splitlines()]
+    assert msgs[0] == "READY=1"
+    assert [m for m in msgs if m in ("READY=1", "RELOADING=1", "STOPPING=1")] == [
+        "READY=1",
+        "RELOADING=1",
+        "READY=1",
+        "RELOADING=1",
+        "READY=1",
+        "STOPPING=1",
+    ]
+    assert "WATCHDOG=1" in msgs
+    assert any(m.startswith("STATUS=capturing on ") for m in msgs)
 
 
 def test_kill_9_of_tcpdump_restarts_and_repairs(
@@ -206,6 +221,18 @@ def test_tcpdump_orphaned_by_a_crashed_daemon_is_stopped_and_handed_off(
     assert d.ready_packets() == PACKETS
     seqs = [ReadyName.parse(p.name).seq for p in d.ready_files()]  # type: ignore[union-attr]
     assert seqs == [1]
+
+
+def test_offload_traffic_is_excluded_unless_switched_off(veth: Veth, daemon: Factory) -> None:
+    offload = {"destination": "s3://bucket1/p", "endpoint_url": "http://127.0.0.1:8333"}
+    d = daemon(veth.b, filter="tcp or udp", offload=offload)
+    st = d.wait_capturing()
+    assert st["filter"] == "(tcp or udp) and not (host 127.0.0.1 and tcp port 8333)"
+    assert "excluding the offload service's own traffic" in d.log_text()
+    assert d.stop() == 0
+    d = daemon(veth.b, filter="tcp", offload=offload, exclude_offload_traffic=False)
+    assert d.wait_capturing()["filter"] == "(tcp)"
+    assert d.stop() == 0
 
 
 @pytest.mark.parametrize("iface", ["lo", "rcNone" + secrets.token_hex(3)])
