@@ -189,11 +189,11 @@ class Supervisor:
             check_filter(cfg.capture, effective)
 
     # ------------------------------------------------------------------ tcpdump
-    def _track_pids(self) -> None:
+    def _track_pids(self, *extra: Tcpdump) -> None:
+        """Persist the pids of every tcpdump we run (for orphan clean-up after a crash)."""
         assert self.persistent is not None
-        pids = [p.pid for p in (self.proc,) if p is not None and p.alive()]
-        self.persistent.tcpdump_pid = pids[0] if pids else 0
-        self.persistent.tcpdump_generation = self.proc.generation if self.proc else 0
+        procs = [p for p in (self.proc, *extra) if p is not None and p.alive()]
+        self.persistent.tcpdump_pids = [p.pid for p in procs]
         self.persistent.save()
 
     def _spawn(self, cfg: RollcapConfig) -> Tcpdump:
@@ -201,9 +201,7 @@ class Supervisor:
         gen = self.persistent.next_generation()
         argv = tcpdump_argv(cfg.capture, self.effective_filter, self.spool.work, gen)
         t = Tcpdump(argv, gen, cfg.capture.interface, self.wake)
-        self.persistent.tcpdump_pid = t.pid
-        self.persistent.tcpdump_generation = gen
-        self.persistent.save()
+        self._track_pids(t)
         log.info(
             "started tcpdump on %s (generation %d)",
             cfg.capture.interface,
@@ -233,7 +231,10 @@ class Supervisor:
         if self.waiting_logged:
             self.waiting_logged = False
             log.info("interface %s appeared", iface, extra=fields(interface=iface))
-            check_filter(self.cfg.capture, self.effective_filter)  # now for its link type
+            try:
+                check_filter(self.cfg.capture, self.effective_filter)  # for its link type
+            except InterfaceMissing:
+                return  # gone again
         t = self._spawn(self.cfg)
         self.proc = t
         if t.wait_listening(LISTEN_TIMEOUT):
@@ -294,7 +295,7 @@ class Supervisor:
             new.stop()
             self.last_error = f"new tcpdump did not start: {new.exit_message()}"
             log.error("%s: %s; keeping the running one", reason, self.last_error)
-            self.persistent_tracking(old)
+            self._track_pids()
             self.process_work()
             return False
         self.listening_at[new.generation] = new.listening_at or time.time()
@@ -314,12 +315,6 @@ class Supervisor:
         )
         self.process_work()
         return True
-
-    def persistent_tracking(self, t: Tcpdump) -> None:
-        assert self.persistent is not None
-        self.persistent.tcpdump_pid = t.pid
-        self.persistent.tcpdump_generation = t.generation
-        self.persistent.save()
 
     def check_quiet(self) -> float | None:
         """Rotate a quiet link; return seconds until the live file's deadline."""
@@ -607,25 +602,29 @@ class Supervisor:
         self.notifier.ready(self.status_line())
 
     # ------------------------------------------------------------------ start/stop
-    def stop_orphan(self) -> None:
+    def stop_orphans(self) -> None:
+        """Stop tcpdumps a crashed supervisor left running (PR_SET_PDEATHSIG does not
+        survive tcpdump's setuid); they write into our work/, so they must end first."""
         assert self.persistent is not None
-        pid = self.persistent.tcpdump_pid
-        if pid <= 0 or not _is_our_tcpdump(pid, self.spool.work):
-            return
-        log.warning(
-            "stopping tcpdump %d left running by a previous rollcap capture",
-            pid,
-            extra=fields(tcpdump_pid=pid),
-        )
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while _is_our_tcpdump(pid, self.spool.work) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _is_our_tcpdump(pid, self.spool.work):
+        for pid in self.persistent.tcpdump_pids:
+            if not _is_our_tcpdump(pid, self.spool.work):
+                continue
+            log.warning(
+                "stopping tcpdump %d left running by a previous rollcap capture",
+                pid,
+                extra=fields(tcpdump_pid=pid),
+            )
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            time.sleep(0.5)
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while _is_our_tcpdump(pid, self.spool.work) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _is_our_tcpdump(pid, self.spool.work):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                time.sleep(0.5)
+        self.persistent.tcpdump_pids = []
+        self.persistent.save()
 
     def run(self) -> int:
         self.effective_filter = self.compute_filter(self.cfg)
@@ -644,7 +643,7 @@ class Supervisor:
         )
         observer.start()
         try:
-            self.stop_orphan()
+            self.stop_orphans()
             self.process_work()  # leftovers all belong to dead generations
             self.enforce_budget()
             self.start_capture()
