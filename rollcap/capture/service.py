@@ -626,6 +626,14 @@ class Supervisor:
         self.persistent.tcpdump_pids = []
         self.persistent.save()
 
+    def remove_stale_temps(self) -> None:
+        """Overlap sidecars and strip temp files of generations already handed off."""
+        for p in self.spool.work.glob(".*"):
+            if p.is_file() and (p.name.startswith(".overlap-") or p.name.endswith(".strip")):
+                log.info("removing stale %s", p.name, extra=fields(file=p.name))
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+
     def run(self) -> int:
         self.effective_filter = self.compute_filter(self.cfg)
         self.validate(self.cfg, self.effective_filter)
@@ -645,6 +653,7 @@ class Supervisor:
         try:
             self.stop_orphans()
             self.process_work()  # leftovers all belong to dead generations
+            self.remove_stale_temps()
             self.enforce_budget()
             self.start_capture()
             self.notifier.ready(self.status_line())

@@ -174,6 +174,34 @@ def test_sighup_applies_a_valid_filter_and_rejects_an_invalid_config(
     assert any(m.startswith("STATUS=capturing on ") for m in msgs)
 
 
+def test_sighup_to_another_interface_stops_then_starts(
+    veth: Veth, all_pcap: Path, daemon: Factory
+) -> None:
+    d = daemon(veth.b)
+    d.wait_capturing()
+    veth.replay(all_pcap)
+    time.sleep(DRAIN)
+    other = Veth.create()
+    try:
+        d.iface = other.b
+        d.reconfigure()
+        d.signal(signal.SIGHUP)
+        d.wait_for(
+            "new interface",
+            lambda s: s["interface"] == other.b and s["state"] == "capturing",
+            timeout=30,
+        )
+        other.replay(all_pcap)
+        time.sleep(DRAIN)
+        assert d.stop() == 0
+    finally:
+        d.kill()
+        other.delete()
+    files = d.ready_files()
+    assert [ReadyName.parse(p.name).iface for p in files] == [veth.b, other.b]  # type: ignore[union-attr]
+    assert [count_packets(p) for p in files] == [PACKETS, PACKETS]
+
+
 def test_kill_9_of_tcpdump_restarts_and_repairs(
     veth: Veth, all_pcap: Path, daemon: Factory
 ) -> None:
