@@ -371,6 +371,7 @@ class OffloadService:
                 extra=fields(
                     file=entry.name, key=out.key, bytes_in=out.bytes_in, bytes_out=out.bytes_out,
                     seconds=round(out.seconds, 3), attempt=entry.attempt, packets=out.packets,
+                    compress_seconds=round(out.compress_seconds, 3),
                     destination=dest,
                 ),
             )  # fmt: skip
