@@ -93,13 +93,15 @@ class Storage(ABC):
 
     @abstractmethod
     def put_file(self, local: Path, key: str, *, size: int, sha256: str,
-                 metadata: dict[str, str]) -> ObjectInfo:  # fmt: skip
+                 metadata: dict[str, str],
+                 progress: Callable[[int], None] | None = None) -> ObjectInfo:  # fmt: skip
         """Store local under key so that it becomes visible only complete, then
         verify it (size and checksum as stored) and return what HEAD says.
 
         ``sha256`` is the hex SHA-256 of local's bytes, computed by the caller; it
         is sent for the destination to verify where it can and stored in the
-        metadata. Raises VerificationError if the stored object does not match."""
+        metadata. Raises VerificationError if the stored object does not match.
+        ``progress(n)`` is called (from any thread) as bytes go out."""
 
     @abstractmethod
     def head(self, key: str) -> ObjectInfo | None:

@@ -95,7 +95,8 @@ class LocalStorage(Storage):
     # -- writing -----------------------------------------------------------
 
     def put_file(self, local: Path, key: str, *, size: int, sha256: str,
-                 metadata: dict[str, str]) -> ObjectInfo:  # fmt: skip
+                 metadata: dict[str, str],
+                 progress: Callable[[int], None] | None = None) -> ObjectInfo:  # fmt: skip
         dest = self._path(key)
         meta = {**metadata, META["sha256"]: sha256}
         if dest.exists():
