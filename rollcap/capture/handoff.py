@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,18 +35,22 @@ class Persistent:
     path: Path
     generation: int = 0
     seq: int = 0
-    tcpdump_pid: int = 0
-    tcpdump_generation: int = 0
+    # tcpdumps that may be running (two during a make-before-break overlap),
+    # so a restarted supervisor can stop what a crashed one left behind
+    tcpdump_pids: list[int] = field(default_factory=list)
 
     @classmethod
     def load(cls, spool: Spool) -> Persistent:
         path = spool.state / "capture-counters.json"
         st = read_state(path) or {}
         p = cls(path)
-        for k in ("generation", "seq", "tcpdump_pid", "tcpdump_generation"):
+        for k in ("generation", "seq"):
             v = st.get(k)
             if isinstance(v, int):
                 setattr(p, k, v)
+        pids = st.get("tcpdump_pids")
+        if isinstance(pids, list):
+            p.tcpdump_pids = [x for x in pids if isinstance(x, int) and x > 0]
         # never reuse a number even if the counters file was lost: look at the spool
         for w, _path in list_work(spool.work):
             p.generation = max(p.generation, w.generation)
@@ -63,8 +67,7 @@ class Persistent:
             {
                 "generation": self.generation,
                 "seq": self.seq,
-                "tcpdump_pid": self.tcpdump_pid,
-                "tcpdump_generation": self.tcpdump_generation,
+                "tcpdump_pids": self.tcpdump_pids,
             },
         )
 

@@ -14,6 +14,7 @@ import grp
 import logging
 import os
 import pwd
+import stat
 from pathlib import Path
 
 from rollcap.errors import ConfigError
@@ -53,6 +54,27 @@ def _ensure_dir(path: Path, mode: int, uid: int, gid: int) -> None:
     os.chmod(path, mode)  # also sets setgid: new files inherit GROUP
 
 
+def check_reachable(path: Path, uid: int) -> None:
+    """tcpdump runs as uid after dropping root: it must be able to enter every
+    directory down to path, or each start fails with "Permission denied"."""
+    pw = pwd.getpwuid(uid)
+    groups = set(os.getgrouplist(pw.pw_name, pw.pw_gid))
+    for d in [*reversed(path.parents), path]:
+        st = d.stat()
+        if st.st_uid == uid:
+            ok = st.st_mode & 0o100
+        elif st.st_gid in groups:
+            ok = st.st_mode & 0o010
+        else:
+            ok = st.st_mode & 0o001
+        if not ok and uid != 0:
+            raise ConfigError(
+                f"spool.directory: capture.user {pw.pw_name!r} cannot enter {d} "
+                f"(mode {stat.S_IMODE(st.st_mode):04o}), so tcpdump could not write into "
+                f"{path}; allow others to pass through it (chmod o+x) or move the spool"
+            )
+
+
 def prepare(spool: Spool, tcpdump_uid: int, gid: int) -> None:
     try:
         spool.root.parent.mkdir(parents=True, exist_ok=True)
@@ -60,6 +82,7 @@ def prepare(spool: Spool, tcpdump_uid: int, gid: int) -> None:
         _ensure_dir(spool.work, 0o2770, tcpdump_uid, gid)
         for d in (spool.ready, spool.quarantine, spool.tmp, spool.state):
             _ensure_dir(d, 0o2770, 0, gid)
+        check_reachable(spool.work, tcpdump_uid)
     except PermissionError as e:
         raise ConfigError(
             f"spool.directory: cannot set up {e.filename}: permission denied"

@@ -73,6 +73,7 @@ QUIET_GRACE = 1.5  # > tcpdump's 1 s block timeout: a late packet still rotates 
 OVERLAP = 1.2  # both tcpdumps listening this long before the old one is stopped
 DRAIN = 1.2  # wait before SIGTERM so the last kernel block reaches the file
 LISTEN_TIMEOUT = 10.0
+QUIET_RETRY = 10.0
 STATS_EVERY = 30.0
 HEALTHY_RESET = 300.0
 BACKOFF_MAX = 60.0
@@ -117,6 +118,7 @@ class Supervisor:
         self.unfixable_logged = False
         self.last_error = ""
         self.next_stats = time.monotonic() + STATS_EVERY
+        self.quiet_retry_at = 0.0
         self.last_state_write = 0.0
         self.listening_at: dict[int, float] = {}  # generation -> wall clock
         self.overlap_next: dict[int, int] = {}  # old generation -> the one replacing it
@@ -187,11 +189,11 @@ class Supervisor:
             check_filter(cfg.capture, effective)
 
     # ------------------------------------------------------------------ tcpdump
-    def _track_pids(self) -> None:
+    def _track_pids(self, *extra: Tcpdump) -> None:
+        """Persist the pids of every tcpdump we run (for orphan clean-up after a crash)."""
         assert self.persistent is not None
-        pids = [p.pid for p in (self.proc,) if p is not None and p.alive()]
-        self.persistent.tcpdump_pid = pids[0] if pids else 0
-        self.persistent.tcpdump_generation = self.proc.generation if self.proc else 0
+        procs = [p for p in (self.proc, *extra) if p is not None and p.alive()]
+        self.persistent.tcpdump_pids = [p.pid for p in procs]
         self.persistent.save()
 
     def _spawn(self, cfg: RollcapConfig) -> Tcpdump:
@@ -199,9 +201,7 @@ class Supervisor:
         gen = self.persistent.next_generation()
         argv = tcpdump_argv(cfg.capture, self.effective_filter, self.spool.work, gen)
         t = Tcpdump(argv, gen, cfg.capture.interface, self.wake)
-        self.persistent.tcpdump_pid = t.pid
-        self.persistent.tcpdump_generation = gen
-        self.persistent.save()
+        self._track_pids(t)
         log.info(
             "started tcpdump on %s (generation %d)",
             cfg.capture.interface,
@@ -231,7 +231,10 @@ class Supervisor:
         if self.waiting_logged:
             self.waiting_logged = False
             log.info("interface %s appeared", iface, extra=fields(interface=iface))
-            check_filter(self.cfg.capture, self.effective_filter)  # now for its link type
+            try:
+                check_filter(self.cfg.capture, self.effective_filter)  # for its link type
+            except InterfaceMissing:
+                return  # gone again
         t = self._spawn(self.cfg)
         self.proc = t
         if t.wait_listening(LISTEN_TIMEOUT):
@@ -292,7 +295,7 @@ class Supervisor:
             new.stop()
             self.last_error = f"new tcpdump did not start: {new.exit_message()}"
             log.error("%s: %s; keeping the running one", reason, self.last_error)
-            self.persistent_tracking(old)
+            self._track_pids()
             self.process_work()
             return False
         self.listening_at[new.generation] = new.listening_at or time.time()
@@ -313,12 +316,6 @@ class Supervisor:
         self.process_work()
         return True
 
-    def persistent_tracking(self, t: Tcpdump) -> None:
-        assert self.persistent is not None
-        self.persistent.tcpdump_pid = t.pid
-        self.persistent.tcpdump_generation = t.generation
-        self.persistent.save()
-
     def check_quiet(self) -> float | None:
         """Rotate a quiet link; return seconds until the live file's deadline."""
         t = self.proc
@@ -331,7 +328,10 @@ class Supervisor:
         left = deadline - time.time()
         if left > 0:
             return left
-        self.switch(self.cfg, "quiet link")
+        if time.monotonic() < self.quiet_retry_at:
+            return None
+        if not self.switch(self.cfg, "quiet link"):
+            self.quiet_retry_at = time.monotonic() + QUIET_RETRY  # not a spawn per tick
         return None
 
     # ------------------------------------------------------------------ hand-off
@@ -340,6 +340,8 @@ class Supervisor:
         assert self.handoff is not None
         live = {self.proc.generation} if self.proc and self.proc.alive() else set()
         files = list_work(self.spool.work)
+        if len(files) > 1:
+            self.enforce_budget()  # files in work/ count too: make room before the batch
         for i, (w, path) in enumerate(files):
             is_newest_of_gen = i + 1 == len(files) or files[i + 1][0].generation != w.generation
             if w.generation in live and is_newest_of_gen:
@@ -430,7 +432,8 @@ class Supervisor:
                     u.free_percent,
                     extra=fields(**u.as_dict()),
                 )
-                self.stop_capture(drain=True)
+                # no drain wait: the budget matters more than the last second of packets
+                self.stop_capture(drain=False)
             return
         used = u.used_bytes
         free = u.free_percent
@@ -599,25 +602,37 @@ class Supervisor:
         self.notifier.ready(self.status_line())
 
     # ------------------------------------------------------------------ start/stop
-    def stop_orphan(self) -> None:
+    def stop_orphans(self) -> None:
+        """Stop tcpdumps a crashed supervisor left running (PR_SET_PDEATHSIG does not
+        survive tcpdump's setuid); they write into our work/, so they must end first."""
         assert self.persistent is not None
-        pid = self.persistent.tcpdump_pid
-        if pid <= 0 or not _is_our_tcpdump(pid, self.spool.work):
-            return
-        log.warning(
-            "stopping tcpdump %d left running by a previous rollcap capture",
-            pid,
-            extra=fields(tcpdump_pid=pid),
-        )
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while _is_our_tcpdump(pid, self.spool.work) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _is_our_tcpdump(pid, self.spool.work):
+        for pid in self.persistent.tcpdump_pids:
+            if not _is_our_tcpdump(pid, self.spool.work):
+                continue
+            log.warning(
+                "stopping tcpdump %d left running by a previous rollcap capture",
+                pid,
+                extra=fields(tcpdump_pid=pid),
+            )
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            time.sleep(0.5)
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while _is_our_tcpdump(pid, self.spool.work) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _is_our_tcpdump(pid, self.spool.work):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                time.sleep(0.5)
+        self.persistent.tcpdump_pids = []
+        self.persistent.save()
+
+    def remove_stale_temps(self) -> None:
+        """Overlap sidecars and strip temp files of generations already handed off."""
+        for p in self.spool.work.glob(".*"):
+            if p.is_file() and (p.name.startswith(".overlap-") or p.name.endswith(".strip")):
+                log.info("removing stale %s", p.name, extra=fields(file=p.name))
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
 
     def run(self) -> int:
         self.effective_filter = self.compute_filter(self.cfg)
@@ -636,12 +651,13 @@ class Supervisor:
         )
         observer.start()
         try:
-            self.stop_orphan()
+            self.stop_orphans()
             self.process_work()  # leftovers all belong to dead generations
+            self.remove_stale_temps()
             self.enforce_budget()
             self.start_capture()
-            self.publish(force=True)
             self.notifier.ready(self.status_line())
+            self.publish(force=True)
             self._loop()
             # no more wake-ups needed; stopping it first keeps its thread quiet
             observer.stop()

@@ -47,7 +47,7 @@ class Compressed:
 class _Codec:
     def __init__(self, codec: str, level: int) -> None:
         level = level or DEFAULT_LEVELS[codec]
-        self.compress: Callable[[bytes], bytes]
+        self.compress: Callable[[bytes | memoryview], bytes]
         self.flush: Callable[[], bytes]
         if codec == "zstd":
             # frame checksum: zstd -t / Wireshark notice a corrupted object
@@ -57,7 +57,7 @@ class _Codec:
             z = zlib.compressobj(level, zlib.DEFLATED, 31)  # 31: gzip framing
             self.compress, self.flush = z.compress, z.flush
         else:
-            self.compress, self.flush = bytes, bytes
+            self.compress, self.flush = bytes, bytes  # copies: buf is reused
 
 
 def compress_fd(
@@ -94,18 +94,22 @@ def compress_fd(
                     out_bytes += len(data)
 
             emit(enc.compress(header_bytes))
+            # one reused buffer: no fresh 4 MiB allocation (and page faults) per chunk
+            buf = bytearray(CHUNK)
+            view = memoryview(buf)
             while True:
                 if stop is not None and stop.is_set():
                     raise Cancelled()
-                chunk = os.read(fd, CHUNK)
-                if not chunk:
+                n = os.readv(fd, [buf])
+                if not n:
                     break
-                pcap_bytes += len(chunk)
+                chunk = view[:n]
+                pcap_bytes += n
                 pcap_sha.update(chunk)
                 walker.feed(chunk)
                 emit(enc.compress(chunk))
                 if progress is not None:
-                    progress(len(chunk))
+                    progress(n)
             emit(enc.flush())
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

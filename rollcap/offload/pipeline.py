@@ -10,7 +10,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -43,6 +43,7 @@ class Outcome:
     bytes_in: int = 0
     bytes_out: int = 0
     seconds: float = 0.0
+    compress_seconds: float = 0.0
     packets: int = 0
     message: str = ""
     dest_error: StorageError | None = None  # the destination failed, not the file
@@ -68,6 +69,37 @@ def object_metadata(cfg: RollcapConfig, opened: Opened, c: Compressed) -> dict[s
     }
 
 
+class OrderedSlots:
+    """A semaphore that hands free slots to the smallest waiting key (the oldest
+    file), not to whichever thread wins the race; gives up when stop is set."""
+
+    def __init__(self, slots: int, stop: threading.Event) -> None:
+        self._free = slots
+        self._stop = stop
+        self._cv = threading.Condition()
+        self._waiting: set[str] = set()
+
+    @contextlib.contextmanager
+    def slot(self, key: str) -> Iterator[None]:
+        with self._cv:
+            self._waiting.add(key)
+            try:
+                while not (self._free > 0 and key == min(self._waiting)):
+                    if self._stop.is_set():
+                        raise Cancelled()
+                    self._cv.wait(1.0)  # stop is checked at least once a second
+            finally:
+                self._waiting.discard(key)
+            self._free -= 1
+            self._cv.notify_all()  # the next smallest may take another free slot
+        try:
+            yield
+        finally:
+            with self._cv:
+                self._free += 1
+                self._cv.notify_all()
+
+
 class Pipeline:
     def __init__(
         self, cfg: RollcapConfig, spool: Spool, storage: Storage, owners: set[int],
@@ -78,6 +110,10 @@ class Pipeline:
         self.storage = storage
         self.owners = owners
         self.stop = stop
+        # Compress at most one file per core; the other workers upload meanwhile,
+        # so the first upload starts after one file, not after a whole wave.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        self.compress_slots = OrderedSlots(max(1, min(cfg.offload.concurrency, cores)), stop)
 
     def key_for(self, opened: Opened) -> str:
         n = opened.name
@@ -112,26 +148,31 @@ class Pipeline:
                 key = self.key_for(opened)
             except ConfigError as e:
                 return self.quarantine(name, f"no valid object key: {e}")
-            comp = compress_fd(
-                opened.fd, opened.header, opened.header_bytes, self.spool.tmp, name,
-                self.cfg.offload.compression, self.cfg.offload.compression_level,
-                self.stop, progress,
-            )  # fmt: skip
+            with self.compress_slots.slot(name):
+                comp = compress_fd(
+                    opened.fd, opened.header, opened.header_bytes, self.spool.tmp, name,
+                    self.cfg.offload.compression, self.cfg.offload.compression_level,
+                    self.stop, progress,
+                )  # fmt: skip
         except Cancelled:
             return Outcome(name, "cancelled")
         except OSError as e:
             return Outcome(name, "failed", message=f"compressing {name}: {e}")
         finally:
             opened.close()
+        compressed_at = time.monotonic()
         try:
-            return self._store(name, path, opened, key, comp, t0)
+            out = self._store(name, path, opened, key, comp, t0, progress)
+            out.compress_seconds = compressed_at - t0
+            return out
         finally:
             with contextlib.suppress(FileNotFoundError):
                 comp.path.unlink()
 
     def _store(
-        self, name: str, path: Path, opened: Opened, key: str, comp: Compressed, t0: float
-    ) -> Outcome:
+        self, name: str, path: Path, opened: Opened, key: str, comp: Compressed, t0: float,
+        progress: Callable[[int], None] | None,
+    ) -> Outcome:  # fmt: skip
         out = Outcome(
             name, "uploaded", key=key, bytes_in=comp.pcap_bytes, bytes_out=comp.size,
             packets=comp.packets,
@@ -152,8 +193,9 @@ class Pipeline:
             else:
                 meta = object_metadata(self.cfg, opened, comp)
                 self.storage.put_file(
-                    comp.path, key, size=comp.size, sha256=comp.sha256, metadata=meta
-                )
+                    comp.path, key, size=comp.size, sha256=comp.sha256, metadata=meta,
+                    progress=progress,
+                )  # fmt: skip
         except VerificationError as e:
             return Outcome(name, "failed", key=key, message=str(e))
         except ObjectExistsError as e:
