@@ -1,1 +1,4 @@
-"""Fault-injection suite (issue 7): real tcpdump, SeaweedFS and inotify; run with `pytest tests/faults`."""
+"""Fault-injection suite (issue 7): real tcpdump, SeaweedFS and inotify.
+
+Run with `pytest tests/faults` as root; docs/reliability.md has the results.
+"""

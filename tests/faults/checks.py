@@ -25,7 +25,11 @@ class Account:
 
     def files(self) -> str:
         missed = f" ({self.missed} gone before the watcher opened them)" if self.missed else ""
-        near = f"; {self.near_duplicates} of the duplicates stamped apart" if self.near_duplicates else ""
+        near = (
+            f"; {self.near_duplicates} of the duplicates stamped apart"
+            if self.near_duplicates
+            else ""
+        )
         return f"{self.files_seen} files{missed}, {self.objects} objects{near}"
 
     def row(self) -> dict[str, object]:
@@ -75,9 +79,8 @@ def account(rig: Rig, *, capture_log: str = "", expect_quarantine: bool = False,
                 problems.append(f"ready/{s.name}: not a pcap ({e})")
             continue
         if parsed.truncated:
-            problems.append(
-                f"ready/{s.name}: last record cut off ({parsed.total_bytes - parsed.whole_bytes} bytes)"
-            )
+            cut = parsed.total_bytes - parsed.whole_bytes
+            problems.append(f"ready/{s.name}: last record cut off ({cut} bytes)")
         if s.name in dropped:
             continue
         written.update(parsed.records)

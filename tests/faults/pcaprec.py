@@ -76,18 +76,23 @@ def parse_file(path: Path) -> Parsed:
 
 @dataclass
 class Ledger:
-    """Packets seen per source; duplicates are records present more than once overall."""
+    """Packets per source (object or file); duplicates are packets held by more than one.
 
-    counts: Counter[bytes] = field(default_factory=Counter)
+    Identical frames replayed back to back can get the same microsecond stamp
+    inside one capture, so a repeat within one source is not a duplicate; the
+    failure this looks for (the same packet stored in two objects) always
+    spans sources.
+    """
+
+    counts: Counter[bytes] = field(default_factory=Counter)  # sources holding each packet
     sources: int = 0
+    repeats_within: int = 0
 
-    def add(self, records: Iterable[bytes]) -> None:
+    def add(self, records: list[bytes]) -> None:
         self.sources += 1
-        self.counts.update(records)
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
+        distinct = set(records)
+        self.repeats_within += len(records) - len(distinct)
+        self.counts.update(distinct)
 
     @property
     def unique(self) -> int:

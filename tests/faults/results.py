@@ -35,8 +35,9 @@ class Row:
     notes: str = ""
 
     def markdown(self) -> str:
+        notes = self.notes.replace("|", "\\|").replace("\n", " ")
         cells = [self.case, self.result, self.runs, self.packets_in, self.packets_out,
-                 self.lost, self.duplicated, self.notes.replace("|", "\\|").replace("\n", " ")]  # fmt: skip
+                 self.lost, self.duplicated, notes]  # fmt: skip
         return "| " + " | ".join(str(c) for c in cells) + " |"
 
 

@@ -61,7 +61,7 @@ def test_clock_jump_names_unique_and_sorted(rig: Rig, tmp_path: Path, reliabilit
     keys = sorted(o.key for o in rig.bucket().objects)
     reliability.record(
         runs=1, **acc.row(),
-        notes=f"{len(names)} files; names: {names[0]} .. {names[-1]}" if names else "no files",
+        notes=f"{acc.files()}; names {names[0][:24]} .. {names[-1][:24]}" if names else "no files",
     )  # fmt: skip
     assert len(names) >= 4
     assert len(set(names)) == len(names), "a name was used twice"

@@ -24,7 +24,9 @@ def test_ledger_sees_duplicates_losses_and_cut_tails(all_pcap: Path) -> None:
     ledger.add(pa.records)
     ledger.add(pb.records[:100])
     ledger.add(pb.records[50:])  # 50 packets stored twice
-    assert ledger.duplicated == 50
+    ledger.add(pa.records[:3] + pa.records[:3])  # 3 more, repeated inside one source
+    assert ledger.duplicated == 53
+    assert ledger.repeats_within == 3
     assert ledger.unique == 2 * 5374
     assert ledger.missing_from(pa.records + pb.records) == 0
     assert Ledger(counts=ledger.counts.copy()).missing_from([b"x" * 32]) == 1

@@ -53,7 +53,7 @@ def test_interface_deleted_and_recreated(rig: Rig, reliability) -> None:  # type
     reliability.record(
         runs=1, **acc.row(),
         notes=f"capture resumed {resumed_s:.1f} s after the interface came back; "
-        f"{phase2} of 5374 packets sent after that arrived",
+        f"{phase2} of 5374 packets sent after that arrived; {acc.files()}",
     )  # fmt: skip
     assert not acc.problems, "\n".join(acc.problems)
     assert acc.lost == 0 and acc.duplicated == 0

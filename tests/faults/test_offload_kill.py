@@ -90,9 +90,9 @@ def test_offload_killed_during_uploads(rig: Rig, rng: random.Random, reliability
 @pytest.mark.hard_timeout(180)
 def test_offload_killed_during_multipart(offload_rig: Rig, rng: random.Random,
                                          reliability) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    """Files of ~21 MB uncompressed (compression off) go up in 8 MiB parts."""
+    """Files of 21 MB (compression off, 8 MiB parts) go up as multipart uploads."""
     rig = offload_rig
-    rig.configure(offload={"compression": "none", "concurrency": 2})
+    rig.configure(offload={"compression": "none", "concurrency": 2, "s3_part_megabytes": 8})
     for d in ("ready", "work", "quarantine", "tmp", "state"):
         (rig.spool / d).mkdir(mode=0o770)
     src = rig.pcap.read_bytes()

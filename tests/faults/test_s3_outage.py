@@ -53,7 +53,7 @@ def test_s3_outage_backlog_drains_oldest_first(outage_rig: Rig, reliability) -> 
     reliability.record(
         runs=1, **acc.row(),
         notes=f"outage {OUTAGE} s (issue: 120 s), backlog {len(backlog)} files drained "
-        f"{drained_s:.0f} s after SeaweedFS answered again",
+        f"{drained_s:.0f} s after SeaweedFS answered again; {acc.files()}",
     )  # fmt: skip
     assert len(backlog) >= 3, f"no real backlog built up: {backlog}"
     assert not acc.problems, "\n".join(acc.problems)

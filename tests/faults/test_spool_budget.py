@@ -9,6 +9,7 @@ reached and starts again once the offload made room.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -33,10 +34,8 @@ class Sampler:
             self.max_bytes = max(self.max_bytes, self.rig.spool_bytes())
             for d in ("work", "ready"):
                 for p in (self.rig.spool / d).glob("*"):
-                    try:
+                    with contextlib.suppress(FileNotFoundError):
                         self.biggest_file = max(self.biggest_file, p.lstat().st_size)
-                    except FileNotFoundError:
-                        pass
             self.samples += 1
             time.sleep(0.1)
 
@@ -77,7 +76,8 @@ def test_budget_drop_oldest(rig: Rig, reliability) -> None:  # type: ignore[no-u
     reliability.record(
         runs=1, **acc.row(),
         notes=f"{len(dropped)} files dropped and logged; spool peak {s.max_bytes / 1e6:.2f} MB "
-        f"for a {BUDGET_MB} MB budget ({s.samples} samples); packets out = kept packets",
+        f"for a {BUDGET_MB} MB budget ({s.samples} samples); packets out = kept packets; "
+        f"{acc.files()}",
     )  # fmt: skip
     assert s.max_bytes <= limit, f"spool reached {s.max_bytes} bytes, limit {limit}"
     assert dropped, "nothing was dropped: the case did not fill the budget"
@@ -119,7 +119,7 @@ def test_budget_pause_capture(rig: Rig, reliability) -> None:  # type: ignore[no
     reliability.record(
         runs=1, **acc.row(),
         notes=f"paused and resumed; 1 loop (5374) sent while paused is not captured by design; "
-        f"spool peak {s.max_bytes / 1e6:.2f} MB for {BUDGET_MB} MB",
+        f"spool peak {s.max_bytes / 1e6:.2f} MB for {BUDGET_MB} MB; {acc.files()}",
     )  # fmt: skip
     assert s.max_bytes <= limit, f"spool reached {s.max_bytes} bytes, limit {limit}"
     assert not dropped_names(log), "pause-capture must not drop files"

@@ -73,8 +73,8 @@ def test_tiny_filesystem_fills(rig: Rig, reliability) -> None:  # type: ignore[n
     view = rig.bucket()
     phase2 = view.packets_since(t_phase2)
     logs = cap.text() + off.text()
-    space_lines = [ln for ln in logs.splitlines()
-                   if re.search(r"no space|ENOSPC|disk full|filesystem.*full|free", ln, re.I)]  # fmt: skip
+    full = re.compile(r"no space|ENOSPC|disk full|filesystem.*full|free", re.I)
+    space_lines = [ln for ln in logs.splitlines() if full.search(ln)]
     reliability.record(
         runs=1, packets_in=rig.replayed, packets_out=view.ledger.unique,
         lost=2 * 5374 - phase2, duplicated=view.ledger.duplicated,
