@@ -282,7 +282,8 @@ class OffloadService:
             if name in self.in_flight or entry.not_before > now:
                 continue
             entry.attempt += 1
-            self._progress[name] = now
+            with self._progress_lock:
+                self._progress[name] = now
             fut = self.executor.submit(self.pipeline.process, name, self._progress_cb(name))
             fut.add_done_callback(lambda _f: self.wake.set())
             self.in_flight[name] = InFlight(entry, fut, now, now)
@@ -295,8 +296,11 @@ class OffloadService:
         return cb
 
     def _stuck(self, now: float) -> bool:
+        """Files in flight, none of which moved a byte for STALL_SECONDS (a file
+        waiting for a compression slot is not stuck while the others progress)."""
         with self._progress_lock:
-            return any(now - self._progress.get(n, now) > STALL_SECONDS for n in self.in_flight)
+            times = [self._progress.get(n, now) for n in self.in_flight]
+        return bool(times) and now - max(times) > STALL_SECONDS
 
     def _next_due(self, now: float) -> float:
         due = now + 3600.0

@@ -33,6 +33,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -171,6 +172,8 @@ class S3Storage(Storage):
             preferred_transfer_client="classic",
         )
         self._manager = create_transfer_manager(self.client, self.transfer_config)
+        self._futures: set[Any] = set()  # uploads in progress, for close()
+        self._futures_lock = threading.Lock()
 
     def describe(self) -> str:
         where = f"s3://{self.bucket}/{self.key_prefix}".rstrip("/")
@@ -219,9 +222,16 @@ class S3Storage(Storage):
             extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(sha256)).decode()
         try:
             subscribers = [_Progress(progress)] if progress is not None else None
-            self._manager.upload(
+            fut = self._manager.upload(
                 str(local), self.bucket, key, extra_args=extra, subscribers=subscribers
-            ).result()
+            )
+            with self._futures_lock:
+                self._futures.add(fut)
+            try:
+                fut.result()
+            finally:
+                with self._futures_lock:
+                    self._futures.discard(fut)
         except Exception as e:
             raise _error(e, self._what("PUT", key)) from None
         info, checksum = self._head(key, checksum=True)
@@ -325,4 +335,12 @@ class S3Storage(Storage):
         return aborted
 
     def close(self) -> None:
+        # Cancel what is still running (the service is stopping): s3transfer then
+        # aborts its multipart uploads; anything it cannot abort is found at start.
+        # (Not shutdown(cancel=True): s3transfer 0.17 passes its arguments in the
+        # wrong order there and raises TypeError.)
+        with self._futures_lock:
+            running = list(self._futures)
+        for fut in running:
+            fut.cancel()
         self._manager.shutdown()

@@ -579,3 +579,32 @@ def test_an_existing_different_object_is_never_overwritten(
     reason = (spool / "quarantine" / f"{f.name}.reason").read_text()
     assert key in reason and "different content" in reason
     assert (spool / "quarantine" / f.name).exists()  # the capture is kept
+
+
+def test_sigterm_during_multipart_upload_stops_cleanly(
+    seaweedfs: SeaweedFS, all_pcap: Path, spool: Path, tmp_path: Path, procs: list[Offload]
+) -> None:
+    bucket = new_bucket(seaweedfs)
+    ready = spool / "ready"
+    [f] = make_captures(all_pcap, ready, [T0], repeat=45)
+    cfg = write_config(
+        tmp_path / "rollcap.toml", spool, f"s3://{bucket}/caps", endpoint_url=seaweedfs.endpoint,
+        region="us-east-1", compression="none", s3_part_megabytes=5, concurrency=1,
+    )  # fmt: skip
+    c = seaweedfs.client()
+    p = Offload(cfg, seaweedfs.env()).start()
+    procs.append(p)
+    p.wait_for(
+        "a multipart upload in progress",
+        lambda: bool(c.list_multipart_uploads(Bucket=bucket).get("Uploads")),
+        timeout=60,
+    )
+    t0 = time.monotonic()
+    assert p.stop() == 0
+    if keys_in(seaweedfs, bucket):
+        pytest.skip("the upload finished before SIGTERM arrived")
+    assert time.monotonic() - t0 < 20
+    assert f.exists()  # kept for the next run
+    assert c.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []  # aborted
+    assert list((spool / "tmp").iterdir()) == []
+    assert state(spool)["state"] == "stopped" and state(spool)["backlog_files"] == 1
