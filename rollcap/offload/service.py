@@ -128,6 +128,7 @@ class OffloadService:
         # no WATCHDOG_USEC: nobody listens, do not wake up for it
         self.watchdog_every = int(wd) / 2e6 if wd.isdigit() and int(wd) else 3600.0
         self.dirty = True  # something changed since the last _publish()
+        self.started_at = time.monotonic()
 
     # -- start -------------------------------------------------------------
 
@@ -437,7 +438,8 @@ class OffloadService:
         recent = self.counters.recent
         while recent and now - recent[0][0] > RATE_WINDOW:
             recent.popleft()
-        return sum(b for _t, b in recent) / RATE_WINDOW / 1e6
+        span = max(1.0, min(RATE_WINDOW, now - self.started_at))
+        return sum(b for _t, b in recent) / span / 1e6
 
     def status_text(self) -> str:
         files, nbytes = self.backlog()
