@@ -608,3 +608,20 @@ def test_sigterm_during_multipart_upload_stops_cleanly(
     assert c.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []  # aborted
     assert list((spool / "tmp").iterdir()) == []
     assert state(spool)["state"] == "stopped" and state(spool)["backlog_files"] == 1
+
+
+def test_a_second_offload_on_the_same_spool_refuses_to_start(
+    spool: Path, tmp_path: Path, procs: list[Offload]
+) -> None:
+    cfg = write_config(tmp_path / "rollcap.toml", spool, f"file://{tmp_path}/archive")
+    first = Offload(cfg, {}).start()
+    procs.append(first)
+    first.wait_for("started", lambda: "offload started" in first.text())
+    second = subprocess.run(
+        [sys.executable, "-m", "rollcap", "offload", "--config", str(cfg)],
+        cwd=REPO, env=first.env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert second.returncode == 1
+    assert f"pid {first.proc.pid}" in second.stderr and "already using the spool" in second.stderr  # type: ignore[union-attr]
+    assert first.proc.poll() is None  # type: ignore[union-attr]
+    assert first.stop() == 0
