@@ -116,6 +116,23 @@ class Storage(ABC):
     def list(self, prefix: str, with_metadata: bool = False) -> Iterator[ObjectInfo]:
         """Objects whose key starts with prefix, in key order."""
 
+    def list_prefixes(self, prefix: str) -> Iterator[str]:
+        """The distinct "directories" directly below prefix, each ending in '/'.
+
+        Like S3 ListObjectsV2 with Delimiter='/' (CommonPrefixes); `rollcap list`
+        uses it to find the hosts below the prefix without listing their
+        objects. This fallback derives them from a full listing; backends
+        override it with something cheaper.
+        """
+        last = None
+        for info in self.list(prefix):
+            rest = info.key[len(prefix) :]
+            if "/" in rest:
+                sub = prefix + rest.split("/", 1)[0] + "/"
+                if sub != last:
+                    last = sub
+                    yield sub
+
     @abstractmethod
     def download(self, key: str, dest: Path) -> None:
         """Copy the object's bytes to dest."""

@@ -309,6 +309,16 @@ class S3Storage(Storage):
         except Exception as e:
             raise _error(e, self._what("LIST", prefix)) from None
 
+    def list_prefixes(self, prefix: str) -> Iterator[str]:
+        # Delimiter='/' returns the "directories" (CommonPrefixes), not the objects
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+                for cp in page.get("CommonPrefixes", []):
+                    yield str(cp["Prefix"])
+        except Exception as e:
+            raise _error(e, self._what("LIST", prefix)) from None
+
     def download(self, key: str, dest: Path) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
         os.close(fd)
