@@ -152,7 +152,7 @@ class Pipeline:
                 comp = compress_fd(
                     opened.fd, opened.header, opened.header_bytes, self.spool.tmp, name,
                     self.cfg.offload.compression, self.cfg.offload.compression_level,
-                    self.stop, progress,
+                    self.stop, progress, self.storage.part_size,
                 )  # fmt: skip
         except Cancelled:
             return Outcome(name, "cancelled")
@@ -194,7 +194,7 @@ class Pipeline:
                 meta = object_metadata(self.cfg, opened, comp)
                 self.storage.put_file(
                     comp.path, key, size=comp.size, sha256=comp.sha256, metadata=meta,
-                    progress=progress,
+                    progress=progress, part_sha256=comp.part_sha256,
                 )  # fmt: skip
         except VerificationError as e:
             return Outcome(name, "failed", key=key, message=str(e))

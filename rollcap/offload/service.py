@@ -15,6 +15,7 @@ at the cap; files stay in the spool until they are stored and verified.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import re
@@ -128,6 +129,7 @@ class OffloadService:
         # no WATCHDOG_USEC: nobody listens, do not wake up for it
         self.watchdog_every = int(wd) / 2e6 if wd.isdigit() and int(wd) else 3600.0
         self.dirty = True  # something changed since the last _publish()
+        self.started_at = time.monotonic()
 
     # -- start -------------------------------------------------------------
 
@@ -137,9 +139,28 @@ class OffloadService:
                 d.mkdir(mode=0o770, parents=True, exist_ok=True)
             except OSError as e:
                 raise RollcapError(f"spool directory {d}: {e.strerror}") from None
+        self._lock_spool()
         for name in clean_tmp(self.spool.tmp):
             log.info("removed stale temp file %s", name, extra=fields(file=name))
         self.watcher.start()  # before the scan: nothing can fall between the two
+
+    def _lock_spool(self) -> None:
+        """One offload per spool: a second one would clean up the first one's
+        temp files and multipart uploads. The lock dies with the process."""
+        path = self.spool.state / "offload.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RollcapError(
+                f"another rollcap offload (pid {other}) is already using the spool "
+                f"{self.spool.root} ({path} is locked)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd  # kept open for the life of the process
 
     def _check_destination(self) -> bool:
         """At start and when a destination error clears; also aborts stale uploads."""
@@ -282,7 +303,8 @@ class OffloadService:
             if name in self.in_flight or entry.not_before > now:
                 continue
             entry.attempt += 1
-            self._progress[name] = now
+            with self._progress_lock:
+                self._progress[name] = now
             fut = self.executor.submit(self.pipeline.process, name, self._progress_cb(name))
             fut.add_done_callback(lambda _f: self.wake.set())
             self.in_flight[name] = InFlight(entry, fut, now, now)
@@ -295,8 +317,11 @@ class OffloadService:
         return cb
 
     def _stuck(self, now: float) -> bool:
+        """Files in flight, none of which moved a byte for STALL_SECONDS (a file
+        waiting for a compression slot is not stuck while the others progress)."""
         with self._progress_lock:
-            return any(now - self._progress.get(n, now) > STALL_SECONDS for n in self.in_flight)
+            times = [self._progress.get(n, now) for n in self.in_flight]
+        return bool(times) and now - max(times) > STALL_SECONDS
 
     def _next_due(self, now: float) -> float:
         due = now + 3600.0
@@ -411,11 +436,14 @@ class OffloadService:
             if name not in self.in_flight:
                 entry.not_before = max(entry.not_before, self.dest_down_until)
         if first:
+            retry = (
+                f"needs an operator; retrying every {self.oc.retry_max_seconds} s"
+                if e.permanent
+                else f"retrying with backoff up to {self.oc.retry_max_seconds} s"
+            )
             log.error(
-                "destination %s failed: %s; %d files kept in the spool, retrying every "
-                "%s s at most",
-                self.storage.describe(), e, len(self.pending),
-                self.oc.retry_max_seconds if e.permanent else "few",
+                "destination %s failed: %s; %d files kept in the spool, %s",
+                self.storage.describe(), e, len(self.pending), retry,
                 extra=fields(destination=self.storage.describe(), error_code=e.code),
             )  # fmt: skip
 
@@ -433,7 +461,8 @@ class OffloadService:
         recent = self.counters.recent
         while recent and now - recent[0][0] > RATE_WINDOW:
             recent.popleft()
-        return sum(b for _t, b in recent) / RATE_WINDOW / 1e6
+        span = max(1.0, min(RATE_WINDOW, now - self.started_at))
+        return sum(b for _t, b in recent) / span / 1e6
 
     def status_text(self) -> str:
         files, nbytes = self.backlog()

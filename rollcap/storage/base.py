@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import builtins
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,6 +82,8 @@ class VerificationError(StorageError):
 class Storage(ABC):
     #: {prefix} for rollcap.keys.render_key; every key of ours starts with it.
     key_prefix: str = ""
+    #: multipart part size, if the destination verifies per part (see put_file)
+    part_size: int | None = None
 
     @abstractmethod
     def describe(self) -> str:
@@ -94,14 +96,17 @@ class Storage(ABC):
     @abstractmethod
     def put_file(self, local: Path, key: str, *, size: int, sha256: str,
                  metadata: dict[str, str],
-                 progress: Callable[[int], None] | None = None) -> ObjectInfo:  # fmt: skip
+                 progress: Callable[[int], None] | None = None,
+                 part_sha256: Sequence[bytes] = ()) -> ObjectInfo:  # fmt: skip
         """Store local under key so that it becomes visible only complete, then
         verify it (size and checksum as stored) and return what HEAD says.
 
         ``sha256`` is the hex SHA-256 of local's bytes, computed by the caller; it
         is sent for the destination to verify where it can and stored in the
         metadata. Raises VerificationError if the stored object does not match.
-        ``progress(n)`` is called (from any thread) as bytes go out."""
+        ``progress(n)`` is called (from any thread) as bytes go out.
+        ``part_sha256``: SHA-256 digests of local's ``part_size`` pieces, if the
+        caller computed them (saves reading the file again to verify parts)."""
 
     @abstractmethod
     def head(self, key: str) -> ObjectInfo | None:

@@ -27,7 +27,7 @@ import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from rollcap.config.schema import OffloadConfig
@@ -96,7 +96,8 @@ class LocalStorage(Storage):
 
     def put_file(self, local: Path, key: str, *, size: int, sha256: str,
                  metadata: dict[str, str],
-                 progress: Callable[[int], None] | None = None) -> ObjectInfo:  # fmt: skip
+                 progress: Callable[[int], None] | None = None,
+                 part_sha256: Sequence[bytes] = ()) -> ObjectInfo:  # fmt: skip
         dest = self._path(key)
         meta = {**metadata, META["sha256"]: sha256}
         if dest.exists():
