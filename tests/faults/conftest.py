@@ -70,6 +70,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
     rep = outcome.get_result()
+    if _HERE not in Path(str(item.fspath)).parents:
+        return  # a whole-tree run: only this suite's cases are tallied
     results = item.config.stash[_RESULTS]
     if rep.when == "call" or (rep.when == "setup" and rep.outcome != "passed"):
         if hasattr(rep, "wasxfail"):
