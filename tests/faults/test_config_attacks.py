@@ -22,6 +22,7 @@ from tests.faults.proc import run_rollcap
 TOKEN = secrets.token_hex(4)
 PWNED = Path(f"/tmp/pwned-{TOKEN}")
 SECRET = "S3cr3tV4lue" + TOKEN
+NEVER = Path(f"/tmp/rollcap-faults-never-{TOKEN}")  # an archive no attack may reach
 
 # (name, sections, commands that must refuse it, text the message must contain).
 # A filter is only compiled (tcpdump -d) by the capture daemon; check-config
@@ -174,6 +175,7 @@ def spool_dir() -> Iterator[Path]:
     d = new_spool_dir()
     yield d
     shutil.rmtree(d, ignore_errors=True)
+    shutil.rmtree(NEVER, ignore_errors=True)  # in case a daemon got as far as creating it
 
 
 def _config(tmp_path: Path, spool: Path, sections: dict[str, dict[str, Any]]) -> Path:
@@ -181,7 +183,7 @@ def _config(tmp_path: Path, spool: Path, sections: dict[str, dict[str, Any]]) ->
         "capture": {"interface": "lo", "hostname": "attack", "rotate_seconds": 10,
                     "rotate_megabytes": 1},
         "spool": {"directory": str(spool), "group": "root", "max_megabytes": 10},
-        "offload": {"destination": "file:///tmp/rollcap-faults-never"},
+        "offload": {"destination": f"file://{NEVER}"},
     }  # fmt: skip
     for sec, vals in sections.items():
         data.setdefault(sec, {}).update(vals)
