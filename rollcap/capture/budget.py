@@ -62,10 +62,22 @@ def measure(spool: Spool, max_megabytes: int, min_free_percent: float) -> Usage:
     )
 
 
+def live_reserve(rotate_bytes: int, live_size: int | None) -> int:
+    """Bytes the live file may still grow by before tcpdump -C starts the next one.
+
+    Reserving them when deciding what to drop keeps the spool within budget plus
+    one file however late the next hand-off is processed.
+    """
+    if live_size is None:
+        return 0
+    return max(0, rotate_bytes - live_size)
+
+
 def oldest_ready(spool: Spool) -> list[Path]:
-    """Finished files in ready/, oldest first (names sort by start time, then seq)."""
+    """Finished files in ready/, in hand-off order (by seq: after the wall clock
+    stepped back, a newer file has an earlier start time in its name)."""
     try:
-        names = [p.name for p in spool.ready.iterdir() if ReadyName.parse(p.name)]
+        found = [(r.seq, p) for p in spool.ready.iterdir() if (r := ReadyName.parse(p.name))]
     except FileNotFoundError:
         return []
-    return [spool.ready / n for n in sorted(names)]
+    return [p for _seq, p in sorted(found)]
