@@ -129,9 +129,9 @@ class Supervisor:
         self.quiet_retry_at = 0.0
         self.last_state_write = 0.0
         self.listening_at: dict[int, float] = {}  # generation -> wall clock
-        # (generation, -G period in the name) -> monotonic time we first saw it open:
-        # the quiet-link deadline must not move when the wall clock steps
-        self.period_seen: dict[tuple[int, str], float] = {}
+        # (generation, -G period in the name, monotonic time we first saw it open)
+        # of the live file: the quiet-link deadline must not move when the clock steps
+        self.period: tuple[int, str, float] | None = None
         self.wrote_gens: set[int] = set()  # generations that handed off packets
         self.errors = RepeatLimiter(log)
         self.overlap_next: dict[int, int] = {}  # old generation -> the one replacing it
@@ -365,19 +365,19 @@ class Supervisor:
         return None
 
     def _opened_mono(self, t: Tcpdump, files: list[WorkName]) -> float:
-        """Monotonic time the live -G period began: tcpdump's start for its first
-        one, else when we first saw it (we look every tick and on each new file)."""
-        key = (t.generation, files[-1].opened.strftime("%Y%m%dT%H%M%S"))
-        seen = self.period_seen.get(key)
-        if seen is None:
-            first = files[0].opened == files[-1].opened
-            if first and t.listening_mono is not None:
-                seen = min(t.listening_mono, time.monotonic())
-            else:
-                seen = time.monotonic()
-            self.period_seen = {k: v for k, v in self.period_seen.items() if k[0] == t.generation}
-            self.period_seen[key] = seen
-        return seen
+        """Monotonic time the live -G period began: tcpdump's start for the first
+        period of a generation, else when we first saw it (we look every tick and
+        on each new file). -C continuations keep the period's name and deadline."""
+        name = files[-1].opened.strftime("%Y%m%dT%H%M%S")
+        p = self.period
+        if p is not None and p[0] == t.generation and p[1] == name:
+            return p[2]
+        now = time.monotonic()
+        first_of_gen = p is None or p[0] != t.generation
+        if first_of_gen and t.listening_mono is not None:
+            now = min(t.listening_mono, now)
+        self.period = (t.generation, name, now)
+        return now
 
     # ------------------------------------------------------------------ hand-off
     def process_work(self) -> None:

@@ -154,7 +154,7 @@ def test_quiet_deadline_ignores_the_wall_clock(
     left = sup.check_quiet()
     assert left is not None and 9 < left <= 10 + service.QUIET_GRACE - 2.0
     sup.proc = FakeTcpdump(3, time.monotonic() - 12.0)  # type: ignore[assignment]
-    sup.period_seen.clear()
+    sup.period = None
     assert sup.check_quiet() is None and switched == ["quiet link"]
 
 
@@ -163,10 +163,18 @@ def test_a_later_period_is_aged_from_when_it_was_first_seen(
 ) -> None:
     sup = _supervisor(tmp_path, capture={"rotate_seconds": 10})
     monkeypatch.setattr(sup, "switch", lambda cfg, reason: True)
-    sup.proc = FakeTcpdump(3, time.monotonic() - 30.0)  # type: ignore[assignment]
+    sup.proc = FakeTcpdump(3, time.monotonic() - 8.0)  # type: ignore[assignment]
     (sup.spool.work / "g000003-20261126T130000-eth0.pcap").write_bytes(b"")
+    first = sup.check_quiet()
+    assert first is not None and first < 4
+    (sup.spool.work / "g000003-20261126T130000-eth0.pcap1").write_bytes(b"")
+    left = sup.check_quiet()  # a -C continuation keeps its period's deadline
+    assert left is not None and left <= first
+    # the -G period of 13:00:10 began; the first one was handed off meanwhile
+    (sup.spool.work / "g000003-20261126T130000-eth0.pcap").unlink()
+    (sup.spool.work / "g000003-20261126T130000-eth0.pcap1").unlink()
     (sup.spool.work / "g000003-20261126T130010-eth0.pcap").write_bytes(b"")
-    left = sup.check_quiet()  # the -G file of 13:00:10 just appeared
+    left = sup.check_quiet()
     assert left is not None and left > 10
 
 
