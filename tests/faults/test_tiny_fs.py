@@ -1,9 +1,10 @@
 """Case 5: the spool lives on a tiny filesystem (tmpfs) that fills up.
 
-A ballast file takes every free byte while capture and offload run. Expected:
-no crash loop (the daemons stay up, tcpdump restarts are backed off), a clear
-error in the log, and full recovery once the ballast is gone: every packet
-replayed after that arrives.
+A ballast file takes every free byte while capture and offload run, and the
+offload is restarted while the disk is full (as systemd would after an
+upgrade). Expected: no crash loop (the daemons stay up, tcpdump restarts are
+backed off), a clear error in the log, and full recovery once the ballast is
+gone: every packet replayed after that arrives.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 
 import pytest
 
+from tests.faults.proc import wait_for
 from tests.faults.rig import Rig
 
 FS_MB = 12
@@ -45,6 +47,8 @@ def test_tiny_filesystem_fills(rig: Rig, reliability) -> None:  # type: ignore[n
     cap.start()
     rig.wait_capturing(cap)
     off.start()
+    wait_for(lambda: "offload started" in off.text() or not off.running(), 30,
+             what=lambda: "the offload to start:\n" + off.tail())  # fmt: skip
     rig.replay(loops=2, pps=15000)
     ballast = str(rig.spool / "ballast.bin")
     filled = _fill(ballast)
@@ -57,10 +61,22 @@ def test_tiny_filesystem_fills(rig: Rig, reliability) -> None:  # type: ignore[n
         assert off.running(), "offload died on a full disk:\n" + off.tail()
         time.sleep(0.05)
     traffic.wait(60)
+    # systemd restarts the offload (an upgrade, a reboot) while the disk is still full
+    assert off.stop() == 0, off.tail()
+    mark = len(off.text())
+    off.start()
+    for _ in range(60):
+        assert cap.running(), "capture died on a full disk:\n" + cap.tail()
+        time.sleep(0.1)
+    restarted_ok = off.running() and "Traceback" not in off.text()[mark:]
+    restart_tail = off.tail(12)
+    if not off.running():
+        off.start()  # as Restart=on-failure would, so recovery can still be checked
     os.unlink(ballast)
     t_free = time.time()
     time.sleep(5)  # room again: capture must be back without help
-    assert cap.running() and off.running()
+    assert cap.running(), "capture died after the disk was full:\n" + cap.tail()
+    assert off.running(), "offload died after the disk was full:\n" + off.tail()
     pids_after_full = len(pids)
     assert rig.tcpdumps(), "no tcpdump after space returned:\n" + cap.tail()
     time.sleep(1)
@@ -79,11 +95,13 @@ def test_tiny_filesystem_fills(rig: Rig, reliability) -> None:  # type: ignore[n
         runs=1, packets_in=rig.replayed, packets_out=view.ledger.unique,
         lost=2 * 5374 - phase2, duplicated=view.ledger.duplicated,
         notes=f"ballast {filled / 1e6:.1f} MB filled the fs for 15 s; {pids_after_full} tcpdump "
-        f"processes while full; {len(space_lines)} log lines say no space left; "
+        f"processes while full; {len(space_lines)} log lines say no space left; offload "
+        f"restarted on the full disk: {'ran on' if restarted_ok else 'CRASHED'}; "
         f"lost = packets replayed after recovery that are missing; "
         f"packets sent while the disk was full are legitimately not kept",
     )  # fmt: skip
     assert space_lines, "no log line says the disk is full"
+    assert restarted_ok, "offload started on a full disk crashed:\n" + restart_tail
     assert pids_after_full <= 6, f"{pids_after_full} tcpdump starts in 15 s: a crash loop"
     assert phase2 == 2 * 5374, f"after recovery {phase2} of {2 * 5374} packets arrived"
     assert view.ledger.duplicated == 0
