@@ -23,17 +23,23 @@ FS_MB = 12
 
 
 def _fill(path: str) -> int:
+    """Write until ENOSPC (unbuffered, so closing cannot fail again)."""
     written = 0
-    with open(path, "wb") as f:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
         chunk = b"\0" * 65536
         while True:
             try:
-                written += f.write(chunk)
-                f.flush()
+                n = os.write(fd, chunk)
             except OSError as e:
                 if e.errno != errno.ENOSPC:
                     raise
                 break
+            if n == 0:
+                break
+            written += n
+    finally:
+        os.close(fd)
     return written
 
 
