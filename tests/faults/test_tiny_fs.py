@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.faults.proc import wait_for
+from tests.faults.proc import Daemon, wait_for
 from tests.faults.rig import Rig
 
 FS_MB = 12
@@ -50,6 +50,16 @@ def test_tiny_filesystem_fills(rig: Rig, reliability) -> None:  # type: ignore[n
     rig.configure(capture={"rotate_megabytes": 1},
                   spool={"max_megabytes": 100, "min_free_percent": 0})  # fmt: skip
     cap, off = rig.daemon("capture"), rig.daemon("offload")
+
+    def alive(d: Daemon, when: str) -> None:
+        if d.running():
+            return
+        crash = (d.text().splitlines() or ["?"])[-1]
+        status = d.proc.returncode if d.proc else "?"
+        note = f"{d.kind} exited (status {status}) {when}: {crash}"
+        reliability.record(runs=1, packets_in=rig.replayed, notes=note)
+        raise AssertionError(f"{d.kind} died {when}:\n" + d.tail())
+
     cap.start()
     rig.wait_capturing(cap)
     off.start()
@@ -63,8 +73,8 @@ def test_tiny_filesystem_fills(rig: Rig, reliability) -> None:  # type: ignore[n
     traffic = rig.replay_async(loops=6, pps=3000)
     while time.monotonic() - t_full < 15:
         pids.update(rig.tcpdumps())
-        assert cap.running(), "capture died on a full disk:\n" + cap.tail()
-        assert off.running(), "offload died on a full disk:\n" + off.tail()
+        alive(cap, "on a full disk")
+        alive(off, "on a full disk")
         time.sleep(0.05)
     traffic.wait(60)
     # systemd restarts the offload (an upgrade, a reboot) while the disk is still full
@@ -72,7 +82,7 @@ def test_tiny_filesystem_fills(rig: Rig, reliability) -> None:  # type: ignore[n
     mark = len(off.text())
     off.start()
     for _ in range(60):
-        assert cap.running(), "capture died on a full disk:\n" + cap.tail()
+        alive(cap, "on a full disk")
         time.sleep(0.1)
     restarted_ok = off.running() and "Traceback" not in off.text()[mark:]
     restart_tail = off.tail(12)
@@ -81,8 +91,8 @@ def test_tiny_filesystem_fills(rig: Rig, reliability) -> None:  # type: ignore[n
     os.unlink(ballast)
     t_free = time.time()
     time.sleep(5)  # room again: capture must be back without help
-    assert cap.running(), "capture died after the disk was full:\n" + cap.tail()
-    assert off.running(), "offload died after the disk was full:\n" + off.tail()
+    alive(cap, "after the disk was full")
+    alive(off, "after the disk was full")
     pids_after_full = len(pids)
     assert rig.tcpdumps(), "no tcpdump after space returned:\n" + cap.tail()
     time.sleep(1)
