@@ -59,6 +59,7 @@ def account(rig: Rig, *, capture_log: str = "", expect_quarantine: bool = False,
     - a multipart upload left behind
     """
     assert rig.watcher is not None
+    rig.watcher.settle()
     view: BucketView = rig.bucket()
     problems = object_problems(view)
     stale = stale_multipart_uploads(rig.client, rig.s3.bucket, rig.prefix + "/")

@@ -1,9 +1,10 @@
 """Case 5: the spool lives on a tiny filesystem (tmpfs) that fills up.
 
-A ballast file takes every free byte while capture and offload run. Expected:
-no crash loop (the daemons stay up, tcpdump restarts are backed off), a clear
-error in the log, and full recovery once the ballast is gone: every packet
-replayed after that arrives.
+A ballast file takes every free byte while capture and offload run, and the
+offload is restarted while the disk is full (as systemd would after an
+upgrade). Expected: no crash loop (the daemons stay up, tcpdump restarts are
+backed off), a clear error in the log, and full recovery once the ballast is
+gone: every packet replayed after that arrives.
 """
 
 from __future__ import annotations
@@ -15,23 +16,30 @@ import time
 
 import pytest
 
+from tests.faults.proc import Daemon, wait_for
 from tests.faults.rig import Rig
 
 FS_MB = 12
 
 
 def _fill(path: str) -> int:
+    """Write until ENOSPC (unbuffered, so closing cannot fail again)."""
     written = 0
-    with open(path, "wb") as f:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
         chunk = b"\0" * 65536
         while True:
             try:
-                written += f.write(chunk)
-                f.flush()
+                n = os.write(fd, chunk)
             except OSError as e:
                 if e.errno != errno.ENOSPC:
                     raise
                 break
+            if n == 0:
+                break
+            written += n
+    finally:
+        os.close(fd)
     return written
 
 
@@ -42,9 +50,21 @@ def test_tiny_filesystem_fills(rig: Rig, reliability) -> None:  # type: ignore[n
     rig.configure(capture={"rotate_megabytes": 1},
                   spool={"max_megabytes": 100, "min_free_percent": 0})  # fmt: skip
     cap, off = rig.daemon("capture"), rig.daemon("offload")
+
+    def alive(d: Daemon, when: str) -> None:
+        if d.running():
+            return
+        crash = (d.text().splitlines() or ["?"])[-1]
+        status = d.proc.returncode if d.proc else "?"
+        note = f"{d.kind} exited (status {status}) {when}: {crash}"
+        reliability.record(runs=1, packets_in=rig.replayed, notes=note)
+        raise AssertionError(f"{d.kind} died {when}:\n" + d.tail())
+
     cap.start()
     rig.wait_capturing(cap)
     off.start()
+    wait_for(lambda: "offload started" in off.text() or not off.running(), 30,
+             what=lambda: "the offload to start:\n" + off.tail())  # fmt: skip
     rig.replay(loops=2, pps=15000)
     ballast = str(rig.spool / "ballast.bin")
     filled = _fill(ballast)
@@ -53,14 +73,26 @@ def test_tiny_filesystem_fills(rig: Rig, reliability) -> None:  # type: ignore[n
     traffic = rig.replay_async(loops=6, pps=3000)
     while time.monotonic() - t_full < 15:
         pids.update(rig.tcpdumps())
-        assert cap.running(), "capture died on a full disk:\n" + cap.tail()
-        assert off.running(), "offload died on a full disk:\n" + off.tail()
+        alive(cap, "on a full disk")
+        alive(off, "on a full disk")
         time.sleep(0.05)
     traffic.wait(60)
+    # systemd restarts the offload (an upgrade, a reboot) while the disk is still full
+    assert off.stop() == 0, off.tail()
+    mark = len(off.text())
+    off.start()
+    for _ in range(60):
+        alive(cap, "on a full disk")
+        time.sleep(0.1)
+    restarted_ok = off.running() and "Traceback" not in off.text()[mark:]
+    restart_tail = off.tail(12)
+    if not off.running():
+        off.start()  # as Restart=on-failure would, so recovery can still be checked
     os.unlink(ballast)
     t_free = time.time()
     time.sleep(5)  # room again: capture must be back without help
-    assert cap.running() and off.running()
+    alive(cap, "after the disk was full")
+    alive(off, "after the disk was full")
     pids_after_full = len(pids)
     assert rig.tcpdumps(), "no tcpdump after space returned:\n" + cap.tail()
     time.sleep(1)
@@ -79,11 +111,13 @@ def test_tiny_filesystem_fills(rig: Rig, reliability) -> None:  # type: ignore[n
         runs=1, packets_in=rig.replayed, packets_out=view.ledger.unique,
         lost=2 * 5374 - phase2, duplicated=view.ledger.duplicated,
         notes=f"ballast {filled / 1e6:.1f} MB filled the fs for 15 s; {pids_after_full} tcpdump "
-        f"processes while full; {len(space_lines)} log lines say no space left; "
+        f"processes while full; {len(space_lines)} log lines say no space left; offload "
+        f"restarted on the full disk: {'ran on' if restarted_ok else 'CRASHED'}; "
         f"lost = packets replayed after recovery that are missing; "
         f"packets sent while the disk was full are legitimately not kept",
     )  # fmt: skip
     assert space_lines, "no log line says the disk is full"
+    assert restarted_ok, "offload started on a full disk crashed:\n" + restart_tail
     assert pids_after_full <= 6, f"{pids_after_full} tcpdump starts in 15 s: a crash loop"
     assert phase2 == 2 * 5374, f"after recovery {phase2} of {2 * 5374} packets arrived"
     assert view.ledger.duplicated == 0

@@ -86,6 +86,7 @@ class ReadyWatcher:
     _gone_queue: list[Seen] = field(default_factory=list)
     _gone_cv: threading.Condition = field(default_factory=threading.Condition)
     _lister: threading.Thread | None = None
+    _unlisted: int = 0  # disappearances whose listing has not been taken yet
 
     def start(self) -> ReadyWatcher:
         self.ready.mkdir(parents=True, exist_ok=True)
@@ -120,8 +121,11 @@ class ReadyWatcher:
                     return
                 continue
             listing = self.on_gone() if self.on_gone is not None else frozenset()
-            for s in batch:
-                s.listing_at_gone = listing
+            with self._gone_cv:
+                for s in batch:
+                    s.listing_at_gone = listing
+                self._unlisted -= len(batch)
+                self._gone_cv.notify_all()
 
     def _add(self, path: Path, mask: int) -> None:
         wd = _libc.inotify_add_watch(self._fd, os.fsencode(path), mask)
@@ -158,7 +162,15 @@ class ReadyWatcher:
                 self._moved_from[cookie] = s
         with self._gone_cv:
             self._gone_queue.append(s)
-            self._gone_cv.notify()
+            self._unlisted += 1
+            self._gone_cv.notify_all()
+
+    def settle(self, timeout: float = 15) -> None:
+        """Wait until every disappearance seen so far has its bucket listing."""
+        deadline = time.monotonic() + timeout
+        with self._gone_cv:
+            while self._unlisted and time.monotonic() < deadline:
+                self._gone_cv.wait(0.1)
 
     def _loop(self) -> None:
         buf = b""
