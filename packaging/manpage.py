@@ -33,12 +33,13 @@ def _options(sub: argparse.ArgumentParser) -> list[str]:
     for a in sub._actions:
         if isinstance(a, argparse._HelpAction):
             continue
+        meta = a.metavar if isinstance(a.metavar, str) else None
         if a.option_strings:
             names = ", ".join(f"\\fB{esc(o)}\\fR" for o in a.option_strings)
             if a.nargs != 0:
-                names += f" \\fI{esc(a.metavar or a.dest.upper())}\\fR"
+                names += f" \\fI{esc(meta or a.dest.upper())}\\fR"
         else:
-            names = f"\\fI{esc(a.metavar or a.dest)}\\fR"
+            names = f"\\fI{esc(meta or a.dest)}\\fR"
         text = a.help or ""
         if a.choices and not isinstance(a, argparse._SubParsersAction):
             text += " (one of: " + ", ".join(str(c) for c in a.choices) + ")"
@@ -80,7 +81,8 @@ def render(version: str) -> str:
         ".TP",
         "\\fBrollcap\\-offload.service\\fR",
         esc("Runs rollcap offload as user rollcap. S3 keys may be given as an AWS "
-            "shared-credentials file /etc/rollcap/s3-credentials (mode 0600, owner root), "
+            "shared-credentials file /etc/credstore/rollcap-s3-credentials (mode 0600, "
+            "owner root), "
             "passed to the service with LoadCredential=."),
         ".PP",
         esc("Neither is enabled at installation: edit /etc/rollcap.toml, check it with "
@@ -89,7 +91,7 @@ def render(version: str) -> str:
             "(journalctl -u rollcap-offload -o json)."),
         ".SH FILES",
         ".TP", "\\fI/etc/rollcap.toml\\fR", esc("Configuration, see rollcap.toml(5)."),
-        ".TP", "\\fI/etc/rollcap/s3\\-credentials\\fR", esc("Optional S3 credentials."),
+        ".TP", "\\fI/etc/credstore/rollcap\\-s3\\-credentials\\fR", esc("Optional S3 credentials."),
         ".TP", "\\fI/var/spool/rollcap\\fR", esc("Spool: work/ ready/ quarantine/ tmp/ state/."),
         ".TP", "\\fI/var/lib/rollcap/archive\\fR", esc("Default file:// archive."),
         ".SH EXIT STATUS",
