@@ -177,12 +177,13 @@ def test_tcpdump_captures_in_the_capture_sandbox(
     container: Container, sys_veth: Veth, all_pcap: Path
 ) -> None:
     """tcpdump -Z under rollcap-capture's exact hardening (no CAP_NET_ADMIN, no
-    CAP_DAC_OVERRIDE, @system-service, PrivateDevices, ...) captures every packet."""
+    CAP_DAC_OVERRIDE, @system-service, PrivateDevices, ...) captures every packet,
+    with a -B kernel buffer (libpcap sizes its ring; no SO_RCVBUFFORCE needed)."""
     c = container
     work = f"{SPOOL}/work/g000001-probe.pcap"
     _probe_unit(c, "rollcap-capture.service", "rollcap-probe-capture.service", f"""
 Type=simple
-ExecStart=/usr/bin/tcpdump -i {sys_veth.b} -n -s 262144 -Z tcpdump -C 1000 -w {work}
+ExecStart=/usr/bin/tcpdump -i {sys_veth.b} -n -s 262144 -B 8192 -Z tcpdump -C 1000 -w {work}
 """)  # fmt: skip
     c.run(["systemctl", "start", "rollcap-probe-capture.service"])
     try:
