@@ -122,7 +122,7 @@ def test_users_and_directories(container: Container) -> None:
                    ("work", "ready", "quarantine", "tmp", "state")),
                    "/var/lib/rollcap", "/var/lib/rollcap/archive"]).stdout.splitlines()  # fmt: skip
     assert modes == [
-        f"{SPOOL} 2751 root rollcap",
+        f"{SPOOL} 751 root rollcap",
         f"{SPOOL}/work 2770 tcpdump rollcap",
         f"{SPOOL}/ready 2770 root rollcap",
         f"{SPOOL}/quarantine 2770 root rollcap",
@@ -412,7 +412,7 @@ def test_reload_applies_a_filter_and_rejects_an_invalid_edit(
     c.run(["systemctl", "reload", "rollcap-capture"])
     new = wait_for("tcpdump with the new filter", lambda: (
         (t := tcpdump_child(c, "rollcap-capture.service")) and t[0] != old[0]
-        and t[1].rstrip().endswith("udp") and t))  # fmt: skip
+        and "(udp)" in t[1] and t))  # fmt: skip
     assert isinstance(new, tuple)
 
     cursor = _cursor(c)
