@@ -100,8 +100,11 @@ class Container:
             shutil.rmtree(c.root, ignore_errors=True)
 
     def _start(self, timeout: float = 120) -> None:
-        # the container's own hostname and machine-id: not the host's
+        # its own hostname, and the /etc/hosts every installed Debian has
         (self.root / "etc/hostname").write_text(self.name + "\n")
+        (self.root / "etc/hosts").write_text(
+            f"127.0.0.1\tlocalhost\n127.0.1.1\t{self.name}\n::1\tlocalhost ip6-localhost\n"
+        )
         log = open(self.log, "wb")  # noqa: SIM115 - lives with the process
         self.proc = subprocess.Popen(
             ["systemd-nspawn", "--register=no", "--keep-unit", "--quiet",

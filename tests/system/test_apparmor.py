@@ -10,9 +10,12 @@ capture daemon gives tcpdump against the profile's own globs.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
+
+from rollcap.capture.names import work_template
 
 PROFILE = Path("/etc/apparmor.d/usr.bin.tcpdump")
 WORK = "/var/spool/rollcap/work"
@@ -63,10 +66,12 @@ def _writable(path: str) -> bool:
     return any(r.fullmatch(path) for r in _writable_rules())
 
 
+@pytest.mark.parametrize("iface", ["eth0", "any", "enp3s0f1.100"])
 @pytest.mark.parametrize("suffix", ["", "1", "12", "345"])
-def test_work_file_names_are_writable_under_the_profile(suffix: str) -> None:
-    # capture's tcpdump -w template gNNNNNN-%Y%m%dT%H%M%S.pcap, plus tcpdump -C's counter
-    assert _writable(f"{WORK}/g000001-20261126T133612.pcap{suffix}")
+def test_work_file_names_are_writable_under_the_profile(iface: str, suffix: str) -> None:
+    """The -w template capture gives tcpdump, as strftime expands it, plus -C's counter."""
+    name = time.strftime(work_template(Path(WORK), 42, iface), time.gmtime(1795700000))
+    assert _writable(name + suffix), name + suffix
 
 
 def test_other_names_are_not_writable() -> None:
