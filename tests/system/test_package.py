@@ -494,3 +494,12 @@ def test_purge_leaves_nothing_behind(container: Container) -> None:
     units = c.run(["systemctl", "list-unit-files", "--no-legend", "rollcap*"], check=False).stdout
     assert units.strip() == ""
     assert c.run(["dpkg-query", "-W", "rollcap"], check=False).returncode != 0
+
+
+def test_lintian_reports_no_errors(debs: Debs) -> None:
+    """Warnings are tolerated (and listed on failure); errors are not."""
+    r = subprocess.run(
+        ["lintian", "--fail-on", "error", str(debs.new)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
