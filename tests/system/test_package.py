@@ -206,15 +206,17 @@ def test_reload_signals_the_main_process(container: Container) -> None:
     _probe_unit(c, "rollcap-capture.service", "rollcap-probe-reload.service", f"""
 Type=simple
 ExecStart=/bin/sh -c 'trap "echo hup > {SPOOL}/state/probe-hup; exit 0" HUP; \
-  while :; do sleep 0.2; done'
+  touch {SPOOL}/state/probe-trap; while :; do sleep 0.2; done'
 """, keep_reload=True)  # fmt: skip
     c.run(["systemctl", "start", "rollcap-probe-reload.service"])
     try:
+        # Type=simple returns at fork: reload only once the trap is in place
+        wait_for("the trap", lambda: c.path(f"{SPOOL}/state/probe-trap").exists(), 20)
         c.run(["systemctl", "reload", "rollcap-probe-reload.service"])
         wait_for("SIGHUP to arrive", lambda: c.path(f"{SPOOL}/state/probe-hup").exists(), 20)
     finally:
         c.run(["systemctl", "stop", "rollcap-probe-reload.service"])
-        c.run(["rm", "-f", f"{SPOOL}/state/probe-hup",
+        c.run(["rm", "-f", f"{SPOOL}/state/probe-hup", f"{SPOOL}/state/probe-trap",
                "/etc/systemd/system/rollcap-probe-reload.service"])  # fmt: skip
 
 
