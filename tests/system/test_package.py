@@ -399,6 +399,8 @@ def test_status_shows_the_daemons_status_line(container: Container) -> None:
         assert text
         status = c.run(["systemctl", "status", "--no-pager", unit], check=False).stdout
         assert f'Status: "{text}' in status
+        # no crash and no watchdog kill so far (WatchdogSec= is armed)
+        assert unit_props(c, unit, "NRestarts")["NRestarts"] == "0"
 
 
 @needs_daemons
