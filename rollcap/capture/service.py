@@ -207,11 +207,31 @@ class Supervisor:
         assert self.persistent is not None
         procs = [p for p in (self.proc, *extra) if p is not None and p.alive()]
         self.persistent.tcpdump_pids = [p.pid for p in procs]
-        self.persistent.save()
+        self._save_persistent()
+
+    def _save_persistent(self) -> None:
+        """Save generation and pids; a full disk must not stop capture. The memory copy
+        stays right, and at start the numbers are also recovered from the spool."""
+        assert self.persistent is not None
+        try:
+            self.persistent.save()
+        except OSError as e:
+            self._counters_unsaved(e)
+        else:
+            self.errors.clear("counters:", "saving state/capture-counters.json")
+
+    def _counters_unsaved(self, e: OSError) -> None:
+        self.last_error = f"cannot save state/capture-counters.json: {e}"
+        self.errors.error(f"counters:{e.strerror or e}", self.last_error)
 
     def _spawn(self, cfg: RollcapConfig) -> Tcpdump:
         assert self.persistent is not None
-        gen = self.persistent.next_generation()
+        try:
+            gen = self.persistent.next_generation()
+        except OSError as e:
+            # counted in memory already; work/ names stay unique (see Persistent.load)
+            gen = self.persistent.generation
+            self._counters_unsaved(e)
         argv = tcpdump_argv(cfg.capture, self.effective_filter, self.spool.work, gen)
         t = Tcpdump(argv, gen, cfg.capture.interface, self.wake)
         self._track_pids(t)
@@ -391,9 +411,9 @@ class Supervisor:
             is_newest_of_gen = i + 1 == len(files) or files[i + 1][0].generation != w.generation
             if w.generation in live and is_newest_of_gen:
                 break  # being written; newer generations wait for it
-            if is_newest_of_gen and w.generation in self.overlap_next:
-                self._remember_tail(w, path)
             try:
+                if is_newest_of_gen and w.generation in self.overlap_next:
+                    self._remember_tail(w, path)
                 r = self.handoff.hand_off(w, path)
             except FileNotFoundError:
                 continue
@@ -409,15 +429,18 @@ class Supervisor:
             self.enforce_budget()
 
     def _remember_tail(self, w: WorkName, path: Path) -> None:
-        new_gen = self.overlap_next.pop(w.generation)
+        """Fingerprint the old file's tail for the new generation; OSError (full disk)
+        leaves everything as it was, so the hand-off waits and this is retried."""
+        new_gen = self.overlap_next[w.generation]
         since = self.listening_at.get(new_gen)
         if since is not None:
             try:
                 tail = tail_since(path, since)
-            except (OSError, ValueError):
+            except ValueError:  # not a pcap: hand_off quarantines it
                 tail = []
             if tail:
                 write_sidecar(sidecar_path(self.spool.work, new_gen), tail)
+        del self.overlap_next[w.generation]
         with contextlib.suppress(FileNotFoundError):
             switch_path(self.spool.work, w.generation).unlink()
 
@@ -701,7 +724,7 @@ class Supervisor:
                     os.kill(pid, signal.SIGKILL)
                 time.sleep(0.5)
         self.persistent.tcpdump_pids = []
-        self.persistent.save()
+        self._save_persistent()
 
     def remove_stale_temps(self) -> None:
         """Overlap sidecars and strip temp files of generations already handed off."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -236,3 +237,41 @@ def test_check_config_filter() -> None:
     assert (
         check_config_filter(validate_data({"capture": {"interface": "rcNoSuch0"}}).capture) is None
     )
+
+
+# a full disk never stops the supervisor ----------------------------------------------
+
+
+def _enospc(*_a: object, **_kw: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_counters_that_cannot_be_saved_do_not_stop_capture(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sup = _supervisor(tmp_path)
+    assert sup.persistent is not None
+    monkeypatch.setattr(sup.persistent, "save", _enospc)
+    sup.proc = FakeTcpdump(3, time.monotonic())  # type: ignore[assignment]
+    sup._track_pids()
+    sup.stop_orphans()
+    assert "No space left on device" in sup.last_error
+    assert sup.persistent.tcpdump_pids == []  # the memory copy is right
+
+
+def test_a_tail_that_cannot_be_remembered_holds_the_hand_off_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sup = _supervisor(tmp_path)
+    old = write_pcap(sup.spool.work / "g000004-20261126T120000-eth0.pcap", packets(5))
+    sup.overlap_next = {4: 5}
+    sup.listening_at = {5: packets(5)[2][0]}
+    monkeypatch.setattr(service, "write_sidecar", _enospc)
+    sup.process_work()  # generation 4 is not live: its file is finished
+    assert old.exists() and sup.overlap_next == {4: 5}
+    assert "No space left on device" in sup.last_error
+    monkeypatch.undo()
+    sup.process_work()
+    assert not old.exists() and sup.overlap_next == {}
+    assert (sup.spool.work / ".overlap-g000005.json").exists()
+    assert sup.n["handed_off_files"] == 1
