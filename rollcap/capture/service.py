@@ -307,7 +307,7 @@ class Supervisor:
         self.n["restarts"] += 1
         self.last_error = f"tcpdump exited with status {rc}: {msg}"
         listened = None if t.listening_mono is None else time.monotonic() - t.listening_mono
-        delay, self.backoff = restart_delay(self.backoff, listened, self._wrote(t.generation))
+        delay, self.backoff = restart_delay(self.backoff, listened, self._wrote(t.generation), rc)
         log.error(
             "tcpdump exited unexpectedly (status %d): %s; restarting in %.0f s",
             rc,

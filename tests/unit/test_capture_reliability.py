@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import signal
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -70,6 +71,9 @@ def test_a_tcpdump_that_captured_is_restarted_after_one_second_every_time() -> N
     assert delays == [1.0] * 5
     # even after a crash loop had pushed the backoff up
     assert restart_delay(BACKOFF_MAX, listened=6.0, wrote=False)[0] == 1.0
+    # kill -9 half a second after it listened: nothing flushed to disk yet, but capturing
+    assert restart_delay(8.0, listened=0.5, wrote=False, returncode=-signal.SIGKILL)[0] == 1.0
+    assert restart_delay(8.0, listened=None, wrote=False, returncode=-signal.SIGKILL)[0] == 8.0
 
 
 def test_a_tcpdump_that_dies_before_or_right_after_listening_backs_off() -> None:
@@ -77,7 +81,8 @@ def test_a_tcpdump_that_dies_before_or_right_after_listening_backs_off() -> None
     delays = []
     for i in range(8):
         listened = None if i % 2 else 0.2  # never listened / died right after, no packets
-        delay, backoff = restart_delay(backoff, listened=listened, wrote=False)
+        rc = -signal.SIGSEGV if i == 3 else 1  # a crash is not a kill from outside
+        delay, backoff = restart_delay(backoff, listened=listened, wrote=False, returncode=rc)
         delays.append(delay)
     assert delays == [1, 2, 4, 8, 16, 32, 60, 60]
 
