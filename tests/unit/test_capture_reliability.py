@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rollcap.capture import service
-from rollcap.capture.budget import REACTION_MARGIN, WriteRate, live_reserve, oldest_ready
+from rollcap.capture.budget import live_reserve, oldest_ready
 from rollcap.capture.command import check_config_filter
 from rollcap.capture.handoff import Handoff, Persistent
 from rollcap.capture.overlap import read_switch, switch_path, write_switch
@@ -280,16 +280,3 @@ def test_a_tail_that_cannot_be_remembered_holds_the_hand_off_back(
     assert not old.exists() and sup.overlap_next == {}
     assert (sup.spool.work / ".overlap-g000005.json").exists()
     assert sup.n["handed_off_files"] == 1
-
-
-def test_reaction_margin_follows_the_write_rate() -> None:
-    mb = 1_000_000
-    r = WriteRate()
-    assert r.margin(mb, 10 * mb, 0.0) == 0  # no rate known yet
-    r.observe("g1.pcap", 0.0)
-    r.observe("g1.pcap1", 0.28)  # a 1 MB file every 0.28 s: 3.6 MB/s
-    assert r.margin(mb, 10 * mb, 0.30) == int(mb / 0.28 * REACTION_MARGIN)
-    assert r.margin(mb, 3 * mb, 0.30) == 0  # a small budget keeps its files
-    assert r.margin(mb, 10 * mb, 10.28) == int(mb / 10 * REACTION_MARGIN)  # quiet: decays
-    r.observe("g1.pcap2", 0.29)
-    assert r.margin(mb, 10 * mb, 0.29) == mb  # never more than one file
