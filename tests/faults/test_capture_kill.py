@@ -119,4 +119,4 @@ def test_supervisor_killed(rig: Rig, rng: random.Random, reliability) -> None:  
     assert not acc.problems, "\n".join(acc.problems)
     assert acc.lost == 0 and acc.duplicated == 0
     # a restarted supervisor must capture again promptly (python start + tcpdump -d + exec)
-    assert max(back_s) <= 5.0, f"capture restarts took {back_s} s"
+    assert max(back_s) <= 8.0, f"capture restarts took {back_s} s"
