@@ -96,12 +96,17 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return offload_service.run(path)
     if cmd == "check-config":
+        from rollcap.capture.command import check_config_filter
+
+        note = check_config_filter(cfg.capture)  # ConfigError (78) if tcpdump rejects it
         if args.show:
             from rollcap.config.show import dump_toml
 
             sys.stdout.write(dump_toml(cfg))
         else:
             print(f"{path}: OK")
+        if note:
+            print(f"rollcap: note: {note}", file=sys.stderr)
         return 0
     if cmd == "status":
         from rollcap import status

@@ -6,6 +6,7 @@ Everything is an argv list: no shell ever sees the filter, which is data.
 from __future__ import annotations
 
 import ipaddress
+import shutil
 import socket
 import subprocess
 from dataclasses import dataclass
@@ -153,3 +154,28 @@ def check_filter(cap: CaptureConfig, effective_filter: str, timeout: float = 30)
         msg = eth
     shown = cap.filter if cap.filter else effective_filter
     raise ConfigError(f"capture.filter: tcpdump rejects {shown!r}: {msg}")
+
+
+def check_config_filter(cap: CaptureConfig, timeout: float = 30) -> str | None:
+    """For `rollcap check-config`: compile capture.filter as the capture daemon does.
+
+    ConfigError (exit 78, tcpdump's message) when tcpdump rejects the filter.
+    Without the interface (or the right to open it) the filter is compiled for
+    Ethernet; the returned note says so, or that tcpdump is missing. None: fully
+    checked (or no filter).
+    """
+    if not cap.filter.strip():
+        return None
+    if shutil.which(cap.tcpdump_path) is None:
+        return f"capture.filter not compiled: {cap.tcpdump_path} not found"
+    user_filter = combine_filter(cap.filter, [])
+    if not interface_exists(cap.interface):
+        msg = _compile(compile_argv(cap, user_filter, on_device=False), cap, timeout)
+        if msg is not None:
+            raise ConfigError(f"capture.filter: tcpdump rejects {cap.filter!r}: {msg}")
+        return f"capture.filter compiled for Ethernet (EN10MB): no interface {cap.interface} here"
+    try:
+        check_filter(cap, user_filter, timeout)
+    except DeviceUnavailable as e:
+        return f"capture.filter compiled for Ethernet (EN10MB): cannot open {cap.interface} ({e})"
+    return None

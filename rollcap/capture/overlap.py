@@ -137,3 +137,23 @@ def strip_duplicates(path: Path, tail: list[Fingerprint]) -> int:
             os.unlink(tmp)
         raise
     return n
+
+
+def switch_path(work_dir: Path, old_generation: int) -> Path:
+    """Record of a switch in progress: which generation replaces old_generation and
+    when it started listening (wall clock, like pcap timestamps)."""
+    return work_dir / f".switch-g{old_generation:06d}.json"
+
+
+def write_switch(path: Path, new_generation: int, listening_at: float) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"new_generation": new_generation, "listening_at": listening_at}))
+    os.replace(tmp, path)
+
+
+def read_switch(path: Path) -> tuple[int, float] | None:
+    try:
+        raw = json.loads(path.read_text())
+        return int(raw["new_generation"]), float(raw["listening_at"])
+    except (FileNotFoundError, ValueError, TypeError, KeyError):
+        return None

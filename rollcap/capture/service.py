@@ -55,7 +55,16 @@ from rollcap.capture.command import (
 from rollcap.capture.counters import Counters, CounterTotals, drop_rate
 from rollcap.capture.handoff import Handoff, HandoffResult, Persistent
 from rollcap.capture.names import WorkName, list_work
-from rollcap.capture.overlap import sidecar_path, tail_since, write_sidecar
+from rollcap.capture.overlap import (
+    read_switch,
+    sidecar_path,
+    switch_path,
+    tail_since,
+    write_sidecar,
+    write_switch,
+)
+from rollcap.capture.ratelimit import RepeatLimiter
+from rollcap.capture.restart import BACKOFF_MIN, restart_delay
 from rollcap.capture.tcpdump import Tcpdump
 from rollcap.config import load_config
 from rollcap.config.schema import RollcapConfig
@@ -63,6 +72,7 @@ from rollcap.errors import ConfigError
 from rollcap.journal import fields, setup_logging
 from rollcap.naming import local_hostname
 from rollcap.notify import Notifier
+from rollcap.pcapfile import GLOBAL_HEADER_LEN
 from rollcap.spool import Spool
 from rollcap.state import write_state
 
@@ -75,8 +85,6 @@ DRAIN = 1.2  # wait before SIGTERM so the last kernel block reaches the file
 LISTEN_TIMEOUT = 10.0
 QUIET_RETRY = 10.0
 STATS_EVERY = 30.0
-HEALTHY_RESET = 300.0
-BACKOFF_MAX = 60.0
 
 
 class _WakeHandler(FileSystemEventHandler):
@@ -111,7 +119,7 @@ class Supervisor:
         self.rate_base = Counters()
         self.drop_rate = 0.0
         self.state_name = "starting"
-        self.backoff = 1.0
+        self.backoff = BACKOFF_MIN
         self.next_start = 0.0  # monotonic
         self.paused = False
         self.waiting_logged = False
@@ -121,6 +129,11 @@ class Supervisor:
         self.quiet_retry_at = 0.0
         self.last_state_write = 0.0
         self.listening_at: dict[int, float] = {}  # generation -> wall clock
+        # (generation, -G period in the name, monotonic time we first saw it open)
+        # of the live file: the quiet-link deadline must not move when the clock steps
+        self.period: tuple[int, str, float] | None = None
+        self.wrote_gens: set[int] = set()  # generations that handed off packets
+        self.errors = RepeatLimiter(log)
         self.overlap_next: dict[int, int] = {}  # old generation -> the one replacing it
         self.n: dict[str, int] = dict.fromkeys(
             (
@@ -137,6 +150,7 @@ class Supervisor:
         )
         self.last_handoff: dict[str, Any] | None = None
         self.usage: budget.Usage | None = None
+        self.write_rate = budget.WriteRate()
 
     # ------------------------------------------------------------------ plumbing
     def wake(self) -> None:
@@ -194,11 +208,31 @@ class Supervisor:
         assert self.persistent is not None
         procs = [p for p in (self.proc, *extra) if p is not None and p.alive()]
         self.persistent.tcpdump_pids = [p.pid for p in procs]
-        self.persistent.save()
+        self._save_persistent()
+
+    def _save_persistent(self) -> None:
+        """Save generation and pids; a full disk must not stop capture. The memory copy
+        stays right, and at start the numbers are also recovered from the spool."""
+        assert self.persistent is not None
+        try:
+            self.persistent.save()
+        except OSError as e:
+            self._counters_unsaved(e)
+        else:
+            self.errors.clear("counters:", "saving state/capture-counters.json")
+
+    def _counters_unsaved(self, e: OSError) -> None:
+        self.last_error = f"cannot save state/capture-counters.json: {e}"
+        self.errors.error(f"counters:{e.strerror or e}", self.last_error)
 
     def _spawn(self, cfg: RollcapConfig) -> Tcpdump:
         assert self.persistent is not None
-        gen = self.persistent.next_generation()
+        try:
+            gen = self.persistent.next_generation()
+        except OSError as e:
+            # counted in memory already; work/ names stay unique (see Persistent.load)
+            gen = self.persistent.generation
+            self._counters_unsaved(e)
         argv = tcpdump_argv(cfg.capture, self.effective_filter, self.spool.work, gen)
         t = Tcpdump(argv, gen, cfg.capture.interface, self.wake)
         self._track_pids(t)
@@ -273,19 +307,27 @@ class Supervisor:
         self._track_pids()
         self.n["restarts"] += 1
         self.last_error = f"tcpdump exited with status {rc}: {msg}"
-        if time.monotonic() - t.started_mono >= HEALTHY_RESET:
-            self.backoff = 1.0
+        listened = None if t.listening_mono is None else time.monotonic() - t.listening_mono
+        delay, self.backoff = restart_delay(self.backoff, listened, self._wrote(t.generation), rc)
         log.error(
             "tcpdump exited unexpectedly (status %d): %s; restarting in %.0f s",
             rc,
             msg,
-            self.backoff,
+            delay,
             extra=fields(tcpdump_pid=t.pid, generation=t.generation, exit_status=rc),
         )
-        self.next_start = time.monotonic() + self.backoff
-        self.backoff = min(self.backoff * 2, BACKOFF_MAX)
+        self.next_start = time.monotonic() + delay
         self.state_name = "restarting"
         self.process_work()
+
+    def _wrote(self, generation: int) -> bool:
+        """Whether a generation wrote at least one packet (handed off or still in work/)."""
+        if generation in self.wrote_gens:
+            return True
+        return any(
+            w.generation == generation and _size(p) > GLOBAL_HEADER_LEN
+            for w, p in list_work(self.spool.work)
+        )
 
     def switch(self, cfg: RollcapConfig, reason: str) -> bool:
         """Make-before-break: start the new tcpdump, overlap, stop the old one."""
@@ -301,6 +343,13 @@ class Supervisor:
             return False
         self.listening_at[new.generation] = new.listening_at or time.time()
         self.overlap_next[old.generation] = new.generation
+        # on disk too: a supervisor that dies during the overlap still strips duplicates
+        with contextlib.suppress(OSError):
+            write_switch(
+                switch_path(self.spool.work, old.generation),
+                new.generation,
+                self.listening_at[new.generation],
+            )
         time.sleep(OVERLAP)
         rc = old.stop()
         self.totals.retire(old.counters)
@@ -325,8 +374,9 @@ class Supervisor:
         files = [w for w, _p in list_work(self.spool.work) if w.generation == t.generation]
         if not files:
             return None
-        deadline = files[-1].opened.timestamp() + self.cfg.capture.rotate_seconds + QUIET_GRACE
-        left = deadline - time.time()
+        opened = self._opened_mono(t, files)
+        deadline = opened + self.cfg.capture.rotate_seconds + QUIET_GRACE
+        left = deadline - time.monotonic()
         if left > 0:
             return left
         if time.monotonic() < self.quiet_retry_at:
@@ -334,6 +384,21 @@ class Supervisor:
         if not self.switch(self.cfg, "quiet link"):
             self.quiet_retry_at = time.monotonic() + QUIET_RETRY  # not a spawn per tick
         return None
+
+    def _opened_mono(self, t: Tcpdump, files: list[WorkName]) -> float:
+        """Monotonic time the live -G period began: tcpdump's start for the first
+        period of a generation, else when we first saw it (we look every tick and
+        on each new file). -C continuations keep the period's name and deadline."""
+        name = files[-1].opened.strftime("%Y%m%dT%H%M%S")
+        p = self.period
+        if p is not None and p[0] == t.generation and p[1] == name:
+            return p[2]
+        now = time.monotonic()
+        first_of_gen = p is None or p[0] != t.generation
+        if first_of_gen and t.listening_mono is not None:
+            now = min(t.listening_mono, now)
+        self.period = (t.generation, name, now)
+        return now
 
     # ------------------------------------------------------------------ hand-off
     def process_work(self) -> None:
@@ -347,32 +412,47 @@ class Supervisor:
             is_newest_of_gen = i + 1 == len(files) or files[i + 1][0].generation != w.generation
             if w.generation in live and is_newest_of_gen:
                 break  # being written; newer generations wait for it
-            if is_newest_of_gen and w.generation in self.overlap_next:
-                self._remember_tail(w, path)
             try:
+                if is_newest_of_gen and w.generation in self.overlap_next:
+                    self._remember_tail(w, path)
                 r = self.handoff.hand_off(w, path)
             except FileNotFoundError:
                 continue
             except OSError as e:
                 self.last_error = f"hand-off of {path.name} failed: {e}"
-                log.error("%s", self.last_error, extra=fields(file=path.name))
+                key = f"handoff:{e.strerror or e}"
+                self.errors.error(key, self.last_error, extra=fields(file=path.name))
                 break
+            self.errors.clear("handoff:", "hand-off")
             self._count(w, path, r)
             if self.proc:
                 self.proc.request_counters()
             self.enforce_budget()
 
     def _remember_tail(self, w: WorkName, path: Path) -> None:
-        new_gen = self.overlap_next.pop(w.generation)
+        """Fingerprint the old file's tail for the new generation; OSError (full disk)
+        leaves everything as it was, so the hand-off waits and this is retried."""
+        new_gen = self.overlap_next[w.generation]
         since = self.listening_at.get(new_gen)
-        if since is None:
-            return
-        try:
-            tail = tail_since(path, since)
-        except (OSError, ValueError):
-            return
-        if tail:
-            write_sidecar(sidecar_path(self.spool.work, new_gen), tail)
+        if since is not None:
+            try:
+                tail = tail_since(path, since)
+            except ValueError:  # not a pcap: hand_off quarantines it
+                tail = []
+            if tail:
+                write_sidecar(sidecar_path(self.spool.work, new_gen), tail)
+        del self.overlap_next[w.generation]
+        with contextlib.suppress(FileNotFoundError):
+            switch_path(self.spool.work, w.generation).unlink()
+
+    def load_switches(self) -> None:
+        """Overlaps a crashed supervisor left unfinished (see switch())."""
+        for w, _p in list_work(self.spool.work):
+            rec = read_switch(switch_path(self.spool.work, w.generation))
+            if rec is not None:
+                new_gen, since = rec
+                self.overlap_next[w.generation] = new_gen
+                self.listening_at.setdefault(new_gen, since)
 
     def _count(self, w: WorkName, path: Path, r: HandoffResult) -> None:
         if r.repaired_bytes:
@@ -384,6 +464,8 @@ class Supervisor:
                 extra=fields(file=path.name, removed_bytes=r.repaired_bytes),
             )
         self.n["duplicates_removed"] += r.stripped
+        if r.packets:
+            self.wrote_gens.add(w.generation)
         if r.name is None:
             self.n["discarded_empty"] += 1
             log.info("discarded %s: no packets", path.name, extra=fields(file=path.name))
@@ -415,13 +497,27 @@ class Supervisor:
         sp = self.cfg.spool
         u = budget.measure(self.spool, sp.max_megabytes, sp.min_free_percent)
         self.usage = u
+        reserve = 0
+        if sp.on_full == "drop-oldest":
+            # drop as if the live file were already full: checked after each hand-off
+            # and every tick, the spool then stays within budget plus one file
+            # (plus what tcpdump writes while we react to its next file, at high rates)
+            rotate_bytes = self.cfg.capture.rotate_megabytes * 1_000_000
+            live = self._live_file()
+            now = time.monotonic()
+            self.write_rate.observe(live.name if live else None, now)
+            running = self.proc is not None and self.proc.alive()
+            live_size = (_size(live) if live else 0) if running else None
+            reserve = budget.live_reserve(rotate_bytes, live_size)
+            reserve += self.write_rate.margin(rotate_bytes, u.max_bytes, now)
         if not u.over:
             self.unfixable_logged = False
             if self.paused and u.comfortable():
                 self.paused = False
                 self.next_start = 0.0
                 log.info("spool has room again; resuming capture", extra=fields(**u.as_dict()))
-            return
+            if u.used_bytes + reserve <= u.max_bytes:
+                return
         if sp.on_full == "pause-capture":
             if not self.paused:
                 self.paused = True
@@ -439,7 +535,7 @@ class Supervisor:
         used = u.used_bytes
         free = u.free_percent
         for p in budget.oldest_ready(self.spool):
-            if used <= u.max_bytes and free >= sp.min_free_percent:
+            if used + reserve <= u.max_bytes and free >= sp.min_free_percent:
                 break
             try:
                 size = p.stat().st_size
@@ -463,6 +559,14 @@ class Supervisor:
                 "spool still over budget with nothing left in ready/ to drop",
                 extra=fields(**self.usage.as_dict()),
             )
+
+    def _live_file(self) -> Path | None:
+        """The file the running tcpdump writes, None if none runs (or not opened yet)."""
+        t = self.proc
+        if t is None or not t.alive():
+            return None
+        files = [p for w, p in list_work(self.spool.work) if w.generation == t.generation]
+        return files[-1] if files else None
 
     # ------------------------------------------------------------------ stats & state
     def live_counters(self) -> Counters:
@@ -534,6 +638,7 @@ class Supervisor:
             f"{self.state_name} on {self.cfg.capture.interface}: "
             f"{self.n['handed_off_files']} files handed off, {total.kernel_drops} kernel drops, "
             f"spool {pct} of budget"
+            + (f"; error: {self.last_error}" if self.errors.active() else "")
         )
 
     def publish(self, force: bool = False) -> None:
@@ -544,7 +649,9 @@ class Supervisor:
         try:
             write_state(self.spool.state / "capture.json", self.state())
         except OSError as e:
-            log.error("cannot write the state file: %s", e)
+            self.errors.error(f"state:{e.strerror or e}", f"cannot write the state file: {e}")
+        else:
+            self.errors.clear("state:", "writing the state file")
         self.notifier.status(self.status_line())
 
     # ------------------------------------------------------------------ reload
@@ -625,12 +732,13 @@ class Supervisor:
                     os.kill(pid, signal.SIGKILL)
                 time.sleep(0.5)
         self.persistent.tcpdump_pids = []
-        self.persistent.save()
+        self._save_persistent()
 
     def remove_stale_temps(self) -> None:
         """Overlap sidecars and strip temp files of generations already handed off."""
         for p in self.spool.work.glob(".*"):
-            if p.is_file() and (p.name.startswith(".overlap-") or p.name.endswith(".strip")):
+            stale = p.name.startswith((".overlap-", ".switch-")) or p.name.endswith(".strip")
+            if p.is_file() and stale:
                 log.info("removing stale %s", p.name, extra=fields(file=p.name))
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
@@ -653,6 +761,7 @@ class Supervisor:
         observer.start()
         try:
             self.stop_orphans()
+            self.load_switches()
             self.process_work()  # leftovers all belong to dead generations
             self.remove_stale_temps()
             self.enforce_budget()
@@ -688,8 +797,6 @@ class Supervisor:
             self.check_exit()
             self.process_work()
             left = self.check_quiet()
-            if self.proc and time.monotonic() - self.proc.started_mono >= HEALTHY_RESET:
-                self.backoff = 1.0
             self.stats()
             self.enforce_budget()
             self.start_capture()
@@ -716,6 +823,13 @@ class Supervisor:
             self.n["handed_off_files"],
             extra=fields(handed_off_files=self.n["handed_off_files"]),
         )
+
+
+def _size(p: Path) -> int:
+    try:
+        return p.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _is_our_tcpdump(pid: int, work_dir: Path) -> bool:

@@ -29,6 +29,7 @@ class Tcpdump:
         self._wake = wake
         self.listening = threading.Event()
         self.listening_at: float | None = None  # wall clock, comparable with pcap times
+        self.listening_mono: float | None = None  # for ages: immune to clock steps
         self.counters = Counters()
         self.counters_seen = threading.Event()
         self.last_lines: list[str] = []
@@ -72,6 +73,7 @@ class Tcpdump:
                 if "listening on" in line:
                     if not self.listening.is_set():
                         self.listening_at = time.time()
+                        self.listening_mono = time.monotonic()
                         self.listening.set()
                 else:
                     level = logging.WARNING

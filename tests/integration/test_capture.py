@@ -257,6 +257,41 @@ def test_tcpdump_orphaned_by_a_crashed_daemon_is_stopped_and_handed_off(
     assert seqs == [1]
 
 
+def test_supervisor_killed_during_a_switch_overlap_leaves_no_duplicates(
+    veth: Veth, all_pcap: Path, daemon: Factory
+) -> None:
+    d = daemon(veth.b)
+    d.wait_capturing()
+    replay = threading.Thread(target=veth.replay, args=(all_pcap,), kwargs={"pps": 500})
+    replay.start()
+    try:
+        time.sleep(2)
+        d.reconfigure(filter="greater 1")  # matches every frame
+        d.signal(signal.SIGHUP)
+        work = d.spool / "work"
+        deadline = time.monotonic() + 20
+        while not list(work.glob(".switch-g*.json")):  # both tcpdumps listen now
+            assert time.monotonic() < deadline, "no switch record:\n" + d.log_text()
+            time.sleep(0.01)
+        assert d.proc is not None
+        d.proc.kill()  # the supervisor dies in the overlap; both tcpdumps keep running
+        d.proc.wait(10)
+        time.sleep(DRAIN)  # the old tcpdump writes the overlap's packets too
+        d.start()
+        d.wait_for("restarted", lambda s: s.get("handed_off_files", 0) > 0, timeout=30)
+    finally:
+        replay.join()
+    time.sleep(DRAIN)
+    assert d.stop() == 0
+    files = d.ready_files()
+    _no_duplicates(files)
+    _assert_sorted_by_time(files)
+    assert d.state()["duplicates_removed"] > 0
+    assert not list((d.spool / "work").glob(".*"))
+    # packets arriving while orphans are stopped and the new tcpdump starts are lost
+    assert 0 < d.ready_packets() <= PACKETS
+
+
 def test_offload_traffic_is_excluded_unless_switched_off(veth: Veth, daemon: Factory) -> None:
     offload = {"destination": "s3://bucket1/p", "endpoint_url": "http://127.0.0.1:8333"}
     d = daemon(veth.b, filter="tcp or udp", offload=offload)

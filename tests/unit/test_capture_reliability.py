@@ -1,0 +1,295 @@
+"""Capture fixes found by the fault suite (docs/reliability.md, "Findings")."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import signal
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from rollcap.capture import service
+from rollcap.capture.budget import REACTION_MARGIN, WriteRate, live_reserve, oldest_ready
+from rollcap.capture.command import check_config_filter
+from rollcap.capture.handoff import Handoff, Persistent
+from rollcap.capture.overlap import read_switch, switch_path, write_switch
+from rollcap.capture.ratelimit import RepeatLimiter
+from rollcap.capture.restart import BACKOFF_MAX, restart_delay
+from rollcap.config.load import validate_data
+from rollcap.errors import ConfigError
+from rollcap.naming import ReadyName
+from rollcap.spool import Spool
+from tests.unit.capture_pcaps import packets, write_pcap
+
+
+class FakeTcpdump:
+    """What the supervisor reads of a running tcpdump."""
+
+    def __init__(self, generation: int, listening_mono: float | None) -> None:
+        self.generation = generation
+        self.listening_mono = listening_mono
+        self.pid = 4242
+
+        class _Ev:
+            def is_set(self) -> bool:
+                return listening_mono is not None
+
+        self.listening = _Ev()
+
+    def alive(self) -> bool:
+        return True
+
+    def request_counters(self) -> None:
+        pass
+
+
+def _supervisor(tmp_path: Path, **sections: dict[str, object]) -> service.Supervisor:
+    data: dict[str, object] = {"spool": {"directory": str(tmp_path / "spool")}}
+    for k, v in sections.items():
+        data[k] = {**data.get(k, {}), **v}  # type: ignore[dict-item]
+    cfg = validate_data(data)
+    sup = service.Supervisor(str(tmp_path / "rollcap.toml"), cfg)
+    for d in [sup.spool.root, *sup.spool.all_dirs()]:
+        d.mkdir(parents=True, exist_ok=True)
+    sup.persistent = Persistent.load(sup.spool)
+    sup.handoff = Handoff(sup.spool, sup.persistent, "h", 0)
+    return sup
+
+
+# 1. restart backoff -------------------------------------------------------------
+
+
+def test_a_tcpdump_that_captured_is_restarted_after_one_second_every_time() -> None:
+    backoff = 1.0
+    delays = []
+    for _kill in range(5):  # killed 1.5-3 s after each restart while packets flow
+        delay, backoff = restart_delay(backoff, listened=0.8, wrote=True)
+        delays.append(delay)
+    assert delays == [1.0] * 5
+    # even after a crash loop had pushed the backoff up
+    assert restart_delay(BACKOFF_MAX, listened=6.0, wrote=False)[0] == 1.0
+    # kill -9 half a second after it listened: nothing flushed to disk yet, but capturing
+    assert restart_delay(8.0, listened=0.5, wrote=False, returncode=-signal.SIGKILL)[0] == 1.0
+    assert restart_delay(8.0, listened=None, wrote=False, returncode=-signal.SIGKILL)[0] == 8.0
+
+
+def test_a_tcpdump_that_dies_before_or_right_after_listening_backs_off() -> None:
+    backoff = 1.0
+    delays = []
+    for i in range(8):
+        listened = None if i % 2 else 0.2  # never listened / died right after, no packets
+        rc = -signal.SIGSEGV if i == 3 else 1  # a crash is not a kill from outside
+        delay, backoff = restart_delay(backoff, listened=listened, wrote=False, returncode=rc)
+        delays.append(delay)
+    assert delays == [1, 2, 4, 8, 16, 32, 60, 60]
+
+
+# 2. spool budget with drop-oldest ------------------------------------------------
+
+
+def test_live_reserve_is_what_the_live_file_may_still_grow_by() -> None:
+    assert live_reserve(1_000_000, 200_000) == 800_000
+    assert live_reserve(1_000_000, 1_000_050) == 0  # -C overshoots by one packet
+    assert live_reserve(1_000_000, None) == 0  # no tcpdump running
+
+
+def test_drop_oldest_reserves_the_live_files_full_size(tmp_path: Path) -> None:
+    sup = _supervisor(
+        tmp_path,
+        spool={"max_megabytes": 10, "on_full": "drop-oldest", "min_free_percent": 0},
+        capture={"rotate_megabytes": 1},
+    )
+    for seq in (1, 2, 3):
+        (sup.spool.ready / f"20261126T12000{seq}Z-00000{seq}_h_eth0.pcap").write_bytes(
+            b"x" * 3_100_000
+        )
+    live = sup.spool.work / "g000007-20261126T120004-eth0.pcap"
+    live.write_bytes(b"x" * 200_000)
+    sup.proc = FakeTcpdump(7, time.monotonic())  # type: ignore[assignment]
+    sup.enforce_budget()  # 9.5 MB used: within 10 MB, but not once the live file is full
+    left = sorted(ReadyName.parse(p.name).seq for p in sup.spool.ready.iterdir())  # type: ignore[union-attr]
+    assert left == [2, 3]
+    assert sup.n["dropped_files"] == 1 and live.exists()
+    sup.enforce_budget()  # 6.4 MB + 0.8 MB reserved: nothing more to drop
+    assert sup.n["dropped_files"] == 1
+
+
+def test_pause_capture_is_not_triggered_by_the_reserve(tmp_path: Path) -> None:
+    sup = _supervisor(
+        tmp_path,
+        spool={"max_megabytes": 10, "on_full": "pause-capture", "min_free_percent": 0},
+        capture={"rotate_megabytes": 1},
+    )
+    (sup.spool.ready / "20261126T120001Z-000001_h_eth0.pcap").write_bytes(b"x" * 9_700_000)
+    (sup.spool.work / "g000007-20261126T120004-eth0.pcap").write_bytes(b"x" * 200_000)
+    sup.proc = FakeTcpdump(7, time.monotonic())  # type: ignore[assignment]
+    sup.enforce_budget()
+    assert not sup.paused and sup.n["dropped_files"] == 0
+
+
+# 3. clock steps ---------------------------------------------------------------------
+
+
+def test_ready_files_are_dropped_in_hand_off_order_after_a_clock_step_back(
+    tmp_path: Path,
+) -> None:
+    spool = Spool.at(tmp_path)
+    spool.ready.mkdir(parents=True)
+    t = datetime(2026, 11, 26, 13, 0, tzinfo=UTC)
+    # seq 2 was handed off after the clock stepped back an hour
+    for seq, start in ((1, t), (2, t - timedelta(hours=1)), (3, t - timedelta(minutes=59))):
+        (spool.ready / ReadyName(start, seq, "h", "eth0").format()).write_bytes(b"x")
+    assert [ReadyName.parse(p.name).seq for p in oldest_ready(spool)] == [1, 2, 3]  # type: ignore[union-attr]
+
+
+def test_quiet_deadline_ignores_the_wall_clock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sup = _supervisor(tmp_path, capture={"rotate_seconds": 10})
+    switched: list[str] = []
+    monkeypatch.setattr(sup, "switch", lambda cfg, reason: switched.append(reason) or True)
+    # tcpdump named its file at 13:00; the clock then stepped back an hour
+    (sup.spool.work / "g000003-20261126T130000-eth0.pcap").write_bytes(b"")
+    monkeypatch.setattr(
+        time, "time", lambda: datetime(2026, 11, 26, 12, 0, 5, tzinfo=UTC).timestamp()
+    )
+    sup.proc = FakeTcpdump(3, time.monotonic() - 2.0)  # type: ignore[assignment]
+    left = sup.check_quiet()
+    assert left is not None and 9 < left <= 10 + service.QUIET_GRACE - 2.0
+    sup.proc = FakeTcpdump(3, time.monotonic() - 12.0)  # type: ignore[assignment]
+    sup.period = None
+    assert sup.check_quiet() is None and switched == ["quiet link"]
+
+
+def test_a_later_period_is_aged_from_when_it_was_first_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sup = _supervisor(tmp_path, capture={"rotate_seconds": 10})
+    monkeypatch.setattr(sup, "switch", lambda cfg, reason: True)
+    sup.proc = FakeTcpdump(3, time.monotonic() - 8.0)  # type: ignore[assignment]
+    (sup.spool.work / "g000003-20261126T130000-eth0.pcap").write_bytes(b"")
+    first = sup.check_quiet()
+    assert first is not None and first < 4
+    (sup.spool.work / "g000003-20261126T130000-eth0.pcap1").write_bytes(b"")
+    left = sup.check_quiet()  # a -C continuation keeps its period's deadline
+    assert left is not None and left <= first
+    # the -G period of 13:00:10 began; the first one was handed off meanwhile
+    (sup.spool.work / "g000003-20261126T130000-eth0.pcap").unlink()
+    (sup.spool.work / "g000003-20261126T130000-eth0.pcap1").unlink()
+    (sup.spool.work / "g000003-20261126T130010-eth0.pcap").write_bytes(b"")
+    left = sup.check_quiet()
+    assert left is not None and left > 10
+
+
+# 4. repeated errors ---------------------------------------------------------------
+
+
+def test_repeated_errors_are_logged_once_then_summarised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    lim = RepeatLimiter(logging.getLogger("t.rl"), every=60.0, clock=lambda: now[0])
+    caplog.set_level(logging.INFO, "t.rl")
+    for _ in range(121):  # two a second for a minute
+        lim.error("handoff:No space left on device", "hand-off of a failed: No space")
+        now[0] += 0.5
+    lim.error("state:No space left on device", "cannot write the state file")
+    lim.clear("handoff:", "hand-off")
+    msgs = [r.getMessage() for r in caplog.records]
+    assert msgs == [
+        "hand-off of a failed: No space",
+        "hand-off of a failed: No space (120 more times in the last 60 s)",
+        "cannot write the state file",
+        "hand-off works again after 121 failures in 60 s",
+    ]
+    assert lim.active() == 1  # the state file still fails
+
+
+# 6. a switch survives a supervisor crash --------------------------------------------
+
+
+def test_switch_record_round_trip_and_reload(tmp_path: Path) -> None:
+    sup = _supervisor(tmp_path)
+    write_pcap(sup.spool.work / "g000004-20261126T120000-eth0.pcap", packets(3))
+    write_switch(switch_path(sup.spool.work, 4), 5, 1_800_000_000.5)
+    assert read_switch(switch_path(sup.spool.work, 4)) == (5, 1_800_000_000.5)
+    sup.load_switches()
+    assert sup.overlap_next == {4: 5} and sup.listening_at == {5: 1_800_000_000.5}
+    (sup.spool.work / ".switch-g000009.json").write_text("{not json")
+    assert read_switch(sup.spool.work / ".switch-g000009.json") is None
+
+
+# 5. check-config compiles the filter ------------------------------------------------
+
+
+def test_check_config_filter() -> None:
+    if not Path("/usr/bin/tcpdump").exists():
+        pytest.fail("tcpdump is not installed (.ci/run installs it)")
+    with pytest.raises(ConfigError) as e:
+        check_config_filter(
+            validate_data({"capture": {"interface": "lo", "filter": "tcp and and"}}).capture
+        )
+    assert e.value.exit_code == 78 and "syntax error" in str(e.value)
+    missing = {"interface": "rcNoSuch0", "filter": "tcp port 80"}
+    note = check_config_filter(validate_data({"capture": missing}).capture)
+    assert note is not None and "EN10MB" in note and "rcNoSuch0" in note
+    no_tcpdump = {**missing, "tcpdump_path": "/nonexistent/tcpdump"}
+    note = check_config_filter(validate_data({"capture": no_tcpdump}).capture)
+    assert note is not None and "not compiled" in note
+    assert (
+        check_config_filter(validate_data({"capture": {"interface": "rcNoSuch0"}}).capture) is None
+    )
+
+
+# a full disk never stops the supervisor ----------------------------------------------
+
+
+def _enospc(*_a: object, **_kw: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_counters_that_cannot_be_saved_do_not_stop_capture(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sup = _supervisor(tmp_path)
+    assert sup.persistent is not None
+    monkeypatch.setattr(sup.persistent, "save", _enospc)
+    sup.proc = FakeTcpdump(3, time.monotonic())  # type: ignore[assignment]
+    sup._track_pids()
+    sup.stop_orphans()
+    assert "No space left on device" in sup.last_error
+    assert sup.persistent.tcpdump_pids == []  # the memory copy is right
+
+
+def test_a_tail_that_cannot_be_remembered_holds_the_hand_off_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sup = _supervisor(tmp_path)
+    old = write_pcap(sup.spool.work / "g000004-20261126T120000-eth0.pcap", packets(5))
+    sup.overlap_next = {4: 5}
+    sup.listening_at = {5: packets(5)[2][0]}
+    monkeypatch.setattr(service, "write_sidecar", _enospc)
+    sup.process_work()  # generation 4 is not live: its file is finished
+    assert old.exists() and sup.overlap_next == {4: 5}
+    assert "No space left on device" in sup.last_error
+    monkeypatch.undo()
+    sup.process_work()
+    assert not old.exists() and sup.overlap_next == {}
+    assert (sup.spool.work / ".overlap-g000005.json").exists()
+    assert sup.n["handed_off_files"] == 1
+
+
+def test_reaction_margin_follows_the_write_rate() -> None:
+    mb = 1_000_000
+    r = WriteRate()
+    assert r.margin(mb, 10 * mb, 0.0) == 0  # no rate known yet
+    r.observe("g1.pcap", 0.0)
+    r.observe("g1.pcap1", 0.28)  # a 1 MB file every 0.28 s: 3.6 MB/s
+    assert r.margin(mb, 10 * mb, 0.30) == int(mb / 0.28 * REACTION_MARGIN)
+    assert r.margin(mb, 3 * mb, 0.30) == 0  # a small budget keeps its files
+    assert r.margin(mb, 10 * mb, 10.28) == int(mb / 10 * REACTION_MARGIN)  # quiet: decays
+    r.observe("g1.pcap2", 0.29)
+    assert r.margin(mb, 10 * mb, 0.29) == mb  # never more than one file
