@@ -113,6 +113,13 @@ class Pipeline:
         # Compress at most one file per core; the other workers upload meanwhile,
         # so the first upload starts after one file, not after a whole wave.
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        # The service clears this until it has checked the destination and
+        # cleaned up after an earlier run; files compress meanwhile.
+        self.store_allowed = threading.Event()
+        self.store_allowed.set()
+        # ... and if that check failed, files compressed meanwhile ("early") must
+        # not go out (SeaweedFS, e.g., creates a missing bucket on PUT).
+        self.startup_error: StorageError | None = None
         self.compress_slots = OrderedSlots(max(1, min(cfg.offload.concurrency, cores)), stop)
 
     def key_for(self, opened: Opened) -> str:
@@ -132,7 +139,9 @@ class Pipeline:
             return Outcome(name, "ignored", message=f"{reason}; cannot quarantine it: {e}")
         return Outcome(name, "quarantined", message=reason)
 
-    def process(self, name: str, progress: Callable[[int], None] | None = None) -> Outcome:
+    def process(
+        self, name: str, progress: Callable[[int], None] | None = None, early: bool = False
+    ) -> Outcome:
         t0 = time.monotonic()
         path = self.spool.ready / name
         try:
@@ -162,6 +171,12 @@ class Pipeline:
             opened.close()
         compressed_at = time.monotonic()
         try:
+            while not self.store_allowed.wait(1.0):
+                if self.stop.is_set():
+                    return Outcome(name, "cancelled")
+            err = self.startup_error
+            if early and err is not None:
+                return Outcome(name, "failed", key=key, message=str(err), dest_error=err)
             out = self._store(name, path, opened, key, comp, t0, progress)
             out.compress_seconds = compressed_at - t0
             return out
