@@ -71,13 +71,27 @@ def object_metadata(cfg: RollcapConfig, opened: Opened, c: Compressed) -> dict[s
 
 class OrderedSlots:
     """A semaphore that hands free slots to the smallest waiting key (the oldest
-    file), not to whichever thread wins the race; gives up when stop is set."""
+    file), not to whichever thread wins the race; gives up when stop is set.
+
+    Keys are reserved when the work is queued (reserve()), so a younger file
+    whose thread happens to start first does not jump the queue; a reservation
+    not used is dropped with release_reservation()."""
 
     def __init__(self, slots: int, stop: threading.Event) -> None:
         self._free = slots
         self._stop = stop
         self._cv = threading.Condition()
         self._waiting: set[str] = set()
+
+    def reserve(self, key: str) -> None:
+        with self._cv:
+            self._waiting.add(key)
+
+    def release_reservation(self, key: str) -> None:
+        with self._cv:
+            if key in self._waiting:
+                self._waiting.discard(key)
+                self._cv.notify_all()
 
     @contextlib.contextmanager
     def slot(self, key: str) -> Iterator[None]:
@@ -142,6 +156,12 @@ class Pipeline:
     def process(
         self, name: str, progress: Callable[[int], None] | None = None, early: bool = False
     ) -> Outcome:
+        try:
+            return self._process(name, progress, early)
+        finally:
+            self.compress_slots.release_reservation(name)  # if it never compressed
+
+    def _process(self, name: str, progress: Callable[[int], None] | None, early: bool) -> Outcome:
         t0 = time.monotonic()
         path = self.spool.ready / name
         try:

@@ -314,6 +314,7 @@ class OffloadService:
             entry.attempt += 1
             with self._progress_lock:
                 self._progress[name] = now
+            self.pipeline.compress_slots.reserve(name)  # its place in the queue: now
             fut = self.executor.submit(
                 self.pipeline.process, name, self._progress_cb(name), not self.checked
             )
