@@ -20,8 +20,8 @@ S3-compatible servers reject: ``offload.s3_checksums = "when_required"`` (the
 default) turns that off; our explicit SHA-256 is sent either way.
 
 Credentials: the standard AWS chain (environment, shared files, instance
-role). Under systemd, ``LoadCredential=s3-credentials:/etc/rollcap/s3-credentials``
-exposes an AWS shared-credentials INI file (profile [default]) at
+role). Under systemd, ``LoadCredential=s3-credentials:rollcap-s3-credentials``
+(from /etc/credstore/) exposes an AWS shared-credentials INI file (profile [default]) at
 ``$CREDENTIALS_DIRECTORY/s3-credentials``; it is used when present.
 """
 
