@@ -126,7 +126,10 @@ class Pipeline:
         self.stop = stop
         # Compress at most one file per core; the other workers upload meanwhile,
         # so the first upload starts after one file, not after a whole wave.
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):  # e.g. a seccomp filter answering EPERM
+            cores = os.cpu_count() or 1
         # The service clears this until it has checked the destination and
         # cleaned up after an earlier run; files compress meanwhile.
         self.store_allowed = threading.Event()
