@@ -38,12 +38,13 @@ from rollcap.naming import ReadyName, local_hostname
 from rollcap.notify import Notifier
 from rollcap.offload.backoff import Backoff
 from rollcap.offload.compress import clean_tmp
+from rollcap.offload.deferred import DeferredStorage
 from rollcap.offload.discovery import ReadyWatcher, scan
 from rollcap.offload.pipeline import Outcome, Pipeline
 from rollcap.offload.vet import expected_owners
 from rollcap.spool import Spool
 from rollcap.state import write_state
-from rollcap.storage import Storage, StorageError, open_storage
+from rollcap.storage import Storage, StorageError
 
 log = logging.getLogger("rollcap.offload")
 
@@ -130,6 +131,7 @@ class OffloadService:
         self.watchdog_every = int(wd) / 2e6 if wd.isdigit() and int(wd) else 3600.0
         self.dirty = True  # something changed since the last _publish()
         self.started_at = time.monotonic()
+        self.checked = False  # the destination was checked once (see run())
 
     # -- start -------------------------------------------------------------
 
@@ -176,7 +178,7 @@ class OffloadService:
                     extra=fields(key=key, destination=self.storage.describe()),
                 )
         except StorageError as e:
-            self._dest_failed(e)
+            self._dest_failed(e, from_check=True)
             return False
         if self.dest_error is not None:
             log.info(
@@ -197,7 +199,14 @@ class OffloadService:
         self.prepare()
         self.rescan()
         next_rescan = time.monotonic() + self.oc.rescan_seconds
+        # Compress the first files while the storage opens and is checked;
+        # nothing is stored before the check (it aborts stale uploads of ours).
+        self.pipeline.store_allowed.clear()
+        self._dispatch(time.monotonic())
         self._check_destination()
+        self.pipeline.startup_error = self.dest_error
+        self.checked = True
+        self.pipeline.store_allowed.set()
         self.state = "running"
         self.notifier.ready(self.status_text())
         log.info(
@@ -305,7 +314,10 @@ class OffloadService:
             entry.attempt += 1
             with self._progress_lock:
                 self._progress[name] = now
-            fut = self.executor.submit(self.pipeline.process, name, self._progress_cb(name))
+            self.pipeline.compress_slots.reserve(name)  # its place in the queue: now
+            fut = self.executor.submit(
+                self.pipeline.process, name, self._progress_cb(name), not self.checked
+            )
             fut.add_done_callback(lambda _f: self.wake.set())
             self.in_flight[name] = InFlight(entry, fut, now, now)
 
@@ -421,8 +433,12 @@ class OffloadService:
                 entry.name, extra=fields(file=entry.name),
             )  # fmt: skip
 
-    def _dest_failed(self, e: StorageError) -> None:
+    def _dest_failed(self, e: StorageError, from_check: bool = False) -> None:
         now = time.monotonic()
+        if self.dest_error is not None and not from_check:
+            # a file that was already under way when the destination failed: the
+            # error is known (and logged); keep the probe's clearer message
+            return
         first = self.dest_error is None or (self.dest_error.code, self.dest_error.permanent) != (
             e.code,
             e.permanent,
@@ -502,11 +518,7 @@ class OffloadService:
 def run(config_path: str) -> int:
     cfg = load_config(config_path)
     setup_logging(cfg.log.level, "rollcap-offload")
-    try:
-        storage = open_storage(cfg.offload)
-    except StorageError as e:
-        raise RollcapError(str(e)) from None
-    service = OffloadService(cfg, storage, Notifier())
+    service = OffloadService(cfg, DeferredStorage(cfg.offload), Notifier())
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)

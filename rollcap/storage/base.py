@@ -19,6 +19,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rollcap.config.schema import OffloadConfig
 
 # Metadata written with every object; enough for `rollcap list` to answer
 # "which objects cover 12:00-12:05 on host X" without downloading anything.
@@ -77,6 +81,27 @@ class VerificationError(StorageError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, code="VerificationFailed")
+
+
+MiB = 1024 * 1024
+
+
+def key_prefix_for(cfg: OffloadConfig) -> str:
+    """{prefix} of our keys: the S3 prefix, or "" (paths below a file:// archive)."""
+    return cfg.prefix if cfg.is_s3 else ""
+
+
+def part_size_for(cfg: OffloadConfig) -> int | None:
+    """S3 multipart part size in bytes (at least S3's minimum of 5 MiB)."""
+    return max(5, cfg.s3_part_megabytes) * MiB if cfg.is_s3 else None
+
+
+def describe_for(cfg: OffloadConfig) -> str:
+    """What Storage.describe() says, known without opening the storage."""
+    if not cfg.is_s3:
+        return f"file://{cfg.prefix}"
+    where = f"s3://{cfg.bucket}/{cfg.prefix}".rstrip("/")
+    return f"{where} at {cfg.endpoint_url or 'AWS'}"
 
 
 class Storage(ABC):

@@ -40,6 +40,7 @@ from rollcap.storage.base import (
     Storage,
     StorageError,
     VerificationError,
+    describe_for,
 )
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class LocalStorage(Storage):
     key_prefix = ""
 
     def __init__(self, cfg: OffloadConfig) -> None:
+        self.cfg = cfg
         self.root = Path(cfg.prefix)
         self.tmp = self.root / TMP_DIR
         self.budget = cfg.archive_max_megabytes * 1_000_000
@@ -75,7 +77,7 @@ class LocalStorage(Storage):
         self._total = 0
 
     def describe(self) -> str:
-        return f"file://{self.root}"
+        return describe_for(self.cfg)
 
     def _path(self, key: str) -> Path:
         try:

@@ -49,7 +49,15 @@ from s3transfer.subscribers import BaseSubscriber
 from s3transfer.utils import ChunksizeAdjuster
 
 from rollcap.config.schema import OffloadConfig
-from rollcap.storage.base import META, ObjectInfo, Storage, StorageError, VerificationError
+from rollcap.storage.base import (
+    META,
+    ObjectInfo,
+    Storage,
+    StorageError,
+    VerificationError,
+    describe_for,
+    part_size_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +156,8 @@ class S3Storage(Storage):
         self.key_prefix = cfg.prefix
         self.endpoint = cfg.endpoint_url or "AWS"
         self.concurrency = cfg.concurrency
-        self.part_size: int = max(5, cfg.s3_part_megabytes) * MiB
+        self.part_size: int = part_size_for(cfg) or 5 * MiB
+        self._describe = describe_for(cfg)
         self.threshold = max(8 * MiB, self.part_size)
         session = botocore.session.get_session()
         cred = systemd_credentials_file()
@@ -183,8 +192,7 @@ class S3Storage(Storage):
         self._futures_lock = threading.Lock()
 
     def describe(self) -> str:
-        where = f"s3://{self.bucket}/{self.key_prefix}".rstrip("/")
-        return f"{where} at {self.endpoint}"
+        return self._describe
 
     def _what(self, op: str, key: str = "") -> str:
         target = f"s3://{self.bucket}/{key}" if key else f"bucket {self.bucket}"
@@ -284,6 +292,12 @@ class S3Storage(Storage):
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if status == 404:
                 return None, ""
+            if status == 403:  # HEAD has no body to say why
+                raise StorageError(
+                    f"{self._what('HEAD', key)}: AccessDenied: 403 Forbidden (wrong "
+                    "credentials, or no s3:GetObject permission)",
+                    code="AccessDenied", permanent=True,
+                ) from None  # fmt: skip
             raise _error(e, self._what("HEAD", key)) from None
         except Exception as e:
             raise _error(e, self._what("HEAD", key)) from None

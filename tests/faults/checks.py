@@ -21,6 +21,7 @@ class Account:
     objects: int
     missed: int = 0
     near_duplicates: int = 0  # of `duplicated`: copies stamped apart (two tcpdumps)
+    unlogged: int = 0  # deleted files without an "uploaded" line in the offload's log
     problems: list[str] = field(default_factory=list)
 
     def files(self) -> str:
@@ -30,7 +31,8 @@ class Account:
             if self.near_duplicates
             else ""
         )
-        return f"{self.files_seen} files{missed}, {self.objects} objects{near}"
+        unlogged = f"; {self.unlogged} uploads not in the offload log" if self.unlogged else ""
+        return f"{self.files_seen} files{missed}, {self.objects} objects{near}{unlogged}"
 
     def row(self) -> dict[str, object]:
         return {"packets_in": self.replayed, "packets_out": self.stored,
@@ -46,7 +48,19 @@ def dropped_names(log_text: str) -> set[str]:
     return out
 
 
-def account(rig: Rig, *, capture_log: str = "", expect_quarantine: bool = False,
+def stored_names(offload_log: str) -> dict[str, str]:
+    """ready/ name -> key, from the offload's "uploaded X as KEY" and
+    "X was already stored as KEY" lines (its journal, as an operator reads it)."""
+    out = {}
+    for m in re.finditer(r"(?:uploaded (\S+) as (\S+?):|(\S+) was already stored as (\S+))",
+                         offload_log):  # fmt: skip
+        name, key = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+        out[name] = key
+    return out
+
+
+def account(rig: Rig, *, capture_log: str = "", offload_log: str | None = None,
+            expect_quarantine: bool = False,
             extra_records: set[bytes] | None = None) -> Account:  # fmt: skip
     """Compare every file the watcher saw in ready/ with the bucket.
 
@@ -66,9 +80,11 @@ def account(rig: Rig, *, capture_log: str = "", expect_quarantine: bool = False,
     if stale:
         problems.append(f"{len(stale)} multipart upload(s) left incomplete: {stale[:3]}")
     dropped = dropped_names(capture_log)
+    journal = stored_names(offload_log) if offload_log is not None else None
     by_content = view.by_content
     written: set[bytes] = set(extra_records or ())
     missed = 0
+    unlogged = 0
     for s in rig.watcher.history:
         if s.missed:
             missed += 1  # uploaded and deleted within the watcher's reaction time
@@ -93,6 +109,14 @@ def account(rig: Rig, *, capture_log: str = "", expect_quarantine: bool = False,
                 problems.append(
                     f"ready/{s.name}: deleted before its object {sorted(holders)} was listed"
                 )
+            if journal is not None and s.name not in journal:
+                # deleted, then killed before the log line: the object is there
+                unlogged += 1
+            elif journal is not None and journal[s.name] not in holders:
+                problems.append(
+                    f"ready/{s.name}: deleted; the offload log names key "
+                    f"{journal[s.name]!r}, the content is in {sorted(holders)}"
+                )
     if view.ledger.unique > rig.replayed:
         problems.append(
             f"{view.ledger.unique} packets stored but only {rig.replayed} replayed: "
@@ -108,4 +132,5 @@ def account(rig: Rig, *, capture_log: str = "", expect_quarantine: bool = False,
         replayed=rig.replayed, in_files=len(written), stored=view.ledger.unique, lost=lost,
         duplicated=view.ledger.duplicated + near, files_seen=len(rig.watcher.history),
         objects=len(view.objects), problems=problems, missed=missed, near_duplicates=near,
+        unlogged=unlogged,
     )  # fmt: skip

@@ -99,7 +99,7 @@ def test_clock_jump_names_unique_and_sorted(
     w = rig.watcher
     assert w is not None
     names = w.order_of_appearance()
-    acc = account(rig, capture_log=cap.text())
+    acc = account(rig, capture_log=cap.text(), offload_log=off.text())
     keys = sorted(o.key for o in rig.bucket().objects)
     reliability.record(
         runs=2, **acc.row(),

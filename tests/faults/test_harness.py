@@ -10,7 +10,7 @@ import pytest
 
 from tests.faults.bucket import BucketView, StoredObject
 from tests.faults.pcaprec import Ledger, parse, synth, timestamps
-from tests.support.net import Veth
+from tests.support.net import Veth, count_packets
 
 
 def test_ledger_sees_duplicates_losses_and_cut_tails(all_pcap: Path) -> None:
@@ -50,7 +50,9 @@ def test_replay_loops_are_distinct_packets(veth: Veth, all_pcap: Path, tmp_path:
         p.terminate()
         p.wait(10)
     parsed = parse(out.read_bytes())
+    by_capinfos = count_packets(out)  # the suite's reader agrees with Wireshark's
     out.unlink()
+    assert by_capinfos == len(parsed.records)
     ledger = Ledger()
     ledger.add(parsed.records)
     reliability.record(runs=1, packets_in=2 * 5374, packets_out=ledger.unique,

@@ -48,7 +48,7 @@ def test_interface_deleted_and_recreated(rig: Rig, reliability) -> None:  # type
     assert cap.stop(timeout=30) == 0, cap.tail()
     rig.wait_drained(90)
     assert off.stop() == 0, off.tail()
-    acc = account(rig, capture_log=cap.text())
+    acc = account(rig, capture_log=cap.text(), offload_log=off.text())
     phase2 = rig.bucket().packets_since(t_phase2)
     reliability.record(
         runs=1, **acc.row(),

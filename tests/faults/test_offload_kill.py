@@ -74,7 +74,7 @@ def test_offload_killed_during_uploads(rig: Rig, rng: random.Random, reliability
     rig.wait_drained(90)
     time.sleep(1)
     assert off.stop() == 0, off.tail()
-    acc = account(rig, capture_log=cap.text())
+    acc = account(rig, capture_log=cap.text(), offload_log=off.text())
     reliability.record(
         runs=KILLS, **acc.row(),
         notes=f"seed {reliability.seed}; {busy_kills} of {KILLS} kills while a file was in "
@@ -113,7 +113,7 @@ def test_offload_killed_during_multipart(offload_rig: Rig, rng: random.Random,
     off.start()
     rig.wait_drained(120)
     assert off.stop() == 0, off.tail()
-    acc = account(rig)
+    acc = account(rig, offload_log=off.text())
     reliability.record(
         runs=kills, **acc.row(),
         notes=f"seed {reliability.seed}; 4 files of 21 MB placed in ready/ (no capture), "

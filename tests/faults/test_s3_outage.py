@@ -45,7 +45,7 @@ def test_s3_outage_backlog_drains_oldest_first(outage_rig: Rig, reliability) -> 
     rig.wait_drained(120)
     drained_s = time.monotonic() - t_up
     assert off.stop() == 0, off.tail()
-    acc = account(rig, capture_log=cap.text())
+    acc = account(rig, capture_log=cap.text(), offload_log=off.text())
     w = rig.watcher
     assert w is not None
     gone = sorted((s for s in w.history if s.name in backlog and s.gone), key=lambda s: s.gone or 0)

@@ -71,7 +71,7 @@ def test_budget_drop_oldest(rig: Rig, reliability) -> None:  # type: ignore[no-u
     off.start()
     rig.wait_drained(90)
     assert off.stop() == 0, off.tail()
-    acc = account(rig, capture_log=log)
+    acc = account(rig, capture_log=log, offload_log=off.text())
     limit = BUDGET_MB * 1_000_000 + s.biggest_file
     reliability.record(
         runs=1, **acc.row(),
@@ -114,7 +114,7 @@ def test_budget_pause_capture(rig: Rig, reliability) -> None:  # type: ignore[no
     rig.wait_drained(90)
     assert off.stop() == 0, off.tail()
     log = cap.text()
-    acc = account(rig, capture_log=log)
+    acc = account(rig, capture_log=log, offload_log=off.text())
     limit = BUDGET_MB * 1_000_000 + s.biggest_file
     reliability.record(
         runs=1, **acc.row(),
