@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import signal
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +26,8 @@ from rollcap.errors import ConfigError
 from rollcap.naming import ReadyName
 from rollcap.spool import Spool
 from tests.unit.capture_pcaps import packets, write_pcap
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 class FakeTcpdump:
@@ -262,6 +267,8 @@ def test_counters_that_cannot_be_saved_do_not_stop_capture(
     sup.stop_orphans()
     assert "No space left on device" in sup.last_error
     assert sup.persistent.tcpdump_pids == []  # the memory copy is right
+    sup.proc = None
+    assert "error: cannot save" in sup.status_line()  # systemctl status shows it
 
 
 def test_a_tail_that_cannot_be_remembered_holds_the_hand_off_back(
@@ -280,3 +287,25 @@ def test_a_tail_that_cannot_be_remembered_holds_the_hand_off_back(
     assert not old.exists() and sup.overlap_next == {}
     assert (sup.spool.work / ".overlap-g000005.json").exists()
     assert sup.n["handed_off_files"] == 1
+
+
+def test_check_config_exits_78_with_tcpdumps_message(tmp_path: Path) -> None:
+    cfg = tmp_path / "rollcap.toml"
+    cfg.write_text('[capture]\ninterface = "rcNoSuch0"\nfilter = "tcp porrt 80"\n')
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    r = subprocess.run(
+        [sys.executable, "-m", "rollcap", "check-config", str(cfg)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 78, r.stderr
+    assert r.stderr == (
+        "rollcap: capture.filter: tcpdump rejects 'tcp porrt 80': "
+        "tcpdump: can't parse filter expression: syntax error\n"
+    )
+    cfg.write_text('[capture]\ninterface = "rcNoSuch0"\nfilter = "tcp port 80"\n')
+    r = subprocess.run(
+        [sys.executable, "-m", "rollcap", "check-config", str(cfg)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (r.returncode, r.stdout) == (0, f"{cfg}: OK\n")
+    assert "compiled for Ethernet (EN10MB): no interface rcNoSuch0" in r.stderr
