@@ -1,0 +1,303 @@
+"""Backlog drain: N finished captures to a local SeaweedFS, three ways.
+
+- seed:    the glue this project replaces: gzip -6 per file (what `tcpdump -z
+           gzip` runs), `inotifywait -m -e delete | sed | xargs -n1 done.sh`,
+           done.sh = `aws s3 cp` + `rm` (bench/seed/).
+- limit:   the slower of (a) zstd -3 alone, one file per core, and (b) the
+           server's ingest of the already compressed bytes with parallel PUTs.
+- rollcap: `python -m rollcap offload` on a spool whose ready/ holds the files;
+           timed until every object is listed and ready/ is empty (offload
+           deletes a file only after verifying its object).
+
+Rates are MB/s (10^6 bytes) of uncompressed pcap. All three run against one
+SeaweedFS in the same run; afterwards every object is downloaded, decompressed
+and compared with its source by SHA-256 (untimed).
+
+    python3 -m bench.drain [--count 8 --size-mb 64] [--quick] [--no-profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gzip
+import hashlib
+import importlib.util
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    MB, REPO, SeaweedFS, fmt_ratio, list_keys, offload_config, rollcap_env, seaweedfs,
+    start_rollcap, status_kb, stop, workdir, write_result,
+)  # fmt: skip
+from bench.datagen import dataset
+
+SEED = REPO / "bench" / "seed"
+POLL = 0.1
+TIMEOUT = 900.0
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _seq(name: str) -> int:
+    m = re.search(r"-(\d{6,})(?:_[^/]*)?\.pcap(?:\.gz|\.zst)?$", name)
+    if not m:
+        raise ValueError(f"no sequence number in {name}")
+    return int(m[1])
+
+
+def _wait_drained(w: SeaweedFS, prefix: str, watch: Path, n: int, suffix: str,
+                  proc: subprocess.Popen[bytes] | None = None) -> float:  # fmt: skip
+    """Seconds until n objects ending in suffix exist and watch/ holds no capture."""
+    client = w.client()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < TIMEOUT:
+        left = [p for p in os.listdir(watch) if ".pcap" in p]
+        if not left:
+            keys = [k for k in list_keys(client, w.bucket, prefix) if k.endswith(suffix)]
+            if len(keys) >= n:
+                return time.monotonic()
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before the drain ended")
+        time.sleep(POLL)
+    raise TimeoutError(f"not drained after {TIMEOUT}s: {watch}")
+
+
+def verify(w: SeaweedFS, prefix: str, sources: dict[int, str], codec: str) -> dict[str, Any]:
+    """Download every object, decompress, compare with the source's SHA-256."""
+    import zstandard
+
+    client = w.client()
+    keys = list_keys(client, w.bucket, prefix)
+    ok = 0
+    stored = 0
+    problems: list[str] = []
+    for key, size in sorted(keys.items()):
+        seq = _seq(key)
+        body = client.get_object(Bucket=w.bucket, Key=key)["Body"].read()
+        stored += size
+        raw = gzip.decompress(body) if codec == "gzip" else zstandard.ZstdDecompressor(
+        ).decompressobj().decompress(body)  # fmt: skip
+        if sources.get(seq) == _sha256(raw):
+            ok += 1
+        else:
+            problems.append(key)
+    missing = sorted(set(sources) - {_seq(k) for k in keys})
+    return {"objects": len(keys), "identical": ok, "mismatched": problems,
+            "missing_seq": missing, "stored_bytes": stored}  # fmt: skip
+
+
+def run_seed(files: list[Path], w: SeaweedFS, work: Path) -> dict[str, Any]:
+    if shutil.which("aws") is None:
+        raise RuntimeError("the aws CLI is missing: pip install awscli")
+    spool = work / "seed"
+    spool.mkdir()
+    for f in files:
+        shutil.copyfile(f, spool / f.name)
+    prefix = "seed/benchhost"
+    env = {
+        **os.environ, **w.env(),
+        "S3_ENDPOINT": w.endpoint, "S3_DEST": f"s3://{w.bucket}/{prefix}",
+        # aws-cli's default CRC32 trailers: keep them off as rollcap does
+        "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
+    }  # fmt: skip
+    log = (work / "seed.log").open("wb")
+    watcher = subprocess.Popen([str(SEED / "watch.sh"), str(spool)], env=env, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    time.sleep(1.0)  # inotifywait sets up its watch
+    t0 = time.monotonic()
+    # tcpdump -z forks `gzip FILE` at each rotation without waiting, niced to 19;
+    # for a backlog that is one gzip per file, as many at once as there are cores.
+    gz = subprocess.Popen(
+        ["xargs", "-0", f"-P{os.cpu_count() or 1}", "-n1", "nice", "-n19", "gzip", "-6"],
+        stdin=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    gz.communicate(b"\0".join(str(spool / f.name).encode() for f in files))
+    t_gzip = time.monotonic() - t0
+    try:
+        t1 = _wait_drained(w, prefix, spool, len(files), ".pcap.gz", watcher)
+    finally:
+        os.killpg(watcher.pid, signal.SIGTERM)
+        watcher.wait(10)
+    return {"seconds": t1 - t0, "gzip_seconds": t_gzip, "prefix": prefix}
+
+
+def run_limit(files: list[Path], w: SeaweedFS, concurrencies: list[int]) -> dict[str, Any]:
+    import zstandard
+
+    raw = sum(f.stat().st_size for f in files)
+    cores = os.cpu_count() or 1
+
+    def compress(p: Path) -> bytes:
+        return zstandard.ZstdCompressor(level=3).compress(p.read_bytes())
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(cores) as ex:
+        blobs = list(ex.map(compress, files))
+    t_comp = time.monotonic() - t0
+    comp = sum(len(b) for b in blobs)
+
+    client = w.client()
+    ingest: dict[str, float] = {}
+    for c in concurrencies:
+
+        def put(i: int, c: int = c) -> None:
+            client.put_object(Bucket=w.bucket, Key=f"limit/c{c}/{i:06d}.pcap.zst", Body=blobs[i])
+
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(c) as ex:
+            list(ex.map(put, range(len(blobs))))
+        ingest[str(c)] = time.monotonic() - t0
+    best_c, t_put = min(ingest.items(), key=lambda kv: kv[1])
+    compress_mbs = raw / t_comp / MB
+    ingest_mbs = raw / t_put / MB  # uncompressed MB/s that the ingest rate carries
+    return {
+        "zstd_level": 3, "compress_threads": cores, "compress_seconds": t_comp,
+        "compress_mb_s": compress_mbs, "compressed_bytes": comp, "zstd_ratio": comp / raw,
+        "put_seconds_by_concurrency": ingest, "put_best_concurrency": int(best_c),
+        "ingest_compressed_mb_s": comp / t_put / MB, "ingest_mb_s": ingest_mbs,
+        "mb_s": min(compress_mbs, ingest_mbs),
+        "bound_by": "compression" if compress_mbs < ingest_mbs else "ingest",
+    }  # fmt: skip
+
+
+def rollcap_available() -> bool:
+    return importlib.util.find_spec("rollcap.offload.service") is not None
+
+
+def run_rollcap(files: list[Path], w: SeaweedFS, work: Path, tag: str,
+                profile: Path | None = None) -> dict[str, Any]:  # fmt: skip
+    spool = work / f"spool-{tag}"
+    ready = spool / "ready"
+    ready.mkdir(parents=True)
+    for f in files:
+        shutil.copyfile(f, ready / f.name)
+    prefix = f"rollcap-{tag}"
+    cfg = offload_config(work / f"rollcap-{tag}.toml", spool, w, prefix)
+    t0 = time.monotonic()
+    proc = start_rollcap("offload", cfg, work / f"offload-{tag}.log", rollcap_env(w.env()))
+    spy = None
+    if profile is not None:
+        spy = subprocess.Popen(
+            ["py-spy", "record", "--pid", str(proc.pid), "--rate", "200", "--idle",
+             "--threads", "--format", "raw", "--output", str(profile)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+    peak_kb = 0
+    try:
+        t1 = _wait_drained(w, prefix, ready, len(files), ".pcap.zst", proc)
+        peak_kb = status_kb(proc.pid, "VmHWM")
+    finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            try:
+                spy.wait(30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+        rc = stop(proc)
+    log_tail = (work / f"offload-{tag}.log").read_text(errors="replace").splitlines()[-5:]
+    return {"seconds": t1 - t0, "prefix": prefix, "peak_rss_mb": peak_kb / 1024,
+            "exit_code": rc, "log_tail": log_tail}  # fmt: skip
+
+
+def summarize_profile(path: Path, top: int = 15) -> dict[str, Any]:
+    """Where the samples went: by thread, and the hottest frames (self and total)."""
+    if not path.exists():
+        return {"error": "py-spy wrote no profile"}
+    self_c: collections.Counter[str] = collections.Counter()
+    total_c: collections.Counter[str] = collections.Counter()
+    threads: collections.Counter[str] = collections.Counter()
+    n = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        c = int(count)
+        frames = stack.split(";")
+        n += c
+        threads[frames[0]] += c
+        frames = [f for f in frames[1:] if f]
+        if frames:
+            self_c[frames[-1]] += c
+        for f in set(frames):
+            total_c[f] += c
+
+    def pct(counter: collections.Counter[str], rollcap_only: bool = False) -> list[str]:
+        items = [(k, v) for k, v in counter.most_common() if not rollcap_only or "rollcap/" in k]
+        return [f"{100 * v / n:5.1f}%  {k}" for k, v in items[:top]]
+
+    return {
+        "samples": n,
+        "threads": pct(threads),
+        "self": pct(self_c),
+        "total_rollcap": pct(total_c, rollcap_only=True),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--count", type=int, default=8)
+    ap.add_argument("--size-mb", type=int, default=64)
+    ap.add_argument("--quick", action="store_true", help="4 x 32 MB")
+    ap.add_argument("--no-profile", action="store_true", help="skip the py-spy profiled run")
+    ap.add_argument("--skip-seed", action="store_true")
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.count, a.size_mb = 4, 32
+    files = dataset(a.count, a.size_mb)
+    raw = sum(f.stat().st_size for f in files)
+    sources = {_seq(f.name): _sha256(f.read_bytes()) for f in files}
+    res: dict[str, Any] = {"files": len(files), "file_mb": a.size_mb, "total_mb": raw / MB}
+    print(f"drain: {len(files)} files, {raw / MB:.0f} MB")
+    with seaweedfs() as w, workdir("drain") as work:
+        res["limit"] = run_limit(files, w, [2, 4, 8])
+        lim = res["limit"]["mb_s"]
+        print(f"limit: {lim:.1f} MB/s (bound by {res['limit']['bound_by']}; "
+              f"zstd {res['limit']['compress_mb_s']:.1f} MB/s, "
+              f"ingest {res['limit']['ingest_mb_s']:.1f} MB/s)")  # fmt: skip
+        if not a.skip_seed:
+            seed = run_seed(files, w, work)
+            seed["mb_s"] = raw / seed["seconds"] / MB
+            seed["verify"] = verify(w, seed["prefix"], sources, "gzip")
+            seed["ratio_to_limit"] = seed["mb_s"] / lim
+            res["seed"] = seed
+            print(f"seed: {seed['seconds']:.1f}s = {seed['mb_s']:.1f} MB/s "
+                  f"({fmt_ratio(seed['ratio_to_limit'])} of the limit)")  # fmt: skip
+        if rollcap_available():
+            rc = run_rollcap(files, w, work, "timed")
+            rc["mb_s"] = raw / rc["seconds"] / MB
+            rc["verify"] = verify(w, rc["prefix"], sources, "zstd")
+            rc["ratio_to_limit"] = rc["mb_s"] / lim
+            if "seed" in res:
+                rc["ratio_to_seed"] = rc["mb_s"] / res["seed"]["mb_s"]
+            res["rollcap"] = rc
+            print(f"rollcap: {rc['seconds']:.1f}s = {rc['mb_s']:.1f} MB/s, "
+                  f"{fmt_ratio(rc.get('ratio_to_seed'))} the seed, "
+                  f"{100 * rc['ratio_to_limit']:.0f}% of the limit, peak RSS "
+                  f"{rc['peak_rss_mb']:.0f} MB")  # fmt: skip
+            if not a.no_profile and shutil.which("py-spy"):
+                prof = REPO / "bench" / "results" / "drain-profile.folded"
+                prof.parent.mkdir(parents=True, exist_ok=True)
+                prof.unlink(missing_ok=True)
+                p = run_rollcap(files, w, work, "profiled", profile=prof)
+                res["profile"] = {"seconds": p["seconds"], **summarize_profile(prof)}
+                print("profile (self time):\n  " + "\n  ".join(res["profile"].get("self", [])))
+        else:
+            res["rollcap"] = {"error": "rollcap.offload.service is not on this branch yet"}
+            print("rollcap: offload not available on this branch; skipped")
+    write_result("drain", res)
+    return res
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
