@@ -64,13 +64,19 @@ def rollcap_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**env, **(extra or {})}
 
 
-def start_rollcap(command: str, config: Path, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start_rollcap(
+    command: str, config: Path, log: Path, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
     """`python -m rollcap COMMAND --config CONFIG` in its own process group."""
     f = log.open("ab")
     return subprocess.Popen(
         [sys.executable, "-m", "rollcap", command, "--config", str(config)],
-        cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        cwd=REPO,
+        env=env,
+        stdout=f,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 20) -> int | None:
@@ -132,9 +138,15 @@ def workdir(prefix: str) -> Iterator[Path]:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def offload_config(path: Path, spool: Path, w: SeaweedFS, prefix: str, *,
-                   capture: dict[str, Any] | None = None, offload: dict[str, Any] | None = None,
-                   ) -> Path:  # fmt: skip
+def offload_config(
+    path: Path,
+    spool: Path,
+    w: SeaweedFS,
+    prefix: str,
+    *,
+    capture: dict[str, Any] | None = None,
+    offload: dict[str, Any] | None = None,
+) -> Path:
     """A rollcap.toml that offloads `spool` to the bench's SeaweedFS."""
 
     def table(name: str, values: dict[str, Any]) -> str:

@@ -40,7 +40,9 @@ START = datetime(2026, 11, 2, 8, 0, 0, tzinfo=UTC)
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("ROLLCAP_BENCH_CACHE", Path(tempfile.gettempdir()) / "rollcap-bench"))
+    return Path(
+        os.environ.get("ROLLCAP_BENCH_CACHE", Path(tempfile.gettempdir()) / "rollcap-bench")
+    )
 
 
 def real_frames() -> list[bytes]:
@@ -63,7 +65,7 @@ def real_frames() -> list[bytes]:
 
 
 def _ip_checksum(hdr: bytes) -> int:
-    s = sum(struct.unpack("!10H", hdr))
+    s: int = sum(struct.unpack("!10H", hdr))
     s = (s & 0xFFFF) + (s >> 16)
     s = (s & 0xFFFF) + (s >> 16)
     return ~s & 0xFFFF
@@ -89,29 +91,40 @@ def _flows(rng: random.Random, n: int = 32) -> list[_Flow]:
         src = bytes([10, rng.randrange(256), rng.randrange(256), rng.randrange(1, 255)])
         dst = bytes([198, 51, 100, rng.randrange(1, 255)])
         flows.append(
-            _Flow(eth, dst, src, 443, rng.randrange(32768, 61000), rng.getrandbits(32),
-                  rng.getrandbits(32), rng.randrange(65536))
-        )  # fmt: skip
+            _Flow(
+                eth,
+                dst,
+                src,
+                443,
+                rng.randrange(32768, 61000),
+                rng.getrandbits(32),
+                rng.getrandbits(32),
+                rng.randrange(65536),
+            )
+        )
     return flows
 
 
 def _tls_frame(flow: _Flow, payload: bytes) -> bytes:
     tcp_len = 32  # 20 + timestamp option, as Linux sends
     total = 20 + tcp_len + len(payload)
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, flow.ip_id, 0x4000, 64, 6, 0,
-                     flow.src, flow.dst)  # fmt: skip
+    ip = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, total, flow.ip_id, 0x4000, 64, 6, 0, flow.src, flow.dst
+    )
     ip = ip[:10] + struct.pack("!H", _ip_checksum(ip)) + ip[12:]
     # checksum left 0: NIC checksum offload makes captured TCP checksums wrong anyway
-    tcp = struct.pack("!HHIIBBHHH", flow.sport, flow.dport, flow.seq, flow.ack, tcp_len // 4 << 4,
-                      0x18, 501, 0, 0)  # fmt: skip
+    tcp = struct.pack(
+        "!HHIIBBHHH", flow.sport, flow.dport, flow.seq, flow.ack, tcp_len // 4 << 4, 0x18, 501, 0, 0
+    )
     tcp += b"\x01\x01\x08\x0a" + struct.pack("!II", flow.seq & 0xFFFFFF, flow.ack & 0xFFFFFF)
     flow.seq = (flow.seq + len(payload)) & 0xFFFFFFFF
     flow.ip_id = (flow.ip_id + 1) & 0xFFFF
     return flow.eth + ip + tcp + payload
 
 
-def generate_file(path: Path, size: int, rng: random.Random, frames: list[bytes],
-                  start: datetime) -> int:  # fmt: skip
+def generate_file(
+    path: Path, size: int, rng: random.Random, frames: list[bytes], start: datetime
+) -> int:
     """Write one pcap of about `size` bytes; returns the packet count."""
     flows = _flows(rng)
     noise = rng.randbytes(size)  # payload source; slices of it never repeat

@@ -35,10 +35,21 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    MB, REPO, SeaweedFS, fmt_ratio, list_keys, offload_config, rollcap_env, seaweedfs,
-    start_rollcap, status_kb, stop, workdir, write_result,
-)  # fmt: skip
+    MB,
+    REPO,
+    fmt_ratio,
+    list_keys,
+    offload_config,
+    rollcap_env,
+    seaweedfs,
+    start_rollcap,
+    status_kb,
+    stop,
+    workdir,
+    write_result,
+)
 from bench.datagen import dataset
+from tests.support.seaweedfs import SeaweedFS
 
 SEED = REPO / "bench" / "seed"
 POLL = 0.1
@@ -56,8 +67,14 @@ def _seq(name: str) -> int:
     return int(m[1])
 
 
-def _wait_drained(w: SeaweedFS, prefix: str, watch: Path, n: int, suffix: str,
-                  proc: subprocess.Popen[bytes] | None = None) -> float:  # fmt: skip
+def _wait_drained(
+    w: SeaweedFS,
+    prefix: str,
+    watch: Path,
+    n: int,
+    suffix: str,
+    proc: subprocess.Popen[bytes] | None = None,
+) -> float:
     """Seconds until n objects ending in suffix exist and watch/ holds no capture."""
     client = w.client()
     t0 = time.monotonic()
@@ -86,15 +103,23 @@ def verify(w: SeaweedFS, prefix: str, sources: dict[int, str], codec: str) -> di
         seq = _seq(key)
         body = client.get_object(Bucket=w.bucket, Key=key)["Body"].read()
         stored += size
-        raw = gzip.decompress(body) if codec == "gzip" else zstandard.ZstdDecompressor(
-        ).decompressobj().decompress(body)  # fmt: skip
+        raw = (
+            gzip.decompress(body)
+            if codec == "gzip"
+            else zstandard.ZstdDecompressor().decompressobj().decompress(body)
+        )
         if sources.get(seq) == _sha256(raw):
             ok += 1
         else:
             problems.append(key)
     missing = sorted(set(sources) - {_seq(k) for k in keys})
-    return {"objects": len(keys), "identical": ok, "mismatched": problems,
-            "missing_seq": missing, "stored_bytes": stored}  # fmt: skip
+    return {
+        "objects": len(keys),
+        "identical": ok,
+        "mismatched": problems,
+        "missing_seq": missing,
+        "stored_bytes": stored,
+    }
 
 
 def run_seed(files: list[Path], w: SeaweedFS, work: Path) -> dict[str, Any]:
@@ -106,22 +131,30 @@ def run_seed(files: list[Path], w: SeaweedFS, work: Path) -> dict[str, Any]:
         shutil.copyfile(f, spool / f.name)
     prefix = "seed/benchhost"
     env = {
-        **os.environ, **w.env(),
-        "S3_ENDPOINT": w.endpoint, "S3_DEST": f"s3://{w.bucket}/{prefix}",
+        **os.environ,
+        **w.env(),
+        "S3_ENDPOINT": w.endpoint,
+        "S3_DEST": f"s3://{w.bucket}/{prefix}",
         # aws-cli's default CRC32 trailers: keep them off as rollcap does
         "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
-    }  # fmt: skip
+    }
     log = (work / "seed.log").open("wb")
-    watcher = subprocess.Popen([str(SEED / "watch.sh"), str(spool)], env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    watcher = subprocess.Popen(
+        [str(SEED / "watch.sh"), str(spool)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     time.sleep(1.0)  # inotifywait sets up its watch
     t0 = time.monotonic()
     # tcpdump -z forks `gzip FILE` at each rotation without waiting, niced to 19;
     # for a backlog that is one gzip per file, as many at once as there are cores.
     gz = subprocess.Popen(
         ["xargs", "-0", f"-P{os.cpu_count() or 1}", "-n1", "nice", "-n19", "gzip", "-6"],
-        stdin=subprocess.PIPE, env=env,
-    )  # fmt: skip
+        stdin=subprocess.PIPE,
+        env=env,
+    )
     gz.communicate(b"\0".join(str(spool / f.name).encode() for f in files))
     t_gzip = time.monotonic() - t0
     try:
@@ -162,21 +195,28 @@ def run_limit(files: list[Path], w: SeaweedFS, concurrencies: list[int]) -> dict
     compress_mbs = raw / t_comp / MB
     ingest_mbs = raw / t_put / MB  # uncompressed MB/s that the ingest rate carries
     return {
-        "zstd_level": 3, "compress_threads": cores, "compress_seconds": t_comp,
-        "compress_mb_s": compress_mbs, "compressed_bytes": comp, "zstd_ratio": comp / raw,
-        "put_seconds_by_concurrency": ingest, "put_best_concurrency": int(best_c),
-        "ingest_compressed_mb_s": comp / t_put / MB, "ingest_mb_s": ingest_mbs,
+        "zstd_level": 3,
+        "compress_threads": cores,
+        "compress_seconds": t_comp,
+        "compress_mb_s": compress_mbs,
+        "compressed_bytes": comp,
+        "zstd_ratio": comp / raw,
+        "put_seconds_by_concurrency": ingest,
+        "put_best_concurrency": int(best_c),
+        "ingest_compressed_mb_s": comp / t_put / MB,
+        "ingest_mb_s": ingest_mbs,
         "mb_s": min(compress_mbs, ingest_mbs),
         "bound_by": "compression" if compress_mbs < ingest_mbs else "ingest",
-    }  # fmt: skip
+    }
 
 
 def rollcap_available() -> bool:
     return importlib.util.find_spec("rollcap.offload.service") is not None
 
 
-def run_rollcap(files: list[Path], w: SeaweedFS, work: Path, tag: str,
-                profile: Path | None = None) -> dict[str, Any]:  # fmt: skip
+def run_rollcap(
+    files: list[Path], w: SeaweedFS, work: Path, tag: str, profile: Path | None = None
+) -> dict[str, Any]:
     spool = work / f"spool-{tag}"
     ready = spool / "ready"
     ready.mkdir(parents=True)
@@ -189,10 +229,24 @@ def run_rollcap(files: list[Path], w: SeaweedFS, work: Path, tag: str,
     spy = None
     if profile is not None:
         spy = subprocess.Popen(
-            ["py-spy", "record", "--pid", str(proc.pid), "--rate", "200", "--idle",
-             "--threads", "--format", "raw", "--output", str(profile)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            [
+                "py-spy",
+                "record",
+                "--pid",
+                str(proc.pid),
+                "--rate",
+                "200",
+                "--idle",
+                "--threads",
+                "--format",
+                "raw",
+                "--output",
+                str(profile),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     peak_kb = 0
     try:
         t1 = _wait_drained(w, prefix, ready, len(files), ".pcap.zst", proc)
@@ -206,8 +260,13 @@ def run_rollcap(files: list[Path], w: SeaweedFS, work: Path, tag: str,
                 spy.kill()
         rc = stop(proc)
     log_tail = (work / f"offload-{tag}.log").read_text(errors="replace").splitlines()[-5:]
-    return {"seconds": t1 - t0, "prefix": prefix, "peak_rss_mb": peak_kb / 1024,
-            "exit_code": rc, "log_tail": log_tail}  # fmt: skip
+    return {
+        "seconds": t1 - t0,
+        "prefix": prefix,
+        "peak_rss_mb": peak_kb / 1024,
+        "exit_code": rc,
+        "log_tail": log_tail,
+    }
 
 
 def summarize_profile(path: Path, top: int = 15) -> dict[str, Any]:
@@ -262,17 +321,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with seaweedfs() as w, workdir("drain") as work:
         res["limit"] = run_limit(files, w, [2, 4, 8])
         lim = res["limit"]["mb_s"]
-        print(f"limit: {lim:.1f} MB/s (bound by {res['limit']['bound_by']}; "
-              f"zstd {res['limit']['compress_mb_s']:.1f} MB/s, "
-              f"ingest {res['limit']['ingest_mb_s']:.1f} MB/s)")  # fmt: skip
+        print(
+            f"limit: {lim:.1f} MB/s (bound by {res['limit']['bound_by']}; "
+            f"zstd {res['limit']['compress_mb_s']:.1f} MB/s, "
+            f"ingest {res['limit']['ingest_mb_s']:.1f} MB/s)"
+        )
         if not a.skip_seed:
             seed = run_seed(files, w, work)
             seed["mb_s"] = raw / seed["seconds"] / MB
             seed["verify"] = verify(w, seed["prefix"], sources, "gzip")
             seed["ratio_to_limit"] = seed["mb_s"] / lim
             res["seed"] = seed
-            print(f"seed: {seed['seconds']:.1f}s = {seed['mb_s']:.1f} MB/s "
-                  f"({fmt_ratio(seed['ratio_to_limit'])} of the limit)")  # fmt: skip
+            print(
+                f"seed: {seed['seconds']:.1f}s = {seed['mb_s']:.1f} MB/s "
+                f"({fmt_ratio(seed['ratio_to_limit'])} of the limit)"
+            )
         if rollcap_available():
             rc = run_rollcap(files, w, work, "timed")
             rc["mb_s"] = raw / rc["seconds"] / MB
@@ -281,10 +344,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if "seed" in res:
                 rc["ratio_to_seed"] = rc["mb_s"] / res["seed"]["mb_s"]
             res["rollcap"] = rc
-            print(f"rollcap: {rc['seconds']:.1f}s = {rc['mb_s']:.1f} MB/s, "
-                  f"{fmt_ratio(rc.get('ratio_to_seed'))} the seed, "
-                  f"{100 * rc['ratio_to_limit']:.0f}% of the limit, peak RSS "
-                  f"{rc['peak_rss_mb']:.0f} MB")  # fmt: skip
+            print(
+                f"rollcap: {rc['seconds']:.1f}s = {rc['mb_s']:.1f} MB/s, "
+                f"{fmt_ratio(rc.get('ratio_to_seed'))} the seed, "
+                f"{100 * rc['ratio_to_limit']:.0f}% of the limit, peak RSS "
+                f"{rc['peak_rss_mb']:.0f} MB"
+            )
             if not a.no_profile and shutil.which("py-spy"):
                 prof = REPO / "bench" / "results" / "drain-profile.folded"
                 prof.parent.mkdir(parents=True, exist_ok=True)

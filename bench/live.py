@@ -1,0 +1,294 @@
+"""Live capture: kernel drops and hand-off-to-object latency at fixed packet rates.
+
+For each rate, the merged shared captures are replayed with tcpreplay onto a
+fresh veth pair for ~DURATION seconds, twice:
+
+- bare:    `tcpdump -i vethB -w FILE` and nothing else running (the baseline);
+- rollcap: `rollcap capture` (rotate_seconds=10) and `rollcap offload` to a
+           local SeaweedFS, both running.
+
+Drops are counted two ways: what tcpdump reports ("dropped by kernel", for
+rollcap as the capture daemon records it), and end to end: packets sent by
+tcpreplay minus packets stored (capinfos of the bare file; for rollcap the sum
+of the objects' rollcap-packets metadata, i.e. what reached S3).
+
+Latency per file: hand-off = the ctime of the file in ready/ (set by the
+rename that hands it off; a 20 ms poller records it before offload deletes
+the file), object = the first bucket listing (polled every 100 ms) that shows
+its key. Both are wall-clock times on this machine.
+
+    python3 -m bench.live [--rates 50000,150000,250000] [--duration 25] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    list_keys,
+    offload_config,
+    rollcap_env,
+    seaweedfs,
+    start_rollcap,
+    stop,
+    workdir,
+    write_result,
+)
+from rollcap.naming import ReadyName
+from rollcap.state import read_state
+from tests.support.net import Veth, count_packets, merged_pcaps
+from tests.support.seaweedfs import SeaweedFS
+
+SETTLE = 1.5  # tcpdump loses its last partial kernel block if stopped sooner
+_SEQ_KEY = re.compile(r"-(\d{6,})\.pcap(?:\.zst|\.gz)?$")
+
+
+def replay(veth: Veth, pcap: Path, pps: int, seconds: float) -> dict[str, Any]:
+    """tcpreplay at pps for about `seconds`; returns what it says it sent."""
+    per_loop = count_packets(pcap)
+    loops = max(1, math.ceil(pps * seconds / per_loop))
+    out = subprocess.run(
+        ["tcpreplay", "-q", f"--intf1={veth.a}", f"--pps={pps}", f"--loop={loops}", str(pcap)],
+        check=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ).stdout
+    sent = re.search(r"Actual: (\d+) packets .* sent in ([\d.]+) seconds", out)
+    rated = re.search(r"Rated: .*?([\d.]+) pps", out)
+    if not sent:
+        raise RuntimeError(f"cannot parse tcpreplay output: {out!r}")
+    return {
+        "sent": int(sent[1]),
+        "seconds": float(sent[2]),
+        "achieved_pps": float(rated[1]) if rated else None,
+    }
+
+
+def _tcpdump_stats(stderr: str) -> dict[str, int]:
+    stats = {}
+    for key, pat in (
+        ("captured", r"(\d+) packets? captured"),
+        ("received", r"(\d+) packets? received by filter"),
+        ("kernel_drops", r"(\d+) packets? dropped by kernel"),
+    ):
+        m = re.search(pat, stderr)
+        if m:
+            stats[key] = int(m[1])
+    return stats
+
+
+def run_bare(pcap: Path, pps: int, seconds: float, work: Path) -> dict[str, Any]:
+    out_dir = work / f"bare-{pps}"
+    out_dir.mkdir()
+    os.chmod(out_dir, 0o1777)  # tcpdump drops to its own user before opening the file
+    out = out_dir / "bare.pcap"
+    veth = Veth.create()
+    try:
+        td = subprocess.Popen(
+            ["tcpdump", "-i", veth.b, "-w", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        assert td.stderr is not None
+        td.stderr.readline()  # "listening on ..."
+        r = replay(veth, pcap, pps, seconds)
+        time.sleep(SETTLE)
+        td.terminate()
+        _, err = td.communicate(timeout=20)
+    finally:
+        veth.delete()
+    stored = count_packets(out)
+    return {**r, **_tcpdump_stats(err), "stored": stored, "lost": r["sent"] - stored}
+
+
+class _Watcher:
+    """Records when each file appears in ready/ (its ctime) and when its object is listed."""
+
+    def __init__(self, ready: Path, w: SeaweedFS, prefix: str) -> None:
+        self.ready, self.w, self.prefix = ready, w, prefix
+        self.handoff: dict[int, float] = {}
+        self.objects: dict[int, float] = {}
+        self.keys: dict[int, str] = {}
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._ready_loop, daemon=True),
+            threading.Thread(target=self._bucket_loop, daemon=True),
+        ]
+
+    def __enter__(self) -> _Watcher:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(5)
+
+    def _ready_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with os.scandir(self.ready) as it:
+                    for e in it:
+                        n = ReadyName.parse(e.name)
+                        if n is not None and n.seq not in self.handoff:
+                            with contextlib.suppress(FileNotFoundError):
+                                self.handoff[n.seq] = e.stat().st_ctime
+            except FileNotFoundError:
+                pass
+            time.sleep(0.02)
+
+    def _bucket_loop(self) -> None:
+        client = self.w.client()
+        while not self._stop.is_set():
+            now = time.time()
+            for key in list_keys(client, self.w.bucket, self.prefix):
+                m = _SEQ_KEY.search(key)
+                if m and int(m[1]) not in self.objects:
+                    self.objects[int(m[1])] = now
+                    self.keys[int(m[1])] = key
+            time.sleep(0.1)
+
+
+def _pct(xs: list[float], q: int) -> float | None:
+    if not xs:
+        return None
+    if len(xs) == 1:
+        return xs[0]
+    return statistics.quantiles(xs, n=100, method="inclusive")[q - 1] if q < 100 else max(xs)
+
+
+def run_rollcap(pcap: Path, pps: int, seconds: float, work: Path, w: SeaweedFS) -> dict[str, Any]:
+    spool = work / f"spool-{pps}"
+    spool.mkdir()
+    prefix = f"live-{pps}"
+    veth = Veth.create()
+    cfg = offload_config(
+        work / f"live-{pps}.toml",
+        spool,
+        w,
+        prefix,
+        capture={"interface": veth.b, "rotate_seconds": 10},
+    )
+    env = rollcap_env(w.env())
+    off = cap = None
+    try:
+        off = start_rollcap("offload", cfg, work / f"offload-{pps}.log", env)
+        cap = start_rollcap("capture", cfg, work / f"capture-{pps}.log", env)
+        _wait_capturing(cap, spool)
+        with _Watcher(spool / "ready", w, prefix) as watch:
+            r = replay(veth, pcap, pps, seconds)
+            time.sleep(SETTLE)
+            stop(cap)
+            # the capture's last file is handed off at stop; wait for offload to ship it
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                pending = [s for s in watch.handoff if s not in watch.objects]
+                if watch.handoff and not pending and not any((spool / "ready").iterdir()):
+                    break
+                time.sleep(0.2)
+            time.sleep(0.3)
+        state = read_state(spool / "state" / "capture.json") or {}
+        client = w.client()
+        stored = 0
+        for key in watch.keys.values():
+            meta = client.head_object(Bucket=w.bucket, Key=key)["Metadata"]
+            stored += int(meta.get("rollcap-packets", 0))
+    finally:
+        for p in (cap, off):
+            if p is not None:
+                stop(p)
+        veth.delete()
+    lat = sorted(watch.objects[s] - watch.handoff[s] for s in watch.handoff if s in watch.objects)
+    drops = {k: v for k, v in state.items() if "drop" in k.lower()}
+    return {
+        **r,
+        "stored": stored,
+        "lost": r["sent"] - stored,
+        "files": len(watch.handoff),
+        "objects": len(watch.objects),
+        "capture_state_drops": drops,
+        "latency_s": lat,
+        "latency_p50_s": _pct(lat, 50),
+        "latency_p99_s": _pct(lat, 99),
+    }
+
+
+def _wait_capturing(cap: subprocess.Popen[bytes], spool: Path, timeout: float = 30) -> None:
+    """Until tcpdump has a file open in work/ (so the replay is not sent into the void)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cap.poll() is not None:
+            raise RuntimeError(f"rollcap capture exited with {cap.returncode}")
+        work = spool / "work"
+        if work.is_dir() and any(work.iterdir()):
+            time.sleep(0.5)
+            return
+        time.sleep(0.1)
+    raise TimeoutError("rollcap capture did not start tcpdump")
+
+
+def rollcap_available() -> bool:
+    import importlib.util
+
+    return all(
+        importlib.util.find_spec(m) is not None
+        for m in ("rollcap.capture.service", "rollcap.offload.service")
+    )
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--rates", default="50000,150000,250000", help="packets/s, comma-separated")
+    ap.add_argument("--duration", type=float, default=25.0, help="seconds of traffic per run")
+    ap.add_argument("--quick", action="store_true", help="50k and 150k pps for 12 s")
+    a = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        sys.exit("bench.live needs root (veth pairs, tcpdump)")
+    rates = [int(x) for x in a.rates.split(",")]
+    if a.quick:
+        rates, a.duration = [50000, 150000], 12.0
+    res: dict[str, Any] = {"duration_s": a.duration, "rotate_seconds": 10, "rates": {}}
+    with workdir("live") as work:
+        pcap = merged_pcaps(work)
+        res["replayed_file_packets"] = count_packets(pcap)
+        have_rollcap = rollcap_available()
+        with seaweedfs() as w:
+            for pps in rates:
+                row: dict[str, Any] = {"bare": run_bare(pcap, pps, a.duration, work)}
+                b = row["bare"]
+                print(
+                    f"{pps} pps bare tcpdump: sent {b['sent']}, stored {b['stored']}, "
+                    f"kernel drops {b.get('kernel_drops')}"
+                )
+                if have_rollcap:
+                    row["rollcap"] = rc = run_rollcap(pcap, pps, a.duration, work, w)
+                    print(
+                        f"{pps} pps rollcap: sent {rc['sent']}, stored {rc['stored']}, "
+                        f"lost {rc['lost']} (bare lost {b['lost']}); latency p50 "
+                        f"{rc['latency_p50_s']} s, p99 {rc['latency_p99_s']} s over "
+                        f"{len(rc['latency_s'])} files"
+                    )
+                else:
+                    row["rollcap"] = {"error": "capture/offload not on this branch yet"}
+                res["rates"][str(pps)] = row
+    write_result("live", res)
+    return res
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,137 @@
+"""The README's benchmark table, rendered from bench/results/*.json.
+
+Writes between `<!-- bench:start -->` and `<!-- bench:end -->` in README.md,
+or to bench/README.md when README.md has no such markers.
+
+    python3 -m bench.report        # re-render from the last results
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.common import REPO, RESULTS
+
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    p = RESULTS / f"{name}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def _f(x: Any, spec: str = ".1f", unit: str = "") -> str:
+    return "n/a" if x is None else f"{format(x, spec)}{unit}"
+
+
+def _drain(d: dict[str, Any]) -> list[str]:
+    lim, seed, rc = d.get("limit", {}), d.get("seed", {}), d.get("rollcap", {})
+    head = f"{d['files']} × {d['file_mb']} MB"
+    rows = [
+        f"| Backlog drain, {head}: limit (min of zstd -3 on all cores, parallel PUTs) "
+        f"| {_f(lim.get('mb_s'))} MB/s (bound by {lim.get('bound_by', '?')}) | 100% | — |",
+        f"| Backlog drain: seed (gzip -6, inotifywait, xargs -n1 aws s3 cp) "
+        f"| {_f(seed.get('mb_s'))} MB/s | {_f(seed.get('ratio_to_limit'), '.0%')} | — |",
+    ]
+    if "mb_s" in rc:
+        rows.append(
+            f"| Backlog drain: **rollcap offload** | **{_f(rc['mb_s'])} MB/s** "
+            f"| {_f(rc.get('ratio_to_limit'), '.0%')} (goal ≥ 70%) "
+            f"| {_f(rc.get('ratio_to_seed'), '.1f', '×')} the seed (goal ≥ 5×) |"
+        )
+    else:
+        rows.append(f"| Backlog drain: rollcap offload | {rc.get('error', 'not run')} | | |")
+    return rows
+
+
+def _live(d: dict[str, Any]) -> list[str]:
+    rows = []
+    for pps, r in d.get("rates", {}).items():
+        b, rc = r.get("bare", {}), r.get("rollcap", {})
+        label = f"Live capture {int(pps) // 1000}k pps × {d['duration_s']:.0f} s"
+        if "lost" in rc:
+            rows.append(
+                f"| {label}: packets lost (sent − stored) "
+                f"| rollcap {rc['lost']} of {rc['sent']} | bare tcpdump {b.get('lost')} "
+                f"of {b.get('sent')} | hand-off→object p50 {_f(rc['latency_p50_s'], '.2f')} s, "
+                f"p99 {_f(rc['latency_p99_s'], '.2f')} s ({len(rc['latency_s'])} files) |"
+            )
+        else:
+            rows.append(
+                f"| {label} | rollcap: {rc.get('error', 'not run')} "
+                f"| bare tcpdump lost {b.get('lost')} of {b.get('sent')} | |"
+            )
+    return rows
+
+
+def _idle(d: dict[str, Any]) -> list[str]:
+    rows = []
+    for name, r in d.get("processes", {}).items():
+        if "cpu_seconds" in r:
+            rows.append(
+                f"| Idle {d['window_s']:.0f} s: {name} | {r['cpu_seconds']:.2f} CPU s "
+                f"({r['cpu_percent']:.2f}%, goal < 1%) | peak RSS {r['peak_rss_mb']:.1f} MB "
+                f"(goal < 80) | |"
+            )
+    return rows or [f"| Idle | {d.get('error', 'not run')} | | |"]
+
+
+def _scale(d: dict[str, Any]) -> list[str]:
+    rows = []
+    for r in d.get("runs", []):
+        rows.append(
+            f"| Scale: offload starts with {r['files']:,} files waiting "
+            f"| first upload after {_f(r['first_upload_s'], '.2f')} s (goal < 3) "
+            f"| peak RSS {r['peak_rss_mb']:.1f} MB "
+            f"| {r['uploaded_in_window']} uploaded in {r['window_s']:.0f} s |"
+        )
+    if "peak_rss_ratio" in d:
+        rows.append(
+            f"| Scale: peak RSS, most files vs fewest | {d['peak_rss_ratio']:.2f}× "
+            "| (flat = 1.0×) | |"
+        )
+    return rows or ["| Scale | not run | | |"]
+
+
+def render() -> str:
+    parts = {n: _load(n) for n in ("drain", "live", "idle", "scale")}
+    machine = next((p["machine"] for p in parts.values() if p), None)
+    lines = ["## Benchmarks", ""]
+    if machine:
+        lines.append(
+            f"Measured by `make bench` on {machine['date']}: {machine['nproc']} cores "
+            f"({machine['cpu']}), Linux {machine['kernel']}, Python {machine['python']}; "
+            "SeaweedFS on loopback. The machine was shared with other work, so compare the "
+            "ratios within a run rather than absolute numbers. Raw data: `bench/results/`."
+        )
+    lines += ["", "| Figure | Result | Baseline / ratio | Notes |", "| --- | --- | --- | --- |"]
+    for name, fn in (("drain", _drain), ("live", _live), ("idle", _idle), ("scale", _scale)):
+        data = parts[name]
+        lines += fn(data) if data else [f"| {name} | not run | | |"]
+    lines += [
+        "",
+        "Each figure runs by itself: `python3 -m bench.drain`, `bench.live`, `bench.idle`, "
+        "`bench.scale` (`--help` for sizes; `--quick` for a smaller run).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write() -> Path:
+    table = render()
+    readme = REPO / "README.md"
+    if readme.exists():
+        text = readme.read_text()
+        if START in text and END in text:
+            head, rest = text.split(START, 1)
+            _, tail = rest.split(END, 1)
+            readme.write_text(f"{head}{START}\n{table}{END}{tail}")
+            return readme
+    out = REPO / "bench" / "README.md"
+    out.write_text(table)
+    return out
+
+
+if __name__ == "__main__":
+    print(f"wrote {write().relative_to(REPO)}")
