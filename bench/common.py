@@ -132,10 +132,14 @@ def seaweedfs(bucket: str = "rollcap-bench") -> Iterator[SeaweedFS]:
 @contextlib.contextmanager
 def workdir(prefix: str) -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix=f"rollcap-bench-{prefix}-"))
+    d.chmod(0o755)  # tcpdump runs as its own user and must reach the spool below
     try:
         yield d
     finally:
-        shutil.rmtree(d, ignore_errors=True)
+        if os.environ.get("ROLLCAP_BENCH_KEEP"):
+            print(f"kept {d} (ROLLCAP_BENCH_KEEP)")
+        else:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def offload_config(

@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--quick", action="store_true", help="20 s window")
+    ap.add_argument("--daemons", default="capture,offload", help="which daemons to run")
     a = ap.parse_args(argv)
     if a.quick:
         a.seconds = 20.0
@@ -86,19 +87,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 capture={"interface": veth.b, "rotate_seconds": 600},
             )
             env = rollcap_env(w.env())
-            off = start_rollcap("offload", cfg, work / "offload.log", env)
-            procs.append(off)
-            cap = start_rollcap("capture", cfg, work / "capture.log", env)
-            procs.append(cap)
+            pids: dict[str, int] = {}
+            for name in a.daemons.split(","):
+                p = start_rollcap(name, cfg, work / f"{name}.log", env)
+                procs.append(p)
+                pids[name] = p.pid
             time.sleep(SETTLE)
-            pids = {"offload": off.pid, "capture": cap.pid}
-            for child in _descendants(cap.pid):
-                pids[f"capture child {_comm(child)} ({child})"] = child
-            for child in _descendants(off.pid):
-                pids[f"offload child {_comm(child)} ({child})"] = child
+            for name in list(pids):
+                for child in _descendants(pids[name]):
+                    pids[f"{name} child {_comm(child)}"] = child
             exited = {
                 n: p.returncode
-                for n, p in (("offload", off), ("capture", cap))
+                for n, p in zip(a.daemons.split(","), procs, strict=True)
                 if p.poll() is not None
             }
             if exited:

@@ -196,7 +196,7 @@ def run_rollcap(pcap: Path, pps: int, seconds: float, work: Path, w: SeaweedFS) 
             stop(cap)
             # the capture's last file is handed off at stop; wait for offload to ship it
             deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and off.poll() is None:
                 pending = [s for s in watch.handoff if s not in watch.objects]
                 if watch.handoff and not pending and not any((spool / "ready").iterdir()):
                     break
@@ -214,14 +214,15 @@ def run_rollcap(pcap: Path, pps: int, seconds: float, work: Path, w: SeaweedFS) 
                 stop(p)
         veth.delete()
     lat = sorted(watch.objects[s] - watch.handoff[s] for s in watch.handoff if s in watch.objects)
-    drops = {k: v for k, v in state.items() if "drop" in k.lower()}
+    counters = ("packets_captured", "kernel_drops", "interface_drops")
+    drops = {k: state.get(k) for k in counters}
     return {
         **r,
         "stored": stored,
         "lost": r["sent"] - stored,
         "files": len(watch.handoff),
         "objects": len(watch.objects),
-        "capture_state_drops": drops,
+        "capture_state": drops,
         "latency_s": lat,
         "latency_p50_s": _pct(lat, 50),
         "latency_p99_s": _pct(lat, 99),
@@ -229,17 +230,17 @@ def run_rollcap(pcap: Path, pps: int, seconds: float, work: Path, w: SeaweedFS) 
 
 
 def _wait_capturing(cap: subprocess.Popen[bytes], spool: Path, timeout: float = 30) -> None:
-    """Until tcpdump has a file open in work/ (so the replay is not sent into the void)."""
+    """Until the capture daemon says it is capturing (tcpdump is listening)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cap.poll() is not None:
             raise RuntimeError(f"rollcap capture exited with {cap.returncode}")
-        work = spool / "work"
-        if work.is_dir() and any(work.iterdir()):
+        state = read_state(spool / "state" / "capture.json") or {}
+        if state.get("state") == "capturing":
             time.sleep(0.5)
             return
         time.sleep(0.1)
-    raise TimeoutError("rollcap capture did not start tcpdump")
+    raise TimeoutError("rollcap capture did not report capturing")
 
 
 def rollcap_available() -> bool:
