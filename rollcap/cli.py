@@ -78,14 +78,15 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "config-docs":
         from rollcap.config import render
 
-        out = {
-            "sample": render.render_sample,
-            "markdown": render.render_markdown,
-            "man": lambda: render.render_manpage(__version__),
-        }[args.format]()
-        sys.stdout.write(out)
+        if args.format == "man":
+            sys.stdout.write(render.render_manpage(__version__))
+        elif args.format == "markdown":
+            sys.stdout.write(render.render_markdown())
+        else:
+            sys.stdout.write(render.render_sample())
         return 0
     path = config_path_from_env(getattr(args, "path", None) or args.config)
+    cfg = load_config(path)  # first, so a bad config exits 78 before anything starts
     if cmd == "capture":
         from rollcap.capture import service as capture_service
 
@@ -94,7 +95,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         from rollcap.offload import service as offload_service
 
         return offload_service.run(path)
-    cfg = load_config(path)
     if cmd == "check-config":
         if args.show:
             from rollcap.config.show import dump_toml

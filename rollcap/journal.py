@@ -1,8 +1,8 @@
 """Logging: structured journald fields under systemd, one readable line elsewhere.
 
 Call sites pass fields as ``log.info("uploaded", extra=fields(file=..., bytes=...))``;
-``fields`` turns them into UPPERCASE ``ROLLCAP_*`` journal fields, which
-systemd-python's JournalHandler sends as-is.
+``fields`` turns them into UPPERCASE ``ROLLCAP_*`` journal fields
+(`journalctl -o json` shows them; `journalctl ROLLCAP_FILE=...` filters).
 """
 
 from __future__ import annotations
@@ -51,15 +51,70 @@ class _PlainFormatter(logging.Formatter):
         return line
 
 
+# journald priorities (syslog levels), as systemd-python's JournalHandler maps them
+_PRIORITIES = ((logging.DEBUG, 7), (logging.INFO, 6), (logging.WARNING, 4), (logging.ERROR, 3))
+
+
+def priority(levelno: int) -> int:
+    """Python level -> journald PRIORITY (debug 7, info 6, warning 4, error 3, critical 2)."""
+    for limit, prio in _PRIORITIES:
+        if levelno <= limit:
+            return prio
+    return 2
+
+
+def journal_fields(record: logging.LogRecord, identifier: str) -> dict[str, Any]:
+    """The fields sent for one record: MESSAGE plus the standard ones, plus ROLLCAP_*.
+
+    systemd-python's own JournalHandler.emit sends *every* attribute of the
+    record (msg, args, levelname, ...) and leaves it to journald to drop the
+    lowercase ones; we send only valid UPPERCASE names, and a traceback as part
+    of MESSAGE, where `journalctl` shows it.
+    """
+    out: dict[str, Any] = {
+        "PRIORITY": str(priority(record.levelno)),
+        "SYSLOG_IDENTIFIER": identifier,
+        "LOGGER": record.name,
+        "THREAD_NAME": record.threadName,
+        "CODE_FILE": record.pathname,
+        "CODE_LINE": record.lineno,
+        "CODE_FUNC": record.funcName,
+    }
+    for k, v in record.__dict__.items():
+        if k.startswith(FIELD_PREFIX) or k == "MESSAGE_ID":
+            out[k] = v
+    return out
+
+
+class JournalHandler(logging.Handler):
+    """Send records to journald through systemd-python's ``journal.send``."""
+
+    def __init__(self, identifier: str, sender: Any = None) -> None:
+        super().__init__()
+        if sender is None:
+            from systemd import journal
+
+            sender = journal.send
+        self._send = sender
+        self.identifier = identifier
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            msg = record.getMessage()
+            if record.exc_info:
+                msg += "\n" + logging.Formatter().formatException(record.exc_info)
+            self._send(msg, **journal_fields(record, self.identifier))
+        except Exception:
+            self.handleError(record)
+
+
 def setup_logging(level: str = "info", component: str = "rollcap") -> logging.Logger:
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
     handler: logging.Handler
     if under_systemd():
-        from systemd.journal import JournalHandler
-
-        handler = JournalHandler(SYSLOG_IDENTIFIER=component)
+        handler = JournalHandler(component)
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(_PlainFormatter())

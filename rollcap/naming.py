@@ -35,7 +35,10 @@ class ReadyName:
         m = _READY_RE.fullmatch(name)
         if not m:
             return None
-        start = datetime.strptime(m["start"], _TS_FMT).replace(tzinfo=UTC)
+        try:
+            start = datetime.strptime(m["start"], _TS_FMT).replace(tzinfo=UTC)
+        except ValueError:  # 20261399T..., not a date: not one of ours
+            return None
         return cls(start, int(m["seq"]), m["host"], m["iface"])
 
 

@@ -95,8 +95,9 @@ def scan(path: str | os.PathLike[str], chunk: int = 4 * 1024 * 1024) -> PcapSumm
                 buf = buf[off:] + more
                 off = 0
                 continue
-            sec, frac, incl, _orig = rec.unpack_from(buf, off)
-            if incl > MAX_RECORD or frac >= per_s:
+            sec, frac, incl, orig = rec.unpack_from(buf, off)
+            # libpcap never writes caplen > len; anything else is not a record
+            if incl > MAX_RECORD or frac >= per_s or orig < incl:
                 break  # garbage: treat the rest as a cut-off tail
             end = off + RECORD_HEADER_LEN + incl
             if end > len(buf):

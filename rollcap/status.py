@@ -1,49 +1,221 @@
-"""`rollcap status`: what the two daemons last wrote into the spool's state/."""
+"""`rollcap status`: what the two daemons last wrote into the spool's state/.
+
+Generic over the state files' keys: each daemon decides what it reports
+(``spool/state/capture.json``, ``spool/state/offload.json``, written with
+``rollcap.state.write_state``, which adds ``updated`` and ``pid``). The keys an
+operator looks for first are shown first; the rest follow alphabetically.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import time
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from rollcap.config import RollcapConfig
 from rollcap.spool import Spool
-from rollcap.state import read_state
 
 DAEMONS = ("capture", "offload")
 # A daemon that has not refreshed its state file for this long is reported stale.
 STALE_SECONDS = 90
+# Shown first, in this order, when present.
+IMPORTANT = (
+    "state",
+    "interface",
+    "active_file",
+    "backlog_files",
+    "backlog_bytes",
+    "last_handoff",
+    "last_upload",
+    "kernel_drops",
+    "last_error",
+    "errors",
+)
+# Added by write_state/collect and shown in the headline instead.
+_HEADLINE_KEYS = {"updated", "pid", "running", "stale", "age_seconds", "verdict", "problem"}
+# a pid whose command line lacks this is a recycled pid, not our daemon
+PROCESS_MARKER = b"rollcap"
+_EPOCH_MIN = 1_000_000_000  # numbers above this under a time-like key are timestamps
 
 
-def collect(cfg: RollcapConfig) -> dict[str, Any]:
-    spool = Spool.at(cfg.spool.directory)
-    report: dict[str, Any] = {}
-    now = time.time()
-    for name in DAEMONS:
-        st = read_state(spool.state / f"{name}.json")
-        if st is None:
-            report[name] = {"running": False, "note": "no state file (never ran?)"}
+def _read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(state, problem): problem says why there is no usable state."""
+    try:
+        with path.open() as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return None, f"no state file {path} (never started with this spool?)"
+    except PermissionError:
+        return None, f"cannot read {path}: permission denied (run as root or a spool group member)"
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None, f"{path} is not valid JSON"
+    except OSError as e:
+        return None, f"cannot read {path}: {e.strerror}"
+    if not isinstance(data, dict):
+        return None, f"{path} is not a JSON object"
+    return data, None
+
+
+def _pid_alive(pid: Any) -> bool | None:
+    """True/False when we can tell, None when the state has no usable pid."""
+    if not isinstance(pid, int) or pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, belongs to another user
+    # a recycled pid that is not rollcap at all does not count
+    with contextlib.suppress(OSError):
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return PROCESS_MARKER in cmdline
+    return True
+
+
+def daemon_report(path: Path, now: float | None = None) -> dict[str, Any]:
+    """One daemon's state plus running/stale/age_seconds/verdict."""
+    now = time.time() if now is None else now
+    st, problem = _read(path)
+    if st is None:
+        return {"running": False, "stale": False, "verdict": "not running", "problem": problem}
+    updated = st.get("updated")
+    age = now - float(updated) if isinstance(updated, int | float) else None
+    alive = _pid_alive(st.get("pid"))
+    out = dict(st)
+    out["age_seconds"] = None if age is None else round(age, 1)
+    out["stale"] = age is None or age > STALE_SECONDS
+    out["running"] = alive is not False
+    if alive is False:
+        out["verdict"] = "not running"
+        out["problem"] = f"process {st.get('pid')} has exited; last update {_ago(age)}"
+    elif out["stale"]:
+        out["verdict"] = "stale"
+        out["problem"] = (
+            f"no update for {_ago(age, suffix=False)} (more than {STALE_SECONDS}s): "
+            "stuck or stopped? see journalctl"
+        )
+    else:
+        out["verdict"] = "running"
+    return out
+
+
+def _spool_usage(spool: Spool) -> dict[str, Any]:
+    """Measured from the directories themselves, independent of the daemons."""
+    out: dict[str, Any] = {"directory": str(spool.root)}
+    for name, d in (("ready", spool.ready), ("quarantine", spool.quarantine)):
+        files = size = 0
+        try:
+            with os.scandir(d) as it:
+                for e in it:
+                    if e.is_file(follow_symlinks=False) and not e.name.startswith("."):
+                        files += 1
+                        size += e.stat(follow_symlinks=False).st_size
+        except OSError:
+            out[f"{name}_files"] = None
+            out[f"{name}_bytes"] = None
             continue
-        age = now - float(st.get("updated", 0))
-        st["stale"] = age > STALE_SECONDS
-        st["age_seconds"] = round(age, 1)
-        report[name] = st
+        out[f"{name}_files"] = files
+        out[f"{name}_bytes"] = size
+    return out
+
+
+def collect(cfg: RollcapConfig, now: float | None = None) -> dict[str, Any]:
+    spool = Spool.at(cfg.spool.directory)
+    report: dict[str, Any] = {
+        name: daemon_report(spool.state / f"{name}.json", now) for name in DAEMONS
+    }
+    report["spool"] = _spool_usage(spool)
+    report["ok"] = all(report[n]["verdict"] == "running" for n in DAEMONS)
     return report
 
 
-def _fmt(v: Any) -> str:
+# -- rendering -----------------------------------------------------------------------
+
+
+def _ago(age: float | None, suffix: bool = True) -> str:
+    if age is None:
+        return "never"
+    s = int(max(age, 0))
+    if s < 60:
+        text = f"{s}s"
+    elif s < 3600:
+        text = f"{s // 60}m {s % 60:02d}s"
+    elif s < 86400:
+        text = f"{s // 3600}h {s % 3600 // 60:02d}m"
+    else:
+        text = f"{s // 86400}d {s % 86400 // 3600}h"
+    return text + " ago" if suffix else text
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError
+
+
+def _is_time_key(key: str) -> bool:
+    return (
+        key in ("at", "time", "ts", "when")
+        or key.startswith("last_")
+        or key.endswith(("_at", "_time", "updated", "since"))
+    )
+
+
+def fmt_value(key: str, v: Any, now: float) -> str:
+    if v is None or v == "":
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int | float) and key.endswith("bytes"):
+        return f"{human_bytes(v)} ({v:,})" if v >= 1000 else f"{v} B"
+    if isinstance(v, int | float) and _is_time_key(key) and v > _EPOCH_MIN:
+        stamp = datetime.fromtimestamp(v, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return f"{stamp} ({_ago(now - v)})"
     if isinstance(v, float):
         return f"{v:.3f}".rstrip("0").rstrip(".")
     if isinstance(v, dict):
-        return ", ".join(f"{k}={_fmt(x)}" for k, x in v.items())
-    return str(v)
+        return ", ".join(f"{k}={fmt_value(k, x, now)}" for k, x in v.items())
+    if isinstance(v, list):
+        return ", ".join(fmt_value(key, x, now) for x in v) or "-"
+    return str(v).replace("\n", " ")
 
 
-def render_table(report: dict[str, Any]) -> str:
-    lines = []
+def ordered_keys(st: dict[str, Any]) -> list[str]:
+    keys = [k for k in st if k not in _HEADLINE_KEYS]
+    first = [k for k in IMPORTANT if k in keys]
+    return first + sorted(k for k in keys if k not in first)
+
+
+def _headline(name: str, st: dict[str, Any]) -> str:
+    verdict = st.get("verdict", "not running")
+    if verdict == "running":
+        return f"{name}: running (pid {st.get('pid')}, updated {_ago(st.get('age_seconds'))})"
+    return f"{name}: {verdict.upper()}: {st.get('problem')}"
+
+
+def render_table(report: dict[str, Any], now: float | None = None) -> str:
+    now = time.time() if now is None else now
+    lines: list[str] = []
     for name in DAEMONS:
-        st = report.get(name, {})
-        lines.append(f"{name}:")
-        width = max((len(k) for k in st), default=0)
-        for k in sorted(st):
-            lines.append(f"  {k:<{width}}  {_fmt(st[k])}")
-    return "\n".join(lines) + "\n"
+        st = report.get(name) or {}
+        lines.append(_headline(name, st))
+        keys = ordered_keys(st)
+        width = max((len(k) for k in keys), default=0)
+        lines.extend(f"  {k:<{width}}  {fmt_value(k, st[k], now)}" for k in keys)
+        lines.append("")
+    sp = report.get("spool")
+    if sp:
+        lines.append(f"spool: {sp['directory']}")
+        for area in ("ready", "quarantine"):
+            n, b = sp.get(f"{area}_files"), sp.get(f"{area}_bytes")
+            files = f"{n} file" + ("" if n == 1 else "s")
+            shown = "unreadable" if n is None else f"{files}, {fmt_value('bytes', b, now)}"
+            lines.append(f"  {area:<10}  {shown}")
+    return "\n".join(lines).rstrip("\n") + "\n"

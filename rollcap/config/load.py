@@ -15,7 +15,13 @@ from rollcap.config.schema import RollcapConfig
 from rollcap.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = "/etc/rollcap.toml"
-_USERINFO = re.compile(r"://[^/@]*@")
+# Everything between "://" and the last "@": a password may itself hold '/' or '@'.
+_USERINFO = re.compile(r"://[^\s]*@")
+_TOML_POS = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
+_TOML_HINTS = {
+    "Cannot overwrite a value": "a key is set twice (duplicate key)",
+    "Cannot declare": "a table is declared twice (duplicate [section])",
+}
 
 
 def config_path_from_env(cli_value: str | None) -> str:
@@ -47,10 +53,23 @@ def parse_config(text: str, source: str = "<config>") -> RollcapConfig:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        # tomllib's message ends with "(at line L, column C)"; duplicate keys
-        # arrive here as "Cannot overwrite a value".
-        raise ConfigError(f"{source}: TOML syntax error: {e}") from None
+        raise ConfigError(_toml_error(source, str(e))) from None
     return validate_data(data, source)
+
+
+def _toml_error(source: str, message: str) -> str:
+    """``FILE, line L, column C: TOML syntax error: ...``."""
+    # tomllib's message ends with "(at line L, column C)" (or "(at end of document)")
+    where = ""
+    m = _TOML_POS.search(message)
+    if m:
+        message = message[: m.start()]
+        where = f", line {m[1]}, column {m[2]}"
+    message = message.replace(" (at end of document)", " at the end of the file")
+    for start, hint in _TOML_HINTS.items():
+        if message.startswith(start):
+            message = f"{hint}: {message}"
+    return f"{source}{where}: TOML syntax error: {message}"
 
 
 def validate_data(data: dict[str, Any], source: str = "<config>") -> RollcapConfig:
@@ -72,9 +91,9 @@ def format_errors(err: ValidationError, data: dict[str, Any]) -> list[str]:
             lines.append(f"{key}: unknown key{_did_you_mean(loc)}")
             continue
         if kind in ("greater_than_equal", "greater_than"):
-            msg = f"must be at least {ctx.get('ge', ctx.get('gt'))}"
+            msg = f"must be at least {_num(ctx.get('ge', ctx.get('gt')))}"
         elif kind in ("less_than_equal", "less_than"):
-            msg = f"must be at most {ctx.get('le', ctx.get('lt'))}"
+            msg = f"must be at most {_num(ctx.get('le', ctx.get('lt')))}"
         elif kind == "literal_error":
             msg = f"must be one of {ctx.get('expected')}"
         elif kind in ("int_type", "int_parsing", "int_from_float"):
@@ -97,6 +116,11 @@ def format_errors(err: ValidationError, data: dict[str, Any]) -> list[str]:
         shown = _show(given) if not isinstance(given, dict) else "a table"
         lines.append(f"{key}: {msg}, got {shown}")
     return lines
+
+
+def _num(value: Any) -> Any:
+    """90.0 -> 90: a float field's bound reads as the operator wrote it."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _show(value: Any) -> str:

@@ -74,7 +74,7 @@ def render_markdown() -> str:
     lines = [
         "# rollcap.toml reference",
         "",
-        "Generated from `rollcap/config/schema.py` by `rollcap check-config --docs`; "
+        "Generated from `rollcap/config/schema.py` by `rollcap config-docs --format markdown`; "
         "do not edit by hand. Unknown keys are errors; every config error exits 78.",
         "",
     ]

@@ -30,7 +30,7 @@ DEFAULT_KEY_TEMPLATE = (
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, strict=True)
 
 
 class CaptureConfig(_Section):
@@ -250,7 +250,7 @@ class OffloadConfig(_Section):
                 raise ValueError("file:// URLs take no query or fragment")
             return v
         if u.scheme == "s3":
-            if "@" in u.netloc:
+            if "@" in v:  # also "key:pass/word@bucket", which urlsplit cuts at the '/
                 raise ValueError(
                     "credentials must not be written into the URL; use the AWS credential "
                     "chain or LoadCredential="
@@ -273,6 +273,8 @@ class OffloadConfig(_Section):
         if not v:
             return v
         u = urlsplit(v)
+        if "@" in v:  # before any other check, whose message might be less clear
+            raise ValueError("credentials must not be written into the URL")
         if u.scheme not in ("http", "https") or not u.hostname:
             raise ValueError("an http:// or https:// URL, e.g. http://127.0.0.1:8333")
         if u.username or u.password:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-
 def _find_shared_pcaps() -> Path:
     """../shared/pcaps beside the clone (CI), or any ancestor's shared/pcaps."""
     env = os.environ.get("ROLLCAP_SHARED_PCAPS")

@@ -1,0 +1,79 @@
+"""The `rollcap` command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rollcap import __version__
+from rollcap.cli import build_parser
+
+REPO = Path(__file__).resolve().parents[2]
+COMMANDS = ["capture", "offload", "check-config", "status", "list", "fetch"]
+
+
+def rollcap(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    e = {**os.environ, "PYTHONPATH": str(REPO)}
+    e.pop("ROLLCAP_CONFIG", None)
+    e.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "rollcap", *args],
+        cwd=REPO,
+        env=e,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_help_lists_every_command() -> None:
+    r = rollcap("--help")
+    assert r.returncode == 0
+    for cmd in COMMANDS:
+        assert f"    {cmd}" in r.stdout, cmd
+
+
+def test_version() -> None:
+    r = rollcap("--version")
+    assert (r.returncode, r.stdout.strip()) == (0, f"rollcap {__version__}")
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_every_command_takes_config(cmd: str) -> None:
+    extra = ["--since", "1h"] if cmd in ("list", "fetch") else []
+    extra += ["-o", "x.pcap"] if cmd == "fetch" else []
+    args = build_parser().parse_args([cmd, "--config", "/x.toml", *extra])
+    assert args.config == "/x.toml"
+
+
+@pytest.mark.parametrize("cmd", ["capture", "offload", "status", "check-config"])
+def test_bad_config_exits_78_before_anything_starts(cmd: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[capture]\nrotate_seconds = 0\n")
+    r = rollcap(cmd, "--config", str(bad))
+    assert r.returncode == 78
+    assert r.stderr == (f"rollcap: {bad}: capture.rotate_seconds: must be at least 10, got 0\n")
+
+
+def test_default_path_is_etc_rollcap_toml() -> None:
+    if Path("/etc/rollcap.toml").exists():
+        pytest.skip("/etc/rollcap.toml exists on this machine")
+    r = rollcap("check-config")
+    assert (r.returncode, r.stderr) == (78, "rollcap: /etc/rollcap.toml: config file not found\n")
+
+
+def test_config_flag_beats_environment(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text("")
+    r = rollcap("check-config", "--config", str(good), env={"ROLLCAP_CONFIG": "/nonexistent"})
+    assert (r.returncode, r.stdout) == (0, f"{good}: OK\n")
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    r = rollcap("captur")
+    assert r.returncode == 2 and "invalid choice" in r.stderr
