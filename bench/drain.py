@@ -271,38 +271,61 @@ def run_rollcap(
     }
 
 
-def summarize_profile(path: Path, top: int = 15) -> dict[str, Any]:
-    """Where the samples went: by thread, and the hottest frames (self and total)."""
+_WAITING = ("threading.py", "queue.py", "thread.py:8", "selectors.py", "inotify_c.py")
+
+
+def _frame_text(frame: str) -> str:
+    """'func (path:line)' plus that line's source when the file is ours."""
+    first = frame.split(" < ")[0]
+    m = re.search(r"\((.+):(\d+)\)$", first)
+    if m and m[1].startswith("rollcap/"):
+        lines = (REPO / m[1]).read_text().splitlines()
+        n = int(m[2])
+        if 0 < n <= len(lines):
+            return f"{frame}  `{lines[n - 1].strip()}`"
+    return frame
+
+
+def summarize_profile(path: Path, top: int = 12) -> dict[str, Any]:
+    """Where each kind of thread spent its wall-clock samples.
+
+    py-spy samples every thread, waiting or not. Offload workers (threads named
+    offload_N) are grouped by their innermost rollcap frame, which shows the
+    phase a file is in (compressing, uploading, verifying); the transfer
+    threads (s3transfer) and the rest by their innermost frame.
+    """
     if not path.exists():
         return {"error": "py-spy wrote no profile"}
-    self_c: collections.Counter[str] = collections.Counter()
-    total_c: collections.Counter[str] = collections.Counter()
-    threads: collections.Counter[str] = collections.Counter()
-    n = 0
+    groups: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
             continue
-        c = int(count)
-        frames = stack.split(";")
-        n += c
-        threads[frames[0]] += c
-        frames = [f for f in frames[1:] if f]
-        if frames:
-            self_c[frames[-1]] += c
-        for f in set(frames):
-            total_c[f] += c
-
-    def pct(counter: collections.Counter[str], rollcap_only: bool = False) -> list[str]:
-        items = [(k, v) for k, v in counter.most_common() if not rollcap_only or "rollcap/" in k]
-        return [f"{100 * v / n:5.1f}%  {k}" for k, v in items[:top]]
-
-    return {
-        "samples": n,
-        "threads": pct(threads),
-        "self": pct(self_c),
-        "total_rollcap": pct(total_c, rollcap_only=True),
-    }
+        frames = [f for f in stack.split(";") if f]
+        thread, frames = frames[0], frames[1:]
+        if not frames:
+            continue
+        ours = [f for f in frames if "(rollcap/" in f]
+        if re.search(r": offload_\d+$", thread):
+            # the innermost rollcap frame and its caller: which phase, called from where
+            group, leaf = "offload workers", (" < ".join(ours[:-3:-1]) if ours else frames[-1])
+        elif any("s3transfer/" in f for f in frames):
+            group, leaf = "s3transfer threads", frames[-1]
+        elif thread.endswith("MainThread"):
+            group, leaf = "main thread", frames[-1]
+        else:
+            group, leaf = "other threads", frames[-1]
+        if any(w in leaf for w in _WAITING) and group != "offload workers":
+            leaf = "(waiting: lock, queue, sleep or inotify)"
+        groups[group][leaf] += int(count)
+    out: dict[str, Any] = {}
+    for group, counter in sorted(groups.items()):
+        n = sum(counter.values())
+        out[group] = {
+            "samples": n,
+            "top": [f"{100 * v / n:5.1f}%  {_frame_text(k)}" for k, v in counter.most_common(top)],
+        }
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -358,7 +381,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 prof.unlink(missing_ok=True)
                 p = run_rollcap(files, w, work, "profiled", profile=prof)
                 res["profile"] = {"seconds": p["seconds"], **summarize_profile(prof)}
-                print("profile (self time):\n  " + "\n  ".join(res["profile"].get("self", [])))
+                for group, g in res["profile"].items():
+                    if isinstance(g, dict):
+                        print(f"profile, {group} ({g['samples']} samples):")
+                        print("  " + "\n  ".join(g["top"][:8]))
         else:
             res["rollcap"] = {"error": "rollcap.offload.service is not on this branch yet"}
             print("rollcap: offload not available on this branch; skipped")
