@@ -205,9 +205,12 @@ def run_rollcap(pcap: Path, pps: int, seconds: float, work: Path, w: SeaweedFS) 
         state = read_state(spool / "state" / "capture.json") or {}
         client = w.client()
         stored = 0
-        for key in watch.keys.values():
-            meta = client.head_object(Bucket=w.bucket, Key=key)["Metadata"]
-            stored += int(meta.get("rollcap-packets", 0))
+        sizes = []
+        for seq, key in sorted(watch.keys.items()):
+            h = client.head_object(Bucket=w.bucket, Key=key)
+            stored += int(h["Metadata"].get("rollcap-packets", 0))
+            pcap_mb = int(h["Metadata"].get("rollcap-pcap-bytes", 0)) / 1e6
+            sizes.append({"seq": seq, "pcap_mb": pcap_mb, "object_mb": h["ContentLength"] / 1e6})
     finally:
         for p in (cap, off):
             if p is not None:
@@ -223,6 +226,7 @@ def run_rollcap(pcap: Path, pps: int, seconds: float, work: Path, w: SeaweedFS) 
         "files": len(watch.handoff),
         "objects": len(watch.objects),
         "capture_state": drops,
+        "object_sizes": sizes,
         "latency_s": lat,
         "latency_p50_s": _pct(lat, 50),
         "latency_p99_s": _pct(lat, 99),
@@ -255,7 +259,7 @@ def rollcap_available() -> bool:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--rates", default="50000,150000,250000", help="packets/s, comma-separated")
-    ap.add_argument("--duration", type=float, default=25.0, help="seconds of traffic per run")
+    ap.add_argument("--duration", type=float, default=30.0, help="seconds of traffic per run")
     ap.add_argument("--quick", action="store_true", help="50k and 150k pps for 12 s")
     a = ap.parse_args(argv)
     if os.geteuid() != 0:
@@ -287,6 +291,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 else:
                     row["rollcap"] = {"error": "capture/offload not on this branch yet"}
                 res["rates"][str(pps)] = row
+    lat = [x for r in res["rates"].values() for x in r["rollcap"].get("latency_s", [])]
+    res["all_rates"] = {
+        "files": len(lat),
+        "latency_p50_s": _pct(sorted(lat), 50),
+        "latency_p99_s": _pct(sorted(lat), 99),
+    }
     write_result("live", res)
     return res
 
