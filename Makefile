@@ -49,6 +49,7 @@ deb: apt-test
 	packaging/build-deb
 
 bench: apt-test $(STAMP)
+	$(VPY) -m pip install -q -e '.[test,bench]'
 	$(VPY) -m bench.run_all
 
 clean:

@@ -27,6 +27,12 @@ if str(REPO) not in sys.path:
 
 from tests.support.seaweedfs import SeaweedFS  # noqa: E402
 
+# Tools installed beside this interpreter (weed, aws, py-spy in a virtualenv)
+# are found even when the virtualenv is not activated, as under `make bench`.
+_BIN = str(Path(sys.executable).parent)
+if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
+
 RESULTS = REPO / "bench" / "results"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MB = 1_000_000
