@@ -122,12 +122,12 @@ def verify(w: SeaweedFS, prefix: str, sources: dict[int, str], codec: str) -> di
     }
 
 
-def run_seed(files: list[Path], w: SeaweedFS, work: Path) -> dict[str, Any]:
-    spool = work / "seed"
+def run_seed(files: list[Path], w: SeaweedFS, work: Path, tag: str) -> dict[str, Any]:
+    spool = work / f"seed-{tag}"
     spool.mkdir()
     for f in files:
         shutil.copyfile(f, spool / f.name)
-    prefix = "seed/benchhost"
+    prefix = f"seed-{tag}/benchhost"
     env = {
         **os.environ,
         **w.env(),
@@ -136,7 +136,7 @@ def run_seed(files: list[Path], w: SeaweedFS, work: Path) -> dict[str, Any]:
         # aws-cli's default CRC32 trailers: keep them off as rollcap does
         "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
     }
-    log = (work / "seed.log").open("wb")
+    log = (work / f"seed-{tag}.log").open("wb")
     watcher = subprocess.Popen(
         [str(SEED / "watch.sh"), str(spool)],
         env=env,
@@ -165,7 +165,9 @@ def run_seed(files: list[Path], w: SeaweedFS, work: Path) -> dict[str, Any]:
     return {"seconds": t1 - t0, "gzip_seconds": t_gzip, "prefix": prefix}
 
 
-def run_limit(files: list[Path], w: SeaweedFS, concurrencies: list[int]) -> dict[str, Any]:
+def run_limit(
+    files: list[Path], w: SeaweedFS, concurrencies: list[int], tag: str
+) -> dict[str, Any]:
     import zstandard
 
     raw = sum(f.stat().st_size for f in files)
@@ -185,7 +187,9 @@ def run_limit(files: list[Path], w: SeaweedFS, concurrencies: list[int]) -> dict
     for c in concurrencies:
 
         def put(i: int, c: int = c) -> None:
-            client.put_object(Bucket=w.bucket, Key=f"limit/c{c}/{i:06d}.pcap.zst", Body=blobs[i])
+            client.put_object(
+                Bucket=w.bucket, Key=f"limit-{tag}/c{c}/{i:06d}.pcap.zst", Body=blobs[i]
+            )
 
         t0 = time.monotonic()
         with ThreadPoolExecutor(c) as ex:
@@ -333,62 +337,85 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--quick", action="store_true", help="4 x 32 MB")
     ap.add_argument("--no-profile", action="store_true", help="skip the py-spy profiled run")
     ap.add_argument("--skip-seed", action="store_true")
+    ap.add_argument("--rounds", type=int, default=2, help="repeat each; the best counts")
     a = ap.parse_args(argv)
     if a.quick:
-        a.count, a.size_mb = 4, 32
+        a.count, a.size_mb, a.rounds = 4, 32, 1
     files = dataset(a.count, a.size_mb)
     raw = sum(f.stat().st_size for f in files)
     sources = {_seq(f.name): _sha256(f.read_bytes()) for f in files}
     res: dict[str, Any] = {"files": len(files), "file_mb": a.size_mb, "total_mb": raw / MB}
     print(f"drain: {len(files)} files, {raw / MB:.0f} MB")
+    have_seed = not a.skip_seed and shutil.which("aws") is not None
+    if not a.skip_seed and not have_seed:
+        res["seed"] = {"error": "the aws CLI is missing (pip install awscli)"}
+        print("seed: skipped, the aws CLI is missing (pip install awscli)")
+    have_rollcap = rollcap_available()
+    if not have_rollcap:
+        res["rollcap"] = {"error": "rollcap.offload.service is not on this branch yet"}
+        print("rollcap: offload not available on this branch; skipped")
+    runs: dict[str, list[dict[str, Any]]] = {"limit": [], "seed": [], "rollcap": []}
     with seaweedfs() as w, workdir("drain") as work:
-        res["limit"] = run_limit(files, w, [2, 4, 8])
+        for i in range(a.rounds):
+            # alternate the order, so a slow spell of the shared machine hits all
+            order = ["limit", "seed", "rollcap"]
+            for kind in order if i % 2 == 0 else order[::-1]:
+                tag = f"r{i}"
+                if kind == "limit":
+                    r = run_limit(files, w, [2, 4, 8], tag)
+                    print(
+                        f"round {i} limit: {r['mb_s']:.1f} MB/s (bound by {r['bound_by']}; "
+                        f"zstd {r['compress_mb_s']:.1f} MB/s, ingest {r['ingest_mb_s']:.1f} MB/s)"
+                    )
+                elif kind == "seed" and have_seed:
+                    r = run_seed(files, w, work, tag)
+                    r["mb_s"] = raw / r["seconds"] / MB
+                    r["verify"] = verify(w, r["prefix"], sources, "gzip")
+                    print(f"round {i} seed: {r['seconds']:.1f} s = {r['mb_s']:.1f} MB/s")
+                elif kind == "rollcap" and have_rollcap:
+                    r = run_rollcap(files, w, work, tag)
+                    r["mb_s"] = raw / r["seconds"] / MB
+                    r["verify"] = verify(w, r["prefix"], sources, "zstd")
+                    print(
+                        f"round {i} rollcap: {r['seconds']:.1f} s = {r['mb_s']:.1f} MB/s, "
+                        f"peak RSS {r['peak_rss_mb']:.0f} MB"
+                    )
+                else:
+                    continue
+                r["round"] = i
+                runs[kind].append(r)
+        # the best of the rounds: noise on a shared machine only ever slows things down
+        for kind, rs in runs.items():
+            if rs:
+                res[kind] = {
+                    **max(rs, key=lambda r: r["mb_s"]),
+                    "all_mb_s": [r["mb_s"] for r in rs],
+                }
         lim = res["limit"]["mb_s"]
-        print(
-            f"limit: {lim:.1f} MB/s (bound by {res['limit']['bound_by']}; "
-            f"zstd {res['limit']['compress_mb_s']:.1f} MB/s, "
-            f"ingest {res['limit']['ingest_mb_s']:.1f} MB/s)"
-        )
-        if not a.skip_seed and shutil.which("aws") is None:
-            res["seed"] = {"error": "the aws CLI is missing (pip install awscli)"}
-            print("seed: skipped, the aws CLI is missing (pip install awscli)")
-        elif not a.skip_seed:
-            seed = run_seed(files, w, work)
-            seed["mb_s"] = raw / seed["seconds"] / MB
-            seed["verify"] = verify(w, seed["prefix"], sources, "gzip")
-            seed["ratio_to_limit"] = seed["mb_s"] / lim
-            res["seed"] = seed
-            print(
-                f"seed: {seed['seconds']:.1f}s = {seed['mb_s']:.1f} MB/s "
-                f"({fmt_ratio(seed['ratio_to_limit'])} of the limit)"
-            )
-        if rollcap_available():
-            rc = run_rollcap(files, w, work, "timed")
-            rc["mb_s"] = raw / rc["seconds"] / MB
-            rc["verify"] = verify(w, rc["prefix"], sources, "zstd")
+        if "mb_s" in res.get("seed", {}):
+            res["seed"]["ratio_to_limit"] = res["seed"]["mb_s"] / lim
+        if "mb_s" in res.get("rollcap", {}):
+            rc = res["rollcap"]
             rc["ratio_to_limit"] = rc["mb_s"] / lim
             if "mb_s" in res.get("seed", {}):
                 rc["ratio_to_seed"] = rc["mb_s"] / res["seed"]["mb_s"]
-            res["rollcap"] = rc
-            print(
-                f"rollcap: {rc['seconds']:.1f}s = {rc['mb_s']:.1f} MB/s, "
-                f"{fmt_ratio(rc.get('ratio_to_seed'))} the seed, "
-                f"{100 * rc['ratio_to_limit']:.0f}% of the limit, peak RSS "
-                f"{rc['peak_rss_mb']:.0f} MB"
-            )
-            if not a.no_profile and shutil.which("py-spy"):
-                prof = REPO / "bench" / "results" / "drain-profile.folded"
-                prof.parent.mkdir(parents=True, exist_ok=True)
-                prof.unlink(missing_ok=True)
-                p = run_rollcap(files, w, work, "profiled", profile=prof)
-                res["profile"] = {"seconds": p["seconds"], **summarize_profile(prof)}
-                for group, g in res["profile"].items():
-                    if isinstance(g, dict):
-                        print(f"profile, {group} ({g['samples']} samples):")
-                        print("  " + "\n  ".join(g["top"][:8]))
-        else:
-            res["rollcap"] = {"error": "rollcap.offload.service is not on this branch yet"}
-            print("rollcap: offload not available on this branch; skipped")
+        print(
+            f"best of {a.rounds}: limit {lim:.1f} MB/s, "
+            f"seed {res.get('seed', {}).get('mb_s', 0):.1f} MB/s, "
+            f"rollcap {res.get('rollcap', {}).get('mb_s', 0):.1f} MB/s = "
+            f"{fmt_ratio(res.get('rollcap', {}).get('ratio_to_seed'))} the seed, "
+            f"{100 * res.get('rollcap', {}).get('ratio_to_limit', 0):.0f}% of the limit"
+        )
+        if have_rollcap and not a.no_profile and shutil.which("py-spy"):
+            prof = REPO / "bench" / "results" / "drain-profile.folded"
+            prof.parent.mkdir(parents=True, exist_ok=True)
+            prof.unlink(missing_ok=True)
+            p = run_rollcap(files, w, work, "profiled", profile=prof)
+            res["profile"] = {"seconds": p["seconds"], **summarize_profile(prof)}
+            for group, g in res["profile"].items():
+                if isinstance(g, dict):
+                    print(f"profile, {group} ({g['samples']} samples):")
+                    print("  " + "\n  ".join(g["top"][:8]))
     write_result("drain", res)
     return res
 
