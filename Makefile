@@ -2,7 +2,7 @@
 #   make run    capture on lo into ./run-demo, archive locally; Ctrl-C stops (as root)
 #   make test   ruff, mypy and every test (as root: tests create veth pairs)
 #   make lint   ruff and mypy only
-#   make deb    dist/rollcap_<version>_<arch>.deb
+#   make deb    dist/rollcap_<version>_<arch>.deb (make check-units: the units' scores)
 #   make bench  benchmarks; results into the README
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -11,7 +11,7 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.rollcap-installed
 PYTEST_ARGS ?=
 
-.PHONY: all run test lint pytest deb bench venv apt-run apt-test clean
+.PHONY: all run test lint pytest deb check-units bench venv apt-run apt-test apt-bench clean
 
 all: test
 
@@ -20,6 +20,9 @@ apt-run:
 
 apt-test:
 	@.ci/ensure-apt .ci/packages-run.txt .ci/packages-test.txt
+
+apt-bench:
+	@.ci/ensure-apt .ci/packages-run.txt .ci/packages-test.txt .ci/packages-bench.txt
 
 venv: $(STAMP)
 
@@ -45,10 +48,14 @@ pytest: apt-test $(STAMP)
 
 test: lint pytest
 
+# dist/rollcap_<version>_<arch>.deb (Debian 12); VERSION_SUFFIX=+x for test builds
 deb: apt-test
 	packaging/build-deb
 
-bench: apt-test $(STAMP)
+check-units:
+	packaging/check-units
+
+bench: apt-bench $(STAMP)
 	$(VPY) -m pip install -q -e '.[test,bench]'
 	$(VPY) -m bench.run_all
 

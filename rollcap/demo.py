@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import grp
 import os
 import pwd
 import signal
@@ -62,17 +63,34 @@ def reachable_by(user: str, path: Path) -> bool:
     return True
 
 
-def write_config(base: Path, interface: str, rotate_seconds: int, user: str) -> Path:
+def _group_exists(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def write_config(
+    base: Path,
+    interface: str,
+    rotate_seconds: int,
+    user: str,
+    bpf: str = "",
+    group: str = "root",
+) -> Path:
     cfg = base / "rollcap.toml"
     cfg.write_text(
         "# Written by `make run` (python3 -m rollcap.demo); see config/rollcap.toml for all keys.\n"
         "[capture]\n"
         f'interface = "{interface}"\n'
+        f'filter = "{bpf}"\n'
         f"rotate_seconds = {rotate_seconds}\n"
         "rotate_megabytes = 20\n"
         f'user = "{user}"\n'
         "[spool]\n"
         f'directory = "{base / "spool"}"\n'
+        f'group = "{group}"\n'
         "max_megabytes = 500\n"
         "min_free_percent = 2\n"
         "[offload]\n"
@@ -116,7 +134,7 @@ def _files(root: Path) -> dict[Path, int]:
     if root.is_dir():
         for p in root.rglob("*"):
             with contextlib.suppress(OSError):
-                if p.is_file() and not p.name.startswith("."):
+                if p.is_file() and not p.name.startswith(".") and not p.name.endswith(".json"):
                     out[p] = p.stat().st_size
     return out
 
@@ -164,7 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", default="run-demo", help="demo directory (default ./run-demo)")
     ap.add_argument("--interface", default="lo", help="interface to capture on (default lo)")
     ap.add_argument("--rotate-seconds", type=int, default=10)
-    ap.add_argument("--no-traffic", action="store_true", help="do not send demo datagrams")
+    ap.add_argument(
+        "--all-traffic",
+        action="store_true",
+        help="capture everything on the interface, not only the demo's own datagrams",
+    )
     a = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("rollcap demo: capture opens the interface as root; run: sudo make run")
@@ -174,23 +196,29 @@ def main(argv: list[str] | None = None) -> int:
     # tcpdump drops to its own user before it opens files; a clone under /root (0700)
     # is out of its reach, and then only root can write the demo's spool.
     user = "tcpdump" if reachable_by("tcpdump", base) else "root"
-    cfg = write_config(base, a.interface, a.rotate_seconds, user)
+    traffic = LoopbackTraffic()
+    # Only our datagrams by default: a busy loopback (databases, test servers) would
+    # fill the demo's files with other programs' traffic.
+    bpf = "" if a.all_traffic else f"udp port {traffic.port}"
+    # the .deb creates group rollcap; on a fresh clone only root can own the files
+    group = "rollcap" if _group_exists("rollcap") else "root"
+    cfg = write_config(base, a.interface, a.rotate_seconds, user, bpf, group)
     check = subprocess.run([sys.executable, "-m", "rollcap", "check-config", str(cfg)])
     if check.returncode:
         return check.returncode
 
     print(f"rollcap demo: config   {cfg}")
-    print(f"rollcap demo: capture  on {a.interface}, a new file every {a.rotate_seconds}s")
+    shown = f"filter '{bpf}' (--all-traffic: everything)" if bpf else "no filter"
+    print(f"rollcap demo: capture  on {a.interface}, {shown}, a new file every {a.rotate_seconds}s")
     print(f"rollcap demo: spool    {base / 'spool'} (finished files wait in ready/)")
     print(f"rollcap demo: archive  {base / 'archive'} (offload's file:// destination)")
     if user == "root":
         print(f"rollcap demo: note     tcpdump keeps root: user 'tcpdump' cannot reach {base}")
-    traffic = None
-    if not a.no_traffic:
-        traffic = LoopbackTraffic()
-        traffic.thread.start()
-        print(f"rollcap demo: traffic  5 UDP datagrams/s to 127.0.0.1:{traffic.port}")
-    print("rollcap demo: status   in another shell: rollcap status --config " + str(cfg))
+    traffic.thread.start()
+    print(f"rollcap demo: traffic  5 UDP datagrams/s to 127.0.0.1:{traffic.port}")
+    script = Path(sys.prefix) / "bin" / "rollcap"  # .venv/bin/rollcap under make run
+    rollcap_cmd = str(script) if script.exists() else f"{sys.executable} -m rollcap"
+    print(f"rollcap demo: status   in another shell: {rollcap_cmd} status --config {cfg}")
     print("rollcap demo: Ctrl-C stops capture, waits for the last file to be archived, stops.\n")
 
     stop = threading.Event()
@@ -216,8 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                     stop.set()
                     rc = 1
         rc = _stop("capture", capture) or rc
-        if traffic:
-            traffic.stop.set()
+        traffic.stop.set()
         deadline = time.monotonic() + DRAIN_TIMEOUT
         ready = base / "spool" / "ready"
         while _files(ready) and offload.poll() is None and time.monotonic() < deadline:

@@ -7,6 +7,7 @@ Call sites pass fields as ``log.info("uploaded", extra=fields(file=..., bytes=..
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -33,12 +34,20 @@ def under_systemd() -> bool:
     return (st.st_dev, st.st_ino) == (dev, ino)
 
 
+def _plain_value(v: Any) -> str:
+    """Quote a value only when it would otherwise run into the next key=value."""
+    s = str(v)
+    if not s or any(c.isspace() or c in '="[]' for c in s):
+        return json.dumps(s)
+    return s
+
+
 class _PlainFormatter(logging.Formatter):
     """``LEVEL component: message key=value ...`` on one line."""
 
     def format(self, record: logging.LogRecord) -> str:
         extra = " ".join(
-            f"{k[len(FIELD_PREFIX) :].lower()}={v}"
+            f"{k[len(FIELD_PREFIX) :].lower()}={_plain_value(v)}"
             for k, v in record.__dict__.items()
             if k.startswith(FIELD_PREFIX)
         )

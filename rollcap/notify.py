@@ -18,7 +18,17 @@ class Notifier:
         if self.enabled:
             from systemd import daemon
 
-            daemon.notify(msg)
+            # systemd-python does not retry sendmsg() on EINTR: a signal arriving
+            # during the call (SIGHUP = reload) raised InterruptedError and killed
+            # the daemon. A lost notification must never stop the service.
+            for _ in range(3):
+                try:
+                    daemon.notify(msg)
+                    return
+                except InterruptedError:
+                    continue
+                except OSError:
+                    return
 
     def ready(self, status: str = "") -> None:
         self._send("READY=1" + (f"\nSTATUS={status}" if status else ""))

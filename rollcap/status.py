@@ -26,12 +26,20 @@ STALE_SECONDS = 90
 IMPORTANT = (
     "state",
     "interface",
+    "destination",
+    "paused",
     "active_file",
+    "in_flight",
     "backlog_files",
     "backlog_bytes",
     "last_handoff",
     "last_upload",
+    "handed_off_files",
+    "uploaded_files",
     "kernel_drops",
+    "dropped_files",
+    "quarantined",
+    "restarts",
     "last_error",
     "errors",
 )
@@ -173,7 +181,7 @@ def fmt_value(key: str, v: Any, now: float) -> str:
         return "-"
     if isinstance(v, bool):
         return "yes" if v else "no"
-    if isinstance(v, int | float) and key.endswith("bytes"):
+    if isinstance(v, int | float) and "bytes" in key.split("_"):  # bytes, max_bytes, bytes_in
         return f"{human_bytes(v)} ({v:,})" if v >= 1000 else f"{v} B"
     if isinstance(v, int | float) and _is_time_key(key) and v > _EPOCH_MIN:
         stamp = datetime.fromtimestamp(v, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

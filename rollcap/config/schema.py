@@ -183,7 +183,14 @@ class OffloadConfig(_Section):
     destination: str = Field(
         "file:///var/lib/rollcap/archive",
         description='"file:///absolute/path" for a local archive (the default, no cloud '
-        'account needed) or "s3://bucket/prefix" for S3 and S3-compatible servers.',
+        'account needed) or "s3://bucket/prefix" for S3 and S3-compatible servers. S3 '
+        "credentials come from the standard AWS chain (environment, ~/.aws, instance "
+        "role) or, preferably, from a systemd credential: put an AWS shared-credentials "
+        "file with a [default] profile at /etc/rollcap/s3-credentials (mode 0600, root) "
+        "and the unit's LoadCredential=s3-credentials:/etc/rollcap/s3-credentials hands "
+        "it to the offload service alone. Needed permissions: s3:PutObject, "
+        "s3:GetObject, s3:ListBucket, s3:ListBucketMultipartUploads, "
+        "s3:AbortMultipartUpload on the prefix.",
     )
     endpoint_url: str = Field(
         "",
@@ -229,11 +236,23 @@ class OffloadConfig(_Section):
         description="Cap of the jittered exponential backoff between retries of a failed "
         "upload. Failures are retried forever; the spool budget bounds the backlog.",
     )
+    s3_part_megabytes: int = Field(
+        64,
+        ge=5,
+        le=5000,
+        description="S3 multipart part size in MiB. Compressed files of at least this size "
+        "(and at least 8 MiB) are uploaded in parts, offload.concurrency parts at a time; "
+        "smaller ones in a single PUT whose SHA-256 the server verifies.",
+    )
     s3_checksums: Literal["when_required", "when_supported"] = Field(
         "when_required",
-        description="botocore's request_checksum_calculation. boto3 >= 1.36 defaults to "
-        '"when_supported", which several S3-compatible servers reject; rollcap sends '
-        "and verifies its own SHA-256 either way.",
+        description="botocore's request_checksum_calculation and "
+        'response_checksum_validation. boto3 >= 1.36 defaults to "when_supported" (a '
+        "CRC32 on every request), which several S3-compatible servers reject; "
+        '"when_required" avoids that. rollcap sends its own SHA-256 either way: the '
+        "server verifies it on single PUTs (x-amz-checksum-sha256) and on each part of "
+        "a multipart upload, and rollcap compares size, metadata and the server's "
+        "checksum by HEAD before it deletes the local file.",
     )
 
     @field_validator("destination")

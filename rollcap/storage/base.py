@@ -4,14 +4,19 @@ Like barman's CloudInterface: the offload and retrieval code talk only to this,
 never to boto3 or the filesystem directly. Implementations: storage.s3.S3Storage
 and storage.local.LocalStorage, chosen by ``storage.open_storage(cfg.offload)``.
 
+Keys are the rendered ``offload.key_template`` (rollcap.keys.render_key) with
+``Storage.key_prefix`` as {prefix}: the S3 prefix, or "" for a local archive
+(keys are then paths relative to the archive directory).
+
 Object metadata (S3 user metadata, or a JSON sidecar for file://) uses the
 keys in ``META``; values are ASCII strings (percent-encode anything else).
 """
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,9 +44,19 @@ class ObjectInfo:
     size: int
     metadata: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def sha256(self) -> str:
+        """Our SHA-256 of the stored bytes, from the metadata ("" if absent)."""
+        return self.metadata.get(META["sha256"], "")
+
 
 class StorageError(Exception):
-    """A failure talking to the destination; ``permanent`` ones need an operator."""
+    """A failure talking to the destination.
+
+    ``code`` is the server's error code (e.g. "AccessDenied") or a short name of
+    the local failure; ``permanent`` ones need an operator (credentials, bucket,
+    permissions) and are retried only at the backoff cap.
+    """
 
     def __init__(self, message: str, *, code: str = "", permanent: bool = False) -> None:
         super().__init__(message)
@@ -49,15 +64,42 @@ class StorageError(Exception):
         self.permanent = permanent
 
 
+class ObjectExistsError(StorageError):
+    """put_file refused: the key already holds an object (never overwritten)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"{key} already exists", code="ObjectExists", permanent=True)
+        self.key = key
+
+
+class VerificationError(StorageError):
+    """The stored object does not match what was sent (size or checksum)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="VerificationFailed")
+
+
 class Storage(ABC):
+    #: {prefix} for rollcap.keys.render_key; every key of ours starts with it.
+    key_prefix: str = ""
+
     @abstractmethod
     def describe(self) -> str:
         """Human name of the destination for logs, e.g. 's3://bucket/prefix at http://..'."""
 
+    def check(self) -> None:  # noqa: B027 - optional hook
+        """Raise StorageError (permanent for credentials/bucket/permission problems)
+        if the destination cannot be used at all; called at start and after outages."""
+
     @abstractmethod
     def put_file(self, local: Path, key: str, *, size: int, sha256: str,
-                 metadata: dict[str, str]) -> None:  # fmt: skip
-        """Store local under key so that it becomes visible only complete and verified."""
+                 metadata: dict[str, str]) -> ObjectInfo:  # fmt: skip
+        """Store local under key so that it becomes visible only complete, then
+        verify it (size and checksum as stored) and return what HEAD says.
+
+        ``sha256`` is the hex SHA-256 of local's bytes, computed by the caller; it
+        is sent for the destination to verify where it can and stored in the
+        metadata. Raises VerificationError if the stored object does not match."""
 
     @abstractmethod
     def head(self, key: str) -> ObjectInfo | None:
@@ -74,3 +116,13 @@ class Storage(ABC):
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove key (no error if it is already gone)."""
+
+    def cleanup_incomplete(self, ours: Callable[[str], bool]) -> builtins.list[str]:
+        """Remove leftovers of interrupted uploads whose key satisfies ``ours``
+        (stale multipart uploads, temp files); return the keys cleaned.
+
+        Only the offload service calls this, at start, before it uploads."""
+        return []
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and threads."""

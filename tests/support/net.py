@@ -45,8 +45,9 @@ class Veth:
     b: str
 
     @classmethod
-    def create(cls) -> Veth:
-        tag = secrets.token_hex(3)
+    def create(cls, tag: str | None = None) -> Veth:
+        """rcA<tag>/rcB<tag>; a random tag unless the test needs to know the name first."""
+        tag = tag or secrets.token_hex(3)
         v = cls(a=f"rcA{tag}", b=f"rcB{tag}")
         _run("ip", "link", "add", v.a, "type", "veth", "peer", "name", v.b)
         for dev in (v.a, v.b):

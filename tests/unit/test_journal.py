@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -107,6 +109,9 @@ def test_plain_format_is_one_line_with_fields() -> None:
     line = _PlainFormatter().format(rec)
     assert "\n" not in line
     assert line.endswith("warning rollcap.offload: retrying  [file=a.pcap attempt=2]")
+    rec.__dict__.update(fields(error="Connection refused: port 8333", file="a b.pcap"))
+    line = _PlainFormatter().format(rec)
+    assert line.endswith('[file="a b.pcap" attempt=2 error="Connection refused: port 8333"]')
 
 
 def _handler_chosen(tmp_path: Path, journal_stream: str | None) -> str:
@@ -143,3 +148,43 @@ def test_journal_handler_only_when_stderr_is_the_journal_stream(tmp_path: Path) 
     # inherited from a parent unit but stderr redirected elsewhere: not the journal
     assert _handler_chosen(tmp_path, "1:2") == "StreamHandler"
     assert _handler_chosen(tmp_path, "garbage") == "StreamHandler"
+
+
+_JOURNALD_PROBE = r"""
+import json, logging, os, socket
+os.makedirs("/run/systemd/journal")
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind("/run/systemd/journal/socket")
+from rollcap.journal import JournalHandler, fields
+log = logging.getLogger("rollcap.offload")
+log.addHandler(JournalHandler("rollcap-offload"))
+log.setLevel(logging.DEBUG)
+log.warning("upload of %s failed", "a.pcap", extra=fields(file="a.pcap", bytes=1234))
+print(json.dumps(s.recv(1 << 20).decode()))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a private mount namespace")
+def test_fields_arrive_at_journald_socket(tmp_path: Path) -> None:
+    """Through the real libsystemd sd_journal_sendv, into a socket standing in for journald
+    (a private mount namespace with a tmpfs on /run: the host's /run is untouched)."""
+    if shutil.which("unshare") is None:
+        pytest.fail("unshare (util-linux) is missing")
+    r = subprocess.run(
+        [
+            "unshare", "--mount", "--propagation", "private", "sh", "-c",
+            'mount -t tmpfs rollcap-test /run && exec "$0" -c "$1"',
+            sys.executable, _JOURNALD_PROBE,
+        ],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    datagram = json.loads(r.stdout)
+    entry = dict(line.split("=", 1) for line in datagram.splitlines())
+    assert entry["MESSAGE"] == "upload of a.pcap failed"
+    assert entry["PRIORITY"] == "4"
+    assert entry["SYSLOG_IDENTIFIER"] == "rollcap-offload"
+    assert entry["ROLLCAP_FILE"] == "a.pcap"
+    assert entry["ROLLCAP_BYTES"] == "1234"
+    assert entry["LOGGER"] == "rollcap.offload"
+    assert all(k == k.upper() for k in entry)

@@ -46,3 +46,30 @@ def test_messages_under_systemd(notify_socket: socket.socket) -> None:
     n.stopping()
     assert notify_socket.recv(4096) == b"RELOADING=1"
     assert notify_socket.recv(4096) == b"STOPPING=1"
+
+
+def test_a_signal_during_sd_notify_is_retried_not_fatal(
+    notify_socket: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # seen live: SIGHUP arriving during WATCHDOG=1 raised InterruptedError in the daemon
+    from systemd import daemon
+
+    real = daemon.notify
+    calls = []
+
+    def interrupted_once(msg: str) -> bool:
+        calls.append(msg)
+        if len(calls) == 1:
+            raise InterruptedError(4, "Interrupted system call")
+        return bool(real(msg))
+
+    monkeypatch.setattr(daemon, "notify", interrupted_once)
+    Notifier().watchdog()
+    assert notify_socket.recv(4096) == b"WATCHDOG=1"
+    assert calls == ["WATCHDOG=1", "WATCHDOG=1"]
+
+    def broken(msg: str) -> bool:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(daemon, "notify", broken)
+    Notifier().stopping()  # systemd gone: logged nowhere, but never fatal

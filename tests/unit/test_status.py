@@ -112,6 +112,8 @@ def test_important_keys_first_then_alphabetical() -> None:
 def test_value_formatting() -> None:
     assert fmt_value("backlog_bytes", 123_456_789, NOW) == "123.5 MB (123,456,789)"
     assert fmt_value("backlog_bytes", 12, NOW) == "12 B"
+    assert fmt_value("uploaded_bytes_in", 5_000, NOW) == "5.0 kB (5,000)"
+    assert fmt_value("bytesize", 5_000, NOW) == "5000"
     assert fmt_value("last_handoff", NOW - 125, NOW) == "2027-01-15 07:57:55 UTC (2m 05s ago)"
     assert fmt_value("last_error", None, NOW) == "-"
     assert fmt_value("kernel_drops", 0, NOW) == "0"

@@ -1,0 +1,139 @@
+"""tcpdump command lines built from the config, and the filter check.
+
+Everything is an argv list: no shell ever sees the filter, which is data.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from rollcap.capture.names import work_template
+from rollcap.config.schema import CaptureConfig, OffloadConfig
+from rollcap.errors import ConfigError
+
+# Run tcpdump with this environment: TZ=UTC0 makes -G's strftime names UTC.
+TCPDUMP_ENV = {"TZ": "UTC0", "LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+
+def offload_endpoints(offload: OffloadConfig) -> list[Endpoint]:
+    """Host names and ports the offload service connects to (S3 only)."""
+    if not offload.is_s3:
+        return []
+    if offload.endpoint_url:
+        u = urlsplit(offload.endpoint_url)
+        port = u.port or (443 if u.scheme == "https" else 80)
+        return [Endpoint(u.hostname or "", port)]
+    region = offload.region or "us-east-1"
+    regional = f"s3.{region}.amazonaws.com"
+    # Virtual-hosted style first (boto3's default), path style as a fallback.
+    return [Endpoint(f"{offload.bucket}.{regional}", 443), Endpoint(regional, 443)]
+
+
+def resolve(host: str) -> list[str]:
+    """IP addresses of host (a literal is returned as is); [] if unresolvable."""
+    try:
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return []
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def exclusion_clauses(addresses: list[tuple[str, int]]) -> list[str]:
+    """``not (host IP and tcp port P)`` for each (address, port), deduplicated, in order."""
+    seen: list[tuple[str, int]] = []
+    for a in addresses:
+        if a not in seen:
+            seen.append(a)
+    return [f"not (host {ip} and tcp port {port})" for ip, port in seen]
+
+
+def combine_filter(user_filter: str, clauses: list[str]) -> str:
+    """The user's filter, parenthesised, and-ed with the exclusion clauses."""
+    parts = []
+    if user_filter.strip():
+        parts.append(f"({' '.join(user_filter.split())})")
+    parts.extend(clauses)
+    return " and ".join(parts)
+
+
+def tcpdump_argv(
+    cap: CaptureConfig, effective_filter: str, work_dir: Path, generation: int
+) -> list[str]:
+    argv = [
+        cap.tcpdump_path,
+        "-n",
+        "-i",
+        cap.interface,
+        "-s",
+        str(cap.snaplen),
+        "-G",
+        str(cap.rotate_seconds),
+        "-C",
+        str(cap.rotate_megabytes),
+        "-Z",
+        cap.user,
+        "-w",
+        work_template(work_dir, generation, cap.interface),
+    ]
+    if cap.buffer_kib > 0:
+        argv += ["-B", str(cap.buffer_kib)]
+    # "--" ends the options; tcpdump joins the remaining words with spaces.
+    return [*argv, "--", *effective_filter.split()]
+
+
+def interface_exists(iface: str) -> bool:
+    return iface == "any" or Path("/sys/class/net", iface).exists()
+
+
+def compile_argv(cap: CaptureConfig, effective_filter: str) -> list[str]:
+    """tcpdump -d for the filter; on a missing interface compile for Ethernet."""
+    # a missing interface has no link type yet: Ethernet still reports syntax errors
+    dev = ["-i", cap.interface] if interface_exists(cap.interface) else ["-y", "EN10MB"]
+    return [cap.tcpdump_path, "-d", *dev, "-s", str(cap.snaplen), "--", *effective_filter.split()]
+
+
+class InterfaceMissing(Exception):
+    pass
+
+
+def check_filter(cap: CaptureConfig, effective_filter: str, timeout: float = 30) -> None:
+    """Compile the filter; ConfigError (exit 78) with tcpdump's message if it is rejected."""
+    argv = compile_argv(cap, effective_filter)
+    try:
+        r = subprocess.run(
+            argv,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            env=TCPDUMP_ENV,
+            timeout=timeout,
+        )
+    except FileNotFoundError:
+        raise ConfigError(f"capture.tcpdump_path: {cap.tcpdump_path} does not exist") from None
+    except PermissionError:
+        raise ConfigError(f"capture.tcpdump_path: {cap.tcpdump_path} is not executable") from None
+    if r.returncode == 0:
+        return
+    lines = [ln.strip() for ln in r.stderr.splitlines() if ln.strip()]
+    # "tcpdump: data link type ..." is informational, not the error
+    msg = "; ".join(ln for ln in lines if "data link type" not in ln) or f"exit {r.returncode}"
+    if "No such device" in msg:
+        raise InterfaceMissing(msg)
+    shown = cap.filter if cap.filter else effective_filter
+    raise ConfigError(f"capture.filter: tcpdump rejects {shown!r}: {msg}")

@@ -1,0 +1,64 @@
+"""Names of the files tcpdump writes into the spool's work/ area.
+
+``g000042-20261126T131347-eth0.pcap`` then ``...pcap1``, ``...pcap2`` for -C.
+The generation number grows with every tcpdump start (persisted), so a
+restart within the same second can never reuse, and so truncate, a file
+name. The strftime part is expanded by tcpdump in UTC (we run it with
+TZ=UTC0). The name ends in ``.pcap`` or ``.pcapN`` because Debian's AppArmor
+profile lets tcpdump write nothing else outside $HOME and /tmp.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+_WORK_RE = re.compile(r"^g(?P<gen>\d{6,})-(?P<ts>\d{8}T\d{6})-(?P<iface>.+)\.pcap(?P<n>\d*)$")
+_TS_FMT = "%Y%m%dT%H%M%S"
+
+
+def work_template(work_dir: Path, generation: int, iface: str) -> str:
+    """The -w argument: strftime placeholders for tcpdump -G."""
+    return str(work_dir / f"g{generation:06d}-%Y%m%dT%H%M%S-{iface}.pcap")
+
+
+@dataclass(frozen=True, order=True)
+class WorkName:
+    """Sorts as tcpdump wrote them: generation, then time, then -C counter."""
+
+    generation: int
+    opened: datetime  # UTC, from the strftime part
+    counter: int  # -C suffix; no suffix = 0
+    iface: str
+
+    @classmethod
+    def parse(cls, name: str) -> WorkName | None:
+        m = _WORK_RE.fullmatch(name)
+        if not m:
+            return None
+        try:
+            opened = datetime.strptime(m["ts"], _TS_FMT).replace(tzinfo=UTC)
+        except ValueError:
+            return None
+        return cls(int(m["gen"]), opened, int(m["n"] or 0), m["iface"])
+
+    def format(self) -> str:
+        n = str(self.counter) if self.counter else ""
+        return f"g{self.generation:06d}-{self.opened.strftime(_TS_FMT)}-{self.iface}.pcap{n}"
+
+
+def list_work(work_dir: Path) -> list[tuple[WorkName, Path]]:
+    """Every tcpdump output file in work/, in the order tcpdump wrote them."""
+    found = []
+    try:
+        entries = list(work_dir.iterdir())
+    except FileNotFoundError:
+        return []
+    for p in entries:
+        w = WorkName.parse(p.name)
+        if w is not None:
+            found.append((w, p))
+    found.sort(key=lambda t: t[0])
+    return found

@@ -1,0 +1,131 @@
+"""Removing packets captured twice during a make-before-break switch.
+
+When rollcap replaces a running tcpdump (quiet-link rotation, reload with the
+same interface) it starts the new one first and stops the old one only after
+both have been listening for more than a second, so no packet is lost. The
+packets that arrived in that overlap are in both files: at the end of the old
+file and at the start of the new one. When the old file is handed off we keep
+a fingerprint of its tail (timestamp and a hash of lengths and bytes of each
+record captured since shortly before the new tcpdump listened) in a sidecar
+in work/, which survives a supervisor restart. When the new file is handed
+off, its longest head that equals the end of that tail (same bytes,
+timestamps within 10 ms) is cut off. A mismatch only ever leaves duplicates,
+never removes a packet that is not in the old file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rollcap.pcapfile import GLOBAL_HEADER_LEN, RECORD_HEADER_LEN, PcapHeader, read_header
+
+TS_TOLERANCE = 0.010
+# Records of the old file older than "new tcpdump listening" minus this are
+# certainly not in the new file (its socket opened after we started it).
+TAIL_MARGIN = 1.0
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    ts: float
+    digest: str
+
+    def same_packet(self, other: Fingerprint) -> bool:
+        return self.digest == other.digest and abs(self.ts - other.ts) <= TS_TOLERANCE
+
+
+def iter_records(path: Path) -> Iterator[tuple[int, int, Fingerprint]]:
+    """(offset, length, fingerprint) of each whole record."""
+    with open(path, "rb") as f:
+        header: PcapHeader = read_header(f)
+        rec = struct.Struct(header.endian + "IIII")
+        pos = GLOBAL_HEADER_LEN
+        while True:
+            raw = f.read(RECORD_HEADER_LEN)
+            if len(raw) < RECORD_HEADER_LEN:
+                return
+            sec, frac, incl, orig = rec.unpack(raw)
+            data = f.read(incl)
+            if len(data) < incl:
+                return
+            h = hashlib.blake2b(struct.pack("<II", incl, orig) + data, digest_size=12)
+            yield (
+                pos,
+                RECORD_HEADER_LEN + incl,
+                Fingerprint(sec + frac / header.ts_per_second, h.hexdigest()),
+            )
+            pos += RECORD_HEADER_LEN + incl
+
+
+def tail_since(path: Path, since: float) -> list[Fingerprint]:
+    return [fp for _o, _n, fp in iter_records(path) if fp.ts >= since - TAIL_MARGIN]
+
+
+def sidecar_path(work_dir: Path, new_generation: int) -> Path:
+    # A dot name: never matches a tcpdump output name, never handed off.
+    return work_dir / f".overlap-g{new_generation:06d}.json"
+
+
+def write_sidecar(path: Path, tail: list[Fingerprint]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps([[fp.ts, fp.digest] for fp in tail]))
+    os.replace(tmp, path)
+
+
+def read_sidecar(path: Path) -> list[Fingerprint] | None:
+    try:
+        raw = json.loads(path.read_text())
+        return [Fingerprint(float(ts), str(d)) for ts, d in raw]
+    except (FileNotFoundError, ValueError, TypeError):
+        return None
+
+
+def duplicate_head(tail: list[Fingerprint], head: list[Fingerprint]) -> int:
+    """Largest n such that head[:n] equals tail[-n:] (packet by packet)."""
+    for n in range(min(len(tail), len(head)), 0, -1):
+        start = len(tail) - n
+        # cheap first test before the full comparison
+        if not head[0].same_packet(tail[start]):
+            continue
+        if all(head[i].same_packet(tail[start + i]) for i in range(n)):
+            return n
+    return 0
+
+
+def strip_duplicates(path: Path, tail: list[Fingerprint]) -> int:
+    """Cut the duplicated head off path (rewritten atomically); return records removed."""
+    if not tail:
+        return 0
+    head: list[tuple[int, int, Fingerprint]] = []
+    for item in iter_records(path):
+        head.append(item)
+        if len(head) >= len(tail):
+            break
+    n = duplicate_head(tail, [fp for _o, _l, fp in head])
+    if n == 0:
+        return 0
+    cut = head[n - 1][0] + head[n - 1][1]
+    tmp = path.with_name("." + path.name + ".strip")
+    try:
+        with open(path, "rb") as src, open(tmp, "wb") as dst:
+            dst.write(src.read(GLOBAL_HEADER_LEN))
+            src.seek(cut)
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+        st = os.stat(path)
+        os.chmod(tmp, st.st_mode & 0o777)
+        with contextlib.suppress(PermissionError):
+            os.chown(tmp, st.st_uid, st.st_gid)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return n

@@ -1,0 +1,735 @@
+"""`rollcap capture`: supervise tcpdump and hand its finished files to the spool.
+
+tcpdump writes ``work/gNNNNNN-%Y%m%dT%H%M%S-IFACE.pcap[N]`` itself (-G, -C,
+-Z, TZ=UTC0); NNNNNN grows with every tcpdump start. A file is finished when
+a newer file of its generation exists or its tcpdump has exited; it is then
+repaired, stripped of overlap duplicates, chowned root:GROUP 0640 and renamed
+atomically into ready/ (rollcap.capture.handoff).
+
+Quiet link: tcpdump -G rotates only when a packet arrives. If the live file
+is still the newest QUIET_GRACE seconds after its rotate deadline, a new
+tcpdump is started first (make-before-break), both run for OVERLAP seconds
+(tcpdump loses its last partially filled kernel block at SIGTERM, the new one
+has those packets), then the old one is stopped and its file handed off;
+packets captured by both are removed from the new file's head
+(rollcap.capture.overlap). So a file is handed off about rotate_seconds + 3 s
+after it was opened, and never later than rotate_seconds + 5 s. SIGHUP with
+an unchanged interface uses the same switch; a new interface means stop, then
+start.
+
+One thread runs the loop below; tcpdump's stderr readers and the watchdog
+observer only wake it through a pipe, signal handlers only set flags.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import selectors
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from watchdog.events import (
+    FileCreatedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+
+from rollcap.capture import budget, layout
+from rollcap.capture.command import (
+    InterfaceMissing,
+    check_filter,
+    combine_filter,
+    exclusion_clauses,
+    interface_exists,
+    offload_endpoints,
+    resolve,
+    tcpdump_argv,
+)
+from rollcap.capture.counters import Counters, CounterTotals, drop_rate
+from rollcap.capture.handoff import Handoff, HandoffResult, Persistent
+from rollcap.capture.names import WorkName, list_work
+from rollcap.capture.overlap import sidecar_path, tail_since, write_sidecar
+from rollcap.capture.tcpdump import Tcpdump
+from rollcap.config import load_config
+from rollcap.config.schema import RollcapConfig
+from rollcap.errors import ConfigError
+from rollcap.journal import fields, setup_logging
+from rollcap.naming import local_hostname
+from rollcap.notify import Notifier
+from rollcap.spool import Spool
+from rollcap.state import write_state
+
+log = logging.getLogger("rollcap.capture")
+
+TICK = 1.0
+QUIET_GRACE = 1.5  # > tcpdump's 1 s block timeout: a late packet still rotates by itself
+OVERLAP = 1.2  # both tcpdumps listening this long before the old one is stopped
+DRAIN = 1.2  # wait before SIGTERM so the last kernel block reaches the file
+LISTEN_TIMEOUT = 10.0
+QUIET_RETRY = 10.0
+STATS_EVERY = 30.0
+HEALTHY_RESET = 300.0
+BACKOFF_MAX = 60.0
+
+
+class _WakeHandler(FileSystemEventHandler):
+    def __init__(self, wake: Any) -> None:
+        self._wake = wake
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        self._wake()
+
+
+class Supervisor:
+    def __init__(self, config_path: str, cfg: RollcapConfig) -> None:
+        self.config_path = config_path
+        self.cfg = cfg
+        self.spool = Spool.at(cfg.spool.directory)
+        self.notifier = Notifier()
+        self._wake_r, self._wake_w = os.pipe()
+        for fd in (self._wake_r, self._wake_w):
+            fl = fcntl.fcntl(fd, fcntl.F_GETFL)
+            fcntl.fcntl(fd, fcntl.F_SETFL, fl | os.O_NONBLOCK)
+            os.set_inheritable(fd, False)
+        self.stop_flag = False
+        self.reload_flag = False
+        self.proc: Tcpdump | None = None
+        self.effective_filter = ""
+        self.tcpdump_uid = layout.resolve_user(cfg.capture.user)
+        self.gid = layout.resolve_group(cfg.spool.group)
+        self.persistent: Persistent | None = None
+        self.handoff: Handoff | None = None
+        self.totals = CounterTotals()
+        self.logged_counters = Counters()
+        self.rate_base = Counters()
+        self.drop_rate = 0.0
+        self.state_name = "starting"
+        self.backoff = 1.0
+        self.next_start = 0.0  # monotonic
+        self.paused = False
+        self.waiting_logged = False
+        self.unfixable_logged = False
+        self.last_error = ""
+        self.next_stats = time.monotonic() + STATS_EVERY
+        self.quiet_retry_at = 0.0
+        self.last_state_write = 0.0
+        self.listening_at: dict[int, float] = {}  # generation -> wall clock
+        self.overlap_next: dict[int, int] = {}  # old generation -> the one replacing it
+        self.n: dict[str, int] = dict.fromkeys(
+            (
+                "handed_off_files",
+                "handed_off_bytes",
+                "discarded_empty",
+                "repaired_files",
+                "duplicates_removed",
+                "dropped_files",
+                "dropped_bytes",
+                "restarts",
+            ),
+            0,
+        )
+        self.last_handoff: dict[str, Any] | None = None
+        self.usage: budget.Usage | None = None
+
+    # ------------------------------------------------------------------ plumbing
+    def wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"w")
+
+    def _on_signal(self, signo: int, _frame: object) -> None:
+        if signo == signal.SIGHUP:
+            self.reload_flag = True
+        else:
+            self.stop_flag = True
+
+    def _install_signals(self) -> None:
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(s, self._on_signal)
+
+    def _drain_wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 4096):
+                pass
+
+    # ------------------------------------------------------------------ filter
+    def compute_filter(self, cfg: RollcapConfig) -> str:
+        clauses: list[str] = []
+        if cfg.offload.is_s3 and cfg.capture.exclude_offload_traffic:
+            pairs: list[tuple[str, int]] = []
+            for ep in offload_endpoints(cfg.offload):
+                ips = resolve(ep.host)
+                if not ips:
+                    log.warning(
+                        "cannot resolve offload endpoint %s; its traffic is not excluded",
+                        ep.host,
+                        extra=fields(host=ep.host),
+                    )
+                pairs += [(ip, ep.port) for ip in ips]
+            clauses = exclusion_clauses(pairs)
+            if clauses:
+                log.info(
+                    "excluding the offload service's own traffic: %s",
+                    " and ".join(clauses),
+                    extra=fields(exclusion=" and ".join(clauses)),
+                )
+        elif cfg.offload.is_s3:
+            log.info("capture.exclude_offload_traffic is off: uploads may be captured too")
+        return combine_filter(cfg.capture.filter, clauses)
+
+    def validate(self, cfg: RollcapConfig, effective: str) -> None:
+        with contextlib.suppress(InterfaceMissing):  # checked again when it appears
+            check_filter(cfg.capture, effective)
+
+    # ------------------------------------------------------------------ tcpdump
+    def _track_pids(self, *extra: Tcpdump) -> None:
+        """Persist the pids of every tcpdump we run (for orphan clean-up after a crash)."""
+        assert self.persistent is not None
+        procs = [p for p in (self.proc, *extra) if p is not None and p.alive()]
+        self.persistent.tcpdump_pids = [p.pid for p in procs]
+        self.persistent.save()
+
+    def _spawn(self, cfg: RollcapConfig) -> Tcpdump:
+        assert self.persistent is not None
+        gen = self.persistent.next_generation()
+        argv = tcpdump_argv(cfg.capture, self.effective_filter, self.spool.work, gen)
+        t = Tcpdump(argv, gen, cfg.capture.interface, self.wake)
+        self._track_pids(t)
+        log.info(
+            "started tcpdump on %s (generation %d)",
+            cfg.capture.interface,
+            gen,
+            extra=fields(tcpdump_pid=t.pid, generation=gen, argv=" ".join(argv)),
+        )
+        return t
+
+    def start_capture(self) -> None:
+        if self.proc is not None or self.paused or self.stop_flag:
+            return
+        if time.monotonic() < self.next_start:
+            self.state_name = "restarting"
+            return
+        iface = self.cfg.capture.interface
+        if not interface_exists(iface):
+            self.state_name = "waiting-for-interface"
+            if not self.waiting_logged:
+                self.waiting_logged = True
+                self.last_error = f"interface {iface} does not exist"
+                log.warning(
+                    "interface %s does not exist (yet); capture starts when it appears",
+                    iface,
+                    extra=fields(interface=iface),
+                )
+            return
+        if self.waiting_logged:
+            self.waiting_logged = False
+            log.info("interface %s appeared", iface, extra=fields(interface=iface))
+            try:
+                check_filter(self.cfg.capture, self.effective_filter)  # for its link type
+            except InterfaceMissing:
+                return  # gone again
+        t = self._spawn(self.cfg)
+        self.proc = t
+        if t.wait_listening(LISTEN_TIMEOUT):
+            self.listening_at[t.generation] = t.listening_at or time.time()
+            self.state_name = "capturing"
+        # if it died, check_exit() sees it on this tick
+
+    def stop_capture(self, drain: bool = True) -> None:
+        t = self.proc
+        if t is None:
+            return
+        if drain and t.alive():
+            time.sleep(DRAIN)
+        rc = t.stop()
+        log.info(
+            "stopped tcpdump (generation %d, status %d)",
+            t.generation,
+            rc,
+            extra=fields(tcpdump_pid=t.pid, generation=t.generation),
+        )
+        self.totals.retire(t.counters)
+        self.proc = None
+        self._track_pids()
+        self.process_work()
+
+    def check_exit(self) -> None:
+        t = self.proc
+        if t is None or t.alive():
+            return
+        t.stop()  # reap, collect its last stderr lines
+        rc = t.proc.returncode
+        msg = t.exit_message()
+        self.totals.retire(t.counters)
+        self.proc = None
+        self._track_pids()
+        self.n["restarts"] += 1
+        self.last_error = f"tcpdump exited with status {rc}: {msg}"
+        if time.monotonic() - t.started_mono >= HEALTHY_RESET:
+            self.backoff = 1.0
+        log.error(
+            "tcpdump exited unexpectedly (status %d): %s; restarting in %.0f s",
+            rc,
+            msg,
+            self.backoff,
+            extra=fields(tcpdump_pid=t.pid, generation=t.generation, exit_status=rc),
+        )
+        self.next_start = time.monotonic() + self.backoff
+        self.backoff = min(self.backoff * 2, BACKOFF_MAX)
+        self.state_name = "restarting"
+        self.process_work()
+
+    def switch(self, cfg: RollcapConfig, reason: str) -> bool:
+        """Make-before-break: start the new tcpdump, overlap, stop the old one."""
+        old = self.proc
+        assert old is not None
+        new = self._spawn(cfg)
+        if not new.wait_listening(LISTEN_TIMEOUT):
+            new.stop()
+            self.last_error = f"new tcpdump did not start: {new.exit_message()}"
+            log.error("%s: %s; keeping the running one", reason, self.last_error)
+            self._track_pids()
+            self.process_work()
+            return False
+        self.listening_at[new.generation] = new.listening_at or time.time()
+        self.overlap_next[old.generation] = new.generation
+        time.sleep(OVERLAP)
+        rc = old.stop()
+        self.totals.retire(old.counters)
+        self.proc = new
+        self._track_pids()
+        log.info(
+            "%s: switched to tcpdump generation %d (old generation %d, status %d)",
+            reason,
+            new.generation,
+            old.generation,
+            rc,
+            extra=fields(generation=new.generation, tcpdump_pid=new.pid),
+        )
+        self.process_work()
+        return True
+
+    def check_quiet(self) -> float | None:
+        """Rotate a quiet link; return seconds until the live file's deadline."""
+        t = self.proc
+        if t is None or not t.alive() or not t.listening.is_set():
+            return None
+        files = [w for w, _p in list_work(self.spool.work) if w.generation == t.generation]
+        if not files:
+            return None
+        deadline = files[-1].opened.timestamp() + self.cfg.capture.rotate_seconds + QUIET_GRACE
+        left = deadline - time.time()
+        if left > 0:
+            return left
+        if time.monotonic() < self.quiet_retry_at:
+            return None
+        if not self.switch(self.cfg, "quiet link"):
+            self.quiet_retry_at = time.monotonic() + QUIET_RETRY  # not a spawn per tick
+        return None
+
+    # ------------------------------------------------------------------ hand-off
+    def process_work(self) -> None:
+        """Hand off every finished file, oldest first, one generation at a time."""
+        assert self.handoff is not None
+        live = {self.proc.generation} if self.proc and self.proc.alive() else set()
+        files = list_work(self.spool.work)
+        if len(files) > 1:
+            self.enforce_budget()  # files in work/ count too: make room before the batch
+        for i, (w, path) in enumerate(files):
+            is_newest_of_gen = i + 1 == len(files) or files[i + 1][0].generation != w.generation
+            if w.generation in live and is_newest_of_gen:
+                break  # being written; newer generations wait for it
+            if is_newest_of_gen and w.generation in self.overlap_next:
+                self._remember_tail(w, path)
+            try:
+                r = self.handoff.hand_off(w, path)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                self.last_error = f"hand-off of {path.name} failed: {e}"
+                log.error("%s", self.last_error, extra=fields(file=path.name))
+                break
+            self._count(w, path, r)
+            if self.proc:
+                self.proc.request_counters()
+            self.enforce_budget()
+
+    def _remember_tail(self, w: WorkName, path: Path) -> None:
+        new_gen = self.overlap_next.pop(w.generation)
+        since = self.listening_at.get(new_gen)
+        if since is None:
+            return
+        try:
+            tail = tail_since(path, since)
+        except (OSError, ValueError):
+            return
+        if tail:
+            write_sidecar(sidecar_path(self.spool.work, new_gen), tail)
+
+    def _count(self, w: WorkName, path: Path, r: HandoffResult) -> None:
+        if r.repaired_bytes:
+            self.n["repaired_files"] += 1
+            log.warning(
+                "repaired %s: cut off %d bytes of an incomplete last record",
+                path.name,
+                r.repaired_bytes,
+                extra=fields(file=path.name, removed_bytes=r.repaired_bytes),
+            )
+        self.n["duplicates_removed"] += r.stripped
+        if r.name is None:
+            self.n["discarded_empty"] += 1
+            log.info("discarded %s: no packets", path.name, extra=fields(file=path.name))
+            return
+        self.n["handed_off_files"] += 1
+        self.n["handed_off_bytes"] += r.bytes
+        self.last_handoff = {
+            "name": r.name,
+            "bytes": r.bytes,
+            "packets": r.packets,
+            "at": time.time(),
+        }
+        log.info(
+            "handed off %s (%d packets, %d bytes)",
+            r.name,
+            r.packets,
+            r.bytes,
+            extra=fields(
+                file=r.name,
+                bytes=r.bytes,
+                packets=r.packets,
+                generation=w.generation,
+                duplicates_removed=r.stripped or None,
+            ),
+        )
+
+    # ------------------------------------------------------------------ budget
+    def enforce_budget(self) -> None:
+        sp = self.cfg.spool
+        u = budget.measure(self.spool, sp.max_megabytes, sp.min_free_percent)
+        self.usage = u
+        if not u.over:
+            self.unfixable_logged = False
+            if self.paused and u.comfortable():
+                self.paused = False
+                self.next_start = 0.0
+                log.info("spool has room again; resuming capture", extra=fields(**u.as_dict()))
+            return
+        if sp.on_full == "pause-capture":
+            if not self.paused:
+                self.paused = True
+                self.state_name = "paused"
+                log.warning(
+                    "spool over budget (%d of %d bytes, %.1f%% free); pausing capture",
+                    u.used_bytes,
+                    u.max_bytes,
+                    u.free_percent,
+                    extra=fields(**u.as_dict()),
+                )
+                # no drain wait: the budget matters more than the last second of packets
+                self.stop_capture(drain=False)
+            return
+        used = u.used_bytes
+        free = u.free_percent
+        for p in budget.oldest_ready(self.spool):
+            if used <= u.max_bytes and free >= sp.min_free_percent:
+                break
+            try:
+                size = p.stat().st_size
+                p.unlink()
+            except FileNotFoundError:
+                continue  # offload finished it meanwhile
+            used -= size
+            free = budget.free_percent(self.spool.root)
+            self.n["dropped_files"] += 1
+            self.n["dropped_bytes"] += size
+            log.warning(
+                "spool over budget: dropped %s (%d bytes)",
+                p.name,
+                size,
+                extra=fields(file=p.name, bytes=size),
+            )
+        self.usage = budget.Usage(used, u.max_bytes, free, sp.min_free_percent)
+        if self.usage.over and not self.unfixable_logged:
+            self.unfixable_logged = True
+            log.warning(
+                "spool still over budget with nothing left in ready/ to drop",
+                extra=fields(**self.usage.as_dict()),
+            )
+
+    # ------------------------------------------------------------------ stats & state
+    def live_counters(self) -> Counters:
+        return self.totals.total(self.proc.counters if self.proc else None)
+
+    def stats(self) -> None:
+        now = time.monotonic()
+        if now >= self.next_stats:
+            self.next_stats = now + STATS_EVERY
+            if self.proc:
+                self.proc.request_counters()
+            total = self.live_counters()
+            self.drop_rate = drop_rate(self.rate_base, total)
+            self.rate_base = total
+            log.info(
+                "counters: %d captured, %d kernel drops, %d interface drops",
+                total.captured,
+                total.kernel_drops,
+                total.interface_drops,
+                extra=fields(
+                    packets_captured=total.captured,
+                    packets_received=total.received,
+                    kernel_drops=total.kernel_drops,
+                    interface_drops=total.interface_drops,
+                    drop_rate=round(self.drop_rate, 6),
+                ),
+            )
+        total = self.live_counters()
+        if total.drops > self.logged_counters.drops:
+            log.warning(
+                "packets dropped: %d by the kernel, %d by the interface (+%d)",
+                total.kernel_drops,
+                total.interface_drops,
+                total.drops - self.logged_counters.drops,
+                extra=fields(
+                    kernel_drops=total.kernel_drops, interface_drops=total.interface_drops
+                ),
+            )
+        self.logged_counters = total
+
+    def state(self) -> dict[str, Any]:
+        t = self.proc
+        files = [w for w, _p in list_work(self.spool.work) if t and w.generation == t.generation]
+        total = self.live_counters()
+        return {
+            "state": self.state_name,
+            "tcpdump_pid": t.pid if t and t.alive() else None,
+            "generation": t.generation if t else None,
+            "interface": self.cfg.capture.interface,
+            "filter": self.effective_filter,
+            "active_file": files[-1].format() if files else None,
+            "active_since": files[-1].opened.timestamp() if files else None,
+            **self.n,
+            "last_handoff": self.last_handoff,
+            "packets_captured": total.captured,
+            "packets_received": total.received,
+            "kernel_drops": total.kernel_drops,
+            "interface_drops": total.interface_drops,
+            "drop_rate": self.drop_rate,
+            "paused": self.paused,
+            "last_error": self.last_error,
+            "budget": self.usage.as_dict() if self.usage else None,
+        }
+
+    def status_line(self) -> str:
+        total = self.live_counters()
+        pct = f"{100 * self.usage.used_bytes / self.usage.max_bytes:.0f}%" if self.usage else "?"
+        return (
+            f"{self.state_name} on {self.cfg.capture.interface}: "
+            f"{self.n['handed_off_files']} files handed off, {total.kernel_drops} kernel drops, "
+            f"spool {pct} of budget"
+        )
+
+    def publish(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_state_write < 1.0:
+            return
+        self.last_state_write = now
+        try:
+            write_state(self.spool.state / "capture.json", self.state())
+        except OSError as e:
+            log.error("cannot write the state file: %s", e)
+        self.notifier.status(self.status_line())
+
+    # ------------------------------------------------------------------ reload
+    def reload(self) -> None:
+        self.notifier.reloading()
+        try:
+            new = load_config(self.config_path)
+            if new.spool.directory != self.cfg.spool.directory:
+                log.error(
+                    "reload: spool.directory cannot change while running (restart the "
+                    "service); keeping %s",
+                    self.cfg.spool.directory,
+                )
+                new = new.model_copy(
+                    update={
+                        "spool": new.spool.model_copy(
+                            update={"directory": self.cfg.spool.directory}
+                        )
+                    }
+                )
+            uid = layout.resolve_user(new.capture.user)
+            effective = self.compute_filter(new)
+            self.validate(new, effective)
+        except ConfigError as e:
+            for line in e.problems:
+                log.error("reload rejected, keeping the running configuration: %s", line)
+            self.last_error = f"reload rejected: {e.problems[0]}"
+            self.notifier.ready(self.status_line())
+            return
+        old = self.cfg
+        changed = new.capture != old.capture or effective != self.effective_filter
+        logging.getLogger().setLevel(new.log.level.upper())
+        if new.spool.group != old.spool.group or uid != self.tcpdump_uid:
+            self.gid = layout.resolve_group(new.spool.group)
+            self.tcpdump_uid = uid
+            layout.prepare(self.spool, uid, self.gid)
+        self.cfg = new
+        assert self.handoff is not None
+        self.handoff.gid = self.gid
+        self.handoff.host = local_hostname(new.capture.hostname)
+        if changed:
+            self.effective_filter = effective
+            if self.proc and self.proc.alive() and new.capture.interface == self.proc.iface:
+                self.switch(new, "reload")
+            else:
+                self.stop_capture(drain=True)
+                self.next_start = 0.0
+                self.waiting_logged = False
+                self.start_capture()
+        log.info(
+            "configuration reloaded%s",
+            "" if changed else " (capture unchanged)",
+            extra=fields(interface=new.capture.interface, filter=effective),
+        )
+        self.enforce_budget()
+        self.notifier.ready(self.status_line())
+
+    # ------------------------------------------------------------------ start/stop
+    def stop_orphans(self) -> None:
+        """Stop tcpdumps a crashed supervisor left running (PR_SET_PDEATHSIG does not
+        survive tcpdump's setuid); they write into our work/, so they must end first."""
+        assert self.persistent is not None
+        for pid in self.persistent.tcpdump_pids:
+            if not _is_our_tcpdump(pid, self.spool.work):
+                continue
+            log.warning(
+                "stopping tcpdump %d left running by a previous rollcap capture",
+                pid,
+                extra=fields(tcpdump_pid=pid),
+            )
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while _is_our_tcpdump(pid, self.spool.work) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _is_our_tcpdump(pid, self.spool.work):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                time.sleep(0.5)
+        self.persistent.tcpdump_pids = []
+        self.persistent.save()
+
+    def remove_stale_temps(self) -> None:
+        """Overlap sidecars and strip temp files of generations already handed off."""
+        for p in self.spool.work.glob(".*"):
+            if p.is_file() and (p.name.startswith(".overlap-") or p.name.endswith(".strip")):
+                log.info("removing stale %s", p.name, extra=fields(file=p.name))
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+
+    def run(self) -> int:
+        self.effective_filter = self.compute_filter(self.cfg)
+        self.validate(self.cfg, self.effective_filter)
+        layout.prepare(self.spool, self.tcpdump_uid, self.gid)
+        self.persistent = Persistent.load(self.spool)
+        self.handoff = Handoff(
+            self.spool, self.persistent, local_hostname(self.cfg.capture.hostname), self.gid
+        )
+        self._install_signals()
+        observer = Observer()
+        observer.schedule(
+            _WakeHandler(self.wake),
+            str(self.spool.work),
+            event_filter=[FileCreatedEvent, FileMovedEvent],
+        )
+        observer.start()
+        try:
+            self.stop_orphans()
+            self.process_work()  # leftovers all belong to dead generations
+            self.remove_stale_temps()
+            self.enforce_budget()
+            self.start_capture()
+            self.notifier.ready(self.status_line())
+            self.publish(force=True)
+            self._loop()
+            # no more wake-ups needed; stopping it first keeps its thread quiet
+            observer.stop()
+            observer.join(5)
+            self.shutdown()
+        finally:
+            if observer.is_alive():
+                observer.stop()
+                observer.join(5)
+            if self.proc and self.proc.alive():  # an exception escaped: never leave it behind
+                self.proc.stop()
+        return 0
+
+    def _loop(self) -> None:
+        sel = selectors.DefaultSelector()
+        sel.register(self._wake_r, selectors.EVENT_READ)
+        left: float | None = None
+        while not self.stop_flag:
+            timeout = TICK if left is None else max(0.05, min(TICK, left))
+            sel.select(timeout)
+            self._drain_wake()
+            if self.stop_flag:
+                break
+            if self.reload_flag:
+                self.reload_flag = False
+                self.reload()
+            self.check_exit()
+            self.process_work()
+            left = self.check_quiet()
+            if self.proc and time.monotonic() - self.proc.started_mono >= HEALTHY_RESET:
+                self.backoff = 1.0
+            self.stats()
+            self.enforce_budget()
+            self.start_capture()
+            p = self.proc
+            if p and p.alive() and self.state_name != "capturing" and p.listening.is_set():
+                self.state_name = "capturing"
+                self.waiting_logged = False
+            if self.paused:
+                self.state_name = "paused"
+            self.publish()
+            self.notifier.watchdog()
+
+    def shutdown(self) -> None:
+        self.notifier.stopping()
+        self.state_name = "stopping"
+        self.publish(force=True)
+        self.stop_capture(drain=True)
+        self.process_work()
+        self.enforce_budget()
+        self.state_name = "stopped"
+        self.publish(force=True)
+        log.info(
+            "stopped: %d files handed off",
+            self.n["handed_off_files"],
+            extra=fields(handed_off_files=self.n["handed_off_files"]),
+        )
+
+
+def _is_our_tcpdump(pid: int, work_dir: Path) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+        return False  # a zombie waiting for its reaper has closed its files
+    return str(work_dir).encode() in cmdline and b"tcpdump" in cmdline
+
+
+def run(config_path: str) -> int:
+    cfg = load_config(config_path)
+    setup_logging(cfg.log.level, "rollcap-capture")
+    os.umask(0o027)
+    return Supervisor(config_path, cfg).run()

@@ -1,0 +1,116 @@
+"""One running tcpdump: its stderr goes to the journal line by line, its counters
+are parsed as they are printed."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+
+from rollcap.capture.command import TCPDUMP_ENV
+from rollcap.capture.counters import Counters, parse_counters
+from rollcap.journal import fields
+
+log = logging.getLogger("rollcap.capture.tcpdump")
+
+
+class Tcpdump:
+    def __init__(
+        self, argv: list[str], generation: int, iface: str, wake: Callable[[], None]
+    ) -> None:
+        self.argv = argv
+        self.generation = generation
+        self.iface = iface
+        self._wake = wake
+        self.listening = threading.Event()
+        self.listening_at: float | None = None  # wall clock, comparable with pcap times
+        self.counters = Counters()
+        self.counters_seen = threading.Event()
+        self.last_lines: list[str] = []
+        self.stop_requested = False
+        self.started_mono = time.monotonic()
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=TCPDUMP_ENV,
+            umask=0o007,
+            start_new_session=True,  # a terminal's ^C must not reach tcpdump first
+            close_fds=True,
+        )
+        self.pid = self.proc.pid
+        self._reader = threading.Thread(
+            target=self._read_stderr, name=f"tcpdump-{self.pid}", daemon=True
+        )
+        self._reader.start()
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if not line:
+                continue
+            self.last_lines = [*self.last_lines[-4:], line]
+            values = parse_counters(line)
+            if values:
+                self.counters.update(values)
+                self.counters_seen.set()
+                log.debug(
+                    "%s",
+                    line,
+                    extra=fields(tcpdump_pid=self.pid, generation=self.generation),
+                )
+            else:
+                if "listening on" in line and not self.listening.is_set():
+                    self.listening_at = time.time()
+                    self.listening.set()
+                log.info(
+                    "%s",
+                    line,
+                    extra=fields(tcpdump_pid=self.pid, generation=self.generation),
+                )
+        self._wake()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def request_counters(self) -> None:
+        """SIGUSR1 prints the counters; only once tcpdump has installed its handler."""
+        if self.listening.is_set():
+            self.signal(signal.SIGUSR1)
+
+    def wait_listening(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.listening.wait(0.1):
+                return True
+            if not self.alive():
+                return False
+        return self.listening.is_set()
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM, wait (SIGKILL after timeout); the exit status."""
+        self.stop_requested = True
+        self.signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("tcpdump %d ignored SIGTERM for %.0f s; killing it", self.pid, timeout)
+            self.proc.kill()
+            rc = self.proc.wait()
+        self._reader.join(2.0)  # the exit counters are the last lines
+        return rc
+
+    def exit_message(self) -> str:
+        return " / ".join(ln for ln in self.last_lines if not parse_counters(ln)) or "no message"

@@ -1,0 +1,218 @@
+"""One file's way out: vet, compress, check the key, upload, verify, delete.
+
+Runs in a worker thread; returns an Outcome and never raises for anything a
+file or the destination can do. The main loop decides about retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from rollcap import __version__
+from rollcap.config.schema import RollcapConfig
+from rollcap.errors import ConfigError
+from rollcap.keys import KeyFields, render_key
+from rollcap.offload.compress import Cancelled, Compressed, compress_fd
+from rollcap.offload.quarantine import quarantine
+from rollcap.offload.vet import Opened, Refused, Vanished, open_ready
+from rollcap.spool import Spool
+from rollcap.storage.base import (
+    META,
+    ObjectExistsError,
+    Storage,
+    StorageError,
+    VerificationError,
+)
+
+MAX_FILTER_META = 1000  # S3 user metadata is limited to 2 KB in total
+
+
+@dataclass
+class Outcome:
+    name: str
+    # uploaded | exists | quarantined | dropped | ignored | failed | cancelled
+    kind: str
+    key: str = ""
+    bytes_in: int = 0
+    bytes_out: int = 0
+    seconds: float = 0.0
+    compress_seconds: float = 0.0
+    packets: int = 0
+    message: str = ""
+    dest_error: StorageError | None = None  # the destination failed, not the file
+    removed_by_capture: bool = False  # gone from ready/ before we deleted it
+
+
+def object_metadata(cfg: RollcapConfig, opened: Opened, c: Compressed) -> dict[str, str]:
+    flt = quote(cfg.capture.filter, safe="")
+    if len(flt) > MAX_FILTER_META:
+        flt = flt[: MAX_FILTER_META - 3] + "..."
+    return {
+        META["first_ts"]: "" if c.first_ts is None else f"{c.first_ts:.6f}",
+        META["last_ts"]: "" if c.last_ts is None else f"{c.last_ts:.6f}",
+        META["packets"]: str(c.packets),
+        META["pcap_bytes"]: str(c.pcap_bytes),
+        META["pcap_sha256"]: c.pcap_sha256,
+        META["linktype"]: str(c.linktype),
+        META["host"]: opened.name.host,
+        META["iface"]: opened.name.iface,
+        META["filter"]: flt,
+        META["compression"]: cfg.offload.compression,
+        META["version"]: __version__,
+    }
+
+
+class OrderedSlots:
+    """A semaphore that hands free slots to the smallest waiting key (the oldest
+    file), not to whichever thread wins the race; gives up when stop is set."""
+
+    def __init__(self, slots: int, stop: threading.Event) -> None:
+        self._free = slots
+        self._stop = stop
+        self._cv = threading.Condition()
+        self._waiting: set[str] = set()
+
+    @contextlib.contextmanager
+    def slot(self, key: str) -> Iterator[None]:
+        with self._cv:
+            self._waiting.add(key)
+            try:
+                while not (self._free > 0 and key == min(self._waiting)):
+                    if self._stop.is_set():
+                        raise Cancelled()
+                    self._cv.wait(1.0)  # stop is checked at least once a second
+            finally:
+                self._waiting.discard(key)
+            self._free -= 1
+            self._cv.notify_all()  # the next smallest may take another free slot
+        try:
+            yield
+        finally:
+            with self._cv:
+                self._free += 1
+                self._cv.notify_all()
+
+
+class Pipeline:
+    def __init__(
+        self, cfg: RollcapConfig, spool: Spool, storage: Storage, owners: set[int],
+        stop: threading.Event,
+    ) -> None:  # fmt: skip
+        self.cfg = cfg
+        self.spool = spool
+        self.storage = storage
+        self.owners = owners
+        self.stop = stop
+        # Compress at most one file per core; the other workers upload meanwhile,
+        # so the first upload starts after one file, not after a whole wave.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        self.compress_slots = OrderedSlots(max(1, min(cfg.offload.concurrency, cores)), stop)
+
+    def key_for(self, opened: Opened) -> str:
+        n = opened.name
+        fields = KeyFields(
+            prefix=self.storage.key_prefix, host=n.host, iface=n.iface, start=n.start,
+            seq=n.seq, ext=self.cfg.offload.extension,
+        )  # fmt: skip
+        return render_key(self.cfg.offload.key_template, fields)
+
+    def quarantine(self, name: str, reason: str) -> Outcome:
+        try:
+            quarantine(self.spool.ready / name, self.spool.quarantine, reason)
+        except FileNotFoundError:
+            return Outcome(name, "dropped", message=reason)
+        except OSError as e:
+            return Outcome(name, "ignored", message=f"{reason}; cannot quarantine it: {e}")
+        return Outcome(name, "quarantined", message=reason)
+
+    def process(self, name: str, progress: Callable[[int], None] | None = None) -> Outcome:
+        t0 = time.monotonic()
+        path = self.spool.ready / name
+        try:
+            opened = open_ready(path, self.owners)
+        except Refused as e:
+            return self.quarantine(name, str(e))
+        except Vanished:
+            return Outcome(name, "dropped")
+        except OSError as e:
+            return Outcome(name, "failed", message=f"cannot open {path}: {e}")
+        try:
+            try:
+                key = self.key_for(opened)
+            except ConfigError as e:
+                return self.quarantine(name, f"no valid object key: {e}")
+            with self.compress_slots.slot(name):
+                comp = compress_fd(
+                    opened.fd, opened.header, opened.header_bytes, self.spool.tmp, name,
+                    self.cfg.offload.compression, self.cfg.offload.compression_level,
+                    self.stop, progress,
+                )  # fmt: skip
+        except Cancelled:
+            return Outcome(name, "cancelled")
+        except OSError as e:
+            return Outcome(name, "failed", message=f"compressing {name}: {e}")
+        finally:
+            opened.close()
+        compressed_at = time.monotonic()
+        try:
+            out = self._store(name, path, opened, key, comp, t0)
+            out.compress_seconds = compressed_at - t0
+            return out
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                comp.path.unlink()
+
+    def _store(
+        self, name: str, path: Path, opened: Opened, key: str, comp: Compressed, t0: float
+    ) -> Outcome:
+        out = Outcome(
+            name, "uploaded", key=key, bytes_in=comp.pcap_bytes, bytes_out=comp.size,
+            packets=comp.packets,
+        )  # fmt: skip
+        try:
+            existing = self.storage.head(key)
+            if existing is not None:
+                same = existing.sha256 == comp.sha256 or (
+                    existing.metadata.get(META["pcap_sha256"]) == comp.pcap_sha256
+                )
+                if not same:
+                    return self.quarantine(
+                        name,
+                        f"{key} already exists at {self.storage.describe()} with different "
+                        f"content (sha256 {existing.sha256 or 'unknown'}); never overwritten",
+                    )
+                out.kind = "exists"  # uploaded before a crash, not yet deleted
+            else:
+                meta = object_metadata(self.cfg, opened, comp)
+                self.storage.put_file(
+                    comp.path, key, size=comp.size, sha256=comp.sha256, metadata=meta
+                )
+        except VerificationError as e:
+            return Outcome(name, "failed", key=key, message=str(e))
+        except ObjectExistsError as e:
+            return Outcome(name, "failed", key=key, message=str(e))  # next attempt HEADs
+        except StorageError as e:
+            if self.stop.is_set():
+                return Outcome(name, "cancelled")
+            return Outcome(name, "failed", key=key, message=str(e), dest_error=e)
+        out.seconds = time.monotonic() - t0
+        # verified: now, and only now, the local copy may go
+        try:
+            st = os.lstat(path)
+            if (st.st_dev, st.st_ino) == (opened.st.st_dev, opened.st.st_ino):
+                os.unlink(path)
+            else:
+                out.removed_by_capture = True
+        except FileNotFoundError:
+            out.removed_by_capture = True  # dropped by capture while we uploaded it
+        except OSError as e:
+            out.kind = "ignored"
+            out.message = f"stored as {key} but cannot delete {path}: {e}"
+        return out

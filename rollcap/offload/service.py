@@ -1,0 +1,480 @@
+"""`rollcap offload`: move finished captures from ready/ to the destination.
+
+One main thread owns all bookkeeping (what is pending, in flight, backing
+off) and blocks on a single Event with a timeout, so an idle service costs
+nothing. The watchdog observer and the worker threads only set that Event.
+Workers (offload.concurrency) run rollcap.offload.pipeline, oldest file first.
+
+Failures: a file-level failure backs off that file alone; a destination-level
+one (connection, 5xx, credentials, bucket) stops new work until the
+destination's own backoff expires, then one file probes it. Credentials,
+bucket and permission errors are logged once (per distinct error) and retried
+at the cap; files stay in the spool until they are stored and verified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import signal
+import string
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from rollcap.config import load_config
+from rollcap.config.schema import RollcapConfig
+from rollcap.errors import RollcapError
+from rollcap.journal import fields, setup_logging
+from rollcap.naming import ReadyName, local_hostname
+from rollcap.notify import Notifier
+from rollcap.offload.backoff import Backoff
+from rollcap.offload.compress import clean_tmp
+from rollcap.offload.discovery import ReadyWatcher, scan
+from rollcap.offload.pipeline import Outcome, Pipeline
+from rollcap.offload.vet import expected_owners
+from rollcap.spool import Spool
+from rollcap.state import write_state
+from rollcap.storage import Storage, StorageError, open_storage
+
+log = logging.getLogger("rollcap.offload")
+
+STALL_SECONDS = 600  # an in-flight file without progress this long means "stuck"
+STATUS_SECONDS = 5.0
+RATE_WINDOW = 60.0
+
+
+@dataclass
+class Entry:
+    name: str
+    size: int
+    attempt: int = 0  # attempts so far
+    not_before: float = 0.0  # monotonic time of the next attempt
+    last_error: str = ""
+
+
+@dataclass
+class InFlight:
+    entry: Entry
+    future: Future[Outcome]
+    started: float
+    progress_at: float
+
+
+@dataclass
+class Counters:
+    uploaded_files: int = 0
+    uploaded_bytes_in: int = 0
+    uploaded_bytes_out: int = 0
+    quarantined: int = 0
+    dropped_by_capture: int = 0
+    last_upload: dict[str, Any] | None = None
+    recent: deque[tuple[float, int]] = field(default_factory=deque)  # (monotonic, bytes_in)
+
+
+def host_key_matcher(template: str, prefix: str, hosts: set[str]) -> Callable[[str], bool]:
+    """True for keys this template renders for one of hosts (any time, iface, seq)."""
+    parts = []
+    for literal, name, _spec, _conv in string.Formatter().parse(template):
+        parts.append(re.escape(literal))
+        if name == "prefix":
+            parts.append(re.escape(prefix))
+        elif name == "host":
+            parts.append("(?:" + "|".join(re.escape(h) for h in sorted(hosts)) + ")")
+        elif name is not None:
+            parts.append(".+?")
+    rx = re.compile("".join(parts) + r"\Z")
+
+    def ours(key: str) -> bool:
+        return bool(rx.match(key if prefix else "/" + key))
+
+    return ours
+
+
+class OffloadService:
+    def __init__(self, cfg: RollcapConfig, storage: Storage, notifier: Notifier) -> None:
+        self.cfg = cfg
+        self.oc = cfg.offload
+        self.spool = Spool.at(cfg.spool.directory)
+        self.storage = storage
+        self.notifier = notifier
+        self.stop = threading.Event()
+        self.wake = threading.Event()
+        self.pending: dict[str, Entry] = {}
+        self.in_flight: dict[str, InFlight] = {}
+        self.ignored: set[str] = set()  # refused but could not be moved: logged once
+        self.counters = Counters()
+        self.dest = Backoff(self.oc.retry_max_seconds)
+        self.dest_down_until = 0.0
+        self.dest_error: StorageError | None = None
+        self.last_error = ""
+        self.state = "starting"
+        self.pipeline = Pipeline(
+            cfg, self.spool, storage, expected_owners(cfg.capture.user), self.stop
+        )
+        self.executor = ThreadPoolExecutor(self.oc.concurrency, thread_name_prefix="offload")
+        self.watcher = ReadyWatcher(self.spool.ready, self.wake)
+        self._progress_lock = threading.Lock()
+        self._progress: dict[str, float] = {}
+        wd = os.environ.get("WATCHDOG_USEC", "")
+        self.watchdog_every = int(wd) / 2e6 if wd.isdigit() and int(wd) else 10.0
+
+    # -- start -------------------------------------------------------------
+
+    def prepare(self) -> None:
+        for d in (self.spool.ready, self.spool.quarantine, self.spool.tmp, self.spool.state):
+            try:
+                d.mkdir(mode=0o770, parents=True, exist_ok=True)
+            except OSError as e:
+                raise RollcapError(f"spool directory {d}: {e.strerror}") from None
+        for name in clean_tmp(self.spool.tmp):
+            log.info("removed stale temp file %s", name, extra=fields(file=name))
+        self.watcher.start()  # before the scan: nothing can fall between the two
+
+    def _check_destination(self) -> bool:
+        """At start and when a destination error clears; also aborts stale uploads."""
+        try:
+            self.storage.check()
+            hosts = {local_hostname(self.cfg.capture.hostname)}
+            hosts |= {n.host for n in map(ReadyName.parse, self.pending) if n is not None}
+            ours = host_key_matcher(self.oc.key_template, self.storage.key_prefix, hosts)
+            for key in self.storage.cleanup_incomplete(ours):
+                log.info(
+                    "removed an incomplete upload of %s left by an earlier run",
+                    key,
+                    extra=fields(key=key, destination=self.storage.describe()),
+                )
+        except StorageError as e:
+            self._dest_failed(e)
+            return False
+        if self.dest_error is not None:
+            log.info(
+                "destination %s works again", self.storage.describe(),
+                extra=fields(destination=self.storage.describe()),
+            )  # fmt: skip
+            self.dest_error = None
+            self.dest.reset()
+            self.last_error = ""
+            now = time.monotonic()
+            for entry in self.pending.values():
+                entry.not_before = min(entry.not_before, now)
+        return True
+
+    # -- the loop ----------------------------------------------------------
+
+    def run(self) -> int:
+        self.prepare()
+        self.rescan()
+        next_rescan = time.monotonic() + self.oc.rescan_seconds
+        self._check_destination()
+        self.state = "running"
+        self.notifier.ready(self.status_text())
+        log.info(
+            "offload started: %d files waiting, destination %s",
+            len(self.pending),
+            self.storage.describe(),
+            extra=fields(destination=self.storage.describe(), backlog_files=len(self.pending)),
+        )
+        next_status = 0.0
+        next_watchdog = 0.0
+        while not self.stop.is_set():
+            now = time.monotonic()
+            self._collect()
+            for name in self.watcher.take_hints():
+                self._notice(name)
+            if now >= next_rescan:
+                self.rescan()
+                next_rescan = now + self.oc.rescan_seconds
+            self._dispatch(now)
+            if now >= next_status:
+                self._publish()
+                next_status = now + STATUS_SECONDS
+            if now >= next_watchdog and not self._stuck(now):
+                self.notifier.watchdog()
+                next_watchdog = now + self.watchdog_every
+            timeout = (
+                min(next_rescan, next_status, next_watchdog, self._next_due(now)) - time.monotonic()
+            )
+            self.wake.wait(max(0.05, timeout))
+            self.wake.clear()
+        return self.shutdown()
+
+    def request_stop(self) -> None:
+        self.stop.set()
+        self.wake.set()
+
+    def shutdown(self) -> int:
+        self.state = "stopping"
+        self.notifier.stopping()
+        self.watcher.stop()
+        self.storage.close()  # cancels transfers; s3transfer aborts their multipart uploads
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        self._collect()
+        self.state = "stopped"
+        self._publish()
+        log.info("offload stopped: %d files left in the spool", len(self.pending))
+        return 0
+
+    # -- bookkeeping ------------------------------------------------------
+
+    def _notice(self, name: str, size: int | None = None) -> None:
+        if name in self.pending or name in self.ignored:
+            return
+        if size is None:
+            try:
+                size = os.lstat(self.spool.ready / name).st_size
+            except FileNotFoundError:
+                return
+        self.pending[name] = Entry(name, size)
+        self.wake.set()
+
+    def rescan(self) -> None:
+        try:
+            found = scan(self.spool.ready)
+        except OSError as e:
+            self._note_error(f"cannot list {self.spool.ready}: {e.strerror}")
+            return
+        for name, size in found.items():
+            self._notice(name, size)
+        for name in list(self.pending):
+            if name not in found and name not in self.in_flight:
+                self._dropped(self.pending.pop(name))
+        self.ignored &= set(found)
+
+    def _dropped(self, entry: Entry) -> None:
+        self.counters.dropped_by_capture += 1
+        log.warning(
+            "%s was dropped by capture (spool budget) before it could be uploaded",
+            entry.name,
+            extra=fields(file=entry.name, bytes=entry.size),
+        )
+
+    def _dest_ok(self, now: float) -> bool:
+        return self.dest_error is None or now >= self.dest_down_until
+
+    def _dispatch(self, now: float) -> None:
+        limit = self.oc.concurrency
+        if self.dest_error is not None:
+            if now < self.dest_down_until or self.in_flight:
+                return
+            if not self._check_destination():  # cheap probe; also clears the error
+                return
+        if len(self.in_flight) >= limit:
+            return
+        for name in sorted(self.pending):  # ReadyName order = time order
+            if len(self.in_flight) >= limit:
+                break
+            entry = self.pending[name]
+            if name in self.in_flight or entry.not_before > now:
+                continue
+            entry.attempt += 1
+            self._progress[name] = now
+            fut = self.executor.submit(self.pipeline.process, name, self._progress_cb(name))
+            fut.add_done_callback(lambda _f: self.wake.set())
+            self.in_flight[name] = InFlight(entry, fut, now, now)
+
+    def _progress_cb(self, name: str) -> Callable[[int], None]:
+        def cb(_n: int) -> None:
+            with self._progress_lock:
+                self._progress[name] = time.monotonic()
+
+        return cb
+
+    def _stuck(self, now: float) -> bool:
+        with self._progress_lock:
+            return any(now - self._progress.get(n, now) > STALL_SECONDS for n in self.in_flight)
+
+    def _next_due(self, now: float) -> float:
+        due = now + 3600.0
+        if self.dest_error is not None:
+            due = min(due, self.dest_down_until)
+        for name, e in self.pending.items():
+            if name not in self.in_flight and e.not_before > now:
+                due = min(due, e.not_before)
+        return due
+
+    def _collect(self) -> None:
+        for name, fl in list(self.in_flight.items()):
+            if not fl.future.done():
+                continue
+            del self.in_flight[name]
+            with self._progress_lock:
+                self._progress.pop(name, None)
+            try:
+                out = fl.future.result()
+            except Exception as e:  # a bug: keep the file, back off, say so
+                log.exception("unexpected error processing %s", name)
+                out = Outcome(name, "failed", message=f"internal error: {e!r}")
+            self._handle(fl.entry, out)
+
+    def _handle(self, entry: Entry, out: Outcome) -> None:
+        name = entry.name
+        now = time.monotonic()
+        kind = out.kind
+        if kind == "cancelled":
+            entry.attempt -= 1
+            return
+        if kind == "failed":
+            entry.last_error = out.message
+            if out.dest_error is not None:
+                self._dest_failed(out.dest_error)
+                entry.not_before = self.dest_down_until
+            else:
+                delay = Backoff(self.oc.retry_max_seconds).delay(entry.attempt)
+                entry.not_before = now + delay
+                self._note_error(out.message)
+                log.warning(
+                    "%s: attempt %d failed, retrying in %.0f s: %s",
+                    name, entry.attempt, delay, out.message,
+                    extra=fields(file=name, key=out.key or None, attempt=entry.attempt),
+                )  # fmt: skip
+            return
+        self.pending.pop(name, None)
+        if kind in ("uploaded", "exists"):
+            self._uploaded(entry, out)
+        elif kind == "quarantined":
+            self.counters.quarantined += 1
+            log.warning(
+                "%s moved to quarantine: %s", name, out.message,
+                extra=fields(file=name, reason=out.message),
+            )  # fmt: skip
+        elif kind == "dropped":
+            self._dropped(entry)
+        elif kind == "ignored":
+            self.ignored.add(name)
+            self._note_error(out.message)
+            log.error("%s: %s", name, out.message, extra=fields(file=name))
+
+    def _uploaded(self, entry: Entry, out: Outcome) -> None:
+        c = self.counters
+        dest = self.storage.describe()
+        if out.kind == "exists":
+            log.info(
+                "%s was already stored as %s (earlier run); local copy removed",
+                entry.name, out.key, extra=fields(file=entry.name, key=out.key, destination=dest),
+            )  # fmt: skip
+        else:
+            c.uploaded_files += 1
+            c.uploaded_bytes_in += out.bytes_in
+            c.uploaded_bytes_out += out.bytes_out
+            c.recent.append((time.monotonic(), out.bytes_in))
+            log.info(
+                "uploaded %s as %s: %d -> %d bytes in %.2f s",
+                entry.name, out.key, out.bytes_in, out.bytes_out, out.seconds,
+                extra=fields(
+                    file=entry.name, key=out.key, bytes_in=out.bytes_in, bytes_out=out.bytes_out,
+                    seconds=round(out.seconds, 3), attempt=entry.attempt, packets=out.packets,
+                    compress_seconds=round(out.compress_seconds, 3),
+                    destination=dest,
+                ),
+            )  # fmt: skip
+        c.last_upload = {
+            "file": entry.name,
+            "key": out.key,
+            "at": time.time(),
+            "seconds": round(out.seconds, 3),
+        }
+        if out.removed_by_capture:
+            log.info(
+                "%s was removed from the spool by capture while it was being uploaded; "
+                "the upload had read all of it",
+                entry.name, extra=fields(file=entry.name),
+            )  # fmt: skip
+
+    def _dest_failed(self, e: StorageError) -> None:
+        now = time.monotonic()
+        first = self.dest_error is None or (self.dest_error.code, self.dest_error.permanent) != (
+            e.code,
+            e.permanent,
+        )
+        delay = self.dest.cap if e.permanent else self.dest.next_delay()
+        self.dest_down_until = now + delay
+        self.dest_error = e
+        self._note_error(str(e))
+        # Reschedule everyone behind the destination's backoff.
+        for name, entry in self.pending.items():
+            if name not in self.in_flight:
+                entry.not_before = max(entry.not_before, self.dest_down_until)
+        if first:
+            log.error(
+                "destination %s failed: %s; %d files kept in the spool, retrying every "
+                "%s s at most",
+                self.storage.describe(), e, len(self.pending),
+                self.oc.retry_max_seconds if e.permanent else "few",
+                extra=fields(destination=self.storage.describe(), error_code=e.code),
+            )  # fmt: skip
+
+    def _note_error(self, msg: str) -> None:
+        self.last_error = msg
+
+    # -- status ------------------------------------------------------------
+
+    def backlog(self) -> tuple[int, int]:
+        return len(self.pending), sum(e.size for e in self.pending.values())
+
+    def rate(self) -> float:
+        now = time.monotonic()
+        recent = self.counters.recent
+        while recent and now - recent[0][0] > RATE_WINDOW:
+            recent.popleft()
+        return sum(b for _t, b in recent) / RATE_WINDOW / 1e6
+
+    def status_text(self) -> str:
+        files, nbytes = self.backlog()
+        text = f"backlog {files} files ({nbytes / 1e6:.1f} MB), {self.rate():.1f} MB/s"
+        if self.dest_error is not None:
+            text += f", destination down: {self.dest_error.code or self.dest_error}"
+        elif self.last_error:
+            text += f", last error: {self.last_error[:200]}"
+        return text
+
+    def _publish(self) -> None:
+        files, nbytes = self.backlog()
+        c = self.counters
+        self.notifier.status(self.status_text())
+        data = {
+            "state": self.state if self.dest_error is None else "destination-down",
+            "destination": self.storage.describe(),
+            "backlog_files": files,
+            "backlog_bytes": nbytes,
+            "in_flight": sorted(self.in_flight),
+            "uploaded_files": c.uploaded_files,
+            "uploaded_bytes_in": c.uploaded_bytes_in,
+            "uploaded_bytes_out": c.uploaded_bytes_out,
+            "last_upload": c.last_upload,
+            "last_error": self.last_error,
+            "rate_mb_s": round(self.rate(), 3),
+            "quarantined": c.quarantined,
+            "dropped_by_capture": c.dropped_by_capture,
+        }
+        try:
+            write_state(self.spool.state / "offload.json", data)
+        except OSError as e:
+            log.debug("cannot write the state file: %s", e)
+
+
+def run(config_path: str) -> int:
+    cfg = load_config(config_path)
+    setup_logging(cfg.log.level, "rollcap-offload")
+    try:
+        storage = open_storage(cfg.offload)
+    except StorageError as e:
+        raise RollcapError(str(e)) from None
+    service = OffloadService(cfg, storage, Notifier())
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        service.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with contextlib.suppress(AttributeError):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # no reload: restart to apply config
+    return service.run()

@@ -1,0 +1,292 @@
+"""A local archive directory (``file:///path``): the default destination.
+
+Layout: ``<archive>/<key>`` holds the object's bytes and ``<archive>/<key>.meta.json``
+its metadata (size and the META names). Writes are atomic and durable: the
+sidecar goes in first (temp + fsync + rename), then the data is hard-linked
+from a fsynced temp file (link fails if the key exists, so nothing is ever
+overwritten), then the directory is fsynced. A data file is therefore visible
+only complete and always with its metadata; an orphan sidecar from a crash is
+removed by cleanup_incomplete.
+
+The archive has its own budget (offload.archive_max_megabytes, data plus
+sidecars): after each store the oldest objects (by key, which is time order)
+are removed until it fits, each removal logged, so a default install is a
+self-maintaining ring. The object just stored is never removed.
+"""
+
+from __future__ import annotations
+
+import bisect
+import builtins
+import contextlib
+import errno
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from rollcap.config.schema import OffloadConfig
+from rollcap.journal import fields
+from rollcap.keys import check_key
+from rollcap.storage.base import (
+    META,
+    ObjectExistsError,
+    ObjectInfo,
+    Storage,
+    StorageError,
+    VerificationError,
+)
+
+log = logging.getLogger(__name__)
+
+SIDECAR = ".meta.json"
+TMP_DIR = ".rollcap-tmp"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _oserror(e: OSError, what: str) -> StorageError:
+    code = errno.errorcode.get(e.errno or 0, "OSError")
+    permanent = e.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+    return StorageError(f"{what}: {e.strerror or e}", code=code, permanent=permanent)
+
+
+class LocalStorage(Storage):
+    key_prefix = ""
+
+    def __init__(self, cfg: OffloadConfig) -> None:
+        self.root = Path(cfg.prefix)
+        self.tmp = self.root / TMP_DIR
+        self.budget = cfg.archive_max_megabytes * 1_000_000
+        self._lock = threading.RLock()  # delete() runs under _account()
+        self._index: dict[str, int] | None = None  # key -> bytes (data + sidecar)
+        self._order: list[str] = []  # keys, sorted
+        self._total = 0
+
+    def describe(self) -> str:
+        return f"file://{self.root}"
+
+    def _path(self, key: str) -> Path:
+        try:
+            check_key(key, "")
+        except ValueError as e:
+            raise StorageError(str(e), code="InvalidKey", permanent=True) from None
+        return self.root / key
+
+    def check(self) -> None:
+        try:
+            self.tmp.mkdir(mode=0o750, parents=True, exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=self.tmp, prefix="probe-")  # noqa: SIM115
+            probe.close()
+        except OSError as e:
+            raise _oserror(e, f"archive {self.root}") from None
+
+    # -- writing -----------------------------------------------------------
+
+    def put_file(self, local: Path, key: str, *, size: int, sha256: str,
+                 metadata: dict[str, str]) -> ObjectInfo:  # fmt: skip
+        dest = self._path(key)
+        meta = {**metadata, META["sha256"]: sha256}
+        if dest.exists():
+            raise ObjectExistsError(key)
+        tmp_data = self.tmp / f"{uuid.uuid4().hex}.data"
+        tmp_meta = self.tmp / f"{uuid.uuid4().hex}.meta"
+        try:
+            self.tmp.mkdir(mode=0o750, parents=True, exist_ok=True)
+            dest.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+            try:
+                os.link(local, tmp_data)  # same filesystem: no copy at all
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                    raise
+                shutil.copyfile(local, tmp_data)  # sendfile/copy_file_range in the kernel
+            fd = os.open(tmp_data, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                stored = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+            if stored != size:
+                raise VerificationError(f"{local}: {stored} bytes, expected {size}")
+            body = json.dumps({"key": key, "size": size, "metadata": meta}, sort_keys=True)
+            with open(tmp_meta, "w") as f:
+                f.write(body + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp_meta, self._sidecar(dest))
+            try:
+                os.link(tmp_data, dest)  # fails if the key exists: never overwrite
+            except FileExistsError:
+                raise ObjectExistsError(key) from None
+            _fsync_dir(dest.parent)
+        except OSError as e:
+            raise _oserror(e, f"store {self.root}/{key}") from None
+        finally:
+            for t in (tmp_data, tmp_meta):
+                with contextlib.suppress(FileNotFoundError):
+                    t.unlink()
+        info = self.head(key)
+        if info is None or info.size != size or info.sha256 != sha256:
+            raise VerificationError(f"{self.root}/{key}: stored object does not match")
+        self._account(key, size + len(body) + 1)
+        return info
+
+    @staticmethod
+    def _sidecar(dest: Path) -> Path:
+        return dest.with_name(dest.name + SIDECAR)
+
+    # -- budget ------------------------------------------------------------
+
+    def _load_index(self) -> None:
+        self._index = {}
+        for info in self.list(""):
+            extra = 0
+            with contextlib.suppress(OSError):
+                extra = self._sidecar(self.root / info.key).stat().st_size
+            self._index[info.key] = info.size + extra
+        self._order = sorted(self._index)
+        self._total = sum(self._index.values())
+
+    def _account(self, key: str, nbytes: int) -> None:
+        with self._lock:
+            if self._index is None:
+                self._load_index()  # includes key already
+            else:
+                if key not in self._index:
+                    bisect.insort(self._order, key)
+                    self._total += nbytes
+                self._index[key] = nbytes
+            assert self._index is not None
+            while self._total > self.budget and len(self._order) > 1:
+                victim = self._order[0] if self._order[0] != key else self._order[1]
+                self._order.remove(victim)
+                freed = self._index.pop(victim)
+                self._total -= freed
+                try:
+                    self.delete(victim)
+                except StorageError as e:
+                    log.error("archive budget: cannot remove %s: %s", victim, e)
+                    continue
+                log.info(
+                    "archive over its budget of %d MB: removed the oldest object %s",
+                    self.budget // 1_000_000,
+                    victim,
+                    extra=fields(key=victim, bytes=freed, archive_bytes=self._total),
+                )
+
+    @property
+    def total_bytes(self) -> int:
+        with self._lock:
+            if self._index is None:
+                self._load_index()
+            return self._total
+
+    # -- reading -----------------------------------------------------------
+
+    def head(self, key: str) -> ObjectInfo | None:
+        dest = self._path(key)
+        try:
+            st = os.stat(dest, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise _oserror(e, f"stat {dest}") from None
+        meta: dict[str, str] = {}
+        try:
+            with open(self._sidecar(dest)) as f:
+                raw = json.load(f).get("metadata", {})
+            meta = {str(k): str(v) for k, v in raw.items()}
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, AttributeError) as e:
+            log.warning("unreadable metadata for %s: %s", key, e)
+        return ObjectInfo(key, st.st_size, meta)
+
+    def list(self, prefix: str, with_metadata: bool = False) -> Iterator[ObjectInfo]:
+        keys: list[tuple[str, int]] = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            rel = os.path.relpath(dirpath, self.root)
+            rel = "" if rel == "." else rel + "/"
+            dirnames[:] = [d for d in dirnames if not (rel == "" and d == TMP_DIR)]
+            for name in filenames:
+                key = rel + name
+                if name.endswith(SIDECAR) or not key.startswith(prefix):
+                    continue
+                try:
+                    st = os.stat(os.path.join(dirpath, name), follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # removed meanwhile (budget)
+                keys.append((key, st.st_size))
+        keys.sort()
+        for key, size in keys:
+            if with_metadata:
+                info = self.head(key)
+                if info is not None:
+                    yield info
+            else:
+                yield ObjectInfo(key, size)
+
+    def download(self, key: str, dest: Path) -> None:
+        src = self._path(key)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+        os.close(fd)
+        try:
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dest)
+        except OSError as e:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise _oserror(e, f"read {src}") from None
+
+    def delete(self, key: str) -> None:
+        dest = self._path(key)
+        try:
+            for p in (dest, self._sidecar(dest)):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+            # drop directories the ring emptied (host/YYYY/MM/DD), never the root
+            parent = dest.parent
+            while parent != self.root and self.root in parent.parents:
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
+                parent = parent.parent
+        except OSError as e:
+            raise _oserror(e, f"delete {dest}") from None
+        with self._lock:
+            if self._index is not None and key in self._index:
+                self._total -= self._index.pop(key)
+                self._order.remove(key)
+
+    def cleanup_incomplete(self, ours: Callable[[str], bool]) -> builtins.list[str]:
+        """Remove temp files and sidecars whose data never arrived (crash)."""
+        cleaned: list[str] = []
+        if self.tmp.is_dir():
+            for p in self.tmp.iterdir():
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            rel = os.path.relpath(dirpath, self.root)
+            rel = "" if rel == "." else rel + "/"
+            dirnames[:] = [d for d in dirnames if not (rel == "" and d == TMP_DIR)]
+            for name in filenames:
+                if not name.endswith(SIDECAR):
+                    continue
+                key = rel + name[: -len(SIDECAR)]
+                if ours(key) and not os.path.lexists(os.path.join(dirpath, name[: -len(SIDECAR)])):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(dirpath, name))
+                    cleaned.append(key)
+        return cleaned

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from rollcap.capture.command import (
+    combine_filter,
+    compile_argv,
+    exclusion_clauses,
+    offload_endpoints,
+    tcpdump_argv,
+)
+from rollcap.capture.counters import Counters, drop_rate, parse_counters
+from rollcap.config.load import validate_data
+
+
+def test_user_filter_is_parenthesised_and_anded_with_exclusions() -> None:
+    clauses = exclusion_clauses([("10.0.0.5", 8333), ("::1", 443), ("10.0.0.5", 8333)])
+    assert clauses == [
+        "not (host 10.0.0.5 and tcp port 8333)",
+        "not (host ::1 and tcp port 443)",
+    ]
+    assert combine_filter("tcp or\n udp", clauses) == (
+        "(tcp or udp) and not (host 10.0.0.5 and tcp port 8333) and not (host ::1 and tcp port 443)"
+    )
+    assert combine_filter("", clauses[:1]) == "not (host 10.0.0.5 and tcp port 8333)"
+    assert combine_filter("  ", []) == ""
+    assert combine_filter("icmp", []) == "(icmp)"
+
+
+def test_offload_endpoints() -> None:
+    cfg = validate_data(
+        {"offload": {"destination": "s3://bkt1/p", "endpoint_url": "http://127.0.0.1:8333"}}
+    )
+    assert [(e.host, e.port) for e in offload_endpoints(cfg.offload)] == [("127.0.0.1", 8333)]
+    cfg = validate_data({"offload": {"destination": "s3://bkt1/p", "endpoint_url": "https://s3.x"}})
+    assert [(e.host, e.port) for e in offload_endpoints(cfg.offload)] == [("s3.x", 443)]
+    cfg = validate_data({"offload": {"destination": "s3://my-bucket/p", "region": "eu-west-1"}})
+    assert [(e.host, e.port) for e in offload_endpoints(cfg.offload)] == [
+        ("my-bucket.s3.eu-west-1.amazonaws.com", 443),
+        ("s3.eu-west-1.amazonaws.com", 443),
+    ]
+    assert offload_endpoints(validate_data({}).offload) == []  # file:// has no network peer
+
+
+def test_tcpdump_argv_never_needs_a_shell() -> None:
+    cfg = validate_data(
+        {"capture": {"interface": "eth0", "filter": "port 53; rm -rf /", "buffer_kib": 4096}}
+    )
+    argv = tcpdump_argv(cfg.capture, "(port 53; rm -rf /)", Path("/s/work"), 7)
+    assert argv[:2] == ["/usr/bin/tcpdump", "-n"]
+    assert argv[argv.index("-w") + 1] == "/s/work/g000007-%Y%m%dT%H%M%S-eth0.pcap"
+    assert argv[argv.index("-B") + 1] == "4096"
+    assert argv[argv.index("-Z") + 1] == "tcpdump"
+    assert argv[argv.index("--") + 1 :] == ["(port", "53;", "rm", "-rf", "/)"]
+    assert "-B" not in tcpdump_argv(validate_data({}).capture, "", Path("/w"), 1)
+    assert "-z" not in argv and "-U" not in argv
+
+
+def test_filter_of_a_missing_interface_is_compiled_for_ethernet() -> None:
+    cap = validate_data({"capture": {"interface": "rcNoSuch0"}}).capture
+    argv = compile_argv(cap, "tcp")
+    assert argv[argv.index("-y") + 1] == "EN10MB" and "-i" not in argv
+
+
+def test_counter_lines_of_tcpdump_4_99() -> None:
+    usr1 = (
+        "tcpdump: 5374 packets captured, 5375 packets received by filter, "
+        "1 packet dropped by kernel"
+    )
+    assert parse_counters(usr1) == {"captured": 5374, "received": 5375, "kernel_drops": 1}
+    assert parse_counters("7 packets dropped by interface") == {"interface_drops": 7}
+    assert parse_counters("tcpdump: listening on eth0, link-type EN10MB") == {}
+    c = Counters()
+    c.update(parse_counters(usr1))
+    assert c.drops == 1
+    assert drop_rate(Counters(), Counters(100, 100, 10, 0)) == 0.1
+    assert drop_rate(Counters(100, 100, 10, 0), Counters(100, 100, 10, 0)) == 0.0

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from rollcap.capture.budget import measure, oldest_ready
+from rollcap.capture.handoff import Handoff, Persistent
+from rollcap.capture.names import WorkName
+from rollcap.capture.overlap import sidecar_path, tail_since, write_sidecar
+from rollcap.naming import ReadyName
+from rollcap.pcapfile import scan
+from rollcap.spool import Spool
+from tests.unit.capture_pcaps import HEADER, packets, write_pcap
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Spool:
+    s = Spool.at(tmp_path / "spool")
+    for d in [s.root, *s.all_dirs()]:
+        d.mkdir(exist_ok=True)
+    return s
+
+
+def _handoff(spool: Spool) -> Handoff:
+    return Handoff(spool, Persistent.load(spool), "host1", os.getegid())
+
+
+def test_cut_off_record_is_repaired_and_named(spool: Spool) -> None:
+    name = "g000003-20261126T120000-eth0.pcap"
+    path = write_pcap(spool.work / name, packets(10), tail=b"\x01\x02\x03\x04\x05")
+    r = _handoff(spool).hand_off(WorkName.parse(name), path)  # type: ignore[arg-type]
+    assert r.name == "20261126T120000Z-000001_host1_eth0.pcap"
+    assert r.packets == 10 and r.repaired_bytes == 5
+    ready = spool.ready / r.name
+    assert not path.exists() and not scan(ready).truncated
+    assert stat.S_IMODE(ready.stat().st_mode) == 0o640
+    parsed = ReadyName.parse(r.name)
+    assert parsed is not None and parsed.seq == 1
+
+
+def test_header_only_and_empty_files_are_discarded(spool: Spool) -> None:
+    h = _handoff(spool)
+    for name, content in [
+        ("g000001-20261126T120000-eth0.pcap", HEADER),
+        ("g000002-20261126T120000-eth0.pcap", b""),
+        ("g000003-20261126T120000-eth0.pcap", HEADER + b"\x00" * 7),
+    ]:
+        p = spool.work / name
+        p.write_bytes(content)
+        r = h.hand_off(WorkName.parse(name), p)  # type: ignore[arg-type]
+        assert r.name is None and not p.exists()
+    assert list(spool.ready.iterdir()) == []
+
+
+def test_sequence_survives_a_restart_and_a_lost_counter_file(spool: Spool) -> None:
+    h = _handoff(spool)
+    for i in range(3):
+        name = f"g000001-20261126T12000{i}-eth0.pcap"
+        h.hand_off(WorkName.parse(name), write_pcap(spool.work / name, packets(2)))  # type: ignore[arg-type]
+    (spool.state / "capture-counters.json").unlink()
+    p = Persistent.load(spool)
+    assert p.seq == 3  # recovered from ready/
+    assert p.next_generation() == 1  # work/ is empty; counters restart safely above it
+
+
+def test_overlap_sidecar_strips_the_new_generations_first_file(spool: Spool) -> None:
+    pk = packets(50)
+    old = write_pcap(spool.work / "g000001-20261126T120000-eth0.pcap", pk[:30])
+    new_name = "g000002-20261126T120001-eth0.pcap"
+    write_pcap(spool.work / new_name, pk[20:])
+    write_sidecar(sidecar_path(spool.work, 2), tail_since(old, pk[25][0]))
+    r = _handoff(spool).hand_off(WorkName.parse(new_name), spool.work / new_name)  # type: ignore[arg-type]
+    assert r.stripped == 10 and r.packets == 20
+    assert not sidecar_path(spool.work, 2).exists()
+
+
+def test_budget_counts_every_area_and_drops_oldest_first(spool: Spool) -> None:
+    for i, name in enumerate(
+        [
+            "20261126T120005Z-000002_h_eth0.pcap",
+            "20261126T120000Z-000001_h_eth0.pcap",
+            "20261126T120010Z-000003_h_eth0.pcap",
+        ]
+    ):
+        (spool.ready / name).write_bytes(b"x" * (1000 + i))
+    (spool.ready / "not-ours.txt").write_bytes(b"x" * 10)
+    (spool.work / "g000001-20261126T120000-eth0.pcap").write_bytes(b"x" * 500)
+    (spool.tmp / "t").write_bytes(b"x" * 20)
+    (spool.quarantine / "q").write_bytes(b"x" * 30)
+    u = measure(spool, 10, 0)
+    assert u.used_bytes == 1000 + 1001 + 1002 + 10 + 500 + 20 + 30
+    assert not u.over
+    assert [p.name[:16] for p in oldest_ready(spool)] == [
+        "20261126T120000Z",
+        "20261126T120005Z",
+        "20261126T120010Z",
+    ]

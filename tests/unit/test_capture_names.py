@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from rollcap.capture.names import WorkName, list_work
+
+
+def test_work_files_sort_as_tcpdump_wrote_them(tmp_path: Path) -> None:
+    names = [
+        "g000010-20261126T120000-eth0.pcap10",
+        "g000010-20261126T120000-eth0.pcap",
+        "g000010-20261126T120000-eth0.pcap2",
+        "g000009-20261126T125959-eth0.pcap",
+        "g000010-20261126T121000-eth0.pcap",
+        "g000100-20261126T110000-eth0.pcap",
+        ".overlap-g000010.json",
+        "unrelated.txt",
+    ]
+    for n in names:
+        (tmp_path / n).touch()
+    got = [p.name for _w, p in list_work(tmp_path)]
+    assert got == [
+        "g000009-20261126T125959-eth0.pcap",
+        "g000010-20261126T120000-eth0.pcap",
+        "g000010-20261126T120000-eth0.pcap2",
+        "g000010-20261126T120000-eth0.pcap10",
+        "g000010-20261126T121000-eth0.pcap",
+        "g000100-20261126T110000-eth0.pcap",
+    ]
+
+
+def test_work_name_round_trip_with_odd_interface_names() -> None:
+    for name in ("g000001-20261126T120000-eth0.100.pcap3", "g1234567-20261126T120000-a-b.pcap"):
+        w = WorkName.parse(name)
+        assert w is not None and w.format() == name
+    w = WorkName.parse("g000001-20261126T120000-eth0.100.pcap3")
+    assert w is not None and w.iface == "eth0.100" and w.counter == 3
+    assert WorkName.parse("g000001-20261399T120000-eth0.pcap") is None

@@ -1,0 +1,66 @@
+"""One-pass compression: readable output, correct hashes, bounded temp files."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from rollcap.offload.compress import Cancelled, clean_tmp, compress_fd
+from rollcap.pcapfile import GLOBAL_HEADER_LEN, parse_header, scan
+from tests.support.net import SHARED_PCAPS
+
+SRC = max(SHARED_PCAPS.glob("*.pcap"), key=lambda p: p.stat().st_size)
+
+
+def run(codec: str, tmp_path: Path, level: int = 0, stop: threading.Event | None = None):  # type: ignore[no-untyped-def]
+    fd = os.open(SRC, os.O_RDONLY)
+    try:
+        hb = os.read(fd, GLOBAL_HEADER_LEN)
+        return compress_fd(fd, parse_header(hb), hb, tmp_path, "x", codec, level, stop)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("codec", ["zstd", "gzip", "none"])
+@pytest.mark.parametrize("level", [0, 1])
+def test_roundtrip_and_hashes(codec: str, level: int, tmp_path: Path) -> None:
+    c = run(codec, tmp_path, level)
+    stored = c.path.read_bytes()
+    raw = SRC.read_bytes()
+    if codec == "zstd":
+        back = zstandard.ZstdDecompressor().stream_reader(stored).read()
+    elif codec == "gzip":
+        back = gzip.decompress(stored)
+    else:
+        back = stored
+    assert back == raw
+    assert c.size == len(stored)
+    assert c.sha256 == hashlib.sha256(stored).hexdigest()
+    assert c.pcap_sha256 == hashlib.sha256(raw).hexdigest()
+    assert c.pcap_bytes == len(raw)
+    s = scan(SRC)
+    assert (c.packets, c.first_ts, c.last_ts, c.linktype) == (
+        s.packets, s.first_ts, s.last_ts, s.header.linktype,
+    )  # fmt: skip
+
+
+def test_cancel_removes_the_temp_file(tmp_path: Path) -> None:
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Cancelled):
+        run("zstd", tmp_path, stop=stop)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_clean_tmp_removes_only_our_part_files(tmp_path: Path) -> None:
+    (tmp_path / "a.pcap.1234.part").write_bytes(b"x")
+    (tmp_path / "keep.txt").write_bytes(b"x")
+    (tmp_path / "link.part").symlink_to(tmp_path / "keep.txt")
+    assert clean_tmp(tmp_path) == ["a.pcap.1234.part"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt", "link.part"]

@@ -1,0 +1,60 @@
+"""Backoff, key ownership for cleanup, and the main loop's bookkeeping."""
+
+from __future__ import annotations
+
+import random
+
+from rollcap.config.schema import DEFAULT_KEY_TEMPLATE
+from rollcap.offload.backoff import Backoff
+from rollcap.offload.service import host_key_matcher
+
+
+def test_backoff_grows_jittered_and_capped() -> None:
+    random.seed(1)
+    b = Backoff(cap=300)
+    delays = [b.next_delay() for _ in range(20)]
+    assert 0.5 <= delays[0] <= 1.0
+    assert 4 <= delays[3] <= 8
+    assert all(d <= 300 for d in delays) and delays[-1] >= 150
+    assert len({round(d, 6) for d in delays[-5:]}) == 5  # jittered, not in lockstep
+    b.reset()
+    assert b.next_delay() <= 1.0
+
+
+def test_host_key_matcher_only_matches_this_hosts_keys() -> None:
+    ours = host_key_matcher(DEFAULT_KEY_TEMPLATE, "caps", {"web1"})
+    assert ours("caps/web1/2026/11/26/web1-eth0-20261126T120000Z-000001.pcap.zst")
+    assert not ours("caps/web10/2026/11/26/web10-eth0-20261126T120000Z-000001.pcap.zst")
+    assert not ours("caps/db1/2026/11/26/db1-eth0-20261126T120000Z-000001.pcap.zst")
+    assert not ours("other/web1/2026/11/26/web1-eth0-20261126T120000Z-000001.pcap.zst")
+    local = host_key_matcher(DEFAULT_KEY_TEMPLATE, "", {"web1", "web2"})
+    assert local("web2/2026/11/26/web2-eth0-20261126T120000Z-000001.pcap.zst")
+    assert not local("db/2026/11/26/db-eth0-20261126T120000Z-000001.pcap.zst")
+
+
+def test_a_file_that_vanishes_from_ready_counts_as_dropped_by_capture(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from rollcap.config.load import validate_data
+    from rollcap.notify import Notifier
+    from rollcap.offload.service import OffloadService
+    from rollcap.storage import open_storage
+
+    cfg = validate_data(
+        {
+            "spool": {"directory": str(tmp_path / "spool")},
+            "offload": {"destination": f"file://{tmp_path}/archive"},
+        }
+    )
+    svc = OffloadService(cfg, open_storage(cfg.offload), Notifier())
+    svc.prepare()
+    try:
+        name = "20261126T120000Z-000001_h_eth0.pcap"
+        (svc.spool.ready / name).write_bytes(b"x" * 100)
+        svc.rescan()
+        assert svc.backlog() == (1, 100)
+        (svc.spool.ready / name).unlink()  # capture's budget dropped it
+        svc.rescan()
+        assert svc.backlog() == (0, 0)
+        assert svc.counters.dropped_by_capture == 1
+    finally:
+        svc.watcher.stop()
+        svc.executor.shutdown()
