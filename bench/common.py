@@ -71,12 +71,13 @@ def rollcap_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def start_rollcap(
-    command: str, config: Path, log: Path, env: dict[str, str]
+    command: str, config: Path, log: Path, env: dict[str, str], nice: int = 0
 ) -> subprocess.Popen[bytes]:
     """`python -m rollcap COMMAND --config CONFIG` in its own process group."""
     f = log.open("ab")
     return subprocess.Popen(
         [sys.executable, "-m", "rollcap", command, "--config", str(config)],
+        preexec_fn=(lambda: os.nice(nice)) if nice else None,
         cwd=REPO,
         env=env,
         stdout=f,

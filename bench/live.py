@@ -172,7 +172,9 @@ def _pct(xs: list[float], q: int) -> float | None:
     return statistics.quantiles(xs, n=100, method="inclusive")[q - 1] if q < 100 else max(xs)
 
 
-def run_rollcap(pcap: Path, pps: int, seconds: float, work: Path, w: SeaweedFS) -> dict[str, Any]:
+def run_rollcap(
+    pcap: Path, pps: int, seconds: float, work: Path, w: SeaweedFS, offload_nice: int = 0
+) -> dict[str, Any]:
     spool = work / f"spool-{pps}"
     spool.mkdir()
     prefix = f"live-{pps}"
@@ -187,7 +189,7 @@ def run_rollcap(pcap: Path, pps: int, seconds: float, work: Path, w: SeaweedFS) 
     env = rollcap_env(w.env())
     off = cap = None
     try:
-        off = start_rollcap("offload", cfg, work / f"offload-{pps}.log", env)
+        off = start_rollcap("offload", cfg, work / f"offload-{pps}.log", env, nice=offload_nice)
         cap = start_rollcap("capture", cfg, work / f"capture-{pps}.log", env)
         _wait_capturing(cap, spool)
         with _Watcher(spool / "ready", w, prefix) as watch:
@@ -261,13 +263,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--rates", default="50000,150000,250000", help="packets/s, comma-separated")
     ap.add_argument("--duration", type=float, default=30.0, help="seconds of traffic per run")
     ap.add_argument("--quick", action="store_true", help="50k and 150k pps for 12 s")
+    ap.add_argument("--offload-nice", type=int, default=0, help="run offload under nice -n N")
     a = ap.parse_args(argv)
     if os.geteuid() != 0:
         sys.exit("bench.live needs root (veth pairs, tcpdump)")
     rates = [int(x) for x in a.rates.split(",")]
     if a.quick:
         rates, a.duration = [50000, 150000], 12.0
-    res: dict[str, Any] = {"duration_s": a.duration, "rotate_seconds": 10, "rates": {}}
+    res: dict[str, Any] = {
+        "duration_s": a.duration,
+        "rotate_seconds": 10,
+        "offload_nice": a.offload_nice,
+        "rates": {},
+    }
     with workdir("live") as work:
         pcap = merged_pcaps(work)
         res["replayed_file_packets"] = count_packets(pcap)
@@ -281,7 +289,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     f"kernel drops {b.get('kernel_drops')}"
                 )
                 if have_rollcap:
-                    row["rollcap"] = rc = run_rollcap(pcap, pps, a.duration, work, w)
+                    row["rollcap"] = rc = run_rollcap(
+                        pcap, pps, a.duration, work, w, a.offload_nice
+                    )
                     print(
                         f"{pps} pps rollcap: sent {rc['sent']}, stored {rc['stored']}, "
                         f"lost {rc['lost']} (bare lost {b['lost']}); latency p50 "

@@ -118,6 +118,19 @@ def render() -> str:
         lines += fn(data) if data else [f"| {name} | not run | | |"]
     lines += [
         "",
+        "How: *drain*: 8 × 64 MB pcaps (real frames from shared/pcaps mixed with TLS-like "
+        "frames of random payload; zstd -3 stores 0.64 of it) in ready/, timed until every "
+        "object is listed and ready/ is empty, then each object is downloaded and compared by "
+        "SHA-256. The seed is bench/seed/ (gzip -6 per file, `inotifywait -m -e delete | sed | "
+        "xargs -n1 done.sh`, done.sh = `aws s3 cp` + `rm`). The limit is the slower of zstd -3 "
+        "on both cores and parallel PUTs of the compressed bytes; on 2 cores the two compete "
+        "for the same CPUs, hence the reference row. Rates are MB/s of uncompressed pcap. "
+        "*live*: tcpreplay of the merged shared captures onto a fresh veth pair; lost = sent − "
+        "stored (capinfos for bare tcpdump, the objects' packet counts for rollcap); latency "
+        "= first bucket listing showing the object − ctime of the file in ready/. *idle*: "
+        "utime+stime and VmHWM from /proc. *scale*: small files in ready/ before offload "
+        "starts; first object in the bucket, VmHWM after the window.",
+        "",
         "Each figure runs by itself: `python3 -m bench.drain`, `bench.live`, `bench.idle`, "
         "`bench.scale` (`--help` for sizes; `--quick` for a smaller run).",
     ]
