@@ -100,20 +100,20 @@ def interface_exists(iface: str) -> bool:
     return iface == "any" or Path("/sys/class/net", iface).exists()
 
 
-def compile_argv(cap: CaptureConfig, effective_filter: str) -> list[str]:
-    """tcpdump -d for the filter; on a missing interface compile for Ethernet."""
-    # a missing interface has no link type yet: Ethernet still reports syntax errors
-    dev = ["-i", cap.interface] if interface_exists(cap.interface) else ["-y", "EN10MB"]
+def compile_argv(cap: CaptureConfig, effective_filter: str, on_device: bool = True) -> list[str]:
+    """tcpdump -d for the filter, on the interface or (missing, down) for Ethernet."""
+    # a missing interface has no link type yet: Ethernet still reports filter errors
+    use_dev = on_device and interface_exists(cap.interface)
+    dev = ["-i", cap.interface] if use_dev else ["-y", "EN10MB"]
     return [cap.tcpdump_path, "-d", *dev, "-s", str(cap.snaplen), "--", *effective_filter.split()]
 
 
-class InterfaceMissing(Exception):
-    pass
+class DeviceUnavailable(Exception):
+    """The interface cannot be opened now (missing, not up); the filter itself is fine."""
 
 
-def check_filter(cap: CaptureConfig, effective_filter: str, timeout: float = 30) -> None:
-    """Compile the filter; ConfigError (exit 78) with tcpdump's message if it is rejected."""
-    argv = compile_argv(cap, effective_filter)
+def _compile(argv: list[str], cap: CaptureConfig, timeout: float) -> str | None:
+    """None when tcpdump compiles the filter, else its message."""
     try:
         r = subprocess.run(
             argv,
@@ -129,11 +129,27 @@ def check_filter(cap: CaptureConfig, effective_filter: str, timeout: float = 30)
     except PermissionError:
         raise ConfigError(f"capture.tcpdump_path: {cap.tcpdump_path} is not executable") from None
     if r.returncode == 0:
-        return
+        return None
     lines = [ln.strip() for ln in r.stderr.splitlines() if ln.strip()]
     # "tcpdump: data link type ..." is informational, not the error
-    msg = "; ".join(ln for ln in lines if "data link type" not in ln) or f"exit {r.returncode}"
-    if "No such device" in msg:
-        raise InterfaceMissing(msg)
+    return "; ".join(ln for ln in lines if "data link type" not in ln) or f"exit {r.returncode}"
+
+
+def check_filter(cap: CaptureConfig, effective_filter: str, timeout: float = 30) -> None:
+    """Compile the filter; ConfigError (exit 78) with tcpdump's message if it is rejected.
+
+    Filter errors come with several wordings ("can't parse filter expression",
+    "unknown host", "illegal port number"...), device errors too ("No such
+    device", "That device is not up"): when compiling on the device fails but
+    compiling for Ethernet works, the device is the problem (DeviceUnavailable).
+    """
+    msg = _compile(compile_argv(cap, effective_filter), cap, timeout)
+    if msg is None:
+        return
+    if interface_exists(cap.interface):
+        eth = _compile(compile_argv(cap, effective_filter, on_device=False), cap, timeout)
+        if eth is None:
+            raise DeviceUnavailable(msg)
+        msg = eth
     shown = cap.filter if cap.filter else effective_filter
     raise ConfigError(f"capture.filter: tcpdump rejects {shown!r}: {msg}")

@@ -41,31 +41,39 @@ class Fingerprint:
         return self.digest == other.digest and abs(self.ts - other.ts) <= TS_TOLERANCE
 
 
-def iter_records(path: Path) -> Iterator[tuple[int, int, Fingerprint]]:
-    """(offset, length, fingerprint) of each whole record."""
+def iter_records(path: Path, since: float = 0.0) -> Iterator[tuple[int, int, Fingerprint]]:
+    """(offset, length, fingerprint) of each whole record with a timestamp >= since.
+
+    Earlier records are skipped without reading their bytes: only the tail of
+    a big file is hashed.
+    """
     with open(path, "rb") as f:
         header: PcapHeader = read_header(f)
         rec = struct.Struct(header.endian + "IIII")
+        size = os.fstat(f.fileno()).st_size
         pos = GLOBAL_HEADER_LEN
         while True:
             raw = f.read(RECORD_HEADER_LEN)
             if len(raw) < RECORD_HEADER_LEN:
                 return
             sec, frac, incl, orig = rec.unpack(raw)
+            ts = sec + frac / header.ts_per_second
+            if pos + RECORD_HEADER_LEN + incl > size:
+                return  # cut off
+            if ts < since:
+                f.seek(incl, os.SEEK_CUR)
+                pos += RECORD_HEADER_LEN + incl
+                continue
             data = f.read(incl)
             if len(data) < incl:
                 return
             h = hashlib.blake2b(struct.pack("<II", incl, orig) + data, digest_size=12)
-            yield (
-                pos,
-                RECORD_HEADER_LEN + incl,
-                Fingerprint(sec + frac / header.ts_per_second, h.hexdigest()),
-            )
+            yield pos, RECORD_HEADER_LEN + incl, Fingerprint(ts, h.hexdigest())
             pos += RECORD_HEADER_LEN + incl
 
 
 def tail_since(path: Path, since: float) -> list[Fingerprint]:
-    return [fp for _o, _n, fp in iter_records(path) if fp.ts >= since - TAIL_MARGIN]
+    return [fp for _o, _n, fp in iter_records(path, since - TAIL_MARGIN)]
 
 
 def sidecar_path(work_dir: Path, new_generation: int) -> Path:

@@ -43,7 +43,7 @@ from watchdog.observers import Observer
 
 from rollcap.capture import budget, layout
 from rollcap.capture.command import (
-    InterfaceMissing,
+    DeviceUnavailable,
     check_filter,
     combine_filter,
     exclusion_clauses,
@@ -185,7 +185,7 @@ class Supervisor:
         return combine_filter(cfg.capture.filter, clauses)
 
     def validate(self, cfg: RollcapConfig, effective: str) -> None:
-        with contextlib.suppress(InterfaceMissing):  # checked again when it appears
+        with contextlib.suppress(DeviceUnavailable):  # checked again when it appears
             check_filter(cfg.capture, effective)
 
     # ------------------------------------------------------------------ tcpdump
@@ -233,8 +233,9 @@ class Supervisor:
             log.info("interface %s appeared", iface, extra=fields(interface=iface))
             try:
                 check_filter(self.cfg.capture, self.effective_filter)  # for its link type
-            except InterfaceMissing:
-                return  # gone again
+            except DeviceUnavailable as e:
+                # e.g. not up yet: tcpdump's own start reports it and backs off
+                log.info("interface %s: %s", iface, e, extra=fields(interface=iface))
         t = self._spawn(self.cfg)
         self.proc = t
         if t.wait_listening(LISTEN_TIMEOUT):

@@ -67,10 +67,16 @@ class Tcpdump:
                     extra=fields(tcpdump_pid=self.pid, generation=self.generation),
                 )
             else:
-                if "listening on" in line and not self.listening.is_set():
-                    self.listening_at = time.time()
-                    self.listening.set()
-                log.info(
+                # "listening on" is the normal start; anything else is a problem report
+                level = logging.INFO
+                if "listening on" in line:
+                    if not self.listening.is_set():
+                        self.listening_at = time.time()
+                        self.listening.set()
+                else:
+                    level = logging.WARNING
+                log.log(
+                    level,
                     "%s",
                     line,
                     extra=fields(tcpdump_pid=self.pid, generation=self.generation),
@@ -113,4 +119,7 @@ class Tcpdump:
         return rc
 
     def exit_message(self) -> str:
-        return " / ".join(ln for ln in self.last_lines if not parse_counters(ln)) or "no message"
+        lines = [
+            ln for ln in self.last_lines if not parse_counters(ln) and "listening on" not in ln
+        ]
+        return " / ".join(lines) or "no message"

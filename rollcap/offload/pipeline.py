@@ -162,7 +162,7 @@ class Pipeline:
             opened.close()
         compressed_at = time.monotonic()
         try:
-            out = self._store(name, path, opened, key, comp, t0)
+            out = self._store(name, path, opened, key, comp, t0, progress)
             out.compress_seconds = compressed_at - t0
             return out
         finally:
@@ -170,8 +170,9 @@ class Pipeline:
                 comp.path.unlink()
 
     def _store(
-        self, name: str, path: Path, opened: Opened, key: str, comp: Compressed, t0: float
-    ) -> Outcome:
+        self, name: str, path: Path, opened: Opened, key: str, comp: Compressed, t0: float,
+        progress: Callable[[int], None] | None,
+    ) -> Outcome:  # fmt: skip
         out = Outcome(
             name, "uploaded", key=key, bytes_in=comp.pcap_bytes, bytes_out=comp.size,
             packets=comp.packets,
@@ -192,8 +193,9 @@ class Pipeline:
             else:
                 meta = object_metadata(self.cfg, opened, comp)
                 self.storage.put_file(
-                    comp.path, key, size=comp.size, sha256=comp.sha256, metadata=meta
-                )
+                    comp.path, key, size=comp.size, sha256=comp.sha256, metadata=meta,
+                    progress=progress,
+                )  # fmt: skip
         except VerificationError as e:
             return Outcome(name, "failed", key=key, message=str(e))
         except ObjectExistsError as e:

@@ -47,7 +47,8 @@ from rollcap.storage import Storage, StorageError, open_storage
 log = logging.getLogger("rollcap.offload")
 
 STALL_SECONDS = 600  # an in-flight file without progress this long means "stuck"
-STATUS_SECONDS = 5.0
+STATUS_SECONDS = 5.0  # STATUS= and the state file while busy
+IDLE_STATUS_SECONDS = 30.0  # ... and while idle (status calls a state stale after 90 s)
 RATE_WINDOW = 60.0
 
 
@@ -124,7 +125,9 @@ class OffloadService:
         self._progress_lock = threading.Lock()
         self._progress: dict[str, float] = {}
         wd = os.environ.get("WATCHDOG_USEC", "")
-        self.watchdog_every = int(wd) / 2e6 if wd.isdigit() and int(wd) else 10.0
+        # no WATCHDOG_USEC: nobody listens, do not wake up for it
+        self.watchdog_every = int(wd) / 2e6 if wd.isdigit() and int(wd) else 3600.0
+        self.dirty = True  # something changed since the last _publish()
 
     # -- start -------------------------------------------------------------
 
@@ -182,7 +185,7 @@ class OffloadService:
             self.storage.describe(),
             extra=fields(destination=self.storage.describe(), backlog_files=len(self.pending)),
         )
-        next_status = 0.0
+        next_status = last_status = 0.0
         next_watchdog = 0.0
         while not self.stop.is_set():
             now = time.monotonic()
@@ -193,15 +196,18 @@ class OffloadService:
                 self.rescan()
                 next_rescan = now + self.oc.rescan_seconds
             self._dispatch(now)
-            if now >= next_status:
+            if now >= next_status or (self.dirty and now >= last_status + 1.0):
                 self._publish()
-                next_status = now + STATUS_SECONDS
+                last_status = now
+                busy = self.pending or self.in_flight
+                next_status = now + (STATUS_SECONDS if busy else IDLE_STATUS_SECONDS)
             if now >= next_watchdog and not self._stuck(now):
                 self.notifier.watchdog()
                 next_watchdog = now + self.watchdog_every
-            timeout = (
-                min(next_rescan, next_status, next_watchdog, self._next_due(now)) - time.monotonic()
-            )
+            wake_at = min(next_rescan, next_status, next_watchdog, self._next_due(now))
+            if self.dirty:
+                wake_at = min(wake_at, last_status + 1.0)
+            timeout = wake_at - time.monotonic()
             self.wake.wait(max(0.05, timeout))
             self.wake.clear()
         return self.shutdown()
@@ -233,6 +239,7 @@ class OffloadService:
             except FileNotFoundError:
                 return
         self.pending[name] = Entry(name, size)
+        self.dirty = True
         self.wake.set()
 
     def rescan(self) -> None:
@@ -315,6 +322,7 @@ class OffloadService:
             self._handle(fl.entry, out)
 
     def _handle(self, entry: Entry, out: Outcome) -> None:
+        self.dirty = True
         name = entry.name
         now = time.monotonic()
         kind = out.kind
@@ -413,6 +421,7 @@ class OffloadService:
 
     def _note_error(self, msg: str) -> None:
         self.last_error = msg
+        self.dirty = True
 
     # -- status ------------------------------------------------------------
 
@@ -436,6 +445,7 @@ class OffloadService:
         return text
 
     def _publish(self) -> None:
+        self.dirty = False
         files, nbytes = self.backlog()
         c = self.counters
         self.notifier.status(self.status_text())

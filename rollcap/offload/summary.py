@@ -2,7 +2,7 @@
 
 The compressor reads each file once; this walks the record headers of the same
 chunks, so the file is not read a second time. The hot loop does the least
-Python per record (one 4-byte unpack and an add): timestamps are decoded only
+Python per record (one 8-byte unpack, a check and an add): timestamps are decoded only
 for the first and the last records. Same results as rollcap.pcapfile.scan().
 """
 
@@ -16,7 +16,7 @@ from rollcap.pcapfile import MAX_RECORD, RECORD_HEADER_LEN, PcapHeader
 class RecordWalker:
     def __init__(self, header: PcapHeader) -> None:
         self.header = header
-        self._incl = struct.Struct(header.endian + "I").unpack_from
+        self._lens = struct.Struct(header.endian + "II").unpack_from  # caplen, len
         self._ts = struct.Struct(header.endian + "II").unpack
         self.packets = 0  # records whose header was seen (the last may lack its body)
         self._skip = 0  # bytes of the current record body still to come
@@ -48,13 +48,14 @@ class RecordWalker:
             off = self._record(hdr, off + need, n)
             if off < 0:
                 return
-        unpack = self._incl
+        unpack = self._lens
         start = off
         last = prev = -1
         count = 0
         while off + RECORD_HEADER_LEN <= n:
-            incl = unpack(data, off + 8)[0]
-            if incl > MAX_RECORD:  # garbage: the rest is a cut-off tail
+            incl, orig = unpack(data, off + 8)
+            # garbage (as pcapfile.scan sees it): the rest is a cut-off tail
+            if incl > MAX_RECORD or orig < incl:
                 self._broken = True
                 break
             prev = last
@@ -77,8 +78,8 @@ class RecordWalker:
     def _record(self, hdr: bytes, body_off: int, n: int) -> int:
         """Account a record whose header was split; return where the next one starts
         in the current chunk, or -1 if the chunk ends first."""
-        incl: int = self._incl(hdr, 8)[0]
-        if incl > MAX_RECORD:
+        incl, orig = self._lens(hdr, 8)
+        if incl > MAX_RECORD or orig < incl:
             self._broken = True
             return -1
         self.packets += 1

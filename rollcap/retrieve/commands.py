@@ -1,27 +1,321 @@
-"""`rollcap list` and `rollcap fetch` (placeholder until retrieval lands)."""
+"""`rollcap list` and `rollcap fetch`: find and fetch captures by time, host and filter.
+
+Exit codes: 0 done; 1 nothing in the window, storage or I/O failure (access
+denied names the S3 error code); 2 bad command line (time expression, host
+name, BPF filter); 78 bad config.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
+import re
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from rollcap.config import RollcapConfig
 from rollcap.errors import RollcapError
+from rollcap.journal import setup_logging
+from rollcap.retrieve.catalog import Capture, Search, find_captures
+from rollcap.retrieve.timeexpr import TimeExprError, fmt_epoch, fmt_utc, parse_window
+from rollcap.storage.base import Storage, StorageError
+
+log = logging.getLogger("rollcap.retrieve")
+
+EX_USAGE = 2
+_HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$")
+_IFACE_RE = re.compile(r"^[A-Za-z0-9_.@:+-]{1,15}$")
+_DENIED = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AllAccessDisabled",
+    "AccountProblem",
+    "InvalidToken",
+    "ExpiredToken",
+    "403",
+}
+_TIME_HELP = (
+    "ISO 8601 (2026-11-26T12:00:00Z, '2026-11-26 13:00+01:00'; without a zone it is local "
+    "time), 'now', relative -15m / -2h / -1d, or @EPOCH"
+)
+
+
+class UsageError(RollcapError):
+    exit_code = EX_USAGE
+
+
+class NothingFound(RollcapError):
+    exit_code = 1
+
+
+# argparse takes "--since -15m" for an option because "-15m" starts with '-';
+# its (private, long-stable) negative-number matcher decides what counts as a
+# value. Extend it to relative times so the documented form just works.
+_NEGATIVE_VALUE = re.compile(r"^-(\d+(\.\d+)?[smhdw])+$|^-\d+$|^-\d*\.\d+$")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p._negative_number_matcher = _NEGATIVE_VALUE
+    p.add_argument("--since", required=True, metavar="TIME", help="window start; " + _TIME_HELP)
+    p.add_argument("--until", default="now", metavar="TIME", help="window end (default: now)")
+    p.add_argument(
+        "--host",
+        action="append",
+        metavar="HOST",
+        help="only this host (repeat, or comma-separate, for several; default: every host)",
+    )
+    p.add_argument("--interface", metavar="IFACE", help="only captures of this interface")
+    p.add_argument("-v", "--verbose", action="store_true", help="log the prefixes listed")
 
 
 def add_list_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--since", required=True)
-    p.add_argument("--until", default="now")
+    p.description = (
+        "List stored captures whose packets overlap [--since, --until). Times are shown in UTC."
+    )
+    _common(p)
+    p.add_argument("--json", action="store_true", help="print a JSON array")
 
 
 def add_fetch_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--since", required=True)
-    p.add_argument("--until", default="now")
-    p.add_argument("-o", "--output", required=True)
+    p.description = (
+        "Fetch the packets in [--since, --until) of the matching captures, merged by "
+        "timestamp into one classic pcap (written atomically)."
+    )
+    _common(p)
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="pcap file to write")
+    p.add_argument(
+        "--filter", default="", metavar="BPF", help="keep only packets matching this tcpdump filter"
+    )
+    p.add_argument(
+        "--pcapng",
+        action="store_true",
+        help="write pcapng (via mergecap); needed when the captures have different link types",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="parallel downloads (default: offload.concurrency)",
+    )
+
+
+def _hosts(args: argparse.Namespace) -> list[str] | None:
+    if not args.host:
+        return None
+    hosts = [h.strip() for item in args.host for h in item.split(",") if h.strip()]
+    for h in hosts:
+        if not _HOST_RE.fullmatch(h) or ".." in h:
+            raise UsageError(f"--host {h!r}: a host name of letters, digits, '.' and '-'")
+    return hosts or None
+
+
+def _iface(args: argparse.Namespace) -> str | None:
+    iface: str | None = args.interface
+    if iface is not None and not _IFACE_RE.fullmatch(iface):
+        raise UsageError(f"--interface {iface!r}: 1-15 characters of A-Z a-z 0-9 _ . @ : + -")
+    return iface
+
+
+def _window(args: argparse.Namespace) -> tuple[datetime, datetime]:
+    try:
+        return parse_window(args.since, args.until)
+    except TimeExprError as e:
+        raise UsageError(str(e)) from None
+
+
+def _open(cfg: RollcapConfig) -> Storage:
+    from rollcap.storage import open_storage
+
+    with _storage_errors(cfg.offload.destination, "opening"):
+        return open_storage(cfg.offload)
+
+
+@contextmanager
+def _storage_errors(where: str, what: str) -> Iterator[None]:
+    """One operator-facing line for any failure talking to the destination."""
+    try:
+        yield
+    except StorageError as e:
+        code = e.code or ""
+        msg = str(e)
+        if code and code not in msg:
+            msg = f"{msg} ({code})"
+        if code in _DENIED:
+            raise RollcapError(f"access denied {what} {where}: {msg}") from None
+        raise RollcapError(f"{what} {where} failed: {msg}") from None
+    except Exception as e:  # boto errors an implementation did not wrap
+        mod = type(e).__module__
+        if not mod.startswith(("botocore", "boto3", "s3transfer")):
+            raise
+        code = str(getattr(e, "response", {}).get("Error", {}).get("Code", ""))
+        prefix = "access denied " if code in _DENIED else ""
+        raise RollcapError(f"{prefix}{what} {where}: {e}") from None
+
+
+def _find(args: argparse.Namespace, cfg: RollcapConfig, storage: Storage,
+          workers: int) -> tuple[list[Capture], Search, datetime, datetime]:  # fmt: skip
+    since, until = _window(args)
+    hosts = _hosts(args)
+    iface = _iface(args)
+    with _storage_errors(storage.describe(), "listing"):
+        caps, search = find_captures(
+            storage,
+            template=cfg.offload.key_template,
+            prefix=storage.key_prefix,
+            since=since,
+            until=until,
+            hosts=hosts,
+            iface=iface,
+            workers=workers,
+        )
+    log.debug("looked at %s", search.describe())
+    if not caps:
+        which = f" on interface {iface}" if iface else ""
+        raise NothingFound(
+            f"no captures between {fmt_utc(since)} and {fmt_utc(until)}{which} in "
+            f"{storage.describe()}; looked at {search.describe()}"
+        )
+    return caps, search, since, until
+
+
+def _setup(args: argparse.Namespace, cfg: RollcapConfig) -> None:
+    setup_logging("debug" if args.verbose else max(cfg.log.level, "info", key=_rank), "rollcap")
+
+
+def _rank(level: str) -> int:
+    return ["debug", "info", "warning", "error"].index(level)
 
 
 def run_list(args: argparse.Namespace, cfg: RollcapConfig) -> int:
-    raise RollcapError("list is not implemented yet")
+    _setup(args, cfg)
+    storage = _open(cfg)
+    try:
+        caps, _search, _since, _until = _find(args, cfg, storage, workers=8)
+    except NothingFound:
+        if args.json:
+            print("[]")
+        raise
+    finally:
+        storage.close()
+    try:
+        if args.json:
+            json.dump([_as_json(c) for c in caps], sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        else:
+            sys.stdout.write(render_table(caps))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `rollcap list ... | head`: the reader has seen enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def _as_json(c: Capture) -> dict[str, Any]:
+    return {
+        "key": c.key,
+        "host": c.host,
+        "iface": c.iface,
+        "first": fmt_epoch(c.first_ts) if c.first_ts is not None else None,
+        "last": fmt_epoch(c.last_ts) if c.last_ts is not None else None,
+        "first_ts": c.first_ts,
+        "last_ts": c.last_ts,
+        "opened": fmt_utc(c.start) if c.start else None,
+        "packets": c.packets,
+        "size": c.size,
+        "pcap_bytes": c.pcap_bytes,
+        "linktype": c.linktype,
+        "metadata": c.has_metadata,
+    }
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    raise AssertionError
+
+
+def _time(ts: float | None) -> str:
+    """UTC with milliseconds, always the same width."""
+    if ts is None:
+        return "?"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:23]
+
+
+def render_table(caps: list[Capture]) -> str:
+    """Columns: key, host, iface, first, last (UTC), packets, size (stored)."""
+    head = ("KEY", "HOST", "IFACE", "FIRST (UTC)", "LAST (UTC)", "PACKETS", "SIZE")
+    rows = [
+        (
+            c.key,
+            c.host,
+            c.iface,
+            _time(c.first_ts)
+            if c.has_metadata
+            else _time(c.start.timestamp() if c.start else None) + "~",
+            _time(c.last_ts),
+            str(c.packets) if c.packets is not None else "?",
+            _human(c.size),
+        )
+        for c in caps
+    ]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    right = {5, 6}
+
+    def line(r: tuple[str, ...]) -> str:
+        cells = [r[i].rjust(w) if i in right else r[i].ljust(w) for i, w in enumerate(widths)]
+        return "  ".join(cells).rstrip() + "\n"
+
+    return "".join(line(r) for r in [head, *rows])
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def run_fetch(args: argparse.Namespace, cfg: RollcapConfig) -> int:
-    raise RollcapError("fetch is not implemented yet")
+    from rollcap.retrieve.fetch import fetch
+    from rollcap.retrieve.progress import Progress
+
+    _setup(args, cfg)
+    # SIGTERM unwinds like Ctrl-C, so the temp directory is removed
+    signal.signal(signal.SIGTERM, _terminated)
+    workers = args.jobs if args.jobs is not None else cfg.offload.concurrency
+    if not 1 <= workers <= 64:
+        raise UsageError(f"--jobs {workers}: between 1 and 64")
+    storage = _open(cfg)
+    try:
+        caps, _search, since, until = _find(args, cfg, storage, workers=max(workers, 8))
+        progress = Progress(len(caps), sum(c.size for c in caps))
+        with _storage_errors(storage.describe(), "downloading from"):
+            result = fetch(
+                storage,
+                caps,
+                since=since,
+                until=until,
+                output=Path(args.output),
+                bpf_filter=args.filter,
+                tcpdump=cfg.capture.tcpdump_path,
+                workers=workers,
+                pcapng=args.pcapng,
+                progress=progress,
+            )
+    except OSError as e:
+        raise RollcapError(f"fetch into {args.output}: {e}") from None
+    finally:
+        storage.close()
+    hosts = ", ".join(sorted({c.host for c in caps}))
+    print(
+        f"rollcap: wrote {result.output}: {result.packets} packets "
+        f"from {result.objects} objects ({result.downloaded_bytes / 1e6:.1f} MB) of {hosts}",
+        file=sys.stderr,
+    )
+    return 0

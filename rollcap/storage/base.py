@@ -93,13 +93,15 @@ class Storage(ABC):
 
     @abstractmethod
     def put_file(self, local: Path, key: str, *, size: int, sha256: str,
-                 metadata: dict[str, str]) -> ObjectInfo:  # fmt: skip
+                 metadata: dict[str, str],
+                 progress: Callable[[int], None] | None = None) -> ObjectInfo:  # fmt: skip
         """Store local under key so that it becomes visible only complete, then
         verify it (size and checksum as stored) and return what HEAD says.
 
         ``sha256`` is the hex SHA-256 of local's bytes, computed by the caller; it
         is sent for the destination to verify where it can and stored in the
-        metadata. Raises VerificationError if the stored object does not match."""
+        metadata. Raises VerificationError if the stored object does not match.
+        ``progress(n)`` is called (from any thread) as bytes go out."""
 
     @abstractmethod
     def head(self, key: str) -> ObjectInfo | None:
@@ -108,6 +110,23 @@ class Storage(ABC):
     @abstractmethod
     def list(self, prefix: str, with_metadata: bool = False) -> Iterator[ObjectInfo]:
         """Objects whose key starts with prefix, in key order."""
+
+    def list_prefixes(self, prefix: str) -> Iterator[str]:
+        """The distinct "directories" directly below prefix, each ending in '/'.
+
+        Like S3 ListObjectsV2 with Delimiter='/' (CommonPrefixes); `rollcap list`
+        uses it to find the hosts below the prefix without listing their
+        objects. This fallback derives them from a full listing; backends
+        override it with something cheaper.
+        """
+        last = None
+        for info in self.list(prefix):
+            rest = info.key[len(prefix) :]
+            if "/" in rest:
+                sub = prefix + rest.split("/", 1)[0] + "/"
+                if sub != last:
+                    last = sub
+                    yield sub
 
     @abstractmethod
     def download(self, key: str, dest: Path) -> None:

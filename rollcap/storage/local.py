@@ -95,7 +95,8 @@ class LocalStorage(Storage):
     # -- writing -----------------------------------------------------------
 
     def put_file(self, local: Path, key: str, *, size: int, sha256: str,
-                 metadata: dict[str, str]) -> ObjectInfo:  # fmt: skip
+                 metadata: dict[str, str],
+                 progress: Callable[[int], None] | None = None) -> ObjectInfo:  # fmt: skip
         dest = self._path(key)
         meta = {**metadata, META["sha256"]: sha256}
         if dest.exists():
@@ -215,7 +216,10 @@ class LocalStorage(Storage):
 
     def list(self, prefix: str, with_metadata: bool = False) -> Iterator[ObjectInfo]:
         keys: list[tuple[str, int]] = []
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        # walk only below the directory the prefix names (e.g. host/YYYY/MM/DD/)
+        top = prefix[: prefix.rfind("/") + 1]
+        start = self.root / top if top and ".." not in top.split("/") else self.root
+        for dirpath, dirnames, filenames in os.walk(start):
             rel = os.path.relpath(dirpath, self.root)
             rel = "" if rel == "." else rel + "/"
             dirnames[:] = [d for d in dirnames if not (rel == "" and d == TMP_DIR)]
@@ -236,6 +240,21 @@ class LocalStorage(Storage):
                     yield info
             else:
                 yield ObjectInfo(key, size)
+
+    def list_prefixes(self, prefix: str) -> Iterator[str]:
+        if (prefix and not prefix.endswith("/")) or ".." in prefix.split("/"):
+            yield from super().list_prefixes(prefix)
+            return
+        try:
+            entries = sorted(e.name for e in os.scandir(self.root / prefix)
+                             if e.is_dir(follow_symlinks=False))  # fmt: skip
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as e:
+            raise _oserror(e, f"list {self.root / prefix}") from None
+        for name in entries:
+            if not (prefix == "" and name == TMP_DIR):
+                yield prefix + name + "/"
 
     def download(self, key: str, dest: Path) -> None:
         src = self._path(key)

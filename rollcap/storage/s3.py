@@ -43,6 +43,7 @@ import botocore.session
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from s3transfer.subscribers import BaseSubscriber
 from s3transfer.utils import ChunksizeAdjuster
 
 from rollcap.config.schema import OffloadConfig
@@ -125,6 +126,14 @@ def _error(e: Exception, what: str) -> StorageError:
     return StorageError(f"{what}: {e}", code=type(e).__name__)
 
 
+class _Progress(BaseSubscriber):
+    def __init__(self, cb: Callable[[int], None]) -> None:
+        self.cb = cb
+
+    def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
+        self.cb(bytes_transferred)
+
+
 class S3Storage(Storage):
     def __init__(self, cfg: OffloadConfig) -> None:
         self.bucket = cfg.bucket
@@ -199,7 +208,8 @@ class S3Storage(Storage):
             raise _error(e, self._what("HEAD")) from None
 
     def put_file(self, local: Path, key: str, *, size: int, sha256: str,
-                 metadata: dict[str, str]) -> ObjectInfo:  # fmt: skip
+                 metadata: dict[str, str],
+                 progress: Callable[[int], None] | None = None) -> ObjectInfo:  # fmt: skip
         meta = {**metadata, META["sha256"]: sha256}
         extra: dict[str, Any] = {"Metadata": meta, "ContentType": self._content_type(key)}
         multipart = size >= self.threshold
@@ -208,7 +218,10 @@ class S3Storage(Storage):
         else:
             extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(sha256)).decode()
         try:
-            self._manager.upload(str(local), self.bucket, key, extra_args=extra).result()
+            subscribers = [_Progress(progress)] if progress is not None else None
+            self._manager.upload(
+                str(local), self.bucket, key, extra_args=extra, subscribers=subscribers
+            ).result()
         except Exception as e:
             raise _error(e, self._what("PUT", key)) from None
         info, checksum = self._head(key, checksum=True)
@@ -272,6 +285,16 @@ class S3Storage(Storage):
                 yield from objs
         except StorageError:
             raise
+        except Exception as e:
+            raise _error(e, self._what("LIST", prefix)) from None
+
+    def list_prefixes(self, prefix: str) -> Iterator[str]:
+        # Delimiter='/' returns the "directories" (CommonPrefixes), not the objects
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+                for cp in page.get("CommonPrefixes", []):
+                    yield str(cp["Prefix"])
         except Exception as e:
             raise _error(e, self._what("LIST", prefix)) from None
 

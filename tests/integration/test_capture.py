@@ -113,6 +113,11 @@ def test_time_rotation_and_quiet_link_hand_off(veth: Veth, all_pcap: Path, daemo
     # then the link is quiet: the second file must still be handed off, without SIGTERM
     st = d.wait_for("quiet-link hand-off", lambda s: s["handed_off_files"] >= 2, timeout=40)
     assert st["state"] == "capturing" and st["restarts"] == 0
+    # the promise: handed off at most rotate_seconds + 5 s after it was opened
+    # (+1: the name holds whole seconds)
+    quiet = ReadyName.parse(st["last_handoff"]["name"])
+    assert quiet is not None and quiet.seq == 2
+    assert st["last_handoff"]["at"] - quiet.start.timestamp() <= 10 + 5 + 1
     assert d.ready_packets() == PACKETS
     files = d.ready_files()
     for p in files:

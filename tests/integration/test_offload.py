@@ -546,3 +546,36 @@ def test_sd_notify_ready_status_and_watchdog(
     assert len(ready) == 1 and "STATUS=backlog 1 files" in ready[0], msgs
     assert any(m.startswith("STATUS=backlog 0 files") for m in msgs), msgs
     assert sum("WATCHDOG=1" in m for m in msgs) >= 3  # every WATCHDOG_USEC/2 while idle
+
+
+def test_an_existing_different_object_is_never_overwritten(
+    seaweedfs: SeaweedFS, all_pcap: Path, spool: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    import threading
+
+    from rollcap.config import load_config
+    from rollcap.offload.pipeline import Pipeline
+    from rollcap.spool import Spool
+    from rollcap.storage import open_storage
+
+    for k, v in seaweedfs.env().items():
+        monkeypatch.setenv(k, v)
+    bucket = new_bucket(seaweedfs)
+    [f] = make_captures(all_pcap, spool / "ready", [T0])
+    key = f"caps/{HOST}/2026/11/30/{HOST}-veth0-20261130T235000Z-000001.pcap.zst"
+    seaweedfs.client().put_object(Bucket=bucket, Key=key, Body=b"someone else's object")
+    cfg = load_config(write_config(
+        tmp_path / "rollcap.toml", spool, f"s3://{bucket}/caps",
+        endpoint_url=seaweedfs.endpoint, region="us-east-1",
+    ))  # fmt: skip
+    storage = open_storage(cfg.offload)
+    pipe = Pipeline(cfg, Spool.at(spool), storage, {0, os.geteuid()}, threading.Event())
+    out = pipe.process(f.name)
+    storage.close()
+    assert out.kind == "quarantined"
+    body = seaweedfs.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert body == b"someone else's object"  # untouched
+    reason = (spool / "quarantine" / f"{f.name}.reason").read_text()
+    assert key in reason and "different content" in reason
+    assert (spool / "quarantine" / f.name).exists()  # the capture is kept

@@ -2,7 +2,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from rollcap.capture.command import (
+    check_filter,
     combine_filter,
     compile_argv,
     exclusion_clauses,
@@ -11,6 +14,7 @@ from rollcap.capture.command import (
 )
 from rollcap.capture.counters import Counters, drop_rate, parse_counters
 from rollcap.config.load import validate_data
+from rollcap.errors import ConfigError
 
 
 def test_user_filter_is_parenthesised_and_anded_with_exclusions() -> None:
@@ -75,3 +79,23 @@ def test_counter_lines_of_tcpdump_4_99() -> None:
     assert c.drops == 1
     assert drop_rate(Counters(), Counters(100, 100, 10, 0)) == 0.1
     assert drop_rate(Counters(100, 100, 10, 0), Counters(100, 100, 10, 0)) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("tcp porrt 80", "can't parse filter expression: syntax error"),
+        ("port 99999", "illegal port number"),
+        ("ether host 1.2.3.4", "illegal link layer address"),
+    ],
+)
+def test_filter_errors_in_every_wording_are_config_errors(bad: str, message: str) -> None:
+    if not Path("/usr/bin/tcpdump").exists():
+        pytest.fail("tcpdump is not installed (.ci/run installs it)")
+    cap = validate_data({"capture": {"interface": "rcNoSuch0", "filter": bad}}).capture
+    with pytest.raises(ConfigError) as e:
+        check_filter(cap, f"({bad})")
+    assert e.value.exit_code == 78
+    assert str(e.value).startswith(f"capture.filter: tcpdump rejects {bad!r}: ")
+    assert message in str(e.value)
+    check_filter(cap, "(tcp port 80) and not (host 127.0.0.1 and tcp port 8333)")

@@ -61,3 +61,17 @@ def test_garbage_length_stops_the_walk(tmp_path: Path) -> None:
     p.write_bytes(data)
     want = scan(p)
     assert walk(data, [1 << 20]) == (want.packets, want.first_ts, want.last_ts)
+
+
+def test_caplen_above_len_stops_the_walk_like_scan(tmp_path: Path) -> None:
+    import struct
+
+    data = PCAPS[0].read_bytes()
+    h = parse_header(data)
+    bogus = struct.pack(h.endian + "IIII", 1, 0, 40, 20) + b"y" * 40  # caplen 40 > len 20
+    p = tmp_path / "b.pcap"
+    p.write_bytes(data + bogus + data[GLOBAL_HEADER_LEN:])
+    want = scan(p)
+    assert want.packets == scan(PCAPS[0]).packets
+    assert walk(p.read_bytes(), [1 << 20]) == (want.packets, want.first_ts, want.last_ts)
+    assert walk(p.read_bytes(), [13]) == (want.packets, want.first_ts, want.last_ts)

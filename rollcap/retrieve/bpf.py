@@ -1,0 +1,63 @@
+"""BPF filtering with tcpdump itself, so the filter language is exactly tcpdump's.
+
+tcpdump reads the file on stdin and writes to stdout (``-r - -w -``): both are
+descriptors we opened, so it does not matter that tcpdump drops root to its
+own user before opening files, and the filter is one argv element after
+``--`` (no shell, no option injection).
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+import tempfile
+from pathlib import Path
+
+from rollcap.errors import RollcapError
+
+EX_USAGE = 2  # like argparse: the command line is wrong
+
+
+class FilterError(RollcapError):
+    """tcpdump rejected the --filter expression."""
+
+    exit_code = EX_USAGE
+
+
+def tcpdump_binary(configured: str) -> str:
+    for cand in (configured, "tcpdump"):
+        found = shutil.which(cand)
+        if found:
+            return found
+    raise RollcapError(f"--filter needs tcpdump, not found at {configured} nor on PATH")
+
+
+def _argv(tcpdump: str, expr: str) -> list[str]:
+    return [tcpdump, "-q", "--time-stamp-precision=nano", "-r", "-", "-w", "-", "--", expr]
+
+
+def _last_line(stderr: bytes) -> str:
+    lines = [ln for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+    # tcpdump prints "reading from file -, link-type ..." first; the error comes last
+    return lines[-1].strip() if lines else "no message"
+
+
+def check_filter(tcpdump: str, expr: str, linktype: int) -> None:
+    """Compile expr for linktype by filtering an empty capture; FilterError if it fails."""
+    with tempfile.TemporaryFile() as src:
+        src.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, linktype))
+        src.seek(0)
+        p = subprocess.run(
+            _argv(tcpdump, expr), stdin=src, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+    if p.returncode != 0:
+        raise FilterError(f"--filter {expr!r}: {_last_line(p.stderr)}")
+
+
+def apply_filter(tcpdump: str, expr: str, src: Path, dest: Path) -> None:
+    """Write the packets of src matching expr to dest (nanosecond pcap)."""
+    with open(src, "rb") as fin, open(dest, "wb") as fout:
+        p = subprocess.run(_argv(tcpdump, expr), stdin=fin, stdout=fout, stderr=subprocess.PIPE)
+    if p.returncode != 0:
+        raise FilterError(f"--filter {expr!r} on {src.name}: {_last_line(p.stderr)}")

@@ -1,0 +1,248 @@
+"""Which stored captures overlap a time window: prefix-planned listing + metadata.
+
+A file is named after the time it was opened and can run past midnight, so
+the listing looks back ``LOOKBACK`` (the longest rotation the schema allows)
+before --since. Keys are pre-filtered by the start time they carry; only the
+survivors are HEADed (in parallel) for the first/last packet times in their
+metadata. Objects without rollcap metadata (copied in by hand, older tools)
+are kept when their key's start time allows an overlap: fetch then filters
+their packets by time.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from rollcap.retrieve.keyplan import (
+    EXTENSIONS,
+    KeyPattern,
+    base_prefix,
+    plan_prefixes,
+    supports_host_discovery,
+    window_days,
+)
+from rollcap.storage.base import META, ObjectInfo, Storage
+
+log = logging.getLogger("rollcap.retrieve")
+
+# capture.rotate_seconds is at most a day, so no file spans more than that
+LOOKBACK = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Capture:
+    """One stored capture file, as far as key and metadata tell."""
+
+    key: str
+    size: int  # stored (compressed) bytes
+    host: str
+    iface: str
+    start: datetime | None  # from the key
+    first_ts: float | None  # from metadata; None when unknown
+    last_ts: float | None
+    packets: int | None
+    pcap_bytes: int | None
+    linktype: int | None
+
+    @property
+    def has_metadata(self) -> bool:
+        return self.first_ts is not None and self.last_ts is not None
+
+    def sort_key(self) -> tuple[float, str]:
+        t = self.first_ts if self.first_ts is not None else _epoch(self.start)
+        return (t, self.key)
+
+
+@dataclass
+class Search:
+    """What was looked at, for the "nothing found" message and debug logs."""
+
+    hosts: list[str] = field(default_factory=list)
+    days: list[date] = field(default_factory=list)
+    prefixes: list[str] = field(default_factory=list)
+    whole_prefix: bool = False
+    listed: int = 0
+    skipped_foreign: int = 0
+
+    def describe(self) -> str:
+        hosts = ", ".join(self.hosts) if self.hosts else "(no hosts found)"
+        if self.days:
+            span = f"{self.days[0]:%Y-%m-%d}" + (
+                f" to {self.days[-1]:%Y-%m-%d}" if len(self.days) > 1 else ""
+            )
+            days = f"UTC days {span} ({len(self.days)} days)"
+        else:
+            days = "no days"
+        where = "the whole prefix" if self.whole_prefix else f"{len(self.prefixes)} prefixes"
+        return f"hosts {hosts}; {days}; listed {where}, {self.listed} objects"
+
+
+# (object, host, interface, start) as far as the key tells
+Candidate = tuple[ObjectInfo, str | None, str | None, datetime | None]
+
+
+def _epoch(dt: datetime | None) -> float:
+    return dt.timestamp() if dt is not None else 0.0
+
+
+def _float(meta: dict[str, str], name: str) -> float | None:
+    try:
+        return float(meta[META[name]])
+    except (KeyError, ValueError):
+        return None
+
+
+def _int(meta: dict[str, str], name: str) -> int | None:
+    try:
+        return int(meta[META[name]])
+    except (KeyError, ValueError):
+        return None
+
+
+def find_captures(
+    storage: Storage,
+    *,
+    template: str,
+    prefix: str,
+    since: datetime,
+    until: datetime,
+    hosts: list[str] | None = None,
+    iface: str | None = None,
+    workers: int = 8,
+) -> tuple[list[Capture], Search]:
+    """Captures whose packets may fall in [since, until), sorted by time."""
+    search = Search(days=window_days(since, until, LOOKBACK))
+    pattern = KeyPattern(template, prefix)
+    root = base_prefix(prefix)
+    discover = supports_host_discovery(template)
+    if hosts:
+        search.hosts = sorted(set(hosts))
+    elif discover:
+        found = [p[len(root) :].rstrip("/") for p in storage.list_prefixes(root)]
+        search.hosts = sorted(h for h in found if h and not h.startswith("."))
+    prefixes: list[str] = []
+    if search.hosts:
+        for h in search.hosts:
+            prefixes += plan_prefixes(template, prefix, h, search.days, iface)
+    elif not discover:
+        prefixes = plan_prefixes(template, prefix, None, search.days, iface)
+    prefixes = list(dict.fromkeys(prefixes))
+    if root in prefixes:
+        log.debug(
+            "key template %r cannot be planned by host and day: listing %r whole",
+            template,
+            root,
+        )
+        prefixes, search.whole_prefix = [root], True
+    search.prefixes = prefixes
+    for p in prefixes:
+        log.debug("listing %r", p)
+
+    lower = since - LOOKBACK
+
+    def scan(prefix: str) -> tuple[int, list[Candidate]]:
+        """List one prefix, keeping only keys that may overlap (memory: candidates)."""
+        n = 0
+        keep: list[Candidate] = []
+        for info in storage.list(prefix):
+            n += 1
+            if not info.key.endswith(EXTENSIONS):
+                continue
+            kf = pattern.parse(info.key)
+            if kf is None:
+                keep.append((info, None, None, None))
+                continue
+            if kf.start is not None and (kf.start > until or kf.start + kf.precision <= lower):
+                continue  # opened after the window, or long before it
+            if hosts and kf.host is not None and kf.host not in hosts:
+                continue
+            if iface and kf.iface is not None and kf.iface != iface:
+                continue
+            keep.append((info, kf.host, kf.iface, kf.start))
+        return n, keep
+
+    candidates: list[Candidate] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for n, keep in pool.map(scan, prefixes):
+            search.listed += n
+            candidates += keep
+        candidates = only_last_before(candidates, since)
+        heads = list(pool.map(lambda c: _metadata(storage, c[0]), candidates))
+
+    out: list[Capture] = []
+    s_ts, u_ts = since.timestamp(), until.timestamp()
+    for (info, khost, kiface, kstart), got in zip(candidates, heads, strict=True):
+        if got is None:
+            continue  # deleted between list and head (archive ring): nothing to fetch
+        size, meta = got
+        cap = Capture(
+            key=info.key,
+            size=size,
+            host=meta.get(META["host"]) or khost or "",
+            iface=meta.get(META["iface"]) or kiface or "",
+            start=kstart,
+            first_ts=_float(meta, "first_ts"),
+            last_ts=_float(meta, "last_ts"),
+            packets=_int(meta, "packets"),
+            pcap_bytes=_int(meta, "pcap_bytes"),
+            linktype=_int(meta, "linktype"),
+        )
+        if hosts and cap.host not in hosts:
+            continue
+        if iface and cap.iface != iface:
+            continue
+        if cap.packets == 0:
+            continue  # header-only file (a rotation with no traffic); no times either
+        if cap.has_metadata:
+            assert cap.first_ts is not None and cap.last_ts is not None
+            if cap.first_ts >= u_ts or cap.last_ts < s_ts:
+                continue
+        elif kstart is None:
+            search.skipped_foreign += 1
+            log.warning(
+                "skipping %s: no rollcap metadata and the key does not match "
+                "offload.key_template, so its time is unknown",
+                info.key,
+            )
+            continue
+        out.append(cap)
+    if search.whole_prefix and not hosts:
+        search.hosts = sorted({c.host for c in out if c.host})
+    out.sort(key=Capture.sort_key)
+    return out, search
+
+
+def only_last_before(candidates: list[Candidate], since: datetime) -> list[Candidate]:
+    """Of the files a host+interface opened before since, keep only the last one.
+
+    One capture writes one file at a time, so a file ends before the next one
+    of its host and interface starts: only the last file opened before the
+    window can reach into it. This keeps the HEADs to about one per host plus
+    the files opened inside the window, instead of a day's worth.
+    Keys without a host, interface or exact start are all kept.
+    """
+    last: dict[tuple[str, str], tuple[datetime, str]] = {}
+    for info, host, iface, start in candidates:
+        if host is None or iface is None or start is None or start >= since:
+            continue
+        cur = last.get((host, iface))
+        if cur is None or (start, info.key) > cur:
+            last[(host, iface)] = (start, info.key)
+    keep_before = {key for _start, key in last.values()}
+    return [
+        c
+        for c in candidates
+        if c[1] is None or c[2] is None or c[3] is None or c[3] >= since or c[0].key in keep_before
+    ]
+
+
+def _metadata(storage: Storage, info: ObjectInfo) -> tuple[int, dict[str, str]] | None:
+    if info.metadata:
+        return info.size, dict(info.metadata)
+    head = storage.head(info.key)
+    if head is None:
+        return None
+    return head.size, dict(head.metadata)

@@ -1,0 +1,228 @@
+"""`rollcap fetch`: download, window, filter and merge captures into one pcap.
+
+Each object goes through its own pipeline in a bounded thread pool:
+download to a temp file, stream-decompress while keeping only the packets in
+[since, until), optionally run tcpdump's BPF over it. The pieces are then
+merged by timestamp with a bounded number of open files. Everything happens
+in a hidden temp directory next to the output (same filesystem), so the
+output appears complete by one rename, or not at all.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from collections import defaultdict
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import zstandard
+
+from rollcap.errors import RollcapError
+from rollcap.pcapfile import NotPcapError, PcapHeader
+from rollcap.retrieve import bpf
+from rollcap.retrieve.catalog import Capture
+from rollcap.retrieve.merge import Part, chains, reduce_chains, write_merged
+from rollcap.retrieve.progress import Progress
+from rollcap.retrieve.records import NS, RecordReader, window_filter
+from rollcap.storage.base import Storage, StorageError
+
+log = logging.getLogger("rollcap.retrieve")
+
+_GONE = {"NoSuchKey", "404", "ENOENT"}
+LINKTYPE_NAMES = {1: "EN10MB", 101: "RAW", 113: "LINUX_SLL", 276: "LINUX_SLL2"}
+
+
+@dataclass
+class _Piece:
+    capture: Capture
+    header: PcapHeader
+    part: Part | None  # None: no packet of this object is in the window/filter
+    truncated: bool
+
+
+@dataclass
+class FetchResult:
+    output: Path
+    packets: int = 0
+    objects: int = 0
+    downloaded_bytes: int = 0
+    linktypes: list[int] = field(default_factory=list)
+    pcapng: bool = False
+
+
+def _linktype_name(lt: int) -> str:
+    return f"{lt} ({LINKTYPE_NAMES[lt]})" if lt in LINKTYPE_NAMES else str(lt)
+
+
+def fetch(
+    storage: Storage,
+    captures: list[Capture],
+    *,
+    since: datetime,
+    until: datetime,
+    output: Path,
+    bpf_filter: str = "",
+    tcpdump: str = "tcpdump",
+    workers: int = 4,
+    pcapng: bool = False,
+    progress: Progress | None = None,
+) -> FetchResult:
+    output = output.absolute()
+    if output.is_dir():
+        raise RollcapError(f"-o {output}: is a directory")
+    if not output.parent.is_dir():
+        raise RollcapError(f"-o {output}: directory {output.parent} does not exist")
+    if bpf_filter:
+        tcpdump = bpf.tcpdump_binary(tcpdump)
+        for lt in sorted({c.linktype for c in captures if c.linktype is not None} or {1}):
+            bpf.check_filter(tcpdump, bpf_filter, lt)
+    try:
+        workdir = Path(tempfile.mkdtemp(prefix=".rollcap-fetch-", dir=output.parent))
+    except OSError as e:
+        raise RollcapError(f"-o {output}: cannot create a temp directory there: {e}") from None
+    try:
+        pieces = _fetch_all(storage, captures, workdir, since, until, bpf_filter, tcpdump,
+                            workers, progress)  # fmt: skip
+        if progress:
+            progress.message("merging ...")
+        result = _write_output(pieces, workdir, output, pcapng)
+        result.objects = len(captures)
+        result.downloaded_bytes = sum(c.size for c in captures)
+        return result
+    finally:
+        if progress:
+            progress.done()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path, since: datetime,
+               until: datetime, bpf_filter: str, tcpdump: str, workers: int,
+               progress: Progress | None) -> list[_Piece]:  # fmt: skip
+    since_ns = int(since.timestamp()) * NS + since.microsecond * 1000
+    until_ns = int(until.timestamp()) * NS + until.microsecond * 1000
+
+    def one(idx: int, cap: Capture) -> _Piece | None:
+        dl = workdir / f"{idx:06d}.download"
+        win = workdir / f"{idx:06d}.pcap"
+        try:
+            storage.download(cap.key, dl)
+        except StorageError as e:
+            if e.code not in _GONE:
+                raise
+            # a file:// ring (or an S3 lifecycle rule) removed it since the listing
+            log.warning("%s disappeared before it was downloaded; skipped", cap.key)
+            if progress:
+                progress.advance(cap.size)
+            return None
+        try:
+            header, n, first, last, truncated = window_filter(dl, win, since_ns, until_ns)
+        except (NotPcapError, EOFError, zstandard.ZstdError, gzip.BadGzipFile) as e:
+            raise RollcapError(f"{cap.key}: not a readable capture: {e}") from None
+        dl.unlink()
+        if truncated:
+            log.warning("%s ends in a cut-off packet record; kept the packets before it", cap.key)
+        part: Part | None = None
+        if n and first is not None and last is not None:
+            part = Part(win, first, last, n)
+        if part is not None and bpf_filter:
+            filtered = workdir / f"{idx:06d}.bpf.pcap"
+            bpf.apply_filter(tcpdump, bpf_filter, win, filtered)
+            win.unlink()
+            part = _part_of(filtered)
+        if part is None:
+            win.unlink(missing_ok=True)
+        if progress:
+            progress.advance(cap.size)
+        return _Piece(cap, header, part, truncated)
+
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
+        futures = [pool.submit(one, i, c) for i, c in enumerate(captures)]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for f in done:
+            exc = f.exception()
+            if exc is not None:
+                raise exc
+        return [p for f in futures if (p := f.result()) is not None]
+    finally:
+        # on an error or Ctrl-C, do not start the downloads still queued
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _part_of(path: Path) -> Part | None:
+    n = 0
+    first = last = 0
+    with open(path, "rb") as f:
+        for ts, _raw in RecordReader(f, path.name).records():
+            if n == 0:
+                first = ts
+            last = ts
+            n += 1
+    if n == 0:
+        path.unlink()
+        return None
+    return Part(path, first, last, n)
+
+
+def _write_output(pieces: list[_Piece], workdir: Path, output: Path, pcapng: bool) -> FetchResult:
+    by_linktype: dict[int, list[_Piece]] = defaultdict(list)
+    for p in pieces:
+        by_linktype[p.header.linktype].append(p)
+    linktypes = sorted(by_linktype)
+    if len(linktypes) > 1 and not pcapng:
+        detail = "; ".join(
+            f"{_linktype_name(lt)}: "
+            + ", ".join(sorted({f"{p.capture.host}/{p.capture.iface}" for p in by_linktype[lt]}))
+            for lt in linktypes
+        )
+        raise RollcapError(
+            f"the captures have different link types ({detail}); one classic pcap holds one "
+            "link type: narrow the fetch with --host/--interface, or pass --pcapng to write "
+            "pcapng (via mergecap)"
+        )
+    tmp = workdir / "output.pcap"
+    result = FetchResult(output, linktypes=linktypes, pcapng=pcapng)
+    if pcapng:
+        mergecap = shutil.which("mergecap")
+        if mergecap is None:
+            raise RollcapError("--pcapng needs mergecap (Debian package wireshark-common)")
+        inputs = []
+        for lt in linktypes:
+            path = workdir / f"linktype-{lt}.pcap"
+            result.packets += _merge_group(by_linktype[lt], workdir, path)
+            inputs.append(str(path))
+        proc = subprocess.run([mergecap, "-F", "pcapng", "-w", str(tmp), "--", *inputs],
+                           stderr=subprocess.PIPE, text=True)  # fmt: skip
+        if proc.returncode != 0:
+            raise RollcapError(f"mergecap failed: {proc.stderr.strip()}")
+    else:
+        result.packets = _merge_group(pieces, workdir, tmp)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o600)  # captures are never world-readable
+    os.replace(tmp, output)
+    dfd = os.open(output.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    return result
+
+
+def _merge_group(pieces: list[_Piece], workdir: Path, dest: Path) -> int:
+    linktype = pieces[0].header.linktype if pieces else 1
+    snaplen = max((p.header.snaplen for p in pieces), default=262144)
+    nanos = any(p.header.ts_per_second == NS for p in pieces)
+    parts = [p.part for p in pieces if p.part is not None]
+    chain_list = reduce_chains(chains(parts), workdir, linktype=linktype)
+    with open(dest, "wb") as f:
+        n, _first, _last = write_merged(f, chain_list, linktype=linktype, snaplen=snaplen,
+                                        nanos=nanos)  # fmt: skip
+    return n

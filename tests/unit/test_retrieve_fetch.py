@@ -1,0 +1,128 @@
+"""The fetch pipeline against a fake destination: output contents, errors, atomicity."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from rollcap.config.schema import DEFAULT_KEY_TEMPLATE as T
+from rollcap.errors import RollcapError
+from rollcap.retrieve import bpf
+from rollcap.retrieve.catalog import find_captures
+from rollcap.retrieve.fetch import fetch
+from rollcap.storage.base import StorageError
+from tests.support.archive import NS, MemoryStorage, make_object, ns, read_timestamps, utc
+
+# an ARP request frame and a UDP/IPv4 frame, so a BPF filter has something to choose
+ARP = bytes.fromhex("ffffffffffff02000000000108060001080006040001" + "02" * 10 + "00" * 10)
+UDP = bytes.fromhex(
+    "020000000002020000000001080045000020000100004011f9c80a0000010a000002303930390008000000000000"
+)
+FRAMES = [(ARP, len(ARP)), (UDP, len(UDP))]
+
+
+def _store(st: MemoryStorage, tmp: Path, host: str, start: datetime, stamps: list[int],
+           seq: int, **kw: object) -> None:  # fmt: skip
+    local, key, md = make_object(tmp, prefix="caps", host=host, iface="eth0", start=start,
+                                 seq=seq, stamps=stamps, frames=FRAMES, **kw)  # type: ignore[arg-type]  # fmt: skip
+    st.put_file(local, key, size=local.stat().st_size, sha256="", metadata=md)
+
+
+@pytest.fixture
+def st(tmp_path: Path) -> MemoryStorage:
+    s = MemoryStorage()
+    base = ns(utc(2026, 11, 26, 10))
+    # a: 100 packets 10:00:00..10:01:39 in two files; b: 100 packets interleaved (+0.5 s)
+    for seq in range(2):
+        s0 = base + seq * 50 * NS
+        _store(s, tmp_path, "a", utc(2026, 11, 26, 10, 0, seq * 50),
+               [s0 + i * NS for i in range(50)], seq, compression="zstd")  # fmt: skip
+        _store(s, tmp_path, "b", utc(2026, 11, 26, 10, 0, seq * 50),
+               [s0 + i * NS + NS // 2 for i in range(50)], seq, compression="gzip")  # fmt: skip
+    return s
+
+
+def _run(st: MemoryStorage, out: Path, since: datetime, until: datetime, **kw: object) -> int:
+    caps, _ = find_captures(st, template=T, prefix="caps", since=since, until=until)
+    return fetch(st, caps, since=since, until=until, output=out, **kw).packets  # type: ignore[arg-type]
+
+
+def test_window_cuts_through_files_and_merges_hosts(st: MemoryStorage, tmp_path: Path) -> None:
+    out = tmp_path / "out.pcap"
+    since, until = utc(2026, 11, 26, 10, 0, 30), utc(2026, 11, 26, 10, 1, 10)
+    n = _run(st, out, since, until, workers=3)
+    got = read_timestamps(out)
+    base = ns(utc(2026, 11, 26, 10))
+    expected = sorted(
+        t for i in range(100) for t in (base + i * NS, base + i * NS + NS // 2)
+        if ns(since) <= t < ns(until)
+    )  # fmt: skip
+    assert n == len(got) == len(expected) == 80
+    assert got == expected
+    assert out.read_bytes()[:4] == b"\xd4\xc3\xb2\xa1"  # classic µs pcap, as the sources
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".rollcap-fetch-")] == []
+
+
+def test_bpf_filter_is_applied(st: MemoryStorage, tmp_path: Path) -> None:
+    out = tmp_path / "arp.pcap"
+    n = _run(st, out, utc(2026, 11, 26, 10), utc(2026, 11, 26, 11), bpf_filter="arp")
+    # frames alternate ARP/UDP inside each file: half of the 200 packets are ARP
+    assert n == 100 == len(read_timestamps(out))
+
+
+def test_bad_filter_is_one_line_exit_2_and_leaves_no_output(
+    st: MemoryStorage, tmp_path: Path
+) -> None:
+    out = tmp_path / "x.pcap"
+    with pytest.raises(bpf.FilterError) as e:
+        _run(st, out, utc(2026, 11, 26, 10), utc(2026, 11, 26, 11), bpf_filter="tcp port")
+    assert e.value.exit_code == 2 and "\n" not in str(e.value) and "syntax error" in str(e.value)
+    assert not out.exists()
+
+
+def test_mixed_link_types_fail_clearly_or_become_pcapng(st: MemoryStorage, tmp_path: Path) -> None:
+    _store(st, tmp_path, "c", utc(2026, 11, 26, 10), [ns(utc(2026, 11, 26, 10, 0, 5))], 0,
+           linktype=113)  # fmt: skip
+    out = tmp_path / "mixed.pcap"
+    old = b"previous contents"
+    out.write_bytes(old)
+    since, until = utc(2026, 11, 26, 10), utc(2026, 11, 26, 11)
+    with pytest.raises(RollcapError, match=r"different link types .*113 \(LINUX_SLL\): c/eth0"):
+        _run(st, out, since, until)
+    assert out.read_bytes() == old  # a failed fetch never replaces the output
+    n = _run(st, out, since, until, pcapng=True)
+    assert n == 201 and out.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"
+
+
+def test_corrupt_object_names_the_key(st: MemoryStorage, tmp_path: Path) -> None:
+    key = sorted(st.objects)[0]
+    st.objects[key] = (b"garbage that is not a capture", st.objects[key][1])
+    with pytest.raises(RollcapError, match=key.replace(".", r"\.") + ": not a readable capture"):
+        _run(st, tmp_path / "o.pcap", utc(2026, 11, 26, 10), utc(2026, 11, 26, 11))
+
+
+def test_object_removed_after_listing_is_skipped(
+    st: MemoryStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    since, until = utc(2026, 11, 26, 10), utc(2026, 11, 26, 11)
+    caps, _ = find_captures(st, template=T, prefix="caps", since=since, until=until)
+    gone = caps[0].key
+    del st.objects[gone]  # the archive ring removed it between list and download
+    real = st.download
+
+    def download(key: str, dest: Path) -> None:
+        if key == gone:
+            raise StorageError(f"GET {key}: NoSuchKey", code="NoSuchKey")
+        real(key, dest)
+
+    monkeypatch.setattr(st, "download", download)
+    out = tmp_path / "o.pcap"
+    n = fetch(st, caps, since=since, until=until, output=out).packets
+    assert n == 150 == len(read_timestamps(out))
+    # any other storage failure stops the fetch
+    monkeypatch.setattr(st, "download", lambda k, d: (_ for _ in ()).throw(
+        StorageError("GET: AccessDenied", code="AccessDenied")))  # fmt: skip
+    with pytest.raises(StorageError):
+        fetch(st, caps[1:], since=since, until=until, output=out)

@@ -1,0 +1,96 @@
+"""Record streaming, windowing and the bounded k-way merge."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+
+from rollcap.retrieve.merge import Part, chains, reduce_chains, write_merged
+from rollcap.retrieve.records import window_filter
+from tests.support.archive import NS, compress, read_timestamps, write_pcap
+
+FRAME = (b"\xff" * 6 + b"\x00" * 54, 60)
+
+
+def _pcap(path: Path, stamps: list[int], nanos: bool = False) -> Path:
+    return write_pcap(path, [(t, *FRAME) for t in stamps], nanos=nanos)
+
+
+def test_window_filter_keeps_half_open_window_from_any_compression(tmp_path: Path) -> None:
+    stamps = [100 * NS + i * 250_000_000 for i in range(20)]  # 100.00 .. 104.75 s
+    for kind in ("zstd", "gzip", "none"):
+        src = compress(_pcap(tmp_path / f"{kind}.pcap", stamps), kind)
+        out = tmp_path / f"{kind}.out.pcap"
+        header, n, first, last, truncated = window_filter(src, out, 101 * NS, 103 * NS)
+        assert header.linktype == 1 and not truncated
+        assert n == 8 and first == 101 * NS and last == 102 * NS + 750_000_000
+        assert read_timestamps(out) == [t for t in stamps if 101 * NS <= t < 103 * NS]
+
+
+def test_window_filter_reports_cut_off_tail(tmp_path: Path) -> None:
+    src = _pcap(tmp_path / "cut.pcap", [NS, 2 * NS, 3 * NS])
+    src.write_bytes(src.read_bytes()[:-10])
+    _h, n, _f, _l, truncated = window_filter(src, tmp_path / "o.pcap", 0, 10 * NS)
+    assert n == 2 and truncated
+
+
+def test_chains_need_as_many_streams_as_overlap() -> None:
+    # two hosts, each with back-to-back files: two chains, not six open files
+    parts = [Part(Path(f"{h}{i}"), (i * 10 + h) * NS, (i * 10 + 9 + h) * NS, 1)
+             for h in (0, 1) for i in range(3)]  # fmt: skip
+    out = chains(parts)
+    assert len(out) == 2
+    for c in out:
+        assert all(a.last_ns <= b.first_ns for a, b in itertools.pairwise(c))
+
+
+def test_merge_is_sorted_exact_and_bounded(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    parts = []
+    every: list[int] = []
+    for i in range(40):  # 40 overlapping files, merged with at most 4 open at a time
+        stamps = sorted(rng.randrange(0, 1000 * NS, 1000) for _ in range(50))
+        every += stamps
+        parts.append(Part(_pcap(tmp_path / f"{i}.pcap", stamps, nanos=True), stamps[0],
+                          stamps[-1], 50))  # fmt: skip
+    cl = chains(parts)
+    assert len(cl) > 4
+    reduced = reduce_chains(cl, tmp_path, linktype=1, max_open=4)
+    assert len(reduced) <= 4
+    out = tmp_path / "out.pcap"
+    with open(out, "wb") as f:
+        n, first, last = write_merged(f, reduced, linktype=1, snaplen=65535, nanos=False)
+    assert n == 2000 and first == min(every) and last == max(every)
+    assert read_timestamps(out) == sorted(every)
+
+
+def _be_pcap(path: Path, stamps: list[int]) -> Path:
+    """Big-endian µs pcap, as written on a big-endian machine."""
+    import struct
+
+    with open(path, "wb") as f:
+        f.write(struct.pack(">IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for t in stamps:
+            sec, usec = divmod(t // 1000, 1_000_000)
+            f.write(struct.pack(">IIII", sec, usec, len(FRAME[0]), FRAME[1]) + FRAME[0])
+    return path
+
+
+def test_merge_normalises_byte_order_and_precision(tmp_path: Path) -> None:
+    be = [5 * NS + i * 1_000_000 for i in range(5)]  # whole µs
+    nano = [5 * NS + i * 1_000_000 + 1 for i in range(5)]  # 1 ns after each
+    a = _be_pcap(tmp_path / "be.pcap", be)
+    b = _pcap(tmp_path / "ns.pcap", nano, nanos=True)
+    cl = chains([Part(a, be[0], be[-1], 5), Part(b, nano[0], nano[-1], 5)])
+    out = tmp_path / "out.pcap"
+    with open(out, "wb") as f:
+        write_merged(f, cl, linktype=1, snaplen=65535, nanos=True)
+    assert read_timestamps(out) == sorted(be + nano)
+    data = out.read_bytes()
+    assert data[:4] == b"\x4d\x3c\xb2\xa1"  # little-endian, nanoseconds
+    assert data[24 + 16 : 24 + 16 + 60] == FRAME[0]  # frame bytes untouched
+    with open(out, "wb") as f:
+        write_merged(f, cl, linktype=1, snaplen=65535, nanos=False)
+    # µs output: the 1 ns is cut off, order is still by the exact stamps
+    assert read_timestamps(out) == sorted(t // 1000 * 1000 for t in be + nano)
