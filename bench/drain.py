@@ -74,11 +74,16 @@ def _wait_drained(
     n: int,
     suffix: str,
     proc: subprocess.Popen[bytes] | None = None,
+    started: dict[str, float] | None = None,
+    state_file: Path | None = None,
 ) -> float:
     """Seconds until n objects ending in suffix exist and watch/ holds no capture."""
     client = w.client()
     t0 = time.monotonic()
     while time.monotonic() - t0 < TIMEOUT:
+        # the daemon's first state write: it is up
+        if started is not None and state_file is not None and "at" not in started:
+            started.update({"at": time.monotonic()} if state_file.exists() else {})
         left = [p for p in os.listdir(watch) if ".pcap" in p]
         if not left:
             keys = [k for k in list_keys(client, w.bucket, prefix) if k.endswith(suffix)]
@@ -265,8 +270,18 @@ def run_rollcap(
             start_new_session=True,
         )
     peak_kb = 0
+    started: dict[str, float] = {}
     try:
-        t1 = _wait_drained(w, prefix, ready, len(files), ".pcap.zst", proc)
+        t1 = _wait_drained(
+            w,
+            prefix,
+            ready,
+            len(files),
+            ".pcap.zst",
+            proc,
+            started,
+            spool / "state" / "offload.json",
+        )
         peak_kb = status_kb(proc.pid, "VmHWM")
     finally:
         if spy is not None:
@@ -279,6 +294,8 @@ def run_rollcap(
     log_tail = (work / f"offload-{tag}.log").read_text(errors="replace").splitlines()[-5:]
     return {
         "seconds": t1 - t0,
+        # process start until its first state file: interpreter, imports, config, S3 check
+        "startup_seconds": started["at"] - t0 if "at" in started else None,
         "prefix": prefix,
         "peak_rss_mb": peak_kb / 1024,
         "exit_code": rc,
@@ -391,7 +408,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     r["mb_s"] = raw / r["seconds"] / MB
                     r["verify"] = verify(w, r["prefix"], sources, "zstd")
                     print(
-                        f"round {i} rollcap: {r['seconds']:.1f} s = {r['mb_s']:.1f} MB/s, "
+                        f"round {i} rollcap: {r['seconds']:.1f} s = {r['mb_s']:.1f} MB/s "
+                        f"(startup {r['startup_seconds'] or 0:.1f} s), "
                         f"peak RSS {r['peak_rss_mb']:.0f} MB"
                     )
                 else:
