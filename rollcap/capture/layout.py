@@ -48,10 +48,15 @@ def resolve_user(name: str) -> int:
 def _ensure_dir(path: Path, mode: int, uid: int, gid: int) -> None:
     with contextlib.suppress(FileExistsError):
         path.mkdir(mode=0o700, parents=False)
-    if path.is_symlink() or not path.is_dir():
+    st = path.lstat()
+    if not stat.S_ISDIR(st.st_mode):
         raise ConfigError(f"spool.directory: {path} is not a directory")
-    os.chown(path, uid, gid)
-    os.chmod(path, mode)  # also sets setgid: new files inherit GROUP
+    # Change only what differs: under the packaged unit (tmpfiles.d made these
+    # right already) root holds no CAP_FOWNER and may not set setgid bits.
+    if (st.st_uid, st.st_gid) != (uid, gid):
+        os.chown(path, uid, gid)
+    if stat.S_IMODE(st.st_mode) != mode:
+        os.chmod(path, mode)  # also sets setgid: new files inherit GROUP
 
 
 def check_reachable(path: Path, uid: int) -> None:

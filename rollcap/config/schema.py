@@ -186,9 +186,9 @@ class OffloadConfig(_Section):
         'account needed) or "s3://bucket/prefix" for S3 and S3-compatible servers. S3 '
         "credentials come from the standard AWS chain (environment, ~/.aws, instance "
         "role) or, preferably, from a systemd credential: put an AWS shared-credentials "
-        "file with a [default] profile at /etc/rollcap/s3-credentials (mode 0600, root) "
-        "and the unit's LoadCredential=s3-credentials:/etc/rollcap/s3-credentials hands "
-        "it to the offload service alone. Needed permissions: s3:PutObject, "
+        "file with a [default] profile at /etc/credstore/rollcap-s3-credentials (mode "
+        "0600, root) and the unit's LoadCredential=s3-credentials:rollcap-s3-credentials "
+        "hands it to the offload service alone. Needed permissions: s3:PutObject, "
         "s3:GetObject, s3:ListBucket, s3:ListBucketMultipartUploads, "
         "s3:AbortMultipartUpload on the prefix.",
     )

@@ -42,6 +42,7 @@ class Compressed:
     first_ts: float | None
     last_ts: float | None
     linktype: int
+    part_sha256: tuple[bytes, ...] = ()  # per part_size piece of the output, if asked
 
 
 class _Codec:
@@ -70,9 +71,15 @@ def compress_fd(
     level: int,
     stop: threading.Event | None = None,
     progress: Callable[[int], None] | None = None,
+    part_size: int | None = None,
 ) -> Compressed:
     """Compress the pcap open at fd, whose first GLOBAL_HEADER_LEN bytes
-    (header_bytes) were already read, into a new file in tmp_dir."""
+    (header_bytes) were already read, into a new file in tmp_dir.
+
+    With part_size, also the SHA-256 of each part_size piece of the output (what
+    S3 checks per multipart part), so the upload can be verified without reading
+    the file again. The first part's digest is a copy of the running whole-file
+    hash, so a file of one part costs nothing extra."""
     out_path = tmp_dir / f"{stem}.{uuid.uuid4().hex[:8]}.part"
     pcap_sha = hashlib.sha256(header_bytes)
     out_sha = hashlib.sha256()
@@ -81,6 +88,9 @@ def compress_fd(
     same = codec == "none"  # stored bytes are the pcap: hash once
     pcap_bytes = len(header_bytes)
     out_bytes = 0
+    parts: list[bytes] | None = [] if part_size and not same else None
+    part_h: hashlib._Hash | None = None  # None while in part 1: out_sha serves
+    part_left = part_size or 0
     out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
     try:
         with os.fdopen(out, "wb", buffering=0, closefd=True) as f:
@@ -89,9 +99,29 @@ def compress_fd(
                 nonlocal out_bytes
                 if data:
                     if not same:
-                        out_sha.update(data)
+                        if parts is None:
+                            out_sha.update(data)
+                        else:
+                            hash_parts(data)
                     f.write(data)
                     out_bytes += len(data)
+
+            def hash_parts(data: bytes) -> None:
+                nonlocal part_h, part_left
+                assert parts is not None and part_size
+                mv = memoryview(data)
+                i = 0
+                while i < len(mv):
+                    piece = mv[i : i + part_left]
+                    out_sha.update(piece)
+                    if part_h is not None:
+                        part_h.update(piece)
+                    part_left -= len(piece)
+                    i += len(piece)
+                    if part_left == 0:
+                        parts.append((part_h or out_sha).digest())
+                        part_h = hashlib.sha256()
+                        part_left = part_size
 
             emit(enc.compress(header_bytes))
             # one reused buffer: no fresh 4 MiB allocation (and page faults) per chunk
@@ -117,6 +147,8 @@ def compress_fd(
         raise
     packets, first, last = walker.finish()
     pcap_hex = pcap_sha.hexdigest()
+    if parts is not None and part_size and part_left < part_size:
+        parts.append((part_h or out_sha).digest())  # the last, partial part
     return Compressed(
         path=out_path,
         size=out_bytes,
@@ -127,6 +159,7 @@ def compress_fd(
         first_ts=first,
         last_ts=last,
         linktype=header.linktype,
+        part_sha256=tuple(parts or ()),
     )
 
 

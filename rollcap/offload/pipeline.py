@@ -71,13 +71,27 @@ def object_metadata(cfg: RollcapConfig, opened: Opened, c: Compressed) -> dict[s
 
 class OrderedSlots:
     """A semaphore that hands free slots to the smallest waiting key (the oldest
-    file), not to whichever thread wins the race; gives up when stop is set."""
+    file), not to whichever thread wins the race; gives up when stop is set.
+
+    Keys are reserved when the work is queued (reserve()), so a younger file
+    whose thread happens to start first does not jump the queue; a reservation
+    not used is dropped with release_reservation()."""
 
     def __init__(self, slots: int, stop: threading.Event) -> None:
         self._free = slots
         self._stop = stop
         self._cv = threading.Condition()
         self._waiting: set[str] = set()
+
+    def reserve(self, key: str) -> None:
+        with self._cv:
+            self._waiting.add(key)
+
+    def release_reservation(self, key: str) -> None:
+        with self._cv:
+            if key in self._waiting:
+                self._waiting.discard(key)
+                self._cv.notify_all()
 
     @contextlib.contextmanager
     def slot(self, key: str) -> Iterator[None]:
@@ -112,7 +126,17 @@ class Pipeline:
         self.stop = stop
         # Compress at most one file per core; the other workers upload meanwhile,
         # so the first upload starts after one file, not after a whole wave.
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):  # e.g. a seccomp filter answering EPERM
+            cores = os.cpu_count() or 1
+        # The service clears this until it has checked the destination and
+        # cleaned up after an earlier run; files compress meanwhile.
+        self.store_allowed = threading.Event()
+        self.store_allowed.set()
+        # ... and if that check failed, files compressed meanwhile ("early") must
+        # not go out (SeaweedFS, e.g., creates a missing bucket on PUT).
+        self.startup_error: StorageError | None = None
         self.compress_slots = OrderedSlots(max(1, min(cfg.offload.concurrency, cores)), stop)
 
     def key_for(self, opened: Opened) -> str:
@@ -132,7 +156,15 @@ class Pipeline:
             return Outcome(name, "ignored", message=f"{reason}; cannot quarantine it: {e}")
         return Outcome(name, "quarantined", message=reason)
 
-    def process(self, name: str, progress: Callable[[int], None] | None = None) -> Outcome:
+    def process(
+        self, name: str, progress: Callable[[int], None] | None = None, early: bool = False
+    ) -> Outcome:
+        try:
+            return self._process(name, progress, early)
+        finally:
+            self.compress_slots.release_reservation(name)  # if it never compressed
+
+    def _process(self, name: str, progress: Callable[[int], None] | None, early: bool) -> Outcome:
         t0 = time.monotonic()
         path = self.spool.ready / name
         try:
@@ -152,7 +184,7 @@ class Pipeline:
                 comp = compress_fd(
                     opened.fd, opened.header, opened.header_bytes, self.spool.tmp, name,
                     self.cfg.offload.compression, self.cfg.offload.compression_level,
-                    self.stop, progress,
+                    self.stop, progress, self.storage.part_size,
                 )  # fmt: skip
         except Cancelled:
             return Outcome(name, "cancelled")
@@ -162,6 +194,12 @@ class Pipeline:
             opened.close()
         compressed_at = time.monotonic()
         try:
+            while not self.store_allowed.wait(1.0):
+                if self.stop.is_set():
+                    return Outcome(name, "cancelled")
+            err = self.startup_error
+            if early and err is not None:
+                return Outcome(name, "failed", key=key, message=str(err), dest_error=err)
             out = self._store(name, path, opened, key, comp, t0, progress)
             out.compress_seconds = compressed_at - t0
             return out
@@ -194,7 +232,7 @@ class Pipeline:
                 meta = object_metadata(self.cfg, opened, comp)
                 self.storage.put_file(
                     comp.path, key, size=comp.size, sha256=comp.sha256, metadata=meta,
-                    progress=progress,
+                    progress=progress, part_sha256=comp.part_sha256,
                 )  # fmt: skip
         except VerificationError as e:
             return Outcome(name, "failed", key=key, message=str(e))

@@ -15,6 +15,7 @@ at the cap; files stay in the spool until they are stored and verified.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import re
@@ -37,12 +38,13 @@ from rollcap.naming import ReadyName, local_hostname
 from rollcap.notify import Notifier
 from rollcap.offload.backoff import Backoff
 from rollcap.offload.compress import clean_tmp
+from rollcap.offload.deferred import DeferredStorage
 from rollcap.offload.discovery import ReadyWatcher, scan
 from rollcap.offload.pipeline import Outcome, Pipeline
 from rollcap.offload.vet import expected_owners
 from rollcap.spool import Spool
 from rollcap.state import write_state
-from rollcap.storage import Storage, StorageError, open_storage
+from rollcap.storage import Storage, StorageError
 
 log = logging.getLogger("rollcap.offload")
 
@@ -128,6 +130,8 @@ class OffloadService:
         # no WATCHDOG_USEC: nobody listens, do not wake up for it
         self.watchdog_every = int(wd) / 2e6 if wd.isdigit() and int(wd) else 3600.0
         self.dirty = True  # something changed since the last _publish()
+        self.started_at = time.monotonic()
+        self.checked = False  # the destination was checked once (see run())
 
     # -- start -------------------------------------------------------------
 
@@ -137,9 +141,28 @@ class OffloadService:
                 d.mkdir(mode=0o770, parents=True, exist_ok=True)
             except OSError as e:
                 raise RollcapError(f"spool directory {d}: {e.strerror}") from None
+        self._lock_spool()
         for name in clean_tmp(self.spool.tmp):
             log.info("removed stale temp file %s", name, extra=fields(file=name))
         self.watcher.start()  # before the scan: nothing can fall between the two
+
+    def _lock_spool(self) -> None:
+        """One offload per spool: a second one would clean up the first one's
+        temp files and multipart uploads. The lock dies with the process."""
+        path = self.spool.state / "offload.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RollcapError(
+                f"another rollcap offload (pid {other}) is already using the spool "
+                f"{self.spool.root} ({path} is locked)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd  # kept open for the life of the process
 
     def _check_destination(self) -> bool:
         """At start and when a destination error clears; also aborts stale uploads."""
@@ -155,7 +178,7 @@ class OffloadService:
                     extra=fields(key=key, destination=self.storage.describe()),
                 )
         except StorageError as e:
-            self._dest_failed(e)
+            self._dest_failed(e, from_check=True)
             return False
         if self.dest_error is not None:
             log.info(
@@ -176,7 +199,14 @@ class OffloadService:
         self.prepare()
         self.rescan()
         next_rescan = time.monotonic() + self.oc.rescan_seconds
+        # Compress the first files while the storage opens and is checked;
+        # nothing is stored before the check (it aborts stale uploads of ours).
+        self.pipeline.store_allowed.clear()
+        self._dispatch(time.monotonic())
         self._check_destination()
+        self.pipeline.startup_error = self.dest_error
+        self.checked = True
+        self.pipeline.store_allowed.set()
         self.state = "running"
         self.notifier.ready(self.status_text())
         log.info(
@@ -282,8 +312,12 @@ class OffloadService:
             if name in self.in_flight or entry.not_before > now:
                 continue
             entry.attempt += 1
-            self._progress[name] = now
-            fut = self.executor.submit(self.pipeline.process, name, self._progress_cb(name))
+            with self._progress_lock:
+                self._progress[name] = now
+            self.pipeline.compress_slots.reserve(name)  # its place in the queue: now
+            fut = self.executor.submit(
+                self.pipeline.process, name, self._progress_cb(name), not self.checked
+            )
             fut.add_done_callback(lambda _f: self.wake.set())
             self.in_flight[name] = InFlight(entry, fut, now, now)
 
@@ -295,8 +329,11 @@ class OffloadService:
         return cb
 
     def _stuck(self, now: float) -> bool:
+        """Files in flight, none of which moved a byte for STALL_SECONDS (a file
+        waiting for a compression slot is not stuck while the others progress)."""
         with self._progress_lock:
-            return any(now - self._progress.get(n, now) > STALL_SECONDS for n in self.in_flight)
+            times = [self._progress.get(n, now) for n in self.in_flight]
+        return bool(times) and now - max(times) > STALL_SECONDS
 
     def _next_due(self, now: float) -> float:
         due = now + 3600.0
@@ -396,8 +433,12 @@ class OffloadService:
                 entry.name, extra=fields(file=entry.name),
             )  # fmt: skip
 
-    def _dest_failed(self, e: StorageError) -> None:
+    def _dest_failed(self, e: StorageError, from_check: bool = False) -> None:
         now = time.monotonic()
+        if self.dest_error is not None and not from_check:
+            # a file that was already under way when the destination failed: the
+            # error is known (and logged); keep the probe's clearer message
+            return
         first = self.dest_error is None or (self.dest_error.code, self.dest_error.permanent) != (
             e.code,
             e.permanent,
@@ -411,11 +452,14 @@ class OffloadService:
             if name not in self.in_flight:
                 entry.not_before = max(entry.not_before, self.dest_down_until)
         if first:
+            retry = (
+                f"needs an operator; retrying every {self.oc.retry_max_seconds} s"
+                if e.permanent
+                else f"retrying with backoff up to {self.oc.retry_max_seconds} s"
+            )
             log.error(
-                "destination %s failed: %s; %d files kept in the spool, retrying every "
-                "%s s at most",
-                self.storage.describe(), e, len(self.pending),
-                self.oc.retry_max_seconds if e.permanent else "few",
+                "destination %s failed: %s; %d files kept in the spool, %s",
+                self.storage.describe(), e, len(self.pending), retry,
                 extra=fields(destination=self.storage.describe(), error_code=e.code),
             )  # fmt: skip
 
@@ -433,7 +477,8 @@ class OffloadService:
         recent = self.counters.recent
         while recent and now - recent[0][0] > RATE_WINDOW:
             recent.popleft()
-        return sum(b for _t, b in recent) / RATE_WINDOW / 1e6
+        span = max(1.0, min(RATE_WINDOW, now - self.started_at))
+        return sum(b for _t, b in recent) / span / 1e6
 
     def status_text(self) -> str:
         files, nbytes = self.backlog()
@@ -473,11 +518,7 @@ class OffloadService:
 def run(config_path: str) -> int:
     cfg = load_config(config_path)
     setup_logging(cfg.log.level, "rollcap-offload")
-    try:
-        storage = open_storage(cfg.offload)
-    except StorageError as e:
-        raise RollcapError(str(e)) from None
-    service = OffloadService(cfg, storage, Notifier())
+    service = OffloadService(cfg, DeferredStorage(cfg.offload), Notifier())
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)

@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import builtins
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rollcap.config.schema import OffloadConfig
 
 # Metadata written with every object; enough for `rollcap list` to answer
 # "which objects cover 12:00-12:05 on host X" without downloading anything.
@@ -79,9 +83,32 @@ class VerificationError(StorageError):
         super().__init__(message, code="VerificationFailed")
 
 
+MiB = 1024 * 1024
+
+
+def key_prefix_for(cfg: OffloadConfig) -> str:
+    """{prefix} of our keys: the S3 prefix, or "" (paths below a file:// archive)."""
+    return cfg.prefix if cfg.is_s3 else ""
+
+
+def part_size_for(cfg: OffloadConfig) -> int | None:
+    """S3 multipart part size in bytes (at least S3's minimum of 5 MiB)."""
+    return max(5, cfg.s3_part_megabytes) * MiB if cfg.is_s3 else None
+
+
+def describe_for(cfg: OffloadConfig) -> str:
+    """What Storage.describe() says, known without opening the storage."""
+    if not cfg.is_s3:
+        return f"file://{cfg.prefix}"
+    where = f"s3://{cfg.bucket}/{cfg.prefix}".rstrip("/")
+    return f"{where} at {cfg.endpoint_url or 'AWS'}"
+
+
 class Storage(ABC):
     #: {prefix} for rollcap.keys.render_key; every key of ours starts with it.
     key_prefix: str = ""
+    #: multipart part size, if the destination verifies per part (see put_file)
+    part_size: int | None = None
 
     @abstractmethod
     def describe(self) -> str:
@@ -94,14 +121,17 @@ class Storage(ABC):
     @abstractmethod
     def put_file(self, local: Path, key: str, *, size: int, sha256: str,
                  metadata: dict[str, str],
-                 progress: Callable[[int], None] | None = None) -> ObjectInfo:  # fmt: skip
+                 progress: Callable[[int], None] | None = None,
+                 part_sha256: Sequence[bytes] = ()) -> ObjectInfo:  # fmt: skip
         """Store local under key so that it becomes visible only complete, then
         verify it (size and checksum as stored) and return what HEAD says.
 
         ``sha256`` is the hex SHA-256 of local's bytes, computed by the caller; it
         is sent for the destination to verify where it can and stored in the
         metadata. Raises VerificationError if the stored object does not match.
-        ``progress(n)`` is called (from any thread) as bytes go out."""
+        ``progress(n)`` is called (from any thread) as bytes go out.
+        ``part_sha256``: SHA-256 digests of local's ``part_size`` pieces, if the
+        caller computed them (saves reading the file again to verify parts)."""
 
     @abstractmethod
     def head(self, key: str) -> ObjectInfo | None:

@@ -27,7 +27,7 @@ import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from rollcap.config.schema import OffloadConfig
@@ -40,6 +40,7 @@ from rollcap.storage.base import (
     Storage,
     StorageError,
     VerificationError,
+    describe_for,
 )
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class LocalStorage(Storage):
     key_prefix = ""
 
     def __init__(self, cfg: OffloadConfig) -> None:
+        self.cfg = cfg
         self.root = Path(cfg.prefix)
         self.tmp = self.root / TMP_DIR
         self.budget = cfg.archive_max_megabytes * 1_000_000
@@ -75,7 +77,7 @@ class LocalStorage(Storage):
         self._total = 0
 
     def describe(self) -> str:
-        return f"file://{self.root}"
+        return describe_for(self.cfg)
 
     def _path(self, key: str) -> Path:
         try:
@@ -96,7 +98,8 @@ class LocalStorage(Storage):
 
     def put_file(self, local: Path, key: str, *, size: int, sha256: str,
                  metadata: dict[str, str],
-                 progress: Callable[[int], None] | None = None) -> ObjectInfo:  # fmt: skip
+                 progress: Callable[[int], None] | None = None,
+                 part_sha256: Sequence[bytes] = ()) -> ObjectInfo:  # fmt: skip
         dest = self._path(key)
         meta = {**metadata, META["sha256"]: sha256}
         if dest.exists():

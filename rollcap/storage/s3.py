@@ -8,8 +8,9 @@ End-to-end verification (checked against SeaweedFS 4.x, see tests):
 - a larger file goes up in parts (s3transfer, classic client) with
   ``ChecksumAlgorithm=SHA256``: botocore hashes each part, the server verifies
   each part and stores the COMPOSITE checksum (SHA-256 of the part digests,
-  "-N"); after completion we recompute that composite from the local file and
-  compare it with what HEAD returns;
+  "-N"); after completion we compare what HEAD returns with the composite of
+  the part digests the compressor computed as it wrote the file (or, without
+  them, of the file read again);
 - in both cases HEAD must then show the right size and our whole-object
   SHA-256 in the ``rollcap-sha256`` metadata before the caller deletes anything.
 A server that returns no checksum at HEAD is checked by size and metadata only.
@@ -19,8 +20,8 @@ S3-compatible servers reject: ``offload.s3_checksums = "when_required"`` (the
 default) turns that off; our explicit SHA-256 is sent either way.
 
 Credentials: the standard AWS chain (environment, shared files, instance
-role). Under systemd, ``LoadCredential=s3-credentials:/etc/rollcap/s3-credentials``
-exposes an AWS shared-credentials INI file (profile [default]) at
+role). Under systemd, ``LoadCredential=s3-credentials:rollcap-s3-credentials``
+(from /etc/credstore/) exposes an AWS shared-credentials INI file (profile [default]) at
 ``$CREDENTIALS_DIRECTORY/s3-credentials``; it is used when present.
 """
 
@@ -33,7 +34,8 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -47,7 +49,15 @@ from s3transfer.subscribers import BaseSubscriber
 from s3transfer.utils import ChunksizeAdjuster
 
 from rollcap.config.schema import OffloadConfig
-from rollcap.storage.base import META, ObjectInfo, Storage, StorageError, VerificationError
+from rollcap.storage.base import (
+    META,
+    ObjectInfo,
+    Storage,
+    StorageError,
+    VerificationError,
+    describe_for,
+    part_size_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +122,12 @@ def composite_sha256(path: Path, part_size: int) -> tuple[str, str]:
     return f"{base64.b64encode(outer.digest()).decode()}-{parts}", whole.hexdigest()
 
 
+def composite_from_parts(digests: Sequence[bytes]) -> str:
+    """The COMPOSITE checksum from part digests computed elsewhere."""
+    outer = hashlib.sha256(b"".join(digests)).digest()
+    return f"{base64.b64encode(outer).decode()}-{len(digests)}"
+
+
 def _error(e: Exception, what: str) -> StorageError:
     if isinstance(e, ClientError):
         err = e.response.get("Error", {})
@@ -140,7 +156,8 @@ class S3Storage(Storage):
         self.key_prefix = cfg.prefix
         self.endpoint = cfg.endpoint_url or "AWS"
         self.concurrency = cfg.concurrency
-        self.part_size = max(5, cfg.s3_part_megabytes) * MiB
+        self.part_size: int = part_size_for(cfg) or 5 * MiB
+        self._describe = describe_for(cfg)
         self.threshold = max(8 * MiB, self.part_size)
         session = botocore.session.get_session()
         cred = systemd_credentials_file()
@@ -171,10 +188,11 @@ class S3Storage(Storage):
             preferred_transfer_client="classic",
         )
         self._manager = create_transfer_manager(self.client, self.transfer_config)
+        self._futures: set[Any] = set()  # uploads in progress, for close()
+        self._futures_lock = threading.Lock()
 
     def describe(self) -> str:
-        where = f"s3://{self.bucket}/{self.key_prefix}".rstrip("/")
-        return f"{where} at {self.endpoint}"
+        return self._describe
 
     def _what(self, op: str, key: str = "") -> str:
         target = f"s3://{self.bucket}/{key}" if key else f"bucket {self.bucket}"
@@ -209,7 +227,8 @@ class S3Storage(Storage):
 
     def put_file(self, local: Path, key: str, *, size: int, sha256: str,
                  metadata: dict[str, str],
-                 progress: Callable[[int], None] | None = None) -> ObjectInfo:  # fmt: skip
+                 progress: Callable[[int], None] | None = None,
+                 part_sha256: Sequence[bytes] = ()) -> ObjectInfo:  # fmt: skip
         meta = {**metadata, META["sha256"]: sha256}
         extra: dict[str, Any] = {"Metadata": meta, "ContentType": self._content_type(key)}
         multipart = size >= self.threshold
@@ -219,9 +238,16 @@ class S3Storage(Storage):
             extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(sha256)).decode()
         try:
             subscribers = [_Progress(progress)] if progress is not None else None
-            self._manager.upload(
+            fut = self._manager.upload(
                 str(local), self.bucket, key, extra_args=extra, subscribers=subscribers
-            ).result()
+            )
+            with self._futures_lock:
+                self._futures.add(fut)
+            try:
+                fut.result()
+            finally:
+                with self._futures_lock:
+                    self._futures.discard(fut)
         except Exception as e:
             raise _error(e, self._what("PUT", key)) from None
         info, checksum = self._head(key, checksum=True)
@@ -237,9 +263,12 @@ class S3Storage(Storage):
             # The server verified each part against botocore's digest; check
             # that those parts are our file, and that our file is `sha256`.
             part = ChunksizeAdjuster().adjust_chunksize(self.part_size, size)
-            expected, whole = composite_sha256(local, part)
-            if whole != sha256:
-                raise VerificationError(f"{local}: SHA-256 {whole}, expected {sha256}")
+            if part == self.part_size and len(part_sha256) == -(-size // part):
+                expected = composite_from_parts(part_sha256)  # hashed as it was written
+            else:
+                expected, whole = composite_sha256(local, part)
+                if whole != sha256:
+                    raise VerificationError(f"{local}: SHA-256 {whole}, expected {sha256}")
         else:
             expected = extra["ChecksumSHA256"]
         if checksum and checksum != expected:
@@ -263,6 +292,12 @@ class S3Storage(Storage):
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if status == 404:
                 return None, ""
+            if status == 403:  # HEAD has no body to say why
+                raise StorageError(
+                    f"{self._what('HEAD', key)}: AccessDenied: 403 Forbidden (wrong "
+                    "credentials, or no s3:GetObject permission)",
+                    code="AccessDenied", permanent=True,
+                ) from None  # fmt: skip
             raise _error(e, self._what("HEAD", key)) from None
         except Exception as e:
             raise _error(e, self._what("HEAD", key)) from None
@@ -335,4 +370,12 @@ class S3Storage(Storage):
         return aborted
 
     def close(self) -> None:
+        # Cancel what is still running (the service is stopping): s3transfer then
+        # aborts its multipart uploads; anything it cannot abort is found at start.
+        # (Not shutdown(cancel=True): s3transfer 0.17 passes its arguments in the
+        # wrong order there and raises TypeError.)
+        with self._futures_lock:
+            running = list(self._futures)
+        for fut in running:
+            fut.cancel()
         self._manager.shutdown()

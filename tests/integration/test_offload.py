@@ -579,3 +579,49 @@ def test_an_existing_different_object_is_never_overwritten(
     reason = (spool / "quarantine" / f"{f.name}.reason").read_text()
     assert key in reason and "different content" in reason
     assert (spool / "quarantine" / f.name).exists()  # the capture is kept
+
+
+def test_sigterm_during_multipart_upload_stops_cleanly(
+    seaweedfs: SeaweedFS, all_pcap: Path, spool: Path, tmp_path: Path, procs: list[Offload]
+) -> None:
+    bucket = new_bucket(seaweedfs)
+    ready = spool / "ready"
+    [f] = make_captures(all_pcap, ready, [T0], repeat=45)
+    cfg = write_config(
+        tmp_path / "rollcap.toml", spool, f"s3://{bucket}/caps", endpoint_url=seaweedfs.endpoint,
+        region="us-east-1", compression="none", s3_part_megabytes=5, concurrency=1,
+    )  # fmt: skip
+    c = seaweedfs.client()
+    p = Offload(cfg, seaweedfs.env()).start()
+    procs.append(p)
+    p.wait_for(
+        "a multipart upload in progress",
+        lambda: bool(c.list_multipart_uploads(Bucket=bucket).get("Uploads")),
+        timeout=60,
+    )
+    t0 = time.monotonic()
+    assert p.stop() == 0
+    if keys_in(seaweedfs, bucket):
+        pytest.skip("the upload finished before SIGTERM arrived")
+    assert time.monotonic() - t0 < 20
+    assert f.exists()  # kept for the next run
+    assert c.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []  # aborted
+    assert list((spool / "tmp").iterdir()) == []
+    assert state(spool)["state"] == "stopped" and state(spool)["backlog_files"] == 1
+
+
+def test_a_second_offload_on_the_same_spool_refuses_to_start(
+    spool: Path, tmp_path: Path, procs: list[Offload]
+) -> None:
+    cfg = write_config(tmp_path / "rollcap.toml", spool, f"file://{tmp_path}/archive")
+    first = Offload(cfg, {}).start()
+    procs.append(first)
+    first.wait_for("started", lambda: "offload started" in first.text())
+    second = subprocess.run(
+        [sys.executable, "-m", "rollcap", "offload", "--config", str(cfg)],
+        cwd=REPO, env=first.env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert second.returncode == 1
+    assert f"pid {first.proc.pid}" in second.stderr and "already using the spool" in second.stderr  # type: ignore[union-attr]
+    assert first.proc.poll() is None  # type: ignore[union-attr]
+    assert first.stop() == 0

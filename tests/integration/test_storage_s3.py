@@ -183,3 +183,20 @@ def test_systemd_credentials_file_is_used(
     with pytest.raises(StorageError) as e:
         open_storage(_cfg(seaweedfs, bucket)).check()
     assert e.value.code == "NoCredentials"
+
+
+def test_multipart_verified_from_part_digests(store: S3Storage, tmp_path: Path) -> None:
+    size = 12 * 1024 * 1024 + 5
+    src = _file(tmp_path, "a", size)
+    data = src.read_bytes()
+    ps = store.part_size
+    digests = [hashlib.sha256(data[i : i + ps]).digest() for i in range(0, size, ps)]
+    info = store.put_file(
+        src, "caps/x/parts-ok", size=size, sha256=_sha(src), metadata={}, part_sha256=digests
+    )
+    assert info.size == size
+    wrong = [*digests[:-1], hashlib.sha256(b"not the last part").digest()]
+    with pytest.raises(VerificationError, match="server checksum"):
+        store.put_file(
+            src, "caps/x/parts-bad", size=size, sha256=_sha(src), metadata={}, part_sha256=wrong
+        )

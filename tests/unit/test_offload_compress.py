@@ -64,3 +64,30 @@ def test_clean_tmp_removes_only_our_part_files(tmp_path: Path) -> None:
     (tmp_path / "link.part").symlink_to(tmp_path / "keep.txt")
     assert clean_tmp(tmp_path) == ["a.pcap.1234.part"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt", "link.part"]
+
+
+@pytest.mark.parametrize("codec", ["zstd", "gzip"])
+@pytest.mark.parametrize("part_size", [1000, 4096, 10**9])
+def test_part_digests_match_the_pieces_of_the_output(
+    codec: str, part_size: int, tmp_path: Path
+) -> None:
+    fd = os.open(SRC, os.O_RDONLY)
+    try:
+        hb = os.read(fd, GLOBAL_HEADER_LEN)
+        c = compress_fd(fd, parse_header(hb), hb, tmp_path, "x", codec, 0, part_size=part_size)
+    finally:
+        os.close(fd)
+    out = c.path.read_bytes()
+    pieces = [out[i : i + part_size] for i in range(0, len(out), part_size)]
+    assert list(c.part_sha256) == [hashlib.sha256(p).digest() for p in pieces]
+    assert c.sha256 == hashlib.sha256(out).hexdigest()  # the whole hash is unaffected
+
+
+def test_no_part_digests_without_compression(tmp_path: Path) -> None:
+    fd = os.open(SRC, os.O_RDONLY)
+    try:
+        hb = os.read(fd, GLOBAL_HEADER_LEN)
+        c = compress_fd(fd, parse_header(hb), hb, tmp_path, "x", "none", 0, part_size=1000)
+    finally:
+        os.close(fd)
+    assert c.part_sha256 == ()  # the storage reads the file again instead

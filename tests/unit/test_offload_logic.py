@@ -58,3 +58,30 @@ def test_a_file_that_vanishes_from_ready_counts_as_dropped_by_capture(tmp_path) 
     finally:
         svc.watcher.stop()
         svc.executor.shutdown()
+
+
+def test_compression_slots_go_oldest_first_whoever_starts_first() -> None:
+    import threading
+    import time
+
+    from rollcap.offload.pipeline import OrderedSlots
+
+    slots = OrderedSlots(1, threading.Event())
+    order: list[str] = []
+    for key in ("a", "b", "c"):
+        slots.reserve(key)  # queued in this order by the main loop
+
+    def work(key: str) -> None:
+        with slots.slot(key):
+            order.append(key)
+            time.sleep(0.05)
+
+    # the youngest thread starts first; "b" never needs its slot
+    threads = [threading.Thread(target=work, args=(k,)) for k in ("c", "a")]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    slots.release_reservation("b")
+    for t in threads:
+        t.join(10)
+    assert order == ["a", "c"]

@@ -1,0 +1,108 @@
+"""Write rollcap(8) from the argparse parser in rollcap/cli.py.
+
+Usage: python3 packaging/manpage.py VERSION > rollcap.8
+The option and command texts come from the parser itself, so the page cannot
+drift from `rollcap --help`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rollcap.cli import build_parser
+
+
+def esc(s: str) -> str:
+    s = s.replace("\\", "\\e").replace("-", "\\-")
+    return "\n".join(("\\&" + ln) if ln.startswith((".", "'")) else ln for ln in s.split("\n"))
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[tuple[str, str, argparse.ArgumentParser]]:
+    out = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help or "" for a in action._choices_actions}
+            for name, sub in action.choices.items():
+                out.append((name, helps.get(name, ""), sub))
+    return out
+
+
+def _options(sub: argparse.ArgumentParser) -> list[str]:
+    lines: list[str] = []
+    for a in sub._actions:
+        if isinstance(a, argparse._HelpAction):
+            continue
+        meta = a.metavar if isinstance(a.metavar, str) else None
+        if a.option_strings:
+            names = ", ".join(f"\\fB{esc(o)}\\fR" for o in a.option_strings)
+            if a.nargs != 0:
+                names += f" \\fI{esc(meta or a.dest.upper())}\\fR"
+        else:
+            names = f"\\fI{esc(meta or a.dest)}\\fR"
+        text = a.help or ""
+        if a.choices and not isinstance(a, argparse._SubParsersAction):
+            text += " (one of: " + ", ".join(str(c) for c in a.choices) + ")"
+        lines += [".TP", names, esc(text)]
+    return lines
+
+
+def render(version: str) -> str:
+    parser = build_parser()
+    out = [
+        f'.TH ROLLCAP 8 "" "rollcap {esc(version)}" "System Administration"',
+        ".SH NAME",
+        "rollcap \\- " + esc(parser.description or ""),
+        ".SH SYNOPSIS",
+        "\\fBrollcap\\fR \\fICOMMAND\\fR [\\fIOPTIONS\\fR]",
+        ".br",
+        "\\fBrollcap \\-\\-version\\fR",
+        ".SH DESCRIPTION",
+        esc(
+            "rollcap runs tcpdump with rotation under rollcap-capture.service (as root; "
+            "tcpdump drops to capture.user) and hands finished files to a spool. "
+            "rollcap-offload.service, running as the unprivileged user rollcap, compresses "
+            "them, uploads them to S3 or a file:// archive, verifies and deletes them. "
+            "Both read /etc/rollcap.toml, described in rollcap.toml(5)."
+        ),
+        ".SH COMMANDS",
+    ]
+    for name, help_, sub in _subparsers(parser):
+        out += [".SS " + esc(name), esc(help_[:1].upper() + help_[1:] + ".")]
+        usage = sub.format_usage().strip().removeprefix("usage: ")
+        out += [".PP", "\\fB" + esc(usage) + "\\fR"]
+        out += [".RS", *_options(sub), ".RE"]
+    out += [
+        ".SH SERVICES",
+        ".TP",
+        "\\fBrollcap\\-capture.service\\fR",
+        esc("Runs rollcap capture. systemctl reload re-reads the config; an invalid file "
+            "is rejected and logged while capture goes on."),
+        ".TP",
+        "\\fBrollcap\\-offload.service\\fR",
+        esc("Runs rollcap offload as user rollcap. S3 keys may be given as an AWS "
+            "shared-credentials file /etc/credstore/rollcap-s3-credentials (mode 0600, "
+            "owner root), "
+            "passed to the service with LoadCredential=."),
+        ".PP",
+        esc("Neither is enabled at installation: edit /etc/rollcap.toml, check it with "
+            "rollcap check-config, then systemctl enable --now rollcap-capture "
+            "rollcap-offload. Both log to the journal with ROLLCAP_* fields "
+            "(journalctl -u rollcap-offload -o json)."),
+        ".SH FILES",
+        ".TP", "\\fI/etc/rollcap.toml\\fR", esc("Configuration, see rollcap.toml(5)."),
+        ".TP", "\\fI/etc/credstore/rollcap\\-s3\\-credentials\\fR", esc("Optional S3 credentials."),
+        ".TP", "\\fI/var/spool/rollcap\\fR", esc("Spool: work/ ready/ quarantine/ tmp/ state/."),
+        ".TP", "\\fI/var/lib/rollcap/archive\\fR", esc("Default file:// archive."),
+        ".SH EXIT STATUS",
+        esc("0 on success, 78 for an invalid configuration (systemd does not restart a "
+            "service that exits 78), other values for other errors."),
+        ".SH SEE ALSO",
+        "\\fBrollcap.toml\\fR(5), \\fBtcpdump\\fR(8), \\fBsystemctl\\fR(1), "
+        "\\fBjournalctl\\fR(1)",
+    ]  # fmt: skip
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render(sys.argv[1] if len(sys.argv) > 1 else "unknown"))
