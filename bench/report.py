@@ -26,21 +26,28 @@ def _f(x: Any, spec: str = ".1f", unit: str = "") -> str:
     return "n/a" if x is None else f"{format(x, spec)}{unit}"
 
 
+def _rounds(r: dict[str, Any]) -> str:
+    xs = r.get("all_mb_s", [])
+    return f"rounds: {', '.join(f'{x:.0f}' for x in xs)} MB/s" if len(xs) > 1 else "—"
+
+
 def _drain(d: dict[str, Any]) -> list[str]:
     lim, seed, rc = d.get("limit", {}), d.get("seed", {}), d.get("rollcap", {})
     head = f"{d['files']} × {d['file_mb']} MB"
     rows = [
         f"| Backlog drain, {head}: limit (min of zstd -3 on all cores, parallel PUTs) "
-        f"| {_f(lim.get('mb_s'))} MB/s (bound by {lim.get('bound_by', '?')}) | 100% | — |",
+        f"| {_f(lim.get('mb_s'))} MB/s (bound by {lim.get('bound_by', '?')}) | 100% "
+        f"| {_rounds(lim)} |",
         f"| Backlog drain: seed (gzip -6, inotifywait, xargs -n1 aws s3 cp) "
-        f"| {_f(seed.get('mb_s'))} MB/s | {_f(seed.get('ratio_to_limit'), '.0%')} | — |",
+        f"| {_f(seed.get('mb_s'))} MB/s | {_f(seed.get('ratio_to_limit'), '.0%')} "
+        f"| {_rounds(seed)} |",
     ]
     if "mb_s" in rc:
         rows.append(
             f"| Backlog drain: **rollcap offload** | **{_f(rc['mb_s'])} MB/s** "
             f"| {_f(rc.get('ratio_to_limit'), '.0%')} (goal ≥ 70%) "
             f"| {_f(rc.get('ratio_to_seed'), '.1f', '×')} the seed (goal ≥ 5×); "
-            f"best of {len(rc.get('all_mb_s', [1]))} rounds |"
+            f"best of {len(rc.get('all_mb_s', [1]))}; {_rounds(rc)} |"
         )
     else:
         rows.append(f"| Backlog drain: rollcap offload | {rc.get('error', 'not run')} | | |")
