@@ -9,6 +9,7 @@ release the GIL on large buffers, so several files compress in parallel threads.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import threading
@@ -103,8 +104,18 @@ def compress_fd(
                             out_sha.update(data)
                         else:
                             hash_parts(data)
-                    f.write(data)
+                    write_all(data)
                     out_bytes += len(data)
+
+            def write_all(data: bytes) -> None:
+                # a raw write may be short (a filling disk); the retry then
+                # raises ENOSPC instead of leaving a silently truncated file
+                mv = memoryview(data)
+                while mv:
+                    n = f.write(mv)
+                    if not n:
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out_path))
+                    mv = mv[n:]
 
             def hash_parts(data: bytes) -> None:
                 nonlocal part_h, part_left
