@@ -20,6 +20,7 @@ from rollcap.config.schema import RollcapConfig
 from rollcap.errors import ConfigError
 from rollcap.keys import KeyFields, render_key
 from rollcap.offload.compress import Cancelled, Compressed, compress_fd
+from rollcap.offload.discovery import oldest_first
 from rollcap.offload.quarantine import quarantine
 from rollcap.offload.vet import Opened, Refused, Vanished, open_ready
 from rollcap.spool import Spool
@@ -70,8 +71,8 @@ def object_metadata(cfg: RollcapConfig, opened: Opened, c: Compressed) -> dict[s
 
 
 class OrderedSlots:
-    """A semaphore that hands free slots to the smallest waiting key (the oldest
-    file), not to whichever thread wins the race; gives up when stop is set.
+    """A semaphore that hands free slots to the oldest waiting file (smallest
+    discovery.oldest_first), not to whichever thread wins the race; gives up when stop is set.
 
     Keys are reserved when the work is queued (reserve()), so a younger file
     whose thread happens to start first does not jump the queue; a reservation
@@ -98,7 +99,7 @@ class OrderedSlots:
         with self._cv:
             self._waiting.add(key)
             try:
-                while not (self._free > 0 and key == min(self._waiting)):
+                while not (self._free > 0 and key == min(self._waiting, key=oldest_first)):
                     if self._stop.is_set():
                         raise Cancelled()
                     self._cv.wait(1.0)  # stop is checked at least once a second
