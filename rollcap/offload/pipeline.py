@@ -60,7 +60,7 @@ def object_metadata(cfg: RollcapConfig, opened: Opened, c: Compressed) -> dict[s
         META["last_ts"]: "" if c.last_ts is None else f"{c.last_ts:.6f}",
         META["packets"]: str(c.packets),
         META["pcap_bytes"]: str(c.pcap_bytes),
-        META["pcap_sha256"]: c.pcap_sha256,
+        META["pcap_crc32"]: c.pcap_crc32,
         META["linktype"]: str(c.linktype),
         META["host"]: opened.name.host,
         META["iface"]: opened.name.iface,
@@ -68,6 +68,13 @@ def object_metadata(cfg: RollcapConfig, opened: Opened, c: Compressed) -> dict[s
         META["compression"]: cfg.offload.compression,
         META["version"]: __version__,
     }
+
+
+def same_pcap(meta: dict[str, str], c: Compressed) -> bool:
+    """The stored object holds this pcap, compressed differently (another level
+    or codec): same CRC-32, size and packet count of the uncompressed pcap."""
+    got = (meta.get(META["pcap_crc32"]), meta.get(META["pcap_bytes"]), meta.get(META["packets"]))
+    return got == (c.pcap_crc32, str(c.pcap_bytes), str(c.packets))
 
 
 class OrderedSlots:
@@ -219,9 +226,7 @@ class Pipeline:
         try:
             existing = self.storage.head(key)
             if existing is not None:
-                same = existing.sha256 == comp.sha256 or (
-                    existing.metadata.get(META["pcap_sha256"]) == comp.pcap_sha256
-                )
+                same = existing.sha256 == comp.sha256 or same_pcap(existing.metadata, comp)
                 if not same:
                     return self.quarantine(
                         name,
