@@ -204,3 +204,29 @@ def test_multipart_verified_from_part_digests(store: S3Storage, tmp_path: Path) 
         )
     print(e.value.code, e.value)
     assert store.head("caps/x/parts-bad") is None
+
+
+def test_bodies_are_not_hashed_again_for_signing(store: S3Storage, tmp_path: Path) -> None:
+    """Each body carries a SHA-256 the server verifies; botocore must not also
+    hash it for the signature (it would over plain http by default)."""
+    sent: list[tuple[str, str, str]] = []
+
+    def capture(request: object, **_kw: object) -> None:
+        h = request.headers  # type: ignore[attr-defined]
+        sent.append((h.get("x-amz-content-sha256", b"").decode(),
+                     h.get("x-amz-checksum-sha256", b"").decode(),
+                     request.url))  # type: ignore[attr-defined]  # fmt: skip
+
+    store.client.meta.events.register("before-send.s3.PutObject", capture)
+    store.client.meta.events.register("before-send.s3.UploadPart", capture)
+    small = _file(tmp_path, "s", 1000)
+    store.put_file(small, "caps/x/small", size=1000, sha256=_sha(small), metadata={})
+    size = 11 * 1024 * 1024
+    big = _file(tmp_path, "b", size)
+    data = big.read_bytes()
+    ps = store.part_size
+    digests = [hashlib.sha256(data[i : i + ps]).digest() for i in range(0, size, ps)]
+    store.put_file(big, "caps/x/big", size=size, sha256=_sha(big), metadata={}, part_sha256=digests)
+    assert len(sent) == 1 + len(digests)
+    assert all(signed == "UNSIGNED-PAYLOAD" for signed, _c, _u in sent), sent
+    assert all(c for _s, c, _u in sent)  # ... because every body has a checksum

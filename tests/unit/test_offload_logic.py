@@ -85,3 +85,19 @@ def test_compression_slots_go_oldest_first_whoever_starts_first() -> None:
     for t in threads:
         t.join(10)
     assert order == ["a", "c"]
+
+
+def test_an_existing_object_is_the_same_pcap_only_if_crc_size_and_packets_agree() -> None:
+    from pathlib import Path
+
+    from rollcap.offload.compress import Compressed
+    from rollcap.offload.pipeline import same_pcap
+    from rollcap.storage import META
+
+    c = Compressed(Path("x"), 10, "ab" * 32, 1000, "0badf00d", 7, None, None, 1)
+    meta = {META["pcap_crc32"]: "0badf00d", META["pcap_bytes"]: "1000", META["packets"]: "7"}
+    assert same_pcap(meta, c)
+    assert not same_pcap({**meta, META["pcap_crc32"]: "0badf00e"}, c)
+    assert not same_pcap({**meta, META["pcap_bytes"]: "1001"}, c)
+    assert not same_pcap({**meta, META["packets"]: "8"}, c)
+    assert not same_pcap({}, c)  # an object without our metadata
