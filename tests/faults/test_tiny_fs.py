@@ -89,6 +89,7 @@ def test_tiny_filesystem_fills(rig: Rig, reliability) -> None:  # type: ignore[n
     if not off.running():
         off.start()  # as Restart=on-failure would, so recovery can still be checked
     os.unlink(ballast)
+    full_s = time.monotonic() - t_full
     t_free = time.time()
     time.sleep(5)  # room again: capture must be back without help
     alive(cap, "after the disk was full")
@@ -107,15 +108,19 @@ def test_tiny_filesystem_fills(rig: Rig, reliability) -> None:  # type: ignore[n
     logs = cap.text() + off.text()
     full = re.compile(r"no space left|ENOSPC|disk is full|filesystem is full", re.I)
     space_lines = [ln for ln in logs.splitlines() if full.search(ln)]
+    restarted = "ran on" if restarted_ok else "CRASHED"
     reliability.record(
-        runs=1, packets_in=rig.replayed, packets_out=view.ledger.unique,
-        lost=2 * 5374 - phase2, duplicated=view.ledger.duplicated,
-        notes=f"ballast {filled / 1e6:.1f} MB filled the fs for 15 s; {pids_after_full} tcpdump "
-        f"processes while full; {len(space_lines)} log lines say no space left; offload "
-        f"restarted on the full disk: {'ran on' if restarted_ok else 'CRASHED'}; "
-        f"lost = packets replayed after recovery that are missing; "
-        f"packets sent while the disk was full are legitimately not kept",
-    )  # fmt: skip
+        runs=1,
+        packets_in=rig.replayed,
+        packets_out=view.ledger.unique,
+        lost=2 * 5374 - phase2,
+        duplicated=view.ledger.duplicated,
+        notes=f"ballast {filled / 1e6:.1f} MB filled the fs for {full_s:.0f} s; "
+        f"{pids_after_full} tcpdump processes while full; {len(space_lines)} log lines say "
+        f"no space left; offload restarted on the full disk: {restarted}; lost = packets "
+        "replayed after recovery that are missing; packets sent while the disk was full "
+        "are legitimately not kept",
+    )
     assert space_lines, "no log line says the disk is full"
     assert restarted_ok, "offload started on a full disk crashed:\n" + restart_tail
     assert pids_after_full <= 6, f"{pids_after_full} tcpdump starts in 15 s: a crash loop"
