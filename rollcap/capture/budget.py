@@ -73,36 +73,6 @@ def live_reserve(rotate_bytes: int, live_size: int | None) -> int:
     return max(0, rotate_bytes - live_size)
 
 
-# How late capture may notice that tcpdump started a new file (a loaded machine
-# delays the supervisor): room for what tcpdump writes meanwhile is made in advance.
-REACTION_MARGIN = 0.25
-
-
-class WriteRate:
-    """How fast tcpdump fills files, from how often it starts a new one."""
-
-    def __init__(self) -> None:
-        self._name: str | None = None
-        self._since = 0.0
-        self._interval: float | None = None
-
-    def observe(self, live_name: str | None, now: float) -> None:
-        if live_name is None or live_name == self._name:
-            return
-        if self._name is not None:
-            self._interval = max(now - self._since, 0.01)
-        self._name, self._since = live_name, now
-
-    def margin(self, rotate_bytes: int, max_bytes: int, now: float) -> int:
-        """Bytes tcpdump may write in REACTION_MARGIN s at the current rate: at most one
-        file, and only when the budget holds at least three files beyond it (a small
-        budget must still keep a file for the offload)."""
-        if self._interval is None:
-            return 0
-        rate = rotate_bytes / max(self._interval, now - self._since)  # decays when quiet
-        return int(min(rate * REACTION_MARGIN, rotate_bytes, max(0, max_bytes - 3 * rotate_bytes)))
-
-
 def oldest_ready(spool: Spool) -> list[Path]:
     """Finished files in ready/, in hand-off order (by seq: after the wall clock
     stepped back, a newer file has an earlier start time in its name)."""

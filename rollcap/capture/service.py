@@ -150,7 +150,6 @@ class Supervisor:
         )
         self.last_handoff: dict[str, Any] | None = None
         self.usage: budget.Usage | None = None
-        self.write_rate = budget.WriteRate()
 
     # ------------------------------------------------------------------ plumbing
     def wake(self) -> None:
@@ -501,15 +500,8 @@ class Supervisor:
         if sp.on_full == "drop-oldest":
             # drop as if the live file were already full: checked after each hand-off
             # and every tick, the spool then stays within budget plus one file
-            # (plus what tcpdump writes while we react to its next file, at high rates)
             rotate_bytes = self.cfg.capture.rotate_megabytes * 1_000_000
-            live = self._live_file()
-            now = time.monotonic()
-            self.write_rate.observe(live.name if live else None, now)
-            running = self.proc is not None and self.proc.alive()
-            live_size = (_size(live) if live else 0) if running else None
-            reserve = budget.live_reserve(rotate_bytes, live_size)
-            reserve += self.write_rate.margin(rotate_bytes, u.max_bytes, now)
+            reserve = budget.live_reserve(rotate_bytes, self._live_size())
         if not u.over:
             self.unfixable_logged = False
             if self.paused and u.comfortable():
@@ -560,13 +552,13 @@ class Supervisor:
                 extra=fields(**self.usage.as_dict()),
             )
 
-    def _live_file(self) -> Path | None:
-        """The file the running tcpdump writes, None if none runs (or not opened yet)."""
+    def _live_size(self) -> int | None:
+        """Current size of the file the running tcpdump writes, None if none runs."""
         t = self.proc
         if t is None or not t.alive():
             return None
         files = [p for w, p in list_work(self.spool.work) if w.generation == t.generation]
-        return files[-1] if files else None
+        return _size(files[-1]) if files else 0
 
     # ------------------------------------------------------------------ stats & state
     def live_counters(self) -> Counters:
