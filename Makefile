@@ -56,6 +56,7 @@ check-units:
 	packaging/check-units
 
 bench: apt-bench $(STAMP)
+	$(VPY) -m pip install -q -e '.[test,bench]'
 	$(VPY) -m bench.run_all
 
 clean:

@@ -1,0 +1,458 @@
+"""Backlog drain: N finished captures to a local SeaweedFS, three ways.
+
+- seed:    the glue this project replaces: gzip -6 per file (what `tcpdump -z
+           gzip` runs), `inotifywait -m -e delete | sed | xargs -n1 done.sh`,
+           done.sh = `aws s3 cp` + `rm` (bench/seed/).
+- limit:   the slower of (a) zstd -3 alone, one file per core, and (b) the
+           server's ingest of the already compressed bytes with parallel PUTs.
+- rollcap: `python -m rollcap offload` on a spool whose ready/ holds the files;
+           timed until every object is listed and ready/ is empty (offload
+           deletes a file only after verifying its object).
+
+Rates are MB/s (10^6 bytes) of uncompressed pcap. All three run against one
+SeaweedFS in the same run; afterwards every object is downloaded, decompressed
+and compared with its source by SHA-256 (untimed).
+
+    python3 -m bench.drain [--count 8 --size-mb 64] [--quick] [--no-profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gzip
+import hashlib
+import importlib.util
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    MB,
+    REPO,
+    fmt_ratio,
+    list_keys,
+    offload_config,
+    rollcap_env,
+    seaweedfs,
+    start_rollcap,
+    status_kb,
+    stop,
+    workdir,
+    write_result,
+)
+from bench.datagen import dataset
+from tests.support.seaweedfs import SeaweedFS
+
+SEED = REPO / "bench" / "seed"
+POLL = 0.1
+TIMEOUT = 900.0
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _seq(name: str) -> int:
+    m = re.search(r"-(\d{6,})(?:_[^/]*)?\.pcap(?:\.gz|\.zst)?$", name)
+    if not m:
+        raise ValueError(f"no sequence number in {name}")
+    return int(m[1])
+
+
+def _wait_drained(
+    w: SeaweedFS,
+    prefix: str,
+    watch: Path,
+    n: int,
+    suffix: str,
+    proc: subprocess.Popen[bytes] | None = None,
+    started: dict[str, float] | None = None,
+    state_file: Path | None = None,
+) -> float:
+    """Seconds until n objects ending in suffix exist and watch/ holds no capture."""
+    client = w.client()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < TIMEOUT:
+        # the daemon's first state write: it is up
+        if started is not None and state_file is not None and "at" not in started:
+            started.update({"at": time.monotonic()} if state_file.exists() else {})
+        left = [p for p in os.listdir(watch) if ".pcap" in p]
+        if not left:
+            keys = [k for k in list_keys(client, w.bucket, prefix) if k.endswith(suffix)]
+            if len(keys) >= n:
+                return time.monotonic()
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before the drain ended")
+        time.sleep(POLL)
+    raise TimeoutError(f"not drained after {TIMEOUT}s: {watch}")
+
+
+def verify(w: SeaweedFS, prefix: str, sources: dict[int, str], codec: str) -> dict[str, Any]:
+    """Download every object, decompress, compare with the source's SHA-256."""
+    import zstandard
+
+    client = w.client()
+    keys = list_keys(client, w.bucket, prefix)
+    ok = 0
+    stored = 0
+    problems: list[str] = []
+    for key, size in sorted(keys.items()):
+        seq = _seq(key)
+        body = client.get_object(Bucket=w.bucket, Key=key)["Body"].read()
+        stored += size
+        raw = (
+            gzip.decompress(body)
+            if codec == "gzip"
+            else zstandard.ZstdDecompressor().decompressobj().decompress(body)
+        )
+        if sources.get(seq) == _sha256(raw):
+            ok += 1
+        else:
+            problems.append(key)
+    missing = sorted(set(sources) - {_seq(k) for k in keys})
+    return {
+        "objects": len(keys),
+        "identical": ok,
+        "mismatched": problems,
+        "missing_seq": missing,
+        "stored_bytes": stored,
+    }
+
+
+def run_seed(files: list[Path], w: SeaweedFS, work: Path, tag: str) -> dict[str, Any]:
+    spool = work / f"seed-{tag}"
+    spool.mkdir()
+    for f in files:
+        shutil.copyfile(f, spool / f.name)
+    prefix = f"seed-{tag}/benchhost"
+    env = {
+        **os.environ,
+        **w.env(),
+        "S3_ENDPOINT": w.endpoint,
+        "S3_DEST": f"s3://{w.bucket}/{prefix}",
+        # aws-cli's default CRC32 trailers: keep them off as rollcap does
+        "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
+    }
+    log = (work / f"seed-{tag}.log").open("wb")
+    watcher = subprocess.Popen(
+        [str(SEED / "watch.sh"), str(spool)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    time.sleep(1.0)  # inotifywait sets up its watch
+    t0 = time.monotonic()
+    # tcpdump -z forks `gzip FILE` at each rotation without waiting; for a backlog
+    # that is one gzip per file, as many at once as there are cores. tcpdump also
+    # renices it to 19; we do not, because on this shared machine that would
+    # measure the other tenants, and it can only make the seed look worse.
+    gz = subprocess.Popen(
+        ["xargs", "-0", f"-P{os.cpu_count() or 1}", "-n1", "gzip", "-6"],
+        stdin=subprocess.PIPE,
+        env=env,
+    )
+    gz.communicate(b"\0".join(str(spool / f.name).encode() for f in files))
+    t_gzip = time.monotonic() - t0
+    try:
+        t1 = _wait_drained(w, prefix, spool, len(files), ".pcap.gz", watcher)
+    finally:
+        os.killpg(watcher.pid, signal.SIGTERM)
+        watcher.wait(10)
+    return {"seconds": t1 - t0, "gzip_seconds": t_gzip, "prefix": prefix}
+
+
+def run_limit(
+    files: list[Path], w: SeaweedFS, concurrencies: list[int], tag: str
+) -> dict[str, Any]:
+    import zstandard
+
+    raw = sum(f.stat().st_size for f in files)
+    cores = os.cpu_count() or 1
+
+    def compress(p: Path) -> bytes:
+        return zstandard.ZstdCompressor(level=3).compress(p.read_bytes())
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(cores) as ex:
+        blobs = list(ex.map(compress, files))
+    t_comp = time.monotonic() - t0
+    comp = sum(len(b) for b in blobs)
+
+    client = w.client()
+    ingest: dict[str, float] = {}
+    for c in concurrencies:
+
+        def put(i: int, c: int = c) -> None:
+            client.put_object(
+                Bucket=w.bucket, Key=f"limit-{tag}/c{c}/{i:06d}.pcap.zst", Body=blobs[i]
+            )
+
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(c) as ex:
+            list(ex.map(put, range(len(blobs))))
+        ingest[str(c)] = time.monotonic() - t0
+    best_c, t_put = min(ingest.items(), key=lambda kv: kv[1])
+
+    # For reference, not the limit: both at once in one process (compress a
+    # file in memory, PUT it; 4 threads), i.e. compression and the server
+    # sharing the same cores, with no temp file, hashing or verification.
+    def both(i: int) -> None:
+        body = compress(files[i])
+        client.put_object(Bucket=w.bucket, Key=f"both-{tag}/{i:06d}.pcap.zst", Body=body)
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(4) as ex:
+        list(ex.map(both, range(len(files))))
+    t_both = time.monotonic() - t0
+    compress_mbs = raw / t_comp / MB
+    ingest_mbs = raw / t_put / MB  # uncompressed MB/s that the ingest rate carries
+    return {
+        "zstd_level": 3,
+        "compress_threads": cores,
+        "compress_seconds": t_comp,
+        "compress_mb_s": compress_mbs,
+        "compressed_bytes": comp,
+        "zstd_ratio": comp / raw,
+        "put_seconds_by_concurrency": ingest,
+        "put_best_concurrency": int(best_c),
+        "ingest_compressed_mb_s": comp / t_put / MB,
+        "ingest_mb_s": ingest_mbs,
+        "mb_s": min(compress_mbs, ingest_mbs),
+        "bound_by": "compression" if compress_mbs < ingest_mbs else "ingest",
+        "compress_and_put_together_mb_s": raw / t_both / MB,
+    }
+
+
+def rollcap_available() -> bool:
+    return importlib.util.find_spec("rollcap.offload.service") is not None
+
+
+def run_rollcap(
+    files: list[Path], w: SeaweedFS, work: Path, tag: str, profile: Path | None = None
+) -> dict[str, Any]:
+    spool = work / f"spool-{tag}"
+    ready = spool / "ready"
+    ready.mkdir(parents=True)
+    for f in files:
+        shutil.copyfile(f, ready / f.name)
+    prefix = f"rollcap-{tag}"
+    cfg = offload_config(work / f"rollcap-{tag}.toml", spool, w, prefix)
+    t0 = time.monotonic()
+    proc = start_rollcap("offload", cfg, work / f"offload-{tag}.log", rollcap_env(w.env()))
+    spy = None
+    if profile is not None:
+        spy = subprocess.Popen(
+            [
+                "py-spy",
+                "record",
+                "--pid",
+                str(proc.pid),
+                "--rate",
+                "200",
+                "--idle",
+                "--threads",
+                "--format",
+                "raw",
+                "--output",
+                str(profile),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    peak_kb = 0
+    started: dict[str, float] = {}
+    try:
+        t1 = _wait_drained(
+            w,
+            prefix,
+            ready,
+            len(files),
+            ".pcap.zst",
+            proc,
+            started,
+            spool / "state" / "offload.json",
+        )
+        peak_kb = status_kb(proc.pid, "VmHWM")
+    finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            try:
+                spy.wait(30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+        rc = stop(proc)
+    log_tail = (work / f"offload-{tag}.log").read_text(errors="replace").splitlines()[-5:]
+    return {
+        "seconds": t1 - t0,
+        # process start until its first state file: interpreter, imports, config, S3 check
+        "startup_seconds": started["at"] - t0 if "at" in started else None,
+        "prefix": prefix,
+        "peak_rss_mb": peak_kb / 1024,
+        "exit_code": rc,
+        "log_tail": log_tail,
+    }
+
+
+_WAITING = ("threading.py", "queue.py", "thread.py:8", "selectors.py", "inotify_c.py")
+
+
+def _frame_text(frame: str) -> str:
+    """'func (path:line)' plus that line's source when the file is ours."""
+    first = frame.split(" < ")[0]
+    m = re.search(r"\((.+):(\d+)\)$", first)
+    if m and m[1].startswith("rollcap/"):
+        lines = (REPO / m[1]).read_text().splitlines()
+        n = int(m[2])
+        if 0 < n <= len(lines):
+            return f"{frame}  `{lines[n - 1].strip()}`"
+    return frame
+
+
+def summarize_profile(path: Path, top: int = 12) -> dict[str, Any]:
+    """Where each kind of thread spent its wall-clock samples.
+
+    py-spy samples every thread, waiting or not. Offload workers (threads named
+    offload_N) are grouped by their innermost rollcap frame, which shows the
+    phase a file is in (compressing, uploading, verifying); the transfer
+    threads (s3transfer) and the rest by their innermost frame.
+    """
+    if not path.exists():
+        return {"error": "py-spy wrote no profile"}
+    groups: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = [f for f in stack.split(";") if f]
+        thread, frames = frames[0], frames[1:]
+        if not frames:
+            continue
+        ours = [f for f in frames if "(rollcap/" in f]
+        if re.search(r": offload_\d+$", thread):
+            # the innermost rollcap frame and its caller: which phase, called from where
+            group, leaf = "offload workers", (" < ".join(ours[:-3:-1]) if ours else frames[-1])
+        elif any("s3transfer/" in f for f in frames):
+            group, leaf = "s3transfer threads", frames[-1]
+        elif thread.endswith("MainThread"):
+            group, leaf = "main thread", frames[-1]
+        else:
+            group, leaf = "other threads", frames[-1]
+        if any(w in leaf for w in _WAITING) and group != "offload workers":
+            leaf = "(waiting: lock, queue, sleep or inotify)"
+        groups[group][leaf] += int(count)
+    out: dict[str, Any] = {}
+    for group, counter in sorted(groups.items()):
+        n = sum(counter.values())
+        out[group] = {
+            "samples": n,
+            "top": [f"{100 * v / n:5.1f}%  {_frame_text(k)}" for k, v in counter.most_common(top)],
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--count", type=int, default=8)
+    ap.add_argument("--size-mb", type=int, default=64)
+    ap.add_argument("--quick", action="store_true", help="4 x 32 MB")
+    ap.add_argument("--no-profile", action="store_true", help="skip the py-spy profiled run")
+    ap.add_argument("--skip-seed", action="store_true")
+    ap.add_argument("--rounds", type=int, default=2, help="repeat each; the best counts")
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.count, a.size_mb, a.rounds = 4, 32, 1
+    files = dataset(a.count, a.size_mb)
+    raw = sum(f.stat().st_size for f in files)
+    sources = {_seq(f.name): _sha256(f.read_bytes()) for f in files}
+    res: dict[str, Any] = {"files": len(files), "file_mb": a.size_mb, "total_mb": raw / MB}
+    print(f"drain: {len(files)} files, {raw / MB:.0f} MB")
+    have_seed = not a.skip_seed and shutil.which("aws") is not None
+    if not a.skip_seed and not have_seed:
+        res["seed"] = {"error": "the aws CLI is missing (pip install awscli)"}
+        print("seed: skipped, the aws CLI is missing (pip install awscli)")
+    have_rollcap = rollcap_available()
+    if not have_rollcap:
+        res["rollcap"] = {"error": "rollcap.offload.service is not on this branch yet"}
+        print("rollcap: offload not available on this branch; skipped")
+    runs: dict[str, list[dict[str, Any]]] = {"limit": [], "seed": [], "rollcap": []}
+    with seaweedfs() as w, workdir("drain") as work:
+        for i in range(a.rounds):
+            # alternate the order, so a slow spell of the shared machine hits all
+            order = ["limit", "seed", "rollcap"]
+            for kind in order if i % 2 == 0 else order[::-1]:
+                tag = f"r{i}"
+                if kind == "limit":
+                    r = run_limit(files, w, [2, 4, 8], tag)
+                    print(
+                        f"round {i} limit: {r['mb_s']:.1f} MB/s (bound by {r['bound_by']}; "
+                        f"zstd {r['compress_mb_s']:.1f} MB/s, ingest {r['ingest_mb_s']:.1f} MB/s; "
+                        f"both at once {r['compress_and_put_together_mb_s']:.1f} MB/s)"
+                    )
+                elif kind == "seed" and have_seed:
+                    r = run_seed(files, w, work, tag)
+                    r["mb_s"] = raw / r["seconds"] / MB
+                    r["verify"] = verify(w, r["prefix"], sources, "gzip")
+                    print(f"round {i} seed: {r['seconds']:.1f} s = {r['mb_s']:.1f} MB/s")
+                elif kind == "rollcap" and have_rollcap:
+                    r = run_rollcap(files, w, work, tag)
+                    r["mb_s"] = raw / r["seconds"] / MB
+                    r["verify"] = verify(w, r["prefix"], sources, "zstd")
+                    print(
+                        f"round {i} rollcap: {r['seconds']:.1f} s = {r['mb_s']:.1f} MB/s "
+                        f"(startup {r['startup_seconds'] or 0:.1f} s), "
+                        f"peak RSS {r['peak_rss_mb']:.0f} MB"
+                    )
+                else:
+                    continue
+                r["round"] = i
+                runs[kind].append(r)
+        # the best of the rounds: noise on a shared machine only ever slows things down
+        for kind, rs in runs.items():
+            if rs:
+                res[kind] = {
+                    **max(rs, key=lambda r: r["mb_s"]),
+                    "all_mb_s": [r["mb_s"] for r in rs],
+                }
+        lim = res["limit"]["mb_s"]
+        if "mb_s" in res.get("seed", {}):
+            res["seed"]["ratio_to_limit"] = res["seed"]["mb_s"] / lim
+        if "mb_s" in res.get("rollcap", {}):
+            rc = res["rollcap"]
+            rc["ratio_to_limit"] = rc["mb_s"] / lim
+            together = max(r["compress_and_put_together_mb_s"] for r in runs["limit"])
+            rc["ratio_to_compress_and_put_together"] = rc["mb_s"] / together
+            if "mb_s" in res.get("seed", {}):
+                rc["ratio_to_seed"] = rc["mb_s"] / res["seed"]["mb_s"]
+        print(
+            f"best of {a.rounds}: limit {lim:.1f} MB/s, "
+            f"seed {res.get('seed', {}).get('mb_s', 0):.1f} MB/s, "
+            f"rollcap {res.get('rollcap', {}).get('mb_s', 0):.1f} MB/s = "
+            f"{fmt_ratio(res.get('rollcap', {}).get('ratio_to_seed'))} the seed, "
+            f"{100 * res.get('rollcap', {}).get('ratio_to_limit', 0):.0f}% of the limit"
+        )
+        if have_rollcap and not a.no_profile and shutil.which("py-spy"):
+            prof = REPO / "bench" / "results" / "drain-profile.folded"
+            prof.parent.mkdir(parents=True, exist_ok=True)
+            prof.unlink(missing_ok=True)
+            p = run_rollcap(files, w, work, "profiled", profile=prof)
+            res["profile"] = {"seconds": p["seconds"], **summarize_profile(prof)}
+            for group, g in res["profile"].items():
+                if isinstance(g, dict):
+                    print(f"profile, {group} ({g['samples']} samples):")
+                    print("  " + "\n  ".join(g["top"][:8]))
+    write_result("drain", res)
+    return res
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
