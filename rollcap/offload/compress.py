@@ -1,6 +1,6 @@
 """Compress one capture into a temp file in a single streaming pass.
 
-From the same chunks it computes the SHA-256 of the pcap and of the
+From the same chunks it computes the CRC-32 of the pcap, the SHA-256 of the
 compressed bytes, and the packet count and first/last timestamps. Memory is
 bounded by the chunk size whatever the file size. zstandard, zlib and hashlib
 release the GIL on large buffers, so several files compress in parallel threads.
@@ -9,6 +9,7 @@ release the GIL on large buffers, so several files compress in parallel threads.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import threading
@@ -37,7 +38,7 @@ class Compressed:
     size: int  # compressed bytes
     sha256: str  # of the compressed bytes (hex)
     pcap_bytes: int
-    pcap_sha256: str
+    pcap_crc32: str  # 8 hex digits
     packets: int
     first_ts: float | None
     last_ts: float | None
@@ -81,14 +82,15 @@ def compress_fd(
     the file again. The first part's digest is a copy of the running whole-file
     hash, so a file of one part costs nothing extra."""
     out_path = tmp_dir / f"{stem}.{uuid.uuid4().hex[:8]}.part"
-    pcap_sha = hashlib.sha256(header_bytes)
+    # CRC-32, not SHA-256: ~4x cheaper, and the pcap checksum only labels the
+    # content (what is stored is verified by the SHA-256 of the stored bytes)
+    pcap_crc = zlib.crc32(header_bytes)
     out_sha = hashlib.sha256()
     walker = RecordWalker(header)
     enc = _Codec(codec, level)
-    same = codec == "none"  # stored bytes are the pcap: hash once
     pcap_bytes = len(header_bytes)
     out_bytes = 0
-    parts: list[bytes] | None = [] if part_size and not same else None
+    parts: list[bytes] | None = [] if part_size else None
     part_h: hashlib._Hash | None = None  # None while in part 1: out_sha serves
     part_left = part_size or 0
     out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
@@ -98,13 +100,22 @@ def compress_fd(
             def emit(data: bytes) -> None:
                 nonlocal out_bytes
                 if data:
-                    if not same:
-                        if parts is None:
-                            out_sha.update(data)
-                        else:
-                            hash_parts(data)
-                    f.write(data)
+                    if parts is None:
+                        out_sha.update(data)
+                    else:
+                        hash_parts(data)
+                    write_all(data)
                     out_bytes += len(data)
+
+            def write_all(data: bytes) -> None:
+                # a raw write may be short (a filling disk); the retry then
+                # raises ENOSPC instead of leaving a silently truncated file
+                mv = memoryview(data)
+                while mv:
+                    n = f.write(mv)
+                    if not n:
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out_path))
+                    mv = mv[n:]
 
             def hash_parts(data: bytes) -> None:
                 nonlocal part_h, part_left
@@ -135,7 +146,7 @@ def compress_fd(
                     break
                 chunk = view[:n]
                 pcap_bytes += n
-                pcap_sha.update(chunk)
+                pcap_crc = zlib.crc32(chunk, pcap_crc)
                 walker.feed(chunk)
                 emit(enc.compress(chunk))
                 if progress is not None:
@@ -146,15 +157,14 @@ def compress_fd(
             out_path.unlink()
         raise
     packets, first, last = walker.finish()
-    pcap_hex = pcap_sha.hexdigest()
     if parts is not None and part_size and part_left < part_size:
         parts.append((part_h or out_sha).digest())  # the last, partial part
     return Compressed(
         path=out_path,
         size=out_bytes,
-        sha256=pcap_hex if same else out_sha.hexdigest(),
+        sha256=out_sha.hexdigest(),
         pcap_bytes=pcap_bytes,
-        pcap_sha256=pcap_hex,
+        pcap_crc32=f"{pcap_crc:08x}",
         packets=packets,
         first_ts=first,
         last_ts=last,

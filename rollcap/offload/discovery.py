@@ -15,6 +15,8 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from rollcap.naming import ReadyName
+
 
 class _Handler(FileSystemEventHandler):
     def __init__(self, watcher: ReadyWatcher) -> None:
@@ -69,3 +71,12 @@ def scan(ready: Path) -> dict[str, int]:
             except FileNotFoundError:
                 continue
     return found
+
+
+def oldest_first(name: str) -> tuple[int, int, str]:
+    """Sort key for "oldest first": capture's hand-off sequence number, then
+    the name. Not the name alone: names start with the UTC start time, which
+    steps back with the wall clock, while seq only ever grows. Names that do
+    not parse go first (they are refused at once and cost nothing)."""
+    n = ReadyName.parse(name)
+    return (1, n.seq, name) if n is not None else (0, 0, name)

@@ -20,6 +20,7 @@ from rollcap.config.schema import RollcapConfig
 from rollcap.errors import ConfigError
 from rollcap.keys import KeyFields, render_key
 from rollcap.offload.compress import Cancelled, Compressed, compress_fd
+from rollcap.offload.discovery import oldest_first
 from rollcap.offload.quarantine import quarantine
 from rollcap.offload.vet import Opened, Refused, Vanished, open_ready
 from rollcap.spool import Spool
@@ -59,7 +60,7 @@ def object_metadata(cfg: RollcapConfig, opened: Opened, c: Compressed) -> dict[s
         META["last_ts"]: "" if c.last_ts is None else f"{c.last_ts:.6f}",
         META["packets"]: str(c.packets),
         META["pcap_bytes"]: str(c.pcap_bytes),
-        META["pcap_sha256"]: c.pcap_sha256,
+        META["pcap_crc32"]: c.pcap_crc32,
         META["linktype"]: str(c.linktype),
         META["host"]: opened.name.host,
         META["iface"]: opened.name.iface,
@@ -69,9 +70,16 @@ def object_metadata(cfg: RollcapConfig, opened: Opened, c: Compressed) -> dict[s
     }
 
 
+def same_pcap(meta: dict[str, str], c: Compressed) -> bool:
+    """The stored object holds this pcap, compressed differently (another level
+    or codec): same CRC-32, size and packet count of the uncompressed pcap."""
+    got = (meta.get(META["pcap_crc32"]), meta.get(META["pcap_bytes"]), meta.get(META["packets"]))
+    return got == (c.pcap_crc32, str(c.pcap_bytes), str(c.packets))
+
+
 class OrderedSlots:
-    """A semaphore that hands free slots to the smallest waiting key (the oldest
-    file), not to whichever thread wins the race; gives up when stop is set.
+    """A semaphore that hands free slots to the oldest waiting file (smallest
+    discovery.oldest_first), not to whichever thread wins the race; gives up when stop is set.
 
     Keys are reserved when the work is queued (reserve()), so a younger file
     whose thread happens to start first does not jump the queue; a reservation
@@ -98,7 +106,7 @@ class OrderedSlots:
         with self._cv:
             self._waiting.add(key)
             try:
-                while not (self._free > 0 and key == min(self._waiting)):
+                while not (self._free > 0 and key == min(self._waiting, key=oldest_first)):
                     if self._stop.is_set():
                         raise Cancelled()
                     self._cv.wait(1.0)  # stop is checked at least once a second
@@ -218,9 +226,7 @@ class Pipeline:
         try:
             existing = self.storage.head(key)
             if existing is not None:
-                same = existing.sha256 == comp.sha256 or (
-                    existing.metadata.get(META["pcap_sha256"]) == comp.pcap_sha256
-                )
+                same = existing.sha256 == comp.sha256 or same_pcap(existing.metadata, comp)
                 if not same:
                     return self.quarantine(
                         name,

@@ -15,6 +15,7 @@ at the cap; files stay in the spool until they are stored and verified.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -39,7 +40,7 @@ from rollcap.notify import Notifier
 from rollcap.offload.backoff import Backoff
 from rollcap.offload.compress import clean_tmp
 from rollcap.offload.deferred import DeferredStorage
-from rollcap.offload.discovery import ReadyWatcher, scan
+from rollcap.offload.discovery import ReadyWatcher, oldest_first, scan
 from rollcap.offload.pipeline import Outcome, Pipeline
 from rollcap.offload.vet import expected_owners
 from rollcap.spool import Spool
@@ -48,6 +49,7 @@ from rollcap.storage import Storage, StorageError
 
 log = logging.getLogger("rollcap.offload")
 
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 STALL_SECONDS = 600  # an in-flight file without progress this long means "stuck"
 STATUS_SECONDS = 5.0  # STATUS= and the state file while busy
 IDLE_STATUS_SECONDS = 30.0  # ... and while idle (status calls a state stale after 90 s)
@@ -132,6 +134,9 @@ class OffloadService:
         self.dirty = True  # something changed since the last _publish()
         self.started_at = time.monotonic()
         self.checked = False  # the destination was checked once (see run())
+        self._lock_wait_logged = False
+        self._pid_written = True
+        self._state_write_failed = False
 
     # -- start -------------------------------------------------------------
 
@@ -148,9 +153,30 @@ class OffloadService:
 
     def _lock_spool(self) -> None:
         """One offload per spool: a second one would clean up the first one's
-        temp files and multipart uploads. The lock dies with the process."""
+        temp files and multipart uploads. The lock dies with the process.
+
+        The flock is what excludes; the pid in the file is only for the error
+        message of a second instance. On a full disk the pid may not fit: the
+        service runs on without it (uploading is what frees space) and writes
+        it later (_retry_pid)."""
         path = self.spool.state / "offload.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
+                break
+            except OSError as e:
+                # creating an empty file needs an inode (and maybe a directory
+                # block); wait for room instead of exiting into a restart loop
+                if e.errno not in NO_SPACE:
+                    raise RollcapError(f"cannot open {path}: {e.strerror}") from None
+                if not self._lock_wait_logged:
+                    log.error(
+                        "cannot create %s: %s; waiting for free space in the spool",
+                        path, e.strerror, extra=fields(error_code="ENOSPC"),
+                    )  # fmt: skip
+                    self._lock_wait_logged = True
+                if self.stop.wait(5.0):
+                    raise RollcapError(f"stopped while waiting to create {path}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -160,9 +186,32 @@ class OffloadService:
                 f"another rollcap offload (pid {other}) is already using the spool "
                 f"{self.spool.root} ({path} is locked)"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd  # kept open for the life of the process
+        self._pid_written = self._write_pid()
+        if not self._pid_written:
+            log.warning(
+                "no space left to write the pid into %s; running without it (the lock "
+                "holds) and writing it once there is room", path,
+                extra=fields(error_code="ENOSPC"),
+            )  # fmt: skip
+
+    def _write_pid(self) -> bool:
+        """Overwrite in place, then cut: rewriting a block the file already has
+        needs no free space, so a restart on a full disk usually succeeds."""
+        data = f"{os.getpid()}\n".encode()
+        try:
+            os.pwrite(self._lock_fd, data, 0)
+            os.ftruncate(self._lock_fd, len(data))
+        except OSError as e:
+            if e.errno not in NO_SPACE:
+                log.warning("cannot write the pid into offload.lock: %s", e.strerror)
+            return False
+        return True
+
+    def _retry_pid(self) -> None:
+        if not self._pid_written and self._write_pid():
+            self._pid_written = True
+            log.info("pid written into %s", self.spool.state / "offload.lock")
 
     def _check_destination(self) -> bool:
         """At start and when a destination error clears; also aborts stale uploads."""
@@ -305,7 +354,7 @@ class OffloadService:
                 return
         if len(self.in_flight) >= limit:
             return
-        for name in sorted(self.pending):  # ReadyName order = time order
+        for name in sorted(self.pending, key=oldest_first):  # hand-off order
             if len(self.in_flight) >= limit:
                 break
             entry = self.pending[name]
@@ -509,10 +558,17 @@ class OffloadService:
             "quarantined": c.quarantined,
             "dropped_by_capture": c.dropped_by_capture,
         }
+        self._retry_pid()
         try:
-            write_state(self.spool.state / "offload.json", data)
+            write_state(self.spool.state / "offload.json", data)  # removes its temp file
         except OSError as e:
-            log.debug("cannot write the state file: %s", e)
+            if not self._state_write_failed:  # once per failure streak, not every 5 s
+                log.warning("cannot write the state file (retrying): %s", e.strerror)
+            self._state_write_failed = True
+        else:
+            if self._state_write_failed:
+                log.info("state file written again")
+            self._state_write_failed = False
 
 
 def run(config_path: str) -> int:

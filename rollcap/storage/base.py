@@ -31,7 +31,9 @@ META = {
     "last_ts": "rollcap-last-ts",  # last packet, epoch seconds, "%.6f"
     "packets": "rollcap-packets",
     "pcap_bytes": "rollcap-pcap-bytes",  # uncompressed size
-    "pcap_sha256": "rollcap-pcap-sha256",  # of the uncompressed pcap
+    # CRC-32 (zlib, 8 hex digits) of the uncompressed pcap: a cheap cross-check
+    # (the stored bytes have a SHA-256; zstd frames carry their own checksum)
+    "pcap_crc32": "rollcap-pcap-crc32",
     "sha256": "rollcap-sha256",  # of the stored (compressed) bytes; verified by HEAD
     "linktype": "rollcap-linktype",
     "host": "rollcap-host",

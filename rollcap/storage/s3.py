@@ -78,6 +78,8 @@ PERMANENT_CODES = {
     "PermanentRedirect",
     "AuthorizationHeaderMalformed",
 }
+# The server recomputed a checksum we sent and it did not match the bytes.
+DIGEST_CODES = {"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch"}
 _CONTENT_TYPES = {
     ".pcap.zst": "application/zstd",
     ".pcap.gz": "application/gzip",
@@ -177,8 +179,20 @@ class S3Storage(Storage):
                 read_timeout=120,
                 # files in parallel, each with parts in parallel
                 max_pool_connections=cfg.concurrency * cfg.concurrency + 4,
-                s3={"addressing_style": "path"} if cfg.endpoint_url else None,
+                s3={
+                    # Every body we send carries an x-amz-checksum-sha256 the server
+                    # verifies; signing the payload as well (botocore does over
+                    # plain http) would hash every byte a second time.
+                    "payload_signing_enabled": False,
+                    **({"addressing_style": "path"} if cfg.endpoint_url else {}),
+                },
             ),
+        )
+        # Part digests the compressor computed, by key: sent as each part's
+        # ChecksumSHA256 so botocore does not hash the parts again.
+        self._part_digests: dict[str, Sequence[bytes]] = {}
+        self.client.meta.events.register(
+            "before-parameter-build.s3.UploadPart", self._part_checksum
         )
         self.transfer_config = TransferConfig(
             multipart_threshold=self.threshold,
@@ -193,6 +207,12 @@ class S3Storage(Storage):
 
     def describe(self) -> str:
         return self._describe
+
+    def _part_checksum(self, params: dict[str, Any], **_kw: Any) -> None:
+        digests = self._part_digests.get(params.get("Key", ""))
+        n = params.get("PartNumber", 0)
+        if digests and 1 <= n <= len(digests) and "ChecksumSHA256" not in params:
+            params["ChecksumSHA256"] = base64.b64encode(digests[n - 1]).decode()
 
     def _what(self, op: str, key: str = "") -> str:
         target = f"s3://{self.bucket}/{key}" if key else f"bucket {self.bucket}"
@@ -232,8 +252,12 @@ class S3Storage(Storage):
         meta = {**metadata, META["sha256"]: sha256}
         extra: dict[str, Any] = {"Metadata": meta, "ContentType": self._content_type(key)}
         multipart = size >= self.threshold
+        part = ChunksizeAdjuster().adjust_chunksize(self.part_size, size)
+        known_parts = part == self.part_size and len(part_sha256) == -(-size // part)
         if multipart:
             extra["ChecksumAlgorithm"] = "SHA256"  # per part, verified by the server
+            if known_parts:
+                self._part_digests[key] = part_sha256
         else:
             extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(sha256)).decode()
         try:
@@ -248,8 +272,14 @@ class S3Storage(Storage):
             finally:
                 with self._futures_lock:
                     self._futures.discard(fut)
+                self._part_digests.pop(key, None)
         except Exception as e:
-            raise _error(e, self._what("PUT", key)) from None
+            err = _error(e, self._what("PUT", key))
+            if err.code in DIGEST_CODES:  # the file, not the destination: a file-level retry
+                bad = VerificationError(str(err))
+                bad.code = err.code
+                raise bad from None
+            raise err from None
         info, checksum = self._head(key, checksum=True)
         if info is None:
             raise VerificationError(f"{self._what('HEAD', key)}: missing after upload")
@@ -262,8 +292,7 @@ class S3Storage(Storage):
         if multipart:
             # The server verified each part against botocore's digest; check
             # that those parts are our file, and that our file is `sha256`.
-            part = ChunksizeAdjuster().adjust_chunksize(self.part_size, size)
-            if part == self.part_size and len(part_sha256) == -(-size // part):
+            if known_parts:
                 expected = composite_from_parts(part_sha256)  # hashed as it was written
             else:
                 expected, whole = composite_sha256(local, part)

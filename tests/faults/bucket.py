@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ class StoredObject:
     packets: int
     truncated: bool
     error: str = ""
+    content_crc32: str = ""  # of the decompressed pcap, as rollcap-pcap-crc32 spells it
     times: list[float] = field(default_factory=list)  # capture time of each record
     payloads: list[tuple[bytes, float]] = field(default_factory=list)
 
@@ -94,6 +96,7 @@ def read_bucket(client: Any, bucket: str, prefix: str) -> BucketView:
             metadata=meta,
             stored_sha256=hashlib.sha256(blob).hexdigest(),
             content_sha256=hashlib.sha256(raw).hexdigest(),
+            content_crc32=f"{zlib.crc32(raw):08x}",
             packets=len(parsed.records) if parsed else 0,
             truncated=parsed.truncated if parsed else True,
             error=err,
@@ -122,9 +125,9 @@ def object_problems(view: BucketView) -> list[str]:
         sha = o.metadata.get("rollcap-sha256")
         if sha and sha != o.stored_sha256:
             out.append(f"{o.key}: rollcap-sha256 {sha} != stored bytes {o.stored_sha256}")
-        psha = o.metadata.get("rollcap-pcap-sha256")
-        if psha and not o.error and psha != o.content_sha256:
-            out.append(f"{o.key}: rollcap-pcap-sha256 does not match the decompressed pcap")
+        pcrc = o.metadata.get("rollcap-pcap-crc32")
+        if pcrc and not o.error and pcrc != o.content_crc32:
+            out.append(f"{o.key}: rollcap-pcap-crc32 does not match the decompressed pcap")
         n = o.metadata.get("rollcap-packets")
         if n and not o.error and int(n) != o.packets:
             out.append(f"{o.key}: rollcap-packets {n} != {o.packets} records")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -109,7 +110,7 @@ def make_object(workdir: Path, *, prefix: str, host: str, iface: str, start: dat
             META["last_ts"]: f"{stamps[-1] / NS:.6f}",
             META["packets"]: str(len(stamps)),
             META["pcap_bytes"]: str(pcap.stat().st_size),
-            META["pcap_sha256"]: sha256(pcap),
+            META["pcap_crc32"]: f"{zlib.crc32(pcap.read_bytes()):08x}",
             META["sha256"]: sha256(stored),
             META["linktype"]: str(linktype),
             META["host"]: host,

@@ -1,0 +1,147 @@
+"""A full spool filesystem never crashes the offload (a real 2 MB tmpfs).
+
+The offload is what frees space, so on ENOSPC it must log, keep going and
+retry: the pid in offload.lock, the state file, quarantine reason files and
+compression temp files all meet a full disk without a crash or a leftover.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rollcap.config.load import validate_data
+from rollcap.notify import Notifier
+from rollcap.offload.compress import compress_fd
+from rollcap.offload.quarantine import quarantine
+from rollcap.offload.service import Entry, OffloadService
+from rollcap.pcapfile import GLOBAL_HEADER_LEN, parse_header
+from rollcap.storage import open_storage
+from tests.support.net import SHARED_PCAPS
+
+SRC = max(SHARED_PCAPS.glob("*.pcap"), key=lambda p: p.stat().st_size)
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / f"tiny-{uuid.uuid4().hex[:6]}"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], check=True)
+    request.addfinalizer(lambda: subprocess.run(["umount", "-l", str(mnt)], check=False))
+    return mnt
+
+
+def fill(path: Path) -> None:
+    """Take every free byte (unbuffered, so closing cannot fail again)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            try:
+                if not os.write(fd, b"\0" * 65536):
+                    break
+            except OSError as e:
+                assert e.errno == errno.ENOSPC
+                break
+        for size in (4096, 512, 1):  # the last partial page too
+            try:
+                while os.write(fd, b"\0" * size):
+                    pass
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def service(tiny_fs: Path) -> Iterator[OffloadService]:
+    spool = tiny_fs / "spool"
+    for d in ("ready", "quarantine", "tmp", "state", "work"):
+        (spool / d).mkdir(parents=True)
+    archive = tiny_fs.parent / "archive"
+    cfg = validate_data(
+        {"spool": {"directory": str(spool)}, "offload": {"destination": f"file://{archive}"}}
+    )
+    svc = OffloadService(cfg, open_storage(cfg.offload), Notifier())
+    yield svc
+    if svc.watcher._observer.is_alive():
+        svc.watcher.stop()
+    svc.executor.shutdown()
+
+
+def test_first_start_on_a_full_disk_runs_without_the_pid_then_writes_it(
+    service: OffloadService, tiny_fs: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ballast = tiny_fs / "ballast"
+    fill(ballast)
+    lock = service.spool.state / "offload.lock"
+    with caplog.at_level(logging.INFO, logger="rollcap.offload"):
+        service.prepare()  # used to die with ENOSPC writing the pid
+        assert lock.exists() and lock.read_bytes() == b""
+        assert any("no space left" in r.getMessage() for r in caplog.records)
+        # the flock holds anyway: a second offload is refused
+        import fcntl
+
+        fd = os.open(lock, os.O_RDONLY)
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.close(fd)
+        service._publish()  # state file: fails quietly, leaves no temp file
+        assert not (service.spool.state / "offload.json").exists()
+        assert [p.name for p in service.spool.state.iterdir()] == ["offload.lock"]
+        ballast.unlink()  # uploads freed space
+        service._publish()
+    assert lock.read_text() == f"{os.getpid()}\n"
+    assert (service.spool.state / "offload.json").exists()
+
+
+def test_compressing_into_a_full_tmp_fails_cleanly(tiny_fs: Path) -> None:
+    tmp = tiny_fs / "tmp"
+    tmp.mkdir()
+    fill(tiny_fs / "ballast")
+    fd = os.open(SRC, os.O_RDONLY)
+    try:
+        hb = os.read(fd, GLOBAL_HEADER_LEN)
+        with pytest.raises(OSError) as e:
+            compress_fd(fd, parse_header(hb), hb, tmp, "x", "none", 0)
+    finally:
+        os.close(fd)
+    assert e.value.errno == errno.ENOSPC
+    assert list(tmp.iterdir()) == []  # no partial temp file
+
+
+def test_the_pipeline_backs_off_a_file_when_tmp_is_full(service: OffloadService,
+                                                        tiny_fs: Path) -> None:  # fmt: skip
+    name = "20261126T120000Z-000001_h_eth0.pcap"
+    (service.spool.ready / name).write_bytes(SRC.read_bytes()[:1_000_000])
+    fill(tiny_fs / "ballast")
+    service.pipeline.owners = {os.getuid()}
+    out = service.pipeline.process(name)
+    assert out.kind == "failed" and "No space left" in out.message
+    assert list(service.spool.tmp.iterdir()) == []
+    assert (service.spool.ready / name).exists()  # kept for the retry
+    service.pending[name] = entry = Entry(name, 1_000_000, attempt=1)
+    service._handle(entry, out)
+    assert name in service.pending and entry.not_before > time.monotonic()  # backs off
+
+
+def test_quarantine_on_a_full_disk_moves_the_file_without_a_half_reason(tiny_fs: Path) -> None:
+    ready, quar = tiny_fs / "ready", tiny_fs / "quarantine"
+    ready.mkdir()
+    quar.mkdir()
+    bad = ready / "bad.pcap"
+    bad.write_bytes(b"x" * 100)
+    fill(tiny_fs / "ballast")
+    dest = quarantine(bad, quar, "not a pcap " * 1000)
+    assert dest.exists() and not bad.exists()
+    reason = Path(f"{dest}.reason")
+    assert not reason.exists() or reason.read_text().endswith("\n")
