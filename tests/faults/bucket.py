@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from tests.faults.pcaprec import Ledger, decompress, parse, timestamps
@@ -136,27 +135,3 @@ def object_problems(view: BucketView) -> list[str]:
         if len(objs) > 1 and sha != hashlib.sha256(b"").hexdigest():
             out.append(f"same capture stored twice: {[o.key for o in objs]}")
     return out
-
-
-def local_archive_view(root: Path) -> BucketView:
-    """The same for a file:// destination (sidecars ignored)."""
-    view = BucketView()
-    for p in sorted(root.rglob("*")):
-        if not p.is_file() or ".pcap" not in p.name or p.name.endswith(".json"):
-            continue
-        blob = p.read_bytes()
-        raw = decompress(p.name, blob)
-        parsed = parse(raw)
-        view.objects.append(
-            StoredObject(
-                str(p.relative_to(root)),
-                len(blob),
-                {},
-                hashlib.sha256(blob).hexdigest(),
-                hashlib.sha256(raw).hexdigest(),
-                len(parsed.records),
-                parsed.truncated,
-            )
-        )
-        view.ledger.add(parsed.records)
-    return view

@@ -10,9 +10,8 @@ import gzip
 import hashlib
 import struct
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import zstandard
 
@@ -70,10 +69,6 @@ def decompress(name: str, blob: bytes) -> bytes:
     return blob
 
 
-def parse_file(path: Path) -> Parsed:
-    return parse(decompress(path.name, path.read_bytes()))
-
-
 @dataclass
 class Ledger:
     """Packets per source (object or file); duplicates are packets held by more than one.
@@ -104,11 +99,6 @@ class Ledger:
 
     def missing_from(self, expected: Iterable[bytes]) -> int:
         return sum(1 for r in set(expected) if r not in self.counts)
-
-
-def iter_records(paths: Iterable[Path]) -> Iterator[bytes]:
-    for p in paths:
-        yield from parse_file(p).records
 
 
 def timestamps(data: bytes) -> list[float]:

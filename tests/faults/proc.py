@@ -185,9 +185,6 @@ class Daemon:
             return rc
         return self.proc.returncode
 
-    def restart(self) -> None:
-        self.start()
-
     def text(self) -> str:
         try:
             return self.log.read_text(errors="replace")

@@ -99,7 +99,8 @@ def write_reports(repo: Path, results: Results, counts: dict[str, int]) -> list[
     summary = (
         f"Last run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: `pytest tests/faults`, "
         f"{tally}, {wall:.0f} s wall time on {os.cpu_count()} cores, Linux "
-        f"{platform.release()}. Written by tests/faults/results.py from the suite's own counts."
+        f"{platform.release()}. Written by tests/faults/results.py from the suite's own counts; "
+        "method, cases and findings: docs/reliability.md."
     )
     written = []
     doc = repo / "docs" / "reliability.md"

@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from tests.faults.pcaprec import synth
 from tests.faults.proc import Daemon, wait_for
 from tests.faults.rig import Rig
 
@@ -89,6 +90,7 @@ def test_tiny_filesystem_fills(rig: Rig, reliability) -> None:  # type: ignore[n
     if not off.running():
         off.start()  # as Restart=on-failure would, so recovery can still be checked
     os.unlink(ballast)
+    full_s = time.monotonic() - t_full
     t_free = time.time()
     time.sleep(5)  # room again: capture must be back without help
     alive(cap, "after the disk was full")
@@ -107,18 +109,66 @@ def test_tiny_filesystem_fills(rig: Rig, reliability) -> None:  # type: ignore[n
     logs = cap.text() + off.text()
     full = re.compile(r"no space left|ENOSPC|disk is full|filesystem is full", re.I)
     space_lines = [ln for ln in logs.splitlines() if full.search(ln)]
+    restarted = "ran on" if restarted_ok else "CRASHED"
     reliability.record(
-        runs=1, packets_in=rig.replayed, packets_out=view.ledger.unique,
-        lost=2 * 5374 - phase2, duplicated=view.ledger.duplicated,
-        notes=f"ballast {filled / 1e6:.1f} MB filled the fs for 15 s; {pids_after_full} tcpdump "
-        f"processes while full; {len(space_lines)} log lines say no space left; offload "
-        f"restarted on the full disk: {'ran on' if restarted_ok else 'CRASHED'}; "
-        f"lost = packets replayed after recovery that are missing; "
-        f"packets sent while the disk was full are legitimately not kept",
-    )  # fmt: skip
+        runs=1,
+        packets_in=rig.replayed,
+        packets_out=view.ledger.unique,
+        lost=2 * 5374 - phase2,
+        duplicated=view.ledger.duplicated,
+        notes=f"ballast {filled / 1e6:.1f} MB filled the fs for {full_s:.0f} s; "
+        f"{pids_after_full} tcpdump processes while full; {len(space_lines)} log lines say "
+        f"no space left; offload restarted on the full disk: {restarted}; lost = packets "
+        "replayed after recovery that are missing; packets sent while the disk was full "
+        "are legitimately not kept",
+    )
     assert space_lines, "no log line says the disk is full"
     assert restarted_ok, "offload started on a full disk crashed:\n" + restart_tail
     assert pids_after_full <= 6, f"{pids_after_full} tcpdump starts in 15 s: a crash loop"
     assert phase2 == 2 * 5374, f"after recovery {phase2} of {2 * 5374} packets arrived"
     assert view.ledger.duplicated == 0
     assert t_free < t_phase2
+
+
+@pytest.mark.case("5b. offload started on a full spool filesystem")
+@pytest.mark.hard_timeout(90)
+def test_offload_starts_on_a_full_filesystem(offload_rig: Rig, reliability) -> None:  # type: ignore[no-untyped-def]
+    """A reboot or upgrade with the disk already full: the offload must wait, not crash-loop."""
+    rig = offload_rig
+    rig.mount_tmpfs(4)
+    rig.configure()
+    for d in ("ready", "work", "quarantine", "tmp", "state"):
+        (rig.spool / d).mkdir(mode=0o770)
+    src = rig.pcap.read_bytes()
+    good = synth(src, 1, time.time() - 600)
+    name = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - 600))
+    (rig.ready / f"{name}-000001_{rig.host}_veth0.pcap").write_bytes(good)
+    ballast = str(rig.spool / "ballast.bin")
+    _fill(ballast)
+    off = rig.daemon("offload")
+    off.start()
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline and off.running():
+        time.sleep(0.1)
+    ran = off.running()
+    crash = (off.text().splitlines() or ["?"])[-1]
+    if not ran:
+        off.start()  # what Restart=on-failure does; maybe it recovers once there is room
+    os.unlink(ballast)
+    drained = True
+    try:
+        rig.wait_drained(30)
+    except AssertionError:
+        drained = False
+    stored = rig.bucket().ledger.unique
+    reliability.record(
+        runs=1,
+        packets_in=5374,
+        packets_out=stored,
+        lost=5374 - stored,
+        duplicated=0,
+        notes=("kept running on the full disk" if ran else f"exited on the full disk: {crash}")
+        + ("; uploaded once space returned" if drained else "; nothing uploaded"),
+    )
+    assert ran, "offload exited when started on a full disk:\n" + off.tail(15)
+    assert drained and stored == 5374

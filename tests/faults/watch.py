@@ -228,6 +228,3 @@ class ReadyWatcher:
 
     def order_of_appearance(self) -> list[str]:
         return [s.name for s in self.history]
-
-    def gone_deleted(self) -> list[Seen]:
-        return [s for s in self.history if s.gone is not None and s.gone_how == "deleted"]

