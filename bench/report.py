@@ -49,6 +49,19 @@ def _drain(d: dict[str, Any]) -> list[str]:
             f"| {_f(rc.get('ratio_to_seed'), '.1f', '×')} the seed (goal ≥ 5×); "
             f"best of {len(rc.get('all_mb_s', [1]))}; {_rounds(rc)} |"
         )
+        both = lim.get("compress_and_put_together_mb_s")
+        if both and rc.get("seconds") and rc.get("startup_seconds") is not None:
+            # On 2 cores zstd and the server's ingest compete for the same CPUs, so
+            # the limit (the slower of the two measured apart) is not reachable;
+            # this row shows rollcap against the two running together.
+            work = d["total_mb"] / max(rc["seconds"] - rc["startup_seconds"], 1e-9)
+            share = _f(rc.get("ratio_to_compress_and_put_together"), ".0%")
+            rows.append(
+                f"| Backlog drain: compress + PUT at once (same machine, same run) "
+                f"| {_f(both)} MB/s | rollcap {share} of it"
+                f" | rollcap without its {rc['startup_seconds']:.1f} s interpreter "
+                f"start-up: {_f(work)} MB/s |"
+            )
     else:
         rows.append(f"| Backlog drain: rollcap offload | {rc.get('error', 'not run')} | | |")
     return rows
