@@ -7,6 +7,7 @@ file or the destination can do. The main loop decides about retries.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -18,6 +19,7 @@ from urllib.parse import quote
 from rollcap import __version__
 from rollcap.config.schema import RollcapConfig
 from rollcap.errors import ConfigError
+from rollcap.journal import fields
 from rollcap.keys import KeyFields, render_key
 from rollcap.offload.compress import Cancelled, Compressed, compress_fd
 from rollcap.offload.discovery import oldest_first
@@ -33,6 +35,8 @@ from rollcap.storage.base import (
 )
 
 MAX_FILTER_META = 1000  # S3 user metadata is limited to 2 KB in total
+
+log = logging.getLogger("rollcap.offload")
 
 
 @dataclass
@@ -249,6 +253,12 @@ class Pipeline:
                 return Outcome(name, "cancelled")
             return Outcome(name, "failed", key=key, message=str(e), dest_error=e)
         out.seconds = time.monotonic() - t0
+        # Logged before the delete: a kill between the two must not leave a
+        # stored object that no journal line names.
+        log.info(
+            "stored and verified %s as %s; deleting the local copy", name, key,
+            extra=fields(file=name, key=key, destination=self.storage.describe()),
+        )  # fmt: skip
         # verified: now, and only now, the local copy may go
         try:
             st = os.lstat(path)

@@ -625,3 +625,36 @@ def test_a_second_offload_on_the_same_spool_refuses_to_start(
     assert f"pid {first.proc.pid}" in second.stderr and "already using the spool" in second.stderr  # type: ignore[union-attr]
     assert first.proc.poll() is None  # type: ignore[union-attr]
     assert first.stop() == 0
+
+
+def test_the_stored_object_is_logged_before_the_local_file_is_deleted(
+    all_pcap: Path, spool: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """A kill between delete and log line would leave a stored object that no
+    journal line names: the line naming file and key must come first."""
+    import logging
+    import threading
+
+    from rollcap.config import load_config
+    from rollcap.offload import pipeline
+    from rollcap.spool import Spool
+    from rollcap.storage import open_storage
+
+    [f] = make_captures(all_pcap, spool / "ready", [T0])
+    cfg = load_config(write_config(tmp_path / "rollcap.toml", spool, f"file://{tmp_path}/arch"))
+    storage = open_storage(cfg.offload)
+    pipe = pipeline.Pipeline(cfg, Spool.at(spool), storage, {0, os.geteuid()}, threading.Event())
+    logged_at_unlink: list[str] = []
+    real_unlink = os.unlink
+
+    def unlink(path: Any, *a: Any, **kw: Any) -> None:
+        if Path(path) == f:
+            logged_at_unlink.extend(r.getMessage() for r in caplog.records)
+        real_unlink(path, *a, **kw)
+
+    monkeypatch.setattr(pipeline.os, "unlink", unlink)
+    with caplog.at_level(logging.INFO, logger="rollcap"):
+        out = pipe.process(f.name)
+    assert out.kind == "uploaded" and not f.exists(), out
+    assert any(f.name in m and out.key in m for m in logged_at_unlink), logged_at_unlink
