@@ -230,6 +230,15 @@ class Pipeline:
         try:
             existing = self.storage.head(key)
             if existing is not None:
+                if existing.sha256 == comp.sha256 and existing.size != comp.size:
+                    # our metadata on fewer/more bytes: an upload that failed its
+                    # verification, not one that was verified before a crash
+                    return self.quarantine(
+                        name,
+                        f"{key} already exists at {self.storage.describe()} with this file's "
+                        f"sha256 but {existing.size} bytes instead of {comp.size} (a damaged "
+                        "upload); never overwritten",
+                    )
                 same = existing.sha256 == comp.sha256 or same_pcap(existing.metadata, comp)
                 if not same:
                     return self.quarantine(

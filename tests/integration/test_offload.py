@@ -658,3 +658,42 @@ def test_the_stored_object_is_logged_before_the_local_file_is_deleted(
         out = pipe.process(f.name)
     assert out.kind == "uploaded" and not f.exists(), out
     assert any(f.name in m and out.key in m for m in logged_at_unlink), logged_at_unlink
+
+
+def test_an_existing_object_of_the_wrong_size_is_not_counted_as_stored(
+    all_pcap: Path, spool: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """An attempt stored a cut-off object (our metadata, fewer bytes) and failed
+    its verification: the next attempt must not take it for done and delete
+    the only good copy."""
+    import threading
+
+    from rollcap.config import load_config
+    from rollcap.offload import pipeline
+    from rollcap.spool import Spool
+    from rollcap.storage import open_storage
+    from rollcap.storage.base import VerificationError
+    from rollcap.storage.local import LocalStorage
+
+    [f] = make_captures(all_pcap, spool / "ready", [T0])
+    pcap = f.read_bytes()
+    archive = tmp_path / "arch"
+    cfg = load_config(write_config(tmp_path / "rollcap.toml", spool, f"file://{archive}"))
+    storage = open_storage(cfg.offload)
+    real_put = LocalStorage.put_file
+
+    def put_cut_off(self: LocalStorage, local: Path, key: str, **kw: Any) -> Any:
+        real_put(self, local, key, **kw)
+        dest = archive / key
+        data = dest.read_bytes()
+        dest.unlink()
+        dest.write_bytes(data[: len(data) // 2])
+        raise VerificationError(f"{key}: stored object does not match")
+
+    monkeypatch.setattr(LocalStorage, "put_file", put_cut_off)
+    pipe = pipeline.Pipeline(cfg, Spool.at(spool), storage, {0, os.geteuid()}, threading.Event())
+    assert pipe.process(f.name).kind == "failed"
+    out = pipe.process(f.name)
+    assert out.kind != "exists", out
+    kept = [p for p in spool.rglob(f.name) if p.read_bytes() == pcap]
+    assert kept, out
