@@ -15,6 +15,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from itertools import pairwise
 
 from rollcap.retrieve.keyplan import (
     EXTENSIONS,
@@ -27,6 +28,9 @@ from rollcap.retrieve.keyplan import (
 from rollcap.storage.base import META, ObjectInfo, Storage
 
 log = logging.getLogger("rollcap.retrieve")
+# How long a file may still get packets after the next file of its host and
+# interface opened (capture's switch overlap plus tcpdump's stop), generously.
+HANDOVER = timedelta(seconds=60)
 
 # capture.rotate_seconds is at most a day, so no file spans more than that
 LOOKBACK = timedelta(days=1)
@@ -218,20 +222,29 @@ def find_captures(
 def only_last_before(candidates: list[Candidate], since: datetime) -> list[Candidate]:
     """Of the files a host+interface opened before since, keep only the last one.
 
-    One capture writes one file at a time, so a file ends before the next one
-    of its host and interface starts: only the last file opened before the
-    window can reach into it. This keeps the HEADs to about one per host plus
+    One capture writes one file at a time, so a file ends (within HANDOVER)
+    when the next one of its host and interface starts: only the last file
+    opened before the window, and those it opened shortly before, can reach
+    into it. This keeps the HEADs to about one per host plus
     the files opened inside the window, instead of a day's worth.
     Keys without a host, interface or exact start are all kept.
     """
-    last: dict[tuple[str, str], tuple[datetime, str]] = {}
+    before: dict[tuple[str, str], list[tuple[datetime, str]]] = {}
     for info, host, iface, start in candidates:
         if host is None or iface is None or start is None or start >= since:
             continue
-        cur = last.get((host, iface))
-        if cur is None or (start, info.key) > cur:
-            last[(host, iface)] = (start, info.key)
-    keep_before = {key for _start, key in last.values()}
+        before.setdefault((host, iface), []).append((start, info.key))
+    keep_before: set[str] = set()
+    for files in before.values():
+        files.sort(reverse=True)
+        keep_before.add(files[0][1])
+        # A file may run a little past the start of the next one (make-before-
+        # break overlap, start times floored to the second): keep the older
+        # ones too while the next one opened less than HANDOVER before since.
+        for (newer, _k), (_start, key) in pairwise(files):
+            if newer < since - HANDOVER:
+                break
+            keep_before.add(key)
     return [
         c
         for c in candidates

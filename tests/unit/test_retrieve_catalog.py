@@ -149,3 +149,18 @@ def test_header_only_files_are_not_listed(tmp_path: Path) -> None:
     caps, _ = find_captures(s, template=T, prefix="caps", since=utc(2026, 11, 26, 10),
                             until=utc(2026, 11, 26, 11))  # fmt: skip
     assert caps == []
+
+
+def test_a_file_still_running_when_the_next_one_opened_is_found(tmp_path: Path) -> None:
+    # make-before-break: the old tcpdump ran on for a second after the new one
+    # opened its file (and the duplicates were stripped from the new file), so
+    # the file opened before the last one also reaches into the window
+    s = MemoryStorage()
+    _put(s, tmp_path, "web1", utc(2026, 11, 26, 0, 0), utc(2026, 11, 26, 0, 0, 1),
+         utc(2026, 11, 26, 0, 10, 1, 500000), seq=1)  # fmt: skip
+    _put(s, tmp_path, "web1", utc(2026, 11, 26, 0, 10), utc(2026, 11, 26, 0, 10, 1, 600000),
+         utc(2026, 11, 26, 0, 19), seq=2)  # fmt: skip
+    caps, _ = find_captures(s, template=T, prefix="caps", since=utc(2026, 11, 26, 0, 10, 1),
+                            until=utc(2026, 11, 26, 0, 10, 5))  # fmt: skip
+    assert _keys(caps) == ["web1-eth0-20261126T000000Z-000001.pcap.zst",
+                           "web1-eth0-20261126T001000Z-000002.pcap.zst"]  # fmt: skip
