@@ -280,8 +280,11 @@ class OffloadService:
                 last_status = now
                 busy = self.pending or self.in_flight
                 next_status = now + (STATUS_SECONDS if busy else IDLE_STATUS_SECONDS)
-            if now >= next_watchdog and not self._stuck(now):
-                self.notifier.watchdog()
+            if now >= next_watchdog:
+                # A stuck upload withholds WATCHDOG=1 so systemd restarts us, but the
+                # next check still moves on: otherwise the loop would spin until then.
+                if not self._stuck(now):
+                    self.notifier.watchdog()
                 next_watchdog = now + self.watchdog_every
             wake_at = min(next_rescan, next_status, next_watchdog, self._next_due(now))
             if self.dirty:
