@@ -665,6 +665,9 @@ class Supervisor:
                     }
                 )
             uid = layout.resolve_user(new.capture.user)
+            if uid != self.tcpdump_uid:
+                # before prepare() chowns work/ away from the running tcpdump's user
+                layout.check_reachable(self.spool.root, uid)
             effective = self.compute_filter(new)
             self.validate(new, effective)
         except ConfigError as e:
