@@ -465,6 +465,8 @@ class Supervisor:
         self.n["duplicates_removed"] += r.stripped
         if r.packets:
             self.wrote_gens.add(w.generation)
+        if r.quarantined:
+            return  # hand_off logged it as an error
         if r.name is None:
             self.n["discarded_empty"] += 1
             log.info("discarded %s: no packets", path.name, extra=fields(file=path.name))

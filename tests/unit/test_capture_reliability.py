@@ -332,3 +332,16 @@ def test_reload_to_a_user_that_cannot_reach_the_spool_keeps_the_old_config(
     assert sup.cfg.capture.user == "root" and sup.tcpdump_uid == 0
     assert "reload rejected" in sup.last_error and "cannot enter" in sup.last_error
     assert sup.spool.work.stat().st_uid == 0  # the running tcpdump's work/ left as it was
+
+
+def test_a_quarantined_work_file_is_not_reported_as_discarded_empty(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Quarantine keeps the file: the log and status must not say it was deleted."""
+    sup = _supervisor(tmp_path)
+    (sup.spool.work / "g000004-20261126T120000-eth0.pcap").write_bytes(b"x" * 100)
+    with caplog.at_level(logging.INFO, logger="rollcap.capture"):
+        sup.process_work()
+    assert len(list(sup.spool.quarantine.iterdir())) == 1
+    assert sup.n["discarded_empty"] == 0
+    assert "no packets" not in caplog.text and "quarantine" in caplog.text
