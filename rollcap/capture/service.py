@@ -269,6 +269,10 @@ class Supervisor:
             except DeviceUnavailable as e:
                 # e.g. not up yet: tcpdump's own start reports it and backs off
                 log.info("interface %s: %s", iface, e, extra=fields(interface=iface))
+            except ConfigError as e:
+                # validated at start already (e.g. a DNS timeout now): tcpdump's own
+                # start reports a real problem and backs off; never exit 78 here
+                log.warning("interface %s: %s", iface, e, extra=fields(interface=iface))
         t = self._spawn(self.cfg)
         self.proc = t
         if t.wait_listening(LISTEN_TIMEOUT):

@@ -345,3 +345,17 @@ def test_a_quarantined_work_file_is_not_reported_as_discarded_empty(
     assert len(list(sup.spool.quarantine.iterdir())) == 1
     assert sup.n["discarded_empty"] == 0
     assert "no packets" not in caplog.text and "quarantine" in caplog.text
+
+
+def test_a_filter_compile_that_hangs_is_a_one_line_config_error(tmp_path: Path) -> None:
+    """tcpdump -d stuck (e.g. resolving a host name in the filter) must not end in a
+    TimeoutExpired traceback (check-config, start) or a crash out of a reload."""
+    slow = tmp_path / "tcpdump"
+    slow.write_text("#!/bin/sh\nexec sleep 30\n")
+    slow.chmod(0o755)
+    cap = validate_data(
+        {"capture": {"interface": "rcNoSuch0", "filter": "tcp", "tcpdump_path": str(slow)}}
+    ).capture
+    with pytest.raises(ConfigError) as e:
+        check_config_filter(cap, timeout=0.5)
+    assert e.value.exit_code == 78 and "did not finish" in str(e.value)
