@@ -129,6 +129,11 @@ def _compile(argv: list[str], cap: CaptureConfig, timeout: float) -> str | None:
         raise ConfigError(f"capture.tcpdump_path: {cap.tcpdump_path} does not exist") from None
     except PermissionError:
         raise ConfigError(f"capture.tcpdump_path: {cap.tcpdump_path} is not executable") from None
+    except subprocess.TimeoutExpired:
+        raise ConfigError(
+            f"capture.filter: tcpdump -d did not finish within {timeout:.0f} s compiling "
+            f"{cap.filter!r} (a host name in it that does not resolve?)"
+        ) from None
     if r.returncode == 0:
         return None
     lines = [ln.strip() for ln in r.stderr.splitlines() if ln.strip()]

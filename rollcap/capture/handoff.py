@@ -90,6 +90,7 @@ class HandoffResult:
     repaired_bytes: int
     stripped: int
     first_ts: float | None
+    quarantined: bool = False  # not a pcap: kept in quarantine/, not deleted
 
 
 class Handoff:
@@ -162,4 +163,4 @@ class Handoff:
             why,
             extra=fields(file=path.name, reason=why),
         )
-        return HandoffResult(None, dest.stat().st_size, 0, 0, 0, None)
+        return HandoffResult(None, dest.stat().st_size, 0, 0, 0, None, quarantined=True)

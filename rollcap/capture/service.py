@@ -269,6 +269,10 @@ class Supervisor:
             except DeviceUnavailable as e:
                 # e.g. not up yet: tcpdump's own start reports it and backs off
                 log.info("interface %s: %s", iface, e, extra=fields(interface=iface))
+            except ConfigError as e:
+                # validated at start already (e.g. a DNS timeout now): tcpdump's own
+                # start reports a real problem and backs off; never exit 78 here
+                log.warning("interface %s: %s", iface, e, extra=fields(interface=iface))
         t = self._spawn(self.cfg)
         self.proc = t
         if t.wait_listening(LISTEN_TIMEOUT):
@@ -465,6 +469,8 @@ class Supervisor:
         self.n["duplicates_removed"] += r.stripped
         if r.packets:
             self.wrote_gens.add(w.generation)
+        if r.quarantined:
+            return  # hand_off logged it as an error
         if r.name is None:
             self.n["discarded_empty"] += 1
             log.info("discarded %s: no packets", path.name, extra=fields(file=path.name))
@@ -665,6 +671,9 @@ class Supervisor:
                     }
                 )
             uid = layout.resolve_user(new.capture.user)
+            if uid != self.tcpdump_uid:
+                # before prepare() chowns work/ away from the running tcpdump's user
+                layout.check_reachable(self.spool.root, uid)
             effective = self.compute_filter(new)
             self.validate(new, effective)
         except ConfigError as e:

@@ -309,3 +309,53 @@ def test_check_config_exits_78_with_tcpdumps_message(tmp_path: Path) -> None:
     )  # fmt: skip
     assert (r.returncode, r.stdout) == (0, f"{cfg}: OK\n")
     assert "compiled for Ethernet (EN10MB): no interface rcNoSuch0" in r.stderr
+
+
+# reload never stops the daemon -----------------------------------------------------
+
+
+def test_reload_to_a_user_that_cannot_reach_the_spool_keeps_the_old_config(
+    tmp_path: Path,
+) -> None:
+    """A new capture.user that cannot enter the spool's parents is a rejected reload
+    (logged, old config kept), not an exception that ends the daemon with 78."""
+    if os.geteuid() != 0:
+        pytest.fail("needs root (chown of the spool)")
+    tmp_path.chmod(0o700)  # capture.user 'nobody' cannot pass through it
+    sup = _supervisor(tmp_path, capture={"user": "root", "interface": "rcNoSuch0"})
+    sup.tcpdump_uid = 0
+    (tmp_path / "rollcap.toml").write_text(
+        f'[capture]\nuser = "nobody"\ninterface = "rcNoSuch0"\n'
+        f'[spool]\ndirectory = "{sup.spool.root}"\n'
+    )
+    sup.reload()  # before the fix: ConfigError escaped the main loop
+    assert sup.cfg.capture.user == "root" and sup.tcpdump_uid == 0
+    assert "reload rejected" in sup.last_error and "cannot enter" in sup.last_error
+    assert sup.spool.work.stat().st_uid == 0  # the running tcpdump's work/ left as it was
+
+
+def test_a_quarantined_work_file_is_not_reported_as_discarded_empty(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Quarantine keeps the file: the log and status must not say it was deleted."""
+    sup = _supervisor(tmp_path)
+    (sup.spool.work / "g000004-20261126T120000-eth0.pcap").write_bytes(b"x" * 100)
+    with caplog.at_level(logging.INFO, logger="rollcap.capture"):
+        sup.process_work()
+    assert len(list(sup.spool.quarantine.iterdir())) == 1
+    assert sup.n["discarded_empty"] == 0
+    assert "no packets" not in caplog.text and "quarantine" in caplog.text
+
+
+def test_a_filter_compile_that_hangs_is_a_one_line_config_error(tmp_path: Path) -> None:
+    """tcpdump -d stuck (e.g. resolving a host name in the filter) must not end in a
+    TimeoutExpired traceback (check-config, start) or a crash out of a reload."""
+    slow = tmp_path / "tcpdump"
+    slow.write_text("#!/bin/sh\nexec sleep 30\n")
+    slow.chmod(0o755)
+    cap = validate_data(
+        {"capture": {"interface": "rcNoSuch0", "filter": "tcp", "tcpdump_path": str(slow)}}
+    ).capture
+    with pytest.raises(ConfigError) as e:
+        check_config_filter(cap, timeout=0.5)
+    assert e.value.exit_code == 78 and "did not finish" in str(e.value)
