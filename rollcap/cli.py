@@ -40,7 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.add_argument("--show", action="store_true", help="print the effective config as TOML")
 
-    p = sub.add_parser("status", help="what both daemons report (--json for machines)")
+    p = sub.add_parser(
+        "status",
+        help="what both daemons report (--json for machines); exit 3 unless both are running",
+    )
     _add_config(p)
     p.add_argument("--json", action="store_true", help="print JSON")
 
@@ -116,7 +119,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(json.dumps(report, indent=2, sort_keys=True, default=str))
         else:
             sys.stdout.write(status.render_table(report))
-        return 0
+        # 3 = "not running", as systemctl status and LSB init scripts say it, so a
+        # monitoring check can use the exit status alone.
+        return 0 if report.get("ok") else 3
     if cmd == "list":
         from rollcap.retrieve import commands as retrieve
 

@@ -139,7 +139,7 @@ def test_table_and_json_through_the_cli(spool: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     run = [sys.executable, "-m", "rollcap", "status", "--config", str(cfg)]
     table = subprocess.run(run, env=env, capture_output=True, text=True, timeout=60)
-    assert table.returncode == 0, table.stderr
+    assert table.returncode == 3, table.stderr  # a daemon is not running
     lines = table.stdout.splitlines()
     assert lines[0].startswith("capture: NOT RUNNING: no state file")
     # the writer (this test's python) is gone by now or is not "rollcap": not running
@@ -150,6 +150,7 @@ def test_table_and_json_through_the_cli(spool: Path, tmp_path: Path) -> None:
     assert "  ready       1 file, 1.5 kB (1,500)" in lines
     js = subprocess.run([*run, "--json"], env=env, capture_output=True, text=True, timeout=60)
     data = json.loads(js.stdout)
+    assert js.returncode == 3
     assert data["capture"]["verdict"] == "not running"
     assert data["offload"]["backlog_files"] == 2
     assert data["spool"]["ready_files"] == 1 and data["spool"]["ready_bytes"] == 1500
