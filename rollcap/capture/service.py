@@ -197,9 +197,9 @@ class Supervisor:
             log.info("capture.exclude_offload_traffic is off: uploads may be captured too")
         return combine_filter(cfg.capture.filter, clauses)
 
-    def validate(self, cfg: RollcapConfig, effective: str) -> None:
+    def validate(self, cfg: RollcapConfig, effective: str, timeout: float = 30) -> None:
         with contextlib.suppress(DeviceUnavailable):  # checked again when it appears
-            check_filter(cfg.capture, effective)
+            check_filter(cfg.capture, effective, timeout)
 
     # ------------------------------------------------------------------ tcpdump
     def _track_pids(self, *extra: Tcpdump) -> None:
@@ -675,7 +675,9 @@ class Supervisor:
                 # before prepare() chowns work/ away from the running tcpdump's user
                 layout.check_reachable(self.spool.root, uid)
             effective = self.compute_filter(new)
-            self.validate(new, effective)
+            # Shorter than at start: the main loop is blocked meanwhile, and the
+            # whole reload must stay well inside WatchdogSec.
+            self.validate(new, effective, timeout=10)
         except ConfigError as e:
             for line in e.problems:
                 log.error("reload rejected, keeping the running configuration: %s", line)
@@ -685,10 +687,25 @@ class Supervisor:
         old = self.cfg
         changed = new.capture != old.capture or effective != self.effective_filter
         logging.getLogger().setLevel(new.log.level.upper())
+        self.notifier.watchdog()  # validation made progress; the switch may take seconds
         if new.spool.group != old.spool.group or uid != self.tcpdump_uid:
-            self.gid = layout.resolve_group(new.spool.group)
-            self.tcpdump_uid = uid
-            layout.prepare(self.spool, uid, self.gid)
+            try:
+                gid = layout.resolve_group(new.spool.group)
+                layout.prepare(self.spool, uid, gid)
+            except (OSError, ConfigError) as e:
+                # e.g. no CAP_FOWNER under the unit's sandbox: never exit (78 would
+                # stop capture for good); put the spool back and keep capturing.
+                with contextlib.suppress(OSError, ConfigError):
+                    layout.prepare(self.spool, self.tcpdump_uid, self.gid)
+                log.error(
+                    "reload rejected, keeping the running configuration: cannot prepare "
+                    "the spool for capture.user/spool.group: %s",
+                    e,
+                )
+                self.last_error = f"reload rejected: {e}"
+                self.notifier.ready(self.status_line())
+                return
+            self.gid, self.tcpdump_uid = gid, uid
         self.cfg = new
         assert self.handoff is not None
         self.handoff.gid = self.gid
