@@ -4,6 +4,8 @@ One main thread owns all bookkeeping (what is pending, in flight, backing
 off) and blocks on a single Event with a timeout, so an idle service costs
 nothing. The watchdog observer and the worker threads only set that Event.
 Workers (offload.concurrency) run rollcap.offload.pipeline, oldest file first.
+The main thread never waits on the network: destination checks run in their
+own thread too, so SIGTERM is answered even while the server does not answer.
 
 Failures: a file-level failure backs off that file alone; a destination-level
 one (connection, 5xx, credentials, bucket) stops new work until the
@@ -54,6 +56,9 @@ STALL_SECONDS = 600  # an in-flight file without progress this long means "stuck
 STATUS_SECONDS = 5.0  # STATUS= and the state file while busy
 IDLE_STATUS_SECONDS = 30.0  # ... and while idle (status calls a state stale after 90 s)
 RATE_WINDOW = 60.0
+# How long a stop waits for transfers to cancel; a server that stopped answering
+# would hold them for botocore's read timeout. Below TimeoutStopSec=60.
+STOP_GRACE_SECONDS = 20.0
 
 
 @dataclass
@@ -125,6 +130,9 @@ class OffloadService:
             cfg, self.spool, storage, expected_owners(cfg.capture.user), self.stop
         )
         self.executor = ThreadPoolExecutor(self.oc.concurrency, thread_name_prefix="offload")
+        self.prober = ThreadPoolExecutor(1, thread_name_prefix="check")
+        self.probe: Future[StorageError | None] | None = None  # a check under way
+        self.abandoned = 0  # threads still stuck in the network when shutdown gave up
         self.watcher = ReadyWatcher(self.spool.ready, self.wake)
         self._progress_lock = threading.Lock()
         self._progress: dict[str, float] = {}
@@ -213,12 +221,17 @@ class OffloadService:
             self._pid_written = True
             log.info("pid written into %s", self.spool.state / "offload.lock")
 
-    def _check_destination(self) -> bool:
-        """At start and when a destination error clears; also aborts stale uploads."""
+    def _start_check(self) -> None:
+        """Check the destination in the check thread: HEAD the bucket and abort
+        stale multipart uploads of ours. At start and to probe a failed one."""
+        hosts = {local_hostname(self.cfg.capture.hostname)}
+        hosts |= {n.host for n in map(ReadyName.parse, self.pending) if n is not None}
+        self.probe = self.prober.submit(self._check, hosts)
+        self.probe.add_done_callback(lambda _f: self.wake.set())
+
+    def _check(self, hosts: set[str]) -> StorageError | None:
         try:
             self.storage.check()
-            hosts = {local_hostname(self.cfg.capture.hostname)}
-            hosts |= {n.host for n in map(ReadyName.parse, self.pending) if n is not None}
             ours = host_key_matcher(self.oc.key_template, self.storage.key_prefix, hosts)
             for key in self.storage.cleanup_incomplete(ours):
                 log.info(
@@ -227,7 +240,22 @@ class OffloadService:
                     extra=fields(key=key, destination=self.storage.describe()),
                 )
         except StorageError as e:
-            self._dest_failed(e, from_check=True)
+            return e
+        return None
+
+    def _check_done(self) -> bool | None:
+        """The result of a finished check (True: the destination works), None
+        while there is none."""
+        if self.probe is None or not self.probe.done():
+            return None
+        try:
+            err = self.probe.result()
+        except Exception as e:  # a bug: treat as a failed check, say so
+            log.exception("unexpected error checking the destination")
+            err = StorageError(f"internal error checking the destination: {e!r}")
+        self.probe = None
+        if err is not None:
+            self._dest_failed(err, from_check=True)
             return False
         if self.dest_error is not None:
             log.info(
@@ -252,7 +280,10 @@ class OffloadService:
         # nothing is stored before the check (it aborts stale uploads of ours).
         self.pipeline.store_allowed.clear()
         self._dispatch(time.monotonic())
-        self._check_destination()
+        self._start_check()
+        while self._check_done() is None:
+            if self.stop.wait(0.1):  # stopped before the destination ever answered
+                return self.shutdown()
         self.pipeline.startup_error = self.dest_error
         self.checked = True
         self.pipeline.store_allowed.set()
@@ -268,6 +299,7 @@ class OffloadService:
         next_watchdog = 0.0
         while not self.stop.is_set():
             now = time.monotonic()
+            self._check_done()
             self._collect()
             for name in self.watcher.take_hints():
                 self._notice(name)
@@ -302,8 +334,26 @@ class OffloadService:
         self.state = "stopping"
         self.notifier.stopping()
         self.watcher.stop()
-        self.storage.close()  # cancels transfers; s3transfer aborts their multipart uploads
-        self.executor.shutdown(wait=True, cancel_futures=True)
+        closed = threading.Event()
+
+        def close() -> None:
+            self.storage.close()  # cancels transfers; s3transfer aborts their multipart uploads
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            self.prober.shutdown(wait=True, cancel_futures=True)
+            closed.set()
+
+        threading.Thread(target=close, name="close", daemon=True).start()
+        if not closed.wait(STOP_GRACE_SECONDS):
+            # Nothing is lost: a file leaves the spool only after its object was
+            # verified, and incomplete multipart uploads are aborted at the next start.
+            stuck = [n for n, fl in self.in_flight.items() if not fl.future.done()]
+            self.abandoned = len(stuck) + (self.probe is not None and not self.probe.done())
+            log.warning(
+                "the destination did not answer within %.0f s of the stop; stopping "
+                "without waiting for %d request(s); their files stay in the spool",
+                STOP_GRACE_SECONDS, self.abandoned,
+                extra=fields(destination=self.storage.describe(), files=len(stuck)),
+            )  # fmt: skip
         self._collect()
         self.state = "stopped"
         self._publish()
@@ -351,10 +401,9 @@ class OffloadService:
     def _dispatch(self, now: float) -> None:
         limit = self.oc.concurrency
         if self.dest_error is not None:
-            if now < self.dest_down_until or self.in_flight:
-                return
-            if not self._check_destination():  # cheap probe; also clears the error
-                return
+            if self.probe is None and now >= self.dest_down_until and not self.in_flight:
+                self._start_check()  # cheap probe; clears the error when it passes
+            return  # the loop dispatches once the check has passed
         if len(self.in_flight) >= limit:
             return
         for name in sorted(self.pending, key=oldest_first):  # hand-off order
@@ -389,7 +438,7 @@ class OffloadService:
 
     def _next_due(self, now: float) -> float:
         due = now + 3600.0
-        if self.dest_error is not None:
+        if self.dest_error is not None and self.probe is None:
             due = min(due, self.dest_down_until)
         for name, e in self.pending.items():
             if name not in self.in_flight and e.not_before > now:
@@ -587,4 +636,10 @@ def run(config_path: str) -> int:
     signal.signal(signal.SIGINT, on_signal)
     with contextlib.suppress(AttributeError):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # no reload: restart to apply config
-    return service.run()
+    code = service.run()
+    if service.abandoned:
+        # Worker threads stuck in a socket read would hold the interpreter's
+        # exit (it joins them) for botocore's read timeout; nothing is left to save.
+        logging.shutdown()
+        os._exit(code)
+    return code

@@ -33,6 +33,7 @@ from rollcap.pcapfile import GLOBAL_HEADER_LEN, RECORD_HEADER_LEN, parse_header
 from rollcap.storage.base import META
 from tests.support.net import count_packets
 from tests.support.seaweedfs import SeaweedFS
+from tests.support.stallproxy import StallProxy
 
 pytestmark = pytest.mark.integration
 
@@ -697,3 +698,68 @@ def test_an_existing_object_of_the_wrong_size_is_not_counted_as_stored(
     assert out.kind != "exists", out
     kept = [p for p in spool.rglob(f.name) if p.read_bytes() == pcap]
     assert kept, out
+
+
+def test_sigterm_is_answered_while_the_server_never_answers(
+    all_pcap: Path, spool: Path, tmp_path: Path, procs: list[Offload]
+) -> None:
+    """A gateway that accepts connections and then says nothing: botocore would
+    wait 120 s per attempt. The stop must not wait for it."""
+    hole = StallProxy()  # no backend: a black hole from the first byte
+    try:
+        files = make_captures(all_pcap, spool / "ready", [T0, T0 + timedelta(minutes=1)])
+        cfg = write_config(
+            tmp_path / "rollcap.toml", spool, "s3://nobody-answers/caps",
+            endpoint_url=hole.endpoint, region="us-east-1",
+        )  # fmt: skip
+        p = Offload(cfg, {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}).start()
+        procs.append(p)
+        p.wait_for("the destination check to reach the server", lambda: hole.requests >= 1)
+        time.sleep(1)
+        assert p.stop() == 0  # within 30 s, not botocore's 3 x 120 s
+        assert all(f.exists() for f in files)
+        assert "offload stopped: 2 files left in the spool" in p.text()
+    finally:
+        hole.close()
+
+
+def test_a_stop_does_not_wait_for_uploads_the_server_stopped_answering(
+    seaweedfs: SeaweedFS, all_pcap: Path, spool: Path, tmp_path: Path, procs: list[Offload]
+) -> None:
+    """The server goes silent in the middle of multipart uploads: the stop gives
+    up on them after its grace time, keeps the files, and the next run (server
+    answering again) stores each exactly once with no incomplete upload left."""
+    bucket = new_bucket(seaweedfs)
+    proxy = StallProxy(("127.0.0.1", seaweedfs.s3_port))
+    try:
+        files = make_captures(all_pcap, spool / "ready", [T0, T0 + timedelta(minutes=1)], repeat=30)
+        cfg = write_config(
+            tmp_path / "rollcap.toml", spool, f"s3://{bucket}/caps", endpoint_url=proxy.endpoint,
+            region="us-east-1", compression="none", s3_part_megabytes=5, concurrency=2,
+        )  # fmt: skip
+        c = seaweedfs.client()
+        p = Offload(cfg, seaweedfs.env()).start()
+        procs.append(p)
+        p.wait_for(
+            "multipart uploads in progress",
+            lambda: bool(c.list_multipart_uploads(Bucket=bucket).get("Uploads")),
+        )
+        proxy.hold.set()
+        time.sleep(2)
+        if keys_in(seaweedfs, bucket):
+            pytest.skip("an upload finished before the server went silent")
+        assert p.stop() == 0
+        assert "did not answer within" in p.text()
+        assert all(f.exists() for f in files)
+    finally:
+        proxy.close()
+    cfg2 = write_config(
+        tmp_path / "direct.toml", spool, f"s3://{bucket}/caps", endpoint_url=seaweedfs.endpoint,
+        region="us-east-1", compression="none", s3_part_megabytes=5,
+    )  # fmt: skip
+    p2 = Offload(cfg2, seaweedfs.env()).start()
+    procs.append(p2)
+    p2.wait_for("the backlog to drain", lambda: not any(f.exists() for f in files), timeout=120)
+    assert p2.stop() == 0
+    assert len(keys_in(seaweedfs, bucket)) == 2
+    assert c.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
