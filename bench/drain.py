@@ -37,6 +37,7 @@ from typing import Any
 from bench.common import (
     MB,
     REPO,
+    cpu_seconds,
     fmt_ratio,
     list_keys,
     offload_config,
@@ -181,14 +182,16 @@ def run_limit(
     def compress(p: Path) -> bytes:
         return zstandard.ZstdCompressor(level=3).compress(p.read_bytes())
 
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), time.process_time()
     with ThreadPoolExecutor(cores) as ex:
         blobs = list(ex.map(compress, files))
     t_comp = time.monotonic() - t0
+    compress_cpu = time.process_time() - c0
     comp = sum(len(b) for b in blobs)
 
     client = w.client()
     ingest: dict[str, float] = {}
+    ingest_cpu: dict[str, tuple[float, float]] = {}  # (server, client) CPU seconds
     for c in concurrencies:
 
         def put(i: int, c: int = c) -> None:
@@ -196,10 +199,11 @@ def run_limit(
                 Bucket=w.bucket, Key=f"limit-{tag}/c{c}/{i:06d}.pcap.zst", Body=blobs[i]
             )
 
-        t0 = time.monotonic()
+        t0, c0, s0 = time.monotonic(), time.process_time(), server_cpu(w)
         with ThreadPoolExecutor(c) as ex:
             list(ex.map(put, range(len(blobs))))
         ingest[str(c)] = time.monotonic() - t0
+        ingest_cpu[str(c)] = (server_cpu(w) - s0, time.process_time() - c0)
     best_c, t_put = min(ingest.items(), key=lambda kv: kv[1])
 
     # For reference, not the limit: both at once in one process (compress a
@@ -215,6 +219,10 @@ def run_limit(
     t_both = time.monotonic() - t0
     compress_mbs = raw / t_comp / MB
     ingest_mbs = raw / t_put / MB  # uncompressed MB/s that the ingest rate carries
+    # The limit gives compression and ingest all cores each; a real pipeline runs
+    # both on the same cores. Their CPU seconds added up bound any pipeline here.
+    srv, cli = ingest_cpu[best_c]
+    work_cpu = compress_cpu + srv + cli
     return {
         "zstd_level": 3,
         "compress_threads": cores,
@@ -229,7 +237,15 @@ def run_limit(
         "mb_s": min(compress_mbs, ingest_mbs),
         "bound_by": "compression" if compress_mbs < ingest_mbs else "ingest",
         "compress_and_put_together_mb_s": raw / t_both / MB,
+        "cpu_seconds": {"compress": compress_cpu, "server_ingest": srv, "client_put": cli},
+        "shared_cores_ceiling_mb_s": raw / (work_cpu / cores) / MB,
     }
+
+
+def server_cpu(w: SeaweedFS) -> float:
+    """CPU seconds SeaweedFS (one `weed mini` process) has used so far."""
+    assert w.proc is not None
+    return cpu_seconds(w.proc.pid)
 
 
 def rollcap_available() -> bool:
@@ -246,7 +262,7 @@ def run_rollcap(
         shutil.copyfile(f, ready / f.name)
     prefix = f"rollcap-{tag}"
     cfg = offload_config(work / f"rollcap-{tag}.toml", spool, w, prefix)
-    t0 = time.monotonic()
+    t0, s0 = time.monotonic(), server_cpu(w)
     proc = start_rollcap("offload", cfg, work / f"offload-{tag}.log", rollcap_env(w.env()))
     spy = None
     if profile is not None:
@@ -283,6 +299,7 @@ def run_rollcap(
             spool / "state" / "offload.json",
         )
         peak_kb = status_kb(proc.pid, "VmHWM")
+        own_cpu, srv_cpu = cpu_seconds(proc.pid), server_cpu(w) - s0
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -298,6 +315,9 @@ def run_rollcap(
         "startup_seconds": started["at"] - t0 if "at" in started else None,
         "prefix": prefix,
         "peak_rss_mb": peak_kb / 1024,
+        # how busy rollcap and the server kept the machine's cores while draining
+        "cpu_seconds": {"rollcap": own_cpu, "server": srv_cpu},
+        "cores_busy": (own_cpu + srv_cpu) / (t1 - t0),
         "exit_code": rc,
         "log_tail": log_tail,
     }
@@ -396,7 +416,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     print(
                         f"round {i} limit: {r['mb_s']:.1f} MB/s (bound by {r['bound_by']}; "
                         f"zstd {r['compress_mb_s']:.1f} MB/s, ingest {r['ingest_mb_s']:.1f} MB/s; "
-                        f"both at once {r['compress_and_put_together_mb_s']:.1f} MB/s)"
+                        f"both at once {r['compress_and_put_together_mb_s']:.1f} MB/s; "
+                        f"shared-cores ceiling {r['shared_cores_ceiling_mb_s']:.1f} MB/s: "
+                        f"zstd {r['cpu_seconds']['compress']:.2f} + server "
+                        f"{r['cpu_seconds']['server_ingest']:.2f} + client "
+                        f"{r['cpu_seconds']['client_put']:.2f} CPU s)"
                     )
                 elif kind == "seed" and have_seed:
                     r = run_seed(files, w, work, tag)
@@ -410,7 +434,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     print(
                         f"round {i} rollcap: {r['seconds']:.1f} s = {r['mb_s']:.1f} MB/s "
                         f"(startup {r['startup_seconds'] or 0:.1f} s), "
-                        f"peak RSS {r['peak_rss_mb']:.0f} MB"
+                        f"peak RSS {r['peak_rss_mb']:.0f} MB, CPU s rollcap "
+                        f"{r['cpu_seconds']['rollcap']:.2f} + server "
+                        f"{r['cpu_seconds']['server']:.2f}"
+                        f" = {r['cores_busy']:.2f} of {os.cpu_count()} cores busy"
                     )
                 else:
                     continue
@@ -431,6 +458,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             rc["ratio_to_limit"] = rc["mb_s"] / lim
             together = max(r["compress_and_put_together_mb_s"] for r in runs["limit"])
             rc["ratio_to_compress_and_put_together"] = rc["mb_s"] / together
+            ceiling = max(r["shared_cores_ceiling_mb_s"] for r in runs["limit"])
+            res["limit"]["shared_cores_ceiling_ratio"] = ceiling / lim
+            rc["ratio_to_shared_cores_ceiling"] = rc["mb_s"] / ceiling
             if "mb_s" in res.get("seed", {}):
                 rc["ratio_to_seed"] = rc["mb_s"] / res["seed"]["mb_s"]
         print(
@@ -440,6 +470,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{fmt_ratio(res.get('rollcap', {}).get('ratio_to_seed'))} the seed, "
             f"{100 * res.get('rollcap', {}).get('ratio_to_limit', 0):.0f}% of the limit"
         )
+        if "shared_cores_ceiling_ratio" in res["limit"]:
+            print(
+                f"no pipeline on these {os.cpu_count()} cores can pass "
+                f"{100 * res['limit']['shared_cores_ceiling_ratio']:.0f}% of the limit "
+                "(compression and the server's ingest share them); rollcap reached "
+                f"{100 * res['rollcap']['ratio_to_shared_cores_ceiling']:.0f}% of that ceiling"
+            )
         if have_rollcap and not a.no_profile and shutil.which("py-spy"):
             prof = REPO / "bench" / "results" / "drain-profile.folded"
             prof.parent.mkdir(parents=True, exist_ok=True)

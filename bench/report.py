@@ -62,6 +62,16 @@ def _drain(d: dict[str, Any]) -> list[str]:
                 f" | rollcap without its {rc['startup_seconds']:.1f} s interpreter "
                 f"start-up: {_f(work)} MB/s |"
             )
+        ceiling, cpu = lim.get("shared_cores_ceiling_mb_s"), lim.get("cpu_seconds")
+        if ceiling and cpu:
+            rows.append(
+                f"| Backlog drain: shared-cores ceiling (CPU seconds of zstd + server ingest "
+                f"+ client, spread over all cores) | {_f(ceiling)} MB/s "
+                f"| {_f(lim.get('shared_cores_ceiling_ratio'), '.0%')}: no pipeline on this "
+                f"machine can pass it | zstd {cpu['compress']:.2f} + SeaweedFS "
+                f"{cpu['server_ingest']:.2f} + client {cpu['client_put']:.2f} CPU s; rollcap "
+                f"{_f(rc.get('ratio_to_shared_cores_ceiling'), '.0%')} of it |"
+            )
     else:
         rows.append(f"| Backlog drain: rollcap offload | {rc.get('error', 'not run')} | | |")
     return rows
