@@ -1,8 +1,9 @@
 """How long to wait before restarting a tcpdump that died.
 
-A tcpdump that captured (listened for a while, or wrote packets) or that was
-killed from outside after it listened is restarted after the minimum delay
-every time: the traffic of the gap is lost. Only one that fails by itself
+A tcpdump that proved it runs here (listened for a while) or that was killed
+from outside after it listened is restarted at once: every moment of the gap
+loses traffic. One that wrote packets but died by itself soon after is
+restarted after the minimum delay every time. Only one that fails by itself
 before or right after it listens (missing interface, device not up, crash
 loop) backs off exponentially.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import signal
 
+RESTART_AT_ONCE = 0.2  # not 0: whatever kills every new tcpdump gets 5 a second at most
 BACKOFF_MIN = 1.0
 BACKOFF_MAX = 60.0
 HEALTHY_LISTEN = 5.0  # seconds listening that prove a tcpdump can run here
@@ -28,6 +30,8 @@ def restart_delay(
     listened: seconds the dead tcpdump had been listening, None if it never did;
     wrote: whether it wrote at least one packet; returncode: Popen's (-N = signal N).
     """
-    if listened is not None and (listened >= HEALTHY_LISTEN or wrote or returncode in KILLED):
+    if listened is not None and (listened >= HEALTHY_LISTEN or returncode in KILLED):
+        return RESTART_AT_ONCE, BACKOFF_MIN
+    if listened is not None and wrote:
         backoff = BACKOFF_MIN
     return backoff, min(backoff * 2, BACKOFF_MAX)

@@ -313,7 +313,7 @@ class Supervisor:
         listened = None if t.listening_mono is None else time.monotonic() - t.listening_mono
         delay, self.backoff = restart_delay(self.backoff, listened, self._wrote(t.generation), rc)
         log.error(
-            "tcpdump exited unexpectedly (status %d): %s; restarting in %.0f s",
+            "tcpdump exited unexpectedly (status %d): %s; restarting in %.1f s",
             rc,
             msg,
             delay,

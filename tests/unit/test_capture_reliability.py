@@ -20,7 +20,7 @@ from rollcap.capture.command import check_config_filter
 from rollcap.capture.handoff import Handoff, Persistent
 from rollcap.capture.overlap import read_switch, switch_path, write_switch
 from rollcap.capture.ratelimit import RepeatLimiter
-from rollcap.capture.restart import BACKOFF_MAX, restart_delay
+from rollcap.capture.restart import BACKOFF_MAX, RESTART_AT_ONCE, restart_delay
 from rollcap.config.load import validate_data
 from rollcap.errors import ConfigError
 from rollcap.naming import ReadyName
@@ -67,18 +67,27 @@ def _supervisor(tmp_path: Path, **sections: dict[str, object]) -> service.Superv
 # 1. restart backoff -------------------------------------------------------------
 
 
-def test_a_tcpdump_that_captured_is_restarted_after_one_second_every_time() -> None:
+def test_a_tcpdump_that_captured_is_restarted_at_once_every_time() -> None:
     backoff = 1.0
     delays = []
-    for _kill in range(5):  # killed 1.5-3 s after each restart while packets flow
-        delay, backoff = restart_delay(backoff, listened=0.8, wrote=True)
+    for _kill in range(5):  # kill -9 1.5-3 s after each restart while packets flow
+        delay, backoff = restart_delay(backoff, listened=1.5, wrote=True, returncode=-9)
+        delays.append(delay)
+    assert delays == [RESTART_AT_ONCE] * 5
+    # even after a crash loop had pushed the backoff up
+    assert restart_delay(BACKOFF_MAX, listened=6.0, wrote=False) == (RESTART_AT_ONCE, 1.0)
+    # kill -9 half a second after it listened: nothing flushed to disk yet, but capturing
+    assert restart_delay(8.0, listened=0.5, wrote=False, returncode=-signal.SIGKILL)[0] == 0.2
+    assert restart_delay(8.0, listened=None, wrote=False, returncode=-signal.SIGKILL)[0] == 8.0
+
+
+def test_a_tcpdump_that_wrote_but_keeps_dying_by_itself_waits_one_second_each_time() -> None:
+    backoff = 1.0
+    delays = []
+    for _crash in range(5):  # e.g. a packet that crashes it, a second after each start
+        delay, backoff = restart_delay(backoff, listened=0.8, wrote=True, returncode=-11)
         delays.append(delay)
     assert delays == [1.0] * 5
-    # even after a crash loop had pushed the backoff up
-    assert restart_delay(BACKOFF_MAX, listened=6.0, wrote=False)[0] == 1.0
-    # kill -9 half a second after it listened: nothing flushed to disk yet, but capturing
-    assert restart_delay(8.0, listened=0.5, wrote=False, returncode=-signal.SIGKILL)[0] == 1.0
-    assert restart_delay(8.0, listened=None, wrote=False, returncode=-signal.SIGKILL)[0] == 8.0
 
 
 def test_a_tcpdump_that_dies_before_or_right_after_listening_backs_off() -> None:
