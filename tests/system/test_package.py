@@ -483,9 +483,17 @@ def test_remove_stops_the_services(container: Container) -> None:
     assert not c.path("/usr/bin/rollcap").exists()
 
 
-def test_purge_leaves_nothing_behind(container: Container) -> None:
+def test_purge_keeps_archived_captures_and_leaves_nothing_else_behind(
+    container: Container,
+) -> None:
     c = container
-    c.run(["apt-get", "purge", "-y", "rollcap"], env={"DEBIAN_FRONTEND": "noninteractive"})
+    kept = "/var/lib/rollcap/archive/h/2026/11/26/h-eth0-20261126T120000Z-000001.pcap.zst"
+    c.path(kept).parent.mkdir(parents=True, exist_ok=True)
+    c.path(kept).write_bytes(b"evidence")
+    out = c.run(["apt-get", "purge", "-y", "rollcap"], env={"DEBIAN_FRONTEND": "noninteractive"})
+    assert "kept the captures in /var/lib/rollcap/archive" in out.stdout + out.stderr
+    assert c.path(kept).read_bytes() == b"evidence"
+    c.run(["rm", "-rf", "/var/lib/rollcap"])  # what the message asks the operator to do
     assert c.run(["getent", "passwd", "rollcap"], check=False).returncode == 2
     assert c.run(["getent", "group", "rollcap"], check=False).returncode == 2
     for gone in ("/etc/rollcap.toml", "/etc/credstore/rollcap-s3-credentials",
