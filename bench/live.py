@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    REPO,
     list_keys,
     offload_config,
     rollcap_env,
@@ -285,13 +286,25 @@ def rollcap_available() -> bool:
     )
 
 
+def unit_nice() -> int:
+    """The Nice= the shipped offload unit runs with: measure what is installed."""
+    unit = REPO / "units" / "rollcap-offload.service"
+    for line in unit.read_text().splitlines():
+        if line.startswith("Nice="):
+            return int(line.split("=", 1)[1])
+    return 0
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--rates", default="50000,150000,250000", help="packets/s, comma-separated")
     ap.add_argument("--duration", type=float, default=30.0, help="seconds of traffic per run")
     ap.add_argument("--quick", action="store_true", help="50k and 150k pps for 12 s")
     ap.add_argument("--reps", type=int, default=2, help="runs per rate; fewest lost counts")
-    ap.add_argument("--offload-nice", type=int, default=0, help="run offload under nice -n N")
+    ap.add_argument(
+        "--offload-nice", type=int, default=unit_nice(),
+        help="run offload under nice -n N (default: Nice= of units/rollcap-offload.service)",
+    )  # fmt: skip
     a = ap.parse_args(argv)
     if os.geteuid() != 0:
         sys.exit("bench.live needs root (veth pairs, tcpdump)")
