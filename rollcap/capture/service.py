@@ -804,8 +804,7 @@ class Supervisor:
         sel.register(self._wake_r, selectors.EVENT_READ)
         left: float | None = None
         while not self.stop_flag:
-            timeout = TICK if left is None else max(0.05, min(TICK, left))
-            sel.select(timeout)
+            sel.select(self._timeout(left))
             self._drain_wake()
             if self.stop_flag:
                 break
@@ -826,6 +825,18 @@ class Supervisor:
                 self.state_name = "paused"
             self.publish()
             self.notifier.watchdog()
+
+    def _timeout(self, quiet_left: float | None) -> float:
+        """How long the loop may sleep: a tick, or less when something is due.
+        A restart is due at next_start; a tcpdump whose stderr closed is exiting
+        and is reaped a moment later (the EOF wake-up can come before that)."""
+        timeout = TICK if quiet_left is None else max(0.05, min(TICK, quiet_left))
+        p, now = self.proc, time.monotonic()
+        if p is None and self.next_start > now:
+            timeout = min(timeout, self.next_start - now + 0.005)
+        elif p is not None and p.output_closed.is_set():
+            timeout = min(timeout, 0.02)
+        return timeout
 
     def shutdown(self) -> None:
         self.notifier.stopping()

@@ -101,6 +101,27 @@ def test_a_tcpdump_that_dies_before_or_right_after_listening_backs_off() -> None
     assert delays == [1, 2, 4, 8, 16, 32, 60, 60]
 
 
+def test_the_loop_wakes_for_a_due_restart_and_a_dying_tcpdump_but_never_spins(
+    tmp_path: Path,
+) -> None:
+    import threading
+    import time
+
+    sup = _supervisor(tmp_path)
+    sup.proc = None
+    sup.next_start = time.monotonic() + 0.2  # restart due in 0.2 s, not at the next tick
+    assert 0.1 < sup._timeout(None) <= 0.21
+    sup.next_start = time.monotonic() - 5  # long past (waiting for an interface)
+    assert sup._timeout(None) == service.TICK
+    assert sup._timeout(0.3) == 0.3  # quiet-link rotation due first
+    dying = FakeTcpdump(1, 0.0)
+    dying.output_closed = threading.Event()  # type: ignore[attr-defined]
+    sup.proc = dying  # type: ignore[assignment]
+    assert sup._timeout(None) == service.TICK
+    dying.output_closed.set()  # type: ignore[attr-defined]  # stderr EOF: reaped any moment
+    assert sup._timeout(None) <= 0.05
+
+
 # 2. spool budget with drop-oldest ------------------------------------------------
 
 
