@@ -18,7 +18,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rollcap.capture.names import WorkName, list_work
-from rollcap.capture.overlap import read_sidecar, sidecar_path, strip_duplicates
+from rollcap.capture.overlap import (
+    Fingerprint,
+    read_sidecar,
+    sidecar_path,
+    strip_duplicates,
+    write_sidecar,
+)
 from rollcap.journal import fields
 from rollcap.naming import ReadyName
 from rollcap.pcapfile import GLOBAL_HEADER_LEN, NotPcapError, repair
@@ -120,16 +126,20 @@ class Handoff:
         except NotPcapError as e:
             return self._not_pcap(path, str(e))
         stripped = 0
+        rest: list[Fingerprint] = []
         tail = read_sidecar(side) if summary.packets else None
         if tail:
-            stripped = strip_duplicates(path, tail)
+            stripped, rest = strip_duplicates(path, tail)
             if stripped:
                 summary, _ = repair(path)
+        if rest:  # this file was all duplicates: the generation's next one goes on
+            write_sidecar(side, rest)
         size = summary.file_bytes
         if summary.packets == 0 or size <= GLOBAL_HEADER_LEN:
             os.unlink(path)
-            with contextlib.suppress(FileNotFoundError):
-                side.unlink()
+            if not rest:
+                with contextlib.suppress(FileNotFoundError):
+                    side.unlink()
             return HandoffResult(None, size, 0, removed, stripped, None)
         self._protect(path)
         ready = ReadyName(

@@ -3,14 +3,17 @@
 When rollcap replaces a running tcpdump (quiet-link rotation, reload with the
 same interface) it starts the new one first and stops the old one only after
 both have been listening for more than a second, so no packet is lost. The
-packets that arrived in that overlap are in both files: at the end of the old
-file and at the start of the new one. When the old file is handed off we keep
-a fingerprint of its tail (timestamp and a hash of lengths and bytes of each
-record captured since shortly before the new tcpdump listened) in a sidecar
-in work/, which survives a supervisor restart. When the new file is handed
-off, its longest head that equals the end of that tail (same bytes,
-timestamps within 10 ms) is cut off. A mismatch only ever leaves duplicates,
-never removes a packet that is not in the old file.
+packets that arrived in that overlap are in both generations: at the end of
+the old one and at the start of the new one, each possibly spread over several
+files when -C rotated during the overlap (a burst on a small-file setup). As
+each old file is handed off we add a fingerprint of its tail (timestamp and a
+hash of lengths and bytes of each record captured since shortly before the new
+tcpdump listened) to a sidecar in work/, which survives a supervisor restart.
+When a new file is handed off, its head that continues to the end of that tail
+(same bytes, timestamps within 10 ms) is cut off; a new file that is all
+duplicates is dropped and the rest of the tail waits for the next one. A
+mismatch only ever leaves duplicates, never removes a packet that is not in
+the old generation.
 """
 
 from __future__ import annotations
@@ -87,6 +90,14 @@ def write_sidecar(path: Path, tail: list[Fingerprint]) -> None:
     os.replace(tmp, path)
 
 
+def append_sidecar(path: Path, more: list[Fingerprint]) -> None:
+    """Add the tail of one more old file; a file fingerprinted twice (the supervisor
+    died before its hand-off) adds nothing the second time."""
+    have = read_sidecar(path) or []
+    seen = set(have)
+    write_sidecar(path, have + [fp for fp in more if fp not in seen])
+
+
 def read_sidecar(path: Path) -> list[Fingerprint] | None:
     try:
         raw = json.loads(path.read_text())
@@ -95,30 +106,41 @@ def read_sidecar(path: Path) -> list[Fingerprint] | None:
         return None
 
 
-def duplicate_head(tail: list[Fingerprint], head: list[Fingerprint]) -> int:
-    """Largest n such that head[:n] equals tail[-n:] (packet by packet)."""
-    for n in range(min(len(tail), len(head)), 0, -1):
-        start = len(tail) - n
+def duplicate_head(
+    tail: list[Fingerprint], head: list[Fingerprint], whole: bool = True
+) -> tuple[int, int]:
+    """(n, start): the longest head[:n] equal to tail[start:start + n] where either
+    the match runs to the tail's end (the overlap ended in this file) or, when
+    head is the whole file (whole), covers all of it (the overlap goes on in the
+    next file). (0, 0) when there is none."""
+    for start in range(len(tail)):
+        n = min(len(tail) - start, len(head))
+        if n == 0 or (start + n < len(tail) and not (whole and n == len(head))):
+            continue
         # cheap first test before the full comparison
         if not head[0].same_packet(tail[start]):
             continue
         if all(head[i].same_packet(tail[start + i]) for i in range(n)):
-            return n
-    return 0
+            return n, start
+    return 0, 0
 
 
-def strip_duplicates(path: Path, tail: list[Fingerprint]) -> int:
-    """Cut the duplicated head off path (rewritten atomically); return records removed."""
+def strip_duplicates(path: Path, tail: list[Fingerprint]) -> tuple[int, list[Fingerprint]]:
+    """Cut the duplicated head off path (rewritten atomically). Returns the records
+    removed and what is left of the tail for the generation's next file (empty
+    unless this whole file was duplicates)."""
     if not tail:
-        return 0
+        return 0, []
     head: list[tuple[int, int, Fingerprint]] = []
     for item in iter_records(path):
         head.append(item)
-        if len(head) >= len(tail):
+        if len(head) > len(tail):
             break
-    n = duplicate_head(tail, [fp for _o, _l, fp in head])
+    whole = len(head) <= len(tail)  # every record of the file was read
+    n, start = duplicate_head(tail, [fp for _o, _l, fp in head], whole)
     if n == 0:
-        return 0
+        return 0, []
+    rest = tail[start + n :]
     cut = head[n - 1][0] + head[n - 1][1]
     tmp = path.with_name("." + path.name + ".strip")
     try:
@@ -136,7 +158,7 @@ def strip_duplicates(path: Path, tail: list[Fingerprint]) -> int:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    return n
+    return n, rest
 
 
 def switch_path(work_dir: Path, old_generation: int) -> Path:

@@ -56,11 +56,11 @@ from rollcap.capture.counters import Counters, CounterTotals, drop_rate
 from rollcap.capture.handoff import Handoff, HandoffResult, Persistent
 from rollcap.capture.names import WorkName, list_work
 from rollcap.capture.overlap import (
+    append_sidecar,
     read_switch,
     sidecar_path,
     switch_path,
     tail_since,
-    write_sidecar,
     write_switch,
 )
 from rollcap.capture.ratelimit import RepeatLimiter
@@ -416,8 +416,8 @@ class Supervisor:
             if w.generation in live and is_newest_of_gen:
                 break  # being written; newer generations wait for it
             try:
-                if is_newest_of_gen and w.generation in self.overlap_next:
-                    self._remember_tail(w, path)
+                if w.generation in self.overlap_next:
+                    self._remember_tail(w, path, last=is_newest_of_gen)
                 r = self.handoff.hand_off(w, path)
             except FileNotFoundError:
                 continue
@@ -432,9 +432,10 @@ class Supervisor:
                 self.proc.request_counters()
             self.enforce_budget()
 
-    def _remember_tail(self, w: WorkName, path: Path) -> None:
-        """Fingerprint the old file's tail for the new generation; OSError (full disk)
-        leaves everything as it was, so the hand-off waits and this is retried."""
+    def _remember_tail(self, w: WorkName, path: Path, last: bool) -> None:
+        """Add this old file's tail to the new generation's fingerprints; after its
+        last file the switch is done. OSError (full disk) leaves everything as it
+        was, so the hand-off waits and this is retried."""
         new_gen = self.overlap_next[w.generation]
         since = self.listening_at.get(new_gen)
         if since is not None:
@@ -443,10 +444,11 @@ class Supervisor:
             except ValueError:  # not a pcap: hand_off quarantines it
                 tail = []
             if tail:
-                write_sidecar(sidecar_path(self.spool.work, new_gen), tail)
-        del self.overlap_next[w.generation]
-        with contextlib.suppress(FileNotFoundError):
-            switch_path(self.spool.work, w.generation).unlink()
+                append_sidecar(sidecar_path(self.spool.work, new_gen), tail)
+        if last:
+            del self.overlap_next[w.generation]
+            with contextlib.suppress(FileNotFoundError):
+                switch_path(self.spool.work, w.generation).unlink()
 
     def load_switches(self) -> None:
         """Overlaps a crashed supervisor left unfinished (see switch())."""

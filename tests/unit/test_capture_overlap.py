@@ -4,6 +4,7 @@ from pathlib import Path
 
 from rollcap.capture.overlap import (
     Fingerprint,
+    append_sidecar,
     duplicate_head,
     iter_records,
     read_sidecar,
@@ -21,13 +22,23 @@ def fp(ts: float, d: str) -> Fingerprint:
 
 def test_longest_head_equal_to_the_tail_end() -> None:
     tail = [fp(1.0, "a"), fp(2.0, "b"), fp(3.0, "c")]
-    assert duplicate_head(tail, [fp(2.0, "b"), fp(3.0, "c"), fp(4.0, "d")]) == 2
-    assert duplicate_head(tail, [fp(3.005, "c"), fp(4.0, "d")]) == 1  # within 10 ms
-    assert duplicate_head(tail, [fp(3.05, "c")]) == 0  # same bytes, another packet
-    assert duplicate_head(tail, [fp(4.0, "d")]) == 0
-    assert duplicate_head([], [fp(1.0, "a")]) == 0
+    more = [fp(4.0, "d")]
+    assert duplicate_head(tail, [fp(2.0, "b"), fp(3.0, "c"), *more], whole=False) == (2, 1)
+    assert duplicate_head(tail, [fp(3.005, "c"), *more]) == (1, 2)  # within 10 ms
+    assert duplicate_head(tail, [fp(3.05, "c")]) == (0, 0)  # same bytes, another packet
+    assert duplicate_head(tail, [fp(4.0, "d")]) == (0, 0)
+    assert duplicate_head([], [fp(1.0, "a")]) == (0, 0)
     # the new file also has packets before the old one's last: no strip (duplicates kept)
-    assert duplicate_head(tail, [fp(1.0, "a"), fp(2.5, "x"), fp(3.0, "c")]) == 0
+    assert duplicate_head(tail, [fp(1.0, "a"), fp(2.5, "x"), fp(3.0, "c")]) == (0, 0)
+
+
+def test_a_new_file_that_is_all_overlap_matches_the_middle_of_the_tail() -> None:
+    tail = [fp(1.0, "a"), fp(2.0, "b"), fp(3.0, "c"), fp(4.0, "d")]
+    # -C rotated the new tcpdump's output during the overlap: its first file is b, c
+    assert duplicate_head(tail, [fp(2.0, "b"), fp(3.0, "c")], whole=True) == (2, 1)
+    # ... but only if that is the whole file: a file going on with other packets
+    # after c is not a duplicate of the middle of the tail
+    assert duplicate_head(tail, [fp(2.0, "b"), fp(3.0, "c")], whole=False) == (0, 0)
 
 
 def test_strip_removes_only_the_overlap(tmp_path: Path) -> None:
@@ -40,9 +51,33 @@ def test_strip_removes_only_the_overlap(tmp_path: Path) -> None:
     write_sidecar(side, tail)
     again = read_sidecar(side)
     assert again == tail
-    assert strip_duplicates(new, again) == 20
+    assert strip_duplicates(new, again) == (20, [])
     got = [f.ts for _o, _n, f in iter_records(new)]
     assert got == [fp_ts for fp_ts, _d in pk[60:]]
     assert scan(new).packets == 40 and not scan(new).truncated
     # stripping again finds nothing: the file now starts after the old one's end
-    assert strip_duplicates(new, again) == 0
+    assert strip_duplicates(new, again) == (0, [])
+
+
+def test_an_overlap_spread_over_several_files_on_both_sides_is_stripped_exactly(
+    tmp_path: Path,
+) -> None:
+    """A burst during a make-before-break switch with small -C files: the old
+    tcpdump wrote the overlap into two files, the new one into two as well."""
+    pk = packets(100)
+    listening = pk[40][0]  # the new tcpdump listened at packet 40; the old one ran to 79
+    old_a = write_pcap(tmp_path / "old-a.pcap", pk[:60])
+    old_b = write_pcap(tmp_path / "old-b.pcap", pk[60:80])
+    side = tmp_path / ".overlap.json"
+    for f in (old_a, old_b):
+        append_sidecar(side, tail_since(f, listening))
+    append_sidecar(side, tail_since(old_b, listening))  # fingerprinted twice: no change
+    new_c = write_pcap(tmp_path / "new-c.pcap", pk[40:70])
+    new_d = write_pcap(tmp_path / "new-d.pcap", pk[70:100])
+    tail = read_sidecar(side)
+    assert tail is not None
+    removed, rest = strip_duplicates(new_c, tail)
+    assert removed == 30 and scan(new_c).packets == 0  # all of it was in the old files
+    removed, rest = strip_duplicates(new_d, rest)
+    assert removed == 10 and rest == []
+    assert [f.ts for _o, _n, f in iter_records(new_d)] == [ts for ts, _d in pk[80:]]

@@ -308,7 +308,7 @@ def test_a_tail_that_cannot_be_remembered_holds_the_hand_off_back(
     old = write_pcap(sup.spool.work / "g000004-20261126T120000-eth0.pcap", packets(5))
     sup.overlap_next = {4: 5}
     sup.listening_at = {5: packets(5)[2][0]}
-    monkeypatch.setattr(service, "write_sidecar", _enospc)
+    monkeypatch.setattr(service, "append_sidecar", _enospc)
     sup.process_work()  # generation 4 is not live: its file is finished
     assert old.exists() and sup.overlap_next == {4: 5}
     assert "No space left on device" in sup.last_error
