@@ -248,12 +248,11 @@ class OffloadService:
         while there is none."""
         if self.probe is None or not self.probe.done():
             return None
-        try:
-            err = self.probe.result()
-        except Exception as e:  # a bug: treat as a failed check, say so
-            log.exception("unexpected error checking the destination")
-            err = StorageError(f"internal error checking the destination: {e!r}")
-        self.probe = None
+        probe, self.probe = self.probe, None
+        # Anything but a StorageError (the storage cannot even be opened: a broken
+        # credentials file) ends the service with its message, as it did when the
+        # check ran in this thread: no retry fixes it, a restart after the fix does.
+        err = probe.result()
         if err is not None:
             self._dest_failed(err, from_check=True)
             return False
@@ -347,7 +346,9 @@ class OffloadService:
             # Nothing is lost: a file leaves the spool only after its object was
             # verified, and incomplete multipart uploads are aborted at the next start.
             stuck = [n for n, fl in self.in_flight.items() if not fl.future.done()]
-            self.abandoned = len(stuck) + (self.probe is not None and not self.probe.done())
+            probing = self.probe is not None and not self.probe.done()
+            # at least 1: whatever holds the closing thread would hold the exit too
+            self.abandoned = max(1, len(stuck) + probing)
             log.warning(
                 "the destination did not answer within %.0f s of the stop; stopping "
                 "without waiting for %d request(s); their files stay in the spool",
@@ -438,8 +439,8 @@ class OffloadService:
 
     def _next_due(self, now: float) -> float:
         due = now + 3600.0
-        if self.dest_error is not None and self.probe is None:
-            due = min(due, self.dest_down_until)
+        if self.dest_error is not None and self.probe is None and not self.in_flight:
+            due = min(due, self.dest_down_until)  # in flight: their end wakes the loop
         for name, e in self.pending.items():
             if name not in self.in_flight and e.not_before > now:
                 due = min(due, e.not_before)
