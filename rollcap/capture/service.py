@@ -79,6 +79,7 @@ from rollcap.state import write_state
 log = logging.getLogger("rollcap.capture")
 
 TICK = 1.0
+REAP_POLL_SECONDS = 2.0  # poll this long for a tcpdump whose stderr closed to be reapable
 QUIET_GRACE = 1.5  # > tcpdump's 1 s block timeout: a late packet still rotates by itself
 OVERLAP = 1.2  # both tcpdumps listening this long before the old one is stopped
 DRAIN = 1.2  # wait before SIGTERM so the last kernel block reaches the file
@@ -836,7 +837,12 @@ class Supervisor:
         p, now = self.proc, time.monotonic()
         if p is None and self.next_start > now:
             timeout = min(timeout, self.next_start - now + 0.005)
-        elif p is not None and p.output_closed.is_set():
+        elif (
+            p is not None
+            and p.output_closed.is_set()
+            # briefly: an exit stuck in the kernel (a hung NFS spool) gets ticks
+            and now - p.output_closed_mono < REAP_POLL_SECONDS
+        ):
             timeout = min(timeout, 0.02)
         return timeout
 
