@@ -19,10 +19,10 @@ from pathlib import Path
 
 from rollcap.capture.names import WorkName, list_work
 from rollcap.capture.overlap import (
-    Fingerprint,
+    cut_head,
+    find_duplicate_head,
     read_sidecar,
     sidecar_path,
-    strip_duplicates,
     write_sidecar,
 )
 from rollcap.journal import fields
@@ -126,20 +126,22 @@ class Handoff:
         except NotPcapError as e:
             return self._not_pcap(path, str(e))
         stripped = 0
-        rest: list[Fingerprint] = []
         tail = read_sidecar(side) if summary.packets else None
-        if tail:
-            stripped, rest = strip_duplicates(path, tail)
-            if stripped:
-                summary, _ = repair(path)
-        if rest:  # this file was all duplicates: the generation's next one goes on
-            write_sidecar(side, rest)
-        size = summary.file_bytes
-        if summary.packets == 0 or size <= GLOBAL_HEADER_LEN:
-            os.unlink(path)
-            if not rest:
+        dup = find_duplicate_head(path, tail) if tail else None
+        if dup is not None and dup.records:
+            # The sidecar first: a failure between here and the rename can then
+            # only leave duplicates, never strip this file a second time.
+            if dup.rest:  # this file is all duplicates: the generation's next one goes on
+                write_sidecar(side, dup.rest)
+            else:
                 with contextlib.suppress(FileNotFoundError):
                     side.unlink()
+            cut_head(path, dup.cut)
+            stripped = dup.records
+            summary, _ = repair(path)
+        size = summary.file_bytes
+        if summary.packets == 0 or size <= GLOBAL_HEADER_LEN:
+            os.unlink(path)  # header only: the overlap (if any) goes on in the next file
             return HandoffResult(None, size, 0, removed, stripped, None)
         self._protect(path)
         ready = ReadyName(
@@ -150,7 +152,7 @@ class Handoff:
         ).format()
         os.rename(path, self.spool.ready / ready)
         with contextlib.suppress(FileNotFoundError):
-            side.unlink()
+            side.unlink()  # this file has packets after the overlap: it ended here
         return HandoffResult(ready, size, summary.packets, removed, stripped, summary.first_ts)
 
     def _protect(self, path: Path) -> None:

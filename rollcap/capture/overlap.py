@@ -125,12 +125,19 @@ def duplicate_head(
     return 0, 0
 
 
-def strip_duplicates(path: Path, tail: list[Fingerprint]) -> tuple[int, list[Fingerprint]]:
-    """Cut the duplicated head off path (rewritten atomically). Returns the records
-    removed and what is left of the tail for the generation's next file (empty
-    unless this whole file was duplicates)."""
+@dataclass(frozen=True)
+class DuplicateHead:
+    records: int  # 0: nothing to strip
+    cut: int  # file offset where the first record to keep starts
+    rest: list[Fingerprint]  # the tail left for the generation's next file
+
+
+def find_duplicate_head(path: Path, tail: list[Fingerprint]) -> DuplicateHead:
+    """The head of path that was captured twice, and what is left of the tail for
+    the generation's next file (empty unless this whole file is duplicates)."""
+    none = DuplicateHead(0, GLOBAL_HEADER_LEN, [])
     if not tail:
-        return 0, []
+        return none
     head: list[tuple[int, int, Fingerprint]] = []
     for item in iter_records(path):
         head.append(item)
@@ -139,9 +146,12 @@ def strip_duplicates(path: Path, tail: list[Fingerprint]) -> tuple[int, list[Fin
     whole = len(head) <= len(tail)  # every record of the file was read
     n, start = duplicate_head(tail, [fp for _o, _l, fp in head], whole)
     if n == 0:
-        return 0, []
-    rest = tail[start + n :]
-    cut = head[n - 1][0] + head[n - 1][1]
+        return none
+    return DuplicateHead(n, head[n - 1][0] + head[n - 1][1], tail[start + n :])
+
+
+def cut_head(path: Path, cut: int) -> None:
+    """Rewrite path (atomically) without the records before offset cut."""
     tmp = path.with_name("." + path.name + ".strip")
     try:
         with open(path, "rb") as src, open(tmp, "wb") as dst:
@@ -158,7 +168,14 @@ def strip_duplicates(path: Path, tail: list[Fingerprint]) -> tuple[int, list[Fin
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    return n, rest
+
+
+def strip_duplicates(path: Path, tail: list[Fingerprint]) -> tuple[int, list[Fingerprint]]:
+    """find_duplicate_head, then cut_head: (records removed, the tail left)."""
+    d = find_duplicate_head(path, tail)
+    if d.records:
+        cut_head(path, d.cut)
+    return d.records, d.rest
 
 
 def switch_path(work_dir: Path, old_generation: int) -> Path:

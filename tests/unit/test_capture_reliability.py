@@ -18,7 +18,14 @@ from rollcap.capture import service
 from rollcap.capture.budget import live_reserve, oldest_ready
 from rollcap.capture.command import check_config_filter
 from rollcap.capture.handoff import Handoff, Persistent
-from rollcap.capture.overlap import read_switch, switch_path, write_switch
+from rollcap.capture.overlap import (
+    iter_records,
+    read_switch,
+    switch_path,
+    tail_since,
+    write_sidecar,
+    write_switch,
+)
 from rollcap.capture.ratelimit import RepeatLimiter
 from rollcap.capture.restart import BACKOFF_MAX, RESTART_AT_ONCE, restart_delay
 from rollcap.config.load import validate_data
@@ -119,7 +126,10 @@ def test_the_loop_wakes_for_a_due_restart_and_a_dying_tcpdump_but_never_spins(
     sup.proc = dying  # type: ignore[assignment]
     assert sup._timeout(None) == service.TICK
     dying.output_closed.set()  # type: ignore[attr-defined]  # stderr EOF: reaped any moment
+    dying.output_closed_mono = time.monotonic()  # type: ignore[attr-defined]
     assert sup._timeout(None) <= 0.05
+    dying.output_closed_mono -= 10  # type: ignore[attr-defined]  # an exit stuck in the kernel
+    assert sup._timeout(None) == service.TICK
 
 
 # 2. spool budget with drop-oldest ------------------------------------------------
@@ -389,3 +399,43 @@ def test_a_filter_compile_that_hangs_is_a_one_line_config_error(tmp_path: Path) 
     with pytest.raises(ConfigError) as e:
         check_config_filter(cap, timeout=0.5)
     assert e.value.exit_code == 78 and "did not finish" in str(e.value)
+
+
+def test_an_overlap_over_several_files_on_both_sides_is_stored_once(tmp_path: Path) -> None:
+    """A burst during a quiet-link switch with small -C files: the old tcpdump
+    wrote the overlap into two files, the new one into three."""
+    sup = _supervisor(tmp_path)
+    pk = packets(100)
+    old_gen = [pk[:50], pk[50:80]]  # the old tcpdump ran until packet 79
+    new_gen = [pk[40:55], pk[55:75], pk[75:]]  # the new one listened from packet 40
+    for i, part in enumerate(old_gen):
+        write_pcap(sup.spool.work / f"g000004-20261126T120000-eth0.pcap{i or ''}", part)
+    for i, part in enumerate(new_gen):
+        write_pcap(sup.spool.work / f"g000005-20261126T120000-eth0.pcap{i or ''}", part)
+    sup.overlap_next = {4: 5}
+    sup.listening_at = {5: pk[40][0]}
+    sup.process_work()  # neither generation is live
+    stored = sorted(fp.ts for f in sup.spool.ready.iterdir() for _o, _n, fp in iter_records(f))
+    assert stored == [ts for ts, _d in pk]  # every packet exactly once
+    assert sup.n["duplicates_removed"] == 40
+    assert list(sup.spool.work.iterdir()) == []  # no sidecar or switch record left
+
+
+def test_a_failed_sidecar_update_leaves_duplicates_never_a_double_strip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rollcap.capture import handoff as handoff_mod
+
+    sup = _supervisor(tmp_path)
+    pk = packets(60)
+    old = write_pcap(tmp_path / "old.pcap", pk[:40])  # already handed off
+    write_sidecar(sup.spool.work / ".overlap-g000005.json", tail_since(old, pk[20][0]))
+    all_dup = write_pcap(sup.spool.work / "g000005-20261126T120000-eth0.pcap", pk[20:30])
+    write_pcap(sup.spool.work / "g000005-20261126T120000-eth0.pcap1", pk[30:60])
+    monkeypatch.setattr(handoff_mod, "write_sidecar", _enospc)
+    sup.process_work()
+    assert all_dup.read_bytes().count(b"p000020") == 8  # untouched: sidecar first
+    monkeypatch.undo()
+    sup.process_work()
+    stored = sorted(fp.ts for f in sup.spool.ready.iterdir() for _o, _n, fp in iter_records(f))
+    assert stored == [ts for ts, _d in pk[40:]]  # the 20 duplicates gone, nothing else
