@@ -493,6 +493,9 @@ def test_purge_keeps_archived_captures_and_leaves_nothing_else_behind(
     out = c.run(["apt-get", "purge", "-y", "rollcap"], env={"DEBIAN_FRONTEND": "noninteractive"})
     assert "kept the captures in /var/lib/rollcap/archive" in out.stdout + out.stderr
     assert c.path(kept).read_bytes() == b"evidence"
+    # rollcap's uid is gone: nobody who gets it later may read them
+    st = c.run(["stat", "-c", "%U %G %a", kept]).stdout.split()
+    assert st[:2] == ["root", "root"] and int(st[2], 8) & 0o077 == 0
     c.run(["rm", "-rf", "/var/lib/rollcap"])  # what the message asks the operator to do
     assert c.run(["getent", "passwd", "rollcap"], check=False).returncode == 2
     assert c.run(["getent", "group", "rollcap"], check=False).returncode == 2
