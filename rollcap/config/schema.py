@@ -61,11 +61,12 @@ class CaptureConfig(_Section):
         description="Start a new file after this many millions of bytes (tcpdump -C).",
     )
     buffer_kib: int = Field(
-        0,
+        32768,
         ge=0,
         le=4194304,
-        description="Kernel capture buffer in KiB (tcpdump -B); 0 keeps libpcap's default "
-        "(2 MiB). Raise it on busy links if the journal reports kernel drops.",
+        description="Kernel capture buffer in KiB (tcpdump -B). 32 MiB holds about a second "
+        "of a busy link while compression or a slow disk holds tcpdump up; libpcap's own "
+        "default (0 here) is 2 MiB. Raise it if the journal reports kernel drops.",
     )
     user: str = Field(
         "tcpdump",

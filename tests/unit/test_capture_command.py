@@ -56,7 +56,10 @@ def test_tcpdump_argv_never_needs_a_shell() -> None:
     assert argv[argv.index("-B") + 1] == "4096"
     assert argv[argv.index("-Z") + 1] == "tcpdump"
     assert argv[argv.index("--") + 1 :] == ["(port", "53;", "rm", "-rf", "/)"]
-    assert "-B" not in tcpdump_argv(validate_data({}).capture, "", Path("/w"), 1)
+    default = tcpdump_argv(validate_data({}).capture, "", Path("/w"), 1)
+    assert default[default.index("-B") + 1] == "32768"  # not libpcap's 2 MiB
+    libpcap = validate_data({"capture": {"buffer_kib": 0}}).capture
+    assert "-B" not in tcpdump_argv(libpcap, "", Path("/w"), 1)
     assert "-z" not in argv and "-U" not in argv
 
 
