@@ -170,14 +170,6 @@ def cut_head(path: Path, cut: int) -> None:
         raise
 
 
-def strip_duplicates(path: Path, tail: list[Fingerprint]) -> tuple[int, list[Fingerprint]]:
-    """find_duplicate_head, then cut_head: (records removed, the tail left)."""
-    d = find_duplicate_head(path, tail)
-    if d.records:
-        cut_head(path, d.cut)
-    return d.records, d.rest
-
-
 def switch_path(work_dir: Path, old_generation: int) -> Path:
     """Record of a switch in progress: which generation replaces old_generation and
     when it started listening (wall clock, like pcap timestamps)."""

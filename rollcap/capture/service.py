@@ -839,9 +839,9 @@ class Supervisor:
             timeout = min(timeout, self.next_start - now + 0.005)
         elif (
             p is not None
-            and p.output_closed.is_set()
+            and p.output_closed_at is not None
             # briefly: an exit stuck in the kernel (a hung NFS spool) gets ticks
-            and now - p.output_closed_mono < REAP_POLL_SECONDS
+            and now - p.output_closed_at < REAP_POLL_SECONDS
         ):
             timeout = min(timeout, 0.02)
         return timeout

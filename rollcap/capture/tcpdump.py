@@ -28,8 +28,7 @@ class Tcpdump:
         self.iface = iface
         self._wake = wake
         self.listening = threading.Event()
-        self.output_closed = threading.Event()  # stderr hit EOF: it is exiting or gone
-        self.output_closed_mono = 0.0
+        self.output_closed_at: float | None = None  # monotonic; stderr EOF: exiting or gone
         self.listening_at: float | None = None  # wall clock, comparable with pcap times
         self.listening_mono: float | None = None  # for ages: immune to clock steps
         self.counters = Counters()
@@ -85,8 +84,7 @@ class Tcpdump:
                     line,
                     extra=fields(tcpdump_pid=self.pid, generation=self.generation),
                 )
-        self.output_closed_mono = time.monotonic()
-        self.output_closed.set()
+        self.output_closed_at = time.monotonic()
         self._wake()
 
     def alive(self) -> bool:

@@ -196,6 +196,13 @@ def upload_lines(text: str) -> list[dict[str, str]]:
     return out
 
 
+def wait_for_multipart(p: Offload, client: Any, bucket: str) -> None:
+    p.wait_for(
+        "a multipart upload in progress",
+        lambda: bool(client.list_multipart_uploads(Bucket=bucket).get("Uploads")),
+    )
+
+
 T0 = datetime(2026, 11, 30, 23, 50, 0, tzinfo=UTC)
 
 
@@ -466,11 +473,7 @@ def test_kill9_during_multipart_upload_then_restart(
     c = seaweedfs.client()
     p = Offload(cfg, seaweedfs.env()).start()
     procs.append(p)
-    p.wait_for(
-        "a multipart upload in progress",
-        lambda: bool(c.list_multipart_uploads(Bucket=bucket).get("Uploads")),
-        timeout=60,
-    )
+    wait_for_multipart(p, c, bucket)
     p.kill9()
     assert c.list_multipart_uploads(Bucket=bucket).get("Uploads"), "the kill came too late"
     done_before = keys_in(seaweedfs, bucket)
@@ -595,11 +598,7 @@ def test_sigterm_during_multipart_upload_stops_cleanly(
     c = seaweedfs.client()
     p = Offload(cfg, seaweedfs.env()).start()
     procs.append(p)
-    p.wait_for(
-        "a multipart upload in progress",
-        lambda: bool(c.list_multipart_uploads(Bucket=bucket).get("Uploads")),
-        timeout=60,
-    )
+    wait_for_multipart(p, c, bucket)
     t0 = time.monotonic()
     assert p.stop() == 0
     if keys_in(seaweedfs, bucket):
@@ -740,10 +739,7 @@ def test_a_stop_does_not_wait_for_uploads_the_server_stopped_answering(
         c = seaweedfs.client()
         p = Offload(cfg, seaweedfs.env()).start()
         procs.append(p)
-        p.wait_for(
-            "multipart uploads in progress",
-            lambda: bool(c.list_multipart_uploads(Bucket=bucket).get("Uploads")),
-        )
+        wait_for_multipart(p, c, bucket)
         proxy.hold.set()
         time.sleep(2)
         if keys_in(seaweedfs, bucket):

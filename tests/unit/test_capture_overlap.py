@@ -5,15 +5,24 @@ from pathlib import Path
 from rollcap.capture.overlap import (
     Fingerprint,
     append_sidecar,
+    cut_head,
     duplicate_head,
+    find_duplicate_head,
     iter_records,
     read_sidecar,
-    strip_duplicates,
     tail_since,
     write_sidecar,
 )
 from rollcap.pcapfile import scan
 from tests.unit.capture_pcaps import packets, write_pcap
+
+
+def strip_duplicates(path: Path, tail: list[Fingerprint]) -> tuple[int, list[Fingerprint]]:
+    """What Handoff.hand_off does with a sidecar, minus writing it back."""
+    d = find_duplicate_head(path, tail)
+    if d.records:
+        cut_head(path, d.cut)
+    return d.records, d.rest
 
 
 def fp(ts: float, d: str) -> Fingerprint:

@@ -50,6 +50,7 @@ class FakeTcpdump:
                 return listening_mono is not None
 
         self.listening = _Ev()
+        self.output_closed_at: float | None = None
 
     def alive(self) -> bool:
         return True
@@ -111,7 +112,6 @@ def test_a_tcpdump_that_dies_before_or_right_after_listening_backs_off() -> None
 def test_the_loop_wakes_for_a_due_restart_and_a_dying_tcpdump_but_never_spins(
     tmp_path: Path,
 ) -> None:
-    import threading
     import time
 
     sup = _supervisor(tmp_path)
@@ -122,13 +122,11 @@ def test_the_loop_wakes_for_a_due_restart_and_a_dying_tcpdump_but_never_spins(
     assert sup._timeout(None) == service.TICK
     assert sup._timeout(0.3) == 0.3  # quiet-link rotation due first
     dying = FakeTcpdump(1, 0.0)
-    dying.output_closed = threading.Event()  # type: ignore[attr-defined]
     sup.proc = dying  # type: ignore[assignment]
     assert sup._timeout(None) == service.TICK
-    dying.output_closed.set()  # type: ignore[attr-defined]  # stderr EOF: reaped any moment
-    dying.output_closed_mono = time.monotonic()  # type: ignore[attr-defined]
+    dying.output_closed_at = time.monotonic()  # stderr EOF: reaped any moment
     assert sup._timeout(None) <= 0.05
-    dying.output_closed_mono -= 10  # type: ignore[attr-defined]  # an exit stuck in the kernel
+    dying.output_closed_at -= 10  # an exit stuck in the kernel
     assert sup._timeout(None) == service.TICK
 
 
