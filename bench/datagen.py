@@ -1,7 +1,7 @@
 """Finished capture files with realistic content, for the drain benchmarks.
 
 Each file is a valid classic pcap (Ethernet) named like a rollcap ready/ file.
-Packets are a seeded mix of real frames from shared/pcaps (compressible
+Packets are a seeded mix of real frames from tests/data/pcaps (compressible
 protocol chatter) and TLS-like frames: proper Ethernet/IPv4/TCP headers over
 a handful of flows, whose payload is a TLS application-data record of random
 bytes (incompressible, as encrypted traffic is). The mix is chosen so that
@@ -28,7 +28,7 @@ from pathlib import Path
 from bench.common import REPO  # noqa: F401 - puts the repo root on sys.path
 from rollcap.naming import ReadyName
 from rollcap.pcapfile import GLOBAL_HEADER_LEN, RECORD_HEADER_LEN, parse_header
-from tests.support.net import SHARED_PCAPS
+from tests.support.net import TEST_PCAPS
 
 VERSION = 1  # bump when the content changes, so stale caches are not reused
 HOST = "benchhost"
@@ -46,9 +46,9 @@ def cache_root() -> Path:
 
 
 def real_frames() -> list[bytes]:
-    """Every frame of the shared captures (all Ethernet, at most 1514 bytes)."""
+    """Every frame of the test captures (all Ethernet, at most 1514 bytes)."""
     frames: list[bytes] = []
-    for p in sorted(SHARED_PCAPS.glob("*.pcap")):
+    for p in sorted(TEST_PCAPS.glob("*.pcap")):
         data = p.read_bytes()
         h = parse_header(data)
         if h.linktype != 1:
@@ -60,7 +60,7 @@ def real_frames() -> list[bytes]:
             frames.append(data[off : off + incl])
             off += incl
     if not frames:
-        raise RuntimeError(f"no Ethernet frames found in {SHARED_PCAPS}")
+        raise RuntimeError(f"no Ethernet frames found in {TEST_PCAPS}")
     return frames
 
 

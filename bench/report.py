@@ -148,7 +148,7 @@ def render() -> str:
         lines += fn(data) if data else [f"| {name} | not run | | |"]
     lines += [
         "",
-        "How: *drain*: 8 × 64 MB pcaps (real frames from shared/pcaps mixed with TLS-like "
+        "How: *drain*: 8 × 64 MB pcaps (real frames from tests/data/pcaps mixed with TLS-like "
         "frames of random payload; zstd -3 stores 0.64 of it) in ready/, timed until every "
         "object is listed and ready/ is empty, then each object is downloaded and compared by "
         "SHA-256. The seed is bench/seed/ (gzip -6 per file, `inotifywait -m -e delete | sed | "

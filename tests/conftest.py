@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.net import SHARED_PCAPS, Veth, merged_pcaps
+from tests.support.net import TEST_PCAPS, Veth, merged_pcaps
 from tests.support.seaweedfs import SeaweedFS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def veth() -> Iterator[Veth]:
 
 @pytest.fixture(scope="session")
 def all_pcap(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The 30 shared captures (5,374 packets) merged into one classic pcap."""
-    if not SHARED_PCAPS.is_dir():
-        pytest.fail(f"{SHARED_PCAPS} is missing")
+    """The 30 test captures (5,374 packets) merged into one classic pcap."""
+    if not TEST_PCAPS.is_dir():
+        pytest.fail(f"{TEST_PCAPS} is missing")
     return merged_pcaps(tmp_path_factory.mktemp("pcaps"))

@@ -1,6 +1,6 @@
 """`rollcap offload` end to end against a real SeaweedFS (and a file:// archive).
 
-Finished captures (real packets from shared/pcaps, ReadyName names) are put
+Finished captures (real packets from tests/data/pcaps, ReadyName names) are put
 into ready/ by the tests; the service runs as a subprocess like under systemd.
 Each test uses its own bucket or prefix; tests that stop the server start
 their own SeaweedFS.

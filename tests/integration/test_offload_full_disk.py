@@ -25,9 +25,9 @@ from rollcap.offload.quarantine import quarantine
 from rollcap.offload.service import Entry, OffloadService
 from rollcap.pcapfile import GLOBAL_HEADER_LEN, parse_header
 from rollcap.storage import open_storage
-from tests.support.net import SHARED_PCAPS
+from tests.support.net import TEST_PCAPS
 
-SRC = max(SHARED_PCAPS.glob("*.pcap"), key=lambda p: p.stat().st_size)
+SRC = max(TEST_PCAPS.glob("*.pcap"), key=lambda p: p.stat().st_size)
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 The archive holds three simulated hosts over three UTC days: rotations every
 ten minutes with a file per host that runs past midnight, packets of the
-shared real captures re-timestamped every 2 s (interleaved between hosts),
+test real captures re-timestamped every 2 s (interleaved between hosts),
 stored with the offload's own put_file and metadata. One object carries no
 packet metadata (as if copied in by hand). The fetched pcap must hold exactly
 the expected packets: count (by capinfos) and every timestamp, in order.

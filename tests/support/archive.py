@@ -1,6 +1,6 @@
 """Stored captures for retrieval tests: real packets, chosen timestamps, real metadata.
 
-Packets come from /work/shared/pcaps (read here with a few lines of struct,
+Packets come from tests/data/pcaps (read here with a few lines of struct,
 independently of rollcap's reader), get the timestamps a test needs, and are
 written, compressed and described exactly like the offload stores them.
 ``MemoryStorage`` is a fake destination for unit tests of pure logic only;

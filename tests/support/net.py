@@ -6,27 +6,14 @@ router solicitations or MLD reports and packet counts stay exact.
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 
-def _find_shared_pcaps() -> Path:
-    """../shared/pcaps beside the clone (CI), or any ancestor's shared/pcaps."""
-    env = os.environ.get("ROLLCAP_SHARED_PCAPS")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        cand = parent / "shared" / "pcaps"
-        if cand.is_dir():
-            return cand
-    return here.parents[3] / "shared" / "pcaps"
-
-
-SHARED_PCAPS = _find_shared_pcaps()
+# The 30 real captures from tcpdump's test suite, kept in the repository.
+TEST_PCAPS = Path(__file__).resolve().parents[1] / "data" / "pcaps"
 
 
 def _run(*args: str) -> None:
@@ -65,10 +52,10 @@ class Veth:
 
 
 def merged_pcaps(dest: Path) -> Path:
-    """All shared captures joined into one classic pcap (tcpreplay ignores pcapng)."""
+    """All test captures joined into one classic pcap (tcpreplay ignores pcapng)."""
     out = dest / "all.pcap"
     if not out.exists():
-        files = sorted(str(p) for p in SHARED_PCAPS.glob("*.pcap"))
+        files = sorted(str(p) for p in TEST_PCAPS.glob("*.pcap"))
         _run("mergecap", "-F", "pcap", "-a", "-w", str(out), *files)
     return out
 

@@ -14,9 +14,9 @@ import zstandard
 
 from rollcap.offload.compress import Cancelled, clean_tmp, compress_fd
 from rollcap.pcapfile import GLOBAL_HEADER_LEN, parse_header, scan
-from tests.support.net import SHARED_PCAPS
+from tests.support.net import TEST_PCAPS
 
-SRC = max(SHARED_PCAPS.glob("*.pcap"), key=lambda p: p.stat().st_size)
+SRC = max(TEST_PCAPS.glob("*.pcap"), key=lambda p: p.stat().st_size)
 
 
 def run(codec: str, tmp_path: Path, level: int = 0, stop: threading.Event | None = None):  # type: ignore[no-untyped-def]

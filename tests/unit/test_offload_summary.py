@@ -9,9 +9,9 @@ import pytest
 
 from rollcap.offload.summary import RecordWalker
 from rollcap.pcapfile import GLOBAL_HEADER_LEN, parse_header, scan
-from tests.support.net import SHARED_PCAPS
+from tests.support.net import TEST_PCAPS
 
-PCAPS = sorted(SHARED_PCAPS.glob("*.pcap"))
+PCAPS = sorted(TEST_PCAPS.glob("*.pcap"))
 
 
 def walk(data: bytes, sizes: list[int]) -> tuple[int, float | None, float | None]:

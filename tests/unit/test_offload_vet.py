@@ -11,9 +11,9 @@ import pytest
 from rollcap.naming import ReadyName
 from rollcap.offload.quarantine import quarantine
 from rollcap.offload.vet import Refused, Vanished, open_ready
-from tests.support.net import SHARED_PCAPS
+from tests.support.net import TEST_PCAPS
 
-SRC = sorted(SHARED_PCAPS.glob("*.pcap"))[0]
+SRC = sorted(TEST_PCAPS.glob("*.pcap"))[0]
 NAME = ReadyName(datetime(2026, 11, 26, 12, 0, tzinfo=UTC), 1, "h", "eth0").format()
 ME = {os.geteuid()}
 

@@ -16,7 +16,7 @@ from rollcap.pcapfile import (
     repair,
     scan,
 )
-from tests.support.net import SHARED_PCAPS
+from tests.support.net import TEST_PCAPS
 
 MAGIC = {"us": 0xA1B2C3D4, "ns": 0xA1B23C4D}
 
@@ -133,8 +133,8 @@ def test_scan_is_independent_of_chunk_size(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("capinfos") is None, reason="capinfos (wireshark-common)")
 def test_packet_counts_agree_with_capinfos() -> None:
-    files = sorted(SHARED_PCAPS.glob("*.pcap"))
-    assert files, SHARED_PCAPS
+    files = sorted(TEST_PCAPS.glob("*.pcap"))
+    assert files, TEST_PCAPS
     checked = 0
     for f in files:
         try:
