@@ -136,6 +136,7 @@ class OffloadService:
         self.executor = ThreadPoolExecutor(self.oc.concurrency, thread_name_prefix="offload")
         self.prober = ThreadPoolExecutor(1, thread_name_prefix="check")
         self.probe: Future[StorageError | None] | None = None  # a check under way
+        self.stop_signal: int | None = None  # what asked for the stop, logged by shutdown()
         self.abandoned = 0  # threads still stuck in the network when shutdown gave up
         self.watcher = ReadyWatcher(self.spool.ready, self.wake)
         self._progress_lock = threading.Lock()
@@ -329,11 +330,17 @@ class OffloadService:
             self.wake.clear()
         return self.shutdown()
 
-    def request_stop(self) -> None:
+    def request_stop(self, signum: int | None = None) -> None:
+        """Safe in a signal handler: sets flags only (logging there could
+        deadlock on a lock the interrupted thread holds); shutdown() logs."""
+        if signum is not None and self.stop_signal is None:
+            self.stop_signal = signum
         self.stop.set()
         self.wake.set()
 
     def shutdown(self) -> int:
+        if self.stop_signal is not None:
+            log.info("received %s, stopping", signal.Signals(self.stop_signal).name)
         self.state = "stopping"
         self.notifier.stopping()
         self.watcher.stop()
@@ -648,8 +655,7 @@ def run(config_path: str) -> int:
     service = OffloadService(cfg, DeferredStorage(cfg.offload), Notifier())
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
-        service.request_stop()
+        service.request_stop(signum)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
