@@ -27,7 +27,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollcap.pcapfile import GLOBAL_HEADER_LEN, RECORD_HEADER_LEN, PcapHeader, read_header
+from rollcap.pcapfile import (
+    GLOBAL_HEADER_LEN,
+    RECORD_HEADER_LEN,
+    PcapHeader,
+    read_header,
+    record_ok,
+)
 
 TS_TOLERANCE = 0.010
 # Records of the old file older than "new tcpdump listening" minus this are
@@ -60,6 +66,8 @@ def iter_records(path: Path, since: float = 0.0) -> Iterator[tuple[int, int, Fin
             if len(raw) < RECORD_HEADER_LEN:
                 return
             sec, frac, incl, orig = rec.unpack(raw)
+            if not record_ok(frac, incl, orig, header.ts_per_second):
+                return  # garbage: the rest is a cut-off tail
             ts = sec + frac / header.ts_per_second
             if pos + RECORD_HEADER_LEN + incl > size:
                 return  # cut off

@@ -209,6 +209,15 @@ class OffloadConfig(_Section):
         le=19,
         description="Compression level; 0 means the codec's default (zstd 3, gzip 6).",
     )
+    compression_fast_backlog: int = Field(
+        4,
+        ge=0,
+        le=100_000,
+        description="When more than this many files wait in ready/, compress at the codec's "
+        "fastest level (zstd 1) until half as many are left, then at compression_level "
+        "again: a backlog drains about twice as fast for 1-11% more stored bytes. "
+        "0 keeps compression_level fixed.",
+    )
     concurrency: int = Field(
         4, ge=1, le=64, description="Files (and multipart parts) transferred in parallel."
     )

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import zstandard
 
-from rollcap.offload.summary import RecordWalker
-from rollcap.pcapfile import PcapHeader
+from rollcap.pcapfile import PcapHeader, RecordWalker
 
 CHUNK = 4 * 1024 * 1024
 DEFAULT_LEVELS = {"zstd": 3, "gzip": 6, "none": 0}

@@ -169,14 +169,21 @@ class Pipeline:
         return Outcome(name, "quarantined", message=reason)
 
     def process(
-        self, name: str, progress: Callable[[int], None] | None = None, early: bool = False
+        self,
+        name: str,
+        progress: Callable[[int], None] | None = None,
+        early: bool = False,
+        level: int | None = None,
     ) -> Outcome:
+        """level: the compression level to use (None: compression_level)."""
         try:
-            return self._process(name, progress, early)
+            return self._process(name, progress, early, level)
         finally:
             self.compress_slots.release_reservation(name)  # if it never compressed
 
-    def _process(self, name: str, progress: Callable[[int], None] | None, early: bool) -> Outcome:
+    def _process(
+        self, name: str, progress: Callable[[int], None] | None, early: bool, level: int | None
+    ) -> Outcome:
         t0 = time.monotonic()
         path = self.spool.ready / name
         try:
@@ -195,7 +202,8 @@ class Pipeline:
             with self.compress_slots.slot(name):
                 comp = compress_fd(
                     opened.fd, opened.header, opened.header_bytes, self.spool.tmp, name,
-                    self.cfg.offload.compression, self.cfg.offload.compression_level,
+                    self.cfg.offload.compression,
+                    self.cfg.offload.compression_level if level is None else level,
                     self.stop, progress, self.storage.part_size,
                 )  # fmt: skip
         except Cancelled:

@@ -43,6 +43,7 @@ from rollcap.offload.backoff import Backoff
 from rollcap.offload.compress import clean_tmp
 from rollcap.offload.deferred import DeferredStorage
 from rollcap.offload.discovery import ReadyWatcher, oldest_first, scan
+from rollcap.offload.level import AdaptiveLevel
 from rollcap.offload.pipeline import Outcome, Pipeline
 from rollcap.offload.vet import expected_owners
 from rollcap.spool import Spool
@@ -129,9 +130,13 @@ class OffloadService:
         self.pipeline = Pipeline(
             cfg, self.spool, storage, expected_owners(cfg.capture.user), self.stop
         )
+        self.level = AdaptiveLevel(
+            self.oc.compression, self.oc.compression_level, self.oc.compression_fast_backlog
+        )
         self.executor = ThreadPoolExecutor(self.oc.concurrency, thread_name_prefix="offload")
         self.prober = ThreadPoolExecutor(1, thread_name_prefix="check")
         self.probe: Future[StorageError | None] | None = None  # a check under way
+        self.stop_signal: int | None = None  # what asked for the stop, logged by shutdown()
         self.abandoned = 0  # threads still stuck in the network when shutdown gave up
         self.watcher = ReadyWatcher(self.spool.ready, self.wake)
         self._progress_lock = threading.Lock()
@@ -325,11 +330,17 @@ class OffloadService:
             self.wake.clear()
         return self.shutdown()
 
-    def request_stop(self) -> None:
+    def request_stop(self, signum: int | None = None) -> None:
+        """Safe in a signal handler: sets flags only (logging there could
+        deadlock on a lock the interrupted thread holds); shutdown() logs."""
+        if signum is not None and self.stop_signal is None:
+            self.stop_signal = signum
         self.stop.set()
         self.wake.set()
 
     def shutdown(self) -> int:
+        if self.stop_signal is not None:
+            log.info("received %s, stopping", signal.Signals(self.stop_signal).name)
         self.state = "stopping"
         self.notifier.stopping()
         self.watcher.stop()
@@ -413,15 +424,28 @@ class OffloadService:
             entry = self.pending[name]
             if name in self.in_flight or entry.not_before > now:
                 continue
+            self._follow_backlog()
             entry.attempt += 1
             with self._progress_lock:
                 self._progress[name] = now
             self.pipeline.compress_slots.reserve(name)  # its place in the queue: now
             fut = self.executor.submit(
-                self.pipeline.process, name, self._progress_cb(name), not self.checked
+                self.pipeline.process, name, self._progress_cb(name), not self.checked,
+                self.level.level,
             )
             fut.add_done_callback(lambda _f: self.wake.set())
             self.in_flight[name] = InFlight(entry, fut, now, now)
+
+    def _follow_backlog(self) -> None:
+        changed = self.level.update(len(self.pending))
+        if changed is not None:
+            old, new = changed
+            log.info(
+                "compression level %d -> %d: %d files wait (fast above %d)",
+                old, new, len(self.pending), self.oc.compression_fast_backlog,
+                extra=fields(compression_level=new, backlog_files=len(self.pending)),
+            )  # fmt: skip
+            self.dirty = True
 
     def _progress_cb(self, name: str) -> Callable[[int], None]:
         def cb(_n: int) -> None:
@@ -608,6 +632,7 @@ class OffloadService:
             "last_upload": c.last_upload,
             "last_error": self.last_error,
             "rate_mb_s": round(self.rate(), 3),
+            "compression_level": self.level.level,
             "quarantined": c.quarantined,
             "dropped_by_capture": c.dropped_by_capture,
         }
@@ -630,8 +655,7 @@ def run(config_path: str) -> int:
     service = OffloadService(cfg, DeferredStorage(cfg.offload), Notifier())
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
-        service.request_stop()
+        service.request_stop(signum)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

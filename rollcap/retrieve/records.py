@@ -15,11 +15,11 @@ from typing import BinaryIO
 
 from rollcap.pcapfile import (
     GLOBAL_HEADER_LEN,
-    MAX_RECORD,
     RECORD_HEADER_LEN,
     NotPcapError,
     PcapHeader,
     parse_header,
+    record_ok,
 )
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -101,7 +101,7 @@ class RecordReader:
                 off = 0
                 continue
             sec, frac, incl, orig = rec.unpack_from(buf, off)
-            if incl > MAX_RECORD or frac >= per_s:
+            if not record_ok(frac, incl, orig, per_s):
                 self.truncated = True  # garbage: the rest is a cut-off tail
                 return
             end = off + RECORD_HEADER_LEN + incl

@@ -759,3 +759,30 @@ def test_a_stop_does_not_wait_for_uploads_the_server_stopped_answering(
     assert p2.stop() == 0
     assert len(keys_in(seaweedfs, bucket)) == 2
     assert c.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_a_backlog_is_compressed_fast_then_the_configured_level_returns(
+    seaweedfs: SeaweedFS, all_pcap: Path, spool: Path, tmp_path: Path, procs: list[Offload]
+) -> None:
+    bucket = new_bucket(seaweedfs)
+    starts = [T0 + timedelta(minutes=5 * i) for i in range(8)]
+    files = make_captures(all_pcap, spool / "ready", starts)
+    sources = {f.name: f.read_bytes() for f in files}
+    cfg = write_config(
+        tmp_path / "rollcap.toml", spool, f"s3://{bucket}/caps",
+        endpoint_url=seaweedfs.endpoint, region="us-east-1", concurrency=1,
+        compression_fast_backlog=4,
+    )  # fmt: skip
+    p = Offload(cfg, seaweedfs.env()).start()
+    procs.append(p)
+    p.wait_for("state file", lambda: state(spool).get("uploaded_files") == 8)
+    assert state(spool)["compression_level"] == 3  # drained: the configured level again
+    assert p.stop() == 0
+    text = p.text()
+    fast, slow = text.find("compression level 3 -> 1"), text.find("compression level 1 -> 3")
+    assert 0 <= fast < slow, text
+    c = seaweedfs.client()
+    for key in keys_in(seaweedfs, bucket):
+        body = c.get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert decompress(body, key) in sources.values()
+    assert len(keys_in(seaweedfs, bucket)) == 8
