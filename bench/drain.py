@@ -1,21 +1,21 @@
-"""Backlog drain: N finished captures to a local SeaweedFS, three ways.
+"""Backlog drain: N finished captures to a local SeaweedFS, several ways.
 
 - seed:    the glue this project replaces: gzip -6 per file (what `tcpdump -z
            gzip` runs), `inotifywait -m -e delete | sed | xargs -n1 done.sh`,
            done.sh = `aws s3 cp` + `rm` (bench/seed/).
 - limit:   the slower of (a) zstd -3 alone, one file per core, and (b) the
            server's ingest of the already compressed bytes with parallel PUTs.
-- rollcap: `python -m rollcap offload` on a spool whose ready/ holds the files;
-           timed until every object is listed and ready/ is empty (offload
-           deletes a file only after verifying its object).
+- harness: the bare baseline: zstd -3 copy_stream + upload_file, 4 threads.
+- rollcap: `python -m rollcap offload` on a spool whose ready/ holds the files
+           (cold start); timed until every object is listed and ready/ is
+           empty (offload deletes a file only after verifying its object).
+- steady:  the offload already running when the backlog lands, as shipped
+           (adaptive level) and at a fixed zstd 3 (the harness's level).
 
-Rates are MB/s (10^6 bytes) of uncompressed pcap. All three run against one
+Rates are MB/s (10^6 bytes) of uncompressed pcap. All run against one
 SeaweedFS in the same run; afterwards every object is downloaded, decompressed
-and compared with its source by SHA-256 (untimed).
-
-- harness: the issue's bare baseline: zstd -3 copy_stream + upload_file, 4 threads.
-- steady:  the offload already running when the backlog lands (as shipped, and
-           at a fixed zstd 3); prints the goals of issue #12 as ratios.
+and compared with its source by SHA-256 (untimed). The last lines are the
+goals as ratios within the run.
 
     python3 -m bench.drain [--count 8 --size-mb 64] [--quick] [--no-profile]
 """
