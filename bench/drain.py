@@ -1,17 +1,21 @@
-"""Backlog drain: N finished captures to a local SeaweedFS, three ways.
+"""Backlog drain: N finished captures to a local SeaweedFS, several ways.
 
 - seed:    the glue this project replaces: gzip -6 per file (what `tcpdump -z
            gzip` runs), `inotifywait -m -e delete | sed | xargs -n1 done.sh`,
            done.sh = `aws s3 cp` + `rm` (bench/seed/).
 - limit:   the slower of (a) zstd -3 alone, one file per core, and (b) the
            server's ingest of the already compressed bytes with parallel PUTs.
-- rollcap: `python -m rollcap offload` on a spool whose ready/ holds the files;
-           timed until every object is listed and ready/ is empty (offload
-           deletes a file only after verifying its object).
+- harness: the bare baseline: zstd -3 copy_stream + upload_file, 4 threads.
+- rollcap: `python -m rollcap offload` on a spool whose ready/ holds the files
+           (cold start); timed until every object is listed and ready/ is
+           empty (offload deletes a file only after verifying its object).
+- steady:  the offload already running when the backlog lands, as shipped
+           (adaptive level) and at a fixed zstd 3 (the harness's level).
 
-Rates are MB/s (10^6 bytes) of uncompressed pcap. All three run against one
+Rates are MB/s (10^6 bytes) of uncompressed pcap. All run against one
 SeaweedFS in the same run; afterwards every object is downloaded, decompressed
-and compared with its source by SHA-256 (untimed).
+and compared with its source by SHA-256 (untimed). The last lines are the
+goals as ratios within the run.
 
     python3 -m bench.drain [--count 8 --size-mb 64] [--quick] [--no-profile]
 """
@@ -20,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import gzip
 import hashlib
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -85,6 +91,12 @@ def _wait_drained(
         # the daemon's first state write: it is up
         if started is not None and state_file is not None and "at" not in started:
             started.update({"at": time.monotonic()} if state_file.exists() else {})
+        if (
+            started is not None
+            and "first" not in started
+            and any(k.endswith(suffix) for k in list_keys(client, w.bucket, prefix))
+        ):
+            started["first"] = time.monotonic()
         left = [p for p in os.listdir(watch) if ".pcap" in p]
         if not left:
             keys = [k for k in list_keys(client, w.bucket, prefix) if k.endswith(suffix)]
@@ -252,18 +264,58 @@ def rollcap_available() -> bool:
     return importlib.util.find_spec("rollcap.offload.service") is not None
 
 
+def run_harness(files: list[Path], w: SeaweedFS, work: Path, tag: str) -> dict[str, Any]:
+    """The bare baseline: in one Python process, 4 threads, each zstd -3 of a file
+    into a temp file (copy_stream), then boto3's upload_file. No hashing, no
+    verification, no spool: what compress + PUT alone cost."""
+    import zstandard
+
+    client = w.client()
+
+    def one(p: Path) -> None:
+        out = work / f"harness-{tag}-{p.name}.zst"
+        with p.open("rb") as src, out.open("wb") as dst:
+            zstandard.ZstdCompressor(level=3).copy_stream(src, dst)
+        client.upload_file(str(out), w.bucket, f"harness-{tag}/{p.name}.zst")
+        out.unlink()
+
+    t0, c0 = time.monotonic(), time.process_time()
+    with ThreadPoolExecutor(4) as ex:
+        list(ex.map(one, files))
+    return {"seconds": time.monotonic() - t0, "cpu_seconds": time.process_time() - c0}
+
+
 def run_rollcap(
-    files: list[Path], w: SeaweedFS, work: Path, tag: str, profile: Path | None = None
+    files: list[Path],
+    w: SeaweedFS,
+    work: Path,
+    tag: str,
+    profile: Path | None = None,
+    *,
+    steady: bool = False,
+    offload: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """cold: the backlog is in ready/ before the service starts, timed from its
+    start. steady: the service is running (its destination check done) when the
+    whole backlog is renamed into ready/ at once; timed, and its CPU counted,
+    from the rename."""
     spool = work / f"spool-{tag}"
     ready = spool / "ready"
     ready.mkdir(parents=True)
+    stage = work / f"stage-{tag}"
+    stage.mkdir()
     for f in files:
-        shutil.copyfile(f, ready / f.name)
+        shutil.copyfile(f, (stage if steady else ready) / f.name)
     prefix = f"rollcap-{tag}"
-    cfg = offload_config(work / f"rollcap-{tag}.toml", spool, w, prefix)
+    cfg = offload_config(work / f"rollcap-{tag}.toml", spool, w, prefix, offload=offload)
     t0, s0 = time.monotonic(), server_cpu(w)
     proc = start_rollcap("offload", cfg, work / f"offload-{tag}.log", rollcap_env(w.env()))
+    c0 = 0.0
+    if steady:
+        _wait_running(spool / "state" / "offload.json", proc)
+        t0, s0, c0 = time.monotonic(), server_cpu(w), cpu_seconds(proc.pid)
+        for f in files:
+            os.rename(stage / f.name, ready / f.name)
     spy = None
     if profile is not None:
         spy = subprocess.Popen(
@@ -299,7 +351,7 @@ def run_rollcap(
             spool / "state" / "offload.json",
         )
         peak_kb = status_kb(proc.pid, "VmHWM")
-        own_cpu, srv_cpu = cpu_seconds(proc.pid), server_cpu(w) - s0
+        own_cpu, srv_cpu = cpu_seconds(proc.pid) - c0, server_cpu(w) - s0
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -312,7 +364,9 @@ def run_rollcap(
     return {
         "seconds": t1 - t0,
         # process start until its first state file: interpreter, imports, config, S3 check
-        "startup_seconds": started["at"] - t0 if "at" in started else None,
+        "startup_seconds": started["at"] - t0 if "at" in started and not steady else None,
+        "first_upload_seconds": started["first"] - t0 if "first" in started else None,
+        "stored_bytes": sum(list_keys(w.client(), w.bucket, prefix).values()),
         "prefix": prefix,
         "peak_rss_mb": peak_kb / 1024,
         # how busy rollcap and the server kept the machine's cores while draining
@@ -321,6 +375,19 @@ def run_rollcap(
         "exit_code": rc,
         "log_tail": log_tail,
     }
+
+
+def _wait_running(state_file: Path, proc: subprocess.Popen[bytes]) -> None:
+    """Until the offload says it runs (its destination check has passed)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 120:
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(state_file.read_text()).get("state") == "running":
+                return
+        if proc.poll() is not None:
+            raise RuntimeError(f"offload exited with {proc.returncode} before running")
+        time.sleep(POLL)
+    raise TimeoutError(f"offload not running after 120 s: {state_file}")
 
 
 _WAITING = ("threading.py", "queue.py", "thread.py:8", "selectors.py", "inotify_c.py")
@@ -380,6 +447,45 @@ def summarize_profile(path: Path, top: int = 12) -> dict[str, Any]:
     return out
 
 
+# rollcap: the cold start as shipped; steady: running when the backlog lands,
+# as shipped (adaptive level) and at a fixed zstd 3 (the harness's level)
+KINDS = ["limit", "harness", "seed", "rollcap", "steady", "steady_level3"]
+ROLLCAP_RUNS: dict[str, tuple[bool, dict[str, Any] | None]] = {
+    "rollcap": (False, None),
+    "steady": (True, None),
+    "steady_level3": (True, {"compression_fast_backlog": 0}),
+}
+
+
+def goals(res: dict[str, Any]) -> dict[str, Any]:
+    """The issue's figures, from the best round of each run."""
+    h, s3, st = res.get("harness", {}), res.get("steady_level3", {}), res.get("steady", {})
+    seed, cold = res.get("seed", {}), res.get("rollcap", {})
+    g: dict[str, Any] = {}
+    if "mb_s" in h and "mb_s" in s3:
+        g["steady_level3_to_harness"] = s3["mb_s"] / h["mb_s"]
+        # CPU of the run that counted, against the harness's best round's
+        g["client_cpu_to_harness"] = s3["cpu_seconds"]["rollcap"] / h["cpu_seconds"]
+    if "mb_s" in st and "mb_s" in seed:
+        g["steady_default_to_seed"] = st["mb_s"] / seed["mb_s"]
+    if "stored_bytes" in st and s3.get("stored_bytes"):
+        g["stored_bytes_adaptive_to_level3"] = st["stored_bytes"] / s3["stored_bytes"]
+    if cold.get("first_upload_seconds") is not None:
+        g["cold_first_upload_seconds"] = cold["first_upload_seconds"]
+    return g
+
+
+def goal_lines(g: dict[str, Any]) -> list[str]:
+    names = {
+        "steady_level3_to_harness": ("steady drain at zstd 3 / harness", "goal >= 0.9"),
+        "client_cpu_to_harness": ("rollcap CPU / harness CPU", "goal <= 1.15"),
+        "steady_default_to_seed": ("steady drain as shipped / seed", "goal >= 5"),
+        "stored_bytes_adaptive_to_level3": ("bytes stored, adaptive / zstd 3", ""),
+        "cold_first_upload_seconds": ("cold start: first object after (s)", ""),
+    }
+    return [f"{names[k][0]}: {v:.2f} {names[k][1]}".rstrip() for k, v in g.items()]
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--count", type=int, default=8)
@@ -401,15 +507,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         res["seed"] = {"error": "the aws CLI is missing (pip install awscli)"}
         print("seed: skipped, the aws CLI is missing (pip install awscli)")
     have_rollcap = rollcap_available()
-    if not have_rollcap:
-        res["rollcap"] = {"error": "rollcap.offload.service is not on this branch yet"}
-        print("rollcap: offload not available on this branch; skipped")
-    runs: dict[str, list[dict[str, Any]]] = {"limit": [], "seed": [], "rollcap": []}
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
     with seaweedfs() as w, workdir("drain") as work:
         for i in range(a.rounds):
             # alternate the order, so a slow spell of the shared machine hits all
-            order = ["limit", "seed", "rollcap"]
-            for kind in order if i % 2 == 0 else order[::-1]:
+            for kind in KINDS if i % 2 == 0 else KINDS[::-1]:
                 tag = f"r{i}"
                 if kind == "limit":
                     r = run_limit(files, w, [2, 4, 8], tag)
@@ -422,18 +524,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         f"{r['cpu_seconds']['server_ingest']:.2f} + client "
                         f"{r['cpu_seconds']['client_put']:.2f} CPU s)"
                     )
+                elif kind == "harness":
+                    r = run_harness(files, w, work, tag)
+                    r["mb_s"] = raw / r["seconds"] / MB
+                    print(
+                        f"round {i} harness: {r['mb_s']:.1f} MB/s, "
+                        f"CPU {r['cpu_seconds']:.2f} s"
+                    )
                 elif kind == "seed" and have_seed:
                     r = run_seed(files, w, work, tag)
                     r["mb_s"] = raw / r["seconds"] / MB
                     r["verify"] = verify(w, r["prefix"], sources, "gzip")
                     print(f"round {i} seed: {r['seconds']:.1f} s = {r['mb_s']:.1f} MB/s")
-                elif kind == "rollcap" and have_rollcap:
-                    r = run_rollcap(files, w, work, tag)
+                elif kind in ROLLCAP_RUNS and have_rollcap:
+                    steady, offload = ROLLCAP_RUNS[kind]
+                    r = run_rollcap(
+                        files, w, work, f"{kind}-{tag}", steady=steady, offload=offload
+                    )
                     r["mb_s"] = raw / r["seconds"] / MB
                     r["verify"] = verify(w, r["prefix"], sources, "zstd")
                     print(
-                        f"round {i} rollcap: {r['seconds']:.1f} s = {r['mb_s']:.1f} MB/s "
-                        f"(startup {r['startup_seconds'] or 0:.1f} s), "
+                        f"round {i} {kind}: {r['seconds']:.1f} s = {r['mb_s']:.1f} MB/s "
+                        f"(startup {r['startup_seconds'] or 0:.1f} s, first upload "
+                        f"{r['first_upload_seconds'] or 0:.1f} s), "
+                        f"stored {r['stored_bytes'] / MB:.1f} MB, "
                         f"peak RSS {r['peak_rss_mb']:.0f} MB, CPU s rollcap "
                         f"{r['cpu_seconds']['rollcap']:.2f} + server "
                         f"{r['cpu_seconds']['server']:.2f}"
@@ -463,6 +577,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             rc["ratio_to_shared_cores_ceiling"] = rc["mb_s"] / ceiling
             if "mb_s" in res.get("seed", {}):
                 rc["ratio_to_seed"] = rc["mb_s"] / res["seed"]["mb_s"]
+        res["goals"] = goals(res)
+        for line in goal_lines(res["goals"]):
+            print(line)
         print(
             f"best of {a.rounds}: limit {lim:.1f} MB/s, "
             f"seed {res.get('seed', {}).get('mb_s', 0):.1f} MB/s, "
