@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from rollcap import __version__
+from rollcap import __version__, exitcodes
 from rollcap.config import config_path_from_env, load_config
 from rollcap.errors import ConfigError, RollcapError
 
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rollcap: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        return 130
+        return exitcodes.INTERRUPTED
 
 
 def _dispatch(args: argparse.Namespace) -> int:
