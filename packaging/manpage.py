@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rollcap import exitcodes
 from rollcap.cli import build_parser
 
 
@@ -44,6 +45,14 @@ def _options(sub: argparse.ArgumentParser) -> list[str]:
         if a.choices and not isinstance(a, argparse._SubParsersAction):
             text += " (one of: " + ", ".join(str(c) for c in a.choices) + ")"
         lines += [".TP", names, esc(text)]
+    return lines
+
+
+def _exit_status() -> list[str]:
+    """Every code, from their one home (rollcap/exitcodes.py)."""
+    lines: list[str] = []
+    for code, text in exitcodes.DESCRIPTIONS:
+        lines += [".TP", f"\\fB{esc(code)}\\fR", esc(text[:1].upper() + text[1:] + ".")]
     return lines
 
 
@@ -95,8 +104,7 @@ def render(version: str) -> str:
         ".TP", "\\fI/var/spool/rollcap\\fR", esc("Spool: work/ ready/ quarantine/ tmp/ state/."),
         ".TP", "\\fI/var/lib/rollcap/archive\\fR", esc("Default file:// archive."),
         ".SH EXIT STATUS",
-        esc("0 on success, 78 for an invalid configuration (systemd does not restart a "
-            "service that exits 78), other values for other errors."),
+        *_exit_status(),
         ".SH SEE ALSO",
         "\\fBrollcap.toml\\fR(5), \\fBtcpdump\\fR(8), \\fBsystemctl\\fR(1), "
         "\\fBjournalctl\\fR(1)",

@@ -11,6 +11,9 @@ from rollcap import __version__, exitcodes
 from rollcap.config import config_path_from_env, load_config
 from rollcap.errors import ConfigError, RollcapError
 
+# Commands that only read: a config error is a warning for them (config.salvage).
+READ_ONLY = ("status", "list")
+
 
 def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -42,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "status",
-        help="what both daemons report (--json for machines); exit 3 unless both are running",
+        help="what both daemons report (--json for machines); exit 0 when both run and "
+        "do their job, 3 when one is not running, 4 unknown, 5 running but not working",
     )
     _add_config(p)
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -89,7 +93,15 @@ def _dispatch(args: argparse.Namespace) -> int:
             sys.stdout.write(render.render_sample())
         return 0
     path = config_path_from_env(getattr(args, "path", None) or args.config)
-    cfg = load_config(path)  # first, so a bad config exits 78 before anything starts
+    if cmd in READ_ONLY:
+        # they must answer while the daemons run on an earlier config
+        from rollcap.config.salvage import load_for_reading
+
+        cfg, warnings = load_for_reading(path)
+        for line in warnings:
+            print(f"rollcap: warning: {line}", file=sys.stderr)
+    else:
+        cfg = load_config(path)  # first, so a bad config exits 78 before anything starts
     if cmd == "capture":
         from rollcap.capture import service as capture_service
 
@@ -119,9 +131,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(json.dumps(report, indent=2, sort_keys=True, default=str))
         else:
             sys.stdout.write(status.render_table(report))
-        # 3 = "not running", as systemctl status and LSB init scripts say it, so a
-        # monitoring check can use the exit status alone.
-        return 0 if report.get("ok") else 3
+        # 0 ok, 3 not running, 4 unknown, 5 not doing its job (rollcap.exitcodes):
+        # a monitoring check can use the exit status alone.
+        return int(report["exit_code"])
     if cmd == "list":
         from rollcap.retrieve import commands as retrieve
 

@@ -417,3 +417,17 @@ def test_fetch_refuses_existing_files_links_and_fifos(archive: Archive, tmp_path
                 "-o", str(existing), "--force")  # fmt: skip
     assert p.returncode == 0, p.stderr
     assert read_timestamps(existing) == archive.expected(since, until)
+
+
+def test_list_works_with_a_typo_in_the_config(archive: Archive, tmp_path: Path) -> None:
+    """The daemons run on an earlier config: list warns and uses the file's valid keys."""
+    broken = tmp_path / "broken.toml"
+    broken.write_text(archive.config.read_text() + "[capture]\nrotate_seconds = 0\n")
+    p = subprocess.run(
+        [sys.executable, "-m", "rollcap", "list", "--config", str(broken), "--since",
+         "2026-11-26T00:00:00Z", "--until", "2026-11-26T00:05:00Z", "--json"],
+        cwd=REPO, env=archive.env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert "warning:" in p.stderr and "rotate_seconds" in p.stderr
+    assert len(json.loads(p.stdout)) == 3
