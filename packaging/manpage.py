@@ -85,11 +85,13 @@ def render(version: str) -> str:
         ".SH SERVICES",
         ".TP",
         "\\fBrollcap\\-capture.service\\fR",
-        esc("Runs rollcap capture. systemctl reload re-reads the config; an invalid file "
-            "is rejected and logged while capture goes on."),
+        esc("Runs rollcap capture. systemctl reload runs rollcap reload: the daemon "
+            "re-reads the config, and a file it rejects makes the reload fail with the "
+            "reason while capture goes on unchanged."),
         ".TP",
         "\\fBrollcap\\-offload.service\\fR",
-        esc("Runs rollcap offload as user rollcap. S3 keys may be given as an AWS "
+        esc("Runs rollcap offload as user rollcap; it reads the config at start only "
+            "(rollcap check-config, then systemctl restart). S3 keys may be given as an AWS "
             "shared-credentials file /etc/credstore/rollcap-s3-credentials (mode 0600, "
             "owner root), "
             "passed to the service with LoadCredential=."),
