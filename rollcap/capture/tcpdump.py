@@ -85,11 +85,11 @@ class Tcpdump:
             else:
                 # start-up chatter is info; anything else is a problem report
                 level = logging.INFO if is_chatter(line) else logging.WARNING
-                if "listening on" in line and level == logging.INFO:
-                    if not self.listening.is_set():
-                        self.listening_at = time.time()
-                        self.listening_mono = time.monotonic()
-                        self.listening.set()
+                started = "listening on" in line and level == logging.INFO
+                if started and not self.listening.is_set():
+                    self.listening_at = time.time()
+                    self.listening_mono = time.monotonic()
+                    self.listening.set()
                 log.log(
                     level,
                     "%s",
