@@ -13,7 +13,7 @@ from rollcap import __version__
 from rollcap.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
-COMMANDS = ["capture", "offload", "check-config", "status", "list", "fetch"]
+COMMANDS = ["capture", "offload", "check-config", "reload", "status", "list", "fetch"]
 
 
 def rollcap(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
