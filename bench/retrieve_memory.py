@@ -2,9 +2,9 @@
 
 Builds a file:// archive (HOSTS hosts x FILES files of MB megabytes of
 uncompressed pcap each, zstd, real offload metadata via LocalStorage.put_file),
-then fetches the whole window and windows of growing size, reporting wall
-time and the child's peak RSS (from wait4). Memory must not grow with the
-amount fetched.
+then fetches the whole window and windows of growing size, into a file and
+to stdout (`-o -`, read from a pipe), reporting wall time and the child's
+peak RSS (from wait4). Memory must not grow with the amount fetched.
 
     python3 bench/retrieve_memory.py [--hosts 3] [--files 10] [--mb 20] [--dir DIR] [--s3]
 
@@ -55,13 +55,19 @@ def build(root: Path, offload: dict[str, str], hosts: int, files: int, mb: int) 
                     p.unlink()
 
 
-def run(root: Path, env: dict[str, str], *args: str) -> tuple[float, int]:
+def run(root: Path, env: dict[str, str], *args: str, piped: list[int] | None = None
+        ) -> tuple[float, int]:  # fmt: skip
+    """piped: stdout goes to a pipe whose bytes are counted into piped[0]."""
     t0 = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-m", "rollcap", *args, "--config", str(root / "rollcap.toml")],
         cwd=REPO, env={**env, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL if piped is None else subprocess.PIPE,
     )  # fmt: skip
+    if piped is not None:
+        assert proc.stdout is not None
+        while chunk := proc.stdout.read(1 << 20):
+            piped[0] += len(chunk)
     _pid, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - t0
     assert proc.stderr is not None
@@ -71,10 +77,17 @@ def run(root: Path, env: dict[str, str], *args: str) -> tuple[float, int]:
     return wall, usage.ru_maxrss
 
 
-def fetch(root: Path, env: dict[str, str], minutes: int) -> tuple[float, int, int]:
+def fetch(root: Path, env: dict[str, str], minutes: int, stdout: bool = False
+          ) -> tuple[float, int, int]:  # fmt: skip
+    """-o FILE, or -o - into a pipe (stdout=True)."""
     out = root / "out.pcap"
-    wall, rss = run(root, env, "fetch", "--since", "2026-11-26T00:00:00Z", "--until",
-                    f"@{1795651200 + minutes * 60}", "-o", str(out))  # fmt: skip
+    window = ["fetch", "--since", "2026-11-26T00:00:00Z", "--until",
+              f"@{1795651200 + minutes * 60}"]  # fmt: skip
+    if stdout:
+        piped = [0]
+        wall, rss = run(root, env, *window, "-o", "-", piped=piped)
+        return wall, rss, piped[0]
+    wall, rss = run(root, env, *window, "-o", str(out))
     size = out.stat().st_size
     out.unlink()
     return wall, rss, size
@@ -114,11 +127,13 @@ def main() -> None:
         wall, rss = run(root, env, "list", "--since", "2026-11-26T00:00:00Z", "--until",
                         "2026-11-27T00:00:00Z")  # fmt: skip
         print(f"list of {a.hosts * a.files} objects: {wall:.2f}s, peak RSS {rss / 1024:.1f} MB")
-        print("window_min  output_MB  wall_s  MB/s  peak_rss_MB")
+        print("output      window_min  output_MB  wall_s  MB/s  peak_rss_MB")
         for minutes in (5, 30, 10 * a.files):
-            wall, rss_kb, size = fetch(root, env, minutes)
-            print(f"{minutes:10d}  {size / 1e6:9.1f}  {wall:6.2f}  {size / 1e6 / wall:4.0f}"
-                  f"  {rss_kb / 1024:11.1f}")  # fmt: skip
+            for to_stdout in (False, True):
+                wall, rss_kb, size = fetch(root, env, minutes, to_stdout)
+                print(f"{'-o - (pipe)' if to_stdout else '-o FILE':10s}  {minutes:10d}  "
+                      f"{size / 1e6:9.1f}  {wall:6.2f}  {size / 1e6 / wall:4.0f}"
+                      f"  {rss_kb / 1024:11.1f}")  # fmt: skip
     finally:
         if weed is not None:
             weed.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rollcap import exitcodes
 from rollcap.cli import build_parser
 
 
@@ -47,6 +48,14 @@ def _options(sub: argparse.ArgumentParser) -> list[str]:
     return lines
 
 
+def _exit_status() -> list[str]:
+    """Every code, from their one home (rollcap/exitcodes.py)."""
+    lines: list[str] = []
+    for code, text in exitcodes.DESCRIPTIONS:
+        lines += [".TP", f"\\fB{esc(code)}\\fR", esc(text[:1].upper() + text[1:] + ".")]
+    return lines
+
+
 def render(version: str) -> str:
     parser = build_parser()
     out = [
@@ -76,11 +85,13 @@ def render(version: str) -> str:
         ".SH SERVICES",
         ".TP",
         "\\fBrollcap\\-capture.service\\fR",
-        esc("Runs rollcap capture. systemctl reload re-reads the config; an invalid file "
-            "is rejected and logged while capture goes on."),
+        esc("Runs rollcap capture. systemctl reload runs rollcap reload: the daemon "
+            "re-reads the config, and a file it rejects makes the reload fail with the "
+            "reason while capture goes on unchanged."),
         ".TP",
         "\\fBrollcap\\-offload.service\\fR",
-        esc("Runs rollcap offload as user rollcap. S3 keys may be given as an AWS "
+        esc("Runs rollcap offload as user rollcap; it reads the config at start only "
+            "(rollcap check-config, then systemctl restart). S3 keys may be given as an AWS "
             "shared-credentials file /etc/credstore/rollcap-s3-credentials (mode 0600, "
             "owner root), "
             "passed to the service with LoadCredential=."),
@@ -95,8 +106,7 @@ def render(version: str) -> str:
         ".TP", "\\fI/var/spool/rollcap\\fR", esc("Spool: work/ ready/ quarantine/ tmp/ state/."),
         ".TP", "\\fI/var/lib/rollcap/archive\\fR", esc("Default file:// archive."),
         ".SH EXIT STATUS",
-        esc("0 on success, 78 for an invalid configuration (systemd does not restart a "
-            "service that exits 78), other values for other errors."),
+        *_exit_status(),
         ".SH SEE ALSO",
         "\\fBrollcap.toml\\fR(5), \\fBtcpdump\\fR(8), \\fBsystemctl\\fR(1), "
         "\\fBjournalctl\\fR(1)",

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
-from rollcap import __version__
+from rollcap import __version__, exitcodes
 from rollcap.config import config_path_from_env, load_config
+from rollcap.config.schema import RollcapConfig
 from rollcap.errors import ConfigError, RollcapError
+from rollcap.spool import Spool
+
+# Commands that only read: a config error is a warning for them (config.salvage).
+# reload, too: a broken file is exactly when the daemon's verdict is needed.
+READ_ONLY = ("status", "list", "reload")
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -41,8 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", action="store_true", help="print the effective config as TOML")
 
     p = sub.add_parser(
+        "reload",
+        help="make the capture daemon re-read the config and wait for its verdict: exit 1 "
+        "when it rejects the file and keeps capturing as before (the unit's ExecReload)",
+    )
+    _add_config(p)
+    p.add_argument("--pid", type=int, help="the daemon's pid (default: $MAINPID, else its state)")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="how long to wait for the verdict (default: 60)")  # fmt: skip
+
+    p = sub.add_parser(
         "status",
-        help="what both daemons report (--json for machines); exit 3 unless both are running",
+        help="what both daemons report (--json for machines); exit 0 when both run and "
+        "do their job, 3 when one is not running, 4 unknown, 5 running but not working",
     )
     _add_config(p)
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -73,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rollcap: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        return 130
+        return exitcodes.INTERRUPTED
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -89,7 +107,16 @@ def _dispatch(args: argparse.Namespace) -> int:
             sys.stdout.write(render.render_sample())
         return 0
     path = config_path_from_env(getattr(args, "path", None) or args.config)
-    cfg = load_config(path)  # first, so a bad config exits 78 before anything starts
+    if cmd in READ_ONLY:
+        # they must answer while the daemons run on an earlier config
+        from rollcap.config.salvage import load_for_reading
+
+        cfg, warnings = load_for_reading(path)
+        if cmd != "reload":  # the daemon's verdict says it
+            for line in warnings:
+                print(f"rollcap: warning: {line}", file=sys.stderr)
+    else:
+        cfg = load_config(path)  # first, so a bad config exits 78 before anything starts
     if cmd == "capture":
         from rollcap.capture import service as capture_service
 
@@ -99,17 +126,26 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return offload_service.run(path)
     if cmd == "check-config":
-        from rollcap.capture.command import check_config_filter
+        from rollcap.capture import preflight
 
-        note = check_config_filter(cfg.capture)  # ConfigError (78) if tcpdump rejects it
+        # what the daemon checks at start and reload: ConfigError (78) on an error
+        warnings, notes = preflight.check(cfg)
         if args.show:
             from rollcap.config.show import dump_toml
 
             sys.stdout.write(dump_toml(cfg))
         else:
-            print(f"{path}: OK")
-        if note:
-            print(f"rollcap: note: {note}", file=sys.stderr)
+            print(f"{path}: OK")  # warnings (stderr) do not stop the daemon
+        for line in warnings:
+            print(f"rollcap: warning: {line}", file=sys.stderr)
+        for line in notes:
+            print(f"rollcap: note: {line}", file=sys.stderr)
+        return 0
+    if cmd == "reload":
+        from rollcap.capture import reload_verdict
+
+        print(reload_verdict.request(_capture_pid(args, cfg), Spool.at(cfg.spool.directory).state,
+                                     args.timeout))  # fmt: skip
         return 0
     if cmd == "status":
         from rollcap import status
@@ -119,9 +155,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(json.dumps(report, indent=2, sort_keys=True, default=str))
         else:
             sys.stdout.write(status.render_table(report))
-        # 3 = "not running", as systemctl status and LSB init scripts say it, so a
-        # monitoring check can use the exit status alone.
-        return 0 if report.get("ok") else 3
+        # 0 ok, 3 not running, 4 unknown, 5 not doing its job (rollcap.exitcodes):
+        # a monitoring check can use the exit status alone.
+        return int(report["exit_code"])
     if cmd == "list":
         from rollcap.retrieve import commands as retrieve
 
@@ -131,3 +167,19 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return retrieve.run_fetch(args, cfg)
     raise AssertionError(cmd)
+
+
+def _capture_pid(args: argparse.Namespace, cfg: RollcapConfig) -> int:
+    """--pid, systemd's $MAINPID (set for ExecReload), or the pid in capture.json."""
+    from rollcap.state import read_state
+
+    if args.pid:
+        return int(args.pid)
+    main_pid = os.environ.get("MAINPID", "")
+    if main_pid.isdigit() and int(main_pid) > 0:
+        return int(main_pid)
+    st = read_state(Spool.at(cfg.spool.directory).state / "capture.json")
+    pid = st.get("pid") if st else None
+    if not isinstance(pid, int) or st is None or st.get("state") == "stopped":
+        raise RollcapError("reload: no running capture daemon found (give --pid)")
+    return pid

@@ -1,12 +1,20 @@
 """Exceptions that map to process exit codes an operator (and systemd) can act on."""
 
-EX_CONFIG = 78  # sysexits.h; units use RestartPreventExitStatus=78
+from rollcap import exitcodes
+
+EX_CONFIG = exitcodes.CONFIG  # kept for importers; the codes live in rollcap.exitcodes
 
 
 class RollcapError(Exception):
     """An error with a one-line, operator-facing message."""
 
-    exit_code = 1
+    exit_code = exitcodes.FAILURE
+
+
+class UsageError(RollcapError):
+    """The command line is wrong (like argparse, exit 2)."""
+
+    exit_code = exitcodes.USAGE
 
 
 class ConfigError(RollcapError):
@@ -15,7 +23,7 @@ class ConfigError(RollcapError):
     ``problems`` holds one line per problem; ``str()`` joins them.
     """
 
-    exit_code = EX_CONFIG
+    exit_code = exitcodes.CONFIG
 
     def __init__(self, problems: list[str] | str) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)

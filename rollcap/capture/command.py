@@ -178,7 +178,7 @@ def check_config_filter(cap: CaptureConfig, timeout: float = 30) -> str | None:
         msg = _compile(compile_argv(cap, user_filter, on_device=False), cap, timeout)
         if msg is not None:
             raise ConfigError(f"capture.filter: tcpdump rejects {cap.filter!r}: {msg}")
-        return f"capture.filter compiled for Ethernet (EN10MB): no interface {cap.interface} here"
+        return "capture.filter compiled for Ethernet (EN10MB): the interface is missing"
     try:
         check_filter(cap, user_filter, timeout)
     except DeviceUnavailable as e:

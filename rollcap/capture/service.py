@@ -41,7 +41,7 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from rollcap.capture import budget, layout
+from rollcap.capture import budget, layout, reload_verdict
 from rollcap.capture.command import (
     DeviceUnavailable,
     check_filter,
@@ -63,6 +63,7 @@ from rollcap.capture.overlap import (
     tail_since,
     write_switch,
 )
+from rollcap.capture.preflight import check_reload_interface
 from rollcap.capture.ratelimit import RepeatLimiter
 from rollcap.capture.restart import BACKOFF_MIN, restart_delay
 from rollcap.capture.tcpdump import Tcpdump
@@ -220,6 +221,12 @@ class Supervisor:
             self._counters_unsaved(e)
         else:
             self.errors.clear("counters:", "saving state/capture-counters.json")
+            self._clear_error("cannot save state/capture-counters.json")
+
+    def _clear_error(self, *prefixes: str) -> None:
+        """last_error names a condition: it goes when that condition has cleared."""
+        if self.last_error.startswith(prefixes):
+            self.last_error = ""
 
     def _counters_unsaved(self, e: OSError) -> None:
         self.last_error = f"cannot save state/capture-counters.json: {e}"
@@ -264,6 +271,7 @@ class Supervisor:
             return
         if self.waiting_logged:
             self.waiting_logged = False
+            self._clear_error(f"interface {iface} does not exist")
             log.info("interface %s appeared", iface, extra=fields(interface=iface))
             try:
                 check_filter(self.cfg.capture, self.effective_filter)  # for its link type
@@ -347,6 +355,7 @@ class Supervisor:
             return False
         self.listening_at[new.generation] = new.listening_at or time.time()
         self.overlap_next[old.generation] = new.generation
+        self._clear_error("new tcpdump did not start")
         # on disk too: a supervisor that dies during the overlap still strips duplicates
         with contextlib.suppress(OSError):
             write_switch(
@@ -428,6 +437,7 @@ class Supervisor:
                 self.errors.error(key, self.last_error, extra=fields(file=path.name))
                 break
             self.errors.clear("handoff:", "hand-off")
+            self._clear_error("hand-off of ")
             self._count(w, path, r)
             if self.proc:
                 self.proc.request_counters()
@@ -677,6 +687,7 @@ class Supervisor:
             if uid != self.tcpdump_uid:
                 # before prepare() chowns work/ away from the running tcpdump's user
                 layout.check_reachable(self.spool.root, uid)
+            check_reload_interface(self.cfg.capture.interface, new.capture)
             effective = self.compute_filter(new)
             # Shorter than at start: the main loop is blocked meanwhile, and the
             # whole reload must stay well inside WatchdogSec.
@@ -685,6 +696,7 @@ class Supervisor:
             for line in e.problems:
                 log.error("reload rejected, keeping the running configuration: %s", line)
             self.last_error = f"reload rejected: {e.problems[0]}"
+            reload_verdict.record(self.spool.state, False, "; ".join(e.problems))
             self.notifier.ready(self.status_line())
             return
         old = self.cfg
@@ -706,6 +718,7 @@ class Supervisor:
                     e,
                 )
                 self.last_error = f"reload rejected: {e}"
+                reload_verdict.record(self.spool.state, False, self.last_error)
                 self.notifier.ready(self.status_line())
                 return
             self.gid, self.tcpdump_uid = gid, uid
@@ -713,10 +726,12 @@ class Supervisor:
         assert self.handoff is not None
         self.handoff.gid = self.gid
         self.handoff.host = local_hostname(new.capture.hostname)
+        self._clear_error("reload rejected")
+        switched = True
         if changed:
             self.effective_filter = effective
             if self.proc and self.proc.alive() and new.capture.interface == self.proc.iface:
-                self.switch(new, "reload")
+                switched = self.switch(new, "reload")
             else:
                 self.stop_capture(drain=True)
                 self.next_start = 0.0
@@ -727,6 +742,9 @@ class Supervisor:
             "" if changed else " (capture unchanged)",
             extra=fields(interface=new.capture.interface, filter=effective),
         )
+        # a switch that failed keeps the old tcpdump (and filter) running
+        reload_verdict.record(self.spool.state, switched, "configuration reloaded" if switched
+                              else f"not applied: {self.last_error}")  # fmt: skip
         self.enforce_budget()
         self.notifier.ready(self.status_line())
 
@@ -824,6 +842,7 @@ class Supervisor:
             if p and p.alive() and self.state_name != "capturing" and p.listening.is_set():
                 self.state_name = "capturing"
                 self.waiting_logged = False
+                self._clear_error("tcpdump exited", "interface ")
             if self.paused:
                 self.state_name = "paused"
             self.publish()

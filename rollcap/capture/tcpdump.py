@@ -18,6 +18,20 @@ from rollcap.journal import fields
 
 log = logging.getLogger("rollcap.capture.tcpdump")
 
+# What tcpdump prints on every normal start: journal priority info, never a
+# problem, never the reason for an exit. "data link type X" comes with -i any
+# (LINUX_SLL2), also at each quiet-link switch.
+_CHATTER = (
+    "tcpdump: listening on ",
+    "listening on ",
+    "tcpdump: data link type ",
+    "tcpdump: verbose output suppressed",
+)
+
+
+def is_chatter(line: str) -> bool:
+    return line.startswith(_CHATTER)
+
 
 class Tcpdump:
     def __init__(
@@ -69,15 +83,13 @@ class Tcpdump:
                     extra=fields(tcpdump_pid=self.pid, generation=self.generation),
                 )
             else:
-                # "listening on" is the normal start; anything else is a problem report
-                level = logging.INFO
-                if "listening on" in line:
-                    if not self.listening.is_set():
-                        self.listening_at = time.time()
-                        self.listening_mono = time.monotonic()
-                        self.listening.set()
-                else:
-                    level = logging.WARNING
+                # start-up chatter is info; anything else is a problem report
+                level = logging.INFO if is_chatter(line) else logging.WARNING
+                started = "listening on" in line and level == logging.INFO
+                if started and not self.listening.is_set():
+                    self.listening_at = time.time()
+                    self.listening_mono = time.monotonic()
+                    self.listening.set()
                 log.log(
                     level,
                     "%s",
@@ -123,7 +135,5 @@ class Tcpdump:
         return rc
 
     def exit_message(self) -> str:
-        lines = [
-            ln for ln in self.last_lines if not parse_counters(ln) and "listening on" not in ln
-        ]
+        lines = [ln for ln in self.last_lines if not parse_counters(ln) and not is_chatter(ln)]
         return " / ".join(lines) or "no message"

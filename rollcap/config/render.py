@@ -95,6 +95,11 @@ def render_manpage(version: str) -> str:
     def esc(s: str) -> str:
         return s.replace("\\", "\\\\").replace("-", "\\-").replace("\n.", "\n\\&.")
 
+    def breakable(s: str) -> str:
+        # \: (a break point of no width) after each '/': a long default
+        # (key_template) wraps there instead of "can't break line"
+        return s.replace("/", "/\\:")
+
     out = [
         f'.TH ROLLCAP.TOML 5 "" "rollcap {version}" "File Formats"',
         ".SH NAME",
@@ -111,7 +116,7 @@ def render_manpage(version: str) -> str:
             allowed = _allowed(field)
             out += [
                 ".TP",
-                f"\\fB{esc(fname)}\\fR = {esc(toml_value(field.default))}",
+                f"\\fB{esc(fname)}\\fR = {breakable(esc(toml_value(field.default)))}",
                 esc((field.description or "") + (f" ({allowed})" if allowed else "")),
             ]
     out += [".SH SEE ALSO", "\\fBrollcap\\fR(8), \\fBtcpdump\\fR(8)"]

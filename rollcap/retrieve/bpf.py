@@ -14,15 +14,11 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from rollcap.errors import RollcapError
-
-EX_USAGE = 2  # like argparse: the command line is wrong
+from rollcap.errors import RollcapError, UsageError
 
 
-class FilterError(RollcapError):
-    """tcpdump rejected the --filter expression."""
-
-    exit_code = EX_USAGE
+class FilterError(UsageError):
+    """tcpdump rejected the --filter expression (exit 2, like argparse)."""
 
 
 def tcpdump_binary(configured: str) -> str:

@@ -17,19 +17,22 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rollcap import exitcodes
 from rollcap.config import RollcapConfig
-from rollcap.errors import RollcapError
+from rollcap.errors import RollcapError, UsageError
 from rollcap.journal import setup_logging
 from rollcap.retrieve.catalog import Capture, Search, find_captures
+from rollcap.retrieve.output import resolve_output
 from rollcap.retrieve.timeexpr import TimeExprError, fmt_epoch, fmt_utc, parse_window
 from rollcap.storage.base import Storage, StorageError
 
+if TYPE_CHECKING:
+    from rollcap.retrieve.fetch import FetchResult
+
 log = logging.getLogger("rollcap.retrieve")
 
-EX_USAGE = 2
 _HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$")
 _IFACE_RE = re.compile(r"^[A-Za-z0-9_.@:+-]{1,15}$")
 _DENIED = {
@@ -48,12 +51,8 @@ _TIME_HELP = (
 )
 
 
-class UsageError(RollcapError):
-    exit_code = EX_USAGE
-
-
 class NothingFound(RollcapError):
-    exit_code = 1
+    exit_code = exitcodes.FAILURE
 
 
 # argparse takes "--since -15m" for an option because "-15m" starts with '-';
@@ -90,7 +89,14 @@ def add_fetch_arguments(p: argparse.ArgumentParser) -> None:
         "timestamp into one classic pcap (written atomically)."
     )
     _common(p)
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="pcap file to write")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="pcap file to write (a new file), or - for stdout (| tcpdump -r -)",
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument(
         "--filter", default="", metavar="BPF", help="keep only packets matching this tcpdump filter"
     )
@@ -278,7 +284,7 @@ def render_table(caps: list[Capture]) -> str:
 
 
 def _terminated(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
+    raise SystemExit(exitcodes.by_signal(signum))
 
 
 def run_fetch(args: argparse.Namespace, cfg: RollcapConfig) -> int:
@@ -291,6 +297,7 @@ def run_fetch(args: argparse.Namespace, cfg: RollcapConfig) -> int:
     workers = args.jobs if args.jobs is not None else cfg.offload.concurrency
     if not 1 <= workers <= 64:
         raise UsageError(f"--jobs {workers}: between 1 and 64")
+    output = resolve_output(args.output, force=args.force)  # before any download
     storage = _open(cfg)
     try:
         caps, _search, since, until = _find(args, cfg, storage, workers=max(workers, 8))
@@ -301,21 +308,35 @@ def run_fetch(args: argparse.Namespace, cfg: RollcapConfig) -> int:
                 caps,
                 since=since,
                 until=until,
-                output=Path(args.output),
+                output=output,
                 bpf_filter=args.filter,
                 tcpdump=cfg.capture.tcpdump_path,
                 workers=workers,
                 pcapng=args.pcapng,
                 progress=progress,
             )
+    except BrokenPipeError:
+        # `fetch -o - | head -c` or a reader that quit: it has seen enough; no
+        # traceback, and nothing more may go to the closed pipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("rollcap: fetch: the reader of stdout went away", file=sys.stderr)
+        return exitcodes.by_signal(signal.SIGPIPE)
     except OSError as e:
-        raise RollcapError(f"fetch into {args.output}: {e}") from None
+        raise RollcapError(f"fetch into {output.describe()}: {e}") from None
     finally:
         storage.close()
-    hosts = ", ".join(sorted({c.host for c in caps}))
-    print(
-        f"rollcap: wrote {result.output}: {result.packets} packets "
-        f"from {result.objects} objects ({result.downloaded_bytes / 1e6:.1f} MB) of {hosts}",
-        file=sys.stderr,
+    print("rollcap: " + summary(result, sorted({c.host for c in caps})), file=sys.stderr)
+    return exitcodes.OK
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def summary(result: FetchResult, hosts: list[str]) -> str:
+    """One line for stderr: what was written (its own size) and what was downloaded."""
+    return (
+        f"wrote {result.output.describe()}: {_plural(result.packets, 'packet')} "
+        f"({_human(result.pcap_bytes)}) from {_plural(result.objects, 'object')} "
+        f"({_human(result.downloaded_bytes)} downloaded) of {', '.join(hosts)}"
     )
-    return 0

@@ -5,7 +5,8 @@ download to a temp file, stream-decompress while keeping only the packets in
 [since, until), optionally run tcpdump's BPF over it. The pieces are then
 merged by timestamp with a bounded number of open files. Everything happens
 in a hidden temp directory next to the output (same filesystem), so the
-output appears complete by one rename, or not at all.
+output appears complete by one rename, or not at all. To stdout (``-o -``)
+the merge streams straight into the pipe (temp files then go to $TMPDIR).
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections import defaultdict
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO, cast
 
 import zstandard
 
@@ -29,6 +32,7 @@ from rollcap.pcapfile import NotPcapError, PcapHeader
 from rollcap.retrieve import bpf
 from rollcap.retrieve.catalog import Capture
 from rollcap.retrieve.merge import Part, chains, reduce_chains, write_merged
+from rollcap.retrieve.output import Output, place, resolve_output
 from rollcap.retrieve.progress import Progress
 from rollcap.retrieve.records import NS, RecordReader, window_filter
 from rollcap.storage.base import Storage, StorageError
@@ -49,8 +53,9 @@ class _Piece:
 
 @dataclass
 class FetchResult:
-    output: Path
+    output: Output
     packets: int = 0
+    pcap_bytes: int = 0  # what was written: the uncompressed size
     objects: int = 0
     downloaded_bytes: int = 0
     linktypes: list[int] = field(default_factory=list)
@@ -67,32 +72,37 @@ def fetch(
     *,
     since: datetime,
     until: datetime,
-    output: Path,
+    output: Output | Path,
     bpf_filter: str = "",
     tcpdump: str = "tcpdump",
     workers: int = 4,
     pcapng: bool = False,
     progress: Progress | None = None,
+    stdout: BinaryIO | None = None,
 ) -> FetchResult:
-    output = output.absolute()
-    if output.is_dir():
-        raise RollcapError(f"-o {output}: is a directory")
-    if not output.parent.is_dir():
-        raise RollcapError(f"-o {output}: directory {output.parent} does not exist")
+    """A Path output may be replaced (the library's callers chose it); the CLI
+    passes an Output checked by resolve_output."""
+    if isinstance(output, Path):
+        output = resolve_output(str(output), force=True)
     if bpf_filter:
         tcpdump = bpf.tcpdump_binary(tcpdump)
         for lt in sorted({c.linktype for c in captures if c.linktype is not None} or {1}):
             bpf.check_filter(tcpdump, bpf_filter, lt)
+    where = None if output.path is None else output.path.parent
     try:
-        workdir = Path(tempfile.mkdtemp(prefix=".rollcap-fetch-", dir=output.parent))
+        workdir = Path(tempfile.mkdtemp(prefix=".rollcap-fetch-", dir=where))
     except OSError as e:
-        raise RollcapError(f"-o {output}: cannot create a temp directory there: {e}") from None
+        raise RollcapError(
+            f"-o {output.describe()}: cannot create a temp directory in "
+            f"{where or tempfile.gettempdir()}: {e.strerror}"
+        ) from None
     try:
         pieces = _fetch_all(storage, captures, workdir, since, until, bpf_filter, tcpdump,
                             workers, progress)  # fmt: skip
         if progress:
             progress.message("merging ...")
-        result = _write_output(pieces, workdir, output, pcapng)
+        sink = stdout if stdout is not None else sys.stdout.buffer
+        result = _write_output(pieces, workdir, output, pcapng, sink)
         result.objects = len(captures)
         result.downloaded_bytes = sum(c.size for c in captures)
         return result
@@ -171,7 +181,21 @@ def _part_of(path: Path) -> Part | None:
     return Part(path, first, last, n)
 
 
-def _write_output(pieces: list[_Piece], workdir: Path, output: Path, pcapng: bool) -> FetchResult:
+class _Counting:
+    """A write-only stream that counts what passes through (stdout's size)."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
+        self.n = 0
+
+    def write(self, b: bytes) -> int:
+        self.f.write(b)
+        self.n += len(b)
+        return len(b)
+
+
+def _write_output(pieces: list[_Piece], workdir: Path, output: Output, pcapng: bool,
+                  sink: BinaryIO) -> FetchResult:  # fmt: skip
     by_linktype: dict[int, list[_Piece]] = defaultdict(list)
     for p in pieces:
         by_linktype[p.header.linktype].append(p)
@@ -202,13 +226,29 @@ def _write_output(pieces: list[_Piece], workdir: Path, output: Path, pcapng: boo
                            stderr=subprocess.PIPE, text=True)  # fmt: skip
         if proc.returncode != 0:
             raise RollcapError(f"mergecap failed: {proc.stderr.strip()}")
+    elif output.is_stdout:
+        # streamed: the reader (tcpdump -r -) sees packets while the merge runs
+        counted = _Counting(sink)
+        result.packets = _merge_group(pieces, workdir, counted)
+        sink.flush()
+        result.pcap_bytes = counted.n
+        return result
     else:
         result.packets = _merge_group(pieces, workdir, tmp)
+    if output.is_stdout:  # pcapng via mergecap: copied in bounded chunks
+        counted = _Counting(sink)
+        with open(tmp, "rb") as f:
+            shutil.copyfileobj(f, cast(BinaryIO, counted), 1 << 20)
+        sink.flush()
+        result.pcap_bytes = counted.n
+        return result
+    assert output.path is not None
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
+        result.pcap_bytes = os.fstat(f.fileno()).st_size
     os.chmod(tmp, 0o600)  # captures are never world-readable
-    os.replace(tmp, output)
-    dfd = os.open(output.parent, os.O_RDONLY)
+    place(tmp, output)
+    dfd = os.open(output.path.parent, os.O_RDONLY)
     try:
         os.fsync(dfd)
     finally:
@@ -216,12 +256,16 @@ def _write_output(pieces: list[_Piece], workdir: Path, output: Path, pcapng: boo
     return result
 
 
-def _merge_group(pieces: list[_Piece], workdir: Path, dest: Path) -> int:
+def _merge_group(pieces: list[_Piece], workdir: Path, dest: Path | _Counting) -> int:
     linktype = pieces[0].header.linktype if pieces else 1
     snaplen = max((p.header.snaplen for p in pieces), default=262144)
     nanos = any(p.header.ts_per_second == NS for p in pieces)
     parts = [p.part for p in pieces if p.part is not None]
     chain_list = reduce_chains(chains(parts), workdir, linktype=linktype)
+    if isinstance(dest, _Counting):
+        n, _first, _last = write_merged(cast(BinaryIO, dest), chain_list, linktype=linktype,
+                                        snaplen=snaplen, nanos=nanos)  # fmt: skip
+        return n
     with open(dest, "wb") as f:
         n, _first, _last = write_merged(f, chain_list, linktype=linktype, snaplen=snaplen,
                                         nanos=nanos)  # fmt: skip

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -335,7 +336,8 @@ def test_progress_bar_on_a_terminal(archive: Archive, tmp_path: Path) -> None:
     assert p.returncode == 0 and p.stdout == b""
     n = len(archive.expected(utc(2026, 11, 25, 23), utc(2026, 11, 26, 2)))
     assert f"\rfetch [{'#' * 30}] 27/27 objects" in text
-    assert f"wrote {out}: {n} packets from 27 objects" in text
+    assert re.search(rf"wrote {re.escape(str(out))}: {n} packets \([\d.]+ [kM]B\) from 27 objects "
+                     rf"\([\d.]+ [kM]B downloaded\)", text)
 
 
 def test_sigterm_mid_fetch_leaves_nothing_behind(
@@ -357,3 +359,75 @@ def test_sigterm_mid_fetch_leaves_nothing_behind(
     p.send_signal(signal.SIGTERM)
     assert p.wait(60) == 128 + signal.SIGTERM
     assert list(tmp_path.iterdir()) == []  # no output, no temp directory
+
+
+def _fetch_argv(a: Archive, since: datetime, until: datetime, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "rollcap", "fetch", "--config", str(a.config), "--since",
+            since.isoformat(), "--until", until.isoformat(), *extra]  # fmt: skip
+
+
+def test_fetch_to_stdout_pipes_into_tcpdump(archive: Archive, tmp_path: Path) -> None:
+    """`rollcap fetch -o - | tcpdump -r -`: a valid pcap on stdout, the summary on stderr."""
+    since, until = utc(2026, 11, 25, 23, 55, 30), utc(2026, 11, 26, 0, 12, 10)
+    expected = archive.expected(since, until)
+    out = tmp_path / "via-tcpdump.pcap"
+    fetch_p = subprocess.Popen(
+        _fetch_argv(archive, since, until, "-o", "-"),
+        cwd=REPO, env=archive.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert fetch_p.stdout is not None
+    tcpdump = subprocess.run(["tcpdump", "-r", "-", "-w", str(out)], stdin=fetch_p.stdout,
+                             capture_output=True, timeout=300)  # fmt: skip
+    fetch_p.stdout.close()
+    err = fetch_p.stderr.read().decode() if fetch_p.stderr else ""
+    assert fetch_p.wait(60) == 0, err
+    assert tcpdump.returncode == 0, tcpdump.stderr
+    assert f"wrote stdout: {len(expected)} packets" in err
+    assert read_timestamps(out) == expected
+    assert list(tmp_path.iterdir()) == [out]  # no temp directory next to anything
+
+
+def test_fetch_to_a_link_to_stdout_keeps_the_link(archive: Archive, tmp_path: Path) -> None:
+    """-o /dev/stdout (here: a link of ours to /proc/self/fd/1) is stdout, never replaced."""
+    since, until = utc(2026, 11, 26, 0, 0), utc(2026, 11, 26, 0, 5)
+    link = tmp_path / "stdout-link"
+    link.symlink_to("/proc/self/fd/1")
+    p = subprocess.run(_fetch_argv(archive, since, until, "-o", str(link)), cwd=REPO,
+                       env=archive.env, capture_output=True, timeout=300)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert link.is_symlink()
+    assert p.stdout[:4] == b"\xd4\xc3\xb2\xa1" and len(p.stdout) > 24
+
+
+def test_fetch_refuses_existing_files_links_and_fifos(archive: Archive, tmp_path: Path) -> None:
+    since, until = utc(2026, 11, 26, 0, 0), utc(2026, 11, 26, 0, 5)
+    existing = tmp_path / "existing.pcap"
+    existing.write_bytes(b"earlier evidence")
+    link = tmp_path / "link.pcap"
+    link.symlink_to(existing)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for target, why in ((existing, "exists; pass --force"), (link, "symbolic link"),
+                        (fifo, "FIFO"), (tmp_path, "directory")):  # fmt: skip
+        p = rollcap(archive, "fetch", "--since", since.isoformat(), "--until", until.isoformat(),
+                    "-o", str(target))  # fmt: skip
+        assert p.returncode == 2 and why in p.stderr and p.stderr.count("\n") == 1, p.stderr
+    assert existing.read_bytes() == b"earlier evidence" and link.is_symlink()
+    p = rollcap(archive, "fetch", "--since", since.isoformat(), "--until", until.isoformat(),
+                "-o", str(existing), "--force")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert read_timestamps(existing) == archive.expected(since, until)
+
+
+def test_list_works_with_a_typo_in_the_config(archive: Archive, tmp_path: Path) -> None:
+    """The daemons run on an earlier config: list warns and uses the file's valid keys."""
+    broken = tmp_path / "broken.toml"
+    broken.write_text(archive.config.read_text() + "[capture]\nrotate_seconds = 0\n")
+    p = subprocess.run(
+        [sys.executable, "-m", "rollcap", "list", "--config", str(broken), "--since",
+         "2026-11-26T00:00:00Z", "--until", "2026-11-26T00:05:00Z", "--json"],
+        cwd=REPO, env=archive.env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert "warning:" in p.stderr and "rotate_seconds" in p.stderr
+    assert len(json.loads(p.stdout)) == 3

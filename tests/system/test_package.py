@@ -15,13 +15,14 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support.net import Veth, count_packets
 from tests.support.seaweedfs import SeaweedFS
 from tests.system.conftest import REPO, Debs
-from tests.system.nspawn import Container
+from tests.system.nspawn import Container, Result
 
 pytestmark = pytest.mark.system
 
@@ -143,6 +144,18 @@ def test_man_pages_and_conffile(container: Container) -> None:
     c.run(["rollcap", "check-config"])  # the shipped default config is valid
 
 
+def test_readme_links_and_suggests_resolve_in_the_package(container: Container) -> None:
+    """README.md links to docs/*.md: the package ships them at the same relative path;
+    --pcapng needs mergecap: the package suggests wireshark-common."""
+    c = container
+    doc = "/usr/share/doc/rollcap"
+    assert c.path(f"{doc}/README.md.gz").is_file()
+    for name in set(re.findall(r"\bdocs/[\w.-]+\.md\b", (REPO / "README.md").read_text())):
+        assert c.path(f"{doc}/{name}.gz").is_file(), name
+    suggests = c.run(["dpkg-query", "-W", "-f=${Suggests}", "rollcap"]).stdout
+    assert "wireshark-common" in suggests
+
+
 def test_units_verify_clean_when_installed(container: Container) -> None:
     units = ["rollcap-capture.service", "rollcap-offload.service"]
     r = container.run(["systemd-analyze", "verify", "--man=no", *units], check=False)
@@ -201,12 +214,22 @@ ExecStart=/usr/bin/tcpdump -i {sys_veth.b} -n -s 262144 -B 8192 -Z tcpdump -C 10
 
 
 def test_reload_signals_the_main_process(container: Container) -> None:
-    """ExecReload= works on a minimal Debian (no /bin/kill there) and sends SIGHUP."""
+    """ExecReload= (`rollcap reload`, in the capture sandbox) sends SIGHUP to the main
+    process and waits for its verdict in state/capture-reload.json."""
     c = container
-    _probe_unit(c, "rollcap-capture.service", "rollcap-probe-reload.service", f"""
+    c.write("/usr/local/bin/rollcap-probe-reload", f"""#!/bin/sh
+answer() {{
+    echo hup > {SPOOL}/state/probe-hup
+    printf '{{"seq": 1, "ok": true, "message": "probe reloaded", "pid": %d}}' $$ \\
+        > {SPOOL}/state/capture-reload.json
+}}
+trap answer HUP
+touch {SPOOL}/state/probe-trap
+while :; do sleep 0.2; done
+""", 0o755)
+    _probe_unit(c, "rollcap-capture.service", "rollcap-probe-reload.service", """
 Type=simple
-ExecStart=/bin/sh -c 'trap "echo hup > {SPOOL}/state/probe-hup; exit 0" HUP; \
-  touch {SPOOL}/state/probe-trap; while :; do sleep 0.2; done'
+ExecStart=/usr/local/bin/rollcap-probe-reload
 """, keep_reload=True)  # fmt: skip
     c.run(["systemctl", "start", "rollcap-probe-reload.service"])
     try:
@@ -217,7 +240,10 @@ ExecStart=/bin/sh -c 'trap "echo hup > {SPOOL}/state/probe-hup; exit 0" HUP; \
     finally:
         c.run(["systemctl", "stop", "rollcap-probe-reload.service"])
         c.run(["rm", "-f", f"{SPOOL}/state/probe-hup", f"{SPOOL}/state/probe-trap",
+               f"{SPOOL}/state/capture-reload.json", "/usr/local/bin/rollcap-probe-reload",
                "/etc/systemd/system/rollcap-probe-reload.service"])  # fmt: skip
+    log = c.run(["journalctl", "-u", "rollcap-probe-reload", "-o", "cat"]).stdout
+    assert "probe reloaded" in log  # `rollcap reload` printed the verdict
 
 
 def test_capture_sandbox_can_hand_files_off(container: Container) -> None:
@@ -404,6 +430,15 @@ def test_status_shows_the_daemons_status_line(container: Container) -> None:
 
 
 @needs_daemons
+def test_normal_running_logs_no_warnings(container: Container) -> None:
+    """`journalctl -p warning` shows only problems: so far there were none (tcpdump's
+    "data link type"/"listening on" lines used to be warnings)."""
+    out = container.run(["journalctl", "-q", "--no-pager", "-o", "cat", "-p", "warning",
+                         "-u", "rollcap-capture", "-u", "rollcap-offload"]).stdout  # fmt: skip
+    assert out.strip() == ""
+
+
+@needs_daemons
 def test_reload_applies_a_filter_and_rejects_an_invalid_edit(
     container: Container, sys_veth: Veth, seaweedfs: SeaweedFS, all_pcap: Path, tmp_path: Path
 ) -> None:
@@ -420,19 +455,20 @@ def test_reload_applies_a_filter_and_rejects_an_invalid_edit(
 
     cursor = _cursor(c)
     c.write("/etc/rollcap.toml", _config(sys_veth, seaweedfs, filter="udp", extra="snaplen = 1"))
-    c.run(["systemctl", "reload", "rollcap-capture"])
-    wait_for(
-        "the capture to log the invalid config",
-        lambda: any(
-            "snaplen" in str(e.get("MESSAGE", "")) for e in _journal(c, "rollcap-capture", cursor)
-        ),
-    )
+    r = c.run(["systemctl", "reload", "rollcap-capture"], check=False, timeout=120)
+    assert r.returncode != 0  # was 0 ("Reloaded") while the file was rejected
+    # ExecReload's own line, with the daemon's reason
+    assert any(str(e.get("MESSAGE", "")).startswith("rollcap: ") and "snaplen" in e["MESSAGE"]
+               for e in _journal(c, "rollcap-capture", cursor))  # fmt: skip
+    wait_for("last_error", lambda: _capture_state(c)["last_error"].startswith("reload rejected"))
     assert unit_props(c, "rollcap-capture.service", "ActiveState")["ActiveState"] == "active"
     assert tcpdump_child(c, "rollcap-capture.service") == new  # capture went on untouched
 
     sys_veth.replay(all_pcap, pps=REPLAY_PPS)
     time.sleep(SETTLE)
     c.write("/etc/rollcap.toml", _config(sys_veth, seaweedfs, filter="udp"))
+    c.run(["systemctl", "reload", "rollcap-capture"], timeout=120)  # good again: exit 0
+    wait_for("last_error to clear", lambda: _capture_state(c)["last_error"] == "")
     c.run(["systemctl", "stop", "rollcap-capture"], timeout=60)
     udp = tmp_path / "udp.pcap"
     subprocess.run(["tcpdump", "-r", str(all_pcap), "-w", str(udp), "udp"],
@@ -445,6 +481,41 @@ def test_reload_applies_a_filter_and_rejects_an_invalid_edit(
 
     wait_for(f"{expected} udp packets in the bucket", lambda: new_packets() >= expected, 120)
     assert new_packets() == expected
+
+
+def _capture_state(c: Container) -> dict[str, Any]:
+    out = c.run(["rollcap", "status", "--json"], check=False).stdout
+    data: dict[str, Any] = json.loads(out)["capture"]
+    return data
+
+
+def _status(c: Container, *user: str) -> Result:
+    return c.run([*user, "rollcap", "status"], check=False)
+
+
+@needs_daemons
+def test_status_exit_codes_under_the_units(
+    container: Container, sys_veth: Veth, seaweedfs: SeaweedFS
+) -> None:
+    """0 capturing and uploading; 4 for a user who may not read the state (never NOT
+    RUNNING); 5 running but waiting for a mistyped interface; 3 stopped."""
+    c = container
+    good = _config(sys_veth, seaweedfs)
+    c.write("/etc/rollcap.toml", good)
+    c.run(["systemctl", "start", "rollcap-capture", "rollcap-offload"], timeout=90)
+    wait_for("status 0", lambda: _status(c).returncode == 0, 60)
+    nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    r = _status(c, *nobody)
+    assert r.returncode == 4, r.stdout + r.stderr
+    assert "NOT RUNNING" not in r.stdout and "UNKNOWN" in r.stdout
+    c.write("/etc/rollcap.toml", good.replace(f'interface = "{sys_veth.b}"', 'interface = "uxbb"'))
+    c.run(["systemctl", "restart", "rollcap-capture"], timeout=90)
+    wait_for("status 5", lambda: _status(c).returncode == 5, 60)
+    assert "waiting-for-interface" in _status(c).stdout
+    c.run(["systemctl", "stop", "rollcap-capture"], timeout=60)
+    r = _status(c)
+    assert r.returncode == 3 and "capture: NOT RUNNING" in r.stdout
+    c.write("/etc/rollcap.toml", good)
 
 
 # ------------------------------------------------ upgrade, remove, purge ----------
@@ -487,21 +558,68 @@ def test_purge_keeps_archived_captures_and_leaves_nothing_else_behind(
     container: Container,
 ) -> None:
     c = container
-    kept = "/var/lib/rollcap/archive/h/2026/11/26/h-eth0-20261126T120000Z-000001.pcap.zst"
-    c.path(kept).parent.mkdir(parents=True, exist_ok=True)
-    c.path(kept).write_bytes(b"evidence")
+    c.path(KEPT).parent.mkdir(parents=True, exist_ok=True)
+    c.path(KEPT).write_bytes(b"evidence")
+    partial = c.path("/var/lib/rollcap/archive/.rollcap-tmp/partial.pcap.zst")
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    partial.write_bytes(b"half an upload")
     out = c.run(["apt-get", "purge", "-y", "rollcap"], env={"DEBIAN_FRONTEND": "noninteractive"})
     assert "kept the captures in /var/lib/rollcap/archive" in out.stdout + out.stderr
-    assert c.path(kept).read_bytes() == b"evidence"
+    assert c.path(KEPT).read_bytes() == b"evidence"
+    assert not partial.parent.exists()  # the archive's temp directory is not a capture
     # rollcap's uid is gone: nobody who gets it later may read them
-    st = c.run(["stat", "-c", "%U %G %a", kept]).stdout.split()
+    st = c.run(["stat", "-c", "%U %G %a", KEPT]).stdout.split()
     assert st[:2] == ["root", "root"] and int(st[2], 8) & 0o077 == 0
-    c.run(["rm", "-rf", "/var/lib/rollcap"])  # what the message asks the operator to do
+    _assert_nothing_else_left(c, except_archive=True)
+
+
+KEPT = "/var/lib/rollcap/archive/h/2026/11/26/h-eth0-20261126T120000Z-000001.pcap.zst"
+
+
+@needs_daemons
+def test_reinstall_after_purge_archives_into_the_kept_archive(
+    container: Container, debs: Debs, sys_veth: Veth, all_pcap: Path
+) -> None:
+    """The kept captures go back to the new rollcap user: offload archives at once
+    (it sat in destination-down, Permission denied, until a manual chown -R)."""
+    c = container
+    c.run(["apt-get", "install", "-y", f"/root/{debs.new.name}"],
+          env={"DEBIAN_FRONTEND": "noninteractive"}, timeout=300)  # fmt: skip
+    assert c.run(["stat", "-c", "%U %G", KEPT]).stdout.split() == ["rollcap", "rollcap"]
+    c.write("/etc/rollcap.toml", f"""\
+[capture]
+interface = "{sys_veth.b}"
+rotate_seconds = 10
+hostname = "reinstall"
+[offload]
+rescan_seconds = 2
+""")  # the default destination: file:///var/lib/rollcap/archive
+    c.run(["systemctl", "start", "rollcap-capture", "rollcap-offload"], timeout=90)
+    try:
+        wait_for("capture's tcpdump", lambda: tcpdump_child(c, "rollcap-capture.service"))
+        sys_veth.replay(all_pcap, pps=REPLAY_PPS)
+
+        def archived() -> list[str]:
+            return c.run(["find", "/var/lib/rollcap/archive/reinstall", "-name", "*.pcap*"],
+                         check=False).stdout.split()  # fmt: skip
+
+        wait_for("an object in the kept archive", archived, 90)
+        r = c.run(["rollcap", "status", "--json"], check=False)
+        assert json.loads(r.stdout)["offload"]["state"] == "running", r.stdout
+    finally:
+        c.run(["systemctl", "stop", "rollcap-capture", "rollcap-offload"], timeout=90)
+    c.run(["apt-get", "purge", "-y", "rollcap"], env={"DEBIAN_FRONTEND": "noninteractive"})
+    c.run(["rm", "-rf", "/var/lib/rollcap"])  # what the purge message leaves to the operator
+    _assert_nothing_else_left(c, except_archive=False)
+
+
+def _assert_nothing_else_left(c: Container, except_archive: bool) -> None:
     assert c.run(["getent", "passwd", "rollcap"], check=False).returncode == 2
     assert c.run(["getent", "group", "rollcap"], check=False).returncode == 2
-    for gone in ("/etc/rollcap.toml", "/etc/credstore/rollcap-s3-credentials",
-                 "/var/spool/rollcap", "/var/lib/rollcap", "/usr/lib/rollcap"):  # fmt: skip
-        assert not c.path(gone).exists() and not c.path(gone).is_symlink(), gone
+    gone = ["/etc/rollcap.toml", "/etc/credstore/rollcap-s3-credentials",
+            "/var/spool/rollcap", "/usr/lib/rollcap"]  # fmt: skip
+    for path in gone if except_archive else [*gone, "/var/lib/rollcap"]:
+        assert not c.path(path).exists() and not c.path(path).is_symlink(), path
     left = c.run(["find", "/etc/systemd", "/lib/systemd", "/usr/lib/systemd", "/usr/lib/sysusers.d",
                   "/usr/lib/tmpfiles.d", "-name", "*rollcap*"]).stdout  # fmt: skip
     assert left == ""

@@ -102,3 +102,13 @@ def test_filter_errors_in_every_wording_are_config_errors(bad: str, message: str
     assert str(e.value).startswith(f"capture.filter: tcpdump rejects {bad!r}: ")
     assert message in str(e.value)
     check_filter(cap, "(tcp port 80) and not (host 127.0.0.1 and tcp port 8333)")
+
+
+def test_tcpdump_chatter_is_not_a_problem() -> None:
+    from rollcap.capture.tcpdump import is_chatter
+
+    assert is_chatter("tcpdump: data link type LINUX_SLL2")
+    assert is_chatter("tcpdump: listening on any, link-type LINUX_SLL2 (Linux cooked v2), "
+                      "snapshot length 262144 bytes")  # fmt: skip
+    assert not is_chatter("tcpdump: pcap_loop: The interface disappeared")
+    assert not is_chatter("tcpdump: eth9: No such device exists")

@@ -278,7 +278,7 @@ def test_check_config_filter() -> None:
     assert e.value.exit_code == 78 and "syntax error" in str(e.value)
     missing = {"interface": "rcNoSuch0", "filter": "tcp port 80"}
     note = check_config_filter(validate_data({"capture": missing}).capture)
-    assert note is not None and "EN10MB" in note and "rcNoSuch0" in note
+    assert note is not None and "EN10MB" in note and "interface is missing" in note
     no_tcpdump = {**missing, "tcpdump_path": "/nonexistent/tcpdump"}
     note = check_config_filter(validate_data({"capture": no_tcpdump}).capture)
     assert note is not None and "not compiled" in note
@@ -346,7 +346,8 @@ def test_check_config_exits_78_with_tcpdumps_message(tmp_path: Path) -> None:
         cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert (r.returncode, r.stdout) == (0, f"{cfg}: OK\n")
-    assert "compiled for Ethernet (EN10MB): no interface rcNoSuch0" in r.stderr
+    assert "compiled for Ethernet (EN10MB): the interface is missing" in r.stderr
+    assert "capture.interface: no interface 'rcNoSuch0' on this machine (yet)" in r.stderr
 
 
 # reload never stops the daemon -----------------------------------------------------

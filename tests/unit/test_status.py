@@ -160,9 +160,121 @@ def test_table_and_json_through_the_cli(spool: Path, tmp_path: Path) -> None:
 def test_collect_and_render_in_process(spool: Path, tmp_path: Path) -> None:
     cfg = parse_config(_cfg(spool, tmp_path).read_text())
     write_state(spool / "state" / "capture.json", {"state": "capturing", "kernel_drops": 0})
-    write_state(spool / "state" / "offload.json", {"state": "idle"})
+    write_state(spool / "state" / "offload.json", {"state": "running"})
     report = collect(cfg)
     assert report["ok"] is True
     text = render_table(report)
     assert text.startswith("capture: running (pid ")
     assert "  kernel_drops  0\n" in text
+
+
+# -- exit codes a monitoring check can trust (issue: status said 0 while not capturing) --
+
+
+def _both(spool: Path, capture: dict[str, object], offload: dict[str, object]) -> None:
+    write_state(spool / "state" / "capture.json", capture)
+    write_state(spool / "state" / "offload.json", offload)
+
+
+@pytest.mark.parametrize(
+    ("capture", "offload", "code", "why"),
+    [
+        ({"state": "capturing"}, {"state": "running"}, 0, None),
+        ({"state": "waiting-for-interface", "last_error": "interface uxbb does not exist"},
+         {"state": "running"}, 5, "waiting-for-interface: interface uxbb does not exist"),
+        ({"state": "paused"}, {"state": "running"}, 5, "paused"),
+        ({"state": "restarting", "last_error": "tcpdump exited with status 1: x"},
+         {"state": "running"}, 5, "restarting: tcpdump exited"),
+        ({"state": "capturing"},
+         {"state": "destination-down", "last_error": "PUT: AccessDenied"}, 5,
+         "destination down: PUT: AccessDenied"),
+    ],
+)  # fmt: skip
+def test_running_but_not_working_is_exit_5(
+    spool: Path, tmp_path: Path, capture: dict[str, object], offload: dict[str, object],
+    code: int, why: str | None,
+) -> None:  # fmt: skip
+    _both(spool, capture, offload)
+    report = collect(parse_config(_cfg(spool, tmp_path).read_text()))
+    assert report["exit_code"] == code
+    problems = [report[n].get("problem") or "" for n in ("capture", "offload")]
+    if why:
+        assert any(p.startswith(why) for p in problems), problems
+        assert "RUNNING BUT NOT WORKING" in render_table(report)
+
+
+def test_backlog_without_uploads_for_long_is_exit_5(spool: Path, tmp_path: Path) -> None:
+    cfg = parse_config(_cfg(spool, tmp_path).read_text())
+    old = spool / "ready" / "20261126T130501Z-000042_h_eth0.pcap"
+    old.write_bytes(b"\0" * 100)
+    now = time.time() + 3600  # the file has waited an hour by then
+    _both(spool, {"state": "capturing"}, {"state": "running", "last_upload": {"at": now - 3000}})
+    for name in ("capture", "offload"):  # fresh state files at "now"
+        p = spool / "state" / f"{name}.json"
+        p.write_text(json.dumps({**json.loads(p.read_text()), "updated": now - 1}))
+    report = collect(cfg, now)
+    assert report["exit_code"] == 5
+    assert "1 files waiting, the oldest for 1h 00m" in report["offload"]["problem"]
+    # an upload a minute ago: just behind, not stuck
+    p = spool / "state" / "offload.json"
+    p.write_text(json.dumps({**json.loads(p.read_text()), "last_upload": {"at": now - 60}}))
+    assert collect(cfg, now)["exit_code"] == 0
+
+
+def test_not_running_beats_degraded(spool: Path, tmp_path: Path) -> None:
+    write_state(spool / "state" / "offload.json", {"state": "destination-down"})
+    assert collect(parse_config(_cfg(spool, tmp_path).read_text()))["exit_code"] == 3
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run status as another user")
+def test_unreadable_state_is_unknown_not_not_running(spool: Path, tmp_path: Path) -> None:
+    """A non-root `rollcap status` for a running daemon: exit 4, never NOT RUNNING."""
+    import shutil
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="rollcap-status-"))  # /tmp/pytest-of-root is 0700
+    try:
+        _unreadable_as_nobody(top)
+    finally:
+        shutil.rmtree(top)
+
+
+def _unreadable_as_nobody(top: Path) -> None:
+    os.chmod(top, 0o755)
+    spool = top / "spool"
+    (spool / "state").mkdir(parents=True)
+    _both(spool, {"state": "capturing"}, {"state": "running"})
+    os.chmod(spool / "state", 0o700)  # as the package makes it: 2770 root:rollcap
+    cfg = _cfg(spool, top)
+    os.chmod(cfg, 0o644)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    p = subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable,
+         "-m", "rollcap", "status", "--config", str(cfg), "--json"],
+        env=env, capture_output=True, text=True, timeout=60, cwd="/",
+    )  # fmt: skip
+    assert p.returncode == 4, p.stdout + p.stderr
+    data = json.loads(p.stdout)
+    for name in ("capture", "offload"):
+        assert data[name]["verdict"] == "unknown"
+        assert "permission denied" in data[name]["problem"]
+
+
+def test_status_works_with_a_broken_config(spool: Path, tmp_path: Path) -> None:
+    """A typo in the file: a warning, and the spool of the file's valid keys."""
+    _both(spool, {"state": "capturing"}, {"state": "running"})
+    cfg = tmp_path / "rollcap.toml"
+    cfg.write_text(f'[spool]\ndirectory = "{spool}"\nmax_megabites = 5\n[capture]\nsnaplen = 1\n')
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = [sys.executable, "-m", "rollcap", "status", "--config", str(cfg), "--json"]
+    p = subprocess.run(run, env=env, capture_output=True, text=True, timeout=60)
+    # 3: the writer of the state files (pytest) is not a rollcap process
+    assert p.returncode == 3, p.stderr
+    assert "warning:" in p.stderr and "max_megabites" in p.stderr and "snaplen" in p.stderr
+    data = json.loads(p.stdout)
+    assert data["spool"]["directory"] == str(spool)
+    assert data["capture"]["state"] == "capturing"  # found and read the state files
+    cfg.write_text("[spool\n")  # not even TOML: the defaults
+    p = subprocess.run(run, env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode in (0, 3, 4, 5) and "TOML syntax error" in p.stderr
+    assert json.loads(p.stdout)["spool"]["directory"] == "/var/spool/rollcap"
