@@ -72,8 +72,17 @@ class DeferredStorage(Storage):
             part_sha256=part_sha256,
         )  # fmt: skip
 
-    def head(self, key: str) -> ObjectInfo | None:
-        return self.real().head(key)
+    def head(self, key: str, checksum: bool = False) -> ObjectInfo | None:
+        return self.real().head(key, checksum)
+
+    def same_bytes(self, info: ObjectInfo, local: Path, *, size: int, sha256: str,
+                   part_sha256: Sequence[bytes] = ()) -> bool | None:  # fmt: skip
+        return self.real().same_bytes(
+            info, local, size=size, sha256=sha256, part_sha256=part_sha256
+        )
+
+    def settings_problems(self, info: ObjectInfo) -> builtins.list[str]:
+        return self.real().settings_problems(info)
 
     def list(self, prefix: str, with_metadata: bool = False) -> Iterator[ObjectInfo]:
         return self.real().list(prefix, with_metadata)

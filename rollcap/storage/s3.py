@@ -14,6 +14,15 @@ End-to-end verification (checked against SeaweedFS 4.x, see tests):
 - in both cases HEAD must then show the right size and our whole-object
   SHA-256 in the ``rollcap-sha256`` metadata before the caller deletes anything.
 A server that returns no checksum at HEAD is checked by size and metadata only.
+The same HEAD (and GetObjectTagging) shows that the ``[offload]`` S3 settings
+took effect (storage class, encryption, tags, Object Lock retention:
+storage.settings); a setting the server ignored fails the verification.
+
+Conditional writes: PutObject and CompleteMultipartUpload carry
+``If-None-Match: *`` (added by a botocore hook: s3transfer does not accept
+IfNoneMatch as an upload argument), so two writers can never overwrite each
+other; the loser gets 412 and put_file raises ObjectExistsError. A server
+that answers 501 NotImplemented gets one warning, then HEAD-before-upload.
 
 boto3 >= 1.36 adds CRC checksums to every request by default, which several
 S3-compatible servers reject: ``offload.s3_checksums = "when_required"`` (the
@@ -36,7 +45,8 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +55,19 @@ import botocore.session
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from s3transfer.exceptions import (
+    RetriesExceededError,
+    S3DownloadFailedError,
+    S3UploadFailedError,
+    TransferNotDoneError,
+)
 from s3transfer.subscribers import BaseSubscriber
 from s3transfer.utils import ChunksizeAdjuster
 
 from rollcap.config.schema import OffloadConfig
 from rollcap.storage.base import (
     META,
+    ObjectExistsError,
     ObjectInfo,
     Storage,
     StorageError,
@@ -58,6 +75,7 @@ from rollcap.storage.base import (
     describe_for,
     part_size_for,
 )
+from rollcap.storage.settings import ObjectSettings, check_head, check_tags
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +96,12 @@ PERMANENT_CODES = {
     "PermanentRedirect",
     "AuthorizationHeaderMalformed",
 }
+# What talking to S3 can raise (a bug raises anything else, with its traceback).
+# CancelledError: close() cancelled the transfer.
+S3_ERRORS = (
+    BotoCoreError, ClientError, OSError, CancelledError, RetriesExceededError,
+    S3UploadFailedError, S3DownloadFailedError, TransferNotDoneError,
+)  # fmt: skip
 # The server recomputed a checksum we sent and it did not match the bytes.
 DIGEST_CODES = {"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch"}
 _CONTENT_TYPES = {
@@ -130,18 +154,41 @@ def composite_from_parts(digests: Sequence[bytes]) -> str:
     return f"{base64.b64encode(outer).decode()}-{len(digests)}"
 
 
-def _error(e: Exception, what: str) -> StorageError:
+# HEAD fields that show whether the S3 settings took effect (ObjectInfo.extra)
+_SETTING_FIELDS = (
+    "StorageClass", "ServerSideEncryption", "SSEKMSKeyId", "ObjectLockMode",
+    "ObjectLockRetainUntilDate", "ObjectLockLegalHoldStatus", "LastModified", "VersionId",
+)  # fmt: skip
+
+
+def _status(e: ClientError) -> int:
+    return int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+
+def _code(e: ClientError) -> str:
+    return str(e.response.get("Error", {}).get("Code") or _status(e))
+
+
+def _error(e: BaseException, what: str) -> StorageError:
     if isinstance(e, ClientError):
-        err = e.response.get("Error", {})
-        code = str(err.get("Code") or e.response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
-        msg = err.get("Message") or code
+        code = _code(e)
+        msg = e.response.get("Error", {}).get("Message") or code
         return StorageError(f"{what}: {code}: {msg}", code=code, permanent=code in PERMANENT_CODES)
     if isinstance(e, NoCredentialsError):
         return StorageError(f"{what}: no AWS credentials found", code="NoCredentials",
                             permanent=True)  # fmt: skip
-    if isinstance(e, BotoCoreError):
-        return StorageError(f"{what}: {e}", code=type(e).__name__)
+    if isinstance(e, CancelledError):
+        return StorageError(f"{what}: cancelled", code="Cancelled")
     return StorageError(f"{what}: {e}", code=type(e).__name__)
+
+
+class SettingsNotApplied(VerificationError):
+    """The object is stored and intact, but the server ignored a setting."""
+
+    def __init__(self, what: str, problems: Sequence[str]) -> None:
+        super().__init__(f"{what}: the server did not apply " + "; ".join(problems))
+        self.code = "SettingIgnored"
+        self.problems = list(problems)
 
 
 class _Progress(BaseSubscriber):
@@ -161,13 +208,41 @@ class S3Storage(Storage):
         self.part_size: int = part_size_for(cfg) or 5 * MiB
         self._describe = describe_for(cfg)
         self.threshold = max(8 * MiB, self.part_size)
+        self.settings = ObjectSettings.from_config(cfg)
+        # If-None-Match: * until the server says 501 (then check first)
+        self.conditional_writes = True
+        self._fallback_lock = threading.Lock()
+        try:
+            self.client: Any = self._client(cfg)  # Any: the S3 stubs are optional
+        except (BotoCoreError, ValueError) as e:  # a broken AWS config file, a bad region
+            raise StorageError(f"cannot open {self._describe}: {e}", code=type(e).__name__,
+                               permanent=True) from None  # fmt: skip
+        # Part digests the compressor computed, by key: sent as each part's
+        # ChecksumSHA256 so botocore does not hash the parts again.
+        self._part_digests: dict[str, Sequence[bytes]] = {}
+        events = self.client.meta.events
+        events.register("before-parameter-build.s3.UploadPart", self._part_checksum)
+        events.register("before-parameter-build.s3.PutObject", self._if_none_match)
+        events.register("before-parameter-build.s3.CompleteMultipartUpload", self._if_none_match)
+        self.transfer_config = TransferConfig(
+            multipart_threshold=self.threshold,
+            multipart_chunksize=self.part_size,
+            max_concurrency=cfg.concurrency * cfg.concurrency,
+            use_threads=True,
+            preferred_transfer_client="classic",
+        )
+        self._manager = create_transfer_manager(self.client, self.transfer_config)
+        self._futures: set[Any] = set()  # uploads in progress, for close()
+        self._futures_lock = threading.Lock()
+
+    @staticmethod
+    def _client(cfg: OffloadConfig) -> Any:
         session = botocore.session.get_session()
         cred = systemd_credentials_file()
         if cred is not None:
             session.set_config_variable("credentials_file", str(cred))
             session.set_config_variable("profile", "default")
-        # Any: the S3 stubs (mypy-boto3-s3) are optional
-        self.client: Any = boto3.Session(botocore_session=session).client(
+        return boto3.Session(botocore_session=session).client(
             "s3",
             endpoint_url=cfg.endpoint_url or None,
             region_name=cfg.region or None,
@@ -188,22 +263,6 @@ class S3Storage(Storage):
                 },
             ),
         )
-        # Part digests the compressor computed, by key: sent as each part's
-        # ChecksumSHA256 so botocore does not hash the parts again.
-        self._part_digests: dict[str, Sequence[bytes]] = {}
-        self.client.meta.events.register(
-            "before-parameter-build.s3.UploadPart", self._part_checksum
-        )
-        self.transfer_config = TransferConfig(
-            multipart_threshold=self.threshold,
-            multipart_chunksize=self.part_size,
-            max_concurrency=cfg.concurrency * cfg.concurrency,
-            use_threads=True,
-            preferred_transfer_client="classic",
-        )
-        self._manager = create_transfer_manager(self.client, self.transfer_config)
-        self._futures: set[Any] = set()  # uploads in progress, for close()
-        self._futures_lock = threading.Lock()
 
     def describe(self) -> str:
         return self._describe
@@ -213,6 +272,10 @@ class S3Storage(Storage):
         n = params.get("PartNumber", 0)
         if digests and 1 <= n <= len(digests) and "ChecksumSHA256" not in params:
             params["ChecksumSHA256"] = base64.b64encode(digests[n - 1]).decode()
+
+    def _if_none_match(self, params: dict[str, Any], **_kw: Any) -> None:
+        if self.conditional_writes:
+            params.setdefault("IfNoneMatch", "*")
 
     def _what(self, op: str, key: str = "") -> str:
         target = f"s3://{self.bucket}/{key}" if key else f"bucket {self.bucket}"
@@ -224,8 +287,8 @@ class S3Storage(Storage):
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except ClientError as e:
-            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            code = str(e.response.get("Error", {}).get("Code", status))
+            status = _status(e)
+            code = _code(e)
             if status == 404 or code in ("404", "NoSuchBucket"):
                 raise StorageError(
                     f"{self._what('HEAD')}: NoSuchBucket: the bucket does not exist",
@@ -237,29 +300,69 @@ class S3Storage(Storage):
                     self.client.list_objects_v2(
                         Bucket=self.bucket, Prefix=self.key_prefix, MaxKeys=1
                     )
-                except Exception as e2:
+                except S3_ERRORS as e2:
                     raise _error(e2, self._what("LIST")) from None
                 raise StorageError(f"{self._what('HEAD')}: AccessDenied", code="AccessDenied",
                                    permanent=True) from None  # fmt: skip
             raise _error(e, self._what("HEAD")) from None
-        except Exception as e:
+        except S3_ERRORS as e:
             raise _error(e, self._what("HEAD")) from None
+
+    # -- writing -----------------------------------------------------------
 
     def put_file(self, local: Path, key: str, *, size: int, sha256: str,
                  metadata: dict[str, str],
                  progress: Callable[[int], None] | None = None,
                  part_sha256: Sequence[bytes] = ()) -> ObjectInfo:  # fmt: skip
         meta = {**metadata, META["sha256"]: sha256}
-        extra: dict[str, Any] = {"Metadata": meta, "ContentType": self._content_type(key)}
+        tags = self.settings.tags(metadata.get(META["host"], ""), metadata.get(META["iface"], ""))
+        retain_until = self.settings.retain_until(datetime.now(UTC))
+        extra: dict[str, Any] = {
+            "Metadata": meta,
+            "ContentType": self._content_type(key),
+            **self.settings.upload_args(tags, retain_until),
+        }
         multipart = size >= self.threshold
         part = ChunksizeAdjuster().adjust_chunksize(self.part_size, size)
         known_parts = part == self.part_size and len(part_sha256) == -(-size // part)
         if multipart:
             extra["ChecksumAlgorithm"] = "SHA256"  # per part, verified by the server
-            if known_parts:
-                self._part_digests[key] = part_sha256
         else:
             extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(sha256)).decode()
+        digests = part_sha256 if multipart and known_parts else ()
+        try:
+            self._upload_once(local, key, extra, progress, digests)
+        except _NotImplemented:
+            self._fall_back_to_check_first()
+            self._upload_once(local, key, extra, progress, digests)
+        info, raw = self._head(key, checksum=True)
+        if info is None:
+            raise VerificationError(f"{self._what('HEAD', key)}: missing after upload")
+        if info.size != size:
+            raise VerificationError(f"{self._what('HEAD', key)}: size {info.size}, expected {size}")
+        if info.sha256 != sha256:
+            raise VerificationError(
+                f"{self._what('HEAD', key)}: metadata sha256 {info.sha256!r}, expected {sha256}"
+            )
+        expected = self._expected_checksum(local, size, sha256, part_sha256, info.checksum)
+        if info.checksum and info.checksum != expected:
+            raise VerificationError(
+                f"{self._what('HEAD', key)}: server checksum {info.checksum}, expected {expected}"
+            )
+        problems = check_head(self.settings, raw, retain_until=retain_until)
+        problems += self._tag_problems(key, tags)
+        if problems:
+            raise SettingsNotApplied(self._what("HEAD", key), problems)
+        return info
+
+    def _upload_once(self, local: Path, key: str, extra: dict[str, Any],
+                     progress: Callable[[int], None] | None,
+                     digests: Sequence[bytes]) -> None:  # fmt: skip
+        if not self.conditional_writes and self.head(key) is not None:
+            raise ObjectExistsError(key)  # check-first: the server has no If-None-Match
+        conditional = self.conditional_writes
+        if digests:
+            self._part_digests[key] = digests
         try:
             subscribers = [_Progress(progress)] if progress is not None else None
             fut = self._manager.upload(
@@ -273,38 +376,76 @@ class S3Storage(Storage):
                 with self._futures_lock:
                     self._futures.discard(fut)
                 self._part_digests.pop(key, None)
-        except Exception as e:
-            err = _error(e, self._what("PUT", key))
-            if err.code in DIGEST_CODES:  # the file, not the destination: a file-level retry
-                bad = VerificationError(str(err))
-                bad.code = err.code
-                raise bad from None
-            raise err from None
-        info, checksum = self._head(key, checksum=True)
-        if info is None:
-            raise VerificationError(f"{self._what('HEAD', key)}: missing after upload")
+        except ClientError as e:
+            status, code = _status(e), _code(e)
+            if status == 412 or code == "PreconditionFailed":
+                raise ObjectExistsError(key) from None  # s3transfer aborted its parts
+            if conditional and (status == 501 or code == "NotImplemented"):
+                raise _NotImplemented() from None
+            raise self._put_error(e, key) from None
+        except S3_ERRORS as e:
+            raise self._put_error(e, key) from None
+
+    def _put_error(self, e: BaseException, key: str) -> StorageError:
+        err = _error(e, self._what("PUT", key))
+        if err.code in DIGEST_CODES:  # the file, not the destination: a file-level retry
+            bad = VerificationError(str(err))
+            bad.code = err.code
+            return bad
+        return err
+
+    def _fall_back_to_check_first(self) -> None:
+        with self._fallback_lock:
+            if self.conditional_writes:
+                self.conditional_writes = False
+                log.warning(
+                    "%s does not support conditional writes (If-None-Match answered 501 "
+                    "NotImplemented): checking that each key is free before uploading "
+                    "instead; two writers racing for one key could overwrite each other",
+                    self._describe,
+                )
+
+    def _expected_checksum(self, local: Path, size: int, sha256: str,
+                           part_sha256: Sequence[bytes], stored: str) -> str | None:  # fmt: skip
+        """The checksum the server would state for local's bytes in the form of
+        ``stored`` (full-object, or COMPOSITE "-N"); None if that form cannot be
+        rebuilt (another part size than ours)."""
+        if "-" not in stored:
+            return base64.b64encode(bytes.fromhex(sha256)).decode()
+        part = ChunksizeAdjuster().adjust_chunksize(self.part_size, size)
+        parts = -(-size // part)
+        if stored.rsplit("-", 1)[1] != str(parts):
+            return None
+        if part == self.part_size and len(part_sha256) == parts:
+            return composite_from_parts(part_sha256)  # hashed as it was written
+        composite, whole = composite_sha256(local, part)
+        if whole != sha256:
+            raise VerificationError(f"{local}: SHA-256 {whole}, expected {sha256}")
+        return composite
+
+    def same_bytes(self, info: ObjectInfo, local: Path, *, size: int, sha256: str,
+                   part_sha256: Sequence[bytes] = ()) -> bool | None:  # fmt: skip
         if info.size != size:
-            raise VerificationError(f"{self._what('HEAD', key)}: size {info.size}, expected {size}")
-        if info.sha256 != sha256:
-            raise VerificationError(
-                f"{self._what('HEAD', key)}: metadata sha256 {info.sha256!r}, expected {sha256}"
-            )
-        if multipart:
-            # The server verified each part against botocore's digest; check
-            # that those parts are our file, and that our file is `sha256`.
-            if known_parts:
-                expected = composite_from_parts(part_sha256)  # hashed as it was written
-            else:
-                expected, whole = composite_sha256(local, part)
-                if whole != sha256:
-                    raise VerificationError(f"{local}: SHA-256 {whole}, expected {sha256}")
-        else:
-            expected = extra["ChecksumSHA256"]
-        if checksum and checksum != expected:
-            raise VerificationError(
-                f"{self._what('HEAD', key)}: server checksum {checksum}, expected {expected}"
-            )
-        return info
+            return False
+        if not info.checksum:
+            return None
+        expected = self._expected_checksum(local, size, sha256, part_sha256, info.checksum)
+        return None if expected is None else info.checksum == expected
+
+    def settings_problems(self, info: ObjectInfo) -> builtins.list[str]:
+        host = info.metadata.get(META["host"], "")
+        iface = info.metadata.get(META["iface"], "")
+        problems = check_head(self.settings, info.extra)
+        return problems + self._tag_problems(info.key, self.settings.tags(host, iface))
+
+    def _tag_problems(self, key: str, tags: dict[str, str]) -> builtins.list[str]:
+        if not tags:
+            return []
+        try:
+            r = self.client.get_object_tagging(Bucket=self.bucket, Key=key)
+        except S3_ERRORS as e:
+            raise _error(e, self._what("GET-TAGGING", key)) from None
+        return check_tags(tags, r.get("TagSet", []))
 
     @staticmethod
     def _content_type(key: str) -> str:
@@ -313,14 +454,16 @@ class S3Storage(Storage):
                 return ctype
         return "application/octet-stream"
 
-    def _head(self, key: str, checksum: bool = False) -> tuple[ObjectInfo | None, str]:
+    # -- reading -----------------------------------------------------------
+
+    def _head(self, key: str, checksum: bool = False) -> tuple[ObjectInfo | None, dict[str, Any]]:
         kw: dict[str, Any] = {"ChecksumMode": "ENABLED"} if checksum else {}
         try:
             r = self.client.head_object(Bucket=self.bucket, Key=key, **kw)
         except ClientError as e:
-            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            status = _status(e)
             if status == 404:
-                return None, ""
+                return None, {}
             if status == 403:  # HEAD has no body to say why
                 raise StorageError(
                     f"{self._what('HEAD', key)}: AccessDenied: 403 Forbidden (wrong "
@@ -328,13 +471,17 @@ class S3Storage(Storage):
                     code="AccessDenied", permanent=True,
                 ) from None  # fmt: skip
             raise _error(e, self._what("HEAD", key)) from None
-        except Exception as e:
+        except S3_ERRORS as e:
             raise _error(e, self._what("HEAD", key)) from None
-        info = ObjectInfo(key, int(r["ContentLength"]), dict(r.get("Metadata", {})))
-        return info, str(r.get("ChecksumSHA256") or "")
+        extra = {k: r[k] for k in _SETTING_FIELDS if k in r}
+        info = ObjectInfo(
+            key, int(r["ContentLength"]), dict(r.get("Metadata", {})),
+            checksum=str(r.get("ChecksumSHA256") or ""), extra=extra,
+        )  # fmt: skip
+        return info, r
 
-    def head(self, key: str) -> ObjectInfo | None:
-        return self._head(key)[0]
+    def head(self, key: str, checksum: bool = False) -> ObjectInfo | None:
+        return self._head(key, checksum)[0]
 
     def list(self, prefix: str, with_metadata: bool = False) -> Iterator[ObjectInfo]:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -347,9 +494,7 @@ class S3Storage(Storage):
                         heads = list(pool.map(lambda o: self.head(o.key), objs))
                     objs = [h for h in heads if h is not None]
                 yield from objs
-        except StorageError:
-            raise
-        except Exception as e:
+        except S3_ERRORS as e:
             raise _error(e, self._what("LIST", prefix)) from None
 
     def list_prefixes(self, prefix: str) -> Iterator[str]:
@@ -359,7 +504,7 @@ class S3Storage(Storage):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
                 for cp in page.get("CommonPrefixes", []):
                     yield str(cp["Prefix"])
-        except Exception as e:
+        except S3_ERRORS as e:
             raise _error(e, self._what("LIST", prefix)) from None
 
     def download(self, key: str, dest: Path) -> None:
@@ -368,7 +513,7 @@ class S3Storage(Storage):
         try:
             self._manager.download(self.bucket, key, tmp).result()
             os.replace(tmp, dest)
-        except Exception as e:
+        except S3_ERRORS as e:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise _error(e, self._what("GET", key)) from None
@@ -376,8 +521,23 @@ class S3Storage(Storage):
     def delete(self, key: str) -> None:
         try:
             self.client.delete_object(Bucket=self.bucket, Key=key)
-        except Exception as e:
+        except S3_ERRORS as e:
             raise _error(e, self._what("DELETE", key)) from None
+
+    def set_legal_hold(self, key: str, on: bool) -> None:
+        status = "ON" if on else "OFF"
+        try:
+            self.client.put_object_legal_hold(
+                Bucket=self.bucket, Key=key, LegalHold={"Status": status}
+            )
+        except S3_ERRORS as e:
+            err = _error(e, self._what("PUT-LEGAL-HOLD", key))
+            if err.code == "InvalidRequest":
+                err = StorageError(
+                    f"{err} (legal holds need a bucket created with Object Lock)",
+                    code=err.code, permanent=True,
+                )  # fmt: skip
+            raise err from None
 
     def cleanup_incomplete(self, ours: Callable[[str], bool]) -> builtins.list[str]:
         """Abort incomplete multipart uploads of our keys: they are invisible in
@@ -394,7 +554,7 @@ class S3Storage(Storage):
                         Bucket=self.bucket, Key=key, UploadId=up["UploadId"]
                     )
                     aborted.append(key)
-        except Exception as e:
+        except S3_ERRORS as e:
             raise _error(e, self._what("LIST-UPLOADS", self.key_prefix)) from None
         return aborted
 
@@ -408,3 +568,7 @@ class S3Storage(Storage):
         for fut in running:
             fut.cancel()
         self._manager.shutdown()
+
+
+class _NotImplemented(Exception):
+    """The server answered 501 to a conditional write (internal to put_file)."""
