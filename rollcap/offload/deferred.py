@@ -28,7 +28,7 @@ from rollcap.storage.base import (
 
 
 class DeferredStorage(Storage):
-    def __init__(self, cfg: OffloadConfig) -> None:
+    def __init__(self, cfg: OffloadConfig, host: str = "") -> None:
         self.key_prefix = key_prefix_for(cfg)
         self.part_size = part_size_for(cfg)
         self._describe = describe_for(cfg)
@@ -36,13 +36,13 @@ class DeferredStorage(Storage):
         self._error: BaseException | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(
-            target=self._open, args=(cfg,), name="open-storage", daemon=True
+            target=self._open, args=(cfg, host), name="open-storage", daemon=True
         )
         self._thread.start()
 
-    def _open(self, cfg: OffloadConfig) -> None:
+    def _open(self, cfg: OffloadConfig, host: str) -> None:
         try:
-            self._real = open_storage(cfg)
+            self._real = open_storage(cfg, host)
         except BaseException as e:  # handed to the first caller
             self._error = e
         finally:

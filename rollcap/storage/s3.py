@@ -75,6 +75,7 @@ from rollcap.storage.base import (
     describe_for,
     part_size_for,
 )
+from rollcap.storage.policy import host_scope
 from rollcap.storage.settings import ObjectSettings, check_head, check_tags
 
 log = logging.getLogger(__name__)
@@ -200,9 +201,12 @@ class _Progress(BaseSubscriber):
 
 
 class S3Storage(Storage):
-    def __init__(self, cfg: OffloadConfig) -> None:
+    def __init__(self, cfg: OffloadConfig, host: str = "") -> None:
+        """``host``: whose keys this storage writes, if one host's (the offload):
+        its own part of the bucket is what a least-privilege policy lets it list."""
         self.bucket = cfg.bucket
         self.key_prefix = cfg.prefix
+        self.scope = host_scope(cfg.key_template, cfg.prefix, host)[0] if host else ""
         self.endpoint = cfg.endpoint_url or "AWS"
         self.concurrency = cfg.concurrency
         self.part_size: int = part_size_for(cfg) or 5 * MiB
@@ -213,7 +217,7 @@ class S3Storage(Storage):
         self.conditional_writes = True
         self._fallback_lock = threading.Lock()
         try:
-            self.client: Any = self._client(cfg)  # Any: the S3 stubs are optional
+            self.session, self.client = self._client(cfg)
         except (BotoCoreError, ValueError) as e:  # a broken AWS config file, a bad region
             raise StorageError(f"cannot open {self._describe}: {e}", code=type(e).__name__,
                                permanent=True) from None  # fmt: skip
@@ -235,14 +239,15 @@ class S3Storage(Storage):
         self._futures: set[Any] = set()  # uploads in progress, for close()
         self._futures_lock = threading.Lock()
 
+    # Any: the S3 stubs are optional
     @staticmethod
-    def _client(cfg: OffloadConfig) -> Any:
+    def _client(cfg: OffloadConfig) -> tuple[botocore.session.Session, Any]:
         session = botocore.session.get_session()
         cred = systemd_credentials_file()
         if cred is not None:
             session.set_config_variable("credentials_file", str(cred))
             session.set_config_variable("profile", "default")
-        return boto3.Session(botocore_session=session).client(
+        return session, boto3.Session(botocore_session=session).client(
             "s3",
             endpoint_url=cfg.endpoint_url or None,
             region_name=cfg.region or None,
@@ -295,13 +300,17 @@ class S3Storage(Storage):
                     code="NoSuchBucket", permanent=True,
                 ) from None  # fmt: skip
             if status == 403 or code == "403":
-                # find the precise reason (bad key, bad secret, policy) with a GET
+                # Find the precise reason (bad key, bad secret, policy) with a GET.
+                # A policy scoped to this host's prefix (policy.iam_policy) denies
+                # HeadBucket but allows listing that prefix: then all is well.
                 try:
                     self.client.list_objects_v2(
-                        Bucket=self.bucket, Prefix=self.key_prefix, MaxKeys=1
+                        Bucket=self.bucket, Prefix=self.scope or self.key_prefix, MaxKeys=1
                     )
                 except S3_ERRORS as e2:
                     raise _error(e2, self._what("LIST")) from None
+                if self.scope:
+                    return
                 raise StorageError(f"{self._what('HEAD')}: AccessDenied", code="AccessDenied",
                                    permanent=True) from None  # fmt: skip
             raise _error(e, self._what("HEAD")) from None
