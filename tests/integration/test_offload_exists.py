@@ -153,5 +153,6 @@ def test_settings_apply_through_the_pipeline(
     assert (head["StorageClass"], head["ServerSideEncryption"], head["ObjectLockMode"]) == (
         "GLACIER_IR", "AES256", "GOVERNANCE",
     )  # fmt: skip
-    tags = {t["Key"]: t["Value"] for t in c.get_object_tagging(Bucket=bucket, Key=out.key)["TagSet"]}
+    tag_set = c.get_object_tagging(Bucket=bucket, Key=out.key)["TagSet"]
+    tags = {t["Key"]: t["Value"] for t in tag_set}
     assert tags == {"team": "netops", "host": "testhost", "iface": "veth0", "source": "rollcap"}

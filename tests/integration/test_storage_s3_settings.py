@@ -105,7 +105,8 @@ def test_every_setting_round_trips(
     until = head["ObjectLockRetainUntilDate"]
     assert before + timedelta(days=2) - timedelta(seconds=1) <= until
     assert until <= datetime.now(UTC) + timedelta(days=2)
-    tags = {t["Key"]: t["Value"] for t in c.get_object_tagging(Bucket=lock_bucket, Key=_key())["TagSet"]}
+    tag_set = c.get_object_tagging(Bucket=lock_bucket, Key=_key())["TagSet"]
+    tags = {t["Key"]: t["Value"] for t in tag_set}
     assert tags == {"team": "netops", "cost-center": "4711", "host": "h1", "iface": "eth0",
                     "source": "rollcap"}  # fmt: skip
     ret = c.get_object_retention(Bucket=lock_bucket, Key=_key())["Retention"]
