@@ -84,6 +84,9 @@ class DeferredStorage(Storage):
     def settings_problems(self, info: ObjectInfo) -> builtins.list[str]:
         return self.real().settings_problems(info)
 
+    def set_legal_hold(self, key: str, on: bool) -> None:
+        self.real().set_legal_hold(key, on)
+
     def list(self, prefix: str, with_metadata: bool = False) -> Iterator[ObjectInfo]:
         return self.real().list(prefix, with_metadata)
 

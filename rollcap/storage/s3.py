@@ -96,6 +96,11 @@ PERMANENT_CODES = {
     "SignatureDoesNotMatch",
     "PermanentRedirect",
     "AuthorizationHeaderMalformed",
+    # a setting the bucket cannot take (Object Lock on a bucket without it)
+    "InvalidRequest",
+    "KMS.NotFoundException",
+    "KMS.DisabledException",
+    "KMS.KMSInvalidStateException",
 }
 # What talking to S3 can raise (a bug raises anything else, with its traceback).
 # CancelledError: close() cancelled the transfer.
@@ -338,6 +343,10 @@ class S3Storage(Storage):
             extra["ChecksumAlgorithm"] = "SHA256"  # per part, verified by the server
         else:
             extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(sha256)).decode()
+            if self.settings.lock_mode:
+                # AWS wants Content-MD5 or x-amz-sdk-checksum-algorithm with Object
+                # Lock headers; botocore sends the header with our SHA-256 as is
+                extra["ChecksumAlgorithm"] = "SHA256"
         digests = part_sha256 if multipart and known_parts else ()
         try:
             self._upload_once(local, key, extra, progress, digests)

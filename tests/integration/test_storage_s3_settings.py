@@ -6,6 +6,7 @@ proxy in front of it."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import os
@@ -171,6 +172,14 @@ def test_a_setting_the_server_ignored_is_named_and_the_file_kept(
     store.close()
     assert e.value.code == "SettingIgnored" and words in str(e.value), e.value
     assert setting in str(e.value)
+    [put] = proxy.ops("PutObject")
+    assert put.headers["x-amz-object-lock-mode"] == "GOVERNANCE"
+    # AWS wants a checksum algorithm named with Object Lock headers; the checksum
+    # is still ours, not hashed again
+    assert put.headers["x-amz-sdk-checksum-algorithm"] == "SHA256"
+    assert put.headers["x-amz-checksum-sha256"] == base64.b64encode(
+        bytes.fromhex(_sha(src))
+    ).decode()
 
 
 def test_sse_kms_headers_go_out_with_single_puts_and_multipart_uploads(
@@ -259,3 +268,28 @@ def test_a_server_without_conditional_writes_gets_check_first_and_one_warning(
     warnings = [r for r in caplog.records if "conditional writes" in r.getMessage()]
     assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
     assert not store.conditional_writes
+
+
+def test_the_bucket_check_works_under_the_per_host_policy(
+    plain_bucket: str, creds: None, proxy: RecordingProxy
+) -> None:
+    """The policy limits s3:ListBucket to the host's prefix, so HeadBucket (no
+    prefix) answers 403: listing its own prefix must then do."""
+
+    def deny_head_bucket(req: Request) -> Answer | None:
+        if req.method == "HEAD" and req.path.strip("/") == plain_bucket:
+            return 403, {}, b""
+        if "list-type=2" in req.path and "prefix=caps%2Fh1%2F" not in req.path:
+            body = b"<Error><Code>AccessDenied</Code><Message>denied</Message></Error>"
+            return 403, {"content-type": "application/xml"}, body
+        return None
+
+    proxy.answer = deny_head_bucket
+    cfg = OffloadConfig(destination=f"s3://{plain_bucket}/caps", endpoint_url=proxy.endpoint,
+                        region="us-east-1")  # fmt: skip
+    S3Storage(cfg, host="h1").check()  # its own prefix may be listed: fine
+    with pytest.raises(StorageError) as e:
+        S3Storage(cfg).check()  # no host: lists the whole prefix, denied
+    assert e.value.code == "AccessDenied" and e.value.permanent
+    listed = [r.path for r in proxy.requests if "list-type=2" in r.path]
+    assert any("prefix=caps%2Fh1%2F" in p for p in listed), listed
