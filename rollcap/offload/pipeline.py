@@ -233,7 +233,9 @@ class Pipeline:
                 # a crash and not yet deleted, or someone else's object?
                 existing = self.storage.head(key, checksum=True)
                 if existing is None:
-                    return Outcome(name, "failed", key=key, message=f"{key} exists, then not")
+                    return Outcome(name, "failed", key=key, message=(
+                        f"{key}: the server refused to overwrite it, then HEAD found nothing"
+                    ))  # fmt: skip
                 same = self.storage.same_bytes(
                     existing, comp.path, size=comp.size, sha256=comp.sha256,
                     part_sha256=comp.part_sha256,

@@ -317,7 +317,6 @@ def run_fetch(args: argparse.Namespace, cfg: RollcapConfig) -> int:
 # For commands that act on exactly what `rollcap list` selects (rollcap hold).
 add_selection_arguments = _common
 open_destination = _open
-storage_errors = _storage_errors
 setup = _setup
 capture_json = _as_json
 
