@@ -240,3 +240,18 @@ def test_hold_on_a_bucket_without_object_lock_names_every_object(
                 "--until", "2026-11-26T13:00:00Z")  # fmt: skip
     assert p.returncode == 1
     assert f"not held: {key}" in p.stderr and "Object Lock" in p.stderr, p.stderr
+
+
+def test_check_destination_of_a_local_archive(tmp_path: Path) -> None:
+    cfg = tmp_path / "rollcap.toml"
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cfg.write_text(f'[offload]\ndestination = "file://{tmp_path}/archive"\n')
+    p = rollcap(cfg, env, "check-destination")
+    assert p.returncode == 0 and "ok    archive" in p.stdout, p.stdout + p.stderr
+    (ro / "archive").write_text("not a directory")
+    cfg.write_text(f'[offload]\ndestination = "file://{ro}/archive"\n')
+    p = rollcap(cfg, env, "check-destination")
+    assert p.returncode == 1 and "FAIL  archive" in p.stdout, p.stdout + p.stderr
+    assert "check-destination failed: archive" in p.stderr
