@@ -28,10 +28,9 @@ boto3 >= 1.36 adds CRC checksums to every request by default, which several
 S3-compatible servers reject: ``offload.s3_checksums = "when_required"`` (the
 default) turns that off; our explicit SHA-256 is sent either way.
 
-Credentials: the standard AWS chain (environment, shared files, instance
-role). Under systemd, ``LoadCredential=s3-credentials:rollcap-s3-credentials``
-(from /etc/credstore/) exposes an AWS shared-credentials INI file (profile [default]) at
-``$CREDENTIALS_DIRECTORY/s3-credentials``; it is used when present.
+Module layout: s3client (the boto3 client, credentials, error codes),
+s3upload (conditional uploads through s3transfer), s3checksum (the checksums
+the server states), settings (what is asked for and whether it took effect).
 """
 
 from __future__ import annotations
@@ -39,35 +38,21 @@ from __future__ import annotations
 import base64
 import builtins
 import contextlib
-import hashlib
-import logging
 import os
 import tempfile
-import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import CancelledError, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
-import botocore.session
-from boto3.s3.transfer import TransferConfig, create_transfer_manager
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-from s3transfer.exceptions import (
-    RetriesExceededError,
-    S3DownloadFailedError,
-    S3UploadFailedError,
-    TransferNotDoneError,
-)
-from s3transfer.subscribers import BaseSubscriber
+from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.utils import ChunksizeAdjuster
 
 from rollcap.config.schema import OffloadConfig
 from rollcap.storage.base import (
     META,
-    ObjectExistsError,
+    MiB,
     ObjectInfo,
     Storage,
     StorageError,
@@ -76,116 +61,30 @@ from rollcap.storage.base import (
     part_size_for,
 )
 from rollcap.storage.policy import host_scope
+from rollcap.storage.s3checksum import expected_checksum
+from rollcap.storage.s3client import (
+    S3_ERRORS,
+    code_of,
+    make_client,
+    s3_error,
+    status_of,
+    systemd_credentials_file,
+)
+from rollcap.storage.s3upload import Uploader
 from rollcap.storage.settings import ObjectSettings, check_head, check_tags
 
-log = logging.getLogger(__name__)
+__all__ = ["S3Storage", "SettingsNotApplied", "systemd_credentials_file"]
 
-MiB = 1024 * 1024
-CREDENTIAL_NAME = "s3-credentials"
-# Error codes that no retry will fix without an operator.
-PERMANENT_CODES = {
-    "AccessDenied",
-    "AllAccessDisabled",
-    "AccountProblem",
-    "ExpiredToken",
-    "InvalidAccessKeyId",
-    "InvalidBucketName",
-    "InvalidToken",
-    "NoCredentials",
-    "NoSuchBucket",
-    "SignatureDoesNotMatch",
-    "PermanentRedirect",
-    "AuthorizationHeaderMalformed",
-    # a setting the bucket cannot take (Object Lock on a bucket without it)
-    "InvalidRequest",
-    "KMS.NotFoundException",
-    "KMS.DisabledException",
-    "KMS.KMSInvalidStateException",
-}
-# What talking to S3 can raise (a bug raises anything else, with its traceback).
-# CancelledError: close() cancelled the transfer.
-S3_ERRORS = (
-    BotoCoreError, ClientError, OSError, CancelledError, RetriesExceededError,
-    S3UploadFailedError, S3DownloadFailedError, TransferNotDoneError,
-)  # fmt: skip
-# The server recomputed a checksum we sent and it did not match the bytes.
-DIGEST_CODES = {"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch"}
 _CONTENT_TYPES = {
     ".pcap.zst": "application/zstd",
     ".pcap.gz": "application/gzip",
     ".pcap": "application/vnd.tcpdump.pcap",
 }
-
-
-def systemd_credentials_file(environ: dict[str, str] | None = None) -> Path | None:
-    """``$CREDENTIALS_DIRECTORY/s3-credentials`` if systemd passed one (LoadCredential=)."""
-    env = os.environ if environ is None else environ
-    d = env.get("CREDENTIALS_DIRECTORY")
-    if not d:
-        return None
-    p = Path(d) / CREDENTIAL_NAME
-    return p if p.is_file() else None
-
-
-def composite_sha256(path: Path, part_size: int) -> tuple[str, str]:
-    """S3's COMPOSITE checksum of a multipart object with parts of part_size
-    (base64 of the SHA-256 of the concatenated part digests, "-<parts>") and, from
-    the same read, the hex SHA-256 of the whole file."""
-    outer = hashlib.sha256()
-    whole = hashlib.sha256()
-    parts = 0
-    with path.open("rb", buffering=0) as f:
-        while True:
-            h = hashlib.sha256()
-            left = part_size
-            while left:
-                b = f.read(min(left, 4 * MiB))
-                if not b:
-                    break
-                h.update(b)
-                whole.update(b)
-                left -= len(b)
-            if left == part_size:
-                break
-            outer.update(h.digest())
-            parts += 1
-            if left:
-                break
-    return f"{base64.b64encode(outer.digest()).decode()}-{parts}", whole.hexdigest()
-
-
-def composite_from_parts(digests: Sequence[bytes]) -> str:
-    """The COMPOSITE checksum from part digests computed elsewhere."""
-    outer = hashlib.sha256(b"".join(digests)).digest()
-    return f"{base64.b64encode(outer).decode()}-{len(digests)}"
-
-
 # HEAD fields that show whether the S3 settings took effect (ObjectInfo.extra)
 _SETTING_FIELDS = (
     "StorageClass", "ServerSideEncryption", "SSEKMSKeyId", "ObjectLockMode",
     "ObjectLockRetainUntilDate", "ObjectLockLegalHoldStatus", "LastModified", "VersionId",
 )  # fmt: skip
-
-
-def _status(e: ClientError) -> int:
-    return int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-
-
-def _code(e: ClientError) -> str:
-    return str(e.response.get("Error", {}).get("Code") or _status(e))
-
-
-def _error(e: BaseException, what: str) -> StorageError:
-    if isinstance(e, ClientError):
-        code = _code(e)
-        msg = e.response.get("Error", {}).get("Message") or code
-        return StorageError(f"{what}: {code}: {msg}", code=code, permanent=code in PERMANENT_CODES)
-    if isinstance(e, NoCredentialsError):
-        return StorageError(f"{what}: no AWS credentials found", code="NoCredentials",
-                            permanent=True)  # fmt: skip
-    if isinstance(e, CancelledError):
-        return StorageError(f"{what}: cancelled", code="Cancelled")
-    return StorageError(f"{what}: {e}", code=type(e).__name__)
 
 
 class SettingsNotApplied(VerificationError):
@@ -197,14 +96,6 @@ class SettingsNotApplied(VerificationError):
         self.problems = list(problems)
 
 
-class _Progress(BaseSubscriber):
-    def __init__(self, cb: Callable[[int], None]) -> None:
-        self.cb = cb
-
-    def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
-        self.cb(bytes_transferred)
-
-
 class S3Storage(Storage):
     def __init__(self, cfg: OffloadConfig, host: str = "") -> None:
         """``host``: whose keys this storage writes, if one host's (the offload):
@@ -213,79 +104,27 @@ class S3Storage(Storage):
         self.key_prefix = cfg.prefix
         self.scope = host_scope(cfg.key_template, cfg.prefix, host)[0] if host else ""
         self.endpoint = cfg.endpoint_url or "AWS"
-        self.concurrency = cfg.concurrency
         self.part_size: int = part_size_for(cfg) or 5 * MiB
         self._describe = describe_for(cfg)
         self.threshold = max(8 * MiB, self.part_size)
         self.settings = ObjectSettings.from_config(cfg)
-        # If-None-Match: * until the server says 501 (then check first)
-        self.conditional_writes = True
-        self._fallback_lock = threading.Lock()
+        self.concurrency = cfg.concurrency
         try:
-            self.session, self.client = self._client(cfg)
+            self.session, self.client = make_client(cfg)
         except (BotoCoreError, ValueError) as e:  # a broken AWS config file, a bad region
             raise StorageError(f"cannot open {self._describe}: {e}", code=type(e).__name__,
                                permanent=True) from None  # fmt: skip
-        # Part digests the compressor computed, by key: sent as each part's
-        # ChecksumSHA256 so botocore does not hash the parts again.
-        self._part_digests: dict[str, Sequence[bytes]] = {}
-        events = self.client.meta.events
-        events.register("before-parameter-build.s3.UploadPart", self._part_checksum)
-        events.register("before-parameter-build.s3.PutObject", self._if_none_match)
-        events.register("before-parameter-build.s3.CompleteMultipartUpload", self._if_none_match)
-        self.transfer_config = TransferConfig(
-            multipart_threshold=self.threshold,
-            multipart_chunksize=self.part_size,
-            max_concurrency=cfg.concurrency * cfg.concurrency,
-            use_threads=True,
-            preferred_transfer_client="classic",
-        )
-        self._manager = create_transfer_manager(self.client, self.transfer_config)
-        self._futures: set[Any] = set()  # uploads in progress, for close()
-        self._futures_lock = threading.Lock()
+        self.uploader = Uploader(
+            self.client, self.bucket, self._describe, threshold=self.threshold,
+            part_size=self.part_size, concurrency=cfg.concurrency,
+        )  # fmt: skip
 
-    # Any: the S3 stubs are optional
-    @staticmethod
-    def _client(cfg: OffloadConfig) -> tuple[botocore.session.Session, Any]:
-        session = botocore.session.get_session()
-        cred = systemd_credentials_file()
-        if cred is not None:
-            session.set_config_variable("credentials_file", str(cred))
-            session.set_config_variable("profile", "default")
-        return session, boto3.Session(botocore_session=session).client(
-            "s3",
-            endpoint_url=cfg.endpoint_url or None,
-            region_name=cfg.region or None,
-            config=Config(
-                request_checksum_calculation=cfg.s3_checksums,
-                response_checksum_validation=cfg.s3_checksums,
-                retries={"mode": "standard", "max_attempts": 3},
-                connect_timeout=10,
-                read_timeout=120,
-                # files in parallel, each with parts in parallel
-                max_pool_connections=cfg.concurrency * cfg.concurrency + 4,
-                s3={
-                    # Every body we send carries an x-amz-checksum-sha256 the server
-                    # verifies; signing the payload as well (botocore does over
-                    # plain http) would hash every byte a second time.
-                    "payload_signing_enabled": False,
-                    **({"addressing_style": "path"} if cfg.endpoint_url else {}),
-                },
-            ),
-        )
+    @property
+    def conditional_writes(self) -> bool:
+        return self.uploader.conditional_writes
 
     def describe(self) -> str:
         return self._describe
-
-    def _part_checksum(self, params: dict[str, Any], **_kw: Any) -> None:
-        digests = self._part_digests.get(params.get("Key", ""))
-        n = params.get("PartNumber", 0)
-        if digests and 1 <= n <= len(digests) and "ChecksumSHA256" not in params:
-            params["ChecksumSHA256"] = base64.b64encode(digests[n - 1]).decode()
-
-    def _if_none_match(self, params: dict[str, Any], **_kw: Any) -> None:
-        if self.conditional_writes:
-            params.setdefault("IfNoneMatch", "*")
 
     def _what(self, op: str, key: str = "") -> str:
         target = f"s3://{self.bucket}/{key}" if key else f"bucket {self.bucket}"
@@ -297,8 +136,8 @@ class S3Storage(Storage):
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except ClientError as e:
-            status = _status(e)
-            code = _code(e)
+            status = status_of(e)
+            code = code_of(e)
             if status == 404 or code in ("404", "NoSuchBucket"):
                 raise StorageError(
                     f"{self._what('HEAD')}: NoSuchBucket: the bucket does not exist",
@@ -313,14 +152,14 @@ class S3Storage(Storage):
                         Bucket=self.bucket, Prefix=self.scope or self.key_prefix, MaxKeys=1
                     )
                 except S3_ERRORS as e2:
-                    raise _error(e2, self._what("LIST")) from None
+                    raise s3_error(e2, self._what("LIST")) from None
                 if self.scope:
                     return
                 raise StorageError(f"{self._what('HEAD')}: AccessDenied", code="AccessDenied",
                                    permanent=True) from None  # fmt: skip
-            raise _error(e, self._what("HEAD")) from None
+            raise s3_error(e, self._what("HEAD")) from None
         except S3_ERRORS as e:
-            raise _error(e, self._what("HEAD")) from None
+            raise s3_error(e, self._what("HEAD")) from None
 
     # -- writing -----------------------------------------------------------
 
@@ -347,12 +186,11 @@ class S3Storage(Storage):
                 # AWS wants Content-MD5 or x-amz-sdk-checksum-algorithm with Object
                 # Lock headers; botocore sends the header with our SHA-256 as is
                 extra["ChecksumAlgorithm"] = "SHA256"
-        digests = part_sha256 if multipart and known_parts else ()
-        try:
-            self._upload_once(local, key, extra, progress, digests)
-        except _NotImplemented:
-            self._fall_back_to_check_first()
-            self._upload_once(local, key, extra, progress, digests)
+        self.uploader.upload(
+            local, key, extra, progress=progress,
+            digests=part_sha256 if multipart and known_parts else (),
+            exists=lambda k: self.head(k) is not None, what=self._what("PUT", key),
+        )  # fmt: skip
         info, raw = self._head(key, checksum=True)
         if info is None:
             raise VerificationError(f"{self._what('HEAD', key)}: missing after upload")
@@ -362,7 +200,9 @@ class S3Storage(Storage):
             raise VerificationError(
                 f"{self._what('HEAD', key)}: metadata sha256 {info.sha256!r}, expected {sha256}"
             )
-        expected = self._expected_checksum(local, size, sha256, part_sha256, info.checksum)
+        expected = expected_checksum(
+            local, size, sha256, part_sha256, info.checksum, self.part_size
+        )
         if info.checksum and info.checksum != expected:
             raise VerificationError(
                 f"{self._what('HEAD', key)}: server checksum {info.checksum}, expected {expected}"
@@ -373,81 +213,15 @@ class S3Storage(Storage):
             raise SettingsNotApplied(self._what("HEAD", key), problems)
         return info
 
-    def _upload_once(self, local: Path, key: str, extra: dict[str, Any],
-                     progress: Callable[[int], None] | None,
-                     digests: Sequence[bytes]) -> None:  # fmt: skip
-        if not self.conditional_writes and self.head(key) is not None:
-            raise ObjectExistsError(key)  # check-first: the server has no If-None-Match
-        conditional = self.conditional_writes
-        if digests:
-            self._part_digests[key] = digests
-        try:
-            subscribers = [_Progress(progress)] if progress is not None else None
-            fut = self._manager.upload(
-                str(local), self.bucket, key, extra_args=extra, subscribers=subscribers
-            )
-            with self._futures_lock:
-                self._futures.add(fut)
-            try:
-                fut.result()
-            finally:
-                with self._futures_lock:
-                    self._futures.discard(fut)
-                self._part_digests.pop(key, None)
-        except ClientError as e:
-            status, code = _status(e), _code(e)
-            if status == 412 or code == "PreconditionFailed":
-                raise ObjectExistsError(key) from None  # s3transfer aborted its parts
-            if conditional and (status == 501 or code == "NotImplemented"):
-                raise _NotImplemented() from None
-            raise self._put_error(e, key) from None
-        except S3_ERRORS as e:
-            raise self._put_error(e, key) from None
-
-    def _put_error(self, e: BaseException, key: str) -> StorageError:
-        err = _error(e, self._what("PUT", key))
-        if err.code in DIGEST_CODES:  # the file, not the destination: a file-level retry
-            bad = VerificationError(str(err))
-            bad.code = err.code
-            return bad
-        return err
-
-    def _fall_back_to_check_first(self) -> None:
-        with self._fallback_lock:
-            if self.conditional_writes:
-                self.conditional_writes = False
-                log.warning(
-                    "%s does not support conditional writes (If-None-Match answered 501 "
-                    "NotImplemented): checking that each key is free before uploading "
-                    "instead; two writers racing for one key could overwrite each other",
-                    self._describe,
-                )
-
-    def _expected_checksum(self, local: Path, size: int, sha256: str,
-                           part_sha256: Sequence[bytes], stored: str) -> str | None:  # fmt: skip
-        """The checksum the server would state for local's bytes in the form of
-        ``stored`` (full-object, or COMPOSITE "-N"); None if that form cannot be
-        rebuilt (another part size than ours)."""
-        if "-" not in stored:
-            return base64.b64encode(bytes.fromhex(sha256)).decode()
-        part = ChunksizeAdjuster().adjust_chunksize(self.part_size, size)
-        parts = -(-size // part)
-        if stored.rsplit("-", 1)[1] != str(parts):
-            return None
-        if part == self.part_size and len(part_sha256) == parts:
-            return composite_from_parts(part_sha256)  # hashed as it was written
-        composite, whole = composite_sha256(local, part)
-        if whole != sha256:
-            raise VerificationError(f"{local}: SHA-256 {whole}, expected {sha256}")
-        return composite
-
     def same_bytes(self, info: ObjectInfo, local: Path, *, size: int, sha256: str,
                    part_sha256: Sequence[bytes] = ()) -> bool | None:  # fmt: skip
         if info.size != size:
             return False
         if not info.checksum:
             return None
-        expected = self._expected_checksum(local, size, sha256, part_sha256, info.checksum)
+        expected = expected_checksum(
+            local, size, sha256, part_sha256, info.checksum, self.part_size
+        )
         return None if expected is None else info.checksum == expected
 
     def settings_problems(self, info: ObjectInfo) -> builtins.list[str]:
@@ -462,7 +236,7 @@ class S3Storage(Storage):
         try:
             r = self.client.get_object_tagging(Bucket=self.bucket, Key=key)
         except S3_ERRORS as e:
-            raise _error(e, self._what("GET-TAGGING", key)) from None
+            raise s3_error(e, self._what("GET-TAGGING", key)) from None
         return check_tags(tags, r.get("TagSet", []))
 
     @staticmethod
@@ -479,7 +253,7 @@ class S3Storage(Storage):
         try:
             r = self.client.head_object(Bucket=self.bucket, Key=key, **kw)
         except ClientError as e:
-            status = _status(e)
+            status = status_of(e)
             if status == 404:
                 return None, {}
             if status == 403:  # HEAD has no body to say why
@@ -488,9 +262,9 @@ class S3Storage(Storage):
                     "credentials, or no s3:GetObject permission)",
                     code="AccessDenied", permanent=True,
                 ) from None  # fmt: skip
-            raise _error(e, self._what("HEAD", key)) from None
+            raise s3_error(e, self._what("HEAD", key)) from None
         except S3_ERRORS as e:
-            raise _error(e, self._what("HEAD", key)) from None
+            raise s3_error(e, self._what("HEAD", key)) from None
         extra = {k: r[k] for k in _SETTING_FIELDS if k in r}
         info = ObjectInfo(
             key, int(r["ContentLength"]), dict(r.get("Metadata", {})),
@@ -513,7 +287,7 @@ class S3Storage(Storage):
                     objs = [h for h in heads if h is not None]
                 yield from objs
         except S3_ERRORS as e:
-            raise _error(e, self._what("LIST", prefix)) from None
+            raise s3_error(e, self._what("LIST", prefix)) from None
 
     def list_prefixes(self, prefix: str) -> Iterator[str]:
         # Delimiter='/' returns the "directories" (CommonPrefixes), not the objects
@@ -523,24 +297,24 @@ class S3Storage(Storage):
                 for cp in page.get("CommonPrefixes", []):
                     yield str(cp["Prefix"])
         except S3_ERRORS as e:
-            raise _error(e, self._what("LIST", prefix)) from None
+            raise s3_error(e, self._what("LIST", prefix)) from None
 
     def download(self, key: str, dest: Path) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
         os.close(fd)
         try:
-            self._manager.download(self.bucket, key, tmp).result()
+            self.uploader.manager.download(self.bucket, key, tmp).result()
             os.replace(tmp, dest)
         except S3_ERRORS as e:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-            raise _error(e, self._what("GET", key)) from None
+            raise s3_error(e, self._what("GET", key)) from None
 
     def delete(self, key: str) -> None:
         try:
             self.client.delete_object(Bucket=self.bucket, Key=key)
         except S3_ERRORS as e:
-            raise _error(e, self._what("DELETE", key)) from None
+            raise s3_error(e, self._what("DELETE", key)) from None
 
     def set_legal_hold(self, key: str, on: bool) -> None:
         status = "ON" if on else "OFF"
@@ -549,7 +323,7 @@ class S3Storage(Storage):
                 Bucket=self.bucket, Key=key, LegalHold={"Status": status}
             )
         except S3_ERRORS as e:
-            err = _error(e, self._what("PUT-LEGAL-HOLD", key))
+            err = s3_error(e, self._what("PUT-LEGAL-HOLD", key))
             if err.code == "InvalidRequest":
                 err = StorageError(
                     f"{err} (legal holds need a bucket created with Object Lock)",
@@ -573,20 +347,8 @@ class S3Storage(Storage):
                     )
                     aborted.append(key)
         except S3_ERRORS as e:
-            raise _error(e, self._what("LIST-UPLOADS", self.key_prefix)) from None
+            raise s3_error(e, self._what("LIST-UPLOADS", self.key_prefix)) from None
         return aborted
 
     def close(self) -> None:
-        # Cancel what is still running (the service is stopping): s3transfer then
-        # aborts its multipart uploads; anything it cannot abort is found at start.
-        # (Not shutdown(cancel=True): s3transfer 0.17 passes its arguments in the
-        # wrong order there and raises TypeError.)
-        with self._futures_lock:
-            running = list(self._futures)
-        for fut in running:
-            fut.cancel()
-        self._manager.shutdown()
-
-
-class _NotImplemented(Exception):
-    """The server answered 501 to a conditional write (internal to put_file)."""
+        self.uploader.close()
