@@ -235,6 +235,13 @@ class S3Storage(Storage):
             return []
         try:
             r = self.client.get_object_tagging(Bucket=self.bucket, Key=key)
+        except ClientError as e:
+            if status_of(e) == 501 or code_of(e) == "NotImplemented":
+                return [
+                    "tags: the server has no object tagging (GetObjectTagging: NotImplemented); "
+                    "set rollcap_tags = false and no tags"
+                ]
+            raise s3_error(e, self._what("GET-TAGGING", key)) from None
         except S3_ERRORS as e:
             raise s3_error(e, self._what("GET-TAGGING", key)) from None
         return check_tags(tags, r.get("TagSet", []))

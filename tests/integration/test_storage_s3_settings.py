@@ -293,3 +293,22 @@ def test_the_bucket_check_works_under_the_per_host_policy(
     assert e.value.code == "AccessDenied" and e.value.permanent
     listed = [r.path for r in proxy.requests if "list-type=2" in r.path]
     assert any("prefix=caps%2Fh1%2F" in p for p in listed), listed
+
+
+def test_a_server_without_tagging_is_named_not_a_vague_error(
+    plain_bucket: str, creds: None, tmp_path: Path, proxy: RecordingProxy
+) -> None:
+    def no_tagging(req: Request) -> Answer | None:
+        if req.method == "GET" and req.path.endswith("?tagging"):
+            body = b"<Error><Code>NotImplemented</Code><Message>no</Message></Error>"
+            return 501, {"content-type": "application/xml"}, body
+        return None
+
+    proxy.answer = no_tagging
+    store = _store(proxy.endpoint, plain_bucket)  # rollcap_tags by default
+    src = _file(tmp_path, "a", 1000)
+    with pytest.raises(VerificationError) as e:
+        store.put_file(src, _key(), size=1000, sha256=_sha(src), metadata=META_HI)
+    store.close()
+    assert e.value.code == "SettingIgnored"
+    assert "set rollcap_tags = false" in str(e.value), e.value
