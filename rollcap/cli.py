@@ -29,6 +29,8 @@ def _add_config(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from rollcap.retrieve import commands as retrieve
+    from rollcap.retrieve import hold as hold_cmd
+    from rollcap.storage import destcheck
 
     parser = argparse.ArgumentParser(
         prog="rollcap",
@@ -71,6 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fetch", help="fetch packets of a time window into one pcap")
     _add_config(p)
     retrieve.add_fetch_arguments(p)
+
+    p = sub.add_parser("hold", help="set or release a legal hold on captures of a time window")
+    _add_config(p)
+    hold_cmd.add_arguments(p)
+    p = sub.add_parser(
+        "check-destination",
+        help="check credentials, bucket and permissions; print a least-privilege IAM policy",
+    )
+    _add_config(p)
+    destcheck.add_arguments(p)
 
     p = sub.add_parser(
         "config-docs", help="print the sample config, markdown reference or man page"
@@ -166,6 +178,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from rollcap.retrieve import commands as retrieve
 
         return retrieve.run_fetch(args, cfg)
+    if cmd == "hold":
+        from rollcap.retrieve import hold as hold_cmd
+
+        return hold_cmd.run(args, cfg)
+    if cmd == "check-destination":
+        from rollcap.storage import destcheck
+
+        return destcheck.run(args, cfg)
     raise AssertionError(cmd)
 
 

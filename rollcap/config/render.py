@@ -36,7 +36,14 @@ def toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, str):
         return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, dict):  # an inline table
+        items = ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items())
+        return "{ " + items + " }" if items else "{}"
     raise TypeError(f"no TOML rendering for {type(value).__name__}")
+
+
+def _default(field: FieldInfo) -> Any:
+    return field.get_default(call_default_factory=True)
 
 
 def _allowed(field: FieldInfo) -> str:
@@ -63,7 +70,7 @@ def render_sample() -> str:
             if allowed:
                 desc += f" ({allowed})"
             lines.extend("# " + w for w in textwrap.wrap(desc, 76))
-            lines.append(f"{fname} = {toml_value(field.default)}")
+            lines.append(f"{fname} = {toml_value(_default(field))}")
             lines.append("")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
@@ -82,7 +89,7 @@ def render_markdown() -> str:
         lines += [f"## [{name}]", "", (model.__doc__ or "").strip(), ""]
         lines += ["| key | default | allowed | meaning |", "|---|---|---|---|"]
         for fname, field in model.model_fields.items():
-            default = toml_value(field.default).replace("|", "\\|")
+            default = toml_value(_default(field)).replace("|", "\\|")
             desc = (field.description or "").replace("|", "\\|")
             lines.append(f"| `{fname}` | `{default}` | {_allowed(field)} | {desc} |")
         lines.append("")
@@ -116,7 +123,7 @@ def render_manpage(version: str) -> str:
             allowed = _allowed(field)
             out += [
                 ".TP",
-                f"\\fB{esc(fname)}\\fR = {breakable(esc(toml_value(field.default)))}",
+                f"\\fB{esc(fname)}\\fR = {breakable(esc(toml_value(_default(field))))}",
                 esc((field.description or "") + (f" ({allowed})" if allowed else "")),
             ]
     out += [".SH SEE ALSO", "\\fBrollcap\\fR(8), \\fBtcpdump\\fR(8)"]

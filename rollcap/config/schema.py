@@ -12,7 +12,14 @@ from pathlib import PurePosixPath
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 # Linux interface names: at most 15 bytes, no '/', no whitespace. We are stricter
 # (no shell metacharacters at all) because the name ends up in file names and keys.
@@ -21,6 +28,22 @@ _HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9!_.*'()/-]*$")
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+# S3 object tags: AWS allows 10 per object, keys of 1-128 and values of 0-256
+# characters from letters, digits, space and + - = . _ : / @.
+_TAG_RE = re.compile(r"^[\w +\-=.:/@]*$")
+MAX_STATIC_TAGS = 7  # S3's 10, less the three rollcap adds (ROLLCAP_TAG_KEYS)
+ROLLCAP_TAG_KEYS = ("host", "iface", "source")
+# AWS KMS key: a key id, a multi-region key id, an alias, or the ARN of either
+_KMS_KEY_RE = re.compile(
+    r"^(arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key/[A-Za-z0-9-]{1,128}|alias/[A-Za-z0-9/_-]{1,250})"
+    r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    r"|mrk-[0-9a-f]{32}|alias/[A-Za-z0-9/_-]{1,250})$"
+)
+StorageClass = Literal[
+    "", "STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR",
+    "GLACIER", "DEEP_ARCHIVE", "REDUCED_REDUNDANCY", "EXPRESS_ONEZONE",
+]  # fmt: skip
 
 KEY_PLACEHOLDERS = ("prefix", "host", "iface", "start", "seq", "ext")
 DEFAULT_KEY_TEMPLATE = (
@@ -189,9 +212,9 @@ class OffloadConfig(_Section):
         "role) or, preferably, from a systemd credential: put an AWS shared-credentials "
         "file with a [default] profile at /etc/credstore/rollcap-s3-credentials (mode "
         "0600, root) and the unit's LoadCredential=s3-credentials:rollcap-s3-credentials "
-        "hands it to the offload service alone. Needed permissions: s3:PutObject, "
-        "s3:GetObject, s3:ListBucket, s3:ListBucketMultipartUploads, "
-        "s3:AbortMultipartUpload on the prefix.",
+        "hands it to the offload service alone. `rollcap check-destination` tests every "
+        "permission the offload needs and prints a least-privilege IAM policy for this "
+        "host's own part of the prefix.",
     )
     endpoint_url: str = Field(
         "",
@@ -265,6 +288,55 @@ class OffloadConfig(_Section):
         "checksum by HEAD before it deletes the local file.",
     )
 
+    storage_class: StorageClass = Field(
+        "",
+        description="S3 storage class of every object (x-amz-storage-class), by its AWS "
+        "name; empty leaves it to the bucket (STANDARD on AWS). GLACIER and DEEP_ARCHIVE "
+        "objects must be restored before `rollcap fetch` can read them. Checked by HEAD "
+        "before the local file is deleted.",
+    )
+    sse: Literal["", "AES256", "aws:kms"] = Field(
+        "",
+        description='Server-side encryption requested for every object: "AES256" (SSE-S3) '
+        'or "aws:kms" (SSE-KMS, with sse_kms_key_id); empty leaves it to the bucket\'s '
+        "default encryption. Checked by HEAD before the local file is deleted.",
+    )
+    sse_kms_key_id: str = Field(
+        "",
+        description='With sse = "aws:kms": the KMS key (key id, alias/NAME or ARN); empty '
+        "uses the account's aws/s3 key. The offload then also needs kms:GenerateDataKey "
+        "and kms:Decrypt on that key (see `rollcap check-destination`).",
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict,
+        description="Static S3 object tags for cost allocation and lifecycle rules, e.g. "
+        'tags = { team = "netops", env = "prod" }. At most 7 (S3 allows 10 per object); '
+        'the keys "host", "iface" and "source" are rollcap\'s own (rollcap_tags). Sent '
+        "with every upload and checked with GetObjectTagging before the local file is deleted.",
+    )
+    rollcap_tags: bool = Field(
+        True,
+        description="Tag every S3 object with host, iface (from its file name) and "
+        'source = "rollcap": few distinct values, so lifecycle rules and cost reports can '
+        "select by them. Tagging needs s3:PutObjectTagging (and s3:GetObjectTagging for "
+        "the check).",
+    )
+    object_lock_mode: Literal["", "GOVERNANCE", "COMPLIANCE"] = Field(
+        "",
+        description="S3 Object Lock retention for every object (the bucket must have been "
+        "created with Object Lock): GOVERNANCE (only principals with "
+        "s3:BypassGovernanceRetention may shorten it) or COMPLIANCE (nobody can, not even "
+        "the root account). Needs s3:PutObjectRetention. Checked by HEAD before the local "
+        "file is deleted.",
+    )
+    object_lock_days: int = Field(
+        0,
+        ge=0,
+        le=36500,
+        description="With object_lock_mode: days each object stays locked after its upload "
+        "(at least 1); 0 without it.",
+    )
+
     @field_validator("destination")
     @classmethod
     def _destination(cls, v: str) -> str:
@@ -312,6 +384,60 @@ class OffloadConfig(_Section):
             u.port  # noqa: B018 - raises on a bad port
         except ValueError as e:
             raise ValueError(f"bad port: {e}") from None
+        return v
+
+    @field_validator("storage_class", "sse", "object_lock_mode", "tags")
+    @classmethod
+    def _s3_only(cls, v: object, info: ValidationInfo) -> object:
+        # an invalid destination is reported on its own, not again here
+        if v and not str(info.data.get("destination", "s3://")).startswith("s3://"):
+            raise ValueError("only for s3:// destinations")
+        return v
+
+    @field_validator("sse_kms_key_id")
+    @classmethod
+    def _kms_key(cls, v: str, info: ValidationInfo) -> str:
+        if not v:
+            return v
+        if info.data.get("sse", "aws:kms") != "aws:kms":  # (an invalid sse: said there)
+            raise ValueError('only with sse = "aws:kms"')
+        if not _KMS_KEY_RE.fullmatch(v):
+            raise ValueError(
+                "a KMS key id (1234abcd-12ab-34cd-56ef-1234567890ab or mrk-...), "
+                "alias/NAME, or a key or alias ARN"
+            )
+        return v
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: dict[str, str]) -> dict[str, str]:
+        if len(v) > MAX_STATIC_TAGS:
+            raise ValueError(f"at most {MAX_STATIC_TAGS} tags (S3 allows 10; rollcap adds 3)")
+        for k, val in v.items():
+            if k in ROLLCAP_TAG_KEYS:
+                raise ValueError(f"tag {k!r} is rollcap's own (see rollcap_tags)")
+            if not 1 <= len(k) <= 128 or k.lower().startswith("aws:") or not _TAG_RE.fullmatch(k):
+                raise ValueError(
+                    f"tag key {k!r}: 1-128 of letters, digits, space and + - = . _ : / @, "
+                    "not starting with aws:"
+                )
+            if len(val) > 256 or not _TAG_RE.fullmatch(val):
+                raise ValueError(
+                    f"tag {k!r}: the value may have up to 256 of letters, digits, space and "
+                    "+ - = . _ : / @"
+                )
+        return v
+
+    @field_validator("object_lock_days")
+    @classmethod
+    def _lock_days(cls, v: int, info: ValidationInfo) -> int:
+        if "object_lock_mode" not in info.data:
+            return v  # invalid itself, and said so
+        mode = info.data["object_lock_mode"]
+        if mode and v < 1:
+            raise ValueError(f"must be at least 1 with object_lock_mode = {mode!r}")
+        if not mode and v:
+            raise ValueError('needs object_lock_mode = "GOVERNANCE" or "COMPLIANCE"')
         return v
 
     @field_validator("key_template")

@@ -28,7 +28,7 @@ from rollcap.storage.base import (
 
 
 class DeferredStorage(Storage):
-    def __init__(self, cfg: OffloadConfig) -> None:
+    def __init__(self, cfg: OffloadConfig, host: str = "") -> None:
         self.key_prefix = key_prefix_for(cfg)
         self.part_size = part_size_for(cfg)
         self._describe = describe_for(cfg)
@@ -36,13 +36,13 @@ class DeferredStorage(Storage):
         self._error: BaseException | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(
-            target=self._open, args=(cfg,), name="open-storage", daemon=True
+            target=self._open, args=(cfg, host), name="open-storage", daemon=True
         )
         self._thread.start()
 
-    def _open(self, cfg: OffloadConfig) -> None:
+    def _open(self, cfg: OffloadConfig, host: str) -> None:
         try:
-            self._real = open_storage(cfg)
+            self._real = open_storage(cfg, host)
         except BaseException as e:  # handed to the first caller
             self._error = e
         finally:
@@ -72,8 +72,20 @@ class DeferredStorage(Storage):
             part_sha256=part_sha256,
         )  # fmt: skip
 
-    def head(self, key: str) -> ObjectInfo | None:
-        return self.real().head(key)
+    def head(self, key: str, checksum: bool = False) -> ObjectInfo | None:
+        return self.real().head(key, checksum)
+
+    def same_bytes(self, info: ObjectInfo, local: Path, *, size: int, sha256: str,
+                   part_sha256: Sequence[bytes] = ()) -> bool | None:  # fmt: skip
+        return self.real().same_bytes(
+            info, local, size=size, sha256=sha256, part_sha256=part_sha256
+        )
+
+    def settings_problems(self, info: ObjectInfo) -> builtins.list[str]:
+        return self.real().settings_problems(info)
+
+    def set_legal_hold(self, key: str, on: bool) -> None:
+        self.real().set_legal_hold(key, on)
 
     def list(self, prefix: str, with_metadata: bool = False) -> Iterator[ObjectInfo]:
         return self.real().list(prefix, with_metadata)

@@ -23,6 +23,7 @@ from rollcap.journal import fields
 from rollcap.keys import KeyFields, render_key
 from rollcap.offload.compress import Cancelled, Compressed, compress_fd
 from rollcap.offload.discovery import oldest_first
+from rollcap.offload.existing import judge
 from rollcap.offload.quarantine import quarantine
 from rollcap.offload.vet import Opened, Refused, Vanished, open_ready
 from rollcap.spool import Spool
@@ -72,13 +73,6 @@ def object_metadata(cfg: RollcapConfig, opened: Opened, c: Compressed) -> dict[s
         META["compression"]: cfg.offload.compression,
         META["version"]: __version__,
     }
-
-
-def same_pcap(meta: dict[str, str], c: Compressed) -> bool:
-    """The stored object holds this pcap, compressed differently (another level
-    or codec): same CRC-32, size and packet count of the uncompressed pcap."""
-    got = (meta.get(META["pcap_crc32"]), meta.get(META["pcap_bytes"]), meta.get(META["packets"]))
-    return got == (c.pcap_crc32, str(c.pcap_bytes), str(c.packets))
 
 
 class OrderedSlots:
@@ -236,35 +230,36 @@ class Pipeline:
             packets=comp.packets,
         )  # fmt: skip
         try:
-            existing = self.storage.head(key)
-            if existing is not None:
-                if existing.sha256 == comp.sha256 and existing.size != comp.size:
-                    # our metadata on fewer/more bytes: an upload that failed its
-                    # verification, not one that was verified before a crash
-                    return self.quarantine(
-                        name,
-                        f"{key} already exists at {self.storage.describe()} with this file's "
-                        f"sha256 but {existing.size} bytes instead of {comp.size} (a damaged "
-                        "upload); never overwritten",
-                    )
-                same = existing.sha256 == comp.sha256 or same_pcap(existing.metadata, comp)
-                if not same:
-                    return self.quarantine(
-                        name,
-                        f"{key} already exists at {self.storage.describe()} with different "
-                        f"content (sha256 {existing.sha256 or 'unknown'}); never overwritten",
-                    )
-                out.kind = "exists"  # uploaded before a crash, not yet deleted
-            else:
+            try:
                 meta = object_metadata(self.cfg, opened, comp)
                 self.storage.put_file(
                     comp.path, key, size=comp.size, sha256=comp.sha256, metadata=meta,
                     progress=progress, part_sha256=comp.part_sha256,
                 )  # fmt: skip
+            except ObjectExistsError:
+                # a 412 to our conditional write, or found first: uploaded before
+                # a crash and not yet deleted, or someone else's object?
+                existing = self.storage.head(key, checksum=True)
+                if existing is None:
+                    return Outcome(name, "failed", key=key, message=(
+                        f"{key}: the server refused to overwrite it, then HEAD found nothing"
+                    ))  # fmt: skip
+                same = self.storage.same_bytes(
+                    existing, comp.path, size=comp.size, sha256=comp.sha256,
+                    part_sha256=comp.part_sha256,
+                )  # fmt: skip
+                verdict = judge(existing, comp, same_bytes=same, where=self.storage.describe())
+                if not verdict.stored:
+                    return self.quarantine(name, verdict.reason)
+                problems = self.storage.settings_problems(existing)
+                if problems:  # stored, but not the way the config asks: keep the file
+                    return Outcome(name, "failed", key=key, message=(
+                        f"{key} already exists at {self.storage.describe()}, but "
+                        + "; ".join(problems)
+                    ))  # fmt: skip
+                out.kind = "exists"
         except VerificationError as e:
             return Outcome(name, "failed", key=key, message=str(e))
-        except ObjectExistsError as e:
-            return Outcome(name, "failed", key=key, message=str(e))  # next attempt HEADs
         except StorageError as e:
             if self.stop.is_set():
                 return Outcome(name, "cancelled")

@@ -652,7 +652,8 @@ class OffloadService:
 def run(config_path: str) -> int:
     cfg = load_config(config_path)
     setup_logging(cfg.log.level, "rollcap-offload")
-    service = OffloadService(cfg, DeferredStorage(cfg.offload), Notifier())
+    host = local_hostname(cfg.capture.hostname)  # a policy may scope it to its own keys
+    service = OffloadService(cfg, DeferredStorage(cfg.offload, host), Notifier())
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         service.request_stop(signum)

@@ -149,7 +149,7 @@ def _storage_errors(where: str, what: str) -> Iterator[None]:
     """One operator-facing line for any failure talking to the destination."""
     try:
         yield
-    except StorageError as e:
+    except StorageError as e:  # storage implementations raise nothing else
         code = e.code or ""
         msg = str(e)
         if code and code not in msg:
@@ -157,13 +157,6 @@ def _storage_errors(where: str, what: str) -> Iterator[None]:
         if code in _DENIED:
             raise RollcapError(f"access denied {what} {where}: {msg}") from None
         raise RollcapError(f"{what} {where} failed: {msg}") from None
-    except Exception as e:  # boto errors an implementation did not wrap
-        mod = type(e).__module__
-        if not mod.startswith(("botocore", "boto3", "s3transfer")):
-            raise
-        code = str(getattr(e, "response", {}).get("Error", {}).get("Code", ""))
-        prefix = "access denied " if code in _DENIED else ""
-        raise RollcapError(f"{prefix}{what} {where}: {e}") from None
 
 
 def _find(args: argparse.Namespace, cfg: RollcapConfig, storage: Storage,
@@ -340,3 +333,15 @@ def summary(result: FetchResult, hosts: list[str]) -> str:
         f"({_human(result.pcap_bytes)}) from {_plural(result.objects, 'object')} "
         f"({_human(result.downloaded_bytes)} downloaded) of {', '.join(hosts)}"
     )
+
+
+# For commands that act on exactly what `rollcap list` selects (rollcap hold).
+add_selection_arguments = _common
+open_destination = _open
+setup = _setup
+capture_json = _as_json
+
+
+def select(args: argparse.Namespace, cfg: RollcapConfig, storage: Storage) -> list[Capture]:
+    """The captures `rollcap list` shows for these arguments (NothingFound if none)."""
+    return _find(args, cfg, storage, workers=8)[0]

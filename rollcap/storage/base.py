@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import builtins
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rollcap.config.schema import OffloadConfig
@@ -49,6 +49,12 @@ class ObjectInfo:
     key: str
     size: int
     metadata: dict[str, str] = field(default_factory=dict)
+    #: the destination's own checksum of the stored bytes, as it states it
+    #: (S3: base64 SHA-256, or COMPOSITE "...-N"; file://: hex SHA-256); only
+    #: from head(key, checksum=True), "" when the destination states none
+    checksum: str = ""
+    #: S3: the HEAD fields that show the storage settings (storage.settings)
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def sha256(self) -> str:
@@ -136,8 +142,30 @@ class Storage(ABC):
         caller computed them (saves reading the file again to verify parts)."""
 
     @abstractmethod
-    def head(self, key: str) -> ObjectInfo | None:
-        """Size and metadata of key, or None if it does not exist."""
+    def head(self, key: str, checksum: bool = False) -> ObjectInfo | None:
+        """Size and metadata of key, or None if it does not exist; with
+        ``checksum``, also the destination's own checksum of the stored bytes."""
+
+    def same_bytes(self, info: ObjectInfo, local: Path, *, size: int, sha256: str,
+                   part_sha256: Sequence[bytes] = ()) -> bool | None:  # fmt: skip
+        """Whether the object ``info`` (from head(key, checksum=True)) holds
+        local's bytes by the destination's own checksum; None when it states none
+        (or one that cannot be rebuilt), so only the metadata can tell."""
+        if info.size != size:
+            return False
+        return None
+
+    def settings_problems(self, info: ObjectInfo) -> builtins.list[str]:
+        """What of the configured storage settings (class, encryption, tags,
+        retention) the existing object ``info`` lacks, one line each."""
+        return []
+
+    def set_legal_hold(self, key: str, on: bool) -> None:
+        """Set (or release) an S3 Object Lock legal hold on key."""
+        raise StorageError(
+            f"{self.describe()}: legal holds need an S3 destination whose bucket has Object Lock",
+            code="NotSupported", permanent=True,
+        )  # fmt: skip
 
     @abstractmethod
     def list(self, prefix: str, with_metadata: bool = False) -> Iterator[ObjectInfo]:

@@ -14,15 +14,23 @@ End-to-end verification (checked against SeaweedFS 4.x, see tests):
 - in both cases HEAD must then show the right size and our whole-object
   SHA-256 in the ``rollcap-sha256`` metadata before the caller deletes anything.
 A server that returns no checksum at HEAD is checked by size and metadata only.
+The same HEAD (and GetObjectTagging) shows that the ``[offload]`` S3 settings
+took effect (storage class, encryption, tags, Object Lock retention:
+storage.settings); a setting the server ignored fails the verification.
+
+Conditional writes: PutObject and CompleteMultipartUpload carry
+``If-None-Match: *`` (added by a botocore hook: s3transfer does not accept
+IfNoneMatch as an upload argument), so two writers can never overwrite each
+other; the loser gets 412 and put_file raises ObjectExistsError. A server
+that answers 501 NotImplemented gets one warning, then HEAD-before-upload.
 
 boto3 >= 1.36 adds CRC checksums to every request by default, which several
 S3-compatible servers reject: ``offload.s3_checksums = "when_required"`` (the
 default) turns that off; our explicit SHA-256 is sent either way.
 
-Credentials: the standard AWS chain (environment, shared files, instance
-role). Under systemd, ``LoadCredential=s3-credentials:rollcap-s3-credentials``
-(from /etc/credstore/) exposes an AWS shared-credentials INI file (profile [default]) at
-``$CREDENTIALS_DIRECTORY/s3-credentials``; it is used when present.
+Module layout: s3client (the boto3 client, credentials, error codes),
+s3upload (conditional uploads through s3transfer), s3checksum (the checksums
+the server states), settings (what is asked for and whether it took effect).
 """
 
 from __future__ import annotations
@@ -30,27 +38,21 @@ from __future__ import annotations
 import base64
 import builtins
 import contextlib
-import hashlib
-import logging
 import os
 import tempfile
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
-import botocore.session
-from boto3.s3.transfer import TransferConfig, create_transfer_manager
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-from s3transfer.subscribers import BaseSubscriber
+from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.utils import ChunksizeAdjuster
 
 from rollcap.config.schema import OffloadConfig
 from rollcap.storage.base import (
     META,
+    MiB,
     ObjectInfo,
     Storage,
     StorageError,
@@ -58,161 +60,71 @@ from rollcap.storage.base import (
     describe_for,
     part_size_for,
 )
+from rollcap.storage.policy import host_scope
+from rollcap.storage.s3checksum import expected_checksum
+from rollcap.storage.s3client import (
+    S3_ERRORS,
+    code_of,
+    make_client,
+    s3_error,
+    status_of,
+    systemd_credentials_file,
+)
+from rollcap.storage.s3upload import Uploader
+from rollcap.storage.settings import ObjectSettings, check_head, check_tags
 
-log = logging.getLogger(__name__)
+__all__ = ["S3Storage", "SettingsNotApplied", "systemd_credentials_file"]
 
-MiB = 1024 * 1024
-CREDENTIAL_NAME = "s3-credentials"
-# Error codes that no retry will fix without an operator.
-PERMANENT_CODES = {
-    "AccessDenied",
-    "AllAccessDisabled",
-    "AccountProblem",
-    "ExpiredToken",
-    "InvalidAccessKeyId",
-    "InvalidBucketName",
-    "InvalidToken",
-    "NoCredentials",
-    "NoSuchBucket",
-    "SignatureDoesNotMatch",
-    "PermanentRedirect",
-    "AuthorizationHeaderMalformed",
-}
-# The server recomputed a checksum we sent and it did not match the bytes.
-DIGEST_CODES = {"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch"}
 _CONTENT_TYPES = {
     ".pcap.zst": "application/zstd",
     ".pcap.gz": "application/gzip",
     ".pcap": "application/vnd.tcpdump.pcap",
 }
+# HEAD fields that show whether the S3 settings took effect (ObjectInfo.extra)
+_SETTING_FIELDS = (
+    "StorageClass", "ServerSideEncryption", "SSEKMSKeyId", "ObjectLockMode",
+    "ObjectLockRetainUntilDate", "ObjectLockLegalHoldStatus", "LastModified", "VersionId",
+)  # fmt: skip
 
 
-def systemd_credentials_file(environ: dict[str, str] | None = None) -> Path | None:
-    """``$CREDENTIALS_DIRECTORY/s3-credentials`` if systemd passed one (LoadCredential=)."""
-    env = os.environ if environ is None else environ
-    d = env.get("CREDENTIALS_DIRECTORY")
-    if not d:
-        return None
-    p = Path(d) / CREDENTIAL_NAME
-    return p if p.is_file() else None
+class SettingsNotApplied(VerificationError):
+    """The object is stored and intact, but the server ignored a setting."""
 
-
-def composite_sha256(path: Path, part_size: int) -> tuple[str, str]:
-    """S3's COMPOSITE checksum of a multipart object with parts of part_size
-    (base64 of the SHA-256 of the concatenated part digests, "-<parts>") and, from
-    the same read, the hex SHA-256 of the whole file."""
-    outer = hashlib.sha256()
-    whole = hashlib.sha256()
-    parts = 0
-    with path.open("rb", buffering=0) as f:
-        while True:
-            h = hashlib.sha256()
-            left = part_size
-            while left:
-                b = f.read(min(left, 4 * MiB))
-                if not b:
-                    break
-                h.update(b)
-                whole.update(b)
-                left -= len(b)
-            if left == part_size:
-                break
-            outer.update(h.digest())
-            parts += 1
-            if left:
-                break
-    return f"{base64.b64encode(outer.digest()).decode()}-{parts}", whole.hexdigest()
-
-
-def composite_from_parts(digests: Sequence[bytes]) -> str:
-    """The COMPOSITE checksum from part digests computed elsewhere."""
-    outer = hashlib.sha256(b"".join(digests)).digest()
-    return f"{base64.b64encode(outer).decode()}-{len(digests)}"
-
-
-def _error(e: Exception, what: str) -> StorageError:
-    if isinstance(e, ClientError):
-        err = e.response.get("Error", {})
-        code = str(err.get("Code") or e.response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
-        msg = err.get("Message") or code
-        return StorageError(f"{what}: {code}: {msg}", code=code, permanent=code in PERMANENT_CODES)
-    if isinstance(e, NoCredentialsError):
-        return StorageError(f"{what}: no AWS credentials found", code="NoCredentials",
-                            permanent=True)  # fmt: skip
-    if isinstance(e, BotoCoreError):
-        return StorageError(f"{what}: {e}", code=type(e).__name__)
-    return StorageError(f"{what}: {e}", code=type(e).__name__)
-
-
-class _Progress(BaseSubscriber):
-    def __init__(self, cb: Callable[[int], None]) -> None:
-        self.cb = cb
-
-    def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
-        self.cb(bytes_transferred)
+    def __init__(self, what: str, problems: Sequence[str]) -> None:
+        super().__init__(f"{what}: the server did not apply " + "; ".join(problems))
+        self.code = "SettingIgnored"
+        self.problems = list(problems)
 
 
 class S3Storage(Storage):
-    def __init__(self, cfg: OffloadConfig) -> None:
+    def __init__(self, cfg: OffloadConfig, host: str = "") -> None:
+        """``host``: whose keys this storage writes, if one host's (the offload):
+        its own part of the bucket is what a least-privilege policy lets it list."""
         self.bucket = cfg.bucket
         self.key_prefix = cfg.prefix
+        self.scope = host_scope(cfg.key_template, cfg.prefix, host)[0] if host else ""
         self.endpoint = cfg.endpoint_url or "AWS"
-        self.concurrency = cfg.concurrency
         self.part_size: int = part_size_for(cfg) or 5 * MiB
         self._describe = describe_for(cfg)
         self.threshold = max(8 * MiB, self.part_size)
-        session = botocore.session.get_session()
-        cred = systemd_credentials_file()
-        if cred is not None:
-            session.set_config_variable("credentials_file", str(cred))
-            session.set_config_variable("profile", "default")
-        # Any: the S3 stubs (mypy-boto3-s3) are optional
-        self.client: Any = boto3.Session(botocore_session=session).client(
-            "s3",
-            endpoint_url=cfg.endpoint_url or None,
-            region_name=cfg.region or None,
-            config=Config(
-                request_checksum_calculation=cfg.s3_checksums,
-                response_checksum_validation=cfg.s3_checksums,
-                retries={"mode": "standard", "max_attempts": 3},
-                connect_timeout=10,
-                read_timeout=120,
-                # files in parallel, each with parts in parallel
-                max_pool_connections=cfg.concurrency * cfg.concurrency + 4,
-                s3={
-                    # Every body we send carries an x-amz-checksum-sha256 the server
-                    # verifies; signing the payload as well (botocore does over
-                    # plain http) would hash every byte a second time.
-                    "payload_signing_enabled": False,
-                    **({"addressing_style": "path"} if cfg.endpoint_url else {}),
-                },
-            ),
-        )
-        # Part digests the compressor computed, by key: sent as each part's
-        # ChecksumSHA256 so botocore does not hash the parts again.
-        self._part_digests: dict[str, Sequence[bytes]] = {}
-        self.client.meta.events.register(
-            "before-parameter-build.s3.UploadPart", self._part_checksum
-        )
-        self.transfer_config = TransferConfig(
-            multipart_threshold=self.threshold,
-            multipart_chunksize=self.part_size,
-            max_concurrency=cfg.concurrency * cfg.concurrency,
-            use_threads=True,
-            preferred_transfer_client="classic",
-        )
-        self._manager = create_transfer_manager(self.client, self.transfer_config)
-        self._futures: set[Any] = set()  # uploads in progress, for close()
-        self._futures_lock = threading.Lock()
+        self.settings = ObjectSettings.from_config(cfg)
+        self.concurrency = cfg.concurrency
+        try:
+            self.session, self.client = make_client(cfg)
+        except (BotoCoreError, ValueError) as e:  # a broken AWS config file, a bad region
+            raise StorageError(f"cannot open {self._describe}: {e}", code=type(e).__name__,
+                               permanent=True) from None  # fmt: skip
+        self.uploader = Uploader(
+            self.client, self.bucket, self._describe, threshold=self.threshold,
+            part_size=self.part_size, concurrency=cfg.concurrency,
+        )  # fmt: skip
+
+    @property
+    def conditional_writes(self) -> bool:
+        return self.uploader.conditional_writes
 
     def describe(self) -> str:
         return self._describe
-
-    def _part_checksum(self, params: dict[str, Any], **_kw: Any) -> None:
-        digests = self._part_digests.get(params.get("Key", ""))
-        n = params.get("PartNumber", 0)
-        if digests and 1 <= n <= len(digests) and "ChecksumSHA256" not in params:
-            params["ChecksumSHA256"] = base64.b64encode(digests[n - 1]).decode()
 
     def _what(self, op: str, key: str = "") -> str:
         target = f"s3://{self.bucket}/{key}" if key else f"bucket {self.bucket}"
@@ -224,63 +136,62 @@ class S3Storage(Storage):
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except ClientError as e:
-            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            code = str(e.response.get("Error", {}).get("Code", status))
+            status = status_of(e)
+            code = code_of(e)
             if status == 404 or code in ("404", "NoSuchBucket"):
                 raise StorageError(
                     f"{self._what('HEAD')}: NoSuchBucket: the bucket does not exist",
                     code="NoSuchBucket", permanent=True,
                 ) from None  # fmt: skip
             if status == 403 or code == "403":
-                # find the precise reason (bad key, bad secret, policy) with a GET
+                # Find the precise reason (bad key, bad secret, policy) with a GET.
+                # A policy scoped to this host's prefix (policy.iam_policy) denies
+                # HeadBucket but allows listing that prefix: then all is well.
                 try:
                     self.client.list_objects_v2(
-                        Bucket=self.bucket, Prefix=self.key_prefix, MaxKeys=1
+                        Bucket=self.bucket, Prefix=self.scope or self.key_prefix, MaxKeys=1
                     )
-                except Exception as e2:
-                    raise _error(e2, self._what("LIST")) from None
+                except S3_ERRORS as e2:
+                    raise s3_error(e2, self._what("LIST")) from None
+                if self.scope:
+                    return
                 raise StorageError(f"{self._what('HEAD')}: AccessDenied", code="AccessDenied",
                                    permanent=True) from None  # fmt: skip
-            raise _error(e, self._what("HEAD")) from None
-        except Exception as e:
-            raise _error(e, self._what("HEAD")) from None
+            raise s3_error(e, self._what("HEAD")) from None
+        except S3_ERRORS as e:
+            raise s3_error(e, self._what("HEAD")) from None
+
+    # -- writing -----------------------------------------------------------
 
     def put_file(self, local: Path, key: str, *, size: int, sha256: str,
                  metadata: dict[str, str],
                  progress: Callable[[int], None] | None = None,
                  part_sha256: Sequence[bytes] = ()) -> ObjectInfo:  # fmt: skip
         meta = {**metadata, META["sha256"]: sha256}
-        extra: dict[str, Any] = {"Metadata": meta, "ContentType": self._content_type(key)}
+        tags = self.settings.tags(metadata.get(META["host"], ""), metadata.get(META["iface"], ""))
+        retain_until = self.settings.retain_until(datetime.now(UTC))
+        extra: dict[str, Any] = {
+            "Metadata": meta,
+            "ContentType": self._content_type(key),
+            **self.settings.upload_args(tags, retain_until),
+        }
         multipart = size >= self.threshold
         part = ChunksizeAdjuster().adjust_chunksize(self.part_size, size)
         known_parts = part == self.part_size and len(part_sha256) == -(-size // part)
         if multipart:
             extra["ChecksumAlgorithm"] = "SHA256"  # per part, verified by the server
-            if known_parts:
-                self._part_digests[key] = part_sha256
         else:
             extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(sha256)).decode()
-        try:
-            subscribers = [_Progress(progress)] if progress is not None else None
-            fut = self._manager.upload(
-                str(local), self.bucket, key, extra_args=extra, subscribers=subscribers
-            )
-            with self._futures_lock:
-                self._futures.add(fut)
-            try:
-                fut.result()
-            finally:
-                with self._futures_lock:
-                    self._futures.discard(fut)
-                self._part_digests.pop(key, None)
-        except Exception as e:
-            err = _error(e, self._what("PUT", key))
-            if err.code in DIGEST_CODES:  # the file, not the destination: a file-level retry
-                bad = VerificationError(str(err))
-                bad.code = err.code
-                raise bad from None
-            raise err from None
-        info, checksum = self._head(key, checksum=True)
+            if self.settings.lock_mode:
+                # AWS wants Content-MD5 or x-amz-sdk-checksum-algorithm with Object
+                # Lock headers; botocore sends the header with our SHA-256 as is
+                extra["ChecksumAlgorithm"] = "SHA256"
+        self.uploader.upload(
+            local, key, extra, progress=progress,
+            digests=part_sha256 if multipart and known_parts else (),
+            exists=lambda k: self.head(k) is not None, what=self._what("PUT", key),
+        )  # fmt: skip
+        info, raw = self._head(key, checksum=True)
         if info is None:
             raise VerificationError(f"{self._what('HEAD', key)}: missing after upload")
         if info.size != size:
@@ -289,22 +200,51 @@ class S3Storage(Storage):
             raise VerificationError(
                 f"{self._what('HEAD', key)}: metadata sha256 {info.sha256!r}, expected {sha256}"
             )
-        if multipart:
-            # The server verified each part against botocore's digest; check
-            # that those parts are our file, and that our file is `sha256`.
-            if known_parts:
-                expected = composite_from_parts(part_sha256)  # hashed as it was written
-            else:
-                expected, whole = composite_sha256(local, part)
-                if whole != sha256:
-                    raise VerificationError(f"{local}: SHA-256 {whole}, expected {sha256}")
-        else:
-            expected = extra["ChecksumSHA256"]
-        if checksum and checksum != expected:
+        expected = expected_checksum(
+            local, size, sha256, part_sha256, info.checksum, self.part_size
+        )
+        if info.checksum and info.checksum != expected:
             raise VerificationError(
-                f"{self._what('HEAD', key)}: server checksum {checksum}, expected {expected}"
+                f"{self._what('HEAD', key)}: server checksum {info.checksum}, expected {expected}"
             )
+        problems = check_head(self.settings, raw, retain_until=retain_until)
+        problems += self._tag_problems(key, tags)
+        if problems:
+            raise SettingsNotApplied(self._what("HEAD", key), problems)
         return info
+
+    def same_bytes(self, info: ObjectInfo, local: Path, *, size: int, sha256: str,
+                   part_sha256: Sequence[bytes] = ()) -> bool | None:  # fmt: skip
+        if info.size != size:
+            return False
+        if not info.checksum:
+            return None
+        expected = expected_checksum(
+            local, size, sha256, part_sha256, info.checksum, self.part_size
+        )
+        return None if expected is None else info.checksum == expected
+
+    def settings_problems(self, info: ObjectInfo) -> builtins.list[str]:
+        host = info.metadata.get(META["host"], "")
+        iface = info.metadata.get(META["iface"], "")
+        problems = check_head(self.settings, info.extra)
+        return problems + self._tag_problems(info.key, self.settings.tags(host, iface))
+
+    def _tag_problems(self, key: str, tags: dict[str, str]) -> builtins.list[str]:
+        if not tags:
+            return []
+        try:
+            r = self.client.get_object_tagging(Bucket=self.bucket, Key=key)
+        except ClientError as e:
+            if status_of(e) == 501 or code_of(e) == "NotImplemented":
+                return [
+                    "tags: the server has no object tagging (GetObjectTagging: NotImplemented); "
+                    "set rollcap_tags = false and no tags"
+                ]
+            raise s3_error(e, self._what("GET-TAGGING", key)) from None
+        except S3_ERRORS as e:
+            raise s3_error(e, self._what("GET-TAGGING", key)) from None
+        return check_tags(tags, r.get("TagSet", []))
 
     @staticmethod
     def _content_type(key: str) -> str:
@@ -313,28 +253,34 @@ class S3Storage(Storage):
                 return ctype
         return "application/octet-stream"
 
-    def _head(self, key: str, checksum: bool = False) -> tuple[ObjectInfo | None, str]:
+    # -- reading -----------------------------------------------------------
+
+    def _head(self, key: str, checksum: bool = False) -> tuple[ObjectInfo | None, dict[str, Any]]:
         kw: dict[str, Any] = {"ChecksumMode": "ENABLED"} if checksum else {}
         try:
             r = self.client.head_object(Bucket=self.bucket, Key=key, **kw)
         except ClientError as e:
-            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            status = status_of(e)
             if status == 404:
-                return None, ""
+                return None, {}
             if status == 403:  # HEAD has no body to say why
                 raise StorageError(
                     f"{self._what('HEAD', key)}: AccessDenied: 403 Forbidden (wrong "
                     "credentials, or no s3:GetObject permission)",
                     code="AccessDenied", permanent=True,
                 ) from None  # fmt: skip
-            raise _error(e, self._what("HEAD", key)) from None
-        except Exception as e:
-            raise _error(e, self._what("HEAD", key)) from None
-        info = ObjectInfo(key, int(r["ContentLength"]), dict(r.get("Metadata", {})))
-        return info, str(r.get("ChecksumSHA256") or "")
+            raise s3_error(e, self._what("HEAD", key)) from None
+        except S3_ERRORS as e:
+            raise s3_error(e, self._what("HEAD", key)) from None
+        extra = {k: r[k] for k in _SETTING_FIELDS if k in r}
+        info = ObjectInfo(
+            key, int(r["ContentLength"]), dict(r.get("Metadata", {})),
+            checksum=str(r.get("ChecksumSHA256") or ""), extra=extra,
+        )  # fmt: skip
+        return info, r
 
-    def head(self, key: str) -> ObjectInfo | None:
-        return self._head(key)[0]
+    def head(self, key: str, checksum: bool = False) -> ObjectInfo | None:
+        return self._head(key, checksum)[0]
 
     def list(self, prefix: str, with_metadata: bool = False) -> Iterator[ObjectInfo]:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -347,10 +293,8 @@ class S3Storage(Storage):
                         heads = list(pool.map(lambda o: self.head(o.key), objs))
                     objs = [h for h in heads if h is not None]
                 yield from objs
-        except StorageError:
-            raise
-        except Exception as e:
-            raise _error(e, self._what("LIST", prefix)) from None
+        except S3_ERRORS as e:
+            raise s3_error(e, self._what("LIST", prefix)) from None
 
     def list_prefixes(self, prefix: str) -> Iterator[str]:
         # Delimiter='/' returns the "directories" (CommonPrefixes), not the objects
@@ -359,25 +303,40 @@ class S3Storage(Storage):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
                 for cp in page.get("CommonPrefixes", []):
                     yield str(cp["Prefix"])
-        except Exception as e:
-            raise _error(e, self._what("LIST", prefix)) from None
+        except S3_ERRORS as e:
+            raise s3_error(e, self._what("LIST", prefix)) from None
 
     def download(self, key: str, dest: Path) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
         os.close(fd)
         try:
-            self._manager.download(self.bucket, key, tmp).result()
+            self.uploader.manager.download(self.bucket, key, tmp).result()
             os.replace(tmp, dest)
-        except Exception as e:
+        except S3_ERRORS as e:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-            raise _error(e, self._what("GET", key)) from None
+            raise s3_error(e, self._what("GET", key)) from None
 
     def delete(self, key: str) -> None:
         try:
             self.client.delete_object(Bucket=self.bucket, Key=key)
-        except Exception as e:
-            raise _error(e, self._what("DELETE", key)) from None
+        except S3_ERRORS as e:
+            raise s3_error(e, self._what("DELETE", key)) from None
+
+    def set_legal_hold(self, key: str, on: bool) -> None:
+        status = "ON" if on else "OFF"
+        try:
+            self.client.put_object_legal_hold(
+                Bucket=self.bucket, Key=key, LegalHold={"Status": status}
+            )
+        except S3_ERRORS as e:
+            err = s3_error(e, self._what("PUT-LEGAL-HOLD", key))
+            if err.code == "InvalidRequest":
+                err = StorageError(
+                    f"{err} (legal holds need a bucket created with Object Lock)",
+                    code=err.code, permanent=True,
+                )  # fmt: skip
+            raise err from None
 
     def cleanup_incomplete(self, ours: Callable[[str], bool]) -> builtins.list[str]:
         """Abort incomplete multipart uploads of our keys: they are invisible in
@@ -394,17 +353,9 @@ class S3Storage(Storage):
                         Bucket=self.bucket, Key=key, UploadId=up["UploadId"]
                     )
                     aborted.append(key)
-        except Exception as e:
-            raise _error(e, self._what("LIST-UPLOADS", self.key_prefix)) from None
+        except S3_ERRORS as e:
+            raise s3_error(e, self._what("LIST-UPLOADS", self.key_prefix)) from None
         return aborted
 
     def close(self) -> None:
-        # Cancel what is still running (the service is stopping): s3transfer then
-        # aborts its multipart uploads; anything it cannot abort is found at start.
-        # (Not shutdown(cancel=True): s3transfer 0.17 passes its arguments in the
-        # wrong order there and raises TypeError.)
-        with self._futures_lock:
-            running = list(self._futures)
-        for fut in running:
-            fut.cancel()
-        self._manager.shutdown()
+        self.uploader.close()

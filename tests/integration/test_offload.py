@@ -319,12 +319,13 @@ def test_local_file_is_deleted_only_after_head_verified(
     pipe = Pipeline(cfg, Spool.at(spool), storage, {0, os.geteuid()}, threading.Event())
 
     out = pipe.process(f.name)
-    # existence check (404), then the verification HEAD, which "lied": file kept
+    # a conditional PUT (no existence check first), then the verification HEAD,
+    # which "lied": file kept
     assert out.kind == "failed" and "size" in out.message
-    assert seen == [("head", True), ("head", True)]
+    assert seen == [("head", True)]
     assert f.exists()
     seen.clear()
-    out = pipe.process(f.name)  # second attempt: object exists with our checksum
+    out = pipe.process(f.name)  # second attempt: 412, and the object has our checksum
     assert out.kind == "exists", out
     assert seen == [("head", True)]
     assert not f.exists()

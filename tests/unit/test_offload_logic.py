@@ -91,7 +91,7 @@ def test_an_existing_object_is_the_same_pcap_only_if_crc_size_and_packets_agree(
     from pathlib import Path
 
     from rollcap.offload.compress import Compressed
-    from rollcap.offload.pipeline import same_pcap
+    from rollcap.offload.existing import same_pcap
     from rollcap.storage import META
 
     c = Compressed(Path("x"), 10, "ab" * 32, 1000, "0badf00d", 7, None, None, 1)
