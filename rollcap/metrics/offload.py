@@ -132,8 +132,10 @@ class OffloadCollector(Collector):
             "stored (absent until the first one since the daemon started).",
             number(last, "at") if isinstance(last, Mapping) else None,
         )  # fmt: skip
+        # absent once stopping: a stopped offload says nothing about its destination
+        state = st.get("state")
         yield gauge(
             "rollcap_offload_destination_up", "1 while the destination works, 0 while it "
-            "is down (backing off) or not checked yet.",
-            1.0 if st.get("state") == "running" else 0.0,
+            "is down (backing off) or its first check has not passed yet.",
+            {"running": 1.0, "starting": 0.0, "destination-down": 0.0}.get(str(state)),
         )  # fmt: skip
