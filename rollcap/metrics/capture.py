@@ -62,6 +62,10 @@ class CaptureCollector(Collector):
             self._state = dict(state)
 
     def collect(self) -> Iterator[Metric]:
+        # a value the state does not have yet (or no longer) is no series at all
+        return (f for f in self._families() if f.samples)
+
+    def _families(self) -> Iterator[Metric]:
         with self._lock:
             st = self._state
         if st is None:

@@ -84,6 +84,10 @@ class OffloadCollector(Collector):
             self.durations.observe(seconds)
 
     def collect(self) -> Iterator[Metric]:
+        # a value the state does not have yet (or no longer) is no series at all
+        return (f for f in self._families() if f.samples)
+
+    def _families(self) -> Iterator[Metric]:
         with self._lock:
             st = self._state
             results = dict(self._results)
