@@ -4,6 +4,7 @@ endpoints too); the numbers Prometheus reports are what reached the bucket."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "packaging" / "prometheus" / "rollcap.rules.yml"
+DASHBOARD = REPO / "packaging" / "grafana" / "rollcap.json"
 PACKETS = 5374  # in all_pcap
 LOOPS = 3
 
@@ -154,6 +156,13 @@ def test_prometheus_sees_what_reached_seaweedfs(
         assert [g["name"] for g in rules] == ["rollcap"]
         assert all(r.get("health") == "ok" for r in rules[0]["rules"]), rules
         assert prom.api("alerts")["alerts"] == []
+        # every dashboard query is valid PromQL and shows data from this run
+        for panel in json.loads(DASHBOARD.read_text())["panels"]:
+            for target in panel.get("targets", []):
+                expr = target["expr"].replace("$instance", ".*")
+                expr = expr.replace("$__rate_interval", "30s")
+                result = prom.api("query", query=expr)["result"]
+                assert result, f"dashboard panel {panel['title']!r}: no data for {expr}"
 
         # -- every exposition passes promtool -------------------------------------
         live = {
