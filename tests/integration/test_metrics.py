@@ -76,12 +76,10 @@ def test_prometheus_sees_what_reached_seaweedfs(
     cap = CaptureDaemon(base, veth.b, rotate_megabytes=1, rotate_seconds=10, offload={
         "destination": f"s3://{bucket}/metrics", "endpoint_url": seaweedfs.endpoint,
         "region": "us-east-1",
+    }, metrics={
+        "textfile_directory": str(textfiles), "interval_seconds": 1,
+        "capture_listen": f"127.0.0.1:{cap_port}", "offload_listen": f"127.0.0.1:{off_port}",
     })  # fmt: skip
-    with cap.config.open("a") as f:
-        f.write(
-            f'[metrics]\ntextfile_directory = "{textfiles}"\ninterval_seconds = 1\n'
-            f'capture_listen = "127.0.0.1:{cap_port}"\noffload_listen = "127.0.0.1:{off_port}"\n'
-        )
     node = NodeExporter(textfiles)
     prom = Prometheus(
         {"node": f"127.0.0.1:{node.port}", "rollcap-capture": f"127.0.0.1:{cap_port}",
