@@ -7,6 +7,7 @@ All counters start at 0 when rollcap-offload starts (as in `rollcap status`).
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -17,7 +18,6 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from rollcap.metrics.families import counter, gauge, number
-from rollcap.naming import ReadyName
 from rollcap.spool import Spool
 
 RESULTS = ("stored", "exists", "quarantined", "failed")
@@ -35,17 +35,22 @@ BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 
 
 def oldest_ready_mtime(ready: str) -> float | None:
-    """mtime of the oldest finished capture waiting in ready/ (lstat: no symlinks)."""
+    """mtime of the oldest file waiting in ready/ (lstat: no symlinks). Not parsed as
+    ReadyNames: that took most of the time with a big backlog; capture renames only
+    ReadyNames into ready/, and anything else there waits (for quarantine) too."""
     oldest: float | None = None
     try:
         with os.scandir(ready) as it:
             for entry in it:
-                if ReadyName.parse(entry.name) is None:
+                if entry.name.startswith("."):
                     continue
                 try:
-                    m = entry.stat(follow_symlinks=False).st_mtime
+                    st = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue  # uploaded meanwhile
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                m = st.st_mtime
                 oldest = m if oldest is None else min(oldest, m)
     except FileNotFoundError:
         return None

@@ -264,7 +264,8 @@ def test_oldest_backlog_age_from_ready(tmp_path: Path) -> None:
     f = ready / "20261126T130501Z-000042_host_eth0.pcap"
     f.write_bytes(b"x")
     os.utime(f, (f.stat().st_atime, f.stat().st_mtime - 600))
-    (ready / "junk.txt").write_text("")  # not a capture: not backlog
+    (ready / ".tmp-in-progress").write_text("")  # hidden: not backlog
+    (ready / "link.pcap").symlink_to("/etc/passwd")  # never followed, not counted
     exp = offload_exporter(_cfg(tmp_path, textfile_directory=str(tmp_path)))
     exp.publish(OFFLOAD_STATE)
     age = _value(_textfile(exp, tmp_path), "rollcap_offload_oldest_backlog_age_seconds")
