@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -36,11 +36,7 @@ from rollcap.spool import Spool
 log = logging.getLogger("rollcap.metrics")
 
 
-class StateCollector(Collector, Protocol):
-    def update(self, state: Mapping[str, Any]) -> None: ...
-
-
-C = TypeVar("C", bound=StateCollector)
+C = TypeVar("C", CaptureCollector, OffloadCollector)
 
 
 class DaemonCollector(Collector):
@@ -77,7 +73,7 @@ class Exporter(Generic[C]):
         self.daemon = daemon
         self.cfg = cfg
         self.listen = listen
-        self.collector = collector
+        self.collector: C = collector
         self.info = DaemonCollector(daemon)
         # The textfile holds rollcap's own series only: node_exporter merges every
         # *.prom file into one scrape, where two daemons' process_* would collide.
