@@ -99,6 +99,8 @@ def write_config(
         "rescan_seconds = 5\n"
         "[log]\n"
         'level = "info"\n'
+        "[metrics]\n"
+        'textfile_directory = ""\n'  # a demo stays out of the machine's node_exporter
     )
     return cfg
 

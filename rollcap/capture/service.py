@@ -71,6 +71,7 @@ from rollcap.config import load_config
 from rollcap.config.schema import RollcapConfig
 from rollcap.errors import ConfigError
 from rollcap.journal import fields, setup_logging
+from rollcap.metrics.exporter import capture_exporter
 from rollcap.naming import local_hostname
 from rollcap.notify import Notifier
 from rollcap.pcapfile import GLOBAL_HEADER_LEN
@@ -141,6 +142,7 @@ class Supervisor:
             (
                 "handed_off_files",
                 "handed_off_bytes",
+                "handed_off_packets",
                 "discarded_empty",
                 "repaired_files",
                 "duplicates_removed",
@@ -152,6 +154,7 @@ class Supervisor:
         )
         self.last_handoff: dict[str, Any] | None = None
         self.usage: budget.Usage | None = None
+        self.metrics = capture_exporter(cfg)
 
     # ------------------------------------------------------------------ plumbing
     def wake(self) -> None:
@@ -490,6 +493,7 @@ class Supervisor:
             return
         self.n["handed_off_files"] += 1
         self.n["handed_off_bytes"] += r.bytes
+        self.n["handed_off_packets"] += r.packets
         self.last_handoff = {
             "name": r.name,
             "bytes": r.bytes,
@@ -657,8 +661,10 @@ class Supervisor:
         if not force and now - self.last_state_write < 1.0:
             return
         self.last_state_write = now
+        state = self.state()
+        self.metrics.publish(state)
         try:
-            write_state(self.spool.state / "capture.json", self.state())
+            write_state(self.spool.state / "capture.json", state)
         except OSError as e:
             self.errors.error(f"state:{e.strerror or e}", f"cannot write the state file: {e}")
         else:
@@ -807,6 +813,7 @@ class Supervisor:
             self.start_capture()
             self.notifier.ready(self.status_line())
             self.publish(force=True)
+            self.metrics.start()
             self._loop()
             # no more wake-ups needed; stopping it first keeps its thread quiet
             observer.stop()
@@ -818,6 +825,7 @@ class Supervisor:
                 observer.join(5)
             if self.proc and self.proc.alive():  # an exception escaped: never leave it behind
                 self.proc.stop()
+            self.metrics.close()  # the last values, e.g. rollcap_capture_up 0
         return 0
 
     def _loop(self) -> None:

@@ -7,6 +7,7 @@ these models (see ``rollcap.config.render``), so they cannot disagree.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import PurePosixPath
 from typing import Literal
@@ -475,6 +476,74 @@ class LogConfig(_Section):
     )
 
 
+def parse_listen(v: str) -> tuple[str, int]:
+    """("host", port) of a "host:port" listen address; IPv6 as "[::1]:9100"."""
+    host, sep, port = v.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            if ipaddress.ip_address(host).version != 6:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"[{host}] is not an IPv6 address") from None
+    elif host != "localhost":
+        try:
+            if ipaddress.ip_address(host).version != 4:
+                raise ValueError
+        except ValueError:
+            raise ValueError(
+                '"host:port" with an IP address, e.g. "127.0.0.1:9817" (loopback), '
+                '"[::1]:9817" or "0.0.0.0:9817" (every interface)'
+            ) from None
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError('"host:port" with a port from 1 to 65535, e.g. "127.0.0.1:9817"')
+    return host, int(port)
+
+
+class MetricsConfig(_Section):
+    """Prometheus metrics: node_exporter's textfile collector and optional /metrics endpoints."""
+
+    textfile_directory: str = Field(
+        "/var/lib/prometheus/node-exporter",
+        description="Directory of node_exporter's textfile collector (Debian's "
+        "prometheus-node-exporter reads /var/lib/prometheus/node-exporter). Each daemon "
+        "writes rollcap-capture.prom or rollcap-offload.prom there atomically every "
+        'interval_seconds and at exit. "" turns it off. A missing or unwritable directory '
+        "is logged and retried, never fatal.",
+    )
+    interval_seconds: int = Field(
+        15, ge=1, le=3600, description="How often the textfile files are rewritten."
+    )
+    capture_listen: str = Field(
+        "",
+        description='"host:port" of an HTTP /metrics endpoint in rollcap-capture, e.g. '
+        '"127.0.0.1:9817"; "" (the default) opens no port. Give 0.0.0.0 or an '
+        "interface address only to let other hosts scrape it.",
+    )
+    offload_listen: str = Field(
+        "",
+        description='"host:port" of an HTTP /metrics endpoint in rollcap-offload, e.g. '
+        '"127.0.0.1:9818"; "" (the default) opens no port.',
+    )
+
+    @field_validator("textfile_directory")
+    @classmethod
+    def _textfile_directory(cls, v: str) -> str:
+        if not v:
+            return v
+        p = PurePosixPath(v)
+        if not p.is_absolute() or ".." in p.parts or str(p) == "/":
+            raise ValueError('an absolute path without \'..\', or "" to turn it off')
+        return str(p)
+
+    @field_validator("capture_listen", "offload_listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        if v:
+            parse_listen(v)
+        return v
+
+
 class RollcapConfig(_Section):
     """The whole /etc/rollcap.toml."""
 
@@ -482,6 +551,7 @@ class RollcapConfig(_Section):
     spool: SpoolConfig = Field(default_factory=SpoolConfig)  # type: ignore[arg-type]
     offload: OffloadConfig = Field(default_factory=OffloadConfig)  # type: ignore[arg-type]
     log: LogConfig = Field(default_factory=LogConfig)  # type: ignore[arg-type]
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RollcapConfig:
@@ -490,6 +560,12 @@ class RollcapConfig(_Section):
                 f"spool.max_megabytes: must be at least twice capture.rotate_megabytes "
                 f"({2 * self.capture.rotate_megabytes}) so a finished file and the one being "
                 f"written both fit, got {self.spool.max_megabytes}"
+            )
+        m = self.metrics
+        if m.capture_listen and m.capture_listen == m.offload_listen:
+            raise ValueError(
+                f"metrics.offload_listen: must differ from metrics.capture_listen, "
+                f"got {m.offload_listen!r} for both"
             )
         if not self.offload.is_s3:
             archive = PurePosixPath(self.offload.prefix)

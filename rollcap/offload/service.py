@@ -37,6 +37,7 @@ from rollcap.config import load_config
 from rollcap.config.schema import RollcapConfig
 from rollcap.errors import RollcapError
 from rollcap.journal import fields, setup_logging
+from rollcap.metrics.exporter import offload_exporter
 from rollcap.naming import ReadyName, local_hostname
 from rollcap.notify import Notifier
 from rollcap.offload.backoff import Backoff
@@ -150,6 +151,7 @@ class OffloadService:
         self._lock_wait_logged = False
         self._pid_written = True
         self._state_write_failed = False
+        self.metrics = offload_exporter(cfg)
 
     # -- start -------------------------------------------------------------
 
@@ -278,6 +280,7 @@ class OffloadService:
 
     def run(self) -> int:
         self.prepare()
+        self.metrics.start()
         self.rescan()
         next_rescan = time.monotonic() + self.oc.rescan_seconds
         # Compress the first files while the storage opens and is checked;
@@ -369,6 +372,7 @@ class OffloadService:
         self._collect()
         self.state = "stopped"
         self._publish()
+        self.metrics.close()
         log.info("offload stopped: %d files left in the spool", len(self.pending))
         return 0
 
@@ -489,6 +493,7 @@ class OffloadService:
         name = entry.name
         now = time.monotonic()
         kind = out.kind
+        self.metrics.collector.outcome(kind, out.seconds, entry.attempt)
         if kind == "cancelled":
             entry.attempt -= 1
             return
@@ -637,6 +642,7 @@ class OffloadService:
             "dropped_by_capture": c.dropped_by_capture,
         }
         self._retry_pid()
+        self.metrics.publish(data)
         try:
             write_state(self.spool.state / "offload.json", data)  # removes its temp file
         except OSError as e:

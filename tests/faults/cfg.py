@@ -90,6 +90,8 @@ def make_config(
             **(offload or {}),
         },
         "log": {"level": "debug"},
+        # never into the machine's node_exporter directory
+        "metrics": {"textfile_directory": ""},
     }
 
 

@@ -22,11 +22,14 @@ REPO = Path(__file__).resolve().parents[2]
 def write_config(path: Path, spool_dir: Path, iface: str, **capture: Any) -> None:
     spool_over = capture.pop("spool", {})
     offload = capture.pop("offload", {"destination": f"file://{spool_dir.parent}/archive"})
+    # tests never write into the machine's node_exporter directory unless they ask
+    metrics = capture.pop("metrics", {"textfile_directory": ""})
     lines = ["[capture]", f'interface = "{iface}"']
     lines += [f"{k} = {json.dumps(v)}" for k, v in capture.items()]
     lines += ["[spool]", f'directory = "{spool_dir}"']
     lines += [f"{k} = {json.dumps(v)}" for k, v in spool_over.items()]
-    lines += ["[offload]"] + [f"{k} = {json.dumps(v)}" for k, v in offload.items()] + [""]
+    lines += ["[offload]"] + [f"{k} = {json.dumps(v)}" for k, v in offload.items()]
+    lines += ["[metrics]"] + [f"{k} = {json.dumps(v)}" for k, v in metrics.items()] + [""]
     path.write_text("\n".join(lines))
 
 

@@ -86,6 +86,7 @@ def write_config(path: Path, spool: Path, destination: str, **offload: Any) -> P
     ]
     for k, v in offload.items():
         lines.append(f"{k} = {json.dumps(v)}")
+    lines += ["[metrics]", 'textfile_directory = ""']  # not the machine's node_exporter dir
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -438,6 +438,38 @@ def test_normal_running_logs_no_warnings(container: Container) -> None:
     assert out.strip() == ""
 
 
+def test_metrics_textfiles_appear_in_the_default_directory(container: Container) -> None:
+    """With node_exporter's directory present (as Debian's prometheus-node-exporter
+    makes it: root:root 0755), both daemons publish there with no extra setup."""
+    c = container
+    d = "/var/lib/prometheus/node-exporter"
+    c.run(["install", "-d", "-m", "0755", "-o", "root", "-g", "root", d])
+    # the ACL for group rollcap comes from tmpfiles.d at each start (ExecStartPre=)
+    c.run(["systemctl", "restart", "rollcap-capture", "rollcap-offload"], timeout=90)
+
+    def published() -> dict[str, str]:
+        out = {}
+        for daemon, line in (("capture", "rollcap_capture_up{"), ("offload", "rollcap_offload_")):
+            p = c.path(f"{d}/rollcap-{daemon}.prom")
+            text = p.read_text() if p.exists() else ""
+            if line in text and 'rollcap_state_updated_timestamp_seconds{daemon="' in text:
+                out[daemon] = text
+        return out if len(out) == 2 else {}
+
+    files = wait_for("rollcap-capture.prom and rollcap-offload.prom", published, 60)
+    assert isinstance(files, dict)
+    assert re.search(r'^rollcap_capture_up\{interface="[^"]+"\} 1', files["capture"], re.M)
+    assert 'rollcap_build_info{daemon="offload",version="' in files["offload"]
+    # node_exporter (user prometheus) must be able to read them; offload (user
+    # rollcap) could write into root's directory through the ACL
+    for daemon in ("capture", "offload"):
+        st = c.run(["stat", "-c", "%U %a", f"{d}/rollcap-{daemon}.prom"]).stdout.split()
+        assert st[1] == "644", (daemon, st)
+        if daemon == "offload":
+            assert st[0] == "rollcap", st
+    assert not c.run(["find", d, "-name", ".*.tmp"]).stdout.strip()
+
+
 @needs_daemons
 def test_reload_applies_a_filter_and_rejects_an_invalid_edit(
     container: Container, sys_veth: Veth, seaweedfs: SeaweedFS, all_pcap: Path, tmp_path: Path

@@ -1,0 +1,110 @@
+"""rollcap-capture's metrics, from the state dict it writes for `rollcap status`.
+
+Every counter is the daemon's own number (tcpdump's counters summed over its
+restarts, hand-offs counted by the supervisor); all of them start at 0 when
+rollcap-capture starts, which Prometheus' rate() and increase() handle.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from rollcap.metrics.families import counter, gauge, number
+from rollcap.spool import Spool
+
+# spool areas counted against the budget (state/ holds only small JSON files)
+AREAS = ("work", "ready", "quarantine", "tmp")
+
+# (metric name without _total, state key, help)
+_IFACE_COUNTERS = (
+    ("rollcap_capture_packets", "handed_off_packets",
+     "Packets in the files handed off to the spool's ready/ (after overlap duplicates "
+     "were removed)."),
+    ("rollcap_capture_kernel_drops", "kernel_drops",
+     "Packets the kernel dropped (tcpdump's 'dropped by kernel', summed over restarts)."),
+    ("rollcap_capture_interface_drops", "interface_drops",
+     "Packets the interface dropped (tcpdump's 'dropped by interface', summed over restarts)."),
+    ("rollcap_capture_handoff_files", "handed_off_files",
+     "Finished capture files handed off to the spool's ready/."),
+    ("rollcap_capture_handoff_bytes", "handed_off_bytes",
+     "Bytes of the capture files handed off to the spool's ready/."),
+    ("rollcap_capture_tcpdump_restarts", "restarts",
+     "Times tcpdump exited unexpectedly and was started again."),
+)  # fmt: skip
+
+
+def tree_bytes(path: str) -> int:
+    """Bytes of the regular files below path (symlinks are not followed)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except FileNotFoundError:
+                continue  # handed off or uploaded meanwhile
+    return total
+
+
+class CaptureCollector(Collector):
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+        self._state: Mapping[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    def update(self, state: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._state = dict(state)
+
+    def collect(self) -> Iterator[Metric]:
+        # a value the state does not have yet (or no longer) is no series at all
+        return (f for f in self._families() if f.samples)
+
+    def _families(self) -> Iterator[Metric]:
+        with self._lock:
+            st = self._state
+        if st is None:
+            return
+        labels = {"interface": str(st.get("interface", ""))}
+        for name, key, doc in _IFACE_COUNTERS:
+            yield counter(name, doc, number(st, key), labels)
+        up = 1.0 if st.get("state") == "capturing" else 0.0
+        yield gauge(
+            "rollcap_capture_up", "1 while tcpdump is capturing, else 0 (starting, waiting "
+            "for the interface, restarting, paused by the spool budget, stopped).", up, labels,
+        )  # fmt: skip
+        yield gauge(
+            "rollcap_capture_paused", "1 while spool.on_full = pause-capture holds capture.",
+            1.0 if st.get("paused") else 0.0, labels,
+        )  # fmt: skip
+        area = GaugeMetricFamily(
+            "rollcap_spool_bytes", "Bytes in each spool area (what the spool budget counts).",
+            labels=["area"],
+        )  # fmt: skip
+        for name in AREAS:
+            area.add_metric([name], float(tree_bytes(str(self.spool.root / name))))
+        yield area
+        budget = st.get("budget")
+        max_bytes = number(budget, "max_bytes") if isinstance(budget, Mapping) else None
+        yield gauge(
+            "rollcap_spool_budget_bytes", "spool.max_megabytes in bytes.", max_bytes
+        )
+        free = number(budget, "free_percent") if isinstance(budget, Mapping) else None
+        yield gauge(
+            "rollcap_spool_filesystem_free_ratio",
+            "Free share of the spool's filesystem (spool.min_free_percent is checked on it).",
+            None if free is None else free / 100,
+        )
+        yield counter(
+            "rollcap_spool_dropped_files", "Finished files deleted unsent to keep the spool "
+            "budget (spool.on_full = drop-oldest).", number(st, "dropped_files"),
+        )  # fmt: skip
+        yield counter(
+            "rollcap_spool_dropped_bytes", "Bytes of the files deleted unsent to keep the "
+            "spool budget.", number(st, "dropped_bytes"),
+        )  # fmt: skip
