@@ -1,7 +1,7 @@
 """`rollcap status`: what the two daemons last wrote into the spool's state/.
 
 Generic over the state files' keys: each daemon decides what it reports
-(``spool/state/capture.json``, ``spool/state/offload.json``, written with
+(``spool/capture/capture.json``, ``spool/state/offload.json``, written with
 ``rollcap.state.write_state``, which adds ``updated`` and ``pid``). The keys an
 operator looks for first are shown first; the rest follow alphabetically.
 """
@@ -135,7 +135,7 @@ def _spool_usage(spool: Spool) -> dict[str, Any]:
 def collect(cfg: RollcapConfig, now: float | None = None) -> dict[str, Any]:
     spool = Spool.at(cfg.spool.directory)
     report: dict[str, Any] = {
-        name: daemon_report(spool.state / f"{name}.json", now) for name in DAEMONS
+        name: daemon_report(spool.state_file(name), now) for name in DAEMONS
     }
     report["spool"] = _spool_usage(spool)
     report["ok"] = all(report[n]["verdict"] == "running" for n in DAEMONS)

@@ -73,8 +73,14 @@ def combine_filter(user_filter: str, clauses: list[str]) -> str:
 
 
 def tcpdump_argv(
-    cap: CaptureConfig, effective_filter: str, work_dir: Path, generation: int
+    cap: CaptureConfig,
+    effective_filter: str,
+    work_dir: Path,
+    generation: int,
+    switch_user: str | None = None,
 ) -> list[str]:
+    """switch_user: tcpdump -Z, only when the daemon runs as root. Packaged, tcpdump
+    runs as the daemon's own user with the ambient CAP_NET_RAW and switches nothing."""
     argv = [
         cap.tcpdump_path,
         "-n",
@@ -86,8 +92,7 @@ def tcpdump_argv(
         str(cap.rotate_seconds),
         "-C",
         str(cap.rotate_megabytes),
-        "-Z",
-        cap.user,
+        *(["-Z", switch_user] if switch_user else []),
         "-w",
         work_template(work_dir, generation, cap.interface),
     ]

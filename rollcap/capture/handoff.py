@@ -36,7 +36,7 @@ log = logging.getLogger("rollcap.capture")
 
 @dataclass
 class Persistent:
-    """Counters that must survive restarts: spool/state/capture-counters.json."""
+    """Counters that must survive restarts: spool/capture/capture-counters.json."""
 
     path: Path
     generation: int = 0
@@ -47,7 +47,7 @@ class Persistent:
 
     @classmethod
     def load(cls, spool: Spool) -> Persistent:
-        path = spool.state / "capture-counters.json"
+        path = spool.capture_state / "capture-counters.json"
         st = read_state(path) or {}
         p = cls(path)
         for k in ("generation", "seq"):

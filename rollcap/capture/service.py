@@ -111,7 +111,7 @@ class Supervisor:
         self.reload_flag = False
         self.proc: Tcpdump | None = None
         self.effective_filter = ""
-        self.tcpdump_uid = layout.resolve_user(cfg.capture.user)
+        self.tcpdump_uid, self.switch_user = layout.tcpdump_identity(cfg.capture.user)
         self.gid = layout.resolve_group(cfg.spool.group)
         self.persistent: Persistent | None = None
         self.handoff: Handoff | None = None
@@ -182,7 +182,8 @@ class Supervisor:
                 ips = resolve(ep.host)
                 if not ips:
                     log.warning(
-                        "cannot resolve offload endpoint %s; its traffic is not excluded",
+                        "cannot resolve offload endpoint %s; its traffic is not excluded "
+                        "(rollcap-capture.service: is the DNS server in its IPAddressAllow=?)",
                         ep.host,
                         extra=fields(host=ep.host),
                     )
@@ -219,10 +220,10 @@ class Supervisor:
         except OSError as e:
             self._counters_unsaved(e)
         else:
-            self.errors.clear("counters:", "saving state/capture-counters.json")
+            self.errors.clear("counters:", "saving capture/capture-counters.json")
 
     def _counters_unsaved(self, e: OSError) -> None:
-        self.last_error = f"cannot save state/capture-counters.json: {e}"
+        self.last_error = f"cannot save capture/capture-counters.json: {e}"
         self.errors.error(f"counters:{e.strerror or e}", self.last_error)
 
     def _spawn(self, cfg: RollcapConfig) -> Tcpdump:
@@ -233,7 +234,9 @@ class Supervisor:
             # counted in memory already; work/ names stay unique (see Persistent.load)
             gen = self.persistent.generation
             self._counters_unsaved(e)
-        argv = tcpdump_argv(cfg.capture, self.effective_filter, self.spool.work, gen)
+        argv = tcpdump_argv(
+            cfg.capture, self.effective_filter, self.spool.work, gen, self.switch_user
+        )
         t = Tcpdump(argv, gen, cfg.capture.interface, self.wake)
         self._track_pids(t)
         log.info(
@@ -648,7 +651,7 @@ class Supervisor:
             return
         self.last_state_write = now
         try:
-            write_state(self.spool.state / "capture.json", self.state())
+            write_state(self.spool.state_file("capture"), self.state())
         except OSError as e:
             self.errors.error(f"state:{e.strerror or e}", f"cannot write the state file: {e}")
         else:
@@ -673,7 +676,7 @@ class Supervisor:
                         )
                     }
                 )
-            uid = layout.resolve_user(new.capture.user)
+            uid, switch_user = layout.tcpdump_identity(new.capture.user)
             if uid != self.tcpdump_uid:
                 # before prepare() chowns work/ away from the running tcpdump's user
                 layout.check_reachable(self.spool.root, uid)
@@ -709,6 +712,7 @@ class Supervisor:
                 self.notifier.ready(self.status_line())
                 return
             self.gid, self.tcpdump_uid = gid, uid
+        self.switch_user = switch_user
         self.cfg = new
         assert self.handoff is not None
         self.handoff.gid = self.gid
@@ -883,5 +887,6 @@ def _is_our_tcpdump(pid: int, work_dir: Path) -> bool:
 def run(config_path: str) -> int:
     cfg = load_config(config_path)
     setup_logging(cfg.log.level, "rollcap-capture")
-    os.umask(0o027)
+    # as the unit's UMask=: files others read get their mode explicitly
+    os.umask(0o077)
     return Supervisor(config_path, cfg).run()

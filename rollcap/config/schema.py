@@ -70,8 +70,10 @@ class CaptureConfig(_Section):
     )
     user: str = Field(
         "tcpdump",
-        description="User tcpdump switches to after opening the interface (tcpdump -Z). "
-        "Output files are created as this user.",
+        description="Only when rollcap capture is started as root (by hand, outside the "
+        "packaged unit): the user tcpdump switches to after opening the interface "
+        "(tcpdump -Z). The packaged service runs the daemon and tcpdump as the "
+        "unprivileged user rollcap-capture, with CAP_NET_RAW only, and ignores this key.",
     )
     hostname: str = Field(
         "",

@@ -89,7 +89,7 @@ class CaptureDaemon:
 
     def state(self) -> dict[str, Any]:
         try:
-            data = json.loads((self.spool / "state" / "capture.json").read_text())
+            data = json.loads((self.spool / "capture" / "capture.json").read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             return {}
         assert isinstance(data, dict)

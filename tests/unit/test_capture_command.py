@@ -50,7 +50,7 @@ def test_tcpdump_argv_never_needs_a_shell() -> None:
     cfg = validate_data(
         {"capture": {"interface": "eth0", "filter": "port 53; rm -rf /", "buffer_kib": 4096}}
     )
-    argv = tcpdump_argv(cfg.capture, "(port 53; rm -rf /)", Path("/s/work"), 7)
+    argv = tcpdump_argv(cfg.capture, "(port 53; rm -rf /)", Path("/s/work"), 7, "tcpdump")
     assert argv[:2] == ["/usr/bin/tcpdump", "-n"]
     assert argv[argv.index("-w") + 1] == "/s/work/g000007-%Y%m%dT%H%M%S-eth0.pcap"
     assert argv[argv.index("-B") + 1] == "4096"
@@ -61,6 +61,8 @@ def test_tcpdump_argv_never_needs_a_shell() -> None:
     libpcap = validate_data({"capture": {"buffer_kib": 0}}).capture
     assert "-B" not in tcpdump_argv(libpcap, "", Path("/w"), 1)
     assert "-z" not in argv and "-U" not in argv
+    # not root (the packaged unit): tcpdump runs as the daemon's user, never -Z
+    assert "-Z" not in default
 
 
 def test_filter_of_a_missing_interface_is_compiled_for_ethernet() -> None:

@@ -60,7 +60,7 @@ def test_sequence_survives_a_restart_and_a_lost_counter_file(spool: Spool) -> No
     for i in range(3):
         name = f"g000001-20261126T12000{i}-eth0.pcap"
         h.hand_off(WorkName.parse(name), write_pcap(spool.work / name, packets(2)))  # type: ignore[arg-type]
-    (spool.state / "capture-counters.json").unlink()
+    (spool.capture_state / "capture-counters.json").unlink()
     p = Persistent.load(spool)
     assert p.seq == 3  # recovered from ready/
     assert p.next_generation() == 1  # work/ is empty; counters restart safely above it

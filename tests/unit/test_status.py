@@ -28,7 +28,7 @@ def any_process_counts(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def spool(tmp_path: Path) -> Path:
     root = tmp_path / "spool"
-    for d in ("state", "ready", "quarantine"):
+    for d in ("state", "capture", "ready", "quarantine"):
         (root / d).mkdir(parents=True)
     return root
 
@@ -50,20 +50,20 @@ def test_write_state_is_atomic_json_with_pid_and_time(spool: Path) -> None:
 
 
 def test_missing_state_file_says_never_started(spool: Path) -> None:
-    r = daemon_report(spool / "state" / "capture.json", NOW)
+    r = daemon_report(spool / "capture" / "capture.json", NOW)
     assert r["verdict"] == "not running" and r["running"] is False
     assert "no state file" in r["problem"]
 
 
 def test_running_daemon(spool: Path) -> None:
-    path = spool / "state" / "capture.json"
+    path = spool / "capture" / "capture.json"
     write_state(path, {"state": "capturing"})  # our own pid: alive
     r = daemon_report(path)
     assert r["verdict"] == "running" and r["running"] and not r["stale"]
 
 
 def test_exited_daemon(spool: Path) -> None:
-    path = spool / "state" / "capture.json"
+    path = spool / "capture" / "capture.json"
     # a pid that cannot exist (above pid_max)
     path.write_text(json.dumps({"state": "capturing", "pid": 2**30, "updated": NOW - 30}))
     r = daemon_report(path, NOW)
@@ -124,7 +124,7 @@ def test_value_formatting() -> None:
 
 def test_recycled_pid_is_not_our_daemon(spool: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("rollcap.status.PROCESS_MARKER", b"no-such-program-name")
-    path = spool / "state" / "capture.json"
+    path = spool / "capture" / "capture.json"
     write_state(path, {"state": "capturing"})  # pid = pytest, which is not rollcap
     assert daemon_report(path)["verdict"] == "not running"
 
@@ -159,7 +159,7 @@ def test_table_and_json_through_the_cli(spool: Path, tmp_path: Path) -> None:
 
 def test_collect_and_render_in_process(spool: Path, tmp_path: Path) -> None:
     cfg = parse_config(_cfg(spool, tmp_path).read_text())
-    write_state(spool / "state" / "capture.json", {"state": "capturing", "kernel_drops": 0})
+    write_state(spool / "capture" / "capture.json", {"state": "capturing", "kernel_drops": 0})
     write_state(spool / "state" / "offload.json", {"state": "idle"})
     report = collect(cfg)
     assert report["ok"] is True
