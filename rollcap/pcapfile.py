@@ -73,9 +73,18 @@ def read_header(f: BinaryIO) -> PcapHeader:
     return parse_header(f.read(GLOBAL_HEADER_LEN))
 
 
-def scan(path: str | os.PathLike[str], chunk: int = 4 * 1024 * 1024) -> PcapSummary:
-    """Walk every record header; never loads the file whole."""
-    with open(path, "rb") as f:
+def _reader(src: str | os.PathLike[str] | int) -> BinaryIO:
+    """A file object from the start of src: a path, or an open fd (left open)."""
+    if isinstance(src, int):
+        f = os.fdopen(src, "rb", closefd=False)
+        f.seek(0)
+        return f
+    return open(src, "rb")
+
+
+def scan(src: str | os.PathLike[str] | int, chunk: int = 4 * 1024 * 1024) -> PcapSummary:
+    """Walk every record header; never loads the file whole. src: a path or an fd."""
+    with _reader(src) as f:
         size = os.fstat(f.fileno()).st_size
         header = read_header(f)
         rec = struct.Struct(header.endian + "IIII")
@@ -124,12 +133,13 @@ def scan(path: str | os.PathLike[str], chunk: int = 4 * 1024 * 1024) -> PcapSumm
     )
 
 
-def repair(path: str | os.PathLike[str]) -> tuple[PcapSummary, int]:
-    """Truncate a cut-off last record; return the summary and the bytes removed."""
-    summary = scan(path)
+def repair(fd: int) -> tuple[PcapSummary, int]:
+    """Truncate a cut-off last record of the file open (read-write) on fd; return
+    the summary and the bytes removed. By fd: never a path that could be swapped."""
+    summary = scan(fd)
     removed = summary.file_bytes - summary.good_bytes
     if removed:
-        os.truncate(path, summary.good_bytes)
+        os.ftruncate(fd, summary.good_bytes)
         summary = PcapSummary(
             summary.header,
             summary.packets,

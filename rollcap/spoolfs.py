@@ -123,7 +123,9 @@ class Dir:
                 raise BadEntry("a directory, not a regular file") from None
             if e.errno in (errno.ENXIO, errno.ENODEV, errno.ETXTBSY, errno.EWOULDBLOCK):
                 st = self.lstat(name)
-                raise BadEntry(f"{kind(st.st_mode) if st else 'gone'}, not a regular file") from None
+                raise BadEntry(
+                    f"{kind(st.st_mode) if st else 'gone'}, not a regular file"
+                ) from None
             raise
         try:
             check_regular(os.fstat(fd), owners)
@@ -200,7 +202,9 @@ class Dir:
         if not stat.S_ISDIR(st.st_mode):
             self.unlink(name)
             return
-        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
+        fd = os.open(
+            name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd
+        )
         sub = _Adopted(fd, self.path / name)
         try:
             for child in sub.names():
@@ -213,7 +217,7 @@ class Dir:
 class _Adopted(Dir):
     """A Dir around an fd that is already open."""
 
-    def __init__(self, fd: int, path: Path) -> None:  # noqa: D107
+    def __init__(self, fd: int, path: Path) -> None:
         self.path = path
         self.fd = fd
 

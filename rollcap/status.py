@@ -134,9 +134,7 @@ def _spool_usage(spool: Spool) -> dict[str, Any]:
 
 def collect(cfg: RollcapConfig, now: float | None = None) -> dict[str, Any]:
     spool = Spool.at(cfg.spool.directory)
-    report: dict[str, Any] = {
-        name: daemon_report(spool.state_file(name), now) for name in DAEMONS
-    }
+    report: dict[str, Any] = {name: daemon_report(spool.state_file(name), now) for name in DAEMONS}
     report["spool"] = _spool_usage(spool)
     report["ok"] = all(report[n]["verdict"] == "running" for n in DAEMONS)
     return report

@@ -15,11 +15,13 @@ import logging
 import os
 import pwd
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 from rollcap.errors import ConfigError
 from rollcap.journal import fields
 from rollcap.spool import Spool
+from rollcap.spoolfs import Dir
 
 log = logging.getLogger("rollcap.capture")
 
@@ -143,3 +145,23 @@ def prepare(spool: Spool, tcpdump_uid: int, gid: int) -> None:
         raise ConfigError(
             f"spool.directory: cannot set up {e.filename}: permission denied"
         ) from None
+
+
+@dataclass
+class CaptureDirs:
+    """capture's spool directories, open: every entry is reached through these fds."""
+
+    work: Dir
+    ready: Dir
+    quarantine: Dir
+    state: Dir  # capture/
+
+    @classmethod
+    def open(cls, spool: Spool) -> CaptureDirs:
+        return cls(
+            Dir(spool.work), Dir(spool.ready), Dir(spool.quarantine), Dir(spool.capture_state)
+        )
+
+    def close(self) -> None:
+        for d in (self.work, self.ready, self.quarantine, self.state):
+            d.close()

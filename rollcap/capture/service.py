@@ -29,6 +29,7 @@ import logging
 import os
 import selectors
 import signal
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -54,12 +55,14 @@ from rollcap.capture.command import (
 )
 from rollcap.capture.counters import Counters, CounterTotals, drop_rate
 from rollcap.capture.handoff import Handoff, HandoffResult, Persistent
+from rollcap.capture.layout import CaptureDirs
 from rollcap.capture.names import WorkName, list_work
 from rollcap.capture.overlap import (
     append_sidecar,
     read_switch,
-    sidecar_path,
-    switch_path,
+    remove,
+    sidecar_name,
+    switch_name,
     tail_since,
     write_switch,
 )
@@ -73,7 +76,9 @@ from rollcap.journal import fields, setup_logging
 from rollcap.naming import local_hostname
 from rollcap.notify import Notifier
 from rollcap.pcapfile import GLOBAL_HEADER_LEN
+from rollcap.quarantine import enforce_cap
 from rollcap.spool import Spool
+from rollcap.spoolfs import BadEntry, is_no_space
 from rollcap.state import write_state
 
 log = logging.getLogger("rollcap.capture")
@@ -114,6 +119,8 @@ class Supervisor:
         self.tcpdump_uid, self.switch_user = layout.tcpdump_identity(cfg.capture.user)
         self.gid = layout.resolve_group(cfg.spool.group)
         self.persistent: Persistent | None = None
+        self._dirs: CaptureDirs | None = None
+        self.skipped: set[str] = set()  # work/ entries that cannot be handed off nor moved
         self.handoff: Handoff | None = None
         self.totals = CounterTotals()
         self.logged_counters = Counters()
@@ -123,6 +130,7 @@ class Supervisor:
         self.backoff = BACKOFF_MIN
         self.next_start = 0.0  # monotonic
         self.paused = False
+        self.pause_reason = ""
         self.waiting_logged = False
         self.unfixable_logged = False
         self.last_error = ""
@@ -146,6 +154,7 @@ class Supervisor:
                 "dropped_files",
                 "dropped_bytes",
                 "restarts",
+                "quarantine_removed",
             ),
             0,
         )
@@ -153,6 +162,15 @@ class Supervisor:
         self.usage: budget.Usage | None = None
 
     # ------------------------------------------------------------------ plumbing
+    @property
+    def dirs(self) -> CaptureDirs:
+        assert self._dirs is not None
+        return self._dirs
+
+    def _work_size(self, name: str) -> int:
+        st = self.dirs.work.lstat(name)
+        return st.st_size if st else 0
+
     def wake(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._wake_w, b"w")
@@ -332,8 +350,8 @@ class Supervisor:
         if generation in self.wrote_gens:
             return True
         return any(
-            w.generation == generation and _size(p) > GLOBAL_HEADER_LEN
-            for w, p in list_work(self.spool.work)
+            w.generation == generation and self._work_size(n) > GLOBAL_HEADER_LEN
+            for w, n in list_work(self.dirs.work)
         )
 
     def switch(self, cfg: RollcapConfig, reason: str) -> bool:
@@ -353,7 +371,8 @@ class Supervisor:
         # on disk too: a supervisor that dies during the overlap still strips duplicates
         with contextlib.suppress(OSError):
             write_switch(
-                switch_path(self.spool.work, old.generation),
+                self.dirs.work,
+                switch_name(old.generation),
                 new.generation,
                 self.listening_at[new.generation],
             )
@@ -378,7 +397,7 @@ class Supervisor:
         t = self.proc
         if t is None or not t.alive() or not t.listening.is_set():
             return None
-        files = [w for w, _p in list_work(self.spool.work) if w.generation == t.generation]
+        files = [w for w, _n in list_work(self.dirs.work) if w.generation == t.generation]
         if not files:
             return None
         opened = self._opened_mono(t, files)
@@ -412,31 +431,38 @@ class Supervisor:
         """Hand off every finished file, oldest first, one generation at a time."""
         assert self.handoff is not None
         live = {self.proc.generation} if self.proc and self.proc.alive() else set()
-        files = list_work(self.spool.work)
+        files = list_work(self.dirs.work)
         if len(files) > 1:
             self.enforce_budget()  # files in work/ count too: make room before the batch
-        for i, (w, path) in enumerate(files):
+        for i, (w, name) in enumerate(files):
             is_newest_of_gen = i + 1 == len(files) or files[i + 1][0].generation != w.generation
             if w.generation in live and is_newest_of_gen:
                 break  # being written; newer generations wait for it
+            if name in self.skipped:
+                continue
             try:
                 if w.generation in self.overlap_next:
-                    self._remember_tail(w, path, last=is_newest_of_gen)
-                r = self.handoff.hand_off(w, path)
+                    self._remember_tail(w, name, last=is_newest_of_gen)
+                r = self.handoff.hand_off(w, name)
             except FileNotFoundError:
                 continue
             except OSError as e:
-                self.last_error = f"hand-off of {path.name} failed: {e}"
+                self.last_error = f"hand-off of {name} failed: {e}"
                 key = f"handoff:{e.strerror or e}"
-                self.errors.error(key, self.last_error, extra=fields(file=path.name))
-                break
+                self.errors.error(key, self.last_error, extra=fields(file=name))
+                if is_no_space(e):
+                    break  # a full disk pauses the hand-off; retried every tick
+                # about this entry alone (and it could not even be quarantined):
+                # leave it, say so once, and go on with the others
+                self.skipped.add(name)
+                continue
             self.errors.clear("handoff:", "hand-off")
-            self._count(w, path, r)
+            self._count(w, name, r)
             if self.proc:
                 self.proc.request_counters()
             self.enforce_budget()
 
-    def _remember_tail(self, w: WorkName, path: Path, last: bool) -> None:
+    def _remember_tail(self, w: WorkName, name: str, last: bool) -> None:
         """Add this old file's tail to the new generation's fingerprints; after its
         last file the switch is done. OSError (full disk) leaves everything as it
         was, so the hand-off waits and this is retried."""
@@ -444,33 +470,43 @@ class Supervisor:
         since = self.listening_at.get(new_gen)
         if since is not None:
             try:
-                tail = tail_since(path, since)
-            except ValueError:  # not a pcap: hand_off quarantines it
-                tail = []
+                fd = self.dirs.work.open(name, self.handoff_owners())
+            except BadEntry:
+                tail = []  # hand_off quarantines it
+            else:
+                try:
+                    tail = tail_since(fd, since)
+                except ValueError:  # not a pcap: hand_off quarantines it
+                    tail = []
+                finally:
+                    os.close(fd)
             if tail:
-                append_sidecar(sidecar_path(self.spool.work, new_gen), tail)
+                append_sidecar(self.dirs.work, sidecar_name(new_gen), tail)
         if last:
             del self.overlap_next[w.generation]
-            with contextlib.suppress(FileNotFoundError):
-                switch_path(self.spool.work, w.generation).unlink()
+            remove(self.dirs.work, switch_name(w.generation))
+
+    def handoff_owners(self) -> set[int]:
+        assert self.handoff is not None
+        return self.handoff.owners
 
     def load_switches(self) -> None:
         """Overlaps a crashed supervisor left unfinished (see switch())."""
-        for w, _p in list_work(self.spool.work):
-            rec = read_switch(switch_path(self.spool.work, w.generation))
+        for w, _n in list_work(self.dirs.work):
+            rec = read_switch(self.dirs.work, switch_name(w.generation))
             if rec is not None:
                 new_gen, since = rec
                 self.overlap_next[w.generation] = new_gen
                 self.listening_at.setdefault(new_gen, since)
 
-    def _count(self, w: WorkName, path: Path, r: HandoffResult) -> None:
+    def _count(self, w: WorkName, work_name: str, r: HandoffResult) -> None:
         if r.repaired_bytes:
             self.n["repaired_files"] += 1
             log.warning(
                 "repaired %s: cut off %d bytes of an incomplete last record",
-                path.name,
+                work_name,
                 r.repaired_bytes,
-                extra=fields(file=path.name, removed_bytes=r.repaired_bytes),
+                extra=fields(file=work_name, removed_bytes=r.repaired_bytes),
             )
         self.n["duplicates_removed"] += r.stripped
         if r.packets:
@@ -479,7 +515,7 @@ class Supervisor:
             return  # hand_off logged it as an error
         if r.name is None:
             self.n["discarded_empty"] += 1
-            log.info("discarded %s: no packets", path.name, extra=fields(file=path.name))
+            log.info("discarded %s: no packets", work_name, extra=fields(file=work_name))
             return
         self.n["handed_off_files"] += 1
         self.n["handed_off_bytes"] += r.bytes
@@ -506,62 +542,88 @@ class Supervisor:
     # ------------------------------------------------------------------ budget
     def enforce_budget(self) -> None:
         sp = self.cfg.spool
+        self._cap_quarantine()
         u = budget.measure(self.spool, sp.max_megabytes, sp.min_free_percent)
-        self.usage = u
         reserve = 0
         if sp.on_full == "drop-oldest":
             # drop as if the live file were already full: checked after each hand-off
             # and every tick, the spool then stays within budget plus one file
             rotate_bytes = self.cfg.capture.rotate_megabytes * 1_000_000
             reserve = budget.live_reserve(rotate_bytes, self._live_size())
-        if not u.over:
-            self.unfixable_logged = False
-            if self.paused and u.comfortable():
-                self.paused = False
-                self.next_start = 0.0
-                log.info("spool has room again; resuming capture", extra=fields(**u.as_dict()))
-            if u.used_bytes + reserve <= u.max_bytes:
-                return
-        if sp.on_full == "pause-capture":
-            if not self.paused:
-                self.paused = True
-                self.state_name = "paused"
-                log.warning(
-                    "spool over budget (%d of %d bytes, %.1f%% free); pausing capture",
-                    u.used_bytes,
-                    u.max_bytes,
-                    u.free_percent,
-                    extra=fields(**u.as_dict()),
-                )
-                # no drain wait: the budget matters more than the last second of packets
-                self.stop_capture(drain=False)
-            return
-        used = u.used_bytes
-        free = u.free_percent
-        for p in budget.oldest_ready(self.spool):
-            if used + reserve <= u.max_bytes and free >= sp.min_free_percent:
-                break
-            try:
-                size = p.stat().st_size
-                p.unlink()
-            except FileNotFoundError:
-                continue  # offload finished it meanwhile
-            used -= size
-            free = budget.free_percent(self.spool.root)
-            self.n["dropped_files"] += 1
-            self.n["dropped_bytes"] += size
-            log.warning(
-                "spool over budget: dropped %s (%d bytes)",
-                p.name,
-                size,
-                extra=fields(file=p.name, bytes=size),
+        d = budget.decide(u, sp.on_full, reserve, self.paused)
+        if d.drop_bytes:
+            u = self._drop_oldest(u, d.drop_bytes)
+        self.usage = u
+        if d.pause and not self.paused:
+            self.paused = True
+            self.pause_reason = d.reason
+            self.state_name = "paused"
+            self.last_error = (
+                f"capture paused: {d.reason} ({u.used_bytes} of {u.max_bytes} bytes, "
+                f"{u.free_percent:.1f}% free, minimum {sp.min_free_percent}%)"
             )
-        self.usage = budget.Usage(used, u.max_bytes, free, sp.min_free_percent)
-        if self.usage.over and not self.unfixable_logged:
+            log.warning(
+                "spool %s (%d of %d bytes, %.1f%% free); pausing capture%s",
+                d.reason,
+                u.used_bytes,
+                u.max_bytes,
+                u.free_percent,
+                "; nothing is deleted for it" if d.reason == "low free space" else "",
+                extra=fields(reason=d.reason, **u.as_dict()),
+            )
+            # no drain wait: the budget matters more than the last second of packets
+            self.stop_capture(drain=False)
+        elif not d.pause and self.paused:
+            self.paused = False
+            self.pause_reason = ""
+            self.next_start = 0.0
+            log.info("spool has room again; resuming capture", extra=fields(**u.as_dict()))
+        if not u.over_budget:
+            self.unfixable_logged = False
+        elif sp.on_full == "drop-oldest" and not self.unfixable_logged:
             self.unfixable_logged = True
             log.warning(
                 "spool still over budget with nothing left in ready/ to drop",
-                extra=fields(**self.usage.as_dict()),
+                extra=fields(**u.as_dict()),
+            )
+
+    def _drop_oldest(self, u: budget.Usage, want: int) -> budget.Usage:
+        """Delete the oldest ready/ files until want bytes (the spool's own overage)
+        are gone: never more."""
+        ready = self.dirs.ready
+        dropped = 0
+        for name in budget.oldest_ready(ready):
+            if dropped >= want:
+                break
+            st = ready.lstat(name)
+            if st is None:
+                continue  # offload finished it meanwhile
+            try:
+                ready.unlink(name)
+            except FileNotFoundError:
+                continue
+            dropped += st.st_size
+            self.n["dropped_files"] += 1
+            self.n["dropped_bytes"] += st.st_size
+            log.warning(
+                "spool over budget: dropped %s (%d bytes)",
+                name,
+                st.st_size,
+                extra=fields(file=name, bytes=st.st_size),
+            )
+        used = max(0, u.used_bytes - dropped)
+        return budget.Usage(
+            used, u.max_bytes, budget.free_percent(self.spool.root), u.min_free_percent
+        )
+
+    def _cap_quarantine(self) -> None:
+        for r in enforce_cap(self.dirs.quarantine, self.cfg.spool.quarantine_megabytes * 1_000_000):
+            self.n["quarantine_removed"] += 1
+            log.warning(
+                "quarantine over its cap (spool.quarantine_megabytes): removed %s (%d bytes)",
+                r.name,
+                r.bytes,
+                extra=fields(file=r.name, bytes=r.bytes),
             )
 
     def _live_size(self) -> int | None:
@@ -569,8 +631,8 @@ class Supervisor:
         t = self.proc
         if t is None or not t.alive():
             return None
-        files = [p for w, p in list_work(self.spool.work) if w.generation == t.generation]
-        return _size(files[-1]) if files else 0
+        files = [n for w, n in list_work(self.dirs.work) if w.generation == t.generation]
+        return self._work_size(files[-1]) if files else 0
 
     # ------------------------------------------------------------------ stats & state
     def live_counters(self) -> Counters:
@@ -613,7 +675,7 @@ class Supervisor:
 
     def state(self) -> dict[str, Any]:
         t = self.proc
-        files = [w for w, _p in list_work(self.spool.work) if t and w.generation == t.generation]
+        files = [w for w, _n in list_work(self.dirs.work) if t and w.generation == t.generation]
         total = self.live_counters()
         return {
             "state": self.state_name,
@@ -631,6 +693,7 @@ class Supervisor:
             "interface_drops": total.interface_drops,
             "drop_rate": self.drop_rate,
             "paused": self.paused,
+            "pause_reason": self.pause_reason,
             "last_error": self.last_error,
             "budget": self.usage.as_dict() if self.usage else None,
         }
@@ -712,6 +775,8 @@ class Supervisor:
                 self.notifier.ready(self.status_line())
                 return
             self.gid, self.tcpdump_uid = gid, uid
+            assert self.handoff is not None
+            self.handoff.owners.add(uid)  # the old user's files are handed off too
         self.switch_user = switch_user
         self.cfg = new
         assert self.handoff is not None
@@ -761,21 +826,34 @@ class Supervisor:
 
     def remove_stale_temps(self) -> None:
         """Overlap sidecars and strip temp files of generations already handed off."""
-        for p in self.spool.work.glob(".*"):
-            stale = p.name.startswith((".overlap-", ".switch-")) or p.name.endswith(".strip")
-            if p.is_file() and stale:
-                log.info("removing stale %s", p.name, extra=fields(file=p.name))
+        work = self.dirs.work
+        for name in work.names():
+            stale = name.startswith((".overlap-", ".switch-")) or (
+                name.startswith(".") and name.endswith((".strip", ".tmp"))
+            )
+            st = work.lstat(name)
+            if stale and st is not None and stat.S_ISREG(st.st_mode):
+                log.info("removing stale %s", name, extra=fields(file=name))
                 with contextlib.suppress(FileNotFoundError):
-                    p.unlink()
+                    work.unlink(name)  # never follows: a link would go, not its target
+
+    def open_spool(self) -> None:
+        """Make the spool's directories right, open them, load the counters."""
+        layout.prepare(self.spool, self.tcpdump_uid, self.gid)
+        self._dirs = CaptureDirs.open(self.spool)
+        self.persistent = Persistent.load(self.dirs)
+        self.handoff = Handoff(
+            self.dirs,
+            self.persistent,
+            local_hostname(self.cfg.capture.hostname),
+            self.gid,
+            self.tcpdump_uid,
+        )
 
     def run(self) -> int:
         self.effective_filter = self.compute_filter(self.cfg)
         self.validate(self.cfg, self.effective_filter)
-        layout.prepare(self.spool, self.tcpdump_uid, self.gid)
-        self.persistent = Persistent.load(self.spool)
-        self.handoff = Handoff(
-            self.spool, self.persistent, local_hostname(self.cfg.capture.hostname), self.gid
-        )
+        self.open_spool()
         self._install_signals()
         observer = Observer()
         observer.schedule(
@@ -864,13 +942,6 @@ class Supervisor:
             self.n["handed_off_files"],
             extra=fields(handed_off_files=self.n["handed_off_files"]),
         )
-
-
-def _size(p: Path) -> int:
-    try:
-        return p.stat().st_size
-    except FileNotFoundError:
-        return 0
 
 
 def _is_our_tcpdump(pid: int, work_dir: Path) -> bool:

@@ -149,12 +149,22 @@ class SpoolConfig(_Section):
         10,
         ge=0,
         le=90,
-        description="Never leave the spool's filesystem with less free space than this.",
+        description="Never leave the spool's filesystem with less free space than this. "
+        "Below it capture pauses (and warns) until there is room again; it never deletes "
+        "captures because something else filled the disk.",
     )
     on_full: Literal["drop-oldest", "pause-capture"] = Field(
         "drop-oldest",
-        description='"drop-oldest" deletes the oldest finished files (a ring buffer); '
+        description='When the spool itself exceeds max_megabytes: "drop-oldest" deletes the '
+        "oldest finished files, no more than the spool's own overage (a ring buffer); "
         '"pause-capture" stops tcpdump until space returns.',
+    )
+    quarantine_megabytes: int = Field(
+        500,
+        ge=1,
+        le=100_000_000,
+        description="Cap in millions of bytes for quarantine/ (files refused as not pcap, "
+        "symlinks, ...). Over it, the oldest entries are removed first, each logged.",
     )
     group: str = Field(
         "rollcap",

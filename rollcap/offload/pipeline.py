@@ -7,6 +7,7 @@ file or the destination can do. The main loop decides about retries.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -23,9 +24,10 @@ from rollcap.journal import fields
 from rollcap.keys import KeyFields, render_key
 from rollcap.offload.compress import Cancelled, Compressed, compress_fd
 from rollcap.offload.discovery import oldest_first
-from rollcap.offload.quarantine import quarantine
 from rollcap.offload.vet import Opened, Refused, Vanished, open_ready
+from rollcap.quarantine import quarantine
 from rollcap.spool import Spool
+from rollcap.spoolfs import Dir
 from rollcap.storage.base import (
     META,
     ObjectExistsError,
@@ -159,9 +161,18 @@ class Pipeline:
         )  # fmt: skip
         return render_key(self.cfg.offload.key_template, fields)
 
+    @functools.cached_property
+    def ready(self) -> Dir:
+        """ready/ (opened once the service has made sure it exists)."""
+        return Dir(self.spool.ready)
+
+    @functools.cached_property
+    def quarantine_dir(self) -> Dir:
+        return Dir(self.spool.quarantine)
+
     def quarantine(self, name: str, reason: str) -> Outcome:
         try:
-            quarantine(self.spool.ready / name, self.spool.quarantine, reason)
+            quarantine(self.ready, name, self.quarantine_dir, reason)
         except FileNotFoundError:
             return Outcome(name, "dropped", message=reason)
         except OSError as e:
@@ -180,7 +191,7 @@ class Pipeline:
         t0 = time.monotonic()
         path = self.spool.ready / name
         try:
-            opened = open_ready(path, self.owners)
+            opened = open_ready(self.ready, name, self.owners)
         except Refused as e:
             return self.quarantine(name, str(e))
         except Vanished:
@@ -270,13 +281,9 @@ class Pipeline:
         )  # fmt: skip
         # verified: now, and only now, the local copy may go
         try:
-            st = os.lstat(path)
-            if (st.st_dev, st.st_ino) == (opened.st.st_dev, opened.st.st_ino):
-                os.unlink(path)
-            else:
+            # not a file put in its place meanwhile; gone: dropped by capture
+            if not self.ready.unlink_if_same(name, opened.st):
                 out.removed_by_capture = True
-        except FileNotFoundError:
-            out.removed_by_capture = True  # dropped by capture while we uploaded it
         except OSError as e:
             out.kind = "ignored"
             out.message = f"stored as {key} but cannot delete {path}: {e}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -17,11 +18,10 @@ import pytest
 from rollcap.capture import service
 from rollcap.capture.budget import live_reserve, oldest_ready
 from rollcap.capture.command import check_config_filter
-from rollcap.capture.handoff import Handoff, Persistent
 from rollcap.capture.overlap import (
     iter_records,
     read_switch,
-    switch_path,
+    switch_name,
     tail_since,
     write_sidecar,
     write_switch,
@@ -32,6 +32,7 @@ from rollcap.config.load import validate_data
 from rollcap.errors import ConfigError
 from rollcap.naming import ReadyName
 from rollcap.spool import Spool
+from rollcap.spoolfs import Dir
 from tests.unit.capture_pcaps import packets, write_pcap
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,15 +61,17 @@ class FakeTcpdump:
 
 
 def _supervisor(tmp_path: Path, **sections: dict[str, object]) -> service.Supervisor:
-    data: dict[str, object] = {"spool": {"directory": str(tmp_path / "spool")}}
+    # tcpdump's files are this test's (capture.user: the test's own user)
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    data: dict[str, object] = {
+        "spool": {"directory": str(tmp_path / "spool")},
+        "capture": {"user": me, "hostname": "h"},
+    }
     for k, v in sections.items():
         data[k] = {**data.get(k, {}), **v}  # type: ignore[dict-item]
     cfg = validate_data(data)
     sup = service.Supervisor(str(tmp_path / "rollcap.toml"), cfg)
-    for d in [sup.spool.root, *sup.spool.all_dirs()]:
-        d.mkdir(parents=True, exist_ok=True)
-    sup.persistent = Persistent.load(sup.spool)
-    sup.handoff = Handoff(sup.spool, sup.persistent, "h", 0)
+    sup.open_spool()
     return sup
 
 
@@ -185,7 +188,8 @@ def test_ready_files_are_dropped_in_hand_off_order_after_a_clock_step_back(
     # seq 2 was handed off after the clock stepped back an hour
     for seq, start in ((1, t), (2, t - timedelta(hours=1)), (3, t - timedelta(minutes=59))):
         (spool.ready / ReadyName(start, seq, "h", "eth0").format()).write_bytes(b"x")
-    assert [ReadyName.parse(p.name).seq for p in oldest_ready(spool)] == [1, 2, 3]  # type: ignore[union-attr]
+    got = [ReadyName.parse(n).seq for n in oldest_ready(Dir(spool.ready))]  # type: ignore[union-attr]
+    assert got == [1, 2, 3]
 
 
 def test_quiet_deadline_ignores_the_wall_clock(
@@ -257,12 +261,12 @@ def test_repeated_errors_are_logged_once_then_summarised(
 def test_switch_record_round_trip_and_reload(tmp_path: Path) -> None:
     sup = _supervisor(tmp_path)
     write_pcap(sup.spool.work / "g000004-20261126T120000-eth0.pcap", packets(3))
-    write_switch(switch_path(sup.spool.work, 4), 5, 1_800_000_000.5)
-    assert read_switch(switch_path(sup.spool.work, 4)) == (5, 1_800_000_000.5)
+    write_switch(sup.dirs.work, switch_name(4), 5, 1_800_000_000.5)
+    assert read_switch(sup.dirs.work, switch_name(4)) == (5, 1_800_000_000.5)
     sup.load_switches()
     assert sup.overlap_next == {4: 5} and sup.listening_at == {5: 1_800_000_000.5}
     (sup.spool.work / ".switch-g000009.json").write_text("{not json")
-    assert read_switch(sup.spool.work / ".switch-g000009.json") is None
+    assert read_switch(sup.dirs.work, ".switch-g000009.json") is None
 
 
 # 5. check-config compiles the filter ------------------------------------------------
@@ -380,7 +384,8 @@ def test_a_quarantined_work_file_is_not_reported_as_discarded_empty(
     (sup.spool.work / "g000004-20261126T120000-eth0.pcap").write_bytes(b"x" * 100)
     with caplog.at_level(logging.INFO, logger="rollcap.capture"):
         sup.process_work()
-    assert len(list(sup.spool.quarantine.iterdir())) == 1
+    kept = [p.name for p in sup.spool.quarantine.iterdir() if not p.name.endswith(".reason")]
+    assert kept == ["g000004-20261126T120000-eth0.pcap"]
     assert sup.n["discarded_empty"] == 0
     assert "no packets" not in caplog.text and "quarantine" in caplog.text
 
@@ -427,7 +432,7 @@ def test_a_failed_sidecar_update_leaves_duplicates_never_a_double_strip(
     sup = _supervisor(tmp_path)
     pk = packets(60)
     old = write_pcap(tmp_path / "old.pcap", pk[:40])  # already handed off
-    write_sidecar(sup.spool.work / ".overlap-g000005.json", tail_since(old, pk[20][0]))
+    write_sidecar(sup.dirs.work, ".overlap-g000005.json", tail_since(old, pk[20][0]))
     all_dup = write_pcap(sup.spool.work / "g000005-20261126T120000-eth0.pcap", pk[20:30])
     write_pcap(sup.spool.work / "g000005-20261126T120000-eth0.pcap1", pk[30:60])
     monkeypatch.setattr(handoff_mod, "write_sidecar", _enospc)
