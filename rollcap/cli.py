@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rollcap {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("capture", help="run the capture daemon in the foreground (as root)")
+    p = sub.add_parser("capture", help="run the capture daemon in the foreground")
     _add_config(p)
     p = sub.add_parser("offload", help="run the offload daemon in the foreground")
     _add_config(p)
@@ -46,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config(p)
     p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser(
+        "rotate", help="cut the file being captured now and hand it off (exit 3: not running)"
+    )
+    _add_config(p)
 
     p = sub.add_parser("list", help="list captures overlapping a time window")
     _add_config(p)
@@ -122,6 +127,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         # 3 = "not running", as systemctl status and LSB init scripts say it, so a
         # monitoring check can use the exit status alone.
         return 0 if report.get("ok") else 3
+    if cmd == "rotate":
+        from rollcap.capture import rotate
+
+        return rotate.run(cfg)
     if cmd == "list":
         from rollcap.retrieve import commands as retrieve
 

@@ -1,10 +1,18 @@
 """`rollcap capture`: supervise tcpdump and hand its finished files to the spool.
 
 tcpdump writes ``work/gNNNNNN-%Y%m%dT%H%M%S-IFACE.pcap[N]`` itself (-G, -C,
--Z, TZ=UTC0); NNNNNN grows with every tcpdump start. A file is finished when
-a newer file of its generation exists or its tcpdump has exited; it is then
-repaired, stripped of overlap duplicates, chowned root:GROUP 0640 and renamed
-atomically into ready/ (rollcap.capture.handoff).
+TZ=UTC0), as the daemon's own unprivileged user (CAP_NET_RAW only); NNNNNN
+grows with every tcpdump start. This module is the wiring: one thread runs
+the loop below; tcpdump's stderr readers and the watchdog observer only wake
+it through a pipe, signal handlers only set flags. The jobs are elsewhere:
+
+- rollcap.capture.tcpdump      one running tcpdump (stderr, counters, stop)
+- rollcap.capture.queue        hand-off of finished files (handoff: one file)
+- rollcap.capture.switching    make-before-break switch and its overlap
+- rollcap.capture.keeper       the spool budget (budget: the pure policy)
+- rollcap.capture.report       capture.json and the sd_notify status line
+- rollcap.capture.reloadplan   what a SIGHUP must do
+- rollcap.capture.lock         one capture per spool; orphans: a crashed one's tcpdumps
 
 Quiet link: tcpdump -G rotates only when a packet arrives. If the live file
 is still the newest QUIET_GRACE seconds after its rotate deadline, a new
@@ -13,12 +21,9 @@ tcpdump is started first (make-before-break), both run for OVERLAP seconds
 has those packets), then the old one is stopped and its file handed off;
 packets captured by both are removed from the new file's head
 (rollcap.capture.overlap). So a file is handed off about rotate_seconds + 3 s
-after it was opened, and never later than rotate_seconds + 5 s. SIGHUP with
-an unchanged interface uses the same switch; a new interface means stop, then
-start.
-
-One thread runs the loop below; tcpdump's stderr readers and the watchdog
-observer only wake it through a pipe, signal handlers only set flags.
+after it was opened, and never later than rotate_seconds + 5 s. `rollcap
+rotate` (SIGUSR2) and a SIGHUP that changes nothing use the same switch to cut
+the file now; a new interface means stop, then start.
 """
 
 from __future__ import annotations
@@ -31,7 +36,6 @@ import selectors
 import signal
 import stat
 import time
-from pathlib import Path
 from typing import Any
 
 from watchdog.events import (
@@ -42,7 +46,7 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from rollcap.capture import budget, layout
+from rollcap.capture import budget, layout, lock, orphans, reloadplan, report
 from rollcap.capture.command import (
     DeviceUnavailable,
     check_filter,
@@ -54,20 +58,14 @@ from rollcap.capture.command import (
     tcpdump_argv,
 )
 from rollcap.capture.counters import Counters, CounterTotals, drop_rate
-from rollcap.capture.handoff import Handoff, HandoffResult, Persistent
+from rollcap.capture.handoff import Handoff, Persistent
+from rollcap.capture.keeper import BudgetKeeper
 from rollcap.capture.layout import CaptureDirs
 from rollcap.capture.names import WorkName, list_work
-from rollcap.capture.overlap import (
-    append_sidecar,
-    read_switch,
-    remove,
-    sidecar_name,
-    switch_name,
-    tail_since,
-    write_switch,
-)
+from rollcap.capture.queue import HandoffQueue
 from rollcap.capture.ratelimit import RepeatLimiter
 from rollcap.capture.restart import BACKOFF_MIN, restart_delay
+from rollcap.capture.switching import LISTEN_TIMEOUT, Overlaps, make_before_break
 from rollcap.capture.tcpdump import Tcpdump
 from rollcap.config import load_config
 from rollcap.config.schema import RollcapConfig
@@ -75,10 +73,7 @@ from rollcap.errors import ConfigError
 from rollcap.journal import fields, setup_logging
 from rollcap.naming import local_hostname
 from rollcap.notify import Notifier
-from rollcap.pcapfile import GLOBAL_HEADER_LEN
-from rollcap.quarantine import enforce_cap
 from rollcap.spool import Spool
-from rollcap.spoolfs import BadEntry, is_no_space
 from rollcap.state import write_state
 
 log = logging.getLogger("rollcap.capture")
@@ -86,11 +81,11 @@ log = logging.getLogger("rollcap.capture")
 TICK = 1.0
 REAP_POLL_SECONDS = 2.0  # poll this long for a tcpdump whose stderr closed to be reapable
 QUIET_GRACE = 1.5  # > tcpdump's 1 s block timeout: a late packet still rotates by itself
-OVERLAP = 1.2  # both tcpdumps listening this long before the old one is stopped
 DRAIN = 1.2  # wait before SIGTERM so the last kernel block reaches the file
-LISTEN_TIMEOUT = 10.0
 QUIET_RETRY = 10.0
 STATS_EVERY = 30.0
+# `rollcap rotate`: cut the current file now (SIGUSR1 is tcpdump's, for counters)
+ROTATE_SIGNAL = signal.SIGUSR2
 
 
 class _WakeHandler(FileSystemEventHandler):
@@ -114,14 +109,19 @@ class Supervisor:
             os.set_inheritable(fd, False)
         self.stop_flag = False
         self.reload_flag = False
+        self.rotate_flag = False
+        self.last_rotate: dict[str, Any] | None = None
+        self._lock_fd: int | None = None
         self.proc: Tcpdump | None = None
         self.effective_filter = ""
         self.tcpdump_uid, self.switch_user = layout.tcpdump_identity(cfg.capture.user)
         self.gid = layout.resolve_group(cfg.spool.group)
         self.persistent: Persistent | None = None
         self._dirs: CaptureDirs | None = None
-        self.skipped: set[str] = set()  # work/ entries that cannot be handed off nor moved
         self.handoff: Handoff | None = None
+        self.queue: HandoffQueue | None = None  # these four once the spool is open
+        self.overlaps: Overlaps | None = None
+        self.keeper: BudgetKeeper | None = None
         self.totals = CounterTotals()
         self.logged_counters = Counters()
         self.rate_base = Counters()
@@ -129,43 +129,29 @@ class Supervisor:
         self.state_name = "starting"
         self.backoff = BACKOFF_MIN
         self.next_start = 0.0  # monotonic
-        self.paused = False
-        self.pause_reason = ""
         self.waiting_logged = False
-        self.unfixable_logged = False
         self.last_error = ""
         self.next_stats = time.monotonic() + STATS_EVERY
         self.quiet_retry_at = 0.0
         self.last_state_write = 0.0
-        self.listening_at: dict[int, float] = {}  # generation -> wall clock
         # (generation, -G period in the name, monotonic time we first saw it open)
         # of the live file: the quiet-link deadline must not move when the clock steps
         self.period: tuple[int, str, float] | None = None
-        self.wrote_gens: set[int] = set()  # generations that handed off packets
         self.errors = RepeatLimiter(log)
-        self.overlap_next: dict[int, int] = {}  # old generation -> the one replacing it
-        self.n: dict[str, int] = dict.fromkeys(
-            (
-                "handed_off_files",
-                "handed_off_bytes",
-                "discarded_empty",
-                "repaired_files",
-                "duplicates_removed",
-                "dropped_files",
-                "dropped_bytes",
-                "restarts",
-                "quarantine_removed",
-            ),
-            0,
-        )
-        self.last_handoff: dict[str, Any] | None = None
-        self.usage: budget.Usage | None = None
+        self.n = report.new_counts()
 
     # ------------------------------------------------------------------ plumbing
     @property
     def dirs(self) -> CaptureDirs:
         assert self._dirs is not None
         return self._dirs
+
+    @property
+    def paused(self) -> bool:
+        return self.keeper is not None and self.keeper.paused
+
+    def _set_error(self, msg: str) -> None:
+        self.last_error = msg
 
     def _work_size(self, name: str) -> int:
         st = self.dirs.work.lstat(name)
@@ -178,12 +164,14 @@ class Supervisor:
     def _on_signal(self, signo: int, _frame: object) -> None:
         if signo == signal.SIGHUP:
             self.reload_flag = True
+        elif signo == ROTATE_SIGNAL:
+            self.rotate_flag = True
         else:
             self.stop_flag = True
 
     def _install_signals(self) -> None:
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, ROTATE_SIGNAL):
             signal.signal(s, self._on_signal)
 
     def _drain_wake(self) -> None:
@@ -222,7 +210,7 @@ class Supervisor:
             check_filter(cfg.capture, effective, timeout)
 
     # ------------------------------------------------------------------ tcpdump
-    def _track_pids(self, *extra: Tcpdump) -> None:
+    def track_pids(self, *extra: Tcpdump) -> None:
         """Persist the pids of every tcpdump we run (for orphan clean-up after a crash)."""
         assert self.persistent is not None
         procs = [p for p in (self.proc, *extra) if p is not None and p.alive()]
@@ -256,7 +244,7 @@ class Supervisor:
             cfg.capture, self.effective_filter, self.spool.work, gen, self.switch_user
         )
         t = Tcpdump(argv, gen, cfg.capture.interface, self.wake)
-        self._track_pids(t)
+        self.track_pids(t)
         log.info(
             "started tcpdump on %s (generation %d)",
             cfg.capture.interface,
@@ -298,7 +286,6 @@ class Supervisor:
         t = self._spawn(self.cfg)
         self.proc = t
         if t.wait_listening(LISTEN_TIMEOUT):
-            self.listening_at[t.generation] = t.listening_at or time.time()
             self.state_name = "capturing"
         # if it died, check_exit() sees it on this tick
 
@@ -317,7 +304,7 @@ class Supervisor:
         )
         self.totals.retire(t.counters)
         self.proc = None
-        self._track_pids()
+        self.track_pids()
         self.process_work()
 
     def check_exit(self) -> None:
@@ -329,11 +316,13 @@ class Supervisor:
         msg = t.exit_message()
         self.totals.retire(t.counters)
         self.proc = None
-        self._track_pids()
+        self.track_pids()
         self.n["restarts"] += 1
         self.last_error = f"tcpdump exited with status {rc}: {msg}"
         listened = None if t.listening_mono is None else time.monotonic() - t.listening_mono
-        delay, self.backoff = restart_delay(self.backoff, listened, self._wrote(t.generation), rc)
+        assert self.queue is not None
+        wrote = self.queue.wrote(t.generation)
+        delay, self.backoff = restart_delay(self.backoff, listened, wrote, rc)
         log.error(
             "tcpdump exited unexpectedly (status %d): %s; restarting in %.1f s",
             rc,
@@ -345,49 +334,27 @@ class Supervisor:
         self.state_name = "restarting"
         self.process_work()
 
-    def _wrote(self, generation: int) -> bool:
-        """Whether a generation wrote at least one packet (handed off or still in work/)."""
-        if generation in self.wrote_gens:
-            return True
-        return any(
-            w.generation == generation and self._work_size(n) > GLOBAL_HEADER_LEN
-            for w, n in list_work(self.dirs.work)
-        )
-
     def switch(self, cfg: RollcapConfig, reason: str) -> bool:
         """Make-before-break: start the new tcpdump, overlap, stop the old one."""
         old = self.proc
-        assert old is not None
-        new = self._spawn(cfg)
-        if not new.wait_listening(LISTEN_TIMEOUT):
-            new.stop()
-            self.last_error = f"new tcpdump did not start: {new.exit_message()}"
+        assert old is not None and self.overlaps is not None
+        r = make_before_break(old, lambda: self._spawn(cfg), self.overlaps)
+        if r.new is None:
+            self.last_error = r.error
             log.error("%s: %s; keeping the running one", reason, self.last_error)
-            self._track_pids()
+            self.track_pids()
             self.process_work()
             return False
-        self.listening_at[new.generation] = new.listening_at or time.time()
-        self.overlap_next[old.generation] = new.generation
-        # on disk too: a supervisor that dies during the overlap still strips duplicates
-        with contextlib.suppress(OSError):
-            write_switch(
-                self.dirs.work,
-                switch_name(old.generation),
-                new.generation,
-                self.listening_at[new.generation],
-            )
-        time.sleep(OVERLAP)
-        rc = old.stop()
         self.totals.retire(old.counters)
-        self.proc = new
-        self._track_pids()
+        self.proc = r.new
+        self.track_pids()
         log.info(
             "%s: switched to tcpdump generation %d (old generation %d, status %d)",
             reason,
-            new.generation,
+            r.new.generation,
             old.generation,
-            rc,
-            extra=fields(generation=new.generation, tcpdump_pid=new.pid),
+            r.old_status,
+            extra=fields(generation=r.new.generation, tcpdump_pid=r.new.pid),
         )
         self.process_work()
         return True
@@ -429,202 +396,37 @@ class Supervisor:
     # ------------------------------------------------------------------ hand-off
     def process_work(self) -> None:
         """Hand off every finished file, oldest first, one generation at a time."""
-        assert self.handoff is not None
-        live = {self.proc.generation} if self.proc and self.proc.alive() else set()
-        files = list_work(self.dirs.work)
-        if len(files) > 1:
-            self.enforce_budget()  # files in work/ count too: make room before the batch
-        for i, (w, name) in enumerate(files):
-            is_newest_of_gen = i + 1 == len(files) or files[i + 1][0].generation != w.generation
-            if w.generation in live and is_newest_of_gen:
-                break  # being written; newer generations wait for it
-            if name in self.skipped:
-                continue
-            try:
-                if w.generation in self.overlap_next:
-                    self._remember_tail(w, name, last=is_newest_of_gen)
-                r = self.handoff.hand_off(w, name)
-            except FileNotFoundError:
-                continue
-            except OSError as e:
-                self.last_error = f"hand-off of {name} failed: {e}"
-                key = f"handoff:{e.strerror or e}"
-                self.errors.error(key, self.last_error, extra=fields(file=name))
-                if is_no_space(e):
-                    break  # a full disk pauses the hand-off; retried every tick
-                # about this entry alone (and it could not even be quarantined):
-                # leave it, say so once, and go on with the others
-                self.skipped.add(name)
-                continue
-            self.errors.clear("handoff:", "hand-off")
-            self._count(w, name, r)
+        assert self.queue is not None
+        live = self.proc.generation if self.proc and self.proc.alive() else None
+
+        def after_each() -> None:
             if self.proc:
                 self.proc.request_counters()
             self.enforce_budget()
 
-    def _remember_tail(self, w: WorkName, name: str, last: bool) -> None:
-        """Add this old file's tail to the new generation's fingerprints; after its
-        last file the switch is done. OSError (full disk) leaves everything as it
-        was, so the hand-off waits and this is retried."""
-        new_gen = self.overlap_next[w.generation]
-        since = self.listening_at.get(new_gen)
-        if since is not None:
-            try:
-                fd = self.dirs.work.open(name, self.handoff_owners())
-            except BadEntry:
-                tail = []  # hand_off quarantines it
-            else:
-                try:
-                    tail = tail_since(fd, since)
-                except ValueError:  # not a pcap: hand_off quarantines it
-                    tail = []
-                finally:
-                    os.close(fd)
-            if tail:
-                append_sidecar(self.dirs.work, sidecar_name(new_gen), tail)
-        if last:
-            del self.overlap_next[w.generation]
-            remove(self.dirs.work, switch_name(w.generation))
+        self.queue.process(live, self.enforce_budget, after_each)
 
-    def handoff_owners(self) -> set[int]:
-        assert self.handoff is not None
-        return self.handoff.owners
-
-    def load_switches(self) -> None:
-        """Overlaps a crashed supervisor left unfinished (see switch())."""
-        for w, _n in list_work(self.dirs.work):
-            rec = read_switch(self.dirs.work, switch_name(w.generation))
-            if rec is not None:
-                new_gen, since = rec
-                self.overlap_next[w.generation] = new_gen
-                self.listening_at.setdefault(new_gen, since)
-
-    def _count(self, w: WorkName, work_name: str, r: HandoffResult) -> None:
-        if r.repaired_bytes:
-            self.n["repaired_files"] += 1
-            log.warning(
-                "repaired %s: cut off %d bytes of an incomplete last record",
-                work_name,
-                r.repaired_bytes,
-                extra=fields(file=work_name, removed_bytes=r.repaired_bytes),
-            )
-        self.n["duplicates_removed"] += r.stripped
-        if r.packets:
-            self.wrote_gens.add(w.generation)
-        if r.quarantined:
-            return  # hand_off logged it as an error
-        if r.name is None:
-            self.n["discarded_empty"] += 1
-            log.info("discarded %s: no packets", work_name, extra=fields(file=work_name))
-            return
-        self.n["handed_off_files"] += 1
-        self.n["handed_off_bytes"] += r.bytes
-        self.last_handoff = {
-            "name": r.name,
-            "bytes": r.bytes,
-            "packets": r.packets,
-            "at": time.time(),
-        }
-        log.info(
-            "handed off %s (%d packets, %d bytes)",
-            r.name,
-            r.packets,
-            r.bytes,
-            extra=fields(
-                file=r.name,
-                bytes=r.bytes,
-                packets=r.packets,
-                generation=w.generation,
-                duplicates_removed=r.stripped or None,
-            ),
-        )
+    @property
+    def last_handoff(self) -> dict[str, Any] | None:
+        return self.queue.last_handoff if self.queue else None
 
     # ------------------------------------------------------------------ budget
     def enforce_budget(self) -> None:
-        sp = self.cfg.spool
-        self._cap_quarantine()
-        u = budget.measure(self.spool, sp.max_megabytes, sp.min_free_percent)
+        assert self.keeper is not None
         reserve = 0
-        if sp.on_full == "drop-oldest":
+        if self.cfg.spool.on_full == "drop-oldest":
             # drop as if the live file were already full: checked after each hand-off
             # and every tick, the spool then stays within budget plus one file
             rotate_bytes = self.cfg.capture.rotate_megabytes * 1_000_000
             reserve = budget.live_reserve(rotate_bytes, self._live_size())
-        d = budget.decide(u, sp.on_full, reserve, self.paused)
-        if d.drop_bytes:
-            u = self._drop_oldest(u, d.drop_bytes)
-        self.usage = u
-        if d.pause and not self.paused:
-            self.paused = True
-            self.pause_reason = d.reason
+        change = self.keeper.enforce(self.cfg.spool, reserve)
+        if change == "pause":
             self.state_name = "paused"
-            self.last_error = (
-                f"capture paused: {d.reason} ({u.used_bytes} of {u.max_bytes} bytes, "
-                f"{u.free_percent:.1f}% free, minimum {sp.min_free_percent}%)"
-            )
-            log.warning(
-                "spool %s (%d of %d bytes, %.1f%% free); pausing capture%s",
-                d.reason,
-                u.used_bytes,
-                u.max_bytes,
-                u.free_percent,
-                "; nothing is deleted for it" if d.reason == "low free space" else "",
-                extra=fields(reason=d.reason, **u.as_dict()),
-            )
+            self.last_error = self.keeper.pause_message()
             # no drain wait: the budget matters more than the last second of packets
             self.stop_capture(drain=False)
-        elif not d.pause and self.paused:
-            self.paused = False
-            self.pause_reason = ""
+        elif change == "resume":
             self.next_start = 0.0
-            log.info("spool has room again; resuming capture", extra=fields(**u.as_dict()))
-        if not u.over_budget:
-            self.unfixable_logged = False
-        elif sp.on_full == "drop-oldest" and not self.unfixable_logged:
-            self.unfixable_logged = True
-            log.warning(
-                "spool still over budget with nothing left in ready/ to drop",
-                extra=fields(**u.as_dict()),
-            )
-
-    def _drop_oldest(self, u: budget.Usage, want: int) -> budget.Usage:
-        """Delete the oldest ready/ files until want bytes (the spool's own overage)
-        are gone: never more."""
-        ready = self.dirs.ready
-        dropped = 0
-        for name in budget.oldest_ready(ready):
-            if dropped >= want:
-                break
-            st = ready.lstat(name)
-            if st is None:
-                continue  # offload finished it meanwhile
-            try:
-                ready.unlink(name)
-            except FileNotFoundError:
-                continue
-            dropped += st.st_size
-            self.n["dropped_files"] += 1
-            self.n["dropped_bytes"] += st.st_size
-            log.warning(
-                "spool over budget: dropped %s (%d bytes)",
-                name,
-                st.st_size,
-                extra=fields(file=name, bytes=st.st_size),
-            )
-        used = max(0, u.used_bytes - dropped)
-        return budget.Usage(
-            used, u.max_bytes, budget.free_percent(self.spool.root), u.min_free_percent
-        )
-
-    def _cap_quarantine(self) -> None:
-        for r in enforce_cap(self.dirs.quarantine, self.cfg.spool.quarantine_megabytes * 1_000_000):
-            self.n["quarantine_removed"] += 1
-            log.warning(
-                "quarantine over its cap (spool.quarantine_megabytes): removed %s (%d bytes)",
-                r.name,
-                r.bytes,
-                extra=fields(file=r.name, bytes=r.bytes),
-            )
 
     def _live_size(self) -> int | None:
         """Current size of the file the running tcpdump writes, None if none runs."""
@@ -673,40 +475,37 @@ class Supervisor:
             )
         self.logged_counters = total
 
-    def state(self) -> dict[str, Any]:
+    def snapshot(self) -> report.Snapshot:
         t = self.proc
-        files = [w for w, _n in list_work(self.dirs.work) if t and w.generation == t.generation]
-        total = self.live_counters()
-        return {
-            "state": self.state_name,
-            "tcpdump_pid": t.pid if t and t.alive() else None,
-            "generation": t.generation if t else None,
-            "interface": self.cfg.capture.interface,
-            "filter": self.effective_filter,
-            "active_file": files[-1].format() if files else None,
-            "active_since": files[-1].opened.timestamp() if files else None,
-            **self.n,
-            "last_handoff": self.last_handoff,
-            "packets_captured": total.captured,
-            "packets_received": total.received,
-            "kernel_drops": total.kernel_drops,
-            "interface_drops": total.interface_drops,
-            "drop_rate": self.drop_rate,
-            "paused": self.paused,
-            "pause_reason": self.pause_reason,
-            "last_error": self.last_error,
-            "budget": self.usage.as_dict() if self.usage else None,
-        }
+        files = []
+        if t is not None and self._dirs is not None:
+            files = [w for w, _n in list_work(self.dirs.work) if w.generation == t.generation]
+        k = self.keeper
+        return report.Snapshot(
+            state=self.state_name,
+            interface=self.cfg.capture.interface,
+            filter=self.effective_filter,
+            tcpdump_pid=t.pid if t and t.alive() else None,
+            generation=t.generation if t else None,
+            active_file=files[-1].format() if files else None,
+            active_since=files[-1].opened.timestamp() if files else None,
+            counts=dict(self.n),
+            totals=self.live_counters(),
+            drop_rate=self.drop_rate,
+            paused=self.paused,
+            pause_reason=k.pause_reason if k else "",
+            last_error=self.last_error,
+            error_active=bool(self.errors.active()),
+            usage=k.usage if k else None,
+            last_handoff=self.last_handoff,
+            last_rotate=self.last_rotate,
+        )
+
+    def state(self) -> dict[str, Any]:
+        return report.state_dict(self.snapshot())
 
     def status_line(self) -> str:
-        total = self.live_counters()
-        pct = f"{100 * self.usage.used_bytes / self.usage.max_bytes:.0f}%" if self.usage else "?"
-        return (
-            f"{self.state_name} on {self.cfg.capture.interface}: "
-            f"{self.n['handed_off_files']} files handed off, {total.kernel_drops} kernel drops, "
-            f"spool {pct} of budget"
-            + (f"; error: {self.last_error}" if self.errors.active() else "")
-        )
+        return report.status_line(self.snapshot())
 
     def publish(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -726,7 +525,7 @@ class Supervisor:
         self.notifier.reloading()
         try:
             new = load_config(self.config_path)
-            if new.spool.directory != self.cfg.spool.directory:
+            if new.spool.directory != self.cfg.spool.directory:  # see ReloadPlan
                 log.error(
                     "reload: spool.directory cannot change while running (restart the "
                     "service); keeping %s",
@@ -754,10 +553,13 @@ class Supervisor:
             self.notifier.ready(self.status_line())
             return
         old = self.cfg
-        changed = new.capture != old.capture or effective != self.effective_filter
+        running = self.proc.iface if self.proc and self.proc.alive() else None
+        plan = reloadplan.plan(
+            old, new, self.effective_filter, effective, running, self.tcpdump_uid, uid
+        )
         logging.getLogger().setLevel(new.log.level.upper())
         self.notifier.watchdog()  # validation made progress; the switch may take seconds
-        if new.spool.group != old.spool.group or uid != self.tcpdump_uid:
+        if plan.prepare_spool:
             try:
                 gid = layout.resolve_group(new.spool.group)
                 layout.prepare(self.spool, uid, gid)
@@ -782,47 +584,54 @@ class Supervisor:
         assert self.handoff is not None
         self.handoff.gid = self.gid
         self.handoff.host = local_hostname(new.capture.hostname)
-        if changed:
-            self.effective_filter = effective
-            if self.proc and self.proc.alive() and new.capture.interface == self.proc.iface:
-                self.switch(new, "reload")
-            else:
-                self.stop_capture(drain=True)
-                self.next_start = 0.0
-                self.waiting_logged = False
-                self.start_capture()
+        self.effective_filter = effective
+        if plan.action == "switch":
+            self.switch(new, "reload")
+        elif plan.action == "restart":
+            self.stop_capture(drain=True)
+            self.next_start = 0.0
+            self.waiting_logged = False
+            self.start_capture()
         log.info(
             "configuration reloaded%s",
-            "" if changed else " (capture unchanged)",
+            " (capture unchanged: cutting the current file now)" if plan.action == "rotate" else "",
             extra=fields(interface=new.capture.interface, filter=effective),
         )
+        if plan.action == "rotate":
+            self.rotate("reload")
         self.enforce_budget()
         self.notifier.ready(self.status_line())
 
+    def rotate(self, reason: str) -> None:
+        """Cut the current file now (`rollcap rotate`, a reload with nothing changed):
+        a make-before-break switch, so the file is handed off at once, no packet lost."""
+        t = self.proc
+        before = self.n["handed_off_files"]
+        if t is None or not t.alive() or not t.listening.is_set():
+            result = f"nothing to cut: {self.state_name}"
+        elif self.switch(self.cfg, reason):
+            after = self.n["handed_off_files"]
+            result = "handed off" if after > before else "no packets to hand off"
+        else:
+            result = f"failed: {self.last_error}"
+        handed = self.last_handoff["name"] if self.last_handoff else None
+        self.last_rotate = {"at": time.time(), "result": result, "last_handoff": handed}
+        log.info("%s: %s", reason, result, extra=fields(result=result))
+        self.publish(force=True)
+
     # ------------------------------------------------------------------ start/stop
     def stop_orphans(self) -> None:
-        """Stop tcpdumps a crashed supervisor left running (PR_SET_PDEATHSIG does not
-        survive tcpdump's setuid); they write into our work/, so they must end first."""
-        assert self.persistent is not None
-        for pid in self.persistent.tcpdump_pids:
-            if not _is_our_tcpdump(pid, self.spool.work):
-                continue
-            log.warning(
-                "stopping tcpdump %d left running by a previous rollcap capture",
-                pid,
-                extra=fields(tcpdump_pid=pid),
-            )
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while _is_our_tcpdump(pid, self.spool.work) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if _is_our_tcpdump(pid, self.spool.work):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                time.sleep(0.5)
+        """Stop tcpdumps a crashed supervisor left running; they write into our work/,
+        so they must end first. Only ever called holding the spool's lock."""
+        assert self.persistent is not None and self._lock_fd is not None
+        orphans.stop_orphans(self.persistent.tcpdump_pids, self.spool.work)
         self.persistent.tcpdump_pids = []
         self._save_persistent()
+
+    def load_switches(self) -> None:
+        """Overlaps a crashed supervisor left unfinished (see rollcap.capture.switching)."""
+        assert self.overlaps is not None
+        self.overlaps.load()
 
     def remove_stale_temps(self) -> None:
         """Overlap sidecars and strip temp files of generations already handed off."""
@@ -841,6 +650,8 @@ class Supervisor:
         """Make the spool's directories right, open them, load the counters."""
         layout.prepare(self.spool, self.tcpdump_uid, self.gid)
         self._dirs = CaptureDirs.open(self.spool)
+        # before anything in the spool is read or changed: a second capture stops here
+        self._lock_fd = lock.take(self.dirs.state, self.spool.root)
         self.persistent = Persistent.load(self.dirs)
         self.handoff = Handoff(
             self.dirs,
@@ -849,6 +660,9 @@ class Supervisor:
             self.gid,
             self.tcpdump_uid,
         )
+        self.overlaps = Overlaps(self.dirs.work)
+        self.queue = HandoffQueue(self.handoff, self.overlaps, self.n, self.errors, self._set_error)
+        self.keeper = BudgetKeeper(self.spool, self.dirs, self.n)
 
     def run(self) -> int:
         self.effective_filter = self.compute_filter(self.cfg)
@@ -889,13 +703,16 @@ class Supervisor:
         sel.register(self._wake_r, selectors.EVENT_READ)
         left: float | None = None
         while not self.stop_flag:
-            sel.select(self._timeout(left))
+            sel.select(self.loop_timeout(left))
             self._drain_wake()
             if self.stop_flag:
                 break
             if self.reload_flag:
                 self.reload_flag = False
                 self.reload()
+            if self.rotate_flag:
+                self.rotate_flag = False
+                self.rotate("rotate requested")
             self.check_exit()
             self.process_work()
             left = self.check_quiet()
@@ -911,7 +728,7 @@ class Supervisor:
             self.publish()
             self.notifier.watchdog()
 
-    def _timeout(self, quiet_left: float | None) -> float:
+    def loop_timeout(self, quiet_left: float | None) -> float:
         """How long the loop may sleep: a tick, or less when something is due.
         A restart is due at next_start; a tcpdump whose stderr closed is exiting
         and is reaped a moment later (the EOF wake-up can come before that)."""
@@ -942,17 +759,6 @@ class Supervisor:
             self.n["handed_off_files"],
             extra=fields(handed_off_files=self.n["handed_off_files"]),
         )
-
-
-def _is_our_tcpdump(pid: int, work_dir: Path) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    if stat.rsplit(")", 1)[-1].split()[0] == "Z":
-        return False  # a zombie waiting for its reaper has closed its files
-    return str(work_dir).encode() in cmdline and b"tcpdump" in cmdline
 
 
 def run(config_path: str) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rollcap.capture import service
+from rollcap.capture import service, switching
 from rollcap.capture.budget import live_reserve, oldest_ready
 from rollcap.capture.command import check_config_filter
 from rollcap.capture.overlap import (
@@ -120,17 +120,17 @@ def test_the_loop_wakes_for_a_due_restart_and_a_dying_tcpdump_but_never_spins(
     sup = _supervisor(tmp_path)
     sup.proc = None
     sup.next_start = time.monotonic() + 0.2  # restart due in 0.2 s, not at the next tick
-    assert 0.1 < sup._timeout(None) <= 0.21
+    assert 0.1 < sup.loop_timeout(None) <= 0.21
     sup.next_start = time.monotonic() - 5  # long past (waiting for an interface)
-    assert sup._timeout(None) == service.TICK
-    assert sup._timeout(0.3) == 0.3  # quiet-link rotation due first
+    assert sup.loop_timeout(None) == service.TICK
+    assert sup.loop_timeout(0.3) == 0.3  # quiet-link rotation due first
     dying = FakeTcpdump(1, 0.0)
     sup.proc = dying  # type: ignore[assignment]
-    assert sup._timeout(None) == service.TICK
+    assert sup.loop_timeout(None) == service.TICK
     dying.output_closed_at = time.monotonic()  # stderr EOF: reaped any moment
-    assert sup._timeout(None) <= 0.05
+    assert sup.loop_timeout(None) <= 0.05
     dying.output_closed_at -= 10  # an exit stuck in the kernel
-    assert sup._timeout(None) == service.TICK
+    assert sup.loop_timeout(None) == service.TICK
 
 
 # 2. spool budget with drop-oldest ------------------------------------------------
@@ -206,8 +206,10 @@ def test_quiet_deadline_ignores_the_wall_clock(
     sup.proc = FakeTcpdump(3, time.monotonic() - 2.0)  # type: ignore[assignment]
     left = sup.check_quiet()
     assert left is not None and 9 < left <= 10 + service.QUIET_GRACE - 2.0
-    sup.proc = FakeTcpdump(3, time.monotonic() - 12.0)  # type: ignore[assignment]
-    sup.period = None
+    # a new generation: its first period is aged from when it listened
+    (sup.spool.work / "g000003-20261126T130000-eth0.pcap").unlink()
+    (sup.spool.work / "g000004-20261126T130000-eth0.pcap").write_bytes(b"")
+    sup.proc = FakeTcpdump(4, time.monotonic() - 12.0)  # type: ignore[assignment]
     assert sup.check_quiet() is None and switched == ["quiet link"]
 
 
@@ -264,7 +266,8 @@ def test_switch_record_round_trip_and_reload(tmp_path: Path) -> None:
     write_switch(sup.dirs.work, switch_name(4), 5, 1_800_000_000.5)
     assert read_switch(sup.dirs.work, switch_name(4)) == (5, 1_800_000_000.5)
     sup.load_switches()
-    assert sup.overlap_next == {4: 5} and sup.listening_at == {5: 1_800_000_000.5}
+    assert sup.overlaps is not None
+    assert sup.overlaps.next_of == {4: 5} and sup.overlaps.listening_at == {5: 1_800_000_000.5}
     (sup.spool.work / ".switch-g000009.json").write_text("{not json")
     assert read_switch(sup.dirs.work, ".switch-g000009.json") is None
 
@@ -305,7 +308,7 @@ def test_counters_that_cannot_be_saved_do_not_stop_capture(
     assert sup.persistent is not None
     monkeypatch.setattr(sup.persistent, "save", _enospc)
     sup.proc = FakeTcpdump(3, time.monotonic())  # type: ignore[assignment]
-    sup._track_pids()
+    sup.track_pids()
     sup.stop_orphans()
     assert "No space left on device" in sup.last_error
     assert sup.persistent.tcpdump_pids == []  # the memory copy is right
@@ -318,15 +321,15 @@ def test_a_tail_that_cannot_be_remembered_holds_the_hand_off_back(
 ) -> None:
     sup = _supervisor(tmp_path)
     old = write_pcap(sup.spool.work / "g000004-20261126T120000-eth0.pcap", packets(5))
-    sup.overlap_next = {4: 5}
-    sup.listening_at = {5: packets(5)[2][0]}
-    monkeypatch.setattr(service, "append_sidecar", _enospc)
+    assert sup.overlaps is not None
+    sup.overlaps.begin(4, 5, packets(5)[2][0])  # generation 5 replaced 4
+    monkeypatch.setattr(switching, "append_sidecar", _enospc)
     sup.process_work()  # generation 4 is not live: its file is finished
-    assert old.exists() and sup.overlap_next == {4: 5}
+    assert old.exists() and sup.overlaps.next_of == {4: 5}
     assert "No space left on device" in sup.last_error
     monkeypatch.undo()
     sup.process_work()
-    assert not old.exists() and sup.overlap_next == {}
+    assert not old.exists() and sup.overlaps.next_of == {}
     assert (sup.spool.work / ".overlap-g000005.json").exists()
     assert sup.n["handed_off_files"] == 1
 
@@ -415,8 +418,8 @@ def test_an_overlap_over_several_files_on_both_sides_is_stored_once(tmp_path: Pa
         write_pcap(sup.spool.work / f"g000004-20261126T120000-eth0.pcap{i or ''}", part)
     for i, part in enumerate(new_gen):
         write_pcap(sup.spool.work / f"g000005-20261126T120000-eth0.pcap{i or ''}", part)
-    sup.overlap_next = {4: 5}
-    sup.listening_at = {5: pk[40][0]}
+    assert sup.overlaps is not None
+    sup.overlaps.begin(4, 5, pk[40][0])
     sup.process_work()  # neither generation is live
     stored = sorted(fp.ts for f in sup.spool.ready.iterdir() for _o, _n, fp in iter_records(f))
     assert stored == [ts for ts, _d in pk]  # every packet exactly once
