@@ -19,6 +19,7 @@ from rollcap.errors import RollcapError
 from rollcap.spoolfs import OPEN_FLAGS, BadEntry, Dir, check_regular
 
 LOCK = "capture.lock"
+NO_UNIT = "-"  # in the file; shown as "not a systemd service"
 
 
 class SpoolLocked(RollcapError):
@@ -36,19 +37,21 @@ def own_unit() -> str:
     try:
         cgroup = Path("/proc/self/cgroup").read_text()
     except OSError:
-        return "no systemd unit"
+        return NO_UNIT
     for line in cgroup.splitlines():
         path = line.rpartition(":")[2]
         for part in reversed(path.split("/")):
-            if part.endswith((".service", ".scope")):
+            if part.endswith(".service") and part.isprintable() and " " not in part:
                 return part
-    return "no systemd unit"
+    return NO_UNIT
 
 
 def _parse(raw: bytes) -> Holder:
     words = raw.decode(errors="replace").split()
     pid = int(words[0]) if words and words[0].isdigit() and len(words[0]) < 10 else None
     unit = words[1] if len(words) > 1 and words[1].isprintable() else "unit unknown"
+    if unit == NO_UNIT:
+        unit = "not a systemd service"
     return Holder(pid, unit[:100])
 
 

@@ -114,14 +114,16 @@ def test_capture_runs_as_an_unprivileged_user_with_cap_net_raw_only(
 def test_a_second_capture_refuses_and_leaves_the_running_one_alone(
     veth: Veth, all_pcap: Path, daemon: Factory
 ) -> None:
-    first = daemon(veth.b)
+    first = daemon(veth.b, spool={"group": "root"})  # a group that exists: no warning
     st = first.wait_capturing()
     assert first.proc is not None
     second = _rollcap("capture", "--config", str(first.config), timeout=60)
     assert second.returncode == 1, second.stderr
     lines = [ln for ln in second.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, second.stderr
-    assert f"pid {first.proc.pid}" in lines[0] and "already capturing" in lines[0]
+    # the pid, and the unit (here none, unless the tests themselves run in a service)
+    assert f"pid {first.proc.pid}, " in lines[0], lines[0]
+    assert "already capturing" in lines[0]
     # the running capture and its tcpdump are untouched, and lose nothing
     again = first.state()
     assert again["tcpdump_pid"] == st["tcpdump_pid"] and again["generation"] == st["generation"]
