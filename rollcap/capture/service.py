@@ -49,6 +49,7 @@ from watchdog.observers import Observer
 from rollcap.capture import budget, layout, lock, orphans, reloadplan, report
 from rollcap.capture.command import (
     DeviceUnavailable,
+    IPAddress,
     check_filter,
     combine_filter,
     exclusion_clauses,
@@ -183,7 +184,7 @@ class Supervisor:
     def compute_filter(self, cfg: RollcapConfig) -> str:
         clauses: list[str] = []
         if cfg.offload.is_s3 and cfg.capture.exclude_offload_traffic:
-            pairs: list[tuple[str, int]] = []
+            pairs: list[tuple[IPAddress, int]] = []
             for ep in offload_endpoints(cfg.offload):
                 ips = resolve(ep.host)
                 if not ips:

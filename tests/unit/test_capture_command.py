@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from rollcap.capture.command import (
     compile_argv,
     exclusion_clauses,
     offload_endpoints,
+    resolve,
     tcpdump_argv,
 )
 from rollcap.capture.counters import Counters, drop_rate, parse_counters
@@ -18,7 +20,8 @@ from rollcap.errors import ConfigError
 
 
 def test_user_filter_is_parenthesised_and_anded_with_exclusions() -> None:
-    clauses = exclusion_clauses([("10.0.0.5", 8333), ("::1", 443), ("10.0.0.5", 8333)])
+    a, b = ipaddress.ip_address("10.0.0.5"), ipaddress.ip_address("::1")
+    clauses = exclusion_clauses([(a, 8333), (b, 443), (a, 8333)])
     assert clauses == [
         "not (host 10.0.0.5 and tcp port 8333)",
         "not (host ::1 and tcp port 443)",
@@ -104,3 +107,12 @@ def test_filter_errors_in_every_wording_are_config_errors(bad: str, message: str
     assert str(e.value).startswith(f"capture.filter: tcpdump rejects {bad!r}: ")
     assert message in str(e.value)
     check_filter(cap, "(tcp port 80) and not (host 127.0.0.1 and tcp port 8333)")
+
+
+def test_resolve_refuses_scoped_ipv6_and_returns_parsed_addresses() -> None:
+    assert resolve("fe80::1%eth0") == []  # a filter cannot name the scope
+    assert resolve("10.1.2.3") == [ipaddress.ip_address("10.1.2.3")]
+    assert all(isinstance(a, ipaddress.IPv4Address | ipaddress.IPv6Address)
+               for a in resolve("localhost"))  # fmt: skip
+    with pytest.raises(ValueError, match="port"):
+        exclusion_clauses([(ipaddress.ip_address("10.0.0.1"), 70000)])
