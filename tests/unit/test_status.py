@@ -166,3 +166,25 @@ def test_collect_and_render_in_process(spool: Path, tmp_path: Path) -> None:
     text = render_table(report)
     assert text.startswith("capture: running (pid ")
     assert "  kernel_drops  0\n" in text
+
+
+def test_hostile_state_is_shown_without_terminal_control_and_survives_absurd_values(
+    spool: Path, tmp_path: Path
+) -> None:
+    """The state files are written by unprivileged users: status must not obey them."""
+    cfg = parse_config(_cfg(spool, tmp_path).read_text())
+    write_state(
+        spool / "capture" / "capture.json",
+        {
+            "state": "capturing\x1b[2J\x1b]0;pwned\x07",
+            "last_error": "x" * 100_000,
+            "active_since": 1e300,
+            "last_handoff": {"at": float("nan"), "name": "\r\x9bevil", "n": {"a": {"b": {"c": 1}}}},
+            "dropped_bytes": 10**400,
+            "\x1b[31mkey": 1,
+        },
+    )
+    text = render_table(collect(cfg))
+    assert not any((ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) < 0xA0 for c in text)
+    assert max(len(line) for line in text.splitlines()) < 400
+    assert "(absurdly large)" in text
