@@ -128,6 +128,12 @@ class OrderedSlots:
                 self._cv.notify_all()
 
 
+# Storage errors about one file's key, not about the destination (file://: a
+# name too long for the archive's filesystem): that file is quarantined, the
+# destination is not "down".
+PER_FILE_CODES = frozenset({"InvalidKey", "ENAMETOOLONG"})
+
+
 class Pipeline:
     def __init__(
         self, cfg: RollcapConfig, spool: Spool, storage: Storage, owners: set[int],
@@ -271,6 +277,9 @@ class Pipeline:
         except StorageError as e:
             if self.stop.is_set():
                 return Outcome(name, "cancelled")
+            if e.code in PER_FILE_CODES:
+                # about this file's key, not the destination: it would fail forever
+                return self.quarantine(name, f"cannot be stored as {key}: {e}")
             return Outcome(name, "failed", key=key, message=str(e), dest_error=e)
         out.seconds = time.monotonic() - t0
         # Logged before the delete: a kill between the two must not leave a
