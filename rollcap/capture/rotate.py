@@ -8,17 +8,16 @@ hands the file off at once; this command waits for its answer in capture.json.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 
 from rollcap.capture import lock
+from rollcap.capture.wakeup import ROTATE_SIGNAL
 from rollcap.config.schema import RollcapConfig
 from rollcap.errors import RollcapError
 from rollcap.spool import Spool
 from rollcap.state import read_state
 
-SIGNAL = signal.SIGUSR2  # rollcap.capture.service.ROTATE_SIGNAL
 EXIT_NOT_RUNNING = 3  # as `rollcap status`
 
 
@@ -38,7 +37,7 @@ def run(cfg: RollcapConfig, timeout: float = 30.0) -> int:
         raise NotRunning(f"no rollcap capture is running on {spool.root}")
     asked = time.time()
     try:
-        os.kill(h.pid, SIGNAL)
+        os.kill(h.pid, ROTATE_SIGNAL)
     except PermissionError:
         raise RollcapError(
             f"cannot signal rollcap capture (pid {h.pid}, {h.unit}): permission denied "

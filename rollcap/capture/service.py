@@ -29,11 +29,9 @@ the file now; a new interface means stop, then start.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import selectors
-import signal
 import stat
 import time
 from typing import Any
@@ -46,28 +44,26 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from rollcap.capture import budget, layout, lock, orphans, reloadplan, report
+from rollcap.capture import budget, exclusion, layout, lock, orphans, reloadplan, report
 from rollcap.capture.command import (
     DeviceUnavailable,
-    IPAddress,
     check_filter,
-    combine_filter,
-    exclusion_clauses,
     interface_exists,
-    offload_endpoints,
-    resolve,
     tcpdump_argv,
 )
-from rollcap.capture.counters import Counters, CounterTotals, drop_rate
+from rollcap.capture.counters import Counters
+from rollcap.capture.dropstats import DropStats
 from rollcap.capture.handoff import Handoff, Persistent
 from rollcap.capture.keeper import BudgetKeeper
 from rollcap.capture.layout import CaptureDirs
-from rollcap.capture.names import WorkName, list_work
+from rollcap.capture.names import list_work
 from rollcap.capture.queue import HandoffQueue
+from rollcap.capture.quiet import QuietClock
 from rollcap.capture.ratelimit import RepeatLimiter
 from rollcap.capture.restart import BACKOFF_MIN, restart_delay
 from rollcap.capture.switching import LISTEN_TIMEOUT, Overlaps, make_before_break
 from rollcap.capture.tcpdump import Tcpdump
+from rollcap.capture.wakeup import Wakeup
 from rollcap.config import load_config
 from rollcap.config.schema import RollcapConfig
 from rollcap.errors import ConfigError
@@ -81,12 +77,7 @@ log = logging.getLogger("rollcap.capture")
 
 TICK = 1.0
 REAP_POLL_SECONDS = 2.0  # poll this long for a tcpdump whose stderr closed to be reapable
-QUIET_GRACE = 1.5  # > tcpdump's 1 s block timeout: a late packet still rotates by itself
 DRAIN = 1.2  # wait before SIGTERM so the last kernel block reaches the file
-QUIET_RETRY = 10.0
-STATS_EVERY = 30.0
-# `rollcap rotate`: cut the current file now (SIGUSR1 is tcpdump's, for counters)
-ROTATE_SIGNAL = signal.SIGUSR2
 
 
 class _WakeHandler(FileSystemEventHandler):
@@ -103,14 +94,7 @@ class Supervisor:
         self.cfg = cfg
         self.spool = Spool.at(cfg.spool.directory)
         self.notifier = Notifier()
-        self._wake_r, self._wake_w = os.pipe()
-        for fd in (self._wake_r, self._wake_w):
-            fl = fcntl.fcntl(fd, fcntl.F_GETFL)
-            fcntl.fcntl(fd, fcntl.F_SETFL, fl | os.O_NONBLOCK)
-            os.set_inheritable(fd, False)
-        self.stop_flag = False
-        self.reload_flag = False
-        self.rotate_flag = False
+        self.wakeup = Wakeup()
         self.last_rotate: dict[str, Any] | None = None
         self._lock_fd: int | None = None
         self.proc: Tcpdump | None = None
@@ -123,21 +107,14 @@ class Supervisor:
         self.queue: HandoffQueue | None = None  # these four once the spool is open
         self.overlaps: Overlaps | None = None
         self.keeper: BudgetKeeper | None = None
-        self.totals = CounterTotals()
-        self.logged_counters = Counters()
-        self.rate_base = Counters()
-        self.drop_rate = 0.0
+        self.stats = DropStats()
         self.state_name = "starting"
         self.backoff = BACKOFF_MIN
         self.next_start = 0.0  # monotonic
         self.waiting_logged = False
         self.last_error = ""
-        self.next_stats = time.monotonic() + STATS_EVERY
-        self.quiet_retry_at = 0.0
+        self.quiet = QuietClock()
         self.last_state_write = 0.0
-        # (generation, -G period in the name, monotonic time we first saw it open)
-        # of the live file: the quiet-link deadline must not move when the clock steps
-        self.period: tuple[int, str, float] | None = None
         self.errors = RepeatLimiter(log)
         self.n = report.new_counts()
 
@@ -159,56 +136,14 @@ class Supervisor:
         return st.st_size if st else 0
 
     def wake(self) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self._wake_w, b"w")
-
-    def _on_signal(self, signo: int, _frame: object) -> None:
-        if signo == signal.SIGHUP:
-            self.reload_flag = True
-        elif signo == ROTATE_SIGNAL:
-            self.rotate_flag = True
-        else:
-            self.stop_flag = True
-
-    def _install_signals(self) -> None:
-        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, ROTATE_SIGNAL):
-            signal.signal(s, self._on_signal)
-
-    def _drain_wake(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self._wake_r, 4096):
-                pass
+        self.wakeup.wake()
 
     # ------------------------------------------------------------------ filter
     def compute_filter(self, cfg: RollcapConfig) -> str:
-        clauses: list[str] = []
-        if cfg.offload.is_s3 and cfg.capture.exclude_offload_traffic:
-            pairs: list[tuple[IPAddress, int]] = []
-            for ep in offload_endpoints(cfg.offload):
-                ips = resolve(ep.host)
-                if not ips:
-                    log.warning(
-                        "cannot resolve offload endpoint %s; its traffic is not excluded "
-                        "(rollcap-capture.service: is the DNS server in its IPAddressAllow=?)",
-                        ep.host,
-                        extra=fields(host=ep.host),
-                    )
-                pairs += [(ip, ep.port) for ip in ips]
-            clauses = exclusion_clauses(pairs)
-            if clauses:
-                log.info(
-                    "excluding the offload service's own traffic: %s",
-                    " and ".join(clauses),
-                    extra=fields(exclusion=" and ".join(clauses)),
-                )
-        elif cfg.offload.is_s3:
-            log.info("capture.exclude_offload_traffic is off: uploads may be captured too")
-        return combine_filter(cfg.capture.filter, clauses)
+        return exclusion.effective_filter(cfg)
 
     def validate(self, cfg: RollcapConfig, effective: str, timeout: float = 30) -> None:
-        with contextlib.suppress(DeviceUnavailable):  # checked again when it appears
-            check_filter(cfg.capture, effective, timeout)
+        exclusion.validate(cfg, effective, timeout)
 
     # ------------------------------------------------------------------ tcpdump
     def track_pids(self, *extra: Tcpdump) -> None:
@@ -255,7 +190,7 @@ class Supervisor:
         return t
 
     def start_capture(self) -> None:
-        if self.proc is not None or self.paused or self.stop_flag:
+        if self.proc is not None or self.paused or self.wakeup.stop:
             return
         if time.monotonic() < self.next_start:
             self.state_name = "restarting"
@@ -303,7 +238,7 @@ class Supervisor:
             rc,
             extra=fields(tcpdump_pid=t.pid, generation=t.generation),
         )
-        self.totals.retire(t.counters)
+        self.stats.retire(t)
         self.proc = None
         self.track_pids()
         self.process_work()
@@ -315,7 +250,7 @@ class Supervisor:
         t.stop()  # reap, collect its last stderr lines
         rc = t.proc.returncode
         msg = t.exit_message()
-        self.totals.retire(t.counters)
+        self.stats.retire(t)
         self.proc = None
         self.track_pids()
         self.n["restarts"] += 1
@@ -346,7 +281,7 @@ class Supervisor:
             self.track_pids()
             self.process_work()
             return False
-        self.totals.retire(old.counters)
+        self.stats.retire(old)
         self.proc = r.new
         self.track_pids()
         log.info(
@@ -368,31 +303,12 @@ class Supervisor:
         files = [w for w, _n in list_work(self.dirs.work) if w.generation == t.generation]
         if not files:
             return None
-        opened = self._opened_mono(t, files)
-        deadline = opened + self.cfg.capture.rotate_seconds + QUIET_GRACE
-        left = deadline - time.monotonic()
+        left = self.quiet.seconds_left(t, files, self.cfg.capture.rotate_seconds)
         if left > 0:
             return left
-        if time.monotonic() < self.quiet_retry_at:
-            return None
-        if not self.switch(self.cfg, "quiet link"):
-            self.quiet_retry_at = time.monotonic() + QUIET_RETRY  # not a spawn per tick
+        if self.quiet.may_retry() and not self.switch(self.cfg, "quiet link"):
+            self.quiet.failed()
         return None
-
-    def _opened_mono(self, t: Tcpdump, files: list[WorkName]) -> float:
-        """Monotonic time the live -G period began: tcpdump's start for the first
-        period of a generation, else when we first saw it (we look every tick and
-        on each new file). -C continuations keep the period's name and deadline."""
-        name = files[-1].opened.strftime("%Y%m%dT%H%M%S")
-        p = self.period
-        if p is not None and p[0] == t.generation and p[1] == name:
-            return p[2]
-        now = time.monotonic()
-        first_of_gen = p is None or p[0] != t.generation
-        if first_of_gen and t.listening_mono is not None:
-            now = min(t.listening_mono, now)
-        self.period = (t.generation, name, now)
-        return now
 
     # ------------------------------------------------------------------ hand-off
     def process_work(self) -> None:
@@ -439,42 +355,7 @@ class Supervisor:
 
     # ------------------------------------------------------------------ stats & state
     def live_counters(self) -> Counters:
-        return self.totals.total(self.proc.counters if self.proc else None)
-
-    def stats(self) -> None:
-        now = time.monotonic()
-        if now >= self.next_stats:
-            self.next_stats = now + STATS_EVERY
-            if self.proc:
-                self.proc.request_counters()
-            total = self.live_counters()
-            self.drop_rate = drop_rate(self.rate_base, total)
-            self.rate_base = total
-            log.info(
-                "counters: %d captured, %d kernel drops, %d interface drops",
-                total.captured,
-                total.kernel_drops,
-                total.interface_drops,
-                extra=fields(
-                    packets_captured=total.captured,
-                    packets_received=total.received,
-                    kernel_drops=total.kernel_drops,
-                    interface_drops=total.interface_drops,
-                    drop_rate=round(self.drop_rate, 6),
-                ),
-            )
-        total = self.live_counters()
-        if total.drops > self.logged_counters.drops:
-            log.warning(
-                "packets dropped: %d by the kernel, %d by the interface (+%d)",
-                total.kernel_drops,
-                total.interface_drops,
-                total.drops - self.logged_counters.drops,
-                extra=fields(
-                    kernel_drops=total.kernel_drops, interface_drops=total.interface_drops
-                ),
-            )
-        self.logged_counters = total
+        return self.stats.live(self.proc)
 
     def snapshot(self) -> report.Snapshot:
         t = self.proc
@@ -492,7 +373,7 @@ class Supervisor:
             active_since=files[-1].opened.timestamp() if files else None,
             counts=dict(self.n),
             totals=self.live_counters(),
-            drop_rate=self.drop_rate,
+            drop_rate=self.stats.drop_rate,
             paused=self.paused,
             pause_reason=k.pause_reason if k else "",
             last_error=self.last_error,
@@ -669,7 +550,7 @@ class Supervisor:
         self.effective_filter = self.compute_filter(self.cfg)
         self.validate(self.cfg, self.effective_filter)
         self.open_spool()
-        self._install_signals()
+        self.wakeup.install_signals()
         observer = Observer()
         observer.schedule(
             _WakeHandler(self.wake),
@@ -701,23 +582,23 @@ class Supervisor:
 
     def _loop(self) -> None:
         sel = selectors.DefaultSelector()
-        sel.register(self._wake_r, selectors.EVENT_READ)
+        sel.register(self.wakeup.read_fd, selectors.EVENT_READ)
         left: float | None = None
-        while not self.stop_flag:
+        while not self.wakeup.stop:
             sel.select(self.loop_timeout(left))
-            self._drain_wake()
-            if self.stop_flag:
+            self.wakeup.drain()
+            if self.wakeup.stop:
                 break
-            if self.reload_flag:
-                self.reload_flag = False
+            if self.wakeup.reload:
+                self.wakeup.reload = False
                 self.reload()
-            if self.rotate_flag:
-                self.rotate_flag = False
+            if self.wakeup.rotate:
+                self.wakeup.rotate = False
                 self.rotate("rotate requested")
             self.check_exit()
             self.process_work()
             left = self.check_quiet()
-            self.stats()
+            self.stats.tick(self.proc)
             self.enforce_budget()
             self.start_capture()
             p = self.proc

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rollcap.capture import service, switching
+from rollcap.capture import quiet, service, switching
 from rollcap.capture.budget import live_reserve, oldest_ready
 from rollcap.capture.command import check_config_filter
 from rollcap.capture.overlap import (
@@ -205,7 +205,7 @@ def test_quiet_deadline_ignores_the_wall_clock(
     )
     sup.proc = FakeTcpdump(3, time.monotonic() - 2.0)  # type: ignore[assignment]
     left = sup.check_quiet()
-    assert left is not None and 9 < left <= 10 + service.QUIET_GRACE - 2.0
+    assert left is not None and 9 < left <= 10 + quiet.QUIET_GRACE - 2.0
     # a new generation: its first period is aged from when it listened
     (sup.spool.work / "g000003-20261126T130000-eth0.pcap").unlink()
     (sup.spool.work / "g000004-20261126T130000-eth0.pcap").write_bytes(b"")
