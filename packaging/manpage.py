@@ -59,8 +59,9 @@ def render(version: str) -> str:
         "\\fBrollcap \\-\\-version\\fR",
         ".SH DESCRIPTION",
         esc(
-            "rollcap runs tcpdump with rotation under rollcap-capture.service (as root; "
-            "tcpdump drops to capture.user) and hands finished files to a spool. "
+            "rollcap runs tcpdump with rotation under rollcap-capture.service (as the "
+            "unprivileged user rollcap-capture, with CAP_NET_RAW only; tcpdump runs as the "
+            "same user) and hands finished files to a spool. "
             "rollcap-offload.service, running as the unprivileged user rollcap, compresses "
             "them, uploads them to S3 or a file:// archive, verifies and deletes them. "
             "Both read /etc/rollcap.toml, described in rollcap.toml(5)."
@@ -76,8 +77,9 @@ def render(version: str) -> str:
         ".SH SERVICES",
         ".TP",
         "\\fBrollcap\\-capture.service\\fR",
-        esc("Runs rollcap capture. systemctl reload re-reads the config; an invalid file "
-            "is rejected and logged while capture goes on."),
+        esc("Runs rollcap capture as user rollcap-capture. systemctl reload re-reads the "
+            "config; an invalid file is rejected and logged while capture goes on; an "
+            "unchanged one cuts the current file now, as rollcap rotate does."),
         ".TP",
         "\\fBrollcap\\-offload.service\\fR",
         esc("Runs rollcap offload as user rollcap. S3 keys may be given as an AWS "
@@ -92,7 +94,7 @@ def render(version: str) -> str:
         ".SH FILES",
         ".TP", "\\fI/etc/rollcap.toml\\fR", esc("Configuration, see rollcap.toml(5)."),
         ".TP", "\\fI/etc/credstore/rollcap\\-s3\\-credentials\\fR", esc("Optional S3 credentials."),
-        ".TP", "\\fI/var/spool/rollcap\\fR", esc("Spool: work/ ready/ quarantine/ tmp/ state/."),
+        ".TP", "\\fI/var/spool/rollcap\\fR", esc("Spool: work/ capture/ ready/ quarantine/ tmp/ state/."),
         ".TP", "\\fI/var/lib/rollcap/archive\\fR", esc("Default file:// archive."),
         ".SH EXIT STATUS",
         esc("0 on success, 78 for an invalid configuration (systemd does not restart a "
