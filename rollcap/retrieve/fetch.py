@@ -25,12 +25,12 @@ from pathlib import Path
 import zstandard
 
 from rollcap.errors import RollcapError
-from rollcap.pcapfile import NotPcapError, PcapHeader
+from rollcap.pcapfile import GLOBAL_HEADER_LEN, NotPcapError, PcapHeader
 from rollcap.retrieve import bpf
 from rollcap.retrieve.catalog import Capture
 from rollcap.retrieve.merge import Part, chains, reduce_chains, write_merged
 from rollcap.retrieve.progress import Progress
-from rollcap.retrieve.records import NS, RecordReader, window_filter
+from rollcap.retrieve.records import NS, RecordReader, TooLarge, window_filter
 from rollcap.storage.base import Storage, StorageError
 
 log = logging.getLogger("rollcap.retrieve")
@@ -122,7 +122,13 @@ def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path, since: 
                 progress.advance(cap.size)
             return None
         try:
-            header, n, first, last, truncated = window_filter(dl, win, since_ns, until_ns)
+            header, n, first, last, truncated = window_filter(
+                dl, win, since_ns, until_ns, _max_pcap_bytes(cap)
+            )
+        except TooLarge as e:
+            raise RollcapError(
+                f"{cap.key}: {e} (its metadata records {cap.pcap_bytes} pcap bytes); not fetched"
+            ) from None
         except (NotPcapError, EOFError, zstandard.ZstdError, gzip.BadGzipFile) as e:
             raise RollcapError(f"{cap.key}: not a readable capture: {e}") from None
         dl.unlink()
@@ -154,6 +160,17 @@ def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path, since: 
     finally:
         # on an error or Ctrl-C, do not start the downloads still queued
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+# Without a recorded size, a capture may decompress to this many times its
+# stored size (zstd on pcap: about 5x measured; anything far beyond is a bomb).
+MAX_RATIO = 100
+
+
+def _max_pcap_bytes(cap: Capture) -> int:
+    if cap.pcap_bytes is not None and cap.pcap_bytes >= 0:
+        return cap.pcap_bytes
+    return max(cap.size, 1) * MAX_RATIO + GLOBAL_HEADER_LEN
 
 
 def _part_of(path: Path) -> Part | None:
