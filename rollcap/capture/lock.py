@@ -57,7 +57,10 @@ def _parse(raw: bytes) -> Holder:
 
 def take(state: Dir, spool_root: Path) -> int:
     """The locked fd (keep it open for the life of the process) or SpoolLocked."""
-    fd = os.open(LOCK, os.O_RDWR | os.O_CREAT | OPEN_FLAGS, 0o640, dir_fd=state.fd)
+    try:
+        fd = os.open(LOCK, os.O_RDWR | os.O_CREAT | OPEN_FLAGS, 0o640, dir_fd=state.fd)
+    except OSError as e:  # e.g. left by a capture run as root: not ours to open
+        raise RollcapError(f"cannot open {state.path / LOCK}: {e.strerror}") from None
     try:
         check_regular(os.fstat(fd), {os.geteuid()})
         os.set_blocking(fd, True)
