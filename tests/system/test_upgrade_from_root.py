@@ -11,6 +11,7 @@ root, and offload must then archive every packet.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -92,8 +93,10 @@ hostname = "upgrade"
     wait_for("files in ready/", lambda: len(list(c.path(f"{SPOOL}/ready").iterdir())) >= 2)
     before = {p.name: _sha(p) for p in c.path(f"{SPOOL}/ready").iterdir()}
     assert c.run(["stat", "-c", "%U", f"{SPOOL}/work"]).stdout.strip() == "tcpdump"
-    # the upgrade, with capture running as root
-    c.run(["apt-get", "install", "-y", f"/root/{new.name}"], env=ENV, timeout=300)
+    # the upgrade, with capture running as root. The shipped sample changed and
+    # the operator edited it: keep theirs, as an operator answering dpkg would
+    keep = ["-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"]
+    c.run(["apt-get", "install", "-y", *keep, f"/root/{new.name}"], env=ENV, timeout=300)
     assert _sha(c.path("/etc/rollcap.toml")) == config_sha, "the config changed"
     assert unit_props(c, "rollcap-capture.service", "ActiveState")["ActiveState"] == "active"
     wait_for("the new capture's tcpdump", lambda: tcpdump_child(c, "rollcap-capture.service"))
@@ -119,8 +122,12 @@ hostname = "upgrade"
 
 
 def _old_tcpdump(c: Container) -> bool:
-    out = c.run(["pgrep", "-u", "tcpdump", "-x", "tcpdump"], check=False).stdout
-    return bool(out.strip())
+    """0.1.0 published its state in state/ (no procps in a minimal Debian)."""
+    try:
+        st = json.loads(c.path(f"{SPOOL}/state/capture.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return False
+    return isinstance(st, dict) and st.get("state") == "capturing"
 
 
 def _check_capture_only(c: Container) -> None:
