@@ -28,6 +28,7 @@ from tests.system.test_package import (
     REPLAY_PPS,
     SETTLE,
     SPOOL,
+    _unit_processes,
     tcpdump_child,
     unit_props,
     wait_for,
@@ -132,16 +133,11 @@ def _old_tcpdump(c: Container) -> bool:
 
 def _check_capture_only(c: Container) -> None:
     uid = c.run(["id", "-u", "rollcap-capture"]).stdout.strip()
-    cg = unit_props(c, "rollcap-capture.service", "ControlGroup")["ControlGroup"]
-    pids = c.sh(f"cat /sys/fs/cgroup{cg}/cgroup.procs").stdout.split()
-    assert pids
-    for pid in pids:
-        status = c.run(["cat", f"/proc/{pid}/status"], check=False).stdout
-        fields = dict(ln.split(":", 1) for ln in status.splitlines() if ":" in ln)
-        if not fields:
-            continue
-        assert fields["Uid"].split() == [uid] * 4, (pid, fields["Uid"])
-        assert int(fields["CapEff"].strip(), 16) & ~(1 << 13) == 0, (pid, fields["CapEff"])
+    procs = _unit_processes(c, "rollcap-capture.service")
+    assert "tcpdump" in {p["Name"] for p in procs.values()}, procs
+    for pid, st in procs.items():
+        assert st["Uid"].split() == [uid] * 4, (pid, st["Name"], st["Uid"])
+        assert int(st["CapEff"], 16) & ~(1 << 13) == 0, (pid, st["Name"], st["CapEff"])
 
 
 def _archived(c: Container) -> int:
