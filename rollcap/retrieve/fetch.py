@@ -61,6 +61,20 @@ def _linktype_name(lt: int) -> str:
     return f"{lt} ({LINKTYPE_NAMES[lt]})" if lt in LINKTYPE_NAMES else str(lt)
 
 
+def check_free_space(directory: Path, captures: list[Capture], workers: int) -> None:
+    """Refuse a fetch that cannot fit: up to `workers` downloads at once, plus
+    every capture's packets (their recorded pcap bytes: the windows kept, then
+    the merged output), before anything is downloaded."""
+    sizes = sorted((c.size for c in captures), reverse=True)
+    need = sum(sizes[: max(1, workers)]) + sum(_max_pcap_bytes(c) for c in captures)
+    free = shutil.disk_usage(directory).free
+    if need > free:
+        raise RollcapError(
+            f"not enough free space in {directory} for this fetch: up to {need:,} bytes "
+            f"needed, {free:,} free (narrow the time window or the hosts, or write elsewhere)"
+        )
+
+
 def fetch(
     storage: Storage,
     captures: list[Capture],
@@ -88,6 +102,7 @@ def fetch(
     except OSError as e:
         raise RollcapError(f"-o {output}: cannot create a temp directory there: {e}") from None
     try:
+        check_free_space(workdir, captures, workers)
         pieces = _fetch_all(storage, captures, workdir, since, until, bpf_filter, tcpdump,
                             workers, progress)  # fmt: skip
         if progress:
