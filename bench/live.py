@@ -222,7 +222,7 @@ def run_rollcap(
                     break
                 time.sleep(0.2)
             time.sleep(0.3)
-        state = read_state(spool / "state" / "capture.json") or {}
+        state = read_state(spool / "capture" / "capture.json") or {}
         client = w.client()
         stored = 0
         sizes = []
@@ -269,7 +269,7 @@ def _wait_capturing(cap: subprocess.Popen[bytes], spool: Path, timeout: float = 
     while time.monotonic() < deadline:
         if cap.poll() is not None:
             raise RuntimeError(f"rollcap capture exited with {cap.returncode}")
-        state = read_state(spool / "state" / "capture.json") or {}
+        state = read_state(spool / "capture" / "capture.json") or {}
         if state.get("state") == "capturing":
             time.sleep(0.5)
             return

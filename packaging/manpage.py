@@ -68,8 +68,9 @@ def render(version: str) -> str:
         "\\fBrollcap \\-\\-version\\fR",
         ".SH DESCRIPTION",
         esc(
-            "rollcap runs tcpdump with rotation under rollcap-capture.service (as root; "
-            "tcpdump drops to capture.user) and hands finished files to a spool. "
+            "rollcap runs tcpdump with rotation under rollcap-capture.service (as the "
+            "unprivileged user rollcap-capture, with CAP_NET_RAW only; tcpdump runs as the "
+            "same user) and hands finished files to a spool. "
             "rollcap-offload.service, running as the unprivileged user rollcap, compresses "
             "them, uploads them to S3 or a file:// archive, verifies and deletes them. "
             "Both read /etc/rollcap.toml, described in rollcap.toml(5)."
@@ -85,9 +86,10 @@ def render(version: str) -> str:
         ".SH SERVICES",
         ".TP",
         "\\fBrollcap\\-capture.service\\fR",
-        esc("Runs rollcap capture. systemctl reload runs rollcap reload: the daemon "
-            "re-reads the config, and a file it rejects makes the reload fail with the "
-            "reason while capture goes on unchanged."),
+        esc("Runs rollcap capture as user rollcap-capture. systemctl reload runs rollcap "
+            "reload: the daemon re-reads the config, and a file it rejects makes the reload "
+            "fail with the reason while capture goes on unchanged; an unchanged file cuts "
+            "the current file now, as rollcap rotate does."),
         ".TP",
         "\\fBrollcap\\-offload.service\\fR",
         esc("Runs rollcap offload as user rollcap; it reads the config at start only "
@@ -103,7 +105,7 @@ def render(version: str) -> str:
         ".SH FILES",
         ".TP", "\\fI/etc/rollcap.toml\\fR", esc("Configuration, see rollcap.toml(5)."),
         ".TP", "\\fI/etc/credstore/rollcap\\-s3\\-credentials\\fR", esc("Optional S3 credentials."),
-        ".TP", "\\fI/var/spool/rollcap\\fR", esc("Spool: work/ ready/ quarantine/ tmp/ state/."),
+        ".TP", "\\fI/var/spool/rollcap\\fR", esc("Spool: work/ capture/ ready/ quarantine/ tmp/ state/."),
         ".TP", "\\fI/var/lib/rollcap/archive\\fR", esc("Default file:// archive."),
         ".SH EXIT STATUS",
         *_exit_status(),

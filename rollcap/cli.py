@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rollcap {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("capture", help="run the capture daemon in the foreground (as root)")
+    p = sub.add_parser("capture", help="run the capture daemon in the foreground")
     _add_config(p)
     p = sub.add_parser("offload", help="run the offload daemon in the foreground")
     _add_config(p)
@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config(p)
     p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser(
+        "rotate", help="cut the file being captured now and hand it off (exit 3: not running)"
+    )
+    _add_config(p)
 
     p = sub.add_parser("list", help="list captures overlapping a time window")
     _add_config(p)
@@ -156,8 +161,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "reload":
         from rollcap.capture import reload_verdict
 
-        print(reload_verdict.request(_capture_pid(args, cfg), Spool.at(cfg.spool.directory).state,
-                                     args.timeout))  # fmt: skip
+        state_dir = Spool.at(cfg.spool.directory).capture_state
+        print(reload_verdict.request(_capture_pid(args, cfg), state_dir, args.timeout))
         return 0
     if cmd == "status":
         from rollcap import status
@@ -170,6 +175,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         # 0 ok, 3 not running, 4 unknown, 5 not doing its job (rollcap.exitcodes):
         # a monitoring check can use the exit status alone.
         return int(report["exit_code"])
+    if cmd == "rotate":
+        from rollcap.capture import rotate
+
+        return rotate.run(cfg)
     if cmd == "list":
         from rollcap.retrieve import commands as retrieve
 
@@ -198,7 +207,7 @@ def _capture_pid(args: argparse.Namespace, cfg: RollcapConfig) -> int:
     main_pid = os.environ.get("MAINPID", "")
     if main_pid.isdigit() and int(main_pid) > 0:
         return int(main_pid)
-    st = read_state(Spool.at(cfg.spool.directory).state / "capture.json")
+    st = read_state(Spool.at(cfg.spool.directory).state_file("capture"))
     pid = st.get("pid") if st else None
     if not isinstance(pid, int) or st is None or st.get("state") == "stopped":
         raise RollcapError("reload: no running capture daemon found (give --pid)")

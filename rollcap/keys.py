@@ -21,6 +21,10 @@ MAX_KEY_BYTES = 1024  # S3's limit
 # Widths and precisions in a placeholder's format spec ("{seq:06d}", "%10Y"):
 # anything larger only pads, and a huge one would build a gigabyte-sized key.
 _MAX_WIDTH = 64
+# A precision cuts a string: "{host:.3}" would make two hosts' keys collide,
+# "{prefix:.2}" would leave the prefix.
+_NO_PRECISION = {"prefix", "host", "iface"}
+MAX_SEGMENT_BYTES = 255  # a file name (file://) and a sane S3 key segment
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,8 @@ def validate_template(template: str) -> None:
             raise ValueError(
                 f"placeholder {{{name}}}: width {max(widths)} in {spec!r} is over {_MAX_WIDTH}"
             )
+        if name in _NO_PRECISION and "." in (spec or ""):
+            raise ValueError(f"placeholder {{{name}}} takes no precision (it would cut {spec!r})")
         names.add(name)
     missing = _REQUIRED - names
     if missing:
@@ -84,6 +90,11 @@ def check_key(key: str, prefix: str) -> str:
     parts = key.split("/")
     if key.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise ValueError(f"key {key!r} has an empty, '.' or '..' path segment")
+    long = [p for p in parts if len(p.encode()) > MAX_SEGMENT_BYTES]
+    if long:
+        raise ValueError(
+            f"key has a path segment of {len(long[0].encode())} bytes, over {MAX_SEGMENT_BYTES}"
+        )
     if not _SAFE_KEY.fullmatch(key):
         raise ValueError(
             f"key {key!r} contains characters outside A-Z a-z 0-9 ! _ . * ' ( ) / : @ + = -"

@@ -9,6 +9,7 @@ order). pcapng and anything else is "not a capture" to rollcap.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from dataclasses import dataclass
@@ -210,9 +211,18 @@ class RecordWalker:
         return float(sec + frac / self.header.ts_per_second)
 
 
-def scan(path: str | os.PathLike[str], chunk: int = 4 * 1024 * 1024) -> PcapSummary:
-    """Walk every record header; never loads the file whole."""
-    with open(path, "rb", buffering=0) as f:
+def _reader(src: str | os.PathLike[str] | int) -> io.BufferedReader:
+    """A file object from the start of src: a path, or an open fd (left open)."""
+    if isinstance(src, int):
+        f = os.fdopen(src, "rb", closefd=False)
+        f.seek(0)
+        return f
+    return open(src, "rb")
+
+
+def scan(src: str | os.PathLike[str] | int, chunk: int = 4 * 1024 * 1024) -> PcapSummary:
+    """Walk every record header; never loads the file whole. src: a path or an fd."""
+    with _reader(src) as f:
         size = os.fstat(f.fileno()).st_size
         header = read_header(f)
         walker = RecordWalker(header)
@@ -231,12 +241,13 @@ def scan(path: str | os.PathLike[str], chunk: int = 4 * 1024 * 1024) -> PcapSumm
     )
 
 
-def repair(path: str | os.PathLike[str]) -> tuple[PcapSummary, int]:
-    """Truncate a cut-off last record; return the summary and the bytes removed."""
-    summary = scan(path)
+def repair(fd: int) -> tuple[PcapSummary, int]:
+    """Truncate a cut-off last record of the file open (read-write) on fd; return
+    the summary and the bytes removed. By fd: never a path that could be swapped."""
+    summary = scan(fd)
     removed = summary.file_bytes - summary.good_bytes
     if removed:
-        os.truncate(path, summary.good_bytes)
+        os.ftruncate(fd, summary.good_bytes)
         summary = PcapSummary(
             summary.header,
             summary.packets,

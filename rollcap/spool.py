@@ -1,10 +1,17 @@
 """The spool's layout, shared by capture (writer) and offload (reader).
 
-work/        tcpdump writes here; nothing in it is finished
-ready/       finished, repaired files, atomically renamed in from work/
-quarantine/  files offload refused (not pcap, symlinks, ...), with a reason
-tmp/         offload's compression temp files; stale ones are removed at start
-state/       capture.json / offload.json for `rollcap status`, seq counter
+Who may write where (the packaged owners; rollcap/capture/layout.py and
+packaging/tmpfiles.conf make them):
+
+work/        2700 capture user   tcpdump writes here; nothing in it is finished.
+                                 The capture user alone; offload cannot even see it.
+capture/     2750 capture user   capture's own state: counters, capture.json, the
+                                 lock. Readable by the group for `rollcap status`.
+ready/       2770 capture user   finished, repaired files (0640, group GROUP),
+                                 renamed in from work/; offload reads and deletes
+quarantine/  2770 capture user   files either side refused, with a reason
+tmp/         2750 offload user   offload's compression temp files
+state/       2750 offload user   offload.json, offload.lock
 """
 
 from __future__ import annotations
@@ -40,7 +47,17 @@ class Spool:
 
     @property
     def state(self) -> Path:
+        """offload's state (and, before 0.2, capture's too)."""
         return self.root / "state"
 
+    @property
+    def capture_state(self) -> Path:
+        return self.root / "capture"
+
+    def state_file(self, daemon: str) -> Path:
+        """Where daemon ("capture" or "offload") publishes its state for `rollcap status`."""
+        d = self.capture_state if daemon == "capture" else self.state
+        return d / f"{daemon}.json"
+
     def all_dirs(self) -> list[Path]:
-        return [self.work, self.ready, self.quarantine, self.tmp, self.state]
+        return [self.work, self.ready, self.quarantine, self.tmp, self.state, self.capture_state]

@@ -1,7 +1,7 @@
 """`rollcap status`: what the two daemons last wrote into the spool's state/.
 
 Generic over the state files' keys: each daemon decides what it reports
-(``spool/state/capture.json``, ``spool/state/offload.json``, written with
+(``spool/capture/capture.json``, ``spool/state/offload.json``, written with
 ``rollcap.state.write_state``, which adds ``updated`` and ``pid``). The keys an
 operator looks for first are shown first; the rest follow alphabetically.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import time
 from datetime import UTC, datetime
@@ -53,6 +54,17 @@ _HEADLINE_KEYS = {
 # a pid whose command line lacks this is a recycled pid, not our daemon
 PROCESS_MARKER = b"rollcap"
 _EPOCH_MIN = 1_000_000_000  # numbers above this under a time-like key are timestamps
+_EPOCH_MAX = 2**33  # ... and below this (year 2242): beyond, just a number
+# State files are written by the daemons' unprivileged users: what they say is
+# shown, never obeyed. No terminal control, no endless lines, no deep nesting.
+_MAX_TEXT = 300
+_MAX_DEPTH = 3
+
+
+def clean(text: str) -> str:
+    """Printable text: control characters (C0, DEL, C1) shown as '?', length capped."""
+    out = "".join("?" if (ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0) else c for c in text)
+    return out if len(out) <= _MAX_TEXT else out[: _MAX_TEXT - 1] + "…"
 
 
 class _Unreadable(Exception):
@@ -231,9 +243,7 @@ def _job_problem(name: str, st: dict[str, Any], spool: dict[str, Any], now: floa
 def collect(cfg: RollcapConfig, now: float | None = None) -> dict[str, Any]:
     now = time.time() if now is None else now
     spool = Spool.at(cfg.spool.directory)
-    report: dict[str, Any] = {
-        name: daemon_report(spool.state / f"{name}.json", now) for name in DAEMONS
-    }
+    report: dict[str, Any] = {name: daemon_report(spool.state_file(name), now) for name in DAEMONS}
     report["spool"] = _spool_usage(spool)
     for name in DAEMONS:
         r = report[name]
@@ -265,6 +275,8 @@ def exit_code(report: dict[str, Any]) -> int:
 def _ago(age: float | None, suffix: bool = True) -> str:
     if age is None:
         return "never"
+    if not isinstance(age, int | float) or not math.isfinite(age) or abs(age) > 1e12:
+        return "?"
     s = int(max(age, 0))
     if s < 60:
         text = f"{s}s"
@@ -293,23 +305,33 @@ def _is_time_key(key: str) -> bool:
     )
 
 
-def fmt_value(key: str, v: Any, now: float) -> str:
+def fmt_value(key: str, v: Any, now: float, depth: int = 0) -> str:
+    return clean(_fmt(key, v, now, depth))
+
+
+def _fmt(key: str, v: Any, now: float, depth: int) -> str:
     if v is None or v == "":
         return "-"
     if isinstance(v, bool):
         return "yes" if v else "no"
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if isinstance(v, int) and abs(v) > 10**30:
+        return "(absurdly large)"
     if isinstance(v, int | float) and "bytes" in key.split("_"):  # bytes, max_bytes, bytes_in
         return f"{human_bytes(v)} ({v:,})" if v >= 1000 else f"{v} B"
-    if isinstance(v, int | float) and _is_time_key(key) and v > _EPOCH_MIN:
+    if isinstance(v, int | float) and _is_time_key(key) and _EPOCH_MIN < v < _EPOCH_MAX:
         stamp = datetime.fromtimestamp(v, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         return f"{stamp} ({_ago(now - v)})"
     if isinstance(v, float):
         return f"{v:.3f}".rstrip("0").rstrip(".")
+    if isinstance(v, dict | list) and depth >= _MAX_DEPTH:
+        return "…"
     if isinstance(v, dict):
-        return ", ".join(f"{k}={fmt_value(k, x, now)}" for k, x in v.items())
+        return ", ".join(f"{clean(str(k))}={_fmt(str(k), x, now, depth + 1)}" for k, x in v.items())
     if isinstance(v, list):
-        return ", ".join(fmt_value(key, x, now) for x in v) or "-"
-    return str(v).replace("\n", " ")
+        return ", ".join(_fmt(key, x, now, depth + 1) for x in v[:20]) or "-"
+    return str(v)
 
 
 def ordered_keys(st: dict[str, Any]) -> list[str]:
@@ -321,13 +343,14 @@ def ordered_keys(st: dict[str, Any]) -> list[str]:
 def _headline(name: str, st: dict[str, Any]) -> str:
     verdict = st.get("verdict", "not running")
     if verdict == "running":
-        return f"{name}: running (pid {st.get('pid')}, updated {_ago(st.get('age_seconds'))})"
+        pid, age = st.get("pid"), _ago(st.get("age_seconds"))
+        return clean(f"{name}: running (pid {pid}, updated {age})")
     if verdict == "degraded":
-        return (
-            f"{name}: RUNNING BUT NOT WORKING (pid {st.get('pid')}, updated "
-            f"{_ago(st.get('age_seconds'))}): {st.get('problem')}"
+        pid, age = st.get("pid"), _ago(st.get("age_seconds"))
+        return clean(
+            f"{name}: RUNNING BUT NOT WORKING (pid {pid}, updated {age}): {st.get('problem')}"
         )
-    return f"{name}: {verdict.upper()}: {st.get('problem')}"
+    return clean(f"{name}: {str(verdict).upper()}: {st.get('problem')}")
 
 
 def render_table(report: dict[str, Any], now: float | None = None) -> str:
@@ -338,7 +361,7 @@ def render_table(report: dict[str, Any], now: float | None = None) -> str:
         lines.append(_headline(name, st))
         keys = ordered_keys(st)
         width = max((len(k) for k in keys), default=0)
-        lines.extend(f"  {k:<{width}}  {fmt_value(k, st[k], now)}" for k in keys)
+        lines.extend(f"  {clean(k):<{width}}  {fmt_value(k, st[k], now)}" for k in keys)
         lines.append("")
     sp = report.get("spool")
     if sp:

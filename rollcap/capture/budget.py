@@ -1,14 +1,25 @@
-"""The spool budget: total bytes under the spool and free space on its filesystem."""
+"""The spool budget: what the spool itself uses, the filesystem's free space, and
+a pure policy turning them into a decision (drop how much, pause or not).
+
+The spool's own overage is the only thing drop-oldest ever deletes: bytes over
+spool.max_megabytes. Free space below spool.min_free_percent is not the spool's
+to fix by deleting captures (something else may have filled the disk): capture
+pauses and says so, and resumes once there is room again.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from rollcap.naming import ReadyName
 from rollcap.spool import Spool
+from rollcap.spoolfs import Dir, tree_bytes
+
+# Resume after a low-free-space pause only with this much more than the minimum:
+# no start/stop flapping around the threshold.
+FREE_MARGIN_PERCENT = 1.0
 
 
 @dataclass(frozen=True)
@@ -19,14 +30,22 @@ class Usage:
     min_free_percent: float
 
     @property
+    def over_budget(self) -> bool:
+        return self.used_bytes > self.max_bytes
+
+    @property
+    def low_free(self) -> bool:
+        return self.free_percent < self.min_free_percent
+
+    @property
     def over(self) -> bool:
-        return self.used_bytes > self.max_bytes or self.free_percent < self.min_free_percent
+        return self.over_budget or self.low_free
 
     def comfortable(self, fraction: float = 0.9) -> bool:
         """Room to resume a paused capture: below 90% of the budget and enough free space."""
         return (
             self.used_bytes < fraction * self.max_bytes
-            and self.free_percent >= self.min_free_percent
+            and self.free_percent >= self.min_free_percent + FREE_MARGIN_PERCENT
         )
 
     def as_dict(self) -> dict[str, float | int]:
@@ -34,21 +53,39 @@ class Usage:
             "used_bytes": self.used_bytes,
             "max_bytes": self.max_bytes,
             "free_percent": round(self.free_percent, 2),
+            "min_free_percent": self.min_free_percent,
             "percent_of_budget": round(100 * self.used_bytes / self.max_bytes, 1),
         }
 
 
-def _tree_bytes(d: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(d):
-        for name in files:
-            with contextlib.suppress(FileNotFoundError):  # offload deleted it meanwhile
-                total += os.lstat(os.path.join(root, name)).st_size
-    return total
+@dataclass(frozen=True)
+class Decision:
+    drop_bytes: int  # delete the oldest ready/ files until at least this much is gone
+    pause: bool  # capture must be (or stay) stopped
+    reason: str  # why it pauses: "", "over budget", "low free space"
+
+
+def decide(u: Usage, on_full: str, reserve: int, paused: bool) -> Decision:
+    """The policy, pure: usage in, decision out.
+
+    reserve: what the live file may still grow by (see live_reserve); drop-oldest
+    makes room for it, so the spool stays within budget plus one file."""
+    own_overage = u.used_bytes + reserve - u.max_bytes
+    drop = max(0, own_overage) if on_full == "drop-oldest" else 0
+    if u.low_free:
+        return Decision(drop, True, "low free space")
+    if on_full == "pause-capture" and u.over_budget:
+        return Decision(0, True, "over budget")
+    if paused and not u.comfortable():
+        return Decision(drop, True, "low free space" if u.free_percent < u.min_free_percent
+                        + FREE_MARGIN_PERCENT else "over budget")  # fmt: skip
+    return Decision(drop, False, "")
 
 
 def spool_bytes(spool: Spool) -> int:
-    return sum(_tree_bytes(d) for d in (spool.work, spool.ready, spool.tmp, spool.quarantine))
+    """Bytes in the spool's data directories (never following a link). tmp/ is
+    offload's: counted when this user may read it (as root, or in its group)."""
+    return sum(tree_bytes(d) for d in (spool.work, spool.ready, spool.tmp, spool.quarantine))
 
 
 def free_percent(path: Path) -> float:
@@ -62,6 +99,14 @@ def measure(spool: Spool, max_megabytes: int, min_free_percent: float) -> Usage:
     )
 
 
+def fs_capacity_bytes(path: Path, min_free_percent: float, used_by_spool: int) -> int:
+    """What the spool could hold on its filesystem above min_free_percent."""
+    st = os.statvfs(path)
+    total = st.f_blocks * st.f_frsize
+    free = st.f_bavail * st.f_frsize
+    return max(0, int(free + used_by_spool - total * min_free_percent / 100))
+
+
 def live_reserve(rotate_bytes: int, live_size: int | None) -> int:
     """Bytes the live file may still grow by before tcpdump -C starts the next one.
 
@@ -73,11 +118,8 @@ def live_reserve(rotate_bytes: int, live_size: int | None) -> int:
     return max(0, rotate_bytes - live_size)
 
 
-def oldest_ready(spool: Spool) -> list[Path]:
+def oldest_ready(ready: Dir) -> list[str]:
     """Finished files in ready/, in hand-off order (by seq: after the wall clock
     stepped back, a newer file has an earlier start time in its name)."""
-    try:
-        found = [(r.seq, p) for p in spool.ready.iterdir() if (r := ReadyName.parse(p.name))]
-    except FileNotFoundError:
-        return []
-    return [p for _seq, p in sorted(found)]
+    found = [(r.seq, n) for n in ready.names() if (r := ReadyName.parse(n))]
+    return [n for _seq, n in sorted(found)]

@@ -5,12 +5,15 @@ Everything is an argv list: no shell ever sees the filter, which is data.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import shutil
 import socket
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from rollcap.capture.names import work_template
@@ -41,26 +44,53 @@ def offload_endpoints(offload: OffloadConfig) -> list[Endpoint]:
     return [Endpoint(f"{offload.bucket}.{regional}", 443), Endpoint(regional, 443)]
 
 
-def resolve(host: str) -> list[str]:
-    """IP addresses of host (a literal is returned as is); [] if unresolvable."""
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+DNS_TIMEOUT = 5.0  # a resolver that does not answer must not hold the start up
+
+
+def resolve(host: str, timeout: float = DNS_TIMEOUT) -> list[IPAddress]:
+    """Addresses of host (a literal is returned as is); [] if unresolvable in time.
+
+    Parsed into ipaddress objects: only those go into a filter. Scoped IPv6
+    addresses (fe80::1%eth0) are left out: a filter cannot say "host ...%eth0"."""
     try:
-        return [str(ipaddress.ip_address(host))]
+        return _usable([ipaddress.ip_address(host)])
     except ValueError:
         pass
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except OSError:
+    box: list[list[Any]] = []
+
+    def lookup() -> None:
+        with contextlib.suppress(OSError, UnicodeError):
+            box.append(socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP))
+
+    t = threading.Thread(target=lookup, name="resolve", daemon=True)
+    t.start()
+    t.join(timeout)
+    if not box:
         return []
-    return sorted({str(info[4][0]) for info in infos})
+    found: list[IPAddress] = []
+    for info in box[0]:
+        sockaddr = info[4]
+        if not isinstance(sockaddr, tuple) or not sockaddr:
+            continue
+        with contextlib.suppress(ValueError):
+            found.append(ipaddress.ip_address(str(sockaddr[0])))
+    return sorted(set(_usable(found)), key=lambda a: (a.version, int(a)))
 
 
-def exclusion_clauses(addresses: list[tuple[str, int]]) -> list[str]:
+def _usable(addrs: list[IPAddress]) -> list[IPAddress]:
+    return [a for a in addrs if not (isinstance(a, ipaddress.IPv6Address) and a.scope_id)]
+
+
+def exclusion_clauses(addresses: list[tuple[IPAddress, int]]) -> list[str]:
     """``not (host IP and tcp port P)`` for each (address, port), deduplicated, in order."""
-    seen: list[tuple[str, int]] = []
-    for a in addresses:
-        if a not in seen:
-            seen.append(a)
-    return [f"not (host {ip} and tcp port {port})" for ip, port in seen]
+    seen: list[tuple[IPAddress, int]] = []
+    for ip, port in addresses:
+        if not 0 < port < 65536:
+            raise ValueError(f"port out of range: {port}")
+        if (ip, port) not in seen:
+            seen.append((ip, port))
+    return [f"not (host {ip.compressed} and tcp port {port})" for ip, port in seen]
 
 
 def combine_filter(user_filter: str, clauses: list[str]) -> str:
@@ -73,8 +103,14 @@ def combine_filter(user_filter: str, clauses: list[str]) -> str:
 
 
 def tcpdump_argv(
-    cap: CaptureConfig, effective_filter: str, work_dir: Path, generation: int
+    cap: CaptureConfig,
+    effective_filter: str,
+    work_dir: Path,
+    generation: int,
+    switch_user: str | None = None,
 ) -> list[str]:
+    """switch_user: tcpdump -Z, only when the daemon runs as root. Packaged, tcpdump
+    runs as the daemon's own user with the ambient CAP_NET_RAW and switches nothing."""
     argv = [
         cap.tcpdump_path,
         "-n",
@@ -86,8 +122,7 @@ def tcpdump_argv(
         str(cap.rotate_seconds),
         "-C",
         str(cap.rotate_megabytes),
-        "-Z",
-        cap.user,
+        *(["-Z", switch_user] if switch_user else []),
         "-w",
         work_template(work_dir, generation, cap.interface),
     ]

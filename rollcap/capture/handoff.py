@@ -1,44 +1,58 @@
 """Turning a finished tcpdump file in work/ into a file in ready/.
 
-repair (cut a cut-off last record) -> strip the records a make-before-break
-overlap captured twice -> discard a header-only file -> owner root:GROUP,
-mode 0640 -> atomic rename into ready/ under a ReadyName. ready/ never holds
-a half-written file.
+All through directory fds (rollcap.spoolfs): the file is opened once with
+O_NOFOLLOW|O_NONBLOCK and must be a regular file of tcpdump's user with one
+link; then repair (cut a cut-off last record, ftruncate) -> strip the records a
+make-before-break overlap captured twice -> discard a header-only file ->
+fchmod 0640, group GROUP -> atomic rename into ready/ under a ReadyName.
+ready/ never holds a half-written file. An entry that is not such a file (a
+directory, FIFO, symlink, hard link, unreadable) is moved to quarantine/ by
+rename, never opened, and the others go on.
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
 import logging
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
+from rollcap.capture.layout import CaptureDirs
 from rollcap.capture.names import WorkName, list_work
 from rollcap.capture.overlap import (
+    MAX_GENERATION,
     cut_head,
     find_duplicate_head,
     read_sidecar,
-    sidecar_path,
+    remove,
+    sidecar_name,
     write_sidecar,
 )
 from rollcap.journal import fields
 from rollcap.naming import ReadyName
 from rollcap.pcapfile import GLOBAL_HEADER_LEN, NotPcapError, repair
-from rollcap.spool import Spool
-from rollcap.state import read_state, write_state
+from rollcap.quarantine import quarantine
+from rollcap.spoolfs import BadEntry
 
 log = logging.getLogger("rollcap.capture")
+
+COUNTERS = "capture-counters.json"
+MAX_SEQ = 999_999_999_999  # a planted ready/ name must not push the sequence anywhere
+
+
+def _count(v: object, limit: int) -> int | None:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= limit:
+        return None
+    return v
 
 
 @dataclass
 class Persistent:
-    """Counters that must survive restarts: spool/state/capture-counters.json."""
+    """Counters that must survive restarts: spool/capture/capture-counters.json."""
 
-    path: Path
+    dirs: CaptureDirs
     generation: int = 0
     seq: int = 0
     # tcpdumps that may be running (two during a make-before-break overlap),
@@ -46,36 +60,33 @@ class Persistent:
     tcpdump_pids: list[int] = field(default_factory=list)
 
     @classmethod
-    def load(cls, spool: Spool) -> Persistent:
-        path = spool.state / "capture-counters.json"
-        st = read_state(path) or {}
-        p = cls(path)
-        for k in ("generation", "seq"):
-            v = st.get(k)
-            if isinstance(v, int):
-                setattr(p, k, v)
+    def load(cls, dirs: CaptureDirs) -> Persistent:
+        p = cls(dirs)
+        try:
+            raw = dirs.state.read_small(COUNTERS, {os.geteuid()}, 64 * 1024)
+            st = json.loads(raw) if raw else {}
+        except (BadEntry, ValueError) as e:
+            log.warning("ignoring %s: %s", dirs.state.path / COUNTERS, e)
+            st = {}
+        if not isinstance(st, dict):
+            st = {}
+        p.generation = _count(st.get("generation"), MAX_GENERATION) or 0
+        p.seq = _count(st.get("seq"), MAX_SEQ) or 0
         pids = st.get("tcpdump_pids")
         if isinstance(pids, list):
-            p.tcpdump_pids = [x for x in pids if isinstance(x, int) and x > 0]
+            p.tcpdump_pids = [x for x in pids[:8] if _count(x, 2**22) and x > 1]
         # never reuse a number even if the counters file was lost: look at the spool
-        for w, _path in list_work(spool.work):
+        for w, _name in list_work(dirs.work):
             p.generation = max(p.generation, w.generation)
-        with contextlib.suppress(FileNotFoundError):
-            for entry in spool.ready.iterdir():
-                r = ReadyName.parse(entry.name)
-                if r:
-                    p.seq = max(p.seq, r.seq)
+        for name in dirs.ready.names():
+            r = ReadyName.parse(name)
+            if r and r.seq <= MAX_SEQ:
+                p.seq = max(p.seq, r.seq)
         return p
 
     def save(self) -> None:
-        write_state(
-            self.path,
-            {
-                "generation": self.generation,
-                "seq": self.seq,
-                "tcpdump_pids": self.tcpdump_pids,
-            },
-        )
+        data = {"generation": self.generation, "seq": self.seq, "tcpdump_pids": self.tcpdump_pids}
+        self.dirs.state.write_atomic(COUNTERS, json.dumps(data).encode())
 
     def next_generation(self) -> int:
         self.generation += 1
@@ -96,15 +107,18 @@ class HandoffResult:
     repaired_bytes: int
     stripped: int
     first_ts: float | None
-    quarantined: bool = False  # not a pcap: kept in quarantine/, not deleted
+    quarantined: bool = False  # not a pcap (or not a plain file): kept in quarantine/
 
 
 class Handoff:
-    def __init__(self, spool: Spool, persistent: Persistent, host: str, gid: int) -> None:
-        self.spool = spool
+    def __init__(
+        self, dirs: CaptureDirs, persistent: Persistent, host: str, gid: int, owner: int
+    ) -> None:
+        self.dirs = dirs
         self.persistent = persistent
         self.host = host
         self.gid = gid
+        self.owners = {owner}  # tcpdump's uid: its files, and nobody else's
         self._chown_warned = False
 
     def _start_time(self, w: WorkName, first_ts: float | None) -> datetime:
@@ -115,64 +129,104 @@ class Handoff:
             start = max(start, datetime.fromtimestamp(math.floor(first_ts), UTC))
         return start
 
-    def hand_off(self, w: WorkName, path: Path) -> HandoffResult:
-        side = sidecar_path(self.spool.work, w.generation)
-        size = path.stat().st_size
-        if size < GLOBAL_HEADER_LEN:  # killed before even the header was flushed
-            os.unlink(path)
-            return HandoffResult(None, size, 0, 0, 0, None)
+    def hand_off(self, w: WorkName, name: str) -> HandoffResult:
+        """FileNotFoundError when name is gone; OSError (ENOSPC, EIO) leaves it in
+        work/ for the next try. Anything wrong with the entry itself quarantines it."""
+        work = self.dirs.work
         try:
-            summary, removed = repair(path)
+            fd = work.open(name, self.owners, write=True)
+        except BadEntry as e:
+            return self._quarantine(name, str(e))
+        try:
+            return self._hand_off(w, name, fd)
+        finally:
+            os.close(fd)
+
+    def _hand_off(self, w: WorkName, name: str, fd: int) -> HandoffResult:
+        work = self.dirs.work
+        side = sidecar_name(w.generation)
+        st = os.fstat(fd)
+        if st.st_size < GLOBAL_HEADER_LEN:  # killed before even the header was flushed
+            work.unlink_if_same(name, st)
+            return HandoffResult(None, st.st_size, 0, 0, 0, None)
+        try:
+            summary, removed = repair(fd)
         except NotPcapError as e:
-            return self._not_pcap(path, str(e))
+            return self._quarantine(name, f"not a pcap file ({e})")
         stripped = 0
-        tail = read_sidecar(side) if summary.packets else None
-        dup = find_duplicate_head(path, tail) if tail else None
+        tail = read_sidecar(work, side) if summary.packets else None
+        dup = find_duplicate_head(fd, tail) if tail else None
+        new_fd = None
         if dup is not None and dup.records:
             # The sidecar first: a failure between here and the rename can then
             # only leave duplicates, never strip this file a second time.
             if dup.rest:  # this file is all duplicates: the generation's next one goes on
-                write_sidecar(side, dup.rest)
+                write_sidecar(work, side, dup.rest)
             else:
-                with contextlib.suppress(FileNotFoundError):
-                    side.unlink()
-            cut_head(path, dup.cut)
+                remove(work, side)
+            new_fd = cut_head(work, name, fd, dup.cut)
             stripped = dup.records
-            summary, _ = repair(path)
-        size = summary.file_bytes
-        if summary.packets == 0 or size <= GLOBAL_HEADER_LEN:
-            os.unlink(path)  # header only: the overlap (if any) goes on in the next file
-            return HandoffResult(None, size, 0, removed, stripped, None)
-        self._protect(path)
-        ready = ReadyName(
-            start=self._start_time(w, summary.first_ts),
-            seq=self.persistent.next_seq(),
-            host=self.host,
-            iface=w.iface,
-        ).format()
-        os.rename(path, self.spool.ready / ready)
-        with contextlib.suppress(FileNotFoundError):
-            side.unlink()  # this file has packets after the overlap: it ended here
+        try:
+            cur = fd if new_fd is None else new_fd
+            if new_fd is not None:
+                summary, _ = repair(cur)
+            size = summary.file_bytes
+            if summary.packets == 0 or size <= GLOBAL_HEADER_LEN:
+                # header only: the overlap (if any) goes on in the next file
+                work.unlink_if_same(name, os.fstat(cur))
+                return HandoffResult(None, size, 0, removed, stripped, None)
+            self._protect(cur)
+            ready = ReadyName(
+                start=self._start_time(w, summary.first_ts),
+                seq=self.persistent.next_seq(),
+                host=self.host,
+                iface=w.iface,
+            ).format()
+            self._move(name, os.fstat(cur), ready)
+        finally:
+            if new_fd is not None:
+                os.close(new_fd)
+        remove(work, side)  # this file has packets after the overlap: it ended here
         return HandoffResult(ready, size, summary.packets, removed, stripped, summary.first_ts)
 
-    def _protect(self, path: Path) -> None:
-        try:
-            os.chown(path, os.geteuid(), self.gid)
-        except PermissionError:
-            if not self._chown_warned:
-                self._chown_warned = True
-                log.warning("cannot chown finished files (not root?); group left as is")
-        os.chmod(path, 0o640)
+    def _move(self, name: str, st: os.stat_result, ready: str) -> None:
+        """Rename into ready/; the name must still be the file checked (work/ is
+        tcpdump's user's: it could swap the entry between our open and the rename)."""
+        work = self.dirs.work
+        now = work.lstat(name)
+        if now is None or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            raise FileNotFoundError(f"{name} was replaced while being handed off")
+        work.rename(name, self.dirs.ready, ready)
 
-    def _not_pcap(self, path: Path, why: str) -> HandoffResult:
-        """Not a pcap at all (should not happen): keep it aside, never lose it silently."""
-        dest = self.spool.quarantine / f"{int(time.time())}-{path.name}"
-        self._protect(path)
-        os.rename(path, dest)
+    def _protect(self, fd: int) -> None:
+        """0640, group GROUP: readable by offload, writable by nobody but its owner."""
+        st = os.fstat(fd)
+        uid = 0 if os.geteuid() == 0 else -1  # as root, take it from tcpdump's -Z user
+        if st.st_gid != self.gid or (uid == 0 and st.st_uid != 0):
+            try:
+                os.fchown(fd, uid, self.gid)
+            except PermissionError:
+                if not self._chown_warned:
+                    self._chown_warned = True
+                    log.warning(
+                        "cannot give finished files group %d (work/ should be setgid, "
+                        "see tmpfiles.d/rollcap.conf); group left as is",
+                        self.gid,
+                    )
+        os.fchmod(fd, 0o640)
+
+    def _quarantine(self, name: str, why: str) -> HandoffResult:
+        """Not a pcap, or not a plain file of tcpdump's at all: keep it aside, never
+        lose it silently, never open or follow it."""
+        try:
+            dest = quarantine(self.dirs.work, name, self.dirs.quarantine, why)
+        except FileNotFoundError:
+            raise
         log.error(
-            "tcpdump output %s is not a pcap file (%s); moved to quarantine",
-            path.name,
+            "work/%s is %s; moved to quarantine",
+            name,
             why,
-            extra=fields(file=path.name, reason=why),
+            extra=fields(file=name, reason=why),
         )
-        return HandoffResult(None, dest.stat().st_size, 0, 0, 0, None, quarantined=True)
+        st = self.dirs.quarantine.lstat(dest)
+        return HandoffResult(None, st.st_size if st else 0, 0, 0, 0, None, quarantined=True)

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-_WORK_RE = re.compile(r"^g(?P<gen>\d{6,})-(?P<ts>\d{8}T\d{6})-(?P<iface>.+)\.pcap(?P<n>\d*)$")
+from rollcap.spoolfs import Dir
+
+_WORK_RE = re.compile(r"^g(?P<gen>\d{6,9})-(?P<ts>\d{8}T\d{6})-(?P<iface>.+)\.pcap(?P<n>\d*)$")
 _TS_FMT = "%Y%m%dT%H%M%S"
 
 
@@ -49,16 +51,13 @@ class WorkName:
         return f"g{self.generation:06d}-{self.opened.strftime(_TS_FMT)}-{self.iface}.pcap{n}"
 
 
-def list_work(work_dir: Path) -> list[tuple[WorkName, Path]]:
-    """Every tcpdump output file in work/, in the order tcpdump wrote them."""
+def list_work(work: Dir) -> list[tuple[WorkName, str]]:
+    """Every name in work/ that is a tcpdump output name, in the order tcpdump wrote
+    them (what each entry really is, the hand-off checks by fd)."""
     found = []
-    try:
-        entries = list(work_dir.iterdir())
-    except FileNotFoundError:
-        return []
-    for p in entries:
-        w = WorkName.parse(p.name)
+    for name in work.names():
+        w = WorkName.parse(name)
         if w is not None:
-            found.append((w, p))
+            found.append((w, name))
     found.sort(key=lambda t: t[0])
     return found

@@ -21,11 +21,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
+import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from rollcap.pcapfile import (
     GLOBAL_HEADER_LEN,
@@ -34,11 +35,16 @@ from rollcap.pcapfile import (
     read_header,
     record_ok,
 )
+from rollcap.spoolfs import BadEntry, Dir
 
 TS_TOLERANCE = 0.010
 # Records of the old file older than "new tcpdump listening" minus this are
 # certainly not in the new file (its socket opened after we started it).
 TAIL_MARGIN = 1.0
+# State files are read back as untrusted input: bounded and range-checked.
+MAX_SIDECAR_BYTES = 64 * 1024 * 1024
+MAX_GENERATION = 999_999_999
+_DIGEST_RE = re.compile(r"[0-9a-f]{24}")
 
 
 @dataclass(frozen=True)
@@ -50,13 +56,24 @@ class Fingerprint:
         return self.digest == other.digest and abs(self.ts - other.ts) <= TS_TOLERANCE
 
 
-def iter_records(path: Path, since: float = 0.0) -> Iterator[tuple[int, int, Fingerprint]]:
-    """(offset, length, fingerprint) of each whole record with a timestamp >= since.
+def iter_records(
+    src: int | str | os.PathLike[str], since: float = 0.0
+) -> Iterator[tuple[int, int, Fingerprint]]:
+    """(offset, length, fingerprint) of each whole record with a timestamp >= since,
+    of the file open on src (an fd, left open; or a path, for tests and tools).
 
     Earlier records are skipped without reading their bytes: only the tail of
     a big file is hashed.
     """
-    with open(path, "rb") as f:
+    if not isinstance(src, int):
+        fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            yield from iter_records(fd, since)
+        finally:
+            os.close(fd)
+        return
+    with os.fdopen(src, "rb", closefd=False) as f:
+        f.seek(0)
         header: PcapHeader = read_header(f)
         rec = struct.Struct(header.endian + "IIII")
         size = os.fstat(f.fileno()).st_size
@@ -83,35 +100,56 @@ def iter_records(path: Path, since: float = 0.0) -> Iterator[tuple[int, int, Fin
             pos += RECORD_HEADER_LEN + incl
 
 
-def tail_since(path: Path, since: float) -> list[Fingerprint]:
-    return [fp for _o, _n, fp in iter_records(path, since - TAIL_MARGIN)]
+def tail_since(src: int | str | os.PathLike[str], since: float) -> list[Fingerprint]:
+    return [fp for _o, _n, fp in iter_records(src, since - TAIL_MARGIN)]
 
 
-def sidecar_path(work_dir: Path, new_generation: int) -> Path:
+def sidecar_name(new_generation: int) -> str:
     # A dot name: never matches a tcpdump output name, never handed off.
-    return work_dir / f".overlap-g{new_generation:06d}.json"
+    return f".overlap-g{new_generation:06d}.json"
 
 
-def write_sidecar(path: Path, tail: list[Fingerprint]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps([[fp.ts, fp.digest] for fp in tail]))
-    os.replace(tmp, path)
+def write_sidecar(d: Dir, name: str, tail: list[Fingerprint]) -> None:
+    d.write_atomic(name, json.dumps([[fp.ts, fp.digest] for fp in tail]).encode())
 
 
-def append_sidecar(path: Path, more: list[Fingerprint]) -> None:
+def append_sidecar(d: Dir, name: str, more: list[Fingerprint]) -> None:
     """Add the tail of one more old file; a file fingerprinted twice (the supervisor
     died before its hand-off) adds nothing the second time."""
-    have = read_sidecar(path) or []
+    have = read_sidecar(d, name) or []
     seen = set(have)
-    write_sidecar(path, have + [fp for fp in more if fp not in seen])
+    write_sidecar(d, name, have + [fp for fp in more if fp not in seen])
 
 
-def read_sidecar(path: Path) -> list[Fingerprint] | None:
+def _finite(v: object) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise ValueError(f"not a finite number: {v!r}")
+    if not 0 <= v < 2**33:  # 1970 .. 2242: a pcap timestamp
+        raise ValueError(f"out of range: {v!r}")
+    return float(v)
+
+
+def read_sidecar(d: Dir, name: str) -> list[Fingerprint] | None:
+    """None when missing or not a well-formed sidecar (then nothing is stripped:
+    a bad sidecar can only leave duplicates, never remove a packet)."""
     try:
-        raw = json.loads(path.read_text())
-        return [Fingerprint(float(ts), str(d)) for ts, d in raw]
-    except (FileNotFoundError, ValueError, TypeError):
+        data = d.read_small(name, {os.geteuid()}, MAX_SIDECAR_BYTES)
+        if data is None:
+            return None
+        raw = json.loads(data)
+        out = []
+        for ts, digest in raw:
+            if not isinstance(digest, str) or not _DIGEST_RE.fullmatch(digest):
+                raise ValueError("bad digest")
+            out.append(Fingerprint(_finite(ts), digest))
+        return out
+    except (BadEntry, OSError, ValueError, TypeError):
         return None
+
+
+def remove(d: Dir, name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        d.unlink(name)
 
 
 def duplicate_head(
@@ -140,14 +178,14 @@ class DuplicateHead:
     rest: list[Fingerprint]  # the tail left for the generation's next file
 
 
-def find_duplicate_head(path: Path, tail: list[Fingerprint]) -> DuplicateHead:
-    """The head of path that was captured twice, and what is left of the tail for
-    the generation's next file (empty unless this whole file is duplicates)."""
+def find_duplicate_head(fd: int, tail: list[Fingerprint]) -> DuplicateHead:
+    """The head of the file on fd that was captured twice, and what is left of the
+    tail for the generation's next file (empty unless this whole file is duplicates)."""
     none = DuplicateHead(0, GLOBAL_HEADER_LEN, [])
     if not tail:
         return none
     head: list[tuple[int, int, Fingerprint]] = []
-    for item in iter_records(path):
+    for item in iter_records(fd):
         head.append(item)
         if len(head) > len(tail):
             break
@@ -158,41 +196,51 @@ def find_duplicate_head(path: Path, tail: list[Fingerprint]) -> DuplicateHead:
     return DuplicateHead(n, head[n - 1][0] + head[n - 1][1], tail[start + n :])
 
 
-def cut_head(path: Path, cut: int) -> None:
-    """Rewrite path (atomically) without the records before offset cut."""
-    tmp = path.with_name("." + path.name + ".strip")
+def cut_head(d: Dir, name: str, fd: int, cut: int) -> int:
+    """Replace name (open on fd) atomically by a copy without the records before
+    offset cut; return an fd on the new file (fd itself is left open). The copy is
+    an O_EXCL temp file in the same directory, never a fixed name."""
+    tmp_fd, tmp = d.create_temp("." + name + ".", ".strip")
     try:
-        with open(path, "rb") as src, open(tmp, "wb") as dst:
+        with os.fdopen(os.dup(fd), "rb") as src, os.fdopen(os.dup(tmp_fd), "wb") as dst:
+            src.seek(0)
             dst.write(src.read(GLOBAL_HEADER_LEN))
             src.seek(cut)
             while chunk := src.read(1 << 20):
                 dst.write(chunk)
-        st = os.stat(path)
-        os.chmod(tmp, st.st_mode & 0o777)
+        st = os.fstat(fd)
+        os.fchmod(tmp_fd, st.st_mode & 0o777)
         with contextlib.suppress(PermissionError):
-            os.chown(tmp, st.st_uid, st.st_gid)
-        os.replace(tmp, path)
+            os.fchown(tmp_fd, st.st_uid, st.st_gid)
+        d.rename(tmp, d, name)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        os.close(tmp_fd)
+        with contextlib.suppress(OSError):
+            d.unlink(tmp)
         raise
+    return tmp_fd
 
 
-def switch_path(work_dir: Path, old_generation: int) -> Path:
+def switch_name(old_generation: int) -> str:
     """Record of a switch in progress: which generation replaces old_generation and
     when it started listening (wall clock, like pcap timestamps)."""
-    return work_dir / f".switch-g{old_generation:06d}.json"
+    return f".switch-g{old_generation:06d}.json"
 
 
-def write_switch(path: Path, new_generation: int, listening_at: float) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"new_generation": new_generation, "listening_at": listening_at}))
-    os.replace(tmp, path)
+def write_switch(d: Dir, name: str, new_generation: int, listening_at: float) -> None:
+    data = {"new_generation": new_generation, "listening_at": listening_at}
+    d.write_atomic(name, json.dumps(data).encode())
 
 
-def read_switch(path: Path) -> tuple[int, float] | None:
+def read_switch(d: Dir, name: str) -> tuple[int, float] | None:
     try:
-        raw = json.loads(path.read_text())
-        return int(raw["new_generation"]), float(raw["listening_at"])
-    except (FileNotFoundError, ValueError, TypeError, KeyError):
+        data = d.read_small(name, {os.geteuid()}, 4096)
+        if data is None:
+            return None
+        raw = json.loads(data)
+        gen = raw["new_generation"]
+        if isinstance(gen, bool) or not isinstance(gen, int) or not 0 < gen <= MAX_GENERATION:
+            raise ValueError(f"generation out of range: {gen!r}")
+        return gen, _finite(raw["listening_at"])
+    except (BadEntry, OSError, ValueError, TypeError, KeyError):
         return None

@@ -1,8 +1,8 @@
 """The answer to a reload: accepted or rejected, so `systemctl reload` can fail.
 
 SIGHUP carries no reply, so the capture daemon writes its verdict after each
-reload into ``state/capture-reload.json`` (atomically: seq, ok, message, pid,
-updated). `rollcap reload` (the unit's ExecReload) reads the seq, sends
+reload into ``capture/capture-reload.json``, beside capture.json (atomically:
+seq, ok, message, pid, updated). `rollcap reload` (the unit's ExecReload) reads the seq, sends
 SIGHUP, waits for a newer verdict from that pid and exits 0 or 1 with the
 daemon's message: a rejected config makes `systemctl reload` fail instead of
 printing nothing and keeping the old config in silence.

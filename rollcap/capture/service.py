@@ -1,10 +1,18 @@
 """`rollcap capture`: supervise tcpdump and hand its finished files to the spool.
 
 tcpdump writes ``work/gNNNNNN-%Y%m%dT%H%M%S-IFACE.pcap[N]`` itself (-G, -C,
--Z, TZ=UTC0); NNNNNN grows with every tcpdump start. A file is finished when
-a newer file of its generation exists or its tcpdump has exited; it is then
-repaired, stripped of overlap duplicates, chowned root:GROUP 0640 and renamed
-atomically into ready/ (rollcap.capture.handoff).
+TZ=UTC0), as the daemon's own unprivileged user (CAP_NET_RAW only); NNNNNN
+grows with every tcpdump start. This module is the wiring: one thread runs
+the loop below; tcpdump's stderr readers and the watchdog observer only wake
+it through a pipe, signal handlers only set flags. The jobs are elsewhere:
+
+- rollcap.capture.tcpdump      one running tcpdump (stderr, counters, stop)
+- rollcap.capture.queue        hand-off of finished files (handoff: one file)
+- rollcap.capture.switching    make-before-break switch and its overlap
+- rollcap.capture.keeper       the spool budget (budget: the pure policy)
+- rollcap.capture.report       capture.json and the sd_notify status line
+- rollcap.capture.reloadplan   what a SIGHUP must do
+- rollcap.capture.lock         one capture per spool; orphans: a crashed one's tcpdumps
 
 Quiet link: tcpdump -G rotates only when a packet arrives. If the live file
 is still the newest QUIET_GRACE seconds after its rotate deadline, a new
@@ -13,24 +21,19 @@ tcpdump is started first (make-before-break), both run for OVERLAP seconds
 has those packets), then the old one is stopped and its file handed off;
 packets captured by both are removed from the new file's head
 (rollcap.capture.overlap). So a file is handed off about rotate_seconds + 3 s
-after it was opened, and never later than rotate_seconds + 5 s. SIGHUP with
-an unchanged interface uses the same switch; a new interface means stop, then
-start.
-
-One thread runs the loop below; tcpdump's stderr readers and the watchdog
-observer only wake it through a pipe, signal handlers only set flags.
+after it was opened, and never later than rotate_seconds + 5 s. `rollcap
+rotate` (SIGUSR2) and a SIGHUP that changes nothing use the same switch to cut
+the file now; a new interface means stop, then start.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import selectors
-import signal
+import stat
 import time
-from pathlib import Path
 from typing import Any
 
 from watchdog.events import (
@@ -41,32 +44,36 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from rollcap.capture import budget, layout, reload_verdict
+from rollcap.capture import (
+    budget,
+    exclusion,
+    layout,
+    lock,
+    orphans,
+    reload_verdict,
+    reloadplan,
+    report,
+)
 from rollcap.capture.command import (
     DeviceUnavailable,
     check_filter,
-    combine_filter,
-    exclusion_clauses,
     interface_exists,
-    offload_endpoints,
-    resolve,
     tcpdump_argv,
 )
-from rollcap.capture.counters import Counters, CounterTotals, drop_rate
-from rollcap.capture.handoff import Handoff, HandoffResult, Persistent
-from rollcap.capture.names import WorkName, list_work
-from rollcap.capture.overlap import (
-    append_sidecar,
-    read_switch,
-    sidecar_path,
-    switch_path,
-    tail_since,
-    write_switch,
-)
+from rollcap.capture.counters import Counters
+from rollcap.capture.dropstats import DropStats
+from rollcap.capture.handoff import Handoff, Persistent
+from rollcap.capture.keeper import BudgetKeeper
+from rollcap.capture.layout import CaptureDirs
+from rollcap.capture.names import list_work
 from rollcap.capture.preflight import check_reload_interface
+from rollcap.capture.queue import HandoffQueue
+from rollcap.capture.quiet import QuietClock
 from rollcap.capture.ratelimit import RepeatLimiter
 from rollcap.capture.restart import BACKOFF_MIN, restart_delay
+from rollcap.capture.switching import LISTEN_TIMEOUT, Overlaps, make_before_break
 from rollcap.capture.tcpdump import Tcpdump
+from rollcap.capture.wakeup import Wakeup
 from rollcap.config import load_config
 from rollcap.config.schema import RollcapConfig
 from rollcap.errors import ConfigError
@@ -74,7 +81,6 @@ from rollcap.journal import fields, setup_logging
 from rollcap.metrics.exporter import capture_exporter
 from rollcap.naming import local_hostname
 from rollcap.notify import Notifier
-from rollcap.pcapfile import GLOBAL_HEADER_LEN
 from rollcap.spool import Spool
 from rollcap.state import write_state
 
@@ -82,12 +88,7 @@ log = logging.getLogger("rollcap.capture")
 
 TICK = 1.0
 REAP_POLL_SECONDS = 2.0  # poll this long for a tcpdump whose stderr closed to be reapable
-QUIET_GRACE = 1.5  # > tcpdump's 1 s block timeout: a late packet still rotates by itself
-OVERLAP = 1.2  # both tcpdumps listening this long before the old one is stopped
 DRAIN = 1.2  # wait before SIGTERM so the last kernel block reaches the file
-LISTEN_TIMEOUT = 10.0
-QUIET_RETRY = 10.0
-STATS_EVERY = 30.0
 
 
 class _WakeHandler(FileSystemEventHandler):
@@ -104,110 +105,65 @@ class Supervisor:
         self.cfg = cfg
         self.spool = Spool.at(cfg.spool.directory)
         self.notifier = Notifier()
-        self._wake_r, self._wake_w = os.pipe()
-        for fd in (self._wake_r, self._wake_w):
-            fl = fcntl.fcntl(fd, fcntl.F_GETFL)
-            fcntl.fcntl(fd, fcntl.F_SETFL, fl | os.O_NONBLOCK)
-            os.set_inheritable(fd, False)
-        self.stop_flag = False
-        self.reload_flag = False
+        self.wakeup = Wakeup()
+        self.last_rotate: dict[str, Any] | None = None
+        self._lock_fd: int | None = None
         self.proc: Tcpdump | None = None
         self.effective_filter = ""
-        self.tcpdump_uid = layout.resolve_user(cfg.capture.user)
+        self.tcpdump_uid, self.switch_user = layout.tcpdump_identity(cfg.capture.user)
         self.gid = layout.resolve_group(cfg.spool.group)
         self.persistent: Persistent | None = None
+        self._dirs: CaptureDirs | None = None
         self.handoff: Handoff | None = None
-        self.totals = CounterTotals()
-        self.logged_counters = Counters()
-        self.rate_base = Counters()
-        self.drop_rate = 0.0
+        self.queue: HandoffQueue | None = None  # these four once the spool is open
+        self.overlaps: Overlaps | None = None
+        self.keeper: BudgetKeeper | None = None
+        self.stats = DropStats()
         self.state_name = "starting"
         self.backoff = BACKOFF_MIN
         self.next_start = 0.0  # monotonic
-        self.paused = False
         self.waiting_logged = False
-        self.unfixable_logged = False
         self.last_error = ""
-        self.next_stats = time.monotonic() + STATS_EVERY
-        self.quiet_retry_at = 0.0
+        self.quiet = QuietClock()
         self.last_state_write = 0.0
-        self.listening_at: dict[int, float] = {}  # generation -> wall clock
-        # (generation, -G period in the name, monotonic time we first saw it open)
-        # of the live file: the quiet-link deadline must not move when the clock steps
-        self.period: tuple[int, str, float] | None = None
-        self.wrote_gens: set[int] = set()  # generations that handed off packets
         self.errors = RepeatLimiter(log)
-        self.overlap_next: dict[int, int] = {}  # old generation -> the one replacing it
-        self.n: dict[str, int] = dict.fromkeys(
-            (
-                "handed_off_files",
-                "handed_off_bytes",
-                "handed_off_packets",
-                "discarded_empty",
-                "repaired_files",
-                "duplicates_removed",
-                "dropped_files",
-                "dropped_bytes",
-                "restarts",
-            ),
-            0,
-        )
-        self.last_handoff: dict[str, Any] | None = None
-        self.usage: budget.Usage | None = None
+        self.n = report.new_counts()
         self.metrics = capture_exporter(cfg)
 
     # ------------------------------------------------------------------ plumbing
+    @property
+    def dirs(self) -> CaptureDirs:
+        assert self._dirs is not None
+        return self._dirs
+
+    @property
+    def paused(self) -> bool:
+        return self.keeper is not None and self.keeper.paused
+
+    def _set_error(self, msg: str) -> None:
+        self.last_error = msg
+
+    def _clear_error(self, *prefixes: str) -> None:
+        """last_error names a condition: it goes when that condition has cleared."""
+        if self.last_error.startswith(prefixes):
+            self.last_error = ""
+
+    def _work_size(self, name: str) -> int:
+        st = self.dirs.work.lstat(name)
+        return st.st_size if st else 0
+
     def wake(self) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self._wake_w, b"w")
-
-    def _on_signal(self, signo: int, _frame: object) -> None:
-        if signo == signal.SIGHUP:
-            self.reload_flag = True
-        else:
-            self.stop_flag = True
-
-    def _install_signals(self) -> None:
-        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(s, self._on_signal)
-
-    def _drain_wake(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self._wake_r, 4096):
-                pass
+        self.wakeup.wake()
 
     # ------------------------------------------------------------------ filter
     def compute_filter(self, cfg: RollcapConfig) -> str:
-        clauses: list[str] = []
-        if cfg.offload.is_s3 and cfg.capture.exclude_offload_traffic:
-            pairs: list[tuple[str, int]] = []
-            for ep in offload_endpoints(cfg.offload):
-                ips = resolve(ep.host)
-                if not ips:
-                    log.warning(
-                        "cannot resolve offload endpoint %s; its traffic is not excluded",
-                        ep.host,
-                        extra=fields(host=ep.host),
-                    )
-                pairs += [(ip, ep.port) for ip in ips]
-            clauses = exclusion_clauses(pairs)
-            if clauses:
-                log.info(
-                    "excluding the offload service's own traffic: %s",
-                    " and ".join(clauses),
-                    extra=fields(exclusion=" and ".join(clauses)),
-                )
-        elif cfg.offload.is_s3:
-            log.info("capture.exclude_offload_traffic is off: uploads may be captured too")
-        return combine_filter(cfg.capture.filter, clauses)
+        return exclusion.effective_filter(cfg)
 
     def validate(self, cfg: RollcapConfig, effective: str, timeout: float = 30) -> None:
-        with contextlib.suppress(DeviceUnavailable):  # checked again when it appears
-            check_filter(cfg.capture, effective, timeout)
+        exclusion.validate(cfg, effective, timeout)
 
     # ------------------------------------------------------------------ tcpdump
-    def _track_pids(self, *extra: Tcpdump) -> None:
+    def track_pids(self, *extra: Tcpdump) -> None:
         """Persist the pids of every tcpdump we run (for orphan clean-up after a crash)."""
         assert self.persistent is not None
         procs = [p for p in (self.proc, *extra) if p is not None and p.alive()]
@@ -223,16 +179,11 @@ class Supervisor:
         except OSError as e:
             self._counters_unsaved(e)
         else:
-            self.errors.clear("counters:", "saving state/capture-counters.json")
-            self._clear_error("cannot save state/capture-counters.json")
-
-    def _clear_error(self, *prefixes: str) -> None:
-        """last_error names a condition: it goes when that condition has cleared."""
-        if self.last_error.startswith(prefixes):
-            self.last_error = ""
+            self.errors.clear("counters:", "saving capture/capture-counters.json")
+            self._clear_error("cannot save capture/capture-counters.json")
 
     def _counters_unsaved(self, e: OSError) -> None:
-        self.last_error = f"cannot save state/capture-counters.json: {e}"
+        self.last_error = f"cannot save capture/capture-counters.json: {e}"
         self.errors.error(f"counters:{e.strerror or e}", self.last_error)
 
     def _spawn(self, cfg: RollcapConfig) -> Tcpdump:
@@ -243,9 +194,11 @@ class Supervisor:
             # counted in memory already; work/ names stay unique (see Persistent.load)
             gen = self.persistent.generation
             self._counters_unsaved(e)
-        argv = tcpdump_argv(cfg.capture, self.effective_filter, self.spool.work, gen)
+        argv = tcpdump_argv(
+            cfg.capture, self.effective_filter, self.spool.work, gen, self.switch_user
+        )
         t = Tcpdump(argv, gen, cfg.capture.interface, self.wake)
-        self._track_pids(t)
+        self.track_pids(t)
         log.info(
             "started tcpdump on %s (generation %d)",
             cfg.capture.interface,
@@ -255,7 +208,7 @@ class Supervisor:
         return t
 
     def start_capture(self) -> None:
-        if self.proc is not None or self.paused or self.stop_flag:
+        if self.proc is not None or self.paused or self.wakeup.stop:
             return
         if time.monotonic() < self.next_start:
             self.state_name = "restarting"
@@ -288,7 +241,6 @@ class Supervisor:
         t = self._spawn(self.cfg)
         self.proc = t
         if t.wait_listening(LISTEN_TIMEOUT):
-            self.listening_at[t.generation] = t.listening_at or time.time()
             self.state_name = "capturing"
         # if it died, check_exit() sees it on this tick
 
@@ -305,9 +257,9 @@ class Supervisor:
             rc,
             extra=fields(tcpdump_pid=t.pid, generation=t.generation),
         )
-        self.totals.retire(t.counters)
+        self.stats.retire(t)
         self.proc = None
-        self._track_pids()
+        self.track_pids()
         self.process_work()
 
     def check_exit(self) -> None:
@@ -317,13 +269,15 @@ class Supervisor:
         t.stop()  # reap, collect its last stderr lines
         rc = t.proc.returncode
         msg = t.exit_message()
-        self.totals.retire(t.counters)
+        self.stats.retire(t)
         self.proc = None
-        self._track_pids()
+        self.track_pids()
         self.n["restarts"] += 1
         self.last_error = f"tcpdump exited with status {rc}: {msg}"
         listened = None if t.listening_mono is None else time.monotonic() - t.listening_mono
-        delay, self.backoff = restart_delay(self.backoff, listened, self._wrote(t.generation), rc)
+        assert self.queue is not None
+        wrote = self.queue.wrote(t.generation)
+        delay, self.backoff = restart_delay(self.backoff, listened, wrote, rc)
         log.error(
             "tcpdump exited unexpectedly (status %d): %s; restarting in %.1f s",
             rc,
@@ -335,49 +289,28 @@ class Supervisor:
         self.state_name = "restarting"
         self.process_work()
 
-    def _wrote(self, generation: int) -> bool:
-        """Whether a generation wrote at least one packet (handed off or still in work/)."""
-        if generation in self.wrote_gens:
-            return True
-        return any(
-            w.generation == generation and _size(p) > GLOBAL_HEADER_LEN
-            for w, p in list_work(self.spool.work)
-        )
-
     def switch(self, cfg: RollcapConfig, reason: str) -> bool:
         """Make-before-break: start the new tcpdump, overlap, stop the old one."""
         old = self.proc
-        assert old is not None
-        new = self._spawn(cfg)
-        if not new.wait_listening(LISTEN_TIMEOUT):
-            new.stop()
-            self.last_error = f"new tcpdump did not start: {new.exit_message()}"
+        assert old is not None and self.overlaps is not None
+        r = make_before_break(old, lambda: self._spawn(cfg), self.overlaps)
+        if r.new is None:
+            self.last_error = r.error
             log.error("%s: %s; keeping the running one", reason, self.last_error)
-            self._track_pids()
+            self.track_pids()
             self.process_work()
             return False
-        self.listening_at[new.generation] = new.listening_at or time.time()
-        self.overlap_next[old.generation] = new.generation
+        self.stats.retire(old)
+        self.proc = r.new
+        self.track_pids()
         self._clear_error("new tcpdump did not start")
-        # on disk too: a supervisor that dies during the overlap still strips duplicates
-        with contextlib.suppress(OSError):
-            write_switch(
-                switch_path(self.spool.work, old.generation),
-                new.generation,
-                self.listening_at[new.generation],
-            )
-        time.sleep(OVERLAP)
-        rc = old.stop()
-        self.totals.retire(old.counters)
-        self.proc = new
-        self._track_pids()
         log.info(
             "%s: switched to tcpdump generation %d (old generation %d, status %d)",
             reason,
-            new.generation,
+            r.new.generation,
             old.generation,
-            rc,
-            extra=fields(generation=new.generation, tcpdump_pid=new.pid),
+            r.old_status,
+            extra=fields(generation=r.new.generation, tcpdump_pid=r.new.pid),
         )
         self.process_work()
         return True
@@ -387,274 +320,94 @@ class Supervisor:
         t = self.proc
         if t is None or not t.alive() or not t.listening.is_set():
             return None
-        files = [w for w, _p in list_work(self.spool.work) if w.generation == t.generation]
+        files = [w for w, _n in list_work(self.dirs.work) if w.generation == t.generation]
         if not files:
             return None
-        opened = self._opened_mono(t, files)
-        deadline = opened + self.cfg.capture.rotate_seconds + QUIET_GRACE
-        left = deadline - time.monotonic()
+        left = self.quiet.seconds_left(t, files, self.cfg.capture.rotate_seconds)
         if left > 0:
             return left
-        if time.monotonic() < self.quiet_retry_at:
-            return None
-        if not self.switch(self.cfg, "quiet link"):
-            self.quiet_retry_at = time.monotonic() + QUIET_RETRY  # not a spawn per tick
+        if self.quiet.may_retry() and not self.switch(self.cfg, "quiet link"):
+            self.quiet.failed()
         return None
-
-    def _opened_mono(self, t: Tcpdump, files: list[WorkName]) -> float:
-        """Monotonic time the live -G period began: tcpdump's start for the first
-        period of a generation, else when we first saw it (we look every tick and
-        on each new file). -C continuations keep the period's name and deadline."""
-        name = files[-1].opened.strftime("%Y%m%dT%H%M%S")
-        p = self.period
-        if p is not None and p[0] == t.generation and p[1] == name:
-            return p[2]
-        now = time.monotonic()
-        first_of_gen = p is None or p[0] != t.generation
-        if first_of_gen and t.listening_mono is not None:
-            now = min(t.listening_mono, now)
-        self.period = (t.generation, name, now)
-        return now
 
     # ------------------------------------------------------------------ hand-off
     def process_work(self) -> None:
         """Hand off every finished file, oldest first, one generation at a time."""
-        assert self.handoff is not None
-        live = {self.proc.generation} if self.proc and self.proc.alive() else set()
-        files = list_work(self.spool.work)
-        if len(files) > 1:
-            self.enforce_budget()  # files in work/ count too: make room before the batch
-        for i, (w, path) in enumerate(files):
-            is_newest_of_gen = i + 1 == len(files) or files[i + 1][0].generation != w.generation
-            if w.generation in live and is_newest_of_gen:
-                break  # being written; newer generations wait for it
-            try:
-                if w.generation in self.overlap_next:
-                    self._remember_tail(w, path, last=is_newest_of_gen)
-                r = self.handoff.hand_off(w, path)
-            except FileNotFoundError:
-                continue
-            except OSError as e:
-                self.last_error = f"hand-off of {path.name} failed: {e}"
-                key = f"handoff:{e.strerror or e}"
-                self.errors.error(key, self.last_error, extra=fields(file=path.name))
-                break
-            self.errors.clear("handoff:", "hand-off")
-            self._clear_error("hand-off of ")
-            self._count(w, path, r)
+        assert self.queue is not None
+        live = self.proc.generation if self.proc and self.proc.alive() else None
+
+        def after_each() -> None:
             if self.proc:
                 self.proc.request_counters()
             self.enforce_budget()
 
-    def _remember_tail(self, w: WorkName, path: Path, last: bool) -> None:
-        """Add this old file's tail to the new generation's fingerprints; after its
-        last file the switch is done. OSError (full disk) leaves everything as it
-        was, so the hand-off waits and this is retried."""
-        new_gen = self.overlap_next[w.generation]
-        since = self.listening_at.get(new_gen)
-        if since is not None:
-            try:
-                tail = tail_since(path, since)
-            except ValueError:  # not a pcap: hand_off quarantines it
-                tail = []
-            if tail:
-                append_sidecar(sidecar_path(self.spool.work, new_gen), tail)
-        if last:
-            del self.overlap_next[w.generation]
-            with contextlib.suppress(FileNotFoundError):
-                switch_path(self.spool.work, w.generation).unlink()
+        self.queue.process(live, self.enforce_budget, after_each)
 
-    def load_switches(self) -> None:
-        """Overlaps a crashed supervisor left unfinished (see switch())."""
-        for w, _p in list_work(self.spool.work):
-            rec = read_switch(switch_path(self.spool.work, w.generation))
-            if rec is not None:
-                new_gen, since = rec
-                self.overlap_next[w.generation] = new_gen
-                self.listening_at.setdefault(new_gen, since)
-
-    def _count(self, w: WorkName, path: Path, r: HandoffResult) -> None:
-        if r.repaired_bytes:
-            self.n["repaired_files"] += 1
-            log.warning(
-                "repaired %s: cut off %d bytes of an incomplete last record",
-                path.name,
-                r.repaired_bytes,
-                extra=fields(file=path.name, removed_bytes=r.repaired_bytes),
-            )
-        self.n["duplicates_removed"] += r.stripped
-        if r.packets:
-            self.wrote_gens.add(w.generation)
-        if r.quarantined:
-            return  # hand_off logged it as an error
-        if r.name is None:
-            self.n["discarded_empty"] += 1
-            log.info("discarded %s: no packets", path.name, extra=fields(file=path.name))
-            return
-        self.n["handed_off_files"] += 1
-        self.n["handed_off_bytes"] += r.bytes
-        self.n["handed_off_packets"] += r.packets
-        self.last_handoff = {
-            "name": r.name,
-            "bytes": r.bytes,
-            "packets": r.packets,
-            "at": time.time(),
-        }
-        log.info(
-            "handed off %s (%d packets, %d bytes)",
-            r.name,
-            r.packets,
-            r.bytes,
-            extra=fields(
-                file=r.name,
-                bytes=r.bytes,
-                packets=r.packets,
-                generation=w.generation,
-                duplicates_removed=r.stripped or None,
-            ),
-        )
+    @property
+    def last_handoff(self) -> dict[str, Any] | None:
+        return self.queue.last_handoff if self.queue else None
 
     # ------------------------------------------------------------------ budget
     def enforce_budget(self) -> None:
-        sp = self.cfg.spool
-        u = budget.measure(self.spool, sp.max_megabytes, sp.min_free_percent)
-        self.usage = u
+        assert self.keeper is not None
         reserve = 0
-        if sp.on_full == "drop-oldest":
+        if self.cfg.spool.on_full == "drop-oldest":
             # drop as if the live file were already full: checked after each hand-off
             # and every tick, the spool then stays within budget plus one file
             rotate_bytes = self.cfg.capture.rotate_megabytes * 1_000_000
             reserve = budget.live_reserve(rotate_bytes, self._live_size())
-        if not u.over:
-            self.unfixable_logged = False
-            if self.paused and u.comfortable():
-                self.paused = False
-                self.next_start = 0.0
-                log.info("spool has room again; resuming capture", extra=fields(**u.as_dict()))
-            if u.used_bytes + reserve <= u.max_bytes:
-                return
-        if sp.on_full == "pause-capture":
-            if not self.paused:
-                self.paused = True
-                self.state_name = "paused"
-                log.warning(
-                    "spool over budget (%d of %d bytes, %.1f%% free); pausing capture",
-                    u.used_bytes,
-                    u.max_bytes,
-                    u.free_percent,
-                    extra=fields(**u.as_dict()),
-                )
-                # no drain wait: the budget matters more than the last second of packets
-                self.stop_capture(drain=False)
-            return
-        used = u.used_bytes
-        free = u.free_percent
-        for p in budget.oldest_ready(self.spool):
-            if used + reserve <= u.max_bytes and free >= sp.min_free_percent:
-                break
-            try:
-                size = p.stat().st_size
-                p.unlink()
-            except FileNotFoundError:
-                continue  # offload finished it meanwhile
-            used -= size
-            free = budget.free_percent(self.spool.root)
-            self.n["dropped_files"] += 1
-            self.n["dropped_bytes"] += size
-            log.warning(
-                "spool over budget: dropped %s (%d bytes)",
-                p.name,
-                size,
-                extra=fields(file=p.name, bytes=size),
-            )
-        self.usage = budget.Usage(used, u.max_bytes, free, sp.min_free_percent)
-        if self.usage.over and not self.unfixable_logged:
-            self.unfixable_logged = True
-            log.warning(
-                "spool still over budget with nothing left in ready/ to drop",
-                extra=fields(**self.usage.as_dict()),
-            )
+        change = self.keeper.enforce(self.cfg.spool, reserve)
+        if change == "pause":
+            self.state_name = "paused"
+            self.last_error = self.keeper.pause_message()
+            # no drain wait: the budget matters more than the last second of packets
+            self.stop_capture(drain=False)
+        elif change == "resume":
+            self.next_start = 0.0
 
     def _live_size(self) -> int | None:
         """Current size of the file the running tcpdump writes, None if none runs."""
         t = self.proc
         if t is None or not t.alive():
             return None
-        files = [p for w, p in list_work(self.spool.work) if w.generation == t.generation]
-        return _size(files[-1]) if files else 0
+        files = [n for w, n in list_work(self.dirs.work) if w.generation == t.generation]
+        return self._work_size(files[-1]) if files else 0
 
     # ------------------------------------------------------------------ stats & state
     def live_counters(self) -> Counters:
-        return self.totals.total(self.proc.counters if self.proc else None)
+        return self.stats.live(self.proc)
 
-    def stats(self) -> None:
-        now = time.monotonic()
-        if now >= self.next_stats:
-            self.next_stats = now + STATS_EVERY
-            if self.proc:
-                self.proc.request_counters()
-            total = self.live_counters()
-            self.drop_rate = drop_rate(self.rate_base, total)
-            self.rate_base = total
-            log.info(
-                "counters: %d captured, %d kernel drops, %d interface drops",
-                total.captured,
-                total.kernel_drops,
-                total.interface_drops,
-                extra=fields(
-                    packets_captured=total.captured,
-                    packets_received=total.received,
-                    kernel_drops=total.kernel_drops,
-                    interface_drops=total.interface_drops,
-                    drop_rate=round(self.drop_rate, 6),
-                ),
-            )
-        total = self.live_counters()
-        if total.drops > self.logged_counters.drops:
-            log.warning(
-                "packets dropped: %d by the kernel, %d by the interface (+%d)",
-                total.kernel_drops,
-                total.interface_drops,
-                total.drops - self.logged_counters.drops,
-                extra=fields(
-                    kernel_drops=total.kernel_drops, interface_drops=total.interface_drops
-                ),
-            )
-        self.logged_counters = total
+    def snapshot(self) -> report.Snapshot:
+        t = self.proc
+        files = []
+        if t is not None and self._dirs is not None:
+            files = [w for w, _n in list_work(self.dirs.work) if w.generation == t.generation]
+        k = self.keeper
+        return report.Snapshot(
+            state=self.state_name,
+            interface=self.cfg.capture.interface,
+            filter=self.effective_filter,
+            tcpdump_pid=t.pid if t and t.alive() else None,
+            generation=t.generation if t else None,
+            active_file=files[-1].format() if files else None,
+            active_since=files[-1].opened.timestamp() if files else None,
+            counts=dict(self.n),
+            totals=self.live_counters(),
+            drop_rate=self.stats.drop_rate,
+            paused=self.paused,
+            pause_reason=k.pause_reason if k else "",
+            last_error=self.last_error,
+            error_active=bool(self.errors.active()),
+            usage=k.usage if k else None,
+            last_handoff=self.last_handoff,
+            last_rotate=self.last_rotate,
+        )
 
     def state(self) -> dict[str, Any]:
-        t = self.proc
-        files = [w for w, _p in list_work(self.spool.work) if t and w.generation == t.generation]
-        total = self.live_counters()
-        return {
-            "state": self.state_name,
-            "tcpdump_pid": t.pid if t and t.alive() else None,
-            "generation": t.generation if t else None,
-            "interface": self.cfg.capture.interface,
-            "filter": self.effective_filter,
-            "active_file": files[-1].format() if files else None,
-            "active_since": files[-1].opened.timestamp() if files else None,
-            **self.n,
-            "last_handoff": self.last_handoff,
-            "packets_captured": total.captured,
-            "packets_received": total.received,
-            "kernel_drops": total.kernel_drops,
-            "interface_drops": total.interface_drops,
-            "drop_rate": self.drop_rate,
-            "paused": self.paused,
-            "last_error": self.last_error,
-            "budget": self.usage.as_dict() if self.usage else None,
-        }
+        return report.state_dict(self.snapshot())
 
     def status_line(self) -> str:
-        total = self.live_counters()
-        pct = f"{100 * self.usage.used_bytes / self.usage.max_bytes:.0f}%" if self.usage else "?"
-        return (
-            f"{self.state_name} on {self.cfg.capture.interface}: "
-            f"{self.n['handed_off_files']} files handed off, {total.kernel_drops} kernel drops, "
-            f"spool {pct} of budget"
-            + (f"; error: {self.last_error}" if self.errors.active() else "")
-        )
+        return report.status_line(self.snapshot())
 
     def publish(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -664,7 +417,7 @@ class Supervisor:
         state = self.state()
         self.metrics.publish(state)
         try:
-            write_state(self.spool.state / "capture.json", state)
+            write_state(self.spool.state_file("capture"), state)
         except OSError as e:
             self.errors.error(f"state:{e.strerror or e}", f"cannot write the state file: {e}")
         else:
@@ -676,7 +429,7 @@ class Supervisor:
         self.notifier.reloading()
         try:
             new = load_config(self.config_path)
-            if new.spool.directory != self.cfg.spool.directory:
+            if new.spool.directory != self.cfg.spool.directory:  # see ReloadPlan
                 log.error(
                     "reload: spool.directory cannot change while running (restart the "
                     "service); keeping %s",
@@ -689,7 +442,7 @@ class Supervisor:
                         )
                     }
                 )
-            uid = layout.resolve_user(new.capture.user)
+            uid, switch_user = layout.tcpdump_identity(new.capture.user)
             if uid != self.tcpdump_uid:
                 # before prepare() chowns work/ away from the running tcpdump's user
                 layout.check_reachable(self.spool.root, uid)
@@ -702,14 +455,17 @@ class Supervisor:
             for line in e.problems:
                 log.error("reload rejected, keeping the running configuration: %s", line)
             self.last_error = f"reload rejected: {e.problems[0]}"
-            reload_verdict.record(self.spool.state, False, "; ".join(e.problems))
+            reload_verdict.record(self.spool.capture_state, False, "; ".join(e.problems))
             self.notifier.ready(self.status_line())
             return
         old = self.cfg
-        changed = new.capture != old.capture or effective != self.effective_filter
+        running = self.proc.iface if self.proc and self.proc.alive() else None
+        plan = reloadplan.plan(
+            old, new, self.effective_filter, effective, running, self.tcpdump_uid, uid
+        )
         logging.getLogger().setLevel(new.log.level.upper())
         self.notifier.watchdog()  # validation made progress; the switch may take seconds
-        if new.spool.group != old.spool.group or uid != self.tcpdump_uid:
+        if plan.prepare_spool:
             try:
                 gid = layout.resolve_group(new.spool.group)
                 layout.prepare(self.spool, uid, gid)
@@ -724,79 +480,110 @@ class Supervisor:
                     e,
                 )
                 self.last_error = f"reload rejected: {e}"
-                reload_verdict.record(self.spool.state, False, self.last_error)
+                reload_verdict.record(self.spool.capture_state, False, self.last_error)
                 self.notifier.ready(self.status_line())
                 return
             self.gid, self.tcpdump_uid = gid, uid
+            assert self.handoff is not None
+            self.handoff.owners.add(uid)  # the old user's files are handed off too
+        self.switch_user = switch_user
         self.cfg = new
         assert self.handoff is not None
         self.handoff.gid = self.gid
         self.handoff.host = local_hostname(new.capture.hostname)
+        self.effective_filter = effective
         self._clear_error("reload rejected")
         switched = True
-        if changed:
-            self.effective_filter = effective
-            if self.proc and self.proc.alive() and new.capture.interface == self.proc.iface:
-                switched = self.switch(new, "reload")
-            else:
-                self.stop_capture(drain=True)
-                self.next_start = 0.0
-                self.waiting_logged = False
-                self.start_capture()
+        if plan.action == "switch":
+            switched = self.switch(new, "reload")
+        elif plan.action == "restart":
+            self.stop_capture(drain=True)
+            self.next_start = 0.0
+            self.waiting_logged = False
+            self.start_capture()
         log.info(
             "configuration reloaded%s",
-            "" if changed else " (capture unchanged)",
+            " (capture unchanged: cutting the current file now)" if plan.action == "rotate" else "",
             extra=fields(interface=new.capture.interface, filter=effective),
         )
+        if plan.action == "rotate":
+            self.rotate("reload")
         # a switch that failed keeps the old tcpdump (and filter) running
-        reload_verdict.record(self.spool.state, switched, "configuration reloaded" if switched
-                              else f"not applied: {self.last_error}")  # fmt: skip
+        reload_verdict.record(self.spool.capture_state, switched, "configuration reloaded"
+                              if switched else f"not applied: {self.last_error}")  # fmt: skip
         self.enforce_budget()
         self.notifier.ready(self.status_line())
 
+    def rotate(self, reason: str) -> None:
+        """Cut the current file now (`rollcap rotate`, a reload with nothing changed):
+        a make-before-break switch, so the file is handed off at once, no packet lost."""
+        t = self.proc
+        before = self.n["handed_off_files"]
+        if t is None or not t.alive() or not t.listening.is_set():
+            result = f"nothing to cut: {self.state_name}"
+        elif self.switch(self.cfg, reason):
+            after = self.n["handed_off_files"]
+            result = "handed off" if after > before else "no packets to hand off"
+        else:
+            result = f"failed: {self.last_error}"
+        handed = self.last_handoff["name"] if self.last_handoff else None
+        self.last_rotate = {"at": time.time(), "result": result, "last_handoff": handed}
+        log.info("%s: %s", reason, result, extra=fields(result=result))
+        self.publish(force=True)
+
     # ------------------------------------------------------------------ start/stop
     def stop_orphans(self) -> None:
-        """Stop tcpdumps a crashed supervisor left running (PR_SET_PDEATHSIG does not
-        survive tcpdump's setuid); they write into our work/, so they must end first."""
-        assert self.persistent is not None
-        for pid in self.persistent.tcpdump_pids:
-            if not _is_our_tcpdump(pid, self.spool.work):
-                continue
-            log.warning(
-                "stopping tcpdump %d left running by a previous rollcap capture",
-                pid,
-                extra=fields(tcpdump_pid=pid),
-            )
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while _is_our_tcpdump(pid, self.spool.work) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if _is_our_tcpdump(pid, self.spool.work):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                time.sleep(0.5)
+        """Stop tcpdumps a crashed supervisor left running; they write into our work/,
+        so they must end first. Only ever called holding the spool's lock."""
+        assert self.persistent is not None and self._lock_fd is not None
+        orphans.stop_orphans(self.persistent.tcpdump_pids, self.spool.work)
         self.persistent.tcpdump_pids = []
         self._save_persistent()
 
+    def load_switches(self) -> None:
+        """Overlaps a crashed supervisor left unfinished (see rollcap.capture.switching)."""
+        assert self.overlaps is not None
+        self.overlaps.load()
+
     def remove_stale_temps(self) -> None:
         """Overlap sidecars and strip temp files of generations already handed off."""
-        for p in self.spool.work.glob(".*"):
-            stale = p.name.startswith((".overlap-", ".switch-")) or p.name.endswith(".strip")
-            if p.is_file() and stale:
-                log.info("removing stale %s", p.name, extra=fields(file=p.name))
+        work = self.dirs.work
+        for name in work.names():
+            stale = name.startswith((".overlap-", ".switch-")) or (
+                name.startswith(".") and name.endswith((".strip", ".tmp"))
+            )
+            st = work.lstat(name)
+            if stale and st is not None and stat.S_ISREG(st.st_mode):
+                log.info("removing stale %s", name, extra=fields(file=name))
                 with contextlib.suppress(FileNotFoundError):
-                    p.unlink()
+                    work.unlink(name)  # never follows: a link would go, not its target
+
+    def open_spool(self) -> None:
+        """Make the spool's directories right, open them, load the counters."""
+        layout.prepare(self.spool, self.tcpdump_uid, self.gid)
+        self._dirs = CaptureDirs.open(self.spool)
+        # before anything in the spool is read or changed: a second capture stops here
+        self._lock_fd = lock.take(self.dirs.state, self.spool.root)
+        self.persistent = Persistent.load(self.dirs)
+        self.handoff = Handoff(
+            self.dirs,
+            self.persistent,
+            local_hostname(self.cfg.capture.hostname),
+            self.gid,
+            self.tcpdump_uid,
+        )
+        self.overlaps = Overlaps(self.dirs.work)
+        self.queue = HandoffQueue(
+            self.handoff, self.overlaps, self.n, self.errors, self._set_error,
+            lambda: self._clear_error("hand-off of "),
+        )  # fmt: skip
+        self.keeper = BudgetKeeper(self.spool, self.dirs, self.n)
 
     def run(self) -> int:
         self.effective_filter = self.compute_filter(self.cfg)
         self.validate(self.cfg, self.effective_filter)
-        layout.prepare(self.spool, self.tcpdump_uid, self.gid)
-        self.persistent = Persistent.load(self.spool)
-        self.handoff = Handoff(
-            self.spool, self.persistent, local_hostname(self.cfg.capture.hostname), self.gid
-        )
-        self._install_signals()
+        self.open_spool()
+        self.wakeup.install_signals()
         observer = Observer()
         observer.schedule(
             _WakeHandler(self.wake),
@@ -830,20 +617,23 @@ class Supervisor:
 
     def _loop(self) -> None:
         sel = selectors.DefaultSelector()
-        sel.register(self._wake_r, selectors.EVENT_READ)
+        sel.register(self.wakeup.read_fd, selectors.EVENT_READ)
         left: float | None = None
-        while not self.stop_flag:
-            sel.select(self._timeout(left))
-            self._drain_wake()
-            if self.stop_flag:
+        while not self.wakeup.stop:
+            sel.select(self.loop_timeout(left))
+            self.wakeup.drain()
+            if self.wakeup.stop:
                 break
-            if self.reload_flag:
-                self.reload_flag = False
+            if self.wakeup.reload:
+                self.wakeup.reload = False
                 self.reload()
+            if self.wakeup.rotate:
+                self.wakeup.rotate = False
+                self.rotate("rotate requested")
             self.check_exit()
             self.process_work()
             left = self.check_quiet()
-            self.stats()
+            self.stats.tick(self.proc)
             self.enforce_budget()
             self.start_capture()
             p = self.proc
@@ -856,7 +646,7 @@ class Supervisor:
             self.publish()
             self.notifier.watchdog()
 
-    def _timeout(self, quiet_left: float | None) -> float:
+    def loop_timeout(self, quiet_left: float | None) -> float:
         """How long the loop may sleep: a tick, or less when something is due.
         A restart is due at next_start; a tcpdump whose stderr closed is exiting
         and is reaped a moment later (the EOF wake-up can come before that)."""
@@ -889,26 +679,9 @@ class Supervisor:
         )
 
 
-def _size(p: Path) -> int:
-    try:
-        return p.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _is_our_tcpdump(pid: int, work_dir: Path) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    if stat.rsplit(")", 1)[-1].split()[0] == "Z":
-        return False  # a zombie waiting for its reaper has closed its files
-    return str(work_dir).encode() in cmdline and b"tcpdump" in cmdline
-
-
 def run(config_path: str) -> int:
     cfg = load_config(config_path)
     setup_logging(cfg.log.level, "rollcap-capture")
-    os.umask(0o027)
+    # as the unit's UMask=: files others read get their mode explicitly
+    os.umask(0o077)
     return Supervisor(config_path, cfg).run()

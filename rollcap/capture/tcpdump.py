@@ -56,7 +56,7 @@ class Tcpdump:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=TCPDUMP_ENV,
-            umask=0o007,
+            umask=0o027,  # 0640: the group (offload) reads finished files, nobody writes
             start_new_session=True,  # a terminal's ^C must not reach tcpdump first
             close_fds=True,
         )

@@ -94,8 +94,10 @@ class CaptureConfig(_Section):
     )
     user: str = Field(
         "tcpdump",
-        description="User tcpdump switches to after opening the interface (tcpdump -Z). "
-        "Output files are created as this user.",
+        description="Only when rollcap capture is started as root (by hand, outside the "
+        "packaged unit): the user tcpdump switches to after opening the interface "
+        "(tcpdump -Z). The packaged service runs the daemon and tcpdump as the "
+        "unprivileged user rollcap-capture, with CAP_NET_RAW only, and ignores this key.",
     )
     hostname: str = Field(
         "",
@@ -171,12 +173,22 @@ class SpoolConfig(_Section):
         10,
         ge=0,
         le=90,
-        description="Never leave the spool's filesystem with less free space than this.",
+        description="Never leave the spool's filesystem with less free space than this. "
+        "Below it capture pauses (and warns) until there is room again; it never deletes "
+        "captures because something else filled the disk.",
     )
     on_full: Literal["drop-oldest", "pause-capture"] = Field(
         "drop-oldest",
-        description='"drop-oldest" deletes the oldest finished files (a ring buffer); '
+        description='When the spool itself exceeds max_megabytes: "drop-oldest" deletes the '
+        "oldest finished files, no more than the spool's own overage (a ring buffer); "
         '"pause-capture" stops tcpdump until space returns.',
+    )
+    quarantine_megabytes: int = Field(
+        500,
+        ge=1,
+        le=100_000_000,
+        description="Cap in millions of bytes for quarantine/ (files refused as not pcap, "
+        "symlinks, ...). Over it, the oldest entries are removed first, each logged.",
     )
     group: str = Field(
         "rollcap",

@@ -7,6 +7,7 @@ file or the destination can do. The main loop decides about retries.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -24,9 +25,10 @@ from rollcap.keys import KeyFields, render_key
 from rollcap.offload.compress import Cancelled, Compressed, compress_fd
 from rollcap.offload.discovery import oldest_first
 from rollcap.offload.existing import judge
-from rollcap.offload.quarantine import quarantine
 from rollcap.offload.vet import Opened, Refused, Vanished, open_ready
+from rollcap.quarantine import quarantine
 from rollcap.spool import Spool
+from rollcap.spoolfs import Dir
 from rollcap.storage.base import (
     META,
     ObjectExistsError,
@@ -120,6 +122,12 @@ class OrderedSlots:
                 self._cv.notify_all()
 
 
+# Storage errors about one file's key, not about the destination (file://: a
+# name too long for the archive's filesystem): that file is quarantined, the
+# destination is not "down".
+PER_FILE_CODES = frozenset({"InvalidKey", "ENAMETOOLONG"})
+
+
 class Pipeline:
     def __init__(
         self, cfg: RollcapConfig, spool: Spool, storage: Storage, owners: set[int],
@@ -153,9 +161,18 @@ class Pipeline:
         )  # fmt: skip
         return render_key(self.cfg.offload.key_template, fields)
 
+    @functools.cached_property
+    def ready(self) -> Dir:
+        """ready/ (opened once the service has made sure it exists)."""
+        return Dir(self.spool.ready)
+
+    @functools.cached_property
+    def quarantine_dir(self) -> Dir:
+        return Dir(self.spool.quarantine)
+
     def quarantine(self, name: str, reason: str) -> Outcome:
         try:
-            quarantine(self.spool.ready / name, self.spool.quarantine, reason)
+            quarantine(self.ready, name, self.quarantine_dir, reason)
         except FileNotFoundError:
             return Outcome(name, "dropped", message=reason)
         except OSError as e:
@@ -181,7 +198,7 @@ class Pipeline:
         t0 = time.monotonic()
         path = self.spool.ready / name
         try:
-            opened = open_ready(path, self.owners)
+            opened = open_ready(self.ready, name, self.owners)
         except Refused as e:
             return self.quarantine(name, str(e))
         except Vanished:
@@ -263,6 +280,9 @@ class Pipeline:
         except StorageError as e:
             if self.stop.is_set():
                 return Outcome(name, "cancelled")
+            if e.code in PER_FILE_CODES:
+                # about this file's key, not the destination: it would fail forever
+                return self.quarantine(name, f"cannot be stored as {key}: {e}")
             return Outcome(name, "failed", key=key, message=str(e), dest_error=e)
         out.seconds = time.monotonic() - t0
         # Logged before the delete: a kill between the two must not leave a
@@ -273,13 +293,9 @@ class Pipeline:
         )  # fmt: skip
         # verified: now, and only now, the local copy may go
         try:
-            st = os.lstat(path)
-            if (st.st_dev, st.st_ino) == (opened.st.st_dev, opened.st.st_ino):
-                os.unlink(path)
-            else:
+            # not a file put in its place meanwhile; gone: dropped by capture
+            if not self.ready.unlink_if_same(name, opened.st):
                 out.removed_by_capture = True
-        except FileNotFoundError:
-            out.removed_by_capture = True  # dropped by capture while we uploaded it
         except OSError as e:
             out.kind = "ignored"
             out.message = f"stored as {key} but cannot delete {path}: {e}"

@@ -162,6 +162,8 @@ class OffloadService:
             except OSError as e:
                 raise RollcapError(f"spool directory {d}: {e.strerror}") from None
         self._lock_spool()
+        # ready/'s owner: the packaged capture user (rollcap-capture)
+        self.pipeline.owners |= expected_owners(self.cfg.capture.user, self.pipeline.ready)
         for name in clean_tmp(self.spool.tmp):
             log.info("removed stale temp file %s", name, extra=fields(file=name))
         self.watcher.start()  # before the scan: nothing can fall between the two

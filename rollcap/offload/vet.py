@@ -1,22 +1,21 @@
 """Decide whether a file in ready/ may be uploaded, and open it safely.
 
-Never follows a symlink (lstat, then O_NOFOLLOW), never opens a FIFO or a
-device (O_NONBLOCK as a second guard), and checks the inode did not change
-between lstat and open. Anything refused is quarantined by the caller.
+Through ready/'s directory fd (rollcap.spoolfs): never follows a symlink, never
+opens a FIFO or a device for real (O_NONBLOCK), and requires of the open fd a
+regular file with one link and the capture user as its owner. Anything refused
+is quarantined by the caller.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import pwd
-import stat
 from dataclasses import dataclass
-from pathlib import Path
 
 from rollcap.naming import ReadyName
 from rollcap.pcapfile import GLOBAL_HEADER_LEN, NotPcapError, PcapHeader, parse_header
+from rollcap.spoolfs import BadEntry, Dir
 
 
 class Refused(Exception):
@@ -41,66 +40,38 @@ class Opened:
             os.close(self.fd)
 
 
-def expected_owners(capture_user: str) -> set[int]:
-    """root, the capture user (tcpdump -Z) and ourselves."""
-    owners = {0, os.geteuid()}
+def expected_owners(capture_user: str, ready: Dir | None = None) -> set[int]:
+    """Who may own a file in ready/: ready/'s own owner (the packaged capture user,
+    rollcap-capture), root and capture.user (a capture started as root, by hand)."""
+    owners = {0}
     with contextlib.suppress(KeyError):
         owners.add(pwd.getpwnam(capture_user).pw_uid)
+    if ready is not None:
+        owners.add(ready.owner())
     return owners
 
 
-def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
-def open_ready(path: Path, owners: set[int]) -> Opened:
-    """Open a ready/ file for upload or raise Refused / Vanished."""
-    name = ReadyName.parse(path.name)
-    if name is None:
+def open_ready(ready: Dir, name: str, owners: set[int]) -> Opened:
+    """Open ready/name for upload or raise Refused / Vanished."""
+    parsed = ReadyName.parse(name)
+    if parsed is None:
         raise Refused("not a rollcap capture name (YYYYmmddTHHMMSSZ-SEQ_host_iface.pcap)")
     try:
-        st = os.lstat(path)
+        fd = ready.open(name, owners)
     except FileNotFoundError:
         raise Vanished() from None
-    if stat.S_ISLNK(st.st_mode):
-        raise Refused("a symbolic link (never followed)")
-    if not stat.S_ISREG(st.st_mode):
-        raise Refused(f"{_kind(st.st_mode)}, not a regular file")
-    if st.st_uid not in owners:
-        raise Refused(f"owned by uid {st.st_uid}, not by root or the capture user")
-    if st.st_size == 0:
-        raise Refused("empty (0 bytes)")
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
-    try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise Vanished() from None
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise Refused("a symbolic link (never followed)") from None
-        if e.errno == errno.EACCES:
-            raise Refused("not readable by the offload user (check spool.group)") from None
-        raise
+    except BadEntry as e:
+        raise Refused(str(e)) from None
     try:
         fst = os.fstat(fd)
-        if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(fst.st_mode):
-            raise Refused("replaced while being opened")
+        if fst.st_size == 0:
+            raise Refused("empty (0 bytes)")
         header_bytes = os.read(fd, GLOBAL_HEADER_LEN)
         try:
             header = parse_header(header_bytes)
         except NotPcapError as e:
             raise Refused(str(e)) from None
-        os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
         raise
-    return Opened(fd, name, header, header_bytes, fst.st_size, fst)
+    return Opened(fd, parsed, header, header_bytes, fst.st_size, fst)

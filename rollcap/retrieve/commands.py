@@ -193,6 +193,13 @@ def _rank(level: str) -> int:
     return ["debug", "info", "warning", "error"].index(level)
 
 
+def _local_notes(cfg: RollcapConfig) -> None:
+    from rollcap.capture.openfiles import local_notes
+
+    for note in local_notes(cfg):
+        print(f"rollcap: note: {note}", file=sys.stderr)
+
+
 def run_list(args: argparse.Namespace, cfg: RollcapConfig) -> int:
     _setup(args, cfg)
     storage = _open(cfg)
@@ -201,9 +208,11 @@ def run_list(args: argparse.Namespace, cfg: RollcapConfig) -> int:
     except NothingFound:
         if args.json:
             print("[]")
+        _local_notes(cfg)
         raise
     finally:
         storage.close()
+    _local_notes(cfg)
     try:
         if args.json:
             json.dump([_as_json(c) for c in caps], sys.stdout, indent=2)

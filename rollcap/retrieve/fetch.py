@@ -28,13 +28,13 @@ from typing import BinaryIO, cast
 import zstandard
 
 from rollcap.errors import RollcapError
-from rollcap.pcapfile import NotPcapError, PcapHeader
+from rollcap.pcapfile import GLOBAL_HEADER_LEN, NotPcapError, PcapHeader
 from rollcap.retrieve import bpf
 from rollcap.retrieve.catalog import Capture
 from rollcap.retrieve.merge import Part, chains, reduce_chains, write_merged
 from rollcap.retrieve.output import Output, place, resolve_output
 from rollcap.retrieve.progress import Progress
-from rollcap.retrieve.records import NS, RecordReader, window_filter
+from rollcap.retrieve.records import NS, RecordReader, TooLarge, window_filter
 from rollcap.storage.base import Storage, StorageError
 
 log = logging.getLogger("rollcap.retrieve")
@@ -64,6 +64,20 @@ class FetchResult:
 
 def _linktype_name(lt: int) -> str:
     return f"{lt} ({LINKTYPE_NAMES[lt]})" if lt in LINKTYPE_NAMES else str(lt)
+
+
+def check_free_space(directory: Path, captures: list[Capture], workers: int) -> None:
+    """Refuse a fetch that cannot fit: up to `workers` downloads at once, plus
+    every capture's packets (their recorded pcap bytes: the windows kept, then
+    the merged output), before anything is downloaded."""
+    sizes = sorted((c.size for c in captures), reverse=True)
+    need = sum(sizes[: max(1, workers)]) + sum(_max_pcap_bytes(c) for c in captures)
+    free = shutil.disk_usage(directory).free
+    if need > free:
+        raise RollcapError(
+            f"not enough free space in {directory} for this fetch: up to {need:,} bytes "
+            f"needed, {free:,} free (narrow the time window or the hosts, or write elsewhere)"
+        )
 
 
 def fetch(
@@ -97,6 +111,7 @@ def fetch(
             f"{where or tempfile.gettempdir()}: {e.strerror}"
         ) from None
     try:
+        check_free_space(workdir, captures, workers)
         pieces = _fetch_all(storage, captures, workdir, since, until, bpf_filter, tcpdump,
                             workers, progress)  # fmt: skip
         if progress:
@@ -132,7 +147,13 @@ def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path, since: 
                 progress.advance(cap.size)
             return None
         try:
-            header, n, first, last, truncated = window_filter(dl, win, since_ns, until_ns)
+            header, n, first, last, truncated = window_filter(
+                dl, win, since_ns, until_ns, _max_pcap_bytes(cap)
+            )
+        except TooLarge as e:
+            raise RollcapError(
+                f"{cap.key}: {e} (its metadata records {cap.pcap_bytes} pcap bytes); not fetched"
+            ) from None
         except (NotPcapError, EOFError, zstandard.ZstdError, gzip.BadGzipFile) as e:
             raise RollcapError(f"{cap.key}: not a readable capture: {e}") from None
         dl.unlink()
@@ -164,6 +185,17 @@ def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path, since: 
     finally:
         # on an error or Ctrl-C, do not start the downloads still queued
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+# Without a recorded size, a capture may decompress to this many times its
+# stored size (zstd on pcap: about 5x measured; anything far beyond is a bomb).
+MAX_RATIO = 100
+
+
+def _max_pcap_bytes(cap: Capture) -> int:
+    if cap.pcap_bytes is not None and cap.pcap_bytes >= 0:
+        return cap.pcap_bytes
+    return max(cap.size, 1) * MAX_RATIO + GLOBAL_HEADER_LEN
 
 
 def _part_of(path: Path) -> Part | None:

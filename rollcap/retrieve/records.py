@@ -128,11 +128,30 @@ def file_header(*, linktype: int, snaplen: int, nanos: bool) -> bytes:
     return struct.pack("<IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)
 
 
+class TooLarge(ValueError):
+    """A stored object decompresses to more than it may (a decompression bomb)."""
+
+
+class _Bounded:
+    """A reader that refuses to yield more than limit bytes."""
+
+    def __init__(self, f: BinaryIO, limit: int) -> None:
+        self._f, self._left, self._limit = f, limit, limit
+
+    def read(self, n: int = -1) -> bytes:
+        b = self._f.read(n if n >= 0 else self._left + 1)
+        self._left -= len(b)
+        if self._left < 0:
+            raise TooLarge(f"decompresses to more than {self._limit} bytes")
+        return b
+
+
 def window_filter(
-    src: Path, dest: Path, since_ns: int, until_ns: int
+    src: Path, dest: Path, since_ns: int, until_ns: int, max_bytes: int | None = None
 ) -> tuple[PcapHeader, int, int | None, int | None, bool]:
     """Copy the records of src (any compression) with since <= ts < until into dest,
-    unchanged (same header, same record format).
+    unchanged (same header, same record format). TooLarge when src decompresses to
+    more than max_bytes (its recorded pcap size): a bucket object is untrusted.
 
     Returns the source header, packets kept, first/last kept timestamps (ns)
     and whether the source ended in a cut-off record.
@@ -140,7 +159,8 @@ def window_filter(
     first: int | None = None
     last: int | None = None
     n = 0
-    with open_decompressed(src) as f, open(dest, "wb") as out:
+    with open_decompressed(src) as stream, open(dest, "wb") as out:
+        f: BinaryIO = stream if max_bytes is None else _Bounded(stream, max_bytes)  # type: ignore[assignment]
         reader = RecordReader(f, src.name)
         out.write(reader.raw_header)
         write = out.write

@@ -103,11 +103,13 @@ class LocalStorage(Storage):
                  part_sha256: Sequence[bytes] = ()) -> ObjectInfo:  # fmt: skip
         dest = self._path(key)
         meta = {**metadata, META["sha256"]: sha256}
-        if dest.exists():
-            raise ObjectExistsError(key)
         tmp_data = self.tmp / f"{uuid.uuid4().hex}.data"
         tmp_meta = self.tmp / f"{uuid.uuid4().hex}.meta"
         try:
+            # in the try: a path too long for the filesystem (ENAMETOOLONG) is a
+            # StorageError of this key, which the offload treats as this file's
+            if os.path.lexists(dest) or dest.exists():
+                raise ObjectExistsError(key)
             self.tmp.mkdir(mode=0o750, parents=True, exist_ok=True)
             dest.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
             try:

@@ -45,6 +45,8 @@ class CaptureDaemon:
         write_config(self.config, self.spool, iface, **capture)
         self.proc: subprocess.Popen[bytes] | None = None
         self.notify: socket.socket | None = None
+        # e.g. setpriv ...: run the daemon as another user
+        self.prefix: list[str] = []
 
     def listen_notify(self) -> None:
         """Receive sd_notify messages like systemd does (call before start).
@@ -79,7 +81,15 @@ class CaptureDaemon:
             env["NOTIFY_SOCKET"] = str(self.tmp / "notify.sock")
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "rollcap", "capture", "--config", str(self.config)],
+                [
+                    *self.prefix,
+                    sys.executable,
+                    "-m",
+                    "rollcap",
+                    "capture",
+                    "--config",
+                    str(self.config),
+                ],
                 cwd=REPO,
                 env=env,
                 stdout=out,
@@ -92,7 +102,7 @@ class CaptureDaemon:
 
     def state(self) -> dict[str, Any]:
         try:
-            data = json.loads((self.spool / "state" / "capture.json").read_text())
+            data = json.loads((self.spool / "capture" / "capture.json").read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             return {}
         assert isinstance(data, dict)

@@ -651,7 +651,7 @@ def test_the_stored_object_is_logged_before_the_local_file_is_deleted(
     real_unlink = os.unlink
 
     def unlink(path: Any, *a: Any, **kw: Any) -> None:
-        if Path(path) == f:
+        if Path(path).name == f.name:  # by name, through ready/'s fd
             logged_at_unlink.extend(r.getMessage() for r in caplog.records)
         real_unlink(path, *a, **kw)
 

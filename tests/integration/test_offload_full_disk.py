@@ -21,9 +21,10 @@ import pytest
 from rollcap.config.load import validate_data
 from rollcap.notify import Notifier
 from rollcap.offload.compress import compress_fd
-from rollcap.offload.quarantine import quarantine
 from rollcap.offload.service import Entry, OffloadService
 from rollcap.pcapfile import GLOBAL_HEADER_LEN, parse_header
+from rollcap.quarantine import quarantine
+from rollcap.spoolfs import Dir
 from rollcap.storage import open_storage
 from tests.support.net import TEST_PCAPS
 
@@ -141,7 +142,7 @@ def test_quarantine_on_a_full_disk_moves_the_file_without_a_half_reason(tiny_fs:
     bad = ready / "bad.pcap"
     bad.write_bytes(b"x" * 100)
     fill(tiny_fs / "ballast")
-    dest = quarantine(bad, quar, "not a pcap " * 1000)
+    dest = quar / quarantine(Dir(ready), bad.name, Dir(quar), "not a pcap " * 1000)
     assert dest.exists() and not bad.exists()
     reason = Path(f"{dest}.reason")
     assert not reason.exists() or reason.read_text().endswith("\n")

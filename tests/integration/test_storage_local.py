@@ -127,3 +127,19 @@ def test_unwritable_archive_is_a_permanent_error(tmp_path: Path) -> None:
     with pytest.raises(StorageError) as e:
         store.check()
     assert str(tmp_path) in str(e.value)
+
+
+def test_a_path_too_long_for_the_filesystem_is_this_keys_failure(tmp_path: Path) -> None:
+    """ENAMETOOLONG (archive path + key over PATH_MAX) names the key: the offload
+    quarantines that file instead of calling the destination down."""
+    from rollcap.offload.pipeline import PER_FILE_CODES
+
+    deep = tmp_path
+    while len(str(deep)) < 3600:
+        deep = deep / ("d" * 200)
+    store = _store(deep / "archive")
+    src, sha = _file(tmp_path, 100)
+    key = "/".join(["s" * 250] * 3) + "/x.pcap"
+    with pytest.raises(StorageError) as e:
+        store.put_file(src, key, size=100, sha256=sha, metadata={})
+    assert e.value.code == "ENAMETOOLONG" and e.value.code in PER_FILE_CODES

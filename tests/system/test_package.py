@@ -59,13 +59,12 @@ def unit_props(c: Container, unit: str, *props: str) -> dict[str, str]:
 
 
 def tcpdump_child(c: Container, unit: str) -> tuple[int, str] | None:
-    """(pid, command line) of the unit's tcpdump once it has dropped privileges:
-    then its interface is open and its filter attached."""
+    """(pid, command line) of the unit's tcpdump, running as rollcap-capture."""
     cg = unit_props(c, unit, "ControlGroup")["ControlGroup"]
     if not cg:
         return None
     script = f"""
-uid=$(id -u tcpdump)
+uid=$(id -u rollcap-capture)
 for f in /sys/fs/cgroup{cg}/cgroup.procs /sys/fs/cgroup/systemd{cg}/cgroup.procs; do
     [ -r "$f" ] || continue
     for pid in $(cat "$f"); do
@@ -117,18 +116,22 @@ def shutil_copy(src: Path, dst: Path) -> None:
 
 def test_users_and_directories(container: Container) -> None:
     c = container
-    pw = c.run(["getent", "passwd", "rollcap"]).stdout.strip().split(":")
-    assert pw[6] == "/usr/sbin/nologin" and int(pw[2]) < 1000
+    for user in ("rollcap", "rollcap-capture"):
+        pw = c.run(["getent", "passwd", user]).stdout.strip().split(":")
+        assert pw[6] == "/usr/sbin/nologin" and int(pw[2]) < 1000
+    # the capture user is in no group of offload's
+    assert c.run(["id", "-Gn", "rollcap-capture"]).stdout.split() == ["rollcap-capture"]
     modes = c.run(["stat", "-c", "%n %a %U %G", SPOOL, *(f"{SPOOL}/{d}" for d in
-                   ("work", "ready", "quarantine", "tmp", "state")),
+                   ("work", "capture", "ready", "quarantine", "tmp", "state")),
                    "/var/lib/rollcap", "/var/lib/rollcap/archive"]).stdout.splitlines()  # fmt: skip
     assert modes == [
         f"{SPOOL} 751 root rollcap",
-        f"{SPOOL}/work 2770 tcpdump rollcap",
-        f"{SPOOL}/ready 2770 root rollcap",
-        f"{SPOOL}/quarantine 2770 root rollcap",
-        f"{SPOOL}/tmp 2770 root rollcap",
-        f"{SPOOL}/state 2770 root rollcap",
+        f"{SPOOL}/work 2700 rollcap-capture rollcap",
+        f"{SPOOL}/capture 2750 rollcap-capture rollcap",
+        f"{SPOOL}/ready 2770 rollcap-capture rollcap",
+        f"{SPOOL}/quarantine 2770 rollcap-capture rollcap",
+        f"{SPOOL}/tmp 2750 rollcap rollcap",
+        f"{SPOOL}/state 2750 rollcap rollcap",
         "/var/lib/rollcap 750 rollcap rollcap",
         "/var/lib/rollcap/archive 750 rollcap rollcap",
     ]
@@ -189,18 +192,18 @@ def _probe_unit(
 def test_tcpdump_captures_in_the_capture_sandbox(
     container: Container, sys_veth: Veth, all_pcap: Path
 ) -> None:
-    """tcpdump -Z under rollcap-capture's exact hardening (no CAP_NET_ADMIN, no
-    CAP_DAC_OVERRIDE, @system-service, PrivateDevices, ...) captures every packet,
-    with a -B kernel buffer (libpcap sizes its ring; no SO_RCVBUFFORCE needed)."""
+    """tcpdump as rollcap-capture under the unit's exact hardening (its ambient
+    CAP_NET_RAW only, no -Z, @system-service, PrivateDevices, ...) captures every
+    packet, with a -B kernel buffer (libpcap sizes its ring; no SO_RCVBUFFORCE needed)."""
     c = container
     work = f"{SPOOL}/work/g000001-probe.pcap"
     _probe_unit(c, "rollcap-capture.service", "rollcap-probe-capture.service", f"""
 Type=simple
-ExecStart=/usr/bin/tcpdump -i {sys_veth.b} -n -s 262144 -B 8192 -Z tcpdump -C 1000 -w {work}
+ExecStart=/usr/bin/tcpdump -i {sys_veth.b} -n -s 262144 -B 8192 -C 1000 -w {work}
 """)  # fmt: skip
     c.run(["systemctl", "start", "rollcap-probe-capture.service"])
     try:
-        wait_for("tcpdump to drop privileges",
+        wait_for("tcpdump to run",
                  lambda: tcpdump_child(c, "rollcap-probe-capture.service"))  # fmt: skip
         sys_veth.replay(all_pcap, pps=REPLAY_PPS)
         time.sleep(SETTLE)
@@ -209,22 +212,23 @@ ExecStart=/usr/bin/tcpdump -i {sys_veth.b} -n -s 262144 -B 8192 -Z tcpdump -C 10
     result = unit_props(c, "rollcap-probe-capture.service", "Result")["Result"]
     assert result == "success"
     assert count_packets(c.path(work)) == count_packets(all_pcap)
-    # UMask=0007 + setgid work/: group rollcap may read and repair it, others nothing
-    assert c.run(["stat", "-c", "%a %U %G", work]).stdout.split() == ["660", "tcpdump", "rollcap"]
+    # UMask=0077 here (the daemon gives tcpdump 0027); setgid work/: group rollcap
+    st = c.run(["stat", "-c", "%a %U %G", work]).stdout.split()
+    assert st == ["600", "rollcap-capture", "rollcap"]
 
 
 def test_reload_signals_the_main_process(container: Container) -> None:
     """ExecReload= (`rollcap reload`, in the capture sandbox) sends SIGHUP to the main
-    process and waits for its verdict in state/capture-reload.json."""
+    process and waits for its verdict in capture/capture-reload.json."""
     c = container
     c.write("/usr/local/bin/rollcap-probe-reload", f"""#!/bin/sh
 answer() {{
-    echo hup > {SPOOL}/state/probe-hup
+    echo hup > {SPOOL}/capture/probe-hup
     printf '{{"seq": 1, "ok": true, "message": "probe reloaded", "pid": %d}}' $$ \\
-        > {SPOOL}/state/capture-reload.json
+        > {SPOOL}/capture/capture-reload.json
 }}
 trap answer HUP
-touch {SPOOL}/state/probe-trap
+touch {SPOOL}/capture/probe-trap
 while :; do sleep 0.2; done
 """, 0o755)
     _probe_unit(c, "rollcap-capture.service", "rollcap-probe-reload.service", """
@@ -234,33 +238,36 @@ ExecStart=/usr/local/bin/rollcap-probe-reload
     c.run(["systemctl", "start", "rollcap-probe-reload.service"])
     try:
         # Type=simple returns at fork: reload only once the trap is in place
-        wait_for("the trap", lambda: c.path(f"{SPOOL}/state/probe-trap").exists(), 20)
+        wait_for("the trap", lambda: c.path(f"{SPOOL}/capture/probe-trap").exists(), 20)
         c.run(["systemctl", "reload", "rollcap-probe-reload.service"])
-        wait_for("SIGHUP to arrive", lambda: c.path(f"{SPOOL}/state/probe-hup").exists(), 20)
+        wait_for("SIGHUP to arrive", lambda: c.path(f"{SPOOL}/capture/probe-hup").exists(), 20)
     finally:
         c.run(["systemctl", "stop", "rollcap-probe-reload.service"])
-        c.run(["rm", "-f", f"{SPOOL}/state/probe-hup", f"{SPOOL}/state/probe-trap",
-               f"{SPOOL}/state/capture-reload.json", "/usr/local/bin/rollcap-probe-reload",
+        c.run(["rm", "-f", f"{SPOOL}/capture/probe-hup", f"{SPOOL}/capture/probe-trap",
+               f"{SPOOL}/capture/capture-reload.json", "/usr/local/bin/rollcap-probe-reload",
                "/etc/systemd/system/rollcap-probe-reload.service"])  # fmt: skip
     log = c.run(["journalctl", "-u", "rollcap-probe-reload", "-o", "cat"]).stdout
     assert "probe reloaded" in log  # `rollcap reload` printed the verdict
 
 
 def test_capture_sandbox_can_hand_files_off(container: Container) -> None:
-    """What the capture daemon does to tcpdump's files works without CAP_DAC_OVERRIDE
-    and CAP_FOWNER: append (repair), take over, chmod, rename to ready/."""
+    """What the capture daemon does to tcpdump's files works as rollcap-capture with
+    no capability but CAP_NET_RAW: append (repair), chmod, rename to ready/, its
+    state in capture/; and it cannot write offload's state/ and tmp/."""
     c = container
     _probe_unit(c, "rollcap-capture.service", "rollcap-probe-handoff.service", f"""
 Type=oneshot
 ExecStart=/bin/sh -ec 'cd {SPOOL}; f=work/g000001-probe.pcap; : >> $f; \\
-  chown root:rollcap $f; chmod 0640 $f; mv $f ready/probe.pcap; \\
-  echo "{{}}" > state/probe.json; rm state/probe.json'
+  chmod 0640 $f; mv $f ready/probe.pcap; \\
+  echo "{{}}" > capture/probe.json; rm capture/probe.json; \\
+  ! touch state/probe 2>/dev/null; ! touch tmp/probe 2>/dev/null; \\
+  ! ls /var/lib/rollcap 2>/dev/null'
 """)  # fmt: skip
     r = c.run(["systemctl", "start", "rollcap-probe-handoff.service"], check=False)
     log = c.run(["journalctl", "-u", "rollcap-probe-handoff", "-o", "cat"]).stdout
     assert r.returncode == 0, log
     st = c.run(["stat", "-c", "%a %U %G", f"{SPOOL}/ready/probe.pcap"]).stdout.split()
-    assert st == ["640", "root", "rollcap"]
+    assert st == ["640", "rollcap-capture", "rollcap"]
 
 
 def test_offload_sandbox_reads_and_deletes(container: Container) -> None:
@@ -275,7 +282,8 @@ Type=oneshot
 ExecStart=/bin/sh -ec 'cd {SPOOL}; cp ready/probe.pcap tmp/probe.pcap; \\
   mv tmp/probe.pcap /var/lib/rollcap/archive/probe.pcap; rm ready/probe.pcap; \\
   grep -q probe "$CREDENTIALS_DIRECTORY/s3-credentials"; \\
-  ! cat /etc/credstore/rollcap-s3-credentials 2>/dev/null'
+  ! cat /etc/credstore/rollcap-s3-credentials 2>/dev/null; \\
+  ! ls work 2>/dev/null; ! ls capture 2>/dev/null; ! touch work/x 2>/dev/null'
 """)  # fmt: skip
     r = c.run(["systemctl", "start", "rollcap-probe-offload.service"], check=False)
     log = c.run(["journalctl", "-u", "rollcap-probe-offload", "-o", "cat"]).stdout
@@ -370,6 +378,42 @@ def _cursor(c: Container) -> str:
     return out.strip().rsplit("-- cursor: ", 1)[-1]
 
 
+CAP_NET_RAW = 1 << 13
+
+
+def _unit_processes(c: Container, unit: str) -> dict[int, dict[str, str]]:
+    """/proc/PID/status of every process in the unit's cgroup."""
+    cg = unit_props(c, unit, "ControlGroup")["ControlGroup"]
+    assert cg, f"{unit} has no cgroup (not running?)"
+    pids = c.sh(f"cat /sys/fs/cgroup{cg}/cgroup.procs 2>/dev/null || "
+                f"cat /sys/fs/cgroup/systemd{cg}/cgroup.procs").stdout.split()  # fmt: skip
+    out = {}
+    for pid in pids:
+        text = c.run(["cat", f"/proc/{pid}/status"], check=False).stdout
+        fields = dict(ln.split(":", 1) for ln in text.splitlines() if ":" in ln)
+        if fields:
+            out[int(pid)] = {k: v.strip() for k, v in fields.items()}
+    return out
+
+
+def _check_no_root(c: Container) -> None:
+    """No process of either unit, tcpdump included, has uid/euid 0 or any effective
+    capability but CAP_NET_RAW (capture) or none at all (offload)."""
+    users = {"rollcap-capture.service": "rollcap-capture", "rollcap-offload.service": "rollcap"}
+    allowed = {"rollcap-capture.service": CAP_NET_RAW, "rollcap-offload.service": 0}
+    seen = {}
+    for unit, user in users.items():
+        uid = c.run(["id", "-u", user]).stdout.strip()
+        procs = _unit_processes(c, unit)
+        seen[unit] = sorted(p["Name"] for p in procs.values())
+        for pid, st in procs.items():
+            assert st["Uid"].split() == [uid] * 4, (unit, pid, st["Name"], st["Uid"])
+            assert "0" not in st["Gid"].split(), (unit, pid, st["Name"], st["Gid"])
+            eff = int(st["CapEff"], 16)
+            assert eff & ~allowed[unit] == 0, (unit, pid, st["Name"], st["CapEff"])
+    assert "tcpdump" in seen["rollcap-capture.service"], seen
+
+
 @needs_daemons
 def test_enable_now_captures_and_uploads_every_packet(
     container: Container, sys_veth: Veth, seaweedfs: SeaweedFS, all_pcap: Path, tmp_path: Path
@@ -390,6 +434,7 @@ def test_enable_now_captures_and_uploads_every_packet(
     # files finished by rotation are offloaded while capture runs
     wait_for("an object while capture runs", lambda: _objects(seaweedfs))
     assert unit_props(c, "rollcap-capture.service", "ActiveState")["ActiveState"] == "active"
+    _check_no_root(c)
     c.run(["systemctl", "stop", "rollcap-capture"], timeout=60)
     assert unit_props(c, "rollcap-capture.service", "Result")["Result"] == "success"
     expected = 2 * count_packets(all_pcap)
@@ -648,6 +693,7 @@ rescan_seconds = 2
 def _assert_nothing_else_left(c: Container, except_archive: bool) -> None:
     assert c.run(["getent", "passwd", "rollcap"], check=False).returncode == 2
     assert c.run(["getent", "group", "rollcap"], check=False).returncode == 2
+    assert c.run(["getent", "passwd", "rollcap-capture"], check=False).returncode == 2
     gone = ["/etc/rollcap.toml", "/etc/credstore/rollcap-s3-credentials",
             "/var/spool/rollcap", "/usr/lib/rollcap"]  # fmt: skip
     for path in gone if except_archive else [*gone, "/var/lib/rollcap"]:

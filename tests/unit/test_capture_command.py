@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from rollcap.capture.command import (
     compile_argv,
     exclusion_clauses,
     offload_endpoints,
+    resolve,
     tcpdump_argv,
 )
 from rollcap.capture.counters import Counters, drop_rate, parse_counters
@@ -18,7 +20,8 @@ from rollcap.errors import ConfigError
 
 
 def test_user_filter_is_parenthesised_and_anded_with_exclusions() -> None:
-    clauses = exclusion_clauses([("10.0.0.5", 8333), ("::1", 443), ("10.0.0.5", 8333)])
+    a, b = ipaddress.ip_address("10.0.0.5"), ipaddress.ip_address("::1")
+    clauses = exclusion_clauses([(a, 8333), (b, 443), (a, 8333)])
     assert clauses == [
         "not (host 10.0.0.5 and tcp port 8333)",
         "not (host ::1 and tcp port 443)",
@@ -50,7 +53,7 @@ def test_tcpdump_argv_never_needs_a_shell() -> None:
     cfg = validate_data(
         {"capture": {"interface": "eth0", "filter": "port 53; rm -rf /", "buffer_kib": 4096}}
     )
-    argv = tcpdump_argv(cfg.capture, "(port 53; rm -rf /)", Path("/s/work"), 7)
+    argv = tcpdump_argv(cfg.capture, "(port 53; rm -rf /)", Path("/s/work"), 7, "tcpdump")
     assert argv[:2] == ["/usr/bin/tcpdump", "-n"]
     assert argv[argv.index("-w") + 1] == "/s/work/g000007-%Y%m%dT%H%M%S-eth0.pcap"
     assert argv[argv.index("-B") + 1] == "4096"
@@ -61,6 +64,8 @@ def test_tcpdump_argv_never_needs_a_shell() -> None:
     libpcap = validate_data({"capture": {"buffer_kib": 0}}).capture
     assert "-B" not in tcpdump_argv(libpcap, "", Path("/w"), 1)
     assert "-z" not in argv and "-U" not in argv
+    # not root (the packaged unit): tcpdump runs as the daemon's user, never -Z
+    assert "-Z" not in default
 
 
 def test_filter_of_a_missing_interface_is_compiled_for_ethernet() -> None:
@@ -112,3 +117,12 @@ def test_tcpdump_chatter_is_not_a_problem() -> None:
                       "snapshot length 262144 bytes")  # fmt: skip
     assert not is_chatter("tcpdump: pcap_loop: The interface disappeared")
     assert not is_chatter("tcpdump: eth9: No such device exists")
+
+
+def test_resolve_refuses_scoped_ipv6_and_returns_parsed_addresses() -> None:
+    assert resolve("fe80::1%eth0") == []  # a filter cannot name the scope
+    assert resolve("10.1.2.3") == [ipaddress.ip_address("10.1.2.3")]
+    assert all(isinstance(a, ipaddress.IPv4Address | ipaddress.IPv6Address)
+               for a in resolve("localhost"))  # fmt: skip
+    with pytest.raises(ValueError, match="port"):
+        exclusion_clauses([(ipaddress.ip_address("10.0.0.1"), 70000)])

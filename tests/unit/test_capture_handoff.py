@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from rollcap.capture.budget import measure, oldest_ready
-from rollcap.capture.handoff import Handoff, Persistent
+from rollcap.capture.handoff import Handoff, HandoffResult, Persistent
+from rollcap.capture.layout import CaptureDirs
 from rollcap.capture.names import WorkName
-from rollcap.capture.overlap import sidecar_path, tail_since, write_sidecar
+from rollcap.capture.overlap import sidecar_name, tail_since, write_sidecar
 from rollcap.naming import ReadyName
 from rollcap.pcapfile import scan
 from rollcap.spool import Spool
@@ -24,8 +25,16 @@ def spool(tmp_path: Path) -> Spool:
     return s
 
 
-def _handoff(spool: Spool) -> Handoff:
-    return Handoff(spool, Persistent.load(spool), "host1", os.getegid())
+class _Handoff(Handoff):
+    """Hand-off by path, for brevity: the daemon passes the name in work/."""
+
+    def hand_off(self, w: WorkName, path: Path | str) -> HandoffResult:  # type: ignore[override]
+        return super().hand_off(w, Path(path).name)
+
+
+def _handoff(spool: Spool) -> _Handoff:
+    dirs = CaptureDirs.open(spool)
+    return _Handoff(dirs, Persistent.load(dirs), "host1", os.getegid(), os.geteuid())
 
 
 def test_cut_off_record_is_repaired_and_named(spool: Spool) -> None:
@@ -60,8 +69,8 @@ def test_sequence_survives_a_restart_and_a_lost_counter_file(spool: Spool) -> No
     for i in range(3):
         name = f"g000001-20261126T12000{i}-eth0.pcap"
         h.hand_off(WorkName.parse(name), write_pcap(spool.work / name, packets(2)))  # type: ignore[arg-type]
-    (spool.state / "capture-counters.json").unlink()
-    p = Persistent.load(spool)
+    (spool.capture_state / "capture-counters.json").unlink()
+    p = Persistent.load(CaptureDirs.open(spool))
     assert p.seq == 3  # recovered from ready/
     assert p.next_generation() == 1  # work/ is empty; counters restart safely above it
 
@@ -71,10 +80,10 @@ def test_overlap_sidecar_strips_the_new_generations_first_file(spool: Spool) -> 
     old = write_pcap(spool.work / "g000001-20261126T120000-eth0.pcap", pk[:30])
     new_name = "g000002-20261126T120001-eth0.pcap"
     write_pcap(spool.work / new_name, pk[20:])
-    write_sidecar(sidecar_path(spool.work, 2), tail_since(old, pk[25][0]))
+    write_sidecar(CaptureDirs.open(spool).work, sidecar_name(2), tail_since(old, pk[25][0]))
     r = _handoff(spool).hand_off(WorkName.parse(new_name), spool.work / new_name)  # type: ignore[arg-type]
     assert r.stripped == 10 and r.packets == 20
-    assert not sidecar_path(spool.work, 2).exists()
+    assert not (spool.work / sidecar_name(2)).exists()
 
 
 def test_budget_counts_every_area_and_drops_oldest_first(spool: Spool) -> None:
@@ -93,7 +102,7 @@ def test_budget_counts_every_area_and_drops_oldest_first(spool: Spool) -> None:
     u = measure(spool, 10, 0)
     assert u.used_bytes == 1000 + 1001 + 1002 + 10 + 500 + 20 + 30
     assert not u.over
-    assert [p.name[:16] for p in oldest_ready(spool)] == [
+    assert [n[:16] for n in oldest_ready(CaptureDirs.open(spool).ready)] == [
         "20261126T120000Z",
         "20261126T120005Z",
         "20261126T120010Z",

@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 from rollcap.capture.names import WorkName, list_work, work_template
+from rollcap.spoolfs import Dir
 
 
 def test_work_files_sort_as_tcpdump_wrote_them(tmp_path: Path) -> None:
@@ -20,7 +21,7 @@ def test_work_files_sort_as_tcpdump_wrote_them(tmp_path: Path) -> None:
     ]
     for n in names:
         (tmp_path / n).touch()
-    got = [p.name for _w, p in list_work(tmp_path)]
+    got = [n for _w, n in list_work(Dir(tmp_path))]
     assert got == [
         "g000009-20261126T125959-eth0.pcap",
         "g000010-20261126T120000-eth0.pcap",

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from rollcap.capture.overlap import (
@@ -14,14 +15,19 @@ from rollcap.capture.overlap import (
     write_sidecar,
 )
 from rollcap.pcapfile import scan
+from rollcap.spoolfs import Dir
 from tests.unit.capture_pcaps import packets, write_pcap
 
 
 def strip_duplicates(path: Path, tail: list[Fingerprint]) -> tuple[int, list[Fingerprint]]:
     """What Handoff.hand_off does with a sidecar, minus writing it back."""
-    d = find_duplicate_head(path, tail)
-    if d.records:
-        cut_head(path, d.cut)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        d = find_duplicate_head(fd, tail)
+        if d.records:
+            os.close(cut_head(Dir(path.parent), path.name, fd, d.cut))
+    finally:
+        os.close(fd)
     return d.records, d.rest
 
 
@@ -56,9 +62,9 @@ def test_strip_removes_only_the_overlap(tmp_path: Path) -> None:
     new = write_pcap(tmp_path / "new.pcap", pk[40:])
     listening = pk[45][0]
     tail = tail_since(old, listening)
-    side = tmp_path / ".overlap.json"
-    write_sidecar(side, tail)
-    again = read_sidecar(side)
+    side = ".overlap.json"
+    write_sidecar(Dir(tmp_path), side, tail)
+    again = read_sidecar(Dir(tmp_path), side)
     assert again == tail
     assert strip_duplicates(new, again) == (20, [])
     got = [f.ts for _o, _n, f in iter_records(new)]
@@ -77,16 +83,29 @@ def test_an_overlap_spread_over_several_files_on_both_sides_is_stripped_exactly(
     listening = pk[40][0]  # the new tcpdump listened at packet 40; the old one ran to 79
     old_a = write_pcap(tmp_path / "old-a.pcap", pk[:60])
     old_b = write_pcap(tmp_path / "old-b.pcap", pk[60:80])
-    side = tmp_path / ".overlap.json"
+    side, d = ".overlap.json", Dir(tmp_path)
     for f in (old_a, old_b):
-        append_sidecar(side, tail_since(f, listening))
-    append_sidecar(side, tail_since(old_b, listening))  # fingerprinted twice: no change
+        append_sidecar(d, side, tail_since(f, listening))
+    append_sidecar(d, side, tail_since(old_b, listening))  # fingerprinted twice: no change
     new_c = write_pcap(tmp_path / "new-c.pcap", pk[40:70])
     new_d = write_pcap(tmp_path / "new-d.pcap", pk[70:100])
-    tail = read_sidecar(side)
+    tail = read_sidecar(d, side)
     assert tail is not None
     removed, rest = strip_duplicates(new_c, tail)
     assert removed == 30 and scan(new_c).packets == 0  # all of it was in the old files
     removed, rest = strip_duplicates(new_d, rest)
     assert removed == 10 and rest == []
     assert [f.ts for _o, _n, f in iter_records(new_d)] == [ts for ts, _d in pk[80:]]
+
+
+def test_a_bad_sidecar_strips_nothing(tmp_path: Path) -> None:
+    """Sidecars are read back as untrusted: out-of-range, malformed or not a plain
+    file means "no sidecar" (duplicates kept), never a crash or a wrong cut."""
+    d = Dir(tmp_path)
+    for i, content in enumerate(
+        [b'[[1e300, "00"]]', b'[["x", 1]]', b"{", b'[[-1, "' + b"a" * 24 + b'"]]']
+    ):
+        (tmp_path / f"s{i}").write_bytes(content)
+        assert read_sidecar(d, f"s{i}") is None
+    (tmp_path / "link").symlink_to(tmp_path / "s0")
+    assert read_sidecar(d, "link") is None

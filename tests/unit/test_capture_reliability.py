@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -14,14 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from rollcap.capture import service
+from rollcap.capture import quiet, service, switching
 from rollcap.capture.budget import live_reserve, oldest_ready
 from rollcap.capture.command import check_config_filter
-from rollcap.capture.handoff import Handoff, Persistent
 from rollcap.capture.overlap import (
     iter_records,
     read_switch,
-    switch_path,
+    switch_name,
     tail_since,
     write_sidecar,
     write_switch,
@@ -32,6 +32,7 @@ from rollcap.config.load import validate_data
 from rollcap.errors import ConfigError
 from rollcap.naming import ReadyName
 from rollcap.spool import Spool
+from rollcap.spoolfs import Dir
 from tests.unit.capture_pcaps import packets, write_pcap
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,15 +61,17 @@ class FakeTcpdump:
 
 
 def _supervisor(tmp_path: Path, **sections: dict[str, object]) -> service.Supervisor:
-    data: dict[str, object] = {"spool": {"directory": str(tmp_path / "spool")}}
+    # tcpdump's files are this test's (capture.user: the test's own user)
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    data: dict[str, object] = {
+        "spool": {"directory": str(tmp_path / "spool")},
+        "capture": {"user": me, "hostname": "h"},
+    }
     for k, v in sections.items():
         data[k] = {**data.get(k, {}), **v}  # type: ignore[dict-item]
     cfg = validate_data(data)
     sup = service.Supervisor(str(tmp_path / "rollcap.toml"), cfg)
-    for d in [sup.spool.root, *sup.spool.all_dirs()]:
-        d.mkdir(parents=True, exist_ok=True)
-    sup.persistent = Persistent.load(sup.spool)
-    sup.handoff = Handoff(sup.spool, sup.persistent, "h", 0)
+    sup.open_spool()
     return sup
 
 
@@ -117,17 +120,17 @@ def test_the_loop_wakes_for_a_due_restart_and_a_dying_tcpdump_but_never_spins(
     sup = _supervisor(tmp_path)
     sup.proc = None
     sup.next_start = time.monotonic() + 0.2  # restart due in 0.2 s, not at the next tick
-    assert 0.1 < sup._timeout(None) <= 0.21
+    assert 0.1 < sup.loop_timeout(None) <= 0.21
     sup.next_start = time.monotonic() - 5  # long past (waiting for an interface)
-    assert sup._timeout(None) == service.TICK
-    assert sup._timeout(0.3) == 0.3  # quiet-link rotation due first
+    assert sup.loop_timeout(None) == service.TICK
+    assert sup.loop_timeout(0.3) == 0.3  # quiet-link rotation due first
     dying = FakeTcpdump(1, 0.0)
     sup.proc = dying  # type: ignore[assignment]
-    assert sup._timeout(None) == service.TICK
+    assert sup.loop_timeout(None) == service.TICK
     dying.output_closed_at = time.monotonic()  # stderr EOF: reaped any moment
-    assert sup._timeout(None) <= 0.05
+    assert sup.loop_timeout(None) <= 0.05
     dying.output_closed_at -= 10  # an exit stuck in the kernel
-    assert sup._timeout(None) == service.TICK
+    assert sup.loop_timeout(None) == service.TICK
 
 
 # 2. spool budget with drop-oldest ------------------------------------------------
@@ -185,7 +188,8 @@ def test_ready_files_are_dropped_in_hand_off_order_after_a_clock_step_back(
     # seq 2 was handed off after the clock stepped back an hour
     for seq, start in ((1, t), (2, t - timedelta(hours=1)), (3, t - timedelta(minutes=59))):
         (spool.ready / ReadyName(start, seq, "h", "eth0").format()).write_bytes(b"x")
-    assert [ReadyName.parse(p.name).seq for p in oldest_ready(spool)] == [1, 2, 3]  # type: ignore[union-attr]
+    got = [ReadyName.parse(n).seq for n in oldest_ready(Dir(spool.ready))]  # type: ignore[union-attr]
+    assert got == [1, 2, 3]
 
 
 def test_quiet_deadline_ignores_the_wall_clock(
@@ -201,9 +205,11 @@ def test_quiet_deadline_ignores_the_wall_clock(
     )
     sup.proc = FakeTcpdump(3, time.monotonic() - 2.0)  # type: ignore[assignment]
     left = sup.check_quiet()
-    assert left is not None and 9 < left <= 10 + service.QUIET_GRACE - 2.0
-    sup.proc = FakeTcpdump(3, time.monotonic() - 12.0)  # type: ignore[assignment]
-    sup.period = None
+    assert left is not None and 9 < left <= 10 + quiet.QUIET_GRACE - 2.0
+    # a new generation: its first period is aged from when it listened
+    (sup.spool.work / "g000003-20261126T130000-eth0.pcap").unlink()
+    (sup.spool.work / "g000004-20261126T130000-eth0.pcap").write_bytes(b"")
+    sup.proc = FakeTcpdump(4, time.monotonic() - 12.0)  # type: ignore[assignment]
     assert sup.check_quiet() is None and switched == ["quiet link"]
 
 
@@ -257,12 +263,13 @@ def test_repeated_errors_are_logged_once_then_summarised(
 def test_switch_record_round_trip_and_reload(tmp_path: Path) -> None:
     sup = _supervisor(tmp_path)
     write_pcap(sup.spool.work / "g000004-20261126T120000-eth0.pcap", packets(3))
-    write_switch(switch_path(sup.spool.work, 4), 5, 1_800_000_000.5)
-    assert read_switch(switch_path(sup.spool.work, 4)) == (5, 1_800_000_000.5)
+    write_switch(sup.dirs.work, switch_name(4), 5, 1_800_000_000.5)
+    assert read_switch(sup.dirs.work, switch_name(4)) == (5, 1_800_000_000.5)
     sup.load_switches()
-    assert sup.overlap_next == {4: 5} and sup.listening_at == {5: 1_800_000_000.5}
+    assert sup.overlaps is not None
+    assert sup.overlaps.next_of == {4: 5} and sup.overlaps.listening_at == {5: 1_800_000_000.5}
     (sup.spool.work / ".switch-g000009.json").write_text("{not json")
-    assert read_switch(sup.spool.work / ".switch-g000009.json") is None
+    assert read_switch(sup.dirs.work, ".switch-g000009.json") is None
 
 
 # 5. check-config compiles the filter ------------------------------------------------
@@ -301,7 +308,7 @@ def test_counters_that_cannot_be_saved_do_not_stop_capture(
     assert sup.persistent is not None
     monkeypatch.setattr(sup.persistent, "save", _enospc)
     sup.proc = FakeTcpdump(3, time.monotonic())  # type: ignore[assignment]
-    sup._track_pids()
+    sup.track_pids()
     sup.stop_orphans()
     assert "No space left on device" in sup.last_error
     assert sup.persistent.tcpdump_pids == []  # the memory copy is right
@@ -314,15 +321,15 @@ def test_a_tail_that_cannot_be_remembered_holds_the_hand_off_back(
 ) -> None:
     sup = _supervisor(tmp_path)
     old = write_pcap(sup.spool.work / "g000004-20261126T120000-eth0.pcap", packets(5))
-    sup.overlap_next = {4: 5}
-    sup.listening_at = {5: packets(5)[2][0]}
-    monkeypatch.setattr(service, "append_sidecar", _enospc)
+    assert sup.overlaps is not None
+    sup.overlaps.begin(4, 5, packets(5)[2][0])  # generation 5 replaced 4
+    monkeypatch.setattr(switching, "append_sidecar", _enospc)
     sup.process_work()  # generation 4 is not live: its file is finished
-    assert old.exists() and sup.overlap_next == {4: 5}
+    assert old.exists() and sup.overlaps.next_of == {4: 5}
     assert "No space left on device" in sup.last_error
     monkeypatch.undo()
     sup.process_work()
-    assert not old.exists() and sup.overlap_next == {}
+    assert not old.exists() and sup.overlaps.next_of == {}
     assert (sup.spool.work / ".overlap-g000005.json").exists()
     assert sup.n["handed_off_files"] == 1
 
@@ -381,7 +388,8 @@ def test_a_quarantined_work_file_is_not_reported_as_discarded_empty(
     (sup.spool.work / "g000004-20261126T120000-eth0.pcap").write_bytes(b"x" * 100)
     with caplog.at_level(logging.INFO, logger="rollcap.capture"):
         sup.process_work()
-    assert len(list(sup.spool.quarantine.iterdir())) == 1
+    kept = [p.name for p in sup.spool.quarantine.iterdir() if not p.name.endswith(".reason")]
+    assert kept == ["g000004-20261126T120000-eth0.pcap"]
     assert sup.n["discarded_empty"] == 0
     assert "no packets" not in caplog.text and "quarantine" in caplog.text
 
@@ -411,8 +419,8 @@ def test_an_overlap_over_several_files_on_both_sides_is_stored_once(tmp_path: Pa
         write_pcap(sup.spool.work / f"g000004-20261126T120000-eth0.pcap{i or ''}", part)
     for i, part in enumerate(new_gen):
         write_pcap(sup.spool.work / f"g000005-20261126T120000-eth0.pcap{i or ''}", part)
-    sup.overlap_next = {4: 5}
-    sup.listening_at = {5: pk[40][0]}
+    assert sup.overlaps is not None
+    sup.overlaps.begin(4, 5, pk[40][0])
     sup.process_work()  # neither generation is live
     stored = sorted(fp.ts for f in sup.spool.ready.iterdir() for _o, _n, fp in iter_records(f))
     assert stored == [ts for ts, _d in pk]  # every packet exactly once
@@ -428,7 +436,7 @@ def test_a_failed_sidecar_update_leaves_duplicates_never_a_double_strip(
     sup = _supervisor(tmp_path)
     pk = packets(60)
     old = write_pcap(tmp_path / "old.pcap", pk[:40])  # already handed off
-    write_sidecar(sup.spool.work / ".overlap-g000005.json", tail_since(old, pk[20][0]))
+    write_sidecar(sup.dirs.work, ".overlap-g000005.json", tail_since(old, pk[20][0]))
     all_dup = write_pcap(sup.spool.work / "g000005-20261126T120000-eth0.pcap", pk[20:30])
     write_pcap(sup.spool.work / "g000005-20261126T120000-eth0.pcap1", pk[30:60])
     monkeypatch.setattr(handoff_mod, "write_sidecar", _enospc)

@@ -106,3 +106,17 @@ def test_keys_sort_in_time_order_within_a_host() -> None:
         for s, (m, d) in enumerate([(1, 1), (1, 31), (2, 1), (10, 5), (12, 31)])
     ]
     assert sorted(keys) == keys
+
+
+def test_precision_on_names_and_overlong_segments_are_refused() -> None:
+    import pytest as _pytest
+
+    from rollcap.keys import check_key, validate_template
+
+    for bad in ("{prefix:.2}/{host}/{start:%Y}/{seq}", "{prefix}/{host:.3}/{start:%Y}-{seq}",
+                "{prefix}/{host}/{iface:.1}-{start:%Y}-{seq}"):  # fmt: skip
+        with _pytest.raises(ValueError, match="takes no precision"):
+            validate_template(bad)
+    validate_template("{prefix}/{host}/{start:%Y}/{seq:010d}")  # widths stay allowed
+    with _pytest.raises(ValueError, match="over 255"):
+        check_key("p/" + "a" * 256 + "/x", "p")

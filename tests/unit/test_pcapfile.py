@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 from rollcap.pcapfile import (
     MAX_RECORD,
     NotPcapError,
+    PcapSummary,
     parse_header,
     repair,
     scan,
@@ -86,6 +88,14 @@ def test_header_only_file_has_no_packets(tmp_path: Path) -> None:
     assert (s.packets, s.first_ts, s.last_ts, s.truncated) == (0, None, None, False)
 
 
+def _repair(path: Path) -> tuple[PcapSummary, int]:
+    fd = os.open(path, os.O_RDWR)
+    try:
+        return repair(fd)
+    finally:
+        os.close(fd)
+
+
 @pytest.mark.parametrize("cut", [1, 8, 15, 16, 17, 100])
 def test_repair_cuts_a_partial_last_record(tmp_path: Path, cut: int) -> None:
     """A killed tcpdump leaves the last record cut anywhere: header or data."""
@@ -93,12 +103,12 @@ def test_repair_cuts_a_partial_last_record(tmp_path: Path, cut: int) -> None:
     last = struct.pack("<IIII", 1_700_000_003, 0, 200, 200) + b"c" * 200
     f = tmp_path / "x.pcap"
     f.write_bytes(whole + last[:cut])
-    summary, removed = repair(f)
+    summary, removed = _repair(f)
     assert removed == cut
     assert f.read_bytes() == whole
     assert summary.packets == 2 and not summary.truncated
     assert summary.file_bytes == len(whole)
-    assert repair(f)[1] == 0  # idempotent
+    assert _repair(f)[1] == 0  # idempotent
 
 
 @pytest.mark.parametrize(
@@ -117,7 +127,7 @@ def test_garbage_record_is_treated_as_the_cut_off_tail(tmp_path: Path, bad_recor
     f.write_bytes(whole + bad_record + b"more garbage" * 10)
     s = scan(f)
     assert s.packets == 3 and s.truncated and s.good_bytes == len(whole)
-    _, removed = repair(f)
+    _, removed = _repair(f)
     assert f.read_bytes() == whole and removed == len(bad_record) + 120
 
 

@@ -126,3 +126,20 @@ def test_object_removed_after_listing_is_skipped(
         StorageError("GET: AccessDenied", code="AccessDenied")))  # fmt: skip
     with pytest.raises(StorageError):
         fetch(st, caps[1:], since=since, until=until, output=out)
+
+
+def test_a_fetch_that_cannot_fit_is_refused_before_any_download(
+    st: MemoryStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections import namedtuple
+
+    from rollcap.retrieve import fetch as fetch_mod
+
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(fetch_mod.shutil, "disk_usage", lambda _p: Usage(10**9, 10**9 - 100, 100))
+    downloads: list[str] = []
+    monkeypatch.setattr(st, "download", lambda key, dest: downloads.append(key))
+    out = tmp_path / "out.pcap"
+    with pytest.raises(RollcapError, match="not enough free space"):
+        _run(st, out, utc(2026, 11, 26, 10), utc(2026, 11, 26, 11))
+    assert downloads == [] and not out.exists()

@@ -6,6 +6,8 @@ import itertools
 import random
 from pathlib import Path
 
+import pytest
+
 from rollcap.retrieve.merge import Part, chains, reduce_chains, write_merged
 from rollcap.retrieve.records import window_filter
 from tests.support.archive import NS, compress, read_timestamps, write_pcap
@@ -94,3 +96,18 @@ def test_merge_normalises_byte_order_and_precision(tmp_path: Path) -> None:
         write_merged(f, cl, linktype=1, snaplen=65535, nanos=False)
     # µs output: the 1 ns is cut off, order is still by the exact stamps
     assert read_timestamps(out) == sorted(t // 1000 * 1000 for t in be + nano)
+
+
+def test_an_object_that_decompresses_beyond_its_recorded_size_is_stopped(tmp_path: Path) -> None:
+    """A bucket object is untrusted: a zstd bomb is cut at its recorded pcap size."""
+    import zstandard
+
+    from rollcap.retrieve.records import TooLarge
+
+    pcap = _pcap(tmp_path / "ok.pcap", [NS * i for i in range(1, 4)])
+    src = tmp_path / "bomb.pcap.zst"
+    # a valid start, then 10 MB of zero records: they compress to almost nothing
+    body = pcap.read_bytes() + b"\0" * 10_000_000
+    src.write_bytes(zstandard.ZstdCompressor().compress(body))
+    with pytest.raises(TooLarge):
+        window_filter(src, tmp_path / "o.pcap", 0, 10**20, max_bytes=1_000_000)

@@ -28,7 +28,7 @@ def any_process_counts(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def spool(tmp_path: Path) -> Path:
     root = tmp_path / "spool"
-    for d in ("state", "ready", "quarantine"):
+    for d in ("state", "capture", "ready", "quarantine"):
         (root / d).mkdir(parents=True)
     return root
 
@@ -50,20 +50,20 @@ def test_write_state_is_atomic_json_with_pid_and_time(spool: Path) -> None:
 
 
 def test_missing_state_file_says_never_started(spool: Path) -> None:
-    r = daemon_report(spool / "state" / "capture.json", NOW)
+    r = daemon_report(spool / "capture" / "capture.json", NOW)
     assert r["verdict"] == "not running" and r["running"] is False
     assert "no state file" in r["problem"]
 
 
 def test_running_daemon(spool: Path) -> None:
-    path = spool / "state" / "capture.json"
+    path = spool / "capture" / "capture.json"
     write_state(path, {"state": "capturing"})  # our own pid: alive
     r = daemon_report(path)
     assert r["verdict"] == "running" and r["running"] and not r["stale"]
 
 
 def test_exited_daemon(spool: Path) -> None:
-    path = spool / "state" / "capture.json"
+    path = spool / "capture" / "capture.json"
     # a pid that cannot exist (above pid_max)
     path.write_text(json.dumps({"state": "capturing", "pid": 2**30, "updated": NOW - 30}))
     r = daemon_report(path, NOW)
@@ -124,7 +124,7 @@ def test_value_formatting() -> None:
 
 def test_recycled_pid_is_not_our_daemon(spool: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("rollcap.status.PROCESS_MARKER", b"no-such-program-name")
-    path = spool / "state" / "capture.json"
+    path = spool / "capture" / "capture.json"
     write_state(path, {"state": "capturing"})  # pid = pytest, which is not rollcap
     assert daemon_report(path)["verdict"] == "not running"
 
@@ -159,7 +159,7 @@ def test_table_and_json_through_the_cli(spool: Path, tmp_path: Path) -> None:
 
 def test_collect_and_render_in_process(spool: Path, tmp_path: Path) -> None:
     cfg = parse_config(_cfg(spool, tmp_path).read_text())
-    write_state(spool / "state" / "capture.json", {"state": "capturing", "kernel_drops": 0})
+    write_state(spool / "capture" / "capture.json", {"state": "capturing", "kernel_drops": 0})
     write_state(spool / "state" / "offload.json", {"state": "running"})
     report = collect(cfg)
     assert report["ok"] is True
@@ -172,7 +172,7 @@ def test_collect_and_render_in_process(spool: Path, tmp_path: Path) -> None:
 
 
 def _both(spool: Path, capture: dict[str, object], offload: dict[str, object]) -> None:
-    write_state(spool / "state" / "capture.json", capture)
+    write_state(spool / "capture" / "capture.json", capture)
     write_state(spool / "state" / "offload.json", offload)
 
 
@@ -210,7 +210,7 @@ def test_backlog_without_uploads_for_long_is_exit_5(spool: Path, tmp_path: Path)
     now = time.time() + 3600  # the file has waited an hour by then
     _both(spool, {"state": "capturing"}, {"state": "running", "last_upload": {"at": now - 3000}})
     for name in ("capture", "offload"):  # fresh state files at "now"
-        p = spool / "state" / f"{name}.json"
+        p = spool / ("capture" if name == "capture" else "state") / f"{name}.json"
         p.write_text(json.dumps({**json.loads(p.read_text()), "updated": now - 1}))
     report = collect(cfg, now)
     assert report["exit_code"] == 5
@@ -243,8 +243,10 @@ def _unreadable_as_nobody(top: Path) -> None:
     os.chmod(top, 0o755)
     spool = top / "spool"
     (spool / "state").mkdir(parents=True)
+    (spool / "capture").mkdir()
     _both(spool, {"state": "capturing"}, {"state": "running"})
-    os.chmod(spool / "state", 0o700)  # as the package makes it: 2770 root:rollcap
+    for d in ("state", "capture"):  # as the package makes them: 2750, not for others
+        os.chmod(spool / d, 0o700)
     cfg = _cfg(spool, top)
     os.chmod(cfg, 0o644)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -278,3 +280,25 @@ def test_status_works_with_a_broken_config(spool: Path, tmp_path: Path) -> None:
     p = subprocess.run(run, env=env, capture_output=True, text=True, timeout=60)
     assert p.returncode in (0, 3, 4, 5) and "TOML syntax error" in p.stderr
     assert json.loads(p.stdout)["spool"]["directory"] == "/var/spool/rollcap"
+
+
+def test_hostile_state_is_shown_without_terminal_control_and_survives_absurd_values(
+    spool: Path, tmp_path: Path
+) -> None:
+    """The state files are written by unprivileged users: status must not obey them."""
+    cfg = parse_config(_cfg(spool, tmp_path).read_text())
+    write_state(
+        spool / "capture" / "capture.json",
+        {
+            "state": "capturing\x1b[2J\x1b]0;pwned\x07",
+            "last_error": "x" * 100_000,
+            "active_since": 1e300,
+            "last_handoff": {"at": float("nan"), "name": "\r\x9bevil", "n": {"a": {"b": {"c": 1}}}},
+            "dropped_bytes": 10**400,
+            "\x1b[31mkey": 1,
+        },
+    )
+    text = render_table(collect(cfg))
+    assert not any((ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) < 0xA0 for c in text)
+    assert max(len(line) for line in text.splitlines()) < 400
+    assert "(absurdly large)" in text

@@ -1,0 +1,109 @@
+"""One capture per spool: an exclusive flock on capture/capture.lock.
+
+Taken before the daemon touches anything in the spool; a second `rollcap
+capture` (a foreground run while the service runs) refuses with one line naming
+the running one and exits 1: it never signals, renames or deletes anything of
+a live instance. The flock is what excludes (it dies with the process); the
+"PID UNIT" written into the file is for that message and for `rollcap rotate`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from rollcap.errors import RollcapError
+from rollcap.spoolfs import OPEN_FLAGS, BadEntry, Dir, check_regular
+
+LOCK = "capture.lock"
+NO_UNIT = "-"  # in the file; shown as "not a systemd service"
+
+
+class SpoolLocked(RollcapError):
+    """Another capture holds the spool (exit 1)."""
+
+
+@dataclass(frozen=True)
+class Holder:
+    pid: int | None
+    unit: str
+
+
+def own_unit() -> str:
+    """The systemd unit this process runs in, from its cgroup path."""
+    try:
+        cgroup = Path("/proc/self/cgroup").read_text()
+    except OSError:
+        return NO_UNIT
+    for line in cgroup.splitlines():
+        path = line.rpartition(":")[2]
+        for part in reversed(path.split("/")):
+            if part.endswith(".service") and part.isprintable() and " " not in part:
+                return part
+    return NO_UNIT
+
+
+def _parse(raw: bytes) -> Holder:
+    words = raw.decode(errors="replace").split()
+    pid = int(words[0]) if words and words[0].isdigit() and len(words[0]) < 10 else None
+    unit = words[1] if len(words) > 1 and words[1].isprintable() else "unit unknown"
+    if unit == NO_UNIT:
+        unit = "not a systemd service"
+    return Holder(pid, unit[:100])
+
+
+def take(state: Dir, spool_root: Path) -> int:
+    """The locked fd (keep it open for the life of the process) or SpoolLocked."""
+    try:
+        fd = os.open(LOCK, os.O_RDWR | os.O_CREAT | OPEN_FLAGS, 0o640, dir_fd=state.fd)
+    except OSError as e:  # e.g. left by a capture run as root: not ours to open
+        raise RollcapError(f"cannot open {state.path / LOCK}: {e.strerror}") from None
+    try:
+        check_regular(os.fstat(fd), {os.geteuid()})
+        os.set_blocking(fd, True)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            h = _parse(os.pread(fd, 200, 0))
+            pid = "?" if h.pid is None else str(h.pid)
+            raise SpoolLocked(
+                f"another rollcap capture (pid {pid}, {h.unit}) is already capturing into "
+                f"{spool_root}; stop it first, or give this one another spool.directory"
+            ) from None
+        data = f"{os.getpid()} {own_unit()}\n".encode()
+        with contextlib.suppress(OSError):  # a full disk: the lock holds without the text
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+        os.fchmod(fd, 0o640)  # the group reads it (rollcap rotate, status)
+    except BadEntry as e:
+        os.close(fd)
+        raise RollcapError(f"{state.path / LOCK}: {e}") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def holder(capture_state: Path) -> Holder | None:
+    """Who holds the lock now; None when no capture runs on this spool."""
+    try:
+        d = Dir(capture_state)
+    except FileNotFoundError:
+        return None
+    with d:
+        try:
+            fd = d.open(LOCK, None)
+        except FileNotFoundError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return _parse(os.pread(fd, 200, 0))
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)

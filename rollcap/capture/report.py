@@ -1,0 +1,87 @@
+"""The capture daemon's status report: capture/capture.json and sd_notify STATUS=.
+
+Built from a snapshot of the supervisor's state; this module only formats."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rollcap.capture.budget import Usage
+from rollcap.capture.counters import Counters
+
+COUNTS = (
+    "handed_off_files",
+    "handed_off_bytes",
+    "handed_off_packets",
+    "discarded_empty",
+    "repaired_files",
+    "duplicates_removed",
+    "quarantined_files",
+    "skipped_entries",
+    "dropped_files",
+    "dropped_bytes",
+    "quarantine_removed",
+    "restarts",
+)
+
+
+def new_counts() -> dict[str, int]:
+    """The daemon's counters (since its start), shared by the modules that count."""
+    return dict.fromkeys(COUNTS, 0)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    state: str
+    interface: str
+    filter: str
+    tcpdump_pid: int | None
+    generation: int | None
+    active_file: str | None
+    active_since: float | None
+    counts: dict[str, int]
+    totals: Counters
+    drop_rate: float
+    paused: bool
+    pause_reason: str
+    last_error: str
+    error_active: bool
+    usage: Usage | None
+    last_handoff: dict[str, Any] | None
+    last_rotate: dict[str, Any] | None
+
+
+def state_dict(s: Snapshot) -> dict[str, Any]:
+    return {
+        "state": s.state,
+        "tcpdump_pid": s.tcpdump_pid,
+        "generation": s.generation,
+        "interface": s.interface,
+        "filter": s.filter,
+        "active_file": s.active_file,
+        "active_since": s.active_since,
+        **s.counts,
+        "last_handoff": s.last_handoff,
+        "last_rotate": s.last_rotate,
+        "packets_captured": s.totals.captured,
+        "packets_received": s.totals.received,
+        "kernel_drops": s.totals.kernel_drops,
+        "interface_drops": s.totals.interface_drops,
+        "drop_rate": s.drop_rate,
+        "paused": s.paused,
+        "pause_reason": s.pause_reason,
+        "last_error": s.last_error,
+        "budget": s.usage.as_dict() if s.usage else None,
+    }
+
+
+def status_line(s: Snapshot) -> str:
+    u = s.usage
+    pct = f"{100 * u.used_bytes / u.max_bytes:.0f}%" if u else "?"
+    state = f"paused ({s.pause_reason})" if s.paused and s.pause_reason else s.state
+    return (
+        f"{state} on {s.interface}: "
+        f"{s.counts['handed_off_files']} files handed off, {s.totals.kernel_drops} kernel drops, "
+        f"spool {pct} of budget" + (f"; error: {s.last_error}" if s.error_active else "")
+    )

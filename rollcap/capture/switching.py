@@ -1,0 +1,102 @@
+"""Make-before-break: replacing a running tcpdump without losing a packet.
+
+The new tcpdump is started first; once it listens, a record of the switch is
+written (so a supervisor that dies during the overlap still strips the
+duplicates after its restart), both run for OVERLAP seconds, then the old one
+is stopped. As each old file is handed off, its tail's fingerprints go into the
+new generation's sidecar (rollcap.capture.overlap), from which the hand-off
+strips the new files' duplicate head.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rollcap.capture.names import WorkName, list_work
+from rollcap.capture.overlap import (
+    append_sidecar,
+    read_switch,
+    remove,
+    sidecar_name,
+    switch_name,
+    tail_since,
+    write_switch,
+)
+from rollcap.capture.tcpdump import Tcpdump
+from rollcap.spoolfs import BadEntry, Dir
+
+OVERLAP = 1.2  # both tcpdumps listening this long before the old one is stopped
+LISTEN_TIMEOUT = 10.0
+
+
+@dataclass
+class Overlaps:
+    """Switches whose old generation is not fully handed off yet."""
+
+    work: Dir
+    next_of: dict[int, int] = field(default_factory=dict)  # old generation -> new one
+    listening_at: dict[int, float] = field(default_factory=dict)  # generation -> wall clock
+
+    def begin(self, old_gen: int, new_gen: int, listening_at: float) -> None:
+        self.listening_at[new_gen] = listening_at
+        self.next_of[old_gen] = new_gen
+        # on disk too: a supervisor that dies during the overlap still strips duplicates
+        with contextlib.suppress(OSError):
+            write_switch(self.work, switch_name(old_gen), new_gen, listening_at)
+
+    def load(self) -> None:
+        """Overlaps a crashed supervisor left unfinished."""
+        for w, _n in list_work(self.work):
+            rec = read_switch(self.work, switch_name(w.generation))
+            if rec is not None:
+                new_gen, since = rec
+                self.next_of[w.generation] = new_gen
+                self.listening_at.setdefault(new_gen, since)
+
+    def remember_tail(self, w: WorkName, name: str, owners: set[int], last: bool) -> None:
+        """Add this old file's tail to the new generation's fingerprints; after its
+        last file the switch is done. OSError (full disk) leaves everything as it
+        was, so the hand-off waits and this is retried."""
+        if w.generation not in self.next_of:
+            return
+        new_gen = self.next_of[w.generation]
+        since = self.listening_at.get(new_gen)
+        if since is not None:
+            tail = []
+            try:
+                fd = self.work.open(name, owners)
+            except BadEntry:
+                pass  # the hand-off quarantines it
+            else:
+                try:
+                    tail = tail_since(fd, since)
+                except ValueError:  # not a pcap: the hand-off quarantines it
+                    tail = []
+                finally:
+                    os.close(fd)
+            if tail:
+                append_sidecar(self.work, sidecar_name(new_gen), tail)
+        if last:
+            del self.next_of[w.generation]
+            remove(self.work, switch_name(w.generation))
+
+
+@dataclass(frozen=True)
+class Switched:
+    new: Tcpdump | None  # None: the new one did not start; the old one runs on
+    old_status: int | None
+    error: str
+
+
+def make_before_break(old: Tcpdump, spawn: Callable[[], Tcpdump], overlaps: Overlaps) -> Switched:
+    new = spawn()
+    if not new.wait_listening(LISTEN_TIMEOUT):
+        new.stop()
+        return Switched(None, None, f"new tcpdump did not start: {new.exit_message()}")
+    overlaps.begin(old.generation, new.generation, new.listening_at or time.time())
+    time.sleep(OVERLAP)
+    return Switched(new, old.stop(), "")

@@ -1,0 +1,45 @@
+"""The budget policy: only the spool's own overage is ever dropped; low free space
+from anything else pauses capture and deletes nothing."""
+
+from __future__ import annotations
+
+from rollcap.capture.budget import FREE_MARGIN_PERCENT, Usage, decide
+
+MB = 1_000_000
+
+
+def test_drop_oldest_drops_no_more_than_the_spools_own_overage() -> None:
+    u = Usage(used_bytes=105 * MB, max_bytes=100 * MB, free_percent=50, min_free_percent=10)
+    d = decide(u, "drop-oldest", reserve=0, paused=False)
+    assert (d.drop_bytes, d.pause) == (5 * MB, False)
+    # room for the live file to fill up: the overage counts it
+    assert decide(u, "drop-oldest", reserve=2 * MB, paused=False).drop_bytes == 7 * MB
+    within = Usage(90 * MB, 100 * MB, 50, 10)
+    assert decide(within, "drop-oldest", reserve=0, paused=False).drop_bytes == 0
+
+
+def test_low_free_space_from_outside_pauses_and_drops_nothing() -> None:
+    """The spool is well within its budget; something else filled the disk."""
+    u = Usage(used_bytes=20 * MB, max_bytes=100 * MB, free_percent=3, min_free_percent=10)
+    for mode in ("drop-oldest", "pause-capture"):
+        d = decide(u, mode, reserve=5 * MB, paused=False)
+        assert (d.drop_bytes, d.pause, d.reason) == (0, True, "low free space"), mode
+    # stays paused just above the minimum, resumes with the margin
+    just = Usage(20 * MB, 100 * MB, 10 + FREE_MARGIN_PERCENT / 2, 10)
+    assert decide(just, "drop-oldest", 0, paused=True).pause
+    room = Usage(20 * MB, 100 * MB, 10 + FREE_MARGIN_PERCENT, 10)
+    assert not decide(room, "drop-oldest", 0, paused=True).pause
+
+
+def test_low_free_space_and_over_budget_drops_only_the_overage() -> None:
+    u = Usage(used_bytes=103 * MB, max_bytes=100 * MB, free_percent=2, min_free_percent=10)
+    d = decide(u, "drop-oldest", reserve=0, paused=False)
+    assert (d.drop_bytes, d.pause) == (3 * MB, True)
+
+
+def test_pause_capture_pauses_over_budget_and_resumes_below_90_percent() -> None:
+    over = Usage(101 * MB, 100 * MB, 50, 10)
+    d = decide(over, "pause-capture", reserve=0, paused=False)
+    assert (d.drop_bytes, d.pause, d.reason) == (0, True, "over budget")
+    assert decide(Usage(95 * MB, 100 * MB, 50, 10), "pause-capture", 0, paused=True).pause
+    assert not decide(Usage(85 * MB, 100 * MB, 50, 10), "pause-capture", 0, paused=True).pause
