@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import threading
 import time
@@ -26,6 +27,7 @@ from rollcap.offload.discovery import oldest_first
 from rollcap.offload.quarantine import quarantine
 from rollcap.offload.vet import Opened, Refused, Vanished, open_ready
 from rollcap.spool import Spool
+from rollcap.storage import manifest
 from rollcap.storage.base import (
     META,
     ObjectExistsError,
@@ -72,6 +74,17 @@ def object_metadata(cfg: RollcapConfig, opened: Opened, c: Compressed) -> dict[s
         META["compression"]: cfg.offload.compression,
         META["version"]: __version__,
     }
+
+
+def manifest_entry(key: str, opened: Opened, c: Compressed, stored: int) -> manifest.Entry:
+    n = opened.name
+    # the file's last write (tcpdump's close or the hand-off) ends its span
+    closed = max(opened.st.st_mtime, c.last_ts or 0.0, n.start.timestamp())
+    return manifest.Entry(
+        key=key, host=n.host, iface=n.iface, opened=n.start, closed_ts=math.ceil(closed),
+        first_ts=c.first_ts, last_ts=c.last_ts, packets=c.packets, pcap_bytes=c.pcap_bytes,
+        size=stored, linktype=c.linktype,
+    )  # fmt: skip
 
 
 def same_pcap(meta: dict[str, str], c: Compressed) -> bool:
@@ -247,12 +260,18 @@ class Pipeline:
                         f"content (sha256 {existing.sha256 or 'unknown'}); never overwritten",
                     )
                 out.kind = "exists"  # uploaded before a crash, not yet deleted
+                stored = existing.size
             else:
                 meta = object_metadata(self.cfg, opened, comp)
-                self.storage.put_file(
+                stored = self.storage.put_file(
                     comp.path, key, size=comp.size, sha256=comp.sha256, metadata=meta,
                     progress=progress, part_sha256=comp.part_sha256,
-                )  # fmt: skip
+                ).size  # fmt: skip
+            if self.storage.manifests:
+                # before the local copy goes: a crash here retries it (HEAD says "exists")
+                manifest.write_entries(
+                    self.storage, manifest_entry(key, opened, comp, stored), self.storage.key_prefix
+                )
         except VerificationError as e:
             return Outcome(name, "failed", key=key, message=str(e))
         except ObjectExistsError as e:

@@ -153,6 +153,8 @@ class _Progress(BaseSubscriber):
 
 
 class S3Storage(Storage):
+    manifests = True
+
     def __init__(self, cfg: OffloadConfig) -> None:
         self.bucket = cfg.bucket
         self.key_prefix = cfg.prefix
@@ -351,6 +353,32 @@ class S3Storage(Storage):
             raise
         except Exception as e:
             raise _error(e, self._what("LIST", prefix)) from None
+
+    def list_after(self, prefix: str, start_after: str, page_size: int = 1000
+                   ) -> Iterator[ObjectInfo]:  # fmt: skip
+        paginator = self.client.get_paginator("list_objects_v2")
+        kw: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if start_after:
+            kw["StartAfter"] = start_after
+        try:
+            pages = paginator.paginate(
+                **kw, PaginationConfig={"PageSize": max(1, min(1000, page_size))}
+            )
+            for page in pages:
+                for o in page.get("Contents", []):
+                    yield ObjectInfo(o["Key"], int(o["Size"]))
+        except Exception as e:
+            raise _error(e, self._what("LIST", prefix)) from None
+
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
+        digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType=content_type,
+                ChecksumSHA256=digest,
+            )  # fmt: skip
+        except Exception as e:
+            raise _error(e, self._what("PUT", key)) from None
 
     def list_prefixes(self, prefix: str) -> Iterator[str]:
         # Delimiter='/' returns the "directories" (CommonPrefixes), not the objects

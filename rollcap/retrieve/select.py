@@ -1,0 +1,255 @@
+"""Which captures overlap a window, host by host, with the window's coverage.
+
+The one selection behind `rollcap list`, `rollcap fetch` (and `rollcap hold`):
+``select(...)`` returns a Selection; iterating it yields one HostResult per
+host in key order, and its ``summary`` is complete once iteration ends.
+
+With manifests (S3, default key layout) a host's captures come from the
+manifest entries of the window's 10-minute slots (storage/manifest.py):
+consecutive hosts share one listing per slot, an explicit --host gets its
+own small listing per slot, and no HEAD is needed. Entries are a hint, not
+the truth: a host with no entry in the settled part of the window, or whose
+entries leave a hole in it, is checked the old way (catalog.find_captures:
+its day listings, HEADs of objects with no entry), so objects written by
+0.1.0, or stored by an offload that died before writing their entries, are
+still found. Hosts are taken ``CHUNK`` at a time with a bounded number of
+requests in flight, so memory does not grow with the fleet.
+
+Without manifests (file:// archive, a custom key template) the whole
+selection is catalog.find_captures, grouped by host afterwards.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import islice
+
+from rollcap.retrieve.catalog import Capture, find_captures
+from rollcap.retrieve.coverage import Gap, host_gaps
+from rollcap.retrieve.keyplan import base_prefix, supports_host_discovery
+from rollcap.storage import manifest
+from rollcap.storage.base import Storage
+
+HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$")
+CHUNK = 100  # hosts per range listing of a slot
+# expected entries per host and slot (10-minute files span about two slots):
+# sizes a range listing's page so it does not list far past its chunk
+PER_HOST = 3
+LOOKAHEAD = 4  # chunks listed ahead of the one being printed
+
+
+@dataclass
+class HostResult:
+    host: str
+    captures: list[Capture]  # sorted by time
+    gaps: list[Gap]
+    checked: bool  # its captures were listed too (no or incomplete manifest entries)
+
+
+@dataclass
+class Summary:
+    mode: str = "manifest"  # or "listing"
+    hosts_seen: int = 0
+    hosts_with_captures: int = 0
+    without: list[str] = field(default_factory=list)  # hosts with no capture in the window
+    gaps: list[Gap] = field(default_factory=list)
+    checked: int = 0  # hosts checked by listing their captures
+    slots: int = 0
+    describe: str = ""  # what was looked at, for "nothing found"
+
+    def add(self, r: HostResult) -> None:
+        self.hosts_seen += 1
+        if r.captures:
+            self.hosts_with_captures += 1
+        else:
+            self.without.append(r.host)
+        self.gaps += r.gaps
+        self.checked += r.checked
+
+
+def _chunks(hosts: Iterator[str], n: int) -> Iterator[list[str]]:
+    while chunk := list(islice(hosts, n)):
+        yield chunk
+
+
+def _capture(e: manifest.Entry) -> Capture:
+    return Capture(
+        key=e.key, size=e.size, host=e.host, iface=e.iface, start=e.opened,
+        first_ts=e.first_ts, last_ts=e.last_ts, packets=e.packets,
+        pcap_bytes=e.pcap_bytes, linktype=e.linktype, end_ts=float(e.closed_ts),
+    )  # fmt: skip
+
+
+class Selection:
+    def __init__(self, storage: Storage, *, template: str, prefix: str, since: datetime,
+                 until: datetime, hosts: list[str] | None = None, iface: str | None = None,
+                 settled_until: datetime | None = None, workers: int = 8) -> None:  # fmt: skip
+        self.storage = storage
+        self.template = template
+        self.prefix = prefix
+        self.since, self.until = since, until
+        self.hosts = sorted(set(hosts), key=lambda h: h + "/") if hosts else None
+        self.iface = iface
+        settled = min(until, settled_until) if settled_until else until
+        self.settled_until = max(since, settled)
+        self.workers = max(1, workers)
+        self.summary = Summary()
+        self.use_manifests = storage.manifests and supports_host_discovery(template)
+
+    def __iter__(self) -> Iterator[HostResult]:
+        gen = self._from_manifests() if self.use_manifests else self._from_listing()
+        for r in gen:
+            self.summary.add(r)
+            yield r
+
+    # -- coverage ---------------------------------------------------------------
+
+    def _gaps(self, host: str, caps: list[Capture], spans: dict[str, list[tuple[float, float]]]
+              ) -> list[Gap]:  # fmt: skip
+        for c in caps:
+            s = c.span
+            if s is not None:
+                spans.setdefault(c.iface, []).append(s)
+        return host_gaps(host, spans, self.since.timestamp(), self.settled_until.timestamp())
+
+    def _needs_check(self, spans: dict[str, list[tuple[float, float]]], gaps: list[Gap]) -> bool:
+        settled = self.settled_until > self.since
+        return settled and (not spans or bool(gaps))
+
+    # -- without manifests -----------------------------------------------------
+
+    def _from_listing(self) -> Iterator[HostResult]:
+        self.summary.mode = "listing"
+        caps, search = find_captures(
+            self.storage, template=self.template, prefix=self.prefix, since=self.since,
+            until=self.until, hosts=self.hosts, iface=self.iface, workers=self.workers,
+        )  # fmt: skip
+        self.summary.describe = search.describe()
+        by_host: dict[str, list[Capture]] = {h: [] for h in self.hosts or search.hosts}
+        for c in caps:
+            by_host.setdefault(c.host, []).append(c)
+        for host in sorted(by_host, key=lambda h: h + "/"):
+            hc = by_host[host]
+            yield HostResult(host, hc, self._gaps(host, hc, {}) if hc else [], True)
+
+    # -- with manifests --------------------------------------------------------
+
+    def _host_stream(self) -> Iterator[str]:
+        if self.hosts is not None:
+            yield from self.hosts
+            return
+        root = base_prefix(self.prefix)
+        for p in self.storage.list_prefixes(root):
+            h = p[len(root) :].rstrip("/")
+            if HOST_RE.fullmatch(h) and ".." not in h:  # not _manifest/ nor .hidden/
+                yield h
+
+    def _entry_ok(self, e: manifest.Entry | None) -> bool:
+        return e is not None and (self.iface is None or e.iface == self.iface)
+
+    def _list_range(self, chunk: list[str], slot: datetime) -> list[manifest.Entry]:
+        """Entries of consecutive hosts chunk[0]..chunk[-1] in one slot: one listing."""
+        sp = manifest.slot_prefix(self.prefix, slot)
+        last = chunk[-1] + "/"
+        out: list[manifest.Entry] = []
+        page = min(1000, len(chunk) * PER_HOST + 10)
+        for info in self.storage.list_after(sp, f"{sp}host={chunk[0]}/", page):
+            h = manifest.host_of(info.key)
+            if h is None:
+                continue
+            if h + "/" > last:
+                break
+            e = manifest.parse_key(info.key, self.prefix)
+            if e is not None and self._entry_ok(e):
+                out.append(e)
+        return out
+
+    def _list_host(self, host: str, slot: datetime) -> list[manifest.Entry]:
+        out: list[manifest.Entry] = []
+        for info in self.storage.list(manifest.host_prefix(self.prefix, slot, host)):
+            e = manifest.parse_key(info.key, self.prefix)
+            if e is not None and e.host == host and self._entry_ok(e):
+                out.append(e)
+        return out
+
+    def _check(self, host: str, known: set[str]) -> list[Capture]:
+        caps, _search = find_captures(
+            self.storage, template=self.template, prefix=self.prefix, since=self.since,
+            until=self.until, hosts=[host], iface=self.iface, workers=4, known=known,
+        )  # fmt: skip
+        return caps
+
+    def _from_manifests(self) -> Iterator[HostResult]:
+        slots = manifest.window_slots(self.since, self.until)
+        self.summary.slots = len(slots)
+        ranged = self.hosts is None
+        with ThreadPoolExecutor(self.workers) as pool:
+            queue: deque[tuple[list[str], list[Future[list[manifest.Entry]]]]] = deque()
+            for chunk in _chunks(self._host_stream(), CHUNK):
+                if ranged:
+                    futs = [pool.submit(self._list_range, chunk, s) for s in slots]
+                else:
+                    futs = [pool.submit(self._list_host, h, s) for h in chunk for s in slots]
+                queue.append((chunk, futs))
+                while len(queue) > LOOKAHEAD:
+                    yield from self._finish(pool, *queue.popleft())
+            while queue:
+                yield from self._finish(pool, *queue.popleft())
+        n = self.summary.hosts_seen
+        self.summary.describe = (
+            f"{n} hosts; manifest entries of {len(slots)} 10-minute slots; "
+            f"{self.summary.checked} hosts also listed by day"
+        )
+
+    def _finish(self, pool: ThreadPoolExecutor, chunk: list[str],
+                futs: list[Future[list[manifest.Entry]]]) -> Iterator[HostResult]:  # fmt: skip
+        entries: dict[str, dict[str, manifest.Entry]] = {h: {} for h in chunk}
+        for f in futs:
+            for e in f.result():
+                if e.host in entries:
+                    entries[e.host].setdefault(e.key, e)  # one per slot it covers
+        s_ts, u_ts = self.since.timestamp(), self.until.timestamp()
+        staged: list[tuple[str, list[Capture], dict[str, list[tuple[float, float]]],
+                           Future[list[Capture]] | None]] = []  # fmt: skip
+        for host in chunk:
+            caps: list[Capture] = []
+            spans: dict[str, list[tuple[float, float]]] = {}
+            for e in entries[host].values():
+                spans.setdefault(e.iface, []).append(e.span)
+                if e.packets and e.first_ts is not None and e.last_ts is not None \
+                        and e.first_ts < u_ts and e.last_ts >= s_ts:  # fmt: skip
+                    caps.append(_capture(e))
+            gaps = host_gaps(host, spans, s_ts, self.settled_until.timestamp())
+            check = None
+            if self._needs_check(spans, gaps):
+                check = pool.submit(self._check, host, set(entries[host]))
+            staged.append((host, caps, spans, check))
+        for host, caps, spans, check in staged:
+            if check is not None:
+                caps = caps + check.result()
+            caps.sort(key=Capture.sort_key)
+            spans = {k: list(v) for k, v in spans.items()}
+            gaps = self._gaps(host, [c for c in caps if c.end_ts is None], spans)
+            yield HostResult(host, caps, gaps if caps else [], check is not None)
+
+
+def select(storage: Storage, *, template: str, prefix: str, since: datetime, until: datetime,
+           hosts: list[str] | None = None, iface: str | None = None,
+           settled_until: datetime | None = None, workers: int = 8) -> Selection:  # fmt: skip
+    """The captures overlapping [since, until) and the window's coverage, by host."""
+    return Selection(
+        storage, template=template, prefix=prefix, since=since, until=until, hosts=hosts,
+        iface=iface, settled_until=settled_until, workers=workers,
+    )  # fmt: skip
+
+
+def collect(sel: Selection) -> list[Capture]:
+    """Every capture of the selection, sorted by time (for fetch)."""
+    out = [c for r in sel for c in r.captures]
+    out.sort(key=Capture.sort_key)
+    return out
