@@ -76,10 +76,17 @@ def object_metadata(cfg: RollcapConfig, opened: Opened, c: Compressed) -> dict[s
     }
 
 
-def manifest_entry(key: str, opened: Opened, c: Compressed, stored: int) -> manifest.Entry:
+def manifest_entry(key: str, opened: Opened, c: Compressed, stored: int,
+                   rotate_seconds: int) -> manifest.Entry:  # fmt: skip
     n = opened.name
-    # the file's last write (tcpdump's close or the hand-off) ends its span
-    closed = max(opened.st.st_mtime, c.last_ts or 0.0, n.start.timestamp())
+    start = n.start.timestamp()
+    # The file's last write (tcpdump's close, the hand-off) ends its span; an
+    # mtime outside what a rotation allows (a file copied in, a clock step)
+    # is not believed: the last packet ends it then.
+    mtime = opened.st.st_mtime
+    closed = max(c.last_ts or start, start)
+    if start <= mtime <= start + rotate_seconds + 60:
+        closed = max(closed, mtime)
     return manifest.Entry(
         key=key, host=n.host, iface=n.iface, opened=n.start, closed_ts=math.ceil(closed),
         first_ts=c.first_ts, last_ts=c.last_ts, packets=c.packets, pcap_bytes=c.pcap_bytes,
@@ -270,7 +277,9 @@ class Pipeline:
             if self.storage.manifests:
                 # before the local copy goes: a crash here retries it (HEAD says "exists")
                 manifest.write_entries(
-                    self.storage, manifest_entry(key, opened, comp, stored), self.storage.key_prefix
+                    self.storage,
+                    manifest_entry(key, opened, comp, stored, self.cfg.capture.rotate_seconds),
+                    self.storage.key_prefix,
                 )
         except VerificationError as e:
             return Outcome(name, "failed", key=key, message=str(e))

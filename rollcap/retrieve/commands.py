@@ -178,6 +178,7 @@ def _selection(args: argparse.Namespace, cfg: RollcapConfig, storage: Storage,
         iface=_iface(args),
         settled_until=settled_until(cfg),
         workers=workers,
+        rotate=timedelta(seconds=cfg.capture.rotate_seconds),
     )
     return sel, since, until
 

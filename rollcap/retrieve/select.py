@@ -26,10 +26,10 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import islice
 
-from rollcap.retrieve.catalog import Capture, find_captures
+from rollcap.retrieve.catalog import HANDOVER, Capture, find_captures
 from rollcap.retrieve.coverage import Gap, host_gaps
 from rollcap.retrieve.keyplan import base_prefix, supports_host_discovery
 from rollcap.storage import manifest
@@ -88,8 +88,10 @@ def _capture(e: manifest.Entry) -> Capture:
 class Selection:
     def __init__(self, storage: Storage, *, template: str, prefix: str, since: datetime,
                  until: datetime, hosts: list[str] | None = None, iface: str | None = None,
-                 settled_until: datetime | None = None, workers: int = 8) -> None:  # fmt: skip
+                 settled_until: datetime | None = None, workers: int = 8,
+                 rotate: timedelta | None = None) -> None:  # fmt: skip
         self.storage = storage
+        self.rotate = rotate
         self.template = template
         self.prefix = prefix
         self.since, self.until = since, until
@@ -111,10 +113,26 @@ class Selection:
 
     def _gaps(self, host: str, caps: list[Capture], spans: dict[str, list[tuple[float, float]]]
               ) -> list[Gap]:  # fmt: skip
+        """Gaps of host, from the manifest ``spans`` plus those of ``caps`` found by listing.
+
+        A listed capture's close time is unknown: its span ends at its last
+        packet, or when the next file of its interface opened if that was
+        within a rotation (one capture writes one file after another)."""
+        by_iface: dict[str, list[Capture]] = {}
         for c in caps:
-            s = c.span
-            if s is not None:
-                spans.setdefault(c.iface, []).append(s)
+            by_iface.setdefault(c.iface, []).append(c)
+        for iface, cs in by_iface.items():
+            cs.sort(key=Capture.sort_key)
+            for c, nxt in zip(cs, [*cs[1:], None], strict=True):
+                s = c.span
+                if s is None or c.end_ts is not None:
+                    continue  # entries' spans are in spans already
+                lo, hi = s
+                if nxt is not None and nxt.start is not None and self.rotate is not None:
+                    n = nxt.start.timestamp()
+                    if lo <= n <= lo + self.rotate.total_seconds() + HANDOVER.total_seconds():
+                        hi = max(hi, n)
+                spans.setdefault(iface, []).append((lo, hi))
         return host_gaps(host, spans, self.since.timestamp(), self.settled_until.timestamp())
 
     def _needs_check(self, spans: dict[str, list[tuple[float, float]]], gaps: list[Gap]) -> bool:
@@ -234,17 +252,21 @@ class Selection:
                 caps = caps + check.result()
             caps.sort(key=Capture.sort_key)
             spans = {k: list(v) for k, v in spans.items()}
-            gaps = self._gaps(host, [c for c in caps if c.end_ts is None], spans)
+            gaps = self._gaps(host, caps, spans)
             yield HostResult(host, caps, gaps if caps else [], check is not None)
 
 
 def select(storage: Storage, *, template: str, prefix: str, since: datetime, until: datetime,
            hosts: list[str] | None = None, iface: str | None = None,
-           settled_until: datetime | None = None, workers: int = 8) -> Selection:  # fmt: skip
-    """The captures overlapping [since, until) and the window's coverage, by host."""
+           settled_until: datetime | None = None, workers: int = 8,
+           rotate: timedelta | None = None) -> Selection:  # fmt: skip
+    """The captures overlapping [since, until) and the window's coverage, by host.
+
+    ``settled_until``: newer captures may still be on their hosts (not gaps);
+    ``rotate``: capture.rotate_seconds, to judge listed captures' ends."""
     return Selection(
         storage, template=template, prefix=prefix, since=since, until=until, hosts=hosts,
-        iface=iface, settled_until=settled_until, workers=workers,
+        iface=iface, settled_until=settled_until, workers=workers, rotate=rotate,
     )  # fmt: skip
 
 
