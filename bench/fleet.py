@@ -265,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-old", action="store_true", help="skip 0.1.0's planning")
     ap.add_argument("--data-dir", default="", help="keep SeaweedFS's data here; reuse its fill")
     a = ap.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress in logs
     if a.quick:
         a.hosts, a.reps = 50, 1
     from rollcap.config.schema import OffloadConfig
@@ -303,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
         env = rollcap_env(w.env())
         env.pop("CREDENTIALS_DIRECTORY", None)
         os.environ.update(w.env())
-        base = baseline(w.client(), w.bucket)
+        runs = [baseline(w.client(), w.bucket) for _ in range(2)]
+        base = min(runs, key=lambda r: r["seconds"])
+        base["all_seconds"] = [r["seconds"] for r in runs]
         res["baseline"] = base
         win = ("--since", since, "--until", until)
         hosts3 = ("--host", ",".join(three))

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
 
-from rollcap.retrieve.catalog import HANDOVER, Capture, find_captures
+from rollcap.retrieve.catalog import HANDOVER, LOOKBACK, Capture, find_captures
 from rollcap.retrieve.coverage import Gap, host_gaps
-from rollcap.retrieve.keyplan import base_prefix, supports_host_discovery
+from rollcap.retrieve.keyplan import base_prefix, supports_host_discovery, window_days
 from rollcap.storage import manifest
 from rollcap.storage.base import Storage
 
@@ -218,11 +218,18 @@ class Selection:
                     yield from self._finish(pool, *queue.popleft())
             while queue:
                 yield from self._finish(pool, *queue.popleft())
-        n = self.summary.hosts_seen
-        self.summary.describe = (
-            f"{n} hosts; manifest entries of {len(slots)} 10-minute slots; "
-            f"{self.summary.checked} hosts also listed by day"
-        )
+        self.summary.describe = self._describe(len(slots))
+
+    def _describe(self, slots: int) -> str:
+        s = self.summary
+        hosts = s.without if s.hosts_with_captures == 0 else []
+        named = f"hosts {', '.join(hosts)}" if 0 < len(hosts) <= 20 else f"{s.hosts_seen} hosts"
+        text = f"{named}; manifest entries of {slots} 10-minute slots"
+        if s.checked:
+            days = window_days(self.since, self.until, LOOKBACK)
+            span = f"{days[0]:%Y-%m-%d}" + (f" to {days[-1]:%Y-%m-%d}" if len(days) > 1 else "")
+            text += f"; {s.checked} hosts also listed by UTC day ({span})"
+        return text
 
     def _finish(self, pool: ThreadPoolExecutor, chunk: list[str],
                 futs: list[Future[list[manifest.Entry]]]) -> Iterator[HostResult]:  # fmt: skip
