@@ -173,14 +173,16 @@ class Selection:
     def _list_range(self, chunk: list[str], slot: datetime) -> list[manifest.Entry]:
         """Entries of consecutive hosts chunk[0]..chunk[-1] in one slot: one listing."""
         sp = manifest.slot_prefix(self.prefix, slot)
-        last = chunk[-1] + "/"
+        members, last = set(chunk), chunk[-1]
         out: list[manifest.Entry] = []
         page = min(1000, len(chunk) * PER_HOST + 10)
         for info in self.storage.list_after(sp, f"{sp}host={chunk[0]}/", page):
             h = manifest.host_of(info.key)
             if h is None:
                 continue
-            if h + "/" > last:
+            # past the chunk in S3's key order ("web1-x/" < "web1/") and in a
+            # filer's name order ("web1" < "web1-x"), whichever the server uses
+            if h not in members and h + "/" > last + "/" and h > last:
                 break
             e = manifest.parse_key(info.key, self.prefix)
             if e is not None and self._entry_ok(e):

@@ -209,3 +209,20 @@ def test_a_hole_is_reported_after_checking_the_listing() -> None:
                             settled_until=utc(2026, 11, 26, 12, 15))  # fmt: skip
     (r,) = list(sel)
     assert r.gaps == [] and not r.checked
+
+
+def test_range_listing_keeps_hosts_whose_names_prefix_each_other(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # S3 order puts "web1-x/" before "web1/"; a filer's name order the reverse
+    monkeypatch.setattr(select_mod, "CHUNK", 2)
+    st = _Memory()
+    day = [utc(2026, 11, 26, 12, 0) + timedelta(minutes=10 * i) for i in range(3)]
+    for h in ("web1", "web1-x", "web1.y", "web10", "web2"):
+        _store(st, h, day, entries=True)
+    sel = select_mod.select(st, template=DEFAULT_KEY_TEMPLATE, prefix="caps",
+                            since=utc(2026, 11, 26, 12, 12),
+                            until=utc(2026, 11, 26, 12, 18))  # fmt: skip
+    results = list(sel)
+    assert sorted(r.host for r in results) == ["web1", "web1-x", "web1.y", "web10", "web2"]
+    assert all(len(r.captures) == 1 and not r.checked for r in results)
