@@ -221,3 +221,46 @@ def test_complete_manifest_means_no_head_and_listings_per_slot(fleet: Fleet,
     # window 12:05-12:35: slots 12:00, 12:10, 12:20, 12:30; one listing each, nothing else
     assert calls == Counter({"ListObjectsV2": 4})
     assert sel.summary.checked == 0
+
+
+def test_entries_lost_in_a_crash_are_written_by_the_retry(seaweedfs: SeaweedFS, all_pcap: Path,
+                                                          tmp_path: Path) -> None:  # fmt: skip
+    # the offload died after the upload, before the entries: the file is still
+    # in ready/, and the next attempt (HEAD: "exists") writes them
+    spool = Spool.at(tmp_path / "spool")
+    for d in spool.all_dirs():
+        d.mkdir(parents=True)
+    bucket = f"fc-{uuid.uuid4().hex[:12]}"
+    client = seaweedfs.client()
+    client.create_bucket(Bucket=bucket)
+    config = tmp_path / "rollcap.toml"
+    config.write_text(
+        f'[spool]\ndirectory = "{spool.root}"\n[offload]\ndestination = "s3://{bucket}/caps"\n'
+        f'endpoint_url = "{seaweedfs.endpoint}"\nregion = "us-east-1"\n'
+    )
+    cfg = load_config(config)
+    frames = read_frames(all_pcap)
+    start = DAY_START
+    name = ReadyName(start, 1, "web9", "eth0").format()
+    recs = [(t, *frames[j]) for j, t in enumerate(_stamps(start))]
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in seaweedfs.env().items():
+            mp.setenv(k, v)
+        storage = open_storage(cfg.offload)
+        pipe = Pipeline(cfg, spool, storage, {0, os.geteuid()}, threading.Event())
+        write_pcap(spool.ready / name, recs)
+        first = pipe.process(name)
+        assert first.kind == "uploaded", first
+        entries = [
+            o["Key"]
+            for o in client.list_objects_v2(Bucket=bucket, Prefix="caps/_manifest/")["Contents"]
+        ]
+        assert len(entries) == 1  # 12:00:01..12:09:41, one slot
+        client.delete_object(Bucket=bucket, Key=entries[0])
+        write_pcap(spool.ready / name, recs)  # as it was before the delete
+        again = pipe.process(name)
+        storage.close()
+    assert again.kind == "exists", again
+    got = client.list_objects_v2(Bucket=bucket, Prefix="caps/_manifest/")["Contents"]
+    assert [o["Key"] for o in got] == entries
+    assert not (spool.ready / name).exists()
