@@ -8,8 +8,9 @@ With manifests (S3, default key layout) a host's captures come from the
 manifest entries of the window's 10-minute slots (storage/manifest.py):
 consecutive hosts share one listing per slot, an explicit --host gets its
 own small listing per slot, and no HEAD is needed. Entries are a hint, not
-the truth: a host with no entry in the settled part of the window, or whose
-entries leave a hole in it, is checked the old way (catalog.find_captures:
+the truth: a host with no entry in the window (nor, for a window that is
+not settled yet, shortly before it), or whose entries leave a hole in the
+settled part of the window, is checked the old way (catalog.find_captures:
 its day listings, HEADs of objects with no entry), so objects written by
 0.1.0, or stored by an offload that died before writing their entries, are
 still found. Hosts are taken ``CHUNK`` at a time with a bounded number of
@@ -99,6 +100,12 @@ class Selection:
         self.iface = iface
         settled = min(until, settled_until) if settled_until else until
         self.settled_until = max(since, settled)
+        # A window that is not settled yet is probed a slot further back than
+        # the settled time: a host with entries there writes manifests, and
+        # merely has not uploaded its newest files yet.
+        self.probe_since = since
+        if settled_until is not None and settled_until < until:
+            self.probe_since = min(since, settled_until - manifest.SLOT)
         self.workers = max(1, workers)
         self.summary = Summary()
         self.use_manifests = storage.manifests and supports_host_discovery(template)
@@ -136,8 +143,9 @@ class Selection:
         return host_gaps(host, spans, self.since.timestamp(), self.settled_until.timestamp())
 
     def _needs_check(self, spans: dict[str, list[tuple[float, float]]], gaps: list[Gap]) -> bool:
-        settled = self.settled_until > self.since
-        return settled and (not spans or bool(gaps))
+        """List the host's captures too: it has no entry at all (0.1.0, or
+        down), or its entries leave a hole in the settled part of the window."""
+        return not spans or bool(gaps)
 
     # -- without manifests -----------------------------------------------------
 
@@ -205,7 +213,7 @@ class Selection:
         return caps
 
     def _from_manifests(self) -> Iterator[HostResult]:
-        slots = manifest.window_slots(self.since, self.until)
+        slots = manifest.window_slots(self.probe_since, self.until)
         self.summary.slots = len(slots)
         ranged = self.hosts is None
         with ThreadPoolExecutor(self.workers) as pool:

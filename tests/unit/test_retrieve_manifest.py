@@ -226,3 +226,19 @@ def test_range_listing_keeps_hosts_whose_names_prefix_each_other(
     results = list(sel)
     assert sorted(r.host for r in results) == ["web1", "web1-x", "web1.y", "web10", "web2"]
     assert all(len(r.captures) == 1 and not r.checked for r in results)
+
+
+def test_a_recent_window_checks_only_hosts_without_any_recent_entry() -> None:
+    # `--since -10m`: the newest files are still on their hosts. A host with
+    # entries shortly before is not listed by day; a 0.1.0 host (no entries) is.
+    st = _Memory()
+    day = [utc(2026, 11, 26, 12, 0) + timedelta(minutes=10 * i) for i in range(2)]
+    _store(st, "new1", day, entries=True)  # uploaded up to 12:20
+    _store(st, "old1", day, entries=False)
+    sel = select_mod.select(st, template=DEFAULT_KEY_TEMPLATE, prefix="caps",
+                            since=utc(2026, 11, 26, 12, 25), until=utc(2026, 11, 26, 12, 35),
+                            settled_until=utc(2026, 11, 26, 12, 23))  # fmt: skip
+    got = {r.host: r for r in sel}
+    assert not got["new1"].checked and got["new1"].gaps == []
+    assert got["old1"].checked
+    assert sel.summary.without == ["new1", "old1"]  # nothing uploaded for the window yet
