@@ -179,22 +179,28 @@ class Selection:
         return e is not None and (self.iface is None or e.iface == self.iface)
 
     def _list_range(self, chunk: list[str], slot: datetime) -> list[manifest.Entry]:
-        """Entries of consecutive hosts chunk[0]..chunk[-1] in one slot: one listing."""
+        """Entries of the chunk's hosts in one slot: one listing of the key range
+        they span. Entries sort by "host~": the order of the hosts' directories
+        may differ ("web1-x/" < "web1/" but "web1~" < "web1-x~" on S3, and a
+        filer lists directories by name), so the range comes from the chunk
+        itself and hosts in it that are not members are skipped."""
         sp = manifest.slot_prefix(self.prefix, slot)
-        members, last = set(chunk), chunk[-1]
+        members = set(chunk)
+        first = min(h + "~" for h in chunk)
+        last = max(h + "~" for h in chunk)
         out: list[manifest.Entry] = []
         page = min(1000, len(chunk) * PER_HOST + 10)
-        for info in self.storage.list_after(sp, f"{sp}host={chunk[0]}/", page):
+        # every key of the first host sorts after "<slot>/<first host>"
+        for info in self.storage.list_after(sp, sp + first[:-1], page):
             h = manifest.host_of(info.key)
             if h is None:
                 continue
-            # past the chunk in S3's key order ("web1-x/" < "web1/") and in a
-            # filer's name order ("web1" < "web1-x"), whichever the server uses
-            if h not in members and h + "/" > last + "/" and h > last:
-                break
-            e = manifest.parse_key(info.key, self.prefix)
-            if e is not None and self._entry_ok(e):
-                out.append(e)
+            if h + "~" > last:
+                break  # past every member
+            if h in members:
+                e = manifest.parse_key(info.key, self.prefix)
+                if e is not None and self._entry_ok(e):
+                    out.append(e)
         return out
 
     def _list_host(self, host: str, slot: datetime) -> list[manifest.Entry]:

@@ -4,12 +4,15 @@ The offload writes them beside the captures, after a capture is stored and
 verified and before the local copy is deleted, so `rollcap list` can answer a
 fleet-wide window with a few listings and no HEADs:
 
-    {prefix}/_manifest/v1/date=2026-11-26/hour=12/minute=10/host=web1/iface=eth0/
-        20261126T120501Z~1795694701.104000~1795695301.002000~1795695302~1047~20040509~19442632~1~web1~2026~11~26~web1-eth0-20261126T120501Z-000042.pcap.zst.ndjson.gz
+    {prefix}/_manifest/v1/date=2026-11-26/hour=12/minute=10/
+        web1~eth0~20261126T120501Z~1795694701.104000~1795695301.002000~1795695302~1047~20040509~19442632~1~web1~2026~11~26~web1-eth0-20261126T120501Z-000042.pcap.zst.ndjson.gz
 
-- Time first (date/hour/minute of the slot, UTC), then host and interface: a
-  window across the fleet is one listing per slot, a window for one host one
-  small listing per slot. A capture is filed under **every** slot its span
+- Time first (date/hour/minute of the slot, UTC), then host and interface at
+  the start of the name: a window across the fleet is one listing per slot,
+  a window for one host one small listing per slot (prefix "host~"). Host
+  and interface are not directories: a server that keeps directories
+  (SeaweedFS's filer) lists one flat directory 10x faster than a tree with
+  two levels per host. A capture is filed under **every** slot its span
   (open .. close) overlaps, so no look-back is needed.
 - The key itself carries what `list` shows (open time, first/last packet,
   close time, packets, pcap bytes, stored bytes, link type, and the capture's
@@ -42,13 +45,12 @@ MAX_SLOTS = 160
 SUFFIX = ".ndjson.gz"
 _OPENED_FMT = "%Y%m%dT%H%M%SZ"
 _NUM = r"(\d+(?:\.\d{1,9})?)?"
+_SLOT_RE = re.compile(r"date=\d{4}-\d{2}-\d{2}/hour=\d{2}/minute=\d{2}")
 _NAME_RE = re.compile(
+    r"(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*)~(?P<iface>[A-Za-z0-9_.@:+-]+)~"
     rf"(?P<opened>\d{{8}}T\d{{6}}Z)~(?P<first>{_NUM})~(?P<last>{_NUM})~(?P<closed>\d+)"
     r"~(?P<packets>\d+)~(?P<pcap_bytes>\d+)~(?P<size>\d+)~(?P<linktype>\d+)"
     r"~(?P<rel>[A-Za-z0-9!_.*'()~:@+=-]+)" + re.escape(SUFFIX)
-)
-_HOST_IFACE_RE = re.compile(
-    r"host=(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*)/iface=(?P<iface>[A-Za-z0-9_.@:+-]+)/(?P<name>[^/]+)"
 )
 
 
@@ -112,7 +114,8 @@ def slot_prefix(prefix: str, slot: datetime) -> str:
 
 
 def host_prefix(prefix: str, slot: datetime, host: str) -> str:
-    return f"{slot_prefix(prefix, slot)}host={host}/"
+    """Every entry of host in slot starts with this ('~' is in no host name)."""
+    return f"{slot_prefix(prefix, slot)}{host}~"
 
 
 def _num(x: float | None) -> str:
@@ -127,7 +130,7 @@ def _rel(key: str, prefix: str) -> str:
 
 def entry_name(e: Entry, prefix: str) -> str:
     return (
-        f"{e.opened:{_OPENED_FMT}}~{_num(e.first_ts)}~{_num(e.last_ts)}~{e.closed_ts}"
+        f"{e.host}~{e.iface}~{e.opened:{_OPENED_FMT}}~{_num(e.first_ts)}~{_num(e.last_ts)}~{e.closed_ts}"
         f"~{e.packets}~{e.pcap_bytes}~{e.size}~{e.linktype}~{_rel(e.key, prefix)}{SUFFIX}"
     )
 
@@ -136,7 +139,7 @@ def entry_keys(e: Entry, prefix: str) -> list[str]:
     """Every key this capture is filed under: one per slot its span overlaps."""
     name = entry_name(e, prefix)
     lo, hi = e.span
-    return [f"{host_prefix(prefix, s, e.host)}iface={e.iface}/{name}" for s in slots(lo, hi)]
+    return [slot_prefix(prefix, s) + name for s in slots(lo, hi)]
 
 
 def entry_body(e: Entry) -> bytes:
@@ -153,13 +156,10 @@ def parse_key(key: str, prefix: str) -> Entry | None:
     base = root(prefix)
     if not key.startswith(base):
         return None
-    parts = key[len(base) :].split("/", 3)
-    if len(parts) != 4:
+    parts = key[len(base) :].split("/")
+    if len(parts) != 4 or not _SLOT_RE.fullmatch("/".join(parts[:3])):
         return None
-    m = _HOST_IFACE_RE.fullmatch(parts[3])
-    if m is None:
-        return None
-    n = _NAME_RE.fullmatch(m["name"])
+    n = _NAME_RE.fullmatch(parts[3])
     if n is None:
         return None
     try:
@@ -170,8 +170,8 @@ def parse_key(key: str, prefix: str) -> Entry | None:
     rel = n["rel"].replace("~", "/")
     return Entry(
         key=f"{p}/{rel}" if p else rel,
-        host=m["host"],
-        iface=m["iface"],
+        host=n["host"],
+        iface=n["iface"],
         opened=opened,
         closed_ts=int(n["closed"]),
         first_ts=float(n["first"]) if n["first"] else None,
@@ -184,12 +184,10 @@ def parse_key(key: str, prefix: str) -> Entry | None:
 
 
 def host_of(key: str) -> str | None:
-    """The host=... segment of a manifest key (cheap; for range listings)."""
-    i = key.find("/host=")
-    if i < 0:
-        return None
-    j = key.find("/", i + 6)
-    return key[i + 6 : j] if j > 0 else None
+    """The host a manifest key names (cheap; for range listings)."""
+    name = key.rpartition("/")[2]
+    host, sep, _rest = name.partition("~")
+    return host if sep and host else None
 
 
 def write_entries(storage: Storage, e: Entry, prefix: str) -> list[str]:

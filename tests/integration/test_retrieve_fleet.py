@@ -146,7 +146,7 @@ def test_offload_writes_manifest_entries_athena_can_read(fleet: Fleet, seaweedfs
     prefix = manifest.host_prefix("caps", manifest.slot_of(start.timestamp()), "web1")
     got = client.list_objects_v2(Bucket=fleet.bucket, Prefix=prefix)["Contents"]
     mine = [o["Key"] for o in got if o["Key"].endswith(key.rsplit("/", 1)[1] + manifest.SUFFIX)]
-    assert len(mine) == 1 and "/date=2026-11-26/hour=12/minute=00/host=web1/iface=eth0/" in mine[0]
+    assert len(mine) == 1 and "/date=2026-11-26/hour=12/minute=00/web1~eth0~" in mine[0]
     body = client.get_object(Bucket=fleet.bucket, Key=mine[0])["Body"].read()
     rec = json.loads(gzip.decompress(body).decode())  # one NDJSON line
     assert rec["key"] == key and rec["host"] == "web1" and rec["packets"] == 30

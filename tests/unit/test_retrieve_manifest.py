@@ -33,16 +33,16 @@ def _entry(key: str = KEY, **kw: object) -> manifest.Entry:
 
 def test_a_file_is_filed_under_every_slot_it_covers() -> None:
     keys = manifest.entry_keys(_entry(), "caps")
-    assert [k.split("/host=")[0] for k in keys] == [
+    assert [k.rsplit("/", 1)[0] for k in keys] == [
         "caps/_manifest/v1/date=2026-11-26/hour=11/minute=50",
         "caps/_manifest/v1/date=2026-11-26/hour=12/minute=00",
     ]
-    assert all("/host=web1/iface=eth0/20261126T115501Z~" in k for k in keys)
+    assert all(k.rsplit("/", 1)[1].startswith("web1~eth0~20261126T115501Z~") for k in keys)
     # a file across midnight lands in both days' partitions
     midnight = int(utc(2026, 11, 27).timestamp())
     late = _entry(opened=utc(2026, 11, 26, 23, 58), closed_ts=midnight + 5,
                   first_ts=None, last_ts=None, packets=0)  # fmt: skip
-    parts = [k.split("/host=")[0].rsplit("/v1/", 1)[1] for k in manifest.entry_keys(late, "caps")]
+    parts = [k.rsplit("/", 1)[0].rsplit("/v1/", 1)[1] for k in manifest.entry_keys(late, "caps")]
     assert parts == ["date=2026-11-26/hour=23/minute=50", "date=2026-11-27/hour=00/minute=00"]
 
 
@@ -68,11 +68,13 @@ def test_entry_keys_are_plain_s3_keys_and_the_tilde_is_unambiguous() -> None:
 @pytest.mark.parametrize(
     "key",
     [
-        "caps/_manifest/v1/date=2026-11-26/hour=12/minute=00/host=web1/iface=eth0/junk.ndjson.gz",
-        "caps/_manifest/v1/date=2026-11-26/hour=12/minute=00/host=../iface=eth0/x",
+        "caps/_manifest/v1/date=2026-11-26/hour=12/minute=00/web1~eth0~junk.ndjson.gz",
+        "caps/_manifest/v1/date=2026-11-26/hour=12/minute=00/..~eth0~x",
+        "caps/_manifest/v1/date=2026-11-26/hour=12/x/web1~eth0~20261126T115501Z~1~2~3~4~5~6~7"
+        "~web1~a.pcap.ndjson.gz",
         "caps/web1/2026/11/26/web1-eth0-20261126T115501Z-000042.pcap.zst",
-        "other/_manifest/v1/date=2026-11-26/hour=12/minute=00/host=web1/iface=eth0/"
-        "20261126T115501Z~1~2~3~4~5~6~7~web1~a.pcap.ndjson.gz",
+        "other/_manifest/v1/date=2026-11-26/hour=12/minute=00/"
+        "web1~eth0~20261126T115501Z~1~2~3~4~5~6~7~web1~a.pcap.ndjson.gz",
     ],
 )
 def test_foreign_or_damaged_keys_are_not_entries(key: str) -> None:
@@ -188,7 +190,7 @@ def test_explicit_hosts_list_their_own_prefixes_only() -> None:
                             hosts=["b2"])  # fmt: skip
     (r,) = list(sel)
     assert r.host == "b2" and len(r.captures) == 2 and not r.checked
-    assert all("host=b2/" in p for p in st.listed) and len(st.listed) == 2  # two slots
+    assert all(p.endswith("/b2~") for p in st.listed) and len(st.listed) == 2  # two slots
     assert st.delimited == []  # no host discovery
 
 
