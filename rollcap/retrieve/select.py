@@ -38,9 +38,10 @@ from rollcap.storage.base import Storage
 
 HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$")
 CHUNK = 100  # hosts per range listing of a slot
-# expected entries per host and slot (10-minute files span about two slots):
-# sizes a range listing's page so it does not list far past its chunk
-PER_HOST = 3
+# Entries per host and slot expected at first (10-minute files: two), then
+# the most seen: sizes a range listing's page so that it does not list (and
+# parse: most of the client's CPU) far past its chunk.
+PER_HOST = 2.0
 LOOKAHEAD = 4  # chunks listed ahead of the one being printed
 
 
@@ -109,6 +110,7 @@ class Selection:
         self.workers = max(1, workers)
         self.summary = Summary()
         self.use_manifests = storage.manifests and supports_host_discovery(template)
+        self.density = PER_HOST
 
     def __iter__(self) -> Iterator[HostResult]:
         gen = self._from_manifests() if self.use_manifests else self._from_listing()
@@ -189,7 +191,7 @@ class Selection:
         first = min(h + "~" for h in chunk)
         last = max(h + "~" for h in chunk)
         out: list[manifest.Entry] = []
-        page = min(1000, len(chunk) * PER_HOST + 10)
+        page = min(1000, int(len(chunk) * self.density) + 10)
         # every key of the first host sorts after "<slot>/<first host>"
         for info in self.storage.list_after(sp, sp + first[:-1], page):
             h = manifest.host_of(info.key)
@@ -201,6 +203,7 @@ class Selection:
                 e = manifest.parse_key(info.key, self.prefix)
                 if e is not None and self._entry_ok(e):
                     out.append(e)
+        self.density = max(self.density, len(out) / len(chunk))  # a race only sizes pages
         return out
 
     def _list_host(self, host: str, slot: datetime) -> list[manifest.Entry]:

@@ -37,6 +37,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ import botocore.session
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.utils import parse_timestamp
 from s3transfer.subscribers import BaseSubscriber
 from s3transfer.utils import ChunksizeAdjuster
 
@@ -130,6 +132,14 @@ def composite_from_parts(digests: Sequence[bytes]) -> str:
     return f"{base64.b64encode(outer).decode()}-{len(digests)}"
 
 
+def _timestamp(value: str) -> Any:
+    """botocore's timestamp parser, with a fast path for listings' ISO 8601."""
+    try:
+        return datetime.fromisoformat(value)
+    except (ValueError, TypeError):
+        return parse_timestamp(value)
+
+
 def _error(e: Exception, what: str) -> StorageError:
     if isinstance(e, ClientError):
         err = e.response.get("Error", {})
@@ -164,6 +174,11 @@ class S3Storage(Storage):
         self._describe = describe_for(cfg)
         self.threshold = max(8 * MiB, self.part_size)
         session = botocore.session.get_session()
+        # Listings carry a LastModified per key, which botocore parses with
+        # dateutil: a third of the client's CPU for a listing. ISO 8601 first.
+        session.get_component("response_parser_factory").set_parser_defaults(
+            timestamp_parser=_timestamp
+        )
         cred = systemd_credentials_file()
         if cred is not None:
             session.set_config_variable("credentials_file", str(cred))
