@@ -244,3 +244,46 @@ def test_a_recent_window_checks_only_hosts_without_any_recent_entry() -> None:
     assert not got["new1"].checked and got["new1"].gaps == []
     assert got["old1"].checked
     assert sel.summary.without == ["new1", "old1"]  # nothing uploaded for the window yet
+
+
+def test_list_output_json_and_summary() -> None:
+    import io
+
+    from rollcap.retrieve import commands
+
+    st = _Memory()
+    day = [utc(2026, 11, 26, 12, 0) + timedelta(minutes=10 * i) for i in (0, 1, 3)]
+    _store(st, "c1", day, entries=True)
+    _store(st, "d1", [utc(2026, 11, 26, 8, 0)], entries=True)
+
+    def sel(settled: datetime | None = None) -> select_mod.Selection:
+        return select_mod.select(st, template=DEFAULT_KEY_TEMPLATE, prefix="caps",
+                                 since=utc(2026, 11, 26, 12, 5),
+                                 until=utc(2026, 11, 26, 12, 35),
+                                 settled_until=settled)  # fmt: skip
+
+    out = io.StringIO()
+    commands._write_json(out, sel())
+    doc = json.loads(out.getvalue())
+    assert len(doc["captures"]) == 3 and doc["since"] == "2026-11-26T12:05:00Z"
+    cov = doc["coverage"]
+    assert cov["hosts_seen"] == 2 and cov["hosts_without_capture"] == ["d1"]
+    assert cov["gaps"] == [{"host": "c1", "iface": "eth0", "start": "2026-11-26T12:20:00Z",
+                            "end": "2026-11-26T12:30:00Z", "seconds": 600.0}]  # fmt: skip
+    out = io.StringIO()
+    commands._write_table(out, sel(settled=utc(2026, 11, 26, 12, 15)))
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("KEY") and len([x for x in lines if x.startswith("caps/")]) == 3
+    assert lines[-3:] == [
+        "# coverage 2026-11-26T12:05:00Z .. 2026-11-26T12:35:00Z: 2 hosts seen, "
+        "1 with captures, 1 without",
+        "# no capture in the window: d1",
+        "# after 2026-11-26T12:15:00Z captures may still be on their hosts "
+        "(capture.rotate_seconds + 2 min): not counted as gaps",
+    ]
+    empty = _Memory()
+    out = io.StringIO()
+    commands._write_json(out, select_mod.select(empty, template=DEFAULT_KEY_TEMPLATE,
+                                                prefix="caps", since=utc(2026, 11, 26, 12),
+                                                until=utc(2026, 11, 26, 13)))  # fmt: skip
+    assert json.loads(out.getvalue())["captures"] == []
