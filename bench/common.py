@@ -185,7 +185,7 @@ def offload_config(
 
 
 def list_keys(client: Any, bucket: str, prefix: str) -> dict[str, int]:
-    """key -> size of every object under prefix."""
+    """key -> size of every capture object under prefix (not the manifest entries)."""
     keys: dict[str, int] = {}
     token: str | None = None
     while True:
@@ -194,7 +194,8 @@ def list_keys(client: Any, bucket: str, prefix: str) -> dict[str, int]:
             kw["ContinuationToken"] = token
         r = client.list_objects_v2(**kw)
         for o in r.get("Contents", []):
-            keys[o["Key"]] = o["Size"]
+            if "_manifest/" not in o["Key"]:
+                keys[o["Key"]] = o["Size"]
         if not r.get("IsTruncated"):
             return keys
         token = r["NextContinuationToken"]

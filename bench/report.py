@@ -131,8 +131,59 @@ def _scale(d: dict[str, Any]) -> list[str]:
     return rows or ["| Scale | not run | | |"]
 
 
+def _requests(r: dict[str, Any]) -> str:
+    short = {"ListObjectsV2": "LIST", "HeadObject": "HEAD", "GetObject": "GET"}
+    req = r.get("requests", {})
+    return ", ".join(f"{v} {short.get(k, k)}" for k, v in req.items()) or "?"
+
+
+def _fleet(d: dict[str, Any]) -> list[str]:
+    base = d.get("baseline", {})
+    n = d["hosts"]
+    head = f"Fleet, {n:,} hosts × {d['files_per_host']} files"
+    legacy = len(d.get("legacy_hosts", []))
+    rows = [
+        f"| {head}: recursive listing of the captures (baseline) "
+        f"| {_f(base.get('seconds'), '.2f')} s "
+        f"| {base.get('captures', 0):,} keys | {_requests(base)} |"
+    ]
+    labels = {
+        "list_fleet": "**`rollcap list`**, 10-min window, all hosts",
+        "list_3_hosts": "`rollcap list --host` ×3, same window",
+        "fetch_3_hosts": "`rollcap fetch --host` ×3, same window",
+    }
+    for name, label in labels.items():
+        r = d.get(name)
+        if not r:
+            continue
+        goal = " (goal ≥ 10×, ≤ 5 s)" if name == "list_fleet" else ""
+        extra = ""
+        if "hosts_seen" in r:
+            extra = (f"; {r.get('captures')} captures of {r['hosts_seen']} hosts, "
+                     f"{r.get('hosts_checked_by_listing')} checked by listing")  # fmt: skip
+        rows.append(
+            f"| Fleet: {label} | **{_f(r['seconds'], '.2f')} s** "
+            f"(runs: {', '.join(f'{x:.2f}' for x in r.get('all_seconds', []))}) "
+            f"| {_f(r.get('ratio_to_baseline'), '.1f', '×')} faster than the baseline{goal} "
+            f"| requests: {_requests(r)}{extra}; peak RSS {_f(r.get('peak_rss_mb'))} MB |"
+        )
+    old = d.get("old_planning")
+    if old:
+        rows.append(
+            f"| Fleet: 0.1.0's planning of the fleet window (same bucket) "
+            f"| {_f(old['seconds'], '.2f')} s | {_f(old.get('ratio_to_baseline'), '.2f', '×')} "
+            f"| requests: {_requests(old)} |"
+        )
+    rows.append(
+        f"| Fleet: fill ({legacy} hosts with 0.1.0 objects only, 1 with a 30-min hole) "
+        f"| {d.get('fill', {}).get('objects', 0):,} objects | "
+        f"{_f(d.get('fill', {}).get('seconds'), '.0f')} s | window {' .. '.join(d['window'])} |"
+    )
+    return rows
+
+
 def render() -> str:
-    parts = {n: _load(n) for n in ("drain", "live", "idle", "scale")}
+    parts = {n: _load(n) for n in ("drain", "live", "idle", "scale", "fleet")}
     machine = next((p["machine"] for p in parts.values() if p), None)
     lines = []  # the README's own "## Benchmarks" heading sits above the markers
     if machine:
@@ -143,7 +194,9 @@ def render() -> str:
             "ratios within a run rather than absolute numbers. Raw data: `bench/results/`."
         )
     lines += ["", "| Figure | Result | Baseline / ratio | Notes |", "| --- | --- | --- | --- |"]
-    for name, fn in (("drain", _drain), ("live", _live), ("idle", _idle), ("scale", _scale)):
+    figures = (("drain", _drain), ("live", _live), ("idle", _idle), ("scale", _scale),
+               ("fleet", _fleet))  # fmt: skip
+    for name, fn in figures:
         data = parts[name]
         lines += fn(data) if data else [f"| {name} | not run | | |"]
     lines += [
@@ -164,10 +217,15 @@ def render() -> str:
         "ready/; the offload's own time per file (open to verified, from its log) is also "
         "subtracted, to show the pickup delay the 2 s goal is about. *idle*: "
         "utime+stime and VmHWM from /proc. *scale*: small files in ready/ before offload "
-        "starts; first object in the bucket, VmHWM after the window.",
+        "starts; first object in the bucket, VmHWM after the window. "
+        "*fleet*: N hosts × one day of 10-minute files (tiny valid pcaps, default key layout "
+        "and metadata, plus the offload's manifest entries) in SeaweedFS; wall time of the "
+        "`python -m rollcap` command, interpreter start included, best of the runs; requests "
+        "counted on the boto3 client running the same selection in-process; the baseline is "
+        "a paginated ListObjectsV2 over the prefix (without _manifest/), best of 2.",
         "",
         "Each figure runs by itself: `python3 -m bench.drain`, `bench.live`, `bench.idle`, "
-        "`bench.scale` (`--help` for sizes; `--quick` for a smaller run).",
+        "`bench.scale`, `bench.fleet` (`--help` for sizes; `--quick` for a smaller run).",
     ]
     return "\n".join(lines) + "\n"
 

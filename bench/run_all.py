@@ -17,7 +17,7 @@ import time
 from bench.common import REPO, rollcap_env
 from bench.report import write
 
-ALL = ("drain", "live", "idle", "scale")
+ALL = ("drain", "live", "idle", "scale", "fleet")
 
 
 def main(argv: list[str] | None = None) -> int:

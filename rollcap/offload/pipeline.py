@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import os
 import threading
 import time
@@ -29,6 +30,7 @@ from rollcap.offload.vet import Opened, Refused, Vanished, open_ready
 from rollcap.quarantine import quarantine
 from rollcap.spool import Spool
 from rollcap.spoolfs import Dir
+from rollcap.storage import manifest
 from rollcap.storage.base import (
     META,
     ObjectExistsError,
@@ -75,6 +77,24 @@ def object_metadata(cfg: RollcapConfig, opened: Opened, c: Compressed) -> dict[s
         META["compression"]: cfg.offload.compression,
         META["version"]: __version__,
     }
+
+
+def manifest_entry(key: str, opened: Opened, c: Compressed, stored: int,
+                   rotate_seconds: int) -> manifest.Entry:  # fmt: skip
+    n = opened.name
+    start = n.start.timestamp()
+    # The file's last write (tcpdump's close, the hand-off) ends its span; an
+    # mtime outside what a rotation allows (a file copied in, a clock step)
+    # is not believed: the last packet ends it then.
+    mtime = opened.st.st_mtime
+    closed = max(c.last_ts or start, start)
+    if start <= mtime <= start + rotate_seconds + 60:
+        closed = max(closed, mtime)
+    return manifest.Entry(
+        key=key, host=n.host, iface=n.iface, opened=n.start, closed_ts=math.ceil(closed),
+        first_ts=c.first_ts, last_ts=c.last_ts, packets=c.packets, pcap_bytes=c.pcap_bytes,
+        size=stored, linktype=c.linktype,
+    )  # fmt: skip
 
 
 class OrderedSlots:
@@ -249,10 +269,10 @@ class Pipeline:
         try:
             try:
                 meta = object_metadata(self.cfg, opened, comp)
-                self.storage.put_file(
+                stored = self.storage.put_file(
                     comp.path, key, size=comp.size, sha256=comp.sha256, metadata=meta,
                     progress=progress, part_sha256=comp.part_sha256,
-                )  # fmt: skip
+                ).size  # fmt: skip
             except ObjectExistsError:
                 # a 412 to our conditional write, or found first: uploaded before
                 # a crash and not yet deleted, or someone else's object?
@@ -275,6 +295,14 @@ class Pipeline:
                         + "; ".join(problems)
                     ))  # fmt: skip
                 out.kind = "exists"
+                stored = existing.size
+            if self.storage.manifests:
+                # before the local copy goes: a crash here retries it (HEAD says "exists")
+                manifest.write_entries(
+                    self.storage,
+                    manifest_entry(key, opened, comp, stored, self.cfg.capture.rotate_seconds),
+                    self.storage.key_prefix,
+                )
         except VerificationError as e:
             return Outcome(name, "failed", key=key, message=str(e))
         except StorageError as e:

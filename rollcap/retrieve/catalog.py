@@ -50,6 +50,18 @@ class Capture:
     packets: int | None
     pcap_bytes: int | None
     linktype: int | None
+    end_ts: float | None = None  # when the file was last written (manifest entries only)
+
+    @property
+    def span(self) -> tuple[float, float] | None:
+        """The time this file was capturing, as far as known: open (or first
+        packet) to close (or last packet); None if neither is known."""
+        opened = _epoch(self.start) if self.start else None
+        lo = [t for t in (self.first_ts, opened) if t is not None]
+        if not lo:
+            return None
+        hi = [t for t in (self.end_ts, self.last_ts) if t is not None]
+        return min(lo), max([min(lo), *hi])
 
     @property
     def has_metadata(self) -> bool:
@@ -116,8 +128,13 @@ def find_captures(
     hosts: list[str] | None = None,
     iface: str | None = None,
     workers: int = 8,
+    known: set[str] | dict[str, Capture] | None = None,
 ) -> tuple[list[Capture], Search]:
-    """Captures whose packets may fall in [since, until), sorted by time."""
+    """Captures whose packets may fall in [since, until), sorted by time.
+
+    ``known``: keys the caller has already described (manifest entries): neither
+    HEADed nor returned."""
+    known = known or {}
     search = Search(days=window_days(since, until, LOOKBACK))
     pattern = KeyPattern(template, prefix)
     root = base_prefix(prefix)
@@ -126,7 +143,8 @@ def find_captures(
         search.hosts = sorted(set(hosts))
     elif discover:
         found = [p[len(root) :].rstrip("/") for p in storage.list_prefixes(root)]
-        search.hosts = sorted(h for h in found if h and not h.startswith("."))
+        # not .hidden/ nor _manifest/ (host names start with a letter or digit)
+        search.hosts = sorted(h for h in found if h and not h.startswith((".", "_")))
     prefixes: list[str] = []
     if search.hosts:
         for h in search.hosts:
@@ -174,11 +192,15 @@ def find_captures(
             search.listed += n
             candidates += keep
         candidates = only_last_before(candidates, since)
-        heads = list(pool.map(lambda c: _metadata(storage, c[0]), candidates))
+        heads = list(
+            pool.map(lambda c: None if c[0].key in known else _metadata(storage, c[0]), candidates)
+        )
 
     out: list[Capture] = []
     s_ts, u_ts = since.timestamp(), until.timestamp()
     for (info, khost, kiface, kstart), got in zip(candidates, heads, strict=True):
+        if info.key in known:
+            continue  # the caller has it already
         if got is None:
             continue  # deleted between list and head (archive ring): nothing to fetch
         size, meta = got

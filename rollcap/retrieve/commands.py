@@ -16,15 +16,17 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rollcap import exitcodes
 from rollcap.config import RollcapConfig
 from rollcap.errors import RollcapError, UsageError
 from rollcap.journal import setup_logging
-from rollcap.retrieve.catalog import Capture, Search, find_captures
+from rollcap.retrieve.catalog import Capture
+from rollcap.retrieve.coverage import MIN_GAP
 from rollcap.retrieve.output import resolve_output
+from rollcap.retrieve.select import HOST_RE, Selection, Summary, collect, select
 from rollcap.retrieve.timeexpr import TimeExprError, fmt_epoch, fmt_utc, parse_window
 from rollcap.storage.base import Storage, StorageError
 
@@ -33,7 +35,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rollcap.retrieve")
 
-_HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$")
+# how long after capture.rotate_seconds a file may still be on its way to the bucket
+SETTLE = timedelta(minutes=2)
+_HOST_RE = HOST_RE
 _IFACE_RE = re.compile(r"^[A-Za-z0-9_.@:+-]{1,15}$")
 _DENIED = {
     "AccessDenied",
@@ -159,30 +163,49 @@ def _storage_errors(where: str, what: str) -> Iterator[None]:
         raise RollcapError(f"{what} {where} failed: {msg}") from None
 
 
-def _find(args: argparse.Namespace, cfg: RollcapConfig, storage: Storage,
-          workers: int) -> tuple[list[Capture], Search, datetime, datetime]:  # fmt: skip
+def _selection(args: argparse.Namespace, cfg: RollcapConfig, storage: Storage,
+               workers: int) -> tuple[Selection, datetime, datetime]:  # fmt: skip
+    """The one selection of captures that list, fetch (and hold) share."""
     since, until = _window(args)
-    hosts = _hosts(args)
+    sel = select(
+        storage,
+        template=cfg.offload.key_template,
+        prefix=storage.key_prefix,
+        since=since,
+        until=until,
+        hosts=_hosts(args),
+        iface=_iface(args),
+        settled_until=settled_until(cfg),
+        workers=workers,
+        rotate=timedelta(seconds=cfg.capture.rotate_seconds),
+    )
+    return sel, since, until
+
+
+def settled_until(cfg: RollcapConfig, now: datetime | None = None) -> datetime:
+    """Captures newer than this may still be open or waiting on their host."""
+    now = now or datetime.now(UTC)
+    return now - timedelta(seconds=cfg.capture.rotate_seconds) - SETTLE
+
+
+def _nothing(args: argparse.Namespace, storage: Storage, sel: Selection) -> NothingFound:
     iface = _iface(args)
+    which = f" on interface {iface}" if iface else ""
+    return NothingFound(
+        f"no captures between {fmt_utc(sel.since)} and {fmt_utc(sel.until)}{which} in "
+        f"{storage.describe()}; looked at {sel.summary.describe}"
+    )
+
+
+def _find(args: argparse.Namespace, cfg: RollcapConfig, storage: Storage,
+          workers: int) -> tuple[list[Capture], Summary, datetime, datetime]:  # fmt: skip
+    sel, since, until = _selection(args, cfg, storage, workers)
     with _storage_errors(storage.describe(), "listing"):
-        caps, search = find_captures(
-            storage,
-            template=cfg.offload.key_template,
-            prefix=storage.key_prefix,
-            since=since,
-            until=until,
-            hosts=hosts,
-            iface=iface,
-            workers=workers,
-        )
-    log.debug("looked at %s", search.describe())
+        caps = collect(sel)
+    log.debug("looked at %s", sel.summary.describe)
     if not caps:
-        which = f" on interface {iface}" if iface else ""
-        raise NothingFound(
-            f"no captures between {fmt_utc(since)} and {fmt_utc(until)}{which} in "
-            f"{storage.describe()}; looked at {search.describe()}"
-        )
-    return caps, search, since, until
+        raise _nothing(args, storage, sel)
+    return caps, sel.summary, since, until
 
 
 def _setup(args: argparse.Namespace, cfg: RollcapConfig) -> None:
@@ -203,26 +226,106 @@ def _local_notes(cfg: RollcapConfig) -> None:
 def run_list(args: argparse.Namespace, cfg: RollcapConfig) -> int:
     _setup(args, cfg)
     storage = _open(cfg)
+    out = sys.stdout
     try:
-        caps, _search, _since, _until = _find(args, cfg, storage, workers=8)
-    except NothingFound:
-        if args.json:
-            print("[]")
-        _local_notes(cfg)
-        raise
-    finally:
-        storage.close()
-    _local_notes(cfg)
-    try:
-        if args.json:
-            json.dump([_as_json(c) for c in caps], sys.stdout, indent=2)
-            sys.stdout.write("\n")
-        else:
-            sys.stdout.write(render_table(caps))
-        sys.stdout.flush()
+        sel, _since, _until = _selection(args, cfg, storage, workers=16)
+        with _storage_errors(storage.describe(), "listing"):
+            if args.json:
+                _write_json(out, sel)
+            else:
+                _write_table(out, sel)
+        out.flush()
     except BrokenPipeError:  # `rollcap list ... | head`: the reader has seen enough
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    finally:
+        storage.close()
+    _local_notes(cfg)  # files on this host not in the bucket yet
+    log.debug("looked at %s", sel.summary.describe)
+    if not sel.summary.hosts_with_captures:
+        raise _nothing(args, storage, sel)
     return 0
+
+
+def _write_table(out: TextIO, sel: Selection) -> None:
+    """Rows as hosts come (bounded memory), then the coverage summary as '#' lines."""
+    widths: list[int] = []
+    batch: list[Capture] = []
+    for r in sel:
+        batch += r.captures
+        if len(batch) >= 500:
+            widths = _flush_rows(out, batch, widths)
+            batch = []
+    if batch or not widths:
+        _flush_rows(out, batch, widths)
+    out.write(render_summary(sel))
+
+
+def _flush_rows(out: TextIO, caps: list[Capture], widths: list[int]) -> list[int]:
+    text, new = table_rows(caps, widths, header=not widths)
+    out.write(text)
+    return new
+
+
+def _write_json(out: TextIO, sel: Selection) -> None:
+    """One JSON object: window, captures (streamed), coverage."""
+    out.write("{\n")
+    out.write(f'  "since": {json.dumps(fmt_utc(sel.since))},\n')
+    out.write(f'  "until": {json.dumps(fmt_utc(sel.until))},\n')
+    out.write('  "captures": [')
+    first = True
+    for r in sel:
+        for c in r.captures:
+            out.write(("\n    " if first else ",\n    ") + json.dumps(_as_json(c)))
+            first = False
+    out.write("\n  ],\n" if not first else "],\n")
+    cov = json.dumps(coverage_json(sel), indent=2).replace("\n", "\n  ")
+    out.write(f'  "coverage": {cov}\n}}\n')
+
+
+def coverage_json(sel: Selection) -> dict[str, Any]:
+    s = sel.summary
+    return {
+        "hosts_seen": s.hosts_seen,
+        "hosts_with_captures": s.hosts_with_captures,
+        "hosts_without_capture": s.without,
+        "gaps": [
+            {
+                "host": g.host,
+                "iface": g.iface,
+                "start": fmt_epoch(g.start),
+                "end": fmt_epoch(g.end),
+                "seconds": round(g.seconds, 3),
+            }
+            for g in s.gaps
+        ],
+        "settled_until": fmt_utc(sel.settled_until),
+        "min_gap_seconds": MIN_GAP,
+        "source": s.mode,
+        "hosts_checked_by_listing": s.checked,
+    }
+
+
+def render_summary(sel: Selection) -> str:
+    """The coverage of the window, as '#' lines after the table."""
+    s = sel.summary
+    lines = [
+        f"# coverage {fmt_utc(sel.since)} .. {fmt_utc(sel.until)}: {s.hosts_seen} hosts seen, "
+        f"{s.hosts_with_captures} with captures, {len(s.without)} without"
+    ]
+    if s.without:
+        lines.append("# no capture in the window: " + ", ".join(s.without))
+    for g in s.gaps:
+        lines.append(
+            f"# gap: {g.host} {g.iface} {fmt_epoch(g.start)} .. {fmt_epoch(g.end)} "
+            f"({g.seconds:.0f} s without a capture)"
+        )
+    if sel.settled_until < sel.until:
+        lines.append(
+            f"# after {fmt_utc(sel.settled_until)} captures may still be on their hosts "
+            "(capture.rotate_seconds + 2 min): not counted as gaps"
+        )
+    return "".join(line + "\n" for line in lines)
 
 
 def _as_json(c: Capture) -> dict[str, Any]:
@@ -260,7 +363,14 @@ def _time(ts: float | None) -> str:
 
 def render_table(caps: list[Capture]) -> str:
     """Columns: key, host, iface, first, last (UTC), packets, size (stored)."""
-    head = ("KEY", "HOST", "IFACE", "FIRST (UTC)", "LAST (UTC)", "PACKETS", "SIZE")
+    return table_rows(caps, [], header=True)[0]
+
+
+_HEAD = ("KEY", "HOST", "IFACE", "FIRST (UTC)", "LAST (UTC)", "PACKETS", "SIZE")
+
+
+def table_rows(caps: list[Capture], widths: list[int], header: bool) -> tuple[str, list[int]]:
+    """Rows of the table, columns at least ``widths`` wide; returns the widths used."""
     rows = [
         (
             c.key,
@@ -275,14 +385,16 @@ def render_table(caps: list[Capture]) -> str:
         )
         for c in caps
     ]
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    widths = [
+        max([len(r[i]) for r in [_HEAD, *rows]] + widths[i : i + 1]) for i in range(len(_HEAD))
+    ]
     right = {5, 6}
 
     def line(r: tuple[str, ...]) -> str:
         cells = [r[i].rjust(w) if i in right else r[i].ljust(w) for i, w in enumerate(widths)]
         return "  ".join(cells).rstrip() + "\n"
 
-    return "".join(line(r) for r in [head, *rows])
+    return "".join(line(r) for r in ([_HEAD] if header else []) + rows), widths
 
 
 def _terminated(signum: int, _frame: object) -> None:
@@ -302,7 +414,7 @@ def run_fetch(args: argparse.Namespace, cfg: RollcapConfig) -> int:
     output = resolve_output(args.output, force=args.force)  # before any download
     storage = _open(cfg)
     try:
-        caps, _search, since, until = _find(args, cfg, storage, workers=max(workers, 8))
+        caps, _summary, since, until = _find(args, cfg, storage, workers=max(workers, 8))
         progress = Progress(len(caps), sum(c.size for c in caps))
         with _storage_errors(storage.describe(), "downloading from"):
             result = fetch(
@@ -351,6 +463,7 @@ setup = _setup
 capture_json = _as_json
 
 
-def select(args: argparse.Namespace, cfg: RollcapConfig, storage: Storage) -> list[Capture]:
+def select_captures(args: argparse.Namespace, cfg: RollcapConfig, storage: Storage
+                    ) -> list[Capture]:  # fmt: skip
     """The captures `rollcap list` shows for these arguments (NothingFound if none)."""
     return _find(args, cfg, storage, workers=8)[0]

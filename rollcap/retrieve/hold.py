@@ -55,7 +55,7 @@ def run(args: argparse.Namespace, cfg: RollcapConfig) -> int:
     storage = commands.open_destination(cfg)
     try:
         try:
-            caps = commands.select(args, cfg, storage)
+            caps = commands.select_captures(args, cfg, storage)
         except NothingFound:
             if args.json:
                 print("[]")

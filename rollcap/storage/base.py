@@ -117,6 +117,8 @@ class Storage(ABC):
     key_prefix: str = ""
     #: multipart part size, if the destination verifies per part (see put_file)
     part_size: int | None = None
+    #: the offload writes manifest entries here (storage/manifest.py; needs put_bytes)
+    manifests: bool = False
 
     @abstractmethod
     def describe(self) -> str:
@@ -187,6 +189,19 @@ class Storage(ABC):
                 if sub != last:
                     last = sub
                     yield sub
+
+    def list_after(self, prefix: str, start_after: str, page_size: int = 1000
+                   ) -> Iterator[ObjectInfo]:  # fmt: skip
+        """Objects below prefix whose key sorts after start_after, in key order
+        (S3 StartAfter). ``page_size`` only tunes the requests: a caller that
+        stops early should not have made the server list far past its end."""
+        for info in self.list(prefix):
+            if info.key > start_after:
+                yield info
+
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
+        """Store a small object whole (manifest entries), overwriting the key."""
+        raise StorageError(f"{self.describe()}: no small-object writes", code="Unsupported")
 
     @abstractmethod
     def download(self, key: str, dest: Path) -> None:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import base64
 import builtins
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -97,6 +98,8 @@ class SettingsNotApplied(VerificationError):
 
 
 class S3Storage(Storage):
+    manifests = True
+
     def __init__(self, cfg: OffloadConfig, host: str = "") -> None:
         """``host``: whose keys this storage writes, if one host's (the offload):
         its own part of the bucket is what a least-privilege policy lets it list."""
@@ -295,6 +298,36 @@ class S3Storage(Storage):
                 yield from objs
         except S3_ERRORS as e:
             raise s3_error(e, self._what("LIST", prefix)) from None
+
+    def list_after(self, prefix: str, start_after: str, page_size: int = 1000
+                   ) -> Iterator[ObjectInfo]:  # fmt: skip
+        paginator = self.client.get_paginator("list_objects_v2")
+        kw: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if start_after:
+            kw["StartAfter"] = start_after
+        try:
+            pages = paginator.paginate(
+                **kw, PaginationConfig={"PageSize": max(1, min(1000, page_size))}
+            )
+            for page in pages:
+                for o in page.get("Contents", []):
+                    yield ObjectInfo(o["Key"], int(o["Size"]))
+        except S3_ERRORS as e:
+            raise s3_error(e, self._what("LIST", prefix)) from None
+
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
+        # the captures' encryption (a bucket policy may demand it); not their
+        # storage class, tags or retention: entries are a small, rebuildable index
+        args = self.settings.upload_args({}, None)
+        sse = {k: v for k, v in args.items() if k in ("ServerSideEncryption", "SSEKMSKeyId")}
+        digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType=content_type,
+                ChecksumSHA256=digest, **sse,
+            )  # fmt: skip
+        except S3_ERRORS as e:
+            raise s3_error(e, self._what("PUT", key)) from None
 
     def list_prefixes(self, prefix: str) -> Iterator[str]:
         # Delimiter='/' returns the "directories" (CommonPrefixes), not the objects

@@ -165,10 +165,11 @@ def new_bucket(w: SeaweedFS) -> str:
 
 
 def keys_in(w: SeaweedFS, bucket: str, prefix: str = "") -> list[str]:
+    """Capture objects (not the manifest entries written beside them)."""
     c = w.client()
     out = []
     for page in c.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        out += [o["Key"] for o in page.get("Contents", [])]
+        out += [o["Key"] for o in page.get("Contents", []) if "_manifest/" not in o["Key"]]
     return out
 
 

@@ -196,7 +196,9 @@ def test_list_json_and_table(archive: Archive) -> None:
     p = rollcap(archive, "list", "--since", "2026-11-26T00:00:00Z", "--until",
                 "2026-11-26T01:05:00+01:00", "--json")  # fmt: skip
     assert p.returncode == 0, p.stderr
-    rows = json.loads(p.stdout)
+    doc = json.loads(p.stdout)
+    rows = doc["captures"]
+    assert doc["coverage"]["hosts_seen"] == 3 and doc["coverage"]["hosts_without_capture"] == []
     expected = [o.key for o in archive.objects
                 if any(ns(since) <= t < ns(until) for t in o.stamps)]  # fmt: skip
     assert sorted(r["key"] for r in rows) == sorted(expected) and len(rows) == 3
@@ -208,7 +210,8 @@ def test_list_json_and_table(archive: Archive) -> None:
     p = rollcap(archive, "list", "--since", "2026-11-26T00:00:00Z", "--until",
                 "2026-11-26T00:05:00Z", "--host", "web2")  # fmt: skip
     assert p.returncode == 0, p.stderr
-    lines = p.stdout.splitlines()
+    lines = [line for line in p.stdout.splitlines() if not line.startswith("#")]
+    assert "# coverage " in p.stdout  # the summary follows the table
     assert lines[0].split() == ["KEY", "HOST", "IFACE", "FIRST", "(UTC)", "LAST", "(UTC)",
                                 "PACKETS", "SIZE"]  # fmt: skip
     assert len(lines) == 2 and " web2 " in lines[1] and " 300 " in lines[1]
@@ -286,7 +289,7 @@ def test_pagination_over_more_than_a_page(
         archive, "list", "--since", since.isoformat(), "--until", until.isoformat(), "--json"
     )  # no --host: hosts are discovered, and only "busy" has objects that day
     assert p.returncode == 0, p.stderr
-    rows = json.loads(p.stdout)
+    rows = json.loads(p.stdout)["captures"]
     assert [r["key"] for r in rows] == [o.key for o in busy]  # all 1100, in time order
     if archive.storage.key_prefix:  # S3: the day's listing really spans several pages
         s3: Any = archive.storage

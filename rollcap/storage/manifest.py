@@ -1,0 +1,202 @@
+"""Manifest entries: one tiny object per capture and 10-minute slot it covers.
+
+The offload writes them beside the captures, after a capture is stored and
+verified and before the local copy is deleted, so `rollcap list` can answer a
+fleet-wide window with a few listings and no HEADs:
+
+    {prefix}/_manifest/v1/date=2026-11-26/hour=12/minute=10/
+        web1~eth0~20261126T120501Z~1795694701.104000~1795695301.002000~1795695302~1047~20040509~19442632~1~web1~2026~11~26~web1-eth0-20261126T120501Z-000042.pcap.zst.ndjson.gz
+
+- Time first (date/hour/minute of the slot, UTC), then host and interface at
+  the start of the name: a window across the fleet is one listing per slot,
+  a window for one host one small listing per slot (prefix "host~"). Host
+  and interface are not directories: a server that keeps directories
+  (SeaweedFS's filer) lists one flat directory 10x faster than a tree with
+  two levels per host. A capture is filed under **every** slot its span
+  (open .. close) overlaps, so no look-back is needed.
+- The key itself carries what `list` shows (open time, first/last packet,
+  close time, packets, pcap bytes, stored bytes, link type, and the capture's
+  key relative to the prefix with '/' written '~', which no capture key
+  contains): a listing is enough.
+- The body is the same record as one line of gzip-compressed NDJSON, in a
+  Hive-style key=value layout that Athena, Trino and DuckDB read directly.
+- Safe with many writers and crashes: every entry is a new key written once
+  by the one host it describes (no read-modify-write); a lost entry is only a
+  hint lost, because the reader verifies any host whose entries leave a hole
+  in the window against the capture listing itself (retrieve/select.py).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import re
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+
+from rollcap.storage.base import Storage
+
+DIR = "_manifest/v1"
+SLOT = timedelta(minutes=10)
+# A file spans at most a day (capture.rotate_seconds); a longer span comes from
+# a clock step. Beyond this many slots only both ends are filed.
+MAX_SLOTS = 160
+SUFFIX = ".ndjson.gz"
+_OPENED_FMT = "%Y%m%dT%H%M%SZ"
+_NUM = r"(\d+(?:\.\d{1,9})?)?"
+_SLOT_RE = re.compile(r"date=\d{4}-\d{2}-\d{2}/hour=\d{2}/minute=\d{2}")
+_NAME_RE = re.compile(
+    r"(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*)~(?P<iface>[A-Za-z0-9_.@:+-]+)~"
+    rf"(?P<opened>\d{{8}}T\d{{6}}Z)~(?P<first>{_NUM})~(?P<last>{_NUM})~(?P<closed>\d+)"
+    r"~(?P<packets>\d+)~(?P<pcap_bytes>\d+)~(?P<size>\d+)~(?P<linktype>\d+)"
+    r"~(?P<rel>[A-Za-z0-9!_.*'()~:@+=-]+)" + re.escape(SUFFIX)
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What a manifest entry says about one stored capture."""
+
+    key: str  # the capture's object key
+    host: str
+    iface: str
+    opened: datetime  # file open time (UTC, whole seconds), as in its name
+    closed_ts: int  # when the file was last written (epoch s, rounded up)
+    first_ts: float | None  # first/last packet; None for a header-only file
+    last_ts: float | None
+    packets: int
+    pcap_bytes: int
+    size: int  # stored bytes
+    linktype: int
+
+    @property
+    def span(self) -> tuple[float, float]:
+        """The time this file was capturing: open (or first packet) to close."""
+        lo = self.opened.timestamp()
+        hi = float(self.closed_ts)
+        if self.first_ts is not None:
+            lo = min(lo, self.first_ts)
+        if self.last_ts is not None:
+            hi = max(hi, self.last_ts)
+        return lo, max(lo, hi)
+
+
+def root(prefix: str) -> str:
+    """'{prefix}/_manifest/v1/' (or '_manifest/v1/' at the bucket root)."""
+    p = prefix.strip("/")
+    return f"{p}/{DIR}/" if p else f"{DIR}/"
+
+
+def slot_of(ts: float) -> datetime:
+    t = math.floor(ts / SLOT.total_seconds()) * SLOT.total_seconds()
+    return datetime.fromtimestamp(t, UTC)
+
+
+def slots(lo: float, hi: float) -> list[datetime]:
+    """The slots overlapping [lo, hi] (both ends included)."""
+    first, last = slot_of(lo), slot_of(hi)
+    n = int((last - first) / SLOT) + 1
+    if n > MAX_SLOTS:
+        half = MAX_SLOTS // 2
+        tail = [last - SLOT * i for i in range(half)][::-1]
+        return [first + SLOT * i for i in range(half)] + tail
+    return [first + SLOT * i for i in range(n)]
+
+
+def window_slots(since: datetime, until: datetime) -> list[datetime]:
+    """The slots overlapping the half-open window [since, until)."""
+    return slots(since.timestamp(), max(since.timestamp(), until.timestamp() - 1e-6))
+
+
+def slot_prefix(prefix: str, slot: datetime) -> str:
+    return f"{root(prefix)}{slot:date=%Y-%m-%d/hour=%H/minute=%M}/"
+
+
+def host_prefix(prefix: str, slot: datetime, host: str) -> str:
+    """Every entry of host in slot starts with this ('~' is in no host name)."""
+    return f"{slot_prefix(prefix, slot)}{host}~"
+
+
+def _num(x: float | None) -> str:
+    return "" if x is None else f"{x:.6f}"
+
+
+def _rel(key: str, prefix: str) -> str:
+    p = prefix.strip("/")
+    rel = key[len(p) + 1 :] if p else key
+    return rel.replace("/", "~")
+
+
+def entry_name(e: Entry, prefix: str) -> str:
+    return (
+        f"{e.host}~{e.iface}~{e.opened:{_OPENED_FMT}}~{_num(e.first_ts)}~{_num(e.last_ts)}~{e.closed_ts}"
+        f"~{e.packets}~{e.pcap_bytes}~{e.size}~{e.linktype}~{_rel(e.key, prefix)}{SUFFIX}"
+    )
+
+
+def entry_keys(e: Entry, prefix: str) -> list[str]:
+    """Every key this capture is filed under: one per slot its span overlaps."""
+    name = entry_name(e, prefix)
+    lo, hi = e.span
+    return [slot_prefix(prefix, s) + name for s in slots(lo, hi)]
+
+
+def entry_body(e: Entry) -> bytes:
+    """The record as one NDJSON line, gzip-compressed (mtime 0: same bytes each time)."""
+    rec = asdict(e)
+    rec["opened"] = f"{e.opened:%Y-%m-%dT%H:%M:%SZ}"
+    rec["opened_ts"] = int(e.opened.timestamp())
+    line = json.dumps(rec, sort_keys=True, separators=(",", ":")) + "\n"
+    return gzip.compress(line.encode(), mtime=0)
+
+
+def parse_key(key: str, prefix: str) -> Entry | None:
+    """The entry a manifest key describes, or None if the key is not one."""
+    base = root(prefix)
+    if not key.startswith(base):
+        return None
+    parts = key[len(base) :].split("/")
+    if len(parts) != 4 or not _SLOT_RE.fullmatch("/".join(parts[:3])):
+        return None
+    n = _NAME_RE.fullmatch(parts[3])
+    if n is None:
+        return None
+    try:
+        opened = datetime.strptime(n["opened"], _OPENED_FMT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    p = prefix.strip("/")
+    rel = n["rel"].replace("~", "/")
+    return Entry(
+        key=f"{p}/{rel}" if p else rel,
+        host=n["host"],
+        iface=n["iface"],
+        opened=opened,
+        closed_ts=int(n["closed"]),
+        first_ts=float(n["first"]) if n["first"] else None,
+        last_ts=float(n["last"]) if n["last"] else None,
+        packets=int(n["packets"]),
+        pcap_bytes=int(n["pcap_bytes"]),
+        size=int(n["size"]),
+        linktype=int(n["linktype"]),
+    )
+
+
+def host_of(key: str) -> str | None:
+    """The host a manifest key names (cheap; for range listings)."""
+    name = key.rpartition("/")[2]
+    host, sep, _rest = name.partition("~")
+    return host if sep and host else None
+
+
+def write_entries(storage: Storage, e: Entry, prefix: str) -> list[str]:
+    """Store the entry under every slot it covers; return the keys written.
+
+    Each key is written by this host alone, whole, and rewritten with the same
+    bytes after a crash: no race with other hosts or with itself."""
+    body = entry_body(e)
+    keys = entry_keys(e, prefix)
+    for key in keys:
+        storage.put_bytes(key, body, content_type="application/x-ndjson")
+    return keys
