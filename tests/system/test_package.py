@@ -1,9 +1,11 @@
-"""The operator's path, proven in a booted Debian 12 with systemd as PID 1.
+"""The operator's path, proven in a booted Debian 12 and 13 with systemd as PID 1.
 
 apt install ./rollcap_*.deb -> units installed, not enabled -> edit
 /etc/rollcap.toml -> systemctl enable --now -> captures arrive in the bucket ->
-reload, stop, upgrade, remove, purge. The tests run in file order and share one
-container; each asserts one thing an operator relies on.
+reload, stop, remove, purge -> install the previous release (0.1.0) and
+upgrade from it. The tests run in file order and share one container per
+release (conftest.py runs the module once per release); each asserts one thing
+an operator relies on.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -85,33 +88,39 @@ done
 # ---------------------------------------------------------------- install ------
 
 
-def test_apt_install_leaves_units_disabled(container: Container, debs: Debs) -> None:
-    c = container
-    shutil_copy(debs.old, c.path("/root") / debs.old.name)
-    shutil_copy(debs.new, c.path("/root") / debs.new.name)
-    c.run(["apt-get", "install", "-y", f"/root/{debs.old.name}"],
+def upstream(version: str) -> str:
+    """0.2.0~deb12u1 -> 0.2.0: what `rollcap --version` says."""
+    return version.split("~", 1)[0]
+
+
+def apt_install(c: Container, deb: Path) -> None:
+    shutil.copy2(deb, c.path("/root") / deb.name)
+    c.run(["apt-get", "install", "-y", f"/root/{deb.name}"],
           env={"DEBIAN_FRONTEND": "noninteractive"}, timeout=300)  # fmt: skip
-    assert c.run(["rollcap", "--version"]).stdout.strip() == f"rollcap {debs.old_version}"
+
+
+def test_apt_install_leaves_units_disabled(container: Container, debs: Debs, release: str) -> None:
+    c = container
+    apt_install(c, debs.new)
+    assert c.run(["rollcap", "--version"]).stdout.strip() == f"rollcap {upstream(debs.new_version)}"
     for unit in ("rollcap-capture.service", "rollcap-offload.service"):
         p = unit_props(c, unit, "LoadState", "UnitFileState", "ActiveState")
         assert p == {"LoadState": "loaded", "UnitFileState": "disabled", "ActiveState": "inactive"}
-    # the distribution's python runs the bundled pydantic 2, not python3-pydantic
-    out = c.run(
-        [
-            "python3",
-            "-I",
-            "-c",
-            "import sys; sys.path.insert(0, '/usr/lib/rollcap/site');"
-            " import pydantic; print(pydantic.VERSION, sys.executable)",
-        ]
-    ).stdout
-    assert out.split()[0].startswith("2.") and out.split()[1] == "/usr/bin/python3"
-
-
-def shutil_copy(src: Path, dst: Path) -> None:
-    import shutil
-
-    shutil.copy2(src, dst)
+    if release == "bookworm":
+        # the distribution's python runs the bundled pydantic 2, not python3-pydantic 1.10
+        script = ("import sys; sys.path.insert(0, '/usr/lib/rollcap/site');"
+                  " import pydantic; print(pydantic.VERSION, sys.executable)")  # fmt: skip
+        out = c.run(["python3", "-I", "-c", script]).stdout
+        assert out.split()[0].startswith("2.") and out.split()[1] == "/usr/bin/python3"
+    else:
+        # nothing bundled: every module rollcap imports belongs to a Debian package
+        script = ("import pydantic, boto3, systemd.journal, watchdog, zstandard, prometheus_client;"
+                  " print(pydantic.__file__, boto3.__file__, zstandard.__file__)")  # fmt: skip
+        files = c.run(["python3", "-I", "-c", script]).stdout.split()
+        owners = c.run(["dpkg", "-S", *files]).stdout
+        assert {ln.split(":")[0] for ln in owners.splitlines()} == {
+            "python3-pydantic", "python3-boto3", "python3-zstandard"}  # fmt: skip
+        assert not c.path("/usr/lib/rollcap").exists()
 
 
 def test_users_and_directories(container: Container) -> None:
@@ -281,10 +290,13 @@ ExecStart=/bin/true
 
 # ------------------------------------------------ end to end, with the daemons ----
 
-PREFIX = "systest"
+
+def _prefix(release: str) -> str:
+    """Each release's objects under a prefix of their own (one SeaweedFS for all)."""
+    return f"systest-{release}"
 
 
-def _config(veth: Veth, weed: SeaweedFS, *, filter: str = "", extra: str = "") -> str:
+def _config(veth: Veth, weed: SeaweedFS, prefix: str, *, filter: str = "", extra: str = "") -> str:
     return f"""\
 [capture]
 interface = "{veth.b}"
@@ -297,7 +309,7 @@ hostname = "systest"
 max_megabytes = 200
 
 [offload]
-destination = "s3://{weed.bucket}/{PREFIX}"
+destination = "s3://{weed.bucket}/{prefix}"
 endpoint_url = "{weed.endpoint}"
 region = "us-east-1"
 rescan_seconds = 2
@@ -305,13 +317,13 @@ retry_max_seconds = 5
 """
 
 
-def _objects(weed: SeaweedFS) -> dict[str, int]:
+def _objects(weed: SeaweedFS, prefix: str) -> dict[str, int]:
     """Capture objects under the test prefix: key -> size."""
     out: dict[str, int] = {}
     pages = (
         weed.client()
         .get_paginator("list_objects_v2")
-        .paginate(Bucket=weed.bucket, Prefix=PREFIX + "/")
+        .paginate(Bucket=weed.bucket, Prefix=prefix + "/")
     )
     for page in pages:
         for o in page.get("Contents", []):
@@ -346,12 +358,17 @@ def _cursor(c: Container) -> str:
 
 @needs_daemons
 def test_enable_now_captures_and_uploads_every_packet(
-    container: Container, sys_veth: Veth, seaweedfs: SeaweedFS, all_pcap: Path, tmp_path: Path
+    container: Container,
+    sys_veth: Veth,
+    seaweedfs: SeaweedFS,
+    all_pcap: Path,
+    tmp_path: Path,
+    release: str,
 ) -> None:
     """The README's path: edit the config, enable --now, traffic arrives in the bucket.
     `systemctl stop` hands the last file off and it is uploaded too."""
-    c = container
-    c.write("/etc/rollcap.toml", _config(sys_veth, seaweedfs))
+    c, prefix = container, _prefix(release)
+    c.write("/etc/rollcap.toml", _config(sys_veth, seaweedfs, prefix))
     c.run(["install", "-d", "-m", "0700", "/etc/credstore"])
     c.write("/etc/credstore/rollcap-s3-credentials",
             f"[default]\naws_access_key_id = {seaweedfs.access_key}\n"
@@ -362,27 +379,28 @@ def test_enable_now_captures_and_uploads_every_packet(
     sys_veth.replay(all_pcap, loop=2, pps=REPLAY_PPS)  # ~2.6 MB: rotates at 1 MB
     time.sleep(SETTLE)
     # files finished by rotation are offloaded while capture runs
-    wait_for("an object while capture runs", lambda: _objects(seaweedfs))
+    wait_for("an object while capture runs", lambda: _objects(seaweedfs, prefix))
     assert unit_props(c, "rollcap-capture.service", "ActiveState")["ActiveState"] == "active"
     c.run(["systemctl", "stop", "rollcap-capture"], timeout=60)
     assert unit_props(c, "rollcap-capture.service", "Result")["Result"] == "success"
     expected = 2 * count_packets(all_pcap)
     wait_for(
         f"{expected} packets in the bucket",
-        lambda: _packets(seaweedfs, list(_objects(seaweedfs)), tmp_path) >= expected,
+        lambda: _packets(seaweedfs, list(_objects(seaweedfs, prefix)), tmp_path) >= expected,
         120,
     )
-    assert _packets(seaweedfs, list(_objects(seaweedfs)), tmp_path) == expected
+    assert _packets(seaweedfs, list(_objects(seaweedfs, prefix)), tmp_path) == expected
     left = c.run(["find", f"{SPOOL}/ready", f"{SPOOL}/work", "-type", "f"]).stdout
     assert left == ""
 
 
 @needs_daemons
 def test_offload_journal_has_structured_upload_fields(
-    container: Container, seaweedfs: SeaweedFS
+    container: Container, seaweedfs: SeaweedFS, release: str
 ) -> None:
+    prefix = _prefix(release)
     entries = [e for e in _journal(container, "rollcap-offload") if "ROLLCAP_KEY" in e]
-    assert {e["ROLLCAP_KEY"] for e in entries} >= set(_objects(seaweedfs))
+    assert {e["ROLLCAP_KEY"] for e in entries} >= set(_objects(seaweedfs, prefix))
     for e in entries:
         if "ROLLCAP_BYTES_IN" in e:
             assert int(e["ROLLCAP_BYTES_IN"]) > 0
@@ -405,13 +423,18 @@ def test_status_shows_the_daemons_status_line(container: Container) -> None:
 
 @needs_daemons
 def test_reload_applies_a_filter_and_rejects_an_invalid_edit(
-    container: Container, sys_veth: Veth, seaweedfs: SeaweedFS, all_pcap: Path, tmp_path: Path
+    container: Container,
+    sys_veth: Veth,
+    seaweedfs: SeaweedFS,
+    all_pcap: Path,
+    tmp_path: Path,
+    release: str,
 ) -> None:
-    c = container
-    before = set(_objects(seaweedfs))
+    c, prefix = container, _prefix(release)
+    before = set(_objects(seaweedfs, prefix))
     old = tcpdump_child(c, "rollcap-capture.service")
     assert old
-    c.write("/etc/rollcap.toml", _config(sys_veth, seaweedfs, filter="udp"))
+    c.write("/etc/rollcap.toml", _config(sys_veth, seaweedfs, prefix, filter="udp"))
     c.run(["systemctl", "reload", "rollcap-capture"])
     new = wait_for("tcpdump with the new filter", lambda: (
         (t := tcpdump_child(c, "rollcap-capture.service")) and t[0] != old[0]
@@ -419,7 +442,8 @@ def test_reload_applies_a_filter_and_rejects_an_invalid_edit(
     assert isinstance(new, tuple)
 
     cursor = _cursor(c)
-    c.write("/etc/rollcap.toml", _config(sys_veth, seaweedfs, filter="udp", extra="snaplen = 1"))
+    bad = _config(sys_veth, seaweedfs, prefix, filter="udp", extra="snaplen = 1")
+    c.write("/etc/rollcap.toml", bad)
     c.run(["systemctl", "reload", "rollcap-capture"])
     wait_for(
         "the capture to log the invalid config",
@@ -432,7 +456,7 @@ def test_reload_applies_a_filter_and_rejects_an_invalid_edit(
 
     sys_veth.replay(all_pcap, pps=REPLAY_PPS)
     time.sleep(SETTLE)
-    c.write("/etc/rollcap.toml", _config(sys_veth, seaweedfs, filter="udp"))
+    c.write("/etc/rollcap.toml", _config(sys_veth, seaweedfs, prefix, filter="udp"))
     c.run(["systemctl", "stop", "rollcap-capture"], timeout=60)
     udp = tmp_path / "udp.pcap"
     subprocess.run(["tcpdump", "-r", str(all_pcap), "-w", str(udp), "udp"],
@@ -441,36 +465,13 @@ def test_reload_applies_a_filter_and_rejects_an_invalid_edit(
     assert 0 < expected < count_packets(all_pcap)
 
     def new_packets() -> int:
-        return _packets(seaweedfs, set(_objects(seaweedfs)) - before, tmp_path)
+        return _packets(seaweedfs, set(_objects(seaweedfs, prefix)) - before, tmp_path)
 
     wait_for(f"{expected} udp packets in the bucket", lambda: new_packets() >= expected, 120)
     assert new_packets() == expected
 
 
 # ------------------------------------------------ upgrade, remove, purge ----------
-
-
-def test_upgrade_keeps_the_edited_conffile(container: Container, debs: Debs) -> None:
-    c = container
-    conf = c.path("/etc/rollcap.toml")
-    if conf.read_text() == (REPO / "config/rollcap.toml").read_text():
-        conf.write_text(conf.read_text().replace('filter = ""', 'filter = "tcp port 443"', 1))
-    edited = hashlib.sha256(conf.read_bytes()).hexdigest()
-    c.run(["systemctl", "enable", "rollcap-capture", "rollcap-offload"])
-    if DAEMONS:
-        c.run(["systemctl", "start", "rollcap-capture", "rollcap-offload"], timeout=90)
-    pids = {u: unit_props(c, u, "MainPID")["MainPID"] for u in ("rollcap-capture",
-                                                                 "rollcap-offload")}  # fmt: skip
-    c.run(["apt-get", "install", "-y", f"/root/{debs.new.name}"],
-          env={"DEBIAN_FRONTEND": "noninteractive"}, timeout=300)  # fmt: skip
-    assert c.run(["rollcap", "--version"]).stdout.strip() == f"rollcap {debs.new_version}"
-    assert hashlib.sha256(conf.read_bytes()).hexdigest() == edited
-    assert not c.path("/etc/rollcap.toml.dpkg-new").exists()
-    for unit in ("rollcap-capture", "rollcap-offload"):
-        p = unit_props(c, unit, "UnitFileState", "ActiveState", "MainPID")
-        assert p["UnitFileState"] == "enabled"
-        if DAEMONS:  # running services were restarted on the new code
-            assert p["ActiveState"] == "active" and p["MainPID"] != pids[unit]
 
 
 def test_remove_stops_the_services(container: Container) -> None:
@@ -509,6 +510,65 @@ def test_purge_keeps_archived_captures_and_leaves_nothing_else_behind(
     units = c.run(["systemctl", "list-unit-files", "--no-legend", "rollcap*"], check=False).stdout
     assert units.strip() == ""
     assert c.run(["dpkg-query", "-W", "rollcap"], check=False).returncode != 0
+
+
+@needs_daemons
+def test_upgrade_from_the_previous_release_keeps_config_and_spool(
+    container: Container,
+    debs: Debs,
+    sys_veth: Veth,
+    seaweedfs: SeaweedFS,
+    all_pcap: Path,
+    tmp_path: Path,
+    release: str,
+) -> None:
+    """On the purged system: 0.1.0 captures into its spool with offload stopped,
+    then `apt install` of this package. The edited config is kept, the running
+    capture is restarted on the new code, the enabled units stay enabled, and
+    the new offload uploads every packet the old capture spooled."""
+    c, prefix = container, _prefix(release) + "-upgrade"
+    apt_install(c, debs.old)
+    assert c.run(["rollcap", "--version"]).stdout.strip() == f"rollcap {debs.old_version}"
+    c.write("/etc/rollcap.toml", _config(sys_veth, seaweedfs, prefix))
+    c.run(["install", "-d", "-m", "0700", "/etc/credstore"])
+    c.write("/etc/credstore/rollcap-s3-credentials",
+            f"[default]\naws_access_key_id = {seaweedfs.access_key}\n"
+            f"aws_secret_access_key = {seaweedfs.secret_key}\n", 0o600)  # fmt: skip
+    conf = c.path("/etc/rollcap.toml")
+    edited = hashlib.sha256(conf.read_bytes()).hexdigest()
+    c.run(["systemctl", "enable", "rollcap-capture", "rollcap-offload"])
+    c.run(["systemctl", "start", "rollcap-capture"], timeout=90)
+    wait_for("0.1.0's tcpdump", lambda: tcpdump_child(c, "rollcap-capture.service"))
+    sys_veth.replay(all_pcap, pps=REPLAY_PPS)  # ~1.3 MB: one rotation at 1 MB
+    time.sleep(SETTLE)
+
+    def spooled() -> set[str]:
+        return set(c.run(["ls", f"{SPOOL}/ready"]).stdout.split())
+
+    before = wait_for("a finished capture in the spool", spooled)
+    pid = unit_props(c, "rollcap-capture", "MainPID")["MainPID"]
+
+    apt_install(c, debs.new)
+    assert c.run(["rollcap", "--version"]).stdout.strip() == f"rollcap {upstream(debs.new_version)}"
+    assert hashlib.sha256(conf.read_bytes()).hexdigest() == edited
+    for leftover in ("/etc/rollcap.toml.dpkg-new", "/etc/rollcap.toml.dpkg-old"):
+        assert not c.path(leftover).exists()
+    assert spooled() >= before  # type: ignore[operator]
+    capture = unit_props(c, "rollcap-capture", "UnitFileState", "ActiveState", "MainPID")
+    assert capture["UnitFileState"] == "enabled" and capture["ActiveState"] == "active"
+    assert capture["MainPID"] != pid  # restarted on the new code
+    offload = unit_props(c, "rollcap-offload", "UnitFileState", "ActiveState")
+    assert offload == {"UnitFileState": "enabled", "ActiveState": "inactive"}  # not started
+
+    c.run(["systemctl", "start", "rollcap-offload"], timeout=90)
+    c.run(["systemctl", "stop", "rollcap-capture"], timeout=60)
+    expected = count_packets(all_pcap)
+    wait_for(
+        f"{expected} packets in the bucket",
+        lambda: _packets(seaweedfs, list(_objects(seaweedfs, prefix)), tmp_path) >= expected,
+        120,
+    )
+    assert _packets(seaweedfs, list(_objects(seaweedfs, prefix)), tmp_path) == expected
 
 
 def test_lintian_reports_no_errors(debs: Debs) -> None:
