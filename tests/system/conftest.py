@@ -28,6 +28,7 @@ CACHE = Path(os.environ.get("ROLLCAP_CACHE", "/var/cache/rollcap"))
 # built by that commit's own packaging/build-deb.
 PREVIOUS_VERSION = "0.1.0"
 PREVIOUS_COMMIT = "1de544380eaaf1b0939c4df0961358e831c2889f"
+CA = "/etc/ssl/certs/ca-certificates.crt"
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,11 @@ def build_previous(release: str) -> Path:
                       "--chdir=/build/old", f"--bind={wheels}:/build/wheels",
                       "--setenv=WHEEL_CACHE=/build/wheels",
                       f"--setenv=SOURCE_DATE_EPOCH={env['SOURCE_DATE_EPOCH']}",
-                      "--setenv=PIP_BREAK_SYSTEM_PACKAGES=1", "packaging/build-deb"],
+                      "--setenv=PIP_BREAK_SYSTEM_PACKAGES=1",
+                      # this machine's CA bundle: its network may re-sign TLS
+                      f"--bind-ro={CA}:/etc/ssl/certs/rollcap-host-ca.crt",
+                      "--setenv=PIP_CERT=/etc/ssl/certs/rollcap-host-ca.crt",
+                      "packaging/build-deb"],
                      f"0.1.0's build-deb in {release}")  # fmt: skip
                 tree = root / "build/old"
             debs = sorted((tree / "dist").glob("rollcap_*.deb"))

@@ -29,9 +29,10 @@ BASE = (
 # What `apt install ./rollcap_*.deb` needs beyond the base, preinstalled from the
 # release's own archive so that the install needs no network: Debian 13's
 # package depends on the distribution's Python modules; Debian 12's bundles them.
-PACKAGES = {
-    "bookworm": BASE,
-    "trixie": BASE + ",python3-pydantic,python3-boto3,python3-systemd,python3-watchdog,"
+# (Installed with apt after debootstrap: see packaging/rootfs.)
+LATER = {
+    "bookworm": "",
+    "trixie": "python3-pydantic,python3-boto3,python3-systemd,python3-watchdog,"
     "python3-zstandard,python3-prometheus-client",
 }
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -40,7 +41,7 @@ PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 def ensure_rootfs(release: str) -> Path:
     """The cached minimal RELEASE with the test's packages: a tarball."""
     r = subprocess.run(
-        [str(REPO / "packaging/rootfs"), "ensure", release, PACKAGES[release]],
+        [str(REPO / "packaging/rootfs"), "ensure", release, BASE, LATER[release]],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     if r.returncode != 0:
