@@ -11,7 +11,6 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-
 # The 30 real captures from tcpdump's test suite, kept in the repository.
 TEST_PCAPS = Path(__file__).resolve().parents[1] / "data" / "pcaps"
 
