@@ -2,7 +2,7 @@
 #   make run    capture on lo into ./run-demo, archive locally; Ctrl-C stops (as root)
 #   make test   ruff, mypy and every test (as root: tests create veth pairs)
 #   make lint   ruff and mypy only
-#   make deb    dist/rollcap_<version>_<arch>.deb (make check-units: the units' scores)
+#   make deb    dist/trixie/*.deb, dist/bookworm/*.deb (make check-units: the units' scores)
 #   make bench  benchmarks; results into the README
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -48,9 +48,10 @@ pytest: apt-test $(STAMP)
 
 test: lint pytest
 
-# dist/rollcap_<version>_<arch>.deb (Debian 12); VERSION_SUFFIX=+x for test builds
+# From debian/, each in a cached root of its release (docs/packaging.md):
+# dist/trixie/rollcap_<version>_all.deb, dist/bookworm/rollcap_<version>~deb12u1_amd64.deb
 deb: apt-test
-	packaging/build-deb
+	packaging/build-deb trixie bookworm
 
 check-units:
 	packaging/check-units

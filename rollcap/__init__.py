@@ -1,3 +1,3 @@
 """rollcap: long-running rolling packet capture with verified offload."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -1,7 +1,7 @@
 """The spool's layout, shared by capture (writer) and offload (reader).
 
 Who may write where (the packaged owners; rollcap/capture/layout.py and
-packaging/tmpfiles.conf make them):
+debian/rollcap.tmpfiles make them):
 
 work/        2700 capture user   tcpdump writes here; nothing in it is finished.
                                  The capture user alone; offload cannot even see it.

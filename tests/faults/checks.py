@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from tests.faults.bucket import BucketView, object_problems, stale_multipart_uploads
-from tests.faults.pcaprec import BadPcap
+from tests.faults.pcaprec import BadPcap, Ledger
 from tests.faults.rig import Rig
 
 
@@ -82,7 +82,10 @@ def account(rig: Rig, *, capture_log: str = "", offload_log: str | None = None,
     dropped = dropped_names(capture_log)
     journal = stored_names(offload_log) if offload_log is not None else None
     by_content = view.by_content
-    written: set[bytes] = set(extra_records or ())
+    # multisets: identical frames stamped in the same microsecond are two packets
+    written = Ledger()
+    if extra_records:
+        written.add(sorted(extra_records))
     missed = 0
     unlogged = 0
     for s in rig.watcher.history:
@@ -100,7 +103,7 @@ def account(rig: Rig, *, capture_log: str = "", offload_log: str | None = None,
             problems.append(f"ready/{s.name}: last record cut off ({cut} bytes)")
         if s.name in dropped:
             continue
-        written.update(parsed.records)
+        written.add(parsed.records)
         if s.gone is not None and s.gone_how == "deleted":
             holders = {o.key for o in by_content.get(s.sha256(), [])}
             if not holders:
@@ -126,10 +129,10 @@ def account(rig: Rig, *, capture_log: str = "", offload_log: str | None = None,
         problems.append(f"watcher: {missed} files gone before they could be read")
     if rig.watcher.overflowed:
         problems.append("watcher: inotify queue overflowed, accounting incomplete")
-    lost = sum(1 for r in written if r not in view.ledger.counts)
+    lost = sum(max(0, n - view.ledger.held[r]) for r, n in written.held.items())
     near = view.near_duplicates()
     return Account(
-        replayed=rig.replayed, in_files=len(written), stored=view.ledger.unique, lost=lost,
+        replayed=rig.replayed, in_files=written.unique, stored=view.ledger.unique, lost=lost,
         duplicated=view.ledger.duplicated + near, files_seen=len(rig.watcher.history),
         objects=len(view.objects), problems=problems, missed=missed, near_duplicates=near,
         unlogged=unlogged,

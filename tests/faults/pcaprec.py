@@ -73,32 +73,57 @@ def decompress(name: str, blob: bytes) -> bytes:
 class Ledger:
     """Packets per source (object or file); duplicates are packets held by more than one.
 
-    Identical frames replayed back to back can get the same microsecond stamp
-    inside one capture, so a repeat within one source is not a duplicate; the
-    failure this looks for (the same packet stored in two objects) always
-    spans sources.
+    A record is identified by (timestamp, bytes). One tcpdump never writes a
+    packet twice, so equal records inside one source are distinct packets:
+    identical frames replayed back to back that the kernel stamped within the
+    same microsecond. The failure this looks for (the same packet stored in two
+    objects) spans sources; the one exception is such a pair split by a
+    rotation, the last record of one source and the first of another, which
+    is allowed once.
     """
 
     counts: Counter[bytes] = field(default_factory=Counter)  # sources holding each packet
     sources: int = 0
     repeats_within: int = 0
+    held: Counter[bytes] = field(default_factory=Counter)  # most copies in one source
+    copies: Counter[bytes] = field(default_factory=Counter)  # copies in all sources
+    firsts: list[bytes] = field(default_factory=list)
+    lasts: list[bytes] = field(default_factory=list)
 
     def add(self, records: list[bytes]) -> None:
         self.sources += 1
-        distinct = set(records)
-        self.repeats_within += len(records) - len(distinct)
-        self.counts.update(distinct)
+        here = Counter(records)
+        self.repeats_within += len(records) - len(here)
+        self.counts.update(here.keys())
+        self.copies.update(here)
+        self.held |= here
+        if records:
+            self.firsts.append(records[0])
+            self.lasts.append(records[-1])
 
     @property
     def unique(self) -> int:
-        return len(self.counts)
+        """Distinct packets: equal records in one source count separately."""
+        return sum(self.held.values()) + self._split_pairs()
+
+    def _split_pairs(self) -> int:
+        """Equal records that may be two packets split by a rotation (see above)."""
+        pairs = 0
+        for i, last in enumerate(self.lasts):
+            if self.copies[last] > self.held[last] and any(
+                f == last for j, f in enumerate(self.firsts) if j != i
+            ):
+                pairs += 1
+        return pairs
 
     @property
     def duplicated(self) -> int:
-        return sum(c - 1 for c in self.counts.values() if c > 1)
+        return sum(self.copies[r] - self.held[r] for r in self.copies) - self._split_pairs()
 
     def missing_from(self, expected: Iterable[bytes]) -> int:
-        return sum(1 for r in set(expected) if r not in self.counts)
+        """Packets of `expected` (one source's records) that no source holds."""
+        want = Counter(expected)
+        return sum(max(0, n - self.held[r]) for r, n in want.items())
 
 
 def timestamps(data: bytes) -> list[float]:

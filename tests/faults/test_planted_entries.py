@@ -41,7 +41,7 @@ def _setpriv(user: str, caps: list[str]) -> list[str]:
 
 
 def _layout(spool: Path) -> None:
-    """As packaging/tmpfiles.conf makes it, with these users."""
+    """As debian/rollcap.tmpfiles makes it, with these users."""
     cap, off = pwd.getpwnam(CAPTURE_USER).pw_uid, pwd.getpwnam(OFFLOAD_USER).pw_uid
     gid = int(subprocess.run(["getent", "group", GROUP], capture_output=True, text=True,
                              check=True).stdout.split(":")[2])  # fmt: skip

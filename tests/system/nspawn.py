@@ -1,19 +1,17 @@
-"""A booted Debian 12 in systemd-nspawn, for proving the package and its units.
+"""A booted Debian (12 or 13) in systemd-nspawn, for proving the package and its units.
 
-The rootfs comes from a debootstrap cache (built on first use from the
-machine's own apt sources, so no mirror is named here), is copied per run and
-booted with systemd as PID 1. The container shares the host's network
-namespace: the test's veth pair and the SeaweedFS on 127.0.0.1 are visible
-inside without routing or forwarding, and nothing is reachable that the host
-could not reach anyway.
+The rootfs is a tarball made by packaging/rootfs (debootstrapped on first use
+from the machine's own apt mirror, so no mirror is named here; cached in
+$ROLLCAP_CACHE), unpacked per run and booted with systemd as PID 1. The
+container shares the host's network namespace: the test's veth pair and the
+SeaweedFS on 127.0.0.1 are visible inside without routing or forwarding, and
+nothing is reachable that the host could not reach anyway.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -23,50 +21,36 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CACHE = Path(os.environ.get("ROLLCAP_ROOTFS_CACHE", "/var/cache/rollcap-test/rootfs-tmp"))
-PACKAGES = (
+REPO = Path(__file__).resolve().parents[2]
+BASE = (
     "systemd,systemd-sysv,dbus,python3,tcpdump,libsystemd0,iproute2,tcpreplay,"
     "wireshark-common,ca-certificates"
 )
+# What `apt install ./rollcap_*.deb` needs beyond the base, preinstalled from the
+# release's own archive so that the install needs no network: Debian 13's
+# package depends on the distribution's Python modules; Debian 12's bundles them.
+# (Installed with apt after debootstrap: see packaging/rootfs.)
+LATER = {
+    "bookworm": "",
+    "trixie": "python3-pydantic,python3-boto3,python3-systemd,python3-watchdog,"
+    "python3-zstandard,python3-prometheus-client",
+}
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def host_mirror() -> str:
-    """The Debian archive URI this machine's apt uses (deb822 or one-line format)."""
-    srcdir = Path("/etc/apt/sources.list.d")
-    for f in sorted(srcdir.glob("*.sources")) if srcdir.is_dir() else []:
-        for stanza in f.read_text().split("\n\n"):
-            if re.search(r"^Suites:.*\bbookworm\b(?!-)", stanza, re.M):
-                m = re.search(r"^URIs:\s*(\S+)", stanza, re.M)
-                if m:
-                    return m.group(1)
-    lists = [Path("/etc/apt/sources.list"), *sorted(srcdir.glob("*.list"))]
-    for f in lists:
-        if f.is_file():
-            for line in f.read_text().splitlines():
-                m = re.match(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+bookworm\s", line)
-                if m:
-                    return m.group(1)
-    raise RuntimeError("no bookworm entry in /etc/apt/sources.list{,.d}: cannot debootstrap")
+def ensure_rootfs(release: str) -> Path:
+    """The cached minimal RELEASE with the test's packages: a tarball."""
+    r = subprocess.run(
+        [str(REPO / "packaging/rootfs"), "ensure", release, BASE, LATER[release]],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if r.returncode != 0:
+        raise RuntimeError(f"packaging/rootfs {release} failed: {r.stderr}")
+    return Path(r.stdout.strip())
 
 
-def ensure_rootfs(cache: Path = CACHE) -> Path:
-    """The cached minimal bookworm, debootstrapped once per machine (under a lock)."""
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    with open(cache.parent / ".rootfs.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (cache / "usr/bin/systemctl").exists() and not (cache / "debootstrap").exists():
-            return cache
-        tmp = cache.with_name(cache.name + f".build-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        subprocess.run(
-            ["debootstrap", "--variant=minbase", f"--include={PACKAGES}", "bookworm",
-             str(tmp), host_mirror()],
-            check=True, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        shutil.rmtree(cache, ignore_errors=True)
-        tmp.rename(cache)
-        return cache
+def unpack_rootfs(tarball: Path, dest: Path) -> None:
+    subprocess.run([str(REPO / "packaging/rootfs"), "unpack", str(tarball), str(dest)], check=True)
 
 
 @dataclass
@@ -89,9 +73,10 @@ class Container:
     @classmethod
     @contextlib.contextmanager
     def booted(cls, workdir: Path, rootfs: Path) -> Iterator[Container]:
+        """A container of its own from a rootfs tarball (ensure_rootfs)."""
         c = cls(root=workdir / "root", name="rcsys" + secrets.token_hex(3))
         try:
-            subprocess.run(["cp", "-a", "--reflink=auto", str(rootfs), str(c.root)], check=True)
+            unpack_rootfs(rootfs, c.root)
             c.log = workdir / "console.log"
             c._start()
             yield c

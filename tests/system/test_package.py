@@ -1,9 +1,11 @@
-"""The operator's path, proven in a booted Debian 12 with systemd as PID 1.
+"""The operator's path, proven in a booted Debian 12 and 13 with systemd as PID 1.
 
 apt install ./rollcap_*.deb -> units installed, not enabled -> edit
 /etc/rollcap.toml -> systemctl enable --now -> captures arrive in the bucket ->
-reload, stop, upgrade, remove, purge. The tests run in file order and share one
-container; each asserts one thing an operator relies on.
+reload, stop, remove, purge -> install the previous release (0.1.0) and
+upgrade from it. The tests run in file order and share one container per
+release (conftest.py runs the module once per release); each asserts one thing
+an operator relies on.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -58,13 +61,14 @@ def unit_props(c: Container, unit: str, *props: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
-def tcpdump_child(c: Container, unit: str) -> tuple[int, str] | None:
-    """(pid, command line) of the unit's tcpdump, running as rollcap-capture."""
+def tcpdump_child(c: Container, unit: str, user: str = "rollcap-capture"
+                  ) -> tuple[int, str] | None:  # fmt: skip
+    """(pid, command line) of the unit's tcpdump, running as user (0.1.0: tcpdump)."""
     cg = unit_props(c, unit, "ControlGroup")["ControlGroup"]
     if not cg:
         return None
     script = f"""
-uid=$(id -u rollcap-capture)
+uid=$(id -u {user})
 for f in /sys/fs/cgroup{cg}/cgroup.procs /sys/fs/cgroup/systemd{cg}/cgroup.procs; do
     [ -r "$f" ] || continue
     for pid in $(cat "$f"); do
@@ -85,33 +89,40 @@ done
 # ---------------------------------------------------------------- install ------
 
 
-def test_apt_install_leaves_units_disabled(container: Container, debs: Debs) -> None:
-    c = container
-    shutil_copy(debs.old, c.path("/root") / debs.old.name)
-    shutil_copy(debs.new, c.path("/root") / debs.new.name)
-    c.run(["apt-get", "install", "-y", f"/root/{debs.old.name}"],
+def upstream(version: str) -> str:
+    """0.2.0~deb12u1 -> 0.2.0: what `rollcap --version` says."""
+    return version.split("~", 1)[0]
+
+
+def apt_install(c: Container, deb: Path, *dpkg_options: str) -> None:
+    shutil.copy2(deb, c.path("/root") / deb.name)
+    opts = [a for o in dpkg_options for a in ("-o", f"Dpkg::Options::={o}")]
+    c.run(["apt-get", "install", "-y", *opts, f"/root/{deb.name}"],
           env={"DEBIAN_FRONTEND": "noninteractive"}, timeout=300)  # fmt: skip
-    assert c.run(["rollcap", "--version"]).stdout.strip() == f"rollcap {debs.old_version}"
+
+
+def test_apt_install_leaves_units_disabled(container: Container, debs: Debs, release: str) -> None:
+    c = container
+    apt_install(c, debs.new)
+    assert c.run(["rollcap", "--version"]).stdout.strip() == f"rollcap {upstream(debs.new_version)}"
     for unit in ("rollcap-capture.service", "rollcap-offload.service"):
         p = unit_props(c, unit, "LoadState", "UnitFileState", "ActiveState")
         assert p == {"LoadState": "loaded", "UnitFileState": "disabled", "ActiveState": "inactive"}
-    # the distribution's python runs the bundled pydantic 2, not python3-pydantic
-    out = c.run(
-        [
-            "python3",
-            "-I",
-            "-c",
-            "import sys; sys.path.insert(0, '/usr/lib/rollcap/site');"
-            " import pydantic; print(pydantic.VERSION, sys.executable)",
-        ]
-    ).stdout
-    assert out.split()[0].startswith("2.") and out.split()[1] == "/usr/bin/python3"
-
-
-def shutil_copy(src: Path, dst: Path) -> None:
-    import shutil
-
-    shutil.copy2(src, dst)
+    if release == "bookworm":
+        # the distribution's python runs the bundled pydantic 2, not python3-pydantic 1.10
+        script = ("import sys; sys.path.insert(0, '/usr/lib/rollcap/site');"
+                  " import pydantic; print(pydantic.VERSION, sys.executable)")  # fmt: skip
+        out = c.run(["python3", "-I", "-c", script]).stdout
+        assert out.split()[0].startswith("2.") and out.split()[1] == "/usr/bin/python3"
+    else:
+        # nothing bundled: every module rollcap imports belongs to a Debian package
+        script = ("import pydantic, boto3, systemd.journal, watchdog, zstandard, prometheus_client;"
+                  " print(pydantic.__file__, boto3.__file__, zstandard.__file__)")  # fmt: skip
+        files = c.run(["python3", "-I", "-c", script]).stdout.split()
+        owners = c.run(["dpkg", "-S", *files]).stdout
+        assert {ln.split(":")[0] for ln in owners.splitlines()} == {
+            "python3-pydantic", "python3-boto3", "python3-zstandard"}  # fmt: skip
+        assert not c.path("/usr/lib/rollcap").exists()
 
 
 def test_users_and_directories(container: Container) -> None:
@@ -152,9 +163,12 @@ def test_readme_links_and_suggests_resolve_in_the_package(container: Container) 
     --pcapng needs mergecap: the package suggests wireshark-common."""
     c = container
     doc = "/usr/share/doc/rollcap"
-    assert c.path(f"{doc}/README.md.gz").is_file()
+    def shipped(name: str) -> bool:  # dh_compress gzips the larger ones
+        return c.path(f"{doc}/{name}").is_file() or c.path(f"{doc}/{name}.gz").is_file()
+
+    assert shipped("README.md")
     for name in set(re.findall(r"\bdocs/[\w.-]+\.md\b", (REPO / "README.md").read_text())):
-        assert c.path(f"{doc}/{name}.gz").is_file(), name
+        assert shipped(name), name
     suggests = c.run(["dpkg-query", "-W", "-f=${Suggests}", "rollcap"]).stdout
     assert "wireshark-common" in suggests
 
@@ -315,10 +329,13 @@ ExecStart=/bin/true
 
 # ------------------------------------------------ end to end, with the daemons ----
 
-PREFIX = "systest"
+
+def _prefix(release: str) -> str:
+    """Each release's objects under a prefix of their own (one SeaweedFS for all)."""
+    return f"systest-{release}"
 
 
-def _config(veth: Veth, weed: SeaweedFS, *, filter: str = "", extra: str = "") -> str:
+def _config(veth: Veth, weed: SeaweedFS, prefix: str, *, filter: str = "", extra: str = "") -> str:
     return f"""\
 [capture]
 interface = "{veth.b}"
@@ -331,7 +348,7 @@ hostname = "systest"
 max_megabytes = 200
 
 [offload]
-destination = "s3://{weed.bucket}/{PREFIX}"
+destination = "s3://{weed.bucket}/{prefix}"
 endpoint_url = "{weed.endpoint}"
 region = "us-east-1"
 rescan_seconds = 2
@@ -339,13 +356,13 @@ retry_max_seconds = 5
 """
 
 
-def _objects(weed: SeaweedFS) -> dict[str, int]:
+def _objects(weed: SeaweedFS, prefix: str) -> dict[str, int]:
     """Capture objects under the test prefix: key -> size."""
     out: dict[str, int] = {}
     pages = (
         weed.client()
         .get_paginator("list_objects_v2")
-        .paginate(Bucket=weed.bucket, Prefix=PREFIX + "/")
+        .paginate(Bucket=weed.bucket, Prefix=prefix + "/")
     )
     for page in pages:
         for o in page.get("Contents", []):
@@ -416,12 +433,17 @@ def _check_no_root(c: Container) -> None:
 
 @needs_daemons
 def test_enable_now_captures_and_uploads_every_packet(
-    container: Container, sys_veth: Veth, seaweedfs: SeaweedFS, all_pcap: Path, tmp_path: Path
+    container: Container,
+    sys_veth: Veth,
+    seaweedfs: SeaweedFS,
+    all_pcap: Path,
+    tmp_path: Path,
+    release: str,
 ) -> None:
     """The README's path: edit the config, enable --now, traffic arrives in the bucket.
     `systemctl stop` hands the last file off and it is uploaded too."""
-    c = container
-    c.write("/etc/rollcap.toml", _config(sys_veth, seaweedfs))
+    c, prefix = container, _prefix(release)
+    c.write("/etc/rollcap.toml", _config(sys_veth, seaweedfs, prefix))
     c.run(["install", "-d", "-m", "0700", "/etc/credstore"])
     c.write("/etc/credstore/rollcap-s3-credentials",
             f"[default]\naws_access_key_id = {seaweedfs.access_key}\n"
@@ -432,7 +454,7 @@ def test_enable_now_captures_and_uploads_every_packet(
     sys_veth.replay(all_pcap, loop=2, pps=REPLAY_PPS)  # ~2.6 MB: rotates at 1 MB
     time.sleep(SETTLE)
     # files finished by rotation are offloaded while capture runs
-    wait_for("an object while capture runs", lambda: _objects(seaweedfs))
+    wait_for("an object while capture runs", lambda: _objects(seaweedfs, prefix))
     assert unit_props(c, "rollcap-capture.service", "ActiveState")["ActiveState"] == "active"
     _check_no_root(c)
     c.run(["systemctl", "stop", "rollcap-capture"], timeout=60)
@@ -440,20 +462,21 @@ def test_enable_now_captures_and_uploads_every_packet(
     expected = 2 * count_packets(all_pcap)
     wait_for(
         f"{expected} packets in the bucket",
-        lambda: _packets(seaweedfs, list(_objects(seaweedfs)), tmp_path) >= expected,
+        lambda: _packets(seaweedfs, list(_objects(seaweedfs, prefix)), tmp_path) >= expected,
         120,
     )
-    assert _packets(seaweedfs, list(_objects(seaweedfs)), tmp_path) == expected
+    assert _packets(seaweedfs, list(_objects(seaweedfs, prefix)), tmp_path) == expected
     left = c.run(["find", f"{SPOOL}/ready", f"{SPOOL}/work", "-type", "f"]).stdout
     assert left == ""
 
 
 @needs_daemons
 def test_offload_journal_has_structured_upload_fields(
-    container: Container, seaweedfs: SeaweedFS
+    container: Container, seaweedfs: SeaweedFS, release: str
 ) -> None:
+    prefix = _prefix(release)
     entries = [e for e in _journal(container, "rollcap-offload") if "ROLLCAP_KEY" in e]
-    assert {e["ROLLCAP_KEY"] for e in entries} >= set(_objects(seaweedfs))
+    assert {e["ROLLCAP_KEY"] for e in entries} >= set(_objects(seaweedfs, prefix))
     for e in entries:
         if "ROLLCAP_BYTES_IN" in e:
             assert int(e["ROLLCAP_BYTES_IN"]) > 0
@@ -517,13 +540,18 @@ def test_metrics_textfiles_appear_in_the_default_directory(container: Container)
 
 @needs_daemons
 def test_reload_applies_a_filter_and_rejects_an_invalid_edit(
-    container: Container, sys_veth: Veth, seaweedfs: SeaweedFS, all_pcap: Path, tmp_path: Path
+    container: Container,
+    sys_veth: Veth,
+    seaweedfs: SeaweedFS,
+    all_pcap: Path,
+    tmp_path: Path,
+    release: str,
 ) -> None:
-    c = container
-    before = set(_objects(seaweedfs))
+    c, prefix = container, _prefix(release)
+    before = set(_objects(seaweedfs, prefix))
     old = tcpdump_child(c, "rollcap-capture.service")
     assert old
-    c.write("/etc/rollcap.toml", _config(sys_veth, seaweedfs, filter="udp"))
+    c.write("/etc/rollcap.toml", _config(sys_veth, seaweedfs, prefix, filter="udp"))
     c.run(["systemctl", "reload", "rollcap-capture"])
     new = wait_for("tcpdump with the new filter", lambda: (
         (t := tcpdump_child(c, "rollcap-capture.service")) and t[0] != old[0]
@@ -531,7 +559,8 @@ def test_reload_applies_a_filter_and_rejects_an_invalid_edit(
     assert isinstance(new, tuple)
 
     cursor = _cursor(c)
-    c.write("/etc/rollcap.toml", _config(sys_veth, seaweedfs, filter="udp", extra="snaplen = 1"))
+    bad = _config(sys_veth, seaweedfs, prefix, filter="udp", extra="snaplen = 1")
+    c.write("/etc/rollcap.toml", bad)
     r = c.run(["systemctl", "reload", "rollcap-capture"], check=False, timeout=120)
     assert r.returncode != 0  # was 0 ("Reloaded") while the file was rejected
     # ExecReload's own line, with the daemon's reason
@@ -543,7 +572,7 @@ def test_reload_applies_a_filter_and_rejects_an_invalid_edit(
 
     sys_veth.replay(all_pcap, pps=REPLAY_PPS)
     time.sleep(SETTLE)
-    c.write("/etc/rollcap.toml", _config(sys_veth, seaweedfs, filter="udp"))
+    c.write("/etc/rollcap.toml", _config(sys_veth, seaweedfs, prefix, filter="udp"))
     c.run(["systemctl", "reload", "rollcap-capture"], timeout=120)  # good again: exit 0
     wait_for("last_error to clear", lambda: _capture_state(c)["last_error"] == "")
     c.run(["systemctl", "stop", "rollcap-capture"], timeout=60)
@@ -554,7 +583,7 @@ def test_reload_applies_a_filter_and_rejects_an_invalid_edit(
     assert 0 < expected < count_packets(all_pcap)
 
     def new_packets() -> int:
-        return _packets(seaweedfs, set(_objects(seaweedfs)) - before, tmp_path)
+        return _packets(seaweedfs, set(_objects(seaweedfs, prefix)) - before, tmp_path)
 
     wait_for(f"{expected} udp packets in the bucket", lambda: new_packets() >= expected, 120)
     assert new_packets() == expected
@@ -572,12 +601,12 @@ def _status(c: Container, *user: str) -> Result:
 
 @needs_daemons
 def test_status_exit_codes_under_the_units(
-    container: Container, sys_veth: Veth, seaweedfs: SeaweedFS
+    container: Container, sys_veth: Veth, seaweedfs: SeaweedFS, release: str
 ) -> None:
     """0 capturing and uploading; 4 for a user who may not read the state (never NOT
     RUNNING); 5 running but waiting for a mistyped interface; 3 stopped."""
     c = container
-    good = _config(sys_veth, seaweedfs)
+    good = _config(sys_veth, seaweedfs, _prefix(release))
     c.write("/etc/rollcap.toml", good)
     c.run(["systemctl", "start", "rollcap-capture", "rollcap-offload"], timeout=90)
     wait_for("status 0", lambda: _status(c).returncode == 0, 60)
@@ -596,29 +625,6 @@ def test_status_exit_codes_under_the_units(
 
 
 # ------------------------------------------------ upgrade, remove, purge ----------
-
-
-def test_upgrade_keeps_the_edited_conffile(container: Container, debs: Debs) -> None:
-    c = container
-    conf = c.path("/etc/rollcap.toml")
-    if conf.read_text() == (REPO / "config/rollcap.toml").read_text():
-        conf.write_text(conf.read_text().replace('filter = ""', 'filter = "tcp port 443"', 1))
-    edited = hashlib.sha256(conf.read_bytes()).hexdigest()
-    c.run(["systemctl", "enable", "rollcap-capture", "rollcap-offload"])
-    if DAEMONS:
-        c.run(["systemctl", "start", "rollcap-capture", "rollcap-offload"], timeout=90)
-    pids = {u: unit_props(c, u, "MainPID")["MainPID"] for u in ("rollcap-capture",
-                                                                 "rollcap-offload")}  # fmt: skip
-    c.run(["apt-get", "install", "-y", f"/root/{debs.new.name}"],
-          env={"DEBIAN_FRONTEND": "noninteractive"}, timeout=300)  # fmt: skip
-    assert c.run(["rollcap", "--version"]).stdout.strip() == f"rollcap {debs.new_version}"
-    assert hashlib.sha256(conf.read_bytes()).hexdigest() == edited
-    assert not c.path("/etc/rollcap.toml.dpkg-new").exists()
-    for unit in ("rollcap-capture", "rollcap-offload"):
-        p = unit_props(c, unit, "UnitFileState", "ActiveState", "MainPID")
-        assert p["UnitFileState"] == "enabled"
-        if DAEMONS:  # running services were restarted on the new code
-            assert p["ActiveState"] == "active" and p["MainPID"] != pids[unit]
 
 
 def test_remove_stops_the_services(container: Container) -> None:
@@ -707,6 +713,76 @@ def _assert_nothing_else_left(c: Container, except_archive: bool) -> None:
     assert c.run(["dpkg-query", "-W", "rollcap"], check=False).returncode != 0
 
 
+@needs_daemons
+def test_upgrade_from_the_previous_release_keeps_config_and_spool(
+    container: Container,
+    debs: Debs,
+    sys_veth: Veth,
+    seaweedfs: SeaweedFS,
+    all_pcap: Path,
+    tmp_path: Path,
+    release: str,
+) -> None:
+    """On the purged system: 0.1.0 captures into its spool with offload stopped,
+    then `apt install` of this package. The edited config is kept, the running
+    capture is restarted on the new code, the enabled units stay enabled, and
+    the new offload uploads every packet the old capture spooled."""
+    c, prefix = container, _prefix(release) + "-upgrade"
+    apt_install(c, debs.old)
+    assert c.run(["rollcap", "--version"]).stdout.strip() == f"rollcap {debs.old_version}"
+    c.write("/etc/rollcap.toml", _config(sys_veth, seaweedfs, prefix))
+    c.run(["install", "-d", "-m", "0700", "/etc/credstore"])
+    c.write("/etc/credstore/rollcap-s3-credentials",
+            f"[default]\naws_access_key_id = {seaweedfs.access_key}\n"
+            f"aws_secret_access_key = {seaweedfs.secret_key}\n", 0o600)  # fmt: skip
+    conf = c.path("/etc/rollcap.toml")
+    edited = hashlib.sha256(conf.read_bytes()).hexdigest()
+    c.run(["systemctl", "enable", "rollcap-capture", "rollcap-offload"])
+    c.run(["systemctl", "start", "rollcap-capture"], timeout=90)
+    wait_for("0.1.0's tcpdump", lambda: tcpdump_child(c, "rollcap-capture.service", "tcpdump"))
+    sys_veth.replay(all_pcap, pps=REPLAY_PPS)  # ~1.3 MB: one rotation at 1 MB
+    time.sleep(SETTLE)
+
+    def spooled() -> set[str]:
+        return set(c.run(["ls", f"{SPOOL}/ready"]).stdout.split())
+
+    before = wait_for("a finished capture in the spool", spooled)
+    pid = unit_props(c, "rollcap-capture", "MainPID")["MainPID"]
+
+    # the shipped sample changed and the operator edited theirs: keep it, as an
+    # operator answering dpkg's question would
+    apt_install(c, debs.new, "--force-confdef", "--force-confold")
+    assert c.run(["rollcap", "--version"]).stdout.strip() == f"rollcap {upstream(debs.new_version)}"
+    assert hashlib.sha256(conf.read_bytes()).hexdigest() == edited
+    for leftover in ("/etc/rollcap.toml.dpkg-new", "/etc/rollcap.toml.dpkg-old"):
+        assert not c.path(leftover).exists()
+    assert spooled() >= before  # type: ignore[operator]
+    capture = unit_props(c, "rollcap-capture", "UnitFileState", "ActiveState", "MainPID")
+    assert capture["UnitFileState"] == "enabled" and capture["ActiveState"] == "active"
+    assert capture["MainPID"] != pid  # restarted on the new code
+    # ... without root, and every spool file moved to its new owner
+    wait_for("the new capture's tcpdump", lambda: tcpdump_child(c, "rollcap-capture.service"))
+    _check_capture_only(c)
+    owners = c.run(["find", SPOOL, "-mindepth", "2", "-type", "f", "-printf", "%P %u\n"]).stdout
+    wrong = [ln for ln in owners.splitlines()
+             if not ln.startswith(("state/", "tmp/")) and not ln.endswith(" rollcap-capture")]
+    assert not wrong, f"spool files not moved to rollcap-capture: {wrong}"
+    assert c.path(f"{SPOOL}/capture/capture-counters.json").exists()
+    assert not c.path(f"{SPOOL}/state/capture-counters.json").exists()
+    offload = unit_props(c, "rollcap-offload", "UnitFileState", "ActiveState")
+    assert offload == {"UnitFileState": "enabled", "ActiveState": "inactive"}  # not started
+
+    c.run(["systemctl", "start", "rollcap-offload"], timeout=90)
+    c.run(["systemctl", "stop", "rollcap-capture"], timeout=60)
+    expected = count_packets(all_pcap)
+    wait_for(
+        f"{expected} packets in the bucket",
+        lambda: _packets(seaweedfs, list(_objects(seaweedfs, prefix)), tmp_path) >= expected,
+        120,
+    )
+    assert _packets(seaweedfs, list(_objects(seaweedfs, prefix)), tmp_path) == expected
+
+
 def test_lintian_reports_no_errors(debs: Debs) -> None:
     """Warnings are tolerated (and listed on failure); errors are not."""
     r = subprocess.run(
@@ -714,3 +790,14 @@ def test_lintian_reports_no_errors(debs: Debs) -> None:
         capture_output=True, text=True,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _check_capture_only(c: Container) -> None:
+    """Every process of the capture unit, tcpdump included: rollcap-capture's uid
+    (real, effective, saved, fs) and no effective capability but CAP_NET_RAW."""
+    uid = c.run(["id", "-u", "rollcap-capture"]).stdout.strip()
+    procs = _unit_processes(c, "rollcap-capture.service")
+    assert "tcpdump" in {p["Name"] for p in procs.values()}, procs
+    for pid, st in procs.items():
+        assert st["Uid"].split() == [uid] * 4, (pid, st["Name"], st["Uid"])
+        assert int(st["CapEff"], 16) & ~(1 << 13) == 0, (pid, st["Name"], st["CapEff"])

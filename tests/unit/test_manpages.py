@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _rollcap8() -> str:
     return subprocess.run(
-        [sys.executable, "packaging/manpage.py", "1.0"], cwd=REPO, check=True,
+        [sys.executable, "debian/manpage.py", "1.0"], cwd=REPO, check=True,
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
     ).stdout  # fmt: skip
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from rollcap import __version__
 from rollcap.config.load import parse_config
 from rollcap.config.schema import parse_listen
 from rollcap.errors import ConfigError
@@ -222,7 +223,7 @@ def test_capture_metrics_are_the_status_numbers(tmp_path: Path) -> None:
     assert _value(t, "rollcap_spool_budget_bytes") == 20_000_000
     assert _value(t, "rollcap_spool_dropped_files_total") == 1
     assert _value(t, "rollcap_spool_dropped_bytes_total") == 500
-    assert _value(t, 'rollcap_build_info{daemon="capture",version="0.1.0"}') == 1
+    assert _value(t, f'rollcap_build_info{{daemon="capture",version="{__version__}"}}') == 1
     # no process_* in the textfile: node_exporter merges both daemons' files
     assert "process_" not in t
     exp.publish({**CAPTURE_STATE, "state": "waiting-for-interface"})

@@ -1,6 +1,6 @@
 """Write rollcap(8) from the argparse parser in rollcap/cli.py.
 
-Usage: python3 packaging/manpage.py VERSION > rollcap.8
+Usage: python3 debian/manpage.py VERSION > rollcap.8 (debian/rules runs it)
 The option and command texts come from the parser itself, so the page cannot
 drift from `rollcap --help`.
 """
