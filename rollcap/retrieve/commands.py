@@ -115,6 +115,27 @@ def add_fetch_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="parallel downloads (default: offload.concurrency)",
     )
+    p.add_argument(
+        "--max-bytes",
+        type=_size,
+        metavar="SIZE",
+        help="decompress at most this much (e.g. 500M, 2G): refused up front when the "
+        "captures record more; an object that decompresses past it is stopped",
+    )
+
+
+_SIZE_RE = re.compile(r"^(\d+)([KMGT]?)B?$", re.I)
+
+
+def _size(text: str) -> int:
+    """Bytes, or with a K/M/G/T suffix (powers of 1000, as the spool's megabytes)."""
+    m = _SIZE_RE.fullmatch(text.strip())
+    if not m or int(m[1]) == 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a positive size in bytes, or with K, M, G or T (e.g. 500M)"
+        )
+    scale: int = 1000 ** " KMGT".index(m[2].upper() or " ")
+    return int(m[1]) * scale
 
 
 def _hosts(args: argparse.Namespace) -> list[str] | None:
@@ -427,6 +448,7 @@ def run_fetch(args: argparse.Namespace, cfg: RollcapConfig) -> int:
                 tcpdump=cfg.capture.tcpdump_path,
                 workers=workers,
                 pcapng=args.pcapng,
+                max_bytes=args.max_bytes,
                 progress=progress,
             )
     except BrokenPipeError:

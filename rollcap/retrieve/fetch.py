@@ -93,9 +93,12 @@ def fetch(
     pcapng: bool = False,
     progress: Progress | None = None,
     stdout: BinaryIO | None = None,
+    max_bytes: int | None = None,
 ) -> FetchResult:
     """A Path output may be replaced (the library's callers chose it); the CLI
-    passes an Output checked by resolve_output."""
+    passes an Output checked by resolve_output. max_bytes (--max-bytes) bounds
+    what the fetch may decompress: refused up front when the objects record
+    more in all, and each object is stopped past it."""
     if isinstance(output, Path):
         output = resolve_output(str(output), force=True)
     if bpf_filter:
@@ -111,9 +114,10 @@ def fetch(
             f"{where or tempfile.gettempdir()}: {e.strerror}"
         ) from None
     try:
+        check_max_bytes(captures, max_bytes)
         check_free_space(workdir, captures, workers)
         pieces = _fetch_all(storage, captures, workdir, since, until, bpf_filter, tcpdump,
-                            workers, progress)  # fmt: skip
+                            workers, progress, max_bytes)  # fmt: skip
         if progress:
             progress.message("merging ...")
         sink = stdout if stdout is not None else sys.stdout.buffer
@@ -129,7 +133,7 @@ def fetch(
 
 def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path, since: datetime,
                until: datetime, bpf_filter: str, tcpdump: str, workers: int,
-               progress: Progress | None) -> list[_Piece]:  # fmt: skip
+               progress: Progress | None, max_bytes: int | None) -> list[_Piece]:  # fmt: skip
     since_ns = int(since.timestamp()) * NS + since.microsecond * 1000
     until_ns = int(until.timestamp()) * NS + until.microsecond * 1000
 
@@ -148,12 +152,13 @@ def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path, since: 
             return None
         try:
             header, n, first, last, truncated = window_filter(
-                dl, win, since_ns, until_ns, _max_pcap_bytes(cap)
+                dl, win, since_ns, until_ns, _max_pcap_bytes(cap, max_bytes)
             )
         except TooLarge as e:
-            raise RollcapError(
-                f"{cap.key}: {e} (its metadata records {cap.pcap_bytes} pcap bytes); not fetched"
-            ) from None
+            why = f"its metadata records {cap.pcap_bytes} pcap bytes"
+            if max_bytes is not None:
+                why += f", --max-bytes {max_bytes}"
+            raise RollcapError(f"{cap.key}: {e} ({why}); not fetched") from None
         except (NotPcapError, EOFError, zstandard.ZstdError, gzip.BadGzipFile) as e:
             raise RollcapError(f"{cap.key}: not a readable capture: {e}") from None
         dl.unlink()
@@ -192,10 +197,24 @@ def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path, since: 
 MAX_RATIO = 100
 
 
-def _max_pcap_bytes(cap: Capture) -> int:
+def _max_pcap_bytes(cap: Capture, max_bytes: int | None = None) -> int:
     if cap.pcap_bytes is not None and cap.pcap_bytes >= 0:
-        return cap.pcap_bytes
-    return max(cap.size, 1) * MAX_RATIO + GLOBAL_HEADER_LEN
+        limit = cap.pcap_bytes
+    else:
+        limit = max(cap.size, 1) * MAX_RATIO + GLOBAL_HEADER_LEN
+    return limit if max_bytes is None else min(limit, max_bytes)
+
+
+def check_max_bytes(captures: list[Capture], max_bytes: int | None) -> None:
+    """--max-bytes: refuse, before any download, a fetch whose objects record more."""
+    if max_bytes is None:
+        return
+    recorded = sum(c.pcap_bytes for c in captures if c.pcap_bytes is not None)
+    if recorded > max_bytes:
+        raise RollcapError(
+            f"--max-bytes {max_bytes:,}: the {len(captures)} captures in the window hold "
+            f"{recorded:,} pcap bytes (narrow the window, the hosts, or raise --max-bytes)"
+        )
 
 
 def _part_of(path: Path) -> Part | None:

@@ -12,7 +12,7 @@ from rollcap.errors import RollcapError
 from rollcap.retrieve import bpf
 from rollcap.retrieve.catalog import find_captures
 from rollcap.retrieve.fetch import fetch
-from rollcap.storage.base import StorageError
+from rollcap.storage.base import META, StorageError
 from tests.support.archive import NS, MemoryStorage, make_object, ns, read_timestamps, utc
 
 # an ARP request frame and a UDP/IPv4 frame, so a BPF filter has something to choose
@@ -143,3 +143,47 @@ def test_a_fetch_that_cannot_fit_is_refused_before_any_download(
     with pytest.raises(RollcapError, match="not enough free space"):
         _run(st, out, utc(2026, 11, 26, 10), utc(2026, 11, 26, 11))
     assert downloads == [] and not out.exists()
+
+
+def test_max_bytes_refuses_a_fetch_that_records_more(st: MemoryStorage, tmp_path: Path) -> None:
+    """--max-bytes: refused before any download, with what the window holds."""
+    out = tmp_path / "out.pcap"
+    since, until = utc(2026, 11, 26, 10), utc(2026, 11, 26, 10, 2)
+    with pytest.raises(RollcapError, match=r"--max-bytes 1,000: the 4 captures .* pcap bytes"):
+        _run(st, out, since, until, max_bytes=1000)
+    assert not out.exists()
+    assert _run(st, out, since, until, max_bytes=10**9) == 200
+
+
+def test_max_bytes_stops_an_object_that_decompresses_past_it(
+    st: MemoryStorage, tmp_path: Path
+) -> None:
+    """Objects that record no size (older writers, or stripped metadata) pass the
+    check up front, and still cannot decompress past --max-bytes."""
+    for key, (data, meta) in list(st.objects.items()):
+        st.objects[key] = (data, {k: v for k, v in meta.items() if k != META["pcap_bytes"]})
+    out = tmp_path / "out.pcap"
+    since, until = utc(2026, 11, 26, 10), utc(2026, 11, 26, 10, 2)
+    assert _run(st, out, since, until) == 200  # no limit: all of it
+    out.unlink()
+    with pytest.raises(RollcapError, match="--max-bytes 100"):
+        _run(st, out, since, until, max_bytes=100)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("text", "value"), [("1500", 1500), ("500M", 500_000_000),
+                                             ("2g", 2_000_000_000), ("10KB", 10_000)])  # fmt: skip
+def test_max_bytes_sizes(text: str, value: int) -> None:
+    from rollcap.retrieve.commands import _size
+
+    assert _size(text) == value
+
+
+@pytest.mark.parametrize("text", ["0", "-5", "1.5G", "5X", ""])
+def test_max_bytes_refuses_what_is_not_a_size(text: str) -> None:
+    import argparse
+
+    from rollcap.retrieve.commands import _size
+
+    with pytest.raises(argparse.ArgumentTypeError, match="a positive size"):
+        _size(text)
