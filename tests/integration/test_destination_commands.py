@@ -186,7 +186,7 @@ def test_hold_holds_exactly_what_list_shows(seaweedfs: SeaweedFS, tmp_path: Path
               "--host", "edge1", "--interface", "eth1"]  # fmt: skip
     listed = rollcap(cfg, env, "list", *window, "--json")
     assert listed.returncode == 0, listed.stderr
-    want = [o["key"] for o in json.loads(listed.stdout)]
+    want = [o["key"] for o in json.loads(listed.stdout)["captures"]]
     assert len(want) == 2  # the 12:10 and 12:20 files of edge1/eth1
     held = rollcap(cfg, env, "hold", *window, "--json")
     assert held.returncode == 0, held.stderr
