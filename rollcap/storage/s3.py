@@ -326,6 +326,13 @@ class S3Storage(Storage):
                 Bucket=self.bucket, Key=key, Body=body, ContentType=content_type,
                 ChecksumSHA256=digest, **sse,
             )  # fmt: skip
+        except ClientError as e:
+            # the conditional write (s3upload's hook) found the key taken: an
+            # entry's key names all it holds, so it is this entry, written before
+            # a crash or by the first attempt
+            if code_of(e) == "PreconditionFailed" or status_of(e) == 412:
+                return
+            raise s3_error(e, self._what("PUT", key)) from None
         except S3_ERRORS as e:
             raise s3_error(e, self._what("PUT", key)) from None
 

@@ -433,4 +433,4 @@ def test_list_works_with_a_typo_in_the_config(archive: Archive, tmp_path: Path) 
     )  # fmt: skip
     assert p.returncode == 0, p.stderr
     assert "warning:" in p.stderr and "rotate_seconds" in p.stderr
-    assert len(json.loads(p.stdout)) == 3
+    assert len(json.loads(p.stdout)["captures"]) == 3
