@@ -16,12 +16,12 @@ from typing import Any
 
 import boto3
 import botocore.session
+import s3transfer.exceptions as s3x
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from botocore.utils import parse_timestamp
 from s3transfer.exceptions import (
     RetriesExceededError,
-    S3DownloadFailedError,
     S3UploadFailedError,
     TransferNotDoneError,
 )
@@ -52,9 +52,14 @@ PERMANENT_CODES = {
 }
 # What talking to S3 can raise (a bug raises anything else, with its traceback).
 # CancelledError: close() cancelled the transfer.
-S3_ERRORS = (
+# S3DownloadFailedError is newer than Debian 13's s3transfer (0.11), whose
+# failed downloads raise RetriesExceededError or botocore's errors instead.
+_DOWNLOAD_FAILED: tuple[type[Exception], ...] = tuple(
+    e for e in (getattr(s3x, "S3DownloadFailedError", None),) if e is not None
+)
+S3_ERRORS: tuple[type[BaseException], ...] = (
     BotoCoreError, ClientError, OSError, CancelledError, RetriesExceededError,
-    S3UploadFailedError, S3DownloadFailedError, TransferNotDoneError,
+    S3UploadFailedError, TransferNotDoneError, *_DOWNLOAD_FAILED,
 )  # fmt: skip
 # The server recomputed a checksum we sent and it did not match the bytes.
 DIGEST_CODES = {"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch"}
