@@ -119,9 +119,16 @@ class Rig:
         except FileNotFoundError:
             return []
 
-    def spool_bytes(self) -> int:
+    def spool_data_bytes(self) -> int:
+        """What the budget covers (rollcap.capture.budget.spool_bytes): the data
+        directories work/ ready/ tmp/ quarantine/, not the daemons' few KB of
+        state in capture/ and state/."""
+        return sum(self._tree_bytes(self.spool / d) for d in ("work", "ready", "tmp", "quarantine"))
+
+    @staticmethod
+    def _tree_bytes(root: Path) -> int:
         total = 0
-        for dirpath, _dirs, files in os.walk(self.spool):
+        for dirpath, _dirs, files in os.walk(root):
             for f in files:
                 with contextlib.suppress(OSError):
                     total += os.lstat(os.path.join(dirpath, f)).st_size

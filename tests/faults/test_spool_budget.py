@@ -31,7 +31,7 @@ class Sampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.max_bytes = max(self.max_bytes, self.rig.spool_bytes())
+            self.max_bytes = max(self.max_bytes, self.rig.spool_data_bytes())
             for d in ("work", "ready"):
                 for p in (self.rig.spool / d).glob("*"):
                     with contextlib.suppress(FileNotFoundError):
