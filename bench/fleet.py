@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         cases = {
             "list_fleet": ("list", *win),
             "list_3_hosts": ("list", *win, *hosts3),
-            "fetch_3_hosts": ("fetch", *win, *hosts3, "-o", out),
+            "fetch_3_hosts": ("fetch", *win, *hosts3, "-o", out, "--force"),
         }
         for name, args in cases.items():
             r = timed(cfg, env, a.reps, *args)
