@@ -41,10 +41,11 @@ class Usage:
     def over(self) -> bool:
         return self.over_budget or self.low_free
 
-    def comfortable(self, fraction: float = 0.9) -> bool:
-        """Room to resume a paused capture: below 90% of the budget and enough free space."""
+    def comfortable(self, reserve: int = 0, fraction: float = 0.9) -> bool:
+        """Room to resume a paused capture: below 90% of the budget with reserve
+        (the file about to be written) counted, and enough free space."""
         return (
-            self.used_bytes < fraction * self.max_bytes
+            self.used_bytes + reserve < fraction * self.max_bytes
             and self.free_percent >= self.min_free_percent + FREE_MARGIN_PERCENT
         )
 
@@ -68,24 +69,29 @@ class Decision:
 def decide(u: Usage, on_full: str, reserve: int, paused: bool) -> Decision:
     """The policy, pure: usage in, decision out.
 
-    reserve: what the live file may still grow by (see live_reserve); drop-oldest
-    makes room for it, so the spool stays within budget plus one file."""
+    reserve: what the live file may still grow by (see live_reserve). drop-oldest
+    makes room for it; pause-capture pauses as soon as the live file, once full,
+    would take the spool over budget. Either way the spool stays within budget
+    plus what tcpdump writes between a rotation and the next check, well under
+    one file."""
     own_overage = u.used_bytes + reserve - u.max_bytes
     drop = max(0, own_overage) if on_full == "drop-oldest" else 0
     if u.low_free:
         return Decision(drop, True, "low free space")
-    if on_full == "pause-capture" and u.over_budget:
+    if on_full == "pause-capture" and own_overage > 0:
         return Decision(0, True, "over budget")
-    if paused and not u.comfortable():
+    if paused and not u.comfortable(reserve if on_full == "pause-capture" else 0):
         return Decision(drop, True, "low free space" if u.free_percent < u.min_free_percent
                         + FREE_MARGIN_PERCENT else "over budget")  # fmt: skip
     return Decision(drop, False, "")
 
 
 def spool_bytes(spool: Spool) -> int:
-    """Bytes in the spool's data directories (never following a link). tmp/ is
-    offload's: counted when this user may read it (as root, or in its group)."""
-    return sum(tree_bytes(d) for d in (spool.work, spool.ready, spool.tmp, spool.quarantine))
+    """Bytes in the spool's data directories (never following a link). Not tmp/:
+    the offload's compressed copies exist only while it is emptying ready/ (at
+    most offload.concurrency files), capture cannot read it when it runs as its
+    own user, and dropping a capture to make room for them would be absurd."""
+    return sum(tree_bytes(d) for d in (spool.work, spool.ready, spool.quarantine))
 
 
 def free_percent(path: Path) -> float:

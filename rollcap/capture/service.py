@@ -350,12 +350,13 @@ class Supervisor:
     # ------------------------------------------------------------------ budget
     def enforce_budget(self) -> None:
         assert self.keeper is not None
-        reserve = 0
-        if self.cfg.spool.on_full == "drop-oldest":
-            # drop as if the live file were already full: checked after each hand-off
-            # and every tick, the spool then stays within budget plus one file
-            rotate_bytes = self.cfg.capture.rotate_megabytes * 1_000_000
-            reserve = budget.live_reserve(rotate_bytes, self._live_size())
+        # decide as if the live file were already full: checked after each hand-off
+        # and every tick, the spool then stays within budget plus one file
+        rotate_bytes = self.cfg.capture.rotate_megabytes * 1_000_000
+        live = self._live_size()
+        if live is None and self.cfg.spool.on_full == "pause-capture":
+            live = 0  # paused: resuming starts a whole new file
+        reserve = budget.live_reserve(rotate_bytes, live)
         change = self.keeper.enforce(self.cfg.spool, reserve)
         if change == "pause":
             self.state_name = "paused"

@@ -19,7 +19,7 @@ from rollcap.metrics.families import counter, gauge, number
 from rollcap.spool import Spool
 
 # spool areas counted against the budget (state/ holds only small JSON files)
-AREAS = ("work", "ready", "quarantine", "tmp")
+AREAS = ("work", "ready", "quarantine")  # tmp/ is the offload's, unreadable here
 
 # (metric name without _total, state key, help)
 _IFACE_COUNTERS = (
@@ -91,9 +91,7 @@ class CaptureCollector(Collector):
         yield area
         budget = st.get("budget")
         max_bytes = number(budget, "max_bytes") if isinstance(budget, Mapping) else None
-        yield gauge(
-            "rollcap_spool_budget_bytes", "spool.max_megabytes in bytes.", max_bytes
-        )
+        yield gauge("rollcap_spool_budget_bytes", "spool.max_megabytes in bytes.", max_bytes)
         free = number(budget, "free_percent") if isinstance(budget, Mapping) else None
         yield gauge(
             "rollcap_spool_filesystem_free_ratio",

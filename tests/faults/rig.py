@@ -119,11 +119,11 @@ class Rig:
         except FileNotFoundError:
             return []
 
-    def spool_data_bytes(self) -> int:
-        """What the budget covers (rollcap.capture.budget.spool_bytes): the data
-        directories work/ ready/ tmp/ quarantine/, not the daemons' few KB of
-        state in capture/ and state/."""
-        return sum(self._tree_bytes(self.spool / d) for d in ("work", "ready", "tmp", "quarantine"))
+    def spool_areas(self) -> dict[str, int]:
+        """Bytes in work/ ready/ quarantine/ (what the budget covers:
+        rollcap.capture.budget.spool_bytes) and in the offload's tmp/; not the
+        daemons' few KB of state in capture/ and state/."""
+        return {d: self._tree_bytes(self.spool / d) for d in ("work", "ready", "quarantine", "tmp")}
 
     @staticmethod
     def _tree_bytes(root: Path) -> int:

@@ -43,3 +43,15 @@ def test_pause_capture_pauses_over_budget_and_resumes_below_90_percent() -> None
     assert (d.drop_bytes, d.pause, d.reason) == (0, True, "over budget")
     assert decide(Usage(95 * MB, 100 * MB, 50, 10), "pause-capture", 0, paused=True).pause
     assert not decide(Usage(85 * MB, 100 * MB, 50, 10), "pause-capture", 0, paused=True).pause
+
+
+def test_pause_capture_pauses_before_the_live_file_would_cross_the_budget() -> None:
+    """The live file will grow to a full file: pausing only once the spool is
+    over budget lets it end up over by that file plus the next one's start."""
+    u = Usage(95 * MB, 100 * MB, 50, 10)
+    assert not decide(u, "pause-capture", reserve=5 * MB, paused=False).pause
+    d = decide(u, "pause-capture", reserve=6 * MB, paused=False)
+    assert (d.pause, d.reason, d.drop_bytes) == (True, "over budget", 0)
+    # resuming starts a whole new file: there must be room for it below 90%
+    assert decide(Usage(80 * MB, 100 * MB, 50, 10), "pause-capture", 10 * MB, paused=True).pause
+    assert not decide(Usage(79 * MB, 100 * MB, 50, 10), "pause-capture", 10 * MB, paused=True).pause

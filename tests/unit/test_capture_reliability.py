@@ -163,17 +163,24 @@ def test_drop_oldest_reserves_the_live_files_full_size(tmp_path: Path) -> None:
     assert sup.n["dropped_files"] == 1
 
 
-def test_pause_capture_is_not_triggered_by_the_reserve(tmp_path: Path) -> None:
+def test_pause_capture_pauses_before_the_live_file_can_cross_the_budget(tmp_path: Path) -> None:
+    """9.9 MB used of 10: the live file may still grow by 0.8 MB, so capture
+    pauses now, not one file too late; nothing is ever dropped for it."""
     sup = _supervisor(
         tmp_path,
         spool={"max_megabytes": 10, "on_full": "pause-capture", "min_free_percent": 0},
         capture={"rotate_megabytes": 1},
     )
-    (sup.spool.ready / "20261126T120001Z-000001_h_eth0.pcap").write_bytes(b"x" * 9_700_000)
+    (sup.spool.ready / "20261126T120001Z-000001_h_eth0.pcap").write_bytes(b"x" * 8_900_000)
     (sup.spool.work / "g000007-20261126T120004-eth0.pcap").write_bytes(b"x" * 200_000)
     sup.proc = FakeTcpdump(7, time.monotonic())  # type: ignore[assignment]
     sup.enforce_budget()
-    assert not sup.paused and sup.n["dropped_files"] == 0
+    assert not sup.paused  # 8.9 + 0.2 + 0.8 reserve: exactly the budget
+    (sup.spool.ready / "20261126T120002Z-000002_h_eth0.pcap").write_bytes(b"x" * 800_000)
+    stopped: list[bool] = []
+    sup.stop_capture = lambda drain=True: stopped.append(drain)  # type: ignore[method-assign]
+    sup.enforce_budget()
+    assert sup.paused and stopped == [False] and sup.n["dropped_files"] == 0
 
 
 # 3. clock steps ---------------------------------------------------------------------
