@@ -9,7 +9,6 @@ runs on without it (uploading is what frees space) and writes it later
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import logging
 import os
@@ -18,10 +17,9 @@ from pathlib import Path
 
 from rollcap.errors import RollcapError
 from rollcap.journal import fields
+from rollcap.spoolfs import is_no_space
 
 log = logging.getLogger("rollcap.offload")
-
-NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class SpoolLock:
@@ -42,7 +40,7 @@ class SpoolLock:
             except OSError as e:
                 # creating an empty file needs an inode (and maybe a directory
                 # block); wait for room instead of exiting into a restart loop
-                if e.errno not in NO_SPACE:
+                if not is_no_space(e):
                     raise RollcapError(f"cannot open {path}: {e.strerror}") from None
                 if not wait_logged:
                     log.error(
@@ -78,7 +76,7 @@ class SpoolLock:
             os.pwrite(self._fd, data, 0)
             os.ftruncate(self._fd, len(data))
         except OSError as e:
-            if e.errno not in NO_SPACE:
+            if not is_no_space(e):
                 log.warning("cannot write the pid into offload.lock: %s", e.strerror)
             return False
         return True
