@@ -12,6 +12,10 @@ one (connection, 5xx, credentials, bucket) stops new work until the
 destination's own backoff expires, then one file probes it. Credentials,
 bucket and permission errors are logged once (per distinct error) and retried
 at the cap; files stay in the spool until they are stored and verified.
+
+The loop's parts live in their own modules: workqueue (what waits, in flight,
+retry times, progress), destination (health, backoff, the check thread),
+report (counters, STATUS=, offload.json, metrics) and lock (one per spool).
 """
 
 from __future__ import annotations
