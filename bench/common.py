@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,13 +71,24 @@ def rollcap_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def start_rollcap(
-    command: str, config: Path, log: Path, env: dict[str, str], nice: int = 0
+    command: str,
+    config: Path,
+    log: Path,
+    env: dict[str, str],
+    nice: int = 0,
+    *,
+    preexec: Callable[[], None] | None = None,
+    prefix: list[str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """`python -m rollcap COMMAND --config CONFIG` in its own process group."""
+    """`python -m rollcap COMMAND --config CONFIG` in its own process group;
+    preexec (instead of nice) runs in the child, prefix wraps the command
+    (e.g. ionice, which Python cannot set)."""
     f = log.open("ab")
+    if preexec is None and nice:
+        preexec = lambda: os.nice(nice)  # noqa: E731
     return subprocess.Popen(
-        [sys.executable, "-m", "rollcap", command, "--config", str(config)],
-        preexec_fn=(lambda: os.nice(nice)) if nice else None,
+        [*(prefix or []), sys.executable, "-m", "rollcap", command, "--config", str(config)],
+        preexec_fn=preexec,
         cwd=REPO,
         env=env,
         stdout=f,
@@ -157,6 +168,7 @@ def offload_config(
     *,
     capture: dict[str, Any] | None = None,
     offload: dict[str, Any] | None = None,
+    spool_settings: dict[str, Any] | None = None,
 ) -> Path:
     """A rollcap.toml that offloads `spool` to the bench's SeaweedFS."""
 
@@ -174,9 +186,11 @@ def offload_config(
         "rescan_seconds": 5,
         **(offload or {}),
     }
+    spool_table = {"directory": str(spool), "max_megabytes": 100000, "group": "root"}
+    spool_table.update(spool_settings or {})
     text = (
         table("capture", cap)
-        + table("spool", {"directory": str(spool), "max_megabytes": 100000, "group": "root"})
+        + table("spool", spool_table)
         + table("offload", off)
         + table("log", {"level": "info"})
     )

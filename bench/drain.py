@@ -486,6 +486,39 @@ def goal_lines(g: dict[str, Any]) -> list[str]:
     return [f"{names[k][0]}: {v:.2f} {names[k][1]}".rstrip() for k, v in g.items()]
 
 
+def summary_lines(res: dict[str, Any], rounds: int) -> list[str]:
+    """Every figure the issue's "Measure" asks for, from one run, best rounds."""
+
+    def mbs(kind: str) -> str:
+        r = res.get(kind, {})
+        return f"{r['mb_s']:.1f} MB/s" if "mb_s" in r else r.get("error", "not run")
+
+    lim, h = res.get("limit", {}), res.get("harness", {})
+    st, s3 = res.get("steady", {}), res.get("steady_level3", {})
+    lines = [
+        f"best of {rounds}: steady {mbs('steady')} as shipped (adaptive level), "
+        f"{mbs('steady_level3')} at zstd 3; cold {mbs('rollcap')}; harness {mbs('harness')}; "
+        f"seed {mbs('seed')}",
+    ]
+    if "mb_s" in lim:
+        lines.append(
+            f"limit {lim['mb_s']:.1f} MB/s, bound by {lim['bound_by']}: zstd -3 alone "
+            f"{lim['compress_mb_s']:.1f} MB/s on {lim['compress_threads']} threads, ingest "
+            f"{lim['ingest_mb_s']:.1f} MB/s at {lim['put_best_concurrency']} PUTs"
+        )
+    if "cpu_seconds" in s3 and "cpu_seconds" in h:
+        lines.append(
+            f"client CPU: rollcap at zstd 3 {s3['cpu_seconds']['rollcap']:.2f} s, "
+            f"harness {h['cpu_seconds']:.2f} s"
+        )
+    if st.get("stored_bytes") and s3.get("stored_bytes"):
+        lines.append(
+            f"bytes stored: adaptive {st['stored_bytes'] / MB:.1f} MB, "
+            f"zstd 3 {s3['stored_bytes'] / MB:.1f} MB"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--count", type=int, default=8)
@@ -578,6 +611,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if "mb_s" in res.get("seed", {}):
                 rc["ratio_to_seed"] = rc["mb_s"] / res["seed"]["mb_s"]
         res["goals"] = goals(res)
+        for line in summary_lines(res, a.rounds):
+            print(line)
         for line in goal_lines(res["goals"]):
             print(line)
         print(

@@ -17,7 +17,9 @@ import time
 from bench.common import REPO, rollcap_env
 from bench.report import write
 
-ALL = ("drain", "live", "idle", "scale", "fleet")
+ALL = ("drain", "live", "live-topspeed", "idle", "scale", "fleet")
+# name -> module and its arguments (all take --quick)
+COMMANDS = {"live-topspeed": ["bench.live", "--top-speed"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(f"unknown benchmark {name!r}; choose from {', '.join(ALL)}")
         print(f"=== bench.{name}", flush=True)
         t = time.monotonic()
-        cmd = [sys.executable, "-m", f"bench.{name}", *(["--quick"] if a.quick else [])]
+        module = COMMANDS.get(name, [f"bench.{name}"])
+        cmd = [sys.executable, "-m", *module, *(["--quick"] if a.quick else [])]
         rc = subprocess.run(cmd, cwd=REPO, env=rollcap_env()).returncode
         print(f"=== bench.{name}: exit {rc} after {time.monotonic() - t:.0f} s", flush=True)
         if rc != 0:

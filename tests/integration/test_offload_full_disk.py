@@ -21,7 +21,8 @@ import pytest
 from rollcap.config.load import validate_data
 from rollcap.notify import Notifier
 from rollcap.offload.compress import compress_fd
-from rollcap.offload.service import Entry, OffloadService
+from rollcap.offload.service import OffloadService
+from rollcap.offload.workqueue import Entry
 from rollcap.pcapfile import GLOBAL_HEADER_LEN, parse_header
 from rollcap.quarantine import quarantine
 from rollcap.spoolfs import Dir
@@ -130,9 +131,9 @@ def test_the_pipeline_backs_off_a_file_when_tmp_is_full(service: OffloadService,
     assert out.kind == "failed" and "No space left" in out.message
     assert list(service.spool.tmp.iterdir()) == []
     assert (service.spool.ready / name).exists()  # kept for the retry
-    service.pending[name] = entry = Entry(name, 1_000_000, attempt=1)
+    service.queue.pending[name] = entry = Entry(name, 1_000_000, attempt=1)
     service._handle(entry, out)
-    assert name in service.pending and entry.not_before > time.monotonic()  # backs off
+    assert name in service.queue.pending and entry.not_before > time.monotonic()  # backs off
 
 
 def test_quarantine_on_a_full_disk_moves_the_file_without_a_half_reason(tiny_fs: Path) -> None:

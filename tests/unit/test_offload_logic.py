@@ -6,7 +6,7 @@ import random
 
 from rollcap.config.schema import DEFAULT_KEY_TEMPLATE
 from rollcap.offload.backoff import Backoff
-from rollcap.offload.service import host_key_matcher
+from rollcap.offload.destination import host_key_matcher
 
 
 def test_backoff_grows_jittered_and_capped() -> None:
@@ -50,11 +50,11 @@ def test_a_file_that_vanishes_from_ready_counts_as_dropped_by_capture(tmp_path) 
         name = "20261126T120000Z-000001_h_eth0.pcap"
         (svc.spool.ready / name).write_bytes(b"x" * 100)
         svc.rescan()
-        assert svc.backlog() == (1, 100)
+        assert svc.queue.backlog() == (1, 100)
         (svc.spool.ready / name).unlink()  # capture's budget dropped it
         svc.rescan()
-        assert svc.backlog() == (0, 0)
-        assert svc.counters.dropped_by_capture == 1
+        assert svc.queue.backlog() == (0, 0)
+        assert svc.report.counters.dropped_by_capture == 1
     finally:
         svc.watcher.stop()
         svc.executor.shutdown()
