@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -216,3 +217,48 @@ def test_nanosecond_capture_matches_bare_tcpdump_and_fetches_back_to_the_ns(
     assert mixed.read_bytes()[:4] == NANO_MAGIC
     assert Counter(records(mixed)) == Counter(bare_recs + micro_recs)
     assert count_packets(mixed) == len(bare_recs) + len(micro_recs)
+
+
+def _us(recs: list[Record]) -> Counter[Record]:
+    return Counter((ts // 1000 * 1000, b) for ts, b in recs)
+
+
+def test_a_reload_from_micro_to_nano_loses_and_duplicates_nothing(
+    veth: Veth, all_pcap: Path, base: Path
+) -> None:
+    """The reload is a make-before-break switch: the old generation writes µs,
+    the new one ns, and the packets of the overlap are in both. The overlap
+    check (bytes, time within 10 ms) does not depend on the precision."""
+    cap = CaptureDaemon(base, veth.b, hostname="nano1", exclude_offload_traffic=False)
+    bare = BareTcpdump(veth.b, base / "bare.pcap")
+    replay = threading.Thread(target=veth.replay, args=(all_pcap,), kwargs={"pps": 500})
+    try:
+        cap.start()
+        cap.wait_capturing()
+        bare.wait_listening()
+        replay.start()
+        _wait("traffic before the reload", lambda: bare.packets() >= 1000, 30, bare.text)
+        cap.reconfigure(timestamp_precision="nano")
+        cap.signal(signal.SIGHUP)
+        # the old generation's file is handed off once the new tcpdump runs
+        cap.wait_for("the switch", lambda s: s.get("handed_off_files", 0) >= 1, timeout=30)
+        replay.join()
+        _wait("the bare tcpdump has every packet", lambda: bare.packets() >= PACKETS, 60,
+              bare.text)  # fmt: skip
+        assert cap.stop() == 0
+        bare.stop()
+    finally:
+        replay.join()
+        cap.kill()
+        if bare.proc.poll() is None:
+            bare.proc.kill()
+    files = cap.ready_files()
+    magics = [p.read_bytes()[:4] for p in files]
+    assert magics[0] == b"\xd4\xc3\xb2\xa1" and magics[-1] == NANO_MAGIC  # µs, then ns
+    bare_recs = records(bare.out)
+    assert len(bare_recs) == PACKETS
+    ours = [r for p in files for r in records(p)]
+    assert _us(ours) == _us(bare_recs)  # every packet exactly once, either precision
+    nano_recs = [r for p in files if p.read_bytes()[:4] == NANO_MAGIC for r in records(p)]
+    assert nano_recs and not Counter(nano_recs) - Counter(bare_recs)  # exact to the ns
+    assert cap.state()["duplicates_removed"] > 0  # the overlap had packets, stripped once
