@@ -170,7 +170,6 @@ def _window(args: argparse.Namespace) -> tuple[int, int]:
         raise UsageError(str(e)) from None
 
 
-
 def _open(cfg: RollcapConfig) -> Storage:
     from rollcap.storage import open_storage
 
