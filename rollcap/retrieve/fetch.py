@@ -34,9 +34,9 @@ from rollcap.retrieve.catalog import Capture
 from rollcap.retrieve.merge import Part, chains, reduce_chains, write_merged
 from rollcap.retrieve.output import Output, place, resolve_output
 from rollcap.retrieve.progress import Progress
-from rollcap.retrieve.records import NS, RecordReader, TooLarge, window_filter
+from rollcap.retrieve.records import RecordReader, TooLarge, window_filter
 from rollcap.storage.base import Storage, StorageError
-from rollcap.timestamps import from_datetime
+from rollcap.timestamps import NS, from_datetime
 
 log = logging.getLogger("rollcap.retrieve")
 
