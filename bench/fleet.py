@@ -106,7 +106,8 @@ def objects_of(i: int, legacy: bool, gap: bool) -> Iterator[tuple[str, bytes, di
             continue
         e = manifest.Entry(
             key=key, host=host, iface="eth0", opened=start, closed_ts=int(last) + 1,
-            first_ts=first, last_ts=last, packets=2, pcap_bytes=len(pcap), size=len(body),
+            first_ns=round(first * 1e9), last_ns=round(last * 1e9), packets=2,
+            pcap_bytes=len(pcap), size=len(body),
             linktype=1,
         )  # fmt: skip
         ebody = manifest.entry_body(e)

@@ -15,6 +15,8 @@ import struct
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from rollcap.timestamps import NS, to_seconds
+
 GLOBAL_HEADER_LEN = 24
 RECORD_HEADER_LEN = 16
 _MAGICS = {
@@ -46,14 +48,22 @@ class PcapHeader:
 class PcapSummary:
     header: PcapHeader
     packets: int
-    first_ts: float | None  # seconds since the epoch, None when no packet
-    last_ts: float | None
+    first_ns: int | None  # ns since the epoch (exact for µs and ns files), None: no packet
+    last_ns: int | None
     good_bytes: int  # length up to the end of the last whole record
     file_bytes: int
 
     @property
     def truncated(self) -> bool:
         return self.good_bytes < self.file_bytes
+
+    @property
+    def first_ts(self) -> float | None:
+        return to_seconds(self.first_ns)
+
+    @property
+    def last_ts(self) -> float | None:
+        return to_seconds(self.last_ns)
 
 
 def parse_header(data: bytes) -> PcapHeader:
@@ -79,8 +89,9 @@ def read_header(f: BinaryIO) -> PcapHeader:
 
 def record_ok(frac: int, incl: int, orig: int, per_second: int) -> bool:
     """The one rule for "this 16-byte header starts a record" (every walker uses
-    it): a fraction below one second, a body no longer than MAX_RECORD, and
-    caplen <= len (libpcap never writes more than it saw). Anything else is
+    it): a fraction below one second of the file's precision (per_second: < 1e6
+    µs in a µs file, < 1e9 ns in a ns file), a body no longer than MAX_RECORD,
+    and caplen <= len (libpcap never writes more than it saw). Anything else is
     garbage, and the rest of the file is treated as a cut-off tail."""
     return frac < per_second and incl <= MAX_RECORD and orig >= incl
 
@@ -193,9 +204,10 @@ class RecordWalker:
         """Bytes after the global header up to the end of the last whole record."""
         return self._pending if self._skip else self._good
 
-    def finish(self) -> tuple[int, float | None, float | None]:
-        """(packets, first_ts, last_ts) once the whole file was fed. A last record
-        cut off in its header or body is not counted."""
+    def finish(self) -> tuple[int, int | None, int | None]:
+        """(packets, first_ns, last_ns) once the whole file was fed: epoch ns,
+        exact for µs and ns files. A last record cut off in its header or body
+        is not counted."""
         packets, last = self.packets, self._last
         if self._skip:  # the last record's body never arrived
             packets -= 1
@@ -204,11 +216,11 @@ class RecordWalker:
             return 0, None, None
         return packets, self._decode(self._first), self._decode(last)
 
-    def _decode(self, ts: bytes | None) -> float | None:
+    def _decode(self, ts: bytes | None) -> int | None:
         if ts is None:
             return None
         sec, frac = self._ts(ts)
-        return float(sec + frac / self.header.ts_per_second)
+        return int(sec * NS + frac * (NS // self.header.ts_per_second))
 
 
 def _reader(src: str | os.PathLike[str] | int) -> io.BufferedReader:
@@ -234,8 +246,8 @@ def scan(src: str | os.PathLike[str] | int, chunk: int = 4 * 1024 * 1024) -> Pca
     return PcapSummary(
         header=header,
         packets=packets,
-        first_ts=first,
-        last_ts=last,
+        first_ns=first,
+        last_ns=last,
         good_bytes=GLOBAL_HEADER_LEN + walker.good_bytes,
         file_bytes=size,
     )
@@ -251,8 +263,8 @@ def repair(fd: int) -> tuple[PcapSummary, int]:
         summary = PcapSummary(
             summary.header,
             summary.packets,
-            summary.first_ts,
-            summary.last_ts,
+            summary.first_ns,
+            summary.last_ns,
             summary.good_bytes,
             summary.good_bytes,
         )

@@ -128,6 +128,9 @@ def tcpdump_argv(
     ]
     if cap.buffer_kib > 0:
         argv += ["-B", str(cap.buffer_kib)]
+    if cap.timestamp_precision == "nano":
+        # micro is tcpdump's default: its argv stays as it always was
+        argv.append("--time-stamp-precision=nano")
     # "--" ends the options; tcpdump joins the remaining words with spaces.
     return [*argv, "--", *effective_filter.split()]
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +34,7 @@ from rollcap.naming import ReadyName
 from rollcap.pcapfile import GLOBAL_HEADER_LEN, NotPcapError, repair
 from rollcap.quarantine import quarantine
 from rollcap.spoolfs import BadEntry
+from rollcap.timestamps import NS
 
 log = logging.getLogger("rollcap.capture")
 
@@ -121,12 +121,13 @@ class Handoff:
         self.owners = {owner}  # tcpdump's uid: its files, and nobody else's
         self._chown_warned = False
 
-    def _start_time(self, w: WorkName, first_ts: float | None) -> datetime:
+    def _start_time(self, w: WorkName, first_ns: int | None) -> datetime:
         # A -C continuation file was opened when it got its first packet, after
-        # the -G period start in its name.
+        # the -G period start in its name. Whole seconds from the exact ns: a
+        # float of X.999999999 s would round up to the next second.
         start = w.opened
-        if w.counter and first_ts is not None:
-            start = max(start, datetime.fromtimestamp(math.floor(first_ts), UTC))
+        if w.counter and first_ns is not None:
+            start = max(start, datetime.fromtimestamp(first_ns // NS, UTC))
         return start
 
     def hand_off(self, w: WorkName, name: str) -> HandoffResult:
@@ -177,7 +178,7 @@ class Handoff:
                 return HandoffResult(None, size, 0, removed, stripped, None)
             self._protect(cur)
             ready = ReadyName(
-                start=self._start_time(w, summary.first_ts),
+                start=self._start_time(w, summary.first_ns),
                 seq=self.persistent.next_seq(),
                 host=self.host,
                 iface=w.iface,

@@ -84,6 +84,14 @@ class CaptureConfig(_Section):
         le=100000,
         description="Start a new file after this many millions of bytes (tcpdump -C).",
     )
+    timestamp_precision: Literal["micro", "nano"] = Field(
+        "micro",
+        description='Packet timestamps in the capture files: "micro" (microseconds, the '
+        'classic pcap every tool reads) or "nano" (nanoseconds: tcpdump runs with '
+        "nanosecond time stamp precision and writes pcap magic a1b23c4d; Wireshark, tshark "
+        "and tcpdump read both). Kept to the nanosecond in the object metadata, rollcap "
+        "list and rollcap fetch, which writes nanoseconds when any source has them.",
+    )
     buffer_kib: int = Field(
         32768,
         ge=0,

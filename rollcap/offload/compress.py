@@ -22,6 +22,7 @@ from pathlib import Path
 import zstandard
 
 from rollcap.pcapfile import PcapHeader, RecordWalker
+from rollcap.timestamps import to_seconds
 
 CHUNK = 4 * 1024 * 1024
 DEFAULT_LEVELS = {"zstd": 3, "gzip": 6, "none": 0}
@@ -39,10 +40,18 @@ class Compressed:
     pcap_bytes: int
     pcap_crc32: str  # 8 hex digits
     packets: int
-    first_ts: float | None
-    last_ts: float | None
+    first_ns: int | None  # first/last packet, epoch ns (exact, µs or ns files)
+    last_ns: int | None
     linktype: int
     part_sha256: tuple[bytes, ...] = ()  # per part_size piece of the output, if asked
+
+    @property
+    def first_ts(self) -> float | None:
+        return to_seconds(self.first_ns)
+
+    @property
+    def last_ts(self) -> float | None:
+        return to_seconds(self.last_ns)
 
 
 class _Codec:
@@ -165,8 +174,8 @@ def compress_fd(
         pcap_bytes=pcap_bytes,
         pcap_crc32=f"{pcap_crc:08x}",
         packets=packets,
-        first_ts=first,
-        last_ts=last,
+        first_ns=first,
+        last_ns=last,
         linktype=header.linktype,
         part_sha256=tuple(parts or ()),
     )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from rollcap import __version__
+from rollcap import __version__, timestamps
 from rollcap.config.schema import RollcapConfig
 from rollcap.errors import ConfigError
 from rollcap.journal import fields
@@ -65,8 +65,9 @@ def object_metadata(cfg: RollcapConfig, opened: Opened, c: Compressed) -> dict[s
     if len(flt) > MAX_FILTER_META:
         flt = flt[: MAX_FILTER_META - 3] + "..."
     return {
-        META["first_ts"]: "" if c.first_ts is None else f"{c.first_ts:.6f}",
-        META["last_ts"]: "" if c.last_ts is None else f"{c.last_ts:.6f}",
+        # exact: 6 digits for µs, 9 for ns stamps (rollcap.timestamps)
+        META["first_ts"]: "" if c.first_ns is None else timestamps.to_text(c.first_ns),
+        META["last_ts"]: "" if c.last_ns is None else timestamps.to_text(c.last_ns),
         META["packets"]: str(c.packets),
         META["pcap_bytes"]: str(c.pcap_bytes),
         META["pcap_crc32"]: c.pcap_crc32,
@@ -92,7 +93,7 @@ def manifest_entry(key: str, opened: Opened, c: Compressed, stored: int,
         closed = max(closed, mtime)
     return manifest.Entry(
         key=key, host=n.host, iface=n.iface, opened=n.start, closed_ts=math.ceil(closed),
-        first_ts=c.first_ts, last_ts=c.last_ts, packets=c.packets, pcap_bytes=c.pcap_bytes,
+        first_ns=c.first_ns, last_ns=c.last_ns, packets=c.packets, pcap_bytes=c.pcap_bytes,
         size=stored, linktype=c.linktype,
     )  # fmt: skip
 

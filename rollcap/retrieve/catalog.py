@@ -26,6 +26,7 @@ from rollcap.retrieve.keyplan import (
     window_days,
 )
 from rollcap.storage.base import META, ObjectInfo, Storage
+from rollcap.timestamps import from_datetime, from_text, to_seconds
 
 log = logging.getLogger("rollcap.retrieve")
 # How long a file may still get packets after the next file of its host and
@@ -45,12 +46,26 @@ class Capture:
     host: str
     iface: str
     start: datetime | None  # from the key
-    first_ts: float | None  # from metadata; None when unknown
-    last_ts: float | None
+    first_ns: int | None  # first/last packet, epoch ns, from metadata; None when unknown
+    last_ns: int | None
     packets: int | None
     pcap_bytes: int | None
     linktype: int | None
     end_ts: float | None = None  # when the file was last written (manifest entries only)
+
+    @property
+    def first_ts(self) -> float | None:
+        return to_seconds(self.first_ns)
+
+    @property
+    def last_ts(self) -> float | None:
+        return to_seconds(self.last_ns)
+
+    def overlaps(self, since_ns: int, until_ns: int) -> bool:
+        """Whether a packet of this file may lie in [since, until): exact to the ns."""
+        if self.first_ns is None or self.last_ns is None:
+            return True
+        return self.first_ns < until_ns and self.last_ns >= since_ns
 
     @property
     def span(self) -> tuple[float, float] | None:
@@ -65,7 +80,7 @@ class Capture:
 
     @property
     def has_metadata(self) -> bool:
-        return self.first_ts is not None and self.last_ts is not None
+        return self.first_ns is not None and self.last_ns is not None
 
     def sort_key(self) -> tuple[float, str]:
         t = self.first_ts if self.first_ts is not None else _epoch(self.start)
@@ -104,11 +119,10 @@ def _epoch(dt: datetime | None) -> float:
     return dt.timestamp() if dt is not None else 0.0
 
 
-def _float(meta: dict[str, str], name: str) -> float | None:
-    try:
-        return float(meta[META[name]])
-    except (KeyError, ValueError):
-        return None
+def _ns(meta: dict[str, str], name: str) -> int | None:
+    """A packet time of the metadata: 6 digits (µs, every rollcap), 9 (ns)."""
+    text = meta.get(META[name])
+    return None if text is None else from_text(text)
 
 
 def _int(meta: dict[str, str], name: str) -> int | None:
@@ -197,7 +211,7 @@ def find_captures(
         )
 
     out: list[Capture] = []
-    s_ts, u_ts = since.timestamp(), until.timestamp()
+    s_ns, u_ns = from_datetime(since), from_datetime(until)
     for (info, khost, kiface, kstart), got in zip(candidates, heads, strict=True):
         if info.key in known:
             continue  # the caller has it already
@@ -210,8 +224,8 @@ def find_captures(
             host=meta.get(META["host"]) or khost or "",
             iface=meta.get(META["iface"]) or kiface or "",
             start=kstart,
-            first_ts=_float(meta, "first_ts"),
-            last_ts=_float(meta, "last_ts"),
+            first_ns=_ns(meta, "first_ts"),
+            last_ns=_ns(meta, "last_ts"),
             packets=_int(meta, "packets"),
             pcap_bytes=_int(meta, "pcap_bytes"),
             linktype=_int(meta, "linktype"),
@@ -223,8 +237,7 @@ def find_captures(
         if cap.packets == 0:
             continue  # header-only file (a rotation with no traffic); no times either
         if cap.has_metadata:
-            assert cap.first_ts is not None and cap.last_ts is not None
-            if cap.first_ts >= u_ts or cap.last_ts < s_ts:
+            if not cap.overlaps(s_ns, u_ns):
                 continue
         elif kstart is None:
             search.skipped_foreign += 1

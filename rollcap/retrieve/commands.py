@@ -27,7 +27,14 @@ from rollcap.retrieve.catalog import Capture
 from rollcap.retrieve.coverage import MIN_GAP
 from rollcap.retrieve.output import resolve_output
 from rollcap.retrieve.select import HOST_RE, Selection, Summary, collect, select
-from rollcap.retrieve.timeexpr import TimeExprError, fmt_epoch, fmt_utc, parse_window
+from rollcap.retrieve.timeexpr import (
+    TimeExprError,
+    fmt_epoch,
+    fmt_utc,
+    fmt_utc_ns,
+    parse_window_ns,
+    widened,
+)
 from rollcap.storage.base import Storage, StorageError
 
 if TYPE_CHECKING:
@@ -155,9 +162,10 @@ def _iface(args: argparse.Namespace) -> str | None:
     return iface
 
 
-def _window(args: argparse.Namespace) -> tuple[datetime, datetime]:
+def _window(args: argparse.Namespace) -> tuple[int, int]:
+    """[--since, --until) in epoch ns (exact: fetch cuts nanosecond captures there)."""
     try:
-        return parse_window(args.since, args.until)
+        return parse_window_ns(args.since, args.until)
     except TimeExprError as e:
         raise UsageError(str(e)) from None
 
@@ -185,9 +193,12 @@ def _storage_errors(where: str, what: str) -> Iterator[None]:
 
 
 def _selection(args: argparse.Namespace, cfg: RollcapConfig, storage: Storage,
-               workers: int) -> tuple[Selection, datetime, datetime]:  # fmt: skip
-    """The one selection of captures that list, fetch (and hold) share."""
-    since, until = _window(args)
+               workers: int) -> tuple[Selection, tuple[int, int]]:  # fmt: skip
+    """The one selection of captures that list, fetch (and hold) share, and the
+    window in ns. The selection's datetimes are the window widened to whole µs
+    (a superset of the packets: fetch cuts at the exact ns)."""
+    window = _window(args)
+    since, until = widened(window)
     sel = select(
         storage,
         template=cfg.offload.key_template,
@@ -200,7 +211,7 @@ def _selection(args: argparse.Namespace, cfg: RollcapConfig, storage: Storage,
         workers=workers,
         rotate=timedelta(seconds=cfg.capture.rotate_seconds),
     )
-    return sel, since, until
+    return sel, window
 
 
 def settled_until(cfg: RollcapConfig, now: datetime | None = None) -> datetime:
@@ -219,14 +230,14 @@ def _nothing(args: argparse.Namespace, storage: Storage, sel: Selection) -> Noth
 
 
 def _find(args: argparse.Namespace, cfg: RollcapConfig, storage: Storage,
-          workers: int) -> tuple[list[Capture], Summary, datetime, datetime]:  # fmt: skip
-    sel, since, until = _selection(args, cfg, storage, workers)
+          workers: int) -> tuple[list[Capture], Summary, tuple[int, int]]:  # fmt: skip
+    sel, window = _selection(args, cfg, storage, workers)
     with _storage_errors(storage.describe(), "listing"):
         caps = collect(sel)
     log.debug("looked at %s", sel.summary.describe)
     if not caps:
         raise _nothing(args, storage, sel)
-    return caps, sel.summary, since, until
+    return caps, sel.summary, window
 
 
 def _setup(args: argparse.Namespace, cfg: RollcapConfig) -> None:
@@ -249,7 +260,7 @@ def run_list(args: argparse.Namespace, cfg: RollcapConfig) -> int:
     storage = _open(cfg)
     out = sys.stdout
     try:
-        sel, _since, _until = _selection(args, cfg, storage, workers=16)
+        sel, _window_ns = _selection(args, cfg, storage, workers=16)
         with _storage_errors(storage.describe(), "listing"):
             if args.json:
                 _write_json(out, sel)
@@ -354,10 +365,13 @@ def _as_json(c: Capture) -> dict[str, Any]:
         "key": c.key,
         "host": c.host,
         "iface": c.iface,
-        "first": fmt_epoch(c.first_ts) if c.first_ts is not None else None,
-        "last": fmt_epoch(c.last_ts) if c.last_ts is not None else None,
+        "first": fmt_utc_ns(c.first_ns) if c.first_ns is not None else None,
+        "last": fmt_utc_ns(c.last_ns) if c.last_ns is not None else None,
         "first_ts": c.first_ts,
         "last_ts": c.last_ts,
+        # exact (a float of seconds cannot hold a nanosecond capture's times)
+        "first_ns": c.first_ns,
+        "last_ns": c.last_ns,
         "opened": fmt_utc(c.start) if c.start else None,
         "packets": c.packets,
         "size": c.size,
@@ -435,7 +449,8 @@ def run_fetch(args: argparse.Namespace, cfg: RollcapConfig) -> int:
     output = resolve_output(args.output, force=args.force)  # before any download
     storage = _open(cfg)
     try:
-        caps, _summary, since, until = _find(args, cfg, storage, workers=max(workers, 8))
+        caps, _summary, window = _find(args, cfg, storage, workers=max(workers, 8))
+        since, until = widened(window)
         progress = Progress(len(caps), sum(c.size for c in caps))
         with _storage_errors(storage.describe(), "downloading from"):
             result = fetch(
@@ -443,6 +458,7 @@ def run_fetch(args: argparse.Namespace, cfg: RollcapConfig) -> int:
                 caps,
                 since=since,
                 until=until,
+                window_ns=window,
                 output=output,
                 bpf_filter=args.filter,
                 tcpdump=cfg.capture.tcpdump_path,

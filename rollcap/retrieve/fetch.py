@@ -34,8 +34,9 @@ from rollcap.retrieve.catalog import Capture
 from rollcap.retrieve.merge import Part, chains, reduce_chains, write_merged
 from rollcap.retrieve.output import Output, place, resolve_output
 from rollcap.retrieve.progress import Progress
-from rollcap.retrieve.records import NS, RecordReader, TooLarge, window_filter
+from rollcap.retrieve.records import RecordReader, TooLarge, window_filter
 from rollcap.storage.base import Storage, StorageError
+from rollcap.timestamps import NS, from_datetime
 
 log = logging.getLogger("rollcap.retrieve")
 
@@ -94,11 +95,15 @@ def fetch(
     progress: Progress | None = None,
     stdout: BinaryIO | None = None,
     max_bytes: int | None = None,
+    window_ns: tuple[int, int] | None = None,
 ) -> FetchResult:
     """A Path output may be replaced (the library's callers chose it); the CLI
     passes an Output checked by resolve_output. max_bytes (--max-bytes) bounds
     what the fetch may decompress: refused up front when the objects record
-    more in all, and each object is stopped past it."""
+    more in all, and each object is stopped past it. window_ns: the exact
+    [since, until) in epoch ns (the CLI's, to the ns); default since/until."""
+    if window_ns is None:
+        window_ns = (from_datetime(since), from_datetime(until))
     if isinstance(output, Path):
         output = resolve_output(str(output), force=True)
     if bpf_filter:
@@ -116,7 +121,7 @@ def fetch(
     try:
         check_max_bytes(captures, max_bytes)
         check_free_space(workdir, captures, workers)
-        pieces = _fetch_all(storage, captures, workdir, since, until, bpf_filter, tcpdump,
+        pieces = _fetch_all(storage, captures, workdir, window_ns, bpf_filter, tcpdump,
                             workers, progress, max_bytes)  # fmt: skip
         if progress:
             progress.message("merging ...")
@@ -131,11 +136,10 @@ def fetch(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path, since: datetime,
-               until: datetime, bpf_filter: str, tcpdump: str, workers: int,
+def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path,
+               window_ns: tuple[int, int], bpf_filter: str, tcpdump: str, workers: int,
                progress: Progress | None, max_bytes: int | None) -> list[_Piece]:  # fmt: skip
-    since_ns = int(since.timestamp()) * NS + since.microsecond * 1000
-    until_ns = int(until.timestamp()) * NS + until.microsecond * 1000
+    since_ns, until_ns = window_ns
 
     def one(idx: int, cap: Capture) -> _Piece | None:
         dl = workdir / f"{idx:06d}.download"

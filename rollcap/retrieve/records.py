@@ -21,11 +21,11 @@ from rollcap.pcapfile import (
     parse_header,
     record_ok,
 )
+from rollcap.timestamps import NS
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _GZIP_MAGIC = b"\x1f\x8b"
 _BUF = 1024 * 1024
-NS = 1_000_000_000
 
 
 # One record: its timestamp in ns and its raw bytes (16-byte header + frame),

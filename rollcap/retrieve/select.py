@@ -35,6 +35,7 @@ from rollcap.retrieve.coverage import Gap, host_gaps
 from rollcap.retrieve.keyplan import base_prefix, supports_host_discovery, window_days
 from rollcap.storage import manifest
 from rollcap.storage.base import Storage
+from rollcap.timestamps import from_datetime
 
 HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$")
 CHUNK = 100  # hosts per range listing of a slot
@@ -82,7 +83,7 @@ def _chunks(hosts: Iterator[str], n: int) -> Iterator[list[str]]:
 def _capture(e: manifest.Entry) -> Capture:
     return Capture(
         key=e.key, size=e.size, host=e.host, iface=e.iface, start=e.opened,
-        first_ts=e.first_ts, last_ts=e.last_ts, packets=e.packets,
+        first_ns=e.first_ns, last_ns=e.last_ns, packets=e.packets,
         pcap_bytes=e.pcap_bytes, linktype=e.linktype, end_ts=float(e.closed_ts),
     )  # fmt: skip
 
@@ -257,7 +258,8 @@ class Selection:
             for e in f.result():
                 if e.host in entries:
                     entries[e.host].setdefault(e.key, e)  # one per slot it covers
-        s_ts, u_ts = self.since.timestamp(), self.until.timestamp()
+        s_ts = self.since.timestamp()
+        s_ns, u_ns = from_datetime(self.since), from_datetime(self.until)
         staged: list[tuple[str, list[Capture], dict[str, list[tuple[float, float]]],
                            Future[list[Capture]] | None]] = []  # fmt: skip
         for host in chunk:
@@ -265,9 +267,9 @@ class Selection:
             spans: dict[str, list[tuple[float, float]]] = {}
             for e in entries[host].values():
                 spans.setdefault(e.iface, []).append(e.span)
-                if e.packets and e.first_ts is not None and e.last_ts is not None \
-                        and e.first_ts < u_ts and e.last_ts >= s_ts:  # fmt: skip
-                    caps.append(_capture(e))
+                cap = _capture(e)
+                if e.packets and cap.has_metadata and cap.overlaps(s_ns, u_ns):
+                    caps.append(cap)
             gaps = host_gaps(host, spans, s_ts, self.settled_until.timestamp())
             check = None
             if self._needs_check(spans, gaps):

@@ -8,6 +8,11 @@ Accepted (case-insensitive):
   ``2026-11-26T12:00`` or a date alone ``2026-11-26`` (its midnight)
 - epoch seconds: ``@1764158400.25``
 
+Fractions are exact to the nanosecond (``@1764158400.123456789``,
+``...12:00:00.123456789Z``): parse_window_ns gives the window of a fetch in
+epoch ns, so a nanosecond capture is cut where the operator said. The
+datetimes (µs) of parse_window are that window widened to whole µs.
+
 A time without a zone is LOCAL time of the machine running rollcap, like
 ``date``, ``journalctl --since`` and tcpdump's own output; write ``Z`` or an
 offset to be explicit. Everything is returned as an aware UTC datetime.
@@ -17,6 +22,9 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+
+from rollcap import timestamps
+from rollcap.timestamps import NS, from_datetime
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _REL_RE = re.compile(r"^(?:now)?\s*-\s*((?:\d+(?:\.\d+)?[smhdw])+)$")
@@ -62,13 +70,51 @@ def parse_time(text: str, *, now: datetime, arg: str = "time") -> datetime:
 def parse_window(
     since: str, until: str, *, now: datetime | None = None
 ) -> tuple[datetime, datetime]:
-    """Both ends, checked: since must be before until."""
+    """Both ends, checked: since must be before until. Fractions past the µs
+    widen the window to whole µs (since down, until up)."""
+    return widened(parse_window_ns(since, until, now=now))
+
+
+def widened(window: tuple[int, int]) -> tuple[datetime, datetime]:
+    """A window in ns as datetimes (µs), widened: since cut down, until rounded up."""
+    lo, hi = window
+    return to_datetime(lo), to_datetime(-(-hi // 1000) * 1000)
+
+
+# an epoch with a fraction, or the seconds of an ISO time and their fraction
+_EPOCH_RE = re.compile(r"@(\d+)(?:\.(\d+))?")
+_ISO_FRACTION_RE = re.compile(r"(:\d\d[.,]\d{6})(\d+)")
+
+
+def parse_time_ns(text: str, *, now: datetime, arg: str = "time") -> int:
+    """parse_time, in epoch ns: exact for fractions of up to 9 digits (more are cut)."""
+    s = text.strip()
+    m = _EPOCH_RE.fullmatch(s)
+    if m:
+        return int(m[1]) * NS + int((m[2] or "")[:9].ljust(9, "0"))
+    extra = 0
+    f = _ISO_FRACTION_RE.search(s)
+    if f:  # datetime keeps µs: the digits after them are added here
+        extra = int(f[2][:3].ljust(3, "0"))
+        s = s[: f.start()] + f[1] + s[f.end() :]
+    return from_datetime(parse_time(s, now=now, arg=arg)) + extra
+
+
+def parse_window_ns(since: str, until: str, *, now: datetime | None = None) -> tuple[int, int]:
+    """The half-open window [since, until) in epoch ns, checked: since before until."""
     now = now or datetime.now(UTC)
-    start = parse_time(since, now=now, arg="--since")
-    end = parse_time(until, now=now, arg="--until")
+    start = parse_time_ns(since, now=now, arg="--since")
+    end = parse_time_ns(until, now=now, arg="--until")
     if start >= end:
-        raise TimeExprError(f"--since ({fmt_utc(start)}) must be before --until ({fmt_utc(end)})")
+        raise TimeExprError(
+            f"--since ({fmt_utc_ns(start)}) must be before --until ({fmt_utc_ns(end)})"
+        )
     return start, end
+
+
+def to_datetime(ns: int) -> datetime:
+    """Epoch ns as an aware UTC datetime, cut to the µs."""
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
 
 
 def fmt_utc(dt: datetime) -> str:
@@ -81,3 +127,8 @@ def fmt_utc(dt: datetime) -> str:
 
 def fmt_epoch(ts: float) -> str:
     return fmt_utc(datetime.fromtimestamp(ts, UTC))
+
+
+def fmt_utc_ns(ns: int) -> str:
+    """Like fmt_utc, with 9 fraction digits when the time has nanoseconds."""
+    return timestamps.fmt_utc(ns)

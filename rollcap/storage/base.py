@@ -27,8 +27,10 @@ if TYPE_CHECKING:
 # Metadata written with every object; enough for `rollcap list` to answer
 # "which objects cover 12:00-12:05 on host X" without downloading anything.
 META = {
-    "first_ts": "rollcap-first-ts",  # first packet, epoch seconds, "%.6f"
-    "last_ts": "rollcap-last-ts",  # last packet, epoch seconds, "%.6f"
+    # first/last packet, epoch seconds as exact decimal text: 6 fraction digits
+    # (µs, as rollcap 0.2 wrote), 9 when the stamp has ns (rollcap.timestamps)
+    "first_ts": "rollcap-first-ts",
+    "last_ts": "rollcap-last-ts",
     "packets": "rollcap-packets",
     "pcap_bytes": "rollcap-pcap-bytes",  # uncompressed size
     # CRC-32 (zlib, 8 hex digits) of the uncompressed pcap: a cheap cross-check

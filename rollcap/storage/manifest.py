@@ -5,7 +5,7 @@ verified and before the local copy is deleted, so `rollcap list` can answer a
 fleet-wide window with a few listings and no HEADs:
 
     {prefix}/_manifest/v1/date=2026-11-26/hour=12/minute=10/
-        web1~eth0~20261126T120501Z~1795694701.104000~1795695301.002000~1795695302~1047~20040509~19442632~1~web1~2026~11~26~web1-eth0-20261126T120501Z-000042.pcap.zst.ndjson.gz
+        web1~eth0~20261126T120501Z~1795694701.104000123~1795695301.002000~1795695302~1047~20040509~19442632~1~web1~2026~11~26~web1-eth0-20261126T120501Z-000042.pcap.zst.ndjson.gz
 
 - Time first (date/hour/minute of the slot, UTC), then host and interface at
   the start of the name: a window across the fleet is one listing per slot,
@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 from rollcap.storage.base import Storage
+from rollcap.timestamps import from_text, to_seconds, to_text
 
 DIR = "_manifest/v1"
 SLOT = timedelta(minutes=10)
@@ -63,12 +64,20 @@ class Entry:
     iface: str
     opened: datetime  # file open time (UTC, whole seconds), as in its name
     closed_ts: int  # when the file was last written (epoch s, rounded up)
-    first_ts: float | None  # first/last packet; None for a header-only file
-    last_ts: float | None
+    first_ns: int | None  # first/last packet, epoch ns; None for a header-only file
+    last_ns: int | None
     packets: int
     pcap_bytes: int
     size: int  # stored bytes
     linktype: int
+
+    @property
+    def first_ts(self) -> float | None:
+        return to_seconds(self.first_ns)
+
+    @property
+    def last_ts(self) -> float | None:
+        return to_seconds(self.last_ns)
 
     @property
     def span(self) -> tuple[float, float]:
@@ -118,8 +127,8 @@ def host_prefix(prefix: str, slot: datetime, host: str) -> str:
     return f"{slot_prefix(prefix, slot)}{host}~"
 
 
-def _num(x: float | None) -> str:
-    return "" if x is None else f"{x:.6f}"
+def _num(ns: int | None) -> str:
+    return "" if ns is None else to_text(ns)
 
 
 def _rel(key: str, prefix: str) -> str:
@@ -130,7 +139,7 @@ def _rel(key: str, prefix: str) -> str:
 
 def entry_name(e: Entry, prefix: str) -> str:
     return (
-        f"{e.host}~{e.iface}~{e.opened:{_OPENED_FMT}}~{_num(e.first_ts)}~{_num(e.last_ts)}~{e.closed_ts}"
+        f"{e.host}~{e.iface}~{e.opened:{_OPENED_FMT}}~{_num(e.first_ns)}~{_num(e.last_ns)}~{e.closed_ts}"
         f"~{e.packets}~{e.pcap_bytes}~{e.size}~{e.linktype}~{_rel(e.key, prefix)}{SUFFIX}"
     )
 
@@ -145,6 +154,9 @@ def entry_keys(e: Entry, prefix: str) -> list[str]:
 def entry_body(e: Entry) -> bytes:
     """The record as one NDJSON line, gzip-compressed (mtime 0: same bytes each time)."""
     rec = asdict(e)
+    # first_ts/last_ts (float seconds) as 0.2 wrote them, for SQL engines; the
+    # exact values as first_ns/last_ns (a float cannot hold ns)
+    rec["first_ts"], rec["last_ts"] = e.first_ts, e.last_ts
     rec["opened"] = f"{e.opened:%Y-%m-%dT%H:%M:%SZ}"
     rec["opened_ts"] = int(e.opened.timestamp())
     line = json.dumps(rec, sort_keys=True, separators=(",", ":")) + "\n"
@@ -174,8 +186,8 @@ def parse_key(key: str, prefix: str) -> Entry | None:
         iface=n["iface"],
         opened=opened,
         closed_ts=int(n["closed"]),
-        first_ts=float(n["first"]) if n["first"] else None,
-        last_ts=float(n["last"]) if n["last"] else None,
+        first_ns=from_text(n["first"]) if n["first"] else None,
+        last_ns=from_text(n["last"]) if n["last"] else None,
         packets=int(n["packets"]),
         pcap_bytes=int(n["pcap_bytes"]),
         size=int(n["size"]),

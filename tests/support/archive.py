@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rollcap.storage.base import META, ObjectInfo, Storage
+from rollcap.timestamps import to_text
 
 NS = 1_000_000_000
 
@@ -94,20 +95,22 @@ class Stored:
 
 def make_object(workdir: Path, *, prefix: str, host: str, iface: str, start: datetime, seq: int,
                 stamps: list[int], frames: list[tuple[bytes, int]], compression: str = "zstd",
-                linktype: int = 1, with_metadata: bool = True
+                linktype: int = 1, with_metadata: bool = True, nanos: bool = False
                 ) -> tuple[Path, str, dict[str, str]]:  # fmt: skip
     """A stored file as the offload would upload it: (local file, key, metadata)."""
     recs = [(ts, *frames[i % len(frames)]) for i, ts in enumerate(stamps)]
     stem = f"{host}-{iface}-{start:%Y%m%dT%H%M%SZ}-{seq:06d}"
-    pcap = write_pcap(workdir / f"{stem}.pcap", recs, linktype=linktype)
+    pcap = write_pcap(workdir / f"{stem}.pcap", recs, linktype=linktype, nanos=nanos)
+    if not nanos:  # the metadata of a µs file says µs (what it holds)
+        stamps = [t // 1000 * 1000 for t in stamps]
     stored = compress(pcap, compression)
     ext = {"zstd": ".pcap.zst", "gzip": ".pcap.gz", "none": ".pcap"}[compression]
     key = f"{prefix}/{host}/{start:%Y}/{start:%m}/{start:%d}/{stem}{ext}".lstrip("/")
     meta: dict[str, str] = {}
     if with_metadata:
         meta = {
-            META["first_ts"]: f"{stamps[0] / NS:.6f}",
-            META["last_ts"]: f"{stamps[-1] / NS:.6f}",
+            META["first_ts"]: to_text(stamps[0]),
+            META["last_ts"]: to_text(stamps[-1]),
             META["packets"]: str(len(stamps)),
             META["pcap_bytes"]: str(pcap.stat().st_size),
             META["pcap_crc32"]: f"{zlib.crc32(pcap.read_bytes()):08x}",

@@ -19,6 +19,19 @@ def write_pcap(path: Path, packets: list[tuple[float, bytes]], tail: bytes = b""
     return path
 
 
+def write_nano_pcap(path: Path, packets: list[tuple[float, bytes]], endian: str = "<",
+                    extra_ns: int = 321) -> Path:  # fmt: skip
+    """The same packets as tcpdump --time-stamp-precision=nano saw them: the µs
+    stamp of write_pcap plus extra_ns (what a µs file truncates away)."""
+    out = [struct.pack(endian + "IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, 1)]
+    for ts, d in packets:
+        sec = int(ts)
+        nsec = round((ts - sec) * 1_000_000) * 1000 + extra_ns
+        out.append(struct.pack(endian + "IIII", sec, nsec, len(d), len(d)) + d)
+    path.write_bytes(b"".join(out))
+    return path
+
+
 def packets(
     n: int, start: float = 1_800_000_000.0, step: float = 0.001, tag: str = "p"
 ) -> list[tuple[float, bytes]]:

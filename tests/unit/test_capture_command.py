@@ -68,6 +68,17 @@ def test_tcpdump_argv_never_needs_a_shell() -> None:
     assert "-Z" not in default
 
 
+def test_nano_precision_asks_tcpdump_for_nanosecond_files() -> None:
+    micro = tcpdump_argv(validate_data({}).capture, "tcp", Path("/w"), 1)
+    assert not any(a.startswith("--time-stamp-precision") for a in micro)  # tcpdump's default
+    cap = validate_data({"capture": {"timestamp_precision": "nano"}}).capture
+    nano = tcpdump_argv(cap, "tcp", Path("/w"), 1)
+    assert "--time-stamp-precision=nano" in nano[: nano.index("--")]  # an option, not filter
+    assert nano[nano.index("--") + 1 :] == ["tcp"]
+    with pytest.raises(ConfigError, match="timestamp_precision"):
+        validate_data({"capture": {"timestamp_precision": "pico"}})
+
+
 def test_filter_of_a_missing_interface_is_compiled_for_ethernet() -> None:
     cap = validate_data({"capture": {"interface": "rcNoSuch0"}}).capture
     argv = compile_argv(cap, "tcp")

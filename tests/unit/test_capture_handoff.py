@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from rollcap.capture.overlap import sidecar_name, tail_since, write_sidecar
 from rollcap.naming import ReadyName
 from rollcap.pcapfile import scan
 from rollcap.spool import Spool
-from tests.unit.capture_pcaps import HEADER, packets, write_pcap
+from tests.unit.capture_pcaps import HEADER, packets, write_nano_pcap, write_pcap
 
 
 @pytest.fixture
@@ -48,6 +50,22 @@ def test_cut_off_record_is_repaired_and_named(spool: Spool) -> None:
     assert stat.S_IMODE(ready.stat().st_mode) == 0o640
     parsed = ReadyName.parse(r.name)
     assert parsed is not None and parsed.seq == 1
+
+
+def test_a_nano_continuation_is_named_after_its_first_packets_whole_second(
+    spool: Spool, tmp_path: Path
+) -> None:
+    """-C continuation: its name's start is its first packet's second, floored
+    from the exact ns (a float of 12:00:07.999999999 would round up to :08)."""
+    sec = int(datetime(2026, 11, 26, 12, 0, 7, tzinfo=UTC).timestamp())
+    name = "g000003-20261126T120000-eth0.pcap1"
+    write_nano_pcap(tmp_path / "x.pcap", [(float(sec), b"a" * 60)], extra_ns=0)
+    data = bytearray((tmp_path / "x.pcap").read_bytes())
+    struct.pack_into("<I", data, 28, 999_999_999)  # the first record's ns fraction
+    (spool.work / name).write_bytes(bytes(data))
+    r = _handoff(spool).hand_off(WorkName.parse(name), spool.work / name)  # type: ignore[arg-type]
+    assert r.name == "20261126T120007Z-000001_host1_eth0.pcap"
+    assert scan(spool.ready / r.name).first_ns == sec * 10**9 + 999_999_999
 
 
 def test_header_only_and_empty_files_are_discarded(spool: Spool) -> None:

@@ -3,6 +3,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from rollcap.capture.overlap import (
     Fingerprint,
     append_sidecar,
@@ -16,7 +18,7 @@ from rollcap.capture.overlap import (
 )
 from rollcap.pcapfile import scan
 from rollcap.spoolfs import Dir
-from tests.unit.capture_pcaps import packets, write_pcap
+from tests.unit.capture_pcaps import packets, write_nano_pcap, write_pcap
 
 
 def strip_duplicates(path: Path, tail: list[Fingerprint]) -> tuple[int, list[Fingerprint]]:
@@ -109,3 +111,24 @@ def test_a_bad_sidecar_strips_nothing(tmp_path: Path) -> None:
         assert read_sidecar(d, f"s{i}") is None
     (tmp_path / "link").symlink_to(tmp_path / "s0")
     assert read_sidecar(d, "link") is None
+
+
+def test_a_reload_from_micro_to_nano_still_strips_the_overlap(tmp_path: Path) -> None:
+    """capture.timestamp_precision changed by a reload: the switch's old
+    generation writes µs, the new one ns. The fingerprint is the bytes and the
+    time within 10 ms, so the precision does not matter (either direction)."""
+    pk = packets(100)
+    for old_nano in (False, True):
+        d = tmp_path / str(old_nano)
+        d.mkdir()
+        if old_nano:
+            old, new = write_nano_pcap(d / "old.pcap", pk[:60]), write_pcap(d / "new.pcap", pk[40:])
+        else:
+            old = write_pcap(d / "old.pcap", pk[:60])
+            new = write_nano_pcap(d / "new.pcap", pk[40:], endian=">")
+        header = new.read_bytes()[:24]
+        assert strip_duplicates(new, tail_since(old, pk[45][0])) == (20, [])
+        assert new.read_bytes()[:24] == header  # still the new generation's format
+        s = scan(new)
+        assert s.packets == 40 and not s.truncated
+        assert s.first_ts == pytest.approx(pk[60][0], abs=1e-6)

@@ -26,6 +26,13 @@ def test_new_filter_switches_and_new_interface_restarts() -> None:
     assert plan(old, _cfg(filter="udp"), "", "(udp)", None, 1, 1).action == "restart"  # type: ignore[arg-type]
 
 
+def test_a_new_timestamp_precision_is_a_make_before_break_switch() -> None:
+    """µs and ns generations meet in the overlap; overlap.py strips it either way."""
+    old, nano = _cfg(), _cfg(timestamp_precision="nano")
+    assert plan(old, nano, "", "", "eth0", 1, 1).action == "switch"  # type: ignore[arg-type]
+    assert plan(nano, old, "", "", "eth0", 1, 1).action == "switch"  # type: ignore[arg-type]
+
+
 def test_owner_changes_prepare_the_spool_and_the_directory_stays() -> None:
     old = _cfg()
     moved = validate_data({"capture": {"interface": "eth0"}, "spool": {"directory": "/x/y"}})

@@ -96,3 +96,39 @@ def test_part_digests_without_compression_too(tmp_path: Path) -> None:
     assert c.part_sha256 == tuple(
         hashlib.sha256(stored[i : i + 1000]).digest() for i in range(0, len(stored), 1000)
     )
+
+
+@pytest.mark.parametrize("endian", ["<", ">"])
+def test_a_nanosecond_capture_keeps_its_ns_in_the_metadata_and_manifest(
+    endian: str, tmp_path: Path
+) -> None:
+    import struct
+
+    from rollcap.config.load import validate_data
+    from rollcap.naming import ReadyName
+    from rollcap.offload.pipeline import manifest_entry, object_metadata
+    from rollcap.offload.vet import Opened
+    from rollcap.storage.base import META
+
+    stamps = [(1_795_694_404, 123_456_789), (1_795_694_405, 7), (1_795_694_406, 999_999_999)]
+    data = struct.pack(endian + "IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, 1)
+    for sec, frac in stamps:
+        data += struct.pack(endian + "IIII", sec, frac, 60, 60) + b"\x00" * 60
+    src = tmp_path / "ns.pcap"
+    src.write_bytes(data)
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        hb = os.read(fd, GLOBAL_HEADER_LEN)
+        c = compress_fd(fd, parse_header(hb), hb, tmp_path, "x", "zstd", 0)
+        name = ReadyName.parse("20261126T120003Z-000001_web1_eth0.pcap")
+        assert name is not None
+        opened = Opened(fd, name, parse_header(hb), hb, len(data), os.fstat(fd))
+        meta = object_metadata(validate_data({}), opened, c)
+        entry = manifest_entry("caps/k.pcap.zst", opened, c, c.size, 600)
+    finally:
+        os.close(fd)
+    assert (c.packets, c.first_ns, c.last_ns) == (3, 1_795_694_404_123_456_789,
+                                                  1_795_694_406_999_999_999)  # fmt: skip
+    assert meta[META["first_ts"]] == "1795694404.123456789"
+    assert meta[META["last_ts"]] == "1795694406.999999999"
+    assert (entry.first_ns, entry.last_ns) == (c.first_ns, c.last_ns)

@@ -51,8 +51,9 @@ def test_both_resolutions_and_byte_orders(tmp_path: Path, endian: str, res: str)
     assert s.header.ts_per_second == per_s
     assert (s.header.version, s.header.snaplen, s.header.linktype) == ((2, 4), 65535, 113)
     assert s.packets == 3
+    assert s.first_ns == 1_700_000_000 * 10**9 + 5 * (10**9 // per_s)  # exact, not a float
+    assert s.last_ns == 1_700_000_002 * 10**9 + 9 * (10**9 // per_s)
     assert s.first_ts == 1_700_000_000 + 5 / per_s
-    assert s.last_ts == 1_700_000_002 + 9 / per_s
     assert not s.truncated and s.good_bytes == s.file_bytes == f.stat().st_size
 
 
@@ -129,6 +130,27 @@ def test_garbage_record_is_treated_as_the_cut_off_tail(tmp_path: Path, bad_recor
     assert s.packets == 3 and s.truncated and s.good_bytes == len(whole)
     _, removed = _repair(f)
     assert f.read_bytes() == whole and removed == len(bad_record) + 120
+
+
+@pytest.mark.parametrize("endian", ["<", ">"])
+@pytest.mark.parametrize("cut", [0, 1, 16, 17])
+def test_repair_of_a_nanosecond_capture(tmp_path: Path, endian: str, cut: int) -> None:
+    """A ns fraction >= 1e6 is a good record in a ns file; >= 1e9 is garbage."""
+    pkts = [(1_700_000_000, 999_999_999, b"a" * 60), (1_700_000_001, 1_000_001, b"b" * 70)]
+    whole = pcap(pkts, endian=endian, res="ns")
+    last = struct.pack(endian + "IIII", 1_700_000_003, 123_456_789, 200, 200) + b"c" * 200
+    f = tmp_path / "x.pcap"
+    f.write_bytes(whole + last[:cut])
+    summary, removed = _repair(f)
+    assert removed == cut and f.read_bytes() == whole
+    assert summary.packets == 2
+    assert summary.first_ns == 1_700_000_000_999_999_999
+    assert summary.last_ns == 1_700_000_001_001_000_001
+    bad = struct.pack(endian + "IIII", 1_700_000_003, 1_000_000_000, 10, 10) + b"x" * 10
+    f.write_bytes(whole + bad + whole[24:])
+    summary, removed = _repair(f)
+    assert summary.packets == 2 and removed == len(bad) + len(whole) - 24
+    assert f.read_bytes() == whole
 
 
 def test_scan_is_independent_of_chunk_size(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from rollcap.errors import RollcapError
 from rollcap.retrieve import bpf
 from rollcap.retrieve.catalog import find_captures
 from rollcap.retrieve.fetch import fetch
+from rollcap.retrieve.timeexpr import widened
 from rollcap.storage.base import META, StorageError
 from tests.support.archive import NS, MemoryStorage, make_object, ns, read_timestamps, utc
 
@@ -187,3 +188,52 @@ def test_max_bytes_refuses_what_is_not_a_size(text: str) -> None:
 
     with pytest.raises(argparse.ArgumentTypeError, match="a positive size"):
         _size(text)
+
+
+def test_nanosecond_objects_are_cut_at_the_ns_and_merged_with_micro_ones_as_nano(
+    tmp_path: Path,
+) -> None:
+    """capture.timestamp_precision = "nano" on one host, "micro" on another."""
+    st = MemoryStorage()
+    base = ns(utc(2026, 11, 26, 10, 0, 1))
+    nano = [base + i * 1_000_000 + 7 for i in range(20)]  # 7 ns past each ms
+    micro = [base + i * 1_000_000 + 500_000 for i in range(20)]  # whole µs
+    _store(st, tmp_path, "n", utc(2026, 11, 26, 10), nano, 1, nanos=True)
+    _store(st, tmp_path, "m", utc(2026, 11, 26, 10), micro, 1)
+
+    def run(lo: int, hi: int, out: Path) -> list[int]:
+        since, until = widened((lo, hi))
+        caps, _ = find_captures(st, template=T, prefix="caps", since=since, until=until)
+        assert {c.host for c in caps} == {"n", "m"}
+        fetch(st, caps, since=since, until=until, output=out, window_ns=(lo, hi))
+        assert out.read_bytes()[:4] == b"\x4d\x3c\xb2\xa1"  # a micro + nano merge is nano
+        return read_timestamps(out)
+
+    got = run(nano[5], nano[10], tmp_path / "a.pcap")
+    assert got == sorted(nano[5:10] + micro[5:10])  # every stamp to the ns
+    # one ns later: nano[5] (7 ns past the µs) is out, though its µs is the same
+    got = run(nano[5] + 1, nano[10] + 1, tmp_path / "b.pcap")
+    assert got == sorted(nano[6:11] + micro[5:10])
+
+
+def test_nano_metadata_is_read_to_the_ns_and_micro_metadata_as_before(tmp_path: Path) -> None:
+    st = MemoryStorage()
+    base = ns(utc(2026, 11, 26, 10, 0, 1))
+    _store(st, tmp_path, "n", utc(2026, 11, 26, 10), [base + 123_456_789, base + NS + 1], 1,
+           nanos=True)  # fmt: skip
+    _store(st, tmp_path, "m", utc(2026, 11, 26, 10), [base + 250_000_000, base + NS], 1)
+    metas = {k.split("/")[1]: md for k, (_b, md) in st.objects.items()}
+    assert metas["n"][META["first_ts"]] == f"{base // NS}.123456789"
+    assert metas["m"][META["first_ts"]] == f"{base // NS}.250000"  # 0.2's 6 digits
+    caps, _ = find_captures(st, template=T, prefix="caps", since=utc(2026, 11, 26, 10),
+                            until=utc(2026, 11, 26, 11))  # fmt: skip
+    got = {c.host: (c.first_ns, c.last_ns) for c in caps}
+    assert got == {"n": (base + 123_456_789, base + NS + 1), "m": (base + 250_000_000, base + NS)}
+    # half-open to the ns: a window ending at the nano file's first packet misses it,
+    # one ending 1 ns later holds it (the listing, widened to whole µs, has both)
+    lo = ns(utc(2026, 11, 26, 10))
+    for hi, want in ((base + 123_456_789, []), (base + 123_456_790, ["n"])):
+        since, until = widened((lo, hi))
+        caps, _ = find_captures(st, template=T, prefix="caps", since=since, until=until)
+        assert [c.host for c in caps] == ["n"]
+        assert [c.host for c in caps if c.overlaps(lo, hi)] == want

@@ -14,7 +14,7 @@ from rollcap.retrieve import select as select_mod
 from rollcap.retrieve.coverage import Gap, holes, host_gaps
 from rollcap.storage import manifest
 from rollcap.storage.base import META
-from tests.support.archive import MemoryStorage, utc
+from tests.support.archive import NS, MemoryStorage, utc
 
 KEY = "caps/web1/2026/11/26/web1-eth0-20261126T115501Z-000042.pcap.zst"
 
@@ -23,9 +23,9 @@ def _entry(key: str = KEY, **kw: object) -> manifest.Entry:
     start = utc(2026, 11, 26, 11, 55, 1)
     base: dict[str, object] = dict(
         key=key, host="web1", iface="eth0", opened=start,
-        closed_ts=int(start.timestamp()) + 601, first_ts=start.timestamp() + 0.25,
-        last_ts=start.timestamp() + 599.5, packets=1047, pcap_bytes=20040509, size=19442632,
-        linktype=1,
+        closed_ts=int(start.timestamp()) + 601, first_ns=int(start.timestamp()) * NS + 250_000_000,
+        last_ns=int(start.timestamp() + 599) * NS + 500_000_000, packets=1047,
+        pcap_bytes=20040509, size=19442632, linktype=1,
     )  # fmt: skip
     base.update(kw)
     return manifest.Entry(**base)  # type: ignore[arg-type]
@@ -41,7 +41,7 @@ def test_a_file_is_filed_under_every_slot_it_covers() -> None:
     # a file across midnight lands in both days' partitions
     midnight = int(utc(2026, 11, 27).timestamp())
     late = _entry(opened=utc(2026, 11, 26, 23, 58), closed_ts=midnight + 5,
-                  first_ts=None, last_ts=None, packets=0)  # fmt: skip
+                  first_ns=None, last_ns=None, packets=0)  # fmt: skip
     parts = [k.rsplit("/", 1)[0].rsplit("/v1/", 1)[1] for k in manifest.entry_keys(late, "caps")]
     assert parts == ["date=2026-11-26/hour=23/minute=50", "date=2026-11-27/hour=00/minute=00"]
 
@@ -53,7 +53,11 @@ def test_keys_parse_back_to_the_entry(prefix: str) -> None:
     for k in manifest.entry_keys(e, prefix):
         assert manifest.parse_key(k, prefix) == e
         assert manifest.host_of(k) == "web1"
-    empty = _entry(key=key, first_ts=None, last_ts=None, packets=0)
+    empty = _entry(key=key, first_ns=None, last_ns=None, packets=0)
+    nano = _entry(key=key, first_ns=1_795_694_101_104_000_123, last_ns=1_795_694_101_999_999_999)
+    for k in manifest.entry_keys(nano, prefix):
+        assert "~1795694101.104000123~1795694101.999999999~" in k  # to the ns
+        assert manifest.parse_key(k, prefix) == nano
     assert manifest.parse_key(manifest.entry_keys(empty, prefix)[0], prefix) == empty
 
 
@@ -90,6 +94,9 @@ def test_body_is_one_ndjson_line_same_bytes_each_time() -> None:
     rec = json.loads(text)
     assert rec["key"] == KEY and rec["opened"] == "2026-11-26T11:55:01Z"
     assert rec["packets"] == 1047 and rec["linktype"] == 1 and rec["iface"] == "eth0"
+    # seconds as 0.2 wrote them (SQL engines), and the exact ns
+    assert rec["first_ts"] == e.first_ts and rec["first_ns"] == e.first_ns
+    assert isinstance(rec["first_ts"], float) and isinstance(rec["last_ns"], int)
 
 
 def test_window_slots() -> None:
@@ -100,7 +107,7 @@ def test_window_slots() -> None:
 
 
 def test_a_clock_step_does_not_file_an_entry_a_thousand_times() -> None:
-    e = _entry(last_ts=_entry().opened.timestamp() + 86400 * 30)
+    e = _entry(last_ns=int(_entry().opened.timestamp() + 86400 * 30) * NS)
     keys = manifest.entry_keys(e, "caps")
     assert len(keys) == manifest.MAX_SLOTS
     assert "hour=11/minute=50" in keys[0]
@@ -148,7 +155,8 @@ def _store(st: _Memory, host: str, starts: list[datetime], entries: bool) -> lis
         st.objects[key] = (b"x" * 10, meta)
         if entries:
             e = manifest.Entry(key=key, host=host, iface="eth0", opened=start,
-                               closed_ts=int(t) + 600, first_ts=t + 1, last_ts=t + 599,
+                               closed_ts=int(t) + 600, first_ns=int(t + 1) * NS,
+                               last_ns=int(t + 599) * NS,
                                packets=5, pcap_bytes=100, size=10, linktype=1)  # fmt: skip
             manifest.write_entries(st, e, "caps")
         keys.append(key)

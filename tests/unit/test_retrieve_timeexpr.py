@@ -9,7 +9,17 @@ from datetime import UTC, datetime
 
 import pytest
 
-from rollcap.retrieve.timeexpr import TimeExprError, fmt_utc, parse_time, parse_window
+from rollcap.retrieve.timeexpr import (
+    TimeExprError,
+    fmt_utc,
+    parse_time,
+    parse_time_ns,
+    parse_window,
+    parse_window_ns,
+    widened,
+)
+from rollcap.timestamps import fmt_utc as ts_fmt_utc
+from rollcap.timestamps import from_text, to_text
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 
@@ -75,3 +85,34 @@ def test_window_must_be_forward() -> None:
 def test_fmt_utc() -> None:
     assert fmt_utc(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)) == "2026-01-02T03:04:05Z"
     assert fmt_utc(datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)) == "2026-01-02T03:04:05.000006Z"
+
+
+def test_fractions_are_exact_to_the_nanosecond() -> None:
+    base = int(datetime(2026, 11, 26, 12, tzinfo=UTC).timestamp()) * 10**9
+    assert parse_time_ns("@1795694400.123456789", now=NOW) == 1795694400_123456789
+    assert parse_time_ns("@1795694400.5", now=NOW) == 1795694400_500000000
+    assert parse_time_ns("2026-11-26T12:00:00.123456789Z", now=NOW) == base + 123456789
+    assert parse_time_ns("2026-11-26 13:00:00.0000001+01:00", now=NOW) == base + 100
+    assert parse_time_ns("2026-11-26T12:00:00.25Z", now=NOW) == base + 250_000_000
+    assert parse_time_ns("now", now=NOW) == base
+    assert parse_time_ns("-1s", now=NOW) == base - 10**9
+    # the selection's datetimes: the same window widened to whole µs
+    lo, hi = parse_window_ns("@1795694400.000000999", "@1795694400.000002001", now=NOW)
+    assert (lo, hi) == (1795694400_000000999, 1795694400_000002001)
+    since, until = widened((lo, hi))
+    assert (since.microsecond, until.microsecond) == (0, 3)
+    with pytest.raises(TimeExprError, match="must be before"):
+        parse_window_ns("@1795694400.000000002", "@1795694400.000000001", now=NOW)
+
+
+def test_timestamp_text_is_exact_and_reads_what_0_2_wrote() -> None:
+    assert to_text(1795694400_250000000) == "1795694400.250000"  # µs: 0.2's "%.6f"
+    assert to_text(1795694400_250000001) == "1795694400.250000001"
+    for ns_ in (0, 1, 999, 1795694400_123456789, 1795694400_999999999):
+        assert from_text(to_text(ns_)) == ns_
+    assert from_text("1795694400.25") == 1795694400_250000000
+    assert from_text("1795694400") == 1795694400 * 10**9
+    assert from_text("") is None and from_text("soon") is None and from_text("nan") is None
+    assert ts_fmt_utc(1795694400_000000000) == "2026-11-26T12:00:00Z"
+    assert ts_fmt_utc(1795694400_250000000) == "2026-11-26T12:00:00.250000Z"
+    assert ts_fmt_utc(1795694400_250000001) == "2026-11-26T12:00:00.250000001Z"
