@@ -92,11 +92,21 @@ class Switched:
     error: str
 
 
-def make_before_break(old: Tcpdump, spawn: Callable[[], Tcpdump], overlaps: Overlaps) -> Switched:
+MAX_UNTIL = 3.0  # an aligned switch never waits longer than this for its boundary
+
+
+def make_before_break(
+    old: Tcpdump, spawn: Callable[[], Tcpdump], overlaps: Overlaps, until: float | None = None
+) -> Switched:
+    """until: wall-clock time (a rotate_align boundary) before which the old one is
+    not stopped; the overlap is OVERLAP seconds at least either way."""
     new = spawn()
     if not new.wait_listening(LISTEN_TIMEOUT):
         new.stop()
         return Switched(None, None, f"new tcpdump did not start: {new.exit_message()}")
     overlaps.begin(old.generation, new.generation, new.listening_at or time.time())
-    time.sleep(OVERLAP)
+    wait = OVERLAP
+    if until is not None:
+        wait = min(max(OVERLAP, until - time.time()), MAX_UNTIL)
+    time.sleep(wait)
     return Switched(new, old.stop(), "")
