@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from rollcap.capture import align
@@ -21,7 +23,12 @@ from rollcap.capture.dropstats import DropStats
 from rollcap.capture.names import WorkName
 from rollcap.capture.quiet import QuietClock
 from rollcap.capture.restart import BACKOFF_MIN, restart_delay
-from rollcap.capture.switching import LISTEN_TIMEOUT, Overlaps, make_before_break
+from rollcap.capture.switching import (
+    LISTEN_TIMEOUT,
+    Overlaps,
+    Switched,
+    make_before_break_many,
+)
 from rollcap.capture.tcpdump import Tcpdump
 from rollcap.config.schema import CaptureConfig
 from rollcap.errors import ConfigError
@@ -172,42 +179,49 @@ class InterfaceCapture:
                opened: float | None = None) -> bool:  # fmt: skip
         """Make-before-break onto (new) settings. opened: the wall-clock time the new
         file is named for (rotate_align's boundary); the old one runs until then."""
-        old = self.proc
-        assert old is not None and self.shared.overlaps is not None
-        prev = (self.cap, self.effective_filter)
-        if cap is not None and effective is not None:
-            self.cap, self.effective_filter = cap, effective
-        r = make_before_break(
-            old, lambda: self.shared.spawn(self, opened), self.shared.overlaps, until=opened
-        )
+        return switch_all([SwitchRequest(self, reason, cap, effective, opened)])[0]
+
+    def _switched(self, req: SwitchRequest, old: Tcpdump, r: Switched) -> bool:
+        """Take the result of one switch over (switch_all then hands off)."""
         if r.new is None:
-            self.cap, self.effective_filter = prev
+            self.cap, self.effective_filter = req.previous
             self.last_error = r.error
             log.error(
                 "%s on %s: %s; keeping the running one",
-                reason,
+                req.reason,
                 self.name,
                 self.last_error,
                 extra=fields(interface=self.name),
             )
-            self.shared.track_pids()
-            self.shared.process_work()
             return False
         self.stats.retire(old)
         self.proc = r.new
-        self.shared.track_pids()
         self._clear_error("new tcpdump did not start")
         log.info(
             "%s: switched %s to tcpdump generation %d (old generation %d, status %d)",
-            reason,
+            req.reason,
             self.name,
             r.new.generation,
             old.generation,
             r.old_status,
             extra=fields(generation=r.new.generation, tcpdump_pid=r.new.pid, interface=self.name),
         )
-        self.shared.process_work()
         return True
+
+    def rotation_due(self) -> SwitchRequest | None:
+        """The switch that cuts a quiet (or, aligned, any) live file that is due."""
+        left = self.seconds_left()
+        if left is None or left > 0 or not self.quiet.may_retry():
+            return None
+        opened = None
+        t = self.proc
+        files = self.shared.work_files(t.generation) if t is not None else []
+        if self.cap.rotate_align and files:
+            opened = align.name_time(
+                files[-1].opened.timestamp(), self.cap.rotate_seconds, time.time()
+            )
+        reason = "aligned rotation" if self.cap.rotate_align else "quiet link"
+        return SwitchRequest(self, reason, opened=opened)
 
     def seconds_left(self) -> float | None:
         """Until the live file must be cut by a switch; None: nothing to cut."""
@@ -224,25 +238,6 @@ class InterfaceCapture:
             left = min(left, align.switch_due(files[-1].opened.timestamp(),
                                               self.cap.rotate_seconds, time.time()))  # fmt: skip
         return left
-
-    def check_rotation(self) -> float | None:
-        """Cut a quiet (or, aligned, any) live file that is due; seconds until the next."""
-        left = self.seconds_left()
-        if left is None or left > 0:
-            return left
-        if not self.quiet.may_retry():
-            return None
-        opened = None
-        t = self.proc
-        files = self.shared.work_files(t.generation) if t is not None else []
-        if self.cap.rotate_align and files:
-            opened = align.name_time(
-                files[-1].opened.timestamp(), self.cap.rotate_seconds, time.time()
-            )
-        reason = "aligned rotation" if self.cap.rotate_align else "quiet link"
-        if not self.switch(reason, opened=opened):
-            self.quiet.failed()
-        return None
 
     # ------------------------------------------------------------------ stats & state
     def live_size(self, size_of: Callable[[WorkName], int]) -> int | None:
@@ -278,3 +273,40 @@ class InterfaceCapture:
             "drop_rate": self.stats.drop_rate,
             "last_error": self.last_error,
         }
+
+
+@dataclass
+class SwitchRequest:
+    ic: InterfaceCapture
+    reason: str
+    cap: CaptureConfig | None = None  # new settings, None: the same
+    effective: str | None = None
+    opened: float | None = None  # the time the new file is named for, None: now
+    previous: tuple[CaptureConfig, str] = field(init=False)
+
+
+def switch_all(reqs: list[SwitchRequest]) -> list[bool]:
+    """Make-before-break for several interfaces with one overlap: those due at the
+    same aligned boundary are cut at the same moment. True for each that switched."""
+    if not reqs:
+        return []
+    shared = reqs[0].ic.shared
+    assert shared.overlaps is not None
+    pairs: list[tuple[Tcpdump, Callable[[], Tcpdump]]] = []
+    olds: list[Tcpdump] = []
+    for r in reqs:
+        ic = r.ic
+        r.previous = (ic.cap, ic.effective_filter)
+        if r.cap is not None and r.effective is not None:
+            ic.cap, ic.effective_filter = r.cap, r.effective
+        assert ic.proc is not None
+        olds.append(ic.proc)
+        pairs.append((ic.proc, partial(shared.spawn, ic, r.opened)))
+    untils = [r.opened for r in reqs if r.opened is not None]
+    results = make_before_break_many(pairs, shared.overlaps, max(untils) if untils else None)
+    done = [r.ic._switched(r, old, res) for r, old, res in zip(reqs, olds, results, strict=True)]
+    # only now that every interface runs its new tcpdump: the hand-off must see all
+    # the live generations, or it would take a new live file for a finished one
+    shared.track_pids()
+    shared.process_work()
+    return done

@@ -57,7 +57,7 @@ from rollcap.capture import (
 from rollcap.capture.command import tcpdump_argv
 from rollcap.capture.counters import Counters
 from rollcap.capture.handoff import Handoff, Persistent
-from rollcap.capture.interface import DRAIN, InterfaceCapture
+from rollcap.capture.interface import DRAIN, InterfaceCapture, switch_all
 from rollcap.capture.keeper import BudgetKeeper
 from rollcap.capture.layout import CaptureDirs
 from rollcap.capture.names import WorkName, list_work
@@ -236,7 +236,13 @@ class Supervisor:
 
     def check_quiet(self) -> float | None:
         """Cut quiet (or aligned) live files that are due; seconds until the next."""
-        lefts = [x for ic in self.captures.values() if (x := ic.check_rotation()) is not None]
+        due = [r for ic in self.captures.values() if (r := ic.rotation_due()) is not None]
+        # all due now in one switch: the interfaces' files are cut at the same moment
+        for r, ok in zip(due, switch_all(due), strict=True):
+            if not ok:
+                r.ic.quiet.failed()
+        # due but held back (a failed switch retries later): the tick, not a spin
+        lefts = [x for ic in self.captures.values() if (x := ic.seconds_left()) and x > 0]
         return min(lefts) if lefts else None
 
     # ------------------------------------------------------------------ hand-off

@@ -100,13 +100,32 @@ def make_before_break(
 ) -> Switched:
     """until: wall-clock time (a rotate_align boundary) before which the old one is
     not stopped; the overlap is OVERLAP seconds at least either way."""
-    new = spawn()
-    if not new.wait_listening(LISTEN_TIMEOUT):
-        new.stop()
-        return Switched(None, None, f"new tcpdump did not start: {new.exit_message()}")
-    overlaps.begin(old.generation, new.generation, new.listening_at or time.time())
-    wait = OVERLAP
-    if until is not None:
-        wait = min(max(OVERLAP, until - time.time()), MAX_UNTIL)
-    time.sleep(wait)
-    return Switched(new, old.stop(), "")
+    return make_before_break_many([(old, spawn)], overlaps, until)[0]
+
+
+def make_before_break_many(
+    pairs: list[tuple[Tcpdump, Callable[[], Tcpdump]]],
+    overlaps: Overlaps,
+    until: float | None = None,
+) -> list[Switched]:
+    """Several switches with one overlap (interfaces due at the same boundary):
+    every new tcpdump starts and listens, all run for the overlap, then every old
+    one whose successor listens is stopped."""
+    news = [spawn() for _old, spawn in pairs]
+    out: list[Switched | None] = []
+    for (old, _spawn), new in zip(pairs, news, strict=True):
+        if not new.wait_listening(LISTEN_TIMEOUT):
+            new.stop()
+            out.append(Switched(None, None, f"new tcpdump did not start: {new.exit_message()}"))
+            continue
+        overlaps.begin(old.generation, new.generation, new.listening_at or time.time())
+        out.append(None)
+    if any(r is None for r in out):
+        wait = OVERLAP
+        if until is not None:
+            wait = min(max(OVERLAP, until - time.time()), MAX_UNTIL)
+        time.sleep(wait)
+    return [
+        r if r is not None else Switched(new, old.stop(), "")
+        for (old, _spawn), new, r in zip(pairs, news, out, strict=True)
+    ]

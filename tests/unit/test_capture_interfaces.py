@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from rollcap.capture import align
+from rollcap.capture import align, interface
+from rollcap.capture.counters import Counters
+from rollcap.capture.interface import SwitchRequest, switch_all
+from rollcap.capture.switching import Switched
 from rollcap.config.load import parse_config
 from rollcap.errors import ConfigError
+from rollcap.naming import ReadyName
+from tests.unit.capture_pcaps import packets, write_pcap
+from tests.unit.test_capture_reliability import FakeTcpdump, _supervisor
+
+
+class _Fake(FakeTcpdump):
+    def __init__(self, generation: int) -> None:
+        super().__init__(generation, 0.0)
+        self.counters = Counters()
 
 
 def _errors(text: str) -> list[str]:
@@ -85,3 +98,35 @@ def test_the_next_file_is_named_for_its_boundary_when_on_schedule() -> None:
     assert align.name_time(opened, 600, _t(12, 20, 3)) == _t(12, 20)  # a busy loop: late
     # `rollcap rotate` in the middle of a period: the new file is named for now
     assert align.name_time(opened, 600, _t(12, 14, 5.5)) == _t(12, 14, 5)
+
+
+def test_interfaces_switched_together_keep_every_new_live_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two interfaces cut at one boundary: the hand-off after the switch must see
+    both new tcpdumps as live (it once handed the second one's live file off)."""
+    sup = _supervisor(tmp_path, capture={"interface": ["eth0", "eth1"]})
+    ic0, ic1 = sup.captures.values()
+    pk = packets(4)
+    for gen, iface in ((1, "eth0"), (2, "eth1"), (3, "eth0"), (4, "eth1")):
+        write_pcap(sup.spool.work / f"g00000{gen}-20261126T120000-{iface}.pcap", pk)
+    ic0.proc, ic1.proc = _Fake(1), _Fake(2)  # type: ignore[assignment]
+    news = [Switched(_Fake(3), 0, ""), Switched(_Fake(4), 0, "")]  # type: ignore[arg-type]
+    monkeypatch.setattr(interface, "make_before_break_many", lambda pairs, ov, until: news)
+    assert switch_all([SwitchRequest(ic0, "t"), SwitchRequest(ic1, "t")]) == [True, True]
+    assert (ic0.proc.generation, ic1.proc.generation) == (3, 4)
+    left = sorted(p.name for p in sup.spool.work.iterdir() if p.name.startswith("g"))
+    assert left == ["g000003-20261126T120000-eth0.pcap", "g000004-20261126T120000-eth1.pcap"]
+    assert sup.n["handed_off_files"] == 2
+
+
+def test_a_live_file_holds_back_only_its_own_interface(tmp_path: Path) -> None:
+    sup = _supervisor(tmp_path, capture={"interface": ["eth0", "eth1"]})
+    ic0, ic1 = sup.captures.values()
+    for gen, iface in ((5, "eth0"), (6, "eth1")):
+        write_pcap(sup.spool.work / f"g00000{gen}-20261126T120000-{iface}.pcap", packets(3))
+    write_pcap(sup.spool.work / "g000006-20261126T120010-eth1.pcap", packets(3))
+    ic0.proc, ic1.proc = _Fake(5), _Fake(6)  # type: ignore[assignment]
+    sup.process_work()  # eth0's live file comes first in work/; eth1's finished one goes
+    ready = [ReadyName.parse(p.name) for p in sup.spool.ready.iterdir()]
+    assert [(r.iface, r.start.second) for r in ready if r] == [("eth1", 0)]

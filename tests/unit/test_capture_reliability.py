@@ -18,7 +18,7 @@ import pytest
 from rollcap.capture import quiet, service, switching
 from rollcap.capture.budget import live_reserve, oldest_ready
 from rollcap.capture.command import check_config_filter
-from rollcap.capture.interface import InterfaceCapture
+from rollcap.capture.interface import InterfaceCapture, SwitchRequest
 from rollcap.capture.overlap import (
     iter_records,
     read_switch,
@@ -212,7 +212,12 @@ def test_quiet_deadline_ignores_the_wall_clock(
 ) -> None:
     sup = _supervisor(tmp_path, capture={"rotate_seconds": 10, "rotate_align": False})
     switched: list[str] = []
-    monkeypatch.setattr(_ic(sup), "switch", lambda reason, **kw: switched.append(reason) or True)
+
+    def switch_all(reqs: list[SwitchRequest]) -> list[bool]:
+        switched.extend(r.reason for r in reqs)
+        return [True for _r in reqs]
+
+    monkeypatch.setattr(service, "switch_all", switch_all)
     # tcpdump named its file at 13:00; the clock then stepped back an hour
     (sup.spool.work / "g000003-20261126T130000-eth0.pcap").write_bytes(b"")
     monkeypatch.setattr(
@@ -232,7 +237,7 @@ def test_a_later_period_is_aged_from_when_it_was_first_seen(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sup = _supervisor(tmp_path, capture={"rotate_seconds": 10, "rotate_align": False})
-    monkeypatch.setattr(_ic(sup), "switch", lambda reason, **kw: True)
+    monkeypatch.setattr(service, "switch_all", lambda reqs: [True for _r in reqs])
     _ic(sup).proc = FakeTcpdump(3, time.monotonic() - 8.0)  # type: ignore[assignment]
     (sup.spool.work / "g000003-20261126T130000-eth0.pcap").write_bytes(b"")
     first = sup.check_quiet()
