@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from rollcap.capture import align, interface
+from rollcap.capture import align, interface, quiet
 from rollcap.capture.counters import Counters
 from rollcap.capture.interface import SwitchRequest, switch_all
 from rollcap.capture.switching import Switched
@@ -130,3 +131,23 @@ def test_a_live_file_holds_back_only_its_own_interface(tmp_path: Path) -> None:
     sup.process_work()  # eth0's live file comes first in work/; eth1's finished one goes
     ready = [ReadyName.parse(p.name) for p in sup.spool.ready.iterdir()]
     assert [(r.iface, r.start.second) for r in ready if r] == [("eth1", 0)]
+
+
+def test_an_aligned_deadline_survives_clock_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sup = _supervisor(tmp_path, capture={"rotate_seconds": 10})
+    (ic,) = sup.captures.values()
+    (sup.spool.work / "g000003-20261126T130000-eth0.pcap").write_bytes(b"")
+    ic.proc = _Fake(3)  # type: ignore[assignment]
+    ic.proc.listening_mono = time.monotonic() - 2.0
+    now = [_t(13, 0, 3)]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    left = ic.seconds_left()
+    assert left == pytest.approx(10 - align.LEAD - 3, abs=0.01)  # the boundary 13:00:10
+    now[0] = _t(12, 0, 5)  # stepped back an hour: the monotonic quiet deadline still holds
+    left = ic.seconds_left()
+    assert left is not None and left <= 10 + quiet.QUIET_GRACE - 2.0
+    now[0] = _t(14, 0, 5.5)  # stepped forward: due now, and named for now
+    req = ic.rotation_due()
+    assert req is not None and req.opened == _t(14, 0, 5)
