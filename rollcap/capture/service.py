@@ -1,17 +1,22 @@
 """`rollcap capture`: supervise tcpdump and hand its finished files to the spool.
 
-tcpdump writes ``work/gNNNNNN-%Y%m%dT%H%M%S-IFACE.pcap[N]`` itself (-G, -C,
-TZ=UTC0), as the daemon's own unprivileged user (CAP_NET_RAW only); NNNNNN
-grows with every tcpdump start. This module is the wiring: one thread runs
-the loop below; tcpdump's stderr readers and the watchdog observer only wake
-it through a pipe, signal handlers only set flags. The jobs are elsewhere:
+One tcpdump per interface of capture.interface writes
+``work/gNNNNNN-YYYYmmddTHHMMSS-IFACE.pcap[N]`` itself (-C, TZ=UTC0; -G and a
+strftime name without rotate_align), as the daemon's own unprivileged user
+(CAP_NET_RAW only); NNNNNN grows with every tcpdump start, of any interface.
+This module is the wiring and what the interfaces share (spool, lock,
+counters, hand-off, budget, status): one thread runs the loop below;
+tcpdump's stderr readers and the watchdog observer only wake it through a
+pipe, signal handlers only set flags. The jobs are elsewhere:
 
+- rollcap.capture.interface    one interface: its tcpdump, backoff, rotation deadline
+- rollcap.capture.align        rotate_align's boundaries (pure)
 - rollcap.capture.tcpdump      one running tcpdump (stderr, counters, stop)
 - rollcap.capture.queue        hand-off of finished files (handoff: one file)
 - rollcap.capture.switching    make-before-break switch and its overlap
 - rollcap.capture.keeper       the spool budget (budget: the pure policy)
 - rollcap.capture.report       capture.json and the sd_notify status line
-- rollcap.capture.reloadplan   what a SIGHUP must do
+- rollcap.capture.reloadplan   what a SIGHUP must do, interface by interface
 - rollcap.capture.lock         one capture per spool; orphans: a crashed one's tcpdumps
 
 Quiet link: tcpdump -G rotates only when a packet arrives. If the live file
@@ -23,7 +28,8 @@ packets captured by both are removed from the new file's head
 (rollcap.capture.overlap). So a file is handed off about rotate_seconds + 3 s
 after it was opened, and never later than rotate_seconds + 5 s. `rollcap
 rotate` (SIGUSR2) and a SIGHUP that changes nothing use the same switch to cut
-the file now; a new interface means stop, then start.
+the file now; a new interface means start, a removed one stop. With
+rotate_align the same switch runs at every UTC multiple of rotate_seconds.
 """
 
 from __future__ import annotations
