@@ -63,7 +63,7 @@ from rollcap.capture import (
 from rollcap.capture.command import tcpdump_argv
 from rollcap.capture.counters import Counters
 from rollcap.capture.handoff import Handoff, Persistent
-from rollcap.capture.interface import DRAIN, InterfaceCapture, switch_all
+from rollcap.capture.interface import DRAIN, InterfaceCapture, SwitchRequest, switch_all
 from rollcap.capture.keeper import BudgetKeeper
 from rollcap.capture.layout import CaptureDirs
 from rollcap.capture.names import WorkName, list_work
@@ -457,15 +457,16 @@ class Supervisor:
                effective: dict[str, str]) -> bool:  # fmt: skip
         """Carry a reload plan out, interface by interface; False if a switch failed
         (the old tcpdump, and its settings, run on)."""
-        ok = True
         for name in plan.stop:
             ic = self.captures.pop(name)
             ic.stop(drain=True)
             self._retired = self._retired.plus(ic.live_counters())
             log.info("reload: stopped capture on %s", name, extra=fields(interface=name))
-        for name in plan.switch:
-            ic = self.captures[name]
-            ok = ic.switch("reload", new.capture.for_interface(name), effective[name]) and ok
+        reqs = [
+            SwitchRequest(self.captures[n], "reload", new.capture.for_interface(n), effective[n])
+            for n in plan.switch
+        ]
+        ok = all(switch_all(reqs))  # one overlap for all of them
         for name in plan.restart:
             ic = self.captures[name]
             ic.stop(drain=True)
@@ -487,7 +488,7 @@ class Supervisor:
         live = [ic for ic in self.captures.values() if ic.listening()]
         if not live:
             result = f"nothing to cut: {self.overall_state()}"
-        elif all([ic.switch(reason) for ic in live]):
+        elif all(switch_all([SwitchRequest(ic, reason) for ic in live])):
             after = self.n["handed_off_files"]
             result = "handed off" if after > before else "no packets to hand off"
         else:
