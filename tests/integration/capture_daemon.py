@@ -26,6 +26,10 @@ def write_config(path: Path, spool_dir: Path, iface: str | list[str], **capture:
     # tests never write into the machine's node_exporter directory unless they ask
     metrics = capture.pop("metrics", {"textfile_directory": ""})
     per_interface = capture.pop("per_interface", {})
+    # Off unless a test asks: a test that follows one tcpdump's pid or counts files
+    # must not meet a wall-clock boundary (a :X0 with the default 600 s) halfway.
+    # test_capture_multi tests rotate_align itself.
+    capture.setdefault("rotate_align", False)
     lines = ["[capture]", f"interface = {json.dumps(iface)}"]
     lines += [f"{k} = {json.dumps(v)}" for k, v in capture.items()]
     for name, over in per_interface.items():

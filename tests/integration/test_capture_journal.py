@@ -32,7 +32,7 @@ def test_quiet_link_switches_log_no_warning(veth: Veth, all_pcap: Path,
                                             daemon: Factory) -> None:  # noqa: F811  # fmt: skip
     """Normal running: traffic, then a quiet link rotated twice by make-before-break
     (each switch starts a tcpdump, which used to log its chatter as warnings)."""
-    d = daemon(veth.b, rotate_seconds=10, rotate_align=False, spool={"group": "root"})
+    d = daemon(veth.b, rotate_seconds=10, spool={"group": "root"})
     first = d.wait_capturing()["generation"]
     veth.replay(all_pcap, pps=2000)
     d.wait_for("two quiet-link switches", lambda s: (s.get("generation") or 0) >= first + 2, 60)

@@ -171,7 +171,7 @@ def test_a_deleted_interface_resumes_and_the_other_loses_nothing(
 def test_reload_adds_an_interface_without_restarting_the_other(
     veth: Veth, veth2: Veth, all_pcap: Path, daemon: Factory
 ) -> None:
-    d = daemon(veth.b)
+    d = daemon(veth.b)  # not aligned (see write_config): the pid must stay
     st = d.wait_capturing()
     pid = st["interfaces"][veth.b]["tcpdump_pid"]
     replay = threading.Thread(target=veth.replay, args=(all_pcap,), kwargs={"pps": 1000})
@@ -209,7 +209,7 @@ ROTATE = 10  # capture.rotate_seconds' minimum
 def _aligned_run(
     vs: list[Veth], daemon: Factory, replay: Callable[[], None], periods: int
 ) -> dict[str, list[Path]]:
-    d = daemon([v.b for v in vs], rotate_seconds=ROTATE)
+    d = daemon([v.b for v in vs], rotate_seconds=ROTATE, rotate_align=True)
     d.wait_capturing()
     replay()
     # the last file handed off on its boundary, not at SIGTERM
@@ -229,15 +229,16 @@ def _aligned_run(
                 report.append(
                     f"{p.name}: first packet {s.first_ts - start:+.3f} s from its boundary"
                 )
-                # the cut is within the old tcpdump's last kernel block of the boundary
-                assert -1.5 < s.first_ts - start < 1.0, p.name
+                # the cut lies near the boundary: the old tcpdump's last kernel block
+                # before it, a loop held up on a loaded machine after it
+                assert -2.5 < s.first_ts - start < 2.5, p.name
         for p, nxt in zip(files, starts[1:], strict=False):
             s = scan(p)
             if s.last_ts is not None:
                 report.append(
                     f"{p.name}: last packet {s.last_ts - nxt:+.3f} s from the next boundary"
                 )
-                assert s.last_ts - nxt < 1.0, p.name
+                assert s.last_ts - nxt < 2.5, p.name
     print("\n".join(report))  # the measurement docs/capture.md quotes (pytest -s)
     return out
 
