@@ -102,7 +102,8 @@ class CaptureConfig(_Section):
         600,
         ge=10,
         le=86400,
-        description="Start a new file after this many seconds (tcpdump -G). rollcap also "
+        description="Start a new file every this many seconds: at UTC multiples of it "
+        "(rotate_align), else this long after the file opened (tcpdump -G). rollcap also "
         "rotates a quiet link, where tcpdump alone would keep the file open forever.",
     )
     rotate_megabytes: int = Field(
