@@ -636,11 +636,16 @@ class RollcapConfig(_Section):
                     f"capture.per_interface.{name}: no interface {name!r} in capture.interface "
                     f"({', '.join(self.capture.interfaces)})"
                 )
-        if self.spool.max_megabytes < 2 * self.capture.rotate_megabytes:
+        n = len(self.capture.interfaces)
+        if self.spool.max_megabytes < (n + 1) * self.capture.rotate_megabytes:
+            if n == 1:
+                times, being = "twice", "the one being written both fit"
+            else:
+                times, being = f"{n + 1} times", f"the {n} being written (one per interface) fit"
             raise ValueError(
-                f"spool.max_megabytes: must be at least twice capture.rotate_megabytes "
-                f"({2 * self.capture.rotate_megabytes}) so a finished file and the one being "
-                f"written both fit, got {self.spool.max_megabytes}"
+                f"spool.max_megabytes: must be at least {times} capture.rotate_megabytes "
+                f"({(n + 1) * self.capture.rotate_megabytes}) so a finished file and {being}, "
+                f"got {self.spool.max_megabytes}"
             )
         m = self.metrics
         if m.capture_listen and m.capture_listen == m.offload_listen:

@@ -151,3 +151,14 @@ def test_an_aligned_deadline_survives_clock_steps(
     now[0] = _t(14, 0, 5.5)  # stepped forward: due now, and named for now
     req = ic.rotation_due()
     assert req is not None and req.opened == _t(14, 0, 5)
+
+
+def test_the_budget_holds_every_interfaces_live_file() -> None:
+    (line,) = _errors(
+        '[capture]\ninterface = ["eth0", "eth1"]\nrotate_megabytes = 100\n'
+        "[spool]\nmax_megabytes = 250\n"
+    )
+    assert line == (
+        "<config>: spool.max_megabytes: must be at least 3 times capture.rotate_megabytes (300) "
+        "so a finished file and the 2 being written (one per interface) fit, got 250"
+    )
