@@ -50,6 +50,8 @@ class Shared(Protocol):
     def wrote(self, generation: int) -> bool: ...
     def work_files(self, generation: int) -> list[WorkName]: ...
     def count(self, key: str, iface: str) -> None: ...
+    def during_switch(self, live: set[int]) -> bool: ...
+    def after_switch(self) -> None: ...
 
 
 class InterfaceCapture:
@@ -303,10 +305,12 @@ def switch_all(reqs: list[SwitchRequest]) -> list[bool]:
         olds.append(ic.proc)
         pairs.append((ic.proc, partial(shared.spawn, ic, r.opened)))
     untils = [r.opened for r in reqs if r.opened is not None]
-    results = make_before_break_many(pairs, shared.overlaps, max(untils) if untils else None)
+    until = max(untils) if untils else None
+    results = make_before_break_many(pairs, shared.overlaps, until, shared.during_switch)
     done = [r.ic._switched(r, old, res) for r, old, res in zip(reqs, olds, results, strict=True)]
     # only now that every interface runs its new tcpdump: the hand-off must see all
     # the live generations, or it would take a new live file for a finished one
     shared.track_pids()
     shared.process_work()
+    shared.after_switch()
     return done

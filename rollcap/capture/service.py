@@ -269,8 +269,7 @@ class Supervisor:
         return self.queue.last_handoff if self.queue else None
 
     # ------------------------------------------------------------------ budget
-    def enforce_budget(self) -> None:
-        assert self.keeper is not None
+    def _reserve(self) -> int:
         # decide as if the live file were already full: checked after each hand-off
         # and every tick, the spool then stays within budget plus one file
         rotate_bytes = self.cfg.capture.rotate_megabytes * 1_000_000
@@ -280,13 +279,33 @@ class Supervisor:
             if live is None and self.cfg.spool.on_full == "pause-capture":
                 live = 0  # paused: resuming starts a whole new file
             reserve += budget.live_reserve(rotate_bytes, live)
-        change = self.keeper.enforce(self.cfg.spool, reserve)
+        return reserve
+
+    def _pause_now(self) -> None:
+        assert self.keeper is not None
+        for ic in self.captures.values():
+            ic.state_name = "paused"
+        self.last_error = self.keeper.pause_message()
+        # no drain wait: the budget matters more than the last second of packets
+        self.stop_capture(drain=False)
+
+    def during_switch(self, live: set[int]) -> bool:
+        """While a switch's overlap runs (up to MAX_UNTIL s at an aligned boundary):
+        hand off what is finished and keep the budget (drop-oldest drops); True when
+        capture must pause, which after_switch() then does."""
+        assert self.queue is not None and self.keeper is not None
+        self.queue.process(live, lambda: None, lambda: None)
+        return self.keeper.enforce(self.cfg.spool, self._reserve()) == "pause" or self.paused
+
+    def after_switch(self) -> None:
+        if self.paused and any(ic.running() for ic in self.captures.values()):
+            self._pause_now()
+
+    def enforce_budget(self) -> None:
+        assert self.keeper is not None
+        change = self.keeper.enforce(self.cfg.spool, self._reserve())
         if change == "pause":
-            for ic in self.captures.values():
-                ic.state_name = "paused"
-            self.last_error = self.keeper.pause_message()
-            # no drain wait: the budget matters more than the last second of packets
-            self.stop_capture(drain=False)
+            self._pause_now()
         elif change == "resume":
             self._clear_error("capture paused")
             for ic in self.captures.values():

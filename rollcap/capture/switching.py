@@ -93,6 +93,7 @@ class Switched:
 
 
 MAX_UNTIL = 3.0  # an aligned switch never waits longer than this for its boundary
+TICK_DURING = 0.1  # hand-off and budget checks during the overlap
 
 
 def make_before_break(
@@ -107,10 +108,16 @@ def make_before_break_many(
     pairs: list[tuple[Tcpdump, Callable[[], Tcpdump]]],
     overlaps: Overlaps,
     until: float | None = None,
+    tick: Callable[[set[int]], bool] | None = None,
 ) -> list[Switched]:
     """Several switches with one overlap (interfaces due at the same boundary):
     every new tcpdump starts and listens, all run for the overlap, then every old
-    one whose successor listens is stopped."""
+    one whose successor listens is stopped.
+
+    tick(live generations) runs every TICK_DURING seconds of the overlap (the
+    hand-off and the spool budget must not wait for an aligned boundary on a
+    busy link); True ends the wait at once (the budget pauses capture: the
+    caller stops everything)."""
     news = [spawn() for _old, spawn in pairs]
     out: list[Switched | None] = []
     for (old, _spawn), new in zip(pairs, news, strict=True):
@@ -124,7 +131,12 @@ def make_before_break_many(
         wait = OVERLAP
         if until is not None:
             wait = min(max(OVERLAP, until - time.time()), MAX_UNTIL)
-        time.sleep(wait)
+        end = time.monotonic() + wait
+        live = {old.generation for old, _spawn in pairs} | {new.generation for new in news}
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(TICK_DURING, left))
+            if tick is not None and tick(live):
+                break
     return [
         r if r is not None else Switched(new, old.stop(), "")
         for (old, _spawn), new, r in zip(pairs, news, out, strict=True)

@@ -113,7 +113,7 @@ def test_interfaces_switched_together_keep_every_new_live_file(
         write_pcap(sup.spool.work / f"g00000{gen}-20261126T120000-{iface}.pcap", pk)
     ic0.proc, ic1.proc = _Fake(1), _Fake(2)  # type: ignore[assignment]
     news = [Switched(_Fake(3), 0, ""), Switched(_Fake(4), 0, "")]  # type: ignore[arg-type]
-    monkeypatch.setattr(interface, "make_before_break_many", lambda pairs, ov, until: news)
+    monkeypatch.setattr(interface, "make_before_break_many", lambda *_a: news)
     assert switch_all([SwitchRequest(ic0, "t"), SwitchRequest(ic1, "t")]) == [True, True]
     assert (ic0.proc.generation, ic1.proc.generation) == (3, 4)
     left = sorted(p.name for p in sup.spool.work.iterdir() if p.name.startswith("g"))
@@ -162,3 +162,24 @@ def test_the_budget_holds_every_interfaces_live_file() -> None:
         "<config>: spool.max_megabytes: must be at least 3 times capture.rotate_megabytes (300) "
         "so a finished file and the 2 being written (one per interface) fit, got 250"
     )
+
+
+def test_the_budget_is_kept_during_a_switchs_overlap(tmp_path: Path) -> None:
+    """An aligned switch waits up to 3 s for its boundary: on a busy link the spool
+    must not grow unchecked meanwhile (pause-capture pauses at once after it)."""
+    sup = _supervisor(
+        tmp_path,
+        spool={"max_megabytes": 10, "on_full": "pause-capture", "min_free_percent": 0},
+        capture={"rotate_megabytes": 1},
+    )
+    (ic,) = sup.captures.values()
+    ic.proc = _Fake(7)  # type: ignore[assignment]
+    (sup.spool.work / "g000007-20261126T120000-eth0.pcap").write_bytes(b"x" * 200_000)
+    assert sup.during_switch({7, 8}) is False  # within the budget: the overlap goes on
+    (sup.spool.ready / "20261126T115950Z-000001_h_eth0.pcap").write_bytes(b"x" * 9_500_000)
+    stopped: list[bool] = []
+    sup.stop_capture = lambda drain=True: stopped.append(drain)  # type: ignore[method-assign]
+    assert sup.during_switch({7, 8}) is True  # ends the wait
+    assert stopped == []  # nothing is stopped in the middle of the switch ...
+    sup.after_switch()
+    assert stopped == [False] and ic.state_name == "paused"  # ... but right after it
