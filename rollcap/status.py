@@ -353,15 +353,37 @@ def _headline(name: str, st: dict[str, Any]) -> str:
     return clean(f"{name}: {str(verdict).upper()}: {st.get('problem')}")
 
 
+# one line per interface of capture (capture.interface may list several)
+_IFACE_SHOWN = (
+    "state", "tcpdump_pid", "handed_off_files", "handed_off_packets",
+    "packets_captured", "kernel_drops", "interface_drops", "restarts", "last_error",
+)  # fmt: skip
+
+
+def _interface_lines(per: dict[str, Any], now: float) -> list[str]:
+    lines = ["  interfaces"]
+    for name, ist in list(per.items())[:64]:
+        if not isinstance(ist, dict):
+            continue
+        shown = ", ".join(
+            f"{k}={fmt_value(k, ist[k], now)}" for k in _IFACE_SHOWN if ist.get(k) not in (None, "")
+        )
+        lines.append(clean(f"    {name}: {shown}"))
+    return lines
+
+
 def render_table(report: dict[str, Any], now: float | None = None) -> str:
     now = time.time() if now is None else now
     lines: list[str] = []
     for name in DAEMONS:
         st = report.get(name) or {}
         lines.append(_headline(name, st))
-        keys = ordered_keys(st)
+        per = st.get("interfaces")
+        keys = [k for k in ordered_keys(st) if not (k == "interfaces" and isinstance(per, dict))]
         width = max((len(k) for k in keys), default=0)
         lines.extend(f"  {clean(k):<{width}}  {fmt_value(k, st[k], now)}" for k in keys)
+        if isinstance(per, dict) and per:
+            lines.extend(_interface_lines(per, now))
         lines.append("")
     sp = report.get("spool")
     if sp:

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import math
 import shutil
 import socket
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from rollcap.capture.names import work_template
+from rollcap.capture.names import work_name, work_template
 from rollcap.config.schema import CaptureConfig, OffloadConfig
 from rollcap.errors import ConfigError
 
@@ -108,9 +111,22 @@ def tcpdump_argv(
     work_dir: Path,
     generation: int,
     switch_user: str | None = None,
+    opened: float | None = None,
 ) -> list[str]:
-    """switch_user: tcpdump -Z, only when the daemon runs as root. Packaged, tcpdump
-    runs as the daemon's own user with the ambient CAP_NET_RAW and switches nothing."""
+    """cap: one interface's (CaptureConfig.for_interface). switch_user: tcpdump -Z,
+    only when the daemon runs as root. Packaged, tcpdump runs as the daemon's own
+    user with the ambient CAP_NET_RAW and switches nothing.
+
+    With rotate_align the supervisor cuts every file (rollcap.capture.align):
+    no -G, and the file is named for `opened` (a boundary; None: now)."""
+    assert isinstance(cap.interface, str), "one interface per tcpdump"
+    if cap.rotate_align:
+        when = datetime.fromtimestamp(math.floor(time.time() if opened is None else opened), UTC)
+        rotation = []
+        out = work_name(work_dir, generation, cap.interface, when)
+    else:
+        rotation = ["-G", str(cap.rotate_seconds)]
+        out = work_template(work_dir, generation, cap.interface)
     argv = [
         cap.tcpdump_path,
         "-n",
@@ -118,13 +134,12 @@ def tcpdump_argv(
         cap.interface,
         "-s",
         str(cap.snaplen),
-        "-G",
-        str(cap.rotate_seconds),
+        *rotation,
         "-C",
         str(cap.rotate_megabytes),
         *(["-Z", switch_user] if switch_user else []),
         "-w",
-        work_template(work_dir, generation, cap.interface),
+        out,
     ]
     if cap.buffer_kib > 0:
         argv += ["-B", str(cap.buffer_kib)]
@@ -140,7 +155,9 @@ def interface_exists(iface: str) -> bool:
 
 
 def compile_argv(cap: CaptureConfig, effective_filter: str, on_device: bool = True) -> list[str]:
-    """tcpdump -d for the filter, on the interface or (missing, down) for Ethernet."""
+    """tcpdump -d for the filter, on the interface or (missing, down) for Ethernet.
+    cap: one interface's (CaptureConfig.for_interface)."""
+    assert isinstance(cap.interface, str), "one interface per filter check"
     # a missing interface has no link type yet: Ethernet still reports filter errors
     use_dev = on_device and interface_exists(cap.interface)
     dev = ["-i", cap.interface] if use_dev else ["-y", "EN10MB"]
@@ -187,6 +204,7 @@ def check_filter(cap: CaptureConfig, effective_filter: str, timeout: float = 30)
     device", "That device is not up"): when compiling on the device fails but
     compiling for Ethernet works, the device is the problem (DeviceUnavailable).
     """
+    assert isinstance(cap.interface, str)
     msg = _compile(compile_argv(cap, effective_filter), cap, timeout)
     if msg is None:
         return
@@ -205,8 +223,9 @@ def check_config_filter(cap: CaptureConfig, timeout: float = 30) -> str | None:
     ConfigError (exit 78, tcpdump's message) when tcpdump rejects the filter.
     Without the interface (or the right to open it) the filter is compiled for
     Ethernet; the returned note says so, or that tcpdump is missing. None: fully
-    checked (or no filter).
+    checked (or no filter). cap: one interface's (CaptureConfig.for_interface).
     """
+    assert isinstance(cap.interface, str)
     if not cap.filter.strip():
         return None
     if shutil.which(cap.tcpdump_path) is None:

@@ -16,7 +16,8 @@ STATS_EVERY = 30.0
 
 
 class DropStats:
-    def __init__(self) -> None:
+    def __init__(self, iface: str = "") -> None:
+        self.iface = iface
         self.totals = CounterTotals()
         self.drop_rate = 0.0
         self._logged = Counters()
@@ -40,7 +41,8 @@ class DropStats:
             self.drop_rate = drop_rate(self._rate_base, total)
             self._rate_base = total
             log.info(
-                "counters: %d captured, %d kernel drops, %d interface drops",
+                "counters%s: %d captured, %d kernel drops, %d interface drops",
+                f" on {self.iface}" if self.iface else "",
                 total.captured,
                 total.kernel_drops,
                 total.interface_drops,
@@ -50,17 +52,21 @@ class DropStats:
                     kernel_drops=total.kernel_drops,
                     interface_drops=total.interface_drops,
                     drop_rate=round(self.drop_rate, 6),
+                    interface=self.iface or None,
                 ),
             )
         total = self.live(running)
         if total.drops > self._logged.drops:
             log.warning(
-                "packets dropped: %d by the kernel, %d by the interface (+%d)",
+                "packets dropped%s: %d by the kernel, %d by the interface (+%d)",
+                f" on {self.iface}" if self.iface else "",
                 total.kernel_drops,
                 total.interface_drops,
                 total.drops - self._logged.drops,
                 extra=fields(
-                    kernel_drops=total.kernel_drops, interface_drops=total.interface_drops
+                    kernel_drops=total.kernel_drops,
+                    interface_drops=total.interface_drops,
+                    interface=self.iface or None,
                 ),
             )
         self._logged = total

@@ -74,7 +74,7 @@ class Persistent:
         p.seq = _count(st.get("seq"), MAX_SEQ) or 0
         pids = st.get("tcpdump_pids")
         if isinstance(pids, list):
-            p.tcpdump_pids = [x for x in pids[:8] if _count(x, 2**22) and x > 1]
+            p.tcpdump_pids = [x for x in pids[:64] if _count(x, 2**22) and x > 1]
         # never reuse a number even if the counters file was lost: look at the spool
         for w, _name in list_work(dirs.work):
             p.generation = max(p.generation, w.generation)

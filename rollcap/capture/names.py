@@ -26,6 +26,11 @@ def work_template(work_dir: Path, generation: int, iface: str) -> str:
     return str(work_dir / f"g{generation:06d}-%Y%m%dT%H%M%S-{iface}.pcap")
 
 
+def work_name(work_dir: Path, generation: int, iface: str, opened: datetime) -> str:
+    """The -w argument without -G (capture.rotate_align): the time is ours."""
+    return str(work_dir / f"g{generation:06d}-{opened.strftime(_TS_FMT)}-{iface}.pcap")
+
+
 @dataclass(frozen=True, order=True)
 class WorkName:
     """Sorts as tcpdump wrote them: generation, then time, then -C counter."""

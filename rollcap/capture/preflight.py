@@ -13,18 +13,19 @@ from pathlib import Path
 
 from rollcap.capture import layout
 from rollcap.capture.command import check_config_filter, interface_exists
+from rollcap.capture.exclusion import filter_key, keyed
 from rollcap.config.schema import CaptureConfig, RollcapConfig
 from rollcap.errors import ConfigError
 
 
-def interface_warning(cap: CaptureConfig) -> str | None:
+def interface_warnings(cap: CaptureConfig) -> list[str]:
     """One wording, with or without a filter."""
-    if interface_exists(cap.interface):
-        return None
-    return (
-        f"capture.interface: no interface {cap.interface!r} on this machine (yet); "
+    return [
+        f"capture.interface: no interface {name!r} on this machine (yet); "
         "capture waits until it appears"
-    )
+        for name in cap.interfaces
+        if not interface_exists(name)
+    ]
 
 
 def group_warning(name: str) -> str | None:
@@ -52,22 +53,28 @@ def check(cfg: RollcapConfig) -> tuple[list[str], list[str]]:
             layout.check_reachable(spool, uid)
         except (ConfigError, OSError) as e:
             errors += e.problems if isinstance(e, ConfigError) else [f"spool.directory: {e}"]
-    try:
-        note = check_config_filter(cfg.capture)
-    except ConfigError as e:
-        errors += e.problems
-        note = None
+    notes: list[str] = []
+    for name in cfg.capture.interfaces:  # each interface's own filter
+        key = filter_key(cfg, name)
+        try:
+            note = check_config_filter(cfg.capture.for_interface(name))
+        except ConfigError as e:
+            errors += keyed(e, key).problems
+            continue
+        if note:
+            notes.append(note.replace("capture.filter", key, 1))
     if errors:
         raise ConfigError(errors)
-    warnings = [w for w in (interface_warning(cfg.capture), group_warning(cfg.spool.group)) if w]
-    return warnings, [note] if note else []
+    group = group_warning(cfg.spool.group)
+    return interface_warnings(cfg.capture) + ([group] if group else []), notes
 
 
-def check_reload_interface(running: str, new: CaptureConfig) -> None:
-    """A reload onto an interface that does not exist would stop a working
+def check_reload_interface(running: list[str], new: CaptureConfig) -> None:
+    """A reload onto an interface that does not exist would stop or grow a working
     capture to wait for it: rejected (a restart waits for it on purpose)."""
-    if new.interface != running and not interface_exists(new.interface):
-        raise ConfigError(
-            f"capture.interface: no interface {new.interface!r} on this machine; capture "
-            f"on {running} goes on (restart the service to wait for {new.interface})"
-        )
+    for name in new.interfaces:
+        if name not in running and not interface_exists(name):
+            raise ConfigError(
+                f"capture.interface: no interface {name!r} on this machine; capture "
+                f"on {', '.join(running)} goes on (restart the service to wait for {name})"
+            )

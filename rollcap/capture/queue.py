@@ -23,6 +23,9 @@ from rollcap.spoolfs import is_no_space
 
 log = logging.getLogger("rollcap.capture")
 
+# counted per interface too (rollcap status, metrics); restarts by the supervisor
+IFACE_COUNTS = ("handed_off_files", "handed_off_bytes", "handed_off_packets", "restarts")
+
 
 class HandoffQueue:
     def __init__(
@@ -43,17 +46,26 @@ class HandoffQueue:
         self.skipped: set[str] = set()  # entries that can be neither handed off nor moved
         self.wrote_gens: set[int] = set()  # generations that handed off packets
         self.last_handoff: dict[str, Any] | None = None
+        self.by_iface: dict[str, dict[str, int]] = {}  # IFACE_COUNTS per interface
 
-    def process(self, live_gen: int | None, before_batch: Callable[[], None],
+    def process(self, live_gens: set[int], before_batch: Callable[[], None],
                 after_each: Callable[[], None]) -> None:  # fmt: skip
+        """live_gens: the generations whose tcpdump runs (one per interface, two
+        during a switch)."""
         work = self.handoff.dirs.work
         files = list_work(work)
         if len(files) > 1:
             before_batch()  # files in work/ count too: make room before the batch
+        waiting: set[str] = set()  # interfaces whose live file holds the rest back
         for i, (w, name) in enumerate(files):
             is_newest_of_gen = i + 1 == len(files) or files[i + 1][0].generation != w.generation
-            if w.generation == live_gen and is_newest_of_gen:
-                break  # being written; newer generations wait for it
+            if w.iface in waiting:
+                continue
+            if w.generation in live_gens and is_newest_of_gen:
+                # being written; this interface's newer generations wait for it (the
+                # overlap's duplicates are stripped in order), the others go on
+                waiting.add(w.iface)
+                continue
             if name in self.skipped:
                 continue
             try:
@@ -111,6 +123,10 @@ class HandoffQueue:
         n["handed_off_files"] += 1
         n["handed_off_bytes"] += r.bytes
         n["handed_off_packets"] += r.packets
+        per = self.by_iface.setdefault(w.iface, dict.fromkeys(IFACE_COUNTS, 0))
+        per["handed_off_files"] += 1
+        per["handed_off_bytes"] += r.bytes
+        per["handed_off_packets"] += r.packets
         self.last_handoff = {"name": r.name, "bytes": r.bytes, "packets": r.packets,
                              "at": time.time()}  # fmt: skip
         log.info(

@@ -50,6 +50,7 @@ class Snapshot:
     usage: Usage | None
     last_handoff: dict[str, Any] | None
     last_rotate: dict[str, Any] | None
+    interfaces: dict[str, dict[str, Any]] | None = None  # each interface's own counters
 
 
 def state_dict(s: Snapshot) -> dict[str, Any]:
@@ -73,6 +74,7 @@ def state_dict(s: Snapshot) -> dict[str, Any]:
         "pause_reason": s.pause_reason,
         "last_error": s.last_error,
         "budget": s.usage.as_dict() if s.usage else None,
+        "interfaces": s.interfaces or {},
     }
 
 
@@ -80,8 +82,14 @@ def status_line(s: Snapshot) -> str:
     u = s.usage
     pct = f"{100 * u.used_bytes / u.max_bytes:.0f}%" if u else "?"
     state = f"paused ({s.pause_reason})" if s.paused and s.pause_reason else s.state
+    per = s.interfaces or {}
+    if len(per) > 1:  # e.g. "capturing on eth0, waiting-for-interface on eth1"
+        on = ", ".join(f"{st.get('state')} on {name}" for name, st in per.items())
+        state = f"paused ({s.pause_reason}) on {s.interface}" if s.paused else on
+    else:
+        state = f"{state} on {s.interface}"
     return (
-        f"{state} on {s.interface}: "
+        f"{state}: "
         f"{s.counts['handed_off_files']} files handed off, {s.totals.kernel_drops} kernel drops, "
         f"spool {pct} of budget" + (f"; error: {s.last_error}" if s.error_active else "")
     )

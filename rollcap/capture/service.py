@@ -1,17 +1,22 @@
 """`rollcap capture`: supervise tcpdump and hand its finished files to the spool.
 
-tcpdump writes ``work/gNNNNNN-%Y%m%dT%H%M%S-IFACE.pcap[N]`` itself (-G, -C,
-TZ=UTC0), as the daemon's own unprivileged user (CAP_NET_RAW only); NNNNNN
-grows with every tcpdump start. This module is the wiring: one thread runs
-the loop below; tcpdump's stderr readers and the watchdog observer only wake
-it through a pipe, signal handlers only set flags. The jobs are elsewhere:
+One tcpdump per interface of capture.interface writes
+``work/gNNNNNN-YYYYmmddTHHMMSS-IFACE.pcap[N]`` itself (-C, TZ=UTC0; -G and a
+strftime name without rotate_align), as the daemon's own unprivileged user
+(CAP_NET_RAW only); NNNNNN grows with every tcpdump start, of any interface.
+This module is the wiring and what the interfaces share (spool, lock,
+counters, hand-off, budget, status): one thread runs the loop below;
+tcpdump's stderr readers and the watchdog observer only wake it through a
+pipe, signal handlers only set flags. The jobs are elsewhere:
 
+- rollcap.capture.interface    one interface: its tcpdump, backoff, rotation deadline
+- rollcap.capture.align        rotate_align's boundaries (pure)
 - rollcap.capture.tcpdump      one running tcpdump (stderr, counters, stop)
 - rollcap.capture.queue        hand-off of finished files (handoff: one file)
 - rollcap.capture.switching    make-before-break switch and its overlap
 - rollcap.capture.keeper       the spool budget (budget: the pure policy)
 - rollcap.capture.report       capture.json and the sd_notify status line
-- rollcap.capture.reloadplan   what a SIGHUP must do
+- rollcap.capture.reloadplan   what a SIGHUP must do, interface by interface
 - rollcap.capture.lock         one capture per spool; orphans: a crashed one's tcpdumps
 
 Quiet link: tcpdump -G rotates only when a packet arrives. If the live file
@@ -23,7 +28,8 @@ packets captured by both are removed from the new file's head
 (rollcap.capture.overlap). So a file is handed off about rotate_seconds + 3 s
 after it was opened, and never later than rotate_seconds + 5 s. `rollcap
 rotate` (SIGUSR2) and a SIGHUP that changes nothing use the same switch to cut
-the file now; a new interface means stop, then start.
+the file now; a new interface means start, a removed one stop. With
+rotate_align the same switch runs at every UTC multiple of rotate_seconds.
 """
 
 from __future__ import annotations
@@ -54,24 +60,17 @@ from rollcap.capture import (
     reloadplan,
     report,
 )
-from rollcap.capture.command import (
-    DeviceUnavailable,
-    check_filter,
-    interface_exists,
-    tcpdump_argv,
-)
+from rollcap.capture.command import tcpdump_argv
 from rollcap.capture.counters import Counters
-from rollcap.capture.dropstats import DropStats
 from rollcap.capture.handoff import Handoff, Persistent
+from rollcap.capture.interface import DRAIN, InterfaceCapture, SwitchRequest, switch_all
 from rollcap.capture.keeper import BudgetKeeper
 from rollcap.capture.layout import CaptureDirs
-from rollcap.capture.names import list_work
+from rollcap.capture.names import WorkName, list_work
 from rollcap.capture.preflight import check_reload_interface
-from rollcap.capture.queue import HandoffQueue
-from rollcap.capture.quiet import QuietClock
+from rollcap.capture.queue import IFACE_COUNTS, HandoffQueue
 from rollcap.capture.ratelimit import RepeatLimiter
-from rollcap.capture.restart import BACKOFF_MIN, restart_delay
-from rollcap.capture.switching import LISTEN_TIMEOUT, Overlaps, make_before_break
+from rollcap.capture.switching import Overlaps
 from rollcap.capture.tcpdump import Tcpdump
 from rollcap.capture.wakeup import Wakeup
 from rollcap.config import load_config
@@ -88,7 +87,6 @@ log = logging.getLogger("rollcap.capture")
 
 TICK = 1.0
 REAP_POLL_SECONDS = 2.0  # poll this long for a tcpdump whose stderr closed to be reapable
-DRAIN = 1.2  # wait before SIGTERM so the last kernel block reaches the file
 
 
 class _WakeHandler(FileSystemEventHandler):
@@ -108,8 +106,7 @@ class Supervisor:
         self.wakeup = Wakeup()
         self.last_rotate: dict[str, Any] | None = None
         self._lock_fd: int | None = None
-        self.proc: Tcpdump | None = None
-        self.effective_filter = ""
+        self.captures: dict[str, InterfaceCapture] = {}  # capture.interface, in order
         self.tcpdump_uid, self.switch_user = layout.tcpdump_identity(cfg.capture.user)
         self.gid = layout.resolve_group(cfg.spool.group)
         self.persistent: Persistent | None = None
@@ -118,17 +115,12 @@ class Supervisor:
         self.queue: HandoffQueue | None = None  # these four once the spool is open
         self.overlaps: Overlaps | None = None
         self.keeper: BudgetKeeper | None = None
-        self.stats = DropStats()
-        self.state_name = "starting"
-        self.backoff = BACKOFF_MIN
-        self.next_start = 0.0  # monotonic
-        self.waiting_logged = False
-        self.last_error = ""
-        self.quiet = QuietClock()
+        self.last_error = ""  # the shared parts' (spool, reload); interfaces keep theirs
         self.last_state_write = 0.0
         self.errors = RepeatLimiter(log)
         self.n = report.new_counts()
         self.metrics = capture_exporter(cfg)
+        self._retired = Counters()  # counters of interfaces removed by a reload
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -155,18 +147,41 @@ class Supervisor:
     def wake(self) -> None:
         self.wakeup.wake()
 
-    # ------------------------------------------------------------------ filter
-    def compute_filter(self, cfg: RollcapConfig) -> str:
-        return exclusion.effective_filter(cfg)
+    def work_files(self, generation: int) -> list[WorkName]:
+        return [w for w, _n in list_work(self.dirs.work) if w.generation == generation]
 
-    def validate(self, cfg: RollcapConfig, effective: str, timeout: float = 30) -> None:
+    def wrote(self, generation: int) -> bool:
+        assert self.queue is not None
+        return self.queue.wrote(generation)
+
+    def count(self, key: str, iface: str) -> None:
+        self.n[key] += 1
+        assert self.queue is not None
+        per = self.queue.by_iface.setdefault(iface, dict.fromkeys(IFACE_COUNTS, 0))
+        per[key] += 1
+
+    def procs(self) -> list[Tcpdump]:
+        return [ic.proc for ic in self.captures.values() if ic.proc is not None]
+
+    # ------------------------------------------------------------------ filter
+    def compute_filters(self, cfg: RollcapConfig) -> dict[str, str]:
+        return exclusion.effective_filters(cfg)
+
+    def validate(self, cfg: RollcapConfig, effective: dict[str, str], timeout: float = 30) -> None:
         exclusion.validate(cfg, effective, timeout)
+
+    def set_interfaces(self, cfg: RollcapConfig, filters: dict[str, str]) -> None:
+        """One InterfaceCapture per configured interface (at start)."""
+        self.captures = {
+            name: InterfaceCapture(cfg.capture.for_interface(name), filters[name], self)
+            for name in cfg.capture.interfaces
+        }
 
     # ------------------------------------------------------------------ tcpdump
     def track_pids(self, *extra: Tcpdump) -> None:
         """Persist the pids of every tcpdump we run (for orphan clean-up after a crash)."""
         assert self.persistent is not None
-        procs = [p for p in (self.proc, *extra) if p is not None and p.alive()]
+        procs = [p for p in (*self.procs(), *extra) if p.alive()]
         self.persistent.tcpdump_pids = [p.pid for p in procs]
         self._save_persistent()
 
@@ -186,7 +201,9 @@ class Supervisor:
         self.last_error = f"cannot save capture/capture-counters.json: {e}"
         self.errors.error(f"counters:{e.strerror or e}", self.last_error)
 
-    def _spawn(self, cfg: RollcapConfig) -> Tcpdump:
+    def spawn(self, ic: InterfaceCapture, opened: float | None) -> Tcpdump:
+        """A new tcpdump (the next generation) for one interface; opened: the time
+        its first file is named for (rotate_align), None: now."""
         assert self.persistent is not None
         try:
             gen = self.persistent.next_generation()
@@ -195,150 +212,54 @@ class Supervisor:
             gen = self.persistent.generation
             self._counters_unsaved(e)
         argv = tcpdump_argv(
-            cfg.capture, self.effective_filter, self.spool.work, gen, self.switch_user
+            ic.cap, ic.effective_filter, self.spool.work, gen, self.switch_user, opened
         )
-        t = Tcpdump(argv, gen, cfg.capture.interface, self.wake)
+        t = Tcpdump(argv, gen, ic.name, self.wake)
         self.track_pids(t)
         log.info(
             "started tcpdump on %s (generation %d)",
-            cfg.capture.interface,
+            ic.name,
             gen,
-            extra=fields(tcpdump_pid=t.pid, generation=gen, argv=" ".join(argv)),
+            extra=fields(tcpdump_pid=t.pid, generation=gen, argv=" ".join(argv), interface=ic.name),
         )
         return t
 
     def start_capture(self) -> None:
-        if self.proc is not None or self.paused or self.wakeup.stop:
-            return
-        if time.monotonic() < self.next_start:
-            self.state_name = "restarting"
-            return
-        iface = self.cfg.capture.interface
-        if not interface_exists(iface):
-            self.state_name = "waiting-for-interface"
-            if not self.waiting_logged:
-                self.waiting_logged = True
-                self.last_error = f"interface {iface} does not exist"
-                log.warning(
-                    "interface %s does not exist (yet); capture starts when it appears",
-                    iface,
-                    extra=fields(interface=iface),
-                )
-            return
-        if self.waiting_logged:
-            self.waiting_logged = False
-            self._clear_error(f"interface {iface} does not exist")
-            log.info("interface %s appeared", iface, extra=fields(interface=iface))
-            try:
-                check_filter(self.cfg.capture, self.effective_filter)  # for its link type
-            except DeviceUnavailable as e:
-                # e.g. not up yet: tcpdump's own start reports it and backs off
-                log.info("interface %s: %s", iface, e, extra=fields(interface=iface))
-            except ConfigError as e:
-                # validated at start already (e.g. a DNS timeout now): tcpdump's own
-                # start reports a real problem and backs off; never exit 78 here
-                log.warning("interface %s: %s", iface, e, extra=fields(interface=iface))
-        t = self._spawn(self.cfg)
-        self.proc = t
-        if t.wait_listening(LISTEN_TIMEOUT):
-            self.state_name = "capturing"
-        # if it died, check_exit() sees it on this tick
+        for ic in self.captures.values():
+            ic.start(self.paused, self.wakeup.stop)
 
     def stop_capture(self, drain: bool = True) -> None:
-        t = self.proc
-        if t is None:
-            return
-        if drain and t.alive():
+        """Stop every tcpdump (one drain wait for all, then each in turn)."""
+        running = [ic for ic in self.captures.values() if ic.running()]
+        if drain and running:
             time.sleep(DRAIN)
-        rc = t.stop()
-        log.info(
-            "stopped tcpdump (generation %d, status %d)",
-            t.generation,
-            rc,
-            extra=fields(tcpdump_pid=t.pid, generation=t.generation),
-        )
-        self.stats.retire(t)
-        self.proc = None
-        self.track_pids()
-        self.process_work()
+        for ic in self.captures.values():
+            ic.stop(drain=False)
 
     def check_exit(self) -> None:
-        t = self.proc
-        if t is None or t.alive():
-            return
-        t.stop()  # reap, collect its last stderr lines
-        rc = t.proc.returncode
-        msg = t.exit_message()
-        self.stats.retire(t)
-        self.proc = None
-        self.track_pids()
-        self.n["restarts"] += 1
-        self.last_error = f"tcpdump exited with status {rc}: {msg}"
-        listened = None if t.listening_mono is None else time.monotonic() - t.listening_mono
-        assert self.queue is not None
-        wrote = self.queue.wrote(t.generation)
-        delay, self.backoff = restart_delay(self.backoff, listened, wrote, rc)
-        log.error(
-            "tcpdump exited unexpectedly (status %d): %s; restarting in %.1f s",
-            rc,
-            msg,
-            delay,
-            extra=fields(tcpdump_pid=t.pid, generation=t.generation, exit_status=rc),
-        )
-        self.next_start = time.monotonic() + delay
-        self.state_name = "restarting"
-        self.process_work()
-
-    def switch(self, cfg: RollcapConfig, reason: str) -> bool:
-        """Make-before-break: start the new tcpdump, overlap, stop the old one."""
-        old = self.proc
-        assert old is not None and self.overlaps is not None
-        r = make_before_break(old, lambda: self._spawn(cfg), self.overlaps)
-        if r.new is None:
-            self.last_error = r.error
-            log.error("%s: %s; keeping the running one", reason, self.last_error)
-            self.track_pids()
-            self.process_work()
-            return False
-        self.stats.retire(old)
-        self.proc = r.new
-        self.track_pids()
-        self._clear_error("new tcpdump did not start")
-        log.info(
-            "%s: switched to tcpdump generation %d (old generation %d, status %d)",
-            reason,
-            r.new.generation,
-            old.generation,
-            r.old_status,
-            extra=fields(generation=r.new.generation, tcpdump_pid=r.new.pid),
-        )
-        self.process_work()
-        return True
+        for ic in self.captures.values():
+            ic.check_exit()
 
     def check_quiet(self) -> float | None:
-        """Rotate a quiet link; return seconds until the live file's deadline."""
-        t = self.proc
-        if t is None or not t.alive() or not t.listening.is_set():
-            return None
-        files = [w for w, _n in list_work(self.dirs.work) if w.generation == t.generation]
-        if not files:
-            return None
-        left = self.quiet.seconds_left(t, files, self.cfg.capture.rotate_seconds)
-        if left > 0:
-            return left
-        if self.quiet.may_retry() and not self.switch(self.cfg, "quiet link"):
-            self.quiet.failed()
-        return None
+        """Cut quiet (or aligned) live files that are due; seconds until the next."""
+        due = [r for ic in self.captures.values() if (r := ic.rotation_due()) is not None]
+        # all due now in one switch: the interfaces' files are cut at the same moment
+        for r, ok in zip(due, switch_all(due), strict=True):
+            if not ok:
+                r.ic.quiet.failed()
+        # due but held back (a failed switch retries later): the tick, not a spin
+        lefts = [x for ic in self.captures.values() if (x := ic.seconds_left()) and x > 0]
+        return min(lefts) if lefts else None
 
     # ------------------------------------------------------------------ hand-off
     def process_work(self) -> None:
         """Hand off every finished file, oldest first, one generation at a time."""
         assert self.queue is not None
-        live = self.proc.generation if self.proc and self.proc.alive() else None
+        live = {p.generation for p in self.procs() if p.alive()}
 
         def after_each() -> None:
-            if self.proc:
-                self.proc.request_counters()
+            for p in self.procs():
+                p.request_counters()
             self.enforce_budget()
 
         self.queue.process(live, self.enforce_budget, after_each)
@@ -348,60 +269,98 @@ class Supervisor:
         return self.queue.last_handoff if self.queue else None
 
     # ------------------------------------------------------------------ budget
-    def enforce_budget(self) -> None:
-        assert self.keeper is not None
+    def _reserve(self) -> int:
         # decide as if the live file were already full: checked after each hand-off
         # and every tick, the spool then stays within budget plus one file
         rotate_bytes = self.cfg.capture.rotate_megabytes * 1_000_000
-        live = self._live_size()
-        if live is None and self.cfg.spool.on_full == "pause-capture":
-            live = 0  # paused: resuming starts a whole new file
-        reserve = budget.live_reserve(rotate_bytes, live)
-        change = self.keeper.enforce(self.cfg.spool, reserve)
-        if change == "pause":
-            self.state_name = "paused"
-            self.last_error = self.keeper.pause_message()
-            # no drain wait: the budget matters more than the last second of packets
-            self.stop_capture(drain=False)
-        elif change == "resume":
-            self.next_start = 0.0
+        reserve = 0
+        for ic in self.captures.values():  # every interface's live file, at its full size
+            live = ic.live_size(lambda w: self._work_size(w.format()))
+            if live is None and self.cfg.spool.on_full == "pause-capture":
+                live = 0  # paused: resuming starts a whole new file
+            reserve += budget.live_reserve(rotate_bytes, live)
+        return reserve
 
-    def _live_size(self) -> int | None:
-        """Current size of the file the running tcpdump writes, None if none runs."""
-        t = self.proc
-        if t is None or not t.alive():
-            return None
-        files = [n for w, n in list_work(self.dirs.work) if w.generation == t.generation]
-        return self._work_size(files[-1]) if files else 0
+    def _pause_now(self) -> None:
+        assert self.keeper is not None
+        for ic in self.captures.values():
+            ic.state_name = "paused"
+        self.last_error = self.keeper.pause_message()
+        # no drain wait: the budget matters more than the last second of packets
+        self.stop_capture(drain=False)
+
+    def during_switch(self, live: set[int]) -> bool:
+        """While a switch's overlap runs (up to MAX_UNTIL s at an aligned boundary):
+        hand off what is finished and keep the budget (drop-oldest drops); True when
+        capture must pause, which after_switch() then does."""
+        assert self.queue is not None and self.keeper is not None
+        self.queue.process(live, lambda: None, lambda: None)
+        return self.keeper.enforce(self.cfg.spool, self._reserve()) == "pause" or self.paused
+
+    def after_switch(self) -> None:
+        if self.paused and any(ic.running() for ic in self.captures.values()):
+            self._pause_now()
+
+    def enforce_budget(self) -> None:
+        assert self.keeper is not None
+        change = self.keeper.enforce(self.cfg.spool, self._reserve())
+        if change == "pause":
+            self._pause_now()
+        elif change == "resume":
+            self._clear_error("capture paused")
+            for ic in self.captures.values():
+                ic.next_start = 0.0
 
     # ------------------------------------------------------------------ stats & state
     def live_counters(self) -> Counters:
-        return self.stats.live(self.proc)
+        total = self._retired
+        for ic in self.captures.values():
+            total = total.plus(ic.live_counters())
+        return total
+
+    def overall_state(self) -> str:
+        """capturing when every interface captures; else the first one's that does not."""
+        if self.paused:
+            return "paused"
+        states = [ic.state_name for ic in self.captures.values()]
+        return next((s for s in states if s != "capturing"), "capturing")
+
+    def overall_error(self) -> str:
+        if self.last_error:
+            return self.last_error
+        many = len(self.captures) > 1
+        for ic in self.captures.values():
+            if ic.last_error:
+                return f"{ic.name}: {ic.last_error}" if many else ic.last_error
+        return ""
 
     def snapshot(self) -> report.Snapshot:
-        t = self.proc
-        files = []
-        if t is not None and self._dirs is not None:
-            files = [w for w, _n in list_work(self.dirs.work) if w.generation == t.generation]
         k = self.keeper
+        by_iface = self.queue.by_iface if self.queue else {}
+        ifaces = {
+            name: ic.snapshot(dict(by_iface.get(name, dict.fromkeys(IFACE_COUNTS, 0))))
+            for name, ic in self.captures.items()
+        }
+        first = next(iter(ifaces.values()), {})
         return report.Snapshot(
-            state=self.state_name,
-            interface=self.cfg.capture.interface,
-            filter=self.effective_filter,
-            tcpdump_pid=t.pid if t and t.alive() else None,
-            generation=t.generation if t else None,
-            active_file=files[-1].format() if files else None,
-            active_since=files[-1].opened.timestamp() if files else None,
+            state=self.overall_state(),
+            interface=", ".join(self.captures),
+            filter=first.get("filter", "") if len(ifaces) == 1 else "",
+            tcpdump_pid=first.get("tcpdump_pid") if len(ifaces) == 1 else None,
+            generation=first.get("generation") if len(ifaces) == 1 else None,
+            active_file=first.get("active_file") if len(ifaces) == 1 else None,
+            active_since=first.get("active_since") if len(ifaces) == 1 else None,
             counts=dict(self.n),
             totals=self.live_counters(),
-            drop_rate=self.stats.drop_rate,
+            drop_rate=max((ic.stats.drop_rate for ic in self.captures.values()), default=0.0),
             paused=self.paused,
             pause_reason=k.pause_reason if k else "",
-            last_error=self.last_error,
+            last_error=self.overall_error(),
             error_active=bool(self.errors.active()),
             usage=k.usage if k else None,
             last_handoff=self.last_handoff,
             last_rotate=self.last_rotate,
+            interfaces=ifaces,
         )
 
     def state(self) -> dict[str, Any]:
@@ -447,8 +406,8 @@ class Supervisor:
             if uid != self.tcpdump_uid:
                 # before prepare() chowns work/ away from the running tcpdump's user
                 layout.check_reachable(self.spool.root, uid)
-            check_reload_interface(self.cfg.capture.interface, new.capture)
-            effective = self.compute_filter(new)
+            check_reload_interface(self.cfg.capture.interfaces, new.capture)
+            effective = self.compute_filters(new)
             # Shorter than at start: the main loop is blocked meanwhile, and the
             # whole reload must stay well inside WatchdogSec.
             self.validate(new, effective, timeout=10)
@@ -460,10 +419,9 @@ class Supervisor:
             self.notifier.ready(self.status_line())
             return
         old = self.cfg
-        running = self.proc.iface if self.proc and self.proc.alive() else None
-        plan = reloadplan.plan(
-            old, new, self.effective_filter, effective, running, self.tcpdump_uid, uid
-        )
+        running = {n for n, ic in self.captures.items() if ic.running()}
+        old_filters = {n: ic.effective_filter for n, ic in self.captures.items()}
+        plan = reloadplan.plan(old, new, old_filters, effective, running, self.tcpdump_uid, uid)
         logging.getLogger().setLevel(new.log.level.upper())
         self.notifier.watchdog()  # validation made progress; the switch may take seconds
         if plan.prepare_spool:
@@ -492,22 +450,21 @@ class Supervisor:
         assert self.handoff is not None
         self.handoff.gid = self.gid
         self.handoff.host = local_hostname(new.capture.hostname)
-        self.effective_filter = effective
         self._clear_error("reload rejected")
-        switched = True
-        if plan.action == "switch":
-            switched = self.switch(new, "reload")
-        elif plan.action == "restart":
-            self.stop_capture(drain=True)
-            self.next_start = 0.0
-            self.waiting_logged = False
-            self.start_capture()
+        switched = self._apply(plan, new, effective)
         log.info(
             "configuration reloaded%s",
-            " (capture unchanged: cutting the current file now)" if plan.action == "rotate" else "",
-            extra=fields(interface=new.capture.interface, filter=effective),
+            " (capture unchanged: cutting the current file now)" if plan.rotate else "",
+            extra=fields(
+                interface=", ".join(new.capture.interfaces),
+                filter="; ".join(effective.values()),
+                started=", ".join(plan.start) or None,
+                stopped=", ".join(plan.stop) or None,
+                switched=", ".join(plan.switch) or None,
+                unchanged=", ".join(plan.keep) or None,
+            ),
         )
-        if plan.action == "rotate":
+        if plan.rotate:
             self.rotate("reload")
         # a switch that failed keeps the old tcpdump (and filter) running
         reload_verdict.record(self.spool.capture_state, switched, "configuration reloaded"
@@ -515,18 +472,46 @@ class Supervisor:
         self.enforce_budget()
         self.notifier.ready(self.status_line())
 
+    def _apply(self, plan: reloadplan.ReloadPlan, new: RollcapConfig,
+               effective: dict[str, str]) -> bool:  # fmt: skip
+        """Carry a reload plan out, interface by interface; False if a switch failed
+        (the old tcpdump, and its settings, run on)."""
+        for name in plan.stop:
+            ic = self.captures.pop(name)
+            ic.stop(drain=True)
+            self._retired = self._retired.plus(ic.live_counters())
+            log.info("reload: stopped capture on %s", name, extra=fields(interface=name))
+        reqs = [
+            SwitchRequest(self.captures[n], "reload", new.capture.for_interface(n), effective[n])
+            for n in plan.switch
+        ]
+        ok = all(switch_all(reqs))  # one overlap for all of them
+        for name in plan.restart:
+            ic = self.captures[name]
+            ic.stop(drain=True)
+            ic.cap, ic.effective_filter = new.capture.for_interface(name), effective[name]
+            ic.next_start, ic.waiting_logged = 0.0, False
+        for name in plan.start:
+            self.captures[name] = InterfaceCapture(
+                new.capture.for_interface(name), effective[name], self
+            )
+        # the configured order (status, journal)
+        self.captures = {n: self.captures[n] for n in new.capture.interfaces}
+        self.start_capture()
+        return ok
+
     def rotate(self, reason: str) -> None:
-        """Cut the current file now (`rollcap rotate`, a reload with nothing changed):
-        a make-before-break switch, so the file is handed off at once, no packet lost."""
-        t = self.proc
+        """Cut the current files now (`rollcap rotate`, a reload with nothing changed):
+        a make-before-break switch, so each file is handed off at once, no packet lost."""
         before = self.n["handed_off_files"]
-        if t is None or not t.alive() or not t.listening.is_set():
-            result = f"nothing to cut: {self.state_name}"
-        elif self.switch(self.cfg, reason):
+        live = [ic for ic in self.captures.values() if ic.listening()]
+        if not live:
+            result = f"nothing to cut: {self.overall_state()}"
+        elif all(switch_all([SwitchRequest(ic, reason) for ic in live])):
             after = self.n["handed_off_files"]
             result = "handed off" if after > before else "no packets to hand off"
         else:
-            result = f"failed: {self.last_error}"
+            result = f"failed: {self.overall_error()}"
         handed = self.last_handoff["name"] if self.last_handoff else None
         self.last_rotate = {"at": time.time(), "result": result, "last_handoff": handed}
         log.info("%s: %s", reason, result, extra=fields(result=result))
@@ -581,8 +566,9 @@ class Supervisor:
         self.keeper = BudgetKeeper(self.spool, self.dirs, self.n)
 
     def run(self) -> int:
-        self.effective_filter = self.compute_filter(self.cfg)
-        self.validate(self.cfg, self.effective_filter)
+        filters = self.compute_filters(self.cfg)
+        self.validate(self.cfg, filters)
+        self.set_interfaces(self.cfg, filters)
         self.open_spool()
         self.wakeup.install_signals()
         observer = Observer()
@@ -611,8 +597,9 @@ class Supervisor:
             if observer.is_alive():
                 observer.stop()
                 observer.join(5)
-            if self.proc and self.proc.alive():  # an exception escaped: never leave it behind
-                self.proc.stop()
+            for p in self.procs():  # an exception escaped: never leave them behind
+                if p.alive():
+                    p.stop()
             self.metrics.close()  # the last values, e.g. rollcap_capture_up 0
         return 0
 
@@ -634,16 +621,14 @@ class Supervisor:
             self.check_exit()
             self.process_work()
             left = self.check_quiet()
-            self.stats.tick(self.proc)
+            for ic in self.captures.values():
+                ic.tick()
             self.enforce_budget()
             self.start_capture()
-            p = self.proc
-            if p and p.alive() and self.state_name != "capturing" and p.listening.is_set():
-                self.state_name = "capturing"
-                self.waiting_logged = False
-                self._clear_error("tcpdump exited", "interface ")
-            if self.paused:
-                self.state_name = "paused"
+            for ic in self.captures.values():
+                ic.mark_capturing()
+                if self.paused:
+                    ic.state_name = "paused"
             self.publish()
             self.notifier.watchdog()
 
@@ -652,26 +637,32 @@ class Supervisor:
         A restart is due at next_start; a tcpdump whose stderr closed is exiting
         and is reaped a moment later (the EOF wake-up can come before that)."""
         timeout = TICK if quiet_left is None else max(0.05, min(TICK, quiet_left))
-        p, now = self.proc, time.monotonic()
-        if p is None and self.next_start > now:
-            timeout = min(timeout, self.next_start - now + 0.005)
-        elif (
-            p is not None
-            and p.output_closed_at is not None
-            # briefly: an exit stuck in the kernel (a hung NFS spool) gets ticks
-            and now - p.output_closed_at < REAP_POLL_SECONDS
-        ):
-            timeout = min(timeout, 0.02)
+        now = time.monotonic()
+        for ic in self.captures.values():
+            p = ic.proc
+            if p is None and ic.next_start > now:
+                timeout = min(timeout, ic.next_start - now + 0.005)
+            elif (
+                p is not None
+                and p.output_closed_at is not None
+                # briefly: an exit stuck in the kernel (a hung NFS spool) gets ticks
+                and now - p.output_closed_at < REAP_POLL_SECONDS
+            ):
+                timeout = min(timeout, 0.02)
         return timeout
+
+    def _set_states(self, name: str) -> None:
+        for ic in self.captures.values():
+            ic.state_name = name
 
     def shutdown(self) -> None:
         self.notifier.stopping()
-        self.state_name = "stopping"
+        self._set_states("stopping")
         self.publish(force=True)
         self.stop_capture(drain=True)
         self.process_work()
         self.enforce_budget()
-        self.state_name = "stopped"
+        self._set_states("stopped")
         self.publish(force=True)
         log.info(
             "stopped: %d files handed off",

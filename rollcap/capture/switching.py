@@ -92,11 +92,52 @@ class Switched:
     error: str
 
 
-def make_before_break(old: Tcpdump, spawn: Callable[[], Tcpdump], overlaps: Overlaps) -> Switched:
-    new = spawn()
-    if not new.wait_listening(LISTEN_TIMEOUT):
-        new.stop()
-        return Switched(None, None, f"new tcpdump did not start: {new.exit_message()}")
-    overlaps.begin(old.generation, new.generation, new.listening_at or time.time())
-    time.sleep(OVERLAP)
-    return Switched(new, old.stop(), "")
+MAX_UNTIL = 3.0  # an aligned switch never waits longer than this for its boundary
+TICK_DURING = 0.1  # hand-off and budget checks during the overlap
+
+
+def make_before_break(
+    old: Tcpdump, spawn: Callable[[], Tcpdump], overlaps: Overlaps, until: float | None = None
+) -> Switched:
+    """until: wall-clock time (a rotate_align boundary) before which the old one is
+    not stopped; the overlap is OVERLAP seconds at least either way."""
+    return make_before_break_many([(old, spawn)], overlaps, until)[0]
+
+
+def make_before_break_many(
+    pairs: list[tuple[Tcpdump, Callable[[], Tcpdump]]],
+    overlaps: Overlaps,
+    until: float | None = None,
+    tick: Callable[[set[int]], bool] | None = None,
+) -> list[Switched]:
+    """Several switches with one overlap (interfaces due at the same boundary):
+    every new tcpdump starts and listens, all run for the overlap, then every old
+    one whose successor listens is stopped.
+
+    tick(live generations) runs every TICK_DURING seconds of the overlap (the
+    hand-off and the spool budget must not wait for an aligned boundary on a
+    busy link); True ends the wait at once (the budget pauses capture: the
+    caller stops everything)."""
+    news = [spawn() for _old, spawn in pairs]
+    out: list[Switched | None] = []
+    for (old, _spawn), new in zip(pairs, news, strict=True):
+        if not new.wait_listening(LISTEN_TIMEOUT):
+            new.stop()
+            out.append(Switched(None, None, f"new tcpdump did not start: {new.exit_message()}"))
+            continue
+        overlaps.begin(old.generation, new.generation, new.listening_at or time.time())
+        out.append(None)
+    if any(r is None for r in out):
+        wait = OVERLAP
+        if until is not None:
+            wait = min(max(OVERLAP, until - time.time()), MAX_UNTIL)
+        end = time.monotonic() + wait
+        live = {old.generation for old, _spawn in pairs} | {new.generation for new in news}
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(TICK_DURING, left))
+            if tick is not None and tick(live):
+                break
+    return [
+        r if r is not None else Switched(new, old.stop(), "")
+        for (old, _spawn), new, r in zip(pairs, news, out, strict=True)
+    ]

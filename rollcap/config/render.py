@@ -36,8 +36,12 @@ def toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, str):
         return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, dict):  # an inline table
-        items = ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table; None is an unset optional key
+        items = ", ".join(
+            f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items() if v is not None
+        )
         return "{ " + items + " }" if items else "{}"
     raise TypeError(f"no TOML rendering for {type(value).__name__}")
 

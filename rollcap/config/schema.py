@@ -57,11 +57,38 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, strict=True)
 
 
+class InterfaceOverride(_Section):
+    """[capture.per_interface.NAME]: what differs for one interface."""
+
+    filter: str | None = Field(
+        None, description="This interface's BPF filter instead of capture.filter."
+    )
+    snaplen: int | None = Field(
+        None, ge=64, le=262144, description="This interface's snaplen instead of capture.snaplen."
+    )
+
+    @field_validator("filter")
+    @classmethod
+    def _filter(cls, v: str | None) -> str | None:
+        return None if v is None else _check_filter(v)
+
+
+def _check_filter(v: str) -> str:
+    if any(ord(c) < 0x20 and c not in "\t\n" for c in v) or "\x7f" in v:
+        raise ValueError("must not contain control characters")
+    if len(v) > 8192:
+        raise ValueError("must be at most 8192 characters")
+    return v
+
+
 class CaptureConfig(_Section):
     """What tcpdump captures and how often its files rotate."""
 
-    interface: str = Field(
-        "any", description='Interface to capture on (tcpdump -i): "any" or an interface name.'
+    interface: str | list[str] = Field(
+        "any",
+        description='Interface to capture on (tcpdump -i): "any", an interface name, or a '
+        'list of names (interface = ["eth0", "eth1"]): one tcpdump per interface, each '
+        "supervised on its own, all in one spool and one budget.",
     )
     filter: str = Field(
         "",
@@ -75,7 +102,8 @@ class CaptureConfig(_Section):
         600,
         ge=10,
         le=86400,
-        description="Start a new file after this many seconds (tcpdump -G). rollcap also "
+        description="Start a new file every this many seconds: at UTC multiples of it "
+        "(rotate_align), else this long after the file opened (tcpdump -G). rollcap also "
         "rotates a quiet link, where tcpdump alone would keep the file open forever.",
     )
     rotate_megabytes: int = Field(
@@ -119,24 +147,59 @@ class CaptureConfig(_Section):
         "captured again.",
     )
     tcpdump_path: str = Field("/usr/bin/tcpdump", description="The tcpdump binary to run.")
+    rotate_align: bool = Field(
+        True,
+        description="Cut files at UTC multiples of rotate_seconds (600: files open at :00, "
+        ":10, :20), the same on every host; only the first file after a start or a restart "
+        "is shorter. rotate_megabytes still cuts earlier. false: every file runs "
+        "rotate_seconds from its own start (tcpdump -G alone).",
+    )
+    per_interface: dict[str, InterfaceOverride] = Field(
+        default_factory=dict,
+        description="Settings of single interfaces that differ from the ones above, as "
+        "[capture.per_interface.NAME] tables with filter and/or snaplen (NAME must be in "
+        "interface). Remove the empty per_interface = {} line before adding such a table.",
+    )
 
-    @field_validator("interface")
+    @field_validator("interface", mode="before")
     @classmethod
-    def _interface(cls, v: str) -> str:
-        if not _IFACE_RE.fullmatch(v):
-            raise ValueError(
-                '"any" or an interface name of 1-15 characters from A-Z a-z 0-9 _ . @ : + -'
-            )
+    def _interface(cls, v: object) -> object:
+        names = [v] if isinstance(v, str) else v
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError('must be a string or a list of strings ("eth0" or ["eth0", "eth1"])')
+        if not names:
+            raise ValueError("must name at least one interface")
+        for n in names:
+            if not _IFACE_RE.fullmatch(n):
+                raise ValueError(
+                    '"any" or interface names of 1-15 characters from A-Z a-z 0-9 _ . @ : + -'
+                )
+        if len(set(names)) != len(names):
+            raise ValueError("must not name an interface twice")
+        if len(names) > 1 and "any" in names:
+            raise ValueError('"any" already captures every interface: use it alone')
         return v
+
+    @property
+    def interfaces(self) -> list[str]:
+        """capture.interface as a list."""
+        return [self.interface] if isinstance(self.interface, str) else list(self.interface)
+
+    def for_interface(self, name: str) -> CaptureConfig:
+        """This config for one interface alone, its per_interface overrides applied:
+        what one tcpdump runs with."""
+        o = self.per_interface.get(name)
+        update: dict[str, object] = {"interface": name, "per_interface": {}}
+        if o is not None and o.filter is not None:
+            update["filter"] = o.filter
+        if o is not None and o.snaplen is not None:
+            update["snaplen"] = o.snaplen
+        return self.model_copy(update=update)
 
     @field_validator("filter")
     @classmethod
     def _filter(cls, v: str) -> str:
-        if any(ord(c) < 0x20 and c not in "\t\n" for c in v) or "\x7f" in v:
-            raise ValueError("must not contain control characters")
-        if len(v) > 8192:
-            raise ValueError("must be at most 8192 characters")
-        return v
+        return _check_filter(v)
 
     @field_validator("user")
     @classmethod
@@ -553,7 +616,7 @@ class MetricsConfig(_Section):
             return v
         p = PurePosixPath(v)
         if not p.is_absolute() or ".." in p.parts or str(p) == "/":
-            raise ValueError('an absolute path without \'..\', or "" to turn it off')
+            raise ValueError("an absolute path without '..', or \"\" to turn it off")
         return str(p)
 
     @field_validator("capture_listen", "offload_listen")
@@ -575,11 +638,22 @@ class RollcapConfig(_Section):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RollcapConfig:
-        if self.spool.max_megabytes < 2 * self.capture.rotate_megabytes:
+        for name in self.capture.per_interface:
+            if name not in self.capture.interfaces:
+                raise ValueError(
+                    f"capture.per_interface.{name}: no interface {name!r} in capture.interface "
+                    f"({', '.join(self.capture.interfaces)})"
+                )
+        n = len(self.capture.interfaces)
+        if self.spool.max_megabytes < (n + 1) * self.capture.rotate_megabytes:
+            if n == 1:
+                times, being = "twice", "the one being written both fit"
+            else:
+                times, being = f"{n + 1} times", f"the {n} being written (one per interface) fit"
             raise ValueError(
-                f"spool.max_megabytes: must be at least twice capture.rotate_megabytes "
-                f"({2 * self.capture.rotate_megabytes}) so a finished file and the one being "
-                f"written both fit, got {self.spool.max_megabytes}"
+                f"spool.max_megabytes: must be at least {times} capture.rotate_megabytes "
+                f"({(n + 1) * self.capture.rotate_megabytes}) so a finished file and {being}, "
+                f"got {self.spool.max_megabytes}"
             )
         m = self.metrics
         if m.capture_listen and m.capture_listen == m.offload_listen:

@@ -70,18 +70,44 @@ class CaptureCollector(Collector):
             st = self._state
         if st is None:
             return
-        labels = {"interface": str(st.get("interface", ""))}
+        per = st.get("interfaces")
+        # one series per interface (capture.interface may list several)
+        ifaces: dict[str, Mapping[str, Any]] = (
+            {str(k): v for k, v in per.items() if isinstance(v, Mapping)}
+            if isinstance(per, Mapping) and per
+            else {str(st.get("interface", "")): st}
+        )
         for name, key, doc in _IFACE_COUNTERS:
-            yield counter(name, doc, number(st, key), labels)
-        up = 1.0 if st.get("state") == "capturing" else 0.0
-        yield gauge(
-            "rollcap_capture_up", "1 while tcpdump is capturing, else 0 (starting, waiting "
-            "for the interface, restarting, paused by the spool budget, stopped).", up, labels,
-        )  # fmt: skip
-        yield gauge(
-            "rollcap_capture_paused", "1 while spool.on_full = pause-capture holds capture.",
-            1.0 if st.get("paused") else 0.0, labels,
-        )  # fmt: skip
+            fam: Metric | None = None
+            for iface, ist in ifaces.items():
+                one = counter(name, doc, number(ist, key), {"interface": iface})
+                if fam is None:
+                    fam = one
+                else:
+                    fam.samples.extend(one.samples)
+            if fam is not None:
+                yield fam
+        up_fam: Metric | None = None
+        paused_fam: Metric | None = None
+        for iface, ist in ifaces.items():
+            labels = {"interface": iface}
+            up = 1.0 if ist.get("state") == "capturing" else 0.0
+            g = gauge(
+                "rollcap_capture_up", "1 while tcpdump is capturing, else 0 (starting, waiting "
+                "for the interface, restarting, paused by the spool budget, stopped).", up, labels,
+            )  # fmt: skip
+            p = gauge(
+                "rollcap_capture_paused", "1 while spool.on_full = pause-capture holds capture.",
+                1.0 if st.get("paused") else 0.0, labels,
+            )  # fmt: skip
+            if up_fam is None or paused_fam is None:
+                up_fam, paused_fam = g, p
+            else:
+                up_fam.samples.extend(g.samples)
+                paused_fam.samples.extend(p.samples)
+        if up_fam is not None and paused_fam is not None:
+            yield up_fam
+            yield paused_fam
         area = GaugeMetricFamily(
             "rollcap_spool_bytes", "Bytes in each spool area (what the spool budget counts).",
             labels=["area"],

@@ -19,13 +19,22 @@ from tests.support.net import count_packets
 REPO = Path(__file__).resolve().parents[2]
 
 
-def write_config(path: Path, spool_dir: Path, iface: str, **capture: Any) -> None:
+def write_config(path: Path, spool_dir: Path, iface: str | list[str], **capture: Any) -> None:
+    capture = dict(capture)
     spool_over = capture.pop("spool", {})
     offload = capture.pop("offload", {"destination": f"file://{spool_dir.parent}/archive"})
     # tests never write into the machine's node_exporter directory unless they ask
     metrics = capture.pop("metrics", {"textfile_directory": ""})
-    lines = ["[capture]", f'interface = "{iface}"']
+    per_interface = capture.pop("per_interface", {})
+    # Off unless a test asks: a test that follows one tcpdump's pid or counts files
+    # must not meet a wall-clock boundary (a :X0 with the default 600 s) halfway.
+    # test_capture_multi tests rotate_align itself.
+    capture.setdefault("rotate_align", False)
+    lines = ["[capture]", f"interface = {json.dumps(iface)}"]
     lines += [f"{k} = {json.dumps(v)}" for k, v in capture.items()]
+    for name, over in per_interface.items():
+        lines += [f"[capture.per_interface.{name}]"]
+        lines += [f"{k} = {json.dumps(v)}" for k, v in over.items()]
     lines += ["[spool]", f'directory = "{spool_dir}"']
     lines += [f"{k} = {json.dumps(v)}" for k, v in spool_over.items()]
     lines += ["[offload]"] + [f"{k} = {json.dumps(v)}" for k, v in offload.items()]
@@ -34,7 +43,7 @@ def write_config(path: Path, spool_dir: Path, iface: str, **capture: Any) -> Non
 
 
 class CaptureDaemon:
-    def __init__(self, tmp: Path, iface: str, **capture: Any) -> None:
+    def __init__(self, tmp: Path, iface: str | list[str], **capture: Any) -> None:
         self.tmp = tmp
         self.spool = tmp / "spool"
         self.config = tmp / "rollcap.toml"
@@ -97,7 +106,9 @@ class CaptureDaemon:
             )
         return self
 
-    def reconfigure(self, **changes: Any) -> None:
+    def reconfigure(self, iface: str | list[str] | None = None, **changes: Any) -> None:
+        if iface is not None:
+            self.iface = iface
         write_config(self.config, self.spool, self.iface, **{**self.capture, **changes})
 
     def state(self) -> dict[str, Any]:
@@ -146,12 +157,14 @@ class CaptureDaemon:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-        pid = self.state().get("tcpdump_pid")
-        if pid:  # never leave a tcpdump behind after a failed test
+        st = self.state()
+        pids = [st.get("tcpdump_pid")] + [i.get("tcpdump_pid") for i in
+                                           (st.get("interfaces") or {}).values()]  # fmt: skip
+        for pid in {p for p in pids if p}:  # never leave a tcpdump behind after a failed test
             try:
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
-                return
+                continue
             if str(self.spool).encode() in cmd:
                 os.kill(pid, signal.SIGKILL)
 

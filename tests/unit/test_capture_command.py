@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import ipaddress
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -51,11 +52,13 @@ def test_offload_endpoints() -> None:
 
 def test_tcpdump_argv_never_needs_a_shell() -> None:
     cfg = validate_data(
-        {"capture": {"interface": "eth0", "filter": "port 53; rm -rf /", "buffer_kib": 4096}}
-    )
+        {"capture": {"interface": "eth0", "filter": "port 53; rm -rf /", "buffer_kib": 4096,
+                     "rotate_align": False}}
+    )  # fmt: skip
     argv = tcpdump_argv(cfg.capture, "(port 53; rm -rf /)", Path("/s/work"), 7, "tcpdump")
     assert argv[:2] == ["/usr/bin/tcpdump", "-n"]
     assert argv[argv.index("-w") + 1] == "/s/work/g000007-%Y%m%dT%H%M%S-eth0.pcap"
+    assert argv[argv.index("-G") + 1] == "600"
     assert argv[argv.index("-B") + 1] == "4096"
     assert argv[argv.index("-Z") + 1] == "tcpdump"
     assert argv[argv.index("--") + 1 :] == ["(port", "53;", "rm", "-rf", "/)"]
@@ -77,6 +80,16 @@ def test_nano_precision_asks_tcpdump_for_nanosecond_files() -> None:
     assert nano[nano.index("--") + 1 :] == ["tcp"]
     with pytest.raises(ConfigError, match="timestamp_precision"):
         validate_data({"capture": {"timestamp_precision": "pico"}})
+
+
+def test_aligned_files_are_named_for_their_boundary_and_never_rotated_by_tcpdump() -> None:
+    cap = validate_data({"capture": {"interface": "eth1", "snaplen": 9000}}).capture
+    assert cap.rotate_align  # the default
+    boundary = datetime(2026, 11, 26, 12, 10, tzinfo=UTC).timestamp()
+    argv = tcpdump_argv(cap, "", Path("/w"), 8, None, boundary)
+    assert "-G" not in argv  # tcpdump -G would count from its own file open
+    assert argv[argv.index("-w") + 1] == "/w/g000008-20261126T121000-eth1.pcap"
+    assert argv[argv.index("-C") + 1] == "1000"  # rotate_megabytes still cuts earlier
 
 
 def test_filter_of_a_missing_interface_is_compiled_for_ethernet() -> None:

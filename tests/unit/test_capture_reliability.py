@@ -18,6 +18,7 @@ import pytest
 from rollcap.capture import quiet, service, switching
 from rollcap.capture.budget import live_reserve, oldest_ready
 from rollcap.capture.command import check_config_filter
+from rollcap.capture.interface import InterfaceCapture, SwitchRequest
 from rollcap.capture.overlap import (
     iter_records,
     read_switch,
@@ -72,7 +73,14 @@ def _supervisor(tmp_path: Path, **sections: dict[str, object]) -> service.Superv
     cfg = validate_data(data)
     sup = service.Supervisor(str(tmp_path / "rollcap.toml"), cfg)
     sup.open_spool()
+    sup.set_interfaces(cfg, dict.fromkeys(cfg.capture.interfaces, ""))
     return sup
+
+
+def _ic(sup: service.Supervisor) -> InterfaceCapture:
+    """The one interface's capture (the default interface, "any")."""
+    (ic,) = sup.captures.values()
+    return ic
 
 
 # 1. restart backoff -------------------------------------------------------------
@@ -118,14 +126,14 @@ def test_the_loop_wakes_for_a_due_restart_and_a_dying_tcpdump_but_never_spins(
     import time
 
     sup = _supervisor(tmp_path)
-    sup.proc = None
-    sup.next_start = time.monotonic() + 0.2  # restart due in 0.2 s, not at the next tick
+    _ic(sup).proc = None
+    _ic(sup).next_start = time.monotonic() + 0.2  # restart due in 0.2 s, not at the next tick
     assert 0.1 < sup.loop_timeout(None) <= 0.21
-    sup.next_start = time.monotonic() - 5  # long past (waiting for an interface)
+    _ic(sup).next_start = time.monotonic() - 5  # long past (waiting for an interface)
     assert sup.loop_timeout(None) == service.TICK
     assert sup.loop_timeout(0.3) == 0.3  # quiet-link rotation due first
     dying = FakeTcpdump(1, 0.0)
-    sup.proc = dying  # type: ignore[assignment]
+    _ic(sup).proc = dying  # type: ignore[assignment]
     assert sup.loop_timeout(None) == service.TICK
     dying.output_closed_at = time.monotonic()  # stderr EOF: reaped any moment
     assert sup.loop_timeout(None) <= 0.05
@@ -154,7 +162,7 @@ def test_drop_oldest_reserves_the_live_files_full_size(tmp_path: Path) -> None:
         )
     live = sup.spool.work / "g000007-20261126T120004-eth0.pcap"
     live.write_bytes(b"x" * 200_000)
-    sup.proc = FakeTcpdump(7, time.monotonic())  # type: ignore[assignment]
+    _ic(sup).proc = FakeTcpdump(7, time.monotonic())  # type: ignore[assignment]
     sup.enforce_budget()  # 9.5 MB used: within 10 MB, but not once the live file is full
     left = sorted(ReadyName.parse(p.name).seq for p in sup.spool.ready.iterdir())  # type: ignore[union-attr]
     assert left == [2, 3]
@@ -173,7 +181,7 @@ def test_pause_capture_pauses_before_the_live_file_can_cross_the_budget(tmp_path
     )
     (sup.spool.ready / "20261126T120001Z-000001_h_eth0.pcap").write_bytes(b"x" * 8_900_000)
     (sup.spool.work / "g000007-20261126T120004-eth0.pcap").write_bytes(b"x" * 200_000)
-    sup.proc = FakeTcpdump(7, time.monotonic())  # type: ignore[assignment]
+    _ic(sup).proc = FakeTcpdump(7, time.monotonic())  # type: ignore[assignment]
     sup.enforce_budget()
     assert not sup.paused  # 8.9 + 0.2 + 0.8 reserve: exactly the budget
     (sup.spool.ready / "20261126T120002Z-000002_h_eth0.pcap").write_bytes(b"x" * 800_000)
@@ -202,30 +210,35 @@ def test_ready_files_are_dropped_in_hand_off_order_after_a_clock_step_back(
 def test_quiet_deadline_ignores_the_wall_clock(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sup = _supervisor(tmp_path, capture={"rotate_seconds": 10})
+    sup = _supervisor(tmp_path, capture={"rotate_seconds": 10, "rotate_align": False})
     switched: list[str] = []
-    monkeypatch.setattr(sup, "switch", lambda cfg, reason: switched.append(reason) or True)
+
+    def switch_all(reqs: list[SwitchRequest]) -> list[bool]:
+        switched.extend(r.reason for r in reqs)
+        return [True for _r in reqs]
+
+    monkeypatch.setattr(service, "switch_all", switch_all)
     # tcpdump named its file at 13:00; the clock then stepped back an hour
     (sup.spool.work / "g000003-20261126T130000-eth0.pcap").write_bytes(b"")
     monkeypatch.setattr(
         time, "time", lambda: datetime(2026, 11, 26, 12, 0, 5, tzinfo=UTC).timestamp()
     )
-    sup.proc = FakeTcpdump(3, time.monotonic() - 2.0)  # type: ignore[assignment]
+    _ic(sup).proc = FakeTcpdump(3, time.monotonic() - 2.0)  # type: ignore[assignment]
     left = sup.check_quiet()
     assert left is not None and 9 < left <= 10 + quiet.QUIET_GRACE - 2.0
     # a new generation: its first period is aged from when it listened
     (sup.spool.work / "g000003-20261126T130000-eth0.pcap").unlink()
     (sup.spool.work / "g000004-20261126T130000-eth0.pcap").write_bytes(b"")
-    sup.proc = FakeTcpdump(4, time.monotonic() - 12.0)  # type: ignore[assignment]
+    _ic(sup).proc = FakeTcpdump(4, time.monotonic() - 12.0)  # type: ignore[assignment]
     assert sup.check_quiet() is None and switched == ["quiet link"]
 
 
 def test_a_later_period_is_aged_from_when_it_was_first_seen(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sup = _supervisor(tmp_path, capture={"rotate_seconds": 10})
-    monkeypatch.setattr(sup, "switch", lambda cfg, reason: True)
-    sup.proc = FakeTcpdump(3, time.monotonic() - 8.0)  # type: ignore[assignment]
+    sup = _supervisor(tmp_path, capture={"rotate_seconds": 10, "rotate_align": False})
+    monkeypatch.setattr(service, "switch_all", lambda reqs: [True for _r in reqs])
+    _ic(sup).proc = FakeTcpdump(3, time.monotonic() - 8.0)  # type: ignore[assignment]
     (sup.spool.work / "g000003-20261126T130000-eth0.pcap").write_bytes(b"")
     first = sup.check_quiet()
     assert first is not None and first < 4
@@ -314,12 +327,12 @@ def test_counters_that_cannot_be_saved_do_not_stop_capture(
     sup = _supervisor(tmp_path)
     assert sup.persistent is not None
     monkeypatch.setattr(sup.persistent, "save", _enospc)
-    sup.proc = FakeTcpdump(3, time.monotonic())  # type: ignore[assignment]
+    _ic(sup).proc = FakeTcpdump(3, time.monotonic())  # type: ignore[assignment]
     sup.track_pids()
     sup.stop_orphans()
     assert "No space left on device" in sup.last_error
     assert sup.persistent.tcpdump_pids == []  # the memory copy is right
-    sup.proc = None
+    _ic(sup).proc = None
     assert "error: cannot save" in sup.status_line()  # systemctl status shows it
 
 

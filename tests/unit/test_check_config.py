@@ -50,3 +50,23 @@ def test_clean_config_has_no_warnings(tmp_path: Path) -> None:
     p = _cfg(tmp_path, '[capture]\ninterface = "lo"\nuser = "root"\n[spool]\ngroup = "root"\n')
     r = rollcap("check-config", str(p))
     assert (r.returncode, r.stdout, r.stderr) == (0, f"{p}: OK\n", "")
+
+
+def test_each_interfaces_filter_is_compiled_and_named_by_its_key(tmp_path: Path) -> None:
+    if shutil.which("tcpdump") is None:
+        pytest.fail("tcpdump is not installed (.ci/run installs it)")
+    body = (
+        '[capture]\ninterface = ["lo", "uxbb"]\nfilter = "tcp"\nuser = "root"\n'
+        '[capture.per_interface.uxbb]\nfilter = "udp and and"\n[spool]\ngroup = "root"\n'
+    )
+    p = _cfg(tmp_path, body)
+    r = rollcap("check-config", str(p))
+    assert r.returncode == 78, r.stderr
+    assert r.stderr.startswith(
+        "rollcap: capture.per_interface.uxbb.filter: tcpdump rejects 'udp and and': "
+    ), r.stderr
+    p.write_text(p.read_text().replace("udp and and", "udp"))
+    r = rollcap("check-config", str(p))
+    assert (r.returncode, r.stdout) == (0, f"{p}: OK\n")
+    assert "warning: capture.interface: no interface 'uxbb'" in r.stderr
+    assert "capture.per_interface.uxbb.filter compiled for Ethernet" in r.stderr

@@ -230,13 +230,39 @@ def test_capture_metrics_are_the_status_numbers(tmp_path: Path) -> None:
     assert _value(_textfile(exp, tmp_path), f"rollcap_capture_up{i}") == 0
 
 
+def test_capture_metrics_have_one_series_per_interface(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, textfile_directory=str(tmp_path))
+    exp = capture_exporter(cfg)
+    per = {
+        "eth0": {"state": "capturing", "handed_off_packets": 10, "kernel_drops": 0, "restarts": 0},
+        "eth1": {"state": "restarting", "handed_off_packets": 7, "kernel_drops": 3, "restarts": 2},
+    }
+    exp.publish({**CAPTURE_STATE, "interface": "eth0, eth1", "interfaces": per})
+    t = _textfile(exp, tmp_path)
+    assert _value(t, 'rollcap_capture_packets_total{interface="eth0"}') == 10
+    assert _value(t, 'rollcap_capture_packets_total{interface="eth1"}') == 7
+    assert _value(t, 'rollcap_capture_kernel_drops_total{interface="eth1"}') == 3
+    assert _value(t, 'rollcap_capture_tcpdump_restarts_total{interface="eth1"}') == 2
+    assert _value(t, 'rollcap_capture_up{interface="eth0"}') == 1
+    assert _value(t, 'rollcap_capture_up{interface="eth1"}') == 0
+    assert 'interface="eth0, eth1"' not in t
+
+
 def test_offload_outcomes_and_state(tmp_path: Path) -> None:
     exp = offload_exporter(_cfg(tmp_path, textfile_directory=str(tmp_path)))
     exp.publish(OFFLOAD_STATE)
     c = exp.collector
-    for kind, seconds, attempt in [("uploaded", 0.3, 1), ("uploaded", 40.0, 3), ("failed", 0, 1),
-                                   ("failed", 0, 2), ("exists", 0.1, 1), ("quarantined", 0, 1),
-                                   ("ignored", 0, 1), ("cancelled", 0, 1), ("dropped", 0, 1)]:
+    for kind, seconds, attempt in [
+        ("uploaded", 0.3, 1),
+        ("uploaded", 40.0, 3),
+        ("failed", 0, 1),
+        ("failed", 0, 2),
+        ("exists", 0.1, 1),
+        ("quarantined", 0, 1),
+        ("ignored", 0, 1),
+        ("cancelled", 0, 1),
+        ("dropped", 0, 1),
+    ]:
         c.outcome(kind, seconds, attempt)  # fmt: skip
     t = _textfile(exp, tmp_path)
     assert _value(t, 'rollcap_offload_uploads_total{result="stored"}') == 2

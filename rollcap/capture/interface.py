@@ -1,0 +1,316 @@
+"""One interface's capture: its tcpdump, restart backoff, waiting for the device,
+the quiet-link (or aligned) rotation deadline and its packet counters.
+
+The supervisor (rollcap.capture.service) owns what the interfaces share: the
+spool, the generation counter, the hand-off queue, the budget, the status.
+It runs one InterfaceCapture per name in capture.interface; one that fails
+backs off on its own while the others keep capturing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol
+
+from rollcap.capture import align
+from rollcap.capture.command import DeviceUnavailable, check_filter, interface_exists
+from rollcap.capture.counters import Counters
+from rollcap.capture.dropstats import DropStats
+from rollcap.capture.names import WorkName
+from rollcap.capture.quiet import QuietClock
+from rollcap.capture.restart import BACKOFF_MIN, restart_delay
+from rollcap.capture.switching import (
+    LISTEN_TIMEOUT,
+    Overlaps,
+    Switched,
+    make_before_break_many,
+)
+from rollcap.capture.tcpdump import Tcpdump
+from rollcap.config.schema import CaptureConfig
+from rollcap.errors import ConfigError
+from rollcap.journal import fields
+
+log = logging.getLogger("rollcap.capture")
+
+DRAIN = 1.2  # wait before SIGTERM so the last kernel block reaches the file
+
+
+class Shared(Protocol):
+    """What an interface needs from the supervisor."""
+
+    overlaps: Overlaps | None
+
+    def spawn(self, ic: InterfaceCapture, opened: float | None) -> Tcpdump: ...
+    def track_pids(self) -> None: ...
+    def process_work(self) -> None: ...
+    def wrote(self, generation: int) -> bool: ...
+    def work_files(self, generation: int) -> list[WorkName]: ...
+    def count(self, key: str, iface: str) -> None: ...
+    def during_switch(self, live: set[int]) -> bool: ...
+    def after_switch(self) -> None: ...
+
+
+class InterfaceCapture:
+    def __init__(self, cap: CaptureConfig, effective_filter: str, shared: Shared) -> None:
+        assert isinstance(cap.interface, str)
+        self.name: str = cap.interface
+        self.cap = cap  # capture config for this interface alone (for_interface)
+        self.effective_filter = effective_filter
+        self.shared = shared
+        self.proc: Tcpdump | None = None
+        self.state_name = "starting"
+        self.backoff = BACKOFF_MIN
+        self.next_start = 0.0  # monotonic
+        self.waiting_logged = False
+        self.last_error = ""
+        self.quiet = QuietClock()
+        self.stats = DropStats(self.name)
+
+    def _clear_error(self, *prefixes: str) -> None:
+        if self.last_error.startswith(prefixes):
+            self.last_error = ""
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.alive()
+
+    def listening(self) -> bool:
+        return self.running() and self.proc is not None and self.proc.listening.is_set()
+
+    # ------------------------------------------------------------------ start/stop
+    def start(self, paused: bool, stopping: bool) -> None:
+        if self.proc is not None or paused or stopping:
+            return
+        if time.monotonic() < self.next_start:
+            self.state_name = "restarting"
+            return
+        iface = self.name
+        if not interface_exists(iface):
+            self.state_name = "waiting-for-interface"
+            if not self.waiting_logged:
+                self.waiting_logged = True
+                self.last_error = f"interface {iface} does not exist"
+                log.warning(
+                    "interface %s does not exist (yet); capture starts when it appears",
+                    iface,
+                    extra=fields(interface=iface),
+                )
+            return
+        if self.waiting_logged:
+            self.waiting_logged = False
+            self._clear_error(f"interface {iface} does not exist")
+            log.info("interface %s appeared", iface, extra=fields(interface=iface))
+            try:
+                check_filter(self.cap, self.effective_filter)  # for its link type
+            except DeviceUnavailable as e:
+                # e.g. not up yet: tcpdump's own start reports it and backs off
+                log.info("interface %s: %s", iface, e, extra=fields(interface=iface))
+            except ConfigError as e:
+                # validated at start already (e.g. a DNS timeout now): tcpdump's own
+                # start reports a real problem and backs off; never exit 78 here
+                log.warning("interface %s: %s", iface, e, extra=fields(interface=iface))
+        t = self.shared.spawn(self, None)
+        self.proc = t
+        if t.wait_listening(LISTEN_TIMEOUT):
+            self.state_name = "capturing"
+        # if it died, check_exit() sees it on this tick
+
+    def stop(self, drain: bool = True) -> None:
+        t = self.proc
+        if t is None:
+            return
+        if drain and t.alive():
+            time.sleep(DRAIN)
+        rc = t.stop()
+        log.info(
+            "stopped tcpdump on %s (generation %d, status %d)",
+            self.name,
+            t.generation,
+            rc,
+            extra=fields(tcpdump_pid=t.pid, generation=t.generation, interface=self.name),
+        )
+        self.stats.retire(t)
+        self.proc = None
+        self.shared.track_pids()
+        self.shared.process_work()
+
+    def check_exit(self) -> bool:
+        """Reap a tcpdump that exited by itself; True if one did."""
+        t = self.proc
+        if t is None or t.alive():
+            return False
+        t.stop()  # reap, collect its last stderr lines
+        rc = t.proc.returncode
+        msg = t.exit_message()
+        self.stats.retire(t)
+        self.proc = None
+        self.shared.track_pids()
+        self.shared.count("restarts", self.name)
+        self.last_error = f"tcpdump exited with status {rc}: {msg}"
+        listened = None if t.listening_mono is None else time.monotonic() - t.listening_mono
+        delay, self.backoff = restart_delay(
+            self.backoff, listened, self.shared.wrote(t.generation), rc
+        )
+        log.error(
+            "tcpdump on %s exited unexpectedly (status %d): %s; restarting in %.1f s",
+            self.name,
+            rc,
+            msg,
+            delay,
+            extra=fields(
+                tcpdump_pid=t.pid, generation=t.generation, exit_status=rc, interface=self.name
+            ),
+        )
+        self.next_start = time.monotonic() + delay
+        self.state_name = "restarting"
+        self.shared.process_work()
+        return True
+
+    def mark_capturing(self) -> None:
+        p = self.proc
+        if p and p.alive() and self.state_name != "capturing" and p.listening.is_set():
+            self.state_name = "capturing"
+            self.waiting_logged = False
+            self._clear_error("tcpdump exited", "interface ")
+
+    # ------------------------------------------------------------------ switching
+    def switch(self, reason: str, cap: CaptureConfig | None = None, effective: str | None = None,
+               opened: float | None = None) -> bool:  # fmt: skip
+        """Make-before-break onto (new) settings. opened: the wall-clock time the new
+        file is named for (rotate_align's boundary); the old one runs until then."""
+        return switch_all([SwitchRequest(self, reason, cap, effective, opened)])[0]
+
+    def _switched(self, req: SwitchRequest, old: Tcpdump, r: Switched) -> bool:
+        """Take the result of one switch over (switch_all then hands off)."""
+        if r.new is None:
+            self.cap, self.effective_filter = req.previous
+            self.last_error = r.error
+            log.error(
+                "%s on %s: %s; keeping the running one",
+                req.reason,
+                self.name,
+                self.last_error,
+                extra=fields(interface=self.name),
+            )
+            return False
+        self.stats.retire(old)
+        self.proc = r.new
+        self._clear_error("new tcpdump did not start")
+        log.info(
+            "%s: switched %s to tcpdump generation %d (old generation %d, status %d)",
+            req.reason,
+            self.name,
+            r.new.generation,
+            old.generation,
+            r.old_status,
+            extra=fields(generation=r.new.generation, tcpdump_pid=r.new.pid, interface=self.name),
+        )
+        return True
+
+    def rotation_due(self) -> SwitchRequest | None:
+        """The switch that cuts a quiet (or, aligned, any) live file that is due."""
+        left = self.seconds_left()
+        if left is None or left > 0 or not self.quiet.may_retry():
+            return None
+        opened = None
+        t = self.proc
+        files = self.shared.work_files(t.generation) if t is not None else []
+        if self.cap.rotate_align and files:
+            opened = align.name_time(
+                files[-1].opened.timestamp(), self.cap.rotate_seconds, time.time()
+            )
+        reason = "aligned rotation" if self.cap.rotate_align else "quiet link"
+        return SwitchRequest(self, reason, opened=opened)
+
+    def seconds_left(self) -> float | None:
+        """Until the live file must be cut by a switch; None: nothing to cut."""
+        t = self.proc
+        if t is None or not t.alive() or not t.listening.is_set():
+            return None
+        files = self.shared.work_files(t.generation)
+        if not files:
+            return None
+        left = self.quiet.seconds_left(t, files, self.cap.rotate_seconds)
+        if self.cap.rotate_align:
+            # the wall-clock boundary, started early by the switch's lead; the
+            # monotonic quiet deadline stays a bound (a clock stepped back)
+            left = min(left, align.switch_due(files[-1].opened.timestamp(),
+                                              self.cap.rotate_seconds, time.time()))  # fmt: skip
+        return left
+
+    # ------------------------------------------------------------------ stats & state
+    def live_size(self, size_of: Callable[[WorkName], int]) -> int | None:
+        """Current size of the file the running tcpdump writes, None if none runs."""
+        t = self.proc
+        if t is None or not t.alive():
+            return None
+        files = self.shared.work_files(t.generation)
+        return size_of(files[-1]) if files else 0
+
+    def live_counters(self) -> Counters:
+        return self.stats.live(self.proc)
+
+    def tick(self) -> None:
+        self.stats.tick(self.proc)
+
+    def snapshot(self, counts: dict[str, int]) -> dict[str, Any]:
+        t = self.proc
+        files = self.shared.work_files(t.generation) if t is not None else []
+        c = self.live_counters()
+        return {
+            "state": self.state_name,
+            "tcpdump_pid": t.pid if t and t.alive() else None,
+            "generation": t.generation if t else None,
+            "filter": self.effective_filter,
+            "active_file": files[-1].format() if files else None,
+            "active_since": files[-1].opened.timestamp() if files else None,
+            **counts,
+            "packets_captured": c.captured,
+            "packets_received": c.received,
+            "kernel_drops": c.kernel_drops,
+            "interface_drops": c.interface_drops,
+            "drop_rate": self.stats.drop_rate,
+            "last_error": self.last_error,
+        }
+
+
+@dataclass
+class SwitchRequest:
+    ic: InterfaceCapture
+    reason: str
+    cap: CaptureConfig | None = None  # new settings, None: the same
+    effective: str | None = None
+    opened: float | None = None  # the time the new file is named for, None: now
+    previous: tuple[CaptureConfig, str] = field(init=False)
+
+
+def switch_all(reqs: list[SwitchRequest]) -> list[bool]:
+    """Make-before-break for several interfaces with one overlap: those due at the
+    same aligned boundary are cut at the same moment. True for each that switched."""
+    if not reqs:
+        return []
+    shared = reqs[0].ic.shared
+    assert shared.overlaps is not None
+    pairs: list[tuple[Tcpdump, Callable[[], Tcpdump]]] = []
+    olds: list[Tcpdump] = []
+    for r in reqs:
+        ic = r.ic
+        r.previous = (ic.cap, ic.effective_filter)
+        if r.cap is not None and r.effective is not None:
+            ic.cap, ic.effective_filter = r.cap, r.effective
+        assert ic.proc is not None
+        olds.append(ic.proc)
+        pairs.append((ic.proc, partial(shared.spawn, ic, r.opened)))
+    untils = [r.opened for r in reqs if r.opened is not None]
+    until = max(untils) if untils else None
+    results = make_before_break_many(pairs, shared.overlaps, until, shared.during_switch)
+    done = [r.ic._switched(r, old, res) for r, old, res in zip(reqs, olds, results, strict=True)]
+    # only now that every interface runs its new tcpdump: the hand-off must see all
+    # the live generations, or it would take a new live file for a finished one
+    shared.track_pids()
+    shared.process_work()
+    shared.after_switch()
+    return done

@@ -1,0 +1,185 @@
+"""capture.interface as a list, [capture.per_interface.NAME], and rotate_align's clock."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from rollcap.capture import align, interface, quiet
+from rollcap.capture.counters import Counters
+from rollcap.capture.interface import SwitchRequest, switch_all
+from rollcap.capture.switching import Switched
+from rollcap.config.load import parse_config
+from rollcap.errors import ConfigError
+from rollcap.naming import ReadyName
+from tests.unit.capture_pcaps import packets, write_pcap
+from tests.unit.test_capture_reliability import FakeTcpdump, _supervisor
+
+
+class _Fake(FakeTcpdump):
+    def __init__(self, generation: int) -> None:
+        super().__init__(generation, 0.0)
+        self.counters = Counters()
+
+
+def _errors(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as e:
+        parse_config(text)
+    return e.value.problems
+
+
+def test_one_interface_or_a_list() -> None:
+    assert parse_config('[capture]\ninterface = "eth0"\n').capture.interfaces == ["eth0"]
+    cfg = parse_config('[capture]\ninterface = ["eth0", "eth1"]\n')
+    assert cfg.capture.interfaces == ["eth0", "eth1"]
+    assert parse_config("").capture.interfaces == ["any"]
+
+
+@pytest.mark.parametrize(
+    ("value", "wanted"),
+    [
+        ("[]", "capture.interface: must name at least one interface, got []"),
+        ('["eth0", "eth0"]', "capture.interface: must not name an interface twice"),
+        ('["any", "eth0"]', 'capture.interface: "any" already captures every interface'),
+        ('["eth0", "$(id)"]', 'capture.interface: "any" or interface names of 1-15'),
+        ("[3]", "capture.interface: must be a string or a list of strings"),
+        ("3", "capture.interface: must be a string or a list of strings"),
+    ],
+)
+def test_bad_interface_lists_are_one_line_errors(value: str, wanted: str) -> None:
+    (line,) = _errors(f"[capture]\ninterface = {value}\n")
+    assert line.startswith(f"<config>: {wanted}"), line
+
+
+def test_per_interface_overrides_filter_and_snaplen() -> None:
+    cfg = parse_config(
+        '[capture]\ninterface = ["eth0", "eth1"]\nfilter = "tcp"\nsnaplen = 2000\n'
+        '[capture.per_interface.eth1]\nfilter = ""\nsnaplen = 128\n'
+    )
+    eth0, eth1 = (cfg.capture.for_interface(n) for n in ("eth0", "eth1"))
+    assert (eth0.interface, eth0.filter, eth0.snaplen) == ("eth0", "tcp", 2000)
+    assert (eth1.interface, eth1.filter, eth1.snaplen) == ("eth1", "", 128)  # "" = no filter
+    assert eth1.per_interface == {} and eth1.rotate_seconds == cfg.capture.rotate_seconds
+
+
+def test_per_interface_errors_name_the_key() -> None:
+    head = '[capture]\ninterface = "eth0"\n'
+    (line,) = _errors(head + "[capture.per_interface.eth9]\nsnaplen = 100\n")
+    assert line == (
+        "<config>: capture.per_interface.eth9: no interface 'eth9' in capture.interface (eth0)"
+    )
+    (line,) = _errors('[capture]\ninterface = "eth0"\n[capture.per_interface.eth0]\nsnaplen = 10\n')
+    assert line.startswith("<config>: capture.per_interface.eth0.snaplen: must be at least 64")
+    (line,) = _errors('[capture]\ninterface = "eth0"\n[capture.per_interface.eth0]\nbuffer = 1\n')
+    assert line.startswith("<config>: capture.per_interface.eth0.buffer: unknown key")
+
+
+def _t(h: int, m: int, s: float = 0) -> float:
+    return datetime(2026, 11, 26, h, m, tzinfo=UTC).timestamp() + s
+
+
+def test_aligned_files_end_on_utc_multiples_of_rotate_seconds() -> None:
+    # the first file after a start runs to the next boundary: shorter
+    assert align.boundary_after(_t(12, 3, 17.4), 600) == _t(12, 10)
+    # a file opened on a boundary runs one whole period
+    assert align.boundary_after(_t(12, 10), 600) == _t(12, 20)
+    # started just before a boundary: the first file runs on to the following one
+    assert align.boundary_after(_t(12, 9, 59), 600) == _t(12, 20)
+    # the switch starts LEAD seconds early, so the old tcpdump stops on the boundary
+    assert align.switch_due(_t(12, 10), 600, _t(12, 19, 50)) == pytest.approx(10 - align.LEAD)
+
+
+def test_the_next_file_is_named_for_its_boundary_when_on_schedule() -> None:
+    opened = _t(12, 10)
+    on_time = _t(12, 20) - align.LEAD
+    assert align.name_time(opened, 600, on_time) == _t(12, 20)
+    assert align.name_time(opened, 600, _t(12, 20, 3)) == _t(12, 20)  # a busy loop: late
+    # `rollcap rotate` in the middle of a period: the new file is named for now
+    assert align.name_time(opened, 600, _t(12, 14, 5.5)) == _t(12, 14, 5)
+
+
+def test_interfaces_switched_together_keep_every_new_live_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two interfaces cut at one boundary: the hand-off after the switch must see
+    both new tcpdumps as live (it once handed the second one's live file off)."""
+    sup = _supervisor(tmp_path, capture={"interface": ["eth0", "eth1"]})
+    ic0, ic1 = sup.captures.values()
+    pk = packets(4)
+    for gen, iface in ((1, "eth0"), (2, "eth1"), (3, "eth0"), (4, "eth1")):
+        write_pcap(sup.spool.work / f"g00000{gen}-20261126T120000-{iface}.pcap", pk)
+    ic0.proc, ic1.proc = _Fake(1), _Fake(2)  # type: ignore[assignment]
+    news = [Switched(_Fake(3), 0, ""), Switched(_Fake(4), 0, "")]  # type: ignore[arg-type]
+    monkeypatch.setattr(interface, "make_before_break_many", lambda *_a: news)
+    assert switch_all([SwitchRequest(ic0, "t"), SwitchRequest(ic1, "t")]) == [True, True]
+    assert (ic0.proc.generation, ic1.proc.generation) == (3, 4)
+    left = sorted(p.name for p in sup.spool.work.iterdir() if p.name.startswith("g"))
+    assert left == ["g000003-20261126T120000-eth0.pcap", "g000004-20261126T120000-eth1.pcap"]
+    assert sup.n["handed_off_files"] == 2
+
+
+def test_a_live_file_holds_back_only_its_own_interface(tmp_path: Path) -> None:
+    sup = _supervisor(tmp_path, capture={"interface": ["eth0", "eth1"]})
+    ic0, ic1 = sup.captures.values()
+    for gen, iface in ((5, "eth0"), (6, "eth1")):
+        write_pcap(sup.spool.work / f"g00000{gen}-20261126T120000-{iface}.pcap", packets(3))
+    write_pcap(sup.spool.work / "g000006-20261126T120010-eth1.pcap", packets(3))
+    ic0.proc, ic1.proc = _Fake(5), _Fake(6)  # type: ignore[assignment]
+    sup.process_work()  # eth0's live file comes first in work/; eth1's finished one goes
+    ready = [ReadyName.parse(p.name) for p in sup.spool.ready.iterdir()]
+    assert [(r.iface, r.start.second) for r in ready if r] == [("eth1", 0)]
+
+
+def test_an_aligned_deadline_survives_clock_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sup = _supervisor(tmp_path, capture={"rotate_seconds": 10})
+    (ic,) = sup.captures.values()
+    (sup.spool.work / "g000003-20261126T130000-eth0.pcap").write_bytes(b"")
+    ic.proc = _Fake(3)  # type: ignore[assignment]
+    ic.proc.listening_mono = time.monotonic() - 2.0
+    now = [_t(13, 0, 3)]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    left = ic.seconds_left()
+    assert left == pytest.approx(10 - align.LEAD - 3, abs=0.01)  # the boundary 13:00:10
+    now[0] = _t(12, 0, 5)  # stepped back an hour: the monotonic quiet deadline still holds
+    left = ic.seconds_left()
+    assert left is not None and left <= 10 + quiet.QUIET_GRACE - 2.0
+    now[0] = _t(14, 0, 5.5)  # stepped forward: due now, and named for now
+    req = ic.rotation_due()
+    assert req is not None and req.opened == _t(14, 0, 5)
+
+
+def test_the_budget_holds_every_interfaces_live_file() -> None:
+    (line,) = _errors(
+        '[capture]\ninterface = ["eth0", "eth1"]\nrotate_megabytes = 100\n'
+        "[spool]\nmax_megabytes = 250\n"
+    )
+    assert line == (
+        "<config>: spool.max_megabytes: must be at least 3 times capture.rotate_megabytes (300) "
+        "so a finished file and the 2 being written (one per interface) fit, got 250"
+    )
+
+
+def test_the_budget_is_kept_during_a_switchs_overlap(tmp_path: Path) -> None:
+    """An aligned switch waits up to 3 s for its boundary: on a busy link the spool
+    must not grow unchecked meanwhile (pause-capture pauses at once after it)."""
+    sup = _supervisor(
+        tmp_path,
+        spool={"max_megabytes": 10, "on_full": "pause-capture", "min_free_percent": 0},
+        capture={"rotate_megabytes": 1},
+    )
+    (ic,) = sup.captures.values()
+    ic.proc = _Fake(7)  # type: ignore[assignment]
+    (sup.spool.work / "g000007-20261126T120000-eth0.pcap").write_bytes(b"x" * 200_000)
+    assert sup.during_switch({7, 8}) is False  # within the budget: the overlap goes on
+    (sup.spool.ready / "20261126T115950Z-000001_h_eth0.pcap").write_bytes(b"x" * 9_500_000)
+    stopped: list[bool] = []
+    sup.stop_capture = lambda drain=True: stopped.append(drain)  # type: ignore[method-assign]
+    assert sup.during_switch({7, 8}) is True  # ends the wait
+    assert stopped == []  # nothing is stopped in the middle of the switch ...
+    sup.after_switch()
+    assert stopped == [False] and ic.state_name == "paused"  # ... but right after it
