@@ -40,6 +40,7 @@ import os
 import selectors
 import stat
 import time
+from collections.abc import Collection
 from typing import Any
 
 from watchdog.events import (
@@ -269,16 +270,26 @@ class Supervisor:
         return self.queue.last_handoff if self.queue else None
 
     # ------------------------------------------------------------------ budget
-    def _reserve(self) -> int:
-        # decide as if the live file were already full: checked after each hand-off
-        # and every tick, the spool then stays within budget plus one file
+    def _reserve(self, switching: Collection[int] = ()) -> int:
+        """What the live files may still grow by, each counted at its full size:
+        checked after each hand-off and every tick, the spool then stays within
+        budget plus one file. switching: the generations of a switch's overlap,
+        where an old and a new tcpdump both write (the new one's head repeats
+        the old one's tail until the hand-off strips it)."""
         rotate_bytes = self.cfg.capture.rotate_megabytes * 1_000_000
         reserve = 0
-        for ic in self.captures.values():  # every interface's live file, at its full size
+        live_gens = set(switching)
+        for ic in self.captures.values():
             live = ic.live_size(lambda w: self._work_size(w.format()))
             if live is None and self.cfg.spool.on_full == "pause-capture":
                 live = 0  # paused: resuming starts a whole new file
             reserve += budget.live_reserve(rotate_bytes, live)
+            if ic.proc is not None:
+                live_gens.discard(ic.proc.generation)
+        for gen in live_gens:  # the new tcpdumps of a switch in progress
+            files = self.work_files(gen)
+            size = self._work_size(files[-1].format()) if files else 0
+            reserve += budget.live_reserve(rotate_bytes, size)
         return reserve
 
     def _pause_now(self) -> None:
@@ -295,7 +306,7 @@ class Supervisor:
         capture must pause, which after_switch() then does."""
         assert self.queue is not None and self.keeper is not None
         self.queue.process(live, lambda: None, lambda: None)
-        return self.keeper.enforce(self.cfg.spool, self._reserve()) == "pause" or self.paused
+        return self.keeper.enforce(self.cfg.spool, self._reserve(live)) == "pause" or self.paused
 
     def after_switch(self) -> None:
         if self.paused and any(ic.running() for ic in self.captures.values()):
