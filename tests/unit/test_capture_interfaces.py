@@ -106,7 +106,7 @@ def test_interfaces_switched_together_keep_every_new_live_file(
 ) -> None:
     """Two interfaces cut at one boundary: the hand-off after the switch must see
     both new tcpdumps as live (it once handed the second one's live file off)."""
-    sup = _supervisor(tmp_path, capture={"interface": ["eth0", "eth1"]})
+    sup = _supervisor(tmp_path, capture={"interface": ["eth0", "eth1"], "rotate_align": True})
     ic0, ic1 = sup.captures.values()
     pk = packets(4)
     for gen, iface in ((1, "eth0"), (2, "eth1"), (3, "eth0"), (4, "eth1")):
@@ -122,7 +122,7 @@ def test_interfaces_switched_together_keep_every_new_live_file(
 
 
 def test_a_live_file_holds_back_only_its_own_interface(tmp_path: Path) -> None:
-    sup = _supervisor(tmp_path, capture={"interface": ["eth0", "eth1"]})
+    sup = _supervisor(tmp_path, capture={"interface": ["eth0", "eth1"], "rotate_align": True})
     ic0, ic1 = sup.captures.values()
     for gen, iface in ((5, "eth0"), (6, "eth1")):
         write_pcap(sup.spool.work / f"g00000{gen}-20261126T120000-{iface}.pcap", packets(3))
@@ -136,7 +136,7 @@ def test_a_live_file_holds_back_only_its_own_interface(tmp_path: Path) -> None:
 def test_an_aligned_deadline_survives_clock_steps(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sup = _supervisor(tmp_path, capture={"rotate_seconds": 10})
+    sup = _supervisor(tmp_path, capture={"rotate_seconds": 10, "rotate_align": True})
     (ic,) = sup.captures.values()
     (sup.spool.work / "g000003-20261126T130000-eth0.pcap").write_bytes(b"")
     ic.proc = _Fake(3)  # type: ignore[assignment]
