@@ -22,8 +22,8 @@ from rollcap.capture.layout import CaptureDirs
 from rollcap.capture.names import WorkName, list_work
 from rollcap.capture.overlap import (
     MAX_GENERATION,
-    cut_head,
-    find_duplicate_head,
+    drop_records,
+    find_duplicates,
     read_sidecar,
     remove,
     sidecar_name,
@@ -156,17 +156,17 @@ class Handoff:
             return self._quarantine(name, f"not a pcap file ({e})")
         stripped = 0
         tail = read_sidecar(work, side) if summary.packets else None
-        dup = find_duplicate_head(fd, tail) if tail else None
+        dup = find_duplicates(fd, tail) if tail else None
         new_fd = None
-        if dup is not None and dup.records:
+        goes_on = dup is not None and bool(dup.rest)  # in the generation's next file
+        if goes_on:
             # The sidecar first: a failure between here and the rename can then
             # only leave duplicates, never strip this file a second time.
-            if dup.rest:  # this file is all duplicates: the generation's next one goes on
-                write_sidecar(work, side, dup.rest)
-            else:
-                remove(work, side)
-            new_fd = cut_head(work, name, fd, dup.cut)
-            stripped = dup.records
+            assert dup is not None
+            write_sidecar(work, side, dup.rest)
+        if dup:
+            new_fd = drop_records(work, name, fd, dup.records)
+            stripped = len(dup)
         try:
             cur = fd if new_fd is None else new_fd
             if new_fd is not None:
@@ -175,6 +175,8 @@ class Handoff:
             if summary.packets == 0 or size <= GLOBAL_HEADER_LEN:
                 # header only: the overlap (if any) goes on in the next file
                 work.unlink_if_same(name, os.fstat(cur))
+                if dup is not None and not goes_on:
+                    remove(work, side)  # every record of the tail is paired
                 return HandoffResult(None, size, 0, removed, stripped, None)
             self._protect(cur)
             ready = ReadyName(
@@ -187,7 +189,8 @@ class Handoff:
         finally:
             if new_fd is not None:
                 os.close(new_fd)
-        remove(work, side)  # this file has packets after the overlap: it ended here
+        if not goes_on:
+            remove(work, side)  # this file has packets after the overlap: it ended here
         return HandoffResult(ready, size, summary.packets, removed, stripped, summary.first_ts)
 
     def _move(self, name: str, st: os.stat_result, ready: str) -> None:

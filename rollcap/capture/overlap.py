@@ -8,17 +8,20 @@ the old one and at the start of the new one, each possibly spread over several
 files when -C rotated during the overlap (a burst on a small-file setup). As
 each old file is handed off we add a fingerprint of its tail (timestamp and a
 hash of lengths and bytes of each record captured since shortly before the new
-tcpdump listened) to a sidecar in work/, which survives a supervisor restart.
-When a new file is handed off, its head that continues to the end of that tail
-(same bytes, timestamps within 10 ms) is cut off; a new file that is all
-duplicates is dropped and the rest of the tail waits for the next one. A
-mismatch only ever leaves duplicates, never removes a packet that is not in
-the old generation.
+tcpdump was started) to a sidecar in work/, which survives a supervisor restart.
+When a new file is handed off, its records paired in order with that tail (same
+bytes, timestamps within 10 ms) are removed. Either tcpdump may have missed a
+packet of the overlap (a drop at a high rate, a socket not yet attached): such a
+record is kept, the others are still paired. A new file that is all duplicates
+is dropped and the rest of the tail waits for the next one. A mismatch only ever
+leaves duplicates, never removes a packet that is not in the old generation.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -27,6 +30,7 @@ import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from rollcap.pcapfile import (
     GLOBAL_HEADER_LEN,
@@ -38,8 +42,9 @@ from rollcap.pcapfile import (
 from rollcap.spoolfs import BadEntry, Dir
 
 TS_TOLERANCE = 0.010
-# Records of the old file older than "new tcpdump listening" minus this are
-# certainly not in the new file (its socket opened after we started it).
+# Records of the old file older than "new tcpdump spawned" minus this are
+# certainly not in the new file (its socket opened after we started it); the
+# margin covers a kernel timestamp a little behind the wall clock we read.
 TAIL_MARGIN = 1.0
 # State files are read back as untrusted input: bounded and range-checked.
 MAX_SIDECAR_BYTES = 64 * 1024 * 1024
@@ -152,62 +157,80 @@ def remove(d: Dir, name: str) -> None:
         d.unlink(name)
 
 
-def duplicate_head(
-    tail: list[Fingerprint], head: list[Fingerprint], whole: bool = True
-) -> tuple[int, int]:
-    """(n, start): the longest head[:n] equal to tail[start:start + n] where either
-    the match runs to the tail's end (the overlap ended in this file) or, when
-    head is the whole file (whole), covers all of it (the overlap goes on in the
-    next file). (0, 0) when there is none."""
-    for start in range(len(tail)):
-        n = min(len(tail) - start, len(head))
-        if n == 0 or (start + n < len(tail) and not (whole and n == len(head))):
+def pair_duplicates(tail: list[Fingerprint], head: list[Fingerprint]) -> tuple[list[int], int]:
+    """(indices of head that are duplicates, index of tail after the last pair).
+
+    Both tcpdumps got the overlap's packets in the same order, but either may have
+    missed some (kernel drops at a high rate, a socket that was not attached yet
+    or any more): each head record is paired with the first unpaired tail record
+    after the previous pair with the same bytes and a timestamp within 10 ms, or
+    with none and kept. Each tail record pairs once, so n identical packets
+    within 10 ms remove at most n. A record that only the new tcpdump saw is
+    never removed unless the old one saw identical bytes at nearly the same time.
+    """
+    where: dict[str, list[int]] = {}
+    for k, t in enumerate(tail):
+        where.setdefault(t.digest, []).append(k)
+    dups: list[int] = []
+    after = 0  # tail records before this one are paired or skipped
+    for i, h in enumerate(head):
+        same = where.get(h.digest)
+        if not same:
             continue
-        # cheap first test before the full comparison
-        if not head[0].same_packet(tail[start]):
-            continue
-        if all(head[i].same_packet(tail[start + i]) for i in range(n)):
-            return n, start
-    return 0, 0
+        for k in same[bisect.bisect_left(same, after) :]:
+            if tail[k].same_packet(h):
+                dups.append(i)
+                after = k + 1
+                break
+            if tail[k].ts > h.ts + TS_TOLERANCE:
+                break  # later copies of these bytes are other packets
+    return dups, after
 
 
 @dataclass(frozen=True)
-class DuplicateHead:
-    records: int  # 0: nothing to strip
-    cut: int  # file offset where the first record to keep starts
+class Duplicates:
+    records: list[tuple[int, int]]  # (offset, length) of each record captured twice
     rest: list[Fingerprint]  # the tail left for the generation's next file
 
+    def __len__(self) -> int:
+        return len(self.records)
 
-def find_duplicate_head(fd: int, tail: list[Fingerprint]) -> DuplicateHead:
-    """The head of the file on fd that was captured twice, and what is left of the
-    tail for the generation's next file (empty unless this whole file is duplicates)."""
-    none = DuplicateHead(0, GLOBAL_HEADER_LEN, [])
+
+def find_duplicates(fd: int, tail: list[Fingerprint]) -> Duplicates:
+    """The records of the file on fd that the old generation also captured, and
+    what is left of the tail for the generation's next file: nothing once the file
+    has a packet later than the tail's last (the overlap ended in this file)."""
     if not tail:
-        return none
+        return Duplicates([], [])
+    end = max(t.ts for t in tail) + TS_TOLERANCE
     head: list[tuple[int, int, Fingerprint]] = []
+    ended = False
     for item in iter_records(fd):
-        head.append(item)
-        if len(head) > len(tail):
+        if item[2].ts > end:
+            ended = True
             break
-    whole = len(head) <= len(tail)  # every record of the file was read
-    n, start = duplicate_head(tail, [fp for _o, _l, fp in head], whole)
-    if n == 0:
-        return none
-    return DuplicateHead(n, head[n - 1][0] + head[n - 1][1], tail[start + n :])
+        head.append(item)
+    dups, after = pair_duplicates(tail, [f for _o, _n, f in head])
+    return Duplicates([head[i][:2] for i in dups], [] if ended else tail[after:])
 
 
-def cut_head(d: Dir, name: str, fd: int, cut: int) -> int:
-    """Replace name (open on fd) atomically by a copy without the records before
-    offset cut; return an fd on the new file (fd itself is left open). The copy is
-    an O_EXCL temp file in the same directory, never a fixed name."""
+def drop_records(d: Dir, name: str, fd: int, drop: list[tuple[int, int]]) -> int:
+    """Replace name (open on fd) atomically by a copy without the records at drop
+    ((offset, length), in file order); return an fd on the new file (fd itself is
+    left open). The copy is an O_EXCL temp file in the same directory, never a
+    fixed name."""
     tmp_fd, tmp = d.create_temp("." + name + ".", ".strip")
     try:
         with os.fdopen(os.dup(fd), "rb") as src, os.fdopen(os.dup(tmp_fd), "wb") as dst:
             src.seek(0)
             dst.write(src.read(GLOBAL_HEADER_LEN))
-            src.seek(cut)
-            while chunk := src.read(1 << 20):
-                dst.write(chunk)
+            pos = GLOBAL_HEADER_LEN
+            for off, length in [*drop, (os.fstat(fd).st_size, 0)]:
+                if off < pos:
+                    raise ValueError(f"records to drop overlap or are out of order at {off}")
+                _copy(src, dst, off - pos)
+                src.seek(length, os.SEEK_CUR)
+                pos = off + length
         st = os.fstat(fd)
         os.fchmod(tmp_fd, st.st_mode & 0o777)
         with contextlib.suppress(PermissionError):
@@ -221,14 +244,24 @@ def cut_head(d: Dir, name: str, fd: int, cut: int) -> int:
     return tmp_fd
 
 
+def _copy(src: BinaryIO, dst: BinaryIO, n: int) -> None:
+    while n > 0:
+        chunk = src.read(min(n, 1 << 20))
+        if not chunk:
+            raise OSError(errno.EIO, "file shrank while its duplicates were stripped")
+        dst.write(chunk)
+        n -= len(chunk)
+
+
 def switch_name(old_generation: int) -> str:
     """Record of a switch in progress: which generation replaces old_generation and
-    when it started listening (wall clock, like pcap timestamps)."""
+    when it was started (wall clock, like pcap timestamps)."""
     return f".switch-g{old_generation:06d}.json"
 
 
-def write_switch(d: Dir, name: str, new_generation: int, listening_at: float) -> None:
-    data = {"new_generation": new_generation, "listening_at": listening_at}
+def write_switch(d: Dir, name: str, new_generation: int, since: float) -> None:
+    # "listening_at": the key of earlier versions, whose records a restart reads
+    data = {"new_generation": new_generation, "listening_at": since}
     d.write_atomic(name, json.dumps(data).encode())
 
 

@@ -39,14 +39,14 @@ class Overlaps:
 
     work: Dir
     next_of: dict[int, int] = field(default_factory=dict)  # old generation -> new one
-    listening_at: dict[int, float] = field(default_factory=dict)  # generation -> wall clock
+    since: dict[int, float] = field(default_factory=dict)  # generation -> spawned (wall clock)
 
-    def begin(self, old_gen: int, new_gen: int, listening_at: float) -> None:
-        self.listening_at[new_gen] = listening_at
+    def begin(self, old_gen: int, new_gen: int, since: float) -> None:
+        self.since[new_gen] = since
         self.next_of[old_gen] = new_gen
         # on disk too: a supervisor that dies during the overlap still strips duplicates
         with contextlib.suppress(OSError):
-            write_switch(self.work, switch_name(old_gen), new_gen, listening_at)
+            write_switch(self.work, switch_name(old_gen), new_gen, since)
 
     def load(self) -> None:
         """Overlaps a crashed supervisor left unfinished."""
@@ -55,7 +55,7 @@ class Overlaps:
             if rec is not None:
                 new_gen, since = rec
                 self.next_of[w.generation] = new_gen
-                self.listening_at.setdefault(new_gen, since)
+                self.since.setdefault(new_gen, since)
 
     def remember_tail(self, w: WorkName, name: str, owners: set[int], last: bool) -> None:
         """Add this old file's tail to the new generation's fingerprints; after its
@@ -64,7 +64,7 @@ class Overlaps:
         if w.generation not in self.next_of:
             return
         new_gen = self.next_of[w.generation]
-        since = self.listening_at.get(new_gen)
+        since = self.since.get(new_gen)
         if since is not None:
             tail = []
             try:
@@ -125,7 +125,7 @@ def make_before_break_many(
             new.stop()
             out.append(Switched(None, None, f"new tcpdump did not start: {new.exit_message()}"))
             continue
-        overlaps.begin(old.generation, new.generation, new.listening_at or time.time())
+        overlaps.begin(old.generation, new.generation, new.spawned_at)
         out.append(None)
     if any(r is None for r in out):
         wait = OVERLAP

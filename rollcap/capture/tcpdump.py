@@ -53,6 +53,10 @@ class Tcpdump:
         self.last_lines: list[str] = []
         self.stop_requested = False
         self.started_mono = time.monotonic()
+        # Its socket cannot have seen a packet before this (wall clock, like pcap
+        # times): where the tail of an old generation's overlap starts. The
+        # "listening on" line is read later, by how much depends on the load.
+        self.spawned_at = time.time()
         self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -8,10 +9,10 @@ import pytest
 from rollcap.capture.overlap import (
     Fingerprint,
     append_sidecar,
-    cut_head,
-    duplicate_head,
-    find_duplicate_head,
+    drop_records,
+    find_duplicates,
     iter_records,
+    pair_duplicates,
     read_sidecar,
     tail_since,
     write_sidecar,
@@ -25,37 +26,119 @@ def strip_duplicates(path: Path, tail: list[Fingerprint]) -> tuple[int, list[Fin
     """What Handoff.hand_off does with a sidecar, minus writing it back."""
     fd = os.open(path, os.O_RDWR)
     try:
-        d = find_duplicate_head(fd, tail)
+        d = find_duplicates(fd, tail)
         if d.records:
-            os.close(cut_head(Dir(path.parent), path.name, fd, d.cut))
+            os.close(drop_records(Dir(path.parent), path.name, fd, d.records))
     finally:
         os.close(fd)
-    return d.records, d.rest
+    return len(d), d.rest
 
 
 def fp(ts: float, d: str) -> Fingerprint:
     return Fingerprint(ts, d)
 
 
-def test_longest_head_equal_to_the_tail_end() -> None:
+def test_the_head_paired_with_the_tail_end_is_duplicates() -> None:
     tail = [fp(1.0, "a"), fp(2.0, "b"), fp(3.0, "c")]
     more = [fp(4.0, "d")]
-    assert duplicate_head(tail, [fp(2.0, "b"), fp(3.0, "c"), *more], whole=False) == (2, 1)
-    assert duplicate_head(tail, [fp(3.005, "c"), *more]) == (1, 2)  # within 10 ms
-    assert duplicate_head(tail, [fp(3.05, "c")]) == (0, 0)  # same bytes, another packet
-    assert duplicate_head(tail, [fp(4.0, "d")]) == (0, 0)
-    assert duplicate_head([], [fp(1.0, "a")]) == (0, 0)
-    # the new file also has packets before the old one's last: no strip (duplicates kept)
-    assert duplicate_head(tail, [fp(1.0, "a"), fp(2.5, "x"), fp(3.0, "c")]) == (0, 0)
+    assert pair_duplicates(tail, [fp(2.0, "b"), fp(3.0, "c"), *more]) == ([0, 1], 3)
+    assert pair_duplicates(tail, [fp(3.005, "c"), *more]) == ([0], 3)  # within 10 ms
+    assert pair_duplicates(tail, [fp(3.05, "c")]) == ([], 0)  # same bytes, another packet
+    assert pair_duplicates(tail, [fp(4.0, "d")]) == ([], 0)
+    assert pair_duplicates([], [fp(1.0, "a")]) == ([], 0)
 
 
-def test_a_new_file_that_is_all_overlap_matches_the_middle_of_the_tail() -> None:
+def test_a_packet_only_one_tcpdump_got_leaves_the_others_paired() -> None:
+    """At a high rate either socket may drop a packet of the overlap: the record
+    only the new one got is kept, the rest of the overlap is still removed."""
     tail = [fp(1.0, "a"), fp(2.0, "b"), fp(3.0, "c"), fp(4.0, "d")]
-    # -C rotated the new tcpdump's output during the overlap: its first file is b, c
-    assert duplicate_head(tail, [fp(2.0, "b"), fp(3.0, "c")], whole=True) == (2, 1)
-    # ... but only if that is the whole file: a file going on with other packets
-    # after c is not a duplicate of the middle of the tail
-    assert duplicate_head(tail, [fp(2.0, "b"), fp(3.0, "c")], whole=False) == (0, 0)
+    # the old one missed x, the new one missed b
+    head = [fp(1.0, "a"), fp(2.5, "x"), fp(3.0, "c"), fp(4.0, "d"), fp(5.0, "e")]
+    assert pair_duplicates(tail, head) == ([0, 2, 3], 4)
+    # the new one's first packet came before the old one's copy of anything
+    assert pair_duplicates(tail, [fp(0.5, "y"), fp(3.0, "c"), fp(4.0, "d")]) == ([1, 2], 4)
+
+
+def test_identical_packets_pair_one_for_one_in_order() -> None:
+    """n identical frames within 10 ms (a retransmission storm, a SPAN port that
+    sees a frame twice) remove at most as many as the old tcpdump captured."""
+    tail = [fp(1.000, "a"), fp(1.002, "b"), fp(1.004, "a")]
+    head = [fp(1.000, "a"), fp(1.002, "b"), fp(1.004, "a"), fp(1.006, "a")]
+    assert pair_duplicates(tail, head) == ([0, 1, 2], 3)
+    # one old copy, two new ones: one stays
+    assert pair_duplicates([fp(1.0, "a")], [fp(1.0, "a"), fp(1.001, "a")]) == ([0], 1)
+    # a pair is never made backwards: c came before b in the old file
+    assert pair_duplicates([fp(1.0, "c"), fp(1.001, "b")], [fp(1.001, "b"), fp(1.0, "c")]) == (
+        [0],
+        2,
+    )
+
+
+def test_a_new_file_inside_the_overlap_leaves_the_rest_of_the_tail(tmp_path: Path) -> None:
+    """-C rotated the new tcpdump's output during the overlap: its first file is
+    all within the tail's time, so the overlap goes on in its next file, even
+    with a packet the old one did not get among them."""
+    pk = packets(100)
+    old = write_pcap(tmp_path / "old.pcap", pk[:80])
+    extra = (pk[50][0] + 0.0004, b"only-the-new-one" * 4)
+    new = write_pcap(tmp_path / "new.pcap", [*pk[40:51], extra, *pk[51:60]])
+    tail = tail_since(old, pk[40][0])
+    removed, rest = strip_duplicates(new, tail)
+    assert removed == 20
+    assert [f.ts for _o, _n, f in iter_records(new)] == [extra[0]]
+    assert [f.ts for f in rest] == [ts for ts, _d in pk[60:80]]
+
+
+def test_records_are_dropped_in_place_and_bad_ranges_refused(tmp_path: Path) -> None:
+    pk = packets(10)
+    f = write_pcap(tmp_path / "f.pcap", pk)
+    recs = list(iter_records(f))
+    fd = os.open(f, os.O_RDWR)
+    try:
+        with pytest.raises(ValueError, match="out of order"):
+            drop_records(Dir(tmp_path), f.name, fd, [recs[3][:2], recs[1][:2]])
+        assert [p.name for p in tmp_path.iterdir()] == ["f.pcap"]  # no temp left behind
+        os.close(drop_records(Dir(tmp_path), f.name, fd, [recs[0][:2], recs[4][:2], recs[9][:2]]))
+    finally:
+        os.close(fd)
+    kept = [i for i in range(10) if i not in (0, 4, 9)]
+    assert [r.ts for _o, _n, r in iter_records(f)] == [pk[i][0] for i in kept]
+    assert scan(f).packets == 7 and not scan(f).truncated
+
+
+def test_no_packet_either_tcpdump_got_is_lost_and_no_duplicate_kept(tmp_path: Path) -> None:
+    """A simulated switch, many times over: the wire, an old tcpdump that stops
+    and a new one that starts during it, each dropping packets at random and
+    cutting -C files at random. Old files plus stripped new files hold every
+    packet at least one of them got, exactly once."""
+    rng = random.Random(14)
+    for run in range(60):
+        d = tmp_path / str(run)
+        d.mkdir()
+        wire = packets(400, tag=f"r{run}-")
+        spawned, stopped = rng.randrange(50, 150), rng.randrange(200, 350)
+        loss = rng.choice([0.0, 0.01, 0.2])
+        old = [p for i, p in enumerate(wire) if i < stopped and rng.random() >= loss]
+        new = [p for i, p in enumerate(wire) if i >= spawned and rng.random() >= loss]
+        old_files = _cut(d, "old", old, rng)
+        new_files = _cut(d, "new", new, rng)
+        side, work = ".overlap.json", Dir(d)
+        for f in old_files:
+            append_sidecar(work, side, tail_since(f, wire[spawned][0]))
+        tail = read_sidecar(work, side)
+        assert tail is not None
+        for f in new_files:
+            _removed, tail = strip_duplicates(f, tail)
+            if not tail:
+                break
+        got = sorted(r.ts for f in old_files + new_files for _o, _n, r in iter_records(f))
+        assert got == sorted({p[0] for p in old} | {p[0] for p in new}), run
+
+
+def _cut(d: Path, stem: str, pk: list[tuple[float, bytes]], rng: random.Random) -> list[Path]:
+    bounds = sorted(rng.sample(range(1, len(pk)), 3)) if len(pk) > 4 else []
+    parts = [pk[a:b] for a, b in zip([0, *bounds], [*bounds, len(pk)], strict=True)]
+    return [write_pcap(d / f"{stem}{i}.pcap", part) for i, part in enumerate(parts)]
 
 
 def test_strip_removes_only_the_overlap(tmp_path: Path) -> None:

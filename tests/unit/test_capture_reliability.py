@@ -287,7 +287,7 @@ def test_switch_record_round_trip_and_reload(tmp_path: Path) -> None:
     assert read_switch(sup.dirs.work, switch_name(4)) == (5, 1_800_000_000.5)
     sup.load_switches()
     assert sup.overlaps is not None
-    assert sup.overlaps.next_of == {4: 5} and sup.overlaps.listening_at == {5: 1_800_000_000.5}
+    assert sup.overlaps.next_of == {4: 5} and sup.overlaps.since == {5: 1_800_000_000.5}
     (sup.spool.work / ".switch-g000009.json").write_text("{not json")
     assert read_switch(sup.dirs.work, ".switch-g000009.json") is None
 
