@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from rollcap.timestamps import NS, to_seconds
+from rollcap.timestamps import NS, PacketSpan
 
 GLOBAL_HEADER_LEN = 24
 RECORD_HEADER_LEN = 16
@@ -45,7 +45,7 @@ class PcapHeader:
 
 
 @dataclass(frozen=True)
-class PcapSummary:
+class PcapSummary(PacketSpan):
     header: PcapHeader
     packets: int
     first_ns: int | None  # ns since the epoch (exact for µs and ns files), None: no packet
@@ -56,14 +56,6 @@ class PcapSummary:
     @property
     def truncated(self) -> bool:
         return self.good_bytes < self.file_bytes
-
-    @property
-    def first_ts(self) -> float | None:
-        return to_seconds(self.first_ns)
-
-    @property
-    def last_ts(self) -> float | None:
-        return to_seconds(self.last_ns)
 
 
 def parse_header(data: bytes) -> PcapHeader:

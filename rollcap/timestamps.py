@@ -47,6 +47,22 @@ def to_seconds(ns: int | None) -> float | None:
     return None if ns is None else ns / NS
 
 
+class PacketSpan:
+    """first_ts/last_ts: float views of a dataclass's first_ns/last_ns fields
+    (first and last packet, epoch ns; None when there is none or it is unknown)."""
+
+    first_ns: int | None
+    last_ns: int | None
+
+    @property
+    def first_ts(self) -> float | None:
+        return to_seconds(self.first_ns)
+
+    @property
+    def last_ts(self) -> float | None:
+        return to_seconds(self.last_ns)
+
+
 def from_datetime(dt: datetime) -> int:
     """An aware datetime (µs resolution) as epoch ns, exactly."""
     delta = dt - datetime(1970, 1, 1, tzinfo=UTC)

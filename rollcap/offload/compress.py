@@ -22,7 +22,7 @@ from pathlib import Path
 import zstandard
 
 from rollcap.pcapfile import PcapHeader, RecordWalker
-from rollcap.timestamps import to_seconds
+from rollcap.timestamps import PacketSpan
 
 CHUNK = 4 * 1024 * 1024
 DEFAULT_LEVELS = {"zstd": 3, "gzip": 6, "none": 0}
@@ -33,7 +33,7 @@ class Cancelled(Exception):
 
 
 @dataclass(frozen=True)
-class Compressed:
+class Compressed(PacketSpan):
     path: Path  # the temp file to upload
     size: int  # compressed bytes
     sha256: str  # of the compressed bytes (hex)
@@ -44,14 +44,6 @@ class Compressed:
     last_ns: int | None
     linktype: int
     part_sha256: tuple[bytes, ...] = ()  # per part_size piece of the output, if asked
-
-    @property
-    def first_ts(self) -> float | None:
-        return to_seconds(self.first_ns)
-
-    @property
-    def last_ts(self) -> float | None:
-        return to_seconds(self.last_ns)
 
 
 class _Codec:

@@ -26,7 +26,7 @@ from rollcap.retrieve.keyplan import (
     window_days,
 )
 from rollcap.storage.base import META, ObjectInfo, Storage
-from rollcap.timestamps import from_datetime, from_text, to_seconds
+from rollcap.timestamps import PacketSpan, from_datetime, from_text
 
 log = logging.getLogger("rollcap.retrieve")
 # How long a file may still get packets after the next file of its host and
@@ -38,7 +38,7 @@ LOOKBACK = timedelta(days=1)
 
 
 @dataclass(frozen=True)
-class Capture:
+class Capture(PacketSpan):
     """One stored capture file, as far as key and metadata tell."""
 
     key: str
@@ -52,14 +52,6 @@ class Capture:
     pcap_bytes: int | None
     linktype: int | None
     end_ts: float | None = None  # when the file was last written (manifest entries only)
-
-    @property
-    def first_ts(self) -> float | None:
-        return to_seconds(self.first_ns)
-
-    @property
-    def last_ts(self) -> float | None:
-        return to_seconds(self.last_ns)
 
     def overlaps(self, since_ns: int, until_ns: int) -> bool:
         """Whether a packet of this file may lie in [since, until): exact to the ns."""

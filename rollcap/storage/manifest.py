@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 from rollcap.storage.base import Storage
-from rollcap.timestamps import from_text, to_seconds, to_text
+from rollcap.timestamps import PacketSpan, from_text, to_text
 
 DIR = "_manifest/v1"
 SLOT = timedelta(minutes=10)
@@ -56,7 +56,7 @@ _NAME_RE = re.compile(
 
 
 @dataclass(frozen=True)
-class Entry:
+class Entry(PacketSpan):
     """What a manifest entry says about one stored capture."""
 
     key: str  # the capture's object key
@@ -70,14 +70,6 @@ class Entry:
     pcap_bytes: int
     size: int  # stored bytes
     linktype: int
-
-    @property
-    def first_ts(self) -> float | None:
-        return to_seconds(self.first_ns)
-
-    @property
-    def last_ts(self) -> float | None:
-        return to_seconds(self.last_ns)
 
     @property
     def span(self) -> tuple[float, float]:
