@@ -30,6 +30,8 @@ STALL_MIN_SECONDS = 900
 IMPORTANT = (
     "state",
     "interface",
+    "rotation",
+    "timestamp_precision",
     "destination",
     "paused",
     "active_file",

@@ -51,6 +51,8 @@ class Snapshot:
     last_handoff: dict[str, Any] | None
     last_rotate: dict[str, Any] | None
     interfaces: dict[str, dict[str, Any]] | None = None  # each interface's own counters
+    rotation: str = ""  # how files are cut, e.g. "every 600 s on the UTC clock, or at 200 MB"
+    timestamp_precision: str = ""
 
 
 def state_dict(s: Snapshot) -> dict[str, Any]:
@@ -60,6 +62,8 @@ def state_dict(s: Snapshot) -> dict[str, Any]:
         "generation": s.generation,
         "interface": s.interface,
         "filter": s.filter,
+        "rotation": s.rotation,
+        "timestamp_precision": s.timestamp_precision,
         "active_file": s.active_file,
         "active_since": s.active_since,
         **s.counts,
@@ -76,6 +80,11 @@ def state_dict(s: Snapshot) -> dict[str, Any]:
         "budget": s.usage.as_dict() if s.usage else None,
         "interfaces": s.interfaces or {},
     }
+
+
+def rotation(rotate_seconds: int, rotate_megabytes: int, align: bool) -> str:
+    clock = " on the UTC clock" if align else ""
+    return f"every {rotate_seconds} s{clock}, or at {rotate_megabytes} MB"
 
 
 def status_line(s: Snapshot) -> str:

@@ -346,7 +346,7 @@ class Supervisor:
         return ""
 
     def snapshot(self) -> report.Snapshot:
-        k = self.keeper
+        k, c = self.keeper, self.cfg.capture
         by_iface = self.queue.by_iface if self.queue else {}
         ifaces = {
             name: ic.snapshot(dict(by_iface.get(name, dict.fromkeys(IFACE_COUNTS, 0))))
@@ -372,6 +372,8 @@ class Supervisor:
             last_handoff=self.last_handoff,
             last_rotate=self.last_rotate,
             interfaces=ifaces,
+            rotation=report.rotation(c.rotate_seconds, c.rotate_megabytes, c.rotate_align),
+            timestamp_precision=c.timestamp_precision,
         )
 
     def state(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from rollcap.capture.switching import Switched
 from rollcap.config.load import parse_config
 from rollcap.errors import ConfigError
 from rollcap.naming import ReadyName
+from rollcap.status import render_table
 from tests.unit.capture_pcaps import packets, write_pcap
 from tests.unit.test_capture_reliability import FakeTcpdump, _supervisor
 
@@ -183,3 +184,18 @@ def test_the_budget_is_kept_during_a_switchs_overlap(tmp_path: Path) -> None:
     assert stopped == []  # nothing is stopped in the middle of the switch ...
     sup.after_switch()
     assert stopped == [False] and ic.state_name == "paused"  # ... but right after it
+
+
+def test_status_says_how_files_are_cut_and_the_precision(tmp_path: Path) -> None:
+    """An operator reading `rollcap status` sees whether files follow the UTC clock
+    and whether timestamps are nanoseconds, without opening the config."""
+    sup = _supervisor(tmp_path, capture={"rotate_seconds": 600, "rotate_megabytes": 200,
+                                         "timestamp_precision": "nano"})  # fmt: skip
+    st = sup.state()
+    assert st["rotation"] == "every 600 s on the UTC clock, or at 200 MB"
+    assert st["timestamp_precision"] == "nano"
+    table = render_table({"capture": {**st, "running": True}})
+    assert "rotation             every 600 s on the UTC clock, or at 200 MB" in table
+    sup = _supervisor(tmp_path / "b", capture={"rotate_seconds": 60, "rotate_align": False})
+    assert sup.state()["rotation"] == "every 60 s, or at 1000 MB"  # the default size
+    assert sup.state()["timestamp_precision"] == "micro"
