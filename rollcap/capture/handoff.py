@@ -108,6 +108,7 @@ class HandoffResult:
     stripped: int
     first_ts: float | None
     quarantined: bool = False  # not a pcap (or not a plain file): kept in quarantine/
+    unpaired: int = 0  # records of a switch's overlap that only the new tcpdump got
 
 
 class Handoff:
@@ -177,7 +178,8 @@ class Handoff:
                 work.unlink_if_same(name, os.fstat(cur))
                 if dup is not None and not goes_on:
                     remove(work, side)  # every record of the tail is paired
-                return HandoffResult(None, size, 0, removed, stripped, None)
+                return HandoffResult(None, size, 0, removed, stripped, None,
+                                     unpaired=dup.unpaired if dup else 0)  # fmt: skip
             self._protect(cur)
             ready = ReadyName(
                 start=self._start_time(w, summary.first_ns),
@@ -191,7 +193,8 @@ class Handoff:
                 os.close(new_fd)
         if not goes_on:
             remove(work, side)  # this file has packets after the overlap: it ended here
-        return HandoffResult(ready, size, summary.packets, removed, stripped, summary.first_ts)
+        return HandoffResult(ready, size, summary.packets, removed, stripped, summary.first_ts,
+                             unpaired=dup.unpaired if dup else 0)  # fmt: skip
 
     def _move(self, name: str, st: os.stat_result, ready: str) -> None:
         """Rename into ready/; the name must still be the file checked (work/ is

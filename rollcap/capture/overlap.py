@@ -191,6 +191,7 @@ def pair_duplicates(tail: list[Fingerprint], head: list[Fingerprint]) -> tuple[l
 class Duplicates:
     records: list[tuple[int, int]]  # (offset, length) of each record captured twice
     rest: list[Fingerprint]  # the tail left for the generation's next file
+    unpaired: int = 0  # records within the tail's time span that paired with none
 
     def __len__(self) -> int:
         return len(self.records)
@@ -211,7 +212,11 @@ def find_duplicates(fd: int, tail: list[Fingerprint]) -> Duplicates:
             break
         head.append(item)
     dups, after = pair_duplicates(tail, [f for _o, _n, f in head])
-    return Duplicates([head[i][:2] for i in dups], [] if ended else tail[after:])
+    first, last, paired = min(t.ts for t in tail), max(t.ts for t in tail), set(dups)
+    unpaired = sum(
+        1 for i, (_o, _n, f) in enumerate(head) if i not in paired and first <= f.ts <= last
+    )
+    return Duplicates([head[i][:2] for i in dups], [] if ended else tail[after:], unpaired)
 
 
 def drop_records(d: Dir, name: str, fd: int, drop: list[tuple[int, int]]) -> int:

@@ -118,7 +118,13 @@ class HandoffQueue:
             return  # hand_off logged it as an error
         if r.name is None:
             n["discarded_empty"] += 1
-            log.info("discarded %s: no packets", work_name, extra=fields(file=work_name))
+            log.info(
+                "discarded %s: no packets%s", work_name,
+                f" after removing {r.stripped} duplicates of a switch's overlap" if r.stripped
+                else "",
+                extra=fields(file=work_name, duplicates_removed=r.stripped or None,
+                             overlap_unpaired=r.unpaired or None),
+            )  # fmt: skip
             return
         n["handed_off_files"] += 1
         n["handed_off_bytes"] += r.bytes
@@ -140,5 +146,7 @@ class HandoffQueue:
                 packets=r.packets,
                 generation=w.generation,
                 duplicates_removed=r.stripped or None,
+                # kept: a drop on the old socket, or a packet after it had stopped
+                overlap_unpaired=r.unpaired or None,
             ),
         )

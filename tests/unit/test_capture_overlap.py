@@ -215,3 +215,16 @@ def test_a_reload_from_micro_to_nano_still_strips_the_overlap(tmp_path: Path) ->
         s = scan(new)
         assert s.packets == 40 and not s.truncated
         assert s.first_ts == pytest.approx(pk[60][0], abs=1e-6)
+
+
+def test_records_only_the_new_tcpdump_got_are_counted(tmp_path: Path) -> None:
+    """The hand-off logs them (overlap_unpaired): how often the sockets disagree."""
+    pk = packets(50)
+    old = write_pcap(tmp_path / "old.pcap", [p for i, p in enumerate(pk[:40]) if i != 30])
+    new = write_pcap(tmp_path / "new.pcap", pk[20:])
+    fd = os.open(new, os.O_RDONLY)
+    try:
+        d = find_duplicates(fd, tail_since(old, pk[20][0]))
+    finally:
+        os.close(fd)
+    assert (len(d), d.unpaired, d.rest) == (19, 1, [])  # packet 30: the old one missed it
