@@ -148,9 +148,7 @@ class CaptureConfig(_Section):
     )
     tcpdump_path: str = Field("/usr/bin/tcpdump", description="The tcpdump binary to run.")
     rotate_align: bool = Field(
-        # off by default until the overlap strip tolerates a packet only one socket
-        # got: on a busy link with small files aligned switches stored duplicates
-        False,
+        True,
         description="Cut files at UTC multiples of rotate_seconds (600: files open at :00, "
         ":10, :20), the same on every host; only the first file after a start or a restart "
         "is shorter. rotate_megabytes still cuts earlier. false: every file runs "

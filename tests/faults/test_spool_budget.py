@@ -24,11 +24,10 @@ from tests.faults.proc import wait_for
 from tests.faults.rig import Rig
 
 BUDGET_MB = 10
-# rotate_align off: at 15,000 packets/s with 1 MB files an aligned switch's
-# overlap spans several files, and about 1 run in 6 its duplicates were not
-# stripped (thousands of packets stored twice, none lost; open: docs/capture.md
-# "Known limits"). These cases are about the budget.
-UNALIGNED = {"rotate_megabytes": 1, "rotate_align": False}
+# Aligned (the default): at 15,000 packets/s with 1 MB files an aligned switch's
+# overlap spans several files of each generation, and its duplicates in work/
+# count against the budget until the hand-off strips them.
+SMALL_FILES = {"rotate_megabytes": 1}
 
 
 class Sampler:
@@ -96,7 +95,7 @@ class Sampler:
 @pytest.mark.case("4a. spool budget, offload stopped, drop-oldest")
 @pytest.mark.hard_timeout(150)
 def test_budget_drop_oldest(rig: Rig, reliability) -> None:  # type: ignore[no-untyped-def]
-    rig.configure(capture=UNALIGNED,
+    rig.configure(capture=SMALL_FILES,
                   spool={"max_megabytes": BUDGET_MB, "on_full": "drop-oldest"})  # fmt: skip
     cap = rig.daemon("capture")
     cap.start()
@@ -133,7 +132,7 @@ def test_budget_drop_oldest(rig: Rig, reliability) -> None:  # type: ignore[no-u
 @pytest.mark.case("4b. spool budget, offload stopped, pause-capture")
 @pytest.mark.hard_timeout(150)
 def test_budget_pause_capture(rig: Rig, reliability) -> None:  # type: ignore[no-untyped-def]
-    rig.configure(capture=UNALIGNED,
+    rig.configure(capture=SMALL_FILES,
                   spool={"max_megabytes": BUDGET_MB, "on_full": "pause-capture"})  # fmt: skip
     cap = rig.daemon("capture")
     cap.start()

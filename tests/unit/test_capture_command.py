@@ -83,7 +83,7 @@ def test_nano_precision_asks_tcpdump_for_nanosecond_files() -> None:
 
 
 def test_aligned_files_are_named_for_their_boundary_and_never_rotated_by_tcpdump() -> None:
-    assert not validate_data({}).capture.rotate_align  # the default, for now (docs/capture.md)
+    assert validate_data({}).capture.rotate_align  # the default: the same files on every host
     cap = validate_data(
         {"capture": {"interface": "eth1", "snaplen": 9000, "rotate_align": True}}
     ).capture
