@@ -10,53 +10,25 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import shutil
 import signal
 import stat
-import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from rollcap.capture.overlap import iter_records
 from rollcap.naming import ReadyName
 from rollcap.pcapfile import scan
-from tests.integration.capture_daemon import CaptureDaemon
+from tests.integration.conftest import Factory
 from tests.support.net import Veth, count_packets
 
 pytestmark = pytest.mark.integration
 
 PACKETS = 5374  # in all_pcap
 DRAIN = 1.5
-Factory = Callable[..., CaptureDaemon]
-
-
-@pytest.fixture
-def daemon() -> Iterator[Factory]:
-    # Not pytest's tmp_path: its parents are 0700 and tcpdump's user must pass
-    # through them to reach work/ (as it passes through /var/spool in production).
-    base = Path(tempfile.mkdtemp(prefix="rollcap-capture-test-"))
-    base.chmod(0o711)
-    started: list[CaptureDaemon] = []
-
-    def make(iface: str, notify: bool = False, **capture: Any) -> CaptureDaemon:
-        d = CaptureDaemon(base / f"d{len(started)}", iface, **capture)
-        started.append(d)
-        if notify:
-            d.listen_notify()
-        return d.start()
-
-    try:
-        yield make
-    finally:
-        for d in started:
-            d.kill()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _assert_sorted_by_time(files: list[Path]) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_capture import Factory, daemon  # noqa: F401
+from tests.integration.conftest import Factory
 from tests.support.net import Veth
 
 pytestmark = pytest.mark.integration
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 LEVEL = re.compile(r"^\d\d:\d\d:\d\d (\w+) +(\S+): (.*)$")
 
 
-def test_a_normal_start_and_stop_on_any_logs_no_warning(daemon: Factory) -> None:  # noqa: F811
+def test_a_normal_start_and_stop_on_any_logs_no_warning(daemon: Factory) -> None:
     # the default interface; a filter that matches nothing keeps the files tiny
     d = daemon("any", filter="udp port 9 and host 192.0.2.1", spool={"group": "root"})
     d.wait_capturing()
@@ -29,7 +29,7 @@ def test_a_normal_start_and_stop_on_any_logs_no_warning(daemon: Factory) -> None
 
 
 def test_quiet_link_switches_log_no_warning(veth: Veth, all_pcap: Path,
-                                            daemon: Factory) -> None:  # noqa: F811  # fmt: skip
+                                            daemon: Factory) -> None:  # fmt: skip
     """Normal running: traffic, then a quiet link rotated twice by make-before-break
     (each switch starts a tcpdump, which used to log its chatter as warnings)."""
     d = daemon(veth.b, rotate_seconds=10, spool={"group": "root"})

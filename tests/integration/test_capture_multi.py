@@ -8,10 +8,8 @@ partially filled kernel block).
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +21,7 @@ import pytest
 from rollcap.naming import ReadyName
 from rollcap.pcapfile import scan
 from tests.integration.capture_daemon import REPO, CaptureDaemon
+from tests.integration.conftest import Factory
 from tests.integration.test_capture import _assert_sorted_by_time, _no_duplicates
 from tests.integration.test_offload import Offload, state
 from tests.support.net import TEST_PCAPS, Veth, count_packets
@@ -33,27 +32,6 @@ PACKETS = 5374  # in all_pcap
 SMALL = TEST_PCAPS / "ssh.pcap"
 SMALL_PACKETS = 54
 DRAIN = 1.5
-Factory = Callable[..., CaptureDaemon]
-
-
-@pytest.fixture
-def daemon() -> Iterator[Factory]:
-    # tcpdump's user must pass through the parents to reach work/ (see test_capture)
-    base = Path(tempfile.mkdtemp(prefix="rollcap-multi-test-"))
-    base.chmod(0o711)
-    started: list[CaptureDaemon] = []
-
-    def make(iface: str | list[str], **capture: Any) -> CaptureDaemon:
-        d = CaptureDaemon(base / f"d{len(started)}", iface, **capture)
-        started.append(d)
-        return d.start()
-
-    try:
-        yield make
-    finally:
-        for d in started:
-            d.kill()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -92,15 +90,6 @@ class BareTcpdump:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(30)
-
-
-@pytest.fixture
-def base() -> Iterator[Path]:
-    # tcpdump's user must pass through the parents to reach work/ (see test_capture)
-    b = Path(tempfile.mkdtemp(prefix="rollcap-nano-"))
-    b.chmod(0o711)
-    yield b
-    shutil.rmtree(b, ignore_errors=True)
 
 
 def _rollcap(config: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -13,15 +13,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.integration.capture_daemon import REPO, CaptureDaemon
+from tests.integration.capture_daemon import REPO
+from tests.integration.conftest import Factory
 from tests.support.net import Veth
 
 pytestmark = pytest.mark.integration
@@ -29,30 +27,10 @@ pytestmark = pytest.mark.integration
 PACKETS = 5374  # in all_pcap
 DRAIN = 1.5
 CAP_NET_RAW = 1 << 13
-Factory = Callable[..., CaptureDaemon]
 SETPRIV = [
     "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
     "--inh-caps=-all,+net_raw", "--ambient-caps=-all,+net_raw", "--bounding-set=-all,+net_raw",
 ]  # fmt: skip
-
-
-@pytest.fixture
-def daemon() -> Iterator[Factory]:
-    base = Path(tempfile.mkdtemp(prefix="rollcap-priv-test-"))
-    base.chmod(0o711)
-    started: list[CaptureDaemon] = []
-
-    def make(iface: str, start: bool = True, **capture: Any) -> CaptureDaemon:
-        d = CaptureDaemon(base / f"d{len(started)}", iface, **capture)
-        started.append(d)
-        return d.start() if start else d
-
-    try:
-        yield make
-    finally:
-        for d in started:
-            d.kill()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _status(pid: int) -> dict[str, str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.capture_daemon import REPO, CaptureDaemon, write_config
-from tests.integration.test_capture import Factory, daemon  # noqa: F401
+from tests.integration.conftest import Factory
 from tests.support.net import Veth
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,7 @@ def _reload(d: CaptureDaemon) -> subprocess.CompletedProcess[str]:
 
 
 def test_rejected_reload_fails_and_a_good_one_clears_last_error(
-    veth: Veth, daemon: Factory  # noqa: F811
+    veth: Veth, daemon: Factory
 ) -> None:
     d = daemon(veth.b)
     first = d.wait_capturing()

@@ -5,11 +5,8 @@ endpoints too); the numbers Prometheus reports are what reached the bucket."""
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,15 +32,6 @@ RULES = REPO / "packaging" / "prometheus" / "rollcap.rules.yml"
 DASHBOARD = REPO / "packaging" / "grafana" / "rollcap.json"
 PACKETS = 5374  # in all_pcap
 LOOPS = 3
-
-
-@pytest.fixture
-def base() -> Iterator[Path]:
-    # tcpdump's user must pass through the parents to reach work/ (see test_capture)
-    b = Path(tempfile.mkdtemp(prefix="rollcap-metrics-"))
-    b.chmod(0o711)
-    yield b
-    shutil.rmtree(b, ignore_errors=True)
 
 
 def promtool_check(exposition: bytes, what: str) -> None:

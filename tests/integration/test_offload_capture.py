@@ -3,10 +3,7 @@ ends up in the file:// archive, and ready/ empties."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,15 +15,6 @@ from tests.support.net import Veth, count_packets
 pytestmark = pytest.mark.integration
 
 PACKETS = 5374  # in all_pcap
-
-
-@pytest.fixture
-def base() -> Iterator[Path]:
-    # tcpdump's user must pass through the parents to reach work/ (see test_capture)
-    b = Path(tempfile.mkdtemp(prefix="rollcap-offload-capture-"))
-    b.chmod(0o711)
-    yield b
-    shutil.rmtree(b, ignore_errors=True)
 
 
 def test_captured_packets_all_arrive_in_the_archive(veth: Veth, all_pcap: Path, base: Path) -> None:
