@@ -74,7 +74,30 @@ def _drain(d: dict[str, Any]) -> list[str]:
             )
     else:
         rows.append(f"| Backlog drain: rollcap offload | {rc.get('error', 'not run')} | | |")
-    return rows
+    return rows + _drain_goals(d)
+
+
+# issue 12's figures: (label, goal) per key of bench.drain's "goals"
+DRAIN_GOALS = {
+    "steady_level3_to_harness": ("steady drain at zstd 3 / harness (zstd 3 + PUT alone)",
+                                 "goal ≥ 0.9"),
+    "client_cpu_to_harness": ("rollcap client CPU / harness CPU", "goal ≤ 1.15"),
+    "steady_default_to_seed": ("steady drain as shipped (adaptive level) / seed", "goal ≥ 5"),
+    "harness_fast_to_seed": ("harness at zstd 1 / seed: compress + PUT alone, same run",
+                             "bounds the line above"),
+    "steady_default_to_harness_fast": ("steady drain as shipped / harness at zstd 1", ""),
+    "stored_bytes_adaptive_to_level3": ("bytes stored, adaptive / zstd 3", ""),
+    "cold_first_upload_seconds": ("cold start: first object listed after (s)", ""),
+}  # fmt: skip
+
+
+def _drain_goals(d: dict[str, Any]) -> list[str]:
+    g = d.get("goals", {})
+    return [
+        f"| Backlog drain: {label} | {g[k]:.2f} | {goal} | |"
+        for k, (label, goal) in DRAIN_GOALS.items()
+        if isinstance(g.get(k), int | float)
+    ]
 
 
 def _live(d: dict[str, Any]) -> list[str]:
