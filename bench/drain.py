@@ -461,6 +461,15 @@ ROLLCAP_RUNS: dict[str, tuple[bool, dict[str, Any] | None]] = {
 }
 
 
+def _client_cpu(r: dict[str, Any]) -> float | None:
+    """CPU seconds of the client (harness or rollcap) in one round."""
+    c = r.get("cpu_seconds")
+    if isinstance(c, dict):
+        v = c.get("rollcap")
+        return float(v) if isinstance(v, int | float) else None
+    return float(c) if isinstance(c, int | float) else None
+
+
 def goals(res: dict[str, Any]) -> dict[str, Any]:
     """The issue's figures, from the best round of each run."""
     h, s3, st = res.get("harness", {}), res.get("steady_level3", {}), res.get("steady", {})
@@ -468,8 +477,9 @@ def goals(res: dict[str, Any]) -> dict[str, Any]:
     g: dict[str, Any] = {}
     if "mb_s" in h and "mb_s" in s3:
         g["steady_level3_to_harness"] = s3["mb_s"] / h["mb_s"]
-        # CPU of the run that counted, against the harness's best round's
-        g["client_cpu_to_harness"] = s3["cpu_seconds"]["rollcap"] / h["cpu_seconds"]
+        # the least CPU of any round of each: contention only ever adds CPU time
+        # (cache misses, a sibling thread), like wall-clock noise only slows
+        g["client_cpu_to_harness"] = s3["least_client_cpu_s"] / h["least_client_cpu_s"]
     if "mb_s" in st and "mb_s" in seed:
         g["steady_default_to_seed"] = st["mb_s"] / seed["mb_s"]
     hf = res.get("harness_fast", {})
@@ -520,8 +530,8 @@ def summary_lines(res: dict[str, Any], rounds: int) -> list[str]:
         )
     if "cpu_seconds" in s3 and "cpu_seconds" in h:
         lines.append(
-            f"client CPU: rollcap at zstd 3 {s3['cpu_seconds']['rollcap']:.2f} s, "
-            f"harness {h['cpu_seconds']:.2f} s"
+            f"client CPU, least of the rounds: rollcap at zstd 3 "
+            f"{s3['least_client_cpu_s']:.2f} s, harness {h['least_client_cpu_s']:.2f} s"
         )
     if st.get("stored_bytes") and s3.get("stored_bytes"):
         lines.append(
@@ -538,7 +548,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--quick", action="store_true", help="4 x 32 MB")
     ap.add_argument("--no-profile", action="store_true", help="skip the py-spy profiled run")
     ap.add_argument("--skip-seed", action="store_true")
-    ap.add_argument("--rounds", type=int, default=2, help="repeat each; the best counts")
+    ap.add_argument("--rounds", type=int, default=3, help="repeat each; the best counts")
     a = ap.parse_args(argv)
     if a.quick:
         a.count, a.size_mb, a.rounds = 4, 32, 1
@@ -605,9 +615,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # the best of the rounds: noise on a shared machine only ever slows things down
         for kind, rs in runs.items():
             if rs:
+                cpus = [c for c in map(_client_cpu, rs) if c is not None]
                 res[kind] = {
                     **max(rs, key=lambda r: r["mb_s"]),
                     "all_mb_s": [r["mb_s"] for r in rs],
+                    "least_client_cpu_s": min(cpus) if cpus else None,
                 }
         lim = res["limit"]["mb_s"]
         if "mb_s" in res.get("seed", {}):

@@ -234,11 +234,14 @@ def render() -> str:
     machine = next((p["machine"] for p in parts.values() if p), None)
     lines = []  # the README's own "## Benchmarks" heading sits above the markers
     if machine:
+        dates = ", ".join(
+            f"{name} {p['machine']['date']}" for name, p in parts.items() if p and "machine" in p
+        )
         lines.append(
-            f"Measured by `make bench` on {machine['date']}: {machine['nproc']} cores "
-            f"({machine['cpu']}), Linux {machine['kernel']}, Python {machine['python']}; "
-            "SeaweedFS on loopback. The machine was shared with other work, so compare the "
-            "ratios within a run rather than absolute numbers. Raw data: `bench/results/`."
+            f"Measured on {machine['nproc']} cores ({machine['cpu']}), Linux "
+            f"{machine['kernel']}, Python {machine['python']}; SeaweedFS on loopback "
+            f"({dates}). The machine was shared with other work, so compare the ratios "
+            "within a run rather than absolute numbers. Raw data: `bench/results/`."
         )
     lines += ["", "| Figure | Result | Baseline / ratio | Notes |", "| --- | --- | --- | --- |"]
     figures = (("drain", _drain), ("live", _live), ("live-topspeed", _live_top),
@@ -254,9 +257,12 @@ def render() -> str:
         "SHA-256. The seed is bench/seed/ (gzip -6 per file, `inotifywait -m -e delete | sed | "
         "xargs -n1 done.sh`, done.sh = `aws s3 cp` + `rm`). The limit is the slower of zstd -3 "
         "on both cores and parallel PUTs of the compressed bytes; on 2 cores the two compete "
-        "for the same CPUs. Each of the three runs twice in alternating order and the best run "
-        "counts (noise from other work only slows things down). Rates are MB/s of "
-        "uncompressed pcap. "
+        "for the same CPUs. The harness is zstd -3 (and, as harness at zstd 1, the adaptive "
+        "level's fast one) then `upload_file`, 4 threads, in one Python process. steady = the "
+        "offload already running when the backlog lands (adaptive level as shipped, and "
+        "fixed at zstd 3). Every run repeats (`--rounds`) in alternating order and the best "
+        "round counts, for CPU the least (noise from other work only slows things down and "
+        "adds CPU time). Rates are MB/s of uncompressed pcap. "
         "*live*: tcpreplay of the merged shared captures onto a fresh veth pair; lost = sent − "
         "stored (capinfos for bare tcpdump, the objects' packet counts for rollcap), bare and "
         "rollcap alternating, fewest lost of the runs counts; latency "
