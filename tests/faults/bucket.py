@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import zlib
 from dataclasses import dataclass, field
@@ -59,6 +60,15 @@ class BucketView:
                     key = (min(i1, i2), max(i1, i2))
                     pairs[key] = pairs.get(key, 0) + 1
         return sum(n for n in pairs.values() if n >= run)
+
+    @functools.cached_property
+    def payload_times(self) -> dict[bytes, list[float]]:
+        """Digest of a record's bytes -> the capture times of its stored copies."""
+        out: dict[bytes, list[float]] = {}
+        for o in self.objects:
+            for digest, ts in o.payloads:
+                out.setdefault(digest, []).append(ts)
+        return out
 
     def packets_since(self, t: float) -> int:
         return sum(1 for o in self.objects for x in o.times if x >= t)

@@ -23,22 +23,21 @@ from tests.faults.rig import Rig
 
 KILLS = 5
 PPS = 4000
-# rotate_align off: with it, a kill can land in an aligned switch's overlap, and
-# the reference read from work/ then holds the new tcpdump's copies of the
-# overlap, which the hand-off removes as duplicates. Its socket stamps packets
-# itself (a few microseconds apart from the old one's), so the ledger's (time,
-# bytes) identity counts them lost although the same bytes are stored within
-# 10 ms (checked: 2243 such "lost" records, 0 without such a copy).
-UNALIGNED = {"rotate_megabytes": 1, "rotate_seconds": 10, "rotate_align": False}
+# Aligned (the default), so a kill can land in a switch's overlap: the reference
+# read from work/ then holds the new tcpdump's copies, which the hand-off removes
+# as duplicates; the ledger finds them stored under the old one's stamp.
+SMALL_FILES = {"rotate_megabytes": 1, "rotate_seconds": 10}
 
 
-def _written_in_work(rig: Rig) -> set[bytes]:
-    out: set[bytes] = set()
+def _written_in_work(rig: Rig) -> dict[bytes, tuple[bytes, float]]:
+    """Every record in work/ now: record identity -> (digest of its bytes, time)."""
+    out: dict[bytes, tuple[bytes, float]] = {}
     for p in sorted((rig.spool / "work").glob("*.pcap*")):
         try:
-            out.update(parse(p.read_bytes()).records)
+            parsed = parse(p.read_bytes())
         except (OSError, BadPcap):
             continue  # handed off meanwhile (the watcher has it) or only a header
+        out.update(zip(parsed.records, parsed.payloads, strict=True))
     return out
 
 
@@ -60,14 +59,14 @@ def _finish(rig: Rig, cap, off) -> None:  # type: ignore[no-untyped-def]
 @pytest.mark.case("2a. kill -9 tcpdump x5 during traffic")
 @pytest.mark.hard_timeout(180)
 def test_tcpdump_killed(rig: Rig, rng: random.Random, reliability) -> None:  # type: ignore[no-untyped-def]
-    rig.configure(capture=UNALIGNED)
+    rig.configure(capture=SMALL_FILES)
     cap, off = rig.daemon("capture"), rig.daemon("offload")
     cap.start()
     rig.wait_capturing(cap)
     rig.watch()
     off.start()
     traffic = rig.replay_async(loops=14, pps=PPS)  # ~19 s of traffic
-    written: set[bytes] = set()
+    written: dict[bytes, tuple[bytes, float]] = {}
     restart_s: list[float] = []
     for _ in range(KILLS):
         time.sleep(rng.uniform(1.5, 3.0))
@@ -96,14 +95,14 @@ def test_tcpdump_killed(rig: Rig, rng: random.Random, reliability) -> None:  # t
 @pytest.mark.case("2b. kill -9 capture supervisor x5 during traffic")
 @pytest.mark.hard_timeout(180)
 def test_supervisor_killed(rig: Rig, rng: random.Random, reliability) -> None:  # type: ignore[no-untyped-def]
-    rig.configure(capture=UNALIGNED)
+    rig.configure(capture=SMALL_FILES)
     cap, off = rig.daemon("capture"), rig.daemon("offload")
     cap.start()
     rig.wait_capturing(cap)
     rig.watch()
     off.start()
     traffic = rig.replay_async(loops=14, pps=PPS)
-    written: set[bytes] = set()
+    written: dict[bytes, tuple[bytes, float]] = {}
     back_s: list[float] = []
     for _ in range(KILLS):
         time.sleep(rng.uniform(1.5, 3.0))
