@@ -16,7 +16,7 @@ pipe, signal handlers only set flags. The jobs are elsewhere:
 - rollcap.capture.switching    make-before-break switch and its overlap
 - rollcap.capture.keeper       the spool budget (budget: the pure policy)
 - rollcap.capture.report       capture.json and the sd_notify status line
-- rollcap.capture.reloadplan   what a SIGHUP must do, interface by interface
+- rollcap.capture.reloader     a SIGHUP carried out (reloadplan: what it must do)
 - rollcap.capture.lock         one capture per spool; orphans: a crashed one's tcpdumps
 
 Quiet link: tcpdump -G rotates only when a packet arrives. If the live file
@@ -57,8 +57,7 @@ from rollcap.capture import (
     layout,
     lock,
     orphans,
-    reload_verdict,
-    reloadplan,
+    reloader,
     report,
 )
 from rollcap.capture.command import tcpdump_argv
@@ -68,7 +67,6 @@ from rollcap.capture.interface import DRAIN, InterfaceCapture, SwitchRequest, sw
 from rollcap.capture.keeper import BudgetKeeper
 from rollcap.capture.layout import CaptureDirs
 from rollcap.capture.names import WorkName, list_work
-from rollcap.capture.preflight import check_reload_interface
 from rollcap.capture.queue import IFACE_COUNTS, HandoffQueue
 from rollcap.capture.ratelimit import RepeatLimiter
 from rollcap.capture.switching import Overlaps
@@ -76,7 +74,6 @@ from rollcap.capture.tcpdump import Tcpdump
 from rollcap.capture.wakeup import Wakeup
 from rollcap.config import load_config
 from rollcap.config.schema import RollcapConfig
-from rollcap.errors import ConfigError
 from rollcap.journal import fields, setup_logging
 from rollcap.metrics.exporter import capture_exporter
 from rollcap.naming import local_hostname
@@ -121,7 +118,7 @@ class Supervisor:
         self.errors = RepeatLimiter(log)
         self.n = report.new_counts()
         self.metrics = capture_exporter(cfg)
-        self._retired = Counters()  # counters of interfaces removed by a reload
+        self.retired = Counters()  # counters of interfaces removed by a reload
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -136,7 +133,7 @@ class Supervisor:
     def _set_error(self, msg: str) -> None:
         self.last_error = msg
 
-    def _clear_error(self, *prefixes: str) -> None:
+    def clear_error(self, *prefixes: str) -> None:
         """last_error names a condition: it goes when that condition has cleared."""
         if self.last_error.startswith(prefixes):
             self.last_error = ""
@@ -164,13 +161,7 @@ class Supervisor:
     def procs(self) -> list[Tcpdump]:
         return [ic.proc for ic in self.captures.values() if ic.proc is not None]
 
-    # ------------------------------------------------------------------ filter
-    def compute_filters(self, cfg: RollcapConfig) -> dict[str, str]:
-        return exclusion.effective_filters(cfg)
-
-    def validate(self, cfg: RollcapConfig, effective: dict[str, str], timeout: float = 30) -> None:
-        exclusion.validate(cfg, effective, timeout)
-
+    # ------------------------------------------------------------------ interfaces
     def set_interfaces(self, cfg: RollcapConfig, filters: dict[str, str]) -> None:
         """One InterfaceCapture per configured interface (at start)."""
         self.captures = {
@@ -196,7 +187,7 @@ class Supervisor:
             self._counters_unsaved(e)
         else:
             self.errors.clear("counters:", "saving capture/capture-counters.json")
-            self._clear_error("cannot save capture/capture-counters.json")
+            self.clear_error("cannot save capture/capture-counters.json")
 
     def _counters_unsaved(self, e: OSError) -> None:
         self.last_error = f"cannot save capture/capture-counters.json: {e}"
@@ -318,13 +309,13 @@ class Supervisor:
         if change == "pause":
             self._pause_now()
         elif change == "resume":
-            self._clear_error("capture paused")
+            self.clear_error("capture paused")
             for ic in self.captures.values():
                 ic.next_start = 0.0
 
     # ------------------------------------------------------------------ stats & state
     def live_counters(self) -> Counters:
-        total = self._retired
+        total = self.retired
         for ic in self.captures.values():
             total = total.plus(ic.live_counters())
         return total
@@ -399,119 +390,7 @@ class Supervisor:
 
     # ------------------------------------------------------------------ reload
     def reload(self) -> None:
-        self.notifier.reloading()
-        try:
-            new = load_config(self.config_path)
-            if new.spool.directory != self.cfg.spool.directory:  # see ReloadPlan
-                log.error(
-                    "reload: spool.directory cannot change while running (restart the "
-                    "service); keeping %s",
-                    self.cfg.spool.directory,
-                )
-                new = new.model_copy(
-                    update={
-                        "spool": new.spool.model_copy(
-                            update={"directory": self.cfg.spool.directory}
-                        )
-                    }
-                )
-            uid, switch_user = layout.tcpdump_identity(new.capture.user)
-            if uid != self.tcpdump_uid:
-                # before prepare() chowns work/ away from the running tcpdump's user
-                layout.check_reachable(self.spool.root, uid)
-            check_reload_interface(self.cfg.capture.interfaces, new.capture)
-            effective = self.compute_filters(new)
-            # Shorter than at start: the main loop is blocked meanwhile, and the
-            # whole reload must stay well inside WatchdogSec.
-            self.validate(new, effective, timeout=10)
-        except ConfigError as e:
-            for line in e.problems:
-                log.error("reload rejected, keeping the running configuration: %s", line)
-            self.last_error = f"reload rejected: {e.problems[0]}"
-            reload_verdict.record(self.spool.capture_state, False, "; ".join(e.problems))
-            self.notifier.ready(self.status_line())
-            return
-        old = self.cfg
-        running = {n for n, ic in self.captures.items() if ic.running()}
-        old_filters = {n: ic.effective_filter for n, ic in self.captures.items()}
-        plan = reloadplan.plan(old, new, old_filters, effective, running, self.tcpdump_uid, uid)
-        logging.getLogger().setLevel(new.log.level.upper())
-        self.notifier.watchdog()  # validation made progress; the switch may take seconds
-        if plan.prepare_spool:
-            try:
-                gid = layout.resolve_group(new.spool.group)
-                layout.prepare(self.spool, uid, gid)
-            except (OSError, ConfigError) as e:
-                # e.g. no CAP_FOWNER under the unit's sandbox: never exit (78 would
-                # stop capture for good); put the spool back and keep capturing.
-                with contextlib.suppress(OSError, ConfigError):
-                    layout.prepare(self.spool, self.tcpdump_uid, self.gid)
-                log.error(
-                    "reload rejected, keeping the running configuration: cannot prepare "
-                    "the spool for capture.user/spool.group: %s",
-                    e,
-                )
-                self.last_error = f"reload rejected: {e}"
-                reload_verdict.record(self.spool.capture_state, False, self.last_error)
-                self.notifier.ready(self.status_line())
-                return
-            self.gid, self.tcpdump_uid = gid, uid
-            assert self.handoff is not None
-            self.handoff.owners.add(uid)  # the old user's files are handed off too
-        self.switch_user = switch_user
-        self.cfg = new
-        assert self.handoff is not None
-        self.handoff.gid = self.gid
-        self.handoff.host = local_hostname(new.capture.hostname)
-        self._clear_error("reload rejected")
-        switched = self._apply(plan, new, effective)
-        log.info(
-            "configuration reloaded%s",
-            " (capture unchanged: cutting the current file now)" if plan.rotate else "",
-            extra=fields(
-                interface=", ".join(new.capture.interfaces),
-                filter="; ".join(effective.values()),
-                started=", ".join(plan.start) or None,
-                stopped=", ".join(plan.stop) or None,
-                switched=", ".join(plan.switch) or None,
-                unchanged=", ".join(plan.keep) or None,
-            ),
-        )
-        if plan.rotate:
-            self.rotate("reload")
-        # a switch that failed keeps the old tcpdump (and filter) running
-        reload_verdict.record(self.spool.capture_state, switched, "configuration reloaded"
-                              if switched else f"not applied: {self.last_error}")  # fmt: skip
-        self.enforce_budget()
-        self.notifier.ready(self.status_line())
-
-    def _apply(self, plan: reloadplan.ReloadPlan, new: RollcapConfig,
-               effective: dict[str, str]) -> bool:  # fmt: skip
-        """Carry a reload plan out, interface by interface; False if a switch failed
-        (the old tcpdump, and its settings, run on)."""
-        for name in plan.stop:
-            ic = self.captures.pop(name)
-            ic.stop(drain=True)
-            self._retired = self._retired.plus(ic.live_counters())
-            log.info("reload: stopped capture on %s", name, extra=fields(interface=name))
-        reqs = [
-            SwitchRequest(self.captures[n], "reload", new.capture.for_interface(n), effective[n])
-            for n in plan.switch
-        ]
-        ok = all(switch_all(reqs))  # one overlap for all of them
-        for name in plan.restart:
-            ic = self.captures[name]
-            ic.stop(drain=True)
-            ic.cap, ic.effective_filter = new.capture.for_interface(name), effective[name]
-            ic.next_start, ic.waiting_logged = 0.0, False
-        for name in plan.start:
-            self.captures[name] = InterfaceCapture(
-                new.capture.for_interface(name), effective[name], self
-            )
-        # the configured order (status, journal)
-        self.captures = {n: self.captures[n] for n in new.capture.interfaces}
-        self.start_capture()
-        return ok
+        reloader.reload(self.config_path, self)
 
     def rotate(self, reason: str) -> None:
         """Cut the current files now (`rollcap rotate`, a reload with nothing changed):
@@ -574,13 +453,13 @@ class Supervisor:
         self.overlaps = Overlaps(self.dirs.work)
         self.queue = HandoffQueue(
             self.handoff, self.overlaps, self.n, self.errors, self._set_error,
-            lambda: self._clear_error("hand-off of "),
+            lambda: self.clear_error("hand-off of "),
         )  # fmt: skip
         self.keeper = BudgetKeeper(self.spool, self.dirs, self.n)
 
     def run(self) -> int:
-        filters = self.compute_filters(self.cfg)
-        self.validate(self.cfg, filters)
+        filters = exclusion.effective_filters(self.cfg)
+        exclusion.validate(self.cfg, filters)
         self.set_interfaces(self.cfg, filters)
         self.open_spool()
         self.wakeup.install_signals()
