@@ -15,7 +15,7 @@ pipe, signal handlers only set flags. The jobs are elsewhere:
 - rollcap.capture.queue        hand-off of finished files (handoff: one file)
 - rollcap.capture.switching    make-before-break switch and its overlap
 - rollcap.capture.keeper       the spool budget (budget: the pure policy)
-- rollcap.capture.report       capture.json and the sd_notify status line
+- rollcap.capture.status_report  gathers and publishes the status (report: formats it)
 - rollcap.capture.reloader     a SIGHUP carried out (reloadplan: what it must do)
 - rollcap.capture.lock         one capture per spool; orphans: a crashed one's tcpdumps
 
@@ -59,6 +59,7 @@ from rollcap.capture import (
     orphans,
     reloader,
     report,
+    status_report,
 )
 from rollcap.capture.command import tcpdump_argv
 from rollcap.capture.counters import Counters
@@ -79,7 +80,6 @@ from rollcap.metrics.exporter import capture_exporter
 from rollcap.naming import local_hostname
 from rollcap.notify import Notifier
 from rollcap.spool import Spool
-from rollcap.state import write_state
 
 log = logging.getLogger("rollcap.capture")
 
@@ -114,10 +114,11 @@ class Supervisor:
         self.overlaps: Overlaps | None = None
         self.keeper: BudgetKeeper | None = None
         self.last_error = ""  # the shared parts' (spool, reload); interfaces keep theirs
-        self.last_state_write = 0.0
         self.errors = RepeatLimiter(log)
         self.n = report.new_counts()
-        self.metrics = capture_exporter(cfg)
+        self.status = status_report.StatusPublisher(
+            self.spool.state_file("capture"), capture_exporter(cfg), self.notifier, self.errors
+        )
         self.retired = Counters()  # counters of interfaces removed by a reload
 
     # ------------------------------------------------------------------ plumbing
@@ -314,58 +315,8 @@ class Supervisor:
                 ic.next_start = 0.0
 
     # ------------------------------------------------------------------ stats & state
-    def live_counters(self) -> Counters:
-        total = self.retired
-        for ic in self.captures.values():
-            total = total.plus(ic.live_counters())
-        return total
-
-    def overall_state(self) -> str:
-        """capturing when every interface captures; else the first one's that does not."""
-        if self.paused:
-            return "paused"
-        states = [ic.state_name for ic in self.captures.values()]
-        return next((s for s in states if s != "capturing"), "capturing")
-
-    def overall_error(self) -> str:
-        if self.last_error:
-            return self.last_error
-        many = len(self.captures) > 1
-        for ic in self.captures.values():
-            if ic.last_error:
-                return f"{ic.name}: {ic.last_error}" if many else ic.last_error
-        return ""
-
     def snapshot(self) -> report.Snapshot:
-        k, c = self.keeper, self.cfg.capture
-        by_iface = self.queue.by_iface if self.queue else {}
-        ifaces = {
-            name: ic.snapshot(dict(by_iface.get(name, dict.fromkeys(IFACE_COUNTS, 0))))
-            for name, ic in self.captures.items()
-        }
-        first = next(iter(ifaces.values()), {})
-        return report.Snapshot(
-            state=self.overall_state(),
-            interface=", ".join(self.captures),
-            filter=first.get("filter", "") if len(ifaces) == 1 else "",
-            tcpdump_pid=first.get("tcpdump_pid") if len(ifaces) == 1 else None,
-            generation=first.get("generation") if len(ifaces) == 1 else None,
-            active_file=first.get("active_file") if len(ifaces) == 1 else None,
-            active_since=first.get("active_since") if len(ifaces) == 1 else None,
-            counts=dict(self.n),
-            totals=self.live_counters(),
-            drop_rate=max((ic.stats.drop_rate for ic in self.captures.values()), default=0.0),
-            paused=self.paused,
-            pause_reason=k.pause_reason if k else "",
-            last_error=self.overall_error(),
-            error_active=bool(self.errors.active()),
-            usage=k.usage if k else None,
-            last_handoff=self.last_handoff,
-            last_rotate=self.last_rotate,
-            interfaces=ifaces,
-            rotation=report.rotation(c.rotate_seconds, c.rotate_megabytes, c.rotate_align),
-            timestamp_precision=c.timestamp_precision,
-        )
+        return status_report.snapshot(self)
 
     def state(self) -> dict[str, Any]:
         return report.state_dict(self.snapshot())
@@ -374,19 +325,7 @@ class Supervisor:
         return report.status_line(self.snapshot())
 
     def publish(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.last_state_write < 1.0:
-            return
-        self.last_state_write = now
-        state = self.state()
-        self.metrics.publish(state)
-        try:
-            write_state(self.spool.state_file("capture"), state)
-        except OSError as e:
-            self.errors.error(f"state:{e.strerror or e}", f"cannot write the state file: {e}")
-        else:
-            self.errors.clear("state:", "writing the state file")
-        self.notifier.status(self.status_line())
+        self.status.publish(self.snapshot, force)
 
     # ------------------------------------------------------------------ reload
     def reload(self) -> None:
@@ -398,12 +337,12 @@ class Supervisor:
         before = self.n["handed_off_files"]
         live = [ic for ic in self.captures.values() if ic.listening()]
         if not live:
-            result = f"nothing to cut: {self.overall_state()}"
+            result = f"nothing to cut: {status_report.overall_state(self.captures, self.paused)}"
         elif all(switch_all([SwitchRequest(ic, reason) for ic in live])):
             after = self.n["handed_off_files"]
             result = "handed off" if after > before else "no packets to hand off"
         else:
-            result = f"failed: {self.overall_error()}"
+            result = f"failed: {status_report.overall_error(self.last_error, self.captures)}"
         handed = self.last_handoff["name"] if self.last_handoff else None
         self.last_rotate = {"at": time.time(), "result": result, "last_handoff": handed}
         log.info("%s: %s", reason, result, extra=fields(result=result))
@@ -479,7 +418,7 @@ class Supervisor:
             self.start_capture()
             self.notifier.ready(self.status_line())
             self.publish(force=True)
-            self.metrics.start()
+            self.status.metrics.start()
             self._loop()
             # no more wake-ups needed; stopping it first keeps its thread quiet
             observer.stop()
@@ -492,7 +431,7 @@ class Supervisor:
             for p in self.procs():  # an exception escaped: never leave them behind
                 if p.alive():
                     p.stop()
-            self.metrics.close()  # the last values, e.g. rollcap_capture_up 0
+            self.status.metrics.close()  # the last values, e.g. rollcap_capture_up 0
         return 0
 
     def _loop(self) -> None:
