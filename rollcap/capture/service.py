@@ -52,7 +52,6 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from rollcap.capture import (
-    budget,
     exclusion,
     layout,
     lock,
@@ -65,7 +64,7 @@ from rollcap.capture.command import tcpdump_argv
 from rollcap.capture.counters import Counters
 from rollcap.capture.handoff import Handoff, Persistent
 from rollcap.capture.interface import DRAIN, InterfaceCapture, SwitchRequest, switch_all
-from rollcap.capture.keeper import BudgetKeeper
+from rollcap.capture.keeper import BudgetKeeper, reserve
 from rollcap.capture.layout import CaptureDirs
 from rollcap.capture.names import WorkName, list_work
 from rollcap.capture.queue import IFACE_COUNTS, HandoffQueue
@@ -138,10 +137,6 @@ class Supervisor:
         """last_error names a condition: it goes when that condition has cleared."""
         if self.last_error.startswith(prefixes):
             self.last_error = ""
-
-    def _work_size(self, name: str) -> int:
-        st = self.dirs.work.lstat(name)
-        return st.st_size if st else 0
 
     def wake(self) -> None:
         self.wakeup.wake()
@@ -263,26 +258,10 @@ class Supervisor:
 
     # ------------------------------------------------------------------ budget
     def _reserve(self, switching: Collection[int] = ()) -> int:
-        """What the live files may still grow by, each counted at its full size:
-        checked after each hand-off and every tick, the spool then stays within
-        budget plus one file. switching: the generations of a switch's overlap,
-        where an old and a new tcpdump both write (the new one's head repeats
-        the old one's tail until the hand-off strips it)."""
-        rotate_bytes = self.cfg.capture.rotate_megabytes * 1_000_000
-        reserve = 0
-        live_gens = set(switching)
-        for ic in self.captures.values():
-            live = ic.live_size(lambda w: self._work_size(w.format()))
-            if live is None and self.cfg.spool.on_full == "pause-capture":
-                live = 0  # paused: resuming starts a whole new file
-            reserve += budget.live_reserve(rotate_bytes, live)
-            if ic.proc is not None:
-                live_gens.discard(ic.proc.generation)
-        for gen in live_gens:  # the new tcpdumps of a switch in progress
-            files = self.work_files(gen)
-            size = self._work_size(files[-1].format()) if files else 0
-            reserve += budget.live_reserve(rotate_bytes, size)
-        return reserve
+        c = self.cfg
+        return reserve(self.captures.values(), self.dirs.work,
+                       c.capture.rotate_megabytes * 1_000_000, c.spool.on_full,
+                       switching)  # fmt: skip
 
     def _pause_now(self) -> None:
         assert self.keeper is not None
