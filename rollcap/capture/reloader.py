@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -42,9 +42,7 @@ class Reloadable(Shared, Protocol):
     handoff: Handoff | None
     captures: dict[str, InterfaceCapture]  # capture.interface, in order
     retired: Counters  # counters of interfaces removed by a reload
-    tcpdump_uid: int
-    switch_user: str | None
-    gid: int
+    identity: layout.Identity
     last_error: str
 
     def clear_error(self, *prefixes: str) -> None: ...
@@ -93,7 +91,7 @@ def check(config_path: str, running: RollcapConfig, running_uid: int, root: Path
 def reload(config_path: str, sup: Reloadable) -> None:
     sup.notifier.reloading()
     try:
-        c = check(config_path, sup.cfg, sup.tcpdump_uid, sup.spool.root)
+        c = check(config_path, sup.cfg, sup.identity.uid, sup.spool.root)
     except ConfigError as e:
         for line in e.problems:
             log.error("reload rejected, keeping the running configuration: %s", line)
@@ -104,7 +102,7 @@ def reload(config_path: str, sup: Reloadable) -> None:
     new, effective, uid = c.cfg, c.effective, c.uid
     running = {n for n, ic in sup.captures.items() if ic.running()}
     old_filters = {n: ic.effective_filter for n, ic in sup.captures.items()}
-    plan = reloadplan.plan(sup.cfg, new, old_filters, effective, running, sup.tcpdump_uid, uid)
+    plan = reloadplan.plan(sup.cfg, new, old_filters, effective, running, sup.identity.uid, uid)
     logging.getLogger().setLevel(new.log.level.upper())
     sup.notifier.watchdog()  # validation made progress; the switch may take seconds
     if plan.prepare_spool:
@@ -115,7 +113,7 @@ def reload(config_path: str, sup: Reloadable) -> None:
             # e.g. no CAP_FOWNER under the unit's sandbox: never exit (78 would
             # stop capture for good); put the spool back and keep capturing.
             with contextlib.suppress(OSError, ConfigError):
-                layout.prepare(sup.spool, sup.tcpdump_uid, sup.gid)
+                layout.prepare(sup.spool, sup.identity.uid, sup.identity.gid)
             log.error(
                 "reload rejected, keeping the running configuration: cannot prepare "
                 "the spool for capture.user/spool.group: %s",
@@ -125,13 +123,13 @@ def reload(config_path: str, sup: Reloadable) -> None:
             reload_verdict.record(sup.spool.capture_state, False, sup.last_error)
             sup.notifier.ready(sup.status_line())
             return
-        sup.gid, sup.tcpdump_uid = gid, uid
+        sup.identity = replace(sup.identity, uid=uid, gid=gid)
         assert sup.handoff is not None
         sup.handoff.owners.add(uid)  # the old user's files are handed off too
-    sup.switch_user = c.switch_user
+    sup.identity = replace(sup.identity, switch_user=c.switch_user)
     sup.cfg = new
     assert sup.handoff is not None
-    sup.handoff.gid = sup.gid
+    sup.handoff.gid = sup.identity.gid
     sup.handoff.host = local_hostname(new.capture.hostname)
     sup.clear_error("reload rejected")
     switched = apply(sup, plan, new, effective)

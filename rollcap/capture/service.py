@@ -104,8 +104,8 @@ class Supervisor:
         self.last_rotate: dict[str, Any] | None = None
         self._lock_fd: int | None = None
         self.captures: dict[str, InterfaceCapture] = {}  # capture.interface, in order
-        self.tcpdump_uid, self.switch_user = layout.tcpdump_identity(cfg.capture.user)
-        self.gid = layout.resolve_group(cfg.spool.group)
+        uid, switch_user = layout.tcpdump_identity(cfg.capture.user)
+        self.identity = layout.Identity(uid, switch_user, layout.resolve_group(cfg.spool.group))
         self.persistent: Persistent | None = None
         self._dirs: CaptureDirs | None = None
         self.handoff: Handoff | None = None
@@ -200,7 +200,7 @@ class Supervisor:
             gen = self.persistent.generation
             self._counters_unsaved(e)
         argv = tcpdump_argv(
-            ic.cap, ic.effective_filter, self.spool.work, gen, self.switch_user, opened
+            ic.cap, ic.effective_filter, self.spool.work, gen, self.identity.switch_user, opened
         )
         t = Tcpdump(argv, gen, ic.name, self.wake)
         self.track_pids(t)
@@ -356,7 +356,7 @@ class Supervisor:
 
     def open_spool(self) -> None:
         """Make the spool's directories right, open them, load the counters."""
-        layout.prepare(self.spool, self.tcpdump_uid, self.gid)
+        layout.prepare(self.spool, self.identity.uid, self.identity.gid)
         self._dirs = CaptureDirs.open(self.spool)
         # before anything in the spool is read or changed: a second capture stops here
         self._lock_fd = lock.take(self.dirs.state, self.spool.root)
@@ -365,8 +365,8 @@ class Supervisor:
             self.dirs,
             self.persistent,
             local_hostname(self.cfg.capture.hostname),
-            self.gid,
-            self.tcpdump_uid,
+            self.identity.gid,
+            self.identity.uid,
         )
         self.overlaps = Overlaps(self.dirs.work)
         self.queue = HandoffQueue(
