@@ -17,6 +17,7 @@ pipe, signal handlers only set flags. The jobs are elsewhere:
 - rollcap.capture.keeper       the spool budget (budget: the pure policy)
 - rollcap.capture.status_report  gathers and publishes the status (report: formats it)
 - rollcap.capture.reloader     a SIGHUP carried out (reloadplan: what it must do)
+- rollcap.capture.launcher     starts tcpdumps, saves their generation and pids
 - rollcap.capture.lock         one capture per spool; orphans: a crashed one's tcpdumps
 
 Quiet link: tcpdump -G rotates only when a packet arrives. If the live file
@@ -55,16 +56,15 @@ from rollcap.capture import (
     exclusion,
     layout,
     lock,
-    orphans,
     reloader,
     report,
     status_report,
 )
-from rollcap.capture.command import tcpdump_argv
 from rollcap.capture.counters import Counters
 from rollcap.capture.handoff import Handoff, Persistent
 from rollcap.capture.interface import DRAIN, InterfaceCapture, SwitchRequest, switch_all
 from rollcap.capture.keeper import BudgetKeeper, reserve
+from rollcap.capture.launcher import Launcher
 from rollcap.capture.layout import CaptureDirs
 from rollcap.capture.names import WorkName, list_work
 from rollcap.capture.queue import IFACE_COUNTS, HandoffQueue
@@ -106,7 +106,7 @@ class Supervisor:
         self.captures: dict[str, InterfaceCapture] = {}  # capture.interface, in order
         uid, switch_user = layout.tcpdump_identity(cfg.capture.user)
         self.identity = layout.Identity(uid, switch_user, layout.resolve_group(cfg.spool.group))
-        self.persistent: Persistent | None = None
+        self._launcher: Launcher | None = None
         self._dirs: CaptureDirs | None = None
         self.handoff: Handoff | None = None
         self.queue: HandoffQueue | None = None  # these four once the spool is open
@@ -166,51 +166,16 @@ class Supervisor:
         }
 
     # ------------------------------------------------------------------ tcpdump
-    def track_pids(self, *extra: Tcpdump) -> None:
-        """Persist the pids of every tcpdump we run (for orphan clean-up after a crash)."""
-        assert self.persistent is not None
-        procs = [p for p in (*self.procs(), *extra) if p.alive()]
-        self.persistent.tcpdump_pids = [p.pid for p in procs]
-        self._save_persistent()
-
-    def _save_persistent(self) -> None:
-        """Save generation and pids; a full disk must not stop capture. The memory copy
-        stays right, and at start the numbers are also recovered from the spool."""
-        assert self.persistent is not None
-        try:
-            self.persistent.save()
-        except OSError as e:
-            self._counters_unsaved(e)
-        else:
-            self.errors.clear("counters:", "saving capture/capture-counters.json")
-            self.clear_error("cannot save capture/capture-counters.json")
-
-    def _counters_unsaved(self, e: OSError) -> None:
-        self.last_error = f"cannot save capture/capture-counters.json: {e}"
-        self.errors.error(f"counters:{e.strerror or e}", self.last_error)
+    @property
+    def launcher(self) -> Launcher:
+        assert self._launcher is not None
+        return self._launcher
 
     def spawn(self, ic: InterfaceCapture, opened: float | None) -> Tcpdump:
-        """A new tcpdump (the next generation) for one interface; opened: the time
-        its first file is named for (rotate_align), None: now."""
-        assert self.persistent is not None
-        try:
-            gen = self.persistent.next_generation()
-        except OSError as e:
-            # counted in memory already; work/ names stay unique (see Persistent.load)
-            gen = self.persistent.generation
-            self._counters_unsaved(e)
-        argv = tcpdump_argv(
-            ic.cap, ic.effective_filter, self.spool.work, gen, self.identity.switch_user, opened
-        )
-        t = Tcpdump(argv, gen, ic.name, self.wake)
-        self.track_pids(t)
-        log.info(
-            "started tcpdump on %s (generation %d)",
-            ic.name,
-            gen,
-            extra=fields(tcpdump_pid=t.pid, generation=gen, argv=" ".join(argv), interface=ic.name),
-        )
-        return t
+        return self.launcher.spawn(ic, opened, self.identity.switch_user)
+
+    def track_pids(self) -> None:
+        self.launcher.track()
 
     def start_capture(self) -> None:
         for ic in self.captures.values():
@@ -331,10 +296,8 @@ class Supervisor:
     def stop_orphans(self) -> None:
         """Stop tcpdumps a crashed supervisor left running; they write into our work/,
         so they must end first. Only ever called holding the spool's lock."""
-        assert self.persistent is not None and self._lock_fd is not None
-        orphans.stop_orphans(self.persistent.tcpdump_pids, self.spool.work)
-        self.persistent.tcpdump_pids = []
-        self._save_persistent()
+        assert self._lock_fd is not None
+        self.launcher.stop_orphans()
 
     def load_switches(self) -> None:
         """Overlaps a crashed supervisor left unfinished (see rollcap.capture.switching)."""
@@ -360,10 +323,14 @@ class Supervisor:
         self._dirs = CaptureDirs.open(self.spool)
         # before anything in the spool is read or changed: a second capture stops here
         self._lock_fd = lock.take(self.dirs.state, self.spool.root)
-        self.persistent = Persistent.load(self.dirs)
+        persistent = Persistent.load(self.dirs)
+        self._launcher = Launcher(
+            persistent, self.spool.work, self.procs, self.wake, self.errors,
+            self._set_error, self.clear_error,
+        )  # fmt: skip
         self.handoff = Handoff(
             self.dirs,
-            self.persistent,
+            persistent,
             local_hostname(self.cfg.capture.hostname),
             self.identity.gid,
             self.identity.uid,

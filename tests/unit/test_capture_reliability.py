@@ -326,13 +326,12 @@ def test_counters_that_cannot_be_saved_do_not_stop_capture(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sup = _supervisor(tmp_path)
-    assert sup.persistent is not None
-    monkeypatch.setattr(sup.persistent, "save", _enospc)
+    monkeypatch.setattr(sup.launcher.persistent, "save", _enospc)
     _ic(sup).proc = FakeTcpdump(3, time.monotonic())  # type: ignore[assignment]
     sup.track_pids()
     sup.stop_orphans()
     assert "No space left on device" in sup.last_error
-    assert sup.persistent.tcpdump_pids == []  # the memory copy is right
+    assert sup.launcher.persistent.tcpdump_pids == []  # the memory copy is right
     _ic(sup).proc = None
     assert "error: cannot save" in sup.status_line()  # systemctl status shows it
 
