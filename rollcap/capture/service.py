@@ -18,7 +18,7 @@ pipe, signal handlers only set flags. The jobs are elsewhere:
 - rollcap.capture.status_report  gathers and publishes the status (report: formats it)
 - rollcap.capture.reloader     a SIGHUP carried out (reloadplan: what it must do)
 - rollcap.capture.launcher     starts tcpdumps, saves their generation and pids
-- rollcap.capture.lock         one capture per spool; orphans: a crashed one's tcpdumps
+- rollcap.capture.lock         one capture per spool; orphans: what a crashed one left
 
 Quiet link: tcpdump -G rotates only when a packet arrives. If the live file
 is still the newest QUIET_GRACE seconds after its rotate deadline, a new
@@ -35,11 +35,9 @@ rotate_align the same switch runs at every UTC multiple of rotate_seconds.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import selectors
-import stat
 import time
 from collections.abc import Collection
 from typing import Any
@@ -56,6 +54,7 @@ from rollcap.capture import (
     exclusion,
     layout,
     lock,
+    orphans,
     reloader,
     report,
     status_report,
@@ -106,10 +105,11 @@ class Supervisor:
         self.captures: dict[str, InterfaceCapture] = {}  # capture.interface, in order
         uid, switch_user = layout.tcpdump_identity(cfg.capture.user)
         self.identity = layout.Identity(uid, switch_user, layout.resolve_group(cfg.spool.group))
+        # these six once the spool is open (open_spool)
         self._launcher: Launcher | None = None
         self._dirs: CaptureDirs | None = None
         self.handoff: Handoff | None = None
-        self.queue: HandoffQueue | None = None  # these four once the spool is open
+        self.queue: HandoffQueue | None = None
         self.overlaps: Overlaps | None = None
         self.keeper: BudgetKeeper | None = None
         self.last_error = ""  # the shared parts' (spool, reload); interfaces keep theirs
@@ -304,19 +304,6 @@ class Supervisor:
         assert self.overlaps is not None
         self.overlaps.load()
 
-    def remove_stale_temps(self) -> None:
-        """Overlap sidecars and strip temp files of generations already handed off."""
-        work = self.dirs.work
-        for name in work.names():
-            stale = name.startswith((".overlap-", ".switch-")) or (
-                name.startswith(".") and name.endswith((".strip", ".tmp"))
-            )
-            st = work.lstat(name)
-            if stale and st is not None and stat.S_ISREG(st.st_mode):
-                log.info("removing stale %s", name, extra=fields(file=name))
-                with contextlib.suppress(FileNotFoundError):
-                    work.unlink(name)  # never follows: a link would go, not its target
-
     def open_spool(self) -> None:
         """Make the spool's directories right, open them, load the counters."""
         layout.prepare(self.spool, self.identity.uid, self.identity.gid)
@@ -359,7 +346,7 @@ class Supervisor:
             self.stop_orphans()
             self.load_switches()
             self.process_work()  # leftovers all belong to dead generations
-            self.remove_stale_temps()
+            orphans.remove_stale_temps(self.dirs.work)
             self.enforce_budget()
             self.start_capture()
             self.notifier.ready(self.status_line())
