@@ -223,6 +223,7 @@ class Supervisor:
 
     # ------------------------------------------------------------------ budget
     def _reserve(self, switching: Collection[int] = ()) -> int:
+        """What the live files may still grow by (keeper.reserve)."""
         c = self.cfg
         return reserve(self.captures.values(), self.dirs.work,
                        c.capture.rotate_megabytes * 1_000_000, c.spool.on_full,
