@@ -1,22 +1,54 @@
 """Keeping the spool within its budget: measure, decide (rollcap.capture.budget,
 pure), then drop the oldest ready/ files and trim quarantine/. Whether capture
-pauses or resumes is returned to the supervisor, which owns tcpdump."""
+pauses or resumes is returned to the supervisor, which owns tcpdump; reserve()
+is what the live files may still grow by, the decision's other input."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Iterable
 from typing import Literal
 
 from rollcap.capture import budget
+from rollcap.capture.interface import InterfaceCapture
 from rollcap.capture.layout import CaptureDirs
+from rollcap.capture.names import list_work
 from rollcap.config.schema import SpoolConfig
 from rollcap.journal import fields
 from rollcap.quarantine import enforce_cap
 from rollcap.spool import Spool
+from rollcap.spoolfs import Dir
 
 log = logging.getLogger("rollcap.capture")
 
 Transition = Literal["pause", "resume"] | None
+
+
+def reserve(captures: Iterable[InterfaceCapture], work: Dir, rotate_bytes: int, on_full: str,
+            switching: Collection[int] = ()) -> int:  # fmt: skip
+    """What the live files may still grow by, each counted at its full size:
+    checked after each hand-off and every tick, the spool then stays within
+    budget plus one file. switching: the generations of a switch's overlap,
+    where an old and a new tcpdump both write (the new one's head repeats
+    the old one's tail until the hand-off strips it)."""
+
+    def size(name: str) -> int:
+        st = work.lstat(name)
+        return st.st_size if st else 0
+
+    total = 0
+    live_gens = set(switching)
+    for ic in captures:
+        live = ic.live_size(lambda w: size(w.format()))
+        if live is None and on_full == "pause-capture":
+            live = 0  # paused: resuming starts a whole new file
+        total += budget.live_reserve(rotate_bytes, live)
+        if ic.proc is not None:
+            live_gens.discard(ic.proc.generation)
+    for gen in live_gens:  # the new tcpdumps of a switch in progress
+        files = [w for w, _n in list_work(work) if w.generation == gen]
+        total += budget.live_reserve(rotate_bytes, size(files[-1].format()) if files else 0)
+    return total
 
 
 class BudgetKeeper:

@@ -63,6 +63,16 @@ def tcpdump_identity(capture_user: str) -> tuple[int, str | None]:
     return resolve_user(capture_user), capture_user
 
 
+@dataclass(frozen=True)
+class Identity:
+    """Who a running capture's files belong to: tcpdump's uid, its -Z argument
+    (tcpdump_identity) and spool.group's gid."""
+
+    uid: int
+    switch_user: str | None
+    gid: int
+
+
 def _ensure_dir(path: Path, mode: int, uid: int, gid: int) -> None:
     with contextlib.suppress(FileExistsError):
         path.mkdir(mode=0o700, parents=False)

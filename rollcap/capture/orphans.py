@@ -1,6 +1,7 @@
-"""tcpdumps a crashed supervisor left running: found by pid and command line,
-stopped before a new capture starts. Called only while holding the spool's lock
-(rollcap.capture.lock), so a live capture's tcpdump is never among them."""
+"""What a crashed supervisor left behind in work/: its tcpdumps still running
+(found by pid and command line, stopped before a new capture starts) and its
+temp files. Called only while holding the spool's lock (rollcap.capture.lock),
+so a live capture's tcpdump or temp file is never among them."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import contextlib
 import logging
 import os
 import signal
+import stat
 import time
 from pathlib import Path
 
 from rollcap.journal import fields
+from rollcap.spoolfs import Dir
 
 log = logging.getLogger("rollcap.capture")
 
@@ -45,3 +48,16 @@ def stop_orphans(pids: list[int], work_dir: Path) -> None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
             time.sleep(0.5)
+
+
+def remove_stale_temps(work: Dir) -> None:
+    """Overlap sidecars and strip temp files of generations already handed off."""
+    for name in work.names():
+        stale = name.startswith((".overlap-", ".switch-")) or (
+            name.startswith(".") and name.endswith((".strip", ".tmp"))
+        )
+        st = work.lstat(name)
+        if stale and st is not None and stat.S_ISREG(st.st_mode):
+            log.info("removing stale %s", name, extra=fields(file=name))
+            with contextlib.suppress(FileNotFoundError):
+                work.unlink(name)  # never follows: a link would go, not its target

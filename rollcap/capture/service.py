@@ -15,9 +15,10 @@ pipe, signal handlers only set flags. The jobs are elsewhere:
 - rollcap.capture.queue        hand-off of finished files (handoff: one file)
 - rollcap.capture.switching    make-before-break switch and its overlap
 - rollcap.capture.keeper       the spool budget (budget: the pure policy)
-- rollcap.capture.report       capture.json and the sd_notify status line
-- rollcap.capture.reloadplan   what a SIGHUP must do, interface by interface
-- rollcap.capture.lock         one capture per spool; orphans: a crashed one's tcpdumps
+- rollcap.capture.status_report  gathers and publishes the status (report: formats it)
+- rollcap.capture.reloader     a SIGHUP carried out (reloadplan: what it must do)
+- rollcap.capture.launcher     starts tcpdumps, saves their generation and pids
+- rollcap.capture.lock         one capture per spool; orphans: what a crashed one left
 
 Quiet link: tcpdump -G rotates only when a packet arrives. If the live file
 is still the newest QUIET_GRACE seconds after its rotate deadline, a new
@@ -34,11 +35,9 @@ rotate_align the same switch runs at every UTC multiple of rotate_seconds.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import selectors
-import stat
 import time
 from collections.abc import Collection
 from typing import Any
@@ -52,23 +51,21 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from rollcap.capture import (
-    budget,
     exclusion,
     layout,
     lock,
     orphans,
-    reload_verdict,
-    reloadplan,
+    reloader,
     report,
+    status_report,
 )
-from rollcap.capture.command import tcpdump_argv
 from rollcap.capture.counters import Counters
 from rollcap.capture.handoff import Handoff, Persistent
 from rollcap.capture.interface import DRAIN, InterfaceCapture, SwitchRequest, switch_all
-from rollcap.capture.keeper import BudgetKeeper
+from rollcap.capture.keeper import BudgetKeeper, reserve
+from rollcap.capture.launcher import Launcher
 from rollcap.capture.layout import CaptureDirs
 from rollcap.capture.names import WorkName, list_work
-from rollcap.capture.preflight import check_reload_interface
 from rollcap.capture.queue import IFACE_COUNTS, HandoffQueue
 from rollcap.capture.ratelimit import RepeatLimiter
 from rollcap.capture.switching import Overlaps
@@ -76,13 +73,11 @@ from rollcap.capture.tcpdump import Tcpdump
 from rollcap.capture.wakeup import Wakeup
 from rollcap.config import load_config
 from rollcap.config.schema import RollcapConfig
-from rollcap.errors import ConfigError
 from rollcap.journal import fields, setup_logging
 from rollcap.metrics.exporter import capture_exporter
 from rollcap.naming import local_hostname
 from rollcap.notify import Notifier
 from rollcap.spool import Spool
-from rollcap.state import write_state
 
 log = logging.getLogger("rollcap.capture")
 
@@ -108,20 +103,22 @@ class Supervisor:
         self.last_rotate: dict[str, Any] | None = None
         self._lock_fd: int | None = None
         self.captures: dict[str, InterfaceCapture] = {}  # capture.interface, in order
-        self.tcpdump_uid, self.switch_user = layout.tcpdump_identity(cfg.capture.user)
-        self.gid = layout.resolve_group(cfg.spool.group)
-        self.persistent: Persistent | None = None
+        uid, switch_user = layout.tcpdump_identity(cfg.capture.user)
+        self.identity = layout.Identity(uid, switch_user, layout.resolve_group(cfg.spool.group))
+        # these six once the spool is open (open_spool)
+        self._launcher: Launcher | None = None
         self._dirs: CaptureDirs | None = None
         self.handoff: Handoff | None = None
-        self.queue: HandoffQueue | None = None  # these four once the spool is open
+        self.queue: HandoffQueue | None = None
         self.overlaps: Overlaps | None = None
         self.keeper: BudgetKeeper | None = None
         self.last_error = ""  # the shared parts' (spool, reload); interfaces keep theirs
-        self.last_state_write = 0.0
         self.errors = RepeatLimiter(log)
         self.n = report.new_counts()
-        self.metrics = capture_exporter(cfg)
-        self._retired = Counters()  # counters of interfaces removed by a reload
+        self.status = status_report.StatusPublisher(
+            self.spool.state_file("capture"), capture_exporter(cfg), self.notifier, self.errors
+        )
+        self.retired = Counters()  # counters of interfaces removed by a reload
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -136,14 +133,10 @@ class Supervisor:
     def _set_error(self, msg: str) -> None:
         self.last_error = msg
 
-    def _clear_error(self, *prefixes: str) -> None:
+    def clear_error(self, *prefixes: str) -> None:
         """last_error names a condition: it goes when that condition has cleared."""
         if self.last_error.startswith(prefixes):
             self.last_error = ""
-
-    def _work_size(self, name: str) -> int:
-        st = self.dirs.work.lstat(name)
-        return st.st_size if st else 0
 
     def wake(self) -> None:
         self.wakeup.wake()
@@ -164,13 +157,7 @@ class Supervisor:
     def procs(self) -> list[Tcpdump]:
         return [ic.proc for ic in self.captures.values() if ic.proc is not None]
 
-    # ------------------------------------------------------------------ filter
-    def compute_filters(self, cfg: RollcapConfig) -> dict[str, str]:
-        return exclusion.effective_filters(cfg)
-
-    def validate(self, cfg: RollcapConfig, effective: dict[str, str], timeout: float = 30) -> None:
-        exclusion.validate(cfg, effective, timeout)
-
+    # ------------------------------------------------------------------ interfaces
     def set_interfaces(self, cfg: RollcapConfig, filters: dict[str, str]) -> None:
         """One InterfaceCapture per configured interface (at start)."""
         self.captures = {
@@ -179,51 +166,16 @@ class Supervisor:
         }
 
     # ------------------------------------------------------------------ tcpdump
-    def track_pids(self, *extra: Tcpdump) -> None:
-        """Persist the pids of every tcpdump we run (for orphan clean-up after a crash)."""
-        assert self.persistent is not None
-        procs = [p for p in (*self.procs(), *extra) if p.alive()]
-        self.persistent.tcpdump_pids = [p.pid for p in procs]
-        self._save_persistent()
-
-    def _save_persistent(self) -> None:
-        """Save generation and pids; a full disk must not stop capture. The memory copy
-        stays right, and at start the numbers are also recovered from the spool."""
-        assert self.persistent is not None
-        try:
-            self.persistent.save()
-        except OSError as e:
-            self._counters_unsaved(e)
-        else:
-            self.errors.clear("counters:", "saving capture/capture-counters.json")
-            self._clear_error("cannot save capture/capture-counters.json")
-
-    def _counters_unsaved(self, e: OSError) -> None:
-        self.last_error = f"cannot save capture/capture-counters.json: {e}"
-        self.errors.error(f"counters:{e.strerror or e}", self.last_error)
+    @property
+    def launcher(self) -> Launcher:
+        assert self._launcher is not None
+        return self._launcher
 
     def spawn(self, ic: InterfaceCapture, opened: float | None) -> Tcpdump:
-        """A new tcpdump (the next generation) for one interface; opened: the time
-        its first file is named for (rotate_align), None: now."""
-        assert self.persistent is not None
-        try:
-            gen = self.persistent.next_generation()
-        except OSError as e:
-            # counted in memory already; work/ names stay unique (see Persistent.load)
-            gen = self.persistent.generation
-            self._counters_unsaved(e)
-        argv = tcpdump_argv(
-            ic.cap, ic.effective_filter, self.spool.work, gen, self.switch_user, opened
-        )
-        t = Tcpdump(argv, gen, ic.name, self.wake)
-        self.track_pids(t)
-        log.info(
-            "started tcpdump on %s (generation %d)",
-            ic.name,
-            gen,
-            extra=fields(tcpdump_pid=t.pid, generation=gen, argv=" ".join(argv), interface=ic.name),
-        )
-        return t
+        return self.launcher.spawn(ic, opened, self.identity.switch_user)
+
+    def track_pids(self) -> None:
+        self.launcher.track()
 
     def start_capture(self) -> None:
         for ic in self.captures.values():
@@ -271,26 +223,11 @@ class Supervisor:
 
     # ------------------------------------------------------------------ budget
     def _reserve(self, switching: Collection[int] = ()) -> int:
-        """What the live files may still grow by, each counted at its full size:
-        checked after each hand-off and every tick, the spool then stays within
-        budget plus one file. switching: the generations of a switch's overlap,
-        where an old and a new tcpdump both write (the new one's head repeats
-        the old one's tail until the hand-off strips it)."""
-        rotate_bytes = self.cfg.capture.rotate_megabytes * 1_000_000
-        reserve = 0
-        live_gens = set(switching)
-        for ic in self.captures.values():
-            live = ic.live_size(lambda w: self._work_size(w.format()))
-            if live is None and self.cfg.spool.on_full == "pause-capture":
-                live = 0  # paused: resuming starts a whole new file
-            reserve += budget.live_reserve(rotate_bytes, live)
-            if ic.proc is not None:
-                live_gens.discard(ic.proc.generation)
-        for gen in live_gens:  # the new tcpdumps of a switch in progress
-            files = self.work_files(gen)
-            size = self._work_size(files[-1].format()) if files else 0
-            reserve += budget.live_reserve(rotate_bytes, size)
-        return reserve
+        """What the live files may still grow by (keeper.reserve)."""
+        c = self.cfg
+        return reserve(self.captures.values(), self.dirs.work,
+                       c.capture.rotate_megabytes * 1_000_000, c.spool.on_full,
+                       switching)  # fmt: skip
 
     def _pause_now(self) -> None:
         assert self.keeper is not None
@@ -318,63 +255,13 @@ class Supervisor:
         if change == "pause":
             self._pause_now()
         elif change == "resume":
-            self._clear_error("capture paused")
+            self.clear_error("capture paused")
             for ic in self.captures.values():
                 ic.next_start = 0.0
 
     # ------------------------------------------------------------------ stats & state
-    def live_counters(self) -> Counters:
-        total = self._retired
-        for ic in self.captures.values():
-            total = total.plus(ic.live_counters())
-        return total
-
-    def overall_state(self) -> str:
-        """capturing when every interface captures; else the first one's that does not."""
-        if self.paused:
-            return "paused"
-        states = [ic.state_name for ic in self.captures.values()]
-        return next((s for s in states if s != "capturing"), "capturing")
-
-    def overall_error(self) -> str:
-        if self.last_error:
-            return self.last_error
-        many = len(self.captures) > 1
-        for ic in self.captures.values():
-            if ic.last_error:
-                return f"{ic.name}: {ic.last_error}" if many else ic.last_error
-        return ""
-
     def snapshot(self) -> report.Snapshot:
-        k, c = self.keeper, self.cfg.capture
-        by_iface = self.queue.by_iface if self.queue else {}
-        ifaces = {
-            name: ic.snapshot(dict(by_iface.get(name, dict.fromkeys(IFACE_COUNTS, 0))))
-            for name, ic in self.captures.items()
-        }
-        first = next(iter(ifaces.values()), {})
-        return report.Snapshot(
-            state=self.overall_state(),
-            interface=", ".join(self.captures),
-            filter=first.get("filter", "") if len(ifaces) == 1 else "",
-            tcpdump_pid=first.get("tcpdump_pid") if len(ifaces) == 1 else None,
-            generation=first.get("generation") if len(ifaces) == 1 else None,
-            active_file=first.get("active_file") if len(ifaces) == 1 else None,
-            active_since=first.get("active_since") if len(ifaces) == 1 else None,
-            counts=dict(self.n),
-            totals=self.live_counters(),
-            drop_rate=max((ic.stats.drop_rate for ic in self.captures.values()), default=0.0),
-            paused=self.paused,
-            pause_reason=k.pause_reason if k else "",
-            last_error=self.overall_error(),
-            error_active=bool(self.errors.active()),
-            usage=k.usage if k else None,
-            last_handoff=self.last_handoff,
-            last_rotate=self.last_rotate,
-            interfaces=ifaces,
-            rotation=report.rotation(c.rotate_seconds, c.rotate_megabytes, c.rotate_align),
-            timestamp_precision=c.timestamp_precision,
-        )
+        return status_report.snapshot(self)
 
     def state(self) -> dict[str, Any]:
         return report.state_dict(self.snapshot())
@@ -383,135 +270,11 @@ class Supervisor:
         return report.status_line(self.snapshot())
 
     def publish(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.last_state_write < 1.0:
-            return
-        self.last_state_write = now
-        state = self.state()
-        self.metrics.publish(state)
-        try:
-            write_state(self.spool.state_file("capture"), state)
-        except OSError as e:
-            self.errors.error(f"state:{e.strerror or e}", f"cannot write the state file: {e}")
-        else:
-            self.errors.clear("state:", "writing the state file")
-        self.notifier.status(self.status_line())
+        self.status.publish(self.snapshot, force)
 
     # ------------------------------------------------------------------ reload
     def reload(self) -> None:
-        self.notifier.reloading()
-        try:
-            new = load_config(self.config_path)
-            if new.spool.directory != self.cfg.spool.directory:  # see ReloadPlan
-                log.error(
-                    "reload: spool.directory cannot change while running (restart the "
-                    "service); keeping %s",
-                    self.cfg.spool.directory,
-                )
-                new = new.model_copy(
-                    update={
-                        "spool": new.spool.model_copy(
-                            update={"directory": self.cfg.spool.directory}
-                        )
-                    }
-                )
-            uid, switch_user = layout.tcpdump_identity(new.capture.user)
-            if uid != self.tcpdump_uid:
-                # before prepare() chowns work/ away from the running tcpdump's user
-                layout.check_reachable(self.spool.root, uid)
-            check_reload_interface(self.cfg.capture.interfaces, new.capture)
-            effective = self.compute_filters(new)
-            # Shorter than at start: the main loop is blocked meanwhile, and the
-            # whole reload must stay well inside WatchdogSec.
-            self.validate(new, effective, timeout=10)
-        except ConfigError as e:
-            for line in e.problems:
-                log.error("reload rejected, keeping the running configuration: %s", line)
-            self.last_error = f"reload rejected: {e.problems[0]}"
-            reload_verdict.record(self.spool.capture_state, False, "; ".join(e.problems))
-            self.notifier.ready(self.status_line())
-            return
-        old = self.cfg
-        running = {n for n, ic in self.captures.items() if ic.running()}
-        old_filters = {n: ic.effective_filter for n, ic in self.captures.items()}
-        plan = reloadplan.plan(old, new, old_filters, effective, running, self.tcpdump_uid, uid)
-        logging.getLogger().setLevel(new.log.level.upper())
-        self.notifier.watchdog()  # validation made progress; the switch may take seconds
-        if plan.prepare_spool:
-            try:
-                gid = layout.resolve_group(new.spool.group)
-                layout.prepare(self.spool, uid, gid)
-            except (OSError, ConfigError) as e:
-                # e.g. no CAP_FOWNER under the unit's sandbox: never exit (78 would
-                # stop capture for good); put the spool back and keep capturing.
-                with contextlib.suppress(OSError, ConfigError):
-                    layout.prepare(self.spool, self.tcpdump_uid, self.gid)
-                log.error(
-                    "reload rejected, keeping the running configuration: cannot prepare "
-                    "the spool for capture.user/spool.group: %s",
-                    e,
-                )
-                self.last_error = f"reload rejected: {e}"
-                reload_verdict.record(self.spool.capture_state, False, self.last_error)
-                self.notifier.ready(self.status_line())
-                return
-            self.gid, self.tcpdump_uid = gid, uid
-            assert self.handoff is not None
-            self.handoff.owners.add(uid)  # the old user's files are handed off too
-        self.switch_user = switch_user
-        self.cfg = new
-        assert self.handoff is not None
-        self.handoff.gid = self.gid
-        self.handoff.host = local_hostname(new.capture.hostname)
-        self._clear_error("reload rejected")
-        switched = self._apply(plan, new, effective)
-        log.info(
-            "configuration reloaded%s",
-            " (capture unchanged: cutting the current file now)" if plan.rotate else "",
-            extra=fields(
-                interface=", ".join(new.capture.interfaces),
-                filter="; ".join(effective.values()),
-                started=", ".join(plan.start) or None,
-                stopped=", ".join(plan.stop) or None,
-                switched=", ".join(plan.switch) or None,
-                unchanged=", ".join(plan.keep) or None,
-            ),
-        )
-        if plan.rotate:
-            self.rotate("reload")
-        # a switch that failed keeps the old tcpdump (and filter) running
-        reload_verdict.record(self.spool.capture_state, switched, "configuration reloaded"
-                              if switched else f"not applied: {self.last_error}")  # fmt: skip
-        self.enforce_budget()
-        self.notifier.ready(self.status_line())
-
-    def _apply(self, plan: reloadplan.ReloadPlan, new: RollcapConfig,
-               effective: dict[str, str]) -> bool:  # fmt: skip
-        """Carry a reload plan out, interface by interface; False if a switch failed
-        (the old tcpdump, and its settings, run on)."""
-        for name in plan.stop:
-            ic = self.captures.pop(name)
-            ic.stop(drain=True)
-            self._retired = self._retired.plus(ic.live_counters())
-            log.info("reload: stopped capture on %s", name, extra=fields(interface=name))
-        reqs = [
-            SwitchRequest(self.captures[n], "reload", new.capture.for_interface(n), effective[n])
-            for n in plan.switch
-        ]
-        ok = all(switch_all(reqs))  # one overlap for all of them
-        for name in plan.restart:
-            ic = self.captures[name]
-            ic.stop(drain=True)
-            ic.cap, ic.effective_filter = new.capture.for_interface(name), effective[name]
-            ic.next_start, ic.waiting_logged = 0.0, False
-        for name in plan.start:
-            self.captures[name] = InterfaceCapture(
-                new.capture.for_interface(name), effective[name], self
-            )
-        # the configured order (status, journal)
-        self.captures = {n: self.captures[n] for n in new.capture.interfaces}
-        self.start_capture()
-        return ok
+        reloader.reload(self.config_path, self)
 
     def rotate(self, reason: str) -> None:
         """Cut the current files now (`rollcap rotate`, a reload with nothing changed):
@@ -519,12 +282,12 @@ class Supervisor:
         before = self.n["handed_off_files"]
         live = [ic for ic in self.captures.values() if ic.listening()]
         if not live:
-            result = f"nothing to cut: {self.overall_state()}"
+            result = f"nothing to cut: {status_report.overall_state(self.captures, self.paused)}"
         elif all(switch_all([SwitchRequest(ic, reason) for ic in live])):
             after = self.n["handed_off_files"]
             result = "handed off" if after > before else "no packets to hand off"
         else:
-            result = f"failed: {self.overall_error()}"
+            result = f"failed: {status_report.overall_error(self.last_error, self.captures)}"
         handed = self.last_handoff["name"] if self.last_handoff else None
         self.last_rotate = {"at": time.time(), "result": result, "last_handoff": handed}
         log.info("%s: %s", reason, result, extra=fields(result=result))
@@ -534,53 +297,42 @@ class Supervisor:
     def stop_orphans(self) -> None:
         """Stop tcpdumps a crashed supervisor left running; they write into our work/,
         so they must end first. Only ever called holding the spool's lock."""
-        assert self.persistent is not None and self._lock_fd is not None
-        orphans.stop_orphans(self.persistent.tcpdump_pids, self.spool.work)
-        self.persistent.tcpdump_pids = []
-        self._save_persistent()
+        assert self._lock_fd is not None
+        self.launcher.stop_orphans()
 
     def load_switches(self) -> None:
         """Overlaps a crashed supervisor left unfinished (see rollcap.capture.switching)."""
         assert self.overlaps is not None
         self.overlaps.load()
 
-    def remove_stale_temps(self) -> None:
-        """Overlap sidecars and strip temp files of generations already handed off."""
-        work = self.dirs.work
-        for name in work.names():
-            stale = name.startswith((".overlap-", ".switch-")) or (
-                name.startswith(".") and name.endswith((".strip", ".tmp"))
-            )
-            st = work.lstat(name)
-            if stale and st is not None and stat.S_ISREG(st.st_mode):
-                log.info("removing stale %s", name, extra=fields(file=name))
-                with contextlib.suppress(FileNotFoundError):
-                    work.unlink(name)  # never follows: a link would go, not its target
-
     def open_spool(self) -> None:
         """Make the spool's directories right, open them, load the counters."""
-        layout.prepare(self.spool, self.tcpdump_uid, self.gid)
+        layout.prepare(self.spool, self.identity.uid, self.identity.gid)
         self._dirs = CaptureDirs.open(self.spool)
         # before anything in the spool is read or changed: a second capture stops here
         self._lock_fd = lock.take(self.dirs.state, self.spool.root)
-        self.persistent = Persistent.load(self.dirs)
+        persistent = Persistent.load(self.dirs)
+        self._launcher = Launcher(
+            persistent, self.spool.work, self.procs, self.wake, self.errors,
+            self._set_error, self.clear_error,
+        )  # fmt: skip
         self.handoff = Handoff(
             self.dirs,
-            self.persistent,
+            persistent,
             local_hostname(self.cfg.capture.hostname),
-            self.gid,
-            self.tcpdump_uid,
+            self.identity.gid,
+            self.identity.uid,
         )
         self.overlaps = Overlaps(self.dirs.work)
         self.queue = HandoffQueue(
             self.handoff, self.overlaps, self.n, self.errors, self._set_error,
-            lambda: self._clear_error("hand-off of "),
+            lambda: self.clear_error("hand-off of "),
         )  # fmt: skip
         self.keeper = BudgetKeeper(self.spool, self.dirs, self.n)
 
     def run(self) -> int:
-        filters = self.compute_filters(self.cfg)
-        self.validate(self.cfg, filters)
+        filters = exclusion.effective_filters(self.cfg)
+        exclusion.validate(self.cfg, filters)
         self.set_interfaces(self.cfg, filters)
         self.open_spool()
         self.wakeup.install_signals()
@@ -595,12 +347,12 @@ class Supervisor:
             self.stop_orphans()
             self.load_switches()
             self.process_work()  # leftovers all belong to dead generations
-            self.remove_stale_temps()
+            orphans.remove_stale_temps(self.dirs.work)
             self.enforce_budget()
             self.start_capture()
             self.notifier.ready(self.status_line())
             self.publish(force=True)
-            self.metrics.start()
+            self.status.metrics.start()
             self._loop()
             # no more wake-ups needed; stopping it first keeps its thread quiet
             observer.stop()
@@ -613,7 +365,7 @@ class Supervisor:
             for p in self.procs():  # an exception escaped: never leave them behind
                 if p.alive():
                     p.stop()
-            self.metrics.close()  # the last values, e.g. rollcap_capture_up 0
+            self.status.metrics.close()  # the last values, e.g. rollcap_capture_up 0
         return 0
 
     def _loop(self) -> None:

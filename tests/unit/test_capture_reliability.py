@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -325,13 +326,12 @@ def test_counters_that_cannot_be_saved_do_not_stop_capture(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sup = _supervisor(tmp_path)
-    assert sup.persistent is not None
-    monkeypatch.setattr(sup.persistent, "save", _enospc)
+    monkeypatch.setattr(sup.launcher.persistent, "save", _enospc)
     _ic(sup).proc = FakeTcpdump(3, time.monotonic())  # type: ignore[assignment]
     sup.track_pids()
     sup.stop_orphans()
     assert "No space left on device" in sup.last_error
-    assert sup.persistent.tcpdump_pids == []  # the memory copy is right
+    assert sup.launcher.persistent.tcpdump_pids == []  # the memory copy is right
     _ic(sup).proc = None
     assert "error: cannot save" in sup.status_line()  # systemctl status shows it
 
@@ -389,13 +389,13 @@ def test_reload_to_a_user_that_cannot_reach_the_spool_keeps_the_old_config(
         pytest.fail("needs root (chown of the spool)")
     tmp_path.chmod(0o700)  # capture.user 'nobody' cannot pass through it
     sup = _supervisor(tmp_path, capture={"user": "root", "interface": "rcNoSuch0"})
-    sup.tcpdump_uid = 0
+    sup.identity = replace(sup.identity, uid=0)
     (tmp_path / "rollcap.toml").write_text(
         f'[capture]\nuser = "nobody"\ninterface = "rcNoSuch0"\n'
         f'[spool]\ndirectory = "{sup.spool.root}"\n'
     )
     sup.reload()  # before the fix: ConfigError escaped the main loop
-    assert sup.cfg.capture.user == "root" and sup.tcpdump_uid == 0
+    assert sup.cfg.capture.user == "root" and sup.identity.uid == 0
     assert "reload rejected" in sup.last_error and "cannot enter" in sup.last_error
     assert sup.spool.work.stat().st_uid == 0  # the running tcpdump's work/ left as it was
 

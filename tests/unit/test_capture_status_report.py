@@ -1,0 +1,45 @@
+"""capture/capture.json and STATUS=: published at most once a second, and a state
+file that cannot be written (a full spool) is tried again, never the end of capture."""
+
+from __future__ import annotations
+
+import errno
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from rollcap.capture import status_report
+from rollcap.state import read_state
+from tests.unit.test_capture_reliability import _supervisor
+
+
+def test_a_state_file_that_cannot_be_written_is_written_at_the_next_publish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    sup = _supervisor(tmp_path)
+    clock = [100.0]
+    monkeypatch.setattr(status_report, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    lines: list[str] = []
+    monkeypatch.setattr(sup.notifier, "status", lines.append)
+    state_file = sup.spool.state_file("capture")
+
+    def enospc(*_a: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    caplog.set_level(logging.INFO, logger="rollcap.capture")
+    with monkeypatch.context() as m:
+        m.setattr(status_report, "write_state", enospc)
+        sup.publish(force=True)  # no exception: capture goes on
+    assert read_state(state_file) is None and sup.errors.active() == 1
+    assert "cannot write the state file" in caplog.text
+    assert lines and "starting on any" in lines[-1]  # STATUS= still sent
+
+    sup.publish()  # within the second: not yet
+    assert read_state(state_file) is None
+    clock[0] += 1.0
+    sup.publish()
+    st = read_state(state_file)
+    assert st is not None and st["interface"] == "any" and st["state"] == "starting"
+    assert sup.errors.active() == 0 and "writing the state file works again" in caplog.text
