@@ -77,3 +77,7 @@ class RepeatLimiter:
 
     def active(self) -> int:
         return len(self._active)
+
+    def latest(self) -> str:
+        """The message of the most recent failure still active ("" when none)."""
+        return max(self._active.values(), key=lambda e: e.first).message if self._active else ""

@@ -93,7 +93,8 @@ def snapshot(sup: Reported) -> report.Snapshot:
         drop_rate=max((ic.stats.drop_rate for ic in sup.captures.values()), default=0.0),
         paused=sup.paused,
         pause_reason=k.pause_reason if k else "",
-        last_error=overall_error(sup.last_error, sup.captures),
+        # an error only the limiter knows (the state file itself) still has a text
+        last_error=overall_error(sup.last_error, sup.captures) or sup.errors.latest(),
         error_active=bool(sup.errors.active()),
         usage=k.usage if k else None,
         last_handoff=sup.last_handoff,

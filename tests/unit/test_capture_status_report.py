@@ -35,6 +35,8 @@ def test_a_state_file_that_cannot_be_written_is_written_at_the_next_publish(
     assert read_state(state_file) is None and sup.errors.active() == 1
     assert "cannot write the state file" in caplog.text
     assert lines and "starting on any" in lines[-1]  # STATUS= still sent
+    # ... and says what is wrong, not a bare "error: "
+    assert "; error: cannot write the state file: [Errno 28] No space" in lines[-1]
 
     sup.publish()  # within the second: not yet
     assert read_state(state_file) is None
