@@ -12,7 +12,6 @@ import os
 import signal
 import struct
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -27,6 +26,7 @@ from rollcap.naming import ReadyName
 from tests.integration.capture_daemon import CaptureDaemon
 from tests.integration.test_offload import Offload, state
 from tests.support.archive import write_pcap
+from tests.support.cli import run_rollcap
 from tests.support.net import Veth, count_packets
 from tests.support.seaweedfs import SeaweedFS
 
@@ -90,13 +90,6 @@ class BareTcpdump:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(30)
-
-
-def _rollcap(config: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rollcap", *args, "--config", str(config)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
 
 
 def _at(ns: int) -> str:
@@ -170,7 +163,7 @@ def test_nanosecond_capture_matches_bare_tcpdump_and_fetches_back_to_the_ns(
 
     # list: first/last packet of each object to the ns, from its metadata
     window = ["--since", _at(first_ns), "--until", _at(last_ns + 1)]
-    p = _rollcap(cap.config, env, "list", *window, "--host", "nano1", "--json")
+    p = run_rollcap(cap.config, env, "list", *window, "--host", "nano1", "--json")
     assert p.returncode == 0, p.stderr
     listed = json.loads(p.stdout)["captures"]
     assert sorted((c["first_ns"], c["last_ns"]) for c in listed) == by_file
@@ -178,7 +171,7 @@ def test_nanosecond_capture_matches_bare_tcpdump_and_fetches_back_to_the_ns(
 
     # fetch: a nano pcap with exactly the bare tcpdump's packets
     out = base / "fetched.pcap"
-    p = _rollcap(cap.config, env, "fetch", *window, "--host", "nano1", "-o", str(out))
+    p = run_rollcap(cap.config, env, "fetch", *window, "--host", "nano1", "-o", str(out))
     assert p.returncode == 0, p.stderr
     assert out.read_bytes()[:4] == NANO_MAGIC
     got = records(out)
@@ -188,12 +181,12 @@ def test_nanosecond_capture_matches_bare_tcpdump_and_fetches_back_to_the_ns(
     # --since/--until compare at the ns: cut between two packets 1 ns apart in spirit
     stamps = sorted({ts for ts, _b in bare_recs if ts % 1000})
     cut = stamps[len(stamps) // 2]
-    p = _rollcap(cap.config, env, "fetch", "--since", _at(cut + 1), "--until", _at(last_ns + 1),
+    p = run_rollcap(cap.config, env, "fetch", "--since", _at(cut + 1), "--until", _at(last_ns + 1),
                  "--host", "nano1", "-o", str(base / "after.pcap"))  # fmt: skip
     assert p.returncode == 0, p.stderr
     after = records(base / "after.pcap")
     assert Counter(after) == Counter(r for r in bare_recs if r[0] > cut)  # cut itself is out
-    p = _rollcap(cap.config, env, "fetch", "--since", _at(first_ns), "--until", _at(cut),
+    p = run_rollcap(cap.config, env, "fetch", "--since", _at(first_ns), "--until", _at(cut),
                  "--host", "nano1", "-o", str(base / "before.pcap"))  # fmt: skip
     assert p.returncode == 0, p.stderr
     assert Counter(records(base / "before.pcap")) == Counter(r for r in bare_recs if r[0] < cut)
@@ -201,7 +194,7 @@ def test_nanosecond_capture_matches_bare_tcpdump_and_fetches_back_to_the_ns(
     # a merge of the µs and the ns objects is written with ns: µs stamps times 1000
     mixed = base / "mixed.pcap"
     wider = ["--since", _at(first_ns // 1000 * 1000), "--until", _at(last_ns + 1)]
-    p = _rollcap(cap.config, env, "fetch", *wider, "--host", "nano1,micro1", "-o", str(mixed))
+    p = run_rollcap(cap.config, env, "fetch", *wider, "--host", "nano1,micro1", "-o", str(mixed))
     assert p.returncode == 0, p.stderr
     assert mixed.read_bytes()[:4] == NANO_MAGIC
     assert Counter(records(mixed)) == Counter(bare_recs + micro_recs)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +14,7 @@ import pytest
 from rollcap.config.schema import OffloadConfig
 from rollcap.storage import open_storage
 from tests.support.archive import NS, make_object, ns, read_frames, sha256, utc
+from tests.support.cli import run_rollcap
 from tests.support.seaweedfs import SeaweedFS
 
 pytestmark = pytest.mark.integration
@@ -36,13 +35,6 @@ def _env(seaweedfs: SeaweedFS, **over: str) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), **seaweedfs.env(), **over}
     env.pop("CREDENTIALS_DIRECTORY", None)
     return env
-
-
-def rollcap(config: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rollcap", *args, "--config", str(config)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
 
 
 def _lock_bucket(seaweedfs: SeaweedFS) -> str:
@@ -77,7 +69,7 @@ def test_check_destination_passes_for_an_enterprise_bucket(
 ) -> None:
     bucket = _lock_bucket(seaweedfs)
     cfg = _config(tmp_path / "rollcap.toml", seaweedfs, bucket, ENTERPRISE)
-    p = rollcap(cfg, _env(seaweedfs), "check-destination")
+    p = run_rollcap(cfg, _env(seaweedfs), "check-destination")
     assert p.returncode == 0, p.stdout + p.stderr
     got = _lines(p.stdout)
     for name in ("credentials", "bucket", "list", "head", "put", "abort multipart",
@@ -115,7 +107,7 @@ def test_check_destination_names_wrong_credentials(
 ) -> None:
     bucket = _lock_bucket(seaweedfs)
     cfg = _config(tmp_path / "rollcap.toml", seaweedfs, bucket)
-    p = rollcap(cfg, _env(seaweedfs, **over), "check-destination")
+    p = run_rollcap(cfg, _env(seaweedfs, **over), "check-destination")
     assert p.returncode == 1, p.stdout + p.stderr
     fail = [line for line in p.stdout.splitlines() if line.startswith("FAIL")]
     assert len(fail) == 1 and "credentials" in fail[0] and code in fail[0], p.stdout
@@ -132,7 +124,7 @@ def test_check_destination_fails_object_lock_on_a_bucket_without_it(
     seaweedfs.client().create_bucket(Bucket=bucket)
     cfg = _config(tmp_path / "rollcap.toml", seaweedfs, bucket,
                   'object_lock_mode = "COMPLIANCE"\nobject_lock_days = 1\n')  # fmt: skip
-    p = rollcap(cfg, _env(seaweedfs), "check-destination")
+    p = run_rollcap(cfg, _env(seaweedfs), "check-destination")
     assert p.returncode == 1
     got = _lines(p.stdout)
     assert got["bucket object lock"] == "FAIL" and got["put retention"] == "FAIL", p.stdout
@@ -148,7 +140,7 @@ def test_check_destination_policy_only_needs_no_server(tmp_path: Path) -> None:
         'endpoint_url = "http://127.0.0.1:9"\nsse = "aws:kms"\n'
         'sse_kms_key_id = "arn:aws:kms:eu-west-1:111122223333:key/abc"\n'
     )
-    p = rollcap(cfg, {**os.environ, "PYTHONPATH": str(REPO)}, "check-destination", "--policy")
+    p = run_rollcap(cfg, {**os.environ, "PYTHONPATH": str(REPO)}, "check-destination", "--policy")
     assert p.returncode == 0, p.stderr
     policy = json.dumps(_policy(p.stdout))
     assert "arn:aws:s3:::b-1/p/edge1/*" in policy
@@ -184,11 +176,11 @@ def test_hold_holds_exactly_what_list_shows(seaweedfs: SeaweedFS, tmp_path: Path
     cfg = _config(tmp_path / "rollcap.toml", seaweedfs, bucket)
     window = ["--since", "2026-11-26T12:05:00Z", "--until", "2026-11-26T12:25:00Z",
               "--host", "edge1", "--interface", "eth1"]  # fmt: skip
-    listed = rollcap(cfg, env, "list", *window, "--json")
+    listed = run_rollcap(cfg, env, "list", *window, "--json")
     assert listed.returncode == 0, listed.stderr
     want = [o["key"] for o in json.loads(listed.stdout)["captures"]]
     assert len(want) == 2  # the 12:10 and 12:20 files of edge1/eth1
-    held = rollcap(cfg, env, "hold", *window, "--json")
+    held = run_rollcap(cfg, env, "hold", *window, "--json")
     assert held.returncode == 0, held.stderr
     out = json.loads(held.stdout)
     assert [o["key"] for o in out] == want
@@ -208,9 +200,9 @@ def test_hold_holds_exactly_what_list_shows(seaweedfs: SeaweedFS, tmp_path: Path
     version = c.head_object(Bucket=bucket, Key=want[0])["VersionId"]
     with pytest.raises(c.exceptions.ClientError):
         c.delete_object(Bucket=bucket, Key=want[0], VersionId=version)
-    text = rollcap(cfg, env, "hold", *window)
+    text = run_rollcap(cfg, env, "hold", *window)
     assert text.returncode == 0 and text.stdout.splitlines() == [f"held {k}" for k in want]
-    released = rollcap(cfg, env, "hold", *window, "--release")
+    released = run_rollcap(cfg, env, "hold", *window, "--release")
     assert released.returncode == 0, released.stderr
     assert released.stdout.splitlines() == [f"released {k}" for k in want]
     assert {k for k in every if hold_of(k) == "ON"} == set()
@@ -236,7 +228,7 @@ def test_hold_on_a_bucket_without_object_lock_names_every_object(
         store.put_file(local, key, size=local.stat().st_size, sha256=sha256(local), metadata=md)
         store.close()
     cfg = _config(tmp_path / "rollcap.toml", seaweedfs, bucket)
-    p = rollcap(cfg, _env(seaweedfs), "hold", "--since", "2026-11-26T11:00:00Z",
+    p = run_rollcap(cfg, _env(seaweedfs), "hold", "--since", "2026-11-26T11:00:00Z",
                 "--until", "2026-11-26T13:00:00Z")  # fmt: skip
     assert p.returncode == 1
     assert f"not held: {key}" in p.stderr and "Object Lock" in p.stderr, p.stderr
@@ -248,10 +240,10 @@ def test_check_destination_of_a_local_archive(tmp_path: Path) -> None:
     ro.mkdir()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cfg.write_text(f'[offload]\ndestination = "file://{tmp_path}/archive"\n')
-    p = rollcap(cfg, env, "check-destination")
+    p = run_rollcap(cfg, env, "check-destination")
     assert p.returncode == 0 and "ok    archive" in p.stdout, p.stdout + p.stderr
     (ro / "archive").write_text("not a directory")
     cfg.write_text(f'[offload]\ndestination = "file://{ro}/archive"\n')
-    p = rollcap(cfg, env, "check-destination")
+    p = run_rollcap(cfg, env, "check-destination")
     assert p.returncode == 1 and "FAIL  archive" in p.stdout, p.stdout + p.stderr
     assert "check-destination failed: archive" in p.stderr
