@@ -208,7 +208,7 @@ def list_keys(client: Any, bucket: str, prefix: str) -> dict[str, int]:
             kw["ContinuationToken"] = token
         r = client.list_objects_v2(**kw)
         for o in r.get("Contents", []):
-            if "_manifest/" not in o["Key"]:
+            if "_index/" not in o["Key"]:
                 keys[o["Key"]] = o["Size"]
         if not r.get("IsTruncated"):
             return keys

@@ -110,9 +110,9 @@ def objects_of(i: int, legacy: bool, gap: bool) -> Iterator[tuple[str, bytes, di
             pcap_bytes=len(pcap), size=len(body),
             linktype=1,
         )  # fmt: skip
-        ebody = manifest.entry_body(e)
-        for ek in manifest.entry_keys(e, PREFIX):
-            yield ek, ebody, {"content-type": "application/x-ndjson"}
+        for slot in manifest.slots(*e.span):
+            ek = manifest.slot_prefix(PREFIX, slot) + manifest.entry_name(e, PREFIX)
+            yield ek, manifest.entry_body(e, slot), {"content-type": "application/x-ndjson"}
 
 
 class _Putter:

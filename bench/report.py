@@ -279,7 +279,7 @@ def render() -> str:
         "and metadata, plus the offload's manifest entries) in SeaweedFS; wall time of the "
         "`python -m rollcap` command, interpreter start included, best of the runs; requests "
         "counted on the boto3 client running the same selection in-process; the baseline is "
-        "a paginated ListObjectsV2 over the prefix (without _manifest/), best of 2.",
+        "a paginated ListObjectsV2 over the prefix (without _index/), best of 2.",
         "",
         "Each figure runs by itself: `python3 -m bench.drain`, `bench.live`, `bench.idle`, "
         "`bench.scale`, `bench.fleet` (`--help` for sizes; `--quick` for a smaller run).",

@@ -149,7 +149,7 @@ def find_captures(
         search.hosts = sorted(set(hosts))
     elif discover:
         found = [p[len(root) :].rstrip("/") for p in storage.list_prefixes(root)]
-        # not .hidden/ nor _manifest/ (host names start with a letter or digit)
+        # not .hidden/ nor _index/ (host names start with a letter or digit)
         search.hosts = sorted(h for h in found if h and not h.startswith((".", "_")))
     prefixes: list[str] = []
     if search.hosts:

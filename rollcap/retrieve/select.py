@@ -175,7 +175,7 @@ class Selection:
         root = base_prefix(self.prefix)
         for p in self.storage.list_prefixes(root):
             h = p[len(root) :].rstrip("/")
-            if HOST_RE.fullmatch(h) and ".." not in h:  # not _manifest/ nor .hidden/
+            if HOST_RE.fullmatch(h) and ".." not in h:  # not _index/ nor .hidden/
                 yield h
 
     def _entry_ok(self, e: manifest.Entry | None) -> bool:

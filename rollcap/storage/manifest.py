@@ -4,7 +4,7 @@ The offload writes them beside the captures, after a capture is stored and
 verified and before the local copy is deleted, so `rollcap list` can answer a
 fleet-wide window with a few listings and no HEADs:
 
-    {prefix}/_manifest/v1/date=2026-11-26/hour=12/minute=10/
+    {prefix}/_index/manifest/v1/date=2026-11-26/hour=12/minute=10/
         web1~eth0~20261126T120501Z~1795694701.104000123~1795695301.002000~1795695302~1047~20040509~19442632~1~web1~2026~11~26~web1-eth0-20261126T120501Z-000042.pcap.zst.ndjson.gz
 
 - Time first (date/hour/minute of the slot, UTC), then host and interface at
@@ -20,6 +20,14 @@ fleet-wide window with a few listings and no HEADs:
   contains): a listing is enough.
 - The body is the same record as one line of gzip-compressed NDJSON, in a
   Hive-style key=value layout that Athena, Trino and DuckDB read directly.
+  Times are integers (epoch ns, UTC); ``home_slot`` is true in the one slot
+  where the capture's span starts, so SQL counts each capture once
+  (docs/sql/).
+- Per-host write scope: every index kind lives below ``{prefix}/_index/`` and
+  every entry's file name starts with ``HOST~``, so one IAM resource pattern,
+  ``{prefix}/_index/*/${aws:username}~*``, confines a host to entries that name
+  itself (storage/policy.py). IAM's ``*`` also matches '/', so readers must
+  refuse every key of another shape (parse_key does).
 - Safe with many writers and crashes: every entry is a new key written once
   by the one host it describes (no read-modify-write); a lost entry is only a
   hint lost, because the reader verifies any host whose entries leave a hole
@@ -32,13 +40,16 @@ import gzip
 import json
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from rollcap.storage.base import Storage
 from rollcap.timestamps import PacketSpan, from_text, to_text
 
-DIR = "_manifest/v1"
+#: every index kind (manifest, flows) lives below this, so one IAM statement
+#: scopes a host's index writes (storage/policy.py)
+INDEX_DIR = "_index"
+DIR = f"{INDEX_DIR}/manifest/v1"
 SLOT = timedelta(minutes=10)
 # A file spans at most a day (capture.rotate_seconds); a longer span comes from
 # a clock step. Beyond this many slots only both ends are filed.
@@ -84,7 +95,7 @@ class Entry(PacketSpan):
 
 
 def root(prefix: str) -> str:
-    """'{prefix}/_manifest/v1/' (or '_manifest/v1/' at the bucket root)."""
+    """'{prefix}/_index/manifest/v1/' (or '_index/manifest/v1/' at the bucket root)."""
     p = prefix.strip("/")
     return f"{p}/{DIR}/" if p else f"{DIR}/"
 
@@ -143,14 +154,28 @@ def entry_keys(e: Entry, prefix: str) -> list[str]:
     return [slot_prefix(prefix, s) + name for s in slots(lo, hi)]
 
 
-def entry_body(e: Entry) -> bytes:
-    """The record as one NDJSON line, gzip-compressed (mtime 0: same bytes each time)."""
-    rec = asdict(e)
-    # first_ts/last_ts (float seconds) as 0.2 wrote them, for SQL engines; the
-    # exact values as first_ns/last_ns (a float cannot hold ns)
-    rec["first_ts"], rec["last_ts"] = e.first_ts, e.last_ts
-    rec["opened"] = f"{e.opened:%Y-%m-%dT%H:%M:%SZ}"
-    rec["opened_ts"] = int(e.opened.timestamp())
+def entry_body(e: Entry, slot: datetime | None = None) -> bytes:
+    """The record as one NDJSON line, gzip-compressed (mtime 0: same bytes each
+    time). ``slot``: the slot this copy is filed under (home_slot marks the
+    first of the span's slots; without a slot, the record is its home).
+
+    Times are integer epoch ns (UTC): SQL engines type them without guessing
+    a zone; the exact packet times never pass through a float."""
+    home = slots(*e.span)[0]
+    rec = {
+        "key": e.key,
+        "host": e.host,
+        "iface": e.iface,
+        "opened_ns": int(e.opened.timestamp()) * 1_000_000_000,
+        "closed_ns": e.closed_ts * 1_000_000_000,
+        "first_ns": e.first_ns,
+        "last_ns": e.last_ns,
+        "packets": e.packets,
+        "pcap_bytes": e.pcap_bytes,
+        "size": e.size,
+        "linktype": e.linktype,
+        "home_slot": slot is None or slot == home,
+    }
     line = json.dumps(rec, sort_keys=True, separators=(",", ":")) + "\n"
     return gzip.compress(line.encode(), mtime=0)
 
@@ -199,8 +224,10 @@ def write_entries(storage: Storage, e: Entry, prefix: str) -> list[str]:
 
     Each key is written by this host alone, whole, and rewritten with the same
     bytes after a crash: no race with other hosts or with itself."""
-    body = entry_body(e)
-    keys = entry_keys(e, prefix)
-    for key in keys:
-        storage.put_bytes(key, body, content_type="application/x-ndjson")
+    name = entry_name(e, prefix)
+    keys = []
+    for s in slots(*e.span):
+        key = slot_prefix(prefix, s) + name
+        storage.put_bytes(key, entry_body(e, s), content_type="application/x-ndjson")
+        keys.append(key)
     return keys

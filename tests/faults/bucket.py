@@ -85,7 +85,7 @@ def list_keys(client: Any, bucket: str, prefix: str) -> list[str]:
     """Capture objects below prefix (not the offload's manifest entries)."""
     keys: list[str] = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        keys += [o["Key"] for o in page.get("Contents", []) if "_manifest/" not in o["Key"]]
+        keys += [o["Key"] for o in page.get("Contents", []) if "_index/" not in o["Key"]]
     return keys
 
 

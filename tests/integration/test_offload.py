@@ -169,7 +169,7 @@ def keys_in(w: SeaweedFS, bucket: str, prefix: str = "") -> list[str]:
     c = w.client()
     out = []
     for page in c.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        out += [o["Key"] for o in page.get("Contents", []) if "_manifest/" not in o["Key"]]
+        out += [o["Key"] for o in page.get("Contents", []) if "_index/" not in o["Key"]]
     return out
 
 

@@ -57,7 +57,7 @@ def _seen_puts(pipe: Pipeline) -> list[str]:
     seen: list[str] = []
 
     def put(params: dict[str, Any], **_kw: Any) -> None:
-        if "/_manifest/" in params.get("url_path", ""):
+        if "/_index/" in params.get("url_path", ""):
             return  # the capture's manifest entries (rollcap.storage.manifest), not it
         seen.append("PUT " + params["headers"].get("If-None-Match", "-"))
 

@@ -116,7 +116,7 @@ def fleet(seaweedfs: SeaweedFS, all_pcap: Path,
         # crash1's 12:20 file: stored, its entries lost
         missing = keys["crash1"][2][0]
         client = seaweedfs.client()
-        listed = client.list_objects_v2(Bucket=bucket, Prefix="caps/_manifest/")["Contents"]
+        listed = client.list_objects_v2(Bucket=bucket, Prefix="caps/_index/manifest/")["Contents"]
         lost = [o["Key"] for o in listed if o["Key"].endswith(missing.rsplit("/", 1)[1]
                                                                + manifest.SUFFIX)]  # fmt: skip
         assert len(lost) == 2  # a 10-minute file is filed under two slots
@@ -150,8 +150,8 @@ def test_offload_writes_manifest_entries_athena_can_read(fleet: Fleet, seaweedfs
     body = client.get_object(Bucket=fleet.bucket, Key=mine[0])["Body"].read()
     rec = json.loads(gzip.decompress(body).decode())  # one NDJSON line
     assert rec["key"] == key and rec["host"] == "web1" and rec["packets"] == 30
-    assert rec["opened"] == f"{start:%Y-%m-%dT%H:%M:%SZ}"
-    assert rec["closed_ts"] == int(start.timestamp()) + PERIOD + 1
+    assert rec["opened_ns"] == int(start.timestamp()) * 1_000_000_000
+    assert rec["closed_ns"] == (int(start.timestamp()) + PERIOD + 1) * 1_000_000_000
     entry = manifest.parse_key(mine[0], "caps")
     assert entry is not None and entry.key == key and entry.size > 0
 
@@ -253,7 +253,9 @@ def test_entries_lost_in_a_crash_are_written_by_the_retry(seaweedfs: SeaweedFS, 
         assert first.kind == "uploaded", first
         entries = [
             o["Key"]
-            for o in client.list_objects_v2(Bucket=bucket, Prefix="caps/_manifest/")["Contents"]
+            for o in client.list_objects_v2(
+                Bucket=bucket, Prefix="caps/_index/manifest/"
+            )["Contents"]
         ]
         assert len(entries) == 1  # 12:00:01..12:09:41, one slot
         client.delete_object(Bucket=bucket, Key=entries[0])
@@ -261,6 +263,6 @@ def test_entries_lost_in_a_crash_are_written_by_the_retry(seaweedfs: SeaweedFS, 
         again = pipe.process(name)
         storage.close()
     assert again.kind == "exists", again
-    got = client.list_objects_v2(Bucket=bucket, Prefix="caps/_manifest/")["Contents"]
+    got = client.list_objects_v2(Bucket=bucket, Prefix="caps/_index/manifest/")["Contents"]
     assert [o["Key"] for o in got] == entries
     assert not (spool.ready / name).exists()

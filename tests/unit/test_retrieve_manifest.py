@@ -34,8 +34,8 @@ def _entry(key: str = KEY, **kw: object) -> manifest.Entry:
 def test_a_file_is_filed_under_every_slot_it_covers() -> None:
     keys = manifest.entry_keys(_entry(), "caps")
     assert [k.rsplit("/", 1)[0] for k in keys] == [
-        "caps/_manifest/v1/date=2026-11-26/hour=11/minute=50",
-        "caps/_manifest/v1/date=2026-11-26/hour=12/minute=00",
+        "caps/_index/manifest/v1/date=2026-11-26/hour=11/minute=50",
+        "caps/_index/manifest/v1/date=2026-11-26/hour=12/minute=00",
     ]
     assert all(k.rsplit("/", 1)[1].startswith("web1~eth0~20261126T115501Z~") for k in keys)
     # a file across midnight lands in both days' partitions
@@ -72,12 +72,12 @@ def test_entry_keys_are_plain_s3_keys_and_the_tilde_is_unambiguous() -> None:
 @pytest.mark.parametrize(
     "key",
     [
-        "caps/_manifest/v1/date=2026-11-26/hour=12/minute=00/web1~eth0~junk.ndjson.gz",
-        "caps/_manifest/v1/date=2026-11-26/hour=12/minute=00/..~eth0~x",
-        "caps/_manifest/v1/date=2026-11-26/hour=12/x/web1~eth0~20261126T115501Z~1~2~3~4~5~6~7"
+        "caps/_index/manifest/v1/date=2026-11-26/hour=12/minute=00/web1~eth0~junk.ndjson.gz",
+        "caps/_index/manifest/v1/date=2026-11-26/hour=12/minute=00/..~eth0~x",
+        "caps/_index/manifest/v1/date=2026-11-26/hour=12/x/web1~eth0~20261126T115501Z~1~2~3~4~5~6~7"
         "~web1~a.pcap.ndjson.gz",
         "caps/web1/2026/11/26/web1-eth0-20261126T115501Z-000042.pcap.zst",
-        "other/_manifest/v1/date=2026-11-26/hour=12/minute=00/"
+        "other/_index/manifest/v1/date=2026-11-26/hour=12/minute=00/"
         "web1~eth0~20261126T115501Z~1~2~3~4~5~6~7~web1~a.pcap.ndjson.gz",
     ],
 )
@@ -92,11 +92,21 @@ def test_body_is_one_ndjson_line_same_bytes_each_time() -> None:
     text = gzip.decompress(body).decode()
     assert text.endswith("\n") and text.count("\n") == 1
     rec = json.loads(text)
-    assert rec["key"] == KEY and rec["opened"] == "2026-11-26T11:55:01Z"
+    assert rec["key"] == KEY and rec["opened_ns"] == int(e.opened.timestamp()) * NS
     assert rec["packets"] == 1047 and rec["linktype"] == 1 and rec["iface"] == "eth0"
-    # seconds as 0.2 wrote them (SQL engines), and the exact ns
-    assert rec["first_ts"] == e.first_ts and rec["first_ns"] == e.first_ns
-    assert isinstance(rec["first_ts"], float) and isinstance(rec["last_ns"], int)
+    # every time an integer ns (SQL types it without guessing a zone), exact
+    assert rec["first_ns"] == e.first_ns and rec["closed_ns"] == e.closed_ts * NS
+    assert all(isinstance(rec[k], int) for k in ("opened_ns", "closed_ns", "last_ns"))
+
+
+def test_only_the_first_slot_of_a_span_is_the_entrys_home() -> None:
+    """SQL that counts rows with home_slot counts a capture once, however many
+    slots its span crosses."""
+    e = _entry()  # 11:55:01 .. past 12:00: two slots
+    first, second = manifest.slots(*e.span)[:2]
+    home = json.loads(gzip.decompress(manifest.entry_body(e, first)))
+    other = json.loads(gzip.decompress(manifest.entry_body(e, second)))
+    assert home["home_slot"] is True and other["home_slot"] is False
 
 
 def test_window_slots() -> None:
