@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -99,7 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _dispatch(args)
+        code = _dispatch(args)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is caught below
+        return code
+    except BrokenPipeError as e:
+        if not _stdout_closed():  # another pipe (a child's): an error like any other
+            print(f"rollcap: {e}", file=sys.stderr)
+            return exitcodes.FAILURE
+        return _reader_went_away(args)
     except ConfigError as e:
         for line in e.problems:
             print(f"rollcap: {line}", file=sys.stderr)
@@ -109,6 +118,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return exitcodes.INTERRUPTED
+
+
+def _stdout_closed() -> bool:
+    """stdout is a pipe or socket whose reader has gone (poll: POLLERR/POLLHUP)."""
+    p = select.poll()
+    try:
+        p.register(sys.stdout.fileno(), select.POLLOUT)
+    except (OSError, ValueError):  # no file descriptor behind sys.stdout
+        return False
+    return any(ev & (select.POLLERR | select.POLLHUP) for _fd, ev in p.poll(0))
+
+
+def _reader_went_away(args: argparse.Namespace) -> int:
+    """The one rule for a closed stdout (`rollcap status --json | head -3`, `fetch -o - |
+    head -c 100`): the reader has seen enough. Nothing more is written, no traceback,
+    exit 141 (128 + SIGPIPE) as a Unix tool killed by SIGPIPE; except `status`,
+    whose exit code is the health a check reads (set before it prints)."""
+    # stdout's buffer still holds what could not be written: point the fd at
+    # /dev/null so the interpreter's final flush cannot raise again
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    health = getattr(args, "health", None)
+    return health if isinstance(health, int) else exitcodes.by_signal(signal.SIGPIPE)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -168,13 +201,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from rollcap import status
 
         report = status.collect(cfg)
+        # 0 ok, 3 not running, 4 unknown, 5 not doing its job (rollcap.exitcodes):
+        # a monitoring check can use the exit status alone, read before a pipe closes
+        args.health = int(report["exit_code"])
         if args.json:
             print(json.dumps(report, indent=2, sort_keys=True, default=str))
         else:
             sys.stdout.write(status.render_table(report))
-        # 0 ok, 3 not running, 4 unknown, 5 not doing its job (rollcap.exitcodes):
-        # a monitoring check can use the exit status alone.
-        return int(report["exit_code"])
+        return int(args.health)
     if cmd == "rotate":
         from rollcap.capture import rotate
 

@@ -7,6 +7,8 @@ it here.
 
 from __future__ import annotations
 
+import signal
+
 OK = 0
 # Any failure without a more specific code: storage or I/O errors, nothing
 # found, a second instance, a rejected `rollcap reload`.
@@ -27,7 +29,8 @@ DEGRADED = 5
 # does not restart a daemon into the same invalid config.
 CONFIG = 78
 # 128 + signal number: stopped by a signal (130 = Ctrl-C / SIGINT, 143 = SIGTERM,
-# 141 = SIGPIPE: the reader of `fetch -o -` went away).
+# 141 = SIGPIPE: the reader of stdout went away; every command but status, whose
+# exit code stays its health: rollcap.cli._reader_went_away).
 SIGNAL_BASE = 128
 INTERRUPTED = SIGNAL_BASE + 2
 
@@ -49,5 +52,6 @@ DESCRIPTIONS: list[tuple[str, str]] = [
                     "interface, paused by the spool budget, destination down, no upload "
                     "for a long time with files waiting, no state update)"),
     (str(CONFIG), "invalid configuration (systemd does not restart a daemon that exits 78)"),
-    ("128+N", f"stopped by signal N ({INTERRUPTED}: Ctrl-C)"),
+    ("128+N", f"stopped by signal N ({INTERRUPTED}: Ctrl-C); {by_signal(signal.SIGPIPE)}: "
+              "the reader of stdout went away (| head), quietly; status keeps its own code"),
 ]  # fmt: skip

@@ -15,7 +15,7 @@ import stat
 import time
 from dataclasses import dataclass
 
-from rollcap.spoolfs import OPEN_FLAGS, Dir
+from rollcap.spoolfs import OPEN_FLAGS, Dir, Oversized
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,8 @@ def enforce_cap(qdir: Dir, max_bytes: int) -> list[Removed]:
             qdir.remove_entry(name)
             with contextlib.suppress(FileNotFoundError):
                 qdir.unlink(name + REASON)
+        except Oversized:
+            continue  # a planted tree beyond the walks' caps: spoolfs logged it once
         except OSError as e:
             log.warning("quarantine over its cap: cannot remove %s: %s", name, e.strerror)
             continue

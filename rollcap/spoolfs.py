@@ -12,18 +12,24 @@ temp files are created with O_EXCL; renames and unlinks name both directory fds.
 
 An entry that fails a check raises BadEntry (its message is the reason, for
 one log line and the quarantine); the caller skips or quarantines it and goes
-on with the others.
+on with the others. Walks into directory trees (tree_bytes, remove_entry) are
+iterative and capped in depth and entries: a planted tree beyond the caps is
+logged once and left alone (Oversized, OVERSIZED).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import secrets
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 # Out of space: wait for room. Every other OSError is about one entry.
@@ -193,25 +199,28 @@ class Dir:
             return False
         return True
 
+    def open_dir(self, name: str) -> Dir:
+        """The subdirectory name, opened without following a link."""
+        return _Adopted(os.open(name, DIR_FLAGS, dir_fd=self.fd), self.path / name)
+
     def remove_entry(self, name: str) -> None:
         """Remove whatever name is (a file, link, FIFO, or a directory tree), never
-        following a link; for quarantine's cap."""
+        following a link; for quarantine's cap. Oversized (logged once) for a tree
+        beyond the walk's caps: it is left as it is."""
         st = self.lstat(name)
         if st is None:
             return
         if not stat.S_ISDIR(st.st_mode):
             self.unlink(name)
             return
-        fd = os.open(
-            name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd
-        )
-        sub = _Adopted(fd, self.path / name)
+        if OVERSIZED.known(st) is not None:
+            raise Oversized("already found oversized")
         try:
-            for child in sub.names():
-                sub.remove_entry(child)
-        finally:
-            sub.close()
-        os.rmdir(name, dir_fd=self.fd)
+            _subtree_bytes(self, name)  # within the caps? before removing anything
+            _remove_tree(self, name)
+        except Oversized as e:
+            OVERSIZED.note(self.path / name, st, e)
+            raise
 
 
 class _Adopted(Dir):
@@ -223,38 +232,197 @@ class _Adopted(Dir):
 
 
 def tree_bytes(path: str | os.PathLike[str]) -> int:
-    """Bytes of the entries under path (lstat: links are not followed; 0 when gone)."""
-    total = 0
+    """Bytes of the entries under path (lstat: links are not followed; 0 when gone).
+    A subdirectory tree beyond the walk's caps counts as far as the walk went, is
+    logged once and not walked again (OVERSIZED)."""
     try:
         d = Dir(path)
     except (FileNotFoundError, NotADirectoryError, PermissionError):
         return 0
-    with d:
-        total += _tree(d)
-    return total
-
-
-def _tree(d: Dir) -> int:
     total = 0
-    try:
-        entries = list(d.scandir())
-    except OSError:
-        return 0
-    for e in entries:
+    with d:
         try:
-            st = e.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            continue  # the other daemon finished it meanwhile
-        if stat.S_ISDIR(st.st_mode):
+            entries = list(d.scandir())  # the spool directory itself: no cap (a backlog)
+        except OSError:
+            return 0
+        for e in entries:
             try:
-                fd = os.open(
-                    e.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=d.fd
-                )
-            except OSError:
+                st = e.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # the other daemon finished it meanwhile
+            if not stat.S_ISDIR(st.st_mode):
+                total += st.st_size
                 continue
-            sub = _Adopted(fd, d.path / e.name)
-            with sub:
-                total += _tree(sub)
-        else:
-            total += st.st_size
+            known = OVERSIZED.known(st)
+            if known is not None:
+                total += known
+                continue
+            try:
+                total += _subtree_bytes(d, e.name)
+            except Oversized as over:
+                OVERSIZED.note(d.path / e.name, st, over)
+                total += over.counted
     return total
+
+
+# ---------------------------------------------------------------- bounded walks
+# Nothing rollcap makes in the spool has subdirectories: a directory there was
+# planted (or quarantined as planted), and another user may make it as deep or
+# wide as they like. Walks below a spool directory are iterative and stop at
+# these caps, so they end, hold at most MAX_DEPTH fds, and cost a bounded time.
+MAX_DEPTH = 16  # directory levels below the spool directory's entry
+MAX_DIR_ENTRIES = 4096  # entries read from one subdirectory
+MAX_TREE_ENTRIES = 65536  # entries read below one spool entry, in all
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class Oversized(BadEntry):
+    """A planted directory tree beyond the caps of the walks; counted: its bytes
+    up to where the walk stopped."""
+
+    def __init__(self, reason: str, counted: int = 0) -> None:
+        super().__init__(reason)
+        self.counted = counted
+
+
+class _Caps:
+    """One walk's entry count against MAX_TREE_ENTRIES."""
+
+    def __init__(self) -> None:
+        self.entries = 0
+
+    def listing(self, d: Dir) -> list[tuple[str, os.stat_result]]:
+        """d's entries (lstat), at most MAX_DIR_ENTRIES; Oversized beyond a cap."""
+        out: list[tuple[str, os.stat_result]] = []
+        with os.scandir(d.fd) as it:
+            for e in it:
+                self.entries += 1
+                if self.entries > MAX_TREE_ENTRIES:
+                    raise Oversized(f"of more than {MAX_TREE_ENTRIES} entries in all")
+                if len(out) >= MAX_DIR_ENTRIES:
+                    raise Oversized(f"with a directory of more than {MAX_DIR_ENTRIES} entries")
+                try:
+                    out.append((e.name, e.stat(follow_symlinks=False)))
+                except FileNotFoundError:
+                    continue
+        # directories first: pop() takes the files first, so a walk stopped by
+        # the depth cap has counted every level above it
+        out.sort(key=lambda e: not stat.S_ISDIR(e[1].st_mode))
+        return out
+
+
+_TOO_DEEP = f"deeper than {MAX_DEPTH} directory levels"
+
+
+def _subtree_bytes(parent: Dir, name: str) -> int:
+    """Bytes below parent/name, a directory: depth first, one open fd per level.
+    A directory that cannot be opened or read (gone, not ours) counts as empty."""
+    caps = _Caps()
+    total = 0
+    stack: list[tuple[Dir, list[tuple[str, os.stat_result]]]] = []
+
+    def push(d: Dir, child: str) -> None:
+        try:
+            sub = d.open_dir(child)
+        except OSError:
+            return
+        stack.append((sub, []))  # first, so that finally closes it if listing raises
+        with contextlib.suppress(OSError):  # unreadable: counts as empty
+            stack[-1] = (sub, caps.listing(sub))
+
+    try:
+        push(parent, name)
+        while stack:
+            d, pending = stack[-1]
+            if not pending:
+                stack.pop()[0].close()
+                continue
+            child, st = pending.pop()
+            if not stat.S_ISDIR(st.st_mode):
+                total += st.st_size
+            elif len(stack) >= MAX_DEPTH:
+                raise Oversized(_TOO_DEEP)
+            else:
+                push(d, child)
+    except Oversized as e:
+        e.counted = total
+        raise
+    finally:
+        for d, _pending in stack:
+            d.close()
+    return total
+
+
+def _remove_tree(parent: Dir, name: str) -> None:
+    """Remove the directory parent/name and all below it, depth first, one open
+    fd per level, never following a link; Oversized beyond the caps (what was
+    removed until then stays removed)."""
+    caps = _Caps()
+    # (the directory, its name in the one before, entries left to remove)
+    stack: list[tuple[Dir, str, list[tuple[str, os.stat_result]]]] = []
+    try:
+        top = parent.open_dir(name)
+        stack.append((top, name, []))  # first, so that finally closes it if listing raises
+        stack[-1] = (top, name, caps.listing(top))
+        while stack:
+            d, dname, pending = stack[-1]
+            if not pending:
+                stack.pop()
+                d.close()
+                os.rmdir(dname, dir_fd=(stack[-1][0] if stack else parent).fd)
+                continue
+            child, st = pending.pop()
+            if not stat.S_ISDIR(st.st_mode):
+                with contextlib.suppress(FileNotFoundError):
+                    d.unlink(child)
+                continue
+            if len(stack) >= MAX_DEPTH:
+                raise Oversized(_TOO_DEEP)
+            sub = d.open_dir(child)
+            stack.append((sub, child, []))  # as above
+            stack[-1] = (sub, child, caps.listing(sub))
+    finally:
+        for d, _name, _pending in stack:
+            d.close()
+
+
+class _OversizedTrees:
+    """Spool entries whose trees went beyond the caps: logged once, never walked
+    again (by (device, inode, ctime): a rename, e.g. into quarantine/, is a new
+    look). Shared by the budget, the quarantine cap and the metrics of a process."""
+
+    LIMIT = 1024  # remembered entries; the oldest are forgotten (and logged again)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[int, int, int], int] = {}
+
+    @staticmethod
+    def _key(st: os.stat_result) -> tuple[int, int, int]:
+        return st.st_dev, st.st_ino, st.st_ctime_ns
+
+    def known(self, st: os.stat_result) -> int | None:
+        """The bytes counted when this tree was found oversized; None: not known."""
+        with self._lock:
+            return self._seen.get(self._key(st))
+
+    def note(self, path: Path, st: os.stat_result, e: Oversized) -> None:
+        with self._lock:
+            key = self._key(st)
+            if key in self._seen:
+                return
+            while len(self._seen) >= self.LIMIT:
+                del self._seen[next(iter(self._seen))]
+            self._seen[key] = e.counted
+        log.warning(
+            "%s: a directory tree %s: not walked beyond (%d bytes counted), never "
+            "removed by rollcap; remove it by hand",
+            path, e, e.counted,
+        )  # fmt: skip
+
+    def clear(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
+
+OVERSIZED = _OversizedTrees()

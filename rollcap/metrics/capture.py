@@ -7,7 +7,6 @@ rollcap-capture starts, which Prometheus' rate() and increase() handle.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -17,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from rollcap.metrics.families import counter, gauge, number
 from rollcap.spool import Spool
+from rollcap.spoolfs import tree_bytes
 
 # spool areas counted against the budget (state/ holds only small JSON files)
 AREAS = ("work", "ready", "quarantine")  # tmp/ is the offload's, unreadable here
@@ -37,18 +37,6 @@ _IFACE_COUNTERS = (
     ("rollcap_capture_tcpdump_restarts", "restarts",
      "Times tcpdump exited unexpectedly and was started again."),
 )  # fmt: skip
-
-
-def tree_bytes(path: str) -> int:
-    """Bytes of the regular files below path (symlinks are not followed)."""
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except FileNotFoundError:
-                continue  # handed off or uploaded meanwhile
-    return total
 
 
 class CaptureCollector(Collector):
@@ -113,7 +101,7 @@ class CaptureCollector(Collector):
             labels=["area"],
         )  # fmt: skip
         for name in AREAS:
-            area.add_metric([name], float(tree_bytes(str(self.spool.root / name))))
+            area.add_metric([name], float(tree_bytes(self.spool.root / name)))
         yield area
         budget = st.get("budget")
         max_bytes = number(budget, "max_bytes") if isinstance(budget, Mapping) else None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import signal
 import sys
@@ -266,10 +265,7 @@ def run_list(args: argparse.Namespace, cfg: RollcapConfig) -> int:
                 _write_json(out, sel)
             else:
                 _write_table(out, sel)
-        out.flush()
-    except BrokenPipeError:  # `rollcap list ... | head`: the reader has seen enough
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        out.flush()  # a closed pipe: BrokenPipeError, the rule of rollcap.cli
     finally:
         storage.close()
     _local_notes(cfg)  # files on this host not in the bucket yet
@@ -468,11 +464,7 @@ def run_fetch(args: argparse.Namespace, cfg: RollcapConfig) -> int:
                 progress=progress,
             )
     except BrokenPipeError:
-        # `fetch -o - | head -c` or a reader that quit: it has seen enough; no
-        # traceback, and nothing more may go to the closed pipe
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        print("rollcap: fetch: the reader of stdout went away", file=sys.stderr)
-        return exitcodes.by_signal(signal.SIGPIPE)
+        raise  # the reader of `-o -` went away: the rule of rollcap.cli
     except OSError as e:
         raise RollcapError(f"fetch into {output.describe()}: {e}") from None
     finally:

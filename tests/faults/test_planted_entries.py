@@ -18,9 +18,6 @@ import hashlib
 import os
 import pwd
 import shutil
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -28,38 +25,16 @@ import pytest
 
 from tests.faults.proc import wait_for
 from tests.faults.rig import Rig
-
-CAPTURE_USER, OFFLOAD_USER, GROUP = "tcpdump", "nobody", "nogroup"
-NET_RAW = ["--inh-caps=-all,+net_raw", "--ambient-caps=-all,+net_raw",
-           "--bounding-set=-all,+net_raw"]  # fmt: skip
-NO_CAPS = ["--inh-caps=-all", "--bounding-set=-all"]
-
-
-def _setpriv(user: str, caps: list[str]) -> list[str]:
-    pw = pwd.getpwnam(user)
-    return ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", *caps]
-
-
-def _layout(spool: Path) -> None:
-    """As debian/rollcap.tmpfiles makes it, with these users."""
-    cap, off = pwd.getpwnam(CAPTURE_USER).pw_uid, pwd.getpwnam(OFFLOAD_USER).pw_uid
-    gid = int(subprocess.run(["getent", "group", GROUP], capture_output=True, text=True,
-                             check=True).stdout.split(":")[2])  # fmt: skip
-    os.chown(spool, 0, gid)
-    os.chmod(spool, 0o751)
-    for name, mode, uid in (("work", 0o2700, cap), ("capture", 0o2750, cap),
-                            ("ready", 0o2770, cap), ("quarantine", 0o2770, cap),
-                            ("tmp", 0o2750, off), ("state", 0o2750, off)):  # fmt: skip
-        d = spool / name
-        d.mkdir()
-        os.chown(d, uid, gid)
-        os.chmod(d, mode)  # after chown, which clears setgid
-
-
-def _plant(user: str, script: str) -> None:
-    r = subprocess.run([*_setpriv(user, NO_CAPS), sys.executable, "-c", textwrap.dedent(script)],
-                       capture_output=True, text=True, timeout=30)  # fmt: skip
-    assert r.returncode == 0, f"planting as {user} failed: {r.stderr}"
+from tests.faults.users import (
+    CAPTURE_USER,
+    GROUP,
+    NET_RAW,
+    NO_CAPS,
+    OFFLOAD_USER,
+    layout,
+    plant,
+    setpriv,
+)
 
 
 def _fingerprint(p: Path) -> tuple[int, int, int, str]:
@@ -85,7 +60,7 @@ def test_planted_entries_are_never_followed_and_stop_nothing(rig: Rig, reliabili
 
 
 def _run(rig: Rig, spool: Path, targets: Path, reliability) -> None:  # type: ignore[no-untyped-def]
-    _layout(spool)
+    layout(spool)
     rig.configure(capture={"rotate_megabytes": 1}, spool={"group": GROUP})
     secret = {}
     for owner in ("root", CAPTURE_USER, OFFLOAD_USER):
@@ -102,7 +77,7 @@ def _run(rig: Rig, spool: Path, targets: Path, reliability) -> None:  # type: ig
     before = {p: _fingerprint(p) for p in targets.iterdir()}
     iface = rig.veth.b if rig.veth else "lo"
     # As the capture user (tcpdump's, after an exploit): its own directories.
-    _plant(CAPTURE_USER, f"""
+    plant(CAPTURE_USER, f"""
         import os
         T = {str(targets)!r}
         S = {str(spool)!r}
@@ -122,7 +97,7 @@ def _run(rig: Rig, spool: Path, targets: Path, reliability) -> None:  # type: ig
         os.symlink(T + "/root-secret", os.path.join(c, "capture-counters.json"))
     """)  # fmt: skip
     # As rollcap (offload's user): ready/ and quarantine/.
-    _plant(OFFLOAD_USER, f"""
+    plant(OFFLOAD_USER, f"""
         import os
         T = {str(targets)!r}
         r, q = (os.path.join({str(spool)!r}, d) for d in ("ready", "quarantine"))
@@ -138,10 +113,10 @@ def _run(rig: Rig, spool: Path, targets: Path, reliability) -> None:  # type: ig
                 else: os.link(target, p)
     """)  # fmt: skip
     planted = {p.name for d in ("work", "ready") for p in (spool / d).iterdir()}
-    cap = rig.daemon("capture", wrapper=_setpriv(CAPTURE_USER, NET_RAW))
+    cap = rig.daemon("capture", wrapper=setpriv(CAPTURE_USER, NET_RAW))
     cap.start()
     rig.wait_capturing(cap)
-    off = rig.daemon("offload", wrapper=_setpriv(OFFLOAD_USER, NO_CAPS))
+    off = rig.daemon("offload", wrapper=setpriv(OFFLOAD_USER, NO_CAPS))
     off.start()
     sent = rig.replay(loops=2, pps=15000)
     time.sleep(1.5)

@@ -27,6 +27,7 @@ import pytest
 from rollcap.config.schema import OffloadConfig
 from rollcap.storage import Storage, open_storage
 from tests.support.archive import NS, make_object, ns, read_frames, read_timestamps, sha256, utc
+from tests.support.cli import run_into_closed_pipe
 from tests.support.net import count_packets
 from tests.support.seaweedfs import SeaweedFS
 
@@ -388,6 +389,16 @@ def test_fetch_to_stdout_pipes_into_tcpdump(archive: Archive, tmp_path: Path) ->
     assert f"wrote stdout: {len(expected)} packets" in err
     assert read_timestamps(out) == expected
     assert list(tmp_path.iterdir()) == [out]  # no temp directory next to anything
+
+
+@pytest.mark.parametrize("args", [["list"], ["list", "--json"], ["fetch", "-o", "-"]])
+def test_a_closed_pipe_ends_quietly_with_141(archive: Archive, args: list[str]) -> None:
+    """`rollcap list | head`, `fetch -o - | head -c 100` whose reader has gone: no
+    traceback, nothing on stderr, 141 (128 + SIGPIPE) like any Unix tool."""
+    since, until = utc(2026, 11, 26, 0, 0), utc(2026, 11, 26, 0, 5)
+    p = run_into_closed_pipe(archive.config, archive.env, *args, "--since", since.isoformat(),
+                             "--until", until.isoformat())  # fmt: skip
+    assert (p.returncode, p.stderr) == (141, "")
 
 
 def test_fetch_to_a_link_to_stdout_keeps_the_link(archive: Archive, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,3 +17,19 @@ def run_rollcap(
         [sys.executable, "-m", "rollcap", *args, "--config", str(config)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
+
+
+def run_into_closed_pipe(
+    config: Path, env: dict[str, str], *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """As run_rollcap, with stdout a pipe whose reader has already gone (`| head`
+    that quit): the first write fails with EPIPE, every time, no race."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "rollcap", *args, "--config", str(config)],
+            cwd=REPO, env=env, stdout=w, stderr=subprocess.PIPE, text=True, timeout=timeout,
+        )  # fmt: skip
+    finally:
+        os.close(w)

@@ -11,6 +11,7 @@ import pytest
 
 from rollcap import __version__
 from rollcap.cli import build_parser
+from tests.support.cli import run_into_closed_pipe
 
 REPO = Path(__file__).resolve().parents[2]
 COMMANDS = ["capture", "offload", "check-config", "reload", "status", "list", "fetch"]
@@ -77,3 +78,28 @@ def test_config_flag_beats_environment(tmp_path: Path) -> None:
 def test_unknown_command_is_a_usage_error() -> None:
     r = rollcap("captur")
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_a_closed_pipe_ends_quietly_with_141(tmp_path: Path) -> None:
+    """The one rule (rollcap.cli): the reader went away; no traceback, 128 + SIGPIPE."""
+    cfg = tmp_path / "rollcap.toml"
+    cfg.write_text(f'[spool]\ndirectory = "{tmp_path / "spool"}"\n')
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    r = run_into_closed_pipe(cfg, env, "check-config", "--show", timeout=60)
+    # its warnings (no group rollcap here) go to stderr as ever, and nothing else
+    assert r.returncode == 141, r.stderr
+    assert all(ln.startswith("rollcap: warning: ") for ln in r.stderr.splitlines()), r.stderr
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_an_error(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str],
+                                                      ) -> None:  # fmt: skip
+    """A child's pipe breaking is a failure with one line, not a quiet 141."""
+    from rollcap import cli
+
+    def child_died(_args: object) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "_dispatch", child_died)
+    assert cli.main(["config-docs"]) == 1
+    assert capsys.readouterr().err == "rollcap: [Errno 32] Broken pipe\n"

@@ -14,6 +14,7 @@ import pytest
 from rollcap.config.load import parse_config
 from rollcap.state import read_state, write_state
 from rollcap.status import collect, daemon_report, fmt_value, ordered_keys, render_table
+from tests.support.cli import run_into_closed_pipe
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = 1_800_000_000.0
@@ -155,6 +156,16 @@ def test_table_and_json_through_the_cli(spool: Path, tmp_path: Path) -> None:
     assert data["offload"]["backlog_files"] == 2
     assert data["spool"]["ready_files"] == 1 and data["spool"]["ready_bytes"] == 1500
     assert data["ok"] is False
+
+
+@pytest.mark.parametrize("fmt", [[], ["--json"]])
+def test_closed_pipe_keeps_the_health_code_quietly(spool: Path, tmp_path: Path,
+                                                    fmt: list[str]) -> None:  # fmt: skip
+    """`rollcap status --json | head -3` in a check: its exit code is still the health
+    (3 here: not running), with no traceback."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    r = run_into_closed_pipe(_cfg(spool, tmp_path), env, "status", *fmt, timeout=60)
+    assert (r.returncode, r.stderr) == (3, "")
 
 
 def test_collect_and_render_in_process(spool: Path, tmp_path: Path) -> None:
