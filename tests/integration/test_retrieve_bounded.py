@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +25,7 @@ from rollcap.retrieve.fetch import disk_need
 from rollcap.retrieve.select import collect, select
 from rollcap.storage import manifest, open_storage
 from tests.support.archive import NS, ns, read_frames, read_timestamps, utc
+from tests.support.diskpeak import PeakWatcher
 from tests.support.offloaded import REPO, offload
 from tests.support.seaweedfs import SeaweedFS
 
@@ -39,41 +39,6 @@ JOBS = 2
 
 def _stamps(start_ns: int) -> list[int]:
     return [start_ns + NS + i * 2 * NS for i in range(290)]  # 1 s .. 579 s after the open
-
-
-def _tree_bytes(top: Path) -> int:
-    """Bytes of the files below top's .rollcap-fetch-* directories (0 if gone)."""
-    total = 0
-    stack = [top]
-    while stack:
-        d = stack.pop()
-        try:
-            with os.scandir(d) as it:
-                for e in it:
-                    try:
-                        if e.is_dir(follow_symlinks=False):
-                            stack.append(Path(e.path))
-                        elif d != top:
-                            total += e.stat(follow_symlinks=False).st_size
-                    except FileNotFoundError:
-                        continue  # removed while we looked
-        except FileNotFoundError:
-            continue
-    return total
-
-
-class PeakWatcher(threading.Thread):
-    """Polls the temp directory's size as fast as it can until stopped."""
-
-    def __init__(self, top: Path) -> None:
-        super().__init__(daemon=True)
-        self.top, self.peak, self.samples = top, 0, 0
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            self.peak = max(self.peak, _tree_bytes(self.top))
-            self.samples += 1
 
 
 def test_lying_entries_are_refused_the_rest_is_fetched_and_temp_disk_stays_bounded(
@@ -124,18 +89,13 @@ def test_lying_entries_are_refused_the_rest_is_fetched_and_temp_disk_stays_bound
 
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    watcher = PeakWatcher(out_dir)
-    watcher.start()
-    try:
+    with PeakWatcher(out_dir) as watcher:
         p = subprocess.run(
             [sys.executable, "-m", "rollcap", "fetch", "--config", str(fleet.config),
              "--since", SINCE.isoformat(), "--until", UNTIL.isoformat(), "--jobs", str(JOBS),
              "-o", str(out_dir / "window.pcap")],
             cwd=REPO, env=fleet.env, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
-    finally:
-        watcher.stop.set()
-        watcher.join()
     print(f"\ntemp-disk peak {watcher.peak:,} bytes ({watcher.samples} samples); bound "
           f"{need.total:,} = downloads {need.downloads:,} ({JOBS} x largest recorded "
           f"{largest:,} = {JOBS * largest:,}) + pieces {need.pieces:,} + output "

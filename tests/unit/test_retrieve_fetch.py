@@ -18,6 +18,7 @@ from rollcap.retrieve.fetch import disk_need, fetch
 from rollcap.retrieve.timeexpr import widened
 from rollcap.storage.base import META, SizeMismatch, StorageError, copy_exact
 from tests.support.archive import NS, MemoryStorage, make_object, ns, read_timestamps, utc
+from tests.support.diskpeak import PeakWatcher
 
 # an ARP request frame and a UDP/IPv4 frame, so a BPF filter has something to choose
 ARP = bytes.fromhex("ffffffffffff02000000000108060001080006040001" + "02" * 10 + "00" * 10)
@@ -325,3 +326,16 @@ def test_copy_exact_never_writes_past_the_size(held: int) -> None:
     with pytest.raises(SizeMismatch, match=r"GET x: the object holds .* its entry records 80"):
         copy_exact(io.BytesIO(b"\0" * held), dst, 80, "GET x")
     assert len(dst.getvalue()) <= 80
+
+
+@pytest.mark.parametrize(("bpf_filter", "pcapng"), [("", False), ("udp", False), ("udp", True)])
+def test_temp_disk_stays_under_disk_need(st: MemoryStorage, tmp_path: Path, bpf_filter: str,
+                                         pcapng: bool) -> None:  # fmt: skip
+    """Polled while the fetch runs: downloads, pieces, BPF copies, merge, mergecap."""
+    since, until = utc(2026, 11, 26, 10), utc(2026, 11, 26, 11)
+    caps, _ = find_captures(st, template=T, prefix="caps", since=since, until=until)
+    need = disk_need(caps, workers=2, pcapng=pcapng).total
+    with PeakWatcher(tmp_path) as w:
+        fetch(st, caps, since=since, until=until, output=tmp_path / "o.pcap", workers=2,
+              bpf_filter=bpf_filter, pcapng=pcapng)  # fmt: skip
+    assert 0 < w.peak <= need
