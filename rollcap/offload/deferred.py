@@ -93,8 +93,8 @@ class DeferredStorage(Storage):
     def list_prefixes(self, prefix: str) -> Iterator[str]:
         return self.real().list_prefixes(prefix)
 
-    def download(self, key: str, dest: Path) -> None:
-        self.real().download(key, dest)
+    def download(self, key: str, dest: Path, *, size: int | None = None) -> None:
+        self.real().download(key, dest, size=size)
 
     def delete(self, key: str) -> None:
         self.real().delete(key)

@@ -470,6 +470,11 @@ def run_fetch(args: argparse.Namespace, cfg: RollcapConfig) -> int:
     finally:
         storage.close()
     print("rollcap: " + summary(result, sorted({c.host for c in caps})), file=sys.stderr)
+    if result.refused:
+        # the output holds the rest; a script must not take it for the whole window
+        print(f"rollcap: error: {_plural(len(result.refused), 'object')} refused (named "
+              "above): the output lacks their packets", file=sys.stderr)  # fmt: skip
+        return exitcodes.FAILURE
     return exitcodes.OK
 
 

@@ -7,6 +7,12 @@ merged by timestamp with a bounded number of open files. Everything happens
 in a hidden temp directory next to the output (same filesystem), so the
 output appears complete by one rename, or not at all. To stdout (``-o -``)
 the merge streams straight into the pipe (temp files then go to $TMPDIR).
+
+Bucket objects and manifest entries are untrusted: a download stops at the
+size the entry records, and an object of another size is refused (one error
+line naming it) while the rest of the fetch goes on; an object is never
+decompressed past the pcap bytes it records. So the temp directory never
+holds more than ``disk_need()``, which the free-space check asks for first.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from rollcap.retrieve.merge import Part, chains, reduce_chains, write_merged
 from rollcap.retrieve.output import Output, place, resolve_output
 from rollcap.retrieve.progress import Progress
 from rollcap.retrieve.records import RecordReader, TooLarge, window_filter
-from rollcap.storage.base import Storage, StorageError
+from rollcap.storage.base import SizeMismatch, Storage, StorageError
 from rollcap.timestamps import NS, from_datetime
 
 log = logging.getLogger("rollcap.retrieve")
@@ -53,26 +59,74 @@ class _Piece:
 
 
 @dataclass
+class _Refused:
+    capture: Capture
+    reason: str  # one line naming the object
+
+
+@dataclass
 class FetchResult:
     output: Output
     packets: int = 0
     pcap_bytes: int = 0  # what was written: the uncompressed size
-    objects: int = 0
+    objects: int = 0  # objects fetched (not refused, not gone)
     downloaded_bytes: int = 0
     linktypes: list[int] = field(default_factory=list)
     pcapng: bool = False
+    refused: list[str] = field(default_factory=list)  # one line each, naming the object
 
 
 def _linktype_name(lt: int) -> str:
     return f"{lt} ({LINKTYPE_NAMES[lt]})" if lt in LINKTYPE_NAMES else str(lt)
 
 
-def check_free_space(directory: Path, captures: list[Capture], workers: int) -> None:
-    """Refuse a fetch that cannot fit: up to `workers` downloads at once, plus
-    every capture's packets (their recorded pcap bytes: the windows kept, then
-    the merged output), before anything is downloaded."""
+# pcapng (mergecap) stores a packet in 32 bytes of block plus its data padded
+# to 4, where classic pcap needs 16: at most this much more per packet, plus
+# the section and interface headers with mergecap's options.
+PCAPNG_PER_PACKET = 20
+PCAPNG_HEADERS = 4096
+
+
+@dataclass(frozen=True)
+class DiskNeed:
+    """The most a fetch puts in its temp directory, by the recorded sizes.
+
+    downloads: at most ``workers`` at once, each stopped at its recorded size:
+    the ``workers`` largest recorded sizes (at most workers x the largest).
+    pieces: each capture's window, at most its recorded pcap bytes (it is
+    never decompressed past them). output: the merge of the pieces, their
+    records under one header (pcapng: a larger block per packet). A BPF copy
+    of a piece (no larger than it) exists only while downloads run, and the
+    merge's intermediate files replace the pieces they merge, so neither
+    adds to downloads + pieces + output."""
+
+    downloads: int
+    pieces: int
+    output: int
+
+    @property
+    def total(self) -> int:
+        return self.downloads + self.pieces + self.output
+
+
+def disk_need(captures: list[Capture], workers: int, *, max_bytes: int | None = None,
+              pcapng: bool = False) -> DiskNeed:  # fmt: skip
     sizes = sorted((c.size for c in captures), reverse=True)
-    need = sum(sizes[: max(1, workers)]) + sum(_max_pcap_bytes(c) for c in captures)
+    pieces = [_max_pcap_bytes(c, max_bytes) for c in captures]
+    output = sum(pieces)
+    if pcapng:
+        # a record is at least its 16-byte header: bounds the packets not recorded
+        packets = sum(c.packets if c.packets is not None else p // 16
+                      for c, p in zip(captures, pieces, strict=True))  # fmt: skip
+        linktypes = len({c.linktype for c in captures}) or 1
+        output += PCAPNG_PER_PACKET * packets + PCAPNG_HEADERS * linktypes
+    return DiskNeed(sum(sizes[: max(1, workers)]), sum(pieces), output)
+
+
+def check_free_space(directory: Path, captures: list[Capture], workers: int, *,
+                     max_bytes: int | None = None, pcapng: bool = False) -> None:  # fmt: skip
+    """Refuse, before anything is downloaded, a fetch that may not fit (disk_need)."""
+    need = disk_need(captures, workers, max_bytes=max_bytes, pcapng=pcapng).total
     free = shutil.disk_usage(directory).free
     if need > free:
         raise RollcapError(
@@ -120,15 +174,17 @@ def fetch(
         ) from None
     try:
         check_max_bytes(captures, max_bytes)
-        check_free_space(workdir, captures, workers)
-        pieces = _fetch_all(storage, captures, workdir, window_ns, bpf_filter, tcpdump,
-                            workers, progress, max_bytes)  # fmt: skip
+        check_free_space(workdir, captures, workers, max_bytes=max_bytes, pcapng=pcapng)
+        done = _fetch_all(storage, captures, workdir, window_ns, bpf_filter, tcpdump,
+                          workers, progress, max_bytes)  # fmt: skip
+        pieces = [p for p in done if isinstance(p, _Piece)]
         if progress:
             progress.message("merging ...")
         sink = stdout if stdout is not None else sys.stdout.buffer
         result = _write_output(pieces, workdir, output, pcapng, sink)
-        result.objects = len(captures)
-        result.downloaded_bytes = sum(c.size for c in captures)
+        result.objects = len(pieces)
+        result.downloaded_bytes = sum(p.capture.size for p in pieces)
+        result.refused = [r.reason for r in done if isinstance(r, _Refused)]
         return result
     finally:
         if progress:
@@ -138,14 +194,24 @@ def fetch(
 
 def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path,
                window_ns: tuple[int, int], bpf_filter: str, tcpdump: str, workers: int,
-               progress: Progress | None, max_bytes: int | None) -> list[_Piece]:  # fmt: skip
+               progress: Progress | None, max_bytes: int | None
+               ) -> list[_Piece | _Refused]:  # fmt: skip
     since_ns, until_ns = window_ns
 
-    def one(idx: int, cap: Capture) -> _Piece | None:
+    def refuse(cap: Capture, reason: str) -> _Refused:
+        # the entry (or object) lies: this object only; the others are still fetched
+        log.error("%s", reason)
+        if progress:
+            progress.advance(cap.size)
+        return _Refused(cap, reason)
+
+    def one(idx: int, cap: Capture) -> _Piece | _Refused | None:
         dl = workdir / f"{idx:06d}.download"
         win = workdir / f"{idx:06d}.pcap"
         try:
-            storage.download(cap.key, dl)
+            storage.download(cap.key, dl, size=cap.size)
+        except SizeMismatch as e:
+            return refuse(cap, f"{e}, not fetched")
         except StorageError as e:
             if e.code not in _GONE:
                 raise
@@ -159,10 +225,15 @@ def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path,
                 dl, win, since_ns, until_ns, _max_pcap_bytes(cap, max_bytes)
             )
         except TooLarge as e:
-            why = f"its metadata records {cap.pcap_bytes} pcap bytes"
-            if max_bytes is not None:
-                why += f", --max-bytes {max_bytes}"
-            raise RollcapError(f"{cap.key}: {e} ({why}); not fetched") from None
+            dl.unlink()
+            win.unlink(missing_ok=True)
+            limit = _max_pcap_bytes(cap)
+            if max_bytes is not None and max_bytes < limit:  # the operator's limit
+                raise RollcapError(f"{cap.key}: {e} (--max-bytes {max_bytes}); not fetched"
+                                   ) from None  # fmt: skip
+            why = (f"its metadata records {cap.pcap_bytes} pcap bytes" if cap.pcap_bytes is not None
+                   else f"{MAX_RATIO} times its stored size")  # fmt: skip
+            return refuse(cap, f"{cap.key}: {e} ({why}); refused, not fetched")
         except (NotPcapError, EOFError, zstandard.ZstdError, gzip.BadGzipFile) as e:
             raise RollcapError(f"{cap.key}: not a readable capture: {e}") from None
         dl.unlink()
@@ -320,8 +391,13 @@ def _merge_group(pieces: list[_Piece], workdir: Path, dest: Path | _Counting) ->
     if isinstance(dest, _Counting):
         n, _first, _last = write_merged(cast(BinaryIO, dest), chain_list, linktype=linktype,
                                         snaplen=snaplen, nanos=nanos)  # fmt: skip
-        return n
-    with open(dest, "wb") as f:
-        n, _first, _last = write_merged(f, chain_list, linktype=linktype, snaplen=snaplen,
-                                        nanos=nanos)  # fmt: skip
+    else:
+        with open(dest, "wb") as f:
+            n, _first, _last = write_merged(f, chain_list, linktype=linktype,
+                                            snaplen=snaplen, nanos=nanos)  # fmt: skip
+    # merged: the pieces (or the intermediate files replacing them) are done with,
+    # so pcapng's mergecap runs beside the merged groups only (disk_need)
+    for chain in chain_list:
+        for part in chain:
+            part.path.unlink(missing_ok=True)
     return n

@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
     from rollcap.config.schema import OffloadConfig
@@ -93,7 +93,36 @@ class VerificationError(StorageError):
         super().__init__(message, code="VerificationFailed")
 
 
+class SizeMismatch(StorageError):
+    """download(size=N) refused the object: it does not hold the N bytes its
+    listing or manifest entry records. Nothing past N bytes was written."""
+
+    def __init__(self, what: str, recorded: int, stated: int | None) -> None:
+        holds = "more" if stated is None else f"{stated:,}"
+        super().__init__(
+            f"{what}: the object holds {holds} bytes, its entry records {recorded:,}; refused",
+            code="SizeMismatch",
+        )  # fmt: skip
+        self.recorded = recorded
+        self.stated = stated
+
+
 MiB = 1024 * 1024
+_COPY_CHUNK = MiB
+
+
+def copy_exact(src: BinaryIO, dst: BinaryIO, size: int, what: str) -> None:
+    """Copy exactly ``size`` bytes of src to dst; SizeMismatch (after at most
+    ``size`` bytes written) if src ends early or holds more."""
+    left = size
+    while left > 0:
+        b = src.read(min(_COPY_CHUNK, left))
+        if not b:
+            raise SizeMismatch(what, size, size - left)
+        dst.write(b)
+        left -= len(b)
+    if src.read(1):
+        raise SizeMismatch(what, size, None)
 
 
 def key_prefix_for(cfg: OffloadConfig) -> str:
@@ -206,8 +235,13 @@ class Storage(ABC):
         raise StorageError(f"{self.describe()}: no small-object writes", code="Unsupported")
 
     @abstractmethod
-    def download(self, key: str, dest: Path) -> None:
-        """Copy the object's bytes to dest."""
+    def download(self, key: str, dest: Path, *, size: int | None = None) -> None:
+        """Copy the object's bytes to dest (which appears only complete).
+
+        ``size``: the object's size as its listing or manifest entry records
+        it. The object must hold exactly that many bytes, or SizeMismatch is
+        raised; at most ``size`` bytes ever reach the local disk (an entry
+        that lies cannot fill it)."""
 
     @abstractmethod
     def delete(self, key: str) -> None:

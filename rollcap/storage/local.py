@@ -38,9 +38,11 @@ from rollcap.storage.base import (
     META,
     ObjectExistsError,
     ObjectInfo,
+    SizeMismatch,
     Storage,
     StorageError,
     VerificationError,
+    copy_exact,
     describe_for,
 )
 
@@ -277,17 +279,29 @@ class LocalStorage(Storage):
             if not (prefix == "" and name == TMP_DIR):
                 yield prefix + name + "/"
 
-    def download(self, key: str, dest: Path) -> None:
+    def download(self, key: str, dest: Path, *, size: int | None = None) -> None:
         src = self._path(key)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-        os.close(fd)
+        done = False
         try:
-            shutil.copyfile(src, tmp)
+            if size is None:
+                os.close(fd)
+                shutil.copyfile(src, tmp)
+            else:
+                with os.fdopen(fd, "wb") as out, open(src, "rb") as f:
+                    # the size of the file being read, not of a name looked up again
+                    stated = os.fstat(f.fileno()).st_size
+                    if stated != size:
+                        raise SizeMismatch(f"read {src}", size, stated)
+                    copy_exact(f, out, size, f"read {src}")
             os.replace(tmp, dest)
+            done = True
         except OSError as e:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
             raise _oserror(e, f"read {src}") from None
+        finally:
+            if not done:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
 
     def delete(self, key: str) -> None:
         dest = self._path(key)

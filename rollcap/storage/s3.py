@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.utils import ChunksizeAdjuster
@@ -55,9 +55,11 @@ from rollcap.storage.base import (
     META,
     MiB,
     ObjectInfo,
+    SizeMismatch,
     Storage,
     StorageError,
     VerificationError,
+    copy_exact,
     describe_for,
     part_size_for,
 )
@@ -86,6 +88,16 @@ _SETTING_FIELDS = (
     "StorageClass", "ServerSideEncryption", "SSEKMSKeyId", "ObjectLockMode",
     "ObjectLockRetainUntilDate", "ObjectLockLegalHoldStatus", "LastModified", "VersionId",
 )  # fmt: skip
+
+
+def _object_size(r: dict[str, Any]) -> int | None:
+    """The whole object's size a GET response states: Content-Range's total
+    ("bytes 0-79/438000000") for a range, else its Content-Length."""
+    cr = str(r.get("ContentRange") or "")
+    if cr:
+        total = cr.rpartition("/")[2]
+        return int(total) if total.isdigit() else None
+    return int(r["ContentLength"]) if "ContentLength" in r else None
 
 
 class SettingsNotApplied(VerificationError):
@@ -346,16 +358,46 @@ class S3Storage(Storage):
         except S3_ERRORS as e:
             raise s3_error(e, self._what("LIST", prefix)) from None
 
-    def download(self, key: str, dest: Path) -> None:
+    def download(self, key: str, dest: Path, *, size: int | None = None) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-        os.close(fd)
+        done = False
         try:
-            self.uploader.manager.download(self.bucket, key, tmp).result()
+            if size is None:
+                os.close(fd)
+                self.uploader.manager.download(self.bucket, key, tmp).result()
+            else:
+                with os.fdopen(fd, "wb") as out:
+                    self._get_exact(key, out, size)
             os.replace(tmp, dest)
-        except S3_ERRORS as e:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            done = True
+        except S3_ERRORS as e:  # SizeMismatch (a StorageError) passes as it is
             raise s3_error(e, self._what("GET", key)) from None
+        finally:
+            if not done:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+
+    def _get_exact(self, key: str, out: BinaryIO, size: int) -> None:
+        """One GET of bytes 0..size-1. Its Content-Range states the object's
+        whole size (what HEAD states, in the same response as the bytes, so the
+        object cannot change in between): it must be ``size``, else nothing is
+        written. The range keeps a larger object's bytes on the server."""
+        what = self._what("GET", key)
+        kw: dict[str, Any] = {"Range": f"bytes=0-{size - 1}"} if size > 0 else {}
+        try:
+            r = self.client.get_object(Bucket=self.bucket, Key=key, **kw)
+        except ClientError as e:
+            if status_of(e) == 416:  # not even byte 0: the object is empty
+                raise SizeMismatch(what, size, 0) from None
+            raise
+        body = r["Body"]
+        try:
+            stated = _object_size(r)
+            if stated != size:
+                raise SizeMismatch(what, size, stated)
+            copy_exact(body, out, size, what)
+        finally:
+            body.close()
 
     def delete(self, key: str) -> None:
         try:

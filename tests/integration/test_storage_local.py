@@ -11,6 +11,7 @@ import pytest
 
 from rollcap.config.schema import OffloadConfig
 from rollcap.storage import META, ObjectExistsError, StorageError, open_storage
+from rollcap.storage.base import SizeMismatch
 from rollcap.storage.local import LocalStorage
 
 
@@ -45,6 +46,22 @@ def test_put_head_list_download(tmp_path: Path) -> None:
     assert [o.key for o in listed] == [_key(1)]  # no sidecars, no temp dir
     assert listed[0].sha256 == sha
     assert store.head(_key(2)) is None
+
+
+@pytest.mark.parametrize("recorded", [0, 80, 4999, 5001])
+def test_download_of_an_object_whose_size_is_not_the_recorded_one_is_refused(
+    tmp_path: Path, recorded: int
+) -> None:
+    store = _store(tmp_path / "archive")
+    src, sha = _file(tmp_path, 5000)
+    store.put_file(src, _key(1), size=5000, sha256=sha, metadata={})
+    dest_dir = tmp_path / "dl"
+    dest_dir.mkdir()
+    with pytest.raises(SizeMismatch, match=f"holds 5,000 bytes, its entry records {recorded:,}"):
+        store.download(_key(1), dest_dir / "x", size=recorded)
+    assert list(dest_dir.iterdir()) == []  # no temp file left either
+    store.download(_key(1), dest_dir / "x", size=5000)
+    assert (dest_dir / "x").read_bytes() == src.read_bytes()
 
 
 def test_never_overwrites(tmp_path: Path) -> None:

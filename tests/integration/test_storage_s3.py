@@ -13,6 +13,7 @@ import pytest
 
 from rollcap.config.schema import OffloadConfig
 from rollcap.storage import META, StorageError, VerificationError, open_storage
+from rollcap.storage.base import SizeMismatch
 from rollcap.storage.s3 import S3Storage
 from tests.support.seaweedfs import SeaweedFS
 
@@ -81,6 +82,37 @@ def test_upload_verify_download_roundtrip(
     c = seaweedfs.client()
     assert c.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     store.close()
+
+
+@pytest.mark.parametrize("recorded", [0, 80, 6 * 1024 * 1024 - 1, 6 * 1024 * 1024 + 1, 10**9])
+def test_download_of_an_object_whose_size_is_not_the_recorded_one_is_refused(
+    store: S3Storage, bucket: str, tmp_path: Path, recorded: int
+) -> None:
+    """fetch passes the size the entry records: another size is refused, one line
+    naming the object, and no file (nor a temp file) is left behind."""
+    src = _file(tmp_path, "a.pcap.zst", 6 * 1024 * 1024)
+    key = "caps/h1/2026/11/26/h1-eth0-20261126T120000Z-000001.pcap.zst"
+    store.put_file(src, key, size=6 * 1024 * 1024, sha256=_sha(src), metadata={})
+    dest_dir = tmp_path / "dl"
+    dest_dir.mkdir()
+    with pytest.raises(SizeMismatch) as e:
+        store.download(key, dest_dir / "x", size=recorded)
+    msg = str(e.value)
+    assert f"GET s3://{bucket}/{key} at " in msg and "\n" not in msg
+    assert f"the object holds 6,291,456 bytes, its entry records {recorded:,}; refused" in msg
+    assert list(dest_dir.iterdir()) == []
+    store.download(key, dest_dir / "x", size=6 * 1024 * 1024)
+    assert (dest_dir / "x").read_bytes() == src.read_bytes()
+
+
+def test_download_of_an_empty_object_recorded_larger_is_refused(
+    store: S3Storage, bucket: str, tmp_path: Path
+) -> None:
+    key = "caps/h1/2026/11/26/h1-eth0-20261126T120000Z-000002.pcap.zst"
+    store.client.put_object(Bucket=bucket, Key=key, Body=b"")
+    with pytest.raises(SizeMismatch, match="holds 0 bytes, its entry records 80; refused"):
+        store.download(key, tmp_path / "x", size=80)
+    assert not (tmp_path / "x").exists()
 
 
 def test_server_refuses_a_single_put_whose_checksum_does_not_match(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import struct
 import zlib
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rollcap.storage.base import META, ObjectInfo, Storage
+from rollcap.storage.base import META, ObjectInfo, SizeMismatch, Storage, copy_exact
 from rollcap.timestamps import to_text
 
 NS = 1_000_000_000
@@ -169,8 +170,15 @@ class MemoryStorage(Storage):
                 if k.startswith(prefix) and "/" in k[len(prefix) :]}  # fmt: skip
         yield from sorted(subs)
 
-    def download(self, key: str, dest: Path) -> None:
-        dest.write_bytes(self.objects[key][0])
+    def download(self, key: str, dest: Path, *, size: int | None = None) -> None:
+        data = self.objects[key][0]
+        if size is None:
+            dest.write_bytes(data)
+            return
+        if len(data) != size:
+            raise SizeMismatch(f"GET memory://{key}", size, len(data))
+        with open(dest, "wb") as f:
+            copy_exact(io.BytesIO(data), f, size, f"GET memory://{key}")
 
     def delete(self, key: str) -> None:
         self.objects.pop(key, None)

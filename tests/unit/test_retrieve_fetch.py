@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import logging
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -10,11 +13,12 @@ import pytest
 from rollcap.config.schema import DEFAULT_KEY_TEMPLATE as T
 from rollcap.errors import RollcapError
 from rollcap.retrieve import bpf
-from rollcap.retrieve.catalog import find_captures
-from rollcap.retrieve.fetch import fetch
+from rollcap.retrieve.catalog import Capture, find_captures
+from rollcap.retrieve.fetch import disk_need, fetch
 from rollcap.retrieve.timeexpr import widened
-from rollcap.storage.base import META, StorageError
+from rollcap.storage.base import META, SizeMismatch, StorageError, copy_exact
 from tests.support.archive import NS, MemoryStorage, make_object, ns, read_timestamps, utc
+from tests.support.diskpeak import PeakWatcher
 
 # an ARP request frame and a UDP/IPv4 frame, so a BPF filter has something to choose
 ARP = bytes.fromhex("ffffffffffff02000000000108060001080006040001" + "02" * 10 + "00" * 10)
@@ -113,17 +117,17 @@ def test_object_removed_after_listing_is_skipped(
     del st.objects[gone]  # the archive ring removed it between list and download
     real = st.download
 
-    def download(key: str, dest: Path) -> None:
+    def download(key: str, dest: Path, *, size: int | None = None) -> None:
         if key == gone:
             raise StorageError(f"GET {key}: NoSuchKey", code="NoSuchKey")
-        real(key, dest)
+        real(key, dest, size=size)
 
     monkeypatch.setattr(st, "download", download)
     out = tmp_path / "o.pcap"
     n = fetch(st, caps, since=since, until=until, output=out).packets
     assert n == 150 == len(read_timestamps(out))
     # any other storage failure stops the fetch
-    monkeypatch.setattr(st, "download", lambda k, d: (_ for _ in ()).throw(
+    monkeypatch.setattr(st, "download", lambda k, d, size=None: (_ for _ in ()).throw(
         StorageError("GET: AccessDenied", code="AccessDenied")))  # fmt: skip
     with pytest.raises(StorageError):
         fetch(st, caps[1:], since=since, until=until, output=out)
@@ -139,7 +143,7 @@ def test_a_fetch_that_cannot_fit_is_refused_before_any_download(
     Usage = namedtuple("Usage", "total used free")
     monkeypatch.setattr(fetch_mod.shutil, "disk_usage", lambda _p: Usage(10**9, 10**9 - 100, 100))
     downloads: list[str] = []
-    monkeypatch.setattr(st, "download", lambda key, dest: downloads.append(key))
+    monkeypatch.setattr(st, "download", lambda key, dest, size=None: downloads.append(key))
     out = tmp_path / "out.pcap"
     with pytest.raises(RollcapError, match="not enough free space"):
         _run(st, out, utc(2026, 11, 26, 10), utc(2026, 11, 26, 11))
@@ -237,3 +241,101 @@ def test_nano_metadata_is_read_to_the_ns_and_micro_metadata_as_before(tmp_path: 
         caps, _ = find_captures(st, template=T, prefix="caps", since=since, until=until)
         assert [c.host for c in caps] == ["n"]
         assert [c.host for c in caps if c.overlaps(lo, hi)] == want
+
+
+# -- bounded fetch: entries are untrusted ------------------------------------------
+
+
+def _cap(size: int, pcap_bytes: int | None, packets: int | None = None,
+         linktype: int = 1) -> Capture:  # fmt: skip
+    return Capture(key=f"k{size}", size=size, host="h", iface="eth0", start=None,
+                   first_ns=None, last_ns=None, packets=packets, pcap_bytes=pcap_bytes,
+                   linktype=linktype)  # fmt: skip
+
+
+def test_disk_need_is_downloads_in_flight_plus_pieces_plus_output() -> None:
+    caps = [_cap(100, 1000, 10), _cap(500, 2000, 20), _cap(300, 3000, 30)]
+    need = disk_need(caps, workers=2)
+    # the two largest downloads at once (<= 2 x the largest), every window, their merge
+    assert (need.downloads, need.pieces, need.output) == (800, 6000, 6000)
+    assert need.total == 12_800
+    assert disk_need(caps, workers=8).downloads == 900  # never more downloads than objects
+    # without a recorded pcap size, 100 x the stored size; --max-bytes caps each piece
+    assert disk_need([_cap(7, None)], workers=1).pieces == 700 + 24
+    assert disk_need(caps, workers=1, max_bytes=1500).pieces == 1000 + 1500 + 1500
+    # pcapng: a larger block per packet and mergecap's headers
+    ng = disk_need(caps, workers=2, pcapng=True)
+    assert ng.output == 6000 + 20 * 60 + 4096
+
+
+def test_free_space_check_asks_for_exactly_the_bound(
+    st: MemoryStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections import namedtuple
+
+    from rollcap.retrieve import fetch as fetch_mod
+
+    since, until = utc(2026, 11, 26, 10), utc(2026, 11, 26, 11)
+    caps, _ = find_captures(st, template=T, prefix="caps", since=since, until=until)
+    need = disk_need(caps, workers=3).total
+    Usage = namedtuple("Usage", "total used free")
+    for free, ok in ((need - 1, False), (need, True)):
+        monkeypatch.setattr(fetch_mod.shutil, "disk_usage", lambda _p, f=free: Usage(0, 0, f))
+        out = tmp_path / f"{free}.pcap"
+        if ok:
+            assert fetch(st, caps, since=since, until=until, output=out, workers=3).packets == 200
+        else:
+            with pytest.raises(RollcapError, match=f"up to {need:,} bytes needed"):
+                fetch(st, caps, since=since, until=until, output=out, workers=3)
+
+
+@pytest.mark.parametrize("lie", [80, 10_000_000])
+def test_an_entry_that_lies_about_size_is_refused_and_the_rest_is_fetched(
+    st: MemoryStorage, tmp_path: Path, lie: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An object smaller or larger than its entry says: refused with one line
+    naming it, nothing of it is kept, every other object is still fetched."""
+    since, until = utc(2026, 11, 26, 10), utc(2026, 11, 26, 11)
+    caps, _ = find_captures(st, template=T, prefix="caps", since=since, until=until)
+    liar = caps[1]
+    caps[1] = replace(liar, size=lie)
+    out = tmp_path / "o.pcap"
+    with caplog.at_level(logging.ERROR, "rollcap.retrieve"):
+        r = fetch(st, caps, since=since, until=until, output=out)
+    assert r.packets == 150 == len(read_timestamps(out))  # the other three objects
+    assert r.objects == 3 and len(r.refused) == 1
+    assert liar.key in r.refused[0] and "\n" not in r.refused[0]
+    assert f"its entry records {lie:,}; refused" in r.refused[0]
+    assert [rec.getMessage() for rec in caplog.records] == r.refused
+
+
+def test_an_object_that_decompresses_past_its_recorded_size_is_refused(
+    st: MemoryStorage, tmp_path: Path
+) -> None:
+    since, until = utc(2026, 11, 26, 10), utc(2026, 11, 26, 11)
+    caps, _ = find_captures(st, template=T, prefix="caps", since=since, until=until)
+    caps[0] = replace(caps[0], pcap_bytes=100)
+    r = fetch(st, caps, since=since, until=until, output=tmp_path / "o.pcap")
+    assert r.packets == 150 and len(r.refused) == 1
+    assert r.refused[0].startswith(f"{caps[0].key}: decompresses to more than 100 bytes")
+
+
+@pytest.mark.parametrize("held", [0, 79, 81, 5 * 1024 * 1024])
+def test_copy_exact_never_writes_past_the_size(held: int) -> None:
+    dst = io.BytesIO()
+    with pytest.raises(SizeMismatch, match=r"GET x: the object holds .* its entry records 80"):
+        copy_exact(io.BytesIO(b"\0" * held), dst, 80, "GET x")
+    assert len(dst.getvalue()) <= 80
+
+
+@pytest.mark.parametrize(("bpf_filter", "pcapng"), [("", False), ("udp", False), ("udp", True)])
+def test_temp_disk_stays_under_disk_need(st: MemoryStorage, tmp_path: Path, bpf_filter: str,
+                                         pcapng: bool) -> None:  # fmt: skip
+    """Polled while the fetch runs: downloads, pieces, BPF copies, merge, mergecap."""
+    since, until = utc(2026, 11, 26, 10), utc(2026, 11, 26, 11)
+    caps, _ = find_captures(st, template=T, prefix="caps", since=since, until=until)
+    need = disk_need(caps, workers=2, pcapng=pcapng).total
+    with PeakWatcher(tmp_path) as w:
+        fetch(st, caps, since=since, until=until, output=tmp_path / "o.pcap", workers=2,
+              bpf_filter=bpf_filter, pcapng=pcapng)  # fmt: skip
+    assert 0 < w.peak <= need
