@@ -74,6 +74,7 @@ from rollcap.capture.wakeup import Wakeup
 from rollcap.config import load_config
 from rollcap.config.schema import RollcapConfig
 from rollcap.journal import fields, setup_logging
+from rollcap.metrics import nodeexporter
 from rollcap.metrics.exporter import capture_exporter
 from rollcap.naming import local_hostname
 from rollcap.notify import Notifier
@@ -439,6 +440,8 @@ class Supervisor:
 def run(config_path: str) -> int:
     cfg = load_config(config_path)
     setup_logging(cfg.log.level, "rollcap-capture")
+    # no start while a rollcap user may write where root's collectors write
+    nodeexporter.check_no_grants(cfg)
     # as the unit's UMask=: files others read get their mode explicitly
     os.umask(0o077)
     return Supervisor(config_path, cfg).run()
