@@ -351,9 +351,10 @@ class Supervisor:
             orphans.remove_stale_temps(self.dirs.work)
             self.enforce_budget()
             self.start_capture()
-            self.notifier.ready(self.status_line())
             self.publish(force=True)
+            # the first textfile before READY=1: the unit's ExecStartPost= links it
             self.status.metrics.start()
+            self.notifier.ready(self.status_line())
             self._loop()
             # no more wake-ups needed; stopping it first keeps its thread quiet
             observer.stop()

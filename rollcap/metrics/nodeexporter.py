@@ -175,8 +175,10 @@ def remove_grants(cfg: RollcapConfig, directory: str = NODE_EXPORTER_DIRECTORY) 
 
 def link(cfg: RollcapConfig, daemon: str, directory: str = NODE_EXPORTER_DIRECTORY) -> str:
     """(root) Make directory/rollcap-DAEMON.prom a symlink to the daemon's own
-    textfile, replacing 0.2's file there; remove our entry when textfiles are off.
-    OSError when it cannot; what it did, for one log line ("" when nothing)."""
+    textfile, replacing 0.2's file there, once that textfile exists (the units
+    run this before and after the start); remove our entry when textfiles are
+    off. OSError when it cannot; what it did, for one log line ("" when nothing).
+    Nothing in the daemon's directory is opened: lexists() is an lstat."""
     try:
         dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -190,11 +192,13 @@ def link(cfg: RollcapConfig, daemon: str, directory: str = NODE_EXPORTER_DIRECTO
                 raise
             current = None if e.errno == errno.ENOENT else ""  # "": a file (0.2's)
         target = textfile_path(cfg.metrics, daemon)
-        if target is None:
+        if target is None or not os.path.lexists(target):
+            # never a link to nothing: node_exporter would report a scrape error
             if current is None:
                 return ""
             os.unlink(name, dir_fd=dfd)
-            return f"removed {directory}/{name} (metrics.textfile_directory is off)"
+            why = "is off" if target is None else f"has no {target} (yet)"
+            return f"removed {directory}/{name}: metrics.textfile_directory {why}"
         if current == str(target):
             return ""
         tmp = f".{name}.link.tmp"

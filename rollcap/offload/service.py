@@ -127,7 +127,7 @@ class OffloadService:
 
     def run(self) -> int:
         self.prepare()
-        self.report.metrics.start()
+        self.report.metrics.start()  # before READY=1: the unit's ExecStartPost= links it
         self.rescan()
         next_rescan = time.monotonic() + self.cfg.offload.rescan_seconds
         # Compress the first files while the storage opens and is checked;

@@ -63,10 +63,6 @@ def test_prometheus_sees_what_reached_seaweedfs(
     own = base / "metrics"  # rollcap's: a directory per daemon
     for daemon in ("capture", "offload"):
         (own / daemon).mkdir(parents=True)
-    # root's links, as each unit's ExecStartPre= (`rollcap link-metrics`) makes them
-    for daemon in ("capture", "offload"):
-        link_cfg = parse_config(f'[metrics]\ntextfile_directory = "{own}"\n')
-        assert nodeexporter.link(link_cfg, daemon, str(textfiles)).startswith("linked ")
     cap_port, off_port = free_port(), free_port()
     # rotate_seconds 10: the quiet-link switch hands off the last file ~13 s after
     # the replay, so both daemons keep running (and serving /metrics) to the end
@@ -91,6 +87,11 @@ def test_prometheus_sees_what_reached_seaweedfs(
         cap.wait_capturing()
         off = Offload(cap.config, seaweedfs.env()).start()
         off.wait_for("started", lambda: "offload started" in off.text())
+        # root's links, as each unit's ExecStartPost= (`rollcap link-metrics`)
+        # makes them once the daemon is ready: its textfile exists by then
+        link_cfg = parse_config(f'[metrics]\ntextfile_directory = "{own}"\n')
+        for daemon in ("capture", "offload"):
+            assert nodeexporter.link(link_cfg, daemon, str(textfiles)).startswith("linked ")
         wait_until("Prometheus scraping all three targets", prom.targets_up,
                    lambda up: up == {"node": 1, "rollcap-capture": 1, "rollcap-offload": 1},
                    timeout=30)  # fmt: skip

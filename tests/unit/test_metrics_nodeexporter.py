@@ -126,10 +126,16 @@ def test_remove_writers_leaves_the_directory_as_the_mode_says(tmp_path: Path) ->
 def test_link_replaces_0_2s_file_and_is_idempotent(tmp_path: Path) -> None:
     nx = tmp_path / "node-exporter"
     nx.mkdir()
-    (nx / "rollcap-capture.prom").write_text("rollcap_capture_up 1\n")  # written by 0.2
     cfg = parse_config(f'[metrics]\ntextfile_directory = "{tmp_path}/own"\n')
-    assert nodeexporter.link(cfg, "capture", str(nx)).startswith("linked ")
     target = f"{tmp_path}/own/capture/rollcap-capture.prom"
+    # not before the daemon wrote its file: a dangling link is a scrape error
+    (nx / "rollcap-capture.prom").write_text("rollcap_capture_up 1\n")  # written by 0.2
+    assert nodeexporter.link(cfg, "capture", str(nx)).startswith("removed ")
+    assert os.listdir(nx) == []
+    (nx / "rollcap-capture.prom").write_text("rollcap_capture_up 1\n")
+    Path(target).parent.mkdir(parents=True)
+    Path(target).write_text("rollcap_capture_up 1\n")
+    assert nodeexporter.link(cfg, "capture", str(nx)).startswith("linked ")
     assert os.readlink(nx / "rollcap-capture.prom") == target
     assert nodeexporter.link(cfg, "capture", str(nx)) == ""
     assert sorted(os.listdir(nx)) == ["rollcap-capture.prom"]
