@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -641,12 +642,13 @@ def test_a_tmpfiles_grant_to_node_exporters_directory_stops_the_start(container:
 
 
 def test_node_exporter_reads_the_series_through_the_links(container: Container) -> None:
-    """Debian 12's node_exporter (this machine's, 1.5) run inside the container as
-    an unprivileged user, on Debian's default directory, sees both daemons."""
+    """Debian's node_exporter (this machine's 1.5, or $ROLLCAP_NODE_EXPORTER, e.g.
+    Debian 13's 1.9), run inside the container as an unprivileged user on Debian's
+    default directory, sees both daemons through root's links."""
     c = container
-    binary = Path("/usr/bin/prometheus-node-exporter")
+    binary = Path(os.environ.get("ROLLCAP_NODE_EXPORTER", "/usr/bin/prometheus-node-exporter"))
     if not binary.is_file():
-        pytest.fail("prometheus-node-exporter is not installed on this machine (.ci/run does)")
+        pytest.fail(f"no {binary}: install prometheus-node-exporter (.ci/run does)")
     shutil.copy2(binary, c.path("/usr/local/bin/rc-node-exporter"))
     port = free_port()
     c.run(["systemd-run", "--unit=rc-node-exporter", "--uid=nobody", "--gid=nogroup",
