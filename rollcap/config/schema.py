@@ -600,7 +600,7 @@ class MetricsConfig(_Section):
         "and offload/rollcap-offload.prom, every interval_seconds and at exit. At each start "
         f"the units link them (as root) into {NODE_EXPORTER_DIRECTORY}, where Debian's "
         "prometheus-node-exporter reads them; no rollcap user writes there. "
-        f"{NODE_EXPORTER_DIRECTORY} itself (the default before 0.3) is read as the "
+        f"{NODE_EXPORTER_DIRECTORY} itself (0.2.0's default) is read as the "
         'default. "" turns the textfiles off. A missing or unwritable directory is logged '
         "and retried, never fatal.",
     )
