@@ -92,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     destcheck.add_arguments(p)
 
     p = sub.add_parser(
+        "link-metrics",
+        help="(root; each unit's ExecStartPre) link the daemon's textfile into "
+        "node_exporter's directory and remove ACL entries there that let a rollcap user write",
+    )
+    _add_config(p)
+    p.add_argument("daemon", choices=["capture", "offload"])
+
+    p = sub.add_parser(
         "config-docs", help="print the sample config, markdown reference or man page"
     )
     p.add_argument("--format", choices=["sample", "markdown", "man"], default="sample")
@@ -157,6 +165,12 @@ def _dispatch(args: argparse.Namespace) -> int:
             sys.stdout.write(render.render_sample())
         return 0
     path = config_path_from_env(getattr(args, "path", None) or args.config)
+    if cmd == "link-metrics":
+        from rollcap.config.salvage import load_for_reading
+        from rollcap.metrics import nodeexporter
+
+        # before the daemon starts, which reports a broken config itself
+        return nodeexporter.link_at_start(load_for_reading(path)[0], args.daemon)
     if cmd in READ_ONLY:
         # they must answer while the daemons run on an earlier config
         from rollcap.config.salvage import load_for_reading

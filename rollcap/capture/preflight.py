@@ -2,7 +2,8 @@
 daemon does at start and at reload, so "OK" means the daemon will take it.
 
 Errors (exit 78): capture.user does not exist, tcpdump rejects the filter, the
-user cannot reach the spool. Warnings (exit 0): the interface does not exist
+user cannot reach the spool, a rollcap user may write into node_exporter's
+directory (or a tmpfiles.d line lets it). Warnings (exit 0): the interface does not exist
 (yet: capture waits for it), spool.group does not exist (files get group root).
 """
 
@@ -16,6 +17,7 @@ from rollcap.capture.command import check_config_filter, interface_exists
 from rollcap.capture.exclusion import filter_key, keyed
 from rollcap.config.schema import CaptureConfig, RollcapConfig
 from rollcap.errors import ConfigError
+from rollcap.metrics import nodeexporter
 
 
 def interface_warnings(cap: CaptureConfig) -> list[str]:
@@ -63,6 +65,10 @@ def check(cfg: RollcapConfig) -> tuple[list[str], list[str]]:
             continue
         if note:
             notes.append(note.replace("capture.filter", key, 1))
+    try:
+        nodeexporter.check_no_grants(cfg)
+    except ConfigError as e:
+        errors += e.problems
     if errors:
         raise ConfigError(errors)
     group = group_warning(cfg.spool.group)

@@ -74,6 +74,7 @@ from rollcap.capture.wakeup import Wakeup
 from rollcap.config import load_config
 from rollcap.config.schema import RollcapConfig
 from rollcap.journal import fields, setup_logging
+from rollcap.metrics import nodeexporter
 from rollcap.metrics.exporter import capture_exporter
 from rollcap.naming import local_hostname
 from rollcap.notify import Notifier
@@ -350,9 +351,10 @@ class Supervisor:
             orphans.remove_stale_temps(self.dirs.work)
             self.enforce_budget()
             self.start_capture()
-            self.notifier.ready(self.status_line())
             self.publish(force=True)
+            # the first textfile before READY=1: the unit's ExecStartPost= links it
             self.status.metrics.start()
+            self.notifier.ready(self.status_line())
             self._loop()
             # no more wake-ups needed; stopping it first keeps its thread quiet
             observer.stop()
@@ -439,6 +441,8 @@ class Supervisor:
 def run(config_path: str) -> int:
     cfg = load_config(config_path)
     setup_logging(cfg.log.level, "rollcap-capture")
+    # no start while a rollcap user may write where root's collectors write
+    nodeexporter.check_no_grants(cfg)
     # as the unit's UMask=: files others read get their mode explicitly
     os.umask(0o077)
     return Supervisor(config_path, cfg).run()

@@ -583,16 +583,26 @@ def parse_listen(v: str) -> tuple[str, int]:
     return host, int(port)
 
 
+# Debian's prometheus-node-exporter reads its textfile collector from here. Root's
+# collectors write into it too (e.g. `apt_info.py | sponge .../apt.prom`, which
+# writes through a symlink): no rollcap user may write there (docs/metrics.md).
+NODE_EXPORTER_DIRECTORY = "/var/lib/prometheus/node-exporter"
+METRICS_DIRECTORY = "/var/lib/rollcap-metrics"
+
+
 class MetricsConfig(_Section):
-    """Prometheus metrics: node_exporter's textfile collector and optional /metrics endpoints."""
+    """Prometheus metrics: textfiles for node_exporter and optional /metrics endpoints."""
 
     textfile_directory: str = Field(
-        "/var/lib/prometheus/node-exporter",
-        description="Directory of node_exporter's textfile collector (Debian's "
-        "prometheus-node-exporter reads /var/lib/prometheus/node-exporter). Each daemon "
-        "writes rollcap-capture.prom or rollcap-offload.prom there atomically every "
-        'interval_seconds and at exit. "" turns it off. A missing or unwritable directory '
-        "is logged and retried, never fatal.",
+        METRICS_DIRECTORY,
+        description="rollcap's own textfile directory: each daemon writes its file "
+        "atomically into a subdirectory only its user may write, capture/rollcap-capture.prom "
+        "and offload/rollcap-offload.prom, every interval_seconds and at exit. At each start "
+        f"the units link them (as root) into {NODE_EXPORTER_DIRECTORY}, where Debian's "
+        "prometheus-node-exporter reads them; no rollcap user writes there. "
+        f"{NODE_EXPORTER_DIRECTORY} itself (0.2.0's default) is read as the "
+        'default. "" turns the textfiles off. A missing or unwritable directory is logged '
+        "and retried, never fatal.",
     )
     interval_seconds: int = Field(
         15, ge=1, le=3600, description="How often the textfile files are rewritten."
@@ -617,6 +627,15 @@ class MetricsConfig(_Section):
         p = PurePosixPath(v)
         if not p.is_absolute() or ".." in p.parts or str(p) == "/":
             raise ValueError("an absolute path without '..', or \"\" to turn it off")
+        shared = PurePosixPath(NODE_EXPORTER_DIRECTORY)
+        if p == shared:
+            return METRICS_DIRECTORY  # 0.2's default, still in edited conffiles
+        if shared in p.parents or p in shared.parents:
+            raise ValueError(
+                f"a directory of rollcap's own, not in or above node_exporter's "
+                f"{NODE_EXPORTER_DIRECTORY} (root's collectors write there); e.g. "
+                f"{METRICS_DIRECTORY}, which the units link into it"
+            )
         return str(p)
 
     @field_validator("capture_listen", "offload_listen")

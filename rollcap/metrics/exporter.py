@@ -29,6 +29,7 @@ from rollcap.config.schema import MetricsConfig, RollcapConfig, parse_listen
 from rollcap.journal import fields
 from rollcap.metrics.capture import CaptureCollector
 from rollcap.metrics.http import MetricsServer
+from rollcap.metrics.nodeexporter import textfile_name, textfile_path
 from rollcap.metrics.offload import OffloadCollector
 from rollcap.metrics.textfile import write_textfile
 from rollcap.spool import Spool
@@ -85,7 +86,9 @@ class Exporter(Generic[C]):
             self.http_registry.register(c)
         for std in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             self.http_registry.register(std)
-        self.filename = f"rollcap-{daemon}.prom"
+        self.filename = textfile_name(daemon)
+        own = textfile_path(cfg, daemon)
+        self.directory = str(own.parent) if own else ""
         self.server: MetricsServer | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -97,7 +100,7 @@ class Exporter(Generic[C]):
         self.info.updated = time.time()
 
     def start(self) -> None:
-        if not self.cfg.textfile_directory and not self.listen:
+        if not self.directory and not self.listen:
             return
         self._serve()
         self.write()
@@ -134,16 +137,16 @@ class Exporter(Generic[C]):
         self._recovered("http", f"serving /metrics on {self.listen}")
 
     def write(self) -> None:
-        d = self.cfg.textfile_directory
+        d = self.directory
         if not d:
             return
         try:
             write_textfile(d, self.filename, generate_latest(self.registry))
         except FileNotFoundError:
-            # no node_exporter installed (yet): not worth a warning at every start
+            # not created for a textfile_directory other than the packaged one
             self._failed(
-                "textfile", f"metrics.textfile_directory {d} does not exist (is "
-                "prometheus-node-exporter installed?); writing metrics once it does",
+                "textfile", f"{d} does not exist (metrics.textfile_directory; the package "
+                "creates it for the default only); writing metrics once it does",
                 level=logging.INFO,
             )  # fmt: skip
         except OSError as e:

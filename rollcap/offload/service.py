@@ -34,6 +34,7 @@ from rollcap.config import load_config
 from rollcap.config.schema import RollcapConfig
 from rollcap.errors import RollcapError
 from rollcap.journal import fields, setup_logging
+from rollcap.metrics import nodeexporter
 from rollcap.metrics.exporter import offload_exporter
 from rollcap.naming import local_hostname
 from rollcap.notify import Notifier
@@ -126,7 +127,7 @@ class OffloadService:
 
     def run(self) -> int:
         self.prepare()
-        self.report.metrics.start()
+        self.report.metrics.start()  # before READY=1: the unit's ExecStartPost= links it
         self.rescan()
         next_rescan = time.monotonic() + self.cfg.offload.rescan_seconds
         # Compress the first files while the storage opens and is checked;
@@ -392,6 +393,8 @@ class OffloadService:
 def run(config_path: str) -> int:
     cfg = load_config(config_path)
     setup_logging(cfg.log.level, "rollcap-offload")
+    # no start while a rollcap user may write where root's collectors write
+    nodeexporter.check_no_grants(cfg)
     host = local_hostname(cfg.capture.hostname)  # a policy may scope it to its own keys
     service = OffloadService(cfg, DeferredStorage(cfg.offload, host), Notifier())
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from rollcap.config.load import parse_config
+from rollcap.metrics import nodeexporter
 from tests.integration.capture_daemon import CaptureDaemon
 from tests.integration.test_offload import Offload, keys_in, new_bucket, state
 from tests.support.net import Veth, count_packets
@@ -56,8 +58,11 @@ def test_prometheus_sees_what_reached_seaweedfs(
     veth: Veth, all_pcap: Path, base: Path, seaweedfs: SeaweedFS
 ) -> None:
     bucket = new_bucket(seaweedfs)
-    textfiles = base / "textfile"
+    textfiles = base / "textfile"  # node_exporter's: no rollcap process writes here
     textfiles.mkdir()
+    own = base / "metrics"  # rollcap's: a directory per daemon
+    for daemon in ("capture", "offload"):
+        (own / daemon).mkdir(parents=True)
     cap_port, off_port = free_port(), free_port()
     # rotate_seconds 10: the quiet-link switch hands off the last file ~13 s after
     # the replay, so both daemons keep running (and serving /metrics) to the end
@@ -65,7 +70,7 @@ def test_prometheus_sees_what_reached_seaweedfs(
         "destination": f"s3://{bucket}/metrics", "endpoint_url": seaweedfs.endpoint,
         "region": "us-east-1",
     }, metrics={
-        "textfile_directory": str(textfiles), "interval_seconds": 1,
+        "textfile_directory": str(own), "interval_seconds": 1,
         "capture_listen": f"127.0.0.1:{cap_port}", "offload_listen": f"127.0.0.1:{off_port}",
     })  # fmt: skip
     node = NodeExporter(textfiles)
@@ -82,6 +87,11 @@ def test_prometheus_sees_what_reached_seaweedfs(
         cap.wait_capturing()
         off = Offload(cap.config, seaweedfs.env()).start()
         off.wait_for("started", lambda: "offload started" in off.text())
+        # root's links, as each unit's ExecStartPost= (`rollcap link-metrics`)
+        # makes them once the daemon is ready: its textfile exists by then
+        link_cfg = parse_config(f'[metrics]\ntextfile_directory = "{own}"\n')
+        for daemon in ("capture", "offload"):
+            assert nodeexporter.link(link_cfg, daemon, str(textfiles)).startswith("linked ")
         wait_until("Prometheus scraping all three targets", prom.targets_up,
                    lambda up: up == {"node": 1, "rollcap-capture": 1, "rollcap-offload": 1},
                    timeout=30)  # fmt: skip
@@ -183,9 +193,10 @@ def test_prometheus_sees_what_reached_seaweedfs(
         assert "rollcap_offload_destination_up" not in final  # stopped: unknown
         for p in sorted(textfiles.glob("*.prom")):
             promtool_check(p.read_bytes(), f"{p.name} after exit")
-        assert sorted(p.name for p in textfiles.iterdir()) == [
-            "rollcap-capture.prom", "rollcap-offload.prom",
+        assert sorted(str(p.relative_to(own)) for p in own.rglob("*") if not p.is_dir()) == [
+            "capture/rollcap-capture.prom", "offload/rollcap-offload.prom",
         ]  # no temp files left  # fmt: skip
+        assert all(p.is_symlink() for p in textfiles.iterdir())
         with pytest.raises(OSError):
             http_get(f"http://127.0.0.1:{cap_port}/metrics", timeout=2)
         assert state(cap.spool)["uploaded_files"] == len(keys)

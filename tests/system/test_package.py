@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from typing import Any
 import pytest
 
 from tests.support.net import Veth, count_packets
+from tests.support.prometheus import free_port
 from tests.support.seaweedfs import SeaweedFS
 from tests.system.conftest import REPO, Debs
 from tests.system.nspawn import Container, Result
@@ -30,6 +33,8 @@ from tests.system.nspawn import Container, Result
 pytestmark = pytest.mark.system
 
 SPOOL = "/var/spool/rollcap"
+METRICS = "/var/lib/rollcap-metrics"
+NODE_EXPORTER_DIR = "/var/lib/prometheus/node-exporter"
 DAEMONS = (REPO / "rollcap/capture/service.py").is_file() and (
     REPO / "rollcap/offload/service.py"
 ).is_file()
@@ -146,6 +151,13 @@ def test_users_and_directories(container: Container) -> None:
         "/var/lib/rollcap 750 rollcap rollcap",
         "/var/lib/rollcap/archive 750 rollcap rollcap",
     ]
+    # metrics: one directory per daemon user in one of root's, so neither can
+    # rename or fill the other's
+    modes = c.run(["stat", "-c", "%n %a %U %G", METRICS, f"{METRICS}/capture",
+                   f"{METRICS}/offload"]).stdout.splitlines()  # fmt: skip
+    assert modes == [f"{METRICS} 755 root root",
+                     f"{METRICS}/capture 755 rollcap-capture rollcap-capture",
+                     f"{METRICS}/offload 755 rollcap rollcap"]  # fmt: skip
 
 
 def test_man_pages_and_conffile(container: Container) -> None:
@@ -506,36 +518,160 @@ def test_normal_running_logs_no_warnings(container: Container) -> None:
     assert out.strip() == ""
 
 
-def test_metrics_textfiles_appear_in_the_default_directory(container: Container) -> None:
-    """With node_exporter's directory present (as Debian's prometheus-node-exporter
-    makes it: root:root 0755), both daemons publish there with no extra setup."""
+# 0.2's ACL on node_exporter's directory (tmpfiles.d "a+ ... user:rollcap-capture:rwx,
+# group:rollcap:rwx"), set through the xattr: the rootfs has no setfacl.
+SET_0_2_ACL = """
+import grp, os, pwd, struct, sys
+u, g = pwd.getpwnam("rollcap-capture").pw_uid, grp.getgrnam("rollcap").gr_gid
+entries = [(1, 7, 0xFFFFFFFF), (2, 7, u), (4, 5, 0xFFFFFFFF), (8, 7, g), (0x10, 7, 0xFFFFFFFF),
+           (0x20, 5, 0xFFFFFFFF)]
+acl = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+os.setxattr(sys.argv[1], "system.posix_acl_access", acl)
+"""
+VICTIM = "/etc/rollcap-victim"
+
+
+def _as(c: Container, user: str, script: str) -> Result:
+    """script as user, with that user's groups (as its unit runs it, sandbox aside)."""
+    return c.run(["runuser", "-u", user, "--", "sh", "-c", script], check=False)
+
+
+def _writes_as(c: Container, user: str, d: str) -> bool:
+    return _as(c, user, f"touch {d}/.probe && rm -f {d}/.probe").returncode == 0
+
+
+def _published(c: Container) -> dict[str, str]:
+    """Both daemons' metrics, read through the links in node_exporter's directory."""
+    out = {}
+    for daemon, line in (("capture", "rollcap_capture_up{"), ("offload", "rollcap_offload_")):
+        p = f"{NODE_EXPORTER_DIR}/rollcap-{daemon}.prom"
+        text = c.run(["cat", p], check=False).stdout
+        if line in text and 'rollcap_state_updated_timestamp_seconds{daemon="' in text:
+            out[daemon] = text
+    return out if len(out) == 2 else {}
+
+
+def test_metrics_reach_node_exporters_directory_through_roots_links(container: Container) -> None:
+    """With node_exporter's directory as Debian makes it (root:root 0755), and 0.2's
+    ACL on it, a start removes the ACL and links each daemon's own file there."""
     c = container
-    d = "/var/lib/prometheus/node-exporter"
-    c.run(["install", "-d", "-m", "0755", "-o", "root", "-g", "root", d])
-    # the ACL for group rollcap comes from tmpfiles.d at each start (ExecStartPre=)
+    c.run(["install", "-d", "-m", "0755", "-o", "root", "-g", "root", NODE_EXPORTER_DIR])
+    c.run(["python3", "-c", SET_0_2_ACL, NODE_EXPORTER_DIR])
+    assert _writes_as(c, "rollcap-capture", NODE_EXPORTER_DIR)  # the hole 0.2 left
     c.run(["systemctl", "restart", "rollcap-capture", "rollcap-offload"], timeout=90)
-
-    def published() -> dict[str, str]:
-        out = {}
-        for daemon, line in (("capture", "rollcap_capture_up{"), ("offload", "rollcap_offload_")):
-            p = c.path(f"{d}/rollcap-{daemon}.prom")
-            text = p.read_text() if p.exists() else ""
-            if line in text and 'rollcap_state_updated_timestamp_seconds{daemon="' in text:
-                out[daemon] = text
-        return out if len(out) == 2 else {}
-
-    files = wait_for("rollcap-capture.prom and rollcap-offload.prom", published, 60)
+    files = wait_for("both textfiles through the links", lambda: _published(c), 60)
     assert isinstance(files, dict)
     assert re.search(r'^rollcap_capture_up\{interface="[^"]+"\} 1', files["capture"], re.M)
     assert 'rollcap_build_info{daemon="offload",version="' in files["offload"]
-    # node_exporter (user prometheus) must be able to read them; offload (user
-    # rollcap) could write into root's directory through the ACL
+    for daemon, user in (("capture", "rollcap-capture"), ("offload", "rollcap")):
+        link = f"{NODE_EXPORTER_DIR}/rollcap-{daemon}.prom"
+        own = f"{METRICS}/{daemon}/rollcap-{daemon}.prom"
+        assert c.run(["stat", "-c", "%F %U", link]).stdout.split() == ["symbolic", "link", "root"]
+        assert c.run(["readlink", link]).stdout.strip() == own
+        # node_exporter (user prometheus) reads them: 0644, in 0755 directories
+        assert c.run(["stat", "-c", "%a %U", own]).stdout.split() == ["644", user]
+    # no rollcap user may write there any more: the ACL is gone, the mode is 0755 again
+    assert c.run(["stat", "-c", "%a %U %G", NODE_EXPORTER_DIR]).stdout.split() == [
+        "755", "root", "root"]  # fmt: skip
+    for user in ("rollcap-capture", "rollcap"):
+        assert not _writes_as(c, user, NODE_EXPORTER_DIR), user
+    acl = c.run(["python3", "-c", "import os, sys; print(len(os.listxattr(sys.argv[1])))",
+                 NODE_EXPORTER_DIR]).stdout.strip()  # fmt: skip
+    assert acl == "0", "an ACL is left on node_exporter's directory"
+
+
+def test_a_planted_symlink_changes_nothing_outside(container: Container) -> None:
+    """An exploited tcpdump (rollcap-capture) or offload (rollcap) plants symlinks to a
+    root-owned file wherever it can; root's jobs and the daemons run on, and the file
+    stays as it was."""
+    c = container
+    c.write(VICTIM, "root's file\n", 0o600)
+    before = c.run(["stat", "-c", "%s %a %U %Y %i", VICTIM]).stdout
+    for daemon, user in (("capture", "rollcap-capture"), ("offload", "rollcap")):
+        own = f"{METRICS}/{daemon}"
+        # where root's collectors write: refused
+        r = _as(c, user, f"ln -s {VICTIM} {NODE_EXPORTER_DIR}/apt.prom")
+        assert r.returncode != 0 and "Permission denied" in r.stderr, (user, r)
+        # its own file and the temp names: the daemon's own business
+        _as(c, user, f"ln -sfn {VICTIM} {own}/rollcap-{daemon}.prom.x && "
+                     f"mv -fT {own}/rollcap-{daemon}.prom.x {own}/rollcap-{daemon}.prom && "
+                     f"ln -sfn {VICTIM} {own}/apt.prom")  # fmt: skip
+        # nor the other daemon's directory
+        other = f"{METRICS}/{'offload' if daemon == 'capture' else 'capture'}"
+        assert not _writes_as(c, user, other), (user, other)
+    # what root runs: a collector (as prometheus-node-exporter-collectors does),
+    # the units' ExecStartPre= (tmpfiles, link-metrics), the daemons rewriting
+    c.sh(f"echo 'apt_upgrades_pending 0' > {NODE_EXPORTER_DIR}/apt.prom")
+    c.run(["systemctl", "restart", "rollcap-capture", "rollcap-offload"], timeout=90)
+    c.run(["systemd-tmpfiles", "--create"], check=False)  # as at boot: every file
+    files = wait_for("both textfiles rewritten", lambda: _published(c), 60)
+    assert isinstance(files, dict)
+    assert c.run(["stat", "-c", "%s %a %U %Y %i", VICTIM]).stdout == before
+    assert c.path(VICTIM).read_text() == "root's file\n"
     for daemon in ("capture", "offload"):
-        st = c.run(["stat", "-c", "%U %a", f"{d}/rollcap-{daemon}.prom"]).stdout.split()
-        assert st[1] == "644", (daemon, st)
-        if daemon == "offload":
-            assert st[0] == "rollcap", st
-    assert not c.run(["find", d, "-name", ".*.tmp"]).stdout.strip()
+        own = f"{METRICS}/{daemon}/rollcap-{daemon}.prom"
+        assert c.run(["stat", "-c", "%F", own]).stdout.strip() == "regular file", own
+    c.run(["rm", "-f", VICTIM, f"{NODE_EXPORTER_DIR}/apt.prom",
+           f"{METRICS}/capture/apt.prom", f"{METRICS}/offload/apt.prom"])  # fmt: skip
+
+
+def test_a_tmpfiles_grant_to_node_exporters_directory_stops_the_start(container: Container) -> None:
+    """docs/packaging.md of 0.2 said: copy rollcap.conf to /etc/tmpfiles.d. Such a
+    copy carries the a+ line, and ExecStartPre= would apply it at every start."""
+    c = container
+    old = c.path("/usr/lib/tmpfiles.d/rollcap.conf").read_text()
+    line = f"a+ {NODE_EXPORTER_DIR} - - - - user:rollcap-capture:rwx,group:rollcap:rwx\n"
+    c.write("/etc/tmpfiles.d/rollcap.conf", old + line)
+    n = len(old.splitlines()) + 1
+    try:
+        r = c.run(["systemctl", "restart", "rollcap-capture"], check=False, timeout=90)
+        assert r.returncode != 0
+        log = c.run(["journalctl", "-q", "--no-pager", "-o", "cat", "-u", "rollcap-capture",
+                     "-n", "30"]).stdout  # fmt: skip
+        assert (f"rollcap: /etc/tmpfiles.d/rollcap.conf:{n} gives user rollcap-capture write "
+                f"access to node_exporter's {NODE_EXPORTER_DIR}") in log, log  # fmt: skip
+        state = unit_props(c, "rollcap-capture", "ActiveState", "ExecMainStatus")
+        assert state == {"ActiveState": "failed", "ExecMainStatus": "78"}, state
+        # ExecStartPre= applied the line and removed the entries again
+        for user in ("rollcap-capture", "rollcap"):
+            assert not _writes_as(c, user, NODE_EXPORTER_DIR), user
+    finally:
+        c.run(["rm", "-f", "/etc/tmpfiles.d/rollcap.conf"])
+    c.run(["systemctl", "reset-failed", "rollcap-capture"])
+    c.run(["systemctl", "restart", "rollcap-capture"], timeout=90)
+
+
+def test_node_exporter_reads_the_series_through_the_links(container: Container) -> None:
+    """Debian's node_exporter (this machine's 1.5, or $ROLLCAP_NODE_EXPORTER, e.g.
+    Debian 13's 1.9), run inside the container as an unprivileged user on Debian's
+    default directory, sees both daemons through root's links."""
+    c = container
+    binary = Path(os.environ.get("ROLLCAP_NODE_EXPORTER", "/usr/bin/prometheus-node-exporter"))
+    if not binary.is_file():
+        pytest.fail(f"no {binary}: install prometheus-node-exporter (.ci/run does)")
+    shutil.copy2(binary, c.path("/usr/local/bin/rc-node-exporter"))
+    port = free_port()
+    c.run(["systemd-run", "--unit=rc-node-exporter", "--uid=nobody", "--gid=nogroup",
+           "/usr/local/bin/rc-node-exporter", f"--web.listen-address=127.0.0.1:{port}",
+           "--collector.disable-defaults", "--collector.textfile",
+           f"--collector.textfile.directory={NODE_EXPORTER_DIR}"])  # fmt: skip
+    try:
+
+        def scraped() -> str:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    text = r.read().decode()
+            except OSError:
+                return ""
+            return text if "rollcap_offload_" in text else ""
+
+        text = wait_for("node_exporter's scrape with rollcap's series", scraped, 60)
+        assert isinstance(text, str)
+        assert re.search(r'^rollcap_capture_up\{interface="[^"]+"\} 1$', text, re.M), text
+        assert 'rollcap_build_info{daemon="offload",version="' in text
+        assert re.search(r"^node_textfile_scrape_error 0$", text, re.M), text
+    finally:
+        c.run(["systemctl", "stop", "rc-node-exporter"], check=False)
 
 
 @needs_daemons
@@ -701,7 +837,9 @@ def _assert_nothing_else_left(c: Container, except_archive: bool) -> None:
     assert c.run(["getent", "group", "rollcap"], check=False).returncode == 2
     assert c.run(["getent", "passwd", "rollcap-capture"], check=False).returncode == 2
     gone = ["/etc/rollcap.toml", "/etc/credstore/rollcap-s3-credentials",
-            "/var/spool/rollcap", "/usr/lib/rollcap"]  # fmt: skip
+            "/var/spool/rollcap", "/usr/lib/rollcap", METRICS,
+            f"{NODE_EXPORTER_DIR}/rollcap-capture.prom",
+            f"{NODE_EXPORTER_DIR}/rollcap-offload.prom"]  # fmt: skip
     for path in gone if except_archive else [*gone, "/var/lib/rollcap"]:
         assert not c.path(path).exists() and not c.path(path).is_symlink(), path
     left = c.run(["find", "/etc/systemd", "/lib/systemd", "/usr/lib/systemd", "/usr/lib/sysusers.d",

@@ -52,7 +52,7 @@ def _value(text: str, series: str) -> float:
 
 def test_defaults_textfile_on_http_off() -> None:
     m = parse_config("").metrics
-    assert m.textfile_directory == "/var/lib/prometheus/node-exporter"
+    assert m.textfile_directory == "/var/lib/rollcap-metrics"
     assert m.interval_seconds == 15
     assert m.capture_listen == m.offload_listen == ""
 
@@ -76,6 +76,10 @@ def test_listen_addresses(value: str, expected: tuple[str, int]) -> None:
      ('offload_listen = "example.com:80"', "with an IP address"),
      ('textfile_directory = "relative"', "metrics.textfile_directory: an absolute path"),
      ("interval_seconds = 0", "metrics.interval_seconds"),
+     ('textfile_directory = "/var/lib/prometheus/node-exporter/rollcap"',
+      "metrics.textfile_directory: a directory of rollcap's own, not in or above "
+      "node_exporter's /var/lib/prometheus/node-exporter"),
+     ('textfile_directory = "/var/lib/prometheus"', "not in or above node_exporter's"),
      ('capture_listen = "127.0.0.1:9817"\noffload_listen = "127.0.0.1:9817"',
       "metrics.offload_listen: must differ from metrics.capture_listen")],
 )  # fmt: skip
@@ -84,6 +88,13 @@ def test_bad_metrics_config_is_one_clear_line(toml: str, message: str) -> None:
         parse_config(f"[metrics]\n{toml}\n")
     assert len(e.value.problems) == 1
     assert message in e.value.problems[0]
+
+
+def test_node_exporters_directory_from_0_2_configs_means_the_default() -> None:
+    """0.2's conffile named it; an edited conffile keeps that line after the upgrade."""
+    for value in ("/var/lib/prometheus/node-exporter", "/var/lib/prometheus/node-exporter/"):
+        m = parse_config(f'[metrics]\ntextfile_directory = "{value}"\n').metrics
+        assert m.textfile_directory == "/var/lib/rollcap-metrics"
 
 
 def test_textfile_can_be_turned_off(tmp_path: Path) -> None:
@@ -121,16 +132,16 @@ def test_textfile_never_follows_a_planted_symlink(tmp_path: Path) -> None:
 def test_missing_directory_is_logged_once_and_written_when_it_appears(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    d = tmp_path / "node-exporter"
+    d = tmp_path / "metrics"
     exp = capture_exporter(_cfg(tmp_path, textfile_directory=str(d)))
     exp.publish(CAPTURE_STATE)
     with caplog.at_level(logging.INFO, logger="rollcap.metrics"):
         exp.write()
         exp.write()
         assert len([r for r in caplog.records if "does not exist" in r.message]) == 1
-        d.mkdir()
+        (d / "capture").mkdir(parents=True)
         exp.write()
-    text = (d / "rollcap-capture.prom").read_text()
+    text = (d / "capture/rollcap-capture.prom").read_text()
     assert _value(text, 'rollcap_capture_packets_total{interface="eth0"}') == 1234
 
 
@@ -185,12 +196,13 @@ def test_a_taken_port_is_logged_and_the_daemon_goes_on(
         exp = capture_exporter(
             _cfg(tmp_path, textfile_directory=str(tmp_path), capture_listen=f"127.0.0.1:{port}")
         )
+        (tmp_path / "capture").mkdir()
         with caplog.at_level(logging.INFO, logger="rollcap.metrics"):
             exp.start()
         try:
             assert exp.server is None
             assert any(f"cannot listen on 127.0.0.1:{port}" in r.message for r in caplog.records)
-            assert (tmp_path / "rollcap-capture.prom").exists()  # the textfile still works
+            assert (tmp_path / "capture/rollcap-capture.prom").exists()  # the textfile still works
         finally:
             exp.close()
 
@@ -199,8 +211,9 @@ def test_a_taken_port_is_logged_and_the_daemon_goes_on(
 
 
 def _textfile(exp: Any, tmp_path: Path) -> str:
+    (tmp_path / exp.daemon).mkdir(exist_ok=True)  # each daemon writes into its own
     exp.write()
-    return (tmp_path / f"rollcap-{exp.daemon}.prom").read_text()
+    return (tmp_path / exp.daemon / f"rollcap-{exp.daemon}.prom").read_text()
 
 
 def test_capture_metrics_are_the_status_numbers(tmp_path: Path) -> None:

@@ -1,0 +1,145 @@
+"""rollcap.metrics.nodeexporter and rollcap.posixacl: no rollcap user may write into
+node_exporter's textfile directory (root's collectors write there through
+symlinks); root links the daemons' own files into it."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from rollcap import posixacl
+from rollcap.config.load import parse_config
+from rollcap.errors import ConfigError
+from rollcap.metrics import nodeexporter
+from rollcap.posixacl import GROUP, GROUP_OBJ, MASK, OTHER, USER, USER_OBJ, Entry
+
+NX = "/var/lib/prometheus/node-exporter"
+# the line 0.2 shipped in tmpfiles.d/rollcap.conf, which operators copied to /etc
+LINE_0_2 = f"a+ {NX} - - - - user:rollcap-capture:rwx,group:rollcap:rwx\n"
+
+
+def _tmpfiles(tmp_path: Path, text: str, name: str = "rollcap.conf") -> tuple[str, ...]:
+    d = tmp_path / "tmpfiles.d"
+    d.mkdir(exist_ok=True)
+    (d / name).write_text(text)
+    return (str(d),)
+
+
+def test_the_0_2_tmpfiles_line_is_found_with_file_and_line(tmp_path: Path) -> None:
+    dirs = _tmpfiles(tmp_path, "# spool\nd /var/spool/rollcap 0751 root rollcap -\n" + LINE_0_2)
+    found = nodeexporter.tmpfiles_grants(parse_config(""), NX, dirs)
+    conf = f"{dirs[0]}/rollcap.conf:3"
+    assert found == [f"{conf} gives user rollcap-capture", f"{conf} gives group rollcap"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["A+ /var/lib/prometheus - - - - u:rollcap:rwX\n",  # recursive, on a parent
+     "a %S/prometheus/node-exporter - - - - d:g:rollcap-capture:rwx\n",  # specifier, default
+     "a+ /var/lib/prometheus/node-* - - - - g:rollcap:w\n"],  # a glob
+)  # fmt: skip
+def test_other_spellings_of_a_grant_are_found(tmp_path: Path, line: str) -> None:
+    dirs = _tmpfiles(tmp_path, line, "site.conf")
+    assert len(nodeexporter.tmpfiles_grants(parse_config(""), NX, dirs)) == 1
+
+
+@pytest.mark.parametrize(
+    "line",
+    [f"a+ {NX} - - - - user:rollcap-capture:r-x,group:rollcap:rx\n",  # read only
+     f"a+ {NX} - - - - user:prometheus:rwx\n",  # not a rollcap user
+     "a+ /var/spool/other - - - - user:rollcap-capture:rwx\n",  # elsewhere
+     "a+ /var/lib/prometheus - - - - user:rollcap-capture:rwx\n",  # not recursive
+     f"d {NX} 0755 root root -\n", f"# {LINE_0_2}"],
+)  # fmt: skip
+def test_lines_that_grant_no_rollcap_write_are_ignored(tmp_path: Path, line: str) -> None:
+    dirs = _tmpfiles(tmp_path, line, "site.conf")
+    assert nodeexporter.tmpfiles_grants(parse_config(""), NX, dirs) == []
+
+
+def test_an_earlier_directory_hides_a_file_of_the_same_name(tmp_path: Path) -> None:
+    etc, usr = tmp_path / "etc", tmp_path / "usr"
+    etc.mkdir(), usr.mkdir()
+    (etc / "rollcap.conf").write_text("d /var/spool/rollcap 0751 root rollcap -\n")
+    (usr / "rollcap.conf").write_text(LINE_0_2)
+    assert nodeexporter.tmpfiles_grants(parse_config(""), NX, (str(etc), str(usr))) == []
+
+
+def test_a_grant_stops_the_start_with_one_line_each(tmp_path: Path) -> None:
+    missing = str(tmp_path / "no-node-exporter")  # no live ACL to read
+    dirs = _tmpfiles(tmp_path, LINE_0_2.replace(NX, missing))
+    with pytest.raises(ConfigError) as e:
+        nodeexporter.check_no_grants(parse_config(""), missing, dirs)
+    assert len(e.value.problems) == 2
+    first = e.value.problems[0]
+    assert first.startswith(f"{dirs[0]}/rollcap.conf:1 gives user rollcap-capture write access")
+    assert "delete that line" in first and "\n" not in first
+    (Path(dirs[0]) / "rollcap.conf").write_text("d /var/spool/rollcap 0751 root rollcap -\n")
+    nodeexporter.check_no_grants(parse_config(""), missing, dirs)
+
+
+# -- POSIX ACLs -------------------------------------------------------------------
+
+GRANTED = [Entry(USER_OBJ, 7), Entry(USER, 7, 990), Entry(GROUP_OBJ, 5), Entry(GROUP, 7, 991),
+           Entry(GROUP, 5, 992), Entry(MASK, 7), Entry(OTHER, 5)]  # fmt: skip
+
+
+def test_acl_round_trip_and_writers() -> None:
+    assert posixacl.parse(posixacl.serialize(GRANTED)) == GRANTED
+    assert posixacl.writers(GRANTED, {990}, {991, 992}) == [GRANTED[1], GRANTED[3]]
+    with pytest.raises(ValueError):
+        posixacl.parse(b"\x01\x00\x00\x00")
+
+
+def test_removing_entries_recomputes_the_mask_or_drops_it() -> None:
+    rest = posixacl.without(GRANTED, [GRANTED[1], GRANTED[3]])
+    assert rest == [Entry(USER_OBJ, 7), Entry(GROUP_OBJ, 5), Entry(GROUP, 5, 992),
+                    Entry(MASK, 5), Entry(OTHER, 5)]  # fmt: skip
+    assert posixacl.without(GRANTED, [GRANTED[1], GRANTED[3], GRANTED[4]]) == [
+        Entry(USER_OBJ, 7), Entry(GROUP_OBJ, 5), Entry(OTHER, 5)]  # fmt: skip
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="setting another uid's ACL entry needs root")
+def test_remove_writers_leaves_the_directory_as_the_mode_says(tmp_path: Path) -> None:
+    d = tmp_path / "node-exporter"
+    d.mkdir(mode=0o755)
+    os.chmod(d, 0o755)
+    try:
+        os.setxattr(d, posixacl.XATTRS[0], posixacl.serialize(GRANTED))
+    except OSError as e:
+        pytest.skip(f"no POSIX ACLs on {tmp_path}: {e}")
+    assert stat.S_IMODE(d.stat().st_mode) == 0o775  # the mask shows as group bits
+    removed = posixacl.remove_writers(str(d), {990}, {991})
+    assert removed == ["user:990", "group:991"]
+    left = [Entry(USER_OBJ, 7), Entry(GROUP_OBJ, 5), Entry(GROUP, 5, 992), Entry(MASK, 5),
+            Entry(OTHER, 5)]  # fmt: skip
+    assert posixacl.read(str(d)) == left
+    assert stat.S_IMODE(d.stat().st_mode) == 0o755
+    assert posixacl.remove_writers(str(d), {990}, {991}) == []
+
+
+# -- root's links -------------------------------------------------------------------
+
+
+def test_link_replaces_0_2s_file_and_is_idempotent(tmp_path: Path) -> None:
+    nx = tmp_path / "node-exporter"
+    nx.mkdir()
+    cfg = parse_config(f'[metrics]\ntextfile_directory = "{tmp_path}/own"\n')
+    target = f"{tmp_path}/own/capture/rollcap-capture.prom"
+    # not before the daemon wrote its file: a dangling link is a scrape error
+    (nx / "rollcap-capture.prom").write_text("rollcap_capture_up 1\n")  # written by 0.2
+    assert nodeexporter.link(cfg, "capture", str(nx)).startswith("removed ")
+    assert os.listdir(nx) == []
+    (nx / "rollcap-capture.prom").write_text("rollcap_capture_up 1\n")
+    Path(target).parent.mkdir(parents=True)
+    Path(target).write_text("rollcap_capture_up 1\n")
+    assert nodeexporter.link(cfg, "capture", str(nx)).startswith("linked ")
+    assert os.readlink(nx / "rollcap-capture.prom") == target
+    assert nodeexporter.link(cfg, "capture", str(nx)) == ""
+    assert sorted(os.listdir(nx)) == ["rollcap-capture.prom"]
+    off = parse_config('[metrics]\ntextfile_directory = ""\n')
+    assert nodeexporter.link(off, "capture", str(nx)).startswith("removed ")
+    assert os.listdir(nx) == []
+    assert nodeexporter.link(cfg, "offload", str(tmp_path / "absent")) == ""
