@@ -124,6 +124,24 @@ def _int(meta: dict[str, str], name: str) -> int | None:
         return None
 
 
+def from_metadata(key: str, size: int, meta: dict[str, str], host: str | None,
+                  iface: str | None, start: datetime | None) -> Capture:  # fmt: skip
+    """A capture as its object's metadata describes it (host and interface
+    from the key where the metadata has none)."""
+    return Capture(
+        key=key,
+        size=size,
+        host=meta.get(META["host"]) or host or "",
+        iface=meta.get(META["iface"]) or iface or "",
+        start=start,
+        first_ns=_ns(meta, "first_ts"),
+        last_ns=_ns(meta, "last_ts"),
+        packets=_int(meta, "packets"),
+        pcap_bytes=_int(meta, "pcap_bytes"),
+        linktype=_int(meta, "linktype"),
+    )
+
+
 def find_captures(
     storage: Storage,
     *,
@@ -210,18 +228,7 @@ def find_captures(
         if got is None:
             continue  # deleted between list and head (archive ring): nothing to fetch
         size, meta = got
-        cap = Capture(
-            key=info.key,
-            size=size,
-            host=meta.get(META["host"]) or khost or "",
-            iface=meta.get(META["iface"]) or kiface or "",
-            start=kstart,
-            first_ns=_ns(meta, "first_ts"),
-            last_ns=_ns(meta, "last_ts"),
-            packets=_int(meta, "packets"),
-            pcap_bytes=_int(meta, "pcap_bytes"),
-            linktype=_int(meta, "linktype"),
-        )
+        cap = from_metadata(info.key, size, meta, khost, kiface, kstart)
         if hosts and cap.host not in hosts:
             continue
         if iface and cap.iface != iface:
