@@ -11,7 +11,7 @@ from rollcap.storage import manifest
 from rollcap.storage.base import META
 from tests.support.archive import MemoryStorage
 
-T = OffloadConfig(destination="s3://b/caps").key_template
+T = OffloadConfig(destination="s3://b-1/caps").key_template
 KEY = "caps/web1/2026/11/26/web1-eth0-20261126T120000Z-000001.pcap.zst"
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
