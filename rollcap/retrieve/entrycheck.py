@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from rollcap.retrieve.catalog import Capture, from_metadata
 from rollcap.storage import manifest
 from rollcap.storage.base import ObjectInfo, Storage
-from rollcap.storage.policy import host_scope, key_in_scope
+from rollcap.storage.policy import host_scope, under_scope
 
 # first/last packet times in an entry's name and in the object's metadata may
 # be written at different precisions (ns in the name, µs in older metadata)
@@ -81,9 +81,15 @@ class EntryCheck:
         # a custom template may give hosts no prefix of their own: then no key
         # can be attributed by where it lies, and only agreement is checked
         self.scoped = host_scope(template, prefix, "h")[1]
+        self._scopes: dict[str, str] = {}
 
     def in_scope(self, key: str, host: str) -> bool:
-        return not self.scoped or key_in_scope(key, self.template, self.prefix, host)
+        if not self.scoped:
+            return True
+        scope = self._scopes.get(host)
+        if scope is None:  # one template parse per host, not per entry
+            scope = self._scopes[host] = host_scope(self.template, self.prefix, host)[0]
+        return under_scope(key, scope)
 
     def settle(self, named: dict[str, manifest.Entry]) -> Settled:
         """``named``: entry key -> entry, for one host. Returns the believed

@@ -20,7 +20,6 @@ import string
 from typing import Any
 
 from rollcap.config.schema import OffloadConfig
-from rollcap.keys import check_key
 from rollcap.storage.manifest import INDEX_DIR
 
 #: where fleet keep requests live (below the prefix); only requesters write there
@@ -60,13 +59,15 @@ def key_in_scope(key: str, template: str, prefix: str, host: str) -> bool:
     False when the template gives hosts no prefix of their own: then no key
     can be attributed to a host by where it lies."""
     scope, per_host = host_scope(template, prefix, host)
-    if not per_host or not key.startswith(scope) or len(key) == len(scope):
+    return per_host and under_scope(key, scope)
+
+
+def under_scope(key: str, scope: str) -> bool:
+    """key lies below scope (a host_scope), with no '', '.' or '..' segment
+    that a file:// archive would resolve out of it."""
+    if not key.startswith(scope) or len(key) == len(scope):
         return False
-    try:
-        check_key(key, prefix)  # no '..' segment that would climb out of it
-    except ValueError:
-        return False
-    return True
+    return not any(p in ("", ".", "..") for p in key[len(scope) :].split("/"))
 
 
 def _base(prefix: str) -> str:
