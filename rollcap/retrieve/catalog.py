@@ -89,6 +89,8 @@ class Search:
     whole_prefix: bool = False
     listed: int = 0
     skipped_foreign: int = 0
+    # (object, host its key names): metadata naming another host, not shown
+    mislabelled: list[tuple[Capture, str]] = field(default_factory=list)
 
     def describe(self) -> str:
         hosts = ", ".join(self.hosts) if self.hosts else "(no hosts found)"
@@ -229,6 +231,10 @@ def find_captures(
             continue  # deleted between list and head (archive ring): nothing to fetch
         size, meta = got
         cap = from_metadata(info.key, size, meta, khost, kiface, kstart)
+        if khost is not None and cap.host != khost:
+            # only the host its key names may write there: the metadata lies
+            search.mislabelled.append((cap, khost))
+            continue
         if hosts and cap.host not in hosts:
             continue
         if iface and cap.iface != iface:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
 
-from rollcap.retrieve.catalog import HANDOVER, LOOKBACK, Capture, find_captures
+from rollcap.retrieve.catalog import HANDOVER, LOOKBACK, Capture, Search, find_captures
 from rollcap.retrieve.coverage import Gap, host_gaps
 from rollcap.retrieve.entrycheck import EntryCheck, Rejected, capture_of
 from rollcap.retrieve.keyplan import base_prefix, supports_host_discovery, window_days
@@ -155,6 +155,7 @@ class Selection:
             until=self.until, hosts=self.hosts, iface=self.iface, workers=self.workers,
         )  # fmt: skip
         self.summary.describe = search.describe()
+        self.summary.rejected += mislabelled(search)
         by_host: dict[str, list[Capture]] = {h: [] for h in self.hosts or search.hosts}
         for c in self._attributable(caps):
             by_host.setdefault(c.host, []).append(c)
@@ -224,12 +225,12 @@ class Selection:
                 out.append((info.key, e))
         return out
 
-    def _check(self, host: str, known: set[str]) -> list[Capture]:
-        caps, _search = find_captures(
+    def _check(self, host: str, known: set[str]) -> tuple[list[Capture], list[Rejected]]:
+        caps, search = find_captures(
             self.storage, template=self.template, prefix=self.prefix, since=self.since,
             until=self.until, hosts=[host], iface=self.iface, workers=4, known=known,
         )  # fmt: skip
-        return caps
+        return caps, mislabelled(search)
 
     def _from_manifests(self) -> Iterator[HostResult]:
         slots = manifest.window_slots(self.probe_since, self.until)
@@ -270,7 +271,7 @@ class Selection:
         s_ts = self.since.timestamp()
         s_ns, u_ns = from_datetime(self.since), from_datetime(self.until)
         staged: list[tuple[str, list[Capture], dict[str, list[tuple[float, float]]],
-                           Future[list[Capture]] | None]] = []  # fmt: skip
+                           Future[tuple[list[Capture], list[Rejected]]] | None]] = []  # fmt: skip
         for host in chunk:
             believed, from_object, rejected = self.entry_check.settle(named[host])
             self.summary.rejected += rejected
@@ -291,11 +292,21 @@ class Selection:
             staged.append((host, caps, spans, check))
         for host, caps, spans, check in staged:
             if check is not None:
-                caps = caps + self._attributable(check.result())
+                listed, wrong = check.result()
+                self.summary.rejected += wrong
+                caps = caps + self._attributable(listed)
             caps.sort(key=Capture.sort_key)
             spans = {k: list(v) for k, v in spans.items()}
             gaps = self._gaps(host, caps, spans)
             yield HostResult(host, caps, gaps if caps else [], check is not None)
+
+
+def mislabelled(search: Search) -> list[Rejected]:
+    return [
+        Rejected(c.key, c.host, c.key,
+                 f"object's metadata names host {c.host}, but it is under {khost}'s prefix")
+        for c, khost in search.mislabelled
+    ]  # fmt: skip
 
 
 def select(storage: Storage, *, template: str, prefix: str, since: datetime, until: datetime,

@@ -341,7 +341,12 @@ def test_a_host_with_its_printed_policy_cannot_touch_another_hosts_evidence(
     rejected = every["coverage"]["rejected"]
     named = {r["entry"] for r in rejected}
     assert {got["hide-as-web2"], got["oversize-as-web2"]} <= named, rejected
-    assert all("not under web2's prefix" in r["reason"] for r in rejected), rejected
+    by_entry = {r["entry"]: r["reason"] for r in rejected}
+    assert "not under web2's prefix" in by_entry[got["hide-as-web2"]], rejected
+    assert "not under web2's prefix" in by_entry[got["oversize-as-web2"]], rejected
+    # web2's own object, its metadata saying web1: reported, shown as nobody's
+    mislabelled = [e for e, why in by_entry.items() if "metadata names host web1" in why]
+    assert len(mislabelled) == 1 and mislabelled[0].startswith("caps/web2/"), rejected
     text = world.rollcap("analyst", "list", *WINDOW)
     assert "# rejected: " + got["hide-as-web2"] in text.stdout, text.stdout
 
