@@ -20,6 +20,8 @@ Refused entries are reported (`list`'s ``#`` lines and ``--json``), never used.
 
 from __future__ import annotations
 
+import gzip
+import json
 from dataclasses import dataclass
 
 from rollcap.retrieve.catalog import Capture, from_metadata
@@ -69,6 +71,22 @@ def agrees(e: manifest.Entry, obj: Capture) -> bool:
 # believed entries (capture key -> entry), captures known from the object
 # alone (no entry agreed with it), refused entries
 Settled = tuple[dict[str, manifest.Entry], dict[str, Capture], list[Rejected]]
+
+
+def body_agrees(e: manifest.Entry, body: bytes) -> bool:
+    """Whether an entry's body (gzip NDJSON, read by SQL engines or anyone who
+    GETs it) says what its name says. `rollcap list` reads only names; a
+    reader of bodies must refuse an entry whose body disagrees."""
+    try:
+        got = json.loads(gzip.decompress(body))
+    except (OSError, EOFError, ValueError):
+        return False
+    if not isinstance(got, dict):
+        return False
+    want = json.loads(gzip.decompress(manifest.entry_body(e)))
+    got.pop("home_slot", None)  # which of its slots the copy is filed under
+    want.pop("home_slot", None)
+    return bool(got == want)
 
 
 class EntryCheck:

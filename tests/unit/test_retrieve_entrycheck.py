@@ -3,10 +3,11 @@ under the named host's prefix; entries that disagree are settled by HEAD."""
 
 from __future__ import annotations
 
+import gzip
 from datetime import UTC, datetime
 
 from rollcap.config.schema import OffloadConfig
-from rollcap.retrieve.entrycheck import EntryCheck
+from rollcap.retrieve.entrycheck import EntryCheck, body_agrees
 from rollcap.storage import manifest
 from rollcap.storage.base import META
 from tests.support.archive import MemoryStorage
@@ -52,3 +53,13 @@ def test_disagreeing_entries_are_settled_by_the_object_not_by_sort_order() -> No
     assert store.heads == 1
     # one entry alone: no HEAD
     assert check.settle({"z-real": real})[0] == {KEY: real} and store.heads == 1
+
+
+def test_a_body_must_say_what_the_name_says() -> None:
+    e = _e()
+    for slot in manifest.slots(*e.span):
+        assert body_agrees(e, manifest.entry_body(e, slot))
+    assert not body_agrees(e, manifest.entry_body(_e(packets=0)))
+    assert not body_agrees(e, manifest.entry_body(_e(host="web2")))
+    assert not body_agrees(e, b"not gzip")
+    assert not body_agrees(e, gzip.compress(b"[1, 2]\n"))
