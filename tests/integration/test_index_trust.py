@@ -146,20 +146,26 @@ def _world(sw: SeaweedFS, tmp: Path, scoped: bool) -> World:
     if not scoped:  # every identity has the admin's rights
         world.creds |= {"web1": admin, "web2": admin, "analyst": admin}
         return world
-    iam = boto3.client("iam", endpoint_url=sw.endpoint, aws_access_key_id=admin[0],
-                       aws_secret_access_key=admin[1], region_name="us-east-1")  # fmt: skip
     host_policy = _policy(world)  # one policy, the same for both hosts
     reader_policy = _policy(world, "--role", "reader")
-    tag = bucket[-6:]
     for user, policy in (("web1", host_policy), ("web2", host_policy),
                          ("analyst", reader_policy)):  # fmt: skip
-        name = user if user != "analyst" else f"analyst-{tag}"
-        with contextlib.suppress(ClientError):  # the module's other world created it
-            iam.create_user(UserName=name)
-        k = iam.create_access_key(UserName=name)["AccessKey"]
-        world.creds[user] = (k["AccessKeyId"], k["SecretAccessKey"])
-        iam.put_user_policy(UserName=name, PolicyName=f"rollcap-{tag}", PolicyDocument=policy)
+        _user(world, user, policy)
     return world
+
+
+def _user(world: World, user: str, policy: str) -> None:
+    """An IAM user named as the host (the analyst: one per bucket) with this policy."""
+    sw = world.sw
+    iam = boto3.client("iam", endpoint_url=sw.endpoint, aws_access_key_id=sw.access_key,
+                       aws_secret_access_key=sw.secret_key, region_name="us-east-1")  # fmt: skip
+    tag = world.bucket[-6:]
+    name = user if user != "analyst" else f"analyst-{tag}"
+    with contextlib.suppress(ClientError):  # the module's other world created it
+        iam.create_user(UserName=name)
+    k = iam.create_access_key(UserName=name)["AccessKey"]
+    world.creds[user] = (k["AccessKeyId"], k["SecretAccessKey"])
+    iam.put_user_policy(UserName=name, PolicyName=f"rollcap-{tag}", PolicyDocument=policy)
 
 
 def _store(world: World, user: str, host: str, minutes: int, seq: int, packets: int,
@@ -318,6 +324,17 @@ def test_a_host_with_its_printed_policy_cannot_touch_another_hosts_evidence(
     chk = world.rollcap("web1", "check-destination")
     assert chk.returncode == 0, chk.stdout + chk.stderr
     assert any(ln.startswith("ok    put index entry") for ln in chk.stdout.splitlines())
+    # a host policy without the index statement: the probe names what is missing
+    old = json.loads(_policy(world))
+    old["Statement"] = [st for st in old["Statement"] if st["Sid"] != "RollcapOwnIndexEntries"]
+    _user(world, "web3", json.dumps(old))
+    chk3 = run_rollcap(world.config("web3"), world.env("web3"), "check-destination")
+    assert chk3.returncode == 1
+    fails = [ln for ln in chk3.stdout.splitlines() if ln.startswith("FAIL")]
+    assert len(fails) == 1 and "put index entry" in fails[0], chk3.stdout
+    assert "needs s3:PutObject on caps/_index/*/web3~*" in fails[0], fails
+    assert "check-destination failed: put index entry" in chk3.stderr
+
     want, real_key = _real(world)
     real_keys = {o["key"] for o in _listed(world, "--host", "web1")["captures"]}
     assert len(real_keys) == 2 and real_key in real_keys
