@@ -99,14 +99,15 @@ class EntryCheck:
         # a custom template may give hosts no prefix of their own: then no key
         # can be attributed by where it lies, and only agreement is checked
         self.scoped = host_scope(template, prefix, "h")[1]
-        self._scopes: dict[str, str] = {}
+        self._last = ("", "")  # (host, its scope): entries come host by host
 
     def in_scope(self, key: str, host: str) -> bool:
         if not self.scoped:
             return True
-        scope = self._scopes.get(host)
-        if scope is None:  # one template parse per host, not per entry
-            scope = self._scopes[host] = host_scope(self.template, self.prefix, host)[0]
+        last_host, scope = self._last
+        if host != last_host or not scope:  # one template parse per host, not per entry
+            scope = host_scope(self.template, self.prefix, host)[0]
+            self._last = (host, scope)
         return under_scope(key, scope)
 
     def settle(self, named: dict[str, manifest.Entry]) -> Settled:
@@ -138,7 +139,7 @@ class EntryCheck:
                     if obj is None
                     else "disagrees with the object's metadata"
                     if e not in good
-                    else "duplicate"
+                    else "agrees too, but another that agrees was used"
                 )
                 why = f"{len(claims)} entries disagree about this capture; this one {why}"
                 rejected += [Rejected(n, e.host, key, why) for n in names]

@@ -191,7 +191,7 @@ class Selection:
                     "but it is not under that host's prefix"))  # fmt: skip
         return out
 
-    def _list_range(self, chunk: list[str], slot: datetime) -> list[tuple[str, manifest.Entry]]:
+    def _list_range(self, chunk: list[str], slot: datetime) -> Listed:
         """Entries of the chunk's hosts in one slot: one listing of the key range
         they span. Entries sort by "host~": the order of the hosts' directories
         may differ ("web1-x/" < "web1/" but "web1~" < "web1-x~" on S3, and a
@@ -201,7 +201,7 @@ class Selection:
         members = set(chunk)
         first = min(h + "~" for h in chunk)
         last = max(h + "~" for h in chunk)
-        out: list[tuple[str, manifest.Entry]] = []
+        out: Listed = []
         page = min(1000, int(len(chunk) * self.density) + 10)
         # every key of the first host sorts after "<slot>/<first host>"
         for info in self.storage.list_after(sp, sp + first[:-1], page):
@@ -217,8 +217,8 @@ class Selection:
         self.density = max(self.density, len(out) / len(chunk))  # a race only sizes pages
         return out
 
-    def _list_host(self, host: str, slot: datetime) -> list[tuple[str, manifest.Entry]]:
-        out: list[tuple[str, manifest.Entry]] = []
+    def _list_host(self, host: str, slot: datetime) -> Listed:
+        out: Listed = []
         for info in self.storage.list(manifest.host_prefix(self.prefix, slot, host)):
             e = manifest.parse_key(info.key, self.prefix)
             if e is not None and e.host == host and self._entry_ok(e):
@@ -237,7 +237,7 @@ class Selection:
         self.summary.slots = len(slots)
         ranged = self.hosts is None
         with ThreadPoolExecutor(self.workers) as pool:
-            queue: deque[tuple[list[str], list[Future[list[tuple[str, manifest.Entry]]]]]] = deque()
+            queue: deque[tuple[list[str], list[Future[Listed]]]] = deque()
             for chunk in _chunks(self._host_stream(), CHUNK):
                 if ranged:
                     futs = [pool.submit(self._list_range, chunk, s) for s in slots]
