@@ -368,6 +368,19 @@ def test_a_host_with_its_printed_policy_cannot_touch_another_hosts_evidence(
 
     _fetch_and_hold_see_only_web1(world, want, real_keys)
 
+    # the requester writes keep requests, and touches no evidence
+    _user(world, "ops", _policy(world, "--role", "requester"))
+    ops = world.s3("ops")
+    ops.put_object(Bucket=world.bucket, Key="caps/_requests/INC-42.json", Body=b"{}")
+    b, off = world.bucket, {"Status": "OFF"}
+    for deny in (
+        lambda: ops.put_object(Bucket=b, Key=real_key, Body=b"x"),
+        lambda: ops.get_object(Bucket=b, Key=real_key),
+        lambda: ops.put_object_legal_hold(Bucket=b, Key=real_key, LegalHold=off),
+    ):
+        with pytest.raises(ClientError, match="AccessDenied"):
+            deny()
+
 
 def test_unscoped_credentials_show_what_the_scoping_prevents(
     iam_seaweedfs: SeaweedFS, tmp_path: Path
