@@ -67,14 +67,11 @@ def check(config_path: str, running: RollcapConfig, running_uid: int, root: Path
     new = load_config(config_path)
     if new.spool.directory != running.spool.directory:  # see ReloadPlan
         log.error(
-            "reload: spool.directory cannot change while running (restart the "
-            "service); keeping %s",
+            "reload: spool.directory cannot change while running (restart the service); keeping %s",
             running.spool.directory,
         )
         new = new.model_copy(
-            update={
-                "spool": new.spool.model_copy(update={"directory": running.spool.directory})
-            }
+            update={"spool": new.spool.model_copy(update={"directory": running.spool.directory})}
         )
     uid, switch_user = layout.tcpdump_identity(new.capture.user)
     if uid != running_uid:

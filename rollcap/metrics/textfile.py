@@ -44,4 +44,3 @@ def write_textfile(directory: str, name: str, data: bytes) -> None:
             raise
     finally:
         os.close(dfd)
-

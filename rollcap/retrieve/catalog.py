@@ -89,6 +89,8 @@ class Search:
     whole_prefix: bool = False
     listed: int = 0
     skipped_foreign: int = 0
+    # (object, host its key names): metadata naming another host, not shown
+    mislabelled: list[tuple[Capture, str]] = field(default_factory=list)
 
     def describe(self) -> str:
         hosts = ", ".join(self.hosts) if self.hosts else "(no hosts found)"
@@ -122,6 +124,24 @@ def _int(meta: dict[str, str], name: str) -> int | None:
         return int(meta[META[name]])
     except (KeyError, ValueError):
         return None
+
+
+def from_metadata(key: str, size: int, meta: dict[str, str], host: str | None,
+                  iface: str | None, start: datetime | None) -> Capture:  # fmt: skip
+    """A capture as its object's metadata describes it (host and interface
+    from the key where the metadata has none)."""
+    return Capture(
+        key=key,
+        size=size,
+        host=meta.get(META["host"]) or host or "",
+        iface=meta.get(META["iface"]) or iface or "",
+        start=start,
+        first_ns=_ns(meta, "first_ts"),
+        last_ns=_ns(meta, "last_ts"),
+        packets=_int(meta, "packets"),
+        pcap_bytes=_int(meta, "pcap_bytes"),
+        linktype=_int(meta, "linktype"),
+    )
 
 
 def find_captures(
@@ -210,18 +230,11 @@ def find_captures(
         if got is None:
             continue  # deleted between list and head (archive ring): nothing to fetch
         size, meta = got
-        cap = Capture(
-            key=info.key,
-            size=size,
-            host=meta.get(META["host"]) or khost or "",
-            iface=meta.get(META["iface"]) or kiface or "",
-            start=kstart,
-            first_ns=_ns(meta, "first_ts"),
-            last_ns=_ns(meta, "last_ts"),
-            packets=_int(meta, "packets"),
-            pcap_bytes=_int(meta, "pcap_bytes"),
-            linktype=_int(meta, "linktype"),
-        )
+        cap = from_metadata(info.key, size, meta, khost, kiface, kstart)
+        if khost is not None and cap.host != khost:
+            # only the host its key names may write there: the metadata lies
+            search.mislabelled.append((cap, khost))
+            continue
         if hosts and cap.host not in hosts:
             continue
         if iface and cap.iface != iface:

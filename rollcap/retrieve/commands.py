@@ -234,6 +234,8 @@ def _find(args: argparse.Namespace, cfg: RollcapConfig, storage: Storage,
     with _storage_errors(storage.describe(), "listing"):
         caps = collect(sel)
     log.debug("looked at %s", sel.summary.describe)
+    for line in rejected_lines(sel.summary):  # fetch and hold: on stderr, as list shows them
+        print(f"rollcap: {line}", file=sys.stderr)
     if not caps:
         raise _nothing(args, storage, sel)
     return caps, sel.summary, window
@@ -331,7 +333,28 @@ def coverage_json(sel: Selection) -> dict[str, Any]:
         "min_gap_seconds": MIN_GAP,
         "source": s.mode,
         "hosts_checked_by_listing": s.checked,
+        "rejected_entries": len(s.rejected),
+        "rejected": [
+            {"entry": r.entry, "host": r.host, "key": r.key, "reason": r.reason} for r in s.rejected
+        ],
     }
+
+
+MAX_REJECTED_LINES = 50
+
+
+def rejected_lines(s: Summary) -> list[str]:
+    """Entries (and objects) not believed, one line each (at most MAX_REJECTED_LINES)."""
+    if not s.rejected:
+        return []
+    lines = [
+        f"{len(s.rejected)} index entries or objects rejected (not shown, not fetched): "
+        "they claim what their writer may not claim (docs/retrieve.md, trust model)"
+    ]
+    lines += [f"rejected: {r.entry}: {r.reason}" for r in s.rejected[:MAX_REJECTED_LINES]]
+    if len(s.rejected) > MAX_REJECTED_LINES:
+        lines.append(f"rejected: ... and {len(s.rejected) - MAX_REJECTED_LINES} more (--json)")
+    return lines
 
 
 def render_summary(sel: Selection) -> str:
@@ -348,6 +371,7 @@ def render_summary(sel: Selection) -> str:
             f"# gap: {g.host} {g.iface} {fmt_epoch(g.start)} .. {fmt_epoch(g.end)} "
             f"({g.seconds:.0f} s without a capture)"
         )
+    lines += ["# " + line for line in rejected_lines(s)]
     if sel.settled_until < sel.until:
         lines.append(
             f"# after {fmt_utc(sel.settled_until)} captures may still be on their hosts "

@@ -3,7 +3,8 @@ capture that `rollcap list` shows for the same window and host/interface
 filter, to preserve the evidence of an incident. A legal hold has no expiry:
 the object cannot be deleted or overwritten until it is released
 (--release), whatever its retention. Needs s3:PutObjectLegalHold, which the
-hosts' own offload policy does not grant.
+hosts' own offload policy does not grant (`check-destination --policy --role
+reader` does).
 
 Exit codes: 0 all held; 1 nothing in the window, or any object not held
 (each named); 2 bad command line; 78 bad config.

@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
 
-from rollcap.retrieve.catalog import HANDOVER, LOOKBACK, Capture, find_captures
+from rollcap.retrieve.catalog import HANDOVER, LOOKBACK, Capture, Search, find_captures
 from rollcap.retrieve.coverage import Gap, host_gaps
+from rollcap.retrieve.entrycheck import EntryCheck, Rejected, capture_of
 from rollcap.retrieve.keyplan import base_prefix, supports_host_discovery, window_days
 from rollcap.storage import manifest
 from rollcap.storage.base import Storage
@@ -44,6 +45,7 @@ CHUNK = 100  # hosts per range listing of a slot
 # parse: most of the client's CPU) far past its chunk.
 PER_HOST = 2.0
 LOOKAHEAD = 4  # chunks listed ahead of the one being printed
+Listed = list[tuple[str, manifest.Entry]]  # (entry key, what it says), of one listing
 
 
 @dataclass
@@ -64,6 +66,7 @@ class Summary:
     checked: int = 0  # hosts checked by listing their captures
     slots: int = 0
     describe: str = ""  # what was looked at, for "nothing found"
+    rejected: list[Rejected] = field(default_factory=list)  # entries (and objects) not believed
 
     def add(self, r: HostResult) -> None:
         self.hosts_seen += 1
@@ -78,14 +81,6 @@ class Summary:
 def _chunks(hosts: Iterator[str], n: int) -> Iterator[list[str]]:
     while chunk := list(islice(hosts, n)):
         yield chunk
-
-
-def _capture(e: manifest.Entry) -> Capture:
-    return Capture(
-        key=e.key, size=e.size, host=e.host, iface=e.iface, start=e.opened,
-        first_ns=e.first_ns, last_ns=e.last_ns, packets=e.packets,
-        pcap_bytes=e.pcap_bytes, linktype=e.linktype, end_ts=float(e.closed_ts),
-    )  # fmt: skip
 
 
 class Selection:
@@ -112,6 +107,7 @@ class Selection:
         self.summary = Summary()
         self.use_manifests = storage.manifests and supports_host_discovery(template)
         self.density = PER_HOST
+        self.entry_check = EntryCheck(storage, template, prefix)
 
     def __iter__(self) -> Iterator[HostResult]:
         gen = self._from_manifests() if self.use_manifests else self._from_listing()
@@ -159,8 +155,9 @@ class Selection:
             until=self.until, hosts=self.hosts, iface=self.iface, workers=self.workers,
         )  # fmt: skip
         self.summary.describe = search.describe()
+        self.summary.rejected += mislabelled(search)
         by_host: dict[str, list[Capture]] = {h: [] for h in self.hosts or search.hosts}
-        for c in caps:
+        for c in self._attributable(caps):
             by_host.setdefault(c.host, []).append(c)
         for host in sorted(by_host, key=lambda h: h + "/"):
             hc = by_host[host]
@@ -181,7 +178,20 @@ class Selection:
     def _entry_ok(self, e: manifest.Entry | None) -> bool:
         return e is not None and (self.iface is None or e.iface == self.iface)
 
-    def _list_range(self, chunk: list[str], slot: datetime) -> list[manifest.Entry]:
+    def _attributable(self, caps: list[Capture]) -> list[Capture]:
+        """Listed objects whose metadata names a host whose prefix they are not
+        under are reported, not shown (a host may write any metadata)."""
+        out = []
+        for c in caps:
+            if self.entry_check.in_scope(c.key, c.host):
+                out.append(c)
+            else:
+                self.summary.rejected.append(Rejected(
+                    c.key, c.host, c.key, f"object's metadata names host {c.host}, "
+                    "but it is not under that host's prefix"))  # fmt: skip
+        return out
+
+    def _list_range(self, chunk: list[str], slot: datetime) -> Listed:
         """Entries of the chunk's hosts in one slot: one listing of the key range
         they span. Entries sort by "host~": the order of the hosts' directories
         may differ ("web1-x/" < "web1/" but "web1~" < "web1-x~" on S3, and a
@@ -191,7 +201,7 @@ class Selection:
         members = set(chunk)
         first = min(h + "~" for h in chunk)
         last = max(h + "~" for h in chunk)
-        out: list[manifest.Entry] = []
+        out: Listed = []
         page = min(1000, int(len(chunk) * self.density) + 10)
         # every key of the first host sorts after "<slot>/<first host>"
         for info in self.storage.list_after(sp, sp + first[:-1], page):
@@ -203,31 +213,31 @@ class Selection:
             if h in members:
                 e = manifest.parse_key(info.key, self.prefix)
                 if e is not None and self._entry_ok(e):
-                    out.append(e)
+                    out.append((info.key, e))
         self.density = max(self.density, len(out) / len(chunk))  # a race only sizes pages
         return out
 
-    def _list_host(self, host: str, slot: datetime) -> list[manifest.Entry]:
-        out: list[manifest.Entry] = []
+    def _list_host(self, host: str, slot: datetime) -> Listed:
+        out: Listed = []
         for info in self.storage.list(manifest.host_prefix(self.prefix, slot, host)):
             e = manifest.parse_key(info.key, self.prefix)
             if e is not None and e.host == host and self._entry_ok(e):
-                out.append(e)
+                out.append((info.key, e))
         return out
 
-    def _check(self, host: str, known: set[str]) -> list[Capture]:
-        caps, _search = find_captures(
+    def _check(self, host: str, known: set[str]) -> tuple[list[Capture], list[Rejected]]:
+        caps, search = find_captures(
             self.storage, template=self.template, prefix=self.prefix, since=self.since,
             until=self.until, hosts=[host], iface=self.iface, workers=4, known=known,
         )  # fmt: skip
-        return caps
+        return caps, mislabelled(search)
 
     def _from_manifests(self) -> Iterator[HostResult]:
         slots = manifest.window_slots(self.probe_since, self.until)
         self.summary.slots = len(slots)
         ranged = self.hosts is None
         with ThreadPoolExecutor(self.workers) as pool:
-            queue: deque[tuple[list[str], list[Future[list[manifest.Entry]]]]] = deque()
+            queue: deque[tuple[list[str], list[Future[Listed]]]] = deque()
             for chunk in _chunks(self._host_stream(), CHUNK):
                 if ranged:
                     futs = [pool.submit(self._list_range, chunk, s) for s in slots]
@@ -252,36 +262,51 @@ class Selection:
         return text
 
     def _finish(self, pool: ThreadPoolExecutor, chunk: list[str],
-                futs: list[Future[list[manifest.Entry]]]) -> Iterator[HostResult]:  # fmt: skip
-        entries: dict[str, dict[str, manifest.Entry]] = {h: {} for h in chunk}
+                futs: list[Future[Listed]]) -> Iterator[HostResult]:  # fmt: skip
+        named: dict[str, dict[str, manifest.Entry]] = {h: {} for h in chunk}
         for f in futs:
-            for e in f.result():
-                if e.host in entries:
-                    entries[e.host].setdefault(e.key, e)  # one per slot it covers
+            for name, e in f.result():
+                if e.host in named:
+                    named[e.host][name] = e
         s_ts = self.since.timestamp()
         s_ns, u_ns = from_datetime(self.since), from_datetime(self.until)
         staged: list[tuple[str, list[Capture], dict[str, list[tuple[float, float]]],
-                           Future[list[Capture]] | None]] = []  # fmt: skip
+                           Future[tuple[list[Capture], list[Rejected]]] | None]] = []  # fmt: skip
         for host in chunk:
+            believed, from_object, rejected = self.entry_check.settle(named[host])
+            self.summary.rejected += rejected
             caps: list[Capture] = []
             spans: dict[str, list[tuple[float, float]]] = {}
-            for e in entries[host].values():
+            for e in believed.values():
                 spans.setdefault(e.iface, []).append(e.span)
-                cap = _capture(e)
+                cap = capture_of(e)
                 if e.packets and cap.has_metadata and cap.overlaps(s_ns, u_ns):
+                    caps.append(cap)
+            for cap in from_object.values():  # entries disagreed: the object decides
+                if cap.packets != 0 and cap.overlaps(s_ns, u_ns):
                     caps.append(cap)
             gaps = host_gaps(host, spans, s_ts, self.settled_until.timestamp())
             check = None
             if self._needs_check(spans, gaps):
-                check = pool.submit(self._check, host, set(entries[host]))
+                check = pool.submit(self._check, host, set(believed) | set(from_object))
             staged.append((host, caps, spans, check))
         for host, caps, spans, check in staged:
             if check is not None:
-                caps = caps + check.result()
+                listed, wrong = check.result()
+                self.summary.rejected += wrong
+                caps = caps + self._attributable(listed)
             caps.sort(key=Capture.sort_key)
             spans = {k: list(v) for k, v in spans.items()}
             gaps = self._gaps(host, caps, spans)
             yield HostResult(host, caps, gaps if caps else [], check is not None)
+
+
+def mislabelled(search: Search) -> list[Rejected]:
+    return [
+        Rejected(c.key, c.host, c.key,
+                 f"object's metadata names host {c.host}, but it is under {khost}'s prefix")
+        for c, khost in search.mislabelled
+    ]  # fmt: skip
 
 
 def select(storage: Storage, *, template: str, prefix: str, since: datetime, until: datetime,

@@ -20,7 +20,14 @@ from rollcap.config.schema import RollcapConfig
 from rollcap.errors import RollcapError
 from rollcap.naming import local_hostname
 from rollcap.storage.base import StorageError
-from rollcap.storage.policy import host_scope, iam_policy, object_actions
+from rollcap.storage.policy import (
+    HOST_VARIABLES,
+    ROLES,
+    host_scope,
+    iam_policy,
+    index_pattern,
+    object_actions,
+)
 
 OK, FAIL, WARN, SKIP = "ok", "FAIL", "warn", "skip"
 
@@ -42,19 +49,50 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "against the config; then print a least-privilege IAM policy for this host."
     )
     p.add_argument("--policy", action="store_true", help="only print the IAM policy (no requests)")
-
-
-def render_policy(cfg: RollcapConfig, host: str) -> str:
-    oc = cfg.offload
-    scope, per_host = host_scope(oc.key_template, oc.prefix, host)
-    note = (
-        f"# Least-privilege IAM policy for host {host}: its own keys ({scope}*) only."
-        if per_host
-        else f"# IAM policy for host {host}. offload.key_template does not start with "
-        "{prefix}/{host}/, so it cannot be scoped to this host's keys alone."
+    p.add_argument(
+        "--role",
+        choices=ROLES,
+        default="host",
+        help="whose policy: a capture host's offload (default), a reader (list, fetch, "
+        "hold), or a requester of fleet keeps",
     )
-    body = json.dumps(iam_policy(oc, host, oc.key_template), indent=2)
-    return f"{note}\n# Actions on the objects: {', '.join(object_actions(oc))}.\n{body}\n"
+    p.add_argument(
+        "--host-variable",
+        choices=[*HOST_VARIABLES, "none"],
+        default="username",
+        help="how the host policy names the host: the IAM user name (default; one policy "
+        "for the fleet, each host's user named as the host), the principal tag "
+        "rollcap-host, or none (this host's name written out)",
+    )
+
+
+def render_policy(cfg: RollcapConfig, host: str, role: str = "host",
+                  variable: str = "username") -> str:  # fmt: skip
+    oc = cfg.offload
+    name = HOST_VARIABLES.get(variable, host)
+    body = json.dumps(iam_policy(oc, name, oc.key_template, role), indent=2)
+    if role == "reader":
+        note = (
+            "# IAM policy for readers (rollcap list, fetch, hold): everything below the "
+            "prefix, read only, plus legal holds."
+        )
+    elif role == "requester":
+        note = "# IAM policy for requesters of fleet keeps: request objects only."
+    else:
+        scope, per_host = host_scope(oc.key_template, oc.prefix, name)
+        who = {
+            "username": "each host's IAM user named as the host (capture.hostname)",
+            "tag": "each host's principal tagged rollcap-host=HOST (capture.hostname)",
+        }.get(variable, f"host {host} alone")
+        note = (
+            f"# Least-privilege IAM policy for {who}: its own keys ({scope}*) and index "
+            f"entries ({index_pattern(oc.prefix, name)}) only."
+            if per_host
+            else f"# IAM policy for {who}. offload.key_template does not start with "
+            "{prefix}/{host}/, so it cannot be scoped to a host's keys alone."
+        )
+        note += f"\n# Actions on the objects: {', '.join(object_actions(oc))}."
+    return f"{note}\n{body}\n"
 
 
 def run(args: argparse.Namespace, cfg: RollcapConfig) -> int:
@@ -63,7 +101,7 @@ def run(args: argparse.Namespace, cfg: RollcapConfig) -> int:
     if args.policy:
         if not oc.is_s3:
             raise RollcapError(f"{oc.destination}: a policy is only for s3:// destinations")
-        sys.stdout.write(render_policy(cfg, host))
+        sys.stdout.write(render_policy(cfg, host, args.role, args.host_variable))
         return 0
     from rollcap.storage import open_storage
 
@@ -89,7 +127,7 @@ def run(args: argparse.Namespace, cfg: RollcapConfig) -> int:
         store.close()
     if oc.is_s3:
         print()
-        sys.stdout.write(render_policy(cfg, host))
+        sys.stdout.write(render_policy(cfg, host, args.role, args.host_variable))
     failed = [r.name for r in results if r.status == FAIL]
     if failed:
         print(f"rollcap: check-destination failed: {', '.join(failed)}", file=sys.stderr)

@@ -27,7 +27,9 @@ fleet-wide window with a few listings and no HEADs:
   every entry's file name starts with ``HOST~``, so one IAM resource pattern,
   ``{prefix}/_index/*/${aws:username}~*``, confines a host to entries that name
   itself (storage/policy.py). IAM's ``*`` also matches '/', so readers must
-  refuse every key of another shape (parse_key does).
+  refuse every key of another shape (parse_key does), and believe an entry
+  only when its capture key lies under its host's prefix
+  (retrieve/entrycheck.py).
 - Safe with many writers and crashes: every entry is a new key written once
   by the one host it describes (no read-modify-write); a lost entry is only a
   hint lost, because the reader verifies any host whose entries leave a hole

@@ -1,9 +1,17 @@
-"""The least-privilege IAM policy for one host's offload.
+"""The least-privilege IAM policies around one bucket: hosts, readers, requesters.
 
-Scoped to the part of the bucket this host's keys share (``prefix/host/`` with
-the default key template), so a compromised host can neither read nor plant
-another host's captures, nor delete or unlock anything: no s3:DeleteObject,
-no s3:BypassGovernanceRetention, no legal holds. Pure logic.
+``host`` (each capture host's offload): its own captures (``prefix/HOST/`` with
+the default key template) and index entries naming itself
+(``prefix/_index/*/HOST~*``, storage/manifest.py), so a compromised host can
+neither read nor plant another host's captures or entries, nor delete or
+unlock anything: no s3:DeleteObject, no s3:BypassGovernanceRetention, no legal
+holds. The host's name is an IAM policy variable (``${aws:username}``, or the
+principal tag ``rollcap-host``), so one policy serves the whole fleet.
+
+``reader`` (the analyst: list, fetch, hold): lists and reads everything below
+the prefix and sets legal holds. ``requester`` (fleet keep requests, issue
+27): writes and reads request objects below ``prefix/_requests/`` and nothing
+else. Pure logic.
 """
 
 from __future__ import annotations
@@ -12,6 +20,17 @@ import string
 from typing import Any
 
 from rollcap.config.schema import OffloadConfig
+from rollcap.storage.manifest import INDEX_DIR
+
+#: where fleet keep requests live (below the prefix); only requesters write there
+REQUESTS_DIR = "_requests"
+#: how the policy names the host: the IAM user's name, a principal tag, or this
+#: host's name written out (for an evaluator without policy variables)
+HOST_VARIABLES = {
+    "username": "${aws:username}",
+    "tag": "${aws:PrincipalTag/rollcap-host}",
+}
+ROLES = ("host", "reader", "requester")
 
 
 def host_scope(template: str, prefix: str, host: str) -> tuple[str, bool]:
@@ -35,6 +54,36 @@ def host_scope(template: str, prefix: str, host: str) -> tuple[str, bool]:
     return scope, per_host and host in scope.split("/")
 
 
+def key_in_scope(key: str, template: str, prefix: str, host: str) -> bool:
+    """Whether a capture key lies where only ``host`` may write (its scope).
+    False when the template gives hosts no prefix of their own: then no key
+    can be attributed to a host by where it lies."""
+    scope, per_host = host_scope(template, prefix, host)
+    return per_host and under_scope(key, scope)
+
+
+def under_scope(key: str, scope: str) -> bool:
+    """key lies below scope (a host_scope), with no '', '.' or '..' segment
+    that a file:// archive would resolve out of it."""
+    if not key.startswith(scope) or len(key) == len(scope):
+        return False
+    return not any(p in ("", ".", "..") for p in key[len(scope) :].split("/"))
+
+
+def _base(prefix: str) -> str:
+    p = prefix.strip("/")
+    return f"{p}/" if p else ""
+
+
+def index_pattern(prefix: str, host: str) -> str:
+    """Every index entry ``host`` may write (every kind, every slot)."""
+    return f"{_base(prefix)}{INDEX_DIR}/*/{host}~*"
+
+
+def requests_prefix(prefix: str) -> str:
+    return f"{_base(prefix)}{REQUESTS_DIR}/"
+
+
 def object_actions(cfg: OffloadConfig) -> list[str]:
     """What the offload does to its own objects, with these settings."""
     actions = ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"]
@@ -44,6 +93,20 @@ def object_actions(cfg: OffloadConfig) -> list[str]:
         # HEAD shows the retention only to a caller allowed to read it
         actions += ["s3:PutObjectRetention", "s3:GetObjectRetention"]
     return actions
+
+
+# What the offload does to its index entries: one PUT each (the key names all
+# an entry holds); AbortMultipartUpload for check-destination's probe, which
+# starts and aborts an upload so that it leaves nothing behind.
+INDEX_ACTIONS = ["s3:PutObject", "s3:AbortMultipartUpload"]
+READER_ACTIONS = [
+    "s3:GetObject",
+    "s3:GetObjectTagging",
+    "s3:GetObjectRetention",
+    "s3:GetObjectLegalHold",
+    "s3:PutObjectLegalHold",
+]
+REQUESTER_ACTIONS = ["s3:PutObject", "s3:GetObject"]
 
 
 def _kms_resource(cfg: OffloadConfig) -> str:
@@ -56,9 +119,44 @@ def _kms_resource(cfg: OffloadConfig) -> str:
     return f"arn:aws:kms:{region}:ACCOUNT-ID:key/KEY-ID"  # an alias or aws/s3: name the key
 
 
-def iam_policy(cfg: OffloadConfig, host: str, template: str) -> dict[str, Any]:
-    scope, _per_host = host_scope(template, cfg.prefix, host)
+def _kms(cfg: OffloadConfig, actions: list[str]) -> list[dict[str, Any]]:
+    if cfg.sse != "aws:kms":
+        return []
+    return [{"Sid": "RollcapKmsKey", "Effect": "Allow", "Action": actions,
+             "Resource": _kms_resource(cfg)}]  # fmt: skip
+
+
+def _list(sid: str, bucket: str, prefixes: list[str]) -> dict[str, Any]:
+    st: dict[str, Any] = {"Sid": sid, "Effect": "Allow", "Action": "s3:ListBucket",
+                          "Resource": bucket}  # fmt: skip
+    if any(prefixes):
+        st["Condition"] = {"StringLike": {"s3:prefix": prefixes}}
+    return st
+
+
+def iam_policy(cfg: OffloadConfig, host: str, template: str, role: str = "host") -> dict[str, Any]:
+    """The policy for ``role``. ``host``: how the policy names the host, a
+    policy variable (HOST_VARIABLES) or a host name."""
     bucket = f"arn:aws:s3:::{cfg.bucket}"
+    if role == "reader":
+        statements = reader_statements(cfg, bucket)
+    elif role == "requester":
+        req = requests_prefix(cfg.prefix)
+        statements = [
+            {"Sid": "RollcapKeepRequests", "Effect": "Allow", "Action": REQUESTER_ACTIONS,
+             "Resource": f"{bucket}/{req}*"},
+            _list("RollcapListKeepRequests", bucket, [f"{req}*"]),
+        ]  # fmt: skip
+    elif role == "host":
+        statements = host_statements(cfg, host, template, bucket)
+    else:
+        raise ValueError(f"role {role!r}: one of {', '.join(ROLES)}")
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def host_statements(cfg: OffloadConfig, host: str, template: str, bucket: str
+                    ) -> list[dict[str, Any]]:  # fmt: skip
+    scope, _per_host = host_scope(template, cfg.prefix, host)
     statements: list[dict[str, Any]] = [
         {
             "Sid": "RollcapOwnCaptures",
@@ -67,14 +165,16 @@ def iam_policy(cfg: OffloadConfig, host: str, template: str) -> dict[str, Any]:
             "Resource": f"{bucket}/{scope}*",
         },
         {
-            # also authorizes HeadBucket, which then answers 403: rollcap's
-            # destination check falls back to listing this prefix
-            "Sid": "RollcapListOwnPrefix",
+            # IAM's '*' matches '/' too: readers refuse any key below _index/
+            # that is not exactly the shape an entry has (manifest.parse_key)
+            "Sid": "RollcapOwnIndexEntries",
             "Effect": "Allow",
-            "Action": "s3:ListBucket",
-            "Resource": bucket,
-            "Condition": {"StringLike": {"s3:prefix": [f"{scope}*"]}},
+            "Action": INDEX_ACTIONS,
+            "Resource": f"{bucket}/{index_pattern(cfg.prefix, host)}",
         },
+        # also authorizes HeadBucket, which then answers 403: rollcap's
+        # destination check falls back to listing this prefix
+        _list("RollcapListOwnPrefix", bucket, [f"{scope}*"]),
         {
             # no prefix condition exists for these: they show key names of
             # incomplete uploads and the bucket's settings, no data
@@ -88,14 +188,21 @@ def iam_policy(cfg: OffloadConfig, host: str, template: str) -> dict[str, Any]:
             "Resource": bucket,
         },
     ]
-    if cfg.sse == "aws:kms":
-        statements.append(
-            {
-                "Sid": "RollcapKmsKey",
-                "Effect": "Allow",
-                # Decrypt: multipart uploads read back their data key
-                "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
-                "Resource": _kms_resource(cfg),
-            }
-        )
-    return {"Version": "2012-10-17", "Statement": statements}
+    # Decrypt: multipart uploads read back their data key
+    return statements + _kms(cfg, ["kms:GenerateDataKey", "kms:Decrypt"])
+
+
+def reader_statements(cfg: OffloadConfig, bucket: str) -> list[dict[str, Any]]:
+    base = _base(cfg.prefix)
+    return [
+        {
+            # legal holds: `rollcap hold` (and --release: whoever may set a
+            # hold may lift it; give reader rights to the people who decide)
+            "Sid": "RollcapReadAndHold",
+            "Effect": "Allow",
+            "Action": READER_ACTIONS,
+            "Resource": f"{bucket}/{base}*",
+        },
+        _list("RollcapListPrefix", bucket, [f"{base}*"] if base else []),
+        *_kms(cfg, ["kms:Decrypt"]),
+    ]

@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 from rollcap.config.schema import OffloadConfig
 from rollcap.storage.base import StorageError
 from rollcap.storage.destcheck import FAIL, OK, SKIP, WARN, Result
-from rollcap.storage.policy import host_scope
+from rollcap.storage.policy import host_scope, index_pattern
 from rollcap.storage.s3 import S3Storage
 from rollcap.storage.settings import encode_tags
 
@@ -48,8 +48,15 @@ class S3Checks:
         self.cfg = cfg
         self.c: Any = store.client
         self.bucket = store.bucket
+        self.host = host
         self.scope = store.scope or host_scope(cfg.key_template, cfg.prefix, host)[0]
-        self.probe = f"{self.scope}.rollcap-check-{uuid.uuid4().hex[:12]}"
+        probe = f"rollcap-check-{uuid.uuid4().hex[:12]}"
+        # a capture-like key under the host's prefix, and an index entry naming
+        # this host (storage.policy.index_pattern); both only ever started as
+        # multipart uploads and aborted: hosts may not delete
+        self.probe = f"{self.scope}.{probe}"
+        self.index_probe = index_pattern(cfg.prefix, host).replace("*/", f"{probe}/", 1)
+        self.index_probe = self.index_probe.replace("~*", f"~{probe}")
         self.existing_key = ""
 
     def run(self) -> Iterator[Result]:
@@ -62,6 +69,7 @@ class S3Checks:
         yield self._list()
         yield self._head()
         yield from self._put_and_abort()
+        yield from self._index_entry()
         yield self._list_uploads()
         yield from self._settings_probes()
         yield self._object_lock()
@@ -146,29 +154,29 @@ class S3Checks:
         return Result(OK, "head", f"s3:GetObject ({key})")
 
     def _start_and_abort(
-        self, name: str, action: str, extra: dict[str, Any], ok: str
+        self, name: str, action: str, extra: dict[str, Any], ok: str, key: str = ""
     ) -> Iterator[Result]:
+        key = key or self.probe
         try:
-            up = self.c.create_multipart_upload(Bucket=self.bucket, Key=self.probe, **extra)
+            up = self.c.create_multipart_upload(Bucket=self.bucket, Key=key, **extra)
         except ClientError as e:
             hint = f" (needs {action})" if _code(e) == "AccessDenied" else ""
             yield Result(FAIL, name, f"{_say(e)}{hint}")
             return
         yield Result(OK, name, ok)
-        if not extra:  # the plain one stands for AbortMultipartUpload too
-            yield self._abort(up["UploadId"])
-        else:
-            self._abort(up["UploadId"])
+        aborted = self._abort(up["UploadId"], key)
+        if not extra or aborted.status == FAIL:  # the plain one stands for the abort
+            yield aborted
 
-    def _abort(self, upload_id: str) -> Result:
+    def _abort(self, upload_id: str, key: str) -> Result:
         try:
-            self.c.abort_multipart_upload(Bucket=self.bucket, Key=self.probe, UploadId=upload_id)
+            self.c.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
         except ClientError as e:
             return Result(
                 FAIL,
                 "abort multipart",
-                f"{_say(e)} (needs s3:AbortMultipartUpload; "
-                f"an incomplete upload of {self.probe} is left)",
+                f"{_say(e)} (needs s3:AbortMultipartUpload on {key}; "
+                "an incomplete upload of it is left)",
             )
         return Result(OK, "abort multipart", "s3:AbortMultipartUpload")
 
@@ -179,6 +187,18 @@ class S3Checks:
             {},
             f"s3:PutObject below {self.scope or '(bucket root)'} "
             "(a multipart upload started and aborted)",
+        )
+
+    def _index_entry(self) -> Iterator[Result]:
+        if not self.store.manifests:
+            yield Result(SKIP, "put index entry", "this key template writes no index entries")
+            return
+        yield from self._start_and_abort(
+            "put index entry",
+            f"s3:PutObject on {index_pattern(self.cfg.prefix, self.host)}",
+            {},
+            f"s3:PutObject of an index entry naming {self.host} (started and aborted)",
+            key=self.index_probe,
         )
 
     def _list_uploads(self) -> Result:

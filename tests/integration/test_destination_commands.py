@@ -85,14 +85,16 @@ def test_check_destination_passes_for_an_enterprise_bucket(
     statements = policy["Statement"]
     assert isinstance(statements, list)
     objects = statements[0]
-    assert objects["Resource"] == f"arn:aws:s3:::{bucket}/caps/{HOST}/*"
+    assert objects["Resource"] == f"arn:aws:s3:::{bucket}/caps/${{aws:username}}/*"
     assert "s3:DeleteObject" not in json.dumps(policy)
     assert "s3:BypassGovernanceRetention" not in json.dumps(policy)
     assert {"s3:PutObject", "s3:PutObjectTagging", "s3:PutObjectRetention"} <= set(
         objects["Action"]
     )
-    listing = statements[1]
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": [f"caps/{HOST}/*"]}}
+    assert statements[1]["Resource"] == f"arn:aws:s3:::{bucket}/caps/_index/*/${{aws:username}}~*"
+    listing = statements[2]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["caps/${aws:username}/*"]}}
+    assert got.get("put index entry") == "ok", p.stdout
 
 
 @pytest.mark.parametrize(
@@ -140,7 +142,8 @@ def test_check_destination_policy_only_needs_no_server(tmp_path: Path) -> None:
         'endpoint_url = "http://127.0.0.1:9"\nsse = "aws:kms"\n'
         'sse_kms_key_id = "arn:aws:kms:eu-west-1:111122223333:key/abc"\n'
     )
-    p = run_rollcap(cfg, {**os.environ, "PYTHONPATH": str(REPO)}, "check-destination", "--policy")
+    p = run_rollcap(cfg, {**os.environ, "PYTHONPATH": str(REPO)}, "check-destination",
+                    "--policy", "--host-variable", "none")  # fmt: skip
     assert p.returncode == 0, p.stderr
     policy = json.dumps(_policy(p.stdout))
     assert "arn:aws:s3:::b-1/p/edge1/*" in policy

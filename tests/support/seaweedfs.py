@@ -51,6 +51,7 @@ class SeaweedFS:
     secret_key: str = SECRET_KEY
     ports: list[int] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
+    extra_args: list[str] = field(default_factory=list)  # e.g. ["-s3.iam.readOnly=false"]
     _own_dir: bool = False
 
     @property
@@ -84,6 +85,7 @@ class SeaweedFS:
             f"-s3.port={s3}", f"-master.port={master}", f"-volume.port={volume}",
             f"-filer.port={filer}", f"-admin.port={admin}", f"-webdav.port={webdav}",
             "-s3.port.iceberg=0", "-s3.port.lance=0", f"-bucket={self.bucket}",
+            *self.extra_args,
         ]  # fmt: skip
         log = open(self.data_dir / "weed.log", "ab")  # noqa: SIM115 - lives with the process
         self.proc = subprocess.Popen(

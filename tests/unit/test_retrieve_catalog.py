@@ -164,3 +164,21 @@ def test_a_file_still_running_when_the_next_one_opened_is_found(tmp_path: Path) 
                             until=utc(2026, 11, 26, 0, 10, 5))  # fmt: skip
     assert _keys(caps) == ["web1-eth0-20261126T000000Z-000001.pcap.zst",
                            "web1-eth0-20261126T001000Z-000002.pcap.zst"]  # fmt: skip
+
+
+def test_an_object_whose_metadata_names_another_host_is_reported_not_shown(
+    st: MemoryStorage, tmp_path: Path
+) -> None:
+    """web2 may write any metadata below its own prefix: a capture there that
+    says host web1 is not web1's (nor web2's), and the search names it."""
+    key = _put(st, tmp_path, "web2", utc(2026, 11, 26, 0, 9), utc(2026, 11, 26, 0, 9, 1),
+               utc(2026, 11, 26, 0, 11), seq=9)  # fmt: skip
+    data, md = st.objects[key]
+    st.objects[key] = (data, {**md, META["host"]: "web1"})
+    for hosts in (None, ["web1"], ["web2"]):
+        caps, search = find_captures(st, template=T, prefix="caps", hosts=hosts,
+                                     since=utc(2026, 11, 26, 0, 9, 30),
+                                     until=utc(2026, 11, 26, 0, 12))  # fmt: skip
+        assert key not in [c.key for c in caps]
+        if hosts != ["web1"]:  # web1's listing never looks below web2/
+            assert [(c.key, khost) for c, khost in search.mislabelled] == [(key, "web2")]
