@@ -77,7 +77,11 @@ def test_junk_is_quarantined_never_uploaded(offload_rig: Rig, tmp_path: Path,
 
     wait_for(lambda: good <= stored(), 60, 0.5, what="the valid file before the junk")
     time.sleep(3)  # the junk had its chance
-    (r / _name(rig, 11)).write_bytes(good2)  # still working after the junk?
+    # still working after the junk? Renamed in whole, as capture hands off: a
+    # write_bytes into ready/ can be seen (and judged) while still empty
+    staged = rig.spool / "work" / _name(rig, 11)
+    staged.write_bytes(good2)
+    os.rename(staged, r / staged.name)
     good.add(hashlib.sha256(good2).hexdigest())
     wait_for(lambda: good <= stored(), 60, 0.5, what="a valid file placed after the junk")
     time.sleep(2)

@@ -509,13 +509,22 @@ def test_status_shows_the_daemons_status_line(container: Container) -> None:
         assert unit_props(c, unit, "NRestarts")["NRestarts"] == "0"
 
 
+CGROUP_KILL_NOISE = re.compile(
+    r"rollcap-(capture|offload)\.service: Failed to kill control group \S+, ignoring: "
+    r"Input/output error$"
+)
+
+
 @needs_daemons
 def test_normal_running_logs_no_warnings(container: Container) -> None:
     """`journalctl -p warning` shows only problems: so far there were none (tcpdump's
     "data link type"/"listening on" lines used to be warnings)."""
     out = container.run(["journalctl", "-q", "--no-pager", "-o", "cat", "-p", "warning",
                          "-u", "rollcap-capture", "-u", "rollcap-offload"]).stdout  # fmt: skip
-    assert out.strip() == ""
+    # systemd's own line when the container's cgroup refuses cgroup.kill (nested
+    # nspawn on some kernels: EIO); systemd goes on and so does the unit
+    lines = [ln for ln in out.splitlines() if ln.strip() and not CGROUP_KILL_NOISE.match(ln)]
+    assert lines == []
 
 
 # 0.2's ACL on node_exporter's directory (tmpfiles.d "a+ ... user:rollcap-capture:rwx,
