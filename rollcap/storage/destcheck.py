@@ -64,13 +64,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "for the fleet, each host's user named as the host), the principal tag "
         "rollcap-host, or none (this host's name written out)",
     )
+    p.add_argument(
+        "--no-write-once-condition",
+        dest="write_once",
+        action="store_false",
+        help="host policy: grant s3:PutObject without the s3:if-none-match / "
+        "s3:ObjectCreationOperation conditions, for a server that does not evaluate "
+        "them (SeaweedFS 4.48 denies every write with them). The host can then "
+        "overwrite its own past objects: use bucket versioning or Object Lock",
+    )
 
 
 def render_policy(cfg: RollcapConfig, host: str, role: str = "host",
-                  variable: str = "username") -> str:  # fmt: skip
+                  variable: str = "username", write_once: bool = True) -> str:  # fmt: skip
     oc = cfg.offload
     name = HOST_VARIABLES.get(variable, host)
-    body = json.dumps(iam_policy(oc, name, oc.key_template, role), indent=2)
+    body = json.dumps(iam_policy(oc, name, oc.key_template, role, write_once), indent=2)
     if role == "reader":
         note = (
             "# IAM policy for readers (rollcap list, fetch, hold): everything below the "
@@ -92,6 +101,14 @@ def render_policy(cfg: RollcapConfig, host: str, role: str = "host",
             "{prefix}/{host}/, so it cannot be scoped to a host's keys alone."
         )
         note += f"\n# Actions on the objects: {', '.join(object_actions(oc))}."
+        note += (
+            "\n# Write-once: s3:PutObject only with If-None-Match (s3:if-none-match) or as "
+            "a multipart step (s3:ObjectCreationOperation false); for servers that do not "
+            "evaluate these keys: --no-write-once-condition."
+            if write_once
+            else "\n# NOT write-once (--no-write-once-condition): the host can overwrite its "
+            "own past objects; use bucket versioning or Object Lock."
+        )
     return f"{note}\n{body}\n"
 
 
@@ -101,7 +118,8 @@ def run(args: argparse.Namespace, cfg: RollcapConfig) -> int:
     if args.policy:
         if not oc.is_s3:
             raise RollcapError(f"{oc.destination}: a policy is only for s3:// destinations")
-        sys.stdout.write(render_policy(cfg, host, args.role, args.host_variable))
+        sys.stdout.write(render_policy(cfg, host, args.role, args.host_variable,
+                                       args.write_once))  # fmt: skip
         return 0
     from rollcap.storage import open_storage
 
@@ -127,7 +145,8 @@ def run(args: argparse.Namespace, cfg: RollcapConfig) -> int:
         store.close()
     if oc.is_s3:
         print()
-        sys.stdout.write(render_policy(cfg, host, args.role, args.host_variable))
+        sys.stdout.write(render_policy(cfg, host, args.role, args.host_variable,
+                                       args.write_once))  # fmt: skip
     failed = [r.name for r in results if r.status == FAIL]
     if failed:
         print(f"rollcap: check-destination failed: {', '.join(failed)}", file=sys.stderr)

@@ -5,8 +5,14 @@ the default key template) and index entries naming itself
 (``prefix/_index/*/HOST~*``, storage/manifest.py), so a compromised host can
 neither read nor plant another host's captures or entries, nor delete or
 unlock anything: no s3:DeleteObject, no s3:BypassGovernanceRetention, no legal
-holds. The host's name is an IAM policy variable (``${aws:username}``, or the
-principal tag ``rollcap-host``), so one policy serves the whole fleet.
+holds. Write-once by default: s3:PutObject only with ``If-None-Match`` (the
+``s3:if-none-match`` condition key) or as a multipart step that creates no
+object (``s3:ObjectCreationOperation`` false), so the host cannot overwrite
+its own past captures and entries either, on a server that evaluates those
+keys (AWS). ``write_once=False`` leaves them out, for servers that do not
+(they match no request there, and every write is denied). The host's name is
+an IAM policy variable (``${aws:username}``, or the principal tag
+``rollcap-host``), so one policy serves the whole fleet.
 
 ``reader`` (the analyst: list, fetch, hold): lists and reads everything below
 the prefix and sets legal holds. ``requester`` (fleet keep requests, issue
@@ -84,9 +90,11 @@ def requests_prefix(prefix: str) -> str:
     return f"{_base(prefix)}{REQUESTS_DIR}/"
 
 
-def object_actions(cfg: OffloadConfig) -> list[str]:
-    """What the offload does to its own objects, with these settings."""
-    actions = ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"]
+def object_actions(cfg: OffloadConfig, put: bool = True) -> list[str]:
+    """What the offload does to its own objects, with these settings
+    (``put=False``: all but s3:PutObject)."""
+    actions = ["s3:PutObject"] if put else []
+    actions += ["s3:GetObject", "s3:AbortMultipartUpload"]
     if cfg.tags or cfg.rollcap_tags:
         actions += ["s3:PutObjectTagging", "s3:GetObjectTagging"]
     if cfg.object_lock_mode:
@@ -99,6 +107,13 @@ def object_actions(cfg: OffloadConfig) -> list[str]:
 # an entry holds); AbortMultipartUpload for check-destination's probe, which
 # starts and aborts an upload so that it leaves nothing behind.
 INDEX_ACTIONS = ["s3:PutObject", "s3:AbortMultipartUpload"]
+# Write-once (AWS, "Enforce conditional writes on Amazon S3 buckets"):
+# PutObject and CompleteMultipartUpload are authorized as s3:PutObject only with
+# an If-None-Match header; CreateMultipartUpload and UploadPart (also
+# s3:PutObject, and they take no conditional header) create no object.
+# Every write the offload makes carries the header (storage/s3upload.py).
+CREATE_ONCE = {"Null": {"s3:if-none-match": "false"}}
+MULTIPART_STEP = {"Bool": {"s3:ObjectCreationOperation": "false"}}
 READER_ACTIONS = [
     "s3:GetObject",
     "s3:GetObjectTagging",
@@ -134,9 +149,11 @@ def _list(sid: str, bucket: str, prefixes: list[str]) -> dict[str, Any]:
     return st
 
 
-def iam_policy(cfg: OffloadConfig, host: str, template: str, role: str = "host") -> dict[str, Any]:
+def iam_policy(cfg: OffloadConfig, host: str, template: str, role: str = "host",
+               write_once: bool = True) -> dict[str, Any]:  # fmt: skip
     """The policy for ``role``. ``host``: how the policy names the host, a
-    policy variable (HOST_VARIABLES) or a host name."""
+    policy variable (HOST_VARIABLES) or a host name. ``write_once``: the host
+    may create objects only with If-None-Match (see CREATE_ONCE)."""
     bucket = f"arn:aws:s3:::{cfg.bucket}"
     if role == "reader":
         statements = reader_statements(cfg, bucket)
@@ -148,30 +165,42 @@ def iam_policy(cfg: OffloadConfig, host: str, template: str, role: str = "host")
             _list("RollcapListKeepRequests", bucket, [f"{req}*"]),
         ]  # fmt: skip
     elif role == "host":
-        statements = host_statements(cfg, host, template, bucket)
+        statements = host_statements(cfg, host, template, bucket, write_once)
     else:
         raise ValueError(f"role {role!r}: one of {', '.join(ROLES)}")
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def host_statements(cfg: OffloadConfig, host: str, template: str, bucket: str
-                    ) -> list[dict[str, Any]]:  # fmt: skip
+def host_statements(cfg: OffloadConfig, host: str, template: str, bucket: str,
+                    write_once: bool = True) -> list[dict[str, Any]]:  # fmt: skip
     scope, _per_host = host_scope(template, cfg.prefix, host)
+    captures = f"{bucket}/{scope}*"
+    # IAM's '*' matches '/' too: readers refuse any key below _index/ that is
+    # not exactly the shape an entry has (manifest.parse_key)
+    entries = f"{bucket}/{index_pattern(cfg.prefix, host)}"
+    put = not write_once  # s3:PutObject unconditioned, or in the two below
     statements: list[dict[str, Any]] = [
         {
             "Sid": "RollcapOwnCaptures",
             "Effect": "Allow",
-            "Action": object_actions(cfg),
-            "Resource": f"{bucket}/{scope}*",
+            "Action": object_actions(cfg, put=put),
+            "Resource": captures,
         },
         {
-            # IAM's '*' matches '/' too: readers refuse any key below _index/
-            # that is not exactly the shape an entry has (manifest.parse_key)
             "Sid": "RollcapOwnIndexEntries",
             "Effect": "Allow",
-            "Action": INDEX_ACTIONS,
-            "Resource": f"{bucket}/{index_pattern(cfg.prefix, host)}",
+            "Action": INDEX_ACTIONS if put else INDEX_ACTIONS[1:],
+            "Resource": entries,
         },
+    ]
+    if write_once:
+        statements += [
+            {"Sid": "RollcapCreateOnlyNew", "Effect": "Allow", "Action": "s3:PutObject",
+             "Resource": [captures, entries], "Condition": CREATE_ONCE},
+            {"Sid": "RollcapMultipartSteps", "Effect": "Allow", "Action": "s3:PutObject",
+             "Resource": [captures, entries], "Condition": MULTIPART_STEP},
+        ]  # fmt: skip
+    statements += [
         # also authorizes HeadBucket, which then answers 403: rollcap's
         # destination check falls back to listing this prefix
         _list("RollcapListOwnPrefix", bucket, [f"{scope}*"]),

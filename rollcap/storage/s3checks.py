@@ -26,6 +26,14 @@ _CREDENTIAL_CODES = {
 }
 
 
+# A write-once host policy (storage.policy) allows these probes through
+# s3:ObjectCreationOperation = false, a key some servers do not evaluate
+_WRITE_ONCE_HINT = (
+    "; a server that does not evaluate s3:ObjectCreationOperation denies it under the "
+    "write-once policy: print it with --no-write-once-condition"
+)
+
+
 def _code(e: ClientError) -> str:
     return str(e.response.get("Error", {}).get("Code") or "")
 
@@ -160,7 +168,7 @@ class S3Checks:
         try:
             up = self.c.create_multipart_upload(Bucket=self.bucket, Key=key, **extra)
         except ClientError as e:
-            hint = f" (needs {action})" if _code(e) == "AccessDenied" else ""
+            hint = f" (needs {action}{_WRITE_ONCE_HINT})" if _code(e) == "AccessDenied" else ""
             yield Result(FAIL, name, f"{_say(e)}{hint}")
             return
         yield Result(OK, name, ok)

@@ -8,6 +8,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -262,3 +263,22 @@ def test_bodies_are_not_hashed_again_for_signing(store: S3Storage, tmp_path: Pat
     assert len(sent) == 1 + len(digests)
     assert all(signed == "UNSIGNED-PAYLOAD" for signed, _c, _u in sent), sent
     assert all(c for _s, c, _u in sent)  # ... because every body has a checksum
+
+
+def test_index_entries_are_written_once(store: S3Storage) -> None:
+    """put_bytes (manifest entries) sends If-None-Match: * like the captures do,
+    so a write-once policy (storage.policy) allows it and nothing overwrites an
+    entry; a rewrite after a crash (the same key, so the same bytes) is a 412
+    that counts as written."""
+    sent: list[str] = []
+
+    def put(params: dict[str, Any], **_kw: Any) -> None:
+        sent.append(params["headers"].get("If-None-Match", "-"))
+
+    store.client.meta.events.register("before-call.s3.PutObject", put)
+    key = "caps/_index/manifest/v1/date=2026-11-26/hour=12/minute=00/h1~k"
+    store.put_bytes(key, b'{"a":1}\n', "application/x-ndjson")
+    store.put_bytes(key, b'{"a":2}\n', "application/x-ndjson")  # 412: no error
+    assert sent == ["*", "*"]
+    body = store.client.get_object(Bucket=store.bucket, Key=key)["Body"].read()
+    assert body == b'{"a":1}\n'

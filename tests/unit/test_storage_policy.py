@@ -31,17 +31,30 @@ def _like(pattern: str, value: str, user: str) -> bool:
 
 
 def allowed(policy: dict[str, Any], user: str, action: str, resource: str,
-            prefix: str | None = None) -> bool:  # fmt: skip
+            prefix: str | None = None, *, if_none_match: bool = True,
+            creating: bool = True) -> bool:  # fmt: skip
+    """Whether some statement allows the request. ``if_none_match``: the
+    request carries the header; ``creating``: it creates an object (PutObject,
+    CompleteMultipartUpload; not CreateMultipartUpload, UploadPart)."""
+    context = {
+        ("Null", "s3:if-none-match"): str(not if_none_match).lower(),
+        ("Bool", "s3:ObjectCreationOperation"): str(creating).lower(),
+    }
     for st in policy["Statement"]:
         actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
         if st["Effect"] != "Allow" or action not in actions:
             continue
-        if not _like(st["Resource"], resource, user):
+        resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+        if not any(_like(r, resource, user) for r in resources):
             continue
-        like = st.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
+        conditions = dict(st.get("Condition", {}))
+        like = conditions.pop("StringLike", {}).get("s3:prefix")
         if like is not None and not any(_like(p, prefix or "", user) for p in like):
             continue
-        return True
+        # any other condition must be one this matcher knows (else: fail loudly)
+        if all(context[(op, key)] == want for op, kv in conditions.items()
+               for key, want in kv.items()):  # fmt: skip
+            return True
     return False
 
 
@@ -177,3 +190,49 @@ def test_printed_policy_is_json(tmp_path: Path, args: list[str], words: list[str
     assert comments and body["Version"] == "2012-10-17"
     for w in words:
         assert w in json.dumps(body), (w, r.stdout)
+
+
+def test_the_host_policy_is_write_once() -> None:
+    """A compromised host cannot overwrite its own past captures or entries:
+    s3:PutObject needs If-None-Match, except for the multipart steps that create
+    no object (the pattern of AWS's "Enforce conditional writes on Amazon S3
+    buckets"). Tagging and retention are not object creation: not conditioned."""
+    policy = iam_policy(CFG, USER, CFG.key_template)
+    for key in _keys(CFG, "web1"):  # the capture and its index entries
+        arn = ARN + key
+        assert allowed(policy, "web1", "s3:PutObject", arn)  # PutObject, Complete with it
+        assert not allowed(policy, "web1", "s3:PutObject", arn, if_none_match=False)
+        # CreateMultipartUpload, UploadPart: no header, no object (and the probes)
+        assert allowed(policy, "web1", "s3:PutObject", arn, if_none_match=False, creating=False)
+        assert not allowed(policy, "web2", "s3:PutObject", arn, creating=False)
+        assert allowed(policy, "web1", "s3:AbortMultipartUpload", arn)
+    puts = [st for st in policy["Statement"] if "s3:PutObject" in st["Action"]]
+    assert [st["Condition"] for st in puts] == [
+        {"Null": {"s3:if-none-match": "false"}},
+        {"Bool": {"s3:ObjectCreationOperation": "false"}},
+    ]
+    capture = ARN + _keys(CFG, "web1")[0]
+    assert allowed(policy, "web1", "s3:PutObjectTagging", capture, if_none_match=False)
+
+
+def test_without_the_write_once_condition_a_host_can_overwrite_its_own_keys() -> None:
+    policy = iam_policy(CFG, USER, CFG.key_template, write_once=False)
+    assert "Condition" not in json.dumps(policy).replace('"Condition": {"StringLike"', "")
+    for key in _keys(CFG, "web1"):
+        assert allowed(policy, "web1", "s3:PutObject", ARN + key, if_none_match=False)
+        assert not allowed(policy, "web2", "s3:PutObject", ARN + key, if_none_match=False)
+
+
+def test_the_cli_prints_the_write_once_policy_unless_told_not_to(tmp_path: Path) -> None:
+    cfg = tmp_path / "r.toml"
+    cfg.write_text('[capture]\nhostname = "web1"\n[offload]\ndestination = "s3://b-1/caps"\n')
+    for flags, write_once in (((), True), (("--no-write-once-condition",), False)):
+        p = rollcap("check-destination", "--config", str(cfg), "--policy", *flags)
+        assert p.returncode == 0, p.stderr
+        body = json.loads("\n".join(ln for ln in p.stdout.splitlines() if not ln.startswith("#")))
+        text = json.dumps(body)
+        assert ("s3:if-none-match" in text) is write_once
+        assert ("s3:ObjectCreationOperation" in text) is write_once
+        assert allowed(body, "web1", "s3:PutObject", ARN + "caps/web1/x",
+                       if_none_match=False) is not write_once  # fmt: skip
+        assert ("NOT write-once" in p.stdout) is not write_once

@@ -172,7 +172,10 @@ def test_the_policy_grants_no_delete_and_follows_the_settings() -> None:
     p = iam_policy(plain, "h1", plain.key_template)
     own = p["Statement"][0]
     assert own["Resource"] == "arn:aws:s3:::b-1/caps/h1/*"
-    assert own["Action"] == ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"]
+    # s3:PutObject: in the write-once statements (test_storage_policy)
+    assert own["Action"] == ["s3:GetObject", "s3:AbortMultipartUpload"]
+    unconditioned = iam_policy(plain, "h1", plain.key_template, write_once=False)
+    assert unconditioned["Statement"][0]["Action"][0] == "s3:PutObject"
     text = str(p)
     assert "Delete" not in text and "Bypass" not in text and "LegalHold" not in text
     full = OffloadConfig(destination="s3://b-1/caps", object_lock_mode="COMPLIANCE",
