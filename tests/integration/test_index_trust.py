@@ -7,7 +7,9 @@ check-destination --policy` prints (one for the fleet), the analyst the
 `--role reader` one. web2 then plants forged, hiding and oversized index
 entries for web1; `list`, `fetch` and `hold` of web1 must give exactly web1's
 real packets and objects, and report what they refused. The same attack with
-unscoped credentials shows what the scoping prevents.
+unscoped credentials shows what the scoping prevents. SeaweedFS does not
+evaluate the write-once conditions: hosts get the policy printed with
+--no-write-once-condition, and a test shows what the default one does there.
 """
 
 from __future__ import annotations
@@ -128,6 +130,11 @@ def _policy(world: World, *args: str) -> str:
 # names no key; every other statement is evaluated as printed, and the test
 # would see any key write that this let through.
 _SEAWEEDFS_NAMES = {"s3:ListBucketMultipartUploads": "s3:PutObject"}
+# SeaweedFS 4.48 does not evaluate s3:if-none-match nor s3:ObjectCreationOperation
+# (measured: a statement conditioned on either matches no request), so the
+# default write-once host policy denies it every write
+# (test_the_write_once_policy_on_seaweedfs_...): hosts get the policy without it.
+SEAWEEDFS_HOST = ("--no-write-once-condition",)
 _SEAWEEDFS_UNKNOWN = {"s3:GetEncryptionConfiguration"}
 
 
@@ -147,7 +154,7 @@ def _world(sw: SeaweedFS, tmp: Path, scoped: bool) -> World:
     if not scoped:  # every identity has the admin's rights
         world.creds |= {"web1": admin, "web2": admin, "analyst": admin}
         return world
-    host_policy = _policy(world)  # one policy, the same for both hosts
+    host_policy = _policy(world, *SEAWEEDFS_HOST)  # one policy, the same for both hosts
     reader_policy = _policy(world, "--role", "reader")
     for user, policy in (("web1", host_policy), ("web2", host_policy),
                          ("analyst", reader_policy)):  # fmt: skip
@@ -324,7 +331,7 @@ def test_a_host_with_its_printed_policy_cannot_touch_another_hosts_evidence(
     assert chk.returncode == 0, chk.stdout + chk.stderr
     assert any(ln.startswith("ok    put index entry") for ln in chk.stdout.splitlines())
     # a host policy without the index statement: the probe names what is missing
-    old = json.loads(_policy(world))
+    old = json.loads(_policy(world, *SEAWEEDFS_HOST))
     old["Statement"] = [st for st in old["Statement"] if st["Sid"] != "RollcapOwnIndexEntries"]
     _user(world, "web3", json.dumps(old))
     chk3 = run_rollcap(world.config("web3"), world.env("web3"), "check-destination")
@@ -380,6 +387,39 @@ def test_a_host_with_its_printed_policy_cannot_touch_another_hosts_evidence(
     ):
         with pytest.raises(ClientError, match="AccessDenied"):
             deny()
+
+
+def test_the_write_once_policy_on_seaweedfs_denies_every_write_and_check_destination_says_why(
+    iam_seaweedfs: SeaweedFS, tmp_path: Path
+) -> None:
+    """What SeaweedFS can and cannot prove about write-once: it ignores the
+    condition keys, so the default policy there allows no write at all (not
+    even a conditional one), and check-destination names the way out; the
+    policy without them lets a host overwrite its own capture, the gap that the
+    condition closes on AWS (unit-tested against the JSON only)."""
+    world = _world(iam_seaweedfs, tmp_path, scoped=True)
+    _user(world, "web4", _policy(world))  # the default, write-once
+    c4 = world.s3("web4")
+    b = world.bucket
+    for put in (
+        lambda: c4.put_object(Bucket=b, Key="caps/web4/a", Body=b"x", IfNoneMatch="*"),
+        lambda: c4.put_object(Bucket=b, Key="caps/web4/b", Body=b"x"),
+        lambda: c4.create_multipart_upload(Bucket=b, Key="caps/web4/c"),
+    ):
+        with pytest.raises(ClientError, match="AccessDenied"):
+            put()
+    chk = run_rollcap(world.config("web4"), world.env("web4"), "check-destination")
+    assert chk.returncode == 1
+    fails = [ln for ln in chk.stdout.splitlines() if ln.startswith("FAIL")]
+    assert fails and all("--no-write-once-condition" in ln for ln in fails), chk.stdout
+    assert any(ln.startswith("FAIL  put ") for ln in fails), chk.stdout
+    # without the condition: web1 can replace its own past capture
+    c1 = world.s3("web1")
+    c1.put_object(Bucket=b, Key="caps/web1/old", Body=b"evidence", IfNoneMatch="*")
+    with pytest.raises(ClientError, match="PreconditionFailed"):  # what the offload sends
+        c1.put_object(Bucket=b, Key="caps/web1/old", Body=b"forged", IfNoneMatch="*")
+    c1.put_object(Bucket=b, Key="caps/web1/old", Body=b"forged")  # what it may omit
+    assert c1.get_object(Bucket=b, Key="caps/web1/old")["Body"].read() == b"forged"
 
 
 def test_unscoped_credentials_show_what_the_scoping_prevents(
