@@ -88,11 +88,14 @@ def test_check_destination_passes_for_an_enterprise_bucket(
     assert objects["Resource"] == f"arn:aws:s3:::{bucket}/caps/${{aws:username}}/*"
     assert "s3:DeleteObject" not in json.dumps(policy)
     assert "s3:BypassGovernanceRetention" not in json.dumps(policy)
-    assert {"s3:PutObject", "s3:PutObjectTagging", "s3:PutObjectRetention"} <= set(
-        objects["Action"]
-    )
-    assert statements[1]["Resource"] == f"arn:aws:s3:::{bucket}/caps/_index/*/${{aws:username}}~*"
-    listing = statements[2]
+    assert {"s3:PutObjectTagging", "s3:PutObjectRetention"} <= set(objects["Action"])
+    entries = f"arn:aws:s3:::{bucket}/caps/_index/*/${{aws:username}}~*"
+    assert statements[1]["Resource"] == entries
+    # s3:PutObject on both, write-once (storage.policy; unit-tested)
+    create, steps = statements[2], statements[3]
+    assert create["Action"] == steps["Action"] == "s3:PutObject"
+    assert create["Resource"] == steps["Resource"] == [objects["Resource"], entries]
+    listing = statements[4]
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["caps/${aws:username}/*"]}}
     assert got.get("put index entry") == "ok", p.stdout
 
