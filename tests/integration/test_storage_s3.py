@@ -265,6 +265,23 @@ def test_bodies_are_not_hashed_again_for_signing(store: S3Storage, tmp_path: Pat
     assert all(c for _s, c, _u in sent)  # ... because every body has a checksum
 
 
+def test_every_capture_upload_carries_if_none_match(store: S3Storage, tmp_path: Path) -> None:
+    """The write-once host policy (storage.policy) allows object creation only
+    with If-None-Match: the single PUT and the multipart completion carry it;
+    CreateMultipartUpload and UploadPart take none (the policy exempts them)."""
+    sent: list[str] = []
+
+    def record(params: dict[str, Any], model: Any, **_kw: Any) -> None:
+        sent.append(f"{model.name} {params['headers'].get('If-None-Match', '-')}")
+
+    for op in ("PutObject", "CreateMultipartUpload", "CompleteMultipartUpload"):
+        store.client.meta.events.register(f"before-call.s3.{op}", record)
+    for name, size in (("small", 100_000), ("large", 9 * 1024 * 1024)):
+        src = _file(tmp_path, name, size)
+        store.put_file(src, f"caps/h1/{name}", size=size, sha256=_sha(src), metadata={})
+    assert sent == ["PutObject *", "CreateMultipartUpload -", "CompleteMultipartUpload *"]
+
+
 def test_index_entries_are_written_once(store: S3Storage) -> None:
     """put_bytes (manifest entries) sends If-None-Match: * like the captures do,
     so a write-once policy (storage.policy) allows it and nothing overwrites an
