@@ -124,6 +124,20 @@ def live_reserve(rotate_bytes: int, live_size: int | None) -> int:
     return max(0, rotate_bytes - live_size)
 
 
+def fence_files(used: int, reserve: int, live: int, max_bytes: int, rotate_bytes: int) -> int:
+    """Whole -C files each of `live` running tcpdumps may start after its live file
+    (pause-capture; rollcap.capture.fence stops it there).
+
+    used counts every file in the spool, reserve what the live files may still grow
+    by: used + reserve + live * files * rotate_bytes <= max_bytes, so what tcpdump
+    can write at all keeps the spool within the budget (plus one packet per file:
+    -C is checked before each write), whenever the supervisor looks again."""
+    spare = max_bytes - used - reserve
+    if live <= 0 or spare <= 0:
+        return 0
+    return spare // (live * rotate_bytes)
+
+
 def oldest_ready(ready: Dir) -> list[str]:
     """Finished files in ready/, in hand-off order (by seq: after the wall clock
     stepped back, a newer file has an earlier start time in its name)."""
