@@ -325,6 +325,8 @@ def switch_all(reqs: list[SwitchRequest]) -> list[bool]:
     # only now that every interface runs its new tcpdump: the hand-off must see all
     # the live generations, or it would take a new live file for a finished one
     shared.track_pids()
-    shared.process_work()
+    # a pause decided during the overlap stops the new tcpdumps first: handing off
+    # the overlap's files takes seconds, and they would go on writing meanwhile
     shared.after_switch()
+    shared.process_work()
     return done
