@@ -70,10 +70,10 @@ def decide(u: Usage, on_full: str, reserve: int, paused: bool) -> Decision:
     """The policy, pure: usage in, decision out.
 
     reserve: what the live file may still grow by (see live_reserve). drop-oldest
-    makes room for it; pause-capture pauses as soon as the live file, once full,
-    would take the spool over budget. Either way the spool stays within budget
-    plus what tcpdump writes between a rotation and the next check, well under
-    one file."""
+    makes room for it, so the spool stays within budget plus what tcpdump writes
+    between a rotation and the next check. pause-capture pauses as soon as the
+    live file, once full, would take the spool over budget; what tcpdump writes
+    before it is stopped is bounded by its fence (fence_files), not by timing."""
     own_overage = u.used_bytes + reserve - u.max_bytes
     drop = max(0, own_overage) if on_full == "drop-oldest" else 0
     if u.low_free:

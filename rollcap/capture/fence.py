@@ -26,6 +26,8 @@ from rollcap.spoolfs import Dir
 
 log = logging.getLogger("rollcap.capture")
 
+HISTORY = 64  # generations whose fences are remembered (one or two run at a time)
+
 
 def fence_after(newest: WorkName, files: int) -> WorkName:
     """The name that stops tcpdump after newest and `files` more -C files."""
@@ -39,6 +41,9 @@ class Fences:
         self.work = work
         self.placed: dict[int, str] = {}  # generation -> fence name
         self.first: dict[int, WorkName] = {}  # generation -> the file it opens first
+        # every fence each recent generation had: its exit is told by the name, and
+        # the fence may have been moved or removed before the exit is seen
+        self.history: dict[int, set[str]] = {}
         self._failed_logged = False
 
     def expect(self, generation: int, first: WorkName) -> None:
@@ -68,6 +73,9 @@ class Fences:
             return
         self._failed_logged = False
         self.placed[generation] = name
+        self.history.setdefault(generation, set()).add(name)
+        while len(self.history) > HISTORY:
+            del self.history[min(self.history)]
         if old is not None:
             self._remove(old)
 
@@ -80,8 +88,7 @@ class Fences:
 
     def reached(self, generation: int, message: str) -> bool:
         """Whether a tcpdump's exit message says it stopped at its fence."""
-        name = self.placed.get(generation)
-        return name is not None and name in message
+        return any(name in message for name in self.history.get(generation, ()))
 
     def _remove(self, name: str) -> None:
         try:

@@ -67,6 +67,8 @@ def test_fences_of_stopped_tcpdumps_and_a_crashed_supervisor_go(tmp_path: Path) 
     fences.place(8, WorkName(8, FIRST.opened, 3, "eth1"), 0)
     fences.keep_only({8})
     assert sorted(os.listdir(tmp_path)) == ["g000008-20261207T150000-eth1.pcap4"]
+    # its exit is seen after the fence went: still a stop at the fence
+    assert fences.reached(7, "tcpdump: g000007-20261207T150000-eth0.pcap1: Is a directory")
     (tmp_path / "g000009-20261207T150000-eth0.pcap").mkdir()  # planted: not a fence
     remove_stale(work)
     assert sorted(os.listdir(tmp_path)) == ["g000009-20261207T150000-eth0.pcap"]
