@@ -12,6 +12,7 @@ more than offload.concurrency files (4, the default).
 from __future__ import annotations
 
 import contextlib
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -46,8 +47,9 @@ class Sampler:
         for p in work.iterdir():
             w = WorkName.parse(p.name)
             with contextlib.suppress(FileNotFoundError):
-                if w is not None:
-                    found.append((w, p.lstat().st_size))
+                st = p.lstat()
+                if w is not None and stat.S_ISREG(st.st_mode):  # not a budget's fence
+                    found.append((w, st.st_size))
         return [size for _w, size in sorted(found, key=lambda t: t[0])]
 
     def _run(self) -> None:
