@@ -387,7 +387,10 @@ def test_budget_pause_capture_stops_and_resumes(
     peak = _replay_and_sample(veth, all_pcap, d.spool, loops=13, pps=10000)
     st = d.wait_for("paused", lambda s: s["state"] == "paused", timeout=20)
     assert st["tcpdump_pid"] is None
-    assert peak <= BUDGET + 2 * FILE_MAX
+    # the budget's fence stops tcpdump, however late the daemon looks: over the
+    # budget by at most one record per -C file (10 fit; the largest frame of the
+    # test captures is 1,514 bytes)
+    assert peak <= BUDGET + 10 * (1514 + 16), f"spool reached {peak} bytes"
     assert d.state()["dropped_files"] == 0
     # the offload service catches up: capture resumes
     for p in d.ready_files():
