@@ -288,13 +288,20 @@ class Supervisor:
         """While a switch's overlap runs (up to MAX_UNTIL s at an aligned boundary):
         hand off what is finished and keep the budget (drop-oldest drops); True when
         capture must pause, which after_switch() then does."""
-        assert self.queue is not None and self.keeper is not None
-        self.queue.process(live, lambda: None, lambda: None)
-        r = self._reserve(live)
-        change = self.keeper.enforce(self.cfg.spool, r)
-        if self._pause_capture():
-            self._move_fences(live, r)
-        return change == "pause" or self.paused
+        assert self.queue is not None
+
+        def check() -> None:
+            assert self.keeper is not None
+            r = self._reserve(live)
+            self.keeper.enforce(self.cfg.spool, r)  # pausing is after_switch()'s
+            if self._pause_capture():
+                self._move_fences(live, r)
+
+        # before the batch and after each file, as outside a switch: drop-oldest
+        # drops for a finished file before it reaches ready/
+        self.queue.process(live, check, check)
+        check()
+        return self.paused
 
     def after_switch(self) -> None:
         if self.paused and any(ic.running() for ic in self.captures.values()):
