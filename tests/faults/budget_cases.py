@@ -29,6 +29,12 @@ BUDGET_MB = 10
 SMALL_FILES = {"rotate_megabytes": 1}
 
 
+def _work_files(rig: Rig) -> list[str]:
+    """tcpdump's files in work/ (not a budget's fence: a directory)."""
+    return [p.name for p in (rig.spool / "work").iterdir()
+            if WorkName.parse(p.name) and p.is_file()]  # fmt: skip
+
+
 class Sampler:
     def __init__(self, rig: Rig) -> None:
         self.rig, self.samples, self.biggest_file = rig, 0, 0
@@ -145,7 +151,7 @@ def pause_capture(rig: Rig) -> BudgetRun:
     with Sampler(rig) as s:
         rig.replay(loops=16, pps=15000)  # ~21 MB: more than the budget
         wait_for(lambda: not rig.tcpdumps(), 30, what="capture to pause (tcpdump stopped)")
-        time.sleep(1.0)  # the last file's hand-off
+        wait_for(lambda: not _work_files(rig), 30, what="the last file's hand-off")
         paused_files = set(rig.ready_files())
         rig.replay(loops=1, pps=15000)  # sent while paused: not captured, by design
         time.sleep(2)
@@ -154,7 +160,7 @@ def pause_capture(rig: Rig) -> BudgetRun:
         off = rig.daemon("offload")
         off.start()  # makes room
         wait_for(rig.tcpdumps, 60, what="capture to resume after the offload made room")
-        time.sleep(1.0)
+        rig.wait_listening(cap)
         rig.replay(loops=2, pps=15000)
         time.sleep(1.5)
         assert cap.stop(timeout=30) == 0, cap.tail()
