@@ -252,8 +252,12 @@ class Supervisor:
 
     def _move_fences(self, live: set[int], reserve: int) -> None:
         """pause-capture: each running tcpdump's fence right after the last file
-        the budget has room for (rollcap.capture.fence); the others' removed."""
+        the budget has room for (rollcap.capture.fence); the others' removed
+        (all of them under drop-oldest, e.g. after a reload changed on_full)."""
         if self.fences is None or self.keeper is None or self.keeper.usage is None:
+            return
+        if not self._pause_capture():
+            self.fences.keep_only(set())
             return
         newest: dict[int, WorkName] = {}
         for w, _n in list_work(self.dirs.work):
@@ -294,8 +298,7 @@ class Supervisor:
             assert self.keeper is not None
             r = self._reserve(live)
             self.keeper.enforce(self.cfg.spool, r)  # pausing is after_switch()'s
-            if self._pause_capture():
-                self._move_fences(live, r)
+            self._move_fences(live, r)
 
         # before the batch and after each file, as outside a switch: drop-oldest
         # drops for a finished file before it reaches ready/
@@ -313,12 +316,11 @@ class Supervisor:
         change = self.keeper.enforce(self.cfg.spool, r)
         if change == "pause":
             self._pause_now()
-        if self._pause_capture():
-            self._move_fences(self._live_gens(), r)
         elif change == "resume":
             self.clear_error("capture paused")
             for ic in self.captures.values():
                 ic.next_start = 0.0
+        self._move_fences(self._live_gens(), r)
 
     # ------------------------------------------------------------------ stats & state
     def snapshot(self) -> report.Snapshot:
