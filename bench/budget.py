@@ -64,7 +64,8 @@ def one_run(s3: SeaweedFS, pcap: Path, work: Path, case: str) -> dict[str, Any]:
     try:
         r = CASES[case](rig)
     except AssertionError as e:
-        return {"ok": False, "error": str(e).splitlines()[0][:300]}
+        # the case's message carries the daemon's log tail: what went wrong
+        return {"ok": False, "error": str(e)[-4000:]}
     finally:
         rig.close()
         veth.delete()
@@ -126,9 +127,9 @@ def main(argv: list[str]) -> dict[str, Any]:
                         r = one_run(s3, pcap, work, case)
                         runs.append(r)
                         peak = f"{r['peak_bytes'] / MB:.2f} MB" if "peak_bytes" in r else "-"
+                        why = str(r.get("error") or r.get("problems") or r)
                         print(f"{case} {load} #{i + 1}: peak {peak} "
-                              f"{'ok' if r['ok'] else 'FAIL ' + str(r.get('error') or r)}",
-                              flush=True)  # fmt: skip
+                              f"{'ok' if r['ok'] else 'FAIL ' + why}", flush=True)  # fmt: skip
                     res["results"][f"{case}/{load}"] = {"summary": summary(runs), "runs": runs}
     for key, v in res["results"].items():
         s = v["summary"]
