@@ -70,10 +70,10 @@ def decide(u: Usage, on_full: str, reserve: int, paused: bool) -> Decision:
     """The policy, pure: usage in, decision out.
 
     reserve: what the live file may still grow by (see live_reserve). drop-oldest
-    makes room for it; pause-capture pauses as soon as the live file, once full,
-    would take the spool over budget. Either way the spool stays within budget
-    plus what tcpdump writes between a rotation and the next check, well under
-    one file."""
+    makes room for it, so the spool stays within budget plus what tcpdump writes
+    between a rotation and the next check. pause-capture pauses as soon as the
+    live file, once full, would take the spool over budget; what tcpdump writes
+    before it is stopped is bounded by its fence (fence_files), not by timing."""
     own_overage = u.used_bytes + reserve - u.max_bytes
     drop = max(0, own_overage) if on_full == "drop-oldest" else 0
     if u.low_free:
@@ -122,6 +122,20 @@ def live_reserve(rotate_bytes: int, live_size: int | None) -> int:
     if live_size is None:
         return 0
     return max(0, rotate_bytes - live_size)
+
+
+def fence_files(used: int, reserve: int, live: int, max_bytes: int, rotate_bytes: int) -> int:
+    """Whole -C files each of `live` running tcpdumps may start after its live file
+    (pause-capture; rollcap.capture.fence stops it there).
+
+    used counts every file in the spool, reserve what the live files may still grow
+    by: used + reserve + live * files * rotate_bytes <= max_bytes, so what tcpdump
+    can write at all keeps the spool within the budget (plus one packet per file:
+    -C is checked before each write), whenever the supervisor looks again."""
+    spare = max_bytes - used - reserve
+    if live <= 0 or spare <= 0:
+        return 0
+    return spare // (live * rotate_bytes)
 
 
 def oldest_ready(ready: Dir) -> list[str]:

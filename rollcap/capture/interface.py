@@ -48,6 +48,7 @@ class Shared(Protocol):
     def track_pids(self) -> None: ...
     def process_work(self) -> None: ...
     def wrote(self, generation: int) -> bool: ...
+    def fenced(self, generation: int, message: str) -> bool: ...
     def work_files(self, generation: int) -> list[WorkName]: ...
     def count(self, key: str, iface: str) -> None: ...
     def during_switch(self, live: set[int]) -> bool: ...
@@ -148,6 +149,19 @@ class InterfaceCapture:
         self.stats.retire(t)
         self.proc = None
         self.shared.track_pids()
+        if self.shared.fenced(t.generation, msg):
+            # the budget's fence stopped it (pause-capture): a pause, not a failure;
+            # the budget check that follows pauses, or restarts it if there is room
+            log.info(
+                "tcpdump on %s stopped at the spool budget's fence (generation %d)",
+                self.name,
+                t.generation,
+                extra=fields(tcpdump_pid=t.pid, generation=t.generation, interface=self.name),
+            )
+            self.next_start = 0.0
+            self.state_name = "paused"
+            self.shared.process_work()
+            return True
         self.shared.count("restarts", self.name)
         self.last_error = f"tcpdump exited with status {rc}: {msg}"
         listened = None if t.listening_mono is None else time.monotonic() - t.listening_mono
@@ -311,6 +325,8 @@ def switch_all(reqs: list[SwitchRequest]) -> list[bool]:
     # only now that every interface runs its new tcpdump: the hand-off must see all
     # the live generations, or it would take a new live file for a finished one
     shared.track_pids()
-    shared.process_work()
+    # a pause decided during the overlap stops the new tcpdumps first: handing off
+    # the overlap's files takes seconds, and they would go on writing meanwhile
     shared.after_switch()
+    shared.process_work()
     return done

@@ -28,9 +28,11 @@ def reserve(captures: Iterable[InterfaceCapture], work: Dir, rotate_bytes: int, 
             switching: Collection[int] = ()) -> int:  # fmt: skip
     """What the live files may still grow by, each counted at its full size:
     checked after each hand-off and every tick, the spool then stays within
-    budget plus one file. switching: the generations of a switch's overlap,
-    where an old and a new tcpdump both write (the new one's head repeats
-    the old one's tail until the hand-off strips it)."""
+    budget plus one file as long as no check comes later than one file
+    (drop-oldest; pause-capture's fences do not depend on it). switching: the
+    generations of a switch's overlap, where an old and a new tcpdump both
+    write (the new one's head repeats the old one's tail until the hand-off
+    strips it)."""
 
     def size(name: str) -> int:
         st = work.lstat(name)

@@ -37,6 +37,7 @@ class Launcher:
         errors: RepeatLimiter,
         set_error: Callable[[str], None],
         clear_error: Callable[[str], None],
+        prepare: Callable[[int, list[str]], None] = lambda _gen, _argv: None,
     ) -> None:
         self.persistent = persistent
         self.work = work
@@ -45,6 +46,7 @@ class Launcher:
         self._errors = errors
         self._set_error = set_error
         self._clear_error = clear_error
+        self._prepare = prepare  # before exec: the budget fences the new tcpdump
 
     def spawn(self, ic: InterfaceCapture, opened: float | None, switch_user: str | None) -> Tcpdump:
         """A new tcpdump (the next generation) for one interface; opened: the time
@@ -56,6 +58,7 @@ class Launcher:
             gen = self.persistent.generation
             self._unsaved(e)
         argv = tcpdump_argv(ic.cap, ic.effective_filter, self.work, gen, switch_user, opened)
+        self._prepare(gen, argv)
         t = Tcpdump(argv, gen, ic.name, self._wake)
         self.track(t)
         log.info(

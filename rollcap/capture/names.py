@@ -10,7 +10,9 @@ profile lets tcpdump write nothing else outside $HOME and /tmp.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,13 +58,34 @@ class WorkName:
         return f"g{self.generation:06d}-{self.opened.strftime(_TS_FMT)}-{self.iface}.pcap{n}"
 
 
+# A fence (rollcap.capture.fence) is an empty directory of ours with this mode at a
+# name tcpdump would write next. A directory planted with exactly this mode by our
+# own user is taken for one: it is never handed off, and removed when empty.
+FENCE_MODE = 0o500
+
+
+def is_fence(st: os.stat_result) -> bool:
+    return (
+        stat.S_ISDIR(st.st_mode)
+        and st.st_mode & 0o777 == FENCE_MODE  # work/ is setgid: so are its directories
+        and st.st_uid == os.geteuid()
+    )
+
+
 def list_work(work: Dir) -> list[tuple[WorkName, str]]:
     """Every name in work/ that is a tcpdump output name, in the order tcpdump wrote
-    them (what each entry really is, the hand-off checks by fd)."""
+    them (what each entry really is, the hand-off checks by fd); never a fence."""
     found = []
-    for name in work.names():
-        w = WorkName.parse(name)
-        if w is not None:
-            found.append((w, name))
+    for e in work.scandir():
+        w = WorkName.parse(e.name)
+        if w is None:
+            continue
+        if e.is_dir(follow_symlinks=False):
+            try:
+                if is_fence(e.stat(follow_symlinks=False)):
+                    continue
+            except FileNotFoundError:
+                continue
+        found.append((w, e.name))
     found.sort(key=lambda t: t[0])
     return found

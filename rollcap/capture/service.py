@@ -51,7 +51,9 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from rollcap.capture import (
+    budget,
     exclusion,
+    fence,
     layout,
     lock,
     orphans,
@@ -60,6 +62,7 @@ from rollcap.capture import (
     status_report,
 )
 from rollcap.capture.counters import Counters
+from rollcap.capture.fence import Fences
 from rollcap.capture.handoff import Handoff, Persistent
 from rollcap.capture.interface import DRAIN, InterfaceCapture, SwitchRequest, switch_all
 from rollcap.capture.keeper import BudgetKeeper, reserve
@@ -113,6 +116,7 @@ class Supervisor:
         self.queue: HandoffQueue | None = None
         self.overlaps: Overlaps | None = None
         self.keeper: BudgetKeeper | None = None
+        self.fences: Fences | None = None  # pause-capture: where each tcpdump must stop
         self.last_error = ""  # the shared parts' (spool, reload); interfaces keep theirs
         self.errors = RepeatLimiter(log)
         self.n = report.new_counts()
@@ -148,6 +152,9 @@ class Supervisor:
     def wrote(self, generation: int) -> bool:
         assert self.queue is not None
         return self.queue.wrote(generation)
+
+    def fenced(self, generation: int, message: str) -> bool:
+        return self.fences is not None and self.fences.reached(generation, message)
 
     def count(self, key: str, iface: str) -> None:
         self.n[key] += 1
@@ -238,13 +245,67 @@ class Supervisor:
         # no drain wait: the budget matters more than the last second of packets
         self.stop_capture(drain=False)
 
+    def _pause_capture(self) -> bool:
+        return self.cfg.spool.on_full == "pause-capture"
+
+    def _live_gens(self) -> set[int]:
+        return {p.generation for p in self.procs() if p.alive()}
+
+    def _move_fences(self, live: set[int], reserve: int) -> None:
+        """pause-capture: each running tcpdump's fence right after the last file
+        the budget has room for (rollcap.capture.fence); the others' removed
+        (all of them under drop-oldest, e.g. after a reload changed on_full)."""
+        if self.fences is None or self.keeper is None or self.keeper.usage is None:
+            return
+        if not self._pause_capture():
+            self.fences.keep_only(set())
+            return
+        newest: dict[int, WorkName] = {}
+        for w, _n in list_work(self.dirs.work):
+            if w.generation in live:
+                newest[w.generation] = w  # sorted: the last one wins
+        u = self.keeper.usage
+        files = budget.fence_files(u.used_bytes, reserve, len(live), u.max_bytes,
+                                   self.cfg.capture.rotate_megabytes * 1_000_000)  # fmt: skip
+        for gen in live:
+            self.fences.place(gen, newest.get(gen), files)
+        self.fences.keep_only(live)
+
+    def _fence_new(self, gen: int, argv: list[str]) -> None:
+        """Before a tcpdump starts (pause-capture): fence it from its first file on.
+        With rotate_align its first name is ours; tcpdump -G names it itself, so that
+        one is fenced once its first file is seen."""
+        if self.fences is None or not self._pause_capture():
+            return
+        first = WorkName.parse(os.path.basename(argv[argv.index("-w") + 1]))
+        if first is None:
+            return
+        self.fences.expect(gen, first)
+        live = self._live_gens() | {gen}
+        sp = self.cfg.spool
+        r = self._reserve(live)
+        u = budget.measure(self.spool, sp.max_megabytes, sp.min_free_percent)
+        files = budget.fence_files(u.used_bytes, r, len(live), u.max_bytes,
+                                   self.cfg.capture.rotate_megabytes * 1_000_000)  # fmt: skip
+        self.fences.place(gen, None, files)
+
     def during_switch(self, live: set[int]) -> bool:
         """While a switch's overlap runs (up to MAX_UNTIL s at an aligned boundary):
         hand off what is finished and keep the budget (drop-oldest drops); True when
         capture must pause, which after_switch() then does."""
-        assert self.queue is not None and self.keeper is not None
-        self.queue.process(live, lambda: None, lambda: None)
-        return self.keeper.enforce(self.cfg.spool, self._reserve(live)) == "pause" or self.paused
+        assert self.queue is not None
+
+        def check() -> None:
+            assert self.keeper is not None
+            r = self._reserve(live)
+            self.keeper.enforce(self.cfg.spool, r)  # pausing is after_switch()'s
+            self._move_fences(live, r)
+
+        # before the batch and after each file, as outside a switch: drop-oldest
+        # drops for a finished file before it reaches ready/
+        self.queue.process(live, check, check)
+        check()
+        return self.paused
 
     def after_switch(self) -> None:
         if self.paused and any(ic.running() for ic in self.captures.values()):
@@ -252,13 +313,15 @@ class Supervisor:
 
     def enforce_budget(self) -> None:
         assert self.keeper is not None
-        change = self.keeper.enforce(self.cfg.spool, self._reserve())
+        r = self._reserve()
+        change = self.keeper.enforce(self.cfg.spool, r)
         if change == "pause":
             self._pause_now()
         elif change == "resume":
             self.clear_error("capture paused")
             for ic in self.captures.values():
                 ic.next_start = 0.0
+        self._move_fences(self._live_gens(), r)
 
     # ------------------------------------------------------------------ stats & state
     def snapshot(self) -> report.Snapshot:
@@ -315,7 +378,7 @@ class Supervisor:
         persistent = Persistent.load(self.dirs)
         self._launcher = Launcher(
             persistent, self.spool.work, self.procs, self.wake, self.errors,
-            self._set_error, self.clear_error,
+            self._set_error, self.clear_error, self._fence_new,
         )  # fmt: skip
         self.handoff = Handoff(
             self.dirs,
@@ -330,6 +393,7 @@ class Supervisor:
             lambda: self.clear_error("hand-off of "),
         )  # fmt: skip
         self.keeper = BudgetKeeper(self.spool, self.dirs, self.n)
+        self.fences = Fences(self.dirs.work)
 
     def run(self) -> int:
         filters = exclusion.effective_filters(self.cfg)
@@ -346,6 +410,7 @@ class Supervisor:
         observer.start()
         try:
             self.stop_orphans()
+            fence.remove_stale(self.dirs.work)
             self.load_switches()
             self.process_work()  # leftovers all belong to dead generations
             orphans.remove_stale_temps(self.dirs.work)
@@ -428,7 +493,7 @@ class Supervisor:
         self.publish(force=True)
         self.stop_capture(drain=True)
         self.process_work()
-        self.enforce_budget()
+        self.enforce_budget()  # no tcpdump runs: removes every fence
         self._set_states("stopped")
         self.publish(force=True)
         log.info(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from tests.support.net import Veth
 from tests.support.seaweedfs import SeaweedFS
 
 PACKETS_PER_LOOP = 5374
+_LISTENING = re.compile(r"tcpdump: listening on .*\[tcpdump_pid=(\d+)[ \]]")
 
 
 @dataclass
@@ -79,9 +80,24 @@ class Rig:
             return pids[0] if pids else None
 
         pid: int = wait_for(up, timeout, what="tcpdump to run\n" + cap.tail())
-        # tcpdump opens the interface right after exec; give it its first block
-        time.sleep(1.0)
-        return pid
+        return self.wait_listening(cap, pid, timeout)
+
+    def wait_listening(self, cap: Daemon, pid: int | None = None, timeout: float = 30) -> int:
+        """Until a tcpdump of ours (pid, or any) has said "listening on" in capture's
+        log: its socket is bound, a packet sent from now on is captured. Not a
+        fixed sleep: on a loaded machine that takes longer than any guess."""
+
+        def listening() -> int | None:
+            if not cap.running():
+                raise AssertionError(f"capture exited ({cap.proc and cap.proc.returncode}):\n"
+                                     + cap.tail())  # fmt: skip
+            said = {int(m) for m in _LISTENING.findall(cap.text())}
+            now = [p for p in self.tcpdumps() if p in said and pid in (None, p)]
+            return now[0] if now else None
+
+        found: int = wait_for(listening, timeout, 0.05,
+                              what=lambda: "tcpdump to listen\n" + cap.tail())  # fmt: skip
+        return found
 
     # -- traffic --------------------------------------------------------------
     def replay(self, loops: int = 1, pps: int | None = None) -> int:

@@ -38,10 +38,10 @@ def test_interface_deleted_and_recreated(rig: Rig, reliability) -> None:  # type
     assert cap.running(), "capture exited when its interface went away:\n" + cap.tail()
     _recreate(rig.veth.a, rig.veth.b)
     t0 = time.monotonic()
-    wait_for(lambda: set(rig.tcpdumps()) - old, 60, 0.1,
-             what="capture to resume on the re-created interface")  # fmt: skip
+    new = wait_for(lambda: set(rig.tcpdumps()) - old, 60, 0.1,
+                   what="capture to resume on the re-created interface")  # fmt: skip
     resumed_s = time.monotonic() - t0
-    time.sleep(1.0)
+    rig.wait_listening(cap, min(new))  # phase 2's packets must all be captured
     t_phase2 = time.time()
     rig.replay(loops=1, pps=15000)
     time.sleep(1.5)

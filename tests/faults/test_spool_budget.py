@@ -1,130 +1,37 @@
-"""Case 4: offload stopped, small spool budget.
+"""Case 4: offload stopped, small spool budget (the cases: tests/faults/budget_cases.py).
 
-A sampler measures the spool every 100 ms the way an operator's `du` would:
-work/ ready/ quarantine/ must never exceed the budget by more than one file
-(bursts tcpdump writes after a stall, before capture could look, aside); the
-offload's compressed copies in tmp/ come on top while it empties ready/, never
-more than offload.concurrency files (4, the default). drop-oldest: every file
-that vanished from ready/ (no offload runs) is named in a "dropped" log line.
-pause-capture: tcpdump stops before the budget is reached and starts again once
-the offload made room.
+work/ ready/ quarantine/ must never exceed the budget by more than one file;
+tmp/ never more than offload.concurrency files. drop-oldest: every file that
+vanished from ready/ (no offload runs) is named in a "dropped" log line.
+pause-capture: tcpdump stops before the budget is reached (at the budget's
+fence at the latest, rollcap.capture.fence) and starts again once the offload
+made room. bench/budget.py runs both many times, with a CPU hog beside them.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
-
 import pytest
 
-from rollcap.capture.names import WorkName
-from tests.faults.checks import account, dropped_names
-from tests.faults.proc import wait_for
+from tests.faults import budget_cases
+from tests.faults.budget_cases import BUDGET_MB
 from tests.faults.rig import Rig
-
-BUDGET_MB = 10
-# Aligned (the default): at 15,000 packets/s with 1 MB files an aligned switch's
-# overlap spans several files of each generation, and its duplicates in work/
-# count against the budget until the hand-off strips them.
-SMALL_FILES = {"rotate_megabytes": 1}
-
-
-class Sampler:
-    def __init__(self, rig: Rig) -> None:
-        self.rig, self.samples, self.biggest_file = rig, 0, 0
-        self.max_bytes = 0  # what the budget covers: work/ ready/ quarantine/
-        self.max_raw = 0  # the same, bursts included
-        self.max_burst = 0  # most finished files waiting in work/ at once
-        self.max_tmp = 0  # the offload's compressed copies, while it empties ready/
-        self.at_max: dict[str, int] = {}  # per directory, at the peak: says who overshot
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def _work_sizes(self) -> list[int]:
-        """Sizes of the files in work/, in the order tcpdump wrote them."""
-        work = self.rig.spool / "work"
-        found = []
-        for p in work.iterdir():
-            w = WorkName.parse(p.name)
-            with contextlib.suppress(FileNotFoundError):
-                if w is not None:
-                    found.append((w, p.lstat().st_size))
-        return [size for _w, size in sorted(found, key=lambda t: t[0])]
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            now = self.rig.spool_areas()
-            tmp = now.pop("tmp")
-            self.max_tmp = max(self.max_tmp, tmp)
-            sizes = self._work_sizes()
-            finished = sorted(sizes[:-1])  # the newest one is being written
-            # After a scheduling stall tcpdump empties its kernel buffer (up to
-            # capture.buffer_kib) in one burst, faster than any check: finished
-            # files beyond one were never seen by capture yet. The bound is on
-            # what capture decides, so those are not counted against it.
-            burst = sum(finished[:-1])
-            self.max_burst = max(self.max_burst, len(finished))
-            raw = sum(now.values())
-            self.max_raw = max(self.max_raw, raw)
-            if raw - burst > self.max_bytes:
-                self.max_bytes, self.at_max = raw - burst, {**now, "burst": burst}
-            self.biggest_file = max([self.biggest_file, *sizes])
-            for p in (self.rig.spool / "ready").glob("*"):
-                with contextlib.suppress(FileNotFoundError):
-                    self.biggest_file = max(self.biggest_file, p.lstat().st_size)
-            self.samples += 1
-            time.sleep(0.1)
-
-    def peaks(self) -> str:
-        return (
-            f"spool peak {self.max_bytes / 1e6:.2f} MB ({self.max_raw / 1e6:.2f} MB with "
-            f"bursts of up to {self.max_burst} finished files in work/), tmp/ peak "
-            f"{self.max_tmp / 1e6:.2f} MB"
-        )
-
-    def __enter__(self) -> Sampler:
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._t.join(5)
 
 
 @pytest.mark.case("4a. spool budget, offload stopped, drop-oldest")
 @pytest.mark.hard_timeout(150)
 def test_budget_drop_oldest(rig: Rig, reliability) -> None:  # type: ignore[no-untyped-def]
-    rig.configure(capture=SMALL_FILES,
-                  spool={"max_megabytes": BUDGET_MB, "on_full": "drop-oldest"})  # fmt: skip
-    cap = rig.daemon("capture")
-    cap.start()
-    rig.wait_capturing(cap)
-    rig.watch()
-    with Sampler(rig) as s:
-        rig.replay(loops=24, pps=15000)  # ~31 MB into a 10 MB budget
-        time.sleep(1.5)
-        assert cap.stop(timeout=30) == 0, cap.tail()
-    log = cap.text()
-    dropped = dropped_names(log)
-    w = rig.watcher
-    assert w is not None
-    vanished = {x.name for x in w.history if x.gone is not None}
-    # the offload then drains what was kept: nothing kept may be lost on the way
-    off = rig.daemon("offload")
-    off.start()
-    rig.wait_drained(90)
-    assert off.stop() == 0, off.tail()
-    acc = account(rig, capture_log=log, offload_log=off.text())
-    limit = BUDGET_MB * 1_000_000 + s.biggest_file
+    r = budget_cases.drop_oldest(rig)
+    s, acc = r.sampler, r.acc
     reliability.record(
         runs=1, **acc.row(),
-        notes=f"{len(dropped)} files dropped and logged; {s.peaks()} for a {BUDGET_MB} MB "
+        notes=f"{len(r.dropped)} files dropped and logged; {s.peaks()} for a {BUDGET_MB} MB "
         f"budget ({s.samples} samples); packets out = kept packets; {acc.files()}",
     )  # fmt: skip
-    assert s.max_bytes <= limit, f"spool reached {s.max_bytes} bytes ({s.at_max}), limit {limit}"
-    assert dropped, "nothing was dropped: the case did not fill the budget"
-    assert vanished == dropped, f"vanished but not logged: {sorted(vanished - dropped)}"
+    assert s.max_bytes <= r.limit, (
+        f"spool reached {s.max_bytes} bytes ({s.at_max}), limit {r.limit}"
+    )
+    assert r.dropped, "nothing was dropped: the case did not fill the budget"
+    assert r.vanished == r.dropped, f"vanished but not logged: {sorted(r.vanished - r.dropped)}"
     assert not acc.problems, "\n".join(acc.problems)
     assert acc.lost == 0 and acc.duplicated == 0
 
@@ -132,40 +39,17 @@ def test_budget_drop_oldest(rig: Rig, reliability) -> None:  # type: ignore[no-u
 @pytest.mark.case("4b. spool budget, offload stopped, pause-capture")
 @pytest.mark.hard_timeout(150)
 def test_budget_pause_capture(rig: Rig, reliability) -> None:  # type: ignore[no-untyped-def]
-    rig.configure(capture=SMALL_FILES,
-                  spool={"max_megabytes": BUDGET_MB, "on_full": "pause-capture"})  # fmt: skip
-    cap = rig.daemon("capture")
-    cap.start()
-    rig.wait_capturing(cap)
-    rig.watch()
-    with Sampler(rig) as s:
-        rig.replay(loops=16, pps=15000)  # ~21 MB: more than the budget
-        wait_for(lambda: not rig.tcpdumps(), 30, what="capture to pause (tcpdump stopped)")
-        time.sleep(1.0)  # the last file's hand-off
-        paused_files = set(rig.ready_files())
-        rig.replay(loops=1, pps=15000)  # sent while paused: not captured, by design
-        time.sleep(2)
-        assert cap.running(), "capture exited instead of pausing:\n" + cap.tail()
-        assert set(rig.ready_files()) == paused_files, "files changed while paused"
-        off = rig.daemon("offload")
-        off.start()  # makes room
-        wait_for(rig.tcpdumps, 60, what="capture to resume after the offload made room")
-        time.sleep(1.0)
-        rig.replay(loops=2, pps=15000)
-        time.sleep(1.5)
-        assert cap.stop(timeout=30) == 0, cap.tail()
-    rig.wait_drained(90)
-    assert off.stop() == 0, off.tail()
-    log = cap.text()
-    acc = account(rig, capture_log=log, offload_log=off.text())
-    limit = BUDGET_MB * 1_000_000 + s.biggest_file
+    r = budget_cases.pause_capture(rig)
+    s, acc = r.sampler, r.acc
     reliability.record(
         runs=1, **acc.row(),
         notes=f"paused and resumed; 1 loop (5374) sent while paused is not captured by design; "
         f"{s.peaks()} for {BUDGET_MB} MB; {acc.files()}",
     )  # fmt: skip
-    assert s.max_bytes <= limit, f"spool reached {s.max_bytes} bytes ({s.at_max}), limit {limit}"
+    assert s.max_bytes <= r.limit, (
+        f"spool reached {s.max_bytes} bytes ({s.at_max}), limit {r.limit}"
+    )
     assert s.max_tmp <= 4 * s.biggest_file, f"tmp/ reached {s.max_tmp} bytes: over concurrency 4"
-    assert not dropped_names(log), "pause-capture must not drop files"
+    assert not r.dropped, "pause-capture must not drop files"
     assert not acc.problems, "\n".join(acc.problems)
     assert acc.lost == 0 and acc.duplicated == 0

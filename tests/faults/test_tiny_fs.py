@@ -92,12 +92,13 @@ def test_tiny_filesystem_fills(rig: Rig, reliability) -> None:  # type: ignore[n
     os.unlink(ballast)
     full_s = time.monotonic() - t_full
     t_free = time.time()
-    time.sleep(5)  # room again: capture must be back without help
+    # room again: capture must be back without help (within its restart backoff)
+    wait_for(lambda: rig.tcpdumps() or not cap.running() or not off.running(), 30, 0.1,
+             what=lambda: "a tcpdump after space returned:\n" + cap.tail())  # fmt: skip
     alive(cap, "after the disk was full")
     alive(off, "after the disk was full")
     pids_after_full = len(pids)
-    assert rig.tcpdumps(), "no tcpdump after space returned:\n" + cap.tail()
-    time.sleep(1)
+    rig.wait_listening(cap)  # phase 2's packets must all be captured
     t_phase2 = time.time()
     rig.replay(loops=2, pps=15000)
     time.sleep(1.5)

@@ -15,10 +15,12 @@ import stat
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from rollcap.capture.names import WorkName
 from rollcap.capture.overlap import iter_records
 from rollcap.naming import ReadyName
 from rollcap.pcapfile import scan
@@ -328,7 +330,22 @@ def _usage(spool: Path) -> int:
     )
 
 
-def _replay_and_sample(veth: Veth, pcap: Path, spool: Path, loops: int, pps: int) -> int:
+def _decided(spool: Path) -> int:
+    """_usage without a burst: after a scheduling stall tcpdump writes several
+    files before the daemon can look; of the finished files in work/ only the
+    newest counts (the next check drops for all of them before their hand-off)."""
+    work = []
+    for p in (spool / "work").iterdir():
+        w = WorkName.parse(p.name)
+        with contextlib.suppress(FileNotFoundError):
+            if w is not None and p.is_file():
+                work.append((w, p.stat().st_size))
+    sizes = [size for _w, size in sorted(work)]
+    return _usage(spool) - sum(sorted(sizes[:-1])[:-1])  # the last one: being written
+
+
+def _replay_and_sample(veth: Veth, pcap: Path, spool: Path, loops: int, pps: int,
+                       usage: Callable[[Path], int] = _usage) -> int:  # fmt: skip
     """Replay while sampling the spool's size; the largest size seen."""
     done = threading.Event()
     peak = [0]
@@ -336,7 +353,7 @@ def _replay_and_sample(veth: Veth, pcap: Path, spool: Path, loops: int, pps: int
     def sample() -> None:
         while not done.is_set():
             with contextlib.suppress(FileNotFoundError):
-                peak[0] = max(peak[0], _usage(spool))
+                peak[0] = max(peak[0], usage(spool))
             time.sleep(0.02)
 
     t = threading.Thread(target=sample)
@@ -360,11 +377,11 @@ def test_budget_drop_oldest_holds_without_offload(
     d = daemon(veth.b, rotate_megabytes=1, spool={"max_megabytes": 10, "min_free_percent": 0})
     d.wait_capturing()
     # 13 loops = 15.9 MB into a 10 MB spool, at 1.7 MB/s
-    peak = _replay_and_sample(veth, all_pcap, d.spool, loops=13, pps=10000)
+    peak = _replay_and_sample(veth, all_pcap, d.spool, loops=13, pps=10000, usage=_decided)
     assert d.stop() == 0
-    # the live file is over the budget by design; between a rotation and the
-    # daemon's reaction tcpdump may start one more (15.9 MB without enforcement)
-    assert peak <= BUDGET + 2 * FILE_MAX
+    # what the daemon decided stays within the budget plus the live file,
+    # however late it looks (15.9 MB without enforcement)
+    assert peak <= BUDGET + FILE_MAX, f"spool reached {peak} bytes"
     assert _usage(d.spool) <= BUDGET
     st = d.state()
     assert st["dropped_files"] >= 5
@@ -387,7 +404,10 @@ def test_budget_pause_capture_stops_and_resumes(
     peak = _replay_and_sample(veth, all_pcap, d.spool, loops=13, pps=10000)
     st = d.wait_for("paused", lambda s: s["state"] == "paused", timeout=20)
     assert st["tcpdump_pid"] is None
-    assert peak <= BUDGET + 2 * FILE_MAX
+    # the budget's fence stops tcpdump, however late the daemon looks: over the
+    # budget by at most one record per -C file (10 fit; the largest frame of the
+    # test captures is 1,514 bytes)
+    assert peak <= BUDGET + 10 * (1514 + 16), f"spool reached {peak} bytes"
     assert d.state()["dropped_files"] == 0
     # the offload service catches up: capture resumes
     for p in d.ready_files():

@@ -3,7 +3,7 @@ from anything else pauses capture and deletes nothing."""
 
 from __future__ import annotations
 
-from rollcap.capture.budget import FREE_MARGIN_PERCENT, Usage, decide
+from rollcap.capture.budget import FREE_MARGIN_PERCENT, Usage, decide, fence_files
 
 MB = 1_000_000
 
@@ -55,3 +55,21 @@ def test_pause_capture_pauses_before_the_live_file_would_cross_the_budget() -> N
     # resuming starts a whole new file: there must be room for it below 90%
     assert decide(Usage(80 * MB, 100 * MB, 50, 10), "pause-capture", 10 * MB, paused=True).pause
     assert not decide(Usage(79 * MB, 100 * MB, 50, 10), "pause-capture", 10 * MB, paused=True).pause
+
+
+def test_fences_leave_room_for_exactly_what_fits_the_budget() -> None:
+    """pause-capture: the spool's bytes, the live files at their full size and the
+    files each tcpdump may still start stay within the budget."""
+    # 4.4 MB used (the live file 0.4 MB of it), 10 MB budget, 1 MB files: the
+    # live file may grow by 0.6 MB, and five more files fit
+    assert fence_files(4_400_000, 600_000, 1, 10 * MB, MB) == 5
+    # a file overshoots -C by a packet: the last whole file no longer fits
+    assert fence_files(4_400_001, 600_000, 1, 10 * MB, MB) == 4
+    # two tcpdumps (two interfaces, or a switch's overlap) share the room
+    assert fence_files(4 * MB, 2 * MB, 2, 10 * MB, MB) == 2
+    for used, reserve in ((9 * MB, MB), (10 * MB, MB), (11 * MB, 0)):
+        assert fence_files(used, reserve, 1, 10 * MB, MB) == 0  # the live file only
+    for used, reserve, live in ((0, MB, 1), (3 * MB, 2 * MB, 2), (7 * MB + 5, 999_000, 3)):
+        files = fence_files(used, reserve, live, 10 * MB, MB)
+        assert used + reserve + live * files * MB <= 10 * MB
+        assert used + reserve + live * (files + 1) * MB > 10 * MB
