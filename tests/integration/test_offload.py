@@ -32,7 +32,7 @@ from rollcap.naming import ReadyName
 from rollcap.pcapfile import GLOBAL_HEADER_LEN, RECORD_HEADER_LEN, parse_header
 from rollcap.storage.base import META
 from tests.support.net import count_packets
-from tests.support.seaweedfs import SeaweedFS
+from tests.support.seaweedfs import PROBE_PREFIX, SeaweedFS
 from tests.support.stallproxy import StallProxy
 
 pytestmark = pytest.mark.integration
@@ -165,11 +165,15 @@ def new_bucket(w: SeaweedFS) -> str:
 
 
 def keys_in(w: SeaweedFS, bucket: str, prefix: str = "") -> list[str]:
-    """Capture objects (not the manifest entries written beside them)."""
+    """Capture objects (not the manifest entries written beside them, nor a
+    readiness probe that a loaded server stored after the harness deleted it)."""
     c = w.client()
     out = []
     for page in c.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        out += [o["Key"] for o in page.get("Contents", []) if "_index/" not in o["Key"]]
+        out += [
+            o["Key"] for o in page.get("Contents", [])
+            if "_index/" not in o["Key"] and not o["Key"].startswith(PROBE_PREFIX)
+        ]  # fmt: skip
     return out
 
 
