@@ -86,10 +86,11 @@ class LocalStorage(Storage):
         self._index: dict[str, int] | None = None  # key -> bytes (data + sidecar)
         self._order: list[str] = []  # keys, sorted
         self._total = 0
-        # manifest entries, loaded with _index: capture key -> entry keys, and
-        # the coverage entries (host, iface, closed_ts, key), removed with older captures
+        # manifest entries, loaded with _index and counted in the budget:
+        # capture key -> entry keys, and the coverage entries (host, iface,
+        # closed_ts, key, bytes), removed with the captures they precede
         self._entries: dict[str, list[str]] = {}
-        self._coverage: list[tuple[str, str, int, str]] = []
+        self._coverage: list[tuple[str, str, int, str, int]] = []  # ..., key, bytes
         self.manifests = manifests_for(cfg)
 
     def describe(self) -> str:
@@ -193,16 +194,24 @@ class LocalStorage(Storage):
                 tmp.unlink()
         with self._lock:
             if self._index is not None:
-                self._note_entry(key)
+                keep = self._note_entry(key, len(body))
+                self._shrink(keep)
 
-    def _note_entry(self, key: str) -> None:
+    def _note_entry(self, key: str, nbytes: int) -> str:
+        """Count an entry in the budget: with its capture (whose object key
+        this returns), or a coverage entry on its own."""
+        assert self._index is not None
         e = manifest.parse_key(key, "")
         if e is None:
-            return
-        if e.has_object:
+            return ""
+        if not e.has_object:
+            self._coverage.append((e.host, e.iface, e.closed_ts, key, nbytes))
+            self._total += nbytes
+        elif e.key in self._index:  # else the capture is gone: nothing to remove it with
             self._entries.setdefault(e.key, []).append(key)
-        else:
-            self._coverage.append((e.host, e.iface, e.closed_ts, key))
+            self._index[e.key] += nbytes
+            self._total += nbytes
+        return e.key
 
     def _remove_entries(self, victim: str) -> None:
         """The victim's entries, and the coverage entries of its host and
@@ -214,6 +223,7 @@ class LocalStorage(Storage):
                      if (c[0], c[1]) == (parsed.host, parsed.iface)
                      and c[2] <= parsed.closed_ts]  # fmt: skip
             keys += [c[3] for c in older]
+            self._total -= sum(c[4] for c in older)
             drop = {c[3] for c in older}
             self._coverage = [c for c in self._coverage if c[3] not in drop]
         for key in keys:
@@ -243,8 +253,6 @@ class LocalStorage(Storage):
     def _load_index(self) -> None:
         self._index = {}
         self._entries, self._coverage = {}, []
-        for info in self.list(manifest.root("")):
-            self._note_entry(info.key)
         for info in self.list(""):
             if info.key.startswith(manifest.INDEX_DIR + "/"):
                 continue  # entries go with their captures (_remove_entries)
@@ -254,6 +262,8 @@ class LocalStorage(Storage):
             self._index[info.key] = info.size + extra
         self._order = sorted(self._index)
         self._total = sum(self._index.values())
+        for info in self.list(manifest.root("")):
+            self._note_entry(info.key, info.size)
 
     def _account(self, key: str, nbytes: int) -> None:
         with self._lock:
@@ -264,24 +274,29 @@ class LocalStorage(Storage):
                     bisect.insort(self._order, key)
                     self._total += nbytes
                 self._index[key] = nbytes
-            assert self._index is not None
-            while self._total > self.budget and len(self._order) > 1:
-                victim = self._order[0] if self._order[0] != key else self._order[1]
-                self._order.remove(victim)
-                freed = self._index.pop(victim)
-                self._total -= freed
-                try:
-                    self.delete(victim)
-                    self._remove_entries(victim)
-                except StorageError as e:
-                    log.error("archive budget: cannot remove %s: %s", victim, e)
-                    continue
-                log.info(
-                    "archive over its budget of %d MB: removed the oldest object %s",
-                    self.budget // 1_000_000,
-                    victim,
-                    extra=fields(key=victim, bytes=freed, archive_bytes=self._total),
-                )
+            self._shrink(key)
+
+    def _shrink(self, keep: str) -> None:
+        """Remove the oldest objects (and their entries) until the archive
+        fits its budget; never ``keep``, the object just stored."""
+        assert self._index is not None
+        while self._total > self.budget and len(self._order) > 1:
+            victim = self._order[0] if self._order[0] != keep else self._order[1]
+            self._order.remove(victim)
+            freed = self._index.pop(victim)
+            self._total -= freed
+            try:
+                self.delete(victim)
+                self._remove_entries(victim)
+            except StorageError as e:
+                log.error("archive budget: cannot remove %s: %s", victim, e)
+                continue
+            log.info(
+                "archive over its budget of %d MB: removed the oldest object %s",
+                self.budget // 1_000_000,
+                victim,
+                extra=fields(key=victim, bytes=freed, archive_bytes=self._total),
+            )
 
     @property
     def total_bytes(self) -> int:
