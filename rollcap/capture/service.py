@@ -323,6 +323,7 @@ class Supervisor:
             local_hostname(self.cfg.capture.hostname),
             self.identity.gid,
             self.identity.uid,
+            marker_every=self.cfg.capture.rotate_seconds,
         )
         self.overlaps = Overlaps(self.dirs.work)
         self.queue = HandoffQueue(
