@@ -243,6 +243,10 @@ class Supervisor:
         hand off what is finished and keep the budget (drop-oldest drops); True when
         capture must pause, which after_switch() then does."""
         assert self.queue is not None and self.keeper is not None
+        # live: the switch's generations; the other interfaces' tcpdumps write
+        # too, and a live file taken for a finished one would be handed off
+        # (or, header not flushed yet, deleted) under its running tcpdump
+        live = live | {p.generation for p in self.procs() if p.alive()}
         self.queue.process(live, lambda: None, lambda: None)
         return self.keeper.enforce(self.cfg.spool, self._reserve(live)) == "pause" or self.paused
 
