@@ -304,10 +304,13 @@ def test_a_quiet_switch_of_one_interface_leaves_the_others_live_file_alone(
     lost). Each interface gets a coverage marker per idle period instead."""
     d = daemon([veth.b, veth2.b], rotate_seconds=10)
     d.wait_capturing()
-    # both idle for two periods: each interface switched at least twice
-    d.wait_for("two idle periods on each interface",
-               lambda s: all(len([m for m in d.markers() if m.name.endswith(f"_{i}.pcap")]) >= 2
+    # both idle for two periods: each interface switched twice (an interface
+    # whose live file was taken never switched again) and left two markers
+    d.wait_for("two quiet switches on each interface",
+               lambda s: all(d.log_text().count(f"quiet link: switched {i} ") >= 2
                              for i in (veth.b, veth2.b)), timeout=60)  # fmt: skip
+    for i in (veth.b, veth2.b):
+        assert len([m for m in d.markers() if m.name.endswith(f"_{i}.pcap")]) >= 2
     veth2.replay(SMALL, pps=200)
     veth.replay(SMALL, pps=200)
     time.sleep(DRAIN)
