@@ -253,9 +253,7 @@ class LocalStorage(Storage):
     def _load_index(self) -> None:
         self._index = {}
         self._entries, self._coverage = {}, []
-        for info in self.list(""):
-            if info.key.startswith(manifest.INDEX_DIR + "/"):
-                continue  # entries go with their captures (_remove_entries)
+        for info in self.list(""):  # the captures (entries: below)
             extra = 0
             with contextlib.suppress(OSError):
                 extra = self._sidecar(self.root / info.key).stat().st_size
@@ -346,10 +344,15 @@ class LocalStorage(Storage):
         # walk only below the directory the prefix names (e.g. host/YYYY/MM/DD/)
         top = prefix[: prefix.rfind("/") + 1]
         start = self.root / top if top and ".." not in top.split("/") else self.root
+        # the index only when asked for: a listing of the captures does not
+        # walk its directory per 10-minute slot
+        skip = {TMP_DIR, manifest.INDEX_DIR}
+        if prefix.startswith(manifest.INDEX_DIR + "/"):
+            skip.discard(manifest.INDEX_DIR)
         for dirpath, dirnames, filenames in os.walk(start):
             rel = os.path.relpath(dirpath, self.root)
             rel = "" if rel == "." else rel + "/"
-            dirnames[:] = [d for d in dirnames if not (rel == "" and d == TMP_DIR)]
+            dirnames[:] = [d for d in dirnames if not (rel == "" and d in skip)]
             for name in filenames:
                 key = rel + name
                 if name.endswith(SIDECAR) or not key.startswith(prefix):
