@@ -113,8 +113,8 @@ class EntryCheck:
     def settle(self, named: dict[str, manifest.Entry]) -> Settled:
         """``named``: entry key -> entry, for one host. Returns the believed
         entries (capture key, or a coverage entry's ident -> entry), captures
-        known from the object alone
-        (where no entry agreed with it) and the refused entries."""
+        known from the object alone (where no entry agreed with it) and the
+        refused entries."""
         by_key: dict[str, dict[manifest.Entry, list[str]]] = {}
         rejected: list[Rejected] = []
         believed: dict[str, manifest.Entry] = {}
