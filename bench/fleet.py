@@ -3,7 +3,8 @@
 Fills a fresh SeaweedFS with N hosts x 144 files (10-minute rotation, one UTC
 day) of tiny valid pcaps (zstd, two packets each) stored under the default
 key template with the offload's metadata, plus the manifest entries the
-offload writes beside them (storage/manifest.py, same functions). A few hosts
+offload writes beside them (written by manifest.write_entries through a
+Storage's put_bytes, the function the offload pipeline calls). A few hosts
 are "0.1.0 hosts" (objects only, no manifest entries: found by listing) and
 one host has a 30-minute hole in its day. The fill is parallel signed PUTs
 (http.client, several processes), because boto3 would spend minutes of CPU on
@@ -56,7 +57,7 @@ from bench.common import REPO, rollcap_env, seaweedfs, write_result
 from rollcap.config.schema import DEFAULT_KEY_TEMPLATE
 from rollcap.keys import KeyFields, render_key
 from rollcap.storage import manifest
-from rollcap.storage.base import META
+from rollcap.storage.base import META, ObjectInfo, Storage
 from tests.support.seaweedfs import SeaweedFS
 
 DAY = datetime(2026, 11, 26, tzinfo=UTC)
@@ -79,8 +80,10 @@ def _pcap(first: float, last: float) -> bytes:
     return bytes(out)
 
 
-def objects_of(i: int, legacy: bool, gap: bool) -> Iterator[tuple[str, bytes, dict[str, str]]]:
-    """(key, body, headers) of one host's day: captures, then manifest entries."""
+def objects_of(i: int, legacy: bool, gap: bool
+               ) -> Iterator[tuple[str, bytes, dict[str, str], manifest.Entry | None]]:  # fmt: skip
+    """(key, body, headers, its manifest entry or None for a 0.1.0 host) of
+    one host's day of captures."""
     host = host_name(i)
     zc = zstandard.ZstdCompressor(level=3, write_checksum=True)
     offset = (i * 7) % PERIOD
@@ -101,18 +104,13 @@ def objects_of(i: int, legacy: bool, gap: bool) -> Iterator[tuple[str, bytes, di
             META["host"]: host, META["iface"]: "eth0", META["filter"]: "",
             META["compression"]: "zstd", META["version"]: "0.1.0" if legacy else "0.2.0",
         }  # fmt: skip
-        yield key, body, {f"x-amz-meta-{k}": v for k, v in meta.items()}
-        if legacy:
-            continue
-        e = manifest.Entry(
+        e = None if legacy else manifest.Entry(
             key=key, host=host, iface="eth0", opened=start, closed_ts=int(last) + 1,
             first_ns=round(first * 1e9), last_ns=round(last * 1e9), packets=2,
             pcap_bytes=len(pcap), size=len(body),
             linktype=1,
         )  # fmt: skip
-        for slot in manifest.slots(*e.span):
-            ek = manifest.slot_prefix(PREFIX, slot) + manifest.entry_name(e, PREFIX)
-            yield ek, manifest.entry_body(e, slot), {"content-type": "application/x-ndjson"}
+        yield key, body, {f"x-amz-meta-{k}": v for k, v in meta.items()}, e
 
 
 class _Putter:
@@ -152,15 +150,50 @@ class _Putter:
         raise RuntimeError(f"PUT {key}: no answer")
 
 
+class _EntryWriter(Storage):
+    """The offload's entry writes (manifest.write_entries -> Storage.put_bytes),
+    sent as the fill's signed PUTs: the entries are the daemon's, byte for byte."""
+
+    def __init__(self, putter: _Putter) -> None:
+        self.putter = putter
+
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
+        self.putter.put(key, body, {"content-type": content_type})
+
+    def describe(self) -> str:
+        return f"bench fill of {self.putter.bucket}"
+
+    def put_file(self, *a: Any, **kw: Any) -> ObjectInfo:
+        raise NotImplementedError
+
+    def head(self, key: str, checksum: bool = False) -> ObjectInfo | None:
+        raise NotImplementedError
+
+    def list(self, prefix: str, with_metadata: bool = False) -> Iterator[ObjectInfo]:
+        raise NotImplementedError
+
+    def download(self, key: str, dest: Path) -> None:
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
+        raise NotImplementedError
+
+
 def _fill_hosts(args: tuple[str, str, str, str, list[int], list[int], int]) -> int:
     endpoint, bucket, ak, sk, hosts, legacy, gap = args
     p = _Putter(endpoint, bucket, ak, sk)
+    entries = _EntryWriter(p)
     n = 0
+
+    def store(o: tuple[str, bytes, dict[str, str], manifest.Entry | None]) -> int:
+        key, body, headers, e = o
+        p.put(key, body, headers)
+        # as the pipeline: the entries after the capture, through the same function
+        return 1 + (len(manifest.write_entries(entries, e, PREFIX)) if e is not None else 0)
+
     with ThreadPoolExecutor(12) as pool:
         for i in hosts:
-            objs = list(objects_of(i, i in legacy, i == gap))
-            list(pool.map(lambda o: p.put(*o), objs))
-            n += len(objs)
+            n += sum(pool.map(store, objects_of(i, i in legacy, i == gap)))
     return n
 
 
@@ -171,7 +204,8 @@ def fill(w: SeaweedFS, n_hosts: int, legacy: list[int], gap: int, procs: int) ->
     with ProcessPoolExecutor(procs) as pool:
         total = sum(pool.map(_fill_hosts, jobs))
     s = time.monotonic() - t
-    print(f"filled {total:,} objects for {n_hosts} hosts in {s:.0f} s ({total / s:.0f}/s)")
+    print(f"filled {total:,} objects (captures and manifest entries) for {n_hosts} hosts "
+          f"in {s:.0f} s ({total / s:.0f}/s)")  # fmt: skip
     return {"objects": total, "seconds": round(s, 1)}
 
 
@@ -286,9 +320,12 @@ def main(argv: list[str] | None = None) -> int:
         _server(a.data_dir) as w,
         tempfile.TemporaryDirectory(prefix="rollcap-bench-fleet-") as tmp,
     ):
+        # the index layout in the name: a fill of an older layout is not reused
+        layout = manifest.DIR.replace("/", "-")
         marker = (
-            Path(a.data_dir) / f"filled-{a.hosts}-{a.legacy_hosts}.json" if a.data_dir else None
-        )
+            Path(a.data_dir) / f"filled-{a.hosts}-{a.legacy_hosts}-{layout}.json"
+            if a.data_dir else None
+        )  # fmt: skip
         if marker is not None and marker.exists():
             res["fill"] = {**json.loads(marker.read_text()), "reused": True}
             print(f"reusing the fill in {a.data_dir}: {res['fill']}")

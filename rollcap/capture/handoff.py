@@ -3,11 +3,19 @@
 All through directory fds (rollcap.spoolfs): the file is opened once with
 O_NOFOLLOW|O_NONBLOCK and must be a regular file of tcpdump's user with one
 link; then repair (cut a cut-off last record, ftruncate) -> strip the records a
-make-before-break overlap captured twice -> discard a header-only file ->
-fchmod 0640, group GROUP -> atomic rename into ready/ under a ReadyName.
+make-before-break overlap captured twice -> a header-only file becomes a
+coverage marker (below) -> fchmod 0640, group GROUP -> atomic rename into
+ready/ under a ReadyName.
 ready/ never holds a half-written file. An entry that is not such a file (a
 directory, FIFO, symlink, hard link, unreadable) is moved to quarantine/ by
 rename, never opened, and the others go on.
+
+A file with no packets (an idle link: the quiet-link switch cuts one each
+rotation) is handed off as it is, 24 bytes of pcap header, its mtime set to
+the hand-off: a *coverage marker*. The offload stores no object for it, only
+a manifest entry saying "captured from the name's time to the mtime, no
+packet", so `rollcap list` does not call an idle link a gap. At most one per
+interface and rotation period (``marker_every``); another is discarded.
 """
 
 from __future__ import annotations
@@ -109,13 +117,18 @@ class HandoffResult:
     first_ts: float | None
     quarantined: bool = False  # not a pcap (or not a plain file): kept in quarantine/
     unpaired: int = 0  # records of a switch's overlap that only the new tcpdump got
+    coverage: bool = False  # name is a coverage marker (no packets; see the module doc)
 
 
 class Handoff:
     def __init__(
-        self, dirs: CaptureDirs, persistent: Persistent, host: str, gid: int, owner: int
-    ) -> None:
+        self, dirs: CaptureDirs, persistent: Persistent, host: str, gid: int, owner: int,
+        marker_every: float = 0.0,
+    ) -> None:  # fmt: skip
         self.dirs = dirs
+        # seconds between the open times of coverage markers of one interface
+        self.marker_every = marker_every
+        self._last_marker: dict[str, float] = {}  # iface -> open time of its last marker
         self.persistent = persistent
         self.host = host
         self.gid = gid
@@ -173,13 +186,17 @@ class Handoff:
             if new_fd is not None:
                 summary, _ = repair(cur)
             size = summary.file_bytes
+            marker = False
             if summary.packets == 0 or size <= GLOBAL_HEADER_LEN:
                 # header only: the overlap (if any) goes on in the next file
-                work.unlink_if_same(name, os.fstat(cur))
                 if dup is not None and not goes_on:
                     remove(work, side)  # every record of the tail is paired
-                return HandoffResult(None, size, 0, removed, stripped, None,
-                                     unpaired=dup.unpaired if dup else 0)  # fmt: skip
+                marker = self._marker_due(w)
+                if not marker:
+                    work.unlink_if_same(name, os.fstat(cur))
+                    return HandoffResult(None, size, 0, removed, stripped, None,
+                                         unpaired=dup.unpaired if dup else 0)  # fmt: skip
+                os.utime(cur)  # the mtime ends the time it covered (tcpdump's may be its open)
             self._protect(cur)
             ready = ReadyName(
                 start=self._start_time(w, summary.first_ns),
@@ -191,10 +208,24 @@ class Handoff:
         finally:
             if new_fd is not None:
                 os.close(new_fd)
+        if marker:
+            self._last_marker[w.iface] = w.opened.timestamp()
+            return HandoffResult(ready, size, 0, removed, stripped, None, coverage=True,
+                                 unpaired=dup.unpaired if dup else 0)  # fmt: skip
         if not goes_on:
             remove(work, side)  # this file has packets after the overlap: it ended here
         return HandoffResult(ready, size, summary.packets, removed, stripped, summary.first_ts,
                              unpaired=dup.unpaired if dup else 0)  # fmt: skip
+
+    def _marker_due(self, w: WorkName) -> bool:
+        """A coverage marker for this file? Not for two files of an interface
+        opened within a rotation period (a restart loop must not fill ready/
+        with them); by open time, so the last file at a stop is one. 0.9: the
+        quiet-link deadline of consecutive periods may come a little early; a
+        clock stepped back makes one due."""
+        last = self._last_marker.get(w.iface)
+        t = w.opened.timestamp()
+        return last is None or t < last or t - last >= 0.9 * self.marker_every
 
     def _move(self, name: str, st: os.stat_result, ready: str) -> None:
         """Rename into ready/; the name must still be the file checked (work/ is

@@ -116,6 +116,13 @@ class HandoffQueue:
         if r.quarantined:
             n["quarantined_files"] += 1
             return  # hand_off logged it as an error
+        if r.coverage:
+            n["discarded_empty"] += 1  # no pcap goes out: the offload files its coverage
+            log.info(
+                "%s had no packets: handed off as the coverage marker %s", work_name, r.name,
+                extra=fields(file=r.name, duplicates_removed=r.stripped or None),
+            )  # fmt: skip
+            return
         if r.name is None:
             n["discarded_empty"] += 1
             log.info(

@@ -294,6 +294,10 @@ class Supervisor:
         hand off what is finished and keep the budget (drop-oldest drops); True when
         capture must pause, which after_switch() then does."""
         assert self.queue is not None
+        # live: the switch's generations; the other interfaces' tcpdumps write
+        # too, and a live file taken for a finished one would be handed off
+        # (or, header not flushed yet, deleted) under its running tcpdump
+        live = live | self._live_gens()
 
         def check() -> None:
             assert self.keeper is not None
@@ -386,6 +390,7 @@ class Supervisor:
             local_hostname(self.cfg.capture.hostname),
             self.identity.gid,
             self.identity.uid,
+            marker_every=self.cfg.capture.rotate_seconds,
         )
         self.overlaps = Overlaps(self.dirs.work)
         self.queue = HandoffQueue(

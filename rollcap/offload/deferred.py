@@ -3,7 +3,8 @@
 Opening S3 storage imports boto3 and builds a client: about 0.4 s of CPU,
 which is as long as compressing a 64 MB capture. The service starts
 compressing the first files meanwhile. What the pipeline needs before its
-first upload (key prefix, part size, description) is known from the config;
+first upload (key prefix, part size, description, whether it writes
+manifest entries) is known from the config;
 every other call waits for the real storage and raises what opening it raised.
 """
 
@@ -23,6 +24,7 @@ from rollcap.storage.base import (
     StorageError,
     describe_for,
     key_prefix_for,
+    manifests_for,
     part_size_for,
 )
 
@@ -31,6 +33,9 @@ class DeferredStorage(Storage):
     def __init__(self, cfg: OffloadConfig, host: str = "") -> None:
         self.key_prefix = key_prefix_for(cfg)
         self.part_size = part_size_for(cfg)
+        # the pipeline asks before each entry write: a Storage default of False
+        # here once meant the running offload never wrote one
+        self.manifests = manifests_for(cfg)
         self._describe = describe_for(cfg)
         self._real: Storage | None = None
         self._error: BaseException | None = None
@@ -92,6 +97,13 @@ class DeferredStorage(Storage):
 
     def list_prefixes(self, prefix: str) -> Iterator[str]:
         return self.real().list_prefixes(prefix)
+
+    def list_after(self, prefix: str, start_after: str, page_size: int = 1000
+                   ) -> Iterator[ObjectInfo]:  # fmt: skip
+        return self.real().list_after(prefix, start_after, page_size)
+
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
+        self.real().put_bytes(key, body, content_type)
 
     def download(self, key: str, dest: Path, *, size: int | None = None) -> None:
         self.real().download(key, dest, size=size)

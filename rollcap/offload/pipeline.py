@@ -27,6 +27,7 @@ from rollcap.offload.compress import Cancelled, Compressed, compress_fd
 from rollcap.offload.discovery import oldest_first
 from rollcap.offload.existing import judge
 from rollcap.offload.vet import Opened, Refused, Vanished, open_ready
+from rollcap.pcapfile import GLOBAL_HEADER_LEN
 from rollcap.quarantine import quarantine
 from rollcap.spool import Spool
 from rollcap.spoolfs import Dir
@@ -47,7 +48,8 @@ log = logging.getLogger("rollcap.offload")
 @dataclass
 class Outcome:
     name: str
-    # uploaded | exists | quarantined | dropped | ignored | failed | cancelled
+    # uploaded | exists | covered | quarantined | dropped | ignored | failed | cancelled
+    # (covered: a coverage marker, filed as a manifest entry with no object)
     kind: str
     key: str = ""
     bytes_in: int = 0
@@ -80,21 +82,37 @@ def object_metadata(cfg: RollcapConfig, opened: Opened, c: Compressed) -> dict[s
     }
 
 
+def _closed(opened: Opened, last_ts: float | None, rotate_seconds: int) -> int:
+    """The file's last write (tcpdump's close, the hand-off) ends its span; an
+    mtime outside what a rotation allows (a file copied in, a clock step) is
+    not believed: the last packet (or the open) ends it then."""
+    start = opened.name.start.timestamp()
+    mtime = opened.st.st_mtime
+    closed = max(last_ts or start, start)
+    if start <= mtime <= start + rotate_seconds + 60:
+        closed = max(closed, mtime)
+    return math.ceil(closed)
+
+
 def manifest_entry(key: str, opened: Opened, c: Compressed, stored: int,
                    rotate_seconds: int) -> manifest.Entry:  # fmt: skip
     n = opened.name
-    start = n.start.timestamp()
-    # The file's last write (tcpdump's close, the hand-off) ends its span; an
-    # mtime outside what a rotation allows (a file copied in, a clock step)
-    # is not believed: the last packet ends it then.
-    mtime = opened.st.st_mtime
-    closed = max(c.last_ts or start, start)
-    if start <= mtime <= start + rotate_seconds + 60:
-        closed = max(closed, mtime)
     return manifest.Entry(
-        key=key, host=n.host, iface=n.iface, opened=n.start, closed_ts=math.ceil(closed),
-        first_ns=c.first_ns, last_ns=c.last_ns, packets=c.packets, pcap_bytes=c.pcap_bytes,
-        size=stored, linktype=c.linktype,
+        key=key, host=n.host, iface=n.iface, opened=n.start,
+        closed_ts=_closed(opened, c.last_ts, rotate_seconds), first_ns=c.first_ns,
+        last_ns=c.last_ns, packets=c.packets, pcap_bytes=c.pcap_bytes, size=stored,
+        linktype=c.linktype,
+    )  # fmt: skip
+
+
+def coverage_entry(opened: Opened, rotate_seconds: int) -> manifest.Entry:
+    """The entry of a coverage marker (a header-only file: capture ran, saw no
+    packet): no object, the span from the name's time to the mtime."""
+    n = opened.name
+    return manifest.Entry(
+        key="", host=n.host, iface=n.iface, opened=n.start,
+        closed_ts=_closed(opened, None, rotate_seconds), first_ns=None, last_ns=None,
+        packets=0, pcap_bytes=opened.size, size=0, linktype=opened.header.linktype,
     )  # fmt: skip
 
 
@@ -226,6 +244,11 @@ class Pipeline:
             return Outcome(name, "dropped")
         except OSError as e:
             return Outcome(name, "failed", message=f"cannot open {path}: {e}")
+        if opened.size <= GLOBAL_HEADER_LEN:
+            try:
+                return self._cover(name, opened, t0, early)
+            finally:
+                opened.close()
         try:
             try:
                 key = self.key_for(opened)
@@ -246,18 +269,64 @@ class Pipeline:
             opened.close()
         compressed_at = time.monotonic()
         try:
-            while not self.store_allowed.wait(1.0):
-                if self.stop.is_set():
-                    return Outcome(name, "cancelled")
-            err = self.startup_error
-            if early and err is not None:
-                return Outcome(name, "failed", key=key, message=str(err), dest_error=err)
+            waited = self._wait_store(name, early)
+            if waited is not None:
+                waited.key = key
+                return waited
             out = self._store(name, path, opened, key, comp, t0, progress)
             out.compress_seconds = compressed_at - t0
             return out
         finally:
             with contextlib.suppress(FileNotFoundError):
                 comp.path.unlink()
+
+    def _wait_store(self, name: str, early: bool) -> Outcome | None:
+        """Wait until the service allows storing; an Outcome if this file must not."""
+        while not self.store_allowed.wait(1.0):
+            if self.stop.is_set():
+                return Outcome(name, "cancelled")
+        err = self.startup_error
+        if early and err is not None:
+            return Outcome(name, "failed", message=str(err), dest_error=err)
+        return None
+
+    def _write_entries(self, name: str, e: manifest.Entry) -> None:
+        """The manifest entries of e; StorageError if the destination failed.
+        An entry this destination cannot hold (a name too long for a file://
+        archive's filesystem) is left out, with a warning: entries are hints,
+        and `rollcap list` lists that host's captures when they are missing."""
+        if not self.storage.manifests:
+            return
+        try:
+            manifest.write_entries(self.storage, e, self.storage.key_prefix)
+        except StorageError as err:
+            if err.code not in PER_FILE_CODES:
+                raise
+            log.warning(
+                "%s: no manifest entry (`rollcap list` will list this host's captures "
+                "instead): %s", name, err, extra=fields(file=name, key=e.key or None),
+            )  # fmt: skip
+
+    def _cover(self, name: str, opened: Opened, t0: float, early: bool) -> Outcome:
+        """A coverage marker: its manifest entry, never an object; then the
+        marker goes, as a stored capture's local copy does (not before)."""
+        waited = self._wait_store(name, early)
+        if waited is not None:
+            return waited
+        try:
+            self._write_entries(name, coverage_entry(opened, self.cfg.capture.rotate_seconds))
+        except StorageError as e:
+            if self.stop.is_set():
+                return Outcome(name, "cancelled")
+            return Outcome(name, "failed", message=str(e), dest_error=e)
+        out = Outcome(name, "covered", bytes_in=opened.size, seconds=time.monotonic() - t0)
+        try:
+            if not self.ready.unlink_if_same(name, opened.st):
+                out.removed_by_capture = True
+        except OSError as e:
+            out.kind = "ignored"
+            out.message = f"coverage filed but cannot delete {self.spool.ready / name}: {e}"
+        return out
 
     def _store(
         self, name: str, path: Path, opened: Opened, key: str, comp: Compressed, t0: float,
@@ -297,13 +366,11 @@ class Pipeline:
                     ))  # fmt: skip
                 out.kind = "exists"
                 stored = existing.size
-            if self.storage.manifests:
-                # before the local copy goes: a crash here retries it (HEAD says "exists")
-                manifest.write_entries(
-                    self.storage,
-                    manifest_entry(key, opened, comp, stored, self.cfg.capture.rotate_seconds),
-                    self.storage.key_prefix,
-                )
+            # before the local copy goes: a failure or crash here retries it
+            # (the upload then finds the object: "exists", and writes them again)
+            self._write_entries(
+                name, manifest_entry(key, opened, comp, stored, self.cfg.capture.rotate_seconds)
+            )
         except VerificationError as e:
             return Outcome(name, "failed", key=key, message=str(e))
         except StorageError as e:

@@ -334,6 +334,11 @@ class OffloadService:
             )  # fmt: skip
         elif kind == "dropped":
             self._dropped(entry)
+        elif kind == "covered":
+            log.info(
+                "filed %s as coverage (no packets: a manifest entry, no object)", name,
+                extra=fields(file=name, destination=self.storage.describe()),
+            )  # fmt: skip
         elif kind == "ignored":
             self.queue.ignore(name)
             self.report.note_error(out.message)

@@ -112,18 +112,25 @@ class EntryCheck:
 
     def settle(self, named: dict[str, manifest.Entry]) -> Settled:
         """``named``: entry key -> entry, for one host. Returns the believed
-        entries (capture key -> entry), captures known from the object alone
-        (where no entry agreed with it) and the refused entries."""
+        entries (capture key, or a coverage entry's ident -> entry), captures
+        known from the object alone (where no entry agreed with it) and the
+        refused entries."""
         by_key: dict[str, dict[manifest.Entry, list[str]]] = {}
         rejected: list[Rejected] = []
+        believed: dict[str, manifest.Entry] = {}
         for name, e in sorted(named.items()):
+            if not e.has_object:
+                # a coverage entry names no capture (nothing to scope, agree
+                # with or HEAD); its name starts with its host, as the policy
+                # allows only that host to write
+                believed.setdefault(e.ident, e)
+                continue
             if not self.in_scope(e.key, e.host):
                 why = f"capture key is not under {e.host}'s prefix"
                 rejected.append(Rejected(name, e.host, e.key, why))
                 continue
             # one capture is filed under several slots with the same name: same Entry
             by_key.setdefault(e.key, {}).setdefault(e, []).append(name)
-        believed: dict[str, manifest.Entry] = {}
         from_object: dict[str, Capture] = {}
         for key, claims in by_key.items():
             if len(claims) == 1:

@@ -4,7 +4,7 @@ The one selection behind `rollcap list`, `rollcap fetch` (and `rollcap hold`):
 ``select(...)`` returns a Selection; iterating it yields one HostResult per
 host in key order, and its ``summary`` is complete once iteration ends.
 
-With manifests (S3, default key layout) a host's captures come from the
+With manifests (S3 or file://, default key layout) a host's captures come from the
 manifest entries of the window's 10-minute slots (storage/manifest.py):
 consecutive hosts share one listing per slot, an explicit --host gets its
 own small listing per slot, and no HEAD is needed. Entries are a hint, not
@@ -16,7 +16,7 @@ its day listings, HEADs of objects with no entry), so objects written by
 still found. Hosts are taken ``CHUNK`` at a time with a bounded number of
 requests in flight, so memory does not grow with the fleet.
 
-Without manifests (file:// archive, a custom key template) the whole
+Without manifests (a custom key template) the whole
 selection is catalog.find_captures, grouped by host afterwards.
 """
 

@@ -135,6 +135,13 @@ def part_size_for(cfg: OffloadConfig) -> int | None:
     return max(5, cfg.s3_part_megabytes) * MiB if cfg.is_s3 else None
 
 
+def manifests_for(cfg: OffloadConfig) -> bool:
+    """Whether the storage for cfg writes manifest entries (Storage.manifests),
+    known without opening it: both destinations do (S3 objects, files below
+    a file:// archive's _index/)."""
+    return cfg.is_s3 or cfg.destination.startswith("file://")
+
+
 def describe_for(cfg: OffloadConfig) -> str:
     """What Storage.describe() says, known without opening the storage."""
     if not cfg.is_s3:
@@ -231,7 +238,8 @@ class Storage(ABC):
                 yield info
 
     def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
-        """Store a small object whole (manifest entries), overwriting the key."""
+        """Store a small object whole (manifest entries). A key names all it
+        holds, so a key that exists already holds these bytes: kept as it is."""
         raise StorageError(f"{self.describe()}: no small-object writes", code="Unsupported")
 
     @abstractmethod

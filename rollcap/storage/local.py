@@ -12,6 +12,12 @@ The archive has its own budget (offload.archive_max_megabytes, data plus
 sidecars): after each store the oldest objects (by key, which is time order)
 are removed until it fits, each removal logged, so a default install is a
 self-maintaining ring. The object just stored is never removed.
+
+Manifest entries (storage/manifest.py) are files below ``<archive>/_index/``,
+written once like the data (temp + fsync + link). They are not objects of
+the ring: the ring removes a capture's entries with the capture, and the
+coverage entries (no object) of its host and interface that ended before it,
+so `rollcap list` never names a capture the ring has removed.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from pathlib import Path
 from rollcap.config.schema import OffloadConfig
 from rollcap.journal import fields
 from rollcap.keys import check_key
+from rollcap.storage import manifest
 from rollcap.storage.base import (
     META,
     ObjectExistsError,
@@ -44,6 +51,7 @@ from rollcap.storage.base import (
     VerificationError,
     copy_exact,
     describe_for,
+    manifests_for,
 )
 
 log = logging.getLogger(__name__)
@@ -78,6 +86,12 @@ class LocalStorage(Storage):
         self._index: dict[str, int] | None = None  # key -> bytes (data + sidecar)
         self._order: list[str] = []  # keys, sorted
         self._total = 0
+        # manifest entries, loaded with _index and counted in the budget:
+        # capture key -> entry keys, and the coverage entries (host, iface,
+        # closed_ts, key, bytes), removed with the captures they precede
+        self._entries: dict[str, list[str]] = {}
+        self._coverage: list[tuple[str, str, int, str, int]] = []  # ..., key, bytes
+        self.manifests = manifests_for(cfg)
 
     def describe(self) -> str:
         return describe_for(self.cfg)
@@ -86,7 +100,10 @@ class LocalStorage(Storage):
         try:
             check_key(key, "")
         except ValueError as e:
-            raise StorageError(str(e), code="InvalidKey", permanent=True) from None
+            # a manifest entry's name has '~' (which no capture key has); its
+            # shape is fixed, without '/' or '..' in the name (manifest.parse_key)
+            if manifest.parse_key(key, "") is None:
+                raise StorageError(str(e), code="InvalidKey", permanent=True) from None
         return self.root / key
 
     def check(self) -> None:
@@ -151,6 +168,82 @@ class LocalStorage(Storage):
         self._account(key, size + len(body) + 1)
         return info
 
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
+        """Write-once: a key that exists already holds these bytes (an entry's
+        key names all it holds), as S3Storage's conditional write."""
+        dest = self._path(key)
+        tmp = self.tmp / f"{uuid.uuid4().hex}.put"
+        try:
+            if os.path.lexists(dest):
+                return
+            self.tmp.mkdir(mode=0o750, parents=True, exist_ok=True)
+            dest.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
+            try:
+                os.write(fd, body)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            with contextlib.suppress(FileExistsError):  # written meanwhile: the same bytes
+                os.link(tmp, dest, follow_symlinks=False)
+            _fsync_dir(dest.parent)
+        except OSError as e:
+            raise _oserror(e, f"store {self.root}/{key}") from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        with self._lock:
+            if self._index is not None:
+                keep = self._note_entry(key, len(body))
+                self._shrink(keep)
+
+    def _note_entry(self, key: str, nbytes: int) -> str:
+        """Count an entry in the budget: with its capture (whose object key
+        this returns), or a coverage entry on its own."""
+        assert self._index is not None
+        e = manifest.parse_key(key, "")
+        if e is None:
+            return ""
+        if not e.has_object:
+            self._coverage.append((e.host, e.iface, e.closed_ts, key, nbytes))
+            self._total += nbytes
+        elif e.key in self._index:  # else the capture is gone: nothing to remove it with
+            self._entries.setdefault(e.key, []).append(key)
+            self._index[e.key] += nbytes
+            self._total += nbytes
+        return e.key
+
+    def _remove_entries(self, victim: str) -> None:
+        """The victim's entries, and the coverage entries of its host and
+        interface that ended before it (so they do not pile up forever)."""
+        keys = self._entries.pop(victim, [])
+        parsed = manifest.parse_key(keys[0], "") if keys else None
+        if parsed is not None:
+            older = [c for c in self._coverage
+                     if (c[0], c[1]) == (parsed.host, parsed.iface)
+                     and c[2] <= parsed.closed_ts]  # fmt: skip
+            keys += [c[3] for c in older]
+            self._total -= sum(c[4] for c in older)
+            drop = {c[3] for c in older}
+            self._coverage = [c for c in self._coverage if c[3] not in drop]
+        for key in keys:
+            try:
+                path = self._path(key)
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                self._prune(path.parent)
+            except (OSError, StorageError) as e:
+                log.error("archive budget: cannot remove the manifest entry %s: %s", key, e)
+
+    def _prune(self, parent: Path) -> None:
+        """Remove parent and its parents while empty, never the root."""
+        while parent != self.root and self.root in parent.parents:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            parent = parent.parent
+
     @staticmethod
     def _sidecar(dest: Path) -> Path:
         return dest.with_name(dest.name + SIDECAR)
@@ -159,13 +252,16 @@ class LocalStorage(Storage):
 
     def _load_index(self) -> None:
         self._index = {}
-        for info in self.list(""):
+        self._entries, self._coverage = {}, []
+        for info in self.list(""):  # the captures (entries: below)
             extra = 0
             with contextlib.suppress(OSError):
                 extra = self._sidecar(self.root / info.key).stat().st_size
             self._index[info.key] = info.size + extra
         self._order = sorted(self._index)
         self._total = sum(self._index.values())
+        for info in self.list(manifest.root("")):
+            self._note_entry(info.key, info.size)
 
     def _account(self, key: str, nbytes: int) -> None:
         with self._lock:
@@ -176,23 +272,29 @@ class LocalStorage(Storage):
                     bisect.insort(self._order, key)
                     self._total += nbytes
                 self._index[key] = nbytes
-            assert self._index is not None
-            while self._total > self.budget and len(self._order) > 1:
-                victim = self._order[0] if self._order[0] != key else self._order[1]
-                self._order.remove(victim)
-                freed = self._index.pop(victim)
-                self._total -= freed
-                try:
-                    self.delete(victim)
-                except StorageError as e:
-                    log.error("archive budget: cannot remove %s: %s", victim, e)
-                    continue
-                log.info(
-                    "archive over its budget of %d MB: removed the oldest object %s",
-                    self.budget // 1_000_000,
-                    victim,
-                    extra=fields(key=victim, bytes=freed, archive_bytes=self._total),
-                )
+            self._shrink(key)
+
+    def _shrink(self, keep: str) -> None:
+        """Remove the oldest objects (and their entries) until the archive
+        fits its budget; never ``keep``, the object just stored."""
+        assert self._index is not None
+        while self._total > self.budget and len(self._order) > 1:
+            victim = self._order[0] if self._order[0] != keep else self._order[1]
+            self._order.remove(victim)
+            freed = self._index.pop(victim)
+            self._total -= freed
+            try:
+                self.delete(victim)
+                self._remove_entries(victim)
+            except StorageError as e:
+                log.error("archive budget: cannot remove %s: %s", victim, e)
+                continue
+            log.info(
+                "archive over its budget of %d MB: removed the oldest object %s",
+                self.budget // 1_000_000,
+                victim,
+                extra=fields(key=victim, bytes=freed, archive_bytes=self._total),
+            )
 
     @property
     def total_bytes(self) -> int:
@@ -242,10 +344,15 @@ class LocalStorage(Storage):
         # walk only below the directory the prefix names (e.g. host/YYYY/MM/DD/)
         top = prefix[: prefix.rfind("/") + 1]
         start = self.root / top if top and ".." not in top.split("/") else self.root
+        # the index only when asked for: a listing of the captures does not
+        # walk its directory per 10-minute slot
+        skip = {TMP_DIR, manifest.INDEX_DIR}
+        if prefix.startswith(manifest.INDEX_DIR + "/"):
+            skip.discard(manifest.INDEX_DIR)
         for dirpath, dirnames, filenames in os.walk(start):
             rel = os.path.relpath(dirpath, self.root)
             rel = "" if rel == "." else rel + "/"
-            dirnames[:] = [d for d in dirnames if not (rel == "" and d == TMP_DIR)]
+            dirnames[:] = [d for d in dirnames if not (rel == "" and d in skip)]
             for name in filenames:
                 key = rel + name
                 if name.endswith(SIDECAR) or not key.startswith(prefix):
@@ -309,14 +416,7 @@ class LocalStorage(Storage):
             for p in (dest, self._sidecar(dest)):
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
-            # drop directories the ring emptied (host/YYYY/MM/DD), never the root
-            parent = dest.parent
-            while parent != self.root and self.root in parent.parents:
-                try:
-                    parent.rmdir()
-                except OSError:
-                    break
-                parent = parent.parent
+            self._prune(dest.parent)  # directories the ring emptied (host/YYYY/MM/DD)
         except OSError as e:
             raise _oserror(e, f"delete {dest}") from None
         with self._lock:

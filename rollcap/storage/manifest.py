@@ -23,6 +23,11 @@ fleet-wide window with a few listings and no HEADs:
   Times are integers (epoch ns, UTC); ``home_slot`` is true in the one slot
   where the capture's span starts, so SQL counts each capture once
   (docs/sql/).
+- Coverage entries: a file in which capture saw no packet (an idle link) is
+  not stored, but the time it covered is: its entry names no object (REL
+  ``~none``, size 0, body ``"has_object": false``), so `rollcap list` does
+  not report a gap where capture ran on a quiet link. No reader downloads
+  or HEADs anything for such an entry.
 - Per-host write scope: every index kind lives below ``{prefix}/_index/`` and
   every entry's file name starts with ``HOST~``, so one IAM resource pattern,
   ``{prefix}/_index/*/${aws:username}~*``, confines a host to entries that name
@@ -57,6 +62,9 @@ SLOT = timedelta(minutes=10)
 # a clock step. Beyond this many slots only both ends are filed.
 MAX_SLOTS = 160
 SUFFIX = ".ndjson.gz"
+# REL of a coverage entry: no key starts with '/' (keys.check_key), so no
+# capture's REL starts with '~'
+NO_OBJECT = "~none"
 _OPENED_FMT = "%Y%m%dT%H%M%SZ"
 _NUM = r"(\d+(?:\.\d{1,9})?)?"
 _SLOT_RE = re.compile(r"date=\d{4}-\d{2}-\d{2}/hour=\d{2}/minute=\d{2}")
@@ -72,7 +80,7 @@ _NAME_RE = re.compile(
 class Entry(PacketSpan):
     """What a manifest entry says about one stored capture."""
 
-    key: str  # the capture's object key
+    key: str  # the capture's object key; "" for a coverage entry (no object)
     host: str
     iface: str
     opened: datetime  # file open time (UTC, whole seconds), as in its name
@@ -83,6 +91,17 @@ class Entry(PacketSpan):
     pcap_bytes: int
     size: int  # stored bytes
     linktype: int
+
+    @property
+    def has_object(self) -> bool:
+        """False for a coverage entry: the time was captured, no packet seen."""
+        return bool(self.key)
+
+    @property
+    def ident(self) -> str:
+        """Tells entries apart: the object key, or for a coverage entry its
+        interface and open time (one file per interface opens per second)."""
+        return self.key or f"{NO_OBJECT}~{self.iface}~{self.opened:{_OPENED_FMT}}"
 
     @property
     def span(self) -> tuple[float, float]:
@@ -137,6 +156,8 @@ def _num(ns: int | None) -> str:
 
 
 def _rel(key: str, prefix: str) -> str:
+    if not key:
+        return NO_OBJECT
     p = prefix.strip("/")
     rel = key[len(p) + 1 :] if p else key
     return rel.replace("/", "~")
@@ -165,7 +186,8 @@ def entry_body(e: Entry, slot: datetime | None = None) -> bytes:
     a zone; the exact packet times never pass through a float."""
     home = slots(*e.span)[0]
     rec = {
-        "key": e.key,
+        "key": e.key or None,
+        "has_object": e.has_object,
         "host": e.host,
         "iface": e.iface,
         "opened_ns": int(e.opened.timestamp()) * 1_000_000_000,
@@ -198,9 +220,15 @@ def parse_key(key: str, prefix: str) -> Entry | None:
     except ValueError:
         return None
     p = prefix.strip("/")
-    rel = n["rel"].replace("~", "/")
+    if n["rel"] == NO_OBJECT:
+        key = ""
+    elif n["rel"].startswith("~"):
+        return None  # no key of ours starts with '/'
+    else:
+        rel = n["rel"].replace("~", "/")
+        key = f"{p}/{rel}" if p else rel
     return Entry(
-        key=f"{p}/{rel}" if p else rel,
+        key=key,
         host=n["host"],
         iface=n["iface"],
         opened=opened,

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rollcap.pcapfile import GLOBAL_HEADER_LEN
 from tests.support.net import count_packets
 
 REPO = Path(__file__).resolve().parents[2]
@@ -172,6 +173,14 @@ class CaptureDaemon:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def ready_files(self) -> list[Path]:
+        """Captures in ready/ (not the coverage markers of idle periods)."""
+        return [p for p in self.all_ready() if p.stat().st_size > GLOBAL_HEADER_LEN]
+
+    def markers(self) -> list[Path]:
+        """Coverage markers in ready/: header-only files of idle periods."""
+        return [p for p in self.all_ready() if p.stat().st_size <= GLOBAL_HEADER_LEN]
+
+    def all_ready(self) -> list[Path]:
         return sorted((self.spool / "ready").iterdir())
 
     def ready_packets(self) -> int:

@@ -293,3 +293,27 @@ def test_list_and_fetch_by_interface_with_two_interfaces_on_one_host(
         fetched = rollcap("fetch", "--interface", name, "-o", str(out))
         assert fetched.returncode == 0, fetched.stderr
         assert count_packets(out) == want
+
+
+def test_a_quiet_switch_of_one_interface_leaves_the_others_live_file_alone(
+    veth: Veth, veth2: Veth, all_pcap: Path, daemon: Factory
+) -> None:
+    """Two quiet links: one interface's quiet-link switch must not take the
+    other's live file for a finished one (its header not flushed yet, the
+    hand-off deleted it under the running tcpdump, whose packets were then
+    lost). Each interface gets a coverage marker per idle period instead."""
+    d = daemon([veth.b, veth2.b], rotate_seconds=10)
+    d.wait_capturing()
+    # both idle for two periods: each interface switched twice (an interface
+    # whose live file was taken never switched again) and left two markers
+    d.wait_for("two quiet switches on each interface",
+               lambda s: all(d.log_text().count(f"quiet link: switched {i} ") >= 2
+                             for i in (veth.b, veth2.b)), timeout=60)  # fmt: skip
+    for i in (veth.b, veth2.b):
+        assert len([m for m in d.markers() if m.name.endswith(f"_{i}.pcap")]) >= 2
+    veth2.replay(SMALL, pps=200)
+    veth.replay(SMALL, pps=200)
+    time.sleep(DRAIN)
+    assert d.stop() == 0
+    by = _by_iface(d)
+    assert _packets(by[veth.b]) == SMALL_PACKETS and _packets(by[veth2.b]) == SMALL_PACKETS

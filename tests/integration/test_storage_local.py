@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from rollcap.config.schema import OffloadConfig
-from rollcap.storage import META, ObjectExistsError, StorageError, open_storage
+from rollcap.storage import META, ObjectExistsError, StorageError, manifest, open_storage
 from rollcap.storage.base import SizeMismatch
 from rollcap.storage.local import LocalStorage
 
@@ -160,3 +161,47 @@ def test_a_path_too_long_for_the_filesystem_is_this_keys_failure(tmp_path: Path)
     with pytest.raises(StorageError) as e:
         store.put_file(src, key, size=100, sha256=sha, metadata={})
     assert e.value.code == "ENAMETOOLONG" and e.value.code in PER_FILE_CODES
+
+
+def _entry(minute: int, key: str | None = None) -> manifest.Entry:
+    """The entry of _key(minute) (a 60-second file), or with key "" a coverage entry."""
+    opened = datetime(2026, 11, 26, 12, minute, tzinfo=UTC)
+    t = int(opened.timestamp())
+    return manifest.Entry(
+        key=_key(minute) if key is None else key, host="h1", iface="eth0", opened=opened,
+        closed_ts=t + 60, first_ns=None, last_ns=None, packets=0 if key == "" else 1,
+        pcap_bytes=24, size=0, linktype=1,
+    )  # fmt: skip
+
+
+def test_manifest_entries_are_written_once_and_leave_with_their_capture(tmp_path: Path) -> None:
+    """A file:// archive keeps manifest entries below _index/: written once,
+    outside the ring's objects, and removed with the capture the ring removes
+    (with the coverage entries of its interface that ended before it), so
+    `rollcap list` never names a capture that is gone."""
+    root = tmp_path / "archive"
+    store = _store(root, mb=1)
+    assert store.manifests
+    for minute in (1, 2):
+        src, sha = _file(tmp_path, 400_000, f"s{minute}")
+        store.put_file(src, _key(minute), size=400_000, sha256=sha, metadata={})
+        manifest.write_entries(store, _entry(minute), "")
+    covered = manifest.write_entries(store, _entry(0, key=""), "")  # idle before minute 1
+    later = manifest.write_entries(store, _entry(5, key=""), "")
+    (k1,) = manifest.write_entries(store, _entry(1), "")  # again (a retry): kept as it was
+    body = (root / k1).read_bytes()
+    assert manifest.parse_key(k1, "") == _entry(1)
+    assert [o.key for o in store.list("h1/")] == [_key(1), _key(2)]  # entries are not objects
+    src, sha = _file(tmp_path, 400_000, "s3")
+    store.put_file(src, _key(3), size=400_000, sha256=sha, metadata={})  # over: _key(1) goes
+    assert [o.key for o in store.list("h1/")] == [_key(2), _key(3)]
+    left = [o.key for o in store.list(manifest.root(""))]
+    assert k1 not in left and covered[0] not in left
+    assert later[0] in left and manifest.entry_keys(_entry(2), "")[0] in left
+    assert body  # the entry's bytes were there until the ring removed its capture
+    # a restart (index rebuilt from disk) removes entries the same way
+    src, sha = _file(tmp_path, 400_000, "s4")
+    _store(root, mb=1).put_file(src, _key(4), size=400_000, sha256=sha, metadata={})
+    assert manifest.entry_keys(_entry(2), "")[0] not in [
+        o.key for o in store.list(manifest.root(""))
+    ]

@@ -34,9 +34,10 @@ class _Handoff(Handoff):
         return super().hand_off(w, Path(path).name)
 
 
-def _handoff(spool: Spool) -> _Handoff:
+def _handoff(spool: Spool, marker_every: float = 600.0) -> _Handoff:
     dirs = CaptureDirs.open(spool)
-    return _Handoff(dirs, Persistent.load(dirs), "host1", os.getegid(), os.geteuid())
+    return _Handoff(dirs, Persistent.load(dirs), "host1", os.getegid(), os.geteuid(),
+                    marker_every)  # fmt: skip
 
 
 def test_cut_off_record_is_repaired_and_named(spool: Spool) -> None:
@@ -68,18 +69,33 @@ def test_a_nano_continuation_is_named_after_its_first_packets_whole_second(
     assert scan(spool.ready / r.name).first_ns == sec * 10**9 + 999_999_999
 
 
-def test_header_only_and_empty_files_are_discarded(spool: Spool) -> None:
+def test_an_idle_period_is_handed_off_as_a_coverage_marker_once_a_period(spool: Spool) -> None:
+    """A header-only file (an idle link) goes to ready/ as a 24-byte coverage
+    marker, its mtime the hand-off; another of the same interface opened
+    within the rotation period (a restart loop), and an empty file, are
+    discarded; the next period's is a marker again."""
     h = _handoff(spool)
+    first = "g000001-20261126T120000-eth0.pcap"
+    (spool.work / first).write_bytes(HEADER)
+    os.utime(spool.work / first, (1, 1))  # tcpdump wrote the header when it opened
+    r = h.hand_off(WorkName.parse(first), spool.work / first)  # type: ignore[arg-type]
+    assert r.coverage and r.packets == 0 and r.name == "20261126T120000Z-000001_host1_eth0.pcap"
+    marker = spool.ready / r.name
+    assert marker.read_bytes() == HEADER and marker.stat().st_mtime > 1_000_000_000
+    assert stat.S_IMODE(marker.stat().st_mode) == 0o640
     for name, content in [
-        ("g000001-20261126T120000-eth0.pcap", HEADER),
         ("g000002-20261126T120000-eth0.pcap", b""),
         ("g000003-20261126T120000-eth0.pcap", HEADER + b"\x00" * 7),
+        ("g000004-20261126T120805-eth0.pcap", HEADER),
     ]:
         p = spool.work / name
         p.write_bytes(content)
         r = h.hand_off(WorkName.parse(name), p)  # type: ignore[arg-type]
-        assert r.name is None and not p.exists()
-    assert list(spool.ready.iterdir()) == []
+        assert r.name is None and not r.coverage and not p.exists()
+    for other in ("g000005-20261126T120001-eth1.pcap", "g000006-20261126T121000-eth0.pcap"):
+        (spool.work / other).write_bytes(HEADER)
+        assert h.hand_off(WorkName.parse(other), spool.work / other).coverage  # type: ignore[arg-type]
+    assert len(list(spool.ready.iterdir())) == 3
 
 
 def test_sequence_survives_a_restart_and_a_lost_counter_file(spool: Spool) -> None:

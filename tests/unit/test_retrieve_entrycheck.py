@@ -63,3 +63,19 @@ def test_a_body_must_say_what_the_name_says() -> None:
     assert not body_agrees(e, manifest.entry_body(_e(host="web2")))
     assert not body_agrees(e, b"not gzip")
     assert not body_agrees(e, gzip.compress(b"[1, 2]\n"))
+
+
+def test_coverage_entries_are_believed_by_their_name_without_a_head() -> None:
+    """Coverage entries (an idle link) name no object: each is kept (two idle
+    files of one host are not one claim about key ""), none is HEADed."""
+    store = _store()
+    check = EntryCheck(store, T, "caps")
+    t = int(T0.timestamp())
+    idle = [manifest.Entry(key="", host="web1", iface="eth1", opened=datetime.fromtimestamp(
+        t + 600 * i, UTC), closed_ts=t + 600 * (i + 1), first_ns=None, last_ns=None, packets=0,
+        pcap_bytes=24, size=0, linktype=1) for i in range(2)]  # fmt: skip
+    named = {f"c{i}": e for i, e in enumerate(idle)} | {"n1": _e()}
+    believed, from_object, rejected = check.settle(named)
+    assert sorted(believed.values(), key=lambda e: e.ident) == sorted([*idle, _e()],
+                                                                     key=lambda e: e.ident)
+    assert from_object == {} and rejected == [] and store.heads == 0

@@ -305,3 +305,54 @@ def test_list_output_json_and_summary() -> None:
                                                 prefix="caps", since=utc(2026, 11, 26, 12),
                                                 until=utc(2026, 11, 26, 13)))  # fmt: skip
     assert json.loads(out.getvalue())["captures"] == []
+
+
+# -- coverage entries: an idle link, captured, no object
+
+
+def _coverage(host: str, start: datetime, seconds: int) -> manifest.Entry:
+    t = int(start.timestamp())
+    return manifest.Entry(key="", host=host, iface="eth0", opened=start, closed_ts=t + seconds,
+                          first_ns=None, last_ns=None, packets=0, pcap_bytes=24, size=0,
+                          linktype=1)  # fmt: skip
+
+
+def test_a_coverage_entry_names_no_object_and_parses_back() -> None:
+    e = _coverage("web1", utc(2026, 11, 26, 12, 0, 5), 600)
+    assert not e.has_object
+    for prefix in ("caps", ""):
+        keys = manifest.entry_keys(e, prefix)
+        assert all(k.endswith("~~none.ndjson.gz") for k in keys)
+        back = manifest.parse_key(keys[0], prefix)
+        assert back == e and back is not None and back.key == "" and not back.has_object
+    rec = json.loads(gzip.decompress(manifest.entry_body(e)))
+    assert rec["has_object"] is False and rec["key"] is None and rec["size"] == 0
+    assert json.loads(gzip.decompress(manifest.entry_body(_entry())))["has_object"] is True
+    # any other REL starting with '~' would be a key starting with '/': not ours
+    bad = manifest.entry_keys(e, "caps")[0].replace("~~none.", "~~etc~passwd.")
+    assert manifest.parse_key(bad, "caps") is None
+
+
+def test_an_idle_interface_is_covered_not_a_gap_and_nothing_is_fetched() -> None:
+    """Captures at 12:00 and 12:30, coverage entries (one per idle 5-minute
+    file) from 12:10 to 12:30: no gap, no day listing, no HEAD, no download."""
+    st = _Memory()
+    _store(st, "d1", [utc(2026, 11, 26, 12, 0), utc(2026, 11, 26, 12, 30)], entries=True)
+    for minute in (10, 15, 20, 25):
+        manifest.write_entries(st, _coverage("d1", utc(2026, 11, 26, 12, minute), 300), "caps")
+    sel = select_mod.select(st, template=DEFAULT_KEY_TEMPLATE, prefix="caps",
+                            since=utc(2026, 11, 26, 12, 5), until=utc(2026, 11, 26, 12, 35),
+                            hosts=["d1"])  # fmt: skip
+    (r,) = list(sel)
+    assert r.gaps == [] and not r.checked and len(r.captures) == 2
+    assert all(c.key for c in r.captures) and st.heads == 0
+    # without the last two coverage entries: the hole from 12:20 is a gap again
+    for k in list(st.objects):
+        if "~20261126T1220" in k or "~20261126T1225" in k:
+            del st.objects[k]
+    sel = select_mod.select(st, template=DEFAULT_KEY_TEMPLATE, prefix="caps",
+                            since=utc(2026, 11, 26, 12, 5), until=utc(2026, 11, 26, 12, 35),
+                            hosts=["d1"])  # fmt: skip
+    (r,) = list(sel)
+    start = utc(2026, 11, 26, 12, 20).timestamp()
+    assert r.gaps == [Gap("d1", "eth0", start, start + 600)]
