@@ -650,6 +650,41 @@ def test_a_tmpfiles_grant_to_node_exporters_directory_stops_the_start(container:
     c.run(["systemctl", "restart", "rollcap-capture"], timeout=90)
 
 
+PTH_MARK = "/etc/rollcap-pth-ran-as-root"
+
+
+def test_roots_commands_ignore_python_files_planted_in_rollcaps_home(
+    container: Container,
+) -> None:
+    """rollcap's home (/var/lib/rollcap) is the offload user's to write, and systemd
+    sets HOME from User= for the units' "+" commands too, which run as root: a .pth
+    planted in that user's site-packages must not run as root at the next start."""
+    c = container
+    ver = c.run(["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+    site = f"/var/lib/rollcap/.local/lib/python{ver.stdout.strip()}/site-packages"
+    # as an exploited offload would: its own home, its own files
+    r = _as(c, "rollcap", f"mkdir -p {site} && touch {site}/zz-rollcap-test.pth")
+    assert r.returncode == 0, r
+    c.write(f"{site}/zz-rollcap-test.pth",
+            f"import os; os.getuid() == 0 and open({PTH_MARK!r}, 'w').close()\n")  # fmt: skip
+    c.run(["chown", "rollcap:rollcap", f"{site}/zz-rollcap-test.pth"])
+    try:
+        # the plant works: a root python3 without -I, with HOME as the units set it, runs it
+        c.run(["env", "HOME=/var/lib/rollcap", "python3", "-c", "pass"])
+        assert c.path(PTH_MARK).exists(), "the planted .pth is not effective"
+        c.path(PTH_MARK).unlink()
+        cursor = _cursor(c)
+        c.run(["systemctl", "restart", "rollcap-offload", "rollcap-capture"], timeout=90)
+        wait_for("both textfiles rewritten", lambda: _published(c), 60)
+        assert not c.path(PTH_MARK).exists(), "the rollcap user's .pth ran as root"
+        # the root commands did run (and logged nothing about the .pth)
+        log = " ".join(str(e.get("MESSAGE", "")) for u in ("rollcap-offload", "rollcap-capture")
+                       for e in _journal(c, u, cursor))  # fmt: skip
+        assert "zz-rollcap-test.pth" not in log, log
+    finally:
+        c.run(["rm", "-rf", "/var/lib/rollcap/.local", PTH_MARK])
+
+
 def test_node_exporter_reads_the_series_through_the_links(container: Container) -> None:
     """Debian's node_exporter (this machine's 1.5, or $ROLLCAP_NODE_EXPORTER, e.g.
     Debian 13's 1.9), run inside the container as an unprivileged user on Debian's
