@@ -567,7 +567,28 @@ def test_metrics_reach_node_exporters_directory_through_roots_links(container: C
     c.run(["install", "-d", "-m", "0755", "-o", "root", "-g", "root", NODE_EXPORTER_DIR])
     c.run(["python3", "-c", SET_0_2_ACL, NODE_EXPORTER_DIR])
     assert _writes_as(c, "rollcap-capture", NODE_EXPORTER_DIR)  # the hole 0.2 left
+    # what an exploited daemon could plant meanwhile, for root's collectors to write
+    # through or node_exporter to block on
+    c.write(VICTIM, "root's file\n", 0o600)
+    planted = ["smartmon.prom", "fifo.prom", "forged.prom", "d.prom"]
+    _as(c, "rollcap-capture", f"ln -s {VICTIM} {NODE_EXPORTER_DIR}/smartmon.prom && "
+                              f"mkfifo {NODE_EXPORTER_DIR}/fifo.prom")  # fmt: skip
+    _as(c, "rollcap", f"echo 'node_load1 99' > {NODE_EXPORTER_DIR}/forged.prom && "
+                      f"mkdir {NODE_EXPORTER_DIR}/d.prom && "
+                      f"ln -s {VICTIM} {NODE_EXPORTER_DIR}/d.prom/x")  # fmt: skip
+    c.sh(f"echo 'apt_upgrades_pending 0' > {NODE_EXPORTER_DIR}/apt.prom")  # root's collector
+    assert set(planted) <= set(c.run(["ls", "-A", NODE_EXPORTER_DIR]).stdout.split())
+    cursor = _cursor(c)
     c.run(["systemctl", "restart", "rollcap-capture", "rollcap-offload"], timeout=90)
+    left = set(c.run(["ls", "-A", NODE_EXPORTER_DIR]).stdout.split())
+    assert not left & set(planted), left
+    assert "apt.prom" in left  # root's own stay
+    log = [str(e.get("MESSAGE", "")) for u in ("rollcap-capture", "rollcap-offload")
+           for e in _journal(c, u, cursor)]  # fmt: skip
+    for name in planted:
+        assert any(f"rollcap: removed {NODE_EXPORTER_DIR}/{name} (" in m for m in log), (name, log)
+    assert c.path(VICTIM).read_text() == "root's file\n"
+    c.run(["rm", "-f", VICTIM, f"{NODE_EXPORTER_DIR}/apt.prom"])
     files = wait_for("both textfiles through the links", lambda: _published(c), 60)
     assert isinstance(files, dict)
     assert re.search(r'^rollcap_capture_up\{interface="[^"]+"\} 1', files["capture"], re.M)
