@@ -4,9 +4,8 @@ Root's collectors write into /var/lib/prometheus/node-exporter (Debian's
 prometheus-node-exporter-collectors: `apt_info.py | sponge .../apt.prom`, and
 sponge writes through a symlink it finds there). A rollcap user that could
 plant entries there could make root overwrite any file. So each daemon writes
-into a directory of its own (textfile_path) and root links the file into
-node_exporter's directory at each start (link, `rollcap link-metrics`):
-node_exporter follows a symlink to a file (os.Open), 1.5 and 1.9 alike.
+into a directory of its own (textfile_path) and root publishes a copy in
+node_exporter's directory (rollcap.metrics.publish).
 
 0.2 gave the daemon users an ACL there (an `a+` line in tmpfiles.d/rollcap.conf,
 which operators were told to copy). grants() finds such grants, in the live
@@ -19,7 +18,6 @@ could have planted while 0.2's ACL let it: e.g. `smartmon.prom -> /etc/shadow`).
 from __future__ import annotations
 
 import contextlib
-import errno
 import fnmatch
 import grp
 import os
@@ -27,12 +25,11 @@ import pwd
 import shlex
 import shutil
 import stat
-import sys
 from pathlib import Path, PurePosixPath
 
 from rollcap import posixacl
 from rollcap.config.schema import NODE_EXPORTER_DIRECTORY, MetricsConfig, RollcapConfig
-from rollcap.errors import ConfigError, RollcapError
+from rollcap.errors import ConfigError
 
 DAEMONS = ("capture", "offload")
 # The package's users and groups (debian/rollcap.sysusers).
@@ -227,75 +224,3 @@ def remove_planted(cfg: RollcapConfig, directory: str = NODE_EXPORTER_DIRECTORY)
     0.2's textfile); root's collectors would write through such a symlink."""
     uids, gids = ids(cfg)
     return remove_owned(directory, uids, gids)
-
-
-def link(cfg: RollcapConfig, daemon: str, directory: str = NODE_EXPORTER_DIRECTORY) -> str:
-    """(root) Make directory/rollcap-DAEMON.prom a symlink to the daemon's own
-    textfile, replacing 0.2's file there, once that textfile exists (the units
-    run this before and after the start); remove our entry when textfiles are
-    off. OSError when it cannot; what it did, for one log line ("" when nothing).
-    Nothing in the daemon's directory is opened: lexists() is an lstat."""
-    try:
-        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return ""  # no node_exporter (yet): restart rollcap after installing it
-    try:
-        name = textfile_name(daemon)
-        try:
-            current: str | None = os.readlink(name, dir_fd=dfd)
-        except OSError as e:
-            if e.errno not in (errno.ENOENT, errno.EINVAL):
-                raise
-            current = None if e.errno == errno.ENOENT else ""  # "": a file (0.2's)
-        target = textfile_path(cfg.metrics, daemon)
-        if target is None or not os.path.lexists(target):
-            # never a link to nothing: node_exporter would report a scrape error
-            if current is None:
-                return ""
-            os.unlink(name, dir_fd=dfd)
-            why = "is off" if target is None else f"has no {target} (yet)"
-            return f"removed {directory}/{name}: metrics.textfile_directory {why}"
-        if current == str(target):
-            return ""
-        tmp = f".{name}.link.tmp"
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp, dir_fd=dfd)
-        os.symlink(target, tmp, dir_fd=dfd)
-        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-        return f"linked {directory}/{name} -> {target}"
-    finally:
-        os.close(dfd)
-
-
-def link_at_start(cfg: RollcapConfig, daemon: str) -> int:
-    """`rollcap link-metrics DAEMON` (root, each unit's ExecStartPre=): the grants
-    and then the rollcap users' entries go first, and failing that fails the start;
-    a link that cannot be made is a warning (the metrics are missing, capture goes on)."""
-    try:
-        removed = remove_grants(cfg)
-    except (OSError, ValueError) as e:
-        raise RollcapError(
-            f"cannot remove rollcap's ACL entries from {NODE_EXPORTER_DIRECTORY}: {e}"
-        ) from None
-    for entry in removed:
-        print(f"rollcap: removed ACL entry {entry} from {NODE_EXPORTER_DIRECTORY}: no "
-              "rollcap user may write there (docs/metrics.md)", file=sys.stderr)  # fmt: skip
-    try:
-        planted = remove_planted(cfg)
-    except OSError as e:
-        raise RollcapError(
-            f"cannot remove rollcap users' entries from {NODE_EXPORTER_DIRECTORY}: {e}"
-        ) from None
-    for entry in planted:
-        print(f"rollcap: removed {entry}: a rollcap user's entry in node_exporter's "
-              "directory, where root's collectors write (docs/metrics.md)",
-              file=sys.stderr)  # fmt: skip
-    try:
-        done = link(cfg, daemon)
-    except OSError as e:
-        print(f"rollcap: warning: cannot link {NODE_EXPORTER_DIRECTORY}/"
-              f"{textfile_name(daemon)}: {e.strerror or e}", file=sys.stderr)  # fmt: skip
-        return 0
-    if done:
-        print(f"rollcap: {done}", file=sys.stderr)
-    return 0

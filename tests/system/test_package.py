@@ -550,7 +550,7 @@ def _writes_as(c: Container, user: str, d: str) -> bool:
 
 
 def _published(c: Container) -> dict[str, str]:
-    """Both daemons' metrics, read through the links in node_exporter's directory."""
+    """Both daemons' metrics, as root's copies in node_exporter's directory hold them."""
     out = {}
     for daemon, line in (("capture", "rollcap_capture_up{"), ("offload", "rollcap_offload_")):
         p = f"{NODE_EXPORTER_DIR}/rollcap-{daemon}.prom"
@@ -560,9 +560,10 @@ def _published(c: Container) -> dict[str, str]:
     return out if len(out) == 2 else {}
 
 
-def test_metrics_reach_node_exporters_directory_through_roots_links(container: Container) -> None:
+def test_metrics_reach_node_exporters_directory_as_roots_copies(container: Container) -> None:
     """With node_exporter's directory as Debian makes it (root:root 0755), and 0.2's
-    ACL on it, a start removes the ACL and links each daemon's own file there."""
+    ACL on it, a start removes the ACL and whatever the daemon users planted there,
+    and root publishes a copy of each daemon's file there, again at each write."""
     c = container
     c.run(["install", "-d", "-m", "0755", "-o", "root", "-g", "root", NODE_EXPORTER_DIR])
     c.run(["python3", "-c", SET_0_2_ACL, NODE_EXPORTER_DIR])
@@ -594,12 +595,21 @@ def test_metrics_reach_node_exporters_directory_through_roots_links(container: C
     assert re.search(r'^rollcap_capture_up\{interface="[^"]+"\} 1', files["capture"], re.M)
     assert 'rollcap_build_info{daemon="offload",version="' in files["offload"]
     for daemon, user in (("capture", "rollcap-capture"), ("offload", "rollcap")):
-        link = f"{NODE_EXPORTER_DIR}/rollcap-{daemon}.prom"
+        copy = f"{NODE_EXPORTER_DIR}/rollcap-{daemon}.prom"
         own = f"{METRICS}/{daemon}/rollcap-{daemon}.prom"
-        assert c.run(["stat", "-c", "%F %U", link]).stdout.split() == ["symbolic", "link", "root"]
-        assert c.run(["readlink", link]).stdout.strip() == own
-        # node_exporter (user prometheus) reads them: 0644, in 0755 directories
-        assert c.run(["stat", "-c", "%a %U", own]).stdout.split() == ["644", user]
+        # root's own file, which node_exporter (user prometheus) reads
+        assert c.run(["stat", "-c", "%F|%U|%a", copy]).stdout.strip() == "regular file|root|644"
+        assert c.run(["stat", "-c", "%U", own]).stdout.strip() == user
+    # rollcap-metrics-publish.path copies each new write: the timestamps move on
+    stamp = re.compile(r"^rollcap_state_updated_timestamp_seconds\{.*$", re.M)
+    first = {d: stamp.findall(t) for d, t in files.items()}
+
+    def moved_on() -> bool:
+        now = _published(c)
+        return bool(now) and all(stamp.findall(now[d]) != first[d] for d in first)
+
+    wait_for("the copies following the daemons' writes", moved_on, 90)
+    assert unit_props(c, "rollcap-metrics-publish.service", "Result")["Result"] == "success"
     # no rollcap user may write there any more: the ACL is gone, the mode is 0755 again
     assert c.run(["stat", "-c", "%a %U %G", NODE_EXPORTER_DIR]).stdout.split() == [
         "755", "root", "root"]  # fmt: skip
@@ -706,10 +716,12 @@ def test_roots_commands_ignore_python_files_planted_in_rollcaps_home(
         c.run(["rm", "-rf", "/var/lib/rollcap/.local", PTH_MARK])
 
 
-def test_node_exporter_reads_the_series_through_the_links(container: Container) -> None:
+def test_node_exporter_reads_the_series_and_a_fifo_cannot_block_it(container: Container) -> None:
     """Debian's node_exporter (this machine's 1.5, or $ROLLCAP_NODE_EXPORTER, e.g.
     Debian 13's 1.9), run inside the container as an unprivileged user on Debian's
-    default directory, sees both daemons through root's links."""
+    default directory, sees both daemons in root's copies. A FIFO the capture user
+    puts at its own file's name (node_exporter would block in open() on it) is
+    refused: the scrape still answers, with the last good copy."""
     c = container
     binary = Path(os.environ.get("ROLLCAP_NODE_EXPORTER", "/usr/bin/prometheus-node-exporter"))
     if not binary.is_file():
@@ -735,8 +747,27 @@ def test_node_exporter_reads_the_series_through_the_links(container: Container) 
         assert re.search(r'^rollcap_capture_up\{interface="[^"]+"\} 1$', text, re.M), text
         assert 'rollcap_build_info{daemon="offload",version="' in text
         assert re.search(r"^node_textfile_scrape_error 0$", text, re.M), text
+
+        # stopped, so that no rewrite replaces the FIFO; its last file stays
+        c.run(["systemctl", "stop", "rollcap-capture"], timeout=60)
+        own = f"{METRICS}/capture/rollcap-capture.prom"
+        cursor = _cursor(c)
+        r = _as(c, "rollcap-capture", f"mkfifo {own}.fifo && mv -fT {own}.fifo {own}")
+        assert r.returncode == 0, r
+        # as rollcap-metrics-publish.path does at that rename (unless a run was
+        # under way: then at the next write)
+        c.run(["systemctl", "start", "rollcap-metrics-publish.service"], timeout=60)
+        wait_for("the publisher refusing the FIFO", lambda: any(
+            "not publishing capture's metrics" in str(e.get("MESSAGE", ""))
+            for e in _journal(c, "rollcap-metrics-publish", cursor)), 60)  # fmt: skip
+        # node_exporter answers (urlopen's 5 s timeout), with capture's last values
+        text = scraped()
+        assert re.search(r'^rollcap_capture_up\{interface="[^"]+"\} 0$', text, re.M), text
+        assert re.search(r"^node_textfile_scrape_error 0$", text, re.M), text
     finally:
         c.run(["systemctl", "stop", "rc-node-exporter"], check=False)
+        c.run(["rm", "-f", f"{METRICS}/capture/rollcap-capture.prom"], check=False)
+        c.run(["systemctl", "restart", "rollcap-capture"], check=False, timeout=90)
 
 
 @needs_daemons

@@ -120,31 +120,6 @@ def test_remove_writers_leaves_the_directory_as_the_mode_says(tmp_path: Path) ->
     assert posixacl.remove_writers(str(d), {990}, {991}) == []
 
 
-# -- root's links -------------------------------------------------------------------
-
-
-def test_link_replaces_0_2s_file_and_is_idempotent(tmp_path: Path) -> None:
-    nx = tmp_path / "node-exporter"
-    nx.mkdir()
-    cfg = parse_config(f'[metrics]\ntextfile_directory = "{tmp_path}/own"\n')
-    target = f"{tmp_path}/own/capture/rollcap-capture.prom"
-    # not before the daemon wrote its file: a dangling link is a scrape error
-    (nx / "rollcap-capture.prom").write_text("rollcap_capture_up 1\n")  # written by 0.2
-    assert nodeexporter.link(cfg, "capture", str(nx)).startswith("removed ")
-    assert os.listdir(nx) == []
-    (nx / "rollcap-capture.prom").write_text("rollcap_capture_up 1\n")
-    Path(target).parent.mkdir(parents=True)
-    Path(target).write_text("rollcap_capture_up 1\n")
-    assert nodeexporter.link(cfg, "capture", str(nx)).startswith("linked ")
-    assert os.readlink(nx / "rollcap-capture.prom") == target
-    assert nodeexporter.link(cfg, "capture", str(nx)) == ""
-    assert sorted(os.listdir(nx)) == ["rollcap-capture.prom"]
-    off = parse_config('[metrics]\ntextfile_directory = ""\n')
-    assert nodeexporter.link(off, "capture", str(nx)).startswith("removed ")
-    assert os.listdir(nx) == []
-    assert nodeexporter.link(cfg, "offload", str(tmp_path / "absent")) == ""
-
-
 # -- entries planted while 0.2's ACL let the daemon users write -----------------------
 
 DAEMON_UID, DAEMON_GID, OTHER_ID = 4242, 4343, 4444
@@ -198,17 +173,3 @@ def test_every_entry_a_rollcap_user_or_group_owns_is_removed_and_nothing_else(
     assert victim.read_text() == "root's file\n"
     assert nodeexporter.remove_owned(str(nx), {DAEMON_UID}, {DAEMON_GID}) == []
     assert nodeexporter.remove_owned(str(tmp_path / "absent"), {DAEMON_UID}, set()) == []
-
-
-def test_link_metrics_logs_each_entry_it_removes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    cfg = parse_config(f'[metrics]\ntextfile_directory = "{tmp_path}/own"\n')
-    monkeypatch.setattr(nodeexporter, "remove_grants", lambda cfg: [])
-    planted = ["/nx/a.prom (FIFO, uid 1 gid 1)"]
-    monkeypatch.setattr(nodeexporter, "remove_planted", lambda cfg: planted)
-    monkeypatch.setattr(nodeexporter, "link", lambda cfg, daemon: "")
-    assert nodeexporter.link_at_start(cfg, "capture") == 0
-    err = capsys.readouterr().err.splitlines()
-    assert err == ["rollcap: removed /nx/a.prom (FIFO, uid 1 gid 1): a rollcap user's entry "
-                   "in node_exporter's directory, where root's collectors write (docs/metrics.md)"]
