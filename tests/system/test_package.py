@@ -49,15 +49,18 @@ SETTLE = 1.5
 REPLAY_PPS = 4000
 
 
-def wait_for(what: str, fn: Callable[[], object], timeout: float = 60) -> object:
-    """Poll fn until it returns something truthy; fail naming `what` otherwise."""
+def wait_for(what: str, fn: Callable[[], object], timeout: float = 60,
+             debug: Callable[[], str] | None = None) -> object:  # fmt: skip
+    """Poll fn until it returns something truthy; fail naming `what` otherwise
+    (with what debug() says)."""
     deadline = time.monotonic() + timeout
     while True:
         v = fn()
         if v:
             return v
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+            more = f"\n{debug()}" if debug else ""
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}{more}")
         time.sleep(0.5)
 
 
@@ -549,6 +552,15 @@ def _writes_as(c: Container, user: str, d: str) -> bool:
     return _as(c, user, f"touch {d}/.probe && rm -f {d}/.probe").returncode == 0
 
 
+def _metrics_state(c: Container) -> str:
+    """For a failed wait: the files, the units and the publisher's journal."""
+    return c.sh(f"ls -la {NODE_EXPORTER_DIR} {METRICS}/*; head -c 600 {NODE_EXPORTER_DIR}/*.prom;"
+                "systemctl status --no-pager rollcap-metrics-publish.path "
+                "rollcap-metrics-publish.service rollcap-capture rollcap-offload;"
+                "journalctl --no-pager -n 60 -u rollcap-metrics-publish.path "
+                "-u rollcap-metrics-publish.service", check=False).stdout  # fmt: skip
+
+
 def _published(c: Container) -> dict[str, str]:
     """Both daemons' metrics, as root's copies in node_exporter's directory hold them."""
     out = {}
@@ -590,7 +602,8 @@ def test_metrics_reach_node_exporters_directory_as_roots_copies(container: Conta
         assert any(f"rollcap: removed {NODE_EXPORTER_DIR}/{name} (" in m for m in log), (name, log)
     assert c.path(VICTIM).read_text() == "root's file\n"
     c.run(["rm", "-f", VICTIM, f"{NODE_EXPORTER_DIR}/apt.prom"])
-    files = wait_for("both textfiles through the links", lambda: _published(c), 60)
+    files = wait_for("both textfiles in root's copies", lambda: _published(c), 60,
+                     lambda: _metrics_state(c))  # fmt: skip
     assert isinstance(files, dict)
     assert re.search(r'^rollcap_capture_up\{interface="[^"]+"\} 1', files["capture"], re.M)
     assert 'rollcap_build_info{daemon="offload",version="' in files["offload"]
@@ -608,7 +621,7 @@ def test_metrics_reach_node_exporters_directory_as_roots_copies(container: Conta
         now = _published(c)
         return bool(now) and all(stamp.findall(now[d]) != first[d] for d in first)
 
-    wait_for("the copies following the daemons' writes", moved_on, 90)
+    wait_for("the copies following the daemons' writes", moved_on, 90, lambda: _metrics_state(c))
     assert unit_props(c, "rollcap-metrics-publish.service", "Result")["Result"] == "success"
     # no rollcap user may write there any more: the ACL is gone, the mode is 0755 again
     assert c.run(["stat", "-c", "%a %U %G", NODE_EXPORTER_DIR]).stdout.split() == [
@@ -644,7 +657,8 @@ def test_a_planted_symlink_changes_nothing_outside(container: Container) -> None
     c.sh(f"echo 'apt_upgrades_pending 0' > {NODE_EXPORTER_DIR}/apt.prom")
     c.run(["systemctl", "restart", "rollcap-capture", "rollcap-offload"], timeout=90)
     c.run(["systemd-tmpfiles", "--create"], check=False)  # as at boot: every file
-    files = wait_for("both textfiles rewritten", lambda: _published(c), 60)
+    files = wait_for("both textfiles rewritten", lambda: _published(c), 60,
+                     lambda: _metrics_state(c))  # fmt: skip
     assert isinstance(files, dict)
     assert c.run(["stat", "-c", "%s %a %U %Y %i", VICTIM]).stdout == before
     assert c.path(VICTIM).read_text() == "root's file\n"
@@ -706,7 +720,7 @@ def test_roots_commands_ignore_python_files_planted_in_rollcaps_home(
         c.path(PTH_MARK).unlink()
         cursor = _cursor(c)
         c.run(["systemctl", "restart", "rollcap-offload", "rollcap-capture"], timeout=90)
-        wait_for("both textfiles rewritten", lambda: _published(c), 60)
+        wait_for("both textfiles rewritten", lambda: _published(c), 60, lambda: _metrics_state(c))
         assert not c.path(PTH_MARK).exists(), "the rollcap user's .pth ran as root"
         # the root commands did run (and logged nothing about the .pth)
         log = " ".join(str(e.get("MESSAGE", "")) for u in ("rollcap-offload", "rollcap-capture")
@@ -751,6 +765,10 @@ def test_node_exporter_reads_the_series_and_a_fifo_cannot_block_it(container: Co
         # stopped, so that no rewrite replaces the FIFO; its last file stays
         c.run(["systemctl", "stop", "rollcap-capture"], timeout=60)
         own = f"{METRICS}/capture/rollcap-capture.prom"
+        c.run(["systemctl", "start", "rollcap-metrics-publish.service"], timeout=60)
+        wait_for("capture's last values in node_exporter's scrape", lambda: re.search(
+            r'^rollcap_capture_up\{interface="[^"]+"\} 0$', scraped(), re.M), 30,
+            lambda: _metrics_state(c))  # fmt: skip
         cursor = _cursor(c)
         r = _as(c, "rollcap-capture", f"mkfifo {own}.fifo && mv -fT {own}.fifo {own}")
         assert r.returncode == 0, r
