@@ -93,11 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "link-metrics",
-        help="(root; each unit's ExecStartPre) link the daemon's textfile into "
-        "node_exporter's directory and remove ACL entries there that let a rollcap user write",
+        help="(root; each unit's ExecStartPre) remove what lets or let a rollcap user write "
+        "into node_exporter's directory, and publish a copy of the daemon's textfile there",
     )
     _add_config(p)
-    p.add_argument("daemon", choices=["capture", "offload"])
+    p.add_argument("daemon", nargs="?", choices=["capture", "offload"])
+    p.add_argument(
+        "--publish",
+        action="store_true",
+        help="only publish copies of both daemons' textfiles (rollcap-metrics-publish.service)",
+    )
 
     p = sub.add_parser(
         "config-docs", help="print the sample config, markdown reference or man page"
@@ -167,10 +172,15 @@ def _dispatch(args: argparse.Namespace) -> int:
     path = config_path_from_env(getattr(args, "path", None) or args.config)
     if cmd == "link-metrics":
         from rollcap.config.salvage import load_for_reading
-        from rollcap.metrics import nodeexporter
+        from rollcap.metrics import publish
 
+        if (args.daemon is None) != args.publish:
+            raise RollcapError("link-metrics takes a daemon (capture or offload) or --publish")
         # before the daemon starts, which reports a broken config itself
-        return nodeexporter.link_at_start(load_for_reading(path)[0], args.daemon)
+        cfg = load_for_reading(path)[0]
+        if args.publish:
+            return publish.publish_and_log(cfg)
+        return publish.publish_at_start(cfg, args.daemon)
     if cmd in READ_ONLY:
         # they must answer while the daemons run on an earlier config
         from rollcap.config.salvage import load_for_reading

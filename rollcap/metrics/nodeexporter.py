@@ -4,31 +4,32 @@ Root's collectors write into /var/lib/prometheus/node-exporter (Debian's
 prometheus-node-exporter-collectors: `apt_info.py | sponge .../apt.prom`, and
 sponge writes through a symlink it finds there). A rollcap user that could
 plant entries there could make root overwrite any file. So each daemon writes
-into a directory of its own (textfile_path) and root links the file into
-node_exporter's directory at each start (link, `rollcap link-metrics`):
-node_exporter follows a symlink to a file (os.Open), 1.5 and 1.9 alike.
+into a directory of its own (textfile_path) and root publishes a copy in
+node_exporter's directory (rollcap.metrics.publish).
 
 0.2 gave the daemon users an ACL there (an `a+` line in tmpfiles.d/rollcap.conf,
 which operators were told to copy). grants() finds such grants, in the live
 ACL and in every tmpfiles.d file, so that the daemons refuse to start while
-one is there; remove_grants() (root) removes the live ones.
+one is there; remove_grants() (root) removes the live ones, and remove_planted()
+(root) every entry a rollcap user or group owns there (what an exploited daemon
+could have planted while 0.2's ACL let it: e.g. `smartmon.prom -> /etc/shadow`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fnmatch
 import grp
 import os
 import pwd
 import shlex
-import sys
+import shutil
+import stat
 from pathlib import Path, PurePosixPath
 
 from rollcap import posixacl
 from rollcap.config.schema import NODE_EXPORTER_DIRECTORY, MetricsConfig, RollcapConfig
-from rollcap.errors import ConfigError, RollcapError
+from rollcap.errors import ConfigError
 
 DAEMONS = ("capture", "offload")
 # The package's users and groups (debian/rollcap.sysusers).
@@ -173,63 +174,53 @@ def remove_grants(cfg: RollcapConfig, directory: str = NODE_EXPORTER_DIRECTORY) 
         return []
 
 
-def link(cfg: RollcapConfig, daemon: str, directory: str = NODE_EXPORTER_DIRECTORY) -> str:
-    """(root) Make directory/rollcap-DAEMON.prom a symlink to the daemon's own
-    textfile, replacing 0.2's file there, once that textfile exists (the units
-    run this before and after the start); remove our entry when textfiles are
-    off. OSError when it cannot; what it did, for one log line ("" when nothing).
-    Nothing in the daemon's directory is opened: lexists() is an lstat."""
+def _shown(name: str) -> str:
+    return name if name.isprintable() else repr(name)
+
+
+def remove_owned(directory: str, uids: set[int], gids: set[int]) -> list[str]:
+    """(root) Remove every entry of directory whose owner (lstat: a symlink itself)
+    is one of uids, or whose group is one of gids unless root owns it; a directory
+    with its contents. One line per entry removed. All through a directory fd:
+    nothing is followed."""
     try:
         dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
-        return ""  # no node_exporter (yet): restart rollcap after installing it
+        return []
+    removed = []
     try:
-        name = textfile_name(daemon)
-        try:
-            current: str | None = os.readlink(name, dir_fd=dfd)
-        except OSError as e:
-            if e.errno not in (errno.ENOENT, errno.EINVAL):
-                raise
-            current = None if e.errno == errno.ENOENT else ""  # "": a file (0.2's)
-        target = textfile_path(cfg.metrics, daemon)
-        if target is None or not os.path.lexists(target):
-            # never a link to nothing: node_exporter would report a scrape error
-            if current is None:
-                return ""
-            os.unlink(name, dir_fd=dfd)
-            why = "is off" if target is None else f"has no {target} (yet)"
-            return f"removed {directory}/{name}: metrics.textfile_directory {why}"
-        if current == str(target):
-            return ""
-        tmp = f".{name}.link.tmp"
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp, dir_fd=dfd)
-        os.symlink(target, tmp, dir_fd=dfd)
-        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-        return f"linked {directory}/{name} -> {target}"
+        for name in sorted(os.listdir(dfd)):
+            try:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if st.st_uid == 0 or not (st.st_uid in uids or st.st_gid in gids):
+                continue
+            what = (
+                f"symlink -> {_shown(os.readlink(name, dir_fd=dfd))}"
+                if stat.S_ISLNK(st.st_mode)
+                else _KINDS.get(stat.S_IFMT(st.st_mode), "entry")
+            )
+            try:
+                if stat.S_ISDIR(st.st_mode):
+                    shutil.rmtree(name, dir_fd=dfd)  # fd-based: follows no symlink
+                else:
+                    os.unlink(name, dir_fd=dfd)
+            except FileNotFoundError:
+                continue
+            removed.append(f"{directory}/{_shown(name)} ({what}, uid {st.st_uid} gid {st.st_gid})")
     finally:
         os.close(dfd)
+    return removed
 
 
-def link_at_start(cfg: RollcapConfig, daemon: str) -> int:
-    """`rollcap link-metrics DAEMON` (root, each unit's ExecStartPre=): the grants
-    go first, and failing that fails the start; a link that cannot be made is a
-    warning (the metrics are missing, capture goes on)."""
-    try:
-        removed = remove_grants(cfg)
-    except (OSError, ValueError) as e:
-        raise RollcapError(
-            f"cannot remove rollcap's ACL entries from {NODE_EXPORTER_DIRECTORY}: {e}"
-        ) from None
-    for entry in removed:
-        print(f"rollcap: removed ACL entry {entry} from {NODE_EXPORTER_DIRECTORY}: no "
-              "rollcap user may write there (docs/metrics.md)", file=sys.stderr)  # fmt: skip
-    try:
-        done = link(cfg, daemon)
-    except OSError as e:
-        print(f"rollcap: warning: cannot link {NODE_EXPORTER_DIRECTORY}/"
-              f"{textfile_name(daemon)}: {e.strerror or e}", file=sys.stderr)  # fmt: skip
-        return 0
-    if done:
-        print(f"rollcap: {done}", file=sys.stderr)
-    return 0
+_KINDS = {stat.S_IFREG: "file", stat.S_IFDIR: "directory", stat.S_IFIFO: "FIFO",
+          stat.S_IFSOCK: "socket", stat.S_IFCHR: "device", stat.S_IFBLK: "device"}  # fmt: skip
+
+
+def remove_planted(cfg: RollcapConfig, directory: str = NODE_EXPORTER_DIRECTORY) -> list[str]:
+    """(root) remove_owned() for the rollcap users and groups: after remove_grants(),
+    none of them may write there, so whatever they own there was planted (or is
+    0.2's textfile); root's collectors would write through such a symlink."""
+    uids, gids = ids(cfg)
+    return remove_owned(directory, uids, gids)

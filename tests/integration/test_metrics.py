@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
 from rollcap.config.load import parse_config
-from rollcap.metrics import nodeexporter
+from rollcap.metrics import publish
 from tests.integration.capture_daemon import CaptureDaemon
 from tests.integration.test_offload import Offload, keys_in, new_bucket, state
 from tests.support.net import Veth, count_packets
@@ -80,6 +81,8 @@ def test_prometheus_sees_what_reached_seaweedfs(
         rule_files=[RULES],
     )  # fmt: skip
     off: Offload | None = None
+    stop_publishing = threading.Event()
+    publisher: list[threading.Thread] = []
     try:
         node.start()
         prom.start()
@@ -87,11 +90,20 @@ def test_prometheus_sees_what_reached_seaweedfs(
         cap.wait_capturing()
         off = Offload(cap.config, seaweedfs.env()).start()
         off.wait_for("started", lambda: "offload started" in off.text())
-        # root's links, as each unit's ExecStartPost= (`rollcap link-metrics`)
-        # makes them once the daemon is ready: its textfile exists by then
-        link_cfg = parse_config(f'[metrics]\ntextfile_directory = "{own}"\n')
+        # root's copies, as each unit's ExecStartPost= (`rollcap link-metrics`)
+        # makes them once the daemon is ready (its textfile exists by then), and
+        # then rollcap-metrics-publish.path at each write (here: every 0.5 s)
+        pub_cfg = parse_config(f'[metrics]\ntextfile_directory = "{own}"\n')
         for daemon in ("capture", "offload"):
-            assert nodeexporter.link(link_cfg, daemon, str(textfiles)).startswith("linked ")
+            assert publish.publish(pub_cfg, daemon, str(textfiles)).startswith("published ")
+
+        def republish() -> None:
+            while not stop_publishing.wait(0.5):
+                for daemon in ("capture", "offload"):
+                    publish.publish(pub_cfg, daemon, str(textfiles))
+
+        publisher.append(threading.Thread(target=republish, daemon=True))
+        publisher[0].start()
         wait_until("Prometheus scraping all three targets", prom.targets_up,
                    lambda up: up == {"node": 1, "rollcap-capture": 1, "rollcap-offload": 1},
                    timeout=30)  # fmt: skip
@@ -185,6 +197,10 @@ def test_prometheus_sees_what_reached_seaweedfs(
         # -- at exit: the last values stay in the textfile, the ports close --------
         assert cap.stop() == 0
         assert off.stop() == 0
+        stop_publishing.set()
+        publisher[0].join()
+        for daemon in ("capture", "offload"):  # the path unit, at the daemons' last write
+            publish.publish(pub_cfg, daemon, str(textfiles))
         final = node.scrape()
         assert samples(final, "rollcap_capture_up") == {f'{{interface="{veth.b}"}}': 0.0}
         assert samples(final, "rollcap_capture_packets_total") == {
@@ -196,11 +212,15 @@ def test_prometheus_sees_what_reached_seaweedfs(
         assert sorted(str(p.relative_to(own)) for p in own.rglob("*") if not p.is_dir()) == [
             "capture/rollcap-capture.prom", "offload/rollcap-offload.prom",
         ]  # no temp files left  # fmt: skip
-        assert all(p.is_symlink() for p in textfiles.iterdir())
+        # root's copies: plain files, no temp file left
+        assert sorted(p.name for p in textfiles.iterdir()) == [
+            "rollcap-capture.prom", "rollcap-offload.prom"]  # fmt: skip
+        assert not any(p.is_symlink() for p in textfiles.iterdir())
         with pytest.raises(OSError):
             http_get(f"http://127.0.0.1:{cap_port}/metrics", timeout=2)
         assert state(cap.spool)["uploaded_files"] == len(keys)
     finally:
+        stop_publishing.set()
         cap.kill()
         if off is not None and off.proc is not None and off.proc.poll() is None:
             off.proc.send_signal(signal.SIGKILL)

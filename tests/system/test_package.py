@@ -49,15 +49,18 @@ SETTLE = 1.5
 REPLAY_PPS = 4000
 
 
-def wait_for(what: str, fn: Callable[[], object], timeout: float = 60) -> object:
-    """Poll fn until it returns something truthy; fail naming `what` otherwise."""
+def wait_for(what: str, fn: Callable[[], object], timeout: float = 60,
+             debug: Callable[[], str] | None = None) -> object:  # fmt: skip
+    """Poll fn until it returns something truthy; fail naming `what` otherwise
+    (with what debug() says)."""
     deadline = time.monotonic() + timeout
     while True:
         v = fn()
         if v:
             return v
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+            more = f"\n{debug()}" if debug else ""
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}{more}")
         time.sleep(0.5)
 
 
@@ -549,8 +552,17 @@ def _writes_as(c: Container, user: str, d: str) -> bool:
     return _as(c, user, f"touch {d}/.probe && rm -f {d}/.probe").returncode == 0
 
 
+def _metrics_state(c: Container) -> str:
+    """For a failed wait: the files, the units and the publisher's journal."""
+    return c.sh(f"ls -la {NODE_EXPORTER_DIR} {METRICS}/*; head -c 600 {NODE_EXPORTER_DIR}/*.prom;"
+                "systemctl status --no-pager rollcap-metrics-publish.path "
+                "rollcap-metrics-publish.service rollcap-capture rollcap-offload;"
+                "journalctl --no-pager -n 60 -u rollcap-metrics-publish.path "
+                "-u rollcap-metrics-publish.service", check=False).stdout  # fmt: skip
+
+
 def _published(c: Container) -> dict[str, str]:
-    """Both daemons' metrics, read through the links in node_exporter's directory."""
+    """Both daemons' metrics, as root's copies in node_exporter's directory hold them."""
     out = {}
     for daemon, line in (("capture", "rollcap_capture_up{"), ("offload", "rollcap_offload_")):
         p = f"{NODE_EXPORTER_DIR}/rollcap-{daemon}.prom"
@@ -560,25 +572,57 @@ def _published(c: Container) -> dict[str, str]:
     return out if len(out) == 2 else {}
 
 
-def test_metrics_reach_node_exporters_directory_through_roots_links(container: Container) -> None:
+def test_metrics_reach_node_exporters_directory_as_roots_copies(container: Container) -> None:
     """With node_exporter's directory as Debian makes it (root:root 0755), and 0.2's
-    ACL on it, a start removes the ACL and links each daemon's own file there."""
+    ACL on it, a start removes the ACL and whatever the daemon users planted there,
+    and root publishes a copy of each daemon's file there, again at each write."""
     c = container
     c.run(["install", "-d", "-m", "0755", "-o", "root", "-g", "root", NODE_EXPORTER_DIR])
     c.run(["python3", "-c", SET_0_2_ACL, NODE_EXPORTER_DIR])
     assert _writes_as(c, "rollcap-capture", NODE_EXPORTER_DIR)  # the hole 0.2 left
+    # what an exploited daemon could plant meanwhile, for root's collectors to write
+    # through or node_exporter to block on
+    c.write(VICTIM, "root's file\n", 0o600)
+    planted = ["smartmon.prom", "fifo.prom", "forged.prom", "d.prom"]
+    _as(c, "rollcap-capture", f"ln -s {VICTIM} {NODE_EXPORTER_DIR}/smartmon.prom && "
+                              f"mkfifo {NODE_EXPORTER_DIR}/fifo.prom")  # fmt: skip
+    _as(c, "rollcap", f"echo 'node_load1 99' > {NODE_EXPORTER_DIR}/forged.prom && "
+                      f"mkdir {NODE_EXPORTER_DIR}/d.prom && "
+                      f"ln -s {VICTIM} {NODE_EXPORTER_DIR}/d.prom/x")  # fmt: skip
+    c.sh(f"echo 'apt_upgrades_pending 0' > {NODE_EXPORTER_DIR}/apt.prom")  # root's collector
+    assert set(planted) <= set(c.run(["ls", "-A", NODE_EXPORTER_DIR]).stdout.split())
+    cursor = _cursor(c)
     c.run(["systemctl", "restart", "rollcap-capture", "rollcap-offload"], timeout=90)
-    files = wait_for("both textfiles through the links", lambda: _published(c), 60)
+    left = set(c.run(["ls", "-A", NODE_EXPORTER_DIR]).stdout.split())
+    assert not left & set(planted), left
+    assert "apt.prom" in left  # root's own stay
+    log = [str(e.get("MESSAGE", "")) for u in ("rollcap-capture", "rollcap-offload")
+           for e in _journal(c, u, cursor)]  # fmt: skip
+    for name in planted:
+        assert any(f"rollcap: removed {NODE_EXPORTER_DIR}/{name} (" in m for m in log), (name, log)
+    assert c.path(VICTIM).read_text() == "root's file\n"
+    c.run(["rm", "-f", VICTIM, f"{NODE_EXPORTER_DIR}/apt.prom"])
+    files = wait_for("both textfiles in root's copies", lambda: _published(c), 60,
+                     lambda: _metrics_state(c))  # fmt: skip
     assert isinstance(files, dict)
     assert re.search(r'^rollcap_capture_up\{interface="[^"]+"\} 1', files["capture"], re.M)
     assert 'rollcap_build_info{daemon="offload",version="' in files["offload"]
     for daemon, user in (("capture", "rollcap-capture"), ("offload", "rollcap")):
-        link = f"{NODE_EXPORTER_DIR}/rollcap-{daemon}.prom"
+        copy = f"{NODE_EXPORTER_DIR}/rollcap-{daemon}.prom"
         own = f"{METRICS}/{daemon}/rollcap-{daemon}.prom"
-        assert c.run(["stat", "-c", "%F %U", link]).stdout.split() == ["symbolic", "link", "root"]
-        assert c.run(["readlink", link]).stdout.strip() == own
-        # node_exporter (user prometheus) reads them: 0644, in 0755 directories
-        assert c.run(["stat", "-c", "%a %U", own]).stdout.split() == ["644", user]
+        # root's own file, which node_exporter (user prometheus) reads
+        assert c.run(["stat", "-c", "%F|%U|%a", copy]).stdout.strip() == "regular file|root|644"
+        assert c.run(["stat", "-c", "%U", own]).stdout.strip() == user
+    # rollcap-metrics-publish.path copies each new write: the timestamps move on
+    stamp = re.compile(r"^rollcap_state_updated_timestamp_seconds\{.*$", re.M)
+    first = {d: stamp.findall(t) for d, t in files.items()}
+
+    def moved_on() -> bool:
+        now = _published(c)
+        return bool(now) and all(stamp.findall(now[d]) != first[d] for d in first)
+
+    wait_for("the copies following the daemons' writes", moved_on, 90, lambda: _metrics_state(c))
+    assert unit_props(c, "rollcap-metrics-publish.service", "Result")["Result"] == "success"
     # no rollcap user may write there any more: the ACL is gone, the mode is 0755 again
     assert c.run(["stat", "-c", "%a %U %G", NODE_EXPORTER_DIR]).stdout.split() == [
         "755", "root", "root"]  # fmt: skip
@@ -613,7 +657,8 @@ def test_a_planted_symlink_changes_nothing_outside(container: Container) -> None
     c.sh(f"echo 'apt_upgrades_pending 0' > {NODE_EXPORTER_DIR}/apt.prom")
     c.run(["systemctl", "restart", "rollcap-capture", "rollcap-offload"], timeout=90)
     c.run(["systemd-tmpfiles", "--create"], check=False)  # as at boot: every file
-    files = wait_for("both textfiles rewritten", lambda: _published(c), 60)
+    files = wait_for("both textfiles rewritten", lambda: _published(c), 60,
+                     lambda: _metrics_state(c))  # fmt: skip
     assert isinstance(files, dict)
     assert c.run(["stat", "-c", "%s %a %U %Y %i", VICTIM]).stdout == before
     assert c.path(VICTIM).read_text() == "root's file\n"
@@ -650,10 +695,47 @@ def test_a_tmpfiles_grant_to_node_exporters_directory_stops_the_start(container:
     c.run(["systemctl", "restart", "rollcap-capture"], timeout=90)
 
 
-def test_node_exporter_reads_the_series_through_the_links(container: Container) -> None:
+PTH_MARK = "/etc/rollcap-pth-ran-as-root"
+
+
+def test_roots_commands_ignore_python_files_planted_in_rollcaps_home(
+    container: Container,
+) -> None:
+    """rollcap's home (/var/lib/rollcap) is the offload user's to write, and systemd
+    sets HOME from User= for the units' "+" commands too, which run as root: a .pth
+    planted in that user's site-packages must not run as root at the next start."""
+    c = container
+    ver = c.run(["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+    site = f"/var/lib/rollcap/.local/lib/python{ver.stdout.strip()}/site-packages"
+    # as an exploited offload would: its own home, its own files
+    r = _as(c, "rollcap", f"mkdir -p {site} && touch {site}/zz-rollcap-test.pth")
+    assert r.returncode == 0, r
+    c.write(f"{site}/zz-rollcap-test.pth",
+            f"import os; os.getuid() == 0 and open({PTH_MARK!r}, 'w').close()\n")  # fmt: skip
+    c.run(["chown", "rollcap:rollcap", f"{site}/zz-rollcap-test.pth"])
+    try:
+        # the plant works: a root python3 without -I, with HOME as the units set it, runs it
+        c.run(["env", "HOME=/var/lib/rollcap", "python3", "-c", "pass"])
+        assert c.path(PTH_MARK).exists(), "the planted .pth is not effective"
+        c.path(PTH_MARK).unlink()
+        cursor = _cursor(c)
+        c.run(["systemctl", "restart", "rollcap-offload", "rollcap-capture"], timeout=90)
+        wait_for("both textfiles rewritten", lambda: _published(c), 60, lambda: _metrics_state(c))
+        assert not c.path(PTH_MARK).exists(), "the rollcap user's .pth ran as root"
+        # the root commands did run (and logged nothing about the .pth)
+        log = " ".join(str(e.get("MESSAGE", "")) for u in ("rollcap-offload", "rollcap-capture")
+                       for e in _journal(c, u, cursor))  # fmt: skip
+        assert "zz-rollcap-test.pth" not in log, log
+    finally:
+        c.run(["rm", "-rf", "/var/lib/rollcap/.local", PTH_MARK])
+
+
+def test_node_exporter_reads_the_series_and_a_fifo_cannot_block_it(container: Container) -> None:
     """Debian's node_exporter (this machine's 1.5, or $ROLLCAP_NODE_EXPORTER, e.g.
     Debian 13's 1.9), run inside the container as an unprivileged user on Debian's
-    default directory, sees both daemons through root's links."""
+    default directory, sees both daemons in root's copies. A FIFO the capture user
+    puts at its own file's name (node_exporter would block in open() on it) is
+    refused: the scrape still answers, with the last good copy."""
     c = container
     binary = Path(os.environ.get("ROLLCAP_NODE_EXPORTER", "/usr/bin/prometheus-node-exporter"))
     if not binary.is_file():
@@ -679,8 +761,31 @@ def test_node_exporter_reads_the_series_through_the_links(container: Container) 
         assert re.search(r'^rollcap_capture_up\{interface="[^"]+"\} 1$', text, re.M), text
         assert 'rollcap_build_info{daemon="offload",version="' in text
         assert re.search(r"^node_textfile_scrape_error 0$", text, re.M), text
+
+        # stopped, so that no rewrite replaces the FIFO; its last file stays
+        c.run(["systemctl", "stop", "rollcap-capture"], timeout=60)
+        own = f"{METRICS}/capture/rollcap-capture.prom"
+        c.run(["systemctl", "start", "rollcap-metrics-publish.service"], timeout=60)
+        wait_for("capture's last values in node_exporter's scrape", lambda: re.search(
+            r'^rollcap_capture_up\{interface="[^"]+"\} 0$', scraped(), re.M), 30,
+            lambda: _metrics_state(c))  # fmt: skip
+        cursor = _cursor(c)
+        r = _as(c, "rollcap-capture", f"mkfifo {own}.fifo && mv -fT {own}.fifo {own}")
+        assert r.returncode == 0, r
+        # as rollcap-metrics-publish.path does at that rename (unless a run was
+        # under way: then at the next write)
+        c.run(["systemctl", "start", "rollcap-metrics-publish.service"], timeout=60)
+        wait_for("the publisher refusing the FIFO", lambda: any(
+            "not publishing capture's metrics" in str(e.get("MESSAGE", ""))
+            for e in _journal(c, "rollcap-metrics-publish", cursor)), 60)  # fmt: skip
+        # node_exporter answers (urlopen's 5 s timeout), with capture's last values
+        text = scraped()
+        assert re.search(r'^rollcap_capture_up\{interface="[^"]+"\} 0$', text, re.M), text
+        assert re.search(r"^node_textfile_scrape_error 0$", text, re.M), text
     finally:
         c.run(["systemctl", "stop", "rc-node-exporter"], check=False)
+        c.run(["rm", "-f", f"{METRICS}/capture/rollcap-capture.prom"], check=False)
+        c.run(["systemctl", "restart", "rollcap-capture"], check=False, timeout=90)
 
 
 @needs_daemons

@@ -120,26 +120,56 @@ def test_remove_writers_leaves_the_directory_as_the_mode_says(tmp_path: Path) ->
     assert posixacl.remove_writers(str(d), {990}, {991}) == []
 
 
-# -- root's links -------------------------------------------------------------------
+# -- entries planted while 0.2's ACL let the daemon users write -----------------------
+
+DAEMON_UID, DAEMON_GID, OTHER_ID = 4242, 4343, 4444
 
 
-def test_link_replaces_0_2s_file_and_is_idempotent(tmp_path: Path) -> None:
+@pytest.mark.skipif(os.geteuid() != 0, reason="planting as another uid needs root")
+def test_every_entry_a_rollcap_user_or_group_owns_is_removed_and_nothing_else(
+    tmp_path: Path,
+) -> None:
     nx = tmp_path / "node-exporter"
     nx.mkdir()
-    cfg = parse_config(f'[metrics]\ntextfile_directory = "{tmp_path}/own"\n')
-    target = f"{tmp_path}/own/capture/rollcap-capture.prom"
-    # not before the daemon wrote its file: a dangling link is a scrape error
-    (nx / "rollcap-capture.prom").write_text("rollcap_capture_up 1\n")  # written by 0.2
-    assert nodeexporter.link(cfg, "capture", str(nx)).startswith("removed ")
-    assert os.listdir(nx) == []
-    (nx / "rollcap-capture.prom").write_text("rollcap_capture_up 1\n")
-    Path(target).parent.mkdir(parents=True)
-    Path(target).write_text("rollcap_capture_up 1\n")
-    assert nodeexporter.link(cfg, "capture", str(nx)).startswith("linked ")
-    assert os.readlink(nx / "rollcap-capture.prom") == target
-    assert nodeexporter.link(cfg, "capture", str(nx)) == ""
-    assert sorted(os.listdir(nx)) == ["rollcap-capture.prom"]
-    off = parse_config('[metrics]\ntextfile_directory = ""\n')
-    assert nodeexporter.link(off, "capture", str(nx)).startswith("removed ")
-    assert os.listdir(nx) == []
-    assert nodeexporter.link(cfg, "offload", str(tmp_path / "absent")) == ""
+    victim = tmp_path / "victim"
+    victim.write_text("root's file\n")
+
+    def plant(name: str, uid: int, gid: int) -> Path:
+        p = nx / name
+        os.lchown(p, uid, gid)
+        return p
+
+    (nx / "smartmon.prom").symlink_to(victim)
+    plant("smartmon.prom", DAEMON_UID, DAEMON_UID)  # a symlink for root's collector
+    (nx / "apt.prom").symlink_to("/nonexistent/dangling")
+    plant("apt.prom", OTHER_ID, DAEMON_GID)  # by group alone
+    os.mkfifo(nx / "fifo.prom")
+    plant("fifo.prom", DAEMON_UID, DAEMON_GID)
+    (nx / "rollcap-capture.prom").write_text("rollcap_capture_up 1\n")  # 0.2's file
+    plant("rollcap-capture.prom", DAEMON_UID, DAEMON_GID)
+    (nx / "d.prom").mkdir()
+    (nx / "d.prom" / "inner").symlink_to(victim)
+    plant("d.prom/inner", DAEMON_UID, DAEMON_GID)
+    plant("d.prom", DAEMON_UID, DAEMON_GID)
+    (nx / "line\nbreak.prom").write_text("")
+    plant("line\nbreak.prom", DAEMON_UID, DAEMON_GID)
+    # kept: root's (whatever its group), another user's
+    (nx / "node.prom").write_text("root 1\n")
+    plant("node.prom", 0, DAEMON_GID)
+    (nx / "rollcap-offload.prom").symlink_to(victim)  # root's own link
+    (nx / "other.prom").write_text("other 1\n")
+    plant("other.prom", OTHER_ID, OTHER_ID)
+
+    removed = nodeexporter.remove_owned(str(nx), {DAEMON_UID}, {DAEMON_GID})
+    assert removed == [
+        f"{nx}/apt.prom (symlink -> /nonexistent/dangling, uid {OTHER_ID} gid {DAEMON_GID})",
+        f"{nx}/d.prom (directory, uid {DAEMON_UID} gid {DAEMON_GID})",
+        f"{nx}/fifo.prom (FIFO, uid {DAEMON_UID} gid {DAEMON_GID})",
+        f"{nx}/'line\\nbreak.prom' (file, uid {DAEMON_UID} gid {DAEMON_GID})",
+        f"{nx}/rollcap-capture.prom (file, uid {DAEMON_UID} gid {DAEMON_GID})",
+        f"{nx}/smartmon.prom (symlink -> {victim}, uid {DAEMON_UID} gid {DAEMON_UID})",
+    ]
+    assert sorted(os.listdir(nx)) == ["node.prom", "other.prom", "rollcap-offload.prom"]
+    assert victim.read_text() == "root's file\n"
+    assert nodeexporter.remove_owned(str(nx), {DAEMON_UID}, {DAEMON_GID}) == []
+    assert nodeexporter.remove_owned(str(tmp_path / "absent"), {DAEMON_UID}, set()) == []
