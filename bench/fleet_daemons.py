@@ -14,7 +14,8 @@ H x F uploads), then stop on SIGTERM. Measured:
 - `rollcap list --json` over a window every host captured all along (wall
   time of the command, best of --reps): captures listed, and its coverage
   (source, hosts seen, hosts_checked_by_listing, which must be 0: no host
-  fell back to listing);
+  fell back to listing); and the same selection in this process, its
+  requests counted by kind;
   once more over a window running past the hosts' last captures, where a
   hole in every host's entries must send each host to the listing check;
 - the recursive listing of the prefix (paginated ListObjectsV2, best of
@@ -51,7 +52,7 @@ from bench.common import (
     workdir,
     write_result,
 )
-from bench.fleet import FRAME
+from bench.fleet import FRAME, counted
 from rollcap.naming import ReadyName
 from rollcap.spool import Spool
 from rollcap.storage import manifest
@@ -188,6 +189,28 @@ def list_json(cfg: Path, env: dict[str, str], since: str, until: str, reps: int
             "gaps": len(cov["gaps"]), "rejected_entries": cov["rejected_entries"]}  # fmt: skip
 
 
+def selection_requests(w: SeaweedFS, since: str, until: str) -> dict[str, Any]:
+    """The same selection in this process, its S3 requests counted by kind
+    (interpreter start excluded: at this size it is most of the CLI's time)."""
+    from rollcap.config.schema import DEFAULT_KEY_TEMPLATE, OffloadConfig
+    from rollcap.retrieve.select import collect, select
+    from rollcap.storage import open_storage
+
+    os.environ.update(w.env())
+    os.environ.pop("CREDENTIALS_DIRECTORY", None)
+    oc = OffloadConfig(destination=f"s3://{w.bucket}/{PREFIX}", endpoint_url=w.endpoint,
+                       region="us-east-1")  # type: ignore[call-arg]  # fmt: skip
+    st = open_storage(oc)
+    s_dt, u_dt = (datetime.strptime(t, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+                  for t in (since, until))  # fmt: skip
+    try:
+        sel = select(st, template=DEFAULT_KEY_TEMPLATE, prefix=PREFIX, since=s_dt, until=u_dt)
+        n, counts, secs = counted(st, lambda: len(collect(sel)))
+    finally:
+        st.close()
+    return {"seconds": round(secs, 3), "captures": n, "requests": counts}
+
+
 def recursive_listing(w: SeaweedFS, reps: int) -> dict[str, Any]:
     """Every key below the prefix, paginated: what a listing-based `list` walks."""
     runs: list[float] = []
@@ -230,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         lj = list_json(configs[0], env, since, until, a.reps)
         lj["lists_every_stored_capture"] = lj.pop("_keys") == captures
         res["list_json"] = lj
+        lj["in_process"] = selection_requests(w, since, until)
         # contrast: a window running 2 minutes past the hosts' last captures
         # has a hole in every host's entries, so each host is checked by listing
         hole = list_json(configs[0], env, since, past_end, 1)
@@ -242,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{lj['seconds']:.2f} s (runs {lj['all_seconds']}), source {lj['source']}, "
           f"{lj['hosts_checked_by_listing']} hosts checked by listing, all stored listed: "
           f"{lj['lists_every_stored_capture']}")  # fmt: skip
+    ip = lj["in_process"]
+    print(f"  in process: {ip['captures']} captures in {ip['seconds']:.3f} s; "
+          f"requests {ip['requests']}")  # fmt: skip
     print(f"  (window past the hosts' last captures: {hole['hosts_checked_by_listing']} hosts "
           f"checked by listing, {hole['gaps']} gaps, {hole['seconds']:.2f} s)")  # fmt: skip
     print(f"recursive listing: {base_l['keys']} keys in {base_l['requests']['ListObjectsV2']} "
