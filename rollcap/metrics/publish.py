@@ -8,7 +8,14 @@ rollcap-metrics-publish.service, which rollcap-metrics-publish.path starts at ev
 write of a daemon) opens the daemon's file through its directory's fd with
 O_NOFOLLOW|O_NONBLOCK, takes it only when fstat says it is a regular file with one
 link, owned by its directory's owner, of at most MAX_BYTES, and renames a copy of
-its bytes into place (root-owned, 0644, an O_EXCL temp file first).
+a copy into place (root-owned, 0644, an O_EXCL temp file first).
+
+The copy holds only that daemon's own series, rebuilt from the parsed text: an
+exploited daemon could otherwise write series of other collectors (node_exporter
+keeps the first of two equal series, by file name) or of the other daemon, and
+silence their alerts. rollcap_capture_* and rollcap_spool_* are capture's,
+rollcap_offload_* offload's; the shared families count only with daemon="<its
+name>". Anything else is dropped and said once per publish.
 
 The copy mirrors the daemon's file: it goes when that file is gone or textfiles are
 off; a refused file keeps the last good copy (its rollcap_state_updated_timestamp
@@ -22,6 +29,11 @@ import os
 import stat
 import sys
 from pathlib import Path
+
+from prometheus_client.core import Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from rollcap.config.schema import NODE_EXPORTER_DIRECTORY, RollcapConfig
 from rollcap.errors import RollcapError
@@ -38,6 +50,55 @@ from rollcap.spoolfs import BadEntry, check_regular
 # holds each file whole in memory.
 MAX_BYTES = 1 << 20
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# A daemon writes a few hundred samples (per interface and area).
+MAX_SAMPLES = 10_000
+OWN_PREFIXES = {
+    "capture": ("rollcap_capture_", "rollcap_spool_"),
+    "offload": ("rollcap_offload_",),
+}
+# written by both daemons, told apart by their daemon label
+SHARED = ("rollcap_build_info", "rollcap_start_time_seconds",
+          "rollcap_state_updated_timestamp_seconds")  # fmt: skip
+
+
+class _Families(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+def own_series(daemon: str, data: bytes) -> tuple[bytes, int]:
+    """The text of data's series that are daemon's own (see the module's doc), and
+    how many samples were dropped. BadEntry when it is not Prometheus text or has
+    more than MAX_SAMPLES samples."""
+    prefixes = OWN_PREFIXES[daemon]
+    kept: list[Metric] = []
+    dropped = total = 0
+    try:
+        for fam in text_string_to_metric_families(data.decode("utf-8")):
+            samples = []
+            for smp in fam.samples:
+                total += 1
+                if total > MAX_SAMPLES:
+                    raise BadEntry(f"more than {MAX_SAMPLES} samples")
+                shared = smp.name.startswith(SHARED)
+                if smp.name.startswith(prefixes) or (
+                    shared and smp.labels.get("daemon") == daemon
+                ):
+                    samples.append(smp)
+                else:
+                    dropped += 1
+            if samples:
+                fam.samples = samples
+                kept.append(fam)
+    except (UnicodeDecodeError, ValueError, TypeError, IndexError) as e:
+        # the parser's complaints about a malformed line
+        raise BadEntry(f"not Prometheus text format ({e})") from None
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(kept))
+    return generate_latest(registry), dropped
 
 
 def read_textfile(path: Path) -> bytes:
@@ -132,7 +193,15 @@ def publish(cfg: RollcapConfig, daemon: str, directory: str = NODE_EXPORTER_DIRE
         except (BadEntry, OSError) as e:
             kept = "kept the last copy" if before is not None else "nothing published"
             return f"warning: not publishing {daemon}'s metrics ({kept}): {e}"
-        _replace(dfd, name, data)
+        try:
+            text, dropped = own_series(daemon, data)
+        except BadEntry as e:
+            kept = "kept the last copy" if before is not None else "nothing published"
+            return f"warning: not publishing {daemon}'s metrics ({kept}): {target}: {e}"
+        _replace(dfd, name, text)
+        if dropped:
+            return (f"warning: published {directory}/{name} without {dropped} samples of "
+                    f"{target} that are not {daemon}'s own series")  # fmt: skip
         if before is not None and stat.S_ISLNK(before.st_mode):
             return f"replaced the link {directory}/{name} by a copy of {target}"
         return f"published {directory}/{name}" if before is None else ""
@@ -162,7 +231,10 @@ def publish_at_start(cfg: RollcapConfig, daemon: str) -> int:
     for entry in planted:
         _log(f"removed {entry}: a rollcap user's entry in node_exporter's directory, "
              "where root's collectors write (docs/metrics.md)")  # fmt: skip
-    return publish_and_log(cfg, (daemon,))
+    # a copy that cannot be written (a full or read-only disk) is a warning:
+    # the daemon's start must not depend on node_exporter's directory
+    publish_and_log(cfg, (daemon,))
+    return 0
 
 
 def publish_and_log(cfg: RollcapConfig, daemons: tuple[str, ...] = DAEMONS) -> int:
