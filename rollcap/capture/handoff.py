@@ -129,6 +129,7 @@ class Handoff:
         # seconds between the open times of coverage markers of one interface
         self.marker_every = marker_every
         self._last_marker: dict[str, float] = {}  # iface -> open time of its last marker
+        self._last_opened: dict[str, float] = {}  # iface -> latest open time handed off
         self.persistent = persistent
         self.host = host
         self.gid = gid
@@ -208,8 +209,10 @@ class Handoff:
         finally:
             if new_fd is not None:
                 os.close(new_fd)
+        t = w.opened.timestamp()
+        self._last_opened[w.iface] = max(t, self._last_opened.get(w.iface, t))
         if marker:
-            self._last_marker[w.iface] = w.opened.timestamp()
+            self._last_marker[w.iface] = t
             return HandoffResult(ready, size, 0, removed, stripped, None, coverage=True,
                                  unpaired=dup.unpaired if dup else 0)  # fmt: skip
         if not goes_on:
@@ -221,11 +224,17 @@ class Handoff:
         """A coverage marker for this file? Not for two files of an interface
         opened within a rotation period (a restart loop must not fill ready/
         with them); by open time, so the last file at a stop is one. 0.9: the
-        quiet-link deadline of consecutive periods may come a little early; a
-        clock stepped back makes one due."""
+        quiet-link deadline of consecutive periods may come a little early.
+        Not after a clock stepped back (opened before a file already handed
+        off), nor until it passes the last marker's period again:
+        a marker named by the stepped-back clock would sort before files already
+        handed off and claim a time that was covered already (list may call
+        that stretch a gap; the journal has the step)."""
         last = self._last_marker.get(w.iface)
         t = w.opened.timestamp()
-        return last is None or t < last or t - last >= 0.9 * self.marker_every
+        if t < self._last_opened.get(w.iface, t):
+            return False  # opened before a file already handed off: a clock stepped back
+        return last is None or t - last >= 0.9 * self.marker_every
 
     def _move(self, name: str, st: os.stat_result, ready: str) -> None:
         """Rename into ready/; the name must still be the file checked (work/ is

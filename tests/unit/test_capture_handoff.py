@@ -98,6 +98,29 @@ def test_an_idle_period_is_handed_off_as_a_coverage_marker_once_a_period(spool: 
     assert len(list(spool.ready.iterdir())) == 3
 
 
+def test_no_coverage_marker_under_a_clock_stepped_back(spool: Spool) -> None:
+    """Named by a clock stepped back, a marker would sort before what ready/
+    already holds and claim a covered time again: none until the clock passes
+    the last marker's period."""
+    h = _handoff(spool)
+    name = "g000001-20261126T113000-eth0.pcap"  # packets: no marker yet, but a time
+    h.hand_off(WorkName.parse(name), write_pcap(spool.work / name, packets(2)))  # type: ignore[arg-type]
+    for name, due in [
+        ("g000002-20261126T112000-eth0.pcap", False),  # stepped back before any marker
+        ("g000001-20261126T120000-eth0.pcap", True),
+        ("g000002-20261126T110000-eth0.pcap", False),  # the clock stepped back 1 h
+        ("g000003-20261126T115000-eth0.pcap", False),
+        ("g000004-20261126T121000-eth0.pcap", True),  # past the last marker's period
+    ]:
+        (spool.work / name).write_bytes(HEADER)
+        r = h.hand_off(WorkName.parse(name), spool.work / name)  # type: ignore[arg-type]
+        assert r.coverage is due, name
+    assert sorted(p.name for p in spool.ready.iterdir()) == [
+        "20261126T113000Z-000001_host1_eth0.pcap",
+        "20261126T120000Z-000002_host1_eth0.pcap", "20261126T121000Z-000003_host1_eth0.pcap",
+    ]  # fmt: skip
+
+
 def test_sequence_survives_a_restart_and_a_lost_counter_file(spool: Spool) -> None:
     h = _handoff(spool)
     for i in range(3):
