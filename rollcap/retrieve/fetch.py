@@ -21,6 +21,7 @@ import gzip
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -255,7 +256,15 @@ def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path,
 
     pool = ThreadPoolExecutor(max_workers=max(1, workers))
     try:
-        futures = [pool.submit(one, i, c) for i, c in enumerate(captures)]
+        # SIGTERM/SIGINT raise in the main thread wherever it is; inside submit()'s
+        # `with lock:` that can leave the pool's lock held (the with statement is
+        # not signal-safe), and shutdown() below then waits for ever. Held back
+        # while queueing, they are handled right after, outside any lock.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        try:
+            futures = [pool.submit(one, i, c) for i, c in enumerate(captures)]
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         for f in done:
             exc = f.exception()
