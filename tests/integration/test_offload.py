@@ -846,7 +846,7 @@ def test_a_coverage_marker_is_filed_as_an_entry_and_never_uploaded(
     becomes a manifest entry with no object; no pcap is stored."""
     from rollcap.storage import manifest
     from rollcap.storage.local import LocalStorage
-    from tests.unit.capture_pcaps import HEADER
+    from tests.support.pcaps import HEADER
 
     name = ReadyName(T0, 7, HOST, "veth0").format()
     marker = spool / "ready" / name

@@ -1,4 +1,4 @@
-"""`python -m rollcap ARGS --config CONFIG` as a subprocess, the way an operator runs it."""
+"""`python -m rollcap ARGS` as a subprocess, the way an operator runs it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,22 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def rollcap(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m rollcap ARGS` with no ROLLCAP_CONFIG from the caller's environment."""
+    e = {**os.environ, "PYTHONPATH": str(REPO)}
+    e.pop("ROLLCAP_CONFIG", None)
+    e.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "rollcap", *args],
+        cwd=REPO,
+        env=e,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def run_rollcap(

@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from rollcap import __version__
 from rollcap.cli import build_parser
-from tests.support.cli import run_into_closed_pipe
+from tests.support.cli import rollcap, run_into_closed_pipe
 
 REPO = Path(__file__).resolve().parents[2]
 COMMANDS = ["capture", "offload", "check-config", "reload", "status", "list", "fetch"]
-
-
-def rollcap(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    e = {**os.environ, "PYTHONPATH": str(REPO)}
-    e.pop("ROLLCAP_CONFIG", None)
-    e.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "rollcap", *args],
-        cwd=REPO,
-        env=e,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def test_help_lists_every_command() -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from rollcap.capture import switching
 from rollcap.capture.overlap import (
     Fingerprint,
     append_sidecar,
@@ -14,12 +15,16 @@ from rollcap.capture.overlap import (
     iter_records,
     pair_duplicates,
     read_sidecar,
+    read_switch,
+    switch_name,
     tail_since,
     write_sidecar,
+    write_switch,
 )
 from rollcap.pcapfile import scan
 from rollcap.spoolfs import Dir
-from tests.unit.capture_pcaps import packets, write_nano_pcap, write_pcap
+from tests.support.pcaps import packets, write_nano_pcap, write_pcap
+from tests.unit.capture.fakes import enospc, supervisor
 
 
 def strip_duplicates(path: Path, tail: list[Fingerprint]) -> tuple[int, list[Fingerprint]]:
@@ -228,3 +233,73 @@ def test_records_only_the_new_tcpdump_got_are_counted(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     assert (len(d), d.unpaired, d.rest) == (19, 1, [])  # packet 30: the old one missed it
+
+
+def test_switch_record_round_trip_and_reload(tmp_path: Path) -> None:
+    sup = supervisor(tmp_path)
+    write_pcap(sup.spool.work / "g000004-20261126T120000-eth0.pcap", packets(3))
+    write_switch(sup.dirs.work, switch_name(4), 5, 1_800_000_000.5)
+    assert read_switch(sup.dirs.work, switch_name(4)) == (5, 1_800_000_000.5)
+    sup.load_switches()
+    assert sup.overlaps is not None
+    assert sup.overlaps.next_of == {4: 5} and sup.overlaps.since == {5: 1_800_000_000.5}
+    (sup.spool.work / ".switch-g000009.json").write_text("{not json")
+    assert read_switch(sup.dirs.work, ".switch-g000009.json") is None
+
+
+def test_a_tail_that_cannot_be_remembered_holds_the_hand_off_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sup = supervisor(tmp_path)
+    old = write_pcap(sup.spool.work / "g000004-20261126T120000-eth0.pcap", packets(5))
+    assert sup.overlaps is not None
+    sup.overlaps.begin(4, 5, packets(5)[2][0])  # generation 5 replaced 4
+    monkeypatch.setattr(switching, "append_sidecar", enospc)
+    sup.process_work()  # generation 4 is not live: its file is finished
+    assert old.exists() and sup.overlaps.next_of == {4: 5}
+    assert "No space left on device" in sup.last_error
+    monkeypatch.undo()
+    sup.process_work()
+    assert not old.exists() and sup.overlaps.next_of == {}
+    assert (sup.spool.work / ".overlap-g000005.json").exists()
+    assert sup.n["handed_off_files"] == 1
+
+
+def test_an_overlap_over_several_files_on_both_sides_is_stored_once(tmp_path: Path) -> None:
+    """A burst during a quiet-link switch with small -C files: the old tcpdump
+    wrote the overlap into two files, the new one into three."""
+    sup = supervisor(tmp_path)
+    pk = packets(100)
+    old_gen = [pk[:50], pk[50:80]]  # the old tcpdump ran until packet 79
+    new_gen = [pk[40:55], pk[55:75], pk[75:]]  # the new one listened from packet 40
+    for i, part in enumerate(old_gen):
+        write_pcap(sup.spool.work / f"g000004-20261126T120000-eth0.pcap{i or ''}", part)
+    for i, part in enumerate(new_gen):
+        write_pcap(sup.spool.work / f"g000005-20261126T120000-eth0.pcap{i or ''}", part)
+    assert sup.overlaps is not None
+    sup.overlaps.begin(4, 5, pk[40][0])
+    sup.process_work()  # neither generation is live
+    stored = sorted(fp.ts for f in sup.spool.ready.iterdir() for _o, _n, fp in iter_records(f))
+    assert stored == [ts for ts, _d in pk]  # every packet exactly once
+    assert sup.n["duplicates_removed"] == 40
+    assert list(sup.spool.work.iterdir()) == []  # no sidecar or switch record left
+
+
+def test_a_failed_sidecar_update_leaves_duplicates_never_a_double_strip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rollcap.capture import handoff as handoff_mod
+
+    sup = supervisor(tmp_path)
+    pk = packets(60)
+    old = write_pcap(tmp_path / "old.pcap", pk[:40])  # already handed off
+    write_sidecar(sup.dirs.work, ".overlap-g000005.json", tail_since(old, pk[20][0]))
+    all_dup = write_pcap(sup.spool.work / "g000005-20261126T120000-eth0.pcap", pk[20:30])
+    write_pcap(sup.spool.work / "g000005-20261126T120000-eth0.pcap1", pk[30:60])
+    monkeypatch.setattr(handoff_mod, "write_sidecar", enospc)
+    sup.process_work()
+    assert all_dup.read_bytes().count(b"p000020") == 8  # untouched: sidecar first
+    monkeypatch.undo()
+    sup.process_work()
+    stored = sorted(fp.ts for f in sup.spool.ready.iterdir() for _o, _n, fp in iter_records(f))
+    assert stored == [ts for ts, _d in pk[40:]]  # the 20 duplicates gone, nothing else

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import struct
@@ -12,11 +13,16 @@ from rollcap.capture.budget import measure, oldest_ready
 from rollcap.capture.handoff import Handoff, HandoffResult, Persistent
 from rollcap.capture.layout import CaptureDirs
 from rollcap.capture.names import WorkName
-from rollcap.capture.overlap import sidecar_name, tail_since, write_sidecar
+from rollcap.capture.overlap import (
+    sidecar_name,
+    tail_since,
+    write_sidecar,
+)
 from rollcap.naming import ReadyName
 from rollcap.pcapfile import scan
 from rollcap.spool import Spool
-from tests.unit.capture_pcaps import HEADER, packets, write_nano_pcap, write_pcap
+from tests.support.pcaps import HEADER, packets, write_nano_pcap, write_pcap
+from tests.unit.capture.fakes import supervisor
 
 
 @pytest.fixture
@@ -164,3 +170,17 @@ def test_budget_counts_every_area_and_drops_oldest_first(spool: Spool) -> None:
         "20261126T120005Z",
         "20261126T120010Z",
     ]
+
+
+def test_a_quarantined_work_file_is_not_reported_as_discarded_empty(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Quarantine keeps the file: the log and status must not say it was deleted."""
+    sup = supervisor(tmp_path)
+    (sup.spool.work / "g000004-20261126T120000-eth0.pcap").write_bytes(b"x" * 100)
+    with caplog.at_level(logging.INFO, logger="rollcap.capture"):
+        sup.process_work()
+    kept = [p.name for p in sup.spool.quarantine.iterdir() if not p.name.endswith(".reason")]
+    assert kept == ["g000004-20261126T120000-eth0.pcap"]
+    assert sup.n["discarded_empty"] == 0
+    assert "no packets" not in caplog.text and "quarantine" in caplog.text

@@ -15,7 +15,7 @@ from rollcap.retrieve.commands import summary
 from rollcap.retrieve.fetch import FetchResult, fetch
 from rollcap.retrieve.output import Output, place, resolve_output
 from tests.support.archive import NS, MemoryStorage, make_object, ns, utc
-from tests.unit.test_retrieve_fetch import FRAMES
+from tests.support.fetchstore import FRAMES
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from rollcap.config.load import parse_config
 from rollcap.errors import ConfigError
 from rollcap.naming import ReadyName
 from rollcap.status import render_table
-from tests.unit.capture_pcaps import packets, write_pcap
-from tests.unit.test_capture_reliability import FakeTcpdump, _supervisor
+from tests.support.pcaps import packets, write_pcap
+from tests.unit.capture.fakes import FakeTcpdump, supervisor
 
 
 class _Fake(FakeTcpdump):
@@ -107,7 +107,7 @@ def test_interfaces_switched_together_keep_every_new_live_file(
 ) -> None:
     """Two interfaces cut at one boundary: the hand-off after the switch must see
     both new tcpdumps as live (it once handed the second one's live file off)."""
-    sup = _supervisor(tmp_path, capture={"interface": ["eth0", "eth1"], "rotate_align": True})
+    sup = supervisor(tmp_path, capture={"interface": ["eth0", "eth1"], "rotate_align": True})
     ic0, ic1 = sup.captures.values()
     pk = packets(4)
     for gen, iface in ((1, "eth0"), (2, "eth1"), (3, "eth0"), (4, "eth1")):
@@ -123,7 +123,7 @@ def test_interfaces_switched_together_keep_every_new_live_file(
 
 
 def test_a_live_file_holds_back_only_its_own_interface(tmp_path: Path) -> None:
-    sup = _supervisor(tmp_path, capture={"interface": ["eth0", "eth1"], "rotate_align": True})
+    sup = supervisor(tmp_path, capture={"interface": ["eth0", "eth1"], "rotate_align": True})
     ic0, ic1 = sup.captures.values()
     for gen, iface in ((5, "eth0"), (6, "eth1")):
         write_pcap(sup.spool.work / f"g00000{gen}-20261126T120000-{iface}.pcap", packets(3))
@@ -137,7 +137,7 @@ def test_a_live_file_holds_back_only_its_own_interface(tmp_path: Path) -> None:
 def test_an_aligned_deadline_survives_clock_steps(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sup = _supervisor(tmp_path, capture={"rotate_seconds": 10, "rotate_align": True})
+    sup = supervisor(tmp_path, capture={"rotate_seconds": 10, "rotate_align": True})
     (ic,) = sup.captures.values()
     (sup.spool.work / "g000003-20261126T130000-eth0.pcap").write_bytes(b"")
     ic.proc = _Fake(3)  # type: ignore[assignment]
@@ -168,7 +168,7 @@ def test_the_budget_holds_every_interfaces_live_file() -> None:
 def test_the_budget_is_kept_during_a_switchs_overlap(tmp_path: Path) -> None:
     """An aligned switch waits up to 3 s for its boundary: on a busy link the spool
     must not grow unchecked meanwhile (pause-capture pauses at once after it)."""
-    sup = _supervisor(
+    sup = supervisor(
         tmp_path,
         spool={"max_megabytes": 10, "on_full": "pause-capture", "min_free_percent": 0},
         capture={"rotate_megabytes": 1},
@@ -189,13 +189,13 @@ def test_the_budget_is_kept_during_a_switchs_overlap(tmp_path: Path) -> None:
 def test_status_says_how_files_are_cut_and_the_precision(tmp_path: Path) -> None:
     """An operator reading `rollcap status` sees whether files follow the UTC clock
     and whether timestamps are nanoseconds, without opening the config."""
-    sup = _supervisor(tmp_path, capture={"rotate_seconds": 600, "rotate_megabytes": 200,
+    sup = supervisor(tmp_path, capture={"rotate_seconds": 600, "rotate_megabytes": 200,
                                          "timestamp_precision": "nano"})  # fmt: skip
     st = sup.state()
     assert st["rotation"] == "every 600 s on the UTC clock, or at 200 MB"
     assert st["timestamp_precision"] == "nano"
     table = render_table({"capture": {**st, "running": True}})
     assert "rotation             every 600 s on the UTC clock, or at 200 MB" in table
-    sup = _supervisor(tmp_path / "b", capture={"rotate_seconds": 60, "rotate_align": False})
+    sup = supervisor(tmp_path / "b", capture={"rotate_seconds": 60, "rotate_align": False})
     assert sup.state()["rotation"] == "every 60 s, or at 1000 MB"  # the default size
     assert sup.state()["timestamp_precision"] == "micro"

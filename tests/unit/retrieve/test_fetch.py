@@ -5,59 +5,29 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from rollcap.config.schema import DEFAULT_KEY_TEMPLATE as T
 from rollcap.errors import RollcapError
-from rollcap.retrieve import bpf
 from rollcap.retrieve.catalog import Capture, find_captures
 from rollcap.retrieve.fetch import disk_need, fetch
 from rollcap.retrieve.timeexpr import widened
 from rollcap.storage.base import META, SizeMismatch, StorageError, copy_exact
-from tests.support.archive import NS, MemoryStorage, make_object, ns, read_timestamps, utc
-from tests.support.diskpeak import PeakWatcher
-
-# an ARP request frame and a UDP/IPv4 frame, so a BPF filter has something to choose
-ARP = bytes.fromhex("ffffffffffff02000000000108060001080006040001" + "02" * 10 + "00" * 10)
-UDP = bytes.fromhex(
-    "020000000002020000000001080045000020000100004011f9c80a0000010a000002303930390008000000000000"
-)
-FRAMES = [(ARP, len(ARP)), (UDP, len(UDP))]
-
-
-def _store(st: MemoryStorage, tmp: Path, host: str, start: datetime, stamps: list[int],
-           seq: int, **kw: object) -> None:  # fmt: skip
-    local, key, md = make_object(tmp, prefix="caps", host=host, iface="eth0", start=start,
-                                 seq=seq, stamps=stamps, frames=FRAMES, **kw)  # type: ignore[arg-type]  # fmt: skip
-    st.put_file(local, key, size=local.stat().st_size, sha256="", metadata=md)
+from tests.support.archive import NS, MemoryStorage, ns, read_timestamps, utc
+from tests.support.fetchstore import run_fetch, store, two_hosts
 
 
 @pytest.fixture
 def st(tmp_path: Path) -> MemoryStorage:
-    s = MemoryStorage()
-    base = ns(utc(2026, 11, 26, 10))
-    # a: 100 packets 10:00:00..10:01:39 in two files; b: 100 packets interleaved (+0.5 s)
-    for seq in range(2):
-        s0 = base + seq * 50 * NS
-        _store(s, tmp_path, "a", utc(2026, 11, 26, 10, 0, seq * 50),
-               [s0 + i * NS for i in range(50)], seq, compression="zstd")  # fmt: skip
-        _store(s, tmp_path, "b", utc(2026, 11, 26, 10, 0, seq * 50),
-               [s0 + i * NS + NS // 2 for i in range(50)], seq, compression="gzip")  # fmt: skip
-    return s
-
-
-def _run(st: MemoryStorage, out: Path, since: datetime, until: datetime, **kw: object) -> int:
-    caps, _ = find_captures(st, template=T, prefix="caps", since=since, until=until)
-    return fetch(st, caps, since=since, until=until, output=out, **kw).packets  # type: ignore[arg-type]
+    return two_hosts(tmp_path)
 
 
 def test_window_cuts_through_files_and_merges_hosts(st: MemoryStorage, tmp_path: Path) -> None:
     out = tmp_path / "out.pcap"
     since, until = utc(2026, 11, 26, 10, 0, 30), utc(2026, 11, 26, 10, 1, 10)
-    n = _run(st, out, since, until, workers=3)
+    n = run_fetch(st, out, since, until, workers=3)
     got = read_timestamps(out)
     base = ns(utc(2026, 11, 26, 10))
     expected = sorted(
@@ -70,42 +40,11 @@ def test_window_cuts_through_files_and_merges_hosts(st: MemoryStorage, tmp_path:
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".rollcap-fetch-")] == []
 
 
-def test_bpf_filter_is_applied(st: MemoryStorage, tmp_path: Path) -> None:
-    out = tmp_path / "arp.pcap"
-    n = _run(st, out, utc(2026, 11, 26, 10), utc(2026, 11, 26, 11), bpf_filter="arp")
-    # frames alternate ARP/UDP inside each file: half of the 200 packets are ARP
-    assert n == 100 == len(read_timestamps(out))
-
-
-def test_bad_filter_is_one_line_exit_2_and_leaves_no_output(
-    st: MemoryStorage, tmp_path: Path
-) -> None:
-    out = tmp_path / "x.pcap"
-    with pytest.raises(bpf.FilterError) as e:
-        _run(st, out, utc(2026, 11, 26, 10), utc(2026, 11, 26, 11), bpf_filter="tcp port")
-    assert e.value.exit_code == 2 and "\n" not in str(e.value) and "syntax error" in str(e.value)
-    assert not out.exists()
-
-
-def test_mixed_link_types_fail_clearly_or_become_pcapng(st: MemoryStorage, tmp_path: Path) -> None:
-    _store(st, tmp_path, "c", utc(2026, 11, 26, 10), [ns(utc(2026, 11, 26, 10, 0, 5))], 0,
-           linktype=113)  # fmt: skip
-    out = tmp_path / "mixed.pcap"
-    old = b"previous contents"
-    out.write_bytes(old)
-    since, until = utc(2026, 11, 26, 10), utc(2026, 11, 26, 11)
-    with pytest.raises(RollcapError, match=r"different link types .*113 \(LINUX_SLL\): c/eth0"):
-        _run(st, out, since, until)
-    assert out.read_bytes() == old  # a failed fetch never replaces the output
-    n = _run(st, out, since, until, pcapng=True)
-    assert n == 201 and out.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"
-
-
 def test_corrupt_object_names_the_key(st: MemoryStorage, tmp_path: Path) -> None:
     key = sorted(st.objects)[0]
     st.objects[key] = (b"garbage that is not a capture", st.objects[key][1])
     with pytest.raises(RollcapError, match=key.replace(".", r"\.") + ": not a readable capture"):
-        _run(st, tmp_path / "o.pcap", utc(2026, 11, 26, 10), utc(2026, 11, 26, 11))
+        run_fetch(st, tmp_path / "o.pcap", utc(2026, 11, 26, 10), utc(2026, 11, 26, 11))
 
 
 def test_object_removed_after_listing_is_skipped(
@@ -146,7 +85,7 @@ def test_a_fetch_that_cannot_fit_is_refused_before_any_download(
     monkeypatch.setattr(st, "download", lambda key, dest, size=None: downloads.append(key))
     out = tmp_path / "out.pcap"
     with pytest.raises(RollcapError, match="not enough free space"):
-        _run(st, out, utc(2026, 11, 26, 10), utc(2026, 11, 26, 11))
+        run_fetch(st, out, utc(2026, 11, 26, 10), utc(2026, 11, 26, 11))
     assert downloads == [] and not out.exists()
 
 
@@ -155,9 +94,9 @@ def test_max_bytes_refuses_a_fetch_that_records_more(st: MemoryStorage, tmp_path
     out = tmp_path / "out.pcap"
     since, until = utc(2026, 11, 26, 10), utc(2026, 11, 26, 10, 2)
     with pytest.raises(RollcapError, match=r"--max-bytes 1,000: the 4 captures .* pcap bytes"):
-        _run(st, out, since, until, max_bytes=1000)
+        run_fetch(st, out, since, until, max_bytes=1000)
     assert not out.exists()
-    assert _run(st, out, since, until, max_bytes=10**9) == 200
+    assert run_fetch(st, out, since, until, max_bytes=10**9) == 200
 
 
 def test_max_bytes_stops_an_object_that_decompresses_past_it(
@@ -169,10 +108,10 @@ def test_max_bytes_stops_an_object_that_decompresses_past_it(
         st.objects[key] = (data, {k: v for k, v in meta.items() if k != META["pcap_bytes"]})
     out = tmp_path / "out.pcap"
     since, until = utc(2026, 11, 26, 10), utc(2026, 11, 26, 10, 2)
-    assert _run(st, out, since, until) == 200  # no limit: all of it
+    assert run_fetch(st, out, since, until) == 200  # no limit: all of it
     out.unlink()
     with pytest.raises(RollcapError, match="--max-bytes 100"):
-        _run(st, out, since, until, max_bytes=100)
+        run_fetch(st, out, since, until, max_bytes=100)
     assert not out.exists()
 
 
@@ -202,8 +141,8 @@ def test_nanosecond_objects_are_cut_at_the_ns_and_merged_with_micro_ones_as_nano
     base = ns(utc(2026, 11, 26, 10, 0, 1))
     nano = [base + i * 1_000_000 + 7 for i in range(20)]  # 7 ns past each ms
     micro = [base + i * 1_000_000 + 500_000 for i in range(20)]  # whole µs
-    _store(st, tmp_path, "n", utc(2026, 11, 26, 10), nano, 1, nanos=True)
-    _store(st, tmp_path, "m", utc(2026, 11, 26, 10), micro, 1)
+    store(st, tmp_path, "n", utc(2026, 11, 26, 10), nano, 1, nanos=True)
+    store(st, tmp_path, "m", utc(2026, 11, 26, 10), micro, 1)
 
     def run(lo: int, hi: int, out: Path) -> list[int]:
         since, until = widened((lo, hi))
@@ -223,9 +162,9 @@ def test_nanosecond_objects_are_cut_at_the_ns_and_merged_with_micro_ones_as_nano
 def test_nano_metadata_is_read_to_the_ns_and_micro_metadata_as_before(tmp_path: Path) -> None:
     st = MemoryStorage()
     base = ns(utc(2026, 11, 26, 10, 0, 1))
-    _store(st, tmp_path, "n", utc(2026, 11, 26, 10), [base + 123_456_789, base + NS + 1], 1,
+    store(st, tmp_path, "n", utc(2026, 11, 26, 10), [base + 123_456_789, base + NS + 1], 1,
            nanos=True)  # fmt: skip
-    _store(st, tmp_path, "m", utc(2026, 11, 26, 10), [base + 250_000_000, base + NS], 1)
+    store(st, tmp_path, "m", utc(2026, 11, 26, 10), [base + 250_000_000, base + NS], 1)
     metas = {k.split("/")[1]: md for k, (_b, md) in st.objects.items()}
     assert metas["n"][META["first_ts"]] == f"{base // NS}.123456789"
     assert metas["m"][META["first_ts"]] == f"{base // NS}.250000"  # 0.2's 6 digits
@@ -326,16 +265,3 @@ def test_copy_exact_never_writes_past_the_size(held: int) -> None:
     with pytest.raises(SizeMismatch, match=r"GET x: the object holds .* its entry records 80"):
         copy_exact(io.BytesIO(b"\0" * held), dst, 80, "GET x")
     assert len(dst.getvalue()) <= 80
-
-
-@pytest.mark.parametrize(("bpf_filter", "pcapng"), [("", False), ("udp", False), ("udp", True)])
-def test_temp_disk_stays_under_disk_need(st: MemoryStorage, tmp_path: Path, bpf_filter: str,
-                                         pcapng: bool) -> None:  # fmt: skip
-    """Polled while the fetch runs: downloads, pieces, BPF copies, merge, mergecap."""
-    since, until = utc(2026, 11, 26, 10), utc(2026, 11, 26, 11)
-    caps, _ = find_captures(st, template=T, prefix="caps", since=since, until=until)
-    need = disk_need(caps, workers=2, pcapng=pcapng).total
-    with PeakWatcher(tmp_path) as w:
-        fetch(st, caps, since=since, until=until, output=tmp_path / "o.pcap", workers=2,
-              bpf_filter=bpf_filter, pcapng=pcapng)  # fmt: skip
-    assert 0 < w.peak <= need

@@ -12,13 +12,13 @@ import pytest
 
 from rollcap.capture import status_report
 from rollcap.state import read_state
-from tests.unit.test_capture_reliability import _supervisor
+from tests.unit.capture.fakes import supervisor
 
 
 def test_a_state_file_that_cannot_be_written_is_written_at_the_next_publish(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    sup = _supervisor(tmp_path)
+    sup = supervisor(tmp_path)
     clock = [100.0]
     monkeypatch.setattr(status_report, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     lines: list[str] = []

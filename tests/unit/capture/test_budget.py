@@ -3,7 +3,22 @@ from anything else pauses capture and deletes nothing."""
 
 from __future__ import annotations
 
-from rollcap.capture.budget import FREE_MARGIN_PERCENT, Usage, decide, fence_files
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from rollcap.capture.budget import (
+    FREE_MARGIN_PERCENT,
+    Usage,
+    decide,
+    fence_files,
+    live_reserve,
+    oldest_ready,
+)
+from rollcap.naming import ReadyName
+from rollcap.spool import Spool
+from rollcap.spoolfs import Dir
+from tests.unit.capture.fakes import FakeTcpdump, supervisor, the_capture
 
 MB = 1_000_000
 
@@ -73,3 +88,63 @@ def test_fences_leave_room_for_exactly_what_fits_the_budget() -> None:
         files = fence_files(used, reserve, live, 10 * MB, MB)
         assert used + reserve + live * files * MB <= 10 * MB
         assert used + reserve + live * (files + 1) * MB > 10 * MB
+
+
+def test_live_reserve_is_what_the_live_file_may_still_grow_by() -> None:
+    assert live_reserve(1_000_000, 200_000) == 800_000
+    assert live_reserve(1_000_000, 1_000_050) == 0  # -C overshoots by one packet
+    assert live_reserve(1_000_000, None) == 0  # no tcpdump running
+
+
+def test_drop_oldest_reserves_the_live_files_full_size(tmp_path: Path) -> None:
+    sup = supervisor(
+        tmp_path,
+        spool={"max_megabytes": 10, "on_full": "drop-oldest", "min_free_percent": 0},
+        capture={"rotate_megabytes": 1},
+    )
+    for seq in (1, 2, 3):
+        (sup.spool.ready / f"20261126T12000{seq}Z-00000{seq}_h_eth0.pcap").write_bytes(
+            b"x" * 3_100_000
+        )
+    live = sup.spool.work / "g000007-20261126T120004-eth0.pcap"
+    live.write_bytes(b"x" * 200_000)
+    the_capture(sup).proc = FakeTcpdump(7, time.monotonic())  # type: ignore[assignment]
+    sup.enforce_budget()  # 9.5 MB used: within 10 MB, but not once the live file is full
+    left = sorted(ReadyName.parse(p.name).seq for p in sup.spool.ready.iterdir())  # type: ignore[union-attr]
+    assert left == [2, 3]
+    assert sup.n["dropped_files"] == 1 and live.exists()
+    sup.enforce_budget()  # 6.4 MB + 0.8 MB reserved: nothing more to drop
+    assert sup.n["dropped_files"] == 1
+
+
+def test_pause_capture_pauses_before_the_live_file_can_cross_the_budget(tmp_path: Path) -> None:
+    """9.9 MB used of 10: the live file may still grow by 0.8 MB, so capture
+    pauses now, not one file too late; nothing is ever dropped for it."""
+    sup = supervisor(
+        tmp_path,
+        spool={"max_megabytes": 10, "on_full": "pause-capture", "min_free_percent": 0},
+        capture={"rotate_megabytes": 1},
+    )
+    (sup.spool.ready / "20261126T120001Z-000001_h_eth0.pcap").write_bytes(b"x" * 8_900_000)
+    (sup.spool.work / "g000007-20261126T120004-eth0.pcap").write_bytes(b"x" * 200_000)
+    the_capture(sup).proc = FakeTcpdump(7, time.monotonic())  # type: ignore[assignment]
+    sup.enforce_budget()
+    assert not sup.paused  # 8.9 + 0.2 + 0.8 reserve: exactly the budget
+    (sup.spool.ready / "20261126T120002Z-000002_h_eth0.pcap").write_bytes(b"x" * 800_000)
+    stopped: list[bool] = []
+    sup.stop_capture = lambda drain=True: stopped.append(drain)  # type: ignore[method-assign]
+    sup.enforce_budget()
+    assert sup.paused and stopped == [False] and sup.n["dropped_files"] == 0
+
+
+def test_ready_files_are_dropped_in_hand_off_order_after_a_clock_step_back(
+    tmp_path: Path,
+) -> None:
+    spool = Spool.at(tmp_path)
+    spool.ready.mkdir(parents=True)
+    t = datetime(2026, 11, 26, 13, 0, tzinfo=UTC)
+    # seq 2 was handed off after the clock stepped back an hour
+    for seq, start in ((1, t), (2, t - timedelta(hours=1)), (3, t - timedelta(minutes=59))):
+        (spool.ready / ReadyName(start, seq, "h", "eth0").format()).write_bytes(b"x")
+    got = [ReadyName.parse(n).seq for n in oldest_ready(Dir(spool.ready))]  # type: ignore[union-attr]
+    assert got == [1, 2, 3]

@@ -13,7 +13,7 @@ from rollcap.config.render import render_manpage, render_markdown, render_sample
 from rollcap.config.schema import RollcapConfig
 from rollcap.config.show import dump_toml
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 REGENERATE = "regenerate: python3 -m rollcap config-docs{} > {}"
 
 

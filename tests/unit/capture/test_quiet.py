@@ -1,0 +1,60 @@
+"""Quiet-link rotation: a period's deadline runs on the monotonic clock, never the
+wall clock."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from rollcap.capture import quiet, service
+from rollcap.capture.interface import SwitchRequest
+from tests.unit.capture.fakes import FakeTcpdump, supervisor, the_capture
+
+
+def test_quiet_deadline_ignores_the_wall_clock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sup = supervisor(tmp_path, capture={"rotate_seconds": 10, "rotate_align": False})
+    switched: list[str] = []
+
+    def switch_all(reqs: list[SwitchRequest]) -> list[bool]:
+        switched.extend(r.reason for r in reqs)
+        return [True for _r in reqs]
+
+    monkeypatch.setattr(service, "switch_all", switch_all)
+    # tcpdump named its file at 13:00; the clock then stepped back an hour
+    (sup.spool.work / "g000003-20261126T130000-eth0.pcap").write_bytes(b"")
+    monkeypatch.setattr(
+        time, "time", lambda: datetime(2026, 11, 26, 12, 0, 5, tzinfo=UTC).timestamp()
+    )
+    the_capture(sup).proc = FakeTcpdump(3, time.monotonic() - 2.0)  # type: ignore[assignment]
+    left = sup.check_quiet()
+    assert left is not None and 9 < left <= 10 + quiet.QUIET_GRACE - 2.0
+    # a new generation: its first period is aged from when it listened
+    (sup.spool.work / "g000003-20261126T130000-eth0.pcap").unlink()
+    (sup.spool.work / "g000004-20261126T130000-eth0.pcap").write_bytes(b"")
+    the_capture(sup).proc = FakeTcpdump(4, time.monotonic() - 12.0)  # type: ignore[assignment]
+    assert sup.check_quiet() is None and switched == ["quiet link"]
+
+
+def test_a_later_period_is_aged_from_when_it_was_first_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sup = supervisor(tmp_path, capture={"rotate_seconds": 10, "rotate_align": False})
+    monkeypatch.setattr(service, "switch_all", lambda reqs: [True for _r in reqs])
+    the_capture(sup).proc = FakeTcpdump(3, time.monotonic() - 8.0)  # type: ignore[assignment]
+    (sup.spool.work / "g000003-20261126T130000-eth0.pcap").write_bytes(b"")
+    first = sup.check_quiet()
+    assert first is not None and first < 4
+    (sup.spool.work / "g000003-20261126T130000-eth0.pcap1").write_bytes(b"")
+    left = sup.check_quiet()  # a -C continuation keeps its period's deadline
+    assert left is not None and left <= first
+    # the -G period of 13:00:10 began; the first one was handed off meanwhile
+    (sup.spool.work / "g000003-20261126T130000-eth0.pcap").unlink()
+    (sup.spool.work / "g000003-20261126T130000-eth0.pcap1").unlink()
+    (sup.spool.work / "g000003-20261126T130010-eth0.pcap").write_bytes(b"")
+    left = sup.check_quiet()
+    assert left is not None and left > 10
