@@ -24,7 +24,7 @@ from typing import Any
 from bench.common import RESULTS, SeaweedFS
 from rollcap.config.schema import OffloadConfig
 from rollcap.storage.base import META
-from rollcap.storage.s3 import S3Storage
+from rollcap.storage.s3.storage import S3Storage
 
 SETTINGS: dict[str, Any] = {
     "storage_class": "STANDARD_IA",

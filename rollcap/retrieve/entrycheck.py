@@ -1,7 +1,7 @@
 """Which manifest entries a reader may believe: one rule, for list, fetch and hold.
 
 An entry is a claim written by some host. With the host policy
-(storage/policy.py) a host can write only entries whose name starts with its
+(storage/s3/policy.py) a host can write only entries whose name starts with its
 own name, so an entry is believed only when:
 
 - its capture key lies under the prefix of the host it names (policy.key_in_scope):
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from rollcap.retrieve.catalog import Capture, from_metadata
 from rollcap.storage import manifest
 from rollcap.storage.base import ObjectInfo, Storage
-from rollcap.storage.policy import host_scope, under_scope
+from rollcap.storage.s3.policy import host_scope, under_scope
 
 # first/last packet times in an entry's name and in the object's metadata may
 # be written at different precisions (ns in the name, µs in older metadata)

@@ -27,7 +27,7 @@ def open_storage(offload_cfg: OffloadConfig, host: str = "") -> Storage:
     """The Storage for ``offload.destination`` (s3:// or file://); ``host``:
     the one host whose captures it writes (the offload), if so."""
     if offload_cfg.is_s3:
-        from rollcap.storage.s3 import S3Storage  # boto3 is slow to import
+        from rollcap.storage.s3.storage import S3Storage  # boto3 is slow to import
 
         return S3Storage(offload_cfg, host)
     from rollcap.storage.local import LocalStorage

@@ -1,7 +1,7 @@
 """The storage interface: one destination, S3 or a local directory.
 
 Like barman's CloudInterface: the offload and retrieval code talk only to this,
-never to boto3 or the filesystem directly. Implementations: storage.s3.S3Storage
+never to boto3 or the filesystem directly. Implementations: storage.s3.storage.S3Storage
 and storage.local.LocalStorage, chosen by ``storage.open_storage(cfg.offload)``.
 
 Keys are the rendered ``offload.key_template`` (rollcap.keys.render_key) with
@@ -55,7 +55,7 @@ class ObjectInfo:
     #: (S3: base64 SHA-256, or COMPOSITE "...-N"; file://: hex SHA-256); only
     #: from head(key, checksum=True), "" when the destination states none
     checksum: str = ""
-    #: S3: the HEAD fields that show the storage settings (storage.settings)
+    #: S3: the HEAD fields that show the storage settings (storage.s3.settings)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property

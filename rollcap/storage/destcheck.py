@@ -4,7 +4,7 @@ One line per check: credentials, the bucket, each permission the offload
 needs (probed without leaving anything behind: a multipart upload is started
 with each configured setting and aborted again), and the bucket's Object Lock
 and default encryption against the config. Then the IAM policy scoped to this
-host's own keys (storage.policy). Exit 0 when nothing failed, else 1 with the
+host's own keys (storage.s3.policy). Exit 0 when nothing failed, else 1 with the
 failed checks named.
 """
 
@@ -20,7 +20,7 @@ from rollcap.config.schema import RollcapConfig
 from rollcap.errors import RollcapError
 from rollcap.naming import local_hostname
 from rollcap.storage.base import StorageError
-from rollcap.storage.policy import (
+from rollcap.storage.s3.policy import (
     HOST_VARIABLES,
     ROLES,
     host_scope,
@@ -131,8 +131,8 @@ def run(args: argparse.Namespace, cfg: RollcapConfig) -> int:
     try:
         print(f"check-destination: {store.describe()} for host {host}")
         if oc.is_s3:
-            from rollcap.storage.s3 import S3Storage
-            from rollcap.storage.s3checks import S3Checks  # botocore: only when needed
+            from rollcap.storage.s3.checks import S3Checks  # botocore: only when needed
+            from rollcap.storage.s3.storage import S3Storage
 
             assert isinstance(store, S3Storage)
             checks: Iterator[Result] = S3Checks(store, oc, host).run()

@@ -31,7 +31,7 @@ fleet-wide window with a few listings and no HEADs:
 - Per-host write scope: every index kind lives below ``{prefix}/_index/`` and
   every entry's file name starts with ``HOST~``, so one IAM resource pattern,
   ``{prefix}/_index/*/${aws:username}~*``, confines a host to entries that name
-  itself (storage/policy.py). IAM's ``*`` also matches '/', so readers must
+  itself (storage/s3/policy.py). IAM's ``*`` also matches '/', so readers must
   refuse every key of another shape (parse_key does), and believe an entry
   only when its capture key lies under its host's prefix
   (retrieve/entrycheck.py).
@@ -54,7 +54,7 @@ from rollcap.storage.base import Storage
 from rollcap.timestamps import PacketSpan, from_text, to_text
 
 #: every index kind (manifest, flows) lives below this, so one IAM statement
-#: scopes a host's index writes (storage/policy.py)
+#: scopes a host's index writes (storage/s3/policy.py)
 INDEX_DIR = "_index"
 DIR = f"{INDEX_DIR}/manifest/v1"
 SLOT = timedelta(minutes=10)

@@ -91,7 +91,7 @@ def test_check_destination_passes_for_an_enterprise_bucket(
     assert {"s3:PutObjectTagging", "s3:PutObjectRetention"} <= set(objects["Action"])
     entries = f"arn:aws:s3:::{bucket}/caps/_index/*/${{aws:username}}~*"
     assert statements[1]["Resource"] == entries
-    # s3:PutObject on both, write-once (storage.policy; unit-tested)
+    # s3:PutObject on both, write-once (storage.s3.policy; unit-tested)
     create, steps = statements[2], statements[3]
     assert create["Action"] == steps["Action"] == "s3:PutObject"
     assert create["Resource"] == steps["Resource"] == [objects["Resource"], entries]

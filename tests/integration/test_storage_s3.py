@@ -15,7 +15,7 @@ import pytest
 from rollcap.config.schema import OffloadConfig
 from rollcap.storage import META, StorageError, VerificationError, open_storage
 from rollcap.storage.base import SizeMismatch
-from rollcap.storage.s3 import S3Storage
+from rollcap.storage.s3.storage import S3Storage
 from tests.support.seaweedfs import SeaweedFS
 
 pytestmark = pytest.mark.integration
@@ -266,7 +266,7 @@ def test_bodies_are_not_hashed_again_for_signing(store: S3Storage, tmp_path: Pat
 
 
 def test_every_capture_upload_carries_if_none_match(store: S3Storage, tmp_path: Path) -> None:
-    """The write-once host policy (storage.policy) allows object creation only
+    """The write-once host policy (storage.s3.policy) allows object creation only
     with If-None-Match: the single PUT and the multipart completion carry it;
     CreateMultipartUpload and UploadPart take none (the policy exempts them)."""
     sent: list[str] = []
@@ -284,7 +284,7 @@ def test_every_capture_upload_carries_if_none_match(store: S3Storage, tmp_path: 
 
 def test_index_entries_are_written_once(store: S3Storage) -> None:
     """put_bytes (manifest entries) sends If-None-Match: * like the captures do,
-    so a write-once policy (storage.policy) allows it and nothing overwrites an
+    so a write-once policy (storage.s3.policy) allows it and nothing overwrites an
     entry; a rewrite after a crash (the same key, so the same bytes) is a 412
     that counts as written."""
     sent: list[str] = []

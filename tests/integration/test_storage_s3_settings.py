@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 
 from rollcap.config.schema import OffloadConfig
 from rollcap.storage import META, ObjectExistsError, StorageError, VerificationError
-from rollcap.storage.s3 import S3Storage
+from rollcap.storage.s3.storage import S3Storage
 from tests.support.recproxy import Answer, RecordingProxy, Request
 from tests.support.seaweedfs import SeaweedFS
 

@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from s3transfer.subscribers import BaseSubscriber
 
 from rollcap.storage.base import ObjectExistsError, StorageError, VerificationError
-from rollcap.storage.s3client import DIGEST_CODES, S3_ERRORS, code_of, s3_error, status_of
+from rollcap.storage.s3.client import DIGEST_CODES, S3_ERRORS, code_of, s3_error, status_of
 
 log = logging.getLogger("rollcap.storage.s3")
 

@@ -16,7 +16,7 @@ End-to-end verification (checked against SeaweedFS 4.x, see tests):
 A server that returns no checksum at HEAD is checked by size and metadata only.
 The same HEAD (and GetObjectTagging) shows that the ``[offload]`` S3 settings
 took effect (storage class, encryption, tags, Object Lock retention:
-storage.settings); a setting the server ignored fails the verification.
+storage.s3.settings); a setting the server ignored fails the verification.
 
 Conditional writes: PutObject and CompleteMultipartUpload carry
 ``If-None-Match: *`` (added by a botocore hook: s3transfer does not accept
@@ -28,9 +28,10 @@ boto3 >= 1.36 adds CRC checksums to every request by default, which several
 S3-compatible servers reject: ``offload.s3_checksums = "when_required"`` (the
 default) turns that off; our explicit SHA-256 is sent either way.
 
-Module layout: s3client (the boto3 client, credentials, error codes),
-s3upload (conditional uploads through s3transfer), s3checksum (the checksums
-the server states), settings (what is asked for and whether it took effect).
+Package layout (storage/s3/): client (the boto3 client, credentials, error
+codes), upload (conditional uploads through s3transfer), checksum (the checksums
+the server states), settings (what is asked for and whether it took effect),
+policy (the IAM policies), checks (the S3 checks of check-destination).
 """
 
 from __future__ import annotations
@@ -63,9 +64,8 @@ from rollcap.storage.base import (
     describe_for,
     part_size_for,
 )
-from rollcap.storage.policy import host_scope
-from rollcap.storage.s3checksum import expected_checksum
-from rollcap.storage.s3client import (
+from rollcap.storage.s3.checksum import expected_checksum
+from rollcap.storage.s3.client import (
     S3_ERRORS,
     code_of,
     make_client,
@@ -73,8 +73,9 @@ from rollcap.storage.s3client import (
     status_of,
     systemd_credentials_file,
 )
-from rollcap.storage.s3upload import Uploader
-from rollcap.storage.settings import ObjectSettings, check_head, check_tags
+from rollcap.storage.s3.policy import host_scope
+from rollcap.storage.s3.settings import ObjectSettings, check_head, check_tags
+from rollcap.storage.s3.upload import Uploader
 
 __all__ = ["S3Storage", "SettingsNotApplied", "systemd_credentials_file"]
 

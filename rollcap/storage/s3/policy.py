@@ -111,7 +111,7 @@ INDEX_ACTIONS = ["s3:PutObject", "s3:AbortMultipartUpload"]
 # PutObject and CompleteMultipartUpload are authorized as s3:PutObject only with
 # an If-None-Match header; CreateMultipartUpload and UploadPart (also
 # s3:PutObject, and they take no conditional header) create no object.
-# Every write the offload makes carries the header (storage/s3upload.py).
+# Every write the offload makes carries the header (storage/s3/upload.py).
 CREATE_ONCE = {"Null": {"s3:if-none-match": "false"}}
 MULTIPART_STEP = {"Bool": {"s3:ObjectCreationOperation": "false"}}
 READER_ACTIONS = [

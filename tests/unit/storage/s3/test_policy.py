@@ -15,7 +15,7 @@ import pytest
 from rollcap.config.schema import OffloadConfig
 from rollcap.keys import KeyFields, render_key
 from rollcap.storage import manifest
-from rollcap.storage.policy import iam_policy, key_in_scope
+from rollcap.storage.s3.policy import iam_policy, key_in_scope
 from tests.support.cli import rollcap
 
 T0 = datetime(2026, 11, 26, 12, 5, 1, tzinfo=UTC)

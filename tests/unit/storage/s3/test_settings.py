@@ -17,10 +17,10 @@ from rollcap.errors import ConfigError
 from rollcap.offload.compress import Compressed
 from rollcap.offload.existing import judge
 from rollcap.storage.base import META, ObjectInfo
-from rollcap.storage.policy import host_scope, iam_policy
-from rollcap.storage.settings import ObjectSettings, check_head, check_tags, encode_tags
+from rollcap.storage.s3.policy import host_scope, iam_policy
+from rollcap.storage.s3.settings import ObjectSettings, check_head, check_tags, encode_tags
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 
 
@@ -172,7 +172,7 @@ def test_the_policy_grants_no_delete_and_follows_the_settings() -> None:
     p = iam_policy(plain, "h1", plain.key_template)
     own = p["Statement"][0]
     assert own["Resource"] == "arn:aws:s3:::b-1/caps/h1/*"
-    # s3:PutObject: in the write-once statements (tests/unit/storage/test_policy.py)
+    # s3:PutObject: in the write-once statements (tests/unit/storage/s3/test_policy.py)
     assert own["Action"] == ["s3:GetObject", "s3:AbortMultipartUpload"]
     unconditioned = iam_policy(plain, "h1", plain.key_template, write_once=False)
     assert unconditioned["Statement"][0]["Action"][0] == "s3:PutObject"
