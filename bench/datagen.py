@@ -26,8 +26,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.common import REPO  # noqa: F401 - puts the repo root on sys.path
-from rollcap.naming import ReadyName
 from rollcap.pcapfile import GLOBAL_HEADER_LEN, RECORD_HEADER_LEN, parse_header
+from rollcap.spool.readyname import ReadyName
 from tests.support.net import TEST_PCAPS
 
 VERSION = 1  # bump when the content changes, so stale caches are not reused

@@ -53,8 +53,8 @@ from bench.common import (
     write_result,
 )
 from bench.fleet import FRAME, counted
-from rollcap.naming import ReadyName
 from rollcap.spool import Spool
+from rollcap.spool.readyname import ReadyName
 from rollcap.storage import manifest
 from tests.support.archive import write_pcap
 from tests.support.seaweedfs import SeaweedFS

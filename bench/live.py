@@ -66,8 +66,8 @@ from bench.common import (
     workdir,
     write_result,
 )
-from rollcap.naming import ReadyName
-from rollcap.state import read_state
+from rollcap.spool.readyname import ReadyName
+from rollcap.spool.state import read_state
 from tests.support.net import Veth, count_packets, merged_pcaps
 from tests.support.seaweedfs import SeaweedFS
 

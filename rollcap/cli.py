@@ -258,7 +258,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _capture_pid(args: argparse.Namespace, cfg: RollcapConfig) -> int:
     """--pid, systemd's $MAINPID (set for ExecReload), or the pid in capture.json."""
-    from rollcap.state import read_state
+    from rollcap.spool.state import read_state
 
     if args.pid:
         return int(args.pid)

@@ -15,7 +15,7 @@ import stat
 import time
 from dataclasses import dataclass
 
-from rollcap.spoolfs import OPEN_FLAGS, Dir, Oversized
+from rollcap.spool.fs import OPEN_FLAGS, Dir, Oversized
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The package's upgrade from 0.1.0 (run by postinst as root): the spool's files
-move to the owners of the unprivileged layout (rollcap/spool.py). Nothing is
+move to the owners of the unprivileged layout (rollcap/spool/__init__.py). Nothing is
 deleted: every capture in work/, ready/ and quarantine/ is kept.
 
 0.1.0 ran capture as root and tcpdump as user tcpdump, with capture's counters
@@ -35,7 +35,7 @@ from pathlib import Path
 
 from rollcap.errors import RollcapError
 from rollcap.spool import Spool
-from rollcap.spoolfs import BadEntry, Dir, is_no_space
+from rollcap.spool.fs import BadEntry, Dir, is_no_space
 
 CAPTURE_USER = "rollcap-capture"
 OLD_TCPDUMP_USER = "tcpdump"  # 0.1.0's tcpdump -Z user (Debian's default)

@@ -13,9 +13,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollcap.naming import ReadyName
 from rollcap.spool import Spool
-from rollcap.spoolfs import Dir, tree_bytes
+from rollcap.spool.fs import Dir, tree_bytes
+from rollcap.spool.readyname import ReadyName
 
 # Resume after a low-free-space pause only with this much more than the minimum:
 # no start/stop flapping around the threshold.

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from rollcap.capture.names import work_name, work_template
 from rollcap.config.schema import CaptureConfig, OffloadConfig
 from rollcap.errors import ConfigError
+from rollcap.spool.workname import work_name, work_template
 
 # Run tcpdump with this environment: TZ=UTC0 makes -G's strftime names UTC.
 TCPDUMP_ENV = {"TZ": "UTC0", "LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}

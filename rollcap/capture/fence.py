@@ -10,7 +10,7 @@ tcpdump's fence after the last file the budget has room for
 by construction, not by how fast the supervisor reacts.
 
 A fence is told from a planted entry by being an empty directory of ours with
-mode FENCE_MODE: the hand-off never lists one (rollcap.capture.names), and
+mode FENCE_MODE: the hand-off never lists one (rollcap.spool.workname), and
 fences a crashed supervisor left are removed at start.
 """
 
@@ -20,9 +20,9 @@ import logging
 import os
 from dataclasses import replace
 
-from rollcap.capture.names import FENCE_MODE, WorkName, is_fence
 from rollcap.journal import fields
-from rollcap.spoolfs import Dir
+from rollcap.spool.fs import Dir
+from rollcap.spool.workname import FENCE_MODE, WorkName, is_fence
 
 log = logging.getLogger("rollcap.capture")
 

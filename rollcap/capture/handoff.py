@@ -26,8 +26,6 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from rollcap.capture.layout import CaptureDirs
-from rollcap.capture.names import WorkName, list_work
 from rollcap.capture.overlap import (
     MAX_GENERATION,
     drop_records,
@@ -38,10 +36,12 @@ from rollcap.capture.overlap import (
     write_sidecar,
 )
 from rollcap.journal import fields
-from rollcap.naming import ReadyName
 from rollcap.pcapfile import GLOBAL_HEADER_LEN, NotPcapError, repair
 from rollcap.quarantine import quarantine
-from rollcap.spoolfs import BadEntry
+from rollcap.spool.fs import BadEntry
+from rollcap.spool.layout import CaptureDirs
+from rollcap.spool.readyname import ReadyName
+from rollcap.spool.workname import WorkName, list_work
 from rollcap.timestamps import NS
 
 log = logging.getLogger("rollcap.capture")

@@ -20,7 +20,6 @@ from rollcap.capture import align
 from rollcap.capture.command import DeviceUnavailable, check_filter, interface_exists
 from rollcap.capture.counters import Counters
 from rollcap.capture.dropstats import DropStats
-from rollcap.capture.names import WorkName
 from rollcap.capture.quiet import QuietClock
 from rollcap.capture.restart import BACKOFF_MIN, restart_delay
 from rollcap.capture.switching import (
@@ -33,6 +32,7 @@ from rollcap.capture.tcpdump import Tcpdump
 from rollcap.config.schema import CaptureConfig
 from rollcap.errors import ConfigError
 from rollcap.journal import fields
+from rollcap.spool.workname import WorkName
 
 log = logging.getLogger("rollcap.capture")
 

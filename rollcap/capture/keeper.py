@@ -11,13 +11,13 @@ from typing import Literal
 
 from rollcap.capture import budget
 from rollcap.capture.interface import InterfaceCapture
-from rollcap.capture.layout import CaptureDirs
-from rollcap.capture.names import list_work
 from rollcap.config.schema import SpoolConfig
 from rollcap.journal import fields
 from rollcap.quarantine import enforce_cap
 from rollcap.spool import Spool
-from rollcap.spoolfs import Dir
+from rollcap.spool.fs import Dir
+from rollcap.spool.layout import CaptureDirs
+from rollcap.spool.workname import list_work
 
 log = logging.getLogger("rollcap.capture")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rollcap.errors import RollcapError
-from rollcap.spoolfs import OPEN_FLAGS, BadEntry, Dir, check_regular
+from rollcap.spool.fs import OPEN_FLAGS, BadEntry, Dir, check_regular
 
 LOCK = "capture.lock"
 NO_UNIT = "-"  # in the file; shown as "not a systemd service"

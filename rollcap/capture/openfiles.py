@@ -9,9 +9,9 @@ import time
 
 from rollcap.capture import lock
 from rollcap.config.schema import RollcapConfig
-from rollcap.naming import ReadyName
 from rollcap.spool import Spool
-from rollcap.state import read_state
+from rollcap.spool.readyname import ReadyName
+from rollcap.spool.state import read_state
 
 
 def local_notes(cfg: RollcapConfig) -> list[str]:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from rollcap.journal import fields
-from rollcap.spoolfs import Dir
+from rollcap.spool.fs import Dir
 
 log = logging.getLogger("rollcap.capture")
 

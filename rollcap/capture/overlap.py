@@ -39,7 +39,7 @@ from rollcap.pcapfile import (
     read_header,
     record_ok,
 )
-from rollcap.spoolfs import BadEntry, Dir
+from rollcap.spool.fs import BadEntry, Dir
 
 TS_TOLERANCE = 0.010
 # Records of the old file older than "new tcpdump spawned" minus this are

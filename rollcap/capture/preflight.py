@@ -12,12 +12,12 @@ from __future__ import annotations
 import grp
 from pathlib import Path
 
-from rollcap.capture import layout
 from rollcap.capture.command import check_config_filter, interface_exists
 from rollcap.capture.exclusion import filter_key, keyed
 from rollcap.config.schema import CaptureConfig, RollcapConfig
 from rollcap.errors import ConfigError
 from rollcap.metrics import nodeexporter
+from rollcap.spool import layout
 
 
 def interface_warnings(cap: CaptureConfig) -> list[str]:

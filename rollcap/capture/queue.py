@@ -14,12 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 from rollcap.capture.handoff import Handoff, HandoffResult
-from rollcap.capture.names import WorkName, list_work
 from rollcap.capture.ratelimit import RepeatLimiter
 from rollcap.capture.switching import Overlaps
 from rollcap.journal import fields
 from rollcap.pcapfile import GLOBAL_HEADER_LEN
-from rollcap.spoolfs import is_no_space
+from rollcap.spool.fs import is_no_space
+from rollcap.spool.workname import WorkName, list_work
 
 log = logging.getLogger("rollcap.capture")
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 
-from rollcap.capture.names import WorkName
 from rollcap.capture.tcpdump import Tcpdump
+from rollcap.spool.workname import WorkName
 
 QUIET_GRACE = 1.5  # > tcpdump's 1 s block timeout: a late packet still rotates by itself
 QUIET_RETRY = 10.0  # after a failed switch: not a spawn per tick

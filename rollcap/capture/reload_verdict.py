@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rollcap.errors import RollcapError
-from rollcap.state import read_state, write_state
+from rollcap.spool.state import read_state, write_state
 
 log = logging.getLogger("rollcap.capture")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from rollcap.capture import exclusion, layout, reload_verdict, reloadplan
+from rollcap.capture import exclusion, reload_verdict, reloadplan
 from rollcap.capture.counters import Counters
 from rollcap.capture.handoff import Handoff
 from rollcap.capture.interface import InterfaceCapture, Shared, SwitchRequest, switch_all
@@ -25,9 +25,9 @@ from rollcap.config import load_config
 from rollcap.config.schema import RollcapConfig
 from rollcap.errors import ConfigError
 from rollcap.journal import fields
-from rollcap.naming import local_hostname
 from rollcap.notify import Notifier
-from rollcap.spool import Spool
+from rollcap.spool import Spool, layout
+from rollcap.spool.readyname import local_hostname
 
 log = logging.getLogger("rollcap.capture")
 

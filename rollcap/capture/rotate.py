@@ -16,7 +16,7 @@ from rollcap.capture.wakeup import ROTATE_SIGNAL
 from rollcap.config.schema import RollcapConfig
 from rollcap.errors import RollcapError
 from rollcap.spool import Spool
-from rollcap.state import read_state
+from rollcap.spool.state import read_state
 
 EXIT_NOT_RUNNING = 3  # as `rollcap status`
 

@@ -54,7 +54,6 @@ from rollcap.capture import (
     budget,
     exclusion,
     fence,
-    layout,
     lock,
     orphans,
     reloader,
@@ -67,8 +66,6 @@ from rollcap.capture.handoff import Handoff, Persistent
 from rollcap.capture.interface import DRAIN, InterfaceCapture, SwitchRequest, switch_all
 from rollcap.capture.keeper import BudgetKeeper, reserve
 from rollcap.capture.launcher import Launcher
-from rollcap.capture.layout import CaptureDirs
-from rollcap.capture.names import WorkName, list_work
 from rollcap.capture.queue import IFACE_COUNTS, HandoffQueue
 from rollcap.capture.ratelimit import RepeatLimiter
 from rollcap.capture.switching import Overlaps
@@ -79,9 +76,11 @@ from rollcap.config.schema import RollcapConfig
 from rollcap.journal import fields, setup_logging
 from rollcap.metrics import nodeexporter
 from rollcap.metrics.exporter import capture_exporter
-from rollcap.naming import local_hostname
 from rollcap.notify import Notifier
-from rollcap.spool import Spool
+from rollcap.spool import Spool, layout
+from rollcap.spool.layout import CaptureDirs
+from rollcap.spool.readyname import local_hostname
+from rollcap.spool.workname import WorkName, list_work
 
 log = logging.getLogger("rollcap.capture")
 

@@ -25,7 +25,7 @@ from rollcap.config.schema import RollcapConfig
 from rollcap.metrics.capture import CaptureCollector
 from rollcap.metrics.exporter import Exporter
 from rollcap.notify import Notifier
-from rollcap.state import write_state
+from rollcap.spool.state import write_state
 
 
 class Reported(Protocol):

@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from rollcap.capture.names import WorkName, list_work
 from rollcap.capture.overlap import (
     append_sidecar,
     read_switch,
@@ -27,7 +26,8 @@ from rollcap.capture.overlap import (
     write_switch,
 )
 from rollcap.capture.tcpdump import Tcpdump
-from rollcap.spoolfs import BadEntry, Dir
+from rollcap.spool.fs import BadEntry, Dir
+from rollcap.spool.workname import WorkName, list_work
 
 OVERLAP = 1.2  # both tcpdumps listening this long before the old one is stopped
 LISTEN_TIMEOUT = 10.0

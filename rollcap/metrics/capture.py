@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 
 from rollcap.metrics.families import counter, gauge, number
 from rollcap.spool import Spool
-from rollcap.spoolfs import tree_bytes
+from rollcap.spool.fs import tree_bytes
 
 # spool areas counted against the budget (state/ holds only small JSON files)
 AREAS = ("work", "ready", "quarantine")  # tmp/ is the offload's, unreadable here

@@ -44,7 +44,7 @@ from rollcap.metrics.nodeexporter import (
     textfile_name,
     textfile_path,
 )
-from rollcap.spoolfs import BadEntry, check_regular
+from rollcap.spool.fs import BadEntry, check_regular
 
 # A textfile is a few KiB (one series per interface and metric); node_exporter
 # holds each file whole in memory.

@@ -15,7 +15,7 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from rollcap.naming import ReadyName
+from rollcap.spool.readyname import ReadyName
 
 
 class _Handler(FileSystemEventHandler):

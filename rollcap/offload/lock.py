@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rollcap.errors import RollcapError
 from rollcap.journal import fields
-from rollcap.spoolfs import is_no_space
+from rollcap.spool.fs import is_no_space
 
 log = logging.getLogger("rollcap.offload")
 

@@ -30,7 +30,7 @@ from rollcap.offload.vet import Opened, Refused, Vanished, open_ready
 from rollcap.pcapfile import GLOBAL_HEADER_LEN
 from rollcap.quarantine import quarantine
 from rollcap.spool import Spool
-from rollcap.spoolfs import Dir
+from rollcap.spool.fs import Dir
 from rollcap.storage import manifest
 from rollcap.storage.base import (
     META,

@@ -17,7 +17,7 @@ from typing import Any
 
 from rollcap.metrics.exporter import Exporter
 from rollcap.metrics.offload import OffloadCollector
-from rollcap.state import write_state
+from rollcap.spool.state import write_state
 from rollcap.storage import StorageError
 
 log = logging.getLogger("rollcap.offload")

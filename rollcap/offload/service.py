@@ -36,7 +36,6 @@ from rollcap.errors import RollcapError
 from rollcap.journal import fields, setup_logging
 from rollcap.metrics import nodeexporter
 from rollcap.metrics.exporter import offload_exporter
-from rollcap.naming import local_hostname
 from rollcap.notify import Notifier
 from rollcap.offload.compress import clean_tmp
 from rollcap.offload.deferred import DeferredStorage
@@ -49,6 +48,7 @@ from rollcap.offload.report import StatusReport
 from rollcap.offload.vet import expected_owners
 from rollcap.offload.workqueue import Entry, WorkQueue
 from rollcap.spool import Spool
+from rollcap.spool.readyname import local_hostname
 from rollcap.storage import Storage, StorageError
 
 log = logging.getLogger("rollcap.offload")

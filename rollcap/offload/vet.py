@@ -1,6 +1,6 @@
 """Decide whether a file in ready/ may be uploaded, and open it safely.
 
-Through ready/'s directory fd (rollcap.spoolfs): never follows a symlink, never
+Through ready/'s directory fd (rollcap.spool.fs): never follows a symlink, never
 opens a FIFO or a device for real (O_NONBLOCK), and requires of the open fd a
 regular file with one link and the capture user as its owner. Anything refused
 is quarantined by the caller.
@@ -13,9 +13,9 @@ import os
 import pwd
 from dataclasses import dataclass
 
-from rollcap.naming import ReadyName
 from rollcap.pcapfile import GLOBAL_HEADER_LEN, NotPcapError, PcapHeader, parse_header
-from rollcap.spoolfs import BadEntry, Dir
+from rollcap.spool.fs import BadEntry, Dir
+from rollcap.spool.readyname import ReadyName
 
 
 class Refused(Exception):

@@ -17,10 +17,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollcap.naming import ReadyName
 from rollcap.offload.backoff import Backoff
 from rollcap.offload.discovery import oldest_first
 from rollcap.offload.pipeline import Outcome
+from rollcap.spool.readyname import ReadyName
 
 STALL_SECONDS = 600  # an in-flight file without progress this long means "stuck"
 

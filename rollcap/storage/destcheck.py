@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from rollcap.config.schema import RollcapConfig
 from rollcap.errors import RollcapError
-from rollcap.naming import local_hostname
+from rollcap.spool.readyname import local_hostname
 from rollcap.storage.base import StorageError
 from rollcap.storage.s3.policy import (
     HOST_VARIABLES,

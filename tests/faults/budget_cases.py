@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from rollcap.capture.names import WorkName
+from rollcap.spool.workname import WorkName
 from tests.faults.checks import Account, account, dropped_names
 from tests.faults.proc import wait_for
 from tests.faults.rig import Rig

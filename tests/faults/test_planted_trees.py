@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from rollcap.spoolfs import MAX_DIR_ENTRIES
+from rollcap.spool.fs import MAX_DIR_ENTRIES
 from tests.faults.proc import wait_for
 from tests.faults.rig import Rig
 from tests.faults.users import (
@@ -114,7 +114,7 @@ def _run(rig: Rig, spool: Path, reliability) -> None:  # type: ignore[no-untyped
     view = rig.bucket()
     stored = sum(o.packets for o in view.objects)
     clog = cap.text()
-    # "<path>: a directory tree <why>: ..." (rollcap.spoolfs), once per place
+    # "<path>: a directory tree <why>: ..." (rollcap.spool.fs), once per place
     tree = rf"{re.escape(str(spool))}/(\S+): a directory tree (?:deeper|with|of) "
     places = re.findall(tree, clog)
     reliability.record(

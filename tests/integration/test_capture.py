@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from rollcap.capture.names import WorkName
 from rollcap.capture.overlap import iter_records
-from rollcap.naming import ReadyName
 from rollcap.pcapfile import scan
+from rollcap.spool.readyname import ReadyName
+from rollcap.spool.workname import WorkName
 from tests.integration.conftest import Factory
 from tests.support.net import Veth, count_packets
 

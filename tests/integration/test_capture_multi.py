@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from rollcap.naming import ReadyName
 from rollcap.pcapfile import scan
+from rollcap.spool.readyname import ReadyName
 from tests.integration.capture_daemon import REPO, CaptureDaemon
 from tests.integration.conftest import Factory
 from tests.integration.test_capture import _assert_sorted_by_time, _no_duplicates

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from rollcap.naming import ReadyName
+from rollcap.spool.readyname import ReadyName
 from tests.integration.capture_daemon import CaptureDaemon
 from tests.integration.test_offload import Offload, state
 from tests.support.archive import write_pcap

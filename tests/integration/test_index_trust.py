@@ -36,7 +36,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from rollcap.config.schema import OffloadConfig
-from rollcap.naming import ReadyName
+from rollcap.spool.readyname import ReadyName
 from rollcap.storage import manifest, open_storage
 from rollcap.storage.base import META, StorageError
 from tests.support.archive import (

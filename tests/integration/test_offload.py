@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 import zstandard
 
-from rollcap.naming import ReadyName
 from rollcap.pcapfile import GLOBAL_HEADER_LEN, RECORD_HEADER_LEN, parse_header
+from rollcap.spool.readyname import ReadyName
 from rollcap.storage.base import META
 from tests.support.net import count_packets
 from tests.support.seaweedfs import PROBE_PREFIX, SeaweedFS

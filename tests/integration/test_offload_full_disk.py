@@ -25,7 +25,7 @@ from rollcap.offload.service import OffloadService
 from rollcap.offload.workqueue import Entry
 from rollcap.pcapfile import GLOBAL_HEADER_LEN, parse_header
 from rollcap.quarantine import quarantine
-from rollcap.spoolfs import Dir
+from rollcap.spool.fs import Dir
 from rollcap.storage import open_storage
 from tests.support.net import TEST_PCAPS
 

@@ -29,10 +29,10 @@ import pytest
 
 from rollcap.config.load import load_config
 from rollcap.config.schema import DEFAULT_KEY_TEMPLATE, RollcapConfig
-from rollcap.naming import ReadyName
 from rollcap.offload.pipeline import Pipeline
 from rollcap.retrieve.select import collect, select
 from rollcap.spool import Spool
+from rollcap.spool.readyname import ReadyName
 from rollcap.storage import manifest, open_storage
 from tests.support.archive import NS, make_object, ns, read_frames, sha256, utc, write_pcap
 from tests.support.seaweedfs import SeaweedFS

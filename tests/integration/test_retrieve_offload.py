@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from rollcap.config.load import load_config
-from rollcap.naming import ReadyName
 from rollcap.offload.pipeline import Pipeline
 from rollcap.spool import Spool
+from rollcap.spool.readyname import ReadyName
 from rollcap.storage import open_storage
 from tests.support.archive import NS, ns, read_frames, read_timestamps, utc, write_pcap
 from tests.support.net import count_packets

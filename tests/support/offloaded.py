@@ -19,9 +19,9 @@ import pytest
 
 from rollcap.config.load import load_config
 from rollcap.config.schema import RollcapConfig
-from rollcap.naming import ReadyName
 from rollcap.offload.pipeline import Pipeline
 from rollcap.spool import Spool
+from rollcap.spool.readyname import ReadyName
 from rollcap.storage import open_storage
 from tests.support.archive import write_pcap
 from tests.support.seaweedfs import SeaweedFS

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rollcap.capture.names import work_template
+from rollcap.spool.workname import work_template
 
 PROFILE = Path("/etc/apparmor.d/usr.bin.tcpdump")
 WORK = "/var/spool/rollcap/work"

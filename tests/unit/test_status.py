@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rollcap.config.load import parse_config
-from rollcap.state import read_state, write_state
+from rollcap.spool.state import read_state, write_state
 from rollcap.status import collect, daemon_report, fmt_value, ordered_keys, render_table
 from tests.support.cli import run_into_closed_pipe
 

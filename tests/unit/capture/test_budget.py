@@ -15,9 +15,9 @@ from rollcap.capture.budget import (
     live_reserve,
     oldest_ready,
 )
-from rollcap.naming import ReadyName
 from rollcap.spool import Spool
-from rollcap.spoolfs import Dir
+from rollcap.spool.fs import Dir
+from rollcap.spool.readyname import ReadyName
 from tests.unit.capture.fakes import FakeTcpdump, supervisor, the_capture
 
 MB = 1_000_000

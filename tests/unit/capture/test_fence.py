@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from rollcap.capture.fence import Fences, fence_after, remove_stale
-from rollcap.capture.names import WorkName, list_work
-from rollcap.spoolfs import Dir
+from rollcap.spool.fs import Dir
+from rollcap.spool.workname import WorkName, list_work
 
 FIRST = WorkName(7, datetime(2026, 12, 7, 15, 0, tzinfo=UTC), 0, "eth0")
 

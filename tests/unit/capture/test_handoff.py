@@ -11,16 +11,16 @@ import pytest
 
 from rollcap.capture.budget import measure, oldest_ready
 from rollcap.capture.handoff import Handoff, HandoffResult, Persistent
-from rollcap.capture.layout import CaptureDirs
-from rollcap.capture.names import WorkName
 from rollcap.capture.overlap import (
     sidecar_name,
     tail_since,
     write_sidecar,
 )
-from rollcap.naming import ReadyName
 from rollcap.pcapfile import scan
 from rollcap.spool import Spool
+from rollcap.spool.layout import CaptureDirs
+from rollcap.spool.readyname import ReadyName
+from rollcap.spool.workname import WorkName
 from tests.support.pcaps import HEADER, packets, write_nano_pcap, write_pcap
 from tests.unit.capture.fakes import supervisor
 

@@ -14,7 +14,7 @@ from rollcap.capture.interface import SwitchRequest, switch_all
 from rollcap.capture.switching import Switched
 from rollcap.config.load import parse_config
 from rollcap.errors import ConfigError
-from rollcap.naming import ReadyName
+from rollcap.spool.readyname import ReadyName
 from rollcap.status import render_table
 from tests.support.pcaps import packets, write_pcap
 from tests.unit.capture.fakes import FakeTcpdump, supervisor

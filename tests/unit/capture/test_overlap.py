@@ -22,7 +22,7 @@ from rollcap.capture.overlap import (
     write_switch,
 )
 from rollcap.pcapfile import scan
-from rollcap.spoolfs import Dir
+from rollcap.spool.fs import Dir
 from tests.support.pcaps import packets, write_nano_pcap, write_pcap
 from tests.unit.capture.fakes import enospc, supervisor
 

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from rollcap.capture import status_report
-from rollcap.state import read_state
+from rollcap.spool.state import read_state
 from tests.unit.capture.fakes import supervisor
 
 

@@ -105,9 +105,9 @@ def test_a_nanosecond_capture_keeps_its_ns_in_the_metadata_and_manifest(
     import struct
 
     from rollcap.config.load import validate_data
-    from rollcap.naming import ReadyName
     from rollcap.offload.pipeline import manifest_entry, object_metadata
     from rollcap.offload.vet import Opened
+    from rollcap.spool.readyname import ReadyName
     from rollcap.storage.base import META
 
     stamps = [(1_795_694_404, 123_456_789), (1_795_694_405, 7), (1_795_694_406, 999_999_999)]

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from rollcap.naming import ReadyName
 from rollcap.offload.vet import Refused, Vanished, open_ready
 from rollcap.quarantine import enforce_cap, quarantine
-from rollcap.spoolfs import Dir
+from rollcap.spool.fs import Dir
+from rollcap.spool.readyname import ReadyName
 from tests.support.net import TEST_PCAPS
 
 SRC = sorted(TEST_PCAPS.glob("*.pcap"))[0]

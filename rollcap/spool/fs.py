@@ -29,7 +29,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+# the name it logged under as rollcap/spoolfs.py: journal filters (LOGGER=) keep working
+log = logging.getLogger("rollcap.spoolfs")
 
 OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 # Out of space: wait for room. Every other OSError is about one entry.

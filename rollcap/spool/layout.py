@@ -1,4 +1,4 @@
-"""Creating the spool with least-privilege owners and modes (see rollcap/spool.py).
+"""Creating the spool with least-privilege owners and modes (see rollcap/spool/__init__.py).
 
 Packaged, the capture daemon and tcpdump run as one unprivileged user (the
 unit's User=, with CAP_NET_RAW only): it owns work/, capture/, ready/ and
@@ -21,7 +21,7 @@ from pathlib import Path
 from rollcap.errors import ConfigError
 from rollcap.journal import fields
 from rollcap.spool import Spool
-from rollcap.spoolfs import Dir
+from rollcap.spool.fs import Dir
 
 log = logging.getLogger("rollcap.capture")
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rollcap.spoolfs import Dir
+from rollcap.spool.fs import Dir
 
 _WORK_RE = re.compile(r"^g(?P<gen>\d{6,9})-(?P<ts>\d{8}T\d{6})-(?P<iface>.+)\.pcap(?P<n>\d*)$")
 _TS_FMT = "%Y%m%dT%H%M%S"

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rollcap.naming import ReadyName, local_hostname, sanitize_host
+from rollcap.spool.readyname import ReadyName, local_hostname, sanitize_host
 
 
 def test_format_and_parse_round_trip() -> None:

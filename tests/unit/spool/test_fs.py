@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from rollcap import spoolfs
-from rollcap.spoolfs import OVERSIZED, BadEntry, Dir, Oversized, tree_bytes
+from rollcap.spool import fs as spoolfs
+from rollcap.spool.fs import OVERSIZED, BadEntry, Dir, Oversized, tree_bytes
 
 ME = {os.geteuid()}
 

@@ -1,6 +1,6 @@
 """The spool's layout, shared by capture (writer) and offload (reader).
 
-Who may write where (the packaged owners; rollcap/capture/layout.py and
+Who may write where (the packaged owners; rollcap/spool/layout.py and
 debian/rollcap.tmpfiles make them):
 
 work/        2700 capture user   tcpdump writes here; nothing in it is finished.
@@ -12,6 +12,11 @@ ready/       2770 capture user   finished, repaired files (0640, group GROUP),
 quarantine/  2770 capture user   files either side refused, with a reason
 tmp/         2750 offload user   offload's compression temp files
 state/       2750 offload user   offload.json, offload.lock
+
+This package is the contract between the two daemons: Spool (the paths, here),
+layout (creating the tree with its owners and modes), fs (every file operation
+through directory fds), state (the JSON state files), workname and readyname
+(the names of the files in work/ and ready/).
 """
 
 from __future__ import annotations

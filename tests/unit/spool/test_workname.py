@@ -4,8 +4,8 @@ import fnmatch
 import time
 from pathlib import Path
 
-from rollcap.capture.names import WorkName, list_work, work_template
-from rollcap.spoolfs import Dir
+from rollcap.spool.fs import Dir
+from rollcap.spool.workname import WorkName, list_work, work_template
 
 
 def test_work_files_sort_as_tcpdump_wrote_them(tmp_path: Path) -> None:
