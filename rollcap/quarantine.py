@@ -82,7 +82,7 @@ def enforce_cap(qdir: Dir, max_bytes: int) -> list[Removed]:
             with contextlib.suppress(FileNotFoundError):
                 qdir.unlink(name + REASON)
         except Oversized:
-            continue  # a planted tree beyond the walks' caps: spoolfs logged it once
+            continue  # a planted tree beyond the walks' caps: spool.fs logged it once
         except OSError as e:
             log.warning("quarantine over its cap: cannot remove %s: %s", name, e.strerror)
             continue

@@ -340,7 +340,7 @@ class S3Storage(Storage):
                 ChecksumSHA256=digest, **sse,
             )  # fmt: skip
         except ClientError as e:
-            # the conditional write (s3upload's hook) found the key taken: an
+            # the conditional write (upload.py's hook) found the key taken: an
             # entry's key names all it holds, so it is this entry, written before
             # a crash or by the first attempt
             if code_of(e) == "PreconditionFailed" or status_of(e) == 412:
