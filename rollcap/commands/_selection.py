@@ -120,7 +120,7 @@ def storage_errors(where: str, what: str) -> Iterator[None]:
 
 
 def selection(args: argparse.Namespace, cfg: RollcapConfig, storage: Storage,
-               workers: int) -> tuple[Selection, tuple[int, int]]:  # fmt: skip
+              workers: int) -> tuple[Selection, tuple[int, int]]:  # fmt: skip
     """The one selection of captures that list, fetch (and hold) share, and the
     window in ns. The selection's datetimes are the window widened to whole µs
     (a superset of the packets: fetch cuts at the exact ns)."""
@@ -157,7 +157,7 @@ def nothing_found(args: argparse.Namespace, storage: Storage, sel: Selection) ->
 
 
 def find(args: argparse.Namespace, cfg: RollcapConfig, storage: Storage,
-          workers: int) -> tuple[list[Capture], Summary, tuple[int, int]]:  # fmt: skip
+         workers: int) -> tuple[list[Capture], Summary, tuple[int, int]]:  # fmt: skip
     sel, window = selection(args, cfg, storage, workers)
     with storage_errors(storage.describe(), "listing"):
         caps = collect(sel)
