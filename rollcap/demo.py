@@ -29,7 +29,7 @@ import threading
 import time
 from pathlib import Path
 
-from rollcap.status import human_bytes
+from rollcap.commands._format import human_bytes
 
 PR_SET_PDEATHSIG = 1
 STOP_TIMEOUT = 60.0  # each daemon gets this long to stop cleanly

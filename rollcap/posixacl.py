@@ -22,26 +22,26 @@ _ENTRY = struct.Struct("<HHI")
 
 
 @dataclass(frozen=True)
-class Entry:
+class AclEntry:
     tag: int
     perm: int
     id: int = 0xFFFFFFFF  # ACL_UNDEFINED_ID: owner, owning group, mask, other
 
 
-def parse(data: bytes) -> list[Entry]:
+def parse(data: bytes) -> list[AclEntry]:
     """ValueError when data is not a version-2 ACL."""
     if len(data) < _HEADER.size or (len(data) - _HEADER.size) % _ENTRY.size:
         raise ValueError(f"not a POSIX ACL ({len(data)} bytes)")
     if _HEADER.unpack_from(data)[0] != VERSION:
         raise ValueError(f"POSIX ACL version {_HEADER.unpack_from(data)[0]}, not {VERSION}")
-    return [Entry(*e) for e in _ENTRY.iter_unpack(data[_HEADER.size :])]
+    return [AclEntry(*e) for e in _ENTRY.iter_unpack(data[_HEADER.size :])]
 
 
-def serialize(entries: list[Entry]) -> bytes:
+def serialize(entries: list[AclEntry]) -> bytes:
     return _HEADER.pack(VERSION) + b"".join(_ENTRY.pack(e.tag, e.perm, e.id) for e in entries)
 
 
-def read(path: str, xattr: str = XATTRS[0]) -> list[Entry]:
+def read(path: str, xattr: str = XATTRS[0]) -> list[AclEntry]:
     """The entries of one ACL; [] when the file has none (or its filesystem no ACLs)."""
     try:
         return parse(os.getxattr(path, xattr, follow_symlinks=False))
@@ -51,7 +51,7 @@ def read(path: str, xattr: str = XATTRS[0]) -> list[Entry]:
         raise
 
 
-def writers(entries: list[Entry], uids: set[int], gids: set[int]) -> list[Entry]:
+def writers(entries: list[AclEntry], uids: set[int], gids: set[int]) -> list[AclEntry]:
     """The named entries that give one of uids or gids write permission."""
     return [
         e
@@ -61,7 +61,7 @@ def writers(entries: list[Entry], uids: set[int], gids: set[int]) -> list[Entry]
     ]
 
 
-def without(entries: list[Entry], drop: list[Entry]) -> list[Entry]:
+def without(entries: list[AclEntry], drop: list[AclEntry]) -> list[AclEntry]:
     """entries minus drop, with the mask recomputed as setfacl -x does (the union of
     the group class), or gone when no named entry is left."""
     kept = [e for e in entries if e not in drop and e.tag != MASK]
@@ -71,7 +71,7 @@ def without(entries: list[Entry], drop: list[Entry]) -> list[Entry]:
         for e in kept:
             if e.tag in (USER, GROUP, GROUP_OBJ):
                 union |= e.perm
-        kept.append(Entry(MASK, union))
+        kept.append(AclEntry(MASK, union))
     return sorted(kept, key=lambda e: (e.tag, e.id))
 
 

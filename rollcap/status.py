@@ -1,9 +1,9 @@
-"""`rollcap status`: what the two daemons last wrote into the spool's state/.
+"""`rollcap status`'s report: what the two daemons last wrote into the spool's
+state/, and the verdict on each (rollcap.commands.status prints it).
 
 Generic over the state files' keys: each daemon decides what it reports
 (``spool/capture/capture.json``, ``spool/state/offload.json``, written with
-``rollcap.state.write_state``, which adds ``updated`` and ``pid``). The keys an
-operator looks for first are shown first; the rest follow alphabetically.
+``rollcap.spool.state.write_state``, which adds ``updated`` and ``pid``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import json
 import math
 import os
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,47 +25,8 @@ DAEMONS = ("capture", "offload")
 STALE_SECONDS = 90
 # See stall_seconds().
 STALL_MIN_SECONDS = 900
-# Shown first, in this order, when present.
-IMPORTANT = (
-    "state",
-    "interface",
-    "rotation",
-    "timestamp_precision",
-    "destination",
-    "paused",
-    "active_file",
-    "in_flight",
-    "backlog_files",
-    "backlog_bytes",
-    "last_handoff",
-    "last_upload",
-    "handed_off_files",
-    "uploaded_files",
-    "kernel_drops",
-    "dropped_files",
-    "quarantined",
-    "restarts",
-    "last_error",
-    "errors",
-)
-# Added by write_state/collect and shown in the headline instead.
-_HEADLINE_KEYS = {
-    "updated", "pid", "pids", "running", "stale", "age_seconds", "verdict", "problem",
-}  # fmt: skip
 # a pid whose command line lacks this is a recycled pid, not our daemon
 PROCESS_MARKER = b"rollcap"
-_EPOCH_MIN = 1_000_000_000  # numbers above this under a time-like key are timestamps
-_EPOCH_MAX = 2**33  # ... and below this (year 2242): beyond, just a number
-# State files are written by the daemons' unprivileged users: what they say is
-# shown, never obeyed. No terminal control, no endless lines, no deep nesting.
-_MAX_TEXT = 300
-_MAX_DEPTH = 3
-
-
-def clean(text: str) -> str:
-    """Printable text: control characters (C0, DEL, C1) shown as '?', length capped."""
-    out = "".join("?" if (ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0) else c for c in text)
-    return out if len(out) <= _MAX_TEXT else out[: _MAX_TEXT - 1] + "…"
 
 
 class _Unreadable(Exception):
@@ -155,11 +115,11 @@ def daemon_report(path: Path, now: float | None = None) -> dict[str, Any]:
     out["running"] = alive is not False
     if alive is False:
         out["verdict"] = "not running"
-        out["problem"] = f"process {st.get('pid')} has exited; last update {_ago(age)}"
+        out["problem"] = f"process {st.get('pid')} has exited; last update {ago(age)}"
     elif out["stale"]:
         out["verdict"] = "stale"
         out["problem"] = (
-            f"no update for {_ago(age, suffix=False)} (more than {STALE_SECONDS}s): "
+            f"no update for {ago(age, suffix=False)} (more than {STALE_SECONDS}s): "
             "stuck or stopped? see journalctl"
         )
     else:
@@ -237,8 +197,8 @@ def _job_problem(name: str, st: dict[str, Any], spool: dict[str, Any], now: floa
     if last_at is not None and now - last_at < stall:
         return None  # uploading, just behind: the oldest file's turn comes
     return (
-        f"{spool['ready_files']} files waiting, the oldest for {_ago(now - oldest, suffix=False)}, "
-        f"and no upload for more than {_ago(stall, suffix=False)}"
+        f"{spool['ready_files']} files waiting, the oldest for {ago(now - oldest, suffix=False)}, "
+        f"and no upload for more than {ago(stall, suffix=False)}"
     )
 
 
@@ -271,10 +231,7 @@ def exit_code(report: dict[str, Any]) -> int:
     return exitcodes.OK
 
 
-# -- rendering -----------------------------------------------------------------------
-
-
-def _ago(age: float | None, suffix: bool = True) -> str:
+def ago(age: float | None, suffix: bool = True) -> str:
     if age is None:
         return "never"
     if not isinstance(age, int | float) or not math.isfinite(age) or abs(age) > 1e12:
@@ -289,110 +246,3 @@ def _ago(age: float | None, suffix: bool = True) -> str:
     else:
         text = f"{s // 86400}d {s % 86400 // 3600}h"
     return text + " ago" if suffix else text
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError
-
-
-def _is_time_key(key: str) -> bool:
-    return (
-        key in ("at", "time", "ts", "when")
-        or key.startswith("last_")
-        or key.endswith(("_at", "_time", "updated", "since"))
-    )
-
-
-def fmt_value(key: str, v: Any, now: float, depth: int = 0) -> str:
-    return clean(_fmt(key, v, now, depth))
-
-
-def _fmt(key: str, v: Any, now: float, depth: int) -> str:
-    if v is None or v == "":
-        return "-"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    if isinstance(v, int) and abs(v) > 10**30:
-        return "(absurdly large)"
-    if isinstance(v, int | float) and "bytes" in key.split("_"):  # bytes, max_bytes, bytes_in
-        return f"{human_bytes(v)} ({v:,})" if v >= 1000 else f"{v} B"
-    if isinstance(v, int | float) and _is_time_key(key) and _EPOCH_MIN < v < _EPOCH_MAX:
-        stamp = datetime.fromtimestamp(v, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        return f"{stamp} ({_ago(now - v)})"
-    if isinstance(v, float):
-        return f"{v:.3f}".rstrip("0").rstrip(".")
-    if isinstance(v, dict | list) and depth >= _MAX_DEPTH:
-        return "…"
-    if isinstance(v, dict):
-        return ", ".join(f"{clean(str(k))}={_fmt(str(k), x, now, depth + 1)}" for k, x in v.items())
-    if isinstance(v, list):
-        return ", ".join(_fmt(key, x, now, depth + 1) for x in v[:20]) or "-"
-    return str(v)
-
-
-def ordered_keys(st: dict[str, Any]) -> list[str]:
-    keys = [k for k in st if k not in _HEADLINE_KEYS]
-    first = [k for k in IMPORTANT if k in keys]
-    return first + sorted(k for k in keys if k not in first)
-
-
-def _headline(name: str, st: dict[str, Any]) -> str:
-    verdict = st.get("verdict", "not running")
-    if verdict == "running":
-        pid, age = st.get("pid"), _ago(st.get("age_seconds"))
-        return clean(f"{name}: running (pid {pid}, updated {age})")
-    if verdict == "degraded":
-        pid, age = st.get("pid"), _ago(st.get("age_seconds"))
-        return clean(
-            f"{name}: RUNNING BUT NOT WORKING (pid {pid}, updated {age}): {st.get('problem')}"
-        )
-    return clean(f"{name}: {str(verdict).upper()}: {st.get('problem')}")
-
-
-# one line per interface of capture (capture.interface may list several)
-_IFACE_SHOWN = (
-    "state", "tcpdump_pid", "handed_off_files", "handed_off_packets",
-    "packets_captured", "kernel_drops", "interface_drops", "restarts", "last_error",
-)  # fmt: skip
-
-
-def _interface_lines(per: dict[str, Any], now: float) -> list[str]:
-    lines = ["  interfaces"]
-    for name, ist in list(per.items())[:64]:
-        if not isinstance(ist, dict):
-            continue
-        shown = ", ".join(
-            f"{k}={fmt_value(k, ist[k], now)}" for k in _IFACE_SHOWN if ist.get(k) not in (None, "")
-        )
-        lines.append(clean(f"    {name}: {shown}"))
-    return lines
-
-
-def render_table(report: dict[str, Any], now: float | None = None) -> str:
-    now = time.time() if now is None else now
-    lines: list[str] = []
-    for name in DAEMONS:
-        st = report.get(name) or {}
-        lines.append(_headline(name, st))
-        per = st.get("interfaces")
-        keys = [k for k in ordered_keys(st) if not (k == "interfaces" and isinstance(per, dict))]
-        width = max((len(k) for k in keys), default=0)
-        lines.extend(f"  {clean(k):<{width}}  {fmt_value(k, st[k], now)}" for k in keys)
-        if isinstance(per, dict) and per:
-            lines.extend(_interface_lines(per, now))
-        lines.append("")
-    sp = report.get("spool")
-    if sp:
-        lines.append(f"spool: {sp['directory']}")
-        for area in ("ready", "quarantine"):
-            n, b = sp.get(f"{area}_files"), sp.get(f"{area}_bytes")
-            files = f"{n} file" + ("" if n == 1 else "s")
-            shown = "unreadable" if n is None else f"{files}, {fmt_value('bytes', b, now)}"
-            lines.append(f"  {area:<10}  {shown}")
-    return "\n".join(lines).rstrip("\n") + "\n"

@@ -1,6 +1,6 @@
 """Turning a finished tcpdump file in work/ into a file in ready/.
 
-All through directory fds (rollcap.spoolfs): the file is opened once with
+All through directory fds (rollcap.spool.fs): the file is opened once with
 O_NOFOLLOW|O_NONBLOCK and must be a regular file of tcpdump's user with one
 link; then repair (cut a cut-off last record, ftruncate) -> strip the records a
 make-before-break overlap captured twice -> a header-only file becomes a

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 from urllib.parse import quote
 
 from rollcap import __version__, timestamps
@@ -45,12 +46,18 @@ MAX_FILTER_META = 1000  # S3 user metadata is limited to 2 KB in total
 log = logging.getLogger("rollcap.offload")
 
 
+# What became of one file; the strings are what the journal and the metrics'
+# result labels show (rollcap.metrics.offload maps them). covered: a coverage
+# marker, filed as a manifest entry with no object.
+OutcomeKind = Literal[
+    "uploaded", "exists", "covered", "quarantined", "dropped", "ignored", "failed", "cancelled"
+]
+
+
 @dataclass
 class Outcome:
     name: str
-    # uploaded | exists | covered | quarantined | dropped | ignored | failed | cancelled
-    # (covered: a coverage marker, filed as a manifest entry with no object)
-    kind: str
+    kind: OutcomeKind
     key: str = ""
     bytes_in: int = 0
     bytes_out: int = 0

@@ -26,7 +26,10 @@ RATE_WINDOW = 60.0  # seconds of uploads the rate averages over
 
 
 @dataclass
-class Counters:
+class FileCounters:
+    """The files offload has stored, quarantined or seen capture delete, since it started
+    (tcpdump's packet counters are rollcap.capture.counters.Counters)."""
+
     uploaded_files: int = 0
     uploaded_bytes_in: int = 0
     uploaded_bytes_out: int = 0
@@ -40,7 +43,7 @@ class StatusReport:
     def __init__(self, path: Path, metrics: Exporter[OffloadCollector]) -> None:
         self.path = path  # state/offload.json
         self.metrics = metrics
-        self.counters = Counters()
+        self.counters = FileCounters()
         self.state = "starting"
         self.last_error = ""
         self.dirty = True  # something changed since the last publish()

@@ -138,7 +138,7 @@ def window_days(since: datetime, until: datetime, lookback: timedelta) -> list[d
 
 
 @dataclass(frozen=True)
-class KeyFields:
+class ParsedKey:
     host: str | None
     iface: str | None
     start: datetime | None
@@ -204,14 +204,14 @@ class KeyPattern:
             rx.append(_EXT_RE)
         return re.compile("".join(rx))
 
-    def parse(self, key: str) -> KeyFields | None:
+    def parse(self, key: str) -> ParsedKey | None:
         if self.regex is None:
             return None
         m = self.regex.fullmatch(key)
         if not m:
             return None
         g = {k: v for k, v in m.groupdict().items() if v is not None}
-        return KeyFields(g.get("host"), g.get("iface"), *self._start(g))
+        return ParsedKey(g.get("host"), g.get("iface"), *self._start(g))
 
     @staticmethod
     def _start(g: dict[str, str]) -> tuple[datetime | None, timedelta]:

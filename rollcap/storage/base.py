@@ -18,6 +18,7 @@ import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -105,6 +106,27 @@ class SizeMismatch(StorageError):
         )  # fmt: skip
         self.recorded = recorded
         self.stated = stated
+
+
+class CheckStatus(StrEnum):
+    """A check's verdict; the value is what `rollcap check-destination` prints."""
+
+    OK = "ok"
+    FAIL = "FAIL"
+    WARN = "warn"
+    SKIP = "skip"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One line of `rollcap check-destination`: what a backend's check found."""
+
+    status: CheckStatus
+    name: str
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.status.value:<5} {self.name:<22} {self.detail}"
 
 
 MiB = 1024 * 1024

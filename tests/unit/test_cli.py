@@ -12,7 +12,8 @@ from rollcap.cli import build_parser
 from tests.support.cli import rollcap, run_into_closed_pipe
 
 REPO = Path(__file__).resolve().parents[2]
-COMMANDS = ["capture", "offload", "check-config", "reload", "status", "list", "fetch"]
+COMMANDS = ["capture", "offload", "check-config", "reload", "status", "rotate", "list", "fetch",
+            "hold", "check-destination", "link-metrics"]  # fmt: skip
 
 
 def test_help_lists_every_command() -> None:
@@ -27,9 +28,22 @@ def test_version() -> None:
     assert (r.returncode, r.stdout.strip()) == (0, f"rollcap {__version__}")
 
 
+@pytest.mark.parametrize("cmd", [*COMMANDS, "config-docs"])
+def test_every_command_says_what_it_does(cmd: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`rollcap CMD --help` explains the command beyond its one-line summary."""
+    with pytest.raises(SystemExit) as done:
+        build_parser().parse_args([cmd, "--help"])
+    assert done.value.code == 0
+    usage, _, rest = capsys.readouterr().out.partition("\n\n")
+    assert usage.startswith(f"usage: rollcap {cmd}")
+    first = rest.split("\n\n", 1)[0]
+    assert not first.startswith(("positional arguments:", "options:")), rest
+    assert len(first.split()) >= 10, first
+
+
 @pytest.mark.parametrize("cmd", COMMANDS)
 def test_every_command_takes_config(cmd: str) -> None:
-    extra = ["--since", "1h"] if cmd in ("list", "fetch") else []
+    extra = ["--since", "1h"] if cmd in ("list", "fetch", "hold") else []
     extra += ["-o", "x.pcap"] if cmd == "fetch" else []
     args = build_parser().parse_args([cmd, "--config", "/x.toml", *extra])
     assert args.config == "/x.toml"
@@ -79,10 +93,11 @@ def test_a_broken_pipe_that_is_not_stdout_is_an_error(monkeypatch: pytest.Monkey
                                                       ) -> None:  # fmt: skip
     """A child's pipe breaking is a failure with one line, not a quiet 141."""
     from rollcap import cli
+    from rollcap.commands import config_docs
 
     def child_died(_args: object) -> int:
         raise BrokenPipeError(32, "Broken pipe")
 
-    monkeypatch.setattr(cli, "_dispatch", child_died)
+    monkeypatch.setattr(config_docs, "run", child_died)
     assert cli.main(["config-docs"]) == 1
     assert capsys.readouterr().err == "rollcap: [Errno 32] Broken pipe\n"

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from rollcap.commands.status import fmt_value, ordered_keys, render_table
 from rollcap.config.load import parse_config
 from rollcap.spool.state import read_state, write_state
-from rollcap.status import collect, daemon_report, fmt_value, ordered_keys, render_table
+from rollcap.status import collect, daemon_report
 from tests.support.cli import run_into_closed_pipe
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,4 +1,5 @@
-"""The S3 checks of `rollcap check-destination` (storage.destcheck), one Result each."""
+"""The S3 checks of `rollcap check-destination` (rollcap.commands.check_destination),
+one CheckResult each."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from rollcap.config.schema import OffloadConfig
-from rollcap.storage.base import StorageError
-from rollcap.storage.destcheck import FAIL, OK, SKIP, WARN, Result
+from rollcap.storage.base import CheckResult, CheckStatus, StorageError
 from rollcap.storage.s3.policy import host_scope, index_pattern
 from rollcap.storage.s3.settings import encode_tags
 from rollcap.storage.s3.storage import S3Storage
@@ -26,7 +26,7 @@ _CREDENTIAL_CODES = {
 }
 
 
-# A write-once host policy (storage.s3.policy) allows these probes through
+# A write-once host policy (storage.policy) allows these probes through
 # s3:ObjectCreationOperation = false, a key some servers do not evaluate
 _WRITE_ONCE_HINT = (
     "; a server that does not evaluate s3:ObjectCreationOperation denies it under the "
@@ -49,7 +49,7 @@ def _say(e: ClientError) -> str:
 
 
 class S3Checks:
-    """The checks, in order; each a Result."""
+    """The checks, in order; each a CheckResult."""
 
     def __init__(self, store: S3Storage, cfg: OffloadConfig, host: str) -> None:
         self.store = store
@@ -60,19 +60,19 @@ class S3Checks:
         self.scope = store.scope or host_scope(cfg.key_template, cfg.prefix, host)[0]
         probe = f"rollcap-check-{uuid.uuid4().hex[:12]}"
         # a capture-like key under the host's prefix, and an index entry naming
-        # this host (storage.s3.policy.index_pattern); both only ever started as
+        # this host (storage.policy.index_pattern); both only ever started as
         # multipart uploads and aborted: hosts may not delete
         self.probe = f"{self.scope}.{probe}"
         self.index_probe = index_pattern(cfg.prefix, host).replace("*/", f"{probe}/", 1)
         self.index_probe = self.index_probe.replace("~*", f"~{probe}")
         self.existing_key = ""
 
-    def run(self) -> Iterator[Result]:
+    def run(self) -> Iterator[CheckResult]:
         first = self._credentials_and_bucket()
         yield from first
-        if any(r.status == FAIL for r in first):
+        if any(r.status is CheckStatus.FAIL for r in first):
             for name in ("permissions", "bucket settings"):
-                yield Result(SKIP, name, "not checked: fix the above first")
+                yield CheckResult(CheckStatus.SKIP, name, "not checked: fix the above first")
             return
         yield self._list()
         yield self._head()
@@ -85,10 +85,12 @@ class S3Checks:
 
     # -- the checks ---------------------------------------------------------
 
-    def _credentials_and_bucket(self) -> list[Result]:
+    def _credentials_and_bucket(self) -> list[CheckResult]:
         creds = self.store.session.get_credentials()
         if creds is None:
-            return [Result(FAIL, "credentials", _CREDENTIAL_CODES["NoCredentials"])]
+            return [
+                CheckResult(CheckStatus.FAIL, "credentials", _CREDENTIAL_CODES["NoCredentials"])
+            ]
         key = creds.access_key
         where = f"access key {key} ({creds.method})"
         try:
@@ -96,42 +98,44 @@ class S3Checks:
         except StorageError as e:
             if e.code in _CREDENTIAL_CODES:
                 why = _CREDENTIAL_CODES[e.code].format(key=key)
-                return [Result(FAIL, "credentials", f"{why} ({e.code}): {e}")]
+                return [CheckResult(CheckStatus.FAIL, "credentials", f"{why} ({e.code}): {e}")]
             if e.code == "NoSuchBucket":
                 return [
-                    Result(OK, "credentials", f"{where} accepted"),
-                    Result(
-                        FAIL, "bucket", f"{self.bucket} does not exist at {self.store.endpoint}"
+                    CheckResult(CheckStatus.OK, "credentials", f"{where} accepted"),
+                    CheckResult(
+                        CheckStatus.FAIL,
+                        "bucket",
+                        f"{self.bucket} does not exist at {self.store.endpoint}",
                     ),
                 ]
             if e.code == "AccessDenied":
                 return [
-                    Result(OK, "credentials", f"{where} accepted"),
-                    Result(
-                        FAIL,
+                    CheckResult(CheckStatus.OK, "credentials", f"{where} accepted"),
+                    CheckResult(
+                        CheckStatus.FAIL,
                         "bucket",
                         f"access denied: {e} (needs s3:ListBucket on {self.scope or 'the prefix'})",
                     ),
                 ]
-            return [Result(FAIL, "endpoint", f"{e}")]
+            return [CheckResult(CheckStatus.FAIL, "endpoint", f"{e}")]
         return [
-            Result(OK, "credentials", f"{where} accepted"),
-            Result(OK, "bucket", f"{self.bucket} at {self.store.endpoint}"),
+            CheckResult(CheckStatus.OK, "credentials", f"{where} accepted"),
+            CheckResult(CheckStatus.OK, "bucket", f"{self.bucket} at {self.store.endpoint}"),
         ]
 
     def _call(
         self, name: str, ok: str, action: str, fn: Callable[[], Any], fine: tuple[str, ...] = ()
-    ) -> tuple[Result, Any]:
+    ) -> tuple[CheckResult, Any]:
         """fn's answer (or an error code in ``fine``) means the action is allowed."""
         try:
-            return Result(OK, name, ok), fn()
+            return CheckResult(CheckStatus.OK, name, ok), fn()
         except ClientError as e:
             if _code(e) in fine or str(_status(e)) in fine:
-                return Result(OK, name, ok), None
+                return CheckResult(CheckStatus.OK, name, ok), None
             hint = f" (needs {action})" if _code(e) in ("AccessDenied", "") else ""
-            return Result(FAIL, name, f"{_say(e)}{hint}"), None
+            return CheckResult(CheckStatus.FAIL, name, f"{_say(e)}{hint}"), None
 
-    def _list(self) -> Result:
+    def _list(self) -> CheckResult:
         res, r = self._call(
             "list",
             f"s3:ListBucket on {self.scope or '(bucket root)'}",
@@ -142,53 +146,55 @@ class S3Checks:
             self.existing_key = next((o["Key"] for o in r.get("Contents", [])), "")
         return res
 
-    def _head(self) -> Result:
+    def _head(self) -> CheckResult:
         key = self.existing_key or self.probe
         try:
             self.c.head_object(Bucket=self.bucket, Key=key)
         except ClientError as e:
             if _status(e) == 404:
-                return Result(OK, "head", "s3:GetObject (HEAD of a missing key: 404)")
+                return CheckResult(
+                    CheckStatus.OK, "head", "s3:GetObject (HEAD of a missing key: 404)"
+                )
             if _status(e) == 403 and not self.existing_key:
                 # S3 answers 403 for a missing key to a caller without s3:ListBucket
                 # on it; with no object of ours yet, that is all one can tell
-                return Result(
-                    WARN,
+                return CheckResult(
+                    CheckStatus.WARN,
                     "head",
                     "403 for a missing key: cannot tell s3:GetObject "
                     "until this host has stored an object",
                 )
-            return Result(FAIL, "head", f"{_say(e)} (needs s3:GetObject)")
-        return Result(OK, "head", f"s3:GetObject ({key})")
+            return CheckResult(CheckStatus.FAIL, "head", f"{_say(e)} (needs s3:GetObject)")
+        return CheckResult(CheckStatus.OK, "head", f"s3:GetObject ({key})")
 
     def _start_and_abort(
         self, name: str, action: str, extra: dict[str, Any], ok: str, key: str = ""
-    ) -> Iterator[Result]:
+    ) -> Iterator[CheckResult]:
         key = key or self.probe
         try:
             up = self.c.create_multipart_upload(Bucket=self.bucket, Key=key, **extra)
         except ClientError as e:
             hint = f" (needs {action}{_WRITE_ONCE_HINT})" if _code(e) == "AccessDenied" else ""
-            yield Result(FAIL, name, f"{_say(e)}{hint}")
+            yield CheckResult(CheckStatus.FAIL, name, f"{_say(e)}{hint}")
             return
-        yield Result(OK, name, ok)
+        yield CheckResult(CheckStatus.OK, name, ok)
         aborted = self._abort(up["UploadId"], key)
-        if not extra or aborted.status == FAIL:  # the plain one stands for the abort
+        if not extra or aborted.status is CheckStatus.FAIL:  # the plain one stands for the abort
             yield aborted
 
-    def _abort(self, upload_id: str, key: str) -> Result:
+    def _abort(self, upload_id: str, key: str) -> CheckResult:
         try:
             self.c.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
         except ClientError as e:
-            return Result(
-                FAIL,
+            return CheckResult(
+                CheckStatus.FAIL,
                 "abort multipart",
                 f"{_say(e)} (needs s3:AbortMultipartUpload on {key}; "
                 "an incomplete upload of it is left)",
             )
-        return Result(OK, "abort multipart", "s3:AbortMultipartUpload")
+        return CheckResult(CheckStatus.OK, "abort multipart", "s3:AbortMultipartUpload")
 
-    def _put_and_abort(self) -> Iterator[Result]:
+    def _put_and_abort(self) -> Iterator[CheckResult]:
         yield from self._start_and_abort(
             "put",
             "s3:PutObject",
@@ -197,9 +203,11 @@ class S3Checks:
             "(a multipart upload started and aborted)",
         )
 
-    def _index_entry(self) -> Iterator[Result]:
+    def _index_entry(self) -> Iterator[CheckResult]:
         if not self.store.manifests:
-            yield Result(SKIP, "put index entry", "this key template writes no index entries")
+            yield CheckResult(
+                CheckStatus.SKIP, "put index entry", "this key template writes no index entries"
+            )
             return
         yield from self._start_and_abort(
             "put index entry",
@@ -209,7 +217,7 @@ class S3Checks:
             key=self.index_probe,
         )
 
-    def _list_uploads(self) -> Result:
+    def _list_uploads(self) -> CheckResult:
         return self._call(
             "list uploads",
             "s3:ListBucketMultipartUploads",
@@ -219,7 +227,7 @@ class S3Checks:
             ),
         )[0]
 
-    def _settings_probes(self) -> Iterator[Result]:
+    def _settings_probes(self) -> Iterator[CheckResult]:
         s = self.store.settings
         if s.storage_class:
             yield from self._start_and_abort(
@@ -229,7 +237,9 @@ class S3Checks:
                 f"{s.storage_class} accepted",
             )
         else:
-            yield Result(SKIP, "storage class", "storage_class not set: the bucket's default")
+            yield CheckResult(
+                CheckStatus.SKIP, "storage class", "storage_class not set: the bucket's default"
+            )
         if s.sse:
             extra = {"ServerSideEncryption": s.sse}
             action = "s3:PutObject"
@@ -241,7 +251,9 @@ class S3Checks:
                 "encryption", action, extra, f"{s.sse} {s.kms_key_id}".strip() + " accepted"
             )
         else:
-            yield Result(SKIP, "encryption", "sse not set: the bucket's default encryption")
+            yield CheckResult(
+                CheckStatus.SKIP, "encryption", "sse not set: the bucket's default encryption"
+            )
         tags = s.tags("host", "iface")
         if tags:
             yield from self._start_and_abort(
@@ -258,7 +270,7 @@ class S3Checks:
                 fine=("NoSuchKey", "404"),
             )[0]
         else:
-            yield Result(SKIP, "put tagging", "no tags configured")
+            yield CheckResult(CheckStatus.SKIP, "put tagging", "no tags configured")
         if s.lock_mode:
             until = s.retain_until(datetime.now(UTC))
             put = list(self._start_and_abort(
@@ -267,11 +279,15 @@ class S3Checks:
                 {"ObjectLockMode": s.lock_mode, "ObjectLockRetainUntilDate": until},
                 f"s3:PutObjectRetention ({s.lock_mode}, {s.lock_days} days)",
             ))  # fmt: skip
-            if put[0].status == FAIL and "InvalidRequest" in put[0].detail:
-                put[0] = Result(FAIL, put[0].name, put[0].detail + " (has the bucket Object Lock?)")
+            if put[0].status is CheckStatus.FAIL and "InvalidRequest" in put[0].detail:
+                put[0] = CheckResult(
+                    CheckStatus.FAIL, put[0].name, put[0].detail + " (has the bucket Object Lock?)"
+                )
             yield from put
-            if put[0].status == FAIL:
-                yield Result(SKIP, "get retention", "not checked: put retention failed")
+            if put[0].status is CheckStatus.FAIL:
+                yield CheckResult(
+                    CheckStatus.SKIP, "get retention", "not checked: put retention failed"
+                )
                 return
             yield self._call(
                 "get retention",
@@ -281,26 +297,28 @@ class S3Checks:
                 fine=("NoSuchKey", "404", "NoSuchObjectLockConfiguration"),
             )[0]
         else:
-            yield Result(SKIP, "put retention", "object_lock_mode not set")
+            yield CheckResult(CheckStatus.SKIP, "put retention", "object_lock_mode not set")
 
-    def _object_lock(self) -> Result:
+    def _object_lock(self) -> CheckResult:
         mode = self.cfg.object_lock_mode
         try:
             r = self.c.get_object_lock_configuration(Bucket=self.bucket)
         except ClientError as e:
             if _code(e) == "ObjectLockConfigurationNotFoundError" or _status(e) == 404:
                 if mode:
-                    return Result(
-                        FAIL,
+                    return CheckResult(
+                        CheckStatus.FAIL,
                         "bucket object lock",
                         (
                             f"object_lock_mode = {mode!r}, but {self.bucket} has no Object Lock "
                             "(enabled when a bucket is created, or on a versioned one)"
                         ),
                     )
-                return Result(OK, "bucket object lock", "none (object_lock_mode not set)")
-            return Result(
-                WARN,
+                return CheckResult(
+                    CheckStatus.OK, "bucket object lock", "none (object_lock_mode not set)"
+                )
+            return CheckResult(
+                CheckStatus.WARN,
                 "bucket object lock",
                 f"cannot read it: {_say(e)} (needs s3:GetBucketObjectLockConfiguration)",
             )
@@ -314,39 +332,41 @@ class S3Checks:
             else ""
         )
         if mode and not enabled:
-            return Result(
-                FAIL,
+            return CheckResult(
+                CheckStatus.FAIL,
                 "bucket object lock",
                 f"object_lock_mode = {mode!r}, but Object Lock is not enabled on {self.bucket}",
             )
         if not enabled:
-            return Result(OK, "bucket object lock", "none (object_lock_mode not set)")
+            return CheckResult(
+                CheckStatus.OK, "bucket object lock", "none (object_lock_mode not set)"
+            )
         asked = (
             f"objects get {mode} for {self.cfg.object_lock_days} days"
             if mode
             else ("object_lock_mode not set: the bucket's default applies")
         )
-        return Result(OK, "bucket object lock", f"enabled{default}; {asked}")
+        return CheckResult(CheckStatus.OK, "bucket object lock", f"enabled{default}; {asked}")
 
-    def _encryption(self) -> Result:
+    def _encryption(self) -> CheckResult:
         sse = self.cfg.sse
         try:
             r = self.c.get_bucket_encryption(Bucket=self.bucket)
         except ClientError as e:
             if _code(e) == "ServerSideEncryptionConfigurationNotFoundError" or _status(e) == 404:
                 if sse:
-                    return Result(
-                        OK,
+                    return CheckResult(
+                        CheckStatus.OK,
                         "bucket encryption",
                         f"no default; rollcap asks for {sse} with every upload",
                     )
-                return Result(
-                    WARN,
+                return CheckResult(
+                    CheckStatus.WARN,
                     "bucket encryption",
                     "no default encryption and sse not set: objects may be stored unencrypted",
                 )
-            return Result(
-                WARN,
+            return CheckResult(
+                CheckStatus.WARN,
                 "bucket encryption",
                 f"cannot read it: {_say(e)} (needs s3:GetEncryptionConfiguration)",
             )
@@ -356,11 +376,15 @@ class S3Checks:
         key = by_default.get("KMSMasterKeyID", "")
         default = f"{algo} {key}".strip()
         if not sse:
-            return Result(OK, "bucket encryption", f"default {default} applies (sse not set)")
+            return CheckResult(
+                CheckStatus.OK, "bucket encryption", f"default {default} applies (sse not set)"
+            )
         if sse == algo and (not self.cfg.sse_kms_key_id or key.endswith(self.cfg.sse_kms_key_id)):
-            return Result(OK, "bucket encryption", f"default {default}, as configured")
-        return Result(
-            OK,
+            return CheckResult(
+                CheckStatus.OK, "bucket encryption", f"default {default}, as configured"
+            )
+        return CheckResult(
+            CheckStatus.OK,
             "bucket encryption",
             f"default {default}; rollcap asks for {sse} {self.cfg.sse_kms_key_id}".rstrip()
             + " with every upload",

@@ -12,10 +12,10 @@ from rollcap.capture import align, interface, quiet
 from rollcap.capture.counters import Counters
 from rollcap.capture.interface import SwitchRequest, switch_all
 from rollcap.capture.switching import Switched
+from rollcap.commands.status import render_table
 from rollcap.config.load import parse_config
 from rollcap.errors import ConfigError
 from rollcap.spool.readyname import ReadyName
-from rollcap.status import render_table
 from tests.support.pcaps import packets, write_pcap
 from tests.unit.capture.fakes import FakeTcpdump, supervisor
 

@@ -310,3 +310,18 @@ def test_oldest_backlog_age_from_ready(tmp_path: Path) -> None:
     exp.publish(OFFLOAD_STATE)
     age = _value(_textfile(exp, tmp_path), "rollcap_offload_oldest_backlog_age_seconds")
     assert 600 <= age < 660
+
+
+def test_every_outcome_of_a_file_is_counted_or_known_not_to_be() -> None:
+    """A new kind of pipeline.Outcome gets a result label of rollcap_offload_files_total,
+    or is named here as not a result, instead of going uncounted unnoticed."""
+    from typing import get_args
+
+    from rollcap.metrics.offload import _RESULT_OF, RESULTS
+    from rollcap.offload.pipeline import OutcomeKind
+
+    kinds = set(get_args(OutcomeKind))
+    assert set(_RESULT_OF) <= kinds
+    # dropped: rollcap_spool_dropped_files_total; cancelled: stopping; covered: no object
+    assert kinds - set(_RESULT_OF) == {"dropped", "cancelled", "covered"}
+    assert set(_RESULT_OF.values()) == set(RESULTS)

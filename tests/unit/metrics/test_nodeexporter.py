@@ -14,7 +14,7 @@ from rollcap import posixacl
 from rollcap.config.load import parse_config
 from rollcap.errors import ConfigError
 from rollcap.metrics import nodeexporter
-from rollcap.posixacl import GROUP, GROUP_OBJ, MASK, OTHER, USER, USER_OBJ, Entry
+from rollcap.posixacl import GROUP, GROUP_OBJ, MASK, OTHER, USER, USER_OBJ, AclEntry
 
 NX = "/var/lib/prometheus/node-exporter"
 # the line 0.2 shipped in tmpfiles.d/rollcap.conf, which operators copied to /etc
@@ -82,8 +82,9 @@ def test_a_grant_stops_the_start_with_one_line_each(tmp_path: Path) -> None:
 
 # -- POSIX ACLs -------------------------------------------------------------------
 
-GRANTED = [Entry(USER_OBJ, 7), Entry(USER, 7, 990), Entry(GROUP_OBJ, 5), Entry(GROUP, 7, 991),
-           Entry(GROUP, 5, 992), Entry(MASK, 7), Entry(OTHER, 5)]  # fmt: skip
+GRANTED = [AclEntry(USER_OBJ, 7), AclEntry(USER, 7, 990), AclEntry(GROUP_OBJ, 5),
+           AclEntry(GROUP, 7, 991), AclEntry(GROUP, 5, 992), AclEntry(MASK, 7),
+           AclEntry(OTHER, 5)]  # fmt: skip
 
 
 def test_acl_round_trip_and_writers() -> None:
@@ -95,10 +96,10 @@ def test_acl_round_trip_and_writers() -> None:
 
 def test_removing_entries_recomputes_the_mask_or_drops_it() -> None:
     rest = posixacl.without(GRANTED, [GRANTED[1], GRANTED[3]])
-    assert rest == [Entry(USER_OBJ, 7), Entry(GROUP_OBJ, 5), Entry(GROUP, 5, 992),
-                    Entry(MASK, 5), Entry(OTHER, 5)]  # fmt: skip
+    assert rest == [AclEntry(USER_OBJ, 7), AclEntry(GROUP_OBJ, 5), AclEntry(GROUP, 5, 992),
+                    AclEntry(MASK, 5), AclEntry(OTHER, 5)]  # fmt: skip
     assert posixacl.without(GRANTED, [GRANTED[1], GRANTED[3], GRANTED[4]]) == [
-        Entry(USER_OBJ, 7), Entry(GROUP_OBJ, 5), Entry(OTHER, 5)]  # fmt: skip
+        AclEntry(USER_OBJ, 7), AclEntry(GROUP_OBJ, 5), AclEntry(OTHER, 5)]  # fmt: skip
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="setting another uid's ACL entry needs root")
@@ -113,8 +114,8 @@ def test_remove_writers_leaves_the_directory_as_the_mode_says(tmp_path: Path) ->
     assert stat.S_IMODE(d.stat().st_mode) == 0o775  # the mask shows as group bits
     removed = posixacl.remove_writers(str(d), {990}, {991})
     assert removed == ["user:990", "group:991"]
-    left = [Entry(USER_OBJ, 7), Entry(GROUP_OBJ, 5), Entry(GROUP, 5, 992), Entry(MASK, 5),
-            Entry(OTHER, 5)]  # fmt: skip
+    left = [AclEntry(USER_OBJ, 7), AclEntry(GROUP_OBJ, 5), AclEntry(GROUP, 5, 992),
+            AclEntry(MASK, 5), AclEntry(OTHER, 5)]  # fmt: skip
     assert posixacl.read(str(d)) == left
     assert stat.S_IMODE(d.stat().st_mode) == 0o755
     assert posixacl.remove_writers(str(d), {990}, {991}) == []

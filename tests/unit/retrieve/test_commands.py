@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from rollcap.cli import build_parser
+from rollcap.commands.list import render_table
 from rollcap.retrieve.catalog import Capture
-from rollcap.retrieve.commands import render_table
 from tests.support.archive import utc
 
 
@@ -50,7 +50,7 @@ def test_table_shows_unknown_packet_times() -> None:
 
 
 def test_list_json_keeps_nanoseconds_and_micro_captures_read_as_before() -> None:
-    from rollcap.retrieve.commands import capture_json
+    from rollcap.commands._selection import capture_json
 
     key = "caps/h/2026/11/26/h-eth0-20261126T000000Z-000001.pcap.zst"
     nano = Capture(key, 1, "h", "eth0", utc(2026, 11, 26), 1795651201_123456789,

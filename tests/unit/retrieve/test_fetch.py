@@ -118,7 +118,7 @@ def test_max_bytes_stops_an_object_that_decompresses_past_it(
 @pytest.mark.parametrize(("text", "value"), [("1500", 1500), ("500M", 500_000_000),
                                              ("2g", 2_000_000_000), ("10KB", 10_000)])  # fmt: skip
 def test_max_bytes_sizes(text: str, value: int) -> None:
-    from rollcap.retrieve.commands import _size
+    from rollcap.commands.fetch import _size
 
     assert _size(text) == value
 
@@ -127,7 +127,7 @@ def test_max_bytes_sizes(text: str, value: int) -> None:
 def test_max_bytes_refuses_what_is_not_a_size(text: str) -> None:
     import argparse
 
-    from rollcap.retrieve.commands import _size
+    from rollcap.commands.fetch import _size
 
     with pytest.raises(argparse.ArgumentTypeError, match="a positive size"):
         _size(text)

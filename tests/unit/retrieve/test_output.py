@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from rollcap.commands.fetch import summary
 from rollcap.config.schema import DEFAULT_KEY_TEMPLATE as T
 from rollcap.errors import RollcapError, UsageError
 from rollcap.retrieve.catalog import find_captures
-from rollcap.retrieve.commands import summary
 from rollcap.retrieve.fetch import FetchResult, fetch
 from rollcap.retrieve.output import Output, place, resolve_output
 from tests.support.archive import NS, MemoryStorage, make_object, ns, utc

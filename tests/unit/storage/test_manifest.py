@@ -267,7 +267,7 @@ def test_a_recent_window_checks_only_hosts_without_any_recent_entry() -> None:
 def test_list_output_json_and_summary() -> None:
     import io
 
-    from rollcap.retrieve import commands
+    from rollcap.commands import list as list_cmd
 
     st = _Memory()
     day = [utc(2026, 11, 26, 12, 0) + timedelta(minutes=10 * i) for i in (0, 1, 3)]
@@ -281,7 +281,7 @@ def test_list_output_json_and_summary() -> None:
                                  settled_until=settled)  # fmt: skip
 
     out = io.StringIO()
-    commands._write_json(out, sel())
+    list_cmd._write_json(out, sel())
     doc = json.loads(out.getvalue())
     assert len(doc["captures"]) == 3 and doc["since"] == "2026-11-26T12:05:00Z"
     cov = doc["coverage"]
@@ -289,7 +289,7 @@ def test_list_output_json_and_summary() -> None:
     assert cov["gaps"] == [{"host": "c1", "iface": "eth0", "start": "2026-11-26T12:20:00Z",
                             "end": "2026-11-26T12:30:00Z", "seconds": 600.0}]  # fmt: skip
     out = io.StringIO()
-    commands._write_table(out, sel(settled=utc(2026, 11, 26, 12, 15)))
+    list_cmd._write_table(out, sel(settled=utc(2026, 11, 26, 12, 15)))
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("KEY") and len([x for x in lines if x.startswith("caps/")]) == 3
     assert lines[-3:] == [
@@ -301,7 +301,7 @@ def test_list_output_json_and_summary() -> None:
     ]
     empty = _Memory()
     out = io.StringIO()
-    commands._write_json(out, select_mod.select(empty, template=DEFAULT_KEY_TEMPLATE,
+    list_cmd._write_json(out, select_mod.select(empty, template=DEFAULT_KEY_TEMPLATE,
                                                 prefix="caps", since=utc(2026, 11, 26, 12),
                                                 until=utc(2026, 11, 26, 13)))  # fmt: skip
     assert json.loads(out.getvalue())["captures"] == []

@@ -7,25 +7,42 @@ hands the file off at once; this command waits for its answer in capture.json.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
 
-from rollcap.capture import lock
-from rollcap.capture.wakeup import ROTATE_SIGNAL
+from rollcap import exitcodes
+from rollcap.commands import _config
 from rollcap.config.schema import RollcapConfig
 from rollcap.errors import RollcapError
 from rollcap.spool import Spool
-from rollcap.spool.state import read_state
 
-EXIT_NOT_RUNNING = 3  # as `rollcap status`
+HELP = "cut the file being captured now and hand it off (exit 3: not running)"
+DESCRIPTION = (
+    "Make the running capture daemon cut the file it is writing now and hand it off to "
+    "the offload at once (a new tcpdump starts first: no packet is lost), then wait for "
+    "its answer. Exit 0 when it is cut, 3 when no capture runs on this spool, 1 otherwise."
+)
 
 
 class NotRunning(RollcapError):
-    exit_code = EXIT_NOT_RUNNING
+    exit_code = exitcodes.NOT_RUNNING  # as `rollcap status`
 
 
-def run(cfg: RollcapConfig, timeout: float = 30.0) -> int:
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    _config.add_config_argument(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    return rotate(_config.load(args))
+
+
+def rotate(cfg: RollcapConfig, timeout: float = 30.0) -> int:
+    from rollcap.capture import lock
+    from rollcap.capture.wakeup import ROTATE_SIGNAL
+    from rollcap.spool.state import read_state
+
     spool = Spool.at(cfg.spool.directory)
     try:
         h = lock.holder(spool.capture_state)

@@ -4,7 +4,7 @@ One line per check: credentials, the bucket, each permission the offload
 needs (probed without leaving anything behind: a multipart upload is started
 with each configured setting and aborted again), and the bucket's Object Lock
 and default encryption against the config. Then the IAM policy scoped to this
-host's own keys (storage.s3.policy). Exit 0 when nothing failed, else 1 with the
+host's own keys (storage.policy). Exit 0 when nothing failed, else 1 with the
 failed checks named.
 """
 
@@ -14,12 +14,12 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
+from rollcap.commands import _config
 from rollcap.config.schema import RollcapConfig
 from rollcap.errors import RollcapError
 from rollcap.spool.readyname import local_hostname
-from rollcap.storage.base import StorageError
+from rollcap.storage.base import CheckResult, CheckStatus, StorageError
 from rollcap.storage.s3.policy import (
     HOST_VARIABLES,
     ROLES,
@@ -29,25 +29,16 @@ from rollcap.storage.s3.policy import (
     object_actions,
 )
 
-OK, FAIL, WARN, SKIP = "ok", "FAIL", "warn", "skip"
-
-
-@dataclass(frozen=True)
-class Result:
-    status: str  # OK | FAIL | WARN | SKIP
-    name: str
-    detail: str
-
-    def line(self) -> str:
-        return f"{self.status:<5} {self.name:<22} {self.detail}"
+HELP = "check credentials, bucket and permissions; print a least-privilege IAM policy"
+DESCRIPTION = (
+    "Check that this host's offload can use offload.destination: credentials, bucket, "
+    "each permission it needs, and the bucket's Object Lock and default encryption "
+    "against the config; then print a least-privilege IAM policy for this host."
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = (
-        "Check that this host's offload can use offload.destination: credentials, bucket, "
-        "each permission it needs, and the bucket's Object Lock and default encryption "
-        "against the config; then print a least-privilege IAM policy for this host."
-    )
+    _config.add_config_argument(p)
     p.add_argument("--policy", action="store_true", help="only print the IAM policy (no requests)")
     p.add_argument(
         "--role",
@@ -112,7 +103,8 @@ def render_policy(cfg: RollcapConfig, host: str, role: str = "host",
     return f"{note}\n{body}\n"
 
 
-def run(args: argparse.Namespace, cfg: RollcapConfig) -> int:
+def run(args: argparse.Namespace) -> int:
+    cfg = _config.load(args)
     oc = cfg.offload
     host = local_hostname(cfg.capture.hostname)
     if args.policy:
@@ -127,7 +119,7 @@ def run(args: argparse.Namespace, cfg: RollcapConfig) -> int:
         store = open_storage(oc, host)
     except StorageError as e:
         raise RollcapError(f"check-destination: {e}") from None
-    results: list[Result] = []
+    results: list[CheckResult] = []
     try:
         print(f"check-destination: {store.describe()} for host {host}")
         if oc.is_s3:
@@ -135,7 +127,7 @@ def run(args: argparse.Namespace, cfg: RollcapConfig) -> int:
             from rollcap.storage.s3.storage import S3Storage
 
             assert isinstance(store, S3Storage)
-            checks: Iterator[Result] = S3Checks(store, oc, host).run()
+            checks: Iterator[CheckResult] = S3Checks(store, oc, host).run()
         else:
             checks = iter([_local(store.check)])
         for r in checks:
@@ -147,7 +139,7 @@ def run(args: argparse.Namespace, cfg: RollcapConfig) -> int:
         print()
         sys.stdout.write(render_policy(cfg, host, args.role, args.host_variable,
                                        args.write_once))  # fmt: skip
-    failed = [r.name for r in results if r.status == FAIL]
+    failed = [r.name for r in results if r.status is CheckStatus.FAIL]
     if failed:
         print(f"rollcap: check-destination failed: {', '.join(failed)}", file=sys.stderr)
         return RollcapError.exit_code
@@ -155,9 +147,9 @@ def run(args: argparse.Namespace, cfg: RollcapConfig) -> int:
     return 0
 
 
-def _local(check: Callable[[], None]) -> Result:
+def _local(check: Callable[[], None]) -> CheckResult:
     try:
         check()
     except StorageError as e:
-        return Result(FAIL, "archive", str(e))
-    return Result(OK, "archive", "writable")
+        return CheckResult(CheckStatus.FAIL, "archive", str(e))
+    return CheckResult(CheckStatus.OK, "archive", "writable")

@@ -18,20 +18,22 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from rollcap.config import RollcapConfig
+from rollcap.commands import _config, _selection
+from rollcap.commands._selection import NothingFound
 from rollcap.errors import RollcapError
-from rollcap.retrieve import commands
 from rollcap.retrieve.catalog import Capture
-from rollcap.retrieve.commands import NothingFound
 from rollcap.storage.base import Storage, StorageError
+
+HELP = "set or release a legal hold on captures of a time window"
+DESCRIPTION = (
+    "Set an S3 Object Lock legal hold on every capture `rollcap list` shows for "
+    "[--since, --until) and the host/interface filter (the bucket needs Object Lock)."
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = (
-        "Set an S3 Object Lock legal hold on every capture `rollcap list` shows for "
-        "[--since, --until) and the host/interface filter (the bucket needs Object Lock)."
-    )
-    commands.add_selection_arguments(p)
+    _config.add_config_argument(p)
+    _selection.add_selection_arguments(p)
     p.add_argument("--release", action="store_true", help="release the legal holds instead")
     p.add_argument("--json", action="store_true", help="print a JSON array")
 
@@ -50,13 +52,14 @@ def _apply(storage: Storage, caps: list[Capture], on: bool) -> list[str]:
         return list(pool.map(one, caps))
 
 
-def run(args: argparse.Namespace, cfg: RollcapConfig) -> int:
-    commands.setup(args, cfg)
+def run(args: argparse.Namespace) -> int:
+    cfg = _config.load(args)
+    _selection.setup(args, cfg)
     on = not args.release
-    storage = commands.open_destination(cfg)
+    storage = _selection.open_destination(cfg)
     try:
         try:
-            caps = commands.select_captures(args, cfg, storage)
+            caps = _selection.find(args, cfg, storage, workers=8)[0]
         except NothingFound:
             if args.json:
                 print("[]")
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace, cfg: RollcapConfig) -> int:
     if args.json:
         out: list[dict[str, Any]] = [
             {
-                **commands.capture_json(c),
+                **_selection.capture_json(c),
                 "legal_hold": status if not err else None,
                 "error": err or None,
             }

@@ -1,0 +1,23 @@
+"""The `rollcap` subcommands, one module each, named as the command (check-config:
+check_config.py). A module holds what the command line needs and nothing a
+daemon runs: HELP (one line for `rollcap --help`), DESCRIPTION (its own
+`--help`), add_arguments(parser) and run(args) -> exit status. rollcap.cli maps
+the names to the modules; modules starting with '_' are shared by several.
+
+A new subcommand: a module here with those four names, and a line in
+rollcap.cli.COMMANDS.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Protocol
+
+
+class Command(Protocol):
+    HELP: str
+    DESCRIPTION: str
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...

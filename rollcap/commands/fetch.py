@@ -1,0 +1,145 @@
+"""`rollcap fetch`: the packets of a window, from the stored captures, merged by
+timestamp into one pcap (exit codes: _selection)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import signal
+import sys
+from typing import TYPE_CHECKING
+
+from rollcap import exitcodes
+from rollcap.commands import _config
+from rollcap.commands._format import human_bytes
+from rollcap.commands._selection import (
+    add_selection_arguments,
+    find,
+    open_destination,
+    setup,
+    storage_errors,
+)
+from rollcap.errors import RollcapError, UsageError
+from rollcap.retrieve.output import resolve_output
+from rollcap.retrieve.timeexpr import widened
+
+if TYPE_CHECKING:
+    from rollcap.retrieve.fetch import FetchResult
+
+HELP = "fetch packets of a time window into one pcap"
+DESCRIPTION = (
+    "Fetch the packets in [--since, --until) of the matching captures, merged by "
+    "timestamp into one classic pcap (written atomically)."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    _config.add_config_argument(p)
+    add_selection_arguments(p)
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="pcap file to write (a new file), or - for stdout (| tcpdump -r -)",
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.add_argument(
+        "--filter", default="", metavar="BPF", help="keep only packets matching this tcpdump filter"
+    )
+    p.add_argument(
+        "--pcapng",
+        action="store_true",
+        help="write pcapng (via mergecap); needed when the captures have different link types",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="parallel downloads (default: offload.concurrency)",
+    )
+    p.add_argument(
+        "--max-bytes",
+        type=_size,
+        metavar="SIZE",
+        help="decompress at most this much (e.g. 500M, 2G): refused up front when the "
+        "captures record more; an object that decompresses past it is stopped",
+    )
+
+
+_SIZE_RE = re.compile(r"^(\d+)([KMGT]?)B?$", re.I)
+
+
+def _size(text: str) -> int:
+    """Bytes, or with a K/M/G/T suffix (powers of 1000, as the spool's megabytes)."""
+    m = _SIZE_RE.fullmatch(text.strip())
+    if not m or int(m[1]) == 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a positive size in bytes, or with K, M, G or T (e.g. 500M)"
+        )
+    scale: int = 1000 ** " KMGT".index(m[2].upper() or " ")
+    return int(m[1]) * scale
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(exitcodes.by_signal(signum))
+
+
+def run(args: argparse.Namespace) -> int:
+    from rollcap.retrieve.fetch import fetch
+    from rollcap.retrieve.progress import Progress
+
+    cfg = _config.load(args)
+    setup(args, cfg)
+    # SIGTERM unwinds like Ctrl-C, so the temp directory is removed
+    signal.signal(signal.SIGTERM, _terminated)
+    workers = args.jobs if args.jobs is not None else cfg.offload.concurrency
+    if not 1 <= workers <= 64:
+        raise UsageError(f"--jobs {workers}: between 1 and 64")
+    output = resolve_output(args.output, force=args.force)  # before any download
+    storage = open_destination(cfg)
+    try:
+        caps, _summary, window = find(args, cfg, storage, workers=max(workers, 8))
+        since, until = widened(window)
+        progress = Progress(len(caps), sum(c.size for c in caps))
+        with storage_errors(storage.describe(), "downloading from"):
+            result = fetch(
+                storage,
+                caps,
+                since=since,
+                until=until,
+                window_ns=window,
+                output=output,
+                bpf_filter=args.filter,
+                tcpdump=cfg.capture.tcpdump_path,
+                workers=workers,
+                pcapng=args.pcapng,
+                max_bytes=args.max_bytes,
+                progress=progress,
+            )
+    except BrokenPipeError:
+        raise  # the reader of `-o -` went away: the rule of rollcap.cli
+    except OSError as e:
+        raise RollcapError(f"fetch into {output.describe()}: {e}") from None
+    finally:
+        storage.close()
+    print("rollcap: " + summary(result, sorted({c.host for c in caps})), file=sys.stderr)
+    if result.refused:
+        # the output holds the rest; a script must not take it for the whole window
+        print(f"rollcap: error: {_plural(len(result.refused), 'object')} refused (named "
+              "above): the output lacks their packets", file=sys.stderr)  # fmt: skip
+        return exitcodes.FAILURE
+    return exitcodes.OK
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def summary(result: FetchResult, hosts: list[str]) -> str:
+    """One line for stderr: what was written (its own size) and what was downloaded."""
+    return (
+        f"wrote {result.output.describe()}: {_plural(result.packets, 'packet')} "
+        f"({human_bytes(result.pcap_bytes)}) from {_plural(result.objects, 'object')} "
+        f"({human_bytes(result.downloaded_bytes)} downloaded) of {', '.join(hosts)}"
+    )

@@ -1,0 +1,229 @@
+"""`rollcap list`: the stored captures whose packets overlap a window, and the
+window's coverage: which hosts have none, and gaps (exit codes: _selection)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from rollcap.commands import _config
+from rollcap.commands._format import human_bytes
+from rollcap.commands._selection import (
+    add_selection_arguments,
+    capture_json,
+    log,
+    nothing_found,
+    open_destination,
+    rejected_lines,
+    selection,
+    setup,
+    storage_errors,
+)
+from rollcap.config.schema import RollcapConfig
+from rollcap.retrieve.catalog import Capture
+from rollcap.retrieve.coverage import MIN_GAP
+from rollcap.retrieve.select import Selection
+from rollcap.retrieve.timeexpr import fmt_epoch, fmt_utc
+
+HELP = "list captures overlapping a time window"
+DESCRIPTION = (
+    "List stored captures whose packets overlap [--since, --until). Times are shown in UTC."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    _config.add_config_argument(p)
+    add_selection_arguments(p)
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = _config.load_for_reading(args)
+    setup(args, cfg)
+    storage = open_destination(cfg)
+    out = sys.stdout
+    try:
+        sel, _window_ns = selection(args, cfg, storage, workers=16)
+        with storage_errors(storage.describe(), "listing"):
+            if args.json:
+                _write_json(out, sel)
+            else:
+                _write_table(out, sel)
+        out.flush()  # a closed pipe: BrokenPipeError, the rule of rollcap.cli
+    finally:
+        storage.close()
+    for note in local_notes(cfg):  # files on this host not in the bucket yet
+        print(f"rollcap: note: {note}", file=sys.stderr)
+    log.debug("looked at %s", sel.summary.describe)
+    if not sel.summary.hosts_with_captures:
+        raise nothing_found(args, storage, sel)
+    return 0
+
+
+def local_notes(cfg: RollcapConfig) -> list[str]:
+    """Captures on this host not in the archive yet: the file tcpdump is writing now
+    (until it is cut: rotate_seconds, or `rollcap rotate`) and finished files still
+    waiting in ready/ for offload."""
+    from rollcap.capture import lock
+    from rollcap.spool import Spool
+    from rollcap.spool.readyname import ReadyName
+    from rollcap.spool.state import read_state
+
+    spool = Spool.at(cfg.spool.directory)
+    notes: list[str] = []
+    try:
+        running = lock.holder(spool.capture_state) is not None
+    except OSError:
+        running = False
+    st = read_state(spool.state_file("capture")) or {}
+    active, since = st.get("active_file"), st.get("active_since")
+    if running and isinstance(active, str):
+        when = ""
+        if isinstance(since, int | float):
+            when = time.strftime(" since %Y-%m-%d %H:%M:%S UTC", time.gmtime(since))
+        notes.append(
+            f"still open on this host: {active[:200]!r}{when}, not listed until it is cut "
+            "(`rollcap rotate` hands it off now)"
+        )
+    try:
+        waiting = [n for n in spool.ready.iterdir() if ReadyName.parse(n.name)]
+    except OSError:
+        waiting = []
+    if waiting:
+        notes.append(
+            f"{len(waiting)} finished file(s) on this host wait in {spool.ready} for upload"
+        )
+    return notes
+
+
+def _write_table(out: TextIO, sel: Selection) -> None:
+    """Rows as hosts come (bounded memory), then the coverage summary as '#' lines."""
+    widths: list[int] = []
+    batch: list[Capture] = []
+    for r in sel:
+        batch += r.captures
+        if len(batch) >= 500:
+            widths = _flush_rows(out, batch, widths)
+            batch = []
+    if batch or not widths:
+        _flush_rows(out, batch, widths)
+    out.write(render_summary(sel))
+
+
+def _flush_rows(out: TextIO, caps: list[Capture], widths: list[int]) -> list[int]:
+    text, new = table_rows(caps, widths, header=not widths)
+    out.write(text)
+    return new
+
+
+def _write_json(out: TextIO, sel: Selection) -> None:
+    """One JSON object: window, captures (streamed), coverage."""
+    out.write("{\n")
+    out.write(f'  "since": {json.dumps(fmt_utc(sel.since))},\n')
+    out.write(f'  "until": {json.dumps(fmt_utc(sel.until))},\n')
+    out.write('  "captures": [')
+    first = True
+    for r in sel:
+        for c in r.captures:
+            out.write(("\n    " if first else ",\n    ") + json.dumps(capture_json(c)))
+            first = False
+    out.write("\n  ],\n" if not first else "],\n")
+    cov = json.dumps(coverage_json(sel), indent=2).replace("\n", "\n  ")
+    out.write(f'  "coverage": {cov}\n}}\n')
+
+
+def coverage_json(sel: Selection) -> dict[str, Any]:
+    s = sel.summary
+    return {
+        "hosts_seen": s.hosts_seen,
+        "hosts_with_captures": s.hosts_with_captures,
+        "hosts_without_capture": s.without,
+        "gaps": [
+            {
+                "host": g.host,
+                "iface": g.iface,
+                "start": fmt_epoch(g.start),
+                "end": fmt_epoch(g.end),
+                "seconds": round(g.seconds, 3),
+            }
+            for g in s.gaps
+        ],
+        "settled_until": fmt_utc(sel.settled_until),
+        "min_gap_seconds": MIN_GAP,
+        "source": s.mode,
+        "hosts_checked_by_listing": s.checked,
+        "rejected_entries": len(s.rejected),
+        "rejected": [
+            {"entry": r.entry, "host": r.host, "key": r.key, "reason": r.reason} for r in s.rejected
+        ],
+    }
+
+
+def render_summary(sel: Selection) -> str:
+    """The coverage of the window, as '#' lines after the table."""
+    s = sel.summary
+    lines = [
+        f"# coverage {fmt_utc(sel.since)} .. {fmt_utc(sel.until)}: {s.hosts_seen} hosts seen, "
+        f"{s.hosts_with_captures} with captures, {len(s.without)} without"
+    ]
+    if s.without:
+        lines.append("# no capture in the window: " + ", ".join(s.without))
+    for g in s.gaps:
+        lines.append(
+            f"# gap: {g.host} {g.iface} {fmt_epoch(g.start)} .. {fmt_epoch(g.end)} "
+            f"({g.seconds:.0f} s without a capture)"
+        )
+    lines += ["# " + line for line in rejected_lines(s)]
+    if sel.settled_until < sel.until:
+        lines.append(
+            f"# after {fmt_utc(sel.settled_until)} captures may still be on their hosts "
+            "(capture.rotate_seconds + 2 min): not counted as gaps"
+        )
+    return "".join(line + "\n" for line in lines)
+
+
+def _time(ts: float | None) -> str:
+    """UTC with milliseconds, always the same width."""
+    if ts is None:
+        return "?"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:23]
+
+
+def render_table(caps: list[Capture]) -> str:
+    """Columns: key, host, iface, first, last (UTC), packets, size (stored)."""
+    return table_rows(caps, [], header=True)[0]
+
+
+_HEAD = ("KEY", "HOST", "IFACE", "FIRST (UTC)", "LAST (UTC)", "PACKETS", "SIZE")
+
+
+def table_rows(caps: list[Capture], widths: list[int], header: bool) -> tuple[str, list[int]]:
+    """Rows of the table, columns at least ``widths`` wide; returns the widths used."""
+    rows = [
+        (
+            c.key,
+            c.host,
+            c.iface,
+            _time(c.first_ts)
+            if c.has_metadata
+            else _time(c.start.timestamp() if c.start else None) + "~",
+            _time(c.last_ts),
+            str(c.packets) if c.packets is not None else "?",
+            human_bytes(c.size),
+        )
+        for c in caps
+    ]
+    widths = [
+        max([len(r[i]) for r in [_HEAD, *rows]] + widths[i : i + 1]) for i in range(len(_HEAD))
+    ]
+    right = {5, 6}
+
+    def line(r: tuple[str, ...]) -> str:
+        cells = [r[i].rjust(w) if i in right else r[i].ljust(w) for i, w in enumerate(widths)]
+        return "  ".join(cells).rstrip() + "\n"
+
+    return "".join(line(r) for r in ([_HEAD] if header else []) + rows), widths
