@@ -41,6 +41,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -55,6 +56,8 @@ from rollcap.storage.base import (
     META,
     MiB,
     ObjectInfo,
+    P,
+    Producer,
     SizeMismatch,
     Storage,
     StorageError,
@@ -64,7 +67,7 @@ from rollcap.storage.base import (
     part_size_for,
 )
 from rollcap.storage.policy import host_scope
-from rollcap.storage.s3checksum import expected_checksum
+from rollcap.storage.s3checksum import composite_from_parts, expected_checksum
 from rollcap.storage.s3client import (
     S3_ERRORS,
     code_of,
@@ -73,6 +76,7 @@ from rollcap.storage.s3client import (
     status_of,
     systemd_credentials_file,
 )
+from rollcap.storage.s3stream import StreamUploader
 from rollcap.storage.s3upload import Uploader
 from rollcap.storage.settings import ObjectSettings, check_head, check_tags
 
@@ -133,6 +137,10 @@ class S3Storage(Storage):
             self.client, self.bucket, self._describe, threshold=self.threshold,
             part_size=self.part_size, concurrency=cfg.concurrency,
         )  # fmt: skip
+        # put_stream's part buffers: concurrency x threshold bytes at most
+        self.streamer = StreamUploader(
+            self.uploader, threshold=self.threshold, concurrency=cfg.concurrency
+        )
 
     @property
     def conditional_writes(self) -> bool:
@@ -178,10 +186,10 @@ class S3Storage(Storage):
 
     # -- writing -----------------------------------------------------------
 
-    def put_file(self, local: Path, key: str, *, size: int, sha256: str,
-                 metadata: dict[str, str],
-                 progress: Callable[[int], None] | None = None,
-                 part_sha256: Sequence[bytes] = ()) -> ObjectInfo:  # fmt: skip
+    def _upload_args(self, key: str, metadata: dict[str, str], sha256: str
+                     ) -> tuple[dict[str, Any], dict[str, str], datetime | None]:  # fmt: skip
+        """The upload's arguments (metadata, content type, settings), its tags
+        and its retention date."""
         meta = {**metadata, META["sha256"]: sha256}
         tags = self.settings.tags(metadata.get(META["host"], ""), metadata.get(META["iface"], ""))
         retain_until = self.settings.retain_until(datetime.now(UTC))
@@ -190,22 +198,72 @@ class S3Storage(Storage):
             "ContentType": self._content_type(key),
             **self.settings.upload_args(tags, retain_until),
         }
+        return extra, tags, retain_until
+
+    def _single_put_checksum(self, extra: dict[str, Any], sha256: str) -> None:
+        extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(sha256)).decode()
+        if self.settings.lock_mode:
+            # AWS wants Content-MD5 or x-amz-sdk-checksum-algorithm with Object
+            # Lock headers; botocore sends the header with our SHA-256 as is
+            extra["ChecksumAlgorithm"] = "SHA256"
+
+    def put_file(self, local: Path, key: str, *, size: int, sha256: str,
+                 metadata: dict[str, str],
+                 progress: Callable[[int], None] | None = None,
+                 part_sha256: Sequence[bytes] = ()) -> ObjectInfo:  # fmt: skip
+        extra, tags, retain_until = self._upload_args(key, metadata, sha256)
         multipart = size >= self.threshold
         part = ChunksizeAdjuster().adjust_chunksize(self.part_size, size)
         known_parts = part == self.part_size and len(part_sha256) == -(-size // part)
         if multipart:
             extra["ChecksumAlgorithm"] = "SHA256"  # per part, verified by the server
         else:
-            extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(sha256)).decode()
-            if self.settings.lock_mode:
-                # AWS wants Content-MD5 or x-amz-sdk-checksum-algorithm with Object
-                # Lock headers; botocore sends the header with our SHA-256 as is
-                extra["ChecksumAlgorithm"] = "SHA256"
+            self._single_put_checksum(extra, sha256)
         self.uploader.upload(
             local, key, extra, progress=progress,
             digests=part_sha256 if multipart and known_parts else (),
             exists=lambda k: self.head(k) is not None, what=self._what("PUT", key),
         )  # fmt: skip
+        expected = None
+        if multipart and known_parts:
+            expected = composite_from_parts(part_sha256)
+        return self._verify(key, local, size, sha256, part_sha256, expected, tags, retain_until)
+
+    def put_stream(self, key: str, produce: Producer[P],
+                   metadata: Callable[[P], dict[str, str]], *,
+                   progress: Callable[[int], None] | None = None,
+                   stop: threading.Event | None = None) -> tuple[ObjectInfo, P]:  # fmt: skip
+        asked: dict[str, Any] = {}
+
+        def extra_for(produced: P, multipart: bool) -> dict[str, Any]:
+            extra, tags, retain_until = self._upload_args(key, metadata(produced), produced.sha256)
+            asked.update(tags=tags, retain_until=retain_until)
+            if multipart:
+                extra["ChecksumAlgorithm"] = "SHA256"  # each part carries its SHA-256
+            else:
+                self._single_put_checksum(extra, produced.sha256)
+            return extra
+
+        produced, digests = self.streamer.upload(
+            key, produce, extra_for,
+            part_size=lambda size: ChunksizeAdjuster().adjust_chunksize(self.part_size, size),
+            exists=lambda k: self.head(k) is not None, what=self._what("PUT", key),
+            progress=progress, stop=stop,
+        )  # fmt: skip
+        # the parts as they were sent: their composite whatever size they had
+        expected = composite_from_parts(digests) if digests else None
+        info = self._verify(
+            key, None, produced.size, produced.sha256, digests, expected, asked["tags"],
+            asked["retain_until"],
+        )  # fmt: skip
+        return info, produced
+
+    def _verify(self, key: str, local: Path | None, size: int, sha256: str,
+                part_sha256: Sequence[bytes], expected: str | None, tags: dict[str, str],
+                retain_until: datetime | None) -> ObjectInfo:  # fmt: skip
+        """What HEAD says of the object just stored: its size, our SHA-256 in
+        its metadata, the server's checksum (``expected``, else rebuilt), and
+        the settings; VerificationError if any is not what was sent."""
         info, raw = self._head(key, checksum=True)
         if info is None:
             raise VerificationError(f"{self._what('HEAD', key)}: missing after upload")
@@ -215,9 +273,10 @@ class S3Storage(Storage):
             raise VerificationError(
                 f"{self._what('HEAD', key)}: metadata sha256 {info.sha256!r}, expected {sha256}"
             )
-        expected = expected_checksum(
-            local, size, sha256, part_sha256, info.checksum, self.part_size
-        )
+        if info.checksum and ("-" not in info.checksum or expected is None):
+            expected = expected_checksum(
+                local, size, sha256, part_sha256, info.checksum, self.part_size
+            )
         if info.checksum and info.checksum != expected:
             raise VerificationError(
                 f"{self._what('HEAD', key)}: server checksum {info.checksum}, expected {expected}"
@@ -228,7 +287,7 @@ class S3Storage(Storage):
             raise SettingsNotApplied(self._what("HEAD", key), problems)
         return info
 
-    def same_bytes(self, info: ObjectInfo, local: Path, *, size: int, sha256: str,
+    def same_bytes(self, info: ObjectInfo, local: Path | None, *, size: int, sha256: str,
                    part_sha256: Sequence[bytes] = ()) -> bool | None:  # fmt: skip
         if info.size != size:
             return False
@@ -440,4 +499,5 @@ class S3Storage(Storage):
         return aborted
 
     def close(self) -> None:
+        self.streamer.close()
         self.uploader.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from rollcap.offload.compress import Cancelled, clean_tmp, compress_fd
+from rollcap.offload.compress import Cancelled, clean_tmp, compress_fd, compress_stream
 from rollcap.pcapfile import GLOBAL_HEADER_LEN, parse_header, scan
 from tests.support.net import TEST_PCAPS
 
@@ -49,6 +49,29 @@ def test_roundtrip_and_hashes(codec: str, level: int, tmp_path: Path) -> None:
     assert (c.packets, c.first_ts, c.last_ts, c.linktype) == (
         s.packets, s.first_ts, s.last_ts, s.header.linktype,
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("codec", ["zstd", "gzip", "none"])
+def test_a_stream_run_again_writes_the_same_bytes_and_none_only_hashes(codec: str) -> None:
+    """The S3 stream compresses a large file twice (its metadata first): both
+    runs must give the same bytes, and a hash-only run the same result."""
+    fd = os.open(SRC, os.O_RDONLY)
+    try:
+        hb = os.read(fd, GLOBAL_HEADER_LEN)
+        runs = []
+        for _ in range(2):
+            out = bytearray()
+            os.lseek(fd, GLOBAL_HEADER_LEN, os.SEEK_SET)
+            c = compress_stream(fd, parse_header(hb), hb, codec, 3, out.extend, part_size=5 << 20)
+            runs.append((bytes(out), c))
+        os.lseek(fd, GLOBAL_HEADER_LEN, os.SEEK_SET)
+        hashed = compress_stream(fd, parse_header(hb), hb, codec, 3, None, part_size=5 << 20)
+    finally:
+        os.close(fd)
+    (a, ca), (b, cb) = runs
+    assert a == b and ca == cb == hashed
+    assert ca.path is None and ca.size == len(a)
+    assert ca.sha256 == hashlib.sha256(a).hexdigest()
 
 
 def test_cancel_removes_the_temp_file(tmp_path: Path) -> None:
