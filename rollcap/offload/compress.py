@@ -1,5 +1,5 @@
-"""Compress one capture in a single streaming pass, into the upload (or a
-temp file: compress_fd).
+"""Compress one capture in a single streaming pass, straight into its upload
+(Storage.put_stream): no temp file.
 
 From the same chunks it computes the CRC-32 of the pcap, the SHA-256 of the
 compressed bytes, and the packet count and first/last timestamps. Memory is
@@ -10,12 +10,9 @@ release the GIL on large buffers, so several files compress in parallel threads.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import errno
 import hashlib
 import os
 import threading
-import uuid
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +33,6 @@ class Cancelled(Exception):
 
 @dataclass(frozen=True)
 class Compressed(PacketSpan):
-    path: Path | None  # the temp file to upload (None: streamed, no file)
     size: int  # compressed bytes
     sha256: str  # of the compressed bytes (hex)
     pcap_bytes: int
@@ -64,50 +60,6 @@ class _Codec:
             self.compress, self.flush = bytes, bytes  # copies: buf is reused
 
 
-def compress_fd(
-    fd: int,
-    header: PcapHeader,
-    header_bytes: bytes,
-    tmp_dir: Path,
-    stem: str,
-    codec: str,
-    level: int,
-    stop: threading.Event | None = None,
-    progress: Callable[[int], None] | None = None,
-    part_size: int | None = None,
-) -> Compressed:
-    """Compress the pcap open at fd, whose first GLOBAL_HEADER_LEN bytes
-    (header_bytes) were already read, into a new file in tmp_dir.
-
-    With part_size, also the SHA-256 of each part_size piece of the output (what
-    S3 checks per multipart part), so the upload can be verified without reading
-    the file again. The first part's digest is a copy of the running whole-file
-    hash, so a file of one part costs nothing extra."""
-    out_path = tmp_dir / f"{stem}.{uuid.uuid4().hex[:8]}.part"
-    out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
-    try:
-        with os.fdopen(out, "wb", buffering=0, closefd=True) as f:
-
-            def write_all(data: bytes | memoryview) -> None:
-                # a raw write may be short (a filling disk); the retry then
-                # raises ENOSPC instead of leaving a silently truncated file
-                mv = memoryview(data)
-                while mv:
-                    n = f.write(mv)
-                    if not n:
-                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out_path))
-                    mv = mv[n:]
-
-            c = compress_stream(
-                fd, header, header_bytes, codec, level, write_all, stop, progress, part_size
-            )
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            out_path.unlink()
-        raise
-    return dataclasses.replace(c, path=out_path)
-
-
 def compress_stream(
     fd: int,
     header: PcapHeader,
@@ -125,7 +77,12 @@ def compress_stream(
 
     Run again from the same offset with the same codec and level, it writes
     the same bytes (zstd and zlib are deterministic): the S3 stream relies on
-    that, and checks it."""
+    that, and checks it.
+
+    With part_size, also the SHA-256 of each part_size piece of the output (what
+    S3 checks per multipart part), so an existing object's composite checksum
+    can be rebuilt without the bytes. The first part's digest is a copy of the
+    running whole-file hash, so a file of one part costs nothing extra."""
     # CRC-32, not SHA-256: ~4x cheaper, and the pcap checksum only labels the
     # content (what is stored is verified by the SHA-256 of the stored bytes)
     pcap_crc = zlib.crc32(header_bytes)
@@ -188,7 +145,6 @@ def compress_stream(
     if parts is not None and part_size and part_left < part_size:
         parts.append((part_h or out_sha).digest())  # the last, partial part
     return Compressed(
-        path=None,
         size=out_bytes,
         sha256=out_sha.hexdigest(),
         pcap_bytes=pcap_bytes,
@@ -202,7 +158,8 @@ def compress_stream(
 
 
 def clean_tmp(tmp_dir: Path) -> list[str]:
-    """Remove temp files a crash left behind (called before any worker starts)."""
+    """Remove the temp files an older offload (which compressed into tmp/
+    first) left behind at a crash; called before any worker starts."""
     removed = []
     for p in tmp_dir.iterdir():
         if p.name.endswith(".part") and p.is_file() and not p.is_symlink():

@@ -21,10 +21,8 @@ import pytest
 
 from rollcap.config.load import validate_data
 from rollcap.notify import Notifier
-from rollcap.offload.compress import compress_fd
 from rollcap.offload.pipeline import Pipeline
 from rollcap.offload.service import OffloadService
-from rollcap.pcapfile import GLOBAL_HEADER_LEN, parse_header
 from rollcap.quarantine import quarantine
 from rollcap.spool import Spool
 from rollcap.spoolfs import Dir
@@ -106,21 +104,6 @@ def test_first_start_on_a_full_disk_runs_without_the_pid_then_writes_it(
         service._publish()
     assert lock.read_text() == f"{os.getpid()}\n"
     assert (service.spool.state / "offload.json").exists()
-
-
-def test_compressing_into_a_full_tmp_fails_cleanly(tiny_fs: Path) -> None:
-    tmp = tiny_fs / "tmp"
-    tmp.mkdir()
-    fill(tiny_fs / "ballast")
-    fd = os.open(SRC, os.O_RDONLY)
-    try:
-        hb = os.read(fd, GLOBAL_HEADER_LEN)
-        with pytest.raises(OSError) as e:
-            compress_fd(fd, parse_header(hb), hb, tmp, "x", "none", 0)
-    finally:
-        os.close(fd)
-    assert e.value.errno == errno.ENOSPC
-    assert list(tmp.iterdir()) == []  # no partial temp file
 
 
 def test_a_full_spool_does_not_stop_the_pipeline(service: OffloadService,
