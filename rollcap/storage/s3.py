@@ -5,12 +5,11 @@ End-to-end verification (checked against SeaweedFS 4.x, see tests):
   ``x-amz-checksum-sha256`` = our SHA-256 of the compressed bytes: the server
   recomputes it and refuses a mismatch (BadDigest), so nothing corrupted ever
   becomes visible;
-- a larger file goes up in parts (s3transfer, classic client) with
-  ``ChecksumAlgorithm=SHA256``: botocore hashes each part, the server verifies
-  each part and stores the COMPOSITE checksum (SHA-256 of the part digests,
-  "-N"); after completion we compare what HEAD returns with the composite of
-  the part digests the compressor computed as it wrote the file (or, without
-  them, of the file read again);
+- a larger file goes up in parts with ``ChecksumAlgorithm=SHA256``, each
+  carrying its SHA-256; the server verifies each part and stores the
+  COMPOSITE checksum (SHA-256 of the part digests, "-N"); after completion we
+  compare what HEAD returns with the composite of the digests of the parts
+  sent (put_file: computed as the file was written, or read again);
 - in both cases HEAD must then show the right size and our whole-object
   SHA-256 in the ``rollcap-sha256`` metadata before the caller deletes anything.
 A server that returns no checksum at HEAD is checked by size and metadata only.
@@ -21,7 +20,7 @@ storage.settings); a setting the server ignored fails the verification.
 Conditional writes: PutObject and CompleteMultipartUpload carry
 ``If-None-Match: *`` (added by a botocore hook: s3transfer does not accept
 IfNoneMatch as an upload argument), so two writers can never overwrite each
-other; the loser gets 412 and put_file raises ObjectExistsError. A server
+other; the loser gets 412 and put_file/put_stream raise ObjectExistsError. A server
 that answers 501 NotImplemented gets one warning, then HEAD-before-upload.
 
 boto3 >= 1.36 adds CRC checksums to every request by default, which several
@@ -29,7 +28,8 @@ S3-compatible servers reject: ``offload.s3_checksums = "when_required"`` (the
 default) turns that off; our explicit SHA-256 is sent either way.
 
 Module layout: s3client (the boto3 client, credentials, error codes),
-s3upload (conditional uploads through s3transfer), s3checksum (the checksums
+s3upload (conditional uploads of files through s3transfer), s3stream (the
+offload's uploads straight from the compressor, put_stream), s3checksum (the checksums
 the server states), settings (what is asked for and whether it took effect).
 """
 
