@@ -43,6 +43,7 @@ from rollcap.storage.s3client import S3_ERRORS, code_of, status_of
 from rollcap.storage.s3upload import Uploader, put_error
 
 WAIT = 0.5  # seconds between looks at the stop event while waiting on parts
+ABORT_WAIT = 10.0  # seconds a failed upload waits for its running parts before the abort
 
 
 class _Stopping(StorageError):
@@ -209,6 +210,9 @@ class StreamUploader:
         except BaseException:
             for f in futures:
                 f.cancel()
+            # a part still being sent could land after the abort (AWS says to
+            # abort again then): let it end first, briefly, unless stopping
+            wait(futures, timeout=0 if self._stopped(stop) else ABORT_WAIT)
             # no orphan parts: they are invisible but stored (and billed)
             with contextlib.suppress(*S3_ERRORS):
                 self.client.abort_multipart_upload(
