@@ -355,6 +355,7 @@ def run_rollcap(
             spool / "state" / "offload.json",
         )
         peak_kb = status_kb(proc.pid, "VmHWM")
+        written = _write_bytes(proc.pid)
         own_cpu, srv_cpu = cpu_seconds(proc.pid) - c0, server_cpu(w) - s0
     finally:
         if spy is not None:
@@ -373,12 +374,25 @@ def run_rollcap(
         "stored_bytes": sum(list_keys(w.client(), w.bucket, prefix).values()),
         "prefix": prefix,
         "peak_rss_mb": peak_kb / 1024,
+        # bytes the offload process wrote to disk (its /proc/PID/io write_bytes,
+        # from its start) per byte of pcap it offloaded: the temp file of
+        # compress-then-upload shows here as about the compression ratio
+        "write_bytes": written,
+        "write_bytes_per_pcap_byte": written / sum(f.stat().st_size for f in files),
         # how busy rollcap and the server kept the machine's cores while draining
         "cpu_seconds": {"rollcap": own_cpu, "server": srv_cpu},
         "cores_busy": (own_cpu + srv_cpu) / (t1 - t0),
         "exit_code": rc,
         "log_tail": log_tail,
     }
+
+
+def _write_bytes(pid: int) -> int:
+    """Bytes the process caused to be written to storage (/proc/PID/io)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    return 0
 
 
 def _wait_running(state_file: Path, proc: subprocess.Popen[bytes]) -> None:
@@ -603,7 +617,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         f"(startup {r['startup_seconds'] or 0:.1f} s, first upload "
                         f"{r['first_upload_seconds'] or 0:.1f} s), "
                         f"stored {r['stored_bytes'] / MB:.1f} MB, "
-                        f"peak RSS {r['peak_rss_mb']:.0f} MB, CPU s rollcap "
+                        f"peak RSS {r['peak_rss_mb']:.0f} MB, disk writes "
+                        f"{r['write_bytes_per_pcap_byte']:.3f} B per pcap byte, CPU s rollcap "
                         f"{r['cpu_seconds']['rollcap']:.2f} + server "
                         f"{r['cpu_seconds']['server']:.2f}"
                         f" = {r['cores_busy']:.2f} of {os.cpu_count()} cores busy"

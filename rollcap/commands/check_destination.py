@@ -4,7 +4,7 @@ One line per check: credentials, the bucket, each permission the offload
 needs (probed without leaving anything behind: a multipart upload is started
 with each configured setting and aborted again), and the bucket's Object Lock
 and default encryption against the config. Then the IAM policy scoped to this
-host's own keys (storage.policy). Exit 0 when nothing failed, else 1 with the
+host's own keys (storage.s3.policy). Exit 0 when nothing failed, else 1 with the
 failed checks named.
 """
 

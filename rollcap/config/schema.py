@@ -359,7 +359,8 @@ class OffloadConfig(_Section):
         le=5000,
         description="S3 multipart part size in MiB. Compressed files of at least this size "
         "(and at least 8 MiB) are uploaded in parts, offload.concurrency parts at a time; "
-        "smaller ones in a single PUT whose SHA-256 the server verifies.",
+        "smaller ones in a single PUT whose SHA-256 the server verifies. Parts go from "
+        "memory: up to offload.concurrency x this size (at least 8 MiB) is held at once.",
     )
     s3_checksums: Literal["when_required", "when_supported"] = Field(
         "when_required",

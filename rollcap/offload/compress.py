@@ -1,4 +1,5 @@
-"""Compress one capture into a temp file in a single streaming pass.
+"""Compress one capture in a single streaming pass, straight into its upload
+(Storage.put_stream): no temp file.
 
 From the same chunks it computes the CRC-32 of the pcap, the SHA-256 of the
 compressed bytes, and the packet count and first/last timestamps. Memory is
@@ -9,11 +10,9 @@ release the GIL on large buffers, so several files compress in parallel threads.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import os
 import threading
-import uuid
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,12 +28,11 @@ DEFAULT_LEVELS = {"zstd": 3, "gzip": 6, "none": 0}
 
 
 class Cancelled(Exception):
-    """The service is stopping; the temp file was removed."""
+    """The service is stopping (a temp file was removed, an upload aborted)."""
 
 
 @dataclass(frozen=True)
 class Compressed(PacketSpan):
-    path: Path  # the temp file to upload
     size: int  # compressed bytes
     sha256: str  # of the compressed bytes (hex)
     pcap_bytes: int
@@ -62,26 +60,29 @@ class _Codec:
             self.compress, self.flush = bytes, bytes  # copies: buf is reused
 
 
-def compress_fd(
+def compress_stream(
     fd: int,
     header: PcapHeader,
     header_bytes: bytes,
-    tmp_dir: Path,
-    stem: str,
     codec: str,
     level: int,
+    write: Callable[[bytes], None] | None,
     stop: threading.Event | None = None,
     progress: Callable[[int], None] | None = None,
     part_size: int | None = None,
 ) -> Compressed:
-    """Compress the pcap open at fd, whose first GLOBAL_HEADER_LEN bytes
-    (header_bytes) were already read, into a new file in tmp_dir.
+    """Compress the pcap open at fd from its current offset (just past the
+    global header, whose bytes are header_bytes) into ``write`` (None: the
+    bytes are only hashed), in one pass; the result has no path.
+
+    Run again from the same offset with the same codec and level, it writes
+    the same bytes (zstd and zlib are deterministic): the S3 stream relies on
+    that, and checks it.
 
     With part_size, also the SHA-256 of each part_size piece of the output (what
-    S3 checks per multipart part), so the upload can be verified without reading
-    the file again. The first part's digest is a copy of the running whole-file
-    hash, so a file of one part costs nothing extra."""
-    out_path = tmp_dir / f"{stem}.{uuid.uuid4().hex[:8]}.part"
+    S3 checks per multipart part), so an existing object's composite checksum
+    can be rebuilt without the bytes. The first part's digest is a copy of the
+    running whole-file hash, so a file of one part costs nothing extra."""
     # CRC-32, not SHA-256: ~4x cheaper, and the pcap checksum only labels the
     # content (what is stored is verified by the SHA-256 of the stored bytes)
     pcap_crc = zlib.crc32(header_bytes)
@@ -93,74 +94,57 @@ def compress_fd(
     parts: list[bytes] | None = [] if part_size else None
     part_h: hashlib._Hash | None = None  # None while in part 1: out_sha serves
     part_left = part_size or 0
-    out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
-    try:
-        with os.fdopen(out, "wb", buffering=0, closefd=True) as f:
 
-            def emit(data: bytes) -> None:
-                nonlocal out_bytes
-                if data:
-                    if parts is None:
-                        out_sha.update(data)
-                    else:
-                        hash_parts(data)
-                    write_all(data)
-                    out_bytes += len(data)
+    def emit(data: bytes) -> None:
+        nonlocal out_bytes
+        if data:
+            if parts is None:
+                out_sha.update(data)
+            else:
+                hash_parts(data)
+            if write is not None:
+                write(data)
+            out_bytes += len(data)
 
-            def write_all(data: bytes) -> None:
-                # a raw write may be short (a filling disk); the retry then
-                # raises ENOSPC instead of leaving a silently truncated file
-                mv = memoryview(data)
-                while mv:
-                    n = f.write(mv)
-                    if not n:
-                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out_path))
-                    mv = mv[n:]
+    def hash_parts(data: bytes) -> None:
+        nonlocal part_h, part_left
+        assert parts is not None and part_size
+        mv = memoryview(data)
+        i = 0
+        while i < len(mv):
+            piece = mv[i : i + part_left]
+            out_sha.update(piece)
+            if part_h is not None:
+                part_h.update(piece)
+            part_left -= len(piece)
+            i += len(piece)
+            if part_left == 0:
+                parts.append((part_h or out_sha).digest())
+                part_h = hashlib.sha256()
+                part_left = part_size
 
-            def hash_parts(data: bytes) -> None:
-                nonlocal part_h, part_left
-                assert parts is not None and part_size
-                mv = memoryview(data)
-                i = 0
-                while i < len(mv):
-                    piece = mv[i : i + part_left]
-                    out_sha.update(piece)
-                    if part_h is not None:
-                        part_h.update(piece)
-                    part_left -= len(piece)
-                    i += len(piece)
-                    if part_left == 0:
-                        parts.append((part_h or out_sha).digest())
-                        part_h = hashlib.sha256()
-                        part_left = part_size
-
-            emit(enc.compress(header_bytes))
-            # one reused buffer: no fresh 4 MiB allocation (and page faults) per chunk
-            buf = bytearray(CHUNK)
-            view = memoryview(buf)
-            while True:
-                if stop is not None and stop.is_set():
-                    raise Cancelled()
-                n = os.readv(fd, [buf])
-                if not n:
-                    break
-                chunk = view[:n]
-                pcap_bytes += n
-                pcap_crc = zlib.crc32(chunk, pcap_crc)
-                walker.feed(chunk)
-                emit(enc.compress(chunk))
-                if progress is not None:
-                    progress(n)
-            emit(enc.flush())
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            out_path.unlink()
-        raise
+    emit(enc.compress(header_bytes))
+    # one reused buffer: no fresh 4 MiB allocation (and page faults) per chunk
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    while True:
+        if stop is not None and stop.is_set():
+            raise Cancelled()
+        n = os.readv(fd, [buf])
+        if not n:
+            break
+        chunk = view[:n]
+        pcap_bytes += n
+        pcap_crc = zlib.crc32(chunk, pcap_crc)
+        walker.feed(chunk)
+        emit(enc.compress(chunk))
+        if progress is not None:
+            progress(n)
+    emit(enc.flush())
     packets, first, last = walker.finish()
     if parts is not None and part_size and part_left < part_size:
         parts.append((part_h or out_sha).digest())  # the last, partial part
     return Compressed(
-        path=out_path,
         size=out_bytes,
         sha256=out_sha.hexdigest(),
         pcap_bytes=pcap_bytes,
@@ -174,7 +158,8 @@ def compress_fd(
 
 
 def clean_tmp(tmp_dir: Path) -> list[str]:
-    """Remove temp files a crash left behind (called before any worker starts)."""
+    """Remove the temp files an older offload (which compressed into tmp/
+    first) left behind at a crash; called before any worker starts."""
     removed = []
     for p in tmp_dir.iterdir():
         if p.name.endswith(".part") and p.is_file() and not p.is_symlink():

@@ -20,6 +20,8 @@ from rollcap.errors import RollcapError
 from rollcap.storage import open_storage
 from rollcap.storage.base import (
     ObjectInfo,
+    P,
+    Producer,
     Storage,
     StorageError,
     describe_for,
@@ -77,10 +79,16 @@ class DeferredStorage(Storage):
             part_sha256=part_sha256,
         )  # fmt: skip
 
+    def put_stream(self, key: str, produce: Producer[P],
+                   metadata: Callable[[P], dict[str, str]], *,
+                   progress: Callable[[int], None] | None = None,
+                   stop: threading.Event | None = None) -> tuple[ObjectInfo, P]:  # fmt: skip
+        return self.real().put_stream(key, produce, metadata, progress=progress, stop=stop)
+
     def head(self, key: str, checksum: bool = False) -> ObjectInfo | None:
         return self.real().head(key, checksum)
 
-    def same_bytes(self, info: ObjectInfo, local: Path, *, size: int, sha256: str,
+    def same_bytes(self, info: ObjectInfo, local: Path | None, *, size: int, sha256: str,
                    part_sha256: Sequence[bytes] = ()) -> bool | None:  # fmt: skip
         return self.real().same_bytes(
             info, local, size=size, sha256=sha256, part_sha256=part_sha256

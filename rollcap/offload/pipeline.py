@@ -24,7 +24,7 @@ from rollcap.config.schema import RollcapConfig
 from rollcap.errors import ConfigError
 from rollcap.journal import fields
 from rollcap.keys import KeyFields, render_key
-from rollcap.offload.compress import Cancelled, Compressed, compress_fd
+from rollcap.offload.compress import Cancelled, Compressed, compress_stream
 from rollcap.offload.discovery import oldest_first
 from rollcap.offload.existing import judge
 from rollcap.offload.vet import Opened, Refused, Vanished, open_ready
@@ -36,6 +36,7 @@ from rollcap.storage import manifest
 from rollcap.storage.base import (
     META,
     ObjectExistsError,
+    Producer,
     Storage,
     StorageError,
     VerificationError,
@@ -261,31 +262,21 @@ class Pipeline:
                 key = self.key_for(opened)
             except ConfigError as e:
                 return self.quarantine(name, f"no valid object key: {e}")
-            with self.compress_slots.slot(name):
-                comp = compress_fd(
-                    opened.fd, opened.header, opened.header_bytes, self.spool.tmp, name,
-                    self.cfg.offload.compression,
-                    self.cfg.offload.compression_level if level is None else level,
-                    self.stop, progress, self.storage.part_size,
-                )  # fmt: skip
+            # nothing to hold early compressed bytes in: wait for the check first
+            waited = self._wait_store(name, early)
+            if waited is not None:
+                waited.key = key
+                return waited
+            return self._store(
+                name, path, opened, key,
+                self.cfg.offload.compression_level if level is None else level, t0, progress,
+            )  # fmt: skip
         except Cancelled:
             return Outcome(name, "cancelled")
         except OSError as e:
             return Outcome(name, "failed", message=f"compressing {name}: {e}")
         finally:
             opened.close()
-        compressed_at = time.monotonic()
-        try:
-            waited = self._wait_store(name, early)
-            if waited is not None:
-                waited.key = key
-                return waited
-            out = self._store(name, path, opened, key, comp, t0, progress)
-            out.compress_seconds = compressed_at - t0
-            return out
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                comp.path.unlink()
 
     def _wait_store(self, name: str, early: bool) -> Outcome | None:
         """Wait until the service allows storing; an Outcome if this file must not."""
@@ -335,31 +326,57 @@ class Pipeline:
             out.message = f"coverage filed but cannot delete {self.spool.ready / name}: {e}"
         return out
 
+    def _producer(
+        self, name: str, opened: Opened, level: int, progress: Callable[[int], None] | None
+    ) -> tuple[Producer[Compressed], list[float]]:
+        """The compressed capture for Storage.put_stream, from the pcap each
+        time it is asked (a multipart upload asks twice; a retry starts over
+        from the pcap); and the seconds spent compressing, so far."""
+        spent = [0.0]
+
+        def produce(write: Callable[[bytes], None] | None) -> Compressed:
+            # one file per core compresses at a time, oldest first
+            with self.compress_slots.slot(name):
+                t = time.monotonic()
+                try:
+                    os.lseek(opened.fd, len(opened.header_bytes), os.SEEK_SET)
+                    return compress_stream(
+                        opened.fd, opened.header, opened.header_bytes,
+                        self.cfg.offload.compression, level, write, self.stop, progress,
+                        self.storage.part_size,
+                    )  # fmt: skip
+                finally:
+                    spent[0] += time.monotonic() - t
+
+        return produce, spent
+
     def _store(
-        self, name: str, path: Path, opened: Opened, key: str, comp: Compressed, t0: float,
+        self, name: str, path: Path, opened: Opened, key: str, level: int, t0: float,
         progress: Callable[[int], None] | None,
     ) -> Outcome:  # fmt: skip
-        out = Outcome(
-            name, "uploaded", key=key, bytes_in=comp.pcap_bytes, bytes_out=comp.size,
-            packets=comp.packets,
-        )  # fmt: skip
+        """Compress straight into the destination (no local copy), verify,
+        then delete the pcap."""
+        produce, spent = self._producer(name, opened, level, progress)
+        out = Outcome(name, "uploaded", key=key)
         try:
             try:
-                meta = object_metadata(self.cfg, opened, comp)
-                stored = self.storage.put_file(
-                    comp.path, key, size=comp.size, sha256=comp.sha256, metadata=meta,
-                    progress=progress, part_sha256=comp.part_sha256,
-                ).size  # fmt: skip
-            except ObjectExistsError:
+                info, comp = self.storage.put_stream(
+                    key, produce, lambda c: object_metadata(self.cfg, opened, c),
+                    progress=progress, stop=self.stop,
+                )  # fmt: skip
+                stored = info.size
+            except ObjectExistsError as taken:
                 # a 412 to our conditional write, or found first: uploaded before
                 # a crash and not yet deleted, or someone else's object?
+                got = taken.produced  # None: found before a byte was compressed
+                comp = got if isinstance(got, Compressed) else produce(None)
                 existing = self.storage.head(key, checksum=True)
                 if existing is None:
                     return Outcome(name, "failed", key=key, message=(
                         f"{key}: the server refused to overwrite it, then HEAD found nothing"
                     ))  # fmt: skip
                 same = self.storage.same_bytes(
-                    existing, comp.path, size=comp.size, sha256=comp.sha256,
+                    existing, None, size=comp.size, sha256=comp.sha256,
                     part_sha256=comp.part_sha256,
                 )  # fmt: skip
                 verdict = judge(existing, comp, same_bytes=same, where=self.storage.describe())
@@ -373,6 +390,8 @@ class Pipeline:
                     ))  # fmt: skip
                 out.kind = "exists"
                 stored = existing.size
+            out.bytes_in, out.bytes_out, out.packets = comp.pcap_bytes, comp.size, comp.packets
+            out.compress_seconds = spent[0]
             # before the local copy goes: a failure or crash here retries it
             # (the upload then finds the object: "exists", and writes them again)
             self._write_entries(

@@ -10,7 +10,8 @@ capture/     2750 capture user   capture's own state: counters, capture.json, th
 ready/       2770 capture user   finished, repaired files (0640, group GROUP),
                                  renamed in from work/; offload reads and deletes
 quarantine/  2770 capture user   files either side refused, with a reason
-tmp/         2750 offload user   offload's compression temp files
+tmp/         2750 offload user   empty: what older offloads left (compression
+                                 temp files) is removed at start
 state/       2750 offload user   offload.json, offload.lock
 
 This package is the contract between the two daemons: Spool (the paths, here),

@@ -15,12 +15,13 @@ keys in ``META``; values are ASCII strings (percent-encode anything else).
 from __future__ import annotations
 
 import builtins
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from rollcap.config.schema import OffloadConfig
@@ -80,11 +81,29 @@ class StorageError(Exception):
 
 
 class ObjectExistsError(StorageError):
-    """put_file refused: the key already holds an object (never overwritten)."""
+    """put_file refused: the key already holds an object (never overwritten).
+    ``produced``: put_stream's producer's result, if it ran to its end first
+    (None: the key was found taken before a byte was produced)."""
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, produced: Any = None) -> None:
         super().__init__(f"{key} already exists", code="ObjectExists", permanent=True)
         self.key = key
+        self.produced = produced
+
+
+class Produced(Protocol):
+    """What a put_stream producer returns: the size and hex SHA-256 of the
+    bytes it wrote."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
+
+
+P = TypeVar("P", bound=Produced)
+#: put_stream's producer: writes the object's bytes, in order, into its argument
+Producer = Callable[[Callable[[bytes], None] | None], P]
 
 
 class VerificationError(StorageError):
@@ -203,16 +222,32 @@ class Storage(ABC):
         ``part_sha256``: SHA-256 digests of local's ``part_size`` pieces, if the
         caller computed them (saves reading the file again to verify parts)."""
 
+    def put_stream(self, key: str, produce: Producer[P],
+                   metadata: Callable[[P], dict[str, str]], *,
+                   progress: Callable[[int], None] | None = None,
+                   stop: threading.Event | None = None) -> tuple[ObjectInfo, P]:  # fmt: skip
+        """Store the bytes ``produce(write)`` writes under key, without a
+        local copy; as put_file otherwise (visible only complete, never
+        overwriting, verified; ObjectExistsError if the key is taken).
+
+        ``produce`` may be called more than once, each time writing the same
+        bytes from the start; ``produce(None)`` only computes its result.
+        ``metadata(result)``: the object's metadata (without the sha256, which
+        is added from the result). ``stop`` set: give up (the caller's
+        producer raises its own error when it sees it)."""
+        raise StorageError(f"{self.describe()}: no streamed writes", code="Unsupported")
+
     @abstractmethod
     def head(self, key: str, checksum: bool = False) -> ObjectInfo | None:
         """Size and metadata of key, or None if it does not exist; with
         ``checksum``, also the destination's own checksum of the stored bytes."""
 
-    def same_bytes(self, info: ObjectInfo, local: Path, *, size: int, sha256: str,
+    def same_bytes(self, info: ObjectInfo, local: Path | None, *, size: int, sha256: str,
                    part_sha256: Sequence[bytes] = ()) -> bool | None:  # fmt: skip
         """Whether the object ``info`` (from head(key, checksum=True)) holds
         local's bytes by the destination's own checksum; None when it states none
-        (or one that cannot be rebuilt), so only the metadata can tell."""
+        (or one that cannot be rebuilt: without ``local``, a streamed file's,
+        only from sha256 and part_sha256), so only the metadata can tell."""
         if info.size != size:
             return False
         return None

@@ -45,6 +45,8 @@ from rollcap.storage.base import (
     META,
     ObjectExistsError,
     ObjectInfo,
+    P,
+    Producer,
     SizeMismatch,
     Storage,
     StorageError,
@@ -120,8 +122,54 @@ class LocalStorage(Storage):
                  metadata: dict[str, str],
                  progress: Callable[[int], None] | None = None,
                  part_sha256: Sequence[bytes] = ()) -> ObjectInfo:  # fmt: skip
+        def fill(tmp_data: Path) -> None:
+            try:
+                os.link(local, tmp_data)  # same filesystem: no copy at all
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                    raise
+                shutil.copyfile(local, tmp_data)  # sendfile/copy_file_range in the kernel
+
+        return self._store(key, fill, lambda: (size, sha256, metadata), f"{local}")
+
+    def put_stream(self, key: str, produce: Producer[P],
+                   metadata: Callable[[P], dict[str, str]], *,
+                   progress: Callable[[int], None] | None = None,
+                   stop: threading.Event | None = None) -> tuple[ObjectInfo, P]:  # fmt: skip
+        """The bytes go straight into the archive's temp file, which becomes
+        the object (a hard link): written once."""
+        got: list[P] = []
+
+        def fill(tmp_data: Path) -> None:
+            fd = os.open(tmp_data, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o640)  # fmt: skip
+            with os.fdopen(fd, "wb", buffering=0) as f:
+
+                def write_all(data: bytes) -> None:
+                    # a raw write may be short (a filling disk); the retry then
+                    # raises ENOSPC instead of storing a silently truncated file
+                    mv = memoryview(data)
+                    while mv:
+                        n = f.write(mv)
+                        if not n:
+                            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_data))
+                        mv = mv[n:]
+
+                got.append(produce(write_all))
+
+        def stated() -> tuple[int, str, dict[str, str]]:
+            return got[0].size, got[0].sha256, metadata(got[0])
+
+        info = self._store(key, fill, stated, key)
+        return info, got[0]
+
+    def _store(
+        self, key: str, fill: Callable[[Path], None],
+        stated: Callable[[], tuple[int, str, dict[str, str]]], what: str,
+    ) -> ObjectInfo:  # fmt: skip
+        """fill(temp path) writes the object's bytes into the archive's temp
+        dir; stated() then says their size, SHA-256 and metadata."""
         dest = self._path(key)
-        meta = {**metadata, META["sha256"]: sha256}
         tmp_data = self.tmp / f"{uuid.uuid4().hex}.data"
         tmp_meta = self.tmp / f"{uuid.uuid4().hex}.meta"
         try:
@@ -131,12 +179,9 @@ class LocalStorage(Storage):
                 raise ObjectExistsError(key)
             self.tmp.mkdir(mode=0o750, parents=True, exist_ok=True)
             dest.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
-            try:
-                os.link(local, tmp_data)  # same filesystem: no copy at all
-            except OSError as e:
-                if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
-                    raise
-                shutil.copyfile(local, tmp_data)  # sendfile/copy_file_range in the kernel
+            fill(tmp_data)
+            size, sha256, metadata = stated()
+            meta = {**metadata, META["sha256"]: sha256}
             fd = os.open(tmp_data, os.O_RDONLY)
             try:
                 os.fsync(fd)
@@ -144,7 +189,7 @@ class LocalStorage(Storage):
             finally:
                 os.close(fd)
             if stored != size:
-                raise VerificationError(f"{local}: {stored} bytes, expected {size}")
+                raise VerificationError(f"{what}: {stored} bytes, expected {size}")
             body = json.dumps({"key": key, "size": size, "metadata": meta}, sort_keys=True)
             with open(tmp_meta, "w") as f:
                 f.write(body + "\n")
@@ -333,7 +378,7 @@ class LocalStorage(Storage):
                 raise _oserror(e, f"read {dest}") from None
         return ObjectInfo(key, st.st_size, meta, checksum=digest)
 
-    def same_bytes(self, info: ObjectInfo, local: Path, *, size: int, sha256: str,
+    def same_bytes(self, info: ObjectInfo, local: Path | None, *, size: int, sha256: str,
                    part_sha256: Sequence[bytes] = ()) -> bool | None:  # fmt: skip
         if info.size != size:
             return False

@@ -7,6 +7,7 @@ no cut-off, unreadable or duplicate object; no multipart upload left behind.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import time
@@ -23,27 +24,36 @@ KILLS = 20
 _BUSY = re.compile(r"uploaded|uploading|compressing|multipart", re.I)
 
 
-def _tmp_names(rig: Rig) -> set[str]:
+def _reading_ready(rig: Rig, off: Daemon) -> bool:
+    """The offload holds a ready/ file open: it compresses it straight into
+    its upload (no temp file shows the work since the offload streams)."""
+    ready = str(rig.spool / "ready") + "/"
     try:
-        return {p.name for p in (rig.spool / "tmp").iterdir()}
-    except FileNotFoundError:
-        return set()
+        fds = os.listdir(f"/proc/{off.pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{off.pid}/fd/{fd}").startswith(ready):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _kill_during_work(rig: Rig, off: Daemon, rng: random.Random, max_wait: float) -> bool:
     """Start the offload, wait until it works on a file, kill -9 it at a random moment.
 
-    Working = a temp file that was not there at start (stale ones from earlier
-    kills do not count) or a log line about an upload. Returns whether the
-    kill landed while it was working.
+    Working = it holds a ready/ file open (reading it into an upload) or
+    logged a line about an upload. Returns whether the kill landed while it
+    was working.
     """
     mark = len(off.text())
-    stale = _tmp_names(rig)
     off.start()
     deadline = time.monotonic() + max_wait
     busy = False
     while time.monotonic() < deadline and off.running():
-        if _tmp_names(rig) - stale or _BUSY.search(off.text()[mark:]):
+        if _reading_ready(rig, off) or _BUSY.search(off.text()[mark:]):
             busy = True
             break
         time.sleep(0.005)

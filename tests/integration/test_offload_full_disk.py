@@ -2,7 +2,8 @@
 
 The offload is what frees space, so on ENOSPC it must log, keep going and
 retry: the pid in offload.lock, the state file, quarantine reason files and
-compression temp files all meet a full disk without a crash or a leftover.
+a file:// archive's temp files all meet a full disk without a crash or a
+leftover (the offload writes no copy of a capture into the spool).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import errno
 import logging
 import os
 import subprocess
-import time
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +21,10 @@ import pytest
 
 from rollcap.config.load import validate_data
 from rollcap.notify import Notifier
-from rollcap.offload.compress import compress_fd
+from rollcap.offload.pipeline import Pipeline
 from rollcap.offload.service import OffloadService
-from rollcap.offload.workqueue import Entry
-from rollcap.pcapfile import GLOBAL_HEADER_LEN, parse_header
 from rollcap.quarantine import quarantine
+from rollcap.spool import Spool
 from rollcap.spool.fs import Dir
 from rollcap.storage import open_storage
 from tests.support.net import TEST_PCAPS
@@ -106,34 +106,41 @@ def test_first_start_on_a_full_disk_runs_without_the_pid_then_writes_it(
     assert (service.spool.state / "offload.json").exists()
 
 
-def test_compressing_into_a_full_tmp_fails_cleanly(tiny_fs: Path) -> None:
-    tmp = tiny_fs / "tmp"
-    tmp.mkdir()
-    fill(tiny_fs / "ballast")
-    fd = os.open(SRC, os.O_RDONLY)
-    try:
-        hb = os.read(fd, GLOBAL_HEADER_LEN)
-        with pytest.raises(OSError) as e:
-            compress_fd(fd, parse_header(hb), hb, tmp, "x", "none", 0)
-    finally:
-        os.close(fd)
-    assert e.value.errno == errno.ENOSPC
-    assert list(tmp.iterdir()) == []  # no partial temp file
-
-
-def test_the_pipeline_backs_off_a_file_when_tmp_is_full(service: OffloadService,
-                                                        tiny_fs: Path) -> None:  # fmt: skip
+def test_a_full_spool_does_not_stop_the_pipeline(service: OffloadService,
+                                                 tiny_fs: Path) -> None:  # fmt: skip
+    """The offload writes no copy of a capture into the spool (it compresses
+    straight into the destination), so a full spool is drained, not stuck."""
     name = "20261126T120000Z-000001_h_eth0.pcap"
     (service.spool.ready / name).write_bytes(SRC.read_bytes()[:1_000_000])
     fill(tiny_fs / "ballast")
     service.pipeline.owners = {os.getuid()}
     out = service.pipeline.process(name)
-    assert out.kind == "failed" and "No space left" in out.message
+    assert out.kind == "uploaded", out
     assert list(service.spool.tmp.iterdir()) == []
-    assert (service.spool.ready / name).exists()  # kept for the retry
-    service.queue.pending[name] = entry = Entry(name, 1_000_000, attempt=1)
-    service._handle(entry, out)
-    assert name in service.queue.pending and entry.not_before > time.monotonic()  # backs off
+    assert not (service.spool.ready / name).exists()  # stored, verified, freed
+
+
+def test_a_full_archive_fails_the_file_cleanly_and_keeps_it(
+    tiny_fs: Path, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    for d in ("ready", "quarantine", "tmp", "state", "work"):
+        (spool / d).mkdir(parents=True)
+    archive = tiny_fs / "archive"
+    cfg = validate_data({
+        "spool": {"directory": str(spool)},
+        "offload": {"destination": f"file://{archive}", "compression": "none"},
+    })  # fmt: skip
+    storage = open_storage(cfg.offload)
+    storage.check()  # makes its temp dir while there is room
+    name = "20261126T120000Z-000001_h_eth0.pcap"
+    (spool / "ready" / name).write_bytes(SRC.read_bytes()[:1_000_000])
+    fill(tiny_fs / "ballast")
+    out = Pipeline(cfg, Spool.at(spool), storage, {os.getuid()}, threading.Event()).process(name)
+    assert out.kind == "failed" and "No space left" in out.message, out
+    assert out.dest_error is not None and out.dest_error.code == "ENOSPC"  # the archive's
+    assert list((archive / ".rollcap-tmp").iterdir()) == []  # no partial temp file
+    assert (spool / "ready" / name).exists()  # kept for the retry
 
 
 def test_quarantine_on_a_full_disk_moves_the_file_without_a_half_reason(tiny_fs: Path) -> None:

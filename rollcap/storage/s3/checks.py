@@ -26,7 +26,7 @@ _CREDENTIAL_CODES = {
 }
 
 
-# A write-once host policy (storage.policy) allows these probes through
+# A write-once host policy (storage.s3.policy) allows these probes through
 # s3:ObjectCreationOperation = false, a key some servers do not evaluate
 _WRITE_ONCE_HINT = (
     "; a server that does not evaluate s3:ObjectCreationOperation denies it under the "
@@ -60,7 +60,7 @@ class S3Checks:
         self.scope = store.scope or host_scope(cfg.key_template, cfg.prefix, host)[0]
         probe = f"rollcap-check-{uuid.uuid4().hex[:12]}"
         # a capture-like key under the host's prefix, and an index entry naming
-        # this host (storage.policy.index_pattern); both only ever started as
+        # this host (storage.s3.policy.index_pattern); both only ever started as
         # multipart uploads and aborted: hosts may not delete
         self.probe = f"{self.scope}.{probe}"
         self.index_probe = index_pattern(cfg.prefix, host).replace("*/", f"{probe}/", 1)

@@ -47,11 +47,11 @@ def composite_from_parts(digests: Sequence[bytes]) -> str:
     return f"{base64.b64encode(outer).decode()}-{len(digests)}"
 
 
-def expected_checksum(local: Path, size: int, sha256: str, part_sha256: Sequence[bytes],
+def expected_checksum(local: Path | None, size: int, sha256: str, part_sha256: Sequence[bytes],
                       stored: str, part_size: int) -> str | None:  # fmt: skip
     """The checksum the server would state for local's bytes in the form of
     ``stored`` (full-object, or COMPOSITE "-N"); None if that form cannot be
-    rebuilt (another part size than ours)."""
+    rebuilt (another part size than ours, and no local file to read)."""
     if "-" not in stored:
         return base64.b64encode(bytes.fromhex(sha256)).decode()
     part = ChunksizeAdjuster().adjust_chunksize(part_size, size)
@@ -60,6 +60,8 @@ def expected_checksum(local: Path, size: int, sha256: str, part_sha256: Sequence
         return None
     if part == part_size and len(part_sha256) == parts:
         return composite_from_parts(part_sha256)  # hashed as it was written
+    if local is None:  # streamed: no file to read the parts from
+        return None
     composite, whole = composite_sha256(local, part)
     if whole != sha256:
         raise VerificationError(f"{local}: SHA-256 {whole}, expected {sha256}")

@@ -5,12 +5,11 @@ End-to-end verification (checked against SeaweedFS 4.x, see tests):
   ``x-amz-checksum-sha256`` = our SHA-256 of the compressed bytes: the server
   recomputes it and refuses a mismatch (BadDigest), so nothing corrupted ever
   becomes visible;
-- a larger file goes up in parts (s3transfer, classic client) with
-  ``ChecksumAlgorithm=SHA256``: botocore hashes each part, the server verifies
-  each part and stores the COMPOSITE checksum (SHA-256 of the part digests,
-  "-N"); after completion we compare what HEAD returns with the composite of
-  the part digests the compressor computed as it wrote the file (or, without
-  them, of the file read again);
+- a larger file goes up in parts with ``ChecksumAlgorithm=SHA256``, each
+  carrying its SHA-256; the server verifies each part and stores the
+  COMPOSITE checksum (SHA-256 of the part digests, "-N"); after completion we
+  compare what HEAD returns with the composite of the digests of the parts
+  sent (put_file: computed as the file was written, or read again);
 - in both cases HEAD must then show the right size and our whole-object
   SHA-256 in the ``rollcap-sha256`` metadata before the caller deletes anything.
 A server that returns no checksum at HEAD is checked by size and metadata only.
@@ -21,7 +20,7 @@ storage.s3.settings); a setting the server ignored fails the verification.
 Conditional writes: PutObject and CompleteMultipartUpload carry
 ``If-None-Match: *`` (added by a botocore hook: s3transfer does not accept
 IfNoneMatch as an upload argument), so two writers can never overwrite each
-other; the loser gets 412 and put_file raises ObjectExistsError. A server
+other; the loser gets 412 and put_file/put_stream raise ObjectExistsError. A server
 that answers 501 NotImplemented gets one warning, then HEAD-before-upload.
 
 boto3 >= 1.36 adds CRC checksums to every request by default, which several
@@ -29,7 +28,8 @@ S3-compatible servers reject: ``offload.s3_checksums = "when_required"`` (the
 default) turns that off; our explicit SHA-256 is sent either way.
 
 Package layout (storage/s3/): client (the boto3 client, credentials, error
-codes), upload (conditional uploads through s3transfer), checksum (the checksums
+codes), upload (conditional uploads of files through s3transfer), stream (the offload's
+uploads straight from the compressor, put_stream), checksum (the checksums
 the server states), settings (what is asked for and whether it took effect),
 policy (the IAM policies), checks (the S3 checks of check-destination).
 """
@@ -42,6 +42,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -56,6 +57,8 @@ from rollcap.storage.base import (
     META,
     MiB,
     ObjectInfo,
+    P,
+    Producer,
     SizeMismatch,
     Storage,
     StorageError,
@@ -64,7 +67,7 @@ from rollcap.storage.base import (
     describe_for,
     part_size_for,
 )
-from rollcap.storage.s3.checksum import expected_checksum
+from rollcap.storage.s3.checksum import composite_from_parts, expected_checksum
 from rollcap.storage.s3.client import (
     S3_ERRORS,
     code_of,
@@ -75,6 +78,7 @@ from rollcap.storage.s3.client import (
 )
 from rollcap.storage.s3.policy import host_scope
 from rollcap.storage.s3.settings import ObjectSettings, check_head, check_tags
+from rollcap.storage.s3.stream import StreamUploader
 from rollcap.storage.s3.upload import Uploader
 
 __all__ = ["S3Storage", "SettingsNotApplied", "systemd_credentials_file"]
@@ -134,6 +138,10 @@ class S3Storage(Storage):
             self.client, self.bucket, self._describe, threshold=self.threshold,
             part_size=self.part_size, concurrency=cfg.concurrency,
         )  # fmt: skip
+        # put_stream's part buffers: concurrency x threshold bytes at most
+        self.streamer = StreamUploader(
+            self.uploader, threshold=self.threshold, concurrency=cfg.concurrency
+        )
 
     @property
     def conditional_writes(self) -> bool:
@@ -179,10 +187,10 @@ class S3Storage(Storage):
 
     # -- writing -----------------------------------------------------------
 
-    def put_file(self, local: Path, key: str, *, size: int, sha256: str,
-                 metadata: dict[str, str],
-                 progress: Callable[[int], None] | None = None,
-                 part_sha256: Sequence[bytes] = ()) -> ObjectInfo:  # fmt: skip
+    def _upload_args(self, key: str, metadata: dict[str, str], sha256: str
+                     ) -> tuple[dict[str, Any], dict[str, str], datetime | None]:  # fmt: skip
+        """The upload's arguments (metadata, content type, settings), its tags
+        and its retention date."""
         meta = {**metadata, META["sha256"]: sha256}
         tags = self.settings.tags(metadata.get(META["host"], ""), metadata.get(META["iface"], ""))
         retain_until = self.settings.retain_until(datetime.now(UTC))
@@ -191,22 +199,72 @@ class S3Storage(Storage):
             "ContentType": self._content_type(key),
             **self.settings.upload_args(tags, retain_until),
         }
+        return extra, tags, retain_until
+
+    def _single_put_checksum(self, extra: dict[str, Any], sha256: str) -> None:
+        extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(sha256)).decode()
+        if self.settings.lock_mode:
+            # AWS wants Content-MD5 or x-amz-sdk-checksum-algorithm with Object
+            # Lock headers; botocore sends the header with our SHA-256 as is
+            extra["ChecksumAlgorithm"] = "SHA256"
+
+    def put_file(self, local: Path, key: str, *, size: int, sha256: str,
+                 metadata: dict[str, str],
+                 progress: Callable[[int], None] | None = None,
+                 part_sha256: Sequence[bytes] = ()) -> ObjectInfo:  # fmt: skip
+        extra, tags, retain_until = self._upload_args(key, metadata, sha256)
         multipart = size >= self.threshold
         part = ChunksizeAdjuster().adjust_chunksize(self.part_size, size)
         known_parts = part == self.part_size and len(part_sha256) == -(-size // part)
         if multipart:
             extra["ChecksumAlgorithm"] = "SHA256"  # per part, verified by the server
         else:
-            extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(sha256)).decode()
-            if self.settings.lock_mode:
-                # AWS wants Content-MD5 or x-amz-sdk-checksum-algorithm with Object
-                # Lock headers; botocore sends the header with our SHA-256 as is
-                extra["ChecksumAlgorithm"] = "SHA256"
+            self._single_put_checksum(extra, sha256)
         self.uploader.upload(
             local, key, extra, progress=progress,
             digests=part_sha256 if multipart and known_parts else (),
             exists=lambda k: self.head(k) is not None, what=self._what("PUT", key),
         )  # fmt: skip
+        expected = None
+        if multipart and known_parts:
+            expected = composite_from_parts(part_sha256)
+        return self._verify(key, local, size, sha256, part_sha256, expected, tags, retain_until)
+
+    def put_stream(self, key: str, produce: Producer[P],
+                   metadata: Callable[[P], dict[str, str]], *,
+                   progress: Callable[[int], None] | None = None,
+                   stop: threading.Event | None = None) -> tuple[ObjectInfo, P]:  # fmt: skip
+        asked: dict[str, Any] = {}
+
+        def extra_for(produced: P, multipart: bool) -> dict[str, Any]:
+            extra, tags, retain_until = self._upload_args(key, metadata(produced), produced.sha256)
+            asked.update(tags=tags, retain_until=retain_until)
+            if multipart:
+                extra["ChecksumAlgorithm"] = "SHA256"  # each part carries its SHA-256
+            else:
+                self._single_put_checksum(extra, produced.sha256)
+            return extra
+
+        produced, digests = self.streamer.upload(
+            key, produce, extra_for,
+            part_size=lambda size: ChunksizeAdjuster().adjust_chunksize(self.part_size, size),
+            exists=lambda k: self.head(k) is not None, what=self._what("PUT", key),
+            progress=progress, stop=stop,
+        )  # fmt: skip
+        # the parts as they were sent: their composite whatever size they had
+        expected = composite_from_parts(digests) if digests else None
+        info = self._verify(
+            key, None, produced.size, produced.sha256, digests, expected, asked["tags"],
+            asked["retain_until"],
+        )  # fmt: skip
+        return info, produced
+
+    def _verify(self, key: str, local: Path | None, size: int, sha256: str,
+                part_sha256: Sequence[bytes], expected: str | None, tags: dict[str, str],
+                retain_until: datetime | None) -> ObjectInfo:  # fmt: skip
+        """What HEAD says of the object just stored: its size, our SHA-256 in
+        its metadata, the server's checksum (``expected``, else rebuilt), and
+        the settings; VerificationError if any is not what was sent."""
         info, raw = self._head(key, checksum=True)
         if info is None:
             raise VerificationError(f"{self._what('HEAD', key)}: missing after upload")
@@ -216,9 +274,10 @@ class S3Storage(Storage):
             raise VerificationError(
                 f"{self._what('HEAD', key)}: metadata sha256 {info.sha256!r}, expected {sha256}"
             )
-        expected = expected_checksum(
-            local, size, sha256, part_sha256, info.checksum, self.part_size
-        )
+        if info.checksum and ("-" not in info.checksum or expected is None):
+            expected = expected_checksum(
+                local, size, sha256, part_sha256, info.checksum, self.part_size
+            )
         if info.checksum and info.checksum != expected:
             raise VerificationError(
                 f"{self._what('HEAD', key)}: server checksum {info.checksum}, expected {expected}"
@@ -229,7 +288,7 @@ class S3Storage(Storage):
             raise SettingsNotApplied(self._what("HEAD", key), problems)
         return info
 
-    def same_bytes(self, info: ObjectInfo, local: Path, *, size: int, sha256: str,
+    def same_bytes(self, info: ObjectInfo, local: Path | None, *, size: int, sha256: str,
                    part_sha256: Sequence[bytes] = ()) -> bool | None:  # fmt: skip
         if info.size != size:
             return False
@@ -441,4 +500,5 @@ class S3Storage(Storage):
         return aborted
 
     def close(self) -> None:
+        self.streamer.close()
         self.uploader.close()

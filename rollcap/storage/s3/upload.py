@@ -82,7 +82,7 @@ class Uploader:
         try:
             self._once(local, key, extra, progress, digests, exists, what)
         except _NotImplemented:
-            self._fall_back_to_check_first()
+            self.fall_back_to_check_first()
             self._once(local, key, extra, progress, digests, exists, what)
 
     def _once(self, local: Path, key: str, extra: dict[str, Any],
@@ -112,11 +112,11 @@ class Uploader:
                 raise ObjectExistsError(key) from None  # s3transfer aborted its parts
             if conditional and (status == 501 or code == "NotImplemented"):
                 raise _NotImplemented() from None
-            raise _put_error(e, what) from None
+            raise put_error(e, what) from None
         except S3_ERRORS as e:
-            raise _put_error(e, what) from None
+            raise put_error(e, what) from None
 
-    def _fall_back_to_check_first(self) -> None:
+    def fall_back_to_check_first(self) -> None:
         with self._fallback_lock:
             if self.conditional_writes:
                 self.conditional_writes = False
@@ -139,7 +139,7 @@ class Uploader:
         self.manager.shutdown()
 
 
-def _put_error(e: BaseException, what: str) -> StorageError:
+def put_error(e: BaseException, what: str) -> StorageError:
     err = s3_error(e, what)
     if err.code in DIGEST_CODES:  # the file, not the destination: a file-level retry
         bad = VerificationError(str(err))

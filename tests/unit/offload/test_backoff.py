@@ -88,13 +88,12 @@ def test_compression_slots_go_oldest_first_whoever_starts_first() -> None:
 
 
 def test_an_existing_object_is_the_same_pcap_only_if_crc_size_and_packets_agree() -> None:
-    from pathlib import Path
 
     from rollcap.offload.compress import Compressed
     from rollcap.offload.existing import same_pcap
     from rollcap.storage import META
 
-    c = Compressed(Path("x"), 10, "ab" * 32, 1000, "0badf00d", 7, None, None, 1)
+    c = Compressed(10, "ab" * 32, 1000, "0badf00d", 7, None, None, 1)
     meta = {META["pcap_crc32"]: "0badf00d", META["pcap_bytes"]: "1000", META["packets"]: "7"}
     assert same_pcap(meta, c)
     assert not same_pcap({**meta, META["pcap_crc32"]: "0badf00e"}, c)

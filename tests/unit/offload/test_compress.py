@@ -1,4 +1,4 @@
-"""One-pass compression: readable output, correct hashes, bounded temp files."""
+"""One-pass compression: readable output, correct hashes."""
 
 from __future__ import annotations
 
@@ -12,27 +12,36 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from rollcap.offload.compress import Cancelled, clean_tmp, compress_fd
+from rollcap.offload.compress import Cancelled, Compressed, clean_tmp, compress_stream
 from rollcap.pcapfile import GLOBAL_HEADER_LEN, parse_header, scan
 from tests.support.net import TEST_PCAPS
 
 SRC = max(TEST_PCAPS.glob("*.pcap"), key=lambda p: p.stat().st_size)
 
 
-def run(codec: str, tmp_path: Path, level: int = 0, stop: threading.Event | None = None):  # type: ignore[no-untyped-def]
+def compress_all(fd: int, hb: bytes, codec: str, level: int = 0,
+                 stop: threading.Event | None = None,
+                 part_size: int | None = None) -> tuple[Compressed, bytes]:  # fmt: skip
+    """What compress_stream writes, and its result."""
+    out = bytearray()
+    c = compress_stream(fd, parse_header(hb), hb, codec, level, out.extend, stop, None, part_size)
+    return c, bytes(out)
+
+
+def run(codec: str, level: int = 0,
+        stop: threading.Event | None = None) -> tuple[Compressed, bytes]:  # fmt: skip
     fd = os.open(SRC, os.O_RDONLY)
     try:
         hb = os.read(fd, GLOBAL_HEADER_LEN)
-        return compress_fd(fd, parse_header(hb), hb, tmp_path, "x", codec, level, stop)
+        return compress_all(fd, hb, codec, level, stop)
     finally:
         os.close(fd)
 
 
 @pytest.mark.parametrize("codec", ["zstd", "gzip", "none"])
 @pytest.mark.parametrize("level", [0, 1])
-def test_roundtrip_and_hashes(codec: str, level: int, tmp_path: Path) -> None:
-    c = run(codec, tmp_path, level)
-    stored = c.path.read_bytes()
+def test_roundtrip_and_hashes(codec: str, level: int) -> None:
+    c, stored = run(codec, level)
     raw = SRC.read_bytes()
     if codec == "zstd":
         back = zstandard.ZstdDecompressor().stream_reader(stored).read()
@@ -51,12 +60,34 @@ def test_roundtrip_and_hashes(codec: str, level: int, tmp_path: Path) -> None:
     )  # fmt: skip
 
 
-def test_cancel_removes_the_temp_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("codec", ["zstd", "gzip", "none"])
+def test_a_stream_run_again_writes_the_same_bytes_and_none_only_hashes(codec: str) -> None:
+    """The S3 stream compresses a large file twice (its metadata first): both
+    runs must give the same bytes, and a hash-only run the same result."""
+    fd = os.open(SRC, os.O_RDONLY)
+    try:
+        hb = os.read(fd, GLOBAL_HEADER_LEN)
+        runs = []
+        for _ in range(2):
+            out = bytearray()
+            os.lseek(fd, GLOBAL_HEADER_LEN, os.SEEK_SET)
+            c = compress_stream(fd, parse_header(hb), hb, codec, 3, out.extend, part_size=5 << 20)
+            runs.append((bytes(out), c))
+        os.lseek(fd, GLOBAL_HEADER_LEN, os.SEEK_SET)
+        hashed = compress_stream(fd, parse_header(hb), hb, codec, 3, None, part_size=5 << 20)
+    finally:
+        os.close(fd)
+    (a, ca), (b, cb) = runs
+    assert a == b and ca == cb == hashed
+    assert ca.size == len(a)
+    assert ca.sha256 == hashlib.sha256(a).hexdigest()
+
+
+def test_a_stop_cancels_the_compression() -> None:
     stop = threading.Event()
     stop.set()
     with pytest.raises(Cancelled):
-        run("zstd", tmp_path, stop=stop)
-    assert list(tmp_path.iterdir()) == []
+        run("zstd", stop=stop)
 
 
 def test_clean_tmp_removes_only_our_part_files(tmp_path: Path) -> None:
@@ -69,29 +100,25 @@ def test_clean_tmp_removes_only_our_part_files(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("codec", ["zstd", "gzip"])
 @pytest.mark.parametrize("part_size", [1000, 4096, 10**9])
-def test_part_digests_match_the_pieces_of_the_output(
-    codec: str, part_size: int, tmp_path: Path
-) -> None:
+def test_part_digests_match_the_pieces_of_the_output(codec: str, part_size: int) -> None:
     fd = os.open(SRC, os.O_RDONLY)
     try:
         hb = os.read(fd, GLOBAL_HEADER_LEN)
-        c = compress_fd(fd, parse_header(hb), hb, tmp_path, "x", codec, 0, part_size=part_size)
+        c, out = compress_all(fd, hb, codec, part_size=part_size)
     finally:
         os.close(fd)
-    out = c.path.read_bytes()
     pieces = [out[i : i + part_size] for i in range(0, len(out), part_size)]
     assert list(c.part_sha256) == [hashlib.sha256(p).digest() for p in pieces]
     assert c.sha256 == hashlib.sha256(out).hexdigest()  # the whole hash is unaffected
 
 
-def test_part_digests_without_compression_too(tmp_path: Path) -> None:
+def test_part_digests_without_compression_too() -> None:
     fd = os.open(SRC, os.O_RDONLY)
     try:
         hb = os.read(fd, GLOBAL_HEADER_LEN)
-        c = compress_fd(fd, parse_header(hb), hb, tmp_path, "x", "none", 0, part_size=1000)
+        c, stored = compress_all(fd, hb, "none", part_size=1000)
     finally:
         os.close(fd)
-    stored = c.path.read_bytes()
     assert stored == SRC.read_bytes()
     assert c.part_sha256 == tuple(
         hashlib.sha256(stored[i : i + 1000]).digest() for i in range(0, len(stored), 1000)
@@ -119,7 +146,7 @@ def test_a_nanosecond_capture_keeps_its_ns_in_the_metadata_and_manifest(
     fd = os.open(src, os.O_RDONLY)
     try:
         hb = os.read(fd, GLOBAL_HEADER_LEN)
-        c = compress_fd(fd, parse_header(hb), hb, tmp_path, "x", "zstd", 0)
+        c, _ = compress_all(fd, hb, "zstd")
         name = ReadyName.parse("20261126T120003Z-000001_web1_eth0.pcap")
         assert name is not None
         opened = Opened(fd, name, parse_header(hb), hb, len(data), os.fstat(fd))

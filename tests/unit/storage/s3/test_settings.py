@@ -189,7 +189,7 @@ def test_the_policy_grants_no_delete_and_follows_the_settings() -> None:
 
 
 def _compressed(size: int = 100, sha: str = "ab" * 32) -> Compressed:
-    return Compressed(Path("x"), size, sha, 1000, "0badf00d", 7, None, None, 1)
+    return Compressed(size, sha, 1000, "0badf00d", 7, None, None, 1)
 
 
 def _existing(size: int = 100, sha: str = "ab" * 32, crc: str = "0badf00d") -> ObjectInfo:
