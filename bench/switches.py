@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import machine, status_kb, workdir
-from rollcap.naming import ReadyName
+from rollcap.spool.readyname import ReadyName
 from tests.integration import capture_daemon
 from tests.integration.capture_daemon import CaptureDaemon
 from tests.support.net import TEST_PCAPS, Veth, count_packets

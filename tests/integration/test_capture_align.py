@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from rollcap.naming import ReadyName
+from rollcap.spool.readyname import ReadyName
 from tests.integration.conftest import Factory
 from tests.support.net import TEST_PCAPS, Veth, count_packets
 
