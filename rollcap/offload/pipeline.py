@@ -191,6 +191,10 @@ class Pipeline:
         # not go out (SeaweedFS, e.g., creates a missing bucket on PUT).
         self.startup_error: StorageError | None = None
         self.compress_slots = OrderedSlots(max(1, min(cfg.offload.concurrency, cores)), stop)
+        # Cleared while offload yields to capture (rollcap.offload.yielding): no
+        # compression starts; the file stays in ready/ and keeps its place.
+        self.compress_open = threading.Event()
+        self.compress_open.set()
 
     def key_for(self, opened: Opened) -> str:
         n = opened.name
@@ -254,6 +258,7 @@ class Pipeline:
                 key = self.key_for(opened)
             except ConfigError as e:
                 return self.quarantine(name, f"no valid object key: {e}")
+            self._wait_compress_open()
             with self.compress_slots.slot(name):
                 comp = compress_fd(
                     opened.fd, opened.header, opened.header_bytes, self.spool.tmp, name,
@@ -279,6 +284,11 @@ class Pipeline:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 comp.path.unlink()
+
+    def _wait_compress_open(self) -> None:
+        while not self.compress_open.wait(0.5):
+            if self.stop.is_set():
+                raise Cancelled()
 
     def _wait_store(self, name: str, early: bool) -> Outcome | None:
         """Wait until the service allows storing; an Outcome if this file must not."""
