@@ -339,10 +339,11 @@ class OffloadConfig(_Section):
         80,
         ge=0,
         le=1000,
-        description="Capture first: start no compression while the host's dirty and "
-        "writeback pages are at least this percent of the point where the kernel starts "
-        "throttling writers (tcpdump too), until they fall to half of it; capped as "
-        "yield_seconds. 0 turns this off.",
+        description="Capture first: while capture runs on this host (its metrics textfile "
+        "is fresh), start no compression while the host's dirty and writeback pages are at "
+        "least this percent of the point where the kernel starts throttling writers "
+        "(tcpdump too), until they fall to half of it; capped as yield_seconds. 0 turns "
+        "this off.",
     )
     concurrency: int = Field(
         4, ge=1, le=64, description="Files (and multipart parts) transferred in parallel."

@@ -10,8 +10,9 @@ directory's fd, O_NOFOLLOW|O_NONBLOCK, a regular file of the directory's
 owner, at most 1 MiB) and parsed as untrusted text. The worst a forged file
 can do is pause compression, and a pause is capped (yielding.MAX_PAUSE).
 
-A file older than STALE_AFTER textfile intervals (capture stopped, or
-textfiles off) is no signal: no pause on old news.
+A file older than STALE_AFTER textfile intervals plus SLACK seconds (capture
+stopped, or textfiles off) is no signal: no pause on old news. The slack: a
+busy capture loop may publish a second or two late.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from rollcap.spoolfs import BadEntry
 DROPS = "rollcap_capture_kernel_drops_total"
 UPDATED = "rollcap_state_updated_timestamp_seconds"
 STALE_AFTER = 3
+SLACK = 10.0
 
 
 def parse_drops(text: str, now: float, max_age: float) -> int | None:
@@ -67,4 +69,4 @@ def capture_drops(cfg: RollcapConfig) -> int | None:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    return parse_drops(text, time.time(), STALE_AFTER * cfg.metrics.interval_seconds)
+    return parse_drops(text, time.time(), STALE_AFTER * cfg.metrics.interval_seconds + SLACK)

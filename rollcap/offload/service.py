@@ -138,6 +138,7 @@ class OffloadService:
         # Compress the first files while the storage opens and is checked;
         # nothing is stored before the check (it aborts stale uploads of ours).
         self.pipeline.store_allowed.clear()
+        self._yield_check(time.monotonic())  # before the first compression starts
         self._dispatch(time.monotonic())
         self._start_check()
         while self._check_done() is None:
@@ -386,8 +387,9 @@ class OffloadService:
         Logged at each change only; a pause holds for yield_seconds at least and
         is capped, so the journal gets few lines."""
         y = self.yielding
-        level = read_dirty_level() if y.dirty_high else None
-        drops = capture_drops(self.cfg) if y.hold else None
+        drops = capture_drops(self.cfg) if y.hold or y.dirty_high else None
+        # the page cache matters to a capture running here (its textfile is fresh)
+        level = read_dirty_level() if y.dirty_high and drops is not None else None
         reason, before = y.update(Signals(now, drops, level.ratio if level else None))
         if reason:
             self.pipeline.compress_open.clear()

@@ -4,7 +4,9 @@ Two signals, read by the service (rollcap.offload.capturesignals):
 - capture's kernel drops grew: pause for hold seconds after the last growth;
 - the host's dirty pages near the kernel's throttle point (rollcap.dirtypages),
   where writers, tcpdump too, are made to sleep: pause at dirty_high, resume
-  at half of it (hysteresis: no flapping at the edge).
+  at half of it (hysteresis: no flapping at the edge). Only while a capture
+  runs on this host (the service passes no level otherwise): without one, a
+  pause protects nothing.
 
 A pause never lasts longer than MAX_PAUSE at a time: then offload compresses
 for at least MIN_RUN before it may pause again. A link that drops all day, or
