@@ -358,7 +358,7 @@ def _headline(name: str, st: dict[str, Any]) -> str:
 
 # one line per interface of capture (capture.interface may list several)
 _IFACE_SHOWN = (
-    "state", "tcpdump_pid", "handed_off_files", "handed_off_packets",
+    "state", "tcpdump_pid", "handed_off_files",
     "packets_captured", "kernel_drops", "drop_cause", "interface_drops", "restarts",
     "last_error",
 )  # fmt: skip

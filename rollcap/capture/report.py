@@ -13,7 +13,6 @@ from rollcap.capture.counters import Counters
 COUNTS = (
     "handed_off_files",
     "handed_off_bytes",
-    "handed_off_packets",
     "discarded_empty",
     "repaired_files",
     "duplicates_removed",

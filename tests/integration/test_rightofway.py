@@ -161,7 +161,10 @@ def test_offload_pauses_while_capture_drops_then_stores_everything_in_order(
         # waits in front of)
         stored = _archived(archive)
         assert len(stored) == handed["handed_off_files"]
-        assert sum(count_packets(p) for p in stored) == handed["handed_off_packets"]
+        # tcpdump's own count, less the duplicates of switches' overlaps
+        assert sum(count_packets(p) for p in stored) == (
+            handed["packets_captured"] - handed["duplicates_removed"]
+        )
     finally:
         if off.proc is not None and off.proc.poll() is None:
             off.kill9()
@@ -218,10 +221,13 @@ def test_offload_pauses_while_dirty_pages_are_high_and_loses_nothing(
         finally:
             if off2.proc is not None and off2.proc.poll() is None:
                 off2.kill9()
-        assert "compression paused" not in off2.text()[len(off.text()):]
+        assert "compression paused" not in off2.text()[len(off.text()) :]
         stored = _archived(archive)
         assert len(stored) == handed["handed_off_files"]
-        assert sum(count_packets(p) for p in stored) == handed["handed_off_packets"]
+        # tcpdump's own count, less the duplicates of switches' overlaps
+        assert sum(count_packets(p) for p in stored) == (
+            handed["packets_captured"] - handed["duplicates_removed"]
+        )
     finally:
         ballast.unlink(missing_ok=True)
         if off.proc is not None and off.proc.poll() is None:

@@ -22,7 +22,7 @@ from rollcap.metrics.exporter import capture_exporter, offload_exporter
 from rollcap.metrics.textfile import write_textfile
 
 CAPTURE_STATE: dict[str, Any] = {
-    "state": "capturing", "interface": "eth0", "handed_off_packets": 1234,
+    "state": "capturing", "interface": "eth0", "packets_captured": 1234,
     "kernel_drops": 5, "interface_drops": 1, "handed_off_files": 3, "handed_off_bytes": 99999,
     "restarts": 2, "dropped_files": 1, "dropped_bytes": 500, "paused": False,
     "budget": {"used_bytes": 10, "max_bytes": 20_000_000, "free_percent": 42.0},
@@ -247,8 +247,8 @@ def test_capture_metrics_have_one_series_per_interface(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, textfile_directory=str(tmp_path))
     exp = capture_exporter(cfg)
     per = {
-        "eth0": {"state": "capturing", "handed_off_packets": 10, "kernel_drops": 0, "restarts": 0},
-        "eth1": {"state": "restarting", "handed_off_packets": 7, "kernel_drops": 3, "restarts": 2},
+        "eth0": {"state": "capturing", "packets_captured": 10, "kernel_drops": 0, "restarts": 0},
+        "eth1": {"state": "restarting", "packets_captured": 7, "kernel_drops": 3, "restarts": 2},
     }
     exp.publish({**CAPTURE_STATE, "interface": "eth0, eth1", "interfaces": per})
     t = _textfile(exp, tmp_path)
