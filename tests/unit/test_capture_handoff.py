@@ -16,7 +16,7 @@ from rollcap.capture.overlap import sidecar_name, tail_since, write_sidecar
 from rollcap.naming import ReadyName
 from rollcap.pcapfile import scan
 from rollcap.spool import Spool
-from tests.unit.capture_pcaps import HEADER, packets, write_nano_pcap, write_pcap
+from tests.unit.capture_pcaps import HEADER, packets, record, write_nano_pcap, write_pcap
 
 
 @pytest.fixture
@@ -164,3 +164,17 @@ def test_budget_counts_every_area_and_drops_oldest_first(spool: Spool) -> None:
         "20261126T120005Z",
         "20261126T120010Z",
     ]
+
+
+def test_a_big_finished_file_is_repaired_from_its_tail(spool: Spool) -> None:
+    """Larger than the tail window: the cut is proved from the tail, the file is
+    not walked, its packets are left for the offload to count."""
+    name = "g000003-20261126T120000-eth0.pcap"
+    pkts = [(1_800_000_000.0 + i * 0.001, os.urandom(1400)) for i in range(1000)]
+    torn = record(1_800_000_001.0, os.urandom(1400))[:700]  # tcpdump killed mid-record
+    path = write_pcap(spool.work / name, pkts, tail=torn)
+    r = _handoff(spool).hand_off(WorkName.parse(name), path)  # type: ignore[arg-type]
+    assert r.name is not None and r.packets is None and r.repaired_bytes == 700
+    assert r.first_ts == pytest.approx(1_800_000_000.0)
+    full = scan(spool.ready / r.name)
+    assert full.packets == 1000 and not full.truncated
