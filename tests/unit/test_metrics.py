@@ -310,3 +310,17 @@ def test_oldest_backlog_age_from_ready(tmp_path: Path) -> None:
     exp.publish(OFFLOAD_STATE)
     age = _value(_textfile(exp, tmp_path), "rollcap_offload_oldest_backlog_age_seconds")
     assert 600 <= age < 660
+
+
+def test_offload_compression_pause_by_reason(tmp_path: Path) -> None:
+    exp = offload_exporter(_cfg(tmp_path, textfile_directory=str(tmp_path)))
+    paused = {"capture-drops": 12.5, "dirty-pages": 3.0}
+    exp.publish({**OFFLOAD_STATE, "compression_paused": "dirty-pages",
+                 "compression_paused_seconds": paused})  # fmt: skip
+    t = _textfile(exp, tmp_path)
+    assert _value(t, 'rollcap_offload_compression_paused{reason="dirty-pages"}') == 1
+    assert _value(t, 'rollcap_offload_compression_paused{reason="capture-drops"}') == 0
+    assert (
+        _value(t, 'rollcap_offload_compression_paused_seconds_total{reason="capture-drops"}')
+        == 12.5
+    )
