@@ -6,9 +6,11 @@ last record was cut off (a killed tcpdump), on the synthetic TLS/HTTP mix
 (bench.datagen, 50 MB files as `rotate_megabytes = 50` cuts them) and on a
 small-packet mix (64-byte frames).
 
-Bytes are /proc/self/io rchar (what read()/pread() returned to the process,
-page cache or not); the files are read once before, so both measure warm
-cache, as a hand-off right after tcpdump closed the file does.
+Each copy's mtime is its last packet's time, as tcpdump leaves it (the proof
+bounds time stamps by the first record's and the mtime). Bytes are
+/proc/self/io rchar (what read()/pread() returned to the process, page cache
+or not); the files are read once before, so both measure warm cache, as a
+hand-off right after tcpdump closed the file does.
 
     python3 -m bench.handoff_reads [--files 3] [--size-mb 50]
 """
@@ -27,7 +29,7 @@ from typing import Any
 
 from bench.common import MB, workdir, write_result
 from bench.datagen import START, dataset
-from rollcap.pcapfile import repair, repair_finished
+from rollcap.pcapfile import repair, repair_finished, scan
 
 
 def rchar() -> int:
@@ -51,10 +53,12 @@ def small_packets(path: Path, size: int, seed: int) -> None:
     path.write_bytes(out)
 
 
-def measure(path: Path, fn: Callable[[int], Any]) -> tuple[int, float, Any]:
-    """(bytes read, CPU seconds, result) of fn on a fresh copy of path."""
+def measure(path: Path, fn: Callable[[int], Any], mtime: float) -> tuple[int, float, Any]:
+    """(bytes read, CPU seconds, result) of fn on a fresh copy of path, whose
+    mtime is set to mtime (tcpdump's last write: when it captured the last packet)."""
     work = path.with_suffix(".work")
     shutil.copyfile(path, work)
+    os.utime(work, (mtime, mtime))
     with work.open("rb") as f:  # warm: the copy's pages are in the cache already
         while f.read(1 << 22):
             pass
@@ -89,8 +93,9 @@ def main() -> None:
                     path = tmp / "f.pcap"
                     data = src.read_bytes()
                     path.write_bytes(data[:-700] if torn else data)
-                    old_b, old_cpu, (old, removed) = measure(path, repair)
-                    new_b, new_cpu, new = measure(path, repair_finished)
+                    last = scan(path).last_ts or 0.0
+                    old_b, old_cpu, (old, removed) = measure(path, repair, last)
+                    new_b, new_cpu, new = measure(path, repair_finished, last)
                     assert new.file_bytes == old.good_bytes and new.removed == removed
                     row = {
                         "mix": mix, "file_bytes": len(data), "torn": torn,
