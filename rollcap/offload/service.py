@@ -404,11 +404,12 @@ class OffloadService:
             "dirty-pages": "dirty pages near the kernel's writer throttling"
             + (f" ({level.ratio:.0%} of its threshold)" if level else ""),
         }
+        # INFO: a pause is the design working (capture warns of its drops itself)
         if reason and not before:
-            log.warning("compression paused: %s; files wait in ready/", why[reason],
-                        extra=fields(reason=reason))  # fmt: skip
+            log.info("compression paused: %s; files wait in ready/", why[reason],
+                     extra=fields(reason=reason))  # fmt: skip
         elif reason:
-            log.warning("compression still paused: %s", why[reason], extra=fields(reason=reason))
+            log.info("compression still paused: %s", why[reason], extra=fields(reason=reason))
         else:
             capped = " (paused too long: compressing for a while)" if y.capped(now) else ""
             log.info("compression resumed after %s%s", before, capped,
