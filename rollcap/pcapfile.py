@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -261,3 +262,179 @@ def repair(fd: int) -> tuple[PcapSummary, int]:
             summary.good_bytes,
         )
     return summary, removed
+
+
+# -- the end of the last whole record, from the tail alone --------------------------
+#
+# A finished tcpdump file is complete but for, at most, a cut-off last record
+# (a tcpdump killed before its stdio buffer was written out). Finding where the
+# last whole record ends needs a record boundary near the end, and pcap has no
+# sync marker: walking from the header reads every record header of the file.
+# tail_end() reads only the last TAIL_RECORDS records' worth instead:
+#
+# 1. Every record libpcap writes has 1 <= caplen <= the file's snaplen, so any
+#    stretch of 16 + snaplen bytes holds the start of a true record, and the
+#    window of the last tail_window() bytes holds at least two.
+# 2. Every offset in the window where a 16-byte header passes record_ok() (with
+#    that caplen bound, and a time stamp within SEC_SLACK of the first record's
+#    or of the file's mtime, i.e. of when tcpdump wrote it: the assumption is
+#    that the clock did not step by more than that within one file) is a
+#    candidate; the true starts are among them. The time bound is what tells
+#    a record header from the same header read 4 bytes on (frac as seconds:
+#    January 1970), which passes record_ok() whenever caplen == len. From
+#    each, follow the chain of records to where it stops: exactly at the end of
+#    the file, at a record (or header) the file cuts off, or at a header that
+#    fails the rule.
+# 3. A chain from a true start is the true chain from there on, so it stops
+#    where the full walk stops. If every candidate's chain stops at the same
+#    place and none at a failing header, that place is the answer. Any
+#    disagreement (packet payload that looks like records, a corrupt file) gives
+#    None, and the caller walks the whole file as before: never a wrong cut.
+#
+# The prefilter is a regular expression over the window (the two fields whose
+# high bytes must be small), so Python looks at few offsets.
+
+TAIL_RECORDS = 2
+SEC_SLACK = 86_400
+
+
+def tail_window(header: PcapHeader) -> int:
+    """Bytes at the end of a file that tail_end() reads."""
+    return TAIL_RECORDS * (RECORD_HEADER_LEN + _caplen_bound(header)) + RECORD_HEADER_LEN
+
+
+def _caplen_bound(header: PcapHeader) -> int:
+    snap = header.snaplen
+    return snap if 0 < snap <= MAX_RECORD else MAX_RECORD
+
+
+def _le_at_most(limit: int) -> list[bytes]:
+    """Byte classes (least significant first) that every 4-byte value <= limit
+    matches: only the two high bytes are constrained (a necessary condition)."""
+    top, second = limit >> 24, (limit >> 16) & 0xFF
+    hi = b"[\\x00-\\x%02x]" % top
+    if top:
+        return [b".", b".", b".", hi]
+    return [b".", b".", b"[\\x00-\\x%02x]" % second, b"\\x00"]
+
+
+def _candidate_re(header: PcapHeader, secs: tuple[int, int]) -> re.Pattern[bytes]:
+    frac = _le_at_most(header.ts_per_second - 1)
+    incl = _le_at_most(_caplen_bound(header))
+    sec = [b"."] * 3 + [b"[\\x%02x-\\x%02x]" % (secs[0] >> 24, secs[1] >> 24)]
+    fields = [sec, frac, incl, [b"."] * 4]  # sec, frac, caplen, len
+    if header.endian == ">":
+        fields = [list(reversed(f)) for f in fields]
+    return re.compile(b"(?=" + b"".join(b for f in fields for b in f) + b")", re.DOTALL)
+
+
+def tail_end(fd: int, size: int, header: PcapHeader, secs: tuple[int, int]) -> int | None:
+    """Where the last whole record of the file open on fd ends (size: its size),
+    proved from the last tail_window() bytes; None when the tail does not prove
+    it, or the file is small enough that the window would reach its header:
+    then walk it whole (scan). secs: the range of seconds every record's time
+    stamp is in (see above)."""
+    lo, hi = max(0, secs[0]), min(secs[1], 2**32 - 1)
+    if lo > hi:
+        return None
+    window = tail_window(header)
+    start = size - window
+    if start <= GLOBAL_HEADER_LEN:
+        return None
+    data = os.pread(fd, window, start)
+    if len(data) != window:
+        return None  # changed under us: let the full walk decide
+    unpack = struct.Struct(header.endian + "IIII").unpack_from
+    per_s = header.ts_per_second
+    bound = _caplen_bound(header)
+    ends: dict[int, int | None] = {}  # window offset -> where its chain stops (None: broken)
+
+    def chain_end(off: int) -> int | None:
+        seen = []
+        end: int | None
+        while True:
+            if off in ends:
+                end = ends[off]
+                break
+            if off == window:
+                end = size  # complete
+                break
+            if off + RECORD_HEADER_LEN > window:
+                end = start + off  # a cut-off header
+                break
+            sec, frac, incl, orig = unpack(data, off)
+            if not (frac < per_s and 1 <= incl <= bound and orig >= incl and lo <= sec <= hi):
+                end = None
+                break
+            seen.append(off)
+            nxt = off + RECORD_HEADER_LEN + incl
+            if nxt > window:
+                end = start + off  # a cut-off body
+                break
+            off = nxt
+        for o in seen:
+            ends[o] = end
+        return end
+
+    answer: int | None = None
+    for m in _candidate_re(header, (lo, hi)).finditer(data):
+        off = m.start()
+        sec, frac, incl, orig = unpack(data, off)
+        if not (frac < per_s and 1 <= incl <= bound and orig >= incl and lo <= sec <= hi):
+            continue  # the prefilter is only necessary, not sufficient
+        end = chain_end(off)
+        if end is None or (answer is not None and end != answer):
+            return None
+        answer = end
+    return answer
+
+
+def head_record(fd: int, header: PcapHeader) -> int | None:
+    """The time stamp (epoch ns) of the file's first record, None when its header
+    is not a whole valid one."""
+    raw = os.pread(fd, RECORD_HEADER_LEN, GLOBAL_HEADER_LEN)
+    if len(raw) < RECORD_HEADER_LEN:
+        return None
+    sec, frac, incl, orig = struct.unpack(header.endian + "IIII", raw)
+    if not record_ok(frac, incl, orig, header.ts_per_second):
+        return None
+    return int(sec * NS + frac * (NS // header.ts_per_second))
+
+
+@dataclass(frozen=True)
+class Repaired:
+    """A finished file after repair_finished()."""
+
+    packets: int | None  # None: not counted (the tail proved the end; at least one)
+    first_ns: int | None
+    file_bytes: int
+    removed: int  # bytes of a cut-off last record, truncated
+
+    @property
+    def first_ts(self) -> float | None:
+        return None if self.first_ns is None else self.first_ns / NS
+
+    @property
+    def empty(self) -> bool:
+        return self.packets == 0
+
+
+def repair_finished(fd: int) -> Repaired:
+    """repair() for a file its writer has finished, reading its tail and first
+    record only when tail_end() proves the end (then the packets are not
+    counted: the offload counts them in its one read); else the full walk."""
+    st = os.fstat(fd)
+    size = st.st_size
+    header = parse_header(os.pread(fd, GLOBAL_HEADER_LEN, 0))
+    first = head_record(fd, header)
+    end = None
+    if first is not None:
+        first_s, written = first // NS, int(st.st_mtime)
+        secs = (min(first_s, written) - SEC_SLACK, max(first_s, written) + SEC_SLACK)
+        end = tail_end(fd, size, header, secs)
+    if end is None or first is None:
+        summary, removed = repair(fd)
+        return Repaired(summary.packets, summary.first_ns, summary.file_bytes, removed)
+    if end < size:
+        os.ftruncate(fd, end)
+    return Repaired(None, first, end, size - end)

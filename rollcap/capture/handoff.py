@@ -2,7 +2,9 @@
 
 All through directory fds (rollcap.spool.fs): the file is opened once with
 O_NOFOLLOW|O_NONBLOCK and must be a regular file of tcpdump's user with one
-link; then repair (cut a cut-off last record, ftruncate) -> strip the records a
+link; then repair (cut a cut-off last record, ftruncate; proved from the
+file's tail where it can be, rollcap.pcapfile.tail_end, so a finished file is
+not read again: its packets are then counted by the offload) -> strip the records a
 make-before-break overlap captured twice -> a header-only file becomes a
 coverage marker (below) -> fchmod 0640, group GROUP -> atomic rename into
 ready/ under a ReadyName.
@@ -36,7 +38,7 @@ from rollcap.capture.overlap import (
     write_sidecar,
 )
 from rollcap.journal import fields
-from rollcap.pcapfile import GLOBAL_HEADER_LEN, NotPcapError, repair
+from rollcap.pcapfile import GLOBAL_HEADER_LEN, NotPcapError, repair, repair_finished
 from rollcap.quarantine import quarantine
 from rollcap.spool.fs import BadEntry
 from rollcap.spool.layout import CaptureDirs
@@ -111,7 +113,7 @@ class Persistent:
 class HandoffResult:
     name: str | None  # ready/ name, None when discarded
     bytes: int
-    packets: int
+    packets: int | None  # None: not counted here (the offload counts them)
     repaired_bytes: int
     stripped: int
     first_ts: float | None
@@ -166,11 +168,16 @@ class Handoff:
             work.unlink_if_same(name, st)
             return HandoffResult(None, st.st_size, 0, 0, 0, None)
         try:
-            summary, removed = repair(fd)
+            # from the tail: tcpdump has finished the file, only its end can be cut
+            fixed = repair_finished(fd)
         except NotPcapError as e:
             return self._quarantine(name, f"not a pcap file ({e})")
+        removed = fixed.removed
+        packets, first_ns, first_ts, size = (
+            fixed.packets, fixed.first_ns, fixed.first_ts, fixed.file_bytes,
+        )  # fmt: skip
         stripped = 0
-        tail = read_sidecar(work, side) if summary.packets else None
+        tail = read_sidecar(work, side) if not fixed.empty else None
         dup = find_duplicates(fd, tail) if tail else None
         new_fd = None
         goes_on = dup is not None and bool(dup.rest)  # in the generation's next file
@@ -184,11 +191,12 @@ class Handoff:
             stripped = len(dup)
         try:
             cur = fd if new_fd is None else new_fd
-            if new_fd is not None:
+            if new_fd is not None:  # rewritten without the overlap's duplicates
                 summary, _ = repair(cur)
-            size = summary.file_bytes
+                packets, first_ns, first_ts = summary.packets, summary.first_ns, summary.first_ts
+                size = summary.file_bytes
             marker = False
-            if summary.packets == 0 or size <= GLOBAL_HEADER_LEN:
+            if packets == 0 or size <= GLOBAL_HEADER_LEN:
                 # header only: the overlap (if any) goes on in the next file
                 if dup is not None and not goes_on:
                     remove(work, side)  # every record of the tail is paired
@@ -200,7 +208,7 @@ class Handoff:
                 os.utime(cur)  # the mtime ends the time it covered (tcpdump's may be its open)
             self._protect(cur)
             ready = ReadyName(
-                start=self._start_time(w, summary.first_ns),
+                start=self._start_time(w, first_ns),
                 seq=self.persistent.next_seq(),
                 host=self.host,
                 iface=w.iface,
@@ -217,7 +225,7 @@ class Handoff:
                                  unpaired=dup.unpaired if dup else 0)  # fmt: skip
         if not goes_on:
             remove(work, side)  # this file has packets after the overlap: it ended here
-        return HandoffResult(ready, size, summary.packets, removed, stripped, summary.first_ts,
+        return HandoffResult(ready, size, packets, removed, stripped, first_ts,
                              unpaired=dup.unpaired if dup else 0)  # fmt: skip
 
     def _marker_due(self, w: WorkName) -> bool:

@@ -69,7 +69,7 @@ class InterfaceCapture:
         self.waiting_logged = False
         self.last_error = ""
         self.quiet = QuietClock()
-        self.stats = DropStats(self.name)
+        self.stats = DropStats(self.name, cap.buffer_kib)
 
     def _clear_error(self, *prefixes: str) -> None:
         if self.last_error.startswith(prefixes):
@@ -287,6 +287,9 @@ class InterfaceCapture:
             "kernel_drops": c.kernel_drops,
             "interface_drops": c.interface_drops,
             "drop_rate": self.stats.drop_rate,
+            "drop_cause": self.stats.cause.cause if self.stats.cause else None,
+            "drop_cause_detail": self.stats.cause.detail if self.stats.cause else None,
+            "drop_cause_at": self.stats.cause_at,
             "last_error": self.last_error,
         }
 

@@ -24,7 +24,7 @@ from rollcap.spool.workname import WorkName, list_work
 log = logging.getLogger("rollcap.capture")
 
 # counted per interface too (rollcap status, metrics); restarts by the supervisor
-IFACE_COUNTS = ("handed_off_files", "handed_off_bytes", "handed_off_packets", "restarts")
+IFACE_COUNTS = ("handed_off_files", "handed_off_bytes", "restarts")
 
 
 class HandoffQueue:
@@ -111,7 +111,7 @@ class HandoffQueue:
                 extra=fields(file=work_name, removed_bytes=r.repaired_bytes),
             )
         n["duplicates_removed"] += r.stripped
-        if r.packets:
+        if r.packets != 0:  # None: not counted, at least one
             self.wrote_gens.add(w.generation)
         if r.quarantined:
             n["quarantined_files"] += 1
@@ -135,17 +135,15 @@ class HandoffQueue:
             return
         n["handed_off_files"] += 1
         n["handed_off_bytes"] += r.bytes
-        n["handed_off_packets"] += r.packets
         per = self.by_iface.setdefault(w.iface, dict.fromkeys(IFACE_COUNTS, 0))
         per["handed_off_files"] += 1
         per["handed_off_bytes"] += r.bytes
-        per["handed_off_packets"] += r.packets
         self.last_handoff = {"name": r.name, "bytes": r.bytes, "packets": r.packets,
                              "at": time.time()}  # fmt: skip
         log.info(
-            "handed off %s (%d packets, %d bytes)",
+            "handed off %s (%s%d bytes)",
             r.name,
-            r.packets,
+            "" if r.packets is None else f"{r.packets} packets, ",
             r.bytes,
             extra=fields(
                 file=r.name,

@@ -13,7 +13,6 @@ from rollcap.capture.counters import Counters
 COUNTS = (
     "handed_off_files",
     "handed_off_bytes",
-    "handed_off_packets",
     "discarded_empty",
     "repaired_files",
     "duplicates_removed",
@@ -53,6 +52,8 @@ class Snapshot:
     interfaces: dict[str, dict[str, Any]] | None = None  # each interface's own counters
     rotation: str = ""  # how files are cut, e.g. "every 600 s on the UTC clock, or at 200 MB"
     timestamp_precision: str = ""
+    # the latest kernel drops' likely cause: cause, detail, at, interface (dropcause)
+    last_drops: dict[str, Any] | None = None
 
 
 def state_dict(s: Snapshot) -> dict[str, Any]:
@@ -72,6 +73,7 @@ def state_dict(s: Snapshot) -> dict[str, Any]:
         "packets_captured": s.totals.captured,
         "packets_received": s.totals.received,
         "kernel_drops": s.totals.kernel_drops,
+        "last_drops": s.last_drops,
         "interface_drops": s.totals.interface_drops,
         "drop_rate": s.drop_rate,
         "paused": s.paused,
@@ -99,6 +101,8 @@ def status_line(s: Snapshot) -> str:
         state = f"{state} on {s.interface}"
     return (
         f"{state}: "
-        f"{s.counts['handed_off_files']} files handed off, {s.totals.kernel_drops} kernel drops, "
+        f"{s.counts['handed_off_files']} files handed off, {s.totals.kernel_drops} kernel drops"
+        + (f" (likely {s.last_drops['cause']})" if s.last_drops else "")
+        + ", "
         f"spool {pct} of budget" + (f"; error: {s.last_error}" if s.error_active else "")
     )

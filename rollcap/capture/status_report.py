@@ -72,6 +72,20 @@ def live_counters(retired: Counters, captures: Mapping[str, InterfaceCapture]) -
     return total
 
 
+def last_drops(captures: Mapping[str, InterfaceCapture]) -> dict[str, Any] | None:
+    """The likely cause of the latest kernel drops of any interface, None: none."""
+    latest = max(
+        (ic for ic in captures.values() if ic.stats.cause is not None),
+        key=lambda ic: ic.stats.cause_at or 0.0,
+        default=None,
+    )
+    if latest is None or latest.stats.cause is None:
+        return None
+    c = latest.stats.cause
+    return {"cause": c.cause, "detail": c.detail, "at": latest.stats.cause_at,
+            "interface": latest.name}  # fmt: skip
+
+
 def snapshot(sup: Reported) -> report.Snapshot:
     k, c = sup.keeper, sup.cfg.capture
     by_iface = sup.queue.by_iface if sup.queue else {}
@@ -102,6 +116,7 @@ def snapshot(sup: Reported) -> report.Snapshot:
         interfaces=ifaces,
         rotation=report.rotation(c.rotate_seconds, c.rotate_megabytes, c.rotate_align),
         timestamp_precision=c.timestamp_precision,
+        last_drops=last_drops(sup.captures),
     )
 
 

@@ -66,6 +66,7 @@ IMPORTANT = (
     "handed_off_files",
     "uploaded_files",
     "kernel_drops",
+    "last_drops",
     "dropped_files",
     "quarantined",
     "restarts",
@@ -148,8 +149,9 @@ def _headline(name: str, st: dict[str, Any]) -> str:
 
 # one line per interface of capture (capture.interface may list several)
 _IFACE_SHOWN = (
-    "state", "tcpdump_pid", "handed_off_files", "handed_off_packets",
-    "packets_captured", "kernel_drops", "interface_drops", "restarts", "last_error",
+    "state", "tcpdump_pid", "handed_off_files",
+    "packets_captured", "kernel_drops", "drop_cause", "interface_drops", "restarts",
+    "last_error",
 )  # fmt: skip
 
 

@@ -325,6 +325,26 @@ class OffloadConfig(_Section):
         "again: a backlog drains about twice as fast for 1-11% more stored bytes. "
         "0 keeps compression_level fixed.",
     )
+    yield_seconds: int = Field(
+        30,
+        ge=0,
+        le=3600,
+        description="Capture first: after capture reports new kernel drops (in its metrics "
+        "textfile, so only with metrics.textfile_directory set), start no compression for "
+        "this many seconds; uploads of files already compressed go on. A pause lasts at "
+        "most 120 s, then compression runs for at least 30 s. Files wait in ready/ in "
+        "their order. 0 turns this off.",
+    )
+    yield_dirty_percent: int = Field(
+        80,
+        ge=0,
+        le=1000,
+        description="Capture first: while capture runs on this host (its metrics textfile "
+        "is fresh), start no compression while the host's dirty and writeback pages are at "
+        "least this percent of the point where the kernel starts throttling writers "
+        "(tcpdump too), until they fall to half of it; capped as yield_seconds. 0 turns "
+        "this off.",
+    )
     concurrency: int = Field(
         4, ge=1, le=64, description="Files (and multipart parts) transferred in parallel."
     )

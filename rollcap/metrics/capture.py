@@ -23,9 +23,10 @@ AREAS = ("work", "ready", "quarantine")  # tmp/ is the offload's, unreadable her
 
 # (metric name without _total, state key, help)
 _IFACE_COUNTERS = (
-    ("rollcap_capture_packets", "handed_off_packets",
-     "Packets in the files handed off to the spool's ready/ (after overlap duplicates "
-     "were removed)."),
+    ("rollcap_capture_packets", "packets_captured",
+     "Packets tcpdump wrote to its files (tcpdump's 'packets captured', summed over "
+     "restarts; the hand-off no longer reads the files to count them). A make-before-break "
+     "switch's overlap is counted by both tcpdumps; the hand-off removes those duplicates."),
     ("rollcap_capture_kernel_drops", "kernel_drops",
      "Packets the kernel dropped (tcpdump's 'dropped by kernel', summed over restarts)."),
     ("rollcap_capture_interface_drops", "interface_drops",

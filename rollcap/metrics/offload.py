@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from prometheus_client import Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from rollcap.metrics.families import counter, gauge, number
@@ -141,6 +141,28 @@ class OffloadCollector(Collector):
             "stored (absent until the first one since the daemon started).",
             number(last, "at") if isinstance(last, Mapping) else None,
         )  # fmt: skip
+        paused = st.get("compression_paused_seconds")
+        if isinstance(paused, Mapping):
+            fam = CounterMetricFamily(
+                "rollcap_offload_compression_paused_seconds", "Seconds offload started no "
+                "compression to give capture the right of way, by reason: capture-drops "
+                "(capture reported new kernel drops), dirty-pages (the page cache near the "
+                "kernel's writer throttling).", labels=["reason"],
+            )  # fmt: skip
+            for reason, v in paused.items():
+                if isinstance(v, int | float) and not isinstance(v, bool):
+                    fam.add_metric([str(reason)], float(v))
+            yield fam
+        now_paused = st.get("compression_paused")
+        if isinstance(now_paused, str):
+            fam2 = GaugeMetricFamily(
+                "rollcap_offload_compression_paused", "1 while offload starts no "
+                "compression, by reason (see rollcap_offload_compression_paused_seconds).",
+                labels=["reason"],
+            )  # fmt: skip
+            for reason in ("capture-drops", "dirty-pages"):
+                fam2.add_metric([reason], 1.0 if now_paused == reason else 0.0)
+            yield fam2
         # absent once stopping: a stopped offload says nothing about its destination
         state = st.get("state")
         yield gauge(

@@ -199,6 +199,10 @@ class Pipeline:
         # not go out (SeaweedFS, e.g., creates a missing bucket on PUT).
         self.startup_error: StorageError | None = None
         self.compress_slots = OrderedSlots(max(1, min(cfg.offload.concurrency, cores)), stop)
+        # Cleared while offload yields to capture (rollcap.offload.yielding): no
+        # compression starts; the file stays in ready/ and keeps its place.
+        self.compress_open = threading.Event()
+        self.compress_open.set()
 
     def key_for(self, opened: Opened) -> str:
         n = opened.name
@@ -278,6 +282,11 @@ class Pipeline:
         finally:
             opened.close()
 
+    def _wait_compress_open(self) -> None:
+        while not self.compress_open.wait(0.5):
+            if self.stop.is_set():
+                raise Cancelled()
+
     def _wait_store(self, name: str, early: bool) -> Outcome | None:
         """Wait until the service allows storing; an Outcome if this file must not."""
         while not self.store_allowed.wait(1.0):
@@ -335,6 +344,7 @@ class Pipeline:
         spent = [0.0]
 
         def produce(write: Callable[[bytes], None] | None) -> Compressed:
+            self._wait_compress_open()  # offload yields to capture (offload.yielding)
             # one file per core compresses at a time, oldest first
             with self.compress_slots.slot(name):
                 t = time.monotonic()

@@ -49,6 +49,7 @@ class StatusReport:
         self.dirty = True  # something changed since the last publish()
         self.started_at = time.monotonic()
         self._write_failed = False
+        self.paused = ""  # why compression is paused (rollcap.offload.yielding), "" not
 
     def note_error(self, msg: str) -> None:
         self.last_error = msg
@@ -83,6 +84,8 @@ class StatusReport:
         """The STATUS= line."""
         files, nbytes = backlog
         text = f"backlog {files} files ({nbytes / 1e6:.1f} MB), {self.rate():.1f} MB/s"
+        if self.paused:
+            text += f", compression paused ({self.paused})"
         if dest_error is not None:
             text += f", destination down: {dest_error.code or dest_error}"
         elif self.last_error:
@@ -97,6 +100,8 @@ class StatusReport:
         in_flight: list[str],
         dest_error: StorageError | None,
         compression_level: int,
+        compression_paused: str = "",
+        paused_seconds: dict[str, float] | None = None,
     ) -> dict[str, Any]:
         """What `rollcap status` and the metrics show (offload.json)."""
         files, nbytes = backlog
@@ -114,6 +119,11 @@ class StatusReport:
             "last_error": self.last_error,
             "rate_mb_s": round(self.rate(), 3),
             "compression_level": compression_level,
+            # why no compression starts now ("" none): offload yields to capture
+            "compression_paused": compression_paused,
+            "compression_paused_seconds": {
+                k: round(v, 1) for k, v in (paused_seconds or {}).items()
+            },
             "quarantined": c.quarantined,
             "dropped_by_capture": c.dropped_by_capture,
         }

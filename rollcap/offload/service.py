@@ -32,11 +32,13 @@ from types import FrameType
 
 from rollcap.config import load_config
 from rollcap.config.schema import RollcapConfig
+from rollcap.dirtypages import read_dirty_level
 from rollcap.errors import RollcapError
 from rollcap.journal import fields, setup_logging
 from rollcap.metrics import nodeexporter
 from rollcap.metrics.exporter import offload_exporter
 from rollcap.notify import Notifier
+from rollcap.offload.capturesignals import capture_drops
 from rollcap.offload.compress import clean_tmp
 from rollcap.offload.deferred import DeferredStorage
 from rollcap.offload.destination import DestinationHealth
@@ -47,6 +49,7 @@ from rollcap.offload.pipeline import Outcome, Pipeline
 from rollcap.offload.report import StatusReport
 from rollcap.offload.vet import expected_owners
 from rollcap.offload.workqueue import Entry, WorkQueue
+from rollcap.offload.yielding import Signals, Yielding
 from rollcap.spool import Spool
 from rollcap.spool.readyname import local_hostname
 from rollcap.storage import Storage, StorageError
@@ -58,6 +61,7 @@ IDLE_STATUS_SECONDS = 30.0  # ... and while idle (status calls a state stale aft
 # How long a stop waits for transfers to cancel; a server that stopped answering
 # would hold them for botocore's read timeout. Below TimeoutStopSec=60.
 STOP_GRACE_SECONDS = 20.0
+YIELD_EVERY = 1.0  # how often the back-off looks at capture and the page cache
 
 
 class OffloadService:
@@ -80,6 +84,7 @@ class OffloadService:
             oc.compression, oc.compression_level, oc.compression_fast_backlog
         )
         self.executor = ThreadPoolExecutor(oc.concurrency, thread_name_prefix="offload")
+        self.yielding = Yielding(oc.yield_seconds, oc.yield_dirty_percent / 100)
         self.watcher = ReadyWatcher(self.spool.ready, self.wake)
         self.stop_signal: int | None = None  # what asked for the stop, logged by shutdown()
         self.abandoned = 0  # threads still stuck in the network when shutdown gave up
@@ -133,6 +138,7 @@ class OffloadService:
         # Compress the first files while the storage opens and is checked;
         # nothing is stored before the check (it aborts stale uploads of ours).
         self.pipeline.store_allowed.clear()
+        self._yield_check(time.monotonic())  # before the first compression starts
         self._dispatch(time.monotonic())
         self._start_check()
         while self._check_done() is None:
@@ -150,9 +156,12 @@ class OffloadService:
             extra=fields(destination=self.storage.describe(), backlog_files=waiting),
         )  # fmt: skip
         next_status = last_status = 0.0
-        next_watchdog = 0.0
+        next_watchdog = next_yield = 0.0
         while not self.stop.is_set():
             now = time.monotonic()
+            if now >= next_yield:
+                self._yield_check(now)
+                next_yield = now + YIELD_EVERY
             self._check_done()
             self._collect()
             for name in self.watcher.take_hints():
@@ -172,7 +181,8 @@ class OffloadService:
                 if not self.queue.stuck(now):
                     self.notifier.watchdog()
                 next_watchdog = now + self.watchdog_every
-            wake_at = min(next_rescan, next_status, next_watchdog, self._next_due(now))
+            wake_at = min(next_rescan, next_status, next_watchdog, next_yield,
+                          self._next_due(now))  # fmt: skip
             if self.report.dirty:
                 wake_at = min(wake_at, last_status + 1.0)
             timeout = wake_at - time.monotonic()
@@ -372,6 +382,39 @@ class OffloadService:
                 entry.name, extra=fields(file=entry.name),
             )  # fmt: skip
 
+    def _yield_check(self, now: float) -> None:
+        """Capture first: pause or resume starting compressions (yielding's rule).
+        Logged at each change only; a pause holds for yield_seconds at least and
+        is capped, so the journal gets few lines."""
+        y = self.yielding
+        drops = capture_drops(self.cfg) if y.hold or y.dirty_high else None
+        # the page cache matters to a capture running here (its textfile is fresh)
+        level = read_dirty_level() if y.dirty_high and drops is not None else None
+        reason, before = y.update(Signals(now, drops, level.ratio if level else None))
+        if reason:
+            self.pipeline.compress_open.clear()
+        else:
+            self.pipeline.compress_open.set()
+        if reason == before:
+            return
+        self.report.paused = reason
+        self.report.dirty = True
+        why = {
+            "capture-drops": "capture reported new kernel drops",
+            "dirty-pages": "dirty pages near the kernel's writer throttling"
+            + (f" ({level.ratio:.0%} of its threshold)" if level else ""),
+        }
+        # INFO: a pause is the design working (capture warns of its drops itself)
+        if reason and not before:
+            log.info("compression paused: %s; files wait in ready/", why[reason],
+                     extra=fields(reason=reason))  # fmt: skip
+        elif reason:
+            log.info("compression still paused: %s", why[reason], extra=fields(reason=reason))
+        else:
+            capped = " (paused too long: compressing for a while)" if y.capped(now) else ""
+            log.info("compression resumed after %s%s", before, capped,
+                     extra=fields(reason=before))  # fmt: skip
+
     def _dest_failed(self, e: StorageError, from_check: bool = False) -> None:
         if self.health.failed(e, len(self.queue.pending), from_check):
             self.report.note_error(str(e))
@@ -390,6 +433,8 @@ class OffloadService:
             in_flight=list(self.queue.in_flight),
             dest_error=self.health.error,
             compression_level=self.level.level,
+            compression_paused=self.yielding.reason,
+            paused_seconds=self.yielding.paused_seconds,
         )
         self.lock.retry_pid()
         self.report.publish(data)

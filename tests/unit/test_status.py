@@ -184,9 +184,9 @@ def test_each_interface_of_capture_gets_its_own_line(spool: Path, tmp_path: Path
     cfg = parse_config(_cfg(spool, tmp_path).read_text())
     per = {
         "eth0": {"state": "capturing", "tcpdump_pid": 11, "handed_off_files": 3,
-                 "handed_off_packets": 900, "kernel_drops": 0, "restarts": 0, "last_error": ""},
+                 "packets_captured": 900, "kernel_drops": 0, "restarts": 0, "last_error": ""},
         "eth1": {"state": "waiting-for-interface", "tcpdump_pid": None, "handed_off_files": 1,
-                 "handed_off_packets": 40, "kernel_drops": 2, "restarts": 1,
+                 "packets_captured": 40, "kernel_drops": 2, "drop_cause": "buffer", "restarts": 1,
                  "last_error": "interface eth1 does not exist"},
     }  # fmt: skip
     write_state(spool / "capture" / "capture.json", {
@@ -198,10 +198,11 @@ def test_each_interface_of_capture_gets_its_own_line(spool: Path, tmp_path: Path
     assert report["exit_code"] == 5  # one interface not capturing: degraded
     text = render_table(report)
     assert (
-        "    eth0: state=capturing, tcpdump_pid=11, handed_off_files=3, handed_off_packets=900, "
+        "    eth0: state=capturing, tcpdump_pid=11, handed_off_files=3, packets_captured=900, "
         "kernel_drops=0, restarts=0\n" in text
     ), text
     assert "    eth1: state=waiting-for-interface, handed_off_files=1" in text
+    assert "kernel_drops=2, drop_cause=buffer, restarts=1" in text
     assert "last_error=interface eth1 does not exist\n" in text
 
 

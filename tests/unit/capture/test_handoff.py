@@ -21,7 +21,7 @@ from rollcap.spool import Spool
 from rollcap.spool.layout import CaptureDirs
 from rollcap.spool.readyname import ReadyName
 from rollcap.spool.workname import WorkName
-from tests.support.pcaps import HEADER, packets, write_nano_pcap, write_pcap
+from tests.support.pcaps import HEADER, packets, record, write_nano_pcap, write_pcap
 from tests.unit.capture.fakes import supervisor
 
 
@@ -184,3 +184,17 @@ def test_a_quarantined_work_file_is_not_reported_as_discarded_empty(
     assert kept == ["g000004-20261126T120000-eth0.pcap"]
     assert sup.n["discarded_empty"] == 0
     assert "no packets" not in caplog.text and "quarantine" in caplog.text
+
+
+def test_a_big_finished_file_is_repaired_from_its_tail(spool: Spool) -> None:
+    """Larger than the tail window: the cut is proved from the tail, the file is
+    not walked, its packets are left for the offload to count."""
+    name = "g000003-20261126T120000-eth0.pcap"
+    pkts = [(1_800_000_000.0 + i * 0.001, os.urandom(1400)) for i in range(1000)]
+    torn = record(1_800_000_001.0, os.urandom(1400))[:700]  # tcpdump killed mid-record
+    path = write_pcap(spool.work / name, pkts, tail=torn)
+    r = _handoff(spool).hand_off(WorkName.parse(name), path)  # type: ignore[arg-type]
+    assert r.name is not None and r.packets is None and r.repaired_bytes == 700
+    assert r.first_ts == pytest.approx(1_800_000_000.0)
+    full = scan(spool.ready / r.name)
+    assert full.packets == 1000 and not full.truncated

@@ -22,7 +22,7 @@ from rollcap.metrics.exporter import capture_exporter, offload_exporter
 from rollcap.metrics.textfile import write_textfile
 
 CAPTURE_STATE: dict[str, Any] = {
-    "state": "capturing", "interface": "eth0", "handed_off_packets": 1234,
+    "state": "capturing", "interface": "eth0", "packets_captured": 1234,
     "kernel_drops": 5, "interface_drops": 1, "handed_off_files": 3, "handed_off_bytes": 99999,
     "restarts": 2, "dropped_files": 1, "dropped_bytes": 500, "paused": False,
     "budget": {"used_bytes": 10, "max_bytes": 20_000_000, "free_percent": 42.0},
@@ -247,8 +247,8 @@ def test_capture_metrics_have_one_series_per_interface(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, textfile_directory=str(tmp_path))
     exp = capture_exporter(cfg)
     per = {
-        "eth0": {"state": "capturing", "handed_off_packets": 10, "kernel_drops": 0, "restarts": 0},
-        "eth1": {"state": "restarting", "handed_off_packets": 7, "kernel_drops": 3, "restarts": 2},
+        "eth0": {"state": "capturing", "packets_captured": 10, "kernel_drops": 0, "restarts": 0},
+        "eth1": {"state": "restarting", "packets_captured": 7, "kernel_drops": 3, "restarts": 2},
     }
     exp.publish({**CAPTURE_STATE, "interface": "eth0, eth1", "interfaces": per})
     t = _textfile(exp, tmp_path)
@@ -325,3 +325,17 @@ def test_every_outcome_of_a_file_is_counted_or_known_not_to_be() -> None:
     # dropped: rollcap_spool_dropped_files_total; cancelled: stopping; covered: no object
     assert kinds - set(_RESULT_OF) == {"dropped", "cancelled", "covered"}
     assert set(_RESULT_OF.values()) == set(RESULTS)
+
+
+def test_offload_compression_pause_by_reason(tmp_path: Path) -> None:
+    exp = offload_exporter(_cfg(tmp_path, textfile_directory=str(tmp_path)))
+    paused = {"capture-drops": 12.5, "dirty-pages": 3.0}
+    exp.publish({**OFFLOAD_STATE, "compression_paused": "dirty-pages",
+                 "compression_paused_seconds": paused})  # fmt: skip
+    t = _textfile(exp, tmp_path)
+    assert _value(t, 'rollcap_offload_compression_paused{reason="dirty-pages"}') == 1
+    assert _value(t, 'rollcap_offload_compression_paused{reason="capture-drops"}') == 0
+    assert (
+        _value(t, 'rollcap_offload_compression_paused_seconds_total{reason="capture-drops"}')
+        == 12.5
+    )
