@@ -103,6 +103,16 @@ def tcpdumps_of(pid: int) -> list[int]:
     return [p for p in descendants(pid) if comm(p) == "tcpdump"]
 
 
+def flushers() -> list[int]:
+    """The kernel's writeback workers: kworkers whose comm names flush work
+    (`kworker/u4:2+flush-254:0`); their CPU is the page cache's write-out."""
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit() and "flush-" in comm(int(name)):
+            out.append(int(name))
+    return out
+
+
 def _in_dirty_throttle(pid: int) -> int:
     n = 0
     with contextlib.suppress(OSError):
@@ -424,3 +434,85 @@ def others_snapshot(exclude: set[int], top: int = 8) -> list[str]:
         if len(rows) >= top:
             break
     return rows
+
+
+# -- which candidate coincides with the drops ----------------------------------
+# Each candidate cause is "active" in a sample by a threshold on the timeline;
+# a sample "drops" when tcpdump's drop counter grew in it or in the next
+# WINDOW samples (the counter is read up to a tick late). A cause that
+# coincides is active in most drop samples and clearly less often otherwise.
+CANDIDATES: dict[str, Callable[[dict[str, float]], bool]] = {
+    "hand-off (supervisor >= 0.2 core)": lambda r: r.get("supervisor_cpu_cores", 0) >= 0.2,
+    "offload writing (>= 20 MB/s: temp copy)": lambda r: r.get("offload_write_mb_s", 0) >= 20,
+    "offload busy (>= 0.5 core)": lambda r: r.get("offload_cpu_cores", 0) >= 0.5,
+    "SeaweedFS writing (>= 20 MB/s)": lambda r: r.get("seaweedfs_write_mb_s", 0) >= 20,
+    "CPU saturated (host busy >= 1.9 of 2 cores)": lambda r: r.get("host_busy_cores", 0) >= 1.9,
+    "other work >= 0.5 core": lambda r: r.get("other_cpu_cores", 0) >= 0.5,
+    "tcpdump starved (< 0.1 core while traffic runs)": lambda r: (
+        r.get("tcpdump_cpu_cores", 0) < 0.1 and r.get("tcpreplay_cpu_cores", 0) > 0.2
+    ),
+    "dirty pages >= 1 GB": lambda r: r.get("nr_dirty_mb", 0) >= 1000,
+    "I/O stall (PSI io some >= 100 ms/s)": lambda r: r.get("psi_io_some_ms_per_s", 0) >= 100,
+}
+WINDOW = 2
+
+
+def read_csv(path: Path) -> list[dict[str, float]]:
+    with path.open() as f:
+        return [
+            {k: float(v) for k, v in r.items() if k != "mark" and v not in ("", None)}
+            for r in csv.DictReader(f)
+        ]
+
+
+def coincidence(rows: list[dict[str, float]]) -> dict[str, Any]:
+    """Per candidate: share of drop samples and of the other traffic samples it is active in."""
+    drops = [0.0] * len(rows)
+    prev = 0.0
+    for i, r in enumerate(rows):
+        d = r.get("kernel_drops", 0.0)
+        if d > prev:
+            for j in range(max(0, i - WINDOW), i + 1):
+                drops[j] = 1.0
+        prev = d
+    traffic = [r.get("tcpreplay_cpu_cores", 0) > 0.2 for r in rows]
+    hot = [i for i, r in enumerate(rows) if drops[i]]
+    cold = [i for i, r in enumerate(rows) if not drops[i] and traffic[i]]
+    out: dict[str, Any] = {"drop_samples": len(hot), "other_traffic_samples": len(cold)}
+    for name, active in CANDIDATES.items():
+        a = sum(1 for i in hot if active(rows[i])) / len(hot) if hot else None
+        b = sum(1 for i in cold if active(rows[i])) / len(cold) if cold else None
+        out[name] = {"when_dropping": a, "otherwise": b}
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(description="Which candidate cause coincides with the drops")
+    ap.add_argument("timelines", nargs="+", type=Path, help="CSV timelines of bench.live --load")
+    a = ap.parse_args(argv if argv is not None else sys.argv[1:])
+    rows: list[dict[str, float]] = []
+    for p in a.timelines:
+        part = read_csv(p)
+        # keep each file's drop counter separate: offset by what came before
+        base = rows[-1].get("kernel_drops", 0.0) if rows else 0.0
+        rows += [{**r, "kernel_drops": r.get("kernel_drops", 0.0) + base} for r in part]
+    c = coincidence(rows)
+    print(
+        f"{len(a.timelines)} timeline(s): {c['drop_samples']} samples with drops (±{WINDOW}), "
+        f"{c['other_traffic_samples']} other samples with traffic"
+    )
+    for name in CANDIDATES:
+        v = c[name]
+
+        def pct(x: float | None) -> str:
+            return "  n/a" if x is None else f"{100 * x:4.0f}%"
+
+        print(f"  {name:50} {pct(v['when_dropping'])} of drop samples, "
+              f"{pct(v['otherwise'])} of the others")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -679,6 +679,8 @@ def load_bare(
             "tcpdump": lambda: [td.pid] if td.poll() is None else [],
             "tcpreplay": lambda: rp.pids() if rp else [],
             "seaweedfs": _weed_pids(w),
+            "flush": ev.flushers,
+            "bench": lambda: [os.getpid()],  # this process, with the sampler
         }
         sampler = ev.Sampler(roles, drops, signal_tcpdumps=roles["tcpdump"], interval=interval)
         with ev.DirtyTrace(work / "bare-perf.data") as trace:
@@ -769,6 +771,8 @@ def load_rollcap(
             "offload": lambda: [off_pid, *ev.descendants(off_pid)],
             "seaweedfs": _weed_pids(w),
             "tcpreplay": lambda: rp.pids() if rp else [],
+            "flush": ev.flushers,
+            "bench": lambda: [os.getpid()],  # this process, with the sampler
         }
         tails = [ev.LogTail(cap_log, drops, {"handoffs": "handed off "}),
                  ev.LogTail(off_log, None, {"uploads": "stored and verified"})]  # fmt: skip
@@ -994,6 +998,67 @@ def _bisect(
             "steps": steps}  # fmt: skip
 
 
+def render_load() -> str:
+    """The README block of the load figures, from bench/results/live-load-*.json."""
+    rows = ["| Mix | Phase | rollcap lost (rounds) | bare tcpdump lost (rounds) | Notes |",
+            "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    dates = []
+
+    def k(xs: list[Any]) -> str:
+        return ", ".join(f"{x / 1e3:.0f}k" for x in xs if x)
+
+    for mix in LOAD_MIXES:
+        path = RESULTS / f"live-load-{mix}.json"
+        if not path.exists():
+            continue
+        d = json.loads(path.read_text())
+        m = d["machine"]
+        dates.append(f"{mix} {m['date']}, load average {m['loadavg_at_start']:.1f} at the end")
+        label = f"{mix} ({d['mix_file']['file_mb']:.0f} MB, {d['mix_file']['packets']} packets)"
+        for phase in ("top", "fixed"):
+            t = d.get(phase)
+            if not t:
+                continue
+            what = ("top speed" if phase == "top" else
+                    f"{t['offered_pps'] / 1e3:.0f}k pps offered (90% of bare's top)")  # fmt: skip
+            rows.append(
+                f"| {label} | {what}, {len(t['bare_lost'])} × {t['duration_s']:.0f} s | "
+                f"**{t['rollcap_worst_lost']}** ({', '.join(map(str, t['rollcap_lost']))}; "
+                f"generator {k(t['rollcap_pps'])} pps) | {t['bare_worst_lost']} "
+                f"({', '.join(map(str, t['bare_lost']))}; generator {k(t['bare_pps'])} pps) | "
+                f"capture CPU {t['rollcap_us_per_packet_median']} vs "
+                f"{t['bare_us_per_packet_median']} µs/packet; disk bytes per captured byte "
+                f"{t['rollcap_disk_bytes_per_byte_median']} (while capturing) |"
+            )
+        b = d.get("bisect")
+        if b:
+
+            def z(x: dict[str, Any]) -> str:
+                hz = x["highest_zero_loss_pps"]
+                return f"{hz / 1e3:.0f}k pps" if hz else "none found"
+
+            rows.append(
+                f"| {label} | highest zero-loss rate, bisection "
+                f"({len(b['rollcap']['steps'])}/{len(b['bare']['steps'])} rounds) | "
+                f"{z(b['rollcap'])} | {z(b['bare'])} | offered rates: rollcap "
+                f"{k([s['offered_pps'] for s in b['rollcap']['steps']])}, bare "
+                f"{k([s['offered_pps'] for s in b['bare']['steps']])} |"
+            )
+        dr = d.get("drain")
+        if dr:
+            drained = (f"drained in {dr['drain_s']} s" if dr["drain_s"] is not None
+                       else f"not drained in {dr['drain_timeout_s']:.0f} s")  # fmt: skip
+            rows.append(
+                f"| {label} | backlog after {dr['seconds']:.0f} s at "
+                f"{(dr['achieved_pps'] or 0) / 1e3:.0f}k pps | lost {dr['lost']}; {drained} | | "
+                f"disk bytes per captured byte incl. the drain "
+                f"{dr['disk_bytes_per_captured_byte_incl_drain']} |"
+            )
+    head = ("`python3 -m bench.live --load --mix tls|small` (as root): " + "; ".join(dates)
+            + ". Other helpers' test suites shared the 2 cores throughout.")  # fmt: skip
+    return head + "\n\n" + "\n".join(rows) + "\n"
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--rates", default="50000,150000,250000", help="packets/s, comma-separated")
@@ -1037,7 +1102,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ld.add_argument("--interval", type=float, default=0.1, help="sampling interval, seconds")
     ld.add_argument("--timeline-dir", default=str(RESULTS / "live-timeline"),
                     help="where each round's timeline CSV goes")  # fmt: skip
+    ld.add_argument("--render", action="store_true", help="print the README block and exit")
     a = ap.parse_args(argv)
+    if a.render:
+        print(render_load(), end="")
+        return {}
     if os.geteuid() != 0:
         sys.exit("bench.live needs root (veth pairs, tcpdump)")
     if a.load:
