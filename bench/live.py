@@ -76,6 +76,7 @@ from rollcap.state import read_state
 from tests.support.net import Veth, count_packets, merged_pcaps
 from tests.support.seaweedfs import SeaweedFS
 
+STOP_TIMEOUT = 120.0  # the load bench's capture stop: see load_rollcap
 SETTLE = 1.5  # tcpdump loses its last partial kernel block if stopped sooner
 _SEQ_KEY = re.compile(r"-(\d{6,})\.pcap(?:\.zst|\.gz)?$")
 
@@ -799,7 +800,12 @@ def load_rollcap(
                 + sum((ev.write_bytes(p) or 0) - sampler.wb_first.get(p, 0) for p in live_td)
             )
             off_wb = (ev.write_bytes(off_pid) or 0) - off_wb0
-            stop(cap)
+            # SIGTERM hands off the last files (read and walked in full): time
+            # it; killed (the unit's TimeoutStopSec= is 30 s), its state is stale
+            t_stop = time.monotonic()
+            sampler.mark("capture stopping")
+            stop_rc = stop(cap, timeout=STOP_TIMEOUT)
+            stop_s = round(time.monotonic() - t_stop, 1)
             sampler.mark("capture stopped")
             drained = _drain(spool, off, drain_s) if drain_s > 0 else None
             if drain_s > 0:
@@ -825,11 +831,14 @@ def load_rollcap(
     # the daemon's write_bytes includes its reaped tcpdumps': its own is the rest
     summary["roles"]["supervisor"]["write_mb"] = round((cap_tree_wb - td_wb) / MB, 1)
     weed_mb = summary["roles"].get("seaweedfs", {}).get("write_mb")
-    lost = (state.get("kernel_drops") or 0) + (state.get("interface_drops") or 0)
+    lost: int | None = (state.get("kernel_drops") or 0) + (state.get("interface_drops") or 0)
+    if stop_rc is None or stop_rc < 0:
+        lost = None  # killed: its last counters never reached the state file
     res = {
         **r, "captured": captured, "kernel_drops": state.get("kernel_drops"),
         "interface_drops": state.get("interface_drops"), "lost": lost,
         "handed_off_files": state.get("handed_off_files"),
+        "capture_stop_s": stop_s, "capture_exit": stop_rc,
         "capture_cpu_s": round(cpu, 2), "capture_us_per_packet": _per_packet_us(cpu, captured),
         "offload_cpu_s": round(off_cpu, 2),
         "tcpdump_write_mb": round(td_wb / MB, 1),
@@ -863,6 +872,8 @@ def _load_line(what: str, kind: str, r: dict[str, Any]) -> str:
         f"{e['samples']} samples; max dirty {e['max_nr_dirty_mb']} MB; load "
         f"{r['loadavg_start'][0]:.2f}->{r['loadavg_end'][0]:.2f}"
     )
+    if kind == "rollcap":
+        line += f"; capture stopped in {r['capture_stop_s']} s (exit {r['capture_exit']})"
     if kind == "rollcap" and r.get("drain_timeout_s"):
         line += f"; drained in {r['drain_s']} s" if r["drain_s"] is not None else "; NOT drained"
     pauses = e["dirty_throttle"].get("by_process") or {}
@@ -964,7 +975,9 @@ def _worst(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             continue
         out[f"{kind}_lost"] = [r["lost"] for r in rs]
         out[f"{kind}_pps"] = [r["achieved_pps"] for r in rs]
-        out[f"{kind}_worst_lost"] = max(r["lost"] for r in rs)
+        known = [r["lost"] for r in rs if r["lost"] is not None]
+        out[f"{kind}_worst_lost"] = max(known) if known else None
+        out[f"{kind}_unknown_rounds"] = len(rs) - len(known)
         us = [r["capture_us_per_packet"] for r in rs if r["capture_us_per_packet"]]
         out[f"{kind}_us_per_packet_median"] = round(statistics.median(us), 3) if us else None
         db = [r["disk_bytes_per_captured_byte"] for r in rs if r["disk_bytes_per_captured_byte"]]
@@ -984,7 +997,7 @@ def _bisect(
     pps = round(base * a.fixed_share)
     for _ in range(a.bisect_rounds):
         r = one(kind, f"bisect{pps}", pps, a.bisect_duration)
-        ok = r["lost"] == 0
+        ok = r["lost"] == 0  # unknown (killed at stop) counts as lossy
         steps.append({"offered_pps": pps, "achieved_pps": r["achieved_pps"], "lost": r["lost"],
                       "capture_us_per_packet": r["capture_us_per_packet"]})  # fmt: skip
         if ok:
@@ -1003,6 +1016,9 @@ def render_load() -> str:
     rows = ["| Mix | Phase | rollcap lost (rounds) | bare tcpdump lost (rounds) | Notes |",
             "| --- | --- | --- | --- | --- |"]  # fmt: skip
     dates = []
+
+    def n(xs: list[int | None]) -> str:
+        return ", ".join("?" if x is None else str(x) for x in xs)
 
     def k(xs: list[Any]) -> str:
         return ", ".join(f"{x / 1e3:.0f}k" for x in xs if x)
@@ -1023,9 +1039,9 @@ def render_load() -> str:
                     f"{t['offered_pps'] / 1e3:.0f}k pps offered (90% of bare's top)")  # fmt: skip
             rows.append(
                 f"| {label} | {what}, {len(t['bare_lost'])} × {t['duration_s']:.0f} s | "
-                f"**{t['rollcap_worst_lost']}** ({', '.join(map(str, t['rollcap_lost']))}; "
+                f"**{t['rollcap_worst_lost']}** ({n(t['rollcap_lost'])}; "
                 f"generator {k(t['rollcap_pps'])} pps) | {t['bare_worst_lost']} "
-                f"({', '.join(map(str, t['bare_lost']))}; generator {k(t['bare_pps'])} pps) | "
+                f"({n(t['bare_lost'])}; generator {k(t['bare_pps'])} pps) | "
                 f"capture CPU {t['rollcap_us_per_packet_median']} vs "
                 f"{t['bare_us_per_packet_median']} µs/packet; disk bytes per captured byte "
                 f"{t['rollcap_disk_bytes_per_byte_median']} (while capturing) |"
