@@ -14,7 +14,8 @@ CPU comes in clock ticks (10 ms), so one sample resolves 0.1 core.
 tcpdump's kernel drops come from its own counters line: the sampler
 sends SIGUSR1 to every tcpdump at each tick (what rollcap itself does every
 30 s; libpcap keeps the kernel's read-and-reset counters summed, so this
-changes no total), and a DropSource parses the answers.
+changes no total), and a DropSource parses the answers. Only a tcpdump that
+catches SIGUSR1 is signalled: one still starting would die of it.
 
 Why not the socket's own counters: `ss -0 -m` shows skmem d0 while tcpdump
 reports hundreds of thousands of drops (TPACKET_V3 counts ring overflow in
@@ -111,6 +112,19 @@ def flushers() -> list[int]:
         if name.isdigit() and "flush-" in comm(int(name)):
             out.append(int(name))
     return out
+
+
+def catches(pid: int, sig: int) -> bool:
+    """Whether pid has installed a handler for sig (/proc/PID/status SigCgt).
+    A tcpdump signalled before it has one dies of SIGUSR1: a new aligned
+    generation then "did not start", and rollcap keeps the old one."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    except OSError:
+        return False
+    return False
 
 
 def _in_dirty_throttle(pid: int) -> int:
@@ -282,6 +296,8 @@ class Sampler:
             next_t += self.interval
             if self.signal_tcpdumps:
                 for pid in self.signal_tcpdumps():
+                    if not catches(pid, signal.SIGUSR1):
+                        continue  # still starting: the default action would kill it
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGUSR1)
             for lt in self.log_tails:
