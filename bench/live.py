@@ -1118,10 +1118,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ld.add_argument("--interval", type=float, default=0.1, help="sampling interval, seconds")
     ld.add_argument("--timeline-dir", default=str(RESULTS / "live-timeline"),
                     help="where each round's timeline CSV goes")  # fmt: skip
-    ld.add_argument("--render", action="store_true", help="print the README block and exit")
+    ld.add_argument(
+        "--render", action="store_true", help="write the README's live-load block and exit"
+    )
     a = ap.parse_args(argv)
     if a.render:
-        print(render_load(), end="")
+        text = render_load()
+        readme = REPO / "README.md"
+        start, end = "<!-- live-load:start -->\n", "<!-- live-load:end -->"
+        doc = readme.read_text()
+        if start in doc and end in doc:
+            head, rest = doc.split(start, 1)
+            readme.write_text(head + start + text + end + rest.split(end, 1)[1])
+            print(f"wrote the live-load block of {readme.relative_to(REPO)}")
+        print(text, end="")
         return {}
     if os.geteuid() != 0:
         sys.exit("bench.live needs root (veth pairs, tcpdump)")
