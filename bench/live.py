@@ -1023,14 +1023,14 @@ def render_load() -> str:
     def k(xs: list[Any]) -> str:
         return ", ".join(f"{x / 1e3:.0f}k" for x in xs if x)
 
-    for mix in LOAD_MIXES:
-        path = RESULTS / f"live-load-{mix}.json"
-        if not path.exists():
-            continue
+    for path in sorted(RESULTS.glob("live-load-*.json")):
         d = json.loads(path.read_text())
         m = d["machine"]
-        dates.append(f"{mix} {m['date']}, load average {m['loadavg_at_start']:.1f} at the end")
-        label = f"{mix} ({d['mix_file']['file_mb']:.0f} MB, {d['mix_file']['packets']} packets)"
+        run = path.stem.removeprefix("live-load-")
+        dates.append(f"{run} {m['date']}, load average {m['loadavg_at_start']:.1f} at the end")
+        label = f"{run} ({d['mix_file']['file_mb']:.0f} MB, {d['mix_file']['packets']} packets)"
+        if d.get("label_note"):
+            label += f"; {d['label_note']}"
         for phase in ("top", "fixed"):
             t = d.get(phase)
             if not t:
@@ -1040,7 +1040,8 @@ def render_load() -> str:
             rows.append(
                 f"| {label} | {what}, {len(t['bare_lost'])} × {t['duration_s']:.0f} s | "
                 f"**{t['rollcap_worst_lost']}** ({n(t['rollcap_lost'])}; "
-                f"generator {k(t['rollcap_pps'])} pps) | {t['bare_worst_lost']} "
+                + ("? = killed at stop, loss unknown; " if None in t["rollcap_lost"] else "")
+                + f"generator {k(t['rollcap_pps'])} pps) | {t['bare_worst_lost']} "
                 f"({n(t['bare_lost'])}; generator {k(t['bare_pps'])} pps) | "
                 f"capture CPU {t['rollcap_us_per_packet_median']} vs "
                 f"{t['bare_us_per_packet_median']} µs/packet; disk bytes per captured byte "
