@@ -1054,12 +1054,18 @@ def render_load() -> str:
                 hz = x["highest_zero_loss_pps"]
                 return f"{hz / 1e3:.0f}k pps" if hz else "none found"
 
+            def steps(x: dict[str, Any]) -> str:
+                return ", ".join(
+                    f"{st['offered_pps'] / 1e3:.0f}k ({(st['achieved_pps'] or 0) / 1e3:.0f}k)"
+                    for st in x["steps"]
+                )
+
             rows.append(
                 f"| {label} | highest zero-loss rate, bisection "
                 f"({len(b['rollcap']['steps'])}/{len(b['bare']['steps'])} rounds) | "
-                f"{z(b['rollcap'])} | {z(b['bare'])} | offered rates: rollcap "
-                f"{k([s['offered_pps'] for s in b['rollcap']['steps']])}, bare "
-                f"{k([s['offered_pps'] for s in b['bare']['steps']])} |"
+                f"{z(b['rollcap'])} | {z(b['bare'])} | offered (reached) pps: rollcap "
+                f"{steps(b['rollcap'])}; bare {steps(b['bare'])}; no lossy rate found below "
+                f"bare's top, the generator being short of CPU |"
             )
         dr = d.get("drain")
         if dr:
