@@ -34,6 +34,25 @@ SeaweedFS runs at nice 19, standing in for a remote server. Lost = tcpdump's
 kernel (and interface) drops; the worst round of each side counts.
 
     python3 -m bench.live --top-speed [--rounds 3] [--duration 20]
+
+--load (issue 24): bare `tcpdump -B 32768 -w` against the rollcap daemons at
+the units' scheduling (rotate_megabytes 50, rotate_seconds 10, aligned;
+SeaweedFS at nice 19), alternating, on --mix tls (bench.datagen's TLS/HTTP
+mix) or small (frames <= 128 B). Phases: top (--rounds, default 6, at the
+generator's top speed), fixed (90 % of bare's median top rate, tcpreplay
+--pps), bisect (the highest zero-loss offered rate of each side, at most
+--bisect-rounds rounds), drain (a fixed-rate round, then the time until the
+offload has stored the backlog). Each round writes a 100 ms timeline CSV
+(bench.evidence) and reports capture CPU per packet (supervisor and
+tcpdumps, /proc utime+stime incl. reaped children) and disk bytes written
+per captured byte (/proc/PID/io of tcpdump, supervisor and offload;
+SeaweedFS apart). Results: bench/results/live-load-MIX.json, merged across
+phases; --render writes the README block. Defaults for --load: --rounds 6,
+--rotate-mb 50, --duration 20.
+
+    python3 -m bench.live --load --mix tls --phases top
+    python3 -m bench.live --load --mix small --phases fixed,bisect,drain
+    python3 -m bench.evidence bench/results/live-timeline/tls-top*-rollcap-*.csv
 """
 
 from __future__ import annotations
