@@ -175,6 +175,51 @@ def dataset(count: int = 8, size_mb: int = 64, seed: int = 1) -> list[Path]:
     return sorted(p for p in d.iterdir() if p.suffix == ".pcap")
 
 
+SMALL_MAX = 128  # bytes per frame in the small-packet mix
+
+
+def generate_small(path: Path, size: int, rng: random.Random, frames: list[bytes]) -> int:
+    """A pcap of frames of at most SMALL_MAX bytes: half TLS-like frames with a
+    short random record (ACK-sized to 128 B), half the test captures' small
+    frames (ARP, DNS, TCP control). The per-packet costs dominate, as on a link
+    of small packets (VoIP, DNS, ACK streams)."""
+    flows = _flows(rng)
+    small = [f for f in frames if len(f) <= SMALL_MAX]
+    if not small:
+        raise RuntimeError(f"no frames of at most {SMALL_MAX} bytes in {TEST_PCAPS}")
+    ts = START.timestamp()
+    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+    packets = 0
+    head = 14 + 20 + 32 + 5  # Ethernet, IPv4, TCP with timestamps, TLS record header
+    while len(out) < size:
+        if packets % 2 == 0:
+            n = rng.randrange(1, SMALL_MAX - head + 1)
+            rec = b"\x17\x03\x03" + struct.pack("!H", n) + rng.randbytes(n)
+            frame = _tls_frame(rng.choice(flows), rec)
+        else:
+            frame = rng.choice(small)
+        ts += rng.expovariate(1 / 0.00005)
+        sec = int(ts)
+        out += struct.pack("<IIII", sec, int((ts - sec) * 1e6), len(frame), len(frame))
+        out += frame
+        packets += 1
+    path.write_bytes(out)
+    return packets
+
+
+def small_dataset(size_mb: int = 16, seed: int = 1) -> Path:
+    """The cached small-packet mix (generated on first use)."""
+    d = cache_root() / f"small-v{VERSION}-{size_mb}MB-s{seed}"
+    done = d / ".complete"
+    path = d / "small.pcap"
+    if not done.exists():
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        generate_small(path, size_mb * 1_000_000, random.Random(seed), real_frames())
+        done.write_text("ok\n")
+    return path
+
+
 def zstd_ratio(paths: list[Path]) -> float:
     import zstandard
 

@@ -34,12 +34,32 @@ SeaweedFS runs at nice 19, standing in for a remote server. Lost = tcpdump's
 kernel (and interface) drops; the worst round of each side counts.
 
     python3 -m bench.live --top-speed [--rounds 3] [--duration 20]
+
+--load (issue 24): bare `tcpdump -B 32768 -w` against the rollcap daemons at
+the units' scheduling (rotate_megabytes 50, rotate_seconds 10, aligned;
+SeaweedFS at nice 19), alternating, on --mix tls (bench.datagen's TLS/HTTP
+mix) or small (frames <= 128 B). Phases: top (--rounds, default 6, at the
+generator's top speed), fixed (90 % of bare's median top rate, tcpreplay
+--pps), bisect (the highest zero-loss offered rate of each side, at most
+--bisect-rounds rounds), drain (a fixed-rate round, then the time until the
+offload has stored the backlog). Each round writes a 100 ms timeline CSV
+(bench.evidence) and reports capture CPU per packet (supervisor and
+tcpdumps, /proc utime+stime incl. reaped children) and disk bytes written
+per captured byte (/proc/PID/io of tcpdump, supervisor and offload;
+SeaweedFS apart). Results: bench/results/live-load-MIX.json, merged across
+phases; --render writes the README block. Defaults for --load: --rounds 6,
+--rotate-mb 50, --duration 20.
+
+    python3 -m bench.live --load --mix tls --phases top
+    python3 -m bench.live --load --mix small --phases fixed,bisect,drain
+    python3 -m bench.evidence bench/results/live-timeline/tls-top*-rollcap-*.csv
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import os
 import re
@@ -49,12 +69,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import evidence as ev
 from bench.common import (
+    MB,
     REPO,
+    RESULTS,
     children,
     cpu_seconds,
     list_keys,
@@ -71,6 +95,7 @@ from rollcap.spool.state import read_state
 from tests.support.net import Veth, count_packets, merged_pcaps
 from tests.support.seaweedfs import SeaweedFS
 
+STOP_TIMEOUT = 120.0  # the load bench's capture stop: see load_rollcap
 SETTLE = 1.5  # tcpdump loses its last partial kernel block if stopped sooner
 _SEQ_KEY = re.compile(r"-(\d{6,})\.pcap(?:\.zst|\.gz)?$")
 
@@ -560,6 +585,522 @@ def _pps(xs: list[float | None]) -> str:
     return f"{min(vals) / 1e3:.0f}k-{max(vals) / 1e3:.0f}k pps"
 
 
+# -- load: where are packets lost, and at what rate does each side stop losing --
+# Both sides replay the same mix onto a fresh veth pair, alternating; each
+# round runs the evidence sampler (bench.evidence) and a perf trace of the
+# dirty-page throttle. rollcap runs as `python -m rollcap capture|offload`,
+# the daemons' own code path, at the units' scheduling.
+
+LOAD_MIXES = ("tls", "small")
+
+
+def load_pcap(mix: str, seed: int, tls_mb: int, small_mb: int) -> Path:
+    from bench.datagen import dataset, small_dataset
+
+    return dataset(1, tls_mb, seed=seed)[0] if mix == "tls" else small_dataset(small_mb, seed)
+
+
+class _Replay:
+    """tcpreplay preloaded (-K), looping for `seconds`, at top speed or at pps."""
+
+    def __init__(self, veth: Veth, pcap: Path, seconds: float, pps: int | None) -> None:
+        rate = ["--topspeed"] if pps is None else [f"--pps={pps}"]
+        self.proc = subprocess.Popen(
+            ["tcpreplay", "-q", "-K", *rate, f"--intf1={veth.a}", "--loop=0",
+             f"--duration={max(1, round(seconds))}", str(pcap)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid] if self.proc.poll() is None else []
+
+    def result(self) -> dict[str, Any]:
+        out, _ = self.proc.communicate(timeout=120)
+        sent = re.search(r"Actual: (\d+) packets .* sent in ([\d.]+) seconds", out)
+        rated = re.search(r"Rated: .*?([\d.]+) pps", out)
+        if not sent:
+            raise RuntimeError(f"cannot parse tcpreplay output: {out!r}")
+        return {"sent": int(sent[1]), "seconds": float(sent[2]),
+                "achieved_pps": float(rated[1]) if rated else None}  # fmt: skip
+
+
+def _weed_pids(w: SeaweedFS) -> Callable[[], list[int]]:
+    root = w.proc.pid if w.proc is not None else None
+    return lambda: [] if root is None else [root, *ev.descendants(root)]
+
+
+def _rel(p: Path) -> str:
+    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)
+
+
+def _per_packet_us(cpu_s: float | None, packets: int | None) -> float | None:
+    return None if cpu_s is None or not packets else round(cpu_s / packets * 1e6, 3)
+
+
+def _summarise(sampler: ev.Sampler, trace: ev.DirtyTrace) -> dict[str, Any]:
+    rows = sampler.rows
+    drops = sampler.drop_seconds()
+    keep = ("t_s", "new_drops", "host_busy_cores", "host_iowait_cores", "host_softirq_cores",
+            "other_cpu_cores", "tcpdump_cpu_cores", "supervisor_cpu_cores",
+            "offload_cpu_cores", "seaweedfs_cpu_cores", "tcpreplay_cpu_cores", "nr_dirty_mb",
+            "nr_writeback_mb", "psi_cpu_some_ms_per_s", "psi_io_some_ms_per_s",
+            "handoffs", "uploads", "tcpdump_dirty_throttled")  # fmt: skip
+
+    def mean(key: str, rs: list[dict[str, Any]]) -> float | None:
+        xs = [r[key] for r in rs if key in r]
+        return round(statistics.fmean(xs), 3) if xs else None
+
+    quiet = [r for r in rows if r not in drops]
+    cols = [k for k in keep if k not in ("t_s", "new_drops") and any(k in r for r in rows)]
+    return {
+        "samples": len(rows),
+        "drop_samples": [{k: r[k] for k in keep if k in r} for r in drops[:40]],
+        "drop_sample_count": len(drops),
+        # the host in the samples where drops grew vs the others: the contrast
+        "mean_when_dropping": {k: mean(k, drops) for k in cols},
+        "mean_otherwise": {k: mean(k, quiet) for k in cols},
+        "max_nr_dirty_mb": max((r.get("nr_dirty_mb", 0) for r in rows), default=0),
+        "tcpdump_dirty_throttled_samples": sum(1 for r in rows if r.get("tcpdump_dirty_throttled")),
+        "roles": sampler.role_totals(),
+        "dirty_throttle": trace.pauses(),
+    }
+
+
+def load_bare(
+    pcap: Path, work: Path, seconds: float, pps: int | None, buffer_kib: int, w: SeaweedFS,
+    timeline: Path, interval: float,
+) -> dict[str, Any]:  # fmt: skip
+    out_dir = work / "bare"
+    out_dir.mkdir()
+    os.chmod(out_dir, 0o1777)  # tcpdump drops to its own user before opening the file
+    veth = Veth.create()
+    drops = ev.DropSource()
+    load0 = os.getloadavg()
+    try:
+        td = subprocess.Popen(
+            ["tcpdump", "-i", veth.b, "-B", str(buffer_kib), "-w", str(out_dir / "bare.pcap")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        assert td.stderr is not None
+        td.stderr.readline()  # "listening on ..."
+        lines: list[str] = []
+
+        def read() -> None:
+            assert td.stderr is not None
+            for line in td.stderr:
+                lines.append(line)
+                drops.feed(line, str(td.pid))
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        rp: _Replay | None = None
+        roles: ev.Roles = {
+            "tcpdump": lambda: [td.pid] if td.poll() is None else [],
+            "tcpreplay": lambda: rp.pids() if rp else [],
+            "seaweedfs": _weed_pids(w),
+            "flush": ev.flushers,
+            "bench": lambda: [os.getpid()],  # this process, with the sampler
+        }
+        sampler = ev.Sampler(roles, drops, signal_tcpdumps=roles["tcpdump"], interval=interval)
+        with ev.DirtyTrace(work / "bare-perf.data") as trace:
+            sampler.start()
+            cpu0 = ev.proc_cpu(td.pid) or 0.0
+            sampler.mark("replay start")
+            rp = _Replay(veth, pcap, seconds, pps)
+            r = rp.result()
+            sampler.mark("replay end")
+            time.sleep(SETTLE)
+            cpu = (ev.proc_cpu(td.pid) or 0.0) - cpu0
+            wb = ev.write_bytes(td.pid) or 0
+            sampler.stop()
+            td.terminate()
+            td.wait(60)
+            reader.join(10)
+        others = ev.others_snapshot({os.getpid(), td.pid})
+    finally:
+        veth.delete()
+        shutil.rmtree(out_dir, ignore_errors=True)  # GBs at top speed; the counters suffice
+    final = _tcpdump_stats("".join(lines[-6:]))
+    sampler.write_csv(timeline)
+    captured = final.get("captured")
+    return {
+        **r, **final, "lost": final.get("kernel_drops", 0),
+        "capture_cpu_s": round(cpu, 2), "capture_us_per_packet": _per_packet_us(cpu, captured),
+        "tcpdump_write_mb": round(wb / MB, 1), "disk_bytes_per_captured_byte": 1.0 if wb else None,
+        "loadavg_start": load0, "loadavg_end": os.getloadavg(), "others": others,
+        "timeline": _rel(timeline),
+        "evidence": _summarise(sampler, trace),
+    }  # fmt: skip
+
+
+def _capture_tree_cpu(cap: int) -> float:
+    """The capture daemon's CPU: its own, its reaped tcpdumps', and its live ones'."""
+    own = ev.proc_cpu(cap, with_children=True) or 0.0
+    return own + sum(ev.proc_cpu(p) or 0.0 for p in ev.tcpdumps_of(cap))
+
+
+def _drain(spool: Path, off: subprocess.Popen[bytes], timeout: float) -> float | None:
+    """Seconds until ready/ is empty (the offload stored and deleted every file)."""
+    t0 = time.monotonic()
+    ready = spool / "ready"
+    while time.monotonic() - t0 < timeout and off.poll() is None:
+        with contextlib.suppress(FileNotFoundError):
+            if not any(e.name.endswith((".pcap", ".pcap.zst", ".pcap.gz"))
+                       for e in os.scandir(ready)):  # fmt: skip
+                return round(time.monotonic() - t0, 1)
+        time.sleep(0.5)
+    return None
+
+
+def load_rollcap(
+    pcap: Path, work: Path, seconds: float, pps: int | None, w: SeaweedFS,
+    sched: dict[str, Scheduling], a: argparse.Namespace, timeline: Path, drain_s: float,
+) -> dict[str, Any]:  # fmt: skip
+    spool = work / "spool"
+    spool.mkdir()
+    veth = Veth.create()
+    cfg = offload_config(
+        work / "live-load.toml", spool, w, f"load-{work.parent.name}-{work.name}",
+        capture={"interface": veth.b, "rotate_megabytes": a.rotate_mb,
+                 "rotate_seconds": a.rotate_seconds},
+        spool_settings={"max_megabytes": a.spool_mb},
+    )  # fmt: skip
+    # capture logs at debug: it echoes each tcpdump counters line (with
+    # tcpdump_pid=), which the sampler asks for by SIGUSR1 every tick
+    cap_cfg = work / "live-load-capture.toml"
+    cap_cfg.write_text(cfg.read_text().replace('level = "info"', 'level = "debug"'))
+    env = rollcap_env(w.env())
+    drops = ev.DropSource()
+    cap_log, off_log = work / "capture.log", work / "offload.log"
+    off = cap = None
+    load0 = os.getloadavg()
+    res: dict[str, Any] = {}
+    try:
+        s_off, s_cap = sched["offload"], sched["capture"]
+        off = start_rollcap("offload", cfg, off_log, env,
+                            preexec=s_off.preexec, prefix=s_off.prefix())  # fmt: skip
+        cap = start_rollcap("capture", cap_cfg, cap_log, env,
+                            preexec=s_cap.preexec, prefix=s_cap.prefix())  # fmt: skip
+        _wait_capturing(cap, spool)
+        cap_pid, off_pid = cap.pid, off.pid
+        rp: _Replay | None = None
+        roles: ev.Roles = {
+            "tcpdump": lambda: ev.tcpdumps_of(cap_pid),
+            "supervisor": lambda: [cap_pid],
+            "offload": lambda: [off_pid, *ev.descendants(off_pid)],
+            "seaweedfs": _weed_pids(w),
+            "tcpreplay": lambda: rp.pids() if rp else [],
+            "flush": ev.flushers,
+            "bench": lambda: [os.getpid()],  # this process, with the sampler
+        }
+        tails = [ev.LogTail(cap_log, drops, {"handoffs": "handed off "}),
+                 ev.LogTail(off_log, None, {"uploads": "stored and verified"})]  # fmt: skip
+        sampler = ev.Sampler(roles, drops, signal_tcpdumps=roles["tcpdump"],
+                             log_tails=tails, interval=a.interval)  # fmt: skip
+        with ev.DirtyTrace(work / "rollcap-perf.data") as trace:
+            sampler.start()
+            cpu0 = _capture_tree_cpu(cap_pid)
+            off_cpu0 = ev.proc_cpu(off_pid, with_children=True) or 0.0
+            cap_wb0 = ev.write_bytes(cap_pid) or 0
+            off_wb0 = ev.write_bytes(off_pid) or 0
+            sampler.mark("replay start")
+            rp = _Replay(veth, pcap, seconds, pps)
+            r = rp.result()
+            sampler.mark("replay end")
+            time.sleep(SETTLE)
+            cpu = _capture_tree_cpu(cap_pid) - cpu0
+            off_cpu = (ev.proc_cpu(off_pid, with_children=True) or 0.0) - off_cpu0
+            live_td = ev.tcpdumps_of(cap_pid)
+            # the daemon's write_bytes holds its reaped tcpdumps'; add the live ones'
+            cap_tree_wb = (
+                (ev.write_bytes(cap_pid) or 0)
+                - cap_wb0
+                + sum((ev.write_bytes(p) or 0) - sampler.wb_first.get(p, 0) for p in live_td)
+            )
+            off_wb = (ev.write_bytes(off_pid) or 0) - off_wb0
+            # SIGTERM hands off the last files (read and walked in full): time
+            # it; killed (the unit's TimeoutStopSec= is 30 s), its state is stale
+            t_stop = time.monotonic()
+            sampler.mark("capture stopping")
+            stop_rc = stop(cap, timeout=STOP_TIMEOUT)
+            stop_s = round(time.monotonic() - t_stop, 1)
+            sampler.mark("capture stopped")
+            drained = _drain(spool, off, drain_s) if drain_s > 0 else None
+            if drain_s > 0:
+                sampler.mark("drained" if drained is not None else "drain timed out")
+            off_wb_all = (ev.write_bytes(off_pid) or 0) - off_wb0
+            sampler.stop()
+        others = ev.others_snapshot({os.getpid(), cap_pid, off_pid})
+        state = read_state(spool / "capture" / "capture.json") or {}
+        offload = read_state(spool / "state" / "offload.json") or {}
+    finally:
+        for p in (cap, off):
+            if p is not None:
+                stop(p)
+        veth.delete()
+        shutil.rmtree(spool, ignore_errors=True)
+    sampler.write_csv(timeline)
+    td_wb = sum(
+        sampler.wb_last[p] - sampler.wb_first[p]
+        for p, role in sampler.role_of.items() if role == "tcpdump" and p in sampler.wb_last
+    )  # fmt: skip
+    captured = state.get("packets_captured")
+    summary = _summarise(sampler, trace)
+    # the daemon's write_bytes includes its reaped tcpdumps': its own is the rest
+    summary["roles"]["supervisor"]["write_mb"] = round((cap_tree_wb - td_wb) / MB, 1)
+    weed_mb = summary["roles"].get("seaweedfs", {}).get("write_mb")
+    lost: int | None = (state.get("kernel_drops") or 0) + (state.get("interface_drops") or 0)
+    if stop_rc is None or stop_rc < 0:
+        lost = None  # killed: its last counters never reached the state file
+    res = {
+        **r, "captured": captured, "kernel_drops": state.get("kernel_drops"),
+        "interface_drops": state.get("interface_drops"), "lost": lost,
+        "handed_off_files": state.get("handed_off_files"),
+        "capture_stop_s": stop_s, "capture_exit": stop_rc,
+        "capture_cpu_s": round(cpu, 2), "capture_us_per_packet": _per_packet_us(cpu, captured),
+        "offload_cpu_s": round(off_cpu, 2),
+        "tcpdump_write_mb": round(td_wb / MB, 1),
+        "capture_tree_write_mb": round(cap_tree_wb / MB, 1),
+        "supervisor_write_mb": round((cap_tree_wb - td_wb) / MB, 1),
+        "offload_write_mb_during_replay": round(off_wb / MB, 1),
+        "offload_write_mb_incl_drain": round(off_wb_all / MB, 1),
+        "seaweedfs_write_mb": weed_mb,
+        # every byte the capture host's daemons put on disk per byte tcpdump wrote
+        # (the offload's share counts what it wrote while capture ran; drain: below)
+        "disk_bytes_per_captured_byte": round((cap_tree_wb + off_wb) / td_wb, 3) if td_wb else None,
+        "disk_bytes_per_captured_byte_incl_drain":
+            round((cap_tree_wb + off_wb_all) / td_wb, 3) if td_wb and drain_s > 0 else None,
+        "offload_uploaded_files": offload.get("uploaded_files"),
+        "offload_uploaded_mb": round((offload.get("uploaded_bytes_in") or 0) / 1e6, 1),
+        "backlog_files_at_end": offload.get("backlog_files"),
+        "drain_s": drained, "drain_timeout_s": drain_s if drain_s > 0 else None,
+        "loadavg_start": load0, "loadavg_end": os.getloadavg(), "others": others,
+        "timeline": _rel(timeline),
+        "evidence": summary,
+    }  # fmt: skip
+    return res
+
+
+def _load_line(what: str, kind: str, r: dict[str, Any]) -> str:
+    e = r["evidence"]
+    line = (
+        f"{what} {kind}: sent {r['sent']} at {r['achieved_pps'] or 0:.0f} pps, lost {r['lost']}, "
+        f"capture {r['capture_us_per_packet']} CPU us/packet, disk bytes per captured byte "
+        f"{r['disk_bytes_per_captured_byte']}; drops grew in {e['drop_sample_count']} of "
+        f"{e['samples']} samples; max dirty {e['max_nr_dirty_mb']} MB; load "
+        f"{r['loadavg_start'][0]:.2f}->{r['loadavg_end'][0]:.2f}"
+    )
+    if kind == "rollcap":
+        line += f"; capture stopped in {r['capture_stop_s']} s (exit {r['capture_exit']})"
+    if kind == "rollcap" and r.get("drain_timeout_s"):
+        line += f"; drained in {r['drain_s']} s" if r["drain_s"] is not None else "; NOT drained"
+    pauses = e["dirty_throttle"].get("by_process") or {}
+    if pauses:
+        line += "; dirty-throttle ms: " + ", ".join(
+            f"{k} {v['pause_ms']:.0f}" for k, v in sorted(pauses.items())
+        )
+    return line
+
+
+def main_load(a: argparse.Namespace) -> dict[str, Any]:
+    from rollcap.config.schema import CaptureConfig
+
+    buffer_kib = a.buffer_kib or CaptureConfig.model_fields["buffer_kib"].default
+    sched = {
+        "capture": Scheduling.of_unit("rollcap-capture.service"),
+        "offload": Scheduling.of_unit("rollcap-offload.service"),
+    }
+    pcap = load_pcap(a.mix, a.seed, a.mix_mb, a.small_mb)
+    phases = a.phases.split(",")
+    result_name = f"live-load-{a.mix}"
+    prev_path = RESULTS / f"{result_name}.json"
+    res: dict[str, Any] = json.loads(prev_path.read_text()) if prev_path.exists() else {}
+    res.pop("benchmark", None)
+    res.pop("machine", None)
+    res.update({
+        "mode": "load", "mix": a.mix,
+        "mix_file": {"file_mb": round(pcap.stat().st_size / 1e6, 1),
+                     "packets": count_packets(pcap), "seed": a.seed},
+        "buffer_kib": buffer_kib, "rotate_megabytes": a.rotate_mb,
+        "rotate_seconds": a.rotate_seconds, "spool_megabytes": a.spool_mb,
+        "scheduling": {k: {**s.settings, **s.not_applied} for k, s in sched.items()},
+        "seaweedfs_nice": 19, "sample_interval_s": a.interval,
+    })  # fmt: skip
+    tl = Path(a.timeline_dir)
+    print(
+        f"load on the {a.mix} mix ({pcap.stat().st_size / 1e6:.0f} MB), phases {phases}; "
+        f"-B {buffer_kib}; rotate every {a.rotate_seconds} s or {a.rotate_mb} MB; capture: "
+        f"{sched['capture'].describe()}; offload: {sched['offload'].describe()}; SeaweedFS "
+        f"nice 19; load average {os.getloadavg()}"
+    )
+    with workdir("live-load") as work, seaweedfs() as w:
+        assert w.proc is not None
+        renice_tree(w.proc.pid, 19)  # stands in for a remote server
+        n = 0
+
+        def one(kind: str, what: str, pps: int | None, seconds: float,
+                drain_s: float = 0.0) -> dict[str, Any]:  # fmt: skip
+            nonlocal n
+            n += 1
+            rnd = work / f"r{n}"
+            rnd.mkdir()
+            t = tl / f"{a.mix}-{what}-{kind}-{n}.csv"
+            if kind == "bare":
+                r = load_bare(pcap, rnd, seconds, pps, buffer_kib, w, t, a.interval)
+            else:
+                r = load_rollcap(pcap, rnd, seconds, pps, w, sched, a, t, drain_s)
+            r["offered_pps"] = pps
+            print(_load_line(what, kind, r), flush=True)
+            return r
+
+        if "top" in phases:
+            runs: dict[str, list[dict[str, Any]]] = {"bare": [], "rollcap": []}
+            for i in range(a.rounds):
+                for kind in ("bare", "rollcap") if i % 2 == 0 else ("rollcap", "bare"):
+                    runs[kind].append(one(kind, f"top{i + 1}", None, a.duration))
+            res["top"] = {"duration_s": a.duration, "rounds": runs, **_worst(runs)}
+            tops = [r["achieved_pps"] for r in runs["bare"] if r["achieved_pps"]]
+            res["bare_top_pps"] = round(statistics.median(tops)) if tops else None
+        base = a.base_pps or res.get("bare_top_pps")
+        if base is None and ("fixed" in phases or "bisect" in phases):
+            sys.exit("no bare top rate: run the top phase first or give --base-pps")
+        if "fixed" in phases:
+            assert base is not None
+            pps = round(base * a.fixed_share)
+            runs = {"bare": [], "rollcap": []}
+            for i in range(a.fixed_rounds):
+                for kind in ("bare", "rollcap") if i % 2 == 0 else ("rollcap", "bare"):
+                    runs[kind].append(one(kind, f"fixed{i + 1}", pps, a.duration))
+            res["fixed"] = {"offered_pps": pps, "share_of_bare_top": a.fixed_share,
+                            "base_pps": base, "duration_s": a.duration, "rounds": runs,
+                            **_worst(runs)}  # fmt: skip
+        if "bisect" in phases:
+            assert base is not None
+            res["bisect"] = {k: _bisect(k, base, a, one) for k in ("bare", "rollcap")}
+        if "drain" in phases:
+            assert base is not None
+            pps = round(base * a.fixed_share)
+            r = one("rollcap", "drain", pps, a.duration, drain_s=a.drain_timeout)
+            res["drain"] = r
+    write_result(result_name, res)
+    return res
+
+
+def _worst(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kind, rs in runs.items():
+        if not rs:
+            continue
+        out[f"{kind}_lost"] = [r["lost"] for r in rs]
+        out[f"{kind}_pps"] = [r["achieved_pps"] for r in rs]
+        known = [r["lost"] for r in rs if r["lost"] is not None]
+        out[f"{kind}_worst_lost"] = max(known) if known else None
+        out[f"{kind}_unknown_rounds"] = len(rs) - len(known)
+        us = [r["capture_us_per_packet"] for r in rs if r["capture_us_per_packet"]]
+        out[f"{kind}_us_per_packet_median"] = round(statistics.median(us), 3) if us else None
+        db = [r["disk_bytes_per_captured_byte"] for r in rs if r["disk_bytes_per_captured_byte"]]
+        out[f"{kind}_disk_bytes_per_byte_median"] = round(statistics.median(db), 3) if db else None
+    return out
+
+
+def _bisect(
+    kind: str, base: int, a: argparse.Namespace,
+    one: Callable[..., dict[str, Any]],
+) -> dict[str, Any]:  # fmt: skip
+    """The highest offered rate with zero loss, within [lo, base], in at most
+    --bisect-rounds rounds of --bisect-duration s (one round per rate: a
+    noisy spell makes a rate look worse, never better)."""
+    lo, hi = 0, base
+    steps = []
+    pps = round(base * a.fixed_share)
+    for _ in range(a.bisect_rounds):
+        r = one(kind, f"bisect{pps}", pps, a.bisect_duration)
+        ok = r["lost"] == 0  # unknown (killed at stop) counts as lossy
+        steps.append({"offered_pps": pps, "achieved_pps": r["achieved_pps"], "lost": r["lost"],
+                      "capture_us_per_packet": r["capture_us_per_packet"]})  # fmt: skip
+        if ok:
+            lo = pps
+        else:
+            hi = pps
+        pps = (lo + hi) // 2
+        if hi - lo < base * 0.02:
+            break
+    return {"highest_zero_loss_pps": lo or None, "lowest_lossy_pps": hi if hi < base else None,
+            "steps": steps}  # fmt: skip
+
+
+def render_load() -> str:
+    """The README block of the load figures, from bench/results/live-load-*.json."""
+    rows = ["| Mix | Phase | rollcap lost (rounds) | bare tcpdump lost (rounds) | Notes |",
+            "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    dates = []
+
+    def n(xs: list[int | None]) -> str:
+        return ", ".join("?" if x is None else str(x) for x in xs)
+
+    def k(xs: list[Any]) -> str:
+        return ", ".join(f"{x / 1e3:.0f}k" for x in xs if x)
+
+    for path in sorted(RESULTS.glob("live-load-*.json")):
+        d = json.loads(path.read_text())
+        m = d["machine"]
+        run = path.stem.removeprefix("live-load-")
+        dates.append(f"{run} {m['date']}, load average {m['loadavg_at_start']:.1f} at the end")
+        label = f"{run} ({d['mix_file']['file_mb']:.0f} MB, {d['mix_file']['packets']} packets)"
+        if d.get("label_note"):
+            label += f"; {d['label_note']}"
+        for phase in ("top", "fixed"):
+            t = d.get(phase)
+            if not t:
+                continue
+            what = ("top speed" if phase == "top" else
+                    f"{t['offered_pps'] / 1e3:.0f}k pps offered (90% of bare's top)")  # fmt: skip
+            rows.append(
+                f"| {label} | {what}, {len(t['bare_lost'])} × {t['duration_s']:.0f} s | "
+                f"**{t['rollcap_worst_lost']}** ({n(t['rollcap_lost'])}; "
+                + ("? = killed at stop, loss unknown; " if None in t["rollcap_lost"] else "")
+                + f"generator {k(t['rollcap_pps'])} pps) | {t['bare_worst_lost']} "
+                f"({n(t['bare_lost'])}; generator {k(t['bare_pps'])} pps) | "
+                f"capture CPU {t['rollcap_us_per_packet_median']} vs "
+                f"{t['bare_us_per_packet_median']} µs/packet; disk bytes per captured byte "
+                f"{t['rollcap_disk_bytes_per_byte_median']} (while capturing) |"
+            )
+        b = d.get("bisect")
+        if b:
+
+            def z(x: dict[str, Any]) -> str:
+                hz = x["highest_zero_loss_pps"]
+                return f"{hz / 1e3:.0f}k pps" if hz else "none found"
+
+            def steps(x: dict[str, Any]) -> str:
+                return ", ".join(
+                    f"{st['offered_pps'] / 1e3:.0f}k ({(st['achieved_pps'] or 0) / 1e3:.0f}k)"
+                    for st in x["steps"]
+                )
+
+            rows.append(
+                f"| {label} | highest zero-loss rate, bisection "
+                f"({len(b['rollcap']['steps'])}/{len(b['bare']['steps'])} rounds) | "
+                f"{z(b['rollcap'])} | {z(b['bare'])} | offered (reached) pps: rollcap "
+                f"{steps(b['rollcap'])}; bare {steps(b['bare'])}; no lossy rate found below "
+                f"bare's top, the generator being short of CPU |"
+            )
+        dr = d.get("drain")
+        if dr:
+            drained = (f"drained in {dr['drain_s']} s" if dr["drain_s"] is not None
+                       else f"not drained in {dr['drain_timeout_s']:.0f} s")  # fmt: skip
+            rows.append(
+                f"| {label} | backlog after {dr['seconds']:.0f} s at "
+                f"{(dr['achieved_pps'] or 0) / 1e3:.0f}k pps | lost {dr['lost']}; {drained} | | "
+                f"disk bytes per captured byte incl. the drain "
+                f"{dr['disk_bytes_per_captured_byte_incl_drain']} |"
+            )
+    head = ("`python3 -m bench.live --load --mix tls|small` (as root): " + "; ".join(dates)
+            + ". Other helpers' test suites shared the 2 cores throughout.")  # fmt: skip
+    return head + "\n\n" + "\n".join(rows) + "\n"
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--rates", default="50000,150000,250000", help="packets/s, comma-separated")
@@ -583,9 +1124,51 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     top.add_argument("--rotate-mb", type=int, default=200, help="capture.rotate_megabytes")
     top.add_argument("--spool-mb", type=int, default=20000, help="spool.max_megabytes")
+    ld = ap.add_argument_group("--load: bare vs rollcap at top speed, a fixed rate, bisection")
+    ld.add_argument("--load", action="store_true", help="the load mode (bench.evidence timelines)")
+    ld.add_argument("--mix", choices=LOAD_MIXES, default="tls",
+                    help="tls: bench.datagen's TLS/HTTP mix; small: frames <= 128 B")  # fmt: skip
+    ld.add_argument("--small-mb", type=int, default=16, help="size of the small-packet mix")
+    ld.add_argument("--phases", default="top,fixed,bisect,drain",
+                    help="comma-separated subset of top,fixed,bisect,drain")  # fmt: skip
+    ld.add_argument("--rotate-seconds", type=int, default=10, help="capture.rotate_seconds")
+    ld.add_argument("--base-pps", type=int, default=0,
+                    help="bare's top rate, when the top phase is not run (default: the "
+                         "last live-load-MIX.json)")  # fmt: skip
+    ld.add_argument("--fixed-share", type=float, default=0.9, help="fixed rate / bare's top")
+    ld.add_argument("--fixed-rounds", type=int, default=1, help="rounds per side at that rate")
+    ld.add_argument("--bisect-rounds", type=int, default=4, help="rounds per side, at most")
+    ld.add_argument("--bisect-duration", type=float, default=12.0, help="seconds per round")
+    ld.add_argument("--drain-timeout", type=float, default=300.0,
+                    help="drain phase: seconds to wait for the backlog to be stored")  # fmt: skip
+    ld.add_argument("--interval", type=float, default=0.1, help="sampling interval, seconds")
+    ld.add_argument("--timeline-dir", default=str(RESULTS / "live-timeline"),
+                    help="where each round's timeline CSV goes")  # fmt: skip
+    ld.add_argument(
+        "--render", action="store_true", help="write the README's live-load block and exit"
+    )
     a = ap.parse_args(argv)
+    if a.render:
+        text = render_load()
+        readme = REPO / "README.md"
+        start, end = "<!-- live-load:start -->\n", "<!-- live-load:end -->"
+        doc = readme.read_text()
+        if start in doc and end in doc:
+            head, rest = doc.split(start, 1)
+            readme.write_text(head + start + text + end + rest.split(end, 1)[1])
+            print(f"wrote the live-load block of {readme.relative_to(REPO)}")
+        print(text, end="")
+        return {}
     if os.geteuid() != 0:
         sys.exit("bench.live needs root (veth pairs, tcpdump)")
+    if a.load:
+        if not argv or "--rounds" not in " ".join(argv):
+            a.rounds = 6
+        if not argv or "--rotate-mb" not in " ".join(argv):
+            a.rotate_mb = 50
+        if not argv or "--duration" not in " ".join(argv):
+            a.duration = 20.0
+        return main_load(a)
     if a.top_speed:
         return main_top_speed(a)
     rates = [int(x) for x in a.rates.split(",")]
