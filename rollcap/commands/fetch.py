@@ -35,7 +35,7 @@ DESCRIPTION = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     _config.add_config_argument(p)
-    add_selection_arguments(p)
+    add_selection_arguments(p, default_span=None)
     p.add_argument(
         "-o",
         "--output",

@@ -33,7 +33,7 @@ DESCRIPTION = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     _config.add_config_argument(p)
-    _selection.add_selection_arguments(p)
+    _selection.add_selection_arguments(p, default_span=None)
     p.add_argument("--release", action="store_true", help="release the legal holds instead")
     p.add_argument("--json", action="store_true", help="print a JSON array")
 

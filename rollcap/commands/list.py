@@ -28,6 +28,7 @@ from rollcap.retrieve.catalog import Capture
 from rollcap.retrieve.coverage import MIN_GAP
 from rollcap.retrieve.select import Selection
 from rollcap.retrieve.timeexpr import fmt_epoch, fmt_utc
+from rollcap.timestamps import NS
 
 HELP = "list captures overlapping a time window"
 DESCRIPTION = (
@@ -37,7 +38,7 @@ DESCRIPTION = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     _config.add_config_argument(p)
-    add_selection_arguments(p)
+    add_selection_arguments(p, default_span=3600 * NS)
     p.add_argument("--json", action="store_true", help="print a JSON array")
 
 
