@@ -46,6 +46,23 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps the description as usual; keeps the examples' lines as they are."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("examples:\n"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def examples_text(command: Command) -> str:
+    """The epilog of a subcommand's --help: each example, its comment after '#'."""
+    lines = ["examples:"]
+    for line, note in command.EXAMPLES:
+        lines.append(f"  {line}" + (f"    # {note}" if note else ""))
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rollcap",
@@ -54,7 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rollcap {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, command in COMMANDS.items():
-        p = sub.add_parser(name, help=command.HELP, description=command.DESCRIPTION)
+        p = sub.add_parser(
+            name,
+            help=command.HELP,
+            description=command.DESCRIPTION,
+            epilog=examples_text(command),
+            formatter_class=_HelpFormatter,
+        )
         command.add_arguments(p)
     return parser
 

@@ -62,7 +62,9 @@ def add_selection_arguments(p: argparse.ArgumentParser, *, default_span: int | N
     without --since or --around (up to --until); None: the command needs one."""
     p._negative_number_matcher = _NEGATIVE_VALUE
     p.set_defaults(default_span=default_span)
-    default = "the last hour" if default_span == 3600 * NS else "required"
+    default = (
+        "default: an hour before --until" if default_span == 3600 * NS else "required, or --around"
+    )
     p.add_argument("--since", metavar="TIME", help=f"window start ({default}): {timeexpr.HELP}")
     p.add_argument("--until", metavar="TIME", help="window end (default: now)")
     p.add_argument(

@@ -29,7 +29,17 @@ if TYPE_CHECKING:
 HELP = "fetch packets of a time window into one pcap"
 DESCRIPTION = (
     "Fetch the packets in [--since, --until) of the matching captures, merged by "
-    "timestamp into one classic pcap (written atomically)."
+    "timestamp into one classic pcap (written atomically). Like tcpdump: -i for the "
+    "interface, -w for the output file (-w - for stdout) and a filter expression after "
+    "the options."
+)
+# `--help` ends with these (and rollcap(8)); tests/unit/test_cli.py parses each
+EXAMPLES: tuple[tuple[str, str | None], ...] = (
+    (
+        "rollcap fetch --since 10m -H web1 -w x.pcap tcp port 443",
+        "a trailing filter, as tcpdump takes one",
+    ),
+    ("rollcap fetch --around 12:45 --before 2m --after 1m -w - | tcpdump -nr -", None),
 )
 
 
@@ -37,6 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _config.add_config_argument(p)
     add_selection_arguments(p, default_span=None)
     p.add_argument(
+        "-w",
         "-o",
         "--output",
         required=True,
@@ -45,7 +56,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument(
-        "--filter", default="", metavar="BPF", help="keep only packets matching this tcpdump filter"
+        "--filter",
+        default="",
+        metavar="BPF",
+        help="keep only packets matching this tcpdump filter (or give it after the options)",
+    )
+    p.add_argument(
+        "expression",
+        nargs="*",
+        metavar="EXPRESSION",
+        help="a tcpdump filter expression, as tcpdump takes one: "
+        "rollcap fetch --since 10m -w x.pcap tcp port 443",
     )
     p.add_argument(
         "--pcapng",
@@ -81,6 +102,17 @@ def _size(text: str) -> int:
     return int(m[1]) * scale
 
 
+def filter_expression(args: argparse.Namespace) -> str:
+    """--filter, or the words after the options joined with spaces (as tcpdump does)."""
+    trailing = " ".join(args.expression)
+    if trailing and args.filter:
+        raise UsageError(
+            f"a filter twice: --filter {args.filter!r} and the expression {trailing!r}; "
+            "give one of them"
+        )
+    return trailing or str(args.filter)
+
+
 def _terminated(signum: int, _frame: object) -> None:
     raise SystemExit(exitcodes.by_signal(signum))
 
@@ -96,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     workers = args.jobs if args.jobs is not None else cfg.offload.concurrency
     if not 1 <= workers <= 64:
         raise UsageError(f"--jobs {workers}: between 1 and 64")
+    bpf_filter = filter_expression(args)
     output = resolve_output(args.output, force=args.force)  # before any download
     storage = open_destination(cfg)
     try:
@@ -110,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
                 until=until,
                 window_ns=window,
                 output=output,
-                bpf_filter=args.filter,
+                bpf_filter=bpf_filter,
                 tcpdump=cfg.capture.tcpdump_path,
                 workers=workers,
                 pcapng=args.pcapng,

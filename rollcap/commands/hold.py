@@ -29,6 +29,14 @@ DESCRIPTION = (
     "Set an S3 Object Lock legal hold on every capture `rollcap list` shows for "
     "[--since, --until) and the host/interface filter (the bucket needs Object Lock)."
 )
+# `--help` ends with these (and rollcap(8)); tests/unit/test_cli.py parses each
+EXAMPLES: tuple[tuple[str, str | None], ...] = (
+    (
+        "rollcap hold --around '2026-11-26 12:45' --before 30m --after 10m -H web1",
+        "preserve an incident's evidence",
+    ),
+    ("rollcap hold --release --since yesterday --until today -H web1", None),
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

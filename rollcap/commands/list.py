@@ -34,6 +34,11 @@ HELP = "list captures overlapping a time window"
 DESCRIPTION = (
     "List stored captures whose packets overlap [--since, --until). Times are shown in UTC."
 )
+# `--help` ends with these (and rollcap(8)); tests/unit/test_cli.py parses each
+EXAMPLES: tuple[tuple[str, str | None], ...] = (
+    ("rollcap list", "the last hour, every host"),
+    ("rollcap list --since '10 min ago' -H web1 -i eth0", None),
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

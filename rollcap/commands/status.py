@@ -29,6 +29,11 @@ DESCRIPTION = (
     "3 one is not running, 4 unknown (its state cannot be read), 5 running but not "
     "working."
 )
+# `--help` ends with these (and rollcap(8)); tests/unit/test_cli.py parses each
+EXAMPLES: tuple[tuple[str, str | None], ...] = (
+    ("rollcap status", "exit 0 when both daemons run and do their job"),
+    ("rollcap status --json | jq .capture", None),
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
 from pathlib import Path
 
 import pytest
 
 from rollcap import __version__
+from rollcap.cli import COMMANDS as CLI_COMMANDS
 from rollcap.cli import build_parser
 from tests.support.cli import rollcap, run_into_closed_pipe
 
@@ -101,3 +104,34 @@ def test_a_broken_pipe_that_is_not_stdout_is_an_error(monkeypatch: pytest.Monkey
     monkeypatch.setattr(config_docs, "run", child_died)
     assert cli.main(["config-docs"]) == 1
     assert capsys.readouterr().err == "rollcap: [Errno 32] Broken pipe\n"
+
+
+def _rollcap_commands(example: str) -> list[list[str]]:
+    """The rollcap command lines in an example (after VAR=value, between | and &&)."""
+    out = []
+    for part in re.split(r"\s*(?:\||&&|>)\s*", example):
+        words = shlex.split(part)
+        while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):
+            words.pop(0)
+        if words[:1] == ["rollcap"]:
+            out.append(words[1:])
+    return out
+
+
+@pytest.mark.parametrize("cmd", [*COMMANDS, "config-docs"])
+def test_every_command_shows_two_examples_that_parse(
+    cmd: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    command = CLI_COMMANDS[cmd]
+    assert len(command.EXAMPLES) >= 2
+    for line, _note in command.EXAMPLES:
+        argvs = _rollcap_commands(line)
+        assert argvs and argvs[0][0] == cmd, line
+        for argv in argvs:
+            build_parser().parse_args(argv)  # exits 2 on a stale example
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([cmd, "--help"])
+    help_text = capsys.readouterr().out
+    epilog = help_text.split("\nexamples:\n", 1)[1]
+    for line, _note in command.EXAMPLES:
+        assert f"  {line}" in epilog
