@@ -23,7 +23,14 @@ from rollcap.errors import RollcapError, UsageError
 from rollcap.journal import setup_logging
 from rollcap.retrieve import timeexpr
 from rollcap.retrieve.catalog import Capture
-from rollcap.retrieve.select import HOST_RE, Selection, Summary, collect, select
+from rollcap.retrieve.select import (
+    HOST_RE,
+    Selection,
+    Summary,
+    collect,
+    interfaces_in_window,
+    select,
+)
 from rollcap.retrieve.timeexpr import TimeExprError, fmt_utc, fmt_utc_ns, widened
 from rollcap.storage.base import Storage, StorageError
 from rollcap.timestamps import NS
@@ -119,6 +126,14 @@ def _window(args: argparse.Namespace) -> tuple[int, int]:
         raise UsageError(str(e)) from None
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """The window, hosts and interface, checked before anything is opened: a bad
+    command line is exit 2 whatever the destination."""
+    _window(args)
+    _hosts(args)
+    _iface(args)
+
+
 def open_destination(cfg: RollcapConfig) -> Storage:
     from rollcap.storage import open_storage
 
@@ -170,12 +185,34 @@ def settled_until(cfg: RollcapConfig, now: datetime | None = None) -> datetime:
 
 
 def nothing_found(args: argparse.Namespace, storage: Storage, sel: Selection) -> NothingFound:
+    """Nothing in the window; a --host or --interface that names nothing there is
+    answered with the ones that exist (one more listing, on this path only)."""
     iface = _iface(args)
     which = f" on interface {iface}" if iface else ""
+    where = storage.describe()
+    hosts = _hosts(args) or []
+    with storage_errors(where, "listing"):
+        known = sorted(sel.known_hosts()) if hosts else []
+        missing = [h for h in hosts if h not in known]
+        if missing and known:
+            return NothingFound(
+                f"no host {', '.join(map(repr, missing))} in {where}; hosts seen: " + _some(known)
+            )
+        ifaces = interfaces_in_window(sel) if iface else []
+    if ifaces:
+        return NothingFound(
+            f"no captures on interface {iface!r} between {fmt_utc(sel.since)} and "
+            f"{fmt_utc(sel.until)} in {where}; interfaces with captures then: {_some(ifaces)}"
+        )
     return NothingFound(
         f"no captures between {fmt_utc(sel.since)} and {fmt_utc(sel.until)}{which} in "
-        f"{storage.describe()}; looked at {sel.summary.describe}"
+        f"{where}; looked at {sel.summary.describe}"
     )
+
+
+def _some(names: list[str], most: int = 20) -> str:
+    shown = ", ".join(names[:most])
+    return shown if len(names) <= most else f"{shown}, ... ({len(names)} in all)"
 
 
 def find(args: argparse.Namespace, cfg: RollcapConfig, storage: Storage,

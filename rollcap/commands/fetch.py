@@ -14,6 +14,7 @@ from rollcap.commands import _config
 from rollcap.commands._format import human_bytes
 from rollcap.commands._selection import (
     add_selection_arguments,
+    check_arguments,
     find,
     open_destination,
     setup,
@@ -129,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= workers <= 64:
         raise UsageError(f"--jobs {workers}: between 1 and 64")
     bpf_filter = filter_expression(args)
+    check_arguments(args)
     output = resolve_output(args.output, force=args.force)  # before any download
     storage = open_destination(cfg)
     try:

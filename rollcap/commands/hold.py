@@ -64,7 +64,15 @@ def run(args: argparse.Namespace) -> int:
     cfg = _config.load(args)
     _selection.setup(args, cfg)
     on = not args.release
+    _selection.check_arguments(args)
     storage = _selection.open_destination(cfg)
+    if type(storage).set_legal_hold is Storage.set_legal_hold:
+        # the backend has no legal holds (file://): say so once, before any listing
+        storage.close()
+        raise RollcapError(
+            f"hold: {storage.describe()} has no legal holds; they need an S3 destination "
+            "whose bucket has Object Lock (offload.destination)"
+        )
     try:
         try:
             caps = _selection.find(args, cfg, storage, workers=8)[0]
