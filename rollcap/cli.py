@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import select
 import signal
 import sys
@@ -27,6 +28,7 @@ from rollcap.commands import (
     status,
 )
 from rollcap.commands import list as list_
+from rollcap.commands._config import config_path
 from rollcap.errors import ConfigError, RollcapError
 
 # In the order `rollcap --help` lists them.
@@ -95,13 +97,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _reader_went_away(args)
     except ConfigError as e:
         for line in e.problems:
-            print(f"rollcap: {line}", file=sys.stderr)
+            print(f"rollcap: {_in_config_file(args, line)}", file=sys.stderr)
         return e.exit_code
     except RollcapError as e:
         print(f"rollcap: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         return exitcodes.INTERRUPTED
+
+
+_KEY_LINE = re.compile(r"[a-z_]+\.\S*: ")
+
+
+def _in_config_file(args: argparse.Namespace, line: str) -> str:
+    """A problem that names a key ('capture.user: ...', from checks past the schema:
+    the user, tcpdump's verdict on a filter) names the file too, as the schema's do."""
+    if not hasattr(args, "config") or not _KEY_LINE.match(line):
+        return line
+    return f"{config_path(args)}: {line}"
 
 
 def _stdout_closed() -> bool:
