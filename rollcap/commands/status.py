@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -189,6 +190,9 @@ def render_table(report: dict[str, Any], now: float | None = None) -> str:
         for area in ("ready", "quarantine"):
             n, b = sp.get(f"{area}_files"), sp.get(f"{area}_bytes")
             files = f"{n} file" + ("" if n == 1 else "s")
-            shown = "unreadable" if n is None else f"{files}, {fmt_value('bytes', b, now)}"
+            shown = f"{files}, {fmt_value('bytes', b, now)}"
+            if n is None:  # a spool not made yet is not a permission problem
+                gone = not os.path.lexists(os.path.join(sp["directory"], area))
+                shown = "does not exist" if gone else "unreadable"
             lines.append(f"  {area:<10}  {shown}")
     return "\n".join(lines).rstrip("\n") + "\n"
