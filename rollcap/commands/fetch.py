@@ -4,7 +4,6 @@ timestamp into one pcap (exit codes: _selection)."""
 from __future__ import annotations
 
 import argparse
-import re
 import signal
 import sys
 from typing import TYPE_CHECKING
@@ -23,6 +22,7 @@ from rollcap.commands._selection import (
 from rollcap.errors import RollcapError, UsageError
 from rollcap.retrieve.output import resolve_output
 from rollcap.retrieve.timeexpr import widened
+from rollcap.sizes import SIZE_EXAMPLES, parse_size
 
 if TYPE_CHECKING:
     from rollcap.retrieve.fetch import FetchResult
@@ -89,18 +89,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-_SIZE_RE = re.compile(r"^(\d+)([KMGT]?)B?$", re.I)
-
-
 def _size(text: str) -> int:
-    """Bytes, or with a K/M/G/T suffix (powers of 1000, as the spool's megabytes)."""
-    m = _SIZE_RE.fullmatch(text.strip())
-    if not m or int(m[1]) == 0:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: a positive size in bytes, or with K, M, G or T (e.g. 500M)"
-        )
-    scale: int = 1000 ** " KMGT".index(m[2].upper() or " ")
-    return int(m[1]) * scale
+    """Bytes, or with a K/M/G/T suffix: the one rule of rollcap.sizes (config too)."""
+    try:
+        n = parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a positive size; {SIZE_EXAMPLES}")
+    return n
 
 
 def filter_expression(args: argparse.Namespace) -> str:
