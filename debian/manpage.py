@@ -11,7 +11,8 @@ import argparse
 import sys
 
 from rollcap import exitcodes
-from rollcap.cli import build_parser
+from rollcap.cli import COMMANDS, build_parser
+from rollcap.commands import Command
 
 
 def esc(s: str) -> str:
@@ -48,6 +49,14 @@ def _options(sub: argparse.ArgumentParser) -> list[str]:
     return lines
 
 
+def _examples(command: Command) -> list[str]:
+    """The examples that end the command's --help, one per line, comments as in --help."""
+    lines = [".PP", "Examples:", ".RS", ".nf"]
+    for line, note in command.EXAMPLES:
+        lines.append(esc(line + (f"    # {note}" if note else "")))
+    return [*lines, ".fi", ".RE"]
+
+
 def _exit_status() -> list[str]:
     """Every code, from their one home (rollcap/exitcodes.py)."""
     lines: list[str] = []
@@ -81,7 +90,7 @@ def render(version: str) -> str:
         out += [".SS " + esc(name), esc(help_[:1].upper() + help_[1:] + ".")]
         usage = sub.format_usage().strip().removeprefix("usage: ")
         out += [".PP", "\\fB" + esc(usage) + "\\fR"]
-        out += [".RS", *_options(sub), ".RE"]
+        out += [".RS", *_options(sub), ".RE", *_examples(COMMANDS[name])]
     out += [
         ".SH SERVICES",
         ".TP",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import select
 import signal
 import sys
@@ -27,6 +28,7 @@ from rollcap.commands import (
     status,
 )
 from rollcap.commands import list as list_
+from rollcap.commands._config import config_path
 from rollcap.errors import ConfigError, RollcapError
 
 # In the order `rollcap --help` lists them.
@@ -46,6 +48,23 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps the description as usual; keeps the examples' lines as they are."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("examples:\n"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def examples_text(command: Command) -> str:
+    """The epilog of a subcommand's --help: each example, its comment after '#'."""
+    lines = ["examples:"]
+    for line, note in command.EXAMPLES:
+        lines.append(f"  {line}" + (f"    # {note}" if note else ""))
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rollcap",
@@ -54,7 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rollcap {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, command in COMMANDS.items():
-        p = sub.add_parser(name, help=command.HELP, description=command.DESCRIPTION)
+        p = sub.add_parser(
+            name,
+            help=command.HELP,
+            description=command.DESCRIPTION,
+            epilog=examples_text(command),
+            formatter_class=_HelpFormatter,
+        )
         command.add_arguments(p)
     return parser
 
@@ -72,13 +97,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _reader_went_away(args)
     except ConfigError as e:
         for line in e.problems:
-            print(f"rollcap: {line}", file=sys.stderr)
+            print(f"rollcap: {_in_config_file(args, line)}", file=sys.stderr)
         return e.exit_code
     except RollcapError as e:
         print(f"rollcap: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         return exitcodes.INTERRUPTED
+
+
+_KEY_LINE = re.compile(r"[a-z_]+\.\S*: ")
+
+
+def _in_config_file(args: argparse.Namespace, line: str) -> str:
+    """A problem that names a key ('capture.user: ...', from checks past the schema:
+    the user, tcpdump's verdict on a filter) names the file too, as the schema's do."""
+    if not hasattr(args, "config") or not _KEY_LINE.match(line):
+        return line
+    return f"{config_path(args)}: {line}"
 
 
 def _stdout_closed() -> bool:

@@ -21,10 +21,19 @@ from rollcap import exitcodes
 from rollcap.config import RollcapConfig
 from rollcap.errors import RollcapError, UsageError
 from rollcap.journal import setup_logging
+from rollcap.retrieve import timeexpr
 from rollcap.retrieve.catalog import Capture
-from rollcap.retrieve.select import HOST_RE, Selection, Summary, collect, select
-from rollcap.retrieve.timeexpr import TimeExprError, fmt_utc, fmt_utc_ns, parse_window_ns, widened
+from rollcap.retrieve.select import (
+    HOST_RE,
+    Selection,
+    Summary,
+    collect,
+    interfaces_in_window,
+    select,
+)
+from rollcap.retrieve.timeexpr import TimeExprError, fmt_utc, fmt_utc_ns, widened
 from rollcap.storage.base import Storage, StorageError
+from rollcap.timestamps import NS
 
 log = logging.getLogger("rollcap.retrieve")
 
@@ -42,10 +51,6 @@ _DENIED = {
     "ExpiredToken",
     "403",
 }
-_TIME_HELP = (
-    "ISO 8601 (2026-11-26T12:00:00Z, '2026-11-26 13:00+01:00'; without a zone it is local "
-    "time), 'now', relative -15m / -2h / -1d, or @EPOCH"
-)
 
 
 class NothingFound(RollcapError):
@@ -54,21 +59,37 @@ class NothingFound(RollcapError):
 
 # argparse takes "--since -15m" for an option because "-15m" starts with '-';
 # its (private, long-stable) negative-number matcher decides what counts as a
-# value. Extend it to relative times so the documented form just works.
-_NEGATIVE_VALUE = re.compile(r"^-(\d+(\.\d+)?[smhdw])+$|^-\d+$|^-\d*\.\d+$")
+# value. Extend it to relative times (-15m, -10min, -1h30m) so the documented
+# form just works; a number with a bad unit then gets the time parser's error.
+_NEGATIVE_VALUE = re.compile(r"^-(\d+(\.\d+)?[a-z]+)+$|^-\d+$|^-\d*\.\d+$", re.I)
 
 
-def add_selection_arguments(p: argparse.ArgumentParser) -> None:
+def add_selection_arguments(p: argparse.ArgumentParser, *, default_span: int | None) -> None:
+    """The window and host/interface arguments. ``default_span`` (ns): the window
+    without --since or --around (up to --until); None: the command needs one."""
     p._negative_number_matcher = _NEGATIVE_VALUE
-    p.add_argument("--since", required=True, metavar="TIME", help="window start; " + _TIME_HELP)
-    p.add_argument("--until", default="now", metavar="TIME", help="window end (default: now)")
+    p.set_defaults(default_span=default_span)
+    default = (
+        "default: an hour before --until" if default_span == 3600 * NS else "required, or --around"
+    )
+    p.add_argument("--since", metavar="TIME", help=f"window start ({default}): {timeexpr.HELP}")
+    p.add_argument("--until", metavar="TIME", help="window end (default: now)")
     p.add_argument(
+        "--around",
+        metavar="TIME",
+        help="instead of --since/--until: the window around TIME, "
+        f"--before and --after it (default {timeexpr.DEFAULT_AROUND} each)",
+    )
+    p.add_argument("--before", metavar="DURATION", help="with --around: " + timeexpr.DURATION_HELP)
+    p.add_argument("--after", metavar="DURATION", help="with --around: " + timeexpr.DURATION_HELP)
+    p.add_argument(
+        "-H",
         "--host",
         action="append",
         metavar="HOST",
         help="only this host (repeat, or comma-separate, for several; default: every host)",
     )
-    p.add_argument("--interface", metavar="IFACE", help="only captures of this interface")
+    p.add_argument("-i", "--interface", metavar="IFACE", help="only captures of this interface")
     p.add_argument("-v", "--verbose", action="store_true", help="log the prefixes listed")
 
 
@@ -92,9 +113,25 @@ def _iface(args: argparse.Namespace) -> str | None:
 def _window(args: argparse.Namespace) -> tuple[int, int]:
     """[--since, --until) in epoch ns (exact: fetch cuts nanosecond captures there)."""
     try:
-        return parse_window_ns(args.since, args.until)
+        return timeexpr.window_ns(
+            args.since,
+            args.until,
+            around=args.around,
+            before=args.before,
+            after=args.after,
+            default_span_ns=args.default_span,
+            command=args.command,
+        )
     except TimeExprError as e:
         raise UsageError(str(e)) from None
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """The window, hosts and interface, checked before anything is opened: a bad
+    command line is exit 2 whatever the destination."""
+    _window(args)
+    _hosts(args)
+    _iface(args)
 
 
 def open_destination(cfg: RollcapConfig) -> Storage:
@@ -148,12 +185,34 @@ def settled_until(cfg: RollcapConfig, now: datetime | None = None) -> datetime:
 
 
 def nothing_found(args: argparse.Namespace, storage: Storage, sel: Selection) -> NothingFound:
+    """Nothing in the window; a --host or --interface that names nothing there is
+    answered with the ones that exist (one more listing, on this path only)."""
     iface = _iface(args)
     which = f" on interface {iface}" if iface else ""
+    where = storage.describe()
+    hosts = _hosts(args) or []
+    with storage_errors(where, "listing"):
+        known = sorted(sel.known_hosts()) if hosts else []
+        missing = [h for h in hosts if h not in known]
+        if missing and known:
+            return NothingFound(
+                f"no host {', '.join(map(repr, missing))} in {where}; hosts seen: " + _some(known)
+            )
+        ifaces = interfaces_in_window(sel) if iface else []
+    if ifaces:
+        return NothingFound(
+            f"no captures on interface {iface!r} between {fmt_utc(sel.since)} and "
+            f"{fmt_utc(sel.until)} in {where}; interfaces with captures then: {_some(ifaces)}"
+        )
     return NothingFound(
         f"no captures between {fmt_utc(sel.since)} and {fmt_utc(sel.until)}{which} in "
-        f"{storage.describe()}; looked at {sel.summary.describe}"
+        f"{where}; looked at {sel.summary.describe}"
     )
+
+
+def _some(names: list[str], most: int = 20) -> str:
+    shown = ", ".join(names[:most])
+    return shown if len(names) <= most else f"{shown}, ... ({len(names)} in all)"
 
 
 def find(args: argparse.Namespace, cfg: RollcapConfig, storage: Storage,

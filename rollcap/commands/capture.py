@@ -13,6 +13,17 @@ DESCRIPTION = (
     "SIGTERM; SIGHUP re-reads the config (rollcap reload), SIGUSR2 cuts the current file "
     "(rollcap rotate). An invalid config exits 78 before anything starts."
 )
+# `--help` ends with these (and rollcap(8)); tests/unit/test_cli.py parses each
+EXAMPLES: tuple[tuple[str, str | None], ...] = (
+    (
+        "rollcap capture --config ./rollcap.toml",
+        "in the foreground, as rollcap-capture.service runs it",
+    ),
+    (
+        "ROLLCAP_CONFIG=./rollcap.toml rollcap capture",
+        "the same, the config named by the environment",
+    ),
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -25,6 +25,11 @@ DESCRIPTION = (
     "node_exporter's directory. Prints 'PATH: OK' (or the effective config with --show) "
     "and exits 0, warnings on stderr; exits 78 with one line per error."
 )
+# `--help` ends with these (and rollcap(8)); tests/unit/test_cli.py parses each
+EXAMPLES: tuple[tuple[str, str | None], ...] = (
+    ("rollcap check-config", "/etc/rollcap.toml, or $ROLLCAP_CONFIG"),
+    ("rollcap check-config --show ./new.toml", "a new file, every key as the daemons read it"),
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -35,6 +35,11 @@ DESCRIPTION = (
     "each permission it needs, and the bucket's Object Lock and default encryption "
     "against the config; then print a least-privilege IAM policy for this host."
 )
+# `--help` ends with these (and rollcap(8)); tests/unit/test_cli.py parses each
+EXAMPLES: tuple[tuple[str, str | None], ...] = (
+    ("rollcap check-destination", "credentials, bucket and permissions of offload.destination"),
+    ("rollcap check-destination --policy --role reader", "the IAM policy for an operator's laptop"),
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -13,6 +13,11 @@ DESCRIPTION = (
     "validate against: a commented sample config (default), the markdown reference "
     "(docs/config.md) or the man page rollcap.toml(5). Reads no config."
 )
+# `--help` ends with these (and rollcap(8)); tests/unit/test_cli.py parses each
+EXAMPLES: tuple[tuple[str, str | None], ...] = (
+    ("rollcap config-docs > rollcap.toml", "a commented sample config to start from"),
+    ("rollcap config-docs --format man | man -l -", None),
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

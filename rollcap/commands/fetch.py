@@ -4,7 +4,6 @@ timestamp into one pcap (exit codes: _selection)."""
 from __future__ import annotations
 
 import argparse
-import re
 import signal
 import sys
 from typing import TYPE_CHECKING
@@ -14,6 +13,7 @@ from rollcap.commands import _config
 from rollcap.commands._format import human_bytes
 from rollcap.commands._selection import (
     add_selection_arguments,
+    check_arguments,
     find,
     open_destination,
     setup,
@@ -22,6 +22,7 @@ from rollcap.commands._selection import (
 from rollcap.errors import RollcapError, UsageError
 from rollcap.retrieve.output import resolve_output
 from rollcap.retrieve.timeexpr import widened
+from rollcap.sizes import SIZE_EXAMPLES, parse_size
 
 if TYPE_CHECKING:
     from rollcap.retrieve.fetch import FetchResult
@@ -29,14 +30,25 @@ if TYPE_CHECKING:
 HELP = "fetch packets of a time window into one pcap"
 DESCRIPTION = (
     "Fetch the packets in [--since, --until) of the matching captures, merged by "
-    "timestamp into one classic pcap (written atomically)."
+    "timestamp into one classic pcap (written atomically). Like tcpdump: -i for the "
+    "interface, -w for the output file (-w - for stdout) and a filter expression after "
+    "the options."
+)
+# `--help` ends with these (and rollcap(8)); tests/unit/test_cli.py parses each
+EXAMPLES: tuple[tuple[str, str | None], ...] = (
+    (
+        "rollcap fetch --since 10m -H web1 -w x.pcap tcp port 443",
+        "a trailing filter, as tcpdump takes one",
+    ),
+    ("rollcap fetch --around 12:45 --before 2m --after 1m -w - | tcpdump -nr -", None),
 )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     _config.add_config_argument(p)
-    add_selection_arguments(p)
+    add_selection_arguments(p, default_span=None)
     p.add_argument(
+        "-w",
         "-o",
         "--output",
         required=True,
@@ -45,7 +57,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument(
-        "--filter", default="", metavar="BPF", help="keep only packets matching this tcpdump filter"
+        "--filter",
+        default="",
+        metavar="BPF",
+        help="keep only packets matching this tcpdump filter (or give it after the options)",
+    )
+    p.add_argument(
+        "expression",
+        nargs="*",
+        metavar="EXPRESSION",
+        help="a tcpdump filter expression, as tcpdump takes one: "
+        "rollcap fetch --since 10m -w x.pcap tcp port 443",
     )
     p.add_argument(
         "--pcapng",
@@ -67,18 +89,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-_SIZE_RE = re.compile(r"^(\d+)([KMGT]?)B?$", re.I)
-
-
 def _size(text: str) -> int:
-    """Bytes, or with a K/M/G/T suffix (powers of 1000, as the spool's megabytes)."""
-    m = _SIZE_RE.fullmatch(text.strip())
-    if not m or int(m[1]) == 0:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: a positive size in bytes, or with K, M, G or T (e.g. 500M)"
+    """Bytes, or with a K/M/G/T suffix: the one rule of rollcap.sizes (config too)."""
+    try:
+        n = parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a positive size; {SIZE_EXAMPLES}")
+    return n
+
+
+def filter_expression(args: argparse.Namespace) -> str:
+    """--filter, or the words after the options joined with spaces (as tcpdump does)."""
+    trailing = " ".join(args.expression)
+    if trailing and args.filter:
+        raise UsageError(
+            f"a filter twice: --filter {args.filter!r} and the expression {trailing!r}; "
+            "give one of them"
         )
-    scale: int = 1000 ** " KMGT".index(m[2].upper() or " ")
-    return int(m[1]) * scale
+    return trailing or str(args.filter)
 
 
 def _terminated(signum: int, _frame: object) -> None:
@@ -96,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
     workers = args.jobs if args.jobs is not None else cfg.offload.concurrency
     if not 1 <= workers <= 64:
         raise UsageError(f"--jobs {workers}: between 1 and 64")
+    bpf_filter = filter_expression(args)
+    check_arguments(args)
     output = resolve_output(args.output, force=args.force)  # before any download
     storage = open_destination(cfg)
     try:
@@ -110,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
                 until=until,
                 window_ns=window,
                 output=output,
-                bpf_filter=args.filter,
+                bpf_filter=bpf_filter,
                 tcpdump=cfg.capture.tcpdump_path,
                 workers=workers,
                 pcapng=args.pcapng,

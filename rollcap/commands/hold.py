@@ -29,11 +29,19 @@ DESCRIPTION = (
     "Set an S3 Object Lock legal hold on every capture `rollcap list` shows for "
     "[--since, --until) and the host/interface filter (the bucket needs Object Lock)."
 )
+# `--help` ends with these (and rollcap(8)); tests/unit/test_cli.py parses each
+EXAMPLES: tuple[tuple[str, str | None], ...] = (
+    (
+        "rollcap hold --around '2026-11-26 12:45' --before 30m --after 10m -H web1",
+        "preserve an incident's evidence",
+    ),
+    ("rollcap hold --release --since yesterday --until today -H web1", None),
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     _config.add_config_argument(p)
-    _selection.add_selection_arguments(p)
+    _selection.add_selection_arguments(p, default_span=None)
     p.add_argument("--release", action="store_true", help="release the legal holds instead")
     p.add_argument("--json", action="store_true", help="print a JSON array")
 
@@ -56,7 +64,15 @@ def run(args: argparse.Namespace) -> int:
     cfg = _config.load(args)
     _selection.setup(args, cfg)
     on = not args.release
+    _selection.check_arguments(args)
     storage = _selection.open_destination(cfg)
+    if type(storage).set_legal_hold is Storage.set_legal_hold:
+        # the backend has no legal holds (file://): say so once, before any listing
+        storage.close()
+        raise RollcapError(
+            f"hold: {storage.describe()} has no legal holds; they need an S3 destination "
+            "whose bucket has Object Lock (offload.destination)"
+        )
     try:
         try:
             caps = _selection.find(args, cfg, storage, workers=8)[0]

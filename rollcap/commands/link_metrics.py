@@ -20,6 +20,11 @@ DESCRIPTION = (
     "daemons' textfiles. A broken config is the daemon's to report: it is read as far as "
     "it can be."
 )
+# `--help` ends with these (and rollcap(8)); tests/unit/test_cli.py parses each
+EXAMPLES: tuple[tuple[str, str | None], ...] = (
+    ("rollcap link-metrics capture", "as rollcap-capture.service's ExecStartPre runs it"),
+    ("rollcap link-metrics --publish", None),
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -28,16 +28,22 @@ from rollcap.retrieve.catalog import Capture
 from rollcap.retrieve.coverage import MIN_GAP
 from rollcap.retrieve.select import Selection
 from rollcap.retrieve.timeexpr import fmt_epoch, fmt_utc
+from rollcap.timestamps import NS
 
 HELP = "list captures overlapping a time window"
 DESCRIPTION = (
     "List stored captures whose packets overlap [--since, --until). Times are shown in UTC."
 )
+# `--help` ends with these (and rollcap(8)); tests/unit/test_cli.py parses each
+EXAMPLES: tuple[tuple[str, str | None], ...] = (
+    ("rollcap list", "the last hour, every host"),
+    ("rollcap list --since '10 min ago' -H web1 -i eth0", None),
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     _config.add_config_argument(p)
-    add_selection_arguments(p)
+    add_selection_arguments(p, default_span=3600 * NS)
     p.add_argument("--json", action="store_true", help="print a JSON array")
 
 

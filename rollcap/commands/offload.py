@@ -13,6 +13,17 @@ DESCRIPTION = (
     "verified and deleted. Reads the config at start only (restart to apply a change); an "
     "invalid config exits 78 before anything starts."
 )
+# `--help` ends with these (and rollcap(8)); tests/unit/test_cli.py parses each
+EXAMPLES: tuple[tuple[str, str | None], ...] = (
+    (
+        "rollcap offload --config ./rollcap.toml",
+        "in the foreground, as rollcap-offload.service runs it",
+    ),
+    (
+        "ROLLCAP_CONFIG=./rollcap.toml rollcap offload",
+        "the same, the config named by the environment",
+    ),
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -30,6 +30,11 @@ DESCRIPTION = (
     "file, as rollcap rotate); exit 1 with the reason when it rejected it and goes on "
     "capturing as before. A changed spool.directory needs a restart."
 )
+# `--help` ends with these (and rollcap(8)); tests/unit/test_cli.py parses each
+EXAMPLES: tuple[tuple[str, str | None], ...] = (
+    ("rollcap reload", "re-read /etc/rollcap.toml; exit 1 with the reason if refused"),
+    ("rollcap reload --timeout 30", None),
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -24,6 +24,11 @@ DESCRIPTION = (
     "the offload at once (a new tcpdump starts first: no packet is lost), then wait for "
     "its answer. Exit 0 when it is cut, 3 when no capture runs on this spool, 1 otherwise."
 )
+# `--help` ends with these (and rollcap(8)); tests/unit/test_cli.py parses each
+EXAMPLES: tuple[tuple[str, str | None], ...] = (
+    ("rollcap rotate", "cut the current file now, before fetching the last minutes"),
+    ("rollcap rotate && rollcap fetch --since 5m -w last.pcap", None),
+)
 
 
 class NotRunning(RollcapError):

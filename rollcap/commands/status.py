@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -28,6 +29,11 @@ DESCRIPTION = (
     "status alone is the health a monitoring check reads: 0 both run and do their job, "
     "3 one is not running, 4 unknown (its state cannot be read), 5 running but not "
     "working."
+)
+# `--help` ends with these (and rollcap(8)); tests/unit/test_cli.py parses each
+EXAMPLES: tuple[tuple[str, str | None], ...] = (
+    ("rollcap status", "exit 0 when both daemons run and do their job"),
+    ("rollcap status --json | jq .capture", None),
 )
 
 
@@ -186,6 +192,9 @@ def render_table(report: dict[str, Any], now: float | None = None) -> str:
         for area in ("ready", "quarantine"):
             n, b = sp.get(f"{area}_files"), sp.get(f"{area}_bytes")
             files = f"{n} file" + ("" if n == 1 else "s")
-            shown = "unreadable" if n is None else f"{files}, {fmt_value('bytes', b, now)}"
+            shown = f"{files}, {fmt_value('bytes', b, now)}"
+            if n is None:  # a spool not made yet is not a permission problem
+                gone = not os.path.lexists(os.path.join(sp["directory"], area))
+                shown = "does not exist" if gone else "unreadable"
             lines.append(f"  {area:<10}  {shown}")
     return "\n".join(lines).rstrip("\n") + "\n"

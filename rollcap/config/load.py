@@ -37,7 +37,10 @@ def load_config(path: str | os.PathLike[str]) -> RollcapConfig:
             raise ConfigError(f"{p}: not a regular file")
         raw = p.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found") from None
+        hint = ""
+        if str(p) == DEFAULT_CONFIG_PATH:  # nobody named a file: say how to
+            hint = " (name another with --config PATH or $ROLLCAP_CONFIG)"
+        raise ConfigError(f"{p}: config file not found{hint}") from None
     except PermissionError:
         raise ConfigError(f"{p}: permission denied reading the config file") from None
     except OSError as e:

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from rollcap import sizes
 from rollcap.config.schema import RollcapConfig
 
 _HEADER = """\
@@ -57,6 +58,8 @@ def _allowed(field: FieldInfo) -> str:
             v = getattr(m, attr, None)
             if v is not None:
                 parts.append(f"{word} {v}")
+    if any(getattr(m, "func", None) is sizes.megabytes for m in field.metadata):
+        parts.append('or a size with a unit: "20G", "500M"')
     args = getattr(field.annotation, "__args__", None)
     if args and all(isinstance(a, str) for a in args):
         parts.append("one of " + ", ".join(json.dumps(a) for a in args))

@@ -10,17 +10,23 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import PurePosixPath
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+
+from rollcap import sizes
+
+# A key in millions of bytes: a whole number, or a size such as "20G" (rollcap.sizes)
+Megabytes = Annotated[int, BeforeValidator(sizes.megabytes)]
 
 # Linux interface names: at most 15 bytes, no '/', no whitespace. We are stricter
 # (no shell metacharacters at all) because the name ends up in file names and keys.
@@ -106,7 +112,7 @@ class CaptureConfig(_Section):
         "(rotate_align), else this long after the file opened (tcpdump -G). rollcap also "
         "rotates a quiet link, where tcpdump alone would keep the file open forever.",
     )
-    rotate_megabytes: int = Field(
+    rotate_megabytes: Megabytes = Field(
         1000,
         ge=1,
         le=100000,
@@ -233,7 +239,7 @@ class SpoolConfig(_Section):
         description="Spool directory. tcpdump writes into work/, finished files wait in "
         "ready/, files that are not valid pcap go to quarantine/.",
     )
-    max_megabytes: int = Field(
+    max_megabytes: Megabytes = Field(
         10000,
         ge=10,
         le=100_000_000,
@@ -254,7 +260,7 @@ class SpoolConfig(_Section):
         "oldest finished files, no more than the spool's own overage (a ring buffer); "
         '"pause-capture" stops tcpdump until space returns.',
     )
-    quarantine_megabytes: int = Field(
+    quarantine_megabytes: Megabytes = Field(
         500,
         ge=1,
         le=100_000_000,
@@ -353,7 +359,7 @@ class OffloadConfig(_Section):
         description="Object key (or path below a file:// archive). Placeholders: {prefix} "
         "{host} {iface} {start:STRFTIME} {seq:FORMAT} {ext}. Keys never leave the prefix.",
     )
-    archive_max_megabytes: int = Field(
+    archive_max_megabytes: Megabytes = Field(
         50000,
         ge=1,
         le=100_000_000,
@@ -373,7 +379,7 @@ class OffloadConfig(_Section):
         description="Cap of the jittered exponential backoff between retries of a failed "
         "upload. Failures are retried forever; the spool budget bounds the backlog.",
     )
-    s3_part_megabytes: int = Field(
+    s3_part_megabytes: Megabytes = Field(
         64,
         ge=5,
         le=5000,

@@ -169,6 +169,13 @@ class Selection:
         if self.hosts is not None:
             yield from self.hosts
             return
+        yield from self.known_hosts()
+
+    def known_hosts(self) -> Iterator[str]:
+        """Every host below the prefix (one delimited listing), whatever the window:
+        what a miss of --host suggests. Nothing with a custom key template."""
+        if not supports_host_discovery(self.template):
+            return
         root = base_prefix(self.prefix)
         for p in self.storage.list_prefixes(root):
             h = p[len(root) :].rstrip("/")
@@ -321,6 +328,15 @@ def select(storage: Storage, *, template: str, prefix: str, since: datetime, unt
         storage, template=template, prefix=prefix, since=since, until=until, hosts=hosts,
         iface=iface, settled_until=settled_until, workers=workers, rotate=rotate,
     )  # fmt: skip
+
+
+def interfaces_in_window(sel: Selection) -> list[str]:
+    """The interfaces with captures in the selection's window and hosts, whatever
+    its --interface: what a miss of --interface suggests."""
+    other = select(sel.storage, template=sel.template, prefix=sel.prefix, since=sel.since,
+                   until=sel.until, hosts=sel.hosts, settled_until=sel.settled_until,
+                   workers=sel.workers, rotate=sel.rotate)  # fmt: skip
+    return sorted({c.iface for r in other for c in r.captures})
 
 
 def collect(sel: Selection) -> list[Capture]:

@@ -229,6 +229,33 @@ def test_nothing_in_window_says_where_it_looked(archive: Archive, tmp_path: Path
     assert not out.exists()
 
 
+def test_a_miss_names_the_hosts_and_interfaces_there_are(archive: Archive) -> None:
+    window = ["--since", "2026-11-26T00:00Z", "--until", "2026-11-26T00:10Z"]
+    p = rollcap(archive, "list", *window, "-H", "nosuch")
+    assert p.returncode == 1
+    where = archive.storage.describe()
+    assert p.stderr.splitlines()[-1] == (
+        f"rollcap: no host 'nosuch' in {where}; hosts seen: db1, web1, web2"
+    )
+    p = rollcap(archive, "list", *window, "-i", "eth9")
+    assert p.returncode == 1
+    assert p.stderr.splitlines()[-1] == (
+        "rollcap: no captures on interface 'eth9' between 2026-11-26T00:00:00Z and "
+        f"2026-11-26T00:10:00Z in {where}; interfaces with captures then: eth0"
+    )
+
+
+def test_hold_on_a_file_archive_is_refused_once_up_front(archive: Archive) -> None:
+    if not archive.storage.describe().startswith("file://"):
+        pytest.skip("S3: test_destination_commands holds for real")
+    p = rollcap(archive, "hold", "--since", "2026-11-26T00:00Z", "--until", "2026-11-26T01:00Z")
+    assert (p.returncode, p.stdout) == (1, "")
+    assert p.stderr == (
+        f"rollcap: hold: {archive.storage.describe()} has no legal holds; they need an S3 "
+        "destination whose bucket has Object Lock (offload.destination)\n"
+    )
+
+
 def test_usage_errors_are_one_line(archive: Archive, tmp_path: Path) -> None:
     p = rollcap(archive, "list", "--since", "yesterday-ish")
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "--since:" in p.stderr
@@ -340,8 +367,11 @@ def test_progress_bar_on_a_terminal(archive: Archive, tmp_path: Path) -> None:
     assert p.returncode == 0 and p.stdout == b""
     n = len(archive.expected(utc(2026, 11, 25, 23), utc(2026, 11, 26, 2)))
     assert f"\rfetch [{'#' * 30}] 27/27 objects" in text
-    assert re.search(rf"wrote {re.escape(str(out))}: {n} packets \([\d.]+ [kM]B\) from 27 objects "
-                     rf"\([\d.]+ [kM]B downloaded\)", text)
+    assert re.search(
+        rf"wrote {re.escape(str(out))}: {n} packets \([\d.]+ [kM]B\) from 27 objects "
+        rf"\([\d.]+ [kM]B downloaded\)",
+        text,
+    )
 
 
 def test_sigterm_mid_fetch_leaves_nothing_behind(

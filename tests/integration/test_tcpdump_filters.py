@@ -74,7 +74,7 @@ def test_each_interfaces_filter_is_compiled_and_named_by_its_key(tmp_path: Path)
     r = rollcap("check-config", str(p))
     assert r.returncode == 78, r.stderr
     assert r.stderr.startswith(
-        "rollcap: capture.per_interface.uxbb.filter: tcpdump rejects 'udp and and': "
+        f"rollcap: {p}: capture.per_interface.uxbb.filter: tcpdump rejects 'udp and and': "
     ), r.stderr
     p.write_text(p.read_text().replace("udp and and", "udp"))
     r = rollcap("check-config", str(p))
@@ -112,7 +112,7 @@ def test_check_config_exits_78_with_tcpdumps_message(tmp_path: Path) -> None:
     )  # fmt: skip
     assert r.returncode == 78, r.stderr
     assert r.stderr == (
-        "rollcap: capture.filter: tcpdump rejects 'tcp porrt 80': "
+        f"rollcap: {cfg}: capture.filter: tcpdump rejects 'tcp porrt 80': "
         "tcpdump: can't parse filter expression: syntax error\n"
     )
     cfg.write_text('[capture]\ninterface = "rcNoSuch0"\nfilter = "tcp port 80"\n')

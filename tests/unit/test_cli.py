@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
 from pathlib import Path
 
 import pytest
 
 from rollcap import __version__
+from rollcap.cli import COMMANDS as CLI_COMMANDS
 from rollcap.cli import build_parser
 from tests.support.cli import rollcap, run_into_closed_pipe
 
@@ -62,7 +65,11 @@ def test_default_path_is_etc_rollcap_toml() -> None:
     if Path("/etc/rollcap.toml").exists():
         pytest.skip("/etc/rollcap.toml exists on this machine")
     r = rollcap("check-config")
-    assert (r.returncode, r.stderr) == (78, "rollcap: /etc/rollcap.toml: config file not found\n")
+    assert (r.returncode, r.stderr) == (
+        78,
+        "rollcap: /etc/rollcap.toml: config file not found (name another with --config PATH "
+        "or $ROLLCAP_CONFIG)\n",
+    )
 
 
 def test_config_flag_beats_environment(tmp_path: Path) -> None:
@@ -101,3 +108,48 @@ def test_a_broken_pipe_that_is_not_stdout_is_an_error(monkeypatch: pytest.Monkey
     monkeypatch.setattr(config_docs, "run", child_died)
     assert cli.main(["config-docs"]) == 1
     assert capsys.readouterr().err == "rollcap: [Errno 32] Broken pipe\n"
+
+
+def _rollcap_commands(example: str) -> list[list[str]]:
+    """The rollcap command lines in an example (after VAR=value, between | and &&)."""
+    out = []
+    for part in re.split(r"\s*(?:\||&&|>)\s*", example):
+        words = shlex.split(part)
+        while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):
+            words.pop(0)
+        if words[:1] == ["rollcap"]:
+            out.append(words[1:])
+    return out
+
+
+@pytest.mark.parametrize("cmd", [*COMMANDS, "config-docs"])
+def test_every_command_shows_two_examples_that_parse(
+    cmd: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    command = CLI_COMMANDS[cmd]
+    assert len(command.EXAMPLES) >= 2
+    for line, _note in command.EXAMPLES:
+        argvs = _rollcap_commands(line)
+        assert argvs and argvs[0][0] == cmd, line
+        for argv in argvs:
+            build_parser().parse_args(argv)  # exits 2 on a stale example
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([cmd, "--help"])
+    help_text = capsys.readouterr().out
+    epilog = help_text.split("\nexamples:\n", 1)[1]
+    for line, _note in command.EXAMPLES:
+        assert f"  {line}" in epilog
+
+
+def test_errors_past_the_schema_name_the_config_file(tmp_path: Path) -> None:
+    """capture.user and tcpdump's verdict on a filter name the file as the schema's do."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'[capture]\nuser = "no-such-user-x"\nfilter = "tcp and ("\n'
+                   f'[spool]\ndirectory = "{tmp_path}"\n')  # fmt: skip
+    r = rollcap("check-config", str(bad))
+    assert r.returncode == 78
+    lines = r.stderr.splitlines()
+    assert (
+        lines[0] == f"rollcap: {bad}: capture.user: no such user 'no-such-user-x' on this machine"
+    )
+    assert lines[1].startswith(f"rollcap: {bad}: capture.filter: tcpdump rejects 'tcp and ('")

@@ -14,9 +14,10 @@ def _cfg(tmp_path: Path, body: str) -> Path:
 
 
 def test_missing_user_is_an_error_as_in_reload(tmp_path: Path) -> None:
-    r = rollcap("check-config", str(_cfg(tmp_path, '[capture]\nuser = "tcpdumpx"\n')))
+    cfg = _cfg(tmp_path, '[capture]\nuser = "tcpdumpx"\n')
+    r = rollcap("check-config", str(cfg))
     assert r.returncode == 78 and r.stdout == ""
-    assert r.stderr == "rollcap: capture.user: no such user 'tcpdumpx' on this machine\n"
+    assert r.stderr == f"rollcap: {cfg}: capture.user: no such user 'tcpdumpx' on this machine\n"
 
 
 def test_missing_group_is_a_warning(tmp_path: Path) -> None:
