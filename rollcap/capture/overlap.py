@@ -1,25 +1,50 @@
 """Removing packets captured twice during a make-before-break switch.
 
-When rollcap replaces a running tcpdump (quiet-link rotation, reload with the
-same interface) it starts the new one first and stops the old one only after
-both have been listening for more than a second, so no packet is lost. The
-packets that arrived in that overlap are in both generations: at the end of
-the old one and at the start of the new one, each possibly spread over several
-files when -C rotated during the overlap (a burst on a small-file setup). As
-each old file is handed off we add a fingerprint of its tail (timestamp and a
-hash of lengths and bytes of each record captured since shortly before the new
-tcpdump was started) to a sidecar in work/, which survives a supervisor restart.
-When a new file is handed off, its records paired in order with that tail (same
-bytes, timestamps within 10 ms) are removed. Either tcpdump may have missed a
-packet of the overlap (a drop at a high rate, a socket not yet attached): such a
-record is kept, the others are still paired. A new file that is all duplicates
-is dropped and the rest of the tail waits for the next one. A mismatch only ever
-leaves duplicates, never removes a packet that is not in the old generation.
+When rollcap replaces a running tcpdump (aligned rotation, quiet-link rotation,
+reload with the same interface) it starts the new one first and stops the old
+one only after both have been listening for more than a second, so no packet
+is lost. The packets that arrived in that overlap are in both generations: at
+the end of the old one and at the start of the new one, each possibly spread
+over several files when -C rotated during the overlap. As each old file is
+handed off we add a fingerprint of its tail (exact timestamp, and a hash of
+lengths and bytes, of each record captured since shortly before the new
+tcpdump was started) to a sidecar in work/, which survives a supervisor
+restart. When a new file is handed off, its records are matched against that
+tail and the matches removed.
+
+The rule: a record is removed only where both sockets provably hold it, i.e. a
+record of the old tail has the same bytes and the *same* timestamp. Matching is
+a multiset per (timestamp, digest) class: with a copies in the old tail and b
+in the new file, min(a, b) are removed from the new file, so max(a, b) stay.
+
+Why the same timestamp proves the same packet: the kernel stamps a packet once,
+in the skb, before it hands the skb to every packet socket of the interface
+(netif_receive / dev_queue_xmit_nit), and af_packet copies that stamp into each
+socket's ring. The stamp is taken only while some socket on the host asked for
+software timestamps (the netstamp_needed static key), which a nano-precision
+tcpdump does itself; the supervisor holds such a socket for its lifetime
+(rollcap.capture.switching.SharedTimestamps) so a µs tcpdump gets it too.
+Without it each socket reads the clock on its own and stamps differ by a few
+µs: nothing pairs, duplicates stay, nothing is lost. Checked on this kernel:
+two tcpdumps on one veth, 37,200 packets at 20k pps, received and sent
+direction: identical ns stamps with the key on, 21 % different without.
+A file of µs resolution is matched at µs (libpcap truncates ns to µs), so a
+reload that changes the precision still pairs.
+
+Earlier versions paired a record with a copy of its bytes within 10 ms: on
+traffic where identical frames recur closer than that (a looped replay, SPAN
+copies, retransmissions, keepalives) a head record paired with the previous
+copy, the pairing shifted by one period and the packets of that period that
+only the new socket saw were removed (docs/capture.md, "Aligned rotation").
+Sidecars of that version (a JSON list of [float, digest]) are read as "no
+sidecar": the new file keeps its duplicates, nothing is lost.
+
+A new file that is all duplicates is dropped and the rest of the tail waits
+for the next one. A mismatch only ever leaves duplicates.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import errno
 import hashlib
@@ -28,6 +53,7 @@ import math
 import os
 import re
 import struct
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -41,7 +67,10 @@ from rollcap.pcapfile import (
 )
 from rollcap.spool.fs import BadEntry, Dir
 
-TS_TOLERANCE = 0.010
+# The new file is read this far past the tail's last timestamp: records of
+# several CPUs reach a ring a little out of order, and a duplicate among them
+# must still be seen. It bounds where to look, never what pairs.
+LOOK_PAST_NS = 10_000_000
 # Records of the old file older than "new tcpdump spawned" minus this are
 # certainly not in the new file (its socket opened after we started it); the
 # margin covers a kernel timestamp a little behind the wall clock we read.
@@ -49,16 +78,26 @@ TAIL_MARGIN = 1.0
 # State files are read back as untrusted input: bounded and range-checked.
 MAX_SIDECAR_BYTES = 64 * 1024 * 1024
 MAX_GENERATION = 999_999_999
+SIDECAR_FORMAT = 2  # 1 (a bare list of [float ts, digest]) paired within 10 ms
 _DIGEST_RE = re.compile(r"[0-9a-f]{24}")
+_TICKS = (1, 1000)  # ns per timestamp unit: a nano or a µs file
+NS = 1_000_000_000
 
 
 @dataclass(frozen=True)
 class Fingerprint:
-    ts: float
-    digest: str
+    ns: int  # the record's timestamp, exactly as the file has it, in ns
+    digest: str  # lengths and bytes
+    tick: int = 1000  # ns per unit of the file's timestamps: 1000 (µs) or 1 (ns)
 
-    def same_packet(self, other: Fingerprint) -> bool:
-        return self.digest == other.digest and abs(self.ts - other.ts) <= TS_TOLERANCE
+    @property
+    def ts(self) -> float:
+        return self.ns / NS
+
+    def key(self, tick: int) -> tuple[int, str]:
+        """The class this record pairs in, at a resolution tick no finer than its
+        own (a ns stamp truncated to µs is what libpcap writes at µs)."""
+        return self.ns // tick, self.digest
 
 
 def iter_records(
@@ -81,6 +120,8 @@ def iter_records(
         f.seek(0)
         header: PcapHeader = read_header(f)
         rec = struct.Struct(header.endian + "IIII")
+        tick = NS // header.ts_per_second
+        since_ns = math.floor(since * NS)
         size = os.fstat(f.fileno()).st_size
         pos = GLOBAL_HEADER_LEN
         while True:
@@ -90,10 +131,10 @@ def iter_records(
             sec, frac, incl, orig = rec.unpack(raw)
             if not record_ok(frac, incl, orig, header.ts_per_second):
                 return  # garbage: the rest is a cut-off tail
-            ts = sec + frac / header.ts_per_second
+            ns = sec * NS + frac * tick
             if pos + RECORD_HEADER_LEN + incl > size:
                 return  # cut off
-            if ts < since:
+            if ns < since_ns:
                 f.seek(incl, os.SEEK_CUR)
                 pos += RECORD_HEADER_LEN + incl
                 continue
@@ -101,7 +142,7 @@ def iter_records(
             if len(data) < incl:
                 return
             h = hashlib.blake2b(struct.pack("<II", incl, orig) + data, digest_size=12)
-            yield pos, RECORD_HEADER_LEN + incl, Fingerprint(ts, h.hexdigest())
+            yield pos, RECORD_HEADER_LEN + incl, Fingerprint(ns, h.hexdigest(), tick)
             pos += RECORD_HEADER_LEN + incl
 
 
@@ -115,15 +156,36 @@ def sidecar_name(new_generation: int) -> str:
 
 
 def write_sidecar(d: Dir, name: str, tail: list[Fingerprint]) -> None:
-    d.write_atomic(name, json.dumps([[fp.ts, fp.digest] for fp in tail]).encode())
+    # one generation is one tcpdump, one resolution: the coarsest, should two meet
+    tick = max((fp.tick for fp in tail), default=1000)
+    records = [[fp.ns, fp.digest] for fp in tail]
+    doc = {"format": SIDECAR_FORMAT, "tick_ns": tick, "records": records}
+    d.write_atomic(name, json.dumps(doc, separators=(",", ":")).encode())
 
 
 def append_sidecar(d: Dir, name: str, more: list[Fingerprint]) -> None:
     """Add the tail of one more old file; a file fingerprinted twice (the supervisor
-    died before its hand-off) adds nothing the second time."""
+    died before its hand-off) adds nothing the second time (its offsets are not
+    kept, so by (timestamp, digest) class: the file's count of a class is added
+    only where the sidecar holds fewer)."""
     have = read_sidecar(d, name) or []
-    seen = set(have)
-    write_sidecar(d, name, have + [fp for fp in more if fp not in seen])
+    n_have = Counter((fp.ns, fp.digest) for fp in have)
+    n_more = Counter((fp.ns, fp.digest) for fp in more)
+    add: list[Fingerprint] = []
+    for fp in more:
+        k = (fp.ns, fp.digest)
+        if n_more[k] > n_have[k]:
+            add.append(fp)
+            n_more[k] -= 1
+    write_sidecar(d, name, have + add)
+
+
+def _ns(v: object) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"not an integer: {v!r}")
+    if not 0 <= v < 2**33 * NS:  # 1970 .. 2242: a pcap timestamp
+        raise ValueError(f"out of range: {v!r}")
+    return v
 
 
 def _finite(v: object) -> float:
@@ -135,20 +197,26 @@ def _finite(v: object) -> float:
 
 
 def read_sidecar(d: Dir, name: str) -> list[Fingerprint] | None:
-    """None when missing or not a well-formed sidecar (then nothing is stripped:
-    a bad sidecar can only leave duplicates, never remove a packet)."""
+    """None when missing, not a well-formed sidecar, or one of an earlier version
+    (its float timestamps cannot pair exactly): then nothing is stripped, a
+    sidecar can only leave duplicates, never remove a packet."""
     try:
         data = d.read_small(name, {os.geteuid()}, MAX_SIDECAR_BYTES)
         if data is None:
             return None
         raw = json.loads(data)
+        if not isinstance(raw, dict) or raw.get("format") != SIDECAR_FORMAT:
+            return None
+        tick = raw["tick_ns"]
+        if tick not in _TICKS or isinstance(tick, bool):
+            raise ValueError(f"tick_ns not one of {_TICKS}: {tick!r}")
         out = []
-        for ts, digest in raw:
+        for ns, digest in raw["records"]:
             if not isinstance(digest, str) or not _DIGEST_RE.fullmatch(digest):
                 raise ValueError("bad digest")
-            out.append(Fingerprint(_finite(ts), digest))
+            out.append(Fingerprint(_ns(ns), digest, tick))
         return out
-    except (BadEntry, OSError, ValueError, TypeError):
+    except (BadEntry, OSError, ValueError, TypeError, KeyError):
         return None
 
 
@@ -157,34 +225,35 @@ def remove(d: Dir, name: str) -> None:
         d.unlink(name)
 
 
-def pair_duplicates(tail: list[Fingerprint], head: list[Fingerprint]) -> tuple[list[int], int]:
-    """(indices of head that are duplicates, index of tail after the last pair).
+def pair_duplicates(
+    tail: list[Fingerprint], head: list[Fingerprint]
+) -> tuple[list[int], list[Fingerprint]]:
+    """(indices of head that are duplicates, the tail records left unpaired).
 
-    Both tcpdumps got the overlap's packets in the same order, but either may have
-    missed some (kernel drops at a high rate, a socket that was not attached yet
-    or any more): each head record is paired with the first unpaired tail record
-    after the previous pair with the same bytes and a timestamp within 10 ms, or
-    with none and kept. Each tail record pairs once, so n identical packets
-    within 10 ms remove at most n. A record that only the new tcpdump saw is
-    never removed unless the old one saw identical bytes at nearly the same time.
+    A head record pairs with a tail record of the same bytes and the same
+    timestamp (at the coarser of the two resolutions): the kernel stamped that
+    packet once for both sockets (module doc). Per (timestamp, digest) class,
+    min(old count, new count) head records pair, in file order; a record that
+    only one tcpdump got (a drop, a socket not attached yet or any more) has
+    no partner and stays.
     """
-    where: dict[str, list[int]] = {}
-    for k, t in enumerate(tail):
-        where.setdefault(t.digest, []).append(k)
+    tick = max([1, *(t.tick for t in tail), *(h.tick for h in head)])
+    left = Counter(t.key(tick) for t in tail)
     dups: list[int] = []
-    after = 0  # tail records before this one are paired or skipped
     for i, h in enumerate(head):
-        same = where.get(h.digest)
-        if not same:
-            continue
-        for k in same[bisect.bisect_left(same, after) :]:
-            if tail[k].same_packet(h):
-                dups.append(i)
-                after = k + 1
-                break
-            if tail[k].ts > h.ts + TS_TOLERANCE:
-                break  # later copies of these bytes are other packets
-    return dups, after
+        k = h.key(tick)
+        if left[k] > 0:
+            left[k] -= 1
+            dups.append(i)
+    used = Counter(head[i].key(tick) for i in dups)
+    rest: list[Fingerprint] = []
+    for t in tail:
+        k = t.key(tick)
+        if used[k] > 0:
+            used[k] -= 1
+        else:
+            rest.append(t)
+    return dups, rest
 
 
 @dataclass(frozen=True)
@@ -203,20 +272,23 @@ def find_duplicates(fd: int, tail: list[Fingerprint]) -> Duplicates:
     has a packet later than the tail's last (the overlap ended in this file)."""
     if not tail:
         return Duplicates([], [])
-    end = max(t.ts for t in tail) + TS_TOLERANCE
+    first, last = min(t.ns for t in tail), max(t.ns for t in tail)
     head: list[tuple[int, int, Fingerprint]] = []
     ended = False
     for item in iter_records(fd):
-        if item[2].ts > end:
+        if item[2].ns > last + LOOK_PAST_NS:
             ended = True
             break
         head.append(item)
-    dups, after = pair_duplicates(tail, [f for _o, _n, f in head])
-    first, last, paired = min(t.ts for t in tail), max(t.ts for t in tail), set(dups)
+    dups, rest = pair_duplicates(tail, [f for _o, _n, f in head])
+    if head:  # the next file starts where this one ended: what is well before can't pair
+        newest = max(f.ns for _o, _n, f in head)
+        rest = [t for t in rest if t.ns >= newest - LOOK_PAST_NS]
+    paired = set(dups)
     unpaired = sum(
-        1 for i, (_o, _n, f) in enumerate(head) if i not in paired and first <= f.ts <= last
+        1 for i, (_o, _n, f) in enumerate(head) if i not in paired and first <= f.ns <= last
     )
-    return Duplicates([head[i][:2] for i in dups], [] if ended else tail[after:], unpaired)
+    return Duplicates([head[i][:2] for i in dups], [] if ended else rest, unpaired)
 
 
 def drop_records(d: Dir, name: str, fd: int, drop: list[tuple[int, int]]) -> int:
