@@ -19,6 +19,7 @@ from rollcap.capture.command import tcpdump_argv
 from rollcap.capture.handoff import Persistent
 from rollcap.capture.interface import InterfaceCapture
 from rollcap.capture.ratelimit import RepeatLimiter
+from rollcap.capture.switching import stamp_fds
 from rollcap.capture.tcpdump import Tcpdump
 from rollcap.journal import fields
 
@@ -59,7 +60,7 @@ class Launcher:
             self._unsaved(e)
         argv = tcpdump_argv(ic.cap, ic.effective_filter, self.work, gen, switch_user, opened)
         self._prepare(gen, argv)
-        t = Tcpdump(argv, gen, ic.name, self._wake)
+        t = Tcpdump(argv, gen, ic.name, self._wake, stamp_fds())
         self.track(t)
         log.info(
             "started tcpdump on %s (generation %d)",

@@ -84,7 +84,7 @@ _TICKS = (1, 1000)  # ns per timestamp unit: a nano or a µs file
 NS = 1_000_000_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # tens of thousands per switch at 20k pps
 class Fingerprint:
     ns: int  # the record's timestamp, exactly as the file has it, in ns
     digest: str  # lengths and bytes

@@ -42,14 +42,24 @@ LISTEN_TIMEOUT = 10.0
 SO_TIMESTAMPNS = 35  # Linux's SOL_SOCKET option (the socket module does not name it)
 
 
+class _Stamps:
+    sock: socket.socket | None = None
+    tried = False
+
+
 def shared_timestamps() -> socket.socket | None:
-    """A socket that asks for software receive timestamps, held open for the
-    supervisor's life: while one exists the kernel stamps each packet once, in
-    its skb, before handing it to every packet socket (the netstamp_needed
-    static key), so an old and a new tcpdump record the same timestamp for a
-    packet both got, and the overlap pairs exactly. Without it a µs tcpdump's
-    socket reads the clock itself (21 % of stamps differed by 1-50 µs between
-    two tcpdumps here): nothing pairs, duplicates stay, nothing is lost."""
+    """A socket that asks for software receive timestamps, opened once and held
+    for the process's life (and passed to every tcpdump, so it stays open while
+    one runs even if the supervisor dies during an overlap): while one exists
+    the kernel stamps each packet once, in its skb, before handing it to every
+    packet socket (the netstamp_needed static key), so an old and a new tcpdump
+    record the same timestamp for a packet both got, and the overlap pairs
+    exactly. Without it a µs tcpdump's socket reads the clock itself (21 % of
+    stamps differed by 1-50 µs between two tcpdumps here): nothing pairs,
+    duplicates stay, nothing is lost."""
+    if _Stamps.tried:
+        return _Stamps.sock
+    _Stamps.tried = True
     try:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
     except OSError as e:
@@ -61,7 +71,14 @@ def shared_timestamps() -> socket.socket | None:
         s.close()
         log.warning("cannot turn on software timestamps (%s): a switch may keep duplicates", e)
         return None
+    _Stamps.sock = s
     return s
+
+
+def stamp_fds() -> tuple[int, ...]:
+    """The fds a tcpdump inherits to keep the shared timestamps on (see above)."""
+    s = shared_timestamps()
+    return (s.fileno(),) if s is not None else ()
 
 
 @dataclass

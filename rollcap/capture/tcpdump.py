@@ -38,8 +38,9 @@ def is_chatter(line: str) -> bool:
 
 class Tcpdump:
     def __init__(
-        self, argv: list[str], generation: int, iface: str, wake: Callable[[], None]
-    ) -> None:
+        self, argv: list[str], generation: int, iface: str, wake: Callable[[], None],
+        keep_fds: tuple[int, ...] = (),
+    ) -> None:  # fmt: skip
         self.argv = argv
         self.generation = generation
         self.iface = iface
@@ -66,6 +67,7 @@ class Tcpdump:
             umask=0o027,  # 0640: the group (offload) reads finished files, nobody writes
             start_new_session=True,  # a terminal's ^C must not reach tcpdump first
             close_fds=True,
+            pass_fds=keep_fds,  # rollcap.capture.switching.stamp_fds
         )
         self.pid = self.proc.pid
         self._reader = threading.Thread(
