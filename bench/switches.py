@@ -1,8 +1,8 @@
 """Aligned switches on repetitive traffic: packets lost per switch, and capture RSS.
 
 A small real capture (the first --frames frames of ssh.pcap, so a frame
-recurs every frames/pps seconds) is replayed in a loop with tcpreplay at --pps
-onto a fresh veth pair, into a real `rollcap capture` with rotate_align = true
+recurs every frames/pps seconds) is replayed in a loop by --senders tcpreplays
+at --pps in all onto a fresh veth pair, into a real `rollcap capture` with rotate_align = true
 and rotate_seconds = --rotate-seconds, across --switches aligned switches. A
 consumer thread counts every file handed off to ready/ (capinfos) and deletes
 it, so a long run needs no disk. At the end: sent (tcpreplay's count), stored,
@@ -10,7 +10,8 @@ lost = sent - stored, and tcpdump's kernel + interface drops (expected: lost =
 drops = 0). The capture daemon's RSS (VmRSS of `rollcap capture`, tcpdump not
 included) is sampled every --sample seconds.
 
-    python -m bench.switches [--switches 20] [--pps 20000] [--frames 20]
+    python -m bench.switches [--switches 20] [--pps 21000] [--frames 20] [--senders 3]
+    python -m bench.switches --repo /tmp/main-tree --out /tmp/old.json  # the earlier code
     python -m bench.switches --soak-minutes 60   # RSS at warm-up and end, growth per hour
 
 The soak's warm-up is the first --warmup-minutes (default 2, or a tenth of the
@@ -34,6 +35,7 @@ from typing import Any
 
 from bench.common import machine, status_kb, workdir
 from rollcap.spool.readyname import ReadyName
+from tests.integration import capture_daemon
 from tests.integration.capture_daemon import CaptureDaemon
 from tests.support.net import TEST_PCAPS, Veth, count_packets
 
@@ -79,6 +81,8 @@ class Consumer:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     seconds = args.soak_minutes * 60 if args.soak_minutes else args.rotate_seconds * (
         args.switches + 1) + 4  # fmt: skip
+    if args.repo:  # another rollcap tree, e.g. `git archive main` unpacked: the earlier code
+        capture_daemon.REPO = args.repo.resolve()
     with workdir("switches") as tmp:
         looped = looped_capture(tmp, args.frames)
         veth = Veth.create()
@@ -94,17 +98,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             consumer.thread.start()
             loops = math.ceil(args.pps * seconds / args.frames)
             t0 = time.monotonic()
-            rep = subprocess.Popen(
-                ["tcpreplay", "-q", f"--intf1={veth.a}", f"--pps={args.pps}", f"--loop={loops}",
-                 str(looped)], stdout=subprocess.PIPE, text=True,
-            )  # fmt: skip
-            while rep.poll() is None:
+            argv = ["tcpreplay", "-q", f"--intf1={veth.a}", f"--pps={args.pps // args.senders}",
+                    f"--loop={loops // args.senders}", str(looped)]  # fmt: skip
+            reps = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+                    for _ in range(args.senders)]  # fmt: skip
+            while live := [r for r in reps if r.poll() is None]:
                 samples.append((time.monotonic() - t0, status_kb(pid, "VmRSS")))
                 with contextlib.suppress(subprocess.TimeoutExpired):
-                    rep.wait(args.sample)
-            out = rep.stdout.read() if rep.stdout else ""
-            m = re.search(r"Successful packets:\s+(\d+)", out)
-            sent = int(m.group(1)) if m else -1
+                    live[0].wait(args.sample)
+            sent = 0
+            for r in reps:
+                m = re.search(r"Successful packets:\s+(\d+)", r.stdout.read() if r.stdout else "")
+                sent += int(m.group(1)) if m else 0
             time.sleep(1.5)  # tcpdump's last partially filled kernel block
             d.stop()
             consumer.stop.set()
@@ -116,7 +121,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             veth.delete()
     drops = int(st.get("kernel_drops", 0)) + int(st.get("interface_drops", 0))
     result: dict[str, Any] = {
-        "pps": args.pps, "frames_in_loop": args.frames, "rotate_seconds": args.rotate_seconds,
+        "pps": args.pps, "senders": args.senders, "frames_in_loop": args.frames,
+        "rollcap_tree": str(capture_daemon.REPO), "rotate_seconds": args.rotate_seconds,
         "seconds": round(seconds), "sent": sent, "stored": consumer.stored,
         "lost": sent - consumer.stored, "drops": drops, "files": consumer.files,
         "aligned_switches": consumer.aligned,
@@ -149,8 +155,11 @@ def rss_summary(samples: list[tuple[float, int]], warmup: float) -> dict[str, An
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench.switches", description=__doc__.split("\n")[0])
     p.add_argument("--switches", type=int, default=20)
-    p.add_argument("--pps", type=int, default=20_000)
+    p.add_argument("--pps", type=int, default=21_000)
     p.add_argument("--frames", type=int, default=20, help="frames in the looped capture")
+    p.add_argument("--senders", type=int, default=3,
+                   help="tcpreplays at pps/senders each (as tests/integration/test_capture_align)")
+    p.add_argument("--repo", type=Path, default=None, help="run this rollcap tree's capture")
     p.add_argument("--rotate-seconds", type=int, default=10)
     p.add_argument("--soak-minutes", type=float, default=0.0)
     p.add_argument("--warmup-minutes", type=float, default=0.0)

@@ -245,13 +245,11 @@ def pair_duplicates(
         if left[k] > 0:
             left[k] -= 1
             dups.append(i)
-    used = Counter(head[i].key(tick) for i in dups)
-    rest: list[Fingerprint] = []
+    rest: list[Fingerprint] = []  # per class, as many as are left unpaired
     for t in tail:
         k = t.key(tick)
-        if used[k] > 0:
-            used[k] -= 1
-        else:
+        if left[k] > 0:
+            left[k] -= 1
             rest.append(t)
     return dups, rest
 
