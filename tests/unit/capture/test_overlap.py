@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ from rollcap.capture.overlap import (
     write_sidecar,
     write_switch,
 )
+from rollcap.capture.switching import SO_TIMESTAMPNS, stamp_fds
 from rollcap.pcapfile import scan
 from rollcap.spool.fs import Dir
 from tests.support.pcaps import packets, write_nano_pcap, write_pcap
@@ -402,3 +405,19 @@ def test_a_failed_sidecar_update_leaves_duplicates_never_a_double_strip(
     sup.process_work()
     stored = sorted(fp.ts for f in sup.spool.ready.iterdir() for _o, _n, fp in iter_records(f))
     assert stored == [ts for ts, _d in pk[40:]]  # the 20 duplicates gone, nothing else
+
+
+def test_every_tcpdump_inherits_the_socket_that_keeps_kernel_stamps_shared() -> None:
+    """The exact pairing needs the kernel to stamp each packet once for all
+    sockets: the supervisor's SO_TIMESTAMPNS socket turns that on, and each
+    tcpdump inherits it so it stays on while a tcpdump runs."""
+    fds = stamp_fds()
+    assert len(fds) == 1 and stamp_fds() == fds  # one socket per process
+    s = socket.socket(fileno=os.dup(fds[0]))
+    try:
+        assert s.getsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS) == 1
+    finally:
+        s.close()
+    out = subprocess.run(["sh", "-c", f"test -S /proc/self/fd/{fds[0]} && echo inherited"],
+                         pass_fds=fds, capture_output=True, text=True)  # fmt: skip
+    assert out.stdout.strip() == "inherited"  # as Tcpdump passes it (keep_fds)
