@@ -118,6 +118,24 @@ class StreamUploader:
             progress, stop,
         )  # fmt: skip
 
+    def _refused(self, e: ClientError, attempt: int, key: str, produced: Any,
+                 exists: Callable[[str], bool], what: str) -> None:  # fmt: skip
+        """What a refused conditional write means: the key is taken (412, or found
+        after a server without conditional writes refused the header: the caller
+        aborts), or an error; returns when the write is to be sent again without
+        the condition."""
+        status, code = status_of(e), code_of(e)
+        if status == 412 or code == "PreconditionFailed":
+            raise ObjectExistsError(key, produced) from None
+        if attempt == 1 and self.up.conditional_writes and (
+            status == 501 or code == "NotImplemented"
+        ):
+            self.up.fall_back_to_check_first()
+            if exists(key):
+                raise ObjectExistsError(key, produced) from None
+            return
+        raise put_error(e, what) from None
+
     def _put(self, key: str, body: bytearray, produced: Any, extra: dict[str, Any],
              exists: Callable[[str], bool], what: str) -> None:  # fmt: skip
         for attempt in (1, 2):
@@ -125,17 +143,7 @@ class StreamUploader:
                 self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
                 return
             except ClientError as e:
-                status, code = status_of(e), code_of(e)
-                if status == 412 or code == "PreconditionFailed":
-                    raise ObjectExistsError(key, produced) from None
-                if attempt == 1 and self.up.conditional_writes and (
-                    status == 501 or code == "NotImplemented"
-                ):
-                    self.up.fall_back_to_check_first()
-                    if exists(key):
-                        raise ObjectExistsError(key, produced) from None
-                    continue
-                raise put_error(e, what) from None
+                self._refused(e, attempt, key, produced, exists, what)  # else: retry once
             except S3_ERRORS as e:
                 raise put_error(e, what) from None
 
@@ -245,17 +253,7 @@ class StreamUploader:
                 )  # fmt: skip
                 return
             except ClientError as e:
-                status, code = status_of(e), code_of(e)
-                if status == 412 or code == "PreconditionFailed":
-                    raise ObjectExistsError(key, produced) from None  # the caller aborts
-                if attempt == 1 and self.up.conditional_writes and (
-                    status == 501 or code == "NotImplemented"
-                ):
-                    self.up.fall_back_to_check_first()
-                    if exists(key):
-                        raise ObjectExistsError(key, produced) from None
-                    continue
-                raise put_error(e, what) from None
+                self._refused(e, attempt, key, produced, exists, what)  # else: retry once
             except S3_ERRORS as e:
                 raise put_error(e, what) from None
 
