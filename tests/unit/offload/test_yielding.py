@@ -6,17 +6,6 @@ from __future__ import annotations
 from rollcap.offload.capturesignals import parse_drops
 from rollcap.offload.yielding import DIRTY, DROPS, MAX_PAUSE, MIN_RUN, Signals, Yielding
 
-GiB = 1 << 30
-MEMINFO = """MemTotal:       24683772 kB
-MemFree:         6000000 kB
-Active(file):    1000000 kB
-Inactive(file):  3000000 kB
-Dirty:            500000 kB
-Writeback:        100000 kB
-"""
-VM = {"dirty_ratio": 20, "dirty_bytes": 0, "dirty_background_ratio": 10,
-      "dirty_background_bytes": 0}  # fmt: skip
-
 
 def _text(drops: int, updated: float, daemon: str = "capture") -> str:
     return (
