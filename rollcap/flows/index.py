@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from rollcap.flows.communityid import ICMP, ICMP6, PORT_PROTOS, community_id
+from rollcap.flows.communityid import ICMP, ICMP6, PORT_PROTOS, community_id, icmp_ports
 from rollcap.flows.summary import FlowSummary, ntop
 from rollcap.storage import manifest
 from rollcap.storage.base import Storage
@@ -66,6 +66,13 @@ def parse_key(key: str, prefix: str) -> manifest.Entry | None:
     return manifest.parse_key(manifest.root(prefix) + key[len(base) :], prefix)
 
 
+def _icmp_code(proto: int, f: Any) -> int:
+    """The code of the first packet's type. For request/reply types the flow
+    key holds the counterpart type instead (Community ID); their code is 0."""
+    _, _pair, one_way = icmp_ports(proto, f.sport, f.dport)
+    return int(f.dport) if one_way else 0
+
+
 def _flow_row(s: FlowSummary, key: Any, f: Any, where: dict[str, Any]) -> dict[str, Any]:
     vlans, proto, a, pa, b, pb = key
     icmp = proto in (ICMP, ICMP6)
@@ -80,7 +87,7 @@ def _flow_row(s: FlowSummary, key: Any, f: Any, where: dict[str, Any]) -> dict[s
         "linktype": s.linktype, "vlan": list(vlans) or None, "ip": 4 if len(a) == 4 else 6,
         "proto": proto, "src": ntop(f.src), "dst": ntop(f.dst),
         "sport": f.sport if ports else None, "dport": f.dport if ports else None,
-        "icmp_type": f.sport if icmp else None, "icmp_code": f.dport if icmp else None,
+        "icmp_type": f.sport if icmp else None, "icmp_code": _icmp_code(proto, f) if icmp else None,
         "first_ns": f.first_ns, "last_ns": f.last_ns, "packets": f.packets, "bytes": f.nbytes,
         "community_id": cid,
     }  # fmt: skip

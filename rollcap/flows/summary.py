@@ -16,13 +16,17 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from rollcap.flows import vector
 from rollcap.flows.communityid import ICMP, ICMP6, PORT_PROTOS, icmp_ports, ordered
-from rollcap.pcapfile import RECORD_HEADER_LEN, PcapHeader
+from rollcap.flows.vector import ETHERNET, IPV4_LT, IPV6_LT, RAW, SLL, SLL2
+from rollcap.pcapfile import MAX_RECORD, RECORD_HEADER_LEN, PcapHeader
 
 DEFAULT_CAP = 100_000
-ETHERNET, RAW, SLL, SLL2, IPV4_LT, IPV6_LT = 1, 101, 113, 276, 228, 229
 _VLAN_TYPES = frozenset({0x8100, 0x88A8, 0x9100})
 _IPV6_EXT = frozenset({0, 43, 60})  # hop-by-hop, routing, destination options
 _FRAG6, _AH = 44, 51
@@ -45,6 +49,7 @@ class Flow:
     sport: int | None
     dst: bytes
     dport: int | None
+    seq: int  # the packet number of its first packet (which names the sender)
 
 
 @dataclass
@@ -69,45 +74,116 @@ class Summariser:
     size (memoryviews the caller reuses: nothing is kept past the call but a
     record cut by the chunk's end); finish() gives the summary."""
 
-    def __init__(self, header: PcapHeader, cap: int = DEFAULT_CAP) -> None:
+    def __init__(self, header: PcapHeader, cap: int = DEFAULT_CAP, vectorised: bool = True) -> None:
         self.header = header
         self.cap = cap
+        self.vectorised = vectorised  # False: the per-packet reference parser alone
         self._rec = struct.Struct(header.endian + "IIII").unpack_from
+        self._u32 = struct.Struct(header.endian + "I").unpack_from
+        self._broken = False
+        self._seq = 0
         self._ns_mult = 1_000_000_000 // header.ts_per_second
         self._carry = b""
         self._frags: dict[tuple[bytes, bytes, int, int], FlowKey] = {}
         self.summary = FlowSummary(header.linktype, {})
         lt = header.linktype
-        self._link = {ETHERNET: self._ethernet, SLL: self._sll, SLL2: self._sll2,
-                      RAW: self._raw, IPV4_LT: self._raw, IPV6_LT: self._raw}.get(lt)  # fmt: skip
+        links: dict[int, Callable[[bytes, int, int], None]] = {
+            ETHERNET: self._ethernet, SLL: self._sll, SLL2: self._sll2,
+            RAW: self._raw, IPV4_LT: self._raw, IPV6_LT: self._raw,
+        }  # fmt: skip
+        self._link = links.get(lt)
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> None:
-        data: bytes | memoryview
-        if self._carry:
-            data = self._carry + bytes(chunk)
+        if self._broken:
+            return
+        data = memoryview(chunk).cast("B")  # read in place: no copy of the chunk
+        start = 0
+        if self._carry:  # complete the record the last chunk cut, on its own
+            c = self._carry
+            head = bytes(data[: max(0, RECORD_HEADER_LEN - len(c))])
+            hdr = c + head
+            if len(hdr) < RECORD_HEADER_LEN:
+                self._carry = hdr
+                return
+            need = RECORD_HEADER_LEN + self._u32(hdr, 8)[0] - len(c)
+            if need > len(data):
+                self._carry = c + bytes(data)
+                return
             self._carry = b""
-        else:
-            data = chunk if isinstance(chunk, bytes) else memoryview(chunk)
+            self._run(c + bytes(data[:need]), 0)
+            start = need
+        self._run(data, start)
+
+    def _run(self, data: bytes | memoryview, off: int) -> None:
+        """Summarise the whole records of data from off; keep a cut-off last one."""
         n = len(data)
-        off = 0
-        rec = self._rec
-        link = self._link
-        mult = self._ns_mult
-        s = self.summary
+        u32 = self._u32
+        offs: list[int] = []
+        add = offs.append
+        # the walk: each record's start depends on the one before
         while off + RECORD_HEADER_LEN <= n:
-            sec, frac, incl, orig = rec(data, off)
+            incl = u32(data, off + 8)[0]
+            if incl > MAX_RECORD:  # not a record: stop here, and say so
+                self._broken = True
+                self.summary.complete = False
+                break
             end = off + RECORD_HEADER_LEN + incl
             if end > n:
                 break
-            s.packets += 1
-            if link is None:
-                s.non_ip += 1
-            else:
-                pkt = bytes(data[off + RECORD_HEADER_LEN : end])
-                link(pkt, sec * 1_000_000_000 + frac * mult, orig)
+            add(off)
             off = end
-        if off < n:
+        if off < n and not self._broken:
             self._carry = bytes(data[off:])
+        if offs:
+            self._packets(data, offs)
+
+    def _packets(self, data: bytes | memoryview, offs: list[int]) -> None:
+        s = self.summary
+        base = s.packets
+        s.packets += len(offs)
+        if self._link is None:
+            s.non_ip += len(offs)
+            return
+        if not self.vectorised:
+            rec, mult = self._rec, self._ns_mult
+            for i, off in enumerate(offs):
+                sec, frac, incl, orig = rec(data, off)
+                self._seq = base + i
+                start = off + RECORD_HEADER_LEN
+                pkt = bytes(data[start : start + incl])
+                self._link(pkt, sec * 1_000_000_000 + frac * mult, orig)
+            return
+        c = vector.classify(np.frombuffer(data, dtype=np.uint8), np.array(offs, dtype=np.int64),
+                            self.header.endian, self._ns_mult, self.header.linktype)  # fmt: skip
+        s.non_ip += c.non_ip
+        self._merge(c.groups, base)
+        for i in c.fallback.tolist():
+            off = offs[i]
+            incl = self._u32(data, off + 8)[0]
+            self._seq = base + i
+            start = off + RECORD_HEADER_LEN
+            self._link(bytes(data[start : start + incl]), int(c.ns[i]), int(c.orig[i]))
+
+    def _merge(self, g: vector.Groups, base: int) -> None:
+        """Add a chunk's fast-path flows, in the order their first packets came."""
+        order = np.argsort(g.first_pkt, kind="stable")
+        cols = g.key[order].tolist()
+        has_ports = g.has_ports[order].tolist()
+        rows = zip(cols, has_ports, g.src_is_a[order].tolist(),
+                   (g.first_pkt[order] + base).tolist(), g.first_ns[order].tolist(),
+                   g.last_ns[order].tolist(), g.packets[order].tolist(),
+                   g.nbytes[order].tolist(), strict=True)  # fmt: skip
+        for k, ports, a_sent, seq, lo, hi, pk, nb in rows:
+            ver, v0, v1, proto, ahi, alo, apt, bhi, blo, bpt = k
+            width = 4 if ver == 4 else 16
+            a = ((ahi << 64) | alo).to_bytes(width, "big")
+            b = ((bhi << 64) | blo).to_bytes(width, "big")
+            vlans = (v0 - 1, v1 - 1) if v1 else (v0 - 1,) if v0 else ()
+            pa, pb = (apt, bpt) if ports else (None, None)
+            key = (vlans, proto, a, pa, b, pb)
+            src, sport, dst, dport = (a, pa, b, pb) if a_sent else (b, pb, a, pa)
+            self._seq = seq
+            self._add(key, src, sport, dst, dport, lo, hi, pk, nb)
 
     def finish(self) -> FlowSummary:
         """The summary; a record cut off at the end of the file is not counted."""
@@ -212,25 +288,31 @@ class Summariser:
 
     def _count(self, key: FlowKey, src: bytes, sport: int | None, dst: bytes,
                dport: int | None, ns: int, size: int) -> None:  # fmt: skip
+        self._add(key, src, sport, dst, dport, ns, ns, 1, size)
+
+    def _add(self, key: FlowKey, src: bytes, sport: int | None, dst: bytes, dport: int | None,
+             first_ns: int, last_ns: int, packets: int, nbytes: int) -> None:  # fmt: skip
+        """Count packets towards a flow; self._seq: the number of the first of them."""
         s = self.summary
         f = s.flows.get(key)
         if f is not None:
-            f.packets += 1
-            f.nbytes += size
-            if ns > f.last_ns:
-                f.last_ns = ns
-            elif ns < f.first_ns:
-                f.first_ns = ns
+            f.packets += packets
+            f.nbytes += nbytes
+            f.last_ns = max(f.last_ns, last_ns)
+            f.first_ns = min(f.first_ns, first_ns)
+            if self._seq < f.seq:  # an earlier packet (the fallback runs after the fast path)
+                f.src, f.sport, f.dst, f.dport, f.seq = src, sport, dst, dport, self._seq
             return
         if len(s.flows) < self.cap:
-            s.flows[key] = Flow(ns, ns, 1, size, src, sport, dst, dport)
+            s.flows[key] = Flow(first_ns, last_ns, packets, nbytes, src, sport, dst, dport,
+                                self._seq)  # fmt: skip
             return
         s.complete = False
         proto = key[1]
-        for item, into in ((src, s.more_addrs), (dst, s.more_addrs)):
-            if item not in into:
-                if len(into) < self.cap:
-                    into.add(item)
+        for item in (src, dst):
+            if item not in s.more_addrs:
+                if len(s.more_addrs) < self.cap:
+                    s.more_addrs.add(item)
                 else:
                     s.sets_complete = False
         if proto in PORT_PROTOS:
