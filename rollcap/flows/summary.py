@@ -105,7 +105,12 @@ class Summariser:
             if len(hdr) < RECORD_HEADER_LEN:
                 self._carry = hdr
                 return
-            need = RECORD_HEADER_LEN + self._u32(hdr, 8)[0] - len(c)
+            incl = self._u32(hdr, 8)[0]
+            if incl > MAX_RECORD:  # not a record: stop, and say so
+                self._broken = True
+                self.summary.complete = False
+                return
+            need = RECORD_HEADER_LEN + incl - len(c)
             if need > len(data):
                 self._carry = c + bytes(data)
                 return
@@ -120,18 +125,17 @@ class Summariser:
         u32 = self._u32
         offs: list[int] = []
         add = offs.append
-        # the walk: each record's start depends on the one before
-        while off + RECORD_HEADER_LEN <= n:
-            incl = u32(data, off + 8)[0]
-            if incl > MAX_RECORD:  # not a record: stop here, and say so
+        last = n - RECORD_HEADER_LEN
+        # the walk: each record's start depends on the one before (kept minimal:
+        # a record that runs past the end can only be the last one)
+        while off <= last:
+            add(off)
+            off += RECORD_HEADER_LEN + u32(data, off + 8)[0]
+        if off > n:  # the last record is cut by the chunk's end: carried over
+            off = offs.pop()
+            if u32(data, off + 8)[0] > MAX_RECORD:  # not a record: stop, and say so
                 self._broken = True
                 self.summary.complete = False
-                break
-            end = off + RECORD_HEADER_LEN + incl
-            if end > n:
-                break
-            add(off)
-            off = end
         if off < n and not self._broken:
             self._carry = bytes(data[off:])
         if offs:

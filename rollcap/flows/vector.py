@@ -76,6 +76,11 @@ def classify(buf: npt.NDArray[np.uint8], offs: I64, endian: str, ns_mult: int,
     def u16(pos: I64) -> I64:
         return (u8(pos) << 8) | u8(pos + 1)
 
+    def u32(pos: I64) -> U64:
+        idx = np.minimum(pos[:, None] + np.arange(4), last)
+        out: U64 = buf[idx].copy().view(">u4").astype(np.uint64).ravel()
+        return out
+
     def u64(pos: I64) -> U64:
         idx = np.minimum(pos[:, None] + np.arange(8), last)
         out: U64 = buf[idx].copy().view(">u8").astype(np.uint64).ravel()
@@ -119,11 +124,12 @@ def classify(buf: npt.NDArray[np.uint8], offs: I64, endian: str, ns_mult: int,
     fallback |= frag4 | ext6
     l4 = np.where(v4, l3 + (u8(l3) & 0x0F) * 4, l3 + 40)
     # addresses as two big-endian u64 (IPv4: 0 and the address)
-    zero = np.zeros(len(offs), dtype=np.uint64)
-    s_hi = np.where(v6, u64(l3 + 8), zero)
-    s_lo = np.where(v6, u64(l3 + 16), u64(l3 + 8) & np.uint64(0xFFFFFFFF))
-    d_hi = np.where(v6, u64(l3 + 24), zero)
-    d_lo = np.where(v6, u64(l3 + 32), u64(l3 + 12) & np.uint64(0xFFFFFFFF))
+    s_hi = np.zeros(len(offs), dtype=np.uint64)
+    d_hi = np.zeros(len(offs), dtype=np.uint64)
+    s_lo, d_lo = u32(l3 + 12), u32(l3 + 16)
+    if v6.any():  # IPv6 addresses only where there is IPv6
+        s_hi, d_hi = np.where(v6, u64(l3 + 8), s_hi), np.where(v6, u64(l3 + 24), d_hi)
+        s_lo, d_lo = np.where(v6, u64(l3 + 16), s_lo), np.where(v6, u64(l3 + 32), d_lo)
     port_proto = np.isin(proto, _PORTS)
     icmp = (proto == 1) | (proto == 58)
     has_ports = port_proto | icmp

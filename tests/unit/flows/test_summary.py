@@ -186,3 +186,12 @@ def test_fast_path_equals_the_per_packet_parser_on_tricky_packets() -> None:
     assert fast == ref
     fast, ref = _both(pcap(1, pkts * 3), cap=4)
     assert fast == ref
+
+
+def test_a_record_that_is_not_one_stops_the_summary_and_marks_it_incomplete() -> None:
+    good = eth(ip4("1.1.1.1", "2.2.2.2", 6, ports(1, 2)))
+    data = pcap(1, [good, good])
+    bad = data + struct.pack("<IIII", 1, 0, 0xFFFFFFF0, 0xFFFFFFF0) + b"\0" * 100
+    for step in (0, 50):
+        s = summarise(bad, step=step).finish()
+        assert s.packets == 2 and not s.complete, step
