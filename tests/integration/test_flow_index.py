@@ -12,6 +12,7 @@ import struct
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zstandard
@@ -155,3 +156,71 @@ def test_every_stored_capture_has_a_summary_that_agrees_with_an_independent_coun
         entries = {manifest.parse_key(k, "caps")
                    for k in keys_in_all(seaweedfs, bucket, manifest.root("caps"))}  # fmt: skip
         assert {e.key for e in entries if e is not None and e.has_object} == set(caps)
+
+
+@pytest.fixture
+def spool_dir(tmp_path: Path) -> Path:
+    s = tmp_path / "spool"
+    for d in ("work", "ready", "quarantine", "tmp", "state"):
+        (s / d).mkdir(parents=True)
+    return s
+
+
+def _pipeline(tmp_path: Path, spool: Path, archive: Path, **offload: object) -> Any:
+    import os
+    import threading
+
+    from rollcap.config import load_config
+    from rollcap.offload import pipeline
+    from rollcap.spool import Spool
+    from rollcap.storage import open_storage
+    from tests.integration.test_offload import write_config
+
+    conf = write_config(tmp_path / "rollcap.toml", spool, f"file://{archive}", **offload)
+    cfg = load_config(conf)
+    return pipeline.Pipeline(cfg, Spool.at(spool), open_storage(cfg.offload),
+                             {0, os.geteuid()}, threading.Event())  # fmt: skip
+
+
+def test_a_failed_summary_write_keeps_the_local_copy_and_is_retried(
+    all_pcap: Path, spool_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The capture is stored but its flow summary cannot be written: the file
+    stays in ready/, no manifest entry names it yet; the retry finds the
+    object ("exists") and writes the summary, then the entries, then deletes."""
+    from rollcap.storage import StorageError
+    from rollcap.storage.local import LocalStorage
+    from tests.integration.test_offload import T0, make_captures
+
+    [f] = make_captures(all_pcap, spool_dir / "ready", [T0])
+    archive = tmp_path / "arch"
+    pipe = _pipeline(tmp_path, spool_dir, archive)
+    real = LocalStorage.put_bytes
+
+    def flows_fail(self: LocalStorage, key: str, body: bytes, content_type: str) -> None:
+        if key.startswith(flowindex.DIR):
+            raise StorageError(f"store {key}: Input/output error", code="EIO")
+        real(self, key, body, content_type)
+
+    monkeypatch.setattr(LocalStorage, "put_bytes", flows_fail)
+    out = pipe.process(f.name)
+    assert out.kind == "failed" and out.dest_error is not None and f.exists(), out
+    assert not (archive / manifest.DIR).exists()  # the entry comes after the summary
+    monkeypatch.setattr(LocalStorage, "put_bytes", real)
+    out = pipe.process(f.name)
+    assert out.kind == "exists" and not f.exists(), out
+    [key] = [o.key for o in pipe.storage.list(flowindex.root(""))]
+    summary = flowindex.read_summary(pipe.storage, key)
+    assert summary.capture["key"] == out.key and summary.capture["packets"] == out.packets
+
+
+def test_with_the_index_off_no_summary_is_written(
+    all_pcap: Path, spool_dir: Path, tmp_path: Path
+) -> None:
+    from tests.integration.test_offload import T0, make_captures
+
+    [f] = make_captures(all_pcap, spool_dir / "ready", [T0])
+    archive = tmp_path / "arch"
+    out = _pipeline(tmp_path, spool_dir, archive, flow_index=False).process(f.name)
+    assert out.kind == "uploaded" and not f.exists(), out
+    assert (archive / manifest.DIR).is_dir() and not (archive / flowindex.DIR).exists()
