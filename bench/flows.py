@@ -31,6 +31,7 @@ from typing import Any
 import zstandard
 
 from bench import datagen
+from bench.common import write_result
 from rollcap.flows import index
 from rollcap.flows.summary import DEFAULT_CAP, FlowSummary, Summariser
 from rollcap.pcapfile import parse_header
@@ -176,6 +177,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "min": min(r["index_bytes"] for r in tp),
     }
     print(json.dumps({k: v for k, v in res.items() if k != "test_pcaps"}, indent=1))
+    write_result("flows", res)
     return res
 
 
