@@ -555,6 +555,69 @@ def summary_lines(res: dict[str, Any], rounds: int) -> list[str]:
     return lines
 
 
+def small_packet_dataset(count: int, size_mb: int) -> list[Path]:
+    """The small-packet mix of bench/flows.py (64-128 B frames), as ready/ files."""
+    from datetime import timedelta
+
+    from bench.datagen import START, cache_root, ready_name
+    from bench.flows import small_packet_file
+
+    d = cache_root() / f"small-{count}x{size_mb}MB"
+    done = d / ".complete"
+    if not done.exists():
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        for i in range(count):
+            start = START + timedelta(seconds=60 * i)
+            small_packet_file(d / ready_name(i + 1, start), size_mb * 1_000_000, seed=i + 1)
+        done.write_text("ok\n")
+    return sorted(p for p in d.iterdir() if p.suffix == ".pcap")
+
+
+def index_compare(a: argparse.Namespace) -> dict[str, Any]:
+    """Steady drain with offload.flow_index on against off, on the same files in
+    the same run (rounds alternate the order), on the bench mix and on the
+    small-packet mix. Goal: on >= 0.9x off."""
+    res: dict[str, Any] = {"files": a.count, "file_mb": a.size_mb, "load_before": os.getloadavg()}
+    sets = {"bench mix": dataset(a.count, a.size_mb),
+            "small packets": small_packet_dataset(a.count, a.size_mb)}  # fmt: skip
+    with seaweedfs() as w, workdir("drain-index") as work:
+        for name, files in sets.items():
+            raw = sum(f.stat().st_size for f in files)
+            sources = {_seq(f.name): _sha256(f.read_bytes()) for f in files}
+            runs: dict[str, list[dict[str, Any]]] = {"on": [], "off": []}
+            for i in range(a.rounds):
+                for mode in ("on", "off") if i % 2 == 0 else ("off", "on"):
+                    tag = f"{name.split()[0]}-{mode}-r{i}"
+                    r = run_rollcap(files, w, work, tag, steady=True,
+                                    offload={"flow_index": mode == "on"})  # fmt: skip
+                    r["mb_s"] = raw / r["seconds"] / MB
+                    r["verify"] = verify(w, r["prefix"], sources, "zstd")
+                    runs[mode].append(r)
+                    print(f"{name} round {i} index {mode}: {r['mb_s']:.1f} MB/s, "
+                          f"client CPU {r['cpu_seconds']['rollcap']:.2f} s")  # fmt: skip
+            on = max(runs["on"], key=lambda r: r["mb_s"])
+            off = max(runs["off"], key=lambda r: r["mb_s"])
+            res[name] = {
+                "on_mb_s": on["mb_s"], "off_mb_s": off["mb_s"],
+                "all_on_mb_s": [r["mb_s"] for r in runs["on"]],
+                "all_off_mb_s": [r["mb_s"] for r in runs["off"]],
+                "drain_ratio": on["mb_s"] / off["mb_s"],
+                "client_cpu_on_s": min(r["cpu_seconds"]["rollcap"] for r in runs["on"]),
+                "client_cpu_off_s": min(r["cpu_seconds"]["rollcap"] for r in runs["off"]),
+                "verify_ok": all(
+                    r["verify"]["identical"] == len(files) for r in runs["on"] + runs["off"]
+                ),
+            }  # fmt: skip
+            r = res[name]
+            print(f"{name}: index on {on['mb_s']:.1f} MB/s vs off {off['mb_s']:.1f} MB/s = "
+                  f"{r['drain_ratio']:.2f}x (goal >= 0.9x); client CPU "
+                  f"{r['client_cpu_on_s']:.2f} vs {r['client_cpu_off_s']:.2f} s")  # fmt: skip
+    res["load_after"] = os.getloadavg()
+    write_result("drain-index", res)
+    return res
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--count", type=int, default=8)
@@ -563,7 +626,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--no-profile", action="store_true", help="skip the py-spy profiled run")
     ap.add_argument("--skip-seed", action="store_true")
     ap.add_argument("--rounds", type=int, default=3, help="repeat each; the best counts")
+    ap.add_argument("--index", action="store_true",
+                    help="only: steady drain with offload.flow_index on vs off")  # fmt: skip
     a = ap.parse_args(argv)
+    if a.index:
+        if a.quick:
+            a.count, a.size_mb, a.rounds = 4, 32, 1
+        return index_compare(a)
     if a.quick:
         a.count, a.size_mb, a.rounds = 4, 32, 1
     files = dataset(a.count, a.size_mb)

@@ -354,6 +354,19 @@ class OffloadConfig(_Section):
     concurrency: int = Field(
         4, ge=1, le=64, description="Files (and multipart parts) transferred in parallel."
     )
+    flow_index: bool = Field(
+        True,
+        description="Write a flow summary beside every stored capture (gzip NDJSON below "
+        "{prefix}/_index/flows/v1/, docs/flows.md), built from the same read that "
+        "compresses it. A capture is deleted locally only once its summary is stored.",
+    )
+    flow_index_max_flows: int = Field(
+        100_000,
+        ge=1,
+        le=10_000_000,
+        description="Flows kept per capture's summary; beyond this the summary keeps only "
+        "the addresses and ports it saw and marks itself incomplete.",
+    )
     key_template: str = Field(
         DEFAULT_KEY_TEMPLATE,
         description="Object key (or path below a file:// archive). Placeholders: {prefix} "

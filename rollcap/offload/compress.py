@@ -20,6 +20,7 @@ from pathlib import Path
 
 import zstandard
 
+from rollcap.flows.summary import FlowSummary
 from rollcap.pcapfile import PcapHeader, RecordWalker
 from rollcap.timestamps import PacketSpan
 
@@ -42,6 +43,7 @@ class Compressed(PacketSpan):
     last_ns: int | None
     linktype: int
     part_sha256: tuple[bytes, ...] = ()  # per part_size piece of the output, if asked
+    flows: FlowSummary | None = None  # offload.flow_index: the capture's flow summary
 
 
 class _Codec:
@@ -70,6 +72,7 @@ def compress_stream(
     stop: threading.Event | None = None,
     progress: Callable[[int], None] | None = None,
     part_size: int | None = None,
+    tap: Callable[[memoryview], None] | None = None,
 ) -> Compressed:
     """Compress the pcap open at fd from its current offset (just past the
     global header, whose bytes are header_bytes) into ``write`` (None: the
@@ -82,7 +85,10 @@ def compress_stream(
     With part_size, also the SHA-256 of each part_size piece of the output (what
     S3 checks per multipart part), so an existing object's composite checksum
     can be rebuilt without the bytes. The first part's digest is a copy of the
-    running whole-file hash, so a file of one part costs nothing extra."""
+    running whole-file hash, so a file of one part costs nothing extra.
+
+    ``tap`` sees every chunk of the pcap after the global header (the flow
+    summariser), from this same read."""
     # CRC-32, not SHA-256: ~4x cheaper, and the pcap checksum only labels the
     # content (what is stored is verified by the SHA-256 of the stored bytes)
     pcap_crc = zlib.crc32(header_bytes)
@@ -137,6 +143,8 @@ def compress_stream(
         pcap_bytes += n
         pcap_crc = zlib.crc32(chunk, pcap_crc)
         walker.feed(chunk)
+        if tap is not None:
+            tap(chunk)
         emit(enc.compress(chunk))
         if progress is not None:
             progress(n)

@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
@@ -22,6 +22,8 @@ from urllib.parse import quote
 from rollcap import __version__, timestamps
 from rollcap.config.schema import RollcapConfig
 from rollcap.errors import ConfigError
+from rollcap.flows import index as flowindex
+from rollcap.flows.summary import Summariser
 from rollcap.journal import fields
 from rollcap.keys import KeyFields, render_key
 from rollcap.offload.compress import Cancelled, Compressed, compress_stream
@@ -314,6 +316,27 @@ class Pipeline:
                 "instead): %s", name, err, extra=fields(file=name, key=e.key or None),
             )  # fmt: skip
 
+    # -- flow index (offload.flow_index; rollcap/flows/) ---------------------
+
+    def _summariser(self, opened: Opened) -> Summariser | None:
+        """A fresh summariser per read (a multipart upload reads twice)."""
+        if not (self.cfg.offload.flow_index and self.storage.manifests):
+            return None
+        return Summariser(opened.header, self.cfg.offload.flow_index_max_flows)
+
+    def _write_flows(self, name: str, e: manifest.Entry, c: Compressed) -> None:
+        """The capture's flow summary, before its manifest entries and the
+        local delete: a failure retries the file as a failed entry does."""
+        if c.flows is None:
+            return
+        try:
+            flowindex.write_summary(self.storage, e, c.flows, self.storage.key_prefix)
+        except StorageError as err:
+            if err.code not in PER_FILE_CODES:
+                raise
+            log.warning("%s: no flow summary (a name this destination cannot hold): %s",
+                        name, err, extra=fields(file=name, key=e.key))  # fmt: skip
+
     def _cover(self, name: str, opened: Opened, t0: float, early: bool) -> Outcome:
         """A coverage marker: its manifest entry, never an object; then the
         marker goes, as a stored capture's local copy does (not before)."""
@@ -350,11 +373,13 @@ class Pipeline:
                 t = time.monotonic()
                 try:
                     os.lseek(opened.fd, len(opened.header_bytes), os.SEEK_SET)
-                    return compress_stream(
+                    summariser = self._summariser(opened)
+                    c = compress_stream(
                         opened.fd, opened.header, opened.header_bytes,
                         self.cfg.offload.compression, level, write, self.stop, progress,
-                        self.storage.part_size,
+                        self.storage.part_size, summariser.feed if summariser else None,
                     )  # fmt: skip
+                    return replace(c, flows=summariser.finish()) if summariser else c
                 finally:
                     spent[0] += time.monotonic() - t
 
@@ -404,9 +429,9 @@ class Pipeline:
             out.compress_seconds = spent[0]
             # before the local copy goes: a failure or crash here retries it
             # (the upload then finds the object: "exists", and writes them again)
-            self._write_entries(
-                name, manifest_entry(key, opened, comp, stored, self.cfg.capture.rotate_seconds)
-            )
+            entry = manifest_entry(key, opened, comp, stored, self.cfg.capture.rotate_seconds)
+            self._write_flows(name, entry, comp)
+            self._write_entries(name, entry)
         except VerificationError as e:
             return Outcome(name, "failed", key=key, message=str(e))
         except StorageError as e:

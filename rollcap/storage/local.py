@@ -13,7 +13,8 @@ sidecars): after each store the oldest objects (by key, which is time order)
 are removed until it fits, each removal logged, so a default install is a
 self-maintaining ring. The object just stored is never removed.
 
-Manifest entries (storage/manifest.py) are files below ``<archive>/_index/``,
+Manifest entries (storage/manifest.py) and flow summaries (flows/index.py)
+are files below ``<archive>/_index/``,
 written once like the data (temp + fsync + link). They are not objects of
 the ring: the ring removes a capture's entries with the capture, and the
 coverage entries (no object) of its host and interface that ended before it,
@@ -104,7 +105,7 @@ class LocalStorage(Storage):
         except ValueError as e:
             # a manifest entry's name has '~' (which no capture key has); its
             # shape is fixed, without '/' or '..' in the name (manifest.parse_key)
-            if manifest.parse_key(key, "") is None:
+            if manifest.parse_any(key, "") is None:
                 raise StorageError(str(e), code="InvalidKey", permanent=True) from None
         return self.root / key
 
@@ -246,7 +247,7 @@ class LocalStorage(Storage):
         """Count an entry in the budget: with its capture (whose object key
         this returns), or a coverage entry on its own."""
         assert self._index is not None
-        e = manifest.parse_key(key, "")
+        e = manifest.parse_any(key, "")  # a manifest entry or a flow summary
         if e is None:
             return ""
         if not e.has_object:
@@ -262,7 +263,7 @@ class LocalStorage(Storage):
         """The victim's entries, and the coverage entries of its host and
         interface that ended before it (so they do not pile up forever)."""
         keys = self._entries.pop(victim, [])
-        parsed = manifest.parse_key(keys[0], "") if keys else None
+        parsed = manifest.parse_any(keys[0], "") if keys else None
         if parsed is not None:
             older = [c for c in self._coverage
                      if (c[0], c[1]) == (parsed.host, parsed.iface)
@@ -305,8 +306,9 @@ class LocalStorage(Storage):
             self._index[info.key] = info.size + extra
         self._order = sorted(self._index)
         self._total = sum(self._index.values())
-        for info in self.list(manifest.root("")):
-            self._note_entry(info.key, info.size)
+        for d in manifest.ENTRY_NAMED:
+            for info in self.list(d + "/"):
+                self._note_entry(info.key, info.size)
 
     def _account(self, key: str, nbytes: int) -> None:
         with self._lock:

@@ -242,6 +242,22 @@ def parse_key(key: str, prefix: str) -> Entry | None:
     )
 
 
+#: index kinds whose objects are named like a manifest entry (the flow
+#: summaries of rollcap/flows/index.py): one name grammar, one IAM pattern
+ENTRY_NAMED = (DIR, f"{INDEX_DIR}/flows/v1")
+
+
+def parse_any(key: str, prefix: str) -> Entry | None:
+    """The capture any entry-named index object (manifest entry or flow
+    summary) describes, or None if the key is neither."""
+    p = prefix.strip("/")
+    for d in ENTRY_NAMED:
+        base = f"{p}/{d}/" if p else f"{d}/"
+        if key.startswith(base):
+            return parse_key(root(prefix) + key[len(base) :], prefix)
+    return None
+
+
 def host_of(key: str) -> str | None:
     """The host a manifest key names (cheap; for range listings)."""
     name = key.rpartition("/")[2]

@@ -205,3 +205,26 @@ def test_manifest_entries_are_written_once_and_leave_with_their_capture(tmp_path
     assert manifest.entry_keys(_entry(2), "")[0] not in [
         o.key for o in store.list(manifest.root(""))
     ]
+
+
+def test_flow_summaries_leave_with_their_capture(tmp_path: Path) -> None:
+    """A capture's flow summary (below _index/flows/v1/) is counted with it
+    and removed by the ring with it, also after a restart."""
+    from rollcap.flows import index as flowindex
+    from rollcap.flows.summary import FlowSummary
+
+    root = tmp_path / "archive"
+    store = _store(root, mb=1)
+    keys = {}
+    for minute in (1, 2):
+        src, sha = _file(tmp_path, 400_000, f"s{minute}")
+        store.put_file(src, _key(minute), size=400_000, sha256=sha, metadata={})
+        keys[minute] = flowindex.write_summary(store, _entry(minute), FlowSummary(1, {}), "")
+    assert flowindex.parse_key(keys[1], "") == _entry(1)
+    assert flowindex.read_summary(store, keys[1]).complete
+    src, sha = _file(tmp_path, 400_000, "s3")
+    store.put_file(src, _key(3), size=400_000, sha256=sha, metadata={})  # over: _key(1) goes
+    assert not (root / keys[1]).exists() and (root / keys[2]).exists()
+    src, sha = _file(tmp_path, 400_000, "s4")
+    _store(root, mb=1).put_file(src, _key(4), size=400_000, sha256=sha, metadata={})
+    assert not (root / keys[2]).exists()  # the restarted ring found it on disk

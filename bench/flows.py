@@ -1,0 +1,185 @@
+"""The flow summariser's cost and the flow index's size (issue 26, items 2-3).
+
+    python -m bench.flows [--size-mb 50]
+
+In one run, on the same bytes, CPU time of one thread (time.thread_time):
+- packets/s of the summariser (rollcap.flows.summary), and of a plain
+  per-packet struct parser (record header, Ethernet type, IPv4 addresses,
+  protocol and ports) as the baseline;
+- the summariser's CPU against zstd -3's CPU on the same file (goal <= 25 %);
+- the index's bytes (gzip NDJSON, as stored) against zstd's stored bytes
+  (goal <= 0.5 % at 50 MB and more), per capture of tests/data/pcaps, and the
+  worst case: one flow per packet up to the flow cap.
+Files: the bench mix (bench/datagen.py) and a small-packet mix (64-128 B frames
+over 2,000 TCP/UDP flows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import struct
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import zstandard
+
+from bench import datagen
+from bench.common import write_result
+from rollcap.flows import index
+from rollcap.flows.summary import DEFAULT_CAP, FlowSummary, Summariser
+from rollcap.pcapfile import parse_header
+from rollcap.storage import manifest
+
+CHUNK = 4 * 1024 * 1024
+REPO = Path(__file__).resolve().parents[1]
+
+
+def small_packet_file(path: Path, size: int, seed: int = 7, flows: int = 2000) -> int:
+    rng = random.Random(seed)
+    tuples = [(rng.randbytes(4), rng.randbytes(4), rng.choice((6, 17)), rng.randrange(1024, 65535),
+               rng.choice((53, 80, 443, 123))) for _ in range(flows)]  # fmt: skip
+    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+    t, n = 1_800_000_000.0, 0
+    while len(out) < size:
+        src, dst, proto, sp, dp = rng.choice(tuples)
+        if rng.random() < 0.5:
+            src, dst, sp, dp = dst, src, dp, sp
+        plen = rng.randrange(64, 129) - 14 - 20
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + plen, n & 0xFFFF, 0, 64, proto, 0, src, dst)
+        # payload: random, as encrypted traffic is (zeros would flatter zstd)
+        frame = (b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + struct.pack("!HH", sp, dp)
+                 + rng.randbytes(plen - 4))
+        t += 0.00001
+        out += struct.pack("<IIII", int(t), int((t % 1) * 1e6), len(frame), len(frame)) + frame
+        n += 1
+    path.write_bytes(out)
+    return n
+
+
+def baseline(data: bytes) -> int:
+    """A plain per-packet struct parser: what a straightforward one does."""
+    rec = struct.Struct("<IIII").unpack_from
+    l3 = struct.Struct("!H").unpack_from
+    v4 = struct.Struct("!B8xB2x4s4sHH").unpack_from
+    seen: dict[tuple[bytes, bytes, int, int, int], int] = {}
+    off, n, packets = 24, len(data), 0
+    while off + 16 <= n:
+        _s, _f, incl, orig = rec(data, off)
+        p = off + 16
+        off = p + incl
+        packets += 1
+        if incl >= 38 and l3(data, p + 12)[0] == 0x0800:
+            _vihl, proto, src, dst, sp, dp = v4(data, p + 14)
+            k = (src, dst, proto, sp, dp)
+            seen[k] = seen.get(k, 0) + orig
+    return packets
+
+
+def cpu(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t = time.thread_time()
+    out = fn()
+    return time.thread_time() - t, out
+
+
+def summarise(data: bytes, cap: int = DEFAULT_CAP) -> FlowSummary:
+    s = Summariser(parse_header(data[:24]), cap)
+    mv = memoryview(data)
+    for i in range(24, len(data), CHUNK):
+        s.feed(mv[i : i + CHUNK])
+    return s.finish()
+
+
+def zstd_size(data: bytes) -> int:
+    c = zstandard.ZstdCompressor(level=3, write_checksum=True).compressobj()
+    mv = memoryview(data)
+    out = sum(len(c.compress(mv[i : i + CHUNK])) for i in range(0, len(data), CHUNK))
+    return out + len(c.flush())
+
+
+def body_size(s: FlowSummary, name: str) -> int:
+    e = manifest.Entry(key=f"bench/{name}.pcap.zst", host="bench", iface="eth0",
+                       opened=datetime(2027, 1, 1, tzinfo=UTC), closed_ts=1_798_761_600,
+                       first_ns=None, last_ns=None, packets=s.packets, pcap_bytes=0, size=0,
+                       linktype=s.linktype)  # fmt: skip
+    return len(index.summary_body(e, s))
+
+
+def measure(name: str, path: Path) -> dict[str, Any]:
+    data = path.read_bytes()
+    base_s, packets = cpu(lambda: baseline(data))
+    sum_s, s = cpu(lambda: summarise(data))
+    zstd_s, stored = cpu(lambda: zstd_size(data))
+    idx = body_size(s, name)
+    return {
+        "file": name, "pcap_bytes": len(data), "packets": packets, "flows": len(s.flows),
+        "baseline_pps": round(packets / base_s), "summariser_pps": round(packets / sum_s),
+        "summariser_vs_baseline": round(base_s / sum_s, 2),
+        "summariser_cpu_vs_zstd": round(sum_s / zstd_s, 2),
+        "stored_bytes": stored, "index_bytes": idx,
+        "index_vs_stored_pct": round(100 * idx / stored, 3),
+    }  # fmt: skip
+
+
+def worst_case(cap: int) -> dict[str, Any]:
+    """One flow per packet (a scan): cap + 1 small packets, each its own flow."""
+    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+    for i in range(cap + 1):
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0, 64, 6, 0, b"\x0a\x00\x00\x01",
+                         struct.pack("!I", 0xC0000000 + i // 60000), )  # fmt: skip
+        tcp = struct.pack("!HH", 40000, 1 + i % 60000) + bytes(16)
+        frame = b"\x02" * 12 + b"\x08\x00" + ip + tcp
+        out += struct.pack("<IIII", 1_800_000_000, i % 1_000_000, len(frame), len(frame)) + frame
+    s = summarise(bytes(out), cap)
+    return {"cap": cap, "flows": len(s.flows), "complete": s.complete,
+            "index_bytes": body_size(s, "worst"), "pcap_bytes": len(out)}  # fmt: skip
+
+
+def test_pcaps() -> list[dict[str, Any]]:
+    rows = []
+    for p in sorted((REPO / "tests" / "data" / "pcaps").glob("*.pcap")):
+        s = summarise(p.read_bytes())
+        rows.append({"file": p.name, "packets": s.packets, "flows": len(s.flows),
+                     "index_bytes": body_size(s, p.stem)})  # fmt: skip
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--size-mb", type=int, default=50)
+    ap.add_argument("--cap", type=int, default=DEFAULT_CAP)
+    args = ap.parse_args(argv)
+    size = args.size_mb * 1024 * 1024
+    work = datagen.cache_root() / f"flows2-{args.size_mb}"
+    work.mkdir(parents=True, exist_ok=True)
+    mix, small = work / "mix.pcap", work / "small.pcap"
+    if not mix.exists():
+        datagen.generate_file(mix, size, random.Random(1), datagen.real_frames(),
+                              datetime(2027, 1, 1, tzinfo=UTC))  # fmt: skip
+    if not small.exists():
+        small_packet_file(small, size)
+    res: dict[str, Any] = {
+        "load_before": os.getloadavg(), "threads": threading.active_count(),
+        "files": [measure("bench mix", mix), measure("small packets 64-128 B", small)],
+        "worst_case": worst_case(args.cap), "test_pcaps": test_pcaps(),
+        "load_after": os.getloadavg(),
+    }  # fmt: skip
+    tp = res["test_pcaps"]
+    res["test_pcaps_bytes_per_capture"] = {
+        "mean": round(sum(r["index_bytes"] for r in tp) / len(tp)),
+        "max": max(r["index_bytes"] for r in tp),
+        "min": min(r["index_bytes"] for r in tp),
+    }
+    print(json.dumps({k: v for k, v in res.items() if k != "test_pcaps"}, indent=1))
+    write_result("flows", res)
+    return res
+
+
+if __name__ == "__main__":
+    main()
