@@ -354,11 +354,14 @@ class OffloadConfig(_Section):
     concurrency: int = Field(
         4, ge=1, le=64, description="Files (and multipart parts) transferred in parallel."
     )
+    # Off by default until it is cheap enough to leave on: measured, it costs the
+    # offload 0.5-0.63x of its drain (docs/flows.md), and capture comes first.
     flow_index: bool = Field(
-        True,
+        False,
         description="Write a flow summary beside every stored capture (gzip NDJSON below "
         "{prefix}/_index/flows/v1/, docs/flows.md), built from the same read that "
-        "compresses it. A capture is deleted locally only once its summary is stored.",
+        "compresses it. A capture is deleted locally only once its summary is stored. "
+        "Off by default: it costs the offload CPU (docs/flows.md, Cost).",
     )
     flow_index_max_flows: int = Field(
         100_000,

@@ -104,7 +104,7 @@ def test_every_stored_capture_has_a_summary_that_agrees_with_an_independent_coun
     seaweedfs = request.getfixturevalue("seaweedfs") if kind == "s3" else None
     offload, env, bucket = _destination(kind, base, seaweedfs)
     cap = CaptureDaemon(base, veth.b, rotate_megabytes=1, hostname="flw1",
-                        offload={**offload, "rescan_seconds": 3600})  # fmt: skip
+                        offload={**offload, "rescan_seconds": 3600, "flow_index": True})  # fmt: skip
     off: Offload | None = None
     try:
         cap.start()
@@ -194,7 +194,7 @@ def test_a_failed_summary_write_keeps_the_local_copy_and_is_retried(
 
     [f] = make_captures(all_pcap, spool_dir / "ready", [T0])
     archive = tmp_path / "arch"
-    pipe = _pipeline(tmp_path, spool_dir, archive)
+    pipe = _pipeline(tmp_path, spool_dir, archive, flow_index=True)
     real = LocalStorage.put_bytes
 
     def flows_fail(self: LocalStorage, key: str, body: bytes, content_type: str) -> None:
