@@ -29,8 +29,11 @@ def tcpdump_binary(configured: str) -> str:
     raise RollcapError(f"--filter needs tcpdump, not found at {configured} nor on PATH")
 
 
-def _argv(tcpdump: str, expr: str) -> list[str]:
-    return [tcpdump, "-q", "--time-stamp-precision=nano", "-r", "-", "-w", "-", "--", expr]
+def _argv(tcpdump: str, expr: str, nanos: bool = True) -> list[str]:
+    # tcpdump writes at the precision it reads with: the source's own, so the
+    # filtered records stay in its format and are copied without repacking
+    precision = "nano" if nanos else "micro"
+    return [tcpdump, "-q", f"--time-stamp-precision={precision}", "-r", "-", "-w", "-", "--", expr]
 
 
 def _last_line(stderr: bytes) -> str:
@@ -51,9 +54,11 @@ def check_filter(tcpdump: str, expr: str, linktype: int) -> None:
         raise FilterError(f"--filter {expr!r}: {_last_line(p.stderr)}")
 
 
-def apply_filter(tcpdump: str, expr: str, src: Path, dest: Path) -> None:
-    """Write the packets of src matching expr to dest (nanosecond pcap)."""
+def apply_filter(tcpdump: str, expr: str, src: Path, dest: Path, *, nanos: bool = True) -> None:
+    """Write the packets of src matching expr to dest (a nanosecond pcap, or
+    with nanos=False a µs one: the precision of src)."""
     with open(src, "rb") as fin, open(dest, "wb") as fout:
-        p = subprocess.run(_argv(tcpdump, expr), stdin=fin, stdout=fout, stderr=subprocess.PIPE)
+        p = subprocess.run(_argv(tcpdump, expr, nanos), stdin=fin, stdout=fout,
+                           stderr=subprocess.PIPE)  # fmt: skip
     if p.returncode != 0:
         raise FilterError(f"--filter {expr!r} on {src.name}: {_last_line(p.stderr)}")

@@ -38,10 +38,10 @@ from rollcap.errors import RollcapError
 from rollcap.pcapfile import GLOBAL_HEADER_LEN, NotPcapError, PcapHeader
 from rollcap.retrieve import bpf
 from rollcap.retrieve.catalog import Capture
-from rollcap.retrieve.merge import Part, chains, reduce_chains, write_merged
+from rollcap.retrieve.merge import Part, write_ordered
 from rollcap.retrieve.output import Output, place, resolve_output
 from rollcap.retrieve.progress import Progress
-from rollcap.retrieve.records import RecordReader, TooLarge, window_filter
+from rollcap.retrieve.records import RecordReader, TooLarge, scan_window, window_copy
 from rollcap.storage.base import SizeMismatch, Storage, StorageError
 from rollcap.timestamps import NS, from_datetime
 
@@ -222,7 +222,7 @@ def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path,
                 progress.advance(cap.size)
             return None
         try:
-            header, n, first, last, truncated = window_filter(
+            header, kept, truncated = window_copy(
                 dl, win, since_ns, until_ns, _max_pcap_bytes(cap, max_bytes)
             )
         except TooLarge as e:
@@ -241,11 +241,12 @@ def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path,
         if truncated:
             log.warning("%s ends in a cut-off packet record; kept the packets before it", cap.key)
         part: Part | None = None
-        if n and first is not None and last is not None:
-            part = Part(win, first, last, n)
+        if kept.first is not None and kept.last is not None:
+            part = Part(win, kept.first, kept.last, kept.packets, kept.low, kept.high)
         if part is not None and bpf_filter:
             filtered = workdir / f"{idx:06d}.bpf.pcap"
-            bpf.apply_filter(tcpdump, bpf_filter, win, filtered)
+            bpf.apply_filter(tcpdump, bpf_filter, win, filtered,
+                             nanos=header.ts_per_second == NS)  # fmt: skip
             win.unlink()
             part = _part_of(filtered)
         if part is None:
@@ -302,18 +303,12 @@ def check_max_bytes(captures: list[Capture], max_bytes: int | None) -> None:
 
 
 def _part_of(path: Path) -> Part | None:
-    n = 0
-    first = last = 0
     with open(path, "rb") as f:
-        for ts, _raw in RecordReader(f, path.name).records():
-            if n == 0:
-                first = ts
-            last = ts
-            n += 1
-    if n == 0:
+        w = scan_window(RecordReader(f, path.name), None, -(1 << 63), 1 << 63)
+    if w.first is None or w.last is None:
         path.unlink()
         return None
-    return Part(path, first, last, n)
+    return Part(path, w.first, w.last, w.packets, w.low, w.high)
 
 
 class _Counting:
@@ -396,17 +391,10 @@ def _merge_group(pieces: list[_Piece], workdir: Path, dest: Path | _Counting) ->
     snaplen = max((p.header.snaplen for p in pieces), default=262144)
     nanos = any(p.header.ts_per_second == NS for p in pieces)
     parts = [p.part for p in pieces if p.part is not None]
-    chain_list = reduce_chains(chains(parts), workdir, linktype=linktype)
+    # write_ordered removes each piece (or the intermediate file replacing it)
+    # once written, so pcapng's mergecap runs beside the merged groups only (disk_need)
     if isinstance(dest, _Counting):
-        n, _first, _last = write_merged(cast(BinaryIO, dest), chain_list, linktype=linktype,
-                                        snaplen=snaplen, nanos=nanos)  # fmt: skip
-    else:
-        with open(dest, "wb") as f:
-            n, _first, _last = write_merged(f, chain_list, linktype=linktype,
-                                            snaplen=snaplen, nanos=nanos)  # fmt: skip
-    # merged: the pieces (or the intermediate files replacing them) are done with,
-    # so pcapng's mergecap runs beside the merged groups only (disk_need)
-    for chain in chain_list:
-        for part in chain:
-            part.path.unlink(missing_ok=True)
-    return n
+        return write_ordered(cast(BinaryIO, dest), parts, workdir, linktype=linktype,
+                             snaplen=snaplen, nanos=nanos)  # fmt: skip
+    with open(dest, "wb") as f:
+        return write_ordered(f, parts, workdir, linktype=linktype, snaplen=snaplen, nanos=nanos)

@@ -10,11 +10,13 @@ import gzip
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from rollcap.pcapfile import (
     GLOBAL_HEADER_LEN,
+    MAX_RECORD,
     RECORD_HEADER_LEN,
     NotPcapError,
     PcapHeader,
@@ -146,32 +148,120 @@ class _Bounded:
         return b
 
 
-def window_filter(
-    src: Path, dest: Path, since_ns: int, until_ns: int, max_bytes: int | None = None
-) -> tuple[PcapHeader, int, int | None, int | None, bool]:
+@dataclass
+class Window:
+    """What scan_window kept: packets, the first/last kept timestamps (file
+    order) and the lowest/highest (they differ when the file is not sorted)."""
+
+    packets: int = 0
+    first: int | None = None
+    last: int | None = None
+    low: int | None = None
+    high: int | None = None
+
+
+def scan_window(reader: RecordReader, out: BinaryIO | None, since_ns: int, until_ns: int
+                ) -> Window:  # fmt: skip
+    """Copy the records with since <= ts < until from reader to out (None: only
+    count them), unchanged. The hot loop does the least Python per record (one
+    unpack, the record rule, the window test): the kept records are written in
+    runs, one slice of the read buffer each, not one write per record."""
+    h = reader.header
+    unpack_from = struct.Struct(h.endian + "IIII").unpack_from
+    scale = NS // h.ts_per_second
+    per_s = h.ts_per_second
+    f = reader._f
+    w = Window()
+    n = 0
+    first = last = low = high = -1
+    buf = b""
+    off = 0
+    need = 0  # bytes still missing of the record at off
+    while True:
+        more = f.read(max(_BUF, need))
+        if not more:
+            reader.truncated = len(buf) > off
+            break
+        buf = buf[off:] + more
+        view = memoryview(buf)
+        size = len(buf)
+        off = 0
+        run = -1  # start of the pending run of kept records
+        bad = False
+        need = 0
+        while off + RECORD_HEADER_LEN <= size:
+            sec, frac, incl, orig = unpack_from(buf, off)
+            if frac >= per_s or incl > MAX_RECORD or orig < incl:  # pcapfile.record_ok
+                bad = True  # garbage: the rest is a cut-off tail
+                break
+            end = off + RECORD_HEADER_LEN + incl
+            if end > size:
+                need = end - size
+                break
+            ts = sec * NS + frac * scale
+            if since_ns <= ts < until_ns:
+                if run < 0:
+                    run = off
+                    if n == 0:
+                        first = low = high = ts
+                if ts > high:
+                    high = ts
+                elif ts < low:
+                    low = ts
+                last = ts
+                n += 1
+            elif run >= 0:
+                if out is not None:
+                    out.write(view[run:off])
+                run = -1
+            off = end
+        if run >= 0 and out is not None:
+            out.write(view[run:off])
+        view.release()
+        if bad:
+            reader.truncated = True
+            break
+    if n:
+        w.packets, w.first, w.last, w.low, w.high = n, first, last, low, high
+    return w
+
+
+def window_copy(src: Path, dest: Path, since_ns: int, until_ns: int,
+                max_bytes: int | None = None) -> tuple[PcapHeader, Window, bool]:  # fmt: skip
     """Copy the records of src (any compression) with since <= ts < until into dest,
     unchanged (same header, same record format). TooLarge when src decompresses to
     more than max_bytes (its recorded pcap size): a bucket object is untrusted.
 
-    Returns the source header, packets kept, first/last kept timestamps (ns)
-    and whether the source ended in a cut-off record.
+    Returns the source header, what was kept, and whether the source ended in
+    a cut-off record.
     """
-    first: int | None = None
-    last: int | None = None
-    n = 0
     with open_decompressed(src) as stream, open(dest, "wb") as out:
         f: BinaryIO = stream if max_bytes is None else _Bounded(stream, max_bytes)  # type: ignore[assignment]
         reader = RecordReader(f, src.name)
         out.write(reader.raw_header)
-        write = out.write
-        for ts, raw in reader.records():
-            if since_ns <= ts < until_ns:
-                write(raw)
-                if first is None:
-                    first = ts
-                last = ts
-                n += 1
-    return reader.header, n, first, last, reader.truncated
+        w = scan_window(reader, out, since_ns, until_ns)
+    return reader.header, w, reader.truncated
+
+
+def window_filter(
+    src: Path, dest: Path, since_ns: int, until_ns: int, max_bytes: int | None = None
+) -> tuple[PcapHeader, int, int | None, int | None, bool]:
+    """window_copy, as (header, packets kept, first/last kept ns, truncated)."""
+    header, w, truncated = window_copy(src, dest, since_ns, until_ns, max_bytes)
+    return header, w.packets, w.first, w.last, truncated
+
+
+def copy_records(src: Path, out: BinaryIO, nanos: bool) -> bool:
+    """Append the records of an uncompressed pcap to out in bulk when they are
+    already in the output format (little-endian, nanos or µs); False (nothing
+    written) when they would need repacking."""
+    with open(src, "rb") as f:
+        h = parse_header(_read_exact(f, GLOBAL_HEADER_LEN))
+        if h.endian != "<" or (h.ts_per_second == NS) != nanos:
+            return False
+        while chunk := f.read(_BUF):
+            out.write(chunk)
+    return True
 
 
 def iter_file(path: Path, nanos: bool) -> Iterator[Record]:
