@@ -12,7 +12,10 @@ import shutil
 import struct
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from rollcap.errors import RollcapError, UsageError
 
@@ -62,3 +65,33 @@ def apply_filter(tcpdump: str, expr: str, src: Path, dest: Path, *, nanos: bool 
                            stderr=subprocess.PIPE)  # fmt: skip
     if p.returncode != 0:
         raise FilterError(f"--filter {expr!r} on {src.name}: {_last_line(p.stderr)}")
+
+
+@contextmanager
+def filtering(tcpdump: str, expr: str, dest: Path, *, nanos: bool, name: str
+              ) -> Iterator[BinaryIO]:  # fmt: skip
+    """A pipe into tcpdump: the pcap written to it is filtered into dest (at
+    the precision given: the source's), with no copy of it on disk. FilterError
+    naming ``name`` when tcpdump fails; on an error in the block it is killed."""
+    with open(dest, "wb") as fout, tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(_argv(tcpdump, expr, nanos), stdin=subprocess.PIPE, stdout=fout,
+                             stderr=err)  # fmt: skip
+        assert p.stdin is not None
+        broken = False
+        try:
+            try:
+                yield cast(BinaryIO, p.stdin)
+            except BrokenPipeError:
+                broken = True  # tcpdump went away: its exit status and message say why
+            finally:
+                try:
+                    p.stdin.close()
+                except BrokenPipeError:
+                    broken = True
+        except BaseException:
+            p.kill()
+            p.wait()
+            raise
+        if p.wait() != 0 or broken:
+            err.seek(0)
+            raise FilterError(f"--filter {expr!r} on {name}: {_last_line(err.read())}")

@@ -41,7 +41,7 @@ from rollcap.retrieve.catalog import Capture
 from rollcap.retrieve.merge import Part, write_ordered
 from rollcap.retrieve.output import Output, place, resolve_output
 from rollcap.retrieve.progress import Progress
-from rollcap.retrieve.records import RecordReader, TooLarge, scan_window, window_copy
+from rollcap.retrieve.records import RecordReader, TooLarge, open_records, scan_window
 from rollcap.storage.base import SizeMismatch, Storage, StorageError
 from rollcap.timestamps import NS, from_datetime
 
@@ -96,8 +96,8 @@ class DiskNeed:
     the ``workers`` largest recorded sizes (at most workers x the largest).
     pieces: each capture's window, at most its recorded pcap bytes (it is
     never decompressed past them). output: the merge of the pieces, their
-    records under one header (pcapng: a larger block per packet). A BPF copy
-    of a piece (no larger than it) exists only while downloads run, and the
+    records under one header (pcapng: a larger block per packet). With a BPF
+    filter, tcpdump's output takes the piece's place (no larger than it), and the
     merge's intermediate files replace the pieces they merge, so neither
     adds to downloads + pieces + output."""
 
@@ -221,10 +221,21 @@ def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path,
             if progress:
                 progress.advance(cap.size)
             return None
+        if bpf_filter:  # the window goes straight into tcpdump: no unfiltered copy on disk
+            win = workdir / f"{idx:06d}.bpf.pcap"
         try:
-            header, kept, truncated = window_copy(
-                dl, win, since_ns, until_ns, _max_pcap_bytes(cap, max_bytes)
-            )
+            with open_records(dl, _max_pcap_bytes(cap, max_bytes)) as reader:
+                header = reader.header
+                if bpf_filter:
+                    with bpf.filtering(tcpdump, bpf_filter, win, name=cap.key,
+                                       nanos=header.ts_per_second == NS) as pipe:  # fmt: skip
+                        pipe.write(reader.raw_header)
+                        kept = scan_window(reader, pipe, since_ns, until_ns)
+                else:
+                    with open(win, "wb") as out:
+                        out.write(reader.raw_header)
+                        kept = scan_window(reader, out, since_ns, until_ns)
+                truncated = reader.truncated
         except TooLarge as e:
             dl.unlink()
             win.unlink(missing_ok=True)
@@ -241,14 +252,10 @@ def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path,
         if truncated:
             log.warning("%s ends in a cut-off packet record; kept the packets before it", cap.key)
         part: Part | None = None
-        if kept.first is not None and kept.last is not None:
+        if bpf_filter:
+            part = _part_of(win) if kept.packets else None
+        elif kept.first is not None and kept.last is not None:
             part = Part(win, kept.first, kept.last, kept.packets, kept.low, kept.high)
-        if part is not None and bpf_filter:
-            filtered = workdir / f"{idx:06d}.bpf.pcap"
-            bpf.apply_filter(tcpdump, bpf_filter, win, filtered,
-                             nanos=header.ts_per_second == NS)  # fmt: skip
-            win.unlink()
-            part = _part_of(filtered)
         if part is None:
             win.unlink(missing_ok=True)
         if progress:

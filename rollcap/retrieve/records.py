@@ -230,18 +230,25 @@ def scan_window(reader: RecordReader, out: BinaryIO | None, since_ns: int, until
     return w
 
 
+@contextmanager
+def open_records(src: Path, max_bytes: int | None = None) -> Iterator[RecordReader]:
+    """A RecordReader over the pcap bytes of src (any compression). TooLarge when
+    src decompresses to more than max_bytes (its recorded pcap size): a bucket
+    object is untrusted."""
+    with open_decompressed(src) as stream:
+        f: BinaryIO = stream if max_bytes is None else _Bounded(stream, max_bytes)  # type: ignore[assignment]
+        yield RecordReader(f, src.name)
+
+
 def window_copy(src: Path, dest: Path, since_ns: int, until_ns: int,
                 max_bytes: int | None = None) -> tuple[PcapHeader, Window, bool]:  # fmt: skip
     """Copy the records of src (any compression) with since <= ts < until into dest,
-    unchanged (same header, same record format). TooLarge when src decompresses to
-    more than max_bytes (its recorded pcap size): a bucket object is untrusted.
+    unchanged (same header, same record format); TooLarge as open_records.
 
     Returns the source header, what was kept, and whether the source ended in
     a cut-off record.
     """
-    with open_decompressed(src) as stream, open(dest, "wb") as out:
-        f: BinaryIO = stream if max_bytes is None else _Bounded(stream, max_bytes)  # type: ignore[assignment]
-        reader = RecordReader(f, src.name)
+    with open_records(src, max_bytes) as reader, open(dest, "wb") as out:
         out.write(reader.raw_header)
         w = scan_window(reader, out, since_ns, until_ns)
     return reader.header, w, reader.truncated
