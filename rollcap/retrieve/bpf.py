@@ -8,6 +8,8 @@ own user before opening files, and the filter is one argv element after
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import shutil
 import struct
 import subprocess
@@ -77,6 +79,8 @@ def filtering(tcpdump: str, expr: str, dest: Path, *, nanos: bool, name: str
         p = subprocess.Popen(_argv(tcpdump, expr, nanos), stdin=subprocess.PIPE, stdout=fout,
                              stderr=err)  # fmt: skip
         assert p.stdin is not None
+        with contextlib.suppress(OSError):  # fewer switches to tcpdump; any size works
+            fcntl.fcntl(p.stdin.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
         broken = False
         try:
             try:

@@ -38,10 +38,17 @@ from rollcap.errors import RollcapError
 from rollcap.pcapfile import GLOBAL_HEADER_LEN, NotPcapError, PcapHeader
 from rollcap.retrieve import bpf
 from rollcap.retrieve.catalog import Capture
+from rollcap.retrieve.inorder import InOrder
 from rollcap.retrieve.merge import Part, write_ordered
 from rollcap.retrieve.output import Output, place, resolve_output
 from rollcap.retrieve.progress import Progress
-from rollcap.retrieve.records import RecordReader, TooLarge, open_records, scan_window
+from rollcap.retrieve.records import (
+    RecordReader,
+    TooLarge,
+    file_header,
+    open_records,
+    scan_window,
+)
 from rollcap.storage.base import SizeMismatch, Storage, StorageError
 from rollcap.timestamps import NS, from_datetime
 
@@ -173,29 +180,42 @@ def fetch(
             f"-o {output.describe()}: cannot create a temp directory in "
             f"{where or tempfile.gettempdir()}: {e.strerror}"
         ) from None
+    inorder = None
     try:
         check_max_bytes(captures, max_bytes)
         check_free_space(workdir, captures, workers, max_bytes=max_bytes, pcapng=pcapng)
-        done = _fetch_all(storage, captures, workdir, window_ns, bpf_filter, tcpdump,
-                          workers, progress, max_bytes)  # fmt: skip
+        order = sorted(range(len(captures)), key=lambda i: _start_ns(captures[i]))
+        # a file output is written while the later pieces download (inorder.py)
+        if not (pcapng or output.is_stdout):
+            inorder = InOrder(workdir / "output.pcap", order)
+        done = _fetch_all(storage, captures, order, workdir, window_ns, bpf_filter,
+                          tcpdump, workers, progress, max_bytes, inorder)  # fmt: skip
         pieces = [p for p in done if isinstance(p, _Piece)]
         if progress:
             progress.message("merging ...")
         sink = stdout if stdout is not None else sys.stdout.buffer
-        result = _write_output(pieces, workdir, output, pcapng, sink)
+        result = _write_output(pieces, workdir, output, pcapng, sink, inorder)
         result.objects = len(pieces)
         result.downloaded_bytes = sum(p.capture.size for p in pieces)
         result.refused = [r.reason for r in done if isinstance(r, _Refused)]
         return result
     finally:
+        if inorder is not None:
+            inorder.close()
         if progress:
             progress.done()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path,
+def _start_ns(c: Capture) -> int:
+    if c.first_ns is not None:
+        return c.first_ns
+    return from_datetime(c.start) if c.start is not None else 0
+
+
+def _fetch_all(storage: Storage, captures: list[Capture], order: list[int], workdir: Path,
                window_ns: tuple[int, int], bpf_filter: str, tcpdump: str, workers: int,
-               progress: Progress | None, max_bytes: int | None
+               progress: Progress | None, max_bytes: int | None, inorder: InOrder | None
                ) -> list[_Piece | _Refused]:  # fmt: skip
     since_ns, until_ns = window_ns
 
@@ -262,6 +282,13 @@ def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path,
             progress.advance(cap.size)
         return _Piece(cap, header, part, truncated)
 
+    def one_in_order(idx: int, cap: Capture) -> _Piece | _Refused | None:
+        got = one(idx, cap)
+        if inorder is not None:
+            piece = got if isinstance(got, _Piece) else None
+            inorder.done(idx, piece.header if piece else None, piece.part if piece else None)
+        return got
+
     pool = ThreadPoolExecutor(max_workers=max(1, workers))
     try:
         # SIGTERM/SIGINT raise in the main thread wherever it is; inside submit()'s
@@ -270,7 +297,9 @@ def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path,
         # while queueing, they are handled right after, outside any lock.
         held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
         try:
-            futures = [pool.submit(one, i, c) for i, c in enumerate(captures)]
+            # the earliest first: their pieces can be appended while the rest download
+            by_idx = {i: pool.submit(one_in_order, i, captures[i]) for i in order}
+            futures = [by_idx[i] for i in range(len(captures))]
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
@@ -332,7 +361,7 @@ class _Counting:
 
 
 def _write_output(pieces: list[_Piece], workdir: Path, output: Output, pcapng: bool,
-                  sink: BinaryIO) -> FetchResult:  # fmt: skip
+                  sink: BinaryIO, inorder: InOrder | None = None) -> FetchResult:  # fmt: skip
     by_linktype: dict[int, list[_Piece]] = defaultdict(list)
     for p in pieces:
         by_linktype[p.header.linktype].append(p)
@@ -371,7 +400,16 @@ def _write_output(pieces: list[_Piece], workdir: Path, output: Output, pcapng: b
         result.pcap_bytes = counted.n
         return result
     else:
-        result.packets = _merge_group(pieces, workdir, tmp)
+        linktype, snaplen, nanos = _format_of(pieces)
+        parts = [p.part for p in pieces if p.part is not None]
+        head = file_header(linktype=linktype, snaplen=snaplen, nanos=nanos)
+        n = None if inorder is None else inorder.complete(parts, head, nanos)
+        if n is not None:  # already written, in order
+            result.packets = n
+            for part in parts:
+                part.path.unlink()
+        else:
+            result.packets = _merge_group(pieces, workdir, tmp)
     if output.is_stdout:  # pcapng via mergecap: copied in bounded chunks
         counted = _Counting(sink)
         with open(tmp, "rb") as f:
@@ -393,10 +431,15 @@ def _write_output(pieces: list[_Piece], workdir: Path, output: Output, pcapng: b
     return result
 
 
-def _merge_group(pieces: list[_Piece], workdir: Path, dest: Path | _Counting) -> int:
+def _format_of(pieces: list[_Piece]) -> tuple[int, int, bool]:
+    """Link type, snaplen and precision (nanos) of the merged output."""
     linktype = pieces[0].header.linktype if pieces else 1
     snaplen = max((p.header.snaplen for p in pieces), default=262144)
-    nanos = any(p.header.ts_per_second == NS for p in pieces)
+    return linktype, snaplen, any(p.header.ts_per_second == NS for p in pieces)
+
+
+def _merge_group(pieces: list[_Piece], workdir: Path, dest: Path | _Counting) -> int:
+    linktype, snaplen, nanos = _format_of(pieces)
     parts = [p.part for p in pieces if p.part is not None]
     # write_ordered removes each piece (or the intermediate file replacing it)
     # once written, so pcapng's mergecap runs beside the merged groups only (disk_need)
