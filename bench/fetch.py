@@ -122,12 +122,15 @@ def manual(w: Any, env: dict[str, str], d: Path, out: Path, bpf: str) -> None:
     shutil.rmtree(d)
 
 
-def rollcap_fetch(cfg: Path, env: dict[str, str], out: Path, bpf: str) -> None:
+def rollcap_fetch(cfg: Path, env: dict[str, str], out: Path, bpf: str,
+                  tree: Path = REPO) -> None:  # fmt: skip
+    """tree: the source tree whose rollcap runs (--before: another version's)."""
+    env = {**env, "PYTHONPATH": str(tree)}
     cmd = [sys.executable, "-m", "rollcap", "fetch", "--config", str(cfg), "--since", SINCE,
            "--until", UNTIL, "-o", str(out), "--jobs", "4"]  # fmt: skip
     if bpf:
         cmd += ["--filter", bpf]
-    p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    p = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError(f"rollcap fetch exited {p.returncode}: {p.stderr[-2000:]}")
 
@@ -155,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--filter", default=FILTER)
     ap.add_argument("--broad", default=BROAD, help="a filter that keeps most packets")
+    ap.add_argument("--before", type=Path, metavar="TREE",
+                    help="also time the rollcap of this source tree (e.g. `git archive main`)")
     ap.add_argument("--quick", action="store_true", help="3 files of 20 MB, 2 rounds")
     a = ap.parse_args(argv)
     if a.quick:
@@ -163,12 +168,14 @@ def main(argv: list[str] | None = None) -> int:
     files = dataset(a.count, a.size_mb)
     pcap_mb = sum(f.stat().st_size for f in files) / MB
     parts = {"whole": "", "filtered": a.filter, "broad": a.broad}
+    kinds = ("rollcap", "manual", *(("before",) if a.before else ()))
     ways = {f"{kind}_{part}": (kind, bpf) for part, bpf in parts.items()
-            for kind in ("rollcap", "manual")}  # fmt: skip
+            for kind in kinds}  # fmt: skip
     runs: dict[str, list[float]] = {k: [] for k in ways}
     outs: dict[str, dict[str, Any]] = {}
     res: dict[str, Any] = {"objects": a.count, "file_mb": a.size_mb, "pcap_mb": round(pcap_mb, 1),
-                           "filter": a.filter, "broad": a.broad, "rounds": a.rounds}  # fmt: skip
+                           "filter": a.filter, "broad": a.broad, "rounds": a.rounds,
+                           "before": str(a.before) if a.before else None}  # fmt: skip
     with seaweedfs() as w, workdir("fetch") as base:
         cfg = store(w, base, files)
         env = rollcap_env(w.env())
@@ -183,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.monotonic()
                 if kind == "rollcap":
                     rollcap_fetch(cfg, env, out, bpf)
+                elif kind == "before":
+                    rollcap_fetch(cfg, env, out, bpf, tree=a.before.resolve())
                 else:
                     manual(w, env, base / f"dl-{name}", out, bpf)
                 runs[name].append(round(time.monotonic() - t, 3))
@@ -200,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
         res[f"ratio_{part}"] = round(ma["seconds"] / ro["seconds"], 2)
         same = ro["packets"] == ma["packets"] and ro["records_sha256"] == ma["records_sha256"]
         res[f"same_packets_{part}"] = same
+        if a.before:
+            be = res[f"before_{part}"]
+            res[f"speedup_{part}"] = round(be["seconds"] / ro["seconds"], 2)
+            res[f"before_ratio_{part}"] = round(ma["seconds"] / be["seconds"], 2)
         print(f"{part}: rollcap {ro['seconds']:.2f} s ({ro['mb_s']:.0f} MB/s), manual "
               f"{ma['seconds']:.2f} s ({ma['mb_s']:.0f} MB/s): {res[f'ratio_{part}']:.2f}x; "
               f"{ro['packets']} vs {ma['packets']} packets, same records: "

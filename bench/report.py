@@ -229,6 +229,14 @@ def _fleet(d: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _before(d: dict[str, Any], part: str) -> str:
+    be = d.get(f"before_{part}")
+    if not be:
+        return ""
+    return (f"before this change (same run): {be['mb_s']:.0f} MB/s, "
+            f"{_f(d.get(f'before_ratio_{part}'), '.2f', '×')} the manual way; ")  # fmt: skip
+
+
 def _fetch(d: dict[str, Any]) -> list[str]:
     rows = []
     labels = {"whole": "whole window",
@@ -249,6 +257,7 @@ def _fetch(d: dict[str, Any]) -> list[str]:
             f"{runs(ro)}) | {_f(d.get(f'ratio_{part}'), '.2f', '×')} the manual way (goal ≥ 1.0×):"
             f" {ma['mb_s']:.0f} MB/s ({ma['seconds']:.2f} s; runs {runs(ma)}) "
             f"| {ro['packets']:,} packets out, {same} (capinfos, SHA-256 of the records); "
+            f"{_before(d, part)}"
             f"load average {d['machine']['loadavg_at_start']:.1f} at start, "
             f"{d.get('loadavg_at_end', 0):.1f} at end |"
         )

@@ -1,8 +1,9 @@
 """BPF filtering with tcpdump itself, so the filter language is exactly tcpdump's.
 
-tcpdump reads the file on stdin and writes to stdout (``-r - -w -``): both are
-descriptors we opened, so it does not matter that tcpdump drops root to its
-own user before opening files, and the filter is one argv element after
+tcpdump reads the pcap on stdin (a pipe fed with a piece's window) and writes
+to stdout (``-r - -w -``): both are descriptors we opened, so it does not
+matter that tcpdump drops root to its own user before opening files, and the
+filter is one argv element after
 ``--`` (no shell, no option injection).
 """
 
@@ -57,16 +58,6 @@ def check_filter(tcpdump: str, expr: str, linktype: int) -> None:
         )
     if p.returncode != 0:
         raise FilterError(f"--filter {expr!r}: {_last_line(p.stderr)}")
-
-
-def apply_filter(tcpdump: str, expr: str, src: Path, dest: Path, *, nanos: bool = True) -> None:
-    """Write the packets of src matching expr to dest (a nanosecond pcap, or
-    with nanos=False a µs one: the precision of src)."""
-    with open(src, "rb") as fin, open(dest, "wb") as fout:
-        p = subprocess.run(_argv(tcpdump, expr, nanos), stdin=fin, stdout=fout,
-                           stderr=subprocess.PIPE)  # fmt: skip
-    if p.returncode != 0:
-        raise FilterError(f"--filter {expr!r} on {src.name}: {_last_line(p.stderr)}")
 
 
 @contextmanager

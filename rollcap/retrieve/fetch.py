@@ -2,8 +2,11 @@
 
 Each object goes through its own pipeline in a bounded thread pool:
 download to a temp file, stream-decompress while keeping only the packets in
-[since, until), optionally run tcpdump's BPF over it. The pieces are then
-merged by timestamp with a bounded number of open files. Everything happens
+[since, until), optionally through tcpdump's BPF (a pipe into it). The
+pieces are then written in timestamp order: copied whole where they overlap
+no other in time (into a file output already while later ones download:
+inorder.py), merged record by record with a bounded number of open files
+where they do (merge.py). Everything happens
 in a hidden temp directory next to the output (same filesystem), so the
 output appears complete by one rename, or not at all. To stdout (``-o -``)
 the merge streams straight into the pipe (temp files then go to $TMPDIR).

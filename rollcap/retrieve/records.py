@@ -254,14 +254,6 @@ def window_copy(src: Path, dest: Path, since_ns: int, until_ns: int,
     return reader.header, w, reader.truncated
 
 
-def window_filter(
-    src: Path, dest: Path, since_ns: int, until_ns: int, max_bytes: int | None = None
-) -> tuple[PcapHeader, int, int | None, int | None, bool]:
-    """window_copy, as (header, packets kept, first/last kept ns, truncated)."""
-    header, w, truncated = window_copy(src, dest, since_ns, until_ns, max_bytes)
-    return header, w.packets, w.first, w.last, truncated
-
-
 def copy_records(src: Path, out: BinaryIO, nanos: bool) -> bool:
     """Append the records of an uncompressed pcap to out in bulk when they are
     already in the output format (little-endian, nanos or µs); False (nothing

@@ -16,7 +16,7 @@ from rollcap.retrieve.merge import (
     write_merged,
     write_ordered,
 )
-from rollcap.retrieve.records import window_copy, window_filter
+from rollcap.retrieve.records import window_copy
 from tests.support.archive import NS, compress, read_timestamps, write_pcap
 
 FRAME = (b"\xff" * 6 + b"\x00" * 54, 60)
@@ -26,22 +26,23 @@ def _pcap(path: Path, stamps: list[int], nanos: bool = False) -> Path:
     return write_pcap(path, [(t, *FRAME) for t in stamps], nanos=nanos)
 
 
-def test_window_filter_keeps_half_open_window_from_any_compression(tmp_path: Path) -> None:
+def test_window_copy_keeps_half_open_window_from_any_compression(tmp_path: Path) -> None:
     stamps = [100 * NS + i * 250_000_000 for i in range(20)]  # 100.00 .. 104.75 s
     for kind in ("zstd", "gzip", "none"):
         src = compress(_pcap(tmp_path / f"{kind}.pcap", stamps), kind)
         out = tmp_path / f"{kind}.out.pcap"
-        header, n, first, last, truncated = window_filter(src, out, 101 * NS, 103 * NS)
+        header, kept, truncated = window_copy(src, out, 101 * NS, 103 * NS)
+        n, first, last = kept.packets, kept.first, kept.last
         assert header.linktype == 1 and not truncated
         assert n == 8 and first == 101 * NS and last == 102 * NS + 750_000_000
         assert read_timestamps(out) == [t for t in stamps if 101 * NS <= t < 103 * NS]
 
 
-def test_window_filter_reports_cut_off_tail(tmp_path: Path) -> None:
+def test_window_copy_reports_cut_off_tail(tmp_path: Path) -> None:
     src = _pcap(tmp_path / "cut.pcap", [NS, 2 * NS, 3 * NS])
     src.write_bytes(src.read_bytes()[:-10])
-    _h, n, _f, _l, truncated = window_filter(src, tmp_path / "o.pcap", 0, 10 * NS)
-    assert n == 2 and truncated
+    _h, kept, truncated = window_copy(src, tmp_path / "o.pcap", 0, 10 * NS)
+    assert kept.packets == 2 and truncated
 
 
 def test_chains_need_as_many_streams_as_overlap() -> None:
@@ -117,7 +118,7 @@ def test_an_object_that_decompresses_beyond_its_recorded_size_is_stopped(tmp_pat
     body = pcap.read_bytes() + b"\0" * 10_000_000
     src.write_bytes(zstandard.ZstdCompressor().compress(body))
     with pytest.raises(TooLarge):
-        window_filter(src, tmp_path / "o.pcap", 0, 10**20, max_bytes=1_000_000)
+        window_copy(src, tmp_path / "o.pcap", 0, 10**20, max_bytes=1_000_000)
 
 
 def _records(path: Path) -> bytes:
