@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     outs: dict[str, dict[str, Any]] = {}
     res: dict[str, Any] = {"objects": a.count, "file_mb": a.size_mb, "pcap_mb": round(pcap_mb, 1),
                            "filter": a.filter, "broad": a.broad, "rounds": a.rounds,
-                           "before": str(a.before) if a.before else None}  # fmt: skip
+                           "before": str(a.before) if a.before else None,
+                           "loadavg_at_start": os.getloadavg()[0]}  # fmt: skip
     with seaweedfs() as w, workdir("fetch") as base:
         cfg = store(w, base, files)
         env = rollcap_env(w.env())

@@ -237,6 +237,13 @@ def _before(d: dict[str, Any], part: str) -> str:
             f"{_f(d.get(f'before_ratio_{part}'), '.2f', '×')} the manual way; ")  # fmt: skip
 
 
+def _load_avg(d: dict[str, Any]) -> str:
+    end = d.get("loadavg_at_end", d["machine"]["loadavg_at_start"])  # machine(): at the end
+    if "loadavg_at_start" in d:
+        return f"load average {d['loadavg_at_start']:.1f} at start, {end:.1f} at end"
+    return f"load average {end:.1f} at end"
+
+
 def _fetch(d: dict[str, Any]) -> list[str]:
     rows = []
     labels = {"whole": "whole window",
@@ -258,8 +265,7 @@ def _fetch(d: dict[str, Any]) -> list[str]:
             f" {ma['mb_s']:.0f} MB/s ({ma['seconds']:.2f} s; runs {runs(ma)}) "
             f"| {ro['packets']:,} packets out, {same} (capinfos, SHA-256 of the records); "
             f"{_before(d, part)}"
-            f"load average {d['machine']['loadavg_at_start']:.1f} at start, "
-            f"{d.get('loadavg_at_end', 0):.1f} at end |"
+            f"{_load_avg(d)} |"
         )
     return rows or ["| Fetch | not run | | |"]
 
@@ -321,7 +327,8 @@ def render() -> str:
         "`rollcap fetch --jobs 4` (the CLI, interpreter start included) against the manual "
         "way (a Python process downloading the objects with 4 boto3 threads, `zstd -d`, "
         "`mergecap -F pcap`, then `tcpdump -r - -w` with the filter), alternating, best of "
-        "the rounds; MB/s of the window's pcap.",
+        "the rounds; MB/s of the window's pcap; *before*: the rollcap of the previous "
+        "main (`--before TREE`, a `git archive` of it) timed in the same rounds.",
         "",
         "Each figure runs by itself: `python3 -m bench.drain`, `bench.live`, `bench.idle`, "
         "`bench.scale`, `bench.fleet`, `bench.fetch` (`--help` for sizes; `--quick` for a "
