@@ -229,8 +229,50 @@ def _fleet(d: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _before(d: dict[str, Any], part: str) -> str:
+    be = d.get(f"before_{part}")
+    if not be:
+        return ""
+    return (f"before this change (same run): {be['mb_s']:.0f} MB/s, "
+            f"{_f(d.get(f'before_ratio_{part}'), '.2f', '×')} the manual way; ")  # fmt: skip
+
+
+def _load_avg(d: dict[str, Any]) -> str:
+    end = d.get("loadavg_at_end", d["machine"]["loadavg_at_start"])  # machine(): at the end
+    if "loadavg_at_start" in d:
+        return f"load average {d['loadavg_at_start']:.1f} at start, {end:.1f} at end"
+    return f"load average {end:.1f} at end"
+
+
+def _fetch(d: dict[str, Any]) -> list[str]:
+    rows = []
+    labels = {"whole": "whole window",
+              "filtered": f"`--filter '{d.get('filter', '?')}'`",
+              "broad": f"`--filter '{d.get('broad', '?')}'`"}  # fmt: skip
+    for part, label in labels.items():
+        ro, ma = d.get(f"rollcap_{part}"), d.get(f"manual_{part}")
+        if not ro or not ma:
+            continue
+        same = "same packets" if d.get(f"same_packets_{part}") else "**packets differ**"
+
+        def runs(r: dict[str, Any]) -> str:
+            return ", ".join(f"{x:.2f}" for x in r.get("all_seconds", []))
+
+        rows.append(
+            f"| Fetch {d['objects']} objects ({d['pcap_mb']:.0f} MB of pcap), {label}: "
+            f"**`rollcap fetch`** | **{ro['mb_s']:.0f} MB/s** ({ro['seconds']:.2f} s; runs "
+            f"{runs(ro)}) | {_f(d.get(f'ratio_{part}'), '.2f', '×')} the manual way (goal ≥ 1.0×):"
+            f" {ma['mb_s']:.0f} MB/s ({ma['seconds']:.2f} s; runs {runs(ma)}) "
+            f"| {ro['packets']:,} packets out, {same} (capinfos, SHA-256 of the records); "
+            f"{_before(d, part)}"
+            f"{_load_avg(d)} |"
+        )
+    return rows or ["| Fetch | not run | | |"]
+
+
 def render() -> str:
-    parts = {n: _load(n) for n in ("drain", "live", "live-topspeed", "idle", "scale", "fleet")}
+    names = ("drain", "live", "live-topspeed", "idle", "scale", "fleet", "fetch")
+    parts = {n: _load(n) for n in names}
     machine = next((p["machine"] for p in parts.values() if p), None)
     lines = []  # the README's own "## Benchmarks" heading sits above the markers
     if machine:
@@ -245,7 +287,8 @@ def render() -> str:
         )
     lines += ["", "| Figure | Result | Baseline / ratio | Notes |", "| --- | --- | --- | --- |"]
     figures = (("drain", _drain), ("live", _live), ("live-topspeed", _live_top),
-               ("idle", _idle), ("scale", _scale), ("fleet", _fleet))  # fmt: skip
+               ("idle", _idle), ("scale", _scale), ("fleet", _fleet),
+               ("fetch", _fetch))  # fmt: skip
     for name, fn in figures:
         data = parts[name]
         lines += fn(data) if data else [f"| {name} | not run | | |"]
@@ -279,10 +322,17 @@ def render() -> str:
         "and metadata, plus the offload's manifest entries) in SeaweedFS; wall time of the "
         "`python -m rollcap` command, interpreter start included, best of the runs; requests "
         "counted on the boto3 client running the same selection in-process; the baseline is "
-        "a paginated ListObjectsV2 over the prefix (without _index/), best of 2.",
+        "a paginated ListObjectsV2 over the prefix (without _index/), best of 2. "
+        "*fetch*: bench.datagen's mix stored by a real `rollcap offload` into SeaweedFS; "
+        "`rollcap fetch --jobs 4` (the CLI, interpreter start included) against the manual "
+        "way (a Python process downloading the objects with 4 boto3 threads, `zstd -d`, "
+        "`mergecap -F pcap`, then `tcpdump -r - -w` with the filter), alternating, best of "
+        "the rounds; MB/s of the window's pcap; *before*: the rollcap of the previous "
+        "main (`--before TREE`, a `git archive` of it) timed in the same rounds.",
         "",
         "Each figure runs by itself: `python3 -m bench.drain`, `bench.live`, `bench.idle`, "
-        "`bench.scale`, `bench.fleet` (`--help` for sizes; `--quick` for a smaller run).",
+        "`bench.scale`, `bench.fleet`, `bench.fetch` (`--help` for sizes; `--quick` for a "
+        "smaller run).",
     ]
     return "\n".join(lines) + "\n"
 

@@ -17,7 +17,7 @@ import time
 from bench.common import REPO, rollcap_env
 from bench.report import write
 
-ALL = ("drain", "live", "live-topspeed", "idle", "scale", "fleet")
+ALL = ("drain", "live", "live-topspeed", "idle", "scale", "fleet", "fetch")
 # name -> module and its arguments (all take --quick)
 COMMANDS = {"live-topspeed": ["bench.live", "--top-speed"]}
 

@@ -2,8 +2,11 @@
 
 Each object goes through its own pipeline in a bounded thread pool:
 download to a temp file, stream-decompress while keeping only the packets in
-[since, until), optionally run tcpdump's BPF over it. The pieces are then
-merged by timestamp with a bounded number of open files. Everything happens
+[since, until), optionally through tcpdump's BPF (a pipe into it). The
+pieces are then written in timestamp order: copied whole where they overlap
+no other in time (into a file output already while later ones download:
+inorder.py), merged record by record with a bounded number of open files
+where they do (merge.py). Everything happens
 in a hidden temp directory next to the output (same filesystem), so the
 output appears complete by one rename, or not at all. To stdout (``-o -``)
 the merge streams straight into the pipe (temp files then go to $TMPDIR).
@@ -38,10 +41,17 @@ from rollcap.errors import RollcapError
 from rollcap.pcapfile import GLOBAL_HEADER_LEN, NotPcapError, PcapHeader
 from rollcap.retrieve import bpf
 from rollcap.retrieve.catalog import Capture
-from rollcap.retrieve.merge import Part, chains, reduce_chains, write_merged
+from rollcap.retrieve.inorder import InOrder
+from rollcap.retrieve.merge import Part, write_ordered
 from rollcap.retrieve.output import Output, place, resolve_output
 from rollcap.retrieve.progress import Progress
-from rollcap.retrieve.records import RecordReader, TooLarge, window_filter
+from rollcap.retrieve.records import (
+    RecordReader,
+    TooLarge,
+    file_header,
+    open_records,
+    scan_window,
+)
 from rollcap.storage.base import SizeMismatch, Storage, StorageError
 from rollcap.timestamps import NS, from_datetime
 
@@ -96,8 +106,8 @@ class DiskNeed:
     the ``workers`` largest recorded sizes (at most workers x the largest).
     pieces: each capture's window, at most its recorded pcap bytes (it is
     never decompressed past them). output: the merge of the pieces, their
-    records under one header (pcapng: a larger block per packet). A BPF copy
-    of a piece (no larger than it) exists only while downloads run, and the
+    records under one header (pcapng: a larger block per packet). With a BPF
+    filter, tcpdump's output takes the piece's place (no larger than it), and the
     merge's intermediate files replace the pieces they merge, so neither
     adds to downloads + pieces + output."""
 
@@ -173,29 +183,42 @@ def fetch(
             f"-o {output.describe()}: cannot create a temp directory in "
             f"{where or tempfile.gettempdir()}: {e.strerror}"
         ) from None
+    inorder = None
     try:
         check_max_bytes(captures, max_bytes)
         check_free_space(workdir, captures, workers, max_bytes=max_bytes, pcapng=pcapng)
-        done = _fetch_all(storage, captures, workdir, window_ns, bpf_filter, tcpdump,
-                          workers, progress, max_bytes)  # fmt: skip
+        order = sorted(range(len(captures)), key=lambda i: _start_ns(captures[i]))
+        # a file output is written while the later pieces download (inorder.py)
+        if not (pcapng or output.is_stdout):
+            inorder = InOrder(workdir / "output.pcap", order)
+        done = _fetch_all(storage, captures, order, workdir, window_ns, bpf_filter,
+                          tcpdump, workers, progress, max_bytes, inorder)  # fmt: skip
         pieces = [p for p in done if isinstance(p, _Piece)]
         if progress:
             progress.message("merging ...")
         sink = stdout if stdout is not None else sys.stdout.buffer
-        result = _write_output(pieces, workdir, output, pcapng, sink)
+        result = _write_output(pieces, workdir, output, pcapng, sink, inorder)
         result.objects = len(pieces)
         result.downloaded_bytes = sum(p.capture.size for p in pieces)
         result.refused = [r.reason for r in done if isinstance(r, _Refused)]
         return result
     finally:
+        if inorder is not None:
+            inorder.close()
         if progress:
             progress.done()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path,
+def _start_ns(c: Capture) -> int:
+    if c.first_ns is not None:
+        return c.first_ns
+    return from_datetime(c.start) if c.start is not None else 0
+
+
+def _fetch_all(storage: Storage, captures: list[Capture], order: list[int], workdir: Path,
                window_ns: tuple[int, int], bpf_filter: str, tcpdump: str, workers: int,
-               progress: Progress | None, max_bytes: int | None
+               progress: Progress | None, max_bytes: int | None, inorder: InOrder | None
                ) -> list[_Piece | _Refused]:  # fmt: skip
     since_ns, until_ns = window_ns
 
@@ -221,10 +244,21 @@ def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path,
             if progress:
                 progress.advance(cap.size)
             return None
+        if bpf_filter:  # the window goes straight into tcpdump: no unfiltered copy on disk
+            win = workdir / f"{idx:06d}.bpf.pcap"
         try:
-            header, n, first, last, truncated = window_filter(
-                dl, win, since_ns, until_ns, _max_pcap_bytes(cap, max_bytes)
-            )
+            with open_records(dl, _max_pcap_bytes(cap, max_bytes)) as reader:
+                header = reader.header
+                if bpf_filter:
+                    with bpf.filtering(tcpdump, bpf_filter, win, name=cap.key,
+                                       nanos=header.ts_per_second == NS) as pipe:  # fmt: skip
+                        pipe.write(reader.raw_header)
+                        kept = scan_window(reader, pipe, since_ns, until_ns)
+                else:
+                    with open(win, "wb") as out:
+                        out.write(reader.raw_header)
+                        kept = scan_window(reader, out, since_ns, until_ns)
+                truncated = reader.truncated
         except TooLarge as e:
             dl.unlink()
             win.unlink(missing_ok=True)
@@ -241,18 +275,22 @@ def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path,
         if truncated:
             log.warning("%s ends in a cut-off packet record; kept the packets before it", cap.key)
         part: Part | None = None
-        if n and first is not None and last is not None:
-            part = Part(win, first, last, n)
-        if part is not None and bpf_filter:
-            filtered = workdir / f"{idx:06d}.bpf.pcap"
-            bpf.apply_filter(tcpdump, bpf_filter, win, filtered)
-            win.unlink()
-            part = _part_of(filtered)
+        if bpf_filter:
+            part = _part_of(win) if kept.packets else None
+        elif kept.first is not None and kept.last is not None:
+            part = Part(win, kept.first, kept.last, kept.packets, kept.low, kept.high)
         if part is None:
             win.unlink(missing_ok=True)
         if progress:
             progress.advance(cap.size)
         return _Piece(cap, header, part, truncated)
+
+    def one_in_order(idx: int, cap: Capture) -> _Piece | _Refused | None:
+        got = one(idx, cap)
+        if inorder is not None:
+            piece = got if isinstance(got, _Piece) else None
+            inorder.done(idx, piece.header if piece else None, piece.part if piece else None)
+        return got
 
     pool = ThreadPoolExecutor(max_workers=max(1, workers))
     try:
@@ -262,7 +300,9 @@ def _fetch_all(storage: Storage, captures: list[Capture], workdir: Path,
         # while queueing, they are handled right after, outside any lock.
         held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
         try:
-            futures = [pool.submit(one, i, c) for i, c in enumerate(captures)]
+            # the earliest first: their pieces can be appended while the rest download
+            by_idx = {i: pool.submit(one_in_order, i, captures[i]) for i in order}
+            futures = [by_idx[i] for i in range(len(captures))]
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
@@ -302,18 +342,12 @@ def check_max_bytes(captures: list[Capture], max_bytes: int | None) -> None:
 
 
 def _part_of(path: Path) -> Part | None:
-    n = 0
-    first = last = 0
     with open(path, "rb") as f:
-        for ts, _raw in RecordReader(f, path.name).records():
-            if n == 0:
-                first = ts
-            last = ts
-            n += 1
-    if n == 0:
+        w = scan_window(RecordReader(f, path.name), None, -(1 << 63), 1 << 63)
+    if w.first is None or w.last is None:
         path.unlink()
         return None
-    return Part(path, first, last, n)
+    return Part(path, w.first, w.last, w.packets, w.low, w.high)
 
 
 class _Counting:
@@ -330,7 +364,7 @@ class _Counting:
 
 
 def _write_output(pieces: list[_Piece], workdir: Path, output: Output, pcapng: bool,
-                  sink: BinaryIO) -> FetchResult:  # fmt: skip
+                  sink: BinaryIO, inorder: InOrder | None = None) -> FetchResult:  # fmt: skip
     by_linktype: dict[int, list[_Piece]] = defaultdict(list)
     for p in pieces:
         by_linktype[p.header.linktype].append(p)
@@ -369,7 +403,16 @@ def _write_output(pieces: list[_Piece], workdir: Path, output: Output, pcapng: b
         result.pcap_bytes = counted.n
         return result
     else:
-        result.packets = _merge_group(pieces, workdir, tmp)
+        linktype, snaplen, nanos = _format_of(pieces)
+        parts = [p.part for p in pieces if p.part is not None]
+        head = file_header(linktype=linktype, snaplen=snaplen, nanos=nanos)
+        n = None if inorder is None else inorder.complete(parts, head, nanos)
+        if n is not None:  # already written, in order
+            result.packets = n
+            for part in parts:
+                part.path.unlink()
+        else:
+            result.packets = _merge_group(pieces, workdir, tmp)
     if output.is_stdout:  # pcapng via mergecap: copied in bounded chunks
         counted = _Counting(sink)
         with open(tmp, "rb") as f:
@@ -391,22 +434,20 @@ def _write_output(pieces: list[_Piece], workdir: Path, output: Output, pcapng: b
     return result
 
 
-def _merge_group(pieces: list[_Piece], workdir: Path, dest: Path | _Counting) -> int:
+def _format_of(pieces: list[_Piece]) -> tuple[int, int, bool]:
+    """Link type, snaplen and precision (nanos) of the merged output."""
     linktype = pieces[0].header.linktype if pieces else 1
     snaplen = max((p.header.snaplen for p in pieces), default=262144)
-    nanos = any(p.header.ts_per_second == NS for p in pieces)
+    return linktype, snaplen, any(p.header.ts_per_second == NS for p in pieces)
+
+
+def _merge_group(pieces: list[_Piece], workdir: Path, dest: Path | _Counting) -> int:
+    linktype, snaplen, nanos = _format_of(pieces)
     parts = [p.part for p in pieces if p.part is not None]
-    chain_list = reduce_chains(chains(parts), workdir, linktype=linktype)
+    # write_ordered removes each piece (or the intermediate file replacing it)
+    # once written, so pcapng's mergecap runs beside the merged groups only (disk_need)
     if isinstance(dest, _Counting):
-        n, _first, _last = write_merged(cast(BinaryIO, dest), chain_list, linktype=linktype,
-                                        snaplen=snaplen, nanos=nanos)  # fmt: skip
-    else:
-        with open(dest, "wb") as f:
-            n, _first, _last = write_merged(f, chain_list, linktype=linktype,
-                                            snaplen=snaplen, nanos=nanos)  # fmt: skip
-    # merged: the pieces (or the intermediate files replacing them) are done with,
-    # so pcapng's mergecap runs beside the merged groups only (disk_need)
-    for chain in chain_list:
-        for part in chain:
-            part.path.unlink(missing_ok=True)
-    return n
+        return write_ordered(cast(BinaryIO, dest), parts, workdir, linktype=linktype,
+                             snaplen=snaplen, nanos=nanos)  # fmt: skip
+    with open(dest, "wb") as f:
+        return write_ordered(f, parts, workdir, linktype=linktype, snaplen=snaplen, nanos=nanos)

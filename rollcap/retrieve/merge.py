@@ -1,5 +1,9 @@
 """k-way merge of many pcap files by timestamp, with few files open at once.
 
+Parts whose time spans do not overlap (one host's consecutive captures) need
+no merge at all: write_ordered copies each in bulk, one after the other, and
+merges record by record only the groups of parts that overlap in time.
+
 Files of one host and interface follow each other in time, so they are
 chained (read one after the other) instead of all being opened together:
 files are assigned greedily to chains whose last packet is not later than the
@@ -20,7 +24,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO
 
-from rollcap.retrieve.records import Record, file_header, iter_file
+from rollcap.retrieve.records import Record, copy_records, file_header, iter_file
 
 MAX_OPEN = 64
 
@@ -33,6 +37,14 @@ class Part:
     first_ns: int
     last_ns: int
     packets: int
+    # lowest/highest timestamp in the part (None: first_ns/last_ns, a sorted part)
+    low_ns: int | None = None
+    high_ns: int | None = None
+
+    @property
+    def span(self) -> tuple[int, int]:
+        low = self.first_ns if self.low_ns is None else self.low_ns
+        return low, self.last_ns if self.high_ns is None else self.high_ns
 
 
 def chains(parts: Iterable[Part]) -> list[list[Part]]:
@@ -98,3 +110,43 @@ def write_merged(out: BinaryIO, chain_list: list[list[Part]], *, linktype: int, 
         n += 1
         write(raw)
     return n, first, last
+
+
+def overlapping(parts: Iterable[Part]) -> list[list[Part]]:
+    """Groups of parts in time order: a part joins the group before it when its
+    span starts at or before the latest end in that group; the groups' spans
+    are then disjoint, every record of one before every record of the next."""
+    groups: list[list[Part]] = []
+    end = 0
+    for p in sorted(parts, key=lambda p: (*p.span, str(p.path))):
+        low, high = p.span
+        if groups and low <= end:
+            groups[-1].append(p)
+            end = max(end, high)
+        else:
+            groups.append([p])
+            end = high
+    return groups
+
+
+def write_ordered(out: BinaryIO, parts: Iterable[Part], workdir: Path, *, linktype: int,
+                  snaplen: int, nanos: bool) -> int:  # fmt: skip
+    """Write all records of parts in timestamp order under one header; return
+    the packets. A part that overlaps no other is copied in bulk when its
+    records are already in the output format; overlapping parts are merged
+    record by record (reduce_chains bounds the open files)."""
+    out.write(file_header(linktype=linktype, snaplen=snaplen, nanos=nanos))
+    n = 0
+    for group in overlapping(parts):
+        if len(group) == 1 and copy_records(group[0].path, out, nanos):
+            n += group[0].packets
+            group[0].path.unlink(missing_ok=True)  # done with: frees its disk at once
+            continue
+        chain_list = reduce_chains(chains(group), workdir, linktype=linktype)
+        for _ts, raw in merge_records(chain_list, nanos):
+            out.write(raw)
+            n += 1
+        for chain in chain_list:  # reduce_chains may have replaced the group's files
+            for part in chain:
+                part.path.unlink(missing_ok=True)
+    return n

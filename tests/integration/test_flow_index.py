@@ -103,8 +103,8 @@ def test_every_stored_capture_has_a_summary_that_agrees_with_an_independent_coun
 ) -> None:
     seaweedfs = request.getfixturevalue("seaweedfs") if kind == "s3" else None
     offload, env, bucket = _destination(kind, base, seaweedfs)
-    cap = CaptureDaemon(base, veth.b, rotate_megabytes=1, hostname="flw1",
-                        offload={**offload, "rescan_seconds": 3600, "flow_index": True})  # fmt: skip
+    offload = {**offload, "rescan_seconds": 3600, "flow_index": True}
+    cap = CaptureDaemon(base, veth.b, rotate_megabytes=1, hostname="flw1", offload=offload)
     off: Offload | None = None
     try:
         cap.start()

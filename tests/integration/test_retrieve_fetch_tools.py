@@ -66,3 +66,40 @@ def test_temp_disk_stays_under_disk_need(st: MemoryStorage, tmp_path: Path, bpf_
         fetch(st, caps, since=since, until=until, output=tmp_path / "o.pcap", workers=2,
               bpf_filter=bpf_filter, pcapng=pcapng)  # fmt: skip
     assert 0 < w.peak <= need
+
+
+def test_filtered_fetch_holds_the_records_tcpdump_keeps_of_the_whole_fetch(
+    st: MemoryStorage, tmp_path: Path
+) -> None:
+    # each object's window streams into its own tcpdump at the object's precision
+    # (µs here): the records come out as tcpdump over the merged window gives them
+    import shutil
+    import subprocess
+
+    since, until = utc(2026, 11, 26, 10), utc(2026, 11, 26, 11)
+    whole, got, want = tmp_path / "whole.pcap", tmp_path / "got.pcap", tmp_path / "want.pcap"
+    run_fetch(st, whole, since, until)
+    tcpdump = shutil.which("tcpdump")
+    assert tcpdump is not None
+    subprocess.run([tcpdump, "-q", "-r", str(whole), "-w", str(want), "--", "arp"],
+                   check=True, stderr=subprocess.DEVNULL)  # fmt: skip
+    assert run_fetch(st, got, since, until, bpf_filter="arp") == 100
+    assert got.read_bytes()[:4] == b"\xd4\xc3\xb2\xa1"  # still µs: nothing repacked
+    assert got.read_bytes()[24:] == want.read_bytes()[24:]
+
+
+def test_a_tcpdump_that_fails_on_the_stream_names_the_object(tmp_path: Path) -> None:
+    import struct
+
+    tcpdump = bpf.tcpdump_binary("tcpdump")
+    # an Ethernet-only expression on a raw-IP stream: tcpdump cannot compile it
+    raw_ip = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 101)
+    with (
+        pytest.raises(bpf.FilterError, match=r"on host1/obj\.pcap\.zst: ") as e,
+        bpf.filtering(tcpdump, "ether host 02:00:00:00:00:01", tmp_path / "o.pcap",
+                      nanos=False, name="host1/obj.pcap.zst") as pipe,
+    ):  # fmt: skip
+        pipe.write(raw_ip)
+        for i in range(2000):  # more than a pipe holds: the writer sees tcpdump go
+            pipe.write(struct.pack("<IIII", i, 0, 40, 40) + b"\x45" + b"\x00" * 39)
+    assert "\n" not in str(e.value)
