@@ -5,29 +5,32 @@ The supervisor (rollcap.capture.service) owns what the interfaces share: the
 spool, the generation counter, the hand-off queue, the budget, the status.
 It runs one InterfaceCapture per name in capture.interface; one that fails
 backs off on its own while the others keep capturing.
+
+restart_delay: how long to wait before restarting a tcpdump that died.
+
+A tcpdump that proved it runs here (listened for a while) or that was killed
+from outside after it listened is restarted at once: every moment of the gap
+loses traffic. One that wrote packets but died by itself soon after is
+restarted after the minimum delay every time. Only one that fails by itself
+before or right after it listens (missing interface, device not up, crash
+loop) backs off exponentially.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
-from rollcap.capture import align
+from rollcap.capture import rotation
 from rollcap.capture.command import DeviceUnavailable, check_filter, interface_exists
-from rollcap.capture.counters import Counters
-from rollcap.capture.dropstats import DropStats
-from rollcap.capture.quiet import QuietClock
-from rollcap.capture.restart import BACKOFF_MIN, restart_delay
-from rollcap.capture.switching import (
-    LISTEN_TIMEOUT,
-    Overlaps,
-    Switched,
-    make_before_break_many,
-)
+from rollcap.capture.counters import Counters, DropStats
+from rollcap.capture.rotation import QuietClock
+from rollcap.capture.switching import LISTEN_TIMEOUT, Overlaps, Switched, make_before_break_many
 from rollcap.capture.tcpdump import Tcpdump
 from rollcap.config.schema import CaptureConfig
 from rollcap.errors import ConfigError
@@ -35,6 +38,32 @@ from rollcap.journal import fields
 from rollcap.spool.workname import WorkName
 
 log = logging.getLogger("rollcap.capture")
+
+RESTART_AT_ONCE = 0.2  # not 0: whatever kills every new tcpdump gets 5 a second at most
+BACKOFF_MIN = 1.0
+BACKOFF_MAX = 60.0
+HEALTHY_LISTEN = 5.0  # seconds listening that prove a tcpdump can run here
+# Deaths by these signals come from outside (an operator, the OOM killer), not
+# from tcpdump failing: a tcpdump killed 0.5 s after it listened may not have
+# flushed a packet to disk yet, but it was capturing.
+KILLED = frozenset({-signal.SIGKILL, -signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP})
+
+
+def restart_delay(
+    backoff: float, listened: float | None, wrote: bool, returncode: int = 1
+) -> tuple[float, float]:
+    """(delay before this restart, backoff for the next failure).
+
+    listened: seconds the dead tcpdump had been listening, None if it never did;
+    wrote: whether it wrote at least one packet; returncode: Popen's (-N = signal N).
+    """
+    if listened is not None and (listened >= HEALTHY_LISTEN or returncode in KILLED):
+        return RESTART_AT_ONCE, BACKOFF_MIN
+    if listened is not None and wrote:
+        backoff = BACKOFF_MIN
+    return backoff, min(backoff * 2, BACKOFF_MAX)
+
+
 
 DRAIN = 1.2  # wait before SIGTERM so the last kernel block reaches the file
 
@@ -233,7 +262,7 @@ class InterfaceCapture:
         t = self.proc
         files = self.shared.work_files(t.generation) if t is not None else []
         if self.cap.rotate_align and files:
-            opened = align.name_time(
+            opened = rotation.name_time(
                 files[-1].opened.timestamp(), self.cap.rotate_seconds, time.time()
             )
         reason = "aligned rotation" if self.cap.rotate_align else "quiet link"
@@ -251,7 +280,7 @@ class InterfaceCapture:
         if self.cap.rotate_align:
             # the wall-clock boundary, started early by the switch's lead; the
             # monotonic quiet deadline stays a bound (a clock stepped back)
-            left = min(left, align.switch_due(files[-1].opened.timestamp(),
+            left = min(left, rotation.switch_due(files[-1].opened.timestamp(),
                                               self.cap.rotate_seconds, time.time()))  # fmt: skip
         return left
 

@@ -1,7 +1,7 @@
 """Starting tcpdumps and remembering them: each start takes the next generation,
 and the pids of every running tcpdump are saved, both in
 capture/capture-counters.json (rollcap.capture.handoff.Persistent), so that a
-capture after a crash stops the tcpdumps left running (rollcap.capture.orphans).
+capture after a crash stops the tcpdumps left running (rollcap.capture.lock).
 
 A full disk never stops capture: the memory copy stays right (and at start the
 numbers are also recovered from the spool); the failure is the supervisor's
@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from rollcap.capture import orphans
+from rollcap.capture import lock
 from rollcap.capture.command import tcpdump_argv
 from rollcap.capture.handoff import Persistent
 from rollcap.capture.interface import InterfaceCapture
@@ -78,7 +78,7 @@ class Launcher:
 
     def stop_orphans(self) -> None:
         """Stop the tcpdumps a crashed supervisor left running (holding the spool's lock)."""
-        orphans.stop_orphans(self.persistent.tcpdump_pids, self.work)
+        lock.stop_orphans(self.persistent.tcpdump_pids, self.work)
         self.persistent.tcpdump_pids = []
         self._save()
 

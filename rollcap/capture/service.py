@@ -9,16 +9,17 @@ counters, hand-off, budget, status): one thread runs the loop below;
 tcpdump's stderr readers and the watchdog observer only wake it through a
 pipe, signal handlers only set flags. The jobs are elsewhere:
 
-- rollcap.capture.interface    one interface: its tcpdump, backoff, rotation deadline
-- rollcap.capture.align        rotate_align's boundaries (pure)
-- rollcap.capture.tcpdump      one running tcpdump (stderr, counters, stop)
-- rollcap.capture.queue        hand-off of finished files (handoff: one file)
-- rollcap.capture.switching    make-before-break switch and its overlap
-- rollcap.capture.keeper       the spool budget (budget: the pure policy)
-- rollcap.capture.status_report  gathers and publishes the status (report: formats it)
-- rollcap.capture.reloader     a SIGHUP carried out (reloadplan: what it must do)
-- rollcap.capture.launcher     starts tcpdumps, saves their generation and pids
-- rollcap.capture.lock         one capture per spool; orphans: what a crashed one left
+- rollcap.capture.interface  one interface: its tcpdump, restart delay, deadlines
+- rollcap.capture.rotation   the quiet-link deadline and rotate_align's boundaries
+- rollcap.capture.tcpdump    one running tcpdump (stderr, counters, stop)
+- rollcap.capture.handoff    hand-off of finished files, and their queue
+- rollcap.capture.switching  make-before-break switch and its overlap strip
+- rollcap.capture.budget     the spool budget: policy, fences, the keeper
+- rollcap.capture.counters   packet counters, drop causes, totals
+- rollcap.capture.status     gathers, formats and publishes the status
+- rollcap.capture.reload     a SIGHUP: plan, check, apply, verdict
+- rollcap.capture.launcher   starts tcpdumps, saves their generation and pids
+- rollcap.capture.lock       one capture per spool; what a crashed one left
 
 Quiet link: tcpdump -G rotates only when a packet arrives. If the live file
 is still the newest QUIET_GRACE seconds after its rotate deadline, a new
@@ -26,7 +27,7 @@ tcpdump is started first (make-before-break), both run for OVERLAP seconds
 (tcpdump loses its last partially filled kernel block at SIGTERM, the new one
 has those packets), then the old one is stopped and its file handed off;
 packets captured by both are removed from the new file's head
-(rollcap.capture.overlap). So a file is handed off about rotate_seconds + 3 s
+(rollcap.capture.switching). So a file is handed off about rotate_seconds + 3 s
 after it was opened, and never later than rotate_seconds + 5 s. `rollcap
 rotate` (SIGUSR2) and a SIGHUP that changes nothing use the same switch to cut
 the file now; a new interface means start, a removed one stop. With
@@ -50,23 +51,12 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from rollcap.capture import (
-    budget,
-    exclusion,
-    fence,
-    lock,
-    orphans,
-    reloader,
-    report,
-    status_report,
-)
+from rollcap.capture import budget, exclusion, lock, reload, status
+from rollcap.capture.budget import BudgetKeeper, Fences, reserve
 from rollcap.capture.counters import Counters
-from rollcap.capture.fence import Fences
-from rollcap.capture.handoff import Handoff, Persistent
+from rollcap.capture.handoff import IFACE_COUNTS, Handoff, HandoffQueue, Persistent
 from rollcap.capture.interface import DRAIN, InterfaceCapture, SwitchRequest, switch_all
-from rollcap.capture.keeper import BudgetKeeper, reserve
 from rollcap.capture.launcher import Launcher
-from rollcap.capture.queue import IFACE_COUNTS, HandoffQueue
 from rollcap.capture.ratelimit import RepeatLimiter
 from rollcap.capture.switching import Overlaps
 from rollcap.capture.tcpdump import Tcpdump
@@ -118,8 +108,8 @@ class Supervisor:
         self.fences: Fences | None = None  # pause-capture: where each tcpdump must stop
         self.last_error = ""  # the shared parts' (spool, reload); interfaces keep theirs
         self.errors = RepeatLimiter(log)
-        self.n = report.new_counts()
-        self.status = status_report.StatusPublisher(
+        self.n = status.new_counts()
+        self.status = status.StatusPublisher(
             self.spool.state_file("capture"), capture_exporter(cfg), self.notifier, self.errors
         )
         self.retired = Counters()  # counters of interfaces removed by a reload
@@ -252,7 +242,7 @@ class Supervisor:
 
     def _move_fences(self, live: set[int], reserve: int) -> None:
         """pause-capture: each running tcpdump's fence right after the last file
-        the budget has room for (rollcap.capture.fence); the others' removed
+        the budget has room for (rollcap.capture.budget); the others' removed
         (all of them under drop-oldest, e.g. after a reload changed on_full)."""
         if self.fences is None or self.keeper is None or self.keeper.usage is None:
             return
@@ -327,21 +317,21 @@ class Supervisor:
         self._move_fences(self._live_gens(), r)
 
     # ------------------------------------------------------------------ stats & state
-    def snapshot(self) -> report.Snapshot:
-        return status_report.snapshot(self)
+    def snapshot(self) -> status.Snapshot:
+        return status.snapshot(self)
 
     def state(self) -> dict[str, Any]:
-        return report.state_dict(self.snapshot())
+        return status.state_dict(self.snapshot())
 
     def status_line(self) -> str:
-        return report.status_line(self.snapshot())
+        return status.status_line(self.snapshot())
 
     def publish(self, force: bool = False) -> None:
         self.status.publish(self.snapshot, force)
 
     # ------------------------------------------------------------------ reload
     def reload(self) -> None:
-        reloader.reload(self.config_path, self)
+        reload.reload(self.config_path, self)
 
     def rotate(self, reason: str) -> None:
         """Cut the current files now (`rollcap rotate`, a reload with nothing changed):
@@ -349,12 +339,12 @@ class Supervisor:
         before = self.n["handed_off_files"]
         live = [ic for ic in self.captures.values() if ic.listening()]
         if not live:
-            result = f"nothing to cut: {status_report.overall_state(self.captures, self.paused)}"
+            result = f"nothing to cut: {status.overall_state(self.captures, self.paused)}"
         elif all(switch_all([SwitchRequest(ic, reason) for ic in live])):
             after = self.n["handed_off_files"]
             result = "handed off" if after > before else "no packets to hand off"
         else:
-            result = f"failed: {status_report.overall_error(self.last_error, self.captures)}"
+            result = f"failed: {status.overall_error(self.last_error, self.captures)}"
         handed = self.last_handoff["name"] if self.last_handoff else None
         self.last_rotate = {"at": time.time(), "result": result, "last_handoff": handed}
         log.info("%s: %s", reason, result, extra=fields(result=result))
@@ -414,10 +404,10 @@ class Supervisor:
         observer.start()
         try:
             self.stop_orphans()
-            fence.remove_stale(self.dirs.work)
+            budget.remove_stale_fences(self.dirs.work)
             self.load_switches()
             self.process_work()  # leftovers all belong to dead generations
-            orphans.remove_stale_temps(self.dirs.work)
+            lock.remove_stale_temps(self.dirs.work)
             self.enforce_budget()
             self.start_capture()
             self.publish(force=True)

@@ -11,7 +11,7 @@ import pytest
 
 from rollcap.capture.budget import measure, oldest_ready
 from rollcap.capture.handoff import Handoff, HandoffResult, Persistent
-from rollcap.capture.overlap import (
+from rollcap.capture.switching import (
     sidecar_name,
     tail_since,
     write_sidecar,

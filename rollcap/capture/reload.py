@@ -1,7 +1,25 @@
-"""A reload (SIGHUP) carried out: read and check the new config, plan it
-interface by interface (rollcap.capture.reloadplan), hand the spool to a new
+"""A reload (SIGHUP): planned, checked, carried out, and its verdict recorded.
+
+plan_reload decides what a reload must do from the old and new config alone.
+Pure: no process, no file. The supervisor carries the plan out, per interface.
+
+check_reload_interface is a reload's check of the interfaces (`rollcap check-config` is
+rollcap.commands.check_config).
+
+The verdict: a reload accepted or rejected, so `systemctl reload` can fail.
+
+SIGHUP carries no reply, so the capture daemon writes its verdict after each
+reload into ``capture/capture-reload.json``, beside capture.json (atomically:
+seq, ok, message, pid, updated). `rollcap reload` (the unit's ExecReload;
+rollcap.commands.reload) reads the seq, sends SIGHUP, waits for a newer verdict
+from that pid and exits 0 or 1 with the daemon's message: a rejected config
+makes `systemctl reload` fail instead of printing nothing and keeping the old
+config in silence.
+
+A reload (SIGHUP) carried out: read and check the new config, plan it
+interface by interface (plan_reload), hand the spool to a new
 capture.user or spool.group, stop, switch, restart and start the interfaces,
-then record the verdict (rollcap.capture.reload_verdict).
+then record the verdict (record).
 
 A rejected reload keeps the running configuration and never stops capture.
 The supervisor (rollcap.capture.service) owns what a reload changes; Reloadable
@@ -14,22 +32,124 @@ import contextlib
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from rollcap.capture import exclusion, reload_verdict, reloadplan
+from rollcap.capture import exclusion
+from rollcap.capture.command import interface_exists
 from rollcap.capture.counters import Counters
 from rollcap.capture.handoff import Handoff
 from rollcap.capture.interface import InterfaceCapture, Shared, SwitchRequest, switch_all
-from rollcap.capture.preflight import check_reload_interface
 from rollcap.config import load_config
-from rollcap.config.schema import RollcapConfig
+from rollcap.config.schema import CaptureConfig, RollcapConfig
 from rollcap.errors import ConfigError
 from rollcap.journal import fields
 from rollcap.notify import Notifier
 from rollcap.spool import Spool, layout
 from rollcap.spool.readyname import local_hostname
+from rollcap.spool.state import read_state, write_state
 
 log = logging.getLogger("rollcap.capture")
+
+
+@dataclass(frozen=True)
+class ReloadPlan:
+    # rotate: capture unchanged on every interface: cut every current file now (a
+    #         reload is also the documented "hand off now"), same settings
+    rotate: bool
+    start: tuple[str, ...]  # interfaces new in the list: start them
+    stop: tuple[str, ...]  # interfaces no longer in the list: stop them
+    # running, settings (or effective filter) changed: make-before-break, no packet lost
+    switch: tuple[str, ...]
+    # settings changed, nothing running (waiting, restarting): start anew at once
+    restart: tuple[str, ...]
+    keep: tuple[str, ...]  # unchanged: not touched at all
+    prepare_spool: bool  # capture.user or spool.group changed: owners of work/ change
+    keep_spool_directory: bool  # spool.directory changed: refused until a restart
+
+    @property
+    def action(self) -> str:
+        """One word for a single-interface reload (the log line, older callers)."""
+        if self.rotate:
+            return "rotate"
+        if self.switch and not (self.start or self.stop or self.restart):
+            return "switch"
+        return "restart" if self.start or self.stop or self.restart else "switch"
+
+
+def plan_reload(
+    old: RollcapConfig,
+    new: RollcapConfig,
+    old_filters: dict[str, str],
+    new_filters: dict[str, str],
+    running: set[str],
+    old_uid: int,
+    new_uid: int,
+) -> ReloadPlan:
+    """running: the interfaces whose tcpdump is alive now."""
+    old_names, new_names = old.capture.interfaces, new.capture.interfaces
+    start, switch, restart, keep = [], [], [], []
+    for name in new_names:
+        if name not in old_names:
+            start.append(name)
+            continue
+        same = old.capture.for_interface(name) == new.capture.for_interface(
+            name
+        ) and old_filters.get(name) == new_filters.get(name)
+        if same:
+            keep.append(name)
+        elif name in running:
+            switch.append(name)
+        else:
+            restart.append(name)
+    stop = [n for n in old_names if n not in new_names]
+    changed = bool(start or stop or switch or restart)
+    return ReloadPlan(
+        rotate=not changed,
+        start=tuple(start),
+        stop=tuple(stop),
+        switch=tuple(switch),
+        restart=tuple(restart),
+        keep=tuple(keep),
+        prepare_spool=new.spool.group != old.spool.group or new_uid != old_uid,
+        keep_spool_directory=new.spool.directory != old.spool.directory,
+    )
+
+
+def check_reload_interface(running: list[str], new: CaptureConfig) -> None:
+    """A reload onto an interface that does not exist would stop or grow a working
+    capture to wait for it: rejected (a restart waits for it on purpose)."""
+    for name in new.interfaces:
+        if name not in running and not interface_exists(name):
+            raise ConfigError(
+                f"capture.interface: no interface {name!r} on this machine; capture "
+                f"on {', '.join(running)} goes on (restart the service to wait for {name})"
+            )
+
+
+
+NAME = "capture-reload.json"
+
+
+def path_in(state_dir: Path) -> Path:
+    return state_dir / NAME
+
+
+def seq(v: dict[str, Any] | None) -> int:
+    """The verdict's number (0: none yet); `rollcap reload` waits for a newer one."""
+    n = v.get("seq") if v else None
+    return n if isinstance(n, int) else 0
+
+
+def record(state_dir: Path, ok: bool, message: str) -> None:
+    """Daemon side: the verdict of the reload just done. A full disk costs only
+    the answer (the client then times out), never the reload itself."""
+    p = path_in(state_dir)
+    try:
+        write_state(p, {"seq": seq(read_state(p)) + 1, "ok": ok, "message": message})
+    except OSError as e:
+        log.warning("cannot write the reload verdict %s: %s", p, e.strerror or e)
+
+
 
 
 class Reloadable(Shared, Protocol):
@@ -93,13 +213,13 @@ def reload(config_path: str, sup: Reloadable) -> None:
         for line in e.problems:
             log.error("reload rejected, keeping the running configuration: %s", line)
         sup.last_error = f"reload rejected: {e.problems[0]}"
-        reload_verdict.record(sup.spool.capture_state, False, "; ".join(e.problems))
+        record(sup.spool.capture_state, False, "; ".join(e.problems))
         sup.notifier.ready(sup.status_line())
         return
     new, effective, uid = c.cfg, c.effective, c.uid
     running = {n for n, ic in sup.captures.items() if ic.running()}
     old_filters = {n: ic.effective_filter for n, ic in sup.captures.items()}
-    plan = reloadplan.plan(sup.cfg, new, old_filters, effective, running, sup.identity.uid, uid)
+    plan = plan_reload(sup.cfg, new, old_filters, effective, running, sup.identity.uid, uid)
     logging.getLogger().setLevel(new.log.level.upper())
     sup.notifier.watchdog()  # validation made progress; the switch may take seconds
     if plan.prepare_spool:
@@ -117,7 +237,7 @@ def reload(config_path: str, sup: Reloadable) -> None:
                 e,
             )
             sup.last_error = f"reload rejected: {e}"
-            reload_verdict.record(sup.spool.capture_state, False, sup.last_error)
+            record(sup.spool.capture_state, False, sup.last_error)
             sup.notifier.ready(sup.status_line())
             return
         sup.identity = replace(sup.identity, uid=uid, gid=gid)
@@ -145,13 +265,13 @@ def reload(config_path: str, sup: Reloadable) -> None:
     if plan.rotate:
         sup.rotate("reload")
     # a switch that failed keeps the old tcpdump (and filter) running
-    reload_verdict.record(sup.spool.capture_state, switched, "configuration reloaded"
+    record(sup.spool.capture_state, switched, "configuration reloaded"
                           if switched else f"not applied: {sup.last_error}")  # fmt: skip
     sup.enforce_budget()
     sup.notifier.ready(sup.status_line())
 
 
-def apply(sup: Reloadable, plan: reloadplan.ReloadPlan, new: RollcapConfig,
+def apply(sup: Reloadable, plan: ReloadPlan, new: RollcapConfig,
           effective: dict[str, str]) -> bool:  # fmt: skip
     """Carry a reload plan out, interface by interface; False if a switch failed
     (the old tcpdump, and its settings, run on)."""

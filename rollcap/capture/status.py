@@ -2,8 +2,9 @@
 capture/capture.json (`rollcap status`), the metrics exporter and systemd's
 STATUS= line, at most once a second unless forced.
 
-rollcap.capture.report formats a snapshot; this module gathers one from the
-supervisor (Reported names what it reads) and hands it out. A state file that
+A Snapshot of the supervisor's state is formatted by pure functions
+(state_dict, status_line); snapshot() gathers one from the supervisor
+(Reported names what it reads) and StatusPublisher hands it out. A state file that
 cannot be written (a full spool) never stops capture: it is an error, shown in
 the status line, and tried again at the next publish.
 """
@@ -12,20 +13,117 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from rollcap.capture import report
+from rollcap.capture.budget import BudgetKeeper, Usage
 from rollcap.capture.counters import Counters
+from rollcap.capture.handoff import IFACE_COUNTS, HandoffQueue
 from rollcap.capture.interface import InterfaceCapture
-from rollcap.capture.keeper import BudgetKeeper
-from rollcap.capture.queue import IFACE_COUNTS, HandoffQueue
 from rollcap.capture.ratelimit import RepeatLimiter
 from rollcap.config.schema import RollcapConfig
 from rollcap.metrics.capture import CaptureCollector
 from rollcap.metrics.exporter import Exporter
 from rollcap.notify import Notifier
 from rollcap.spool.state import write_state
+
+COUNTS = (
+    "handed_off_files",
+    "handed_off_bytes",
+    "discarded_empty",
+    "repaired_files",
+    "duplicates_removed",
+    "quarantined_files",
+    "skipped_entries",
+    "dropped_files",
+    "dropped_bytes",
+    "quarantine_removed",
+    "restarts",
+)
+
+
+def new_counts() -> dict[str, int]:
+    """The daemon's counters (since its start), shared by the modules that count."""
+    return dict.fromkeys(COUNTS, 0)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    state: str
+    interface: str
+    filter: str
+    tcpdump_pid: int | None
+    generation: int | None
+    active_file: str | None
+    active_since: float | None
+    counts: dict[str, int]
+    totals: Counters
+    drop_rate: float
+    paused: bool
+    pause_reason: str
+    last_error: str
+    error_active: bool
+    usage: Usage | None
+    last_handoff: dict[str, Any] | None
+    last_rotate: dict[str, Any] | None
+    interfaces: dict[str, dict[str, Any]] | None = None  # each interface's own counters
+    rotation: str = ""  # how files are cut, e.g. "every 600 s on the UTC clock, or at 200 MB"
+    timestamp_precision: str = ""
+    # the latest kernel drops' likely cause: cause, detail, at, interface (likely_cause)
+    last_drops: dict[str, Any] | None = None
+
+
+def state_dict(s: Snapshot) -> dict[str, Any]:
+    return {
+        "state": s.state,
+        "tcpdump_pid": s.tcpdump_pid,
+        "generation": s.generation,
+        "interface": s.interface,
+        "filter": s.filter,
+        "rotation": s.rotation,
+        "timestamp_precision": s.timestamp_precision,
+        "active_file": s.active_file,
+        "active_since": s.active_since,
+        **s.counts,
+        "last_handoff": s.last_handoff,
+        "last_rotate": s.last_rotate,
+        "packets_captured": s.totals.captured,
+        "packets_received": s.totals.received,
+        "kernel_drops": s.totals.kernel_drops,
+        "last_drops": s.last_drops,
+        "interface_drops": s.totals.interface_drops,
+        "drop_rate": s.drop_rate,
+        "paused": s.paused,
+        "pause_reason": s.pause_reason,
+        "last_error": s.last_error,
+        "budget": s.usage.as_dict() if s.usage else None,
+        "interfaces": s.interfaces or {},
+    }
+
+
+def rotation(rotate_seconds: int, rotate_megabytes: int, align: bool) -> str:
+    clock = " on the UTC clock" if align else ""
+    return f"every {rotate_seconds} s{clock}, or at {rotate_megabytes} MB"
+
+
+def status_line(s: Snapshot) -> str:
+    u = s.usage
+    pct = f"{100 * u.used_bytes / u.max_bytes:.0f}%" if u else "?"
+    state = f"paused ({s.pause_reason})" if s.paused and s.pause_reason else s.state
+    per = s.interfaces or {}
+    if len(per) > 1:  # e.g. "capturing on eth0, waiting-for-interface on eth1"
+        on = ", ".join(f"{st.get('state')} on {name}" for name, st in per.items())
+        state = f"paused ({s.pause_reason}) on {s.interface}" if s.paused else on
+    else:
+        state = f"{state} on {s.interface}"
+    return (
+        f"{state}: "
+        f"{s.counts['handed_off_files']} files handed off, {s.totals.kernel_drops} kernel drops"
+        + (f" (likely {s.last_drops['cause']})" if s.last_drops else "")
+        + ", "
+        f"spool {pct} of budget" + (f"; error: {s.last_error}" if s.error_active else "")
+    )
 
 
 class Reported(Protocol):
@@ -86,7 +184,7 @@ def last_drops(captures: Mapping[str, InterfaceCapture]) -> dict[str, Any] | Non
             "interface": latest.name}  # fmt: skip
 
 
-def snapshot(sup: Reported) -> report.Snapshot:
+def snapshot(sup: Reported) -> Snapshot:
     k, c = sup.keeper, sup.cfg.capture
     by_iface = sup.queue.by_iface if sup.queue else {}
     ifaces = {
@@ -94,7 +192,7 @@ def snapshot(sup: Reported) -> report.Snapshot:
         for name, ic in sup.captures.items()
     }
     first = next(iter(ifaces.values()), {})
-    return report.Snapshot(
+    return Snapshot(
         state=overall_state(sup.captures, sup.paused),
         interface=", ".join(sup.captures),
         filter=first.get("filter", "") if len(ifaces) == 1 else "",
@@ -114,7 +212,7 @@ def snapshot(sup: Reported) -> report.Snapshot:
         last_handoff=sup.last_handoff,
         last_rotate=sup.last_rotate,
         interfaces=ifaces,
-        rotation=report.rotation(c.rotate_seconds, c.rotate_megabytes, c.rotate_align),
+        rotation=rotation(c.rotate_seconds, c.rotate_megabytes, c.rotate_align),
         timestamp_precision=c.timestamp_precision,
         last_drops=last_drops(sup.captures),
     )
@@ -134,12 +232,12 @@ class StatusPublisher:
         self.errors = errors  # the supervisor's: a failed write is one of its errors
         self.last_write = 0.0  # monotonic
 
-    def publish(self, snap: Callable[[], report.Snapshot], force: bool = False) -> None:
+    def publish(self, snap: Callable[[], Snapshot], force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self.last_write < 1.0:
             return
         self.last_write = now
-        state = report.state_dict(snap())
+        state = state_dict(snap())
         self.metrics.publish(state)
         try:
             write_state(self.path, state)
@@ -148,4 +246,4 @@ class StatusPublisher:
         else:
             self.errors.clear("state:", "writing the state file")
         # a new snapshot: a write that failed just now shows in the line at once
-        self.notifier.status(report.status_line(snap()))
+        self.notifier.status(status_line(snap()))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rollcap.capture import switching
-from rollcap.capture.overlap import (
+from rollcap.capture.switching import (
     Fingerprint,
     append_sidecar,
     drop_records,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rollcap.capture import quiet, service
+from rollcap.capture import rotation, service
 from rollcap.capture.interface import SwitchRequest
 from tests.unit.capture.fakes import FakeTcpdump, supervisor, the_capture
 
@@ -32,7 +32,7 @@ def test_quiet_deadline_ignores_the_wall_clock(
     )
     the_capture(sup).proc = FakeTcpdump(3, time.monotonic() - 2.0)  # type: ignore[assignment]
     left = sup.check_quiet()
-    assert left is not None and 9 < left <= 10 + quiet.QUIET_GRACE - 2.0
+    assert left is not None and 9 < left <= 10 + rotation.QUIET_GRACE - 2.0
     # a new generation: its first period is aged from when it listened
     (sup.spool.work / "g000003-20261126T130000-eth0.pcap").unlink()
     (sup.spool.work / "g000004-20261126T130000-eth0.pcap").write_bytes(b"")

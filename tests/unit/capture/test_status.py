@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from rollcap.capture import status_report
+from rollcap.capture import status
 from rollcap.spool.state import read_state
 from tests.unit.capture.fakes import supervisor
 
@@ -20,7 +20,7 @@ def test_a_state_file_that_cannot_be_written_is_written_at_the_next_publish(
 ) -> None:
     sup = supervisor(tmp_path)
     clock = [100.0]
-    monkeypatch.setattr(status_report, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(status, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     lines: list[str] = []
     monkeypatch.setattr(sup.notifier, "status", lines.append)
     state_file = sup.spool.state_file("capture")
@@ -30,7 +30,7 @@ def test_a_state_file_that_cannot_be_written_is_written_at_the_next_publish(
 
     caplog.set_level(logging.INFO, logger="rollcap.capture")
     with monkeypatch.context() as m:
-        m.setattr(status_report, "write_state", enospc)
+        m.setattr(status, "write_state", enospc)
         sup.publish(force=True)  # no exception: capture goes on
     assert read_state(state_file) is None and sup.errors.active() == 1
     assert "cannot write the state file" in caplog.text
