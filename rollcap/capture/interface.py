@@ -24,18 +24,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rollcap.capture import rotation
 from rollcap.capture.command import DeviceUnavailable, check_filter, interface_exists
 from rollcap.capture.counters import Counters, DropStats
 from rollcap.capture.rotation import QuietClock
-from rollcap.capture.switching import LISTEN_TIMEOUT, Overlaps, Switched, make_before_break_many
+from rollcap.capture.switching import LISTEN_TIMEOUT, Switched, make_before_break_many
 from rollcap.capture.tcpdump import Tcpdump
 from rollcap.config.schema import CaptureConfig
 from rollcap.errors import ConfigError
 from rollcap.journal import fields
 from rollcap.spool.workname import WorkName
+
+if TYPE_CHECKING:  # the supervisor builds the parts that use these types
+    from rollcap.capture.service import CaptureSession
 
 log = logging.getLogger("rollcap.capture")
 
@@ -71,7 +74,7 @@ DRAIN = 1.2  # wait before SIGTERM so the last kernel block reaches the file
 class Shared(Protocol):
     """What an interface needs from the supervisor."""
 
-    overlaps: Overlaps | None
+    session: CaptureSession
 
     def spawn(self, ic: InterfaceCapture, opened: float | None) -> Tcpdump: ...
     def track_pids(self) -> None: ...
@@ -339,7 +342,6 @@ def switch_all(reqs: list[SwitchRequest]) -> list[bool]:
     if not reqs:
         return []
     shared = reqs[0].ic.shared
-    assert shared.overlaps is not None
     pairs: list[tuple[Tcpdump, Callable[[], Tcpdump]]] = []
     olds: list[Tcpdump] = []
     for r in reqs:
@@ -352,7 +354,7 @@ def switch_all(reqs: list[SwitchRequest]) -> list[bool]:
         pairs.append((ic.proc, partial(shared.spawn, ic, r.opened)))
     untils = [r.opened for r in reqs if r.opened is not None]
     until = max(untils) if untils else None
-    results = make_before_break_many(pairs, shared.overlaps, until, shared.during_switch)
+    results = make_before_break_many(pairs, shared.session.overlaps, until, shared.during_switch)
     done = [r.ic._switched(r, old, res) for r, old, res in zip(reqs, olds, results, strict=True)]
     # only now that every interface runs its new tcpdump: the hand-off must see all
     # the live generations, or it would take a new live file for a finished one

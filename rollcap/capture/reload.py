@@ -37,7 +37,6 @@ from typing import Any, Protocol
 from rollcap.capture import exclusion
 from rollcap.capture.command import interface_exists
 from rollcap.capture.counters import Counters
-from rollcap.capture.handoff import Handoff
 from rollcap.capture.interface import InterfaceCapture, Shared, SwitchRequest, switch_all
 from rollcap.config import load_config
 from rollcap.config.schema import CaptureConfig, RollcapConfig
@@ -159,7 +158,6 @@ class Reloadable(Shared, Protocol):
     cfg: RollcapConfig
     spool: Spool
     notifier: Notifier
-    handoff: Handoff | None
     captures: dict[str, InterfaceCapture]  # capture.interface, in order
     retired: Counters  # counters of interfaces removed by a reload
     identity: layout.Identity
@@ -241,13 +239,11 @@ def reload(config_path: str, sup: Reloadable) -> None:
             sup.notifier.ready(sup.status_line())
             return
         sup.identity = replace(sup.identity, uid=uid, gid=gid)
-        assert sup.handoff is not None
-        sup.handoff.owners.add(uid)  # the old user's files are handed off too
+        sup.session.handoff.owners.add(uid)  # the old user's files are handed off too
     sup.identity = replace(sup.identity, switch_user=c.switch_user)
     sup.cfg = new
-    assert sup.handoff is not None
-    sup.handoff.gid = sup.identity.gid
-    sup.handoff.host = local_hostname(new.capture.hostname)
+    sup.session.handoff.gid = sup.identity.gid
+    sup.session.handoff.host = local_hostname(new.capture.hostname)
     sup.clear_error("reload rejected")
     switched = apply(sup, plan, new, effective)
     log.info(

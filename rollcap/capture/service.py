@@ -41,6 +41,7 @@ import os
 import selectors
 import time
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 from watchdog.events import (
@@ -86,26 +87,34 @@ class _WakeHandler(FileSystemEventHandler):
         self._wake()
 
 
+@dataclass(frozen=True)
+class CaptureSession:
+    """The spool, opened and locked, and the parts that work on it: built once by
+    Supervisor.open_spool, before anything in the spool is read or changed."""
+
+    dirs: CaptureDirs
+    lock_fd: int  # held for the process's life: one capture per spool
+    launcher: Launcher
+    handoff: Handoff
+    overlaps: Overlaps
+    queue: HandoffQueue
+    keeper: BudgetKeeper
+    fences: Fences  # pause-capture: where each tcpdump must stop
+
+
 class Supervisor:
-    def __init__(self, config_path: str, cfg: RollcapConfig) -> None:
+    def __init__(self, config_path: str, cfg: RollcapConfig, filters: dict[str, str]) -> None:
+        """Opens the spool (and takes its lock): filters are the effective ones,
+        checked before (rollcap.capture.exclusion)."""
         self.config_path = config_path
         self.cfg = cfg
         self.spool = Spool.at(cfg.spool.directory)
         self.notifier = Notifier()
         self.wakeup = Wakeup()
         self.last_rotate: dict[str, Any] | None = None
-        self._lock_fd: int | None = None
         self.captures: dict[str, InterfaceCapture] = {}  # capture.interface, in order
         uid, switch_user = layout.tcpdump_identity(cfg.capture.user)
         self.identity = layout.Identity(uid, switch_user, layout.resolve_group(cfg.spool.group))
-        # these six once the spool is open (open_spool)
-        self._launcher: Launcher | None = None
-        self._dirs: CaptureDirs | None = None
-        self.handoff: Handoff | None = None
-        self.queue: HandoffQueue | None = None
-        self.overlaps: Overlaps | None = None
-        self.keeper: BudgetKeeper | None = None
-        self.fences: Fences | None = None  # pause-capture: where each tcpdump must stop
         self.last_error = ""  # the shared parts' (spool, reload); interfaces keep theirs
         self.errors = RepeatLimiter(log)
         self.n = status.new_counts()
@@ -113,16 +122,17 @@ class Supervisor:
             self.spool.state_file("capture"), capture_exporter(cfg), self.notifier, self.errors
         )
         self.retired = Counters()  # counters of interfaces removed by a reload
+        self.set_interfaces(cfg, filters)
+        self.session = self.open_spool()
 
     # ------------------------------------------------------------------ plumbing
     @property
     def dirs(self) -> CaptureDirs:
-        assert self._dirs is not None
-        return self._dirs
+        return self.session.dirs
 
     @property
     def paused(self) -> bool:
-        return self.keeper is not None and self.keeper.paused
+        return self.session.keeper.paused
 
     def _set_error(self, msg: str) -> None:
         self.last_error = msg
@@ -139,16 +149,14 @@ class Supervisor:
         return [w for w, _n in list_work(self.dirs.work) if w.generation == generation]
 
     def wrote(self, generation: int) -> bool:
-        assert self.queue is not None
-        return self.queue.wrote(generation)
+        return self.session.queue.wrote(generation)
 
     def fenced(self, generation: int, message: str) -> bool:
-        return self.fences is not None and self.fences.reached(generation, message)
+        return self.session.fences.reached(generation, message)
 
     def count(self, key: str, iface: str) -> None:
         self.n[key] += 1
-        assert self.queue is not None
-        per = self.queue.by_iface.setdefault(iface, dict.fromkeys(IFACE_COUNTS, 0))
+        per = self.session.queue.by_iface.setdefault(iface, dict.fromkeys(IFACE_COUNTS, 0))
         per[key] += 1
 
     def procs(self) -> list[Tcpdump]:
@@ -163,16 +171,11 @@ class Supervisor:
         }
 
     # ------------------------------------------------------------------ tcpdump
-    @property
-    def launcher(self) -> Launcher:
-        assert self._launcher is not None
-        return self._launcher
-
     def spawn(self, ic: InterfaceCapture, opened: float | None) -> Tcpdump:
-        return self.launcher.spawn(ic, opened, self.identity.switch_user)
+        return self.session.launcher.spawn(ic, opened, self.identity.switch_user)
 
     def track_pids(self) -> None:
-        self.launcher.track()
+        self.session.launcher.track()
 
     def start_capture(self) -> None:
         for ic in self.captures.values():
@@ -204,7 +207,6 @@ class Supervisor:
     # ------------------------------------------------------------------ hand-off
     def process_work(self) -> None:
         """Hand off every finished file, oldest first, one generation at a time."""
-        assert self.queue is not None
         live = {p.generation for p in self.procs() if p.alive()}
 
         def after_each() -> None:
@@ -212,11 +214,11 @@ class Supervisor:
                 p.request_counters()
             self.enforce_budget()
 
-        self.queue.process(live, self.enforce_budget, after_each)
+        self.session.queue.process(live, self.enforce_budget, after_each)
 
     @property
     def last_handoff(self) -> dict[str, Any] | None:
-        return self.queue.last_handoff if self.queue else None
+        return self.session.queue.last_handoff
 
     # ------------------------------------------------------------------ budget
     def _reserve(self, switching: Collection[int] = ()) -> int:
@@ -227,10 +229,9 @@ class Supervisor:
                        switching)  # fmt: skip
 
     def _pause_now(self) -> None:
-        assert self.keeper is not None
         for ic in self.captures.values():
             ic.state_name = "paused"
-        self.last_error = self.keeper.pause_message()
+        self.last_error = self.session.keeper.pause_message()
         # no drain wait: the budget matters more than the last second of packets
         self.stop_capture(drain=False)
 
@@ -244,59 +245,57 @@ class Supervisor:
         """pause-capture: each running tcpdump's fence right after the last file
         the budget has room for (rollcap.capture.budget); the others' removed
         (all of them under drop-oldest, e.g. after a reload changed on_full)."""
-        if self.fences is None or self.keeper is None or self.keeper.usage is None:
+        fences, u = self.session.fences, self.session.keeper.usage
+        if u is None:  # not measured yet
             return
         if not self._pause_capture():
-            self.fences.keep_only(set())
+            fences.keep_only(set())
             return
         newest: dict[int, WorkName] = {}
         for w, _n in list_work(self.dirs.work):
             if w.generation in live:
                 newest[w.generation] = w  # sorted: the last one wins
-        u = self.keeper.usage
         files = budget.fence_files(u.used_bytes, reserve, len(live), u.max_bytes,
                                    self.cfg.capture.rotate_megabytes * 1_000_000)  # fmt: skip
         for gen in live:
-            self.fences.place(gen, newest.get(gen), files)
-        self.fences.keep_only(live)
+            fences.place(gen, newest.get(gen), files)
+        fences.keep_only(live)
 
     def _fence_new(self, gen: int, argv: list[str]) -> None:
         """Before a tcpdump starts (pause-capture): fence it from its first file on.
         With rotate_align its first name is ours; tcpdump -G names it itself, so that
         one is fenced once its first file is seen."""
-        if self.fences is None or not self._pause_capture():
+        if not self._pause_capture():
             return
         first = WorkName.parse(os.path.basename(argv[argv.index("-w") + 1]))
         if first is None:
             return
-        self.fences.expect(gen, first)
+        self.session.fences.expect(gen, first)
         live = self._live_gens() | {gen}
         sp = self.cfg.spool
         r = self._reserve(live)
         u = budget.measure(self.spool, sp.max_megabytes, sp.min_free_percent)
         files = budget.fence_files(u.used_bytes, r, len(live), u.max_bytes,
                                    self.cfg.capture.rotate_megabytes * 1_000_000)  # fmt: skip
-        self.fences.place(gen, None, files)
+        self.session.fences.place(gen, None, files)
 
     def during_switch(self, live: set[int]) -> bool:
         """While a switch's overlap runs (up to MAX_UNTIL s at an aligned boundary):
         hand off what is finished and keep the budget (drop-oldest drops); True when
         capture must pause, which after_switch() then does."""
-        assert self.queue is not None
         # live: the switch's generations; the other interfaces' tcpdumps write
         # too, and a live file taken for a finished one would be handed off
         # (or, header not flushed yet, deleted) under its running tcpdump
         live = live | self._live_gens()
 
         def check() -> None:
-            assert self.keeper is not None
             r = self._reserve(live)
-            self.keeper.enforce(self.cfg.spool, r)  # pausing is after_switch()'s
+            self.session.keeper.enforce(self.cfg.spool, r)  # pausing is after_switch()'s
             self._move_fences(live, r)
 
         # before the batch and after each file, as outside a switch: drop-oldest
         # drops for a finished file before it reaches ready/
-        self.queue.process(live, check, check)
+        self.session.queue.process(live, check, check)
         check()
         return self.paused
 
@@ -305,9 +304,8 @@ class Supervisor:
             self._pause_now()
 
     def enforce_budget(self) -> None:
-        assert self.keeper is not None
         r = self._reserve()
-        change = self.keeper.enforce(self.cfg.spool, r)
+        change = self.session.keeper.enforce(self.cfg.spool, r)
         if change == "pause":
             self._pause_now()
         elif change == "resume":
@@ -354,46 +352,41 @@ class Supervisor:
     def stop_orphans(self) -> None:
         """Stop tcpdumps a crashed supervisor left running; they write into our work/,
         so they must end first. Only ever called holding the spool's lock."""
-        assert self._lock_fd is not None
-        self.launcher.stop_orphans()
+        self.session.launcher.stop_orphans()
 
     def load_switches(self) -> None:
         """Overlaps a crashed supervisor left unfinished (see rollcap.capture.switching)."""
-        assert self.overlaps is not None
-        self.overlaps.load()
+        self.session.overlaps.load()
 
-    def open_spool(self) -> None:
+    def open_spool(self) -> CaptureSession:
         """Make the spool's directories right, open them, load the counters."""
         layout.prepare(self.spool, self.identity.uid, self.identity.gid)
-        self._dirs = CaptureDirs.open(self.spool)
+        dirs = CaptureDirs.open(self.spool)
         # before anything in the spool is read or changed: a second capture stops here
-        self._lock_fd = lock.take(self.dirs.state, self.spool.root)
-        persistent = Persistent.load(self.dirs)
-        self._launcher = Launcher(
+        lock_fd = lock.take(dirs.state, self.spool.root)
+        persistent = Persistent.load(dirs)
+        launcher = Launcher(
             persistent, self.spool.work, self.procs, self.wake, self.errors,
             self._set_error, self.clear_error, self._fence_new,
         )  # fmt: skip
-        self.handoff = Handoff(
-            self.dirs,
+        handoff = Handoff(
+            dirs,
             persistent,
             local_hostname(self.cfg.capture.hostname),
             self.identity.gid,
             self.identity.uid,
             marker_every=self.cfg.capture.rotate_seconds,
         )
-        self.overlaps = Overlaps(self.dirs.work)
-        self.queue = HandoffQueue(
-            self.handoff, self.overlaps, self.n, self.errors, self._set_error,
+        overlaps = Overlaps(dirs.work)
+        queue = HandoffQueue(
+            handoff, overlaps, self.n, self.errors, self._set_error,
             lambda: self.clear_error("hand-off of "),
         )  # fmt: skip
-        self.keeper = BudgetKeeper(self.spool, self.dirs, self.n)
-        self.fences = Fences(self.dirs.work)
+        keeper = BudgetKeeper(self.spool, dirs, self.n)
+        return CaptureSession(dirs, lock_fd, launcher, handoff, overlaps, queue, keeper,
+                              Fences(dirs.work))  # fmt: skip
 
     def run(self) -> int:
-        filters = exclusion.effective_filters(self.cfg)
-        exclusion.validate(self.cfg, filters)
-        self.set_interfaces(self.cfg, filters)
-        self.open_spool()
         self.wakeup.install_signals()
         observer = Observer()
         observer.schedule(
@@ -504,4 +497,6 @@ def run(config_path: str) -> int:
     nodeexporter.check_no_grants(cfg)
     # as the unit's UMask=: files others read get their mode explicitly
     os.umask(0o077)
-    return Supervisor(config_path, cfg).run()
+    filters = exclusion.effective_filters(cfg)
+    exclusion.validate(cfg, filters)
+    return Supervisor(config_path, cfg, filters).run()

@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from rollcap.capture.budget import BudgetKeeper, Usage
+from rollcap.capture.budget import Usage
 from rollcap.capture.counters import Counters
-from rollcap.capture.handoff import IFACE_COUNTS, HandoffQueue
+from rollcap.capture.handoff import IFACE_COUNTS
 from rollcap.capture.interface import InterfaceCapture
 from rollcap.capture.ratelimit import RepeatLimiter
 from rollcap.config.schema import RollcapConfig
@@ -27,6 +27,9 @@ from rollcap.metrics.capture import CaptureCollector
 from rollcap.metrics.exporter import Exporter
 from rollcap.notify import Notifier
 from rollcap.spool.state import write_state
+
+if TYPE_CHECKING:  # the supervisor builds the parts that use these types
+    from rollcap.capture.service import CaptureSession
 
 COUNTS = (
     "handed_off_files",
@@ -131,8 +134,7 @@ class Reported(Protocol):
 
     cfg: RollcapConfig
     captures: dict[str, InterfaceCapture]  # capture.interface, in order
-    queue: HandoffQueue | None
-    keeper: BudgetKeeper | None
+    session: CaptureSession
     n: dict[str, int]
     retired: Counters  # counters of interfaces removed by a reload
     last_error: str  # the shared parts' (spool, reload); interfaces keep theirs
@@ -185,8 +187,8 @@ def last_drops(captures: Mapping[str, InterfaceCapture]) -> dict[str, Any] | Non
 
 
 def snapshot(sup: Reported) -> Snapshot:
-    k, c = sup.keeper, sup.cfg.capture
-    by_iface = sup.queue.by_iface if sup.queue else {}
+    k, c = sup.session.keeper, sup.cfg.capture
+    by_iface = sup.session.queue.by_iface
     ifaces = {
         name: ic.snapshot(dict(by_iface.get(name, dict.fromkeys(IFACE_COUNTS, 0))))
         for name, ic in sup.captures.items()
@@ -204,11 +206,11 @@ def snapshot(sup: Reported) -> Snapshot:
         totals=live_counters(sup.retired, sup.captures),
         drop_rate=max((ic.stats.drop_rate for ic in sup.captures.values()), default=0.0),
         paused=sup.paused,
-        pause_reason=k.pause_reason if k else "",
+        pause_reason=k.pause_reason,
         # an error only the limiter knows (the state file itself) still has a text
         last_error=overall_error(sup.last_error, sup.captures) or sup.errors.latest(),
         error_active=bool(sup.errors.active()),
-        usage=k.usage if k else None,
+        usage=k.usage,
         last_handoff=sup.last_handoff,
         last_rotate=sup.last_rotate,
         interfaces=ifaces,
