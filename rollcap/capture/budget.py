@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from rollcap.capture.counters import EventCounts
 from rollcap.capture.interface import InterfaceCapture
 from rollcap.config.schema import SpoolConfig
 from rollcap.journal import fields
@@ -297,7 +298,7 @@ def reserve(captures: Iterable[InterfaceCapture], work: Dir, rotate_bytes: int, 
 
 
 class BudgetKeeper:
-    def __init__(self, spool: Spool, dirs: CaptureDirs, counts: dict[str, int]) -> None:
+    def __init__(self, spool: Spool, dirs: CaptureDirs, counts: EventCounts) -> None:
         self.spool = spool
         self.dirs = dirs
         self.counts = counts
@@ -365,8 +366,8 @@ class BudgetKeeper:
             except FileNotFoundError:
                 continue
             dropped += st.st_size
-            self.counts["dropped_files"] += 1
-            self.counts["dropped_bytes"] += st.st_size
+            self.counts.dropped_files += 1
+            self.counts.dropped_bytes += st.st_size
             log.warning(
                 "spool over budget: dropped %s (%d bytes)",
                 name,
@@ -379,7 +380,7 @@ class BudgetKeeper:
 
     def _cap_quarantine(self, max_bytes: int) -> None:
         for r in enforce_cap(self.dirs.quarantine, max_bytes):
-            self.counts["quarantine_removed"] += 1
+            self.counts.quarantine_removed += 1
             log.warning(
                 "quarantine over its cap (spool.quarantine_megabytes): removed %s (%d bytes)",
                 r.name,

@@ -1,4 +1,5 @@
-"""tcpdump's packet counters, as printed on SIGUSR1 and at exit.
+"""The daemon's counts (EventCounts, InterfaceCounts) and tcpdump's packet counters,
+as printed on SIGUSR1 and at exit.
 
 tcpdump 4.99 prints on SIGUSR1 one line::
 
@@ -38,7 +39,7 @@ import logging
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,39 @@ if TYPE_CHECKING:  # tcpdump parses its counters with this module
     from rollcap.capture.tcpdump import Tcpdump
 
 log = logging.getLogger("rollcap.capture")
+
+
+@dataclass
+class EventCounts:
+    """What the daemon did since its start. The field names, in this order, are the
+    keys of capture.json's counts and of the metrics that read them."""
+
+    handed_off_files: int = 0
+    handed_off_bytes: int = 0
+    discarded_empty: int = 0
+    repaired_files: int = 0
+    duplicates_removed: int = 0
+    quarantined_files: int = 0
+    skipped_entries: int = 0
+    dropped_files: int = 0
+    dropped_bytes: int = 0
+    quarantine_removed: int = 0
+    restarts: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass
+class InterfaceCounts:
+    """The counts kept per interface too (rollcap status, metrics)."""
+
+    handed_off_files: int = 0
+    handed_off_bytes: int = 0
+    restarts: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
 
 _COUNTER_RE = re.compile(
     r"(\d+) packets? (captured|received by filter|dropped by kernel|dropped by interface)"

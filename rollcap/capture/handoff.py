@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from rollcap.capture.counters import EventCounts, InterfaceCounts
 from rollcap.capture.ratelimit import RepeatLimiter
 from rollcap.capture.switching import (
     MAX_GENERATION,
@@ -300,16 +301,12 @@ class Handoff:
 
 
 
-# counted per interface too (rollcap status, metrics); restarts by the supervisor
-IFACE_COUNTS = ("handed_off_files", "handed_off_bytes", "restarts")
-
-
 class HandoffQueue:
     def __init__(
         self,
         handoff: Handoff,
         overlaps: Overlaps,
-        counts: dict[str, int],
+        counts: EventCounts,
         errors: RepeatLimiter,
         on_error: Callable[[str], None],
         on_ok: Callable[[], None] = lambda: None,
@@ -323,7 +320,7 @@ class HandoffQueue:
         self.skipped: set[str] = set()  # entries that can be neither handed off nor moved
         self.wrote_gens: set[int] = set()  # generations that handed off packets
         self.last_handoff: dict[str, Any] | None = None
-        self.by_iface: dict[str, dict[str, int]] = {}  # IFACE_COUNTS per interface
+        self.by_iface: dict[str, InterfaceCounts] = {}
 
     def process(self, live_gens: set[int], before_batch: Callable[[], None],
                 after_each: Callable[[], None]) -> None:  # fmt: skip
@@ -359,7 +356,7 @@ class HandoffQueue:
                 # about this entry alone (it could not even be quarantined): leave
                 # it, say so once, and go on with the others
                 self.skipped.add(name)
-                self.counts["skipped_entries"] += 1
+                self.counts.skipped_entries += 1
                 continue
             self.errors.clear("handoff:", "hand-off")
             self.on_ok()
@@ -380,28 +377,28 @@ class HandoffQueue:
     def _count(self, w: WorkName, work_name: str, r: HandoffResult) -> None:
         n = self.counts
         if r.repaired_bytes:
-            n["repaired_files"] += 1
+            n.repaired_files += 1
             log.warning(
                 "repaired %s: cut off %d bytes of an incomplete last record",
                 work_name,
                 r.repaired_bytes,
                 extra=fields(file=work_name, removed_bytes=r.repaired_bytes),
             )
-        n["duplicates_removed"] += r.stripped
+        n.duplicates_removed += r.stripped
         if r.packets != 0:  # None: not counted, at least one
             self.wrote_gens.add(w.generation)
         if r.quarantined:
-            n["quarantined_files"] += 1
+            n.quarantined_files += 1
             return  # hand_off logged it as an error
         if r.coverage:
-            n["discarded_empty"] += 1  # no pcap goes out: the offload files its coverage
+            n.discarded_empty += 1  # no pcap goes out: the offload files its coverage
             log.info(
                 "%s had no packets: handed off as the coverage marker %s", work_name, r.name,
                 extra=fields(file=r.name, duplicates_removed=r.stripped or None),
             )  # fmt: skip
             return
         if r.name is None:
-            n["discarded_empty"] += 1
+            n.discarded_empty += 1
             log.info(
                 "discarded %s: no packets%s", work_name,
                 f" after removing {r.stripped} duplicates of a switch's overlap" if r.stripped
@@ -410,11 +407,11 @@ class HandoffQueue:
                              overlap_unpaired=r.unpaired or None),
             )  # fmt: skip
             return
-        n["handed_off_files"] += 1
-        n["handed_off_bytes"] += r.bytes
-        per = self.by_iface.setdefault(w.iface, dict.fromkeys(IFACE_COUNTS, 0))
-        per["handed_off_files"] += 1
-        per["handed_off_bytes"] += r.bytes
+        n.handed_off_files += 1
+        n.handed_off_bytes += r.bytes
+        per = self.by_iface.setdefault(w.iface, InterfaceCounts())
+        per.handed_off_files += 1
+        per.handed_off_bytes += r.bytes
         self.last_handoff = {"name": r.name, "bytes": r.bytes, "packets": r.packets,
                              "at": time.time()}  # fmt: skip
         log.info(

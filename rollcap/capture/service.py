@@ -54,8 +54,8 @@ from watchdog.observers import Observer
 
 from rollcap.capture import budget, exclusion, lock, reload, status
 from rollcap.capture.budget import BudgetKeeper, Fences, reserve
-from rollcap.capture.counters import Counters
-from rollcap.capture.handoff import IFACE_COUNTS, Handoff, HandoffQueue, Persistent
+from rollcap.capture.counters import Counters, EventCounts, InterfaceCounts
+from rollcap.capture.handoff import Handoff, HandoffQueue, Persistent
 from rollcap.capture.interface import DRAIN, InterfaceCapture, SwitchRequest, switch_all
 from rollcap.capture.launcher import Launcher
 from rollcap.capture.ratelimit import RepeatLimiter
@@ -117,7 +117,7 @@ class Supervisor:
         self.identity = layout.Identity(uid, switch_user, layout.resolve_group(cfg.spool.group))
         self.last_error = ""  # the shared parts' (spool, reload); interfaces keep theirs
         self.errors = RepeatLimiter(log)
-        self.n = status.new_counts()
+        self.n = EventCounts()
         self.status = status.StatusPublisher(
             self.spool.state_file("capture"), capture_exporter(cfg), self.notifier, self.errors
         )
@@ -154,10 +154,9 @@ class Supervisor:
     def fenced(self, generation: int, message: str) -> bool:
         return self.session.fences.reached(generation, message)
 
-    def count(self, key: str, iface: str) -> None:
-        self.n[key] += 1
-        per = self.session.queue.by_iface.setdefault(iface, dict.fromkeys(IFACE_COUNTS, 0))
-        per[key] += 1
+    def count_restart(self, iface: str) -> None:
+        self.n.restarts += 1
+        self.session.queue.by_iface.setdefault(iface, InterfaceCounts()).restarts += 1
 
     def procs(self) -> list[Tcpdump]:
         return [ic.proc for ic in self.captures.values() if ic.proc is not None]
@@ -334,12 +333,12 @@ class Supervisor:
     def rotate(self, reason: str) -> None:
         """Cut the current files now (`rollcap rotate`, a reload with nothing changed):
         a make-before-break switch, so each file is handed off at once, no packet lost."""
-        before = self.n["handed_off_files"]
+        before = self.n.handed_off_files
         live = [ic for ic in self.captures.values() if ic.listening()]
         if not live:
             result = f"nothing to cut: {status.overall_state(self.captures, self.paused)}"
         elif all(switch_all([SwitchRequest(ic, reason) for ic in live])):
-            after = self.n["handed_off_files"]
+            after = self.n.handed_off_files
             result = "handed off" if after > before else "no packets to hand off"
         else:
             result = f"failed: {status.overall_error(self.last_error, self.captures)}"
@@ -485,8 +484,8 @@ class Supervisor:
         self.publish(force=True)
         log.info(
             "stopped: %d files handed off",
-            self.n["handed_off_files"],
-            extra=fields(handed_off_files=self.n["handed_off_files"]),
+            self.n.handed_off_files,
+            extra=fields(handed_off_files=self.n.handed_off_files),
         )
 
 

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rollcap.capture.budget import Usage
-from rollcap.capture.counters import Counters
-from rollcap.capture.handoff import IFACE_COUNTS
+from rollcap.capture.counters import Counters, EventCounts, InterfaceCounts
 from rollcap.capture.interface import InterfaceCapture
 from rollcap.capture.ratelimit import RepeatLimiter
 from rollcap.config.schema import RollcapConfig
@@ -31,26 +30,6 @@ from rollcap.spool.state import write_state
 if TYPE_CHECKING:  # the supervisor builds the parts that use these types
     from rollcap.capture.service import CaptureSession
 
-COUNTS = (
-    "handed_off_files",
-    "handed_off_bytes",
-    "discarded_empty",
-    "repaired_files",
-    "duplicates_removed",
-    "quarantined_files",
-    "skipped_entries",
-    "dropped_files",
-    "dropped_bytes",
-    "quarantine_removed",
-    "restarts",
-)
-
-
-def new_counts() -> dict[str, int]:
-    """The daemon's counters (since its start), shared by the modules that count."""
-    return dict.fromkeys(COUNTS, 0)
-
-
 @dataclass(frozen=True)
 class Snapshot:
     state: str
@@ -60,7 +39,7 @@ class Snapshot:
     generation: int | None
     active_file: str | None
     active_since: float | None
-    counts: dict[str, int]
+    counts: EventCounts
     totals: Counters
     drop_rate: float
     paused: bool
@@ -88,7 +67,7 @@ def state_dict(s: Snapshot) -> dict[str, Any]:
         "timestamp_precision": s.timestamp_precision,
         "active_file": s.active_file,
         "active_since": s.active_since,
-        **s.counts,
+        **s.counts.as_dict(),
         "last_handoff": s.last_handoff,
         "last_rotate": s.last_rotate,
         "packets_captured": s.totals.captured,
@@ -122,7 +101,7 @@ def status_line(s: Snapshot) -> str:
         state = f"{state} on {s.interface}"
     return (
         f"{state}: "
-        f"{s.counts['handed_off_files']} files handed off, {s.totals.kernel_drops} kernel drops"
+        f"{s.counts.handed_off_files} files handed off, {s.totals.kernel_drops} kernel drops"
         + (f" (likely {s.last_drops['cause']})" if s.last_drops else "")
         + ", "
         f"spool {pct} of budget" + (f"; error: {s.last_error}" if s.error_active else "")
@@ -135,7 +114,7 @@ class Reported(Protocol):
     cfg: RollcapConfig
     captures: dict[str, InterfaceCapture]  # capture.interface, in order
     session: CaptureSession
-    n: dict[str, int]
+    n: EventCounts
     retired: Counters  # counters of interfaces removed by a reload
     last_error: str  # the shared parts' (spool, reload); interfaces keep theirs
     last_rotate: dict[str, Any] | None
@@ -190,7 +169,7 @@ def snapshot(sup: Reported) -> Snapshot:
     k, c = sup.session.keeper, sup.cfg.capture
     by_iface = sup.session.queue.by_iface
     ifaces = {
-        name: ic.snapshot(dict(by_iface.get(name, dict.fromkeys(IFACE_COUNTS, 0))))
+        name: ic.snapshot(by_iface.get(name, InterfaceCounts()).as_dict())
         for name, ic in sup.captures.items()
     }
     first = next(iter(ifaces.values()), {})
@@ -202,7 +181,7 @@ def snapshot(sup: Reported) -> Snapshot:
         generation=first.get("generation") if len(ifaces) == 1 else None,
         active_file=first.get("active_file") if len(ifaces) == 1 else None,
         active_since=first.get("active_since") if len(ifaces) == 1 else None,
-        counts=dict(sup.n),
+        counts=replace(sup.n),
         totals=live_counters(sup.retired, sup.captures),
         drop_rate=max((ic.stats.drop_rate for ic in sup.captures.values()), default=0.0),
         paused=sup.paused,

@@ -122,9 +122,9 @@ def test_drop_oldest_reserves_the_live_files_full_size(tmp_path: Path) -> None:
     sup.enforce_budget()  # 9.5 MB used: within 10 MB, but not once the live file is full
     left = sorted(ReadyName.parse(p.name).seq for p in sup.spool.ready.iterdir())  # type: ignore[union-attr]
     assert left == [2, 3]
-    assert sup.n["dropped_files"] == 1 and live.exists()
+    assert sup.n.dropped_files == 1 and live.exists()
     sup.enforce_budget()  # 6.4 MB + 0.8 MB reserved: nothing more to drop
-    assert sup.n["dropped_files"] == 1
+    assert sup.n.dropped_files == 1
 
 
 def test_pause_capture_pauses_before_the_live_file_can_cross_the_budget(tmp_path: Path) -> None:
@@ -144,7 +144,7 @@ def test_pause_capture_pauses_before_the_live_file_can_cross_the_budget(tmp_path
     stopped: list[bool] = []
     sup.stop_capture = lambda drain=True: stopped.append(drain)  # type: ignore[method-assign]
     sup.enforce_budget()
-    assert sup.paused and stopped == [False] and sup.n["dropped_files"] == 0
+    assert sup.paused and stopped == [False] and sup.n.dropped_files == 0
 
 
 def test_ready_files_are_dropped_in_hand_off_order_after_a_clock_step_back(

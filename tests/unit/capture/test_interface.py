@@ -163,7 +163,7 @@ def test_interfaces_switched_together_keep_every_new_live_file(
     assert (ic0.proc.generation, ic1.proc.generation) == (3, 4)
     left = sorted(p.name for p in sup.spool.work.iterdir() if p.name.startswith("g"))
     assert left == ["g000003-20261126T120000-eth0.pcap", "g000004-20261126T120000-eth1.pcap"]
-    assert sup.n["handed_off_files"] == 2
+    assert sup.n.handed_off_files == 2
 
 
 def test_a_live_file_holds_back_only_its_own_interface(tmp_path: Path) -> None:

@@ -45,3 +45,20 @@ def test_a_state_file_that_cannot_be_written_is_written_at_the_next_publish(
     st = read_state(state_file)
     assert st is not None and st["interface"] == "any" and st["state"] == "starting"
     assert sup.errors.active() == 0 and "writing the state file works again" in caplog.text
+
+
+def test_capture_json_keeps_its_count_keys_in_order(tmp_path: Path) -> None:
+    """capture.json, `rollcap status` and the metrics read these keys: the typed
+    counts are converted at the boundary, under the same names, in the same order."""
+    sup = supervisor(tmp_path)
+    sup.n.handed_off_files += 2
+    state = sup.state()
+    keys = list(state)
+    counts = ["handed_off_files", "handed_off_bytes", "discarded_empty", "repaired_files",
+              "duplicates_removed", "quarantined_files", "skipped_entries", "dropped_files",
+              "dropped_bytes", "quarantine_removed", "restarts"]
+    start = keys.index("handed_off_files")
+    assert keys[start:start + len(counts)] == counts and state["handed_off_files"] == 2
+    per = state["interfaces"]["any"]
+    per_counts = ("handed_off_files", "handed_off_bytes", "restarts")
+    assert {k: per[k] for k in per_counts} == dict.fromkeys(per_counts, 0)

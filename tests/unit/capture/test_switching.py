@@ -360,7 +360,7 @@ def test_a_tail_that_cannot_be_remembered_holds_the_hand_off_back(
     sup.process_work()
     assert not old.exists() and sup.session.overlaps.next_of == {}
     assert (sup.spool.work / ".overlap-g000005.json").exists()
-    assert sup.n["handed_off_files"] == 1
+    assert sup.n.handed_off_files == 1
 
 
 def test_an_overlap_over_several_files_on_both_sides_is_stored_once(tmp_path: Path) -> None:
@@ -378,7 +378,7 @@ def test_an_overlap_over_several_files_on_both_sides_is_stored_once(tmp_path: Pa
     sup.process_work()  # neither generation is live
     stored = sorted(fp.ts for f in sup.spool.ready.iterdir() for _o, _n, fp in iter_records(f))
     assert stored == [ts for ts, _d in pk]  # every packet exactly once
-    assert sup.n["duplicates_removed"] == 40
+    assert sup.n.duplicates_removed == 40
     assert list(sup.spool.work.iterdir()) == []  # no sidecar or switch record left
 
 
