@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from rollcap.capture.conditions import Condition, Conditions, RepeatLimiter
 from rollcap.capture.counters import EventCounts, InterfaceCounts
-from rollcap.capture.ratelimit import RepeatLimiter
 from rollcap.capture.switching import (
     MAX_GENERATION,
     Overlaps,
@@ -308,15 +308,13 @@ class HandoffQueue:
         overlaps: Overlaps,
         counts: EventCounts,
         errors: RepeatLimiter,
-        on_error: Callable[[str], None],
-        on_ok: Callable[[], None] = lambda: None,
+        conditions: Conditions,
     ) -> None:
         self.handoff = handoff
         self.overlaps = overlaps
         self.counts = counts
         self.errors = errors
-        self.on_error = on_error
-        self.on_ok = on_ok  # a hand-off succeeded: an earlier hand-off error has cleared
+        self.conditions = conditions
         self.skipped: set[str] = set()  # entries that can be neither handed off nor moved
         self.wrote_gens: set[int] = set()  # generations that handed off packets
         self.last_handoff: dict[str, Any] | None = None
@@ -349,7 +347,7 @@ class HandoffQueue:
                 continue
             except OSError as e:
                 msg = f"hand-off of {name} failed: {e}"
-                self.on_error(msg)
+                self.conditions.set(Condition.HANDOFF_FAILED, msg)
                 self.errors.error(f"handoff:{e.strerror or e}", msg, extra=fields(file=name))
                 if is_no_space(e):
                     break  # a full disk pauses the hand-off; retried every tick
@@ -359,7 +357,7 @@ class HandoffQueue:
                 self.counts.skipped_entries += 1
                 continue
             self.errors.clear("handoff:", "hand-off")
-            self.on_ok()
+            self.conditions.clear(Condition.HANDOFF_FAILED)  # one succeeded
             self._count(w, name, r)
             after_each()
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from rollcap.capture import rotation
 from rollcap.capture.command import DeviceUnavailable, check_filter, interface_exists
+from rollcap.capture.conditions import Condition, Conditions
 from rollcap.capture.counters import Counters, DropStats
 from rollcap.capture.rotation import QuietClock
 from rollcap.capture.switching import LISTEN_TIMEOUT, Switched, make_before_break_many
@@ -99,13 +100,13 @@ class InterfaceCapture:
         self.backoff = BACKOFF_MIN
         self.next_start = 0.0  # monotonic
         self.waiting_logged = False
-        self.last_error = ""
+        self.conditions = Conditions()
         self.quiet = QuietClock()
         self.stats = DropStats(self.name, cap.buffer_kib)
 
-    def _clear_error(self, *prefixes: str) -> None:
-        if self.last_error.startswith(prefixes):
-            self.last_error = ""
+    @property
+    def last_error(self) -> str:
+        return self.conditions.latest()
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.alive()
@@ -125,7 +126,7 @@ class InterfaceCapture:
             self.state_name = "waiting-for-interface"
             if not self.waiting_logged:
                 self.waiting_logged = True
-                self.last_error = f"interface {iface} does not exist"
+                self.conditions.set(Condition.NO_INTERFACE, f"interface {iface} does not exist")
                 log.warning(
                     "interface %s does not exist (yet); capture starts when it appears",
                     iface,
@@ -134,7 +135,7 @@ class InterfaceCapture:
             return
         if self.waiting_logged:
             self.waiting_logged = False
-            self._clear_error(f"interface {iface} does not exist")
+            self.conditions.clear(Condition.NO_INTERFACE)
             log.info("interface %s appeared", iface, extra=fields(interface=iface))
             try:
                 check_filter(self.cap, self.effective_filter)  # for its link type
@@ -195,7 +196,7 @@ class InterfaceCapture:
             self.shared.process_work()
             return True
         self.shared.count_restart(self.name)
-        self.last_error = f"tcpdump exited with status {rc}: {msg}"
+        self.conditions.set(Condition.TCPDUMP_EXITED, f"tcpdump exited with status {rc}: {msg}")
         listened = None if t.listening_mono is None else time.monotonic() - t.listening_mono
         delay, self.backoff = restart_delay(
             self.backoff, listened, self.shared.wrote(t.generation), rc
@@ -220,7 +221,7 @@ class InterfaceCapture:
         if p and p.alive() and self.state_name != "capturing" and p.listening.is_set():
             self.state_name = "capturing"
             self.waiting_logged = False
-            self._clear_error("tcpdump exited", "interface ")
+            self.conditions.clear(Condition.TCPDUMP_EXITED, Condition.NO_INTERFACE)
 
     # ------------------------------------------------------------------ switching
     def switch(self, reason: str, cap: CaptureConfig | None = None, effective: str | None = None,
@@ -233,18 +234,18 @@ class InterfaceCapture:
         """Take the result of one switch over (switch_all then hands off)."""
         if r.new is None:
             self.cap, self.effective_filter = req.previous
-            self.last_error = r.error
+            self.conditions.set(Condition.SWITCH_FAILED, r.error)
             log.error(
                 "%s on %s: %s; keeping the running one",
                 req.reason,
                 self.name,
-                self.last_error,
+                r.error,
                 extra=fields(interface=self.name),
             )
             return False
         self.stats.retire(old)
         self.proc = r.new
-        self._clear_error("new tcpdump did not start")
+        self.conditions.clear(Condition.SWITCH_FAILED)
         log.info(
             "%s: switched %s to tcpdump generation %d (old generation %d, status %d)",
             req.reason,

@@ -36,8 +36,10 @@ from typing import Any, Protocol
 
 from rollcap.capture import exclusion
 from rollcap.capture.command import interface_exists
+from rollcap.capture.conditions import Condition, Conditions
 from rollcap.capture.counters import Counters
 from rollcap.capture.interface import InterfaceCapture, Shared, SwitchRequest, switch_all
+from rollcap.capture.status import overall_error
 from rollcap.config import load_config
 from rollcap.config.schema import CaptureConfig, RollcapConfig
 from rollcap.errors import ConfigError
@@ -161,9 +163,8 @@ class Reloadable(Shared, Protocol):
     captures: dict[str, InterfaceCapture]  # capture.interface, in order
     retired: Counters  # counters of interfaces removed by a reload
     identity: layout.Identity
-    last_error: str
+    conditions: Conditions
 
-    def clear_error(self, *prefixes: str) -> None: ...
     def start_capture(self) -> None: ...
     def rotate(self, reason: str) -> None: ...
     def enforce_budget(self) -> None: ...
@@ -210,7 +211,7 @@ def reload(config_path: str, sup: Reloadable) -> None:
     except ConfigError as e:
         for line in e.problems:
             log.error("reload rejected, keeping the running configuration: %s", line)
-        sup.last_error = f"reload rejected: {e.problems[0]}"
+        sup.conditions.set(Condition.RELOAD_REJECTED, f"reload rejected: {e.problems[0]}")
         record(sup.spool.capture_state, False, "; ".join(e.problems))
         sup.notifier.ready(sup.status_line())
         return
@@ -234,8 +235,9 @@ def reload(config_path: str, sup: Reloadable) -> None:
                 "the spool for capture.user/spool.group: %s",
                 e,
             )
-            sup.last_error = f"reload rejected: {e}"
-            record(sup.spool.capture_state, False, sup.last_error)
+            msg = f"reload rejected: {e}"
+            sup.conditions.set(Condition.RELOAD_REJECTED, msg)
+            record(sup.spool.capture_state, False, msg)
             sup.notifier.ready(sup.status_line())
             return
         sup.identity = replace(sup.identity, uid=uid, gid=gid)
@@ -244,7 +246,7 @@ def reload(config_path: str, sup: Reloadable) -> None:
     sup.cfg = new
     sup.session.handoff.gid = sup.identity.gid
     sup.session.handoff.host = local_hostname(new.capture.hostname)
-    sup.clear_error("reload rejected")
+    sup.conditions.clear(Condition.RELOAD_REJECTED)
     switched = apply(sup, plan, new, effective)
     log.info(
         "configuration reloaded%s",
@@ -261,8 +263,9 @@ def reload(config_path: str, sup: Reloadable) -> None:
     if plan.rotate:
         sup.rotate("reload")
     # a switch that failed keeps the old tcpdump (and filter) running
-    record(sup.spool.capture_state, switched, "configuration reloaded"
-                          if switched else f"not applied: {sup.last_error}")  # fmt: skip
+    why = overall_error(sup.conditions.latest(), sup.captures)
+    record(sup.spool.capture_state, switched,
+           "configuration reloaded" if switched else f"not applied: {why}")  # fmt: skip
     sup.enforce_budget()
     sup.notifier.ready(sup.status_line())
 

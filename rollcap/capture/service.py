@@ -54,11 +54,11 @@ from watchdog.observers import Observer
 
 from rollcap.capture import budget, exclusion, lock, reload, status
 from rollcap.capture.budget import BudgetKeeper, Fences, reserve
+from rollcap.capture.conditions import Condition, Conditions, RepeatLimiter
 from rollcap.capture.counters import Counters, EventCounts, InterfaceCounts
 from rollcap.capture.handoff import Handoff, HandoffQueue, Persistent
 from rollcap.capture.interface import DRAIN, InterfaceCapture, SwitchRequest, switch_all
 from rollcap.capture.launcher import Launcher
-from rollcap.capture.ratelimit import RepeatLimiter
 from rollcap.capture.switching import Overlaps
 from rollcap.capture.tcpdump import Tcpdump
 from rollcap.capture.wakeup import Wakeup
@@ -115,7 +115,7 @@ class Supervisor:
         self.captures: dict[str, InterfaceCapture] = {}  # capture.interface, in order
         uid, switch_user = layout.tcpdump_identity(cfg.capture.user)
         self.identity = layout.Identity(uid, switch_user, layout.resolve_group(cfg.spool.group))
-        self.last_error = ""  # the shared parts' (spool, reload); interfaces keep theirs
+        self.conditions = Conditions()  # the shared parts' (spool, reload); interfaces keep theirs
         self.errors = RepeatLimiter(log)
         self.n = EventCounts()
         self.status = status.StatusPublisher(
@@ -134,13 +134,9 @@ class Supervisor:
     def paused(self) -> bool:
         return self.session.keeper.paused
 
-    def _set_error(self, msg: str) -> None:
-        self.last_error = msg
-
-    def clear_error(self, *prefixes: str) -> None:
-        """last_error names a condition: it goes when that condition has cleared."""
-        if self.last_error.startswith(prefixes):
-            self.last_error = ""
+    @property
+    def last_error(self) -> str:
+        return self.conditions.latest()
 
     def wake(self) -> None:
         self.wakeup.wake()
@@ -230,7 +226,7 @@ class Supervisor:
     def _pause_now(self) -> None:
         for ic in self.captures.values():
             ic.state_name = "paused"
-        self.last_error = self.session.keeper.pause_message()
+        self.conditions.set(Condition.PAUSED, self.session.keeper.pause_message())
         # no drain wait: the budget matters more than the last second of packets
         self.stop_capture(drain=False)
 
@@ -308,7 +304,7 @@ class Supervisor:
         if change == "pause":
             self._pause_now()
         elif change == "resume":
-            self.clear_error("capture paused")
+            self.conditions.clear(Condition.PAUSED)
             for ic in self.captures.values():
                 ic.next_start = 0.0
         self._move_fences(self._live_gens(), r)
@@ -366,7 +362,7 @@ class Supervisor:
         persistent = Persistent.load(dirs)
         launcher = Launcher(
             persistent, self.spool.work, self.procs, self.wake, self.errors,
-            self._set_error, self.clear_error, self._fence_new,
+            self.conditions, self._fence_new,
         )  # fmt: skip
         handoff = Handoff(
             dirs,
@@ -378,8 +374,7 @@ class Supervisor:
         )
         overlaps = Overlaps(dirs.work)
         queue = HandoffQueue(
-            handoff, overlaps, self.n, self.errors, self._set_error,
-            lambda: self.clear_error("hand-off of "),
+            handoff, overlaps, self.n, self.errors, self.conditions
         )  # fmt: skip
         keeper = BudgetKeeper(self.spool, dirs, self.n)
         return CaptureSession(dirs, lock_fd, launcher, handoff, overlaps, queue, keeper,

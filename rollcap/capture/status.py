@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rollcap.capture.budget import Usage
+from rollcap.capture.conditions import Conditions, RepeatLimiter
 from rollcap.capture.counters import Counters, EventCounts, InterfaceCounts
 from rollcap.capture.interface import InterfaceCapture
-from rollcap.capture.ratelimit import RepeatLimiter
 from rollcap.config.schema import RollcapConfig
 from rollcap.metrics.capture import CaptureCollector
 from rollcap.metrics.exporter import Exporter
@@ -116,7 +116,7 @@ class Reported(Protocol):
     session: CaptureSession
     n: EventCounts
     retired: Counters  # counters of interfaces removed by a reload
-    last_error: str  # the shared parts' (spool, reload); interfaces keep theirs
+    conditions: Conditions  # the shared parts' (spool, reload); interfaces keep theirs
     last_rotate: dict[str, Any] | None
     errors: RepeatLimiter
 
@@ -187,7 +187,7 @@ def snapshot(sup: Reported) -> Snapshot:
         paused=sup.paused,
         pause_reason=k.pause_reason,
         # an error only the limiter knows (the state file itself) still has a text
-        last_error=overall_error(sup.last_error, sup.captures) or sup.errors.latest(),
+        last_error=overall_error(sup.conditions.latest(), sup.captures) or sup.errors.latest(),
         error_active=bool(sup.errors.active()),
         usage=k.usage,
         last_handoff=sup.last_handoff,
