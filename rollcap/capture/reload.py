@@ -22,8 +22,8 @@ capture.user or spool.group, stop, switch, restart and start the interfaces,
 then record the verdict (record).
 
 A rejected reload keeps the running configuration and never stops capture.
-The supervisor (rollcap.capture.service) owns what a reload changes; Reloadable
-names exactly that.
+The supervisor (rollcap.capture.service) owns what a reload changes: these
+functions are its own, called with it.
 """
 
 from __future__ import annotations
@@ -32,22 +32,23 @@ import contextlib
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from rollcap.capture import exclusion
 from rollcap.capture.command import interface_exists
-from rollcap.capture.conditions import Condition, Conditions
-from rollcap.capture.counters import Counters
-from rollcap.capture.interface import InterfaceCapture, Shared, SwitchRequest, switch_all
+from rollcap.capture.conditions import Condition
+from rollcap.capture.interface import InterfaceCapture, SwitchRequest, switch_all
 from rollcap.capture.status import overall_error
 from rollcap.config import load_config
 from rollcap.config.schema import CaptureConfig, RollcapConfig
 from rollcap.errors import ConfigError
 from rollcap.journal import fields
-from rollcap.notify import Notifier
-from rollcap.spool import Spool, layout
+from rollcap.spool import layout
 from rollcap.spool.readyname import local_hostname
 from rollcap.spool.state import read_state, write_state
+
+if TYPE_CHECKING:  # the supervisor calls a reload with itself
+    from rollcap.capture.service import Supervisor
 
 log = logging.getLogger("rollcap.capture")
 
@@ -127,7 +128,6 @@ def check_reload_interface(running: list[str], new: CaptureConfig) -> None:
             )
 
 
-
 NAME = "capture-reload.json"
 
 
@@ -149,26 +149,6 @@ def record(state_dir: Path, ok: bool, message: str) -> None:
         write_state(p, {"seq": seq(read_state(p)) + 1, "ok": ok, "message": message})
     except OSError as e:
         log.warning("cannot write the reload verdict %s: %s", p, e.strerror or e)
-
-
-
-
-class Reloadable(Shared, Protocol):
-    """What a reload reads and changes in the supervisor (and, as Shared, hands
-    to the interfaces it starts)."""
-
-    cfg: RollcapConfig
-    spool: Spool
-    notifier: Notifier
-    captures: dict[str, InterfaceCapture]  # capture.interface, in order
-    retired: Counters  # counters of interfaces removed by a reload
-    identity: layout.Identity
-    conditions: Conditions
-
-    def start_capture(self) -> None: ...
-    def rotate(self, reason: str) -> None: ...
-    def enforce_budget(self) -> None: ...
-    def status_line(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -204,7 +184,7 @@ def check(config_path: str, running: RollcapConfig, running_uid: int, root: Path
     return Candidate(new, effective, uid, switch_user)
 
 
-def reload(config_path: str, sup: Reloadable) -> None:
+def reload(config_path: str, sup: Supervisor) -> None:
     sup.notifier.reloading()
     try:
         c = check(config_path, sup.cfg, sup.identity.uid, sup.spool.root)
@@ -270,7 +250,7 @@ def reload(config_path: str, sup: Reloadable) -> None:
     sup.notifier.ready(sup.status_line())
 
 
-def apply(sup: Reloadable, plan: ReloadPlan, new: RollcapConfig,
+def apply(sup: Supervisor, plan: ReloadPlan, new: RollcapConfig,
           effective: dict[str, str]) -> bool:  # fmt: skip
     """Carry a reload plan out, interface by interface; False if a switch failed
     (the old tcpdump, and its settings, run on)."""

@@ -4,7 +4,7 @@ STATUS= line, at most once a second unless forced.
 
 A Snapshot of the supervisor's state is formatted by pure functions
 (state_dict, status_line); snapshot() gathers one from the supervisor
-(Reported names what it reads) and StatusPublisher hands it out. A state file that
+(its own, called with itself) and StatusPublisher hands it out. A state file that
 cannot be written (a full spool) never stops capture: it is an error, shown in
 the status line, and tried again at the next publish.
 """
@@ -15,20 +15,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from rollcap.capture.budget import Usage
-from rollcap.capture.conditions import Conditions, RepeatLimiter
+from rollcap.capture.conditions import RepeatLimiter
 from rollcap.capture.counters import Counters, EventCounts, InterfaceCounts
 from rollcap.capture.interface import InterfaceCapture
-from rollcap.config.schema import RollcapConfig
 from rollcap.metrics.capture import CaptureCollector
 from rollcap.metrics.exporter import Exporter
 from rollcap.notify import Notifier
 from rollcap.spool.state import write_state
 
-if TYPE_CHECKING:  # the supervisor builds the parts that use these types
-    from rollcap.capture.service import CaptureSession
+if TYPE_CHECKING:  # the supervisor gathers its status with itself
+    from rollcap.capture.service import Supervisor
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -108,24 +107,6 @@ def status_line(s: Snapshot) -> str:
     )
 
 
-class Reported(Protocol):
-    """What the status shows of the supervisor (rollcap.capture.service)."""
-
-    cfg: RollcapConfig
-    captures: dict[str, InterfaceCapture]  # capture.interface, in order
-    session: CaptureSession
-    n: EventCounts
-    retired: Counters  # counters of interfaces removed by a reload
-    conditions: Conditions  # the shared parts' (spool, reload); interfaces keep theirs
-    last_rotate: dict[str, Any] | None
-    errors: RepeatLimiter
-
-    @property
-    def paused(self) -> bool: ...
-    @property
-    def last_handoff(self) -> dict[str, Any] | None: ...
-
-
 def overall_state(captures: Mapping[str, InterfaceCapture], paused: bool) -> str:
     """capturing when every interface captures; else the first one's that does not."""
     if paused:
@@ -165,7 +146,7 @@ def last_drops(captures: Mapping[str, InterfaceCapture]) -> dict[str, Any] | Non
             "interface": latest.name}  # fmt: skip
 
 
-def snapshot(sup: Reported) -> Snapshot:
+def snapshot(sup: Supervisor) -> Snapshot:
     k, c = sup.session.keeper, sup.cfg.capture
     by_iface = sup.session.queue.by_iface
     ifaces = {
