@@ -126,26 +126,6 @@ def _t(h: int, m: int, s: float = 0) -> float:
     return datetime(2026, 11, 26, h, m, tzinfo=UTC).timestamp() + s
 
 
-def test_aligned_files_end_on_utc_multiples_of_rotate_seconds() -> None:
-    # the first file after a start runs to the next boundary: shorter
-    assert rotation.boundary_after(_t(12, 3, 17.4), 600) == _t(12, 10)
-    # a file opened on a boundary runs one whole period
-    assert rotation.boundary_after(_t(12, 10), 600) == _t(12, 20)
-    # started just before a boundary: the first file runs on to the following one
-    assert rotation.boundary_after(_t(12, 9, 59), 600) == _t(12, 20)
-    # the switch starts LEAD seconds early, so the old tcpdump stops on the boundary
-    assert rotation.switch_due(_t(12, 10), 600, _t(12, 19, 50)) == pytest.approx(10 - rotation.LEAD)
-
-
-def test_the_next_file_is_named_for_its_boundary_when_on_schedule() -> None:
-    opened = _t(12, 10)
-    on_time = _t(12, 20) - rotation.LEAD
-    assert rotation.name_time(opened, 600, on_time) == _t(12, 20)
-    assert rotation.name_time(opened, 600, _t(12, 20, 3)) == _t(12, 20)  # a busy loop: late
-    # `rollcap rotate` in the middle of a period: the new file is named for now
-    assert rotation.name_time(opened, 600, _t(12, 14, 5.5)) == _t(12, 14, 5)
-
-
 def test_interfaces_switched_together_keep_every_new_live_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
