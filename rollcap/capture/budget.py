@@ -5,17 +5,49 @@ The spool's own overage is the only thing drop-oldest ever deletes: bytes over
 spool.max_megabytes. Free space below spool.min_free_percent is not the spool's
 to fix by deleting captures (something else may have filled the disk): capture
 pauses and says so, and resumes once there is room again.
+
+Fences: the file names a running tcpdump must not open (pause-capture).
+
+tcpdump -C names its files in a known order (``NAME.pcap``, ``NAME.pcap1``,
+``NAME.pcap2`` ...) and exits when it cannot open the next one. A fence is an
+empty directory of ours at one of those names: opening a directory for
+writing fails with EISDIR whatever the permissions, so tcpdump cannot write
+past it, however late the supervisor looks. The budget places each running
+tcpdump's fence after the last file the budget has room for
+(fence_files, below), so the spool stays within the budget
+by construction, not by how fast the supervisor reacts.
+
+A fence is told from a planted entry by being an empty directory of ours with
+mode FENCE_MODE: the hand-off never lists one (rollcap.spool.workname), and
+fences a crashed supervisor left are removed at start.
+
+BudgetKeeper keeps the spool within its budget: measure, decide (decide(),
+pure), then drop the oldest ready/ files and trim quarantine/. Whether capture
+pauses or resumes is returned to the supervisor, which owns tcpdump; reserve()
+is what the live files may still grow by, the decision's other input.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
+from rollcap.capture.counters import EventCounts
+from rollcap.capture.interface import InterfaceCapture
+from rollcap.config.schema import SpoolConfig
+from rollcap.journal import fields
+from rollcap.quarantine import enforce_cap
 from rollcap.spool import Spool
 from rollcap.spool.fs import Dir, tree_bytes
+from rollcap.spool.layout import CaptureDirs
 from rollcap.spool.readyname import ReadyName
+from rollcap.spool.workname import FENCE_MODE, WorkName, is_fence, list_work
+
+log = logging.getLogger("rollcap.capture")
 
 # Resume after a low-free-space pause only with this much more than the minimum:
 # no start/stop flapping around the threshold.
@@ -126,7 +158,7 @@ def live_reserve(rotate_bytes: int, live_size: int | None) -> int:
 
 def fence_files(used: int, reserve: int, live: int, max_bytes: int, rotate_bytes: int) -> int:
     """Whole -C files each of `live` running tcpdumps may start after its live file
-    (pause-capture; rollcap.capture.fence stops it there).
+    (pause-capture; rollcap.capture.budget stops it there).
 
     used counts every file in the spool, reserve what the live files may still grow
     by: used + reserve + live * files * rotate_bytes <= max_bytes, so what tcpdump
@@ -143,3 +175,215 @@ def oldest_ready(ready: Dir) -> list[str]:
     stepped back, a newer file has an earlier start time in its name)."""
     found = [(r.seq, n) for n in ready.names() if (r := ReadyName.parse(n))]
     return [n for _seq, n in sorted(found)]
+
+
+
+HISTORY = 64  # generations whose fences are remembered (one or two run at a time)
+
+
+def fence_after(newest: WorkName, files: int) -> WorkName:
+    """The name that stops tcpdump after newest and `files` more -C files."""
+    return replace(newest, counter=newest.counter + 1 + files)
+
+
+class Fences:
+    """One fence per running tcpdump (by generation), moved as the budget allows."""
+
+    def __init__(self, work: Dir) -> None:
+        self.work = work
+        self.placed: dict[int, str] = {}  # generation -> fence name
+        self.first: dict[int, WorkName] = {}  # generation -> the file it opens first
+        # every fence each recent generation had: its exit is told by the name, and
+        # the fence may have been moved or removed before the exit is seen
+        self.history: dict[int, set[str]] = {}
+        self._failed_logged = False
+
+    def expect(self, generation: int, first: WorkName) -> None:
+        """A tcpdump about to start writes first (rotate_align: the name is ours)."""
+        self.first[generation] = first
+
+    def place(self, generation: int, newest: WorkName | None, files: int) -> None:
+        """Fence generation after newest (its live file; None: nothing written
+        yet, its expected first file) and `files` more. The old fence goes only
+        once the new one stands: tcpdump is never without one."""
+        base = newest or self.first.get(generation)
+        if base is None:
+            return  # tcpdump -G names its first file itself: fenced once it is seen
+        name = fence_after(base, files).format()
+        old = self.placed.get(generation)
+        if name == old:
+            return
+        try:
+            os.mkdir(name, FENCE_MODE, dir_fd=self.work.fd)
+        except FileExistsError:
+            return  # tcpdump opened that file already: the old fence still holds
+        except OSError as e:
+            if not self._failed_logged:
+                self._failed_logged = True
+                log.warning("cannot place the budget's fence %s: %s", name, e,
+                            extra=fields(file=name))  # fmt: skip
+            return
+        self._failed_logged = False
+        self.placed[generation] = name
+        self.history.setdefault(generation, set()).add(name)
+        while len(self.history) > HISTORY:
+            del self.history[min(self.history)]
+        if old is not None:
+            self._remove(old)
+
+    def keep_only(self, generations: set[int]) -> None:
+        """Remove the fences of tcpdumps that no longer run."""
+        for gen in [g for g in self.placed if g not in generations]:
+            self._remove(self.placed.pop(gen))
+        for gen in [g for g in self.first if g not in generations]:
+            del self.first[gen]
+
+    def reached(self, generation: int, message: str) -> bool:
+        """Whether a tcpdump's exit message says it stopped at its fence."""
+        return any(name in message for name in self.history.get(generation, ()))
+
+    def _remove(self, name: str) -> None:
+        try:
+            os.rmdir(name, dir_fd=self.work.fd)
+        except FileNotFoundError:
+            pass
+        except OSError as e:  # not empty: not ours any more; it stays, never listed
+            log.warning("cannot remove the budget's fence %s: %s", name, e,
+                        extra=fields(file=name))  # fmt: skip
+
+
+def remove_stale_fences(work: Dir) -> None:
+    """Fences a crashed supervisor left (only ever called holding the spool's lock)."""
+    for name in work.names():
+        st = work.lstat(name)
+        if st is not None and WorkName.parse(name) and is_fence(st):
+            log.info("removing stale fence %s", name, extra=fields(file=name))
+            try:
+                os.rmdir(name, dir_fd=work.fd)
+            except OSError as e:
+                log.warning("cannot remove stale fence %s: %s", name, e)
+
+
+
+Transition = Literal["pause", "resume"] | None
+
+
+def reserve(captures: Iterable[InterfaceCapture], work: Dir, rotate_bytes: int, on_full: str,
+            switching: Collection[int] = ()) -> int:  # fmt: skip
+    """What the live files may still grow by, each counted at its full size:
+    checked after each hand-off and every tick, the spool then stays within
+    budget plus one file as long as no check comes later than one file
+    (drop-oldest; pause-capture's fences do not depend on it). switching: the
+    generations of a switch's overlap, where an old and a new tcpdump both
+    write (the new one's head repeats the old one's tail until the hand-off
+    strips it)."""
+
+    def size(name: str) -> int:
+        st = work.lstat(name)
+        return st.st_size if st else 0
+
+    total = 0
+    live_gens = set(switching)
+    for ic in captures:
+        live = ic.live_size(lambda w: size(w.format()))
+        if live is None and on_full == "pause-capture":
+            live = 0  # paused: resuming starts a whole new file
+        total += live_reserve(rotate_bytes, live)
+        if ic.proc is not None:
+            live_gens.discard(ic.proc.generation)
+    for gen in live_gens:  # the new tcpdumps of a switch in progress
+        files = [w for w, _n in list_work(work) if w.generation == gen]
+        total += live_reserve(rotate_bytes, size(files[-1].format()) if files else 0)
+    return total
+
+
+class BudgetKeeper:
+    def __init__(self, spool: Spool, dirs: CaptureDirs, counts: EventCounts) -> None:
+        self.spool = spool
+        self.dirs = dirs
+        self.counts = counts
+        self.paused = False
+        self.pause_reason = ""
+        self.usage: Usage | None = None
+        self._unfixable_logged = False
+
+    def enforce(self, sp: SpoolConfig, reserve: int) -> Transition:
+        """reserve: what the live file may still grow by (live_reserve)."""
+        self._cap_quarantine(sp.quarantine_megabytes * 1_000_000)
+        u = measure(self.spool, sp.max_megabytes, sp.min_free_percent)
+        d = decide(u, sp.on_full, reserve, self.paused)
+        if d.drop_bytes:
+            u = self._drop_oldest(u, d.drop_bytes)
+        self.usage = u
+        if not u.over_budget:
+            self._unfixable_logged = False
+        elif sp.on_full == "drop-oldest" and not self._unfixable_logged:
+            self._unfixable_logged = True
+            log.warning(
+                "spool still over budget with nothing left in ready/ to drop",
+                extra=fields(**u.as_dict()),
+            )
+        if d.pause and not self.paused:
+            self.paused, self.pause_reason = True, d.reason
+            log.warning(
+                "spool %s (%d of %d bytes, %.1f%% free); pausing capture%s",
+                d.reason,
+                u.used_bytes,
+                u.max_bytes,
+                u.free_percent,
+                "; nothing is deleted for it" if d.reason == "low free space" else "",
+                extra=fields(reason=d.reason, **u.as_dict()),
+            )
+            return "pause"
+        if not d.pause and self.paused:
+            self.paused, self.pause_reason = False, ""
+            log.info("spool has room again; resuming capture", extra=fields(**u.as_dict()))
+            return "resume"
+        return None
+
+    def pause_message(self) -> str:
+        u = self.usage
+        if u is None:
+            return f"capture paused: {self.pause_reason}"
+        return (
+            f"capture paused: {self.pause_reason} ({u.used_bytes} of {u.max_bytes} bytes, "
+            f"{u.free_percent:.1f}% free, minimum {u.min_free_percent}%)"
+        )
+
+    def _drop_oldest(self, u: Usage, want: int) -> Usage:
+        """Delete the oldest ready/ files until want bytes (the spool's own overage)
+        are gone: never more."""
+        ready = self.dirs.ready
+        dropped = 0
+        for name in oldest_ready(ready):
+            if dropped >= want:
+                break
+            st = ready.lstat(name)
+            if st is None:
+                continue  # offload finished it meanwhile
+            try:
+                ready.unlink(name)
+            except FileNotFoundError:
+                continue
+            dropped += st.st_size
+            self.counts.dropped_files += 1
+            self.counts.dropped_bytes += st.st_size
+            log.warning(
+                "spool over budget: dropped %s (%d bytes)",
+                name,
+                st.st_size,
+                extra=fields(file=name, bytes=st.st_size),
+            )
+        used = max(0, u.used_bytes - dropped)
+        free = free_percent(self.spool.root)
+        return Usage(used, u.max_bytes, free, u.min_free_percent)
+
+    def _cap_quarantine(self, max_bytes: int) -> None:
+        for r in enforce_cap(self.dirs.quarantine, max_bytes):
+            self.counts.quarantine_removed += 1
+            log.warning(
+                "quarantine over its cap (spool.quarantine_megabytes): removed %s (%d bytes)",
+                r.name,
+                r.bytes,
+                extra=fields(file=r.name, bytes=r.bytes),
+            )

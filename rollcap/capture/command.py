@@ -117,7 +117,7 @@ def tcpdump_argv(
     only when the daemon runs as root. Packaged, tcpdump runs as the daemon's own
     user with the ambient CAP_NET_RAW and switches nothing.
 
-    With rotate_align the supervisor cuts every file (rollcap.capture.align):
+    With rotate_align the supervisor cuts every file (rollcap.capture.rotation):
     no -G, and the file is named for `opened` (a boundary; None: now)."""
     assert isinstance(cap.interface, str), "one interface per tcpdump"
     if cap.rotate_align:

@@ -5,36 +5,69 @@ The supervisor (rollcap.capture.service) owns what the interfaces share: the
 spool, the generation counter, the hand-off queue, the budget, the status.
 It runs one InterfaceCapture per name in capture.interface; one that fails
 backs off on its own while the others keep capturing.
+
+restart_delay: how long to wait before restarting a tcpdump that died.
+
+A tcpdump that proved it runs here (listened for a while) or that was killed
+from outside after it listened is restarted at once: every moment of the gap
+loses traffic. One that wrote packets but died by itself soon after is
+restarted after the minimum delay every time. Only one that fails by itself
+before or right after it listens (missing interface, device not up, crash
+loop) backs off exponentially.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from rollcap.capture import align
+from rollcap.capture import rotation
 from rollcap.capture.command import DeviceUnavailable, check_filter, interface_exists
-from rollcap.capture.counters import Counters
-from rollcap.capture.dropstats import DropStats
-from rollcap.capture.quiet import QuietClock
-from rollcap.capture.restart import BACKOFF_MIN, restart_delay
-from rollcap.capture.switching import (
-    LISTEN_TIMEOUT,
-    Overlaps,
-    Switched,
-    make_before_break_many,
-)
+from rollcap.capture.conditions import Condition, Conditions
+from rollcap.capture.counters import Counters, DropStats
+from rollcap.capture.rotation import QuietClock
+from rollcap.capture.switching import LISTEN_TIMEOUT, Switched, make_before_break_many
 from rollcap.capture.tcpdump import Tcpdump
 from rollcap.config.schema import CaptureConfig
 from rollcap.errors import ConfigError
 from rollcap.journal import fields
 from rollcap.spool.workname import WorkName
 
+if TYPE_CHECKING:  # the supervisor builds the parts that use these types
+    from rollcap.capture.service import CaptureSession
+
 log = logging.getLogger("rollcap.capture")
+
+RESTART_AT_ONCE = 0.2  # not 0: whatever kills every new tcpdump gets 5 a second at most
+BACKOFF_MIN = 1.0
+BACKOFF_MAX = 60.0
+HEALTHY_LISTEN = 5.0  # seconds listening that prove a tcpdump can run here
+# Deaths by these signals come from outside (an operator, the OOM killer), not
+# from tcpdump failing: a tcpdump killed 0.5 s after it listened may not have
+# flushed a packet to disk yet, but it was capturing.
+KILLED = frozenset({-signal.SIGKILL, -signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP})
+
+
+def restart_delay(
+    backoff: float, listened: float | None, wrote: bool, returncode: int = 1
+) -> tuple[float, float]:
+    """(delay before this restart, backoff for the next failure).
+
+    listened: seconds the dead tcpdump had been listening, None if it never did;
+    wrote: whether it wrote at least one packet; returncode: Popen's (-N = signal N).
+    """
+    if listened is not None and (listened >= HEALTHY_LISTEN or returncode in KILLED):
+        return RESTART_AT_ONCE, BACKOFF_MIN
+    if listened is not None and wrote:
+        backoff = BACKOFF_MIN
+    return backoff, min(backoff * 2, BACKOFF_MAX)
+
+
 
 DRAIN = 1.2  # wait before SIGTERM so the last kernel block reaches the file
 
@@ -42,7 +75,7 @@ DRAIN = 1.2  # wait before SIGTERM so the last kernel block reaches the file
 class Shared(Protocol):
     """What an interface needs from the supervisor."""
 
-    overlaps: Overlaps | None
+    session: CaptureSession
 
     def spawn(self, ic: InterfaceCapture, opened: float | None) -> Tcpdump: ...
     def track_pids(self) -> None: ...
@@ -50,7 +83,7 @@ class Shared(Protocol):
     def wrote(self, generation: int) -> bool: ...
     def fenced(self, generation: int, message: str) -> bool: ...
     def work_files(self, generation: int) -> list[WorkName]: ...
-    def count(self, key: str, iface: str) -> None: ...
+    def count_restart(self, iface: str) -> None: ...
     def during_switch(self, live: set[int]) -> bool: ...
     def after_switch(self) -> None: ...
 
@@ -67,13 +100,13 @@ class InterfaceCapture:
         self.backoff = BACKOFF_MIN
         self.next_start = 0.0  # monotonic
         self.waiting_logged = False
-        self.last_error = ""
+        self.conditions = Conditions()
         self.quiet = QuietClock()
         self.stats = DropStats(self.name, cap.buffer_kib)
 
-    def _clear_error(self, *prefixes: str) -> None:
-        if self.last_error.startswith(prefixes):
-            self.last_error = ""
+    @property
+    def last_error(self) -> str:
+        return self.conditions.latest()
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.alive()
@@ -93,7 +126,7 @@ class InterfaceCapture:
             self.state_name = "waiting-for-interface"
             if not self.waiting_logged:
                 self.waiting_logged = True
-                self.last_error = f"interface {iface} does not exist"
+                self.conditions.set(Condition.NO_INTERFACE, f"interface {iface} does not exist")
                 log.warning(
                     "interface %s does not exist (yet); capture starts when it appears",
                     iface,
@@ -102,7 +135,7 @@ class InterfaceCapture:
             return
         if self.waiting_logged:
             self.waiting_logged = False
-            self._clear_error(f"interface {iface} does not exist")
+            self.conditions.clear(Condition.NO_INTERFACE)
             log.info("interface %s appeared", iface, extra=fields(interface=iface))
             try:
                 check_filter(self.cap, self.effective_filter)  # for its link type
@@ -162,8 +195,8 @@ class InterfaceCapture:
             self.state_name = "paused"
             self.shared.process_work()
             return True
-        self.shared.count("restarts", self.name)
-        self.last_error = f"tcpdump exited with status {rc}: {msg}"
+        self.shared.count_restart(self.name)
+        self.conditions.set(Condition.TCPDUMP_EXITED, f"tcpdump exited with status {rc}: {msg}")
         listened = None if t.listening_mono is None else time.monotonic() - t.listening_mono
         delay, self.backoff = restart_delay(
             self.backoff, listened, self.shared.wrote(t.generation), rc
@@ -188,7 +221,7 @@ class InterfaceCapture:
         if p and p.alive() and self.state_name != "capturing" and p.listening.is_set():
             self.state_name = "capturing"
             self.waiting_logged = False
-            self._clear_error("tcpdump exited", "interface ")
+            self.conditions.clear(Condition.TCPDUMP_EXITED, Condition.NO_INTERFACE)
 
     # ------------------------------------------------------------------ switching
     def switch(self, reason: str, cap: CaptureConfig | None = None, effective: str | None = None,
@@ -201,18 +234,18 @@ class InterfaceCapture:
         """Take the result of one switch over (switch_all then hands off)."""
         if r.new is None:
             self.cap, self.effective_filter = req.previous
-            self.last_error = r.error
+            self.conditions.set(Condition.SWITCH_FAILED, r.error)
             log.error(
                 "%s on %s: %s; keeping the running one",
                 req.reason,
                 self.name,
-                self.last_error,
+                r.error,
                 extra=fields(interface=self.name),
             )
             return False
         self.stats.retire(old)
         self.proc = r.new
-        self._clear_error("new tcpdump did not start")
+        self.conditions.clear(Condition.SWITCH_FAILED)
         log.info(
             "%s: switched %s to tcpdump generation %d (old generation %d, status %d)",
             req.reason,
@@ -233,7 +266,7 @@ class InterfaceCapture:
         t = self.proc
         files = self.shared.work_files(t.generation) if t is not None else []
         if self.cap.rotate_align and files:
-            opened = align.name_time(
+            opened = rotation.name_time(
                 files[-1].opened.timestamp(), self.cap.rotate_seconds, time.time()
             )
         reason = "aligned rotation" if self.cap.rotate_align else "quiet link"
@@ -251,7 +284,7 @@ class InterfaceCapture:
         if self.cap.rotate_align:
             # the wall-clock boundary, started early by the switch's lead; the
             # monotonic quiet deadline stays a bound (a clock stepped back)
-            left = min(left, align.switch_due(files[-1].opened.timestamp(),
+            left = min(left, rotation.switch_due(files[-1].opened.timestamp(),
                                               self.cap.rotate_seconds, time.time()))  # fmt: skip
         return left
 
@@ -310,7 +343,6 @@ def switch_all(reqs: list[SwitchRequest]) -> list[bool]:
     if not reqs:
         return []
     shared = reqs[0].ic.shared
-    assert shared.overlaps is not None
     pairs: list[tuple[Tcpdump, Callable[[], Tcpdump]]] = []
     olds: list[Tcpdump] = []
     for r in reqs:
@@ -323,7 +355,7 @@ def switch_all(reqs: list[SwitchRequest]) -> list[bool]:
         pairs.append((ic.proc, partial(shared.spawn, ic, r.opened)))
     untils = [r.opened for r in reqs if r.opened is not None]
     until = max(untils) if untils else None
-    results = make_before_break_many(pairs, shared.overlaps, until, shared.during_switch)
+    results = make_before_break_many(pairs, shared.session.overlaps, until, shared.during_switch)
     done = [r.ic._switched(r, old, res) for r, old, res in zip(reqs, olds, results, strict=True)]
     # only now that every interface runs its new tcpdump: the hand-off must see all
     # the live generations, or it would take a new live file for a finished one

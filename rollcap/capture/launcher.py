@@ -1,11 +1,11 @@
 """Starting tcpdumps and remembering them: each start takes the next generation,
 and the pids of every running tcpdump are saved, both in
 capture/capture-counters.json (rollcap.capture.handoff.Persistent), so that a
-capture after a crash stops the tcpdumps left running (rollcap.capture.orphans).
+capture after a crash stops the tcpdumps left running (rollcap.capture.lock).
 
 A full disk never stops capture: the memory copy stays right (and at start the
 numbers are also recovered from the spool); the failure is the supervisor's
-last_error until a save succeeds again.
+condition COUNTERS_UNSAVED until a save succeeds again.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from rollcap.capture import orphans
+from rollcap.capture import lock
 from rollcap.capture.command import tcpdump_argv
+from rollcap.capture.conditions import Condition, Conditions, RepeatLimiter
 from rollcap.capture.handoff import Persistent
 from rollcap.capture.interface import InterfaceCapture
-from rollcap.capture.ratelimit import RepeatLimiter
 from rollcap.capture.switching import stamp_fds
 from rollcap.capture.tcpdump import Tcpdump
 from rollcap.journal import fields
@@ -36,8 +36,7 @@ class Launcher:
         procs: Callable[[], list[Tcpdump]],  # the interfaces' tcpdumps
         wake: Callable[[], None],
         errors: RepeatLimiter,
-        set_error: Callable[[str], None],
-        clear_error: Callable[[str], None],
+        conditions: Conditions,
         prepare: Callable[[int, list[str]], None] = lambda _gen, _argv: None,
     ) -> None:
         self.persistent = persistent
@@ -45,8 +44,7 @@ class Launcher:
         self._procs = procs
         self._wake = wake
         self._errors = errors
-        self._set_error = set_error
-        self._clear_error = clear_error
+        self._conditions = conditions
         self._prepare = prepare  # before exec: the budget fences the new tcpdump
 
     def spawn(self, ic: InterfaceCapture, opened: float | None, switch_user: str | None) -> Tcpdump:
@@ -78,7 +76,7 @@ class Launcher:
 
     def stop_orphans(self) -> None:
         """Stop the tcpdumps a crashed supervisor left running (holding the spool's lock)."""
-        orphans.stop_orphans(self.persistent.tcpdump_pids, self.work)
+        lock.stop_orphans(self.persistent.tcpdump_pids, self.work)
         self.persistent.tcpdump_pids = []
         self._save()
 
@@ -90,9 +88,9 @@ class Launcher:
             self._unsaved(e)
         else:
             self._errors.clear("counters:", f"saving {COUNTERS}")
-            self._clear_error(f"cannot save {COUNTERS}")
+            self._conditions.clear(Condition.COUNTERS_UNSAVED)
 
     def _unsaved(self, e: OSError) -> None:
         msg = f"cannot save {COUNTERS}: {e}"
-        self._set_error(msg)
+        self._conditions.set(Condition.COUNTERS_UNSAVED, msg)
         self._errors.error(f"counters:{e.strerror or e}", msg)

@@ -9,16 +9,17 @@ counters, hand-off, budget, status): one thread runs the loop below;
 tcpdump's stderr readers and the watchdog observer only wake it through a
 pipe, signal handlers only set flags. The jobs are elsewhere:
 
-- rollcap.capture.interface    one interface: its tcpdump, backoff, rotation deadline
-- rollcap.capture.align        rotate_align's boundaries (pure)
-- rollcap.capture.tcpdump      one running tcpdump (stderr, counters, stop)
-- rollcap.capture.queue        hand-off of finished files (handoff: one file)
-- rollcap.capture.switching    make-before-break switch and its overlap
-- rollcap.capture.keeper       the spool budget (budget: the pure policy)
-- rollcap.capture.status_report  gathers and publishes the status (report: formats it)
-- rollcap.capture.reloader     a SIGHUP carried out (reloadplan: what it must do)
-- rollcap.capture.launcher     starts tcpdumps, saves their generation and pids
-- rollcap.capture.lock         one capture per spool; orphans: what a crashed one left
+- rollcap.capture.interface  one interface: its tcpdump, restart delay, deadlines
+- rollcap.capture.rotation   the quiet-link deadline and rotate_align's boundaries
+- rollcap.capture.tcpdump    one running tcpdump (stderr, counters, stop)
+- rollcap.capture.handoff    hand-off of finished files, and their queue
+- rollcap.capture.switching  make-before-break switch and its overlap strip
+- rollcap.capture.budget     the spool budget: policy, fences, the keeper
+- rollcap.capture.counters   packet counters, drop causes, totals
+- rollcap.capture.status     gathers, formats and publishes the status
+- rollcap.capture.reload     a SIGHUP: plan, check, apply, verdict
+- rollcap.capture.launcher   starts tcpdumps, saves their generation and pids
+- rollcap.capture.lock       one capture per spool; what a crashed one left
 
 Quiet link: tcpdump -G rotates only when a packet arrives. If the live file
 is still the newest QUIET_GRACE seconds after its rotate deadline, a new
@@ -26,7 +27,7 @@ tcpdump is started first (make-before-break), both run for OVERLAP seconds
 (tcpdump loses its last partially filled kernel block at SIGTERM, the new one
 has those packets), then the old one is stopped and its file handed off;
 packets captured by both are removed from the new file's head
-(rollcap.capture.overlap). So a file is handed off about rotate_seconds + 3 s
+(rollcap.capture.switching). So a file is handed off about rotate_seconds + 3 s
 after it was opened, and never later than rotate_seconds + 5 s. `rollcap
 rotate` (SIGUSR2) and a SIGHUP that changes nothing use the same switch to cut
 the file now; a new interface means start, a removed one stop. With
@@ -40,6 +41,7 @@ import os
 import selectors
 import time
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 from watchdog.events import (
@@ -50,24 +52,13 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from rollcap.capture import (
-    budget,
-    exclusion,
-    fence,
-    lock,
-    orphans,
-    reloader,
-    report,
-    status_report,
-)
-from rollcap.capture.counters import Counters
-from rollcap.capture.fence import Fences
-from rollcap.capture.handoff import Handoff, Persistent
+from rollcap.capture import budget, exclusion, lock, reload, status
+from rollcap.capture.budget import BudgetKeeper, Fences, reserve
+from rollcap.capture.conditions import Condition, Conditions, RepeatLimiter
+from rollcap.capture.counters import Counters, EventCounts, InterfaceCounts
+from rollcap.capture.handoff import Handoff, HandoffQueue, Persistent
 from rollcap.capture.interface import DRAIN, InterfaceCapture, SwitchRequest, switch_all
-from rollcap.capture.keeper import BudgetKeeper, reserve
 from rollcap.capture.launcher import Launcher
-from rollcap.capture.queue import IFACE_COUNTS, HandoffQueue
-from rollcap.capture.ratelimit import RepeatLimiter
 from rollcap.capture.switching import Overlaps
 from rollcap.capture.tcpdump import Tcpdump
 from rollcap.capture.wakeup import Wakeup
@@ -96,51 +87,56 @@ class _WakeHandler(FileSystemEventHandler):
         self._wake()
 
 
+@dataclass(frozen=True)
+class CaptureSession:
+    """The spool, opened and locked, and the parts that work on it: built once by
+    Supervisor.open_spool, before anything in the spool is read or changed."""
+
+    dirs: CaptureDirs
+    lock_fd: int  # held for the process's life: one capture per spool
+    launcher: Launcher
+    handoff: Handoff
+    overlaps: Overlaps
+    queue: HandoffQueue
+    keeper: BudgetKeeper
+    fences: Fences  # pause-capture: where each tcpdump must stop
+
+
 class Supervisor:
-    def __init__(self, config_path: str, cfg: RollcapConfig) -> None:
+    def __init__(self, config_path: str, cfg: RollcapConfig, filters: dict[str, str]) -> None:
+        """Opens the spool (and takes its lock): filters are the effective ones,
+        checked before (rollcap.capture.exclusion)."""
         self.config_path = config_path
         self.cfg = cfg
         self.spool = Spool.at(cfg.spool.directory)
         self.notifier = Notifier()
         self.wakeup = Wakeup()
         self.last_rotate: dict[str, Any] | None = None
-        self._lock_fd: int | None = None
         self.captures: dict[str, InterfaceCapture] = {}  # capture.interface, in order
         uid, switch_user = layout.tcpdump_identity(cfg.capture.user)
         self.identity = layout.Identity(uid, switch_user, layout.resolve_group(cfg.spool.group))
-        # these six once the spool is open (open_spool)
-        self._launcher: Launcher | None = None
-        self._dirs: CaptureDirs | None = None
-        self.handoff: Handoff | None = None
-        self.queue: HandoffQueue | None = None
-        self.overlaps: Overlaps | None = None
-        self.keeper: BudgetKeeper | None = None
-        self.fences: Fences | None = None  # pause-capture: where each tcpdump must stop
-        self.last_error = ""  # the shared parts' (spool, reload); interfaces keep theirs
+        self.conditions = Conditions()  # the shared parts' (spool, reload); interfaces keep theirs
         self.errors = RepeatLimiter(log)
-        self.n = report.new_counts()
-        self.status = status_report.StatusPublisher(
+        self.n = EventCounts()
+        self.status = status.StatusPublisher(
             self.spool.state_file("capture"), capture_exporter(cfg), self.notifier, self.errors
         )
         self.retired = Counters()  # counters of interfaces removed by a reload
+        self.set_interfaces(cfg, filters)
+        self.session = self.open_spool()
 
     # ------------------------------------------------------------------ plumbing
     @property
     def dirs(self) -> CaptureDirs:
-        assert self._dirs is not None
-        return self._dirs
+        return self.session.dirs
 
     @property
     def paused(self) -> bool:
-        return self.keeper is not None and self.keeper.paused
+        return self.session.keeper.paused
 
-    def _set_error(self, msg: str) -> None:
-        self.last_error = msg
-
-    def clear_error(self, *prefixes: str) -> None:
-        """last_error names a condition: it goes when that condition has cleared."""
-        if self.last_error.startswith(prefixes):
-            self.last_error = ""
+    @property
+    def last_error(self) -> str:
+        return self.conditions.latest()
 
     def wake(self) -> None:
         self.wakeup.wake()
@@ -149,17 +145,14 @@ class Supervisor:
         return [w for w, _n in list_work(self.dirs.work) if w.generation == generation]
 
     def wrote(self, generation: int) -> bool:
-        assert self.queue is not None
-        return self.queue.wrote(generation)
+        return self.session.queue.wrote(generation)
 
     def fenced(self, generation: int, message: str) -> bool:
-        return self.fences is not None and self.fences.reached(generation, message)
+        return self.session.fences.reached(generation, message)
 
-    def count(self, key: str, iface: str) -> None:
-        self.n[key] += 1
-        assert self.queue is not None
-        per = self.queue.by_iface.setdefault(iface, dict.fromkeys(IFACE_COUNTS, 0))
-        per[key] += 1
+    def count_restart(self, iface: str) -> None:
+        self.n.restarts += 1
+        self.session.queue.by_iface.setdefault(iface, InterfaceCounts()).restarts += 1
 
     def procs(self) -> list[Tcpdump]:
         return [ic.proc for ic in self.captures.values() if ic.proc is not None]
@@ -173,16 +166,11 @@ class Supervisor:
         }
 
     # ------------------------------------------------------------------ tcpdump
-    @property
-    def launcher(self) -> Launcher:
-        assert self._launcher is not None
-        return self._launcher
-
     def spawn(self, ic: InterfaceCapture, opened: float | None) -> Tcpdump:
-        return self.launcher.spawn(ic, opened, self.identity.switch_user)
+        return self.session.launcher.spawn(ic, opened, self.identity.switch_user)
 
     def track_pids(self) -> None:
-        self.launcher.track()
+        self.session.launcher.track()
 
     def start_capture(self) -> None:
         for ic in self.captures.values():
@@ -214,7 +202,6 @@ class Supervisor:
     # ------------------------------------------------------------------ hand-off
     def process_work(self) -> None:
         """Hand off every finished file, oldest first, one generation at a time."""
-        assert self.queue is not None
         live = {p.generation for p in self.procs() if p.alive()}
 
         def after_each() -> None:
@@ -222,11 +209,11 @@ class Supervisor:
                 p.request_counters()
             self.enforce_budget()
 
-        self.queue.process(live, self.enforce_budget, after_each)
+        self.session.queue.process(live, self.enforce_budget, after_each)
 
     @property
     def last_handoff(self) -> dict[str, Any] | None:
-        return self.queue.last_handoff if self.queue else None
+        return self.session.queue.last_handoff
 
     # ------------------------------------------------------------------ budget
     def _reserve(self, switching: Collection[int] = ()) -> int:
@@ -237,10 +224,9 @@ class Supervisor:
                        switching)  # fmt: skip
 
     def _pause_now(self) -> None:
-        assert self.keeper is not None
         for ic in self.captures.values():
             ic.state_name = "paused"
-        self.last_error = self.keeper.pause_message()
+        self.conditions.set(Condition.PAUSED, self.session.keeper.pause_message())
         # no drain wait: the budget matters more than the last second of packets
         self.stop_capture(drain=False)
 
@@ -252,61 +238,59 @@ class Supervisor:
 
     def _move_fences(self, live: set[int], reserve: int) -> None:
         """pause-capture: each running tcpdump's fence right after the last file
-        the budget has room for (rollcap.capture.fence); the others' removed
+        the budget has room for (rollcap.capture.budget); the others' removed
         (all of them under drop-oldest, e.g. after a reload changed on_full)."""
-        if self.fences is None or self.keeper is None or self.keeper.usage is None:
+        fences, u = self.session.fences, self.session.keeper.usage
+        if u is None:  # not measured yet
             return
         if not self._pause_capture():
-            self.fences.keep_only(set())
+            fences.keep_only(set())
             return
         newest: dict[int, WorkName] = {}
         for w, _n in list_work(self.dirs.work):
             if w.generation in live:
                 newest[w.generation] = w  # sorted: the last one wins
-        u = self.keeper.usage
         files = budget.fence_files(u.used_bytes, reserve, len(live), u.max_bytes,
                                    self.cfg.capture.rotate_megabytes * 1_000_000)  # fmt: skip
         for gen in live:
-            self.fences.place(gen, newest.get(gen), files)
-        self.fences.keep_only(live)
+            fences.place(gen, newest.get(gen), files)
+        fences.keep_only(live)
 
     def _fence_new(self, gen: int, argv: list[str]) -> None:
         """Before a tcpdump starts (pause-capture): fence it from its first file on.
         With rotate_align its first name is ours; tcpdump -G names it itself, so that
         one is fenced once its first file is seen."""
-        if self.fences is None or not self._pause_capture():
+        if not self._pause_capture():
             return
         first = WorkName.parse(os.path.basename(argv[argv.index("-w") + 1]))
         if first is None:
             return
-        self.fences.expect(gen, first)
+        self.session.fences.expect(gen, first)
         live = self._live_gens() | {gen}
         sp = self.cfg.spool
         r = self._reserve(live)
         u = budget.measure(self.spool, sp.max_megabytes, sp.min_free_percent)
         files = budget.fence_files(u.used_bytes, r, len(live), u.max_bytes,
                                    self.cfg.capture.rotate_megabytes * 1_000_000)  # fmt: skip
-        self.fences.place(gen, None, files)
+        self.session.fences.place(gen, None, files)
 
     def during_switch(self, live: set[int]) -> bool:
         """While a switch's overlap runs (up to MAX_UNTIL s at an aligned boundary):
         hand off what is finished and keep the budget (drop-oldest drops); True when
         capture must pause, which after_switch() then does."""
-        assert self.queue is not None
         # live: the switch's generations; the other interfaces' tcpdumps write
         # too, and a live file taken for a finished one would be handed off
         # (or, header not flushed yet, deleted) under its running tcpdump
         live = live | self._live_gens()
 
         def check() -> None:
-            assert self.keeper is not None
             r = self._reserve(live)
-            self.keeper.enforce(self.cfg.spool, r)  # pausing is after_switch()'s
+            self.session.keeper.enforce(self.cfg.spool, r)  # pausing is after_switch()'s
             self._move_fences(live, r)
 
         # before the batch and after each file, as outside a switch: drop-oldest
         # drops for a finished file before it reaches ready/
-        self.queue.process(live, check, check)
+        self.session.queue.process(live, check, check)
         check()
         return self.paused
 
@@ -315,46 +299,45 @@ class Supervisor:
             self._pause_now()
 
     def enforce_budget(self) -> None:
-        assert self.keeper is not None
         r = self._reserve()
-        change = self.keeper.enforce(self.cfg.spool, r)
+        change = self.session.keeper.enforce(self.cfg.spool, r)
         if change == "pause":
             self._pause_now()
         elif change == "resume":
-            self.clear_error("capture paused")
+            self.conditions.clear(Condition.PAUSED)
             for ic in self.captures.values():
                 ic.next_start = 0.0
         self._move_fences(self._live_gens(), r)
 
     # ------------------------------------------------------------------ stats & state
-    def snapshot(self) -> report.Snapshot:
-        return status_report.snapshot(self)
+    def snapshot(self) -> status.Snapshot:
+        return status.snapshot(self)
 
     def state(self) -> dict[str, Any]:
-        return report.state_dict(self.snapshot())
+        return status.state_dict(self.snapshot())
 
     def status_line(self) -> str:
-        return report.status_line(self.snapshot())
+        return status.status_line(self.snapshot())
 
     def publish(self, force: bool = False) -> None:
         self.status.publish(self.snapshot, force)
 
     # ------------------------------------------------------------------ reload
     def reload(self) -> None:
-        reloader.reload(self.config_path, self)
+        reload.reload(self.config_path, self)
 
     def rotate(self, reason: str) -> None:
         """Cut the current files now (`rollcap rotate`, a reload with nothing changed):
         a make-before-break switch, so each file is handed off at once, no packet lost."""
-        before = self.n["handed_off_files"]
+        before = self.n.handed_off_files
         live = [ic for ic in self.captures.values() if ic.listening()]
         if not live:
-            result = f"nothing to cut: {status_report.overall_state(self.captures, self.paused)}"
+            result = f"nothing to cut: {status.overall_state(self.captures, self.paused)}"
         elif all(switch_all([SwitchRequest(ic, reason) for ic in live])):
-            after = self.n["handed_off_files"]
+            after = self.n.handed_off_files
             result = "handed off" if after > before else "no packets to hand off"
         else:
-            result = f"failed: {status_report.overall_error(self.last_error, self.captures)}"
+            result = f"failed: {status.overall_error(self.last_error, self.captures)}"
         handed = self.last_handoff["name"] if self.last_handoff else None
         self.last_rotate = {"at": time.time(), "result": result, "last_handoff": handed}
         log.info("%s: %s", reason, result, extra=fields(result=result))
@@ -364,46 +347,40 @@ class Supervisor:
     def stop_orphans(self) -> None:
         """Stop tcpdumps a crashed supervisor left running; they write into our work/,
         so they must end first. Only ever called holding the spool's lock."""
-        assert self._lock_fd is not None
-        self.launcher.stop_orphans()
+        self.session.launcher.stop_orphans()
 
     def load_switches(self) -> None:
         """Overlaps a crashed supervisor left unfinished (see rollcap.capture.switching)."""
-        assert self.overlaps is not None
-        self.overlaps.load()
+        self.session.overlaps.load()
 
-    def open_spool(self) -> None:
+    def open_spool(self) -> CaptureSession:
         """Make the spool's directories right, open them, load the counters."""
         layout.prepare(self.spool, self.identity.uid, self.identity.gid)
-        self._dirs = CaptureDirs.open(self.spool)
+        dirs = CaptureDirs.open(self.spool)
         # before anything in the spool is read or changed: a second capture stops here
-        self._lock_fd = lock.take(self.dirs.state, self.spool.root)
-        persistent = Persistent.load(self.dirs)
-        self._launcher = Launcher(
+        lock_fd = lock.take(dirs.state, self.spool.root)
+        persistent = Persistent.load(dirs)
+        launcher = Launcher(
             persistent, self.spool.work, self.procs, self.wake, self.errors,
-            self._set_error, self.clear_error, self._fence_new,
+            self.conditions, self._fence_new,
         )  # fmt: skip
-        self.handoff = Handoff(
-            self.dirs,
+        handoff = Handoff(
+            dirs,
             persistent,
             local_hostname(self.cfg.capture.hostname),
             self.identity.gid,
             self.identity.uid,
             marker_every=self.cfg.capture.rotate_seconds,
         )
-        self.overlaps = Overlaps(self.dirs.work)
-        self.queue = HandoffQueue(
-            self.handoff, self.overlaps, self.n, self.errors, self._set_error,
-            lambda: self.clear_error("hand-off of "),
+        overlaps = Overlaps(dirs.work)
+        queue = HandoffQueue(
+            handoff, overlaps, self.n, self.errors, self.conditions
         )  # fmt: skip
-        self.keeper = BudgetKeeper(self.spool, self.dirs, self.n)
-        self.fences = Fences(self.dirs.work)
+        keeper = BudgetKeeper(self.spool, dirs, self.n)
+        return CaptureSession(dirs, lock_fd, launcher, handoff, overlaps, queue, keeper,
+                              Fences(dirs.work))  # fmt: skip
 
     def run(self) -> int:
-        filters = exclusion.effective_filters(self.cfg)
-        exclusion.validate(self.cfg, filters)
-        self.set_interfaces(self.cfg, filters)
-        self.open_spool()
         self.wakeup.install_signals()
         observer = Observer()
         observer.schedule(
@@ -414,10 +391,10 @@ class Supervisor:
         observer.start()
         try:
             self.stop_orphans()
-            fence.remove_stale(self.dirs.work)
+            budget.remove_stale_fences(self.dirs.work)
             self.load_switches()
             self.process_work()  # leftovers all belong to dead generations
-            orphans.remove_stale_temps(self.dirs.work)
+            lock.remove_stale_temps(self.dirs.work)
             self.enforce_budget()
             self.start_capture()
             self.publish(force=True)
@@ -502,8 +479,8 @@ class Supervisor:
         self.publish(force=True)
         log.info(
             "stopped: %d files handed off",
-            self.n["handed_off_files"],
-            extra=fields(handed_off_files=self.n["handed_off_files"]),
+            self.n.handed_off_files,
+            extra=fields(handed_off_files=self.n.handed_off_files),
         )
 
 
@@ -514,4 +491,6 @@ def run(config_path: str) -> int:
     nodeexporter.check_no_grants(cfg)
     # as the unit's UMask=: files others read get their mode explicitly
     os.umask(0o077)
-    return Supervisor(config_path, cfg).run()
+    filters = exclusion.effective_filters(cfg)
+    exclusion.validate(cfg, filters)
+    return Supervisor(config_path, cfg, filters).run()

@@ -1,10 +1,59 @@
-"""Make-before-break: replacing a running tcpdump without losing a packet.
+"""Make-before-break switches, and removing the packets they capture twice.
+
+Removing packets captured twice during a make-before-break switch.
+
+When rollcap replaces a running tcpdump (aligned rotation, quiet-link rotation,
+reload with the same interface) it starts the new one first and stops the old
+one only after both have been listening for more than a second, so no packet
+is lost. The packets that arrived in that overlap are in both generations: at
+the end of the old one and at the start of the new one, each possibly spread
+over several files when -C rotated during the overlap. As each old file is
+handed off we add a fingerprint of its tail (exact timestamp, and a hash of
+lengths and bytes, of each record captured since shortly before the new
+tcpdump was started) to a sidecar in work/, which survives a supervisor
+restart. When a new file is handed off, its records are matched against that
+tail and the matches removed.
+
+The rule: a record is removed only where both sockets provably hold it, i.e. a
+record of the old tail has the same bytes and the *same* timestamp. Matching is
+a multiset per (timestamp, digest) class: with a copies in the old tail and b
+in the new file, min(a, b) are removed from the new file, so max(a, b) stay.
+
+Why the same timestamp proves the same packet: the kernel stamps a packet once,
+in the skb, before it hands the skb to every packet socket of the interface
+(netif_receive / dev_queue_xmit_nit), and af_packet copies that stamp into each
+socket's ring. The stamp is taken only while some socket on the host asked for
+software timestamps (the netstamp_needed static key), which a nano-precision
+tcpdump does itself; the supervisor holds such a socket for its lifetime
+(shared_timestamps, below, inherited by every tcpdump)
+so a µs tcpdump gets it too.
+Without it each socket reads the clock on its own and stamps differ by a few
+µs: nothing pairs, duplicates stay, nothing is lost. Checked on this kernel:
+two tcpdumps on one veth, 37,200 packets at 20k pps, received and sent
+direction: identical stamps with the key on; without it 21 % (received) and
+34 % (sent) of the µs stamps differed.
+A file of µs resolution is matched at µs (libpcap truncates ns to µs), so a
+reload that changes the precision still pairs.
+
+Earlier versions paired a record with a copy of its bytes within 10 ms: on
+traffic where identical frames recur closer than that (a looped replay, SPAN
+copies, retransmissions, keepalives) a head record paired with the previous
+copy, the pairing shifted by one period and the packets of that period that
+only the new socket saw were removed (or it paired with a later copy and left
+duplicates; docs/capture.md, "Aligned rotation on repetitive traffic").
+Sidecars of that version (a JSON list of [float, digest]) are read as "no
+sidecar": the new file keeps its duplicates, nothing is lost.
+
+A new file that is all duplicates is dropped and the rest of the tail waits
+for the next one. A mismatch only ever leaves duplicates.
+
+Make-before-break: replacing a running tcpdump without losing a packet.
 
 The new tcpdump is started first; once it listens, a record of the switch is
 written (so a supervisor that dies during the overlap still strips the
 duplicates after its restart), both run for OVERLAP seconds, then the old one
 is stopped. As each old file is handed off, its tail's fingerprints go into the
-new generation's sidecar (rollcap.capture.overlap), from which the hand-off
+new generation's sidecar (above), from which the hand-off
 strips the new files' duplicate head: only records both tcpdumps hold with the
 same kernel timestamp, which holds while software timestamps are on
 (shared_timestamps).
@@ -13,27 +62,321 @@ same kernel timestamp, which holds while software timestamps are on
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
+import json
 import logging
+import math
 import os
+import re
 import socket
+import struct
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
-from rollcap.capture.overlap import (
-    append_sidecar,
-    read_switch,
-    remove,
-    sidecar_name,
-    switch_name,
-    tail_since,
-    write_switch,
-)
 from rollcap.capture.tcpdump import Tcpdump
+from rollcap.pcapfile import (
+    GLOBAL_HEADER_LEN,
+    RECORD_HEADER_LEN,
+    PcapHeader,
+    read_header,
+    record_ok,
+)
 from rollcap.spool.fs import BadEntry, Dir
 from rollcap.spool.workname import WorkName, list_work
 
 log = logging.getLogger("rollcap.capture")
+
+# The new file is read this far past the tail's last timestamp: records of
+# several CPUs reach a ring a little out of order, and a duplicate among them
+# must still be seen. It bounds where to look, never what pairs.
+LOOK_PAST_NS = 10_000_000
+# Records of the old file older than "new tcpdump spawned" minus this are
+# certainly not in the new file (its socket opened after we started it); the
+# margin covers a kernel timestamp a little behind the wall clock we read.
+TAIL_MARGIN = 1.0
+# State files are read back as untrusted input: bounded and range-checked.
+MAX_SIDECAR_BYTES = 64 * 1024 * 1024
+MAX_GENERATION = 999_999_999
+SIDECAR_FORMAT = 2  # 1 (a bare list of [float ts, digest]) paired within 10 ms
+_DIGEST_RE = re.compile(r"[0-9a-f]{24}")
+_TICKS = (1, 1000)  # ns per timestamp unit: a nano or a µs file
+NS = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)  # tens of thousands per switch at 20k pps
+class Fingerprint:
+    ns: int  # the record's timestamp, exactly as the file has it, in ns
+    digest: str  # lengths and bytes
+    tick: int = 1000  # ns per unit of the file's timestamps: 1000 (µs) or 1 (ns)
+
+    @property
+    def ts(self) -> float:
+        return self.ns / NS
+
+    def key(self, tick: int) -> tuple[int, str]:
+        """The class this record pairs in, at a resolution tick no finer than its
+        own (a ns stamp truncated to µs is what libpcap writes at µs)."""
+        return self.ns // tick, self.digest
+
+
+def iter_records(
+    src: int | str | os.PathLike[str], since: float = 0.0
+) -> Iterator[tuple[int, int, Fingerprint]]:
+    """(offset, length, fingerprint) of each whole record with a timestamp >= since,
+    of the file open on src (an fd, left open; or a path, for tests and tools).
+
+    Earlier records are skipped without reading their bytes: only the tail of
+    a big file is hashed.
+    """
+    if not isinstance(src, int):
+        fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            yield from iter_records(fd, since)
+        finally:
+            os.close(fd)
+        return
+    with os.fdopen(src, "rb", closefd=False) as f:
+        f.seek(0)
+        header: PcapHeader = read_header(f)
+        rec = struct.Struct(header.endian + "IIII")
+        tick = NS // header.ts_per_second
+        since_ns = math.floor(since * NS)
+        size = os.fstat(f.fileno()).st_size
+        pos = GLOBAL_HEADER_LEN
+        while True:
+            raw = f.read(RECORD_HEADER_LEN)
+            if len(raw) < RECORD_HEADER_LEN:
+                return
+            sec, frac, incl, orig = rec.unpack(raw)
+            if not record_ok(frac, incl, orig, header.ts_per_second):
+                return  # garbage: the rest is a cut-off tail
+            ns = sec * NS + frac * tick
+            if pos + RECORD_HEADER_LEN + incl > size:
+                return  # cut off
+            if ns < since_ns:
+                f.seek(incl, os.SEEK_CUR)
+                pos += RECORD_HEADER_LEN + incl
+                continue
+            data = f.read(incl)
+            if len(data) < incl:
+                return
+            h = hashlib.blake2b(struct.pack("<II", incl, orig) + data, digest_size=12)
+            yield pos, RECORD_HEADER_LEN + incl, Fingerprint(ns, h.hexdigest(), tick)
+            pos += RECORD_HEADER_LEN + incl
+
+
+def tail_since(src: int | str | os.PathLike[str], since: float) -> list[Fingerprint]:
+    return [fp for _o, _n, fp in iter_records(src, since - TAIL_MARGIN)]
+
+
+def sidecar_name(new_generation: int) -> str:
+    # A dot name: never matches a tcpdump output name, never handed off.
+    return f".overlap-g{new_generation:06d}.json"
+
+
+def write_sidecar(d: Dir, name: str, tail: list[Fingerprint]) -> None:
+    # one generation is one tcpdump, one resolution: the coarsest, should two meet
+    tick = max((fp.tick for fp in tail), default=1000)
+    records = [[fp.ns, fp.digest] for fp in tail]
+    doc = {"format": SIDECAR_FORMAT, "tick_ns": tick, "records": records}
+    d.write_atomic(name, json.dumps(doc, separators=(",", ":")).encode())
+
+
+def append_sidecar(d: Dir, name: str, more: list[Fingerprint]) -> None:
+    """Add the tail of one more old file; a file fingerprinted twice (the supervisor
+    died before its hand-off) adds nothing the second time (its offsets are not
+    kept, so by (timestamp, digest) class: the file's count of a class is added
+    only where the sidecar holds fewer)."""
+    have = read_sidecar(d, name) or []
+    n_have = Counter((fp.ns, fp.digest) for fp in have)
+    n_more = Counter((fp.ns, fp.digest) for fp in more)
+    add: list[Fingerprint] = []
+    for fp in more:
+        k = (fp.ns, fp.digest)
+        if n_more[k] > n_have[k]:
+            add.append(fp)
+            n_more[k] -= 1
+    write_sidecar(d, name, have + add)
+
+
+def _ns(v: object) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"not an integer: {v!r}")
+    if not 0 <= v < 2**33 * NS:  # 1970 .. 2242: a pcap timestamp
+        raise ValueError(f"out of range: {v!r}")
+    return v
+
+
+def _finite(v: object) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise ValueError(f"not a finite number: {v!r}")
+    if not 0 <= v < 2**33:  # 1970 .. 2242: a pcap timestamp
+        raise ValueError(f"out of range: {v!r}")
+    return float(v)
+
+
+def read_sidecar(d: Dir, name: str) -> list[Fingerprint] | None:
+    """None when missing, not a well-formed sidecar, or one of an earlier version
+    (its float timestamps cannot pair exactly): then nothing is stripped, a
+    sidecar can only leave duplicates, never remove a packet."""
+    try:
+        data = d.read_small(name, {os.geteuid()}, MAX_SIDECAR_BYTES)
+        if data is None:
+            return None
+        raw = json.loads(data)
+        if not isinstance(raw, dict) or raw.get("format") != SIDECAR_FORMAT:
+            return None
+        tick = raw["tick_ns"]
+        if tick not in _TICKS or isinstance(tick, bool):
+            raise ValueError(f"tick_ns not one of {_TICKS}: {tick!r}")
+        out = []
+        for ns, digest in raw["records"]:
+            if not isinstance(digest, str) or not _DIGEST_RE.fullmatch(digest):
+                raise ValueError("bad digest")
+            out.append(Fingerprint(_ns(ns), digest, tick))
+        return out
+    except (BadEntry, OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def remove(d: Dir, name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        d.unlink(name)
+
+
+def pair_duplicates(
+    tail: list[Fingerprint], head: list[Fingerprint]
+) -> tuple[list[int], list[Fingerprint]]:
+    """(indices of head that are duplicates, the tail records left unpaired).
+
+    A head record pairs with a tail record of the same bytes and the same
+    timestamp (at the coarser of the two resolutions): the kernel stamped that
+    packet once for both sockets (module doc). Per (timestamp, digest) class,
+    min(old count, new count) head records pair, in file order; a record that
+    only one tcpdump got (a drop, a socket not attached yet or any more) has
+    no partner and stays.
+    """
+    tick = max([1, *(t.tick for t in tail), *(h.tick for h in head)])
+    left = Counter(t.key(tick) for t in tail)
+    dups: list[int] = []
+    for i, h in enumerate(head):
+        k = h.key(tick)
+        if left[k] > 0:
+            left[k] -= 1
+            dups.append(i)
+    rest: list[Fingerprint] = []  # per class, as many as are left unpaired
+    for t in tail:
+        k = t.key(tick)
+        if left[k] > 0:
+            left[k] -= 1
+            rest.append(t)
+    return dups, rest
+
+
+@dataclass(frozen=True)
+class Duplicates:
+    records: list[tuple[int, int]]  # (offset, length) of each record captured twice
+    rest: list[Fingerprint]  # the tail left for the generation's next file
+    unpaired: int = 0  # records within the tail's time span that paired with none
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def find_duplicates(fd: int, tail: list[Fingerprint]) -> Duplicates:
+    """The records of the file on fd that the old generation also captured, and
+    what is left of the tail for the generation's next file: nothing once the file
+    has a packet later than the tail's last (the overlap ended in this file)."""
+    if not tail:
+        return Duplicates([], [])
+    first, last = min(t.ns for t in tail), max(t.ns for t in tail)
+    head: list[tuple[int, int, Fingerprint]] = []
+    ended = False
+    for item in iter_records(fd):
+        if item[2].ns > last + LOOK_PAST_NS:
+            ended = True
+            break
+        head.append(item)
+    dups, rest = pair_duplicates(tail, [f for _o, _n, f in head])
+    if head:  # the next file starts where this one ended: what is well before can't pair
+        newest = max(f.ns for _o, _n, f in head)
+        rest = [t for t in rest if t.ns >= newest - LOOK_PAST_NS]
+    paired = set(dups)
+    unpaired = sum(
+        1 for i, (_o, _n, f) in enumerate(head) if i not in paired and first <= f.ns <= last
+    )
+    return Duplicates([head[i][:2] for i in dups], [] if ended else rest, unpaired)
+
+
+def drop_records(d: Dir, name: str, fd: int, drop: list[tuple[int, int]]) -> int:
+    """Replace name (open on fd) atomically by a copy without the records at drop
+    ((offset, length), in file order); return an fd on the new file (fd itself is
+    left open). The copy is an O_EXCL temp file in the same directory, never a
+    fixed name."""
+    tmp_fd, tmp = d.create_temp("." + name + ".", ".strip")
+    try:
+        with os.fdopen(os.dup(fd), "rb") as src, os.fdopen(os.dup(tmp_fd), "wb") as dst:
+            src.seek(0)
+            dst.write(src.read(GLOBAL_HEADER_LEN))
+            pos = GLOBAL_HEADER_LEN
+            for off, length in [*drop, (os.fstat(fd).st_size, 0)]:
+                if off < pos:
+                    raise ValueError(f"records to drop overlap or are out of order at {off}")
+                _copy(src, dst, off - pos)
+                src.seek(length, os.SEEK_CUR)
+                pos = off + length
+        st = os.fstat(fd)
+        os.fchmod(tmp_fd, st.st_mode & 0o777)
+        with contextlib.suppress(PermissionError):
+            os.fchown(tmp_fd, st.st_uid, st.st_gid)
+        d.rename(tmp, d, name)
+    except BaseException:
+        os.close(tmp_fd)
+        with contextlib.suppress(OSError):
+            d.unlink(tmp)
+        raise
+    return tmp_fd
+
+
+def _copy(src: BinaryIO, dst: BinaryIO, n: int) -> None:
+    while n > 0:
+        chunk = src.read(min(n, 1 << 20))
+        if not chunk:
+            raise OSError(errno.EIO, "file shrank while its duplicates were stripped")
+        dst.write(chunk)
+        n -= len(chunk)
+
+
+def switch_name(old_generation: int) -> str:
+    """Record of a switch in progress: which generation replaces old_generation and
+    when it was started (wall clock, like pcap timestamps)."""
+    return f".switch-g{old_generation:06d}.json"
+
+
+def write_switch(d: Dir, name: str, new_generation: int, since: float) -> None:
+    # "listening_at": the key of earlier versions, whose records a restart reads
+    data = {"new_generation": new_generation, "listening_at": since}
+    d.write_atomic(name, json.dumps(data).encode())
+
+
+def read_switch(d: Dir, name: str) -> tuple[int, float] | None:
+    try:
+        data = d.read_small(name, {os.geteuid()}, 4096)
+        if data is None:
+            return None
+        raw = json.loads(data)
+        gen = raw["new_generation"]
+        if isinstance(gen, bool) or not isinstance(gen, int) or not 0 < gen <= MAX_GENERATION:
+            raise ValueError(f"generation out of range: {gen!r}")
+        return gen, _finite(raw["listening_at"])
+    except (BadEntry, OSError, ValueError, TypeError, KeyError):
+        return None
+
+
 
 OVERLAP = 1.2  # both tcpdumps listening this long before the old one is stopped
 LISTEN_TIMEOUT = 10.0

@@ -1,5 +1,5 @@
 """`rollcap reload` (the capture unit's ExecReload): SIGHUP the capture daemon and
-wait for its verdict (rollcap.capture.reload_verdict), so a rejected config
+wait for its verdict (rollcap.capture.reload), so a rejected config
 makes `systemctl reload` fail with the reason instead of keeping the old config
 in silence."""
 
@@ -73,7 +73,7 @@ class ReloadRejected(RollcapError):
 
 def request(pid: int, state_dir: Path, timeout: float = WAIT_SECONDS) -> str:
     """SIGHUP pid, wait for its verdict; the message, or ReloadRejected."""
-    from rollcap.capture.reload_verdict import path_in, seq
+    from rollcap.capture.reload import path_in, seq
     from rollcap.spool.state import read_state
 
     p = path_in(state_dir)

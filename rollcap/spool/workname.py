@@ -58,7 +58,7 @@ class WorkName:
         return f"g{self.generation:06d}-{self.opened.strftime(_TS_FMT)}-{self.iface}.pcap{n}"
 
 
-# A fence (rollcap.capture.fence) is an empty directory of ours with this mode at a
+# A fence (rollcap.capture.budget) is an empty directory of ours with this mode at a
 # name tcpdump would write next. A directory planted with exactly this mode by our
 # own user is taken for one: it is never handed off, and removed when empty.
 FENCE_MODE = 0o500

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from rollcap.capture.overlap import iter_records
+from rollcap.capture.switching import iter_records
 from rollcap.pcapfile import scan
 from rollcap.spool.readyname import ReadyName
 from rollcap.spool.workname import WorkName

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from rollcap.capture.dropcause import CAUSES
+from rollcap.capture.counters import CAUSES
 from rollcap.dirtypages import read_dirty_level
 from tests.integration.capture_daemon import CaptureDaemon
 from tests.integration.test_offload import Offload

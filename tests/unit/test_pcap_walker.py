@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rollcap.capture.overlap import iter_records
+from rollcap.capture.switching import iter_records
 from rollcap.pcapfile import (
     GLOBAL_HEADER_LEN,
     MAX_RECORD,

@@ -45,10 +45,8 @@ def supervisor(tmp_path: Path, **sections: dict[str, object]) -> service.Supervi
     for k, v in sections.items():
         data[k] = {**data.get(k, {}), **v}  # type: ignore[dict-item]
     cfg = validate_data(data)
-    sup = service.Supervisor(str(tmp_path / "rollcap.toml"), cfg)
-    sup.open_spool()
-    sup.set_interfaces(cfg, dict.fromkeys(cfg.capture.interfaces, ""))
-    return sup
+    filters = dict.fromkeys(cfg.capture.interfaces, "")
+    return service.Supervisor(str(tmp_path / "rollcap.toml"), cfg, filters)
 
 
 def the_capture(sup: service.Supervisor) -> InterfaceCapture:

@@ -1,23 +1,33 @@
 """The budget policy: only the spool's own overage is ever dropped; low free space
-from anything else pauses capture and deletes nothing."""
+from anything else pauses capture and deletes nothing.
+
+Fences (pause-capture): tcpdump cannot open the fenced name, the hand-off never
+sees a fence, and a running tcpdump is never left without one."""
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from rollcap.capture.budget import (
     FREE_MARGIN_PERCENT,
+    Fences,
     Usage,
     decide,
+    fence_after,
     fence_files,
     live_reserve,
     oldest_ready,
+    remove_stale_fences,
 )
 from rollcap.spool import Spool
 from rollcap.spool.fs import Dir
 from rollcap.spool.readyname import ReadyName
+from rollcap.spool.workname import WorkName, list_work
 from tests.unit.capture.fakes import FakeTcpdump, supervisor, the_capture
 
 MB = 1_000_000
@@ -112,9 +122,9 @@ def test_drop_oldest_reserves_the_live_files_full_size(tmp_path: Path) -> None:
     sup.enforce_budget()  # 9.5 MB used: within 10 MB, but not once the live file is full
     left = sorted(ReadyName.parse(p.name).seq for p in sup.spool.ready.iterdir())  # type: ignore[union-attr]
     assert left == [2, 3]
-    assert sup.n["dropped_files"] == 1 and live.exists()
+    assert sup.n.dropped_files == 1 and live.exists()
     sup.enforce_budget()  # 6.4 MB + 0.8 MB reserved: nothing more to drop
-    assert sup.n["dropped_files"] == 1
+    assert sup.n.dropped_files == 1
 
 
 def test_pause_capture_pauses_before_the_live_file_can_cross_the_budget(tmp_path: Path) -> None:
@@ -134,7 +144,7 @@ def test_pause_capture_pauses_before_the_live_file_can_cross_the_budget(tmp_path
     stopped: list[bool] = []
     sup.stop_capture = lambda drain=True: stopped.append(drain)  # type: ignore[method-assign]
     sup.enforce_budget()
-    assert sup.paused and stopped == [False] and sup.n["dropped_files"] == 0
+    assert sup.paused and stopped == [False] and sup.n.dropped_files == 0
 
 
 def test_ready_files_are_dropped_in_hand_off_order_after_a_clock_step_back(
@@ -148,3 +158,64 @@ def test_ready_files_are_dropped_in_hand_off_order_after_a_clock_step_back(
         (spool.ready / ReadyName(start, seq, "h", "eth0").format()).write_bytes(b"x")
     got = [ReadyName.parse(n).seq for n in oldest_ready(Dir(spool.ready))]  # type: ignore[union-attr]
     assert got == [1, 2, 3]
+
+
+FIRST = WorkName(7, datetime(2026, 12, 7, 15, 0, tzinfo=UTC), 0, "eth0")
+
+
+def _work(tmp_path: Path) -> Dir:
+    tmp_path.chmod(0o2770)  # work/ is setgid (tmpfiles.d): its directories are too
+    return Dir(tmp_path)
+
+
+def test_tcpdump_cannot_open_the_fenced_name(tmp_path: Path) -> None:
+    fences = Fences(_work(tmp_path))
+    fences.expect(7, FIRST)
+    fences.place(7, None, 2)  # its first file and two more
+    assert fences.placed[7] == "g000007-20261207T150000-eth0.pcap3"
+    # what tcpdump's fopen(name, "w") does, root or not
+    with pytest.raises(IsADirectoryError):
+        os.open(tmp_path / fences.placed[7], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    assert fences.reached(7, f"tcpdump: {tmp_path}/{fences.placed[7]}: Is a directory")
+    assert not fences.reached(7, "tcpdump: read error: Network is down")
+
+
+def test_the_hand_off_lists_files_not_fences_but_a_planted_directory(tmp_path: Path) -> None:
+    work = _work(tmp_path)
+    (tmp_path / FIRST.format()).write_bytes(b"x")
+    (tmp_path / "g000007-20261207T150000-eth0.pcap5").mkdir()  # planted: quarantined
+    fences = Fences(work)
+    fences.place(7, FIRST, 0)
+    assert [n for _w, n in list_work(work)] == [
+        "g000007-20261207T150000-eth0.pcap",
+        "g000007-20261207T150000-eth0.pcap5",
+    ]
+
+
+def test_a_fence_moves_only_once_the_new_one_stands(tmp_path: Path) -> None:
+    fences = Fences(_work(tmp_path))
+    fences.place(7, FIRST, 4)
+    assert fences.placed[7].endswith(".pcap5")
+    live = fence_after(FIRST, 1)  # now writing .pcap2, room for 1 more file
+    fences.place(7, live, 1)
+    assert fences.placed[7].endswith(".pcap4")
+    assert sorted(os.listdir(tmp_path)) == ["g000007-20261207T150000-eth0.pcap4"]
+    # tcpdump opened .pcap6 before the fence could be placed there: the old one stays
+    (tmp_path / "g000007-20261207T150000-eth0.pcap6").write_bytes(b"x")
+    fences.place(7, live, 3)
+    assert fences.placed[7].endswith(".pcap4")
+    assert (tmp_path / "g000007-20261207T150000-eth0.pcap4").is_dir()
+
+
+def test_fences_of_stopped_tcpdumps_and_a_crashed_supervisor_go(tmp_path: Path) -> None:
+    work = _work(tmp_path)
+    fences = Fences(work)
+    fences.place(7, FIRST, 0)
+    fences.place(8, WorkName(8, FIRST.opened, 3, "eth1"), 0)
+    fences.keep_only({8})
+    assert sorted(os.listdir(tmp_path)) == ["g000008-20261207T150000-eth1.pcap4"]
+    # its exit is seen after the fence went: still a stop at the fence
+    assert fences.reached(7, "tcpdump: g000007-20261207T150000-eth0.pcap1: Is a directory")
+    (tmp_path / "g000009-20261207T150000-eth0.pcap").mkdir()  # planted: not a fence
+    remove_stale_fences(work)
+    assert sorted(os.listdir(tmp_path)) == ["g000009-20261207T150000-eth0.pcap"]

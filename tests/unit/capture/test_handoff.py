@@ -11,7 +11,7 @@ import pytest
 
 from rollcap.capture.budget import measure, oldest_ready
 from rollcap.capture.handoff import Handoff, HandoffResult, Persistent
-from rollcap.capture.overlap import (
+from rollcap.capture.switching import (
     sidecar_name,
     tail_since,
     write_sidecar,
@@ -182,7 +182,7 @@ def test_a_quarantined_work_file_is_not_reported_as_discarded_empty(
         sup.process_work()
     kept = [p.name for p in sup.spool.quarantine.iterdir() if not p.name.endswith(".reason")]
     assert kept == ["g000004-20261126T120000-eth0.pcap"]
-    assert sup.n["discarded_empty"] == 0
+    assert sup.n.discarded_empty == 0
     assert "no packets" not in caplog.text and "quarantine" in caplog.text
 
 

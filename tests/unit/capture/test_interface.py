@@ -1,16 +1,26 @@
-"""capture.interface as a list, [capture.per_interface.NAME], and rotate_align's clock."""
+"""When a tcpdump that exited is started again: at once after it captured, backing
+off while it cannot start.
+
+capture.interface as a list, [capture.per_interface.NAME], and rotate_align's clock."""
 
 from __future__ import annotations
 
+import signal
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from rollcap.capture import align, interface, quiet
+from rollcap.capture import interface, rotation
 from rollcap.capture.counters import Counters
-from rollcap.capture.interface import SwitchRequest, switch_all
+from rollcap.capture.interface import (
+    BACKOFF_MAX,
+    RESTART_AT_ONCE,
+    SwitchRequest,
+    restart_delay,
+    switch_all,
+)
 from rollcap.capture.switching import Switched
 from rollcap.commands.status import render_table
 from rollcap.config.load import parse_config
@@ -18,6 +28,40 @@ from rollcap.errors import ConfigError
 from rollcap.spool.readyname import ReadyName
 from tests.support.pcaps import packets, write_pcap
 from tests.unit.capture.fakes import FakeTcpdump, supervisor
+
+
+def test_a_tcpdump_that_captured_is_restarted_at_once_every_time() -> None:
+    backoff = 1.0
+    delays = []
+    for _kill in range(5):  # kill -9 1.5-3 s after each restart while packets flow
+        delay, backoff = restart_delay(backoff, listened=1.5, wrote=True, returncode=-9)
+        delays.append(delay)
+    assert delays == [RESTART_AT_ONCE] * 5
+    # even after a crash loop had pushed the backoff up
+    assert restart_delay(BACKOFF_MAX, listened=6.0, wrote=False) == (RESTART_AT_ONCE, 1.0)
+    # kill -9 half a second after it listened: nothing flushed to disk yet, but capturing
+    assert restart_delay(8.0, listened=0.5, wrote=False, returncode=-signal.SIGKILL)[0] == 0.2
+    assert restart_delay(8.0, listened=None, wrote=False, returncode=-signal.SIGKILL)[0] == 8.0
+
+
+def test_a_tcpdump_that_wrote_but_keeps_dying_by_itself_waits_one_second_each_time() -> None:
+    backoff = 1.0
+    delays = []
+    for _crash in range(5):  # e.g. a packet that crashes it, a second after each start
+        delay, backoff = restart_delay(backoff, listened=0.8, wrote=True, returncode=-11)
+        delays.append(delay)
+    assert delays == [1.0] * 5
+
+
+def test_a_tcpdump_that_dies_before_or_right_after_listening_backs_off() -> None:
+    backoff = 1.0
+    delays = []
+    for i in range(8):
+        listened = None if i % 2 else 0.2  # never listened / died right after, no packets
+        rc = -signal.SIGSEGV if i == 3 else 1  # a crash is not a kill from outside
+        delay, backoff = restart_delay(backoff, listened=listened, wrote=False, returncode=rc)
+        delays.append(delay)
+    assert delays == [1, 2, 4, 8, 16, 32, 60, 60]
 
 
 class _Fake(FakeTcpdump):
@@ -82,26 +126,6 @@ def _t(h: int, m: int, s: float = 0) -> float:
     return datetime(2026, 11, 26, h, m, tzinfo=UTC).timestamp() + s
 
 
-def test_aligned_files_end_on_utc_multiples_of_rotate_seconds() -> None:
-    # the first file after a start runs to the next boundary: shorter
-    assert align.boundary_after(_t(12, 3, 17.4), 600) == _t(12, 10)
-    # a file opened on a boundary runs one whole period
-    assert align.boundary_after(_t(12, 10), 600) == _t(12, 20)
-    # started just before a boundary: the first file runs on to the following one
-    assert align.boundary_after(_t(12, 9, 59), 600) == _t(12, 20)
-    # the switch starts LEAD seconds early, so the old tcpdump stops on the boundary
-    assert align.switch_due(_t(12, 10), 600, _t(12, 19, 50)) == pytest.approx(10 - align.LEAD)
-
-
-def test_the_next_file_is_named_for_its_boundary_when_on_schedule() -> None:
-    opened = _t(12, 10)
-    on_time = _t(12, 20) - align.LEAD
-    assert align.name_time(opened, 600, on_time) == _t(12, 20)
-    assert align.name_time(opened, 600, _t(12, 20, 3)) == _t(12, 20)  # a busy loop: late
-    # `rollcap rotate` in the middle of a period: the new file is named for now
-    assert align.name_time(opened, 600, _t(12, 14, 5.5)) == _t(12, 14, 5)
-
-
 def test_interfaces_switched_together_keep_every_new_live_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -119,7 +143,7 @@ def test_interfaces_switched_together_keep_every_new_live_file(
     assert (ic0.proc.generation, ic1.proc.generation) == (3, 4)
     left = sorted(p.name for p in sup.spool.work.iterdir() if p.name.startswith("g"))
     assert left == ["g000003-20261126T120000-eth0.pcap", "g000004-20261126T120000-eth1.pcap"]
-    assert sup.n["handed_off_files"] == 2
+    assert sup.n.handed_off_files == 2
 
 
 def test_a_live_file_holds_back_only_its_own_interface(tmp_path: Path) -> None:
@@ -145,10 +169,10 @@ def test_an_aligned_deadline_survives_clock_steps(
     now = [_t(13, 0, 3)]
     monkeypatch.setattr(time, "time", lambda: now[0])
     left = ic.seconds_left()
-    assert left == pytest.approx(10 - align.LEAD - 3, abs=0.01)  # the boundary 13:00:10
+    assert left == pytest.approx(10 - rotation.LEAD - 3, abs=0.01)  # the boundary 13:00:10
     now[0] = _t(12, 0, 5)  # stepped back an hour: the monotonic quiet deadline still holds
     left = ic.seconds_left()
-    assert left is not None and left <= 10 + quiet.QUIET_GRACE - 2.0
+    assert left is not None and left <= 10 + rotation.QUIET_GRACE - 2.0
     now[0] = _t(14, 0, 5.5)  # stepped forward: due now, and named for now
     req = ic.rotation_due()
     assert req is not None and req.opened == _t(14, 0, 5)

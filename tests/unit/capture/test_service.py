@@ -37,11 +37,11 @@ def test_counters_that_cannot_be_saved_do_not_stop_capture(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sup = supervisor(tmp_path)
-    monkeypatch.setattr(sup.launcher.persistent, "save", enospc)
+    monkeypatch.setattr(sup.session.launcher.persistent, "save", enospc)
     the_capture(sup).proc = FakeTcpdump(3, time.monotonic())  # type: ignore[assignment]
     sup.track_pids()
     sup.stop_orphans()
     assert "No space left on device" in sup.last_error
-    assert sup.launcher.persistent.tcpdump_pids == []  # the memory copy is right
+    assert sup.session.launcher.persistent.tcpdump_pids == []  # the memory copy is right
     the_capture(sup).proc = None
     assert "error: cannot save" in sup.status_line()  # systemctl status shows it

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rollcap.capture.dropcause import Evidence, Sampler, likely_cause
+from rollcap.capture.counters import Evidence, Sampler, likely_cause
 
 
 def test_cause_cpu_when_tcpdump_saturates_a_core() -> None:

@@ -1,7 +1,13 @@
-"""Repeated identical errors: log the first, then one summary a minute.
+"""What is wrong now, and how often it is said.
 
-A full spool filesystem makes every tick fail the same way; one line a minute
-with a count says as much as two lines a second.
+Conditions: each error the daemon shows (`rollcap status`, STATUS=, capture.json's
+last_error) is a Condition, set by name when it starts and cleared by name when
+it ends, so one ending never hides or clears another. What is shown is the
+message of the condition set last among those still active.
+
+RepeatLimiter: repeated identical errors in the journal: log the first, then
+one summary a minute. A full spool filesystem makes every tick fail the same
+way; one line a minute with a count says as much as two lines a second.
 """
 
 from __future__ import annotations
@@ -10,7 +16,43 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
+
+
+class Condition(Enum):
+    # the supervisor's: the spool and a reload
+    PAUSED = "capture paused by the spool budget"
+    COUNTERS_UNSAVED = "generation and pids not saved"
+    HANDOFF_FAILED = "a hand-off failed"
+    RELOAD_REJECTED = "the last reload was rejected"
+    # an interface's
+    NO_INTERFACE = "the interface does not exist"
+    TCPDUMP_EXITED = "tcpdump exited"
+    SWITCH_FAILED = "a new tcpdump did not start"
+
+
+class Conditions:
+    """The active conditions, each with its message, in the order they were set."""
+
+    def __init__(self) -> None:
+        self._active: dict[Condition, str] = {}
+
+    def set(self, c: Condition, message: str) -> None:
+        self._active.pop(c, None)  # set again: now the latest
+        self._active[c] = message
+
+    def clear(self, *cs: Condition) -> None:
+        for c in cs:
+            self._active.pop(c, None)
+
+    def __contains__(self, c: Condition) -> bool:
+        return c in self._active
+
+    def latest(self) -> str:
+        """The message of the condition set last ("" when none is active)."""
+        return next(reversed(self._active.values()), "")
+
 
 SUMMARY_EVERY = 60.0
 

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from rollcap.capture import status_report
+from rollcap.capture import status
 from rollcap.spool.state import read_state
 from tests.unit.capture.fakes import supervisor
 
@@ -20,7 +20,7 @@ def test_a_state_file_that_cannot_be_written_is_written_at_the_next_publish(
 ) -> None:
     sup = supervisor(tmp_path)
     clock = [100.0]
-    monkeypatch.setattr(status_report, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(status, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     lines: list[str] = []
     monkeypatch.setattr(sup.notifier, "status", lines.append)
     state_file = sup.spool.state_file("capture")
@@ -30,7 +30,7 @@ def test_a_state_file_that_cannot_be_written_is_written_at_the_next_publish(
 
     caplog.set_level(logging.INFO, logger="rollcap.capture")
     with monkeypatch.context() as m:
-        m.setattr(status_report, "write_state", enospc)
+        m.setattr(status, "write_state", enospc)
         sup.publish(force=True)  # no exception: capture goes on
     assert read_state(state_file) is None and sup.errors.active() == 1
     assert "cannot write the state file" in caplog.text
@@ -45,3 +45,20 @@ def test_a_state_file_that_cannot_be_written_is_written_at_the_next_publish(
     st = read_state(state_file)
     assert st is not None and st["interface"] == "any" and st["state"] == "starting"
     assert sup.errors.active() == 0 and "writing the state file works again" in caplog.text
+
+
+def test_capture_json_keeps_its_count_keys_in_order(tmp_path: Path) -> None:
+    """capture.json, `rollcap status` and the metrics read these keys: the typed
+    counts are converted at the boundary, under the same names, in the same order."""
+    sup = supervisor(tmp_path)
+    sup.n.handed_off_files += 2
+    state = sup.state()
+    keys = list(state)
+    counts = ["handed_off_files", "handed_off_bytes", "discarded_empty", "repaired_files",
+              "duplicates_removed", "quarantined_files", "skipped_entries", "dropped_files",
+              "dropped_bytes", "quarantine_removed", "restarts"]
+    start = keys.index("handed_off_files")
+    assert keys[start:start + len(counts)] == counts and state["handed_off_files"] == 2
+    per = state["interfaces"]["any"]
+    per_counts = ("handed_off_files", "handed_off_bytes", "restarts")
+    assert {k: per[k] for k in per_counts} == dict.fromkeys(per_counts, 0)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from rollcap.capture import switching
-from rollcap.capture.overlap import (
+from rollcap.capture.switching import (
+    SO_TIMESTAMPNS,
     Fingerprint,
     append_sidecar,
     drop_records,
@@ -19,12 +20,12 @@ from rollcap.capture.overlap import (
     pair_duplicates,
     read_sidecar,
     read_switch,
+    stamp_fds,
     switch_name,
     tail_since,
     write_sidecar,
     write_switch,
 )
-from rollcap.capture.switching import SO_TIMESTAMPNS, stamp_fds
 from rollcap.pcapfile import scan
 from rollcap.spool.fs import Dir
 from tests.support.pcaps import packets, write_nano_pcap, write_pcap
@@ -343,8 +344,8 @@ def test_switch_record_round_trip_and_reload(tmp_path: Path) -> None:
     write_switch(sup.dirs.work, switch_name(4), 5, 1_800_000_000.5)
     assert read_switch(sup.dirs.work, switch_name(4)) == (5, 1_800_000_000.5)
     sup.load_switches()
-    assert sup.overlaps is not None
-    assert sup.overlaps.next_of == {4: 5} and sup.overlaps.since == {5: 1_800_000_000.5}
+    overlaps = sup.session.overlaps
+    assert overlaps.next_of == {4: 5} and overlaps.since == {5: 1_800_000_000.5}
     (sup.spool.work / ".switch-g000009.json").write_text("{not json")
     assert read_switch(sup.dirs.work, ".switch-g000009.json") is None
 
@@ -354,17 +355,16 @@ def test_a_tail_that_cannot_be_remembered_holds_the_hand_off_back(
 ) -> None:
     sup = supervisor(tmp_path)
     old = write_pcap(sup.spool.work / "g000004-20261126T120000-eth0.pcap", packets(5))
-    assert sup.overlaps is not None
-    sup.overlaps.begin(4, 5, packets(5)[2][0])  # generation 5 replaced 4
+    sup.session.overlaps.begin(4, 5, packets(5)[2][0])  # generation 5 replaced 4
     monkeypatch.setattr(switching, "append_sidecar", enospc)
     sup.process_work()  # generation 4 is not live: its file is finished
-    assert old.exists() and sup.overlaps.next_of == {4: 5}
+    assert old.exists() and sup.session.overlaps.next_of == {4: 5}
     assert "No space left on device" in sup.last_error
     monkeypatch.undo()
     sup.process_work()
-    assert not old.exists() and sup.overlaps.next_of == {}
+    assert not old.exists() and sup.session.overlaps.next_of == {}
     assert (sup.spool.work / ".overlap-g000005.json").exists()
-    assert sup.n["handed_off_files"] == 1
+    assert sup.n.handed_off_files == 1
 
 
 def test_an_overlap_over_several_files_on_both_sides_is_stored_once(tmp_path: Path) -> None:
@@ -378,12 +378,11 @@ def test_an_overlap_over_several_files_on_both_sides_is_stored_once(tmp_path: Pa
         write_pcap(sup.spool.work / f"g000004-20261126T120000-eth0.pcap{i or ''}", part)
     for i, part in enumerate(new_gen):
         write_pcap(sup.spool.work / f"g000005-20261126T120000-eth0.pcap{i or ''}", part)
-    assert sup.overlaps is not None
-    sup.overlaps.begin(4, 5, pk[40][0])
+    sup.session.overlaps.begin(4, 5, pk[40][0])
     sup.process_work()  # neither generation is live
     stored = sorted(fp.ts for f in sup.spool.ready.iterdir() for _o, _n, fp in iter_records(f))
     assert stored == [ts for ts, _d in pk]  # every packet exactly once
-    assert sup.n["duplicates_removed"] == 40
+    assert sup.n.duplicates_removed == 40
     assert list(sup.spool.work.iterdir()) == []  # no sidecar or switch record left
 
 

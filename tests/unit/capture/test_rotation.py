@@ -1,5 +1,5 @@
 """Quiet-link rotation: a period's deadline runs on the monotonic clock, never the
-wall clock."""
+wall clock. Aligned rotation: files end on UTC multiples of rotate_seconds."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rollcap.capture import quiet, service
+from rollcap.capture import rotation, service
 from rollcap.capture.interface import SwitchRequest
 from tests.unit.capture.fakes import FakeTcpdump, supervisor, the_capture
 
@@ -32,7 +32,7 @@ def test_quiet_deadline_ignores_the_wall_clock(
     )
     the_capture(sup).proc = FakeTcpdump(3, time.monotonic() - 2.0)  # type: ignore[assignment]
     left = sup.check_quiet()
-    assert left is not None and 9 < left <= 10 + quiet.QUIET_GRACE - 2.0
+    assert left is not None and 9 < left <= 10 + rotation.QUIET_GRACE - 2.0
     # a new generation: its first period is aged from when it listened
     (sup.spool.work / "g000003-20261126T130000-eth0.pcap").unlink()
     (sup.spool.work / "g000004-20261126T130000-eth0.pcap").write_bytes(b"")
@@ -58,3 +58,27 @@ def test_a_later_period_is_aged_from_when_it_was_first_seen(
     (sup.spool.work / "g000003-20261126T130010-eth0.pcap").write_bytes(b"")
     left = sup.check_quiet()
     assert left is not None and left > 10
+
+
+def _t(h: int, m: int, s: float = 0) -> float:
+    return datetime(2026, 11, 26, h, m, tzinfo=UTC).timestamp() + s
+
+
+def test_aligned_files_end_on_utc_multiples_of_rotate_seconds() -> None:
+    # the first file after a start runs to the next boundary: shorter
+    assert rotation.boundary_after(_t(12, 3, 17.4), 600) == _t(12, 10)
+    # a file opened on a boundary runs one whole period
+    assert rotation.boundary_after(_t(12, 10), 600) == _t(12, 20)
+    # started just before a boundary: the first file runs on to the following one
+    assert rotation.boundary_after(_t(12, 9, 59), 600) == _t(12, 20)
+    # the switch starts LEAD seconds early, so the old tcpdump stops on the boundary
+    assert rotation.switch_due(_t(12, 10), 600, _t(12, 19, 50)) == pytest.approx(10 - rotation.LEAD)
+
+
+def test_the_next_file_is_named_for_its_boundary_when_on_schedule() -> None:
+    opened = _t(12, 10)
+    on_time = _t(12, 20) - rotation.LEAD
+    assert rotation.name_time(opened, 600, on_time) == _t(12, 20)
+    assert rotation.name_time(opened, 600, _t(12, 20, 3)) == _t(12, 20)  # a busy loop: late
+    # `rollcap rotate` in the middle of a period: the new file is named for now
+    assert rotation.name_time(opened, 600, _t(12, 14, 5.5)) == _t(12, 14, 5)

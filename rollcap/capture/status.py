@@ -2,8 +2,9 @@
 capture/capture.json (`rollcap status`), the metrics exporter and systemd's
 STATUS= line, at most once a second unless forced.
 
-rollcap.capture.report formats a snapshot; this module gathers one from the
-supervisor (Reported names what it reads) and hands it out. A state file that
+A Snapshot of the supervisor's state is formatted by pure functions
+(state_dict, status_line); snapshot() gathers one from the supervisor
+(its own, called with itself) and StatusPublisher hands it out. A state file that
 cannot be written (a full spool) never stops capture: it is an error, shown in
 the status line, and tried again at the next publish.
 """
@@ -12,39 +13,98 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from rollcap.capture import report
-from rollcap.capture.counters import Counters
+from rollcap.capture.budget import Usage
+from rollcap.capture.conditions import RepeatLimiter
+from rollcap.capture.counters import Counters, EventCounts, InterfaceCounts
 from rollcap.capture.interface import InterfaceCapture
-from rollcap.capture.keeper import BudgetKeeper
-from rollcap.capture.queue import IFACE_COUNTS, HandoffQueue
-from rollcap.capture.ratelimit import RepeatLimiter
-from rollcap.config.schema import RollcapConfig
 from rollcap.metrics.capture import CaptureCollector
 from rollcap.metrics.exporter import Exporter
 from rollcap.notify import Notifier
 from rollcap.spool.state import write_state
 
+if TYPE_CHECKING:  # the supervisor gathers its status with itself
+    from rollcap.capture.service import Supervisor
 
-class Reported(Protocol):
-    """What the status shows of the supervisor (rollcap.capture.service)."""
-
-    cfg: RollcapConfig
-    captures: dict[str, InterfaceCapture]  # capture.interface, in order
-    queue: HandoffQueue | None
-    keeper: BudgetKeeper | None
-    n: dict[str, int]
-    retired: Counters  # counters of interfaces removed by a reload
-    last_error: str  # the shared parts' (spool, reload); interfaces keep theirs
+@dataclass(frozen=True)
+class Snapshot:
+    state: str
+    interface: str
+    filter: str
+    tcpdump_pid: int | None
+    generation: int | None
+    active_file: str | None
+    active_since: float | None
+    counts: EventCounts
+    totals: Counters
+    drop_rate: float
+    paused: bool
+    pause_reason: str
+    last_error: str
+    error_active: bool
+    usage: Usage | None
+    last_handoff: dict[str, Any] | None
     last_rotate: dict[str, Any] | None
-    errors: RepeatLimiter
+    interfaces: dict[str, dict[str, Any]] | None = None  # each interface's own counters
+    rotation: str = ""  # how files are cut, e.g. "every 600 s on the UTC clock, or at 200 MB"
+    timestamp_precision: str = ""
+    # the latest kernel drops' likely cause: cause, detail, at, interface (likely_cause)
+    last_drops: dict[str, Any] | None = None
 
-    @property
-    def paused(self) -> bool: ...
-    @property
-    def last_handoff(self) -> dict[str, Any] | None: ...
+
+def state_dict(s: Snapshot) -> dict[str, Any]:
+    return {
+        "state": s.state,
+        "tcpdump_pid": s.tcpdump_pid,
+        "generation": s.generation,
+        "interface": s.interface,
+        "filter": s.filter,
+        "rotation": s.rotation,
+        "timestamp_precision": s.timestamp_precision,
+        "active_file": s.active_file,
+        "active_since": s.active_since,
+        **s.counts.as_dict(),
+        "last_handoff": s.last_handoff,
+        "last_rotate": s.last_rotate,
+        "packets_captured": s.totals.captured,
+        "packets_received": s.totals.received,
+        "kernel_drops": s.totals.kernel_drops,
+        "last_drops": s.last_drops,
+        "interface_drops": s.totals.interface_drops,
+        "drop_rate": s.drop_rate,
+        "paused": s.paused,
+        "pause_reason": s.pause_reason,
+        "last_error": s.last_error,
+        "budget": s.usage.as_dict() if s.usage else None,
+        "interfaces": s.interfaces or {},
+    }
+
+
+def rotation(rotate_seconds: int, rotate_megabytes: int, align: bool) -> str:
+    clock = " on the UTC clock" if align else ""
+    return f"every {rotate_seconds} s{clock}, or at {rotate_megabytes} MB"
+
+
+def status_line(s: Snapshot) -> str:
+    u = s.usage
+    pct = f"{100 * u.used_bytes / u.max_bytes:.0f}%" if u else "?"
+    state = f"paused ({s.pause_reason})" if s.paused and s.pause_reason else s.state
+    per = s.interfaces or {}
+    if len(per) > 1:  # e.g. "capturing on eth0, waiting-for-interface on eth1"
+        on = ", ".join(f"{st.get('state')} on {name}" for name, st in per.items())
+        state = f"paused ({s.pause_reason}) on {s.interface}" if s.paused else on
+    else:
+        state = f"{state} on {s.interface}"
+    return (
+        f"{state}: "
+        f"{s.counts.handed_off_files} files handed off, {s.totals.kernel_drops} kernel drops"
+        + (f" (likely {s.last_drops['cause']})" if s.last_drops else "")
+        + ", "
+        f"spool {pct} of budget" + (f"; error: {s.last_error}" if s.error_active else "")
+    )
 
 
 def overall_state(captures: Mapping[str, InterfaceCapture], paused: bool) -> str:
@@ -86,15 +146,15 @@ def last_drops(captures: Mapping[str, InterfaceCapture]) -> dict[str, Any] | Non
             "interface": latest.name}  # fmt: skip
 
 
-def snapshot(sup: Reported) -> report.Snapshot:
-    k, c = sup.keeper, sup.cfg.capture
-    by_iface = sup.queue.by_iface if sup.queue else {}
+def snapshot(sup: Supervisor) -> Snapshot:
+    k, c = sup.session.keeper, sup.cfg.capture
+    by_iface = sup.session.queue.by_iface
     ifaces = {
-        name: ic.snapshot(dict(by_iface.get(name, dict.fromkeys(IFACE_COUNTS, 0))))
+        name: ic.snapshot(by_iface.get(name, InterfaceCounts()).as_dict())
         for name, ic in sup.captures.items()
     }
     first = next(iter(ifaces.values()), {})
-    return report.Snapshot(
+    return Snapshot(
         state=overall_state(sup.captures, sup.paused),
         interface=", ".join(sup.captures),
         filter=first.get("filter", "") if len(ifaces) == 1 else "",
@@ -102,19 +162,19 @@ def snapshot(sup: Reported) -> report.Snapshot:
         generation=first.get("generation") if len(ifaces) == 1 else None,
         active_file=first.get("active_file") if len(ifaces) == 1 else None,
         active_since=first.get("active_since") if len(ifaces) == 1 else None,
-        counts=dict(sup.n),
+        counts=replace(sup.n),
         totals=live_counters(sup.retired, sup.captures),
         drop_rate=max((ic.stats.drop_rate for ic in sup.captures.values()), default=0.0),
         paused=sup.paused,
-        pause_reason=k.pause_reason if k else "",
+        pause_reason=k.pause_reason,
         # an error only the limiter knows (the state file itself) still has a text
-        last_error=overall_error(sup.last_error, sup.captures) or sup.errors.latest(),
+        last_error=overall_error(sup.conditions.latest(), sup.captures) or sup.errors.latest(),
         error_active=bool(sup.errors.active()),
-        usage=k.usage if k else None,
+        usage=k.usage,
         last_handoff=sup.last_handoff,
         last_rotate=sup.last_rotate,
         interfaces=ifaces,
-        rotation=report.rotation(c.rotate_seconds, c.rotate_megabytes, c.rotate_align),
+        rotation=rotation(c.rotate_seconds, c.rotate_megabytes, c.rotate_align),
         timestamp_precision=c.timestamp_precision,
         last_drops=last_drops(sup.captures),
     )
@@ -134,12 +194,12 @@ class StatusPublisher:
         self.errors = errors  # the supervisor's: a failed write is one of its errors
         self.last_write = 0.0  # monotonic
 
-    def publish(self, snap: Callable[[], report.Snapshot], force: bool = False) -> None:
+    def publish(self, snap: Callable[[], Snapshot], force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self.last_write < 1.0:
             return
         self.last_write = now
-        state = report.state_dict(snap())
+        state = state_dict(snap())
         self.metrics.publish(state)
         try:
             write_state(self.path, state)
@@ -148,4 +208,4 @@ class StatusPublisher:
         else:
             self.errors.clear("state:", "writing the state file")
         # a new snapshot: a write that failed just now shows in the line at once
-        self.notifier.status(report.status_line(snap()))
+        self.notifier.status(status_line(snap()))
