@@ -114,6 +114,12 @@ class CaptureCollector(Collector):
             None if free is None else free / 100,
         )
         yield counter(
+            "rollcap_capture_duplicates_removed", "Records both tcpdumps of a make-before-break "
+            "switch captured, removed from the new one's files at hand-off: "
+            "rollcap_capture_packets_total minus this is what was handed off.",
+            number(st, "duplicates_removed"),
+        )  # fmt: skip
+        yield counter(
             "rollcap_spool_dropped_files", "Finished files deleted unsent to keep the spool "
             "budget (spool.on_full = drop-oldest).", number(st, "dropped_files"),
         )  # fmt: skip
