@@ -383,6 +383,15 @@ class HandoffQueue:
                 extra=fields(file=work_name, removed_bytes=r.repaired_bytes),
             )
         n.duplicates_removed += r.stripped
+        if r.stripped or r.unpaired:
+            # a switch's overlap: both tcpdumps saw these packets; details, not news
+            log.debug(
+                "%s: removed %d packets seen by both tcpdumps of a switch's overlap%s",
+                work_name, r.stripped,
+                f"; kept {r.unpaired} only the new one saw" if r.unpaired else "",
+                extra=fields(file=work_name, duplicates_removed=r.stripped or None,
+                             overlap_unpaired=r.unpaired or None),
+            )  # fmt: skip
         if r.packets != 0:  # None: not counted, at least one
             self.wrote_gens.add(w.generation)
         if r.quarantined:
@@ -399,8 +408,7 @@ class HandoffQueue:
             n.discarded_empty += 1
             log.info(
                 "discarded %s: no packets%s", work_name,
-                f" after removing {r.stripped} duplicates of a switch's overlap" if r.stripped
-                else "",
+                " but the overlap of a switch" if r.stripped else "",
                 extra=fields(file=work_name, duplicates_removed=r.stripped or None,
                              overlap_unpaired=r.unpaired or None),
             )  # fmt: skip

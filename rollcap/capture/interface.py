@@ -77,7 +77,7 @@ class Shared(Protocol):
 
     session: CaptureSession
 
-    def spawn(self, ic: InterfaceCapture, opened: float | None) -> Tcpdump: ...
+    def spawn(self, ic: InterfaceCapture, opened: float | None, switch: str = "") -> Tcpdump: ...
     def track_pids(self) -> None: ...
     def process_work(self) -> None: ...
     def wrote(self, generation: int) -> bool: ...
@@ -246,13 +246,14 @@ class InterfaceCapture:
         self.stats.retire(old)
         self.proc = r.new
         self.conditions.clear(Condition.SWITCH_FAILED)
+        # one line per switch: each rotation starts a tcpdump, which is not a restart
         log.info(
-            "%s: switched %s to tcpdump generation %d (old generation %d, status %d)",
+            "switched to a new tcpdump (%s) on %s (generation %d, replacing %d%s)",
             req.reason,
             self.name,
             r.new.generation,
             old.generation,
-            r.old_status,
+            f", which exited with status {r.old_status}" if r.old_status else "",
             extra=fields(generation=r.new.generation, tcpdump_pid=r.new.pid, interface=self.name),
         )
         return True
@@ -352,7 +353,7 @@ def switch_all(reqs: list[SwitchRequest]) -> list[bool]:
             ic.cap, ic.effective_filter = r.cap, r.effective
         assert ic.proc is not None
         olds.append(ic.proc)
-        pairs.append((ic.proc, partial(shared.spawn, ic, r.opened)))
+        pairs.append((ic.proc, partial(shared.spawn, ic, r.opened, r.reason)))
     untils = [r.opened for r in reqs if r.opened is not None]
     until = max(untils) if untils else None
     results = make_before_break_many(pairs, shared.session.overlaps, until, shared.during_switch)

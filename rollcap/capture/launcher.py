@@ -47,9 +47,12 @@ class Launcher:
         self._conditions = conditions
         self._prepare = prepare  # before exec: the budget fences the new tcpdump
 
-    def spawn(self, ic: InterfaceCapture, opened: float | None, switch_user: str | None) -> Tcpdump:
+    def spawn(
+        self, ic: InterfaceCapture, opened: float | None, switch_user: str | None, switch: str = ""
+    ) -> Tcpdump:
         """A new tcpdump (the next generation) for one interface; opened: the time
-        its first file is named for (rotate_align), None: now."""
+        its first file is named for (rotate_align), None: now. switch: why it takes
+        over from a running one ("" none), which then says so at INFO itself."""
         try:
             gen = self.persistent.next_generation()
         except OSError as e:
@@ -58,12 +61,15 @@ class Launcher:
             self._unsaved(e)
         argv = tcpdump_argv(ic.cap, ic.effective_filter, self.work, gen, switch_user, opened)
         self._prepare(gen, argv)
-        t = Tcpdump(argv, gen, ic.name, self._wake, stamp_fds())
+        quiet = logging.DEBUG if switch else logging.INFO
+        t = Tcpdump(argv, gen, ic.name, self._wake, stamp_fds(), chatter=quiet)
         self.track(t)
-        log.info(
-            "started tcpdump on %s (generation %d)",
+        log.log(
+            quiet,
+            "started tcpdump on %s (generation %d)%s",
             ic.name,
             gen,
+            f" for a switch ({switch})" if switch else "",
             extra=fields(tcpdump_pid=t.pid, generation=gen, argv=" ".join(argv), interface=ic.name),
         )
         return t

@@ -166,8 +166,8 @@ class Supervisor:
         }
 
     # ------------------------------------------------------------------ tcpdump
-    def spawn(self, ic: InterfaceCapture, opened: float | None) -> Tcpdump:
-        return self.session.launcher.spawn(ic, opened, self.identity.switch_user)
+    def spawn(self, ic: InterfaceCapture, opened: float | None, switch: str = "") -> Tcpdump:
+        return self.session.launcher.spawn(ic, opened, self.identity.switch_user, switch)
 
     def track_pids(self) -> None:
         self.session.launcher.track()

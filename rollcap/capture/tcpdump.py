@@ -39,9 +39,12 @@ def is_chatter(line: str) -> bool:
 class Tcpdump:
     def __init__(
         self, argv: list[str], generation: int, iface: str, wake: Callable[[], None],
-        keep_fds: tuple[int, ...] = (),
+        keep_fds: tuple[int, ...] = (), chatter: int = logging.INFO,
     ) -> None:  # fmt: skip
         self.argv = argv
+        # the level of its start-up chatter: DEBUG for one that takes over in a switch,
+        # which happens every rotation and is no news
+        self.chatter = chatter
         self.generation = generation
         self.iface = iface
         self._wake = wake
@@ -93,8 +96,9 @@ class Tcpdump:
                 )
             else:
                 # start-up chatter is info; anything else is a problem report
-                level = logging.INFO if is_chatter(line) else logging.WARNING
-                started = "listening on" in line and level == logging.INFO
+                chatter = is_chatter(line)
+                level = self.chatter if chatter else logging.WARNING
+                started = "listening on" in line and chatter
                 if started and not self.listening.is_set():
                     self.listening_at = time.time()
                     self.listening_mono = time.monotonic()

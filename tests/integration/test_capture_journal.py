@@ -39,5 +39,10 @@ def test_quiet_link_switches_log_no_warning(veth: Veth, all_pcap: Path,
     assert d.stop() == 0
     assert d.ready_packets() == 5374
     lines = [m.groups() for ln in d.log_text().splitlines() if (m := LEVEL.match(ln))]
-    assert sum("quiet link: switched" in msg for _l, _n, msg in lines) >= 2
+    # one line per switch, which says it is one: never "started tcpdump" again
+    assert sum("switched to a new tcpdump (quiet link)" in msg for _l, _n, msg in lines) >= 2
+    info = [msg for lvl, _n, msg in lines if lvl == "info"]
+    assert sum(msg.startswith("started tcpdump on") for msg in info) == 1, info
+    assert sum("listening on" in msg for msg in info) == 1, info  # the switches': debug
+    assert not any("overlap" in msg for msg in info), info
     assert [ln for ln in lines if ln[0] in ("warning", "error", "critical")] == []

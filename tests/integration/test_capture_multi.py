@@ -303,7 +303,7 @@ def test_a_quiet_switch_of_one_interface_leaves_the_others_live_file_alone(
     # both idle for two periods: each interface switched twice (an interface
     # whose live file was taken never switched again) and left two markers
     d.wait_for("two quiet switches on each interface",
-               lambda s: all(d.log_text().count(f"quiet link: switched {i} ") >= 2
+               lambda s: all(d.log_text().count(f"(quiet link) on {i} ") >= 2
                              for i in (veth.b, veth2.b)), timeout=60)  # fmt: skip
     for i in (veth.b, veth2.b):
         assert len([m for m in d.markers() if m.name.endswith(f"_{i}.pcap")]) >= 2

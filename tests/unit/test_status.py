@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rollcap.commands.status import fmt_value, ordered_keys, render_table
+from rollcap.commands.status import JSON_VERSION, fmt_value, render_table
 from rollcap.config.load import parse_config
 from rollcap.spool.state import read_state, write_state
 from rollcap.status import collect, daemon_report
@@ -88,27 +88,27 @@ def test_garbage_state_file(spool: Path) -> None:
     assert r["verdict"] == "not running" and "not valid JSON" in r["problem"]
 
 
-def test_important_keys_first_then_alphabetical() -> None:
+def test_verbose_names_every_key_in_groups_and_keeps_the_unknown() -> None:
+    """-v: tcpdump's two packet counts side by side with what each means, the free
+    share named as the filesystem's, and keys no group names still shown."""
     st = {
-        "zeta": 1,
-        "last_error": "x",
-        "alpha": 2,
-        "backlog_files": 3,
-        "state": "s",
-        "updated": 1,
-        "pid": 2,
-        "last_upload": 4,
-        "backlog_bytes": 5,
-    }
-    assert ordered_keys(st) == [
-        "state",
-        "backlog_files",
-        "backlog_bytes",
-        "last_upload",
-        "last_error",
-        "alpha",
-        "zeta",
-    ]
+        "verdict": "running", "pid": 2, "age_seconds": 1, "state": "capturing",
+        "packets_received": 354, "packets_captured": 164, "kernel_drops": 0,
+        "budget": {"used_bytes": 5_000, "max_bytes": 10_000, "free_percent": 41.5,
+                   "min_free_percent": 10, "percent_of_budget": 50.0},
+        "zeta": 1, "alpha": 2,
+    }  # fmt: skip
+    lines = render_table({"capture": st}, NOW, verbose=True).splitlines()
+    titles = [ln.strip() for ln in lines if ln.startswith("  ") and not ln.startswith("    ")]
+    assert titles[0] == "capture" and titles[-1] == "other"
+    assert "received = matched the filter, captured = written to a file" in titles[1]
+    assert [ln.split() for ln in lines[lines.index("  " + titles[1]) + 1 :][:2]] == [
+        ["received", "354"], ["captured", "164"],
+    ]  # fmt: skip
+    assert any(ln.split() == ["filesystem", "free,", "%", "41.5"] for ln in lines), lines
+    assert not any("free_percent" in ln for ln in lines)
+    other = lines[lines.index("  other") + 1 : lines.index("")]
+    assert [ln.split() for ln in other] == [["alpha", "2"], ["zeta", "1"]]
 
 
 def test_value_formatting() -> None:
@@ -146,10 +146,18 @@ def test_table_and_json_through_the_cli(spool: Path, tmp_path: Path) -> None:
     assert lines[0].startswith("capture: NOT RUNNING: no state file")
     # the writer (this test's python) is gone by now or is not "rollcap": not running
     off = lines.index(next(ln for ln in lines if ln.startswith("offload:")))
-    assert lines[off + 1].split() == ["state", "uploading"]
-    assert lines[off + 2].split() == ["backlog_files", "2"]
-    assert "2.0 MB (2,000,000)" in lines[off + 3]
+    # short: one line with the state and the key numbers; nothing needs attention
+    assert lines[off + 1] == "  uploading, 2 files waiting (2.0 MB)"
+    assert lines[off + 2] == "spool: " + str(spool)
     assert "  ready       1 file, 1.5 kB (1,500)" in lines
+    assert not any(ln.startswith("  !") for ln in lines)
+    v = subprocess.run([*run, "-v"], env=env, capture_output=True, text=True, timeout=60)
+    assert v.returncode == 3
+    vlines = v.stdout.splitlines()
+    assert ["files", "waiting", "2"] in [ln.split() for ln in vlines]
+    assert any(ln.split()[:2] == ["bytes", "waiting"] and "2.0 MB (2,000,000)" in ln
+               for ln in vlines)  # fmt: skip
+    assert vlines[vlines.index("  other") + 1].split() == ["zz", "x"]
     js = subprocess.run([*run, "--json"], env=env, capture_output=True, text=True, timeout=60)
     data = json.loads(js.stdout)
     assert js.returncode == 3
@@ -157,6 +165,7 @@ def test_table_and_json_through_the_cli(spool: Path, tmp_path: Path) -> None:
     assert data["offload"]["backlog_files"] == 2
     assert data["spool"]["ready_files"] == 1 and data["spool"]["ready_bytes"] == 1500
     assert data["ok"] is False
+    assert data["version"] == JSON_VERSION == 1  # --json is versioned: it will grow
 
 
 @pytest.mark.parametrize("fmt", [[], ["--json"]])
@@ -177,7 +186,10 @@ def test_collect_and_render_in_process(spool: Path, tmp_path: Path) -> None:
     assert report["ok"] is True
     text = render_table(report)
     assert text.startswith("capture: running (pid ")
-    assert "  kernel_drops  0\n" in text
+    assert "\n  capturing, 0 kernel drops\n" in text
+    assert "!" not in text  # healthy: nothing needs attention
+    verbose = render_table(report, verbose=True)
+    assert any(ln.split() == ["dropped", "by", "kernel", "0"] for ln in verbose.splitlines())
 
 
 def test_each_interface_of_capture_gets_its_own_line(spool: Path, tmp_path: Path) -> None:
@@ -197,13 +209,22 @@ def test_each_interface_of_capture_gets_its_own_line(spool: Path, tmp_path: Path
     report = collect(cfg)
     assert report["exit_code"] == 5  # one interface not capturing: degraded
     text = render_table(report)
+    lines = text.splitlines()
+    assert "  eth0: capturing, 900 packets captured, 3 files handed off, 0 kernel drops" in lines
     assert (
-        "    eth0: state=capturing, tcpdump_pid=11, handed_off_files=3, packets_captured=900, "
-        "kernel_drops=0, restarts=0\n" in text
+        "  eth1: waiting-for-interface, 40 packets captured, 1 file handed off, 2 kernel drops"
+        in lines
     ), text
-    assert "    eth1: state=waiting-for-interface, handed_off_files=1" in text
-    assert "kernel_drops=2, drop_cause=buffer, restarts=1" in text
-    assert "last_error=interface eth1 does not exist\n" in text
+    # then what needs attention: eth1's drops with their cause, and its error (once)
+    attention = [ln for ln in lines if ln.startswith("  ! ")]
+    assert attention == [
+        "  ! eth1: 2 kernel drops (likely buffer)",
+        "  ! eth1: interface eth1 does not exist",
+    ], text
+    verbose = render_table(report, verbose=True).splitlines()
+    eth1 = verbose[verbose.index("  interface eth1") :]
+    assert ["drops,", "likely", "cause", "buffer"] in [ln.split() for ln in eth1]
+    assert ["tcpdump", "restarts", "1"] in [ln.split() for ln in eth1]
 
 
 # -- exit codes a monitoring check can trust (issue: status said 0 while not capturing) --
@@ -336,7 +357,8 @@ def test_hostile_state_is_shown_without_terminal_control_and_survives_absurd_val
             "\x1b[31mkey": 1,
         },
     )
-    text = render_table(collect(cfg))
+    report = collect(cfg)
+    text = render_table(report) + render_table(report, verbose=True)
     assert not any((ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) < 0xA0 for c in text)
     assert max(len(line) for line in text.splitlines()) < 400
     assert "(absurdly large)" in text
