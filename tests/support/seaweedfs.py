@@ -88,6 +88,11 @@ class SeaweedFS:
             f"-s3.port={s3}", f"-master.port={master}", f"-volume.port={volume}",
             f"-filer.port={filer}", f"-admin.port={admin}", f"-webdav.port={webdav}",
             "-s3.port.iceberg=0", "-s3.port.lance=0", f"-bucket={self.bucket}",
+            # every bucket is a collection with volumes of its own, and the limit
+            # weed derives from free disk ran out after ~60 test buckets ("No
+            # writable volumes and no free volumes left"); a volume is a sparse
+            # file until written, so a high count costs nothing
+            "-volume.max=2000",
             *self.extra_args,
         ]  # fmt: skip
         log = open(self.data_dir / "weed.log", "ab")  # noqa: SIM115 - lives with the process
