@@ -123,3 +123,17 @@ def test_check_config_exits_78_with_tcpdumps_message(tmp_path: Path) -> None:
     assert (r.returncode, r.stdout) == (0, f"{cfg}: OK\n")
     assert "compiled for Ethernet (EN10MB): the interface is missing" in r.stderr
     assert "capture.interface: no interface 'rcNoSuch0' on this machine (yet)" in r.stderr
+
+
+def test_errors_past_the_schema_name_the_config_file(tmp_path: Path) -> None:
+    """capture.user and tcpdump's verdict on a filter name the file as the schema's do."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'[capture]\nuser = "no-such-user-x"\nfilter = "tcp and ("\n'
+                   f'[spool]\ndirectory = "{tmp_path}"\n')  # fmt: skip
+    r = rollcap("check-config", str(bad))
+    assert r.returncode == 78
+    lines = r.stderr.splitlines()
+    assert (
+        lines[0] == f"rollcap: {bad}: capture.user: no such user 'no-such-user-x' on this machine"
+    )
+    assert lines[1].startswith(f"rollcap: {bad}: capture.filter: tcpdump rejects 'tcp and ('")

@@ -139,17 +139,3 @@ def test_every_command_shows_two_examples_that_parse(
     epilog = help_text.split("\nexamples:\n", 1)[1]
     for line, _note in command.EXAMPLES:
         assert f"  {line}" in epilog
-
-
-def test_errors_past_the_schema_name_the_config_file(tmp_path: Path) -> None:
-    """capture.user and tcpdump's verdict on a filter name the file as the schema's do."""
-    bad = tmp_path / "bad.toml"
-    bad.write_text(f'[capture]\nuser = "no-such-user-x"\nfilter = "tcp and ("\n'
-                   f'[spool]\ndirectory = "{tmp_path}"\n')  # fmt: skip
-    r = rollcap("check-config", str(bad))
-    assert r.returncode == 78
-    lines = r.stderr.splitlines()
-    assert (
-        lines[0] == f"rollcap: {bad}: capture.user: no such user 'no-such-user-x' on this machine"
-    )
-    assert lines[1].startswith(f"rollcap: {bad}: capture.filter: tcpdump rejects 'tcp and ('")
