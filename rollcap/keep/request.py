@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-VERSION = 1
+VERSION: Literal[1] = 1
 # ids and reasons end up in file names, S3 metadata and tags: keep them to what all three allow
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 REASON_MAX = 256
