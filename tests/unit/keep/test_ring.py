@@ -162,3 +162,15 @@ def test_status_shows_the_ring_and_no_backlog_problem_on_demand() -> None:
     assert _job_problem("offload", report["offload"], report["spool"], now, 600) is None
     report["spool"]["ring"] = False
     assert _job_problem("offload", report["offload"], report["spool"], now, 600) is not None
+
+
+def test_list_local_shows_the_rings_files_for_a_window_kept_or_not(spool: Path) -> None:
+    from rollcap.keep.local import held
+
+    names = [ready(spool, i + 1, T0 + 60 * i, 100) for i in range(4)]
+    LocalStore(spool, 10**9).submit(keep("k1", T0 + 70, T0 + 110))
+    got = held(spool, (T0 + 30) * S, (T0 + 130) * S)
+    assert [(f.name, f.state) for f in got] == [
+        (names[0], "ring"), (names[1], "kept (k1)"), (names[2], "ring"),
+    ]  # fmt: skip
+    assert held(spool, (T0 + 30) * S, (T0 + 130) * S, iface="eth1") == []
