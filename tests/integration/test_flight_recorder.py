@@ -164,6 +164,10 @@ def test_on_demand_ships_exactly_the_kept_window_while_the_ring_turns(
     for k in index:
         body = json.loads(gzip.decompress(c.get_object(Bucket=bucket, Key=k)["Body"].read()))
         assert (body["keep_id"], body["keep_reason"]) == (keep_id, REASON)
+    # the keep's record beside the index, in the host's own index scope
+    rec = json.loads(c.get_object(Bucket=bucket, Key=f"caps/_index/keeps/v1/ring1~{keep_id}.json"
+                                  )["Body"].read())  # fmt: skip
+    assert rec["objects"] == sorted(keys) and rec["keep"]["reason"] == REASON
     print(f"\ntrigger to durable pin: {out['durable_seconds'] * 1000:.1f} ms in the submit, "
           f"{command_seconds * 1000:.0f} ms for the whole `rollcap keep` process")
     assert sum(count_packets(cap.spool / "ready" / n) for n in local) > 0
