@@ -26,7 +26,7 @@ from pathlib import Path
 from rollcap.journal import fields
 from rollcap.keep import pins
 from rollcap.keep.request import KeepRequest
-from rollcap.spool.fs import Dir
+from rollcap.spool.fs import BadEntry, Dir
 from rollcap.spool.readyname import ReadyName
 from rollcap.storage import manifest
 from rollcap.storage.base import Storage
@@ -34,6 +34,7 @@ from rollcap.storage.base import Storage
 log = logging.getLogger("rollcap.offload")
 
 REFRESH_SECONDS = 1.0  # how often the offload looks at the pins (a listing when unchanged)
+STATE_MAX = 1 << 20  # capture.json is a few KiB
 
 
 class Shipping:
@@ -92,14 +93,39 @@ class Shipping:
     def shipped(self, keep_id: str) -> list[str]:
         return list(self._shipped.get(keep_id, ()))
 
-    def done(self, in_flight: Collection[str], now_ns: int | None = None) -> list[KeepRequest]:
-        """The keeps whose window is done (see the module's doc)."""
+    def _live_since(self) -> int:
+        """When the oldest file capture is writing now was opened (epoch ns, whole
+        seconds cut down; 0: unknown): everything before it is finished. Read from
+        capture's state, which another user writes: by fd, O_NOFOLLOW, bounded."""
+        try:
+            with Dir(self.root / "capture") as d:
+                data = d.read_small("capture.json", None, STATE_MAX)
+            st = json.loads(data or b"{}")
+        except (OSError, BadEntry, ValueError):
+            return 0
+        if not isinstance(st, dict):
+            return 0
+        per = st.get("interfaces")
+        states = [v for v in per.values() if isinstance(v, dict)] if isinstance(per, dict) else []
+        found = [v.get("active_since") for v in states] or [st.get("active_since")]
+        times = [float(t) for t in found if isinstance(t, int | float)]
+        if len(times) != len(found):
+            return 0  # an interface writes nothing now, or an old state: no evidence
+        return int(min(times)) * 1_000_000_000
+
+    def done(self, in_flight: Collection[str], now_ns: int | None = None,
+             live_since_ns: int | None = None) -> list[KeepRequest]:  # fmt: skip
+        """The keeps whose window is done (see the module's doc): capture has cut
+        past its end (a file started at or after it was seen in ready/, or the
+        file capture writes now opened after it) and nothing of it is left."""
         now = time.time_ns() if now_ns is None else now_ns
+        cut = max(self._newest_start, self._live_since() if live_since_ns is None
+                  else live_since_ns)  # fmt: skip
         held_ids = {k.id for k in self._held.values()}
         busy = {self._held[n].id for n in in_flight if n in self._held}
         return [
             k for k in self.keeps
-            if k.until_ns <= now and self._newest_start >= k.until_ns
+            if k.until_ns <= now and cut >= k.until_ns
             and k.id not in held_ids and k.id not in busy
         ]  # fmt: skip
 
@@ -126,7 +152,7 @@ class Shipping:
     def release_done(self, in_flight: Collection[str], destination: str,
                      now_ns: int | None = None) -> list[str]:  # fmt: skip
         """Release every done keep (no record); their ids."""
-        released = [k.id for k in self.done(in_flight, now_ns) if self.release(k, destination)]
+        released = [k.id for k in self.done(in_flight, now_ns, 0) if self.release(k, destination)]
         self.keeps = [k for k in self.keeps if k.id not in released]
         return released
 

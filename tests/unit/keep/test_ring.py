@@ -204,3 +204,23 @@ def test_a_keep_record_names_every_object_of_the_host_in_the_window(tmp_path: Pa
     rec = json.loads((tmp_path / "archive" / key).read_bytes())
     assert rec["objects"] == ["h/b.pcap.zst", "h/c.pcap.zst"]
     assert rec["keep"]["id"] == "k1" and rec["keep"]["reason"] == "INC-42" and rec["host"] == "h"
+
+
+def test_the_file_capture_writes_now_proves_the_cut_when_none_followed(spool: Path) -> None:
+    """A quiet link: no file after the window's end reaches ready/, but capture's
+    state says the file it writes now opened after it."""
+    import json
+
+    LocalStore(spool, 10**9).submit(keep("k1", T0, T0 + 60))
+    sh = Shipping(spool, on_demand=True)
+    sh.refresh()
+    (spool / "capture").mkdir()
+    state = spool / "capture" / "capture.json"
+    state.write_text(json.dumps({"interfaces": {"eth0": {"active_since": T0 + 30}}}))
+    assert sh.done({}, (T0 + 100) * S) == []  # still writing the window's end
+    state.write_text(json.dumps({"interfaces": {"eth0": {"active_since": T0 + 61}}}))
+    assert [k.id for k in sh.done({}, (T0 + 100) * S)] == ["k1"]
+    state.unlink()
+    state.symlink_to(spool / "elsewhere.json")  # another user's link: never followed
+    (spool / "elsewhere.json").write_text(json.dumps({"active_since": T0 + 61}))
+    assert sh.done({}, (T0 + 100) * S) == []
