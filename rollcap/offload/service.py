@@ -35,6 +35,8 @@ from rollcap.config.schema import RollcapConfig
 from rollcap.dirtypages import read_dirty_level
 from rollcap.errors import RollcapError
 from rollcap.journal import fields, setup_logging
+from rollcap.keep.request import KeepRequest
+from rollcap.keep.shipping import REFRESH_SECONDS, Shipping, write_record
 from rollcap.metrics import nodeexporter
 from rollcap.metrics.exporter import offload_exporter
 from rollcap.notify import Notifier
@@ -62,6 +64,7 @@ IDLE_STATUS_SECONDS = 30.0  # ... and while idle (status calls a state stale aft
 # would hold them for botocore's read timeout. Below TimeoutStopSec=60.
 STOP_GRACE_SECONDS = 20.0
 YIELD_EVERY = 1.0  # how often the back-off looks at capture and the page cache
+RECORD_RETRY_SECONDS = 30.0  # a keep record the destination refused: tried again after
 
 
 class OffloadService:
@@ -86,6 +89,11 @@ class OffloadService:
         self.executor = ThreadPoolExecutor(oc.concurrency, thread_name_prefix="offload")
         self.yielding = Yielding(oc.yield_seconds, oc.yield_dirty_percent / 100)
         self.watcher = ReadyWatcher(self.spool.ready, self.wake)
+        # keeps: what on-demand mode ships, and the keep each upload is for
+        self.shipping = Shipping(self.spool.root, oc.mode == "on-demand")
+        self.pipeline.keep_of = self.shipping.keep_of
+        self._releasing: set[str] = set()  # keeps whose record is being written
+        self._record_retry: dict[str, float] = {}  # keep id -> monotonic time to retry
         self.stop_signal: int | None = None  # what asked for the stop, logged by shutdown()
         self.abandoned = 0  # threads still stuck in the network when shutdown gave up
         wd = os.environ.get("WATCHDOG_USEC", "")
@@ -156,9 +164,12 @@ class OffloadService:
             extra=fields(destination=self.storage.describe(), backlog_files=waiting),
         )  # fmt: skip
         next_status = last_status = 0.0
-        next_watchdog = next_yield = 0.0
+        next_watchdog = next_yield = next_keeps = 0.0
         while not self.stop.is_set():
             now = time.monotonic()
+            if now >= next_keeps:
+                self._keeps()
+                next_keeps = now + REFRESH_SECONDS
             if now >= next_yield:
                 self._yield_check(now)
                 next_yield = now + YIELD_EVERY
@@ -181,7 +192,7 @@ class OffloadService:
                 if not self.queue.stuck(now):
                     self.notifier.watchdog()
                 next_watchdog = now + self.watchdog_every
-            wake_at = min(next_rescan, next_status, next_watchdog, next_yield,
+            wake_at = min(next_rescan, next_status, next_watchdog, next_yield, next_keeps,
                           self._next_due(now))  # fmt: skip
             if self.report.dirty:
                 wake_at = min(wake_at, last_status + 1.0)
@@ -234,7 +245,42 @@ class OffloadService:
 
     # -- bookkeeping ------------------------------------------------------
 
+    def _keeps(self) -> None:
+        """Look at the pins: newly held files are queued (on demand); a done keep
+        gets its record in the bucket, then its pin is released (in a worker:
+        the main thread never waits on the network)."""
+        if self.shipping.refresh():
+            self.rescan()
+        self._releasing &= {k.id for k in self.shipping.keeps}
+        now = time.monotonic()
+        if not self.checked or self.health.down:
+            return
+        for k in self.shipping.done(self.queue.in_flight):
+            if k.id in self._releasing or self._record_retry.get(k.id, 0.0) > now:
+                continue
+            self._releasing.add(k.id)
+            fut = self.executor.submit(self._finish_keep, k)
+            fut.add_done_callback(lambda _f: self.wake.set())
+
+    def _finish_keep(self, k: KeepRequest) -> None:
+        record = ""
+        if self.storage.manifests:
+            host = local_hostname(self.cfg.capture.hostname)
+            try:
+                record = write_record(self.storage, self.storage.key_prefix, host, k,
+                                      self.shipping.shipped(k.id))  # fmt: skip
+            except StorageError as e:
+                log.warning("keep %s: cannot write its record, retrying in %.0f s: %s",
+                            k.id, RECORD_RETRY_SECONDS, e, extra=fields(keep_id=k.id))  # fmt: skip
+                self._record_retry[k.id] = time.monotonic() + RECORD_RETRY_SECONDS
+                self._releasing.discard(k.id)
+                return
+        self.shipping.release(k, self.storage.describe(), record)
+
     def _notice(self, name: str, size: int | None = None) -> None:
+        self.shipping.seen(name)
+        if not self.shipping.wanted(name):
+            return  # on demand: stays in the ring unless a keep holds it
         if self.queue.notice(name, size):
             self.report.dirty = True
             self.wake.set()
@@ -245,6 +291,7 @@ class OffloadService:
         except OSError as e:
             self.report.note_error(f"cannot list {self.spool.ready}: {e.strerror}")
             return
+        found = {n: size for n, size in found.items() if self.shipping.wanted(n)}
         for name, size in found.items():
             self._notice(name, size)
         for entry in self.queue.vanished(found):
@@ -363,15 +410,18 @@ class OffloadService:
             )  # fmt: skip
         else:
             log.info(
-                "uploaded %s as %s: %d -> %d bytes in %.2f s",
+                "uploaded %s as %s: %d -> %d bytes in %.2f s%s",
                 entry.name, out.key, out.bytes_in, out.bytes_out, out.seconds,
+                f" (keep {out.keep_id})" if out.keep_id else "",
                 extra=fields(
+                    keep_id=out.keep_id or None,
                     file=entry.name, key=out.key, bytes_in=out.bytes_in, bytes_out=out.bytes_out,
                     seconds=round(out.seconds, 3), attempt=entry.attempt, packets=out.packets,
                     compress_seconds=round(out.compress_seconds, 3),
                     destination=dest,
                 ),
             )  # fmt: skip
+        self.shipping.stored(out.keep_id, out.key)
         self.report.stored(
             entry.name, out.key, out.seconds, out.bytes_in, out.bytes_out, out.kind == "uploaded"
         )
