@@ -1,0 +1,296 @@
+"""The keep listener over real sockets, with an in-memory Submit: auth, bodies,
+ids remembered, rate limits and what each refusal counts."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rollcap.config.schema import ListenerConfig
+from rollcap.keep.listener import KeepDesk, KeepListener, ListenerStats, RateLimits
+from rollcap.keep.request import KeepOutcome, KeepRefused, KeepRequest
+from rollcap.timestamps import NS
+from tests.unit.keep.test_alerts import alert, payload
+
+TOKEN = "s3cret-token"
+
+
+class FakeRing:
+    """Files each id once, like the contract says (the ring's own tests prove the real one)."""
+
+    def __init__(self, bytes_each: int = 1000) -> None:
+        self.filed: dict[str, KeepRequest] = {}
+        self.calls = 0
+        self.bytes_each = bytes_each
+        self.refuse: str | None = None
+        self.lock = threading.Lock()
+
+    def __call__(self, req: KeepRequest) -> KeepOutcome:
+        with self.lock:
+            self.calls += 1
+            if self.refuse:
+                raise KeepRefused(self.refuse)
+            repeated = req.id in self.filed
+            self.filed.setdefault(req.id, req)
+            return KeepOutcome(req.id, 2, self.bytes_each, repeated=repeated)
+
+
+def _cfg(**kw: Any) -> ListenerConfig:
+    cfg = ListenerConfig(enabled=True, **kw)
+    # port 0 (any free one) is no operator's setting: the config refuses it
+    return cfg if "listen" in kw else cfg.model_copy(update={"listen": "127.0.0.1:0"})
+
+
+@pytest.fixture
+def creds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "creds"
+    d.mkdir()
+    (d / "listener-token").write_text(TOKEN + "\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(d))
+    return d
+
+
+class Client:
+    def __init__(self, listener: KeepListener, ring: FakeRing, stats: ListenerStats) -> None:
+        self.listener, self.ring, self.stats = listener, ring, stats
+
+    def post(self, path: str, body: bytes, token: str | None = TOKEN,
+             headers: dict[str, str] | None = None) -> tuple[int, str]:  # fmt: skip
+        host, port = self.listener.address.rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=5)
+        h = dict(headers or {})
+        if token is not None:
+            h["Authorization"] = f"Bearer {token}"
+        conn.request("POST", path, body=body, headers=h)
+        resp = conn.getresponse()
+        text = resp.read().decode()
+        conn.close()
+        return resp.status, text
+
+    def refused(self) -> dict[str, int]:
+        return {k: v for k, v in self.stats.refused.items() if v}
+
+
+def _start(cfg: ListenerConfig, ring: FakeRing) -> Iterator[Client]:
+    stats = ListenerStats()
+    listener = KeepListener(cfg, ring, stats)
+    assert listener.start()
+    try:
+        yield Client(listener, ring, stats)
+    finally:
+        listener.close()
+
+
+@pytest.fixture
+def client(creds: Path) -> Iterator[Client]:
+    yield from _start(_cfg(), FakeRing())
+
+
+def test_a_notification_files_one_keep_per_alert_and_answers_with_their_ids(
+    client: Client,
+) -> None:
+    status, text = client.post("/v1/alertmanager", payload(alert(), alert(fingerprint="b")))
+    assert status == 200
+    keeps = json.loads(text)["keeps"]
+    assert [k["repeated"] for k in keeps] == [False, False]
+    assert sorted(k["id"] for k in keeps) == sorted(client.ring.filed)
+
+
+def test_a_retried_notification_files_nothing_new(client: Client) -> None:
+    assert client.post("/v1/alertmanager", payload())[0] == 200
+    status, text = client.post("/v1/alertmanager", payload())
+    assert status == 200
+    assert json.loads(text)["keeps"][0]["repeated"] is True
+    assert len(client.ring.filed) == 1
+    assert client.stats.keeps == {("alertmanager", "filed"): 1, ("alertmanager", "repeated"): 1}
+
+
+@pytest.mark.parametrize("token", [None, "", "wrong", TOKEN + "x", TOKEN[:-1]])
+def test_without_the_token_nothing_is_filed(client: Client, token: str | None) -> None:
+    status, text = client.post("/v1/alertmanager", payload(), token=token)
+    assert status == 401
+    assert text.count("\n") == 1
+    assert client.ring.calls == 0
+    assert client.refused() == {"unauthorized": 1}
+
+
+def test_basic_auth_with_the_token_as_password_is_refused(client: Client) -> None:
+    status, _ = client.post("/v1/keep", b"{}", token=None,
+                            headers={"Authorization": f"Basic {TOKEN}"})  # fmt: skip
+    assert status == 401
+
+
+def test_a_hostile_payload_is_400_with_one_line_and_the_listener_goes_on(client: Client) -> None:
+    for body in (b"\x00" * 100, b"{" * 50000, payload(version="3"), b'{"version":"4"}'):
+        status, text = client.post("/v1/alertmanager", body)
+        assert status == 400
+        assert text.startswith("not an Alertmanager notification: ")
+        assert text.count("\n") == 1
+    assert client.post("/v1/alertmanager", payload())[0] == 200
+    assert client.refused() == {"bad-request": 4}
+
+
+def test_bodies_are_bounded_and_need_a_length(client: Client) -> None:
+    host, port = client.listener.address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(f"POST /v1/keep HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                  "Content-Length: 2000000\r\n\r\n".encode())  # fmt: skip
+        assert s.recv(100).startswith(b"HTTP/1.0 413")
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(f"POST /v1/keep HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                  "\r\n".encode())  # fmt: skip
+        assert s.recv(100).startswith(b"HTTP/1.0 411")
+
+
+def test_a_client_that_stops_sending_is_cut_off(client: Client) -> None:
+    host, port = client.listener.address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(f"POST /v1/keep HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+                  "Content-Length: 100\r\n\r\n{".encode())  # fmt: skip
+        answer = s.recv(100)  # READ_TIMEOUT, then one line (or a close)
+    assert answer == b"" or answer.startswith(b"HTTP/1.0 400")
+    assert client.ring.calls == 0
+
+
+def test_other_paths_and_methods(client: Client) -> None:
+    assert client.post("/v1/other", b"{}")[0] == 404
+    host, port = client.listener.address.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    conn.request("GET", "/v1/keep")
+    assert conn.getresponse().status == 405
+
+
+def test_post_keep_takes_the_cli_window_grammar(client: Client) -> None:
+    body = {"around": "2026-12-07T22:00:00Z", "before": "10m", "after": "5m",
+            "reason": "IDS sid 2019401"}  # fmt: skip
+    status, text = client.post("/v1/keep", json.dumps(body).encode())
+    assert status == 200, text
+    (req,) = client.ring.filed.values()
+    assert (req.until_ns - req.since_ns) == 15 * 60 * NS
+    assert req.source == "http" and req.reason == "IDS sid 2019401"
+    # the same fields again: the same keep
+    assert json.loads(client.post("/v1/keep", json.dumps(body).encode())[1])["keeps"][0][
+        "repeated"
+    ]
+    since = {"since": "20m", "until": "10m", "reason": "x", "id": "INC-42"}
+    assert client.post("/v1/keep", json.dumps(since).encode())[0] == 200
+    assert "INC-42" in client.ring.filed
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"since": "10m"}, "reason: required"),
+        ({"since": "10m", "reason": "a\nb"}, "reason: required, printable"),
+        ({"since": "later", "reason": "x"}, "since: cannot read 'later'"),
+        ({"reason": "x"}, "needs a time window"),
+        ({"since": "5m", "until": "10m", "reason": "x"}, "must be before"),
+        ({"since": "2h", "reason": "x"}, "at most 2400 s"),
+        ({"since": "10m", "reason": "x", "id": "../etc"}, "id: must match"),
+        ({"since": "10m", "reason": "x", "host": "y"}, "unknown field 'host'"),
+        ({"since": 600, "reason": "x"}, "must be a string"),
+    ],
+)
+def test_post_keep_refuses_what_the_cli_refuses(
+    client: Client, body: dict[str, Any], says: str
+) -> None:
+    status, text = client.post("/v1/keep", json.dumps(body).encode())
+    assert status == 400
+    assert says in text and text.count("\n") == 1
+    assert client.ring.calls == 0
+
+
+def test_windows_per_hour_then_429_counted_and_repeats_still_answered(creds: Path) -> None:
+    for c in _start(_cfg(windows_per_hour=2), FakeRing()):
+        for fp in ("a", "b"):
+            assert c.post("/v1/alertmanager", payload(alert(fingerprint=fp)))[0] == 200
+        status, text = c.post("/v1/alertmanager", payload(alert(fingerprint="c")))
+        assert status == 429
+        assert text == ("rate limit: 2 keeps in the last hour (listener.windows_per_hour); "
+                        "0 keep(s) of this request filed before it\n")  # fmt: skip
+        assert c.refused() == {"windows-per-hour": 1}
+        # Alertmanager repeating an alert already kept is no new window
+        assert c.post("/v1/alertmanager", payload(alert(fingerprint="a")))[0] == 200
+        assert len(c.ring.filed) == 2
+
+
+def test_bytes_per_day_counts_what_the_ring_pinned(creds: Path) -> None:
+    for c in _start(_cfg(megabytes_per_day=1), FakeRing(bytes_each=600_000)):
+        assert c.post("/v1/alertmanager", payload(alert(fingerprint="a")))[0] == 200
+        # 0.6 MB used: the next is filed and crosses the limit
+        assert c.post("/v1/alertmanager", payload(alert(fingerprint="b")))[0] == 200
+        status, text = c.post("/v1/alertmanager", payload(alert(fingerprint="c")))
+        assert status == 429
+        assert "hold 1200000 bytes, the limit is 1000000" in text
+        assert c.refused() == {"bytes-per-day": 1}
+
+
+def test_rate_limits_slide() -> None:
+    limits = RateLimits(windows_per_hour=1, bytes_per_day=10)
+    limits.record(0, 5)
+    assert limits.refusal(3599 * NS) == "windows-per-hour"
+    assert limits.refusal(3600 * NS) is None
+    limits.record(3600 * NS, 5)
+    assert limits.refusal(7200 * NS) == "bytes-per-day"
+    assert limits.refusal(86400 * NS) is None  # the first 5 bytes are a day old
+
+
+def test_a_keep_the_ring_refuses_is_409_with_its_line(creds: Path) -> None:
+    ring = FakeRing()
+    ring.refuse = "pinned bytes would be 3.1 GB, over the cap of 3.0 GB (30 % of the budget)"
+    for c in _start(_cfg(), ring):
+        status, text = c.post("/v1/alertmanager", payload())
+        assert (status, text) == (409, ring.refuse + "\n")
+        assert c.refused() == {"ring": 1}
+
+
+def test_no_token_no_listener(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                              caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    assert not KeepListener(_cfg(), FakeRing(), ListenerStats()).start()
+    assert "no $CREDENTIALS_DIRECTORY" in caplog.text
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    assert not KeepListener(_cfg(), FakeRing(), ListenerStats()).start()
+    assert "cannot read its token" in caplog.text
+    (tmp_path / "listener-token").write_text("\n")
+    assert not KeepListener(_cfg(), FakeRing(), ListenerStats()).start()
+    assert "must be 1 to 4096 printable" in caplog.text
+
+
+def test_a_unix_socket(creds: Path, tmp_path: Path) -> None:
+    path = tmp_path / "keep.sock"
+    path.touch()  # not a socket: left alone, the bind fails and says so
+    assert not KeepListener(_cfg(listen=str(path)), FakeRing(), ListenerStats()).start()
+    path.unlink()
+    ring = FakeRing()
+    listener = KeepListener(_cfg(listen=str(path)), ring, ListenerStats())
+    assert listener.start()
+    try:
+        assert path.stat().st_mode & 0o777 == 0o660
+        body = payload()
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(5)
+            s.connect(str(path))
+            s.sendall(f"POST /v1/alertmanager HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+                      f"Content-Length: {len(body)}\r\n\r\n".encode() + body)  # fmt: skip
+            assert s.recv(100).startswith(b"HTTP/1.0 200")
+        assert len(ring.filed) == 1
+    finally:
+        listener.close()
+    assert not path.exists()
+
+
+def test_the_desk_remembers_ids_within_bounds() -> None:
+    ring = FakeRing()
+    desk = KeepDesk(_cfg(windows_per_hour=100000), ring, ListenerStats(), clock=lambda: 10**18)
+    (first,) = desk.alertmanager(payload())
+    (again,) = desk.alertmanager(payload())
+    assert not first.repeated and again.repeated
+    assert ring.calls == 1  # answered from memory
