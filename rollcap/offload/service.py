@@ -35,6 +35,9 @@ from rollcap.config.schema import RollcapConfig
 from rollcap.dirtypages import read_dirty_level
 from rollcap.errors import RollcapError
 from rollcap.journal import fields, setup_logging
+from rollcap.keep.listener import KeepListener, ListenerStats
+from rollcap.keep.request import Submit
+from rollcap.keep.store import submitter_for
 from rollcap.metrics import nodeexporter
 from rollcap.metrics.exporter import offload_exporter
 from rollcap.notify import Notifier
@@ -65,7 +68,9 @@ YIELD_EVERY = 1.0  # how often the back-off looks at capture and the page cache
 
 
 class OffloadService:
-    def __init__(self, cfg: RollcapConfig, storage: Storage, notifier: Notifier) -> None:
+    def __init__(
+        self, cfg: RollcapConfig, storage: Storage, notifier: Notifier, submit: Submit | None = None
+    ) -> None:
         self.cfg = cfg
         oc = cfg.offload
         self.spool = Spool.at(cfg.spool.directory)
@@ -92,6 +97,12 @@ class OffloadService:
         # no WATCHDOG_USEC: nobody listens, do not wake up for it
         self.watchdog_every = int(wd) / 2e6 if wd.isdigit() and int(wd) else 3600.0
         self.checked = False  # the destination was checked once (see run())
+        # keeps over HTTP (alerts, scripts): a thread of this daemon, its own sockets
+        self.listener: KeepListener | None = None
+        if cfg.listener.enabled:
+            stats = ListenerStats()
+            self.report.metrics.add(stats)
+            self.listener = KeepListener(cfg.listener, submit or submitter_for(cfg), stats)
 
     # -- start -------------------------------------------------------------
 
@@ -133,6 +144,8 @@ class OffloadService:
     def run(self) -> int:
         self.prepare()
         self.report.metrics.start()  # before READY=1: the unit's ExecStartPost= links it
+        if self.listener is not None:
+            self.listener.start()  # keeps are pins in the spool: no need to wait for the check
         self.rescan()
         next_rescan = time.monotonic() + self.cfg.offload.rescan_seconds
         # Compress the first files while the storage opens and is checked;
@@ -203,6 +216,8 @@ class OffloadService:
             log.info("received %s, stopping", signal.Signals(self.stop_signal).name)
         self.report.state = "stopping"
         self.notifier.stopping()
+        if self.listener is not None:
+            self.listener.close()
         self.watcher.stop()
         closed = threading.Event()
 
