@@ -1,0 +1,240 @@
+"""Alert-driven keeps end to end: a real Alertmanager (Debian's
+prometheus-alertmanager, on free loopback ports) runs docs/capture.md's receiver
+against the listener inside a real `rollcap offload`, which files the keep as a
+durable pin in the spool. Alertmanager's repeats (and repeats reaching a
+restarted offload) file no second keep.
+
+Also: the receiver snippet passes `amtool check-config` as it is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from rollcap.keep import pins
+from rollcap.keep.request import KeepRequest
+from tests.integration.test_offload import Offload, write_config
+from tests.support.seaweedfs import free_port_block
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
+AMTOOL = "/usr/bin/amtool"
+TOKEN = "listener-test-token-0123456789abcdef"
+LOOKBACK, MAX_WINDOW = 600, 1800
+
+
+def receiver_snippet() -> str:
+    """The YAML block under docs/capture.md's "### Alertmanager receiver"."""
+    text = (REPO / "docs" / "capture.md").read_text()
+    section = text.split("### Alertmanager receiver", 1)[1]
+    m = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert m, "docs/capture.md: no yaml block under '### Alertmanager receiver'"
+    return m[1]
+
+
+def need(path: str) -> None:
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"{path} is missing: apt-get install prometheus-alertmanager "
+                    "(.ci/packages-test.txt)")  # fmt: skip
+
+
+def test_the_documented_receiver_passes_amtool_check_config(tmp_path: Path) -> None:
+    need(AMTOOL)
+    cfg = tmp_path / "alertmanager.yml"
+    cfg.write_text(receiver_snippet())
+    out = subprocess.run([AMTOOL, "check-config", str(cfg)], capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SUCCESS" in out.stdout and "1 receivers" in out.stdout
+
+
+def wait_for(what: str, pred: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def http(url: str, body: bytes | None = None, headers: dict[str, str] | None = None,
+         method: str = "POST") -> tuple[int, str]:  # fmt: skip
+    req = urllib.request.Request(url, data=body, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError as e:
+        return 0, str(e)
+
+
+class Alertmanager:
+    def __init__(self, workdir: Path, config: str, port: int) -> None:
+        self.port = port
+        workdir.mkdir()
+        (workdir / "alertmanager.yml").write_text(config)
+        self.log = workdir / "alertmanager.log"
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [ALERTMANAGER, f"--config.file={workdir / 'alertmanager.yml'}",
+                 f"--storage.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+                 "--cluster.listen-address="],
+                stdout=log, stderr=log, start_new_session=True,
+            )  # fmt: skip
+        wait_for("alertmanager ready", lambda: self.get("/-/ready")[0] == 200 or self._dead())
+
+    def _dead(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"alertmanager exited:\n{self.log.read_text()}")
+        return False
+
+    def get(self, path: str) -> tuple[int, str]:
+        return http(f"http://127.0.0.1:{self.port}{path}", method="GET")
+
+    def fire(self, labels: dict[str, str]) -> None:
+        body = json.dumps([{"labels": labels, "annotations": {"summary": "test"}}]).encode()
+        status, text = http(f"http://127.0.0.1:{self.port}/api/v2/alerts", body,
+                            {"Content-Type": "application/json"})  # fmt: skip
+        assert status == 200, text
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+
+@pytest.fixture
+def alertmanagers() -> Iterator[list[Alertmanager]]:
+    started: list[Alertmanager] = []
+    yield started
+    for am in started:
+        am.stop()
+
+
+@pytest.fixture
+def offloads() -> Iterator[list[Offload]]:
+    started: list[Offload] = []
+    yield started
+    for p in started:
+        if p.proc is not None and p.proc.poll() is None:
+            p.stop()
+
+
+def keeps_metric(metrics_port: int, result: str) -> float:
+    status, text = http(f"http://127.0.0.1:{metrics_port}/metrics", method="GET")
+    if status != 200:
+        return 0.0
+    m = re.search(
+        rf'^rollcap_listener_keeps_total\{{result="{result}",source="alertmanager"\}} (\S+)$',
+        text, re.M,
+    )  # fmt: skip
+    return float(m[1]) if m else 0.0
+
+
+def pin_files(spool: Path) -> list[Path]:
+    return sorted(pins.pins_dir(spool).glob("*" + pins.SUFFIX))
+
+
+def test_an_alert_files_one_keep_through_the_offload_and_repeats_file_none(
+    tmp_path: Path, alertmanagers: list[Alertmanager], offloads: list[Offload]
+) -> None:
+    need(ALERTMANAGER)
+    listen_port, metrics_port, am_port = free_port_block(3)
+    spool = tmp_path / "spool"
+    for d in ("work", "ready", "quarantine", "tmp", "state"):
+        (spool / d).mkdir(parents=True)
+    # made by systemd-tmpfiles or capture's start in production (rollcap.keep.store)
+    pins.pins_dir(spool).mkdir(mode=pins.DIR_MODE)
+    creds = tmp_path / "credentials"
+    creds.mkdir(mode=0o700)
+    token = creds / "listener-token"
+    token.write_text(TOKEN + "\n")
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    config = write_config(tmp_path / "rollcap.toml", spool, f"file://{archive}")
+    metrics = f'textfile_directory = ""\noffload_listen = "127.0.0.1:{metrics_port}"'
+    listener = (
+        f'[listener]\nenabled = true\nlisten = "127.0.0.1:{listen_port}"\n'
+        f"lookback_seconds = {LOOKBACK}\nmax_window_seconds = {MAX_WINDOW}\n"
+    )
+    config.write_text(config.read_text().replace('textfile_directory = ""', metrics) + listener)
+
+    def start_offload() -> Offload:
+        off = Offload(config, {"CREDENTIALS_DIRECTORY": str(creds)}).start()
+        offloads.append(off)
+        off.wait_for("the listener", lambda: "keep listener on" in off.text())
+        return off
+
+    offload = start_offload()
+    # docs/capture.md's receiver, pointed at this listener; Alertmanager repeats
+    # the notification every 2 s (each one the same keep)
+    am_config = (
+        receiver_snippet()
+        .replace("127.0.0.1:9819", f"127.0.0.1:{listen_port}")
+        .replace("/etc/prometheus/rollcap-listener-token", str(token))
+        .replace("group_wait: 10s", "group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 2s")
+    )
+    am = Alertmanager(tmp_path / "am", am_config, am_port)
+    alertmanagers.append(am)
+
+    fired = time.monotonic()
+    am.fire({"alertname": "RollcapListenerTest", "instance": "db1:9100", "job": "node"})
+    wait_for("the pin", lambda: bool(pin_files(spool)), timeout=30)
+    latency = time.monotonic() - fired
+    (pin,) = pin_files(spool)
+    req = KeepRequest.model_validate_json(pin.read_bytes())
+    assert req.source == "alertmanager"
+    assert req.reason == "alert RollcapListenerTest instance=db1:9100 job=node"
+    assert req.until_ns - req.since_ns == (LOOKBACK + MAX_WINDOW) * 10**9
+    assert abs(req.since_ns + LOOKBACK * 10**9 - time.time_ns()) < 60 * 10**9  # startsAt: now
+    assert f"keep {req.id} filed from alertmanager" in offload.text()
+
+    # Alertmanager's repeats reach the listener and file nothing new
+    wait_for("a repeated notification", lambda: keeps_metric(metrics_port, "repeated") >= 1)
+    assert keeps_metric(metrics_port, "filed") == 1
+    assert pin_files(spool) == [pin]
+
+    # ... nor after a restart: the offload forgot, the pin did not
+    assert offload.stop() == 0
+    offload = start_offload()
+    wait_for("a repeat at the new offload",
+             lambda: keeps_metric(metrics_port, "repeated") >= 1)  # fmt: skip
+    assert keeps_metric(metrics_port, "filed") == 0
+    assert pin_files(spool) == [pin]
+    assert pin.read_bytes() == KeepRequest.model_validate_json(pin.read_bytes()).model_dump_json(
+    ).encode() + b"\n"  # fmt: skip
+
+    # the listener's own answer (= the pin is durable), timed from outside
+    rtts = []
+    url = f"http://127.0.0.1:{listen_port}/v1/alertmanager"
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    for i in range(20):
+        body = json.dumps({
+            "version": "4", "groupKey": "{}:{bench}", "status": "firing", "receiver": "r",
+            "alerts": [{"status": "firing", "labels": {"alertname": "Bench"},
+                        "startsAt": "2026-12-07T22:00:00Z", "fingerprint": f"{i:016x}"}],
+        }).encode()  # fmt: skip
+        t0 = time.monotonic()
+        status, text = http(url, body, auth)
+        rtts.append(time.monotonic() - t0)
+        assert status == 200, text
+    assert len(pin_files(spool)) == 21
+    print(
+        f"\nalert posted to Alertmanager -> durable pin: {latency * 1000:.0f} ms "
+        f"(group_wait 0s); webhook -> 200 (pin fsynced), 20 requests: median "
+        f"{statistics.median(rtts) * 1000:.1f} ms, max {max(rtts) * 1000:.1f} ms; "
+        f"load {os.getloadavg()[0]:.2f}"
+    )
