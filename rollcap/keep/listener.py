@@ -64,6 +64,7 @@ log = logging.getLogger("rollcap.keep.listener")
 MAX_BODY = 1 << 20  # a notification of 1000 alerts with annotations fits
 READ_TIMEOUT = 2.0  # seconds a client may take to send its request
 MAX_CONNECTIONS = 16
+SUBMIT_WAIT = 1.0  # seconds a request waits for the keep being filed before it
 MAX_TOKEN = 4096
 REMEMBERED = 4096  # ids answered from memory (Alertmanager's retries and repeats)
 HOUR_NS = 3600 * NS
@@ -234,9 +235,14 @@ class KeepDesk:
     def file(self, requests: list[KeepRequest]) -> list[KeepOutcome]:
         """Submit each (one at a time); an Answer for the first refused."""
         out: list[KeepOutcome] = []
-        with self._lock:
+        # a submit stuck on the disk must not queue every answer behind it
+        if not self._lock.acquire(timeout=SUBMIT_WAIT):
+            raise Answer(503, "busy: another keep is still being filed; retry", "busy")
+        try:
             for req in requests:
                 out.append(self._file_one(req, len(out)))
+        finally:
+            self._lock.release()
         return out
 
     def _file_one(self, req: KeepRequest, filed: int) -> KeepOutcome:

@@ -217,10 +217,21 @@ def test_an_alert_files_one_keep_through_the_offload_and_repeats_file_none(
     assert pin.read_bytes() == KeepRequest.model_validate_json(pin.read_bytes()).model_dump_json(
     ).encode() + b"\n"  # fmt: skip
 
-    # the listener's own answer (= the pin is durable), timed from outside
-    rtts = []
     url = f"http://127.0.0.1:{listen_port}/v1/alertmanager"
     auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    # hostile or wrong requests: one line each, nothing filed, the daemon goes on
+    for body, headers, code in (
+        (b'{"version": "4", "alerts": [' * 5000, auth, 400),
+        (b"\xff" * 1000, auth, 400),
+        (b"{}", {"Authorization": "Bearer nope"}, 401),
+    ):
+        status, text = http(url, body, headers)
+        assert status == code and text.count("\n") == 1, (status, text)
+    assert offload.proc is not None and offload.proc.poll() is None
+    assert pin_files(spool) == [pin]
+
+    # the listener's own answer (= the pin is durable), timed from outside
+    rtts = []
     for i in range(20):
         body = json.dumps({
             "version": "4", "groupKey": "{}:{bench}", "status": "firing", "receiver": "r",

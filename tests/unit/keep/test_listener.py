@@ -7,6 +7,7 @@ import http.client
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -294,3 +295,29 @@ def test_the_desk_remembers_ids_within_bounds() -> None:
     (again,) = desk.alertmanager(payload())
     assert not first.repeated and again.repeated
     assert ring.calls == 1  # answered from memory
+
+
+def test_a_stuck_submit_makes_others_wait_a_second_at_most(creds: Path) -> None:
+    release = threading.Event()
+
+    class StuckRing(FakeRing):
+        def __call__(self, req: KeepRequest) -> KeepOutcome:
+            if req.origin == "stuck":
+                release.wait(30)
+            return super().__call__(req)
+
+    for c in _start(_cfg(), StuckRing()):
+        first = threading.Thread(
+            target=c.post, args=("/v1/alertmanager", payload(alert(fingerprint="stuck")))
+        )
+        first.start()
+        deadline = time.monotonic() + 10
+        while not c.listener.desk._lock.locked():  # the stuck keep holds the desk
+            assert time.monotonic() < deadline
+            release.wait(0.01)
+        status, text = c.post("/v1/alertmanager", payload(alert(fingerprint="other")))
+        assert (status, text) == (503, "busy: another keep is still being filed; retry\n")
+        assert c.refused() == {"busy": 1}
+        release.set()
+        first.join(10)
+        assert [r.origin for r in c.ring.filed.values()] == ["stuck"]
