@@ -12,7 +12,7 @@ Every answer is one line: 200 with a JSON summary of the keeps, else a status
 and what was wrong (400 bad payload, 401 token, 404/405, 409 refused by the
 ring, 411/413 body, 429 rate limit, 503 busy or the keep could not be stored).
 Answers come within a second: the submit is a durable local write, bodies are
-bounded (MAX_BODY), slow clients time out (READ_TIMEOUT) and at most
+bounded (MAX_BODY), slow clients are cut off (READ_TIMEOUT, REQUEST_DEADLINE) and at most
 MAX_CONNECTIONS are served at once. Submits run one at a time, so the rate
 limits (RateLimits) see every keep in order.
 
@@ -62,7 +62,8 @@ from rollcap.timestamps import NS
 log = logging.getLogger("rollcap.keep.listener")
 
 MAX_BODY = 1 << 20  # a notification of 1000 alerts with annotations fits
-READ_TIMEOUT = 2.0  # seconds a client may take to send its request
+READ_TIMEOUT = 2.0  # seconds a client may fall silent while sending its request
+REQUEST_DEADLINE = 5.0  # ... and take for all of it (a trickle resets READ_TIMEOUT)
 MAX_CONNECTIONS = 16
 SUBMIT_WAIT = 1.0  # seconds a request waits for the keep being filed before it
 MAX_TOKEN = 4096
@@ -320,6 +321,20 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = READ_TIMEOUT
     server_version = "rollcap-keep"
     sys_version = ""
+
+    def setup(self) -> None:
+        super().setup()
+        self._deadline = threading.Timer(REQUEST_DEADLINE, self._cut)
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    def finish(self) -> None:
+        self._deadline.cancel()
+        super().finish()
+
+    def _cut(self) -> None:
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def do_POST(self) -> None:
         desk = self.server.desk

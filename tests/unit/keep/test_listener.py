@@ -321,3 +321,31 @@ def test_a_stuck_submit_makes_others_wait_a_second_at_most(creds: Path) -> None:
         release.set()
         first.join(10)
         assert [r.origin for r in c.ring.filed.values()] == ["stuck"]
+
+
+def test_a_client_trickling_its_request_is_cut_off_at_the_deadline(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rollcap.keep import listener as module
+
+    monkeypatch.setattr(module, "REQUEST_DEADLINE", 0.5)
+    host, port = client.listener.address.rsplit(":", 1)
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(b"POST /v1/keep HTTP/1.1\r\n")
+        cut = False
+        for _ in range(100):  # a header byte every 0.1 s: READ_TIMEOUT never fires
+            try:
+                s.sendall(b"X")
+            except OSError:
+                cut = True
+                break
+            s.settimeout(0.1)
+            try:
+                if s.recv(100) == b"":
+                    cut = True
+                    break
+            except TimeoutError:
+                pass
+    assert cut and time.monotonic() - started < 5
+    assert client.ring.calls == 0
