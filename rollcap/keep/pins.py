@@ -165,8 +165,9 @@ def open_pins(spool_root: Path) -> Dir | None:
 @dataclass(frozen=True)
 class HeldFile:
     """A finished file in ready/ and the time it spans: from its start (the
-    name's whole second) to the next file's start on the same interface; the
-    newest one's span is open (None), the live file continues it."""
+    name's whole second, cut down) to the second after the next file's start
+    on the same interface (that file opened within it); the newest one's span
+    is open (None), the live file continues it."""
 
     name: str
     seq: int
@@ -196,7 +197,7 @@ def held_files(ready: Dir) -> list[HeldFile]:
     for n, name, size in reversed(named):
         start = int(n.start.timestamp()) * 1_000_000_000
         out.append(HeldFile(name, n.seq, n.iface, start, nxt.get((n.host, n.iface)), size))
-        nxt[(n.host, n.iface)] = start
+        nxt[(n.host, n.iface)] = start + 1_000_000_000
     out.reverse()
     return out
 
