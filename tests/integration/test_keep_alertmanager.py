@@ -14,18 +14,23 @@ import os
 import re
 import statistics
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
 from rollcap.keep import pins
 from rollcap.keep.request import KeepRequest
-from tests.integration.test_offload import Offload, write_config
-from tests.support.seaweedfs import free_port_block
+from rollcap.pcapfile import GLOBAL_HEADER_LEN
+from tests.integration.capture_daemon import CaptureDaemon
+from tests.integration.test_offload import Offload, decompress, keys_in, new_bucket, write_config
+from tests.support.net import Veth
+from tests.support.seaweedfs import SeaweedFS, free_port_block
 
 pytestmark = pytest.mark.integration
 
@@ -249,3 +254,112 @@ def test_an_alert_files_one_keep_through_the_offload_and_repeats_file_none(
         f"{statistics.median(rtts) * 1000:.1f} ms, max {max(rtts) * 1000:.1f} ms; "
         f"load {os.getloadavg()[0]:.2f}"
     )
+
+
+def test_an_alert_ships_its_window_from_the_ring_to_seaweedfs(
+    veth: Veth, all_pcap: Path, base: Path, seaweedfs: SeaweedFS,
+    alertmanagers: list[Alertmanager], offloads: list[Offload],
+) -> None:  # fmt: skip
+    """The whole path as deployed: capture on a veth (offload.mode = on-demand),
+    the offload with its listener, a real Alertmanager. The alert's window reaches
+    the bucket with the keep's id; Alertmanager's repeats after it shipped add nothing."""
+    need(ALERTMANAGER)
+    listen_port, metrics_port, am_port = free_port_block(3)
+    bucket = new_bucket(seaweedfs)
+    creds = base / "credentials"
+    creds.mkdir(mode=0o700)
+    token = creds / "listener-token"
+    token.write_text(TOKEN)
+    cap = CaptureDaemon(
+        base / "host", veth.b, rotate_megabytes=1, hostname="alerted",
+        spool={"max_megabytes": 10, "min_free_percent": 0},
+        offload={"destination": f"s3://{bucket}/caps", "endpoint_url": seaweedfs.endpoint,
+                 "region": "us-east-1", "mode": "on-demand"},
+        metrics={"textfile_directory": "", "offload_listen": f"127.0.0.1:{metrics_port}"},
+    )  # fmt: skip
+    cap.config.write_text(
+        cap.config.read_text() + f'[listener]\nenabled = true\nlisten = "127.0.0.1:{listen_port}"'
+        "\nlookback_seconds = 30\nmax_window_seconds = 3\n"
+    )
+    try:
+        cap.start()
+        cap.wait_capturing()
+        off = Offload(cap.config, {**seaweedfs.env(), "CREDENTIALS_DIRECTORY": str(creds)})
+        offloads.append(off.start())
+        off.wait_for("the listener", lambda: "keep listener on" in off.text())
+        am_config = (
+            receiver_snippet()
+            .replace("127.0.0.1:9819", f"127.0.0.1:{listen_port}")
+            .replace("/etc/prometheus/rollcap-listener-token", str(token))
+            .replace("group_wait: 10s",
+                     "group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 2s")
+        )  # fmt: skip
+        am = Alertmanager(base / "am", am_config, am_port)
+        alertmanagers.append(am)
+
+        # the incident's traffic: stamped by the kernel as it arrives, before the
+        # alert's startsAt; the file holding it is cut once the window has ended
+        veth.replay(all_pcap, loop=1, pps=10000)
+        fired = time.monotonic()
+        am.fire({"alertname": "IncidentTest", "instance": "alerted"})
+        wait_for("the pin", lambda: bool(pin_files(cap.spool)), timeout=30)
+        pin_latency = time.monotonic() - fired
+        (pin,) = pin_files(cap.spool)
+        req = KeepRequest.model_validate_json(pin.read_bytes())
+        window_end = req.until_ns / 1e9
+        cap.wait_for("the window's file cut",
+                     lambda _s: f"keep {req.id}: its window ended" in cap.log_text(),
+                     timeout=60)  # fmt: skip
+        # a pin is released once a file starting after its window is in ready/ (the
+        # ring's rule): more traffic, cut by hand (a quiet link waits rotate_seconds)
+        veth.replay(all_pcap, loop=1, pps=10000)
+        rotate = subprocess.run([sys.executable, "-m", "rollcap", "rotate", "--config",
+                                 str(cap.config)], cwd=REPO, capture_output=True, text=True,
+                                timeout=60)  # fmt: skip
+        assert rotate.returncode == 0, rotate.stderr
+        off.wait_for("the keep shipped", lambda: not pin.exists(), timeout=120)
+        shipped_after_end = time.time() - window_end
+        assert f"keep {req.id} released" in off.text()
+
+        # Alertmanager repeats the notification after the window shipped: no new keep
+        before = keeps_metric(metrics_port, "repeated")
+        wait_for("a repeat after the release",
+                 lambda: keeps_metric(metrics_port, "repeated") > before)  # fmt: skip
+        assert keeps_metric(metrics_port, "filed") == 1
+        assert pin_files(cap.spool) == []
+    finally:
+        cap.kill()
+        for am_ in alertmanagers:
+            am_.stop()
+        for o in offloads:
+            if o.proc is not None and o.proc.poll() is None:
+                o.stop()
+
+    c = seaweedfs.client()
+    keys = keys_in(seaweedfs, bucket)
+    assert keys
+    packets = 0
+    for key in keys:
+        obj = c.get_object(Bucket=bucket, Key=key)
+        assert obj["Metadata"]["rollcap-keep-id"] == req.id
+        assert unquote(obj["Metadata"]["rollcap-keep-reason"]) == req.reason
+        packets += count_in(decompress(obj["Body"].read(), key), req.since_ns, req.until_ns)
+    assert packets == PACKETS
+    print(
+        f"\nalert -> durable pin {pin_latency * 1000:.0f} ms; window end -> pin released "
+        f"(in the bucket, verified) {shipped_after_end:.1f} s; load {os.getloadavg()[0]:.2f}"
+    )
+
+
+PACKETS = 5374  # in all_pcap
+
+
+def count_in(data: bytes, since_ns: int, until_ns: int) -> int:
+    """Records of a classic little-endian µs pcap with since <= ts < until."""
+    n, off = 0, GLOBAL_HEADER_LEN
+    while off + 16 <= len(data):
+        sec, usec, incl = (int.from_bytes(data[off + i : off + i + 4], "little") for i in (0, 4, 8))
+        if since_ns <= sec * 10**9 + usec * 1000 < until_ns:
+            n += 1
+        off += 16 + incl
+    return n
