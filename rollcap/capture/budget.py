@@ -329,7 +329,7 @@ class BudgetKeeper:
         now = time.time_ns()
         self.ring = ring_state(
             pins.held_files(self.dirs.ready) if d.drop_bytes else files, held,
-            len(self.guard.current), u.max_bytes, now,
+            len(self.guard.current), u.max_bytes, now, self.on_demand,
         )  # fmt: skip
         if not u.over_budget:
             self._unfixable_logged = False

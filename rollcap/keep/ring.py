@@ -33,8 +33,9 @@ class RingState:
     keeps: int
     pinned_files: int
     pinned_bytes: int
+    on_demand: bool = False  # offload.mode: drops are the ring turning, not a loss
 
-    def as_dict(self) -> dict[str, float | int | None]:
+    def as_dict(self) -> dict[str, float | int | bool | None]:
         return {
             "lookback_seconds": _round(self.lookback_seconds),
             "projected_seconds": _round(self.projected_seconds),
@@ -42,6 +43,7 @@ class RingState:
             "keeps": self.keeps,
             "pinned_files": self.pinned_files,
             "pinned_bytes": self.pinned_bytes,
+            "on_demand": self.on_demand,
         }
 
 
@@ -50,12 +52,12 @@ def _round(v: float | None) -> float | None:
 
 
 def ring_state(files: Sequence[pins.HeldFile], held: dict[str, KeepRequest], keeps: int,
-               max_bytes: int, now_ns: int) -> RingState:  # fmt: skip
+               max_bytes: int, now_ns: int, on_demand: bool = False) -> RingState:  # fmt: skip
     rate = ring_rate(files)
     pinned = sum(f.size for f in files if f.name in held)
     lookback = (now_ns - files[0].start_ns) / 1e9 if files else None
     projected = max(0, max_bytes - pinned) / rate if rate > 0 else None
-    return RingState(lookback, projected, rate, keeps, len(held), pinned)
+    return RingState(lookback, projected, rate, keeps, len(held), pinned, on_demand)
 
 
 def duration(seconds: float) -> str:

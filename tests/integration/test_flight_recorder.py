@@ -112,6 +112,13 @@ def test_on_demand_ships_exactly_the_kept_window_while_the_ring_turns(
         pinned = _held(cap.spool)
         assert pinned, "the keep holds no file"
         sizes = {n: (cap.spool / "ready" / n).stat().st_size for n in pinned}
+        # the ring as `list --local` shows it: the window's files, kept by this keep
+        r = _rollcap(cap.config, "list", "--local", "--since", f"@{t_since:.6f}", "--until",
+                     f"@{t_until:.6f}", "--json")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        listed = json.loads(r.stdout)
+        assert {f["name"] for f in listed} == pinned
+        assert {f["keep_id"] for f in listed} == {keep_id}
         assert sum(sizes.values()) <= 3_000_000  # keep.pinned_percent = 30 of 10 MB
 
         # the ring turns over three times with the keep pinned, and no offload
