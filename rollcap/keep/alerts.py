@@ -84,6 +84,10 @@ def _text(obj: dict[str, Any], key: str, what: str) -> str:
     v = obj.get(key)
     if not isinstance(v, str) or not v or len(v) > MAX_FIELD:
         raise PayloadError(f"{what}.{key}: must be a non-empty string of at most {MAX_FIELD}")
+    try:
+        v.encode()  # JSON's \udc00 escapes make strings no UTF-8 can hold (nor the id's hash)
+    except UnicodeEncodeError:
+        raise PayloadError(f"{what}.{key}: not valid Unicode (a lone surrogate)") from None
     return v
 
 

@@ -4,6 +4,7 @@ payloads that are not what they claim to be."""
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import pytest
@@ -106,6 +107,8 @@ def test_lookback_before_1970_starts_at_0() -> None:
         (payload(version="3"), "version: '3'"),
         (payload(version=4), "version: '4'"),
         (payload(groupKey=None), "groupKey"),
+        (payload(groupKey="\udc00"), "payload.groupKey: not valid Unicode"),
+        (payload(alert(fingerprint="\ud800")), "alerts[0].fingerprint: not valid Unicode"),
         (payload(alerts=[]), "alerts: must be a list"),
         (payload(alerts="x"), "alerts: must be a list"),
         (payload(alerts=[alert()] * 1001), "alerts: must be a list"),
@@ -134,3 +137,37 @@ def test_rfc3339_offsets_and_fractions() -> None:
         "2026-12-07T22:00:00Z", "t"
     )
     assert START_NS % NS == 123456789
+
+
+def _mutations(doc: Any, rng: random.Random) -> Any:
+    """doc with one value somewhere replaced by something of another type or shape."""
+    odd = [None, 0, -1, 2**70, 1.5, True, "", "x" * 5000, [], {}, [None], {"a": None},
+           "0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999999Z", "\u0000\ud7ff",
+           "\udc00"]  # fmt: skip
+    if isinstance(doc, dict) and doc:
+        key = rng.choice(sorted(doc))
+        out = dict(doc)
+        out[key] = rng.choice(odd) if rng.random() < 0.5 else _mutations(doc[key], rng)
+        return out
+    if isinstance(doc, list) and doc:
+        i = rng.randrange(len(doc))
+        return [*doc[:i], _mutations(doc[i], rng), *doc[i + 1 :]]
+    return rng.choice(odd)
+
+
+def test_no_payload_makes_anything_but_a_payload_error_or_valid_keeps() -> None:
+    rng = random.Random(27)
+    base = json.loads(payload(alert(), alert(fingerprint="b", status="resolved",
+                                             endsAt="2026-12-07T22:05:00Z")))  # fmt: skip
+    kept = refused = 0
+    for _ in range(3000):
+        body = json.dumps(_mutations(base, rng)).encode()
+        try:
+            reqs = keep_requests(body, RULES, now_ns=NOW)
+        except PayloadError as e:
+            assert "\n" not in str(e) and len(str(e)) < 300
+            refused += 1
+        else:
+            assert all(r.until_ns > r.since_ns >= 0 for r in reqs)
+            kept += 1
+    assert kept and refused  # both kinds were met
