@@ -219,6 +219,8 @@ class KeepDesk:
             )  # fmt: skip
         except TimeExprError as e:
             raise Answer(400, str(e).replace("--", ""), "bad-request") from None
+        except (ValueError, OverflowError):  # timeexpr's datetime arithmetic past year 1..9999
+            raise Answer(400, "a time out of range (years 1970 to 9999)", "bad-request") from None
         longest = (self.cfg.lookback_seconds + self.cfg.max_window_seconds) * NS
         if until - since > longest:
             raise Answer(400, f"the window is {(until - since) / NS:.0f} s long, at most "
@@ -230,8 +232,12 @@ class KeepDesk:
                 id=kid, reason=reason, since_ns=since, until_ns=until, created_ns=now_ns,
                 source="http",
             )  # fmt: skip
-        except ValidationError:
-            raise Answer(400, f"id: must match {ID_PATTERN}", "bad-request") from None
+        except ValidationError as e:
+            first = e.errors()[0] if e.errors() else {"loc": ("request",), "msg": str(e)}
+            where = ".".join(str(p) for p in first["loc"]) or "request"
+            if where == "id":
+                raise Answer(400, f"id: must match {ID_PATTERN}", "bad-request") from None
+            raise Answer(400, f"{where}: {first['msg']}", "bad-request") from None
 
     def file(self, requests: list[KeepRequest]) -> list[KeepOutcome]:
         """Submit each (one at a time); an Answer for the first refused."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import random
 import socket
 import threading
 import time
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from rollcap.config.schema import ListenerConfig
-from rollcap.keep.listener import KeepDesk, KeepListener, ListenerStats, RateLimits
+from rollcap.keep.listener import Answer, KeepDesk, KeepListener, ListenerStats, RateLimits
 from rollcap.keep.request import KeepOutcome, KeepRefused, KeepRequest
 from rollcap.timestamps import NS
 from tests.unit.keep.test_alerts import alert, payload
@@ -197,6 +198,9 @@ def test_post_keep_takes_the_cli_window_grammar(client: Client) -> None:
         ({"since": "10m", "reason": "x", "id": "../etc"}, "id: must match"),
         ({"since": "10m", "reason": "x", "host": "y"}, "unknown field 'host'"),
         ({"since": 600, "reason": "x"}, "must be a string"),
+        ({"around": "0001-01-01", "reason": "x"}, "a time out of range"),
+        ({"since": "@99999999999999999999", "reason": "x"}, "a time out of range"),
+        ({"around": "@0", "before": "1m", "reason": "x"}, "since_ns: Input should be greater"),
     ],
 )
 def test_post_keep_refuses_what_the_cli_refuses(
@@ -349,3 +353,22 @@ def test_a_client_trickling_its_request_is_cut_off_at_the_deadline(
                 pass
     assert cut and time.monotonic() - started < 5
     assert client.ring.calls == 0
+
+
+def test_no_combination_of_time_fields_escapes_as_anything_but_an_answer() -> None:
+    desk = KeepDesk(_cfg(windows_per_hour=100000), FakeRing(), ListenerStats())
+    rng = random.Random(27)
+    values = ["now", "10m", "-5m", "+5m", "@0", "@99999999999999999999", "99999999999w",
+              "99999999999w ago", "9999-12-31T23:59:59Z", "0001-01-01", "12:00", "tomorrow",
+              "", "x", "1h30m", "5", "0m", "+99999999999w"]  # fmt: skip
+    answered = filed = 0
+    for _ in range(3000):
+        keys = rng.sample(["since", "until", "around", "before", "after"], rng.randint(0, 3))
+        doc = {k: rng.choice(values) for k in keys} | {"reason": "r"}
+        try:
+            desk.keep(json.dumps(doc).encode())
+            filed += 1
+        except Answer as a:
+            assert a.status == 400 and "\n" not in a.line
+            answered += 1
+    assert filed and answered
