@@ -719,8 +719,8 @@ class ListenerConfig(_Section):
         "127.0.0.1:9819",
         description='Where it listens: "host:port" (loopback by default; 0.0.0.0 or an '
         "interface address lets other hosts file keeps) or the absolute path of a unix "
-        "socket (mode 0660, group spool.group), in a directory rollcap-offload may write "
-        "(docs/capture.md).",
+        "socket (mode 0660: the offload's user and group, rollcap), in a directory "
+        "rollcap-offload may write (docs/capture.md).",
     )
     token_credential: str = Field(
         "listener-token",

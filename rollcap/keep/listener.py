@@ -460,7 +460,7 @@ def _bind(listen: str) -> BaseServer:
         except FileNotFoundError:
             pass
         server: BaseServer = _UnixServer(listen, _Handler)
-        os.chmod(listen, 0o660)  # the group (spool.group) may file keeps
+        os.chmod(listen, 0o660)  # the offload's group (rollcap) may file keeps too
         return server
     host, _, port = listen.rpartition(":")  # checked by the config (parse_listen)
     host = host.removeprefix("[").removesuffix("]")
