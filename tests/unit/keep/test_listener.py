@@ -3,6 +3,7 @@ ids remembered, rate limits and what each refusal counts."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import random
@@ -372,3 +373,26 @@ def test_no_combination_of_time_fields_escapes_as_anything_but_an_answer() -> No
             assert a.status == 400 and "\n" not in a.line
             answered += 1
     assert filed and answered
+
+
+def test_connections_beyond_the_limit_are_closed_unanswered(
+    creds: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rollcap.keep import listener as module
+
+    monkeypatch.setattr(module, "MAX_CONNECTIONS", 1)
+    for c in _start(_cfg(), FakeRing()):
+        host, port = c.listener.address.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as held:
+            held.sendall(b"POST /v1/keep HTTP/1.1\r\n")  # holds the one slot
+            with socket.create_connection((host, int(port)), timeout=10) as extra:
+                assert extra.recv(100) == b""
+            assert c.refused() == {"busy": 1}
+        # the slot comes back once the first is cut off
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError):  # closed unanswered while the slot is held
+                if c.post("/v1/alertmanager", payload())[0] == 200:
+                    break
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
