@@ -69,6 +69,7 @@ SUBMIT_WAIT = 1.0  # seconds a request waits for the keep being filed before it
 MAX_TOKEN = 4096
 REMEMBERED = 4096  # ids answered from memory (Alertmanager's retries and repeats)
 HOUR_NS = 3600 * NS
+FUTURE_SKEW_NS = 300 * NS  # how far ahead of this clock a window may start
 DAY_NS = 86400 * NS
 REFUSALS = ("unauthorized", "bad-request", "windows-per-hour", "bytes-per-day", "ring", "busy")
 KEEP_FIELDS = {"id", "since", "until", "around", "before", "after", "reason"}
@@ -260,6 +261,12 @@ class KeepDesk:
             self.stats.kept(source, True)
             return KeepOutcome(req.id, known.files, known.bytes, known.unheld, repeated=True)
         now_ns = self.clock()
+        if req.since_ns > now_ns + FUTURE_SKEW_NS:
+            # a pin whose window never comes would hold its place (and the ring's
+            # promise) for as long as that: a skewed clock or a forged time
+            raise Answer(400, f"the window starts {(req.since_ns - now_ns) // NS} s from now; "
+                         f"at most {FUTURE_SKEW_NS // NS} s ahead (clock skew)",
+                         "bad-request")  # fmt: skip
         why = self.limits.refusal(now_ns)
         if why is not None:
             log.warning(
@@ -471,9 +478,12 @@ def _bind(listen: str) -> BaseServer:
 class KeepListener:
     """The listener thread of rollcap-offload (start() once, close() at exit)."""
 
-    def __init__(self, cfg: ListenerConfig, submit: Submit, stats: ListenerStats) -> None:
+    def __init__(
+        self, cfg: ListenerConfig, submit: Submit, stats: ListenerStats,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:  # fmt: skip
         self.cfg = cfg
-        self.desk = KeepDesk(cfg, submit, stats)
+        self.desk = KeepDesk(cfg, submit, stats, clock)
         self._server: BaseServer | None = None
         self._thread: threading.Thread | None = None
 

@@ -242,11 +242,12 @@ def test_an_alert_files_one_keep_through_the_offload_and_repeats_file_none(
 
     # the listener's own answer (= the pin is durable), timed from outside
     rtts = []
+    bench_start = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for i in range(20):
         body = json.dumps({
             "version": "4", "groupKey": "{}:{bench}", "status": "firing", "receiver": "r",
             "alerts": [{"status": "firing", "labels": {"alertname": "Bench"},
-                        "startsAt": "2026-12-07T22:00:00Z", "fingerprint": f"{i:016x}"}],
+                        "startsAt": bench_start, "fingerprint": f"{i:016x}"}],
         }).encode()  # fmt: skip
         t0 = time.monotonic()
         status, text = http(url, body, auth)

@@ -20,7 +20,7 @@ from rollcap.config.schema import ListenerConfig
 from rollcap.keep.listener import Answer, KeepDesk, KeepListener, ListenerStats, RateLimits
 from rollcap.keep.request import KeepOutcome, KeepRefused, KeepRequest
 from rollcap.timestamps import NS
-from tests.unit.keep.test_alerts import alert, payload
+from tests.unit.keep.test_alerts import NOW, alert, payload
 
 TOKEN = "s3cret-token"
 
@@ -83,7 +83,7 @@ class Client:
 
 def _start(cfg: ListenerConfig, ring: FakeRing) -> Iterator[Client]:
     stats = ListenerStats()
-    listener = KeepListener(cfg, ring, stats)
+    listener = KeepListener(cfg, ring, stats, clock=lambda: NOW)  # the payloads' time
     assert listener.start()
     try:
         yield Client(listener, ring, stats)
@@ -276,7 +276,7 @@ def test_a_unix_socket(creds: Path, tmp_path: Path) -> None:
     assert not KeepListener(_cfg(listen=str(path)), FakeRing(), ListenerStats()).start()
     path.unlink()
     ring = FakeRing()
-    listener = KeepListener(_cfg(listen=str(path)), ring, ListenerStats())
+    listener = KeepListener(_cfg(listen=str(path)), ring, ListenerStats(), clock=lambda: NOW)
     assert listener.start()
     try:
         assert path.stat().st_mode & 0o777 == 0o660
@@ -295,7 +295,7 @@ def test_a_unix_socket(creds: Path, tmp_path: Path) -> None:
 
 def test_the_desk_remembers_ids_within_bounds() -> None:
     ring = FakeRing()
-    desk = KeepDesk(_cfg(windows_per_hour=100000), ring, ListenerStats(), clock=lambda: 10**18)
+    desk = KeepDesk(_cfg(windows_per_hour=100000), ring, ListenerStats(), clock=lambda: NOW)
     (first,) = desk.alertmanager(payload())
     (again,) = desk.alertmanager(payload())
     assert not first.repeated and again.repeated
@@ -396,3 +396,16 @@ def test_connections_beyond_the_limit_are_closed_unanswered(
                     break
             assert time.monotonic() < deadline
             time.sleep(0.05)
+
+
+def test_a_window_starting_in_the_future_is_refused() -> None:
+    ring = FakeRing()
+    now = 1_800_000_000 * NS
+    desk = KeepDesk(_cfg(), ring, ListenerStats(), clock=lambda: now)
+    future = alert(startsAt="2030-01-01T00:00:00Z")  # lookback 600 s: far after now
+    with pytest.raises(Answer) as e:
+        desk.alertmanager(payload(future))
+    assert e.value.status == 400 and "at most 300 s ahead (clock skew)" in e.value.line
+    soon = {"around": f"@{now // NS + 600}", "before": "10m", "after": "1m", "reason": "x"}
+    assert desk.keep(json.dumps(soon).encode())  # starts now: filed
+    assert ring.calls == 1
