@@ -13,7 +13,7 @@ a copy into place (root-owned, 0644, an O_EXCL temp file first).
 The copy holds only that daemon's own series, rebuilt from the parsed text: an
 exploited daemon could otherwise write series of other collectors (node_exporter
 keeps the first of two equal series, by file name) or of the other daemon, and
-silence their alerts. rollcap_capture_* and rollcap_spool_* are capture's,
+silence their alerts. rollcap_capture_*, rollcap_spool_* and rollcap_ring_* are capture's,
 rollcap_offload_* offload's; the shared families count only with daemon="<its
 name>". Anything else is dropped and said once per publish.
 
@@ -53,7 +53,7 @@ _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # A daemon writes a few hundred samples (per interface and area).
 MAX_SAMPLES = 10_000
 OWN_PREFIXES = {
-    "capture": ("rollcap_capture_", "rollcap_spool_"),
+    "capture": ("rollcap_capture_", "rollcap_spool_", "rollcap_ring_"),
     "offload": ("rollcap_offload_",),
 }
 # written by both daemons, told apart by their daemon label

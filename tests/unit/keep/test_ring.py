@@ -224,3 +224,13 @@ def test_the_file_capture_writes_now_proves_the_cut_when_none_followed(spool: Pa
     state.symlink_to(spool / "elsewhere.json")  # another user's link: never followed
     (spool / "elsewhere.json").write_text(json.dumps({"active_since": T0 + 61}))
     assert sh.done({}, (T0 + 100) * S) == []
+
+
+def test_the_ring_series_are_captures_own_in_the_published_copy() -> None:
+    from rollcap.metrics.publish import own_series
+
+    text = (b"# TYPE rollcap_ring_lookback_seconds gauge\nrollcap_ring_lookback_seconds 7980.0\n"
+            b"# TYPE rollcap_ring_keeps gauge\nrollcap_ring_keeps 1.0\n")  # fmt: skip
+    kept, dropped = own_series("capture", text)
+    assert dropped == 0 and b"rollcap_ring_lookback_seconds 7980.0" in kept
+    assert own_series("offload", text)[1] == 2  # not the offload's to write

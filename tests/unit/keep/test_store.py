@@ -172,3 +172,15 @@ def test_a_files_span_is_its_start_to_its_last_write(spool: Path) -> None:
     assert f.overlaps((T0 + 88) * S, (T0 + 200) * S)
     assert not f.overlaps((T0 + 89) * S, (T0 + 200) * S)
     assert not f.overlaps(0, (T0 + 30) * S)  # half-open windows
+
+
+def test_on_demand_needs_drop_oldest_and_the_cap_comes_from_the_config() -> None:
+    from rollcap.config.load import validate_data
+    from rollcap.errors import ConfigError
+    from rollcap.keep.store import cap_of
+
+    with pytest.raises(ConfigError, match=r'needs spool\.on_full = "drop-oldest"'):
+        validate_data({"offload": {"mode": "on-demand"}, "spool": {"on_full": "pause-capture"}})
+    cfg = validate_data({"offload": {"mode": "on-demand"}, "keep": {"pinned_percent": 25}})
+    cap, text = cap_of(cfg.spool.max_megabytes, cfg.keep.pinned_percent)
+    assert cap == 2_500_000_000 and "keep.pinned_percent = 25" in text
