@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 
-from rollcap.config.schema import ListenerConfig
+from rollcap.config.schema import ListenerConfig, RollcapConfig
 from rollcap.keep.listener import Answer, KeepDesk, KeepListener, ListenerStats, RateLimits
 from rollcap.keep.request import KeepOutcome, KeepRefused, KeepRequest
+from rollcap.metrics.exporter import offload_exporter
+from rollcap.metrics.publish import own_series
 from rollcap.timestamps import NS
 from tests.unit.keep.test_alerts import NOW, alert, payload
 
@@ -409,3 +412,17 @@ def test_a_window_starting_in_the_future_is_refused() -> None:
     soon = {"around": f"@{now // NS + 600}", "before": "10m", "after": "1m", "reason": "x"}
     assert desk.keep(json.dumps(soon).encode())  # starts now: filed
     assert ring.calls == 1
+
+
+def test_the_listeners_series_survive_roots_copy_of_the_offload_textfile() -> None:
+    """node_exporter reads root's copy, which keeps each daemon's own series only."""
+    cfg = RollcapConfig()
+    exporter = offload_exporter(cfg)
+    stats = ListenerStats()
+    exporter.add(stats)
+    stats.refuse("windows-per-hour")
+    stats.kept("alertmanager", False)
+    text, dropped = own_series("offload", generate_latest(exporter.registry))
+    assert dropped == 0
+    assert b'rollcap_listener_refused_total{reason="windows-per-hour"} 1.0' in text
+    assert b'rollcap_listener_keeps_total{result="filed",source="alertmanager"} 1.0' in text
