@@ -35,8 +35,10 @@ from rollcap.config.schema import RollcapConfig
 from rollcap.dirtypages import read_dirty_level
 from rollcap.errors import RollcapError
 from rollcap.journal import fields, setup_logging
-from rollcap.keep.request import KeepRequest
+from rollcap.keep.listener import KeepListener, ListenerStats
+from rollcap.keep.request import KeepRequest, Submit
 from rollcap.keep.shipping import REFRESH_SECONDS, Shipping, write_record
+from rollcap.keep.store import submitter_for
 from rollcap.metrics import nodeexporter
 from rollcap.metrics.exporter import offload_exporter
 from rollcap.notify import Notifier
@@ -68,7 +70,9 @@ RECORD_RETRY_SECONDS = 30.0  # a keep record the destination refused: tried agai
 
 
 class OffloadService:
-    def __init__(self, cfg: RollcapConfig, storage: Storage, notifier: Notifier) -> None:
+    def __init__(
+        self, cfg: RollcapConfig, storage: Storage, notifier: Notifier, submit: Submit | None = None
+    ) -> None:
         self.cfg = cfg
         oc = cfg.offload
         self.spool = Spool.at(cfg.spool.directory)
@@ -100,6 +104,12 @@ class OffloadService:
         # no WATCHDOG_USEC: nobody listens, do not wake up for it
         self.watchdog_every = int(wd) / 2e6 if wd.isdigit() and int(wd) else 3600.0
         self.checked = False  # the destination was checked once (see run())
+        # keeps over HTTP (alerts, scripts): a thread of this daemon, its own sockets
+        self.listener: KeepListener | None = None
+        if cfg.listener.enabled:
+            stats = ListenerStats()
+            self.report.metrics.add(stats)
+            self.listener = KeepListener(cfg.listener, submit or submitter_for(cfg), stats)
 
     # -- start -------------------------------------------------------------
 
@@ -141,6 +151,8 @@ class OffloadService:
     def run(self) -> int:
         self.prepare()
         self.report.metrics.start()  # before READY=1: the unit's ExecStartPost= links it
+        if self.listener is not None:
+            self.listener.start()  # keeps are pins in the spool: no need to wait for the check
         self.rescan()
         next_rescan = time.monotonic() + self.cfg.offload.rescan_seconds
         # Compress the first files while the storage opens and is checked;
@@ -214,6 +226,8 @@ class OffloadService:
             log.info("received %s, stopping", signal.Signals(self.stop_signal).name)
         self.report.state = "stopping"
         self.notifier.stopping()
+        if self.listener is not None:
+            self.listener.close()
         self.watcher.stop()
         closed = threading.Event()
 
