@@ -35,6 +35,9 @@ from rollcap.config.schema import RollcapConfig
 from rollcap.dirtypages import read_dirty_level
 from rollcap.errors import RollcapError
 from rollcap.journal import fields, setup_logging
+from rollcap.keep.poller import FleetPoller
+from rollcap.keep.request import Submit
+from rollcap.keep.stored import stored_submitter
 from rollcap.metrics import nodeexporter
 from rollcap.metrics.exporter import offload_exporter
 from rollcap.notify import Notifier
@@ -53,6 +56,7 @@ from rollcap.offload.yielding import Signals, Yielding
 from rollcap.spool import Spool
 from rollcap.spool.readyname import local_hostname
 from rollcap.storage import Storage, StorageError
+from rollcap.storage.base import key_prefix_for
 
 log = logging.getLogger("rollcap.offload")
 
@@ -92,6 +96,7 @@ class OffloadService:
         # no WATCHDOG_USEC: nobody listens, do not wake up for it
         self.watchdog_every = int(wd) / 2e6 if wd.isdigit() and int(wd) else 3600.0
         self.checked = False  # the destination was checked once (see run())
+        self.poller: threading.Thread | None = None  # fleet keeps (keep/poller.py)
 
     # -- start -------------------------------------------------------------
 
@@ -147,6 +152,7 @@ class OffloadService:
         self.pipeline.startup_error = self.health.error
         self.checked = True
         self.pipeline.store_allowed.set()
+        self._start_poller()
         self.report.state = "running"
         self.notifier.ready(self.status_text())
         waiting = len(self.queue.pending)
@@ -189,6 +195,24 @@ class OffloadService:
             self.wake.wait(max(0.05, timeout))
             self.wake.clear()
         return self.shutdown()
+
+    def _submitter(self) -> Submit:
+        host = local_hostname(self.cfg.capture.hostname)
+        return stored_submitter(self.storage, key_prefix_for(self.cfg.offload), host,
+                                self.spool.ready)  # fmt: skip
+
+    def _start_poller(self) -> None:
+        """Fleet keep requests, in their own thread: a slow or hostile bucket
+        never holds the loop, and a request never touches its bookkeeping."""
+        oc = self.cfg.offload
+        if not oc.keep_poll_seconds:
+            return
+        poller = FleetPoller(
+            self.storage, key_prefix_for(oc), local_hostname(self.cfg.capture.hostname),
+            self._submitter(), self.spool.state, float(oc.keep_poll_seconds), self.stop,
+        )  # fmt: skip
+        self.poller = threading.Thread(target=poller.run, name="keep-poll", daemon=True)
+        self.poller.start()
 
     def request_stop(self, signum: int | None = None) -> None:
         """Safe in a signal handler: sets flags only (logging there could
