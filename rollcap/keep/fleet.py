@@ -184,13 +184,16 @@ def ack_of_key(key: str, prefix: str) -> tuple[str, str]:
 # -- parsing (every host reads requests as untrusted input) -------------------
 
 
-def _load(body: bytes, key: str) -> object:
+def _load(body: bytes, key: str) -> bytes:
+    """The body, once it is small and JSON (validated in JSON mode: strict,
+    yet a JSON array is a tuple)."""
     if len(body) > MAX_OBJECT_BYTES:
         raise BadObject(f"{key}: {len(body)} bytes, more than {MAX_OBJECT_BYTES}")
     try:
-        return json.loads(body.decode("utf-8"))
+        json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise BadObject(f"{key}: not JSON ({e})") from None
+    return body
 
 
 def _why(e: ValidationError) -> str:
@@ -204,7 +207,7 @@ def parse_request(key: str, body: bytes, prefix: str) -> FleetRequest:
     rid = request_id_of(key, prefix)
     data = _load(body, key)
     try:
-        req = FleetRequest.model_validate(data)
+        req = FleetRequest.model_validate_json(data)
     except ValidationError as e:
         raise BadObject(f"{key}: {_why(e)}") from None
     if req.id != rid:
@@ -219,7 +222,7 @@ def parse_ack(key: str, body: bytes, prefix: str) -> Ack:
     rid, host = ack_of_key(key, prefix)
     data = _load(body, key)
     try:
-        ack = Ack.model_validate(data)
+        ack = Ack.model_validate_json(data)
     except ValidationError as e:
         raise BadObject(f"{key}: {_why(e)}") from None
     if (ack.id, ack.host) != (rid, host):
