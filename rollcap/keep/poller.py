@@ -56,6 +56,7 @@ class FleetPoller:
         self.answers: deque[float] = deque()  # monotonic times of filed keeps
         self.deferred: set[str] = set()  # over the hourly limit, said once
         self.polls = 0
+        self.answered = 0
         self.last_error = ""
         self._load()
 
@@ -71,6 +72,10 @@ class FleetPoller:
             write_state(self.path, {"version": 1, "settled": self.settled})
         except OSError as e:  # answered ones are answered again, idempotently
             log.warning("cannot write %s: %s", self.path, e.strerror)
+
+    def snapshot(self) -> dict[str, object]:
+        """For the offload's state file: polls made, requests answered since start."""
+        return {"polls": self.polls, "answered": self.answered, "last_error": self.last_error}
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -174,6 +179,7 @@ class FleetPoller:
                         extra=fields(request=rid))  # fmt: skip
             return False
         self._settle(rid, "answered")
+        self.answered += 1
         log.info(
             "fleet keep %s (%s): %s, %d files, %d bytes%s", rid, req.reason, ack.state,
             ack.files, ack.bytes, f"; {ack.message}" if ack.message else "",

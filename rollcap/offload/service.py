@@ -96,7 +96,7 @@ class OffloadService:
         # no WATCHDOG_USEC: nobody listens, do not wake up for it
         self.watchdog_every = int(wd) / 2e6 if wd.isdigit() and int(wd) else 3600.0
         self.checked = False  # the destination was checked once (see run())
-        self.poller: threading.Thread | None = None  # fleet keeps (keep/poller.py)
+        self.fleet: FleetPoller | None = None  # fleet keeps (keep/poller.py), own thread
 
     # -- start -------------------------------------------------------------
 
@@ -207,12 +207,11 @@ class OffloadService:
         oc = self.cfg.offload
         if not oc.keep_poll_seconds:
             return
-        poller = FleetPoller(
+        self.fleet = FleetPoller(
             self.storage, key_prefix_for(oc), local_hostname(self.cfg.capture.hostname),
             self._submitter(), self.spool.state, float(oc.keep_poll_seconds), self.stop,
         )  # fmt: skip
-        self.poller = threading.Thread(target=poller.run, name="keep-poll", daemon=True)
-        self.poller.start()
+        threading.Thread(target=self.fleet.run, name="keep-poll", daemon=True).start()
 
     def request_stop(self, signum: int | None = None) -> None:
         """Safe in a signal handler: sets flags only (logging there could
@@ -460,6 +459,8 @@ class OffloadService:
             compression_paused=self.yielding.reason,
             paused_seconds=self.yielding.paused_seconds,
         )
+        if self.fleet is not None:
+            data["fleet_keep"] = self.fleet.snapshot()
         self.lock.retry_pid()
         self.report.publish(data)
 
