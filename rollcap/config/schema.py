@@ -471,6 +471,13 @@ class OffloadConfig(_Section):
         description="With object_lock_mode: days each object stays locked after its upload "
         "(at least 1); 0 without it.",
     )
+    mode: Literal["continuous", "on-demand"] = Field(
+        "continuous",
+        description='"continuous" uploads every finished file. "on-demand" makes the spool a '
+        "flight recorder: finished files stay in it as a ring (spool.on_full = "
+        '"drop-oldest"), and only the files a keep holds are uploaded (`rollcap keep`, '
+        "[keep]; docs/capture.md).",
+    )
 
     @field_validator("destination")
     @classmethod
@@ -602,6 +609,20 @@ class OffloadConfig(_Section):
         return {"zstd": ".pcap.zst", "gzip": ".pcap.gz", "none": ".pcap"}[self.compression]
 
 
+class KeepConfig(_Section):
+    """Keeps: windows of the ring to upload (`rollcap keep`; offload.mode)."""
+
+    pinned_percent: float = Field(
+        30,
+        gt=0,
+        le=90,
+        description="Cap on what pinned files may take, in percent of spool.max_megabytes: "
+        "a keep that would pin more (counting the files every keep holds, and the part of "
+        "its window still to capture at the current rate) is refused. The rest of the "
+        "budget stays a ring.",
+    )
+
+
 class LogConfig(_Section):
     """Logging."""
 
@@ -705,6 +726,7 @@ class RollcapConfig(_Section):
     offload: OffloadConfig = Field(default_factory=OffloadConfig)  # type: ignore[arg-type]
     log: LogConfig = Field(default_factory=LogConfig)  # type: ignore[arg-type]
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)  # type: ignore[arg-type]
+    keep: KeepConfig = Field(default_factory=KeepConfig)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RollcapConfig:
@@ -724,6 +746,11 @@ class RollcapConfig(_Section):
                 f"spool.max_megabytes: must be at least {times} capture.rotate_megabytes "
                 f"({(n + 1) * self.capture.rotate_megabytes}) so a finished file and {being}, "
                 f"got {self.spool.max_megabytes}"
+            )
+        if self.offload.mode == "on-demand" and self.spool.on_full != "drop-oldest":
+            raise ValueError(
+                'offload.mode: "on-demand" keeps the spool as a ring and needs spool.on_full = '
+                f'"drop-oldest", got {self.spool.on_full!r}'
             )
         m = self.metrics
         if m.capture_listen and m.capture_listen == m.offload_listen:
