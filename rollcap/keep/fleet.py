@@ -197,9 +197,13 @@ def _load(body: bytes, key: str) -> bytes:
 
 
 def _why(e: ValidationError) -> str:
-    err = e.errors()[0]
+    """The first error, a field no request has first (the likeliest sign of a
+    request written for something else, or against us)."""
+    errors = sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden")
+    err = errors[0]
     loc = ".".join(str(x) for x in err["loc"]) or "object"
-    return f"{loc}: {err['msg']}"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{loc}: {err['msg']}{more}"
 
 
 def parse_request(key: str, body: bytes, prefix: str) -> FleetRequest:

@@ -37,6 +37,7 @@ from rollcap.errors import RollcapError
 from rollcap.journal import fields, setup_logging
 from rollcap.keep.poller import FleetPoller
 from rollcap.keep.request import Submit
+from rollcap.keep.store import ensure_dir, submitter_for
 from rollcap.keep.stored import stored_submitter
 from rollcap.metrics import nodeexporter
 from rollcap.metrics.exporter import offload_exporter
@@ -197,6 +198,11 @@ class OffloadService:
         return self.shutdown()
 
     def _submitter(self) -> Submit:
+        """On demand: the ring's pins, as a local `rollcap keep` files them.
+        Continuous: everything is shipped anyway; say what of the window is."""
+        if self.cfg.offload.mode == "on-demand":
+            ensure_dir(self.spool.root, self.cfg.spool.group)
+            return submitter_for(self.cfg)
         host = local_hostname(self.cfg.capture.hostname)
         return stored_submitter(self.storage, key_prefix_for(self.cfg.offload), host,
                                 self.spool.ready)  # fmt: skip
