@@ -1,8 +1,10 @@
 """A fleet keep through the bucket, answered by real `rollcap offload` daemons.
 
 Four hosts share one SeaweedFS bucket and prefix, each with its own spool and
-config (capture.hostname). web1 and web2 hold the whole window; web3 holds only
-files from before it (its ring no longer holds the window); web4 stored its
+config (capture.hostname). web1 and web2 (continuous) hold the whole window;
+web3 is a flight recorder (offload.mode = "on-demand", answering through the
+ring's pins) whose ring holds only files from after the window (it turned
+over and no longer holds the window); web4 stored its
 captures earlier and is stopped, so the fleet index knows it but it cannot
 answer. `rollcap keep --fleet --host 'web*'` writes one request; the three
 running daemons find it at their next poll and acknowledge it; `rollcap keep
@@ -60,7 +62,8 @@ def _fill(spool: Spool, host: str, first: datetime, files: int, offset: int) -> 
 
 
 class Host:
-    def __init__(self, base: Path, name: str, w: SeaweedFS, bucket: str) -> None:
+    def __init__(self, base: Path, name: str, w: SeaweedFS, bucket: str,
+                 on_demand: bool = False) -> None:  # fmt: skip
         self.name = name
         self.dir = base / name
         self.dir.mkdir()
@@ -69,10 +72,11 @@ class Host:
         self.config.write_text(
             f'[capture]\ninterface = "lo"\nhostname = "{name}"\nrotate_seconds = {PERIOD}\n'
             f'[spool]\ndirectory = "{self.spool.root}"\nmax_megabytes = 100000\n'
-            'group = "root"\n'
-            f'[offload]\ndestination = "s3://{bucket}/{PREFIX}"\nendpoint_url = "{w.endpoint}"\n'
+            'group = "root"\n' + ('on_full = "drop-oldest"\n' if on_demand else "")
+            + f'[offload]\ndestination = "s3://{bucket}/{PREFIX}"\nendpoint_url = "{w.endpoint}"\n'
             f'region = "us-east-1"\nrescan_seconds = 2\nkeep_poll_seconds = {POLL}\n'
-            '[metrics]\ntextfile_directory = ""\n[log]\nlevel = "info"\n'
+            + ('mode = "on-demand"\n' if on_demand else "")
+            + '[metrics]\ntextfile_directory = ""\n[log]\nlevel = "info"\n'
         )
         self.log = self.dir / "offload.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -126,7 +130,9 @@ def hosts(seaweedfs: SeaweedFS, tmp_path: Path) -> Iterator[tuple[list[Host], di
     env = {**os.environ, **seaweedfs.env(), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     env.pop("NOTIFY_SOCKET", None)
     env.pop("CREDENTIALS_DIRECTORY", None)
-    hs = [Host(tmp_path, n, seaweedfs, bucket) for n in ("web1", "web2", "web3", "web4")]
+    # web3 is a flight recorder (on demand): its answer comes from its ring's pins
+    hs = [Host(tmp_path, n, seaweedfs, bucket, on_demand=n == "web3")
+          for n in ("web1", "web2", "web3", "web4")]  # fmt: skip
     try:
         yield hs, env
     finally:
@@ -148,11 +154,15 @@ def test_three_daemons_answer_a_fleet_keep_and_status_tells_them_apart(
     web1, web2, web3, web4 = hs
     _fill(web1.spool, "web1", DAY, 6, 3)
     _fill(web2.spool, "web2", DAY, 6, 17)
-    _fill(web3.spool, "web3", DAY - timedelta(hours=3), 6, 5)  # 09:00-10:00: before the window
+    # 13:00-14:00: its ring turned over since and no longer holds the window
+    _fill(web3.spool, "web3", DAY + timedelta(hours=1), 6, 5)
     _fill(web4.spool, "web4", DAY, 6, 29)
     for h in hs:
         h.start(env)
-    _wait("every file stored", lambda: all(h.state().get("uploaded_files") == 6 for h in hs), hs)
+    stored = [web1, web2, web4]
+    _wait("every file stored", lambda: all(h.state().get("uploaded_files") == 6 for h in stored),
+          hs)  # fmt: skip
+    _wait("web3 running", lambda: web3.state().get("state") == "running", hs)
     assert web4.stop() == 0  # known from the index, not running: it cannot answer
 
     # the request: one object, written by the requester's CLI
