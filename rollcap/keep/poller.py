@@ -55,6 +55,7 @@ class FleetPoller:
         self.settled: dict[str, str] = {}  # id -> answered | other-hosts | expired | refused
         self.answers: deque[float] = deque()  # monotonic times of filed keeps
         self.deferred: set[str] = set()  # over the hourly limit, said once
+        self.retrying: dict[str, str] = {}  # id -> the error said for it (once per error)
         self.polls = 0
         self.answered = 0
         self.last_error = ""
@@ -116,6 +117,8 @@ class FleetPoller:
         gone = [k for k in self.settled if k not in ids]
         for k in gone:
             del self.settled[k]
+        for k in [k for k in self.retrying if k not in ids]:
+            del self.retrying[k]
         while len(self.settled) > MAX_REMEMBERED:
             del self.settled[next(iter(self.settled))]
         if changed or gone:
@@ -124,8 +127,15 @@ class FleetPoller:
     def _settle(self, rid: str, how: str, why: str = "") -> None:
         self.settled[rid] = how
         self.deferred.discard(rid)
+        self.retrying.pop(rid, None)
         if how == "refused":
             log.warning("fleet keep request ignored: %s", why, extra=fields(request=rid))
+
+    def _retry(self, rid: str, msg: str) -> None:
+        """A failure the next poll retries: said once per request and error."""
+        if self.retrying.get(rid) != msg:
+            self.retrying[rid] = msg
+            log.warning("%s (retried at the next poll)", msg, extra=fields(request=rid))
 
     def _room(self) -> bool:
         now = time.monotonic()
@@ -148,7 +158,7 @@ class FleetPoller:
             self._settle(rid, "refused", str(e))
             return True
         except (StorageError, OSError) as e:
-            log.warning("cannot read fleet keep request %s: %s", key, e)
+            self._retry(rid, f"cannot read fleet keep request {key}: {e}")
             return False
         if not req.names(self.host):
             self._settle(rid, "other-hosts")
@@ -169,14 +179,14 @@ class FleetPoller:
         except KeepRefused as e:
             ack = fleet.make_ack(req, self.host, None, refused=str(e))
         except (StorageError, OSError) as e:
-            log.warning("fleet keep %s: cannot file it: %s", rid, e, extra=fields(request=rid))
+            self.answers.pop()
+            self._retry(rid, f"fleet keep {rid}: cannot file it: {e}")
             return False
         try:
             fleet.write_ack(self.storage, self.prefix, ack)
         except StorageError as e:  # the keep is filed; the next poll writes the answer
             self.answers.pop()
-            log.warning("fleet keep %s: cannot write the acknowledgement: %s", rid, e,
-                        extra=fields(request=rid))  # fmt: skip
+            self._retry(rid, f"fleet keep {rid}: cannot write the acknowledgement: {e}")
             return False
         self._settle(rid, "answered")
         self.answered += 1

@@ -16,6 +16,7 @@ from rollcap.keep import fleet
 from rollcap.keep.fleet import NS, BadObject
 from rollcap.keep.poller import MAX_ANSWERS_PER_HOUR, FleetPoller
 from rollcap.keep.request import KeepOutcome, KeepRefused, KeepRequest
+from rollcap.storage.base import StorageError
 from tests.support.archive import MemoryStorage
 
 PREFIX = "caps"
@@ -269,3 +270,34 @@ def test_status_names_who_shipped_held_nothing_and_did_not_answer(tmp_path: Path
     assert "not answered: 2 (web3 web4)" in text
     with pytest.raises(BadObject, match="no fleet keep request"):
         fleet.status(b, PREFIX, "nope")
+
+
+class Flaky(Bucket):
+    """A bucket whose acknowledgement writes fail until told otherwise."""
+
+    down = True
+
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
+        if self.down and "/_index/keep/" in key:
+            raise StorageError("PUT memory://x: 503 SlowDown")
+        super().put_bytes(key, body, content_type)
+
+
+def test_a_failed_acknowledgement_is_retried_and_said_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    b = Flaky()
+    _put(b)
+    rec = Recorder()
+    p = _poller(b, tmp_path, submit=rec)
+    with caplog.at_level(logging.WARNING, "rollcap.offload"):
+        p.poll()
+        p.poll()
+    assert [r.getMessage() for r in caplog.records] == [
+        "fleet keep INC-42: cannot write the acknowledgement: PUT memory://x: 503 SlowDown "
+        "(retried at the next poll)"]
+    assert "INC-42" not in p.settled and not p.answers  # no hourly budget spent on it
+    b.down = False
+    p.poll()
+    assert p.settled["INC-42"] == "answered"
+    assert fleet.ack_key(PREFIX, "INC-42", "web1") in b.objects
+    assert len(rec.calls) == 3  # filed again each time: Submit is idempotent by id
