@@ -253,15 +253,15 @@ def _json(model: BaseModel) -> bytes:
 
 def new_request(
     reason: str, since_ns: int, until_ns: int, hosts: tuple[str, ...] = (),
-    ttl_ns: int = DEFAULT_TTL_NS, now_ns: int | None = None,
+    ttl_ns: int = DEFAULT_TTL_NS, now_ns: int | None = None, request_id: str | None = None,
 ) -> FleetRequest:  # fmt: skip
-    """A request with a fresh id (time and randomness: unique without a counter).
-    Raises BadObject with the one-line reason for bad input."""
+    """A request with a fresh id (time and randomness: unique without a counter)
+    unless one is given. Raises BadObject with the one-line reason for bad input."""
     now = time.time_ns() if now_ns is None else now_ns
     stamp = datetime.fromtimestamp(now / NS, UTC).strftime("%Y%m%dT%H%M%SZ")
     try:
         return FleetRequest(
-            id=f"f{stamp}-{secrets.token_hex(4)}", reason=reason, since_ns=since_ns,
+            id=request_id or f"f{stamp}-{secrets.token_hex(4)}", reason=reason, since_ns=since_ns,
             until_ns=until_ns, hosts=hosts, created_ns=now, expires_ns=now + ttl_ns,
         )  # fmt: skip
     except ValidationError as e:

@@ -61,11 +61,15 @@ def request(args: argparse.Namespace, cfg: RollcapConfig, since_ns: int, until_n
     except TimeExprError as e:
         raise UsageError(str(e)) from None
     try:
-        req = fleet.new_request(args.reason, since_ns, until_ns, _patterns(args), ttl_ns=ttl)
+        req = fleet.new_request(args.reason, since_ns, until_ns, _patterns(args), ttl_ns=ttl,
+                                request_id=getattr(args, "id", None))  # fmt: skip
     except fleet.BadObject as e:
         raise UsageError(str(e)) from None
     storage = _open(cfg)
     try:
+        # written once (If-None-Match): a taken id would keep the other request
+        if storage.head(fleet.request_key(storage.key_prefix, req.id)) is not None:
+            raise UsageError(f"keep --fleet --id {req.id}: a request with this id exists")
         key = fleet.write_request(storage, storage.key_prefix, req)
     except StorageError as e:
         raise RollcapError(f"keep --fleet: cannot write the request: {e}") from None

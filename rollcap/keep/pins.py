@@ -47,6 +47,7 @@ PIN_MODE = 0o640
 SUFFIX = ".json"
 MAX_PINS = 256  # pins looked at; a keep beyond it is refused
 MAX_PIN_BYTES = 4096  # a KeepRequest's JSON is well below 1 KiB
+SECOND = 1_000_000_000
 _ID_RE = re.compile(ID_PATTERN)
 
 
@@ -165,23 +166,25 @@ def open_pins(spool_root: Path) -> Dir | None:
 @dataclass(frozen=True)
 class HeldFile:
     """A finished file in ready/ and the time it spans: from its start (the
-    name's whole second) to the next file's start on the same interface; the
-    newest one's span is open (None), the live file continues it."""
+    name's whole second, cut down) to its last write (mtime, rounded up): tcpdump
+    writes a packet after capturing it, and the hand-off's rewrites come later
+    still, so every packet of the file lies within. Neither end depends on the
+    files around it, which the ring drops and the offload ships."""
 
     name: str
     seq: int
     iface: str
     start_ns: int
-    end_ns: int | None
+    end_ns: int
     size: int
 
     def overlaps(self, since_ns: int, until_ns: int) -> bool:
-        return self.start_ns < until_ns and (self.end_ns is None or self.end_ns > since_ns)
+        return self.start_ns < until_ns and self.end_ns > since_ns
 
 
 def held_files(ready: Dir) -> list[HeldFile]:
     """ready/'s capture files (lstat, nothing opened), oldest first."""
-    named: list[tuple[ReadyName, str, int]] = []
+    out: list[HeldFile] = []
     for e in ready.scandir():
         n = ReadyName.parse(e.name)
         if n is None:
@@ -189,15 +192,10 @@ def held_files(ready: Dir) -> list[HeldFile]:
         with contextlib.suppress(FileNotFoundError):
             st = e.stat(follow_symlinks=False)
             if stat.S_ISREG(st.st_mode):
-                named.append((n, e.name, st.st_size))
-    named.sort(key=lambda t: t[0].seq)
-    out: list[HeldFile] = []
-    nxt: dict[tuple[str, str], int] = {}
-    for n, name, size in reversed(named):
-        start = int(n.start.timestamp()) * 1_000_000_000
-        out.append(HeldFile(name, n.seq, n.iface, start, nxt.get((n.host, n.iface)), size))
-        nxt[(n.host, n.iface)] = start
-    out.reverse()
+                start = int(n.start.timestamp()) * SECOND
+                end = max(start + SECOND, -(-st.st_mtime_ns // SECOND) * SECOND)
+                out.append(HeldFile(e.name, n.seq, n.iface, start, end, st.st_size))
+    out.sort(key=lambda f: f.seq)
     return out
 
 

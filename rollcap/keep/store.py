@@ -38,7 +38,7 @@ MB = 1_000_000
 def ring_rate(files: Sequence[pins.HeldFile]) -> float:
     """Bytes per second the ring fills at: the finished files' bytes over the
     time they span (0.0 when it is not known yet)."""
-    spans = [(f.end_ns - f.start_ns, f.size) for f in files if f.end_ns is not None]
+    spans = [(f.end_ns - f.start_ns, f.size) for f in files]
     seconds = sum(s for s, _b in spans) / 1e9
     return sum(b for _s, b in spans) / seconds if seconds > 0 else 0.0
 

@@ -37,6 +37,7 @@ from rollcap.errors import RollcapError
 from rollcap.journal import fields, setup_logging
 from rollcap.keep.poller import FleetPoller
 from rollcap.keep.request import Submit
+from rollcap.keep.shipping import REFRESH_SECONDS, Shipping
 from rollcap.keep.store import ensure_dir, submitter_for
 from rollcap.keep.stored import stored_submitter
 from rollcap.metrics import nodeexporter
@@ -91,6 +92,9 @@ class OffloadService:
         self.executor = ThreadPoolExecutor(oc.concurrency, thread_name_prefix="offload")
         self.yielding = Yielding(oc.yield_seconds, oc.yield_dirty_percent / 100)
         self.watcher = ReadyWatcher(self.spool.ready, self.wake)
+        # keeps: what on-demand mode ships, and the keep each upload is for
+        self.shipping = Shipping(self.spool.root, oc.mode == "on-demand")
+        self.pipeline.keep_of = self.shipping.keep_of
         self.stop_signal: int | None = None  # what asked for the stop, logged by shutdown()
         self.abandoned = 0  # threads still stuck in the network when shutdown gave up
         wd = os.environ.get("WATCHDOG_USEC", "")
@@ -163,9 +167,12 @@ class OffloadService:
             extra=fields(destination=self.storage.describe(), backlog_files=waiting),
         )  # fmt: skip
         next_status = last_status = 0.0
-        next_watchdog = next_yield = 0.0
+        next_watchdog = next_yield = next_keeps = 0.0
         while not self.stop.is_set():
             now = time.monotonic()
+            if now >= next_keeps:
+                self._keeps()
+                next_keeps = now + REFRESH_SECONDS
             if now >= next_yield:
                 self._yield_check(now)
                 next_yield = now + YIELD_EVERY
@@ -188,7 +195,7 @@ class OffloadService:
                 if not self.queue.stuck(now):
                     self.notifier.watchdog()
                 next_watchdog = now + self.watchdog_every
-            wake_at = min(next_rescan, next_status, next_watchdog, next_yield,
+            wake_at = min(next_rescan, next_status, next_watchdog, next_yield, next_keeps,
                           self._next_due(now))  # fmt: skip
             if self.report.dirty:
                 wake_at = min(wake_at, last_status + 1.0)
@@ -263,7 +270,15 @@ class OffloadService:
 
     # -- bookkeeping ------------------------------------------------------
 
+    def _keeps(self) -> None:
+        """Look at the pins: newly held files are queued (on demand), done keeps released."""
+        if self.shipping.refresh():
+            self.rescan()
+        self.shipping.release_done(self.queue.in_flight, self.storage.describe())
+
     def _notice(self, name: str, size: int | None = None) -> None:
+        if not self.shipping.wanted(name):
+            return  # on demand: stays in the ring unless a keep holds it
         if self.queue.notice(name, size):
             self.report.dirty = True
             self.wake.set()
@@ -274,6 +289,7 @@ class OffloadService:
         except OSError as e:
             self.report.note_error(f"cannot list {self.spool.ready}: {e.strerror}")
             return
+        found = {n: size for n, size in found.items() if self.shipping.wanted(n)}
         for name, size in found.items():
             self._notice(name, size)
         for entry in self.queue.vanished(found):
@@ -392,15 +408,18 @@ class OffloadService:
             )  # fmt: skip
         else:
             log.info(
-                "uploaded %s as %s: %d -> %d bytes in %.2f s",
+                "uploaded %s as %s: %d -> %d bytes in %.2f s%s",
                 entry.name, out.key, out.bytes_in, out.bytes_out, out.seconds,
+                f" (keep {out.keep_id})" if out.keep_id else "",
                 extra=fields(
+                    keep_id=out.keep_id or None,
                     file=entry.name, key=out.key, bytes_in=out.bytes_in, bytes_out=out.bytes_out,
                     seconds=round(out.seconds, 3), attempt=entry.attempt, packets=out.packets,
                     compress_seconds=round(out.compress_seconds, 3),
                     destination=dest,
                 ),
             )  # fmt: skip
+        self.shipping.stored(out.keep_id)
         self.report.stored(
             entry.name, out.key, out.seconds, out.bytes_in, out.bytes_out, out.kind == "uploaded"
         )

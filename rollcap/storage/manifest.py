@@ -91,6 +91,9 @@ class Entry(PacketSpan):
     pcap_bytes: int
     size: int  # stored bytes
     linktype: int
+    # the keep that shipped it (offload.mode = on-demand, `rollcap keep`): body only
+    keep_id: str = ""
+    keep_reason: str = ""
 
     @property
     def has_object(self) -> bool:
@@ -199,6 +202,8 @@ def entry_body(e: Entry, slot: datetime | None = None) -> bytes:
         "size": e.size,
         "linktype": e.linktype,
         "home_slot": slot is None or slot == home,
+        "keep_id": e.keep_id or None,
+        "keep_reason": e.keep_reason or None,
     }
     line = json.dumps(rec, sort_keys=True, separators=(",", ":")) + "\n"
     return gzip.compress(line.encode(), mtime=0)

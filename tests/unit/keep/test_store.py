@@ -25,6 +25,8 @@ def ready_file(root: Path, seq: int, start: int, size: int, iface: str = "eth0")
     ts = datetime.fromtimestamp(start, UTC).strftime("%Y%m%dT%H%M%SZ")
     name = f"{ts}-{seq:06d}_web1_{iface}.pcap"
     (root / "ready" / name).write_bytes(b"x" * size)
+    end = (start + 59) * S  # its last write: a minute's file
+    os.utime(root / "ready" / name, ns=(end, end))
     return name
 
 
@@ -56,7 +58,7 @@ def store(root: Path, cap: int = 100_000, now: int = T0 + 650) -> LocalStore:
 
 def test_a_keep_pins_the_files_covering_its_window_durably(spool: Path) -> None:
     out = local_submitter(spool, 100_000)(req("k1", T0 + 90, T0 + 150))
-    # the files opened at +60 and +120 cover 90..150
+    # the files opened at +60 and +120 (each written for 59 s) cover 90..150
     assert (out.request_id, out.files, out.bytes, out.repeated) == ("k1", 2, 2000, False)
     assert out.unheld == ()
     filed = pins.decode((spool / "keep" / "k1.json").read_bytes())
@@ -162,12 +164,11 @@ def test_pins_beyond_the_cap_are_not_read_and_new_keeps_are_refused(spool: Path)
         store(spool).submit(req("k1", T0, T0 + 60))
 
 
-def test_covered_files_span_to_the_next_file_on_their_interface(spool: Path) -> None:
-    ready_file(spool, 11, T0 + 30, 500, iface="eth1")
+def test_a_files_span_is_its_start_to_its_last_write(spool: Path) -> None:
+    name = ready_file(spool, 11, T0 + 30, 500, iface="eth1")
     with Dir(spool / "ready") as d:
-        files = pins.held_files(d)
-    eth1 = [f for f in files if f.iface == "eth1"]
-    assert eth1[0].end_ns is None  # the newest of its interface: open-ended
-    held = pins.covered(files, [req("k", T0 + 700, T0 + 800)])
-    # after the ring's newest start: only the open-ended newest files hold it
-    assert sorted(held) == sorted(f.name for f in files if f.end_ns is None)
+        (f,) = [f for f in pins.held_files(d) if f.name == name]
+    assert (f.start_ns, f.end_ns) == ((T0 + 30) * S, (T0 + 89) * S)
+    assert f.overlaps((T0 + 88) * S, (T0 + 200) * S)
+    assert not f.overlaps((T0 + 89) * S, (T0 + 200) * S)
+    assert not f.overlaps(0, (T0 + 30) * S)  # half-open windows
