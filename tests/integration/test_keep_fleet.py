@@ -1,10 +1,11 @@
 """A fleet keep through the bucket, answered by real `rollcap offload` daemons.
 
 Four hosts share one SeaweedFS bucket and prefix, each with its own spool and
-config (capture.hostname). web1 and web2 (continuous) hold the whole window;
-web3 is a flight recorder (offload.mode = "on-demand", answering through the
-ring's pins) whose ring holds only files from after the window (it turned
-over and no longer holds the window); web4 stored its
+config (capture.hostname). web1 (continuous) stored the whole window; web2
+and web3 are flight recorders (offload.mode = "on-demand", answering through
+their rings' pins): web2's ring holds the window and ships exactly its files,
+web3's holds only files from after it (it turned over and no longer holds
+the window); web4 stored its
 captures earlier and is stopped, so the fleet index knows it but it cannot
 answer. `rollcap keep --fleet --host 'web*'` writes one request; the three
 running daemons find it at their next poll and acknowledge it; `rollcap keep
@@ -130,8 +131,8 @@ def hosts(seaweedfs: SeaweedFS, tmp_path: Path) -> Iterator[tuple[list[Host], di
     env = {**os.environ, **seaweedfs.env(), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     env.pop("NOTIFY_SOCKET", None)
     env.pop("CREDENTIALS_DIRECTORY", None)
-    # web3 is a flight recorder (on demand): its answer comes from its ring's pins
-    hs = [Host(tmp_path, n, seaweedfs, bucket, on_demand=n == "web3")
+    # web2 and web3 are flight recorders (on demand): their answers are their rings' pins
+    hs = [Host(tmp_path, n, seaweedfs, bucket, on_demand=n in ("web2", "web3"))
           for n in ("web1", "web2", "web3", "web4")]  # fmt: skip
     try:
         yield hs, env
@@ -159,10 +160,12 @@ def test_three_daemons_answer_a_fleet_keep_and_status_tells_them_apart(
     _fill(web4.spool, "web4", DAY, 6, 29)
     for h in hs:
         h.start(env)
-    stored = [web1, web2, web4]
+    stored = [web1, web4]
     _wait("every file stored", lambda: all(h.state().get("uploaded_files") == 6 for h in stored),
           hs)  # fmt: skip
-    _wait("web3 running", lambda: web3.state().get("state") == "running", hs)
+    for h in (web2, web3):
+        _wait(f"{h.name} running", lambda h=h: h.state().get("state") == "running", hs)  # type: ignore[misc]
+    assert not _objects(seaweedfs, web2, f"{PREFIX}/web2/")  # a ring: nothing shipped unasked
     assert web4.stop() == 0  # known from the index, not running: it cannot answer
 
     # the request: one object, written by the requester's CLI
@@ -202,6 +205,11 @@ def test_three_daemons_answer_a_fleet_keep_and_status_tells_them_apart(
     assert (by_host["web3"]["state"], by_host["web3"]["files"]) == ("nothing-held", 0)
     assert by_host["web3"]["unheld"] == [list(window)]
     assert got["not_answered"] == ["web4"]
+    # web2's ring shipped the window's four files, and kept the two after it
+    _wait("web2's window in the bucket",
+          lambda: len(_objects(seaweedfs, web2, f"{PREFIX}/web2/")) == 4, hs)  # fmt: skip
+    assert sorted(p.name[:15] for p in web2.spool.ready.iterdir()) == [
+        "20261126T124017", "20261126T125017"]
     text = _rollcap(web1, env, "keep", "--status", rid)
     assert text.returncode == 1, text.stderr
     for line in ("shipped: 2", "held nothing: 1",
@@ -223,6 +231,11 @@ def test_three_daemons_answer_a_fleet_keep_and_status_tells_them_apart(
     assert "EVIL.json: prefix: Extra inputs are not permitted" in log
     assert client.get_object(Bucket=_bucket(web1), Key=acks["web1"])["Body"].read() == first
     assert web1.proc is not None and web1.proc.poll() is None  # still running
+
+
+def _objects(w: SeaweedFS, h: Host, prefix: str) -> list[str]:
+    got = w.client().list_objects_v2(Bucket=_bucket(h), Prefix=prefix)
+    return [o["Key"] for o in got.get("Contents", [])]
 
 
 def _bucket(h: Host) -> str:
