@@ -208,6 +208,9 @@ def test_three_daemons_answer_a_fleet_keep_and_status_tells_them_apart(
     # web2's ring shipped the window's four files, and kept the two after it
     _wait("web2's window in the bucket",
           lambda: len(_objects(seaweedfs, web2, f"{PREFIX}/web2/")) == 4, hs)  # fmt: skip
+    for key in _objects(seaweedfs, web2, f"{PREFIX}/web2/"):  # traced to the request
+        meta = client.head_object(Bucket=_bucket(web2), Key=key)["Metadata"]
+        assert (meta["rollcap-keep-id"], meta["rollcap-keep-reason"]) == (rid, "INC-42")
     assert sorted(p.name[:15] for p in web2.spool.ready.iterdir()) == [
         "20261126T124017", "20261126T125017"]
     text = _rollcap(web1, env, "keep", "--status", rid)
