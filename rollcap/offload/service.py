@@ -36,8 +36,8 @@ from rollcap.dirtypages import read_dirty_level
 from rollcap.errors import RollcapError
 from rollcap.journal import fields, setup_logging
 from rollcap.keep.poller import FleetPoller
-from rollcap.keep.request import Submit
-from rollcap.keep.shipping import REFRESH_SECONDS, Shipping
+from rollcap.keep.request import KeepRequest, Submit
+from rollcap.keep.shipping import REFRESH_SECONDS, Shipping, write_record
 from rollcap.keep.store import ensure_dir, submitter_for
 from rollcap.keep.stored import stored_submitter
 from rollcap.metrics import nodeexporter
@@ -68,6 +68,7 @@ IDLE_STATUS_SECONDS = 30.0  # ... and while idle (status calls a state stale aft
 # would hold them for botocore's read timeout. Below TimeoutStopSec=60.
 STOP_GRACE_SECONDS = 20.0
 YIELD_EVERY = 1.0  # how often the back-off looks at capture and the page cache
+RECORD_RETRY_SECONDS = 30.0  # a keep record the destination refused: tried again after
 
 
 class OffloadService:
@@ -95,6 +96,8 @@ class OffloadService:
         # keeps: what on-demand mode ships, and the keep each upload is for
         self.shipping = Shipping(self.spool.root, oc.mode == "on-demand")
         self.pipeline.keep_of = self.shipping.keep_of
+        self._releasing: set[str] = set()  # keeps whose record is being written
+        self._record_retry: dict[str, float] = {}  # keep id -> monotonic time to retry
         self.stop_signal: int | None = None  # what asked for the stop, logged by shutdown()
         self.abandoned = 0  # threads still stuck in the network when shutdown gave up
         wd = os.environ.get("WATCHDOG_USEC", "")
@@ -271,12 +274,39 @@ class OffloadService:
     # -- bookkeeping ------------------------------------------------------
 
     def _keeps(self) -> None:
-        """Look at the pins: newly held files are queued (on demand), done keeps released."""
+        """Look at the pins: newly held files are queued (on demand); a done keep
+        gets its record in the bucket, then its pin is released (in a worker:
+        the main thread never waits on the network)."""
         if self.shipping.refresh():
             self.rescan()
-        self.shipping.release_done(self.queue.in_flight, self.storage.describe())
+        self._releasing &= {k.id for k in self.shipping.keeps}
+        now = time.monotonic()
+        if not self.checked or self.health.down:
+            return
+        for k in self.shipping.done(self.queue.in_flight):
+            if k.id in self._releasing or self._record_retry.get(k.id, 0.0) > now:
+                continue
+            self._releasing.add(k.id)
+            fut = self.executor.submit(self._finish_keep, k)
+            fut.add_done_callback(lambda _f: self.wake.set())
+
+    def _finish_keep(self, k: KeepRequest) -> None:
+        record = ""
+        if self.storage.manifests:
+            host = local_hostname(self.cfg.capture.hostname)
+            try:
+                record = write_record(self.storage, self.storage.key_prefix, host, k,
+                                      self.shipping.shipped(k.id))  # fmt: skip
+            except StorageError as e:
+                log.warning("keep %s: cannot write its record, retrying in %.0f s: %s",
+                            k.id, RECORD_RETRY_SECONDS, e, extra=fields(keep_id=k.id))  # fmt: skip
+                self._record_retry[k.id] = time.monotonic() + RECORD_RETRY_SECONDS
+                self._releasing.discard(k.id)
+                return
+        self.shipping.release(k, self.storage.describe(), record)
 
     def _notice(self, name: str, size: int | None = None) -> None:
+        self.shipping.seen(name)
         if not self.shipping.wanted(name):
             return  # on demand: stays in the ring unless a keep holds it
         if self.queue.notice(name, size):
@@ -419,7 +449,7 @@ class OffloadService:
                     destination=dest,
                 ),
             )  # fmt: skip
-        self.shipping.stored(out.keep_id)
+        self.shipping.stored(out.keep_id, out.key)
         self.report.stored(
             entry.name, out.key, out.seconds, out.bytes_in, out.bytes_out, out.kind == "uploaded"
         )

@@ -105,7 +105,8 @@ class LocalStorage(Storage):
         except ValueError as e:
             # a manifest entry's name has '~' (which no capture key has); its
             # shape is fixed, without '/' or '..' in the name (manifest.parse_key)
-            if manifest.parse_any(key, "") is None and not _is_ack(key):
+            if (manifest.parse_any(key, "") is None and not manifest.is_keep_record(key, "")
+                    and not _is_ack(key)):  # fmt: skip
                 raise StorageError(str(e), code="InvalidKey", permanent=True) from None
         return self.root / key
 

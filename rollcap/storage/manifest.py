@@ -263,6 +263,20 @@ def parse_any(key: str, prefix: str) -> Entry | None:
     return None
 
 
+#: keep records (rollcap/keep/shipping.py): one per host and keep, named like
+#: every index object so the same per-host IAM scope covers them
+KEEPS_DIR = f"{INDEX_DIR}/keeps/v1"
+_KEEP_RECORD_RE = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9.-]*~[A-Za-z0-9][A-Za-z0-9._-]{0,63}\.json"
+)
+
+
+def is_keep_record(key: str, prefix: str) -> bool:
+    p = prefix.strip("/")
+    base = f"{p}/{KEEPS_DIR}/" if p else f"{KEEPS_DIR}/"
+    return key.startswith(base) and bool(_KEEP_RECORD_RE.fullmatch(key[len(base) :]))
+
+
 def host_of(key: str) -> str | None:
     """The host a manifest key names (cheap; for range listings)."""
     name = key.rpartition("/")[2]

@@ -112,6 +112,13 @@ def test_on_demand_ships_exactly_the_kept_window_while_the_ring_turns(
         pinned = _held(cap.spool)
         assert pinned, "the keep holds no file"
         sizes = {n: (cap.spool / "ready" / n).stat().st_size for n in pinned}
+        # the ring as `list --local` shows it: the window's files, kept by this keep
+        r = _rollcap(cap.config, "list", "--local", "--since", f"@{t_since:.6f}", "--until",
+                     f"@{t_until:.6f}", "--json")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        listed = json.loads(r.stdout)
+        assert {f["name"] for f in listed} == pinned
+        assert {f["keep_id"] for f in listed} == {keep_id}
         assert sum(sizes.values()) <= 3_000_000  # keep.pinned_percent = 30 of 10 MB
 
         # the ring turns over three times with the keep pinned, and no offload
@@ -157,6 +164,56 @@ def test_on_demand_ships_exactly_the_kept_window_while_the_ring_turns(
     for k in index:
         body = json.loads(gzip.decompress(c.get_object(Bucket=bucket, Key=k)["Body"].read()))
         assert (body["keep_id"], body["keep_reason"]) == (keep_id, REASON)
+    # the keep's record beside the index, in the host's own index scope
+    rec = json.loads(c.get_object(Bucket=bucket, Key=f"caps/_index/keeps/v1/ring1~{keep_id}.json"
+                                  )["Body"].read())  # fmt: skip
+    assert rec["objects"] == sorted(keys) and rec["keep"]["reason"] == REASON
     print(f"\ntrigger to durable pin: {out['durable_seconds'] * 1000:.1f} ms in the submit, "
           f"{command_seconds * 1000:.0f} ms for the whole `rollcap keep` process")
     assert sum(count_packets(cap.spool / "ready" / n) for n in local) > 0
+
+
+def test_continuous_keep_of_stored_captures_is_a_record_beside_them(
+    veth: Veth, all_pcap: Path, base: Path, seaweedfs: SeaweedFS
+) -> None:
+    """offload.mode = continuous: the window was uploaded already; a keep then
+    rewrites nothing and writes the record naming those objects."""
+    bucket = new_bucket(seaweedfs)
+    cap = CaptureDaemon(
+        base, veth.b, rotate_megabytes=1, hostname="ring2",
+        offload={"destination": f"s3://{bucket}/caps", "endpoint_url": seaweedfs.endpoint,
+                 "region": "us-east-1"},
+    )  # fmt: skip
+    off: Offload | None = None
+    try:
+        cap.start()
+        cap.wait_capturing()
+        off = Offload(cap.config, seaweedfs.env()).start()
+        t_since = time.time()
+        veth.replay(all_pcap, loop=2, pps=10000)
+        assert _rollcap(cap.config, "rotate").returncode == 0
+        t_until = time.time()
+        off.wait_for("the window uploaded", lambda: not any(
+            p.stat().st_size > GLOBAL_HEADER_LEN for p in (cap.spool / "ready").iterdir()),
+            timeout=60)  # fmt: skip
+        before = {k: seaweedfs.client().head_object(Bucket=bucket, Key=k)["ETag"]
+                  for k in keys_in(seaweedfs, bucket)}  # fmt: skip
+        assert before
+        r = _rollcap(cap.config, "keep", "--since", f"@{t_since:.6f}", "--until",
+                     f"@{t_until:.6f}", "--reason", REASON, "--json")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        keep_id = json.loads(r.stdout)["id"]
+        # released once capture has cut past the window (its next file, here a rotate)
+        assert _rollcap(cap.config, "rotate").returncode in (0, 1)
+        off.wait_for("the keep released", lambda: not (cap.spool / "keep" / f"{keep_id}.json")
+                     .exists(), timeout=60)  # fmt: skip
+    finally:
+        cap.kill()
+        if off is not None and off.proc is not None and off.proc.poll() is None:
+            off.stop()
+    c = seaweedfs.client()
+    rec = json.loads(c.get_object(Bucket=bucket, Key=f"caps/_index/keeps/v1/ring2~{keep_id}.json"
+                                  )["Body"].read())  # fmt: skip
+    assert set(rec["objects"]) == set(before)
+    # never a rewrite: the stored objects are the bytes they were
+    assert {k: c.head_object(Bucket=bucket, Key=k)["ETag"] for k in before} == before

@@ -162,3 +162,65 @@ def test_status_shows_the_ring_and_no_backlog_problem_on_demand() -> None:
     assert _job_problem("offload", report["offload"], report["spool"], now, 600) is None
     report["spool"]["ring"] = False
     assert _job_problem("offload", report["offload"], report["spool"], now, 600) is not None
+
+
+def test_list_local_shows_the_rings_files_for_a_window_kept_or_not(spool: Path) -> None:
+    from rollcap.keep.local import held
+
+    names = [ready(spool, i + 1, T0 + 60 * i, 100) for i in range(4)]
+    LocalStore(spool, 10**9).submit(keep("k1", T0 + 70, T0 + 110))
+    got = held(spool, (T0 + 30) * S, (T0 + 130) * S)
+    assert [(f.name, f.state) for f in got] == [
+        (names[0], "ring"), (names[1], "kept (k1)"), (names[2], "ring"),
+    ]  # fmt: skip
+    assert held(spool, (T0 + 30) * S, (T0 + 130) * S, iface="eth1") == []
+
+
+def test_a_keep_record_names_every_object_of_the_host_in_the_window(tmp_path: Path) -> None:
+    """Stored objects are write-once: a keep on objects already stored is a
+    record beside them, scoped to the host's own index names."""
+    import json
+
+    from rollcap.config.schema import OffloadConfig
+    from rollcap.keep.shipping import record_key, write_record
+    from rollcap.storage import manifest, open_storage
+
+    storage = open_storage(OffloadConfig(destination=f"file://{tmp_path}/archive"))
+
+    def stored(host: str, start: int, key: str) -> None:
+        manifest.write_entries(storage, manifest.Entry(
+            key=key, host=host, iface="eth0", opened=datetime.fromtimestamp(start, UTC),
+            closed_ts=start + 59, first_ns=start * S, last_ns=(start + 59) * S, packets=1,
+            pcap_bytes=100, size=50, linktype=1,
+        ), storage.key_prefix)  # fmt: skip
+
+    stored("h", T0, "h/a.pcap.zst")  # before the window
+    stored("h", T0 + 60, "h/b.pcap.zst")  # in it
+    stored("other", T0 + 60, "other/b.pcap.zst")  # another host's
+    k = keep("k1", T0 + 70, T0 + 110)
+    key = write_record(storage, storage.key_prefix, "h", k, ["h/c.pcap.zst"])
+    assert key == record_key(storage.key_prefix, "h", "k1")
+    assert "/_index/keeps/v1/h~k1.json" in f"/{key}"
+    rec = json.loads((tmp_path / "archive" / key).read_bytes())
+    assert rec["objects"] == ["h/b.pcap.zst", "h/c.pcap.zst"]
+    assert rec["keep"]["id"] == "k1" and rec["keep"]["reason"] == "INC-42" and rec["host"] == "h"
+
+
+def test_the_file_capture_writes_now_proves_the_cut_when_none_followed(spool: Path) -> None:
+    """A quiet link: no file after the window's end reaches ready/, but capture's
+    state says the file it writes now opened after it."""
+    import json
+
+    LocalStore(spool, 10**9).submit(keep("k1", T0, T0 + 60))
+    sh = Shipping(spool, on_demand=True)
+    sh.refresh()
+    (spool / "capture").mkdir()
+    state = spool / "capture" / "capture.json"
+    state.write_text(json.dumps({"interfaces": {"eth0": {"active_since": T0 + 30}}}))
+    assert sh.done({}, (T0 + 100) * S) == []  # still writing the window's end
+    state.write_text(json.dumps({"interfaces": {"eth0": {"active_since": T0 + 61}}}))
+    assert [k.id for k in sh.done({}, (T0 + 100) * S)] == ["k1"]
+    state.unlink()
+    state.symlink_to(spool / "elsewhere.json")  # another user's link: never followed
+    (spool / "elsewhere.json").write_text(json.dumps({"active_since": T0 + 61}))
+    assert sh.done({}, (T0 + 100) * S) == []
