@@ -5,7 +5,7 @@ host's offload polls for them (keep/poller.py), files what matches through the
 same Submit as a local keep, and writes its own acknowledgement:
 
     {prefix}/_requests/<id>.json                      the request (requesters only)
-    {prefix}/_index/keep/v1/<id>/<host>~ack.json      one host's answer (that host only)
+    {prefix}/_index/acks/v1/<id>/<host>~ack.json      one host's answer (that host only)
 
 Acknowledgements live below ``_index/`` and their name starts with ``HOST~``,
 so the host policy's one index statement, ``_index/*/${aws:username}~*``,
@@ -50,7 +50,7 @@ from rollcap.storage.manifest import INDEX_DIR
 
 NS = 1_000_000_000
 REQUESTS_DIR = "_requests"
-ACKS_DIR = f"{INDEX_DIR}/keep/v1"
+ACKS_DIR = f"{INDEX_DIR}/acks/v1"
 ACK_SUFFIX = "~ack.json"
 #: a request or acknowledgement is a few hundred bytes; anything larger is not ours
 MAX_OBJECT_BYTES = 4096

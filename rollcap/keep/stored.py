@@ -1,8 +1,10 @@
-"""Submit for a host in continuous mode: everything is shipped anyway.
+"""The fleet poller's Submit for a host in continuous mode.
 
-It pins nothing (the offload uploads every finished file); it reports what of
-the window this host has in the bucket (its own manifest entries) or on its
-way there (ready/), and the parts of the window it holds neither way.
+Everything is shipped anyway, so the answer a fleet keep needs is what of the
+window this host has in the bucket (its own manifest entries) or on its way
+there (ready/), and the parts it holds neither way. The keep itself is filed
+as a local `rollcap keep` files it (``pin``: the ring's Submit), so the
+offload marks the stored objects with a keep record as it does for any keep.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from rollcap.storage import manifest
 from rollcap.storage.base import Storage
 
 
-def stored_submitter(storage: Storage, prefix: str, host: str, ready: Path) -> Submit:
+def stored_submitter(storage: Storage, prefix: str, host: str, ready: Path,
+                     pin: Submit | None = None) -> Submit:  # fmt: skip
     def submit(req: KeepRequest) -> KeepOutcome:
+        repeated = pin(req).repeated if pin is not None else False  # KeepRefused passes
         spans: list[tuple[int, int]] = []
         files = size = 0
         seen: set[str] = set()
@@ -46,6 +50,7 @@ def stored_submitter(storage: Storage, prefix: str, host: str, ready: Path) -> S
                     spans.append((a, b))
                     files += 1
                     size += st.st_size
-        return KeepOutcome(req.id, files, size, unheld(req.since_ns, req.until_ns, spans))
+        return KeepOutcome(req.id, files, size, unheld(req.since_ns, req.until_ns, spans),
+                           repeated)  # fmt: skip
 
     return submit

@@ -208,14 +208,15 @@ class OffloadService:
         return self.shutdown()
 
     def _submitter(self) -> Submit:
-        """On demand: the ring's pins, as a local `rollcap keep` files them.
-        Continuous: everything is shipped anyway; say what of the window is."""
+        """The ring's pins, as a local `rollcap keep` files them. Continuous:
+        the answer says what of the window is stored or on its way."""
+        ensure_dir(self.spool.root, self.cfg.spool.group)
+        pin = submitter_for(self.cfg)
         if self.cfg.offload.mode == "on-demand":
-            ensure_dir(self.spool.root, self.cfg.spool.group)
-            return submitter_for(self.cfg)
+            return pin
         host = local_hostname(self.cfg.capture.hostname)
         return stored_submitter(self.storage, key_prefix_for(self.cfg.offload), host,
-                                self.spool.ready)  # fmt: skip
+                                self.spool.ready, pin)  # fmt: skip
 
     def _start_poller(self) -> None:
         """Fleet keep requests, in their own thread: a slow or hostile bucket

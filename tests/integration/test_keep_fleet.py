@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from rollcap.keep import fleet
+from rollcap.keep.shipping import record_key
 from rollcap.spool import Spool
 from rollcap.spool.readyname import ReadyName
 from tests.support.archive import write_pcap
@@ -205,6 +206,11 @@ def test_three_daemons_answer_a_fleet_keep_and_status_tells_them_apart(
     assert (by_host["web3"]["state"], by_host["web3"]["files"]) == ("nothing-held", 0)
     assert by_host["web3"]["unheld"] == [list(window)]
     assert got["not_answered"] == ["web4"]
+    # web1 (continuous) marked its stored window as evidence: a keep record naming them
+    record = record_key(PREFIX, "web1", rid)
+    _wait("web1's keep record", lambda: bool(_objects(seaweedfs, web1, record)), hs)
+    named = json.loads(client.get_object(Bucket=_bucket(web1), Key=record)["Body"].read())
+    assert len([k for k in json.dumps(named).split('"') if k.startswith(f"{PREFIX}/web1/")]) == 4
     # web2's ring shipped the window's four files, and kept the two after it
     _wait("web2's window in the bucket",
           lambda: len(_objects(seaweedfs, web2, f"{PREFIX}/web2/")) == 4, hs)  # fmt: skip

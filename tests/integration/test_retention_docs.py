@@ -43,7 +43,7 @@ def test_the_documented_rules_expire_the_index_after_the_captures() -> None:
         assert days(rules[index]) > days(captures), index
     prefixes = {r["Filter"].get("Prefix") for r in rules.values()}
     assert {"prod/_index/manifest/v1/", "prod/_index/flows/v1/", "prod/_requests/",
-            "prod/_index/keep/v1/"} <= prefixes  # fmt: skip
+            "prod/_index/acks/v1/"} <= prefixes  # fmt: skip
 
 
 def test_seaweedfs_accepts_the_documented_lifecycle_and_returns_it(seaweedfs: SeaweedFS) -> None:

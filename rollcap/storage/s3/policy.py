@@ -17,7 +17,7 @@ an IAM policy variable (``${aws:username}``, or the principal tag
 ``reader`` (the analyst: list, fetch, hold): lists and reads everything below
 the prefix and sets legal holds. ``requester`` (fleet keep requests,
 keep/fleet.py): writes and reads request objects below ``prefix/_requests/``,
-reads the hosts' acknowledgements (``prefix/_index/keep/v1/``) and lists the
+reads the hosts' acknowledgements (``prefix/_index/acks/v1/``) and lists the
 index's key names (which hosts exist: `keep --status`), and nothing else.
 Hosts read and list requests, and write their acknowledgement as an index
 entry named after themselves (the same statement as their manifest entries).

@@ -121,9 +121,9 @@ def test_an_ack_naming_another_host_is_not_believed() -> None:
     key = fleet.ack_key(PREFIX, "INC-42", "web1")
     with pytest.raises(BadObject, match="names INC-42/web2"):
         fleet.parse_ack(key, fleet._json(ack), PREFIX)
-    for odd in ("caps/_index/keep/v1/INC-42/web2~ack.json/web1~ack.json",
-                "caps/_index/keep/v1/INC-42/sub/web1~ack.json",
-                "caps/_index/keep/v1/INC-42/web1.json",
+    for odd in ("caps/_index/acks/v1/INC-42/web2~ack.json/web1~ack.json",
+                "caps/_index/acks/v1/INC-42/sub/web1~ack.json",
+                "caps/_index/acks/v1/INC-42/web1.json",
                 "caps/_index/manifest/v1/INC-42/web1~ack.json"):  # fmt: skip
         with pytest.raises(BadObject, match="not an acknowledgement key"):
             fleet.ack_of_key(odd, PREFIX)
@@ -278,7 +278,7 @@ class Flaky(Bucket):
     down = True
 
     def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
-        if self.down and "/_index/keep/" in key:
+        if self.down and "/_index/acks/" in key:
             raise StorageError("PUT memory://x: 503 SlowDown")
         super().put_bytes(key, body, content_type)
 

@@ -147,7 +147,7 @@ def test_requester_writes_requests_and_nothing_else() -> None:
     ack = ARN + ack_key("caps", "INC-42", "web1")
     assert allowed(policy, "ops", "s3:GetObject", ack)
     assert not allowed(policy, "ops", "s3:PutObject", ack)
-    assert allowed(policy, "ops", "s3:ListBucket", "arn:aws:s3:::b-1", "caps/_index/keep/v1/")
+    assert allowed(policy, "ops", "s3:ListBucket", "arn:aws:s3:::b-1", "caps/_index/acks/v1/")
     entry = ARN + _keys(CFG, "web1")[1]
     assert not allowed(policy, "ops", "s3:GetObject", entry)
 
@@ -166,7 +166,7 @@ def test_hosts_read_requests_and_write_only_their_own_acknowledgement() -> None:
     assert not allowed(policy, "web1", "s3:PutObject", ARN + "caps/_requests/x/web1~ack.json")
     # the pattern lets web1 write odd keys ending in its name below _index/: the
     # readers refuse every key not exactly an acknowledgement's shape
-    odd = "caps/_index/keep/v1/INC-42/web2~ack.json/web1~ack.json"
+    odd = "caps/_index/acks/v1/INC-42/web2~ack.json/web1~ack.json"
     assert allowed(policy, "web1", "s3:PutObject", ARN + odd)
     with pytest.raises(BadObject):
         ack_of_key(odd, "caps")
@@ -202,7 +202,7 @@ def test_custom_template_attributes_no_key_to_a_host() -> None:
         (["--host-variable", "tag"], ["caps/${aws:PrincipalTag/rollcap-host}/*"]),
         (["--host-variable", "none"], ["caps/edge1/*", "caps/_index/*/edge1~*"]),
         (["--role", "reader"], ["s3:PutObjectLegalHold", "s3:GetObjectLegalHold"]),
-        (["--role", "requester"], ["caps/_requests/*", "caps/_index/keep/v1/*"]),
+        (["--role", "requester"], ["caps/_requests/*", "caps/_index/acks/v1/*"]),
         ([], ["caps/_requests/*", "caps/_index/*/${aws:username}~*"]),
     ],
 )
