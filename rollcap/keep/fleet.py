@@ -37,14 +37,17 @@ import fnmatch
 import json
 import re
 import secrets
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rollcap.keep.request import ID_PATTERN, REASON_MAX, VERSION, KeepOutcome, KeepRequest
+from rollcap.storage import manifest
 from rollcap.storage.base import Storage
 from rollcap.storage.manifest import INDEX_DIR
 
@@ -320,33 +323,22 @@ class Status:
         }
 
 
-def _read_small(storage: Storage, key: str, size: int, tmpdir: str) -> bytes:
-    """The bytes of a small object, at most MAX_OBJECT_BYTES of them ever read."""
-    from pathlib import Path
-
+def read_object(storage: Storage, key: str, size: int) -> bytes:
+    """The bytes of a small listed object: refused above MAX_OBJECT_BYTES before
+    any GET, and a ranged GET of the listed size (an object that grew since is
+    refused, its bytes stay on the server)."""
     if size > MAX_OBJECT_BYTES:
         raise BadObject(f"{key}: {size} bytes, more than {MAX_OBJECT_BYTES}")
-    dest = Path(tmpdir) / "object"
-    storage.download(key, dest, size=size)
-    try:
-        return dest.read_bytes()
-    finally:
-        dest.unlink(missing_ok=True)
-
-
-def read_object(storage: Storage, key: str, size: int) -> bytes:
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="rollcap-keep-") as d:
-        return _read_small(storage, key, size, d)
+        dest = Path(d) / "object"
+        storage.download(key, dest, size=size)
+        return dest.read_bytes()
 
 
 def known_hosts(storage: Storage, prefix: str, req: FleetRequest) -> set[str]:
     """The hosts the fleet index knows around the request: those with entries in
     the window's slots or since the request was made, and those that answered
     any request (an on-demand host stores nothing until asked)."""
-    from rollcap.storage import manifest
-
     hosts: set[str] = set()
     now = time.time_ns()
     lo = min(req.since_ns, req.created_ns) / NS
@@ -401,9 +393,10 @@ def status_lines(st: Status) -> list[str]:
         f"fleet keep {r.id}: {r.reason}, window {_span(r.since_ns, r.until_ns)}, "
         f"hosts {' '.join(r.hosts) or 'all'}, expires {_utc(r.expires_ns)}",
     ]
-    for state, title in (("shipped", "shipped"), ("nothing-held", "held nothing"),
-                         ("refused", "refused")):  # fmt: skip
-        acks = st.by_state(state)  # type: ignore[arg-type]
+    titles: tuple[tuple[AckState, str], ...] = (
+        ("shipped", "shipped"), ("nothing-held", "held nothing"), ("refused", "refused"))
+    for state, title in titles:
+        acks = st.by_state(state)
         lines.append(f"{title}: {len(acks)}")
         for a in acks:
             gone = ", ".join(_span(x, y) for x, y in a.unheld)
