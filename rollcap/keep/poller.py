@@ -83,6 +83,8 @@ class FleetPoller:
             try:
                 self.poll()
             except Exception:  # a bug in one poll must not end polling (nor the offload)
+                if self.stop.is_set():  # the storage closed under a poll at the stop
+                    return
                 log.exception("fleet keep poll failed")
             self.stop.wait(self.interval)
 
