@@ -210,7 +210,10 @@ class OffloadService:
     def _submitter(self) -> Submit:
         """The ring's pins, as a local `rollcap keep` files them. Continuous:
         the answer says what of the window is stored or on its way."""
-        ensure_dir(self.spool.root, self.cfg.spool.group)
+        try:
+            ensure_dir(self.spool.root, self.cfg.spool.group)
+        except OSError as e:  # each keep is then refused, naming the directory
+            log.warning("cannot make the pins directory for fleet keeps: %s", e)
         pin = submitter_for(self.cfg)
         if self.cfg.offload.mode == "on-demand":
             return pin
