@@ -8,8 +8,14 @@ in their metadata, and releases the pin once they are verified in the
 destination. A window reaching into the future is pinned as it is captured,
 and the file it ends in is cut when its end passes.
 
-Exit codes: 0 pinned (or pinned already: the same id); 1 refused (over the
-pinned cap: the one line names it); 2 bad command line; 78 bad config.
+`--fleet` asks every host (or those of --host) instead, through one request
+object in the bucket that each host's offload answers (rollcap.keep.fleetcmd,
+docs/fleet.md); `--status ID` shows which hosts answered.
+
+Exit codes: 0 pinned (or pinned already: the same id), fleet request written,
+or every host answered (--status); 1 refused (over the pinned cap: the one
+line names it), a host has not answered (--status), or the bucket failed; 2 bad
+command line; 78 bad config.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from rollcap.commands import _config
-from rollcap.errors import RollcapError
+from rollcap.commands._selection import _NEGATIVE_VALUE
+from rollcap.errors import RollcapError, UsageError
+from rollcap.keep import fleetcmd
 from rollcap.keep.request import REASON_MAX, KeepOutcome, KeepRefused, KeepRequest, derived_id
 from rollcap.keep.store import ensure_dir, submitter_for
 from rollcap.retrieve import timeexpr
@@ -43,6 +51,9 @@ EXAMPLES: tuple[tuple[str, str | None], ...] = (
         "rollcap keep --around '2026-11-26 12:45' --before 10m --after 5m --reason 'customer call'",
         "a window around a time; its future part is pinned as it is captured",
     ),
+    ("rollcap keep --fleet --host 'web*' --since -30m --reason INC-42",
+     "ask every web host, through the bucket"),
+    ("rollcap keep --status f20261207T221500Z-1a2b3c4d", "which hosts answered"),
 )
 
 
@@ -55,12 +66,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "each)")  # fmt: skip
     p.add_argument("--before", metavar="DURATION", help="with --around: " + timeexpr.DURATION_HELP)
     p.add_argument("--after", metavar="DURATION", help="with --around: " + timeexpr.DURATION_HELP)
-    p.add_argument("--reason", metavar="TEXT", required=True,
+    p._negative_number_matcher = _NEGATIVE_VALUE  # --since -30m
+    p.add_argument("--reason", metavar="TEXT",
                    help=f"why (printable ASCII, at most {REASON_MAX} characters): in the "
                    "journal, the objects' metadata and their index entries")  # fmt: skip
     p.add_argument("--id", metavar="ID", help="the keep's id (default: derived from the "
                    "window and reason, so the same command twice is one keep)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    fleetcmd.add_arguments(p)
 
 
 def _request(args: argparse.Namespace, host: str) -> KeepRequest:
@@ -89,8 +102,16 @@ def _utc(ns: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.status:
+        return fleetcmd.status(args, _config.load_for_reading(args), args.json)
+    if not args.reason:
+        raise UsageError("keep needs --reason TEXT (e.g. the incident's id)")
+    if args.host and not args.fleet:
+        raise UsageError("keep --host PATTERN: only with --fleet")
     cfg = _config.load(args)
     req = _request(args, local_hostname(cfg.capture.hostname))
+    if args.fleet:
+        return fleetcmd.request(args, cfg, req.since_ns, req.until_ns)
     ensure_dir(Path(cfg.spool.directory), cfg.spool.group)
     t0 = time.monotonic()
     try:

@@ -388,6 +388,14 @@ class OffloadConfig(_Section):
         le=3600,
         description="Rescan ready/ this often as a backstop for missed inotify events.",
     )
+    keep_poll_seconds: int = Field(
+        60,
+        ge=0,
+        le=3600,
+        description="Look for fleet keep requests (`rollcap keep --fleet`) below the "
+        "destination's prefix this often: one LIST per poll (1,440 a day at 60 s), one GET "
+        "and one PUT per request that names this host. 0: never.",
+    )
     retry_max_seconds: int = Field(
         300,
         ge=1,

@@ -36,9 +36,11 @@ from rollcap.dirtypages import read_dirty_level
 from rollcap.errors import RollcapError
 from rollcap.journal import fields, setup_logging
 from rollcap.keep.listener import KeepListener, ListenerStats
+from rollcap.keep.poller import FleetPoller
 from rollcap.keep.request import KeepRequest, Submit
 from rollcap.keep.shipping import REFRESH_SECONDS, Shipping, write_record
-from rollcap.keep.store import submitter_for
+from rollcap.keep.store import ensure_dir, submitter_for
+from rollcap.keep.stored import stored_submitter
 from rollcap.metrics import nodeexporter
 from rollcap.metrics.exporter import offload_exporter
 from rollcap.notify import Notifier
@@ -57,6 +59,7 @@ from rollcap.offload.yielding import Signals, Yielding
 from rollcap.spool import Spool
 from rollcap.spool.readyname import local_hostname
 from rollcap.storage import Storage, StorageError
+from rollcap.storage.base import key_prefix_for
 
 log = logging.getLogger("rollcap.offload")
 
@@ -109,7 +112,8 @@ class OffloadService:
         if cfg.listener.enabled:
             stats = ListenerStats()
             self.report.metrics.add(stats)
-            self.listener = KeepListener(cfg.listener, submit or submitter_for(cfg), stats)
+            self.listener = KeepListener(cfg.listener, submit or self._submitter(), stats)
+        self.fleet: FleetPoller | None = None  # fleet keeps (keep/poller.py), own thread
 
     # -- start -------------------------------------------------------------
 
@@ -167,6 +171,7 @@ class OffloadService:
         self.pipeline.startup_error = self.health.error
         self.checked = True
         self.pipeline.store_allowed.set()
+        self._start_poller()
         self.report.state = "running"
         self.notifier.ready(self.status_text())
         waiting = len(self.queue.pending)
@@ -212,6 +217,32 @@ class OffloadService:
             self.wake.wait(max(0.05, timeout))
             self.wake.clear()
         return self.shutdown()
+
+    def _submitter(self) -> Submit:
+        """The ring's pins, as a local `rollcap keep` files them. Continuous:
+        the answer says what of the window is stored or on its way."""
+        try:
+            ensure_dir(self.spool.root, self.cfg.spool.group)
+        except OSError as e:  # each keep is then refused, naming the directory
+            log.warning("cannot make the pins directory for keeps: %s", e)
+        pin = submitter_for(self.cfg)
+        if self.cfg.offload.mode == "on-demand":
+            return pin
+        host = local_hostname(self.cfg.capture.hostname)
+        return stored_submitter(self.storage, key_prefix_for(self.cfg.offload), host,
+                                self.spool.ready, pin)  # fmt: skip
+
+    def _start_poller(self) -> None:
+        """Fleet keep requests, in their own thread: a slow or hostile bucket
+        never holds the loop, and a request never touches its bookkeeping."""
+        oc = self.cfg.offload
+        if not oc.keep_poll_seconds:
+            return
+        self.fleet = FleetPoller(
+            self.storage, key_prefix_for(oc), local_hostname(self.cfg.capture.hostname),
+            self._submitter(), self.spool.state, float(oc.keep_poll_seconds), self.stop,
+        )  # fmt: skip
+        threading.Thread(target=self.fleet.run, name="keep-poll", daemon=True).start()
 
     def request_stop(self, signum: int | None = None) -> None:
         """Safe in a signal handler: sets flags only (logging there could
@@ -500,6 +531,8 @@ class OffloadService:
             compression_paused=self.yielding.reason,
             paused_seconds=self.yielding.paused_seconds,
         )
+        if self.fleet is not None:
+            data["fleet_keep"] = self.fleet.snapshot()
         self.lock.retry_pid()
         self.report.publish(data)
 
