@@ -158,11 +158,18 @@ def _rows(text: str) -> Iterator[dict[str, Any]]:
             yield row
 
 
-def read_summary(storage: Storage, key: str) -> Summary:
-    """The summary stored at key (StorageError if the destination cannot give
-    it, ValueError if the object is not a summary). Summaries are small: they
-    go through a private temp file, never a shared directory."""
+def read_body(storage: Storage, key: str, size: int | None = None) -> bytes:
+    """The stored bytes of the summary at key (StorageError if the destination
+    cannot give them). ``size``: as its listing states it (one ranged GET, and
+    no more bytes than that). Summaries are small: they go through a private
+    temp file, never a shared directory."""
     with tempfile.TemporaryDirectory(prefix="rollcap-flows-") as tmp:
         dest = Path(tmp) / "summary.ndjson.gz"
-        storage.download(key, dest)
-        return parse_body(dest.read_bytes())
+        storage.download(key, dest, size=size)
+        return dest.read_bytes()
+
+
+def read_summary(storage: Storage, key: str, size: int | None = None) -> Summary:
+    """The summary stored at key (StorageError if the destination cannot give
+    it, ValueError if the object is not a summary)."""
+    return parse_body(read_body(storage, key, size))

@@ -23,7 +23,10 @@ For a window [since, until):
 
 from __future__ import annotations
 
+import functools
+import gzip
 import ipaddress
+import json
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -44,6 +47,12 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 PROTOS = {"tcp": TCP, "udp": UDP, "icmp": ICMP, "icmp6": ICMP6, "sctp": SCTP}
 PROTO_NAMES = {v: k for k, v in PROTOS.items()}
 MAX_LISTED = 50  # captures named one by one in a report (the rest counted)
+
+
+@functools.lru_cache(maxsize=65536)
+def _ip(text: str) -> IPAddress:
+    """An address of a flow row (the same few recur across captures)."""
+    return ipaddress.ip_address(text)
 
 
 class QueryError(ValueError):
@@ -89,6 +98,14 @@ class Query:
     port: int | None = None
     proto: int | None = None
 
+    @property
+    def prefilter(self) -> str | None:
+        """Text every matching flow row holds (an IPv4 address as a JSON
+        string), so rows without it need no parse; None: no such text."""
+        if self.ip is not None and self.ip.version == 4:
+            return f'"{self.ip}"'
+        return None
+
     def _addr_ok(self, a: IPAddress) -> bool:
         if self.ip is not None and a != self.ip:
             return False
@@ -107,7 +124,7 @@ class Query:
             return 0
         for i, name in enumerate(("src", "dst")):
             try:
-                if self._addr_ok(ipaddress.ip_address(f[name])):
+                if self._addr_ok(_ip(f[name])):
                     return i
             except (KeyError, ValueError, TypeError):
                 continue
@@ -234,9 +251,10 @@ class FlowSearch:
 
     # -- listings -----------------------------------------------------------
 
-    def _names(self, base: str) -> list[str]:
+    def _names(self, base: str) -> list[tuple[str, int]]:
+        """(key, size) of every object below base (per host with --host)."""
         prefixes = [base] if self.hosts is None else [base + h + "~" for h in self.hosts]
-        return [info.key for p in prefixes for info in self.storage.list(p)]
+        return [(info.key, info.size) for p in prefixes for info in self.storage.list(p)]
 
     def _wanted(self, e: manifest.Entry | None) -> bool:
         return (
@@ -255,33 +273,57 @@ class FlowSearch:
 
     # -- reading one summary --------------------------------------------------
 
-    def _read(self, key: str, e: manifest.Entry, direct: bool) -> tuple[list[Found], str | None]:
+    def _read(self, key: str, e: manifest.Entry, size: int | None
+              ) -> tuple[list[Found], str | None]:  # fmt: skip
         """The matching flows of one summary, or why it could not be used.
-        ``direct``: looked up by its exact key (None: it does not exist)."""
+        ``size``: as listed; None: looked up by its exact key ("missing" if
+        it does not exist)."""
         try:
-            if direct and self.storage.head(key) is None:
-                return [], "missing"
-            s = flowindex.read_summary(self.storage, key)
-        except (StorageError, ValueError, OSError) as err:
+            if size is None:
+                info = self.storage.head(key)
+                if info is None:
+                    return [], "missing"
+                size = info.size
+            text = gzip.decompress(flowindex.read_body(self.storage, key, size)).decode()
+        except (StorageError, OSError, EOFError, UnicodeDecodeError) as err:
             return [], f"unreadable: {err}"
-        cap = s.capture
+        lines = text.splitlines()
+        try:
+            cap = json.loads(lines[0]) if lines else None
+        except json.JSONDecodeError as err:
+            return [], f"unreadable: line 1: {err}"
+        if not isinstance(cap, dict) or cap.get("row") != "capture":
+            return [], "unreadable: a flow summary starts with its capture row"
+        if cap.get("version") != flowindex.VERSION:
+            return [], f"unreadable: version {cap.get('version')!r}; this reads {flowindex.VERSION}"
         where = (cap.get("host"), cap.get("iface"), cap.get("key"))
         if where != (e.host, e.iface, e.key):
             return [], f"unreadable: its body describes {where!r}, its name {e.key!r}"
         out: list[Found] = []
         w, q = self.window, self.query
-        for f in s.flows:
+        pre = q.prefilter
+        n = 0
+        for i, line in enumerate(lines[1:], 2):
+            if not line:
+                continue
+            n += 1
+            if pre is not None and pre not in line:
+                continue  # cannot match: not parsed (most rows, for an address)
+            try:
+                f = json.loads(line)
+            except json.JSONDecodeError as err:
+                return [], f"unreadable: line {i}: {err}"
+            if not isinstance(f, dict) or f.get("row") != "flow":
+                continue
             if f.get("host") != e.host or f.get("key") != e.key:
-                return [], "unreadable: a flow row names another capture"
+                return [], f"unreadable: line {i} names another capture"
             if not w.overlaps(f.get("first_ns"), f.get("last_ns")):
                 continue
             side = q.side(f)
             if side is not None:
                 out.append(Found(e, f, side))
-        note = None
-        if not s.complete and q.may_be_beyond_cap(cap):
-            note = "incomplete"
-        return out, f"ok:{len(s.flows)}" + (":incomplete" if note else "")
+        more = not cap.get("complete") and q.may_be_beyond_cap(cap)
+        return out, f"ok:{n}" + (":incomplete" if more else "")
 
     # -- the search -----------------------------------------------------------
 
@@ -301,7 +343,7 @@ class FlowSearch:
             self.report.slots_listed = len(flow_lists) + len(entry_lists)
             for slot in flow_slots:
                 seen = have.setdefault(slot, set())
-                for key in flow_lists.pop(slot).result():
+                for key, size in flow_lists.pop(slot).result():
                     e = flowindex.parse_key(key, self.prefix)
                     if e is None or not e.has_object:
                         continue
@@ -309,11 +351,11 @@ class FlowSearch:
                     if not self._wanted(e) or not self._believed(key, e):
                         continue
                     self.report.captures_in_window += 1
-                    pending.append((key, e, pool.submit(self._read, key, e, False)))
+                    pending.append((key, e, pool.submit(self._read, key, e, size)))
                     while len(pending) > self.inflight:
                         yield from self._collect(*pending.popleft())
                 if slot in entry_lists:
-                    for key in entry_lists.pop(slot).result():
+                    for key, _size in entry_lists.pop(slot).result():
                         self._entry(key, slot, window_slots[0], listed_from, have, pending, pool)
                     while len(pending) > self.inflight:
                         yield from self._collect(*pending.popleft())
@@ -344,7 +386,7 @@ class FlowSearch:
         if self._believed(key, e):
             self.report.captures_in_window += 1
             skey = flowindex.summary_key(e, self.prefix)
-            pending.append((skey, e, pool.submit(self._read, skey, e, True)))
+            pending.append((skey, e, pool.submit(self._read, skey, e, None)))
 
     def _missing(self, e: manifest.Entry) -> None:
         self.report.without_summary += 1

@@ -209,3 +209,18 @@ def test_results_keep_key_order_with_few_reads_in_flight() -> None:
             for i in range(20)]  # fmt: skip
     _s, found = run(st, Query(), window(T0, 10), inflight=2, workers=4)
     assert [f.entry.key for f in found] == sorted(keys)
+
+
+def test_an_address_query_reads_only_rows_that_name_it_exactly() -> None:
+    st = DictStorage()
+    t = int(T0.timestamp()) * NS + 30 * NS
+    store(st, "web1", T0, [flow("10.0.0.1", 1, "10.0.0.2", 2, t),
+                           flow("10.0.0.12", 3, "10.0.0.2", 4, t),
+                           flow("2001:db8::1", 5, "10.0.0.1", 6, t, proto=17)])  # fmt: skip
+    q = Query(ip=ipaddress.ip_address("10.0.0.1"))
+    assert q.prefilter == '"10.0.0.1"'
+    search, found = run(st, q, window(T0, 10))
+    assert sorted(f.flow["sport"] for f in found) == [1, 5]
+    assert search.report.flows_scanned == 3
+    _s, found = run(st, Query(ip=ipaddress.ip_address("2001:db8:0::1")), window(T0, 10))
+    assert [f.flow["sport"] for f in found] == [5]
