@@ -47,6 +47,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 PROTOS = {"tcp": TCP, "udp": UDP, "icmp": ICMP, "icmp6": ICMP6, "sctp": SCTP}
 PROTO_NAMES = {v: k for k, v in PROTOS.items()}
 MAX_LISTED = 50  # captures named one by one in a report (the rest counted)
+LIST_AHEAD = 3  # slots listed ahead of the one being read
 
 
 @functools.lru_cache(maxsize=65536)
@@ -336,14 +337,28 @@ class FlowSearch:
         have: dict[datetime, set[str]] = {}  # capture keys with a summary, per home slot
         pending: deque[tuple[str, manifest.Entry, Future[tuple[list[Found], str | None]]]] = deque()
         with ThreadPoolExecutor(self.workers) as pool:
-            flow_lists = {s: pool.submit(self._names, flowindex.slot_prefix(self.prefix, s))
-                          for s in flow_slots}  # fmt: skip
-            entry_lists = {s: pool.submit(self._names, manifest.slot_prefix(self.prefix, s))
-                           for s in window_slots}  # fmt: skip
-            self.report.slots_listed = len(flow_lists) + len(entry_lists)
+            # listings a few slots ahead, not the whole window's names at once
+            lists: dict[datetime, tuple[Future[list[tuple[str, int]]],
+                                        Future[list[tuple[str, int]]] | None]] = {}  # fmt: skip
+            ahead = iter(flow_slots)
+
+            def list_ahead() -> None:
+                while len(lists) < LIST_AHEAD:
+                    s = next(ahead, None)
+                    if s is None:
+                        return
+                    lists[s] = (
+                        pool.submit(self._names, flowindex.slot_prefix(self.prefix, s)),
+                        pool.submit(self._names, manifest.slot_prefix(self.prefix, s))
+                        if s >= window_slots[0] else None,
+                    )  # fmt: skip
+                    self.report.slots_listed += 1 + (s >= window_slots[0])
+
             for slot in flow_slots:
+                list_ahead()
+                flow_list, entry_list = lists.pop(slot)
                 seen = have.setdefault(slot, set())
-                for key, size in flow_lists.pop(slot).result():
+                for key, size in flow_list.result():
                     e = flowindex.parse_key(key, self.prefix)
                     if e is None or not e.has_object:
                         continue
@@ -354,8 +369,8 @@ class FlowSearch:
                     pending.append((key, e, pool.submit(self._read, key, e, size)))
                     while len(pending) > self.inflight:
                         yield from self._collect(*pending.popleft())
-                if slot in entry_lists:
-                    for key, _size in entry_lists.pop(slot).result():
+                if entry_list is not None:
+                    for key, _size in entry_list.result():
                         self._entry(key, slot, window_slots[0], listed_from, have, pending, pool)
                     while len(pending) > self.inflight:
                         yield from self._collect(*pending.popleft())
