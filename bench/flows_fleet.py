@@ -167,11 +167,11 @@ def main(argv: list[str] | None = None) -> int:
             args = ("flows", "--json", "--ip", TARGET, "--since", WINDOW[0].isoformat(),
                     "--until", WINDOW[1].isoformat())  # fmt: skip
             for _ in range(a.reps):
-                s, rc, kb, tail = _cli(cfg, env, *args)
+                s, rc, _kb, tail = _cli(cfg, env, *args)
                 if rc not in (0, 1):
                     raise RuntimeError(f"rollcap flows exited {rc}: {tail}")
                 runs.append(round(s, 3))
-                step["peak_rss_mb"] = round(kb / 1024, 1)
+            step["peak_rss_mb"] = _rss_mb(cfg, env, args)
             p = _flows(cfg, env)
             out = p["index"]
             step.update(seconds=min(runs), all_seconds=runs, flows_found=len(p["flows"]),
@@ -189,6 +189,23 @@ def main(argv: list[str] | None = None) -> int:
     path = write_result("flows_fleet", res)
     print(f"wrote {path}")
     return 0
+
+
+def _rss_mb(cfg: Path, env: dict[str, str], args: tuple[str, ...]) -> float | None:
+    """Peak RSS of the command alone. Not wait4's ru_maxrss of a child forked
+    from this (large) process: Linux carries the parent's high-water mark
+    across exec, so every child would report at least this process's size."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("time") is None or not Path("/usr/bin/time").exists():
+        return None
+    with tempfile.NamedTemporaryFile("r") as out:
+        subprocess.run(["/usr/bin/time", "-o", out.name, "-f", "%M", sys.executable, "-m",
+                        "rollcap", *args, "--config", str(cfg)], cwd=REPO, env=env,
+                       capture_output=True, timeout=600)  # fmt: skip
+        return round(int(out.read().split()[-1]) / 1024, 1)
 
 
 def _flows(cfg: Path, env: dict[str, str]) -> dict[str, Any]:
