@@ -26,12 +26,15 @@ from __future__ import annotations
 import math
 import tempfile
 import threading
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+
+import zstandard
 
 from rollcap.flows import index as flowindex
 from rollcap.flows.summary import FlowSummary, Summariser
@@ -132,8 +135,8 @@ class Backfill:
             flowindex.write_summary(self.storage, e, summary, self.prefix)
         except StorageError as err:
             return Outcome(c.key, "failed", str(err))
-        except (OSError, ValueError) as err:  # not a pcap, a broken stream
-            return Outcome(c.key, "failed", f"cannot read it: {err}")
+        except (OSError, ValueError, EOFError, zlib.error, zstandard.ZstdError) as err:
+            return Outcome(c.key, "failed", f"cannot read it: {err}")  # not a pcap, a broken stream
         return Outcome(c.key, "written", flows=len(summary.flows))
 
     def run(self, captures: Iterable[Capture]) -> Iterator[Outcome]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import gzip
 import json
 import tempfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -136,7 +137,7 @@ def parse_body(body: bytes) -> Summary:
     """A summary object's bytes; ValueError (naming the problem) if it is not one."""
     try:
         text = gzip.decompress(body).decode()
-    except (OSError, EOFError, UnicodeDecodeError) as err:
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as err:
         raise ValueError(f"not a gzip NDJSON flow summary: {err}") from None
     rows = list(_rows(text))
     if not rows or rows[0].get("row") != "capture":

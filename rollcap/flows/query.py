@@ -28,6 +28,7 @@ import gzip
 import ipaddress
 import json
 import logging
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -286,7 +287,7 @@ class FlowSearch:
                     return [], "missing"
                 size = info.size
             text = gzip.decompress(flowindex.read_body(self.storage, key, size)).decode()
-        except (StorageError, OSError, EOFError, UnicodeDecodeError) as err:
+        except (StorageError, OSError, EOFError, UnicodeDecodeError, zlib.error) as err:
             return [], f"unreadable: {err}"
         lines = text.splitlines()
         try:

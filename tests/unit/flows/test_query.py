@@ -224,3 +224,18 @@ def test_an_address_query_reads_only_rows_that_name_it_exactly() -> None:
     assert search.report.flows_scanned == 3
     _s, found = run(st, Query(ip=ipaddress.ip_address("2001:db8:0::1")), window(T0, 10))
     assert [f.flow["sport"] for f in found] == [5]
+
+
+def test_a_summary_cut_or_flipped_inside_its_gzip_stream_is_unreadable_not_a_crash() -> None:
+    st = DictStorage()
+    t = int(T0.timestamp()) * NS + 30 * NS
+    e = store(st, "web1", T0, [flow(f"10.0.{i // 250}.{i % 250}", i, "10.9.0.1", 443, t)
+                               for i in range(500)])  # fmt: skip
+    key = flowindex.summary_key(e, "caps")
+    body = bytearray(st.objects[key])
+    body[10] ^= 0x07  # the first deflate block type: zlib.error, not OSError
+    st.objects[key] = bytes(body)
+    search, found = run(st, Query(), window(T0, 10))
+    assert found == [] and [k for k, _why in search.report.unreadable] == [key]
+    with pytest.raises(ValueError, match="not a gzip NDJSON flow summary"):
+        flowindex.parse_body(bytes(body))
