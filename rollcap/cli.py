@@ -22,6 +22,7 @@ from rollcap.commands import (
     fetch,
     hold,
     link_metrics,
+    man,
     offload,
     reload,
     rotate,
@@ -45,6 +46,7 @@ COMMANDS: dict[str, Command] = {
     "check-destination": check_destination,
     "link-metrics": link_metrics,
     "config-docs": config_docs,
+    "man": man,
 }
 
 
