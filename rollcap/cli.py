@@ -18,6 +18,7 @@ from rollcap.commands import (
     capture,
     check_config,
     check_destination,
+    completion,
     config_docs,
     fetch,
     hold,
@@ -47,6 +48,7 @@ COMMANDS: dict[str, Command] = {
     "link-metrics": link_metrics,
     "config-docs": config_docs,
     "man": man,
+    "completion": completion,
 }
 
 
