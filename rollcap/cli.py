@@ -18,6 +18,7 @@ from rollcap.commands import (
     capture,
     check_config,
     check_destination,
+    completion,
     config_docs,
     fetch,
     flows,
@@ -25,6 +26,7 @@ from rollcap.commands import (
     index,
     keep,
     link_metrics,
+    man,
     offload,
     reload,
     rotate,
@@ -51,6 +53,8 @@ COMMANDS: dict[str, Command] = {
     "check-destination": check_destination,
     "link-metrics": link_metrics,
     "config-docs": config_docs,
+    "man": man,
+    "completion": completion,
 }
 
 

@@ -250,16 +250,19 @@ class Pipeline:
         progress: Callable[[int], None] | None = None,
         early: bool = False,
         level: int | None = None,
+        attempt: int = 1,
     ) -> Outcome:
-        """level: the compression level to use (None: compression_level)."""
+        """level: the compression level to use (None: compression_level);
+        attempt: this file's attempt number, for its log line."""
         try:
-            return self._process(name, progress, early, level)
+            return self._process(name, progress, early, level, attempt)
         finally:
             self.compress_slots.release_reservation(name)  # if it never compressed
 
     def _process(
-        self, name: str, progress: Callable[[int], None] | None, early: bool, level: int | None
-    ) -> Outcome:
+        self, name: str, progress: Callable[[int], None] | None, early: bool, level: int | None,
+        attempt: int,
+    ) -> Outcome:  # fmt: skip
         t0 = time.monotonic()
         path = self.spool.ready / name
         try:
@@ -288,6 +291,7 @@ class Pipeline:
             return self._store(
                 name, path, opened, key,
                 self.cfg.offload.compression_level if level is None else level, t0, progress,
+                attempt,
             )  # fmt: skip
         except Cancelled:
             return Outcome(name, "cancelled")
@@ -399,7 +403,7 @@ class Pipeline:
 
     def _store(
         self, name: str, path: Path, opened: Opened, key: str, level: int, t0: float,
-        progress: Callable[[int], None] | None,
+        progress: Callable[[int], None] | None, attempt: int,
     ) -> Outcome:  # fmt: skip
         """Compress straight into the destination (no local copy), verify,
         then delete the pcap."""
@@ -457,12 +461,26 @@ class Pipeline:
                 return self.quarantine(name, f"cannot be stored as {key}: {e}")
             return Outcome(name, "failed", key=key, message=str(e), dest_error=e)
         out.seconds = time.monotonic() - t0
-        # Logged before the delete: a kill between the two must not leave a
-        # stored object that no journal line names.
-        log.info(
-            "stored and verified %s as %s; deleting the local copy", name, key,
-            extra=fields(file=name, key=key, destination=self.storage.describe()),
-        )  # fmt: skip
+        # The one line per file, logged before the delete: a kill between the two
+        # must not leave a stored object that no journal line names.
+        dest = self.storage.describe()
+        if out.kind == "exists":
+            log.info(
+                "%s was already stored as %s (earlier run); removing the local copy",
+                name, key, extra=fields(file=name, key=key, destination=dest),
+            )  # fmt: skip
+        else:
+            log.info(
+                "uploaded %s as %s: %d -> %d bytes in %.2f s%s",
+                name, key, out.bytes_in, out.bytes_out, out.seconds,
+                f" (keep {out.keep_id})" if out.keep_id else "",
+                extra=fields(
+                    keep_id=out.keep_id or None,
+                    file=name, key=key, bytes_in=out.bytes_in, bytes_out=out.bytes_out,
+                    seconds=round(out.seconds, 3), attempt=attempt, packets=out.packets,
+                    compress_seconds=round(out.compress_seconds, 3), destination=dest,
+                ),
+            )  # fmt: skip
         # verified: now, and only now, the local copy may go
         try:
             # not a file put in its place meanwhile; gone: dropped by capture

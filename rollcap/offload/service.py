@@ -369,7 +369,7 @@ class OffloadService:
         self.pipeline.compress_slots.reserve(name)  # its place in the queue: now
         fut = self.executor.submit(
             self.pipeline.process, name, self.queue.progress_cb(name), not self.checked,
-            self.level.level,
+            self.level.level, self.queue.pending[name].attempt,
         )  # fmt: skip
         fut.add_done_callback(lambda _f: self.wake.set())
         return fut
@@ -447,25 +447,7 @@ class OffloadService:
             log.error("%s: %s", name, out.message, extra=fields(file=name))
 
     def _uploaded(self, entry: Entry, out: Outcome) -> None:
-        dest = self.storage.describe()
-        if out.kind == "exists":
-            log.info(
-                "%s was already stored as %s (earlier run); local copy removed",
-                entry.name, out.key, extra=fields(file=entry.name, key=out.key, destination=dest),
-            )  # fmt: skip
-        else:
-            log.info(
-                "uploaded %s as %s: %d -> %d bytes in %.2f s%s",
-                entry.name, out.key, out.bytes_in, out.bytes_out, out.seconds,
-                f" (keep {out.keep_id})" if out.keep_id else "",
-                extra=fields(
-                    keep_id=out.keep_id or None,
-                    file=entry.name, key=out.key, bytes_in=out.bytes_in, bytes_out=out.bytes_out,
-                    seconds=round(out.seconds, 3), attempt=entry.attempt, packets=out.packets,
-                    compress_seconds=round(out.compress_seconds, 3),
-                    destination=dest,
-                ),
-            )  # fmt: skip
+        # the pipeline logged its one line ("uploaded X as KEY: ..."), before the delete
         self.shipping.stored(out.keep_id, out.key)
         self.report.stored(
             entry.name, out.key, out.seconds, out.bytes_in, out.bytes_out, out.kind == "uploaded"

@@ -171,6 +171,9 @@ def test_man_pages_and_conffile(container: Container) -> None:
     assert "/etc/rollcap.toml" in c.run(["dpkg-query", "-W", "-f=${Conffiles}", "rollcap"]).stdout
     assert c.path("/etc/rollcap.toml").read_text() == (REPO / "config/rollcap.toml").read_text()
     c.run(["rollcap", "check-config"])  # the shipped default config is valid
+    # bash completion, generated at build from the parser the package runs
+    completion = c.path("/usr/share/bash-completion/completions/rollcap").read_text()
+    assert completion == c.run(["rollcap", "completion"]).stdout
 
 
 def test_readme_links_and_suggests_resolve_in_the_package(container: Container) -> None:
