@@ -16,7 +16,10 @@ Where pins live and who may do what (docs/capture.md, "Flight recorder"):
   are looked at, each at most MAX_PIN_BYTES; anything else (a link, a FIFO, a
   huge file, garbage) gets one log line and is ignored.
 
-A pin is one file ``<id>.json``: the KeepRequest's JSON. It names a window,
+A pin is one file ``<id>.json``: the KeepRequest's JSON. Released, it is renamed
+``<id>.released`` and kept a while (RELEASED_KEEP_NS, at most MAX_RELEASED), so a
+retried request (an alert's repeat, a fleet request re-read after a restart)
+finds its id filed and is not shipped again; the reader skips those. It names a window,
 not files: the files it holds are those of ready/ whose span overlaps it
 (covered(), below), so a window reaching into the future holds the files
 captured later too.
@@ -45,7 +48,10 @@ DIR_NAME = "keep"
 DIR_MODE = 0o2770  # root:rollcap, setgid (plus the ACL for rollcap-capture)
 PIN_MODE = 0o640
 SUFFIX = ".json"
+RELEASED = ".released"
 MAX_PINS = 256  # pins looked at; a keep beyond it is refused
+MAX_RELEASED = MAX_PINS  # released pins kept for idempotency, newest first
+RELEASED_KEEP_NS = 7 * 86400 * 1_000_000_000  # a week: longer than any retry or request
 MAX_PIN_BYTES = 4096  # a KeepRequest's JSON is well below 1 KiB
 SECOND = 1_000_000_000
 _ID_RE = re.compile(ID_PATTERN)
@@ -57,6 +63,10 @@ def pins_dir(spool_root: Path) -> Path:
 
 def pin_name(request_id: str) -> str:
     return request_id + SUFFIX
+
+
+def released_name(request_id: str) -> str:
+    return request_id + RELEASED
 
 
 def encode(req: KeepRequest) -> bytes:
@@ -94,15 +104,17 @@ class PinReader:
         with os.scandir(d.fd) as it:
             for e in it:
                 looked += 1
-                if looked > 2 * MAX_PINS:  # pins and the temp files of pins being filed
+                # pins, the temp files of pins being filed, released pins
+                if looked > 2 * MAX_PINS + MAX_RELEASED:
                     self.truncated = True
                     if not self._over_logged:
                         self._over_logged = True
                         log.warning("%s: more than %d entries; the rest are not read "
-                                    "(keep refuses new pins)", d.path, 2 * MAX_PINS)  # fmt: skip
+                                    "(keep refuses new pins)", d.path,
+                                    2 * MAX_PINS + MAX_RELEASED)  # fmt: skip
                     break
-                if e.name.startswith("."):
-                    continue  # a pin being written (O_EXCL temp name)
+                if e.name.startswith(".") or e.name.endswith(RELEASED):
+                    continue  # a pin being written (O_EXCL temp name), or released
                 req = self._entry(d, e.name, cache)
                 if req is not None:
                     found.append(req)
@@ -208,3 +220,19 @@ def covered(files: Iterable[HeldFile], pins: Sequence[KeepRequest]) -> dict[str,
                 out[f.name] = p
                 break
     return out
+
+
+def prune_released(d: Dir, now_ns: int) -> None:
+    """Forget released pins older than RELEASED_KEEP_NS, and all but the newest
+    MAX_RELEASED: the bound that keeps the directory readable."""
+    found: list[tuple[int, str]] = []
+    for e in d.scandir():
+        if e.name.endswith(RELEASED):
+            st = d.lstat(e.name)
+            if st is not None and stat.S_ISREG(st.st_mode):
+                found.append((st.st_mtime_ns, e.name))
+    found.sort(reverse=True)
+    for i, (mtime, name) in enumerate(found):
+        if i >= MAX_RELEASED or now_ns - mtime > RELEASED_KEEP_NS:
+            with contextlib.suppress(FileNotFoundError):
+                d.unlink(name)

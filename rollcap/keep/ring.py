@@ -19,6 +19,7 @@ from pathlib import Path
 from rollcap.keep import pins
 from rollcap.keep.request import KeepRequest
 from rollcap.keep.store import ring_rate
+from rollcap.timestamps import NS
 
 log = logging.getLogger("rollcap.keep")
 
@@ -112,9 +113,13 @@ def due_cuts(keeps: Sequence[KeepRequest], live_opened_s: Sequence[int],
     """Keeps whose window has ended inside a file still being written (opened at
     whole seconds live_opened_s): that file must be cut so the window's end is
     finished and can be shipped. A file opened within the window's last second
-    is not cut (its name cannot tell): it goes at its normal rotation."""
+    is not cut (its name cannot tell): it goes at its normal rotation.
+    The cut waits for the window's end rounded up to a whole second: the next file's
+    name (whole seconds) then starts at or after the end, so the offload can tell it
+    is outside the window and release the keep without waiting for its rotation."""
     now = time.time_ns() if now_ns is None else now_ns
     return [
         k for k in keeps
-        if k.until_ns <= now and any((s + 1) * 1_000_000_000 <= k.until_ns for s in live_opened_s)
+        if -(-k.until_ns // NS) * NS <= now
+        and any((s + 1) * NS <= k.until_ns for s in live_opened_s)
     ]  # fmt: skip

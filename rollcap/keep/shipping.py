@@ -16,8 +16,11 @@ the offload deleted it (or was dropped, quarantined, never held).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
+import stat
 import time
 from collections.abc import Collection
 from datetime import UTC, datetime
@@ -130,12 +133,21 @@ class Shipping:
         ]  # fmt: skip
 
     def release(self, k: KeepRequest, destination: str, record: str = "") -> bool:
-        """Unlink k's pin (only the file that is k's pin now); False when it was gone."""
+        """Release k's pin: renamed <id>.released (only the file that is k's pin now,
+        under the lock `rollcap keep` files under), so a retry of the same id is known;
+        False when it was gone."""
         try:
             with Dir(pins.pins_dir(self.root)) as d:
-                st = d.lstat(pins.pin_name(k.id))
-                if st is None or not d.unlink_if_same(pins.pin_name(k.id), st):
+                fcntl.flock(d.fd, fcntl.LOCK_EX)  # released with the close
+                name = pins.pin_name(k.id)
+                st = d.lstat(name)
+                if st is None or not stat.S_ISREG(st.st_mode):
                     return False
+                d.rename(name, d, pins.released_name(k.id))
+                os.utime(pins.released_name(k.id), dir_fd=d.fd, follow_symlinks=False)
+                pins.prune_released(d, time.time_ns())
+        except FileNotFoundError:
+            return False
         except OSError as e:
             log.warning("keep %s: cannot release its pin: %s", k.id, e,
                         extra=fields(keep_id=k.id))  # fmt: skip

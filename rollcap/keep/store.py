@@ -108,12 +108,16 @@ class LocalStore:
         name = pins.pin_name(req.id)
         files = self._held()
         now = self.now()
-        st = d.lstat(name)
+        seen = name
+        st = d.lstat(seen)
+        if st is None:  # filed before, shipped and released: the same keep again
+            seen = pins.released_name(req.id)
+            st = d.lstat(seen)
         if st is not None:
             try:
-                filed = pins.decode(d.read_small(name, None, pins.MAX_PIN_BYTES) or b"")
+                filed = pins.decode(d.read_small(seen, None, pins.MAX_PIN_BYTES) or b"")
             except (BadEntry, ValueError, OSError) as e:
-                raise KeepRefused(f"keep refused: {d.path / name} is there but not a pin ({e})"
+                raise KeepRefused(f"keep refused: {d.path / seen} is there but not a pin ({e})"
                                   ) from None  # fmt: skip
             return self._outcome(filed, files, now, repeated=True)
         current = self.reader.read(d)

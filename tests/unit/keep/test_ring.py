@@ -117,7 +117,13 @@ def test_on_demand_ships_only_held_files_and_releases_the_keep_once_they_are_gon
     sh.refresh()
     assert sh.release_done({}, "s3://x", (T0 + 100) * S) == []  # the window has not ended
     assert sh.release_done({}, "s3://x", after) == ["k1"]
-    assert os.listdir(spool / "keep") == []
+    assert os.listdir(spool / "keep") == ["k1.released"]  # no pin any more
+    sh.refresh()
+    assert not sh.wanted(a) and not sh.wanted(c)
+    # the same keep again (an alert's repeat reaching a restarted offload): nothing new
+    again = LocalStore(spool, 10**9).submit(keep("k1", T0 + 70, T0 + 110))
+    assert again.repeated
+    assert os.listdir(spool / "keep") == ["k1.released"]
     assert Shipping(spool, on_demand=False).wanted(a)  # continuous: everything
 
 
@@ -234,3 +240,28 @@ def test_the_ring_series_are_captures_own_in_the_published_copy() -> None:
     kept, dropped = own_series("capture", text)
     assert dropped == 0 and b"rollcap_ring_lookback_seconds 7980.0" in kept
     assert own_series("offload", text)[1] == 2  # not the offload's to write
+
+
+def test_a_window_ending_within_a_second_is_cut_at_the_next_whole_second() -> None:
+    """The file opened by the cut is named in whole seconds: cut at 100.5 s it would be
+    named 100 s, inside a window ending at 100.4 s, and ship (and hold the keep) too."""
+    k = KeepRequest(id="k", reason="r", since_ns=T0 * S, until_ns=(T0 + 100) * S + 400_000_000,
+                    created_ns=T0 * S, source="cli")  # fmt: skip
+    assert due_cuts([k], [T0 + 50], now_ns=(T0 + 100) * S + 500_000_000) == []
+    assert due_cuts([k], [T0 + 50], now_ns=(T0 + 101) * S) == [k]
+
+
+def test_released_pins_are_forgotten_after_a_week_and_beyond_the_bound(spool: Path) -> None:
+    from rollcap.keep import pins
+
+    d = spool / "keep"
+    for i in range(pins.MAX_RELEASED + 5):
+        (d / f"r{i:04d}.released").write_text("{}")
+        os.utime(d / f"r{i:04d}.released", ns=(T0 * S + i * S, T0 * S + i * S))
+    (d / "old.released").write_text("{}")
+    os.utime(d / "old.released", ns=(0, 0))
+    with Dir(d) as fd:
+        pins.prune_released(fd, (T0 + 1000) * S)
+    left = sorted(os.listdir(d))
+    assert len(left) == pins.MAX_RELEASED and "old.released" not in left
+    assert left[0] == "r0005.released"  # the newest kept

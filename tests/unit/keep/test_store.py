@@ -154,7 +154,7 @@ def test_hostile_entries_get_one_log_line_each_and_are_ignored(
 
 
 def test_pins_beyond_the_cap_are_not_read_and_new_keeps_are_refused(spool: Path) -> None:
-    for i in range(2 * pins.MAX_PINS + 5):
+    for i in range(2 * pins.MAX_PINS + pins.MAX_RELEASED + 5):
         (spool / "keep" / f"junk{i}").write_bytes(b"")
     with Dir(spool / "keep") as d:
         reader = pins.PinReader()
