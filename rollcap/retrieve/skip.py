@@ -22,14 +22,11 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 import time
 import zlib
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rollcap.flows import index as flowindex
@@ -182,35 +179,28 @@ def prune(storage: Storage, captures: list[Capture], expr: str, *,
         for key, c in wanted.items():
             if key not in found:
                 fetch[c.key] = MISSING
-        tmp = Path(tempfile.mkdtemp(prefix="rollcap-skip-"))
-        try:
 
-            def one(key: str) -> tuple[str, str | None, int]:
-                c, size = wanted[key], found[key]
-                if size > MAX_STORED:
-                    return c.key, UNREADABLE, 0
-                dest = tmp / f"{abs(hash(key)):x}.gz"
-                try:
-                    storage.download(key, dest, size=size)
-                    body = dest.read_bytes()
-                    dest.unlink()
-                except StorageError as e:
-                    log.warning("%s: flow summary not read (%s): downloading the capture", key, e)
-                    return c.key, UNREADABLE, 0
-                try:
-                    return c.key, judge(node, c, body, window), size
-                except (ValueError, UnicodeDecodeError, zlib.error) as e:
-                    log.warning("%s: not a flow summary to trust (%s): downloading the capture",
-                                key, e)  # fmt: skip
-                    return c.key, UNREADABLE, size
+        def one(key: str) -> tuple[str, str | None, int]:
+            c, size = wanted[key], found[key]
+            if size > MAX_STORED:
+                return c.key, UNREADABLE, 0
+            try:
+                body = storage.read_small(key, size)
+            except StorageError as e:
+                log.warning("%s: flow summary not read (%s): downloading the capture", key, e)
+                return c.key, UNREADABLE, 0
+            try:
+                return c.key, judge(node, c, body, window), size
+            except (ValueError, UnicodeDecodeError, zlib.error) as e:
+                log.warning("%s: not a flow summary to trust (%s): downloading the capture",
+                            key, e)  # fmt: skip
+                return c.key, UNREADABLE, size
 
-            for ckey, why, size in pool.map(one, sorted(found)):
-                report.summaries += 1
-                report.summary_bytes += size
-                if why is not None:
-                    fetch[ckey] = why
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        for ckey, why, size in pool.map(one, sorted(found)):
+            report.summaries += 1
+            report.summary_bytes += size
+            if why is not None:
+                fetch[ckey] = why
     kept = [c for c in captures if c.key in fetch]
     for c in captures:
         if c.key in fetch:

@@ -5,6 +5,7 @@ tcpdump itself is tests/integration/test_skip_soundness.py."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +117,36 @@ def test_a_summary_of_another_capture_is_not_trusted() -> None:
 def test_filters_a_summary_cannot_answer_are_undecidable(expr: str) -> None:
     with pytest.raises(verdict.Undecidable):
         verdict.compile_filter(expr)
+
+
+def test_prune_reads_the_summaries_of_a_file_archive_and_says_why(tmp_path: Path) -> None:
+    from rollcap.config.schema import OffloadConfig
+    from rollcap.storage import open_storage
+
+    st = open_storage(OffloadConfig(destination=f"file://{tmp_path}/archive"))
+    x = [tcp("10.0.0.1", "203.0.113.7", 40000, 443)]
+    arp = [*WEB, fp.eth(fp.arp("10.0.0.1", "10.0.0.2"), 0x0806)]
+    caps = []
+    for i, frames in enumerate([WEB, x, arp, WEB]):
+        pcap = fp.pcap_bytes(1, frames, int(T.timestamp()) * 10**9 + i * 600 * 10**9)
+        s = Summariser(parse_header(pcap))
+        s.feed(memoryview(pcap)[24:])
+        summary = s.finish()
+        opened = datetime.fromtimestamp(T.timestamp() + i * 600, UTC)
+        e = manifest.Entry(
+            key=f"h1/2026/11/26/h1-eth0-{opened:%Y%m%dT%H%M%S}Z-{i:06d}.pcap.zst", host="h1",
+            iface="eth0", opened=opened, closed_ts=int(opened.timestamp()) + 600,
+            first_ns=int(opened.timestamp()) * 10**9, last_ns=int(opened.timestamp()) * 10**9,
+            packets=summary.packets, pcap_bytes=len(pcap), size=100 + i, linktype=1,
+        )  # fmt: skip
+        if i < 3:  # the last one has no summary
+            flowindex.write_summary(st, e, summary, st.key_prefix)
+        caps.append(capture_of(e))
+    kept, report = skip.prune(st, caps, "host 203.0.113.7")
+    assert [c.key for c in kept] == [c.key for c in caps[1:]]
+    assert report.skipped == 1 and report.skipped_bytes == 100
+    assert report.fetched == {skip.MAY_MATCH: 1, skip.NON_IP: 1, skip.MISSING: 1}
+    assert "skipped 1 of 4 captures" in report.lines()[0]
+    # a filter the summaries cannot answer: every capture, and -v says why
+    kept, report = skip.prune(st, caps, "less 100")
+    assert kept == caps and "flow index not used: 'less'" in report.lines()[0]
