@@ -70,6 +70,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "rollcap fetch --since 10m -w x.pcap tcp port 443",
     )
     p.add_argument(
+        "--no-flow-index",
+        action="store_true",
+        help="with a filter, download every capture in the window, even those whose flow "
+        "summary proves no packet matches (docs/retrieve.md)",
+    )
+    p.add_argument(
         "--pcapng",
         action="store_true",
         help="write pcapng (via mergecap); needed when the captures have different link types",
@@ -116,8 +122,9 @@ def _terminated(signum: int, _frame: object) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rollcap.retrieve.fetch import fetch
+    from rollcap.retrieve.fetch import check_bpf, fetch
     from rollcap.retrieve.progress import Progress
+    from rollcap.retrieve.skip import SkipReport, prune
 
     cfg = _config.load(args)
     setup(args, cfg)
@@ -133,6 +140,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         caps, _summary, window = find(args, cfg, storage, workers=max(workers, 8))
         since, until = widened(window)
+        hosts = sorted({c.host for c in caps})
+        skip: SkipReport | None = None
+        if bpf_filter and not args.no_flow_index and storage.manifests:
+            # a bad filter is refused before any summary is read
+            check_bpf(caps, bpf_filter, cfg.capture.tcpdump_path)
+            with storage_errors(storage.describe(), "reading flow summaries from"):
+                caps, skip = prune(storage, caps, bpf_filter, window=window)
+            if args.verbose:
+                for line in skip.lines():
+                    print(f"rollcap: {line}", file=sys.stderr)
         progress = Progress(len(caps), sum(c.size for c in caps))
         with storage_errors(storage.describe(), "downloading from"):
             result = fetch(
@@ -155,7 +172,10 @@ def run(args: argparse.Namespace) -> int:
         raise RollcapError(f"fetch into {output.describe()}: {e}") from None
     finally:
         storage.close()
-    print("rollcap: " + summary(result, sorted({c.host for c in caps})), file=sys.stderr)
+    line = summary(result, hosts)
+    if skip is not None and skip.skipped:
+        line += f"; {_plural(skip.skipped, 'capture')} skipped by the flow index"
+    print("rollcap: " + line, file=sys.stderr)
     if result.refused:
         # the output holds the rest; a script must not take it for the whole window
         print(f"rollcap: error: {_plural(len(result.refused), 'object')} refused (named "

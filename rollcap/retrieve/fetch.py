@@ -172,9 +172,7 @@ def fetch(
     if isinstance(output, Path):
         output = resolve_output(str(output), force=True)
     if bpf_filter:
-        tcpdump = bpf.tcpdump_binary(tcpdump)
-        for lt in sorted({c.linktype for c in captures if c.linktype is not None} or {1}):
-            bpf.check_filter(tcpdump, bpf_filter, lt)
+        tcpdump = check_bpf(captures, bpf_filter, tcpdump)
     where = None if output.path is None else output.path.parent
     try:
         workdir = Path(tempfile.mkdtemp(prefix=".rollcap-fetch-", dir=where))
@@ -208,6 +206,15 @@ def fetch(
         if progress:
             progress.done()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def check_bpf(captures: list[Capture], bpf_filter: str, tcpdump: str) -> str:
+    """Compile the filter for each link type of the captures (FilterError if
+    tcpdump refuses it); the tcpdump binary to filter with."""
+    tcpdump = bpf.tcpdump_binary(tcpdump)
+    for lt in sorted({c.linktype for c in captures if c.linktype is not None} or {1}):
+        bpf.check_filter(tcpdump, bpf_filter, lt)
+    return tcpdump
 
 
 def _start_ns(c: Capture) -> int:

@@ -15,6 +15,7 @@ keys in ``META``; values are ASCII strings (percent-encode anything else).
 from __future__ import annotations
 
 import builtins
+import tempfile
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -310,6 +311,14 @@ class Storage(ABC):
         it. The object must hold exactly that many bytes, or SizeMismatch is
         raised; at most ``size`` bytes ever reach the local disk (an entry
         that lies cannot fill it)."""
+
+    def read_small(self, key: str, size: int) -> bytes:
+        """A small object's bytes (a flow summary), exactly ``size`` of them
+        (SizeMismatch otherwise, as download). Backends may skip the file."""
+        with tempfile.TemporaryDirectory(prefix="rollcap-small-") as tmp:
+            dest = Path(tmp) / "object"
+            self.download(key, dest, size=size)
+            return dest.read_bytes()
 
     @abstractmethod
     def delete(self, key: str) -> None:

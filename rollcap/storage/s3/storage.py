@@ -40,6 +40,7 @@ import base64
 import builtins
 import contextlib
 import hashlib
+import io
 import os
 import tempfile
 import threading
@@ -436,6 +437,15 @@ class S3Storage(Storage):
             if not done:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
+
+    def read_small(self, key: str, size: int) -> bytes:
+        # in memory: one GET, no temp file (fetch reads one summary per capture)
+        buf = io.BytesIO()
+        try:
+            self._get_exact(key, buf, size)
+        except S3_ERRORS as e:  # SizeMismatch (a StorageError) passes as it is
+            raise s3_error(e, self._what("GET", key)) from None
+        return buf.getvalue()
 
     def _get_exact(self, key: str, out: BinaryIO, size: int) -> None:
         """One GET of bytes 0..size-1. Its Content-Range states the object's

@@ -1,0 +1,213 @@
+"""Which captures `fetch --filter` need not download: those whose flow
+summary (rollcap/flows/index.py) proves no packet of theirs matches.
+
+A capture is downloaded, as without the index, unless all of this holds:
+
+- the filter is one a summary can answer (verdict.compile_filter);
+- the capture came from a manifest entry (its summary's key is derived from
+  the entry) and its summary exists, is readable, names this capture and
+  host, and counts the packets the entry counts;
+- the summary is complete (not cut at the flow cap) and counts no non-IP
+  packet: the summary says nothing about those (ARP, LLDP, a cut IP header),
+  and tcpdump's ``host`` matches ARP too;
+- no flow of it, in any of its views, could match in the window.
+
+Summaries are found with one listing per 10-minute slot (per host when the
+slot holds the captures of one or two hosts), then read in parallel. A
+summary is bounded like any bucket object: at most MAX_STORED bytes are
+downloaded and MAX_TEXT decompressed, else the capture is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import zlib
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from rollcap.flows import index as flowindex
+from rollcap.retrieve import verdict
+from rollcap.retrieve.catalog import Capture
+from rollcap.storage import manifest
+from rollcap.storage.base import Storage, StorageError
+
+log = logging.getLogger("rollcap.retrieve")
+
+MAX_STORED = 64 << 20
+MAX_TEXT = 512 << 20
+WORKERS = 16
+
+# why a capture is downloaded (SkipReport.fetched keys)
+MAY_MATCH = "a flow may match"
+NON_IP = "non-IP packets (the summary does not describe them)"
+INCOMPLETE = "incomplete summary (more flows than the cap)"
+MISSING = "no flow summary"
+UNREADABLE = "unreadable or inconsistent flow summary"
+NO_ENTRY = "no manifest entry (found by listing)"
+
+
+@dataclass
+class SkipReport:
+    considered: int = 0
+    skipped: int = 0
+    undecidable: str | None = None  # why the filter cannot use the index
+    fetched: Counter[str] = field(default_factory=Counter)  # why, for the ones downloaded
+    summaries: int = 0  # summaries read
+    summary_bytes: int = 0  # their stored bytes
+    skipped_bytes: int = 0  # stored bytes of the captures not downloaded
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        """What `fetch -v` says."""
+        if self.undecidable is not None:
+            return [f"flow index not used: {self.undecidable}; all {self.considered} "
+                    "captures are downloaded"]  # fmt: skip
+        out = [
+            f"flow index: skipped {self.skipped} of {self.considered} captures "
+            f"({self.skipped_bytes:,} stored bytes): no flow in their summaries can match; "
+            f"read {self.summaries} summaries ({self.summary_bytes:,} bytes) in "
+            f"{self.seconds:.2f} s"
+        ]
+        for why, n in self.fetched.most_common():
+            out.append(f"flow index: downloading {n}: {why}")
+        return out
+
+
+def entry_of(c: Capture) -> manifest.Entry | None:
+    """The manifest entry a capture came from, as far as its fields tell
+    (None for one found by listing: it has no close time)."""
+    if c.end_ts is None or c.start is None or c.packets is None or c.pcap_bytes is None \
+            or c.linktype is None:  # fmt: skip
+        return None
+    return manifest.Entry(
+        key=c.key, host=c.host, iface=c.iface, opened=c.start, closed_ts=int(c.end_ts),
+        first_ns=c.first_ns, last_ns=c.last_ns, packets=c.packets, pcap_bytes=c.pcap_bytes,
+        size=c.size, linktype=c.linktype,
+    )  # fmt: skip
+
+
+def _gunzip(body: bytes) -> str:
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    text = d.decompress(body, MAX_TEXT)
+    if d.unconsumed_tail or not d.eof:
+        raise ValueError("not a whole gzip stream, or larger than the bound")
+    return text.decode()
+
+
+def judge(node: verdict.Node, c: Capture, body: bytes,
+          window: tuple[int, int] | None) -> str | None:  # fmt: skip
+    """Why capture c must be downloaded, or None if its summary proves that
+    no packet of it matches. ValueError: the summary is not one to trust."""
+    text = _gunzip(body)
+    head_line, _, rest = text.partition("\n")
+    head = json.loads(head_line)
+    if not isinstance(head, dict) or head.get("row") != "capture" \
+            or head.get("version") != flowindex.VERSION:  # fmt: skip
+        raise ValueError("not a flow summary of this version")
+    if head.get("key") != c.key or head.get("host") != c.host or head.get("packets") != c.packets:
+        raise ValueError("the summary names another capture, or other packets")
+    if head.get("complete") is not True:
+        return INCOMPLETE
+    if head.get("non_ip") != 0:
+        return NON_IP
+    absent = verdict.absent_hosts(node, rest)
+    if absent and node.absent(absent) == verdict.F:
+        return None  # an address the filter needs is in no flow
+    flows: list[dict[str, Any]] = []
+    packets = 0
+    for line in rest.splitlines():
+        if line:
+            row = json.loads(line)
+            if not isinstance(row, dict) or row.get("row") != "flow":
+                raise ValueError("a summary line that is not a flow")
+            packets += int(row["packets"])
+            flows.append(row)
+    if packets != c.packets:
+        raise ValueError("its flows do not count the capture's packets")
+    linktype = int(head["linktype"])
+    try:
+        if verdict.any_may_match(node, linktype, flows, window):
+            return MAY_MATCH
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"a flow row without {e}") from None
+    return None
+
+
+def _listing_prefixes(wanted: dict[str, Capture], prefix: str) -> list[str]:
+    by_slot: dict[str, set[str]] = defaultdict(set)
+    for key, c in wanted.items():
+        by_slot[key[: key.rindex("/") + 1]].add(c.host)
+    out = []
+    for slot, hosts in sorted(by_slot.items()):
+        if len(hosts) <= 2:
+            out += [f"{slot}{h}~" for h in sorted(hosts)]
+        else:
+            out.append(slot)
+    return out
+
+
+def prune(storage: Storage, captures: list[Capture], expr: str, *,
+          window: tuple[int, int] | None = None, workers: int = WORKERS
+          ) -> tuple[list[Capture], SkipReport]:  # fmt: skip
+    """The captures to download for filter expr (in the order given), and
+    what was skipped and why."""
+    report = SkipReport(considered=len(captures))
+    t0 = time.monotonic()
+    try:
+        node = verdict.compile_filter(expr)
+    except verdict.Undecidable as e:
+        report.undecidable = str(e)
+        return captures, report
+    prefix = storage.key_prefix
+    wanted: dict[str, Capture] = {}
+    fetch: dict[str, str] = {}  # capture key -> why downloaded
+    for c in captures:
+        entry = entry_of(c)
+        if entry is None:
+            fetch[c.key] = NO_ENTRY
+        else:
+            wanted[flowindex.summary_key(entry, prefix)] = c
+    found: dict[str, int] = {}
+    listings = _listing_prefixes(wanted, prefix)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for infos in pool.map(lambda p: [(i.key, i.size) for i in storage.list(p)], listings):
+            found.update((k, s) for k, s in infos if k in wanted)
+        for key, c in wanted.items():
+            if key not in found:
+                fetch[c.key] = MISSING
+
+        def one(key: str) -> tuple[str, str | None, int]:
+            c, size = wanted[key], found[key]
+            if size > MAX_STORED:
+                return c.key, UNREADABLE, 0
+            try:
+                body = storage.read_small(key, size)
+            except StorageError as e:
+                log.warning("%s: flow summary not read (%s): downloading the capture", key, e)
+                return c.key, UNREADABLE, 0
+            try:
+                return c.key, judge(node, c, body, window), size
+            except (ValueError, UnicodeDecodeError, zlib.error) as e:
+                log.warning("%s: not a flow summary to trust (%s): downloading the capture",
+                            key, e)  # fmt: skip
+                return c.key, UNREADABLE, size
+
+        for ckey, why, size in pool.map(one, sorted(found)):
+            report.summaries += 1
+            report.summary_bytes += size
+            if why is not None:
+                fetch[ckey] = why
+    kept = [c for c in captures if c.key in fetch]
+    for c in captures:
+        if c.key in fetch:
+            report.fetched[fetch[c.key]] += 1
+        else:
+            report.skipped += 1
+            report.skipped_bytes += c.size
+            log.debug("%s: skipped: no flow of its summary can match", c.key)
+    report.seconds = time.monotonic() - t0
+    return kept, report
