@@ -97,10 +97,11 @@ def _frame(rng: random.Random, linktype: int) -> bytes:
     return l3  # raw
 
 
-def capture(seed: int, count: int) -> bytes:
+def capture(seed: int, count: int, endian: str = "<", nanos: bool = False) -> bytes:
     rng = random.Random(seed)
     linktype = rng.choice([1, 1, 1, 113, 276, 101, 228])
-    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype)]
+    magic = 0xA1B23C4D if nanos else 0xA1B2C3D4
+    out = [struct.pack(endian + "IHHiIII", magic, 2, 4, 0, 0, 65535, linktype)]
     t = 1_800_000_000_000_000
     for _ in range(count):
         p = _frame(rng, linktype)
@@ -108,7 +109,8 @@ def capture(seed: int, count: int) -> bytes:
         if rng.random() < 0.1:
             p = p[: rng.randrange(0, len(p) + 1)]  # the snap length cut it
         t += rng.randrange(-50, 200) if rng.random() < 0.98 else -rng.randrange(10**7)  # µs
-        out.append(struct.pack("<IIII", t // 10**6, t % 10**6, len(p), orig) + p)
+        frac = t % 10**6 * 1000 + rng.randrange(1000) if nanos else t % 10**6
+        out.append(struct.pack(endian + "IIII", t // 10**6, frac, len(p), orig) + p)
     return b"".join(out)
 
 
@@ -145,6 +147,14 @@ def test_above_the_cap_the_fast_path_keeps_the_same_flows_and_sets(seed: int) ->
         assert not want.complete
         for step in (len(data), 1500):
             assert rows(run(data, cap, step, vectorised=True)) == rows(want), (cap, step)
+
+
+@pytest.mark.parametrize(("endian", "nanos"), [(">", False), ("<", True), (">", True)])
+def test_both_byte_orders_and_ns_files(endian: str, nanos: bool) -> None:
+    for seed in range(5):
+        data = capture(500 + seed, 1000, endian, nanos)
+        want = run(data, 10_000, len(data), vectorised=False)
+        assert rows(run(data, 10_000, 3000, vectorised=True)) == rows(want), seed
 
 
 def test_a_hash_collision_is_grouped_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
