@@ -1,5 +1,6 @@
 # rollcap developer entry points. Each target installs what it needs:
-#   make run    capture on lo into ./run-demo, archive locally; Ctrl-C stops (as root)
+#   make run    capture on lo into ./run-demo, archive locally; Ctrl-C stops (as root);
+#               make run ARGS="--demo-only --rotate-seconds 30" passes options to rollcap.demo
 #   make test   ruff, mypy and every test (as root: tests create veth pairs)
 #   make lint   ruff and mypy only
 #   make deb    dist/trixie/*.deb, dist/bookworm/*.deb (make check-units: the units' scores)
@@ -34,7 +35,7 @@ $(STAMP): pyproject.toml | apt-run
 	@touch $@
 
 run: apt-run $(STAMP)
-	$(VPY) -m rollcap.demo
+	$(VPY) -m rollcap.demo $(ARGS)
 
 lint: $(STAMP)
 	$(VPY) -m ruff check rollcap tests $(wildcard bench)

@@ -1,15 +1,17 @@
 """`make run`: rollcap's main job on the embedded default, in the foreground.
 
-Writes ./run-demo/rollcap.toml (capture on the loopback interface, 10 s files,
+Writes ./run-demo/rollcap.toml (all of the loopback interface, 10 s files,
 spool ./run-demo/spool, local archive ./run-demo/archive), starts
 `rollcap capture` and `rollcap offload` as children, sends a few UDP datagrams
 per second to 127.0.0.1 so files have packets in them (nothing leaves the
-machine), and prints files as they reach the spool and the archive.
+machine), prints this run's files as they reach the spool and the archive, and
+the `rollcap fetch` command that gets your own traffic (`curl localhost`) back.
 
 Ctrl-C stops capture first (it hands off its last file), waits for offload to
 archive everything in ready/, then stops offload.
 
-    python3 -m rollcap.demo [--dir run-demo] [--interface lo] [--rotate-seconds 10]
+    make run ARGS="--demo-only --rotate-seconds 30"
+    python3 -m rollcap.demo [--dir run-demo] [--interface lo] [--rotate-seconds 10] [--demo-only]
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 from rollcap.commands._format import human_bytes
 
@@ -132,28 +138,86 @@ class LoopbackTraffic:
 
 
 def _files(root: Path) -> dict[Path, int]:
+    """Capture files under root (not the index's entries, not temp files)."""
     out = {}
     if root.is_dir():
         for p in root.rglob("*"):
+            if p.name.startswith(".") or "_index" in p.relative_to(root).parts:
+                continue
             with contextlib.suppress(OSError):
-                if p.is_file() and not p.name.startswith(".") and not p.name.endswith(".json"):
+                if p.is_file() and ".pcap" in p.name and not p.name.endswith(".json"):
                     out[p] = p.stat().st_size
     return out
 
 
+class _ReadyEvents(FileSystemEventHandler):
+    """Files capture moves into ready/: offload takes one within milliseconds,
+    so a poll would miss most of them."""
+
+    def __init__(self, ready: Path) -> None:
+        self.ready = ready
+        self.lock = threading.Lock()
+        self.arrived: list[tuple[Path, int | None]] = []
+
+    def _arrive(self, path: str) -> None:
+        p = Path(path)
+        if p.parent != self.ready or p.name.startswith(".") or ".pcap" not in p.name:
+            return
+        try:
+            size: int | None = p.stat().st_size
+        except OSError:  # already uploaded and deleted
+            size = None
+        with self.lock:
+            self.arrived.append((p, size))
+
+    def on_moved(self, event: FileSystemEvent) -> None:
+        self._arrive(os.fsdecode(event.dest_path))
+
+    def on_created(self, event: FileSystemEvent) -> None:
+        self._arrive(os.fsdecode(event.src_path))
+
+    def take(self) -> list[tuple[Path, int | None]]:
+        with self.lock:
+            out, self.arrived = self.arrived, []
+        return out
+
+
 class Watcher:
+    """Prints `spool   + FILE` and `archive + FILE` for this run's files only: what
+    the archive held before the run (earlier runs) is not news."""
+
     def __init__(self, base: Path) -> None:
-        self.areas = {"spool": base / "spool" / "ready", "archive": base / "archive"}
-        self.seen: dict[str, set[Path]] = {k: set() for k in self.areas}
         self.base = base
+        self.ready = base / "spool" / "ready"
+        self.archive = base / "archive"
+        self.before = frozenset(_files(self.archive))  # earlier runs'
+        self.seen: set[Path] = set(self.before)
+        self.events = _ReadyEvents(self.ready)
+        self.observer: BaseObserver | None = None
+
+    def start(self) -> None:
+        """Call once capture has made ready/ (wait_ready)."""
+        self.observer = Observer()
+        self.observer.schedule(self.events, str(self.ready), recursive=False)
+        self.observer.start()
+
+    def stop(self) -> None:
+        if self.observer is not None:
+            self.observer.stop()
+            self.observer.join(10)
+
+    def _show(self, area: str, p: Path, size: int | None) -> None:
+        rel = p.relative_to(self.base.parent)
+        shown = f"  ({human_bytes(size)})" if size is not None else ""
+        print(f"  {area:<7} + {rel}{shown}", flush=True)
 
     def report(self) -> None:
-        for area, root in self.areas.items():
-            for p, size in sorted(_files(root).items()):
-                if p not in self.seen[area]:
-                    self.seen[area].add(p)
-                    rel = p.relative_to(self.base.parent)
-                    print(f"  {area:<7} + {rel}  ({human_bytes(size)})", flush=True)
+        for p, size in self.events.take():
+            self._show("spool", p, size)
+        for p, size in sorted(_files(self.archive).items()):
+            if p not in self.seen:
+                self.seen.add(p)
+                self._show("archive", p, size)
 
 
 def _rollcap(cmd: str, cfg: Path) -> subprocess.Popen[bytes]:
@@ -179,15 +243,33 @@ def _stop(name: str, proc: subprocess.Popen[bytes]) -> int:
     return proc.returncode
 
 
+def _rollcap_command() -> str:
+    script = Path(sys.prefix) / "bin" / "rollcap"  # .venv/bin/rollcap under make run
+    if not script.exists():
+        return f"{sys.executable} -m rollcap"
+    with contextlib.suppress(ValueError):  # ./.venv/bin/rollcap reads better from the clone
+        return str(script.relative_to(Path.cwd()))
+    return str(script)
+
+
+def fetch_command(rollcap_cmd: str, cfg: Path, interface: str, since: str) -> str:
+    """The command that fetches the newcomer's own `curl localhost` (port 80)."""
+    return (
+        f"{rollcap_cmd} fetch --config {cfg} --since {since} -i {interface} "
+        "-w mine.pcap --force tcp port 80"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--dir", default="run-demo", help="demo directory (default ./run-demo)")
     ap.add_argument("--interface", default="lo", help="interface to capture on (default lo)")
     ap.add_argument("--rotate-seconds", type=int, default=10)
     ap.add_argument(
-        "--all-traffic",
+        "--demo-only",
         action="store_true",
-        help="capture everything on the interface, not only the demo's own datagrams",
+        help="capture only the demo's own datagrams (default: all of the interface,\n"
+        "so your own `curl localhost` is in the files too)",
     )
     a = ap.parse_args(argv)
     if os.geteuid() != 0:
@@ -199,9 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     # is out of its reach, and then only root can write the demo's spool.
     user = "tcpdump" if reachable_by("tcpdump", base) else "root"
     traffic = LoopbackTraffic()
-    # Only our datagrams by default: a busy loopback (databases, test servers) would
-    # fill the demo's files with other programs' traffic.
-    bpf = "" if a.all_traffic else f"udp port {traffic.port}"
+    # Everything by default: a newcomer's own traffic is what they look for first.
+    # --demo-only: a busy loopback (databases, test servers) stays out of the files.
+    bpf = f"udp port {traffic.port}" if a.demo_only else ""
     # the .deb creates group rollcap; on a fresh clone only root can own the files
     group = "rollcap" if _group_exists("rollcap") else "root"
     cfg = write_config(base, a.interface, a.rotate_seconds, user, bpf, group)
@@ -210,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         return check.returncode
 
     print(f"rollcap demo: config   {cfg}")
-    shown = f"filter '{bpf}' (--all-traffic: everything)" if bpf else "no filter"
+    shown = f"filter '{bpf}'" if bpf else "all traffic (--demo-only: the demo's own only)"
     print(f"rollcap demo: capture  on {a.interface}, {shown}, a new file every {a.rotate_seconds}s")
     print(f"rollcap demo: spool    {base / 'spool'} (finished files wait in ready/)")
     print(f"rollcap demo: archive  {base / 'archive'} (offload's file:// destination)")
@@ -218,10 +300,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rollcap demo: note     tcpdump keeps root: user 'tcpdump' cannot reach {base}")
     traffic.thread.start()
     print(f"rollcap demo: traffic  5 UDP datagrams/s to 127.0.0.1:{traffic.port}")
-    script = Path(sys.prefix) / "bin" / "rollcap"  # .venv/bin/rollcap under make run
-    rollcap_cmd = str(script) if script.exists() else f"{sys.executable} -m rollcap"
+    rollcap_cmd = _rollcap_command()
     print(f"rollcap demo: status   in another shell: {rollcap_cmd} status --config {cfg}")
+    if not bpf:
+        print("rollcap demo: try it   in another shell: curl -s http://localhost/ ; then, once its")
+        print("                       file is archived (within about 15 s):")
+        print(f"                       {fetch_command(rollcap_cmd, cfg, a.interface, '5m')}")
     print("rollcap demo: Ctrl-C stops capture, waits for the last file to be archived, stops.\n")
+    started = time.time()
 
     stop = threading.Event()
 
@@ -238,6 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     watcher = Watcher(base)
     rc = 0
     try:
+        while not (base / "spool" / "ready").is_dir() and capture.poll() is None:
+            if stop.wait(0.1):
+                break
+        if (base / "spool" / "ready").is_dir():
+            watcher.start()
         while not stop.wait(1.0):
             watcher.report()
             for name, proc in (("capture", capture), ("offload", offload)):
@@ -261,13 +352,20 @@ def main(argv: list[str] | None = None) -> int:
         print("rollcap demo: killing capture and offload", flush=True)
         rc = 130
     finally:
+        watcher.stop()
         for proc in (capture, offload):
             if proc.poll() is None:
                 proc.kill()
     archived = _files(base / "archive")
-    total = sum(archived.values())
-    print(f"\nrollcap demo: {len(archived)} file(s), {human_bytes(total)} in {base / 'archive'}")
-    print("rollcap demo: read one with: capinfos FILE  or  tshark -r FILE")
+    new = {p: n for p, n in archived.items() if p not in watcher.before}
+    print(
+        f"\nrollcap demo: this run archived {len(new)} capture(s), "
+        f"{human_bytes(sum(new.values()))}; {base / 'archive'} holds {len(archived)}"
+    )
+    since = "@" + str(int(started) - 1)
+    print("rollcap demo: this run's packets on port 80 (your curl), merged into one pcap:")
+    print(f"  {fetch_command(rollcap_cmd, cfg, a.interface, since)}")
+    print("rollcap demo: read it with: tcpdump -nr mine.pcap  or  tshark -r mine.pcap")
     return rc
 
 

@@ -42,15 +42,25 @@ def _plain_value(v: Any) -> str:
     return s
 
 
-class _PlainFormatter(logging.Formatter):
-    """``LEVEL component: message key=value ...`` on one line."""
+class PlainFormatter(logging.Formatter):
+    """``HH:MM:SS level component: message`` on one line.
+
+    The message says it all (it is what `journalctl` shows, too); the
+    ROLLCAP_* fields follow as ``[key=value ...]`` only when ``fields`` is
+    set (log.level = "debug"): at info, a file is one short line, not 300
+    characters of fields.
+    """
+
+    def __init__(self, fields: bool = False) -> None:
+        super().__init__()
+        self.fields = fields
 
     def format(self, record: logging.LogRecord) -> str:
         extra = " ".join(
             f"{k[len(FIELD_PREFIX) :].lower()}={_plain_value(v)}"
             for k, v in record.__dict__.items()
             if k.startswith(FIELD_PREFIX)
-        )
+        ) if self.fields else ""
         ts = self.formatTime(record, "%H:%M:%S")
         line = f"{ts} {record.levelname.lower():7} {record.name}: {record.getMessage()}"
         if extra:
@@ -121,14 +131,14 @@ def setup_logging(level: str = "info", component: str = "rollcap") -> logging.Lo
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
+    root.setLevel(level.upper())
     handler: logging.Handler
     if under_systemd():
         handler = JournalHandler(component)
     else:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_PlainFormatter())
+        handler.setFormatter(PlainFormatter(fields=root.level <= logging.DEBUG))
     root.addHandler(handler)
-    root.setLevel(level.upper())
     # boto's own chatter is not an operator's business at info level
     for noisy in ("botocore", "boto3", "s3transfer", "urllib3", "watchdog"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

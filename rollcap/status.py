@@ -187,6 +187,8 @@ def _job_problem(name: str, st: dict[str, Any], spool: dict[str, Any], now: floa
         return f"destination down{detail}"
     if state != "running":
         return f"{state}{detail}"
+    if spool.get("ring"):
+        return None  # offload.mode = on-demand: ready/ is the ring, not a backlog
     oldest = spool.get("ready_oldest")
     if not spool.get("ready_files") or oldest is None or now - oldest < stall:
         return None
@@ -207,6 +209,8 @@ def collect(cfg: RollcapConfig, now: float | None = None) -> dict[str, Any]:
     spool = Spool.at(cfg.spool.directory)
     report: dict[str, Any] = {name: daemon_report(spool.state_file(name), now) for name in DAEMONS}
     report["spool"] = _spool_usage(spool)
+    if cfg.offload.mode == "on-demand":
+        report["spool"]["ring"] = True
     for name in DAEMONS:
         r = report[name]
         if r["verdict"] == "running":

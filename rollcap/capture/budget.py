@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Collection, Iterable
+import time
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -40,6 +41,8 @@ from rollcap.capture.counters import EventCounts
 from rollcap.capture.interface import InterfaceCapture
 from rollcap.config.schema import SpoolConfig
 from rollcap.journal import fields
+from rollcap.keep import pins
+from rollcap.keep.ring import PinGuard, RingState, duration, ring_state
 from rollcap.quarantine import enforce_cap
 from rollcap.spool import Spool
 from rollcap.spool.fs import Dir, tree_bytes
@@ -306,15 +309,28 @@ class BudgetKeeper:
         self.pause_reason = ""
         self.usage: Usage | None = None
         self._unfixable_logged = False
+        # the flight recorder (offload.mode = "on-demand"): drops are the ring turning
+        self.on_demand = False
+        self.guard = PinGuard(spool.root)  # pinned files are never dropped
+        self.ring: RingState | None = None
+        self._held_logged = False
 
     def enforce(self, sp: SpoolConfig, reserve: int) -> Transition:
         """reserve: what the live file may still grow by (live_reserve)."""
         self._cap_quarantine(sp.quarantine_megabytes * 1_000_000)
         u = measure(self.spool, sp.max_megabytes, sp.min_free_percent)
         d = decide(u, sp.on_full, reserve, self.paused)
+        keeps = self.guard.read()
+        files = pins.held_files(self.dirs.ready)
+        held = pins.covered(files, keeps or [])
         if d.drop_bytes:
-            u = self._drop_oldest(u, d.drop_bytes)
+            u = self._drop_oldest(u, d.drop_bytes, files, None if keeps is None else held)
         self.usage = u
+        now = time.time_ns()
+        self.ring = ring_state(
+            pins.held_files(self.dirs.ready) if d.drop_bytes else files, held,
+            len(self.guard.current), u.max_bytes, now, self.on_demand,
+        )  # fmt: skip
         if not u.over_budget:
             self._unfixable_logged = False
         elif sp.on_full == "drop-oldest" and not self._unfixable_logged:
@@ -350,14 +366,27 @@ class BudgetKeeper:
             f"{u.free_percent:.1f}% free, minimum {u.min_free_percent}%)"
         )
 
-    def _drop_oldest(self, u: Usage, want: int) -> Usage:
+    def _drop_oldest(self, u: Usage, want: int, files: list[pins.HeldFile],
+                     held: Mapping[str, object] | None) -> Usage:  # fmt: skip
         """Delete the oldest ready/ files until want bytes (the spool's own overage)
-        are gone: never more."""
+        are gone: never more. Never a file a keep pins (held), nor one that came
+        after the pins were matched (files); held None: the pins cannot be read,
+        nothing is dropped."""
         ready = self.dirs.ready
         dropped = 0
+        if held is None:
+            if not self._held_logged:
+                self._held_logged = True
+                log.warning("spool over budget, but the pins cannot be read: no file dropped")
+            return u
+        self._held_logged = False
+        known = {f.name for f in files}
+        gone: set[str] = set()
         for name in oldest_ready(ready):
             if dropped >= want:
                 break
+            if name in held or name not in known:
+                continue
             st = ready.lstat(name)
             if st is None:
                 continue  # offload finished it meanwhile
@@ -368,15 +397,22 @@ class BudgetKeeper:
             dropped += st.st_size
             self.counts.dropped_files += 1
             self.counts.dropped_bytes += st.st_size
-            log.warning(
-                "spool over budget: dropped %s (%d bytes)",
-                name,
-                st.st_size,
-                extra=fields(file=name, bytes=st.st_size),
-            )
+            gone.add(name)
+            self._log_drop(name, st.st_size, [f for f in files if f.name not in gone])
         used = max(0, u.used_bytes - dropped)
         free = free_percent(self.spool.root)
         return Usage(used, u.max_bytes, free, u.min_free_percent)
+
+    def _log_drop(self, name: str, size: int, files: list[pins.HeldFile]) -> None:
+        if not self.on_demand:
+            log.warning("spool over budget: dropped %s (%d bytes)", name, size,
+                        extra=fields(file=name, bytes=size))  # fmt: skip
+            return
+        # on demand, a drop is the ring turning: the lookback is what the journal needs
+        back = (time.time_ns() - files[0].start_ns) / 1e9 if files else 0.0
+        log.info("ring turned: dropped %s (%d bytes); the ring now reaches back %s",
+                 name, size, duration(back),
+                 extra=fields(file=name, bytes=size, lookback_seconds=round(back, 1)))  # fmt: skip
 
     def _cap_quarantine(self, max_bytes: int) -> None:
         for r in enforce_cap(self.dirs.quarantine, max_bytes):

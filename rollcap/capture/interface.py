@@ -51,6 +51,7 @@ HEALTHY_LISTEN = 5.0  # seconds listening that prove a tcpdump can run here
 # from tcpdump failing: a tcpdump killed 0.5 s after it listened may not have
 # flushed a packet to disk yet, but it was capturing.
 KILLED = frozenset({-signal.SIGKILL, -signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP})
+ALIGNED = "aligned rotation"  # the routine switch on rotate_align's boundary: logged at debug
 
 
 def restart_delay(
@@ -246,8 +247,10 @@ class InterfaceCapture:
         self.stats.retire(old)
         self.proc = r.new
         self.conditions.clear(Condition.SWITCH_FAILED)
-        # one line per switch: each rotation starts a tcpdump, which is not a restart
-        log.info(
+        # each rotation starts a tcpdump, which is not a restart; a routine aligned
+        # one is a detail (its file's "handed off" line is the news): debug
+        log.log(
+            logging.DEBUG if req.reason == ALIGNED else logging.INFO,
             "switched to a new tcpdump (%s) on %s (generation %d, replacing %d%s)",
             req.reason,
             self.name,
@@ -270,7 +273,7 @@ class InterfaceCapture:
             opened = rotation.name_time(
                 files[-1].opened.timestamp(), self.cap.rotate_seconds, time.time()
             )
-        reason = "aligned rotation" if self.cap.rotate_align else "quiet link"
+        reason = ALIGNED if self.cap.rotate_align else "quiet link"
         return SwitchRequest(self, reason, opened=opened)
 
     def seconds_left(self) -> float | None:

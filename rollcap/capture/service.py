@@ -65,6 +65,7 @@ from rollcap.capture.wakeup import Wakeup
 from rollcap.config import load_config
 from rollcap.config.schema import RollcapConfig
 from rollcap.journal import fields, setup_logging
+from rollcap.keep.ring import due_cuts
 from rollcap.metrics import nodeexporter
 from rollcap.metrics.exporter import capture_exporter
 from rollcap.notify import Notifier
@@ -112,6 +113,7 @@ class Supervisor:
         self.notifier = Notifier()
         self.wakeup = Wakeup()
         self.last_rotate: dict[str, Any] | None = None
+        self._cut: set[str] = set()  # keeps whose window's end was cut (cut_for_keeps)
         self.captures: dict[str, InterfaceCapture] = {}  # capture.interface, in order
         uid, switch_user = layout.tcpdump_identity(cfg.capture.user)
         self.identity = layout.Identity(uid, switch_user, layout.resolve_group(cfg.spool.group))
@@ -299,6 +301,7 @@ class Supervisor:
             self._pause_now()
 
     def enforce_budget(self) -> None:
+        self.session.keeper.on_demand = self.cfg.offload.mode == "on-demand"
         r = self._reserve()
         change = self.session.keeper.enforce(self.cfg.spool, r)
         if change == "pause":
@@ -342,6 +345,21 @@ class Supervisor:
         self.last_rotate = {"at": time.time(), "result": result, "last_handoff": handed}
         log.info("%s: %s", reason, result, extra=fields(result=result))
         self.publish(force=True)
+
+    def cut_for_keeps(self) -> None:
+        """A keep's window has ended inside the file being written: cut it now (as
+        `rollcap rotate` does), so the window's end is finished and can be shipped
+        (rollcap.keep.ring.due_cuts), not one rotation later. Once per keep."""
+        keeps = [k for k in self.session.keeper.guard.current if k.id not in self._cut]
+        if not keeps:
+            return
+        live = [int(w.opened.timestamp()) for w, _n in list_work(self.dirs.work)]
+        for k in due_cuts(keeps, live):
+            self._cut.add(k.id)
+            self.rotate(f"keep {k.id}: its window ended")
+            break  # one cut finishes every file: the next tick sees the rest done
+        current = {k.id for k in self.session.keeper.guard.current}
+        self._cut &= current  # bounded by the pins there are
 
     # ------------------------------------------------------------------ start/stop
     def stop_orphans(self) -> None:
@@ -437,6 +455,7 @@ class Supervisor:
             for ic in self.captures.values():
                 ic.tick()
             self.enforce_budget()
+            self.cut_for_keeps()
             self.start_capture()
             for ic in self.captures.values():
                 ic.mark_capturing()

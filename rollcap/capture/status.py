@@ -21,6 +21,7 @@ from rollcap.capture.budget import Usage
 from rollcap.capture.conditions import RepeatLimiter
 from rollcap.capture.counters import Counters, EventCounts, InterfaceCounts
 from rollcap.capture.interface import InterfaceCapture
+from rollcap.keep.ring import RingState
 from rollcap.metrics.capture import CaptureCollector
 from rollcap.metrics.exporter import Exporter
 from rollcap.notify import Notifier
@@ -53,6 +54,7 @@ class Snapshot:
     timestamp_precision: str = ""
     # the latest kernel drops' likely cause: cause, detail, at, interface (likely_cause)
     last_drops: dict[str, Any] | None = None
+    ring: RingState | None = None  # the flight recorder's lookback (rollcap.keep.ring)
 
 
 def state_dict(s: Snapshot) -> dict[str, Any]:
@@ -80,6 +82,7 @@ def state_dict(s: Snapshot) -> dict[str, Any]:
         "last_error": s.last_error,
         "budget": s.usage.as_dict() if s.usage else None,
         "interfaces": s.interfaces or {},
+        "ring": s.ring.as_dict() if s.ring else None,
     }
 
 
@@ -177,6 +180,7 @@ def snapshot(sup: Supervisor) -> Snapshot:
         rotation=rotation(c.rotate_seconds, c.rotate_megabytes, c.rotate_align),
         timestamp_precision=c.timestamp_precision,
         last_drops=last_drops(sup.captures),
+        ring=k.ring,
     )
 
 

@@ -4,7 +4,8 @@ start and at reload, so "OK" means the daemon will take the file.
 Errors (exit 78): capture.user does not exist, tcpdump rejects the filter, the
 user cannot reach the spool, a rollcap user may write into node_exporter's
 directory (or a tmpfiles.d line lets it). Warnings (exit 0): the interface does not exist
-(yet: capture waits for it), spool.group does not exist (files get group root).
+(yet: capture waits for it), spool.group does not exist (files get group root), the
+system clock is not synchronised (windows across hosts need NTP: docs/fleet.md).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import grp
 import sys
 from pathlib import Path
 
+from rollcap import clock
 from rollcap.commands import _config
 from rollcap.config.schema import CaptureConfig, RollcapConfig
 from rollcap.errors import ConfigError
@@ -42,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     path = _config.config_path(args)
     cfg = _config.load(args)
     warnings, notes = check(cfg)  # ConfigError (78) on an error
+    unsynced = clock.warning(clock.synchronised())
+    warnings += [unsynced] if unsynced else []
     if args.show:
         from rollcap.config.show import dump_toml
 

@@ -45,10 +45,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _config.add_config_argument(p)
     add_selection_arguments(p, default_span=3600 * NS)
     p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.add_argument(
+        "--local", action="store_true",
+        help="what this host's spool holds for the window (the flight recorder's ring; kept "
+        "or not), not the bucket",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = _config.load_for_reading(args)
+    if args.local:
+        return _run_local(args, cfg)
     setup(args, cfg)
     storage = open_destination(cfg)
     out = sys.stdout
@@ -99,11 +106,47 @@ def local_notes(cfg: RollcapConfig) -> list[str]:
         waiting = [n for n in spool.ready.iterdir() if ReadyName.parse(n.name)]
     except OSError:
         waiting = []
-    if waiting:
+    if waiting and cfg.offload.mode == "on-demand":
+        notes.append(
+            f"the ring on this host holds {len(waiting)} finished file(s), uploaded only "
+            "when kept (`rollcap list --local`, `rollcap keep`)"
+        )
+    elif waiting:
         notes.append(
             f"{len(waiting)} finished file(s) on this host wait in {spool.ready} for upload"
         )
     return notes
+
+
+def _run_local(args: argparse.Namespace, cfg: RollcapConfig) -> int:
+    """--local: the ring's files for the window, read from the spool (rollcap.keep.local)."""
+    from pathlib import Path
+
+    from rollcap.commands._selection import _hosts, _iface, _window
+    from rollcap.errors import RollcapError
+    from rollcap.keep.local import held
+
+    since, until = _window(args)
+    try:
+        files = held(Path(cfg.spool.directory), since, until, _iface(args), _hosts(args))
+    except PermissionError:
+        raise RollcapError(f"cannot read {cfg.spool.directory}/ready: permission denied "
+                           "(root and group rollcap may)") from None  # fmt: skip
+    except FileNotFoundError:
+        files = []
+    if args.json:
+        json.dump([{"name": f.name, "interface": f.iface, "start": fmt_epoch(f.start_ns / NS),
+                    "last_write": fmt_epoch(f.end_ns / NS), "bytes": f.size,
+                    "keep_id": f.keep_id or None} for f in files], sys.stdout)  # fmt: skip
+        sys.stdout.write("\n")
+    else:
+        for f in files:
+            print(f"{fmt_epoch(f.start_ns / NS)}  {fmt_epoch(f.end_ns / NS)}  "
+                  f"{human_bytes(f.size):>9}  {f.state:<12}  {f.name}")  # fmt: skip
+        kept = sum(1 for f in files if f.keep_id)
+        print(f"# {len(files)} file(s) held on this host ({kept} kept), "
+              f"{human_bytes(sum(f.size for f in files))}")  # fmt: skip
+    return 0 if files else 1
 
 
 def _write_table(out: TextIO, sel: Selection) -> None:

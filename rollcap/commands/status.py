@@ -187,6 +187,17 @@ GROUPS: dict[str, tuple[tuple[str, tuple[tuple[str, str], ...]], ...]] = {
             ),
         ),
         (
+            "ring",
+            (
+                ("ring.lookback_seconds", "reaches back, seconds"),
+                ("ring.projected_seconds", "at the current rate, seconds"),
+                ("ring.rate_bytes_per_second", "capture rate, bytes/s"),
+                ("ring.keeps", "keeps pinned"),
+                ("ring.pinned_files", "files pinned"),
+                ("ring.pinned_bytes", "bytes pinned"),
+            ),
+        ),
+        (
             "spool budget",
             (
                 ("budget.used_bytes", "used"),
@@ -324,13 +335,30 @@ def _capture_short(st: dict[str, Any], now: float) -> tuple[list[str], list[str]
         attention.append(f"last error: {err}")
     if st.get("paused"):
         attention.append(f"paused: {st.get('pause_reason') or 'no reason given'}")
+    ring = st.get("ring")
+    ring = ring if isinstance(ring, dict) else {}
+    if isinstance(ring.get("lookback_seconds"), int | float):
+        lines.append(_ring_line(ring))
     n = st.get("dropped_files")
-    if n:
+    if n and not ring.get("on_demand"):  # on demand, drops are the ring turning
         size = _size(st.get("dropped_bytes"))
         attention.append(f"{_plural(n, 'file')} ({size}) dropped to stay within the spool budget")
     if st.get("quarantined_files"):
         attention.append(f"{_plural(st['quarantined_files'], 'file')} quarantined")
     return lines, attention
+
+
+def _ring_line(ring: dict[str, Any]) -> str:
+    """ring: reaches back 2h13m (3h05m at the current rate); 1 keep pins 1.2 MB"""
+    text = f"ring: reaches back {ago(ring['lookback_seconds'], suffix=False)}"
+    projected = ring.get("projected_seconds")
+    if isinstance(projected, int | float):
+        text += f" ({ago(projected, suffix=False)} at the current rate)"
+    keeps = ring.get("keeps")
+    if keeps:
+        verb = "pins" if keeps == 1 else "pin"
+        text += f"; {_plural(keeps, 'keep')} {verb} {_size(ring.get('pinned_bytes'))}"
+    return text
 
 
 def _offload_short(st: dict[str, Any], now: float) -> tuple[list[str], list[str]]:
@@ -365,7 +393,7 @@ def _spool_lines(sp: dict[str, Any], now: float) -> tuple[list[str], list[str]]:
         lines.append(f"  {area:<10}  {shown}")
     oldest = sp.get("ready_oldest")
     waits = now - oldest if sp.get("ready_files") and isinstance(oldest, int | float) else 0
-    if waits > BACKLOG_ATTENTION_SECONDS:
+    if waits > BACKLOG_ATTENTION_SECONDS and not sp.get("ring"):  # on demand: the ring
         attention.append(f"backlog: the oldest file in ready/ waits for {ago(waits, False)}")
     return lines, attention
 

@@ -388,6 +388,14 @@ class OffloadConfig(_Section):
         le=3600,
         description="Rescan ready/ this often as a backstop for missed inotify events.",
     )
+    keep_poll_seconds: int = Field(
+        60,
+        ge=0,
+        le=3600,
+        description="Look for fleet keep requests (`rollcap keep --fleet`) below the "
+        "destination's prefix this often: one LIST per poll (1,440 a day at 60 s), one GET "
+        "and one PUT per request that names this host. 0: never.",
+    )
     retry_max_seconds: int = Field(
         300,
         ge=1,
@@ -462,6 +470,13 @@ class OffloadConfig(_Section):
         le=36500,
         description="With object_lock_mode: days each object stays locked after its upload "
         "(at least 1); 0 without it.",
+    )
+    mode: Literal["continuous", "on-demand"] = Field(
+        "continuous",
+        description='"continuous" uploads every finished file. "on-demand" makes the spool a '
+        "flight recorder: finished files stay in it as a ring (spool.on_full = "
+        '"drop-oldest"), and only the files a keep holds are uploaded (`rollcap keep`, '
+        "[keep]; docs/capture.md).",
     )
 
     @field_validator("destination")
@@ -594,6 +609,20 @@ class OffloadConfig(_Section):
         return {"zstd": ".pcap.zst", "gzip": ".pcap.gz", "none": ".pcap"}[self.compression]
 
 
+class KeepConfig(_Section):
+    """Keeps: windows of the ring to upload (`rollcap keep`; offload.mode)."""
+
+    pinned_percent: float = Field(
+        30,
+        gt=0,
+        le=90,
+        description="Cap on what pinned files may take, in percent of spool.max_megabytes: "
+        "a keep that would pin more (counting the files every keep holds, and the part of "
+        "its window still to capture at the current rate) is refused. The rest of the "
+        "budget stays a ring.",
+    )
+
+
 class LogConfig(_Section):
     """Logging."""
 
@@ -689,6 +718,75 @@ class MetricsConfig(_Section):
         return v
 
 
+class ListenerConfig(_Section):
+    """The keep listener in rollcap-offload: Alertmanager's webhook and POST /v1/keep
+    file keeps over HTTP, with no shell involved (docs/capture.md, "Keeps from alerts")."""
+
+    enabled: bool = Field(False, description="Run the listener (in rollcap-offload, as rollcap).")
+    listen: str = Field(
+        "127.0.0.1:9819",
+        description='Where it listens: "host:port" (loopback by default; 0.0.0.0 or an '
+        "interface address lets other hosts file keeps) or the absolute path of a unix "
+        "socket (mode 0660: the offload's user and group, rollcap), in a directory "
+        "rollcap-offload may write (docs/capture.md).",
+    )
+    token_credential: str = Field(
+        "listener-token",
+        description="Name of the systemd credential holding the bearer token every request "
+        "must carry ($CREDENTIALS_DIRECTORY/NAME; the unit loads it from "
+        "/etc/credstore/rollcap-listener-token). Without it the listener does not start: "
+        "it never answers unauthenticated.",
+    )
+    lookback_seconds: int = Field(
+        600,
+        ge=0,
+        le=86400,
+        description="An alert's window starts this long before its startsAt. Prometheus "
+        "sets startsAt when the alert fires: cover the rule's for: plus one evaluation "
+        "interval, plus the lead-up you want to see.",
+    )
+    max_window_seconds: int = Field(
+        1800,
+        ge=1,
+        le=86400,
+        description="An alert's window ends at most this long after its startsAt (a "
+        "resolved alert seen first ends at its endsAt). A POST /v1/keep window may be "
+        "at most lookback_seconds + max_window_seconds long.",
+    )
+    reason_labels: list[str] = Field(
+        ["instance", "job", "severity"],
+        description="Labels written into a kept alert's reason after its alertname "
+        "(where the alert has them).",
+    )
+    windows_per_hour: int = Field(
+        30, ge=1, le=100000, description="New keeps filed in any hour at most; more get 429."
+    )
+    megabytes_per_day: Megabytes = Field(
+        20000,
+        ge=1,
+        description="Once the keeps of the last 24 hours cover this many millions of "
+        "bytes, new keeps get 429 (the keep that crosses it is filed).",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        if v.startswith("/"):
+            p = PurePosixPath(v)
+            if ".." in p.parts or len(v.encode()) > 107:
+                raise ValueError("a unix socket path: absolute, no '..', at most 107 bytes")
+            return str(p)
+        parse_listen(v)
+        return v
+
+    @field_validator("token_credential")
+    @classmethod
+    def _credential(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", v) or v in (".", ".."):
+            raise ValueError("a systemd credential name: letters, digits, '_', '.', '-'")
+        return v
+
+
 class RollcapConfig(_Section):
     """The whole /etc/rollcap.toml."""
 
@@ -697,6 +795,8 @@ class RollcapConfig(_Section):
     offload: OffloadConfig = Field(default_factory=OffloadConfig)  # type: ignore[arg-type]
     log: LogConfig = Field(default_factory=LogConfig)  # type: ignore[arg-type]
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)  # type: ignore[arg-type]
+    listener: ListenerConfig = Field(default_factory=ListenerConfig)  # type: ignore[arg-type]
+    keep: KeepConfig = Field(default_factory=KeepConfig)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RollcapConfig:
@@ -716,6 +816,11 @@ class RollcapConfig(_Section):
                 f"spool.max_megabytes: must be at least {times} capture.rotate_megabytes "
                 f"({(n + 1) * self.capture.rotate_megabytes}) so a finished file and {being}, "
                 f"got {self.spool.max_megabytes}"
+            )
+        if self.offload.mode == "on-demand" and self.spool.on_full != "drop-oldest":
+            raise ValueError(
+                'offload.mode: "on-demand" keeps the spool as a ring and needs spool.on_full = '
+                f'"drop-oldest", got {self.spool.on_full!r}'
             )
         m = self.metrics
         if m.capture_listen and m.capture_listen == m.offload_listen:

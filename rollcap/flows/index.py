@@ -24,6 +24,7 @@ from __future__ import annotations
 import gzip
 import json
 import tempfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -136,7 +137,7 @@ def parse_body(body: bytes) -> Summary:
     """A summary object's bytes; ValueError (naming the problem) if it is not one."""
     try:
         text = gzip.decompress(body).decode()
-    except (OSError, EOFError, UnicodeDecodeError) as err:
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as err:
         raise ValueError(f"not a gzip NDJSON flow summary: {err}") from None
     rows = list(_rows(text))
     if not rows or rows[0].get("row") != "capture":
@@ -158,11 +159,18 @@ def _rows(text: str) -> Iterator[dict[str, Any]]:
             yield row
 
 
-def read_summary(storage: Storage, key: str) -> Summary:
-    """The summary stored at key (StorageError if the destination cannot give
-    it, ValueError if the object is not a summary). Summaries are small: they
-    go through a private temp file, never a shared directory."""
+def read_body(storage: Storage, key: str, size: int | None = None) -> bytes:
+    """The stored bytes of the summary at key (StorageError if the destination
+    cannot give them). ``size``: as its listing states it (one ranged GET, and
+    no more bytes than that). Summaries are small: they go through a private
+    temp file, never a shared directory."""
     with tempfile.TemporaryDirectory(prefix="rollcap-flows-") as tmp:
         dest = Path(tmp) / "summary.ndjson.gz"
-        storage.download(key, dest)
-        return parse_body(dest.read_bytes())
+        storage.download(key, dest, size=size)
+        return dest.read_bytes()
+
+
+def read_summary(storage: Storage, key: str, size: int | None = None) -> Summary:
+    """The summary stored at key (StorageError if the destination cannot give
+    it, ValueError if the object is not a summary)."""
+    return parse_body(read_body(storage, key, size))

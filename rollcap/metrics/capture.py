@@ -119,6 +119,25 @@ class CaptureCollector(Collector):
             "rollcap_capture_packets_total minus this is what was handed off.",
             number(st, "duplicates_removed"),
         )  # fmt: skip
+        ring = st.get("ring")
+        ring = ring if isinstance(ring, Mapping) else {}
+        yield gauge(
+            "rollcap_ring_lookback_seconds", "How far back the spool's finished files reach "
+            "now: the time since the oldest one started (offload.mode = on-demand: the "
+            "flight recorder's lookback).", number(ring, "lookback_seconds"),
+        )  # fmt: skip
+        yield gauge(
+            "rollcap_ring_projected_seconds", "How far back the ring would reach at the "
+            "current capture rate: the spool budget less what keeps pin, over the rate "
+            "(size spool.max_megabytes with it; docs/capture.md).",
+            number(ring, "projected_seconds"),
+        )  # fmt: skip
+        yield gauge(
+            "rollcap_ring_pinned_bytes", "Bytes of finished files keeps pin (never dropped; "
+            "capped by keep.pinned_percent).", number(ring, "pinned_bytes"),
+        )  # fmt: skip
+        yield gauge("rollcap_ring_keeps", "Keeps pinned in the spool now (`rollcap keep`).",
+                    number(ring, "keeps"))  # fmt: skip
         yield counter(
             "rollcap_spool_dropped_files", "Finished files deleted unsent to keep the spool "
             "budget (spool.on_full = drop-oldest).", number(st, "dropped_files"),

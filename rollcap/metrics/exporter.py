@@ -94,6 +94,11 @@ class Exporter(Generic[C]):
         self._thread: threading.Thread | None = None
         self._problem: dict[str, str] = {}  # what -> last logged problem
 
+    def add(self, collector: Collector) -> None:
+        """Another part's series in this daemon's textfile and endpoint (the keep listener)."""
+        self.registry.register(collector)
+        self.http_registry.register(collector)
+
     def publish(self, state: Mapping[str, Any]) -> None:
         """The state the daemon just wrote for `rollcap status`."""
         self.collector.update(state)

@@ -13,9 +13,10 @@ a copy into place (root-owned, 0644, an O_EXCL temp file first).
 The copy holds only that daemon's own series, rebuilt from the parsed text: an
 exploited daemon could otherwise write series of other collectors (node_exporter
 keeps the first of two equal series, by file name) or of the other daemon, and
-silence their alerts. rollcap_capture_* and rollcap_spool_* are capture's,
-rollcap_offload_* offload's; the shared families count only with daemon="<its
-name>". Anything else is dropped and said once per publish.
+silence their alerts. rollcap_capture_*, rollcap_spool_* and rollcap_ring_* are capture's,
+rollcap_offload_* and rollcap_listener_* (its keep listener) offload's; the shared
+families count only with daemon="<its name>". Anything else is dropped and said once
+per publish.
 
 The copy mirrors the daemon's file: it goes when that file is gone or textfiles are
 off; a refused file keeps the last good copy (its rollcap_state_updated_timestamp
@@ -53,8 +54,8 @@ _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # A daemon writes a few hundred samples (per interface and area).
 MAX_SAMPLES = 10_000
 OWN_PREFIXES = {
-    "capture": ("rollcap_capture_", "rollcap_spool_"),
-    "offload": ("rollcap_offload_",),
+    "capture": ("rollcap_capture_", "rollcap_spool_", "rollcap_ring_"),
+    "offload": ("rollcap_offload_", "rollcap_listener_"),
 }
 # written by both daemons, told apart by their daemon label
 SHARED = ("rollcap_build_info", "rollcap_start_time_seconds",

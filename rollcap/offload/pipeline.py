@@ -25,6 +25,7 @@ from rollcap.errors import ConfigError
 from rollcap.flows import index as flowindex
 from rollcap.flows.summary import Summariser
 from rollcap.journal import fields
+from rollcap.keep.request import KeepRequest
 from rollcap.keys import KeyFields, render_key
 from rollcap.offload.compress import Cancelled, Compressed, compress_stream
 from rollcap.offload.discovery import oldest_first
@@ -70,13 +71,19 @@ class Outcome:
     message: str = ""
     dest_error: StorageError | None = None  # the destination failed, not the file
     removed_by_capture: bool = False  # gone from ready/ before we deleted it
+    keep_id: str = ""  # shipped for this keep
 
 
-def object_metadata(cfg: RollcapConfig, opened: Opened, c: Compressed) -> dict[str, str]:
+def object_metadata(cfg: RollcapConfig, opened: Opened, c: Compressed,
+                    keep: KeepRequest | None = None) -> dict[str, str]:  # fmt: skip
     flt = quote(cfg.capture.filter, safe="")
     if len(flt) > MAX_FILTER_META:
         flt = flt[: MAX_FILTER_META - 3] + "..."
+    kept = {} if keep is None else {
+        META["keep_id"]: keep.id, META["keep_reason"]: quote(keep.reason, safe=" "),
+    }  # fmt: skip
     return {
+        **kept,
         # exact: 6 digits for µs, 9 for ns stamps (rollcap.timestamps)
         META["first_ts"]: "" if c.first_ns is None else timestamps.to_text(c.first_ns),
         META["last_ts"]: "" if c.last_ns is None else timestamps.to_text(c.last_ns),
@@ -104,14 +111,17 @@ def _closed(opened: Opened, last_ts: float | None, rotate_seconds: int) -> int:
     return math.ceil(closed)
 
 
-def manifest_entry(key: str, opened: Opened, c: Compressed, stored: int,
-                   rotate_seconds: int) -> manifest.Entry:  # fmt: skip
+def manifest_entry(
+    key: str, opened: Opened, c: Compressed, stored: int, rotate_seconds: int,
+    keep: KeepRequest | None = None,
+) -> manifest.Entry:  # fmt: skip
     n = opened.name
     return manifest.Entry(
         key=key, host=n.host, iface=n.iface, opened=n.start,
         closed_ts=_closed(opened, c.last_ts, rotate_seconds), first_ns=c.first_ns,
         last_ns=c.last_ns, packets=c.packets, pcap_bytes=c.pcap_bytes, size=stored,
-        linktype=c.linktype,
+        linktype=c.linktype, keep_id=keep.id if keep else "",
+        keep_reason=keep.reason if keep else "",
     )  # fmt: skip
 
 
@@ -205,6 +215,8 @@ class Pipeline:
         # compression starts; the file stays in ready/ and keeps its place.
         self.compress_open = threading.Event()
         self.compress_open.set()
+        # the keep a file is shipped for (rollcap.keep.shipping), None: no keep
+        self.keep_of: Callable[[str], KeepRequest | None] = lambda _name: None
 
     def key_for(self, opened: Opened) -> str:
         n = opened.name
@@ -238,16 +250,19 @@ class Pipeline:
         progress: Callable[[int], None] | None = None,
         early: bool = False,
         level: int | None = None,
+        attempt: int = 1,
     ) -> Outcome:
-        """level: the compression level to use (None: compression_level)."""
+        """level: the compression level to use (None: compression_level);
+        attempt: this file's attempt number, for its log line."""
         try:
-            return self._process(name, progress, early, level)
+            return self._process(name, progress, early, level, attempt)
         finally:
             self.compress_slots.release_reservation(name)  # if it never compressed
 
     def _process(
-        self, name: str, progress: Callable[[int], None] | None, early: bool, level: int | None
-    ) -> Outcome:
+        self, name: str, progress: Callable[[int], None] | None, early: bool, level: int | None,
+        attempt: int,
+    ) -> Outcome:  # fmt: skip
         t0 = time.monotonic()
         path = self.spool.ready / name
         try:
@@ -276,6 +291,7 @@ class Pipeline:
             return self._store(
                 name, path, opened, key,
                 self.cfg.offload.compression_level if level is None else level, t0, progress,
+                attempt,
             )  # fmt: skip
         except Cancelled:
             return Outcome(name, "cancelled")
@@ -387,16 +403,18 @@ class Pipeline:
 
     def _store(
         self, name: str, path: Path, opened: Opened, key: str, level: int, t0: float,
-        progress: Callable[[int], None] | None,
+        progress: Callable[[int], None] | None, attempt: int,
     ) -> Outcome:  # fmt: skip
         """Compress straight into the destination (no local copy), verify,
         then delete the pcap."""
         produce, spent = self._producer(name, opened, level, progress)
         out = Outcome(name, "uploaded", key=key)
+        keep = self.keep_of(name)
+        out.keep_id = keep.id if keep else ""
         try:
             try:
                 info, comp = self.storage.put_stream(
-                    key, produce, lambda c: object_metadata(self.cfg, opened, c),
+                    key, produce, lambda c: object_metadata(self.cfg, opened, c, keep),
                     progress=progress, stop=self.stop,
                 )  # fmt: skip
                 stored = info.size
@@ -429,7 +447,8 @@ class Pipeline:
             out.compress_seconds = spent[0]
             # before the local copy goes: a failure or crash here retries it
             # (the upload then finds the object: "exists", and writes them again)
-            entry = manifest_entry(key, opened, comp, stored, self.cfg.capture.rotate_seconds)
+            entry = manifest_entry(key, opened, comp, stored, self.cfg.capture.rotate_seconds,
+                                   keep)  # fmt: skip
             self._write_flows(name, entry, comp)
             self._write_entries(name, entry)
         except VerificationError as e:
@@ -442,12 +461,26 @@ class Pipeline:
                 return self.quarantine(name, f"cannot be stored as {key}: {e}")
             return Outcome(name, "failed", key=key, message=str(e), dest_error=e)
         out.seconds = time.monotonic() - t0
-        # Logged before the delete: a kill between the two must not leave a
-        # stored object that no journal line names.
-        log.info(
-            "stored and verified %s as %s; deleting the local copy", name, key,
-            extra=fields(file=name, key=key, destination=self.storage.describe()),
-        )  # fmt: skip
+        # The one line per file, logged before the delete: a kill between the two
+        # must not leave a stored object that no journal line names.
+        dest = self.storage.describe()
+        if out.kind == "exists":
+            log.info(
+                "%s was already stored as %s (earlier run); removing the local copy",
+                name, key, extra=fields(file=name, key=key, destination=dest),
+            )  # fmt: skip
+        else:
+            log.info(
+                "uploaded %s as %s: %d -> %d bytes in %.2f s%s",
+                name, key, out.bytes_in, out.bytes_out, out.seconds,
+                f" (keep {out.keep_id})" if out.keep_id else "",
+                extra=fields(
+                    keep_id=out.keep_id or None,
+                    file=name, key=key, bytes_in=out.bytes_in, bytes_out=out.bytes_out,
+                    seconds=round(out.seconds, 3), attempt=attempt, packets=out.packets,
+                    compress_seconds=round(out.compress_seconds, 3), destination=dest,
+                ),
+            )  # fmt: skip
         # verified: now, and only now, the local copy may go
         try:
             # not a file put in its place meanwhile; gone: dropped by capture

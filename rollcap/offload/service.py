@@ -35,6 +35,12 @@ from rollcap.config.schema import RollcapConfig
 from rollcap.dirtypages import read_dirty_level
 from rollcap.errors import RollcapError
 from rollcap.journal import fields, setup_logging
+from rollcap.keep.listener import KeepListener, ListenerStats
+from rollcap.keep.poller import FleetPoller
+from rollcap.keep.request import KeepRequest, Submit
+from rollcap.keep.shipping import REFRESH_SECONDS, Shipping, write_record
+from rollcap.keep.store import ensure_dir, submitter_for
+from rollcap.keep.stored import stored_submitter
 from rollcap.metrics import nodeexporter
 from rollcap.metrics.exporter import offload_exporter
 from rollcap.notify import Notifier
@@ -53,6 +59,7 @@ from rollcap.offload.yielding import Signals, Yielding
 from rollcap.spool import Spool
 from rollcap.spool.readyname import local_hostname
 from rollcap.storage import Storage, StorageError
+from rollcap.storage.base import key_prefix_for
 
 log = logging.getLogger("rollcap.offload")
 
@@ -62,10 +69,13 @@ IDLE_STATUS_SECONDS = 30.0  # ... and while idle (status calls a state stale aft
 # would hold them for botocore's read timeout. Below TimeoutStopSec=60.
 STOP_GRACE_SECONDS = 20.0
 YIELD_EVERY = 1.0  # how often the back-off looks at capture and the page cache
+RECORD_RETRY_SECONDS = 30.0  # a keep record the destination refused: tried again after
 
 
 class OffloadService:
-    def __init__(self, cfg: RollcapConfig, storage: Storage, notifier: Notifier) -> None:
+    def __init__(
+        self, cfg: RollcapConfig, storage: Storage, notifier: Notifier, submit: Submit | None = None
+    ) -> None:
         self.cfg = cfg
         oc = cfg.offload
         self.spool = Spool.at(cfg.spool.directory)
@@ -86,12 +96,24 @@ class OffloadService:
         self.executor = ThreadPoolExecutor(oc.concurrency, thread_name_prefix="offload")
         self.yielding = Yielding(oc.yield_seconds, oc.yield_dirty_percent / 100)
         self.watcher = ReadyWatcher(self.spool.ready, self.wake)
+        # keeps: what on-demand mode ships, and the keep each upload is for
+        self.shipping = Shipping(self.spool.root, oc.mode == "on-demand")
+        self.pipeline.keep_of = self.shipping.keep_of
+        self._releasing: set[str] = set()  # keeps whose record is being written
+        self._record_retry: dict[str, float] = {}  # keep id -> monotonic time to retry
         self.stop_signal: int | None = None  # what asked for the stop, logged by shutdown()
         self.abandoned = 0  # threads still stuck in the network when shutdown gave up
         wd = os.environ.get("WATCHDOG_USEC", "")
         # no WATCHDOG_USEC: nobody listens, do not wake up for it
         self.watchdog_every = int(wd) / 2e6 if wd.isdigit() and int(wd) else 3600.0
         self.checked = False  # the destination was checked once (see run())
+        # keeps over HTTP (alerts, scripts): a thread of this daemon, its own sockets
+        self.listener: KeepListener | None = None
+        if cfg.listener.enabled:
+            stats = ListenerStats()
+            self.report.metrics.add(stats)
+            self.listener = KeepListener(cfg.listener, submit or self._submitter(), stats)
+        self.fleet: FleetPoller | None = None  # fleet keeps (keep/poller.py), own thread
 
     # -- start -------------------------------------------------------------
 
@@ -133,6 +155,8 @@ class OffloadService:
     def run(self) -> int:
         self.prepare()
         self.report.metrics.start()  # before READY=1: the unit's ExecStartPost= links it
+        if self.listener is not None:
+            self.listener.start()  # keeps are pins in the spool: no need to wait for the check
         self.rescan()
         next_rescan = time.monotonic() + self.cfg.offload.rescan_seconds
         # Compress the first files while the storage opens and is checked;
@@ -147,6 +171,7 @@ class OffloadService:
         self.pipeline.startup_error = self.health.error
         self.checked = True
         self.pipeline.store_allowed.set()
+        self._start_poller()
         self.report.state = "running"
         self.notifier.ready(self.status_text())
         waiting = len(self.queue.pending)
@@ -156,9 +181,12 @@ class OffloadService:
             extra=fields(destination=self.storage.describe(), backlog_files=waiting),
         )  # fmt: skip
         next_status = last_status = 0.0
-        next_watchdog = next_yield = 0.0
+        next_watchdog = next_yield = next_keeps = 0.0
         while not self.stop.is_set():
             now = time.monotonic()
+            if now >= next_keeps:
+                self._keeps()
+                next_keeps = now + REFRESH_SECONDS
             if now >= next_yield:
                 self._yield_check(now)
                 next_yield = now + YIELD_EVERY
@@ -181,7 +209,7 @@ class OffloadService:
                 if not self.queue.stuck(now):
                     self.notifier.watchdog()
                 next_watchdog = now + self.watchdog_every
-            wake_at = min(next_rescan, next_status, next_watchdog, next_yield,
+            wake_at = min(next_rescan, next_status, next_watchdog, next_yield, next_keeps,
                           self._next_due(now))  # fmt: skip
             if self.report.dirty:
                 wake_at = min(wake_at, last_status + 1.0)
@@ -189,6 +217,32 @@ class OffloadService:
             self.wake.wait(max(0.05, timeout))
             self.wake.clear()
         return self.shutdown()
+
+    def _submitter(self) -> Submit:
+        """The ring's pins, as a local `rollcap keep` files them. Continuous:
+        the answer says what of the window is stored or on its way."""
+        try:
+            ensure_dir(self.spool.root, self.cfg.spool.group)
+        except OSError as e:  # each keep is then refused, naming the directory
+            log.warning("cannot make the pins directory for keeps: %s", e)
+        pin = submitter_for(self.cfg)
+        if self.cfg.offload.mode == "on-demand":
+            return pin
+        host = local_hostname(self.cfg.capture.hostname)
+        return stored_submitter(self.storage, key_prefix_for(self.cfg.offload), host,
+                                self.spool.ready, pin)  # fmt: skip
+
+    def _start_poller(self) -> None:
+        """Fleet keep requests, in their own thread: a slow or hostile bucket
+        never holds the loop, and a request never touches its bookkeeping."""
+        oc = self.cfg.offload
+        if not oc.keep_poll_seconds:
+            return
+        self.fleet = FleetPoller(
+            self.storage, key_prefix_for(oc), local_hostname(self.cfg.capture.hostname),
+            self._submitter(), self.spool.state, float(oc.keep_poll_seconds), self.stop,
+        )  # fmt: skip
+        threading.Thread(target=self.fleet.run, name="keep-poll", daemon=True).start()
 
     def request_stop(self, signum: int | None = None) -> None:
         """Safe in a signal handler: sets flags only (logging there could
@@ -203,6 +257,8 @@ class OffloadService:
             log.info("received %s, stopping", signal.Signals(self.stop_signal).name)
         self.report.state = "stopping"
         self.notifier.stopping()
+        if self.listener is not None:
+            self.listener.close()
         self.watcher.stop()
         closed = threading.Event()
 
@@ -234,7 +290,42 @@ class OffloadService:
 
     # -- bookkeeping ------------------------------------------------------
 
+    def _keeps(self) -> None:
+        """Look at the pins: newly held files are queued (on demand); a done keep
+        gets its record in the bucket, then its pin is released (in a worker:
+        the main thread never waits on the network)."""
+        if self.shipping.refresh():
+            self.rescan()
+        self._releasing &= {k.id for k in self.shipping.keeps}
+        now = time.monotonic()
+        if not self.checked or self.health.down:
+            return
+        for k in self.shipping.done(self.queue.in_flight):
+            if k.id in self._releasing or self._record_retry.get(k.id, 0.0) > now:
+                continue
+            self._releasing.add(k.id)
+            fut = self.executor.submit(self._finish_keep, k)
+            fut.add_done_callback(lambda _f: self.wake.set())
+
+    def _finish_keep(self, k: KeepRequest) -> None:
+        record = ""
+        if self.storage.manifests:
+            host = local_hostname(self.cfg.capture.hostname)
+            try:
+                record = write_record(self.storage, self.storage.key_prefix, host, k,
+                                      self.shipping.shipped(k.id))  # fmt: skip
+            except StorageError as e:
+                log.warning("keep %s: cannot write its record, retrying in %.0f s: %s",
+                            k.id, RECORD_RETRY_SECONDS, e, extra=fields(keep_id=k.id))  # fmt: skip
+                self._record_retry[k.id] = time.monotonic() + RECORD_RETRY_SECONDS
+                self._releasing.discard(k.id)
+                return
+        self.shipping.release(k, self.storage.describe(), record)
+
     def _notice(self, name: str, size: int | None = None) -> None:
+        self.shipping.seen(name)
+        if not self.shipping.wanted(name):
+            return  # on demand: stays in the ring unless a keep holds it
         if self.queue.notice(name, size):
             self.report.dirty = True
             self.wake.set()
@@ -245,6 +336,7 @@ class OffloadService:
         except OSError as e:
             self.report.note_error(f"cannot list {self.spool.ready}: {e.strerror}")
             return
+        found = {n: size for n, size in found.items() if self.shipping.wanted(n)}
         for name, size in found.items():
             self._notice(name, size)
         for entry in self.queue.vanished(found):
@@ -277,7 +369,7 @@ class OffloadService:
         self.pipeline.compress_slots.reserve(name)  # its place in the queue: now
         fut = self.executor.submit(
             self.pipeline.process, name, self.queue.progress_cb(name), not self.checked,
-            self.level.level,
+            self.level.level, self.queue.pending[name].attempt,
         )  # fmt: skip
         fut.add_done_callback(lambda _f: self.wake.set())
         return fut
@@ -355,23 +447,8 @@ class OffloadService:
             log.error("%s: %s", name, out.message, extra=fields(file=name))
 
     def _uploaded(self, entry: Entry, out: Outcome) -> None:
-        dest = self.storage.describe()
-        if out.kind == "exists":
-            log.info(
-                "%s was already stored as %s (earlier run); local copy removed",
-                entry.name, out.key, extra=fields(file=entry.name, key=out.key, destination=dest),
-            )  # fmt: skip
-        else:
-            log.info(
-                "uploaded %s as %s: %d -> %d bytes in %.2f s",
-                entry.name, out.key, out.bytes_in, out.bytes_out, out.seconds,
-                extra=fields(
-                    file=entry.name, key=out.key, bytes_in=out.bytes_in, bytes_out=out.bytes_out,
-                    seconds=round(out.seconds, 3), attempt=entry.attempt, packets=out.packets,
-                    compress_seconds=round(out.compress_seconds, 3),
-                    destination=dest,
-                ),
-            )  # fmt: skip
+        # the pipeline logged its one line ("uploaded X as KEY: ..."), before the delete
+        self.shipping.stored(out.keep_id, out.key)
         self.report.stored(
             entry.name, out.key, out.seconds, out.bytes_in, out.bytes_out, out.kind == "uploaded"
         )
@@ -436,6 +513,8 @@ class OffloadService:
             compression_paused=self.yielding.reason,
             paused_seconds=self.yielding.paused_seconds,
         )
+        if self.fleet is not None:
+            data["fleet_keep"] = self.fleet.snapshot()
         self.lock.retry_pid()
         self.report.publish(data)
 

@@ -48,6 +48,18 @@ LOOKAHEAD = 4  # chunks listed ahead of the one being printed
 Listed = list[tuple[str, manifest.Entry]]  # (entry key, what it says), of one listing
 
 
+def hosts_below(storage: Storage, template: str, prefix: str) -> Iterator[str]:
+    """Every host below the prefix (one delimited listing): what a miss of --host
+    suggests and -H completes. Nothing with a custom key template."""
+    if not supports_host_discovery(template):
+        return
+    root = base_prefix(prefix)
+    for p in storage.list_prefixes(root):
+        h = p[len(root) :].rstrip("/")
+        if HOST_RE.fullmatch(h) and ".." not in h:  # not _index/ nor .hidden/
+            yield h
+
+
 @dataclass
 class HostResult:
     host: str
@@ -172,15 +184,9 @@ class Selection:
         yield from self.known_hosts()
 
     def known_hosts(self) -> Iterator[str]:
-        """Every host below the prefix (one delimited listing), whatever the window:
-        what a miss of --host suggests. Nothing with a custom key template."""
-        if not supports_host_discovery(self.template):
-            return
-        root = base_prefix(self.prefix)
-        for p in self.storage.list_prefixes(root):
-            h = p[len(root) :].rstrip("/")
-            if HOST_RE.fullmatch(h) and ".." not in h:  # not _index/ nor .hidden/
-                yield h
+        """Every host below the prefix, whatever the window: what a miss of --host
+        suggests."""
+        return hosts_below(self.storage, self.template, self.prefix)
 
     def _entry_ok(self, e: manifest.Entry | None) -> bool:
         return e is not None and (self.iface is None or e.iface == self.iface)

@@ -105,9 +105,25 @@ def _hint(s: str) -> str:
     return ""
 
 
+# epoch ns must fit a signed 64-bit count (pcap, the index, S3 metadata): 1970 to 2262
+_MAX_NS = 2**63 - 1
+
+
 def parse_time_ns(text: str, *, now: datetime, arg: str = "time") -> int:
     """One expression relative to ``now`` (aware), in epoch ns: exact for fractions
-    of up to 9 digits (more are cut)."""
+    of up to 9 digits (more are cut). Times before 1970 or after 2262 are refused."""
+    try:
+        ns = _time_ns(text, now=now, arg=arg)
+    except TimeExprError:
+        raise
+    except (ValueError, OverflowError):  # a date beyond what datetime can hold
+        ns = -1
+    if not 0 <= ns <= _MAX_NS:
+        raise TimeExprError(f"{arg}: {text!r} is out of range (1970-01-01 to 2262-04-11 UTC)")
+    return ns
+
+
+def _time_ns(text: str, *, now: datetime, arg: str) -> int:
     s = text.strip().lower()
     if not s:
         raise TimeExprError(f"{arg}: empty time expression; {HELP}")
@@ -197,6 +213,11 @@ def window_ns(
         t = parse_time_ns(around, now=now, arg="--around")
         b = parse_duration_ns(before or DEFAULT_AROUND, arg="--before")
         a = parse_duration_ns(after or DEFAULT_AROUND, arg="--after")
+        if t - b < 0 or t + a > _MAX_NS:
+            raise TimeExprError(
+                f"--around {around!r} --before {before} --after {after}: the window reaches "
+                "beyond 1970-01-01 to 2262-04-11 UTC"
+            )
         return t - b, t + a
     for name, v in (("--before", before), ("--after", after)):
         if v is not None:
@@ -209,7 +230,7 @@ def window_ns(
                 f"{command} needs a time window: --since TIME [--until TIME], or "
                 "--around TIME [--before 5m] [--after 5m] (e.g. --since 10m)"
             )
-        return end - default_span_ns, end
+        return max(0, end - default_span_ns), end
     start = parse_time_ns(since, now=now, arg="--since")
     if start >= end:
         raise TimeExprError(

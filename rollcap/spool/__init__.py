@@ -13,6 +13,8 @@ quarantine/  2770 capture user   files either side refused, with a reason
 tmp/         2750 offload user   empty: what older offloads left (compression
                                  temp files) is removed at start
 state/       2750 offload user   offload.json, offload.lock
+keep/        2770 root           pins of `rollcap keep` (rollcap/keep/pins.py): written by
+                                 root and GROUP, read by capture through an ACL
 
 This package is the contract between the two daemons: Spool (the paths, here),
 layout (creating the tree with its owners and modes), fs (every file operation

@@ -150,6 +150,8 @@ def prepare(spool: Spool, tcpdump_uid: int, gid: int) -> None:
         if me == 0:  # offload's own; packaged, tmpfiles.d makes them for its user
             for d in (spool.tmp, spool.state):
                 _ensure_dir(d, SHARED_MODE, 0, gid)
+            # pins (rollcap.keep.pins): root and the group write, capture reads
+            _ensure_dir(spool.root / "keep", 0o2770, 0, gid)
         check_reachable(spool.work, tcpdump_uid)
     except PermissionError as e:
         raise ConfigError(

@@ -45,6 +45,9 @@ META = {
     "filter": "rollcap-filter",  # percent-encoded
     "compression": "rollcap-compression",
     "version": "rollcap-version",
+    # a keep's id and reason (percent-encoded): the file was shipped for it
+    "keep_id": "rollcap-keep-id",
+    "keep_reason": "rollcap-keep-reason",
 }
 
 

@@ -105,7 +105,8 @@ class LocalStorage(Storage):
         except ValueError as e:
             # a manifest entry's name has '~' (which no capture key has); its
             # shape is fixed, without '/' or '..' in the name (manifest.parse_key)
-            if manifest.parse_any(key, "") is None:
+            if (manifest.parse_any(key, "") is None and not manifest.is_keep_record(key, "")
+                    and not _is_ack(key)):  # fmt: skip
                 raise StorageError(str(e), code="InvalidKey", permanent=True) from None
         return self.root / key
 
@@ -491,3 +492,14 @@ class LocalStorage(Storage):
                         os.unlink(os.path.join(dirpath, name))
                     cleaned.append(key)
         return cleaned
+
+
+def _is_ack(key: str) -> bool:
+    """A fleet keep acknowledgement's key (named HOST~ack.json like an entry)."""
+    from rollcap.keep import fleet  # keep/ builds on storage/: imported when needed
+
+    try:
+        fleet.ack_of_key(key, "")
+    except fleet.BadObject:
+        return False
+    return True

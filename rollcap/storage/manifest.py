@@ -91,6 +91,9 @@ class Entry(PacketSpan):
     pcap_bytes: int
     size: int  # stored bytes
     linktype: int
+    # the keep that shipped it (offload.mode = on-demand, `rollcap keep`): body only
+    keep_id: str = ""
+    keep_reason: str = ""
 
     @property
     def has_object(self) -> bool:
@@ -199,6 +202,8 @@ def entry_body(e: Entry, slot: datetime | None = None) -> bytes:
         "size": e.size,
         "linktype": e.linktype,
         "home_slot": slot is None or slot == home,
+        "keep_id": e.keep_id or None,
+        "keep_reason": e.keep_reason or None,
     }
     line = json.dumps(rec, sort_keys=True, separators=(",", ":")) + "\n"
     return gzip.compress(line.encode(), mtime=0)
@@ -256,6 +261,20 @@ def parse_any(key: str, prefix: str) -> Entry | None:
         if key.startswith(base):
             return parse_key(root(prefix) + key[len(base) :], prefix)
     return None
+
+
+#: keep records (rollcap/keep/shipping.py): one per host and keep, named like
+#: every index object so the same per-host IAM scope covers them
+KEEPS_DIR = f"{INDEX_DIR}/keeps/v1"
+_KEEP_RECORD_RE = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9.-]*~[A-Za-z0-9][A-Za-z0-9._-]{0,63}\.json"
+)
+
+
+def is_keep_record(key: str, prefix: str) -> bool:
+    p = prefix.strip("/")
+    base = f"{p}/{KEEPS_DIR}/" if p else f"{KEEPS_DIR}/"
+    return key.startswith(base) and bool(_KEEP_RECORD_RE.fullmatch(key[len(base) :]))
 
 
 def host_of(key: str) -> str | None:

@@ -127,9 +127,8 @@ def test_params_sets_every_variable_the_queries_read() -> None:
     for f in SQL.glob("*.sql"):
         used |= set(re.findall(r"getvariable\('(\w+)'\)", f.read_text()))
     params = set(re.findall(r"SET VARIABLE (\w+)", (SQL / "params.sql").read_text()))
-    derived = set(re.findall(r"SET VARIABLE (\w+)", (SQL / "entries.sql").read_text())
-                  + re.findall(r"SET VARIABLE (\w+)",
-                               (SQL / "hosts_without_captures.sql").read_text()))  # fmt: skip
+    derived = {v for name in ("entries.sql", "hosts_without_captures.sql", "flows.sql")
+               for v in re.findall(r"SET VARIABLE (\w+)", (SQL / name).read_text())}
     assert used == params | derived
 
 

@@ -451,3 +451,40 @@ def _fetch_and_hold_see_only_web1(world: World, want: list[int], real_keys: set[
     assert h.returncode == 0, h.stderr
     held = {o["key"] for o in json.loads(h.stdout) if o["legal_hold"] == "ON"}
     assert held == real_keys | ({planted} if planted else set())
+
+
+def test_fleet_keeps_under_the_printed_policies(iam_seaweedfs: SeaweedFS, tmp_path: Path) -> None:
+    """The requester writes a request and reads the answers; a host reads the
+    request and writes its own acknowledgement, never a request nor another
+    host's answer (docs/fleet.md, "Who may")."""
+    import threading
+
+    from rollcap.keep import fleet
+    from rollcap.keep.poller import FleetPoller
+    from rollcap.keep.request import KeepOutcome, KeepRequest
+
+    world = _world(iam_seaweedfs, tmp_path, scoped=True)
+    _user(world, "ops", _policy(world, "--role", "requester"))
+    r = world.rollcap("ops", "keep", "--fleet", *WINDOW, "--reason", "INC-42")
+    assert r.returncode == 0, r.stderr
+    rid = r.stdout.strip()
+
+    def submit(req: KeepRequest) -> KeepOutcome:
+        return KeepOutcome(req.id, 2, 200)
+
+    with world.storage("web1", "web1") as st:  # web1's own credentials, its offload's calls
+        FleetPoller(st, "caps", "web1", submit, tmp_path, 60.0, threading.Event()).poll()
+    web1_ack = fleet.ack_key("caps", rid, "web1")
+    b, web2 = world.bucket, world.s3("web2")
+    assert web2.get_object(Bucket=b, Key=fleet.request_key("caps", rid))["Body"].read()
+    for key in (web1_ack, fleet.request_key("caps", "PLANTED"), fleet.ack_key("caps", rid, "web3")):
+        with pytest.raises(ClientError, match="AccessDenied"):
+            web2.put_object(Bucket=b, Key=key, Body=b"{}")
+    ops = world.s3("ops")
+    with pytest.raises(ClientError, match="AccessDenied"):
+        ops.put_object(Bucket=b, Key=fleet.ack_key("caps", rid, "web2"), Body=b"{}")
+    # ops reads the answers and, from the index's names, who else there is
+    _store(world, "web2", "web2", 0, 1, 5)
+    st_ = world.rollcap("ops", "keep", "--status", rid)
+    assert st_.returncode == 1, st_.stderr
+    assert "web1: 2 files, 200 bytes" in st_.stdout and "not answered: 1 (web2)" in st_.stdout

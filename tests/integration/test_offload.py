@@ -193,7 +193,8 @@ def state(spool: Path) -> dict[str, Any]:
 
 
 def upload_lines(text: str) -> list[dict[str, str]]:
-    """The [k=v ...] fields of each 'uploaded' log line (stderr format outside systemd)."""
+    """The [k=v ...] fields of each 'uploaded' log line (stderr format outside systemd,
+    at log.level = "debug")."""
     out = []
     for line in text.splitlines():
         if " uploaded " in line and "[" in line:
@@ -229,6 +230,8 @@ def test_uploads_verify_and_come_back_identical(
         tmp_path / "rollcap.toml", spool, f"s3://{bucket}/caps",
         endpoint_url=seaweedfs.endpoint, region="us-east-1", compression=codec, concurrency=3,
     )  # fmt: skip
+    with cfg.open("a") as f:  # a terminal shows the journal's fields at debug
+        f.write('[log]\nlevel = "debug"\n')
     p = Offload(cfg, seaweedfs.env()).start()
     procs.append(p)
     p.wait_for("ready/ drained", lambda: not any((spool / "ready").iterdir()))

@@ -42,7 +42,8 @@ def test_the_documented_rules_expire_the_index_after_the_captures() -> None:
     for index in ("rollcap-index-manifest", "rollcap-index-flows"):
         assert days(rules[index]) > days(captures), index
     prefixes = {r["Filter"].get("Prefix") for r in rules.values()}
-    assert {"prod/_index/manifest/v1/", "prod/_index/flows/v1/", "prod/_requests/"} <= prefixes
+    assert {"prod/_index/manifest/v1/", "prod/_index/flows/v1/", "prod/_requests/",
+            "prod/_index/acks/v1/"} <= prefixes  # fmt: skip
 
 
 def test_seaweedfs_accepts_the_documented_lifecycle_and_returns_it(seaweedfs: SeaweedFS) -> None:

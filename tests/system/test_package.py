@@ -171,6 +171,9 @@ def test_man_pages_and_conffile(container: Container) -> None:
     assert "/etc/rollcap.toml" in c.run(["dpkg-query", "-W", "-f=${Conffiles}", "rollcap"]).stdout
     assert c.path("/etc/rollcap.toml").read_text() == (REPO / "config/rollcap.toml").read_text()
     c.run(["rollcap", "check-config"])  # the shipped default config is valid
+    # bash completion, generated at build from the parser the package runs
+    completion = c.path("/usr/share/bash-completion/completions/rollcap").read_text()
+    assert completion == c.run(["rollcap", "completion"]).stdout
 
 
 def test_readme_links_and_suggests_resolve_in_the_package(container: Container) -> None:
@@ -417,7 +420,10 @@ def _unit_processes(c: Container, unit: str) -> dict[int, dict[str, str]]:
     """/proc/PID/status of every process in the unit's cgroup."""
     cg = unit_props(c, unit, "ControlGroup")["ControlGroup"]
     assert cg, f"{unit} has no cgroup (not running?)"
+    # unified, then hybrid (systemd tracks in the unified tree; its name=systemd compat
+    # copy can be missing, see COMPAT_ATTACH_NOISE), then legacy
     pids = c.sh(f"cat /sys/fs/cgroup{cg}/cgroup.procs 2>/dev/null || "
+                f"cat /sys/fs/cgroup/unified{cg}/cgroup.procs 2>/dev/null || "
                 f"cat /sys/fs/cgroup/systemd{cg}/cgroup.procs").stdout.split()  # fmt: skip
     out = {}
     for pid in pids:
@@ -516,6 +522,14 @@ CGROUP_KILL_NOISE = re.compile(
     r"rollcap-(capture|offload)\.service: Failed to kill control group \S+, ignoring: "
     r"Input/output error$"
 )
+# systemd 252 (bookworm) booted on a hybrid-cgroup host: PID 1 attaches each process to
+# the unified tree, then to the name=systemd compat tree, whose directory for a unit can be
+# missing (seen once in CI, on the offload's first start); systemd logs it and goes on,
+# the unit's processes are in its unified cgroup (which _unit_processes reads)
+COMPAT_ATTACH_NOISE = re.compile(
+    r"Failed to attach \d+ to compat systemd cgroup "
+    r"/system\.slice/rollcap-(capture|offload)\.service: No such file or directory$"
+)
 
 
 @needs_daemons
@@ -526,7 +540,9 @@ def test_normal_running_logs_no_warnings(container: Container) -> None:
                          "-u", "rollcap-capture", "-u", "rollcap-offload"]).stdout  # fmt: skip
     # systemd's own line when the container's cgroup refuses cgroup.kill (nested
     # nspawn on some kernels: EIO); systemd goes on and so does the unit
-    lines = [ln for ln in out.splitlines() if ln.strip() and not CGROUP_KILL_NOISE.match(ln)]
+    noise = (CGROUP_KILL_NOISE, COMPAT_ATTACH_NOISE)
+    lines = [ln for ln in out.splitlines()
+             if ln.strip() and not any(n.match(ln) for n in noise)]  # fmt: skip
     assert lines == []
 
 

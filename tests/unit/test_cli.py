@@ -31,7 +31,7 @@ def test_version() -> None:
     assert (r.returncode, r.stdout.strip()) == (0, f"rollcap {__version__}")
 
 
-@pytest.mark.parametrize("cmd", [*COMMANDS, "config-docs"])
+@pytest.mark.parametrize("cmd", [*COMMANDS, "config-docs", "man", "completion"])
 def test_every_command_says_what_it_does(cmd: str, capsys: pytest.CaptureFixture[str]) -> None:
     """`rollcap CMD --help` explains the command beyond its one-line summary."""
     with pytest.raises(SystemExit) as done:
@@ -122,7 +122,7 @@ def _rollcap_commands(example: str) -> list[list[str]]:
     return out
 
 
-@pytest.mark.parametrize("cmd", [*COMMANDS, "config-docs"])
+@pytest.mark.parametrize("cmd", [*COMMANDS, "config-docs", "man", "completion"])
 def test_every_command_shows_two_examples_that_parse(
     cmd: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

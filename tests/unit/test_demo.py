@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rollcap.config.load import load_config
-from rollcap.demo import LoopbackTraffic, reachable_by, write_config
+from rollcap.demo import LoopbackTraffic, fetch_command, reachable_by, write_config
 
 
 def test_demo_config_is_valid_and_local(tmp_path: Path) -> None:
@@ -51,3 +51,12 @@ def test_loopback_traffic_is_sent_and_received_on_127_0_0_1() -> None:
     t.thread.join(10)
     assert t.received >= 3
     assert not t.thread.is_alive()
+
+
+def test_readme_first_screen_goes_from_make_run_to_the_demos_fetch_command() -> None:
+    """The README's first screen and `make run` print the same fetch command."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    first = "\n".join(readme.splitlines()[:40])
+    assert "make run" in first and "curl -s localhost" in first
+    hint = fetch_command(".venv/bin/rollcap", Path("run-demo/rollcap.toml"), "lo", "5m")
+    assert hint.replace(" --force", "") in first

@@ -16,7 +16,7 @@ from systemd import journal as sd_journal
 
 from rollcap.journal import (
     JournalHandler,
-    _PlainFormatter,
+    PlainFormatter,
     fields,
     journal_fields,
     priority,
@@ -103,15 +103,42 @@ def test_journal_fields_are_accepted_by_systemd_send_signature() -> None:
     assert all(sd_journal._valid_field_name(k) for k in kw)
 
 
-def test_plain_format_is_one_line_with_fields() -> None:
+def test_plain_format_at_debug_is_one_line_with_fields() -> None:
     rec = logging.LogRecord("rollcap.offload", logging.WARNING, "f.py", 1, "retrying", None, None)
     rec.__dict__.update(fields(file="a.pcap", attempt=2))
-    line = _PlainFormatter().format(rec)
+    line = PlainFormatter(fields=True).format(rec)
     assert "\n" not in line
     assert line.endswith("warning rollcap.offload: retrying  [file=a.pcap attempt=2]")
     rec.__dict__.update(fields(error="Connection refused: port 8333", file="a b.pcap"))
-    line = _PlainFormatter().format(rec)
+    line = PlainFormatter(fields=True).format(rec)
     assert line.endswith('[file="a b.pcap" attempt=2 error="Connection refused: port 8333"]')
+
+
+def test_plain_format_at_info_is_the_message_alone_and_the_journal_keeps_fields() -> None:
+    """A terminal at info gets one short line per record; the journal, every field."""
+    msg = "uploaded 20261126T130501Z-000042_web1_eth0.pcap as web1/x.pcap.zst: 3339 -> 514 bytes"
+    rec = logging.LogRecord("rollcap.offload", logging.INFO, "f.py", 1, msg, None, None)
+    many = {f"k{i}": "v" * 20 for i in range(12)}
+    rec.__dict__.update(fields(file="a.pcap", **many))
+    line = PlainFormatter().format(rec)
+    assert line.endswith(f"info    rollcap.offload: {msg}")
+    assert "[" not in line and len(line) < 160
+    kw = journal_fields(rec, "rollcap-offload")
+    assert kw["ROLLCAP_FILE"] == "a.pcap" and kw["ROLLCAP_K11"] == "v" * 20
+
+
+@pytest.mark.parametrize(("level", "with_fields"), [("info", False), ("debug", True)])
+def test_setup_logging_shows_fields_only_at_debug(level: str, with_fields: bool) -> None:
+    r = subprocess.run(
+        [sys.executable, "-c",
+         "import logging; from rollcap.journal import setup_logging, fields;"
+         f"setup_logging({level!r}).info('handed off x.pcap', extra=fields(file='x.pcap'))"],
+        env={k: v for k, v in os.environ.items() if k != "JOURNAL_STREAM"},
+        stderr=subprocess.PIPE, text=True, timeout=60, check=True, cwd=REPO,
+    )  # fmt: skip
+    assert r.stderr.rstrip().endswith(
+        "handed off x.pcap" + ("  [file=x.pcap]" if with_fields else "")
+    ), r.stderr
 
 
 def _handler_chosen(tmp_path: Path, journal_stream: str | None) -> str:

@@ -49,3 +49,41 @@ def test_readme_names_every_status_code() -> None:
     readme = (REPO / "README.md").read_text()
     for code in ("0", "3", "4", "5"):
         assert f"| {code} |" in readme
+
+
+def _rollcap_man(*args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MANPAGER": "cat", "MANWIDTH": "80"}
+    if path is not None:
+        env["PATH"] = path
+    return subprocess.run([sys.executable, "-m", "rollcap", "man", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+@pytest.mark.skipif(shutil.which("man") is None, reason="man-db not installed")
+@pytest.mark.parametrize(("page", "title", "inside"), [
+    ([], "ROLLCAP(8)", "check-config"), (["rollcap.toml"], "ROLLCAP.TOML(5)", "rotate_seconds"),
+])  # fmt: skip
+def test_rollcap_man_shows_each_page_from_a_clone(page: list[str], title: str,
+                                                  inside: str) -> None:  # fmt: skip
+    r = _rollcap_man(*page)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.lstrip().startswith(title) and inside in r.stdout
+
+
+def test_rollcap_man_roff_is_the_packages_source() -> None:
+    """One source: what `rollcap man --roff` prints is what debian/rules installs."""
+    from rollcap import __version__
+
+    packaged = subprocess.run(
+        [sys.executable, "debian/manpage.py", __version__], cwd=REPO, check=True,
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    ).stdout  # fmt: skip
+    assert _rollcap_man("--roff").stdout == packaged
+    assert _rollcap_man("--roff", "rollcap.toml").stdout == render_manpage(__version__)
+
+
+def test_rollcap_man_without_man_says_what_to_install() -> None:
+    r = _rollcap_man("rollcap.toml", path="/nonexistent")
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr == ("rollcap: man is not installed (apt install man-db); "
+                        "rollcap man --roff rollcap.toml prints the page's source\n")  # fmt: skip

@@ -12,3 +12,10 @@ SET VARIABLE hosts = NULL::VARCHAR[];                  -- or ['web1', 'db1']: on
 SET VARIABLE lookback = INTERVAL 1 DAY;                -- hosts_without_captures.sql: "every host"
                                                        -- is every host with an entry this long
                                                        -- before `until`
+-- flows.sql (the flow index, docs/flows.md): how far before `since` a capture
+-- that reaches into the window may have begun (capture.rotate_seconds + 1 min),
+-- and the flows wanted (NULL: any)
+SET VARIABLE flow_lookback = INTERVAL 11 MINUTE;
+SET VARIABLE ip = NULL::VARCHAR;                       -- e.g. '203.0.113.7' (as written: canonical)
+SET VARIABLE port = NULL::INTEGER;                     -- TCP/UDP/SCTP port, either side
+SET VARIABLE proto = NULL::INTEGER;                    -- 6 tcp, 17 udp, 1 icmp, 58 icmp6

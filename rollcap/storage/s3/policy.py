@@ -15,9 +15,13 @@ an IAM policy variable (``${aws:username}``, or the principal tag
 ``rollcap-host``), so one policy serves the whole fleet.
 
 ``reader`` (the analyst: list, fetch, hold): lists and reads everything below
-the prefix and sets legal holds. ``requester`` (fleet keep requests, issue
-27): writes and reads request objects below ``prefix/_requests/`` and nothing
-else. Pure logic.
+the prefix and sets legal holds. ``requester`` (fleet keep requests,
+keep/fleet.py): writes and reads request objects below ``prefix/_requests/``,
+reads the hosts' acknowledgements (``prefix/_index/acks/v1/``) and lists the
+index's key names (which hosts exist: `keep --status`), and nothing else.
+Hosts read and list requests, and write their acknowledgement as an index
+entry named after themselves (the same statement as their manifest entries).
+Pure logic.
 """
 
 from __future__ import annotations
@@ -26,10 +30,9 @@ import string
 from typing import Any
 
 from rollcap.config.schema import OffloadConfig
+from rollcap.keep.fleet import ACKS_DIR, REQUESTS_DIR
 from rollcap.storage.manifest import INDEX_DIR
 
-#: where fleet keep requests live (below the prefix); only requesters write there
-REQUESTS_DIR = "_requests"
 #: how the policy names the host: the IAM user's name, a principal tag, or this
 #: host's name written out (for an evaluator without policy variables)
 HOST_VARIABLES = {
@@ -122,6 +125,8 @@ READER_ACTIONS = [
     "s3:PutObjectLegalHold",
 ]
 REQUESTER_ACTIONS = ["s3:PutObject", "s3:GetObject"]
+# hosts: fleet keep requests are input, never theirs to write
+HOST_REQUEST_ACTIONS = ["s3:GetObject"]
 
 
 def _kms_resource(cfg: OffloadConfig) -> str:
@@ -159,10 +164,15 @@ def iam_policy(cfg: OffloadConfig, host: str, template: str, role: str = "host",
         statements = reader_statements(cfg, bucket)
     elif role == "requester":
         req = requests_prefix(cfg.prefix)
+        acks = f"{_base(cfg.prefix)}{ACKS_DIR}/"
         statements = [
             {"Sid": "RollcapKeepRequests", "Effect": "Allow", "Action": REQUESTER_ACTIONS,
              "Resource": f"{bucket}/{req}*"},
-            _list("RollcapListKeepRequests", bucket, [f"{req}*"]),
+            {"Sid": "RollcapKeepAcks", "Effect": "Allow", "Action": "s3:GetObject",
+             "Resource": f"{bucket}/{acks}*"},
+            # the index's key names say which hosts exist (who has not answered)
+            _list("RollcapListKeepRequests", bucket,
+                  [f"{req}*", f"{_base(cfg.prefix)}{INDEX_DIR}/*"]),
         ]  # fmt: skip
     elif role == "host":
         statements = host_statements(cfg, host, template, bucket, write_once)
@@ -200,10 +210,14 @@ def host_statements(cfg: OffloadConfig, host: str, template: str, bucket: str,
             {"Sid": "RollcapMultipartSteps", "Effect": "Allow", "Action": "s3:PutObject",
              "Resource": [captures, entries], "Condition": MULTIPART_STEP},
         ]  # fmt: skip
+    req = requests_prefix(cfg.prefix)
     statements += [
+        # fleet keep requests: read them; the acknowledgement is an entry above
+        {"Sid": "RollcapReadKeepRequests", "Effect": "Allow", "Action": HOST_REQUEST_ACTIONS,
+         "Resource": f"{bucket}/{req}*"},
         # also authorizes HeadBucket, which then answers 403: rollcap's
         # destination check falls back to listing this prefix
-        _list("RollcapListOwnPrefix", bucket, [f"{scope}*"]),
+        _list("RollcapListOwnPrefix", bucket, [f"{scope}*", f"{req}*"]),
         {
             # no prefix condition exists for these: they show key names of
             # incomplete uploads and the bucket's settings, no data

@@ -219,3 +219,18 @@ def test_timestamp_text_is_exact_and_reads_what_0_2_wrote() -> None:
     assert ts_fmt_utc(1795694400_000000000) == "2026-11-26T12:00:00Z"
     assert ts_fmt_utc(1795694400_250000000) == "2026-11-26T12:00:00.250000Z"
     assert ts_fmt_utc(1795694400_250000001) == "2026-11-26T12:00:00.250000001Z"
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"around": "0001-01-01"},
+        {"since": "@99999999999999999999"},
+        {"since": "1h", "until": "@99999999999"},
+        {"around": "now", "before": "99999999999d"},
+    ],
+)
+def test_times_beyond_what_a_capture_can_hold_are_one_line_errors(kw: dict[str, str]) -> None:
+    """Not a traceback: the CLI, the listener and fleet requests all read these."""
+    with pytest.raises(TimeExprError, match="1970-01-01 to 2262-04-11"):
+        window_ns(**kw)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from rollcap.config.schema import OffloadConfig
+from rollcap.keep.fleet import BadObject, ack_key, ack_of_key, request_key
 from rollcap.keys import KeyFields, render_key
 from rollcap.storage import manifest
 from rollcap.storage.s3.policy import iam_policy, key_in_scope
@@ -142,6 +143,33 @@ def test_requester_writes_requests_and_nothing_else() -> None:
             assert not allowed(policy, "ops", action, ARN + key)
     assert allowed(policy, "ops", "s3:ListBucket", "arn:aws:s3:::b-1", "caps/_requests/")
     assert not allowed(policy, "ops", "s3:ListBucket", "arn:aws:s3:::b-1", "caps/web1/")
+    # keep --status: reads the acknowledgements and the index's names, writes neither
+    ack = ARN + ack_key("caps", "INC-42", "web1")
+    assert allowed(policy, "ops", "s3:GetObject", ack)
+    assert not allowed(policy, "ops", "s3:PutObject", ack)
+    assert allowed(policy, "ops", "s3:ListBucket", "arn:aws:s3:::b-1", "caps/_index/acks/v1/")
+    entry = ARN + _keys(CFG, "web1")[1]
+    assert not allowed(policy, "ops", "s3:GetObject", entry)
+
+
+def test_hosts_read_requests_and_write_only_their_own_acknowledgement() -> None:
+    policy = iam_policy(CFG, USER, CFG.key_template)
+    req = ARN + request_key("caps", "INC-42")
+    assert allowed(policy, "web1", "s3:GetObject", req)
+    assert allowed(policy, "web1", "s3:ListBucket", "arn:aws:s3:::b-1", "caps/_requests/")
+    for kw in ({}, {"if_none_match": False}, {"creating": False}):
+        assert not allowed(policy, "web1", "s3:PutObject", req, **kw)  # type: ignore[arg-type]
+    own, other = ack_key("caps", "INC-42", "web1"), ack_key("caps", "INC-42", "web2")
+    assert allowed(policy, "web1", "s3:PutObject", ARN + own)
+    assert not allowed(policy, "web1", "s3:PutObject", ARN + own, if_none_match=False)
+    assert not allowed(policy, "web1", "s3:PutObject", ARN + other)
+    assert not allowed(policy, "web1", "s3:PutObject", ARN + "caps/_requests/x/web1~ack.json")
+    # the pattern lets web1 write odd keys ending in its name below _index/: the
+    # readers refuse every key not exactly an acknowledgement's shape
+    odd = "caps/_index/acks/v1/INC-42/web2~ack.json/web1~ack.json"
+    assert allowed(policy, "web1", "s3:PutObject", ARN + odd)
+    with pytest.raises(BadObject):
+        ack_of_key(odd, "caps")
 
 
 @pytest.mark.parametrize(
@@ -174,7 +202,8 @@ def test_custom_template_attributes_no_key_to_a_host() -> None:
         (["--host-variable", "tag"], ["caps/${aws:PrincipalTag/rollcap-host}/*"]),
         (["--host-variable", "none"], ["caps/edge1/*", "caps/_index/*/edge1~*"]),
         (["--role", "reader"], ["s3:PutObjectLegalHold", "s3:GetObjectLegalHold"]),
-        (["--role", "requester"], ["caps/_requests/*"]),
+        (["--role", "requester"], ["caps/_requests/*", "caps/_index/acks/v1/*"]),
+        ([], ["caps/_requests/*", "caps/_index/*/${aws:username}~*"]),
     ],
 )
 def test_printed_policy_is_json(tmp_path: Path, args: list[str], words: list[str]) -> None:

@@ -1,0 +1,206 @@
+"""Keeps as the offload sees them: which files to ship, for which keep, and
+when a keep is done.
+
+offload.mode = "on-demand": only the finished files a pin holds are uploaded
+(wanted()); every other file stays in ready/, a ring that capture's budget
+turns. In both modes a file a pin holds is uploaded with the keep's id and
+reason in its metadata and its manifest entry (keep_of()).
+
+A pin is released (its file unlinked; the offload user is in group rollcap),
+after a record of the keep is in the bucket (write_record, below), once its
+window is done: its end has passed, capture has cut the file it ended
+in (a file starting at or after the end has been seen in ready/), and no file
+of ready/ overlaps the window any more: each was stored and verified before
+the offload deleted it (or was dropped, quarantined, never held).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Collection
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rollcap.journal import fields
+from rollcap.keep import pins
+from rollcap.keep.request import KeepRequest
+from rollcap.spool.fs import BadEntry, Dir
+from rollcap.spool.readyname import ReadyName
+from rollcap.storage import manifest
+from rollcap.storage.base import Storage
+
+log = logging.getLogger("rollcap.offload")
+
+REFRESH_SECONDS = 1.0  # how often the offload looks at the pins (a listing when unchanged)
+STATE_MAX = 1 << 20  # capture.json is a few KiB
+
+
+class Shipping:
+    def __init__(self, spool_root: Path, on_demand: bool) -> None:
+        self.root = spool_root
+        self.on_demand = on_demand
+        self.reader = pins.PinReader()
+        self.keeps: list[KeepRequest] = []
+        self._held: dict[str, KeepRequest] = {}  # ready/ name -> its (oldest) keep
+        self._newest_start = 0  # the latest start of a file seen in ready/ (epoch ns)
+        self._shipped: dict[str, list[str]] = {}  # keep id -> keys stored for it
+        self._denied_logged = False
+
+    def refresh(self) -> bool:
+        """Read the pins and ready/ again; True when what they hold changed (the
+        offload then rescans ready/ for the files it now wants)."""
+        before = set(self._held)
+        try:
+            d = pins.open_pins(self.root)
+            keeps = [] if d is None else self._read(d)
+            with Dir(self.root / "ready") as ready:
+                files = pins.held_files(ready)
+        except OSError as e:
+            if not self._denied_logged:
+                self._denied_logged = True
+                log.error("cannot read the pins or ready/ (%s): keeps wait", e)
+            return False
+        self._denied_logged = False
+        self.keeps = keeps
+        self._held = pins.covered(files, keeps)
+        if files:
+            self._newest_start = max(self._newest_start, max(f.start_ns for f in files))
+        return set(self._held) != before
+
+    def _read(self, d: Dir) -> list[KeepRequest]:
+        with d:
+            return self.reader.read(d)
+
+    def seen(self, name: str) -> None:
+        """A file of ready/ noticed: capture has cut everything before its start."""
+        n = ReadyName.parse(name)
+        if n is not None:
+            self._newest_start = max(self._newest_start, int(n.start.timestamp()) * 1_000_000_000)
+
+    def wanted(self, name: str) -> bool:
+        """Whether the offload uploads this file of ready/ now."""
+        return not self.on_demand or name in self._held
+
+    def keep_of(self, name: str) -> KeepRequest | None:
+        return self._held.get(name)
+
+    def stored(self, keep_id: str, key: str) -> None:
+        if keep_id and key:
+            self._shipped.setdefault(keep_id, []).append(key)
+
+    def shipped(self, keep_id: str) -> list[str]:
+        return list(self._shipped.get(keep_id, ()))
+
+    def _live_since(self) -> int:
+        """When the oldest file capture is writing now was opened (epoch ns, whole
+        seconds cut down; 0: unknown): everything before it is finished. Read from
+        capture's state, which another user writes: by fd, O_NOFOLLOW, bounded."""
+        try:
+            with Dir(self.root / "capture") as d:
+                data = d.read_small("capture.json", None, STATE_MAX)
+            st = json.loads(data or b"{}")
+        except (OSError, BadEntry, ValueError):
+            return 0
+        if not isinstance(st, dict):
+            return 0
+        per = st.get("interfaces")
+        states = [v for v in per.values() if isinstance(v, dict)] if isinstance(per, dict) else []
+        found = [v.get("active_since") for v in states] or [st.get("active_since")]
+        times = [float(t) for t in found if isinstance(t, int | float)]
+        if len(times) != len(found):
+            return 0  # an interface writes nothing now, or an old state: no evidence
+        return int(min(times)) * 1_000_000_000
+
+    def done(self, in_flight: Collection[str], now_ns: int | None = None,
+             live_since_ns: int | None = None) -> list[KeepRequest]:  # fmt: skip
+        """The keeps whose window is done (see the module's doc): capture has cut
+        past its end (a file started at or after it was seen in ready/, or the
+        file capture writes now opened after it) and nothing of it is left."""
+        now = time.time_ns() if now_ns is None else now_ns
+        cut = max(self._newest_start, self._live_since() if live_since_ns is None
+                  else live_since_ns)  # fmt: skip
+        held_ids = {k.id for k in self._held.values()}
+        busy = {self._held[n].id for n in in_flight if n in self._held}
+        return [
+            k for k in self.keeps
+            if k.until_ns <= now and cut >= k.until_ns
+            and k.id not in held_ids and k.id not in busy
+        ]  # fmt: skip
+
+    def release(self, k: KeepRequest, destination: str, record: str = "") -> bool:
+        """Unlink k's pin (only the file that is k's pin now); False when it was gone."""
+        try:
+            with Dir(pins.pins_dir(self.root)) as d:
+                st = d.lstat(pins.pin_name(k.id))
+                if st is None or not d.unlink_if_same(pins.pin_name(k.id), st):
+                    return False
+        except OSError as e:
+            log.warning("keep %s: cannot release its pin: %s", k.id, e,
+                        extra=fields(keep_id=k.id))  # fmt: skip
+            return False
+        files = len(self._shipped.pop(k.id, ()))
+        log.info(
+            "keep %s released: its window is stored and verified at %s (%d files shipped by "
+            "this run)%s", k.id, destination, files, f"; its record: {record}" if record else "",
+            extra=fields(keep_id=k.id, reason=k.reason, files=files, destination=destination,
+                         key=record or None),
+        )  # fmt: skip
+        return True
+
+    def release_done(self, in_flight: Collection[str], destination: str,
+                     now_ns: int | None = None) -> list[str]:  # fmt: skip
+        """Release every done keep (no record); their ids."""
+        released = [k.id for k in self.done(in_flight, now_ns, 0) if self.release(k, destination)]
+        self.keeps = [k for k in self.keeps if k.id not in released]
+        return released
+
+
+# ---------------------------------------------------------------- keep records
+# Stored objects are write-once: a keep marks what it covers in the bucket with
+# a record object beside the index, never by rewriting an object. Its name
+# starts with the host, so the host policy's index scope
+# ({prefix}/_index/*/${aws:username}~*) lets a host write its own records
+# only; hosts get no legal-hold right (`rollcap hold` stays the requester's).
+RECORD_DIR = manifest.KEEPS_DIR
+
+
+def record_key(prefix: str, host: str, keep_id: str) -> str:
+    p = prefix.strip("/")
+    return f"{p}/{RECORD_DIR}/{host}~{keep_id}.json" if p else f"{RECORD_DIR}/{host}~{keep_id}.json"
+
+
+def stored_keys(storage: Storage, prefix: str, host: str, k: KeepRequest) -> list[str]:
+    """The objects of host whose manifest entries overlap k's window (StorageError
+    as the destination raises it). Bounded: manifest.MAX_SLOTS listings."""
+    since = datetime.fromtimestamp(k.since_ns / 1e9, UTC)
+    until = datetime.fromtimestamp(k.until_ns / 1e9, UTC)
+    keys: set[str] = set()
+    for slot in manifest.window_slots(since, until):
+        for info in storage.list(manifest.host_prefix(prefix, slot, host)):
+            e = manifest.parse_key(info.key, prefix)
+            if e is None or not e.key or e.host != host:
+                continue
+            lo, hi = e.span
+            if lo * 1e9 < k.until_ns and hi * 1e9 >= k.since_ns:
+                keys.add(e.key)
+    return sorted(keys)
+
+
+def record_body(k: KeepRequest, host: str, keys: Collection[str], now_ns: int) -> bytes:
+    rec = {
+        "version": 1, "host": host, "keep": k.model_dump(), "released_ns": now_ns,
+        "objects": sorted(keys),
+    }  # fmt: skip
+    return json.dumps(rec, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+
+
+def write_record(storage: Storage, prefix: str, host: str, k: KeepRequest,
+                 shipped: Collection[str]) -> str:  # fmt: skip
+    """The keep's record: every object of host in its window (already stored, or
+    shipped for it); its key. Written once (a key holds what it names)."""
+    keys = set(stored_keys(storage, prefix, host, k)) | set(shipped)
+    key = record_key(prefix, host, k.id)
+    storage.put_bytes(key, record_body(k, host, keys, time.time_ns()), "application/json")
+    return key

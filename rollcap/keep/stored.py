@@ -1,0 +1,56 @@
+"""The fleet poller's Submit for a host in continuous mode.
+
+Everything is shipped anyway, so the answer a fleet keep needs is what of the
+window this host has in the bucket (its own manifest entries) or on its way
+there (ready/), and the parts it holds neither way. The keep itself is filed
+as a local `rollcap keep` files it (``pin``: the ring's Submit), so the
+offload marks the stored objects with a keep record as it does for any keep.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rollcap.keep.fleet import NS, unheld
+from rollcap.keep.request import KeepOutcome, KeepRequest, Submit
+from rollcap.spool.readyname import ReadyName
+from rollcap.storage import manifest
+from rollcap.storage.base import Storage
+
+
+def stored_submitter(storage: Storage, prefix: str, host: str, ready: Path,
+                     pin: Submit | None = None) -> Submit:  # fmt: skip
+    def submit(req: KeepRequest) -> KeepOutcome:
+        repeated = pin(req).repeated if pin is not None else False  # KeepRefused passes
+        spans: list[tuple[int, int]] = []
+        files = size = 0
+        seen: set[str] = set()
+        lo, hi = req.since_ns / NS, req.until_ns / NS
+        for slot in manifest.slots(lo, max(lo, hi - 1e-6)):
+            for info in storage.list(manifest.host_prefix(prefix, slot, host)):
+                e = manifest.parse_key(info.key, prefix)
+                if e is None or e.host != host or e.ident in seen:
+                    continue
+                seen.add(e.ident)
+                a, b = e.span
+                if a * NS < req.until_ns and b * NS > req.since_ns:
+                    spans.append((int(a * NS), int(b * NS)))
+                    if e.has_object:
+                        files += 1
+                        size += e.size
+        with os.scandir(ready) as it:
+            for d in it:
+                name = ReadyName.parse(d.name)
+                if name is None or name.host != host or not d.is_file(follow_symlinks=False):
+                    continue
+                st = d.stat(follow_symlinks=False)
+                a, b = int(name.start.timestamp() * NS), st.st_mtime_ns
+                if a < req.until_ns and b > req.since_ns:
+                    spans.append((a, b))
+                    files += 1
+                    size += st.st_size
+        return KeepOutcome(req.id, files, size, unheld(req.since_ns, req.until_ns, spans),
+                           repeated)  # fmt: skip
+
+    return submit

@@ -1,0 +1,241 @@
+"""rollcap/flows/query.py: what `rollcap flows` matches, and how it reads the
+index (listings per slot, what it counts as missing or unreadable)."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rollcap.flows import index as flowindex
+from rollcap.flows.query import FlowSearch, Query, QueryError, parse_net, parse_port, parse_proto
+from rollcap.flows.summary import Flow, FlowSummary
+from rollcap.storage import manifest
+from rollcap.storage.base import ObjectInfo, Storage, StorageError
+
+NS = 1_000_000_000
+T0 = datetime(2026, 11, 26, 12, 0, 3, tzinfo=UTC)
+
+
+class DictStorage(Storage):
+    """Objects in a dict; counts listings by prefix."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.listed: list[str] = []
+
+    def describe(self) -> str:
+        return "dict://"
+
+    def put_file(self, *a: Any, **k: Any) -> ObjectInfo:
+        raise NotImplementedError
+
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
+        self.objects.setdefault(key, body)
+
+    def head(self, key: str, checksum: bool = False) -> ObjectInfo | None:
+        b = self.objects.get(key)
+        return None if b is None else ObjectInfo(key, len(b))
+
+    def list(self, prefix: str, with_metadata: bool = False) -> Iterator[ObjectInfo]:
+        self.listed.append(prefix)
+        for k in sorted(self.objects):
+            if k.startswith(prefix):
+                yield ObjectInfo(k, len(self.objects[k]))
+
+    def download(self, key: str, dest: Path, *, size: int | None = None) -> None:
+        if key not in self.objects:
+            raise StorageError(f"{key}: NoSuchKey", code="NoSuchKey")
+        dest.write_bytes(self.objects[key])
+
+    def delete(self, key: str) -> None:
+        self.objects.pop(key, None)
+
+
+def _a(text: str) -> bytes:
+    return socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
+
+
+def flow(src: str, sport: int, dst: str, dport: int, t: int, proto: int = 6,
+         packets: int = 3) -> tuple[Any, Flow]:  # fmt: skip
+    a, b = sorted([(_a(src), sport), (_a(dst), dport)])
+    key = ((), proto, a[0], a[1], b[0], b[1])
+    return key, Flow(t, t + NS, packets, 100 * packets, _a(src), sport, _a(dst), dport, 0)
+
+
+def store(st: DictStorage, host: str, start: datetime, flows: list[tuple[Any, Flow]] | None,
+          *, minutes: int = 10, seq: int = 1) -> manifest.Entry:  # fmt: skip
+    """A capture of host opened at start: its manifest entries, and its
+    summary unless flows is None."""
+    t = int(start.timestamp()) * NS
+    e = manifest.Entry(
+        key=f"caps/{host}/2026/11/26/{host}-eth0-{start:%Y%m%dT%H%M%SZ}-{seq:06d}.pcap.zst",
+        host=host, iface="eth0", opened=start, closed_ts=int(start.timestamp()) + 60 * minutes,
+        first_ns=t + NS, last_ns=t + (60 * minutes - 1) * NS, packets=10, pcap_bytes=1000,
+        size=500, linktype=1,
+    )  # fmt: skip
+    manifest.write_entries(st, e, "caps")
+    if flows is not None:
+        s = FlowSummary(1, dict(flows), packets=10)
+        flowindex.write_summary(st, e, s, "caps")
+    return e
+
+
+def window(start: datetime, minutes: int) -> tuple[int, int]:
+    s = int(start.timestamp()) * NS
+    return s, s + minutes * 60 * NS
+
+
+def run(st: DictStorage, q: Query, win: tuple[int, int], **kw: Any) -> tuple[FlowSearch, list[Any]]:
+    search = FlowSearch(st, prefix="caps", window=win, query=q, **kw)
+    return search, list(search)
+
+
+def test_a_query_matches_every_part_on_either_side() -> None:
+    row = {"src": "10.0.0.1", "sport": 51000, "dst": "203.0.113.7", "dport": 443, "proto": 6}
+    assert Query(ip=ipaddress.ip_address("203.0.113.7")).side(row) == 1
+    assert Query(ip=ipaddress.ip_address("10.0.0.1"), port=443).side(row) == 0
+    assert Query(net=parse_net("203.0.113.0/24"), proto=6).side(row) == 1
+    assert Query(port=443).side(row) == 1 and Query(port=51000).side(row) == 0
+    assert Query(ip=ipaddress.ip_address("203.0.113.8")).side(row) is None
+    assert Query(port=80).side(row) is None
+    assert Query(proto=17).side(row) is None
+    assert Query(net=parse_net("2001:db8::/32")).side(row) is None  # another family
+    assert Query().side(row) == 0
+
+
+@pytest.mark.parametrize("bad", [lambda: parse_proto("tcpx"), lambda: parse_proto("256"),
+                                 lambda: parse_port("65536"), lambda: parse_port("http"),
+                                 lambda: parse_net("10.0.0.0/33")])  # fmt: skip
+def test_bad_parts_are_one_line_errors(bad: Any) -> None:
+    with pytest.raises(QueryError, match=r"^--\w+ '.*': "):
+        bad()
+
+
+def test_beyond_the_cap_the_sets_decide() -> None:
+    cap = {"sets_complete": True, "more_addrs": ["10.9.9.9"], "more_ports": [[17, 53]]}
+    assert Query(ip=ipaddress.ip_address("10.9.9.9")).may_be_beyond_cap(cap)
+    assert not Query(ip=ipaddress.ip_address("10.9.9.8")).may_be_beyond_cap(cap)
+    assert Query(port=53, proto=17).may_be_beyond_cap(cap)
+    assert not Query(port=53, proto=6).may_be_beyond_cap(cap)
+    assert Query(ip=ipaddress.ip_address("10.9.9.8")).may_be_beyond_cap(
+        {**cap, "sets_complete": False})  # fmt: skip
+    assert Query(port=1).may_be_beyond_cap({"sets_complete": True})  # broken file: no sets
+
+
+def test_the_fleet_is_one_listing_per_slot_and_each_host_is_found() -> None:
+    st = DictStorage()
+    for i, host in enumerate(["web1", "web2", "db1", "idle"]):
+        t = int(T0.timestamp()) * NS + 30 * NS
+        fl = [flow(f"10.0.0.{i + 1}", 40000 + i, "203.0.113.7", 443, t)] if host != "idle" else [
+            flow("10.0.0.9", 1, "10.0.0.8", 2, 0)]
+        store(st, host, T0, fl)  # fmt: skip
+    st.listed.clear()
+    search, found = run(st, Query(ip=ipaddress.ip_address("203.0.113.7")), window(T0, 10),
+                        lookback=timedelta(minutes=11))  # fmt: skip
+    assert sorted(f.entry.host for f in found) == ["db1", "web1", "web2"]
+    assert all(f.side == 1 and f.flow["dst"] == "203.0.113.7" for f in found)
+    # flows: 11 min before 12:00:03 .. 12:10:03 -> 11:40..12:10 (4 slots); manifest: 2 slots
+    assert len(st.listed) == 4 + 2 == search.report.slots_listed
+    assert search.report.summaries == 4 and search.report.without_summary == 0
+    assert set(search.report.hosts) == {"db1", "web1", "web2"}
+    assert search.report.hosts["web1"].packets == 3
+    # --host: its own prefix per slot
+    st.listed.clear()
+    _s, found = run(st, Query(), window(T0, 10), hosts=["web2"])
+    assert [f.entry.host for f in found] == ["web2"]
+    assert all(p.endswith("/web2~") for p in st.listed)
+
+
+def test_what_has_no_summary_is_counted_and_a_long_capture_is_looked_up_by_key() -> None:
+    st = DictStorage()
+    t = int(T0.timestamp()) * NS
+    store(st, "old1", T0, None)  # stored with the index off
+    # opened 3 h before the window and still running in it: its summary's slot
+    # is long before the lookback, its manifest entries are in every slot
+    fl = [flow("10.0.0.1", 1, "10.0.0.2", 2, t + 5 * NS)]
+    long = store(st, "long1", T0 - timedelta(hours=3), fl, minutes=200)
+    st.listed.clear()
+    search, found = run(st, Query(), window(T0, 10), lookback=timedelta(minutes=11))
+    assert [f.entry.key for f in found] == [long.key]
+    r = search.report
+    assert r.without_summary == 1 and r.captures_in_window == 2
+    name = f"old1-eth0-{T0:%Y%m%dT%H%M%SZ}-000001.pcap.zst"
+    assert r.without_examples == [f"caps/old1/2026/11/26/{name}"]
+    assert not any(p.startswith(flowindex.slot_prefix("caps", flowindex.home_slot(long)))
+                   for p in st.listed)  # found by its key, not by listing its slot  # fmt: skip
+
+
+def test_unreadable_and_lying_summaries_are_counted_not_fatal() -> None:
+    st = DictStorage()
+    t = int(T0.timestamp()) * NS + 30 * NS
+    good = store(st, "web1", T0, [flow("10.0.0.1", 1, "10.0.0.2", 2, t)], seq=1)
+    bad = store(st, "web1", T0 + timedelta(seconds=1), [flow("10.0.0.1", 1, "10.0.0.2", 2, t)],
+                seq=2)  # fmt: skip
+    st.objects[flowindex.summary_key(bad, "caps")] = b"not gzip"
+    other = store(st, "web2", T0, [flow("10.0.0.3", 1, "10.0.0.4", 2, t)], seq=3)
+    # web1 writes web2's summary under its own name: the body disagrees
+    forged = flowindex.summary_key(other, "caps").replace("-000003.", "-000004.")
+    forged = forged.replace("/web2~", "/web1~").replace("~web2~2026", "~web1~2026")
+    st.objects[forged] = st.objects[flowindex.summary_key(other, "caps")]
+    search, found = run(st, Query(), window(T0, 10))
+    assert sorted(f.entry.key for f in found) == sorted([good.key, other.key])
+    reasons = dict(search.report.unreadable)
+    assert set(reasons) == {flowindex.summary_key(bad, "caps"), forged}
+    assert "gzip" in reasons[flowindex.summary_key(bad, "caps")]
+    assert "its body describes" in reasons[forged]
+
+
+def test_out_of_scope_names_are_ignored_and_the_window_cuts_flows() -> None:
+    st = DictStorage()
+    t = int(T0.timestamp()) * NS
+    store(st, "web1", T0, [flow("10.0.0.1", 1, "10.0.0.2", 2, t + 30 * NS),
+                           flow("10.0.0.1", 3, "10.0.0.2", 4, t + 400 * NS)])  # fmt: skip
+    search, found = run(st, Query(), window(T0, 5), in_scope=lambda key, host: False)
+    assert found == [] and search.report.rejected >= 1
+    _s, found = run(st, Query(), window(T0, 5))
+    assert [f.flow["sport"] for f in found] == [1]  # the second flow begins after the window
+
+
+def test_results_keep_key_order_with_few_reads_in_flight() -> None:
+    st = DictStorage()
+    t = int(T0.timestamp()) * NS + 30 * NS
+    keys = [store(st, f"h{i:02d}", T0, [flow("10.0.0.1", i + 1, "10.0.0.2", 2, t)]).key
+            for i in range(20)]  # fmt: skip
+    _s, found = run(st, Query(), window(T0, 10), inflight=2, workers=4)
+    assert [f.entry.key for f in found] == sorted(keys)
+
+
+def test_an_address_query_reads_only_rows_that_name_it_exactly() -> None:
+    st = DictStorage()
+    t = int(T0.timestamp()) * NS + 30 * NS
+    store(st, "web1", T0, [flow("10.0.0.1", 1, "10.0.0.2", 2, t),
+                           flow("10.0.0.12", 3, "10.0.0.2", 4, t),
+                           flow("2001:db8::1", 5, "10.0.0.1", 6, t, proto=17)])  # fmt: skip
+    q = Query(ip=ipaddress.ip_address("10.0.0.1"))
+    assert q.prefilter == '"10.0.0.1"'
+    search, found = run(st, q, window(T0, 10))
+    assert sorted(f.flow["sport"] for f in found) == [1, 5]
+    assert search.report.flows_scanned == 3
+    _s, found = run(st, Query(ip=ipaddress.ip_address("2001:db8:0::1")), window(T0, 10))
+    assert [f.flow["sport"] for f in found] == [5]
+
+
+def test_a_summary_cut_or_flipped_inside_its_gzip_stream_is_unreadable_not_a_crash() -> None:
+    st = DictStorage()
+    t = int(T0.timestamp()) * NS + 30 * NS
+    e = store(st, "web1", T0, [flow(f"10.0.{i // 250}.{i % 250}", i, "10.9.0.1", 443, t)
+                               for i in range(500)])  # fmt: skip
+    key = flowindex.summary_key(e, "caps")
+    body = bytearray(st.objects[key])
+    body[10] ^= 0x07  # the first deflate block type: zlib.error, not OSError
+    st.objects[key] = bytes(body)
+    search, found = run(st, Query(), window(T0, 10))
+    assert found == [] and [k for k, _why in search.report.unreadable] == [key]
+    with pytest.raises(ValueError, match="not a gzip NDJSON flow summary"):
+        flowindex.parse_body(bytes(body))
