@@ -13,8 +13,13 @@ import io
 import os
 import re
 import struct
+import sys
 from dataclasses import dataclass
 from typing import BinaryIO
+
+import numpy as np
+import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
 
 from rollcap.timestamps import NS, PacketSpan
 
@@ -89,19 +94,43 @@ def record_ok(frac: int, incl: int, orig: int, per_second: int) -> bool:
     return frac < per_second and incl <= MAX_RECORD and orig >= incl
 
 
+@dataclass(frozen=True)
+class Records:
+    """Where the records of one fed chunk are, for a consumer of the same
+    chunks (the flow summariser), so that the file is walked once."""
+
+    head: int  # where the chunk's first own record starts (the bytes before it end
+    # a record begun in an earlier chunk); -1: the whole chunk is inside that record
+    whole: npt.NDArray[np.int64]  # starts of the records that are whole in the chunk
+    tail: int  # start of the record the chunk's end cuts (header or body), -1: none
+    broken: bool  # a record failed record_ok() here: nothing after it is a record
+
+
+_NONE = np.zeros(0, dtype=np.int64)
+_INSIDE = Records(-1, _NONE, -1, False)
+# below this many records a chunk is checked in Python (numpy's fixed cost per call)
+_VECTOR_MIN = 32
+# the walk reads caplen through 4-byte views of the chunk when its byte order is ours
+_NATIVE = "<" if sys.byteorder == "little" else ">"
+
+
 class RecordWalker:
     """Packet count, first/last timestamps and the end of the last whole record,
     fed chunk by chunk (the bytes after the global header).
 
     The offload compresses each file in one read; this walks the record headers
-    of the same chunks, so the file is not read a second time. The hot loop does
-    the least Python per record (one unpack, the rule, an add): timestamps are
-    decoded only for the first and the last records."""
+    of the same chunks, so the file is not read a second time, and feed() says
+    where the records are (Records) for the flow summariser of the same read.
+    The hot loop does the least Python per record (read caplen, add): the
+    record rule is then checked on all of a chunk's records at once (numpy),
+    and timestamps are decoded only for the first and the last records."""
 
     def __init__(self, header: PcapHeader) -> None:
         self.header = header
         self._rec = struct.Struct(header.endian + "IIII").unpack_from
+        self._u32 = struct.Struct(header.endian + "I").unpack_from
         self._ts = struct.Struct(header.endian + "II").unpack
+        self._dtype = np.dtype(header.endian + "u4")
         self.packets = 0  # records whose header was seen (the last may lack its body)
         self._fed = 0  # bytes fed before the current chunk
         self._good = 0  # end of the last record whose header was seen, if whole
@@ -114,20 +143,26 @@ class RecordWalker:
         self._prev: bytes | None = None  # of the record before it
         self._broken = False
 
-    def feed(self, data: bytes | memoryview, offset: int = 0) -> None:
-        """Walk data[offset:], the next bytes of the file after the global header."""
+    @property
+    def broken(self) -> bool:
+        return self._broken
+
+    def feed(self, data: bytes | memoryview, offset: int = 0) -> Records:
+        """Walk data[offset:], the next bytes of the file after the global header;
+        return where its records are (positions in data)."""
         n = len(data)
         base = self._fed - offset
         self._fed += n - offset
         if self._broken:
-            return
+            return Records(-1, _NONE, -1, True)
         off = offset
         if self._skip:
             if self._skip >= n - off:
                 self._skip -= n - off
                 if not self._skip:
                     self._good = base + n
-                return
+                    return Records(n, _NONE, -1, False)
+                return _INSIDE
             off += self._skip
             self._skip = 0
             self._good = base + off
@@ -136,40 +171,81 @@ class RecordWalker:
             hdr = self._carry + bytes(data[off : off + need])
             if len(hdr) < RECORD_HEADER_LEN:
                 self._carry = hdr
-                return
+                return _INSIDE
             self._carry = b""
             off = self._record(hdr, self._carry_at, base, off + need, n)
             if off < 0:
-                return
-        unpack = self._rec
-        per_s = self.header.ts_per_second
-        start = off
-        last = prev = -1
-        count = 0
-        while off + RECORD_HEADER_LEN <= n:
-            _sec, frac, incl, orig = unpack(data, off)
-            if not (frac < per_s and incl <= MAX_RECORD and orig >= incl):  # record_ok
-                self._broken = True
-                break
-            prev = last
-            last = off
-            off += RECORD_HEADER_LEN + incl
-            count += 1
+                return Records(-1, _NONE, -1, self._broken)
+        head = off
+        starts, off = self._walk(data, off)
+        count = len(starts)
         if count:
+            last = int(starts[-1])
             self.packets += count
             if self._first is None:
-                self._first = bytes(data[start : start + 8])
-            self._prev = bytes(data[prev : prev + 8]) if prev >= 0 else self._last
+                self._first = bytes(data[head : head + 8])
+            self._prev = self._last if count < 2 else bytes(data[starts[-2] : starts[-2] + 8])
             self._last = bytes(data[last : last + 8])
-        if off > n:
+        tail = -1
+        if self._broken:
+            self._good = base + off
+        elif off > n:
             self._skip = off - n
-            self._pending = base + last
-            self._good = base + last
+            self._pending = self._good = base + last
+            tail, starts = last, starts[:-1]
         else:
             self._good = base + off
-            if off < n and not self._broken:
+            if off < n:
                 self._carry = bytes(data[off:])
                 self._carry_at = base + off
+                tail = off
+        return Records(head, starts, tail, self._broken)
+
+    def _walk(self, data: bytes | memoryview, off: int) -> tuple[npt.NDArray[np.int64], int]:
+        """The starts of the records from off whose header is in data and passes
+        record_ok(), and where the walk stopped: the end of the last one, or the
+        start of the first that fails the rule (then the walker is broken)."""
+        n = len(data)
+        found: list[int] = []
+        add = found.append
+        q, end = off + 8, n - 8  # q: where a record's caplen is; its header fits while q <= end
+        if self.header.endian == _NATIVE:
+            mv = memoryview(data).cast("B")
+            views = tuple(mv[k : k + (n - k) // 4 * 4].cast("I") for k in range(4))
+            while q <= end:
+                add(q)
+                q += 16 + views[q & 3][q >> 2]
+        else:
+            u32 = self._u32
+            while q <= end:
+                add(q)
+                q += 16 + u32(data, q)[0]
+        off = q - 8
+        if not found:
+            return _NONE, off
+        per_s = self.header.ts_per_second
+        bad = -1
+        if len(found) < _VECTOR_MIN:
+            unpack = self._rec
+            for i, at in enumerate(found):
+                _sec, frac, incl, orig = unpack(data, at - 8)
+                if not (frac < per_s and incl <= MAX_RECORD and orig >= incl):  # record_ok
+                    bad = i
+                    break
+            starts = np.array(found, dtype=np.int64) - 8
+        else:
+            starts = np.array(found, dtype=np.int64) - 8
+            buf = np.frombuffer(data, dtype=np.uint8)
+            hdr = sliding_window_view(buf, RECORD_HEADER_LEN)[starts].view(self._dtype)
+            frac, incl, orig = hdr[:, 1], hdr[:, 2], hdr[:, 3]
+            ok = (frac < per_s) & (incl <= MAX_RECORD) & (orig >= incl)  # record_ok
+            if not ok.all():
+                bad = int(np.argmin(ok))
+        if bad >= 0:
+            self._broken = True
+            off = int(starts[bad])
+            starts = starts[:bad]
+        return starts, off
 
     def _record(self, hdr: bytes, rec_start: int, base: int, body_off: int, n: int) -> int:
         """Account a record whose header was split; return where the next one starts
