@@ -15,13 +15,14 @@ import re
 import struct
 import sys
 from dataclasses import dataclass
-from typing import BinaryIO
-
-import numpy as np
-import numpy.typing as npt
-from numpy.lib.stride_tricks import sliding_window_view
+from functools import cache
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from rollcap.timestamps import NS, PacketSpan
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 GLOBAL_HEADER_LEN = 24
 RECORD_HEADER_LEN = 16
@@ -106,8 +107,26 @@ class Records:
     broken: bool  # a record failed record_ok() here: nothing after it is a record
 
 
-_NONE = np.zeros(0, dtype=np.int64)
-_INSIDE = Records(-1, _NONE, -1, False)
+
+
+@cache
+def _numpy() -> Any:
+    """numpy, imported at the first walk: capture's daemon imports this module for
+    its hand-off checks and stays without numpy (memory, start-up) unless it walks."""
+    import numpy
+
+    return numpy
+
+
+@cache
+def _none() -> npt.NDArray[np.int64]:
+    return _numpy().zeros(0, dtype=_numpy().int64)  # type: ignore[no-any-return]
+
+
+@cache
+def _inside() -> Records:
+    return Records(-1, _none(), -1, False)
+
 # below this many records a chunk is checked in Python (numpy's fixed cost per call)
 _VECTOR_MIN = 32
 # the walk reads caplen through 4-byte views of the chunk when its byte order is ours
@@ -130,7 +149,7 @@ class RecordWalker:
         self._rec = struct.Struct(header.endian + "IIII").unpack_from
         self._u32 = struct.Struct(header.endian + "I").unpack_from
         self._ts = struct.Struct(header.endian + "II").unpack
-        self._dtype = np.dtype(header.endian + "u4")
+        self._dtype = _numpy().dtype(header.endian + "u4")
         self.packets = 0  # records whose header was seen (the last may lack its body)
         self._fed = 0  # bytes fed before the current chunk
         self._good = 0  # end of the last record whose header was seen, if whole
@@ -154,15 +173,15 @@ class RecordWalker:
         base = self._fed - offset
         self._fed += n - offset
         if self._broken:
-            return Records(-1, _NONE, -1, True)
+            return Records(-1, _none(), -1, True)
         off = offset
         if self._skip:
             if self._skip >= n - off:
                 self._skip -= n - off
                 if not self._skip:
                     self._good = base + n
-                    return Records(n, _NONE, -1, False)
-                return _INSIDE
+                    return Records(n, _none(), -1, False)
+                return _inside()
             off += self._skip
             self._skip = 0
             self._good = base + off
@@ -171,11 +190,11 @@ class RecordWalker:
             hdr = self._carry + bytes(data[off : off + need])
             if len(hdr) < RECORD_HEADER_LEN:
                 self._carry = hdr
-                return _INSIDE
+                return _inside()
             self._carry = b""
             off = self._record(hdr, self._carry_at, base, off + need, n)
             if off < 0:
-                return Records(-1, _NONE, -1, self._broken)
+                return Records(-1, _none(), -1, self._broken)
         head = off
         starts, off = self._walk(data, off)
         count = len(starts)
@@ -222,7 +241,8 @@ class RecordWalker:
                 q += 16 + u32(data, q)[0]
         off = q - 8
         if not found:
-            return _NONE, off
+            return _none(), off
+        np = _numpy()
         per_s = self.header.ts_per_second
         bad = -1
         if len(found) < _VECTOR_MIN:
@@ -236,7 +256,8 @@ class RecordWalker:
         else:
             starts = np.array(found, dtype=np.int64) - 8
             buf = np.frombuffer(data, dtype=np.uint8)
-            hdr = sliding_window_view(buf, RECORD_HEADER_LEN)[starts].view(self._dtype)
+            windows = np.lib.stride_tricks.sliding_window_view(buf, RECORD_HEADER_LEN)
+            hdr = windows[starts].view(self._dtype)
             frac, incl, orig = hdr[:, 1], hdr[:, 2], hdr[:, 3]
             ok = (frac < per_s) & (incl <= MAX_RECORD) & (orig >= incl)  # record_ok
             if not ok.all():
