@@ -17,7 +17,6 @@ from rollcap.commands._selection import (
     storage_errors,
 )
 from rollcap.errors import RollcapError
-from rollcap.flows.backfill import Backfill, Counts
 
 HELP = "write missing flow summaries for stored captures (backfill the flow index)"
 DESCRIPTION = (
@@ -40,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # the summariser (numpy): loaded by this command only, not by every `rollcap` run
+    from rollcap.flows.backfill import Backfill, Counts
+
     if args.jobs < 1 or args.jobs > 64:
         raise RollcapError(f"--jobs {args.jobs}: a number of captures at a time, 1-64")
     cfg = _config.load_for_reading(args)

@@ -29,12 +29,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rollcap.flows.communityid import ICMP, ICMP6, PORT_PROTOS, community_id, icmp_ports
-from rollcap.flows.summary import FlowSummary, ntop
+from rollcap.flows.communityid import ICMP, ICMP6, PORT_PROTOS, community_id, icmp_ports, ntop
 from rollcap.storage import manifest
 from rollcap.storage.base import Storage
+
+if TYPE_CHECKING:  # numpy is the summariser's: readers of the index go without it
+    from rollcap.flows.summary import FlowSummary
 
 DIR = manifest.ENTRY_NAMED[1]
 VERSION = 1

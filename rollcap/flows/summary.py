@@ -14,7 +14,6 @@ says it is incomplete.
 
 from __future__ import annotations
 
-import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,10 +65,6 @@ class FlowSummary:
     more_addrs: set[bytes] = field(default_factory=set)
     more_ports: set[tuple[int, int]] = field(default_factory=set)
     sets_complete: bool = True
-
-
-def ntop(addr: bytes) -> str:
-    return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
 
 
 class Summariser:
