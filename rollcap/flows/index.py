@@ -161,6 +161,24 @@ def _rows(text: str) -> Iterator[dict[str, Any]]:
             yield row
 
 
+# a summary is a bucket object its host wrote: read like any, within bounds
+MAX_STORED = 64 << 20  # bytes downloaded
+MAX_TEXT = 512 << 20  # bytes decompressed
+
+
+def gunzip_text(body: bytes) -> str:
+    """A summary's text, at most MAX_TEXT of it (ValueError beyond, or when the
+    gzip stream is not whole: a bomb or a cut object is not read)."""
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        text = d.decompress(body, MAX_TEXT)
+    except zlib.error as e:
+        raise ValueError(f"not a gzip stream ({e})") from None
+    if d.unconsumed_tail or not d.eof:
+        raise ValueError("not a whole gzip stream, or larger than the bound")
+    return text.decode()
+
+
 def read_body(storage: Storage, key: str, size: int | None = None) -> bytes:
     """The stored bytes of the summary at key (StorageError if the destination
     cannot give them). ``size``: as its listing states it (one ranged GET, and
