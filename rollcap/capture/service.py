@@ -59,6 +59,7 @@ from rollcap.capture.counters import Counters, EventCounts, InterfaceCounts
 from rollcap.capture.handoff import Handoff, HandoffQueue, Persistent
 from rollcap.capture.interface import DRAIN, InterfaceCapture, SwitchRequest, switch_all
 from rollcap.capture.launcher import Launcher
+from rollcap.capture.stripworker import StripWorker
 from rollcap.capture.switching import Overlaps
 from rollcap.capture.tcpdump import Tcpdump
 from rollcap.capture.wakeup import Wakeup
@@ -200,8 +201,10 @@ class Supervisor:
         return min(lefts) if lefts else None
 
     # ------------------------------------------------------------------ hand-off
-    def process_work(self) -> None:
-        """Hand off every finished file, oldest first, one generation at a time."""
+    def process_work(self, block: bool = False) -> None:
+        """Hand off every finished file, oldest first, one generation at a time.
+        A file of a switch's overlap is stripped on the strip worker; block:
+        wait for it (a stop), else it is finished on a later pass."""
         live = {p.generation for p in self.procs() if p.alive()}
 
         def after_each() -> None:
@@ -209,7 +212,7 @@ class Supervisor:
                 p.request_counters()
             self.enforce_budget()
 
-        self.session.queue.process(live, self.enforce_budget, after_each)
+        self.session.queue.process(live, self.enforce_budget, after_each, block)
 
     @property
     def last_handoff(self) -> dict[str, Any] | None:
@@ -374,7 +377,7 @@ class Supervisor:
         )
         overlaps = Overlaps(dirs.work)
         queue = HandoffQueue(
-            handoff, overlaps, self.n, self.errors, self.conditions
+            handoff, overlaps, self.n, self.errors, self.conditions, StripWorker(self.wake)
         )  # fmt: skip
         keeper = BudgetKeeper(self.spool, dirs, self.n)
         return CaptureSession(dirs, lock_fd, launcher, handoff, overlaps, queue, keeper,
@@ -473,7 +476,7 @@ class Supervisor:
         self._set_states("stopping")
         self.publish(force=True)
         self.stop_capture(drain=True)
-        self.process_work()
+        self.process_work(block=True)
         self.enforce_budget()  # no tcpdump runs: removes every fence
         self._set_states("stopped")
         self.publish(force=True)

@@ -84,6 +84,7 @@ from rollcap.pcapfile import (
     PcapHeader,
     read_header,
     record_ok,
+    start_before,
 )
 from rollcap.spool.fs import BadEntry, Dir
 from rollcap.spool.workname import WorkName, list_work
@@ -97,7 +98,13 @@ LOOK_PAST_NS = 10_000_000
 # Records of the old file older than "new tcpdump spawned" minus this are
 # certainly not in the new file (its socket opened after we started it); the
 # margin covers a kernel timestamp a little behind the wall clock we read.
-TAIL_MARGIN = 1.0
+# Both are CLOCK_REALTIME and a packet is stamped microseconds before its
+# delivery, so a tenth of this would do; too small a margin leaves duplicates,
+# never loses a packet. Every record after it is hashed: 0.25, not 1 s.
+TAIL_MARGIN = 0.25
+# The walk of the old file starts at a proved record stamped this much before
+# the tail (records of several CPUs reach the ring a little out of order).
+REORDER_NS = 50_000_000
 # State files are read back as untrusted input: bounded and range-checked.
 MAX_SIDECAR_BYTES = 64 * 1024 * 1024
 MAX_GENERATION = 999_999_999
@@ -124,18 +131,21 @@ class Fingerprint:
 
 
 def iter_records(
-    src: int | str | os.PathLike[str], since: float = 0.0
+    src: int | str | os.PathLike[str], since: float = 0.0, start: int | None = None
 ) -> Iterator[tuple[int, int, Fingerprint]]:
     """(offset, length, fingerprint) of each whole record with a timestamp >= since,
     of the file open on src (an fd, left open; or a path, for tests and tools).
 
-    Earlier records are skipped without reading their bytes: only the tail of
-    a big file is hashed.
+    The walk starts at start, a record start (GLOBAL_HEADER_LEN: the first
+    record); None: at a record proved near the end and stamped before since
+    (rollcap.pcapfile.start_before) when since is given, so the cost of a
+    tail is that of the tail, not of the file. Earlier records are skipped
+    without reading their bytes: only the tail is hashed.
     """
     if not isinstance(src, int):
         fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            yield from iter_records(fd, since)
+            yield from iter_records(fd, since, start)
         finally:
             os.close(fd)
         return
@@ -146,7 +156,12 @@ def iter_records(
         tick = NS // header.ts_per_second
         since_ns = math.floor(since * NS)
         size = os.fstat(f.fileno()).st_size
-        pos = GLOBAL_HEADER_LEN
+        if start is None:
+            start = GLOBAL_HEADER_LEN
+            if since_ns > 0:
+                start = start_before(src, header, since_ns - REORDER_NS)
+        pos = start
+        f.seek(pos)
         while True:
             raw = f.read(RECORD_HEADER_LEN)
             if len(raw) < RECORD_HEADER_LEN:
@@ -449,33 +464,35 @@ class Overlaps:
                 self.next_of[w.generation] = new_gen
                 self.since.setdefault(new_gen, since)
 
-    def remember_tail(self, w: WorkName, name: str, owners: set[int], last: bool) -> None:
-        """Add this old file's tail to the new generation's fingerprints; after its
-        last file the switch is done. OSError (full disk) leaves everything as it
-        was, so the hand-off waits and this is retried."""
-        if w.generation not in self.next_of:
+    def fingerprint(self, w: WorkName, name: str, owners: set[int]) -> None:
+        """The tail of this old file into the new generation's sidecar (on the strip
+        worker: it reads only this file and writes only that sidecar)."""
+        new_gen = self.next_of.get(w.generation)
+        since = None if new_gen is None else self.since.get(new_gen)
+        if new_gen is None or since is None:
             return
-        new_gen = self.next_of[w.generation]
-        since = self.since.get(new_gen)
-        if since is not None:
-            tail = []
+        tail = []
+        try:
+            fd = self.work.open(name, owners)
+        except BadEntry:
+            pass  # the hand-off quarantines it
+        else:
             try:
-                fd = self.work.open(name, owners)
-            except BadEntry:
-                pass  # the hand-off quarantines it
-            else:
-                try:
-                    tail = tail_since(fd, since)
-                except ValueError:  # not a pcap: the hand-off quarantines it
-                    tail = []
-                finally:
-                    os.close(fd)
-            if tail:
-                append_sidecar(self.work, sidecar_name(new_gen), tail)
-        if last:
-            del self.next_of[w.generation]
-            self.since.pop(new_gen, None)  # one entry per switch would pile up
-            remove(self.work, switch_name(w.generation))
+                tail = tail_since(fd, since)
+            except ValueError:  # not a pcap: the hand-off quarantines it
+                tail = []
+            finally:
+                os.close(fd)
+        if tail:
+            append_sidecar(self.work, sidecar_name(new_gen), tail)
+
+    def ended(self, w: WorkName, last: bool) -> None:
+        """After the last file of an old generation is fingerprinted: the switch is done."""
+        if not last or w.generation not in self.next_of:
+            return
+        new_gen = self.next_of.pop(w.generation)
+        self.since.pop(new_gen, None)  # one entry per switch would pile up
+        remove(self.work, switch_name(w.generation))
 
 
 @dataclass(frozen=True)
