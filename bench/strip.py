@@ -7,13 +7,15 @@ fakes: no tcpdump), its loop simulated as in an overlap: process_work() every
 at --pps, the new one the overlap + the rest of --new-seconds, the overlap's
 records in both with the same stamps (as under rollcap's shared kernel stamp).
 "before" is the code at --base (default: where this branch left main),
-unpacked with git archive; "after" this tree. Rounds alternate before/after,
-each in its own process, on copies of the same two files.
+unpacked with git archive; "after" this tree, its strip worker at nice +10;
+"after-nice0" the same at nice 0. Rounds alternate the three, each in its own
+process, on copies of the same two files.
 
 Reported per variant: main-loop CPU (the loop thread's own CPU time), the
 strip worker's CPU (the process's CPU minus the loop's), the longest
 process_work() call (how long the loop stood still) and the largest overshoot
-of a 0.1 s sleep (the GIL: how late the loop woke while the worker ran).
+of a 0.1 s sleep (the GIL: how late the loop woke while the worker ran),
+and the same overshoot over 20 idle ticks after it (the load alone).
 
     python3 -m bench.strip [--pps 200000] [--rounds 3] [--base REV]
 """
@@ -60,6 +62,10 @@ def measure(files: Path, since: float) -> dict[str, Any]:
     from rollcap.pcapfile import scan
     from tests.unit.capture.fakes import supervisor
 
+    if "STRIP_NICE" in os.environ:  # the worker's priority, for a comparison
+        from rollcap.capture import stripworker
+
+        stripworker.NICE = int(os.environ["STRIP_NICE"])
     tmp = Path(tempfile.mkdtemp(prefix="rollcap-bench-strip-"))
     try:
         sup = supervisor(tmp)
@@ -80,11 +86,18 @@ def measure(files: Path, since: float) -> dict[str, Any]:
             overshoot = max(overshoot, time.monotonic() - t - 0.1)
         main, proc, wall = (time.thread_time() - main0, time.process_time() - proc0,
                             time.monotonic() - wall0)  # fmt: skip
+        idle = 0.0  # the same loop with nothing to do: what the load alone costs
+        for _ in range(20):
+            t = time.monotonic()
+            sup.process_work()
+            time.sleep(0.1)
+            idle = max(idle, time.monotonic() - t - 0.1)
         stored = sum(scan(f).packets for f in sup.spool.ready.iterdir())
         return {
             "main_loop_cpu_s": round(main, 3), "worker_cpu_s": round(proc - main, 3),
             "wall_s": round(wall, 3), "longest_pass_s": round(longest, 3),
             "largest_tick_overshoot_s": round(overshoot, 3), "passes": passes,
+            "idle_tick_overshoot_s": round(idle, 3),
             "duplicates_removed": sup.n.duplicates_removed, "stored": stored,
         }  # fmt: skip
     finally:
@@ -123,7 +136,9 @@ def main() -> None:
     spawn_i = int(args.old_seconds * pps)
     old_n, new_n = int((args.old_seconds + OVERLAP) * pps), int(args.new_seconds * pps)
     state: dict[str, Any] = {"machine": machine()}
-    rounds: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
+    variants = {"before": ("before", None), "after": ("after", None),
+                "after-nice0": ("after", "0")}  # fmt: skip
+    rounds: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     with workdir("strip") as d:
         files = d / "files"
         files.mkdir()
@@ -131,12 +146,14 @@ def main() -> None:
         _write(files / NEW, spawn_i, new_n, pps, payloads)
         trees = {"before": _tree(base, Path(tempfile.mkdtemp(dir=d))), "after": REPO}
         for r in range(args.rounds):
-            for variant in ("before", "after"):
-                env = {**os.environ, "PYTHONPATH": str(trees[variant])}
+            for variant, (tree, nice) in variants.items():
+                env = {**os.environ, "PYTHONPATH": str(trees[tree])}
+                if nice is not None:
+                    env["STRIP_NICE"] = nice
                 out = subprocess.run(
                     [sys.executable, str(Path(__file__).resolve()), "--measure", str(files),
                      str(T0 + args.old_seconds)],
-                    check=True, capture_output=True, text=True, env=env, cwd=trees[variant],
+                    check=True, capture_output=True, text=True, env=env, cwd=trees[tree],
                 ).stdout  # fmt: skip
                 res = json.loads(out.strip().splitlines()[-1])
                 res["loadavg"] = os.getloadavg()[0]
@@ -144,7 +161,8 @@ def main() -> None:
                 print(f"round {r + 1} {variant:6}: {res}", flush=True)
     overlap = int(OVERLAP * pps)
     for variant, rs in rounds.items():
-        for k in ("main_loop_cpu_s", "worker_cpu_s", "longest_pass_s", "largest_tick_overshoot_s"):
+        for k in ("main_loop_cpu_s", "worker_cpu_s", "longest_pass_s",
+                  "largest_tick_overshoot_s", "idle_tick_overshoot_s"):  # fmt: skip
             vals = [x[k] for x in rs]
             print(f"{variant:6} {k}: {min(vals)}-{max(vals)}")
         assert all(x["duplicates_removed"] == overlap for x in rs), "strip not exact"

@@ -38,10 +38,11 @@ def _lower_priority(nice: int) -> None:
 
 
 class StripWorker:
-    def __init__(self, wake: Callable[[], None], nice: int = NICE) -> None:
+    def __init__(self, wake: Callable[[], None], nice: int | None = None) -> None:
         self._pool = ThreadPoolExecutor(
-            1, thread_name_prefix="strip", initializer=_lower_priority, initargs=(nice,)
-        )
+            1, thread_name_prefix="strip", initializer=_lower_priority,
+            initargs=(NICE if nice is None else nice,),
+        )  # fmt: skip
         self._wake = wake  # the loop looks at the result as soon as it is there
 
     def submit(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Future[T]:
