@@ -396,7 +396,9 @@ class Supervisor:
             self.stop_orphans()
             budget.remove_stale_fences(self.dirs.work)
             self.load_switches()
-            self.process_work()  # leftovers all belong to dead generations
+            # leftovers all belong to dead generations; waited for: nothing
+            # captures yet, and the stale temps below must not be a running strip's
+            self.process_work(block=True)
             lock.remove_stale_temps(self.dirs.work)
             self.enforce_budget()
             self.start_capture()

@@ -113,6 +113,7 @@ _DIGEST_RE = re.compile(r"[0-9a-f]{24}")
 _TICKS = (1, 1000)  # ns per timestamp unit: a nano or a µs file
 NS = 1_000_000_000
 READ_CHUNK = 1 << 20
+ENCODE_SLICE = 5000
 
 
 @dataclass(frozen=True, slots=True)  # tens of thousands per switch at 20k pps
@@ -219,9 +220,15 @@ def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
 def write_sidecar(d: Dir, name: str, tail: list[Fingerprint]) -> None:
     # one generation is one tcpdump, one resolution: the coarsest, should two meet
     tick = max((fp.tick for fp in tail), default=1000)
-    records = [[fp.ns, fp.digest] for fp in tail]
-    doc = {"format": SIDECAR_FORMAT, "tick_ns": tick, "records": records}
-    d.write_atomic(name, json.dumps(doc, separators=(",", ":")).encode())
+    # the same JSON as one dumps() of the document, encoded a slice at a time:
+    # one C call over hundreds of thousands of records holds the GIL, and the
+    # supervisor's loop waits for it (this runs on the strip worker)
+    parts = [f'{{"format":{SIDECAR_FORMAT},"tick_ns":{tick},"records":['.encode()]
+    for i in range(0, len(tail), ENCODE_SLICE):
+        part = [[fp.ns, fp.digest] for fp in tail[i : i + ENCODE_SLICE]]
+        parts.append((b"," if i else b"") + json.dumps(part, separators=(",", ":"))[1:-1].encode())
+    parts.append(b"]}")
+    d.write_atomic(name, b"".join(parts))
     st = d.lstat(name)
     _written.clear()  # one at a time: the strip worker does one switch after another
     if st is not None:
