@@ -14,6 +14,7 @@ pipe, signal handlers only set flags. The jobs are elsewhere:
 - rollcap.capture.tcpdump    one running tcpdump (stderr, counters, stop)
 - rollcap.capture.handoff    hand-off of finished files, and their queue
 - rollcap.capture.switching  make-before-break switch and its overlap strip
+- rollcap.capture.stripworker  the thread that strips an overlap off the loop
 - rollcap.capture.budget     the spool budget: policy, fences, the keeper
 - rollcap.capture.counters   packet counters, drop causes, totals
 - rollcap.capture.status     gathers, formats and publishes the status
