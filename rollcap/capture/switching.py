@@ -304,6 +304,8 @@ def read_sidecar(d: Dir, name: str) -> list[Fingerprint] | None:
 def remove(d: Dir, name: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         d.unlink(name)
+    if name.startswith(".overlap-"):
+        _written.clear()  # a sidecar done with: its fingerprints are not kept between switches
 
 
 def pair_duplicates(
