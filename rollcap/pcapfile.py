@@ -535,3 +535,141 @@ def repair_finished(fd: int) -> Repaired:
     if end < size:
         os.ftruncate(fd, end)
     return Repaired(None, first, end, size - end)
+
+
+# -- a record start in the middle of a file, from a few chains of headers ---------
+#
+# The overlap strip needs the records of the last second or so of a big file,
+# and pcap has no sync marker. record_start_near() proves a record start near
+# an offset `at` from the bytes after it alone:
+#
+# 1. Some record starts in every stretch of RECORD_HEADER_LEN + caplen bound
+#    bytes of the records (a record is never longer), so the first `span`
+#    bytes from `at` hold a true record start t, provided the file goes on
+#    past them (the caller reads a region several spans long, all inside the
+#    file).
+# 2. Every offset of that span whose 16 bytes pass the rule of tail_end()
+#    (record_ok, 1 <= caplen <= bound, the time stamp in secs) is a candidate;
+#    t is one. From each, follow the chain of records to the region's end. A
+#    chain that meets a failing header is not t's; t's chain is the true chain
+#    and reaches the end.
+# 3. Chains that meet go on together, so every chain that reaches the end
+#    passes through the point where the last of them joined t's: an offset on
+#    every surviving chain is on t's, a true record start. Two surviving
+#    chains that never meet give None: never a guess.
+#
+# A wrong answer would only cost the strip some pairs (a record pairs only
+# with a byte-identical one of the same kernel stamp), never a packet; the
+# proof is what keeps it from leaving duplicates.
+
+START_REGION_SPANS = 4
+
+
+def record_start_near(fd: int, at: int, header: PcapHeader, secs: tuple[int, int]) -> int | None:
+    """A record start proved from the bytes at at.. (above); None when the region
+    is not all inside the file or the chains do not prove one."""
+    lo, hi = max(0, secs[0]), min(secs[1], 2**32 - 1)
+    bound = _caplen_bound(header)
+    span = RECORD_HEADER_LEN + bound
+    want = START_REGION_SPANS * span
+    if at < GLOBAL_HEADER_LEN or lo > hi:
+        return None
+    data = os.pread(fd, want, at)
+    if len(data) != want:
+        return None  # the file ends inside the region: step 1 does not hold
+    unpack = struct.Struct(header.endian + "IIII").unpack_from
+    per_s = header.ts_per_second
+
+    def ok(off: int) -> tuple[bool, int]:
+        sec, frac, incl, orig = unpack(data, off)
+        good = frac < per_s and 1 <= incl <= bound and orig >= incl and lo <= sec <= hi
+        return good, incl
+
+    seen: dict[int, tuple[int, int]] = {}  # offset -> (chain, index in it)
+    chains: list[list[int]] = []
+    fates: list[tuple[int, int] | None] = []  # None: failed; (-1, 0): reached the end;
+    # else (chain, index) where it joined an earlier chain
+    for m in _candidate_re(header, (lo, hi)).finditer(data, 0, span + RECORD_HEADER_LEN - 1):
+        off = m.start()
+        if off >= span or off in seen or not ok(off)[0]:
+            continue
+        cid, nodes = len(chains), list[int]()
+        fate: tuple[int, int] | None
+        while True:
+            if off in seen:
+                fate = seen[off]
+                break
+            if off + RECORD_HEADER_LEN > want:
+                seen[off] = (cid, len(nodes))
+                nodes.append(off)
+                fate = (-1, 0)
+                break
+            good, incl = ok(off)
+            if not good:
+                fate = None
+                break
+            seen[off] = (cid, len(nodes))
+            nodes.append(off)
+            off += RECORD_HEADER_LEN + incl
+        chains.append(nodes)
+        fates.append(fate)
+    root: int | None = None  # the one surviving chain that reached the end itself
+    joins: list[int | None] = []  # per chain: index in root's chain where it joins, None: failed
+    for cid, fate in enumerate(fates):
+        if fate is None:
+            joins.append(None)
+        elif fate == (-1, 0):
+            if root is not None:
+                return None  # two ends: the bytes do not decide
+            root = cid
+            joins.append(0)
+        else:
+            other, idx = fate
+            j = joins[other]
+            joins.append(None if j is None else idx if other == root else j)
+    if root is None:
+        return None
+    return at + chains[root][max(j for j in joins if j is not None)]
+
+
+def stamp_at(fd: int, off: int, header: PcapHeader) -> int | None:
+    """The time stamp (epoch ns) of the record at off, None when its header is not
+    a whole valid one."""
+    raw = os.pread(fd, RECORD_HEADER_LEN, off)
+    if len(raw) < RECORD_HEADER_LEN:
+        return None
+    sec, frac, incl, orig = struct.unpack(header.endian + "IIII", raw)
+    if not record_ok(frac, incl, orig, header.ts_per_second):
+        return None
+    return int(sec * NS + frac * (NS // header.ts_per_second))
+
+
+def stamp_bounds(fd: int, header: PcapHeader) -> tuple[int, int] | None:
+    """The seconds every record's stamp of a tcpdump file is in (tail_end's
+    assumption: within SEC_SLACK of its first record or its mtime); None when
+    the first record is not whole."""
+    first = stamp_at(fd, GLOBAL_HEADER_LEN, header)
+    if first is None:
+        return None
+    first_s, written = first // NS, int(os.fstat(fd).st_mtime)
+    return min(first_s, written) - SEC_SLACK, max(first_s, written) + SEC_SLACK
+
+
+def start_before(fd: int, header: PcapHeader, before_ns: int) -> int:
+    """A proved record start whose record is stamped before before_ns, found from
+    the end backwards in doubling steps: a walk from it reads only about the
+    records since before_ns. GLOBAL_HEADER_LEN (the first record) when none is
+    proved. Records reach a file in about time order: what a clock step puts
+    before the answer is not seen, which costs the overlap strip pairs, never
+    a packet."""
+    secs = stamp_bounds(fd, header)
+    if secs is None:
+        return GLOBAL_HEADER_LEN
+    size = os.fstat(fd).st_size
+    back = START_REGION_SPANS * (RECORD_HEADER_LEN + _caplen_bound(header))
+    while size - back > GLOBAL_HEADER_LEN:
+        off = record_start_near(fd, size - back, header, secs)
+        if off is not None and (ns := stamp_at(fd, off, header)) is not None and ns < before_ns:
+            return off
+        back *= 2
+    return GLOBAL_HEADER_LEN

@@ -14,6 +14,7 @@ pipe, signal handlers only set flags. The jobs are elsewhere:
 - rollcap.capture.tcpdump    one running tcpdump (stderr, counters, stop)
 - rollcap.capture.handoff    hand-off of finished files, and their queue
 - rollcap.capture.switching  make-before-break switch and its overlap strip
+- rollcap.capture.stripworker  the thread that strips an overlap off the loop
 - rollcap.capture.budget     the spool budget: policy, fences, the keeper
 - rollcap.capture.counters   packet counters, drop causes, totals
 - rollcap.capture.status     gathers, formats and publishes the status
@@ -59,6 +60,7 @@ from rollcap.capture.counters import Counters, EventCounts, InterfaceCounts
 from rollcap.capture.handoff import Handoff, HandoffQueue, Persistent
 from rollcap.capture.interface import DRAIN, InterfaceCapture, SwitchRequest, switch_all
 from rollcap.capture.launcher import Launcher
+from rollcap.capture.stripworker import StripWorker
 from rollcap.capture.switching import Overlaps
 from rollcap.capture.tcpdump import Tcpdump
 from rollcap.capture.wakeup import Wakeup
@@ -202,8 +204,10 @@ class Supervisor:
         return min(lefts) if lefts else None
 
     # ------------------------------------------------------------------ hand-off
-    def process_work(self) -> None:
-        """Hand off every finished file, oldest first, one generation at a time."""
+    def process_work(self, block: bool = False) -> None:
+        """Hand off every finished file, oldest first, one generation at a time.
+        A file of a switch's overlap is stripped on the strip worker; block:
+        wait for it (a stop), else it is finished on a later pass."""
         live = {p.generation for p in self.procs() if p.alive()}
 
         def after_each() -> None:
@@ -211,7 +215,7 @@ class Supervisor:
                 p.request_counters()
             self.enforce_budget()
 
-        self.session.queue.process(live, self.enforce_budget, after_each)
+        self.session.queue.process(live, self.enforce_budget, after_each, block)
 
     @property
     def last_handoff(self) -> dict[str, Any] | None:
@@ -392,7 +396,7 @@ class Supervisor:
         )
         overlaps = Overlaps(dirs.work)
         queue = HandoffQueue(
-            handoff, overlaps, self.n, self.errors, self.conditions
+            handoff, overlaps, self.n, self.errors, self.conditions, StripWorker(self.wake)
         )  # fmt: skip
         keeper = BudgetKeeper(self.spool, dirs, self.n)
         return CaptureSession(dirs, lock_fd, launcher, handoff, overlaps, queue, keeper,
@@ -411,7 +415,9 @@ class Supervisor:
             self.stop_orphans()
             budget.remove_stale_fences(self.dirs.work)
             self.load_switches()
-            self.process_work()  # leftovers all belong to dead generations
+            # leftovers all belong to dead generations; waited for: nothing
+            # captures yet, and the stale temps below must not be a running strip's
+            self.process_work(block=True)
             lock.remove_stale_temps(self.dirs.work)
             self.enforce_budget()
             self.start_capture()
@@ -492,7 +498,7 @@ class Supervisor:
         self._set_states("stopping")
         self.publish(force=True)
         self.stop_capture(drain=True)
-        self.process_work()
+        self.process_work(block=True)
         self.enforce_budget()  # no tcpdump runs: removes every fence
         self._set_states("stopped")
         self.publish(force=True)
