@@ -71,13 +71,14 @@ def test_a_window_from_the_past_into_the_future_is_exactly_tcpdumps(
     try:
         cap.start()
         cap.wait_capturing()
+        off = Offload(cap.config, seaweedfs.env()).start()
         ref = subprocess.Popen(["tcpdump", "-i", veth.b, "-U", "-n", "-s", "0", "-Z", "root",
                                 "-w", str(ref_path)], stderr=subprocess.PIPE)  # fmt: skip
         assert ref.stderr is not None
         assert b"listening on" in ref.stderr.readline()
-        # about 8 s of traffic at 2000 packets/s: across both ends of the window
+        # about 10.7 s of traffic at 2000 packets/s: across both ends of the window
         sender = threading.Thread(target=veth.replay, args=(all_pcap,),
-                                  kwargs={"loop": 3, "pps": 2000})  # fmt: skip
+                                  kwargs={"loop": 4, "pps": 2000})  # fmt: skip
         t0 = time.time()
         sender.start()
         _wait_clock(t0 + 3)
@@ -86,47 +87,52 @@ def test_a_window_from_the_past_into_the_future_is_exactly_tcpdumps(
                      f"@{t_until:.6f}", "--reason", "exact window", "--json")  # fmt: skip
         assert r.returncode == 0, r.stderr
         keep_id = json.loads(r.stdout)["id"]
-        sender.join(timeout=60)
-        assert time.time() > t_until + 1, "the traffic ended before the window"
-        cap.wait_for("the window's end cut", lambda s: "its window ended" in cap.log_text()
-                     and (s.get("last_rotate") or {}).get("at", 0) >= t_until,
-                     timeout=30)  # fmt: skip
-        ref.send_signal(signal.SIGINT)
-        ref.wait(timeout=10)
-        reference = packets(ref_path.read_bytes())
-        since_ns, until_ns = int(t_since * NS), int(t_until * NS)
-        want = cut(reference, since_ns, until_ns)
-        assert len(want) > 5000 and len(reference) > sum(want.values()) + 2000
-
-        # the ring, read on the host: the same window, to the packet
-        out = base / "local.pcap"
-        r = _rollcap(cap.config, "fetch", "--local", "--since", f"@{t_since:.6f}", "--until",
-                     f"@{t_until:.6f}", "-i", veth.b, "-w", str(out))  # fmt: skip
-        assert r.returncode == 0, r.stderr
-        assert diff(Counter(packets(out.read_bytes())), want) == (0, 0)
-        # a filter, as tcpdump's: the window's UDP packets only
-        r = _rollcap(cap.config, "fetch", "--local", "--since", f"@{t_since:.6f}", "--until",
-                     f"@{t_until:.6f}", "-w", str(base / "udp.pcap"), "udp")  # fmt: skip
-        assert r.returncode == 0, r.stderr
-        udp = packets((base / "udp.pcap").read_bytes())
-        assert 0 < len(udp) < sum(want.values())
-        assert Counter(udp) <= want
-        r = _rollcap(cap.config, "fetch", "--local", "--since", f"@{t_since:.6f}",
-                     "-i", "eth9", "-w", str(base / "none.pcap"))  # fmt: skip
-        assert r.returncode == 1 and "no captures in" in r.stderr, r.stderr
-
-        off = Offload(cap.config, seaweedfs.env()).start()
         off.wait_for("the keep released", lambda: not (cap.spool / "keep" / f"{keep_id}.json")
                      .exists(), timeout=120)  # fmt: skip
+        in_bucket = time.time() - t_until  # every object verified: the pin goes last
+        sender.join(timeout=60)
+        t_end = time.time()
+        # the last file into ready/: the ring's part after the window is read below
+        assert _rollcap(cap.config, "rotate").returncode == 0
+        cap.wait_for("the last file cut", lambda s: (s.get("last_rotate") or {})
+                     .get("at", 0) >= t_end, timeout=30)  # fmt: skip
+        ref.send_signal(signal.SIGINT)
+        ref.wait(timeout=10)
     finally:
         if ref is not None and ref.poll() is None:
             ref.kill()
         cap.kill()
         if off is not None and off.proc is not None and off.proc.poll() is None:
             off.stop()
+    reference = packets(ref_path.read_bytes())
+    since_ns, until_ns = int(t_since * NS), int(t_until * NS)
+    want = cut(reference, since_ns, until_ns)
+    assert sum(want.values()) > 7000 and len(reference) > sum(want.values()) + 7000
 
+    # the bucket: exactly the window's packets (the files' other packets cut away)
     c = seaweedfs.client()
     shipped: list[Packet] = []
     for key in keys_in(seaweedfs, bucket, "caps/"):
         shipped += packets(decompress(c.get_object(Bucket=bucket, Key=key)["Body"].read(), key))
     assert diff(cut(shipped, since_ns, until_ns), want) == (0, 0)
+    assert len(shipped) < len(reference)  # only the kept files went
+
+    # the ring, read on the host after the window (not kept: still local), to the packet;
+    # the window starts inside the ring's oldest file (the cut file before it was shipped)
+    oldest = min(packets(p.read_bytes())[0][0] for p in (cap.spool / "ready").iterdir())
+    ring_since, ring_until = oldest / NS + 0.5, t_end - 1.0
+    want = cut(reference, int(ring_since * NS), int(ring_until * NS))
+    assert sum(want.values()) > 2000
+    out = base / "local.pcap"
+    window = ["--since", f"@{ring_since:.6f}", "--until", f"@{ring_until:.6f}"]
+    r = _rollcap(cap.config, "fetch", "--local", *window, "-i", veth.b, "-w", str(out))
+    assert r.returncode == 0, r.stderr
+    assert diff(Counter(packets(out.read_bytes())), want) == (0, 0)
+    # a filter, as tcpdump's: the window's UDP packets only
+    r = _rollcap(cap.config, "fetch", "--local", *window, "-w", str(base / "udp.pcap"), "udp")
+    assert r.returncode == 0, r.stderr
+    udp = packets((base / "udp.pcap").read_bytes())
+    assert 0 < len(udp) < sum(want.values()) and Counter(udp) <= want
+    r = _rollcap(cap.config, "fetch", "--local", *window, "-i", "eth9", "-w", str(base / "x"))
+    assert r.returncode == 1 and "no captures in" in r.stderr, r.stderr
+    print(f"\nwindow in the bucket {in_bucket:.1f} s after it ended")
