@@ -178,7 +178,7 @@ def _run_local(args: argparse.Namespace, cfg: RollcapConfig) -> int:
     return 0 if files else 1
 
 
-def _write_table(out: TextIO, sel: Selection, ring: list[HeldSpan]) -> None:
+def _write_table(out: TextIO, sel: Selection, ring: list[HeldSpan] | None = None) -> None:
     """Rows as hosts come (bounded memory), then the coverage summary as '#' lines."""
     widths: list[int] = []
     batch: list[Capture] = []
@@ -198,7 +198,7 @@ def _flush_rows(out: TextIO, caps: list[Capture], widths: list[int]) -> list[int
     return new
 
 
-def _write_json(out: TextIO, sel: Selection, ring: list[HeldSpan]) -> None:
+def _write_json(out: TextIO, sel: Selection, ring: list[HeldSpan] | None = None) -> None:
     """One JSON object: window, captures (streamed), coverage."""
     out.write("{\n")
     out.write(f'  "since": {json.dumps(fmt_utc(sel.since))},\n')

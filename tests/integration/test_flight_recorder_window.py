@@ -11,8 +11,10 @@ exactly the reference's packets of the window, cut by timestamp.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -23,7 +25,7 @@ import pytest
 
 from rollcap.pcapfile import GLOBAL_HEADER_LEN, parse_header
 from rollcap.timestamps import NS
-from tests.integration.capture_daemon import CaptureDaemon
+from tests.integration.capture_daemon import REPO, CaptureDaemon
 from tests.integration.test_flight_recorder import _rollcap, _wait_clock
 from tests.integration.test_offload import Offload, decompress, keys_in, new_bucket
 from tests.support.net import Veth
@@ -135,4 +137,13 @@ def test_a_window_from_the_past_into_the_future_is_exactly_tcpdumps(
     assert 0 < len(udp) < sum(want.values()) and Counter(udp) <= want
     r = _rollcap(cap.config, "fetch", "--local", *window, "-i", "eth9", "-w", str(base / "x"))
     assert r.returncode == 1 and "no captures in" in r.stderr, r.stderr
+    # the bucket's list on this host: the ring's part is held locally, not a gap
+    r = subprocess.run([sys.executable, "-m", "rollcap", "list", "--config", str(cap.config),
+                        "--since", f"@{t_since:.6f}", "--until", f"@{ring_until:.6f}", "--json"],
+                       cwd=REPO, capture_output=True, text=True, timeout=60,
+                       env={**os.environ, **seaweedfs.env()})  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    held = json.loads(r.stdout)["coverage"]["held_locally"]
+    assert [(h["host"], h["iface"], h["kept_files"]) for h in held] == [("exact1", veth.b, 0)]
+    assert held[0]["files"] == len(list((cap.spool / "ready").iterdir()))
     print(f"\nwindow in the bucket {in_bucket:.1f} s after it ended")
