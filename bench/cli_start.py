@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     load_end = os.getloadavg()[0]
     print(f"({rounds} rounds each, alternating; load average {load:.1f} at start, "
           f"{load_end:.1f} at the end; baseline {a.base})")  # fmt: skip
-    write_result("cli_start", {"base": a.base, "rounds": rounds, "commands": results,
+    name = "cli_start" if a.base == BASE else f"cli_start-{a.base}"
+    write_result(name, {"base": a.base, "rounds": rounds, "commands": results,
                                "loadavg_at_end": load_end})  # fmt: skip
     return 0
 
