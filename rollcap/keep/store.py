@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rollcap.config.schema import RollcapConfig
+from rollcap.errors import RollcapError
 from rollcap.journal import fields
 from rollcap.keep import pins
 from rollcap.keep.request import KeepOutcome, KeepRefused, KeepRequest, Submit
@@ -62,8 +63,13 @@ def ensure_dir(spool_root: Path, group: str) -> None:
     path = pins.pins_dir(spool_root)
     if path.is_dir() or os.geteuid() != 0:
         return
-    with contextlib.suppress(FileExistsError):
+    try:
         path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        raise RollcapError(f"keep: no spool at {spool_root} (spool.directory): capture has "
+                           "never run with this config") from None  # fmt: skip
     try:
         gid = grp.getgrnam(group).gr_gid
     except KeyError:
