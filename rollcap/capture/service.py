@@ -146,6 +146,19 @@ class Supervisor:
     def work_files(self, generation: int) -> list[WorkName]:
         return [w for w, _n in list_work(self.dirs.work) if w.generation == generation]
 
+    def work_since(self) -> dict[str, float]:
+        """Per interface, when its oldest file still in work/ was opened (any
+        generation: a finished file whose hand-off waits counts); an interface
+        with none, the whole second before the listing (a file it opens later is
+        named for then or after). The offload releases a keep only once every
+        interface's value has passed the window's end (rollcap.keep.shipping)."""
+        listed = float(int(time.time()))
+        oldest: dict[str, float] = {}
+        for w, _n in list_work(self.dirs.work):
+            t = w.opened.timestamp()
+            oldest[w.iface] = min(oldest.get(w.iface, t), t)
+        return {name: oldest.get(name, listed) for name in self.captures}
+
     def wrote(self, generation: int) -> bool:
         return self.session.queue.wrote(generation)
 

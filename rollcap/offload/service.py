@@ -97,7 +97,7 @@ class OffloadService:
         self.yielding = Yielding(oc.yield_seconds, oc.yield_dirty_percent / 100)
         self.watcher = ReadyWatcher(self.spool.ready, self.wake)
         # keeps: what on-demand mode ships, and the keep each upload is for
-        self.shipping = Shipping(self.spool.root, oc.mode == "on-demand")
+        self.shipping = Shipping(self.spool.root, oc.mode == "on-demand", cfg.capture.interfaces)
         self.pipeline.keep_of = self.shipping.keep_of
         self._releasing: set[str] = set()  # keeps whose record is being written
         self._record_retry: dict[str, float] = {}  # keep id -> monotonic time to retry
@@ -323,7 +323,6 @@ class OffloadService:
         self.shipping.release(k, self.storage.describe(), record)
 
     def _notice(self, name: str, size: int | None = None) -> None:
-        self.shipping.seen(name)
         if not self.shipping.wanted(name):
             return  # on demand: stays in the ring unless a keep holds it
         if self.queue.notice(name, size):
