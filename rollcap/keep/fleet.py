@@ -46,7 +46,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rollcap.keep.request import ID_PATTERN, REASON_MAX, VERSION, KeepOutcome, KeepRequest
+from rollcap.keep.request import (
+    ID_PATTERN,
+    NS_MAX,
+    REASON_MAX,
+    VERSION,
+    KeepOutcome,
+    KeepRequest,
+)
 from rollcap.storage import manifest
 from rollcap.storage.base import Storage
 from rollcap.storage.manifest import INDEX_DIR
@@ -80,12 +87,12 @@ class FleetRequest(BaseModel):
     version: Literal[1] = VERSION
     id: str = Field(pattern=ID_PATTERN)
     reason: str = Field(min_length=1, max_length=REASON_MAX, pattern=r"^[\x20-\x7e]+$")
-    since_ns: int = Field(ge=0)
-    until_ns: int = Field(ge=0)
+    since_ns: int = Field(ge=0, le=NS_MAX)
+    until_ns: int = Field(ge=0, le=NS_MAX)
     # empty: every host
     hosts: tuple[str, ...] = Field(default=(), max_length=MAX_HOST_PATTERNS)
-    created_ns: int = Field(ge=0)
-    expires_ns: int = Field(ge=0)
+    created_ns: int = Field(ge=0, le=NS_MAX)
+    expires_ns: int = Field(ge=0, le=NS_MAX)
 
     @model_validator(mode="after")
     def _bounds(self) -> FleetRequest:
@@ -196,6 +203,8 @@ def _load(body: bytes, key: str) -> bytes:
         json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise BadObject(f"{key}: not JSON ({e})") from None
+    except RecursionError:  # "[" * 3000 fits the size limit
+        raise BadObject(f"{key}: not JSON (nested too deep)") from None
     return body
 
 

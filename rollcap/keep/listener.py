@@ -55,6 +55,7 @@ from rollcap.keep.request import (
     Source,
     Submit,
     derived_id,
+    window_problem,
 )
 from rollcap.retrieve.timeexpr import TimeExprError, window_ns
 from rollcap.timestamps import NS
@@ -69,7 +70,6 @@ SUBMIT_WAIT = 1.0  # seconds a request waits for the keep being filed before it
 MAX_TOKEN = 4096
 REMEMBERED = 4096  # ids answered from memory (Alertmanager's retries and repeats)
 HOUR_NS = 3600 * NS
-FUTURE_SKEW_NS = 300 * NS  # how far ahead of this clock a window may start
 DAY_NS = 86400 * NS
 REFUSALS = ("unauthorized", "bad-request", "windows-per-hour", "bytes-per-day", "ring", "busy")
 KEEP_FIELDS = {"id", "since", "until", "around", "before", "after", "reason"}
@@ -259,12 +259,9 @@ class KeepDesk:
             self.stats.kept(source, True)
             return KeepOutcome(req.id, known.files, known.bytes, known.unheld, repeated=True)
         now_ns = self.clock()
-        if req.since_ns > now_ns + FUTURE_SKEW_NS:
-            # a pin whose window never comes would hold its place (and the ring's
-            # promise) for as long as that: a skewed clock or a forged time
-            raise Answer(400, f"the window starts {(req.since_ns - now_ns) // NS} s from now; "
-                         f"at most {FUTURE_SKEW_NS // NS} s ahead (clock skew)",
-                         "bad-request")  # fmt: skip
+        bad_window = window_problem(req, now_ns)
+        if bad_window:  # before the limits: a bad window costs the sender no quota
+            raise Answer(400, bad_window, "bad-request")
         why = self.limits.refusal(now_ns)
         if why is not None:
             log.warning(

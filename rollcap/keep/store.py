@@ -27,7 +27,7 @@ from pathlib import Path
 from rollcap.config.schema import RollcapConfig
 from rollcap.journal import fields
 from rollcap.keep import pins
-from rollcap.keep.request import KeepOutcome, KeepRefused, KeepRequest, Submit
+from rollcap.keep.request import KeepOutcome, KeepRefused, KeepRequest, Submit, window_problem
 from rollcap.spool.fs import BadEntry, Dir
 
 log = logging.getLogger("rollcap.keep")
@@ -120,6 +120,9 @@ class LocalStore:
                 raise KeepRefused(f"keep refused: {d.path / seen} is there but not a pin ({e})"
                                   ) from None  # fmt: skip
             return self._outcome(filed, files, now, repeated=True)
+        why = window_problem(req, now)
+        if why:
+            raise KeepRefused(f"keep refused: {why}")
         current = self.reader.read(d)
         if len(current) >= pins.MAX_PINS or self.reader.truncated:
             raise KeepRefused(f"keep refused: {pins.MAX_PINS} keeps are pinned already "

@@ -90,6 +90,7 @@ def test_hostile_requests_are_refused_naming_why(key: str, body: dict[str, Any],
         (b"{not json", "not JSON"),
         (b"\xff\xfe", "not JSON"),
         (b"[1, 2]", "object"),
+        (b"[" * 3000, "nested too deep"),  # under the size limit, past the parser's stack
         (b" " * (fleet.MAX_OBJECT_BYTES + 1), "more than 4096"),
     ],
 )
@@ -206,6 +207,27 @@ def test_the_poller_settles_hostile_requests_with_one_line_each(
     assert all("fleet keep request ignored" in w and "\n" not in w for w in warned)
     assert not [k for k in b.objects if "/_index/" in k]  # no ack for any of them
     assert p.settled["DB"] == "other-hosts" and p.settled["OLD"] == "expired"
+
+
+def test_requests_that_break_parsing_or_calendars_are_settled_and_later_ones_answered(
+        tmp_path: Path) -> None:  # fmt: skip
+    """Each once broke poll() on the same key at every round: no later request was answered."""
+    b = Bucket()
+    b.objects["caps/_requests/A-deep.json"] = (b"[" * 3000, {})
+    year_300000 = 300_000 * 365 * 86400 * NS
+    _put(b, id="B-year", created_ns=year_300000, expires_ns=year_300000 + MIN)
+    _put(b, id="C-late", until_ns=2**63, since_ns=2**63 - MIN)
+
+    def far(req: KeepRequest) -> KeepOutcome:
+        raise ValueError("year 10000 is out of range")  # manifest.slots on a far window
+
+    _put(b, id="D-slots")
+    p = _poller(b, tmp_path, submit=far)
+    p.poll()
+    assert p.settled == {"A-deep": "refused", "B-year": "refused", "C-late": "refused",
+                         "D-slots": "answered"}  # fmt: skip
+    k = fleet.ack_key(PREFIX, "D-slots", "web1")
+    assert fleet.parse_ack(k, b.objects[k][0], PREFIX).state == "refused"
 
 
 def test_a_refused_keep_is_acknowledged_as_refused(tmp_path: Path) -> None:

@@ -184,3 +184,24 @@ def test_on_demand_needs_drop_oldest_and_the_cap_comes_from_the_config() -> None
     cfg = validate_data({"offload": {"mode": "on-demand"}, "keep": {"pinned_percent": 25}})
     cap, text = cap_of(cfg.spool.max_megabytes, cfg.keep.pinned_percent)
     assert cap == 2_500_000_000 and "keep.pinned_percent = 25" in text
+
+
+def test_every_source_files_a_window_starting_at_most_5_min_ahead(spool: Path) -> None:
+    """The rule LocalStore applies for every source (the CLI, the fleet poller, the
+    listener): a pin whose window never comes would hold one of MAX_PINS for ever."""
+    with pytest.raises(KeepRefused, match="at most 300 s ahead"):
+        store(spool, cap=10**12).submit(req("later", T0 + 650 + 301, T0 + 650 + 400))
+    assert not os.path.exists(spool / "keep" / "later.pin")
+    store(spool, cap=10**12).submit(req("soon", T0 + 650 + 299, T0 + 650 + 400))
+
+
+@pytest.mark.parametrize("field", ["since_ns", "until_ns", "created_ns"])
+def test_times_beyond_64_bits_are_not_a_request(field: str) -> None:
+    from pydantic import ValidationError
+
+    body = {"id": "k", "reason": "r", "since_ns": 1, "until_ns": 2, "created_ns": 1,
+            "source": "cli", field: 2**63}  # fmt: skip
+    if field == "since_ns":
+        body["until_ns"] = 2**63 + 1
+    with pytest.raises(ValidationError):
+        KeepRequest(**body)  # type: ignore[arg-type]
