@@ -320,11 +320,14 @@ class BudgetKeeper:
         self._cap_quarantine(sp.quarantine_megabytes * 1_000_000)
         u = measure(self.spool, sp.max_megabytes, sp.min_free_percent)
         d = decide(u, sp.on_full, reserve, self.paused)
-        keeps = self.guard.read()
-        files = pins.held_files(self.dirs.ready)
-        held = pins.covered(files, keeps or [])
-        if d.drop_bytes:
-            u = self._drop_oldest(u, d.drop_bytes, files, None if keeps is None else held)
+        with self.guard.settled() as settled:
+            keeps = self.guard.read()
+            files = pins.held_files(self.dirs.ready)
+            held = pins.covered(files, keeps or [])
+            if d.drop_bytes and settled:
+                u = self._drop_oldest(u, d.drop_bytes, files, None if keeps is None else held)
+            elif d.drop_bytes:
+                log.debug("a keep is being filed: the budget drops at the next tick")
         self.usage = u
         now = time.time_ns()
         self.ring = ring_state(

@@ -10,9 +10,11 @@ missing ACL.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +84,28 @@ class PinGuard:
         self.current: list[KeepRequest] = []
         self.readable = True
         self._denied_logged = False
+
+    @contextlib.contextmanager
+    def settled(self) -> Iterator[bool]:
+        """A shared flock on the pins directory for the budget's read of the pins
+        and its drops: `rollcap keep` files a pin under LOCK_EX after matching
+        ready/, so no file can be dropped between its match and its pin. False: a
+        keep is being filed now (drop nothing this tick). Capture has r-x on the
+        directory (its ACL); flock needs no more than an fd."""
+        try:
+            d = pins.open_pins(self.root)
+        except OSError:
+            d = None  # read() says why, and holds everything
+        if d is None:
+            yield True
+            return
+        with d:  # the lock goes with the close
+            try:
+                fcntl.flock(d.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
 
     def read(self) -> list[KeepRequest] | None:
         """The pins now; None when they cannot be read (hold everything)."""

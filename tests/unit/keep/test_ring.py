@@ -70,6 +70,24 @@ def test_the_budget_drops_around_a_pinned_file(tmp_path: Path) -> None:
     assert ring.on_demand and ring.lookback_seconds is not None
 
 
+def test_the_budget_drops_nothing_while_a_keep_is_being_filed(tmp_path: Path) -> None:
+    """`rollcap keep` matches ready/ and files its pin under LOCK_EX on keep/: a
+    drop in between would lose a file the new pin was about to hold."""
+    import fcntl
+
+    sup = supervisor(tmp_path, spool={"max_megabytes": 10, "min_free_percent": 0},
+                     offload={"mode": "on-demand"}, capture={"rotate_megabytes": 1})  # fmt: skip
+    root = sup.spool.root
+    for i in range(5):
+        ready(root, i + 1, T0 + 60 * i, 2_500_000)  # 12.5 MB
+    with Dir(root / "keep") as d:
+        fcntl.flock(d.fd, fcntl.LOCK_EX)  # as LocalStore.submit holds it
+        sup.enforce_budget()
+        assert len(os.listdir(root / "ready")) == 5 and sup.n.dropped_files == 0
+    sup.enforce_budget()
+    assert sup.n.dropped_files == 1
+
+
 def test_pins_capture_cannot_read_hold_every_file(tmp_path: Path) -> None:
     sup = supervisor(tmp_path, spool={"max_megabytes": 10, "min_free_percent": 0},
                      capture={"rotate_megabytes": 1})  # fmt: skip
