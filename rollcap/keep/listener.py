@@ -57,7 +57,9 @@ from rollcap.keep.request import (
     derived_id,
     window_problem,
 )
+from rollcap.keep.stored import PinnedUnlisted
 from rollcap.retrieve.timeexpr import TimeExprError, window_ns
+from rollcap.storage.base import StorageError
 from rollcap.timestamps import NS
 
 log = logging.getLogger("rollcap.keep.listener")
@@ -272,6 +274,15 @@ class KeepDesk:
                          f"{filed} keep(s) of this request filed before it", why)  # fmt: skip
         try:
             outcome = self.submit(req)
+        except PinnedUnlisted as e:  # continuous mode: filed, but the bucket did not answer
+            log.warning("keep %s (%s): filed; what of it is stored already is not known yet "
+                        "(the bucket: %s)", req.id, req.reason, e,
+                        extra=fields(keep_id=req.id, reason=req.reason))  # fmt: skip
+            outcome = e.pinned
+        except StorageError as e:
+            log.error("keep %s (%s) could not be filed: %s", req.id, req.reason, e,
+                      extra=fields(keep_id=req.id, reason=req.reason))  # fmt: skip
+            raise Answer(503, f"the keep could not be filed: {e}", "busy") from None
         except KeepRefused as e:
             log.warning(
                 "keep %s (%s) refused: %s", req.id, req.reason, e,

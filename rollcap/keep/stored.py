@@ -16,13 +16,31 @@ from rollcap.keep.fleet import NS, unheld
 from rollcap.keep.request import KeepOutcome, KeepRequest, Submit
 from rollcap.spool.readyname import ReadyName
 from rollcap.storage import manifest
-from rollcap.storage.base import Storage
+from rollcap.storage.base import Storage, StorageError
+
+
+class PinnedUnlisted(StorageError):
+    """The keep is filed (``pinned``: its outcome) but the bucket could not be
+    listed for what of the window is stored: a caller that answers now answers
+    from the pin."""
+
+    def __init__(self, pinned: KeepOutcome, cause: StorageError) -> None:
+        super().__init__(str(cause), code=cause.code, permanent=cause.permanent)
+        self.pinned = pinned
 
 
 def stored_submitter(storage: Storage, prefix: str, host: str, ready: Path,
                      pin: Submit | None = None) -> Submit:  # fmt: skip
     def submit(req: KeepRequest) -> KeepOutcome:
-        repeated = pin(req).repeated if pin is not None else False  # KeepRefused passes
+        pinned = pin(req) if pin is not None else None  # KeepRefused passes
+        try:
+            return _listed(req, False if pinned is None else pinned.repeated)
+        except StorageError as e:
+            if pinned is None:
+                raise
+            raise PinnedUnlisted(pinned, e) from e
+
+    def _listed(req: KeepRequest, repeated: bool) -> KeepOutcome:
         spans: list[tuple[int, int]] = []
         files = size = 0
         seen: set[str] = set()

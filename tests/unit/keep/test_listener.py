@@ -426,3 +426,30 @@ def test_the_listeners_series_survive_roots_copy_of_the_offload_textfile() -> No
     assert dropped == 0
     assert b'rollcap_listener_refused_total{reason="windows-per-hour"} 1.0' in text
     assert b'rollcap_listener_keeps_total{result="filed",source="alertmanager"} 1.0' in text
+
+
+def test_continuous_mode_answers_from_the_pin_when_the_bucket_cannot_be_listed(
+    tmp_path: Path,
+) -> None:
+    """stored_submitter files the pin, then lists the bucket: a bucket down then is
+    no crash of the handler, the keep is answered and counted against the limits."""
+    from rollcap.keep.stored import stored_submitter
+    from rollcap.storage.base import StorageError
+    from tests.support.archive import MemoryStorage
+
+    class Down(MemoryStorage):
+        def list(self, prefix: str):  # type: ignore[no-untyped-def,override]
+            raise StorageError("LIST memory://x: 503 SlowDown")
+
+    ring = FakeRing(bytes_each=700)
+    now = 1_800_000_000 * NS
+    submit = stored_submitter(Down(), "caps", "h", tmp_path, ring)
+    desk = KeepDesk(_cfg(windows_per_hour=1), submit, ListenerStats(), clock=lambda: now)
+    body = {"around": f"@{now // NS - 600}", "before": "1m", "after": "1m", "reason": "x"}
+    (out,) = desk.keep(json.dumps(body).encode())
+    assert (out.files, out.bytes) == (2, 700) and ring.calls == 1
+    assert desk.limits.refusal(now) == "windows-per-hour"  # it counted
+    with pytest.raises(Answer) as e:  # no pin at all: a 503 naming the bucket
+        KeepDesk(_cfg(), stored_submitter(Down(), "caps", "h", tmp_path), ListenerStats(),
+                 clock=lambda: now).keep(json.dumps(body).encode())  # fmt: skip
+    assert e.value.status == 503 and "503 SlowDown" in e.value.line
