@@ -66,6 +66,7 @@ from rollcap.config import load_config
 from rollcap.config.schema import RollcapConfig
 from rollcap.journal import fields, setup_logging
 from rollcap.keep.ring import due_cuts
+from rollcap.keep.store import cap_of
 from rollcap.metrics import nodeexporter
 from rollcap.metrics.exporter import capture_exporter
 from rollcap.notify import Notifier
@@ -315,6 +316,8 @@ class Supervisor:
 
     def enforce_budget(self) -> None:
         self.session.keeper.on_demand = self.cfg.offload.mode == "on-demand"
+        self.session.keeper.pinned_cap = cap_of(self.cfg.spool.max_megabytes,
+                                                self.cfg.keep.pinned_percent)[0]  # fmt: skip
         r = self._reserve()
         change = self.session.keeper.enforce(self.cfg.spool, r)
         if change == "pause":

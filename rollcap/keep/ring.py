@@ -37,6 +37,9 @@ class RingState:
     pinned_files: int
     pinned_bytes: int
     on_demand: bool = False  # offload.mode: drops are the ring turning, not a loss
+    # keep.pinned_percent of the budget (0: not known); pinned_bytes can pass it when
+    # the capture rate grows after the keeps were filed (their windows' future)
+    pinned_cap_bytes: int = 0
 
     def as_dict(self) -> dict[str, float | int | bool | None]:
         return {
@@ -47,7 +50,13 @@ class RingState:
             "pinned_files": self.pinned_files,
             "pinned_bytes": self.pinned_bytes,
             "on_demand": self.on_demand,
+            "pinned_cap_bytes": self.pinned_cap_bytes,
+            "pinned_over_cap": self.over_cap,
         }
+
+    @property
+    def over_cap(self) -> bool:
+        return 0 < self.pinned_cap_bytes < self.pinned_bytes
 
 
 def _round(v: float | None) -> float | None:
@@ -55,12 +64,14 @@ def _round(v: float | None) -> float | None:
 
 
 def ring_state(files: Sequence[pins.HeldFile], held: dict[str, KeepRequest], keeps: int,
-               max_bytes: int, now_ns: int, on_demand: bool = False) -> RingState:  # fmt: skip
+               max_bytes: int, now_ns: int, on_demand: bool = False,
+               pinned_cap_bytes: int = 0) -> RingState:  # fmt: skip
     rate = ring_rate(files)
     pinned = sum(f.size for f in files if f.name in held)
     lookback = (now_ns - files[0].start_ns) / 1e9 if files else None
     projected = max(0, max_bytes - pinned) / rate if rate > 0 else None
-    return RingState(lookback, projected, rate, keeps, len(held), pinned, on_demand)
+    return RingState(lookback, projected, rate, keeps, len(held), pinned, on_demand,
+                     pinned_cap_bytes)  # fmt: skip
 
 
 def duration(seconds: float) -> str:
