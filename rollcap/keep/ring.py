@@ -126,7 +126,11 @@ class PinGuard:
                 self.current, self.readable = [], True
                 return self.current
             with d:
-                self.current = self.reader.read(d)
+                found = self.reader.read(d)
+            if self.reader.truncated:  # a pin not read may hold any file: hold them all
+                self.readable = False
+                return None
+            self.current = found
         except OSError as e:
             self.readable = False
             if not self._denied_logged:

@@ -78,7 +78,11 @@ class Shipping:
 
     def _read(self, d: Dir) -> list[KeepRequest]:
         with d:
-            return self.reader.read(d)
+            found = self.reader.read(d)
+        if self.reader.truncated:  # a pin not read: releasing by this list could lose its files
+            raise OSError(f"{d.path}: more than {2 * pins.MAX_PINS + pins.MAX_RELEASED} "
+                          "entries, not all read")  # fmt: skip
+        return found
 
     def wanted(self, name: str) -> bool:
         """Whether the offload uploads this file of ready/ now."""

@@ -88,6 +88,29 @@ def test_the_budget_drops_nothing_while_a_keep_is_being_filed(tmp_path: Path) ->
     assert sup.n.dropped_files == 1
 
 
+def test_a_pins_directory_read_only_in_part_holds_every_file(tmp_path: Path) -> None:
+    """Past its bound the reader stops: a pin it did not read may hold any file, so
+    the budget drops nothing, and the offload keeps what it knew (releases nothing)."""
+    sup = supervisor(tmp_path, spool={"max_megabytes": 10, "min_free_percent": 0},
+                     offload={"mode": "on-demand"}, capture={"rotate_megabytes": 1})  # fmt: skip
+    root = sup.spool.root
+    for i in range(5):
+        ready(root, i + 1, T0 + 60 * i, 2_500_000)
+    LocalStore(root, 10**9).submit(keep("k1", T0, T0 + 30))
+    work_since(root, eth0=T0 + 600)
+    sh = Shipping(root, on_demand=True, interfaces=["eth0"])
+    sh.refresh()
+    held = {n for n in os.listdir(root / "ready") if sh.wanted(n)}
+    assert len(held) == 1
+    for i in range(2 * pins.MAX_PINS + pins.MAX_RELEASED):
+        (root / "keep" / f".junk{i:04d}").write_bytes(b"")
+    sup.enforce_budget()
+    assert len(os.listdir(root / "ready")) == 5 and sup.n.dropped_files == 0
+    (root / "keep" / "k1.json").rename(root / "keep" / ".k1.moved")  # a read cannot tell
+    assert not sh.refresh()  # the previous state stays: k1 and its file
+    assert [k.id for k in sh.keeps] == ["k1"] and sh.wanted(held.pop())
+
+
 def test_pins_capture_cannot_read_hold_every_file(tmp_path: Path) -> None:
     sup = supervisor(tmp_path, spool={"max_megabytes": 10, "min_free_percent": 0},
                      capture={"rotate_megabytes": 1})  # fmt: skip
