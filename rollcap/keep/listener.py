@@ -27,6 +27,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import socket
 import stat
 import threading
@@ -390,8 +391,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> bytes:
         length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            raise Answer(411, "Content-Length is required", "bad-request")
+        # ASCII digits only: str.isdigit() takes "²", which int() then refuses
+        if length is None or not re.fullmatch(r"[0-9]{1,8}", length):
+            raise Answer(411, "Content-Length is required: 1 to 8 digits 0-9", "bad-request")
         n = int(length)
         if n > MAX_BODY:
             raise Answer(413, f"the body is {n} bytes, at most {MAX_BODY}", "bad-request")

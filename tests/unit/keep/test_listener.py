@@ -153,6 +153,12 @@ def test_bodies_are_bounded_and_need_a_length(client: Client) -> None:
         s.sendall(f"POST /v1/keep HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
                   "\r\n".encode())  # fmt: skip
         assert s.recv(100).startswith(b"HTTP/1.0 411")
+    for bad in (b"\xb2", b"\xd9\xa3", b"1" * 9, b"+5", b" "):  # "²".isdigit() is True
+        with socket.create_connection((host, int(port)), timeout=5) as s:
+            s.sendall(f"POST /v1/keep HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                      .encode() + b"Content-Length: " + bad + b"\r\n\r\n")  # fmt: skip
+            assert s.recv(100).startswith(b"HTTP/1.0 411"), bad
+    assert client.post("/v1/alertmanager", payload())[0] == 200  # and it goes on
 
 
 def test_a_client_that_stops_sending_is_cut_off(client: Client) -> None:
