@@ -418,7 +418,7 @@ def status_lines(st: Status) -> list[str]:
     return lines
 
 
-def unheld(
+def uncovered(
     since_ns: int, until_ns: int, spans: list[tuple[int, int]]
 ) -> tuple[tuple[int, int], ...]:
     """The parts of [since, until) that no span covers (spans half-open, any order)."""

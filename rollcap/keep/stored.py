@@ -9,12 +9,12 @@ offload marks the stored objects with a keep record as it does for any keep.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from rollcap.keep.fleet import NS, unheld
+from rollcap.keep import pins
+from rollcap.keep.fleet import NS, uncovered
 from rollcap.keep.request import KeepOutcome, KeepRequest, Submit
-from rollcap.spool.readyname import ReadyName
+from rollcap.spool.fs import Dir
 from rollcap.storage import manifest
 from rollcap.storage.base import Storage, StorageError
 
@@ -57,18 +57,13 @@ def stored_submitter(storage: Storage, prefix: str, host: str, ready: Path,
                     if e.has_object:
                         files += 1
                         size += e.size
-        with os.scandir(ready) as it:
-            for d in it:
-                name = ReadyName.parse(d.name)
-                if name is None or name.host != host or not d.is_file(follow_symlinks=False):
-                    continue
-                st = d.stat(follow_symlinks=False)
-                a, b = int(name.start.timestamp() * NS), st.st_mtime_ns
-                if a < req.until_ns and b > req.since_ns:
-                    spans.append((a, b))
+        with Dir(ready) as d:  # the span of a ready/ file is the pins' (held_files)
+            for f in pins.held_files(d):
+                if f.host == host and f.overlaps(req.since_ns, req.until_ns):
+                    spans.append((f.start_ns, f.end_ns))
                     files += 1
-                    size += st.st_size
-        return KeepOutcome(req.id, files, size, unheld(req.since_ns, req.until_ns, spans),
+                    size += f.size
+        return KeepOutcome(req.id, files, size, uncovered(req.since_ns, req.until_ns, spans),
                            repeated)  # fmt: skip
 
     return submit

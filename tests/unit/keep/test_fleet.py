@@ -133,9 +133,9 @@ def test_an_ack_naming_another_host_is_not_believed() -> None:
 
 
 def test_unheld_is_the_window_minus_what_is_held() -> None:
-    assert fleet.unheld(0, 100, []) == ((0, 100),)
-    assert fleet.unheld(0, 100, [(50, 60), (-5, 10), (55, 200)]) == ((10, 50),)
-    assert fleet.unheld(0, 100, [(0, 100)]) == ()
+    assert fleet.uncovered(0, 100, []) == ((0, 100),)
+    assert fleet.uncovered(0, 100, [(50, 60), (-5, 10), (55, 200)]) == ((10, 50),)
+    assert fleet.uncovered(0, 100, [(0, 100)]) == ()
 
 
 # -- the poller -------------------------------------------------------------
@@ -323,3 +323,26 @@ def test_a_failed_acknowledgement_is_retried_and_said_once(
     assert p.settled["INC-42"] == "answered"
     assert fleet.ack_key(PREFIX, "INC-42", "web1") in b.objects
     assert len(rec.calls) == 3  # filed again each time: Submit is idempotent by id
+
+
+def test_continuous_mode_spans_a_ready_file_as_the_pins_do(tmp_path: Path) -> None:
+    """stored_submitter takes a ready/ file's span from pins.held_files: a file
+    last written before its name's second (a clock stepped back) spans that
+    second, not an inverted interval that made the unheld parts overlap."""
+    import os
+    from datetime import UTC, datetime
+
+    from rollcap.keep.stored import stored_submitter
+    from rollcap.spool.readyname import ReadyName
+
+    t0 = NOW // NS
+    mine = ReadyName(datetime.fromtimestamp(t0 + 10, UTC), 1, "web1", "eth0").format()
+    other = ReadyName(datetime.fromtimestamp(t0 + 20, UTC), 2, "web2", "eth0").format()
+    for name in (mine, other):
+        (tmp_path / name).write_bytes(b"x" * 100)
+        os.utime(tmp_path / name, ns=((t0 + 5) * NS, (t0 + 5) * NS))
+    req = KeepRequest(id="k", reason="r", since_ns=NOW, until_ns=NOW + MIN, created_ns=NOW,
+                      source="fleet")  # fmt: skip
+    out = stored_submitter(Bucket(), PREFIX, "web1", tmp_path)(req)
+    assert (out.files, out.bytes) == (1, 100)
+    assert out.unheld == ((NOW, NOW + 10 * NS), (NOW + 11 * NS, NOW + MIN))
