@@ -21,6 +21,7 @@ report (counters, STATUS=, offload.json, metrics) and lock (one per spool).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -305,7 +306,18 @@ class OffloadService:
                 continue
             self._releasing.add(k.id)
             fut = self.executor.submit(self._finish_keep, k)
-            fut.add_done_callback(lambda _f: self.wake.set())
+            fut.add_done_callback(functools.partial(self._keep_finished, k.id))
+
+    def _keep_finished(self, keep_id: str, fut: Future[None]) -> None:
+        """A release that raised what _finish_keep does not expect (a bug): its
+        traceback in the log, never lost in the future; the id is free again."""
+        e = fut.exception()
+        if e is not None:
+            self._record_retry[keep_id] = time.monotonic() + RECORD_RETRY_SECONDS
+            self._releasing.discard(keep_id)
+            log.error("keep %s: releasing it failed", keep_id, exc_info=e,
+                      extra=fields(keep_id=keep_id))  # fmt: skip
+        self.wake.set()
 
     def _finish_keep(self, k: KeepRequest) -> None:
         record = ""
@@ -314,7 +326,8 @@ class OffloadService:
             try:
                 record = write_record(self.storage, self.storage.key_prefix, host, k,
                                       self.shipping.shipped(k.id))  # fmt: skip
-            except StorageError as e:
+            except (StorageError, OSError, ValueError, OverflowError) as e:
+                # the destination, or a window no manifest slot names
                 log.warning("keep %s: cannot write its record, retrying in %.0f s: %s",
                             k.id, RECORD_RETRY_SECONDS, e, extra=fields(keep_id=k.id))  # fmt: skip
                 self._record_retry[k.id] = time.monotonic() + RECORD_RETRY_SECONDS
