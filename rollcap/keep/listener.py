@@ -474,9 +474,13 @@ def _bind(listen: str) -> BaseServer:
                 os.unlink(listen)
         except FileNotFoundError:
             pass
-        server: BaseServer = _UnixServer(listen, _Handler)
-        os.chmod(listen, 0o660)  # the offload's group (rollcap) may file keeps too
-        return server
+        # made 0660 by bind itself (the offload's group, rollcap, may file keeps too):
+        # a chmod after would leave a moment where others could connect
+        old = os.umask(0o117)
+        try:
+            return _UnixServer(listen, _Handler)
+        finally:
+            os.umask(old)
     host, _, port = listen.rpartition(":")  # checked by the config (parse_listen)
     host = host.removeprefix("[").removesuffix("]")
     cls = _TCP6Server if ":" in host else _TCPServer

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from socketserver import UnixStreamServer
 from typing import Any
 
 import pytest
@@ -279,15 +280,24 @@ def test_no_token_no_listener(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert "must be 1 to 4096 printable" in caplog.text
 
 
-def test_a_unix_socket(creds: Path, tmp_path: Path) -> None:
+def test_a_unix_socket(creds: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "keep.sock"
     path.touch()  # not a socket: left alone, the bind fails and says so
     assert not KeepListener(_cfg(listen=str(path)), FakeRing(), ListenerStats()).start()
     path.unlink()
     ring = FakeRing()
     listener = KeepListener(_cfg(listen=str(path)), ring, ListenerStats(), clock=lambda: NOW)
+    at_bind: list[int] = []
+    real_bind = UnixStreamServer.server_bind
+
+    def bind(self: UnixStreamServer) -> None:
+        real_bind(self)
+        at_bind.append(path.stat().st_mode & 0o777)  # no moment wider than 0660
+
+    monkeypatch.setattr(UnixStreamServer, "server_bind", bind)
     assert listener.start()
     try:
+        assert at_bind == [0o660]
         assert path.stat().st_mode & 0o777 == 0o660
         body = payload()
         with socket.socket(socket.AF_UNIX) as s:
