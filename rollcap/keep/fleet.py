@@ -42,7 +42,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -77,6 +77,7 @@ HOST_PATTERN = r"^[A-Za-z0-9.*?-]{1,63}$"
 _HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}")
 _ID_RE = re.compile(ID_PATTERN)
 AckState = Literal["shipped", "nothing-held", "refused"]
+Ns = Annotated[int, Field(ge=0, le=NS_MAX)]  # a time `keep --status` can print
 
 
 class FleetRequest(BaseModel):
@@ -133,9 +134,9 @@ class Ack(BaseModel):
     state: AckState
     files: int = Field(ge=0)
     bytes: int = Field(ge=0)
-    unheld: tuple[tuple[int, int], ...] = Field(default=(), max_length=64)
+    unheld: tuple[tuple[Ns, Ns], ...] = Field(default=(), max_length=64)
     message: str = Field(default="", max_length=REASON_MAX, pattern=r"^[\x20-\x7e]*$")
-    answered_ns: int = Field(ge=0)
+    answered_ns: Ns
 
 
 class BadObject(ValueError):

@@ -115,6 +115,16 @@ def test_expiry_and_clock_skew() -> None:
     assert "future" in fleet.check_age(req, NOW - 11 * MIN)
 
 
+@pytest.mark.parametrize("field", ["answered_ns", "unheld"])
+def test_an_ack_with_a_time_past_64_bits_is_not_believed(field: str) -> None:
+    """`keep --status` prints an ack's times: one past year 9999 made it raise."""
+    ack = fleet.Ack(id="INC-42", host="web2", state="shipped", files=1, bytes=10,
+                    answered_ns=NOW).model_dump(mode="json")  # fmt: skip
+    ack[field] = 10**21 if field == "answered_ns" else [[NOW, 10**21]]
+    with pytest.raises(BadObject):
+        fleet.parse_ack(fleet.ack_key(PREFIX, "INC-42", "web2"), _raw(ack), PREFIX)
+
+
 def test_an_ack_naming_another_host_is_not_believed() -> None:
     ack = fleet.Ack(id="INC-42", host="web2", state="shipped", files=1, bytes=10,
                     answered_ns=NOW)  # fmt: skip
