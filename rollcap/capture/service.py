@@ -68,6 +68,7 @@ from rollcap.config import load_config
 from rollcap.config.schema import RollcapConfig
 from rollcap.journal import fields, setup_logging
 from rollcap.keep.ring import due_cuts
+from rollcap.keep.store import cap_of
 from rollcap.metrics import nodeexporter
 from rollcap.metrics.exporter import capture_exporter
 from rollcap.notify import Notifier
@@ -147,6 +148,19 @@ class Supervisor:
 
     def work_files(self, generation: int) -> list[WorkName]:
         return [w for w, _n in list_work(self.dirs.work) if w.generation == generation]
+
+    def work_since(self) -> dict[str, float]:
+        """Per interface, when its oldest file still in work/ was opened (any
+        generation: a finished file whose hand-off waits counts); an interface
+        with none, the whole second before the listing (a file it opens later is
+        named for then or after). The offload releases a keep only once every
+        interface's value has passed the window's end (rollcap.keep.shipping)."""
+        listed = float(int(time.time()))
+        oldest: dict[str, float] = {}
+        for w, _n in list_work(self.dirs.work):
+            t = w.opened.timestamp()
+            oldest[w.iface] = min(oldest.get(w.iface, t), t)
+        return {name: oldest.get(name, listed) for name in self.captures}
 
     def wrote(self, generation: int) -> bool:
         return self.session.queue.wrote(generation)
@@ -306,6 +320,8 @@ class Supervisor:
 
     def enforce_budget(self) -> None:
         self.session.keeper.on_demand = self.cfg.offload.mode == "on-demand"
+        self.session.keeper.pinned_cap = cap_of(self.cfg.spool.max_megabytes,
+                                                self.cfg.keep.pinned_percent)[0]  # fmt: skip
         r = self._reserve()
         change = self.session.keeper.enforce(self.cfg.spool, r)
         if change == "pause":
