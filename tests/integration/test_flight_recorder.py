@@ -93,6 +93,7 @@ def test_on_demand_ships_exactly_the_kept_window_while_the_ring_turns(
         t_until = max(time.time() + 1.5, t_since + 2)  # tcpdump's last block is in
         # filed a second after the end: the file capture cuts next starts after it
         _wait_clock(t_until + 1.1)
+        handed = cap.state().get("handed_off_files", 0)
         t0 = time.monotonic()
         r = _rollcap(cap.config, "keep", "--since", f"@{t_since:.6f}", "--until",
                      f"@{t_until:.6f}", "--reason", REASON, "--json")  # fmt: skip
@@ -106,7 +107,8 @@ def test_on_demand_ships_exactly_the_kept_window_while_the_ring_turns(
         cap.wait_for(
             "the window's end cut and handed off",
             lambda s: f"keep {keep_id}: its window ended" in cap.log_text()
-            and (s.get("last_rotate") or {}).get("at", 0) >= t_until,
+            and (s.get("last_rotate") or {}).get("at", 0) >= t_until
+            and s.get("handed_off_files", 0) > handed,  # the cut file is in ready/
             timeout=30,
         )
         pinned = _held(cap.spool)
