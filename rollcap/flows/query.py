@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from rollcap.flows import compact as compaction
 from rollcap.flows import index as flowindex
 from rollcap.flows.communityid import ICMP, ICMP6, SCTP, TCP, UDP
 from rollcap.storage import manifest
@@ -211,6 +212,8 @@ class Report:
     incomplete: list[str] = field(default_factory=list)  # capture keys: may hold more
     incomplete_count: int = 0
     hosts: dict[str, HostTotal] = field(default_factory=dict)
+    compactions: int = 0  # slots whose compaction was read and used
+    from_compaction: int = 0  # summaries taken from a compaction (no GET of their own)
 
 
 @dataclass(frozen=True)
@@ -230,6 +233,11 @@ def _to_dt(ns: int) -> datetime:
     return to_datetime(ns)
 
 
+_Names = Future[list[tuple[str, int]]]
+# per slot: its summaries, its manifest entries (window slots), its compaction
+_SlotLists = tuple[_Names, _Names | None, Future[compaction.Compacted | None] | None]
+
+
 class FlowSearch:
     """Iterate it for the matching flows (Found), in capture key order per
     slot; then ``report`` is complete."""
@@ -238,7 +246,8 @@ class FlowSearch:
                  hosts: list[str] | None = None, iface: str | None = None,
                  lookback: timedelta = timedelta(minutes=11),
                  in_scope: Callable[[str, str], bool] | None = None,
-                 workers: int = 16, inflight: int = 64) -> None:  # fmt: skip
+                 workers: int = 16, inflight: int = 64,
+                 use_compaction: bool = True) -> None:  # fmt: skip
         self.storage = storage
         self.prefix = prefix
         self.window = Window(*window)
@@ -250,6 +259,9 @@ class FlowSearch:
         self.workers = max(1, workers)
         self.inflight = max(1, inflight)
         self.report = Report()
+        # a slot's compaction holds every host: worth its GET for a fleet-wide
+        # search, not for one or two hosts' few summaries
+        self.compacted = use_compaction and (self.hosts is None or len(self.hosts) > 2)
 
     # -- listings -----------------------------------------------------------
 
@@ -289,6 +301,11 @@ class FlowSearch:
             text = gzip.decompress(flowindex.read_body(self.storage, key, size)).decode()
         except (StorageError, OSError, EOFError, UnicodeDecodeError, zlib.error) as err:
             return [], f"unreadable: {err}"
+        return self._scan(text, e)
+
+    def _scan(self, text: str, e: manifest.Entry) -> tuple[list[Found], str | None]:
+        """The matching flows of one summary's text (from its object, or from
+        its slot's compaction)."""
         lines = text.splitlines()
         try:
             cap = json.loads(lines[0]) if lines else None
@@ -339,8 +356,7 @@ class FlowSearch:
         pending: deque[tuple[str, manifest.Entry, Future[tuple[list[Found], str | None]]]] = deque()
         with ThreadPoolExecutor(self.workers) as pool:
             # listings a few slots ahead, not the whole window's names at once
-            lists: dict[datetime, tuple[Future[list[tuple[str, int]]],
-                                        Future[list[tuple[str, int]]] | None]] = {}  # fmt: skip
+            lists: dict[datetime, _SlotLists] = {}
             ahead = iter(flow_slots)
 
             def list_ahead() -> None:
@@ -352,13 +368,17 @@ class FlowSearch:
                         pool.submit(self._names, flowindex.slot_prefix(self.prefix, s)),
                         pool.submit(self._names, manifest.slot_prefix(self.prefix, s))
                         if s >= window_slots[0] else None,
+                        pool.submit(compaction.read, self.storage, self.prefix, s)
+                        if self.compacted else None,
                     )  # fmt: skip
-                    self.report.slots_listed += 1 + (s >= window_slots[0])
+                    self.report.slots_listed += 1 + (s >= window_slots[0]) + self.compacted
 
             for slot in flow_slots:
                 list_ahead()
-                flow_list, entry_list = lists.pop(slot)
+                flow_list, entry_list, comp_f = lists.pop(slot)
                 seen = have.setdefault(slot, set())
+                comp = comp_f.result() if comp_f is not None else None
+                self.report.compactions += comp is not None
                 for key, size in flow_list.result():
                     e = flowindex.parse_key(key, self.prefix)
                     if e is None or not e.has_object:
@@ -367,7 +387,14 @@ class FlowSearch:
                     if not self._wanted(e) or not self._believed(key, e):
                         continue
                     self.report.captures_in_window += 1
-                    pending.append((key, e, pool.submit(self._read, key, e, size)))
+                    text = compaction.believed_text(comp, key, size, e)
+                    if text is not None:
+                        self.report.from_compaction += 1
+                        done: Future[tuple[list[Found], str | None]] = Future()
+                        done.set_result(self._scan(text, e))
+                        pending.append((key, e, done))
+                    else:
+                        pending.append((key, e, pool.submit(self._read, key, e, size)))
                     while len(pending) > self.inflight:
                         yield from self._collect(*pending.popleft())
                 if entry_list is not None:
