@@ -215,7 +215,8 @@ def summary_text(r: Report) -> str:
             f"{human_bytes(t.nbytes)}, {_time(t.first_ns)} .. {_time(t.last_ns)}"
         )
     lines.append(
-        f"# {len(r.hosts)} hosts; read {r.summaries} flow summaries ({r.flows_scanned} flows) "
+        f"# {len(r.hosts)} hosts; read {r.summaries} flow summaries ({r.flows_scanned} flows; "
+        f"{r.from_compaction} from {r.compactions} slot compactions) "
         f"with {r.slots_listed} listings; {r.captures_in_window} captures in the window, "
         f"{r.without_summary} without a summary, {len(r.unreadable)} unreadable"
     )
@@ -254,6 +255,8 @@ def _write_json(out: TextIO, search: FlowSearch, query: Query, window: tuple[int
     index = {
         "listings": r.slots_listed,
         "summaries_read": r.summaries,
+        "from_compaction": r.from_compaction,
+        "compactions": r.compactions,
         "flows_scanned": r.flows_scanned,
         "captures_in_window": r.captures_in_window,
         "without_summary": r.without_summary,

@@ -19,7 +19,7 @@ GET per slot instead of one per capture.
   summaries that the slot's listing shows, with the size the compaction
   records; a capture's rows are believed only when they name that capture and
   host, count the packets its name counts, and (when complete) their flows
-  add up to them. Anything else falls back to the per-host summary. A corrupt
+  and non-IP count add up to them. Anything else falls back to the per-host summary. A corrupt
   or oversized compacted object is one warning line: every capture of the
   slot falls back.
 """
@@ -189,9 +189,9 @@ def believed_text(comp: Compacted | None, key: str, size: int,
         if head.get("host") != e.host or head.get("iface") != e.iface or head.get("key") != e.key \
                 or head.get("packets") != e.packets:  # fmt: skip
             raise ValueError("names another capture, or other packets")
-        if head.get("complete") is True:
+        if head.get("complete") is True:  # every packet in a flow row, or not IP
             total = sum(int(json.loads(ln)["packets"]) for ln in rest.splitlines() if ln)
-            if total != e.packets:
+            if total + int(head.get("non_ip", 0)) != e.packets:
                 raise ValueError("its flows do not count the capture's packets")
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         log.warning("%s: compacted rows not believed (%s): reading the summary", key, err)
