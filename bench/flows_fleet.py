@@ -15,6 +15,10 @@ baseline in the same run, DuckDB running docs/sql/duckdb/flows.sql +
 who_talked_to.sql over the same bucket (if duckdb and its httpfs wheel are
 installed). Both must return the same flows.
 
+Then, in the same run at each size, `rollcap index --compact` over the
+window and the same `rollcap flows` again: the flows must be the same
+(compacted_seconds, compacted_ratio; compact_seconds is the compaction).
+
     python3 -m bench.flows_fleet [--sizes 100,300,1000] [--flows 200] [--reps 2]
 """
 
@@ -182,8 +186,30 @@ def main(argv: list[str] | None = None) -> int:
                 step["duckdb_seconds"] = round(db[0], 3)
                 step["duckdb_rows"] = db[1]
                 step["ratio_vs_duckdb"] = round(db[0] / step["seconds"], 2)
+            # the same query after `rollcap index --compact` (flows/compact.py):
+            # one object per slot instead of one per summary (a new generation
+            # per slot at each size: it re-reads the slot's summaries)
+            since = WINDOW[0] - timedelta(seconds=2 * PERIOD)
+            cs, crc, _kb, ctail = _cli(cfg, env, "index", "--compact", "--since",
+                                       since.isoformat(), "--until", WINDOW[1].isoformat())
+            if crc != 0:
+                raise RuntimeError(f"rollcap index --compact exited {crc}: {ctail}")
+            step["compact_seconds"] = round(cs, 3)
+            cruns = []
+            for _ in range(a.reps):
+                s, rc, _kb, tail = _cli(cfg, env, *args)
+                if rc not in (0, 1):
+                    raise RuntimeError(f"rollcap flows exited {rc}: {tail}")
+                cruns.append(round(s, 3))
+            pc = _flows(cfg, env)
+            step.update(compacted_seconds=min(cruns), compacted_all_seconds=cruns,
+                        compacted_from_compaction=pc["index"]["from_compaction"],
+                        compacted_ratio=round(step["seconds"] / min(cruns), 2),
+                        compacted_same_flows=pc["flows"] == p["flows"])  # fmt: skip
             print(json.dumps(step))
             res["steps"].append(step)
+            if pc["flows"] != p["flows"]:
+                raise RuntimeError("rollcap flows found other flows after the compaction")
             if db is not None and db[1] != len(p["flows"]):
                 raise RuntimeError(f"DuckDB found {db[1]} flows, rollcap flows {len(p['flows'])}")
     path = write_result("flows_fleet", res)

@@ -84,6 +84,7 @@ class Compacted:
 
     key: str
     generation: int
+    size: int = 0  # stored bytes
     sources: dict[str, int] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
 
@@ -114,7 +115,7 @@ def parse(key: str, body: bytes, prefix: str, slot: datetime,
         raise ValueError("not a flow index compaction of this version")
     if head.get("slot") != f"{slot:%Y-%m-%dT%H:%M}":
         raise ValueError(f"describes slot {head.get('slot')!r}")
-    out = Compacted(key, int(head.get("generation", 0)))
+    out = Compacted(key, int(head.get("generation", 0)), len(body))
     fbase = flowindex.slot_prefix(prefix, slot)
     for src in head.get("sources") or []:
         if not (isinstance(src, list) and len(src) == 3 and isinstance(src[0], str)

@@ -62,6 +62,7 @@ class SkipReport:
     summary_bytes: int = 0  # their stored bytes
     compactions: int = 0  # slot compactions read and used
     from_compaction: int = 0  # summaries taken from them (no GET of their own)
+    compaction_bytes: int = 0  # their stored bytes
     skipped_bytes: int = 0  # stored bytes of the captures not downloaded
     seconds: float = 0.0
 
@@ -78,7 +79,8 @@ class SkipReport:
         ]
         if self.compactions:
             out.append(f"flow index: {self.from_compaction} more summaries from "
-                       f"{self.compactions} slot compactions")  # fmt: skip
+                       f"{self.compactions} slot compactions ({self.compaction_bytes:,} bytes)"
+                       )  # fmt: skip
         for why, n in self.fetched.most_common():
             out.append(f"flow index: downloading {n}: {why}")
         return out
@@ -205,6 +207,7 @@ def prune(storage: Storage, captures: list[Capture], expr: str, *,
             if c is not None
         }  # fmt: skip
         report.compactions = len(comps)
+        report.compaction_bytes = sum(c.size for c in comps.values())
         for infos in pool.map(lambda p: [(i.key, i.size) for i in storage.list(p)], listings):
             found.update((k, s) for k, s in infos if k in wanted)
         for key, c in wanted.items():

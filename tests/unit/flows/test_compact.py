@@ -200,7 +200,7 @@ def test_fetch_skips_the_same_captures_when_part_of_the_slot_is_compacted() -> N
     assert [c.host for c in kept] == [c.host for c in plain] == ["web1", "web2"], r0.fetched
     assert r1.skipped == r0.skipped == 3
     assert gets0 == 5 and len(st.gets) == 1 + 2 and r1.from_compaction == 3
-    assert any("3 more summaries from 1 slot compactions" in ln for ln in r1.lines())
+    assert any("3 more summaries from 1 slot compactions (" in ln for ln in r1.lines())
     # a compacted row that lies about its packets: the capture's own summary decides
     _rewrite(st, lambda t: t.replace('"packets":2,"non_ip"', '"packets":5,"non_ip"', 1))
     kept, r2 = skip.prune(st, caps, "host 203.0.113.7")
