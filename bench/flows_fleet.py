@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 if rc not in (0, 1):
                     raise RuntimeError(f"rollcap flows exited {rc}: {tail}")
                 cruns.append(round(s, 3))
+            step["compacted_peak_rss_mb"] = _rss_mb(cfg, env, args)
             pc = _flows(cfg, env)
             step.update(compacted_seconds=min(cruns), compacted_all_seconds=cruns,
                         compacted_from_compaction=pc["index"]["from_compaction"],

@@ -234,8 +234,8 @@ def _to_dt(ns: int) -> datetime:
 
 
 _Names = Future[list[tuple[str, int]]]
-# per slot: its summaries, its manifest entries (window slots), its compaction
-_SlotLists = tuple[_Names, _Names | None, Future[compaction.Compacted | None] | None]
+# per slot: its summaries, its manifest entries (window slots)
+_SlotLists = tuple[_Names, _Names | None]
 
 
 class FlowSearch:
@@ -368,16 +368,28 @@ class FlowSearch:
                         pool.submit(self._names, flowindex.slot_prefix(self.prefix, s)),
                         pool.submit(self._names, manifest.slot_prefix(self.prefix, s))
                         if s >= window_slots[0] else None,
-                        pool.submit(compaction.read, self.storage, self.prefix, s)
-                        if self.compacted else None,
                     )  # fmt: skip
                     self.report.slots_listed += 1 + (s >= window_slots[0]) + self.compacted
 
-            for slot in flow_slots:
+            # a slot's compaction is read one slot ahead, not three: memory holds
+            # two slots' compactions at most
+            comps: dict[datetime, Future[compaction.Compacted | None]] = {}
+
+            def comp_ahead(i: int) -> None:
+                for s in flow_slots[i : i + 2]:
+                    if self.compacted and s not in comps:
+                        comps[s] = pool.submit(compaction.read, self.storage, self.prefix, s)
+
+            comp: compaction.Compacted | None = None
+            for i, slot in enumerate(flow_slots):
+                comp = None  # the previous slot's: not held while the next is read
                 list_ahead()
-                flow_list, entry_list, comp_f = lists.pop(slot)
+                comp_ahead(i)
+                flow_list, entry_list = lists.pop(slot)
                 seen = have.setdefault(slot, set())
-                comp = comp_f.result() if comp_f is not None else None
+                comp_f = comps.pop(slot, None)
+                if comp_f is not None:
+                    comp = comp_f.result()
                 self.report.compactions += comp is not None
                 for key, size in flow_list.result():
                     e = flowindex.parse_key(key, self.prefix)

@@ -198,26 +198,21 @@ def prune(storage: Storage, captures: list[Capture], expr: str, *,
             wanted[flowindex.summary_key(entry, prefix)] = c
     found: dict[str, int] = {}
     listings = _listing_prefixes(wanted, prefix)
-    slots = [s for s in (_slot_of(p, prefix) for p in listings) if s is not None]
+    # slots listed whole: their compaction (if any) stands in for their
+    # summaries; read one slot at a time (the next one's in flight), so memory
+    # holds two slots' compactions, never the window's
+    slots = [s for s in (_slot_of(p, prefix) for p in listings) if s is not None] \
+        if use_compaction else []  # fmt: skip
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        comps = {} if not use_compaction else {
-            flowindex.slot_prefix(prefix, s): c
-            for s, c in zip(slots, pool.map(lambda s: compaction.read(storage, prefix, s), slots),
-                            strict=True)
-            if c is not None
-        }  # fmt: skip
-        report.compactions = len(comps)
-        report.compaction_bytes = sum(c.size for c in comps.values())
         for infos in pool.map(lambda p: [(i.key, i.size) for i in storage.list(p)], listings):
             found.update((k, s) for k, s in infos if k in wanted)
         for key, c in wanted.items():
             if key not in found:
                 fetch[c.key] = MISSING
 
-        def one(key: str) -> tuple[str, str | None, int]:
+        def one(key: str, comp: compaction.Compacted | None) -> tuple[str, str | None, int]:
             c, size = wanted[key], found[key]
             entry = entry_of(c)
-            comp = comps.get(key[: key.rindex("/") + 1])
             text = compaction.believed_text(comp, key, size, entry) if entry else None
             if text is not None:
                 try:
@@ -239,7 +234,25 @@ def prune(storage: Storage, captures: list[Capture], expr: str, *,
                             key, e)  # fmt: skip
                 return c.key, UNREADABLE, size
 
-        for ckey, why, size in pool.map(one, sorted(found)):
+        by_dir: dict[str, list[str]] = defaultdict(list)
+        for key in sorted(found):
+            by_dir[key[: key.rindex("/") + 1]].append(key)
+        dirs = [flowindex.slot_prefix(prefix, s) for s in slots]
+        comp_dirs = set(dirs)
+        results = []
+        ahead = [pool.submit(compaction.read, storage, prefix, s) for s in slots[:2]]
+        for i, d in enumerate(dirs):
+            comp = ahead.pop(0).result()
+            if i + 2 < len(slots):
+                ahead.append(pool.submit(compaction.read, storage, prefix, slots[i + 2]))
+            if comp is not None:
+                report.compactions += 1
+                report.compaction_bytes += comp.size
+            results += list(pool.map(lambda k, c=comp: one(k, c), by_dir.get(d, [])))
+            del comp
+        rest = [k for d, keys in by_dir.items() if d not in comp_dirs for k in keys]
+        results += list(pool.map(lambda k: one(k, None), rest))
+        for ckey, why, size in results:
             if size < 0:
                 report.from_compaction += 1
             else:
