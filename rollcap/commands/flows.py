@@ -63,6 +63,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", metavar="N", help="flows with this TCP/UDP/SCTP port on either side")
     p.add_argument("--proto", metavar="P", help="tcp, udp, icmp, icmp6, sctp or a number")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-compaction", action="store_true",
+                   help="read every capture's own summary, not the slots' compactions "
+                        "(`rollcap index --compact`, docs/flows.md)")  # fmt: skip
 
 
 def query_of(args: argparse.Namespace) -> Query:
@@ -88,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     search = FlowSearch(
         storage, prefix=storage.key_prefix, window=window, query=query, hosts=hosts,
         iface=iface, lookback=timedelta(seconds=cfg.capture.rotate_seconds) + HANDOVER,
-        in_scope=check.in_scope,
+        in_scope=check.in_scope, use_compaction=not args.no_compaction,
     )  # fmt: skip
     out = sys.stdout
     try:

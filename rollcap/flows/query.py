@@ -306,7 +306,16 @@ class FlowSearch:
     def _scan(self, text: str, e: manifest.Entry) -> tuple[list[Found], str | None]:
         """The matching flows of one summary's text (from its object, or from
         its slot's compaction)."""
-        lines = text.splitlines()
+        pre = self.query.prefilter
+        head, _, rest = text.partition("\n")
+        if pre is not None and pre not in rest:
+            # no row can match (most summaries, for an address): count, not split
+            lines = [head]
+            n = sum(1 for ln in rest.split("\n") if ln) if "\n\n" in rest or \
+                "\r" in rest else rest.count("\n") + (not rest.endswith("\n") and bool(rest))
+        else:
+            lines = text.splitlines()
+            n = -1
         try:
             cap = json.loads(lines[0]) if lines else None
         except json.JSONDecodeError as err:
@@ -320,7 +329,9 @@ class FlowSearch:
             return [], f"unreadable: its body describes {where!r}, its name {e.key!r}"
         out: list[Found] = []
         w, q = self.window, self.query
-        pre = q.prefilter
+        more = not cap.get("complete") and q.may_be_beyond_cap(cap)
+        if n >= 0:
+            return out, f"ok:{n}" + (":incomplete" if more else "")
         n = 0
         for i, line in enumerate(lines[1:], 2):
             if not line:
@@ -341,7 +352,6 @@ class FlowSearch:
             side = q.side(f)
             if side is not None:
                 out.append(Found(e, f, side))
-        more = not cap.get("complete") and q.may_be_beyond_cap(cap)
         return out, f"ok:{n}" + (":incomplete" if more else "")
 
     # -- the search -----------------------------------------------------------

@@ -122,6 +122,8 @@ def test_compaction_gives_the_same_answers_with_fewer_gets(
     assert comp["flows"] == plain["flows"] and comp["hosts"] == plain["hosts"]
     assert comp["index"]["compactions"] == N, comp["stderr"]
     assert comp["index"]["from_compaction"] == len(HOSTS) * N
+    p, _g = _cli(cfg, env, hook, "flows", "--json", "--ip", target, *win, "--no-compaction")
+    assert p.returncode == 0 and json.loads(p.stdout)["index"]["from_compaction"] == 0
     pcap1, err1, fetch_gets1 = fetch("comp.pcap")
     assert pcap1 == pcap0
     assert f"{len(HOSTS) * N} more summaries from {N} slot compactions (" in err1, err1
