@@ -82,13 +82,19 @@ def latest(storage: Storage, prefix: str, slot: datetime) -> tuple[str, int, int
 @dataclass
 class Compacted:
     """A compacted slot as read back: per summary key, its size as recorded
-    and the text of its lines (capture row first)."""
+    and where its lines (capture row first) lie in ``text``: one string for
+    the slot, never a copy per capture."""
 
     key: str
     generation: int
     size: int = 0  # stored bytes
+    text: str = ""
     sources: dict[str, int] = field(default_factory=dict)
-    texts: dict[str, str] = field(default_factory=dict)
+    spans: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def text_of(self, key: str) -> str:
+        start, end = self.spans[key]
+        return self.text[start:end]
 
 
 def _gunzip(body: bytes, limit: int) -> str:
@@ -107,7 +113,8 @@ def parse(key: str, body: bytes, prefix: str, slot: datetime,
         text = _gunzip(body, limit)
     except (zlib.error, UnicodeDecodeError) as e:
         raise ValueError(f"not gzip NDJSON: {e}") from None
-    head_line, _, rest = text.partition("\n")
+    eol = text.find("\n")
+    head_line = text if eol < 0 else text[:eol]  # (the rest is not copied)
     try:
         head = json.loads(head_line)
     except json.JSONDecodeError as e:
@@ -128,25 +135,30 @@ def parse(key: str, body: bytes, prefix: str, slot: datetime,
     by_capture = {flowindex.parse_key(k, prefix): k for k in out.sources}
     names: dict[tuple[Any, Any], str] = {
         (e.host, e.key): k for e, k in by_capture.items() if e is not None}
-    if rest and not rest.startswith(_CAPTURE):
+    body_at = len(head_line) + 1
+    if body_at < len(text) and not text.startswith(_CAPTURE, body_at):
         raise ValueError("line 2: not a capture row")
-    # each source's lines start at its capture row: split there, parse only
+    out.text = text
+    # each source's lines start at its capture row: find those, parse only
     # that row (the flow rows are the readers' to parse)
-    for n, chunk in enumerate(rest.split("\n" + _CAPTURE) if rest else [], 1):
-        text = chunk if n == 1 else _CAPTURE + chunk
-        head_line, _, flows = text.partition("\n")
+    sep = "\n" + _CAPTURE
+    pos, n = body_at, 0
+    while pos < len(text):
+        n += 1
+        nxt = text.find(sep, pos)
+        end = len(text) if nxt < 0 else nxt + 1
+        eol = text.find("\n", pos, end)
         try:
-            row = json.loads(head_line)
+            row = json.loads(text[pos : eol if eol >= 0 else end])
         except json.JSONDecodeError as e:
             raise ValueError(f"capture row {n}: {e}") from None
         cur = names.get((row.get("host"), row.get("key"))) if isinstance(row, dict) else None
         if cur is None:
             raise ValueError(f"capture row {n}: a capture no source names")
-        if cur in out.texts:
+        if cur in out.spans:
             raise ValueError(f"{cur}: twice")
-        # (a blank line makes believed_text's row count disagree: not believed)
-        out.texts[cur] = head_line + "\n" + flows + ("" if flows.endswith("\n") or not flows
-                                                    else "\n")
+        out.spans[cur] = (pos, end)
+        pos = end
     return out
 
 
@@ -168,33 +180,42 @@ def read(storage: Storage, prefix: str, slot: datetime) -> Compacted | None:
         return None
 
 
-def believed_text(comp: Compacted | None, key: str, size: int,
-                  e: manifest.Entry) -> str | None:  # fmt: skip
-    """The lines of the summary at key (size as listed) from the compaction,
-    when it holds that very summary and its rows agree with the capture's
-    name; None: read the per-host summary instead."""
-    if comp is None or comp.sources.get(key) != size:
+def believed_span(comp: Compacted | None, key: str, size: int,
+                  e: manifest.Entry) -> tuple[int, int] | None:  # fmt: skip
+    """Where in comp.text the lines of the summary at key (size as listed)
+    lie, when the compaction holds that very summary and its rows agree with
+    the capture's name; None: read the per-host summary instead."""
+    if comp is None or comp.sources.get(key) != size or key not in comp.spans:
         return None
-    text = comp.texts.get(key)
-    if text is None:
-        return None
-    head_line, _, rest = text.partition("\n")
+    text = comp.text
+    start, end = comp.spans[key]
+    eol = text.find("\n", start, end)
+    if eol < 0:
+        eol = end
     try:
-        head = json.loads(head_line)
+        head = json.loads(text[start:eol])
         if head.get("host") != e.host or head.get("iface") != e.iface or head.get("key") != e.key \
                 or head.get("packets") != e.packets:  # fmt: skip
             raise ValueError("names another capture, or other packets")
         if head.get("complete") is True:  # every packet in a flow row, or not IP
             # one "packets" per flow row (a regex: parsing every row here would
             # double the readers' work; their own parse sees the same rows)
-            counts = _PACKETS.findall(rest)
-            if len(counts) != rest.count("\n") or \
+            counts = _PACKETS.findall(text, eol, end)
+            rows = text.count("\n", eol + 1, end) + (not text.endswith("\n", 0, end))
+            if len(counts) != rows or \
                     sum(map(int, counts)) + int(head.get("non_ip", 0)) != e.packets:
                 raise ValueError("its flows do not count the capture's packets")
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         log.warning("%s: compacted rows not believed (%s): reading the summary", key, err)
         return None
-    return text
+    return start, end
+
+
+def believed_text(comp: Compacted | None, key: str, size: int,
+                  e: manifest.Entry) -> str | None:  # fmt: skip
+    """The text of believed_span, or None."""
+    span = believed_span(comp, key, size, e)
+    return None if span is None or comp is None else comp.text[span[0] : span[1]]
 
 
 # -- writing ------------------------------------------------------------------

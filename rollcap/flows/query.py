@@ -303,18 +303,20 @@ class FlowSearch:
             return [], f"unreadable: {err}"
         return self._scan(text, e)
 
-    def _scan(self, text: str, e: manifest.Entry) -> tuple[list[Found], str | None]:
-        """The matching flows of one summary's text (from its object, or from
-        its slot's compaction)."""
+    def _scan(self, text: str, e: manifest.Entry, start: int = 0, end: int | None = None
+              ) -> tuple[list[Found], str | None]:  # fmt: skip
+        """The matching flows of one summary's text, text[start:end] (its
+        object's, or its lines in its slot's compaction)."""
         pre = self.query.prefilter
-        head, _, rest = text.partition("\n")
-        if pre is not None and pre not in rest:
+        end = len(text) if end is None else end
+        eol = text.find("\n", start, end)
+        eol = end if eol < 0 else eol
+        if pre is not None and text.find(pre, eol, end) < 0:
             # no row can match (most summaries, for an address): count, not split
-            lines = [head]
-            n = sum(1 for ln in rest.split("\n") if ln) if "\n\n" in rest or \
-                "\r" in rest else rest.count("\n") + (not rest.endswith("\n") and bool(rest))
+            lines = [text[start:eol]]
+            n = text.count("\n", eol + 1, end) + (eol < end and not text.endswith("\n", 0, end))
         else:
-            lines = text.splitlines()
+            lines = text[start:end].splitlines()
             n = -1
         try:
             cap = json.loads(lines[0]) if lines else None
@@ -409,11 +411,11 @@ class FlowSearch:
                     if not self._wanted(e) or not self._believed(key, e):
                         continue
                     self.report.captures_in_window += 1
-                    text = compaction.believed_text(comp, key, size, e)
-                    if text is not None:
+                    span = compaction.believed_span(comp, key, size, e)
+                    if span is not None and comp is not None:
                         self.report.from_compaction += 1
                         done: Future[tuple[list[Found], str | None]] = Future()
-                        done.set_result(self._scan(text, e))
+                        done.set_result(self._scan(comp.text, e, *span))
                         pending.append((key, e, done))
                     else:
                         pending.append((key, e, pool.submit(self._read, key, e, size)))
