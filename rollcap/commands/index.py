@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from rollcap.commands import _config
 from rollcap.commands._selection import (
@@ -17,11 +18,10 @@ from rollcap.commands._selection import (
     setup,
     storage_errors,
 )
-from rollcap.config.schema import RollcapConfig
 from rollcap.errors import RollcapError
-from rollcap.flows import compact as compaction
-from rollcap.flows.backfill import Backfill, Counts
-from rollcap.retrieve.timeexpr import to_datetime
+
+if TYPE_CHECKING:
+    from rollcap.config.schema import RollcapConfig
 
 HELP = "write missing flow summaries for stored captures (backfill the flow index)"
 DESCRIPTION = (
@@ -51,6 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # the summariser (numpy): loaded by this command only, not by every `rollcap` run
+    from rollcap.flows.backfill import Backfill, Counts
+
     if args.jobs < 1 or args.jobs > 64:
         raise RollcapError(f"--jobs {args.jobs}: a number of captures at a time, 1-64")
     cfg = _config.load_for_reading(args)
@@ -82,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _compact(args: argparse.Namespace, cfg: RollcapConfig) -> int:
+    from rollcap.flows import compact as compaction
+    from rollcap.retrieve.timeexpr import to_datetime
+
     if args.host:
         raise RollcapError("--compact: a slot's compaction holds every host; drop --host")
     since_ns, until_ns = _window(args)
