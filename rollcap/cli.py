@@ -5,57 +5,57 @@ closed stdout and Ctrl-C end the process."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 import select
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from rollcap import __version__, exitcodes
-from rollcap.commands import (
-    Command,
-    capture,
-    check_config,
-    check_destination,
-    completion,
-    config_docs,
-    fetch,
-    flows,
-    hold,
-    index,
-    keep,
-    link_metrics,
-    man,
-    offload,
-    reload,
-    rotate,
-    status,
-)
-from rollcap.commands import list as list_
-from rollcap.commands._config import config_path
+from rollcap.commands import Command
 from rollcap.errors import ConfigError, RollcapError
 
-# In the order `rollcap --help` lists them.
-COMMANDS: dict[str, Command] = {
-    "capture": capture,
-    "offload": offload,
-    "check-config": check_config,
-    "reload": reload,
-    "status": status,
-    "rotate": rotate,
-    "list": list_,
-    "fetch": fetch,
-    "flows": flows,
-    "index": index,
-    "hold": hold,
-    "keep": keep,
-    "check-destination": check_destination,
-    "link-metrics": link_metrics,
-    "config-docs": config_docs,
-    "man": man,
-    "completion": completion,
+# In the order `rollcap --help` lists them: name -> module of rollcap.commands.
+_MODULES = {
+    "capture": "capture",
+    "offload": "offload",
+    "check-config": "check_config",
+    "reload": "reload",
+    "status": "status",
+    "rotate": "rotate",
+    "list": "list",
+    "fetch": "fetch",
+    "flows": "flows",
+    "index": "index",
+    "hold": "hold",
+    "keep": "keep",
+    "check-destination": "check_destination",
+    "link-metrics": "link_metrics",
+    "config-docs": "config_docs",
+    "man": "man",
+    "completion": "completion",
 }
+
+
+class _Commands(Mapping[str, Command]):
+    """The subcommands, each module imported when it is first looked up: a
+    command line imports its own command only (`rollcap keep` does not load
+    numpy for `flows` or boto3 for `check-destination`; bench/cli_start.py)."""
+
+    def __getitem__(self, name: str) -> Command:
+        module: Command = importlib.import_module(f"rollcap.commands.{_MODULES[name]}")
+        return module
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_MODULES)
+
+    def __len__(self) -> int:
+        return len(_MODULES)
+
+
+COMMANDS: Mapping[str, Command] = _Commands()
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -75,14 +75,16 @@ def examples_text(command: Command) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(names: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of `rollcap`, with the subcommands ``names`` (default: all)."""
     parser = argparse.ArgumentParser(
         prog="rollcap",
         description="Rolling packet capture with verified offload to S3 or a local archive.",
     )
     parser.add_argument("--version", action="version", version=f"rollcap {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, command in COMMANDS.items():
+    for name in COMMANDS if names is None else names:
+        command = COMMANDS[name]
         p = sub.add_parser(
             name,
             help=command.HELP,
@@ -94,8 +96,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _needed(argv: Sequence[str]) -> list[str] | None:
+    """The subcommands a command line needs a parser for: its own, none for a bare
+    --version, all (None) for anything else (--help, a mistake: argparse's
+    message lists them)."""
+    for i, word in enumerate(argv):
+        if not word.startswith("-"):
+            return [word] if word in _MODULES else None
+        if word != "--version":
+            return None
+        if i == len(argv) - 1:
+            return []
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_needed(argv)).parse_args(argv)
     try:
         code = COMMANDS[args.command].run(args)
         sys.stdout.flush()  # here, not at exit: a closed pipe is caught below
@@ -122,6 +139,8 @@ _KEY_LINE = re.compile(r"[a-z_]+\.\S*: ")
 def _in_config_file(args: argparse.Namespace, line: str) -> str:
     """A problem that names a key ('capture.user: ...', from checks past the schema:
     the user, tcpdump's verdict on a filter) names the file too, as the schema's do."""
+    from rollcap.commands._config import config_path
+
     if not hasattr(args, "config") or not _KEY_LINE.match(line):
         return line
     return f"{config_path(args)}: {line}"

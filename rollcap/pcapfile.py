@@ -13,10 +13,16 @@ import io
 import os
 import re
 import struct
+import sys
 from dataclasses import dataclass
-from typing import BinaryIO
+from functools import cache
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from rollcap.timestamps import NS, PacketSpan
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 GLOBAL_HEADER_LEN = 24
 RECORD_HEADER_LEN = 16
@@ -89,19 +95,61 @@ def record_ok(frac: int, incl: int, orig: int, per_second: int) -> bool:
     return frac < per_second and incl <= MAX_RECORD and orig >= incl
 
 
+@dataclass(frozen=True)
+class Records:
+    """Where the records of one fed chunk are, for a consumer of the same
+    chunks (the flow summariser), so that the file is walked once."""
+
+    head: int  # where the chunk's first own record starts (the bytes before it end
+    # a record begun in an earlier chunk); -1: the whole chunk is inside that record
+    whole: npt.NDArray[np.int64]  # starts of the records that are whole in the chunk
+    tail: int  # start of the record the chunk's end cuts (header or body), -1: none
+    broken: bool  # a record failed record_ok() here: nothing after it is a record
+
+
+
+
+@cache
+def _numpy() -> Any:
+    """numpy, imported at the first walk: capture's daemon imports this module for
+    its hand-off checks and stays without numpy (memory, start-up) unless it walks."""
+    import numpy
+
+    return numpy
+
+
+@cache
+def _none() -> npt.NDArray[np.int64]:
+    return _numpy().zeros(0, dtype=_numpy().int64)  # type: ignore[no-any-return]
+
+
+@cache
+def _inside() -> Records:
+    return Records(-1, _none(), -1, False)
+
+# below this many records a chunk is checked in Python (numpy's fixed cost per call)
+_VECTOR_MIN = 32
+# the walk reads caplen through 4-byte views of the chunk when its byte order is ours
+_NATIVE = "<" if sys.byteorder == "little" else ">"
+
+
 class RecordWalker:
     """Packet count, first/last timestamps and the end of the last whole record,
     fed chunk by chunk (the bytes after the global header).
 
     The offload compresses each file in one read; this walks the record headers
-    of the same chunks, so the file is not read a second time. The hot loop does
-    the least Python per record (one unpack, the rule, an add): timestamps are
-    decoded only for the first and the last records."""
+    of the same chunks, so the file is not read a second time, and feed() says
+    where the records are (Records) for the flow summariser of the same read.
+    The hot loop does the least Python per record (read caplen, add): the
+    record rule is then checked on all of a chunk's records at once (numpy),
+    and timestamps are decoded only for the first and the last records."""
 
     def __init__(self, header: PcapHeader) -> None:
         self.header = header
         self._rec = struct.Struct(header.endian + "IIII").unpack_from
+        self._u32 = struct.Struct(header.endian + "I").unpack_from
         self._ts = struct.Struct(header.endian + "II").unpack
+        self._dtype = _numpy().dtype(header.endian + "u4")
         self.packets = 0  # records whose header was seen (the last may lack its body)
         self._fed = 0  # bytes fed before the current chunk
         self._good = 0  # end of the last record whose header was seen, if whole
@@ -114,20 +162,26 @@ class RecordWalker:
         self._prev: bytes | None = None  # of the record before it
         self._broken = False
 
-    def feed(self, data: bytes | memoryview, offset: int = 0) -> None:
-        """Walk data[offset:], the next bytes of the file after the global header."""
+    @property
+    def broken(self) -> bool:
+        return self._broken
+
+    def feed(self, data: bytes | memoryview, offset: int = 0) -> Records:
+        """Walk data[offset:], the next bytes of the file after the global header;
+        return where its records are (positions in data)."""
         n = len(data)
         base = self._fed - offset
         self._fed += n - offset
         if self._broken:
-            return
+            return Records(-1, _none(), -1, True)
         off = offset
         if self._skip:
             if self._skip >= n - off:
                 self._skip -= n - off
                 if not self._skip:
                     self._good = base + n
-                return
+                    return Records(n, _none(), -1, False)
+                return _inside()
             off += self._skip
             self._skip = 0
             self._good = base + off
@@ -136,40 +190,83 @@ class RecordWalker:
             hdr = self._carry + bytes(data[off : off + need])
             if len(hdr) < RECORD_HEADER_LEN:
                 self._carry = hdr
-                return
+                return _inside()
             self._carry = b""
             off = self._record(hdr, self._carry_at, base, off + need, n)
             if off < 0:
-                return
-        unpack = self._rec
-        per_s = self.header.ts_per_second
-        start = off
-        last = prev = -1
-        count = 0
-        while off + RECORD_HEADER_LEN <= n:
-            _sec, frac, incl, orig = unpack(data, off)
-            if not (frac < per_s and incl <= MAX_RECORD and orig >= incl):  # record_ok
-                self._broken = True
-                break
-            prev = last
-            last = off
-            off += RECORD_HEADER_LEN + incl
-            count += 1
+                return Records(-1, _none(), -1, self._broken)
+        head = off
+        starts, off = self._walk(data, off)
+        count = len(starts)
         if count:
+            last = int(starts[-1])
             self.packets += count
             if self._first is None:
-                self._first = bytes(data[start : start + 8])
-            self._prev = bytes(data[prev : prev + 8]) if prev >= 0 else self._last
+                self._first = bytes(data[head : head + 8])
+            self._prev = self._last if count < 2 else bytes(data[starts[-2] : starts[-2] + 8])
             self._last = bytes(data[last : last + 8])
-        if off > n:
+        tail = -1
+        if self._broken:
+            self._good = base + off
+        elif off > n:
             self._skip = off - n
-            self._pending = base + last
-            self._good = base + last
+            self._pending = self._good = base + last
+            tail, starts = last, starts[:-1]
         else:
             self._good = base + off
-            if off < n and not self._broken:
+            if off < n:
                 self._carry = bytes(data[off:])
                 self._carry_at = base + off
+                tail = off
+        return Records(head, starts, tail, self._broken)
+
+    def _walk(self, data: bytes | memoryview, off: int) -> tuple[npt.NDArray[np.int64], int]:
+        """The starts of the records from off whose header is in data and passes
+        record_ok(), and where the walk stopped: the end of the last one, or the
+        start of the first that fails the rule (then the walker is broken)."""
+        n = len(data)
+        found: list[int] = []
+        add = found.append
+        q, end = off + 8, n - 8  # q: where a record's caplen is; its header fits while q <= end
+        if self.header.endian == _NATIVE:
+            mv = memoryview(data).cast("B")
+            views = tuple(mv[k : k + (n - k) // 4 * 4].cast("I") for k in range(4))
+            while q <= end:
+                add(q)
+                q += 16 + views[q & 3][q >> 2]
+        else:
+            u32 = self._u32
+            while q <= end:
+                add(q)
+                q += 16 + u32(data, q)[0]
+        off = q - 8
+        if not found:
+            return _none(), off
+        np = _numpy()
+        per_s = self.header.ts_per_second
+        bad = -1
+        if len(found) < _VECTOR_MIN:
+            unpack = self._rec
+            for i, at in enumerate(found):
+                _sec, frac, incl, orig = unpack(data, at - 8)
+                if not (frac < per_s and incl <= MAX_RECORD and orig >= incl):  # record_ok
+                    bad = i
+                    break
+            starts = np.array(found, dtype=np.int64) - 8
+        else:
+            starts = np.array(found, dtype=np.int64) - 8
+            buf = np.frombuffer(data, dtype=np.uint8)
+            windows = np.lib.stride_tricks.sliding_window_view(buf, RECORD_HEADER_LEN)
+            hdr = windows[starts].view(self._dtype)
+            frac, incl, orig = hdr[:, 1], hdr[:, 2], hdr[:, 3]
+            ok = (frac < per_s) & (incl <= MAX_RECORD) & (orig >= incl)  # record_ok
+            if not ok.all():
+                bad = int(np.argmin(ok))
+        if bad >= 0:
+            self._broken = True
+            off = int(starts[bad])
+            starts = starts[:bad]
+        return starts, off
 
     def _record(self, hdr: bytes, rec_start: int, base: int, body_off: int, n: int) -> int:
         """Account a record whose header was split; return where the next one starts
@@ -438,3 +535,141 @@ def repair_finished(fd: int) -> Repaired:
     if end < size:
         os.ftruncate(fd, end)
     return Repaired(None, first, end, size - end)
+
+
+# -- a record start in the middle of a file, from a few chains of headers ---------
+#
+# The overlap strip needs the records of the last second or so of a big file,
+# and pcap has no sync marker. record_start_near() proves a record start near
+# an offset `at` from the bytes after it alone:
+#
+# 1. Some record starts in every stretch of RECORD_HEADER_LEN + caplen bound
+#    bytes of the records (a record is never longer), so the first `span`
+#    bytes from `at` hold a true record start t, provided the file goes on
+#    past them (the caller reads a region several spans long, all inside the
+#    file).
+# 2. Every offset of that span whose 16 bytes pass the rule of tail_end()
+#    (record_ok, 1 <= caplen <= bound, the time stamp in secs) is a candidate;
+#    t is one. From each, follow the chain of records to the region's end. A
+#    chain that meets a failing header is not t's; t's chain is the true chain
+#    and reaches the end.
+# 3. Chains that meet go on together, so every chain that reaches the end
+#    passes through the point where the last of them joined t's: an offset on
+#    every surviving chain is on t's, a true record start. Two surviving
+#    chains that never meet give None: never a guess.
+#
+# A wrong answer would only cost the strip some pairs (a record pairs only
+# with a byte-identical one of the same kernel stamp), never a packet; the
+# proof is what keeps it from leaving duplicates.
+
+START_REGION_SPANS = 4
+
+
+def record_start_near(fd: int, at: int, header: PcapHeader, secs: tuple[int, int]) -> int | None:
+    """A record start proved from the bytes at at.. (above); None when the region
+    is not all inside the file or the chains do not prove one."""
+    lo, hi = max(0, secs[0]), min(secs[1], 2**32 - 1)
+    bound = _caplen_bound(header)
+    span = RECORD_HEADER_LEN + bound
+    want = START_REGION_SPANS * span
+    if at < GLOBAL_HEADER_LEN or lo > hi:
+        return None
+    data = os.pread(fd, want, at)
+    if len(data) != want:
+        return None  # the file ends inside the region: step 1 does not hold
+    unpack = struct.Struct(header.endian + "IIII").unpack_from
+    per_s = header.ts_per_second
+
+    def ok(off: int) -> tuple[bool, int]:
+        sec, frac, incl, orig = unpack(data, off)
+        good = frac < per_s and 1 <= incl <= bound and orig >= incl and lo <= sec <= hi
+        return good, incl
+
+    seen: dict[int, tuple[int, int]] = {}  # offset -> (chain, index in it)
+    chains: list[list[int]] = []
+    fates: list[tuple[int, int] | None] = []  # None: failed; (-1, 0): reached the end;
+    # else (chain, index) where it joined an earlier chain
+    for m in _candidate_re(header, (lo, hi)).finditer(data, 0, span + RECORD_HEADER_LEN - 1):
+        off = m.start()
+        if off >= span or off in seen or not ok(off)[0]:
+            continue
+        cid, nodes = len(chains), list[int]()
+        fate: tuple[int, int] | None
+        while True:
+            if off in seen:
+                fate = seen[off]
+                break
+            if off + RECORD_HEADER_LEN > want:
+                seen[off] = (cid, len(nodes))
+                nodes.append(off)
+                fate = (-1, 0)
+                break
+            good, incl = ok(off)
+            if not good:
+                fate = None
+                break
+            seen[off] = (cid, len(nodes))
+            nodes.append(off)
+            off += RECORD_HEADER_LEN + incl
+        chains.append(nodes)
+        fates.append(fate)
+    root: int | None = None  # the one surviving chain that reached the end itself
+    joins: list[int | None] = []  # per chain: index in root's chain where it joins, None: failed
+    for cid, fate in enumerate(fates):
+        if fate is None:
+            joins.append(None)
+        elif fate == (-1, 0):
+            if root is not None:
+                return None  # two ends: the bytes do not decide
+            root = cid
+            joins.append(0)
+        else:
+            other, idx = fate
+            j = joins[other]
+            joins.append(None if j is None else idx if other == root else j)
+    if root is None:
+        return None
+    return at + chains[root][max(j for j in joins if j is not None)]
+
+
+def stamp_at(fd: int, off: int, header: PcapHeader) -> int | None:
+    """The time stamp (epoch ns) of the record at off, None when its header is not
+    a whole valid one."""
+    raw = os.pread(fd, RECORD_HEADER_LEN, off)
+    if len(raw) < RECORD_HEADER_LEN:
+        return None
+    sec, frac, incl, orig = struct.unpack(header.endian + "IIII", raw)
+    if not record_ok(frac, incl, orig, header.ts_per_second):
+        return None
+    return int(sec * NS + frac * (NS // header.ts_per_second))
+
+
+def stamp_bounds(fd: int, header: PcapHeader) -> tuple[int, int] | None:
+    """The seconds every record's stamp of a tcpdump file is in (tail_end's
+    assumption: within SEC_SLACK of its first record or its mtime); None when
+    the first record is not whole."""
+    first = stamp_at(fd, GLOBAL_HEADER_LEN, header)
+    if first is None:
+        return None
+    first_s, written = first // NS, int(os.fstat(fd).st_mtime)
+    return min(first_s, written) - SEC_SLACK, max(first_s, written) + SEC_SLACK
+
+
+def start_before(fd: int, header: PcapHeader, before_ns: int) -> int:
+    """A proved record start whose record is stamped before before_ns, found from
+    the end backwards in doubling steps: a walk from it reads only about the
+    records since before_ns. GLOBAL_HEADER_LEN (the first record) when none is
+    proved. Records reach a file in about time order: what a clock step puts
+    before the answer is not seen, which costs the overlap strip pairs, never
+    a packet."""
+    secs = stamp_bounds(fd, header)
+    if secs is None:
+        return GLOBAL_HEADER_LEN
+    size = os.fstat(fd).st_size
+    back = START_REGION_SPANS * (RECORD_HEADER_LEN + _caplen_bound(header))
+    while size - back > GLOBAL_HEADER_LEN:
+        off = record_start_near(fd, size - back, header, secs)
+        if off is not None and (ns := stamp_at(fd, off, header)) is not None and ns < before_ns:
+            return off
+        back *= 2
+    return GLOBAL_HEADER_LEN

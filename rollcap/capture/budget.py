@@ -313,24 +313,30 @@ class BudgetKeeper:
         self.on_demand = False
         self.guard = PinGuard(spool.root)  # pinned files are never dropped
         self.ring: RingState | None = None
+        self.pinned_cap = 0  # keep.pinned_percent of the budget, bytes (0: not known)
         self._held_logged = False
+        self._over_cap_logged = False
 
     def enforce(self, sp: SpoolConfig, reserve: int) -> Transition:
         """reserve: what the live file may still grow by (live_reserve)."""
         self._cap_quarantine(sp.quarantine_megabytes * 1_000_000)
         u = measure(self.spool, sp.max_megabytes, sp.min_free_percent)
         d = decide(u, sp.on_full, reserve, self.paused)
-        keeps = self.guard.read()
-        files = pins.held_files(self.dirs.ready)
-        held = pins.covered(files, keeps or [])
-        if d.drop_bytes:
-            u = self._drop_oldest(u, d.drop_bytes, files, None if keeps is None else held)
+        with self.guard.settled() as settled:
+            keeps = self.guard.read()
+            files = pins.held_files(self.dirs.ready)
+            held = pins.covered(files, keeps or [])
+            if d.drop_bytes and settled:
+                u = self._drop_oldest(u, d.drop_bytes, files, None if keeps is None else held)
+            elif d.drop_bytes:
+                log.debug("a keep is being filed: the budget drops at the next tick")
         self.usage = u
         now = time.time_ns()
         self.ring = ring_state(
             pins.held_files(self.dirs.ready) if d.drop_bytes else files, held,
-            len(self.guard.current), u.max_bytes, now, self.on_demand,
+            len(self.guard.current), u.max_bytes, now, self.on_demand, self.pinned_cap,
         )  # fmt: skip
+        self._say_over_cap(self.ring)
         if not u.over_budget:
             self._unfixable_logged = False
         elif sp.on_full == "drop-oldest" and not self._unfixable_logged:
@@ -356,6 +362,21 @@ class BudgetKeeper:
             log.info("spool has room again; resuming capture", extra=fields(**u.as_dict()))
             return "resume"
         return None
+
+    def _say_over_cap(self, ring: RingState) -> None:
+        """Keeps filed under the cap pin more than it once the rate grew: said once
+        (the ring status's pinned_over_cap and rollcap_ring_pinned_over_cap stay)."""
+        if not ring.over_cap:
+            self._over_cap_logged = False
+            return
+        if not self._over_cap_logged:
+            self._over_cap_logged = True
+            log.warning(
+                "keeps pin %d bytes, more than the pinned cap of %d (keep.pinned_percent): "
+                "the capture rate grew after they were filed; the ring holds less lookback "
+                "until they are released", ring.pinned_bytes, ring.pinned_cap_bytes,
+                extra=fields(pinned_bytes=ring.pinned_bytes, cap_bytes=ring.pinned_cap_bytes),
+            )  # fmt: skip
 
     def pause_message(self) -> str:
         u = self.usage

@@ -34,14 +34,17 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from rollcap.capture.conditions import Condition, Conditions, RepeatLimiter
 from rollcap.capture.counters import EventCounts, InterfaceCounts
+from rollcap.capture.stripworker import StripWorker
 from rollcap.capture.switching import (
     MAX_GENERATION,
+    Duplicates,
     Overlaps,
     drop_records,
     find_duplicates,
@@ -51,7 +54,13 @@ from rollcap.capture.switching import (
     write_sidecar,
 )
 from rollcap.journal import fields
-from rollcap.pcapfile import GLOBAL_HEADER_LEN, NotPcapError, repair, repair_finished
+from rollcap.pcapfile import (
+    GLOBAL_HEADER_LEN,
+    NotPcapError,
+    head_record,
+    parse_header,
+    repair_finished,
+)
 from rollcap.quarantine import quarantine
 from rollcap.spool.fs import BadEntry, is_no_space
 from rollcap.spool.layout import CaptureDirs
@@ -135,6 +144,27 @@ class HandoffResult:
     coverage: bool = False  # name is a coverage marker (no packets; see the module doc)
 
 
+@dataclass
+class Prepared:
+    """A file read, repaired and stripped, open on cur (fd: as opened; cur: the
+    rewritten copy when the strip removed records, else fd), for finish()."""
+
+    fd: int
+    cur: int
+    packets: int | None  # None: not counted (the offload counts them)
+    first_ns: int | None
+    size: int
+    removed: int  # bytes of a cut-off last record
+    stripped: int = 0
+    dup: Duplicates | None = None
+    goes_on: bool = False  # the overlap goes on in the generation's next file
+
+    def close(self) -> None:
+        if self.cur != self.fd:
+            os.close(self.cur)
+        os.close(self.fd)
+
+
 class Handoff:
     def __init__(
         self, dirs: CaptureDirs, persistent: Persistent, host: str, gid: int, owner: int,
@@ -163,17 +193,29 @@ class Handoff:
     def hand_off(self, w: WorkName, name: str) -> HandoffResult:
         """FileNotFoundError when name is gone; OSError (ENOSPC, EIO) leaves it in
         work/ for the next try. Anything wrong with the entry itself quarantines it."""
+        p = self.prepare(w, name)
+        return p if isinstance(p, HandoffResult) else self.finish(w, name, p)
+
+    def prepare(self, w: WorkName, name: str) -> Prepared | HandoffResult:
+        """The part of a hand-off that reads and rewrites the file (repair, the
+        overlap strip): safe on the strip worker while the loop goes on, as it
+        touches only this file and its generation's sidecar; finish() does the
+        rest. A HandoffResult: done already (discarded, quarantined)."""
         work = self.dirs.work
         try:
             fd = work.open(name, self.owners, write=True)
         except BadEntry as e:
             return self._quarantine(name, str(e))
         try:
-            return self._hand_off(w, name, fd)
-        finally:
+            p = self._prepare(w, name, fd)
+        except BaseException:
             os.close(fd)
+            raise
+        if isinstance(p, HandoffResult):
+            os.close(fd)
+        return p
 
-    def _hand_off(self, w: WorkName, name: str, fd: int) -> HandoffResult:
+    def _prepare(self, w: WorkName, name: str, fd: int) -> Prepared | HandoffResult:
         work = self.dirs.work
         side = sidecar_name(w.generation)
         st = os.fstat(fd)
@@ -185,61 +227,73 @@ class Handoff:
             fixed = repair_finished(fd)
         except NotPcapError as e:
             return self._quarantine(name, f"not a pcap file ({e})")
-        removed = fixed.removed
-        packets, first_ns, first_ts, size = (
-            fixed.packets, fixed.first_ns, fixed.first_ts, fixed.file_bytes,
-        )  # fmt: skip
-        stripped = 0
+        p = Prepared(fd, fd, fixed.packets, fixed.first_ns, fixed.file_bytes, fixed.removed)
         tail = read_sidecar(work, side) if not fixed.empty else None
         dup = find_duplicates(fd, tail) if tail else None
-        new_fd = None
-        goes_on = dup is not None and bool(dup.rest)  # in the generation's next file
-        if goes_on:
+        p.dup = dup
+        p.goes_on = dup is not None and bool(dup.rest)  # in the generation's next file
+        if p.goes_on:
             # The sidecar first: a failure between here and the rename can then
             # only leave duplicates, never strip this file a second time.
             assert dup is not None
             write_sidecar(work, side, dup.rest)
         if dup:
-            new_fd = drop_records(work, name, fd, dup.records)
-            stripped = len(dup)
+            p.cur = drop_records(work, name, fd, dup.records)
+            p.stripped = len(dup)
+            # counted from what was: no second walk of the rewritten file
+            if p.packets is not None:
+                p.packets -= p.stripped
+            p.size = os.fstat(p.cur).st_size
+            header = parse_header(os.pread(p.cur, GLOBAL_HEADER_LEN, 0))
+            p.first_ns = head_record(p.cur, header) if p.size > GLOBAL_HEADER_LEN else None
+            if p.first_ns is None:
+                p.packets = 0
+        return p
+
+    def finish(self, w: WorkName, name: str, p: Prepared) -> HandoffResult:
+        """The rest of a hand-off, on the loop: marker, mode, name, rename into ready/."""
         try:
-            cur = fd if new_fd is None else new_fd
-            if new_fd is not None:  # rewritten without the overlap's duplicates
-                summary, _ = repair(cur)
-                packets, first_ns, first_ts = summary.packets, summary.first_ns, summary.first_ts
-                size = summary.file_bytes
-            marker = False
-            if packets == 0 or size <= GLOBAL_HEADER_LEN:
-                # header only: the overlap (if any) goes on in the next file
-                if dup is not None and not goes_on:
-                    remove(work, side)  # every record of the tail is paired
-                marker = self._marker_due(w)
-                if not marker:
-                    work.unlink_if_same(name, os.fstat(cur))
-                    return HandoffResult(None, size, 0, removed, stripped, None,
-                                         unpaired=dup.unpaired if dup else 0)  # fmt: skip
-                os.utime(cur)  # the mtime ends the time it covered (tcpdump's may be its open)
-            self._protect(cur)
-            ready = ReadyName(
-                start=self._start_time(w, first_ns),
-                seq=self.persistent.next_seq(),
-                host=self.host,
-                iface=w.iface,
-            ).format()
-            self._move(name, os.fstat(cur), ready)
+            return self._finish(w, name, p)
         finally:
-            if new_fd is not None:
-                os.close(new_fd)
+            p.close()
+
+    def _finish(self, w: WorkName, name: str, p: Prepared) -> HandoffResult:
+        work = self.dirs.work
+        side = sidecar_name(w.generation)
+        dup, goes_on, cur = p.dup, p.goes_on, p.cur
+        packets, first_ns, size, removed, stripped = (
+            p.packets, p.first_ns, p.size, p.removed, p.stripped,
+        )  # fmt: skip
+        first_ts = None if first_ns is None else first_ns / NS
+        unpaired = dup.unpaired if dup else 0
+        marker = False
+        if packets == 0 or size <= GLOBAL_HEADER_LEN:
+            # header only: the overlap (if any) goes on in the next file
+            if dup is not None and not goes_on:
+                remove(work, side)  # every record of the tail is paired
+            marker = self._marker_due(w)
+            if not marker:
+                work.unlink_if_same(name, os.fstat(cur))
+                return HandoffResult(None, size, 0, removed, stripped, None, unpaired=unpaired)
+            os.utime(cur)  # the mtime ends the time it covered (tcpdump's may be its open)
+        self._protect(cur)
+        ready = ReadyName(
+            start=self._start_time(w, first_ns),
+            seq=self.persistent.next_seq(),
+            host=self.host,
+            iface=w.iface,
+        ).format()
+        self._move(name, os.fstat(cur), ready)
         t = w.opened.timestamp()
         self._last_opened[w.iface] = max(t, self._last_opened.get(w.iface, t))
         if marker:
             self._last_marker[w.iface] = t
             return HandoffResult(ready, size, 0, removed, stripped, None, coverage=True,
-                                 unpaired=dup.unpaired if dup else 0)  # fmt: skip
+                                 unpaired=unpaired)  # fmt: skip
         if not goes_on:
             remove(work, side)  # this file has packets after the overlap: it ended here
         return HandoffResult(ready, size, packets, removed, stripped, first_ts,
-                             unpaired=dup.unpaired if dup else 0)  # fmt: skip
+                             unpaired=unpaired)  # fmt: skip
 
     def _marker_due(self, w: WorkName) -> bool:
         """A coverage marker for this file? Not for two files of an interface
@@ -309,23 +363,44 @@ class HandoffQueue:
         counts: EventCounts,
         errors: RepeatLimiter,
         conditions: Conditions,
+        worker: StripWorker | None = None,
     ) -> None:
         self.handoff = handoff
         self.overlaps = overlaps
         self.counts = counts
         self.errors = errors
         self.conditions = conditions
+        # None: every step on the caller's thread (tools, tests); else a file
+        # of a switch's overlap is prepared there while the loop goes on
+        self.worker = worker
+        self.jobs: dict[str, tuple[WorkName, Future[Prepared | HandoffResult]]] = {}
         self.skipped: set[str] = set()  # entries that can be neither handed off nor moved
         self.wrote_gens: set[int] = set()  # generations that handed off packets
         self.last_handoff: dict[str, Any] | None = None
         self.by_iface: dict[str, InterfaceCounts] = {}
 
+    @property
+    def busy(self) -> bool:
+        """A strip is running or waits to be finished."""
+        return bool(self.jobs)
+
+    def _strips(self, w: WorkName) -> bool:
+        """Whether this file's hand-off has an overlap to fingerprint or strip."""
+        if w.generation in self.overlaps.next_of:
+            return True
+        return self.handoff.dirs.work.lstat(sidecar_name(w.generation)) is not None
+
+    def _prepare(self, w: WorkName, name: str) -> Prepared | HandoffResult:
+        self.overlaps.fingerprint(w, name, self.handoff.owners)
+        return self.handoff.prepare(w, name)
+
     def process(self, live_gens: set[int], before_batch: Callable[[], None],
-                after_each: Callable[[], None]) -> None:  # fmt: skip
+                after_each: Callable[[], None], block: bool = False) -> None:  # fmt: skip
         """live_gens: the generations whose tcpdump runs (one per interface, two
-        during a switch)."""
+        during a switch). block: wait for the strip worker (a stop, tests)."""
         work = self.handoff.dirs.work
         files = list_work(work)
+        self._collect_gone({n for _w, n in files})
         if len(files) > 1:
             before_batch()  # files in work/ count too: make room before the batch
         waiting: set[str] = set()  # interfaces whose live file holds the rest back
@@ -341,9 +416,21 @@ class HandoffQueue:
             if name in self.skipped:
                 continue
             try:
-                self.overlaps.remember_tail(w, name, self.handoff.owners, last=is_newest_of_gen)
-                r = self.handoff.hand_off(w, name)
+                job = self.jobs.get(name)
+                if job is None and self.worker is not None and self._strips(w):
+                    job = self.jobs[name] = (w, self.worker.submit(self._prepare, w, name))
+                if job is not None:
+                    if not (block or job[1].done()):
+                        waiting.add(w.iface)  # its later files wait: stripped in order
+                        continue
+                    del self.jobs[name]
+                    p = job[1].result()
+                else:
+                    p = self._prepare(w, name)
+                self.overlaps.ended(w, last=is_newest_of_gen)
+                r = p if isinstance(p, HandoffResult) else self.handoff.finish(w, name, p)
             except FileNotFoundError:
+                self.overlaps.ended(w, last=is_newest_of_gen)  # gone: nothing left to pair
                 continue
             except OSError as e:
                 msg = f"hand-off of {name} failed: {e}"
@@ -360,6 +447,22 @@ class HandoffQueue:
             self.conditions.clear(Condition.HANDOFF_FAILED)  # one succeeded
             self._count(w, name, r)
             after_each()
+
+    def _collect_gone(self, names: set[str]) -> None:
+        """Jobs whose file left work/ in the worker (an empty file discarded, an
+        entry quarantined): count them; a prepared file that vanished is let go."""
+        for name, (w, job) in list(self.jobs.items()):
+            if name in names or not job.done():
+                continue
+            del self.jobs[name]
+            try:
+                p = job.result()
+            except OSError:
+                continue  # gone: nothing to retry
+            if isinstance(p, HandoffResult):
+                self._count(w, name, p)
+            else:
+                p.close()
 
     def wrote(self, generation: int) -> bool:
         """Whether a generation wrote at least one packet (handed off or still in work/)."""

@@ -14,6 +14,7 @@ pipe, signal handlers only set flags. The jobs are elsewhere:
 - rollcap.capture.tcpdump    one running tcpdump (stderr, counters, stop)
 - rollcap.capture.handoff    hand-off of finished files, and their queue
 - rollcap.capture.switching  make-before-break switch and its overlap strip
+- rollcap.capture.stripworker  the thread that strips an overlap off the loop
 - rollcap.capture.budget     the spool budget: policy, fences, the keeper
 - rollcap.capture.counters   packet counters, drop causes, totals
 - rollcap.capture.status     gathers, formats and publishes the status
@@ -59,6 +60,7 @@ from rollcap.capture.counters import Counters, EventCounts, InterfaceCounts
 from rollcap.capture.handoff import Handoff, HandoffQueue, Persistent
 from rollcap.capture.interface import DRAIN, InterfaceCapture, SwitchRequest, switch_all
 from rollcap.capture.launcher import Launcher
+from rollcap.capture.stripworker import StripWorker
 from rollcap.capture.switching import Overlaps
 from rollcap.capture.tcpdump import Tcpdump
 from rollcap.capture.wakeup import Wakeup
@@ -66,6 +68,7 @@ from rollcap.config import load_config
 from rollcap.config.schema import RollcapConfig
 from rollcap.journal import fields, setup_logging
 from rollcap.keep.ring import due_cuts
+from rollcap.keep.store import cap_of
 from rollcap.metrics import nodeexporter
 from rollcap.metrics.exporter import capture_exporter
 from rollcap.notify import Notifier
@@ -146,6 +149,19 @@ class Supervisor:
     def work_files(self, generation: int) -> list[WorkName]:
         return [w for w, _n in list_work(self.dirs.work) if w.generation == generation]
 
+    def work_since(self) -> dict[str, float]:
+        """Per interface, when its oldest file still in work/ was opened (any
+        generation: a finished file whose hand-off waits counts); an interface
+        with none, the whole second before the listing (a file it opens later is
+        named for then or after). The offload releases a keep only once every
+        interface's value has passed the window's end (rollcap.keep.shipping)."""
+        listed = float(int(time.time()))
+        oldest: dict[str, float] = {}
+        for w, _n in list_work(self.dirs.work):
+            t = w.opened.timestamp()
+            oldest[w.iface] = min(oldest.get(w.iface, t), t)
+        return {name: oldest.get(name, listed) for name in self.captures}
+
     def wrote(self, generation: int) -> bool:
         return self.session.queue.wrote(generation)
 
@@ -202,8 +218,10 @@ class Supervisor:
         return min(lefts) if lefts else None
 
     # ------------------------------------------------------------------ hand-off
-    def process_work(self) -> None:
-        """Hand off every finished file, oldest first, one generation at a time."""
+    def process_work(self, block: bool = False) -> None:
+        """Hand off every finished file, oldest first, one generation at a time.
+        A file of a switch's overlap is stripped on the strip worker; block:
+        wait for it (a stop), else it is finished on a later pass."""
         live = {p.generation for p in self.procs() if p.alive()}
 
         def after_each() -> None:
@@ -211,7 +229,7 @@ class Supervisor:
                 p.request_counters()
             self.enforce_budget()
 
-        self.session.queue.process(live, self.enforce_budget, after_each)
+        self.session.queue.process(live, self.enforce_budget, after_each, block)
 
     @property
     def last_handoff(self) -> dict[str, Any] | None:
@@ -302,6 +320,8 @@ class Supervisor:
 
     def enforce_budget(self) -> None:
         self.session.keeper.on_demand = self.cfg.offload.mode == "on-demand"
+        self.session.keeper.pinned_cap = cap_of(self.cfg.spool.max_megabytes,
+                                                self.cfg.keep.pinned_percent)[0]  # fmt: skip
         r = self._reserve()
         change = self.session.keeper.enforce(self.cfg.spool, r)
         if change == "pause":
@@ -392,7 +412,7 @@ class Supervisor:
         )
         overlaps = Overlaps(dirs.work)
         queue = HandoffQueue(
-            handoff, overlaps, self.n, self.errors, self.conditions
+            handoff, overlaps, self.n, self.errors, self.conditions, StripWorker(self.wake)
         )  # fmt: skip
         keeper = BudgetKeeper(self.spool, dirs, self.n)
         return CaptureSession(dirs, lock_fd, launcher, handoff, overlaps, queue, keeper,
@@ -411,7 +431,9 @@ class Supervisor:
             self.stop_orphans()
             budget.remove_stale_fences(self.dirs.work)
             self.load_switches()
-            self.process_work()  # leftovers all belong to dead generations
+            # leftovers all belong to dead generations; waited for: nothing
+            # captures yet, and the stale temps below must not be a running strip's
+            self.process_work(block=True)
             lock.remove_stale_temps(self.dirs.work)
             self.enforce_budget()
             self.start_capture()
@@ -492,7 +514,7 @@ class Supervisor:
         self._set_states("stopping")
         self.publish(force=True)
         self.stop_capture(drain=True)
-        self.process_work()
+        self.process_work(block=True)
         self.enforce_budget()  # no tcpdump runs: removes every fence
         self._set_states("stopped")
         self.publish(force=True)

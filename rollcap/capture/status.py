@@ -152,10 +152,12 @@ def last_drops(captures: Mapping[str, InterfaceCapture]) -> dict[str, Any] | Non
 def snapshot(sup: Supervisor) -> Snapshot:
     k, c = sup.session.keeper, sup.cfg.capture
     by_iface = sup.session.queue.by_iface
+    since = sup.work_since()
     ifaces = {
-        name: ic.snapshot(by_iface.get(name, InterfaceCounts()).as_dict())
+        name: {**ic.snapshot(by_iface.get(name, InterfaceCounts()).as_dict()),
+               "work_since": since[name]}
         for name, ic in sup.captures.items()
-    }
+    }  # fmt: skip
     first = next(iter(ifaces.values()), {})
     return Snapshot(
         state=overall_state(sup.captures, sup.paused),

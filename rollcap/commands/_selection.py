@@ -57,11 +57,7 @@ class NothingFound(RollcapError):
     exit_code = exitcodes.FAILURE
 
 
-# argparse takes "--since -15m" for an option because "-15m" starts with '-';
-# its (private, long-stable) negative-number matcher decides what counts as a
-# value. Extend it to relative times (-15m, -10min, -1h30m) so the documented
-# form just works; a number with a bad unit then gets the time parser's error.
-_NEGATIVE_VALUE = re.compile(r"^-(\d+(\.\d+)?[a-z]+)+$|^-\d+$|^-\d*\.\d+$", re.I)
+_NEGATIVE_VALUE = timeexpr.NEGATIVE_VALUE  # --since -15m (keep takes it from there)
 
 
 def add_selection_arguments(p: argparse.ArgumentParser, *, default_span: int | None) -> None:

@@ -6,12 +6,15 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rollcap import exitcodes
 from rollcap.commands import _config
 from rollcap.commands._format import human_bytes
 from rollcap.commands._selection import (
+    NothingFound,
     add_selection_arguments,
     check_arguments,
     find,
@@ -23,9 +26,12 @@ from rollcap.errors import RollcapError, UsageError
 from rollcap.retrieve.output import resolve_output
 from rollcap.retrieve.timeexpr import widened
 from rollcap.sizes import SIZE_EXAMPLES, parse_size
+from rollcap.timestamps import NS
 
 if TYPE_CHECKING:
+    from rollcap.config.schema import RollcapConfig
     from rollcap.retrieve.fetch import FetchResult
+    from rollcap.retrieve.output import Output
 
 HELP = "fetch packets of a time window into one pcap"
 DESCRIPTION = (
@@ -41,6 +47,7 @@ EXAMPLES: tuple[tuple[str, str | None], ...] = (
         "a trailing filter, as tcpdump takes one",
     ),
     ("rollcap fetch --around 12:45 --before 2m --after 1m -w - | tcpdump -nr -", None),
+    ("rollcap fetch --local --since 5m -w x.pcap", "from this host's ring, not the bucket"),
 )
 
 
@@ -93,6 +100,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="decompress at most this much (e.g. 500M, 2G): refused up front when the "
         "captures record more; an object that decompresses past it is stopped",
     )
+    p.add_argument(
+        "--local", action="store_true",
+        help="read this host's spool (the flight recorder's ring, ready/), not the bucket; "
+        "root and group rollcap may",
+    )  # fmt: skip
 
 
 def _size(text: str) -> int:
@@ -126,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     from rollcap.retrieve.progress import Progress
     from rollcap.retrieve.skip import SkipReport, prune
 
-    cfg = _config.load(args)
+    cfg = _config.load_for_reading(args) if args.local else _config.load(args)
     setup(args, cfg)
     # SIGTERM unwinds like Ctrl-C, so the temp directory is removed
     signal.signal(signal.SIGTERM, _terminated)
@@ -136,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
     bpf_filter = filter_expression(args)
     check_arguments(args)
     output = resolve_output(args.output, force=args.force)  # before any download
+    if args.local:
+        return _run_local(args, cfg, output, bpf_filter, workers)
     storage = open_destination(cfg)
     try:
         caps, _summary, window = find(args, cfg, storage, workers=max(workers, 8))
@@ -179,6 +193,60 @@ def run(args: argparse.Namespace) -> int:
     if result.refused:
         # the output holds the rest; a script must not take it for the whole window
         print(f"rollcap: error: {_plural(len(result.refused), 'object')} refused (named "
+              "above): the output lacks their packets", file=sys.stderr)  # fmt: skip
+        return exitcodes.FAILURE
+    return exitcodes.OK
+
+
+def _run_local(args: argparse.Namespace, cfg: RollcapConfig, output: Output, bpf_filter: str,
+               workers: int) -> int:  # fmt: skip
+    """--local: the window, filter and cut of a bucket fetch, from ready/ (keep.ringfetch)."""
+    from rollcap.commands._selection import _hosts, _iface, _window
+    from rollcap.keep.ringfetch import RingSource, ring_captures
+    from rollcap.retrieve.fetch import check_bpf, fetch
+    from rollcap.retrieve.timeexpr import fmt_utc
+    from rollcap.spool.fs import Dir
+
+    window = _window(args)
+    since, until = widened(window)
+    ready_path = Path(cfg.spool.directory) / "ready"
+    try:
+        ready = Dir(ready_path)
+    except PermissionError:
+        raise RollcapError(f"cannot read {ready_path}: permission denied "
+                           "(root and group rollcap may)") from None  # fmt: skip
+    except FileNotFoundError:
+        raise RollcapError(f"{ready_path}: no spool here (spool.directory)") from None
+    with ready:
+        try:
+            caps = ring_captures(ready, *window, _iface(args), _hosts(args))
+        except PermissionError:
+            raise RollcapError(f"cannot read {ready_path}: permission denied "
+                               "(root and group rollcap may)") from None  # fmt: skip
+        if not caps:
+            raise NothingFound(f"no captures in {ready_path} between {fmt_utc(since)} and "
+                               f"{fmt_utc(until)}")  # fmt: skip
+        if bpf_filter:
+            check_bpf(caps, bpf_filter, cfg.capture.tcpdump_path)
+        source = RingSource(ready, cfg.capture.user)
+        with storage_errors(source.describe(), "reading"):
+            try:
+                result = fetch(source, caps, since=since, until=until, window_ns=window,
+                               output=output, bpf_filter=bpf_filter,
+                               tcpdump=cfg.capture.tcpdump_path, workers=workers,
+                               pcapng=args.pcapng, max_bytes=args.max_bytes)  # fmt: skip
+            except BrokenPipeError:
+                raise
+            except OSError as e:
+                raise RollcapError(f"fetch into {output.describe()}: {e}") from None
+    line = summary(result, sorted({c.host for c in caps})).replace("downloaded", "read")
+    print(f"rollcap: {line} (this host's ring)", file=sys.stderr)
+    if window[1] > time.time_ns() - cfg.capture.rotate_seconds * NS:
+        # the file tcpdump writes now is not in ready/ until it is cut
+        print("rollcap: note: packets still in the file being written are not included "
+              "until it is cut (`rollcap rotate` hands it off now)", file=sys.stderr)  # fmt: skip
+    if result.refused:
+        print(f"rollcap: error: {_plural(len(result.refused), 'file')} refused (named "
               "above): the output lacks their packets", file=sys.stderr)  # fmt: skip
         return exitcodes.FAILURE
     return exitcodes.OK

@@ -29,7 +29,6 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from rollcap.commands import _config
-from rollcap.commands._selection import _NEGATIVE_VALUE
 from rollcap.errors import RollcapError, UsageError
 from rollcap.keep import fleetcmd
 from rollcap.keep.request import REASON_MAX, KeepOutcome, KeepRefused, KeepRequest, derived_id
@@ -66,7 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "each)")  # fmt: skip
     p.add_argument("--before", metavar="DURATION", help="with --around: " + timeexpr.DURATION_HELP)
     p.add_argument("--after", metavar="DURATION", help="with --around: " + timeexpr.DURATION_HELP)
-    p._negative_number_matcher = _NEGATIVE_VALUE  # --since -30m
+    p._negative_number_matcher = timeexpr.NEGATIVE_VALUE  # --since -30m
     p.add_argument("--reason", metavar="TEXT",
                    help=f"why (printable ASCII, at most {REASON_MAX} characters): in the "
                    "journal, the objects' metadata and their index entries")  # fmt: skip

@@ -8,7 +8,7 @@ import json
 import sys
 import time
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rollcap.commands import _config
 from rollcap.commands._format import human_bytes
@@ -29,6 +29,9 @@ from rollcap.retrieve.coverage import MIN_GAP
 from rollcap.retrieve.select import Selection
 from rollcap.retrieve.timeexpr import fmt_epoch, fmt_utc
 from rollcap.timestamps import NS
+
+if TYPE_CHECKING:
+    from rollcap.keep.local import HeldSpan
 
 HELP = "list captures overlapping a time window"
 DESCRIPTION = (
@@ -60,12 +63,13 @@ def run(args: argparse.Namespace) -> int:
     storage = open_destination(cfg)
     out = sys.stdout
     try:
-        sel, _window_ns = selection(args, cfg, storage, workers=16)
+        sel, window_ns = selection(args, cfg, storage, workers=16)
+        ring = ring_spans(args, cfg, window_ns)
         with storage_errors(storage.describe(), "listing"):
             if args.json:
-                _write_json(out, sel)
+                _write_json(out, sel, ring)
             else:
-                _write_table(out, sel)
+                _write_table(out, sel, ring)
         out.flush()  # a closed pipe: BrokenPipeError, the rule of rollcap.cli
     finally:
         storage.close()
@@ -75,6 +79,31 @@ def run(args: argparse.Namespace) -> int:
     if not sel.summary.hosts_with_captures:
         raise nothing_found(args, storage, sel)
     return 0
+
+
+def ring_spans(args: argparse.Namespace, cfg: RollcapConfig,
+               window_ns: tuple[int, int]) -> list[HeldSpan]:  # fmt: skip
+    """On-demand mode: what this host's ring holds of the window, shown as its own
+    state and not as gaps (other hosts' rings cannot be seen from here:
+    docs/capture.md, "Coverage"). Nothing when the spool cannot be read."""
+    from pathlib import Path
+
+    from rollcap.commands._selection import _hosts, _iface
+    from rollcap.keep.local import held, spans
+    from rollcap.spool.readyname import local_hostname
+
+    host = local_hostname(cfg.capture.hostname)
+    hosts = _hosts(args)
+    if cfg.offload.mode != "on-demand" or (hosts and host not in hosts):
+        return []
+    try:
+        files = held(Path(cfg.spool.directory), *window_ns, _iface(args))
+    except OSError as e:
+        print(f"rollcap: note: this host's ring ({cfg.spool.directory}/ready) is not read: "
+              f"{e.strerror}; what it holds may show as gaps (`rollcap list --local` as root "
+              "or group rollcap)", file=sys.stderr)  # fmt: skip
+        return []
+    return spans(files, host, window_ns[0] / NS, window_ns[1] / NS)
 
 
 def local_notes(cfg: RollcapConfig) -> list[str]:
@@ -149,7 +178,7 @@ def _run_local(args: argparse.Namespace, cfg: RollcapConfig) -> int:
     return 0 if files else 1
 
 
-def _write_table(out: TextIO, sel: Selection) -> None:
+def _write_table(out: TextIO, sel: Selection, ring: list[HeldSpan] | None = None) -> None:
     """Rows as hosts come (bounded memory), then the coverage summary as '#' lines."""
     widths: list[int] = []
     batch: list[Capture] = []
@@ -160,7 +189,7 @@ def _write_table(out: TextIO, sel: Selection) -> None:
             batch = []
     if batch or not widths:
         _flush_rows(out, batch, widths)
-    out.write(render_summary(sel))
+    out.write(render_summary(sel, ring))
 
 
 def _flush_rows(out: TextIO, caps: list[Capture], widths: list[int]) -> list[int]:
@@ -169,7 +198,7 @@ def _flush_rows(out: TextIO, caps: list[Capture], widths: list[int]) -> list[int
     return new
 
 
-def _write_json(out: TextIO, sel: Selection) -> None:
+def _write_json(out: TextIO, sel: Selection, ring: list[HeldSpan] | None = None) -> None:
     """One JSON object: window, captures (streamed), coverage."""
     out.write("{\n")
     out.write(f'  "since": {json.dumps(fmt_utc(sel.since))},\n')
@@ -181,12 +210,15 @@ def _write_json(out: TextIO, sel: Selection) -> None:
             out.write(("\n    " if first else ",\n    ") + json.dumps(capture_json(c)))
             first = False
     out.write("\n  ],\n" if not first else "],\n")
-    cov = json.dumps(coverage_json(sel), indent=2).replace("\n", "\n  ")
+    cov = json.dumps(coverage_json(sel, ring), indent=2).replace("\n", "\n  ")
     out.write(f'  "coverage": {cov}\n}}\n')
 
 
-def coverage_json(sel: Selection) -> dict[str, Any]:
+def coverage_json(sel: Selection, ring: list[HeldSpan] | None = None) -> dict[str, Any]:
+    from rollcap.keep.local import uncovered
+
     s = sel.summary
+    ring = ring or []
     return {
         "hosts_seen": s.hosts_seen,
         "hosts_with_captures": s.hosts_with_captures,
@@ -199,7 +231,18 @@ def coverage_json(sel: Selection) -> dict[str, Any]:
                 "end": fmt_epoch(g.end),
                 "seconds": round(g.seconds, 3),
             }
-            for g in s.gaps
+            for g in uncovered(s.gaps, ring)
+        ],
+        "held_locally": [
+            {
+                "host": h.host,
+                "iface": h.iface,
+                "start": fmt_epoch(h.start),
+                "end": fmt_epoch(h.end),
+                "files": h.files,
+                "kept_files": h.kept,
+            }
+            for h in ring
         ],
         "settled_until": fmt_utc(sel.settled_until),
         "min_gap_seconds": MIN_GAP,
@@ -212,19 +255,29 @@ def coverage_json(sel: Selection) -> dict[str, Any]:
     }
 
 
-def render_summary(sel: Selection) -> str:
+def render_summary(sel: Selection, ring: list[HeldSpan] | None = None) -> str:
     """The coverage of the window, as '#' lines after the table."""
+    from rollcap.keep.local import uncovered
+
     s = sel.summary
+    ring = ring or []
     lines = [
         f"# coverage {fmt_utc(sel.since)} .. {fmt_utc(sel.until)}: {s.hosts_seen} hosts seen, "
         f"{s.hosts_with_captures} with captures, {len(s.without)} without"
     ]
     if s.without:
         lines.append("# no capture in the window: " + ", ".join(s.without))
-    for g in s.gaps:
+    for g in uncovered(s.gaps, ring):
         lines.append(
             f"# gap: {g.host} {g.iface} {fmt_epoch(g.start)} .. {fmt_epoch(g.end)} "
             f"({g.seconds:.0f} s without a capture)"
+        )
+    for h in ring:
+        kept = f", {h.kept} kept: shipping" if h.kept else ""
+        lines.append(
+            f"# held locally, not shipped: {h.host} {h.iface} {fmt_epoch(h.start)} .. "
+            f"{fmt_epoch(h.end)} ({h.files} file(s) in this host's ring{kept}; "
+            "`rollcap list --local`, `rollcap keep` ships it)"
         )
     lines += ["# " + line for line in rejected_lines(s)]
     if sel.settled_until < sel.until:

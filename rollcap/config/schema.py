@@ -354,8 +354,8 @@ class OffloadConfig(_Section):
     concurrency: int = Field(
         4, ge=1, le=64, description="Files (and multipart parts) transferred in parallel."
     )
-    # Off by default until it is cheap enough to leave on: measured, it costs the
-    # offload 0.5-0.63x of its drain (docs/flows.md), and capture comes first.
+    # Off by default until it is cheap enough to leave on: measured, the offload
+    # drains 0.86-0.90x (bench mix) and 0.7x (small packets) with it (docs/flows.md).
     flow_index: bool = Field(
         False,
         description="Write a flow summary beside every stored capture (gzip NDJSON below "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import socket
 import struct
 
 ICMP, TCP, UDP, ICMP6, SCTP = 1, 6, 17, 58, 132
@@ -52,3 +53,8 @@ def community_id(
     if sport is not None and dport is not None:
         data += struct.pack("!HH", sport, dport)
     return "1:" + base64.b64encode(hashlib.sha1(data).digest()).decode()
+
+
+def ntop(addr: bytes) -> str:
+    """An address's text, from its 4 or 16 bytes."""
+    return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)

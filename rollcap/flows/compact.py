@@ -173,7 +173,7 @@ def read(storage: Storage, prefix: str, slot: datetime) -> Compacted | None:
         if size > MAX_STORED:
             raise ValueError(f"{size:,} bytes, over the bound of {MAX_STORED:,}")
         return parse(key, storage.read_small(key, size), prefix, slot)
-    except (StorageError, ValueError) as e:
+    except (StorageError, ValueError, RecursionError) as e:
         where = slot_prefix(prefix, slot)
         log.warning("%s: flow index compaction not used (%s): reading per-host summaries",
                     where, e)  # fmt: skip
@@ -205,7 +205,7 @@ def believed_span(comp: Compacted | None, key: str, size: int,
             if len(counts) != rows or \
                     sum(map(int, counts)) + int(head.get("non_ip", 0)) != e.packets:
                 raise ValueError("its flows do not count the capture's packets")
-    except (ValueError, KeyError, TypeError, AttributeError) as err:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
         log.warning("%s: compacted rows not believed (%s): reading the summary", key, err)
         return None
     return start, end
@@ -269,7 +269,7 @@ def compact_slot(storage: Storage, prefix: str, slot: datetime, *,
             try:
                 text, digest = _source_text(storage, ks[0], ks[1], prefix)
             except (StorageError, ValueError, OSError, EOFError, zlib.error,
-                    UnicodeDecodeError) as err:  # fmt: skip
+                    UnicodeDecodeError, RecursionError) as err:  # fmt: skip
                 log.warning("%s: not compacted (%s)", ks[0], err)
                 return None
             return ks[0], ks[1], digest, text

@@ -29,12 +29,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rollcap.flows.communityid import ICMP, ICMP6, PORT_PROTOS, community_id, icmp_ports
-from rollcap.flows.summary import FlowSummary, ntop
+from rollcap.flows.communityid import ICMP, ICMP6, PORT_PROTOS, community_id, icmp_ports, ntop
 from rollcap.storage import manifest
 from rollcap.storage.base import Storage
+
+if TYPE_CHECKING:  # numpy is the summariser's: readers of the index go without it
+    from rollcap.flows.summary import FlowSummary
 
 DIR = manifest.ENTRY_NAMED[1]
 VERSION = 1
@@ -157,6 +159,24 @@ def _rows(text: str) -> Iterator[dict[str, Any]]:
             if not isinstance(row, dict):
                 raise ValueError(f"line {n}: not a JSON object")
             yield row
+
+
+# a summary is a bucket object its host wrote: read like any, within bounds
+MAX_STORED = 64 << 20  # bytes downloaded
+MAX_TEXT = 512 << 20  # bytes decompressed
+
+
+def gunzip_text(body: bytes) -> str:
+    """A summary's text, at most MAX_TEXT of it (ValueError beyond, or when the
+    gzip stream is not whole: a bomb or a cut object is not read)."""
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        text = d.decompress(body, MAX_TEXT)
+    except zlib.error as e:
+        raise ValueError(f"not a gzip stream ({e})") from None
+    if d.unconsumed_tail or not d.eof:
+        raise ValueError("not a whole gzip stream, or larger than the bound")
+    return text.decode()
 
 
 def read_body(storage: Storage, key: str, size: int | None = None) -> bytes:

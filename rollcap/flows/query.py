@@ -24,7 +24,6 @@ For a window [since, until):
 from __future__ import annotations
 
 import functools
-import gzip
 import ipaddress
 import json
 import logging
@@ -216,6 +215,27 @@ class Report:
     from_compaction: int = 0  # summaries taken from a compaction (no GET of their own)
 
 
+_COUNTS = ("first_ns", "last_ns", "packets", "bytes")
+
+
+def _count(v: Any) -> bool:
+    return type(v) is int and 0 <= v < 2**63
+
+
+def _typed(f: dict[str, Any]) -> bool:
+    """A flow row with the types index.py writes, as far as flows reads it: what a
+    host wrote is read as any bucket object is."""
+    ports = (f.get("sport"), f.get("dport"))
+    vlan = f.get("vlan")
+    return (
+        all(_count(f.get(k)) for k in _COUNTS)
+        and type(f.get("proto")) is int
+        and isinstance(f.get("src"), str) and isinstance(f.get("dst"), str)
+        and all(p is None or _count(p) for p in ports)
+        and (vlan is None or (isinstance(vlan, list) and all(_count(v) for v in vlan)))
+    )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Window:
     since_ns: int
@@ -298,8 +318,10 @@ class FlowSearch:
                 if info is None:
                     return [], "missing"
                 size = info.size
-            text = gzip.decompress(flowindex.read_body(self.storage, key, size)).decode()
-        except (StorageError, OSError, EOFError, UnicodeDecodeError, zlib.error) as err:
+            if size > flowindex.MAX_STORED:
+                return [], f"unreadable: {size} bytes, more than a summary's {flowindex.MAX_STORED}"
+            text = flowindex.gunzip_text(flowindex.read_body(self.storage, key, size))
+        except (StorageError, OSError, ValueError, UnicodeDecodeError, zlib.error) as err:
             return [], f"unreadable: {err}"
         return self._scan(text, e)
 
@@ -307,6 +329,14 @@ class FlowSearch:
               ) -> tuple[list[Found], str | None]:  # fmt: skip
         """The matching flows of one summary's text, text[start:end] (its
         object's, or its lines in its slot's compaction)."""
+        try:
+            return self._rows(text, e, start, end)
+        # a summary is a bucket object its host wrote: any shape may come
+        except (ValueError, KeyError, TypeError, RecursionError) as err:
+            return [], f"unreadable: {err!r}"
+
+    def _rows(self, text: str, e: manifest.Entry, start: int = 0, end: int | None = None
+              ) -> tuple[list[Found], str | None]:  # fmt: skip
         pre = self.query.prefilter
         end = len(text) if end is None else end
         eol = text.find("\n", start, end)
@@ -349,6 +379,8 @@ class FlowSearch:
                 continue
             if f.get("host") != e.host or f.get("key") != e.key:
                 return [], f"unreadable: line {i} names another capture"
+            if not _typed(f):
+                return [], f"unreadable: line {i}: a flow row of the wrong types"
             if not w.overlaps(f.get("first_ns"), f.get("last_ns")):
                 continue
             side = q.side(f)

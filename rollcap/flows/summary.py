@@ -14,17 +14,17 @@ says it is incomplete.
 
 from __future__ import annotations
 
-import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
 from rollcap.flows import vector
 from rollcap.flows.communityid import ICMP, ICMP6, PORT_PROTOS, icmp_ports, ordered
-from rollcap.flows.vector import ETHERNET, IPV4_LT, IPV6_LT, RAW, SLL, SLL2
-from rollcap.pcapfile import MAX_RECORD, RECORD_HEADER_LEN, PcapHeader
+from rollcap.flows.vector import BOOL, ETHERNET, I64, IPV4_LT, IPV6_LT, RAW, SLL, SLL2, U64
+from rollcap.pcapfile import RECORD_HEADER_LEN, PcapHeader, Records, RecordWalker
 
 DEFAULT_CAP = 100_000
 _VLAN_TYPES = frozenset({0x8100, 0x88A8, 0x9100})
@@ -35,6 +35,8 @@ _U32 = struct.Struct("!I").unpack_from
 
 # key: (vlans, proto, addr_a, port_a, addr_b, port_b), endpoints in hash order
 FlowKey = tuple[tuple[int, ...], int, bytes, int | None, bytes, int | None]
+# a packet of the reference parser, for the fast path: (seq, key, src, sport, ns, bytes)
+_Row = tuple[int, FlowKey, bytes, int | None, int, int]
 
 
 @dataclass
@@ -65,27 +67,30 @@ class FlowSummary:
     sets_complete: bool = True
 
 
-def ntop(addr: bytes) -> str:
-    return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
-
-
 class Summariser:
     """feed() the pcap's bytes after its global header, in chunks of any
     size (memoryviews the caller reuses: nothing is kept past the call but a
-    record cut by the chunk's end); finish() gives the summary."""
+    record cut by the chunk's end); finish() gives the summary.
+
+    The offload's read walks the records once (pcapfile.RecordWalker, for its
+    packet count) and hands the same walk here: feed_walked(). vectorised=False
+    runs the per-packet reference parser alone (the tests' oracle)."""
 
     def __init__(self, header: PcapHeader, cap: int = DEFAULT_CAP, vectorised: bool = True) -> None:
         self.header = header
         self.cap = cap
-        self.vectorised = vectorised  # False: the per-packet reference parser alone
+        self.vectorised = vectorised
+        self._walker = RecordWalker(header)  # feed()'s own walk; the offload passes its own
         self._rec = struct.Struct(header.endian + "IIII").unpack_from
-        self._u32 = struct.Struct(header.endian + "I").unpack_from
         self._broken = False
         self._seq = 0
         self._ns_mult = 1_000_000_000 // header.ts_per_second
-        self._carry = b""
+        self._carry: list[bytes] = []  # the start of a record the chunk's end cut
         self._frags: dict[tuple[bytes, bytes, int, int], FlowKey] = {}
         self.summary = FlowSummary(header.linktype, {})
+        self._table = _Table(cap)
+        # the reference parser's packets, as rows for the fast path's grouping
+        self._rows: list[_Row] | None = None
         lt = header.linktype
         links: dict[int, Callable[[bytes, int, int], None]] = {
             ETHERNET: self._ethernet, SLL: self._sll, SLL2: self._sll2,
@@ -94,104 +99,75 @@ class Summariser:
         self._link = links.get(lt)
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> None:
+        data = memoryview(chunk).cast("B")  # read in place: no copy of the chunk
+        self.feed_walked(data, self._walker.feed(data))
+
+    def feed_walked(self, data: bytes | memoryview, recs: Records) -> None:
+        """The chunk and where RecordWalker.feed() found its records."""
         if self._broken:
             return
-        data = memoryview(chunk).cast("B")  # read in place: no copy of the chunk
-        start = 0
-        if self._carry:  # complete the record the last chunk cut, on its own
-            c = self._carry
-            head = bytes(data[: max(0, RECORD_HEADER_LEN - len(c))])
-            hdr = c + head
-            if len(hdr) < RECORD_HEADER_LEN:
-                self._carry = hdr
-                return
-            incl = self._u32(hdr, 8)[0]
-            if incl > MAX_RECORD:  # not a record: stop, and say so
-                self._broken = True
-                self.summary.complete = False
-                return
-            need = RECORD_HEADER_LEN + incl - len(c)
-            if need > len(data):
-                self._carry = c + bytes(data)
-                return
-            self._carry = b""
-            self._run(c + bytes(data[:need]), 0)
-            start = need
-        self._run(data, start)
+        if self._carry and recs.head >= 0:  # the cut record is whole now
+            self._carry.append(bytes(data[: recs.head]))
+            rec = b"".join(self._carry)
+            self._carry = []
+            self._packets(rec, np.zeros(1, dtype=np.int64))
+        elif self._carry and not recs.broken:
+            self._carry.append(bytes(data))
+        if len(recs.whole):
+            self._packets(data, recs.whole)
+        if recs.tail >= 0:
+            self._carry = [bytes(data[recs.tail :])]
+        if recs.broken:  # not a record: stop, and say so
+            self._broken = True
+            self._carry = []
+            self.summary.complete = False
 
-    def _run(self, data: bytes | memoryview, off: int) -> None:
-        """Summarise the whole records of data from off; keep a cut-off last one."""
-        n = len(data)
-        u32 = self._u32
-        offs: list[int] = []
-        add = offs.append
-        last = n - RECORD_HEADER_LEN
-        # the walk: each record's start depends on the one before (kept minimal:
-        # a record that runs past the end can only be the last one)
-        while off <= last:
-            add(off)
-            off += RECORD_HEADER_LEN + u32(data, off + 8)[0]
-        if off > n:  # the last record is cut by the chunk's end: carried over
-            off = offs.pop()
-            if u32(data, off + 8)[0] > MAX_RECORD:  # not a record: stop, and say so
-                self._broken = True
-                self.summary.complete = False
-        if off < n and not self._broken:
-            self._carry = bytes(data[off:])
-        if offs:
-            self._packets(data, offs)
-
-    def _packets(self, data: bytes | memoryview, offs: list[int]) -> None:
+    def _packets(self, data: bytes | memoryview, starts: I64) -> None:
         s = self.summary
         base = s.packets
-        s.packets += len(offs)
+        s.packets += len(starts)
         if self._link is None:
-            s.non_ip += len(offs)
+            s.non_ip += len(starts)
             return
         if not self.vectorised:
             rec, mult = self._rec, self._ns_mult
-            for i, off in enumerate(offs):
+            for i, off in enumerate(starts.tolist()):
                 sec, frac, incl, orig = rec(data, off)
                 self._seq = base + i
                 start = off + RECORD_HEADER_LEN
                 pkt = bytes(data[start : start + incl])
                 self._link(pkt, sec * 1_000_000_000 + frac * mult, orig)
             return
-        c = vector.classify(np.frombuffer(data, dtype=np.uint8), np.array(offs, dtype=np.int64),
-                            self.header.endian, self._ns_mult, self.header.linktype)  # fmt: skip
+        c = vector.classify(np.frombuffer(data, dtype=np.uint8), starts, self.header.endian,
+                            self._ns_mult, self.header.linktype)  # fmt: skip
         s.non_ip += c.non_ip
-        self._merge(c.groups, base)
-        for i in c.fallback.tolist():
-            off = offs[i]
-            incl = self._u32(data, off + 8)[0]
-            self._seq = base + i
-            start = off + RECORD_HEADER_LEN
-            self._link(bytes(data[start : start + incl]), int(c.ns[i]), int(c.orig[i]))
-
-    def _merge(self, g: vector.Groups, base: int) -> None:
-        """Add a chunk's fast-path flows, in the order their first packets came."""
-        order = np.argsort(g.first_pkt, kind="stable")
-        cols = g.key[order].tolist()
-        has_ports = g.has_ports[order].tolist()
-        rows = zip(cols, has_ports, g.src_is_a[order].tolist(),
-                   (g.first_pkt[order] + base).tolist(), g.first_ns[order].tolist(),
-                   g.last_ns[order].tolist(), g.packets[order].tolist(),
-                   g.nbytes[order].tolist(), strict=True)  # fmt: skip
-        for k, ports, a_sent, seq, lo, hi, pk, nb in rows:
-            ver, v0, v1, proto, ahi, alo, apt, bhi, blo, bpt = k
-            width = 4 if ver == 4 else 16
-            a = ((ahi << 64) | alo).to_bytes(width, "big")
-            b = ((bhi << 64) | blo).to_bytes(width, "big")
-            vlans = (v0 - 1, v1 - 1) if v1 else (v0 - 1,) if v0 else ()
-            pa, pb = (apt, bpt) if ports else (None, None)
-            key = (vlans, proto, a, pa, b, pb)
-            src, sport, dst, dport = (a, pa, b, pb) if a_sent else (b, pb, a, pa)
-            self._seq = seq
-            self._add(key, src, sport, dst, dport, lo, hi, pk, nb)
+        p = c.packets
+        key, src_is_a, ports, ns, orig, seq = p.key, p.src_is_a, p.ports, p.ns, p.orig, p.index
+        if len(c.fallback):
+            self._rows = []
+            for i in c.fallback.tolist():
+                off = int(starts[i])
+                incl = self._rec(data, off)[2]
+                self._seq = base + i
+                start = off + RECORD_HEADER_LEN
+                self._link(bytes(data[start : start + incl]), int(c.ns[i]), int(c.orig[i]))
+            rows, self._rows = self._rows, None
+            if rows:  # merged into the fast path's packets, in record order
+                fk, fa, fp, fns, fo, fseq = self._table.encode(rows, base)
+                order = np.argsort(np.r_[seq, fseq], kind="stable")
+                key = np.concatenate([key, fk], axis=1)[:, order]
+                src_is_a = np.r_[src_is_a, fa][order]
+                ports = np.r_[ports, fp][order]
+                ns, orig = np.r_[ns, fns][order], np.r_[orig, fo][order]
+                seq = np.r_[seq, fseq][order]
+        if key.shape[1]:
+            self._table.add(s, key, src_is_a, ports, ns, orig, seq + base)
 
     def finish(self) -> FlowSummary:
         """The summary; a record cut off at the end of the file is not counted."""
-        self._carry = b""
+        self._carry = []
+        if self.vectorised:
+            self.summary.flows = self._table.flows()
         return self.summary
 
     # -- link layers: find the VLAN tags, the ethertype and the IP header ------
@@ -292,6 +268,9 @@ class Summariser:
 
     def _count(self, key: FlowKey, src: bytes, sport: int | None, dst: bytes,
                dport: int | None, ns: int, size: int) -> None:  # fmt: skip
+        if self._rows is not None:  # the fast path's fallback: grouped with its packets
+            self._rows.append((self._seq, key, src, sport, ns, size))
+            return
         self._add(key, src, sport, dst, dport, ns, ns, 1, size)
 
     def _add(self, key: FlowKey, src: bytes, sport: int | None, dst: bytes, dport: int | None,
@@ -326,3 +305,146 @@ class Summariser:
                         s.more_ports.add((proto, port))
                     else:
                         s.sets_complete = False
+
+
+_INTERNED = 1 << (2 * vector.VLAN_BITS)  # VLAN codes from here on: stacks of 3+ tags
+_FLOW_FIELDS = ("seq", "src_is_a", "first_ns", "last_ns", "packets", "nbytes")
+
+
+class _Table:
+    """The fast path's flows as numpy columns, in the order they were first
+    seen (as the reference's dict is), with a dict from key bytes to row:
+    per chunk, Python touches each of the chunk's flows once, never a packet."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.n = 0
+        self.index: dict[bytes, int] = {}
+        self.key = np.zeros((64, vector.KEY_COLS), dtype=np.uint64)
+        self.cols = {f: np.zeros(64, dtype=bool if f == "src_is_a" else np.int64)
+                     for f in _FLOW_FIELDS}  # fmt: skip
+        self._stacks: dict[tuple[int, ...], int] = {}  # VLAN stacks of 3+ tags, interned
+        self._stack_list: list[tuple[int, ...]] = []
+
+    def encode(self, rows: list[_Row], base: int) -> tuple[U64, BOOL, BOOL, I64, I64, I64]:
+        """The reference parser's packets (seq, key, src, sport, ns, bytes) as the
+        fast path's columns (vector.py), so that both group together."""
+        key = np.zeros((vector.KEY_COLS, len(rows)), dtype=np.uint64)
+        src_is_a, ports = np.zeros(len(rows), dtype=bool), np.zeros(len(rows), dtype=bool)
+        ns, orig, seq = (np.zeros(len(rows), dtype=np.int64) for _ in range(3))
+        for i, (sq, (vlans, proto, a, pa, b, pb), src, sport, t, size) in enumerate(rows):
+            code = vector.vlan_code(vlans)
+            if code is None:
+                if vlans not in self._stacks:
+                    self._stacks[vlans] = len(self._stack_list)
+                    self._stack_list.append(vlans)
+                code = _INTERNED + self._stacks[vlans]
+            meta = ((len(a) == 16) << 50) | ((pa is not None) << 49) | (proto << 40)
+            meta |= ((pa or 0) << 16) | (pb or 0)
+            ia, ib = int.from_bytes(a, "big"), int.from_bytes(b, "big")
+            key[:, i] = (code, meta, ia >> 64, ia & _LO, ib >> 64, ib & _LO)
+            src_is_a[i] = src == a and (sport is None or sport == pa)
+            ports[i] = sport is not None
+            seq[i], ns[i], orig[i] = sq - base, t, size
+        return key, src_is_a, ports, ns, orig, seq
+
+    def add(self, s: FlowSummary, key: U64, src_is_a: BOOL, ports: BOOL, ns: I64, orig: I64,
+            seq: I64) -> None:  # fmt: skip
+        """Count a chunk's packets (in packet order) towards their flows."""
+        g = vector.group(key, ns, orig)
+        kb = cast(list[bytes], np.ascontiguousarray(g.key).view(_KEY_BYTES).ravel().tolist())
+        get = self.index.get
+        rows = np.array([get(k, -1) for k in kb], dtype=np.int64)
+        old = rows >= 0
+        c = self.cols
+        if old.any():
+            r = rows[old]
+            c["packets"][r] += g.packets[old]
+            c["nbytes"][r] += g.nbytes[old]
+            c["first_ns"][r] = np.minimum(c["first_ns"][r], g.first_ns[old])
+            c["last_ns"][r] = np.maximum(c["last_ns"][r], g.last_ns[old])
+        new = np.flatnonzero(~old)  # in the order of their first packets
+        if not len(new):
+            return
+        admit, rejected = new[: self.cap - self.n], new[self.cap - self.n :]
+        if len(admit):
+            self._grow(self.n + len(admit))
+            c = self.cols
+            at = slice(self.n, self.n + len(admit))
+            first = g.first[admit]
+            self.key[at] = g.key[admit]
+            for f, v in (("seq", seq[first]), ("src_is_a", src_is_a[first]),
+                         ("first_ns", g.first_ns[admit]), ("last_ns", g.last_ns[admit]),
+                         ("packets", g.packets[admit]), ("nbytes", g.nbytes[admit])):  # fmt: skip
+                c[f][at] = v
+            for i, k in zip(admit.tolist(), range(self.n, self.n + len(admit)), strict=True):
+                self.index[kb[i]] = k
+            self.n += len(admit)
+        if len(rejected):  # beyond the cap: only the sets of what they touched
+            s.complete = False
+            pk = np.isin(g.inv(), rejected)
+            self._sets(s, key[:, pk], src_is_a[pk], ports[pk])
+
+    def _grow(self, need: int) -> None:
+        size = len(self.key)
+        if need <= size:
+            return
+        while size < need:
+            size *= 2
+        self.key = np.resize(self.key, (size, vector.KEY_COLS))
+        self.cols = {f: np.resize(v, size) for f, v in self.cols.items()}
+
+    def _sets(self, s: FlowSummary, key: U64, src_is_a: BOOL, ports: BOOL) -> None:
+        """The reference's rule (Summariser._add) for packets of flows not kept:
+        each packet's source then destination, in packet order, until the set
+        holds cap items."""
+        meta = key[1]
+        v6 = (meta >> np.uint64(50)) & np.uint64(1)
+        a, b = key[2:4].T, key[4:6].T
+        src = np.where(src_is_a[:, None], a, b)
+        dst = np.where(src_is_a[:, None], b, a)
+        addrs = np.stack([np.c_[v6, src], np.c_[v6, dst]], axis=1).reshape(-1, 3)
+        _, first = np.unique(addrs, axis=0, return_index=True)
+        for v, hi, lo in addrs[np.sort(first)].tolist():
+            item = ((hi << 64) | lo).to_bytes(16 if v else 4, "big")
+            if item not in s.more_addrs:
+                if len(s.more_addrs) < self.cap:
+                    s.more_addrs.add(item)
+                else:
+                    s.sets_complete = False
+        proto = ((meta >> np.uint64(40)) & np.uint64(0xFF)).astype(np.int64)
+        with_ports = ports & np.isin(proto, list(PORT_PROTOS))
+        a_pt = ((meta >> np.uint64(16)) & np.uint64(0xFFFF)).astype(np.int64)
+        b_pt = (meta & np.uint64(0xFFFF)).astype(np.int64)
+        sp, dp = np.where(src_is_a, a_pt, b_pt), np.where(src_is_a, b_pt, a_pt)
+        items = np.stack([proto << 16 | sp, proto << 16 | dp], axis=1)[with_ports].ravel()
+        _, first = np.unique(items, return_index=True)
+        for it in items[np.sort(first)].tolist():
+            item = (it >> 16, it & 0xFFFF)
+            if item not in s.more_ports:
+                if len(s.more_ports) < self.cap:
+                    s.more_ports.add(item)
+                else:
+                    s.sets_complete = False
+
+    def flows(self) -> dict[FlowKey, Flow]:
+        out: dict[FlowKey, Flow] = {}
+        c = self.cols
+        cols = zip(self.key[: self.n].tolist(),
+                   *(c[f][: self.n].tolist() for f in _FLOW_FIELDS), strict=True)  # fmt: skip
+        for (code, meta, ahi, alo, bhi, blo), seq, a_sent, lo, hi, pk, nb in cols:
+            vlans = vector.vlans_of(code)
+            if vlans is None:
+                vlans = self._stack_list[code - _INTERNED]
+            width = 16 if meta >> 50 & 1 else 4
+            a = ((ahi << 64) | alo).to_bytes(width, "big")
+            b = ((bhi << 64) | blo).to_bytes(width, "big")
+            pa, pb = (meta >> 16 & 0xFFFF, meta & 0xFFFF) if meta >> 49 & 1 else (None, None)
+            key = (vlans, meta >> 40 & 0xFF, a, pa, b, pb)
+            src, sport, dst, dport = (a, pa, b, pb) if a_sent else (b, pb, a, pa)
+            out[key] = Flow(lo, hi, pk, nb, src, sport, dst, dport, seq)
+        return out
+
+
+_LO = (1 << 64) - 1
+_KEY_BYTES = np.dtype((np.void, 8 * vector.KEY_COLS))

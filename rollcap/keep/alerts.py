@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from rollcap.keep.request import REASON_MAX, KeepRequest, derived_id
+from rollcap.keep.request import NS_MAX, REASON_MAX, KeepRequest, derived_id
 from rollcap.timestamps import from_datetime
 
 # Alertmanager writes RFC 3339 with up to 9 fraction digits (Go's time.Time)
@@ -153,6 +153,8 @@ def _request(
     if status == "resolved" and ended is not None and ended > started:
         until = min(ended, cap)
     since = max(0, started - rules.lookback_ns)
+    if until > NS_MAX:
+        raise PayloadError(f"{what}.startsAt: its window ends after 2262 (64-bit nanoseconds)")
     return KeepRequest(
         id=derived_id(group, fingerprint, str(started)),
         reason=reason_of(labels, rules.reason_labels),

@@ -42,11 +42,18 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rollcap.keep.request import ID_PATTERN, REASON_MAX, VERSION, KeepOutcome, KeepRequest
+from rollcap.keep.request import (
+    ID_PATTERN,
+    NS_MAX,
+    REASON_MAX,
+    VERSION,
+    KeepOutcome,
+    KeepRequest,
+)
 from rollcap.storage import manifest
 from rollcap.storage.base import Storage
 from rollcap.storage.manifest import INDEX_DIR
@@ -70,6 +77,7 @@ HOST_PATTERN = r"^[A-Za-z0-9.*?-]{1,63}$"
 _HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}")
 _ID_RE = re.compile(ID_PATTERN)
 AckState = Literal["shipped", "nothing-held", "refused"]
+Ns = Annotated[int, Field(ge=0, le=NS_MAX)]  # a time `keep --status` can print
 
 
 class FleetRequest(BaseModel):
@@ -80,12 +88,12 @@ class FleetRequest(BaseModel):
     version: Literal[1] = VERSION
     id: str = Field(pattern=ID_PATTERN)
     reason: str = Field(min_length=1, max_length=REASON_MAX, pattern=r"^[\x20-\x7e]+$")
-    since_ns: int = Field(ge=0)
-    until_ns: int = Field(ge=0)
+    since_ns: int = Field(ge=0, le=NS_MAX)
+    until_ns: int = Field(ge=0, le=NS_MAX)
     # empty: every host
     hosts: tuple[str, ...] = Field(default=(), max_length=MAX_HOST_PATTERNS)
-    created_ns: int = Field(ge=0)
-    expires_ns: int = Field(ge=0)
+    created_ns: int = Field(ge=0, le=NS_MAX)
+    expires_ns: int = Field(ge=0, le=NS_MAX)
 
     @model_validator(mode="after")
     def _bounds(self) -> FleetRequest:
@@ -126,9 +134,9 @@ class Ack(BaseModel):
     state: AckState
     files: int = Field(ge=0)
     bytes: int = Field(ge=0)
-    unheld: tuple[tuple[int, int], ...] = Field(default=(), max_length=64)
+    unheld: tuple[tuple[Ns, Ns], ...] = Field(default=(), max_length=64)
     message: str = Field(default="", max_length=REASON_MAX, pattern=r"^[\x20-\x7e]*$")
-    answered_ns: int = Field(ge=0)
+    answered_ns: Ns
 
 
 class BadObject(ValueError):
@@ -196,6 +204,8 @@ def _load(body: bytes, key: str) -> bytes:
         json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise BadObject(f"{key}: not JSON ({e})") from None
+    except RecursionError:  # "[" * 3000 fits the size limit
+        raise BadObject(f"{key}: not JSON (nested too deep)") from None
     return body
 
 
@@ -409,7 +419,7 @@ def status_lines(st: Status) -> list[str]:
     return lines
 
 
-def unheld(
+def uncovered(
     since_ns: int, until_ns: int, spans: list[tuple[int, int]]
 ) -> tuple[tuple[int, int], ...]:
     """The parts of [since, until) that no span covers (spans half-open, any order)."""

@@ -12,12 +12,17 @@ import argparse
 import json
 import re
 import sys
+from typing import TYPE_CHECKING
 
-from rollcap.config.schema import RollcapConfig
 from rollcap.errors import RollcapError, UsageError
-from rollcap.keep import fleet
 from rollcap.retrieve.timeexpr import TimeExprError, parse_duration_ns
-from rollcap.storage.base import Storage, StorageError
+
+if TYPE_CHECKING:
+    from rollcap.config.schema import RollcapConfig
+    from rollcap.storage.base import Storage
+
+# rollcap.keep.fleet and rollcap.storage are imported where a fleet keep needs
+# them: a local `rollcap keep` (trigger to durable pin, goal 1 s) never loads them
 
 
 class NotAnswered(RollcapError):
@@ -46,6 +51,8 @@ def _open(cfg: RollcapConfig) -> Storage:
 
 
 def _patterns(args: argparse.Namespace) -> tuple[str, ...]:
+    from rollcap.keep import fleet
+
     pats = tuple(h.strip() for item in args.host for h in item.split(",") if h.strip())
     for h in pats:
         if not re.fullmatch(fleet.HOST_PATTERN, h):
@@ -56,6 +63,9 @@ def _patterns(args: argparse.Namespace) -> tuple[str, ...]:
 
 def request(args: argparse.Namespace, cfg: RollcapConfig, since_ns: int, until_ns: int) -> int:
     """Write one request; print its id (the last word of the one line)."""
+    from rollcap.keep import fleet
+    from rollcap.storage.base import StorageError
+
     try:
         ttl = parse_duration_ns(args.expires, arg="--expires")
     except TimeExprError as e:
@@ -82,6 +92,9 @@ def request(args: argparse.Namespace, cfg: RollcapConfig, since_ns: int, until_n
 
 
 def status(args: argparse.Namespace, cfg: RollcapConfig, as_json: bool = False) -> int:
+    from rollcap.keep import fleet
+    from rollcap.storage.base import StorageError
+
     storage = _open(cfg)
     try:
         st = fleet.status(storage, storage.key_prefix, args.status)

@@ -27,6 +27,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import socket
 import stat
 import threading
@@ -55,8 +56,11 @@ from rollcap.keep.request import (
     Source,
     Submit,
     derived_id,
+    window_problem,
 )
+from rollcap.keep.stored import PinnedUnlisted
 from rollcap.retrieve.timeexpr import TimeExprError, window_ns
+from rollcap.storage.base import StorageError
 from rollcap.timestamps import NS
 
 log = logging.getLogger("rollcap.keep.listener")
@@ -69,7 +73,6 @@ SUBMIT_WAIT = 1.0  # seconds a request waits for the keep being filed before it
 MAX_TOKEN = 4096
 REMEMBERED = 4096  # ids answered from memory (Alertmanager's retries and repeats)
 HOUR_NS = 3600 * NS
-FUTURE_SKEW_NS = 300 * NS  # how far ahead of this clock a window may start
 DAY_NS = 86400 * NS
 REFUSALS = ("unauthorized", "bad-request", "windows-per-hour", "bytes-per-day", "ring", "busy")
 KEEP_FIELDS = {"id", "since", "until", "around", "before", "after", "reason"}
@@ -259,12 +262,9 @@ class KeepDesk:
             self.stats.kept(source, True)
             return KeepOutcome(req.id, known.files, known.bytes, known.unheld, repeated=True)
         now_ns = self.clock()
-        if req.since_ns > now_ns + FUTURE_SKEW_NS:
-            # a pin whose window never comes would hold its place (and the ring's
-            # promise) for as long as that: a skewed clock or a forged time
-            raise Answer(400, f"the window starts {(req.since_ns - now_ns) // NS} s from now; "
-                         f"at most {FUTURE_SKEW_NS // NS} s ahead (clock skew)",
-                         "bad-request")  # fmt: skip
+        bad_window = window_problem(req, now_ns)
+        if bad_window:  # before the limits: a bad window costs the sender no quota
+            raise Answer(400, bad_window, "bad-request")
         why = self.limits.refusal(now_ns)
         if why is not None:
             log.warning(
@@ -275,6 +275,15 @@ class KeepDesk:
                          f"{filed} keep(s) of this request filed before it", why)  # fmt: skip
         try:
             outcome = self.submit(req)
+        except PinnedUnlisted as e:  # continuous mode: filed, but the bucket did not answer
+            log.warning("keep %s (%s): filed; what of it is stored already is not known yet "
+                        "(the bucket: %s)", req.id, req.reason, e,
+                        extra=fields(keep_id=req.id, reason=req.reason))  # fmt: skip
+            outcome = e.pinned
+        except StorageError as e:
+            log.error("keep %s (%s) could not be filed: %s", req.id, req.reason, e,
+                      extra=fields(keep_id=req.id, reason=req.reason))  # fmt: skip
+            raise Answer(503, f"the keep could not be filed: {e}", "busy") from None
         except KeepRefused as e:
             log.warning(
                 "keep %s (%s) refused: %s", req.id, req.reason, e,
@@ -382,8 +391,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> bytes:
         length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            raise Answer(411, "Content-Length is required", "bad-request")
+        # ASCII digits only: str.isdigit() takes "²", which int() then refuses
+        if length is None or not re.fullmatch(r"[0-9]{1,8}", length):
+            raise Answer(411, "Content-Length is required: 1 to 8 digits 0-9", "bad-request")
         n = int(length)
         if n > MAX_BODY:
             raise Answer(413, f"the body is {n} bytes, at most {MAX_BODY}", "bad-request")
@@ -464,9 +474,13 @@ def _bind(listen: str) -> BaseServer:
                 os.unlink(listen)
         except FileNotFoundError:
             pass
-        server: BaseServer = _UnixServer(listen, _Handler)
-        os.chmod(listen, 0o660)  # the offload's group (rollcap) may file keeps too
-        return server
+        # made 0660 by bind itself (the offload's group, rollcap, may file keeps too):
+        # a chmod after would leave a moment where others could connect
+        old = os.umask(0o117)
+        try:
+            return _UnixServer(listen, _Handler)
+        finally:
+            os.umask(old)
     host, _, port = listen.rpartition(":")  # checked by the config (parse_listen)
     host = host.removeprefix("[").removesuffix("]")
     cls = _TCP6Server if ":" in host else _TCPServer

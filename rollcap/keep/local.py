@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rollcap.keep import pins
+from rollcap.retrieve.coverage import MIN_GAP, Gap, holes
 from rollcap.spool.fs import Dir
 from rollcap.spool.readyname import ReadyName
+from rollcap.timestamps import NS
 
 
 @dataclass(frozen=True)
@@ -49,4 +51,45 @@ def held(spool_root: Path, since_ns: int, until_ns: int, iface: str | None = Non
             continue
         k = by.get(f.name)
         out.append(LocalFile(f.name, f.iface, f.start_ns, f.end_ns, f.size, k.id if k else ""))
+    return out
+
+
+@dataclass(frozen=True)
+class HeldSpan:
+    """Consecutive ring files of one interface: a part of the window this host
+    holds locally and has not shipped (`rollcap list` shows it as such, not as a gap)."""
+
+    host: str
+    iface: str
+    start: float  # epoch seconds, clipped to the window
+    end: float
+    files: int
+    kept: int  # of them held by a keep (shipping), the rest by the ring alone
+
+
+def spans(files: Sequence[LocalFile], host: str, since: float, until: float) -> list[HeldSpan]:
+    """files (held()) merged per interface where no more than MIN_GAP lies between them."""
+    out: list[HeldSpan] = []
+    for iface in sorted({f.iface for f in files}):
+        cur: HeldSpan | None = None
+        for f in sorted((f for f in files if f.iface == iface), key=lambda f: f.start_ns):
+            a, b = max(f.start_ns / NS, since), min(f.end_ns / NS, until)
+            if cur is not None and a - cur.end < MIN_GAP:
+                cur = HeldSpan(host, iface, cur.start, max(cur.end, b), cur.files + 1,
+                               cur.kept + bool(f.keep_id))  # fmt: skip
+                continue
+            if cur is not None:
+                out.append(cur)
+            cur = HeldSpan(host, iface, a, b, 1, int(bool(f.keep_id)))
+        if cur is not None:
+            out.append(cur)
+    return out
+
+
+def uncovered(gaps: Sequence[Gap], held_spans: Sequence[HeldSpan]) -> list[Gap]:
+    """The parts of gaps that no held span covers: still gaps (at least MIN_GAP long)."""
+    out: list[Gap] = []
+    for g in gaps:
+        mine = [(s.start, s.end) for s in held_spans if (s.host, s.iface) == (g.host, g.iface)]
+        out += [Gap(g.host, g.iface, a, b) for a, b in holes(mine, g.start, g.end)] if mine else [g]
     return out

@@ -189,6 +189,7 @@ class HeldFile:
     start_ns: int
     end_ns: int
     size: int
+    host: str = ""  # the host its name carries
 
     def overlaps(self, since_ns: int, until_ns: int) -> bool:
         return self.start_ns < until_ns and self.end_ns > since_ns
@@ -206,7 +207,7 @@ def held_files(ready: Dir) -> list[HeldFile]:
             if stat.S_ISREG(st.st_mode):
                 start = int(n.start.timestamp()) * SECOND
                 end = max(start + SECOND, -(-st.st_mtime_ns // SECOND) * SECOND)
-                out.append(HeldFile(e.name, n.seq, n.iface, start, end, st.st_size))
+                out.append(HeldFile(e.name, n.seq, n.iface, start, end, st.st_size, n.host))
     out.sort(key=lambda f: f.seq)
     return out
 

@@ -82,7 +82,7 @@ class FleetPoller:
         while not self.stop.is_set():
             try:
                 self.poll()
-            except Exception:  # a bug in one poll must not end polling (nor the offload)
+            except (StorageError, OSError, ValueError):  # what a poll meets; a bug surfaces
                 if self.stop.is_set():  # the storage closed under a poll at the stop
                     return
                 log.exception("fleet keep poll failed")
@@ -170,7 +170,10 @@ class FleetPoller:
             log.debug("fleet keep %s expired before this host saw it", rid)
             self._settle(rid, "expired")
             return True
-        why = fleet.check_age(req, now)
+        try:
+            why = fleet.check_age(req, now)
+        except ValueError as e:  # a time no calendar shows
+            why = f"a time out of range ({e})"
         if why:
             self._settle(rid, "refused", f"{key}: {why}")
             return True
@@ -180,6 +183,8 @@ class FleetPoller:
             ack = fleet.make_ack(req, self.host, out)
         except KeepRefused as e:
             ack = fleet.make_ack(req, self.host, None, refused=str(e))
+        except (ValueError, OverflowError) as e:  # a window no manifest slot can name
+            ack = fleet.make_ack(req, self.host, None, refused=f"keep refused: {e}")
         except (StorageError, OSError) as e:
             self.answers.pop()
             self._retry(rid, f"fleet keep {rid}: cannot file it: {e}")

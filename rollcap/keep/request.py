@@ -19,6 +19,13 @@ VERSION: Literal[1] = 1
 # ids and reasons end up in file names, S3 metadata and tags: keep them to what all three allow
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 REASON_MAX = 256
+NS = 1_000_000_000
+#: every *_ns field fits a signed 64-bit integer (year 2262): beyond it no clock,
+#: datetime or file name holds the time
+NS_MAX = 2**63 - 1
+#: how far ahead of this host's clock a window may start: a pin whose window never
+#: comes would hold one of pins.MAX_PINS for as long as that (a skewed clock, a forged time)
+FUTURE_SKEW_NS = 300 * NS
 Source = Literal["cli", "alertmanager", "http", "fleet"]
 
 
@@ -30,9 +37,9 @@ class KeepRequest(BaseModel):
     version: Literal[1] = VERSION
     id: str = Field(pattern=ID_PATTERN)
     reason: str = Field(min_length=1, max_length=REASON_MAX, pattern=r"^[\x20-\x7e]+$")
-    since_ns: int = Field(ge=0)
-    until_ns: int = Field(ge=0)
-    created_ns: int = Field(ge=0)
+    since_ns: int = Field(ge=0, le=NS_MAX)
+    until_ns: int = Field(ge=0, le=NS_MAX)
+    created_ns: int = Field(ge=0, le=NS_MAX)
     source: Source
     # what the source calls it: the alert's fingerprint, the fleet request's key...
     origin: str = Field(default="", max_length=REASON_MAX, pattern=r"^[\x20-\x7e]*$")
@@ -42,6 +49,16 @@ class KeepRequest(BaseModel):
         if self.until_ns <= self.since_ns:
             raise ValueError("the window's end must be after its start")
         return self
+
+
+def window_problem(req: KeepRequest, now_ns: int) -> str:
+    """Why this host must not file req's window now ("" when it may): the one
+    rule every source meets (LocalStore.submit refuses by it; the listener
+    answers 400 by it before counting the request against its limits)."""
+    if req.since_ns > now_ns + FUTURE_SKEW_NS:
+        return (f"the window starts {(req.since_ns - now_ns) // NS} s from now; "
+                f"at most {FUTURE_SKEW_NS // NS} s ahead (clock skew)")  # fmt: skip
+    return ""
 
 
 def derived_id(*parts: str) -> str:

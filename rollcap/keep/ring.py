@@ -10,9 +10,11 @@ missing ACL.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +37,9 @@ class RingState:
     pinned_files: int
     pinned_bytes: int
     on_demand: bool = False  # offload.mode: drops are the ring turning, not a loss
+    # keep.pinned_percent of the budget (0: not known); pinned_bytes can pass it when
+    # the capture rate grows after the keeps were filed (their windows' future)
+    pinned_cap_bytes: int = 0
 
     def as_dict(self) -> dict[str, float | int | bool | None]:
         return {
@@ -45,7 +50,13 @@ class RingState:
             "pinned_files": self.pinned_files,
             "pinned_bytes": self.pinned_bytes,
             "on_demand": self.on_demand,
+            "pinned_cap_bytes": self.pinned_cap_bytes,
+            "pinned_over_cap": self.over_cap,
         }
+
+    @property
+    def over_cap(self) -> bool:
+        return 0 < self.pinned_cap_bytes < self.pinned_bytes
 
 
 def _round(v: float | None) -> float | None:
@@ -53,12 +64,14 @@ def _round(v: float | None) -> float | None:
 
 
 def ring_state(files: Sequence[pins.HeldFile], held: dict[str, KeepRequest], keeps: int,
-               max_bytes: int, now_ns: int, on_demand: bool = False) -> RingState:  # fmt: skip
+               max_bytes: int, now_ns: int, on_demand: bool = False,
+               pinned_cap_bytes: int = 0) -> RingState:  # fmt: skip
     rate = ring_rate(files)
     pinned = sum(f.size for f in files if f.name in held)
     lookback = (now_ns - files[0].start_ns) / 1e9 if files else None
     projected = max(0, max_bytes - pinned) / rate if rate > 0 else None
-    return RingState(lookback, projected, rate, keeps, len(held), pinned, on_demand)
+    return RingState(lookback, projected, rate, keeps, len(held), pinned, on_demand,
+                     pinned_cap_bytes)  # fmt: skip
 
 
 def duration(seconds: float) -> str:
@@ -83,6 +96,28 @@ class PinGuard:
         self.readable = True
         self._denied_logged = False
 
+    @contextlib.contextmanager
+    def settled(self) -> Iterator[bool]:
+        """A shared flock on the pins directory for the budget's read of the pins
+        and its drops: `rollcap keep` files a pin under LOCK_EX after matching
+        ready/, so no file can be dropped between its match and its pin. False: a
+        keep is being filed now (drop nothing this tick). Capture has r-x on the
+        directory (its ACL); flock needs no more than an fd."""
+        try:
+            d = pins.open_pins(self.root)
+        except OSError:
+            d = None  # read() says why, and holds everything
+        if d is None:
+            yield True
+            return
+        with d:  # the lock goes with the close
+            try:
+                fcntl.flock(d.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+
     def read(self) -> list[KeepRequest] | None:
         """The pins now; None when they cannot be read (hold everything)."""
         try:
@@ -91,7 +126,11 @@ class PinGuard:
                 self.current, self.readable = [], True
                 return self.current
             with d:
-                self.current = self.reader.read(d)
+                found = self.reader.read(d)
+            if self.reader.truncated:  # a pin not read may hold any file: hold them all
+                self.readable = False
+                return None
+            self.current = found
         except OSError as e:
             self.readable = False
             if not self._denied_logged:

@@ -9,9 +9,12 @@ reason in its metadata and its manifest entry (keep_of()).
 A pin is released (its file unlinked; the offload user is in group rollcap),
 after a record of the keep is in the bucket (write_record, below), once its
 window is done: its end has passed, capture has cut the file it ended
-in (a file starting at or after the end has been seen in ready/), and no file
-of ready/ overlaps the window any more: each was stored and verified before
-the offload deleted it (or was dropped, quarantined, never held).
+in on every configured interface (capture's state says the oldest file of each
+interface still in work/ opened at or after the end: everything before it has
+reached ready/), and no file of ready/ overlaps the window any more: each was
+stored and verified before the offload deleted it (or was dropped, quarantined,
+never held). Capture's state is read before ready/ is listed, so a file handed
+off in between is in the listing.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import math
 import os
 import stat
 import time
@@ -30,7 +34,6 @@ from rollcap.journal import fields
 from rollcap.keep import pins
 from rollcap.keep.request import KeepRequest
 from rollcap.spool.fs import BadEntry, Dir
-from rollcap.spool.readyname import ReadyName
 from rollcap.storage import manifest
 from rollcap.storage.base import Storage
 
@@ -41,13 +44,14 @@ STATE_MAX = 1 << 20  # capture.json is a few KiB
 
 
 class Shipping:
-    def __init__(self, spool_root: Path, on_demand: bool) -> None:
+    def __init__(self, spool_root: Path, on_demand: bool, interfaces: Collection[str]) -> None:
         self.root = spool_root
         self.on_demand = on_demand
+        self.interfaces = tuple(interfaces)  # capture's: each must prove its cut
         self.reader = pins.PinReader()
         self.keeps: list[KeepRequest] = []
         self._held: dict[str, KeepRequest] = {}  # ready/ name -> its (oldest) keep
-        self._newest_start = 0  # the latest start of a file seen in ready/ (epoch ns)
+        self._cut = 0  # everything captured before it has left work/ (epoch ns; 0: unknown)
         self._shipped: dict[str, list[str]] = {}  # keep id -> keys stored for it
         self._denied_logged = False
 
@@ -55,6 +59,7 @@ class Shipping:
         """Read the pins and ready/ again; True when what they hold changed (the
         offload then rescans ready/ for the files it now wants)."""
         before = set(self._held)
+        cut = self._work_since()  # before ready/ is listed (see the module's doc)
         try:
             d = pins.open_pins(self.root)
             keeps = [] if d is None else self._read(d)
@@ -68,19 +73,16 @@ class Shipping:
         self._denied_logged = False
         self.keeps = keeps
         self._held = pins.covered(files, keeps)
-        if files:
-            self._newest_start = max(self._newest_start, max(f.start_ns for f in files))
+        self._cut = cut
         return set(self._held) != before
 
     def _read(self, d: Dir) -> list[KeepRequest]:
         with d:
-            return self.reader.read(d)
-
-    def seen(self, name: str) -> None:
-        """A file of ready/ noticed: capture has cut everything before its start."""
-        n = ReadyName.parse(name)
-        if n is not None:
-            self._newest_start = max(self._newest_start, int(n.start.timestamp()) * 1_000_000_000)
+            found = self.reader.read(d)
+        if self.reader.truncated:  # a pin not read: releasing by this list could lose its files
+            raise OSError(f"{d.path}: more than {2 * pins.MAX_PINS + pins.MAX_RELEASED} "
+                          "entries, not all read")  # fmt: skip
+        return found
 
     def wanted(self, name: str) -> bool:
         """Whether the offload uploads this file of ready/ now."""
@@ -96,34 +98,39 @@ class Shipping:
     def shipped(self, keep_id: str) -> list[str]:
         return list(self._shipped.get(keep_id, ()))
 
-    def _live_since(self) -> int:
-        """When the oldest file capture is writing now was opened (epoch ns, whole
-        seconds cut down; 0: unknown): everything before it is finished. Read from
-        capture's state, which another user writes: by fd, O_NOFOLLOW, bounded."""
+    def _work_since(self) -> int:
+        """When the oldest file capture still has in work/ was opened, the earliest
+        over the configured interfaces (epoch ns, whole seconds; 0: no evidence,
+        e.g. an interface missing or a value out of range): everything captured
+        before it is in ready/ or gone. Read from capture's state, which another
+        user writes: by fd, O_NOFOLLOW, bounded."""
         try:
             with Dir(self.root / "capture") as d:
                 data = d.read_small("capture.json", None, STATE_MAX)
             st = json.loads(data or b"{}")
-        except (OSError, BadEntry, ValueError):
+            per = st.get("interfaces") if isinstance(st, dict) else None
+            if not isinstance(per, dict) or not self.interfaces:
+                return 0
+            times = []
+            for name in self.interfaces:
+                v = per.get(name)
+                t = v.get("work_since") if isinstance(v, dict) else None
+                if not isinstance(t, int | float) or isinstance(t, bool):
+                    return 0
+                t = float(t)
+                if not (math.isfinite(t) and 0 <= t < 2**63 / 1e9):
+                    return 0
+                times.append(int(t))
+            return min(times) * 1_000_000_000
+        except (OSError, BadEntry, ValueError, OverflowError, RecursionError):
             return 0
-        if not isinstance(st, dict):
-            return 0
-        per = st.get("interfaces")
-        states = [v for v in per.values() if isinstance(v, dict)] if isinstance(per, dict) else []
-        found = [v.get("active_since") for v in states] or [st.get("active_since")]
-        times = [float(t) for t in found if isinstance(t, int | float)]
-        if len(times) != len(found):
-            return 0  # an interface writes nothing now, or an old state: no evidence
-        return int(min(times)) * 1_000_000_000
 
-    def done(self, in_flight: Collection[str], now_ns: int | None = None,
-             live_since_ns: int | None = None) -> list[KeepRequest]:  # fmt: skip
-        """The keeps whose window is done (see the module's doc): capture has cut
-        past its end (a file started at or after it was seen in ready/, or the
-        file capture writes now opened after it) and nothing of it is left."""
+    def done(self, in_flight: Collection[str], now_ns: int | None = None) -> list[KeepRequest]:
+        """The keeps whose window is done (see the module's doc): every interface's
+        oldest file in work/ opened at or after its end (as capture's state said
+        before the last refresh listed ready/), and nothing of it is left."""
         now = time.time_ns() if now_ns is None else now_ns
-        cut = max(self._newest_start, self._live_since() if live_since_ns is None
-                  else live_since_ns)  # fmt: skip
+        cut = self._cut
         held_ids = {k.id for k in self._held.values()}
         busy = {self._held[n].id for n in in_flight if n in self._held}
         return [
@@ -160,13 +167,6 @@ class Shipping:
                          key=record or None),
         )  # fmt: skip
         return True
-
-    def release_done(self, in_flight: Collection[str], destination: str,
-                     now_ns: int | None = None) -> list[str]:  # fmt: skip
-        """Release every done keep (no record); their ids."""
-        released = [k.id for k in self.done(in_flight, now_ns, 0) if self.release(k, destination)]
-        self.keeps = [k for k in self.keeps if k.id not in released]
-        return released
 
 
 # ---------------------------------------------------------------- keep records

@@ -25,9 +25,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rollcap.config.schema import RollcapConfig
+from rollcap.errors import RollcapError
 from rollcap.journal import fields
 from rollcap.keep import pins
-from rollcap.keep.request import KeepOutcome, KeepRefused, KeepRequest, Submit
+from rollcap.keep.request import KeepOutcome, KeepRefused, KeepRequest, Submit, window_problem
 from rollcap.spool.fs import BadEntry, Dir
 
 log = logging.getLogger("rollcap.keep")
@@ -41,6 +42,20 @@ def ring_rate(files: Sequence[pins.HeldFile]) -> float:
     spans = [(f.end_ns - f.start_ns, f.size) for f in files]
     seconds = sum(s for s, _b in spans) / 1e9
     return sum(b for _s, b in spans) / seconds if seconds > 0 else 0.0
+
+
+def future_bytes(keeps: Sequence[KeepRequest], now_ns: int, rate: float) -> int:
+    """What the parts of keeps' windows still to come will take at rate (bytes/s):
+    their union after now, so overlapping windows count once."""
+    spans = sorted((max(now_ns, k.since_ns), k.until_ns) for k in keeps if k.until_ns > now_ns)
+    total = 0
+    end = 0
+    for a, b in spans:
+        a = max(a, end)
+        if b > a:
+            total += b - a
+            end = b
+    return int(total / 1e9 * rate)
 
 
 def unheld(req: KeepRequest, files: Sequence[pins.HeldFile], now_ns: int) -> list[tuple[int, int]]:
@@ -62,8 +77,13 @@ def ensure_dir(spool_root: Path, group: str) -> None:
     path = pins.pins_dir(spool_root)
     if path.is_dir() or os.geteuid() != 0:
         return
-    with contextlib.suppress(FileExistsError):
+    try:
         path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        raise RollcapError(f"keep: no spool at {spool_root} (spool.directory): capture has "
+                           "never run with this config") from None  # fmt: skip
     try:
         gid = grp.getgrnam(group).gr_gid
     except KeyError:
@@ -120,23 +140,27 @@ class LocalStore:
                 raise KeepRefused(f"keep refused: {d.path / seen} is there but not a pin ({e})"
                                   ) from None  # fmt: skip
             return self._outcome(filed, files, now, repeated=True)
+        why = window_problem(req, now)
+        if why:
+            raise KeepRefused(f"keep refused: {why}")
         current = self.reader.read(d)
         if len(current) >= pins.MAX_PINS or self.reader.truncated:
             raise KeepRefused(f"keep refused: {pins.MAX_PINS} keeps are pinned already "
                               f"(the most {d.path} holds)")  # fmt: skip
         held_by = pins.covered(files, current)
-        pinned = sum(f.size for f in files if f.name in held_by)
+        rate = ring_rate(files)
+        # what pins filed already hold, and will hold of their windows still to come
+        ahead = future_bytes(current, now, rate)
+        pinned = sum(f.size for f in files if f.name in held_by) + ahead
         new = [f for f in files if f.name not in held_by and f.overlaps(req.since_ns, req.until_ns)]
-        future_s = max(0, req.until_ns - max(now, req.since_ns)) / 1e9
-        future = int(future_s * ring_rate(files))
-        # the live file's share of pins already filed is counted as it is finished
+        future = future_bytes([*current, req], now, rate) - ahead
         want = sum(f.size for f in new) + future
         if pinned + want > self.cap_bytes:
-            ahead = f" + {_mb(future)} still to capture" if future else ""
+            more = f" + {_mb(future)} still to capture" if future else ""
             raise KeepRefused(
                 f"keep refused: the pinned cap is {self.cap_text}; {len(current)} keep(s) "
-                f"pin {_mb(pinned)} already and this window needs "
-                f"{_mb(want - future)}{ahead}"
+                f"pin {_mb(pinned)} already (counting their windows still to come) and this "
+                f"window needs {_mb(want - future)}{more}"
             )
         t0 = time.monotonic()
         _write_durably(d, name, pins.encode(req))

@@ -9,20 +9,38 @@ offload marks the stored objects with a keep record as it does for any keep.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from rollcap.keep.fleet import NS, unheld
+from rollcap.keep import pins
+from rollcap.keep.fleet import NS, uncovered
 from rollcap.keep.request import KeepOutcome, KeepRequest, Submit
-from rollcap.spool.readyname import ReadyName
+from rollcap.spool.fs import Dir
 from rollcap.storage import manifest
-from rollcap.storage.base import Storage
+from rollcap.storage.base import Storage, StorageError
+
+
+class PinnedUnlisted(StorageError):
+    """The keep is filed (``pinned``: its outcome) but the bucket could not be
+    listed for what of the window is stored: a caller that answers now answers
+    from the pin."""
+
+    def __init__(self, pinned: KeepOutcome, cause: StorageError) -> None:
+        super().__init__(str(cause), code=cause.code, permanent=cause.permanent)
+        self.pinned = pinned
 
 
 def stored_submitter(storage: Storage, prefix: str, host: str, ready: Path,
                      pin: Submit | None = None) -> Submit:  # fmt: skip
     def submit(req: KeepRequest) -> KeepOutcome:
-        repeated = pin(req).repeated if pin is not None else False  # KeepRefused passes
+        pinned = pin(req) if pin is not None else None  # KeepRefused passes
+        try:
+            return _listed(req, False if pinned is None else pinned.repeated)
+        except StorageError as e:
+            if pinned is None:
+                raise
+            raise PinnedUnlisted(pinned, e) from e
+
+    def _listed(req: KeepRequest, repeated: bool) -> KeepOutcome:
         spans: list[tuple[int, int]] = []
         files = size = 0
         seen: set[str] = set()
@@ -39,18 +57,13 @@ def stored_submitter(storage: Storage, prefix: str, host: str, ready: Path,
                     if e.has_object:
                         files += 1
                         size += e.size
-        with os.scandir(ready) as it:
-            for d in it:
-                name = ReadyName.parse(d.name)
-                if name is None or name.host != host or not d.is_file(follow_symlinks=False):
-                    continue
-                st = d.stat(follow_symlinks=False)
-                a, b = int(name.start.timestamp() * NS), st.st_mtime_ns
-                if a < req.until_ns and b > req.since_ns:
-                    spans.append((a, b))
+        with Dir(ready) as d:  # the span of a ready/ file is the pins' (held_files)
+            for f in pins.held_files(d):
+                if f.host == host and f.overlaps(req.since_ns, req.until_ns):
+                    spans.append((f.start_ns, f.end_ns))
                     files += 1
-                    size += st.st_size
-        return KeepOutcome(req.id, files, size, unheld(req.since_ns, req.until_ns, spans),
+                    size += f.size
+        return KeepOutcome(req.id, files, size, uncovered(req.since_ns, req.until_ns, spans),
                            repeated)  # fmt: skip
 
     return submit

@@ -136,6 +136,11 @@ class CaptureCollector(Collector):
             "rollcap_ring_pinned_bytes", "Bytes of finished files keeps pin (never dropped; "
             "capped by keep.pinned_percent).", number(ring, "pinned_bytes"),
         )  # fmt: skip
+        yield gauge(
+            "rollcap_ring_pinned_over_cap", "1 when keeps pin more than keep.pinned_percent "
+            "of the budget (the rate grew after they were filed): less lookback until they "
+            "are released.", _flag(ring.get("pinned_over_cap")),
+        )  # fmt: skip
         yield gauge("rollcap_ring_keeps", "Keeps pinned in the spool now (`rollcap keep`).",
                     number(ring, "keeps"))  # fmt: skip
         yield counter(
@@ -146,3 +151,8 @@ class CaptureCollector(Collector):
             "rollcap_spool_dropped_bytes", "Bytes of the files deleted unsent to keep the "
             "spool budget.", number(st, "dropped_bytes"),
         )  # fmt: skip
+
+
+def _flag(v: object) -> float | None:
+    """A status bool as a gauge: 1/0, None when the state has none."""
+    return float(v) if isinstance(v, bool) else None

@@ -21,7 +21,7 @@ from pathlib import Path
 import zstandard
 
 from rollcap.flows.summary import FlowSummary
-from rollcap.pcapfile import PcapHeader, RecordWalker
+from rollcap.pcapfile import PcapHeader, Records, RecordWalker
 from rollcap.timestamps import PacketSpan
 
 CHUNK = 4 * 1024 * 1024
@@ -72,7 +72,7 @@ def compress_stream(
     stop: threading.Event | None = None,
     progress: Callable[[int], None] | None = None,
     part_size: int | None = None,
-    tap: Callable[[memoryview], None] | None = None,
+    tap: Callable[[memoryview, Records], None] | None = None,
 ) -> Compressed:
     """Compress the pcap open at fd from its current offset (just past the
     global header, whose bytes are header_bytes) into ``write`` (None: the
@@ -87,8 +87,9 @@ def compress_stream(
     can be rebuilt without the bytes. The first part's digest is a copy of the
     running whole-file hash, so a file of one part costs nothing extra.
 
-    ``tap`` sees every chunk of the pcap after the global header (the flow
-    summariser), from this same read."""
+    ``tap`` sees every chunk of the pcap after the global header, and where
+    the walk for the packet count found its records (the flow summariser:
+    Summariser.feed_walked), from this same read and walk."""
     # CRC-32, not SHA-256: ~4x cheaper, and the pcap checksum only labels the
     # content (what is stored is verified by the SHA-256 of the stored bytes)
     pcap_crc = zlib.crc32(header_bytes)
@@ -142,9 +143,9 @@ def compress_stream(
         chunk = view[:n]
         pcap_bytes += n
         pcap_crc = zlib.crc32(chunk, pcap_crc)
-        walker.feed(chunk)
+        records = walker.feed(chunk)
         if tap is not None:
-            tap(chunk)
+            tap(chunk, records)
         emit(enc.compress(chunk))
         if progress is not None:
             progress(n)

@@ -393,7 +393,7 @@ class Pipeline:
                     c = compress_stream(
                         opened.fd, opened.header, opened.header_bytes,
                         self.cfg.offload.compression, level, write, self.stop, progress,
-                        self.storage.part_size, summariser.feed if summariser else None,
+                        self.storage.part_size, summariser.feed_walked if summariser else None,
                     )  # fmt: skip
                     return replace(c, flows=summariser.finish()) if summariser else c
                 finally:

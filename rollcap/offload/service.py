@@ -21,6 +21,7 @@ report (counters, STATUS=, offload.json, metrics) and lock (one per spool).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -97,7 +98,7 @@ class OffloadService:
         self.yielding = Yielding(oc.yield_seconds, oc.yield_dirty_percent / 100)
         self.watcher = ReadyWatcher(self.spool.ready, self.wake)
         # keeps: what on-demand mode ships, and the keep each upload is for
-        self.shipping = Shipping(self.spool.root, oc.mode == "on-demand")
+        self.shipping = Shipping(self.spool.root, oc.mode == "on-demand", cfg.capture.interfaces)
         self.pipeline.keep_of = self.shipping.keep_of
         self._releasing: set[str] = set()  # keeps whose record is being written
         self._record_retry: dict[str, float] = {}  # keep id -> monotonic time to retry
@@ -305,7 +306,18 @@ class OffloadService:
                 continue
             self._releasing.add(k.id)
             fut = self.executor.submit(self._finish_keep, k)
-            fut.add_done_callback(lambda _f: self.wake.set())
+            fut.add_done_callback(functools.partial(self._keep_finished, k.id))
+
+    def _keep_finished(self, keep_id: str, fut: Future[None]) -> None:
+        """A release that raised what _finish_keep does not expect (a bug): its
+        traceback in the log, never lost in the future; the id is free again."""
+        e = fut.exception()
+        if e is not None:
+            self._record_retry[keep_id] = time.monotonic() + RECORD_RETRY_SECONDS
+            self._releasing.discard(keep_id)
+            log.error("keep %s: releasing it failed", keep_id, exc_info=e,
+                      extra=fields(keep_id=keep_id))  # fmt: skip
+        self.wake.set()
 
     def _finish_keep(self, k: KeepRequest) -> None:
         record = ""
@@ -314,7 +326,8 @@ class OffloadService:
             try:
                 record = write_record(self.storage, self.storage.key_prefix, host, k,
                                       self.shipping.shipped(k.id))  # fmt: skip
-            except StorageError as e:
+            except (StorageError, OSError, ValueError, OverflowError) as e:
+                # the destination, or a window no manifest slot names
                 log.warning("keep %s: cannot write its record, retrying in %.0f s: %s",
                             k.id, RECORD_RETRY_SECONDS, e, extra=fields(keep_id=k.id))  # fmt: skip
                 self._record_retry[k.id] = time.monotonic() + RECORD_RETRY_SECONDS
@@ -323,7 +336,6 @@ class OffloadService:
         self.shipping.release(k, self.storage.describe(), record)
 
     def _notice(self, name: str, size: int | None = None) -> None:
-        self.shipping.seen(name)
         if not self.shipping.wanted(name):
             return  # on demand: stays in the ring unless a keep holds it
         if self.queue.notice(name, size):

@@ -33,7 +33,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO, Protocol, cast
 
 import zstandard
 
@@ -52,13 +52,19 @@ from rollcap.retrieve.records import (
     open_records,
     scan_window,
 )
-from rollcap.storage.base import SizeMismatch, Storage, StorageError
+from rollcap.storage.base import SizeMismatch, StorageError
 from rollcap.timestamps import NS, from_datetime
 
 log = logging.getLogger("rollcap.retrieve")
 
 _GONE = {"NoSuchKey", "404", "ENOENT"}
 LINKTYPE_NAMES = {1: "EN10MB", 101: "RAW", 113: "LINUX_SLL", 276: "LINUX_SLL2"}
+
+
+class Source(Protocol):
+    """Where fetch reads objects: a Storage, or this host's ring (fetch --local)."""
+
+    def download(self, key: str, dest: Path, *, size: int | None = None) -> None: ...
 
 
 @dataclass
@@ -147,7 +153,7 @@ def check_free_space(directory: Path, captures: list[Capture], workers: int, *,
 
 
 def fetch(
-    storage: Storage,
+    storage: Source,
     captures: list[Capture],
     *,
     since: datetime,
@@ -223,7 +229,7 @@ def _start_ns(c: Capture) -> int:
     return from_datetime(c.start) if c.start is not None else 0
 
 
-def _fetch_all(storage: Storage, captures: list[Capture], order: list[int], workdir: Path,
+def _fetch_all(storage: Source, captures: list[Capture], order: list[int], workdir: Path,
                window_ns: tuple[int, int], bpf_filter: str, tcpdump: str, workers: int,
                progress: Progress | None, max_bytes: int | None, inorder: InOrder | None
                ) -> list[_Piece | _Refused]:  # fmt: skip

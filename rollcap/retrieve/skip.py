@@ -15,7 +15,7 @@ A capture is downloaded, as without the index, unless all of this holds:
 Summaries are found with one listing per 10-minute slot (per host when the
 slot holds the captures of one or two hosts), then read in parallel. A
 summary is bounded like any bucket object: at most MAX_STORED bytes are
-downloaded and MAX_TEXT decompressed, else the capture is downloaded.
+downloaded and flowindex.MAX_TEXT decompressed, else the capture is downloaded.
 """
 
 from __future__ import annotations
@@ -39,8 +39,7 @@ from rollcap.storage.base import Storage, StorageError
 
 log = logging.getLogger("rollcap.retrieve")
 
-MAX_STORED = 64 << 20
-MAX_TEXT = 512 << 20
+MAX_STORED = flowindex.MAX_STORED
 WORKERS = 16
 
 # why a capture is downloaded (SkipReport.fetched keys)
@@ -99,19 +98,11 @@ def entry_of(c: Capture) -> manifest.Entry | None:
     )  # fmt: skip
 
 
-def _gunzip(body: bytes) -> str:
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    text = d.decompress(body, MAX_TEXT)
-    if d.unconsumed_tail or not d.eof:
-        raise ValueError("not a whole gzip stream, or larger than the bound")
-    return text.decode()
-
-
 def judge(node: verdict.Node, c: Capture, body: bytes,
           window: tuple[int, int] | None) -> str | None:  # fmt: skip
     """Why capture c must be downloaded, or None if its summary proves that
     no packet of it matches. ValueError: the summary is not one to trust."""
-    return judge_text(node, c, _gunzip(body), window)
+    return judge_text(node, c, flowindex.gunzip_text(body), window)
 
 
 def judge_text(node: verdict.Node, c: Capture, text: str,
@@ -217,7 +208,7 @@ def prune(storage: Storage, captures: list[Capture], expr: str, *,
             if text is not None:
                 try:
                     return c.key, judge_text(node, c, text, window), -1
-                except (ValueError, KeyError, TypeError) as e:
+                except (ValueError, KeyError, TypeError, RecursionError) as e:
                     log.warning("%s: compacted rows not to trust (%s): reading the summary",
                                 key, e)  # fmt: skip
             if size > MAX_STORED:
@@ -229,7 +220,9 @@ def prune(storage: Storage, captures: list[Capture], expr: str, *,
                 return c.key, UNREADABLE, 0
             try:
                 return c.key, judge(node, c, body, window), size
-            except (ValueError, UnicodeDecodeError, zlib.error) as e:
+            # a summary is a bucket object its host wrote: any shape may come
+            except (ValueError, UnicodeDecodeError, zlib.error, KeyError, TypeError,
+                    RecursionError) as e:  # fmt: skip
                 log.warning("%s: not a flow summary to trust (%s): downloading the capture",
                             key, e)  # fmt: skip
                 return c.key, UNREADABLE, size

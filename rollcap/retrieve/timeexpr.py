@@ -63,6 +63,12 @@ HELP = (
 )
 DURATION_HELP = "a length of time: 5m, 90s, 1h30m, '10 min'"
 
+# argparse takes "--since -15m" for an option because "-15m" starts with '-';
+# its (private, long-stable) negative-number matcher decides what counts as a
+# value. Extend it to relative times (-15m, -10min, -1h30m) so the documented
+# form just works; a number with a bad unit then gets the time parser's error.
+NEGATIVE_VALUE = re.compile(r"^-(\d+(\.\d+)?[a-z]+)+$|^-\d+$|^-\d*\.\d+$", re.I)
+
 
 class TimeExprError(ValueError):
     """A time expression that cannot be understood; the message names the argument."""

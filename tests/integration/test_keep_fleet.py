@@ -61,6 +61,11 @@ def _fill(spool: Spool, host: str, first: datetime, files: int, offset: int) -> 
         closed = start.timestamp() + PERIOD + 0.2
         os.utime(tmp, (closed, closed))
         tmp.rename(spool.ready / name)
+    # capture's published state, as its daemon writes it: nothing of lo is left in
+    # work/ (no capture runs here; the files above are its hand-off). The offload
+    # releases a keep only once every interface's work_since passed the window's end.
+    (spool.capture_state / "capture.json").write_text(
+        json.dumps({"interfaces": {"lo": {"work_since": time.time()}}}))
 
 
 class Host:

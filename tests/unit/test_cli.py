@@ -139,3 +139,15 @@ def test_every_command_shows_two_examples_that_parse(
     epilog = help_text.split("\nexamples:\n", 1)[1]
     for line, _note in command.EXAMPLES:
         assert f"  {line}" in epilog
+
+
+def test_the_command_table_loads_without_numpy() -> None:
+    """Every `rollcap` run starts the table: numpy (the summariser's) would add its
+    start-up to each, and the package build renders completion and man page from
+    the table where numpy is not installed."""
+    import subprocess
+    import sys
+
+    code = "import sys, rollcap.cli as c; c.build_parser(); print('numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -14,8 +14,11 @@ import pytest
 from rollcap.pcapfile import (
     GLOBAL_HEADER_LEN,
     parse_header,
+    record_start_near,
     repair_finished,
     scan,
+    stamp_at,
+    start_before,
     tail_end,
     tail_window,
 )
@@ -122,3 +125,72 @@ def test_a_corrupt_record_in_the_tail_falls_back_to_the_full_walk(tmp_path: Path
     hdr_at = len(whole) - 16 - len(_records(random.Random(9), 500)[-1][2])
     struct.pack_into("<I", whole, hdr_at + 8, 0xFFFFFF)
     _check(tmp_path / "f.pcap", bytes(whole))
+
+
+def _starts(recs: list[tuple[int, int, bytes]]) -> list[int]:
+    out, off = [], GLOBAL_HEADER_LEN
+    for _s, _f, data in recs:
+        out.append(off)
+        off += 16 + len(data)
+    return out
+
+
+def _near_all(tmp_path: Path, whole: bytes, starts: set[int], rng: random.Random) -> int:
+    """record_start_near at many offsets: each answer a true record start; how many proved."""
+    path = tmp_path / "f.pcap"
+    path.write_bytes(whole)
+    header = parse_header(whole)
+    fd = os.open(path, os.O_RDONLY)
+    proved = 0
+    try:
+        for _ in range(150):
+            at = rng.randrange(GLOBAL_HEADER_LEN, len(whole) - 4 * (16 + SNAP))
+            got = record_start_near(fd, at, header, SECS)
+            assert got is None or (got in starts and got >= at), (at, got)
+            proved += got is not None
+    finally:
+        os.close(fd)
+    return proved
+
+
+@pytest.mark.parametrize("endian", ["<", ">"])
+def test_a_record_start_near_any_offset_is_a_true_one(tmp_path: Path, endian: str) -> None:
+    rng = random.Random(endian)
+    recs = _records(rng, 1500)
+    whole = pcap(recs, endian=endian, snaplen=SNAP)
+    assert _near_all(tmp_path, whole, set(_starts(recs)), rng) >= 140  # random payload: proved
+
+
+def test_payload_that_looks_like_records_never_gives_a_false_start(tmp_path: Path) -> None:
+    rng = random.Random(8)
+    inner = pcap(_records(rng, 40), snaplen=SNAP)[GLOBAL_HEADER_LEN:]
+    recs = _records(rng, 800, payload=inner * 4)
+    _near_all(tmp_path, pcap(recs, snaplen=SNAP), set(_starts(recs)), rng)
+
+
+def test_the_walk_of_a_tail_starts_near_the_end_before_its_first_record(tmp_path: Path) -> None:
+    """start_before: a true record start stamped before the time asked, close to
+    the end when that time is recent (the overlap strip's walk of a big file)."""
+    rng = random.Random(4)
+    recs = [(T0 + i // 1000, (i % 1000) * 1000, rng.randbytes(rng.choice((60, 600, 1400))))
+            for i in range(20_000)]  # fmt: skip
+    whole = pcap([], snaplen=SNAP) + b"".join(
+        struct.pack("<IIII", sec, frac, len(d), len(d)) + d for sec, frac, d in recs
+    )  # joined: pcap() would take a minute over 20,000 records
+    starts = _starts(recs)
+    path = tmp_path / "f.pcap"
+    path.write_bytes(whole)
+    header = parse_header(whole)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for i in (19_990, 19_000, 15_000, 2_000, 0):
+            want_ns = recs[i][0] * 10**9 + recs[i][1] * 1000
+            off = start_before(fd, header, want_ns)
+            assert off in starts
+            ns = stamp_at(fd, off, header)
+            assert off == GLOBAL_HEADER_LEN or (ns is not None and ns < want_ns)
+            assert off <= starts[i]  # every record stamped since is walked
+            if i >= 15_000:  # proportional: from about twice the tail's bytes back
+                assert len(whole) - off <= 4 * max(len(whole) - starts[i], 4 * (16 + SNAP))
+    finally:
+        os.close(fd)

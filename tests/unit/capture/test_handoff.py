@@ -179,7 +179,7 @@ def test_a_quarantined_work_file_is_not_reported_as_discarded_empty(
     sup = supervisor(tmp_path)
     (sup.spool.work / "g000004-20261126T120000-eth0.pcap").write_bytes(b"x" * 100)
     with caplog.at_level(logging.INFO, logger="rollcap.capture"):
-        sup.process_work()
+        sup.process_work(block=True)
     kept = [p.name for p in sup.spool.quarantine.iterdir() if not p.name.endswith(".reason")]
     assert kept == ["g000004-20261126T120000-eth0.pcap"]
     assert sup.n.discarded_empty == 0

@@ -153,7 +153,7 @@ def test_a_live_file_holds_back_only_its_own_interface(tmp_path: Path) -> None:
         write_pcap(sup.spool.work / f"g00000{gen}-20261126T120000-{iface}.pcap", packets(3))
     write_pcap(sup.spool.work / "g000006-20261126T120010-eth1.pcap", packets(3))
     ic0.proc, ic1.proc = _Fake(5), _Fake(6)  # type: ignore[assignment]
-    sup.process_work()  # eth0's live file comes first in work/; eth1's finished one goes
+    sup.process_work(block=True)  # eth0's live file comes first in work/; eth1's finished one goes
     ready = [ReadyName.parse(p.name) for p in sup.spool.ready.iterdir()]
     assert [(r.iface, r.start.second) for r in ready if r] == [("eth1", 0)]
 

@@ -45,3 +45,14 @@ def test_counters_that_cannot_be_saved_do_not_stop_capture(
     assert sup.session.launcher.persistent.tcpdump_pids == []  # the memory copy is right
     the_capture(sup).proc = None
     assert "error: cannot save" in sup.status_line()  # systemctl status shows it
+
+
+def test_the_capture_daemon_does_not_load_numpy() -> None:
+    """Capture stays lean (memory, start-up beside a busy tcpdump): numpy is the
+    offload's and the flow index's, loaded only by a full record walk."""
+    import subprocess
+    import sys
+
+    code = "import sys, rollcap.capture.service as s; print('numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -357,11 +357,11 @@ def test_a_tail_that_cannot_be_remembered_holds_the_hand_off_back(
     old = write_pcap(sup.spool.work / "g000004-20261126T120000-eth0.pcap", packets(5))
     sup.session.overlaps.begin(4, 5, packets(5)[2][0])  # generation 5 replaced 4
     monkeypatch.setattr(switching, "append_sidecar", enospc)
-    sup.process_work()  # generation 4 is not live: its file is finished
+    sup.process_work(block=True)  # generation 4 is not live: its file is finished
     assert old.exists() and sup.session.overlaps.next_of == {4: 5}
     assert "No space left on device" in sup.last_error
     monkeypatch.undo()
-    sup.process_work()
+    sup.process_work(block=True)
     assert not old.exists() and sup.session.overlaps.next_of == {}
     assert (sup.spool.work / ".overlap-g000005.json").exists()
     assert sup.n.handed_off_files == 1
@@ -379,7 +379,7 @@ def test_an_overlap_over_several_files_on_both_sides_is_stored_once(tmp_path: Pa
     for i, part in enumerate(new_gen):
         write_pcap(sup.spool.work / f"g000005-20261126T120000-eth0.pcap{i or ''}", part)
     sup.session.overlaps.begin(4, 5, pk[40][0])
-    sup.process_work()  # neither generation is live
+    sup.process_work(block=True)  # neither generation is live
     stored = sorted(fp.ts for f in sup.spool.ready.iterdir() for _o, _n, fp in iter_records(f))
     assert stored == [ts for ts, _d in pk]  # every packet exactly once
     assert sup.n.duplicates_removed == 40
@@ -398,10 +398,10 @@ def test_a_failed_sidecar_update_leaves_duplicates_never_a_double_strip(
     all_dup = write_pcap(sup.spool.work / "g000005-20261126T120000-eth0.pcap", pk[20:30])
     write_pcap(sup.spool.work / "g000005-20261126T120000-eth0.pcap1", pk[30:60])
     monkeypatch.setattr(handoff_mod, "write_sidecar", enospc)
-    sup.process_work()
+    sup.process_work(block=True)
     assert all_dup.read_bytes().count(b"p000020") == 8  # untouched: sidecar first
     monkeypatch.undo()
-    sup.process_work()
+    sup.process_work(block=True)
     stored = sorted(fp.ts for f in sup.spool.ready.iterdir() for _o, _n, fp in iter_records(f))
     assert stored == [ts for ts, _d in pk[40:]]  # the 20 duplicates gone, nothing else
 
@@ -420,3 +420,51 @@ def test_every_tcpdump_inherits_the_socket_that_keeps_kernel_stamps_shared() -> 
     out = subprocess.run(["sh", "-c", f"test -S /proc/self/fd/{fds[0]} && echo inherited"],
                          pass_fds=fds, capture_output=True, text=True)  # fmt: skip
     assert out.stdout.strip() == "inherited"  # as Tcpdump passes it (keep_fds)
+
+
+def test_the_tail_of_a_big_file_is_walked_from_near_its_end(tmp_path: Path) -> None:
+    """tail_since starts at a record proved near the end (not at the first
+    record) and finds exactly the records the whole walk finds."""
+    rng = random.Random(2)
+    pk = [(1_800_000_000.0 + i * 0.0001, rng.randbytes(rng.choice((60, 600, 1400))))
+          for i in range(30_000)]  # fmt: skip
+    old = write_pcap(tmp_path / "old.pcap", pk)
+    since = pk[29_000][0]
+    whole = [fp for _o, _n, fp in iter_records(old, since - switching.TAIL_MARGIN, start=24)]
+    assert tail_since(old, since) == whole and len(whole) > 1000
+    first = min(o for o, _n, _f in iter_records(old, since - switching.TAIL_MARGIN))
+    walked = [o for o, _n, _f in iter_records(old, 0.0, start=None)]
+    assert walked[0] == 24  # no since: from the first record
+    assert first > old.stat().st_size // 2
+
+
+def test_the_loop_goes_on_while_the_strip_runs_and_hands_off_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The overlap's strip runs on the strip worker: the loop's pass returns while
+    it runs, the interface's files wait for it, and then each packet is stored once."""
+    import threading
+
+    sup = supervisor(tmp_path)
+    pk = packets(100)
+    write_pcap(sup.spool.work / "g000004-20261126T120000-eth0.pcap", pk[:60])
+    write_pcap(sup.spool.work / "g000005-20261126T120000-eth0.pcap", pk[40:70])
+    write_pcap(sup.spool.work / "g000005-20261126T120000-eth0.pcap1", pk[70:])
+    sup.session.overlaps.begin(4, 5, pk[40][0])
+    release, started = threading.Event(), threading.Event()
+    fingerprint = sup.session.overlaps.fingerprint
+
+    def held(*a: object) -> None:
+        started.set()
+        assert release.wait(30)
+        fingerprint(*a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sup.session.overlaps, "fingerprint", held)
+    sup.process_work()  # returns: the strip waits for release
+    assert started.wait(30) and sup.session.queue.busy
+    assert list(sup.spool.ready.iterdir()) == []  # nothing of eth0 jumped the queue
+    release.set()
+    sup.process_work(block=True)  # the old file's job, then the new files' strip
+    stored = sorted(fp.ts for f in sup.spool.ready.iterdir() for _o, _n, fp in iter_records(f))
+    assert stored == [ts for ts, _d in pk]  # every packet exactly once
+    assert sup.n.duplicates_removed == 20 and not sup.session.queue.busy

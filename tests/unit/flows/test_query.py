@@ -240,3 +240,28 @@ def test_a_summary_cut_or_flipped_inside_its_gzip_stream_is_unreadable_not_a_cra
     assert found == [] and [k for k, _why in search.report.unreadable] == [key]
     with pytest.raises(ValueError, match="not a gzip NDJSON flow summary"):
         flowindex.parse_body(bytes(body))
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        b'{"row": "flow", "host": "web1", "key": "K", "first_ns": "x", "last_ns": 1}',
+        b'{"row": "flow", "host": "web1", "key": "K", "first_ns": 0, "last_ns": 1e30,'
+        b' "proto": [], "src": 4}',
+        b"[" * 5000,
+    ],
+)
+def test_a_summary_row_of_any_shape_is_unreadable_not_a_crash(row: bytes) -> None:
+    """Any host writes its own summaries: `rollcap flows` over the fleet must not stop
+    at one hostile row."""
+    import gzip
+
+    st = DictStorage()
+    t = int(T0.timestamp()) * NS + 30 * NS
+    e = store(st, "web1", T0, [flow("10.0.0.1", 1, "10.0.0.2", 2, t)])
+    key = flowindex.summary_key(e, "caps")
+    lines = gzip.decompress(st.objects[key]).splitlines()
+    row = row.replace(b'"K"', b'"' + e.key.encode() + b'"')
+    st.objects[key] = gzip.compress(b"\n".join([lines[0], row]) + b"\n")
+    search, found = run(st, Query(), window(T0, 10))
+    assert found == [] and [k for k, _why in search.report.unreadable] == [key]

@@ -90,6 +90,7 @@ def test_hostile_requests_are_refused_naming_why(key: str, body: dict[str, Any],
         (b"{not json", "not JSON"),
         (b"\xff\xfe", "not JSON"),
         (b"[1, 2]", "object"),
+        (b"[" * 3000, "nested too deep"),  # under the size limit, past the parser's stack
         (b" " * (fleet.MAX_OBJECT_BYTES + 1), "more than 4096"),
     ],
 )
@@ -114,6 +115,16 @@ def test_expiry_and_clock_skew() -> None:
     assert "future" in fleet.check_age(req, NOW - 11 * MIN)
 
 
+@pytest.mark.parametrize("field", ["answered_ns", "unheld"])
+def test_an_ack_with_a_time_past_64_bits_is_not_believed(field: str) -> None:
+    """`keep --status` prints an ack's times: one past year 9999 made it raise."""
+    ack = fleet.Ack(id="INC-42", host="web2", state="shipped", files=1, bytes=10,
+                    answered_ns=NOW).model_dump(mode="json")  # fmt: skip
+    ack[field] = 10**21 if field == "answered_ns" else [[NOW, 10**21]]
+    with pytest.raises(BadObject):
+        fleet.parse_ack(fleet.ack_key(PREFIX, "INC-42", "web2"), _raw(ack), PREFIX)
+
+
 def test_an_ack_naming_another_host_is_not_believed() -> None:
     ack = fleet.Ack(id="INC-42", host="web2", state="shipped", files=1, bytes=10,
                     answered_ns=NOW)  # fmt: skip
@@ -132,9 +143,9 @@ def test_an_ack_naming_another_host_is_not_believed() -> None:
 
 
 def test_unheld_is_the_window_minus_what_is_held() -> None:
-    assert fleet.unheld(0, 100, []) == ((0, 100),)
-    assert fleet.unheld(0, 100, [(50, 60), (-5, 10), (55, 200)]) == ((10, 50),)
-    assert fleet.unheld(0, 100, [(0, 100)]) == ()
+    assert fleet.uncovered(0, 100, []) == ((0, 100),)
+    assert fleet.uncovered(0, 100, [(50, 60), (-5, 10), (55, 200)]) == ((10, 50),)
+    assert fleet.uncovered(0, 100, [(0, 100)]) == ()
 
 
 # -- the poller -------------------------------------------------------------
@@ -206,6 +217,27 @@ def test_the_poller_settles_hostile_requests_with_one_line_each(
     assert all("fleet keep request ignored" in w and "\n" not in w for w in warned)
     assert not [k for k in b.objects if "/_index/" in k]  # no ack for any of them
     assert p.settled["DB"] == "other-hosts" and p.settled["OLD"] == "expired"
+
+
+def test_requests_that_break_parsing_or_calendars_are_settled_and_later_ones_answered(
+        tmp_path: Path) -> None:  # fmt: skip
+    """Each once broke poll() on the same key at every round: no later request was answered."""
+    b = Bucket()
+    b.objects["caps/_requests/A-deep.json"] = (b"[" * 3000, {})
+    year_300000 = 300_000 * 365 * 86400 * NS
+    _put(b, id="B-year", created_ns=year_300000, expires_ns=year_300000 + MIN)
+    _put(b, id="C-late", until_ns=2**63, since_ns=2**63 - MIN)
+
+    def far(req: KeepRequest) -> KeepOutcome:
+        raise ValueError("year 10000 is out of range")  # manifest.slots on a far window
+
+    _put(b, id="D-slots")
+    p = _poller(b, tmp_path, submit=far)
+    p.poll()
+    assert p.settled == {"A-deep": "refused", "B-year": "refused", "C-late": "refused",
+                         "D-slots": "answered"}  # fmt: skip
+    k = fleet.ack_key(PREFIX, "D-slots", "web1")
+    assert fleet.parse_ack(k, b.objects[k][0], PREFIX).state == "refused"
 
 
 def test_a_refused_keep_is_acknowledged_as_refused(tmp_path: Path) -> None:
@@ -301,3 +333,26 @@ def test_a_failed_acknowledgement_is_retried_and_said_once(
     assert p.settled["INC-42"] == "answered"
     assert fleet.ack_key(PREFIX, "INC-42", "web1") in b.objects
     assert len(rec.calls) == 3  # filed again each time: Submit is idempotent by id
+
+
+def test_continuous_mode_spans_a_ready_file_as_the_pins_do(tmp_path: Path) -> None:
+    """stored_submitter takes a ready/ file's span from pins.held_files: a file
+    last written before its name's second (a clock stepped back) spans that
+    second, not an inverted interval that made the unheld parts overlap."""
+    import os
+    from datetime import UTC, datetime
+
+    from rollcap.keep.stored import stored_submitter
+    from rollcap.spool.readyname import ReadyName
+
+    t0 = NOW // NS
+    mine = ReadyName(datetime.fromtimestamp(t0 + 10, UTC), 1, "web1", "eth0").format()
+    other = ReadyName(datetime.fromtimestamp(t0 + 20, UTC), 2, "web2", "eth0").format()
+    for name in (mine, other):
+        (tmp_path / name).write_bytes(b"x" * 100)
+        os.utime(tmp_path / name, ns=((t0 + 5) * NS, (t0 + 5) * NS))
+    req = KeepRequest(id="k", reason="r", since_ns=NOW, until_ns=NOW + MIN, created_ns=NOW,
+                      source="fleet")  # fmt: skip
+    out = stored_submitter(Bucket(), PREFIX, "web1", tmp_path)(req)
+    assert (out.files, out.bytes) == (1, 100)
+    assert out.unheld == ((NOW, NOW + 10 * NS), (NOW + 11 * NS, NOW + MIN))

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from socketserver import UnixStreamServer
 from typing import Any
 
 import pytest
@@ -153,6 +154,12 @@ def test_bodies_are_bounded_and_need_a_length(client: Client) -> None:
         s.sendall(f"POST /v1/keep HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
                   "\r\n".encode())  # fmt: skip
         assert s.recv(100).startswith(b"HTTP/1.0 411")
+    for bad in (b"\xb2", b"\xd9\xa3", b"1" * 9, b"+5", b" "):  # "²".isdigit() is True
+        with socket.create_connection((host, int(port)), timeout=5) as s:
+            s.sendall(f"POST /v1/keep HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                      .encode() + b"Content-Length: " + bad + b"\r\n\r\n")  # fmt: skip
+            assert s.recv(100).startswith(b"HTTP/1.0 411"), bad
+    assert client.post("/v1/alertmanager", payload())[0] == 200  # and it goes on
 
 
 def test_a_client_that_stops_sending_is_cut_off(client: Client) -> None:
@@ -273,15 +280,24 @@ def test_no_token_no_listener(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert "must be 1 to 4096 printable" in caplog.text
 
 
-def test_a_unix_socket(creds: Path, tmp_path: Path) -> None:
+def test_a_unix_socket(creds: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "keep.sock"
     path.touch()  # not a socket: left alone, the bind fails and says so
     assert not KeepListener(_cfg(listen=str(path)), FakeRing(), ListenerStats()).start()
     path.unlink()
     ring = FakeRing()
     listener = KeepListener(_cfg(listen=str(path)), ring, ListenerStats(), clock=lambda: NOW)
+    at_bind: list[int] = []
+    real_bind = UnixStreamServer.server_bind
+
+    def bind(self: UnixStreamServer) -> None:
+        real_bind(self)
+        at_bind.append(path.stat().st_mode & 0o777)  # no moment wider than 0660
+
+    monkeypatch.setattr(UnixStreamServer, "server_bind", bind)
     assert listener.start()
     try:
+        assert at_bind == [0o660]
         assert path.stat().st_mode & 0o777 == 0o660
         body = payload()
         with socket.socket(socket.AF_UNIX) as s:
@@ -426,3 +442,30 @@ def test_the_listeners_series_survive_roots_copy_of_the_offload_textfile() -> No
     assert dropped == 0
     assert b'rollcap_listener_refused_total{reason="windows-per-hour"} 1.0' in text
     assert b'rollcap_listener_keeps_total{result="filed",source="alertmanager"} 1.0' in text
+
+
+def test_continuous_mode_answers_from_the_pin_when_the_bucket_cannot_be_listed(
+    tmp_path: Path,
+) -> None:
+    """stored_submitter files the pin, then lists the bucket: a bucket down then is
+    no crash of the handler, the keep is answered and counted against the limits."""
+    from rollcap.keep.stored import stored_submitter
+    from rollcap.storage.base import StorageError
+    from tests.support.archive import MemoryStorage
+
+    class Down(MemoryStorage):
+        def list(self, prefix: str):  # type: ignore[no-untyped-def,override]
+            raise StorageError("LIST memory://x: 503 SlowDown")
+
+    ring = FakeRing(bytes_each=700)
+    now = 1_800_000_000 * NS
+    submit = stored_submitter(Down(), "caps", "h", tmp_path, ring)
+    desk = KeepDesk(_cfg(windows_per_hour=1), submit, ListenerStats(), clock=lambda: now)
+    body = {"around": f"@{now // NS - 600}", "before": "1m", "after": "1m", "reason": "x"}
+    (out,) = desk.keep(json.dumps(body).encode())
+    assert (out.files, out.bytes) == (2, 700) and ring.calls == 1
+    assert desk.limits.refusal(now) == "windows-per-hour"  # it counted
+    with pytest.raises(Answer) as e:  # no pin at all: a 503 naming the bucket
+        KeepDesk(_cfg(), stored_submitter(Down(), "caps", "h", tmp_path), ListenerStats(),
+                 clock=lambda: now).keep(json.dumps(body).encode())  # fmt: skip
+    assert e.value.status == 503 and "503 SlowDown" in e.value.line

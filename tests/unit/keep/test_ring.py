@@ -5,6 +5,7 @@ the lookback without calling the ring a backlog."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from datetime import UTC, datetime
@@ -40,6 +41,20 @@ def ready(root: Path, seq: int, start: int, size: int, seconds: int = 59) -> str
     return name
 
 
+def work_since(root: Path, **per: object) -> None:
+    """Capture's state: each interface's oldest file in work/ opened at per[name]."""
+    (root / "capture").mkdir(exist_ok=True)
+    (root / "capture" / "capture.json").write_text(
+        json.dumps({"interfaces": {n: {"work_since": t} for n, t in per.items()}})
+    )
+
+
+def release_done(sh: Shipping, in_flight: object, now: int) -> list[str]:
+    """What the offload does with done keeps (no record: a local destination)."""
+    sh.refresh()
+    return [k.id for k in sh.done(in_flight, now) if sh.release(k, "s3://x")]  # type: ignore[arg-type]
+
+
 def test_the_budget_drops_around_a_pinned_file(tmp_path: Path) -> None:
     sup = supervisor(tmp_path, spool={"max_megabytes": 10, "min_free_percent": 0},
                      offload={"mode": "on-demand"}, capture={"rotate_megabytes": 1})  # fmt: skip
@@ -53,6 +68,47 @@ def test_the_budget_drops_around_a_pinned_file(tmp_path: Path) -> None:
     ring = sup.session.keeper.ring
     assert ring is not None and ring.keeps == 1 and ring.pinned_bytes == 2_500_000
     assert ring.on_demand and ring.lookback_seconds is not None
+
+
+def test_the_budget_drops_nothing_while_a_keep_is_being_filed(tmp_path: Path) -> None:
+    """`rollcap keep` matches ready/ and files its pin under LOCK_EX on keep/: a
+    drop in between would lose a file the new pin was about to hold."""
+    import fcntl
+
+    sup = supervisor(tmp_path, spool={"max_megabytes": 10, "min_free_percent": 0},
+                     offload={"mode": "on-demand"}, capture={"rotate_megabytes": 1})  # fmt: skip
+    root = sup.spool.root
+    for i in range(5):
+        ready(root, i + 1, T0 + 60 * i, 2_500_000)  # 12.5 MB
+    with Dir(root / "keep") as d:
+        fcntl.flock(d.fd, fcntl.LOCK_EX)  # as LocalStore.submit holds it
+        sup.enforce_budget()
+        assert len(os.listdir(root / "ready")) == 5 and sup.n.dropped_files == 0
+    sup.enforce_budget()
+    assert sup.n.dropped_files == 1
+
+
+def test_a_pins_directory_read_only_in_part_holds_every_file(tmp_path: Path) -> None:
+    """Past its bound the reader stops: a pin it did not read may hold any file, so
+    the budget drops nothing, and the offload keeps what it knew (releases nothing)."""
+    sup = supervisor(tmp_path, spool={"max_megabytes": 10, "min_free_percent": 0},
+                     offload={"mode": "on-demand"}, capture={"rotate_megabytes": 1})  # fmt: skip
+    root = sup.spool.root
+    for i in range(5):
+        ready(root, i + 1, T0 + 60 * i, 2_500_000)
+    LocalStore(root, 10**9).submit(keep("k1", T0, T0 + 30))
+    work_since(root, eth0=T0 + 600)
+    sh = Shipping(root, on_demand=True, interfaces=["eth0"])
+    sh.refresh()
+    held = {n for n in os.listdir(root / "ready") if sh.wanted(n)}
+    assert len(held) == 1
+    for i in range(2 * pins.MAX_PINS + pins.MAX_RELEASED):
+        (root / "keep" / f".junk{i:04d}").write_bytes(b"")
+    sup.enforce_budget()
+    assert len(os.listdir(root / "ready")) == 5 and sup.n.dropped_files == 0
+    (root / "keep" / "k1.json").rename(root / "keep" / ".k1.moved")  # a read cannot tell
+    assert not sh.refresh()  # the previous state stays: k1 and its file
+    assert [k.id for k in sh.keeps] == ["k1"] and sh.wanted(held.pop())
 
 
 def test_pins_capture_cannot_read_hold_every_file(tmp_path: Path) -> None:
@@ -106,17 +162,17 @@ def test_on_demand_ships_only_held_files_and_releases_the_keep_once_they_are_gon
     a = ready(spool, 1, T0, 100)
     b = ready(spool, 2, T0 + 60, 100)
     c = ready(spool, 3, T0 + 120, 100)
+    work_since(spool, eth0=T0 + 180)
     LocalStore(spool, 10**9).submit(keep("k1", T0 + 70, T0 + 110))
-    sh = Shipping(spool, on_demand=True)
+    sh = Shipping(spool, on_demand=True, interfaces=["eth0"])
     assert sh.refresh()
     assert [n for n in (a, b, c) if sh.wanted(n)] == [b]
     assert sh.keep_of(b) is not None and sh.keep_of(b).id == "k1"  # type: ignore[union-attr]
     after = (T0 + 200) * S
-    assert sh.release_done({b: object()}, "s3://x", after) == []  # in flight
+    assert release_done(sh, {b: object()}, after) == []  # in flight
     (spool / "ready" / b).unlink()  # stored and verified: the offload deleted it
-    sh.refresh()
-    assert sh.release_done({}, "s3://x", (T0 + 100) * S) == []  # the window has not ended
-    assert sh.release_done({}, "s3://x", after) == ["k1"]
+    assert release_done(sh, {}, (T0 + 100) * S) == []  # the window has not ended
+    assert release_done(sh, {}, after) == ["k1"]
     assert os.listdir(spool / "keep") == ["k1.released"]  # no pin any more
     sh.refresh()
     assert not sh.wanted(a) and not sh.wanted(c)
@@ -124,22 +180,85 @@ def test_on_demand_ships_only_held_files_and_releases_the_keep_once_they_are_gon
     again = LocalStore(spool, 10**9).submit(keep("k1", T0 + 70, T0 + 110))
     assert again.repeated
     assert os.listdir(spool / "keep") == ["k1.released"]
-    assert Shipping(spool, on_demand=False).wanted(a)  # continuous: everything
+    assert Shipping(spool, on_demand=False, interfaces=["eth0"]).wanted(a)  # continuous
 
 
-def test_a_keep_waits_for_the_file_after_its_end(spool: Path) -> None:
-    """Until capture has cut the file the window ends in, more of it may come."""
-    ready(spool, 1, T0, 100, seconds=550)  # written until T0 + 550: holds the window's start
+def test_a_keep_waits_until_capture_has_cut_the_file_it_ends_in(spool: Path) -> None:
+    """Until the oldest file capture has in work/ opened after the end, more of
+    the window may come."""
     LocalStore(spool, 10**9).submit(keep("k1", T0 + 500, T0 + 600))
-    sh = Shipping(spool, on_demand=True)
-    sh.refresh()
-    (spool / "ready" / ReadyName(datetime.fromtimestamp(T0, UTC), 1, "h", "eth0").format()
-     ).unlink()  # fmt: skip
-    sh.refresh()
-    assert sh.release_done({}, "s3://x", (T0 + 700) * S) == []  # no file after the end yet
-    ready(spool, 2, T0 + 650, 100)
-    sh.refresh()
-    assert sh.release_done({}, "s3://x", (T0 + 700) * S) == ["k1"]
+    sh = Shipping(spool, on_demand=True, interfaces=["eth0"])
+    work_since(spool, eth0=T0 + 550)
+    assert release_done(sh, {}, (T0 + 700) * S) == []  # still writing the window's end
+    work_since(spool, eth0=T0 + 650)
+    assert release_done(sh, {}, (T0 + 700) * S) == ["k1"]
+
+
+def test_another_interfaces_newer_file_does_not_release_a_keep(spool: Path) -> None:
+    """eth1 cut and handed off a file after the window's end, while eth0 still
+    writes the window: the keep holds (eth0's tail would never ship otherwise)."""
+    LocalStore(spool, 10**9).submit(keep("k1", T0, T0 + 60))
+    sh = Shipping(spool, on_demand=True, interfaces=["eth0", "eth1"])
+    name = ReadyName(datetime.fromtimestamp(T0 + 120, UTC), 1, "h", "eth1").format()
+    (spool / "ready" / name).write_bytes(b"x")
+    work_since(spool, eth0=T0 + 30, eth1=T0 + 180)
+    assert release_done(sh, {}, (T0 + 300) * S) == []
+    work_since(spool, eth1=T0 + 180)  # eth0 missing: no evidence
+    assert release_done(sh, {}, (T0 + 300) * S) == []
+    work_since(spool, eth0=T0 + 61, eth1=T0 + 180)
+    assert release_done(sh, {}, (T0 + 300) * S) == ["k1"]
+
+
+def test_a_future_named_file_in_ready_proves_no_cut(spool: Path) -> None:
+    LocalStore(spool, 10**9).submit(keep("k1", T0, T0 + 60))
+    sh = Shipping(spool, on_demand=True, interfaces=["eth0"])
+    name = ReadyName(datetime.fromtimestamp(T0 + 10**6, UTC), 1, "h", "eth0").format()
+    (spool / "ready" / name).write_bytes(b"x")  # a clock stepped far ahead once
+    work_since(spool, eth0=T0 + 30)
+    assert release_done(sh, {}, (T0 + 300) * S) == []
+
+
+def test_a_finished_file_still_in_work_holds_the_keep(tmp_path: Path) -> None:
+    """Hand-off paused (a full disk): a finished file of the window is still in
+    work/, while tcpdump writes a newer one; capture publishes the oldest."""
+    sup = supervisor(tmp_path)
+    root = sup.spool.root
+    iface = next(iter(sup.captures))
+    for t in (T0, T0 + 600):
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(t))
+        (root / "work" / f"g000007-{stamp}-{iface}.pcap").write_bytes(b"")
+    assert sup.work_since() == {iface: float(T0)}
+    assert sup.snapshot().interfaces[iface]["work_since"] == float(T0)  # type: ignore[index]
+
+
+def test_the_file_capture_writes_now_proves_the_cut_when_none_followed(spool: Path) -> None:
+    """A quiet link: no file after the window's end reaches ready/, but capture's
+    state says the file it writes now opened after it."""
+    LocalStore(spool, 10**9).submit(keep("k1", T0, T0 + 60))
+    sh = Shipping(spool, on_demand=True, interfaces=["eth0"])
+    work_since(spool, eth0=T0 + 30)
+    assert release_done(sh, {}, (T0 + 100) * S) == []  # still writing the window's end
+    work_since(spool, eth0=T0 + 61)
+    assert release_done(sh, {}, (T0 + 100) * S) == ["k1"]
+    LocalStore(spool, 10**9).submit(keep("k2", T0, T0 + 60))
+    state = spool / "capture" / "capture.json"
+    state.unlink()
+    state.symlink_to(spool / "elsewhere.json")  # another user's link: never followed
+    (spool / "elsewhere.json").write_text(
+        json.dumps({"interfaces": {"eth0": {"work_since": T0 + 61}}})
+    )
+    assert release_done(sh, {}, (T0 + 100) * S) == []
+
+
+@pytest.mark.parametrize("bad", ["Infinity", "-Infinity", "NaN", "1e300", "-1", "true", "null"])
+def test_capture_state_out_of_range_is_no_evidence_and_never_a_crash(spool: Path, bad: str) -> None:
+    LocalStore(spool, 10**9).submit(keep("k1", T0, T0 + 60))
+    sh = Shipping(spool, on_demand=True, interfaces=["eth0"])
+    (spool / "capture").mkdir()
+    (spool / "capture" / "capture.json").write_text(
+        '{"interfaces": {"eth0": {"work_since": ' + bad + "}}}"
+    )
+    assert release_done(sh, {}, (T0 + 100) * S) == []
 
 
 def test_ring_state_is_the_lookback_and_the_budget_at_the_current_rate(spool: Path) -> None:
@@ -210,26 +329,6 @@ def test_a_keep_record_names_every_object_of_the_host_in_the_window(tmp_path: Pa
     rec = json.loads((tmp_path / "archive" / key).read_bytes())
     assert rec["objects"] == ["h/b.pcap.zst", "h/c.pcap.zst"]
     assert rec["keep"]["id"] == "k1" and rec["keep"]["reason"] == "INC-42" and rec["host"] == "h"
-
-
-def test_the_file_capture_writes_now_proves_the_cut_when_none_followed(spool: Path) -> None:
-    """A quiet link: no file after the window's end reaches ready/, but capture's
-    state says the file it writes now opened after it."""
-    import json
-
-    LocalStore(spool, 10**9).submit(keep("k1", T0, T0 + 60))
-    sh = Shipping(spool, on_demand=True)
-    sh.refresh()
-    (spool / "capture").mkdir()
-    state = spool / "capture" / "capture.json"
-    state.write_text(json.dumps({"interfaces": {"eth0": {"active_since": T0 + 30}}}))
-    assert sh.done({}, (T0 + 100) * S) == []  # still writing the window's end
-    state.write_text(json.dumps({"interfaces": {"eth0": {"active_since": T0 + 61}}}))
-    assert [k.id for k in sh.done({}, (T0 + 100) * S)] == ["k1"]
-    state.unlink()
-    state.symlink_to(spool / "elsewhere.json")  # another user's link: never followed
-    (spool / "elsewhere.json").write_text(json.dumps({"active_since": T0 + 61}))
-    assert sh.done({}, (T0 + 100) * S) == []
 
 
 def test_the_ring_series_are_captures_own_in_the_published_copy() -> None:

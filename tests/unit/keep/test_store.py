@@ -184,3 +184,66 @@ def test_on_demand_needs_drop_oldest_and_the_cap_comes_from_the_config() -> None
     cfg = validate_data({"offload": {"mode": "on-demand"}, "keep": {"pinned_percent": 25}})
     cap, text = cap_of(cfg.spool.max_megabytes, cfg.keep.pinned_percent)
     assert cap == 2_500_000_000 and "keep.pinned_percent = 25" in text
+
+
+def test_every_source_files_a_window_starting_at_most_5_min_ahead(spool: Path) -> None:
+    """The rule LocalStore applies for every source (the CLI, the fleet poller, the
+    listener): a pin whose window never comes would hold one of MAX_PINS for ever."""
+    with pytest.raises(KeepRefused, match="at most 300 s ahead"):
+        store(spool, cap=10**12).submit(req("later", T0 + 650 + 301, T0 + 650 + 400))
+    assert not os.path.exists(spool / "keep" / "later.pin")
+    store(spool, cap=10**12).submit(req("soon", T0 + 650 + 299, T0 + 650 + 400))
+
+
+@pytest.mark.parametrize("field", ["since_ns", "until_ns", "created_ns"])
+def test_times_beyond_64_bits_are_not_a_request(field: str) -> None:
+    from pydantic import ValidationError
+
+    body = {"id": "k", "reason": "r", "since_ns": 1, "until_ns": 2, "created_ns": 1,
+            "source": "cli", field: 2**63}  # fmt: skip
+    if field == "since_ns":
+        body["until_ns"] = 2**63 + 1
+    with pytest.raises(ValidationError):
+        KeepRequest(**body)  # type: ignore[arg-type]
+
+
+def test_the_future_of_pins_already_filed_counts_against_the_cap(spool: Path) -> None:
+    """The ring fills at 1000 bytes / 60 s. A pin reaching 600 s ahead will take
+    10000 bytes: a second keep finds the cap taken by it, not just by its files."""
+    cap = 12_000
+    store(spool, cap=cap).submit(req("first", T0 + 650, T0 + 1250))  # ~10 KB ahead
+    with pytest.raises(KeepRefused, match="counting their windows still to come"):
+        store(spool, cap=cap).submit(req("second", T0, T0 + 180))  # 3 files, 3000 bytes
+    # the same future counted once: an overlapping window adds only its own part
+    store(spool, cap=cap).submit(req("overlap", T0 + 650, T0 + 1250))
+
+
+def test_pinned_bytes_past_the_cap_are_said_once_and_shown(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    from tests.unit.capture.fakes import supervisor
+
+    sup = supervisor(tmp_path, spool={"max_megabytes": 10, "min_free_percent": 0},
+                     offload={"mode": "on-demand"}, capture={"rotate_megabytes": 1},
+                     keep={"pinned_percent": 10})  # fmt: skip
+    root = sup.spool.root
+    for i in range(3):
+        ready_file(root, i + 1, T0 + 60 * i, 600_000)
+    LocalStore(root, 10**9, now=lambda: (T0 + 650) * S).submit(req("k1", T0, T0 + 180))
+    with caplog.at_level(logging.WARNING, "rollcap.capture"):
+        sup.enforce_budget()
+        sup.enforce_budget()
+    over = [r for r in caplog.records if "more than the pinned cap" in r.getMessage()]
+    assert len(over) == 1
+    ring = sup.session.keeper.ring
+    assert ring is not None and ring.as_dict()["pinned_over_cap"] is True
+    assert ring.pinned_cap_bytes == 1_000_000
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from rollcap.capture.status import state_dict
+    from rollcap.metrics.capture import CaptureCollector
+
+    reg = CollectorRegistry()
+    c = CaptureCollector(sup.spool)
+    c.update(state_dict(sup.snapshot()))
+    reg.register(c)
+    assert b"rollcap_ring_pinned_over_cap 1.0" in generate_latest(reg)

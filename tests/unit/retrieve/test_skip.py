@@ -150,3 +150,35 @@ def test_prune_reads_the_summaries_of_a_file_archive_and_says_why(tmp_path: Path
     # a filter the summaries cannot answer: every capture, and -v says why
     kept, report = skip.prune(st, caps, "less 100")
     assert kept == caps and "flow index not used: 'less'" in report.lines()[0]
+
+
+@pytest.mark.parametrize(
+    "row",
+    [b'{"row": "flow", "packets": null}', b'{"row": "flow"}', b"[" * 5000, b'{"row": "flow", '
+     b'"packets": 2, "proto": null}'],
+)
+def test_a_hostile_summary_row_means_the_capture_is_fetched(tmp_path: Path, row: bytes) -> None:
+    """Any host writes its own summaries: one row of any shape must not stop a fleet
+    fetch, nor skip the capture it describes."""
+    import gzip
+
+    from rollcap.config.schema import OffloadConfig
+    from rollcap.storage import open_storage
+
+    st = open_storage(OffloadConfig(destination=f"file://{tmp_path}/archive"))
+    pcap = fp.pcap_bytes(1, WEB, int(T.timestamp()) * 10**9)
+    s = Summariser(parse_header(pcap))
+    s.feed(memoryview(pcap)[24:])
+    summary = s.finish()
+    e = manifest.Entry(
+        key="h1/2026/11/26/h1-eth0-20261126T120000Z-000001.pcap.zst", host="h1", iface="eth0",
+        opened=T, closed_ts=int(T.timestamp()) + 600, first_ns=int(T.timestamp()) * 10**9,
+        last_ns=int(T.timestamp()) * 10**9, packets=summary.packets, pcap_bytes=len(pcap),
+        size=100, linktype=1,
+    )  # fmt: skip
+    head = gzip.decompress(flowindex.summary_body(e, summary)).splitlines()[0]
+    key = flowindex.summary_key(e, st.key_prefix)
+    st.put_bytes(key, gzip.compress(head + b"\n" + row + b"\n"), "application/gzip")
+    kept, report = skip.prune(st, [capture_of(e)], "udp")  # no address: rows are read
+    assert [c.key for c in kept] == [e.key]
+    assert report.skipped == 0

@@ -1,0 +1,54 @@
+"""The strip worker: one thread, at a lower CPU priority, that does the part of
+a hand-off that reads and rewrites a file (the overlap strip of a switch:
+fingerprinting the old generation's tail, pairing and removing the new one's
+duplicate head; rollcap.capture.handoff.Handoff.prepare).
+
+At 200k packets/s that is seconds of CPU per switch (bench/strip.py). On the
+supervisor's loop it held back the status, the budget checks every 0.1 s of an
+overlap and the next switch; here the loop goes on and hands the file off
+(finish) once the worker is done, the interface's later files waiting behind
+it in order. It does the same disk steps in the same order as before, so the
+crash rules of rollcap.capture.switching and .handoff are unchanged.
+
+Linux nice values are per thread: NICE lowers this thread's alone, so tcpdump
+(nice 0) gets the cores first. The thread still shares the GIL with the loop,
+which waits at most the interpreter's switch interval (5 ms) when the worker
+runs, longer only while a busy machine keeps the worker off a core.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+NICE = 10
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _lower_priority(nice: int) -> None:
+    tid = threading.get_native_id()
+    with contextlib.suppress(OSError):  # never fatal: the strip is right at any priority
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+
+
+class StripWorker:
+    def __init__(self, wake: Callable[[], None], nice: int | None = None) -> None:
+        self._pool = ThreadPoolExecutor(
+            1, thread_name_prefix="strip", initializer=_lower_priority,
+            initargs=(NICE if nice is None else nice,),
+        )  # fmt: skip
+        self._wake = wake  # the loop looks at the result as soon as it is there
+
+    def submit(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        job = self._pool.submit(fn, *args, **kwargs)
+        job.add_done_callback(lambda _job: self._wake())
+        return job
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
