@@ -15,6 +15,10 @@ baseline in the same run, DuckDB running docs/sql/duckdb/flows.sql +
 who_talked_to.sql over the same bucket (if duckdb and its httpfs wheel are
 installed). Both must return the same flows.
 
+Then, in the same run at each size, `rollcap index --compact` over the
+window and the same `rollcap flows` again: the flows must be the same
+(compacted_seconds, compacted_ratio; compact_seconds is the compaction).
+
     python3 -m bench.flows_fleet [--sizes 100,300,1000] [--flows 200] [--reps 2]
 """
 
@@ -166,13 +170,14 @@ def main(argv: list[str] | None = None) -> int:
             runs = []
             args = ("flows", "--json", "--ip", TARGET, "--since", WINDOW[0].isoformat(),
                     "--until", WINDOW[1].isoformat())  # fmt: skip
+            plain = (*args, "--no-compaction")  # (a smaller size's compactions exist)
             for _ in range(a.reps):
-                s, rc, _kb, tail = _cli(cfg, env, *args)
+                s, rc, _kb, tail = _cli(cfg, env, *plain)
                 if rc not in (0, 1):
                     raise RuntimeError(f"rollcap flows exited {rc}: {tail}")
                 runs.append(round(s, 3))
-            step["peak_rss_mb"] = _rss_mb(cfg, env, args)
-            p = _flows(cfg, env)
+            step["peak_rss_mb"] = _rss_mb(cfg, env, plain)
+            p = _flows(cfg, env, "--no-compaction")
             out = p["index"]
             step.update(seconds=min(runs), all_seconds=runs, flows_found=len(p["flows"]),
                         hosts_found=len(p["hosts"]), summaries_read=out["summaries_read"],
@@ -182,8 +187,31 @@ def main(argv: list[str] | None = None) -> int:
                 step["duckdb_seconds"] = round(db[0], 3)
                 step["duckdb_rows"] = db[1]
                 step["ratio_vs_duckdb"] = round(db[0] / step["seconds"], 2)
+            # the same query after `rollcap index --compact` (flows/compact.py):
+            # one object per slot instead of one per summary (a new generation
+            # per slot at each size: it re-reads the slot's summaries)
+            since = WINDOW[0] - timedelta(seconds=2 * PERIOD)
+            cs, crc, _kb, ctail = _cli(cfg, env, "index", "--compact", "--since",
+                                       since.isoformat(), "--until", WINDOW[1].isoformat())
+            if crc != 0:
+                raise RuntimeError(f"rollcap index --compact exited {crc}: {ctail}")
+            step["compact_seconds"] = round(cs, 3)
+            cruns = []
+            for _ in range(a.reps):
+                s, rc, _kb, tail = _cli(cfg, env, *args)
+                if rc not in (0, 1):
+                    raise RuntimeError(f"rollcap flows exited {rc}: {tail}")
+                cruns.append(round(s, 3))
+            step["compacted_peak_rss_mb"] = _rss_mb(cfg, env, args)
+            pc = _flows(cfg, env)
+            step.update(compacted_seconds=min(cruns), compacted_all_seconds=cruns,
+                        compacted_from_compaction=pc["index"]["from_compaction"],
+                        compacted_ratio=round(step["seconds"] / min(cruns), 2),
+                        compacted_same_flows=pc["flows"] == p["flows"])  # fmt: skip
             print(json.dumps(step))
             res["steps"].append(step)
+            if pc["flows"] != p["flows"]:
+                raise RuntimeError("rollcap flows found other flows after the compaction")
             if db is not None and db[1] != len(p["flows"]):
                 raise RuntimeError(f"DuckDB found {db[1]} flows, rollcap flows {len(p['flows'])}")
     path = write_result("flows_fleet", res)
@@ -208,13 +236,13 @@ def _rss_mb(cfg: Path, env: dict[str, str], args: tuple[str, ...]) -> float | No
         return round(int(out.read().split()[-1]) / 1024, 1)
 
 
-def _flows(cfg: Path, env: dict[str, str]) -> dict[str, Any]:
+def _flows(cfg: Path, env: dict[str, str], *extra: str) -> dict[str, Any]:
     import subprocess
     import sys
 
     p = subprocess.run([sys.executable, "-m", "rollcap", "flows", "--json", "--ip", TARGET,
                         "--since", WINDOW[0].isoformat(), "--until", WINDOW[1].isoformat(),
-                        "--config", str(cfg)], cwd=REPO, env=env, capture_output=True,
+                        "--config", str(cfg), *extra], cwd=REPO, env=env, capture_output=True,
                        text=True, timeout=600)  # fmt: skip
     out: dict[str, Any] = json.loads(p.stdout)
     return out

@@ -283,12 +283,44 @@ def _fleet_search(d: dict[str, Any]) -> list[str]:
         f" {a['summaries']} summaries of {a['summary_bytes'] / 1e6:.1f} MB) | without the index "
         f"(`--no-flow-index`): {b['seconds']:.1f} s, {b['bytes'] / 1e9:.2f} GB; "
         f"**{d['bytes_ratio']}× fewer bytes** (goal ≥ 20×), **{d['time_ratio']}× faster** "
-        f"(goal ≥ 10×) | {same}; {load} |"
+        f"(goal ≥ 10×) | {same}; {load} |",
+        *_fleet_search_compacted(d, b),
+    ]
+
+
+def _fleet_search_compacted(d: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    c = d.get("with_compaction")
+    if not c:
+        return []
+    return [
+        f"| Fleet search, the same fetch after `rollcap index --compact` over the day "
+        f"({d['compact_seconds']:.1f} s to compact) | **{c['seconds']:.1f} s, "
+        f"{c['bytes'] / 1e6:.1f} MB** ({c['objects']} captures + {c['summaries']} summaries in "
+        f"slot compactions, {c['summary_bytes'] / 1e6:.1f} MB) | without the index: "
+        f"{b['seconds']:.1f} s; **{d['compacted_time_ratio']}× faster** (goal ≥ 10×); "
+        f"{d['compacted_vs_index']}× the uncompacted index | same packets, same run |"
+    ]
+
+
+def _flows_fleet(d: dict[str, Any]) -> list[str]:
+    steps = [x for x in d.get("steps", []) if "compacted_seconds" in x]
+    if not steps:
+        return []
+    big = steps[-1]
+    growth = ", ".join(f"{x['hosts']}: {x['seconds']:.1f} → {x['compacted_seconds']:.1f} s"
+                       for x in steps)  # fmt: skip
+    return [
+        f"| Fleet search, **`rollcap flows --ip X`** across {big['hosts']} hosts × one hour "
+        f"({big['summaries_read']} summaries of {d['flows_per_capture']} flows) | **"
+        f"{big['compacted_seconds']:.1f} s** with slot compactions (`rollcap index --compact`),"
+        f" {big['compacted_peak_rss_mb']:.0f} MB | without them: {big['seconds']:.1f} s, "
+        f"{big['peak_rss_mb']:.0f} MB (goal ≤ 10 s); hosts: {growth} | same flows, same run |"
     ]
 
 
 def render() -> str:
-    names = ("drain", "live", "live-topspeed", "idle", "scale", "fleet", "fetch", "fleet_search")
+    names = ("drain", "live", "live-topspeed", "idle", "scale", "fleet", "fetch", "fleet_search",
+             "flows_fleet")
     parts = {n: _load(n) for n in names}
     machine = next((p["machine"] for p in parts.values() if p), None)
     lines = []  # the README's own "## Benchmarks" heading sits above the markers
@@ -305,7 +337,8 @@ def render() -> str:
     lines += ["", "| Figure | Result | Baseline / ratio | Notes |", "| --- | --- | --- | --- |"]
     figures = (("drain", _drain), ("live", _live), ("live-topspeed", _live_top),
                ("idle", _idle), ("scale", _scale), ("fleet", _fleet),
-               ("fetch", _fetch), ("fleet_search", _fleet_search))  # fmt: skip
+               ("fetch", _fetch), ("fleet_search", _fleet_search),
+               ("flows_fleet", _flows_fleet))  # fmt: skip
     for name, fn in figures:
         data = parts[name]
         lines += fn(data) if data else [f"| {name} | not run | | |"]
@@ -349,11 +382,17 @@ def render() -> str:
         "*fleet search*: `bench.fleet_search`: N hosts × 144 ten-minute captures of ~40 "
         "flows each (TLS-like payloads, DNS, NTP; stored as the offload stores them, with "
         "manifest entries and flow summaries from its summariser), host X a peer in 1 % of "
-        "them; `rollcap fetch --jobs 4 -v` (the CLI) with and without the index, one run; "
-        "bytes = captures downloaded + summaries read.",
+        "them; `rollcap fetch --jobs 4 -v` (the CLI) with and without the index, then after "
+        "`rollcap index --compact` (one object per slot), one run; "
+        "bytes = captures downloaded + summaries (or slot compactions) read. "
+        "*flows --ip*: `bench.flows_fleet`: N hosts × one hour of 10-minute captures' manifest "
+        "entries and 200-flow summaries in SeaweedFS, address X in 1 % of them; `python -m "
+        "rollcap flows --json --ip X` (the CLI, interpreter start included, best of the runs) "
+        "with `--no-compaction`, then after `rollcap index --compact`, one run.",
         "",
         "Each figure runs by itself: `python3 -m bench.drain`, `bench.live`, `bench.idle`, "
-        "`bench.scale`, `bench.fleet`, `bench.fetch`, `bench.fleet_search` (`--help` for "
+        "`bench.scale`, `bench.fleet`, `bench.fetch`, `bench.fleet_search`, `bench.flows_fleet` "
+        "(`--help` for "
         "sizes; `--quick` for a "
         "smaller run).",
     ]

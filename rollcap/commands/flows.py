@@ -63,6 +63,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", metavar="N", help="flows with this TCP/UDP/SCTP port on either side")
     p.add_argument("--proto", metavar="P", help="tcp, udp, icmp, icmp6, sctp or a number")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-compaction", action="store_true",
+                   help="read every capture's own summary, not the slots' compactions "
+                        "(`rollcap index --compact`, docs/flows.md)")  # fmt: skip
 
 
 def query_of(args: argparse.Namespace) -> Query:
@@ -88,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     search = FlowSearch(
         storage, prefix=storage.key_prefix, window=window, query=query, hosts=hosts,
         iface=iface, lookback=timedelta(seconds=cfg.capture.rotate_seconds) + HANDOVER,
-        in_scope=check.in_scope,
+        in_scope=check.in_scope, use_compaction=not args.no_compaction,
     )  # fmt: skip
     out = sys.stdout
     try:
@@ -215,7 +218,8 @@ def summary_text(r: Report) -> str:
             f"{human_bytes(t.nbytes)}, {_time(t.first_ns)} .. {_time(t.last_ns)}"
         )
     lines.append(
-        f"# {len(r.hosts)} hosts; read {r.summaries} flow summaries ({r.flows_scanned} flows) "
+        f"# {len(r.hosts)} hosts; read {r.summaries} flow summaries ({r.flows_scanned} flows; "
+        f"{r.from_compaction} from {r.compactions} slot compactions) "
         f"with {r.slots_listed} listings; {r.captures_in_window} captures in the window, "
         f"{r.without_summary} without a summary, {len(r.unreadable)} unreadable"
     )
@@ -254,6 +258,8 @@ def _write_json(out: TextIO, search: FlowSearch, query: Query, window: tuple[int
     index = {
         "listings": r.slots_listed,
         "summaries_read": r.summaries,
+        "from_compaction": r.from_compaction,
+        "compactions": r.compactions,
         "flows_scanned": r.flows_scanned,
         "captures_in_window": r.captures_in_window,
         "without_summary": r.without_summary,

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from rollcap.flows import compact as compaction
 from rollcap.flows import index as flowindex
 from rollcap.flows.communityid import ICMP, ICMP6, SCTP, TCP, UDP
 from rollcap.storage import manifest
@@ -210,6 +211,8 @@ class Report:
     incomplete: list[str] = field(default_factory=list)  # capture keys: may hold more
     incomplete_count: int = 0
     hosts: dict[str, HostTotal] = field(default_factory=dict)
+    compactions: int = 0  # slots whose compaction was read and used
+    from_compaction: int = 0  # summaries taken from a compaction (no GET of their own)
 
 
 _COUNTS = ("first_ns", "last_ns", "packets", "bytes")
@@ -250,6 +253,11 @@ def _to_dt(ns: int) -> datetime:
     return to_datetime(ns)
 
 
+_Names = Future[list[tuple[str, int]]]
+# per slot: its summaries, its manifest entries (window slots)
+_SlotLists = tuple[_Names, _Names | None]
+
+
 class FlowSearch:
     """Iterate it for the matching flows (Found), in capture key order per
     slot; then ``report`` is complete."""
@@ -258,7 +266,8 @@ class FlowSearch:
                  hosts: list[str] | None = None, iface: str | None = None,
                  lookback: timedelta = timedelta(minutes=11),
                  in_scope: Callable[[str, str], bool] | None = None,
-                 workers: int = 16, inflight: int = 64) -> None:  # fmt: skip
+                 workers: int = 16, inflight: int = 64,
+                 use_compaction: bool = True) -> None:  # fmt: skip
         self.storage = storage
         self.prefix = prefix
         self.window = Window(*window)
@@ -270,6 +279,9 @@ class FlowSearch:
         self.workers = max(1, workers)
         self.inflight = max(1, inflight)
         self.report = Report()
+        # a slot's compaction holds every host: worth its GET for a fleet-wide
+        # search, not for one or two hosts' few summaries
+        self.compacted = use_compaction and (self.hosts is None or len(self.hosts) > 2)
 
     # -- listings -----------------------------------------------------------
 
@@ -311,14 +323,31 @@ class FlowSearch:
             text = flowindex.gunzip_text(flowindex.read_body(self.storage, key, size))
         except (StorageError, OSError, ValueError, UnicodeDecodeError, zlib.error) as err:
             return [], f"unreadable: {err}"
+        return self._scan(text, e)
+
+    def _scan(self, text: str, e: manifest.Entry, start: int = 0, end: int | None = None
+              ) -> tuple[list[Found], str | None]:  # fmt: skip
+        """The matching flows of one summary's text, text[start:end] (its
+        object's, or its lines in its slot's compaction)."""
         try:
-            return self._rows(text, e)
+            return self._rows(text, e, start, end)
         # a summary is a bucket object its host wrote: any shape may come
         except (ValueError, KeyError, TypeError, RecursionError) as err:
             return [], f"unreadable: {err!r}"
 
-    def _rows(self, text: str, e: manifest.Entry) -> tuple[list[Found], str | None]:
-        lines = text.splitlines()
+    def _rows(self, text: str, e: manifest.Entry, start: int = 0, end: int | None = None
+              ) -> tuple[list[Found], str | None]:  # fmt: skip
+        pre = self.query.prefilter
+        end = len(text) if end is None else end
+        eol = text.find("\n", start, end)
+        eol = end if eol < 0 else eol
+        if pre is not None and text.find(pre, eol, end) < 0:
+            # no row can match (most summaries, for an address): count, not split
+            lines = [text[start:eol]]
+            n = text.count("\n", eol + 1, end) + (eol < end and not text.endswith("\n", 0, end))
+        else:
+            lines = text[start:end].splitlines()
+            n = -1
         try:
             cap = json.loads(lines[0]) if lines else None
         except json.JSONDecodeError as err:
@@ -332,7 +361,9 @@ class FlowSearch:
             return [], f"unreadable: its body describes {where!r}, its name {e.key!r}"
         out: list[Found] = []
         w, q = self.window, self.query
-        pre = q.prefilter
+        more = not cap.get("complete") and q.may_be_beyond_cap(cap)
+        if n >= 0:
+            return out, f"ok:{n}" + (":incomplete" if more else "")
         n = 0
         for i, line in enumerate(lines[1:], 2):
             if not line:
@@ -355,7 +386,6 @@ class FlowSearch:
             side = q.side(f)
             if side is not None:
                 out.append(Found(e, f, side))
-        more = not cap.get("complete") and q.may_be_beyond_cap(cap)
         return out, f"ok:{n}" + (":incomplete" if more else "")
 
     # -- the search -----------------------------------------------------------
@@ -370,8 +400,7 @@ class FlowSearch:
         pending: deque[tuple[str, manifest.Entry, Future[tuple[list[Found], str | None]]]] = deque()
         with ThreadPoolExecutor(self.workers) as pool:
             # listings a few slots ahead, not the whole window's names at once
-            lists: dict[datetime, tuple[Future[list[tuple[str, int]]],
-                                        Future[list[tuple[str, int]]] | None]] = {}  # fmt: skip
+            lists: dict[datetime, _SlotLists] = {}
             ahead = iter(flow_slots)
 
             def list_ahead() -> None:
@@ -384,12 +413,28 @@ class FlowSearch:
                         pool.submit(self._names, manifest.slot_prefix(self.prefix, s))
                         if s >= window_slots[0] else None,
                     )  # fmt: skip
-                    self.report.slots_listed += 1 + (s >= window_slots[0])
+                    self.report.slots_listed += 1 + (s >= window_slots[0]) + self.compacted
 
-            for slot in flow_slots:
+            # a slot's compaction is read one slot ahead, not three: memory holds
+            # two slots' compactions at most
+            comps: dict[datetime, Future[compaction.Compacted | None]] = {}
+
+            def comp_ahead(i: int) -> None:
+                for s in flow_slots[i : i + 2]:
+                    if self.compacted and s not in comps:
+                        comps[s] = pool.submit(compaction.read, self.storage, self.prefix, s)
+
+            comp: compaction.Compacted | None = None
+            for i, slot in enumerate(flow_slots):
+                comp = None  # the previous slot's: not held while the next is read
                 list_ahead()
+                comp_ahead(i)
                 flow_list, entry_list = lists.pop(slot)
                 seen = have.setdefault(slot, set())
+                comp_f = comps.pop(slot, None)
+                if comp_f is not None:
+                    comp = comp_f.result()
+                self.report.compactions += comp is not None
                 for key, size in flow_list.result():
                     e = flowindex.parse_key(key, self.prefix)
                     if e is None or not e.has_object:
@@ -398,7 +443,14 @@ class FlowSearch:
                     if not self._wanted(e) or not self._believed(key, e):
                         continue
                     self.report.captures_in_window += 1
-                    pending.append((key, e, pool.submit(self._read, key, e, size)))
+                    span = compaction.believed_span(comp, key, size, e)
+                    if span is not None and comp is not None:
+                        self.report.from_compaction += 1
+                        done: Future[tuple[list[Found], str | None]] = Future()
+                        done.set_result(self._scan(comp.text, e, *span))
+                        pending.append((key, e, done))
+                    else:
+                        pending.append((key, e, pool.submit(self._read, key, e, size)))
                     while len(pending) > self.inflight:
                         yield from self._collect(*pending.popleft())
                 if entry_list is not None:

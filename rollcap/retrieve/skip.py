@@ -27,8 +27,10 @@ import zlib
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from rollcap.flows import compact as compaction
 from rollcap.flows import index as flowindex
 from rollcap.retrieve import verdict
 from rollcap.retrieve.catalog import Capture
@@ -57,6 +59,9 @@ class SkipReport:
     fetched: Counter[str] = field(default_factory=Counter)  # why, for the ones downloaded
     summaries: int = 0  # summaries read
     summary_bytes: int = 0  # their stored bytes
+    compactions: int = 0  # slot compactions read and used
+    from_compaction: int = 0  # summaries taken from them (no GET of their own)
+    compaction_bytes: int = 0  # their stored bytes
     skipped_bytes: int = 0  # stored bytes of the captures not downloaded
     seconds: float = 0.0
 
@@ -71,6 +76,10 @@ class SkipReport:
             f"read {self.summaries} summaries ({self.summary_bytes:,} bytes) in "
             f"{self.seconds:.2f} s"
         ]
+        if self.compactions:
+            out.append(f"flow index: {self.from_compaction} more summaries from "
+                       f"{self.compactions} slot compactions ({self.compaction_bytes:,} bytes)"
+                       )  # fmt: skip
         for why, n in self.fetched.most_common():
             out.append(f"flow index: downloading {n}: {why}")
         return out
@@ -93,7 +102,12 @@ def judge(node: verdict.Node, c: Capture, body: bytes,
           window: tuple[int, int] | None) -> str | None:  # fmt: skip
     """Why capture c must be downloaded, or None if its summary proves that
     no packet of it matches. ValueError: the summary is not one to trust."""
-    text = flowindex.gunzip_text(body)
+    return judge_text(node, c, flowindex.gunzip_text(body), window)
+
+
+def judge_text(node: verdict.Node, c: Capture, text: str,
+               window: tuple[int, int] | None) -> str | None:  # fmt: skip
+    """judge() on a summary's text (from its object or its slot's compaction)."""
     head_line, _, rest = text.partition("\n")
     head = json.loads(head_line)
     if not isinstance(head, dict) or head.get("row") != "capture" \
@@ -141,9 +155,20 @@ def _listing_prefixes(wanted: dict[str, Capture], prefix: str) -> list[str]:
     return out
 
 
+def _slot_of(listing: str, prefix: str) -> datetime | None:
+    """The slot a whole-slot listing prefix names (None for a per-host one:
+    one or two hosts' summaries cost less than the slot's compaction)."""
+    base = flowindex.root(prefix)
+    try:
+        return datetime.strptime(listing[len(base) :], "date=%Y-%m-%d/hour=%H/minute=%M/"
+                                 ).replace(tzinfo=UTC)  # fmt: skip
+    except ValueError:
+        return None
+
+
 def prune(storage: Storage, captures: list[Capture], expr: str, *,
-          window: tuple[int, int] | None = None, workers: int = WORKERS
-          ) -> tuple[list[Capture], SkipReport]:  # fmt: skip
+          window: tuple[int, int] | None = None, workers: int = WORKERS,
+          use_compaction: bool = True) -> tuple[list[Capture], SkipReport]:  # fmt: skip
     """The captures to download for filter expr (in the order given), and
     what was skipped and why."""
     report = SkipReport(considered=len(captures))
@@ -164,6 +189,11 @@ def prune(storage: Storage, captures: list[Capture], expr: str, *,
             wanted[flowindex.summary_key(entry, prefix)] = c
     found: dict[str, int] = {}
     listings = _listing_prefixes(wanted, prefix)
+    # slots listed whole: their compaction (if any) stands in for their
+    # summaries; read one slot at a time (the next one's in flight), so memory
+    # holds two slots' compactions, never the window's
+    slots = [s for s in (_slot_of(p, prefix) for p in listings) if s is not None] \
+        if use_compaction else []  # fmt: skip
     with ThreadPoolExecutor(max(1, workers)) as pool:
         for infos in pool.map(lambda p: [(i.key, i.size) for i in storage.list(p)], listings):
             found.update((k, s) for k, s in infos if k in wanted)
@@ -171,8 +201,16 @@ def prune(storage: Storage, captures: list[Capture], expr: str, *,
             if key not in found:
                 fetch[c.key] = MISSING
 
-        def one(key: str) -> tuple[str, str | None, int]:
+        def one(key: str, comp: compaction.Compacted | None) -> tuple[str, str | None, int]:
             c, size = wanted[key], found[key]
+            entry = entry_of(c)
+            text = compaction.believed_text(comp, key, size, entry) if entry else None
+            if text is not None:
+                try:
+                    return c.key, judge_text(node, c, text, window), -1
+                except (ValueError, KeyError, TypeError, RecursionError) as e:
+                    log.warning("%s: compacted rows not to trust (%s): reading the summary",
+                                key, e)  # fmt: skip
             if size > MAX_STORED:
                 return c.key, UNREADABLE, 0
             try:
@@ -189,9 +227,30 @@ def prune(storage: Storage, captures: list[Capture], expr: str, *,
                             key, e)  # fmt: skip
                 return c.key, UNREADABLE, size
 
-        for ckey, why, size in pool.map(one, sorted(found)):
-            report.summaries += 1
-            report.summary_bytes += size
+        by_dir: dict[str, list[str]] = defaultdict(list)
+        for key in sorted(found):
+            by_dir[key[: key.rindex("/") + 1]].append(key)
+        dirs = [flowindex.slot_prefix(prefix, s) for s in slots]
+        comp_dirs = set(dirs)
+        results = []
+        ahead = [pool.submit(compaction.read, storage, prefix, s) for s in slots[:2]]
+        for i, d in enumerate(dirs):
+            comp = ahead.pop(0).result()
+            if i + 2 < len(slots):
+                ahead.append(pool.submit(compaction.read, storage, prefix, slots[i + 2]))
+            if comp is not None:
+                report.compactions += 1
+                report.compaction_bytes += comp.size
+            results += list(pool.map(lambda k, c=comp: one(k, c), by_dir.get(d, [])))
+            del comp
+        rest = [k for d, keys in by_dir.items() if d not in comp_dirs for k in keys]
+        results += list(pool.map(lambda k: one(k, None), rest))
+        for ckey, why, size in results:
+            if size < 0:
+                report.from_compaction += 1
+            else:
+                report.summaries += 1
+                report.summary_bytes += size
             if why is not None:
                 fetch[ckey] = why
     kept = [c for c in captures if c.key in fetch]

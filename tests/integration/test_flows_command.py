@@ -245,14 +245,14 @@ def _spool(root: Path) -> Path:
     return root
 
 
-def _prepare(spools: list[Path], all_pcap: Path, n: int) -> list[str]:
-    """n 10-minute captures of host web1 (real packets, times from T1), the
+def _prepare(spools: list[Path], all_pcap: Path, n: int, host: str = "web1") -> list[str]:
+    """n 10-minute captures of host (real packets, times from T1), the
     same files (bytes and mtime) in every spool."""
     frames = read_frames(all_pcap)
     names = []
     for i in range(n):
         start = T1 + timedelta(minutes=10 * i)
-        name = ReadyName(start, i + 1, "web1", "eth0").format()
+        name = ReadyName(start, i + 1, host, "eth0").format()
         t0 = int(start.timestamp() * 10**9) + 10**9
         recs = [(t0 + j * 200_000_000, *frames[(i * 977 + j) % len(frames)]) for j in range(900)]
         closed = start.timestamp() + 600.2

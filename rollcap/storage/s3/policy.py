@@ -18,7 +18,10 @@ an IAM policy variable (``${aws:username}``, or the principal tag
 the prefix and sets legal holds. ``requester`` (fleet keep requests,
 keep/fleet.py): writes and reads request objects below ``prefix/_requests/``,
 reads the hosts' acknowledgements (``prefix/_index/acks/v1/``) and lists the
-index's key names (which hosts exist: `keep --status`), and nothing else.
+index's key names (which hosts exist: `keep --status`); it also compacts the
+flow index (`rollcap index --compact`: reads ``prefix/_index/flows/v1/``,
+creates objects below ``prefix/_index/flows/v1c/`` with If-None-Match), and
+nothing else.
 Hosts read and list requests, and write their acknowledgement as an index
 entry named after themselves (the same statement as their manifest entries).
 Pure logic.
@@ -30,8 +33,11 @@ import string
 from typing import Any
 
 from rollcap.config.schema import OffloadConfig
+from rollcap.flows.compact import DIR as COMPACT_DIR
 from rollcap.keep.fleet import ACKS_DIR, REQUESTS_DIR
-from rollcap.storage.manifest import INDEX_DIR
+from rollcap.storage.manifest import ENTRY_NAMED, INDEX_DIR
+
+FLOWS_DIR = ENTRY_NAMED[1]
 
 #: how the policy names the host: the IAM user's name, a principal tag, or this
 #: host's name written out (for an evaluator without policy variables)
@@ -173,6 +179,15 @@ def iam_policy(cfg: OffloadConfig, host: str, template: str, role: str = "host",
             # the index's key names say which hosts exist (who has not answered)
             _list("RollcapListKeepRequests", bucket,
                   [f"{req}*", f"{_base(cfg.prefix)}{INDEX_DIR}/*"]),
+            # `rollcap index --compact` (flows/compact.py): reads the hosts' flow
+            # summaries, creates (never overwrites) one object per slot below
+            # v1c/, whose names hold no '~' (no host's pattern reaches them)
+            {"Sid": "RollcapReadFlowSummaries", "Effect": "Allow", "Action": "s3:GetObject",
+             "Resource": [f"{bucket}/{_base(cfg.prefix)}{FLOWS_DIR}/*",
+                          f"{bucket}/{_base(cfg.prefix)}{COMPACT_DIR}/*"]},
+            {"Sid": "RollcapCompactFlowIndex", "Effect": "Allow", "Action": "s3:PutObject",
+             "Resource": f"{bucket}/{_base(cfg.prefix)}{COMPACT_DIR}/*",
+             "Condition": CREATE_ONCE},
         ]  # fmt: skip
     elif role == "host":
         statements = host_statements(cfg, host, template, bucket, write_once)

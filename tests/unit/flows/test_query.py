@@ -140,8 +140,9 @@ def test_the_fleet_is_one_listing_per_slot_and_each_host_is_found() -> None:
                         lookback=timedelta(minutes=11))  # fmt: skip
     assert sorted(f.entry.host for f in found) == ["db1", "web1", "web2"]
     assert all(f.side == 1 and f.flow["dst"] == "203.0.113.7" for f in found)
-    # flows: 11 min before 12:00:03 .. 12:10:03 -> 11:40..12:10 (4 slots); manifest: 2 slots
-    assert len(st.listed) == 4 + 2 == search.report.slots_listed
+    # flows: 11 min before 12:00:03 .. 12:10:03 -> 11:40..12:10 (4 slots); manifest: 2
+    # slots; and the flows slots' compactions (flows/compact.py): 4
+    assert len(st.listed) == 4 + 2 + 4 == search.report.slots_listed
     assert search.report.summaries == 4 and search.report.without_summary == 0
     assert set(search.report.hosts) == {"db1", "web1", "web2"}
     assert search.report.hosts["web1"].packets == 3

@@ -152,6 +152,29 @@ def test_requester_writes_requests_and_nothing_else() -> None:
     assert not allowed(policy, "ops", "s3:GetObject", entry)
 
 
+def test_the_requester_compacts_the_flow_index_and_hosts_cannot() -> None:
+    """`rollcap index --compact`: the requester reads the hosts' summaries and
+    creates (write-once) the slot's compacted object; no host can write one,
+    nor can the requester write a host's summary."""
+    req = iam_policy(CFG, USER, CFG.key_template, role="requester")
+    host = iam_policy(CFG, USER, CFG.key_template)
+    summary = ARN + "caps/_index/flows/v1/date=2026-11-26/hour=12/minute=10/web1~eth0~x.ndjson.gz"
+    comp = (ARN + "caps/_index/flows/v1c/date=2026-11-26/hour=12/minute=10/"
+            "g000001-0123456789abcdef.ndjson.gz")
+    assert allowed(req, "ops", "s3:GetObject", summary)
+    assert allowed(req, "ops", "s3:GetObject", comp)
+    assert allowed(req, "ops", "s3:PutObject", comp)
+    assert not allowed(req, "ops", "s3:PutObject", comp, if_none_match=False)  # no overwrite
+    assert not allowed(req, "ops", "s3:PutObject", summary)
+    assert allowed(req, "ops", "s3:ListBucket", "arn:aws:s3:::b-1",
+                   "caps/_index/flows/v1/date=2026-11-26/")  # fmt: skip
+    for user in ("web1", "g000001-0123456789abcdef.ndjson.gz"):
+        assert not allowed(host, user, "s3:PutObject", comp)
+    # the captures stay out of reach
+    for key in _keys(CFG, "web1")[:1]:
+        assert not allowed(req, "ops", "s3:GetObject", ARN + key)
+
+
 def test_hosts_read_requests_and_write_only_their_own_acknowledgement() -> None:
     policy = iam_policy(CFG, USER, CFG.key_template)
     req = ARN + request_key("caps", "INC-42")
