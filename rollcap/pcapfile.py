@@ -489,13 +489,7 @@ def tail_end(fd: int, size: int, header: PcapHeader, secs: tuple[int, int]) -> i
 def head_record(fd: int, header: PcapHeader) -> int | None:
     """The time stamp (epoch ns) of the file's first record, None when its header
     is not a whole valid one."""
-    raw = os.pread(fd, RECORD_HEADER_LEN, GLOBAL_HEADER_LEN)
-    if len(raw) < RECORD_HEADER_LEN:
-        return None
-    sec, frac, incl, orig = struct.unpack(header.endian + "IIII", raw)
-    if not record_ok(frac, incl, orig, header.ts_per_second):
-        return None
-    return int(sec * NS + frac * (NS // header.ts_per_second))
+    return stamp_at(fd, GLOBAL_HEADER_LEN, header)
 
 
 @dataclass(frozen=True)

@@ -42,17 +42,19 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rollcap.keep.request import (
     ID_PATTERN,
-    NS_MAX,
     REASON_MAX,
     VERSION,
+    KeepId,
     KeepOutcome,
     KeepRequest,
+    Ns,
+    Reason,
 )
 from rollcap.storage import manifest
 from rollcap.storage.base import Storage
@@ -77,7 +79,6 @@ HOST_PATTERN = r"^[A-Za-z0-9.*?-]{1,63}$"
 _HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}")
 _ID_RE = re.compile(ID_PATTERN)
 AckState = Literal["shipped", "nothing-held", "refused"]
-Ns = Annotated[int, Field(ge=0, le=NS_MAX)]  # a time `keep --status` can print
 
 
 class FleetRequest(BaseModel):
@@ -86,14 +87,14 @@ class FleetRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     version: Literal[1] = VERSION
-    id: str = Field(pattern=ID_PATTERN)
-    reason: str = Field(min_length=1, max_length=REASON_MAX, pattern=r"^[\x20-\x7e]+$")
-    since_ns: int = Field(ge=0, le=NS_MAX)
-    until_ns: int = Field(ge=0, le=NS_MAX)
+    id: KeepId
+    reason: Reason
+    since_ns: Ns
+    until_ns: Ns
     # empty: every host
     hosts: tuple[str, ...] = Field(default=(), max_length=MAX_HOST_PATTERNS)
-    created_ns: int = Field(ge=0, le=NS_MAX)
-    expires_ns: int = Field(ge=0, le=NS_MAX)
+    created_ns: Ns
+    expires_ns: Ns
 
     @model_validator(mode="after")
     def _bounds(self) -> FleetRequest:
@@ -129,7 +130,7 @@ class Ack(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     version: Literal[1] = VERSION
-    id: str = Field(pattern=ID_PATTERN)
+    id: KeepId
     host: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$")
     state: AckState
     files: int = Field(ge=0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -29,17 +29,23 @@ FUTURE_SKEW_NS = 300 * NS
 Source = Literal["cli", "alertmanager", "http", "fleet"]
 
 
+# the fields every keep-shaped object shares (KeepRequest, the fleet's request)
+KeepId = Annotated[str, Field(pattern=ID_PATTERN)]
+Reason = Annotated[str, Field(min_length=1, max_length=REASON_MAX, pattern=r"^[\x20-\x7e]+$")]
+Ns = Annotated[int, Field(ge=0, le=NS_MAX)]  # epoch ns, a signed 64-bit count
+
+
 class KeepRequest(BaseModel):
     """One keep: a window of packets to ship, and why."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     version: Literal[1] = VERSION
-    id: str = Field(pattern=ID_PATTERN)
-    reason: str = Field(min_length=1, max_length=REASON_MAX, pattern=r"^[\x20-\x7e]+$")
-    since_ns: int = Field(ge=0, le=NS_MAX)
-    until_ns: int = Field(ge=0, le=NS_MAX)
-    created_ns: int = Field(ge=0, le=NS_MAX)
+    id: KeepId
+    reason: Reason
+    since_ns: Ns
+    until_ns: Ns
+    created_ns: Ns
     source: Source
     # what the source calls it: the alert's fingerprint, the fleet request's key...
     origin: str = Field(default="", max_length=REASON_MAX, pattern=r"^[\x20-\x7e]*$")
