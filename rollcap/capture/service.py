@@ -116,6 +116,7 @@ class Supervisor:
         self.notifier = Notifier()
         self.wakeup = Wakeup()
         self.last_rotate: dict[str, Any] | None = None
+        self._rotating: tuple[int, str] | None = None  # a rotate waiting for its hand-off
         self._cut: set[str] = set()  # keeps whose window's end was cut (cut_for_keeps)
         self.captures: dict[str, InterfaceCapture] = {}  # capture.interface, in order
         uid, switch_user = layout.tcpdump_identity(cfg.capture.user)
@@ -357,10 +358,25 @@ class Supervisor:
         if not live:
             result = f"nothing to cut: {status.overall_state(self.captures, self.paused)}"
         elif all(switch_all([SwitchRequest(ic, reason) for ic in live])):
-            after = self.n.handed_off_files
-            result = "handed off" if after > before else "no packets to hand off"
+            # the cut files' overlap is stripped on the strip worker: the answer
+            # waits for their hand-off (finish_rotate, from the loop), not the loop
+            self._rotating = (before, reason)
+            self.finish_rotate()
+            return
         else:
             result = f"failed: {status.overall_error(self.last_error, self.captures)}"
+        self._rotated(reason, result)
+
+    def finish_rotate(self) -> None:
+        """Answer a rotate whose cut files are handed off (none still on the strip worker)."""
+        if self._rotating is None or self.session.queue.busy:
+            return
+        before, reason = self._rotating
+        self._rotating = None
+        result = "handed off" if self.n.handed_off_files > before else "no packets to hand off"
+        self._rotated(reason, result)
+
+    def _rotated(self, reason: str, result: str) -> None:
         handed = self.last_handoff["name"] if self.last_handoff else None
         self.last_rotate = {"at": time.time(), "result": result, "last_handoff": handed}
         log.info("%s: %s", reason, result, extra=fields(result=result))
@@ -473,6 +489,7 @@ class Supervisor:
                 self.rotate("rotate requested")
             self.check_exit()
             self.process_work()
+            self.finish_rotate()
             left = self.check_quiet()
             for ic in self.captures.values():
                 ic.tick()

@@ -95,8 +95,14 @@ def test_check_destination_passes_for_an_enterprise_bucket(
     create, steps = statements[2], statements[3]
     assert create["Action"] == steps["Action"] == "s3:PutObject"
     assert create["Resource"] == steps["Resource"] == [objects["Resource"], entries]
-    listing = statements[4]
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["caps/${aws:username}/*"]}}
+    # hosts read fleet keep requests (and list them) too: nothing else of the bucket
+    by_sid = {st["Sid"]: st for st in statements}
+    requests = f"arn:aws:s3:::{bucket}/caps/_requests/*"
+    assert by_sid["RollcapReadKeepRequests"]["Resource"] == requests
+    listing = by_sid["RollcapListOwnPrefix"]
+    assert listing["Condition"] == {
+        "StringLike": {"s3:prefix": ["caps/${aws:username}/*", "caps/_requests/*"]}
+    }
     assert got.get("put index entry") == "ok", p.stdout
 
 
