@@ -10,7 +10,9 @@ replay's span.
 `rollcap flows` (the CLI, a subprocess) must answer with the right hosts,
 peers, conversations, packet and byte counts, per-host totals and times,
 each checked against tshark over the very pcaps replayed onto that host
-(test_flows_command: tunnels not dissected, no reassembly, docs/flows.md).
+(test_flows_command: tunnels not dissected, no reassembly, docs/flows.md);
+so must `--filter` (a tcpdump filter answered per flow row), and a filter
+the index cannot decide must be a usage error, never an unfiltered answer.
 A host whose summaries were not written, or were filed or counted under
 the other host, fails it.
 """
@@ -252,3 +254,26 @@ def test_flows_says_which_hosts_talked_to_x_when_and_how_much(
         m = re.match(r"# \S+: (\d+) flows in (\d+) captures, (\d+) packets,", total_line)
         assert m and tuple(map(int, m.groups())) == (t["flows"], t["captures"], t["packets"])
     assert "# 2 hosts; " in p.stdout
+
+    # 6. --filter: a tcpdump filter answered per flow row from the same
+    # summaries; both hosts' TCP conversations of X on port 443, not X's
+    # UDP, ICMP, VLAN or fragmented flows, nor 10.0.0.1's other ones
+    expr = f"host {X} and tcp port 443"
+    filt = _flows_json(cfg, env, since, until, "--filter", expr)
+    want_443 = {h: _with(convs[h], lambda c: c[0] == 6 and _has_addr(X)(c) and _has_port(443)(c))
+                for h in HOSTS}  # fmt: skip
+    assert set(filt["hosts"]) == {h for h in HOSTS if want_443[h]} == set(HOSTS)
+    for h in HOSTS:
+        mine = [r for r in filt["flows"] if r["host"] == h]
+        assert _convs(mine) == want_443[h], h
+        # IPv4 TCP keyed by its first packet: surely holds a match
+        assert {(r["addr"], r["filter_match"]) for r in mine} == {(X, "yes")}, h
+        assert {r["capture"] for r in mine} == stored[h], h
+    assert filt["query"] == f"filter {expr!r}" and filt["index"]["filter_maybe"] == 0
+
+    # a filter the index cannot decide: a one-line usage error, no answer
+    p = rollcap(cfg, env, "flows", "--json", "--since", since.isoformat(), "--until",
+                until.isoformat(), "--filter", f"ether host 2:0:0:0:0:1 and host {X}")  # fmt: skip
+    assert (p.returncode, p.stdout) == (2, ""), p.stderr
+    assert re.fullmatch(r"rollcap: --filter '.*': 'ether' is not in a flow summary; the flow "
+                        r"index answers numeric host/net .*\n", p.stderr), p.stderr  # fmt: skip
