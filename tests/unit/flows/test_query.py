@@ -74,7 +74,7 @@ def _a(text: str) -> bytes:
 
 def flow(src: str, sport: int | None, dst: str, dport: int | None, t: int, proto: int = 6,
          packets: int = 3, vlans: tuple[int, ...] = ()) -> tuple[Any, Flow]:  # fmt: skip
-    a, b = sorted([(_a(src), sport), (_a(dst), dport)], key=lambda e: e[0])
+    a, b = sorted([(_a(src), sport), (_a(dst), dport)], key=lambda e: (e[0], e[1] or 0))
     key = (vlans, proto, a[0], a[1], b[0], b[1])
     return key, Flow(t, t + NS, packets, 100 * packets, _a(src), sport, _a(dst), dport, 0)
 
