@@ -371,7 +371,7 @@ def read_sidecar(d: Dir, name: str) -> Tail | None:
         if keys and STAMP.unpack_from(max(keys))[0] * tick >= MAX_STAMP_S * NS:
             raise ValueError("timestamp out of range")
         return Tail(keys, tick, frozenset(s.name for s in sections if s.name))
-    except (BadEntry, OSError, ValueError):
+    except (BadEntry, OSError, ValueError, struct.error):
         return None
 
 
@@ -389,7 +389,7 @@ def append_sidecar(d: Dir, name: str, more: Tail, source: str) -> None:
     try:
         try:
             sections, end = _sections(lambda n, at: os.pread(fd, n, at), os.fstat(fd).st_size)
-        except ValueError:
+        except (ValueError, struct.error):  # struct.error: it shrank meanwhile
             return d.write_atomic(name, _HEADER.pack(SIDECAR_MAGIC, SIDECAR_FORMAT) + data)
         if any(s.name == source for s in sections):
             return None
