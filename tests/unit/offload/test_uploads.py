@@ -54,6 +54,7 @@ def test_a_destination_failure_holds_every_file_until_its_backoff_expires(
         (svc.spool.ready / name).write_bytes(b"x" * 10)
     u.rescan()
     entry = u.queue.pending[NAMES[0]]
+    entry.attempt = 1  # as its dispatch counted it
     err = StorageError("connection refused", code="ConnectError")
     u._handle(entry, Outcome(NAMES[0], "failed", message=str(err), dest_error=err))
     assert svc.health.down and svc.report.last_error == "connection refused"
