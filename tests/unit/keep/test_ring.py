@@ -1,12 +1,14 @@
 """The ring with keeps: capture's budget never drops a pinned file (and drops
-nothing when it cannot read the pins), when a window's end is cut
-(capture's cut itself: tests/unit/capture/test_cuts.py), the offload ships and releases only what keeps hold, and status shows
-the lookback without calling the ring a backlog."""
+nothing when it cannot read the pins), when a window's end is due to be cut
+(the cut itself: tests/unit/capture/test_cuts.py), the offload ships and
+releases only what keeps hold, and status shows the lookback without calling
+the ring a backlog."""
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
