@@ -60,8 +60,8 @@ from rollcap.capture import budget, exclusion, lock, reload, status
 from rollcap.capture.budget import BudgetKeeper, Fences, reserve
 from rollcap.capture.conditions import Condition, Conditions, RepeatLimiter
 from rollcap.capture.counters import EventCounts, InterfaceCounts
-from rollcap.capture.handoff import Handoff, HandoffQueue, Persistent
 from rollcap.capture.cuts import Cuts
+from rollcap.capture.handoff import Handoff, HandoffQueue, Persistent
 from rollcap.capture.interface import InterfaceCapture, Interfaces
 from rollcap.capture.launcher import Launcher
 from rollcap.capture.stripworker import StripWorker
