@@ -17,7 +17,8 @@ pipe, signal handlers only set flags. The jobs are elsewhere:
 - rollcap.capture.handoff    hand-off of finished files, and their queue
 - rollcap.capture.switching  make-before-break switch and its overlap strip
 - rollcap.capture.stripworker  the thread that strips an overlap off the loop
-- rollcap.capture.budget     the spool budget: policy, fences, the keeper
+- rollcap.capture.budget     the spool budget: policy, the keeper, its control of tcpdump
+- rollcap.capture.fences     pause-capture's fences: names tcpdump cannot open
 - rollcap.capture.counters   packet counters, drop causes, totals
 - rollcap.capture.status     gathers, formats and publishes the status
 - rollcap.capture.reload     a SIGHUP: plan, check, apply, verdict
@@ -43,7 +44,6 @@ import logging
 import os
 import selectors
 import time
-from collections.abc import Collection
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -56,11 +56,12 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from rollcap.capture import budget, exclusion, lock, reload, status
-from rollcap.capture.budget import BudgetKeeper, Fences, reserve
-from rollcap.capture.conditions import Condition, Conditions, RepeatLimiter
+from rollcap.capture import exclusion, lock, reload, status
+from rollcap.capture.budget import BudgetControl, BudgetKeeper
+from rollcap.capture.conditions import Conditions, RepeatLimiter
 from rollcap.capture.counters import EventCounts, InterfaceCounts
 from rollcap.capture.cuts import Cuts
+from rollcap.capture.fences import Fences, remove_stale_fences
 from rollcap.capture.handoff import Handoff, HandoffQueue, Persistent
 from rollcap.capture.interface import InterfaceCapture, Interfaces
 from rollcap.capture.launcher import Launcher
@@ -71,7 +72,6 @@ from rollcap.capture.wakeup import Wakeup
 from rollcap.config import load_config
 from rollcap.config.schema import RollcapConfig
 from rollcap.journal import fields, setup_logging
-from rollcap.keep.store import cap_of
 from rollcap.metrics import nodeexporter
 from rollcap.metrics.exporter import capture_exporter
 from rollcap.notify import Notifier
@@ -107,6 +107,7 @@ class CaptureSession:
     queue: HandoffQueue
     keeper: BudgetKeeper
     fences: Fences  # pause-capture: where each tcpdump must stop
+    budget: BudgetControl  # the keeper's answers carried out on the tcpdumps
 
 
 class Supervisor:
@@ -220,97 +221,17 @@ class Supervisor:
         return self.session.queue.last_handoff
 
     # ------------------------------------------------------------------ budget
-    def _reserve(self, switching: Collection[int] = ()) -> int:
-        """What the live files may still grow by (keeper.reserve)."""
-        c = self.cfg
-        return reserve(self.captures.values(), self.dirs.work,
-                       c.capture.rotate_megabytes * 1_000_000, c.spool.on_full,
-                       switching)  # fmt: skip
-
-    def _pause_now(self) -> None:
-        self.interfaces.set_states("paused")
-        self.conditions.set(Condition.PAUSED, self.session.keeper.pause_message())
-        # no drain wait: the budget matters more than the last second of packets
-        self.stop_capture(drain=False)
-
-    def _pause_capture(self) -> bool:
-        return self.cfg.spool.on_full == "pause-capture"
-
-    def _move_fences(self, live: set[int], reserve: int) -> None:
-        """pause-capture: each running tcpdump's fence right after the last file
-        the budget has room for (rollcap.capture.budget); the others' removed
-        (all of them under drop-oldest, e.g. after a reload changed on_full)."""
-        fences, u = self.session.fences, self.session.keeper.usage
-        if u is None:  # not measured yet
-            return
-        if not self._pause_capture():
-            fences.keep_only(set())
-            return
-        newest: dict[int, WorkName] = {}
-        for w, _n in list_work(self.dirs.work):
-            if w.generation in live:
-                newest[w.generation] = w  # sorted: the last one wins
-        files = budget.fence_files(u.used_bytes, reserve, len(live), u.max_bytes,
-                                   self.cfg.capture.rotate_megabytes * 1_000_000)  # fmt: skip
-        for gen in live:
-            fences.place(gen, newest.get(gen), files)
-        fences.keep_only(live)
-
-    def _fence_new(self, gen: int, argv: list[str]) -> None:
-        """Before a tcpdump starts (pause-capture): fence it from its first file on.
-        With rotate_align its first name is ours; tcpdump -G names it itself, so that
-        one is fenced once its first file is seen."""
-        if not self._pause_capture():
-            return
-        first = WorkName.parse(os.path.basename(argv[argv.index("-w") + 1]))
-        if first is None:
-            return
-        self.session.fences.expect(gen, first)
-        live = self.interfaces.live_generations() | {gen}
-        sp = self.cfg.spool
-        r = self._reserve(live)
-        u = budget.measure(self.spool, sp.max_megabytes, sp.min_free_percent)
-        files = budget.fence_files(u.used_bytes, r, len(live), u.max_bytes,
-                                   self.cfg.capture.rotate_megabytes * 1_000_000)  # fmt: skip
-        self.session.fences.place(gen, None, files)
+    def enforce_budget(self) -> None:
+        self.session.budget.enforce(self.cfg)
 
     def during_switch(self, live: set[int]) -> bool:
-        """While a switch's overlap runs (up to MAX_UNTIL s at an aligned boundary):
-        hand off what is finished and keep the budget (drop-oldest drops); True when
-        capture must pause, which after_switch() then does."""
-        # live: the switch's generations; the other interfaces' tcpdumps write
-        # too, and a live file taken for a finished one would be handed off
-        # (or, header not flushed yet, deleted) under its running tcpdump
-        live = live | self.interfaces.live_generations()
-
-        def check() -> None:
-            r = self._reserve(live)
-            self.session.keeper.enforce(self.cfg.spool, r)  # pausing is after_switch()'s
-            self._move_fences(live, r)
-
-        # before the batch and after each file, as outside a switch: drop-oldest
-        # drops for a finished file before it reaches ready/
-        self.session.queue.process(live, check, check)
-        check()
-        return self.paused
+        return self.session.budget.during_switch(self.cfg, live)
 
     def after_switch(self) -> None:
-        if self.paused and any(ic.running() for ic in self.captures.values()):
-            self._pause_now()
+        self.session.budget.after_switch()
 
-    def enforce_budget(self) -> None:
-        self.session.keeper.on_demand = self.cfg.offload.mode == "on-demand"
-        self.session.keeper.pinned_cap = cap_of(self.cfg.spool.max_megabytes,
-                                                self.cfg.keep.pinned_percent)[0]  # fmt: skip
-        r = self._reserve()
-        change = self.session.keeper.enforce(self.cfg.spool, r)
-        if change == "pause":
-            self._pause_now()
-        elif change == "resume":
-            self.conditions.clear(Condition.PAUSED)
-            for ic in self.captures.values():
-                ic.next_start = 0.0
-        self._move_fences(self.interfaces.live_generations(), r)
+    def _fence_new(self, gen: int, argv: list[str]) -> None:
+        self.session.budget.fence_new(self.cfg, gen, argv)
 
     # ------------------------------------------------------------------ stats & state
     def snapshot(self) -> status.Snapshot:
@@ -363,8 +284,11 @@ class Supervisor:
             handoff, overlaps, self.n, self.errors, self.conditions, StripWorker(self.wake)
         )  # fmt: skip
         keeper = BudgetKeeper(self.spool, dirs, self.n)
-        return CaptureSession(dirs, lock_fd, launcher, handoff, overlaps, queue, keeper,
-                              Fences(dirs.work))  # fmt: skip
+        fences = Fences(dirs.work)
+        control = BudgetControl(self.spool, dirs.work, keeper, fences, queue, self.interfaces,
+                                self.conditions)  # fmt: skip
+        return CaptureSession(dirs, lock_fd, launcher, handoff, overlaps, queue, keeper, fences,
+                              control)  # fmt: skip
 
     def run(self) -> int:
         self.wakeup.install_signals()
@@ -377,7 +301,7 @@ class Supervisor:
         observer.start()
         try:
             self.stop_orphans()
-            budget.remove_stale_fences(self.dirs.work)
+            remove_stale_fences(self.dirs.work)
             self.load_switches()
             # leftovers all belong to dead generations; waited for: nothing
             # captures yet, and the stale temps below must not be a running strip's
