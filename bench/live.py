@@ -63,7 +63,10 @@ I/O class; weights = shipped plus their CPUWeight= as cgroup v1 cpu.shares
 Nice=19 + batch + idle I/O class, no weights. Per variant: worst and median
 lost, the generator's rate, capture CPU per packet, offload CPU, load
 averages, and where each process was scheduled (cgroup, autogroup).
-Results: bench/results/live-sched-MIX.json; --render prints them.
+Results: bench/results/live-sched-MIX.json; --render prints them. With
+--phases top,drain each rollcap round also waits (up to --drain-timeout) for
+the offload to store the backlog, still at the variant's scheduling:
+live-sched-MIX-drain.json.
 
     python3 -m bench.live --load --mix tls --phases top --rounds 4 \
         --sched shipped,weights,nice19
@@ -1054,9 +1057,9 @@ def _load_line(what: str, kind: str, r: dict[str, Any]) -> str:
         f"{e['samples']} samples; max dirty {e['max_nr_dirty_mb']} MB; load "
         f"{r['loadavg_start'][0]:.2f}->{r['loadavg_end'][0]:.2f}"
     )
-    if kind == "rollcap":
+    if kind.startswith("rollcap"):
         line += f"; capture stopped in {r['capture_stop_s']} s (exit {r['capture_exit']})"
-    if kind == "rollcap" and r.get("drain_timeout_s"):
+    if kind.startswith("rollcap") and r.get("drain_timeout_s"):
         line += f"; drained in {r['drain_s']} s" if r["drain_s"] is not None else "; NOT drained"
     pauses = e["dirty_throttle"].get("by_process") or {}
     if pauses:
@@ -1078,14 +1081,18 @@ def main_load(a: argparse.Namespace) -> dict[str, Any]:
     # any variant but the shipped one alone: the variants' comparison, top speed
     # only, in a result of its own (live-load-MIX.json keeps bare vs shipped)
     compare = variants != ["shipped"]
-    if compare and phases != ["top"]:
-        sys.exit(f"--sched {a.sched}: compares at top speed only: --phases top, not {a.phases}")
+    # drain: each round then also times the offload's drain of the backlog
+    drain = compare and phases == ["top", "drain"]
+    if compare and phases != ["top"] and not drain:
+        sys.exit(f"--sched {a.sched}: --phases top or top,drain, not {a.phases}")
     if "weights" in variants and not (CPU_CGROUP / "cpu.shares").is_file():
         sys.exit(f"--sched weights: no cgroup v1 cpu controller at {CPU_CGROUP}")
     scheds = {v: variant_scheduling(v) for v in variants}
     sched = scheds.get("shipped") or variant_scheduling("shipped")
     pcap = load_pcap(a.mix, a.seed, a.mix_mb, a.small_mb)
     result_name = f"live-sched-{a.mix}" if compare else f"live-load-{a.mix}"
+    if drain:
+        result_name += "-drain"
     prev_path = RESULTS / f"{result_name}.json"
     res: dict[str, Any] = (
         json.loads(prev_path.read_text()) if prev_path.exists() and not compare else {}
@@ -1153,7 +1160,8 @@ def main_load(a: argparse.Namespace) -> dict[str, Any]:
                     if label == "bare":
                         r = one("bare", f"top{i + 1}", None, a.duration)
                     else:
-                        r = one("rollcap", f"top{i + 1}", None, a.duration, variant=label)
+                        d_s = a.drain_timeout if drain else 0.0
+                        r = one("rollcap", f"top{i + 1}", None, a.duration, d_s, label)
                     vruns[label].append(r)
             summary = {label: _variant_summary(rs) for label, rs in vruns.items()}
             res["top"] = {"duration_s": a.duration, "rounds": vruns, "by_variant": summary}
@@ -1244,6 +1252,10 @@ def _variant_summary(rs: list[dict[str, Any]]) -> dict[str, Any]:
         out["offload_cpu_s_median"] = _median(out["offload_cpu_s"])
         out["offload_uploaded_mb"] = [r.get("offload_uploaded_mb") for r in rs]
         out["backlog_files_at_end"] = [r.get("backlog_files_at_end") for r in rs]
+        if any(r.get("drain_timeout_s") for r in rs):
+            # None: not drained within --drain-timeout
+            out["drain_s"] = [r.get("drain_s") for r in rs]
+            out["drain_timeout_s"] = rs[0].get("drain_timeout_s")
     return out
 
 
@@ -1384,9 +1396,10 @@ def render_sched() -> str:
     """The --sched comparison, from bench/results/live-sched-*.json."""
     rows = ["| Mix | rollcap scheduling | lost: worst, median (rounds) | generator pps: median "
             "(rounds) | capture CPU µs/packet, median: replay / whole round | capture stop s "
-            "| offload CPU s in the replay (MB uploaded) | load average (1 min) at each round's "
-            "start |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+            "| offload CPU s in the replay (MB uploaded by the round's end) | backlog "
+            "drained in s (? = not in --drain-timeout) | load average (1 min) at each "
+            "round's start |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     dates = []
 
     def g(xs: list[Any]) -> str:
@@ -1418,7 +1431,8 @@ def render_sched() -> str:
                 f"{(sm['pps_median'] or 0) / 1e3:.0f}k "
                 f"({g([round((x or 0) / 1e3) for x in sm['pps']])}k) | "
                 f"{sm['us_per_packet_median']} / {whole}"
-                f" | {g(sm.get('capture_stop_s', []))} | {off} | {g(sm['loadavg_1min_start'])} |"
+                f" | {g(sm.get('capture_stop_s', []))} | {off} | {g(sm.get('drain_s', []))} | "
+                f"{g(sm['loadavg_1min_start'])} |"
             )
     head = ("`python3 -m bench.live --load --mix tls|small --phases top --sched "
             "shipped,weights,nice19` (as root, top speed, rounds alternating): "
@@ -1483,7 +1497,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="comma-separated scheduling variants of rollcap: shipped (the units' "
         "Nice= etc.), weights (plus their CPUWeight= as cgroup v1 cpu.shares), "
         "nice19 (offload at Nice=19 + batch + idle I/O); any but shipped alone: "
-        "--phases top, rounds alternating, bench/results/live-sched-MIX.json",
+        "--phases top or top,drain, rounds alternating, bench/results/live-sched-MIX.json",
     )
     ld.add_argument(
         "--no-bare",
