@@ -53,6 +53,23 @@ phases; --render writes the README block. Defaults for --load: --rounds 6,
     python3 -m bench.live --load --mix tls --phases top
     python3 -m bench.live --load --mix small --phases fixed,bisect,drain
     python3 -m bench.evidence bench/results/live-timeline/tls-top*-rollcap-*.csv
+
+--load --sched shipped,weights,nice19 (issue 24): top-speed rounds of rollcap
+at each scheduling variant (and bare tcpdump as the reference, unless
+--no-bare), the order rotating every round: shipped = the units' Nice= and
+I/O class; weights = shipped plus their CPUWeight= as cgroup v1 cpu.shares
+(the capture daemon and its tcpdumps in one group, the offload in another,
+/sys/fs/cgroup/cpu/rollcap-bench-*, removed after); nice19 = offload at
+Nice=19 + batch + idle I/O class, no weights. Per variant: worst and median
+lost, the generator's rate, capture CPU per packet, offload CPU, load
+averages, and where each process was scheduled (cgroup, autogroup).
+Results: bench/results/live-sched-MIX.json; --render prints them. With
+--phases top,drain each rollcap round also waits (up to --drain-timeout) for
+the offload to store the backlog, still at the variant's scheduling:
+live-sched-MIX-drain.json.
+
+    python3 -m bench.live --load --mix tls --phases top --rounds 4 \
+        --sched shipped,weights,nice19
 """
 
 from __future__ import annotations
@@ -69,7 +86,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -362,6 +379,10 @@ class Scheduling:
     unit: str
     settings: dict[str, str] = field(default_factory=dict)
     not_applied: dict[str, str] = field(default_factory=dict)
+    # --sched weights: the unit's CPUWeight= as cgroup v1 cpu.shares, and the
+    # group the process joins before exec (set while cpu_cgroups() holds it)
+    shares: int | None = None
+    cgroup: Path | None = None
 
     @classmethod
     def of_unit(cls, name: str) -> Scheduling:
@@ -377,7 +398,17 @@ class Scheduling:
         return s
 
     def preexec(self) -> None:
-        """In the child before exec: Nice= and CPUSchedulingPolicy=, as systemd does."""
+        """In the child before exec: the cgroup, Nice= and CPUSchedulingPolicy=,
+        as systemd does. The child joins its group before it execs, so the
+        daemon and every tcpdump it starts later are in it from their first
+        instruction (children inherit the group): no window in which a fresh
+        tcpdump runs outside it, as writing the pid after spawn would leave."""
+        if self.cgroup is not None:
+            fd = os.open(self.cgroup / "cgroup.procs", os.O_WRONLY)
+            try:
+                os.write(fd, str(os.getpid()).encode())
+            finally:
+                os.close(fd)
         nice = int(self.settings.get("Nice", "0"))
         if nice:
             os.nice(nice)
@@ -395,6 +426,8 @@ class Scheduling:
 
     def describe(self) -> str:
         text = " ".join(f"{k}={v}" for k, v in self.settings.items()) or "default scheduling"
+        if self.shares is not None:
+            text += f" cpu.shares={self.shares} (own cgroup)"
         if self.not_applied:
             text += (
                 " (not applied here: "
@@ -402,6 +435,132 @@ class Scheduling:
                 + ")"
             )
         return text
+
+
+# -- scheduling variants (--sched, issue 24) -----------------------------------
+# shipped: the units' Nice=/CPUSchedulingPolicy=/IOSchedulingClass= (the weights
+#          not applied: the bench has no systemd);
+# weights: shipped plus each unit's CPUWeight= as cgroup v1 cpu.shares, the
+#          capture daemon (and so its tcpdumps) in one group, the offload in
+#          another; the generator, SeaweedFS and everything else stay where they
+#          are, as other services would;
+# nice19:  offload at Nice=19 + CPUSchedulingPolicy=batch + IOSchedulingClass=idle
+#          (the run the offload unit's comment recorded), no weights.
+# IOWeight= stays unapplied in all three: on cgroup v1 it is blkio.weight, which
+# only BFQ (or the old CFQ) honours, and this machine's disks offer
+# none/mq-deadline/kyber.
+# Nice= across units: systemd setsid()s every service, and with
+# kernel.sched_autogroup_enabled=1 a task in the root cpu group is scheduled in
+# its session's autogroup, so Nice= then ranks a service's threads against each
+# other only, not against other services; the daemons here start in their own
+# sessions too (start_rollcap), so "shipped" and "nice19" see what such a host
+# sees. A task in a cpu cgroup other than the root is not in an autogroup: with
+# "weights" the shares decide between the units.
+
+SCHED_VARIANTS = ("shipped", "weights", "nice19")
+CPU_CGROUP = Path("/sys/fs/cgroup/cpu")  # the cgroup v1 cpu hierarchy (hybrid host)
+NICE19 = {"Nice": "19", "CPUSchedulingPolicy": "batch", "IOSchedulingClass": "idle"}
+
+
+def cpu_shares(weight: int) -> int:
+    """CPUWeight= as systemd writes it on a cgroup v1 host: cpu.shares =
+    weight x 1024 / 100, clamped to [2, 262144] (systemd's src/core/cgroup.c,
+    cgroup_cpu_weight_to_shares: 1024 shares and weight 100 are the defaults)."""
+    return max(2, min(262144, weight * 1024 // 100))
+
+
+def variant_scheduling(variant: str) -> dict[str, Scheduling]:
+    """Capture's and offload's scheduling for one --sched variant."""
+    sched = {
+        "capture": Scheduling.of_unit("rollcap-capture.service"),
+        "offload": Scheduling.of_unit("rollcap-offload.service"),
+    }
+    if variant == "weights":
+        for s in sched.values():
+            weight = s.not_applied.pop("CPUWeight", None)
+            if weight is not None:
+                s.shares = cpu_shares(int(weight))
+    elif variant == "nice19":
+        off = sched["offload"]
+        off.settings = {k: v for k, v in off.settings.items() if k not in NICE19} | NICE19
+    elif variant != "shipped":
+        raise ValueError(f"--sched: unknown variant {variant!r}; allowed: {SCHED_VARIANTS}")
+    for s in sched.values():
+        if "IOWeight" in s.not_applied:
+            s.not_applied["IOWeight"] += " (blkio.weight: BFQ only)"
+    return sched
+
+
+@contextlib.contextmanager
+def cpu_cgroups(sched: dict[str, Scheduling], tag: str) -> Iterator[None]:
+    """A cgroup v1 cpu group per role with shares, directly under the root
+    (/sys/fs/cgroup/cpu/rollcap-bench-TAG-ROLE): siblings of the other tasks,
+    as systemd's services are of each other. Not nested in one parent: a
+    parent of 1024 shares would weigh the whole of rollcap as one nice-0 task
+    against the generator. Removed afterwards, any straggler moved back to the
+    root first."""
+    made: list[Path] = []
+    try:
+        for role, s in sched.items():
+            if s.shares is None:
+                continue
+            path = CPU_CGROUP / f"rollcap-bench-{tag}-{role}"
+            path.mkdir()
+            made.append(path)
+            (path / "cpu.shares").write_text(str(s.shares))
+            s.cgroup = path
+        yield
+    finally:
+        for s in sched.values():
+            s.cgroup = None
+        for path in made:
+            _remove_cgroup(path)
+
+
+def _remove_cgroup(path: Path, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError):
+            for pid in (path / "cgroup.procs").read_text().split():
+                with contextlib.suppress(OSError):
+                    (CPU_CGROUP / "cgroup.procs").write_text(pid)
+        try:
+            path.rmdir()
+            return
+        except OSError as e:
+            # EBUSY while an exiting task is still being torn down
+            if time.monotonic() > deadline:
+                print(f"cannot remove {path}: {e}", file=sys.stderr)
+                return
+            time.sleep(0.1)
+
+
+def cpu_cgroup_of(pid: int) -> str | None:
+    """The process's group in the cgroup v1 cpu hierarchy ("/" = the root)."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if "cpu" in controllers.split(","):
+                return path
+    return None
+
+
+def autogroup_of(pid: int) -> str | None:
+    """/proc/PID/autogroup ("/autogroup-N nice 0"): the session group the
+    scheduler uses while the process is in the root cpu group."""
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/autogroup").read_text().strip()
+    return None
+
+
+def _placed(pid: int) -> dict[str, Any]:
+    return {"pid": pid, "cpu_cgroup": cpu_cgroup_of(pid), "autogroup": autogroup_of(pid)}
+
+
+def autogroup_enabled() -> bool | None:
+    with contextlib.suppress(OSError):
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    return None
 
 
 def renice_tree(pid: int, nice: int) -> None:
@@ -756,6 +915,7 @@ def _drain(spool: Path, off: subprocess.Popen[bytes], timeout: float) -> float |
 def load_rollcap(
     pcap: Path, work: Path, seconds: float, pps: int | None, w: SeaweedFS,
     sched: dict[str, Scheduling], a: argparse.Namespace, timeline: Path, drain_s: float,
+    variant: str = "shipped",
 ) -> dict[str, Any]:  # fmt: skip
     spool = work / "spool"
     spool.mkdir()
@@ -784,6 +944,11 @@ def load_rollcap(
                             preexec=s_cap.preexec, prefix=s_cap.prefix())  # fmt: skip
         _wait_capturing(cap, spool)
         cap_pid, off_pid = cap.pid, off.pid
+        # where the scheduler put them: the proof that a variant acted
+        placement = {
+            "capture": _placed(cap_pid), "offload": _placed(off_pid),
+            "tcpdumps": [_placed(p) for p in ev.tcpdumps_of(cap_pid)],
+        }  # fmt: skip
         rp: _Replay | None = None
         roles: ev.Roles = {
             "tcpdump": lambda: ev.tcpdumps_of(cap_pid),
@@ -854,7 +1019,8 @@ def load_rollcap(
     if stop_rc is None or stop_rc < 0:
         lost = None  # killed: its last counters never reached the state file
     res = {
-        **r, "captured": captured, "kernel_drops": state.get("kernel_drops"),
+        **r, "sched": variant, "placement": placement,
+        "captured": captured, "kernel_drops": state.get("kernel_drops"),
         "interface_drops": state.get("interface_drops"), "lost": lost,
         "handed_off_files": state.get("handed_off_files"),
         "capture_stop_s": stop_s, "capture_exit": stop_rc,
@@ -891,9 +1057,9 @@ def _load_line(what: str, kind: str, r: dict[str, Any]) -> str:
         f"{e['samples']} samples; max dirty {e['max_nr_dirty_mb']} MB; load "
         f"{r['loadavg_start'][0]:.2f}->{r['loadavg_end'][0]:.2f}"
     )
-    if kind == "rollcap":
+    if kind.startswith("rollcap"):
         line += f"; capture stopped in {r['capture_stop_s']} s (exit {r['capture_exit']})"
-    if kind == "rollcap" and r.get("drain_timeout_s"):
+    if kind.startswith("rollcap") and r.get("drain_timeout_s"):
         line += f"; drained in {r['drain_s']} s" if r["drain_s"] is not None else "; NOT drained"
     pauses = e["dirty_throttle"].get("by_process") or {}
     if pauses:
@@ -907,15 +1073,30 @@ def main_load(a: argparse.Namespace) -> dict[str, Any]:
     from rollcap.config.schema import CaptureConfig
 
     buffer_kib = a.buffer_kib or CaptureConfig.model_fields["buffer_kib"].default
-    sched = {
-        "capture": Scheduling.of_unit("rollcap-capture.service"),
-        "offload": Scheduling.of_unit("rollcap-offload.service"),
-    }
-    pcap = load_pcap(a.mix, a.seed, a.mix_mb, a.small_mb)
     phases = a.phases.split(",")
-    result_name = f"live-load-{a.mix}"
+    variants = a.sched.split(",")
+    for v in variants:
+        if v not in SCHED_VARIANTS:
+            sys.exit(f"--sched: unknown variant {v!r}; allowed: {', '.join(SCHED_VARIANTS)}")
+    # any variant but the shipped one alone: the variants' comparison, top speed
+    # only, in a result of its own (live-load-MIX.json keeps bare vs shipped)
+    compare = variants != ["shipped"]
+    # drain: each round then also times the offload's drain of the backlog
+    drain = compare and phases == ["top", "drain"]
+    if compare and phases != ["top"] and not drain:
+        sys.exit(f"--sched {a.sched}: --phases top or top,drain, not {a.phases}")
+    if "weights" in variants and not (CPU_CGROUP / "cpu.shares").is_file():
+        sys.exit(f"--sched weights: no cgroup v1 cpu controller at {CPU_CGROUP}")
+    scheds = {v: variant_scheduling(v) for v in variants}
+    sched = scheds.get("shipped") or variant_scheduling("shipped")
+    pcap = load_pcap(a.mix, a.seed, a.mix_mb, a.small_mb)
+    result_name = f"live-sched-{a.mix}" if compare else f"live-load-{a.mix}"
+    if drain:
+        result_name += "-drain"
     prev_path = RESULTS / f"{result_name}.json"
-    res: dict[str, Any] = json.loads(prev_path.read_text()) if prev_path.exists() else {}
+    res: dict[str, Any] = (
+        json.loads(prev_path.read_text()) if prev_path.exists() and not compare else {}
+    )
     res.pop("benchmark", None)
     res.pop("machine", None)
     res.update({
@@ -924,36 +1105,70 @@ def main_load(a: argparse.Namespace) -> dict[str, Any]:
                      "packets": count_packets(pcap), "seed": a.seed},
         "buffer_kib": buffer_kib, "rotate_megabytes": a.rotate_mb,
         "rotate_seconds": a.rotate_seconds, "spool_megabytes": a.spool_mb,
+        "sched": variants if compare else "shipped",
         "scheduling": {k: {**s.settings, **s.not_applied} for k, s in sched.items()},
         "seaweedfs_nice": 19, "sample_interval_s": a.interval,
+        "sched_autogroup_enabled": autogroup_enabled(),
     })  # fmt: skip
+    if compare:
+        res["variants"] = {
+            v: {role: {**s.settings, **({"cpu.shares": s.shares} if s.shares else {}),
+                       "not_applied": s.not_applied}
+                for role, s in sc.items()}
+            for v, sc in scheds.items()
+        }  # fmt: skip
     tl = Path(a.timeline_dir)
     print(
         f"load on the {a.mix} mix ({pcap.stat().st_size / 1e6:.0f} MB), phases {phases}; "
-        f"-B {buffer_kib}; rotate every {a.rotate_seconds} s or {a.rotate_mb} MB; capture: "
-        f"{sched['capture'].describe()}; offload: {sched['offload'].describe()}; SeaweedFS "
-        f"nice 19; load average {os.getloadavg()}"
+        f"-B {buffer_kib}; rotate every {a.rotate_seconds} s or {a.rotate_mb} MB; SeaweedFS "
+        f"nice 19; autogroup {autogroup_enabled()}; load average {os.getloadavg()}"
     )
+    for v, sc in scheds.items():
+        print(f"  {v}: capture {sc['capture'].describe()}; offload {sc['offload'].describe()}")
     with workdir("live-load") as work, seaweedfs() as w:
         assert w.proc is not None
         renice_tree(w.proc.pid, 19)  # stands in for a remote server
         n = 0
 
         def one(kind: str, what: str, pps: int | None, seconds: float,
-                drain_s: float = 0.0) -> dict[str, Any]:  # fmt: skip
+                drain_s: float = 0.0, variant: str = "shipped") -> dict[str, Any]:  # fmt: skip
             nonlocal n
             n += 1
             rnd = work / f"r{n}"
             rnd.mkdir()
-            t = tl / f"{a.mix}-{what}-{kind}-{n}.csv"
+            # the variant in the round's name whenever variants are compared
+            label = kind if kind == "bare" or not compare else f"{kind}-{variant}"
+            t = tl / f"{a.mix}-{what}-{label}-{n}.csv"
             if kind == "bare":
                 r = load_bare(pcap, rnd, seconds, pps, buffer_kib, w, t, a.interval)
             else:
-                r = load_rollcap(pcap, rnd, seconds, pps, w, sched, a, t, drain_s)
+                sc = scheds.get(variant) or sched
+                with cpu_cgroups(sc, f"{os.getpid()}-{n}"):
+                    r = load_rollcap(pcap, rnd, seconds, pps, w, sc, a, t, drain_s, variant)
             r["offered_pps"] = pps
-            print(_load_line(what, kind, r), flush=True)
+            print(_load_line(what, label, r), flush=True)
             return r
 
+        if compare:
+            # every label takes every place in the order once per len(labels)
+            # rounds, so a noisy spell does not always hit the same variant
+            labels = ([] if a.no_bare else ["bare"]) + variants
+            vruns: dict[str, list[dict[str, Any]]] = {k: [] for k in labels}
+            for i in range(a.rounds):
+                first = i % len(labels)
+                for label in labels[first:] + labels[:first]:
+                    if label == "bare":
+                        r = one("bare", f"top{i + 1}", None, a.duration)
+                    else:
+                        d_s = a.drain_timeout if drain else 0.0
+                        r = one("rollcap", f"top{i + 1}", None, a.duration, d_s, label)
+                    vruns[label].append(r)
+            summary = {label: _variant_summary(rs) for label, rs in vruns.items()}
+            res["top"] = {"duration_s": a.duration, "rounds": vruns, "by_variant": summary}
+            for label, sm in summary.items():
+                print(_variant_line(label, sm))
+            write_result(result_name, res)
+            return res
         if "top" in phases:
             runs: dict[str, list[dict[str, Any]]] = {"bare": [], "rollcap": []}
             for i in range(a.rounds):
@@ -1022,6 +1237,74 @@ def _worst(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         db = [r["disk_bytes_per_captured_byte"] for r in rs if r["disk_bytes_per_captured_byte"]]
         out[f"{kind}_disk_bytes_per_byte_median"] = round(statistics.median(db), 3) if db else None
     return out
+
+
+def _median(xs: list[Any]) -> float | None:
+    vals = [x for x in xs if x is not None]
+    return round(statistics.median(vals), 3) if vals else None
+
+
+def _variant_summary(rs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One --sched variant's rounds: the worst and the median loss, the
+    generator's rate, capture CPU per packet, the offload's CPU, the load."""
+    lost = [r["lost"] for r in rs]
+    known = [x for x in lost if x is not None]
+    out: dict[str, Any] = {
+        "lost": lost,
+        "worst_lost": max(known) if known else None,
+        "median_lost": _median(known),
+        "unknown_rounds": len(lost) - len(known),
+        "pps": [r["achieved_pps"] for r in rs],
+        "pps_median": _median([r["achieved_pps"] for r in rs]),
+        "us_per_packet": [r.get("capture_us_per_packet") for r in rs],
+        "us_per_packet_median": _median([r.get("capture_us_per_packet") for r in rs]),
+        "loadavg_1min_start": [round(r["loadavg_start"][0], 2) for r in rs],
+        "loadavg_1min_end": [round(r["loadavg_end"][0], 2) for r in rs],
+    }
+    if any("offload_cpu_s" in r for r in rs):
+        # capture_us_per_packet counts the replay only: work a starved
+        # supervisor defers to its stop falls outside it, so the whole
+        # round's sampled CPU is the fair per-packet figure
+        out["us_per_packet_whole_round"] = [_whole_round_us(r) for r in rs]
+        out["us_per_packet_whole_round_median"] = _median(out["us_per_packet_whole_round"])
+        out["capture_stop_s"] = [r.get("capture_stop_s") for r in rs]
+        out["offload_cpu_s"] = [r.get("offload_cpu_s") for r in rs]
+        out["offload_cpu_s_median"] = _median(out["offload_cpu_s"])
+        out["offload_uploaded_mb"] = [r.get("offload_uploaded_mb") for r in rs]
+        out["backlog_files_at_end"] = [r.get("backlog_files_at_end") for r in rs]
+        if any(r.get("drain_timeout_s") for r in rs):
+            # None: not drained within --drain-timeout
+            out["drain_s"] = [r.get("drain_s") for r in rs]
+            out["drain_timeout_s"] = rs[0].get("drain_timeout_s")
+    return out
+
+
+def _whole_round_us(r: dict[str, Any]) -> float | None:
+    """tcpdump's and the supervisor's CPU over the sampler's whole round
+    (replay, settle and stop) per captured packet."""
+    roles = r["evidence"]["roles"]
+    cpu = sum((roles.get(k) or {}).get("cpu_s_sampled", 0.0) for k in ("tcpdump", "supervisor"))
+    return _per_packet_us(cpu, r.get("captured"))
+
+
+def _variant_line(label: str, sm: dict[str, Any]) -> str:
+    def f(xs: list[Any]) -> str:
+        return ", ".join("?" if x is None else f"{x:g}" for x in xs)
+
+    line = (
+        f"{label}: lost worst {sm['worst_lost']}, median {sm['median_lost']} ({f(sm['lost'])}); "
+        f"generator median {(sm['pps_median'] or 0) / 1e3:.0f}k pps "
+        f"({f([round((x or 0) / 1e3) for x in sm['pps']])}k); capture "
+        f"{sm['us_per_packet_median']} CPU us/packet; load {f(sm['loadavg_1min_start'])}"
+    )
+    if "offload_cpu_s" in sm:
+        line += (
+            f"; whole round {sm['us_per_packet_whole_round_median']} us/packet; capture "
+            f"stop s {f(sm['capture_stop_s'])}; offload CPU s {f(sm['offload_cpu_s'])}, "
+            f"uploaded MB {f(sm['offload_uploaded_mb'])}, backlog files "
+            f"{f(sm['backlog_files_at_end'])}"
+        )
+    return line
 
 
 def _bisect(
@@ -1122,6 +1405,73 @@ def render_load() -> str:
     return head + "\n\n" + "\n".join(rows) + "\n"
 
 
+SCHED_WHAT = {
+    "bare": "bare `tcpdump -B 32768 -w` (reference)",
+    "shipped": "units' Nice=/IOSchedulingClass=, no weights",
+    "weights": "shipped + CPUWeight= as cgroup v1 cpu.shares",
+    "nice19": "offload Nice=19 + batch + idle I/O, no weights",
+}
+
+
+def render_sched() -> str:
+    """The --sched comparison, from bench/results/live-sched-*.json."""
+    rows = ["| Mix | rollcap scheduling | lost: worst, median (rounds) | generator pps: median "
+            "(rounds) | capture CPU µs/packet, median: replay / whole round | capture stop s "
+            "| offload CPU s in the replay (MB uploaded by the round's end) | backlog "
+            "drained in s (? = not in --drain-timeout) | load average (1 min) at each "
+            "round's start |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    dates = []
+
+    def g(xs: list[Any]) -> str:
+        return ", ".join("?" if x is None else f"{x:g}" for x in xs)
+
+    for path in sorted(RESULTS.glob("live-sched-*.json")):
+        d = json.loads(path.read_text())
+        m, top = d["machine"], d["top"]
+        what = dict(SCHED_WHAT)
+        if "weights" in d.get("variants", {}):
+            v = d["variants"]["weights"]
+            what["weights"] = (
+                f"shipped + CPUWeight= as cpu.shares (capture {v['capture'].get('cpu.shares')}, "
+                f"offload {v['offload'].get('cpu.shares')})"
+            )
+        mix = path.stem.removeprefix("live-sched-")
+        rounds = max(len(sm["lost"]) for sm in top["by_variant"].values())
+        dates.append(f"{mix} {m['date']}, {rounds} rounds of {top['duration_s']:.0f} s per variant")
+        # from the rounds, so a result written before a summary figure existed has it too
+        for label, sm in ((k, _variant_summary(rs)) for k, rs in top["rounds"].items()):
+            cpu_mb = zip(
+                sm.get("offload_cpu_s", []), sm.get("offload_uploaded_mb", []), strict=True
+            )
+            whole = sm.get("us_per_packet_whole_round_median", "n/a")
+            off = ", ".join(f"{c:g} ({u:g})" for c, u in cpu_mb if c is not None and u is not None)
+            rows.append(
+                f"| {mix} | {label}: {what.get(label, label)} | **{sm['worst_lost']}**, "
+                f"{sm['median_lost']} ({g(sm['lost'])}) | "
+                f"{(sm['pps_median'] or 0) / 1e3:.0f}k "
+                f"({g([round((x or 0) / 1e3) for x in sm['pps']])}k) | "
+                f"{sm['us_per_packet_median']} / {whole}"
+                f" | {g(sm.get('capture_stop_s', []))} | {off} | {g(sm.get('drain_s', []))} | "
+                f"{g(sm['loadavg_1min_start'])} |"
+            )
+    head = ("`python3 -m bench.live --load --mix tls|small --phases top --sched "
+            "shipped,weights,nice19` (as root, top speed, rounds alternating): "
+            + "; ".join(dates) + ". Lost = tcpdump's kernel drops.")  # fmt: skip
+    return head + "\n\n" + "\n".join(rows) + "\n"
+
+
+def _write_block(name: str, text: str) -> None:
+    """Between <!-- NAME:start --> and <!-- NAME:end --> in README.md, if both are there."""
+    readme = REPO / "README.md"
+    start, end = f"<!-- {name}:start -->\n", f"<!-- {name}:end -->"
+    doc = readme.read_text()
+    if start in doc and end in doc:
+        head, rest = doc.split(start, 1)
+        readme.write_text(head + start + text + end + rest.split(end, 1)[1])
+        print(f"wrote the {name} block of {readme.relative_to(REPO)}")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--rates", default="50000,150000,250000", help="packets/s, comma-separated")
@@ -1162,6 +1512,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ld.add_argument("--bisect-duration", type=float, default=12.0, help="seconds per round")
     ld.add_argument("--drain-timeout", type=float, default=300.0,
                     help="drain phase: seconds to wait for the backlog to be stored")  # fmt: skip
+    ld.add_argument(
+        "--sched",
+        default="shipped",
+        help="comma-separated scheduling variants of rollcap: shipped (the units' "
+        "Nice= etc.), weights (plus their CPUWeight= as cgroup v1 cpu.shares), "
+        "nice19 (offload at Nice=19 + batch + idle I/O); any but shipped alone: "
+        "--phases top or top,drain, rounds alternating, bench/results/live-sched-MIX.json",
+    )
+    ld.add_argument(
+        "--no-bare",
+        action="store_true",
+        help="with --sched variants: leave out bare tcpdump (the reference)",
+    )
     ld.add_argument("--interval", type=float, default=0.1, help="sampling interval, seconds")
     ld.add_argument("--timeline-dir", default=str(RESULTS / "live-timeline"),
                     help="where each round's timeline CSV goes")  # fmt: skip
@@ -1171,14 +1534,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     a = ap.parse_args(argv)
     if a.render:
         text = render_load()
-        readme = REPO / "README.md"
-        start, end = "<!-- live-load:start -->\n", "<!-- live-load:end -->"
-        doc = readme.read_text()
-        if start in doc and end in doc:
-            head, rest = doc.split(start, 1)
-            readme.write_text(head + start + text + end + rest.split(end, 1)[1])
-            print(f"wrote the live-load block of {readme.relative_to(REPO)}")
+        _write_block("live-load", text)
         print(text, end="")
+        if any(RESULTS.glob("live-sched-*.json")):
+            text = render_sched()
+            _write_block("live-sched", text)
+            print("\n" + text, end="")
         return {}
     if os.geteuid() != 0:
         sys.exit("bench.live needs root (veth pairs, tcpdump)")
