@@ -28,7 +28,7 @@ from rollcap.offload.keeps import Keeps
 from rollcap.offload.level import AdaptiveLevel
 from rollcap.offload.pipeline import Outcome, Pipeline
 from rollcap.offload.report import StatusReport
-from rollcap.offload.workqueue import Entry, WorkQueue
+from rollcap.offload.workqueue import QueuedFile, WorkQueue
 from rollcap.offload.yielding import Signals, Yielding
 from rollcap.spool import Spool
 from rollcap.spool.readyname import local_hostname
@@ -122,7 +122,7 @@ class Uploads:
         for entry in self.queue.vanished(found):
             self._dropped(entry)
 
-    def _dropped(self, entry: Entry) -> None:
+    def _dropped(self, entry: QueuedFile) -> None:
         self.report.counters.dropped_by_capture += 1
         log.warning(
             "%s was dropped by capture (spool budget) before it could be uploaded",
@@ -186,7 +186,7 @@ class Uploads:
                 out = Outcome(entry.name, "failed", message=f"internal error: {e!r}")
             self._handle(entry, out)
 
-    def _handle(self, entry: Entry, out: Outcome) -> None:
+    def _handle(self, entry: QueuedFile, out: Outcome) -> None:
         self.report.dirty = True
         name = entry.name
         now = time.monotonic()
@@ -230,7 +230,7 @@ class Uploads:
             self.report.note_error(out.message)
             log.error("%s: %s", name, out.message, extra=fields(file=name))
 
-    def _uploaded(self, entry: Entry, out: Outcome) -> None:
+    def _uploaded(self, entry: QueuedFile, out: Outcome) -> None:
         # the pipeline logged its one line ("uploaded X as KEY: ..."), before the delete
         self.keeps.stored(out.keep_id, out.key)
         self.report.stored(

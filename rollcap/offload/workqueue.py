@@ -26,7 +26,7 @@ STALL_SECONDS = 600  # an in-flight file without progress this long means "stuck
 
 
 @dataclass
-class Entry:
+class QueuedFile:
     name: str
     size: int
     attempt: int = 0  # attempts so far
@@ -36,7 +36,7 @@ class Entry:
 
 @dataclass
 class InFlight:
-    entry: Entry
+    entry: QueuedFile
     future: Future[Outcome]
     started: float
     progress_at: float
@@ -46,7 +46,7 @@ class WorkQueue:
     def __init__(self, ready: Path, retry_max_seconds: int) -> None:
         self.ready = ready
         self.retry_max_seconds = retry_max_seconds
-        self.pending: dict[str, Entry] = {}  # in ready/, not yet stored (in flight too)
+        self.pending: dict[str, QueuedFile] = {}  # in ready/, not yet stored (in flight too)
         self.in_flight: dict[str, InFlight] = {}
         self.ignored: set[str] = set()  # refused but could not be moved: logged once
         self._progress_lock = threading.Lock()
@@ -63,10 +63,10 @@ class WorkQueue:
                 size = os.lstat(self.ready / name).st_size
             except FileNotFoundError:
                 return False
-        self.pending[name] = Entry(name, size)
+        self.pending[name] = QueuedFile(name, size)
         return True
 
-    def vanished(self, found: dict[str, int]) -> list[Entry]:
+    def vanished(self, found: dict[str, int]) -> list[QueuedFile]:
         """After a full scan of ready/ (found): remove and return the waiting
         files that are gone (capture's budget dropped them)."""
         gone = [
@@ -95,7 +95,7 @@ class WorkQueue:
 
     # -- handing out -------------------------------------------------------
 
-    def due(self, now: float) -> Iterator[Entry]:
+    def due(self, now: float) -> Iterator[QueuedFile]:
         """Waiting files that may start now, oldest first (lazily: the caller
         stops when its slots are full)."""
         for name in sorted(self.pending, key=oldest_first):  # hand-off order
@@ -104,7 +104,7 @@ class WorkQueue:
                 continue
             yield entry
 
-    def start(self, entry: Entry, now: float, submit: Callable[[], Future[Outcome]]) -> None:
+    def start(self, entry: QueuedFile, now: float, submit: Callable[[], Future[Outcome]]) -> None:
         """Count an attempt and put the file in flight with submit()'s future."""
         entry.attempt += 1
         with self._progress_lock:
@@ -120,7 +120,7 @@ class WorkQueue:
 
         return cb
 
-    def finished(self) -> Iterator[tuple[Entry, Future[Outcome]]]:
+    def finished(self) -> Iterator[tuple[QueuedFile, Future[Outcome]]]:
         """Take the files whose work has ended out of flight."""
         for name, fl in list(self.in_flight.items()):
             if not fl.future.done():
@@ -143,7 +143,7 @@ class WorkQueue:
 
     # -- deferred retries --------------------------------------------------
 
-    def retry_later(self, entry: Entry, now: float) -> float:
+    def retry_later(self, entry: QueuedFile, now: float) -> float:
         """A file-level failure: back off this file alone; returns the delay."""
         delay = Backoff(self.retry_max_seconds).delay(entry.attempt)
         entry.not_before = now + delay
