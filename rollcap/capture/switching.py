@@ -318,14 +318,14 @@ def write_sidecar(d: Dir, name: str, tail: Tail) -> None:
 
 
 @dataclass(frozen=True)
-class _Section:
+class _SidecarSection:
     tick: int
     name: str
     start: int  # of its keys
     count: int
 
 
-def _sections(read: Callable[[int, int], bytes], size: int) -> tuple[list[_Section], int]:
+def _sections(read: Callable[[int, int], bytes], size: int) -> tuple[list[_SidecarSection], int]:
     """The sections of a sidecar of size bytes (read(n, offset)), and where the last
     whole one ends. ValueError: not a sidecar of this format, or a section that
     is malformed rather than cut short."""
@@ -335,7 +335,7 @@ def _sections(read: Callable[[int, int], bytes], size: int) -> tuple[list[_Secti
         SIDECAR_MAGIC, SIDECAR_FORMAT,
     ):  # fmt: skip
         raise ValueError("not a sidecar of this format")
-    out: list[_Section] = []
+    out: list[_SidecarSection] = []
     pos = _HEADER.size
     while pos + _SECTION.size <= size:
         tick, n_name, count = _SECTION.unpack(read(_SECTION.size, pos))
@@ -348,7 +348,7 @@ def _sections(read: Callable[[int, int], bytes], size: int) -> tuple[list[_Secti
         raw = read(n_name, pos + _SECTION.size)
         if b"/" in raw or b"\0" in raw:
             raise ValueError(f"malformed name at {pos}")
-        out.append(_Section(tick, os.fsdecode(raw), start, count))
+        out.append(_SidecarSection(tick, os.fsdecode(raw), start, count))
         pos = end
     return out, pos
 

@@ -336,7 +336,7 @@ def read_token(name: str) -> str | None:
     return token
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _KeepRequest(BaseHTTPRequestHandler):
     server: _Bound
     timeout = READ_TIMEOUT
     server_version = "rollcap-keep"
@@ -478,13 +478,13 @@ def _bind(listen: str) -> BaseServer:
         # a chmod after would leave a moment where others could connect
         old = os.umask(0o117)
         try:
-            return _UnixServer(listen, _Handler)
+            return _UnixServer(listen, _KeepRequest)
         finally:
             os.umask(old)
     host, _, port = listen.rpartition(":")  # checked by the config (parse_listen)
     host = host.removeprefix("[").removesuffix("]")
     cls = _TCP6Server if ":" in host else _TCPServer
-    return cls((host, int(port)), _Handler)
+    return cls((host, int(port)), _KeepRequest)
 
 
 class KeepListener:

@@ -26,7 +26,7 @@ class _V6Server(_Server):
     address_family = socket.AF_INET6
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _MetricsRequest(BaseHTTPRequestHandler):
     server: _Server
 
     def do_GET(self) -> None:
@@ -49,7 +49,7 @@ class MetricsServer:
     def __init__(self, host: str, port: int, registry: CollectorRegistry) -> None:
         """Bind now (OSError when the address is taken or not local); serve on start()."""
         cls = _V6Server if ":" in host else _Server
-        self._httpd = cls((host, port), _Handler)
+        self._httpd = cls((host, port), _MetricsRequest)
         self._httpd.registry = registry
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, name="metrics-http", daemon=True

@@ -18,7 +18,7 @@ from watchdog.observers import Observer
 from rollcap.spool.readyname import ReadyName
 
 
-class _Handler(FileSystemEventHandler):
+class _ReadyWatch(FileSystemEventHandler):
     def __init__(self, watcher: ReadyWatcher) -> None:
         self.watcher = watcher
 
@@ -39,7 +39,7 @@ class ReadyWatcher:
         self._observer = Observer()
 
     def start(self) -> None:
-        self._observer.schedule(_Handler(self), str(self.ready), recursive=False)
+        self._observer.schedule(_ReadyWatch(self), str(self.ready), recursive=False)
         self._observer.daemon = True
         self._observer.start()
 
