@@ -34,14 +34,15 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from rollcap.capture.conditions import Condition, Conditions, RepeatLimiter
 from rollcap.capture.counters import EventCounts, InterfaceCounts
-from rollcap.capture.stripworker import StripWorker
+from rollcap.capture.stripworker import Cancelled, StripWorker
 from rollcap.capture.switching import (
     MAX_GENERATION,
     Duplicates,
@@ -71,6 +72,26 @@ from rollcap.timestamps import NS
 log = logging.getLogger("rollcap.capture")
 
 COUNTERS = "capture-counters.json"
+# A stop waits this long for overlap strips, well inside the unit's
+# TimeoutStopSec=30 (rollcap-capture.service); the rest waits for the next start.
+STOP_STRIPS_SECONDS = 3.0
+STOP_STRIPS_ENV = "ROLLCAP_STOP_STRIPS_SECONDS"  # 0..20; tests: 0 leaves every strip
+
+
+def stop_strips_seconds() -> float:
+    """STOP_STRIPS_SECONDS, or the environment's value (a bad one: the default, said)."""
+    raw = os.environ.get(STOP_STRIPS_ENV)
+    if raw is None:
+        return STOP_STRIPS_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 20.0:
+        log.warning("ignoring %s=%r: a number of seconds from 0 to 20 is allowed; using %.0f",
+                    STOP_STRIPS_ENV, raw, STOP_STRIPS_SECONDS)  # fmt: skip
+        return STOP_STRIPS_SECONDS
+    return value
 MAX_SEQ = 999_999_999_999  # a planted ready/ name must not push the sequence anywhere
 
 
@@ -375,6 +396,7 @@ class HandoffQueue:
         self.worker = worker
         self.jobs: dict[str, tuple[WorkName, Future[Prepared | HandoffResult]]] = {}
         self.skipped: set[str] = set()  # entries that can be neither handed off nor moved
+        self.left: dict[str, str] = {}  # at a stop: iface -> first file left in work/
         self.wrote_gens: set[int] = set()  # generations that handed off packets
         self.last_handoff: dict[str, Any] | None = None
         self.by_iface: dict[str, InterfaceCounts] = {}
@@ -395,9 +417,14 @@ class HandoffQueue:
         return self.handoff.prepare(w, name)
 
     def process(self, live_gens: set[int], before_batch: Callable[[], None],
-                after_each: Callable[[], None], block: bool = False) -> None:  # fmt: skip
+                after_each: Callable[[], None], block: bool = False,
+                until: float | None = None) -> None:  # fmt: skip
         """live_gens: the generations whose tcpdump runs (one per interface, two
-        during a switch). block: wait for the strip worker (a stop, tests)."""
+        during a switch). block: wait for the strip worker (a stop, tests).
+        until (time.monotonic(), with block: a stop): no strip waited for or
+        started after it; the worker is stopped (a running strip ends at its
+        next checkpoint) and the file, with its interface's later files, stays
+        in work/ for the next start, which strips it as after a crash."""
         work = self.handoff.dirs.work
         files = list_work(work)
         self._collect_gone({n for _w, n in files})
@@ -418,13 +445,21 @@ class HandoffQueue:
             try:
                 job = self.jobs.get(name)
                 if job is None and self.worker is not None and self._strips(w):
+                    if self._stopping(until):
+                        self._leave(w, name)  # no new strip at a stop's deadline
+                        waiting.add(w.iface)
+                        continue
                     job = self.jobs[name] = (w, self.worker.submit(self._prepare, w, name))
                 if job is not None:
                     if not (block or job[1].done()):
                         waiting.add(w.iface)  # its later files wait: stripped in order
                         continue
-                    del self.jobs[name]
-                    p = job[1].result()
+                    got = self._wait(name, job[1], until)
+                    if got is None:
+                        self._leave(w, name)
+                        waiting.add(w.iface)
+                        continue
+                    p = got
                 else:
                     p = self._prepare(w, name)
                 self.overlaps.ended(w, last=is_newest_of_gen)
@@ -448,6 +483,43 @@ class HandoffQueue:
             self._count(w, name, r)
             after_each()
 
+    def _stopping(self, until: float | None) -> bool:
+        """Past a stop's deadline (or the worker stopped already): no more strips."""
+        assert self.worker is not None
+        if not self.worker.stopping and until is not None and time.monotonic() >= until:
+            self.worker.stop()
+        return self.worker.stopping
+
+    def _wait(self, name: str, job: Future[Prepared | HandoffResult],
+              until: float | None) -> Prepared | HandoffResult | None:  # fmt: skip
+        """The job's result, waited for until the deadline; None: the worker was
+        stopped before it finished (the file is as it was before the strip)."""
+        try:
+            if until is None:
+                return job.result()
+            try:
+                return job.result(max(0.0, until - time.monotonic()))
+            except FutureTimeout:
+                self._stopping(until)
+                # past its last checkpoint the strip completes: hand that file off
+                return job.result()
+        except (Cancelled, CancelledError):
+            return None
+        finally:
+            if job.done():
+                del self.jobs[name]
+
+    def _leave(self, w: WorkName, name: str) -> None:
+        """At a stop: this file (and its interface's later ones) stays in work/."""
+        if w.iface in self.left:
+            return
+        self.left[w.iface] = name
+        log.warning(
+            "stopping: the overlap strip of %s was not done in time; it and the later "
+            "files of %s stay in work/, the next start hands them off",
+            name, w.iface, extra=fields(file=name, interface=w.iface),
+        )  # fmt: skip
+
     def _collect_gone(self, names: set[str]) -> None:
         """Jobs whose file left work/ in the worker (an empty file discarded, an
         entry quarantined): count them; a prepared file that vanished is let go."""
@@ -457,12 +529,19 @@ class HandoffQueue:
             del self.jobs[name]
             try:
                 p = job.result()
-            except OSError:
+            except (OSError, Cancelled, CancelledError):
                 continue  # gone: nothing to retry
             if isinstance(p, HandoffResult):
                 self._count(w, name, p)
             else:
                 p.close()
+
+    def left_in_work(self) -> tuple[int, int]:
+        """Files (and their bytes) still in work/: after a stop, what the next start
+        hands off."""
+        work = self.handoff.dirs.work
+        sizes = [st.st_size for _w, n in list_work(work) if (st := work.lstat(n)) is not None]
+        return len(sizes), sum(sizes)
 
     def wrote(self, generation: int) -> bool:
         """Whether a generation wrote at least one packet (handed off or still in work/)."""

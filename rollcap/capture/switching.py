@@ -77,6 +77,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from rollcap.capture.stripworker import checkpoint
 from rollcap.capture.tcpdump import Tcpdump
 from rollcap.pcapfile import (
     GLOBAL_HEADER_LEN,
@@ -114,6 +115,7 @@ _TICKS = (1, 1000)  # ns per timestamp unit: a nano or a µs file
 NS = 1_000_000_000
 READ_CHUNK = 1 << 20
 ENCODE_SLICE = 5000
+PAIR_SLICE = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)  # tens of thousands per switch at 20k pps
@@ -169,6 +171,7 @@ def iter_records(
     while True:
         off = pos - base
         if off + RECORD_HEADER_LEN > len(data):
+            checkpoint()  # a stop need not wait for the rest of a walk (stripworker)
             data, base, off = os.pread(src, READ_CHUNK, pos), pos, 0
             view = memoryview(data)
             if len(data) < RECORD_HEADER_LEN:
@@ -225,6 +228,7 @@ def write_sidecar(d: Dir, name: str, tail: list[Fingerprint]) -> None:
     # supervisor's loop waits for it (this runs on the strip worker)
     parts = [f'{{"format":{SIDECAR_FORMAT},"tick_ns":{tick},"records":['.encode()]
     for i in range(0, len(tail), ENCODE_SLICE):
+        checkpoint()  # nothing written yet: a stopped strip leaves the sidecar as it was
         part = [[fp.ns, fp.digest] for fp in tail[i : i + ENCODE_SLICE]]
         parts.append((b"," if i else b"") + json.dumps(part, separators=(",", ":"))[1:-1].encode())
     parts.append(b"]}")
@@ -324,6 +328,8 @@ def pair_duplicates(
     left = Counter(t.key(tick) for t in tail)
     dups: list[int] = []
     for i, h in enumerate(head):
+        if not i % PAIR_SLICE:
+            checkpoint()
         k = h.key(tick)
         if left[k] > 0:
             left[k] -= 1
