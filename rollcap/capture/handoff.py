@@ -35,14 +35,13 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from rollcap.capture.conditions import Condition, Conditions, RepeatLimiter
 from rollcap.capture.counters import EventCounts, InterfaceCounts
-from rollcap.capture.stripworker import Cancelled, StripWorker
+from rollcap.capture.stripworker import Cancelled, StripWorker, deadline
 from rollcap.capture.switching import (
     MAX_GENERATION,
     Duplicates,
@@ -74,7 +73,7 @@ log = logging.getLogger("rollcap.capture")
 COUNTERS = "capture-counters.json"
 # A stop waits this long for overlap strips, well inside the unit's
 # TimeoutStopSec=30 (rollcap-capture.service); the rest waits for the next start.
-STOP_STRIPS_SECONDS = 3.0
+STOP_STRIPS_SECONDS = 5.0
 STOP_STRIPS_ENV = "ROLLCAP_STOP_STRIPS_SECONDS"  # 0..20; tests: 0 leaves every strip
 
 
@@ -420,11 +419,14 @@ class HandoffQueue:
                 after_each: Callable[[], None], block: bool = False,
                 until: float | None = None) -> None:  # fmt: skip
         """live_gens: the generations whose tcpdump runs (one per interface, two
-        during a switch). block: wait for the strip worker (a stop, tests).
-        until (time.monotonic(), with block: a stop): no strip waited for or
-        started after it; the worker is stopped (a running strip ends at its
-        next checkpoint) and the file, with its interface's later files, stays
-        in work/ for the next start, which strips it as after a crash."""
+        during a switch). block: wait for the strip worker (tests).
+        until (time.monotonic(): a stop): the worker is stopped (its strip ends
+        at its next checkpoint) and the strips are done here, at the loop's
+        priority, until then; one not done by then is left, with its
+        interface's later files, in work/ for the next start, which strips it
+        as after a crash (rollcap.capture.stripworker)."""
+        if until is not None and self.worker is not None:
+            self.worker.stop()
         work = self.handoff.dirs.work
         files = list_work(work)
         self._collect_gone({n for _w, n in files})
@@ -443,25 +445,24 @@ class HandoffQueue:
             if name in self.skipped:
                 continue
             try:
+                p: Prepared | HandoffResult | None = None
                 job = self.jobs.get(name)
-                if job is None and self.worker is not None and self._strips(w):
-                    if self._stopping(until):
-                        self._leave(w, name)  # no new strip at a stop's deadline
-                        waiting.add(w.iface)
-                        continue
+                if job is None and self.worker is not None and not self.worker.stopping \
+                        and self._strips(w):
                     job = self.jobs[name] = (w, self.worker.submit(self._prepare, w, name))
                 if job is not None:
-                    if not (block or job[1].done()):
+                    if not (block or until is not None or job[1].done()):
                         waiting.add(w.iface)  # its later files wait: stripped in order
                         continue
-                    got = self._wait(name, job[1], until)
-                    if got is None:
+                    p = self._result(name, job[1])  # None: stopped, done below
+                if p is None:
+                    try:
+                        with deadline(until):
+                            p = self._prepare(w, name)
+                    except Cancelled:
                         self._leave(w, name)
                         waiting.add(w.iface)
                         continue
-                    p = got
-                else:
-                    p = self._prepare(w, name)
                 self.overlaps.ended(w, last=is_newest_of_gen)
                 r = p if isinstance(p, HandoffResult) else self.handoff.finish(w, name, p)
             except FileNotFoundError:
@@ -483,31 +484,16 @@ class HandoffQueue:
             self._count(w, name, r)
             after_each()
 
-    def _stopping(self, until: float | None) -> bool:
-        """Past a stop's deadline (or the worker stopped already): no more strips."""
-        assert self.worker is not None
-        if not self.worker.stopping and until is not None and time.monotonic() >= until:
-            self.worker.stop()
-        return self.worker.stopping
-
-    def _wait(self, name: str, job: Future[Prepared | HandoffResult],
-              until: float | None) -> Prepared | HandoffResult | None:  # fmt: skip
-        """The job's result, waited for until the deadline; None: the worker was
-        stopped before it finished (the file is as it was before the strip)."""
+    def _result(self, name: str, job: Future[Prepared | HandoffResult]
+                ) -> Prepared | HandoffResult | None:  # fmt: skip
+        """The job's result (waited for); None: the worker was stopped before it
+        finished (the file is as it was before the strip)."""
         try:
-            if until is None:
-                return job.result()
-            try:
-                return job.result(max(0.0, until - time.monotonic()))
-            except FutureTimeout:
-                self._stopping(until)
-                # past its last checkpoint the strip completes: hand that file off
-                return job.result()
+            return job.result()
         except (Cancelled, CancelledError):
             return None
         finally:
-            if job.done():
-                del self.jobs[name]
+            del self.jobs[name]
 
     def _leave(self, w: WorkName, name: str) -> None:
         """At a stop: this file (and its interface's later ones) stays in work/."""
@@ -516,7 +502,7 @@ class HandoffQueue:
         self.left[w.iface] = name
         log.warning(
             "stopping: the overlap strip of %s was not done in time; it and the later "
-            "files of %s stay in work/, the next start hands them off",
+            "files of %s stay in work/ for the next start",
             name, w.iface, extra=fields(file=name, interface=w.iface),
         )  # fmt: skip
 

@@ -15,12 +15,16 @@ Linux nice values are per thread: NICE lowers this thread's alone, so tcpdump
 which waits at most the interpreter's switch interval (5 ms) when the worker
 runs, longer only while a busy machine keeps the worker off a core.
 
-A stop does not wait for a strip beyond its deadline (rollcap.capture.handoff,
-HandoffQueue.process): stop() cancels the strips not started and makes the
-running one raise Cancelled at its next checkpoint(). Checkpoints sit only
-where the strip has written nothing of its current step yet (reading the old
-tail, pairing the new head), so its file is left in work/ exactly as a crash
-at that moment would leave it, and the next start strips it (docs/capture.md).
+A stop (rollcap.capture.handoff, HandoffQueue.process with a deadline) does
+not leave its strips here, at nice +10, where a busy machine starves them
+(30 s stops under load, docs/capture.md "Stopping"): stop() cancels the strips
+not started and makes the running one raise Cancelled at its next
+checkpoint(), and the stop strips on its own thread, at the daemon's priority
+(tcpdump has stopped), under deadline(): past it, checkpoint() raises
+Cancelled there too. Checkpoints sit only where the strip has written nothing
+of its current step yet (reading the old tail, pairing the new head), so a
+cancelled strip's file is left in work/ as it was, as a crash at that moment
+would leave it, and the next start strips it.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
@@ -43,16 +48,27 @@ class Cancelled(Exception):
     current step written)."""
 
 
-_local = threading.local()  # the worker thread's stop event; none on other threads
+_local = threading.local()  # the worker's stop event; a thread's deadline()
 
 
 def checkpoint() -> None:
-    """Raise Cancelled on a stopping strip worker; call only where the running
-    step has written nothing yet. A no-op on any other thread (the loop's own
-    hand-offs, tools, tests)."""
+    """Raise Cancelled on a stopping strip worker or past this thread's
+    deadline(); call only where the running step has written nothing yet.
+    Elsewhere a no-op (the loop's hand-offs outside a stop, tools, tests)."""
     stop: threading.Event | None = getattr(_local, "stop", None)
-    if stop is not None and stop.is_set():
+    until: float | None = getattr(_local, "until", None)
+    if (stop is not None and stop.is_set()) or (until is not None and time.monotonic() >= until):
         raise Cancelled
+
+
+@contextlib.contextmanager
+def deadline(until: float | None) -> Iterator[None]:
+    """checkpoint() on this thread raises Cancelled from until (time.monotonic()) on."""
+    _local.until = until
+    try:
+        yield
+    finally:
+        _local.until = None
 
 
 def _start(nice: int, stop: threading.Event) -> None:

@@ -46,6 +46,32 @@ def restart(tmp_path: Path, sup: Supervisor) -> Supervisor:
     return again
 
 
+def test_a_stop_does_not_wait_for_a_starved_worker_it_strips_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker (nice +10) can be starved for many seconds on a busy host: the
+    stop cancels its strip and does it on its own thread."""
+    sup = supervisor(tmp_path)
+    pk = switched_files(sup)
+    started = threading.Event()
+    fingerprint = sup.session.overlaps.fingerprint
+
+    def starved(*a: object) -> None:
+        if not threading.current_thread().name.startswith("strip"):
+            return fingerprint(*a)  # type: ignore[arg-type]
+        started.set()
+        while True:  # never done on the worker
+            checkpoint()
+            time.sleep(0.01)
+
+    monkeypatch.setattr(sup.session.overlaps, "fingerprint", starved)
+    sup.process_work()
+    assert started.wait(30) and sup.session.queue.busy
+    sup.process_work(block=True, until=time.monotonic() + 60)  # the stop's hand-off
+    assert stored(sup) == [ts for ts, _d in pk]  # every packet once, all at the stop
+    assert list(sup.spool.work.iterdir()) == [] and not sup.session.queue.busy
+
+
 def test_a_strip_past_the_stop_deadline_is_left_to_the_next_start_exactly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -54,7 +80,7 @@ def test_a_strip_past_the_stop_deadline_is_left_to_the_next_start_exactly(
     started = threading.Event()
     fingerprint = sup.session.overlaps.fingerprint
 
-    def slow(*a: object) -> None:  # a strip that would take longer than the stop allows
+    def slow(*a: object) -> None:  # a strip that takes longer than the stop allows
         started.set()
         while True:
             checkpoint()
@@ -81,9 +107,9 @@ def test_a_strip_past_the_stop_deadline_is_left_to_the_next_start_exactly(
 def test_a_strip_that_finishes_after_the_deadline_is_handed_off_not_dropped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Past its last checkpoint a strip completes (its file was rewritten already):
-    the stop hands that file off, so no stripped file waits in work/ to be
-    stripped a second time."""
+    """Past its last checkpoint a strip completes (it may have rewritten its file
+    already): the stop hands that file off, so no stripped file waits in work/
+    to be stripped a second time; the next one is not begun."""
     sup = supervisor(tmp_path)
     pk = switched_files(sup)
     until = time.monotonic() + 0.2
