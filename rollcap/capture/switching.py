@@ -75,7 +75,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from rollcap.capture.stripworker import checkpoint
 from rollcap.capture.tcpdump import Tcpdump
@@ -116,6 +116,7 @@ NS = 1_000_000_000
 READ_CHUNK = 1 << 20
 ENCODE_SLICE = 5000
 PAIR_SLICE = 1 << 16
+K = TypeVar("K")
 
 
 @dataclass(frozen=True, slots=True)  # tens of thousands per switch at 20k pps
@@ -239,6 +240,19 @@ def write_sidecar(d: Dir, name: str, tail: list[Fingerprint]) -> None:
         _written[_identity(st)] = [Fingerprint(fp.ns, fp.digest, tick) for fp in tail]
 
 
+def _exact(fp: Fingerprint) -> tuple[int, str]:
+    return fp.ns, fp.digest
+
+
+def _tally(items: list[Fingerprint], key: Callable[[Fingerprint], K]) -> Counter[K]:
+    """Counter of key(item), a checkpoint (a stop) every PAIR_SLICE items."""
+    counts: Counter[K] = Counter()
+    for i in range(0, len(items), PAIR_SLICE):
+        checkpoint()
+        counts.update(key(x) for x in items[i : i + PAIR_SLICE])
+    return counts
+
+
 def append_sidecar(d: Dir, name: str, more: list[Fingerprint]) -> None:
     """Add the tail of one more old file; a file fingerprinted twice (the supervisor
     died before its hand-off) adds nothing the second time (its offsets are not
@@ -248,10 +262,12 @@ def append_sidecar(d: Dir, name: str, more: list[Fingerprint]) -> None:
     if not have:
         write_sidecar(d, name, more)
         return
-    n_have = Counter((fp.ns, fp.digest) for fp in have)
-    n_more = Counter((fp.ns, fp.digest) for fp in more)
+    n_have = _tally(have, _exact)
+    n_more = _tally(more, _exact)
     add: list[Fingerprint] = []
-    for fp in more:
+    for i, fp in enumerate(more):
+        if not i % PAIR_SLICE:
+            checkpoint()
         k = (fp.ns, fp.digest)
         if n_more[k] > n_have[k]:
             add.append(fp)
@@ -296,7 +312,9 @@ def read_sidecar(d: Dir, name: str) -> list[Fingerprint] | None:
         if tick not in _TICKS or isinstance(tick, bool):
             raise ValueError(f"tick_ns not one of {_TICKS}: {tick!r}")
         out = []
-        for ns, digest in raw["records"]:
+        for i, (ns, digest) in enumerate(raw["records"]):
+            if not i % PAIR_SLICE:
+                checkpoint()
             if not isinstance(digest, str) or not _DIGEST_RE.fullmatch(digest):
                 raise ValueError("bad digest")
             out.append(Fingerprint(_ns(ns), digest, tick))
@@ -325,7 +343,7 @@ def pair_duplicates(
     no partner and stays.
     """
     tick = max([1, *(t.tick for t in tail), *(h.tick for h in head)])
-    left = Counter(t.key(tick) for t in tail)
+    left = _tally(tail, lambda t: t.key(tick))
     dups: list[int] = []
     for i, h in enumerate(head):
         if not i % PAIR_SLICE:
@@ -335,7 +353,9 @@ def pair_duplicates(
             left[k] -= 1
             dups.append(i)
     rest: list[Fingerprint] = []  # per class, as many as are left unpaired
-    for t in tail:
+    for i, t in enumerate(tail):
+        if not i % PAIR_SLICE:
+            checkpoint()
         k = t.key(tick)
         if left[k] > 0:
             left[k] -= 1
