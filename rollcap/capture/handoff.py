@@ -71,6 +71,7 @@ from rollcap.timestamps import NS
 log = logging.getLogger("rollcap.capture")
 
 COUNTERS = "capture-counters.json"
+MAX_SEQ = 999_999_999_999  # a planted ready/ name must not push the sequence anywhere
 # A stop waits this long for overlap strips, well inside the unit's
 # TimeoutStopSec=30 (rollcap-capture.service); the rest waits for the next start.
 STOP_STRIPS_SECONDS = 5.0
@@ -91,7 +92,6 @@ def stop_strips_seconds() -> float:
                     STOP_STRIPS_ENV, raw, STOP_STRIPS_SECONDS)  # fmt: skip
         return STOP_STRIPS_SECONDS
     return value
-MAX_SEQ = 999_999_999_999  # a planted ready/ name must not push the sequence anywhere
 
 
 def _count(v: object, limit: int) -> int | None:
@@ -447,9 +447,9 @@ class HandoffQueue:
             try:
                 p: Prepared | HandoffResult | None = None
                 job = self.jobs.get(name)
-                if job is None and self.worker is not None and not self.worker.stopping \
-                        and self._strips(w):
-                    job = self.jobs[name] = (w, self.worker.submit(self._prepare, w, name))
+                worker = self.worker
+                if job is None and worker is not None and not worker.stopping and self._strips(w):
+                    job = self.jobs[name] = (w, worker.submit(self._prepare, w, name))
                 if job is not None:
                     if not (block or until is not None or job[1].done()):
                         waiting.add(w.iface)  # its later files wait: stripped in order
