@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from rollcap.capture import lock
+from rollcap.capture.handoff import STOP_STRIPS_ENV, STOP_STRIPS_SECONDS, stop_strips_seconds
 from rollcap.capture.service import Supervisor
 from rollcap.capture.stripworker import checkpoint
 from rollcap.capture.switching import iter_records, switch_name, write_switch
@@ -148,3 +149,15 @@ def test_a_start_keeps_the_records_its_leftovers_need_and_removes_the_rest(
     assert sorted(p.name for p in work.iterdir()) == sorted(
         [NEW[0], ".overlap-g000005.json", switch_name(5)]
     )
+
+
+def test_the_stop_deadline_from_the_environment_is_checked(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert stop_strips_seconds() == STOP_STRIPS_SECONDS
+    monkeypatch.setenv(STOP_STRIPS_ENV, "0")
+    assert stop_strips_seconds() == 0.0
+    for bad in ("soon", "-1", "21", "nan"):
+        monkeypatch.setenv(STOP_STRIPS_ENV, bad)
+        assert stop_strips_seconds() == STOP_STRIPS_SECONDS
+    assert f"ignoring {STOP_STRIPS_ENV}='nan': a number of seconds from 0 to 20" in caplog.text
