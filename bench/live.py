@@ -960,7 +960,7 @@ def main_load(a: argparse.Namespace) -> dict[str, Any]:
             for i in range(a.rounds):
                 for kind in ("bare", "rollcap") if i % 2 == 0 else ("rollcap", "bare"):
                     runs[kind].append(one(kind, f"top{i + 1}", None, a.duration))
-            res["top"] = {"duration_s": a.duration, "rounds": runs, **_worst(runs)}
+            res["top"] = {"duration_s": a.duration, "rounds": runs, **_worst(runs), **_when()}
             tops = [r["achieved_pps"] for r in runs["bare"] if r["achieved_pps"]]
             res["bare_top_pps"] = round(statistics.median(tops)) if tops else None
         base = a.base_pps or res.get("bare_top_pps")
@@ -975,17 +975,37 @@ def main_load(a: argparse.Namespace) -> dict[str, Any]:
                     runs[kind].append(one(kind, f"fixed{i + 1}", pps, a.duration))
             res["fixed"] = {"offered_pps": pps, "share_of_bare_top": a.fixed_share,
                             "base_pps": base, "duration_s": a.duration, "rounds": runs,
-                            **_worst(runs)}  # fmt: skip
+                            **_worst(runs), **_when()}  # fmt: skip
         if "bisect" in phases:
             assert base is not None
-            res["bisect"] = {k: _bisect(k, base, a, one) for k in ("bare", "rollcap")}
+            res["bisect"] = {**{k: _bisect(k, base, a, one) for k in ("bare", "rollcap")},
+                             **_when()}  # fmt: skip
         if "drain" in phases:
             assert base is not None
             pps = round(base * a.fixed_share)
             r = one("rollcap", "drain", pps, a.duration, drain_s=a.drain_timeout)
-            res["drain"] = r
+            res["drain"] = {**r, **_when()}
     write_result(result_name, res)
     return res
+
+
+def _when() -> dict[str, Any]:
+    """When a phase ended and the load then: phases of one results file may come
+    from different runs (they are merged), each names its own machine state."""
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "loadavg_end": os.getloadavg()[0]}  # fmt: skip
+
+
+def _loads(t: dict[str, Any]) -> str:
+    """'2026-12-08 01:27 UTC, load 0.6-3.9' of a phase (its rounds' 1-minute load
+    averages), or 'an earlier run' for a phase written before phases were dated."""
+    rounds = [r for rs in (t.get("rounds") or {}).values() for r in rs]
+    if "loadavg_start" in t:
+        rounds.append(t)
+    ends = [(r.get("loadavg_start", [None])[0], r.get("loadavg_end", [None])[0]) for r in rounds]
+    la = [x for pair in ends for x in pair if x is not None]
+    when = t.get("date", "an earlier run")
+    return f"{when}, load {min(la):.1f}-{max(la):.1f}" if la else when
 
 
 def _worst(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -1047,7 +1067,7 @@ def render_load() -> str:
         d = json.loads(path.read_text())
         m = d["machine"]
         run = path.stem.removeprefix("live-load-")
-        dates.append(f"{run} {m['date']}, load average {m['loadavg_at_start']:.1f} at the end")
+        dates.append(f"{run} last run {m['date']}")
         label = f"{run} ({d['mix_file']['file_mb']:.0f} MB, {d['mix_file']['packets']} packets)"
         if d.get("label_note"):
             label += f"; {d['label_note']}"
@@ -1065,7 +1085,7 @@ def render_load() -> str:
                 f"({n(t['bare_lost'])}; generator {k(t['bare_pps'])} pps) | "
                 f"capture CPU {t['rollcap_us_per_packet_median']} vs "
                 f"{t['bare_us_per_packet_median']} µs/packet; disk bytes per captured byte "
-                f"{t['rollcap_disk_bytes_per_byte_median']} (while capturing) |"
+                f"{t['rollcap_disk_bytes_per_byte_median']} (while capturing); {_loads(t)} |"
             )
         b = d.get("bisect")
         if b:
@@ -1085,7 +1105,7 @@ def render_load() -> str:
                 f"({len(b['rollcap']['steps'])}/{len(b['bare']['steps'])} rounds) | "
                 f"{z(b['rollcap'])} | {z(b['bare'])} | offered (reached) pps: rollcap "
                 f"{steps(b['rollcap'])}; bare {steps(b['bare'])}; no lossy rate found below "
-                f"bare's top, the generator being short of CPU |"
+                f"bare's top, the generator being short of CPU; {_loads(b)} |"
             )
         dr = d.get("drain")
         if dr:
@@ -1095,10 +1115,11 @@ def render_load() -> str:
                 f"| {label} | backlog after {dr['seconds']:.0f} s at "
                 f"{(dr['achieved_pps'] or 0) / 1e3:.0f}k pps | lost {dr['lost']}; {drained} | | "
                 f"disk bytes per captured byte incl. the drain "
-                f"{dr['disk_bytes_per_captured_byte_incl_drain']} |"
+                f"{dr['disk_bytes_per_captured_byte_incl_drain']}; {_loads(dr)} |"
             )
     head = ("`python3 -m bench.live --load --mix tls|small` (as root): " + "; ".join(dates)
-            + ". Other helpers' test suites shared the 2 cores throughout.")  # fmt: skip
+            + ". Each row names when it ran and the 1-minute load average over its rounds "
+            "(2 cores; above 2, other work shared them).")  # fmt: skip
     return head + "\n\n" + "\n".join(rows) + "\n"
 
 

@@ -6,6 +6,8 @@ fakes: no tcpdump), its loop simulated as in an overlap: process_work() every
 0.1 s until work/ is empty. The old file holds --old-seconds + a 1.2 s overlap
 at --pps, the new one the overlap + the rest of --new-seconds, the overlap's
 records in both with the same stamps (as under rollcap's shared kernel stamp).
+--cut-mb N cuts each side into files of N MB as tcpdump -C does (at top speed
+an overlap spans several on each side).
 "before" is the code at --base (default: where this branch left main),
 unpacked with git archive; "after" this tree, its strip worker at nice +10;
 "after-nice0" the same at nice 0. Rounds alternate the three, each in its own
@@ -17,7 +19,7 @@ process_work() call (how long the loop stood still) and the largest overshoot
 of a 0.1 s sleep (the GIL: how late the loop woke while the worker ran),
 and the same overshoot over 20 idle ticks after it (the load alone).
 
-    python3 -m bench.strip [--pps 200000] [--rounds 3] [--base REV]
+    python3 -m bench.strip [--pps 200000] [--rounds 3] [--base REV] [--cut-mb N]
 """
 
 from __future__ import annotations
@@ -42,19 +44,24 @@ OLD = "g000001-20270115T080000-eth0.pcap"
 NEW = "g000002-20270115T080010-eth0.pcap"
 
 
-def _write(path: Path, first: int, count: int, pps: int, payloads: list[bytes]) -> None:
-    with path.open("wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
-        chunk = []
-        for i in range(first, first + count):
-            us = i * 1_000_000 // pps  # integer: no stamp goes back at a second
-            p = payloads[i % len(payloads)]
-            sec, usec = int(T0) + us // 1_000_000, us % 1_000_000
-            chunk.append(struct.pack("<IIII", sec, usec, len(p), len(p)) + p)
-            if len(chunk) == 10_000:
-                f.write(b"".join(chunk))
-                chunk = []
-        f.write(b"".join(chunk))
+def _write(path: Path, first: int, count: int, pps: int, payloads: list[bytes],
+           cut: int = 0) -> None:  # fmt: skip
+    """Records first .. first + count; cut > 0: a new file (path + "1", "2" ...) once
+    one holds cut bytes, as tcpdump -C does."""
+    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)
+    files: list[list[bytes]] = [[header]]
+    size = len(header)
+    for i in range(first, first + count):
+        us = i * 1_000_000 // pps  # integer: no stamp goes back at a second
+        p = payloads[i % len(payloads)]
+        sec, usec = int(T0) + us // 1_000_000, us % 1_000_000
+        if cut and size + 16 + len(p) > cut:
+            files.append([header])
+            size = len(header)
+        files[-1].append(struct.pack("<IIII", sec, usec, len(p), len(p)) + p)
+        size += 16 + len(p)
+    for n, records in enumerate(files):
+        Path(f"{path}{n or ''}").write_bytes(b"".join(records))
 
 
 def measure(files: Path, since: float) -> dict[str, Any]:
@@ -70,8 +77,8 @@ def measure(files: Path, since: float) -> dict[str, Any]:
     try:
         sup = supervisor(tmp)
         work = sup.spool.work
-        for name in (OLD, NEW):
-            shutil.copyfile(files / name, work / name)
+        for src in files.iterdir():
+            shutil.copyfile(src, work / src.name)
         sup.session.overlaps.begin(1, 2, since)
         main0, proc0, wall0 = time.thread_time(), time.process_time(), time.monotonic()
         longest = overshoot = 0.0
@@ -117,6 +124,8 @@ def main() -> None:
     ap.add_argument("--old-seconds", type=float, default=10.0)
     ap.add_argument("--new-seconds", type=float, default=5.0)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--cut-mb", type=float, default=0.0, help="-C: files of this size "
+                    "(default: one file per side)")  # fmt: skip
     ap.add_argument("--base", default="", help="git revision of 'before' (default: merge-base "
                     "of HEAD and main)")  # fmt: skip
     ap.add_argument("--measure", nargs=2, metavar=("FILES", "SINCE"), help=argparse.SUPPRESS)
@@ -142,8 +151,10 @@ def main() -> None:
     with workdir("strip") as d:
         files = d / "files"
         files.mkdir()
-        _write(files / OLD, 0, old_n, pps, payloads)
-        _write(files / NEW, spawn_i, new_n, pps, payloads)
+        cut = int(args.cut_mb * 1_000_000)
+        _write(files / OLD, 0, old_n, pps, payloads, cut)
+        _write(files / NEW, spawn_i, new_n, pps, payloads, cut)
+        state["files"] = sorted(p.name for p in files.iterdir())
         trees = {"before": _tree(base, Path(tempfile.mkdtemp(dir=d))), "after": REPO}
         for r in range(args.rounds):
             for variant, (tree, nice) in variants.items():
@@ -165,10 +176,13 @@ def main() -> None:
                   "largest_tick_overshoot_s", "idle_tick_overshoot_s"):  # fmt: skip
             vals = [x[k] for x in rs]
             print(f"{variant:6} {k}: {min(vals)}-{max(vals)}")
+        per = [round(x["worker_cpu_s"] / overlap * 1e6, 2) for x in rs]
+        print(f"{variant:6} worker CPU per overlap record: {min(per)}-{max(per)} µs")
         assert all(x["duplicates_removed"] == overlap for x in rs), "strip not exact"
         assert all(x["stored"] == old_n + new_n - overlap for x in rs), "stored != sent"
     write_result("strip", {
-        "pps": pps, "overlap_records": overlap, "old_records": old_n, "new_records": new_n,
+        "pps": pps, "cut_mb": args.cut_mb, "overlap_records": overlap, "old_records": old_n,
+        "new_records": new_n,
         "base": base, **state, "loadavg_at_end": os.getloadavg()[0], "rounds": rounds,
     })  # fmt: skip
 

@@ -6,25 +6,18 @@ spool.max_megabytes. Free space below spool.min_free_percent is not the spool's
 to fix by deleting captures (something else may have filled the disk): capture
 pauses and says so, and resumes once there is room again.
 
-Fences: the file names a running tcpdump must not open (pause-capture).
-
-tcpdump -C names its files in a known order (``NAME.pcap``, ``NAME.pcap1``,
-``NAME.pcap2`` ...) and exits when it cannot open the next one. A fence is an
-empty directory of ours at one of those names: opening a directory for
-writing fails with EISDIR whatever the permissions, so tcpdump cannot write
-past it, however late the supervisor looks. The budget places each running
-tcpdump's fence after the last file the budget has room for
-(fence_files, below), so the spool stays within the budget
-by construction, not by how fast the supervisor reacts.
-
-A fence is told from a planted entry by being an empty directory of ours with
-mode FENCE_MODE: the hand-off never lists one (rollcap.spool.workname), and
-fences a crashed supervisor left are removed at start.
+Fences (pause-capture): the file names a running tcpdump must not open,
+placed after the last file the budget has room for (rollcap.capture.fences).
 
 BudgetKeeper keeps the spool within its budget: measure, decide (decide(),
 pure), then drop the oldest ready/ files and trim quarantine/. Whether capture
-pauses or resumes is returned to the supervisor, which owns tcpdump; reserve()
-is what the live files may still grow by, the decision's other input.
+pauses or resumes is its answer; reserve() is what the live files may still
+grow by, the decision's other input.
+
+BudgetControl applies the budget to the running tcpdumps, for the supervisor:
+it carries the keeper's answer out (a pause stops every tcpdump at once, a
+resume lets them start), keeps each tcpdump's fence where the budget has room,
+and keeps the budget during a switch's overlap.
 """
 
 from __future__ import annotations
@@ -33,22 +26,28 @@ import logging
 import os
 import time
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+from rollcap.capture.conditions import Condition, Conditions
 from rollcap.capture.counters import EventCounts
-from rollcap.capture.interface import InterfaceCapture
-from rollcap.config.schema import SpoolConfig
+from rollcap.capture.fences import Fences, fence_files
+from rollcap.capture.interface import InterfaceCapture, Interfaces
+from rollcap.config.schema import RollcapConfig, SpoolConfig
 from rollcap.journal import fields
 from rollcap.keep import pins
 from rollcap.keep.ring import PinGuard, RingState, duration, ring_state
+from rollcap.keep.store import cap_of
 from rollcap.quarantine import enforce_cap
 from rollcap.spool import Spool
 from rollcap.spool.fs import Dir, tree_bytes
 from rollcap.spool.layout import CaptureDirs
 from rollcap.spool.readyname import ReadyName
-from rollcap.spool.workname import FENCE_MODE, WorkName, is_fence, list_work
+from rollcap.spool.workname import WorkName, list_work
+
+if TYPE_CHECKING:  # the hand-off runs under the budget's checks during a switch
+    from rollcap.capture.handoff import HandoffQueue
 
 log = logging.getLogger("rollcap.capture")
 
@@ -159,113 +158,11 @@ def live_reserve(rotate_bytes: int, live_size: int | None) -> int:
     return max(0, rotate_bytes - live_size)
 
 
-def fence_files(used: int, reserve: int, live: int, max_bytes: int, rotate_bytes: int) -> int:
-    """Whole -C files each of `live` running tcpdumps may start after its live file
-    (pause-capture; rollcap.capture.budget stops it there).
-
-    used counts every file in the spool, reserve what the live files may still grow
-    by: used + reserve + live * files * rotate_bytes <= max_bytes, so what tcpdump
-    can write at all keeps the spool within the budget (plus one packet per file:
-    -C is checked before each write), whenever the supervisor looks again."""
-    spare = max_bytes - used - reserve
-    if live <= 0 or spare <= 0:
-        return 0
-    return spare // (live * rotate_bytes)
-
-
 def oldest_ready(ready: Dir) -> list[str]:
     """Finished files in ready/, in hand-off order (by seq: after the wall clock
     stepped back, a newer file has an earlier start time in its name)."""
     found = [(r.seq, n) for n in ready.names() if (r := ReadyName.parse(n))]
     return [n for _seq, n in sorted(found)]
-
-
-
-HISTORY = 64  # generations whose fences are remembered (one or two run at a time)
-
-
-def fence_after(newest: WorkName, files: int) -> WorkName:
-    """The name that stops tcpdump after newest and `files` more -C files."""
-    return replace(newest, counter=newest.counter + 1 + files)
-
-
-class Fences:
-    """One fence per running tcpdump (by generation), moved as the budget allows."""
-
-    def __init__(self, work: Dir) -> None:
-        self.work = work
-        self.placed: dict[int, str] = {}  # generation -> fence name
-        self.first: dict[int, WorkName] = {}  # generation -> the file it opens first
-        # every fence each recent generation had: its exit is told by the name, and
-        # the fence may have been moved or removed before the exit is seen
-        self.history: dict[int, set[str]] = {}
-        self._failed_logged = False
-
-    def expect(self, generation: int, first: WorkName) -> None:
-        """A tcpdump about to start writes first (rotate_align: the name is ours)."""
-        self.first[generation] = first
-
-    def place(self, generation: int, newest: WorkName | None, files: int) -> None:
-        """Fence generation after newest (its live file; None: nothing written
-        yet, its expected first file) and `files` more. The old fence goes only
-        once the new one stands: tcpdump is never without one."""
-        base = newest or self.first.get(generation)
-        if base is None:
-            return  # tcpdump -G names its first file itself: fenced once it is seen
-        name = fence_after(base, files).format()
-        old = self.placed.get(generation)
-        if name == old:
-            return
-        try:
-            os.mkdir(name, FENCE_MODE, dir_fd=self.work.fd)
-        except FileExistsError:
-            return  # tcpdump opened that file already: the old fence still holds
-        except OSError as e:
-            if not self._failed_logged:
-                self._failed_logged = True
-                log.warning("cannot place the budget's fence %s: %s", name, e,
-                            extra=fields(file=name))  # fmt: skip
-            return
-        self._failed_logged = False
-        self.placed[generation] = name
-        self.history.setdefault(generation, set()).add(name)
-        while len(self.history) > HISTORY:
-            del self.history[min(self.history)]
-        if old is not None:
-            self._remove(old)
-
-    def keep_only(self, generations: set[int]) -> None:
-        """Remove the fences of tcpdumps that no longer run."""
-        for gen in [g for g in self.placed if g not in generations]:
-            self._remove(self.placed.pop(gen))
-        for gen in [g for g in self.first if g not in generations]:
-            del self.first[gen]
-
-    def reached(self, generation: int, message: str) -> bool:
-        """Whether a tcpdump's exit message says it stopped at its fence."""
-        return any(name in message for name in self.history.get(generation, ()))
-
-    def _remove(self, name: str) -> None:
-        try:
-            os.rmdir(name, dir_fd=self.work.fd)
-        except FileNotFoundError:
-            pass
-        except OSError as e:  # not empty: not ours any more; it stays, never listed
-            log.warning("cannot remove the budget's fence %s: %s", name, e,
-                        extra=fields(file=name))  # fmt: skip
-
-
-def remove_stale_fences(work: Dir) -> None:
-    """Fences a crashed supervisor left (only ever called holding the spool's lock)."""
-    for name in work.names():
-        st = work.lstat(name)
-        if st is not None and WorkName.parse(name) and is_fence(st):
-            log.info("removing stale fence %s", name, extra=fields(file=name))
-            try:
-                os.rmdir(name, dir_fd=work.fd)
-            except OSError as e:
-                log.warning("cannot remove stale fence %s: %s", name, e)
-
 
 
 Transition = Literal["pause", "resume"] | None
@@ -444,3 +341,101 @@ class BudgetKeeper:
                 r.bytes,
                 extra=fields(file=r.name, bytes=r.bytes),
             )
+
+
+class BudgetControl:
+    """The keeper's answers carried out on the interfaces' tcpdumps; the config
+    is the running one, passed in (a reload replaces it)."""
+
+    def __init__(self, spool: Spool, work: Dir, keeper: BudgetKeeper, fences: Fences,
+                 queue: HandoffQueue, interfaces: Interfaces,
+                 conditions: Conditions) -> None:  # fmt: skip
+        self.spool = spool
+        self.work = work
+        self.keeper = keeper
+        self.fences = fences
+        self.queue = queue
+        self.interfaces = interfaces
+        self.conditions = conditions  # the supervisor's: PAUSED
+
+    def reserve(self, cfg: RollcapConfig, switching: Collection[int] = ()) -> int:
+        """What the live files may still grow by (reserve(), above)."""
+        return reserve(self.interfaces.captures.values(), self.work,
+                       cfg.capture.rotate_megabytes * 1_000_000, cfg.spool.on_full,
+                       switching)  # fmt: skip
+
+    def enforce(self, cfg: RollcapConfig) -> None:
+        """The budget now: drop, pause or resume, and move the fences."""
+        self.keeper.on_demand = cfg.offload.mode == "on-demand"
+        self.keeper.pinned_cap = cap_of(cfg.spool.max_megabytes, cfg.keep.pinned_percent)[0]
+        r = self.reserve(cfg)
+        change = self.keeper.enforce(cfg.spool, r)
+        if change == "pause":
+            self._pause_now()
+        elif change == "resume":
+            self.conditions.clear(Condition.PAUSED)
+            for ic in self.interfaces.captures.values():
+                ic.next_start = 0.0
+        self._move_fences(cfg, self.interfaces.live_generations(), r)
+
+    def during_switch(self, cfg: RollcapConfig, live: set[int]) -> bool:
+        """While a switch's overlap runs (up to MAX_UNTIL s at an aligned boundary):
+        hand off what is finished and keep the budget (drop-oldest drops); True when
+        capture must pause, which after_switch() then does."""
+        # live: the switch's generations; the other interfaces' tcpdumps write
+        # too, and a live file taken for a finished one would be handed off
+        # (or, header not flushed yet, deleted) under its running tcpdump
+        live = live | self.interfaces.live_generations()
+
+        def check() -> None:
+            r = self.reserve(cfg, live)
+            self.keeper.enforce(cfg.spool, r)  # pausing is after_switch()'s
+            self._move_fences(cfg, live, r)
+
+        # before the batch and after each file, as outside a switch: drop-oldest
+        # drops for a finished file before it reaches ready/
+        self.queue.process(live, check, check)
+        check()
+        return self.keeper.paused
+
+    def after_switch(self) -> None:
+        if self.keeper.paused and any(ic.running() for ic in self.interfaces.captures.values()):
+            self._pause_now()
+
+    def _pause_now(self) -> None:
+        self.interfaces.set_states("paused")
+        self.conditions.set(Condition.PAUSED, self.keeper.pause_message())
+        # no drain wait: the budget matters more than the last second of packets
+        self.interfaces.stop(drain=False)
+
+    def fence_new(self, cfg: RollcapConfig, gen: int, argv: list[str]) -> None:
+        """Before a tcpdump starts (pause-capture): fence it from its first file on.
+        With rotate_align its first name is ours; tcpdump -G names it itself, so that
+        one is fenced once its first file is seen."""
+        if cfg.spool.on_full != "pause-capture":
+            return
+        first = WorkName.parse(os.path.basename(argv[argv.index("-w") + 1]))
+        if first is None:
+            return
+        self.fences.expect(gen, first)
+        live = self.interfaces.live_generations() | {gen}
+        sp = cfg.spool
+        r = self.reserve(cfg, live)
+        u = measure(self.spool, sp.max_megabytes, sp.min_free_percent)
+        files = fence_files(u.used_bytes, r, len(live), u.max_bytes,
+                            cfg.capture.rotate_megabytes * 1_000_000)  # fmt: skip
+        self.fences.place(gen, None, files)
+
+    def _move_fences(self, cfg: RollcapConfig, live: set[int], reserve: int) -> None:
+        """pause-capture: each running tcpdump's fence right after the last file
+        the budget has room for; the others' removed (all of them under
+        drop-oldest, e.g. after a reload changed on_full)."""
+        fences, u = self.fences, self.keeper.usage
+        if u is None:  # not measured yet
+            return
+        if cfg.spool.on_full != "pause-capture":
+            fences.keep_only(set())
+            return
+        files = fence_files(u.used_bytes, reserve, len(live), u.max_bytes,
+                            cfg.capture.rotate_megabytes * 1_000_000)  # fmt: skip
+        fences.follow(live, files)

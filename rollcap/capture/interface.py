@@ -3,8 +3,9 @@ the quiet-link (or aligned) rotation deadline and its packet counters.
 
 The supervisor (rollcap.capture.service) owns what the interfaces share: the
 spool, the generation counter, the hand-off queue, the budget, the status.
-It runs one InterfaceCapture per name in capture.interface; one that fails
-backs off on its own while the others keep capturing.
+It runs one InterfaceCapture per name in capture.interface, held together by
+Interfaces (at the end); one that fails backs off on its own while the others
+keep capturing.
 
 restart_delay: how long to wait before restarting a tcpdump that died.
 
@@ -369,3 +370,53 @@ def switch_all(reqs: list[SwitchRequest]) -> list[bool]:
     shared.after_switch()
     shared.process_work()
     return done
+
+
+class Interfaces:
+    """Every interface captured, in capture.interface's order, and the packet
+    counters of those a reload removed (their packets stay in the totals)."""
+
+    def __init__(self, captures: dict[str, InterfaceCapture]) -> None:
+        self.captures = captures
+        self.retired = Counters()
+
+    def procs(self) -> list[Tcpdump]:
+        return [ic.proc for ic in self.captures.values() if ic.proc is not None]
+
+    def live_generations(self) -> set[int]:
+        return {p.generation for p in self.procs() if p.alive()}
+
+    def start(self, paused: bool, stopping: bool) -> None:
+        for ic in self.captures.values():
+            ic.start(paused, stopping)
+
+    def stop(self, drain: bool = True) -> None:
+        """Stop every tcpdump (one drain wait for all, then each in turn)."""
+        running = [ic for ic in self.captures.values() if ic.running()]
+        if drain and running:
+            time.sleep(DRAIN)
+        for ic in self.captures.values():
+            ic.stop(drain=False)
+
+    def check_exit(self) -> None:
+        for ic in self.captures.values():
+            ic.check_exit()
+
+    def check_quiet(self) -> float | None:
+        """Cut quiet (or aligned) live files that are due; seconds until the next."""
+        due = [r for ic in self.captures.values() if (r := ic.rotation_due()) is not None]
+        # all due now in one switch: the interfaces' files are cut at the same moment
+        for r, ok in zip(due, switch_all(due), strict=True):
+            if not ok:
+                r.ic.quiet.failed()
+        # due but held back (a failed switch retries later): the tick, not a spin
+        lefts = [x for ic in self.captures.values() if (x := ic.seconds_left()) and x > 0]
+        return min(lefts) if lefts else None
+
+    def set_states(self, name: str) -> None:
+        for ic in self.captures.values():
+            ic.state_name = name
+
+    def retire(self, ic: InterfaceCapture) -> None:
+        """A reload removed ic (stopped by now): its packets stay in the totals."""
+        self.retired = self.retired.plus(ic.live_counters())

@@ -33,8 +33,8 @@ from rollcap.spool.workname import list_work
 log = logging.getLogger("rollcap.capture")
 
 LOCK = "capture.lock"
-# rollcap.capture.switching's sidecar_name and switch_name
-_RECORD = re.compile(r"\.(?:overlap|switch)-g(\d{1,9})\.json")
+# rollcap.capture.switching's sidecar_name (.bin; .json: format 2) and switch_name
+_RECORD = re.compile(r"\.(?:overlap|switch)-g(\d{1,9})\.(?:bin|json)")
 NO_UNIT = "-"  # in the file; shown as "not a systemd service"
 
 

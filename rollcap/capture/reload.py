@@ -185,7 +185,7 @@ def check(config_path: str, running: RollcapConfig, running_uid: int, root: Path
 
 
 def reload(config_path: str, sup: Supervisor) -> None:
-    sup.notifier.reloading()
+    sup.status.notifier.reloading()
     try:
         c = check(config_path, sup.cfg, sup.identity.uid, sup.spool.root)
     except ConfigError as e:
@@ -193,14 +193,14 @@ def reload(config_path: str, sup: Supervisor) -> None:
             log.error("reload rejected, keeping the running configuration: %s", line)
         sup.conditions.set(Condition.RELOAD_REJECTED, f"reload rejected: {e.problems[0]}")
         record(sup.spool.capture_state, False, "; ".join(e.problems))
-        sup.notifier.ready(sup.status_line())
+        sup.status.notifier.ready(sup.status_line())
         return
     new, effective, uid = c.cfg, c.effective, c.uid
     running = {n for n, ic in sup.captures.items() if ic.running()}
     old_filters = {n: ic.effective_filter for n, ic in sup.captures.items()}
     plan = plan_reload(sup.cfg, new, old_filters, effective, running, sup.identity.uid, uid)
     logging.getLogger().setLevel(new.log.level.upper())
-    sup.notifier.watchdog()  # validation made progress; the switch may take seconds
+    sup.status.notifier.watchdog()  # validation made progress; the switch may take seconds
     if plan.prepare_spool:
         try:
             gid = layout.resolve_group(new.spool.group)
@@ -218,7 +218,7 @@ def reload(config_path: str, sup: Supervisor) -> None:
             msg = f"reload rejected: {e}"
             sup.conditions.set(Condition.RELOAD_REJECTED, msg)
             record(sup.spool.capture_state, False, msg)
-            sup.notifier.ready(sup.status_line())
+            sup.status.notifier.ready(sup.status_line())
             return
         sup.identity = replace(sup.identity, uid=uid, gid=gid)
         sup.session.handoff.owners.add(uid)  # the old user's files are handed off too
@@ -241,23 +241,24 @@ def reload(config_path: str, sup: Supervisor) -> None:
         ),
     )
     if plan.rotate:
-        sup.rotate("reload")
+        sup.cuts.rotate("reload")
     # a switch that failed keeps the old tcpdump (and filter) running
     why = overall_error(sup.conditions.latest(), sup.captures)
     record(sup.spool.capture_state, switched,
            "configuration reloaded" if switched else f"not applied: {why}")  # fmt: skip
     sup.enforce_budget()
-    sup.notifier.ready(sup.status_line())
+    sup.status.notifier.ready(sup.status_line())
 
 
 def apply(sup: Supervisor, plan: ReloadPlan, new: RollcapConfig,
           effective: dict[str, str]) -> bool:  # fmt: skip
     """Carry a reload plan out, interface by interface; False if a switch failed
     (the old tcpdump, and its settings, run on)."""
+    interfaces = sup.interfaces
     for name in plan.stop:
-        ic = sup.captures.pop(name)
+        ic = interfaces.captures.pop(name)
         ic.stop(drain=True)
-        sup.retired = sup.retired.plus(ic.live_counters())
+        interfaces.retire(ic)
         log.info("reload: stopped capture on %s", name, extra=fields(interface=name))
     reqs = [
         SwitchRequest(sup.captures[n], "reload", new.capture.for_interface(n), effective[n])
@@ -270,8 +271,9 @@ def apply(sup: Supervisor, plan: ReloadPlan, new: RollcapConfig,
         ic.cap, ic.effective_filter = new.capture.for_interface(name), effective[name]
         ic.next_start, ic.waiting_logged = 0.0, False
     for name in plan.start:
-        sup.captures[name] = InterfaceCapture(new.capture.for_interface(name), effective[name], sup)
+        ic = InterfaceCapture(new.capture.for_interface(name), effective[name], sup)
+        interfaces.captures[name] = ic
     # the configured order (status, journal)
-    sup.captures = {n: sup.captures[n] for n in new.capture.interfaces}
+    interfaces.captures = {n: interfaces.captures[n] for n in new.capture.interfaces}
     sup.start_capture()
     return ok

@@ -9,13 +9,16 @@ counters, hand-off, budget, status): one thread runs the loop below;
 tcpdump's stderr readers and the watchdog observer only wake it through a
 pipe, signal handlers only set flags. The jobs are elsewhere:
 
-- rollcap.capture.interface  one interface: its tcpdump, restart delay, deadlines
+- rollcap.capture.interface  one interface: its tcpdump, restart delay, deadlines;
+                             Interfaces, all of them
+- rollcap.capture.cuts       cuts on request: `rollcap rotate`, a keep's window end
 - rollcap.capture.rotation   the quiet-link deadline and rotate_align's boundaries
 - rollcap.capture.tcpdump    one running tcpdump (stderr, counters, stop)
 - rollcap.capture.handoff    hand-off of finished files, and their queue
 - rollcap.capture.switching  make-before-break switch and its overlap strip
 - rollcap.capture.stripworker  the thread that strips an overlap off the loop
-- rollcap.capture.budget     the spool budget: policy, fences, the keeper
+- rollcap.capture.budget     the spool budget: policy, the keeper, its control of tcpdump
+- rollcap.capture.fences     pause-capture's fences: names tcpdump cannot open
 - rollcap.capture.counters   packet counters, drop causes, totals
 - rollcap.capture.status     gathers, formats and publishes the status
 - rollcap.capture.reload     a SIGHUP: plan, check, apply, verdict
@@ -41,8 +44,8 @@ import logging
 import os
 import selectors
 import time
-from collections.abc import Collection
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from watchdog.events import (
@@ -53,12 +56,14 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from rollcap.capture import budget, exclusion, lock, reload, status
-from rollcap.capture.budget import BudgetKeeper, Fences, reserve
-from rollcap.capture.conditions import Condition, Conditions, RepeatLimiter
-from rollcap.capture.counters import Counters, EventCounts, InterfaceCounts
+from rollcap.capture import exclusion, lock, reload, status
+from rollcap.capture.budget import BudgetControl, BudgetKeeper
+from rollcap.capture.conditions import Conditions, RepeatLimiter
+from rollcap.capture.counters import EventCounts, InterfaceCounts
+from rollcap.capture.cuts import Cuts
+from rollcap.capture.fences import Fences, remove_stale_fences
 from rollcap.capture.handoff import Handoff, HandoffQueue, Persistent, stop_strips_seconds
-from rollcap.capture.interface import DRAIN, InterfaceCapture, SwitchRequest, switch_all
+from rollcap.capture.interface import InterfaceCapture, Interfaces
 from rollcap.capture.launcher import Launcher
 from rollcap.capture.stripworker import StripWorker
 from rollcap.capture.switching import Overlaps
@@ -67,8 +72,6 @@ from rollcap.capture.wakeup import Wakeup
 from rollcap.config import load_config
 from rollcap.config.schema import RollcapConfig
 from rollcap.journal import fields, setup_logging
-from rollcap.keep.ring import due_cuts
-from rollcap.keep.store import cap_of
 from rollcap.metrics import nodeexporter
 from rollcap.metrics.exporter import capture_exporter
 from rollcap.notify import Notifier
@@ -104,6 +107,7 @@ class CaptureSession:
     queue: HandoffQueue
     keeper: BudgetKeeper
     fences: Fences  # pause-capture: where each tcpdump must stop
+    budget: BudgetControl  # the keeper's answers carried out on the tcpdumps
 
 
 class Supervisor:
@@ -113,28 +117,32 @@ class Supervisor:
         self.config_path = config_path
         self.cfg = cfg
         self.spool = Spool.at(cfg.spool.directory)
-        self.notifier = Notifier()
         self.wakeup = Wakeup()
-        self.last_rotate: dict[str, Any] | None = None
-        self._rotating: tuple[int, str] | None = None  # a rotate waiting for its hand-off
-        self._cut: set[str] = set()  # keeps whose window's end was cut (cut_for_keeps)
-        self.captures: dict[str, InterfaceCapture] = {}  # capture.interface, in order
         uid, switch_user = layout.tcpdump_identity(cfg.capture.user)
         self.identity = layout.Identity(uid, switch_user, layout.resolve_group(cfg.spool.group))
         self.conditions = Conditions()  # the shared parts' (spool, reload); interfaces keep theirs
         self.errors = RepeatLimiter(log)
         self.n = EventCounts()
         self.status = status.StatusPublisher(
-            self.spool.state_file("capture"), capture_exporter(cfg), self.notifier, self.errors
+            self.spool.state_file("capture"), capture_exporter(cfg), Notifier(), self.errors
         )
-        self.retired = Counters()  # counters of interfaces removed by a reload
-        self.set_interfaces(cfg, filters)
+        self.interfaces = Interfaces({
+            name: InterfaceCapture(cfg.capture.for_interface(name), filters[name], self)
+            for name in cfg.capture.interfaces
+        })  # fmt: skip
         self.session = self.open_spool()
+        self.cuts = Cuts(self.interfaces, self.session, self.n, self.conditions,
+                         partial(self.publish, force=True))  # fmt: skip
 
     # ------------------------------------------------------------------ plumbing
     @property
     def dirs(self) -> CaptureDirs:
         return self.session.dirs
+
+    @property
+    def captures(self) -> dict[str, InterfaceCapture]:
+        """capture.interface's captures, in its order."""
+        return self.interfaces.captures
 
     @property
     def paused(self) -> bool:
@@ -174,15 +182,7 @@ class Supervisor:
         self.session.queue.by_iface.setdefault(iface, InterfaceCounts()).restarts += 1
 
     def procs(self) -> list[Tcpdump]:
-        return [ic.proc for ic in self.captures.values() if ic.proc is not None]
-
-    # ------------------------------------------------------------------ interfaces
-    def set_interfaces(self, cfg: RollcapConfig, filters: dict[str, str]) -> None:
-        """One InterfaceCapture per configured interface (at start)."""
-        self.captures = {
-            name: InterfaceCapture(cfg.capture.for_interface(name), filters[name], self)
-            for name in cfg.capture.interfaces
-        }
+        return self.interfaces.procs()
 
     # ------------------------------------------------------------------ tcpdump
     def spawn(self, ic: InterfaceCapture, opened: float | None, switch: str = "") -> Tcpdump:
@@ -192,31 +192,15 @@ class Supervisor:
         self.session.launcher.track()
 
     def start_capture(self) -> None:
-        for ic in self.captures.values():
-            ic.start(self.paused, self.wakeup.stop)
+        self.interfaces.start(self.paused, self.wakeup.stop)
 
     def stop_capture(self, drain: bool = True) -> None:
         """Stop every tcpdump (one drain wait for all, then each in turn)."""
-        running = [ic for ic in self.captures.values() if ic.running()]
-        if drain and running:
-            time.sleep(DRAIN)
-        for ic in self.captures.values():
-            ic.stop(drain=False)
-
-    def check_exit(self) -> None:
-        for ic in self.captures.values():
-            ic.check_exit()
+        self.interfaces.stop(drain)
 
     def check_quiet(self) -> float | None:
         """Cut quiet (or aligned) live files that are due; seconds until the next."""
-        due = [r for ic in self.captures.values() if (r := ic.rotation_due()) is not None]
-        # all due now in one switch: the interfaces' files are cut at the same moment
-        for r, ok in zip(due, switch_all(due), strict=True):
-            if not ok:
-                r.ic.quiet.failed()
-        # due but held back (a failed switch retries later): the tick, not a spin
-        lefts = [x for ic in self.captures.values() if (x := ic.seconds_left()) and x > 0]
-        return min(lefts) if lefts else None
+        return self.interfaces.check_quiet()
 
     # ------------------------------------------------------------------ hand-off
     def process_work(self, block: bool = False, until: float | None = None) -> None:
@@ -237,101 +221,17 @@ class Supervisor:
         return self.session.queue.last_handoff
 
     # ------------------------------------------------------------------ budget
-    def _reserve(self, switching: Collection[int] = ()) -> int:
-        """What the live files may still grow by (keeper.reserve)."""
-        c = self.cfg
-        return reserve(self.captures.values(), self.dirs.work,
-                       c.capture.rotate_megabytes * 1_000_000, c.spool.on_full,
-                       switching)  # fmt: skip
-
-    def _pause_now(self) -> None:
-        for ic in self.captures.values():
-            ic.state_name = "paused"
-        self.conditions.set(Condition.PAUSED, self.session.keeper.pause_message())
-        # no drain wait: the budget matters more than the last second of packets
-        self.stop_capture(drain=False)
-
-    def _pause_capture(self) -> bool:
-        return self.cfg.spool.on_full == "pause-capture"
-
-    def _live_gens(self) -> set[int]:
-        return {p.generation for p in self.procs() if p.alive()}
-
-    def _move_fences(self, live: set[int], reserve: int) -> None:
-        """pause-capture: each running tcpdump's fence right after the last file
-        the budget has room for (rollcap.capture.budget); the others' removed
-        (all of them under drop-oldest, e.g. after a reload changed on_full)."""
-        fences, u = self.session.fences, self.session.keeper.usage
-        if u is None:  # not measured yet
-            return
-        if not self._pause_capture():
-            fences.keep_only(set())
-            return
-        newest: dict[int, WorkName] = {}
-        for w, _n in list_work(self.dirs.work):
-            if w.generation in live:
-                newest[w.generation] = w  # sorted: the last one wins
-        files = budget.fence_files(u.used_bytes, reserve, len(live), u.max_bytes,
-                                   self.cfg.capture.rotate_megabytes * 1_000_000)  # fmt: skip
-        for gen in live:
-            fences.place(gen, newest.get(gen), files)
-        fences.keep_only(live)
-
-    def _fence_new(self, gen: int, argv: list[str]) -> None:
-        """Before a tcpdump starts (pause-capture): fence it from its first file on.
-        With rotate_align its first name is ours; tcpdump -G names it itself, so that
-        one is fenced once its first file is seen."""
-        if not self._pause_capture():
-            return
-        first = WorkName.parse(os.path.basename(argv[argv.index("-w") + 1]))
-        if first is None:
-            return
-        self.session.fences.expect(gen, first)
-        live = self._live_gens() | {gen}
-        sp = self.cfg.spool
-        r = self._reserve(live)
-        u = budget.measure(self.spool, sp.max_megabytes, sp.min_free_percent)
-        files = budget.fence_files(u.used_bytes, r, len(live), u.max_bytes,
-                                   self.cfg.capture.rotate_megabytes * 1_000_000)  # fmt: skip
-        self.session.fences.place(gen, None, files)
+    def enforce_budget(self) -> None:
+        self.session.budget.enforce(self.cfg)
 
     def during_switch(self, live: set[int]) -> bool:
-        """While a switch's overlap runs (up to MAX_UNTIL s at an aligned boundary):
-        hand off what is finished and keep the budget (drop-oldest drops); True when
-        capture must pause, which after_switch() then does."""
-        # live: the switch's generations; the other interfaces' tcpdumps write
-        # too, and a live file taken for a finished one would be handed off
-        # (or, header not flushed yet, deleted) under its running tcpdump
-        live = live | self._live_gens()
-
-        def check() -> None:
-            r = self._reserve(live)
-            self.session.keeper.enforce(self.cfg.spool, r)  # pausing is after_switch()'s
-            self._move_fences(live, r)
-
-        # before the batch and after each file, as outside a switch: drop-oldest
-        # drops for a finished file before it reaches ready/
-        self.session.queue.process(live, check, check)
-        check()
-        return self.paused
+        return self.session.budget.during_switch(self.cfg, live)
 
     def after_switch(self) -> None:
-        if self.paused and any(ic.running() for ic in self.captures.values()):
-            self._pause_now()
+        self.session.budget.after_switch()
 
-    def enforce_budget(self) -> None:
-        self.session.keeper.on_demand = self.cfg.offload.mode == "on-demand"
-        self.session.keeper.pinned_cap = cap_of(self.cfg.spool.max_megabytes,
-                                                self.cfg.keep.pinned_percent)[0]  # fmt: skip
-        r = self._reserve()
-        change = self.session.keeper.enforce(self.cfg.spool, r)
-        if change == "pause":
-            self._pause_now()
-        elif change == "resume":
-            self.conditions.clear(Condition.PAUSED)
-            for ic in self.captures.values():
-                ic.next_start = 0.0
-        self._move_fences(self._live_gens(), r)
+    def _fence_new(self, gen: int, argv: list[str]) -> None:
+        self.session.budget.fence_new(self.cfg, gen, argv)
 
     # ------------------------------------------------------------------ stats & state
     def snapshot(self) -> status.Snapshot:
@@ -349,53 +249,6 @@ class Supervisor:
     # ------------------------------------------------------------------ reload
     def reload(self) -> None:
         reload.reload(self.config_path, self)
-
-    def rotate(self, reason: str) -> None:
-        """Cut the current files now (`rollcap rotate`, a reload with nothing changed):
-        a make-before-break switch, so each file is handed off at once, no packet lost."""
-        before = self.n.handed_off_files
-        live = [ic for ic in self.captures.values() if ic.listening()]
-        if not live:
-            result = f"nothing to cut: {status.overall_state(self.captures, self.paused)}"
-        elif all(switch_all([SwitchRequest(ic, reason) for ic in live])):
-            # the cut files' overlap is stripped on the strip worker: the answer
-            # waits for their hand-off (finish_rotate, from the loop), not the loop
-            self._rotating = (before, reason)
-            self.finish_rotate()
-            return
-        else:
-            result = f"failed: {status.overall_error(self.last_error, self.captures)}"
-        self._rotated(reason, result)
-
-    def finish_rotate(self) -> None:
-        """Answer a rotate whose cut files are handed off (none still on the strip worker)."""
-        if self._rotating is None or self.session.queue.busy:
-            return
-        before, reason = self._rotating
-        self._rotating = None
-        result = "handed off" if self.n.handed_off_files > before else "no packets to hand off"
-        self._rotated(reason, result)
-
-    def _rotated(self, reason: str, result: str) -> None:
-        handed = self.last_handoff["name"] if self.last_handoff else None
-        self.last_rotate = {"at": time.time(), "result": result, "last_handoff": handed}
-        log.info("%s: %s", reason, result, extra=fields(result=result))
-        self.publish(force=True)
-
-    def cut_for_keeps(self) -> None:
-        """A keep's window has ended inside the file being written: cut it now (as
-        `rollcap rotate` does), so the window's end is finished and can be shipped
-        (rollcap.keep.ring.due_cuts), not one rotation later. Once per keep."""
-        keeps = [k for k in self.session.keeper.guard.current if k.id not in self._cut]
-        if not keeps:
-            return
-        live = [int(w.opened.timestamp()) for w, _n in list_work(self.dirs.work)]
-        for k in due_cuts(keeps, live):
-            self._cut.add(k.id)
-            self.rotate(f"keep {k.id}: its window ended")
-            break  # one cut finishes every file: the next tick sees the rest done
-        current = {k.id for k in self.session.keeper.guard.current}
-        self._cut &= current  # bounded by the pins there are
 
     # ------------------------------------------------------------------ start/stop
     def stop_orphans(self) -> None:
@@ -431,8 +284,11 @@ class Supervisor:
             handoff, overlaps, self.n, self.errors, self.conditions, StripWorker(self.wake)
         )  # fmt: skip
         keeper = BudgetKeeper(self.spool, dirs, self.n)
-        return CaptureSession(dirs, lock_fd, launcher, handoff, overlaps, queue, keeper,
-                              Fences(dirs.work))  # fmt: skip
+        fences = Fences(dirs.work)
+        control = BudgetControl(self.spool, dirs.work, keeper, fences, queue, self.interfaces,
+                                self.conditions)  # fmt: skip
+        return CaptureSession(dirs, lock_fd, launcher, handoff, overlaps, queue, keeper, fences,
+                              control)  # fmt: skip
 
     def run(self) -> int:
         self.wakeup.install_signals()
@@ -445,7 +301,7 @@ class Supervisor:
         observer.start()
         try:
             self.stop_orphans()
-            budget.remove_stale_fences(self.dirs.work)
+            remove_stale_fences(self.dirs.work)
             lock.remove_stale_temps(self.dirs.work)  # before any strip runs
             self.load_switches()
             # leftovers of dead generations (a stop or a crash left them): their
@@ -456,7 +312,7 @@ class Supervisor:
             self.publish(force=True)
             # the first textfile before READY=1: the unit's ExecStartPost= links it
             self.status.metrics.start()
-            self.notifier.ready(self.status_line())
+            self.status.notifier.ready(self.status_line())
             self._loop()
             # no more wake-ups needed; stopping it first keeps its thread quiet
             observer.stop()
@@ -486,22 +342,22 @@ class Supervisor:
                 self.reload()
             if self.wakeup.rotate:
                 self.wakeup.rotate = False
-                self.rotate("rotate requested")
-            self.check_exit()
+                self.cuts.rotate("rotate requested")
+            self.interfaces.check_exit()
             self.process_work()
-            self.finish_rotate()
+            self.cuts.finish()
             left = self.check_quiet()
             for ic in self.captures.values():
                 ic.tick()
             self.enforce_budget()
-            self.cut_for_keeps()
+            self.cuts.for_keeps()
             self.start_capture()
             for ic in self.captures.values():
                 ic.mark_capturing()
                 if self.paused:
                     ic.state_name = "paused"
             self.publish()
-            self.notifier.watchdog()
+            self.status.notifier.watchdog()
 
     def loop_timeout(self, quiet_left: float | None) -> float:
         """How long the loop may sleep: a tick, or less when something is due.
@@ -522,19 +378,15 @@ class Supervisor:
                 timeout = min(timeout, 0.02)
         return timeout
 
-    def _set_states(self, name: str) -> None:
-        for ic in self.captures.values():
-            ic.state_name = name
-
     def shutdown(self) -> None:
-        self.notifier.stopping()
-        self._set_states("stopping")
+        self.status.notifier.stopping()
+        self.interfaces.set_states("stopping")
         self.publish(force=True)
         self.stop_capture(drain=True)
         # a strip not done by then is left, with what follows it, to the next start
         self.process_work(block=True, until=time.monotonic() + stop_strips_seconds())
         self.enforce_budget()  # no tcpdump runs: removes every fence
-        self._set_states("stopped")
+        self.interfaces.set_states("stopped")
         self.publish(force=True)
         files, size = self.session.queue.left_in_work()
         log.info(

@@ -1,14 +1,12 @@
 """Make-before-break switches, and removing the packets they capture twice.
 
-Removing packets captured twice during a make-before-break switch.
-
 When rollcap replaces a running tcpdump (aligned rotation, quiet-link rotation,
 reload with the same interface) it starts the new one first and stops the old
 one only after both have been listening for more than a second, so no packet
 is lost. The packets that arrived in that overlap are in both generations: at
 the end of the old one and at the start of the new one, each possibly spread
 over several files when -C rotated during the overlap. As each old file is
-handed off we add a fingerprint of its tail (exact timestamp, and a hash of
+handed off we append a fingerprint of its tail (exact timestamp, and a hash of
 lengths and bytes, of each record captured since shortly before the new
 tcpdump was started) to a sidecar in work/, which survives a supervisor
 restart. When a new file is handed off, its records are matched against that
@@ -41,11 +39,19 @@ copies, retransmissions, keepalives) a head record paired with the previous
 copy, the pairing shifted by one period and the packets of that period that
 only the new socket saw were removed (or it paired with a later copy and left
 duplicates; docs/capture.md, "Aligned rotation on repetitive traffic").
-Sidecars of that version (a JSON list of [float, digest]) are read as "no
-sidecar": the new file keeps its duplicates, nothing is lost.
+
+The cost is a small constant per record (at 350k packets/s an overlap is half
+a million records on each side, and -C cuts a file every 0.3 s): a record's
+fingerprint is one 20-byte key (Tail), the pairing a count of keys, and the
+sidecar a binary file of keys that each old file's tail is appended to, never
+rewritten (SIDECAR_FORMAT). A file fingerprinted twice (the supervisor died
+before its hand-off) adds nothing the second time: the sidecar names the files
+it holds. Sidecars of earlier formats (JSON) are read as "no sidecar": the new
+file keeps its duplicates, nothing is lost.
 
 A new file that is all duplicates is dropped and the rest of the tail waits
-for the next one. A mismatch only ever leaves duplicates.
+for the next one. A mismatch only ever leaves duplicates: whatever a sidecar
+lacks (torn, malformed, older, over its size bound) can only pair fewer.
 
 Make-before-break: replacing a running tcpdump without losing a packet.
 
@@ -75,7 +81,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, TypeVar
 
 from rollcap.capture.stripworker import checkpoint
 from rollcap.capture.tcpdump import Tcpdump
@@ -109,30 +114,149 @@ REORDER_NS = 50_000_000
 # State files are read back as untrusted input: bounded and range-checked.
 MAX_SIDECAR_BYTES = 64 * 1024 * 1024
 MAX_GENERATION = 999_999_999
-SIDECAR_FORMAT = 2  # 1 (a bare list of [float ts, digest]) paired within 10 ms
-_DIGEST_RE = re.compile(r"[0-9a-f]{24}")
 _TICKS = (1, 1000)  # ns per timestamp unit: a nano or a µs file
 NS = 1_000_000_000
 READ_CHUNK = 1 << 20
-ENCODE_SLICE = 5000
-PAIR_SLICE = 1 << 16
-K = TypeVar("K")
+PAIR_SLICE = 1 << 16  # records paired between two checkpoints
+
+# A record's key: its timestamp in units of the pairing tick (big-endian, so
+# keys sort by time and a bound on time is a bound on bytes), then a digest of
+# its lengths and bytes.
+STAMP = struct.Struct(">Q")
+DIGEST_LEN = 12
+KEY_LEN = STAMP.size + DIGEST_LEN
+MAX_STAMP_S = 2**33  # 1970 .. 2242: a pcap timestamp
+_HASH = hashlib.blake2b(digest_size=DIGEST_LEN)  # copied per record: cheaper than a new one
+_split_keys = re.compile(rb".{%d}" % KEY_LEN, re.DOTALL).findall
+
+# The sidecar (format 3; 2 was JSON of [ns, hex digest], 1 a list of [float,
+# digest] paired within 10 ms: both read as "no sidecar"): a header, then
+# sections appended one per old file: (tick_ns, name length, record count),
+# the name, count keys. A section with no name holds what a new file's strip
+# left of the tail; one with a name and no keys marks a file whose records it
+# holds. A section cut short (a write interrupted) is ignored and, on the next
+# append, cut off.
+SIDECAR_FORMAT = 3
+SIDECAR_MAGIC = b"rollcap-ovlp"
+_HEADER = struct.Struct(">12sI")
+_SECTION = struct.Struct(">IHI")
+MAX_NAME = 255
 
 
-@dataclass(frozen=True, slots=True)  # tens of thousands per switch at 20k pps
+@dataclass(frozen=True, slots=True)  # for iter_records (tests, tools): not per record of a strip
 class Fingerprint:
     ns: int  # the record's timestamp, exactly as the file has it, in ns
-    digest: str  # lengths and bytes
+    digest: str  # lengths and bytes, hex
     tick: int = 1000  # ns per unit of the file's timestamps: 1000 (µs) or 1 (ns)
 
     @property
     def ts(self) -> float:
         return self.ns / NS
 
-    def key(self, tick: int) -> tuple[int, str]:
-        """The class this record pairs in, at a resolution tick no finer than its
-        own (a ns stamp truncated to µs is what libpcap writes at µs)."""
-        return self.ns // tick, self.digest
+
+@dataclass(frozen=True)
+class Tail:
+    """Fingerprints of records, as keys (KEY_LEN bytes: the timestamp in units of
+    tick, then the digest), in any order; files: the old files (work names)
+    whose records are in."""
+
+    keys: list[bytes] = field(default_factory=list)
+    tick: int = 1000  # ns per timestamp unit of the keys: 1000 (µs) or 1 (ns)
+    files: frozenset[str] = frozenset()
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def at(self, tick: int) -> list[bytes]:
+        """The keys at a resolution no finer than their own (a ns stamp truncated to
+        µs is what libpcap writes at µs)."""
+        if tick == self.tick:
+            return self.keys
+        f = tick // self.tick
+        pack, unpack = STAMP.pack, STAMP.unpack_from
+        return [pack(unpack(k)[0] // f) + k[STAMP.size :] for k in self.keys]
+
+    def span_ns(self) -> tuple[int, int]:
+        """The first and last record's timestamp, in ns."""
+        return (STAMP.unpack_from(min(self.keys))[0] * self.tick,
+                STAMP.unpack_from(max(self.keys))[0] * self.tick)  # fmt: skip
+
+
+def _walk(
+    fd: int, header: PcapHeader, start: int, since_ns: int, tick: int,
+    until_ns: int | None = None, offsets: list[int] | None = None,
+) -> tuple[list[bytes], bool, int]:  # fmt: skip
+    """(keys at tick of the whole records from start on stamped >= since_ns, whether
+    a record stamped after until_ns ended the walk, where the walk stopped).
+    offsets: gets each keyed record's offset (with since_ns 0 the records are
+    contiguous: each one ends where the next one starts, the last where the
+    walk stopped). Records before since_ns are
+    skipped without reading their bytes; one loop, no object per record but
+    its key (this is the strip's cost per record)."""
+    unpack = struct.Struct(header.endian + "IIII").unpack_from
+    per_s = header.ts_per_second
+    file_tick = NS // per_s
+    until = (1 << 96) if until_ns is None else until_ns
+    size = os.fstat(fd).st_size
+    pack, copy = STAMP.pack, _HASH.copy
+    lengths = struct.Struct("<II").pack
+    # little-endian: caplen, len are the bytes hashed, as they are in the file
+    little = header.endian == "<"
+    keys: list[bytes] = []
+    add = keys.append
+    where = None if offsets is None else offsets.append
+    ended = False
+    # read in chunks and hash slices of them: two reads per record cost more than the hash
+    pos, data, base = start, b"", start  # data holds the file's bytes from base on
+    view = memoryview(data)
+    while True:
+        off = pos - base
+        if off + RECORD_HEADER_LEN > len(data):
+            checkpoint()  # a stop need not wait for the rest of a walk (stripworker)
+            data, base, off = os.pread(fd, READ_CHUNK, pos), pos, 0
+            view = memoryview(data)
+            if len(data) < RECORD_HEADER_LEN:
+                break
+        sec, frac, incl, orig = unpack(data, off)
+        if not record_ok(frac, incl, orig, per_s):
+            break  # garbage: the rest is a cut-off tail
+        end = pos + RECORD_HEADER_LEN + incl
+        if end > size:
+            break  # cut off
+        ns = sec * NS + frac * file_tick
+        if ns > until:
+            ended = True
+            break
+        if ns >= since_ns:
+            if off + RECORD_HEADER_LEN + incl > len(data):
+                data = os.pread(fd, max(READ_CHUNK, RECORD_HEADER_LEN + incl), pos)
+                base, off, view = pos, 0, memoryview(data)
+                if len(data) < RECORD_HEADER_LEN + incl:
+                    break
+            h = copy()
+            if little:  # the same bytes as the packed (caplen, len) + body below
+                h.update(view[off + 8 : off + RECORD_HEADER_LEN + incl])
+            else:
+                h.update(lengths(incl, orig))
+                h.update(view[off + RECORD_HEADER_LEN : off + RECORD_HEADER_LEN + incl])
+            add(pack(ns // tick) + h.digest())
+            if where is not None:
+                where(pos)
+        pos = end
+    return keys, ended, pos
+
+
+@contextlib.contextmanager
+def _opened(src: int | str | os.PathLike[str]) -> Iterator[int]:
+    """src itself when an fd (left open); a path (tests, tools) is opened and closed."""
+    if isinstance(src, int):
+        yield src
+        return
+    fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def iter_records(
@@ -147,192 +271,159 @@ def iter_records(
     tail is that of the tail, not of the file. Earlier records are skipped
     without reading their bytes: only the tail is hashed.
     """
-    if not isinstance(src, int):
-        fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            yield from iter_records(fd, since, start)
-        finally:
-            os.close(fd)
-        return
-    header: PcapHeader = parse_header(os.pread(src, GLOBAL_HEADER_LEN, 0))
-    unpack = struct.Struct(header.endian + "IIII").unpack_from
-    per_s = header.ts_per_second
-    tick = NS // per_s
-    since_ns = math.floor(since * NS)
-    size = os.fstat(src).st_size
-    if start is None:
+    with _opened(src) as fd:
+        header = parse_header(os.pread(fd, GLOBAL_HEADER_LEN, 0))
+        tick = NS // header.ts_per_second
+        since_ns = math.floor(since * NS)
+        if start is None:
+            start = GLOBAL_HEADER_LEN
+            if since_ns > 0:
+                start = start_before(fd, header, since_ns - REORDER_NS)
+        offsets: list[int] = []
+        keys, _ended, _stop = _walk(fd, header, start, since_ns, tick, None, offsets)
+        incl = struct.Struct(header.endian + "12xI").unpack
+        for off, key in zip(offsets, keys, strict=True):
+            n = RECORD_HEADER_LEN + incl(os.pread(fd, RECORD_HEADER_LEN, off))[0]
+            yield off, n, Fingerprint(STAMP.unpack_from(key)[0] * tick,
+                                      key[STAMP.size :].hex(), tick)  # fmt: skip
+
+
+def tail_since(src: int | str | os.PathLike[str], since: float) -> Tail:
+    """The fingerprints of the records of src stamped from since - TAIL_MARGIN on,
+    at the file's own resolution."""
+    with _opened(src) as fd:
+        header = parse_header(os.pread(fd, GLOBAL_HEADER_LEN, 0))
+        tick = NS // header.ts_per_second
+        since_ns = math.floor((since - TAIL_MARGIN) * NS)
         start = GLOBAL_HEADER_LEN
         if since_ns > 0:
-            start = start_before(src, header, since_ns - REORDER_NS)
-    # read in chunks and hash slices of them: a tail is hundreds of thousands of
-    # records, and two reads per record cost more than the hash
-    little = header.endian == "<"  # then caplen, len are the bytes hashed, as they are
-    pos, data, base = start, b"", start  # data holds the file's bytes from base on
-    view = memoryview(data)
-    while True:
-        off = pos - base
-        if off + RECORD_HEADER_LEN > len(data):
-            checkpoint()  # a stop need not wait for the rest of a walk (stripworker)
-            data, base, off = os.pread(src, READ_CHUNK, pos), pos, 0
-            view = memoryview(data)
-            if len(data) < RECORD_HEADER_LEN:
-                return
-        sec, frac, incl, orig = unpack(data, off)
-        if not record_ok(frac, incl, orig, per_s):
-            return  # garbage: the rest is a cut-off tail
-        end = pos + RECORD_HEADER_LEN + incl
-        if end > size:
-            return  # cut off
-        ns = sec * NS + frac * tick
-        if ns >= since_ns:
-            if off + RECORD_HEADER_LEN + incl > len(data):
-                data = os.pread(src, max(READ_CHUNK, RECORD_HEADER_LEN + incl), pos)
-                base, off, view = pos, 0, memoryview(data)
-                if len(data) < RECORD_HEADER_LEN + incl:
-                    return
-            body = view[off + RECORD_HEADER_LEN : off + RECORD_HEADER_LEN + incl]
-            if little:  # the same bytes as the packed (caplen, len) + body below
-                h = hashlib.blake2b(view[off + 8 : off + RECORD_HEADER_LEN + incl],
-                                    digest_size=12)  # fmt: skip
-            else:
-                h = hashlib.blake2b(struct.pack("<II", incl, orig), digest_size=12)
-                h.update(body)
-            yield pos, RECORD_HEADER_LEN + incl, Fingerprint(ns, h.hexdigest(), tick)
-        pos = end
-
-
-def tail_since(src: int | str | os.PathLike[str], since: float) -> list[Fingerprint]:
-    return [fp for _o, _n, fp in iter_records(src, since - TAIL_MARGIN)]
+            start = start_before(fd, header, since_ns - REORDER_NS)
+        keys, _ended, _stop = _walk(fd, header, start, since_ns, tick)
+    return Tail(keys, tick)
 
 
 def sidecar_name(new_generation: int) -> str:
     # A dot name: never matches a tcpdump output name, never handed off.
-    return f".overlap-g{new_generation:06d}.json"
+    return f".overlap-g{new_generation:06d}.bin"
 
 
-# The sidecar just written, parsed: the hand-off of the new file reads what the
-# old one's wrote a moment before (hundreds of thousands of records at 200k
-# packets/s). Keyed by the file's identity, so any other version of it (a
-# restart, a file put in its place) is read from disk and checked as ever.
-_written: dict[tuple[int, int, int, int], list[Fingerprint]] = {}
+def _section(tick: int, name: str, keys: list[bytes]) -> bytes:
+    raw = os.fsencode(name)  # a work name: bytes from the directory, as they are
+    return _SECTION.pack(tick, len(raw), len(keys)) + raw + b"".join(keys)
 
 
-def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
-
-
-def write_sidecar(d: Dir, name: str, tail: list[Fingerprint]) -> None:
-    # one generation is one tcpdump, one resolution: the coarsest, should two meet
-    tick = max((fp.tick for fp in tail), default=1000)
-    # the same JSON as one dumps() of the document, encoded a slice at a time:
-    # one C call over hundreds of thousands of records holds the GIL, and the
-    # supervisor's loop waits for it (this runs on the strip worker)
-    parts = [f'{{"format":{SIDECAR_FORMAT},"tick_ns":{tick},"records":['.encode()]
-    for i in range(0, len(tail), ENCODE_SLICE):
-        checkpoint()  # nothing written yet: a stopped strip leaves the sidecar as it was
-        part = [[fp.ns, fp.digest] for fp in tail[i : i + ENCODE_SLICE]]
-        parts.append((b"," if i else b"") + json.dumps(part, separators=(",", ":"))[1:-1].encode())
-    parts.append(b"]}")
+def write_sidecar(d: Dir, name: str, tail: Tail) -> None:
+    """Replace the sidecar by tail (what a new file's strip left of it)."""
+    parts = [_HEADER.pack(SIDECAR_MAGIC, SIDECAR_FORMAT)]
+    parts += [_section(tail.tick, f, []) for f in sorted(tail.files)]
+    parts.append(_section(tail.tick, "", tail.keys))
     d.write_atomic(name, b"".join(parts))
-    st = d.lstat(name)
-    _written.clear()  # one at a time: the strip worker does one switch after another
-    if st is not None:
-        _written[_identity(st)] = [Fingerprint(fp.ns, fp.digest, tick) for fp in tail]
 
 
-def _exact(fp: Fingerprint) -> tuple[int, str]:
-    return fp.ns, fp.digest
+@dataclass(frozen=True)
+class _Section:
+    tick: int
+    name: str
+    start: int  # of its keys
+    count: int
 
 
-def _tally(items: list[Fingerprint], key: Callable[[Fingerprint], K]) -> Counter[K]:
-    """Counter of key(item), a checkpoint (a stop) every PAIR_SLICE items."""
-    counts: Counter[K] = Counter()
-    for i in range(0, len(items), PAIR_SLICE):
-        checkpoint()
-        counts.update(key(x) for x in items[i : i + PAIR_SLICE])
-    return counts
+def _sections(read: Callable[[int, int], bytes], size: int) -> tuple[list[_Section], int]:
+    """The sections of a sidecar of size bytes (read(n, offset)), and where the last
+    whole one ends. ValueError: not a sidecar of this format, or a section that
+    is malformed rather than cut short."""
+    if size > MAX_SIDECAR_BYTES:
+        raise ValueError(f"larger than {MAX_SIDECAR_BYTES} bytes")
+    if size < _HEADER.size or _HEADER.unpack(read(_HEADER.size, 0)) != (
+        SIDECAR_MAGIC, SIDECAR_FORMAT,
+    ):  # fmt: skip
+        raise ValueError("not a sidecar of this format")
+    out: list[_Section] = []
+    pos = _HEADER.size
+    while pos + _SECTION.size <= size:
+        tick, n_name, count = _SECTION.unpack(read(_SECTION.size, pos))
+        if tick not in _TICKS or n_name > MAX_NAME:
+            raise ValueError(f"malformed section at {pos}")
+        start = pos + _SECTION.size + n_name
+        end = start + count * KEY_LEN
+        if end > size:
+            break  # cut short
+        raw = read(n_name, pos + _SECTION.size)
+        if b"/" in raw or b"\0" in raw:
+            raise ValueError(f"malformed name at {pos}")
+        out.append(_Section(tick, os.fsdecode(raw), start, count))
+        pos = end
+    return out, pos
 
 
-def append_sidecar(d: Dir, name: str, more: list[Fingerprint]) -> None:
-    """Add the tail of one more old file; a file fingerprinted twice (the supervisor
-    died before its hand-off) adds nothing the second time (its offsets are not
-    kept, so by (timestamp, digest) class: the file's count of a class is added
-    only where the sidecar holds fewer)."""
-    have = read_sidecar(d, name) or []
-    if not have:
-        write_sidecar(d, name, more)
-        return
-    n_have = _tally(have, _exact)
-    n_more = _tally(more, _exact)
-    add: list[Fingerprint] = []
-    for i, fp in enumerate(more):
-        if not i % PAIR_SLICE:
-            checkpoint()
-        k = (fp.ns, fp.digest)
-        if n_more[k] > n_have[k]:
-            add.append(fp)
-            n_more[k] -= 1
-    write_sidecar(d, name, have + add)
+def read_sidecar(d: Dir, name: str) -> Tail | None:
+    """None when missing, not a well-formed sidecar, or one of an earlier format:
+    then nothing is stripped, a sidecar can only leave duplicates, never remove
+    a packet. A section cut short is left out (fewer keys only pair fewer)."""
+    try:
+        data = d.read_small(name, {os.geteuid()}, MAX_SIDECAR_BYTES)
+        if data is None:
+            return None
+        sections, _end = _sections(lambda n, at: data[at : at + n], len(data))
+        tick = max((s.tick for s in sections if s.count), default=1000)
+        keys: list[bytes] = []
+        for s in sections:
+            part = _split_keys(data, s.start, s.start + s.count * KEY_LEN)
+            keys += part if s.tick == tick else Tail(part, s.tick).at(tick)
+        # validated in bulk: the digest is any bytes; the latest stamp a pcap stamp
+        if keys and STAMP.unpack_from(max(keys))[0] * tick >= MAX_STAMP_S * NS:
+            raise ValueError("timestamp out of range")
+        return Tail(keys, tick, frozenset(s.name for s in sections if s.name))
+    except (BadEntry, OSError, ValueError, struct.error):
+        return None
 
 
-def _ns(v: object) -> int:
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ValueError(f"not an integer: {v!r}")
-    if not 0 <= v < 2**33 * NS:  # 1970 .. 2242: a pcap timestamp
-        raise ValueError(f"out of range: {v!r}")
-    return v
+def append_sidecar(d: Dir, name: str, more: Tail, source: str) -> None:
+    """Add the tail of one more old file, source (its work name); a file
+    fingerprinted twice (the supervisor died before its hand-off) adds nothing
+    the second time. Appended, not rewritten: the cost is that of the file's
+    tail, not of the sidecar so far. A sidecar that is not of this format is
+    replaced (what it held could not be used anyway)."""
+    data = _section(more.tick, source, more.keys)
+    try:
+        fd = d.open(name, {os.geteuid()}, write=True)
+    except (FileNotFoundError, BadEntry):
+        return d.write_atomic(name, _HEADER.pack(SIDECAR_MAGIC, SIDECAR_FORMAT) + data)
+    try:
+        try:
+            sections, end = _sections(lambda n, at: os.pread(fd, n, at), os.fstat(fd).st_size)
+        except (ValueError, struct.error):  # struct.error: it shrank meanwhile
+            return d.write_atomic(name, _HEADER.pack(SIDECAR_MAGIC, SIDECAR_FORMAT) + data)
+        if any(s.name == source for s in sections):
+            return None
+        os.ftruncate(fd, end)  # a section cut short goes; whole ones stay
+        try:
+            done = 0
+            while done < len(data):
+                done += os.pwrite(fd, data[done:], end + done)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, end)  # no half section left behind
+            raise
+    finally:
+        os.close(fd)
+    return None
 
 
 def _finite(v: object) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
         raise ValueError(f"not a finite number: {v!r}")
-    if not 0 <= v < 2**33:  # 1970 .. 2242: a pcap timestamp
+    if not 0 <= v < MAX_STAMP_S:  # 1970 .. 2242: a pcap timestamp
         raise ValueError(f"out of range: {v!r}")
     return float(v)
-
-
-def read_sidecar(d: Dir, name: str) -> list[Fingerprint] | None:
-    """None when missing, not a well-formed sidecar, or one of an earlier version
-    (its float timestamps cannot pair exactly): then nothing is stripped, a
-    sidecar can only leave duplicates, never remove a packet."""
-    try:
-        st = d.lstat(name)
-        if st is None:
-            return None
-        known = _written.get(_identity(st))
-        if known is not None and st.st_uid == os.geteuid():
-            return known
-        data = d.read_small(name, {os.geteuid()}, MAX_SIDECAR_BYTES)
-        if data is None:
-            return None
-        raw = json.loads(data)
-        if not isinstance(raw, dict) or raw.get("format") != SIDECAR_FORMAT:
-            return None
-        tick = raw["tick_ns"]
-        if tick not in _TICKS or isinstance(tick, bool):
-            raise ValueError(f"tick_ns not one of {_TICKS}: {tick!r}")
-        out = []
-        for i, (ns, digest) in enumerate(raw["records"]):
-            if not i % PAIR_SLICE:
-                checkpoint()
-            if not isinstance(digest, str) or not _DIGEST_RE.fullmatch(digest):
-                raise ValueError("bad digest")
-            out.append(Fingerprint(_ns(ns), digest, tick))
-        return out
-    except (BadEntry, OSError, ValueError, TypeError, KeyError):
-        return None
 
 
 def remove(d: Dir, name: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         d.unlink(name)
-    if name.startswith(".overlap-"):
-        _written.clear()  # a sidecar done with: its fingerprints are not kept between switches
 
 
-def pair_duplicates(
-    tail: list[Fingerprint], head: list[Fingerprint]
-) -> tuple[list[int], list[Fingerprint]]:
+def pair_duplicates(tail: Tail, head: Tail) -> tuple[list[int], Tail]:
     """(indices of head that are duplicates, the tail records left unpaired).
 
     A head record pairs with a tail record of the same bytes and the same
@@ -342,60 +433,56 @@ def pair_duplicates(
     only one tcpdump got (a drop, a socket not attached yet or any more) has
     no partner and stays.
     """
-    tick = max([1, *(t.tick for t in tail), *(h.tick for h in head)])
-    left = _tally(tail, lambda t: t.key(tick))
+    tick = max(tail.tick, head.tick)
+    left = Counter(tail.at(tick))
+    get = left.get
     dups: list[int] = []
-    for i, h in enumerate(head):
+    for i, k in enumerate(head.at(tick)):
         if not i % PAIR_SLICE:
-            checkpoint()
-        k = h.key(tick)
-        if left[k] > 0:
-            left[k] -= 1
+            checkpoint()  # nothing written yet: a stopped strip leaves all as it was
+        c = get(k)
+        if c:
+            left[k] = c - 1
             dups.append(i)
-    rest: list[Fingerprint] = []  # per class, as many as are left unpaired
-    for i, t in enumerate(tail):
-        if not i % PAIR_SLICE:
-            checkpoint()
-        k = t.key(tick)
-        if left[k] > 0:
-            left[k] -= 1
-            rest.append(t)
-    return dups, rest
+    return dups, Tail(list(left.elements()), tick, tail.files)
 
 
 @dataclass(frozen=True)
 class Duplicates:
     records: list[tuple[int, int]]  # (offset, length) of each record captured twice
-    rest: list[Fingerprint]  # the tail left for the generation's next file
+    rest: Tail  # the tail left for the generation's next file
     unpaired: int = 0  # records within the tail's time span that paired with none
 
     def __len__(self) -> int:
         return len(self.records)
 
 
-def find_duplicates(fd: int, tail: list[Fingerprint]) -> Duplicates:
+def find_duplicates(fd: int, tail: Tail) -> Duplicates:
     """The records of the file on fd that the old generation also captured, and
     what is left of the tail for the generation's next file: nothing once the file
     has a packet later than the tail's last (the overlap ended in this file)."""
     if not tail:
-        return Duplicates([], [])
-    first, last = min(t.ns for t in tail), max(t.ns for t in tail)
-    head: list[tuple[int, int, Fingerprint]] = []
-    ended = False
-    for item in iter_records(fd):
-        if item[2].ns > last + LOOK_PAST_NS:
-            ended = True
-            break
-        head.append(item)
-    dups, rest = pair_duplicates(tail, [f for _o, _n, f in head])
-    if head:  # the next file starts where this one ended: what is well before can't pair
-        newest = max(f.ns for _o, _n, f in head)
-        rest = [t for t in rest if t.ns >= newest - LOOK_PAST_NS]
-    paired = set(dups)
-    unpaired = sum(
-        1 for i, (_o, _n, f) in enumerate(head) if i not in paired and first <= f.ns <= last
-    )
-    return Duplicates([head[i][:2] for i in dups], [] if ended else rest, unpaired)
+        return Duplicates([], Tail(files=tail.files))
+    header = parse_header(os.pread(fd, GLOBAL_HEADER_LEN, 0))
+    tick = max(tail.tick, NS // header.ts_per_second)
+    first, last = tail.span_ns()
+    offsets: list[int] = []
+    keys, ended, stop = _walk(fd, header, GLOBAL_HEADER_LEN, 0, tick, last + LOOK_PAST_NS,
+                              offsets)  # fmt: skip
+    head = Tail(keys, tick)
+    dups, rest = pair_duplicates(tail, head)
+    if ended:
+        rest = Tail([], tick, tail.files)
+    elif keys:  # the next file starts where this one ended: what is well before can't pair
+        newest = STAMP.unpack_from(max(keys))[0]
+        floor = STAMP.pack(max(0, newest - LOOK_PAST_NS // tick))
+        rest = Tail([k for k in rest.keys if k >= floor], tick, tail.files)
+    # the head's records within the tail's span (at tick) that paired with none:
+    # every paired one is within it
+    lo, hi = STAMP.pack(first // tick), STAMP.pack(last // tick + 1)
+    unpaired = sum(1 for k in keys if lo <= k < hi) - len(dups)
+    ends = [*offsets[1:], stop]
+    return Duplicates([(offsets[i], ends[i] - offsets[i]) for i in dups], rest, unpaired)
 
 
 def drop_records(d: Dir, name: str, fd: int, drop: list[tuple[int, int]]) -> int:
@@ -403,18 +490,23 @@ def drop_records(d: Dir, name: str, fd: int, drop: list[tuple[int, int]]) -> int
     ((offset, length), in file order); return an fd on the new file (fd itself is
     left open). The copy is an O_EXCL temp file in the same directory, never a
     fixed name."""
+    runs: list[list[int]] = []  # adjacent records as one range: the duplicates are a head
+    for off, length in drop:
+        if runs and off < runs[-1][0] + runs[-1][1]:
+            raise ValueError(f"records to drop overlap or are out of order at {off}")
+        if runs and off == runs[-1][0] + runs[-1][1]:
+            runs[-1][1] += length
+        else:
+            runs.append([off, length])
+    if runs and runs[0][0] < GLOBAL_HEADER_LEN:
+        raise ValueError(f"records to drop overlap or are out of order at {runs[0][0]}")
     tmp_fd, tmp = d.create_temp("." + name + ".", ".strip")
     try:
-        with os.fdopen(os.dup(fd), "rb") as src, os.fdopen(os.dup(tmp_fd), "wb") as dst:
-            src.seek(0)
-            dst.write(src.read(GLOBAL_HEADER_LEN))
-            pos = GLOBAL_HEADER_LEN
-            for off, length in [*drop, (os.fstat(fd).st_size, 0)]:
-                if off < pos:
-                    raise ValueError(f"records to drop overlap or are out of order at {off}")
-                _copy(src, dst, off - pos)
-                src.seek(length, os.SEEK_CUR)
-                pos = off + length
+        _copy(fd, tmp_fd, 0, GLOBAL_HEADER_LEN)
+        pos = GLOBAL_HEADER_LEN
+        for off, length in [*runs, [os.fstat(fd).st_size, 0]]:
+            _copy(fd, tmp_fd, pos, off - pos)
+            pos = off + length
         st = os.fstat(fd)
         os.fchmod(tmp_fd, st.st_mode & 0o777)
         with contextlib.suppress(PermissionError):
@@ -428,13 +520,20 @@ def drop_records(d: Dir, name: str, fd: int, drop: list[tuple[int, int]]) -> int
     return tmp_fd
 
 
-def _copy(src: BinaryIO, dst: BinaryIO, n: int) -> None:
+def _copy(src: int, dst: int, at: int, n: int) -> None:
+    """n bytes of src from offset at, appended to dst (in the kernel where it can)."""
     while n > 0:
-        chunk = src.read(min(n, 1 << 20))
-        if not chunk:
+        try:
+            done = os.copy_file_range(src, dst, n, at)
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+            chunk = os.pread(src, min(n, READ_CHUNK), at)
+            done = os.write(dst, chunk) if chunk else 0
+        if not done:
             raise OSError(errno.EIO, "file shrank while its duplicates were stripped")
-        dst.write(chunk)
-        n -= len(chunk)
+        at += done
+        n -= done
 
 
 def switch_name(old_generation: int) -> str:
@@ -542,7 +641,7 @@ class Overlaps:
         since = None if new_gen is None else self.since.get(new_gen)
         if new_gen is None or since is None:
             return
-        tail = []
+        tail = Tail()
         try:
             fd = self.work.open(name, owners)
         except BadEntry:
@@ -551,11 +650,11 @@ class Overlaps:
             try:
                 tail = tail_since(fd, since)
             except ValueError:  # not a pcap: the hand-off quarantines it
-                tail = []
+                tail = Tail()
             finally:
                 os.close(fd)
         if tail:
-            append_sidecar(self.work, sidecar_name(new_gen), tail)
+            append_sidecar(self.work, sidecar_name(new_gen), tail, name)
 
     def ended(self, w: WorkName, last: bool) -> None:
         """After the last file of an old generation is fingerprinted: the switch is done."""

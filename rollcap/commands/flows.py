@@ -1,5 +1,5 @@
-"""`rollcap flows`: the flows of a window that match --ip/--net/--port/--proto,
-from the flow index alone (rollcap/flows/query.py): which hosts saw them,
+"""`rollcap flows`: the flows of a window that match --ip/--net/--port/--proto
+and --filter, from the flow index alone (rollcap/flows/query.py): which hosts saw them,
 when, in which capture. Exit 0 when a flow matched, 1 when none did (or on a
 storage failure), 2 on a bad command line."""
 
@@ -31,6 +31,7 @@ from rollcap.flows.query import (
     Query,
     QueryError,
     Report,
+    parse_filter,
     parse_ip,
     parse_net,
     parse_port,
@@ -43,15 +44,17 @@ from rollcap.timestamps import NS
 
 HELP = "find flows (who talked to whom, when, on which host) in the flow index"
 DESCRIPTION = (
-    "List the flows of [--since, --until) that match every given --ip, --net, --port and "
-    "--proto, from the flow summaries the offload writes (offload.flow_index) without "
-    "downloading any capture. Times are shown in UTC."
+    "List the flows of [--since, --until) that match every given --ip, --net, --port, "
+    "--proto and --filter, from the flow summaries the offload writes (offload.flow_index) "
+    "without downloading any capture. Times are shown in UTC."
 )
 EXAMPLES: tuple[tuple[str, str | None], ...] = (
     ("rollcap flows --ip 203.0.113.7", "the last hour, every host"),
     ("rollcap flows --net 10.1.0.0/16 --port 443 --since '2026-11-26 12:00' --until 13:00 -H web1",
      None),
     ("rollcap flows --proto udp --port 53 --json", None),
+    ("rollcap flows --filter 'host 203.0.113.7 and tcp port 443 and not net 10.0.0.0/8'",
+     None),
 )  # fmt: skip
 
 
@@ -62,6 +65,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--net", metavar="CIDR", help="flows with an address in this network")
     p.add_argument("--port", metavar="N", help="flows with this TCP/UDP/SCTP port on either side")
     p.add_argument("--proto", metavar="P", help="tcp, udp, icmp, icmp6, sctp or a number")
+    p.add_argument("--filter", metavar="EXPR",
+                   help="flows that may hold a packet this tcpdump filter matches (numeric "
+                        "host/net/port/portrange, src/dst, ip/ip6/tcp/udp/sctp/icmp/icmp6/..., "
+                        "proto N, vlan [N], and/or/not); --json marks flows that only may "
+                        "match; a filter the index cannot decide (names, ether, len, byte "
+                        "offsets...) is an error (docs/retrieve.md)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-compaction", action="store_true",
                    help="read every capture's own summary, not the slots' compactions "
@@ -75,6 +84,7 @@ def query_of(args: argparse.Namespace) -> Query:
             net=parse_net(args.net) if args.net else None,
             port=parse_port(args.port) if args.port else None,
             proto=parse_proto(args.proto) if args.proto else None,
+            filter=parse_filter(args.filter) if args.filter is not None else None,
         )
     except QueryError as e:
         raise UsageError(str(e)) from None
@@ -133,6 +143,12 @@ def report_lines(r: Report) -> list[str]:
             "flow summary (offload.flow_index off, or stored before it), so their flows are not "
             "here: `rollcap index` with the same window writes them; `rollcap fetch --filter` "
             "searches their packets"
+        )
+    if r.maybe:
+        lines.append(
+            f"note: {r.maybe} flows shown only may match the filter (IPv6 extension headers, "
+            "the reverse direction, IP fragments, VLAN offsets): --json marks them "
+            '"filter_match": "maybe"'
         )
     if r.incomplete_count:
         lines.append(
@@ -226,9 +242,13 @@ def summary_text(r: Report) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def flow_json(found: Found) -> dict[str, Any]:
+def flow_json(found: Found, filtered: bool = False) -> dict[str, Any]:
+    """One flow of --json; with --filter, whether it surely holds a matching
+    packet ("yes") or only may ("maybe": verdict.flow_verdict)."""
     f, e = found.flow, found.entry
     row = {k: v for k, v in f.items() if k not in ("row", "host", "iface", "key")}
+    if filtered:
+        row["filter_match"] = "maybe" if found.maybe else "yes"
     return {
         "host": e.host, "iface": e.iface, "capture": e.key,
         "addr": f.get(("src", "dst")[found.side]), "peer": f.get(("dst", "src")[found.side]),
@@ -238,15 +258,17 @@ def flow_json(found: Found) -> dict[str, Any]:
     }  # fmt: skip
 
 
+
+
 def _write_json(out: TextIO, search: FlowSearch, query: Query, window: tuple[int, int]) -> None:
     out.write("{\n")
     out.write(f'  "since": {json.dumps(fmt_utc_ns(window[0]))},\n')
     out.write(f'  "until": {json.dumps(fmt_utc_ns(window[1]))},\n')
     out.write(f'  "query": {json.dumps(query.describe())},\n')
     out.write('  "flows": [')
-    first = True
+    first, filtered = True, query.filter is not None
     for found in search:
-        out.write(("\n    " if first else ",\n    ") + json.dumps(flow_json(found)))
+        out.write(("\n    " if first else ",\n    ") + json.dumps(flow_json(found, filtered)))
         first = False
     out.write("\n  ],\n" if not first else "],\n")
     r = search.report
@@ -267,6 +289,7 @@ def _write_json(out: TextIO, search: FlowSearch, query: Query, window: tuple[int
         "unreadable": [{"summary": k, "reason": why} for k, why in r.unreadable],
         "rejected": r.rejected,
         "incomplete": r.incomplete_count,
+        "filter_maybe": r.maybe,
         "incomplete_examples": r.incomplete,
     }
     out.write(f'  "hosts": {json.dumps(hosts, indent=2).replace(chr(10), chr(10) + "  ")},\n')

@@ -33,6 +33,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 import zstandard
 
@@ -46,11 +47,15 @@ from rollcap.storage import manifest
 from rollcap.storage.base import Storage, StorageError
 from rollcap.timestamps import NS
 
+BackfillKind = Literal["written", "exists", "skipped", "failed"]
+
 
 @dataclass(frozen=True)
-class Outcome:
+class Backfilled:
+    """What `rollcap index` did with one capture."""
+
     key: str  # the capture's key
-    kind: str  # "written", "exists", "skipped", "failed"
+    kind: BackfillKind
     detail: str = ""
     flows: int = 0
 
@@ -62,9 +67,9 @@ class Counts:
     skipped: int = 0
     failed: int = 0
     flows: int = 0
-    problems: list[Outcome] = field(default_factory=list)
+    problems: list[Backfilled] = field(default_factory=list)
 
-    def add(self, o: Outcome) -> None:
+    def add(self, o: Backfilled) -> None:
         setattr(self, o.kind, getattr(self, o.kind) + 1)
         self.flows += o.flows
         if o.kind in ("skipped", "failed"):
@@ -118,30 +123,31 @@ class Backfill:
                 self._slots.popitem(last=False)
         return e.key in have
 
-    def one(self, c: Capture) -> Outcome:
+    def one(self, c: Capture) -> Backfilled:
         e = entry_for(c)
         if e is None or not e.packets:
-            return Outcome(c.key, "skipped", "no rollcap metadata (packets, times): not indexed")
+            return Backfilled(c.key, "skipped", "no rollcap metadata (packets, times): not indexed")
         try:
             if self._summarised(e):
-                return Outcome(c.key, "exists")
+                return Backfilled(c.key, "exists")
             with tempfile.TemporaryDirectory(prefix="rollcap-index-") as tmp:
                 path = Path(tmp) / "capture"
                 self.storage.download(c.key, path, size=c.size)
                 summary, packets = summarise(path, self.max_flows)
             if packets != e.packets:
-                return Outcome(c.key, "failed", f"holds {packets} packets, its entry records "
+                return Backfilled(c.key, "failed", f"holds {packets} packets, its entry records "
                                                 f"{e.packets}: no summary written")  # fmt: skip
             flowindex.write_summary(self.storage, e, summary, self.prefix)
         except StorageError as err:
-            return Outcome(c.key, "failed", str(err))
+            return Backfilled(c.key, "failed", str(err))
         except (OSError, ValueError, EOFError, zlib.error, zstandard.ZstdError) as err:
-            return Outcome(c.key, "failed", f"cannot read it: {err}")  # not a pcap, a broken stream
-        return Outcome(c.key, "written", flows=len(summary.flows))
+            # not a pcap, a broken stream
+            return Backfilled(c.key, "failed", f"cannot read it: {err}")
+        return Backfilled(c.key, "written", flows=len(summary.flows))
 
-    def run(self, captures: Iterable[Capture]) -> Iterator[Outcome]:
+    def run(self, captures: Iterable[Capture]) -> Iterator[Backfilled]:
         """Outcomes in the captures' order, at most 2 x workers in flight."""
-        pending: list[Future[Outcome]] = []
+        pending: list[Future[Backfilled]] = []
         with ThreadPoolExecutor(self.workers) as pool:
             for c in captures:
                 pending.append(pool.submit(self.one, c))

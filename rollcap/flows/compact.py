@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from rollcap.flows import index as flowindex
 from rollcap.storage import manifest
@@ -221,10 +221,13 @@ def believed_text(comp: Compacted | None, key: str, size: int,
 # -- writing ------------------------------------------------------------------
 
 
+SlotKind = Literal["written", "current", "empty", "failed"]
+
+
 @dataclass
 class SlotResult:
     slot: datetime
-    kind: str  # "written", "current", "empty", "failed"
+    kind: SlotKind
     key: str = ""
     sources: int = 0
     detail: str = ""

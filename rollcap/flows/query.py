@@ -38,6 +38,7 @@ from typing import Any
 from rollcap.flows import compact as compaction
 from rollcap.flows import index as flowindex
 from rollcap.flows.communityid import ICMP, ICMP6, SCTP, TCP, UDP
+from rollcap.retrieve import verdict
 from rollcap.storage import manifest
 from rollcap.storage.base import Storage, StorageError
 
@@ -58,7 +59,7 @@ def _ip(text: str) -> IPAddress:
 
 
 class QueryError(ValueError):
-    """A bad --ip/--net/--port/--proto: the message names it and what is allowed."""
+    """A bad --ip/--net/--port/--proto/--filter: the message names it and what is allowed."""
 
 
 def parse_proto(text: str) -> int:
@@ -91,14 +92,62 @@ def parse_net(text: str) -> IPNetwork:
                          ) from None
 
 
+# what --filter can say, for its error (docs/retrieve.md: what the flow index decides)
+FILTER_ALLOWED = (
+    "the flow index answers numeric host/net (IPv4, IPv6), port/portrange, src/dst, ip, "
+    "ip6, tcp, udp, sctp, icmp, icmp6, igmp, igrp, pim, vrrp, carp, ah, esp, "
+    "[ip|ip6] proto N, vlan [N], with and/or/not and parentheses"
+)
+
+
+@dataclass(frozen=True, eq=False)
+class FlowFilter:
+    """A tcpdump filter answered per flow row by fetch's skip-by-index
+    machinery (retrieve/verdict.py): a row is shown when it may hold a
+    matching packet."""
+
+    text: str
+    node: verdict.Node
+
+    def verdict(self, linktype: int, f: dict[str, Any]) -> int:
+        """verdict.F, U (only some form of the flow's packets may match) or T."""
+        return verdict.flow_verdict(self.node, linktype, f)
+
+    def side(self, f: dict[str, Any]) -> int | None:
+        """The first endpoint the filter names as an exact host, if any."""
+        for i, name in enumerate(("src", "dst")):
+            try:
+                a = _ip(f[name])
+            except (KeyError, ValueError, TypeError):
+                continue
+            if (a.version, int(a)) in self.node.hosts:
+                return i
+        return None
+
+    def absent_from(self, text: str) -> bool:
+        """Whether text (the flow rows of a summary, or its address set) lacks
+        an address the filter needs, so that no row of it can match."""
+        absent = verdict.absent_hosts(self.node, text)
+        return bool(absent) and self.node.absent(absent) == verdict.F
+
+
+def parse_filter(text: str) -> FlowFilter:
+    try:
+        return FlowFilter(text, verdict.compile_filter(text))
+    except verdict.Undecidable as e:
+        raise QueryError(f"--filter {text!r}: {e}; {FILTER_ALLOWED}") from None
+
+
 @dataclass(frozen=True)
 class Query:
-    """What a flow must have: every given part (and), each any side of the flow."""
+    """What a flow must have: every given part (and), each any side of the
+    flow, and the filter (a flow that may hold a packet it matches)."""
 
     ip: IPAddress | None = None
     net: IPNetwork | None = None
     port: int | None = None
     proto: int | None = None
+    filter: FlowFilter | None = None
 
     @property
     def prefilter(self) -> str | None:
@@ -135,10 +184,14 @@ class Query:
     def may_be_beyond_cap(self, capture: dict[str, Any]) -> bool:
         """Whether packets an incomplete summary holds in no flow row (over
         its flow cap, or after a record that is not one) may match: judged
-        by the address and port sets it keeps of them, when it has them."""
+        by the address and port sets it keeps of them, when it has them
+        (the filter: by its exact host addresses against the address set)."""
         addrs, ports = capture.get("more_addrs") or [], capture.get("more_ports") or []
         if not capture.get("sets_complete", False) or not (addrs or ports):
             return True
+        if self.filter is not None and isinstance(addrs, list) and self.filter.absent_from(
+                json.dumps([str(a) for a in addrs])):  # fmt: skip
+            return False
         try:
             addr_ok = (self.ip is None and self.net is None) or any(
                 self._addr_ok(ipaddress.ip_address(a)) for a in addrs)  # fmt: skip
@@ -164,6 +217,8 @@ class Query:
             parts.append(f"port {self.port}")
         if self.proto is not None:
             parts.append(PROTO_NAMES.get(self.proto, f"proto {self.proto}"))
+        if self.filter is not None:
+            parts.append(f"filter {self.filter.text!r}")
         return " and ".join(parts) or "any flow"
 
 
@@ -174,6 +229,7 @@ class Found:
     entry: manifest.Entry
     flow: dict[str, Any]
     side: int  # 0: the query is about src, 1: about dst
+    maybe: bool = False  # --filter: only some form of the flow's packets may match
 
 
 @dataclass
@@ -213,6 +269,7 @@ class Report:
     hosts: dict[str, HostTotal] = field(default_factory=dict)
     compactions: int = 0  # slots whose compaction was read and used
     from_compaction: int = 0  # summaries taken from a compaction (no GET of their own)
+    maybe: int = 0  # flows shown that only may match --filter
 
 
 _COUNTS = ("first_ns", "last_ns", "packets", "bytes")
@@ -337,11 +394,12 @@ class FlowSearch:
 
     def _rows(self, text: str, e: manifest.Entry, start: int = 0, end: int | None = None
               ) -> tuple[list[Found], str | None]:  # fmt: skip
-        pre = self.query.prefilter
+        pre, filt = self.query.prefilter, self.query.filter
         end = len(text) if end is None else end
         eol = text.find("\n", start, end)
         eol = end if eol < 0 else eol
-        if pre is not None and text.find(pre, eol, end) < 0:
+        if (pre is not None and text.find(pre, eol, end) < 0) or (
+                filt is not None and filt.absent_from(text[eol:end])):  # fmt: skip
             # no row can match (most summaries, for an address): count, not split
             lines = [text[start:eol]]
             n = text.count("\n", eol + 1, end) + (eol < end and not text.endswith("\n", 0, end))
@@ -361,6 +419,9 @@ class FlowSearch:
             return [], f"unreadable: its body describes {where!r}, its name {e.key!r}"
         out: list[Found] = []
         w, q = self.window, self.query
+        linktype: Any = cap.get("linktype")  # an int where a filter needs it
+        if filt is not None and not _count(linktype):
+            return [], "unreadable: a capture row without its link type"
         more = not cap.get("complete") and q.may_be_beyond_cap(cap)
         if n >= 0:
             return out, f"ok:{n}" + (":incomplete" if more else "")
@@ -384,8 +445,16 @@ class FlowSearch:
             if not w.overlaps(f.get("first_ns"), f.get("last_ns")):
                 continue
             side = q.side(f)
-            if side is not None:
+            if side is None:
+                continue
+            if filt is None:
                 out.append(Found(e, f, side))
+                continue
+            v = filt.verdict(linktype, f)
+            if v != verdict.F:
+                named = filt.side(f) if q.ip is None and q.net is None else None
+                side = side if named is None else named
+                out.append(Found(e, f, side, maybe=v == verdict.U))
         return out, f"ok:{n}" + (":incomplete" if more else "")
 
     # -- the search -----------------------------------------------------------
@@ -509,6 +578,7 @@ class FlowSearch:
             r.incomplete_count += 1
             if len(r.incomplete) < MAX_LISTED:
                 r.incomplete.append(e.key)
+        r.maybe += sum(f.maybe for f in found)
         if found:
             total = r.hosts.setdefault(e.host, HostTotal())
             total.captures += 1

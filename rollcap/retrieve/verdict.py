@@ -351,6 +351,8 @@ class _Parser:
 
     def term(self, q: Qual, allow_id: bool) -> tuple[Node, Qual]:
         tok = self.peek()
+        if tok is None:
+            raise Undecidable("the filter ends early")
         if tok in _NOT:
             self.take()
             n, q2 = self.term(q, allow_id)
@@ -598,6 +600,19 @@ def views(linktype: int, row: dict[str, Any], node: Node) -> Iterator[View]:
 
 def flow_may_match(node: Node, linktype: int, row: dict[str, Any]) -> bool:
     return any(node.ev(v) != F for v in views(linktype, row, node))
+
+
+def flow_verdict(node: Node, linktype: int, row: dict[str, Any]) -> int:
+    """T when the flow surely holds a matching packet: its first packet as
+    the row keys it (src to dst, with its ports) matches, and that packet is
+    known as libpcap reads it (IPv4; or IPv6 for a filter that tests no
+    ports and no protocols, since extension headers before the transport
+    leave no trace in a row). U when only some other view may match, F when
+    none can (`rollcap flows --filter`)."""
+    first = next(views(linktype, row, node))  # src to dst, plain
+    if node.ev(first) == T and (first.ip == 4 or not node.fragile):
+        return T
+    return U if flow_may_match(node, linktype, row) else F
 
 
 def absent_hosts(node: Node, text: str) -> frozenset[int]:

@@ -93,7 +93,7 @@ def _run(rig: Rig, spool: Path, targets: Path, reliability) -> None:  # type: ig
                 elif kind == "fifo": os.mkfifo(p)
                 elif kind == "dir": os.mkdir(p)
                 else: os.link(target, p)
-        os.symlink(T + "/root-secret", os.path.join(w, ".overlap-g000006.json"))
+        os.symlink(T + "/root-secret", os.path.join(w, ".overlap-g000006.bin"))
         os.symlink(T + "/root-secret", os.path.join(c, "capture-counters.json"))
     """)  # fmt: skip
     # As rollcap (offload's user): ready/ and quarantine/.

@@ -4,7 +4,7 @@ work/ ready/ quarantine/ must never exceed the budget by more than one file;
 tmp/ never more than offload.concurrency files. drop-oldest: every file that
 vanished from ready/ (no offload runs) is named in a "dropped" log line.
 pause-capture: tcpdump stops before the budget is reached (at the budget's
-fence at the latest, rollcap.capture.budget) and starts again once the offload
+fence at the latest, rollcap.capture.fences) and starts again once the offload
 made room. bench/budget.py runs both many times, with a CPU hog beside them.
 """
 

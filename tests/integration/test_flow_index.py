@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,9 @@ import zstandard
 
 from rollcap.flows import index as flowindex
 from rollcap.storage import manifest
-from tests.integration.capture_daemon import CaptureDaemon
+from tests.integration.host_daemons import running
 from tests.integration.test_index_daemon import _destination, keys_in_all
-from tests.integration.test_offload import Offload, keys_in, state
+from tests.integration.test_offload import keys_in
 from tests.support.net import Veth
 from tests.support.seaweedfs import SeaweedFS
 
@@ -104,28 +103,11 @@ def test_every_stored_capture_has_a_summary_that_agrees_with_an_independent_coun
     seaweedfs = request.getfixturevalue("seaweedfs") if kind == "s3" else None
     offload, env, bucket = _destination(kind, base, seaweedfs)
     offload = {**offload, "rescan_seconds": 3600, "flow_index": True}
-    cap = CaptureDaemon(base, veth.b, rotate_megabytes=1, hostname="flw1", offload=offload)
-    off: Offload | None = None
-    try:
-        cap.start()
-        cap.wait_capturing()
-        off = Offload(cap.config, env).start()
-        off.wait_for("started", lambda: "offload started" in off.text())  # type: ignore[union-attr]
+    with running(base, veth.b, env, rotate_megabytes=1, hostname="flw1",
+                 offload=offload) as host:  # fmt: skip
         veth.replay(all_pcap, loop=2, pps=20000)
-        time.sleep(1.5)  # tcpdump's last kernel block
-        assert cap.stop() == 0
-        handed = cap.state()["handed_off_files"]
-        assert handed >= 2
-        off.wait_for(
-            "all handed-off files stored",
-            lambda: state(cap.spool).get("uploaded_files") == handed,
-            timeout=60,
-        )
-        assert off.stop() == 0
-    finally:
-        cap.kill()
-        if off is not None and off.proc is not None and off.proc.poll() is None:
-            off.proc.kill()
+        handed = host.drain()
+    assert handed >= 2
     caps, sums = _stored(kind, base, seaweedfs, bucket)
     prefix = "caps" if kind == "s3" else ""
     assert len(caps) == handed

@@ -22,7 +22,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,7 +33,7 @@ import pytest
 
 from rollcap.flows import index as flowindex
 from rollcap.spool.readyname import ReadyName
-from tests.integration.capture_daemon import CaptureDaemon
+from tests.integration.host_daemons import running
 from tests.integration.test_flow_index import _stored
 from tests.integration.test_index_daemon import _destination, keys_in_all
 from tests.integration.test_offload import Offload, new_bucket, state, write_config
@@ -160,25 +159,10 @@ def test_flows_of_the_running_daemons_agree_with_tshark_duckdb_and_rollcap_flows
         pytest.fail("tshark is not installed (.ci/packages-test.txt lists it)")
     offload, env, bucket = _destination("s3", base, seaweedfs)
     offload = {**offload, "rescan_seconds": 3600, "flow_index": True}
-    cap = CaptureDaemon(base, veth.b, rotate_megabytes=1, hostname="flw1", offload=offload)
-    off: Offload | None = None
-    try:
-        cap.start()
-        cap.wait_capturing()
-        off = Offload(cap.config, env).start()
-        off.wait_for("started", lambda: "offload started" in off.text())  # type: ignore[union-attr]
+    with running(base, veth.b, env, rotate_megabytes=1, hostname="flw1",
+                 offload=offload) as host:  # fmt: skip
         veth.replay(all_pcap, loop=2, pps=20000)
-        time.sleep(1.5)  # tcpdump's last kernel block
-        assert cap.stop() == 0
-        handed = cap.state()["handed_off_files"]
-        off.wait_for("all handed-off files stored",
-                     lambda: state(cap.spool).get("uploaded_files") == handed,
-                     timeout=60)  # fmt: skip
-        assert off.stop() == 0
-    finally:
-        cap.kill()
-        if off is not None and off.proc is not None and off.proc.poll() is None:
-            off.proc.kill()
+        host.drain()
     caps, sums = _stored("s3", base, seaweedfs, bucket)
     summaries = {}
     for key, body in sums.items():
@@ -204,7 +188,7 @@ def test_flows_of_the_running_daemons_agree_with_tshark_duckdb_and_rollcap_flows
     since = datetime.fromtimestamp(first // 10**9, UTC)
     until = datetime.fromtimestamp(last // 10**9 + 1, UTC)
     busy = Counter(a for _h, _k, f in rows for a in (f["src"], f["dst"])).most_common(1)[0][0]
-    cfg = cap.config
+    cfg = host.capture.config
     got = _flows_json(cfg, env, since, until)
     assert sorted(_row(r["host"], r["capture"], r) for r in got["flows"]) == sorted(
         _row(h, k, f) for h, k, f in rows)  # fmt: skip

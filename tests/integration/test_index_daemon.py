@@ -20,7 +20,8 @@ import pytest
 
 from rollcap.storage import manifest
 from tests.integration.capture_daemon import CaptureDaemon
-from tests.integration.test_offload import Offload, keys_in, new_bucket, state
+from tests.integration.host_daemons import running
+from tests.integration.test_offload import Offload, keys_in, new_bucket
 from tests.support.cli import run_rollcap
 from tests.support.net import Veth
 from tests.support.seaweedfs import SeaweedFS
@@ -87,35 +88,17 @@ def test_the_running_offload_writes_an_entry_for_every_capture(
     list` answers from the entries alone (no host checked by listing)."""
     seaweedfs = request.getfixturevalue("seaweedfs") if kind == "s3" else None
     offload, env, bucket = _destination(kind, base, seaweedfs)
-    cap = CaptureDaemon(base, veth.b, rotate_megabytes=1, hostname="idx1",
-                        offload={**offload, "rescan_seconds": 3600})  # fmt: skip
-    off: Offload | None = None
     since = datetime.now(UTC) - timedelta(seconds=5)
-    try:
-        cap.start()
-        cap.wait_capturing()
-        off = Offload(cap.config, env).start()
-        off.wait_for("started", lambda: "offload started" in off.text())  # type: ignore[union-attr]
+    with running(base, veth.b, env, rotate_megabytes=1, hostname="idx1",
+                 offload={**offload, "rescan_seconds": 3600}) as host:  # fmt: skip
         veth.replay(all_pcap, loop=3, pps=20000)
-        time.sleep(1.5)  # tcpdump's last kernel block
-        assert cap.stop() == 0
-        handed = cap.state()["handed_off_files"]
-        assert handed >= 3
-        off.wait_for(
-            "all handed-off files stored",
-            lambda: state(cap.spool).get("uploaded_files") == handed,
-            timeout=60,
-        )
-        assert off.stop() == 0
-    finally:
-        cap.kill()
-        if off is not None and off.proc is not None and off.proc.poll() is None:
-            off.proc.kill()
+        handed = host.drain()
+    assert handed >= 3
     keys, entries = _stored_and_entries(kind, base, seaweedfs, bucket)
     assert len(keys) == handed
     assert {e.key for e in entries if e.has_object} == keys  # an entry for every capture
     assert all(e.host == "idx1" and e.iface == veth.b for e in entries)
-    out = _list_json(cap.config, env, since, datetime.now(UTC) + timedelta(seconds=1))
+    out = _list_json(host.capture.config, env, since, datetime.now(UTC) + timedelta(seconds=1))
     assert {c["key"] for c in out["captures"]} == keys
     assert out["coverage"]["source"] == "manifest"
     assert out["coverage"]["hosts_checked_by_listing"] == 0

@@ -77,7 +77,7 @@ def service(tiny_fs: Path) -> Iterator[OffloadService]:
     yield svc
     if svc.watcher._observer.is_alive():
         svc.watcher.stop()
-    svc.executor.shutdown()
+    svc.uploads.executor.shutdown()
 
 
 def test_first_start_on_a_full_disk_runs_without_the_pid_then_writes_it(
@@ -113,8 +113,8 @@ def test_a_full_spool_does_not_stop_the_pipeline(service: OffloadService,
     name = "20261126T120000Z-000001_h_eth0.pcap"
     (service.spool.ready / name).write_bytes(SRC.read_bytes()[:1_000_000])
     fill(tiny_fs / "ballast")
-    service.pipeline.owners = {os.getuid()}
-    out = service.pipeline.process(name)
+    service.uploads.pipeline.owners = {os.getuid()}
+    out = service.uploads.pipeline.process(name)
     assert out.kind == "uploaded", out
     assert list(service.spool.tmp.iterdir()) == []
     assert not (service.spool.ready / name).exists()  # stored, verified, freed

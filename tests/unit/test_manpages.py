@@ -1,15 +1,13 @@
-"""rollcap(8) and rollcap.toml(5): render without groff warnings; EXIT STATUS is complete."""
+"""rollcap(8) and rollcap.toml(5): EXIT STATUS is complete, one source for the
+package and `rollcap man` (rendering with man(1): tests/integration/test_manpages.py)."""
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 from rollcap import exitcodes
 from rollcap.config.render import render_manpage
@@ -22,16 +20,6 @@ def _rollcap8() -> str:
         [sys.executable, "debian/manpage.py", "1.0"], cwd=REPO, check=True,
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
     ).stdout  # fmt: skip
-
-
-@pytest.mark.skipif(shutil.which("man") is None, reason="man-db not installed")
-@pytest.mark.parametrize("page", ["rollcap.8", "rollcap.toml.5"])
-def test_pages_render_without_warnings(page: str, tmp_path: Path) -> None:
-    f = tmp_path / page
-    f.write_text(_rollcap8() if page == "rollcap.8" else render_manpage("1.0"))
-    r = subprocess.run(["man", "--warnings", "-l", str(f)], capture_output=True, text=True,
-                       env={**os.environ, "MANWIDTH": "80"}, timeout=60)  # fmt: skip
-    assert r.returncode == 0 and r.stderr == "", r.stderr
 
 
 def test_exit_status_lists_every_code() -> None:
@@ -57,17 +45,6 @@ def _rollcap_man(*args: str, path: str | None = None) -> subprocess.CompletedPro
         env["PATH"] = path
     return subprocess.run([sys.executable, "-m", "rollcap", "man", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
-
-
-@pytest.mark.skipif(shutil.which("man") is None, reason="man-db not installed")
-@pytest.mark.parametrize(("page", "title", "inside"), [
-    ([], "ROLLCAP(8)", "check-config"), (["rollcap.toml"], "ROLLCAP.TOML(5)", "rotate_seconds"),
-])  # fmt: skip
-def test_rollcap_man_shows_each_page_from_a_clone(page: list[str], title: str,
-                                                  inside: str) -> None:  # fmt: skip
-    r = _rollcap_man(*page)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.lstrip().startswith(title) and inside in r.stdout
 
 
 def test_rollcap_man_roff_is_the_packages_source() -> None:

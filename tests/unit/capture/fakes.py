@@ -9,6 +9,7 @@ import pwd
 from pathlib import Path
 
 from rollcap.capture import service
+from rollcap.capture.counters import Counters
 from rollcap.capture.interface import InterfaceCapture
 from rollcap.config.load import validate_data
 
@@ -27,6 +28,7 @@ class FakeTcpdump:
 
         self.listening = _Ev()
         self.output_closed_at: float | None = None
+        self.counters = Counters()  # its last counters line
 
     def alive(self) -> bool:
         return True

@@ -203,7 +203,7 @@ def test_the_budget_is_kept_during_a_switchs_overlap(tmp_path: Path) -> None:
     assert sup.during_switch({7, 8}) is False  # within the budget: the overlap goes on
     (sup.spool.ready / "20261126T115950Z-000001_h_eth0.pcap").write_bytes(b"x" * 9_500_000)
     stopped: list[bool] = []
-    sup.stop_capture = lambda drain=True: stopped.append(drain)  # type: ignore[method-assign]
+    sup.interfaces.stop = lambda drain=True: stopped.append(drain)  # type: ignore[method-assign]
     assert sup.during_switch({7, 8}) is True  # ends the wait
     assert stopped == []  # nothing is stopped in the middle of the switch ...
     sup.after_switch()

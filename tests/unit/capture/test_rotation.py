@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rollcap.capture import rotation, service
+from rollcap.capture import interface, rotation
 from rollcap.capture.interface import SwitchRequest
 from tests.unit.capture.fakes import FakeTcpdump, supervisor, the_capture
 
@@ -24,7 +24,7 @@ def test_quiet_deadline_ignores_the_wall_clock(
         switched.extend(r.reason for r in reqs)
         return [True for _r in reqs]
 
-    monkeypatch.setattr(service, "switch_all", switch_all)
+    monkeypatch.setattr(interface, "switch_all", switch_all)
     # tcpdump named its file at 13:00; the clock then stepped back an hour
     (sup.spool.work / "g000003-20261126T130000-eth0.pcap").write_bytes(b"")
     monkeypatch.setattr(
@@ -44,7 +44,7 @@ def test_a_later_period_is_aged_from_when_it_was_first_seen(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sup = supervisor(tmp_path, capture={"rotate_seconds": 10, "rotate_align": False})
-    monkeypatch.setattr(service, "switch_all", lambda reqs: [True for _r in reqs])
+    monkeypatch.setattr(interface, "switch_all", lambda reqs: [True for _r in reqs])
     the_capture(sup).proc = FakeTcpdump(3, time.monotonic() - 8.0)  # type: ignore[assignment]
     (sup.spool.work / "g000003-20261126T130000-eth0.pcap").write_bytes(b"")
     first = sup.check_quiet()

@@ -22,7 +22,7 @@ def test_a_state_file_that_cannot_be_written_is_written_at_the_next_publish(
     clock = [100.0]
     monkeypatch.setattr(status, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     lines: list[str] = []
-    monkeypatch.setattr(sup.notifier, "status", lines.append)
+    monkeypatch.setattr(sup.status.notifier, "status", lines.append)
     state_file = sup.spool.state_file("capture")
 
     def enospc(*_a: object) -> None:

@@ -15,7 +15,7 @@ from rollcap.capture import lock
 from rollcap.capture.handoff import STOP_STRIPS_ENV, STOP_STRIPS_SECONDS, stop_strips_seconds
 from rollcap.capture.service import Supervisor
 from rollcap.capture.stripworker import checkpoint
-from rollcap.capture.switching import iter_records, switch_name, write_switch
+from rollcap.capture.switching import iter_records, sidecar_name, switch_name, write_switch
 from tests.support.pcaps import packets, write_pcap
 from tests.unit.capture.fakes import supervisor
 
@@ -125,7 +125,7 @@ def test_a_strip_that_finishes_after_the_deadline_is_handed_off_not_dropped(
     sup.process_work(block=True, until=until)
     assert len(list(sup.spool.ready.iterdir())) == 1  # the old file, its tail kept
     assert sorted(p.name for p in sup.spool.work.iterdir()) == sorted(
-        [*NEW, ".overlap-g000005.json"]
+        [*NEW, sidecar_name(5)]
     )  # the new ones' strip was not started: left with the tail they need
     monkeypatch.undo()
     again = restart(tmp_path, sup)
@@ -142,12 +142,12 @@ def test_a_start_keeps_the_records_its_leftovers_need_and_removes_the_rest(
     write_pcap(work / NEW[0], packets(3))
     for gen in (4, 5):
         write_switch(sup.dirs.work, switch_name(gen), gen + 1, 1_800_000_000.0)
-    (work / ".overlap-g000005.json").write_text("{}")  # generation 5 has a file: kept
-    (work / ".overlap-g000003.json").write_text("{}")  # no file of 3: stale
+    (work / sidecar_name(5)).write_text("{}")  # generation 5 has a file: kept
+    (work / sidecar_name(3)).write_text("{}")  # no file of 3: stale
     (work / f".{NEW[0]}.abc123.strip").write_text("")  # a strip's temp: nothing runs yet
     lock.remove_stale_temps(sup.dirs.work)
     assert sorted(p.name for p in work.iterdir()) == sorted(
-        [NEW[0], ".overlap-g000005.json", switch_name(5)]
+        [NEW[0], sidecar_name(5), switch_name(5)]
     )
 
 

@@ -4,6 +4,7 @@ import json
 import os
 import random
 import socket
+import struct
 import subprocess
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import pytest
 from rollcap.capture import switching
 from rollcap.capture.switching import (
     SO_TIMESTAMPNS,
-    Fingerprint,
+    STAMP,
+    Tail,
     append_sidecar,
     drop_records,
     find_duplicates,
@@ -20,6 +22,7 @@ from rollcap.capture.switching import (
     pair_duplicates,
     read_sidecar,
     read_switch,
+    sidecar_name,
     stamp_fds,
     switch_name,
     tail_since,
@@ -28,11 +31,12 @@ from rollcap.capture.switching import (
 )
 from rollcap.pcapfile import scan
 from rollcap.spool.fs import Dir
+from rollcap.spool.workname import list_work
 from tests.support.pcaps import packets, write_nano_pcap, write_pcap
 from tests.unit.capture.fakes import enospc, supervisor
 
 
-def strip_duplicates(path: Path, tail: list[Fingerprint]) -> tuple[int, list[Fingerprint]]:
+def strip_duplicates(path: Path, tail: Tail) -> tuple[int, Tail]:
     """What Handoff.hand_off does with a sidecar, minus writing it back."""
     fd = os.open(path, os.O_RDWR)
     try:
@@ -44,26 +48,39 @@ def strip_duplicates(path: Path, tail: list[Fingerprint]) -> tuple[int, list[Fin
     return len(d), d.rest
 
 
-def fp(ts: float, d: str, tick: int = 1000) -> Fingerprint:
-    return Fingerprint(round(ts * 1e9), d, tick)
+def fp(ts: float, d: str, tick: int = 1000) -> bytes:
+    """The key of a record stamped ts with digest d, at tick."""
+    return STAMP.pack(round(ts * 1e9) // tick) + d.encode().ljust(12, b".")
+
+
+def pair(tail: list[bytes], head: list[bytes], tick: int = 1000,
+         head_tick: int | None = None) -> tuple[list[int], list[bytes]]:  # fmt: skip
+    """pair_duplicates of keys: (duplicate indices of head, the rest of the tail, sorted)."""
+    dups, rest = pair_duplicates(Tail(tail, tick), Tail(head, head_tick or tick))
+    return dups, sorted(rest.keys)
+
+
+def stamps(t: Tail) -> list[float]:
+    return sorted(STAMP.unpack_from(k)[0] * t.tick / 1_000_000_000 for k in t.keys)
 
 
 def test_the_head_paired_with_the_tail_end_is_duplicates() -> None:
     tail = [fp(1.0, "a"), fp(2.0, "b"), fp(3.0, "c")]
     more = [fp(4.0, "d")]
-    assert pair_duplicates(tail, [fp(2.0, "b"), fp(3.0, "c"), *more]) == ([0, 1], tail[:1])
-    assert pair_duplicates(tail, [fp(3.05, "c")]) == ([], tail)  # same bytes, another packet
-    assert pair_duplicates(tail, [fp(4.0, "d")]) == ([], tail)
-    assert pair_duplicates([], [fp(1.0, "a")]) == ([], [])
+    assert pair(tail, [fp(2.0, "b"), fp(3.0, "c"), *more]) == ([0, 1], tail[:1])
+    assert pair(tail, [fp(3.05, "c")]) == ([], tail)  # same bytes, another packet
+    assert pair(tail, [fp(4.0, "d")]) == ([], tail)
+    assert pair([], [fp(1.0, "a")]) == ([], [])
 
 
 def test_a_record_pairs_only_with_the_same_timestamp() -> None:
     """The kernel stamps a packet once for every socket: the same bytes 1 µs
     apart are two packets, and the earlier rule (within 10 ms) made them one."""
     tail = [fp(3.0, "c")]
-    assert pair_duplicates(tail, [fp(3.000001, "c")]) == ([], tail)
-    assert pair_duplicates(tail, [fp(3.005, "c")]) == ([], tail)
-    assert pair_duplicates(tail, [fp(3.0, "c")]) == ([0], [])
+    assert pair(tail, [fp(3.000001, "c")]) == ([], tail)
+    assert pair(tail, [fp(3.005, "c")]) == ([], tail)
+    assert pair(tail, [fp(3.0, "c")]) == ([0], [])
+    assert pair(tail, [fp(3.0, "d")]) == ([], tail)  # the same stamp, other bytes
 
 
 def test_a_packet_only_one_tcpdump_got_leaves_the_others_paired() -> None:
@@ -72,10 +89,9 @@ def test_a_packet_only_one_tcpdump_got_leaves_the_others_paired() -> None:
     tail = [fp(1.0, "a"), fp(2.0, "b"), fp(3.0, "c"), fp(4.0, "d")]
     # the old one missed x, the new one missed b
     head = [fp(1.0, "a"), fp(2.5, "x"), fp(3.0, "c"), fp(4.0, "d"), fp(5.0, "e")]
-    assert pair_duplicates(tail, head) == ([0, 2, 3], [tail[1]])
+    assert pair(tail, head) == ([0, 2, 3], [tail[1]])
     # the new one's first packet came before the old one's copy of anything
-    assert pair_duplicates(tail, [fp(0.5, "y"), fp(3.0, "c"), fp(4.0, "d")]) == (
-        [1, 2], tail[:2])  # fmt: skip
+    assert pair(tail, [fp(0.5, "y"), fp(3.0, "c"), fp(4.0, "d")]) == ([1, 2], tail[:2])
 
 
 def test_identical_packets_pair_as_a_multiset_per_timestamp() -> None:
@@ -83,20 +99,23 @@ def test_identical_packets_pair_as_a_multiset_per_timestamp() -> None:
     frame twice): min(old, new) of them are removed, so max(old, new) stay."""
     tail = [fp(1.0, "a"), fp(1.0, "a"), fp(1.002, "b")]
     head = [fp(1.0, "a"), fp(1.0, "a"), fp(1.0, "a"), fp(1.002, "b")]
-    assert pair_duplicates(tail, head) == ([0, 1, 3], [])
+    assert pair(tail, head) == ([0, 1, 3], [])
     # one old copy, two new ones: one stays
-    assert pair_duplicates([fp(1.0, "a")], [fp(1.0, "a"), fp(1.0, "a")]) == ([0], [])
+    assert pair([fp(1.0, "a")], [fp(1.0, "a"), fp(1.0, "a")]) == ([0], [])
+    # two old copies, one new one: the other copy is left for the next file
+    assert pair([fp(1.0, "a")] * 2, [fp(1.0, "a")]) == ([0], [fp(1.0, "a")])
     # ring order across CPUs may differ a little: the class pairs, not the order
-    assert pair_duplicates([fp(1.0, "c"), fp(1.001, "b")], [fp(1.001, "b"), fp(1.0, "c")]) == (
-        [0, 1], [])  # fmt: skip
+    assert pair([fp(1.0, "c"), fp(1.001, "b")], [fp(1.001, "b"), fp(1.0, "c")]) == ([0, 1], [])
 
 
 def test_a_ns_record_pairs_with_its_us_copy() -> None:
     """A reload that changes the precision: the ns stamp truncated to µs is what
     libpcap wrote into the µs file."""
     us = [fp(1.000001, "a")]
-    assert pair_duplicates(us, [Fingerprint(1_000_001_999, "a", 1)]) == ([0], [])
-    assert pair_duplicates(us, [Fingerprint(1_000_002_000, "a", 1)]) == ([], us)
+    assert pair(us, [fp(1.000001999, "a", 1)], head_tick=1) == ([0], [])
+    assert pair(us, [fp(1.000002, "a", 1)], head_tick=1) == ([], us)
+    # and the other way round: a ns tail, a µs head
+    assert pair([fp(1.000001999, "a", 1)], us, tick=1, head_tick=1000) == ([0], [])
 
 
 LOOP = 185  # frames in the replayed capture of the soak (issue 24)
@@ -117,7 +136,7 @@ def test_a_looped_capture_loses_nothing_at_a_switch(tmp_path: Path) -> None:
     old = write_pcap(tmp_path / "old.pcap", wire[:stopped])
     new = write_pcap(tmp_path / "new.pcap", wire[spawned:])
     removed, rest = strip_duplicates(new, tail_since(old, wire[spawned][0]))
-    assert removed == stopped - spawned and rest == []
+    assert removed == stopped - spawned and not rest
     got = [r.ns for f in (old, new) for _o, _n, r in iter_records(f)]
     assert sorted(got) == [round(ts * 1e6) * 1000 for ts, _d in wire]
 
@@ -139,13 +158,16 @@ def test_a_looped_capture_with_drops_and_files_cut_keeps_each_packet_once(
         old_files, new_files = _cut(d, "old", old, rng), _cut(d, "new", new, rng)
         side, work = ".overlap.json", Dir(d)
         for f in old_files:
-            append_sidecar(work, side, tail_since(f, wire[spawned][0]))
+            append_sidecar(work, side, tail_since(f, wire[spawned][0]), f.name)
         tail = read_sidecar(work, side)
         assert tail is not None
         for f in new_files:
             _removed, tail = strip_duplicates(f, tail)
             if not tail:
                 break
+            write_sidecar(work, side, tail)  # as the hand-off does: read back for the next
+            tail = read_sidecar(work, side)
+            assert tail is not None
         got = sorted(r.ts for f in old_files + new_files for _o, _n, r in iter_records(f))
         assert got == pytest.approx(sorted({p[0] for p in old} | {p[0] for p in new})), run
 
@@ -169,12 +191,16 @@ def test_a_sidecar_of_the_earlier_format_strips_nothing(tmp_path: Path) -> None:
     pk = packets(100)
     old = write_pcap(tmp_path / "old.pcap", pk[:60])
     new = write_pcap(tmp_path / "new.pcap", pk[40:])
-    legacy = [[f.ts, f.digest] for f in tail_since(old, pk[45][0])]
-    (tmp_path / ".overlap-g000002.json").write_text(json.dumps(legacy))
-    d = Dir(tmp_path)
-    assert read_sidecar(d, ".overlap-g000002.json") is None
-    append_sidecar(d, ".overlap-g000002.json", tail_since(old, pk[45][0]))  # no crash
-    assert read_sidecar(d, ".overlap-g000002.json") == tail_since(old, pk[45][0])
+    tail = [f for _o, _n, f in iter_records(old, pk[45][0] - switching.TAIL_MARGIN)]
+    format1 = [[f.ts, f.digest] for f in tail]
+    format2 = {"format": 2, "tick_ns": 1000, "records": [[f.ns, f.digest] for f in tail]}
+    d, side = Dir(tmp_path), sidecar_name(2)
+    for legacy in (format1, format2):
+        (tmp_path / side).write_text(json.dumps(legacy))
+        assert read_sidecar(d, side) is None
+        append_sidecar(d, side, tail_since(old, pk[45][0]), old.name)  # replaced, no crash
+        again = read_sidecar(d, side)
+        assert again is not None and again.keys == tail_since(old, pk[45][0]).keys
     assert scan(new).packets == 60
 
 
@@ -190,7 +216,7 @@ def test_a_new_file_inside_the_overlap_leaves_the_rest_of_the_tail(tmp_path: Pat
     removed, rest = strip_duplicates(new, tail)
     assert removed == 20
     assert [f.ts for _o, _n, f in iter_records(new)] == [extra[0]]
-    assert [f.ts for f in rest] == [ts for ts, _d in pk[60:80]]
+    assert stamps(rest) == [ts for ts, _d in pk[60:80]]
 
 
 def test_records_are_dropped_in_place_and_bad_ranges_refused(tmp_path: Path) -> None:
@@ -228,7 +254,7 @@ def test_no_packet_either_tcpdump_got_is_lost_and_no_duplicate_kept(tmp_path: Pa
         new_files = _cut(d, "new", new, rng)
         side, work = ".overlap.json", Dir(d)
         for f in old_files:
-            append_sidecar(work, side, tail_since(f, wire[spawned][0]))
+            append_sidecar(work, side, tail_since(f, wire[spawned][0]), f.name)
         tail = read_sidecar(work, side)
         assert tail is not None
         for f in new_files:
@@ -254,13 +280,13 @@ def test_strip_removes_only_the_overlap(tmp_path: Path) -> None:
     side = ".overlap.json"
     write_sidecar(Dir(tmp_path), side, tail)
     again = read_sidecar(Dir(tmp_path), side)
-    assert again == tail
-    assert strip_duplicates(new, again) == (20, [])
+    assert again is not None and again.keys == tail.keys and again.tick == 1000
+    assert strip_duplicates(new, again)[0] == 20
     got = [f.ts for _o, _n, f in iter_records(new)]
     assert got == [fp_ts for fp_ts, _d in pk[60:]]
     assert scan(new).packets == 40 and not scan(new).truncated
     # stripping again finds nothing: the file now starts after the old one's end
-    assert strip_duplicates(new, again) == (0, [])
+    assert strip_duplicates(new, again)[0] == 0
 
 
 def test_an_overlap_spread_over_several_files_on_both_sides_is_stripped_exactly(
@@ -274,8 +300,10 @@ def test_an_overlap_spread_over_several_files_on_both_sides_is_stripped_exactly(
     old_b = write_pcap(tmp_path / "old-b.pcap", pk[60:80])
     side, d = ".overlap.json", Dir(tmp_path)
     for f in (old_a, old_b):
-        append_sidecar(d, side, tail_since(f, listening))
-    append_sidecar(d, side, tail_since(old_b, listening))  # fingerprinted twice: no change
+        append_sidecar(d, side, tail_since(f, listening), f.name)
+    before = (tmp_path / side).read_bytes()
+    append_sidecar(d, side, tail_since(old_b, listening), old_b.name)  # twice: no change
+    assert (tmp_path / side).read_bytes() == before
     new_c = write_pcap(tmp_path / "new-c.pcap", pk[40:70])
     new_d = write_pcap(tmp_path / "new-d.pcap", pk[70:100])
     tail = read_sidecar(d, side)
@@ -283,7 +311,7 @@ def test_an_overlap_spread_over_several_files_on_both_sides_is_stripped_exactly(
     removed, rest = strip_duplicates(new_c, tail)
     assert removed == 30 and scan(new_c).packets == 0  # all of it was in the old files
     removed, rest = strip_duplicates(new_d, rest)
-    assert removed == 10 and rest == []
+    assert removed == 10 and not rest
     assert [f.ts for _o, _n, f in iter_records(new_d)] == [ts for ts, _d in pk[80:]]
 
 
@@ -318,7 +346,8 @@ def test_a_reload_from_micro_to_nano_still_strips_the_overlap(tmp_path: Path) ->
             old = write_pcap(d / "old.pcap", pk[:60])
             new = write_nano_pcap(d / "new.pcap", pk[40:], endian=">")
         header = new.read_bytes()[:24]
-        assert strip_duplicates(new, tail_since(old, pk[45][0])) == (20, [])
+        removed, rest = strip_duplicates(new, tail_since(old, pk[45][0]))
+        assert (removed, rest.keys) == (20, [])
         assert new.read_bytes()[:24] == header  # still the new generation's format
         s = scan(new)
         assert s.packets == 40 and not s.truncated
@@ -335,7 +364,7 @@ def test_records_only_the_new_tcpdump_got_are_counted(tmp_path: Path) -> None:
         d = find_duplicates(fd, tail_since(old, pk[20][0]))
     finally:
         os.close(fd)
-    assert (len(d), d.unpaired, d.rest) == (19, 1, [])  # packet 30: the old one missed it
+    assert (len(d), d.unpaired, d.rest.keys) == (19, 1, [])  # packet 30: the old one missed it
 
 
 def test_switch_record_round_trip_and_reload(tmp_path: Path) -> None:
@@ -363,7 +392,7 @@ def test_a_tail_that_cannot_be_remembered_holds_the_hand_off_back(
     monkeypatch.undo()
     sup.process_work(block=True)
     assert not old.exists() and sup.session.overlaps.next_of == {}
-    assert (sup.spool.work / ".overlap-g000005.json").exists()
+    assert (sup.spool.work / sidecar_name(5)).exists()
     assert sup.n.handed_off_files == 1
 
 
@@ -394,7 +423,7 @@ def test_a_failed_sidecar_update_leaves_duplicates_never_a_double_strip(
     sup = supervisor(tmp_path)
     pk = packets(60)
     old = write_pcap(tmp_path / "old.pcap", pk[:40])  # already handed off
-    write_sidecar(sup.dirs.work, ".overlap-g000005.json", tail_since(old, pk[20][0]))
+    write_sidecar(sup.dirs.work, sidecar_name(5), tail_since(old, pk[20][0]))
     all_dup = write_pcap(sup.spool.work / "g000005-20261126T120000-eth0.pcap", pk[20:30])
     write_pcap(sup.spool.work / "g000005-20261126T120000-eth0.pcap1", pk[30:60])
     monkeypatch.setattr(handoff_mod, "write_sidecar", enospc)
@@ -431,7 +460,10 @@ def test_the_tail_of_a_big_file_is_walked_from_near_its_end(tmp_path: Path) -> N
     old = write_pcap(tmp_path / "old.pcap", pk)
     since = pk[29_000][0]
     whole = [fp for _o, _n, fp in iter_records(old, since - switching.TAIL_MARGIN, start=24)]
-    assert tail_since(old, since) == whole and len(whole) > 1000
+    tail = tail_since(old, since)
+    assert [(STAMP.unpack_from(k)[0] * tail.tick, k[8:].hex()) for k in tail.keys] == [
+        (f.ns, f.digest) for f in whole]  # fmt: skip
+    assert len(whole) > 1000
     first = min(o for o, _n, _f in iter_records(old, since - switching.TAIL_MARGIN))
     walked = [o for o, _n, _f in iter_records(old, 0.0, start=None)]
     assert walked[0] == 24  # no since: from the first record
@@ -468,3 +500,170 @@ def test_the_loop_goes_on_while_the_strip_runs_and_hands_off_in_order(
     stored = sorted(fp.ts for f in sup.spool.ready.iterdir() for _o, _n, fp in iter_records(f))
     assert stored == [ts for ts, _d in pk]  # every packet exactly once
     assert sup.n.duplicates_removed == 20 and not sup.session.queue.busy
+
+
+def test_the_sidecar_round_trips_and_each_old_file_is_appended_not_rewritten(
+    tmp_path: Path,
+) -> None:
+    """Format 3: the keys, their resolution and the files they came from come
+    back as written; a further old file is appended to the same inode, the
+    bytes before it untouched (no rewrite per -C file: quadratic in files)."""
+    pk = packets(100)
+    old_a = write_nano_pcap(tmp_path / "a.pcap", pk[:60])
+    old_b = write_nano_pcap(tmp_path / "b.pcap", pk[60:80])
+    d, side = Dir(tmp_path), sidecar_name(7)
+    ta, tb = tail_since(old_a, pk[40][0]), tail_since(old_b, pk[40][0])
+    assert (len(ta), len(tb), ta.tick) == (60, 20, 1)  # from 0.25 s before packet 40
+    write_sidecar(d, side, Tail(ta.keys, ta.tick, frozenset({"a.pcap"})))
+    assert read_sidecar(d, side) == Tail(ta.keys, 1, frozenset({"a.pcap"}))
+    first = (tmp_path / side).read_bytes()
+    ino = (tmp_path / side).stat().st_ino
+    append_sidecar(d, side, tb, "b.pcap")
+    assert (tmp_path / side).stat().st_ino == ino
+    assert (tmp_path / side).read_bytes().startswith(first)
+    assert read_sidecar(d, side) == Tail(ta.keys + tb.keys, 1, frozenset({"a.pcap", "b.pcap"}))
+    # a section of another resolution: all are read at the coarser one
+    append_sidecar(d, side, Tail([fp(pk[85][0], "x")], 1000), "c\udcff.pcap")  # bytes as named
+    both = read_sidecar(d, side)
+    assert both is not None and both.tick == 1000 and len(both) == 81
+    assert both.keys[:80] == Tail(ta.keys + tb.keys, 1).at(1000)
+    assert both.files == {"a.pcap", "b.pcap", "c\udcff.pcap"}
+
+
+def test_an_interrupted_append_is_left_out_and_done_again(tmp_path: Path) -> None:
+    """A write cut short (killed, ENOSPC): the section is ignored on reading (fewer
+    keys only pair fewer) and cut off when the file is fingerprinted again."""
+    pk = packets(100)
+    old_a = write_pcap(tmp_path / "a.pcap", pk[:60])
+    old_b = write_pcap(tmp_path / "b.pcap", pk[60:80])
+    d, side = Dir(tmp_path), sidecar_name(7)
+    ta, tb = tail_since(old_a, pk[40][0]), tail_since(old_b, pk[40][0])
+    append_sidecar(d, side, ta, "a.pcap")
+    whole = (tmp_path / side).stat().st_size
+    append_sidecar(d, side, tb, "b.pcap")
+    full = (tmp_path / side).read_bytes()
+    for cut in (3, 12, 25, len(full) - whole - 1):  # in the section header, name, keys
+        (tmp_path / side).write_bytes(full[: whole + cut])
+        assert read_sidecar(d, side) == Tail(ta.keys, 1000, frozenset({"a.pcap"}))
+        append_sidecar(d, side, tb, "b.pcap")
+        assert (tmp_path / side).read_bytes() == full
+
+
+def test_a_failed_append_leaves_the_sidecar_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pk = packets(100)
+    old_a = write_pcap(tmp_path / "a.pcap", pk[:60])
+    old_b = write_pcap(tmp_path / "b.pcap", pk[60:80])
+    d, side = Dir(tmp_path), sidecar_name(7)
+    append_sidecar(d, side, tail_since(old_a, pk[40][0]), "a.pcap")
+    before = (tmp_path / side).read_bytes()
+    real = os.pwrite
+
+    def short_then_full(fd: int, data: bytes, at: int) -> int:
+        if len(data) > 100:
+            return real(fd, data[:100], at)  # part of it, then the disk is full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(switching.os, "pwrite", short_then_full)
+    with pytest.raises(OSError, match="No space"):
+        append_sidecar(d, side, tail_since(old_b, pk[40][0]), "b.pcap")
+    monkeypatch.undo()
+    assert (tmp_path / side).read_bytes() == before
+
+
+def test_a_crashed_supervisor_fingerprints_again_and_adds_nothing(tmp_path: Path) -> None:
+    """The supervisor died after an old file's tail went into the sidecar, before
+    its hand-off: the restarted one fingerprints the file again. Counted twice,
+    the frame the new tcpdump holds twice with one stamp (a SPAN copy) and the
+    old one once would lose its second copy: min(2, 2) instead of min(1, 2)."""
+    pk = packets(100)
+    twice = pk[50]
+    new_part = [*pk[40:51], twice, *pk[51:]]
+    old = write_pcap(tmp_path / "g000004-20261126T120000-eth0.pcap", pk[:60])
+    sup = supervisor(tmp_path)
+    work = sup.spool.work
+    (work / old.name).write_bytes(old.read_bytes())
+    write_pcap(work / "g000005-20261126T120000-eth0.pcap", new_part)
+    sup.session.overlaps.begin(4, 5, pk[40][0])
+    w, name = next((w, n) for w, n in list_work(sup.dirs.work) if w.generation == 4)
+    sup.session.overlaps.fingerprint(w, name, {os.geteuid()})  # then the crash
+    side = (work / sidecar_name(5)).read_bytes()
+    os.close(sup.session.lock_fd)  # the crash: its lock goes with it
+    again = supervisor(tmp_path)
+    again.load_switches()
+    again.process_work(block=True)
+    stored = sorted(f.ts for p in again.spool.ready.iterdir() for _o, _n, f in iter_records(p))
+    assert stored == sorted([ts for ts, _d in pk] + [twice[0]])  # max(1, 2) copies of it
+    assert again.n.duplicates_removed == 20
+    assert side  # it was there to be read again
+
+
+def test_a_malformed_sidecar_strips_nothing(tmp_path: Path) -> None:
+    """Format 3 read as untrusted input: a header, section or stamp out of bounds
+    is "no sidecar" (the new file keeps its duplicates), and the next old file
+    replaces it."""
+    pk = packets(100)
+    old = write_pcap(tmp_path / "old.pcap", pk[:60])
+    d, side = Dir(tmp_path), sidecar_name(9)
+    append_sidecar(d, side, tail_since(old, pk[45][0]), "old.pcap")
+    good = (tmp_path / side).read_bytes()
+    assert read_sidecar(d, side) is not None
+    header = 16
+    far = STAMP.pack(2**33 * 1_000_000) + b"d" * 12  # a µs stamp past 2242
+    bad = {
+        "magic": b"X" + good[1:],
+        "format 2": good[:12] + struct.pack(">I", 2) + good[16:],
+        "tick": good[:header] + struct.pack(">I", 7) + good[header + 4 :],
+        "name too long": good[: header + 4] + struct.pack(">H", 300) + good[header + 6 :],
+        "name with a slash": good.replace(b"old.pcap", b"ol/.pcap"),
+        "name with a NUL": good.replace(b"old.pcap", b"ol\0.pcap"),
+        "stamp": good[:header] + struct.pack(">IHI", 1000, 8, 1) + b"old.pcap" + far,
+        "garbage section": good + struct.pack(">IHI", 0, 0, 0),
+    }
+    for what, data in bad.items():
+        (tmp_path / side).write_bytes(data)
+        assert read_sidecar(d, side) is None, what
+        new = write_pcap(tmp_path / "new.pcap", pk[40:])
+        fd = os.open(new, os.O_RDWR)
+        try:
+            tail = read_sidecar(d, side)
+            assert not (tail and find_duplicates(fd, tail))
+        finally:
+            os.close(fd)
+        append_sidecar(d, side, tail_since(old, pk[45][0]), "old.pcap")
+        if what == "stamp":  # well framed, so appended to (its keys are not read again)
+            assert read_sidecar(d, side) is None
+        else:  # replaced
+            assert (tmp_path / side).read_bytes() == good, what
+
+
+def test_a_sidecar_over_its_bound_is_no_sidecar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pk = packets(100)
+    old = write_pcap(tmp_path / "old.pcap", pk[:60])
+    d, side = Dir(tmp_path), sidecar_name(9)
+    append_sidecar(d, side, tail_since(old, pk[45][0]), "old.pcap")
+    monkeypatch.setattr(switching, "MAX_SIDECAR_BYTES", (tmp_path / side).stat().st_size - 1)
+    assert read_sidecar(d, side) is None
+
+
+def test_the_hand_off_keeps_every_packet_of_a_new_file_whose_sidecar_is_malformed(
+    tmp_path: Path,
+) -> None:
+    sup = supervisor(tmp_path)
+    pk = packets(60)
+    old = write_pcap(tmp_path / "old.pcap", pk[:40])  # already handed off
+    write_sidecar(sup.dirs.work, sidecar_name(5), tail_since(old, pk[20][0]))
+    side = sup.spool.work / sidecar_name(5)
+    good = side.read_bytes()
+    side.write_bytes(good[:16] + struct.pack(">I", 7) + good[20:])  # a section's tick
+    write_pcap(sup.spool.work / "g000005-20261126T120000-eth0.pcap", pk[20:])
+    sup.process_work(block=True)
+    stored = sorted(f.ts for p in sup.spool.ready.iterdir() for _o, _n, f in iter_records(p))
+    assert stored == [ts for ts, _d in pk[20:]] and sup.n.duplicates_removed == 0
+    side.write_bytes(good)  # the same, well formed: the 20 duplicates go
+    write_pcap(sup.spool.work / "g000005-20261126T120000-eth0.pcap1", pk[20:])
+    sup.process_work(block=True)
+    assert sup.n.duplicates_removed == 20

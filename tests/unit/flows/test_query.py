@@ -3,7 +3,9 @@ index (listings per slot, what it counts as missing or unreadable)."""
 
 from __future__ import annotations
 
+import gzip
 import ipaddress
+import json
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,8 +14,17 @@ from typing import Any
 
 import pytest
 
+from rollcap.cli import main
 from rollcap.flows import index as flowindex
-from rollcap.flows.query import FlowSearch, Query, QueryError, parse_net, parse_port, parse_proto
+from rollcap.flows.query import (
+    FlowSearch,
+    Query,
+    QueryError,
+    parse_filter,
+    parse_net,
+    parse_port,
+    parse_proto,
+)
 from rollcap.flows.summary import Flow, FlowSummary
 from rollcap.storage import manifest
 from rollcap.storage.base import ObjectInfo, Storage, StorageError
@@ -61,15 +72,15 @@ def _a(text: str) -> bytes:
     return socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
 
 
-def flow(src: str, sport: int, dst: str, dport: int, t: int, proto: int = 6,
-         packets: int = 3) -> tuple[Any, Flow]:  # fmt: skip
-    a, b = sorted([(_a(src), sport), (_a(dst), dport)])
-    key = ((), proto, a[0], a[1], b[0], b[1])
+def flow(src: str, sport: int | None, dst: str, dport: int | None, t: int, proto: int = 6,
+         packets: int = 3, vlans: tuple[int, ...] = ()) -> tuple[Any, Flow]:  # fmt: skip
+    a, b = sorted([(_a(src), sport), (_a(dst), dport)], key=lambda e: (e[0], e[1] or 0))
+    key = (vlans, proto, a[0], a[1], b[0], b[1])
     return key, Flow(t, t + NS, packets, 100 * packets, _a(src), sport, _a(dst), dport, 0)
 
 
 def store(st: DictStorage, host: str, start: datetime, flows: list[tuple[Any, Flow]] | None,
-          *, minutes: int = 10, seq: int = 1) -> manifest.Entry:  # fmt: skip
+          *, minutes: int = 10, seq: int = 1, **summary: Any) -> manifest.Entry:  # fmt: skip
     """A capture of host opened at start: its manifest entries, and its
     summary unless flows is None."""
     t = int(start.timestamp()) * NS
@@ -81,7 +92,7 @@ def store(st: DictStorage, host: str, start: datetime, flows: list[tuple[Any, Fl
     )  # fmt: skip
     manifest.write_entries(st, e, "caps")
     if flows is not None:
-        s = FlowSummary(1, dict(flows), packets=10)
+        s = FlowSummary(1, dict(flows), packets=10, **summary)
         flowindex.write_summary(st, e, s, "caps")
     return e
 
@@ -265,3 +276,116 @@ def test_a_summary_row_of_any_shape_is_unreadable_not_a_crash(row: bytes) -> Non
     st.objects[key] = gzip.compress(b"\n".join([lines[0], row]) + b"\n")
     search, found = run(st, Query(), window(T0, 10))
     assert found == [] and [k for k, _why in search.report.unreadable] == [key]
+
+
+X = "203.0.113.7"
+
+
+def _filtered(st: DictStorage, expr: str, **parts: Any) -> dict[str, tuple[int, bool]]:
+    """{row label: (side, maybe)} of what `--filter expr` shows (and parts)."""
+    _s, found = run(st, Query(filter=parse_filter(expr), **parts), window(T0, 10))
+    return {f"{f.flow['src']}:{f.flow['sport']}": (f.side, f.maybe) for f in found}
+
+
+@pytest.fixture
+def mixed() -> DictStorage:
+    """One capture: TCP 443 to X, UDP 53 to X, X on VLAN 20, a port-less
+    later fragment of X's, and IPv6 TCP 443."""
+    st = DictStorage()
+    t = int(T0.timestamp()) * NS + 30 * NS
+    store(st, "web1", T0, [
+        flow("10.0.0.1", 51000, X, 443, t),
+        flow("10.0.0.2", 53000, X, 53, t, proto=17),
+        flow(X, 5000, "192.168.1.20", 5000, t, proto=17, vlans=(20,)),
+        flow(X, None, "198.51.100.9", None, t, proto=17),  # fragments after the first
+        flow("2001:db8::1", 40000, "2001:db8::2", 443, t),
+    ])  # fmt: skip
+    return st
+
+
+A, B, V, FRAG = "10.0.0.1:51000", "10.0.0.2:53000", f"{X}:5000", f"{X}:None"
+V6 = "2001:db8::1:40000"
+
+
+def test_a_filter_with_and_or_not_is_answered_per_flow_row(mixed: DictStorage) -> None:
+    # X is the destination of A: the side the filter names
+    assert _filtered(mixed, f"host {X} and tcp port 443") == {A: (1, False)}
+    # a later fragment is UDP to and from X but has no port; the VLAN flow
+    # is not `host X` without `vlan` (tcpdump reads the tag's type field)
+    assert _filtered(mixed, f"host {X} and (udp or tcp port 443)") == {
+        A: (1, False), B: (1, False), FRAG: (0, False)}  # fmt: skip
+    assert _filtered(mixed, "udp port 5000 or udp port 53") == {B: (0, False)}
+    assert _filtered(mixed, f"not host {X}") == {V: (0, False), V6: (0, False)}
+    assert _filtered(mixed, "udp and host 198.51.100.9 and not port 8080") == {
+        FRAG: (1, False)}  # fmt: skip
+
+
+def test_a_filter_on_vlan_moves_what_follows_past_the_tag(mixed: DictStorage) -> None:
+    assert _filtered(mixed, f"vlan 20 and udp port 5000 and host {X}") == {V: (0, False)}
+    assert _filtered(mixed, "vlan 21") == {}
+    # tcpdump reads `udp port 53` 4 bytes on even after `or`: in an untagged
+    # packet that is IP header bytes, which the summary does not hold
+    assert _filtered(mixed, "vlan 20 or udp port 53") == {
+        V: (0, False), A: (0, True), B: (0, True), FRAG: (0, True), V6: (0, True)}  # fmt: skip
+
+
+def test_a_port_less_fragment_row_never_matches_a_port(mixed: DictStorage) -> None:
+    assert _filtered(mixed, "udp port 8080 or udp portrange 1-4999") == {B: (0, False)}
+    assert FRAG not in _filtered(mixed, "port 5000")
+
+
+def test_what_only_may_match_is_marked(mixed: DictStorage) -> None:
+    # IPv6: extension headers may stand before the transport
+    assert _filtered(mixed, "tcp port 443") == {A: (0, False), V6: (0, True)}
+    # only the reverse direction matches: the row does not say B answered
+    assert _filtered(mixed, f"src host {X} and udp") == {B: (1, True), FRAG: (0, False)}
+    # a later fragment of A (no port) would match `not port 443`
+    assert _filtered(mixed, "tcp and not port 443") == {A: (0, True), V6: (0, True)}
+
+
+def test_a_filter_and_the_other_selectors_must_all_hold(mixed: DictStorage) -> None:
+    assert _filtered(mixed, f"host {X}", port=443) == {A: (1, False)}
+    assert _filtered(mixed, "tcp", port=443) == {A: (1, False), V6: (1, True)}
+    assert _filtered(mixed, "tcp", ip=ipaddress.ip_address("2001:db8::2")) == {V6: (1, True)}
+    assert _filtered(mixed, "udp", proto=6) == {}
+    assert Query(port=443, filter=parse_filter("tcp")).describe() == "port 443 and filter 'tcp'"
+
+
+def test_an_incomplete_summary_is_judged_by_its_address_set_as_ip_is() -> None:
+    st = DictStorage()
+    t = int(T0.timestamp()) * NS + 30 * NS
+    e = store(st, "web1", T0, [flow("10.0.0.1", 1, X, 443, t)], complete=False,
+              more_addrs={_a("10.9.9.9")}, more_ports={(6, 80)})  # fmt: skip
+    for expr, more in [(f"host {X}", False), ("host 10.9.9.9", True), ("tcp port 443", True),
+                       (f"not host {X}", True), (f"host {X} or host 10.9.9.9", True)]:
+        search, _found = run(st, Query(filter=parse_filter(expr)), window(T0, 10))
+        assert search.report.incomplete == ([e.key] if more else []), expr
+    # as --ip is judged by the same set
+    head = json.loads(gzip.decompress(st.objects[flowindex.summary_key(e, "caps")]
+                                      ).splitlines()[0])  # fmt: skip
+    assert not Query(ip=ipaddress.ip_address(X)).may_be_beyond_cap(head)
+    assert Query(ip=ipaddress.ip_address("10.9.9.9")).may_be_beyond_cap(head)
+
+
+@pytest.mark.parametrize(
+    ("expr", "part"),
+    [
+        ("ether host 00:11:22:33:44:55", "'ether' is not in a flow summary"),
+        ("host web1", "'web1' (a name to resolve)"),
+        ("tcp[13] & 2 != 0", "'tcp[13]'"),
+        (f"host {X} and", "the filter ends early"),
+        ("", "an empty filter"),
+    ],
+)
+def test_an_undecidable_filter_is_a_one_line_usage_error(
+    expr: str, part: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(QueryError, match=r"^--filter "):
+        parse_filter(expr)
+    # before any config or storage is read: nothing is answered unfiltered
+    assert main(["flows", "--filter", expr, "--config", "/nonexistent/rollcap.toml"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    [line] = err.splitlines()
+    assert line.startswith(f"rollcap: --filter {expr!r}: {part}")
+    assert "the flow index answers numeric host/net" in line and "vlan [N]" in line

@@ -1,7 +1,8 @@
 """The ring with keeps: capture's budget never drops a pinned file (and drops
-nothing when it cannot read the pins), it cuts the live file when a window
-ends, the offload ships and releases only what keeps hold, and status shows
-the lookback without calling the ring a backlog."""
+nothing when it cannot read the pins), when a window's end is due to be cut
+(the cut itself: tests/unit/capture/test_cuts.py), the offload ships and
+releases only what keeps hold, and status shows the lookback without calling
+the ring a backlog."""
 
 from __future__ import annotations
 
@@ -122,22 +123,6 @@ def test_pins_capture_cannot_read_hold_every_file(tmp_path: Path) -> None:
     (root / "keep").symlink_to(tmp_path / "elsewhere")  # never followed: unreadable
     sup.enforce_budget()
     assert len(os.listdir(root / "ready")) == 5 and sup.n.dropped_files == 0
-
-
-def test_a_window_ending_in_the_live_file_cuts_it_once(tmp_path: Path) -> None:
-    sup = supervisor(tmp_path)
-    root = sup.spool.root
-    now = int(time.time())
-    (root / "work" / f"g000007-{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now - 30))}-any.pcap"
-     ).write_bytes(b"")  # fmt: skip
-    LocalStore(root, 10**9).submit(keep("k1", now - 60, now - 5))
-    LocalStore(root, 10**9).submit(keep("k2", now - 60, now + 3600))  # not ended yet
-    cuts: list[str] = []
-    sup.rotate = cuts.append  # type: ignore[method-assign]
-    sup.enforce_budget()
-    sup.cut_for_keeps()
-    sup.cut_for_keeps()
-    assert cuts == ["keep k1: its window ended"]
 
 
 def test_due_cuts_needs_a_file_opened_a_whole_second_before_the_end() -> None:

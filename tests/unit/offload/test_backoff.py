@@ -1,4 +1,4 @@
-"""Backoff, key ownership for cleanup, and the main loop's bookkeeping."""
+"""Backoff, key ownership for cleanup, compression slots, existing objects."""
 
 from __future__ import annotations
 
@@ -30,34 +30,6 @@ def test_host_key_matcher_only_matches_this_hosts_keys() -> None:
     local = host_key_matcher(DEFAULT_KEY_TEMPLATE, "", {"web1", "web2"})
     assert local("web2/2026/11/26/web2-eth0-20261126T120000Z-000001.pcap.zst")
     assert not local("db/2026/11/26/db-eth0-20261126T120000Z-000001.pcap.zst")
-
-
-def test_a_file_that_vanishes_from_ready_counts_as_dropped_by_capture(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from rollcap.config.load import validate_data
-    from rollcap.notify import Notifier
-    from rollcap.offload.service import OffloadService
-    from rollcap.storage import open_storage
-
-    cfg = validate_data(
-        {
-            "spool": {"directory": str(tmp_path / "spool")},
-            "offload": {"destination": f"file://{tmp_path}/archive"},
-        }
-    )
-    svc = OffloadService(cfg, open_storage(cfg.offload), Notifier())
-    svc.prepare()
-    try:
-        name = "20261126T120000Z-000001_h_eth0.pcap"
-        (svc.spool.ready / name).write_bytes(b"x" * 100)
-        svc.rescan()
-        assert svc.queue.backlog() == (1, 100)
-        (svc.spool.ready / name).unlink()  # capture's budget dropped it
-        svc.rescan()
-        assert svc.queue.backlog() == (0, 0)
-        assert svc.report.counters.dropped_by_capture == 1
-    finally:
-        svc.watcher.stop()
-        svc.executor.shutdown()
 
 
 def test_compression_slots_go_oldest_first_whoever_starts_first() -> None:

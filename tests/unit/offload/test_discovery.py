@@ -72,9 +72,9 @@ def test_the_service_dispatches_by_sequence(tmp_path: Path) -> None:
         submitted.append(name)
         return Future()  # never completes: stays in flight
 
-    svc.executor.shutdown()
-    svc.executor.submit = submit  # type: ignore[method-assign]
+    svc.uploads.executor.shutdown()
+    svc.uploads.executor.submit = submit  # type: ignore[method-assign]
     for name in (LATER, AFTER_STEP, BEFORE_STEP):
-        svc._notice(name, 1)
-    svc._dispatch(time.monotonic())
+        svc.uploads.notice(name, 1)
+    svc.uploads.dispatch(time.monotonic())
     assert submitted == [BEFORE_STEP]

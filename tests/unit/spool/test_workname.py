@@ -16,7 +16,7 @@ def test_work_files_sort_as_tcpdump_wrote_them(tmp_path: Path) -> None:
         "g000009-20261126T125959-eth0.pcap",
         "g000010-20261126T121000-eth0.pcap",
         "g000100-20261126T110000-eth0.pcap",
-        ".overlap-g000010.json",
+        ".overlap-g000010.bin",
         "unrelated.txt",
     ]
     for n in names:
