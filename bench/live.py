@@ -984,8 +984,9 @@ def load_rollcap(
                 + sum((ev.write_bytes(p) or 0) - sampler.wb_first.get(p, 0) for p in live_td)
             )
             off_wb = (ev.write_bytes(off_pid) or 0) - off_wb0
-            # SIGTERM hands off the last files (read and walked in full): time
-            # it; killed (the unit's TimeoutStopSec= is 30 s), its state is stale
+            # SIGTERM hands off the last files (overlap strips for at most 5 s,
+            # then left for the next start): time it; killed (the unit's
+            # TimeoutStopSec= is 30 s), its state is stale
             t_stop = time.monotonic()
             sampler.mark("capture stopping")
             stop_rc = stop(cap, timeout=STOP_TIMEOUT)

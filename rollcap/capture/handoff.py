@@ -34,14 +34,14 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from rollcap.capture.conditions import Condition, Conditions, RepeatLimiter
 from rollcap.capture.counters import EventCounts, InterfaceCounts
-from rollcap.capture.stripworker import StripWorker
+from rollcap.capture.stripworker import Cancelled, StripWorker, deadline
 from rollcap.capture.switching import (
     MAX_GENERATION,
     Duplicates,
@@ -72,6 +72,26 @@ log = logging.getLogger("rollcap.capture")
 
 COUNTERS = "capture-counters.json"
 MAX_SEQ = 999_999_999_999  # a planted ready/ name must not push the sequence anywhere
+# A stop waits this long for overlap strips, well inside the unit's
+# TimeoutStopSec=30 (rollcap-capture.service); the rest waits for the next start.
+STOP_STRIPS_SECONDS = 5.0
+STOP_STRIPS_ENV = "ROLLCAP_STOP_STRIPS_SECONDS"  # 0..20; tests: 0 leaves every strip
+
+
+def stop_strips_seconds() -> float:
+    """STOP_STRIPS_SECONDS, or the environment's value (a bad one: the default, said)."""
+    raw = os.environ.get(STOP_STRIPS_ENV)
+    if raw is None:
+        return STOP_STRIPS_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 20.0:
+        log.warning("ignoring %s=%r: a number of seconds from 0 to 20 is allowed; using %.0f",
+                    STOP_STRIPS_ENV, raw, STOP_STRIPS_SECONDS)  # fmt: skip
+        return STOP_STRIPS_SECONDS
+    return value
 
 
 def _count(v: object, limit: int) -> int | None:
@@ -375,6 +395,7 @@ class HandoffQueue:
         self.worker = worker
         self.jobs: dict[str, tuple[WorkName, Future[Prepared | HandoffResult]]] = {}
         self.skipped: set[str] = set()  # entries that can be neither handed off nor moved
+        self.left: dict[str, str] = {}  # at a stop: iface -> first file left in work/
         self.wrote_gens: set[int] = set()  # generations that handed off packets
         self.last_handoff: dict[str, Any] | None = None
         self.by_iface: dict[str, InterfaceCounts] = {}
@@ -395,9 +416,17 @@ class HandoffQueue:
         return self.handoff.prepare(w, name)
 
     def process(self, live_gens: set[int], before_batch: Callable[[], None],
-                after_each: Callable[[], None], block: bool = False) -> None:  # fmt: skip
+                after_each: Callable[[], None], block: bool = False,
+                until: float | None = None) -> None:  # fmt: skip
         """live_gens: the generations whose tcpdump runs (one per interface, two
-        during a switch). block: wait for the strip worker (a stop, tests)."""
+        during a switch). block: wait for the strip worker (tests).
+        until (time.monotonic(): a stop): the worker is stopped (its strip ends
+        at its next checkpoint) and the strips are done here, at the loop's
+        priority, until then; one not done by then is left, with its
+        interface's later files, in work/ for the next start, which strips it
+        as after a crash (rollcap.capture.stripworker)."""
+        if until is not None and self.worker is not None:
+            self.worker.stop()
         work = self.handoff.dirs.work
         files = list_work(work)
         self._collect_gone({n for _w, n in files})
@@ -416,17 +445,24 @@ class HandoffQueue:
             if name in self.skipped:
                 continue
             try:
+                p: Prepared | HandoffResult | None = None
                 job = self.jobs.get(name)
-                if job is None and self.worker is not None and self._strips(w):
-                    job = self.jobs[name] = (w, self.worker.submit(self._prepare, w, name))
+                worker = self.worker
+                if job is None and worker is not None and not worker.stopping and self._strips(w):
+                    job = self.jobs[name] = (w, worker.submit(self._prepare, w, name))
                 if job is not None:
-                    if not (block or job[1].done()):
+                    if not (block or until is not None or job[1].done()):
                         waiting.add(w.iface)  # its later files wait: stripped in order
                         continue
-                    del self.jobs[name]
-                    p = job[1].result()
-                else:
-                    p = self._prepare(w, name)
+                    p = self._result(name, job[1])  # None: stopped, done below
+                if p is None:
+                    try:
+                        with deadline(until):
+                            p = self._prepare(w, name)
+                    except Cancelled:
+                        self._leave(w, name)
+                        waiting.add(w.iface)
+                        continue
                 self.overlaps.ended(w, last=is_newest_of_gen)
                 r = p if isinstance(p, HandoffResult) else self.handoff.finish(w, name, p)
             except FileNotFoundError:
@@ -448,6 +484,28 @@ class HandoffQueue:
             self._count(w, name, r)
             after_each()
 
+    def _result(self, name: str, job: Future[Prepared | HandoffResult]
+                ) -> Prepared | HandoffResult | None:  # fmt: skip
+        """The job's result (waited for); None: the worker was stopped before it
+        finished (the file is as it was before the strip)."""
+        try:
+            return job.result()
+        except (Cancelled, CancelledError):
+            return None
+        finally:
+            del self.jobs[name]
+
+    def _leave(self, w: WorkName, name: str) -> None:
+        """At a stop: this file (and its interface's later ones) stays in work/."""
+        if w.iface in self.left:
+            return
+        self.left[w.iface] = name
+        log.warning(
+            "stopping: the overlap strip of %s was not done in time; it and the later "
+            "files of %s stay in work/ for the next start",
+            name, w.iface, extra=fields(file=name, interface=w.iface),
+        )  # fmt: skip
+
     def _collect_gone(self, names: set[str]) -> None:
         """Jobs whose file left work/ in the worker (an empty file discarded, an
         entry quarantined): count them; a prepared file that vanished is let go."""
@@ -457,12 +515,19 @@ class HandoffQueue:
             del self.jobs[name]
             try:
                 p = job.result()
-            except OSError:
+            except (OSError, Cancelled, CancelledError):
                 continue  # gone: nothing to retry
             if isinstance(p, HandoffResult):
                 self._count(w, name, p)
             else:
                 p.close()
+
+    def left_in_work(self) -> tuple[int, int]:
+        """Files (and their bytes) still in work/: after a stop, what the next start
+        hands off."""
+        work = self.handoff.dirs.work
+        sizes = [st.st_size for _w, n in list_work(work) if (st := work.lstat(n)) is not None]
+        return len(sizes), sum(sizes)
 
     def wrote(self, generation: int) -> bool:
         """Whether a generation wrote at least one packet (handed off or still in work/)."""

@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
 import signal
 import stat
 import time
@@ -27,10 +28,13 @@ from pathlib import Path
 from rollcap.errors import RollcapError
 from rollcap.journal import fields
 from rollcap.spool.fs import OPEN_FLAGS, BadEntry, Dir, check_regular
+from rollcap.spool.workname import list_work
 
 log = logging.getLogger("rollcap.capture")
 
 LOCK = "capture.lock"
+# rollcap.capture.switching's sidecar_name (.bin; .json: format 2) and switch_name
+_RECORD = re.compile(r"\.(?:overlap|switch)-g(\d{1,9})\.(?:bin|json)")
 NO_UNIT = "-"  # in the file; shown as "not a systemd service"
 
 
@@ -155,11 +159,17 @@ def stop_orphans(pids: list[int], work_dir: Path) -> None:
 
 
 def remove_stale_temps(work: Dir) -> None:
-    """Overlap sidecars and strip temp files of generations already handed off."""
+    """At start, before any strip or tcpdump runs: strip and write temp files
+    are stale, and so is an overlap sidecar or switch record whose generation
+    has no file left in work/. One whose generation has (a stop left the strip
+    to the next start, or a crash) is kept: the hand-off strips with it."""
+    gens = {w.generation for w, _n in list_work(work)}
     for name in work.names():
-        stale = name.startswith((".overlap-", ".switch-")) or (
-            name.startswith(".") and name.endswith((".strip", ".tmp"))
-        )
+        m = _RECORD.fullmatch(name)
+        if m is not None:
+            stale = int(m[1]) not in gens
+        else:
+            stale = name.startswith(".") and name.endswith((".strip", ".tmp"))
         st = work.lstat(name)
         if stale and st is not None and stat.S_ISREG(st.st_mode):
             log.info("removing stale %s", name, extra=fields(file=name))

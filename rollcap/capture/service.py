@@ -62,7 +62,7 @@ from rollcap.capture.conditions import Conditions, RepeatLimiter
 from rollcap.capture.counters import EventCounts, InterfaceCounts
 from rollcap.capture.cuts import Cuts
 from rollcap.capture.fences import Fences, remove_stale_fences
-from rollcap.capture.handoff import Handoff, HandoffQueue, Persistent
+from rollcap.capture.handoff import Handoff, HandoffQueue, Persistent, stop_strips_seconds
 from rollcap.capture.interface import InterfaceCapture, Interfaces
 from rollcap.capture.launcher import Launcher
 from rollcap.capture.stripworker import StripWorker
@@ -203,10 +203,10 @@ class Supervisor:
         return self.interfaces.check_quiet()
 
     # ------------------------------------------------------------------ hand-off
-    def process_work(self, block: bool = False) -> None:
+    def process_work(self, block: bool = False, until: float | None = None) -> None:
         """Hand off every finished file, oldest first, one generation at a time.
         A file of a switch's overlap is stripped on the strip worker; block:
-        wait for it (a stop), else it is finished on a later pass."""
+        wait for it (until then: a stop), else it is finished on a later pass."""
         live = {p.generation for p in self.procs() if p.alive()}
 
         def after_each() -> None:
@@ -214,7 +214,7 @@ class Supervisor:
                 p.request_counters()
             self.enforce_budget()
 
-        self.session.queue.process(live, self.enforce_budget, after_each, block)
+        self.session.queue.process(live, self.enforce_budget, after_each, block, until)
 
     @property
     def last_handoff(self) -> dict[str, Any] | None:
@@ -302,11 +302,11 @@ class Supervisor:
         try:
             self.stop_orphans()
             remove_stale_fences(self.dirs.work)
+            lock.remove_stale_temps(self.dirs.work)  # before any strip runs
             self.load_switches()
-            # leftovers all belong to dead generations; waited for: nothing
-            # captures yet, and the stale temps below must not be a running strip's
-            self.process_work(block=True)
-            lock.remove_stale_temps(self.dirs.work)
+            # leftovers of dead generations (a stop or a crash left them): their
+            # strips run on the worker while capture runs, a start waits for none
+            self.process_work()
             self.enforce_budget()
             self.start_capture()
             self.publish(force=True)
@@ -383,14 +383,17 @@ class Supervisor:
         self.interfaces.set_states("stopping")
         self.publish(force=True)
         self.stop_capture(drain=True)
-        self.process_work(block=True)
+        # a strip not done by then is left, with what follows it, to the next start
+        self.process_work(block=True, until=time.monotonic() + stop_strips_seconds())
         self.enforce_budget()  # no tcpdump runs: removes every fence
         self.interfaces.set_states("stopped")
         self.publish(force=True)
+        files, size = self.session.queue.left_in_work()
         log.info(
-            "stopped: %d files handed off",
+            "stopped: %d files handed off%s",
             self.n.handed_off_files,
-            extra=fields(handed_off_files=self.n.handed_off_files),
+            f"; {files} files ({size} bytes) left in work/ for the next start" if files else "",
+            extra=fields(handed_off_files=self.n.handed_off_files, left_files=files or None),
         )
 
 

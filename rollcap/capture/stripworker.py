@@ -14,6 +14,17 @@ Linux nice values are per thread: NICE lowers this thread's alone, so tcpdump
 (nice 0) gets the cores first. The thread still shares the GIL with the loop,
 which waits at most the interpreter's switch interval (5 ms) when the worker
 runs, longer only while a busy machine keeps the worker off a core.
+
+A stop (rollcap.capture.handoff, HandoffQueue.process with a deadline) does
+not leave its strips here, at nice +10, where a busy machine starves them
+(30 s stops under load, docs/capture.md "Stopping"): stop() cancels the strips
+not started and makes the running one raise Cancelled at its next
+checkpoint(), and the stop strips on its own thread, at the daemon's priority
+(tcpdump has stopped), under deadline(): past it, checkpoint() raises
+Cancelled there too. Checkpoints sit only where the strip has written nothing
+of its current step yet (reading the old tail, pairing the new head), so a
+cancelled strip's file is left in work/ as it was, as a crash at that moment
+would leave it, and the next start strips it.
 """
 
 from __future__ import annotations
@@ -21,7 +32,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
@@ -31,7 +43,36 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def _lower_priority(nice: int) -> None:
+class Cancelled(Exception):
+    """A strip ended at a checkpoint because the daemon stops (nothing of its
+    current step written)."""
+
+
+_local = threading.local()  # the worker's stop event; a thread's deadline()
+
+
+def checkpoint() -> None:
+    """Raise Cancelled on a stopping strip worker or past this thread's
+    deadline(); call only where the running step has written nothing yet.
+    Elsewhere a no-op (the loop's hand-offs outside a stop, tools, tests)."""
+    stop: threading.Event | None = getattr(_local, "stop", None)
+    until: float | None = getattr(_local, "until", None)
+    if (stop is not None and stop.is_set()) or (until is not None and time.monotonic() >= until):
+        raise Cancelled
+
+
+@contextlib.contextmanager
+def deadline(until: float | None) -> Iterator[None]:
+    """checkpoint() on this thread raises Cancelled from until (time.monotonic()) on."""
+    _local.until = until
+    try:
+        yield
+    finally:
+        _local.until = None
+
+
+def _start(nice: int, stop: threading.Event) -> None:
+    _local.stop = stop
     tid = threading.get_native_id()
     with contextlib.suppress(OSError):  # never fatal: the strip is right at any priority
         os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
@@ -39,16 +80,25 @@ def _lower_priority(nice: int) -> None:
 
 class StripWorker:
     def __init__(self, wake: Callable[[], None], nice: int | None = None) -> None:
+        self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(
-            1, thread_name_prefix="strip", initializer=_lower_priority,
-            initargs=(NICE if nice is None else nice,),
+            1, thread_name_prefix="strip", initializer=_start,
+            initargs=(NICE if nice is None else nice, self._stop),
         )  # fmt: skip
         self._wake = wake  # the loop looks at the result as soon as it is there
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
     def submit(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """Not after stop() (the caller checks stopping)."""
         job = self._pool.submit(fn, *args, **kwargs)
         job.add_done_callback(lambda _job: self._wake())
         return job
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
+    def stop(self) -> None:
+        """No more strips: those not started are cancelled, the running one
+        raises Cancelled at its next checkpoint (or, past its last one, finishes)."""
+        self._stop.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)

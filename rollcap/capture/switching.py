@@ -82,6 +82,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from rollcap.capture.stripworker import checkpoint
 from rollcap.capture.tcpdump import Tcpdump
 from rollcap.pcapfile import (
     GLOBAL_HEADER_LEN,
@@ -116,6 +117,7 @@ MAX_GENERATION = 999_999_999
 _TICKS = (1, 1000)  # ns per timestamp unit: a nano or a µs file
 NS = 1_000_000_000
 READ_CHUNK = 1 << 20
+PAIR_SLICE = 1 << 16  # records paired between two checkpoints
 
 # A record's key: its timestamp in units of the pairing tick (big-endian, so
 # keys sort by time and a bound on time is a bound on bytes), then a digest of
@@ -210,6 +212,7 @@ def _walk(
     while True:
         off = pos - base
         if off + RECORD_HEADER_LEN > len(data):
+            checkpoint()  # a stop need not wait for the rest of a walk (stripworker)
             data, base, off = os.pread(fd, READ_CHUNK, pos), pos, 0
             view = memoryview(data)
             if len(data) < RECORD_HEADER_LEN:
@@ -435,6 +438,8 @@ def pair_duplicates(tail: Tail, head: Tail) -> tuple[list[int], Tail]:
     get = left.get
     dups: list[int] = []
     for i, k in enumerate(head.at(tick)):
+        if not i % PAIR_SLICE:
+            checkpoint()  # nothing written yet: a stopped strip leaves all as it was
         c = get(k)
         if c:
             left[k] = c - 1
