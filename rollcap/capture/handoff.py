@@ -41,7 +41,7 @@ from typing import Any
 
 from rollcap.capture.conditions import Condition, Conditions, RepeatLimiter
 from rollcap.capture.counters import EventCounts, InterfaceCounts
-from rollcap.capture.stripworker import Cancelled, StripWorker, deadline
+from rollcap.capture.stripworker import StripCancelled, StripWorker, deadline
 from rollcap.capture.switching import (
     MAX_GENERATION,
     Duplicates,
@@ -459,7 +459,7 @@ class HandoffQueue:
                     try:
                         with deadline(until):
                             p = self._prepare(w, name)
-                    except Cancelled:
+                    except StripCancelled:
                         self._leave(w, name)
                         waiting.add(w.iface)
                         continue
@@ -490,7 +490,7 @@ class HandoffQueue:
         finished (the file is as it was before the strip)."""
         try:
             return job.result()
-        except (Cancelled, CancelledError):
+        except (StripCancelled, CancelledError):
             return None
         finally:
             del self.jobs[name]
@@ -515,7 +515,7 @@ class HandoffQueue:
             del self.jobs[name]
             try:
                 p = job.result()
-            except (OSError, Cancelled, CancelledError):
+            except (OSError, StripCancelled, CancelledError):
                 continue  # gone: nothing to retry
             if isinstance(p, HandoffResult):
                 self._count(w, name, p)

@@ -18,10 +18,10 @@ runs, longer only while a busy machine keeps the worker off a core.
 A stop (rollcap.capture.handoff, HandoffQueue.process with a deadline) does
 not leave its strips here, at nice +10, where a busy machine starves them
 (30 s stops under load, docs/capture.md "Stopping"): stop() cancels the strips
-not started and makes the running one raise Cancelled at its next
+not started and makes the running one raise StripCancelled at its next
 checkpoint(), and the stop strips on its own thread, at the daemon's priority
 (tcpdump has stopped), under deadline(): past it, checkpoint() raises
-Cancelled there too. Checkpoints sit only where the strip has written nothing
+StripCancelled there too. Checkpoints sit only where the strip has written nothing
 of its current step yet (reading the old tail, pairing the new head), so a
 cancelled strip's file is left in work/ as it was, as a crash at that moment
 would leave it, and the next start strips it.
@@ -43,7 +43,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class Cancelled(Exception):
+class StripCancelled(Exception):
     """A strip ended at a checkpoint because the daemon stops (nothing of its
     current step written)."""
 
@@ -52,18 +52,18 @@ _local = threading.local()  # the worker's stop event; a thread's deadline()
 
 
 def checkpoint() -> None:
-    """Raise Cancelled on a stopping strip worker or past this thread's
+    """Raise StripCancelled on a stopping strip worker or past this thread's
     deadline(); call only where the running step has written nothing yet.
     Elsewhere a no-op (the loop's hand-offs outside a stop, tools, tests)."""
     stop: threading.Event | None = getattr(_local, "stop", None)
     until: float | None = getattr(_local, "until", None)
     if (stop is not None and stop.is_set()) or (until is not None and time.monotonic() >= until):
-        raise Cancelled
+        raise StripCancelled
 
 
 @contextlib.contextmanager
 def deadline(until: float | None) -> Iterator[None]:
-    """checkpoint() on this thread raises Cancelled from until (time.monotonic()) on."""
+    """checkpoint() on this thread raises StripCancelled from until (time.monotonic()) on."""
     _local.until = until
     try:
         yield
@@ -99,6 +99,6 @@ class StripWorker:
 
     def stop(self) -> None:
         """No more strips: those not started are cancelled, the running one
-        raises Cancelled at its next checkpoint (or, past its last one, finishes)."""
+        raises StripCancelled at its next checkpoint (or, past its last one, finishes)."""
         self._stop.set()
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -123,7 +123,7 @@ def write_summary(storage: Storage, e: manifest.Entry, s: FlowSummary, prefix: s
 
 
 @dataclass(frozen=True)
-class Summary:
+class StoredSummary:
     """A summary as read back: its capture row and its flow rows (dicts with
     the fields of docs/flows.md)."""
 
@@ -135,7 +135,7 @@ class Summary:
         return bool(self.capture.get("complete"))
 
 
-def parse_body(body: bytes) -> Summary:
+def parse_body(body: bytes) -> StoredSummary:
     """A summary object's bytes; ValueError (naming the problem) if it is not one."""
     try:
         text = gzip.decompress(body).decode()
@@ -146,7 +146,7 @@ def parse_body(body: bytes) -> Summary:
         raise ValueError("a flow summary starts with its capture row")
     if rows[0].get("version") != VERSION:
         raise ValueError(f"flow summary version {rows[0].get('version')!r}; this reads {VERSION}")
-    return Summary(rows[0], [r for r in rows[1:] if r.get("row") == "flow"])
+    return StoredSummary(rows[0], [r for r in rows[1:] if r.get("row") == "flow"])
 
 
 def _rows(text: str) -> Iterator[dict[str, Any]]:
@@ -190,7 +190,7 @@ def read_body(storage: Storage, key: str, size: int | None = None) -> bytes:
         return dest.read_bytes()
 
 
-def read_summary(storage: Storage, key: str, size: int | None = None) -> Summary:
+def read_summary(storage: Storage, key: str, size: int | None = None) -> StoredSummary:
     """The summary stored at key (StorageError if the destination cannot give
     it, ValueError if the object is not a summary)."""
     return parse_body(read_body(storage, key, size))

@@ -294,7 +294,7 @@ def _typed(f: dict[str, Any]) -> bool:
 
 
 @dataclass(frozen=True)
-class Window:
+class FlowWindow:
     since_ns: int
     until_ns: int
 
@@ -327,7 +327,7 @@ class FlowSearch:
                  use_compaction: bool = True) -> None:  # fmt: skip
         self.storage = storage
         self.prefix = prefix
-        self.window = Window(*window)
+        self.window = FlowWindow(*window)
         self.query = query
         self.hosts = sorted(set(hosts)) if hosts else None
         self.iface = iface

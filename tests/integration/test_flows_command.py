@@ -92,7 +92,7 @@ def tshark_flows(path: Path) -> Counter[Conv]:
     return convs
 
 
-def summary_flows(s: flowindex.Summary) -> Counter[Conv]:
+def summary_flows(s: flowindex.StoredSummary) -> Counter[Conv]:
     """A summary's TCP/UDP flows with ports, VLANs merged (tshark's key has none)."""
     out: Counter[Conv] = Counter()
     for f in s.flows:
