@@ -158,10 +158,11 @@ class Summariser:
             rows = vector.windows(buf, starts)
             hit, r, non_ip = self._cache.lookup(rows)
             if hit.any():
-                hdr = rows[hit].view(self.header.endian + "u4")
+                at = np.flatnonzero(hit)
+                hdr = rows.view(self.header.endian + "u4")  # the record header's columns
                 ns = hdr[:, 0].astype(np.int64) * 1_000_000_000
                 ns += hdr[:, 1].astype(np.int64) * self._ns_mult
-                self._table.count(r[hit], ns, hdr[:, 3].astype(np.int64))
+                self._table.count(r[at], ns[at], hdr[:, 3].astype(np.int64)[at])
             if non_ip.any():
                 s.non_ip += int(non_ip.sum())
                 hit |= non_ip

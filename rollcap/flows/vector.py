@@ -380,15 +380,17 @@ class FlowCache:
         self.endian = endian
         # per slot: the raw key's words, then its row + 1 (0: empty)
         self.slots = np.zeros((1 << _CACHE_BITS, len(_RAW_MASK) + 1), dtype=np.uint64)
+        # the same slots as one item each: a gather copies whole slots
+        self._items = self.slots.view(np.dtype((np.void, self.slots.shape[1] * 8))).ravel()
 
     @staticmethod
     def _raw(rows: U8) -> tuple[list[U64], U64]:
         """The raw key's words, and a hash of them."""
         w = rows.view(np.uint64)
         raw = [w[:, _RAW_AT + c] & m for c, m in enumerate(_RAW_MASK)]
-        with np.errstate(over="ignore"):
-            h = raw[0] * _MULT[0]
-            for c in range(1, len(raw)):
+        with np.errstate(over="ignore"):  # not word 0 (ethertype, version): nearly constant
+            h = raw[1] * _MULT[1]
+            for c in range(2, len(raw)):
                 h += raw[c] * _MULT[c]
             h ^= h >> _S32
             h *= _MIX
@@ -400,7 +402,7 @@ class FlowCache:
         return out
 
     def _match(self, raw: list[U64], slot: U64) -> tuple[BOOL, I64]:
-        got = self.slots[slot]
+        got = self._items[slot].view(np.uint64).reshape(len(slot), -1)
         r = got[:, len(raw)].astype(np.int64) - 1
         hit = r >= 0
         for c, col in enumerate(raw):
