@@ -352,6 +352,7 @@ class _Part:
                      self.orig[idx], self.seq[idx])  # fmt: skip
 
 
+_MAX_SLOT_BITS = 18
 _INTERNED = 1 << (2 * vector.VLAN_BITS)  # VLAN codes from here on: stacks of 3+ tags
 _FLOW_FIELDS = ("seq", "src_is_a", "first_ns", "last_ns", "packets", "nbytes")
 
@@ -442,9 +443,10 @@ class _Table:
 
     def _slot_rows(self, lo: int, hi: int) -> None:
         """Give rows lo..hi a slot where theirs is free; more slots (all rows
-        again) once the rows pass an eighth of them."""
-        if 8 * hi > len(self._slots):
-            self._bits = max(10, (8 * hi - 1).bit_length())
+        again) once the rows pass an eighth of them, up to 2**18 slots (2 MiB;
+        rows without a slot of their own are found through the dict)."""
+        if 8 * hi > len(self._slots) and self._bits < _MAX_SLOT_BITS:
+            self._bits = min(_MAX_SLOT_BITS, max(10, (8 * hi - 1).bit_length()))
             self._slots = np.full(1 << self._bits, -1, dtype=np.int64)
             lo = 0
         rows = np.arange(lo, hi)
