@@ -354,8 +354,9 @@ class OffloadConfig(_Section):
     concurrency: int = Field(
         4, ge=1, le=64, description="Files (and multipart parts) transferred in parallel."
     )
-    # Off by default until it is cheap enough to leave on: measured, the offload
-    # drains 0.86-0.90x (bench mix) and 0.7x (small packets) with it (docs/flows.md).
+    # Off by default until it is cheap enough to leave on: measured on a loaded
+    # machine, the offload drains 0.77-1.02x (bench mix) and 0.66-1.05x (small
+    # packets) with it, for +13-38 % client CPU (docs/flows.md, Cost).
     flow_index: bool = Field(
         False,
         description="Write a flow summary beside every stored capture (gzip NDJSON below "

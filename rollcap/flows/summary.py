@@ -23,10 +23,11 @@ import numpy as np
 
 from rollcap.flows import vector
 from rollcap.flows.communityid import ICMP, ICMP6, PORT_PROTOS, icmp_ports, ordered
-from rollcap.flows.vector import BOOL, ETHERNET, I64, IPV4_LT, IPV6_LT, RAW, SLL, SLL2, U64
+from rollcap.flows.vector import BOOL, ETHERNET, I64, IPV4_LT, IPV6_LT, RAW, SLL, SLL2, U8, U64
 from rollcap.pcapfile import RECORD_HEADER_LEN, PcapHeader, Records, RecordWalker
 
 DEFAULT_CAP = 100_000
+_CACHE_MIN = 32  # records in a call before the flow cache is worth its fixed cost
 _VLAN_TYPES = frozenset({0x8100, 0x88A8, 0x9100})
 _IPV6_EXT = frozenset({0, 43, 60})  # hop-by-hop, routing, destination options
 _FRAG6, _AH = 44, 51
@@ -97,6 +98,9 @@ class Summariser:
             RAW: self._raw, IPV4_LT: self._raw, IPV6_LT: self._raw,
         }  # fmt: skip
         self._link = links.get(lt)
+        # packets of known flows skip classify() (vector.FlowCache: Ethernet)
+        self._cache = vector.FlowCache(header.endian) if vectorised and lt == ETHERNET else None
+        self._to_cache: list[tuple[U8, U64]] = []
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> None:
         data = memoryview(chunk).cast("B")  # read in place: no copy of the chunk
@@ -106,15 +110,22 @@ class Summariser:
         """The chunk and where RecordWalker.feed() found its records."""
         if self._broken:
             return
+        parts: list[_Part] = []  # counted together: one table lookup per chunk
         if self._carry and recs.head >= 0:  # the cut record is whole now
             self._carry.append(bytes(data[: recs.head]))
             rec = b"".join(self._carry)
             self._carry = []
-            self._packets(rec, np.zeros(1, dtype=np.int64))
+            self._packets(rec, np.zeros(1, dtype=np.int64), parts)
         elif self._carry and not recs.broken:
             self._carry.append(bytes(data))
         if len(recs.whole):
-            self._packets(data, recs.whole)
+            self._packets(data, recs.whole, parts)
+        if parts:
+            self._table.add(self.summary, parts)
+        if self._cache is not None:
+            for rows, key in self._to_cache:
+                self._cache.store(rows, self._table.find(key))
+            self._to_cache.clear()
         if recs.tail >= 0:
             self._carry = [bytes(data[recs.tail :])]
         if recs.broken:  # not a record: stop, and say so
@@ -122,7 +133,9 @@ class Summariser:
             self._carry = []
             self.summary.complete = False
 
-    def _packets(self, data: bytes | memoryview, starts: I64) -> None:
+    def _packets(self, data: bytes | memoryview, starts: I64, parts: list[_Part]) -> None:
+        """Classify the records at starts; the fast path's packets (and the
+        reference parser's, as columns) go to parts, in that order."""
         s = self.summary
         base = s.packets
         s.packets += len(starts)
@@ -138,30 +151,45 @@ class Summariser:
                 pkt = bytes(data[start : start + incl])
                 self._link(pkt, sec * 1_000_000_000 + frac * mult, orig)
             return
-        c = vector.classify(np.frombuffer(data, dtype=np.uint8), starts, self.header.endian,
-                            self._ns_mult, self.header.linktype)  # fmt: skip
+        buf = np.frombuffer(data, dtype=np.uint8)
+        rows: U8 | None = None
+        took: I64 | None = None  # the records classify() takes, if not all
+        if self._cache is not None and len(starts) >= _CACHE_MIN:
+            rows = vector.windows(buf, starts)
+            hit, r, non_ip = self._cache.lookup(rows)
+            if hit.any():
+                at = np.flatnonzero(hit)
+                hdr = rows.view(self.header.endian + "u4")  # the record header's columns
+                ns = hdr[:, 0].astype(np.int64) * 1_000_000_000
+                ns += hdr[:, 1].astype(np.int64) * self._ns_mult
+                self._table.count(r[at], ns[at], hdr[:, 3].astype(np.int64)[at])
+            if non_ip.any():
+                s.non_ip += int(non_ip.sum())
+                hit |= non_ip
+            if hit.any():
+                took = np.flatnonzero(~hit)
+                starts, rows = starts[took], rows[took]
+        c = vector.classify(buf, starts, self.header.endian, self._ns_mult,
+                            self.header.linktype, rows)  # fmt: skip
         s.non_ip += c.non_ip
         p = c.packets
-        key, src_is_a, ports, ns, orig, seq = p.key, p.src_is_a, p.ports, p.ns, p.orig, p.index
+        if p.key.shape[1]:
+            seq = (p.index if took is None else took[p.index]) + base
+            parts.append(_Part(p.key, p.src_is_a, p.ports, p.ns, p.orig, seq))
+            if rows is not None:  # stored once the table has their flows
+                self._to_cache.append((rows[p.index], p.key))
         if len(c.fallback):
             self._rows = []
-            for i in c.fallback.tolist():
-                off = int(starts[i])
+            for j in c.fallback.tolist():
+                off = int(starts[j])
                 incl = self._rec(data, off)[2]
-                self._seq = base + i
+                self._seq = base + (j if took is None else int(took[j]))
                 start = off + RECORD_HEADER_LEN
-                self._link(bytes(data[start : start + incl]), int(c.ns[i]), int(c.orig[i]))
-            rows, self._rows = self._rows, None
-            if rows:  # merged into the fast path's packets, in record order
-                fk, fa, fp, fns, fo, fseq = self._table.encode(rows, base)
-                order = np.argsort(np.r_[seq, fseq], kind="stable")
-                key = np.concatenate([key, fk], axis=1)[:, order]
-                src_is_a = np.r_[src_is_a, fa][order]
-                ports = np.r_[ports, fp][order]
-                ns, orig = np.r_[ns, fns][order], np.r_[orig, fo][order]
-                seq = np.r_[seq, fseq][order]
-        if key.shape[1]:
-            self._table.add(s, key, src_is_a, ports, ns, orig, seq + base)
+                self._link(bytes(data[start : start + incl]), int(c.ns[j]), int(c.orig[j]))
+            rows_, self._rows = self._rows, None
+            if rows_:
+                fk, fa, fp, fns, fo, fseq = self._table.encode(rows_, base)
+                parts.append(_Part(fk, fa, fp, fns, fo, fseq + base))
 
     def finish(self) -> FlowSummary:
         """The summary; a record cut off at the end of the file is not counted."""
@@ -307,6 +335,24 @@ class Summariser:
                         s.sets_complete = False
 
 
+@dataclass
+class _Part:
+    """Packets to count, as the fast path's columns (vector.Packets); seq:
+    each one's number in the capture. Within a part, in packet order."""
+
+    key: U64
+    src_is_a: BOOL
+    ports: BOOL
+    ns: I64
+    orig: I64
+    seq: I64
+
+    def take(self, idx: I64) -> _Part:
+        return _Part(self.key[:, idx], self.src_is_a[idx], self.ports[idx], self.ns[idx],
+                     self.orig[idx], self.seq[idx])  # fmt: skip
+
+
+_MAX_SLOT_BITS = 18
 _INTERNED = 1 << (2 * vector.VLAN_BITS)  # VLAN codes from here on: stacks of 3+ tags
 _FLOW_FIELDS = ("seq", "src_is_a", "first_ns", "last_ns", "packets", "nbytes")
 
@@ -314,15 +360,22 @@ _FLOW_FIELDS = ("seq", "src_is_a", "first_ns", "last_ns", "packets", "nbytes")
 class _Table:
     """The fast path's flows as numpy columns, in the order they were first
     seen (as the reference's dict is), with a dict from key bytes to row:
-    per chunk, Python touches each of the chunk's flows once, never a packet."""
+    per chunk, Python touches each of the chunk's new flows once, never a
+    packet. Packets of flows already in the table are counted without a
+    sort: a direct-mapped slot array from each row's key hash (vector._hash,
+    the same in every chunk) to its row, checked against the whole key."""
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
         self.n = 0
         self.index: dict[bytes, int] = {}
         self.key = np.zeros((64, vector.KEY_COLS), dtype=np.uint64)
+        self.hash = np.zeros(64, dtype=np.uint64)
         self.cols = {f: np.zeros(64, dtype=bool if f == "src_is_a" else np.int64)
                      for f in _FLOW_FIELDS}  # fmt: skip
+        self._col_any = [False] * vector.KEY_COLS  # a row's key has this column nonzero
+        self._bits = 0
+        self._slots = np.zeros(0, dtype=np.int64)  # hash's top _bits -> row (-1: none)
         self._stacks: dict[tuple[int, ...], int] = {}  # VLAN stacks of 3+ tags, interned
         self._stack_list: list[tuple[int, ...]] = []
 
@@ -348,10 +401,83 @@ class _Table:
             seq[i], ns[i], orig[i] = sq - base, t, size
         return key, src_is_a, ports, ns, orig, seq
 
-    def add(self, s: FlowSummary, key: U64, src_is_a: BOOL, ports: BOOL, ns: I64, orig: I64,
-            seq: I64) -> None:  # fmt: skip
-        """Count a chunk's packets (in packet order) towards their flows."""
-        g = vector.group(key, ns, orig)
+    def _find(self, key: U64, h: U64) -> tuple[BOOL, I64]:
+        """Which packets' flows have a row found by its slot, and (where they
+        do) that row; the rest: new flows, flows beyond the cap, rows whose
+        slot another row holds."""
+        r = self._slots[h >> np.uint64(64 - self._bits)]
+        hit = r >= 0
+        np.maximum(r, 0, out=r)
+        hit &= self.hash[r] == h
+        for c in range(vector.KEY_COLS):  # the whole key, not just its hash
+            if self._col_any[c]:
+                hit &= self.key[r, c] == key[c]
+            elif key[c].any():
+                hit &= key[c] == 0
+        return hit, r
+
+    def find(self, key: U64) -> I64:
+        """Per packet: its flow's row, or -1 (as _find)."""
+        if not self.n or not key.shape[1]:
+            return np.full(key.shape[1], -1, dtype=np.int64)
+        hit, r = self._find(key, vector._hash(key))
+        r[~hit] = -1
+        return r
+
+    def count(self, r: I64, ns: I64, orig: I64) -> None:
+        """Count packets towards the rows r."""
+        c = self.cols
+        c["packets"][: self.n] += np.bincount(r, minlength=self.n)
+        np.add.at(c["nbytes"], r, orig)
+        np.minimum.at(c["first_ns"], r, ns)
+        np.maximum.at(c["last_ns"], r, ns)
+
+    def _known(self, p: _Part, h: U64) -> BOOL:
+        """Count the packets of p whose flow _find() finds; which ones were."""
+        hit, r = self._find(p.key, h)
+        if hit.all():
+            self.count(r, p.ns, p.orig)
+        elif hit.any():
+            self.count(r[hit], p.ns[hit], p.orig[hit])
+        return hit
+
+    def _slot_rows(self, lo: int, hi: int) -> None:
+        """Give rows lo..hi a slot where theirs is free; more slots (all rows
+        again) once the rows pass an eighth of them, up to 2**18 slots (2 MiB;
+        rows without a slot of their own are found through the dict)."""
+        if 8 * hi > len(self._slots) and self._bits < _MAX_SLOT_BITS:
+            self._bits = min(_MAX_SLOT_BITS, max(10, (8 * hi - 1).bit_length()))
+            self._slots = np.full(1 << self._bits, -1, dtype=np.int64)
+            lo = 0
+        rows = np.arange(lo, hi)
+        at = self.hash[lo:hi] >> np.uint64(64 - self._bits)
+        free = self._slots[at] < 0
+        self._slots[at[free]] = rows[free]
+
+    def add(self, s: FlowSummary, parts: list[_Part]) -> None:
+        """Count a chunk's packets towards their flows: parts in packet order,
+        or each in order and their seq saying the order between them."""
+        miss: list[tuple[_Part, U64]] = []
+        for p in parts:
+            h = vector._hash(p.key)
+            if self.n:
+                hit = self._known(p, h)
+                if hit.any():
+                    if hit.all():
+                        continue
+                    left = np.flatnonzero(~hit)
+                    p, h = p.take(left), h[left]
+            miss.append((p, h))
+        if not miss:
+            return
+        p, h = miss[0]
+        if len(miss) > 1:  # merged into packet order
+            order = np.argsort(np.concatenate([q.seq for q, _ in miss]), kind="stable")
+            p = _Part(*(np.concatenate([getattr(q, f) for q, _ in miss], axis=-1)[..., order]
+                        for f in ("key", "src_is_a", "ports", "ns", "orig", "seq")))  # fmt: skip
+            h = np.concatenate([hq for _, hq in miss])[order]
+        key, src_is_a, ports, ns, orig, seq = p.key, p.src_is_a, p.ports, p.ns, p.orig, p.seq
+        g = vector.group(key, ns, orig, h)
         kb = cast(list[bytes], np.ascontiguousarray(g.key).view(_KEY_BYTES).ravel().tolist())
         get = self.index.get
         rows = np.array([get(k, -1) for k in kb], dtype=np.int64)
@@ -368,18 +494,23 @@ class _Table:
             return
         admit, rejected = new[: self.cap - self.n], new[self.cap - self.n :]
         if len(admit):
-            self._grow(self.n + len(admit))
+            lo, hi = self.n, self.n + len(admit)
+            self._grow(hi)
             c = self.cols
-            at = slice(self.n, self.n + len(admit))
+            at = slice(lo, hi)
             first = g.first[admit]
             self.key[at] = g.key[admit]
+            self.hash[at] = h[first]
+            for col in range(vector.KEY_COLS):
+                self._col_any[col] = self._col_any[col] or bool(g.key[admit, col].any())
             for f, v in (("seq", seq[first]), ("src_is_a", src_is_a[first]),
                          ("first_ns", g.first_ns[admit]), ("last_ns", g.last_ns[admit]),
                          ("packets", g.packets[admit]), ("nbytes", g.nbytes[admit])):  # fmt: skip
                 c[f][at] = v
-            for i, k in zip(admit.tolist(), range(self.n, self.n + len(admit)), strict=True):
+            for i, k in zip(admit.tolist(), range(lo, hi), strict=True):
                 self.index[kb[i]] = k
-            self.n += len(admit)
+            self.n = hi
+            self._slot_rows(lo, hi)
         if len(rejected):  # beyond the cap: only the sets of what they touched
             s.complete = False
             pk = np.isin(g.inv(), rejected)
@@ -392,6 +523,7 @@ class _Table:
         while size < need:
             size *= 2
         self.key = np.resize(self.key, (size, vector.KEY_COLS))
+        self.hash = np.resize(self.hash, size)
         self.cols = {f: np.resize(v, size) for f, v in self.cols.items()}
 
     def _sets(self, s: FlowSummary, key: U64, src_is_a: BOOL, ports: BOOL) -> None:

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.stride_tricks import sliding_window_view
 
 from rollcap.flows.communityid import _ICMP4_PAIRS, _ICMP6_PAIRS
 
@@ -50,7 +49,8 @@ _PORT_PROTO[[6, 17, 132]] = True
 # (20 + 4) fits in it
 _IP_WIN = 44
 _LINK = {ETHERNET: 14, SLL: 16, SLL2: 20, RAW: 0, IPV4_LT: 0, IPV6_LT: 0}
-_WIDTH = 16 + 16 + 8 + _IP_WIN
+# (+ 4: a multiple of 8, so that the flow cache reads a row as u8 words)
+_WIDTH = 16 + 16 + 8 + _IP_WIN + 4
 
 
 def _pairs(table: dict[int, int]) -> I64:
@@ -104,30 +104,45 @@ class Chunk:
     orig: I64
 
 
+def _windows(buf: U8, width: int) -> npt.NDArray[np.void]:
+    """Every ``width`` bytes of buf from each offset, as one item each: a
+    gather of them copies whole items (about 2.5x faster than indexing a
+    sliding_window_view, which copies byte by byte)."""
+    return np.ndarray((len(buf) - width + 1,), dtype=np.dtype((np.void, width)), buffer=buf,
+                      strides=(1,))  # fmt: skip
+
+
 def _rows(buf: U8, starts: I64, width: int) -> U8:
     """A copy of the first ``width`` bytes from each start (zeros past the chunk)."""
     n = len(buf)
     if n >= width and (not len(starts) or starts[-1] <= n - width):
-        out: U8 = sliding_window_view(buf, width)[starts]
+        out: U8 = _windows(buf, width)[starts].view(np.uint8).reshape(len(starts), width)
         return out
     out = np.zeros((len(starts), width), dtype=np.uint8)
     inside = starts <= n - width
     if n >= width:
-        out[inside] = sliding_window_view(buf, width)[starts[inside]]
+        out[inside] = _windows(buf, width)[starts[inside]].view(np.uint8).reshape(-1, width)
     for i in np.flatnonzero(~inside).tolist():  # the last few records of the chunk
         s = int(starts[i])
         out[i, : n - s] = buf[s:]
     return out
 
 
-def classify(buf: U8, starts: I64, endian: str, ns_mult: int, linktype: int) -> Chunk:
+def windows(buf: U8, starts: I64) -> U8:
+    """The fixed window of each record (classify()'s rows), a copy."""
+    return _rows(buf, starts, _WIDTH)
+
+
+def classify(buf: U8, starts: I64, endian: str, ns_mult: int, linktype: int,
+             rows: U8 | None = None) -> Chunk:  # fmt: skip
     """buf: the chunk's bytes; starts: where each whole record starts in it.
 
     Every 16-bit field sits at an even column of the window (record header
     16, link headers 14/16/20/0, tags 4, IP field offsets even), so one
     big-endian u16 view of it reads them all without a copy."""
     count = len(starts)
-    rows = _rows(buf, starts, _WIDTH)  # C-contiguous, _WIDTH a multiple of 4
+    if rows is None:  # given: windows() of these starts, which classify may change
+        rows = _rows(buf, starts, _WIDTH)  # C-contiguous, _WIDTH a multiple of 8
     hdr = rows.view(endian + "u4")
     ns = hdr[:, 0].astype(np.int64) * 1_000_000_000 + hdr[:, 1].astype(np.int64) * ns_mult
     incl, orig = hdr[:, 2].astype(np.int64), hdr[:, 3].astype(np.int64)
@@ -143,8 +158,9 @@ def classify(buf: U8, starts: I64, endian: str, ns_mult: int, linktype: int) -> 
     if linktype in (ETHERNET, SLL):
         at = (l3 - 2) // 2  # the ethertype, as a u16 column
         et = w[:, at]
-        t1 = _IS_VLAN[et] & (incl >= link + 4)
-        if t1.any():  # tagged: read the tags, then move the IP header to l3
+        t1 = _IS_VLAN[et]
+        if t1.any() and (t1 := t1 & (incl >= link + 4)).any():
+            # tagged: read the tags, then move the IP header to l3
             t2 = t1 & _IS_VLAN[w[:, at + 2]] & (incl >= link + 8)
             fallback |= t2 & _IS_VLAN[w[:, at + 4]] & (incl >= link + 12)  # a third tag
             et = np.where(t2, w[:, at + 4], np.where(t1, w[:, at + 2], et))
@@ -183,7 +199,8 @@ def classify(buf: U8, starts: I64, endian: str, ns_mult: int, linktype: int) -> 
     take = np.flatnonzero(take_m)
     if len(take) < count:
         v4, proto, port_proto, icmp = v4[take], proto[take], port_proto[take], icmp[take]
-        rows, w = rows[take], w[take]
+        rows = rows[take]
+        w = rows.view(">u2")
         if vcode is not None:
             vcode = vcode[take]
     n = len(take)
@@ -197,19 +214,22 @@ def classify(buf: U8, starts: I64, endian: str, ns_mult: int, linktype: int) -> 
         s_lo, d_lo = np.where(v4, s_lo, a6[:, 1]), np.where(v4, d_lo, a6[:, 3])
         sport = np.where(v4, p4[0], w[:, c + 20]).astype(np.int64)
         dport = np.where(v4, p4[1], w[:, c + 21]).astype(np.int64)
-        itype = np.where(v4, rows[:, l3 + 20], rows[:, l3 + 40]).astype(np.int64)
-        icode = np.where(v4, rows[:, l3 + 21], rows[:, l3 + 41]).astype(np.int64)
     else:
         s_hi = d_hi = None
         sport, dport = p4[0].astype(np.int64), p4[1].astype(np.int64)
-        itype, icode = rows[:, l3 + 20].astype(np.int64), rows[:, l3 + 21].astype(np.int64)
     if icmp.any():
+        if any6:
+            itype = np.where(v4, rows[:, l3 + 20], rows[:, l3 + 40]).astype(np.int64)
+            icode = np.where(v4, rows[:, l3 + 21], rows[:, l3 + 41]).astype(np.int64)
+        else:
+            itype, icode = rows[:, l3 + 20].astype(np.int64), rows[:, l3 + 21].astype(np.int64)
         pair = np.where(proto == 1, _PAIR4[itype], _PAIR6[itype])
         sport = np.where(port_proto, sport, np.where(icmp, itype, 0))
         dport = np.where(port_proto, dport, np.where(icmp, np.where(pair >= 0, pair, icode), 0))
         one_way = icmp & (pair < 0)
     else:
-        sport, dport = sport * port_proto, dport * port_proto
+        if not port_proto.all():  # no ports for other protocols (GRE, ...)
+            sport, dport = sport * port_proto, dport * port_proto
         one_way = None
     # Community ID order: smaller (address, port) first; one-way ICMP kept
     greater = (s_lo > d_lo) | ((s_lo == d_lo) & (sport > dport))
@@ -259,18 +279,32 @@ class Groups:
         return inv
 
 
+# per-column odd multipliers of the hash, and its final mix
+_MULT = tuple(np.uint64(m) for m in (
+    0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
+    0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53,
+))  # fmt: skip
+_MIX = np.uint64(0x94D049BB133111EB)
+_S32 = np.uint64(32)
+
+
 def _hash(key: U64) -> U64:
-    """A 64-bit hash of each row (FNV-style multiply and shift per column);
-    columns that are zero in every row (IPv4-only chunks: the high halves)
-    are left out, which changes no grouping."""
+    """A 64-bit hash of each row: the sum of each column times its own odd
+    constant, then mixed. A zero column adds nothing, so a column that is
+    zero in every row (IPv4-only chunks: the high halves) is left out and a
+    flow hashes the same in every chunk (the summary's table relies on it)."""
     h = np.zeros(key.shape[1], dtype=np.uint64)
+    t = np.empty_like(h)
     with np.errstate(over="ignore"):
         for c in range(len(key)):
             col = key[c]
             if c in (0, 2, 4) and not col.any():
                 continue
-            h = (h ^ col) * np.uint64(0x100000001B3)
-            h ^= h >> np.uint64(29)
+            np.multiply(col, _MULT[c], out=t)
+            h += t
+        h ^= h >> _S32
+        h *= _MIX
+        h ^= h >> _S32
     return h
 
 
@@ -284,15 +318,16 @@ def _collision(key: U64, order: I64, starts: I64, sizes: I64) -> bool:
     return False
 
 
-def group(key: U64, ns: I64, orig: I64) -> Groups:
-    """key: per packet, in packet order. A 1-D sort of a 64-bit hash of the
-    key (~20x faster than np.unique over rows; not stable: a group's first
-    packet is its smallest position); a collision is detected, and the rows
-    are then sorted exactly."""
+def group(key: U64, ns: I64, orig: I64, h: U64 | None = None) -> Groups:
+    """key: per packet, in packet order; h: its _hash(), if known. A 1-D sort
+    of a 64-bit hash of the key (~20x faster than np.unique over rows; not
+    stable: a group's first packet is its smallest position); a collision is
+    detected, and the rows are then sorted exactly."""
     if not key.shape[1]:
         e = np.zeros(0, dtype=np.int64)
         return Groups(key.T, e, e, e, e, e, e, e, e)
-    h = _hash(key)
+    if h is None:
+        h = _hash(key)
     order = np.argsort(h)
     hs = h[order]
     starts = np.flatnonzero(np.r_[True, hs[1:] != hs[:-1]])
@@ -314,3 +349,96 @@ def group(key: U64, ns: I64, orig: I64) -> Groups:
         packets=sizes[by_first], nbytes=np.add.reduceat(orig[order], starts)[by_first],
         order=order, sizes=sizes, gid=gid,
     )  # fmt: skip
+
+
+# -- the flow cache: packets of known flows without classify() ----------------
+# On Ethernet, for an untagged IPv4 packet without options or fragment bits
+# whose record holds its IP header and ports (incl >= 38), classify() gives
+# its flow from these bytes of its window alone (bytes 24-55, read as four u8
+# words): the ethertype, version/IHL, the fragment field less DF, protocol,
+# addresses, and ports (ICMP: type, code and checksum). So a packet whose
+# masked bytes equal those of a packet classify() took belongs to that
+# packet's flow.
+_RAW_AT = 3  # the first u8 word: bytes 24-31
+_RAW_MASK = np.frombuffer(bytes([
+    0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0,  # 24-31: ethertype (28-29), version/IHL
+    0, 0, 0, 0, 0x3F, 0xFF, 0, 0xFF,  # 32-39: fragment field less DF (36-37), protocol
+    0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,  # 40-47: addresses (42-49)
+    0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0,  # 48-55: ports (50-53)
+]), dtype=np.uint64)  # fmt: skip
+_RAW_INCL = 14 + 20 + 4
+_CACHE_BITS = 15
+_CACHE_MASK = (1 << _CACHE_BITS) - 1
+
+
+class FlowCache:
+    """Raw keys (above) of packets that classify() took -> the row of their
+    flow in the summary's table. Two-way: a key lives in one of two slots
+    (two parts of its hash), the second taken when the first is."""
+
+    def __init__(self, endian: str) -> None:
+        self.endian = endian
+        # per slot: the raw key's words, then its row + 1 (0: empty)
+        self.slots = np.zeros((1 << _CACHE_BITS, len(_RAW_MASK) + 1), dtype=np.uint64)
+        # the same slots as one item each: a gather copies whole slots
+        self._items = self.slots.view(np.dtype((np.void, self.slots.shape[1] * 8))).ravel()
+
+    @staticmethod
+    def _raw(rows: U8) -> tuple[list[U64], U64]:
+        """The raw key's words, and a hash of them."""
+        w = rows.view(np.uint64)
+        raw = [w[:, _RAW_AT + c] & m for c, m in enumerate(_RAW_MASK)]
+        with np.errstate(over="ignore"):  # not word 0 (ethertype, version): nearly constant
+            h = raw[1] * _MULT[1]
+            for c in range(2, len(raw)):
+                h += raw[c] * _MULT[c]
+            h ^= h >> _S32
+            h *= _MIX
+        return raw, h
+
+    @staticmethod
+    def _slot(h: U64, way: int) -> U64:
+        out: U64 = (h >> np.uint64(64 - _CACHE_BITS * (way + 1))) & np.uint64(_CACHE_MASK)
+        return out
+
+    def _match(self, raw: list[U64], slot: U64) -> tuple[BOOL, I64]:
+        got = self._items[slot].view(np.uint64).reshape(len(slot), -1)
+        r = got[:, len(raw)].astype(np.int64) - 1
+        hit = r >= 0
+        for c, col in enumerate(raw):
+            hit &= got[:, c] == col
+        return hit, r
+
+    def lookup(self, rows: U8) -> tuple[BOOL, I64, BOOL]:
+        """rows: windows(); which packets are known, (where they are) their
+        row, and which are not IP (an ethertype neither IP nor a VLAN tag:
+        classify() counts them as non-IP)."""
+        raw, h = self._raw(rows)
+        hit, r = self._match(raw, self._slot(h, 0))
+        et = rows.view(">u2")[:, 14].astype(np.uint16)
+        non_ip = (et != 0x0800) & (et != 0x86DD)
+        for tag in _VLAN:
+            non_ip &= et != tag
+        second = np.flatnonzero(~hit & (et == 0x0800))
+        if len(second):
+            hit2, r2 = self._match([col[second] for col in raw], self._slot(h[second], 1))
+            hit[second], r[second] = hit2, r2
+        hit &= rows.view(self.endian + "u4")[:, 2] >= _RAW_INCL
+        return hit, r, non_ip
+
+    def store(self, rows: U8, table_rows: I64) -> None:
+        """rows: windows of packets classify() took; table_rows: their flows' rows
+        (-1: none)."""
+        ok = (rows.view(">u2")[:, 14] == 0x0800) & (table_rows >= 0)
+        ok &= rows.view(self.endian + "u4")[:, 2] >= _RAW_INCL
+        if not ok.any():
+            return
+        raw, h = self._raw(rows[ok])
+        slot = self._slot(h, 0)
+        taken = self.slots[slot, len(raw)] != 0
+        slot[taken] = self._slot(h[taken], 1)
+        _, first = np.unique(slot, return_index=True)  # one key per slot
+        at = slot[first]
+        for c, col in enumerate(raw):
+            self.slots[at, c] = col[first]
+        self.slots[at, len(raw)] = (table_rows[ok][first] + 1).astype(np.uint64)

@@ -178,3 +178,61 @@ def test_the_mix_covers_what_the_fast_path_hands_back() -> None:
     c = vector.classify(data, np.array(starts), "<", 1000, h.linktype)
     taken = len(c.packets.index)
     assert taken > 1000 and len(c.fallback) > 100 and c.non_ip > 100
+
+
+def _repeating(seed: int, count: int) -> bytes:
+    """Ethernet captures where a few flows repeat, so that later chunks take
+    the flow cache (vector.FlowCache), with the packets it must not take
+    mixed in: the same addresses and ports with MF or options (fragments, the
+    reference parser), a VLAN tag, cut below the ports, or another protocol."""
+    rng = random.Random(seed)
+    flows = [(rng.choice(V4), rng.choice(V4), rng.choice([6, 17, 1, 47]), rng.choice(PORTS),
+              rng.choice(PORTS)) for _ in range(6)]  # fmt: skip
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    t = 1_800_000_000_000_000
+    for i in range(count):
+        src, dst, proto, sp, dp = rng.choice(flows)
+        if rng.random() < 0.5:
+            src, dst, sp, dp = dst, src, dp, sp
+        l4 = (struct.pack("!HH", sp, dp) if proto != 1 else struct.pack("!BBH", rng.choice(
+            [8, 0, 3]), 0, 0)) + bytes(rng.randrange(0, 20))  # fmt: skip
+        # later fragments (offset > 0) carry what looks like the ports
+        frag = rng.choice([0, 0x4000, 0x2000, 0x8000, 3, 0x2003]) if rng.random() < 0.2 else 0x4000
+        opts = bytes(4) if rng.random() < 0.05 else b""
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45 + len(opts) // 4, 0, 20 + len(opts) + len(l4),
+                         i & 0xFFFF, frag, rng.randrange(1, 255), proto, rng.randrange(65536),
+                         src, dst) + opts + l4  # fmt: skip
+        tags = struct.pack("!HH", 0x8100, 5) if rng.random() < 0.05 else b""
+        p = bytes([2, rng.randrange(256)] * 3) + b"\x04" * 6 + tags + b"\x08\x00" + ip
+        if rng.random() < 0.05:
+            p = b"\x02" * 12 + b"\x08\x06" + bytes(28)  # ARP
+        orig = len(p)
+        if rng.random() < 0.05:
+            p = p[: rng.randrange(0, len(p) + 1)]
+        t += rng.randrange(-50, 200)
+        out.append(struct.pack("<IIII", t // 10**6, t % 10**6, len(p), orig) + p)
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_known_flows_counted_from_the_cache_give_the_reference_rows(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _repeating(seed, 4000)
+    classified = [0]
+    classify = vector.classify
+
+    def counting(buf: vector.U8, starts: vector.I64, *a: object, **k: object) -> vector.Chunk:
+        classified[0] += len(starts)
+        return classify(buf, starts, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(vector, "classify", counting)
+    want = run(data, 10_000, len(data), vectorised=False)
+    for step in (len(data), 20_000, 7001):
+        classified[0] = 0
+        assert rows(run(data, 10_000, step, vectorised=True)) == rows(want), step
+        if step < len(data):  # after the first chunk, the cache took most
+            assert classified[0] < want.packets // 2, step
+    for cap in (2, 5):
+        want = run(data, cap, len(data), vectorised=False)
+        assert rows(run(data, cap, 9000, vectorised=True)) == rows(want), cap
