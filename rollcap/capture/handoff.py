@@ -257,6 +257,13 @@ class Handoff:
             # only leave duplicates, never strip this file a second time.
             assert dup is not None
             write_sidecar(work, side, dup.rest)
+        elif dup:
+            # The overlap ended in this file: the sidecar goes before the strip
+            # for the same reason. Kept, a crash before the rename into ready/
+            # would strip the stripped copy again against the whole tail, and
+            # where the new socket holds more copies of a record (same stamp,
+            # same bytes) than the old one, remove a copy only it captured.
+            remove(work, side)
         if dup:
             p.cur = drop_records(work, name, fd, dup.records)
             p.stripped = len(dup)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from rollcap.capture import switching
+from rollcap.capture.handoff import HandoffResult
 from rollcap.capture.switching import (
     SO_TIMESTAMPNS,
     STAMP,
@@ -31,7 +32,7 @@ from rollcap.capture.switching import (
 )
 from rollcap.pcapfile import scan
 from rollcap.spool.fs import Dir
-from rollcap.spool.workname import list_work
+from rollcap.spool.workname import WorkName, list_work
 from tests.support.pcaps import packets, write_nano_pcap, write_pcap
 from tests.unit.capture.fakes import enospc, supervisor
 
@@ -433,6 +434,30 @@ def test_a_failed_sidecar_update_leaves_duplicates_never_a_double_strip(
     sup.process_work(block=True)
     stored = sorted(fp.ts for f in sup.spool.ready.iterdir() for _o, _n, fp in iter_records(f))
     assert stored == [ts for ts, _d in pk[40:]]  # the 20 duplicates gone, nothing else
+
+
+def test_a_crash_after_the_last_strip_never_strips_the_file_again(tmp_path: Path) -> None:
+    """The overlap ends in the new file, whose socket holds a record twice (same
+    stamp, same bytes) that the old one holds once: the strip removes one copy.
+    A supervisor that dies before that file's rename into ready/ must not strip
+    the stripped copy again at its next start (it would remove the copy only
+    the new socket captured)."""
+    sup = supervisor(tmp_path)
+    pk = packets(4)
+    twice = [pk[0], pk[0], pk[1], pk[2], pk[3]]
+    old = write_pcap(tmp_path / "old.pcap", pk[:1])  # already handed off
+    write_sidecar(sup.dirs.work, sidecar_name(5), tail_since(old, pk[0][0]))
+    name = "g000005-20261126T120000-eth0.pcap"
+    new = write_pcap(sup.spool.work / name, twice)
+    w = WorkName.parse(name)
+    assert w is not None
+    p = sup.session.handoff.prepare(w, name)  # stripped; then the supervisor dies
+    assert not isinstance(p, HandoffResult) and p.stripped == 1
+    p.close()
+    assert sum(1 for _ in iter_records(new)) == 4
+    sup.process_work(block=True)  # the next start hands it off as it is
+    stored = [fp.ts for f in sup.spool.ready.iterdir() for _o, _n, fp in iter_records(f)]
+    assert sorted(stored) == [ts for ts, _d in twice[1:]]
 
 
 def test_every_tcpdump_inherits_the_socket_that_keeps_kernel_stamps_shared() -> None:
