@@ -145,10 +145,11 @@ class Keeps:
         traceback in the log, never lost in the future; the id is free again."""
         e = fut.exception()
         if e is not None:
-            self._record_retry[keep_id] = time.monotonic() + RECORD_RETRY_SECONDS
-            self._releasing.discard(keep_id)
+            # said first: once the id is free the loop (and a test) may go on
             log.error("keep %s: releasing it failed", keep_id, exc_info=e,
                       extra=fields(keep_id=keep_id))  # fmt: skip
+            self._record_retry[keep_id] = time.monotonic() + RECORD_RETRY_SECONDS
+            self._releasing.discard(keep_id)
         self.wake.set()
 
     def _finish_keep(self, k: KeepRequest) -> None:
