@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from rollcap.storage.base import META  # noqa: E402
 from tests.support.seaweedfs import SeaweedFS  # noqa: E402
 
 # Tools installed beside this interpreter (weed, aws, py-spy in a virtualenv)
@@ -160,6 +162,16 @@ def workdir(prefix: str) -> Iterator[Path]:
             shutil.rmtree(d, ignore_errors=True)
 
 
+def s3_offload(w: SeaweedFS, prefix: str) -> dict[str, Any]:
+    """The [offload] settings that send captures to the bench's SeaweedFS under prefix."""
+    return {
+        "destination": f"s3://{w.bucket}/{prefix}",
+        "endpoint_url": w.endpoint,
+        "region": "us-east-1",
+        "rescan_seconds": 5,
+    }
+
+
 def offload_config(
     path: Path,
     spool: Path,
@@ -179,13 +191,7 @@ def offload_config(
         return "\n".join(lines) + "\n\n"
 
     cap = {"interface": "lo", "rotate_megabytes": 1000, "hostname": "benchhost", **(capture or {})}
-    off = {
-        "destination": f"s3://{w.bucket}/{prefix}",
-        "endpoint_url": w.endpoint,
-        "region": "us-east-1",
-        "rescan_seconds": 5,
-        **(offload or {}),
-    }
+    off = {**s3_offload(w, prefix), **(offload or {})}
     spool_table = {"directory": str(spool), "max_megabytes": 100000, "group": "root"}
     spool_table.update(spool_settings or {})
     text = (
@@ -213,6 +219,75 @@ def list_keys(client: Any, bucket: str, prefix: str) -> dict[str, int]:
         if not r.get("IsTruncated"):
             return keys
         token = r["NextContinuationToken"]
+
+
+def object_counts(client: Any, bucket: str, key: str) -> dict[str, int]:
+    """A stored capture's packets and uncompressed pcap bytes, from the metadata
+    the offload wrote with it (one HEAD), and the stored object's size."""
+    h = client.head_object(Bucket=bucket, Key=key)
+    meta = h["Metadata"]
+    return {
+        "packets": int(meta.get(META["packets"], 0)),
+        "pcap_bytes": int(meta.get(META["pcap_bytes"], 0)),
+        "object_bytes": int(h["ContentLength"]),
+    }
+
+
+def wait_drained(spool: Path, off: subprocess.Popen[bytes], timeout: float) -> float | None:
+    """Seconds until ready/ holds no capture (the offload stored and deleted
+    every file); None if it did not within timeout or the offload exited."""
+    t0 = time.monotonic()
+    ready = spool / "ready"
+    while time.monotonic() - t0 < timeout and off.poll() is None:
+        with contextlib.suppress(FileNotFoundError):
+            if not any(e.name.endswith((".pcap", ".pcap.zst", ".pcap.gz"))
+                       for e in os.scandir(ready)):  # fmt: skip
+                return round(time.monotonic() - t0, 1)
+        time.sleep(0.5)
+    return None
+
+
+# glibc gives each thread that mallocs beside the main one an arena of its own:
+# heaps reserved as 64 MiB-aligned 64 MiB mappings, the used part read-write,
+# the rest PROT_NONE (malloc/arena.c, HEAP_MAX_SIZE on 64-bit)
+_ARENA_HEAP = 64 << 20
+_MAPPING = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ \S+\s*(.*)$")
+
+
+def rss_by_kind(pid: int) -> dict[str, int]:
+    """kB of RSS by kind of mapping, from /proc/PID/smaps (see smaps_by_kind)."""
+    return smaps_by_kind(Path(f"/proc/{pid}/smaps").read_text())
+
+
+def smaps_by_kind(smaps: str) -> dict[str, int]:
+    """kB of RSS by kind of mapping: the brk heap (the main malloc arena), the
+    other arenas' heaps (see _ARENA_HEAP) and how many, other anonymous memory
+    (pymalloc's arenas, large mallocs' own mmaps, stacks) and files (the
+    interpreter, libraries)."""
+    out = {"brk_heap": 0, "thread_arenas": 0, "thread_arena_heaps": 0, "other_anon": 0,
+           "file": 0}  # fmt: skip
+    maps: list[tuple[int, int, str, str, int]] = []
+    for line in smaps.splitlines():
+        m = _MAPPING.match(line)
+        if m:
+            maps.append((int(m[1], 16), int(m[2], 16), m[3], m[4], 0))
+        elif line.startswith("Rss:") and maps:
+            lo, hi, perms, name, _ = maps[-1]
+            maps[-1] = (lo, hi, perms, name, int(line.split()[1]))
+    reserved_by = {lo: hi for lo, hi, perms, name, _ in maps if perms == "---p" and not name}
+    for lo, hi, _perms, name, rss in maps:
+        if name == "[heap]":
+            out["brk_heap"] += rss
+        elif name.startswith("/"):
+            out["file"] += rss
+        elif not name and lo % _ARENA_HEAP == 0 and (
+            hi - lo == _ARENA_HEAP or reserved_by.get(hi) == lo + _ARENA_HEAP
+        ):
+            out["thread_arenas"] += rss
+            out["thread_arena_heaps"] += 1
+        else:
+            out["other_anon"] += rss
+    return out
 
 
 def fmt_ratio(x: float | None) -> str:

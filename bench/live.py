@@ -99,11 +99,13 @@ from bench.common import (
     children,
     cpu_seconds,
     list_keys,
+    object_counts,
     offload_config,
     rollcap_env,
     seaweedfs,
     start_rollcap,
     stop,
+    wait_drained,
     workdir,
     write_result,
 )
@@ -289,10 +291,10 @@ def run_rollcap(
         stored = 0
         sizes = []
         for seq, key in sorted(watch.keys.items()):
-            h = client.head_object(Bucket=w.bucket, Key=key)
-            stored += int(h["Metadata"].get("rollcap-packets", 0))
-            pcap_mb = int(h["Metadata"].get("rollcap-pcap-bytes", 0)) / 1e6
-            sizes.append({"seq": seq, "pcap_mb": pcap_mb, "object_mb": h["ContentLength"] / 1e6})
+            n = object_counts(client, w.bucket, key)
+            stored += n["packets"]
+            sizes.append({"seq": seq, "pcap_mb": n["pcap_bytes"] / 1e6,
+                          "object_mb": n["object_bytes"] / 1e6})  # fmt: skip
     finally:
         for p in (cap, off):
             if p is not None:
@@ -899,19 +901,6 @@ def _capture_tree_cpu(cap: int) -> float:
     return own + sum(ev.proc_cpu(p) or 0.0 for p in ev.tcpdumps_of(cap))
 
 
-def _drain(spool: Path, off: subprocess.Popen[bytes], timeout: float) -> float | None:
-    """Seconds until ready/ is empty (the offload stored and deleted every file)."""
-    t0 = time.monotonic()
-    ready = spool / "ready"
-    while time.monotonic() - t0 < timeout and off.poll() is None:
-        with contextlib.suppress(FileNotFoundError):
-            if not any(e.name.endswith((".pcap", ".pcap.zst", ".pcap.gz"))
-                       for e in os.scandir(ready)):  # fmt: skip
-                return round(time.monotonic() - t0, 1)
-        time.sleep(0.5)
-    return None
-
-
 def load_rollcap(
     pcap: Path, work: Path, seconds: float, pps: int | None, w: SeaweedFS,
     sched: dict[str, Scheduling], a: argparse.Namespace, timeline: Path, drain_s: float,
@@ -992,7 +981,7 @@ def load_rollcap(
             stop_rc = stop(cap, timeout=STOP_TIMEOUT)
             stop_s = round(time.monotonic() - t_stop, 1)
             sampler.mark("capture stopped")
-            drained = _drain(spool, off, drain_s) if drain_s > 0 else None
+            drained = wait_drained(spool, off, drain_s) if drain_s > 0 else None
             if drain_s > 0:
                 sampler.mark("drained" if drained is not None else "drain timed out")
             off_wb_all = (ev.write_bytes(off_pid) or 0) - off_wb0

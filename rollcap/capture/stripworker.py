@@ -25,11 +25,18 @@ StripCancelled there too. Checkpoints sit only where the strip has written nothi
 of its current step yet (reading the old tail, pairing the new head), so a
 cancelled strip's file is left in work/ as it was, as a crash at that moment
 would leave it, and the next start strips it.
+
+After each job the worker hands the freed memory of every malloc arena back to
+the kernel (glibc's malloc_trim): a strip reads and copies in 1 MB chunks on
+this thread, and its arena kept the freed pages (11 MB after 12 minutes of
+switches at 21k packets/s, 3 MB with the trim: docs/capture.md, "Capture RSS
+under aligned rotation").
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import threading
 import time
@@ -38,6 +45,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 NICE = 10
+
+_TRIM: Callable[[int], int] | None
+try:
+    _TRIM = ctypes.CDLL(None).malloc_trim  # glibc; ctypes releases the GIL for the call
+except (OSError, AttributeError):  # a libc without it (musl): RSS stays as it is
+    _TRIM = None
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -71,6 +84,14 @@ def deadline(until: float | None) -> Iterator[None]:
         _local.until = None
 
 
+def _then_trim(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        if _TRIM is not None:
+            _TRIM(0)
+
+
 def _start(nice: int, stop: threading.Event) -> None:
     _local.stop = stop
     tid = threading.get_native_id()
@@ -93,7 +114,7 @@ class StripWorker:
 
     def submit(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Not after stop() (the caller checks stopping)."""
-        job = self._pool.submit(fn, *args, **kwargs)
+        job = self._pool.submit(lambda: _then_trim(fn, *args, **kwargs))
         job.add_done_callback(lambda _job: self._wake())
         return job
 
