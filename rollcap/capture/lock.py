@@ -159,10 +159,11 @@ def stop_orphans(pids: list[int], work_dir: Path) -> None:
 
 
 def remove_stale_temps(work: Dir) -> None:
-    """At start, before any strip or tcpdump runs: strip and write temp files
-    are stale, and so is an overlap sidecar or switch record whose generation
-    has no file left in work/. One whose generation has (a stop left the strip
-    to the next start, or a crash) is kept: the hand-off strips with it."""
+    """At start, before any strip or tcpdump runs, and at the end of a stop,
+    after the last: strip and write temp files are stale, and so is an overlap
+    sidecar or switch record whose generation has no file left in work/. One
+    whose generation has (a stop left the strip to the next start, or a crash)
+    is kept: the hand-off strips with it."""
     gens = {w.generation for w, _n in list_work(work)}
     for name in work.names():
         m = _RECORD.fullmatch(name)

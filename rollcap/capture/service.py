@@ -385,6 +385,9 @@ class Supervisor:
         self.stop_capture(drain=True)
         # a strip not done by then is left, with what follows it, to the next start
         self.process_work(block=True, until=time.monotonic() + stop_strips_seconds())
+        # a sidecar whose new generation has no file left (its only file was
+        # empty: the killed old supervisor's tcpdump wrote nothing) is dead now
+        lock.remove_stale_temps(self.dirs.work)
         self.enforce_budget()  # no tcpdump runs: removes every fence
         self.interfaces.set_states("stopped")
         self.publish(force=True)
